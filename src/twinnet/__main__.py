@@ -1,0 +1,3 @@
+from twinnet.cli import main
+
+raise SystemExit(main())

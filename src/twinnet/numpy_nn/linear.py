@@ -1,0 +1,56 @@
+"""Linear layer: y = x W^T + b, with W of layout (out_features, in_features) as in torch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from twinnet.numpy_nn import init
+from twinnet.numpy_nn.module import Module, Parameter
+
+
+def _linear_forward(x, weight, bias):
+    """x (N, in), weight (out, in), bias (out,) or None -> out (N, out), cache."""
+    out = x @ weight.T
+    if bias is not None:
+        out += bias
+    return out, (x, weight)
+
+
+def _linear_backward(dout, cache):
+    """dout (N, out) -> dx (N, in), dweight (out, in), dbias (out,)."""
+    x, weight = cache
+    dx = dout @ weight
+    dweight = dout.T @ x
+    dbias = dout.sum(axis=0)
+    return dx, dweight, dbias
+
+
+class Linear(Module):
+    """``torch.nn.Linear``: any leading dimensions, features last."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=np.float32) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = Parameter(init.default_weight((out_features, in_features), dtype))
+        self.bias = Parameter(init.default_bias(self.weight.shape, out_features, dtype)) if bias else None
+        self._cache = None
+
+    def forward(self, x):
+        lead = x.shape[:-1]
+        out, cache = _linear_forward(
+            x.reshape(-1, self.in_features), self.weight.data, None if self.bias is None else self.bias.data
+        )
+        self._cache = (cache, lead)
+        return out.reshape(*lead, self.out_features)
+
+    def backward(self, dout):
+        cache, lead = self._cache
+        dx, dweight, dbias = _linear_backward(dout.reshape(-1, self.out_features), cache)
+        self.weight.accumulate(dweight)
+        if self.bias is not None:
+            self.bias.accumulate(dbias)
+        return dx.reshape(*lead, self.in_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

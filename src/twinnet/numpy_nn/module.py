@@ -1,0 +1,208 @@
+"""Module, Parameter and Sequential: the bookkeeping every NumPy layer shares.
+
+Names and layouts follow ``torch.nn`` so that ``state_dict()`` keys of a NumPy
+model equal those of its PyTorch twin and weights copy across without transposes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from twinnet.numpy_nn import backend
+
+
+class Parameter:
+    """An array with the gradient accumulated into it by ``backward``."""
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data):
+        self.data = data
+        self.grad = None  # None until the first backward, like torch with set_to_none
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def accumulate(self, g) -> None:
+        """Add ``g`` to the gradient: a weight used twice in one pass gets both terms."""
+        if self.grad is None:
+            self.grad = g.copy() if g.base is not None or g is self.data else g
+        else:
+            self.grad += g
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.shape}, dtype={self.dtype})"
+
+
+class Module:
+    """Base class: parameters, buffers and sub-modules registered by attribute, as in torch."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        elif name in self._buffers:
+            self._buffers[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, value) -> None:
+        """A state array saved in ``state_dict`` but not trained (e.g. running statistics)."""
+        self._buffers[name] = value
+        object.__setattr__(self, name, value)
+
+    # --- computation -----------------------------------------------------
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dout):
+        raise NotImplementedError
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    # --- traversal -------------------------------------------------------
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator[Module]:
+        for _, m in self.named_modules():
+            yield m
+
+    def children(self) -> Iterator[Module]:
+        yield from self._modules.values()
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        for mname, m in self.named_modules(prefix):
+            for pname, p in m._parameters.items():
+                yield (f"{mname}.{pname}" if mname else pname), p
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode: bool = True) -> Module:
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    @property
+    def dtype(self):
+        params = self.parameters()
+        return params[0].dtype if params else np.dtype(np.float32)
+
+    def to(self, dtype) -> Module:
+        """Cast every parameter and floating buffer to ``dtype`` (float32 or float64)."""
+        xp = backend.xp()
+        for m in self.modules():
+            for p in m._parameters.values():
+                p.data = xp.asarray(p.data, dtype=dtype)
+                p.grad = None
+            for name, b in list(m._buffers.items()):
+                if b is not None and np.issubdtype(b.dtype, np.floating):
+                    m.register_buffer(name, xp.asarray(b, dtype=dtype))
+        return self
+
+    def double(self) -> Module:
+        return self.to(np.float64)
+
+    def float(self) -> Module:
+        return self.to(np.float32)
+
+    # --- weights interchange ---------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of parameters and buffers as NumPy arrays, keyed exactly as torch keys them."""
+        out: dict[str, np.ndarray] = {}
+        for mname, m in self.named_modules():
+            dot = f"{mname}." if mname else ""
+            for pname, p in m._parameters.items():
+                out[dot + pname] = backend.to_numpy(p.data).copy()
+            for bname, b in m._buffers.items():
+                if b is not None:
+                    out[dot + bname] = backend.to_numpy(b).copy()
+        return out
+
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        """Load arrays (NumPy or torch tensors); float64 weights make the module compute in float64.
+
+        Every key must match and every shape must agree; nothing is changed unless all do.
+        """
+        xp = backend.xp()
+        arrays = {k: backend.to_numpy(v) for k, v in state.items()}
+        own = self.state_dict()
+        missing = sorted(set(own) - set(arrays))
+        unexpected = sorted(set(arrays) - set(own))
+        if missing or unexpected:
+            raise KeyError(f"state_dict mismatch: missing {missing}, unexpected {unexpected}")
+        for k, v in arrays.items():
+            if v.shape != own[k].shape:
+                raise ValueError(f"state_dict shape mismatch for {k!r}: got {v.shape}, expected {own[k].shape}")
+        for mname, m in self.named_modules():
+            dot = f"{mname}." if mname else ""
+            for pname, p in m._parameters.items():
+                p.data = xp.array(arrays[dot + pname])
+                p.grad = None
+            for bname in list(m._buffers):
+                if dot + bname in arrays:
+                    m.register_buffer(bname, xp.array(arrays[dot + bname]))
+
+    # --- display ---------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        if not self._modules:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"{type(self).__name__}("]
+        for name, child in self._modules.items():
+            lines.append(f"  ({name}): " + repr(child).replace("\n", "\n  "))
+        return "\n".join(lines + [")"])
+
+
+class Sequential(Module):
+    """Modules applied in order; children named "0", "1", ... as in ``torch.nn.Sequential``."""
+
+    def __init__(self, *layers: Module) -> None:
+        super().__init__()
+        for i, layer in enumerate(layers):
+            setattr(self, str(i), layer)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __getitem__(self, i: int) -> Module:
+        return list(self._modules.values())[i]
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def forward(self, x):
+        for layer in self._modules.values():
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dout):
+        for layer in reversed(list(self._modules.values())):
+            dout = layer.backward(dout)
+        return dout
