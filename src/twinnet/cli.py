@@ -1,0 +1,128 @@
+"""The ``twinnet`` command: list, run, summary, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from twinnet import TwinnetError, __version__
+
+EPILOG = """examples:
+  twinnet list
+  twinnet run mlp-compare
+  twinnet run mlp-compare --quick --out /tmp/smoke
+  twinnet run mlp-compare --set datasets=moons --set hidden=32,32 --set lr=0.05 --seed 3
+  twinnet summary mlp --engine numpy
+  twinnet report runs/mlp-compare/20261123-120000
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="twinnet",
+        description="Classic deep-learning experiments, each network built twice (NumPy and PyTorch).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"twinnet {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("list", help="list the experiments with a one-line description")
+
+    r = sub.add_parser(
+        "run",
+        help="run an experiment and write its run directory",
+        description="Run EXPERIMENT, writing config.json, metrics.jsonl, summary.json, env.json, figures "
+        "and report.md to a run directory whose path is the last line printed.",
+    )
+    r.add_argument("experiment", metavar="EXPERIMENT", help="name from `twinnet list`")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a configuration field (repeatable); lists as a,b,c; "
+                   "`twinnet run EXPERIMENT --show-config` lists the fields")
+    r.add_argument("--quick", action="store_true", help="shrink the experiment to a smoke-test size")
+    r.add_argument("--seed", type=int, default=None, help="seed for data, initial weights and batch order")
+    r.add_argument("--out", type=Path, default=None, help="run directory (must not exist or be empty)")
+    r.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                   help="root of default run directories: RUNS_DIR/EXPERIMENT/TIMESTAMP (default: runs)")
+    r.add_argument("--threads", type=int, default=None, help="threads for torch and NumPy alike (default: all cores)")
+    r.add_argument("--show-config", action="store_true", help="print the resolved configuration and exit")
+
+    s = sub.add_parser("summary", help="print a model's structure table (layers, shapes, parameters)")
+    s.add_argument("model", metavar="MODEL", help="model name (an unknown name lists the known ones)")
+    s.add_argument("--engine", choices=("numpy", "torch", "both"), default="both")
+
+    rep = sub.add_parser("report", help="redraw the figures and report.md of a finished run")
+    rep.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    return p
+
+
+def _cmd_list() -> None:
+    from twinnet.registry import all_experiments
+
+    experiments = all_experiments()
+    width = max(len(e.name) for e in experiments)
+    for e in experiments:
+        print(f"{e.name.ljust(width)}  {e.description}")
+
+
+def _cmd_run(args) -> None:
+    from twinnet.config import describe_fields, to_dict
+    from twinnet.registry import get_experiment
+    from twinnet.runner import resolve_config, run_experiment
+
+    if args.threads is not None and args.threads < 1:
+        raise TwinnetError(f"--threads must be >= 1, got {args.threads}")
+    if args.show_config:
+        cfg = to_dict(resolve_config(args.experiment, args.overrides, args.quick, args.seed))
+        types = {name: tp for name, tp, _ in describe_fields(get_experiment(args.experiment).config_cls)}
+        for k, v in cfg.items():
+            print(f"{k} = {v!r}    ({types[k]})")
+        return
+    path = run_experiment(
+        args.experiment, args.overrides, quick=args.quick, seed=args.seed, out=args.out,
+        runs_root=args.runs_dir, threads=args.threads,
+    )
+    print(path)
+
+
+def _cmd_summary(args) -> None:
+    from twinnet.architectures import MODELS, build_model
+    from twinnet.structure import format_text, rows_as_dicts, structure
+
+    engines = ("numpy", "torch") if args.engine == "both" else (args.engine,)
+    for engine in engines:
+        model = build_model(args.model, engine)
+        rows, total = structure(model, MODELS[args.model].input_shape)
+        print(f"{args.model} ({engine} engine): {MODELS[args.model].description}")
+        print(format_text(rows_as_dicts(rows), total))
+        print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            _cmd_list()
+        elif args.command == "run":
+            _cmd_run(args)
+        elif args.command == "summary":
+            _cmd_summary(args)
+        elif args.command == "report":
+            from twinnet.report.build import write_report
+
+            print(write_report(args.run_dir))
+        else:
+            _parser().print_help()
+            return 2
+    except TwinnetError as exc:
+        print(f"twinnet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("twinnet: interrupted; files already written are complete", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""Experiment configurations: frozen dataclasses, overridden by ``--set key=value`` with type checking."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+from twinnet import TwinnetError
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """Fields every experiment has."""
+
+    seed: int = 0  # seeds data, initial weights and batch order alike
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """The resolved type of every field of a config class."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        return f"a comma-separated list of {_type_name(typing.get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def parse_value(raw: str, tp: Any) -> Any:
+    """Parse the text of one ``--set`` value as type ``tp``; ValueError names what was expected."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if raw.lower() in ("none", "null", ""):
+            return None
+        return parse_value(raw, args[0])
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        for c in choices:
+            if raw == str(c):
+                return c
+        raise ValueError(f"expected {_type_name(tp)}, got {raw!r}")
+    if origin in (list, tuple):
+        inner = typing.get_args(tp)[0]
+        text = raw.strip().strip("[]()").strip()
+        items = [parse_value(part.strip(), inner) for part in text.split(",")] if text else []
+        return tuple(items)
+    if tp is bool:
+        low = raw.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true or false, got {raw!r}")
+    if tp is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {raw!r}") from None
+    if tp is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"expected a number, got {raw!r}") from None
+    if tp is str:
+        return raw
+    raise ValueError(f"fields of type {tp} cannot be set from the command line")
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """A JSON value as the field's type (lists become tuples)."""
+    if typing.get_origin(tp) in (list, tuple) and isinstance(value, list):
+        return tuple(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def make_config(cls: type, values: dict[str, Any] | None = None, context: str = "") -> Any:
+    """Build a config from field values; an invalid value becomes a one-line TwinnetError."""
+    types_ = field_types(cls)
+    values = {k: _coerce(v, types_[k]) for k, v in (values or {}).items() if k in types_}
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as exc:
+        raise TwinnetError(f"{context}invalid configuration: {exc}") from None
+
+
+def apply_overrides(cfg: Any, assignments: list[str], context: str = "") -> Any:
+    """Return ``cfg`` with each "key=value" applied, type-checked and validated."""
+    types_ = field_types(type(cfg))
+    changes: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise TwinnetError(f"--set {item!r}: expected key=value")
+        if key not in types_:
+            raise TwinnetError(f"--set {key}: unknown key{context}; valid keys: {', '.join(types_)}")
+        try:
+            changes[key] = parse_value(raw.strip(), types_[key])
+        except ValueError as exc:
+            raise TwinnetError(f"--set {key}={raw}: {exc}") from None
+    return make_config(type(cfg), {**to_dict(cfg), **changes}, context=f"{context.strip()}: " if context else "")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of the config's fields (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def describe_fields(cls: type) -> list[tuple[str, str, Any]]:
+    """(name, type description, default) of each field, for help texts."""
+    return [(f.name, _type_name(field_types(cls)[f.name]), f.default) for f in dataclasses.fields(cls)]

@@ -1,0 +1,6 @@
+"""Datasets: in-memory arrays batched by index."""
+
+from twinnet.data.arrays import ArrayDataset, Split
+from twinnet.data.toy import TOY_DATASETS, make_toy
+
+__all__ = ["ArrayDataset", "Split", "TOY_DATASETS", "make_toy"]

@@ -1,0 +1,35 @@
+"""A dataset held whole in memory as arrays, and a train/test pair of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ArrayDataset:
+    """Inputs ``x`` (N, ...) and integer labels ``y`` (N,), batched by index."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y):
+            raise ValueError(f"x has {len(self.x)} samples but y has {len(self.y)}")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.y.max()) + 1
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train and test sets of one task."""
+
+    train: ArrayDataset
+    test: ArrayDataset
+    classes: tuple[str, ...]

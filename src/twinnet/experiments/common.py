@@ -1,0 +1,72 @@
+"""Pieces shared by experiments: twin models from one set of weights, and their learners."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from twinnet.learner import NumpyLearner, TorchLearner
+from twinnet.runs import STRUCTURE, RunDir
+from twinnet.structure import rows_as_dicts, structure
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed NumPy's engine initialiser and torch alike."""
+    import torch
+
+    from twinnet.numpy_nn import init
+
+    init.manual_seed(seed)
+    torch.manual_seed(seed)
+
+
+def twin_models(build, dtype: Literal["float32", "float64"], same_init: bool = True):
+    """Build ``build(nn)`` in both engines; with ``same_init`` the NumPy twin takes torch's weights."""
+    import torch
+
+    from twinnet import numpy_nn
+
+    torch_model = build(torch.nn).to(getattr(torch, dtype))
+    numpy_model = build(numpy_nn).to(DTYPES[dtype])
+    if same_init:
+        numpy_model.load_state_dict(torch_model.state_dict())
+    return numpy_model, torch_model
+
+
+def sgd_learners(numpy_model, torch_model, lr: float, momentum: float, weight_decay: float = 0.0):
+    """Both engines with cross-entropy and SGD (momentum), equal hyperparameters."""
+    import torch
+
+    from twinnet import numpy_nn
+
+    return {
+        "numpy": NumpyLearner(
+            numpy_model,
+            numpy_nn.SGD(numpy_model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay),
+            numpy_nn.CrossEntropyLoss(),
+        ),
+        "torch": TorchLearner(
+            torch_model,
+            torch.optim.SGD(torch_model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay),
+            torch.nn.CrossEntropyLoss(),
+        ),
+    }
+
+
+def save_structures(run: RunDir, label: str, models: dict, input_shape: tuple[int, ...]) -> None:
+    """Add the layer tables of each engine's model under ``label`` to structure.json."""
+    table = run.read_json(STRUCTURE) if run.file(STRUCTURE).exists() else {}
+    table[label] = {}
+    for engine, model in models.items():
+        rows, total = structure(model, input_shape)
+        table[label][engine] = {"rows": rows_as_dicts(rows), "total": total}
+    run.write_json(STRUCTURE, table)
+
+
+def max_relative_difference(a, b) -> float:
+    """Largest |a_i - b_i| / |b_i| over two curves of equal length."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), np.finfo(np.float64).tiny)))

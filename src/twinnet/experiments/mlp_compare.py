@@ -1,0 +1,195 @@
+"""mlp-compare: the NumPy and PyTorch MLPs, from the same initial weights, on moons, circles and blobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from twinnet.architectures import mlp_layers
+from twinnet.config import BaseConfig
+from twinnet.data.arrays import ArrayDataset
+from twinnet.data.toy import TOY_DATASETS, make_toy
+from twinnet.experiments.common import (
+    max_relative_difference,
+    save_structures,
+    seed_everything,
+    sgd_learners,
+    twin_models,
+)
+from twinnet.registry import Experiment, register
+from twinnet.report import plots
+from twinnet.report.build import markdown_table
+from twinnet.runs import RunDir
+from twinnet.train import LoopSettings, fit
+
+ENGINES = ("numpy", "torch")
+
+
+@dataclass(frozen=True)
+class MLPCompareConfig(BaseConfig):
+    datasets: tuple[str, ...] = TOY_DATASETS  # any of moons, circles, blobs
+    n_samples: int = 1000  # points per dataset, split 80/20
+    noise: float = 0.1  # Gaussian noise of moons/circles; blobs use std 10*noise
+    test_fraction: float = 0.2
+    standardize: bool = True  # scale inputs by the train split's mean and std
+    hidden: tuple[int, ...] = (20,)  # hidden layer widths
+    lr: float = 0.1
+    momentum: float = 0.9
+    batching: Literal["full", "mini", "sample"] = "mini"
+    batch_size: int = 32
+    epochs: int = 60
+    steps: int = 0  # if > 0, train this many steps instead of `epochs`
+    eval_every: int = 1
+    eval_unit: Literal["epoch", "step"] = "epoch"
+    dtype: Literal["float32", "float64"] = "float64"  # float64 shows the twins agree to ~1e-12
+    same_init: bool = True  # NumPy model starts from the PyTorch model's weights
+    grid: int = 200  # decision-boundary grid resolution per axis
+
+    def __post_init__(self) -> None:
+        unknown = [d for d in self.datasets if d not in TOY_DATASETS]
+        if unknown or not self.datasets:
+            raise ValueError(f"datasets must be a non-empty list from {', '.join(TOY_DATASETS)}; got {unknown}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden sizes must be >= 1, got {list(self.hidden)}")
+        if self.n_samples < 10:
+            raise ValueError(f"n_samples must be >= 10, got {self.n_samples}")
+        if self.grid < 10:
+            raise ValueError(f"grid must be >= 10, got {self.grid}")
+        self.loop()  # validates the loop fields
+
+    def loop(self) -> LoopSettings:
+        return LoopSettings(
+            batching=self.batching,
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            steps=self.steps,
+            eval_every=self.eval_every,
+            eval_unit=self.eval_unit,
+        )
+
+
+def _grid(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    pad = 0.15 * (hi - lo)
+    return np.meshgrid(np.linspace(lo[0] - pad[0], hi[0] + pad[0], n), np.linspace(lo[1] - pad[1], hi[1] + pad[1], n))
+
+
+def run(cfg: MLPCompareConfig, run_dir: RunDir) -> dict:
+    results, agreement = [], {}
+    for dataset in cfg.datasets:
+        split = make_toy(dataset, cfg.n_samples, cfg.noise, cfg.seed, cfg.test_fraction)
+        mean, std = (split.train.x.mean(0), split.train.x.std(0)) if cfg.standardize else (0.0, 1.0)
+        scale = lambda x: (x - mean) / std  # noqa: E731
+        train, test = ArrayDataset(scale(split.train.x), split.train.y), ArrayDataset(scale(split.test.x), split.test.y)
+        n_classes = len(split.classes)
+
+        seed_everything(cfg.seed)
+        build = lambda nn: nn.Sequential(*mlp_layers(nn, 2, cfg.hidden, n_classes))  # noqa: E731
+        numpy_model, torch_model = twin_models(build, cfg.dtype, cfg.same_init)
+        arch = "-".join(str(d) for d in (2, *cfg.hidden, n_classes))
+        save_structures(run_dir, f"MLP {arch}", {"numpy": numpy_model, "torch": torch_model}, (2,))
+
+        learners = sgd_learners(numpy_model, torch_model, cfg.lr, cfg.momentum)
+        xx, yy = _grid(split.train.x, cfg.grid)
+        grid_points = scale(np.c_[xx.ravel(), yy.ravel()])
+        arrays = dict(x_train=split.train.x, y_train=split.train.y, x_test=split.test.x, y_test=split.test.y,
+                      xx=xx, yy=yy, classes=np.array(split.classes))
+        for engine, learner in learners.items():
+            history = fit(
+                learner, train, test, cfg.loop(), seed=cfg.seed, desc=f"{dataset}/{engine}",
+                on_eval=lambda rec, d=dataset, e=engine: run_dir.append_metrics({"dataset": d, "engine": e, **rec}),
+            )
+            last = history.last
+            results.append({"dataset": dataset, "engine": engine, **{k: last[k] for k in
+                            ("test_acc", "test_loss", "train_acc", "train_loss")}})
+            arrays[f"step_loss_{engine}"] = np.array(history.step_losses)
+            arrays[f"grid_{engine}"] = learner.predict(grid_points, 8192).argmax(1).reshape(xx.shape)
+        agreement[dataset] = {
+            "max_rel_loss_diff": max_relative_difference(arrays["step_loss_numpy"], arrays["step_loss_torch"]),
+            "steps": len(arrays["step_loss_numpy"]),
+            "same_init": cfg.same_init,
+            "dtype": cfg.dtype,
+        }
+        run_dir.save_arrays(f"{dataset}.npz", **arrays)
+    return {"results": results, "agreement": agreement}
+
+
+def _figures(run_dir: RunDir, dataset: str, metrics: list[dict]) -> list[str]:
+    a = run_dir.load_arrays(f"{dataset}.npz")
+    classes = [str(c) for c in a["classes"]]
+    files = []
+
+    fig, ax = plots.figure(1, 5.5, 4.5)
+    plots.scatter_split(ax[0, 0], a["x_train"], a["y_train"], a["x_test"], a["y_test"], classes)
+    ax[0, 0].set_title(f"{dataset}: class by colour, train ○ / test △")
+    ax[0, 0].legend(fontsize=7)
+    files.append(plots.save(fig, run_dir.file(f"{dataset}_data.png")).name)
+
+    fig, ax = plots.figure(2, 5.0, 4.5)
+    for i, engine in enumerate(ENGINES):
+        plots.decision_regions(ax[0, i], a["xx"], a["yy"], a[f"grid_{engine}"], len(classes))
+        plots.scatter_split(ax[0, i], a["x_train"], a["y_train"], a["x_test"], a["y_test"], classes)
+        ax[0, i].set_title(f"{dataset}: {engine} decision boundary")
+    files.append(plots.save(fig, run_dir.file(f"{dataset}_boundary.png")).name)
+
+    fig, ax = plots.figure(2, 5.5, 4.0)
+    recs = {e: [r for r in metrics if r["dataset"] == dataset and r["engine"] == e] for e in ENGINES}
+    for j, (key, label) in enumerate((("loss", "cross-entropy loss"), ("acc", "accuracy"))):
+        series, styles = {}, {}
+        for engine in ENGINES:
+            for split in ("train", "test"):
+                name = f"{engine} {split}"
+                series[name] = ([r["epoch"] for r in recs[engine]], [r[f"{split}_{key}"] for r in recs[engine]])
+                styles[name] = {**plots.ENGINE_STYLE[engine], **plots.SPLIT_STYLE[split]}
+        plots.curves(ax[0, j], series, styles, "epoch", label, logy=key == "loss")
+        ax[0, j].set_title(f"{dataset}: {label}")
+    files.append(plots.save(fig, run_dir.file(f"{dataset}_curves.png")).name)
+
+    fig, ax = plots.figure(1, 6.0, 3.5)
+    rel = np.abs(a["step_loss_numpy"] - a["step_loss_torch"]) / np.maximum(np.abs(a["step_loss_torch"]), 1e-300)
+    ax[0, 0].semilogy(np.arange(1, len(rel) + 1), np.maximum(rel, 1e-18), lw=0.8)
+    ax[0, 0].set_xlabel("step")
+    ax[0, 0].set_ylabel("|loss_numpy - loss_torch| / |loss_torch|")
+    ax[0, 0].set_title(f"{dataset}: per-step agreement of the two engines")
+    ax[0, 0].grid(alpha=0.3)
+    files.append(plots.save(fig, run_dir.file(f"{dataset}_agreement.png")).name)
+    return files
+
+
+def report(path: Path) -> list[str]:
+    run_dir = RunDir(path)
+    summary, metrics = run_dir.read_json("summary.json"), run_dir.metrics()
+    rows = [[r["dataset"], r["engine"], f"{100 * r['train_acc']:.2f}%", f"{100 * r['test_acc']:.2f}%",
+             f"{r['train_loss']:.4f}", f"{r['test_loss']:.4f}"] for r in summary["results"]]
+    sections = ["## Final figures\n\n" + markdown_table(
+        ["dataset", "engine", "train acc", "test acc", "train loss", "test loss"], rows, {2, 3, 4, 5})]
+    agree_rows = [[d, a["steps"], a["dtype"], a["same_init"], f"{a['max_rel_loss_diff']:.2e}"]
+                  for d, a in summary["agreement"].items()]
+    sections.append(
+        "## Do the twins agree?\n\nLargest relative difference between the two engines' training-loss "
+        "curves, step by step (same initial weights, same batches).\n\n"
+        + markdown_table(["dataset", "steps", "dtype", "same init", "max relative difference"], agree_rows, {1, 4})
+    )
+    for dataset in summary["agreement"]:
+        files = _figures(run_dir, dataset, metrics)
+        sections.append(f"## {dataset}\n\n" + "\n\n".join(f"![{f}]({f})" for f in files))
+    return sections
+
+
+register(
+    Experiment(
+        name="mlp-compare",
+        description="NumPy vs PyTorch MLP from the same weights on moons, circles and blobs",
+        config_cls=MLPCompareConfig,
+        run=run,
+        report=report,
+        quick={"epochs": 2, "n_samples": 100, "grid": 30},
+    )
+)

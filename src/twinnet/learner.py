@@ -1,0 +1,134 @@
+"""One interface over both engines: a model, its loss and its optimiser, stepped on arrays.
+
+The training loop talks only to a ``Learner``, so the same loop, batches and
+schedule drive the NumPy engine and PyTorch.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from twinnet.numpy_nn import backend
+
+
+class Learner(Protocol):
+    engine: str
+
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        """One optimiser step on a batch; returns (batch mean loss, number correct)."""
+
+    def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Logits (N, C) as a NumPy array, in eval mode."""
+
+    def loss_of(self, logits: np.ndarray, y: np.ndarray) -> float:
+        """Mean loss of given logits."""
+
+    @property
+    def lr(self) -> float: ...
+
+    def set_lr(self, lr: float) -> None: ...
+
+    def state_dict(self) -> dict: ...
+
+
+def evaluate(learner: Learner, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> tuple[float, float]:
+    """(mean loss, accuracy) of the learner's model on a whole set, in eval mode."""
+    logits = learner.predict(x, batch_size)
+    return learner.loss_of(logits, y), float((logits.argmax(axis=1) == y).mean())
+
+
+class NumpyLearner:
+    """Drives a ``twinnet.numpy_nn`` model; inputs are cast to the model's dtype."""
+
+    engine = "numpy"
+
+    def __init__(self, model, optimizer, loss_fn) -> None:
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+
+    def _cast(self, x):
+        return backend.xp().asarray(x, dtype=self.model.dtype)
+
+    def train_step(self, x, y):
+        xp = backend.xp()
+        self.model.train()
+        logits = self.model.forward(self._cast(x))
+        y = xp.asarray(y)
+        loss = self.loss_fn.forward(logits, y)
+        self.optimizer.zero_grad()
+        self.model.backward(self.loss_fn.backward())
+        self.optimizer.step()
+        return float(loss), int((logits.argmax(axis=1) == y).sum())
+
+    def predict(self, x, batch_size=1024):
+        self.model.eval()
+        out = [backend.to_numpy(self.model.forward(self._cast(x[i : i + batch_size]))) for i in range(0, len(x), batch_size)]
+        return np.concatenate(out)
+
+    def loss_of(self, logits, y):
+        xp = backend.xp()
+        return float(self.loss_fn.forward(xp.asarray(logits), xp.asarray(y)))
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.lr
+
+    def set_lr(self, lr):
+        self.optimizer.lr = lr
+
+    def state_dict(self):
+        return self.model.state_dict()
+
+
+class TorchLearner:
+    """Drives a ``torch.nn.Module``; inputs become tensors of the model's dtype and device."""
+
+    engine = "torch"
+
+    def __init__(self, model, optimizer, loss_fn) -> None:
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        p = next(model.parameters())
+        self.dtype, self.device = p.dtype, p.device
+
+    def _tensor(self, a, dtype=None):
+        import torch
+
+        return torch.as_tensor(a, dtype=dtype or self.dtype, device=self.device)
+
+    def train_step(self, x, y):
+        import torch
+
+        self.model.train()
+        logits = self.model(self._tensor(x))
+        y = self._tensor(y, torch.long)
+        loss = self.loss_fn(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach()), int((logits.detach().argmax(1) == y).sum())
+
+    def predict(self, x, batch_size=1024):
+        import torch
+
+        self.model.eval()
+        with torch.no_grad():
+            out = [self.model(self._tensor(x[i : i + batch_size])).cpu().numpy() for i in range(0, len(x), batch_size)]
+        return np.concatenate(out)
+
+    def loss_of(self, logits, y):
+        import torch
+
+        with torch.no_grad():
+            return float(self.loss_fn(torch.as_tensor(logits), torch.as_tensor(y, dtype=torch.long)))
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def set_lr(self, lr):
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def state_dict(self):
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}

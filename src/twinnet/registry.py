@@ -1,0 +1,50 @@
+"""The one registry of experiments: name -> config class, run function, report function."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twinnet import TwinnetError
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named, configurable experiment."""
+
+    name: str
+    description: str  # one line, shown by `twinnet list`
+    config_cls: type
+    run: Callable[[Any, Any], dict]  # (config, RunDir) -> summary
+    report: Callable[[Path], list[str]]  # run directory -> markdown sections (draws its own figures)
+    quick: Mapping[str, Any] = field(default_factory=dict)  # overrides for a smoke-test-sized run
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def register(experiment: Experiment) -> Experiment:
+    if experiment.name in EXPERIMENTS:
+        raise ValueError(f"experiment {experiment.name!r} registered twice")
+    EXPERIMENTS[experiment.name] = experiment
+    return experiment
+
+
+def get_experiment(name: str) -> Experiment:
+    """Look an experiment up by name; an unknown name suggests the closest."""
+    import twinnet.experiments  # noqa: F401 - importing registers every experiment
+
+    if name not in EXPERIMENTS:
+        close = difflib.get_close_matches(name, EXPERIMENTS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise TwinnetError(f"unknown experiment {name!r}{hint}; `twinnet list` shows them all")
+    return EXPERIMENTS[name]
+
+
+def all_experiments() -> list[Experiment]:
+    import twinnet.experiments  # noqa: F401
+
+    return sorted(EXPERIMENTS.values(), key=lambda e: e.name)

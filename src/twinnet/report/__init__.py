@@ -1,0 +1,1 @@
+"""Reporting: reads finished runs (never trains) and writes figures and report.md."""

@@ -1,0 +1,60 @@
+"""Assemble report.md of a finished run from its files (configuration, environment, structure, results)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twinnet import TwinnetError
+from twinnet.registry import get_experiment
+from twinnet.runs import CONFIG, ENV, REPORT, STRUCTURE, SUMMARY, RunDir, atomic_write_bytes
+from twinnet.structure import format_markdown
+
+
+def markdown_table(headers: list[str], rows: list[list], align_right: set[int] | None = None) -> str:
+    """A Markdown table; ``align_right`` holds the indices of numeric columns."""
+    align_right = align_right or set()
+    sep = ["---:" if i in align_right else "---" for i in range(len(headers))]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(sep) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _structure_section(run: RunDir) -> str:
+    if not run.file(STRUCTURE).exists():
+        return ""
+    parts = ["## Model structure"]
+    for label, engines in run.read_json(STRUCTURE).items():
+        for engine, table in engines.items():
+            parts.append(f"### {label} — {engine} engine\n\n" + format_markdown(table["rows"], table["total"]))
+    return "\n\n".join(parts)
+
+
+def write_report(path: Path) -> Path:
+    """Draw the run's figures and write report.md; reads files only, never trains."""
+    run = RunDir(path)
+    for name in (CONFIG, ENV, SUMMARY):
+        if not run.file(name).exists():
+            raise TwinnetError(f"{run.path} is not a finished run: {name} is missing")
+    cfg, env = run.read_json(CONFIG), run.read_json(ENV)
+    experiment = get_experiment(cfg["experiment"])
+    sections = experiment.report(run.path)
+    config_rows = [[f"`{k}`", f"`{v}`"] for k, v in cfg["config"].items()]
+    env_rows = [[k, f"`{v}`"] for k, v in env.items()]
+    text = "\n\n".join(
+        s
+        for s in [
+            f"# {experiment.name}: {experiment.description}",
+            f"Command: `{env.get('command', '?')}`  \nStarted: {env.get('started', '?')}"
+            + ("  \n**Quick (smoke-test) run: figures are not meaningful.**" if cfg.get("quick") else ""),
+            *sections,
+            _structure_section(run),
+            "## Configuration\n\n" + markdown_table(["field", "value"], config_rows),
+            "## Environment\n\n" + markdown_table(["what", "value"], env_rows),
+            "## Files\n\n`config.json` (configuration), `metrics.jsonl` (one record per evaluation), "
+            "`summary.json` (final figures), `env.json` (versions, hardware, seed), "
+            "`structure.json` (layer tables), `*.npz` (data behind the figures), `*.png` (figures).",
+        ]
+        if s
+    )
+    atomic_write_bytes(run.file(REPORT), (text + "\n").encode())
+    return run.file(REPORT)

@@ -1,0 +1,66 @@
+"""Figures drawn from saved run data; every PNG is written atomically."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from twinnet.runs import atomic_write_bytes  # noqa: E402
+
+# numpy drawn wide and pale beneath torch, so two curves that agree stay both visible
+ENGINE_STYLE = {"numpy": dict(color="tab:blue", lw=3.5, alpha=0.5), "torch": dict(color="tab:orange", lw=1.2)}
+SPLIT_STYLE = {"train": dict(linestyle="-"), "test": dict(linestyle="--")}
+CLASS_COLOURS = plt.get_cmap("tab10").colors
+
+
+def save(fig, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def scatter_split(ax, x_train, y_train, x_test, y_test, classes: Sequence[str]) -> None:
+    """Points coloured by class; circles for train, triangles for test."""
+    for c, name in enumerate(classes):
+        colour = CLASS_COLOURS[c % 10]
+        ax.scatter(*x_train[y_train == c].T, s=12, marker="o", color=colour, edgecolor="k", linewidth=0.2,
+                   label=f"{name} (train)")
+        ax.scatter(*x_test[y_test == c].T, s=26, marker="^", color=colour, edgecolor="k", linewidth=0.5,
+                   label=f"{name} (test)")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+
+
+def decision_regions(ax, xx, yy, labels, n_classes: int) -> None:
+    """Filled regions of the predicted class over a grid."""
+    from matplotlib.colors import ListedColormap
+
+    cmap = ListedColormap([CLASS_COLOURS[c % 10] for c in range(n_classes)])
+    ax.contourf(xx, yy, labels, levels=np.arange(n_classes + 1) - 0.5, cmap=cmap, alpha=0.25)
+    ax.contour(xx, yy, labels, levels=np.arange(n_classes) + 0.5, colors="k", linewidths=0.8)
+
+
+def curves(ax, series: dict[str, tuple[np.ndarray, np.ndarray]], styles: dict[str, dict], xlabel: str, ylabel: str,
+           logy: bool = False) -> None:
+    """One line per label: series[label] = (x, y)."""
+    for label, (x, y) in series.items():
+        ax.plot(x, y, label=label, **styles.get(label, {}))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def figure(ncols: int = 1, width: float = 5.0, height: float = 4.0):
+    return plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)

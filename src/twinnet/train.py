@@ -1,0 +1,133 @@
+"""The one training loop: every experiment and both engines go through ``fit``."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from twinnet.data.arrays import ArrayDataset
+from twinnet.learner import Learner, evaluate
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How batches are drawn and how often the model is evaluated."""
+
+    batching: Literal["full", "mini", "sample"] = "mini"  # whole set, batch_size, or one sample per step
+    batch_size: int = 32  # used when batching == "mini"
+    epochs: int = 10  # passes over the training set (ignored when steps > 0)
+    steps: int = 0  # total optimiser steps; 0 means epochs * steps per epoch
+    eval_every: int = 1  # evaluate every this many eval_unit
+    eval_unit: Literal["epoch", "step"] = "epoch"
+    train_eval: Literal["full", "running"] = "full"  # train figures: re-evaluated, or mean of the steps since the last evaluation
+
+    def __post_init__(self) -> None:
+        if self.batching == "mini" and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.epochs < 1 and self.steps < 1:
+            raise ValueError("set epochs >= 1 or steps >= 1")
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if self.eval_every < 1:
+            raise ValueError(f"eval_every must be >= 1, got {self.eval_every}")
+
+    def batch_len(self, n: int) -> int:
+        return {"full": n, "mini": min(self.batch_size, n), "sample": 1}[self.batching]
+
+    def steps_per_epoch(self, n: int) -> int:
+        return math.ceil(n / self.batch_len(n))
+
+    def total_steps(self, n: int) -> int:
+        return self.steps if self.steps > 0 else self.epochs * self.steps_per_epoch(n)
+
+
+@dataclass
+class History:
+    """What a run measured: one record per evaluation, and the loss of every step."""
+
+    records: list[dict] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+
+    @property
+    def last(self) -> dict:
+        return self.records[-1]
+
+
+def batch_indices(n: int, settings: LoopSettings, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Endless index batches: a fresh permutation each epoch, cut into batches (the last may be short)."""
+    size = settings.batch_len(n)
+    while True:
+        order = rng.permutation(n) if settings.batching != "full" else np.arange(n)
+        for start in range(0, n, size):
+            yield order[start : start + size]
+
+
+def fit(
+    learner: Learner,
+    train: ArrayDataset,
+    test: ArrayDataset | None,
+    settings: LoopSettings,
+    *,
+    seed: int = 0,
+    lr_at: Callable[[int], float] | None = None,
+    on_eval: Callable[[dict], None] | None = None,
+    desc: str = "train",
+    progress: bool | None = None,
+) -> History:
+    """Train ``learner`` on ``train``, evaluating on both sets at step 0 and every ``eval_every`` units.
+
+    The batch order depends only on ``seed``, so two learners given the same seed see
+    the same batches. ``lr_at(step)`` sets the learning rate before each step.
+    ``progress=None`` shows a bar only on a terminal.
+    """
+    n = len(train)
+    total = settings.total_steps(n)
+    per_epoch = settings.steps_per_epoch(n)
+    unit = settings.eval_every * (per_epoch if settings.eval_unit == "epoch" else 1)
+    batches = batch_indices(n, settings, np.random.default_rng(seed))
+    history = History()
+    running_loss, running_correct, running_seen = 0.0, 0, 0
+    start = time.perf_counter()
+
+    def record(step: int) -> None:
+        nonlocal running_loss, running_correct, running_seen
+        rec: dict = {"step": step, "epoch": step / per_epoch, "lr": learner.lr}
+        if settings.train_eval == "full" or step == 0:
+            rec["train_loss"], rec["train_acc"] = evaluate(learner, train.x, train.y)
+        else:
+            rec["train_loss"] = running_loss / max(running_seen, 1)
+            rec["train_acc"] = running_correct / max(running_seen, 1)
+        if test is not None:
+            rec["test_loss"], rec["test_acc"] = evaluate(learner, test.x, test.y)
+        rec["time_s"] = time.perf_counter() - start
+        running_loss, running_correct, running_seen = 0.0, 0, 0
+        history.records.append(rec)
+        if on_eval is not None:
+            on_eval(rec)
+
+    record(0)
+    bar = tqdm(total=total, desc=desc, unit="step", leave=False, disable=None if progress is None else not progress)
+    for step in range(1, total + 1):
+        if lr_at is not None:
+            learner.set_lr(lr_at(step - 1))
+        idx = next(batches)
+        loss, correct = learner.train_step(train.x[idx], train.y[idx])
+        if not math.isfinite(loss):
+            bar.close()
+            raise FloatingPointError(f"loss became {loss} at step {step}; lower the learning rate")
+        history.step_losses.append(loss)
+        running_loss += loss * len(idx)
+        running_correct += correct
+        running_seen += len(idx)
+        bar.update()
+        if step % unit == 0 or step == total:
+            record(step)
+            bar.set_postfix(loss=f"{loss:.4f}", test_acc=f"{history.last.get('test_acc', float('nan')):.3f}")
+    bar.close()
+    return history
