@@ -70,6 +70,7 @@ def _cmd_run(args) -> None:
     from twinnet.config import describe_fields, to_dict
     from twinnet.registry import get_experiment
     from twinnet.runner import resolve_config, run_experiment
+    from twinnet.runs import SUMMARY, read_json
 
     if args.threads is not None and args.threads < 1:
         raise TwinnetError(f"--threads must be >= 1, got {args.threads}")
@@ -83,6 +84,9 @@ def _cmd_run(args) -> None:
         args.experiment, args.overrides, quick=args.quick, seed=args.seed, out=args.out,
         runs_root=args.runs_dir, threads=args.threads,
     )
+    experiment = get_experiment(args.experiment)
+    if experiment.headline is not None:
+        print(experiment.headline(read_json(path / SUMMARY)))
     print(path)
 
 

@@ -21,6 +21,7 @@ class Experiment:
     run: Callable[[Any, Any], dict]  # (config, RunDir) -> summary
     report: Callable[[Path], list[str]]  # run directory -> markdown sections (draws its own figures)
     quick: Mapping[str, Any] = field(default_factory=dict)  # overrides for a smoke-test-sized run
+    headline: Callable[[dict], str] | None = None  # summary -> short text printed at the end of a run
 
 
 EXPERIMENTS: dict[str, Experiment] = {}

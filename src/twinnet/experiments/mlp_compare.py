@@ -183,6 +183,19 @@ def report(path: Path) -> list[str]:
     return sections
 
 
+def headline(summary: dict) -> str:
+    lines = [f"{'dataset':<8} {'engine':<6} {'train acc':>9} {'test acc':>9}"]
+    lines += [f"{r['dataset']:<8} {r['engine']:<6} {100 * r['train_acc']:>8.2f}% {100 * r['test_acc']:>8.2f}%"
+              for r in summary["results"]]
+    agreement = summary["agreement"]
+    first = next(iter(agreement.values()))
+    lines.append(f"largest relative difference between the engines' loss curves ({first['dtype']}, "
+                 f"{first['steps']:,} steps): " + ", ".join(f"{d} {a['max_rel_loss_diff']:.1e}"
+                                                            for d, a in agreement.items()))
+    lines.append(f"wall time {summary['wall_time_s']:.1f} s")
+    return "\n".join(lines)
+
+
 register(
     Experiment(
         name="mlp-compare",
@@ -191,5 +204,6 @@ register(
         run=run,
         report=report,
         quick={"epochs": 2, "n_samples": 100, "grid": 30},
+        headline=headline,
     )
 )

@@ -10,22 +10,25 @@ class ReLU(Module):
     """max(x, 0); the gradient at exactly 0 is 0, as in torch."""
 
     def forward(self, x):
-        self._mask = x > 0
-        return x * self._mask
+        mask = x > 0
+        self._push_cache(mask)
+        return x * mask
 
     def backward(self, dout):
-        return dout * self._mask
+        return dout * self._pop_cache()
 
 
 class Tanh(Module):
     """tanh(x); d/dx = 1 - tanh(x)^2."""
 
     def forward(self, x):
-        self._out = backend.xp().tanh(x)
-        return self._out
+        out = backend.xp().tanh(x)
+        self._push_cache(out)
+        return out
 
     def backward(self, dout):
-        return dout * (1 - self._out * self._out)
+        out = self._pop_cache()
+        return dout * (1 - out * out)
 
 
 class Sigmoid(Module):
@@ -34,8 +37,10 @@ class Sigmoid(Module):
     def forward(self, x):
         xp = backend.xp()
         # tanh form never overflows, unlike 1/(1+exp(-x)) for large negative x
-        self._out = 0.5 * (1 + xp.tanh(0.5 * x))
-        return self._out
+        out = 0.5 * (1 + xp.tanh(0.5 * x))
+        self._push_cache(out)
+        return out
 
     def backward(self, dout):
-        return dout * self._out * (1 - self._out)
+        out = self._pop_cache()
+        return dout * out * (1 - out)

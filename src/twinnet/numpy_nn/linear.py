@@ -34,18 +34,17 @@ class Linear(Module):
         self.out_features = out_features
         self.weight = Parameter(init.default_weight((out_features, in_features), dtype))
         self.bias = Parameter(init.default_bias(self.weight.shape, out_features, dtype)) if bias else None
-        self._cache = None
 
     def forward(self, x):
         lead = x.shape[:-1]
         out, cache = _linear_forward(
             x.reshape(-1, self.in_features), self.weight.data, None if self.bias is None else self.bias.data
         )
-        self._cache = (cache, lead)
+        self._push_cache((cache, lead))
         return out.reshape(*lead, self.out_features)
 
     def backward(self, dout):
-        cache, lead = self._cache
+        cache, lead = self._pop_cache()
         dx, dweight, dbias = _linear_backward(dout.reshape(-1, self.out_features), cache)
         self.weight.accumulate(dweight)
         if self.bias is not None:

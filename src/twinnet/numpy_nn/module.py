@@ -6,11 +6,33 @@ model equal those of its PyTorch twin and weights copy across without transposes
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 from twinnet.numpy_nn import backend
+
+# How many forwards are running; a forward entered at depth 0 starts a new pass.
+_forward_depth = 0
+
+
+def _starts_pass_when_outermost(forward):
+    """Wrap a ``forward``: called from outside any other forward, it first drops the caches of
+    forwards never backpropagated (evaluation), so they cannot pile up; nested calls keep them."""
+
+    @functools.wraps(forward)
+    def wrapper(self, *args, **kwargs):
+        global _forward_depth
+        if _forward_depth == 0:
+            self.clear_caches()
+        _forward_depth += 1
+        try:
+            return forward(self, *args, **kwargs)
+        finally:
+            _forward_depth -= 1
+
+    return wrapper
 
 
 class Parameter:
@@ -49,6 +71,9 @@ class Module:
         object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "_modules", {})
         object.__setattr__(self, "training", True)
+        # One cache per forward not yet backpropagated: a module applied k times in one pass
+        # (a shared layer, an RNN cell) holds k, and backward pops them in reverse order.
+        object.__setattr__(self, "_caches", [])
 
     def __setattr__(self, name: str, value) -> None:
         if isinstance(value, Parameter):
@@ -71,8 +96,28 @@ class Module:
     def backward(self, dout):
         raise NotImplementedError
 
-    def __call__(self, x):
-        return self.forward(x)
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__:
+            cls.forward = _starts_pass_when_outermost(cls.__dict__["forward"])
+
+    def __call__(self, *args):
+        return self.forward(*args)
+
+    def _push_cache(self, cache) -> None:
+        """Keep what backward needs; called once by each forward."""
+        self._caches.append(cache)
+
+    def _pop_cache(self):
+        """The cache of the latest forward not yet backpropagated."""
+        if not self._caches:
+            raise RuntimeError(f"{type(self).__name__}.backward called without a matching forward")
+        return self._caches.pop()
+
+    def clear_caches(self) -> None:
+        """Forget every forward not yet backpropagated, in this module and its children."""
+        for m in self.modules():
+            m._caches.clear()
 
     # --- traversal -------------------------------------------------------
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
@@ -88,9 +133,13 @@ class Module:
         yield from self._modules.values()
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Each parameter once, under its first name, as torch: a shared weight is stepped once."""
+        seen: set[int] = set()
         for mname, m in self.named_modules(prefix):
             for pname, p in m._parameters.items():
-                yield (f"{mname}.{pname}" if mname else pname), p
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{mname}.{pname}" if mname else pname), p
 
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]

@@ -7,8 +7,8 @@ from twinnet.numpy_nn.module import Module
 
 class Flatten(Module):
     def forward(self, x):
-        self._shape = x.shape
+        self._push_cache(x.shape)
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dout):
-        return dout.reshape(self._shape)
+        return dout.reshape(self._pop_cache())

@@ -1,0 +1,134 @@
+"""The command line end to end: a quick run writes every artefact; bad input is one clear line."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from twinnet.cli import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _twinnet(*args, cwd=None):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "twinnet", *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "quick"
+    proc = _twinnet("run", "mlp-compare", "--quick", "--out", str(out), "--seed", "3",
+                    "--set", "datasets=moons,blobs")
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_last_line_printed_is_the_run_directory(quick_run):
+    out, proc = quick_run
+    assert proc.stdout.strip().splitlines()[-1] == str(out)
+
+
+def test_config_json_holds_the_resolved_configuration(quick_run):
+    cfg = json.loads((quick_run[0] / "config.json").read_text())
+    assert cfg["experiment"] == "mlp-compare" and cfg["quick"] is True
+    assert cfg["config"]["seed"] == 3 and cfg["config"]["datasets"] == ["moons", "blobs"]
+    assert cfg["config"]["epochs"] == 2  # the quick size, not the default
+
+
+def test_metrics_has_one_record_per_evaluation(quick_run):
+    records = [json.loads(line) for line in (quick_run[0] / "metrics.jsonl").read_text().splitlines()]
+    # 2 datasets x 2 engines x (initial + 2 epochs)
+    assert len(records) == 12
+    assert {(r["dataset"], r["engine"]) for r in records} == {(d, e) for d in ("moons", "blobs")
+                                                              for e in ("numpy", "torch")}
+    assert all(0 <= r["test_acc"] <= 1 and r["train_loss"] > 0 for r in records)
+
+
+def test_summary_has_results_and_agreement(quick_run):
+    summary = json.loads((quick_run[0] / "summary.json").read_text())
+    assert len(summary["results"]) == 4
+    for r in summary["results"]:
+        assert set(r) == {"dataset", "engine", "test_acc", "test_loss", "train_acc", "train_loss"}
+        assert r["engine"] in ("numpy", "torch") and 0 <= r["test_acc"] <= 1
+    assert set(summary["agreement"]) == {"moons", "blobs"}
+    assert all(a["max_rel_loss_diff"] < 1e-9 for a in summary["agreement"].values())
+
+
+def test_env_json_records_versions_hardware_and_seed(quick_run):
+    env = json.loads((quick_run[0] / "env.json").read_text())
+    assert env["seed"] == 3
+    assert {"python", "numpy", "torch", "cpu", "cpu_count", "threads"} <= set(env)
+
+
+def test_report_embeds_every_figure_and_both_structure_tables(quick_run):
+    out = quick_run[0]
+    report = (out / "report.md").read_text()
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert len(pngs) == 8  # data, boundary, curves, agreement for each dataset
+    for name in pngs:
+        assert (out / name).read_bytes().startswith(PNG_MAGIC)
+        assert f"]({name})" in report
+    assert "### MLP 2-20-2 — numpy engine" in report and "### MLP 2-20-2 — torch engine" in report
+    assert "### MLP 2-20-3 — torch engine" in report  # blobs has three classes
+    assert "Total parameters: **102**" in report  # 2*20+20 + 20*2+2
+
+
+def test_report_command_redraws_from_files(quick_run, capsys):
+    out = quick_run[0]
+    (out / "report.md").unlink()
+    (out / "moons_boundary.png").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.md").exists() and (out / "moons_boundary.png").exists()
+
+
+def test_existing_run_directory_is_never_overwritten(quick_run):
+    out = quick_run[0]
+    before = (out / "summary.json").read_bytes()
+    proc = _twinnet("run", "mlp-compare", "--quick", "--out", str(out))
+    assert proc.returncode != 0 and "already exists" in proc.stderr
+    assert (out / "summary.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "mlp-comapre"], "unknown experiment 'mlp-comapre' (did you mean 'mlp-compare'?)"),
+        (["run", "mlp-compare", "--set", "learning_rate=0.1"], "--set learning_rate: unknown key"),
+        (["run", "mlp-compare", "--set", "lr=fast"], "--set lr=fast: expected a number"),
+        (["run", "mlp-compare", "--set", "lr=-0.1"], "lr must be > 0, got -0.1"),
+        (["run", "mlp-compare", "--set", "datasets=spirals"], "datasets must be"),
+        (["summary", "resnet-9000"], "unknown model 'resnet-9000'"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(args, message, tmp_path):
+    proc = _twinnet(*args, "--out", str(tmp_path / "x")) if args[0] == "run" else _twinnet(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("twinnet: error:") and message in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "x").exists()  # nothing half-made
+
+
+def test_list_names_every_experiment(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "mlp-compare" in out and "NumPy vs PyTorch" in out
+
+
+def test_summary_prints_both_engines(capsys):
+    assert main(["summary", "mlp-cifar"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("total parameters: 1,738,890") == 2
+    assert "numpy engine" in out and "torch engine" in out
+
+
+def test_show_config_resolves_quick_and_overrides(capsys):
+    assert main(["run", "mlp-compare", "--quick", "--set", "hidden=7,5", "--show-config"]) == 0
+    out = capsys.readouterr().out
+    assert "hidden = [7, 5]" in out and "epochs = 2" in out

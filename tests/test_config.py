@@ -1,0 +1,82 @@
+"""--set parsing: every field type, and the errors a user sees."""
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pytest
+
+from twinnet import TwinnetError
+from twinnet.config import BaseConfig, apply_overrides, make_config, parse_value, to_dict
+
+
+@dataclass(frozen=True)
+class Cfg(BaseConfig):
+    lr: float = 0.1
+    steps: int = 10
+    hidden: tuple[int, ...] = (20,)
+    names: tuple[str, ...] = ("a", "b")
+    mode: Literal["mini", "full"] = "mini"
+    flag: bool = False
+
+    def __post_init__(self):
+        if self.lr < 0:
+            raise ValueError(f"lr must be >= 0, got {self.lr}")
+
+
+@pytest.mark.parametrize(
+    "raw, tp, expected",
+    [
+        ("3", int, 3),
+        ("1e-3", float, 1e-3),
+        ("true", bool, True),
+        ("off", bool, False),
+        ("64,32", tuple[int, ...], (64, 32)),
+        ("[64, 32]", tuple[int, ...], (64, 32)),
+        ("moons", tuple[str, ...], ("moons",)),
+        ("full", Literal["mini", "full"], "full"),
+    ],
+)
+def test_parse_value(raw, tp, expected):
+    assert parse_value(raw, tp) == expected
+
+
+@pytest.mark.parametrize("raw, tp", [("abc", float), ("1.5", int), ("maybe", bool), ("half", Literal["mini", "full"]),
+                                     ("1,x", tuple[int, ...])])
+def test_parse_value_rejects_mistyped(raw, tp):
+    with pytest.raises(ValueError):
+        parse_value(raw, tp)
+
+
+def test_overrides_apply_and_leave_the_original_alone():
+    base = Cfg()
+    cfg = apply_overrides(base, ["lr=0.5", "hidden=8,8,8", "mode=full", "flag=yes", "seed=7"])
+    assert (cfg.lr, cfg.hidden, cfg.mode, cfg.flag, cfg.seed) == (0.5, (8, 8, 8), "full", True, 7)
+    assert base.lr == 0.1 and base.hidden == (20,)
+
+
+def test_unknown_key_names_the_key_and_the_valid_ones():
+    with pytest.raises(TwinnetError, match=r"--set lrate: unknown key.*valid keys: seed, lr"):
+        apply_overrides(Cfg(), ["lrate=1"])
+
+
+def test_mistyped_value_names_the_key_and_the_expected_type():
+    with pytest.raises(TwinnetError, match=r"--set steps=ten: expected an integer"):
+        apply_overrides(Cfg(), ["steps=ten"])
+
+
+def test_missing_equals_sign():
+    with pytest.raises(TwinnetError, match="expected key=value"):
+        apply_overrides(Cfg(), ["lr"])
+
+
+def test_validation_in_post_init_becomes_a_twinnet_error():
+    with pytest.raises(TwinnetError, match="lr must be >= 0"):
+        apply_overrides(Cfg(), ["lr=-1"])
+
+
+def test_json_round_trip_restores_tuples_and_floats():
+    cfg = Cfg(lr=2.0, hidden=(3, 4))
+    data = to_dict(cfg)
+    assert data["hidden"] == [3, 4]
+    data["lr"] = 2  # JSON may store a whole float as an int
+    assert make_config(Cfg, data) == cfg
