@@ -16,15 +16,15 @@ ENGINES = ("numpy", "torch")
 
 
 def nn_namespace(engine: str) -> ModuleType:
-    """The layer namespace of an engine: ``twinnet.numpy_nn`` or ``torch.nn``."""
+    """The layer namespace of an engine: ``twinnet.numpy_nn`` or ``twinnet.torch_nn`` (torch.nn and more)."""
     if engine == "numpy":
         from twinnet import numpy_nn
 
         return numpy_nn
     if engine == "torch":
-        import torch.nn
+        from twinnet import torch_nn
 
-        return torch.nn
+        return torch_nn
     raise TwinnetError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
 
 

@@ -27,10 +27,10 @@ def twin_models(build, dtype: Literal["float32", "float64"], same_init: bool = T
     """Build ``build(nn)`` in both engines; with ``same_init`` the NumPy twin takes torch's weights."""
     import torch
 
-    from twinnet import numpy_nn
+    from twinnet.architectures import nn_namespace
 
-    torch_model = build(torch.nn).to(getattr(torch, dtype))
-    numpy_model = build(numpy_nn).to(DTYPES[dtype])
+    torch_model = build(nn_namespace("torch")).to(getattr(torch, dtype))
+    numpy_model = build(nn_namespace("numpy")).to(DTYPES[dtype])
     if same_init:
         numpy_model.load_state_dict(torch_model.state_dict())
     return numpy_model, torch_model

@@ -1,27 +1,23 @@
 """The from-scratch engine: layers with explicit forward and backward, named and laid out like torch.nn."""
 
 from twinnet.numpy_nn import backend, init
-from twinnet.numpy_nn.activation import ReLU, Sigmoid, Tanh
+from twinnet.numpy_nn.activation import GELU, ReLU, Sigmoid, Tanh
+from twinnet.numpy_nn.conv import Conv2d
+from twinnet.numpy_nn.dropout import Dropout
 from twinnet.numpy_nn.linear import Linear
 from twinnet.numpy_nn.loss import CrossEntropyLoss
 from twinnet.numpy_nn.module import Module, Parameter, Sequential
-from twinnet.numpy_nn.reshape import Flatten
+from twinnet.numpy_nn.norm import BatchNorm1d, BatchNorm2d
 from twinnet.numpy_nn.optim import SGD, Optimizer
+from twinnet.numpy_nn.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from twinnet.numpy_nn.reshape import Flatten
+from twinnet.numpy_nn.residual import ResidualBlock
+from twinnet.numpy_nn.models import MLP  # noqa: I001 - needs the layers above
 
 __all__ = [
-    "backend",
-    "init",
-    "Module",
-    "Parameter",
-    "Sequential",
-    "Linear",
-    "Flatten",
-    "ReLU",
-    "Tanh",
-    "Sigmoid",
-    "CrossEntropyLoss",
-    "Optimizer",
-    "SGD",
-    "MLP",
+    "backend", "init",
+    "Module", "Parameter", "Sequential",
+    "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d",
+    "Dropout", "Flatten", "ReLU", "Tanh", "Sigmoid", "GELU", "ResidualBlock",
+    "CrossEntropyLoss", "Optimizer", "SGD", "MLP",
 ]
-from twinnet.numpy_nn.models import MLP  # noqa: E402

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from twinnet.numpy_nn import backend
 from twinnet.numpy_nn.module import Module
 
@@ -44,3 +46,36 @@ class Sigmoid(Module):
     def backward(self, dout):
         out = self._pop_cache()
         return dout * out * (1 - out)
+
+
+class GELU(Module):
+    """``torch.nn.GELU(approximate="none" | "tanh")``: x * Phi(x)."""
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x):
+        xp = backend.xp()
+        self._x = x
+        if self.approximate == "tanh":
+            k = x.dtype.type(math.sqrt(2 / math.pi))
+            self._t = xp.tanh(k * (x + 0.044715 * x**3))
+            return 0.5 * x * (1 + self._t)
+        self._cdf = 0.5 * (1 + backend.erf(x / x.dtype.type(math.sqrt(2))))
+        return x * self._cdf
+
+    def backward(self, dout):
+        xp = backend.xp()
+        x = self._x
+        if self.approximate == "tanh":
+            k = x.dtype.type(math.sqrt(2 / math.pi))
+            t = self._t
+            return dout * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x))
+        pdf = xp.exp(-0.5 * x * x) / x.dtype.type(math.sqrt(2 * math.pi))
+        return dout * (self._cdf + x * pdf)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"

@@ -38,3 +38,12 @@ def to_numpy(a):
     if hasattr(a, "get") and not isinstance(a, numpy.ndarray):  # cupy.ndarray
         return a.get()
     return numpy.asarray(a)
+
+
+def erf(x):
+    """The error function elementwise (SciPy's, or CuPy's on the GPU)."""
+    if _xp is numpy:
+        from scipy.special import erf as _erf
+    else:  # pragma: no cover - GPU only
+        from cupyx.scipy.special import erf as _erf
+    return _erf(x)

@@ -63,6 +63,6 @@ class SGD(Optimizer):
                 buf = state["momentum_buffer"] = grad.copy()
             else:
                 buf *= self.momentum
-                buf += (1 - self.dampening) * grad
+                buf += grad
             grad = grad + self.momentum * buf if self.nesterov else buf
         p.data -= self.lr * grad

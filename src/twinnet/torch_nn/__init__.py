@@ -1,5 +1,12 @@
-"""The PyTorch twins of twinnet's networks."""
+"""The PyTorch twins: ``torch.nn`` plus twinnet's own blocks, one namespace like ``twinnet.numpy_nn``.
+
+Architectures in ``twinnet.architectures`` take either namespace and build the
+same network in either engine.
+"""
+
+from torch.nn import *  # noqa: F401,F403 - this namespace extends torch.nn
 
 from twinnet.torch_nn.mlp import MLP
+from twinnet.torch_nn.residual import ResidualBlock
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "ResidualBlock"]

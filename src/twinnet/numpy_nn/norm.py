@@ -1,0 +1,128 @@
+"""Batch normalisation over channels-last rows, with torch's running statistics and buffers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from twinnet.numpy_nn import backend
+from twinnet.numpy_nn.module import Module, Parameter
+
+
+def _bn_forward(x2, gamma, beta, eps, mean=None, var=None):
+    """x2 (M, C) -> out (M, C), cache. Batch statistics unless ``mean``/``var`` are given (eval)."""
+    xp = backend.xp()
+    if mean is None:
+        mean = x2.mean(axis=0)
+        centred = x2 - mean
+        var = xp.einsum("ij,ij->j", centred, centred) / x2.shape[0]  # biased, as torch normalises with
+    else:
+        centred = x2 - mean
+    invstd = 1.0 / xp.sqrt(var + eps)
+    xhat = centred
+    xhat *= invstd  # in place: centred is ours
+    out = xhat * gamma
+    out += beta
+    return out, (xhat, gamma, invstd, mean, var)
+
+
+def _bn_backward(dout2, cache, batch_stats: bool):
+    """dout2 (M, C) -> dx (M, C), dgamma (C,), dbeta (C,)."""
+    xp = backend.xp()
+    xhat, gamma, invstd, _, _ = cache
+    m = dout2.shape[0]
+    dbeta = dout2.sum(axis=0)
+    dgamma = xp.einsum("ij,ij->j", dout2, xhat)
+    if not batch_stats:  # eval mode: an affine map with constant statistics
+        return dout2 * (gamma * invstd), dgamma, dbeta
+    # dx = gamma*invstd * (dout - mean(dout) - xhat * mean(dout*xhat))
+    dx = xhat * (-dgamma / m)
+    dx += dout2
+    dx -= dbeta / m
+    dx *= gamma * invstd
+    return dx, dgamma, dbeta
+
+
+class _BatchNorm(Module):
+    """Shared by BatchNorm1d and BatchNorm2d: parameters and buffers named as torch names them."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, dtype=np.float32) -> None:
+        super().__init__()
+        xp = backend.xp()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        if affine:
+            self.weight = Parameter(xp.ones(num_features, dtype=dtype))
+            self.bias = Parameter(xp.zeros(num_features, dtype=dtype))
+        if track_running_stats:
+            self.register_buffer("running_mean", xp.zeros(num_features, dtype=dtype))
+            self.register_buffer("running_var", xp.ones(num_features, dtype=dtype))
+            self.register_buffer("num_batches_tracked", xp.zeros((), dtype=np.int64))
+
+    # channels-last 2-D view of the input, and back
+    def _rows(self, x):
+        raise NotImplementedError
+
+    def _unrows(self, x2, shape):
+        raise NotImplementedError
+
+    def forward(self, x):
+        xp = backend.xp()
+        x2 = self._rows(x)
+        if x2.shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__}({self.num_features}) got {x2.shape[1]} channels")
+        dtype = x2.dtype
+        gamma = self.weight.data if self.affine else xp.ones(self.num_features, dtype=dtype)
+        beta = self.bias.data if self.affine else xp.zeros(self.num_features, dtype=dtype)
+        batch_stats = self.training or not self.track_running_stats
+        if batch_stats:
+            m = x2.shape[0]
+            if m <= 1:
+                raise ValueError(f"expected more than 1 value per channel when training, got input of shape {x.shape}")
+            out, cache = _bn_forward(x2, gamma, beta, self.eps)
+            if self.training and self.track_running_stats:
+                self.num_batches_tracked += 1
+                f = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                _, _, _, mean, var = cache
+                self.running_mean *= 1 - f
+                self.running_mean += f * mean
+                self.running_var *= 1 - f
+                self.running_var += (f * m / (m - 1)) * var  # running variance is unbiased, as in torch
+        else:
+            out, cache = _bn_forward(x2, gamma, beta, self.eps, self.running_mean, self.running_var)
+        self._cache = (cache, batch_stats, x.shape)
+        return self._unrows(out, x.shape)
+
+    def backward(self, dout):
+        cache, batch_stats, shape = self._cache
+        dx2, dgamma, dbeta = _bn_backward(self._rows(dout), cache, batch_stats)
+        if self.affine:
+            self.weight.accumulate(dgamma)
+            self.bias.accumulate(dbeta)
+        return self._unrows(dx2, shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+
+
+class BatchNorm1d(_BatchNorm):
+    """``torch.nn.BatchNorm1d``: input (N, C) or (N, C, L)."""
+
+    def _rows(self, x):
+        xp = backend.xp()
+        return x if x.ndim == 2 else xp.ascontiguousarray(x.transpose(0, 2, 1)).reshape(-1, x.shape[1])
+
+    def _unrows(self, x2, shape):
+        return x2 if len(shape) == 2 else x2.reshape(shape[0], shape[2], shape[1]).transpose(0, 2, 1)
+
+
+class BatchNorm2d(_BatchNorm):
+    """``torch.nn.BatchNorm2d``: input (N, C, H, W); works on channels-last memory."""
+
+    def _rows(self, x):
+        xp = backend.xp()
+        return xp.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(-1, x.shape[1])
+
+    def _unrows(self, x2, shape):
+        n, c, h, w = shape
+        return x2.reshape(n, h, w, c).transpose(0, 3, 1, 2)

@@ -1,0 +1,140 @@
+"""Max and average pooling over NHWC memory, one strided pass per window offset."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from twinnet.numpy_nn import backend
+from twinnet.numpy_nn.conv import nhwc, out_size, pad_nhwc, pair, window_slice
+from twinnet.numpy_nn.module import Module
+
+
+def _check(kernel, stride, padding) -> None:
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(f"pad should be at most half of the kernel size, got kernel {kernel} and padding {padding}")
+
+
+def _maxpool_forward(x, kernel, stride, padding):
+    """x (N, C, H, W) -> out (N, C, Ho, Wo), cache holding each output's winning window offset."""
+    xp = backend.xp()
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    n, c, h, w = x.shape
+    ho, wo = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+    xpad = pad_nhwc(nhwc(x), ph, pw, value=-np.inf)  # padding never wins, as in torch
+    best = xpad[window_slice(0, 0, sh, sw, ho, wo)].copy()
+    arg = xp.zeros(best.shape, dtype=np.uint8)
+    for k in range(1, kh * kw):
+        cand = xpad[window_slice(k // kw, k % kw, sh, sw, ho, wo)]
+        better = cand > best  # strict: the first maximum in scan order wins, as in torch
+        xp.copyto(best, cand, where=better)
+        arg[better] = k
+    return best.transpose(0, 3, 1, 2), (arg, xpad.shape, x.shape, kernel, stride, padding)
+
+
+def _maxpool_backward(dout, cache):
+    xp = backend.xp()
+    arg, padded_shape, (n, c, h, w), (kh, kw), (sh, sw), (ph, pw) = cache
+    d = nhwc(dout)
+    ho, wo = d.shape[1], d.shape[2]
+    if (sh, sw) == (kh, kw) and (ph, pw) == (0, 0) and h % kh == 0 and w % kw == 0:
+        # non-overlapping windows tiling the input: scatter by reshaping, no accumulation needed
+        dx = xp.zeros((n, ho, kh, wo, kw, c), dtype=d.dtype)
+        for k in range(kh * kw):
+            dx[:, :, k // kw, :, k % kw, :] = d * (arg == k)
+        return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+    dxpad = xp.zeros(padded_shape, dtype=d.dtype)
+    for k in range(kh * kw):
+        dxpad[window_slice(k // kw, k % kw, sh, sw, ho, wo)] += d * (arg == k)
+    return dxpad[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)
+
+
+class MaxPool2d(Module):
+    """``torch.nn.MaxPool2d(kernel_size, stride=None, padding=0)`` (dilation 1, floor mode)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0) -> None:
+        super().__init__()
+        self.kernel_size = pair(kernel_size)
+        self.stride = pair(stride if stride is not None else kernel_size)
+        self.padding = pair(padding)
+        _check(self.kernel_size, self.stride, self.padding)
+
+    def forward(self, x):
+        out, self._cache = _maxpool_forward(x, self.kernel_size, self.stride, self.padding)
+        return out
+
+    def backward(self, dout):
+        return _maxpool_backward(dout, self._cache)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+def _window_counts(h, w, kernel, stride, padding, ho, wo, dtype):
+    """How many real (non-padding) inputs each window covers: (Ho, Wo, 1)."""
+    xp = backend.xp()
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    rows = xp.clip(xp.arange(ho) * sh - ph + kh, None, h) - xp.clip(xp.arange(ho) * sh - ph, 0, None)
+    cols = xp.clip(xp.arange(wo) * sw - pw + kw, None, w) - xp.clip(xp.arange(wo) * sw - pw, 0, None)
+    return (rows[:, None] * cols[None, :]).astype(dtype)[:, :, None]
+
+
+class AvgPool2d(Module):
+    """``torch.nn.AvgPool2d(kernel_size, stride=None, padding=0, count_include_pad=True)``."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad: bool = True) -> None:
+        super().__init__()
+        self.kernel_size = pair(kernel_size)
+        self.stride = pair(stride if stride is not None else kernel_size)
+        self.padding = pair(padding)
+        self.count_include_pad = count_include_pad
+        _check(self.kernel_size, self.stride, self.padding)
+
+    def _divisor(self, h, w, ho, wo, dtype):
+        if self.count_include_pad:
+            return dtype.type(self.kernel_size[0] * self.kernel_size[1])
+        return _window_counts(h, w, self.kernel_size, self.stride, self.padding, ho, wo, dtype)
+
+    def forward(self, x):
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        n, c, h, w = x.shape
+        ho, wo = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+        xpad = pad_nhwc(nhwc(x), ph, pw)
+        total = xpad[window_slice(0, 0, sh, sw, ho, wo)].copy()
+        for k in range(1, kh * kw):
+            total += xpad[window_slice(k // kw, k % kw, sh, sw, ho, wo)]
+        divisor = self._divisor(h, w, ho, wo, total.dtype)
+        self._cache = (xpad.shape, x.shape, divisor)
+        return (total / divisor).transpose(0, 3, 1, 2)
+
+    def backward(self, dout):
+        xp = backend.xp()
+        padded_shape, (n, c, h, w), divisor = self._cache
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        d = nhwc(dout) / divisor
+        ho, wo = d.shape[1], d.shape[2]
+        dxpad = xp.zeros(padded_shape, dtype=d.dtype)
+        for k in range(kh * kw):
+            dxpad[window_slice(k // kw, k % kw, sh, sw, ho, wo)] += d
+        return dxpad[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AdaptiveAvgPool2d(Module):
+    """Global average pooling: ``torch.nn.AdaptiveAvgPool2d(1)`` (output size 1 only)."""
+
+    def __init__(self, output_size=1) -> None:
+        super().__init__()
+        if pair(output_size) != (1, 1):
+            raise ValueError(f"only output_size=1 (global average pooling) is supported, got {output_size}")
+        self.output_size = output_size
+
+    def forward(self, x):
+        self._shape = x.shape
+        return x.mean(axis=(2, 3), keepdims=True)
+
+    def backward(self, dout):
+        xp = backend.xp()
+        n, c, h, w = self._shape
+        return xp.broadcast_to(dout / (h * w), self._shape).copy()  # writable, like every dx
