@@ -38,6 +38,55 @@ def mlp_layers(nn: ModuleType, n_inputs: int, hidden: Sequence[int], n_classes: 
     return layers
 
 
+# The reduced VGG of the course (SPEC section 3): numbers are conv widths, "M" a max-pool.
+VGG_REDUCED = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+
+
+def vgg_layers(
+    nn: ModuleType,
+    in_channels: int = 3,
+    n_classes: int = 10,
+    plan: Sequence[int | str] = VGG_REDUCED,
+    batch_norm: bool = True,
+    width: float = 1.0,
+    dropout: float = 0.0,
+) -> list:
+    """Conv(3x3, stride 1, pad 1) [-> BatchNorm2d] -> ReLU per number; MaxPool(3, 2, 1) per "M"; then Linear.
+
+    The final feature map must be 1x1 (32x32 and 28x28 inputs both reach it after five pools).
+    """
+    layers, channels = [], in_channels
+    for item in plan:
+        if item == "M":
+            layers.append(nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+            continue
+        out = max(1, round(int(item) * width))
+        layers.append(nn.Conv2d(channels, out, kernel_size=3, stride=1, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out))
+        layers.append(nn.ReLU())
+        channels = out
+    layers.append(nn.Flatten())
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(channels, n_classes))
+    return layers
+
+
+def mnist_cnn_layers(nn: ModuleType, channels: tuple[int, int] = (32, 64), hidden: int = 128,
+                     dropout: float = 0.0) -> list:
+    """A small MNIST CNN: two conv-BN-ReLU-pool stages (28 -> 14 -> 7), then a hidden Linear layer."""
+    c1, c2 = channels
+    return [
+        nn.Conv2d(1, c1, 3, 1, 1), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 3, 1, 1), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        *([nn.Dropout(dropout)] if dropout else []),
+        nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(),
+        nn.Linear(hidden, 10),
+    ]
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A named architecture for ``twinnet summary``: how to build it and what it eats."""
@@ -52,6 +101,21 @@ MODELS: dict[str, ModelSpec] = {
         lambda nn: nn.Sequential(*mlp_layers(nn, 2, [20], 2)),
         (2,),
         "the toy MLP of mlp-compare: 2 -> 20 -> 2",
+    ),
+    "vgg-reduced": ModelSpec(
+        lambda nn: nn.Sequential(*vgg_layers(nn)),
+        (3, 32, 32),
+        "the course's reduced VGG for CIFAR-10 (SPEC section 3), with batch norm",
+    ),
+    "vgg-reduced-nobn": ModelSpec(
+        lambda nn: nn.Sequential(*vgg_layers(nn, batch_norm=False)),
+        (3, 32, 32),
+        "the reduced VGG without batch norm",
+    ),
+    "mnist-cnn": ModelSpec(
+        lambda nn: nn.Sequential(*mnist_cnn_layers(nn)),
+        (1, 28, 28),
+        "the small MNIST CNN: conv32-pool-conv64-pool-fc128-fc10, with batch norm",
     ),
     "mlp-cifar": ModelSpec(
         lambda nn: nn.Sequential(nn.Flatten(), *mlp_layers(nn, 3072, [512, 256, 128], 10)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, default=None, help="run directory (must not exist or be empty)")
     r.add_argument("--runs-dir", type=Path, default=Path("runs"),
                    help="root of default run directories: RUNS_DIR/EXPERIMENT/TIMESTAMP (default: runs)")
+    r.add_argument("--data-dir", type=Path, default=None,
+                   help="where real datasets live (else $TWINNET_DATA_DIR); e.g. DIR/mnist/*-ubyte.gz")
     r.add_argument("--threads", type=int, default=None, help="threads for torch and NumPy alike (default: all cores)")
     r.add_argument("--show-config", action="store_true", help="print the resolved configuration and exit")
 
@@ -74,6 +77,10 @@ def _cmd_run(args) -> None:
 
     if args.threads is not None and args.threads < 1:
         raise TwinnetError(f"--threads must be >= 1, got {args.threads}")
+    if args.data_dir is not None:
+        if not args.data_dir.is_dir():
+            raise TwinnetError(f"--data-dir {args.data_dir} is not a directory")
+        os.environ["TWINNET_DATA_DIR"] = str(args.data_dir.resolve())
     if args.show_config:
         cfg = to_dict(resolve_config(args.experiment, args.overrides, args.quick, args.seed))
         types = {name: tp for name, tp, _ in describe_fields(get_experiment(args.experiment).config_cls)}

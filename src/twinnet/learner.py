@@ -39,6 +39,14 @@ def evaluate(learner: Learner, x: np.ndarray, y: np.ndarray, batch_size: int = 1
     return learner.loss_of(logits, y), float((logits.argmax(axis=1) == y).mean())
 
 
+def skip_input_grad(model) -> None:
+    """Spare a Sequential's first Conv2d the gradient of its input: nobody reads it (torch skips it too)."""
+    from twinnet.numpy_nn import Conv2d, Sequential
+
+    if isinstance(model, Sequential) and len(model) and isinstance(model[0], Conv2d):
+        model[0].input_grad = False
+
+
 class NumpyLearner:
     """Drives a ``twinnet.numpy_nn`` model; inputs are cast to the model's dtype."""
 
@@ -46,6 +54,7 @@ class NumpyLearner:
 
     def __init__(self, model, optimizer, loss_fn) -> None:
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        skip_input_grad(model)
 
     def _cast(self, x):
         return backend.xp().asarray(x, dtype=self.model.dtype)

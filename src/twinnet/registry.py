@@ -20,6 +20,7 @@ class Experiment:
     config_cls: type
     run: Callable[[Any, Any], dict]  # (config, RunDir) -> summary
     report: Callable[[Path], list[str]]  # run directory -> markdown sections (draws its own figures)
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # the preset: overrides of the config class's defaults
     quick: Mapping[str, Any] = field(default_factory=dict)  # overrides for a smoke-test-sized run
     headline: Callable[[dict], str] | None = None  # summary -> short text printed at the end of a run
 

@@ -14,9 +14,10 @@ from twinnet.runs import CONFIG, ENV, SUMMARY, RunDir, environment
 
 
 def resolve_config(name: str, overrides: list[str] = (), quick: bool = False, seed: int | None = None):
-    """The experiment's defaults, then its quick settings, then ``--set`` and ``--seed``."""
+    """The config class's defaults, the preset's, its quick settings, then ``--set`` and ``--seed``."""
     experiment = get_experiment(name)
-    cfg = make_config(experiment.config_cls, dict(experiment.quick) if quick else {}, context=f"{name}: ")
+    values = {**experiment.defaults, **(experiment.quick if quick else {})}
+    cfg = make_config(experiment.config_cls, values, context=f"{name}: ")
     assignments = list(overrides) + ([f"seed={seed}"] if seed is not None else [])
     return apply_overrides(cfg, assignments, context=f" for {name}")
 

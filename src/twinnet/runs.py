@@ -164,5 +164,6 @@ def environment(seed: int, threads: int | None) -> dict[str, Any]:
         "threads": threads if threads is not None else torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "seed": seed,
+        "data_dir": os.environ.get("TWINNET_DATA_DIR"),
         "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
     }

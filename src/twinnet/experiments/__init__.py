@@ -1,3 +1,3 @@
 """Experiments; importing this package registers each of them."""
 
-from twinnet.experiments import mlp_compare  # noqa: F401
+from twinnet.experiments import mlp_compare, mnist  # noqa: F401

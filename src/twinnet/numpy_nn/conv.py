@@ -70,14 +70,16 @@ def _conv_forward(x, weight, bias, stride, padding):
     return out.reshape(n, ho, wo, o).transpose(0, 3, 1, 2), (cols, wmat, x.shape, xpad.shape, stride, padding, weight.shape)
 
 
-def _conv_backward(dout, cache):
-    """dout (N, O, Ho, Wo) -> dx (N, C, H, W), dweight (O, C, kh, kw), dbias (O,)."""
+def _conv_backward(dout, cache, need_dx: bool = True):
+    """dout (N, O, Ho, Wo) -> dx (N, C, H, W) (None unless ``need_dx``), dweight (O, C, kh, kw), dbias (O,)."""
     xp = backend.xp()
     cols, wmat, (n, c, h, w), padded_shape, (sh, sw), (ph, pw), (o, _, kh, kw) = cache
     ho, wo = dout.shape[2], dout.shape[3]
     d = nhwc(dout).reshape(n * ho * wo, o)
     dweight = (cols.T @ d).reshape(kh, kw, c, o).transpose(3, 2, 0, 1).copy()
     dbias = d.sum(axis=0)
+    if not need_dx:
+        return None, dweight, dbias
     dcols = (d @ wmat.T).reshape(n, ho, wo, kh, kw, c)
     if kh == kw == 1 and sh == sw == 1:
         dxpad = dcols.reshape(n, ho, wo, c)
@@ -103,6 +105,9 @@ class Conv2d(Module):
         shape = (out_channels, in_channels, *self.kernel_size)
         self.weight = Parameter(init.default_weight(shape, dtype))
         self.bias = Parameter(init.default_bias(shape, out_channels, dtype)) if bias else None
+        # False on a network's first layer: the gradient of the data is never used, and it is
+        # the costliest part of that layer's backward (3 input channels make col2im slow)
+        self.input_grad = True
 
     def forward(self, x):
         out, self._cache = _conv_forward(x, self.weight.data, None if self.bias is None else self.bias.data,
@@ -110,7 +115,7 @@ class Conv2d(Module):
         return out
 
     def backward(self, dout):
-        dx, dweight, dbias = _conv_backward(dout, self._cache)
+        dx, dweight, dbias = _conv_backward(dout, self._cache, self.input_grad)
         self._cache = None  # patches are large; free them as soon as they are used
         self.weight.accumulate(dweight)
         if self.bias is not None:

@@ -64,3 +64,18 @@ def curves(ax, series: dict[str, tuple[np.ndarray, np.ndarray]], styles: dict[st
 
 def figure(ncols: int = 1, width: float = 5.0, height: float = 4.0):
     return plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+
+
+def confusion(ax, cm: np.ndarray, classes: Sequence[str]) -> None:
+    """A confusion matrix with counts; rows are true classes, columns predictions."""
+    ax.imshow(cm, cmap="Blues")
+    n = len(classes)
+    ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = cm.max() / 2
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if cm[i, j] > threshold else "black")

@@ -1,0 +1,92 @@
+"""Time one full training step (forward, backward, optimiser) in both engines, side by side.
+
+    python bench/engine_vs_torch.py [--threads 2] [--repeats 5] [--networks vgg-reduced,mnist-cnn,mlp-cifar]
+
+Prints one line per network: ``<network> numpy_s=<s> torch_s=<s> ratio=<numpy/torch>``
+(median seconds per step over --repeats timed steps, after two warm-up steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from twinnet import numpy_nn
+from twinnet.architectures import MODELS, nn_namespace
+from twinnet.learner import skip_input_grad
+
+BATCH = {"vgg-reduced": 128, "mnist-cnn": 128, "mlp-cifar": 128}
+
+
+def _optimizers(numpy_model, torch_model, name: str):
+    make = getattr(numpy_nn, name, None)
+    if make is None:  # fall back to SGD with momentum if the engine lacks the optimiser
+        return numpy_nn.SGD(numpy_model.parameters(), lr=1e-3, momentum=0.9), torch.optim.SGD(
+            torch_model.parameters(), lr=1e-3, momentum=0.9)
+    return make(numpy_model.parameters(), lr=1e-4), getattr(torch.optim, name)(torch_model.parameters(), lr=1e-4)
+
+
+def time_steps(step, repeats: int) -> float:
+    for _ in range(2):
+        step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench(name: str, repeats: int, optimizer: str) -> tuple[float, float]:
+    spec = MODELS[name]
+    torch.manual_seed(0)
+    torch_model = spec.build(nn_namespace("torch"))
+    numpy_model = spec.build(nn_namespace("numpy"))
+    numpy_model.load_state_dict(torch_model.state_dict())
+    skip_input_grad(numpy_model)  # as the training loop does; torch skips it for data without requires_grad
+    np_opt, t_opt = _optimizers(numpy_model, torch_model, optimizer)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((BATCH[name], *spec.input_shape)).astype(np.float32)
+    y = rng.integers(0, 10, BATCH[name])
+    loss_np, loss_t = numpy_nn.CrossEntropyLoss(), torch.nn.CrossEntropyLoss()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def numpy_step():
+        np_opt.zero_grad()
+        loss_np.forward(numpy_model.forward(x), y)
+        numpy_model.backward(loss_np.backward())
+        np_opt.step()
+
+    def torch_step():
+        t_opt.zero_grad(set_to_none=True)
+        loss_t(torch_model(xt), yt).backward()
+        t_opt.step()
+
+    numpy_model.train()
+    torch_model.train()
+    return time_steps(numpy_step, repeats), time_steps(torch_step, repeats)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2, help="threads for both engines (default 2)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--networks", default="vgg-reduced,mnist-cnn,mlp-cifar")
+    p.add_argument("--optimizer", default="Adam", help="Adam, AdamW, SGD, ... (same in both engines)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    with threadpool_limits(args.threads):
+        print(f"# threads={args.threads} batch=128 float32 optimizer={args.optimizer} "
+              f"numpy={np.__version__} torch={torch.__version__}")
+        for name in args.networks.split(","):
+            np_s, t_s = bench(name, args.repeats, args.optimizer)
+            print(f"{name} numpy_s={np_s:.4f} torch_s={t_s:.4f} ratio={np_s / t_s:.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
