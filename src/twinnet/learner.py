@@ -71,8 +71,12 @@ class NumpyLearner:
         return float(loss), int((logits.argmax(axis=1) == y).sum())
 
     def predict(self, x, batch_size=1024):
+        from twinnet.numpy_nn.module import no_grad
+
         self.model.eval()
-        out = [backend.to_numpy(self.model.forward(self._cast(x[i : i + batch_size]))) for i in range(0, len(x), batch_size)]
+        with no_grad():
+            out = [backend.to_numpy(self.model.forward(self._cast(x[i : i + batch_size])))
+                   for i in range(0, len(x), batch_size)]
         return np.concatenate(out)
 
     def loss_of(self, logits, y):

@@ -82,7 +82,7 @@ def structure(model, input_shape: tuple[int, ...]) -> tuple[list[LayerRow], int]
         was_training = model.training
         wrapped = []
         for name, m in model.named_modules():
-            if not m._modules:
+            if not m._modules and all(m is not w for w in wrapped):  # a shared leaf is wrapped once
                 n_own = sum(int(np.prod(p.shape)) for p in m._parameters.values() if p is not None)
                 original = m.forward
 

@@ -59,23 +59,24 @@ class GELU(Module):
 
     def forward(self, x):
         xp = backend.xp()
-        self._x = x
         if self.approximate == "tanh":
             k = x.dtype.type(math.sqrt(2 / math.pi))
-            self._t = xp.tanh(k * (x + 0.044715 * x**3))
-            return 0.5 * x * (1 + self._t)
-        self._cdf = 0.5 * (1 + backend.erf(x / x.dtype.type(math.sqrt(2))))
-        return x * self._cdf
+            t = xp.tanh(k * (x + 0.044715 * x**3))
+            self._push_cache((x, t))
+            return 0.5 * x * (1 + t)
+        cdf = 0.5 * (1 + backend.erf(x / x.dtype.type(math.sqrt(2))))
+        self._push_cache((x, cdf))
+        return x * cdf
 
     def backward(self, dout):
         xp = backend.xp()
-        x = self._x
+        x, t_or_cdf = self._pop_cache()
         if self.approximate == "tanh":
             k = x.dtype.type(math.sqrt(2 / math.pi))
-            t = self._t
+            t = t_or_cdf
             return dout * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x))
         pdf = xp.exp(-0.5 * x * x) / x.dtype.type(math.sqrt(2 * math.pi))
-        return dout * (self._cdf + x * pdf)
+        return dout * (t_or_cdf + x * pdf)
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"

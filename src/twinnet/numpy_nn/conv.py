@@ -110,13 +110,13 @@ class Conv2d(Module):
         self.input_grad = True
 
     def forward(self, x):
-        out, self._cache = _conv_forward(x, self.weight.data, None if self.bias is None else self.bias.data,
-                                         self.stride, self.padding)
+        out, cache = _conv_forward(x, self.weight.data, None if self.bias is None else self.bias.data,
+                                   self.stride, self.padding)
+        self._push_cache(cache)
         return out
 
     def backward(self, dout):
-        dx, dweight, dbias = _conv_backward(dout, self._cache, self.input_grad)
-        self._cache = None  # patches are large; free them as soon as they are used
+        dx, dweight, dbias = _conv_backward(dout, self._pop_cache(), self.input_grad)
         self.weight.accumulate(dweight)
         if self.bias is not None:
             self.bias.accumulate(dbias)

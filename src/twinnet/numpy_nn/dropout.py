@@ -17,16 +17,18 @@ class Dropout(Module):
 
     def forward(self, x):
         if not self.training or self.p == 0.0:
-            self._mask = None
+            self._push_cache(None)
             return x
         xp = backend.xp()
         keep = init.generator().random(x.shape, dtype="float32") >= self.p
         scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
-        self._mask = xp.asarray(keep, dtype=x.dtype) * x.dtype.type(scale)
-        return x * self._mask
+        mask = xp.asarray(keep, dtype=x.dtype) * x.dtype.type(scale)
+        self._push_cache(mask)
+        return x * mask
 
     def backward(self, dout):
-        return dout if self._mask is None else dout * self._mask
+        mask = self._pop_cache()
+        return dout if mask is None else dout * mask
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -15,6 +15,20 @@ from twinnet.numpy_nn import backend
 
 # How many forwards are running; a forward entered at depth 0 starts a new pass.
 _forward_depth = 0
+# False inside ``no_grad()``: forwards keep no caches, as torch keeps no graph.
+_grad_enabled = True
+
+
+class no_grad:
+    """Context manager for inference: forwards keep nothing for a backward (saves memory)."""
+
+    def __enter__(self) -> None:
+        global _grad_enabled
+        self._previous, _grad_enabled = _grad_enabled, False
+
+    def __exit__(self, *exc) -> None:
+        global _grad_enabled
+        _grad_enabled = self._previous
 
 
 def _starts_pass_when_outermost(forward):
@@ -105,8 +119,9 @@ class Module:
         return self.forward(*args)
 
     def _push_cache(self, cache) -> None:
-        """Keep what backward needs; called once by each forward."""
-        self._caches.append(cache)
+        """Keep what backward needs; called once by each forward (a no-op inside ``no_grad``)."""
+        if _grad_enabled:
+            self._caches.append(cache)
 
     def _pop_cache(self):
         """The cache of the latest forward not yet backpropagated."""

@@ -90,11 +90,11 @@ class _BatchNorm(Module):
                 self.running_var += (f * m / (m - 1)) * var  # running variance is unbiased, as in torch
         else:
             out, cache = _bn_forward(x2, gamma, beta, self.eps, self.running_mean, self.running_var)
-        self._cache = (cache, batch_stats, x.shape)
+        self._push_cache((cache, batch_stats, x.shape))
         return self._unrows(out, x.shape)
 
     def backward(self, dout):
-        cache, batch_stats, shape = self._cache
+        cache, batch_stats, shape = self._pop_cache()
         dx2, dgamma, dbeta = _bn_backward(self._rows(dout), cache, batch_stats)
         if self.affine:
             self.weight.accumulate(dgamma)

@@ -59,11 +59,12 @@ class MaxPool2d(Module):
         _check(self.kernel_size, self.stride, self.padding)
 
     def forward(self, x):
-        out, self._cache = _maxpool_forward(x, self.kernel_size, self.stride, self.padding)
+        out, cache = _maxpool_forward(x, self.kernel_size, self.stride, self.padding)
+        self._push_cache(cache)
         return out
 
     def backward(self, dout):
-        return _maxpool_backward(dout, self._cache)
+        return _maxpool_backward(dout, self._pop_cache())
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -103,12 +104,12 @@ class AvgPool2d(Module):
         for k in range(1, kh * kw):
             total += xpad[window_slice(k // kw, k % kw, sh, sw, ho, wo)]
         divisor = self._divisor(h, w, ho, wo, total.dtype)
-        self._cache = (xpad.shape, x.shape, divisor)
+        self._push_cache((xpad.shape, x.shape, divisor))
         return (total / divisor).transpose(0, 3, 1, 2)
 
     def backward(self, dout):
         xp = backend.xp()
-        padded_shape, (n, c, h, w), divisor = self._cache
+        padded_shape, (n, c, h, w), divisor = self._pop_cache()
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         d = nhwc(dout) / divisor
         ho, wo = d.shape[1], d.shape[2]
@@ -131,10 +132,10 @@ class AdaptiveAvgPool2d(Module):
         self.output_size = output_size
 
     def forward(self, x):
-        self._shape = x.shape
+        self._push_cache(x.shape)
         return x.mean(axis=(2, 3), keepdims=True)
 
     def backward(self, dout):
         xp = backend.xp()
-        n, c, h, w = self._shape
-        return xp.broadcast_to(dout / (h * w), self._shape).copy()  # writable, like every dx
+        shape = self._pop_cache()
+        return xp.broadcast_to(dout / (shape[2] * shape[3]), shape).copy()  # writable, like every dx

@@ -1,0 +1,300 @@
+"""Each NumPy layer against its torch twin (float64, rel <= 1e-9) and against central
+finite differences (rel <= 1e-6), over seeded random shapes rather than one hand-picked case."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from gradcheck import assert_close_rel, finite_difference_check, rel_error, torch_twin_check
+
+import twinnet.torch_nn
+from twinnet import numpy_nn as nnp
+
+TWIN_TOL = 1e-9
+FD_TOL = 1e-6
+SEEDS = range(24)
+FEW_SEEDS = range(12)
+
+
+def _away_from_zero(rng: np.random.Generator, shape, low: float = 0.1, high: float = 3.0) -> np.ndarray:
+    """Entries with |x| in [low, high]: far from ReLU's kink compared with the FD step."""
+    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(low, high, size=shape)
+
+
+# --- Linear ----------------------------------------------------------------------
+
+
+def _linear_case(seed: int):
+    """Shapes from the seed; cycles through 0-3 leading dims and with/without bias."""
+    rng = np.random.default_rng(seed)
+    n_in, n_out = (int(v) for v in rng.integers(1, 7, size=2))
+    lead = tuple(int(v) for v in rng.integers(1, 5, size=seed % 4))  # () is a 1-D input, as torch allows
+    bias = (seed // 4) % 2 == 0
+    x = rng.standard_normal((*lead, n_in))
+    return rng, n_in, n_out, bias, x
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_linear_matches_torch(seed):
+    rng, n_in, n_out, bias, x = _linear_case(seed)
+    torch.manual_seed(seed)
+    errors = torch_twin_check(nnp.Linear(n_in, n_out, bias=bias), torch.nn.Linear(n_in, n_out, bias=bias), x, rng=rng)
+    expected = {"out", "dx", "grad[weight]"} | ({"grad[bias]"} if bias else set())
+    assert expected <= errors.keys()
+    assert_close_rel(errors, TWIN_TOL)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_linear_matches_finite_differences(seed):
+    rng, n_in, n_out, bias, x = _linear_case(seed)
+    errors = finite_difference_check(nnp.Linear(n_in, n_out, bias=bias), x, rng=rng)
+    assert {"dx", "grad[weight]"} | ({"grad[bias]"} if bias else set()) == errors.keys()
+    assert_close_rel(errors, FD_TOL)
+
+
+# --- activations and Flatten -----------------------------------------------------
+
+ACTIVATIONS = [(nnp.ReLU, torch.nn.ReLU), (nnp.Tanh, torch.nn.Tanh), (nnp.Sigmoid, torch.nn.Sigmoid)]
+
+
+def _random_shape(rng: np.random.Generator, min_ndim: int = 1, max_ndim: int = 4) -> tuple[int, ...]:
+    return tuple(int(v) for v in rng.integers(1, 6, size=rng.integers(min_ndim, max_ndim + 1)))
+
+
+@pytest.mark.parametrize("seed", FEW_SEEDS)
+@pytest.mark.parametrize("np_cls, torch_cls", ACTIVATIONS, ids=lambda c: c.__name__)
+def test_activation_matches_torch(np_cls, torch_cls, seed):
+    rng = np.random.default_rng(seed)
+    x = 4.0 * rng.standard_normal(_random_shape(rng))
+    x[rng.random(x.shape) < 0.2] = 0.0  # exact zeros: ReLU's gradient there must be 0, as torch has it
+    errors = torch_twin_check(np_cls(), torch_cls(), x, rng=rng)
+    assert_close_rel(errors, TWIN_TOL)
+
+
+@pytest.mark.parametrize("seed", FEW_SEEDS)
+@pytest.mark.parametrize("np_cls", [c for c, _ in ACTIVATIONS], ids=lambda c: c.__name__)
+def test_activation_matches_finite_differences(np_cls, seed):
+    rng = np.random.default_rng(seed)
+    x = _away_from_zero(rng, _random_shape(rng))
+    errors = finite_difference_check(np_cls(), x, rng=rng)
+    assert errors.keys() == {"dx"}
+    assert_close_rel(errors, FD_TOL)
+
+
+def test_sigmoid_saturates_without_overflow():
+    x = np.array([-800.0, -40.0, 0.0, 40.0, 800.0])
+    with np.errstate(all="raise"):  # an exp overflow would raise here
+        out = nnp.Sigmoid().forward(x)
+    ref = torch.sigmoid(torch.from_numpy(x)).numpy()
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("seed", FEW_SEEDS)
+def test_flatten_matches_torch_and_finite_differences(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(_random_shape(rng, min_ndim=2, max_ndim=5))
+    assert_close_rel(torch_twin_check(nnp.Flatten(), torch.nn.Flatten(), x, rng=rng), TWIN_TOL)
+    assert_close_rel(finite_difference_check(nnp.Flatten(), x, rng=rng), FD_TOL)
+
+
+# --- CrossEntropyLoss ----------------------------------------------------------------
+
+
+def _ce_case(seed: int):
+    rng = np.random.default_rng(seed)
+    n, c = int(rng.integers(1, 9)), int(rng.integers(2, 7))
+    return rng, 3.0 * rng.standard_normal((n, c)), rng.integers(0, c, size=n)
+
+
+@pytest.mark.parametrize("seed", FEW_SEEDS)
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropy_matches_functional(smoothing, seed):
+    rng, logits, target = _ce_case(seed)
+    lt = torch.tensor(logits, requires_grad=True)
+    ref = F.cross_entropy(lt, torch.from_numpy(target), label_smoothing=smoothing)
+    ref.backward()
+
+    ce = nnp.CrossEntropyLoss(label_smoothing=smoothing)
+    loss = ce(logits, target)
+    dlogits = ce.backward()  # dout defaults to 1.0, as loss.backward() in torch
+    errors = {"loss": rel_error(loss, ref.item()), "dlogits": rel_error(dlogits, lt.grad.numpy())}
+    assert_close_rel(errors, TWIN_TOL)
+
+
+@pytest.mark.parametrize("seed", FEW_SEEDS)
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropy_upstream_gradient_and_finite_differences(smoothing, seed):
+    """A random scalar dout scales dlogits; targets are passed through undifferentiated."""
+    rng, logits, target = _ce_case(seed)
+    twin = torch_twin_check(
+        nnp.CrossEntropyLoss(label_smoothing=smoothing),
+        torch.nn.CrossEntropyLoss(label_smoothing=smoothing),
+        (logits, target),
+        rng=rng,
+    )
+    assert {"out", "dx0"} <= twin.keys()
+    assert_close_rel(twin, TWIN_TOL)
+    fd = finite_difference_check(nnp.CrossEntropyLoss(label_smoothing=smoothing), (logits, target), rng=rng)
+    assert fd.keys() == {"dx0"}
+    assert_close_rel(fd, FD_TOL)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropy_huge_logits_stay_finite(smoothing):
+    rng = np.random.default_rng(0)
+    logits, target = 1e3 * rng.standard_normal((6, 5)), rng.integers(0, 5, size=6)
+    lt = torch.tensor(logits, requires_grad=True)
+    ref = F.cross_entropy(lt, torch.from_numpy(target), label_smoothing=smoothing)
+    ref.backward()
+    ce = nnp.CrossEntropyLoss(label_smoothing=smoothing)
+    with np.errstate(over="raise", invalid="raise"):
+        loss, dlogits = ce(logits, target), ce.backward()
+    assert_close_rel({"loss": rel_error(loss, ref.item()), "dlogits": rel_error(dlogits, lt.grad.numpy())}, TWIN_TOL)
+
+
+def test_cross_entropy_rejects_bad_smoothing():
+    with pytest.raises(ValueError, match="label_smoothing"):
+        nnp.CrossEntropyLoss(label_smoothing=1.5)
+
+
+# --- whole networks ----------------------------------------------------------------
+
+
+def _load_torch_weights(np_model, torch_model) -> None:
+    np_model.load_state_dict({k: v.detach().numpy().copy() for k, v in torch_model.state_dict().items()})
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_mlp_loss_and_gradients_equal_torch(seed):
+    rng = np.random.default_rng(seed)
+    n_in, n_classes, n = int(rng.integers(1, 7)), int(rng.integers(2, 6)), int(rng.integers(1, 11))
+    hidden = [int(h) for h in rng.integers(1, 9, size=seed % 4)]  # 0 to 3 hidden layers
+    torch.manual_seed(seed)
+    tm = twinnet.torch_nn.MLP(n_in, hidden, n_classes).double()
+    nm = nnp.MLP(n_in, hidden, n_classes)
+    _load_torch_weights(nm, tm)
+    x, y = rng.standard_normal((n, n_in)), rng.integers(0, n_classes, size=n)
+
+    xt = torch.tensor(x, requires_grad=True)
+    ref = F.cross_entropy(tm(xt), torch.from_numpy(y))
+    ref.backward()
+
+    ce = nnp.CrossEntropyLoss()
+    loss = ce(nm(x), y)
+    dx = nm.backward(ce.backward())
+
+    t_params = dict(tm.named_parameters())
+    assert [k for k, _ in nm.named_parameters()] == list(t_params)
+    errors = {"loss": rel_error(loss, ref.item()), "dx": rel_error(dx, xt.grad.numpy())}
+    errors |= {f"grad[{k}]": rel_error(p.grad, t_params[k].grad.numpy()) for k, p in nm.named_parameters()}
+    assert len(errors) == 2 + 2 * (len(hidden) + 1)
+    assert_close_rel(errors, 1e-12)
+
+
+def _shared_pair(kind: str, seed: int):
+    """The same module object at two places of one Sequential, built in both engines."""
+    torch.manual_seed(seed)
+    if kind == "linear":  # one Linear applied twice: its weight gets two gradient terms
+        t_lin, n_lin = torch.nn.Linear(4, 4), nnp.Linear(4, 4)
+        return (torch.nn.Sequential(t_lin, torch.nn.Tanh(), t_lin), nnp.Sequential(n_lin, nnp.Tanh(), n_lin))
+    # one ReLU object used twice: each use needs its own mask
+    t_act, n_act = torch.nn.ReLU(), nnp.ReLU()
+    return (
+        torch.nn.Sequential(torch.nn.Linear(4, 5), t_act, torch.nn.Linear(5, 3), t_act, torch.nn.Linear(3, 2)),
+        nnp.Sequential(nnp.Linear(4, 5), n_act, nnp.Linear(5, 3), n_act, nnp.Linear(3, 2)),
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("kind", ["linear", "relu"])
+def test_module_used_twice_accumulates_like_torch(kind, seed):
+    tm, nm = _shared_pair(kind, seed)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((int(rng.integers(1, 6)), 4))
+    errors = torch_twin_check(nm, tm, x, rng=rng)
+    assert_close_rel(errors, TWIN_TOL)
+    # a shared weight is one parameter, as torch's parameters() has it, so an optimiser steps it once
+    assert [k for k, _ in nm.named_parameters()] == [k for k, _ in tm.named_parameters()]
+
+
+def test_shared_linear_gradient_is_the_sum_of_both_uses():
+    """d/dW of sum(dout * W (W x)) has two terms; a single-use gradient would miss one."""
+    rng = np.random.default_rng(0)
+    lin = nnp.Linear(3, 3, bias=False).double()
+    w, x, dout = lin.weight.data.copy(), rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    seq = nnp.Sequential(lin, lin)
+    seq.forward(x)
+    seq.backward(dout)
+    h = x @ w.T
+    expected = dout.T @ h + (dout @ w).T @ x  # outer use + inner use
+    assert rel_error(lin.weight.grad, expected) <= 1e-12
+    assert rel_error(lin.weight.grad, dout.T @ h) > 1e-3  # the two terms do not coincide here
+
+
+def test_shared_weight_sgd_step_matches_torch():
+    tm, nm = _shared_pair("linear", 0)
+    tm.double()
+    _load_torch_weights(nm, tm)
+    x = np.random.default_rng(1).standard_normal((3, 4))
+    t_opt = torch.optim.SGD(tm.parameters(), lr=0.1, momentum=0.9)
+    n_opt = nnp.SGD(nm.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(3):
+        t_opt.zero_grad()
+        tm(torch.from_numpy(x)).square().sum().backward()
+        t_opt.step()
+        n_opt.zero_grad()
+        out = nm(x)
+        nm.backward(2 * out)
+        n_opt.step()
+    t_state = tm.state_dict()
+    errors = {k: rel_error(v, t_state[k].numpy()) for k, v in nm.state_dict().items()}
+    assert_close_rel(errors, 1e-12)
+
+
+@pytest.mark.parametrize("call", ["forward", "__call__"])
+def test_backward_pairs_with_the_latest_forward(call):
+    """Two outermost forwards (an evaluation, then a training pass) and one backward: the
+    gradient is that of the second input, and a second backward has no forward left to pair
+    with and must say so rather than reuse a stale cache."""
+    rng = np.random.default_rng(0)
+    model = nnp.Sequential(nnp.Linear(3, 4), nnp.ReLU(), nnp.Linear(4, 2)).double()
+    run = getattr(model, call)
+    x1, x2, dout = rng.standard_normal((5, 3)), rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+    run(x2)
+    expected_dx = model.backward(dout)
+    expected = {k: p.grad.copy() for k, p in model.named_parameters()}
+    model.zero_grad()
+    run(x1)
+    run(x2)
+    dx = model.backward(dout)
+    errors = {"dx": rel_error(dx, expected_dx)}
+    errors |= {k: rel_error(p.grad, expected[k]) for k, p in model.named_parameters()}
+    assert_close_rel(errors, 0.0)
+    with pytest.raises(RuntimeError, match="forward"):
+        model.backward(dout)
+
+
+# --- dtypes ----------------------------------------------------------------------
+
+
+def test_float32_is_the_default_and_float64_weights_make_float64_outputs():
+    model = nnp.MLP(3, [4], 2)
+    assert all(p.dtype == np.float32 for p in model.parameters())
+    assert nnp.Linear(2, 2).weight.dtype == np.float32
+    x32 = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    out = model(x32)
+    assert out.dtype == np.float32
+    model.backward(np.ones_like(out))
+    assert all(p.grad.dtype == np.float32 for p in model.parameters())
+
+    model.load_state_dict({k: v.astype(np.float64) for k, v in model.state_dict().items()})
+    assert all(p.dtype == np.float64 for p in model.parameters())
+    assert model(x32).dtype == np.float64  # the weights decide, not the input
+    assert model(x32.astype(np.float64)).dtype == np.float64
+    assert all(v.dtype == np.float64 for v in model.state_dict().values())
+
+    model.load_state_dict({k: v.astype(np.float32) for k, v in model.state_dict().items()})
+    assert model(x32).dtype == np.float32
