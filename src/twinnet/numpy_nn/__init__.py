@@ -1,23 +1,24 @@
 """The from-scratch engine: layers with explicit forward and backward, named and laid out like torch.nn."""
 
-from twinnet.numpy_nn import backend, init
+from twinnet.numpy_nn import backend, init, serialize
 from twinnet.numpy_nn.activation import GELU, ReLU, Sigmoid, Tanh
 from twinnet.numpy_nn.conv import Conv2d
 from twinnet.numpy_nn.dropout import Dropout
 from twinnet.numpy_nn.linear import Linear
 from twinnet.numpy_nn.loss import CrossEntropyLoss
-from twinnet.numpy_nn.module import Module, Parameter, Sequential
+from twinnet.numpy_nn.module import Module, Parameter, Sequential, no_grad
 from twinnet.numpy_nn.norm import BatchNorm1d, BatchNorm2d
-from twinnet.numpy_nn.optim import SGD, Optimizer
+from twinnet.numpy_nn.clip import clip_grad_norm_
+from twinnet.numpy_nn.optim import SGD, Adam, AdamW, Optimizer, RMSprop
 from twinnet.numpy_nn.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from twinnet.numpy_nn.reshape import Flatten
 from twinnet.numpy_nn.residual import ResidualBlock
 from twinnet.numpy_nn.models import MLP  # noqa: I001 - needs the layers above
 
 __all__ = [
-    "backend", "init",
-    "Module", "Parameter", "Sequential",
+    "backend", "init", "serialize",
+    "Module", "Parameter", "Sequential", "no_grad",
     "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d",
     "Dropout", "Flatten", "ReLU", "Tanh", "Sigmoid", "GELU", "ResidualBlock",
-    "CrossEntropyLoss", "Optimizer", "SGD", "MLP",
+    "CrossEntropyLoss", "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm_", "MLP",
 ]

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from twinnet.numpy_nn import backend
+from twinnet.numpy_nn.module import Parameter
 
 _rng = np.random.default_rng(0)
 
@@ -44,3 +45,139 @@ def default_weight(shape: tuple[int, ...], dtype=np.float32):
 def default_bias(weight_shape: tuple[int, ...], n: int, dtype=np.float32):
     """PyTorch's default bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     return uniform((n,), 1.0 / math.sqrt(fan_in(weight_shape)), dtype)
+
+
+# --- torch.nn.init: fill a Parameter or array in place ----------------------------------------------
+
+
+_LINEAR_LIKE = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "sigmoid")
+
+
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    """torch.nn.init.calculate_gain: the factor that keeps activations' variance through ``nonlinearity``."""
+    if nonlinearity in _LINEAR_LIKE:
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        slope = 0.01 if param is None else param
+        if isinstance(slope, bool) or not isinstance(slope, (int, float)):
+            raise ValueError(f"negative_slope {slope!r} is not a number")
+        return math.sqrt(2.0 / (1 + slope**2))
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    raise ValueError(f"unsupported nonlinearity {nonlinearity!r}")
+
+
+def _target(tensor):
+    """The array behind a Parameter, or the array itself."""
+    return tensor.data if isinstance(tensor, Parameter) else tensor
+
+
+def _fill(tensor, values):
+    """Copy host ``values`` into the target in place (its dtype and array module kept); returns ``tensor``."""
+    arr = _target(tensor)
+    arr[...] = backend.xp().asarray(values, dtype=arr.dtype)
+    return tensor
+
+
+def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(fan_in, fan_out) of a weight (out, in, *kernel), as torch computes them."""
+    if len(shape) < 2:
+        raise ValueError(f"fan in and fan out need at least 2 dimensions, got shape {tuple(shape)}")
+    receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+    return int(shape[1]) * receptive, int(shape[0]) * receptive
+
+
+def _fan(shape: tuple[int, ...], mode: str) -> int:
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    fan_in_, fan_out_ = _fans(shape)
+    return fan_in_ if mode == "fan_in" else fan_out_
+
+
+def zeros_(tensor):
+    """Fill with 0."""
+    _target(tensor)[...] = 0
+    return tensor
+
+
+def ones_(tensor):
+    """Fill with 1."""
+    _target(tensor)[...] = 1
+    return tensor
+
+
+def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator: np.random.Generator | None = None):
+    """Fill with draws from U(a, b)."""
+    rng = _rng if generator is None else generator
+    return _fill(tensor, rng.uniform(a, b, size=_target(tensor).shape))
+
+
+def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator: np.random.Generator | None = None):
+    """Fill with draws from N(mean, std^2)."""
+    rng = _rng if generator is None else generator
+    return _fill(tensor, rng.normal(mean, std, size=_target(tensor).shape))
+
+
+def kaiming_uniform_(
+    tensor,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    generator: np.random.Generator | None = None,
+):
+    """He init: U(-b, b) with b = gain * sqrt(3 / fan), gain = calculate_gain(nonlinearity, a)."""
+    std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(_target(tensor).shape, mode))
+    return uniform_(tensor, -math.sqrt(3.0) * std, math.sqrt(3.0) * std, generator)
+
+
+def kaiming_normal_(
+    tensor,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    generator: np.random.Generator | None = None,
+):
+    """He init: N(0, std^2) with std = gain / sqrt(fan)."""
+    std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(_target(tensor).shape, mode))
+    return normal_(tensor, 0.0, std, generator)
+
+
+def xavier_uniform_(tensor, gain: float = 1.0, generator: np.random.Generator | None = None):
+    """Glorot init: U(-b, b) with b = gain * sqrt(6 / (fan_in + fan_out))."""
+    fan_in_, fan_out_ = _fans(_target(tensor).shape)
+    bound = gain * math.sqrt(6.0 / (fan_in_ + fan_out_))
+    return uniform_(tensor, -bound, bound, generator)
+
+
+def xavier_normal_(tensor, gain: float = 1.0, generator: np.random.Generator | None = None):
+    """Glorot init: N(0, std^2) with std = gain * sqrt(2 / (fan_in + fan_out))."""
+    fan_in_, fan_out_ = _fans(_target(tensor).shape)
+    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in_ + fan_out_)), generator)
+
+
+def orthogonal_(tensor, gain: float = 1.0, generator: np.random.Generator | None = None):
+    """A (semi-)orthogonal matrix over the flattened trailing dimensions, times ``gain``.
+
+    As torch: QR of a Gaussian matrix with the columns of Q multiplied by the signs of
+    diag(R), which makes Q Haar-distributed rather than biased by the QR routine.
+    """
+    shape = _target(tensor).shape
+    if len(shape) < 2:
+        raise ValueError(f"orthogonal_ needs at least 2 dimensions, got shape {tuple(shape)}")
+    rows = int(shape[0])
+    cols = int(np.prod(shape[1:])) if rows else 0
+    if rows * cols == 0:
+        return tensor
+    rng = _rng if generator is None else generator
+    flat = rng.standard_normal((rows, cols))
+    if rows < cols:
+        flat = flat.T  # QR of the tall matrix gives orthonormal columns; transpose back to rows
+    q, r = np.linalg.qr(flat)
+    q *= np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return _fill(tensor, gain * q.reshape(shape))

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
+import numpy as np
+
+from twinnet.numpy_nn import backend
 from twinnet.numpy_nn.module import Parameter
 
 
 class Optimizer:
     """Holds the parameters, the learning rate and per-parameter state."""
+
+    # Hyperparameters (attribute names) that ``state_dict`` saves and ``load_state_dict`` restores.
+    _hyper: tuple[str, ...] = ()
 
     def __init__(self, params: Iterable[Parameter], lr: float) -> None:
         if lr < 0:
@@ -31,9 +37,91 @@ class Optimizer:
     def _update(self, p: Parameter, grad, state: dict) -> None:
         raise NotImplementedError
 
+    @classmethod
+    def _state_keys(cls, hyper: Mapping[str, object]) -> set[str]:
+        """The state a stepped parameter holds under these hyperparameters."""
+        return set()
+
+    # --- checkpointing -----------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """A flat copy of hyperparameters and state as NumPy arrays (``np.savez`` can store it).
+
+        Keys: ``"optimizer"`` (class name), ``"hyper.<name>"``, and ``"state.<i>.<name>"``
+        for parameter ``i`` once it has been stepped; step counts are int64 scalars.
+        """
+        out: dict[str, np.ndarray] = {"optimizer": np.asarray(type(self).__name__)}
+        for name in ("lr", *self._hyper):
+            out[f"hyper.{name}"] = np.asarray(getattr(self, name))
+        for i, state in enumerate(self.state):
+            for name, value in state.items():
+                if name == "step":
+                    out[f"state.{i}.step"] = np.asarray(value, dtype=np.int64)
+                else:
+                    out[f"state.{i}.{name}"] = backend.to_numpy(value).copy()
+        return out
+
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        """Restore what ``state_dict`` saved, so training resumes exactly; nothing changes unless all of it fits."""
+        arrays = {k: backend.to_numpy(v) for k, v in state.items()}
+        kind = str(arrays.pop("optimizer", None))
+        if kind != type(self).__name__:
+            raise ValueError(f"optimizer state is for {kind}, not {type(self).__name__}")
+        hyper = {}
+        for name in ("lr", *self._hyper):
+            if f"hyper.{name}" not in arrays:
+                raise ValueError(f"optimizer state lacks hyperparameter {name!r}")
+            hyper[name] = _like(arrays.pop(f"hyper.{name}"), getattr(self, name))
+        per_param: list[dict[str, np.ndarray]] = [{} for _ in self.params]
+        for key, value in arrays.items():
+            parts = key.split(".")
+            if len(parts) != 3 or parts[0] != "state" or not parts[1].isdigit() or int(parts[1]) >= len(self.params):
+                raise ValueError(f"unexpected key {key!r} in optimizer state for {len(self.params)} parameters")
+            per_param[int(parts[1])][parts[2]] = value
+        expected = self._state_keys(hyper)
+        for i, (saved, p) in enumerate(zip(per_param, self.params)):
+            if saved and set(saved) != expected:
+                raise ValueError(f"state of parameter {i} has {sorted(saved)}, expected {sorted(expected)}")
+            for name, value in saved.items():
+                want = () if name == "step" else p.shape
+                if value.shape != want:
+                    raise ValueError(f"state.{i}.{name} has shape {value.shape}, expected {want}")
+        xp = backend.xp()
+        for name, value in hyper.items():
+            setattr(self, name, value)
+        self.state = [
+            {name: int(v) if name == "step" else xp.array(v, dtype=p.dtype) for name, v in saved.items()}
+            for saved, p in zip(per_param, self.params)
+        ]
+
+
+def _like(value: np.ndarray, current):
+    """A saved hyperparameter back in the Python type of the current one."""
+    if isinstance(current, bool):
+        return bool(value)
+    if isinstance(current, tuple):
+        if value.shape != (len(current),):
+            raise ValueError(f"saved hyperparameter of shape {value.shape}, expected {len(current)} values")
+        return tuple(float(v) for v in value)
+    return float(value)
+
+
+def _plus_decay(grad, data, weight_decay: float):
+    """grad + weight_decay * data in one new array (``grad`` itself is the caller's and stays untouched)."""
+    out = data * weight_decay
+    out += grad
+    return out
+
+
+def _check_nonnegative(**values: float) -> None:
+    for name, value in values.items():
+        if not value >= 0:  # also rejects NaN
+            raise ValueError(f"invalid {name} {value}: it must be >= 0")
+
 
 class SGD(Optimizer):
     """torch.optim.SGD: buf = m*buf + (1-dampening)*g (buf = g at the first step); p -= lr*buf."""
+
+    _hyper = ("momentum", "dampening", "weight_decay", "nesterov")
 
     def __init__(
         self,
@@ -54,6 +142,10 @@ class SGD(Optimizer):
         self.momentum, self.dampening = momentum, dampening
         self.weight_decay, self.nesterov = weight_decay, nesterov
 
+    @classmethod
+    def _state_keys(cls, hyper):
+        return {"momentum_buffer"} if hyper["momentum"] else set()
+
     def _update(self, p, grad, state):
         if self.weight_decay:
             grad = grad + self.weight_decay * p.data
@@ -63,6 +155,158 @@ class SGD(Optimizer):
                 buf = state["momentum_buffer"] = grad.copy()
             else:
                 buf *= self.momentum
-                buf += grad
+                buf += (1 - self.dampening) * grad
             grad = grad + self.momentum * buf if self.nesterov else buf
         p.data -= self.lr * grad
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam: m, v moving averages of g and g^2; p -= lr/(1-b1^t) * m / (sqrt(v/(1-b2^t)) + eps).
+
+    ``weight_decay`` adds ``wd * p`` to the gradient (L2); ``amsgrad`` divides by the running maximum of v.
+    """
+
+    _hyper = ("betas", "eps", "weight_decay", "amsgrad")
+    _decoupled = False  # AdamW: decay the weights directly instead of through the gradient
+
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+    ) -> None:
+        super().__init__(params, lr)
+        _check_nonnegative(epsilon=eps, weight_decay=weight_decay)
+        if len(betas) != 2:
+            raise ValueError(f"betas must be a pair, got {betas!r}")
+        for i, beta in enumerate(betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"invalid beta parameter at index {i}: {beta} (it must be in [0, 1))")
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.eps, self.weight_decay, self.amsgrad = eps, weight_decay, bool(amsgrad)
+
+    @classmethod
+    def _state_keys(cls, hyper):
+        return {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if hyper["amsgrad"] else set())
+
+    def _update(self, p, grad, state):
+        xp = backend.xp()
+        if not state:
+            state["step"] = 0
+            for name in self._state_keys({"amsgrad": self.amsgrad}) - {"step"}:
+                state[name] = xp.zeros_like(p.data)
+        state["step"] += 1
+        t = state["step"]
+        beta1, beta2 = self.betas
+        if self.weight_decay:
+            if self._decoupled:
+                p.data *= 1 - self.lr * self.weight_decay
+            else:
+                grad = _plus_decay(grad, p.data, self.weight_decay)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        tmp = xp.multiply(grad, grad)  # the one scratch array of the update, reused below
+        tmp *= 1 - beta2
+        v *= beta2
+        v += tmp
+        xp.multiply(grad, 1 - beta1, out=tmp)
+        m *= beta1
+        m += tmp
+        if self.amsgrad:
+            v = xp.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+        # denom = sqrt(v) / sqrt(1 - b2^t) + eps, with eps outside the correction as in torch
+        xp.sqrt(v, out=tmp)
+        tmp /= (1 - beta2**t) ** 0.5
+        tmp += self.eps
+        xp.divide(m, tmp, out=tmp)
+        tmp *= self.lr / (1 - beta1**t)
+        p.data -= tmp
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: Adam with decoupled weight decay, p *= 1 - lr*wd before the Adam step."""
+
+    _decoupled = True
+
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+
+class RMSprop(Optimizer):
+    """torch.optim.RMSprop: v = alpha*v + (1-alpha)*g^2; p -= lr * g / (sqrt(v) + eps).
+
+    ``centered`` subtracts the squared mean gradient from v; ``momentum`` keeps a buffer
+    buf = momentum*buf + g / (sqrt(v) + eps) and steps p -= lr*buf.
+    """
+
+    _hyper = ("alpha", "eps", "weight_decay", "momentum", "centered")
+
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+    ) -> None:
+        super().__init__(params, lr)
+        _check_nonnegative(epsilon=eps, momentum=momentum, weight_decay=weight_decay, alpha=alpha)
+        self.alpha, self.eps, self.weight_decay = alpha, eps, weight_decay
+        self.momentum, self.centered = momentum, bool(centered)
+
+    @classmethod
+    def _state_keys(cls, hyper):
+        keys = {"step", "square_avg"}
+        if hyper["momentum"] > 0:
+            keys.add("momentum_buffer")
+        if hyper["centered"]:
+            keys.add("grad_avg")
+        return keys
+
+    def _update(self, p, grad, state):
+        xp = backend.xp()
+        if not state:
+            state["step"] = 0
+            for name in self._state_keys({"momentum": self.momentum, "centered": self.centered}) - {"step"}:
+                state[name] = xp.zeros_like(p.data)
+        state["step"] += 1
+        alpha = self.alpha
+        if self.weight_decay:
+            grad = _plus_decay(grad, p.data, self.weight_decay)
+        v = state["square_avg"]
+        tmp = xp.multiply(grad, grad)  # the one scratch array of the update, reused below
+        tmp *= 1 - alpha
+        v *= alpha
+        v += tmp
+        if self.centered:
+            g_avg = state["grad_avg"]
+            xp.multiply(grad, 1 - alpha, out=tmp)
+            g_avg *= alpha
+            g_avg += tmp
+            xp.multiply(g_avg, g_avg, out=tmp)
+            xp.subtract(v, tmp, out=tmp)
+            xp.sqrt(tmp, out=tmp)
+        else:
+            xp.sqrt(v, out=tmp)
+        tmp += self.eps
+        xp.divide(grad, tmp, out=tmp)
+        if self.momentum > 0:
+            buf = state["momentum_buffer"]
+            buf *= self.momentum
+            buf += tmp
+            xp.multiply(buf, self.lr, out=tmp)
+        else:
+            tmp *= self.lr
+        p.data -= tmp

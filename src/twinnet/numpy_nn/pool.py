@@ -15,36 +15,39 @@ def _check(kernel, stride, padding) -> None:
 
 
 def _maxpool_forward(x, kernel, stride, padding):
-    """x (N, C, H, W) -> out (N, C, Ho, Wo), cache holding each output's winning window offset."""
+    """x (N, C, H, W) -> out (N, C, Ho, Wo), cache (padded input and output, to find the winners later).
+
+    Tracking the argmax while scanning costs masked writes, several times the price of
+    the maxima alone; the backward finds each window's first maximum by equality instead.
+    """
     xp = backend.xp()
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, h, w = x.shape
     ho, wo = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
     xpad = pad_nhwc(nhwc(x), ph, pw, value=-np.inf)  # padding never wins, as in torch
     best = xpad[window_slice(0, 0, sh, sw, ho, wo)].copy()
-    arg = xp.zeros(best.shape, dtype=np.uint8)
     for k in range(1, kh * kw):
-        cand = xpad[window_slice(k // kw, k % kw, sh, sw, ho, wo)]
-        better = cand > best  # strict: the first maximum in scan order wins, as in torch
-        xp.copyto(best, cand, where=better)
-        arg[better] = k
-    return best.transpose(0, 3, 1, 2), (arg, xpad.shape, x.shape, kernel, stride, padding)
+        xp.maximum(best, xpad[window_slice(k // kw, k % kw, sh, sw, ho, wo)], out=best)
+    return best.transpose(0, 3, 1, 2), (xpad, best, x.shape, kernel, stride, padding)
 
 
 def _maxpool_backward(dout, cache):
+    """Route each output's gradient to the first input in scan order that equals the window's maximum."""
     xp = backend.xp()
-    arg, padded_shape, (n, c, h, w), (kh, kw), (sh, sw), (ph, pw) = cache
+    xpad, best, (n, c, h, w), (kh, kw), (sh, sw), (ph, pw) = cache
     d = nhwc(dout)
     ho, wo = d.shape[1], d.shape[2]
-    if (sh, sw) == (kh, kw) and (ph, pw) == (0, 0) and h % kh == 0 and w % kw == 0:
-        # non-overlapping windows tiling the input: scatter by reshaping, no accumulation needed
-        dx = xp.zeros((n, ho, kh, wo, kw, c), dtype=d.dtype)
-        for k in range(kh * kw):
-            dx[:, :, k // kw, :, k % kw, :] = d * (arg == k)
-        return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2)
-    dxpad = xp.zeros(padded_shape, dtype=d.dtype)
+    dxpad = xp.zeros(xpad.shape, dtype=d.dtype)
+    free = xp.ones(best.shape, dtype=bool)  # windows whose maximum is not yet claimed (ties: first wins, as in torch)
+    hit = xp.empty(best.shape, dtype=bool)
+    part = xp.empty(d.shape, dtype=d.dtype)
     for k in range(kh * kw):
-        dxpad[window_slice(k // kw, k % kw, sh, sw, ho, wo)] += d * (arg == k)
+        window = window_slice(k // kw, k % kw, sh, sw, ho, wo)
+        xp.equal(xpad[window], best, out=hit)
+        hit &= free
+        free ^= hit
+        xp.multiply(d, hit, out=part)
+        dxpad[window] += part
     return dxpad[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)
 
 

@@ -1,0 +1,42 @@
+"""Gradient clipping by total norm, as ``torch.nn.utils.clip_grad_norm_``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from twinnet.numpy_nn import backend
+from twinnet.numpy_nn.module import Parameter
+
+
+def clip_grad_norm_(
+    params: Iterable[Parameter] | Parameter,
+    max_norm: float,
+    norm_type: float | str = 2.0,
+    error_if_nonfinite: bool = False,
+) -> float:
+    """Scale gradients in place by min(max_norm / (total + 1e-6), 1); returns the total norm before clipping.
+
+    The total is the ``norm_type``-norm of all gradients seen as one vector (``"inf"``: the
+    largest magnitude); parameters without a gradient are skipped, as in torch.
+    """
+    xp = backend.xp()
+    if isinstance(params, Parameter):
+        params = [params]
+    grads = [p.grad for p in params if p.grad is not None]
+    norm_type = float(norm_type)
+    if not grads:
+        return 0.0
+    # The norm of the per-gradient norms equals the norm of their concatenation, without building it.
+    norms = xp.stack([xp.linalg.norm(g.ravel(), ord=norm_type) for g in grads])
+    total = float(xp.linalg.norm(norms, ord=norm_type))
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(
+            f"the total norm of order {norm_type} of the gradients is {total}; "
+            "clipping cannot be done (set error_if_nonfinite=False to clip anyway)"
+        )
+    coef = float(max_norm) / (total + 1e-6)
+    if not coef >= 1.0:  # torch clamps to 1, and a NaN norm makes every gradient NaN
+        for g in grads:
+            g *= coef
+    return total
