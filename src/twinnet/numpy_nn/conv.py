@@ -95,9 +95,11 @@ def _conv_backward(dout, cache, need_dx: bool = True):
 class Conv2d(Module):
     """``torch.nn.Conv2d`` (groups=1, dilation=1, zero padding)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True,
-                 dtype=np.float32) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias: bool = True, *, dtype=np.float32) -> None:
         super().__init__()
+        if pair(dilation) != (1, 1) or groups != 1:
+            raise ValueError(f"Conv2d supports dilation=1 and groups=1 only, got dilation={dilation}, groups={groups}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = pair(kernel_size), pair(stride), pair(padding)
         if min(self.stride) < 1 or min(self.padding) < 0 or min(self.kernel_size) < 1:

@@ -28,7 +28,7 @@ def _linear_backward(dout, cache):
 class Linear(Module):
     """``torch.nn.Linear``: any leading dimensions, features last."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=np.float32) -> None:
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, dtype=np.float32) -> None:
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features

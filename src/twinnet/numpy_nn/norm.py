@@ -46,7 +46,7 @@ class _BatchNorm(Module):
     """Shared by BatchNorm1d and BatchNorm2d: parameters and buffers named as torch names them."""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, dtype=np.float32) -> None:
+                 track_running_stats: bool = True, *, dtype=np.float32) -> None:
         super().__init__()
         xp = backend.xp()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum

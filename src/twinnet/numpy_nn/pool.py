@@ -54,8 +54,10 @@ def _maxpool_backward(dout, cache):
 class MaxPool2d(Module):
     """``torch.nn.MaxPool2d(kernel_size, stride=None, padding=0)`` (dilation 1, floor mode)."""
 
-    def __init__(self, kernel_size, stride=None, padding=0) -> None:
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False) -> None:
         super().__init__()
+        if pair(dilation) != (1, 1) or return_indices or ceil_mode:
+            raise ValueError("MaxPool2d supports dilation=1, return_indices=False and ceil_mode=False only")
         self.kernel_size = pair(kernel_size)
         self.stride = pair(stride if stride is not None else kernel_size)
         self.padding = pair(padding)
@@ -85,8 +87,10 @@ def _window_counts(h, w, kernel, stride, padding, ho, wo, dtype):
 class AvgPool2d(Module):
     """``torch.nn.AvgPool2d(kernel_size, stride=None, padding=0, count_include_pad=True)``."""
 
-    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad: bool = True) -> None:
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad: bool = True) -> None:
         super().__init__()
+        if ceil_mode:
+            raise ValueError("AvgPool2d supports ceil_mode=False only")
         self.kernel_size = pair(kernel_size)
         self.stride = pair(stride if stride is not None else kernel_size)
         self.padding = pair(padding)
