@@ -52,8 +52,8 @@ class NumpyLearner:
 
     engine = "numpy"
 
-    def __init__(self, model, optimizer, loss_fn) -> None:
-        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+    def __init__(self, model, optimizer, loss_fn, clip_norm: float | None = None) -> None:
+        self.model, self.optimizer, self.loss_fn, self.clip_norm = model, optimizer, loss_fn, clip_norm
         skip_input_grad(model)
 
     def _cast(self, x):
@@ -67,6 +67,10 @@ class NumpyLearner:
         loss = self.loss_fn.forward(logits, y)
         self.optimizer.zero_grad()
         self.model.backward(self.loss_fn.backward())
+        if self.clip_norm is not None:
+            from twinnet.numpy_nn.clip import clip_grad_norm_
+
+            clip_grad_norm_(self.optimizer.params, self.clip_norm)
         self.optimizer.step()
         return float(loss), int((logits.argmax(axis=1) == y).sum())
 
@@ -99,8 +103,8 @@ class TorchLearner:
 
     engine = "torch"
 
-    def __init__(self, model, optimizer, loss_fn) -> None:
-        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+    def __init__(self, model, optimizer, loss_fn, clip_norm: float | None = None) -> None:
+        self.model, self.optimizer, self.loss_fn, self.clip_norm = model, optimizer, loss_fn, clip_norm
         p = next(model.parameters())
         self.dtype, self.device = p.dtype, p.device
 
@@ -118,6 +122,8 @@ class TorchLearner:
         loss = self.loss_fn(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
         self.optimizer.step()
         return float(loss.detach()), int((logits.detach().argmax(1) == y).sum())
 

@@ -6,7 +6,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -59,18 +59,26 @@ class History:
         return self.records[-1]
 
 
+class BatchSource(Protocol):
+    """Training data: ``ArrayDataset`` (batches by index) or a generator of fresh samples."""
+
+    def __len__(self) -> int:
+        """Samples per epoch."""
+
+    def batches(self, batch_len: int, shuffle: bool, rng: np.random.Generator) -> Iterator[tuple]:
+        """Endless (x, y) batches of ``batch_len`` samples."""
+
+
 def batch_indices(n: int, settings: LoopSettings, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    """Endless index batches: a fresh permutation each epoch, cut into batches (the last may be short)."""
-    size = settings.batch_len(n)
-    while True:
-        order = rng.permutation(n) if settings.batching != "full" else np.arange(n)
-        for start in range(0, n, size):
-            yield order[start : start + size]
+    """The index batches an ``ArrayDataset`` of ``n`` samples yields under ``settings``."""
+    indices = ArrayDataset(np.arange(n), np.arange(n))
+    for idx, _ in indices.batches(settings.batch_len(n), settings.batching != "full", rng):
+        yield idx
 
 
 def fit(
     learner: Learner,
-    train: ArrayDataset,
+    train: BatchSource,
     test: ArrayDataset | None,
     settings: LoopSettings,
     *,
@@ -82,7 +90,8 @@ def fit(
 ) -> History:
     """Train ``learner`` on ``train``, evaluating on both sets at step 0 and every ``eval_every`` units.
 
-    The batch order depends only on ``seed``, so two learners given the same seed see
+    ``train`` is an ``ArrayDataset`` or any ``BatchSource`` (e.g. samples drawn afresh per batch,
+    evaluated with ``train_eval="running"``). The batch order depends only on ``seed``, so two learners given the same seed see
     the same batches. ``lr_at(step)`` sets the learning rate before each step.
     ``progress=None`` shows a bar only on a terminal.
     """
@@ -90,7 +99,7 @@ def fit(
     total = settings.total_steps(n)
     per_epoch = settings.steps_per_epoch(n)
     unit = settings.eval_every * (per_epoch if settings.eval_unit == "epoch" else 1)
-    batches = batch_indices(n, settings, np.random.default_rng(seed))
+    batches = train.batches(settings.batch_len(n), settings.batching != "full", np.random.default_rng(seed))
     history = History()
     running_loss, running_correct, running_seen = 0.0, 0, 0
     start = time.perf_counter()
@@ -98,7 +107,7 @@ def fit(
     def record(step: int) -> None:
         nonlocal running_loss, running_correct, running_seen
         rec: dict = {"step": step, "epoch": step / per_epoch, "lr": learner.lr}
-        if settings.train_eval == "full" or step == 0:
+        if (settings.train_eval == "full" or step == 0) and isinstance(train, ArrayDataset):
             rec["train_loss"], rec["train_acc"] = evaluate(learner, train.x, train.y)
         else:
             rec["train_loss"] = running_loss / max(running_seen, 1)
@@ -116,15 +125,15 @@ def fit(
     for step in range(1, total + 1):
         if lr_at is not None:
             learner.set_lr(lr_at(step - 1))
-        idx = next(batches)
-        loss, correct = learner.train_step(train.x[idx], train.y[idx])
+        x, y = next(batches)
+        loss, correct = learner.train_step(x, y)
         if not math.isfinite(loss):
             bar.close()
             raise FloatingPointError(f"loss became {loss} at step {step}; lower the learning rate")
         history.step_losses.append(loss)
-        running_loss += loss * len(idx)
+        running_loss += loss * len(y)
         running_correct += correct
-        running_seen += len(idx)
+        running_seen += len(y)
         bar.update()
         if step % unit == 0 or step == total:
             record(step)

@@ -25,6 +25,15 @@ class ArrayDataset:
     def n_classes(self) -> int:
         return int(self.y.max()) + 1
 
+    def batches(self, batch_len: int, shuffle: bool, rng: np.random.Generator):
+        """Endless (x, y) batches: a fresh permutation each epoch, cut into batches (the last may be short)."""
+        n = len(self)
+        while True:
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            for start in range(0, n, batch_len):
+                idx = order[start : start + batch_len]
+                yield self.x[idx], self.y[idx]
+
 
 @dataclass(frozen=True)
 class Split:
