@@ -80,6 +80,8 @@ def main() -> None:
     p.add_argument("--optimizer", default="Adam", help="Adam, AdamW, SGD, ... (same in both engines)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    numpy_nn.backend.set_num_threads(args.threads)  # the engine's elementwise threads
+    numpy_nn.backend.tune_allocator()  # as NumpyLearner does; the torch runs in this process share it
     with threadpool_limits(args.threads):
         print(f"# threads={args.threads} batch=128 float32 optimizer={args.optimizer} "
               f"numpy={np.__version__} torch={torch.__version__}")

@@ -55,6 +55,7 @@ class NumpyLearner:
     def __init__(self, model, optimizer, loss_fn, clip_norm: float | None = None) -> None:
         self.model, self.optimizer, self.loss_fn, self.clip_norm = model, optimizer, loss_fn, clip_norm
         skip_input_grad(model)
+        backend.tune_allocator()
 
     def _cast(self, x):
         return backend.xp().asarray(x, dtype=self.model.dtype)

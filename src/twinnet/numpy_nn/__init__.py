@@ -14,6 +14,7 @@ from twinnet.numpy_nn.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from twinnet.numpy_nn.reshape import Flatten
 from twinnet.numpy_nn.residual import ResidualBlock
 from twinnet.numpy_nn.models import MLP  # noqa: I001 - needs the layers above
+from twinnet.numpy_nn.recurrent import GRU, IRNN, LSTM, VanillaRNN
 
 __all__ = [
     "backend", "init", "serialize",
@@ -21,4 +22,5 @@ __all__ = [
     "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d",
     "Dropout", "Flatten", "ReLU", "Tanh", "Sigmoid", "GELU", "ResidualBlock",
     "CrossEntropyLoss", "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm_", "MLP",
+    "VanillaRNN", "IRNN", "LSTM", "GRU",
 ]

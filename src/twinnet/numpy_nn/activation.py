@@ -9,15 +9,22 @@ from twinnet.numpy_nn.module import Module
 
 
 class ReLU(Module):
-    """max(x, 0); the gradient at exactly 0 is 0, as in torch."""
+    """max(x, 0); the gradient at exactly 0 is 0, as in torch. Split over the engine's threads."""
 
     def forward(self, x):
-        mask = x > 0
-        self._push_cache(mask)
-        return x * mask
+        xp = backend.xp()
+        out = xp.empty_like(x)  # keeps x's memory layout (channels-last stays channels-last)
+        backend.parallel(lambda s: xp.maximum(x[s], 0, out=out[s]), x.shape[0] if x.ndim else 1, x.size)
+        self._push_cache(out)
+        return out
 
     def backward(self, dout):
-        return dout * self._pop_cache()
+        xp = backend.xp()
+        out = self._pop_cache()
+        dx = xp.empty_like(out)
+        backend.parallel(lambda s: xp.multiply(dout[s], out[s] > 0, out=dx[s]), out.shape[0] if out.ndim else 1,
+                         out.size)
+        return dx
 
 
 class Tanh(Module):

@@ -6,6 +6,8 @@ whole engine without touching a layer.
 
 from __future__ import annotations
 
+import os
+
 import numpy
 
 _xp = numpy
@@ -47,3 +49,113 @@ def erf(x):
     else:  # pragma: no cover - GPU only
         from cupyx.scipy.special import erf as _erf
     return _erf(x)
+
+
+# --- threads for memory-bound work -------------------------------------------
+# BLAS already spreads matrix products over the cores, but NumPy's elementwise loops run on
+# one. They release the GIL, so a few Python threads, each on its own slice of the batch,
+# put every core to work on the copies, masks and sums around the products.
+
+_threads: int | None = None  # None: every core this process may use
+_pool = None
+_MIN_ITEMS = 1 << 15  # below this many elements a thread hand-off costs more than it saves
+
+
+def num_threads() -> int:
+    """Threads the engine uses for elementwise work (the BLAS has its own setting)."""
+    if _threads is not None:
+        return _threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads for elementwise work (pair with threadpoolctl for the BLAS)."""
+    global _threads, _pool
+    if n < 1:
+        raise ValueError(f"number of threads must be >= 1, got {n}")
+    _threads = n
+    if _pool is not None:
+        _pool.shutdown(wait=True)
+        _pool = None
+
+
+def _executor():
+    global _pool
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(max(1, num_threads() - 1), thread_name_prefix="twinnet")
+    return _pool
+
+
+def parallel(fn, n: int, size: int | None = None) -> None:
+    """Call ``fn(slice)`` on contiguous chunks that cover ``range(n)``, one chunk per thread.
+
+    ``size`` (elements touched in all) lets small jobs run inline. Chunks must write
+    disjoint outputs; an exception in any chunk is raised here.
+    """
+    t = min(num_threads(), n)
+    if t <= 1 or _xp is not numpy or (size is not None and size < _MIN_ITEMS):
+        fn(slice(0, n))
+        return
+    bounds = [n * i // t for i in range(t + 1)]
+    futures = [_executor().submit(fn, slice(bounds[i], bounds[i + 1])) for i in range(1, t)]
+    try:
+        fn(slice(bounds[0], bounds[1]))
+    finally:
+        for f in futures:
+            f.result()
+
+
+def parallel_items(fn, items: list, sizes: list[int]) -> None:
+    """Call ``fn(item)`` for every item, the items shared out between the threads by size."""
+    t = min(num_threads(), len(items))
+    if t <= 1 or _xp is not numpy or sum(sizes) < _MIN_ITEMS:
+        for item in items:
+            fn(item)
+        return
+    shares: list[list] = [[] for _ in range(t)]
+    loads = [0] * t
+    for i in sorted(range(len(items)), key=lambda i: -sizes[i]):  # largest first, to the lightest share
+        k = loads.index(min(loads))
+        shares[k].append(items[i])
+        loads[k] += sizes[i]
+
+    def run(share: list) -> None:
+        for item in share:
+            fn(item)
+
+    futures = [_executor().submit(run, share) for share in shares[1:]]
+    try:
+        run(shares[0])
+    finally:
+        for f in futures:
+            f.result()
+
+
+def tune_allocator() -> None:
+    """Keep freed memory in the heap rather than returning it to the OS (glibc only).
+
+    Every large NumPy temporary otherwise costs fresh pages, zeroed by the kernel on first
+    touch: in a training step that is a sizeable share of the time. Called by the NumPy
+    learner; set TWINNET_KEEP_MALLOC=1 to leave the allocator alone.
+    """
+    global _allocator_tuned
+    if _allocator_tuned or os.environ.get("TWINNET_KEEP_MALLOC") == "1":
+        return
+    _allocator_tuned = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+        libc.mallopt(M_MMAP_MAX, 0)  # large blocks from the heap, where they can be reused
+        libc.mallopt(M_TRIM_THRESHOLD, 1 << 40)  # never hand the heap's top back
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+
+
+_allocator_tuned = False

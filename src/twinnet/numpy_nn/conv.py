@@ -23,19 +23,41 @@ def out_size(n: int, k: int, s: int, p: int) -> int:
 
 
 def nhwc(x):
-    """The NHWC view of an NCHW array (a copy only if its memory is not channels-last)."""
-    return backend.xp().ascontiguousarray(x.transpose(0, 2, 3, 1))
+    """The NHWC view of an NCHW array; copied (by batch chunks, on every thread) only if its memory is not channels-last."""
+    xp = backend.xp()
+    xh = x.transpose(0, 2, 3, 1)
+    if xh.flags.c_contiguous:
+        return xh
+    out = xp.empty(xh.shape, dtype=xh.dtype)
+
+    def copy(s):
+        out[s] = xh[s]
+
+    backend.parallel(copy, xh.shape[0], xh.size)
+    return out
 
 
 def pad_nhwc(xh, ph: int, pw: int, value=0.0):
-    """Pad H and W of an NHWC array (a fresh contiguous array)."""
+    """Pad H and W of an NHWC array (a fresh contiguous array; the input itself if no padding)."""
     xp = backend.xp()
     if ph == 0 and pw == 0:
         return xh
     n, h, w, c = xh.shape
-    out = xp.full((n, h + 2 * ph, w + 2 * pw, c), value, dtype=xh.dtype)
-    out[:, ph : ph + h, pw : pw + w] = xh
+    out = xp.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=xh.dtype)
+    fill_padded(out, xh, ph, pw, value)
     return out
+
+
+def fill_padded(out, xh, ph: int, pw: int, value=0.0) -> None:
+    """Write ``xh`` into the middle of ``out`` and ``value`` into its border (no pass over the middle twice)."""
+    h, w = xh.shape[1], xh.shape[2]
+    if ph:
+        out[:, :ph] = value
+        out[:, ph + h :] = value
+    if pw:
+        out[:, ph : ph + h, :pw] = value
+        out[:, ph : ph + h, pw + w :] = value
+    out[:, ph : ph + h, pw : pw + w] = xh
 
 
 def windows(xp_, kh: int, kw: int, sh: int, sw: int, ho: int, wo: int):
@@ -52,28 +74,45 @@ def window_slice(i: int, j: int, sh: int, sw: int, ho: int, wo: int):
     return (slice(None), slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
 
 
+def valid_range(k: int, s: int, p: int, size: int, n_out: int) -> tuple[slice, slice]:
+    """For kernel offset ``k``: the outputs whose input ``o*s + k - p`` lies inside [0, size), and those inputs."""
+    lo = max(0, -(-(p - k) // s))  # ceil((p - k) / s)
+    hi = min(n_out, (size - 1 + p - k) // s + 1)
+    if hi <= lo:
+        return slice(0, 0), slice(0, 0)
+    first = lo * s + k - p
+    return slice(lo, hi), slice(first, first + s * (hi - lo - 1) + 1, s)
+
+
 def _conv_forward(x, weight, bias, stride, padding):
     """x (N, C, H, W), weight (O, C, kh, kw) -> out (N, O, Ho, Wo) [NHWC memory], cache."""
+    xp = backend.xp()
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
     ho, wo = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
-    xpad = pad_nhwc(nhwc(x), ph, pw)
-    if kh == kw == 1 and sh == sw == 1:
-        cols = xpad.reshape(n * ho * wo, c)  # a 1x1 conv is a plain matrix product
+    if kh == kw == 1 and sh == sw == 1 and ph == pw == 0:
+        cols = nhwc(x).reshape(n * ho * wo, c)  # a 1x1 conv is a plain matrix product
     else:
-        cols = windows(xpad, kh, kw, sh, sw, ho, wo).reshape(n * ho * wo, kh * kw * c)
+        xh = x.transpose(0, 2, 3, 1)
+        patches = xp.empty((n, ho, wo, kh, kw, c), dtype=x.dtype)
+
+        def gather(s):  # im2col of one batch chunk
+            patches[s] = windows(pad_nhwc(xh[s], ph, pw), kh, kw, sh, sw, ho, wo)
+
+        backend.parallel(gather, n, patches.size)
+        cols = patches.reshape(n * ho * wo, kh * kw * c)
     wmat = weight.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)  # rows ordered (i, j, c) like cols
-    out = cols @ wmat
+    out = cols @ wmat  # one large product: BLAS runs it on every core at full speed
     if bias is not None:
         out += bias
-    return out.reshape(n, ho, wo, o).transpose(0, 3, 1, 2), (cols, wmat, x.shape, xpad.shape, stride, padding, weight.shape)
+    return out.reshape(n, ho, wo, o).transpose(0, 3, 1, 2), (cols, wmat, x.shape, stride, padding, weight.shape)
 
 
 def _conv_backward(dout, cache, need_dx: bool = True):
     """dout (N, O, Ho, Wo) -> dx (N, C, H, W) (None unless ``need_dx``), dweight (O, C, kh, kw), dbias (O,)."""
     xp = backend.xp()
-    cols, wmat, (n, c, h, w), padded_shape, (sh, sw), (ph, pw), (o, _, kh, kw) = cache
+    cols, wmat, (n, c, h, w), (sh, sw), (ph, pw), (o, _, kh, kw) = cache
     ho, wo = dout.shape[2], dout.shape[3]
     d = nhwc(dout).reshape(n * ho * wo, o)
     dweight = (cols.T @ d).reshape(kh, kw, c, o).transpose(3, 2, 0, 1).copy()
@@ -81,14 +120,18 @@ def _conv_backward(dout, cache, need_dx: bool = True):
     if not need_dx:
         return None, dweight, dbias
     dcols = (d @ wmat.T).reshape(n, ho, wo, kh, kw, c)
-    if kh == kw == 1 and sh == sw == 1:
-        dxpad = dcols.reshape(n, ho, wo, c)
-    else:
-        dxpad = xp.zeros(padded_shape, dtype=d.dtype)
-        for i in range(kh):  # col2im: one strided add per kernel offset, never per pixel
-            for j in range(kw):
-                dxpad[window_slice(i, j, sh, sw, ho, wo)] += dcols[:, :, :, i, j, :]
-    dx = dxpad[:, ph : ph + h, pw : pw + w, :]
+    if kh == kw == 1 and sh == sw == 1 and ph == pw == 0:
+        return dcols.reshape(n, ho, wo, c).transpose(0, 3, 1, 2), dweight, dbias
+    dx = xp.empty((n, h, w, c), dtype=d.dtype)
+    ranges = [(valid_range(i, sh, ph, h, ho), valid_range(j, sw, pw, w, wo)) for i in range(kh) for j in range(kw)]
+
+    def scatter(s):  # col2im of one batch chunk: one strided add per kernel offset, never per pixel
+        part = dx[s]
+        part[...] = 0
+        for k, ((out_r, in_r), (out_c, in_c)) in enumerate(ranges):
+            part[:, in_r, in_c] += dcols[s, out_r, out_c, k // kw, k % kw]
+
+    backend.parallel(scatter, n, dcols.size)
     return dx.transpose(0, 3, 1, 2), dweight, dbias
 
 

@@ -5,23 +5,51 @@ from __future__ import annotations
 import numpy as np
 
 from twinnet.numpy_nn import backend
+from twinnet.numpy_nn.conv import nhwc
 from twinnet.numpy_nn.module import Module, Parameter
 
 
+def _chunked_sums(fn, m: int, size: int):
+    """The sum of ``fn(rows)`` over chunks of rows covering range(m), computed on every thread."""
+    results: dict[int, object] = {}
+
+    def run(s):
+        results[s.start] = fn(s)
+
+    backend.parallel(run, m, size)
+    return sum(results[k] for k in sorted(results))  # a fixed order: the result does not depend on timing
+
+
 def _bn_forward(x2, gamma, beta, eps, mean=None, var=None):
-    """x2 (M, C) -> out (M, C), cache. Batch statistics unless ``mean``/``var`` are given (eval)."""
+    """x2 (M, C) -> out (M, C), cache. Batch statistics unless ``mean``/``var`` are given (eval).
+
+    Two passes for the variance (mean first), as a one-pass sum of squares loses float32 digits.
+    """
     xp = backend.xp()
+    m, c = x2.shape
+    xhat = xp.empty_like(x2)
+    out = xp.empty_like(x2)
     if mean is None:
-        mean = x2.mean(axis=0)
-        centred = x2 - mean
-        var = xp.einsum("ij,ij->j", centred, centred) / x2.shape[0]  # biased, as torch normalises with
+        mean = _chunked_sums(lambda s: x2[s].sum(axis=0), m, x2.size) / m
+
+        def centre(s):
+            xp.subtract(x2[s], mean, out=xhat[s])
+            return xp.einsum("ij,ij->j", xhat[s], xhat[s])
+
+        var = _chunked_sums(centre, m, x2.size) / m  # biased, as torch normalises with
+        centred = True
     else:
-        centred = x2 - mean
+        centred = False
     invstd = 1.0 / xp.sqrt(var + eps)
-    xhat = centred
-    xhat *= invstd  # in place: centred is ours
-    out = xhat * gamma
-    out += beta
+
+    def normalise(s):
+        if not centred:
+            xp.subtract(x2[s], mean, out=xhat[s])
+        xhat[s] *= invstd
+        xp.multiply(xhat[s], gamma, out=out[s])
+        out[s] += beta
+
+    backend.parallel(normalise, m, x2.size)
     return out, (xhat, gamma, invstd, mean, var)
 
 
@@ -29,16 +57,22 @@ def _bn_backward(dout2, cache, batch_stats: bool):
     """dout2 (M, C) -> dx (M, C), dgamma (C,), dbeta (C,)."""
     xp = backend.xp()
     xhat, gamma, invstd, _, _ = cache
-    m = dout2.shape[0]
-    dbeta = dout2.sum(axis=0)
-    dgamma = xp.einsum("ij,ij->j", dout2, xhat)
+    m, c = dout2.shape
+    dbeta = _chunked_sums(lambda s: dout2[s].sum(axis=0), m, dout2.size)
+    dgamma = _chunked_sums(lambda s: xp.einsum("ij,ij->j", dout2[s], xhat[s]), m, dout2.size)
+    scale = gamma * invstd
+    dx = xp.empty_like(dout2)
     if not batch_stats:  # eval mode: an affine map with constant statistics
-        return dout2 * (gamma * invstd), dgamma, dbeta
-    # dx = gamma*invstd * (dout - mean(dout) - xhat * mean(dout*xhat))
-    dx = xhat * (-dgamma / m)
-    dx += dout2
-    dx -= dbeta / m
-    dx *= gamma * invstd
+        backend.parallel(lambda s: xp.multiply(dout2[s], scale, out=dx[s]), m, dout2.size)
+        return dx, dgamma, dbeta
+
+    def grad(s):  # dx = gamma*invstd * (dout - mean(dout) - xhat * mean(dout*xhat))
+        xp.multiply(xhat[s], -dgamma / m, out=dx[s])
+        dx[s] += dout2[s]
+        dx[s] -= dbeta / m
+        dx[s] *= scale
+
+    backend.parallel(grad, m, dout2.size)
     return dx, dgamma, dbeta
 
 
@@ -120,8 +154,7 @@ class BatchNorm2d(_BatchNorm):
     """``torch.nn.BatchNorm2d``: input (N, C, H, W); works on channels-last memory."""
 
     def _rows(self, x):
-        xp = backend.xp()
-        return xp.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(-1, x.shape[1])
+        return nhwc(x).reshape(-1, x.shape[1])
 
     def _unrows(self, x2, shape):
         n, c, h, w = shape

@@ -30,9 +30,10 @@ class Optimizer:
             p.grad = None
 
     def step(self) -> None:
-        for p, state in zip(self.params, self.state):
-            if p.grad is not None:
-                self._update(p, p.grad, state)
+        # parameters are independent: their updates are shared out between the engine's threads
+        work = [(p, state) for p, state in zip(self.params, self.state) if p.grad is not None]
+        backend.parallel_items(lambda ps: self._update(ps[0], ps[0].grad, ps[1]), work,
+                               [int(p.data.size) for p, _ in work])
 
     def _update(self, p: Parameter, grad, state: dict) -> None:
         raise NotImplementedError

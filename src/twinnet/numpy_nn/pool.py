@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from twinnet.numpy_nn import backend
-from twinnet.numpy_nn.conv import nhwc, out_size, pad_nhwc, pair, window_slice
+from twinnet.numpy_nn.conv import fill_padded, nhwc, out_size, pad_nhwc, pair, window_slice
 from twinnet.numpy_nn.module import Module
 
 
@@ -24,10 +24,18 @@ def _maxpool_forward(x, kernel, stride, padding):
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, h, w = x.shape
     ho, wo = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
-    xpad = pad_nhwc(nhwc(x), ph, pw, value=-np.inf)  # padding never wins, as in torch
-    best = xpad[window_slice(0, 0, sh, sw, ho, wo)].copy()
-    for k in range(1, kh * kw):
-        xp.maximum(best, xpad[window_slice(k // kw, k % kw, sh, sw, ho, wo)], out=best)
+    xh = x.transpose(0, 2, 3, 1)
+    xpad = xp.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
+    best = xp.empty((n, ho, wo, c), dtype=x.dtype)
+
+    def pool(s):
+        fill_padded(xpad[s], xh[s], ph, pw, -np.inf)  # padding never wins, as in torch
+        part = xpad[s]
+        best[s] = part[window_slice(0, 0, sh, sw, ho, wo)]
+        for k in range(1, kh * kw):
+            xp.maximum(best[s], part[window_slice(k // kw, k % kw, sh, sw, ho, wo)], out=best[s])
+
+    backend.parallel(pool, n, xpad.size)
     return best.transpose(0, 3, 1, 2), (xpad, best, x.shape, kernel, stride, padding)
 
 
@@ -37,18 +45,25 @@ def _maxpool_backward(dout, cache):
     xpad, best, (n, c, h, w), (kh, kw), (sh, sw), (ph, pw) = cache
     d = nhwc(dout)
     ho, wo = d.shape[1], d.shape[2]
-    dxpad = xp.zeros(xpad.shape, dtype=d.dtype)
-    free = xp.ones(best.shape, dtype=bool)  # windows whose maximum is not yet claimed (ties: first wins, as in torch)
-    hit = xp.empty(best.shape, dtype=bool)
-    part = xp.empty(d.shape, dtype=d.dtype)
-    for k in range(kh * kw):
-        window = window_slice(k // kw, k % kw, sh, sw, ho, wo)
-        xp.equal(xpad[window], best, out=hit)
-        hit &= free
-        free ^= hit
-        xp.multiply(d, hit, out=part)
-        dxpad[window] += part
-    return dxpad[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)
+    dx = xp.empty((n, h, w, c), dtype=d.dtype)
+
+    def route(s):
+        m = d[s].shape[0]
+        dxpad = xp.zeros((m, *xpad.shape[1:]), dtype=d.dtype)
+        free = xp.ones((m, ho, wo, c), dtype=bool)  # windows whose maximum is unclaimed (ties: first wins, as torch)
+        hit = xp.empty((m, ho, wo, c), dtype=bool)
+        part = xp.empty((m, ho, wo, c), dtype=d.dtype)
+        for k in range(kh * kw):
+            window = window_slice(k // kw, k % kw, sh, sw, ho, wo)
+            xp.equal(xpad[s][window], best[s], out=hit)
+            hit &= free
+            free ^= hit
+            xp.multiply(d[s], hit, out=part)
+            dxpad[window] += part
+        dx[s] = dxpad[:, ph : ph + h, pw : pw + w]
+
+    backend.parallel(route, n, xpad.size)
+    return dx.transpose(0, 3, 1, 2)
 
 
 class MaxPool2d(Module):

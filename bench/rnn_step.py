@@ -1,0 +1,77 @@
+"""Time one training step of the palindrome models (forward, backward, clip, RMSprop) in both engines.
+
+    python bench/rnn_step.py [--threads 1] [--lengths 20,60] [--models rnn,lstm,gru] [--repeats 20]
+
+The course's setting: batch 128, one-hot inputs (10), 128 hidden units, float32, gradient norm
+clipped at 10, RMSprop lr 1e-3. Both engines start from the same weights and get the same
+batch and the same thread count (default 1: what each worker of palindrome-sweep uses).
+Prints one line per model and length: ``<model> T=<T> numpy_s=<s> torch_s=<s> ratio=<numpy/torch>``
+(median seconds per step over --repeats timed steps, after three warm-up steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from twinnet import numpy_nn
+from twinnet.data.palindrome import samples
+from twinnet.learner import NumpyLearner, TorchLearner
+from twinnet.numpy_nn import recurrent as np_rec
+from twinnet.torch_nn import recurrent as torch_rec
+
+BATCH, HIDDEN, CLIP, LR = 128, 128, 10.0, 1e-3
+
+
+def time_steps(step, repeats: int) -> float:
+    for _ in range(3):
+        step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench(model: str, length: int, repeats: int) -> tuple[float, float]:
+    torch.manual_seed(0)
+    torch_model = torch_rec.RECURRENT[model](10, HIDDEN)
+    numpy_model = np_rec.RECURRENT[model](10, HIDDEN)
+    numpy_model.load_state_dict(torch_model.state_dict())
+    learners = [
+        NumpyLearner(numpy_model, numpy_nn.RMSprop(numpy_model.parameters(), lr=LR), numpy_nn.CrossEntropyLoss(),
+                     clip_norm=CLIP),
+        TorchLearner(torch_model, torch.optim.RMSprop(torch_model.parameters(), lr=LR), torch.nn.CrossEntropyLoss(),
+                     clip_norm=CLIP),
+    ]
+    x, y = samples(length, BATCH, np.random.default_rng(0))
+    return tuple(time_steps(lambda lr=learner: lr.train_step(x, y), repeats) for learner in learners)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1, help="threads for both engines (default 1, as a sweep worker)")
+    p.add_argument("--lengths", default="20,60", help="palindrome lengths T (the input has T-1 steps)")
+    p.add_argument("--models", default="rnn,lstm,gru")
+    p.add_argument("--repeats", type=int, default=20)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if hasattr(numpy_nn.backend, "set_num_threads"):
+        numpy_nn.backend.set_num_threads(args.threads)
+    with threadpool_limits(args.threads):
+        print(f"# threads={args.threads} batch={BATCH} hidden={HIDDEN} one-hot float32 clip={CLIP} RMSprop "
+              f"numpy={np.__version__} torch={torch.__version__}")
+        for model in args.models.split(","):
+            for length in (int(t) for t in args.lengths.split(",")):
+                np_s, t_s = bench(model, length, args.repeats)
+                print(f"{model} T={length} numpy_s={np_s:.4f} torch_s={t_s:.4f} ratio={np_s / t_s:.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""Recurrent classifiers in NumPy with hand-written backpropagation through time.
+
+Twins of ``twinnet.torch_nn.recurrent``: the same equations, parameter names and layouts, so
+state_dicts copy across. Vectorised over the batch; the only Python loop is over time. The
+forward stores every step's states (arrays indexed [t] along a leading time axis); the
+backward walks them in reverse, collecting each step's pre-activation gradient, and forms the
+weight gradients with one matmul over all steps at the end instead of L small ones.
+
+Conventions: x (B, L, D) -> logits of the last step (B, C); h(0) = 0 (and c(0) = 0);
+``backward(dlogits) -> dx`` (B, L, D). With ``record_hidden = True`` the backward keeps
+dLoss/dh(t), returned by ``hidden_grads()`` as (B, L, H).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from twinnet.numpy_nn import backend, init
+from twinnet.numpy_nn.module import Module, Parameter
+
+
+def _sigmoid(a, out=None):
+    """1 / (1 + exp(-a)) in the tanh form that never overflows."""
+    xp = backend.xp()
+    out = xp.multiply(a, 0.5, out=out)
+    xp.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
+
+
+class _Recurrent(Module):
+    """Readout o = W_ph h(L) + b_o, the shared bookkeeping of forward/backward, recording of dLoss/dh(t)."""
+
+    gates = 1  # rows of the input weight per hidden unit: 1 (RNN), 4 (LSTM), 3 (GRU)
+
+    def __init__(self, input_size: int, hidden_size: int, n_classes: int = 10, *, dtype=np.float32) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size, self.n_classes = input_size, hidden_size, n_classes
+        self.record_hidden = False
+        self._hidden_grads = None
+        self._bound = 1.0 / math.sqrt(hidden_size)  # PyTorch's U(-1/sqrt(H), 1/sqrt(H)) for every weight
+
+    def _param(self, shape: tuple[int, ...], dtype) -> Parameter:
+        return Parameter(init.uniform(shape, self._bound, dtype))
+
+    def _readout_parameters(self, dtype) -> None:
+        self.W_ph = self._param((self.n_classes, self.hidden_size), dtype)  # (C, H)
+        self.b_o = self._param((self.n_classes,), dtype)  # (C,)
+
+    def forward(self, x):
+        """x (B, L, D) -> logits (B, C)."""
+        xs = x.transpose(1, 0, 2)  # (L, B, D): step t's batch contiguous
+        states = self._run(xs)  # H (L+1, B, H) with H[0] = h(0) = 0, plus each model's extras
+        h_last = states[0][-1]
+        self._push_cache((xs, states))
+        return h_last @ self.W_ph.data.T + self.b_o.data
+
+    def backward(self, dlogits):
+        """dlogits (B, C) -> dx (B, L, D); accumulates every parameter's gradient."""
+        xs, states = self._pop_cache()
+        hs = states[0]
+        self.W_ph.accumulate(dlogits.T @ hs[-1])
+        self.b_o.accumulate(dlogits.sum(axis=0))
+        dh_last = dlogits @ self.W_ph.data  # (B, H): only the last step feeds the loss
+        record = backend.xp().empty_like(hs[1:]) if self.record_hidden else None
+        dxw = self._bptt(dh_last, xs, states, record)  # (L, B, G*H): d loss / d (input term) per step
+        self._hidden_grads = record
+        L, B, D = xs.shape
+        dxw2 = dxw.reshape(L * B, -1)
+        self._input_weight.accumulate(dxw2.T @ xs.reshape(L * B, D))
+        self._input_bias.accumulate(dxw2.sum(axis=0))
+        return (dxw @ self._input_weight.data).transpose(1, 0, 2)  # (B, L, D)
+
+    def _accumulate_hh(self, dpre, hs) -> None:
+        """dW_hh = sum_t dpre(t)^T h(t-1) as one matmul; step 1 (h(0) = 0) adds nothing."""
+        L, B, GH = dpre.shape
+        if L > 1:
+            self._recurrent_weight.accumulate(dpre[1:].reshape(-1, GH).T @ hs[1:L].reshape(-1, self.hidden_size))
+        elif self._recurrent_weight.grad is None:
+            self._recurrent_weight.accumulate(backend.xp().zeros_like(self._recurrent_weight.data))
+
+    def hidden_grads(self) -> np.ndarray:
+        """dLoss/dh(t) for t = 1..L as (B, L, H), after a backward with ``record_hidden`` set."""
+        if self._hidden_grads is None:
+            raise RuntimeError("set record_hidden = True, run forward and backward first")
+        return backend.to_numpy(self._hidden_grads).transpose(1, 0, 2)
+
+    def _hidden_buffer(self, xs):
+        L, B, _ = xs.shape
+        hs = backend.xp().empty((L + 1, B, self.hidden_size), dtype=self.W_ph.data.dtype)
+        hs[0] = 0
+        return hs
+
+    def extra_repr(self) -> str:
+        return f"input_size={self.input_size}, hidden_size={self.hidden_size}, n_classes={self.n_classes}"
+
+
+class VanillaRNN(_Recurrent):
+    """h(t) = tanh(W_hx x(t) + W_hh h(t-1) + b_h), h(0) = 0, o = W_ph h(L) + b_o; W_hh init as torch's twin."""
+
+    nonlinearity = "tanh"
+
+    def __init__(self, input_size: int, hidden_size: int, n_classes: int = 10, hh_init: str = "uniform",
+                 hh_gain: float = 1.0, *, dtype=np.float32) -> None:
+        super().__init__(input_size, hidden_size, n_classes, dtype=dtype)
+        self.W_hx = self._param((hidden_size, input_size), dtype)  # (H, D)
+        self.W_hh = self._param((hidden_size, hidden_size), dtype)  # (H, H)
+        self.b_h = self._param((hidden_size,), dtype)  # (H,)
+        self._readout_parameters(dtype)
+        self.hh_init, self.hh_gain = hh_init, hh_gain
+        if hh_init == "orthogonal":
+            init.orthogonal_(self.W_hh, gain=hh_gain)
+        elif hh_init == "identity":
+            self.W_hh.data[...] = hh_gain * backend.xp().eye(hidden_size)
+        elif hh_init != "uniform":
+            raise ValueError(f"hh_init must be uniform, orthogonal or identity, got {hh_init!r}")
+
+    @property
+    def _input_weight(self):
+        return self.W_hx
+
+    @property
+    def _input_bias(self):
+        return self.b_h
+
+    @property
+    def _recurrent_weight(self):
+        return self.W_hh
+
+    def _run(self, xs):
+        xp = backend.xp()
+        xw = xs @ self.W_hx.data.T + self.b_h.data  # (L, B, H)
+        hs = self._hidden_buffer(xs)
+        w_t = self.W_hh.data.T
+        for t in range(len(xs)):
+            pre = hs[t] @ w_t
+            pre += xw[t]
+            if self.nonlinearity == "relu":
+                xp.maximum(pre, 0, out=hs[t + 1])
+            else:
+                xp.tanh(pre, out=hs[t + 1])
+        return (hs,)
+
+    def _bptt(self, dh, xs, states, record):
+        (hs,) = states
+        xp = backend.xp()
+        dpre = xp.empty_like(hs[1:])  # (L, B, H)
+        w = self.W_hh.data
+        for t in range(len(xs) - 1, -1, -1):  # step t makes h(t+1) = hs[t+1]
+            if record is not None:
+                record[t] = dh
+            h = hs[t + 1]
+            if self.nonlinearity == "relu":
+                xp.multiply(dh, h > 0, out=dpre[t])
+            else:
+                xp.multiply(dh, 1 - h * h, out=dpre[t])  # tanh' = 1 - h^2
+            if t:
+                dh = dpre[t] @ w  # through W_hh h(t-1)
+        self._accumulate_hh(dpre, hs)
+        return dpre
+
+
+class IRNN(VanillaRNN):
+    """Not the course's RNN: ReLU instead of tanh, W_hh = I and b_h = 0 (Le, Jaitly & Hinton, 2015)."""
+
+    nonlinearity = "relu"
+
+    def __init__(self, input_size: int, hidden_size: int, n_classes: int = 10, *, dtype=np.float32) -> None:
+        super().__init__(input_size, hidden_size, n_classes, hh_init="identity", dtype=dtype)
+        self.b_h.data[...] = 0
+
+
+class _Gated(_Recurrent):
+    """Parameters of torch.nn.LSTM/GRU's layout: weight_ih (G*H, D), weight_hh (G*H, H), bias_ih, bias_hh."""
+
+    def __init__(self, input_size: int, hidden_size: int, n_classes: int = 10, *, dtype=np.float32) -> None:
+        super().__init__(input_size, hidden_size, n_classes, dtype=dtype)
+        g = self.gates * hidden_size
+        self.weight_ih = self._param((g, input_size), dtype)
+        self.weight_hh = self._param((g, hidden_size), dtype)
+        self.bias_ih = self._param((g,), dtype)
+        self.bias_hh = self._param((g,), dtype)
+        self._readout_parameters(dtype)
+
+    @property
+    def _input_weight(self):
+        return self.weight_ih
+
+    @property
+    def _input_bias(self):
+        return self.bias_ih
+
+    @property
+    def _recurrent_weight(self):
+        return self.weight_hh
+
+
+class LSTM(_Gated):
+    """torch.nn.LSTM's equations, gates (i, f, g, o): c(t) = f c(t-1) + i g, h(t) = o tanh(c(t))."""
+
+    gates = 4
+
+    def _run(self, xs):
+        xp, H = backend.xp(), self.hidden_size
+        xw = xs @ self.weight_ih.data.T + (self.bias_ih.data + self.bias_hh.data)  # (L, B, 4H)
+        hs, cs = self._hidden_buffer(xs), self._hidden_buffer(xs)  # h(t), c(t) for t = 0..L
+        acts = xp.empty_like(xw)  # (L, B, 4H): sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
+        tcs = xp.empty_like(hs[1:])  # (L, B, H): tanh(c(t))
+        w_t = self.weight_hh.data.T
+        for t in range(len(xs)):
+            pre = hs[t] @ w_t
+            pre += xw[t]
+            a = acts[t]
+            _sigmoid(pre, out=a)
+            xp.tanh(pre[:, 2 * H : 3 * H], out=a[:, 2 * H : 3 * H])  # g overwrites its sigmoid
+            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+            c = cs[t + 1]
+            xp.multiply(f, cs[t], out=c)
+            c += i * g
+            xp.tanh(c, out=tcs[t])
+            xp.multiply(o, tcs[t], out=hs[t + 1])
+        return hs, cs, acts, tcs
+
+    def _bptt(self, dh, xs, states, record):
+        hs, cs, acts, tcs = states
+        H = self.hidden_size
+        dpre = backend.xp().empty_like(acts)  # (L, B, 4H): gradient of the gate pre-activations
+        dc = 0.0  # dLoss/dc(t) arriving from step t+1
+        w = self.weight_hh.data
+        for t in range(len(xs) - 1, -1, -1):
+            if record is not None:
+                record[t] = dh
+            a, tc, d = acts[t], tcs[t], dpre[t]
+            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+            dc = dc + dh * o * (1 - tc * tc)  # h = o tanh(c)
+            d[:, :H] = dc * g * i * (1 - i)
+            d[:, H : 2 * H] = dc * cs[t] * f * (1 - f)
+            d[:, 2 * H : 3 * H] = dc * i * (1 - g * g)
+            d[:, 3 * H :] = dh * tc * o * (1 - o)
+            dc = dc * f
+            if t:
+                dh = d @ w
+        self._accumulate_hh(dpre, hs)
+        self.bias_hh.accumulate(dpre.sum(axis=(0, 1)))  # bias_hh enters exactly as bias_ih does
+        return dpre
+
+
+class GRU(_Gated):
+    """torch.nn.GRU's equations, gates (r, z, n): n = tanh(W_in x + b_in + r (W_hn h + b_hn)), h = (1-z) n + z h."""
+
+    gates = 3
+
+    def _run(self, xs):
+        xp, H = backend.xp(), self.hidden_size
+        xw = xs @ self.weight_ih.data.T + self.bias_ih.data  # (L, B, 3H)
+        hs = self._hidden_buffer(xs)
+        rz = xp.empty_like(xw[:, :, : 2 * H])  # (L, B, 2H): r, z
+        ns, hn = xp.empty_like(hs[1:]), xp.empty_like(hs[1:])  # n(t), and W_hn h(t-1) + b_hn
+        w_t, b = self.weight_hh.data.T, self.bias_hh.data
+        for t in range(len(xs)):
+            hw = hs[t] @ w_t
+            hw += b
+            pre = hw[:, : 2 * H]
+            pre += xw[t][:, : 2 * H]
+            _sigmoid(pre, out=rz[t])
+            hn[t] = hw[:, 2 * H :]
+            n = ns[t]
+            xp.multiply(rz[t][:, :H], hn[t], out=n)
+            n += xw[t][:, 2 * H :]
+            xp.tanh(n, out=n)
+            xp.subtract(hs[t], n, out=hs[t + 1])
+            hs[t + 1] *= rz[t][:, H:]
+            hs[t + 1] += n  # n + z (h(t-1) - n)
+        return hs, rz, ns, hn
+
+    def _bptt(self, dh, xs, states, record):
+        xp, H = backend.xp(), self.hidden_size
+        hs, rz, ns, hn = states
+        L = len(xs)
+        dx_pre = xp.empty((L, *rz.shape[1:-1], 3 * H), dtype=hs.dtype)  # d/d(input terms): r, z, n
+        dh_pre = xp.empty_like(dx_pre)  # d/d(W_hh h(t-1) + b_hh): r, z, r * dn
+        w = self.weight_hh.data
+        for t in range(L - 1, -1, -1):
+            if record is not None:
+                record[t] = dh
+            r, z, n = rz[t][:, :H], rz[t][:, H:], ns[t]
+            dn = dh * (1 - z) * (1 - n * n)  # through tanh
+            dz = dh * (hs[t] - n) * z * (1 - z)
+            dr = dn * hn[t] * r * (1 - r)
+            dx_pre[t, :, :H] = dr
+            dx_pre[t, :, H : 2 * H] = dz
+            dx_pre[t, :, 2 * H :] = dn
+            dh_pre[t, :, : 2 * H] = dx_pre[t, :, : 2 * H]
+            dh_pre[t, :, 2 * H :] = dn * r
+            if t:
+                dh = dh * z + dh_pre[t] @ w
+        self._accumulate_hh(dh_pre, hs)
+        self.bias_hh.accumulate(dh_pre.sum(axis=(0, 1)))  # b_hh is used at every step, t = 1 too
+        return dx_pre
+
+
+RECURRENT = {"rnn": VanillaRNN, "lstm": LSTM, "gru": GRU, "irnn": IRNN}
