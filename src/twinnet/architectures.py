@@ -122,6 +122,14 @@ MODELS: dict[str, ModelSpec] = {
         (3, 32, 32),
         "the CIFAR-10 MLP 3072-512-256-128-10",
     ),
+    # palindromes (SPEC section 4): 10 one-hot digits in, 128 hidden units, 10 classes; shown at T = 20
+    "palindrome-rnn": ModelSpec(
+        lambda nn: nn.VanillaRNN(10, 128, 10),
+        (19, 10),
+        "the course's vanilla RNN, h(t) = tanh(W_hx x(t) + W_hh h(t-1) + b_h), read out at the last step",
+    ),
+    "palindrome-lstm": ModelSpec(lambda nn: nn.LSTM(10, 128, 10), (19, 10), "an LSTM with torch.nn.LSTM's equations"),
+    "palindrome-gru": ModelSpec(lambda nn: nn.GRU(10, 128, 10), (19, 10), "a GRU with torch.nn.GRU's equations"),
 }
 
 

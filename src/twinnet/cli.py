@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="where real datasets live (else $TWINNET_DATA_DIR); e.g. DIR/mnist/*-ubyte.gz")
     r.add_argument("--threads", type=int, default=None, help="threads for torch and NumPy alike (default: all cores)")
     r.add_argument("--show-config", action="store_true", help="print the resolved configuration and exit")
+    r.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                   help="continue an interrupted run of a resumable experiment (palindrome-sweep) in RUN_DIR, "
+                   "from its saved configuration; --set still applies on top")
 
     s = sub.add_parser("summary", help="print a model's structure table (layers, shapes, parameters)")
     s.add_argument("model", metavar="MODEL", help="model name (an unknown name lists the known ones)")
@@ -81,6 +84,8 @@ def _cmd_run(args) -> None:
         if not args.data_dir.is_dir():
             raise TwinnetError(f"--data-dir {args.data_dir} is not a directory")
         os.environ["TWINNET_DATA_DIR"] = str(args.data_dir.resolve())
+    if args.resume is not None and (args.out is not None or args.quick or args.seed is not None):
+        raise TwinnetError("--resume continues RUN_DIR with its saved configuration: drop --out, --quick and --seed")
     if args.show_config:
         cfg = to_dict(resolve_config(args.experiment, args.overrides, args.quick, args.seed))
         types = {name: tp for name, tp, _ in describe_fields(get_experiment(args.experiment).config_cls)}
@@ -89,7 +94,7 @@ def _cmd_run(args) -> None:
         return
     path = run_experiment(
         args.experiment, args.overrides, quick=args.quick, seed=args.seed, out=args.out,
-        runs_root=args.runs_dir, threads=args.threads,
+        runs_root=args.runs_dir, threads=args.threads, resume=args.resume,
     )
     experiment = get_experiment(args.experiment)
     if experiment.headline is not None:

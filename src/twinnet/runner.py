@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
 
+from twinnet import TwinnetError
 from twinnet.config import apply_overrides, make_config, to_dict
 from twinnet.registry import get_experiment
 from twinnet.report.build import write_report
-from twinnet.runs import CONFIG, ENV, SUMMARY, RunDir, environment
+from twinnet.runs import CONFIG, ENV, METRICS, SUMMARY, RunDir, environment
 
 
 def resolve_config(name: str, overrides: list[str] = (), quick: bool = False, seed: int | None = None):
@@ -42,19 +44,54 @@ def run_experiment(
     out: Path | None = None,
     runs_root: Path = Path("runs"),
     threads: int | None = None,
+    resume: Path | None = None,
 ) -> Path:
-    """Run one experiment end to end and return its run directory."""
+    """Run one experiment end to end and return its run directory.
+
+    ``resume``: the directory of an interrupted run of a resumable experiment (its config class
+    sets ``resumable = True``); it continues there from its saved configuration, ``overrides`` on top.
+    """
     experiment = get_experiment(name)
-    cfg = resolve_config(name, overrides, quick, seed)
-    set_threads(threads)
-    run_dir = RunDir.create(name, out, runs_root)
-    run_dir.write_json(CONFIG, {"experiment": name, "quick": quick, "config": to_dict(cfg)})
-    env = environment(cfg.seed, threads)
-    env["command"] = "twinnet " + shlex.join(sys.argv[1:]) if sys.argv and "twinnet" in sys.argv[0] else None
-    run_dir.write_json(ENV, env)
+    command = "twinnet " + shlex.join(sys.argv[1:]) if sys.argv and "twinnet" in sys.argv[0] else None
+    if resume is not None:
+        cfg, run_dir = _reopen(name, Path(resume), overrides)
+        set_threads(threads)
+        env = run_dir.read_json(ENV) if run_dir.file(ENV).exists() else environment(cfg.seed, threads)
+        env.setdefault("resumed", []).append({"command": command, **environment(cfg.seed, threads)})
+        run_dir.write_json(ENV, env)
+    else:
+        cfg = resolve_config(name, overrides, quick, seed)
+        set_threads(threads)
+        run_dir = RunDir.create(name, out, runs_root)
+        run_dir.write_json(CONFIG, {"experiment": name, "quick": quick, "config": to_dict(cfg)})
+        env = environment(cfg.seed, threads)
+        env["command"] = command
+        run_dir.write_json(ENV, env)
     start = time.perf_counter()
-    summary = experiment.run(cfg, run_dir)
+    try:
+        summary = experiment.run(cfg, run_dir)
+    except BaseException:
+        if not run_dir.file(METRICS).exists():  # nothing measured yet: leave no empty run behind
+            shutil.rmtree(run_dir.path, ignore_errors=True)
+        raise
     summary["wall_time_s"] = round(time.perf_counter() - start, 3)
     run_dir.write_json(SUMMARY, summary)
     write_report(run_dir.path)
     return run_dir.path
+
+
+def _reopen(name: str, path: Path, overrides: list[str]):
+    """The saved configuration (with ``overrides`` applied) and directory of a run to resume."""
+    experiment = get_experiment(name)
+    if not getattr(experiment.config_cls, "resumable", False):
+        raise TwinnetError(f"{name} cannot be resumed; start a new run instead")
+    run_dir = RunDir(path)
+    if not run_dir.file(CONFIG).exists():
+        raise TwinnetError(f"--resume {path}: no {CONFIG} there, so it is no run directory")
+    saved = run_dir.read_json(CONFIG)
+    if saved.get("experiment") != name:
+        raise TwinnetError(f"--resume {path}: that is a run of {saved.get('experiment')!r}, not {name!r}")
+    cfg = apply_overrides(make_config(experiment.config_cls, saved["config"], context=f"{name}: "), list(overrides),
+                          context=f" for {name}")
+    run_dir.write_json(CONFIG, {**saved, "config": to_dict(cfg)})
+    return cfg, run_dir

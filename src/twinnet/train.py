@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,6 +14,9 @@ from tqdm.auto import tqdm
 
 from twinnet.data.arrays import ArrayDataset
 from twinnet.learner import Learner, evaluate
+
+
+LOG_EVERY_S = 15.0  # without a terminal, at most one progress line per this many seconds
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,12 @@ def fit(
     def record(step: int) -> None:
         nonlocal running_loss, running_correct, running_seen
         rec: dict = {"step": step, "epoch": step / per_epoch, "lr": learner.lr}
-        if (settings.train_eval == "full" or step == 0) and isinstance(train, ArrayDataset):
+        if settings.train_eval == "full" and isinstance(train, ArrayDataset):
             rec["train_loss"], rec["train_acc"] = evaluate(learner, train.x, train.y)
+        elif step == 0 and isinstance(train, ArrayDataset):
+            # no steps to average yet: a slice of the training set (as large as the test set) stands in
+            k = min(len(train), len(test) if test is not None else 10_000)
+            rec["train_loss"], rec["train_acc"] = evaluate(learner, train.x[:k], train.y[:k])
         else:
             rec["train_loss"] = running_loss / max(running_seen, 1)
             rec["train_acc"] = running_correct / max(running_seen, 1)
@@ -122,6 +130,7 @@ def fit(
 
     record(0)
     bar = tqdm(total=total, desc=desc, unit="step", leave=False, disable=None if progress is None else not progress)
+    last_log = time.perf_counter()
     for step in range(1, total + 1):
         if lr_at is not None:
             learner.set_lr(lr_at(step - 1))
@@ -138,5 +147,11 @@ def fit(
         if step % unit == 0 or step == total:
             record(step)
             bar.set_postfix(loss=f"{loss:.4f}", test_acc=f"{history.last.get('test_acc', float('nan')):.3f}")
+            if bar.disable and progress is None and time.perf_counter() - last_log >= LOG_EVERY_S:
+                # no terminal (a log file): a line now and then instead of a bar
+                last_log = time.perf_counter()
+                print(f"{desc}: step {step}/{total} " + " ".join(
+                    f"{k}={v:.4g}" for k, v in history.last.items() if k not in ("step",) and v is not None
+                ), file=sys.stderr, flush=True)
     bar.close()
     return history

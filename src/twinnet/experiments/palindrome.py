@@ -1,0 +1,233 @@
+"""palindrome: one recurrent model learns to recall the first digit of a palindrome of length T.
+
+The course's recipe is the default: vanilla RNN, RMSprop lr 1e-3, batch 128, 128 hidden units,
+gradient norm clipped at 10, 10,000 steps, one-hot digits, fresh samples for every batch.
+``train_one`` is the single run that palindrome-sweep and rnn-gradients repeat.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from twinnet.config import BaseConfig
+from twinnet.data.palindrome import PalindromeDataset, input_size
+from twinnet.experiments.common import DTYPES, save_structures, seed_everything
+from twinnet.learner import NumpyLearner, TorchLearner, evaluate
+from twinnet.registry import Experiment, register
+from twinnet.report import plots
+from twinnet.report.build import markdown_table
+from twinnet.runs import RunDir
+from twinnet.schedules import make_schedule
+from twinnet.train import LoopSettings, fit
+
+MODELS = ("rnn", "lstm", "gru", "irnn")
+MODEL_NAMES = {"rnn": "vanilla RNN", "lstm": "LSTM", "gru": "GRU", "irnn": "IRNN (ReLU, W_hh = I)"}
+
+
+@dataclass(frozen=True)
+class Recipe(BaseConfig):
+    """How one model is trained; shared by palindrome, palindrome-sweep and rnn-gradients."""
+
+    encoding: Literal["onehot", "scalar"] = "onehot"  # digits as 10 one-hot inputs or 1 scalar 0..9
+    hidden: int = 128  # hidden units H
+    engine: Literal["numpy", "torch"] = "numpy"  # numpy is 2-8x faster here (bench/rnn_step.py)
+    dtype: Literal["float32", "float64"] = "float32"
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    lr: float = 1e-3
+    schedule: Literal["constant", "cosine"] = "constant"  # cosine: lr decays to 0 over the steps
+    batch_size: int = 128
+    steps: int = 10_000  # optimiser steps, each on a fresh batch
+    clip_norm: float = 10.0  # gradient norm clipped at this (0: no clipping)
+    hh_init: Literal["uniform", "orthogonal", "identity"] = "uniform"  # vanilla RNN's W_hh only
+    hh_gain: float = 1.0  # scale of the orthogonal or identity W_hh
+    curriculum: bool = False  # train on short palindromes first, lengthening as they are learnt
+    curriculum_start: int = 5  # first training length
+    curriculum_step: int = 5  # lengthen by this much ...
+    curriculum_threshold: float = 0.99  # ... once the running train accuracy since the last evaluation reaches this
+    eval_every: int = 250  # steps between evaluations on the fixed fresh eval set
+    eval_size: int = 2000  # samples in the eval set (curves, early stopping)
+    final_size: int = 10_000  # fresh samples for the final accuracy, never used for a decision
+    stop_acc: float = 0.0  # stop once eval accuracy at the full length reaches this (0: train every step)
+
+    def __post_init__(self) -> None:
+        positive = {"hidden": self.hidden, "batch_size": self.batch_size, "steps": self.steps,
+                    "eval_every": self.eval_every, "eval_size": self.eval_size, "final_size": self.final_size,
+                    "curriculum_step": self.curriculum_step}
+        bad = [f"{k}={v}" for k, v in positive.items() if v < 1]
+        if bad:
+            raise ValueError(f"must be >= 1: {', '.join(bad)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.clip_norm < 0 or not self.hh_gain > 0:
+            raise ValueError("clip_norm must be >= 0 and hh_gain > 0")
+        if self.curriculum_start < 2:
+            raise ValueError(f"curriculum_start must be >= 2, got {self.curriculum_start}")
+        if not 0 <= self.stop_acc <= 1 or not 0 < self.curriculum_threshold <= 1:
+            raise ValueError("stop_acc must be in [0, 1] and curriculum_threshold in (0, 1]")
+
+
+@dataclass(frozen=True)
+class PalindromeConfig(Recipe):
+    model: Literal["rnn", "lstm", "gru", "irnn"] = "rnn"  # irnn is not the course's RNN (ReLU, W_hh = I)
+    length: int = 5  # palindrome length T: T-1 input digits, the label is the last (= the first)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.length < 2:
+            raise ValueError(f"length must be >= 2, got {self.length}")
+        if self.model != "rnn" and (self.hh_init != "uniform" or self.hh_gain != 1.0):
+            raise ValueError("hh_init and hh_gain apply to model=rnn only")
+
+
+def build_models(cfg: PalindromeConfig) -> dict:
+    """The model in both engines from the same initial weights (drawn by torch, seeded by cfg.seed)."""
+    import torch
+
+    from twinnet.numpy_nn import recurrent as np_rec
+    from twinnet.torch_nn import recurrent as torch_rec
+
+    seed_everything(cfg.seed)
+    args = (input_size(cfg.encoding), cfg.hidden, 10)
+    kwargs = {"hh_init": cfg.hh_init, "hh_gain": cfg.hh_gain} if cfg.model == "rnn" else {}
+    torch_model = torch_rec.RECURRENT[cfg.model](*args, **kwargs).to(getattr(torch, cfg.dtype))
+    numpy_model = np_rec.RECURRENT[cfg.model](*args, **kwargs)
+    numpy_model.load_state_dict(torch_model.state_dict())  # takes torch's weights and dtype
+    return {"numpy": numpy_model, "torch": torch_model}
+
+
+def make_learner(cfg: Recipe, model, engine: str):
+    """Cross-entropy on the last step, the optimiser and the clipping of either engine."""
+    clip = cfg.clip_norm or None
+    if engine == "numpy":
+        from twinnet import numpy_nn
+
+        opt = {"rmsprop": numpy_nn.RMSprop, "adam": numpy_nn.Adam}[cfg.optimizer](model.parameters(), lr=cfg.lr)
+        return NumpyLearner(model, opt, numpy_nn.CrossEntropyLoss(), clip_norm=clip)
+    import torch
+
+    opt = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}[cfg.optimizer](model.parameters(), lr=cfg.lr)
+    return TorchLearner(model, opt, torch.nn.CrossEntropyLoss(), clip_norm=clip)
+
+
+class _Stop(Exception):
+    """Raised by the evaluation hook to end training early (``fit`` has no stopping rule of its own)."""
+
+
+def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None):
+    """Train one model; returns (result dict, learner). ``on_eval(rec)`` sees every evaluation record."""
+    models = build_models(cfg)
+    learner = make_learner(cfg, models[cfg.engine], cfg.engine)
+    data = PalindromeDataset(cfg.length, cfg.encoding, seed=cfg.seed, dtype=DTYPES[cfg.dtype])
+    eval_set = data.eval_set(cfg.eval_size, seed=cfg.seed)
+    if cfg.curriculum:
+        data.length = min(cfg.curriculum_start, cfg.length)
+    records: list[dict] = []
+
+    def hook(rec: dict) -> None:
+        rec["length"] = data.length  # the length the running train figures were drawn at
+        records.append(rec)
+        if on_eval is not None:
+            on_eval(rec)
+        if cfg.curriculum and rec["step"] > 0 and rec["train_acc"] >= cfg.curriculum_threshold:
+            data.length = min(data.length + cfg.curriculum_step, cfg.length)
+        if cfg.stop_acc and rec["step"] > 0 and rec["length"] == cfg.length and rec["test_acc"] >= cfg.stop_acc:
+            raise _Stop
+
+    settings = LoopSettings(batching="mini", batch_size=cfg.batch_size, steps=cfg.steps, eval_every=cfg.eval_every,
+                            eval_unit="step", train_eval="running")
+    lr_at = make_schedule(cfg.schedule, cfg.lr, cfg.steps) if cfg.schedule != "constant" else None
+    outcome, start = "completed", time.perf_counter()
+    try:
+        fit(learner, data, eval_set, settings, seed=cfg.seed, lr_at=lr_at, on_eval=hook,
+            desc=f"{cfg.model} T={cfg.length}", progress=progress)
+    except _Stop:
+        outcome = "stopped early"
+    except FloatingPointError:
+        outcome = "diverged"
+    train_s = time.perf_counter() - start
+    # the headline accuracy comes from samples no decision (stopping, curriculum) has looked at
+    final = data.eval_set(cfg.final_size, cfg.seed, stream=1)
+    final_loss, final_acc = evaluate(learner, final.x, final.y)
+    result = {
+        "model": cfg.model, "length": cfg.length, "seed": cfg.seed, "engine": cfg.engine,
+        "test_acc": final_acc, "test_loss": final_loss if np.isfinite(final_loss) else None,
+        "best_eval_acc": max(r["test_acc"] for r in records),
+        "steps_done": records[-1]["step"], "outcome": outcome, "train_time_s": round(train_s, 3),
+        "params": int(sum(int(np.prod(p.shape)) for p in models["numpy"].parameters())),
+    }
+    return result, learner, records
+
+
+def run(cfg: PalindromeConfig, run_dir: RunDir) -> dict:
+    cfg_models = build_models(cfg)
+    steps_in = (cfg.length - 1, input_size(cfg.encoding))
+    save_structures(run_dir, f"{MODEL_NAMES[cfg.model]}, T={cfg.length}", cfg_models, steps_in)
+    params = [{"name": n, "shape": list(p.shape), "count": int(np.prod(p.shape))}
+              for n, p in cfg_models["numpy"].named_parameters()]
+    result, _, _ = train_one(cfg, on_eval=run_dir.append_metrics)
+    return {**result, "parameters": params}
+
+
+def _param_table(params: list[dict]) -> str:
+    rows = [[f"`{p['name']}`", "(" + ", ".join(str(d) for d in p["shape"]) + ")", f"{p['count']:,}"] for p in params]
+    rows.append(["total", "", f"{sum(p['count'] for p in params):,}"])
+    return markdown_table(["parameter", "shape", "count"], rows, {2})
+
+
+def report(path: Path) -> list[str]:
+    run_dir = RunDir(path)
+    s, metrics = run_dir.read_json("summary.json"), run_dir.metrics()
+    lengths = [r["length"] for r in metrics]
+    curriculum = len(set(lengths)) > 1
+    fig, ax = plots.figure(3 if curriculum else 2, 4.8, 3.6)
+    steps = [r["step"] for r in metrics]
+    for key, j, label in (("acc", 0, "accuracy"), ("loss", 1, "cross-entropy loss")):
+        series = {"eval (fresh, full length)": (steps, [r[f"test_{key}"] for r in metrics]),
+                  "train (running, current length)": (steps[1:], [r[f"train_{key}"] for r in metrics[1:]])}
+        plots.curves(ax[0, j], series, {"train (running, current length)": {"linestyle": ":"}}, "step", label,
+                     logy=key == "loss")
+    if curriculum:
+        ax[0, 2].plot(steps, lengths, drawstyle="steps-post")
+        ax[0, 2].set(xlabel="step", ylabel="training length T", title="curriculum")
+        ax[0, 2].grid(alpha=0.3)
+    fig.suptitle(f"{MODEL_NAMES[s['model']]}, T={s['length']}, {s['engine']} engine")
+    plots.save(fig, run_dir.file("curves.png"))
+    table = markdown_table(
+        ["model", "T", "engine", "test accuracy", "test loss", "best eval acc", "steps", "outcome", "train time"],
+        [[MODEL_NAMES[s["model"]], s["length"], s["engine"], f"{100 * s['test_acc']:.2f}%",
+          "n/a" if s["test_loss"] is None else f"{s['test_loss']:.4f}", f"{100 * s['best_eval_acc']:.2f}%",
+          f"{s['steps_done']:,}", s["outcome"], f"{s['train_time_s']:.1f} s"]], {1, 3, 4, 5, 6, 8})
+    return [
+        "## Result\n\n" + table + "\n\nTest accuracy is measured on fresh samples that no decision "
+        "(early stopping, curriculum) looked at; the curves use a separate fixed eval set.",
+        "## Training curves\n\n![curves.png](curves.png)",
+        "## Parameters (same names and shapes in both engines)\n\n" + _param_table(s["parameters"]),
+    ]
+
+
+def headline(s: dict) -> str:
+    return (f"{MODEL_NAMES[s['model']]} T={s['length']} ({s['engine']}): test accuracy {100 * s['test_acc']:.2f}% "
+            f"after {s['steps_done']:,} steps ({s['outcome']}) in {s['train_time_s']:.1f} s")
+
+
+def job_config(recipe: Recipe, model: str, length: int, seed: int, **changes) -> PalindromeConfig:
+    """A PalindromeConfig for one (model, length, seed) of a grid; W_hh settings reach the vanilla RNN only."""
+    values = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(Recipe)}
+    if model != "rnn":
+        values.update(hh_init="uniform", hh_gain=1.0)
+    return PalindromeConfig(**{**values, **changes, "model": model, "length": length, "seed": seed})
+
+
+QUICK = {"steps": 40, "hidden": 16, "eval_every": 20, "eval_size": 200, "final_size": 200, "batch_size": 32}
+
+register(Experiment(
+    name="palindrome",
+    description="one RNN/LSTM/GRU recalls the first digit of a length-T palindrome (course recipe)",
+    config_cls=PalindromeConfig, run=run, report=report, headline=headline, quick=QUICK,
+))

@@ -1,0 +1,241 @@
+"""palindrome-sweep: how long a palindrome each model can learn, over lengths x seeds x models.
+
+Runs are spread over worker processes (one BLAS/torch thread each); every finished run is
+appended at once to results.jsonl, so ``twinnet run palindrome-sweep --resume RUN_DIR`` skips
+the (model, length, seed) triples already there and runs only the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from twinnet.config import to_dict
+from twinnet.experiments.palindrome import MODEL_NAMES, MODELS, Recipe, job_config, train_one
+from twinnet.registry import Experiment, register
+from twinnet.report import plots
+from twinnet.report.build import markdown_table
+from twinnet.runs import RunDir, read_jsonl
+
+RESULTS = "results.jsonl"
+# relative cost of one step per time step (bench/rnn_step.py), to start the longest runs first
+COST = {"rnn": 1.0, "irnn": 1.0, "lstm": 3.5, "gru": 2.5}
+PASS = 0.99  # "learnt": mean test accuracy over the seeds at least this
+
+
+@dataclass(frozen=True)
+class SweepConfig(Recipe):
+    resumable: ClassVar[bool] = True  # `twinnet run --resume RUN_DIR` continues an interrupted sweep
+
+    models: tuple[str, ...] = ("rnn", "lstm", "gru")
+    lengths: tuple[int, ...] = tuple(range(5, 61, 5))  # palindrome lengths T
+    n_seeds: int = 5  # seeds seed, seed+1, ..., seed+n_seeds-1 at every (model, length)
+    workers: int = 0  # processes (0: one per core); each runs one training at a time on one thread
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = [m for m in self.models if m not in MODELS]
+        if unknown or not self.models:
+            raise ValueError(f"models must be a non-empty list from {', '.join(MODELS)}; got {unknown}")
+        if not self.lengths or min(self.lengths) < 2:
+            raise ValueError(f"lengths must be a non-empty list of integers >= 2, got {list(self.lengths)}")
+        if self.n_seeds < 1 or self.workers < 0:
+            raise ValueError("n_seeds must be >= 1 and workers >= 0")
+
+    def triples(self) -> list[tuple[str, int, int]]:
+        return [(m, t, self.seed + k) for m in self.models for t in self.lengths for k in range(self.n_seeds)]
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _one_thread() -> None:
+    """Workers share the cores between them: one thread each for torch, the BLAS and the engine."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from twinnet.numpy_nn import backend
+
+    torch.set_num_threads(1)
+    threadpool_limits(1)
+    if hasattr(backend, "set_num_threads"):
+        backend.set_num_threads(1)
+
+
+def run_job(job: dict) -> dict:
+    """Train one (model, length, seed); the result with its evaluation records (picklable, JSON-ready)."""
+    from twinnet.experiments.palindrome import PalindromeConfig
+
+    cfg = PalindromeConfig(**job)
+    result, _, records = train_one(cfg, progress=False)
+    keep = ("step", "length", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "time_s")
+    return {**result, "records": [{k: r[k] for k in keep} for r in records], "pid": os.getpid()}
+
+
+def _execute(jobs: list[dict], workers: int, on_result) -> None:
+    """Run the jobs, calling ``on_result`` in this process as each finishes (in any order)."""
+    if workers == 1:  # in-process: no start-up cost, and the thread settings of the caller
+        for job in jobs:
+            on_result(run_job(job))
+        return
+    import multiprocessing as mp
+
+    # spawn, not fork: a forked child inherits torch's OpenMP state and may hang in it
+    with mp.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
+        for result in pool.imap_unordered(run_job, jobs):
+            on_result(result)
+
+
+def finished(run_dir: RunDir) -> dict[tuple[str, int, int], dict]:
+    """The results already in the run directory, by (model, length, seed)."""
+    return {(r["model"], r["length"], r["seed"]): r for r in read_jsonl(run_dir.file(RESULTS))}
+
+
+def run(cfg: SweepConfig, run_dir: RunDir) -> dict:
+    done = finished(run_dir)
+    todo = [t for t in cfg.triples() if t not in done]
+    todo.sort(key=lambda t: -COST[t[0]] * t[1])  # longest first, so no worker is left with a long tail
+    workers = min(cfg.workers or cores(), max(len(todo), 1))
+    print(f"palindrome-sweep: {len(done)} runs already finished, {len(todo)} to run on {workers} "
+          f"worker(s)", file=sys.stderr, flush=True)
+    start, count = time.perf_counter(), [0]
+
+    def on_result(result: dict) -> None:
+        with open(run_dir.file(RESULTS), "a") as f:  # one line per run, flushed at once
+            f.write(json.dumps(result) + "\n")
+        count[0] += 1
+        print(f"[{count[0]}/{len(todo)} {time.perf_counter() - start:.0f} s] {result['model']} T={result['length']} "
+              f"seed={result['seed']}: test acc {100 * result['test_acc']:.2f}% ({result['outcome']}, "
+              f"{result['train_time_s']:.0f} s)", file=sys.stderr, flush=True)
+
+    jobs = [to_dict(job_config(cfg, m, t, s)) for m, t, s in todo]
+    _execute(jobs, workers, on_result)
+    return summarise(cfg, list(finished(run_dir).values()))
+
+
+def summarise(cfg: SweepConfig, results: list[dict]) -> dict:
+    """Per model and length: mean, spread and each seed's accuracy; the longest T learnt."""
+    table, longest = {}, {}
+    for model in cfg.models:
+        rows = []
+        for length in sorted(cfg.lengths):
+            accs = [r["test_acc"] for r in results if r["model"] == model and r["length"] == length]
+            if accs:
+                rows.append({"length": length, "mean": float(np.mean(accs)), "std": float(np.std(accs)),
+                             "min": float(np.min(accs)), "max": float(np.max(accs)), "n": len(accs), "accs": accs})
+        table[model] = rows
+        passed = [r["length"] for r in rows if r["mean"] >= PASS]
+        below = [r["length"] for r in rows if r["mean"] < PASS]
+        longest[model] = {
+            "longest_T": max(passed, default=None),  # the longest T whose mean accuracy over the seeds >= 99%
+            # ... and the longest T up to which every length passed
+            "longest_T_unbroken": max((t for t in passed if all(b > t for b in below)), default=None),
+        }
+    missing = len(cfg.triples()) - len(results)
+    return {"pass_threshold": PASS, "longest_T_99": longest, "accuracy": table, "runs": len(results),
+            "missing_runs": missing, "runs_per_outcome": {o: sum(r["outcome"] == o for r in results)
+                                                          for o in sorted({r["outcome"] for r in results})}}
+
+
+STYLE = {"rnn": dict(color="tab:blue", marker="o"), "lstm": dict(color="tab:green", marker="s"),
+         "gru": dict(color="tab:red", marker="^"), "irnn": dict(color="tab:purple", marker="d")}
+
+
+def _accuracy_figure(run_dir: RunDir, s: dict) -> None:
+    fig, ax = plots.figure(1, 7.0, 4.5)
+    a = ax[0, 0]
+    for model, rows in s["accuracy"].items():
+        if not rows:
+            continue
+        t = np.array([r["length"] for r in rows])
+        mean, std = np.array([r["mean"] for r in rows]), np.array([r["std"] for r in rows])
+        st = STYLE.get(model, {})
+        a.plot(t, mean, label=f"{MODEL_NAMES[model]} (mean)", **st)
+        a.fill_between(t, np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1), color=st.get("color"), alpha=0.15)
+        for r in rows:  # every seed, so the spread is visible, not only summarised
+            a.scatter([r["length"]] * len(r["accs"]), r["accs"], s=9, color=st.get("color"), alpha=0.45)
+    a.axhline(PASS, color="k", lw=0.8, ls="--", label="99%")
+    a.axhline(0.1, color="grey", lw=0.8, ls=":", label="chance (10%)")
+    a.set(xlabel="palindrome length T", ylabel="test accuracy", ylim=(0, 1.03),
+          title="accuracy against length (mean ± std over seeds; dots: each seed)")
+    a.grid(alpha=0.3)
+    a.legend(fontsize=8)
+    plots.save(fig, run_dir.file("accuracy_vs_length.png"))
+
+
+def _curves_figure(run_dir: RunDir, results: list[dict], lengths: list[int]) -> None:
+    cols = min(4, len(lengths))
+    rows_n = -(-len(lengths) // cols)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False, sharey=True)
+    for k, length in enumerate(lengths):
+        a = axes[k // cols, k % cols]
+        for r in results:
+            if r["length"] == length:
+                recs = r["records"]
+                a.plot([x["step"] for x in recs], [x["test_acc"] for x in recs], lw=0.9, alpha=0.7,
+                       color=STYLE.get(r["model"], {}).get("color"))
+        a.set_title(f"T = {length}", fontsize=9)
+        a.grid(alpha=0.3)
+        a.set_xlabel("step", fontsize=8)
+    for k in range(len(lengths), rows_n * cols):
+        axes[k // cols, k % cols].axis("off")
+    axes[0, 0].set_ylabel("eval accuracy")
+    handles = [plt.Line2D([], [], color=STYLE[m]["color"], label=MODEL_NAMES[m])
+               for m in sorted({r["model"] for r in results}, key=MODELS.index)]
+    fig.legend(handles=handles, loc="upper right", fontsize=8)
+    fig.suptitle("training curves at each length (one line per seed)")
+    plots.save(fig, run_dir.file("curves_by_length.png"))
+
+
+def report(path: Path) -> list[str]:
+    run_dir = RunDir(path)
+    s = run_dir.read_json("summary.json")
+    results = list(finished(run_dir).values())
+    lengths = sorted({r["length"] for r in results})
+    _accuracy_figure(run_dir, s)
+    _curves_figure(run_dir, results, lengths)
+    models = [m for m, rows in s["accuracy"].items() if rows]
+    cells = {(m, r["length"]): f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}" for m in models for r in s["accuracy"][m]}
+    acc_table = markdown_table(["T", *(MODEL_NAMES[m] for m in models)],
+                               [[t, *(cells.get((m, t), "") for m in models)] for t in lengths],
+                               set(range(len(models) + 1)))
+    longest = markdown_table(["model", "longest T with mean >= 99%", "longest T, every shorter T passing too"],
+                             [[MODEL_NAMES[m], s["longest_T_99"][m]["longest_T"],
+                               s["longest_T_99"][m]["longest_T_unbroken"]] for m in models], {1, 2})
+    note = f"\n\n**{s['missing_runs']} runs missing**: resume with `twinnet run palindrome-sweep --resume {path}`." \
+        if s["missing_runs"] else ""
+    return [
+        "## How long a palindrome each model learns\n\n" + longest + note,
+        "## Accuracy against length\n\n![accuracy_vs_length.png](accuracy_vs_length.png)\n\n"
+        "Test accuracy (%) on fresh samples, mean ± std over seeds:\n\n" + acc_table,
+        "## Training curves\n\n![curves_by_length.png](curves_by_length.png)\n\n"
+        f"Every run's evaluation records are in `{RESULTS}` (one JSON line per run).",
+    ]
+
+
+def headline(s: dict) -> str:
+    parts = [f"{MODEL_NAMES[m]} {v['longest_T']}" for m, v in s["longest_T_99"].items()]
+    return (f"longest T with mean test accuracy >= 99%: " + ", ".join(parts)
+            + f" ({s['runs']} runs, {s['missing_runs']} missing, {s['wall_time_s']:.0f} s)")
+
+
+register(Experiment(
+    name="palindrome-sweep",
+    description="accuracy against palindrome length T for RNN, LSTM and GRU over several seeds (resumable)",
+    config_cls=SweepConfig, run=run, report=report, headline=headline,
+    quick={"lengths": (3, 6), "n_seeds": 2, "steps": 30, "hidden": 8, "eval_every": 15, "eval_size": 100,
+           "final_size": 100, "batch_size": 32, "workers": 1},
+))

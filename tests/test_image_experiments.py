@@ -1,0 +1,82 @@
+"""Image experiments end to end on small fake IDX files (the real MNIST is never needed here)."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from twinnet.cli import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _idx(array: np.ndarray) -> bytes:
+    magic = 2051 if array.ndim == 3 else 2049
+    return magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape) + array.tobytes()
+
+
+def _learnable_digits(n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Class c is a bright 6x6 square at a position of its own, over noise: easy to learn."""
+    y = np.arange(n) % 10
+    x = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for i, c in enumerate(y):
+        r, q = divmod(int(c), 5)
+        x[i, 4 + 12 * r : 10 + 12 * r, 2 + 5 * q : 8 + 5 * q] = 255
+    return x, y.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data") / "mnist"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 600), ("t10k", 200)):
+        x, y = _learnable_digits(n, rng)
+        (d / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(x)))
+        (d / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(y)))
+    return d.parent
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TWINNET_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_mnist_quick_run_writes_every_artefact(engine, data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["run", "mnist-numpy", "--quick", "--data-dir", str(data_dir), "--out", str(out),
+                 "--set", "verify=false", "--set", f"engine={engine}"])
+    assert code == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[-1] == str(out) and f"mnist-cnn ({engine}) on mnist" in printed[-2]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["engine"] == engine and summary["params"] == 421_834
+    assert set(summary["per_class_acc"]) == {str(d) for d in range(10)}
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 4]  # 256 samples / batch 64, one epoch
+    for name in ("curves.png", "confusion.png"):
+        assert (out / name).read_bytes().startswith(PNG_MAGIC)
+    report = (out / "report.md").read_text()
+    assert "![confusion.png](confusion.png)" in report and "mnist-cnn — numpy engine" in report
+    assert "mnist-cnn — torch engine" in report and "Total parameters: **421,834**" in report
+
+
+def test_the_numpy_engine_learns_the_fake_digits(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "mnist-numpy", "--data-dir", str(data_dir), "--out", str(out), "--set", "verify=false",
+                 "--set", "epochs=3", "--set", "batch_size=32", "--set", "lr=0.003"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test_acc"] >= 0.95
+    preds = np.load(out / "predictions.npz")
+    assert len(preds["y_pred"]) == 200 and (preds["y_pred"] == preds["y_true"]).mean() == summary["test_acc"]
+
+
+def test_missing_data_is_one_clear_line(tmp_path, capsys):
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    assert main(["run", "mnist-numpy", "--quick", "--data-dir", str(empty), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("twinnet: error:") and "train-images-idx3-ubyte" in err[0]
+    assert not (tmp_path / "r").exists()  # a run that measured nothing leaves nothing behind
