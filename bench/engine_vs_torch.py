@@ -3,7 +3,8 @@
     python bench/engine_vs_torch.py [--threads 2] [--repeats 5] [--networks vgg-reduced,mnist-cnn,mlp-cifar]
 
 Prints one line per network: ``<network> numpy_s=<s> torch_s=<s> ratio=<numpy/torch>``
-(median seconds per step over --repeats timed steps, after two warm-up steps).
+(median seconds per step over --repeats timed steps of each, the engines alternating,
+after two warm-up steps of each).
 """
 
 from __future__ import annotations
@@ -31,15 +32,18 @@ def _optimizers(numpy_model, torch_model, name: str):
     return make(numpy_model.parameters(), lr=1e-4), getattr(torch.optim, name)(torch_model.parameters(), lr=1e-4)
 
 
-def time_steps(step, repeats: int) -> float:
-    for _ in range(2):
-        step()
-    times = []
+def time_pair(step_a, step_b, repeats: int) -> tuple[float, float]:
+    """Median seconds of each step, the two timed alternately so that any load on the machine hits both alike."""
+    for _ in range(2):  # warm-up: caches, allocator, thread pools
+        step_a()
+        step_b()
+    a, b = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for step, times in ((step_a, a), (step_b, b)):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(a), statistics.median(b)
 
 
 def bench(name: str, repeats: int, optimizer: str) -> tuple[float, float]:
@@ -69,7 +73,7 @@ def bench(name: str, repeats: int, optimizer: str) -> tuple[float, float]:
 
     numpy_model.train()
     torch_model.train()
-    return time_steps(numpy_step, repeats), time_steps(torch_step, repeats)
+    return time_pair(numpy_step, torch_step, repeats)
 
 
 def main() -> None:

@@ -144,14 +144,18 @@ def fit(
         running_correct += correct
         running_seen += len(y)
         bar.update()
+        now = time.perf_counter()
+        if bar.disable and progress is None and now - last_log >= LOG_EVERY_S:
+            # no terminal (a log file): a line now and then instead of a bar
+            last_log = now
+            elapsed = now - start
+            test = history.last.get("test_acc")
+            print(f"{desc}: step {step}/{total} loss={loss:.4f}"
+                  + (f" test_acc={test:.4f} (step {history.last['step']})" if test is not None else "")
+                  + f" elapsed={elapsed:.0f}s eta={elapsed / step * (total - step):.0f}s", file=sys.stderr, flush=True)
         if step % unit == 0 or step == total:
             record(step)
             bar.set_postfix(loss=f"{loss:.4f}", test_acc=f"{history.last.get('test_acc', float('nan')):.3f}")
-            if bar.disable and progress is None and time.perf_counter() - last_log >= LOG_EVERY_S:
-                # no terminal (a log file): a line now and then instead of a bar
-                last_log = time.perf_counter()
-                print(f"{desc}: step {step}/{total} " + " ".join(
-                    f"{k}={v:.4g}" for k, v in history.last.items() if k not in ("step",) and v is not None
-                ), file=sys.stderr, flush=True)
+
     bar.close()
     return history

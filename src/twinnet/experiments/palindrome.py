@@ -53,7 +53,8 @@ class Recipe(BaseConfig):
     eval_every: int = 250  # steps between evaluations on the fixed fresh eval set
     eval_size: int = 2000  # samples in the eval set (curves, early stopping)
     final_size: int = 10_000  # fresh samples for the final accuracy, never used for a decision
-    stop_acc: float = 0.0  # stop once eval accuracy at the full length reaches this (0: train every step)
+    stop_acc: float = 0.0  # stop once the eval accuracy (always at the full length) reaches this (0: never)
+    keep_best: bool = False  # end with the weights of the best evaluation, not the last (guards against late collapse)
 
     def __post_init__(self) -> None:
         positive = {"hidden": self.hidden, "batch_size": self.batch_size, "steps": self.steps,
@@ -115,12 +116,21 @@ def make_learner(cfg: Recipe, model, engine: str):
     return TorchLearner(model, opt, torch.nn.CrossEntropyLoss(), clip_norm=clip)
 
 
+def _load_weights(learner, state: dict) -> None:
+    """Put saved weights (NumPy arrays, as ``learner.state_dict()`` gives them) back into the learner's model."""
+    if learner.engine == "torch":
+        import torch
+
+        state = {k: torch.as_tensor(v) for k, v in state.items()}
+    learner.model.load_state_dict(state)
+
+
 class _Stop(Exception):
     """Raised by the evaluation hook to end training early (``fit`` has no stopping rule of its own)."""
 
 
 def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None):
-    """Train one model; returns (result dict, learner). ``on_eval(rec)`` sees every evaluation record."""
+    """Train one model; returns (result, learner, evaluation records). ``on_eval(rec)`` sees each record."""
     models = build_models(cfg)
     learner = make_learner(cfg, models[cfg.engine], cfg.engine)
     data = PalindromeDataset(cfg.length, cfg.encoding, seed=cfg.seed, dtype=DTYPES[cfg.dtype])
@@ -128,15 +138,18 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None)
     if cfg.curriculum:
         data.length = min(cfg.curriculum_start, cfg.length)
     records: list[dict] = []
+    best = {"acc": -1.0, "step": 0, "state": None}
 
     def hook(rec: dict) -> None:
         rec["length"] = data.length  # the length the running train figures were drawn at
         records.append(rec)
         if on_eval is not None:
             on_eval(rec)
+        if cfg.keep_best and rec["test_acc"] > best["acc"]:
+            best.update(acc=rec["test_acc"], step=rec["step"], state=learner.state_dict())
         if cfg.curriculum and rec["step"] > 0 and rec["train_acc"] >= cfg.curriculum_threshold:
             data.length = min(data.length + cfg.curriculum_step, cfg.length)
-        if cfg.stop_acc and rec["step"] > 0 and rec["length"] == cfg.length and rec["test_acc"] >= cfg.stop_acc:
+        if cfg.stop_acc and rec["step"] > 0 and rec["test_acc"] >= cfg.stop_acc:
             raise _Stop
 
     settings = LoopSettings(batching="mini", batch_size=cfg.batch_size, steps=cfg.steps, eval_every=cfg.eval_every,
@@ -151,6 +164,8 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None)
     except FloatingPointError:
         outcome = "diverged"
     train_s = time.perf_counter() - start
+    if cfg.keep_best and best["state"] is not None and best["step"] != records[-1]["step"]:
+        _load_weights(learner, best["state"])
     # the headline accuracy comes from samples no decision (stopping, curriculum) has looked at
     final = data.eval_set(cfg.final_size, cfg.seed, stream=1)
     final_loss, final_acc = evaluate(learner, final.x, final.y)
@@ -159,6 +174,7 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None)
         "test_acc": final_acc, "test_loss": final_loss if np.isfinite(final_loss) else None,
         "best_eval_acc": max(r["test_acc"] for r in records),
         "steps_done": records[-1]["step"], "outcome": outcome, "train_time_s": round(train_s, 3),
+        "weights_from_step": best["step"] if cfg.keep_best and best["state"] is not None else records[-1]["step"],
         "params": int(sum(int(np.prod(p.shape)) for p in models["numpy"].parameters())),
     }
     return result, learner, records

@@ -92,9 +92,16 @@ def _execute(jobs: list[dict], workers: int, on_result) -> None:
     import multiprocessing as mp
 
     # spawn, not fork: a forked child inherits torch's OpenMP state and may hang in it
-    with mp.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
+    pool = mp.get_context("spawn").Pool(workers, initializer=_one_thread)
+    try:
         for result in pool.imap_unordered(run_job, jobs):
             on_result(result)
+        pool.close()  # a clean shutdown: terminating live workers leaks their semaphores
+    except BaseException:
+        pool.terminate()  # interrupted: what finished is already in results.jsonl
+        raise
+    finally:
+        pool.join()
 
 
 def finished(run_dir: RunDir) -> dict[tuple[str, int, int], dict]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from twinnet.numpy_nn import backend
-from twinnet.numpy_nn.conv import fill_padded, nhwc, out_size, pad_nhwc, pair, window_slice
+from twinnet.numpy_nn.conv import fill_padded, nhwc, out_size, pad_nhwc, pair, valid_range, window_slice
 from twinnet.numpy_nn.module import Module
 
 
@@ -46,21 +46,22 @@ def _maxpool_backward(dout, cache):
     d = nhwc(dout)
     ho, wo = d.shape[1], d.shape[2]
     dx = xp.empty((n, h, w, c), dtype=d.dtype)
+    # per offset: the outputs whose input at that offset is real (not padding), and those inputs
+    ranges = [(valid_range(k // kw, sh, ph, h, ho), valid_range(k % kw, sw, pw, w, wo)) for k in range(kh * kw)]
 
     def route(s):
         m = d[s].shape[0]
-        dxpad = xp.zeros((m, *xpad.shape[1:]), dtype=d.dtype)
+        part = dx[s]
+        part[...] = 0
         free = xp.ones((m, ho, wo, c), dtype=bool)  # windows whose maximum is unclaimed (ties: first wins, as torch)
         hit = xp.empty((m, ho, wo, c), dtype=bool)
-        part = xp.empty((m, ho, wo, c), dtype=d.dtype)
-        for k in range(kh * kw):
-            window = window_slice(k // kw, k % kw, sh, sw, ho, wo)
-            xp.equal(xpad[s][window], best[s], out=hit)
-            hit &= free
+        grad = xp.empty((m, ho, wo, c), dtype=d.dtype)
+        for k, ((out_r, in_r), (out_c, in_c)) in enumerate(ranges):
+            xp.equal(xpad[s][window_slice(k // kw, k % kw, sh, sw, ho, wo)], best[s], out=hit)
+            hit &= free  # padding holds -inf, which only an all-padding window's maximum could equal
             free ^= hit
-            xp.multiply(d[s], hit, out=part)
-            dxpad[window] += part
-        dx[s] = dxpad[:, ph : ph + h, pw : pw + w]
+            xp.multiply(d[s], hit, out=grad)
+            part[:, in_r, in_c] += grad[:, out_r, out_c]
 
     backend.parallel(route, n, xpad.size)
     return dx.transpose(0, 3, 1, 2)
