@@ -27,7 +27,7 @@ class BatchAugment:
     rotate: float = 0.0  # largest rotation, degrees either way
     translate: float = 0.0  # largest shift, as a fraction of the height and width
     scale: float = 0.0  # zoom drawn from [1 - scale, 1 + scale]
-    brightness: float = 0.0  # pixels times a factor from [1 - b, 1 + b]
+    brightness: float = 0.0  # pixels times a factor from [max(0, 1 - b), 1 + b]; likewise contrast and saturation
     contrast: float = 0.0  # distance from the sample's mean grey times a factor from [1 - c, 1 + c]
     saturation: float = 0.0  # distance from each pixel's grey times a factor from [1 - s, 1 + s]
     erase_p: float = 0.0  # probability that a sample gets one rectangle erased (random erasing / cutout)
@@ -40,8 +40,8 @@ class BatchAugment:
         for name in ("crop_pad", "rotate", "translate", "scale", "brightness", "contrast", "saturation"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.scale >= 1 or self.brightness > 1:
-            raise ValueError(f"scale must be < 1 and brightness <= 1, got {self.scale} and {self.brightness}")
+        if self.scale >= 1:
+            raise ValueError(f"scale must be < 1 (zoom from 1 - scale to 1 + scale), got {self.scale}")
         if not 0 <= self.erase_p <= 1:
             raise ValueError(f"erase_p is a probability, got {self.erase_p}")
         if not 0 < self.erase_area[0] <= self.erase_area[1] <= 1 or not 0 < self.erase_ratio[0] <= self.erase_ratio[1]:
@@ -196,7 +196,7 @@ def random_colour_jitter(
     saturation: float,
     clip: tuple[float, float] | None = (0.0, 1.0),
 ) -> np.ndarray:
-    draw = lambda s: rng.uniform(1 - s, 1 + s, len(x)) if s else None  # noqa: E731
+    draw = lambda s: rng.uniform(max(0.0, 1 - s), 1 + s, len(x)) if s else None  # noqa: E731  (no negative factor)
     return colour_jitter(x, draw(brightness), draw(contrast), draw(saturation), clip)
 
 
