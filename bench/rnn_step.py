@@ -44,6 +44,7 @@ def bench(model: str, length: int, repeats: int) -> tuple[float, float]:
     torch_model = torch_rec.RECURRENT[model](10, HIDDEN)
     numpy_model = np_rec.RECURRENT[model](10, HIDDEN)
     numpy_model.load_state_dict(torch_model.state_dict())
+    numpy_model.input_grad = False  # as the palindrome experiments set it; torch skips it for data too
     learners = [
         NumpyLearner(numpy_model, numpy_nn.RMSprop(numpy_model.parameters(), lr=LR), numpy_nn.CrossEntropyLoss(),
                      clip_norm=CLIP),

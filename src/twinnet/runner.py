@@ -71,7 +71,7 @@ def run_experiment(
     try:
         summary = experiment.run(cfg, run_dir)
     except BaseException:
-        if not run_dir.file(METRICS).exists():  # nothing measured yet: leave no empty run behind
+        if resume is None and not run_dir.file(METRICS).exists():  # nothing measured yet: leave no empty run behind
             shutil.rmtree(run_dir.path, ignore_errors=True)
         raise
     summary["wall_time_s"] = round(time.perf_counter() - start, 3)

@@ -36,7 +36,7 @@ class Recipe(BaseConfig):
 
     encoding: Literal["onehot", "scalar"] = "onehot"  # digits as 10 one-hot inputs or 1 scalar 0..9
     hidden: int = 128  # hidden units H
-    engine: Literal["numpy", "torch"] = "numpy"  # numpy is 2-8x faster here (bench/rnn_step.py)
+    engine: Literal["numpy", "torch"] = "numpy"  # the faster here, by 1.2-1.3x (bench/rnn_step.py)
     dtype: Literal["float32", "float64"] = "float32"
     optimizer: Literal["rmsprop", "adam"] = "rmsprop"
     lr: float = 1e-3
@@ -109,6 +109,7 @@ def make_learner(cfg: Recipe, model, engine: str):
         from twinnet import numpy_nn
 
         opt = {"rmsprop": numpy_nn.RMSprop, "adam": numpy_nn.Adam}[cfg.optimizer](model.parameters(), lr=cfg.lr)
+        model.input_grad = False  # the digits need no gradient (torch skips it too)
         return NumpyLearner(model, opt, numpy_nn.CrossEntropyLoss(), clip_norm=clip)
     import torch
 
@@ -180,12 +181,17 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None)
     return result, learner, records
 
 
-def run(cfg: PalindromeConfig, run_dir: RunDir) -> dict:
-    cfg_models = build_models(cfg)
+def save_model_structure(run_dir: RunDir, cfg: PalindromeConfig) -> list[dict]:
+    """Both engines' structure tables into structure.json; returns the parameters (name, shape, count)."""
+    models = build_models(cfg)
     steps_in = (cfg.length - 1, input_size(cfg.encoding))
-    save_structures(run_dir, f"{MODEL_NAMES[cfg.model]}, T={cfg.length}", cfg_models, steps_in)
-    params = [{"name": n, "shape": list(p.shape), "count": int(np.prod(p.shape))}
-              for n, p in cfg_models["numpy"].named_parameters()]
+    save_structures(run_dir, f"{MODEL_NAMES[cfg.model]}, T={cfg.length}", models, steps_in)
+    return [{"name": n, "shape": list(p.shape), "count": int(np.prod(p.shape))}
+            for n, p in models["numpy"].named_parameters()]
+
+
+def run(cfg: PalindromeConfig, run_dir: RunDir) -> dict:
+    params = save_model_structure(run_dir, cfg)
     result, _, _ = train_one(cfg, on_eval=run_dir.append_metrics)
     return {**result, "parameters": params}
 
@@ -212,7 +218,7 @@ def report(path: Path) -> list[str]:
         ax[0, 2].plot(steps, lengths, drawstyle="steps-post")
         ax[0, 2].set(xlabel="step", ylabel="training length T", title="curriculum")
         ax[0, 2].grid(alpha=0.3)
-    fig.suptitle(f"{MODEL_NAMES[s['model']]}, T={s['length']}, {s['engine']} engine")
+    fig.suptitle(f"{MODEL_NAMES[s['model']]}, T={s['length']}, {s['engine']} engine", y=1.02)
     plots.save(fig, run_dir.file("curves.png"))
     table = markdown_table(
         ["model", "T", "engine", "test accuracy", "test loss", "best eval acc", "steps", "outcome", "train time"],
@@ -240,10 +246,21 @@ def job_config(recipe: Recipe, model: str, length: int, seed: int, **changes) ->
     return PalindromeConfig(**{**values, **changes, "model": model, "length": length, "seed": seed})
 
 
+# Our best settings (the course's equations unchanged): W_hh orthogonal (vanilla RNN only), a gentler
+# learning rate, a curriculum over T checked every 100 steps, and the weights of the best evaluation,
+# stopping once the eval set at the full length is all correct. In short exploratory runs (numpy,
+# T = 60, seeds 0-7) the vanilla RNN reached >= 99.9% with these every time, within 1,000 steps.
+BEST = {"hh_init": "orthogonal", "lr": 3e-4, "curriculum": True, "eval_every": 100, "keep_best": True, "stop_acc": 1.0}
+
 QUICK = {"steps": 40, "hidden": 16, "eval_every": 20, "eval_size": 200, "final_size": 200, "batch_size": 32}
 
 register(Experiment(
     name="palindrome",
     description="one RNN/LSTM/GRU recalls the first digit of a length-T palindrome (course recipe)",
     config_cls=PalindromeConfig, run=run, report=report, headline=headline, quick=QUICK,
+))
+register(Experiment(
+    name="palindrome-best",
+    description="palindrome with our best settings: orthogonal W_hh, lr 3e-4, curriculum over T, best weights kept",
+    config_cls=PalindromeConfig, run=run, report=report, headline=headline, defaults=BEST, quick=QUICK,
 ))

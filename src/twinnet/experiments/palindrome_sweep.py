@@ -17,8 +17,17 @@ from typing import ClassVar
 
 import numpy as np
 
+from twinnet import TwinnetError
 from twinnet.config import to_dict
-from twinnet.experiments.palindrome import MODEL_NAMES, MODELS, Recipe, job_config, train_one
+from twinnet.experiments.palindrome import (
+    BEST,
+    MODEL_NAMES,
+    MODELS,
+    Recipe,
+    job_config,
+    save_model_structure,
+    train_one,
+)
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
@@ -60,13 +69,17 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def _one_thread() -> None:
-    """Workers share the cores between them: one thread each for torch, the BLAS and the engine."""
+def _init_worker() -> None:
+    """Workers share the cores between them: one thread each for torch, the BLAS and the engine.
+    They ignore Ctrl-C, which the main process handles by ending them all."""
+    import signal
+
     import torch
     from threadpoolctl import threadpool_limits
 
     from twinnet.numpy_nn import backend
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     threadpool_limits(1)
     if hasattr(backend, "set_num_threads"):
@@ -92,13 +105,15 @@ def _execute(jobs: list[dict], workers: int, on_result) -> None:
     import multiprocessing as mp
 
     # spawn, not fork: a forked child inherits torch's OpenMP state and may hang in it
-    pool = mp.get_context("spawn").Pool(workers, initializer=_one_thread)
+    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker)
     try:
         for result in pool.imap_unordered(run_job, jobs):
             on_result(result)
-        pool.close()  # a clean shutdown: terminating live workers leaks their semaphores
+        pool.close()  # let the idle workers exit on their own
     except BaseException:
-        pool.terminate()  # interrupted: what finished is already in results.jsonl
+        # interrupted: what finished is already in results.jsonl. (Python may warn at exit
+        # about semaphores of the killed workers; nothing is lost.)
+        pool.terminate()
         raise
     finally:
         pool.join()
@@ -109,7 +124,27 @@ def finished(run_dir: RunDir) -> dict[tuple[str, int, int], dict]:
     return {(r["model"], r["length"], r["seed"]): r for r in read_jsonl(run_dir.file(RESULTS))}
 
 
+def _lock(run_dir: RunDir):
+    """Hold an exclusive lock on the run directory: two processes resuming one sweep would run its jobs twice."""
+    import fcntl
+
+    handle = open(run_dir.file(".sweep.lock"), "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise TwinnetError(f"another process is running the sweep in {run_dir.path}") from None
+    return handle  # the lock lasts as long as the handle stays open
+
+
 def run(cfg: SweepConfig, run_dir: RunDir) -> dict:
+    with _lock(run_dir):
+        return _run(cfg, run_dir)
+
+
+def _run(cfg: SweepConfig, run_dir: RunDir) -> dict:
+    for model in cfg.models:
+        save_model_structure(run_dir, job_config(cfg, model, max(cfg.lengths), cfg.seed))
     done = finished(run_dir)
     todo = [t for t in cfg.triples() if t not in done]
     todo.sort(key=lambda t: -COST[t[0]] * t[1])  # longest first, so no worker is left with a long tail
@@ -121,6 +156,7 @@ def run(cfg: SweepConfig, run_dir: RunDir) -> dict:
     def on_result(result: dict) -> None:
         with open(run_dir.file(RESULTS), "a") as f:  # one line per run, flushed at once
             f.write(json.dumps(result) + "\n")
+        run_dir.append_metrics({k: v for k, v in result.items() if k not in ("records", "pid")})
         count[0] += 1
         print(f"[{count[0]}/{len(todo)} {time.perf_counter() - start:.0f} s] {result['model']} T={result['length']} "
               f"seed={result['seed']}: test acc {100 * result['test_acc']:.2f}% ({result['outcome']}, "
@@ -128,7 +164,8 @@ def run(cfg: SweepConfig, run_dir: RunDir) -> dict:
 
     jobs = [to_dict(job_config(cfg, m, t, s)) for m, t, s in todo]
     _execute(jobs, workers, on_result)
-    return summarise(cfg, list(finished(run_dir).values()))
+    wanted = set(cfg.triples())  # results of a grid since changed by --set on resume stay out of the summary
+    return summarise(cfg, [r for key, r in finished(run_dir).items() if key in wanted])
 
 
 def summarise(cfg: SweepConfig, results: list[dict]) -> dict:
@@ -203,25 +240,31 @@ def _curves_figure(run_dir: RunDir, results: list[dict], lengths: list[int]) -> 
     handles = [plt.Line2D([], [], color=STYLE[m]["color"], label=MODEL_NAMES[m])
                for m in sorted({r["model"] for r in results}, key=MODELS.index)]
     fig.legend(handles=handles, loc="upper right", fontsize=8)
-    fig.suptitle("training curves at each length (one line per seed)")
+    fig.suptitle("training curves at each length (one line per seed)", y=1.02)
     plots.save(fig, run_dir.file("curves_by_length.png"))
+
+
+def _or_none(t: int | None) -> str:
+    return "none passed" if t is None else str(t)
 
 
 def report(path: Path) -> list[str]:
     run_dir = RunDir(path)
     s = run_dir.read_json("summary.json")
-    results = list(finished(run_dir).values())
-    lengths = sorted({r["length"] for r in results})
+    models = [m for m, rows in s["accuracy"].items() if rows]
+    results = [r for r in finished(run_dir).values() if r["model"] in models]
+    lengths = sorted({row["length"] for m in models for row in s["accuracy"][m]})
+    results = [r for r in results if r["length"] in lengths]
     _accuracy_figure(run_dir, s)
     _curves_figure(run_dir, results, lengths)
-    models = [m for m, rows in s["accuracy"].items() if rows]
-    cells = {(m, r["length"]): f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}" for m in models for r in s["accuracy"][m]}
+    cells = {(m, r["length"]): f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}"
+             for m in models for r in s["accuracy"][m]}
     acc_table = markdown_table(["T", *(MODEL_NAMES[m] for m in models)],
                                [[t, *(cells.get((m, t), "") for m in models)] for t in lengths],
                                set(range(len(models) + 1)))
     longest = markdown_table(["model", "longest T with mean >= 99%", "longest T, every shorter T passing too"],
-                             [[MODEL_NAMES[m], s["longest_T_99"][m]["longest_T"],
-                               s["longest_T_99"][m]["longest_T_unbroken"]] for m in models], {1, 2})
+                             [[MODEL_NAMES[m], _or_none(s["longest_T_99"][m]["longest_T"]),
+                               _or_none(s["longest_T_99"][m]["longest_T_unbroken"])] for m in models], {1, 2})
     note = f"\n\n**{s['missing_runs']} runs missing**: resume with `twinnet run palindrome-sweep --resume {path}`." \
         if s["missing_runs"] else ""
     return [
@@ -234,15 +277,21 @@ def report(path: Path) -> list[str]:
 
 
 def headline(s: dict) -> str:
-    parts = [f"{MODEL_NAMES[m]} {v['longest_T']}" for m, v in s["longest_T_99"].items()]
-    return (f"longest T with mean test accuracy >= 99%: " + ", ".join(parts)
+    parts = [f"{MODEL_NAMES[m]} {_or_none(v['longest_T'])}" for m, v in s["longest_T_99"].items()]
+    return ("longest T with mean test accuracy >= 99%: " + ", ".join(parts)
             + f" ({s['runs']} runs, {s['missing_runs']} missing, {s['wall_time_s']:.0f} s)")
 
+
+QUICK = {"lengths": (3, 6), "n_seeds": 2, "steps": 30, "hidden": 8, "eval_every": 15, "eval_size": 100,
+         "final_size": 100, "batch_size": 32, "workers": 1}
 
 register(Experiment(
     name="palindrome-sweep",
     description="accuracy against palindrome length T for RNN, LSTM and GRU over several seeds (resumable)",
-    config_cls=SweepConfig, run=run, report=report, headline=headline,
-    quick={"lengths": (3, 6), "n_seeds": 2, "steps": 30, "hidden": 8, "eval_every": 15, "eval_size": 100,
-           "final_size": 100, "batch_size": 32, "workers": 1},
+    config_cls=SweepConfig, run=run, report=report, headline=headline, quick=QUICK,
+))
+register(Experiment(
+    name="palindrome-sweep-best",
+    description="palindrome-sweep with our best settings (orthogonal W_hh, lr 3e-4, curriculum, best weights)",
+    config_cls=SweepConfig, run=run, report=report, headline=headline, defaults=BEST, quick=QUICK,
 ))

@@ -17,7 +17,15 @@ import numpy as np
 
 from twinnet.data.palindrome import PalindromeDataset
 from twinnet.experiments.common import DTYPES
-from twinnet.experiments.palindrome import MODEL_NAMES, MODELS, Recipe, build_models, job_config, train_one
+from twinnet.experiments.palindrome import (
+    MODEL_NAMES,
+    MODELS,
+    Recipe,
+    build_models,
+    job_config,
+    save_model_structure,
+    train_one,
+)
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
@@ -79,6 +87,7 @@ def hidden_grad_norms(model, engine: str, x: np.ndarray, y: np.ndarray) -> np.nd
 def run(cfg: GradientsConfig, run_dir: RunDir) -> dict:
     results = []
     for model in cfg.models:
+        save_model_structure(run_dir, job_config(cfg, model, max(cfg.lengths), cfg.seed))
         for length in cfg.lengths:
             job = job_config(cfg, model, length, cfg.seed)
             probe = PalindromeDataset(length, cfg.encoding, dtype=DTYPES[cfg.dtype])
@@ -119,10 +128,12 @@ def report(path: Path) -> list[str]:
         a.set(xlabel="time step t", ylabel="mean ||d loss / d h(t)||", title=f"T = {length}")
         a.grid(alpha=0.3, which="both")
         a.legend(fontsize=7)
-    fig.suptitle(f"gradient reaching each step ({s['engine']} engine; trained = after {s['steps']:,} steps)")
+    fig.suptitle(f"gradient reaching each step ({s['engine']} engine; trained = after {s['steps']:,} steps)",
+                 y=1.03)
     plots.save(fig, run_dir.file("hidden_grad_norms.png"))
-    rows = [[MODEL_NAMES[r["model"]], r["length"], f"{_ratio(r['norms_init']):.2e}", f"{_ratio(r['norms_trained']):.2e}",
-             f"{100 * r['test_acc']:.1f}%", f"{r['engines_max_rel_diff']:.1e}"] for r in s["results"]]
+    rows = [[MODEL_NAMES[r["model"]], r["length"], f"{_ratio(r['norms_init']):.2e}",
+             f"{_ratio(r['norms_trained']):.2e}", f"{100 * r['test_acc']:.1f}%", f"{r['engines_max_rel_diff']:.1e}"]
+            for r in s["results"]]
     table = markdown_table(["model", "T", "dh(1)/dh(T-1) at init", "after training", "test acc after training",
                             "numpy vs torch (float64)"], rows, {1, 2, 3, 4, 5})
     return [

@@ -152,8 +152,9 @@ def tune_allocator() -> None:
 
         libc = ctypes.CDLL("libc.so.6")
         M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-        libc.mallopt(M_MMAP_MAX, 0)  # large blocks from the heap, where they can be reused
-        libc.mallopt(M_TRIM_THRESHOLD, 1 << 40)  # never hand the heap's top back
+        # mallopt takes C ints: a larger Python int would be cut down (1 << 40 became 0)
+        libc.mallopt(ctypes.c_int(M_MMAP_MAX), ctypes.c_int(0))  # large blocks from the heap, for reuse
+        libc.mallopt(ctypes.c_int(M_TRIM_THRESHOLD), ctypes.c_int(2**31 - 1))  # keep the heap's top
     except (OSError, AttributeError):  # pragma: no cover - not glibc
         pass
 

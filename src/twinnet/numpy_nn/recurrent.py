@@ -7,7 +7,7 @@ backward walks them in reverse, collecting each step's pre-activation gradient, 
 weight gradients with one matmul over all steps at the end instead of L small ones.
 
 Conventions: x (B, L, D) -> logits of the last step (B, C); h(0) = 0 (and c(0) = 0);
-``backward(dlogits) -> dx`` (B, L, D). With ``record_hidden = True`` the backward keeps
+``backward(dlogits) -> dx`` (B, L, D) (None with ``input_grad = False``). With ``record_hidden = True`` the backward keeps
 dLoss/dh(t), returned by ``hidden_grads()`` as (B, L, H).
 """
 
@@ -41,6 +41,7 @@ class _Recurrent(Module):
         self.input_size, self.hidden_size, self.n_classes = input_size, hidden_size, n_classes
         self.record_hidden = False
         self._hidden_grads = None
+        self.input_grad = True  # False spares backward dLoss/dx, which no one reads when x is data
         self._bound = 1.0 / math.sqrt(hidden_size)  # PyTorch's U(-1/sqrt(H), 1/sqrt(H)) for every weight
 
     def _param(self, shape: tuple[int, ...], dtype) -> Parameter:
@@ -72,6 +73,8 @@ class _Recurrent(Module):
         dxw2 = dxw.reshape(L * B, -1)
         self._input_weight.accumulate(dxw2.T @ xs.reshape(L * B, D))
         self._input_bias.accumulate(dxw2.sum(axis=0))
+        if not self.input_grad:
+            return None
         return (dxw @ self._input_weight.data).transpose(1, 0, 2)  # (B, L, D)
 
     def _accumulate_hh(self, dpre, hs) -> None:
@@ -132,7 +135,8 @@ class VanillaRNN(_Recurrent):
 
     def _run(self, xs):
         xp = backend.xp()
-        xw = xs @ self.W_hx.data.T + self.b_h.data  # (L, B, H)
+        xw = xs @ self.W_hx.data.T  # (L, B, H); biases added in place: a fresh large temporary costs page faults
+        xw += self.b_h.data
         hs = self._hidden_buffer(xs)
         w_t = self.W_hh.data.T
         for t in range(len(xs)):
@@ -205,7 +209,8 @@ class LSTM(_Gated):
 
     def _run(self, xs):
         xp, H = backend.xp(), self.hidden_size
-        xw = xs @ self.weight_ih.data.T + (self.bias_ih.data + self.bias_hh.data)  # (L, B, 4H)
+        xw = xs @ self.weight_ih.data.T  # (L, B, 4H)
+        xw += self.bias_ih.data + self.bias_hh.data
         hs, cs = self._hidden_buffer(xs), self._hidden_buffer(xs)  # h(t), c(t) for t = 0..L
         acts = xp.empty_like(xw)  # (L, B, 4H): sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
         tcs = xp.empty_like(hs[1:])  # (L, B, H): tanh(c(t))
@@ -255,7 +260,8 @@ class GRU(_Gated):
 
     def _run(self, xs):
         xp, H = backend.xp(), self.hidden_size
-        xw = xs @ self.weight_ih.data.T + self.bias_ih.data  # (L, B, 3H)
+        xw = xs @ self.weight_ih.data.T  # (L, B, 3H); b_hh stays apart: r multiplies W_hn h + b_hn
+        xw += self.bias_ih.data
         hs = self._hidden_buffer(xs)
         rz = xp.empty_like(xw[:, :, : 2 * H])  # (L, B, 2H): r, z
         ns, hn = xp.empty_like(hs[1:]), xp.empty_like(hs[1:])  # n(t), and W_hn h(t-1) + b_hn

@@ -1,0 +1,199 @@
+"""Palindrome data, and the palindrome experiments end to end on tiny settings (the sweep resuming too)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from twinnet.cli import main
+from twinnet.data.palindrome import PalindromeDataset, encode, generate_palindrome, samples
+from twinnet.experiments import palindrome_sweep as sweep
+
+
+@pytest.mark.parametrize("length", range(2, 12))
+def test_palindromes_read_the_same_backwards_at_even_and_odd_lengths(length):
+    rng = np.random.default_rng(length)
+    for _ in range(20):
+        p = generate_palindrome(length, rng)
+        assert p.shape == (length,) and p.dtype.kind == "i"
+        assert np.array_equal(p, p[::-1]) and p.min() >= 0 and p.max() <= 9
+
+
+def test_the_first_half_is_random_and_the_rest_mirrors_it():
+    digits = np.stack([generate_palindrome(7, np.random.default_rng(s)) for s in range(400)])
+    for pos in range(4):  # ceil(7/2) free digits, each taking every value
+        assert set(digits[:, pos]) == set(range(10))
+    assert np.array_equal(digits[:, 4:], digits[:, :3][:, ::-1])
+
+
+@pytest.mark.parametrize("length", (2, 5, 6, 13))
+def test_a_sample_is_the_first_t_minus_1_digits_and_the_label_is_the_last_which_is_the_first(length):
+    x, y = samples(length, 64, np.random.default_rng(0))
+    assert x.shape == (64, length - 1, 10) and x.dtype == np.float32 and y.shape == (64,)
+    assert np.array_equal(x.sum(axis=2), np.ones((64, length - 1)))  # one-hot
+    digits = x.argmax(axis=2)
+    assert np.array_equal(y, digits[:, 0])  # the label is the first digit ...
+    full = np.concatenate([digits, y[:, None]], axis=1)
+    assert np.array_equal(full, full[:, ::-1])  # ... because input + label is the palindrome
+
+
+def test_scalar_encoding_feeds_the_digit_itself_and_dtype_is_the_requested_one():
+    x, y = samples(6, 32, np.random.default_rng(1), "scalar", np.float64)
+    assert x.shape == (32, 5, 1) and x.dtype == np.float64
+    assert np.array_equal(x[:, 0, 0], y) and set(np.unique(x)) <= set(range(10))
+    np.testing.assert_array_equal(encode(np.array([[3, 0]]), "onehot")[0, 0], np.eye(10)[3])
+    with pytest.raises(ValueError, match="encoding"):
+        encode(np.array([[1]]), "binary")
+
+
+def test_batches_are_fresh_and_replayed_from_the_seed_whatever_rng_the_loop_passes():
+    def first(ds, n=3):
+        it = ds.batches(16, True, np.random.default_rng(123 + n))
+        return [next(it) for _ in range(n)]
+
+    a, b = first(PalindromeDataset(9, seed=4)), first(PalindromeDataset(9, seed=4), 3)
+    c = first(PalindromeDataset(9, seed=5))
+    assert all(np.array_equal(p[0], q[0]) and np.array_equal(p[1], q[1]) for p, q in zip(a, b))
+    assert not np.array_equal(a[0][0], c[0][0])
+    assert not np.array_equal(a[0][0], a[1][0])  # every batch a new draw
+    assert len(PalindromeDataset(9)) > 0 and PalindromeDataset(9, "scalar").input_size == 1
+
+
+def test_eval_sets_are_fixed_by_their_seed_and_independent_of_the_training_stream():
+    ds = PalindromeDataset(11, seed=2)
+    e1, e2, other = ds.eval_set(50, seed=2), ds.eval_set(50, seed=2), ds.eval_set(50, seed=2, stream=1)
+    assert np.array_equal(e1.x, e2.x) and not np.array_equal(e1.x, other.x)
+    train_x, _ = next(ds.batches(50))
+    assert not np.array_equal(e1.x, train_x)
+    assert e1.x.shape == (50, 10, 10) and ds.eval_set(8, 0, length=4).x.shape == (8, 3, 10)
+
+
+def test_the_training_length_can_change_between_batches_for_a_curriculum():
+    ds = PalindromeDataset(20, seed=0)
+    ds.length = 5
+    it = ds.batches(4)
+    assert next(it)[0].shape[1] == 4
+    ds.length = 8
+    assert next(it)[0].shape[1] == 7
+    assert ds.eval_set(4, 0).x.shape[1] == 19  # evaluation stays at the target length
+    with pytest.raises(ValueError):
+        PalindromeDataset(1)
+
+
+def _summary(out):
+    return json.loads((out / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("engine", ("numpy", "torch"))
+def test_palindrome_experiment_end_to_end(tmp_path, engine):
+    out = tmp_path / engine
+    assert main(["run", "palindrome", "--quick", "--out", str(out), "--set", f"engine={engine}",
+                 "--set", "model=gru", "--set", "length=6"]) == 0
+    s = _summary(out)
+    assert (s["model"], s["length"], s["engine"], s["steps_done"]) == ("gru", 6, engine, 40)
+    assert 0 <= s["test_acc"] <= 1 and {p["name"] for p in s["parameters"]} >= {"weight_hh", "W_ph"}
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 20, 40]
+    assert (out / "curves.png").exists() and "## Training curves" in (out / "report.md").read_text()
+
+
+def test_curriculum_lengthens_training_while_evaluation_stays_at_full_length(tmp_path):
+    out = tmp_path / "cur"
+    assert main(["run", "palindrome", "--quick", "--out", str(out), "--set", "length=9", "--set", "curriculum=true",
+                 "--set", "curriculum_start=3", "--set", "curriculum_step=2", "--set", "curriculum_threshold=0.05",
+                 "--set", "steps=60", "--set", "eval_every=10"]) == 0
+    lengths = [json.loads(line)["length"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lengths == [3, 3, 5, 7, 9, 9, 9]  # step 0, then one step up per evaluation, up to T
+    assert _summary(out)["outcome"] == "completed"
+
+
+def test_stop_acc_ends_training_and_keep_best_restores_the_best_evaluation(tmp_path):
+    out = tmp_path / "stop"
+    assert main(["run", "palindrome", "--quick", "--out", str(out), "--set", "stop_acc=0.01",
+                 "--set", "keep_best=true", "--set", "eval_every=10"]) == 0
+    s = _summary(out)
+    assert (s["outcome"], s["steps_done"]) == ("stopped early", 10)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    best = max(records, key=lambda r: r["test_acc"])
+    assert s["weights_from_step"] == best["step"] and s["best_eval_acc"] == best["test_acc"]
+
+
+def test_settings_that_do_not_apply_are_refused(capsys):
+    assert main(["run", "palindrome", "--quick", "--set", "model=lstm", "--set", "hh_init=orthogonal"]) == 2
+    assert "model=rnn only" in capsys.readouterr().err
+
+
+def test_rnn_gradients_end_to_end_with_both_engines_agreeing(tmp_path):
+    out = tmp_path / "grad"
+    assert main(["run", "rnn-gradients", "--quick", "--out", str(out), "--set", "models=rnn,lstm"]) == 0
+    s = _summary(out)
+    assert [(r["model"], r["length"]) for r in s["results"]] == [("rnn", 4), ("rnn", 8), ("lstm", 4), ("lstm", 8)]
+    for r in s["results"]:
+        assert len(r["norms_init"]) == len(r["norms_trained"]) == r["length"] - 1
+        assert r["engines_max_rel_diff"] <= 1e-9
+    assert (out / "hidden_grad_norms.png").exists()
+
+
+GRID = ["--set", "models=rnn,gru", "--set", "lengths=3,4", "--set", "n_seeds=2"]  # 8 runs
+
+
+def test_sweep_resumes_where_it_was_interrupted_without_rerunning_finished_runs(tmp_path, monkeypatch):
+    out, ran, real = tmp_path / "sweep", [], sweep.run_job
+
+    def interrupted_after_three(job):
+        if len(ran) == 3:
+            raise KeyboardInterrupt
+        ran.append((job["model"], job["length"], job["seed"]))
+        return real(job)
+
+    monkeypatch.setattr(sweep, "run_job", interrupted_after_three)
+    assert main(["run", "palindrome-sweep", "--quick", "--out", str(out), *GRID]) == 130
+    before = (out / "results.jsonl").read_text().splitlines()
+    assert len(before) == 3 and not (out / "summary.json").exists()
+
+    first, ran[:] = list(ran), []
+    monkeypatch.setattr(sweep, "run_job", lambda job: ran.append((job["model"], job["length"], job["seed"]))
+                        or real(job))
+    assert main(["run", "palindrome-sweep", "--resume", str(out)]) == 0
+    after = (out / "results.jsonl").read_text().splitlines()
+    assert after[:3] == before  # finished lines untouched
+    everything = {(m, t, s) for m in ("rnn", "gru") for t in (3, 4) for s in (0, 1)}
+    assert set(ran) == everything - set(first) and len(ran) == 5  # only the unfinished ran
+    assert {(r["model"], r["length"], r["seed"]) for r in map(json.loads, after)} == everything
+    s = _summary(out)
+    assert s["runs"] == 8 and s["missing_runs"] == 0 and set(s["longest_T_99"]) == {"rnn", "gru"}
+    assert (out / "accuracy_vs_length.png").exists() and (out / "curves_by_length.png").exists()
+    assert main(["run", "palindrome", "--resume", str(out)]) == 2  # only resumable experiments resume
+
+
+def test_sweep_spreads_runs_over_worker_processes(tmp_path):
+    out = tmp_path / "pool"
+    assert main(["run", "palindrome-sweep", "--quick", "--out", str(out), "--set", "workers=2",
+                 "--set", "models=rnn", "--set", "lengths=3", "--set", "steps=10"]) == 0
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(results) == 2 and all(r["pid"] != os.getpid() for r in results)
+
+
+def test_summary_takes_the_longest_length_whose_mean_passes():
+    cfg = sweep.SweepConfig(models=("rnn",), lengths=(5, 10, 15, 20), n_seeds=2)
+    accs = {5: (1.0, 0.995), 10: (1.0, 0.9), 15: (0.999, 0.99), 20: (0.5, 0.1)}
+    results = [{"model": "rnn", "length": t, "seed": k, "test_acc": a, "outcome": "completed"}
+               for t, pair in accs.items() for k, a in enumerate(pair)]
+    s = sweep.summarise(cfg, results)
+    assert s["longest_T_99"]["rnn"] == {"longest_T": 15, "longest_T_unbroken": 5}
+    assert s["missing_runs"] == 0 and s["accuracy"]["rnn"][1]["mean"] == pytest.approx(0.95)
+
+
+@pytest.mark.parametrize("engine", ("numpy", "torch"))
+def test_saved_weights_go_back_into_either_engines_model(engine):
+    from twinnet.experiments.palindrome import PalindromeConfig, _load_weights, build_models, make_learner
+
+    cfg = PalindromeConfig(hidden=8, engine=engine, model="lstm")
+    learner = make_learner(cfg, build_models(cfg)[engine], engine)
+    saved = learner.state_dict()
+    x, y = samples(5, 16, np.random.default_rng(0))
+    learner.train_step(x, y)
+    assert not np.array_equal(learner.state_dict()["weight_hh"], saved["weight_hh"])
+    _load_weights(learner, saved)
+    assert all(np.array_equal(v, saved[k]) for k, v in learner.state_dict().items())

@@ -1,0 +1,157 @@
+"""The recurrent twins: each NumPy model equals its PyTorch twin in float64 (outputs, the loss, every
+gradient, dLoss/dh(t)), matches central finite differences, and the PyTorch models compute what
+torch.nn.RNN/LSTM/GRU compute (used here as references only, never in the models)."""
+
+import numpy as np
+import pytest
+import torch
+
+from gradcheck import assert_close_rel, finite_difference_check, rel_error, torch_twin_check
+from twinnet import numpy_nn, torch_nn
+from twinnet.data.palindrome import samples
+from twinnet.experiments.rnn_gradients import hidden_grad_norms
+from twinnet.learner import NumpyLearner, TorchLearner
+from twinnet.numpy_nn import recurrent as np_rec
+from twinnet.torch_nn import recurrent as torch_rec
+
+MODELS = ("rnn", "lstm", "gru", "irnn")
+
+
+def _twins(name, d=10, h=12, c=10, seed=0, dtype=torch.float64, **kw):
+    torch.manual_seed(seed)
+    tm = torch_rec.RECURRENT[name](d, h, c, **kw).to(dtype)
+    nm = np_rec.RECURRENT[name](d, h, c, **kw)
+    nm.load_state_dict(tm.state_dict())
+    return nm, tm
+
+
+def _palindromes(length=12, n=16, seed=0):
+    return samples(length, n, np.random.default_rng(seed), "onehot", np.float64)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_numpy_model_equals_its_torch_twin_for_a_random_upstream_gradient(name):
+    nm, tm = _twins(name, d=3, h=7, c=4)
+    x = np.random.default_rng(1).standard_normal((5, 9, 3))
+    errors = torch_twin_check(nm, tm, x, rng=np.random.default_rng(2))
+    assert_close_rel(errors, 1e-12)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_loss_and_every_gradient_equal_the_torch_twins_on_palindromes(name):
+    nm, tm = _twins(name)
+    x, y = _palindromes()
+    loss_fn = numpy_nn.CrossEntropyLoss()
+    loss_np = loss_fn.forward(nm.forward(x), y)
+    nm.backward(loss_fn.backward())
+    loss_t = torch.nn.functional.cross_entropy(tm(torch.from_numpy(x)), torch.from_numpy(y))
+    loss_t.backward()
+    errors = {"loss": rel_error(loss_np, loss_t.item())}
+    theirs = dict(tm.named_parameters())
+    assert [n for n, _ in nm.named_parameters()] == list(theirs)  # same names, same order
+    errors.update({f"grad[{n}]": rel_error(p.grad, theirs[n].grad.numpy()) for n, p in nm.named_parameters()})
+    assert_close_rel(errors, 1e-9)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_backpropagation_through_time_matches_finite_differences(name):
+    nm, _ = _twins(name, d=3, h=6, c=4, seed=3)
+    x = np.random.default_rng(4).standard_normal((4, 6, 3))
+    if name == "irnn":
+        x = np.abs(x) + 0.1  # positive inputs through an identity W_hh keep ReLU's units off its kink
+    assert_close_rel(finite_difference_check(nm, x, rng=np.random.default_rng(5)), 1e-6)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_dloss_dh_of_every_step_equal_between_engines(name):
+    nm, tm = _twins(name)
+    x, y = _palindromes(length=15)
+    norms = {e: hidden_grad_norms(m, e, x, y) for e, m in (("numpy", nm), ("torch", tm))}
+    assert norms["numpy"].shape == (14,)
+    assert rel_error(norms["numpy"], norms["torch"]) <= 1e-9
+    nm.record_hidden, tm.record_hidden = True, True  # the raw (B, L, H) arrays too
+    loss_fn = numpy_nn.CrossEntropyLoss()
+    loss_fn.forward(nm.forward(x), y)
+    nm.backward(loss_fn.backward())
+    torch.nn.functional.cross_entropy(tm(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+    assert rel_error(nm.hidden_grads(), tm.hidden_grads()) <= 1e-9
+    assert (nm.hidden_grads()[:, -1] != 0).all()
+
+
+def _reference(name, tm):
+    """torch.nn's own layer holding the twin's weights: (layer, readout of its last output)."""
+    h = tm.hidden_size
+    if name in ("rnn", "irnn"):
+        ref = torch.nn.RNN(tm.input_size, h, batch_first=True, nonlinearity=tm.nonlinearity).double()
+        weights = {"weight_ih_l0": tm.W_hx, "weight_hh_l0": tm.W_hh, "bias_ih_l0": tm.b_h,
+                   "bias_hh_l0": torch.zeros(h)}  # the course's single bias b_h
+    else:
+        ref = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[name](tm.input_size, h, batch_first=True).double()
+        weights = {f"{k}_l0": getattr(tm, k) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    ref.load_state_dict({k: v.detach() for k, v in weights.items()})
+    return lambda x: ref(x)[0][:, -1] @ tm.W_ph.T + tm.b_o
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_explicit_loops_compute_what_torch_nn_recurrent_layers_compute(name):
+    _, tm = _twins(name)
+    assert list(tm.children()) == []  # built from Parameters alone: no torch.nn.RNN/LSTM/GRU inside
+    x = torch.from_numpy(_palindromes(length=20)[0])
+    with torch.no_grad():
+        assert rel_error(tm(x).numpy(), _reference(name, tm)(x).numpy()) <= 1e-12
+
+
+@pytest.mark.parametrize("name", ("rnn", "lstm", "gru"))
+def test_rmsprop_with_clipping_follows_torchs_loss_curve(name):
+    nm, tm = _twins(name, h=16)
+    learners = [NumpyLearner(nm, numpy_nn.RMSprop(nm.parameters(), lr=1e-2), numpy_nn.CrossEntropyLoss(), 0.5),
+                TorchLearner(tm, torch.optim.RMSprop(tm.parameters(), lr=1e-2), torch.nn.CrossEntropyLoss(), 0.5)]
+    rng = np.random.default_rng(0)
+    curves = [[], []]
+    for _ in range(8):
+        x, y = samples(9, 32, rng, "onehot", np.float64)
+        for curve, learner in zip(curves, learners):
+            curve.append(learner.train_step(x, y)[0])
+    assert rel_error(curves[0], curves[1]) <= 1e-9
+
+
+def test_initialisation_defaults_and_the_vanilla_rnns_w_hh_options():
+    for name in MODELS:
+        nm, tm = _twins(name, h=16, dtype=torch.float32)
+        bound = 1 / np.sqrt(16)
+        for n, p in tm.named_parameters():
+            if not (name == "irnn" and n in ("W_hh", "b_h")):
+                assert p.abs().max() <= bound, n
+    fresh = np_rec.VanillaRNN(10, 16)  # the NumPy engine draws its own weights by the same law
+    assert fresh.W_hh.data.dtype == np.float32 and np.abs(fresh.W_hh.data).max() <= 0.25
+    for engine in (np_rec, torch_rec):
+        w = lambda m: np.asarray(m.W_hh.data if engine is np_rec else m.W_hh.detach(), dtype=np.float64)  # noqa: E731
+        ortho = engine.VanillaRNN(10, 16, hh_init="orthogonal", hh_gain=0.9)
+        np.testing.assert_allclose(w(ortho) @ w(ortho).T, 0.81 * np.eye(16), atol=1e-5)
+        np.testing.assert_array_equal(w(engine.VanillaRNN(10, 16, hh_init="identity", hh_gain=0.5)), 0.5 * np.eye(16))
+        irnn = engine.IRNN(10, 16)
+        np.testing.assert_array_equal(w(irnn), np.eye(16))
+        with pytest.raises(ValueError, match="hh_init"):
+            engine.VanillaRNN(10, 16, hh_init="zeros")
+
+
+def test_float32_by_default_and_float64_when_loaded_with_float64():
+    nm, tm = _twins("lstm", dtype=torch.float32)
+    x = _palindromes()[0]
+    assert nm.forward(x.astype(np.float32)).dtype == np.float32
+    nm.load_state_dict(tm.double().state_dict())
+    assert nm.forward(x).dtype == np.float64
+
+
+def test_hidden_grads_need_recording_first():
+    nm, tm = _twins("rnn")
+    with pytest.raises(RuntimeError, match="record_hidden"):
+        nm.hidden_grads()
+    with pytest.raises(RuntimeError, match="record_hidden"):
+        tm.hidden_grads()
+
+
+def test_namespaces_build_the_same_architecture():
+    for nn in (numpy_nn, torch_nn):
+        assert nn.LSTM(10, 8).weight_hh.shape == (32, 8) and nn.GRU(10, 8).weight_ih.shape == (24, 10)
+        assert nn.VanillaRNN(10, 8).W_hx.shape == (8, 10)
