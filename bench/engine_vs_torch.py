@@ -3,8 +3,8 @@
     python bench/engine_vs_torch.py [--threads 2] [--repeats 5] [--networks vgg-reduced,mnist-cnn,mlp-cifar]
 
 Prints one line per network: ``<network> numpy_s=<s> torch_s=<s> ratio=<numpy/torch>``
-(median seconds per step over --repeats timed steps of each, the engines alternating,
-after two warm-up steps of each).
+(median seconds per step; each engine timed in two blocks of --repeats steps, the blocks
+alternating between the engines, each after two warm-up steps).
 """
 
 from __future__ import annotations
@@ -32,17 +32,22 @@ def _optimizers(numpy_model, torch_model, name: str):
     return make(numpy_model.parameters(), lr=1e-4), getattr(torch.optim, name)(torch_model.parameters(), lr=1e-4)
 
 
-def time_pair(step_a, step_b, repeats: int) -> tuple[float, float]:
-    """Median seconds of each step, the two timed alternately so that any load on the machine hits both alike."""
-    for _ in range(2):  # warm-up: caches, allocator, thread pools
-        step_a()
-        step_b()
+def time_pair(step_a, step_b, repeats: int, rounds: int = 2) -> tuple[float, float]:
+    """Median seconds of each step, timed in blocks of ``repeats`` steps, A B A B ... for ``rounds``.
+
+    Blocks rather than single steps: each engine's idle threads spin for a while after its
+    work (OpenMP in torch, OpenBLAS in NumPy) and would tax the other engine's next step;
+    interleaved blocks still spread any drift in the machine's load over both.
+    """
     a, b = [], []
-    for _ in range(repeats):
+    for _ in range(rounds):
         for step, times in ((step_a, a), (step_b, b)):
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
+            for _ in range(2):  # warm-up: caches, allocator, thread pools
+                step()
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - t0)
     return statistics.median(a), statistics.median(b)
 
 

@@ -112,3 +112,16 @@ def test_divergence_stops_with_a_clear_error():
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         fit(learners["numpy"], ArrayDataset(split.train.x * 1e3, split.train.y), None,
             LoopSettings(batching="full", steps=50), progress=False)
+
+
+def test_without_a_terminal_progress_goes_to_the_log_as_lines(monkeypatch, capsys):
+    import twinnet.train as train_module
+
+    monkeypatch.setattr(train_module, "LOG_EVERY_S", 0.0)
+    split, learners = _moons_learners()
+    h = fit(learners["numpy"], split.train, split.test, LoopSettings(batch_size=100, steps=6, eval_every=3,
+                                                                     eval_unit="step"), desc="moons")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [line.split()[2] for line in lines] == [f"{k}/6" for k in range(1, 7)]
+    assert "test_acc=" in lines[-1] and "eta=0s" in lines[-1]
+    assert [r["step"] for r in h.records] == [0, 3, 6]  # evaluations unaffected by the logging

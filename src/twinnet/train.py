@@ -149,9 +149,9 @@ def fit(
             # no terminal (a log file): a line now and then instead of a bar
             last_log = now
             elapsed = now - start
-            test = history.last.get("test_acc")
+            last_acc = history.last.get("test_acc")
             print(f"{desc}: step {step}/{total} loss={loss:.4f}"
-                  + (f" test_acc={test:.4f} (step {history.last['step']})" if test is not None else "")
+                  + (f" test_acc={last_acc:.4f} (step {history.last['step']})" if last_acc is not None else "")
                   + f" elapsed={elapsed:.0f}s eta={elapsed / step * (total - step):.0f}s", file=sys.stderr, flush=True)
         if step % unit == 0 or step == total:
             record(step)

@@ -13,7 +13,7 @@ register(
         run=image.run,
         report=image.report,
         headline=image.headline,
-        defaults={"dataset": "mnist", "model": "mnist-cnn", "engine": "numpy"},
+        defaults={"dataset": "mnist", "model": "mnist-cnn", "engine": "numpy", "epochs": 8},
         quick=QUICK,
     )
 )
