@@ -23,7 +23,6 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
-import warnings
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -33,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from twinnet import TwinnetError
+from twinnet.data.cache import read_cache, write_cache
 from twinnet.data.arrays import ArrayDataset, Split
-from twinnet.runs import atomic_write_bytes
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # Of the lossless train pixels on [0, 1]; the shared JPEG copy's differ slightly: use channel_stats(train.x).
@@ -91,11 +90,11 @@ def load_cifar10(
     listing = _list_folder(src.path) if src.kind == "folder" else None
     key = _cache_key(src, listing)
     cache = _cache_root(cache_dir) / f"cifar10-{key[:16]}.npz"
-    arrays = _read_cache(cache, key)
+    arrays = read_cache(cache, key, _CACHE_ARRAYS, _well_formed)
     if arrays is None:
         arrays = _read_source(src, listing, verify)  # verifies before it unpickles
         arrays["key"] = np.array(key)
-        _write_cache(cache, arrays)
+        write_cache(cache, arrays, "CIFAR-10")
     elif verify:  # from the md5s stored in the cache, so a cached unverified copy is still caught
         _check_md5(src, arrays["md5"], str(arrays["archive_md5"]))
     return CifarSplit(
@@ -474,21 +473,6 @@ def _cache_key(src: _Source, listing: list[tuple[str, os.stat_result]] | None) -
     return hashlib.sha256(json.dumps([src.kind, str(src.path.resolve()), _CACHE_FORMAT, stats]).encode()).hexdigest()
 
 
-def _read_cache(path: Path, key: str) -> dict[str, np.ndarray] | None:
-    """The cached arrays, or None if absent; a corrupt or foreign file is removed so it gets rebuilt."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:  # every member is read whole, so its zip CRC is checked
-            arrays = {k: z[k] for k in _CACHE_ARRAYS}
-        if str(arrays["key"]) == key and _well_formed(arrays):
-            return arrays
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
-        pass
-    with contextlib.suppress(OSError):  # if it cannot go, the rebuilt cache replaces it anyway
-        path.unlink(missing_ok=True)
-    return None
-
 
 def _well_formed(a: dict[str, np.ndarray]) -> bool:
     return all(
@@ -497,12 +481,3 @@ def _well_formed(a: dict[str, np.ndarray]) -> bool:
     )
 
 
-def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Atomically, so an interrupted write leaves no cache rather than a partial one; failure only warns."""
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)  # uncompressed: the point is a fast load
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, buf.getbuffer())
-    except OSError as exc:
-        warnings.warn(f"cannot write the cache {path} ({exc}); CIFAR-10 will be decoded again next time")

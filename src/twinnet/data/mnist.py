@@ -5,13 +5,9 @@ Pixels stay uint8 here; the experiment normalises them (``normalize``, ``MNIST_M
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import os
-import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +15,8 @@ import numpy as np
 
 from twinnet import TwinnetError
 from twinnet.data import idx
+from twinnet.data.cache import read_cache, write_cache
 from twinnet.data.arrays import ArrayDataset, Split
-from twinnet.runs import atomic_write_bytes
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the MNIST train pixels on [0, 1]
 
@@ -101,14 +97,14 @@ def _load(ds: _Dataset, data_dir: str | Path | None, verify: bool, cache_dir: st
     files = _find_files(ds, data_dir)
     key = _cache_key(ds, files)
     cache = _cache_root(cache_dir) / f"{ds.name.lower()}-{key[:16]}.npz"
-    arrays = _read_cache(cache, key)
+    arrays = read_cache(cache, key, _CACHE_ARRAYS, _well_formed)
     if arrays is None:
         arrays = _read_sources(files)
         arrays["key"] = np.array(key)
     if verify:  # from the md5s stored in the cache too, so a cached unverified copy is still caught
         _check_md5(ds, files, arrays["md5"], arrays["file_md5"])
     if not cache.is_file():
-        _write_cache(cache, arrays)
+        write_cache(cache, arrays, "the IDX files")
     as_set = lambda x, y: ArrayDataset(x[:, None], y)  # noqa: E731  (N, 28, 28) -> (N, 1, 28, 28)
     return Split(as_set(arrays["train_x"], arrays["train_y"]), as_set(arrays["test_x"], arrays["test_y"]), ds.classes)
 
@@ -216,21 +212,6 @@ def _cache_key(ds: _Dataset, files: list[Path]) -> str:
     return hashlib.sha256(json.dumps([ds.name, _CACHE_FORMAT, stats]).encode()).hexdigest()
 
 
-def _read_cache(path: Path, key: str) -> dict[str, np.ndarray] | None:
-    """The cached arrays, or None if absent; a corrupt or foreign file is removed so it gets rebuilt."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:  # every member is read whole, so its zip CRC is checked
-            arrays = {k: z[k] for k in _CACHE_ARRAYS}
-        if str(arrays["key"]) == key and _well_formed(arrays):
-            return arrays
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
-        pass
-    with contextlib.suppress(OSError):  # if it cannot go, the rebuilt cache replaces it anyway
-        path.unlink(missing_ok=True)
-    return None
-
 
 def _well_formed(a: dict[str, np.ndarray]) -> bool:
     pairs = ((a["train_x"], a["train_y"]), (a["test_x"], a["test_y"]))
@@ -242,12 +223,3 @@ def _well_formed(a: dict[str, np.ndarray]) -> bool:
     return sets_ok and a["md5"].shape == a["file_md5"].shape == (len(FILES),)
 
 
-def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Atomically, so an interrupted write leaves no cache rather than a partial one; failure only warns."""
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)  # uncompressed: the point is a fast load
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, buf.getvalue())
-    except OSError as exc:
-        warnings.warn(f"cannot write the cache {path} ({exc}); the IDX files will be decoded again next time")

@@ -30,6 +30,15 @@ MODELS = ("rnn", "lstm", "gru", "irnn")
 MODEL_NAMES = {"rnn": "vanilla RNN", "lstm": "LSTM", "gru": "GRU", "irnn": "IRNN (ReLU, W_hh = I)"}
 
 
+def check_grid(models, lengths) -> None:
+    """Validate the models and lengths of a grid of runs (sweeps, gradient measurements)."""
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise ValueError(f"models must be a non-empty list from {', '.join(MODELS)}; got {unknown}")
+    if not lengths or min(lengths) < 2:
+        raise ValueError(f"lengths must be a non-empty list of integers >= 2, got {list(lengths)}")
+
+
 @dataclass(frozen=True)
 class Recipe(BaseConfig):
     """How one model is trained; shared by palindrome, palindrome-sweep and rnn-gradients."""

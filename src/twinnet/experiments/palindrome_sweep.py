@@ -20,6 +20,7 @@ import numpy as np
 from twinnet import TwinnetError
 from twinnet.config import to_dict
 from twinnet.experiments.palindrome import (
+    check_grid,
     BEST,
     MODEL_NAMES,
     MODELS,
@@ -50,11 +51,7 @@ class SweepConfig(Recipe):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        unknown = [m for m in self.models if m not in MODELS]
-        if unknown or not self.models:
-            raise ValueError(f"models must be a non-empty list from {', '.join(MODELS)}; got {unknown}")
-        if not self.lengths or min(self.lengths) < 2:
-            raise ValueError(f"lengths must be a non-empty list of integers >= 2, got {list(self.lengths)}")
+        check_grid(self.models, self.lengths)
         if self.n_seeds < 1 or self.workers < 0:
             raise ValueError("n_seeds must be >= 1 and workers >= 0")
 

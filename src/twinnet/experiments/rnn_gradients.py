@@ -18,8 +18,8 @@ import numpy as np
 from twinnet.data.palindrome import PalindromeDataset
 from twinnet.experiments.common import DTYPES
 from twinnet.experiments.palindrome import (
+    check_grid,
     MODEL_NAMES,
-    MODELS,
     Recipe,
     build_models,
     job_config,
@@ -42,11 +42,7 @@ class GradientsConfig(Recipe):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        unknown = [m for m in self.models if m not in MODELS]
-        if unknown or not self.models:
-            raise ValueError(f"models must be a non-empty list from {', '.join(MODELS)}; got {unknown}")
-        if not self.lengths or min(self.lengths) < 2:
-            raise ValueError(f"lengths must be a non-empty list of integers >= 2, got {list(self.lengths)}")
+        check_grid(self.models, self.lengths)
         if self.measure_samples < 1:
             raise ValueError(f"measure_samples must be >= 1, got {self.measure_samples}")
 
