@@ -80,3 +80,38 @@ def test_missing_data_is_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("twinnet: error:") and "train-images-idx3-ubyte" in err[0]
     assert not (tmp_path / "r").exists()  # a run that measured nothing leaves nothing behind
+
+
+@pytest.fixture(scope="module")
+def cifar_dir(tmp_path_factory):
+    """A tiny CIFAR-10 image-folder tree of PNGs: train/<class>/*.png and test/<class>/*.png."""
+    from PIL import Image
+
+    from twinnet.data.cifar import CIFAR10_CLASSES as CLASSES
+
+    root = tmp_path_factory.mktemp("data") / "cifar10"
+    rng = np.random.default_rng(1)
+    for split, per_class in (("train", 8), ("test", 3)):
+        for c, name in enumerate(CLASSES):
+            d = root / split / name
+            d.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                pixels[:, :, c % 3] = 25 * c  # a class-dependent channel
+                Image.fromarray(pixels).save(d / f"{i:04d}.png")
+    return root.parent
+
+
+@pytest.mark.parametrize("engine", ["torch", "numpy"])
+def test_cnn_vgg_quick_runs_the_course_recipe_on_an_image_folder(engine, cifar_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "cnn-vgg", "--quick", "--data-dir", str(cifar_dir), "--out", str(out),
+                 "--set", f"engine={engine}"]) == 0
+    cfg = json.loads((out / "config.json").read_text())["config"]
+    assert (cfg["optimizer"], cfg["lr"], cfg["batch_size"], cfg["model"]) == ("adam", 1e-4, 32, "vgg-reduced")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["params"] == 9_231_114 and summary["steps"] == 4
+    assert "image-folder" in summary["data_source"] or "cifar10" in summary["data_source"]
+    assert "LOSSY" not in summary["data_source"]  # PNGs are lossless
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [0, 2, 4]
+    assert (out / "confusion.png").read_bytes().startswith(PNG_MAGIC)

@@ -26,7 +26,7 @@ OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSpro
 
 @dataclass(frozen=True)
 class ImageConfig(BaseConfig):
-    dataset: Literal["mnist", "fashion-mnist"] = "mnist"
+    dataset: Literal["mnist", "fashion-mnist", "cifar10"] = "mnist"
     verify: bool = True  # check the data files against the official checksums
     model: str = "mnist-cnn"  # a name from `twinnet summary`
     engine: Literal["numpy", "torch"] = "numpy"
@@ -64,12 +64,14 @@ class ImageConfig(BaseConfig):
                             eval_every=self.eval_every, eval_unit=self.eval_unit, train_eval="running")
 
 
-def load_images(cfg: ImageConfig) -> Split:
-    """The dataset as float arrays, normalised by the training split's statistics."""
-    from twinnet.data import mnist
+def load_images(cfg: ImageConfig) -> tuple[Split, str]:
+    """The dataset as float arrays, normalised per channel by the training split's statistics, and its source."""
+    from twinnet.data import cifar, mnist
 
-    loader = {"mnist": mnist.load_mnist, "fashion-mnist": mnist.load_fashion_mnist}[cfg.dataset]
-    split = loader(verify=cfg.verify)
+    loader = {"mnist": mnist.load_mnist, "fashion-mnist": mnist.load_fashion_mnist, "cifar10": cifar.load_cifar10}
+    split = loader[cfg.dataset](verify=cfg.verify)
+    source = getattr(split, "source", "") + (" — LOSSY: figures are not comparable to lossless CIFAR-10 results"
+                                             if getattr(split, "lossy", False) else "")
     rng = np.random.default_rng(cfg.seed)
 
     def subset(ds: ArrayDataset, n: int) -> ArrayDataset:
@@ -79,10 +81,12 @@ def load_images(cfg: ImageConfig) -> Split:
         return ArrayDataset(ds.x[idx], ds.y[idx])
 
     train, test = subset(split.train, cfg.train_subset), subset(split.test, cfg.test_subset)
-    mean, std = float(split.train.x.mean()) / 255, float(split.train.x.std()) / 255
+    axes = (0, 2, 3)  # statistics per channel, over images and pixels
+    mean = split.train.x.mean(axis=axes, keepdims=True)[0] / 255
+    std = split.train.x.std(axis=axes, keepdims=True)[0] / 255
     dtype = DTYPES[cfg.dtype]
     norm = lambda x: ((x.astype(dtype) / 255 - mean) / std).astype(dtype)  # noqa: E731
-    return Split(ArrayDataset(norm(train.x), train.y), ArrayDataset(norm(test.x), test.y), split.classes)
+    return Split(ArrayDataset(norm(train.x), train.y), ArrayDataset(norm(test.x), test.y), split.classes), source
 
 
 def make_learner(cfg: ImageConfig, model, engine: str):
@@ -104,7 +108,7 @@ def make_learner(cfg: ImageConfig, model, engine: str):
 
 def run(cfg: ImageConfig, run_dir: RunDir) -> dict:
     t0 = time.perf_counter()
-    split = load_images(cfg)
+    split, source = load_images(cfg)
     load_s = time.perf_counter() - t0
     spec = MODELS[cfg.model]
     if tuple(split.train.x.shape[1:]) != spec.input_shape:
@@ -138,6 +142,7 @@ def run(cfg: ImageConfig, run_dir: RunDir) -> dict:
         "engine": cfg.engine,
         "model": cfg.model,
         "dataset": cfg.dataset,
+        "data_source": source,
         "params": int(sum(int(np.prod(p.shape)) for p in model.parameters())),
         "test_acc": last["test_acc"],
         "test_loss": last["test_loss"],
@@ -165,7 +170,8 @@ def report(path: Path) -> list[str]:
         ["model", "engine", "params", "train acc", "test acc", "train loss", "test loss", "train time"],
         [[s["model"], s["engine"], f"{s['params']:,}", f"{100 * s['train_acc']:.2f}%", f"{100 * s['test_acc']:.2f}%",
           f"{s['train_loss']:.4f}", f"{s['test_loss']:.4f}", f"{s['train_time_s']:.1f} s"]], {2, 3, 4, 5, 6, 7})
-        + "\n\nTrain figures are the running mean over the steps since the previous evaluation."]
+        + "\n\nTrain figures are the running mean over the steps since the previous evaluation."
+        + (f"\n\nData: {s['data_source']}." if s.get("data_source") else "")]
 
     fig, ax = plots.figure(2, 5.5, 4.0)
     for j, (key, label) in enumerate((("loss", "cross-entropy loss"), ("acc", "accuracy"))):
@@ -188,6 +194,7 @@ def report(path: Path) -> list[str]:
 
 
 def headline(s: dict) -> str:
-    return (f"{s['model']} ({s['engine']}) on {s['dataset']}: test accuracy {100 * s['test_acc']:.2f}% "
+    lossy = " (JPEG copy)" if "LOSSY" in s.get("data_source", "") else ""
+    return (f"{s['model']} ({s['engine']}) on {s['dataset']}{lossy}: test accuracy {100 * s['test_acc']:.2f}% "
             f"(best {100 * s['best_test_acc']:.2f}%), test loss {s['test_loss']:.4f}, "
             f"{s['steps']:,} steps in {s['train_time_s']:.1f} s")
