@@ -114,9 +114,11 @@ def fit(
         if settings.train_eval == "full" and isinstance(train, ArrayDataset):
             rec["train_loss"], rec["train_acc"] = evaluate(learner, train.x, train.y)
         elif step == 0 and isinstance(train, ArrayDataset):
-            # no steps to average yet: a slice of the training set (as large as the test set) stands in
+            # no steps to average yet: an evenly spread sample of the training set (as large as the test set)
+            # stands in; evenly spread, because a stored set may be sorted by class
             k = min(len(train), len(test) if test is not None else 10_000)
-            rec["train_loss"], rec["train_acc"] = evaluate(learner, train.x[:k], train.y[:k])
+            idx = np.linspace(0, len(train) - 1, k).astype(np.int64)
+            rec["train_loss"], rec["train_acc"] = evaluate(learner, train.x[idx], train.y[idx])
         else:
             rec["train_loss"] = running_loss / max(running_seen, 1)
             rec["train_acc"] = running_correct / max(running_seen, 1)
