@@ -17,6 +17,7 @@ from twinnet import TwinnetError
 from twinnet.data import idx
 from twinnet.data.cache import read_cache, write_cache
 from twinnet.data.arrays import ArrayDataset, Split
+from twinnet.data.augment import normalize as normalize_pixels
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the MNIST train pixels on [0, 1]
 
@@ -80,17 +81,8 @@ def load_fashion_mnist(
 def normalize(
     x_uint8: np.ndarray, mean: float = MNIST_MEAN, std: float = MNIST_STD, dtype: type = np.float32
 ) -> np.ndarray:
-    """``(x / 255 - mean) / std`` as a new float array of ``dtype``."""
-    x = np.asarray(x_uint8)
-    if x.dtype != np.uint8:
-        raise TypeError(f"normalize expects uint8 pixels, got {x.dtype}")
-    if not np.issubdtype(dtype, np.floating):
-        raise TypeError(f"normalize needs a floating dtype, got {np.dtype(dtype)}")
-    out = x.astype(dtype)  # in-place from here: one array of the output's size, computed in its precision
-    out /= 255
-    out -= mean
-    out /= std
-    return out
+    """``(x / 255 - mean) / std`` as a new float array of ``dtype`` (MNIST's statistics by default)."""
+    return normalize_pixels(x_uint8, mean, std, dtype)
 
 
 def _load(ds: _Dataset, data_dir: str | Path | None, verify: bool, cache_dir: str | Path | None) -> Split:

@@ -13,6 +13,7 @@ from twinnet import TwinnetError
 from twinnet.architectures import MODELS, nn_namespace
 from twinnet.config import BaseConfig
 from twinnet.data.arrays import ArrayDataset, Split
+from twinnet.data.augment import normalize
 from twinnet.experiments.common import DTYPES, save_structures, seed_everything
 from twinnet.learner import NumpyLearner, TorchLearner
 from twinnet.report import plots
@@ -82,10 +83,9 @@ def load_images(cfg: ImageConfig) -> tuple[Split, str]:
 
     train, test = subset(split.train, cfg.train_subset), subset(split.test, cfg.test_subset)
     axes = (0, 2, 3)  # statistics per channel, over images and pixels
-    mean = split.train.x.mean(axis=axes, keepdims=True)[0] / 255
-    std = split.train.x.std(axis=axes, keepdims=True)[0] / 255
-    dtype = DTYPES[cfg.dtype]
-    norm = lambda x: ((x.astype(dtype) / 255 - mean) / std).astype(dtype)  # noqa: E731
+    mean = tuple(split.train.x.mean(axis=axes) / 255)
+    std = tuple(split.train.x.std(axis=axes) / 255)
+    norm = lambda x: normalize(x, mean, std, DTYPES[cfg.dtype])  # noqa: E731
     return Split(ArrayDataset(norm(train.x), train.y), ArrayDataset(norm(test.x), test.y), split.classes), source
 
 
