@@ -28,11 +28,13 @@ def nn_namespace(engine: str) -> ModuleType:
     raise TwinnetError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
 
 
-def mlp_layers(nn: ModuleType, n_inputs: int, hidden: Sequence[int], n_classes: int) -> list:
-    """Linear -> ReLU for each hidden size, then a Linear to raw logits."""
+def mlp_layers(nn: ModuleType, n_inputs: int, hidden: Sequence[int], n_classes: int, batch_norm: bool = False,
+               dropout: float = 0.0) -> list:
+    """Linear [-> BatchNorm1d] -> ReLU [-> Dropout] for each hidden size, then a Linear to raw logits."""
     layers, width = [], n_inputs
     for h in hidden:
-        layers += [nn.Linear(width, h), nn.ReLU()]
+        layers += [nn.Linear(width, h), *([nn.BatchNorm1d(h)] if batch_norm else []), nn.ReLU(),
+                   *([nn.Dropout(dropout)] if dropout else [])]
         width = h
     layers.append(nn.Linear(width, n_classes))
     return layers
@@ -71,6 +73,23 @@ def vgg_layers(
         layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(channels, n_classes))
     return layers
+
+
+# VGG-16's convolutions at the reduced VGG's five pools: the "deeper" rung of the ablation ladder
+VGG_DEEP = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def vgg_residual_layers(nn: ModuleType, in_channels: int = 3, n_classes: int = 10) -> list:
+    """The reduced VGG with each conv pair (stages 3-5) made a residual block: same widths, same pools."""
+    pool = lambda: nn.MaxPool2d(kernel_size=3, stride=2, padding=1)  # noqa: E731
+    return [
+        nn.Conv2d(in_channels, 64, 3, 1, 1), nn.BatchNorm2d(64), nn.ReLU(), pool(),
+        nn.Conv2d(64, 128, 3, 1, 1), nn.BatchNorm2d(128), nn.ReLU(), pool(),
+        nn.ResidualBlock(128, 256), pool(),
+        nn.ResidualBlock(256, 512), pool(),
+        nn.ResidualBlock(512, 512), pool(),
+        nn.Flatten(), nn.Linear(512, n_classes),
+    ]
 
 
 def mnist_cnn_layers(nn: ModuleType, channels: tuple[int, int] = (32, 64), hidden: int = 128,
@@ -112,6 +131,31 @@ MODELS: dict[str, ModelSpec] = {
         (3, 32, 32),
         "the reduced VGG without batch norm",
     ),
+    "vgg-reduced-dropout": ModelSpec(
+        lambda nn: nn.Sequential(*vgg_layers(nn, dropout=0.3)),
+        (3, 32, 32),
+        "the reduced VGG with dropout 0.3 before its Linear layer",
+    ),
+    "vgg-wide": ModelSpec(
+        lambda nn: nn.Sequential(*vgg_layers(nn, width=1.5)),
+        (3, 32, 32),
+        "the reduced VGG with 1.5x the channels in every conv (96 ... 768)",
+    ),
+    "vgg-deep": ModelSpec(
+        lambda nn: nn.Sequential(*vgg_layers(nn, plan=VGG_DEEP)),
+        (3, 32, 32),
+        "VGG-16's 13 convolutions (with batch norm) at the reduced VGG's five pools",
+    ),
+    "vgg-residual": ModelSpec(
+        lambda nn: nn.Sequential(*vgg_residual_layers(nn)),
+        (3, 32, 32),
+        "the reduced VGG with its three conv pairs made residual blocks",
+    ),
+    "vgg-reduced-mnist": ModelSpec(
+        lambda nn: nn.Sequential(*vgg_layers(nn, in_channels=1)),
+        (1, 28, 28),
+        "the reduced VGG for one-channel 28x28 images (MNIST): 28 -> 14 -> 7 -> 4 -> 2 -> 1",
+    ),
     "mnist-cnn": ModelSpec(
         lambda nn: nn.Sequential(*mnist_cnn_layers(nn)),
         (1, 28, 28),
@@ -121,6 +165,12 @@ MODELS: dict[str, ModelSpec] = {
         lambda nn: nn.Sequential(nn.Flatten(), *mlp_layers(nn, 3072, [512, 256, 128], 10)),
         (3, 32, 32),
         "the CIFAR-10 MLP 3072-512-256-128-10",
+    ),
+    "mlp-cifar-wide": ModelSpec(
+        lambda nn: nn.Sequential(nn.Flatten(), *mlp_layers(nn, 3072, [2048, 1024, 512], 10, batch_norm=True,
+                                                             dropout=0.2)),
+        (3, 32, 32),
+        "a wider CIFAR-10 MLP 3072-2048-1024-512-10 with batch norm and dropout 0.2",
     ),
     # palindromes (SPEC section 4): 10 one-hot digits in, 128 hidden units, 10 classes; shown at T = 20
     "palindrome-rnn": ModelSpec(

@@ -51,8 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=None, help="threads for torch and NumPy alike (default: all cores)")
     r.add_argument("--show-config", action="store_true", help="print the resolved configuration and exit")
     r.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
-                   help="continue an interrupted run of a resumable experiment (palindrome-sweep) in RUN_DIR, "
-                   "from its saved configuration; --set still applies on top")
+                   help="continue an interrupted run in RUN_DIR from its last checkpoint (image runs: the last "
+                   "finished epoch; palindrome-sweep: the finished runs), with its saved configuration; "
+                   "--set still applies on top")
 
     s = sub.add_parser("summary", help="print a model's structure table (layers, shapes, parameters)")
     s.add_argument("model", metavar="MODEL", help="model name (an unknown name lists the known ones)")

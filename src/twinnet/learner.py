@@ -32,6 +32,12 @@ class Learner(Protocol):
 
     def state_dict(self) -> dict: ...
 
+    def training_state(self) -> dict:
+        """Weights, optimiser state and the engine's random state: what a checkpoint holds."""
+
+    def load_training_state(self, state: dict) -> None:
+        """Return to the moment ``training_state`` was taken."""
+
 
 def evaluate(learner: Learner, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> tuple[float, float]:
     """(mean loss, accuracy) of the learner's model on a whole set, in eval mode."""
@@ -98,27 +104,55 @@ class NumpyLearner:
     def state_dict(self):
         return self.model.state_dict()
 
+    def training_state(self):
+        from twinnet.numpy_nn import init
+
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": init.generator().bit_generator.state}
+
+    def load_training_state(self, state):
+        from twinnet.numpy_nn import init
+
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        init.generator().bit_generator.state = state["rng"]
+
 
 class TorchLearner:
-    """Drives a ``torch.nn.Module``; inputs become tensors of the model's dtype and device."""
+    """Drives a ``torch.nn.Module``; inputs become tensors of the model's dtype and device.
+
+    ``amp``: mixed precision, bfloat16 autocast on the model's device (CUDA, or a CPU with bfloat16
+    arithmetic); weights, optimiser and loss stay in the model's dtype. ``channels_last``: 4-d inputs
+    are laid out NHWC in memory (move the model with ``.to(memory_format=torch.channels_last)`` too).
+    """
 
     engine = "torch"
 
-    def __init__(self, model, optimizer, loss_fn, clip_norm: float | None = None) -> None:
+    def __init__(self, model, optimizer, loss_fn, clip_norm: float | None = None, amp: bool = False,
+                 channels_last: bool = False) -> None:
         self.model, self.optimizer, self.loss_fn, self.clip_norm = model, optimizer, loss_fn, clip_norm
+        self.amp, self.channels_last = amp, channels_last
         p = next(model.parameters())
         self.dtype, self.device = p.dtype, p.device
 
     def _tensor(self, a, dtype=None):
         import torch
 
-        return torch.as_tensor(a, dtype=dtype or self.dtype, device=self.device)
+        t = torch.as_tensor(a, dtype=dtype or self.dtype, device=self.device)
+        return t.contiguous(memory_format=torch.channels_last) if self.channels_last and t.ndim == 4 else t
+
+    def _autocast(self):
+        import torch
+
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
     def train_step(self, x, y):
         import torch
 
         self.model.train()
-        logits = self.model(self._tensor(x))
+        with self._autocast():
+            logits = self.model(self._tensor(x))
+        logits = logits.to(self.dtype)
         y = self._tensor(y, torch.long)
         loss = self.loss_fn(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -132,8 +166,9 @@ class TorchLearner:
         import torch
 
         self.model.eval()
-        with torch.no_grad():
-            out = [self.model(self._tensor(x[i : i + batch_size])).cpu().numpy() for i in range(0, len(x), batch_size)]
+        with torch.no_grad(), self._autocast():
+            out = [self.model(self._tensor(x[i : i + batch_size])).to(self.dtype).cpu().numpy()
+                   for i in range(0, len(x), batch_size)]
         return np.concatenate(out)
 
     def loss_of(self, logits, y):
@@ -152,3 +187,23 @@ class TorchLearner:
 
     def state_dict(self):
         return {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
+
+    def training_state(self):
+        import copy
+
+        import torch
+
+        state = {"model": copy.deepcopy(self.model.state_dict()), "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+                 "rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_training_state(self, state):
+        import torch
+
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        if "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)

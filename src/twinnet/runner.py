@@ -70,9 +70,11 @@ def run_experiment(
     start = time.perf_counter()
     try:
         summary = experiment.run(cfg, run_dir)
-    except BaseException:
+    except BaseException as e:
         if resume is None and not run_dir.file(METRICS).exists():  # nothing measured yet: leave no empty run behind
             shutil.rmtree(run_dir.path, ignore_errors=True)
+        elif isinstance(e, KeyboardInterrupt) and getattr(experiment.config_cls, "resumable", False):
+            print(f"twinnet: to continue: twinnet run {name} --resume {run_dir.path}", file=sys.stderr)
         raise
     summary["wall_time_s"] = round(time.perf_counter() - start, 3)
     run_dir.write_json(SUMMARY, summary)

@@ -57,10 +57,22 @@ class History:
 
     records: list[dict] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
+    stopped_early: bool = False  # ``stop`` ended the run before its last step
 
     @property
     def last(self) -> dict:
         return self.records[-1]
+
+
+@dataclass
+class LoopState:
+    """Where ``fit`` stands at the end of an epoch: enough, with the learner's state, to continue exactly."""
+
+    step: int
+    history: History
+    running: tuple[float, int, int]  # loss sum, correct, samples since the last evaluation
+    rng_state: dict  # the batch generator's bit-generator state: the next epoch's order and augmentations
+    elapsed_s: float
 
 
 class BatchSource(Protocol):
@@ -91,6 +103,10 @@ def fit(
     on_eval: Callable[[dict], None] | None = None,
     desc: str = "train",
     progress: bool | None = None,
+    val: ArrayDataset | None = None,
+    stop: Callable[[History], bool] | None = None,
+    on_checkpoint: Callable[[LoopState], None] | None = None,
+    resume: LoopState | None = None,
 ) -> History:
     """Train ``learner`` on ``train``, evaluating on both sets at step 0 and every ``eval_every`` units.
 
@@ -98,30 +114,46 @@ def fit(
     evaluated with ``train_eval="running"``). The batch order depends only on ``seed``, so two learners given the same seed see
     the same batches. ``lr_at(step)`` sets the learning rate before each step.
     ``progress=None`` shows a bar only on a terminal.
+
+    ``val``: a validation set, evaluated beside ``test`` (``val_loss``, ``val_acc``). ``stop(history)``,
+    asked after each evaluation, ends training early when it returns True. ``on_checkpoint(state)`` is
+    called at the end of every epoch and at the last step; ``fit(..., resume=state)`` continues from
+    such a state (with the learner restored to the same moment) to the same result as an unbroken run.
     """
     n = len(train)
     total = settings.total_steps(n)
     per_epoch = settings.steps_per_epoch(n)
     unit = settings.eval_every * (per_epoch if settings.eval_unit == "epoch" else 1)
-    batches = train.batches(settings.batch_len(n), settings.batching != "full", np.random.default_rng(seed))
-    history = History()
+    rng = np.random.default_rng(seed)
+    history, first = History(), 1
     running_loss, running_correct, running_seen = 0.0, 0, 0
     start = time.perf_counter()
+    if resume is not None:
+        rng.bit_generator.state = resume.rng_state
+        history, first = resume.history, resume.step + 1
+        running_loss, running_correct, running_seen = resume.running
+        start -= resume.elapsed_s
+        if history.stopped_early:
+            first = total + 1
+    batches = train.batches(settings.batch_len(n), settings.batching != "full", rng)
 
     def record(step: int) -> None:
         nonlocal running_loss, running_correct, running_seen
         rec: dict = {"step": step, "epoch": step / per_epoch, "lr": learner.lr}
-        if settings.train_eval == "full" and isinstance(train, ArrayDataset):
-            rec["train_loss"], rec["train_acc"] = evaluate(learner, train.x, train.y)
-        elif step == 0 and isinstance(train, ArrayDataset):
+        viewable = hasattr(train, "view")  # stored samples (ArrayDataset, ImageSource), not drawn afresh
+        if settings.train_eval == "full" and viewable:
+            rec["train_loss"], rec["train_acc"] = evaluate(learner, *train.view(np.arange(len(train))))
+        elif step == 0 and viewable:
             # no steps to average yet: an evenly spread sample of the training set (as large as the test set)
             # stands in; evenly spread, because a stored set may be sorted by class
             k = min(len(train), len(test) if test is not None else 10_000)
             idx = np.linspace(0, len(train) - 1, k).astype(np.int64)
-            rec["train_loss"], rec["train_acc"] = evaluate(learner, train.x[idx], train.y[idx])
+            rec["train_loss"], rec["train_acc"] = evaluate(learner, *train.view(idx))
         else:
             rec["train_loss"] = running_loss / max(running_seen, 1)
             rec["train_acc"] = running_correct / max(running_seen, 1)
+        if val is not None:
+            rec["val_loss"], rec["val_acc"] = evaluate(learner, val.x, val.y)
         if test is not None:
             rec["test_loss"], rec["test_acc"] = evaluate(learner, test.x, test.y)
         rec["time_s"] = time.perf_counter() - start
@@ -130,10 +162,12 @@ def fit(
         if on_eval is not None:
             on_eval(rec)
 
-    record(0)
-    bar = tqdm(total=total, desc=desc, unit="step", leave=False, disable=None if progress is None else not progress)
-    last_log = time.perf_counter()
-    for step in range(1, total + 1):
+    if resume is None:
+        record(0)
+    bar = tqdm(total=total, initial=first - 1, desc=desc, unit="step", leave=False,
+               disable=None if progress is None else not progress)
+    last_log = last_start = time.perf_counter()
+    for step in range(first, total + 1):
         if lr_at is not None:
             learner.set_lr(lr_at(step - 1))
         x, y = next(batches)
@@ -152,12 +186,21 @@ def fit(
             last_log = now
             elapsed = now - start
             last_acc = history.last.get("test_acc")
+            done = step - first + 1
             print(f"{desc}: step {step}/{total} loss={loss:.4f}"
                   + (f" test_acc={last_acc:.4f} (step {history.last['step']})" if last_acc is not None else "")
-                  + f" elapsed={elapsed:.0f}s eta={elapsed / step * (total - step):.0f}s", file=sys.stderr, flush=True)
+                  + f" elapsed={elapsed:.0f}s eta={(now - last_start) / done * (total - step):.0f}s",
+                  file=sys.stderr, flush=True)
         if step % unit == 0 or step == total:
             record(step)
             bar.set_postfix(loss=f"{loss:.4f}", test_acc=f"{history.last.get('test_acc', float('nan')):.3f}")
+            if stop is not None and step < total and stop(history):
+                history.stopped_early = True
+        if on_checkpoint is not None and (step % per_epoch == 0 or step == total or history.stopped_early):
+            on_checkpoint(LoopState(step, history, (running_loss, running_correct, running_seen),
+                                    rng.bit_generator.state, time.perf_counter() - start))
+        if history.stopped_early:
+            break
 
     bar.close()
     return history

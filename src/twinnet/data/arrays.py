@@ -25,6 +25,10 @@ class ArrayDataset:
     def n_classes(self) -> int:
         return int(self.y.max()) + 1
 
+    def view(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Samples ``idx`` as stored."""
+        return self.x[idx], self.y[idx]
+
     def batches(self, batch_len: int, shuffle: bool, rng: np.random.Generator):
         """Endless (x, y) batches: a fresh permutation each epoch, cut into batches (the last may be short)."""
         n = len(self)

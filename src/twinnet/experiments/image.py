@@ -2,31 +2,38 @@
 
 from __future__ import annotations
 
+import io
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
 from twinnet import TwinnetError
 from twinnet.architectures import MODELS, nn_namespace
 from twinnet.config import BaseConfig
-from twinnet.data.arrays import ArrayDataset, Split
-from twinnet.data.augment import normalize
+from twinnet.data.arrays import ArrayDataset
+from twinnet.data.augment import BatchAugment, normalize
+from twinnet.data.images import ImageSource
 from twinnet.experiments.common import DTYPES, save_structures, seed_everything
-from twinnet.learner import NumpyLearner, TorchLearner
+from twinnet.learner import NumpyLearner, TorchLearner, evaluate
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
-from twinnet.runs import RunDir
-from twinnet.schedules import SCHEDULES, make_schedule
-from twinnet.train import LoopSettings, fit
+from twinnet.runs import METRICS, RunDir, atomic_write_bytes
+from twinnet.schedules import make_schedule
+from twinnet.train import History, LoopSettings, LoopState, fit
+
+CHECKPOINT = "checkpoint.pt"  # weights, optimiser and loop state at the end of the latest epoch
 
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
 
 
 @dataclass(frozen=True)
 class ImageConfig(BaseConfig):
+    resumable: ClassVar[bool] = True  # a checkpoint every epoch; `twinnet run --resume RUN_DIR` continues there
+
     dataset: Literal["mnist", "fashion-mnist", "cifar10"] = "mnist"
     verify: bool = True  # check the data files against the official checksums
     model: str = "mnist-cnn"  # a name from `twinnet summary`
@@ -46,6 +53,19 @@ class ImageConfig(BaseConfig):
     eval_unit: Literal["epoch", "step"] = "epoch"
     train_subset: int = 0  # train on this many samples (0: all), for quick runs
     test_subset: int = 0  # evaluate on this many test samples (0: all)
+    val_split: int = 0  # hold this many training images out as a validation set (0: none)
+    patience: int = 0  # stop after this many evaluations without a better val accuracy (0: never; needs val_split)
+    # augmentation of each training batch (all off: the course recipe)
+    crop_pad: int = 0  # random crop after this much reflect padding (CIFAR recipe: 4)
+    flip: bool = False  # random horizontal flip
+    rotate: float = 0.0  # random rotation, degrees either way
+    translate: float = 0.0  # random shift, fraction of the image size
+    scale: float = 0.0  # random zoom in [1 - scale, 1 + scale]
+    jitter: float = 0.0  # colour jitter: brightness, contrast and saturation factors in [1 - j, 1 + j]
+    erase_p: float = 0.0  # random erasing (cutout) probability per image
+    # hardware (torch engine)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when available, else the CPU (all cores)
+    amp: bool = False  # bfloat16 mixed precision (CUDA, or a CPU with bfloat16 support)
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -56,17 +76,41 @@ class ImageConfig(BaseConfig):
             raise ValueError("weight_decay and momentum must be >= 0")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.train_subset < 0 or self.test_subset < 0:
-            raise ValueError("train_subset and test_subset must be >= 0")
+        if self.train_subset < 0 or self.test_subset < 0 or self.val_split < 0:
+            raise ValueError("train_subset, test_subset and val_split must be >= 0")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0, got {self.patience}")
+        if self.patience and not self.val_split:
+            raise ValueError("early stopping (patience > 0) watches a validation set: set val_split > 0 too")
+        if self.engine == "numpy" and (self.amp or self.device == "cuda"):
+            raise ValueError("amp and device=cuda belong to the torch engine; the NumPy engine runs float32/64 "
+                             "on the CPU")
+        self.augment()
         self.loop()
+
+    def augment(self) -> BatchAugment:
+        return BatchAugment(crop_pad=self.crop_pad, flip=self.flip, rotate=self.rotate, translate=self.translate,
+                            scale=self.scale, brightness=self.jitter, contrast=self.jitter, saturation=self.jitter,
+                            erase_p=self.erase_p)
 
     def loop(self) -> LoopSettings:
         return LoopSettings(batching="mini", batch_size=self.batch_size, epochs=self.epochs, steps=self.steps,
                             eval_every=self.eval_every, eval_unit=self.eval_unit, train_eval="running")
 
 
-def load_images(cfg: ImageConfig) -> tuple[Split, str]:
-    """The dataset as float arrays, normalised per channel by the training split's statistics, and its source."""
+@dataclass(frozen=True)
+class ImageData:
+    """A task's images ready for the loop: augmented training batches, and normalised evaluation sets."""
+
+    train: ImageSource
+    val: ArrayDataset | None
+    test: ArrayDataset
+    classes: tuple[str, ...]
+    source: str  # where the images came from, and whether they are lossy
+
+
+def load_images(cfg: ImageConfig) -> ImageData:
+    """The dataset, normalised per channel by the statistics of the images trained on."""
     from twinnet.data import cifar, mnist
 
     loader = {"mnist": mnist.load_mnist, "fashion-mnist": mnist.load_fashion_mnist, "cifar10": cifar.load_cifar10}
@@ -82,14 +126,24 @@ def load_images(cfg: ImageConfig) -> tuple[Split, str]:
         return ArrayDataset(ds.x[idx], ds.y[idx])
 
     train, test = subset(split.train, cfg.train_subset), subset(split.test, cfg.test_subset)
+    val = None
+    if cfg.val_split:
+        if cfg.val_split >= len(train):
+            raise TwinnetError(f"val_split={cfg.val_split} leaves no training images (the training set has "
+                               f"{len(train)}); choose a smaller val_split")
+        held = np.zeros(len(train), bool)
+        held[rng.choice(len(train), cfg.val_split, replace=False)] = True
+        val, train = ArrayDataset(train.x[held], train.y[held]), ArrayDataset(train.x[~held], train.y[~held])
     axes = (0, 2, 3)  # statistics per channel, over images and pixels
-    mean = tuple(split.train.x.mean(axis=axes) / 255)
-    std = tuple(split.train.x.std(axis=axes) / 255)
-    norm = lambda x: normalize(x, mean, std, DTYPES[cfg.dtype])  # noqa: E731
-    return Split(ArrayDataset(norm(train.x), train.y), ArrayDataset(norm(test.x), test.y), split.classes), source
+    mean = tuple(train.x.mean(axis=axes) / 255)
+    std = tuple(train.x.std(axis=axes) / 255)
+    dtype = DTYPES[cfg.dtype]
+    norm = lambda ds: ArrayDataset(normalize(ds.x, mean, std, dtype), ds.y)  # noqa: E731
+    return ImageData(ImageSource(train.x, train.y, mean, std, cfg.augment(), dtype), val and norm(val), norm(test),
+                     split.classes, source)
 
 
-def make_learner(cfg: ImageConfig, model, engine: str):
+def make_learner(cfg: ImageConfig, model, engine: str, device: str = "cpu"):
     """Model, optimiser and loss of one engine, with the same hyperparameters in either."""
     name = OPTIMIZERS[cfg.optimizer]
     kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
@@ -103,57 +157,137 @@ def make_learner(cfg: ImageConfig, model, engine: str):
     import torch
 
     opt = getattr(torch.optim, name)(model.parameters(), **kwargs)
-    return TorchLearner(model, opt, torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing))
+    return TorchLearner(model, opt, torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), amp=cfg.amp,
+                        channels_last=device == "cuda")
+
+
+def resolve_device(cfg: ImageConfig) -> str:
+    """The device a torch run trains on: CUDA when asked for or (``auto``) present, else the CPU."""
+    if cfg.engine == "numpy":
+        return "cpu"
+    import torch
+
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise TwinnetError("device=cuda, but torch sees no CUDA device; use --set device=cpu (or auto)")
+    return "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+
+
+def save_checkpoint(run_dir: RunDir, learner, state: LoopState, best: dict | None) -> None:
+    """The whole training state at an epoch's end, in one atomically replaced file."""
+    import torch
+
+    h = state.history
+    payload = {"learner": learner.training_state(), "best": best,
+               "loop": {"step": state.step, "records": h.records, "step_losses": h.step_losses,
+                        "stopped_early": h.stopped_early, "running": state.running, "rng_state": state.rng_state,
+                        "elapsed_s": state.elapsed_s}}
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(run_dir.file(CHECKPOINT), buf.getvalue())
+
+
+def load_checkpoint(run_dir: RunDir, learner) -> tuple[LoopState, dict | None]:
+    """Restore ``learner`` from the run's checkpoint; the loop state to continue from, and the best weights."""
+    import torch
+
+    path = run_dir.file(CHECKPOINT)
+    try:
+        payload = torch.load(path, map_location=getattr(learner, "device", "cpu"), weights_only=False)
+        learner.load_training_state(payload["learner"])
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
+        raise TwinnetError(f"cannot resume from {path}: {e}. Start a new run instead") from e
+    loop = payload["loop"]
+    history = History(list(loop["records"]), list(loop["step_losses"]), loop["stopped_early"])
+    # the metrics file may hold evaluations made after the checkpoint: keep exactly the checkpoint's
+    atomic_write_bytes(run_dir.file(METRICS), "".join(json.dumps({"engine": learner.engine, **r}) + "\n"
+                                                      for r in history.records).encode())
+    return LoopState(loop["step"], history, tuple(loop["running"]), loop["rng_state"], loop["elapsed_s"]), payload["best"]
 
 
 def run(cfg: ImageConfig, run_dir: RunDir) -> dict:
     t0 = time.perf_counter()
-    split, source = load_images(cfg)
+    data = load_images(cfg)
     load_s = time.perf_counter() - t0
     spec = MODELS[cfg.model]
-    if tuple(split.train.x.shape[1:]) != spec.input_shape:
+    if tuple(data.train.x.shape[1:]) != spec.input_shape:
         raise TwinnetError(f"model {cfg.model} takes inputs {spec.input_shape}, but {cfg.dataset} has "
-                           f"{tuple(split.train.x.shape[1:])}")
+                           f"{tuple(data.train.x.shape[1:])}")
     seed_everything(cfg.seed)
     models = {e: spec.build(nn_namespace(e)) for e in ("torch", "numpy")}
     save_structures(run_dir, cfg.model, models, spec.input_shape)
-    model = models[cfg.engine]
+    model, device = models[cfg.engine], resolve_device(cfg)
     if cfg.engine == "torch":
         import torch
 
-        model = model.to(getattr(torch, cfg.dtype))
+        model = model.to(device=device, dtype=getattr(torch, cfg.dtype))
+        if device == "cuda":
+            model = model.to(memory_format=torch.channels_last)
     else:
         model = model.to(DTYPES[cfg.dtype])
-    learner = make_learner(cfg, model, cfg.engine)
+    learner = make_learner(cfg, model, cfg.engine, device)
     settings = cfg.loop()
-    total = settings.total_steps(len(split.train))
+    total = settings.total_steps(len(data.train))
     extra = {"warmup_steps": cfg.warmup_steps} if cfg.schedule == "warmup_cosine" else {}
     extra.update({"step_size": max(1, total // 3)} if cfg.schedule == "step" else {})
     lr_at = make_schedule(cfg.schedule, cfg.lr, total, **extra)
-    history = fit(learner, split.train, split.test, settings, seed=cfg.seed, lr_at=lr_at,
-                  desc=f"{cfg.model}/{cfg.engine}",
-                  on_eval=lambda rec: run_dir.append_metrics({"engine": cfg.engine, **rec}))
-    logits = learner.predict(split.test.x)
-    pred = logits.argmax(1)
-    run_dir.save_arrays("predictions.npz", y_true=split.test.y, y_pred=pred, classes=np.array(split.classes))
-    per_class = [float((pred[split.test.y == c] == c).mean()) for c in range(len(split.classes))]
+
+    resume, best = None, None
+    if run_dir.file(CHECKPOINT).exists():
+        resume, best = load_checkpoint(run_dir, learner)
+
+    def on_eval(rec: dict) -> None:
+        nonlocal best
+        run_dir.append_metrics({"engine": cfg.engine, **rec})
+        if data.val is not None and (best is None or rec["val_acc"] > best["val_acc"]):
+            best = {"val_acc": rec["val_acc"], "step": rec["step"], "model": learner.state_dict()}
+
+    def stop(history: History) -> bool:
+        return bool(cfg.patience) and history.last["step"] - best["step"] >= cfg.patience * _eval_unit(cfg, data)
+
+    history = fit(learner, data.train, data.test, settings, seed=cfg.seed, lr_at=lr_at, val=data.val,
+                  desc=f"{cfg.model}/{cfg.engine}", on_eval=on_eval, stop=stop if cfg.patience else None,
+                  on_checkpoint=lambda state: save_checkpoint(run_dir, learner, state, best), resume=resume)
     last = history.last
+    final = {k: last[k] for k in ("test_acc", "test_loss")}
+    if best is not None:  # report the weights the validation set chose, as early stopping means
+        learner.model.load_state_dict(_as_state(best["model"], cfg.engine, learner))
+        final["test_loss"], final["test_acc"] = evaluate(learner, data.test.x, data.test.y)
+    logits = learner.predict(data.test.x)
+    pred = logits.argmax(1)
+    run_dir.save_arrays("predictions.npz", y_true=data.test.y, y_pred=pred, classes=np.array(data.classes))
+    per_class = [float((pred[data.test.y == c] == c).mean()) for c in range(len(data.classes))]
     return {
         "engine": cfg.engine,
+        "device": device,
         "model": cfg.model,
         "dataset": cfg.dataset,
-        "data_source": source,
+        "data_source": data.source,
         "params": int(sum(int(np.prod(p.shape)) for p in model.parameters())),
-        "test_acc": last["test_acc"],
-        "test_loss": last["test_loss"],
+        **final,
         "train_acc": last["train_acc"],
         "train_loss": last["train_loss"],
         "best_test_acc": max(r["test_acc"] for r in history.records),
-        "per_class_acc": dict(zip(split.classes, per_class)),
+        **({"val_acc": best["val_acc"], "selected_step": best["step"], "stopped_early": history.stopped_early}
+           if best is not None else {}),
+        "per_class_acc": dict(zip(data.classes, per_class)),
         "train_time_s": last["time_s"],
         "data_load_s": round(load_s, 3),
-        "steps": total,
+        "steps": last["step"],
     }
+
+
+def _eval_unit(cfg: ImageConfig, data: ImageData) -> int:
+    """Steps between two evaluations."""
+    settings = cfg.loop()
+    return cfg.eval_every * (settings.steps_per_epoch(len(data.train)) if cfg.eval_unit == "epoch" else 1)
+
+
+def _as_state(state: dict, engine: str, learner) -> dict:
+    if engine == "numpy":
+        return state
+    import torch
+
+    return {k: torch.as_tensor(v, device=learner.device) for k, v in state.items()}
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarray:
@@ -171,12 +305,15 @@ def report(path: Path) -> list[str]:
         [[s["model"], s["engine"], f"{s['params']:,}", f"{100 * s['train_acc']:.2f}%", f"{100 * s['test_acc']:.2f}%",
           f"{s['train_loss']:.4f}", f"{s['test_loss']:.4f}", f"{s['train_time_s']:.1f} s"]], {2, 3, 4, 5, 6, 7})
         + "\n\nTrain figures are the running mean over the steps since the previous evaluation."
+        + (f"\n\nTest figures are those of the weights with the best validation accuracy "
+           f"({100 * s['val_acc']:.2f}% at step {s['selected_step']:,}"
+           + (", where early stopping ended the run" if s["stopped_early"] else "") + ")." if "val_acc" in s else "")
         + (f"\n\nData: {s['data_source']}." if s.get("data_source") else "")]
 
     fig, ax = plots.figure(2, 5.5, 4.0)
     for j, (key, label) in enumerate((("loss", "cross-entropy loss"), ("acc", "accuracy"))):
         series = {split: ([r["epoch"] for r in metrics], [r[f"{split}_{key}"] for r in metrics])
-                  for split in ("train", "test")}
+                  for split in ("train", "val", "test") if f"{split}_{key}" in metrics[0]}
         plots.curves(ax[0, j], series, plots.SPLIT_STYLE, "epoch", label, logy=key == "loss")
         ax[0, j].set_title(f"{s['model']} ({s['engine']}): {label}")
     plots.save(fig, run_dir.file("curves.png"))

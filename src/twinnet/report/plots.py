@@ -16,7 +16,7 @@ from twinnet.runs import atomic_write_bytes  # noqa: E402
 
 # numpy drawn wide and pale beneath torch, so two curves that agree stay both visible
 ENGINE_STYLE = {"numpy": dict(color="tab:blue", lw=3.5, alpha=0.5), "torch": dict(color="tab:orange", lw=1.2)}
-SPLIT_STYLE = {"train": dict(linestyle="-"), "test": dict(linestyle="--")}
+SPLIT_STYLE = {"train": dict(linestyle="-"), "val": dict(linestyle=":"), "test": dict(linestyle="--")}
 CLASS_COLOURS = plt.get_cmap("tab10").colors
 
 

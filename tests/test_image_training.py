@@ -1,0 +1,211 @@
+"""Augmented image batches, validation and early stopping, checkpoints and resume, and every image preset."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from twinnet.cli import main
+from twinnet.data.augment import BatchAugment, normalize
+from twinnet.data.images import ImageSource
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# ---- the batched image pipeline -------------------------------------------------------------------------
+
+
+def _source(augment=BatchAugment(), n=12):
+    x = np.random.default_rng(0).integers(0, 256, (n, 3, 8, 8), dtype=np.uint8)
+    return ImageSource(x, np.arange(n) % 3, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), augment)
+
+
+def test_plain_batches_are_the_normalised_images_in_the_drawn_order():
+    src = _source()
+    rng, twin = np.random.default_rng(5), np.random.default_rng(5)
+    x, y = next(src.batches(5, True, rng))
+    idx = twin.permutation(12)[:5]
+    np.testing.assert_array_equal(y, src.y[idx])
+    np.testing.assert_allclose(x, normalize(src.x[idx], src.mean, src.std), rtol=1e-6)
+    assert x.dtype == np.float32
+
+
+def test_augmented_batches_differ_from_the_stored_images_but_view_does_not():
+    src = _source(BatchAugment(crop_pad=2, flip=True))
+    batch, _ = next(src.batches(12, False, np.random.default_rng(0)))
+    plain, _ = src.view(np.arange(12))
+    np.testing.assert_allclose(plain, normalize(src.x, src.mean, src.std), rtol=1e-6)
+    assert batch.shape == plain.shape and not np.allclose(batch, plain)
+    # flips and crops only move pixels: each augmented image keeps its pixel values within the stored ones
+    assert batch.min() >= plain.min() - 1e-5 and batch.max() <= plain.max() + 1e-5
+
+
+def test_augmented_batches_depend_only_on_the_seed():
+    src = _source(BatchAugment(crop_pad=2, flip=True, brightness=0.3, erase_p=0.5))
+    a = [b[0] for b, _ in zip(src.batches(4, True, np.random.default_rng(3)), range(5))]
+    b = [b[0] for b, _ in zip(src.batches(4, True, np.random.default_rng(3)), range(5))]
+    c = [b[0] for b, _ in zip(src.batches(4, True, np.random.default_rng(4)), range(5))]
+    assert all(np.array_equal(p, q) for p, q in zip(a, b))
+    assert not all(np.array_equal(p, q) for p, q in zip(a, c))
+
+
+def test_image_source_rejects_float_images():
+    with pytest.raises(TypeError, match="uint8"):
+        ImageSource(np.zeros((2, 3, 4, 4)), np.zeros(2), (0.5,), (0.2,))
+
+
+# ---- fake data on disk ------------------------------------------------------------------------------------
+
+
+def _idx(array: np.ndarray) -> bytes:
+    magic = 2051 if array.ndim == 3 else 2049
+    return magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape) + array.tobytes()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Fake MNIST IDX files (a class-dependent bright square over noise) and a fake CIFAR-10 PNG tree."""
+    from PIL import Image
+
+    from twinnet.data.cifar import CIFAR10_CLASSES
+
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    (root / "mnist").mkdir()
+    for split, n in (("train", 400), ("t10k", 100)):
+        y = (np.arange(n) % 10).astype(np.uint8)
+        x = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(y):
+            r, q = divmod(int(c), 5)
+            x[i, 4 + 12 * r : 10 + 12 * r, 2 + 5 * q : 8 + 5 * q] = 255
+        (root / "mnist" / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(x)))
+        (root / "mnist" / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(y)))
+    for split, per_class in (("train", 12), ("test", 3)):
+        for c, name in enumerate(CIFAR10_CLASSES):
+            d = root / "cifar10" / split / name
+            d.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                pixels[:, :, c % 3] = 25 * c
+                Image.fromarray(pixels).save(d / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TWINNET_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _run(name, data_dir, out, *sets, extra=()):
+    args = ["run", name, "--data-dir", str(data_dir), "--out", str(out), "--threads", "1", *extra]
+    for s in sets:
+        args += ["--set", s]
+    return main(args)
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+# ---- every preset on --quick ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["cnn-vgg-best", "mlp-cifar", "mlp-cifar-best", "cnn-mnist"])
+def test_image_presets_run_quick(name, data_dir, tmp_path, capsys):
+    out = tmp_path / name
+    assert _run(name, data_dir, out, "verify=false", extra=["--quick"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 <= summary["test_acc"] <= 1 and summary["steps"] > 0
+    assert (out / "curves.png").read_bytes().startswith(PNG_MAGIC)
+    assert (out / "checkpoint.pt").exists()
+    if name.startswith("mlp"):  # the MLPs hold a validation split out and report its figures
+        assert "val_acc" in summary and all("val_acc" in r for r in _records(out))
+
+
+def test_ablation_quick_writes_one_row_and_one_folder_per_variant(data_dir, tmp_path, capsys):
+    out = tmp_path / "ablation"
+    assert _run("cnn-ablation", data_dir, out, "variants=course,augment,no-bn", extra=["--quick"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["variant"] for r in summary["variants"]] == ["course", "augment", "no-bn"]
+    assert [r["params"] for r in summary["variants"]] == [9_231_114, 9_231_114, 9_225_610]
+    augment = json.loads((out / "augment" / "config.json").read_text())["config"]
+    course = json.loads((out / "course" / "config.json").read_text())["config"]
+    assert (augment["crop_pad"], augment["flip"], course["crop_pad"], course["flip"]) == (4, True, 0, False)
+    report = (out / "report.md").read_text()
+    assert "| augment | + crop_pad=4, flip=True |" in report
+    assert (out / "ablation.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_ablation_rejects_an_unknown_variant(data_dir, tmp_path, capsys):
+    assert _run("cnn-ablation", data_dir, tmp_path / "a", "variants=course,bigger", extra=["--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "bigger" in err and "augment" in err
+
+
+# ---- validation split and early stopping ------------------------------------------------------------------
+
+
+def test_early_stopping_ends_the_run_and_reports_the_weights_validation_chose(data_dir, tmp_path, capsys):
+    out = tmp_path / "es"
+    # a learning rate too small to change any prediction: validation accuracy never improves after step 0
+    assert _run("mlp-cifar", data_dir, out, "lr=1e-12", "epochs=6", "patience=2", "val_split=20",
+                "batch_size=25") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    per_epoch = (120 - 20) // 25
+    assert summary["stopped_early"] and summary["selected_step"] == 0
+    assert summary["steps"] == 2 * per_epoch  # two evaluations without improvement, then stop
+    assert [r["step"] for r in _records(out)] == [0, per_epoch, 2 * per_epoch]
+
+
+def test_patience_without_a_validation_split_is_a_clear_error(data_dir, tmp_path, capsys):
+    assert _run("mlp-cifar", data_dir, tmp_path / "x", "val_split=0", "patience=3", extra=["--quick"]) == 2
+    assert "val_split" in capsys.readouterr().err
+
+
+# ---- checkpoints and resume -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_resume_after_an_interruption_equals_an_unbroken_run(engine, data_dir, tmp_path, monkeypatch, capsys):
+    from twinnet.experiments import image
+
+    sets = ["verify=false", f"engine={engine}", "model=mnist-cnn", "epochs=3", "batch_size=50", "train_subset=200",
+            "test_subset=60", "crop_pad=2", "rotate=5", "amp=false"]
+    whole = tmp_path / "whole"
+    assert _run("cnn-mnist", data_dir, whole, *sets) == 0
+
+    save = image.save_checkpoint
+    calls = []
+
+    def save_then_crash(run_dir, learner, state, best):
+        save(run_dir, learner, state, best)
+        calls.append(state.step)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C right after the first epoch's checkpoint
+
+    monkeypatch.setattr(image, "save_checkpoint", save_then_crash)
+    broken = tmp_path / "broken"
+    assert _run("cnn-mnist", data_dir, broken, *sets) == 130
+    assert f"--resume {broken}" in capsys.readouterr().err
+    assert not (broken / "summary.json").exists() and (broken / "checkpoint.pt").exists()
+    monkeypatch.setattr(image, "save_checkpoint", save)
+    assert main(["run", "cnn-mnist", "--resume", str(broken), "--threads", "1", "--data-dir", str(data_dir)]) == 0
+
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (whole, broken))
+    for key in ("test_acc", "test_loss", "train_loss", "train_acc", "steps", "per_class_acc"):
+        assert a[key] == b[key], key
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "time_s"} for r in rs]  # noqa: E731
+    assert strip(_records(whole)) == strip(_records(broken))
+    pa, pb = np.load(whole / "predictions.npz"), np.load(broken / "predictions.npz")
+    np.testing.assert_array_equal(pa["y_pred"], pb["y_pred"])
+
+
+def test_a_corrupt_checkpoint_is_one_clear_line(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _run("cnn-mnist", data_dir, out, "verify=false", extra=["--quick"]) == 0
+    (out / "summary.json").unlink()
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert main(["run", "cnn-mnist", "--resume", str(out), "--data-dir", str(data_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checkpoint.pt" in err[0] and "new run" in err[0]
