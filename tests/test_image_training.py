@@ -163,6 +163,12 @@ def test_patience_without_a_validation_split_is_a_clear_error(data_dir, tmp_path
     assert "val_split" in capsys.readouterr().err
 
 
+def test_mixed_precision_in_the_numpy_engine_is_a_clear_error(data_dir, tmp_path, capsys):
+    assert _run("cnn-mnist", data_dir, tmp_path / "x", "engine=numpy", "amp=true", extra=["--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "amp" in err and "torch engine" in err and not (tmp_path / "x").exists()
+
+
 # ---- checkpoints and resume -------------------------------------------------------------------------------
 
 

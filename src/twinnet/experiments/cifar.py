@@ -61,7 +61,7 @@ register(
         run=image.run,
         report=image.report,
         headline=image.headline,
-        defaults={**rung("adamw"), "epochs": 18, "eval_every": 1, "amp": True},
+        defaults={**rung("adamw"), "epochs": 15, "eval_every": 1, "amp": True},
         quick=QUICK,
     )
 )
@@ -95,7 +95,7 @@ register(
         headline=image.headline,
         defaults={**MLP, "model": "mlp-cifar-wide", "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05,
                   "schedule": "onecycle", "label_smoothing": 0.1, "crop_pad": 4, "flip": True, "batch_size": 256,
-                  "epochs": 40, "patience": 0},
+                  "epochs": 40, "patience": 0, "amp": True},
         quick={"epochs": 2, "train_subset": 256, "val_split": 64, "test_subset": 64},
     )
 )
