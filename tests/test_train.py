@@ -69,9 +69,11 @@ def test_lr_schedule_is_applied_before_each_step():
     learner = learners["torch"]
     original = learner.train_step
     learner.train_step = lambda x, y: (seen.append(learner.lr), original(x, y))[1]
-    fit(learner, split.train, None, LoopSettings(batching="full", steps=3, eval_unit="step"),
-        lr_at=lambda step: 0.1 / (step + 1), progress=False)
+    learner.set_lr(7.0)  # whatever the optimiser was built with, the records show the schedule's rates
+    history = fit(learner, split.train, None, LoopSettings(batching="full", steps=3, eval_unit="step"),
+                  lr_at=lambda step: 0.1 / (step + 1), progress=False)
     assert seen == pytest.approx([0.1, 0.05, 0.1 / 3])
+    assert [r["lr"] for r in history.records] == pytest.approx([0.1, 0.1, 0.05, 0.1 / 3])
 
 
 @pytest.mark.parametrize("batching, steps", [("mini", 500), ("full", 200), ("sample", 200)])

@@ -163,6 +163,8 @@ def fit(
             on_eval(rec)
 
     if resume is None:
+        if lr_at is not None:
+            learner.set_lr(lr_at(0))  # step 0's record shows the rate the first step will use
         record(0)
     bar = tqdm(total=total, initial=first - 1, desc=desc, unit="step", leave=False,
                disable=None if progress is None else not progress)

@@ -94,7 +94,7 @@ register(
         report=image.report,
         headline=image.headline,
         defaults={**MLP, "model": "mlp-cifar-wide", "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05,
-                  "schedule": "onecycle", "label_smoothing": 0.1, "crop_pad": 4, "flip": True, "batch_size": 256,
+                  "schedule": "onecycle", "label_smoothing": 0.1, "crop_pad": 2, "flip": True, "batch_size": 256,
                   "epochs": 40, "patience": 0, "amp": True},
         quick={"epochs": 2, "train_subset": 256, "val_split": 64, "test_subset": 64},
     )
