@@ -146,6 +146,19 @@ def test_ablation_rejects_an_unknown_variant(data_dir, tmp_path, capsys):
 # ---- validation split and early stopping ------------------------------------------------------------------
 
 
+def test_the_reported_test_figures_are_those_of_the_weights_validation_chose(data_dir, tmp_path, capsys):
+    out = tmp_path / "best"
+    # a learning rate far too large: the model gets worse after its first epochs, so validation picks an early one
+    assert _run("mlp-cifar", data_dir, out, "lr=0.5", "epochs=6", "patience=0", "val_split=20", "batch_size=25") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    by_step = {r["step"]: r for r in _records(out)}
+    assert summary["selected_step"] < summary["steps"] and not summary["stopped_early"]
+    chosen = by_step[summary["selected_step"]]
+    assert summary["val_acc"] == chosen["val_acc"] == max(r["val_acc"] for r in by_step.values())
+    assert summary["test_acc"] == chosen["test_acc"] and summary["test_loss"] == pytest.approx(chosen["test_loss"])
+    assert summary["test_acc"] != by_step[summary["steps"]]["test_acc"]  # not the last weights'
+
+
 def test_early_stopping_ends_the_run_and_reports_the_weights_validation_chose(data_dir, tmp_path, capsys):
     out = tmp_path / "es"
     # a learning rate too small to change any prediction: validation accuracy never improves after step 0
@@ -174,37 +187,63 @@ def test_mixed_precision_in_the_numpy_engine_is_a_clear_error(data_dir, tmp_path
 
 @pytest.mark.parametrize("engine", ["numpy", "torch"])
 def test_resume_after_an_interruption_equals_an_unbroken_run(engine, data_dir, tmp_path, monkeypatch, capsys):
-    from twinnet.experiments import image
+    from twinnet.runs import RunDir
 
-    sets = ["verify=false", f"engine={engine}", "model=mnist-cnn", "epochs=3", "batch_size=50", "train_subset=200",
-            "test_subset=60", "crop_pad=2", "rotate=5", "amp=false"]
+    # dropout and augmentation draw random numbers; evaluations every 3 steps fall between the epoch-end
+    # checkpoints (4 steps per epoch), so the running train figures and a validation best cross the break
+    sets = [f"engine={engine}", "epochs=3", "batch_size=25", "val_split=20", "patience=10", "eval_every=3",
+            "eval_unit=step", "amp=false", "lr=0.01"]
     whole = tmp_path / "whole"
-    assert _run("cnn-mnist", data_dir, whole, *sets) == 0
+    assert _run("mlp-cifar-best", data_dir, whole, *sets) == 0
 
-    save = image.save_checkpoint
-    calls = []
+    append = RunDir.append_metrics
 
-    def save_then_crash(run_dir, learner, state, best):
-        save(run_dir, learner, state, best)
-        calls.append(state.step)
-        if len(calls) == 1:
-            raise KeyboardInterrupt  # as if the user pressed Ctrl-C right after the first epoch's checkpoint
+    def append_then_crash(self, record):
+        append(self, record)
+        if record["step"] == 6:  # after the first checkpoint (step 4) and one evaluation past it
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(image, "save_checkpoint", save_then_crash)
+    monkeypatch.setattr(RunDir, "append_metrics", append_then_crash)
     broken = tmp_path / "broken"
-    assert _run("cnn-mnist", data_dir, broken, *sets) == 130
+    assert _run("mlp-cifar-best", data_dir, broken, *sets) == 130
     assert f"--resume {broken}" in capsys.readouterr().err
-    assert not (broken / "summary.json").exists() and (broken / "checkpoint.pt").exists()
-    monkeypatch.setattr(image, "save_checkpoint", save)
-    assert main(["run", "cnn-mnist", "--resume", str(broken), "--threads", "1", "--data-dir", str(data_dir)]) == 0
+    assert not (broken / "summary.json").exists() and [r["step"] for r in _records(broken)] == [0, 3, 6]
+    monkeypatch.setattr(RunDir, "append_metrics", append)
+    assert main(["run", "mlp-cifar-best", "--resume", str(broken), "--threads", "1", "--data-dir", str(data_dir)]) == 0
 
     a, b = (json.loads((d / "summary.json").read_text()) for d in (whole, broken))
-    for key in ("test_acc", "test_loss", "train_loss", "train_acc", "steps", "per_class_acc"):
+    for key in ("test_acc", "test_loss", "train_loss", "train_acc", "val_acc", "selected_step", "steps",
+                "per_class_acc"):
         assert a[key] == b[key], key
     strip = lambda rs: [{k: v for k, v in r.items() if k != "time_s"} for r in rs]  # noqa: E731
+    assert [r["step"] for r in _records(broken)] == [0, 3, 6, 9, 12]  # step 6 once: the resumed run redid it
     assert strip(_records(whole)) == strip(_records(broken))
     pa, pb = np.load(whole / "predictions.npz"), np.load(broken / "predictions.npz")
     np.testing.assert_array_equal(pa["y_pred"], pb["y_pred"])
+
+
+def test_resume_refuses_changed_settings(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _run("mlp-cifar", data_dir, out, extra=["--quick"]) == 0
+    (out / "summary.json").unlink()
+    assert main(["run", "mlp-cifar", "--resume", str(out), "--data-dir", str(data_dir), "--set", "batch_size=7"]) == 2
+    err = capsys.readouterr().err
+    assert "batch_size" in err and "new run" in err
+
+
+def test_an_interrupted_ablation_keeps_its_finished_variants(data_dir, tmp_path, monkeypatch, capsys):
+    from twinnet.experiments import image
+
+    run = image.run
+    monkeypatch.setattr(image, "run", lambda cfg, run_dir: run(cfg, run_dir) if cfg.flip is False
+                        else (_ for _ in ()).throw(KeyboardInterrupt))  # the second rung is interrupted
+    out = tmp_path / "ablation"
+    assert _run("cnn-ablation", data_dir, out, "variants=course,augment", extra=["--quick"]) == 130
+    assert (out / "course" / "summary.json").exists()
+    monkeypatch.setattr(image, "run", run)
+    assert main(["run", "cnn-ablation", "--resume", str(out), "--data-dir", str(data_dir), "--threads", "1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["variant"] for r in summary["variants"]] == ["course", "augment"]
 
 
 def test_a_corrupt_checkpoint_is_one_clear_line(data_dir, tmp_path, capsys):

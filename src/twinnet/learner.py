@@ -204,6 +204,6 @@ class TorchLearner:
 
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
-        if "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        torch.set_rng_state(torch.as_tensor(state["rng"]).cpu())  # random states are CPU byte tensors
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(torch.as_tensor(state["cuda_rng"]).cpu(), self.device)

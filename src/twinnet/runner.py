@@ -71,7 +71,7 @@ def run_experiment(
     try:
         summary = experiment.run(cfg, run_dir)
     except BaseException as e:
-        if resume is None and not run_dir.file(METRICS).exists():  # nothing measured yet: leave no empty run behind
+        if resume is None and not any(run_dir.path.rglob(METRICS)):  # nothing measured: leave no empty run behind
             shutil.rmtree(run_dir.path, ignore_errors=True)
         elif isinstance(e, KeyboardInterrupt) and getattr(experiment.config_cls, "resumable", False):
             print(f"twinnet: to continue: twinnet run {name} --resume {run_dir.path}", file=sys.stderr)

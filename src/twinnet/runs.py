@@ -106,6 +106,11 @@ class RunDir:
         with open(self.file(METRICS), "a") as f:
             f.write(json.dumps(record, default=_json_default) + "\n")
 
+    def write_metrics(self, records: list[dict]) -> None:
+        """Replace the metrics file with ``records`` in one atomic write (a resumed run drops what came later)."""
+        atomic_write_bytes(self.file(METRICS),
+                           "".join(json.dumps(r, default=_json_default) + "\n" for r in records).encode())
+
     def metrics(self) -> list[dict]:
         return read_jsonl(self.file(METRICS))
 

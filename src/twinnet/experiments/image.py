@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 
 from twinnet import TwinnetError
 from twinnet.architectures import MODELS, nn_namespace
-from twinnet.config import BaseConfig
+from twinnet.config import BaseConfig, to_dict
 from twinnet.data.arrays import ArrayDataset
 from twinnet.data.augment import BatchAugment, normalize
 from twinnet.data.images import ImageSource
@@ -172,12 +171,16 @@ def resolve_device(cfg: ImageConfig) -> str:
     return "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
 
 
-def save_checkpoint(run_dir: RunDir, learner, state: LoopState, best: dict | None) -> None:
+# settings a resumed run may change: they move the work, not its result
+RESUME_MAY_CHANGE = {"device", "verify"}
+
+
+def save_checkpoint(run_dir: RunDir, learner, state: LoopState, best: dict | None, cfg: ImageConfig) -> None:
     """The whole training state at an epoch's end, in one atomically replaced file."""
     import torch
 
     h = state.history
-    payload = {"learner": learner.training_state(), "best": best,
+    payload = {"config": to_dict(cfg), "learner": learner.training_state(), "best": best,
                "loop": {"step": state.step, "records": h.records, "step_losses": h.step_losses,
                         "stopped_early": h.stopped_early, "running": state.running, "rng_state": state.rng_state,
                         "elapsed_s": state.elapsed_s}}
@@ -186,21 +189,29 @@ def save_checkpoint(run_dir: RunDir, learner, state: LoopState, best: dict | Non
     atomic_write_bytes(run_dir.file(CHECKPOINT), buf.getvalue())
 
 
-def load_checkpoint(run_dir: RunDir, learner) -> tuple[LoopState, dict | None]:
+def load_checkpoint(run_dir: RunDir, learner, cfg: ImageConfig) -> tuple[LoopState, dict | None]:
     """Restore ``learner`` from the run's checkpoint; the loop state to continue from, and the best weights."""
     import torch
 
     path = run_dir.file(CHECKPOINT)
     try:
-        payload = torch.load(path, map_location=getattr(learner, "device", "cpu"), weights_only=False)
-        learner.load_training_state(payload["learner"])
+        # on the CPU first: random states must stay there; load_state_dict moves weights to the model's device
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        saved = payload["config"]
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
+        raise TwinnetError(f"cannot resume from {path}: {e}. Start a new run instead") from e
+    changed = sorted(k for k, v in to_dict(cfg).items() if k not in RESUME_MAY_CHANGE and saved.get(k) != v)
+    if changed:
+        raise TwinnetError(f"cannot resume from {path} with changed settings ({', '.join(changed)}): the "
+                           f"continued run would not be the one it started as. Drop those --set, or start a new run")
+    try:
+        learner.load_training_state(payload["learner"])
+    except Exception as e:  # noqa: BLE001
         raise TwinnetError(f"cannot resume from {path}: {e}. Start a new run instead") from e
     loop = payload["loop"]
     history = History(list(loop["records"]), list(loop["step_losses"]), loop["stopped_early"])
     # the metrics file may hold evaluations made after the checkpoint: keep exactly the checkpoint's
-    atomic_write_bytes(run_dir.file(METRICS), "".join(json.dumps({"engine": learner.engine, **r}) + "\n"
-                                                      for r in history.records).encode())
+    run_dir.write_metrics([{"engine": learner.engine, **r} for r in history.records])
     return LoopState(loop["step"], history, tuple(loop["running"]), loop["rng_state"], loop["elapsed_s"]), payload["best"]
 
 
@@ -233,7 +244,9 @@ def run(cfg: ImageConfig, run_dir: RunDir) -> dict:
 
     resume, best = None, None
     if run_dir.file(CHECKPOINT).exists():
-        resume, best = load_checkpoint(run_dir, learner)
+        resume, best = load_checkpoint(run_dir, learner, cfg)
+    elif run_dir.file(METRICS).exists():  # interrupted before its first checkpoint: it starts again from step 0
+        run_dir.file(METRICS).unlink()
 
     def on_eval(rec: dict) -> None:
         nonlocal best
@@ -246,7 +259,7 @@ def run(cfg: ImageConfig, run_dir: RunDir) -> dict:
 
     history = fit(learner, data.train, data.test, settings, seed=cfg.seed, lr_at=lr_at, val=data.val,
                   desc=f"{cfg.model}/{cfg.engine}", on_eval=on_eval, stop=stop if cfg.patience else None,
-                  on_checkpoint=lambda state: save_checkpoint(run_dir, learner, state, best), resume=resume)
+                  on_checkpoint=lambda state: save_checkpoint(run_dir, learner, state, best, cfg), resume=resume)
     last = history.last
     final = {k: last[k] for k in ("test_acc", "test_loss")}
     if best is not None:  # report the weights the validation set chose, as early stopping means
