@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from twinnet.data.arrays import ArrayDataset
 from twinnet.data.augment import BatchAugment, normalize, standardize
 
 
@@ -52,9 +53,5 @@ class ImageSource:
 
     def batches(self, batch_len: int, shuffle: bool, rng: np.random.Generator) -> Iterator[tuple]:
         """Endless (x, y) batches: a fresh permutation each epoch, each batch transformed as it is drawn."""
-        n = len(self)
-        while True:
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            for start in range(0, n, batch_len):
-                idx = order[start : start + batch_len]
-                yield self.transform(self.x[idx], rng), self.y[idx]
+        for x, y in ArrayDataset(self.x, self.y).batches(batch_len, shuffle, rng):
+            yield self.transform(x, rng), y

@@ -1,7 +1,6 @@
 """CIFAR-10 presets of the image runner: the course's reduced VGG, the ablation ladder above it, and the MLPs."""
 
 from twinnet.experiments import image
-from twinnet.registry import Experiment, register
 
 # the course skeleton: Adam with PyTorch's defaults but lr 1e-4, batch 32, 5,000 steps, evaluation every 500
 COURSE = {"dataset": "cifar10", "model": "vgg-reduced", "engine": "torch", "optimizer": "adam", "lr": 1e-4,
@@ -38,64 +37,40 @@ def rung(name: str) -> dict:
 
 QUICK = {"epochs": 1, "steps": 4, "eval_every": 2, "eval_unit": "step", "train_subset": 128, "test_subset": 64}
 
-register(
-    Experiment(
-        name="cnn-vgg",
-        description="the course's reduced VGG on CIFAR-10, trained as the course set it (Adam 1e-4, batch 32, "
-        "5,000 steps)",
-        config_cls=image.ImageConfig,
-        run=image.run,
-        report=image.report,
-        headline=image.headline,
-        defaults={**COURSE, "steps": 5000, "eval_every": 500, "eval_unit": "step"},
-        quick=QUICK,
-    )
+image.preset(
+    "cnn-vgg",
+    "the course's reduced VGG on CIFAR-10, trained as the course set it (Adam 1e-4, batch 32, "
+    "5,000 steps)",
+    {**COURSE, "steps": 5000, "eval_every": 500, "eval_unit": "step"},
+    QUICK,
 )
 
-register(
-    Experiment(
-        name="cnn-vgg-best",
-        description="the reduced VGG with the whole ablation ladder: crop+flip, one-cycle schedule, label "
-        "smoothing, AdamW (bfloat16 mixed precision)",
-        config_cls=image.ImageConfig,
-        run=image.run,
-        report=image.report,
-        headline=image.headline,
-        defaults={**rung("adamw"), "epochs": 15, "eval_every": 1, "amp": True},
-        quick=QUICK,
-    )
+image.preset(
+    "cnn-vgg-best",
+    "the reduced VGG with the whole ablation ladder: crop+flip, one-cycle schedule, label "
+    "smoothing, AdamW (bfloat16 mixed precision)",
+    {**rung("adamw"), "epochs": 15, "eval_every": 1, "amp": True},
+    QUICK,
 )
 
 # The course's MLP (SPEC section 2: 54% with Adam, 20 epochs) and ours; 5,000 training images validate
 MLP = {"dataset": "cifar10", "engine": "torch", "val_split": 5000, "eval_every": 1}
 
-register(
-    Experiment(
-        name="mlp-cifar",
-        description="the course's MLP 3072-512-256-128-10 on CIFAR-10 (Adam 1e-3, 20 epochs), validation split, "
-        "early stopping",
-        config_cls=image.ImageConfig,
-        run=image.run,
-        report=image.report,
-        headline=image.headline,
-        defaults={**MLP, "model": "mlp-cifar", "optimizer": "adam", "lr": 1e-3, "schedule": "constant",
-                  "batch_size": 128, "epochs": 20, "patience": 5},
-        quick={"epochs": 2, "train_subset": 256, "val_split": 64, "test_subset": 64},
-    )
+image.preset(
+    "mlp-cifar",
+    "the course's MLP 3072-512-256-128-10 on CIFAR-10 (Adam 1e-3, 20 epochs), validation split, "
+    "early stopping",
+    {**MLP, "model": "mlp-cifar", "optimizer": "adam", "lr": 1e-3, "schedule": "constant",
+     "batch_size": 128, "epochs": 20, "patience": 5},
+    {"epochs": 2, "train_subset": 256, "val_split": 64, "test_subset": 64},
 )
 
-register(
-    Experiment(
-        name="mlp-cifar-best",
-        description="our best CIFAR-10 MLP: 3072-2048-1024-512-10 with batch norm, dropout, crop+flip, AdamW, "
-        "one-cycle, label smoothing",
-        config_cls=image.ImageConfig,
-        run=image.run,
-        report=image.report,
-        headline=image.headline,
-        defaults={**MLP, "model": "mlp-cifar-wide", "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05,
-                  "schedule": "onecycle", "label_smoothing": 0.1, "crop_pad": 2, "flip": True, "batch_size": 256,
-                  "epochs": 40, "patience": 0, "amp": True},
-        quick={"epochs": 2, "train_subset": 256, "val_split": 64, "test_subset": 64},
-    )
+image.preset(
+    "mlp-cifar-best",
+    "our best CIFAR-10 MLP: 3072-2048-1024-512-10 with batch norm, dropout, crop+flip, AdamW, "
+    "one-cycle, label smoothing",
+    {**MLP, "model": "mlp-cifar-wide", "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05,
+     "schedule": "onecycle", "label_smoothing": 0.1, "crop_pad": 2, "flip": True, "batch_size": 256,
+     "epochs": 40, "patience": 0, "amp": True},
+    {"epochs": 2, "train_subset": 256, "val_split": 64, "test_subset": 64},
 )

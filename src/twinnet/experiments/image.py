@@ -18,6 +18,7 @@ from twinnet.data.augment import BatchAugment, normalize
 from twinnet.data.images import ImageSource
 from twinnet.experiments.common import DTYPES, save_structures, seed_everything
 from twinnet.learner import NumpyLearner, TorchLearner, evaluate
+from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
 from twinnet.runs import METRICS, RunDir, atomic_write_bytes
@@ -348,3 +349,9 @@ def headline(s: dict) -> str:
     return (f"{s['model']} ({s['engine']}) on {s['dataset']}{lossy}: test accuracy {100 * s['test_acc']:.2f}% "
             f"(best {100 * s['best_test_acc']:.2f}%), test loss {s['test_loss']:.4f}, "
             f"{s['steps']:,} steps in {s['train_time_s']:.1f} s")
+
+
+def preset(name: str, description: str, defaults: dict, quick: dict) -> Experiment:
+    """Register a named preset of the image runner."""
+    return register(Experiment(name=name, description=description, config_cls=ImageConfig, run=run, report=report,
+                               headline=headline, defaults=defaults, quick=quick))

@@ -1,35 +1,22 @@
 """MNIST presets of the image runner."""
 
 from twinnet.experiments import image
-from twinnet.registry import Experiment, register
 
 QUICK = {"epochs": 1, "train_subset": 256, "test_subset": 128, "batch_size": 64}
 
-register(
-    Experiment(
-        name="mnist-numpy",
-        description="the small MNIST CNN trained in the from-scratch NumPy engine on the real MNIST files",
-        config_cls=image.ImageConfig,
-        run=image.run,
-        report=image.report,
-        headline=image.headline,
-        defaults={"dataset": "mnist", "model": "mnist-cnn", "engine": "numpy", "epochs": 8},
-        quick=QUICK,
-    )
+image.preset(
+    "mnist-numpy",
+    "the small MNIST CNN trained in the from-scratch NumPy engine on the real MNIST files",
+    {"dataset": "mnist", "model": "mnist-cnn", "engine": "numpy", "epochs": 8},
+    QUICK,
 )
 
-register(
-    Experiment(
-        name="cnn-mnist",
-        description="the best CIFAR-10 recipe (reduced VGG, AdamW, one-cycle, label smoothing) on MNIST: one "
-        "channel, 28x28, crops and small rotations but no flips",
-        config_cls=image.ImageConfig,
-        run=image.run,
-        report=image.report,
-        headline=image.headline,
-        defaults={"dataset": "mnist", "model": "vgg-reduced-mnist", "engine": "torch", "optimizer": "adamw",
-                  "lr": 2e-3, "weight_decay": 0.05, "schedule": "onecycle", "label_smoothing": 0.1,
-                  "batch_size": 128, "epochs": 4, "crop_pad": 2, "rotate": 10.0, "amp": True},
-        quick=QUICK,
-    )
+image.preset(
+    "cnn-mnist",
+    "the best CIFAR-10 recipe (reduced VGG, AdamW, one-cycle, label smoothing) on MNIST: one "
+    "channel, 28x28, crops and small rotations but no flips",
+    {"dataset": "mnist", "model": "vgg-reduced-mnist", "engine": "torch", "optimizer": "adamw",
+     "lr": 2e-3, "weight_decay": 0.05, "schedule": "onecycle", "label_smoothing": 0.1,
+     "batch_size": 128, "epochs": 4, "crop_pad": 2, "rotate": 10.0, "amp": True},
+    QUICK,
 )
