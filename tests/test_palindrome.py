@@ -175,6 +175,75 @@ def test_sweep_spreads_runs_over_worker_processes(tmp_path):
     assert len(results) == 2 and all(r["pid"] != os.getpid() for r in results)
 
 
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (Linux /proc), zombies left out."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()  # state, ppid, ...
+            if int(fields[1]) == pid and fields[0] != "Z":
+                kids.append(int(entry))
+    return kids
+
+
+def _training_workers(pid: int) -> list[int]:
+    """The sweep's pool workers under ``pid`` once they have torch loaded (past their set-up)."""
+    found = []
+    for kid in _children(pid):
+        try:
+            if "spawn_main" in open(f"/proc/{kid}/cmdline").read() and "libtorch" in open(f"/proc/{kid}/maps").read():
+                found.append(kid)
+        except OSError:
+            pass
+    return found
+
+
+def _alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            if open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] != "Z":
+                alive.append(pid)
+        except OSError:
+            pass
+    return alive
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_killing_a_sweep_leaves_no_worker_training_on(tmp_path, how):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "twinnet", "run", "palindrome-sweep", "--quick", "--out", str(tmp_path / "s"),
+           "--set", "workers=2", "--set", "models=rnn", "--set", "lengths=3", "--set", "steps=10000000"]
+    proc, workers = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True), []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            workers = _training_workers(proc.pid)
+        assert len(workers) == 2, "the sweep never started its two workers"
+        proc.send_signal(getattr(signal, how))
+        code = proc.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while _alive(workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _alive(workers) == [], f"workers still running after {how} of the sweep"
+        if how == "SIGTERM":  # handled as an interruption: the resume hint, and the interrupted exit code
+            assert code == 130 and "interrupted" in proc.stderr.read().lower()
+    finally:
+        for pid in set(_alive(workers + _children(proc.pid) + [proc.pid])):
+            os.kill(pid, signal.SIGKILL)
+        proc.wait()
+
+
 def test_summary_takes_the_longest_length_whose_mean_passes():
     cfg = sweep.SweepConfig(models=("rnn",), lengths=(5, 10, 15, 20), n_seeds=2)
     accs = {5: (1.0, 0.995), 10: (1.0, 0.9), 15: (0.999, 0.99), 20: (0.5, 0.1)}

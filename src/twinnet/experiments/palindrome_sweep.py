@@ -66,11 +66,29 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def _init_worker() -> None:
-    """Workers share the cores between them: one thread each for torch, the BLAS and the engine.
-    They ignore Ctrl-C, which the main process handles by ending them all."""
+def _die_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies, however it dies (even SIGKILL),
+    so that no worker trains on as an orphan. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):  # pragma: no cover
+        return
+    import ctypes
     import signal
 
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - no prctl: the main process's handler still ends us
+        pass
+
+
+def _init_worker(parent: int) -> None:
+    """Workers share the cores between them: one thread each for torch, the BLAS and the engine.
+    They ignore Ctrl-C, which the main process handles by ending them all, and end when it ends."""
+    import signal
+
+    _die_with_parent()
+    if os.getppid() != parent:  # the parent died before the request above took hold
+        os._exit(1)
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -100,9 +118,17 @@ def _execute(jobs: list[dict], workers: int, on_result) -> None:
             on_result(run_job(job))
         return
     import multiprocessing as mp
+    import signal
 
+    def terminated(signum, frame):  # `kill` ends the sweep as Ctrl-C does: workers stopped, results kept
+        raise KeyboardInterrupt
+
+    import threading
+
+    in_main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
+    previous = signal.signal(signal.SIGTERM, terminated) if in_main else None
     # spawn, not fork: a forked child inherits torch's OpenMP state and may hang in it
-    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker)
+    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(os.getpid(),))
     try:
         for result in pool.imap_unordered(run_job, jobs):
             on_result(result)
@@ -114,6 +140,8 @@ def _execute(jobs: list[dict], workers: int, on_result) -> None:
         raise
     finally:
         pool.join()
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def finished(run_dir: RunDir) -> dict[tuple[str, int, int], dict]:
