@@ -178,6 +178,10 @@ def test_pool_cases_cover_the_geometry():
     assert {c["shape"][2] % 2 for c in cases} == {0, 1} and {c["shape"][3] % 2 for c in cases} == {0, 1}
     # overlapping windows (an input in two windows accumulates two gradients)
     assert any(c["stride"] is not None and c["stride"] < max(pair(c["kernel"])) for c in cases)
+    # windows that tile the input (stride = kernel, no padding), with rows or columns no window reaches
+    tiled = [c for c in cases if pair(c["stride"] or c["kernel"]) == pair(c["kernel"]) and pair(c["padding"]) == (0, 0)]
+    assert any(c["shape"][2] % pair(c["kernel"])[0] or c["shape"][3] % pair(c["kernel"])[1] for c in tiled)
+    assert any(pair(c["kernel"])[0] > 1 and not c["shape"][2] % pair(c["kernel"])[0] for c in tiled)
 
 
 @pytest.mark.parametrize("seed", POOL_SEEDS)
@@ -762,3 +766,60 @@ def test_dropout_on_non_contiguous_input_keeps_its_mask(own_generator):
         dx = drop.backward(_layouts(dout)["channels_last"])
         assert 0 < (out == 0).mean() < 1, name
         assert rel_error(dx, dout * out / x) <= 1e-15, name
+
+
+# --- threads and cache blocks ----------------------------------------------------------
+
+
+def _small_conv_net():
+    # no conv biases: ahead of batch norm their gradient is zero but for rounding, which no tolerance fits
+    layers = [nnp.Conv2d(3, 8, 3, 1, 1, bias=False), nnp.BatchNorm2d(8), nnp.ReLU(), nnp.MaxPool2d(3, 2, 1),
+              nnp.Conv2d(8, 6, 3, 1, 1, bias=False), nnp.BatchNorm2d(6), nnp.ReLU(), nnp.MaxPool2d(2)]
+    net = nnp.Sequential(*layers)
+    net.load_state_dict({k: v.astype(np.float64) for k, v in net.state_dict().items()})
+    return net
+
+
+def _conv_net_pass(net, x: np.ndarray, dout_seed: int) -> list[np.ndarray]:
+    """Output, input gradient and every parameter gradient of a conv net (train mode)."""
+    out = net.forward(x)
+    dout = np.random.default_rng(dout_seed).standard_normal(out.shape)
+    dx = net.backward(dout)
+    return [out, dx, *(p.grad for p in net.parameters())]
+
+
+def test_layers_give_the_same_numbers_however_the_batch_is_cut_into_threads_and_blocks(monkeypatch):
+    from twinnet.numpy_nn import backend
+
+    rng = np.random.default_rng(7)
+    x = np.maximum(rng.standard_normal((6, 3, 11, 10)), 0)  # ReLU-like zeros: ties inside the pools
+    before = backend.num_threads()
+    try:
+        backend.set_num_threads(1)
+        monkeypatch.setattr(backend, "_BLOCK_ITEMS", 1 << 40)
+        net = _small_conv_net()
+        whole = _conv_net_pass(copy.deepcopy(net), x, 1)
+        chunks: list[int] = []
+        real = backend.parallel
+
+        def counting(fn, n, size=None):
+            calls = [0]
+
+            def counted(s):
+                calls[0] += 1
+                fn(s)
+
+            real(counted, n, size)
+            chunks.append(calls[0])
+
+        backend.set_num_threads(2)
+        monkeypatch.setattr(backend, "_BLOCK_ITEMS", 40)
+        monkeypatch.setattr(backend, "_MIN_ITEMS", 1)
+        monkeypatch.setattr(backend, "parallel", counting)
+        cut = _conv_net_pass(net, x, 1)
+    finally:
+        backend.set_num_threads(before)
+    # every call cut (images one per block; batch-norm rows in blocks too)
+    assert min(chunks) >= 2 and 6 in chunks and max(chunks) > 6
+    assert_close_rel({f"array {i}": rel_error(b, a) for i, (a, b) in enumerate(zip(whole, cut, strict=True))},
+                     1e-12)  # only the order of partial sums may differ

@@ -59,6 +59,7 @@ def erf(x):
 _threads: int | None = None  # None: every core this process may use
 _pool = None
 _MIN_ITEMS = 1 << 15  # below this many elements a thread hand-off costs more than it saves
+_BLOCK_ITEMS = int(os.environ.get("TWINNET_BLOCK_ITEMS", 1 << 18))  # ~1 MB of float32: a block stays in cache
 
 
 def num_threads() -> int:
@@ -92,19 +93,31 @@ def _executor():
 
 
 def parallel(fn, n: int, size: int | None = None) -> None:
-    """Call ``fn(slice)`` on contiguous chunks that cover ``range(n)``, one chunk per thread.
+    """Call ``fn(slice)`` on contiguous chunks that cover ``range(n)``, shared out between the threads.
 
-    ``size`` (elements touched in all) lets small jobs run inline. Chunks must write
-    disjoint outputs; an exception in any chunk is raised here.
+    ``size`` (elements of the largest array the chunks cut) lets small jobs run inline, and
+    cuts each thread's share into blocks of about ``_BLOCK_ITEMS`` elements, so that a
+    function making several passes over its chunk finds it still in cache on the second.
+    Chunks must write disjoint outputs; an exception in any chunk is raised here.
     """
-    t = min(num_threads(), n)
-    if t <= 1 or _xp is not numpy or (size is not None and size < _MIN_ITEMS):
+    here = _xp is numpy  # CuPy runs whole arrays on the GPU: no threads, no blocks
+    t = min(num_threads(), n) if here and (size is None or size >= _MIN_ITEMS) else 1
+    blocks = max(t, min(n, size // _BLOCK_ITEMS)) if here and size is not None else t
+    if blocks <= 1:
         fn(slice(0, n))
         return
+    per_thread = -(-blocks // t)  # blocks in each thread's share
+
+    def run(lo: int, hi: int) -> None:
+        k = max(1, min(per_thread, hi - lo))
+        cuts = [lo + (hi - lo) * i // k for i in range(k + 1)]
+        for a, b in zip(cuts, cuts[1:]):
+            fn(slice(a, b))
+
     bounds = [n * i // t for i in range(t + 1)]
-    futures = [_executor().submit(fn, slice(bounds[i], bounds[i + 1])) for i in range(1, t)]
+    futures = [_executor().submit(run, bounds[i], bounds[i + 1]) for i in range(1, t)]
     try:
-        fn(slice(bounds[0], bounds[1]))
+        run(bounds[0], bounds[1])
     finally:
         for f in futures:
             f.result()

@@ -24,12 +24,14 @@ def _maxpool_forward(x, kernel, stride, padding):
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, h, w = x.shape
     ho, wo = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
-    xh = x.transpose(0, 2, 3, 1)
-    xpad = xp.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
+    xh = nhwc(x)
+    # without padding the input itself is what backward compares against; with it, a padded copy
+    xpad = xh if ph == pw == 0 else xp.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
     best = xp.empty((n, ho, wo, c), dtype=x.dtype)
 
     def pool(s):
-        fill_padded(xpad[s], xh[s], ph, pw, -np.inf)  # padding never wins, as in torch
+        if xpad is not xh:
+            fill_padded(xpad[s], xh[s], ph, pw, -np.inf)  # padding never wins, as in torch
         part = xpad[s]
         best[s] = part[window_slice(0, 0, sh, sw, ho, wo)]
         for k in range(1, kh * kw):
@@ -49,12 +51,24 @@ def _maxpool_backward(dout, cache):
     # per offset: the outputs whose input at that offset is real (not padding), and those inputs
     ranges = [(valid_range(k // kw, sh, ph, h, ho), valid_range(k % kw, sw, pw, w, wo)) for k in range(kh * kw)]
 
+    tiled = (kh, kw) == (sh, sw) and ph == pw == 0  # windows tile the input: each input has one window
+
     def route(s):
         m = d[s].shape[0]
         part = dx[s]
-        part[...] = 0
         free = xp.ones((m, ho, wo, c), dtype=bool)  # windows whose maximum is unclaimed (ties: first wins, as torch)
         hit = xp.empty((m, ho, wo, c), dtype=bool)
+        if tiled:  # write each input's gradient in place: no zeroing, no adding
+            part[:, ho * kh :] = 0  # rows and columns no window reaches (floor mode)
+            part[:, :, wo * kw :] = 0
+            for k in range(kh * kw):
+                i, j = k // kw, k % kw
+                xp.equal(xpad[s][window_slice(i, j, sh, sw, ho, wo)], best[s], out=hit)
+                hit &= free
+                free ^= hit
+                xp.multiply(d[s], hit, out=part[window_slice(i, j, sh, sw, ho, wo)])
+            return
+        part[...] = 0
         grad = xp.empty((m, ho, wo, c), dtype=d.dtype)
         for k, ((out_r, in_r), (out_c, in_c)) in enumerate(ranges):
             xp.equal(xpad[s][window_slice(k // kw, k % kw, sh, sw, ho, wo)], best[s], out=hit)
