@@ -3,16 +3,18 @@
     python bench/engine_vs_torch.py [--threads 2] [--repeats 5] [--networks vgg-reduced,mnist-cnn,mlp-cifar]
 
 Prints one line per network: ``<network> numpy_s=<s> torch_s=<s> ratio=<numpy/torch>``
-(median seconds per step; each engine timed in two blocks of --repeats steps, the blocks
+(median seconds per step; each engine timed in --rounds blocks of --repeats steps, the blocks
 alternating between the engines, each after two warm-up steps).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
+import twinnet  # noqa: I001 - before NumPy, so that OpenBLAS loads with twinnet's thread setting
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
@@ -51,7 +53,7 @@ def time_pair(step_a, step_b, repeats: int, rounds: int = 2) -> tuple[float, flo
     return statistics.median(a), statistics.median(b)
 
 
-def bench(name: str, repeats: int, optimizer: str) -> tuple[float, float]:
+def bench(name: str, repeats: int, rounds: int, optimizer: str) -> tuple[float, float]:
     spec = MODELS[name]
     torch.manual_seed(0)
     torch_model = spec.build(nn_namespace("torch"))
@@ -78,13 +80,14 @@ def bench(name: str, repeats: int, optimizer: str) -> tuple[float, float]:
 
     numpy_model.train()
     torch_model.train()
-    return time_pair(numpy_step, torch_step, repeats)
+    return time_pair(numpy_step, torch_step, repeats, rounds)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2, help="threads for both engines (default 2)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5, help="steps in each timed block (default 5)")
+    p.add_argument("--rounds", type=int, default=3, help="timed blocks per engine, alternating (default 3)")
     p.add_argument("--networks", default="vgg-reduced,mnist-cnn,mlp-cifar")
     p.add_argument("--optimizer", default="Adam", help="Adam, AdamW, SGD, ... (same in both engines)")
     args = p.parse_args()
@@ -93,9 +96,11 @@ def main() -> None:
     numpy_nn.backend.tune_allocator()  # as NumpyLearner does; the torch runs in this process share it
     with threadpool_limits(args.threads):
         print(f"# threads={args.threads} batch=128 float32 optimizer={args.optimizer} "
-              f"numpy={np.__version__} torch={torch.__version__}")
+              f"numpy={np.__version__} torch={torch.__version__} "
+              f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}"
+              f"{'' if twinnet.BLAS_SPIN_LIMITED else ' (NumPy loaded first: not applied)'}")
         for name in args.networks.split(","):
-            np_s, t_s = bench(name, args.repeats, args.optimizer)
+            np_s, t_s = bench(name, args.repeats, args.rounds, args.optimizer)
             print(f"{name} numpy_s={np_s:.4f} torch_s={t_s:.4f} ratio={np_s / t_s:.2f}", flush=True)
 
 

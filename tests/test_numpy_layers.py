@@ -298,3 +298,20 @@ def test_float32_is_the_default_and_float64_weights_make_float64_outputs():
 
     model.load_state_dict({k: v.astype(np.float32) for k, v in model.state_dict().items()})
     assert model(x32).dtype == np.float32
+
+
+@pytest.mark.parametrize("env, code, expected", [
+    ({}, "import twinnet", "4 True"),  # imported before NumPy: OpenBLAS will load with threads that sleep at once
+    ({"OPENBLAS_THREAD_TIMEOUT": "12"}, "import twinnet", "12 True"),  # the user's own setting is kept
+    ({}, "import numpy, twinnet", "4 False"),  # too late for this process (children still get it)
+])
+def test_openblas_thread_spin_is_limited_when_twinnet_loads_before_numpy(env, code, expected):
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    out = subprocess.run([sys.executable, "-c", code + "; import os; print(os.environ['OPENBLAS_THREAD_TIMEOUT'], "
+                          "twinnet.BLAS_SPIN_LIMITED)"], env={**clean, **env}, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == expected
