@@ -99,7 +99,12 @@ def test_conv_cases_cover_the_geometry():
 
 
 @pytest.mark.parametrize("seed", CONV_SEEDS)
-def test_conv2d_matches_torch(seed):
+@pytest.mark.parametrize("dx_path", ["by blocks", "one product"])
+def test_conv2d_matches_torch(seed, dx_path, monkeypatch):
+    from twinnet.numpy_nn import conv
+
+    # the input gradient's two formulations (chosen by output channels): each case through both
+    monkeypatch.setattr(conv, "_FUSED_MAX_OUT", 1 << 30 if dx_path == "by blocks" else 0)
     case = _conv_case(seed)
     errors = torch_twin_check(*_conv_pair(case, seed), case["x"], rng=case["rng"])
     expected = {"out", "dx", "grad[weight]"} | ({"grad[bias]"} if case["bias"] else set())
@@ -802,14 +807,14 @@ def test_layers_give_the_same_numbers_however_the_batch_is_cut_into_threads_and_
         chunks: list[int] = []
         real = backend.parallel
 
-        def counting(fn, n, size=None):
+        def counting(fn, n, size=None, **kwargs):
             calls = [0]
 
             def counted(s):
                 calls[0] += 1
                 fn(s)
 
-            real(counted, n, size)
+            real(counted, n, size, **kwargs)
             chunks.append(calls[0])
 
         backend.set_num_threads(2)

@@ -6,6 +6,7 @@ whole engine without touching a layer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy
@@ -92,17 +93,23 @@ def _executor():
     return _pool
 
 
-def parallel(fn, n: int, size: int | None = None) -> None:
+def parallel(fn, n: int, size: int | None = None, blas: bool = False, blocks: int | None = None) -> None:
     """Call ``fn(slice)`` on contiguous chunks that cover ``range(n)``, shared out between the threads.
 
     ``size`` (elements of the largest array the chunks cut) lets small jobs run inline, and
     cuts each thread's share into blocks of about ``_BLOCK_ITEMS`` elements, so that a
     function making several passes over its chunk finds it still in cache on the second.
-    Chunks must write disjoint outputs; an exception in any chunk is raised here.
+    Chunks must write disjoint outputs; an exception in any chunk is raised here. ``blas``:
+    ``fn`` runs matrix products of its own, so the BLAS keeps to one thread while the chunks run.
+    ``blocks``: cut the work into this many blocks instead (at least one per thread).
     """
     here = _xp is numpy  # CuPy runs whole arrays on the GPU: no threads, no blocks
     t = min(num_threads(), n) if here and (size is None or size >= _MIN_ITEMS) else 1
-    blocks = max(t, min(n, size // _BLOCK_ITEMS)) if here and size is not None else t
+    if not here:
+        blocks = 1
+    elif blocks is None:
+        blocks = 1 if size is None else size // _BLOCK_ITEMS
+    blocks = max(t, min(n, blocks))
     if blocks <= 1:
         fn(slice(0, n))
         return
@@ -115,12 +122,26 @@ def parallel(fn, n: int, size: int | None = None) -> None:
             fn(slice(a, b))
 
     bounds = [n * i // t for i in range(t + 1)]
-    futures = [_executor().submit(run, bounds[i], bounds[i + 1]) for i in range(1, t)]
-    try:
-        run(bounds[0], bounds[1])
-    finally:
-        for f in futures:
-            f.result()
+    with _blas_one_thread() if blas and t > 1 else contextlib.nullcontext():
+        futures = [_executor().submit(run, bounds[i], bounds[i + 1]) for i in range(1, t)]
+        try:
+            run(bounds[0], bounds[1])
+        finally:
+            for f in futures:
+                f.result()
+
+
+_controller = None
+
+
+def _blas_one_thread():
+    """A context in which the BLAS runs each product on one thread (the caller's threads share the cores)."""
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=1, user_api="blas")
 
 
 def parallel_items(fn, items: list, sizes: list[int]) -> None:
