@@ -52,8 +52,24 @@ def _set_grads(rng, step, n_params, t_params=()):
     return grads
 
 
+@pytest.fixture(params=["whole", "blocks"])
+def update_blocks(request, monkeypatch):
+    """Each parameter updated whole, or in blocks of 2 elements shared out between 2 threads."""
+    from twinnet.numpy_nn import backend
+
+    if request.param == "blocks":
+        before = backend.num_threads()
+        monkeypatch.setattr(backend, "_BLOCK_ITEMS", 2)
+        monkeypatch.setattr(backend, "_MIN_ITEMS", 1)
+        backend.set_num_threads(2)
+        yield request.param
+        backend.set_num_threads(before)
+    else:
+        yield request.param
+
+
 @pytest.mark.parametrize("name, kwargs", CONFIGS, ids=[f"{n}-{k}" for n, k in CONFIGS])
-def test_optimizer_follows_torch(name, kwargs):
+def test_optimizer_follows_torch(name, kwargs, update_blocks):
     rng = np.random.default_rng(CONFIGS.index((name, kwargs)))
     init, n_params, t_params = _twin_params(rng)
     idle = rng.standard_normal((2, 2))  # never gets a gradient: both must leave it alone
@@ -288,3 +304,20 @@ def test_clip_grad_norm_nonfinite_like_torch():
     t_total = torch.nn.utils.clip_grad_norm_([t_p], 1.0)
     assert math.isnan(total) and math.isnan(float(t_total))
     assert np.isnan(t_p.grad.numpy()).all() and np.isnan(n_p.grad).all()
+
+
+@pytest.mark.parametrize("name", ["Adam", "RMSprop"])
+def test_a_non_contiguous_parameter_is_updated_in_place_like_a_contiguous_one(name, update_blocks):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((6, 5))
+    strided, dense = nnp.Parameter(a.T.copy().T), nnp.Parameter(a.copy())  # same values, different memory order
+    assert not strided.data.flags.c_contiguous
+    held = strided.data
+    opt_s, opt_d = OURS[name]([strided], lr=0.1), OURS[name]([dense], lr=0.1)
+    for _ in range(3):
+        g = rng.standard_normal(a.shape)
+        strided.grad, dense.grad = g.T.copy().T, g.copy()
+        opt_s.step()
+        opt_d.step()
+    assert strided.data is held and not np.array_equal(held, a)  # updated where it lies
+    np.testing.assert_array_equal(strided.data, dense.data)

@@ -30,12 +30,41 @@ class Optimizer:
             p.grad = None
 
     def step(self) -> None:
-        # parameters are independent: their updates are shared out between the engine's threads
-        work = [(p, state) for p, state in zip(self.params, self.state) if p.grad is not None]
-        backend.parallel_items(lambda ps: self._update(ps[0], ps[0].grad, ps[1]), work,
-                               [int(p.data.size) for p, _ in work])
+        # parameters are independent: their updates are shared out between the engine's threads, and
+        # an optimiser whose update is elementwise takes a large parameter in cache-sized blocks
+        work: list[tuple] = []
+        for p, state in zip(self.params, self.state):
+            if p.grad is None:
+                continue
+            if self._elementwise:
+                self._begin(p, state)
+            n = int(p.data.size)
+            views = p.data.flags.c_contiguous and p.grad.flags.c_contiguous  # flat blocks must be views
+            k = max(1, n // backend._BLOCK_ITEMS) if self._elementwise and views else 1
+            work.extend((p, state, None if k == 1 else slice(n * i // k, n * (i + 1) // k)) for i in range(k))
+        backend.parallel_items(self._run, work, [int(p.data.size if s is None else s.stop - s.start) for p, _, s in work])
+
+    def _run(self, item: tuple) -> None:
+        p, state, block = item
+        if not self._elementwise:
+            self._update(p, p.grad, state)
+        elif block is None:
+            self._update_block(p.data, p.grad, state)
+        else:
+            flat = lambda a: a.reshape(-1)[block]  # noqa: E731 - views: the data, its states and gradient are contiguous
+            self._update_block(flat(p.data), flat(p.grad), {k: v if k == "step" else flat(v) for k, v in state.items()})
+
+    # An optimiser either updates a whole parameter in ``_update`` or, with ``_elementwise``, sets up
+    # its state in ``_begin`` (once per step) and updates any flat block of it in ``_update_block``.
+    _elementwise = False
 
     def _update(self, p: Parameter, grad, state: dict) -> None:
+        raise NotImplementedError
+
+    def _begin(self, p: Parameter, state: dict) -> None:
+        raise NotImplementedError
+
+    def _update_block(self, data, grad, state: dict) -> None:
         raise NotImplementedError
 
     @classmethod
@@ -193,20 +222,25 @@ class Adam(Optimizer):
     def _state_keys(cls, hyper):
         return {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if hyper["amsgrad"] else set())
 
-    def _update(self, p, grad, state):
+    _elementwise = True
+
+    def _begin(self, p, state):
         xp = backend.xp()
         if not state:
             state["step"] = 0
             for name in self._state_keys({"amsgrad": self.amsgrad}) - {"step"}:
                 state[name] = xp.zeros_like(p.data)
         state["step"] += 1
+
+    def _update_block(self, data, grad, state):
+        xp = backend.xp()
         t = state["step"]
         beta1, beta2 = self.betas
         if self.weight_decay:
             if self._decoupled:
-                p.data *= 1 - self.lr * self.weight_decay
+                data *= 1 - self.lr * self.weight_decay
             else:
-                grad = _plus_decay(grad, p.data, self.weight_decay)
+                grad = _plus_decay(grad, data, self.weight_decay)
         m, v = state["exp_avg"], state["exp_avg_sq"]
         tmp = xp.multiply(grad, grad)  # the one scratch array of the update, reused below
         tmp *= 1 - beta2
@@ -223,7 +257,7 @@ class Adam(Optimizer):
         tmp += self.eps
         xp.divide(m, tmp, out=tmp)
         tmp *= self.lr / (1 - beta1**t)
-        p.data -= tmp
+        data -= tmp
 
 
 class AdamW(Adam):
@@ -276,16 +310,21 @@ class RMSprop(Optimizer):
             keys.add("grad_avg")
         return keys
 
-    def _update(self, p, grad, state):
+    _elementwise = True
+
+    def _begin(self, p, state):
         xp = backend.xp()
         if not state:
             state["step"] = 0
             for name in self._state_keys({"momentum": self.momentum, "centered": self.centered}) - {"step"}:
                 state[name] = xp.zeros_like(p.data)
         state["step"] += 1
+
+    def _update_block(self, data, grad, state):
+        xp = backend.xp()
         alpha = self.alpha
         if self.weight_decay:
-            grad = _plus_decay(grad, p.data, self.weight_decay)
+            grad = _plus_decay(grad, data, self.weight_decay)
         v = state["square_avg"]
         tmp = xp.multiply(grad, grad)  # the one scratch array of the update, reused below
         tmp *= 1 - alpha
@@ -310,4 +349,4 @@ class RMSprop(Optimizer):
             xp.multiply(buf, self.lr, out=tmp)
         else:
             tmp *= self.lr
-        p.data -= tmp
+        data -= tmp
