@@ -99,12 +99,13 @@ def test_conv_cases_cover_the_geometry():
 
 
 @pytest.mark.parametrize("seed", CONV_SEEDS)
-@pytest.mark.parametrize("dx_path", ["by blocks", "one product"])
-def test_conv2d_matches_torch(seed, dx_path, monkeypatch):
+@pytest.mark.parametrize("path", ["by blocks", "one product"])
+def test_conv2d_matches_torch(seed, path, monkeypatch):
     from twinnet.numpy_nn import conv
 
-    # the input gradient's two formulations (chosen by output channels): each case through both
-    monkeypatch.setattr(conv, "_FUSED_MAX_OUT", 1 << 30 if dx_path == "by blocks" else 0)
+    # the two formulations, by blocks or one product (chosen by the channels): each case through both
+    monkeypatch.setattr(conv, "_FUSED_MAX_OUT", 1 << 30 if path == "by blocks" else 0)
+    monkeypatch.setattr(conv, "_FUSED_MIN_K", 0)
     case = _conv_case(seed)
     errors = torch_twin_check(*_conv_pair(case, seed), case["x"], rng=case["rng"])
     expected = {"out", "dx", "grad[weight]"} | ({"grad[bias]"} if case["bias"] else set())

@@ -14,10 +14,14 @@ from twinnet.numpy_nn import backend, init
 from twinnet.numpy_nn.module import Module, Parameter
 
 
-# Conv backward with at most this many output channels computes the column gradients block by block,
-# each block's col2im following while they are in cache (bench: faster for 64 and 128 channels on
-# 14x14 and 16x16 maps, slower for 512, where the products dominate); blocks of about _FUSED_ROWS rows.
+# A conv with at most _FUSED_MAX_OUT output channels works block by block, each thread making a block's
+# columns and its product with them while they are in cache: forward, im2col then the product (when a
+# column has at least _FUSED_MIN_K entries); backward, the column gradients then col2im. Measured
+# (bench and /tmp A/B runs, 2 threads): faster for 64 and 128 output channels on 14x14 and 16x16 maps,
+# even on 8x8 with 256, slower with 512 (the products dominate, and one product on every core does
+# them best) and forward with 1 or 3 input channels. Blocks of about _FUSED_ROWS rows of columns.
 _FUSED_MAX_OUT = 128
+_FUSED_MIN_K = 128
 _FUSED_ROWS = 1024
 
 
@@ -98,19 +102,30 @@ def _conv_forward(x, weight, bias, stride, padding):
     o, _, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
     ho, wo = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+    wmat = weight.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)  # rows ordered (i, j, c) like cols
     if kh == kw == 1 and sh == sw == 1 and ph == pw == 0:
         cols = nhwc(x).reshape(n * ho * wo, c)  # a 1x1 conv is a plain matrix product
+        out = cols @ wmat
     else:
         xh = x.transpose(0, 2, 3, 1)
         patches = xp.empty((n, ho, wo, kh, kw, c), dtype=x.dtype)
+        cols = patches.reshape(n * ho * wo, kh * kw * c)
 
         def gather(s):  # im2col of one batch chunk
             patches[s] = windows(pad_nhwc(xh[s], ph, pw), kh, kw, sh, sw, ho, wo)
 
-        backend.parallel(gather, n, patches.size)
-        cols = patches.reshape(n * ho * wo, kh * kw * c)
-    wmat = weight.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)  # rows ordered (i, j, c) like cols
-    out = cols @ wmat  # one large product: BLAS runs it on every core at full speed
+        if o <= _FUSED_MAX_OUT and kh * kw * c >= _FUSED_MIN_K:  # each block's product while its columns are in cache
+            out = xp.empty((n * ho * wo, o), dtype=x.dtype)
+
+            def gather_multiply(s):
+                gather(s)
+                rows = slice(s.start * ho * wo, s.stop * ho * wo)
+                xp.matmul(cols[rows], wmat, out=out[rows])
+
+            backend.parallel(gather_multiply, n, patches.size, blas=True, blocks=n * ho * wo // _FUSED_ROWS)
+        else:
+            backend.parallel(gather, n, patches.size)
+            out = cols @ wmat  # one large product: BLAS runs it on every core at full speed
     if bias is not None:
         out += bias
     return out.reshape(n, ho, wo, o).transpose(0, 3, 1, 2), (cols, wmat, x.shape, stride, padding, weight.shape)
