@@ -112,7 +112,12 @@ def _conv_forward(x, weight, bias, stride, padding):
         cols = patches.reshape(n * ho * wo, kh * kw * c)
 
         def gather(s):  # im2col of one batch chunk
-            patches[s] = windows(pad_nhwc(xh[s], ph, pw), kh, kw, sh, sw, ho, wo)
+            padded = pad_nhwc(xh[s], ph, pw)
+            if c > 1:
+                patches[s] = windows(padded, kh, kw, sh, sw, ho, wo)
+                return
+            for k in range(kh * kw):  # one channel: a copy per kernel offset runs 4x faster here
+                patches[s, :, :, k // kw, k % kw] = padded[window_slice(k // kw, k % kw, sh, sw, ho, wo)]
 
         if o <= _FUSED_MAX_OUT and kh * kw * c >= _FUSED_MIN_K:  # each block's product while its columns are in cache
             out = xp.empty((n * ho * wo, o), dtype=x.dtype)
