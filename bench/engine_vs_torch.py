@@ -87,7 +87,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2, help="threads for both engines (default 2)")
     p.add_argument("--repeats", type=int, default=5, help="steps in each timed block (default 5)")
-    p.add_argument("--rounds", type=int, default=3, help="timed blocks per engine, alternating (default 3)")
+    p.add_argument("--rounds", type=int, default=5, help="timed blocks per engine, alternating (default 5)")
     p.add_argument("--networks", default="vgg-reduced,mnist-cnn,mlp-cifar")
     p.add_argument("--optimizer", default="Adam", help="Adam, AdamW, SGD, ... (same in both engines)")
     args = p.parse_args()

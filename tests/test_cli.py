@@ -63,6 +63,7 @@ def test_env_json_records_versions_hardware_and_seed(quick_run):
     env = json.loads((quick_run[0] / "env.json").read_text())
     assert env["seed"] == 3
     assert {"python", "numpy", "torch", "cpu", "cpu_count", "threads"} <= set(env)
+    assert env["openblas_thread_timeout"] == os.environ["OPENBLAS_THREAD_TIMEOUT"]  # set when twinnet loaded
 
 
 def test_report_embeds_every_figure_and_both_structure_tables(quick_run):

@@ -167,6 +167,7 @@ def environment(seed: int, threads: int | None) -> dict[str, Any]:
         "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "threads": threads if threads is not None else torch.get_num_threads(),
+        "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),  # see twinnet/__init__.py
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "seed": seed,
         "data_dir": os.environ.get("TWINNET_DATA_DIR"),

@@ -60,7 +60,7 @@ def erf(x):
 _threads: int | None = None  # None: every core this process may use
 _pool = None
 _MIN_ITEMS = 1 << 15  # below this many elements a thread hand-off costs more than it saves
-_BLOCK_ITEMS = int(os.environ.get("TWINNET_BLOCK_ITEMS", 1 << 18))  # ~1 MB of float32: a block stays in cache
+_BLOCK_ITEMS = 1 << 18  # elements per block: 1 MB of float32 stays in cache between passes
 
 
 def num_threads() -> int:
