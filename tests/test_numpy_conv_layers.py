@@ -829,3 +829,27 @@ def test_layers_give_the_same_numbers_however_the_batch_is_cut_into_threads_and_
     assert min(chunks) >= 2 and 6 in chunks and max(chunks) > 6
     assert_close_rel({f"array {i}": rel_error(b, a) for i, (a, b) in enumerate(zip(whole, cut, strict=True))},
                      1e-12)  # only the order of partial sums may differ
+
+
+def test_conv_weights_stay_laid_out_kernel_last_through_loading_casting_and_training():
+    def kernel_last(conv):
+        return conv.weight.data.transpose(2, 3, 1, 0).flags.c_contiguous
+
+    torch.manual_seed(0)
+    twin = torch.nn.Conv2d(4, 6, 3, 1, 1)
+    conv = nnp.Conv2d(4, 6, 3, 1, 1)
+    assert kernel_last(conv)
+    conv.load_state_dict(twin.state_dict())  # torch's contiguous (O, C, kh, kw) tensors
+    assert kernel_last(conv)
+    np.testing.assert_array_equal(conv.weight.data, twin.weight.detach().numpy())
+    conv.double()
+    assert kernel_last(conv) and conv.weight.dtype == np.float64
+    saved = conv.state_dict()["weight"]
+    assert saved.flags.c_contiguous and saved.shape == (6, 4, 3, 3)  # interchange stays plain
+    opt = nnp.Adam(conv.parameters(), lr=0.1)
+    x = np.random.default_rng(0).standard_normal((2, 4, 5, 5))
+    conv.backward(np.ones_like(conv.forward(x)))
+    assert conv.weight.grad.strides == conv.weight.data.strides  # the gradient arrives in the same layout
+    before = conv.weight.data
+    opt.step()
+    assert conv.weight.data is before and kernel_last(conv)  # updated in place

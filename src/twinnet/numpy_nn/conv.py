@@ -95,6 +95,15 @@ def valid_range(k: int, s: int, p: int, size: int, n_out: int) -> tuple[slice, s
     return slice(lo, hi), slice(first, first + s * (hi - lo - 1) + 1, s)
 
 
+def kernel_last(weight):
+    """The (O, C, kh, kw) weight as a view of (kh, kw, C, O) memory, the layout of the products'
+    weight matrix: the matrix is then a free view, and so is its gradient's way back (with a
+    contiguous weight each was a transposing copy, about 5 and 9 ms a step for a 512x512 layer)."""
+    if weight.transpose(2, 3, 1, 0).flags.c_contiguous:
+        return weight
+    return backend.xp().ascontiguousarray(weight.transpose(2, 3, 1, 0)).transpose(3, 2, 0, 1)
+
+
 def _conv_forward(x, weight, bias, stride, padding):
     """x (N, C, H, W), weight (O, C, kh, kw) -> out (N, O, Ho, Wo) [NHWC memory], cache."""
     xp = backend.xp()
@@ -142,7 +151,7 @@ def _conv_backward(dout, cache, need_dx: bool = True):
     cols, wmat, (n, c, h, w), (sh, sw), (ph, pw), (o, _, kh, kw) = cache
     ho, wo = dout.shape[2], dout.shape[3]
     d = nhwc(dout).reshape(n * ho * wo, o)
-    dweight = (cols.T @ d).reshape(kh, kw, c, o).transpose(3, 2, 0, 1).copy()
+    dweight = (cols.T @ d).reshape(kh, kw, c, o).transpose(3, 2, 0, 1)  # a view: the weight's own layout
     dbias = xp.ones(d.shape[0], dtype=d.dtype) @ d  # column sums: a matrix-vector product beats sum(axis=0)
     if not need_dx:
         return None, dweight, dbias
@@ -180,7 +189,7 @@ class Conv2d(Module):
         if min(self.stride) < 1 or min(self.padding) < 0 or min(self.kernel_size) < 1:
             raise ValueError(f"invalid Conv2d geometry: kernel {kernel_size}, stride {stride}, padding {padding}")
         shape = (out_channels, in_channels, *self.kernel_size)
-        self.weight = Parameter(init.default_weight(shape, dtype))
+        self.weight = Parameter(kernel_last(init.default_weight(shape, dtype)))
         self.bias = Parameter(init.default_bias(shape, out_channels, dtype)) if bias else None
         # False on a network's first layer: the gradient of the data is never used, and it is
         # the costliest part of that layer's backward (3 input channels make col2im slow)
@@ -192,9 +201,12 @@ class Conv2d(Module):
         self._push_cache(cache)
         return out
 
+    def _arrange(self) -> None:
+        self.weight.data = kernel_last(self.weight.data)
+
     def backward(self, dout):
         dx, dweight, dbias = _conv_backward(dout, self._pop_cache(), self.input_grad)
-        self.weight.accumulate(dweight)
+        self.weight.accumulate(dweight, owned=True)
         if self.bias is not None:
             self.bias.accumulate(dbias)
         return dx

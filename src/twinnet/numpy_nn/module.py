@@ -66,10 +66,14 @@ class Parameter:
     def dtype(self):
         return self.data.dtype
 
-    def accumulate(self, g) -> None:
-        """Add ``g`` to the gradient: a weight used twice in one pass gets both terms."""
+    def accumulate(self, g, owned: bool = False) -> None:
+        """Add ``g`` to the gradient: a weight used twice in one pass gets both terms.
+
+        ``owned``: ``g`` is a fresh array (or a view of one) that nothing else holds, kept as it is;
+        otherwise a view is copied, so that the gradient never aliases other memory.
+        """
         if self.grad is None:
-            self.grad = g.copy() if g.base is not None or g is self.data else g
+            self.grad = g if owned else g.copy() if g.base is not None or g is self.data else g
         else:
             self.grad += g
 
@@ -186,7 +190,12 @@ class Module:
             for name, b in list(m._buffers.items()):
                 if b is not None and np.issubdtype(b.dtype, np.floating):
                     m.register_buffer(name, xp.asarray(b, dtype=dtype))
+            m._arrange()
         return self
+
+    def _arrange(self) -> None:
+        """Lay this module's own parameters out in memory as its computation wants them (called
+        whenever they are replaced: construction, ``to``, ``load_state_dict``). Shapes never change."""
 
     def double(self) -> Module:
         return self.to(np.float64)
@@ -230,6 +239,7 @@ class Module:
             for bname in list(m._buffers):
                 if dot + bname in arrays:
                     m.register_buffer(bname, xp.array(arrays[dot + bname]))
+            m._arrange()
 
     # --- display ---------------------------------------------------------
     def extra_repr(self) -> str:

@@ -39,8 +39,7 @@ class Optimizer:
             if self._elementwise:
                 self._begin(p, state)
             n = int(p.data.size)
-            views = p.data.flags.c_contiguous and p.grad.flags.c_contiguous  # flat blocks must be views
-            k = max(1, n // backend._BLOCK_ITEMS) if self._elementwise and views else 1
+            k = max(1, n // backend._BLOCK_ITEMS) if self._elementwise and _flat_alike(p, state) else 1
             work.extend((p, state, None if k == 1 else slice(n * i // k, n * (i + 1) // k)) for i in range(k))
         backend.parallel_items(self._run, work, [int(p.data.size if s is None else s.stop - s.start) for p, _, s in work])
 
@@ -51,7 +50,7 @@ class Optimizer:
         elif block is None:
             self._update_block(p.data, p.grad, state)
         else:
-            flat = lambda a: a.reshape(-1)[block]  # noqa: E731 - views: the data, its states and gradient are contiguous
+            flat = lambda a: a.ravel(order="K")[block]  # noqa: E731 - views, all in one order (_flat_alike)
             self._update_block(flat(p.data), flat(p.grad), {k: v if k == "step" else flat(v) for k, v in state.items()})
 
     # An optimiser either updates a whole parameter in ``_update`` or, with ``_elementwise``, sets up
@@ -119,9 +118,28 @@ class Optimizer:
         for name, value in hyper.items():
             setattr(self, name, value)
         self.state = [
-            {name: int(v) if name == "step" else xp.array(v, dtype=p.dtype) for name, v in saved.items()}
+            {name: int(v) if name == "step" else _laid_out_like(p.data, v) for name, v in saved.items()}
             for saved, p in zip(per_param, self.params)
         ]
+
+
+def _laid_out_like(data, value):
+    """A copy of ``value`` in the dtype and memory layout of ``data``."""
+    out = backend.xp().empty_like(data)
+    out[...] = value
+    return out
+
+
+def _dense(a) -> bool:
+    """Whether ``a`` fills its memory without gaps, in some order of its axes (ravel(order="K") is a view)."""
+    order = np.argsort(a.strides)[::-1]
+    return bool(a.transpose(order).flags.c_contiguous)
+
+
+def _flat_alike(p: Parameter, state: dict) -> bool:
+    """Whether the data, gradient and state arrays of ``p`` flatten to views in one element order."""
+    arrays = [p.data, p.grad, *(v for k, v in state.items() if k != "step")]
+    return all(a.strides == p.data.strides for a in arrays) and _dense(p.data)
 
 
 def _like(value: np.ndarray, current):
