@@ -266,3 +266,13 @@ def test_saved_weights_go_back_into_either_engines_model(engine):
     assert not np.array_equal(learner.state_dict()["weight_hh"], saved["weight_hh"])
     _load_weights(learner, saved)
     assert all(np.array_equal(v, saved[k]) for k, v in learner.state_dict().items())
+
+
+def test_the_sweep_says_how_long_is_left_from_the_cost_of_what_finished(tmp_path, capsys):
+    assert sweep.time_left(100.0, 10.0, 30.0) == "about 5 min left"  # 3x the cost done still to go: 300 s
+    assert sweep.time_left(3600.0, 1.0, 2.0) == "about 2.0 h left"
+    assert sweep.time_left(50.0, 4.0, 0.0) == "done"
+    assert main(["run", "palindrome-sweep", "--quick", "--out", str(tmp_path / "s"), "--set", "models=rnn",
+                 "--set", "lengths=3,6", "--set", "n_seeds=1"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[")]
+    assert len(lines) == 2 and "left]" in lines[0] and lines[1].startswith("[2/2") and ", done]" in lines[1]

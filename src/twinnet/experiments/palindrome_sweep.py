@@ -177,20 +177,36 @@ def _run(cfg: SweepConfig, run_dir: RunDir) -> dict:
     print(f"palindrome-sweep: {len(done)} runs already finished, {len(todo)} to run on {workers} "
           f"worker(s)", file=sys.stderr, flush=True)
     start, count = time.perf_counter(), [0]
+    cost_left = [sum(COST[m] * t for m, t, _ in todo)]
+    cost_done = [0.0]
 
     def on_result(result: dict) -> None:
         with open(run_dir.file(RESULTS), "a") as f:  # one line per run, flushed at once
             f.write(json.dumps(result) + "\n")
         run_dir.append_metrics({k: v for k, v in result.items() if k not in ("records", "pid")})
         count[0] += 1
-        print(f"[{count[0]}/{len(todo)} {time.perf_counter() - start:.0f} s] {result['model']} T={result['length']} "
-              f"seed={result['seed']}: test acc {100 * result['test_acc']:.2f}% ({result['outcome']}, "
-              f"{result['train_time_s']:.0f} s)", file=sys.stderr, flush=True)
+        cost = COST[result["model"]] * result["length"]
+        cost_left[0] -= cost
+        cost_done[0] += cost
+        elapsed = time.perf_counter() - start
+        print(f"[{count[0]}/{len(todo)} {elapsed:.0f} s, {time_left(elapsed, cost_done[0], cost_left[0])}] "
+              f"{result['model']} T={result['length']} seed={result['seed']}: test acc "
+              f"{100 * result['test_acc']:.2f}% ({result['outcome']}, {result['train_time_s']:.0f} s)",
+              file=sys.stderr, flush=True)
 
     jobs = [to_dict(job_config(cfg, m, t, s)) for m, t, s in todo]
     _execute(jobs, workers, on_result)
     wanted = set(cfg.triples())  # results of a grid since changed by --set on resume stay out of the summary
     return summarise(cfg, [r for key, r in finished(run_dir).items() if key in wanted])
+
+
+def time_left(elapsed: float, cost_done: float, cost_left: float) -> str:
+    """The wall time still to go, extrapolated from the cost (COST x length) of the runs finished so far.
+    Runs still in flight count as not started, so early on it errs long."""
+    if cost_left <= 0:
+        return "done"
+    seconds = elapsed * cost_left / cost_done
+    return f"about {seconds / 3600:.1f} h left" if seconds >= 5400 else f"about {seconds / 60:.0f} min left"
 
 
 def summarise(cfg: SweepConfig, results: list[dict]) -> dict:
