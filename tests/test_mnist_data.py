@@ -67,6 +67,7 @@ def test_decodes_known_pixels_and_labels(tmp_path, cache, gz):
     assert s.train.y.tolist() == want[FILES[1]].tolist() and s.test.y.tolist() == want[FILES[3]].tolist()
     assert s.train.x[3, 0, 5, 7] == want[FILES[0]][3, 5, 7]  # row-major: image, row, column
     assert s.classes == tuple("0123456789")
+    assert s.source == f"MNIST IDX files in {tmp_path / 'd'}, checksums not verified"  # quoted in reports
 
 
 def test_gzip_is_detected_by_content_not_name(tmp_path):

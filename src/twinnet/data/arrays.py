@@ -46,3 +46,4 @@ class Split:
     train: ArrayDataset
     test: ArrayDataset
     classes: tuple[str, ...]
+    source: str = ""  # where the data came from, quoted in reports beside the figures

@@ -62,9 +62,8 @@ _WANTED = (
 
 @dataclass(frozen=True)
 class CifarSplit(Split):
-    """A ``Split`` that names its source: quote ``source`` beside figures; ``lossy`` is True for JPEG pixels."""
+    """A ``Split`` whose ``source`` says whether it is lossy; ``lossy`` is True for JPEG pixels."""
 
-    source: str = ""
     lossy: bool = False
 
 

@@ -98,7 +98,10 @@ def _load(ds: _Dataset, data_dir: str | Path | None, verify: bool, cache_dir: st
     if not cache.is_file():
         write_cache(cache, arrays, "the IDX files")
     as_set = lambda x, y: ArrayDataset(x[:, None], y)  # noqa: E731  (N, 28, 28) -> (N, 1, 28, 28)
-    return Split(as_set(arrays["train_x"], arrays["train_y"]), as_set(arrays["test_x"], arrays["test_y"]), ds.classes)
+    source = f"{ds.name} IDX files in {files[0].parent}" + (", official checksums verified" if verify else
+                                                             ", checksums not verified")
+    return Split(as_set(arrays["train_x"], arrays["train_y"]), as_set(arrays["test_x"], arrays["test_y"]), ds.classes,
+                 source)
 
 
 def _find_files(ds: _Dataset, data_dir: str | Path | None) -> list[Path]:

@@ -115,7 +115,7 @@ def load_images(cfg: ImageConfig) -> ImageData:
 
     loader = {"mnist": mnist.load_mnist, "fashion-mnist": mnist.load_fashion_mnist, "cifar10": cifar.load_cifar10}
     split = loader[cfg.dataset](verify=cfg.verify)
-    source = getattr(split, "source", "") + (" — LOSSY: figures are not comparable to lossless CIFAR-10 results"
+    source = split.source + (" — LOSSY: figures are not comparable to lossless CIFAR-10 results"
                                              if getattr(split, "lossy", False) else "")
     rng = np.random.default_rng(cfg.seed)
 
