@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from twinnet import TwinnetError, __version__
+from twinnet import BLAS_SPIN_LIMITED, TwinnetError, __version__
 
 CONFIG, METRICS, SUMMARY, ENV, STRUCTURE, REPORT = (
     "config.json",
@@ -168,6 +168,7 @@ def environment(seed: int, threads: int | None) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "threads": threads if threads is not None else torch.get_num_threads(),
         "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),  # see twinnet/__init__.py
+        "openblas_thread_timeout_applied": BLAS_SPIN_LIMITED,  # False: NumPy was loaded before it was set
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "seed": seed,
         "data_dir": os.environ.get("TWINNET_DATA_DIR"),

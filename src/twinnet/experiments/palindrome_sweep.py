@@ -119,29 +119,32 @@ def _execute(jobs: list[dict], workers: int, on_result) -> None:
         return
     import multiprocessing as mp
     import signal
+    import threading
 
     def terminated(signum, frame):  # `kill` ends the sweep as Ctrl-C does: workers stopped, results kept
         raise KeyboardInterrupt
 
-    import threading
-
     in_main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
-    previous = signal.signal(signal.SIGTERM, terminated) if in_main else None
-    # spawn, not fork: a forked child inherits torch's OpenMP state and may hang in it
-    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(os.getpid(),))
+    previous = signal.getsignal(signal.SIGTERM)
     try:
-        for result in pool.imap_unordered(run_job, jobs):
-            on_result(result)
-        pool.close()  # let the idle workers exit on their own
-    except BaseException:
-        # interrupted: what finished is already in results.jsonl. (Python may warn at exit
-        # about semaphores of the killed workers; nothing is lost.)
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
         if in_main:
-            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGTERM, terminated)
+        # spawn, not fork: a forked child inherits torch's OpenMP state and may hang in it
+        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(os.getpid(),))
+        try:
+            for result in pool.imap_unordered(run_job, jobs):
+                on_result(result)
+            pool.close()  # let the idle workers exit on their own
+        except BaseException:
+            # interrupted: what finished is already in results.jsonl. (Python may warn at exit
+            # about semaphores of the killed workers; nothing is lost.)
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
+    finally:
+        if in_main:  # None: a handler not set from Python; the default is the closest
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def finished(run_dir: RunDir) -> dict[tuple[str, int, int], dict]:

@@ -28,7 +28,8 @@ def clip_grad_norm_(
     if not grads:
         return 0.0
     # The norm of the per-gradient norms equals the norm of their concatenation, without building it.
-    norms = xp.stack([xp.linalg.norm(g.ravel(), ord=norm_type) for g in grads])
+    # order "K": a view of any densely laid-out gradient (kernel-last conv weights), where "C" would copy
+    norms = xp.stack([xp.linalg.norm(g.ravel(order="K"), ord=norm_type) for g in grads])
     total = float(xp.linalg.norm(norms, ord=norm_type))
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(

@@ -111,7 +111,9 @@ def _conv_forward(x, weight, bias, stride, padding):
     o, _, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
     ho, wo = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
-    wmat = weight.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)  # rows ordered (i, j, c) like cols
+    # rows ordered (i, j, c) like cols; a view of a kernel-last weight, so backward must come before the
+    # optimiser changes the weight in place (as torch's autograd also requires)
+    wmat = weight.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)
     if kh == kw == 1 and sh == sw == 1 and ph == pw == 0:
         cols = nhwc(x).reshape(n * ho * wo, c)  # a 1x1 conv is a plain matrix product
         out = cols @ wmat

@@ -39,7 +39,8 @@ class Optimizer:
             if self._elementwise:
                 self._begin(p, state)
             n = int(p.data.size)
-            k = max(1, n // backend._BLOCK_ITEMS) if self._elementwise and _flat_alike(p, state) else 1
+            blocks = self._elementwise and backend.xp() is np and _flat_alike(p, state)  # CPU only: cache blocks
+            k = max(1, n // backend._BLOCK_ITEMS) if blocks else 1
             work.extend((p, state, None if k == 1 else slice(n * i // k, n * (i + 1) // k)) for i in range(k))
         backend.parallel_items(self._run, work, [int(p.data.size if s is None else s.stop - s.start) for p, _, s in work])
 
