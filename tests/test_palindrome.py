@@ -47,16 +47,21 @@ def test_scalar_encoding_feeds_the_digit_itself_and_dtype_is_the_requested_one()
         encode(np.array([[1]]), "binary")
 
 
-def test_batches_are_fresh_and_replayed_from_the_seed_whatever_rng_the_loop_passes():
-    def first(ds, n=3):
-        it = ds.batches(16, True, np.random.default_rng(123 + n))
+def test_batches_are_fresh_draws_replayed_from_the_generator_or_the_seed():
+    def first(ds, rng=None, n=3):
+        it = ds.batches(16, True, rng)
         return [next(it) for _ in range(n)]
 
-    a, b = first(PalindromeDataset(9, seed=4)), first(PalindromeDataset(9, seed=4), 3)
-    c = first(PalindromeDataset(9, seed=5))
-    assert all(np.array_equal(p[0], q[0]) and np.array_equal(p[1], q[1]) for p, q in zip(a, b))
-    assert not np.array_equal(a[0][0], c[0][0])
+    def same(p, q):
+        return all(np.array_equal(u[0], v[0]) and np.array_equal(u[1], v[1]) for u, v in zip(p, q))
+
+    a, b, c = first(PalindromeDataset(9, seed=4)), first(PalindromeDataset(9, seed=4)), first(PalindromeDataset(9, seed=5))
+    assert same(a, b) and not np.array_equal(a[0][0], c[0][0])
     assert not np.array_equal(a[0][0], a[1][0])  # every batch a new draw
+    # the loop's generator, when given, is the stream (its state is what a checkpoint saves)
+    g1, g2 = first(PalindromeDataset(9, seed=4), np.random.default_rng(7)), first(PalindromeDataset(9), np.random.default_rng(7))
+    assert same(g1, g2) and not same(g1, a)
+    assert same(first(PalindromeDataset(9), np.random.default_rng(4)), a)  # seed 4 either way: one stream
     assert len(PalindromeDataset(9)) > 0 and PalindromeDataset(9, "scalar").input_size == 1
 
 
@@ -135,6 +140,10 @@ def test_rnn_gradients_end_to_end_with_both_engines_agreeing(tmp_path):
     assert (out / "hidden_grad_norms.png").exists()
 
 
+def _triple(job: dict) -> tuple[str, int, int]:
+    return job["config"]["model"], job["config"]["length"], job["config"]["seed"]
+
+
 GRID = ["--set", "models=rnn,gru", "--set", "lengths=3,4", "--set", "n_seeds=2"]  # 8 runs
 
 
@@ -144,7 +153,7 @@ def test_sweep_resumes_where_it_was_interrupted_without_rerunning_finished_runs(
     def interrupted_after_three(job):
         if len(ran) == 3:
             raise KeyboardInterrupt
-        ran.append((job["model"], job["length"], job["seed"]))
+        ran.append(_triple(job))
         return real(job)
 
     monkeypatch.setattr(sweep, "run_job", interrupted_after_three)
@@ -153,7 +162,7 @@ def test_sweep_resumes_where_it_was_interrupted_without_rerunning_finished_runs(
     assert len(before) == 3 and not (out / "summary.json").exists()
 
     first, ran[:] = list(ran), []
-    monkeypatch.setattr(sweep, "run_job", lambda job: ran.append((job["model"], job["length"], job["seed"]))
+    monkeypatch.setattr(sweep, "run_job", lambda job: ran.append(_triple(job))
                         or real(job))
     assert main(["run", "palindrome-sweep", "--resume", str(out)]) == 0
     after = (out / "results.jsonl").read_text().splitlines()
@@ -165,6 +174,118 @@ def test_sweep_resumes_where_it_was_interrupted_without_rerunning_finished_runs(
     assert s["runs"] == 8 and s["missing_runs"] == 0 and set(s["longest_T_99"]) == {"rnn", "gru"}
     assert (out / "accuracy_vs_length.png").exists() and (out / "curves_by_length.png").exists()
     assert main(["run", "palindrome", "--resume", str(out)]) == 2  # only resumable experiments resume
+
+
+# ---- checkpoints of runs in progress -------------------------------------------------------------------------
+
+
+class _Break(Exception):
+    """Stands in for a process stopped mid-run."""
+
+
+def _tiny(**changes):
+    from twinnet.experiments.palindrome import PalindromeConfig
+
+    # batch 128: a nominal epoch (12,800 samples) is 100 steps, so checkpoints fall at steps 100 and 200
+    base = dict(model="gru", length=6, hidden=8, steps=250, eval_every=50, eval_size=100, final_size=200,
+                curriculum=True, curriculum_start=3, curriculum_threshold=0.05, keep_best=True)
+    return PalindromeConfig(**{**base, **changes})
+
+
+@pytest.mark.parametrize("engine", ("numpy", "torch"))
+def test_a_run_stopped_mid_way_continues_from_its_checkpoint_to_the_unbroken_result(tmp_path, engine):
+    from twinnet.experiments.palindrome import train_one
+
+    cfg, path = _tiny(engine=engine), tmp_path / "run.pt"
+    whole, learner, records = train_one(cfg, progress=False)
+
+    def stop_at_150(rec):
+        if rec["step"] == 150:  # after the checkpoint at step 100, past an evaluation and a curriculum step
+            raise _Break
+
+    with pytest.raises(_Break):
+        train_one(cfg, on_eval=stop_at_150, progress=False, checkpoint_path=path, checkpoint_every_s=0)
+    assert path.exists()
+    seen = []
+    again, learner2, records2 = train_one(cfg, on_eval=seen.append, progress=False, checkpoint_path=path)
+    assert again["resumed_from_step"] == 100 and whole["resumed_from_step"] is None
+    assert [r["step"] for r in seen] == [150, 200, 250]  # only the evaluations after the checkpoint are new
+    assert [r["length"] for r in records2] == [r["length"] for r in records]
+    assert len({r["length"] for r in records}) > 1  # the curriculum did move, so its length was restored
+    for key in ("test_acc", "test_loss", "best_eval_acc", "weights_from_step", "steps_done", "outcome"):
+        assert again[key] == whole[key], key
+    assert [(r["step"], r["test_loss"], r["train_loss"]) for r in records2] == \
+        [(r["step"], r["test_loss"], r["train_loss"]) for r in records]
+    w, w2 = learner.state_dict(), learner2.state_dict()
+    assert all(np.array_equal(w[k], w2[k]) for k in w)  # bit for bit
+
+
+def test_a_checkpoint_from_other_settings_is_refused_by_name(tmp_path):
+    from twinnet import TwinnetError
+    from twinnet.experiments.palindrome import train_one
+
+    path = tmp_path / "run.pt"
+
+    def stop(rec):
+        if rec["step"] == 150:
+            raise _Break
+
+    with pytest.raises(_Break):
+        train_one(_tiny(), on_eval=stop, progress=False, checkpoint_path=path, checkpoint_every_s=0)
+    with pytest.raises(TwinnetError, match="changed settings \\(lr\\)"):
+        train_one(_tiny(lr=0.01), progress=False, checkpoint_path=path)
+
+
+SMALL = ["--quick", "--set", "models=rnn", "--set", "lengths=4", "--set", "n_seeds=2", "--set", "batch_size=128",
+         "--set", "steps=150", "--set", "eval_every=50"]  # 2 runs, each with a checkpoint at step 100
+
+
+def test_a_stopped_sweep_continues_its_runs_in_progress_from_their_checkpoints(tmp_path, monkeypatch):
+    from twinnet import checkpoint
+
+    assert main(["run", "palindrome-sweep", "--out", str(tmp_path / "whole"), *SMALL]) == 0
+    unbroken = {_key(r): r for r in map(json.loads, (tmp_path / "whole" / "results.jsonl").read_text().splitlines())}
+    out, real_save, saves = tmp_path / "broken", checkpoint.save, []
+
+    def save_then_stop(path, *args, **kwargs):
+        real_save(path, *args, **kwargs)
+        saves.append(path)
+        if "seed1" in str(path):  # the second run, once its checkpoint is written
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "CHECKPOINT_EVERY_S", 0.0)
+    monkeypatch.setattr(checkpoint, "save", save_then_stop)
+    assert main(["run", "palindrome-sweep", "--out", str(out), *SMALL]) == 130
+    assert len((out / "results.jsonl").read_text().splitlines()) == 1
+    inflight = sorted(p.name for p in (out / "inflight").iterdir())
+    assert inflight == ["rnn-T4-seed1.pt"]  # the finished run's checkpoint went with its result
+
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    assert main(["run", "palindrome-sweep", "--resume", str(out)]) == 0
+    results = {_key(r): r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert results[("rnn", 4, 1)]["resumed_from_step"] == 100 and results[("rnn", 4, 0)]["resumed_from_step"] is None
+    for key, r in unbroken.items():
+        assert (results[key]["test_acc"], results[key]["test_loss"], results[key]["records"][-1]["train_loss"]) == \
+            (r["test_acc"], r["test_loss"], r["records"][-1]["train_loss"]), key
+    assert list((out / "inflight").iterdir()) == []
+
+
+def test_an_unusable_checkpoint_in_a_sweep_is_set_aside_and_its_run_starts_again(tmp_path, capsys):
+    out = tmp_path / "s"
+    args = ["--quick", "--set", "models=rnn", "--set", "lengths=4", "--set", "n_seeds=1"]
+    assert main(["run", "palindrome-sweep", "--out", str(out), *args, "--set", "steps=1"]) == 0
+    (out / "results.jsonl").write_text("")  # as if the run had not finished, but left a broken checkpoint
+    (out / "inflight" / "rnn-T4-seed0.pt").write_bytes(b"half a checkpoint")
+    assert main(["run", "palindrome-sweep", "--resume", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "cannot resume from" in err and "starts again" in err
+    assert (out / "inflight" / "rnn-T4-seed0.unusable").read_bytes() == b"half a checkpoint"
+    (result,) = map(json.loads, (out / "results.jsonl").read_text().splitlines())
+    assert result["resumed_from_step"] is None and result["steps_done"] == 1
+
+
+def _key(r: dict) -> tuple[str, int, int]:
+    return r["model"], r["length"], r["seed"]
 
 
 def test_sweep_spreads_runs_over_worker_processes(tmp_path):

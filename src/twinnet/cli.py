@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--show-config", action="store_true", help="print the resolved configuration and exit")
     r.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="continue an interrupted run in RUN_DIR from its last checkpoint (image runs: the last "
-                   "finished epoch; palindrome-sweep: the finished runs), with its saved configuration; "
+                   "finished epoch; palindrome-sweep: the finished runs kept, the unfinished continued from their "
+                   "checkpoints of at most a minute ago), with its saved configuration; "
                    "--set still applies on top")
 
     s = sub.add_parser("summary", help="print a model's structure table (layers, shapes, parameters)")

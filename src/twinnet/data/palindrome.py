@@ -56,7 +56,7 @@ def samples(length: int, n: int, rng: np.random.Generator, encoding: Encoding = 
 
 
 class PalindromeDataset:
-    """Training data as a ``BatchSource``: every batch a fresh draw from a generator seeded by ``seed``.
+    """Training data as a ``BatchSource``: every batch a fresh draw from a seeded generator.
 
     ``length`` may be changed between batches (a curriculum over T does so); batches are
     drawn at the current value. ``__len__`` is a nominal epoch, used only to label the x axis.
@@ -80,9 +80,10 @@ class PalindromeDataset:
 
     def batches(self, batch_len: int, shuffle: bool = True, rng: np.random.Generator | None = None
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Endless fresh (x, y) batches; ``shuffle`` and ``rng`` are unused (the data has no order),
-        so every call replays the same stream from ``seed`` and two learners see the same batches."""
-        gen = np.random.default_rng(self.seed)
+        """Endless fresh (x, y) batches drawn from ``rng`` (``fit`` passes its own generator, seeded by
+        its seed and saved in its checkpoints), or without one from a generator seeded by ``seed``.
+        ``shuffle`` is unused: the data has no order."""
+        gen = rng if rng is not None else np.random.default_rng(self.seed)
         while True:
             yield samples(self.length, batch_len, gen, self.encoding, self.dtype)
 

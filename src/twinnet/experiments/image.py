@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from twinnet import TwinnetError
+from twinnet import TwinnetError, checkpoint
 from twinnet.architectures import MODELS, nn_namespace
 from twinnet.config import BaseConfig, to_dict
 from twinnet.data.arrays import ArrayDataset
@@ -21,7 +20,7 @@ from twinnet.learner import NumpyLearner, TorchLearner, evaluate
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
-from twinnet.runs import METRICS, RunDir, atomic_write_bytes
+from twinnet.runs import METRICS, RunDir
 from twinnet.schedules import make_schedule
 from twinnet.train import History, LoopSettings, LoopState, fit
 
@@ -178,42 +177,15 @@ RESUME_MAY_CHANGE = {"device", "verify"}
 
 def save_checkpoint(run_dir: RunDir, learner, state: LoopState, best: dict | None, cfg: ImageConfig) -> None:
     """The whole training state at an epoch's end, in one atomically replaced file."""
-    import torch
-
-    h = state.history
-    payload = {"config": to_dict(cfg), "learner": learner.training_state(), "best": best,
-               "loop": {"step": state.step, "records": h.records, "step_losses": h.step_losses,
-                        "stopped_early": h.stopped_early, "running": state.running, "rng_state": state.rng_state,
-                        "elapsed_s": state.elapsed_s}}
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    atomic_write_bytes(run_dir.file(CHECKPOINT), buf.getvalue())
+    checkpoint.save(run_dir.file(CHECKPOINT), learner, state, to_dict(cfg), {"best": best})
 
 
 def load_checkpoint(run_dir: RunDir, learner, cfg: ImageConfig) -> tuple[LoopState, dict | None]:
     """Restore ``learner`` from the run's checkpoint; the loop state to continue from, and the best weights."""
-    import torch
-
-    path = run_dir.file(CHECKPOINT)
-    try:
-        # on the CPU first: random states must stay there; load_state_dict moves weights to the model's device
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        saved = payload["config"]
-    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
-        raise TwinnetError(f"cannot resume from {path}: {e}. Start a new run instead") from e
-    changed = sorted(k for k, v in to_dict(cfg).items() if k not in RESUME_MAY_CHANGE and saved.get(k) != v)
-    if changed:
-        raise TwinnetError(f"cannot resume from {path} with changed settings ({', '.join(changed)}): the "
-                           f"continued run would not be the one it started as. Drop those --set, or start a new run")
-    try:
-        learner.load_training_state(payload["learner"])
-    except Exception as e:  # noqa: BLE001
-        raise TwinnetError(f"cannot resume from {path}: {e}. Start a new run instead") from e
-    loop = payload["loop"]
-    history = History(list(loop["records"]), list(loop["step_losses"]), loop["stopped_early"])
+    state, extra = checkpoint.load(run_dir.file(CHECKPOINT), learner, to_dict(cfg), RESUME_MAY_CHANGE)
     # the metrics file may hold evaluations made after the checkpoint: keep exactly the checkpoint's
-    run_dir.write_metrics([{"engine": learner.engine, **r} for r in history.records])
-    return LoopState(loop["step"], history, tuple(loop["running"]), loop["rng_state"], loop["elapsed_s"]), payload["best"]
+    run_dir.write_metrics([{"engine": learner.engine, **r} for r in state.history.records])
+    return state, extra["best"]
 
 
 def run(cfg: ImageConfig, run_dir: RunDir) -> dict:

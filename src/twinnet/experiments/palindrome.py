@@ -15,7 +15,8 @@ from typing import Literal
 
 import numpy as np
 
-from twinnet.config import BaseConfig
+from twinnet import checkpoint
+from twinnet.config import BaseConfig, to_dict
 from twinnet.data.palindrome import PalindromeDataset, input_size
 from twinnet.experiments.common import DTYPES, save_structures, seed_everything
 from twinnet.learner import NumpyLearner, TorchLearner, evaluate
@@ -24,7 +25,7 @@ from twinnet.report import plots
 from twinnet.report.build import markdown_table
 from twinnet.runs import RunDir
 from twinnet.schedules import make_schedule
-from twinnet.train import LoopSettings, fit
+from twinnet.train import LoopSettings, LoopState, fit
 
 MODELS = ("rnn", "lstm", "gru", "irnn")
 MODEL_NAMES = {"rnn": "vanilla RNN", "lstm": "LSTM", "gru": "GRU", "irnn": "IRNN (ReLU, W_hh = I)"}
@@ -139,16 +140,31 @@ class _Stop(Exception):
     """Raised by the evaluation hook to end training early (``fit`` has no stopping rule of its own)."""
 
 
-def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None):
-    """Train one model; returns (result, learner, evaluation records). ``on_eval(rec)`` sees each record."""
+def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None, checkpoint_path: Path | None = None,
+              checkpoint_every_s: float = 60.0):
+    """Train one model; returns (result, learner, evaluation records). ``on_eval(rec)`` sees each record.
+
+    ``checkpoint_path``: the run saves its whole state there (at most every ``checkpoint_every_s``, at
+    the ends of nominal epochs of 12,800 samples) and, if the file exists, continues from it to the
+    result an unbroken run gives. The caller removes the file once the result is safe."""
     models = build_models(cfg)
     learner = make_learner(cfg, models[cfg.engine], cfg.engine)
     data = PalindromeDataset(cfg.length, cfg.encoding, seed=cfg.seed, dtype=DTYPES[cfg.dtype])
     eval_set = data.eval_set(cfg.eval_size, seed=cfg.seed)
     if cfg.curriculum:
         data.length = min(cfg.curriculum_start, cfg.length)
-    records: list[dict] = []
     best = {"acc": -1.0, "step": 0, "state": None}
+    resume = None
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        resume, extra = checkpoint.load(checkpoint_path, learner, to_dict(cfg))
+        data.length, best = extra["length"], extra["best"]
+    records: list[dict] = [] if resume is None else list(resume.history.records)
+    last_save = [time.perf_counter()]
+
+    def save(state: LoopState) -> None:
+        if time.perf_counter() - last_save[0] >= checkpoint_every_s and state.step < cfg.steps:
+            checkpoint.save(checkpoint_path, learner, state, to_dict(cfg), {"length": data.length, "best": best})
+            last_save[0] = time.perf_counter()
 
     def hook(rec: dict) -> None:
         rec["length"] = data.length  # the length the running train figures were drawn at
@@ -168,12 +184,13 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None)
     outcome, start = "completed", time.perf_counter()
     try:
         fit(learner, data, eval_set, settings, seed=cfg.seed, lr_at=lr_at, on_eval=hook,
-            desc=f"{cfg.model} T={cfg.length}", progress=progress)
+            desc=f"{cfg.model} T={cfg.length}", progress=progress,
+            on_checkpoint=save if checkpoint_path is not None else None, resume=resume)
     except _Stop:
         outcome = "stopped early"
     except FloatingPointError:
         outcome = "diverged"
-    train_s = time.perf_counter() - start
+    train_s = time.perf_counter() - start + (resume.elapsed_s if resume is not None else 0.0)
     if cfg.keep_best and best["state"] is not None and best["step"] != records[-1]["step"]:
         _load_weights(learner, best["state"])
     # the headline accuracy comes from samples no decision (stopping, curriculum) has looked at
@@ -186,6 +203,7 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None)
         "steps_done": records[-1]["step"], "outcome": outcome, "train_time_s": round(train_s, 3),
         "weights_from_step": best["step"] if cfg.keep_best and best["state"] is not None else records[-1]["step"],
         "params": int(sum(int(np.prod(p.shape)) for p in models["numpy"].parameters())),
+        "resumed_from_step": None if resume is None else resume.step,  # continued from a checkpoint there
     }
     return result, learner, records
 

@@ -2,7 +2,8 @@
 
 Runs are spread over worker processes (one BLAS/torch thread each); every finished run is
 appended at once to results.jsonl, so ``twinnet run palindrome-sweep --resume RUN_DIR`` skips
-the (model, length, seed) triples already there and runs only the rest.
+the (model, length, seed) triples already there and runs only the rest. Runs in progress save a
+checkpoint in ``inflight/`` every minute, so a resumed sweep continues them where they stopped.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from twinnet.report.build import markdown_table
 from twinnet.runs import RunDir, read_jsonl
 
 RESULTS = "results.jsonl"
+INFLIGHT = "inflight"  # a checkpoint for each run in progress, removed once its result is in RESULTS
+CHECKPOINT_EVERY_S = 60.0  # at most this much training is lost per run when a sweep is stopped
 # relative cost of one step per time step (bench/rnn_step.py), to start the longest runs first
 COST = {"rnn": 1.0, "irnn": 1.0, "lstm": 3.5, "gru": 2.5}
 PASS = 0.99  # "learnt": mean test accuracy over the seeds at least this
@@ -102,13 +105,26 @@ def _init_worker(parent: int) -> None:
 
 
 def run_job(job: dict) -> dict:
-    """Train one (model, length, seed); the result with its evaluation records (picklable, JSON-ready)."""
+    """Train one (model, length, seed), continuing from its checkpoint if it has one; the result with
+    its evaluation records (picklable, JSON-ready)."""
     from twinnet.experiments.palindrome import PalindromeConfig
 
-    cfg = PalindromeConfig(**job)
-    result, _, records = train_one(cfg, progress=False)
+    cfg, path = PalindromeConfig(**job["config"]), job.get("checkpoint")
+    try:
+        result, _, records = train_one(cfg, progress=False, checkpoint_path=path, checkpoint_every_s=CHECKPOINT_EVERY_S)
+    except TwinnetError as e:  # a checkpoint unreadable or from other settings: start over, the file set aside
+        aside = Path(path).with_suffix(".unusable")
+        Path(path).replace(aside)
+        print(f"palindrome-sweep: {e}; {cfg.model} T={cfg.length} seed={cfg.seed} starts again (the checkpoint "
+              f"is kept as {aside})", file=sys.stderr, flush=True)
+        result, _, records = train_one(cfg, progress=False, checkpoint_path=path, checkpoint_every_s=CHECKPOINT_EVERY_S)
     keep = ("step", "length", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "time_s")
     return {**result, "records": [{k: r[k] for k in keep} for r in records], "pid": os.getpid()}
+
+
+def checkpoint_file(run_dir: RunDir, model: str, length: int, seed: int) -> Path:
+    """Where the run (model, length, seed) of a sweep keeps its checkpoint while in progress."""
+    return run_dir.file(INFLIGHT) / f"{model}-T{length}-seed{seed}.pt"
 
 
 def _execute(jobs: list[dict], workers: int, on_result) -> None:
@@ -175,6 +191,7 @@ def _run(cfg: SweepConfig, run_dir: RunDir) -> dict:
         save_model_structure(run_dir, job_config(cfg, model, max(cfg.lengths), cfg.seed))
     done = finished(run_dir)
     todo = [t for t in cfg.triples() if t not in done]
+    _tidy_inflight(run_dir, done)
     todo.sort(key=lambda t: -COST[t[0]] * t[1])  # longest first, so no worker is left with a long tail
     workers = min(cfg.workers or cores(), max(len(todo), 1))
     print(f"palindrome-sweep: {len(done)} runs already finished, {len(todo)} to run on {workers} "
@@ -186,6 +203,7 @@ def _run(cfg: SweepConfig, run_dir: RunDir) -> dict:
         with open(run_dir.file(RESULTS), "a") as f:  # one line per run, flushed at once
             f.write(json.dumps(result) + "\n")
         run_dir.append_metrics({k: v for k, v in result.items() if k not in ("records", "pid")})
+        checkpoint_file(run_dir, result["model"], result["length"], result["seed"]).unlink(missing_ok=True)
         count[0] += 1
         cost_done[0] += COST[result["model"]] * result["length"]
         elapsed = time.perf_counter() - start
@@ -194,10 +212,22 @@ def _run(cfg: SweepConfig, run_dir: RunDir) -> dict:
               f"{100 * result['test_acc']:.2f}% ({result['outcome']}, {result['train_time_s']:.0f} s)",
               file=sys.stderr, flush=True)
 
-    jobs = [to_dict(job_config(cfg, m, t, s)) for m, t, s in todo]
+    jobs = [{"config": to_dict(job_config(cfg, m, t, s)), "checkpoint": str(checkpoint_file(run_dir, m, t, s))}
+            for m, t, s in todo]
     _execute(jobs, workers, on_result)
     wanted = set(cfg.triples())  # results of a grid since changed by --set on resume stay out of the summary
     return summarise(cfg, [r for key, r in finished(run_dir).items() if key in wanted])
+
+
+def _tidy_inflight(run_dir: RunDir, done: dict) -> None:
+    """Make the checkpoint folder; drop the checkpoints of runs whose result is in already (stopped
+    between the two writes) and the temporary files of writes a stopped worker left unfinished."""
+    folder = run_dir.file(INFLIGHT)
+    folder.mkdir(exist_ok=True)
+    for model, length, seed in done:
+        checkpoint_file(run_dir, model, length, seed).unlink(missing_ok=True)
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink()
 
 
 def time_left(elapsed: float, cost_done: float, cost_left: float) -> str:
