@@ -1,4 +1,5 @@
-"""CIFAR-10 from the official python archive, its extracted batches, or an image-folder tree or archive.
+"""CIFAR-10 from the official python archive, its extracted batches, or an image-folder tree or archive
+(read by ``twinnet.data.image_tree``).
 
 Decoded once into uint8 images (N, 3, 32, 32) and cached as one .npz; the returned split says which
 source it came from and whether that source is lossy (JPEG), so figures can say "JPEG copy" beside them.
@@ -10,22 +11,15 @@ are also checked before any byte is unpickled.
 
 from __future__ import annotations
 
-import contextlib
-import gzip
 import hashlib
 import http.client
 import io
 import json
 import os
 import pickle
-import re
-import tarfile
 import tempfile
 import urllib.error
 import urllib.request
-import zipfile
-import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +28,7 @@ import numpy as np
 from twinnet import TwinnetError
 from twinnet.data.cache import read_cache, write_cache
 from twinnet.data.arrays import ArrayDataset, Split
+from twinnet.data.image_tree import SPLITS, archive_members, list_folder, read_images
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # Of the lossless train pixels on [0, 1]; the shared JPEG copy's differ slightly: use channel_stats(train.x).
@@ -50,7 +45,6 @@ BATCH_MD5 = {  # published beside the archive
 }  # fmt: skip
 SUBDIRS = ("cifar10", "cifar-10")  # looked in before the data directory itself
 IMAGE_ARCHIVES = (".tar.gz", ".tgz", ".tar", ".zip")
-SPLITS = ("train", "test")
 
 _CACHE_FORMAT = 1  # bump when the cached arrays change meaning
 _CACHE_ARRAYS = ("train_x", "train_y", "test_x", "test_y", "key", "source", "lossy", "md5", "archive_md5")
@@ -86,7 +80,7 @@ def load_cifar10(
     folders have none); ``download`` fetches the official archive into ``<data_dir>/cifar10`` if nothing is found.
     """
     src = _find_source(data_dir, download)
-    listing = _list_folder(src.path) if src.kind == "folder" else None
+    listing = list_folder(src.path) if src.kind == "folder" else None
     key = _cache_key(src, listing)
     cache = _cache_root(cache_dir) / f"cifar10-{key[:16]}.npz"
     arrays = read_cache(cache, key, _CACHE_ARRAYS, _well_formed)
@@ -223,50 +217,23 @@ def _read_source(src: _Source, listing: list[tuple[str, os.stat_result]] | None,
     if src.kind == "folder":
         members = [(name, src.path / name) for name, _ in listing]
     else:
-        members = list(_archive_members(src.path))
-    return _read_images(src, members)
-
-
-def _archive_members(path: Path):
-    """(name, bytes) of every file in a zip, or a plain or gzipped tar, in archive order."""
-    try:
-        if path.name.lower().endswith(".zip"):
-            with zipfile.ZipFile(path) as z:
-                for info in z.infolist():
-                    if not info.is_dir():
-                        yield info.filename, z.read(info)  # checks the member's CRC
-        else:
-            yield from _tar_members(path)
-    except (OSError, EOFError, zlib.error, tarfile.TarError, zipfile.BadZipFile) as exc:
-        raise TwinnetError(f"archive {path} is corrupt or truncated ({exc}); re-download it") from None
-
-
-def _tar_members(path: Path):
-    """Members of a plain or gzipped tar, which must read cleanly to its end.
-
-    tarfile takes a damaged header for the end of the archive, and never checks the gzip CRC, so the
-    rest after the last member is read here (through gzip, which checks it) and must be zeros.
-    """
-    with open(path, "rb") as raw:
-        gzipped = raw.read(2) == b"\x1f\x8b"
-        raw.seek(0)
-        with gzip.GzipFile(fileobj=raw) if gzipped else contextlib.nullcontext(raw) as f:
-            with tarfile.open(fileobj=f, mode="r:") as tf:  # read in order: gzip never seeks back
-                last = "its start"
-                for m in tf:
-                    last = m.name
-                    if m.isfile():
-                        yield m.name, tf.extractfile(m).read()
-                f.seek(tf.offset)
-                if f.read().strip(b"\0"):
-                    raise TwinnetError(f"archive {path} is corrupt after {last}; re-download it")
+        members = list(archive_members(src.path))
+    hint = f" (it holds {BATCHES_DIR}/: name it {ARCHIVE_NAME})" if any(BATCHES_DIR in n for n, _ in members) else ""
+    x, y, n_train, formats = read_images(members, src.path, CIFAR10_CLASSES, "CIFAR-10", (32, 32), hint)
+    lossy = "JPEG" in formats
+    kind = "image folder" if src.kind == "folder" else "image archive"
+    source = f"CIFAR-10 {kind} {src.path} ({'/'.join(sorted(formats))}{', lossy' if lossy else ''})"
+    return dict(
+        train_x=x[:n_train], train_y=y[:n_train], test_x=x[n_train:], test_y=y[n_train:],
+        source=np.array(source), lossy=np.array(lossy), md5=np.array([], dtype=str), archive_md5=np.array(""),
+    )  # fmt: skip
 
 
 def _read_python(src: _Source, verify: bool) -> dict[str, np.ndarray]:
     names = TRAIN_BATCHES + TEST_BATCHES
     if src.kind == "archive":
         raw = {}
-        for member, data in _archive_members(src.path):
+        for member, data in archive_members(src.path):
             if (base := member.rsplit("/", 1)[-1]) in names and base not in raw:
                 raw[base] = data
         where = {n: f"{src.path} member {n}" for n in names}
@@ -333,98 +300,6 @@ def _unpickle_batch(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     if problem is not None:
         raise TwinnetError(f"CIFAR-10 batch {where}: {problem}; re-download it")
     return x.reshape(-1, 3, 32, 32), y  # channel-major rows: 1024 red, 1024 green, 1024 blue, each row-major
-
-
-def _list_folder(root: Path) -> list[tuple[str, os.stat_result]]:
-    """Every file under root/train and root/test as (path relative to root, stat), hidden ones left out."""
-    out = []
-    for split in SPLITS:
-        for dirpath, dirnames, filenames in os.walk(root / split):
-            dirnames[:] = [n for n in dirnames if not n.startswith(".")]
-            rel = Path(dirpath).relative_to(root).as_posix()
-            out += [(f"{rel}/{f}", os.stat(Path(dirpath, f))) for f in filenames if not f.startswith(".")]
-    return sorted(out)
-
-
-def _natural(name: str) -> list:
-    """Sort key that puts 2.png before 10.png; str and int parts alternate, so keys always compare."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
-
-
-def _index_tree(names: list[str], where: Path) -> list[tuple[int, int, str, int]]:
-    """(split index, label, file name, position in names) of each image of a train/<class>/ test/<class>/ tree.
-
-    The tree may sit under one prefix (``cifar10-jpeg/train/...``); hidden files and __MACOSX are ignored.
-    """
-    parts = [n.strip("/").removeprefix("./").split("/") for n in names]
-    keep = [i for i, p in enumerate(parts) if not any(q.startswith(".") or q == "__MACOSX" for q in p)]
-    level = {i: next((k for k, q in enumerate(parts[i][:-1]) if q in SPLITS), None) for i in keep}
-    prefixes = sorted({"/".join(parts[i][: level[i]]) for i in keep if level[i] is not None})
-    if not prefixes:
-        hint = f" (it holds {BATCHES_DIR}/: name it {ARCHIVE_NAME})" if any(BATCHES_DIR in n for n in names) else ""
-        raise TwinnetError(f"{where} holds no train/<class>/ or test/<class>/ images{hint}; use a CIFAR-10 image tree")
-    if len(prefixes) > 1:
-        raise TwinnetError(f"{where} holds several train/test trees ({', '.join(p + '/' for p in prefixes)}); keep one")
-    tree = f"{prefixes[0]}/" if prefixes[0] else ""
-    out, seen = [], {s: set() for s in SPLITS}
-    for i in keep:
-        p, k = parts[i], level[i]
-        if k is None or "/".join(p[:k]) != prefixes[0]:
-            continue  # beside the tree, e.g. a README
-        if len(p) - k != 3:
-            raise TwinnetError(f"{where}: unexpected {names[i]}, expected {tree}{p[k]}/<class>/<image> only")
-        if p[k + 1] not in CIFAR10_CLASSES:
-            folder = "/".join(p[: k + 2])
-            raise TwinnetError(
-                f"{where}: unexpected class folder {folder}/; the class folders must be exactly the ten CIFAR-10 "
-                f"classes ({', '.join(CIFAR10_CLASSES)})"
-            )
-        out.append((SPLITS.index(p[k]), CIFAR10_CLASSES.index(p[k + 1]), p[-1], i))
-        seen[p[k]].add(p[k + 1])
-    for split, classes in seen.items():
-        if missing := [c for c in CIFAR10_CLASSES if c not in classes]:
-            raise TwinnetError(
-                f"{where}: {split}/ has no images of {', '.join(missing)}; CIFAR-10 needs all ten classes"
-            )
-    return sorted(out, key=lambda t: (t[0], t[1], _natural(t[2])))  # deterministic: split, class, then name
-
-
-def _read_images(src: _Source, members: list[tuple[str, Path | bytes]]) -> dict[str, np.ndarray]:
-    from PIL import Image  # needed only for image sources
-
-    index = _index_tree([name for name, _ in members], src.path)
-    x = np.empty((len(index), 3, 32, 32), np.uint8)
-    describe = (lambda n: str(src.path / n)) if src.kind == "folder" else (lambda n: f"{src.path} member {n}")
-
-    def decode(lo: int, hi: int) -> set[str]:
-        formats = set()
-        for row in range(lo, hi):
-            name, payload = members[index[row][3]]
-            try:
-                with Image.open(payload if isinstance(payload, Path) else io.BytesIO(payload)) as im:
-                    if im.size != (32, 32):
-                        raise TwinnetError(
-                            f"image {describe(name)} is {im.size[0]}x{im.size[1]}, not 32x32; CIFAR-10 images are 32x32"
-                        )
-                    formats.add(im.format)
-                    x[row] = np.asarray(im if im.mode == "RGB" else im.convert("RGB")).transpose(2, 0, 1)
-            except (OSError, ValueError, SyntaxError) as exc:  # UnidentifiedImageError and truncation are OSErrors
-                raise TwinnetError(f"image {describe(name)} cannot be decoded ({exc}); replace it") from None
-        return formats
-
-    workers = min(8, os.cpu_count() or 1)  # Pillow's decoders release the GIL
-    bounds = np.linspace(0, len(index), 4 * workers + 1).astype(int)
-    with ThreadPoolExecutor(workers) as pool:
-        formats = set().union(*pool.map(decode, bounds[:-1], bounds[1:]))
-    n_train = sum(t[0] == 0 for t in index)  # sorted by split: train rows come first
-    y = np.array([t[1] for t in index], dtype=np.int64)
-    lossy = "JPEG" in formats
-    kind = "image folder" if src.kind == "folder" else "image archive"
-    source = f"CIFAR-10 {kind} {src.path} ({'/'.join(sorted(formats))}{', lossy' if lossy else ''})"
-    return dict(
-        train_x=x[:n_train], train_y=y[:n_train], test_x=x[n_train:], test_y=y[n_train:],
-        source=np.array(source), lossy=np.array(lossy), md5=np.array([], dtype=str), archive_md5=np.array(""),
-    )  # fmt: skip
 
 
 def _check_md5(src: _Source, md5: np.ndarray, archive_md5: str) -> None:
