@@ -243,9 +243,6 @@ def test_maxpool2d_tie_in_a_constant_window_goes_to_its_first_element():
     np.testing.assert_array_equal(xt.grad.numpy(), expected)  # ... as torch has it
 
 
-@pytest.mark.xfail(strict=True, reason="known gap, reported: the backward routes by equality with the maximum, "
-                   "so a window of -inf next to (-inf) padding sends its gradient into the padding, and a NaN "
-                   "maximum (never equal to itself) sends it nowhere; torch sends both to the first real input")
 @pytest.mark.parametrize("x, kernel, stride, padding", [
     (np.full((1, 1, 2, 2), -np.inf), 3, 1, 1),
     (np.array([[[[1.0, np.nan], [3.0, 2.0]]]]), 2, None, 0),
@@ -258,6 +255,28 @@ def test_maxpool2d_non_finite_maxima(x, kernel, stride, padding):
     out_t.sum().backward()
     np.testing.assert_array_equal(out, out_t.detach().numpy())  # the forward agrees (NaN == NaN here)
     np.testing.assert_array_equal(pool.backward(np.ones_like(out)), xt.grad.numpy())
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 1), ((3, 2), (1, 2), (1, 0))])
+@pytest.mark.parametrize("seed", range(3))
+def test_maxpool2d_routes_nan_and_minus_inf_windows_as_torch(kernel, stride, padding, seed):
+    # several NaNs in a window (torch keeps the last), windows of -inf beside padding, ties, on both paths
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, size=(3, 4, 7, 8)).astype(np.float64)  # small integers: many ties
+    x[rng.random(x.shape) < 0.15] = np.nan
+    x[rng.random(x.shape) < 0.3] = -np.inf
+    x[0, 0] = -np.inf  # a whole map of -inf: every padded window is all -inf
+    dout_shape = F.max_pool2d(torch.from_numpy(x), kernel, stride, padding).shape
+    dout = rng.standard_normal(dout_shape)
+    pool = nnp.MaxPool2d(kernel, stride, padding)
+    out = pool.forward(x)
+    xt = torch.tensor(x, requires_grad=True)
+    out_t = F.max_pool2d(xt, kernel, stride, padding)
+    (out_t * torch.from_numpy(dout)).sum().backward()
+    np.testing.assert_array_equal(out, out_t.detach().numpy())
+    # overlapping windows sum their gradients in another order than torch: equal to rounding, where a
+    # wrongly routed gradient is off by a whole dout
+    np.testing.assert_allclose(pool.backward(dout), xt.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("cls", ["MaxPool2d", "AvgPool2d"])

@@ -42,7 +42,8 @@ def _maxpool_forward(x, kernel, stride, padding):
 
 
 def _maxpool_backward(dout, cache):
-    """Route each output's gradient to the first input in scan order that equals the window's maximum."""
+    """Route each output's gradient as torch does: to the first real (not padding) input in scan order
+    that equals the window's maximum, or, in a window holding NaN, to its last NaN."""
     xp = backend.xp()
     xpad, best, (n, c, h, w), (kh, kw), (sh, sw), (ph, pw) = cache
     d = nhwc(dout)
@@ -50,13 +51,18 @@ def _maxpool_backward(dout, cache):
     dx = xp.empty((n, h, w, c), dtype=d.dtype)
     # per offset: the outputs whose input at that offset is real (not padding), and those inputs
     ranges = [(valid_range(k // kw, sh, ph, h, ho), valid_range(k % kw, sw, pw, w, wo)) for k in range(kh * kw)]
-
+    windows = [window_slice(k // kw, k % kw, sh, sw, ho, wo) for k in range(kh * kw)]
     tiled = (kh, kw) == (sh, sw) and ph == pw == 0  # windows tile the input: each input has one window
+    padded = ph > 0 or pw > 0
 
     def route(s):
         m = d[s].shape[0]
-        part = dx[s]
-        free = xp.ones((m, ho, wo, c), dtype=bool)  # windows whose maximum is unclaimed (ties: first wins, as torch)
+        part, src = dx[s], xpad[s]
+        # a NaN anywhere makes the sum NaN (so may inf - inf: a needless but harmless slower path); the
+        # sum is the cheap test, a mask per window only when it fails
+        has_nan = bool(xp.isnan(best[s].sum()))
+        nan = xp.isnan(best[s]) if has_nan else None  # windows whose maximum is NaN: they hold a NaN
+        free = ~nan if has_nan else xp.ones((m, ho, wo, c), dtype=bool)  # windows whose maximum is unclaimed
         hit = xp.empty((m, ho, wo, c), dtype=bool)
         if tiled:  # each input's gradient written in place: only rows and columns no window reaches are zeroed
             part[:, ho * kh :] = 0
@@ -64,16 +70,35 @@ def _maxpool_backward(dout, cache):
         else:
             part[...] = 0
             grad = xp.empty((m, ho, wo, c), dtype=d.dtype)
-        for k, ((out_r, in_r), (out_c, in_c)) in enumerate(ranges):
-            window = window_slice(k // kw, k % kw, sh, sw, ho, wo)
-            xp.equal(xpad[s][window], best[s], out=hit)
-            hit &= free  # padding holds -inf, which only an all-padding window's maximum could equal
-            free ^= hit
-            if tiled:
-                xp.multiply(d[s], hit, out=part[window])
+
+        def claim(k, unclaimed):
+            """The unclaimed windows whose input at offset k is a real hit: theirs the gradient, and claimed."""
+            (out_r, _), (out_c, _) = ranges[k]
+            if padded:  # padding holds -inf: it can equal an all -inf window's maximum, but never wins
+                hit[:, : out_r.start] = hit[:, out_r.stop :] = False
+                hit[:, :, : out_c.start] = hit[:, :, out_c.stop :] = False
+            xp.logical_and(hit, unclaimed, out=hit)
+            xp.logical_xor(unclaimed, hit, out=unclaimed)
+
+        def write(k, where_hit=False):
+            (out_r, in_r), (out_c, in_c) = ranges[k]
+            if tiled and where_hit:
+                xp.copyto(part[windows[k]], d[s], where=hit)
+            elif tiled:
+                xp.multiply(d[s], hit, out=part[windows[k]])
             else:
                 xp.multiply(d[s], hit, out=grad)
                 part[:, in_r, in_c] += grad[:, out_r, out_c]
+
+        for k in range(kh * kw):  # ties: the first wins, as in torch
+            xp.equal(src[windows[k]], best[s], out=hit)
+            claim(k, free)
+            write(k)
+        if has_nan:  # torch's scan takes every NaN it meets, so the last one keeps the gradient
+            for k in reversed(range(kh * kw)):
+                xp.isnan(src[windows[k]], out=hit)
+                claim(k, nan)
+                write(k, where_hit=True)
 
     backend.parallel(route, n, xpad.size)
     return dx.transpose(0, 3, 1, 2)
