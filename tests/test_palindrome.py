@@ -186,9 +186,9 @@ class _Break(Exception):
 def _tiny(**changes):
     from twinnet.experiments.palindrome import PalindromeConfig
 
-    # batch 128: a nominal epoch (12,800 samples) is 100 steps, so checkpoints fall at steps 100 and 200
+    # checkpoints may fall every 100 steps (at batch 32 a nominal epoch of 12,800 samples is 400)
     base = dict(model="gru", length=6, hidden=8, steps=250, eval_every=50, eval_size=100, final_size=200,
-                curriculum=True, curriculum_start=3, curriculum_threshold=0.05, keep_best=True)
+                batch_size=32, curriculum=True, curriculum_start=3, curriculum_threshold=0.05, keep_best=True)
     return PalindromeConfig(**{**base, **changes})
 
 
@@ -221,7 +221,7 @@ def test_a_run_stopped_mid_way_continues_from_its_checkpoint_to_the_unbroken_res
 
 
 def test_a_checkpoint_from_other_settings_is_refused_by_name(tmp_path):
-    from twinnet import TwinnetError
+    from twinnet.checkpoint import CheckpointError
     from twinnet.experiments.palindrome import train_one
 
     path = tmp_path / "run.pt"
@@ -232,54 +232,71 @@ def test_a_checkpoint_from_other_settings_is_refused_by_name(tmp_path):
 
     with pytest.raises(_Break):
         train_one(_tiny(), on_eval=stop, progress=False, checkpoint_path=path, checkpoint_every_s=0)
-    with pytest.raises(TwinnetError, match="changed settings \\(lr\\)"):
+    with pytest.raises(CheckpointError, match="changed settings \\(lr\\)"):
         train_one(_tiny(lr=0.01), progress=False, checkpoint_path=path)
 
 
-SMALL = ["--quick", "--set", "models=rnn", "--set", "lengths=4", "--set", "n_seeds=2", "--set", "batch_size=128",
-         "--set", "steps=150", "--set", "eval_every=50"]  # 2 runs, each with a checkpoint at step 100
+def test_a_checkpoint_that_cannot_be_saved_costs_a_warning_not_the_run(tmp_path, capsys):
+    from twinnet.experiments.palindrome import train_one
+
+    plain, _, _ = train_one(_tiny(), progress=False)
+    nowhere = tmp_path / "no such folder" / "run.pt"
+    result, _, _ = train_one(_tiny(), progress=False, checkpoint_path=nowhere, checkpoint_every_s=0)
+    assert result["test_acc"] == plain["test_acc"] and result["test_loss"] == plain["test_loss"]
+    err = [line for line in capsys.readouterr().err.splitlines() if "cannot save the checkpoint" in line]
+    assert len(err) == 1 and str(nowhere) in err[0]  # said once, not at every later attempt
 
 
-def test_a_stopped_sweep_continues_its_runs_in_progress_from_their_checkpoints(tmp_path, monkeypatch):
+SMALL = ["--quick", "--set", "models=rnn", "--set", "lengths=4", "--set", "n_seeds=2", "--set", "steps=150",
+         "--set", "eval_every=50"]  # 2 runs, each with a checkpoint at step 100
+
+
+def test_a_stopped_sweep_continues_its_runs_in_progress_from_their_checkpoints(tmp_path, monkeypatch, capsys):
     from twinnet import checkpoint
 
     assert main(["run", "palindrome-sweep", "--out", str(tmp_path / "whole"), *SMALL]) == 0
     unbroken = {_key(r): r for r in map(json.loads, (tmp_path / "whole" / "results.jsonl").read_text().splitlines())}
-    out, real_save, saves = tmp_path / "broken", checkpoint.save, []
+    out, real_save = tmp_path / "broken", checkpoint.save
 
     def save_then_stop(path, *args, **kwargs):
         real_save(path, *args, **kwargs)
-        saves.append(path)
-        if "seed1" in str(path):  # the second run, once its checkpoint is written
-            raise KeyboardInterrupt
+        raise KeyboardInterrupt  # stopped in the first run, before any result: the run must not be thrown away
 
     monkeypatch.setattr(sweep, "CHECKPOINT_EVERY_S", 0.0)
     monkeypatch.setattr(checkpoint, "save", save_then_stop)
     assert main(["run", "palindrome-sweep", "--out", str(out), *SMALL]) == 130
-    assert len((out / "results.jsonl").read_text().splitlines()) == 1
-    inflight = sorted(p.name for p in (out / "inflight").iterdir())
-    assert inflight == ["rnn-T4-seed1.pt"]  # the finished run's checkpoint went with its result
+    assert f"--resume {out}" in capsys.readouterr().err
+    assert not (out / "results.jsonl").exists() or (out / "results.jsonl").read_text() == ""
+    assert sorted(p.name for p in (out / "inflight").iterdir()) == ["rnn-T4-seed0.pt"]
 
     monkeypatch.setattr(checkpoint, "save", real_save)
     assert main(["run", "palindrome-sweep", "--resume", str(out)]) == 0
     results = {_key(r): r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
-    assert results[("rnn", 4, 1)]["resumed_from_step"] == 100 and results[("rnn", 4, 0)]["resumed_from_step"] is None
+    assert results[("rnn", 4, 0)]["resumed_from_step"] == 100 and results[("rnn", 4, 1)]["resumed_from_step"] is None
     for key, r in unbroken.items():
         assert (results[key]["test_acc"], results[key]["test_loss"], results[key]["records"][-1]["train_loss"]) == \
             (r["test_acc"], r["test_loss"], r["records"][-1]["train_loss"]), key
-    assert list((out / "inflight").iterdir()) == []
+    assert list((out / "inflight").iterdir()) == []  # each checkpoint went once its result was written
 
 
-def test_an_unusable_checkpoint_in_a_sweep_is_set_aside_and_its_run_starts_again(tmp_path, capsys):
+@pytest.mark.parametrize("content", ["garbage", "no loop state"])
+def test_an_unusable_checkpoint_in_a_sweep_is_set_aside_and_its_run_starts_again(tmp_path, capsys, content):
+    import torch
+
     out = tmp_path / "s"
     args = ["--quick", "--set", "models=rnn", "--set", "lengths=4", "--set", "n_seeds=1"]
     assert main(["run", "palindrome-sweep", "--out", str(out), *args, "--set", "steps=1"]) == 0
     (out / "results.jsonl").write_text("")  # as if the run had not finished, but left a broken checkpoint
-    (out / "inflight" / "rnn-T4-seed0.pt").write_bytes(b"half a checkpoint")
+    broken = out / "inflight" / "rnn-T4-seed0.pt"
+    if content == "garbage":
+        broken.write_bytes(b"half a checkpoint")
+    else:  # a readable file of another layout
+        torch.save({"config": {}, "learner": {}}, broken)
+    before = broken.read_bytes()
     assert main(["run", "palindrome-sweep", "--resume", str(out)]) == 0
     err = capsys.readouterr().err
     assert "cannot resume from" in err and "starts again" in err
-    assert (out / "inflight" / "rnn-T4-seed0.unusable").read_bytes() == b"half a checkpoint"
+    assert (out / "inflight" / "rnn-T4-seed0.unusable").read_bytes() == before
     (result,) = map(json.loads, (out / "results.jsonl").read_text().splitlines())
     assert result["resumed_from_step"] is None and result["steps_done"] == 1
 

@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="continue an interrupted run in RUN_DIR from its last checkpoint (image runs: the last "
                    "finished epoch; palindrome-sweep: the finished runs kept, the unfinished continued from their "
-                   "checkpoints of at most a minute ago), with its saved configuration; "
+                   "checkpoints, renewed about every minute), with its saved configuration; "
                    "--set still applies on top")
 
     s = sub.add_parser("summary", help="print a model's structure table (layers, shapes, parameters)")

@@ -71,7 +71,7 @@ def run_experiment(
     try:
         summary = experiment.run(cfg, run_dir)
     except BaseException as e:
-        if resume is None and not any(run_dir.path.rglob(METRICS)):  # nothing measured: leave no empty run behind
+        if resume is None and not _has_work(run_dir):  # nothing measured or saved: leave no empty run behind
             shutil.rmtree(run_dir.path, ignore_errors=True)
         elif isinstance(e, KeyboardInterrupt) and getattr(experiment.config_cls, "resumable", False):
             print(f"twinnet: to continue: twinnet run {name} --resume {run_dir.path}", file=sys.stderr)
@@ -80,6 +80,11 @@ def run_experiment(
     run_dir.write_json(SUMMARY, summary)
     write_report(run_dir.path)
     return run_dir.path
+
+
+def _has_work(run_dir: RunDir) -> bool:
+    """Whether a run holds anything worth keeping: metrics, or a checkpoint to resume from."""
+    return any(run_dir.path.rglob(METRICS)) or any(run_dir.path.rglob("*.pt"))
 
 
 def _reopen(name: str, path: Path, overrides: list[str]):

@@ -30,6 +30,7 @@ class LoopSettings:
     eval_every: int = 1  # evaluate every this many eval_unit
     eval_unit: Literal["epoch", "step"] = "epoch"
     train_eval: Literal["full", "running"] = "full"  # train figures: re-evaluated, or mean of the steps since the last evaluation
+    checkpoint_every: int = 0  # steps between calls of on_checkpoint (0: at the end of every epoch)
 
     def __post_init__(self) -> None:
         if self.batching == "mini" and self.batch_size < 1:
@@ -40,6 +41,8 @@ class LoopSettings:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
         if self.eval_every < 1:
             raise ValueError(f"eval_every must be >= 1, got {self.eval_every}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
 
     def batch_len(self, n: int) -> int:
         return {"full": n, "mini": min(self.batch_size, n), "sample": 1}[self.batching]
@@ -117,13 +120,15 @@ def fit(
 
     ``val``: a validation set, evaluated beside ``test`` (``val_loss``, ``val_acc``). ``stop(history)``,
     asked after each evaluation, ends training early when it returns True. ``on_checkpoint(state)`` is
-    called at the end of every epoch and at the last step; ``fit(..., resume=state)`` continues from
-    such a state (with the learner restored to the same moment) to the same result as an unbroken run.
+    called at the end of every epoch (or every ``settings.checkpoint_every`` steps) and at the last
+    step; ``fit(..., resume=state)`` continues from such a state (with the learner restored to the
+    same moment) to the same result as an unbroken run.
     """
     n = len(train)
     total = settings.total_steps(n)
     per_epoch = settings.steps_per_epoch(n)
     unit = settings.eval_every * (per_epoch if settings.eval_unit == "epoch" else 1)
+    checkpoint_unit = settings.checkpoint_every or per_epoch
     rng = np.random.default_rng(seed)
     history, first = History(), 1
     running_loss, running_correct, running_seen = 0.0, 0, 0
@@ -198,7 +203,7 @@ def fit(
             bar.set_postfix(loss=f"{loss:.4f}", test_acc=f"{history.last.get('test_acc', float('nan')):.3f}")
             if stop is not None and step < total and stop(history):
                 history.stopped_early = True
-        if on_checkpoint is not None and (step % per_epoch == 0 or step == total or history.stopped_early):
+        if on_checkpoint is not None and (step % checkpoint_unit == 0 or step == total or history.stopped_early):
             on_checkpoint(LoopState(step, history, (running_loss, running_correct, running_seen),
                                     rng.bit_generator.state, time.perf_counter() - start))
         if history.stopped_early:

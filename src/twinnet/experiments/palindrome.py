@@ -8,6 +8,7 @@ gradient norm clipped at 10, 10,000 steps, one-hot digits, fresh samples for eve
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,9 @@ def _load_weights(learner, state: dict) -> None:
     learner.model.load_state_dict(state)
 
 
+CHECKPOINT_STEPS = 100  # how often train_one asks whether a checkpoint is due (a few seconds of training)
+
+
 class _Stop(Exception):
     """Raised by the evaluation hook to end training early (``fit`` has no stopping rule of its own)."""
 
@@ -144,9 +148,10 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None,
               checkpoint_every_s: float = 60.0):
     """Train one model; returns (result, learner, evaluation records). ``on_eval(rec)`` sees each record.
 
-    ``checkpoint_path``: the run saves its whole state there (at most every ``checkpoint_every_s``, at
-    the ends of nominal epochs of 12,800 samples) and, if the file exists, continues from it to the
-    result an unbroken run gives. The caller removes the file once the result is safe."""
+    ``checkpoint_path``: the run saves its whole state there (at the first multiple of 100 steps after
+    each ``checkpoint_every_s``) and, if the file exists, continues from it to the result an unbroken
+    run gives (a file it cannot continue from raises ``checkpoint.CheckpointError``). The caller
+    removes the file once the result is safe."""
     models = build_models(cfg)
     learner = make_learner(cfg, models[cfg.engine], cfg.engine)
     data = PalindromeDataset(cfg.length, cfg.encoding, seed=cfg.seed, dtype=DTYPES[cfg.dtype])
@@ -156,15 +161,21 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None,
     best = {"acc": -1.0, "step": 0, "state": None}
     resume = None
     if checkpoint_path is not None and Path(checkpoint_path).exists():
-        resume, extra = checkpoint.load(checkpoint_path, learner, to_dict(cfg))
+        resume, extra = checkpoint.load(checkpoint_path, learner, to_dict(cfg), extra_keys=("length", "best"))
         data.length, best = extra["length"], extra["best"]
     records: list[dict] = [] if resume is None else list(resume.history.records)
     last_save = [time.perf_counter()]
 
     def save(state: LoopState) -> None:
-        if time.perf_counter() - last_save[0] >= checkpoint_every_s and state.step < cfg.steps:
+        if last_save[0] is None or time.perf_counter() - last_save[0] < checkpoint_every_s or state.step >= cfg.steps:
+            return
+        try:
             checkpoint.save(checkpoint_path, learner, state, to_dict(cfg), {"length": data.length, "best": best})
             last_save[0] = time.perf_counter()
+        except OSError as e:  # a full disk, say: the run itself can still finish
+            last_save[0] = None
+            print(f"twinnet: cannot save the checkpoint {checkpoint_path} ({e}); {cfg.model} T={cfg.length} "
+                  f"seed={cfg.seed} trains on without one", file=sys.stderr, flush=True)
 
     def hook(rec: dict) -> None:
         rec["length"] = data.length  # the length the running train figures were drawn at
@@ -179,7 +190,7 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None,
             raise _Stop
 
     settings = LoopSettings(batching="mini", batch_size=cfg.batch_size, steps=cfg.steps, eval_every=cfg.eval_every,
-                            eval_unit="step", train_eval="running")
+                            eval_unit="step", train_eval="running", checkpoint_every=CHECKPOINT_STEPS)
     lr_at = make_schedule(cfg.schedule, cfg.lr, cfg.steps) if cfg.schedule != "constant" else None
     outcome, start = "completed", time.perf_counter()
     try:

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from twinnet import TwinnetError
+from twinnet import TwinnetError, checkpoint
 from twinnet.config import to_dict
 from twinnet.experiments.palindrome import (
     check_grid,
@@ -37,7 +37,7 @@ from twinnet.runs import RunDir, read_jsonl
 
 RESULTS = "results.jsonl"
 INFLIGHT = "inflight"  # a checkpoint for each run in progress, removed once its result is in RESULTS
-CHECKPOINT_EVERY_S = 60.0  # at most this much training is lost per run when a sweep is stopped
+CHECKPOINT_EVERY_S = 60.0  # about this much training (and up to 100 steps more) is lost per run when a sweep stops
 # relative cost of one step per time step (bench/rnn_step.py), to start the longest runs first
 COST = {"rnn": 1.0, "irnn": 1.0, "lstm": 3.5, "gru": 2.5}
 PASS = 0.99  # "learnt": mean test accuracy over the seeds at least this
@@ -50,7 +50,7 @@ class SweepConfig(Recipe):
     models: tuple[str, ...] = ("rnn", "lstm", "gru")
     lengths: tuple[int, ...] = tuple(range(5, 61, 5))  # palindrome lengths T
     n_seeds: int = 5  # seeds seed, seed+1, ..., seed+n_seeds-1 at every (model, length)
-    workers: int = 0  # processes (0: one per core); each runs one training at a time on one thread
+    workers: int = 0  # processes (0: one per core), each one training at a time on one thread; 1: in this process
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -109,10 +109,10 @@ def run_job(job: dict) -> dict:
     its evaluation records (picklable, JSON-ready)."""
     from twinnet.experiments.palindrome import PalindromeConfig
 
-    cfg, path = PalindromeConfig(**job["config"]), job.get("checkpoint")
+    cfg, path = PalindromeConfig(**job["config"]), job["checkpoint"]
     try:
         result, _, records = train_one(cfg, progress=False, checkpoint_path=path, checkpoint_every_s=CHECKPOINT_EVERY_S)
-    except TwinnetError as e:  # a checkpoint unreadable or from other settings: start over, the file set aside
+    except checkpoint.CheckpointError as e:  # unreadable, or from other settings: start over, the file set aside
         aside = Path(path).with_suffix(".unusable")
         Path(path).replace(aside)
         print(f"palindrome-sweep: {e}; {cfg.model} T={cfg.length} seed={cfg.seed} starts again (the checkpoint "
@@ -127,9 +127,12 @@ def checkpoint_file(run_dir: RunDir, model: str, length: int, seed: int) -> Path
     return run_dir.file(INFLIGHT) / f"{model}-T{length}-seed{seed}.pt"
 
 
-def _execute(jobs: list[dict], workers: int, on_result) -> None:
-    """Run the jobs, calling ``on_result`` in this process as each finishes (in any order)."""
-    if workers == 1:  # in-process: no start-up cost, and the thread settings of the caller
+def _execute(jobs: list[dict], workers: int, on_result, in_process: bool = False) -> None:
+    """Run the jobs, calling ``on_result`` in this process as each finishes (in any order).
+
+    ``in_process``: here, one after another, with the caller's thread settings; else on ``workers``
+    processes of one thread each (even one: a resumed sweep's last run trains as its first did)."""
+    if in_process:  # no start-up cost
         for job in jobs:
             on_result(run_job(job))
         return
@@ -200,8 +203,10 @@ def _run(cfg: SweepConfig, run_dir: RunDir) -> dict:
     cost_all, cost_done = sum(COST[m] * t for m, t, _ in todo), [0.0]
 
     def on_result(result: dict) -> None:
-        with open(run_dir.file(RESULTS), "a") as f:  # one line per run, flushed at once
+        with open(run_dir.file(RESULTS), "a") as f:  # one line per run, on disk before its checkpoint goes
             f.write(json.dumps(result) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
         run_dir.append_metrics({k: v for k, v in result.items() if k not in ("records", "pid")})
         checkpoint_file(run_dir, result["model"], result["length"], result["seed"]).unlink(missing_ok=True)
         count[0] += 1
@@ -214,7 +219,7 @@ def _run(cfg: SweepConfig, run_dir: RunDir) -> dict:
 
     jobs = [{"config": to_dict(job_config(cfg, m, t, s)), "checkpoint": str(checkpoint_file(run_dir, m, t, s))}
             for m, t, s in todo]
-    _execute(jobs, workers, on_result)
+    _execute(jobs, workers, on_result, in_process=cfg.workers == 1)
     wanted = set(cfg.triples())  # results of a grid since changed by --set on resume stay out of the summary
     return summarise(cfg, [r for key, r in finished(run_dir).items() if key in wanted])
 
