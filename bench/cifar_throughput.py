@@ -20,6 +20,7 @@ import argparse
 import io
 import time
 
+import twinnet  # noqa: F401,I001 - before NumPy, so that OpenBLAS loads with twinnet's thread setting
 import numpy as np
 import torch
 from PIL import Image

@@ -15,6 +15,7 @@ import argparse
 import statistics
 import time
 
+import twinnet  # noqa: F401,I001 - before NumPy, so that OpenBLAS loads with twinnet's thread setting
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits

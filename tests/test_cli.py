@@ -78,6 +78,9 @@ def test_report_embeds_every_figure_and_both_structure_tables(quick_run):
     assert "### MLP 2-20-2 — numpy engine" in report and "### MLP 2-20-2 — torch engine" in report
     assert "### MLP 2-20-3 — torch engine" in report  # blobs has three classes
     assert "Total parameters: **102**" in report  # 2*20+20 + 20*2+2
+    files = report.split("## Files")[1]  # the files this run has, and no others
+    assert "`moons.npz`" not in files and "`*.npz`" in files and "`*.png`" in files and "`metrics.jsonl`" in files
+    assert "checkpoint.pt" not in files and "results.jsonl" not in files and "inflight" not in files
 
 
 def test_report_command_redraws_from_files(quick_run, capsys):
@@ -134,3 +137,22 @@ def test_show_config_resolves_quick_and_overrides(capsys):
     assert main(["run", "mlp-compare", "--quick", "--set", "hidden=7,5", "--show-config"]) == 0
     out = capsys.readouterr().out
     assert "hidden = [7, 5]" in out and "epochs = 2" in out
+
+
+def test_threads_sets_torch_the_blas_and_the_numpy_engine_alike():
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from twinnet.numpy_nn import backend
+    from twinnet.runner import set_threads
+
+    before = (torch.get_num_threads(), backend.num_threads(), backend._threads)
+    with threadpool_limits(limits=None):  # restores the BLAS's own setting on the way out
+        try:
+            set_threads(1)
+            assert torch.get_num_threads() == 1 and backend.num_threads() == 1
+            assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] == "blas")
+        finally:
+            torch.set_num_threads(before[0])
+            backend._threads = before[2]
+    assert backend.num_threads() == before[1]

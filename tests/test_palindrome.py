@@ -173,6 +173,8 @@ def test_sweep_resumes_where_it_was_interrupted_without_rerunning_finished_runs(
     s = _summary(out)
     assert s["runs"] == 8 and s["missing_runs"] == 0 and set(s["longest_T_99"]) == {"rnn", "gru"}
     assert (out / "accuracy_vs_length.png").exists() and (out / "curves_by_length.png").exists()
+    files = (out / "report.md").read_text().split("## Files")[1]
+    assert "`results.jsonl`" in files and "*.npz" not in files and "inflight" not in files  # none left in progress
     assert main(["run", "palindrome", "--resume", str(out)]) == 2  # only resumable experiments resume
 
 

@@ -25,14 +25,18 @@ def resolve_config(name: str, overrides: list[str] = (), quick: bool = False, se
 
 
 def set_threads(threads: int | None) -> None:
-    """Give torch and NumPy's BLAS the same thread count (None leaves the defaults: all cores)."""
+    """Give torch, NumPy's BLAS and the NumPy engine's own elementwise threads one thread count
+    (None leaves the defaults: all cores)."""
     if threads is None:
         return
     import torch
     from threadpoolctl import threadpool_limits
 
+    from twinnet.numpy_nn import backend
+
     torch.set_num_threads(threads)
     threadpool_limits(threads)
+    backend.set_num_threads(threads)
 
 
 def run_experiment(

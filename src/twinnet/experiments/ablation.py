@@ -72,7 +72,7 @@ def report(path: Path) -> list[str]:
     s = run_dir.read_json(SUMMARY)
     rows = [[r["variant"], r["changes"], f"{100 * r['test_acc']:.2f}%", f"{r['train_loss']:.4f}",
              f"{r['test_loss']:.4f}", f"{r['train_time_s']:.0f} s", f"{r['params']:,}"] for r in s["variants"]]
-    table = markdown_table(["variant", "changes", "test acc", "train loss", "test loss", "wall time", "params"], rows,
+    table = markdown_table(["variant", "changes", "test acc", "train loss", "test loss", "train time", "params"], rows,
                            {2, 3, 4, 5, 6})
     source = s["variants"][0].get("data_source")
     fig, ax = plots.figure(2, 5.5, 4.0)

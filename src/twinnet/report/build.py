@@ -29,6 +29,27 @@ def _structure_section(run: RunDir) -> str:
     return "\n\n".join(parts)
 
 
+# what each file a run may leave holds: (shown as, found by, what); the report lists those this run has
+FILES = (
+    ("config.json", "config.json", "configuration"),
+    ("metrics.jsonl", "metrics.jsonl", "records as they came: evaluations, or a sweep's finished runs"),
+    ("summary.json", "summary.json", "final figures"),
+    ("env.json", "env.json", "versions, hardware, seed, commands"),
+    ("structure.json", "structure.json", "layer tables"),
+    ("results.jsonl", "results.jsonl", "every run of a sweep, with its evaluation records"),
+    ("checkpoint.pt", "checkpoint.pt", "weights, optimiser and loop state to resume from"),
+    ("inflight/", "inflight/*.pt", "checkpoints of a sweep's runs still in progress"),
+    ("*.npz", "*.npz", "data behind the figures"),
+    ("*.png", "*.png", "figures"),
+    ("<part>/", "*/config.json", "one run directory for each part of the run"),
+)
+
+
+def _files_section(run: RunDir) -> str:
+    present = [f"`{shown}` ({what})" for shown, pattern, what in FILES if any(run.path.glob(pattern))]
+    return "## Files\n\n" + ", ".join(present) + "."
+
+
 def write_report(path: Path) -> Path:
     """Draw the run's figures and write report.md; reads files only, never trains."""
     run = RunDir(path)
@@ -50,9 +71,7 @@ def write_report(path: Path) -> Path:
             _structure_section(run),
             "## Configuration\n\n" + markdown_table(["field", "value"], config_rows),
             "## Environment\n\n" + markdown_table(["what", "value"], env_rows),
-            "## Files\n\n`config.json` (configuration), `metrics.jsonl` (one record per evaluation), "
-            "`summary.json` (final figures), `env.json` (versions, hardware, seed), "
-            "`structure.json` (layer tables), `*.npz` (data behind the figures), `*.png` (figures).",
+            _files_section(run),
         ]
         if s
     )
