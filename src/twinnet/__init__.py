@@ -9,8 +9,9 @@ __version__ = "0.1.0"
 # 0.1 s) waiting for the next one. The NumPy engine runs its elementwise work between products on
 # threads of its own, and on a 2-core machine those spinning threads take a core from them: the
 # MNIST CNN's NumPy step took 0.106 s with OPENBLAS_THREAD_TIMEOUT=28 and 0.068 s with 4, that is
-# 2**4 cycles (bench/engine_vs_torch.py, docs/RESULTS.md). OpenBLAS reads the setting once, when NumPy loads it, so it takes effect only if
-# twinnet is imported before NumPy; a value already in the environment is kept.
+# 2**4 cycles (bench/engine_vs_torch.py, docs/RESULTS.md). OpenBLAS reads the setting once, when
+# NumPy loads it, so it takes effect only if twinnet is imported before NumPy; a value already in
+# the environment is kept.
 BLAS_SPIN_LIMITED = "numpy" not in _sys.modules or "OPENBLAS_THREAD_TIMEOUT" in _os.environ
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 

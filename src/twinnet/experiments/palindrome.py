@@ -138,6 +138,7 @@ def _load_weights(learner, state: dict) -> None:
 
 
 CHECKPOINT_STEPS = 100  # how often train_one asks whether a checkpoint is due (a few seconds of training)
+CHECKPOINT_EVERY_S = 60.0  # ... and how much training may pass between two checkpoints
 
 
 class _Stop(Exception):
@@ -145,7 +146,7 @@ class _Stop(Exception):
 
 
 def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None, checkpoint_path: Path | None = None,
-              checkpoint_every_s: float = 60.0):
+              checkpoint_every_s: float = CHECKPOINT_EVERY_S):
     """Train one model; returns (result, learner, evaluation records). ``on_eval(rec)`` sees each record.
 
     ``checkpoint_path``: the run saves its whole state there (at the first multiple of 100 steps after
@@ -159,21 +160,22 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None,
     if cfg.curriculum:
         data.length = min(cfg.curriculum_start, cfg.length)
     best = {"acc": -1.0, "step": 0, "state": None}
-    resume = None
+    config, resume = to_dict(cfg), None
     if checkpoint_path is not None and Path(checkpoint_path).exists():
-        resume, extra = checkpoint.load(checkpoint_path, learner, to_dict(cfg), extra_keys=("length", "best"))
+        resume, extra = checkpoint.load(checkpoint_path, learner, config, extra_keys=("length", "best"))
         data.length, best = extra["length"], extra["best"]
     records: list[dict] = [] if resume is None else list(resume.history.records)
-    last_save = [time.perf_counter()]
+    last_save: float | None = time.perf_counter()  # None once a save has failed: no more tries
 
     def save(state: LoopState) -> None:
-        if last_save[0] is None or time.perf_counter() - last_save[0] < checkpoint_every_s or state.step >= cfg.steps:
+        nonlocal last_save
+        if last_save is None or time.perf_counter() - last_save < checkpoint_every_s or state.step >= cfg.steps:
             return
         try:
-            checkpoint.save(checkpoint_path, learner, state, to_dict(cfg), {"length": data.length, "best": best})
-            last_save[0] = time.perf_counter()
+            checkpoint.save(checkpoint_path, learner, state, config, {"length": data.length, "best": best})
+            last_save = time.perf_counter()
         except OSError as e:  # a full disk, say: the run itself can still finish
-            last_save[0] = None
+            last_save = None
             print(f"twinnet: cannot save the checkpoint {checkpoint_path} ({e}); {cfg.model} T={cfg.length} "
                   f"seed={cfg.seed} trains on without one", file=sys.stderr, flush=True)
 

@@ -20,7 +20,8 @@ import numpy as np
 
 from twinnet import TwinnetError, checkpoint
 from twinnet.config import to_dict
-from twinnet.experiments.palindrome import (
+from twinnet.experiments.palindrome import (  # CHECKPOINT_EVERY_S: about what a stopped sweep loses per run
+    CHECKPOINT_EVERY_S,
     check_grid,
     BEST,
     MODEL_NAMES,
@@ -37,7 +38,6 @@ from twinnet.runs import RunDir, read_jsonl
 
 RESULTS = "results.jsonl"
 INFLIGHT = "inflight"  # a checkpoint for each run in progress, removed once its result is in RESULTS
-CHECKPOINT_EVERY_S = 60.0  # about this much training (and up to 100 steps more) is lost per run when a sweep stops
 # relative cost of one step per time step (bench/rnn_step.py), to start the longest runs first
 COST = {"rnn": 1.0, "irnn": 1.0, "lstm": 3.5, "gru": 2.5}
 PASS = 0.99  # "learnt": mean test accuracy over the seeds at least this
@@ -110,14 +110,18 @@ def run_job(job: dict) -> dict:
     from twinnet.experiments.palindrome import PalindromeConfig
 
     cfg, path = PalindromeConfig(**job["config"]), job["checkpoint"]
+
+    def train():
+        return train_one(cfg, progress=False, checkpoint_path=path, checkpoint_every_s=CHECKPOINT_EVERY_S)
+
     try:
-        result, _, records = train_one(cfg, progress=False, checkpoint_path=path, checkpoint_every_s=CHECKPOINT_EVERY_S)
+        result, _, records = train()
     except checkpoint.CheckpointError as e:  # unreadable, or from other settings: start over, the file set aside
         aside = Path(path).with_suffix(".unusable")
         Path(path).replace(aside)
         print(f"palindrome-sweep: {e}; {cfg.model} T={cfg.length} seed={cfg.seed} starts again (the checkpoint "
               f"is kept as {aside})", file=sys.stderr, flush=True)
-        result, _, records = train_one(cfg, progress=False, checkpoint_path=path, checkpoint_every_s=CHECKPOINT_EVERY_S)
+        result, _, records = train()
     keep = ("step", "length", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "time_s")
     return {**result, "records": [{k: r[k] for k in keep} for r in records], "pid": os.getpid()}
 
