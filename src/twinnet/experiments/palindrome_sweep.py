@@ -203,20 +203,23 @@ def _run(cfg: SweepConfig, run_dir: RunDir) -> dict:
     workers = min(cfg.workers or cores(), max(len(todo), 1))
     print(f"palindrome-sweep: {len(done)} runs already finished, {len(todo)} to run on {workers} "
           f"worker(s)", file=sys.stderr, flush=True)
-    start, count = time.perf_counter(), [0]
-    cost_all, cost_done = sum(COST[m] * t for m, t, _ in todo), [0.0]
+    start, count = time.perf_counter(), 0
+    cost_all, cost_done = sum(COST[m] * t for m, t, _ in todo), 0.0
 
     def on_result(result: dict) -> None:
+        nonlocal count, cost_all, cost_done
         with open(run_dir.file(RESULTS), "a") as f:  # one line per run, on disk before its checkpoint goes
             f.write(json.dumps(result) + "\n")
             f.flush()
             os.fsync(f.fileno())
         run_dir.append_metrics({k: v for k, v in result.items() if k not in ("records", "pid")})
         checkpoint_file(run_dir, result["model"], result["length"], result["seed"]).unlink(missing_ok=True)
-        count[0] += 1
-        cost_done[0] += COST[result["model"]] * result["length"]
+        count += 1
+        before, here = run_cost(result, cfg.steps)
+        cost_all -= before  # trained by an earlier, stopped sweep: neither done here nor left
+        cost_done += here
         elapsed = time.perf_counter() - start
-        print(f"[{count[0]}/{len(todo)} {elapsed:.0f} s, {time_left(elapsed, cost_done[0], cost_all - cost_done[0])}] "
+        print(f"[{count}/{len(todo)} {elapsed:.0f} s, {time_left(elapsed, cost_done, cost_all - cost_done)}] "
               f"{result['model']} T={result['length']} seed={result['seed']}: test acc "
               f"{100 * result['test_acc']:.2f}% ({result['outcome']}, {result['train_time_s']:.0f} s)",
               file=sys.stderr, flush=True)
@@ -239,11 +242,22 @@ def _tidy_inflight(run_dir: RunDir, done: dict) -> None:
         tmp.unlink()
 
 
+def run_cost(result: dict, steps: int) -> tuple[float, float]:
+    """A finished run's cost (COST x length), split into the part an earlier sweep trained before
+    it was stopped (up to the checkpoint the run resumed from) and the part trained here."""
+    cost = COST[result["model"]] * result["length"]
+    before = cost * min((result.get("resumed_from_step") or 0) / steps, 1.0)
+    return before, cost - before
+
+
 def time_left(elapsed: float, cost_done: float, cost_left: float) -> str:
-    """The wall time still to go, extrapolated from the cost (COST x length) of the runs finished so far.
-    Runs still in flight count as not started, so early on it errs long."""
+    """The wall time still to go, extrapolated from the cost (COST x length) trained so far in this
+    process. Runs still in flight count as not started, and runs resuming from a checkpoint at
+    their whole cost until they finish, so early on it errs long."""
     if cost_left <= 0:
         return "done"
+    if cost_done <= 0:  # only runs that had finished before the stop
+        return "time left not known yet"
     seconds = elapsed * cost_left / cost_done
     return f"about {seconds / 3600:.1f} h left" if seconds >= 5400 else f"about {seconds / 60:.0f} min left"
 
