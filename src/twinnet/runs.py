@@ -23,6 +23,9 @@ CONFIG, METRICS, SUMMARY, ENV, STRUCTURE, REPORT = (
     "structure.json",
     "report.md",
 )
+CHECKPOINT = "checkpoint.pt"  # an image run's weights, optimiser and loop state at the end of its latest epoch
+RESULTS = "results.jsonl"  # a sweep's finished runs, one JSON line each
+INFLIGHT = "inflight"  # a sweep's checkpoint for each run in progress, removed once its result is in RESULTS
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -20,11 +20,9 @@ from twinnet.learner import NumpyLearner, TorchLearner, evaluate
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
-from twinnet.runs import METRICS, RunDir
+from twinnet.runs import CHECKPOINT, METRICS, RunDir
 from twinnet.schedules import make_schedule
 from twinnet.train import History, LoopSettings, LoopState, fit
-
-CHECKPOINT = "checkpoint.pt"  # weights, optimiser and loop state at the end of the latest epoch
 
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
 

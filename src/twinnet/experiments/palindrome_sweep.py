@@ -34,10 +34,8 @@ from twinnet.experiments.palindrome import (  # CHECKPOINT_EVERY_S: about what a
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
-from twinnet.runs import RunDir, read_jsonl
+from twinnet.runs import INFLIGHT, RESULTS, RunDir, read_jsonl
 
-RESULTS = "results.jsonl"
-INFLIGHT = "inflight"  # a checkpoint for each run in progress, removed once its result is in RESULTS
 # relative cost of one step per time step (bench/rnn_step.py), to start the longest runs first
 COST = {"rnn": 1.0, "irnn": 1.0, "lstm": 3.5, "gru": 2.5}
 PASS = 0.99  # "learnt": mean test accuracy over the seeds at least this

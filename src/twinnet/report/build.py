@@ -6,7 +6,8 @@ from pathlib import Path
 
 from twinnet import TwinnetError
 from twinnet.registry import get_experiment
-from twinnet.runs import CONFIG, ENV, REPORT, STRUCTURE, SUMMARY, RunDir, atomic_write_bytes
+from twinnet.runs import (CHECKPOINT, CONFIG, ENV, INFLIGHT, METRICS, REPORT, RESULTS, STRUCTURE, SUMMARY, RunDir,
+                          atomic_write_bytes)
 from twinnet.structure import format_markdown
 
 
@@ -31,17 +32,17 @@ def _structure_section(run: RunDir) -> str:
 
 # what each file a run may leave holds: (shown as, found by, what); the report lists those this run has
 FILES = (
-    ("config.json", "config.json", "configuration"),
-    ("metrics.jsonl", "metrics.jsonl", "records as they came: evaluations, or a sweep's finished runs"),
-    ("summary.json", "summary.json", "final figures"),
-    ("env.json", "env.json", "versions, hardware, seed, commands"),
-    ("structure.json", "structure.json", "layer tables"),
-    ("results.jsonl", "results.jsonl", "every run of a sweep, with its evaluation records"),
-    ("checkpoint.pt", "checkpoint.pt", "weights, optimiser and loop state to resume from"),
-    ("inflight/", "inflight/*.pt", "checkpoints of a sweep's runs still in progress"),
+    (CONFIG, CONFIG, "configuration"),
+    (METRICS, METRICS, "records as they came: evaluations, or a sweep's finished runs"),
+    (SUMMARY, SUMMARY, "final figures"),
+    (ENV, ENV, "versions, hardware, seed, commands"),
+    (STRUCTURE, STRUCTURE, "layer tables"),
+    (RESULTS, RESULTS, "every run of a sweep, with its evaluation records"),
+    (CHECKPOINT, CHECKPOINT, "weights, optimiser and loop state to resume from"),
+    (f"{INFLIGHT}/", f"{INFLIGHT}/*.pt", "checkpoints of a sweep's runs still in progress"),
     ("*.npz", "*.npz", "data behind the figures"),
     ("*.png", "*.png", "figures"),
-    ("<part>/", "*/config.json", "one run directory for each part of the run"),
+    ("<part>/", f"*/{CONFIG}", "one run directory for each part of the run"),
 )
 
 
