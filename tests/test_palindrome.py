@@ -122,6 +122,11 @@ def test_stop_acc_ends_training_and_keep_best_restores_the_best_evaluation(tmp_p
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     best = max(records, key=lambda r: r["test_acc"])
     assert s["weights_from_step"] == best["step"] and s["best_eval_acc"] == best["test_acc"]
+    # reaching stop_acc at the last step ends nothing early: the run completed
+    out = tmp_path / "last"
+    assert main(["run", "palindrome", "--quick", "--out", str(out), "--set", "stop_acc=0.01", "--set", "steps=10",
+                 "--set", "eval_every=10"]) == 0
+    assert (_summary(out)["outcome"], _summary(out)["steps_done"]) == ("completed", 10)
 
 
 def test_settings_that_do_not_apply_are_refused(capsys):

@@ -141,10 +141,6 @@ CHECKPOINT_STEPS = 100  # how often train_one asks whether a checkpoint is due (
 CHECKPOINT_EVERY_S = 60.0  # ... and how much training may pass between two checkpoints
 
 
-class _Stop(Exception):
-    """Raised by the evaluation hook to end training early (``fit`` has no stopping rule of its own)."""
-
-
 def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None, checkpoint_path: Path | None = None,
               checkpoint_every_s: float = CHECKPOINT_EVERY_S):
     """Train one model; returns (result, learner, evaluation records). ``on_eval(rec)`` sees each record.
@@ -188,19 +184,20 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None,
             best.update(acc=rec["test_acc"], step=rec["step"], state=learner.state_dict())
         if cfg.curriculum and rec["step"] > 0 and rec["train_acc"] >= cfg.curriculum_threshold:
             data.length = min(data.length + cfg.curriculum_step, cfg.length)
-        if cfg.stop_acc and rec["step"] > 0 and rec["test_acc"] >= cfg.stop_acc:
-            raise _Stop
+
+    def reached(history) -> bool:  # asked after each evaluation but step 0's and the last
+        return bool(cfg.stop_acc) and history.last["test_acc"] >= cfg.stop_acc
 
     settings = LoopSettings(batching="mini", batch_size=cfg.batch_size, steps=cfg.steps, eval_every=cfg.eval_every,
                             eval_unit="step", train_eval="running", checkpoint_every=CHECKPOINT_STEPS)
     lr_at = make_schedule(cfg.schedule, cfg.lr, cfg.steps) if cfg.schedule != "constant" else None
     outcome, start = "completed", time.perf_counter()
     try:
-        fit(learner, data, eval_set, settings, seed=cfg.seed, lr_at=lr_at, on_eval=hook,
-            desc=f"{cfg.model} T={cfg.length}", progress=progress,
-            on_checkpoint=save if checkpoint_path is not None else None, resume=resume)
-    except _Stop:
-        outcome = "stopped early"
+        history = fit(learner, data, eval_set, settings, seed=cfg.seed, lr_at=lr_at, on_eval=hook,
+                      desc=f"{cfg.model} T={cfg.length}", progress=progress, stop=reached,
+                      on_checkpoint=save if checkpoint_path is not None else None, resume=resume)
+        if history.stopped_early:
+            outcome = "stopped early"
     except FloatingPointError:
         outcome = "diverged"
     train_s = time.perf_counter() - start + (resume.elapsed_s if resume is not None else 0.0)
