@@ -71,3 +71,21 @@ def test_mnist_cnn_follows_torch_in_float64():
     np_curve, torch_curve, _, _ = _loss_curves("mnist-cnn", "float64", steps=15, batch=16)
     assert np.max(np.abs(np_curve - torch_curve) / np.abs(torch_curve)) <= 1e-9
     assert torch_curve[-3:].mean() < 0.5 * torch_curve[:3].mean()
+
+
+def test_gradient_agreement_names_every_gradient_and_catches_a_twin_that_differs():
+    from twinnet.architectures import mlp_layers
+    from twinnet.experiments.common import gradient_agreement, seed_everything, twin_models
+
+    seed_everything(0)
+    numpy_model, torch_model = twin_models(lambda nn: nn.Sequential(*mlp_layers(nn, 3, [6], 4)), "float64")
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 3)), rng.integers(0, 4, 16)
+    same = gradient_agreement(numpy_model, torch_model, x, y)
+    assert list(same) == ["loss", "0.weight", "0.bias", "2.weight", "2.bias"] and max(same.values()) < 1e-12
+    again = gradient_agreement(numpy_model, torch_model, x, y)  # gradients are zeroed first, not accumulated
+    assert again == same
+    params = dict(numpy_model.named_parameters())
+    params["2.weight"].data[0, 0] += 1e-3  # the output layer's weight differs: the loss, the gradients
+    differ = gradient_agreement(numpy_model, torch_model, x, y)  # of that layer's input and its own bias
+    assert differ["loss"] > 1e-7 and differ["0.weight"] > 1e-6 and differ["2.bias"] > 1e-6

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -77,15 +76,12 @@ def _cmd_list() -> None:
 def _cmd_run(args) -> None:
     from twinnet.config import describe_fields, to_dict
     from twinnet.registry import get_experiment
-    from twinnet.runner import resolve_config, run_experiment
-    from twinnet.runs import SUMMARY, read_json
+    from twinnet.runner import announce, resolve_config, run_experiment, use_data_dir
 
     if args.threads is not None and args.threads < 1:
         raise TwinnetError(f"--threads must be >= 1, got {args.threads}")
     if args.data_dir is not None:
-        if not args.data_dir.is_dir():
-            raise TwinnetError(f"--data-dir {args.data_dir} is not a directory")
-        os.environ["TWINNET_DATA_DIR"] = str(args.data_dir.resolve())
+        use_data_dir(args.data_dir)
     if args.resume is not None and (args.out is not None or args.quick or args.seed is not None):
         raise TwinnetError("--resume continues RUN_DIR with its saved configuration: drop --out, --quick and --seed")
     if args.show_config:
@@ -98,10 +94,7 @@ def _cmd_run(args) -> None:
         args.experiment, args.overrides, quick=args.quick, seed=args.seed, out=args.out,
         runs_root=args.runs_dir, threads=args.threads, resume=args.resume,
     )
-    experiment = get_experiment(args.experiment)
-    if experiment.headline is not None:
-        print(experiment.headline(read_json(path / SUMMARY)))
-    print(path)
+    announce(path)
 
 
 def _cmd_summary(args) -> None:

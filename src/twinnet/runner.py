@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import sys
@@ -22,6 +23,29 @@ def resolve_config(name: str, overrides: list[str] = (), quick: bool = False, se
     cfg = make_config(experiment.config_cls, values, context=f"{name}: ")
     assignments = list(overrides) + ([f"seed={seed}"] if seed is not None else [])
     return apply_overrides(cfg, assignments, context=f" for {name}")
+
+
+def use_data_dir(path: Path) -> None:
+    """Point the experiments at a folder of real datasets (``--data-dir``): sets TWINNET_DATA_DIR."""
+    path = Path(path)
+    if not path.is_dir():
+        raise TwinnetError(f"--data-dir {path} is not a directory")
+    os.environ["TWINNET_DATA_DIR"] = str(path.resolve())
+
+
+def headline(path: Path) -> str | None:
+    """The one-line result of a finished run, as ``twinnet run`` prints it (None if its experiment has none)."""
+    run_dir = RunDir(path)
+    experiment = get_experiment(run_dir.read_json(CONFIG)["experiment"])
+    return experiment.headline(run_dir.read_json(SUMMARY)) if experiment.headline is not None else None
+
+
+def announce(path: Path) -> None:
+    """Print a finished run's headline (if its experiment has one), then its directory, on stdout."""
+    line = headline(path)
+    if line is not None:
+        print(line)
+    print(path)
 
 
 def set_threads(threads: int | None) -> None:

@@ -70,3 +70,30 @@ def max_relative_difference(a, b) -> float:
     """Largest |a_i - b_i| / |b_i| over two curves of equal length."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), np.finfo(np.float64).tiny)))
+
+
+def gradient_agreement(numpy_model, torch_model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """One cross-entropy forward and backward of (x, y) through both twins: the relative difference
+    (max |numpy - torch| / max |torch|) of the loss and of every parameter's gradient, by name.
+    Both models must be in training mode and hold the same weights; their gradients are left set."""
+    import torch
+
+    from twinnet.numpy_nn import CrossEntropyLoss
+
+    dtype = next(torch_model.parameters()).dtype
+    loss_fn = CrossEntropyLoss()
+    numpy_model.zero_grad()
+    numpy_loss = loss_fn.forward(numpy_model.forward(np.asarray(x, dtype=numpy_model.dtype)), y)
+    numpy_model.backward(loss_fn.backward())
+    torch_model.zero_grad(set_to_none=True)
+    torch_loss = torch.nn.functional.cross_entropy(torch_model(torch.as_tensor(x, dtype=dtype)),
+                                                   torch.as_tensor(y, dtype=torch.long))
+    torch_loss.backward()
+
+    def rel(a, b) -> float:
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), np.finfo(np.float64).tiny))
+
+    theirs = dict(torch_model.named_parameters())
+    return {"loss": rel(numpy_loss, torch_loss.item()),
+            **{name: rel(p.grad, theirs[name].grad.numpy()) for name, p in numpy_model.named_parameters()}}

@@ -313,9 +313,9 @@ def _accuracy_figure(run_dir: RunDir, s: dict) -> None:
 def _curves_figure(run_dir: RunDir, results: list[dict], lengths: list[int]) -> None:
     cols = min(4, len(lengths))
     rows_n = -(-len(lengths) // cols)
-    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False, sharey=True)
+    fig, axes = plots.figure(cols, 4.2, 3.2, nrows=rows_n, sharey=True)
     for k, length in enumerate(lengths):
         a = axes[k // cols, k % cols]
         for r in results:
@@ -329,7 +329,7 @@ def _curves_figure(run_dir: RunDir, results: list[dict], lengths: list[int]) -> 
     for k in range(len(lengths), rows_n * cols):
         axes[k // cols, k % cols].axis("off")
     axes[0, 0].set_ylabel("eval accuracy")
-    handles = [plt.Line2D([], [], color=STYLE[m]["color"], label=MODEL_NAMES[m])
+    handles = [Line2D([], [], color=STYLE[m]["color"], label=MODEL_NAMES[m])
                for m in sorted({r["model"] for r in results}, key=MODELS.index)]
     fig.legend(handles=handles, loc="upper right", fontsize=8)
     fig.suptitle("training curves at each length (one line per seed)", y=1.02)

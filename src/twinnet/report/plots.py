@@ -7,23 +7,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from twinnet.runs import atomic_write_bytes
 
-from twinnet.runs import atomic_write_bytes  # noqa: E402
+# Figures are built without pyplot: they need no display, leave pyplot's backend to the user (a
+# notebook's inline figures stay inline) and are freed with their last reference.
 
 # numpy drawn wide and pale beneath torch, so two curves that agree stay both visible
 ENGINE_STYLE = {"numpy": dict(color="tab:blue", lw=3.5, alpha=0.5), "torch": dict(color="tab:orange", lw=1.2)}
 SPLIT_STYLE = {"train": dict(linestyle="-"), "val": dict(linestyle=":"), "test": dict(linestyle="--")}
-CLASS_COLOURS = plt.get_cmap("tab10").colors
+CLASS_COLOURS = matplotlib.colormaps["tab10"].colors
 
 
 def save(fig, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)
 
@@ -62,8 +62,10 @@ def curves(ax, series: dict[str, tuple[np.ndarray, np.ndarray]], styles: dict[st
     ax.legend(fontsize=8)
 
 
-def figure(ncols: int = 1, width: float = 5.0, height: float = 4.0):
-    return plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+def figure(ncols: int = 1, width: float = 5.0, height: float = 4.0, nrows: int = 1, **subplots):
+    """A figure of nrows x ncols panels, each width x height inches: (figure, 2-D array of axes)."""
+    fig = Figure(figsize=(width * ncols, height * nrows))
+    return fig, fig.subplots(nrows, ncols, squeeze=False, **subplots)
 
 
 def confusion(ax, cm: np.ndarray, classes: Sequence[str]) -> None:
