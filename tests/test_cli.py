@@ -108,6 +108,8 @@ def test_existing_run_directory_is_never_overwritten(quick_run):
         (["run", "mlp-compare", "--set", "lr=-0.1"], "lr must be > 0, got -0.1"),
         (["run", "mlp-compare", "--set", "datasets=spirals"], "datasets must be"),
         (["summary", "resnet-9000"], "unknown model 'resnet-9000'"),
+        (["run", "mnist-numpy", "--data-dir", "/no/such/twinnet-data"],
+         "the data directory /no/such/twinnet-data does not exist"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(args, message, tmp_path):

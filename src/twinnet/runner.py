@@ -29,7 +29,7 @@ def use_data_dir(path: Path) -> None:
     """Point the experiments at a folder of real datasets (``--data-dir``): sets TWINNET_DATA_DIR."""
     path = Path(path)
     if not path.is_dir():
-        raise TwinnetError(f"--data-dir {path} is not a directory")
+        raise TwinnetError(f"the data directory {path} does not exist or is not a directory")
     os.environ["TWINNET_DATA_DIR"] = str(path.resolve())
 
 
