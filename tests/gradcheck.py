@@ -22,18 +22,18 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from twinnet.experiments.common import relative_error
+
 TINY = np.finfo(np.float64).tiny
 
 
 def rel_error(a, b) -> float:
-    """max|a - b| / max(max|b|, tiny): one number per array, scaled by the reference ``b``."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:  # broadcasting would hide a wrong-shaped gradient
-        raise AssertionError(f"shape mismatch: got {a.shape}, reference {b.shape}")
-    if a.size == 0:
-        return 0.0
-    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), TINY))
+    """max|a - b| / max(max|b|, tiny): one number per array, scaled by the reference ``b``; a shape
+    mismatch fails (broadcasting would hide a wrong-shaped gradient)."""
+    try:
+        return relative_error(a, b)
+    except ValueError as e:
+        raise AssertionError(str(e)) from None
 
 
 def assert_close_rel(errors: Mapping[str, float], tol: float) -> None:

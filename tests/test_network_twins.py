@@ -75,7 +75,7 @@ def test_mnist_cnn_follows_torch_in_float64():
 
 def test_gradient_agreement_names_every_gradient_and_catches_a_twin_that_differs():
     from twinnet.architectures import mlp_layers
-    from twinnet.experiments.common import gradient_agreement, seed_everything, twin_models
+    from twinnet.experiments.common import gradient_agreement, relative_error, seed_everything, twin_models
 
     seed_everything(0)
     numpy_model, torch_model = twin_models(lambda nn: nn.Sequential(*mlp_layers(nn, 3, [6], 4)), "float64")
@@ -89,3 +89,5 @@ def test_gradient_agreement_names_every_gradient_and_catches_a_twin_that_differs
     params["2.weight"].data[0, 0] += 1e-3  # the output layer's weight differs: the loss, the gradients
     differ = gradient_agreement(numpy_model, torch_model, x, y)  # of that layer's input and its own bias
     assert differ["loss"] > 1e-7 and differ["0.weight"] > 1e-6 and differ["2.bias"] > 1e-6
+    with pytest.raises(ValueError, match="shape mismatch"):  # never broadcast
+        relative_error(np.zeros(3), np.zeros((3, 1)))

@@ -52,6 +52,16 @@ def test_the_notebooks_are_the_three_networks():
         assert all(c.get("outputs", []) == [] for c in cells if c["cell_type"] == "code"), path.name
 
 
+def test_each_notebook_imports_twinnet_before_numpy():
+    # twinnet sets OPENBLAS_THREAD_TIMEOUT, which OpenBLAS reads once, when NumPy loads it: imported
+    # after NumPy, the notebook's in-process training would run at the slower setting
+    for path in NOTEBOOKS.glob("*.ipynb"):
+        lines = code_cells(path)[0].splitlines()
+        first = {name: next(i for i, line in enumerate(lines) if line.startswith(("import " + name, "from " + name)))
+                 for name in ("twinnet", "numpy")}
+        assert first["twinnet"] < first["numpy"], path.name
+
+
 def test_mlp_notebook(tmp_path, monkeypatch):
     ns = execute("01_mlp_twins", tmp_path, monkeypatch)
     assert max(ns["agreement"].values()) < 1e-12
@@ -61,6 +71,7 @@ def test_mlp_notebook(tmp_path, monkeypatch):
     assert len(ns["shown figures"]) == 2 and [len(f.axes) for f in ns["shown figures"]] == [2, 2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_data", (False, True), ids=("no-data", "mnist"))
 def test_image_notebook(tmp_path, monkeypatch, capsys, with_data):
     if with_data and not (REAL_DATA / "mnist").is_dir():
@@ -79,6 +90,7 @@ def test_image_notebook(tmp_path, monkeypatch, capsys, with_data):
         assert "path" not in ns and "No TWINNET_DATA_DIR" in out and ns["shown figures"] == []
 
 
+@pytest.mark.slow
 def test_palindrome_notebook(tmp_path, monkeypatch):
     ns = execute("03_palindromes", tmp_path, monkeypatch)
     assert (ns["first_digits"] == ns["labels"]).all() and ns["inputs"].shape == (4, 6, 10)

@@ -418,10 +418,11 @@ def test_the_sweep_says_how_long_is_left_from_the_cost_of_what_finished(tmp_path
     assert sweep.time_left(3600.0, 1.0, 2.0) == "about 2.0 h left"
     assert sweep.time_left(50.0, 4.0, 0.0) == "done"
     assert sweep.time_left(50.0, 0.0, 4.0) == "time left not known yet"
-    # a run resumed at step 2,500 of 10,000 trained three quarters of its cost (2.5 x 60) here
-    resumed = {"model": "gru", "length": 60, "resumed_from_step": 2500}
-    assert sweep.run_cost(resumed, 10_000) == (37.5, 112.5)
-    assert sweep.run_cost({**resumed, "resumed_from_step": None}, 10_000) == (0.0, 150.0)
+    # a run resumed at step 2,500 of the 10,000 it did trained three quarters of its cost (2.5 x 60) here
+    resumed = {"model": "gru", "length": 60, "resumed_from_step": 2500, "steps_done": 10_000}
+    assert sweep.run_cost(resumed) == (37.5, 112.5)
+    assert sweep.run_cost({**resumed, "resumed_from_step": None}) == (0.0, 150.0)
+    assert sweep.run_cost({**resumed, "steps_done": 5000}) == (75.0, 75.0)  # stopped early at step 5,000
     assert main(["run", "palindrome-sweep", "--quick", "--out", str(tmp_path / "s"), "--set", "models=rnn",
                  "--set", "lengths=3,6", "--set", "n_seeds=1"]) == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[")]

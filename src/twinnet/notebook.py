@@ -37,3 +37,4 @@ def show(*paths: str | Path, width: float = 5.0) -> None:
         ax.axis("off")
     fig.tight_layout()
     plt.show()
+    plt.close(fig)  # shown (inline, or a window closed by now); outside a notebook it would pile up

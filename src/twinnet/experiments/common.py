@@ -72,9 +72,20 @@ def max_relative_difference(a, b) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), np.finfo(np.float64).tiny)))
 
 
+def relative_error(a, b) -> float:
+    """max|a - b| / max|b| (b the reference; at least the smallest normal float64): one number per
+    array. Arrays of different shapes are an error, not broadcast."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shape mismatch: got {a.shape}, reference {b.shape}")
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), np.finfo(np.float64).tiny))
+
+
 def gradient_agreement(numpy_model, torch_model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """One cross-entropy forward and backward of (x, y) through both twins: the relative difference
-    (max |numpy - torch| / max |torch|) of the loss and of every parameter's gradient, by name.
+    (``relative_error``: max |numpy - torch| / max |torch|) of the loss and of every parameter's gradient, by name.
     Both models must be in training mode and hold the same weights; their gradients are left set."""
     import torch
 
@@ -90,10 +101,6 @@ def gradient_agreement(numpy_model, torch_model, x: np.ndarray, y: np.ndarray) -
                                                    torch.as_tensor(y, dtype=torch.long))
     torch_loss.backward()
 
-    def rel(a, b) -> float:
-        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-        return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), np.finfo(np.float64).tiny))
-
     theirs = dict(torch_model.named_parameters())
-    return {"loss": rel(numpy_loss, torch_loss.item()),
-            **{name: rel(p.grad, theirs[name].grad.numpy()) for name, p in numpy_model.named_parameters()}}
+    return {"loss": relative_error(numpy_loss, torch_loss.item()),
+            **{name: relative_error(p.grad, theirs[name].grad.numpy()) for name, p in numpy_model.named_parameters()}}

@@ -20,7 +20,7 @@ from twinnet.learner import NumpyLearner, TorchLearner, evaluate
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
-from twinnet.runs import CHECKPOINT, METRICS, RunDir
+from twinnet.runs import CHECKPOINT, METRICS, SUMMARY, RunDir
 from twinnet.schedules import make_schedule
 from twinnet.train import History, LoopSettings, LoopState, fit
 
@@ -281,7 +281,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarr
 
 def report(path: Path) -> list[str]:
     run_dir = RunDir(path)
-    s, metrics = run_dir.read_json("summary.json"), run_dir.metrics()
+    s, metrics = run_dir.read_json(SUMMARY), run_dir.metrics()
     a = run_dir.load_arrays("predictions.npz")
     classes = [str(c) for c in a["classes"]]
     sections = ["## Final figures\n\n" + markdown_table(

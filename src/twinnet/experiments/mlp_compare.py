@@ -22,7 +22,7 @@ from twinnet.experiments.common import (
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
-from twinnet.runs import RunDir
+from twinnet.runs import SUMMARY, RunDir
 from twinnet.train import LoopSettings, fit
 
 ENGINES = ("numpy", "torch")
@@ -165,7 +165,7 @@ def _figures(run_dir: RunDir, dataset: str, metrics: list[dict]) -> list[str]:
 
 def report(path: Path) -> list[str]:
     run_dir = RunDir(path)
-    summary, metrics = run_dir.read_json("summary.json"), run_dir.metrics()
+    summary, metrics = run_dir.read_json(SUMMARY), run_dir.metrics()
     rows = [[r["dataset"], r["engine"], f"{100 * r['train_acc']:.2f}%", f"{100 * r['test_acc']:.2f}%",
              f"{r['train_loss']:.4f}", f"{r['test_loss']:.4f}"] for r in summary["results"]]
     sections = ["## Final figures\n\n" + markdown_table(

@@ -24,7 +24,7 @@ from twinnet.learner import NumpyLearner, TorchLearner, evaluate
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
-from twinnet.runs import RunDir
+from twinnet.runs import SUMMARY, RunDir
 from twinnet.schedules import make_schedule
 from twinnet.train import LoopSettings, LoopState, fit
 
@@ -146,7 +146,7 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None,
     """Train one model; returns (result, learner, evaluation records). ``on_eval(rec)`` sees each record.
 
     ``checkpoint_path``: the run saves its whole state there (at the first multiple of 100 steps after
-    each ``checkpoint_every_s``) and, if the file exists, continues from it to the result an unbroken
+    each ``checkpoint_every_s``, and when ``stop_acc`` ends it early) and, if the file exists, continues from it to the result an unbroken
     run gives (a file it cannot continue from raises ``checkpoint.CheckpointError``). The caller
     removes the file once the result is safe."""
     models = build_models(cfg)
@@ -241,7 +241,7 @@ def _param_table(params: list[dict]) -> str:
 
 def report(path: Path) -> list[str]:
     run_dir = RunDir(path)
-    s, metrics = run_dir.read_json("summary.json"), run_dir.metrics()
+    s, metrics = run_dir.read_json(SUMMARY), run_dir.metrics()
     lengths = [r["length"] for r in metrics]
     curriculum = len(set(lengths)) > 1
     fig, ax = plots.figure(3 if curriculum else 2, 4.8, 3.6)

@@ -34,7 +34,7 @@ from twinnet.experiments.palindrome import (  # CHECKPOINT_EVERY_S: about what a
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
-from twinnet.runs import INFLIGHT, RESULTS, RunDir, read_jsonl
+from twinnet.runs import INFLIGHT, RESULTS, SUMMARY, RunDir, read_jsonl
 
 # relative cost of one step per time step (bench/rnn_step.py), to start the longest runs first
 COST = {"rnn": 1.0, "irnn": 1.0, "lstm": 3.5, "gru": 2.5}
@@ -202,10 +202,10 @@ def _run(cfg: SweepConfig, run_dir: RunDir) -> dict:
     print(f"palindrome-sweep: {len(done)} runs already finished, {len(todo)} to run on {workers} "
           f"worker(s)", file=sys.stderr, flush=True)
     start, count = time.perf_counter(), 0
-    cost_all, cost_done = sum(COST[m] * t for m, t, _ in todo), 0.0
+    cost_left, cost_done = sum(COST[m] * t for m, t, _ in todo), 0.0
 
     def on_result(result: dict) -> None:
-        nonlocal count, cost_all, cost_done
+        nonlocal count, cost_left, cost_done
         with open(run_dir.file(RESULTS), "a") as f:  # one line per run, on disk before its checkpoint goes
             f.write(json.dumps(result) + "\n")
             f.flush()
@@ -213,11 +213,12 @@ def _run(cfg: SweepConfig, run_dir: RunDir) -> dict:
         run_dir.append_metrics({k: v for k, v in result.items() if k not in ("records", "pid")})
         checkpoint_file(run_dir, result["model"], result["length"], result["seed"]).unlink(missing_ok=True)
         count += 1
-        before, here = run_cost(result, cfg.steps)
-        cost_all -= before  # trained by an earlier, stopped sweep: neither done here nor left
+        _, here = run_cost(result)
+        cost_left -= COST[result["model"]] * result["length"]  # whole, with what an earlier sweep trained
         cost_done += here
         elapsed = time.perf_counter() - start
-        print(f"[{count}/{len(todo)} {elapsed:.0f} s, {time_left(elapsed, cost_done, cost_all - cost_done)}] "
+        left = time_left(elapsed, cost_done, cost_left) if count < len(todo) else "done"
+        print(f"[{count}/{len(todo)} {elapsed:.0f} s, {left}] "
               f"{result['model']} T={result['length']} seed={result['seed']}: test acc "
               f"{100 * result['test_acc']:.2f}% ({result['outcome']}, {result['train_time_s']:.0f} s)",
               file=sys.stderr, flush=True)
@@ -240,11 +241,11 @@ def _tidy_inflight(run_dir: RunDir, done: dict) -> None:
         tmp.unlink()
 
 
-def run_cost(result: dict, steps: int) -> tuple[float, float]:
+def run_cost(result: dict) -> tuple[float, float]:
     """A finished run's cost (COST x length), split into the part an earlier sweep trained before
-    it was stopped (up to the checkpoint the run resumed from) and the part trained here."""
+    it was stopped (up to the step the run resumed from, of the steps it did) and the part trained here."""
     cost = COST[result["model"]] * result["length"]
-    before = cost * min((result.get("resumed_from_step") or 0) / steps, 1.0)
+    before = cost * min((result.get("resumed_from_step") or 0) / max(result["steps_done"], 1), 1.0)
     return before, cost - before
 
 
@@ -342,7 +343,7 @@ def _or_none(t: int | None) -> str:
 
 def report(path: Path) -> list[str]:
     run_dir = RunDir(path)
-    s = run_dir.read_json("summary.json")
+    s = run_dir.read_json(SUMMARY)
     models = [m for m, rows in s["accuracy"].items() if rows]
     results = [r for r in finished(run_dir).values() if r["model"] in models]
     lengths = sorted({row["length"] for m in models for row in s["accuracy"][m]})

@@ -29,7 +29,7 @@ from twinnet.experiments.palindrome import (
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
-from twinnet.runs import RunDir
+from twinnet.runs import SUMMARY, RunDir
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def _ratio(norms: list[float]) -> float:
 
 def report(path: Path) -> list[str]:
     run_dir = RunDir(path)
-    s = run_dir.read_json("summary.json")
+    s = run_dir.read_json(SUMMARY)
     lengths = sorted({r["length"] for r in s["results"]})
     fig, ax = plots.figure(len(lengths), 4.6, 3.8)
     colours = {"rnn": "tab:blue", "lstm": "tab:green", "gru": "tab:red", "irnn": "tab:purple"}
