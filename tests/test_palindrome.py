@@ -227,6 +227,32 @@ def test_a_run_stopped_mid_way_continues_from_its_checkpoint_to_the_unbroken_res
     assert all(np.array_equal(w[k], w2[k]) for k in w)  # bit for bit
 
 
+def test_a_run_stopped_right_after_stopping_early_resumes_to_the_same_early_stop(tmp_path, monkeypatch):
+    from twinnet import checkpoint
+    from twinnet.experiments import palindrome
+
+    cfg, path = _tiny(stop_acc=0.01), tmp_path / "run.pt"  # any evaluation after step 0 ends the run
+    whole, learner, _ = palindrome.train_one(cfg, progress=False)
+    assert (whole["outcome"], whole["steps_done"]) == ("stopped early", 50)
+    real_save = checkpoint.save
+
+    def save_then_die(file, learner, state, *args, **kwargs):
+        real_save(file, learner, state, *args, **kwargs)
+        if state.history.stopped_early:
+            raise _Break  # the process ends between the early stop's checkpoint and the result
+
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    with pytest.raises(_Break):
+        palindrome.train_one(cfg, progress=False, checkpoint_path=path, checkpoint_every_s=0)
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    again, learner2, records2 = palindrome.train_one(cfg, progress=False, checkpoint_path=path)
+    assert again["resumed_from_step"] == 50 and [r["step"] for r in records2] == [0, 50]  # nothing trained again
+    for key in ("test_acc", "test_loss", "best_eval_acc", "weights_from_step", "steps_done", "outcome"):
+        assert again[key] == whole[key], key
+    w, w2 = learner.state_dict(), learner2.state_dict()
+    assert all(np.array_equal(w[k], w2[k]) for k in w)
+
+
 def test_a_checkpoint_from_other_settings_is_refused_by_name(tmp_path):
     from twinnet.checkpoint import CheckpointError
     from twinnet.experiments.palindrome import train_one
