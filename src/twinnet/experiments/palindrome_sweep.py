@@ -332,8 +332,9 @@ def _curves_figure(run_dir: RunDir, results: list[dict], lengths: list[int]) -> 
     axes[0, 0].set_ylabel("eval accuracy")
     handles = [Line2D([], [], color=STYLE[m]["color"], label=MODEL_NAMES[m])
                for m in sorted({r["model"] for r in results}, key=MODELS.index)]
-    fig.legend(handles=handles, loc="upper right", fontsize=8)
-    fig.suptitle("training curves at each length (one line per seed)", y=1.02)
+    fig.set_layout_engine("constrained")  # panel titles clear of the x labels above them
+    fig.suptitle("training curves at each length (one line per seed)")
+    fig.legend(handles=handles, loc="outside upper right", ncols=len(handles), fontsize=8)
     plots.save(fig, run_dir.file("curves_by_length.png"))
 
 
