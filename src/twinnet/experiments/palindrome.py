@@ -146,9 +146,9 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None,
     """Train one model; returns (result, learner, evaluation records). ``on_eval(rec)`` sees each record.
 
     ``checkpoint_path``: the run saves its whole state there (at the first multiple of 100 steps after
-    each ``checkpoint_every_s``, and when ``stop_acc`` ends it early) and, if the file exists, continues from it to the result an unbroken
-    run gives (a file it cannot continue from raises ``checkpoint.CheckpointError``). The caller
-    removes the file once the result is safe."""
+    each ``checkpoint_every_s``, and when ``stop_acc`` ends it early) and, if the file exists,
+    continues from it to the result an unbroken run gives (a file it cannot continue from raises
+    ``checkpoint.CheckpointError``). The caller removes the file once the result is safe."""
     models = build_models(cfg)
     learner = make_learner(cfg, models[cfg.engine], cfg.engine)
     data = PalindromeDataset(cfg.length, cfg.encoding, seed=cfg.seed, dtype=DTYPES[cfg.dtype])

@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from twinnet.data.palindrome import PalindromeDataset
-from twinnet.experiments.common import DTYPES
+from twinnet.experiments.common import DTYPES, max_relative_difference
 from twinnet.experiments.palindrome import (
     check_grid,
     MODEL_NAMES,
@@ -93,7 +93,7 @@ def run(cfg: GradientsConfig, run_dir: RunDir) -> dict:
             twins = build_models(job_config(cfg, model, length, cfg.seed, dtype="float64"))
             x64 = m.x.astype(np.float64)
             by_engine = {e: hidden_grad_norms(twins[e], e, x64, m.y) for e in ("numpy", "torch")}
-            agree = float(np.max(np.abs(by_engine["numpy"] - by_engine["torch"]) / by_engine["torch"]))
+            agree = max_relative_difference(by_engine["numpy"], by_engine["torch"])
             result, learner, _ = train_one(job)
             trained = hidden_grad_norms(learner.model, cfg.engine, m.x, m.y)
             results.append({"model": model, "length": length, "norms_init": init.tolist(),
