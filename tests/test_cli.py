@@ -146,7 +146,7 @@ def test_threads_sets_torch_the_blas_and_the_numpy_engine_alike():
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from twinnet.numpy_nn import backend
-    from twinnet.runner import set_threads
+    from twinnet.hardware import set_threads
 
     before = (torch.get_num_threads(), backend.num_threads(), backend._threads)
     with threadpool_limits(limits=None):  # restores the BLAS's own setting on the way out

@@ -300,7 +300,7 @@ def test_a_stopped_sweep_continues_its_runs_in_progress_from_their_checkpoints(t
     assert main(["run", "palindrome-sweep", "--out", str(out), *SMALL]) == 130
     assert f"--resume {out}" in capsys.readouterr().err
     assert not (out / "results.jsonl").exists() or (out / "results.jsonl").read_text() == ""
-    assert sorted(p.name for p in (out / "inflight").iterdir()) == ["rnn-T4-seed0.pt"]
+    assert sorted(p.name for p in (out / "inflight").iterdir()) == ["rnn-T4-seed0.pt", "rnn-T4-seed0.pt.sha256"]
 
     monkeypatch.setattr(checkpoint, "save", real_save)
     assert main(["run", "palindrome-sweep", "--resume", str(out)]) == 0
@@ -407,8 +407,8 @@ def test_killing_a_sweep_leaves_no_worker_training_on(tmp_path, how):
         while _alive(workers) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _alive(workers) == [], f"workers still running after {how} of the sweep"
-        if how == "SIGTERM":  # handled as an interruption: the resume hint, and the interrupted exit code
-            assert code == 130 and "interrupted" in proc.stderr.read().lower()
+        if how == "SIGTERM":  # handled as an interruption: the resume hint, and the terminated exit code (128 + 15)
+            assert code == 143 and "interrupted" in proc.stderr.read().lower()
     finally:
         for pid in set(_alive(workers + _children(proc.pid) + [proc.pid])):
             os.kill(pid, signal.SIGKILL)

@@ -4,66 +4,173 @@ What is saved: the config the run started with, the learner (weights, optimiser,
 ``fit``'s loop state (step, history, running sums, batch generator) and any extras the experiment
 needs (best weights so far, a curriculum's length). ``fit(..., resume=state)`` then continues to
 the same result as an unbroken run.
+
+A checkpoint may come from somewhere else (a shared or downloaded run folder), so it holds plain
+data only: tensors, NumPy arrays stored as tensors of their bytes, numbers, strings, lists and
+dicts. It is read with ``torch.load(weights_only=True)``, which refuses anything else instead of
+running it. A SHA-256 of its bytes is kept beside it (``checkpoint.pt.sha256``) and checked
+before it is read, so a damaged file is refused rather than resumed from.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from twinnet import TwinnetError
 from twinnet.runs import atomic_write_bytes
 from twinnet.train import History, LoopState
 
+_ARRAY = "__ndarray__"  # marks a NumPy array stored as a uint8 tensor of its bytes
 
-def save(path: Path, learner, state: LoopState, config: dict, extra: dict | None = None) -> None:
-    """Write the checkpoint to ``path``: old or new, never half-written."""
+
+def _plain(obj: Any) -> Any:
+    """``obj`` with every NumPy array and scalar replaced by plain data ``torch.load`` may read safely."""
     import torch
 
+    if isinstance(obj, np.ndarray):
+        a = obj.copy(order="C")  # (ascontiguousarray would make a 0-d array 1-d)
+        return {_ARRAY: torch.from_numpy(a.reshape(-1).view(np.uint8).copy()), "dtype": a.dtype.str,
+                "shape": list(a.shape)}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj)
+    return obj
+
+
+def _restore(obj: Any) -> Any:
+    """The inverse of ``_plain``."""
+    if isinstance(obj, dict):
+        if _ARRAY in obj:
+            dtype = np.dtype(obj["dtype"])
+            if dtype.hasobject:
+                raise ValueError("an object array")
+            return obj[_ARRAY].numpy().view(dtype).reshape(obj["shape"]).copy()
+        return {k: _restore(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_restore(v) for v in obj)
+    return obj
+
+
+def digest_path(path: Path) -> Path:
+    """Where the SHA-256 of the checkpoint at ``path`` is kept."""
+    return Path(path).with_name(Path(path).name + ".sha256")
+
+
+def save(path: Path, learner, state: LoopState, config: dict, extra: dict | None = None) -> None:
+    """Write the checkpoint to ``path`` and its digest beside it: old or new, never half-written.
+
+    The digest file first lists the new digest beside the old one, then the checkpoint is replaced,
+    then the old digest is dropped: a stop between any two steps leaves a checkpoint its digest
+    file accepts."""
+    import torch
+
+    path = Path(path)
     h = state.history
     payload = {"config": config, "learner": learner.training_state(), "extra": extra or {},
                "loop": {"step": state.step, "records": h.records, "step_losses": h.step_losses,
-                        "stopped_early": h.stopped_early, "running": state.running, "rng_state": state.rng_state,
-                        "elapsed_s": state.elapsed_s}}
+                        "stopped_early": h.stopped_early, "running": list(state.running),
+                        "rng_state": state.rng_state, "elapsed_s": state.elapsed_s}}
     buf = io.BytesIO()
-    torch.save(payload, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    torch.save(_plain(payload), buf)
+    data = buf.getvalue()
+    new = hashlib.sha256(data).hexdigest()
+    old = _accepted(path) if path.exists() else []
+    atomic_write_bytes(digest_path(path), ("\n".join([new, *old[:1]]) + "\n").encode())
+    atomic_write_bytes(path, data)
+    atomic_write_bytes(digest_path(path), (new + "\n").encode())
+
+
+def remove(path: Path) -> None:
+    """Delete a checkpoint and its digest, if they exist."""
+    Path(path).unlink(missing_ok=True)
+    digest_path(path).unlink(missing_ok=True)
+
+
+def set_aside(path: Path, suffix: str = ".unusable") -> Path:
+    """Rename a checkpoint that cannot be resumed from (and its digest), to keep it for inspection."""
+    aside = Path(path).with_suffix(suffix)
+    Path(path).replace(aside)
+    if digest_path(path).exists():
+        digest_path(path).replace(digest_path(aside))
+    return aside
+
+
+def _accepted(path: Path) -> list[str]:
+    """The digests the digest file beside ``path`` accepts (none if there is no such file)."""
+    try:
+        return [line.strip() for line in digest_path(path).read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError):
+        return []
 
 
 class CheckpointError(TwinnetError):
     """A checkpoint that cannot be resumed from: unreadable, malformed, or saved under other settings."""
 
 
+def read(path: Path) -> dict:
+    """The checkpoint's contents, after checking its digest; CheckpointError if it cannot be trusted."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"cannot resume from {path}: {e.strerror}") from None
+    accepted = _accepted(path)
+    if digest_path(path).exists() and hashlib.sha256(data).hexdigest() not in accepted:
+        raise CheckpointError(f"cannot resume from {path}: it does not match its digest {digest_path(path).name}, so "
+                              "it was damaged or changed after it was written. Start a new run")
+    try:
+        return _restore(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
+    except pickle.UnpicklingError as e:
+        found = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line), None)
+        if found is None:
+            raise CheckpointError(f"cannot resume from {path}: it is damaged or not a checkpoint. Start a new "
+                                  "run") from None
+        raise CheckpointError(f"cannot resume from {path}: it holds more than plain data, so it was not loaded (it "
+                              f"could run code: {found[:160]}). Use only checkpoints twinnet wrote, or start a new "
+                              "run") from None
+    except Exception:  # noqa: BLE001 - truncated, not a zip, ...: the same advice
+        raise CheckpointError(f"cannot resume from {path}: it is damaged or not a checkpoint. Start a new "
+                              "run") from None
+
+
 def load(path: Path, learner, config: dict, may_change: Collection[str] = (),
          extra_keys: Collection[str] = ()) -> tuple[LoopState, dict]:
     """Restore ``learner`` from ``path``; the loop state to continue from and the extras.
 
-    Raises CheckpointError if the file is unreadable or malformed, lacks one of ``extra_keys``, or was
-    saved under other settings than ``config`` (those in ``may_change`` excepted: they move the work,
-    not its result). The learner is changed only by a checkpoint that passed every check but the last
-    (the learner's own): build a fresh one after an error."""
-    import torch
-
+    Raises CheckpointError if the file is unreadable, untrusted or malformed, lacks one of
+    ``extra_keys``, or was saved under other settings than ``config`` (those in ``may_change``
+    excepted: they move the work, not its result). The learner is changed only by a checkpoint that
+    passed every check but the last (the learner's own): build a fresh one after an error."""
+    payload = read(path)
     try:
-        # on the CPU first: random states must stay there; load_state_dict moves weights to the model's device
-        payload = torch.load(path, map_location="cpu", weights_only=False)
         saved, loop = payload["config"], payload["loop"]
         changed = sorted(k for k, v in config.items() if k not in may_change and saved.get(k) != v)
         history = History(list(loop["records"]), list(loop["step_losses"]), bool(loop["stopped_early"]))
         state = LoopState(int(loop["step"]), history, tuple(loop["running"]), loop["rng_state"],
                           float(loop["elapsed_s"]))
-        # files saved before extras had a key of their own kept the image runs' best weights at the top
-        extra = payload["extra"] if "extra" in payload else {"best": payload.get("best")}
+        extra = payload["extra"]
         if missing := [k for k in extra_keys if k not in extra]:
             raise KeyError(", ".join(missing))
-    except Exception as e:  # noqa: BLE001 - any unreadable or malformed checkpoint gets the same advice
-        raise CheckpointError(f"cannot resume from {path}: {type(e).__name__}: {e}. Start a new run instead") from e
+    except Exception as e:  # noqa: BLE001 - any malformed checkpoint gets the same advice
+        raise CheckpointError(f"cannot resume from {path}: {type(e).__name__}: {e}. Start a new run instead") from None
     if changed:
         raise CheckpointError(f"cannot resume from {path} with changed settings ({', '.join(changed)}): the "
                               f"continued run would not be the one it started as. Drop those --set, or start a new run")
     try:
         learner.load_training_state(payload["learner"])
     except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"cannot resume from {path}: {e}. Start a new run instead") from e
+        raise CheckpointError(f"cannot resume from {path}: {e}. Start a new run instead") from None
     return state, extra

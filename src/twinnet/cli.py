@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -47,7 +48,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="root of default run directories: RUNS_DIR/EXPERIMENT/TIMESTAMP (default: runs)")
     r.add_argument("--data-dir", type=Path, default=None,
                    help="where real datasets live (else $TWINNET_DATA_DIR); e.g. DIR/mnist/*-ubyte.gz")
-    r.add_argument("--threads", type=int, default=None, help="threads for torch and NumPy alike (default: all cores)")
+    r.add_argument("--threads", type=int, default=None,
+                   help="threads for torch, NumPy's BLAS and the NumPy engine alike (default: $TWINNET_THREADS, else "
+                   "the cores other processes leave idle when the run starts; a resumed run keeps its count). "
+                   "Results agree across thread counts to float round-off, not bit for bit")
     r.add_argument("--show-config", action="store_true", help="print the resolved configuration and exit")
     r.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="continue an interrupted run in RUN_DIR from its last checkpoint (image runs: the last "
@@ -73,7 +77,7 @@ def _cmd_list() -> None:
         print(f"{e.name.ljust(width)}  {e.description}")
 
 
-def _cmd_run(args) -> None:
+def _cmd_run(args, command: str) -> None:
     from twinnet.config import describe_fields, to_dict
     from twinnet.registry import get_experiment
     from twinnet.runner import announce, resolve_config, run_experiment, use_data_dir
@@ -84,6 +88,8 @@ def _cmd_run(args) -> None:
         use_data_dir(args.data_dir)
     if args.resume is not None and (args.out is not None or args.quick or args.seed is not None):
         raise TwinnetError("--resume continues RUN_DIR with its saved configuration: drop --out, --quick and --seed")
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        raise TwinnetError(f"--seed must be in [0, 2**32), got {args.seed}")
     if args.show_config:
         cfg = to_dict(resolve_config(args.experiment, args.overrides, args.quick, args.seed))
         types = {name: tp for name, tp, _ in describe_fields(get_experiment(args.experiment).config_cls)}
@@ -92,7 +98,7 @@ def _cmd_run(args) -> None:
         return
     path = run_experiment(
         args.experiment, args.overrides, quick=args.quick, seed=args.seed, out=args.out,
-        runs_root=args.runs_dir, threads=args.threads, resume=args.resume,
+        runs_root=args.runs_dir, threads=args.threads, resume=args.resume, command=command,
     )
     announce(path)
 
@@ -111,27 +117,44 @@ def _cmd_summary(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status: 0 done, 1 the run diverged, 2 a problem to fix
+    (one line on stderr), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
+    from twinnet.runner import Terminated, sigterm_interrupts
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     try:
-        if args.command == "list":
-            _cmd_list()
-        elif args.command == "run":
-            _cmd_run(args)
-        elif args.command == "summary":
-            _cmd_summary(args)
-        elif args.command == "report":
-            from twinnet.report.build import write_report
-
-            print(write_report(args.run_dir))
-        else:
-            _parser().print_help()
-            return 2
+        with sigterm_interrupts():
+            return _dispatch(args, "twinnet " + shlex.join(argv))
     except TwinnetError as exc:
+        from twinnet.train import Diverged
+
         print(f"twinnet: error: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, Diverged) else 2
+    except OSError as exc:  # a full disk, a read-only folder, ...: what failed, in one line
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"twinnet: error: {exc.strerror or exc}{where}; files written before are complete, "
+              "a file being replaced was left as it was", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("twinnet: interrupted; files already written are complete", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
+
+
+def _dispatch(args, command: str) -> int:
+    if args.command == "list":
+        _cmd_list()
+    elif args.command == "run":
+        _cmd_run(args, command)
+    elif args.command == "summary":
+        _cmd_summary(args)
+    elif args.command == "report":
+        from twinnet.report.build import write_report
+
+        print(write_report(args.run_dir))
+    else:
+        _parser().print_help()
+        return 2
     return 0
 
 

@@ -17,6 +17,10 @@ class BaseConfig:
 
     seed: int = 0  # seeds data, initial weights and batch order alike
 
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
+
 
 def field_types(cls: type) -> dict[str, Any]:
     """The resolved type of every field of a config class."""
@@ -26,6 +30,8 @@ def field_types(cls: type) -> dict[str, Any]:
 
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) if a is not type(None) else "none" for a in typing.get_args(tp))
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (list, tuple):
@@ -38,9 +44,14 @@ def parse_value(raw: str, tp: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if raw.lower() in ("none", "null", ""):
+        if len(args) < len(typing.get_args(tp)) and raw.lower() in ("none", "null", ""):
             return None
-        return parse_value(raw, args[0])
+        for arg in args:  # the first reading that fits, e.g. bool | Literal["auto"]
+            try:
+                return parse_value(raw, arg)
+            except ValueError:
+                pass
+        raise ValueError(f"expected {_type_name(tp)}, got {raw!r}")
     if origin is Literal:
         choices = typing.get_args(tp)
         for c in choices:

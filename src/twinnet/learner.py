@@ -6,6 +6,7 @@ schedule drive the NumPy engine and PyTorch.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Protocol
 
 import numpy as np
@@ -54,19 +55,33 @@ def skip_input_grad(model) -> None:
 
 
 class NumpyLearner:
-    """Drives a ``twinnet.numpy_nn`` model; inputs are cast to the model's dtype."""
+    """Drives a ``twinnet.numpy_nn`` model; inputs are cast to the model's dtype.
+
+    ``blas_threads``: at most this many BLAS threads in its steps and predictions (None: the process's
+    setting). One suits models of small products (the recurrent ones): as fast on an idle machine,
+    and a multithreaded BLAS waits for every core it uses, so it crawls when other processes take
+    one (bench/threads_under_load.py, docs/RESULTS.md)."""
 
     engine = "numpy"
 
-    def __init__(self, model, optimizer, loss_fn, clip_norm: float | None = None) -> None:
+    def __init__(self, model, optimizer, loss_fn, clip_norm: float | None = None,
+                 blas_threads: int | None = None) -> None:
         self.model, self.optimizer, self.loss_fn, self.clip_norm = model, optimizer, loss_fn, clip_norm
+        self.blas_threads = blas_threads
         skip_input_grad(model)
         backend.tune_allocator()
+
+    def _blas(self):
+        return backend.blas_threads(self.blas_threads) if self.blas_threads else contextlib.nullcontext()
 
     def _cast(self, x):
         return backend.xp().asarray(x, dtype=self.model.dtype)
 
     def train_step(self, x, y):
+        with self._blas():
+            return self._train_step(x, y)
+
+    def _train_step(self, x, y):
         xp = backend.xp()
         self.model.train()
         logits = self.model.forward(self._cast(x))
@@ -85,7 +100,7 @@ class NumpyLearner:
         from twinnet.numpy_nn.module import no_grad
 
         self.model.eval()
-        with no_grad():
+        with no_grad(), self._blas():
             out = [backend.to_numpy(self.model.forward(self._cast(x[i : i + batch_size])))
                    for i in range(0, len(x), batch_size)]
         return np.concatenate(out)

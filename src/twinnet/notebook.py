@@ -13,7 +13,11 @@ def run(name: str, *settings: str, quick: bool = False, seed: int | None = None,
     headline and run directory as the command does, and return the run directory."""
     if data_dir is not None:
         use_data_dir(Path(data_dir))
-    path = run_experiment(name, list(settings), quick=quick, seed=seed, runs_root=Path(runs_dir), threads=threads)
+    given = {"quick": quick, "seed": seed, "runs_dir": runs_dir, "data_dir": data_dir, "threads": threads}
+    defaults = {"quick": False, "seed": None, "runs_dir": "runs", "data_dir": None, "threads": None}
+    args = [repr(name), *map(repr, settings), *(f"{k}={v!r}" for k, v in given.items() if v != defaults[k])]
+    path = run_experiment(name, list(settings), quick=quick, seed=seed, runs_root=Path(runs_dir), threads=threads,
+                          command=f"twinnet.notebook.run({', '.join(args)})")
     announce(path)
     return path
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shlex
 import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from twinnet import TwinnetError
+from twinnet import TwinnetError, hardware
 from twinnet.config import apply_overrides, make_config, to_dict
 from twinnet.registry import get_experiment
 from twinnet.report.build import write_report
 from twinnet.runs import CONFIG, ENV, METRICS, SUMMARY, RunDir, environment
+from twinnet.train import Diverged
 
 
 def resolve_config(name: str, overrides: list[str] = (), quick: bool = False, seed: int | None = None):
@@ -48,19 +50,48 @@ def announce(path: Path) -> None:
     print(path)
 
 
-def set_threads(threads: int | None) -> None:
-    """Give torch, NumPy's BLAS and the NumPy engine's own elementwise threads one thread count
-    (None leaves the defaults: all cores)."""
-    if threads is None:
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``): a run ends as after Ctrl-C, with what it wrote kept and the resume hint."""
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """While inside, SIGTERM raises ``Terminated`` in the main thread (elsewhere: a no-op)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    import torch
-    from threadpoolctl import threadpool_limits
 
-    from twinnet.numpy_nn import backend
+    def terminated(signum, frame):
+        raise Terminated
 
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)
-    backend.set_num_threads(threads)
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:  # None: a handler not set from Python; the default is the closest
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def choose_threads(threads: int | None, run_dir: RunDir | None = None) -> tuple[int, str]:
+    """The thread count of a run and what chose it: ``--threads``; else, for a resumed run, the count it
+    started with (thread counts can change the last bits of results); else ``TWINNET_THREADS``; else
+    the cores other processes leave idle now."""
+    if threads is not None:
+        if threads < 1:
+            raise TwinnetError(f"--threads must be >= 1, got {threads}")
+        return threads, "--threads"
+    if run_dir is not None and run_dir.file(ENV).exists():
+        try:
+            saved = run_dir.read_json(ENV)["threads"]
+            if isinstance(saved, int) and saved >= 1:
+                return saved, "the resumed run's"
+        except (TwinnetError, KeyError, TypeError):
+            pass
+    if os.environ.get("TWINNET_THREADS"):
+        return hardware.default_threads(), "TWINNET_THREADS"
+    return hardware.default_threads(), "idle cores"
 
 
 def run_experiment(
@@ -73,41 +104,81 @@ def run_experiment(
     runs_root: Path = Path("runs"),
     threads: int | None = None,
     resume: Path | None = None,
+    command: str | None = None,
 ) -> Path:
     """Run one experiment end to end and return its run directory.
 
     ``resume``: the directory of an interrupted run of a resumable experiment (its config class
-    sets ``resumable = True``); it continues there from its saved configuration, ``overrides`` on top.
+    sets ``resumable = True``); it continues there from its saved configuration, ``overrides`` on top
+    (only the fields in the config class's ``resume_may_change``). Everything is checked before
+    anything is written: a refused resume leaves the run directory as it was. ``command``: what
+    started the run, recorded in env.json.
     """
     experiment = get_experiment(name)
-    command = "twinnet " + shlex.join(sys.argv[1:]) if sys.argv and "twinnet" in sys.argv[0] else None
     if resume is not None:
-        cfg, run_dir = _reopen(name, Path(resume), overrides)
-        set_threads(threads)
-        env = run_dir.read_json(ENV) if run_dir.file(ENV).exists() else environment(cfg.seed, threads)
-        env.setdefault("resumed", []).append({"command": command, **environment(cfg.seed, threads)})
-        run_dir.write_json(ENV, env)
+        if out is not None or quick or seed is not None:
+            raise TwinnetError("--resume continues RUN_DIR with its saved configuration: drop --out, --quick and --seed")
+        run_dir, saved, cfg = _reopen(name, Path(resume), overrides)
     else:
         cfg = resolve_config(name, overrides, quick, seed)
-        set_threads(threads)
+    threads, chosen_by = choose_threads(threads, run_dir if resume is not None else None)
+    hardware.set_threads(threads)
+    data_dir = os.environ.get("TWINNET_DATA_DIR")
+    if resume is None:
         run_dir = RunDir.create(name, out, runs_root)
-        run_dir.write_json(CONFIG, {"experiment": name, "quick": quick, "config": to_dict(cfg)})
-        env = environment(cfg.seed, threads)
-        env["command"] = command
-        run_dir.write_json(ENV, env)
-    start = time.perf_counter()
-    try:
-        summary = experiment.run(cfg, run_dir)
-    except BaseException as e:
-        if resume is None and not _has_work(run_dir):  # nothing measured or saved: leave no empty run behind
-            shutil.rmtree(run_dir.path, ignore_errors=True)
-        elif isinstance(e, KeyboardInterrupt) and getattr(experiment.config_cls, "resumable", False):
-            print(f"twinnet: to continue: twinnet run {name} --resume {run_dir.path}", file=sys.stderr)
-        raise
-    summary["wall_time_s"] = round(time.perf_counter() - start, 3)
-    run_dir.write_json(SUMMARY, summary)
-    write_report(run_dir.path)
+    with run_dir.lock():
+        if resume is None:
+            try:
+                run_dir.write_json(CONFIG, {"experiment": name, "quick": quick, "config": to_dict(cfg)})
+                run_dir.write_json(ENV, {**environment(cfg.seed, threads, chosen_by, data_dir), "command": command})
+            except OSError as e:
+                shutil.rmtree(run_dir.path, ignore_errors=True)
+                raise TwinnetError(f"cannot write in the run directory {run_dir.path}: {e.strerror}") from None
+        else:
+            run_dir.remove_leftovers()
+
+        def record_resume() -> None:  # the resume has begun: config.json and env.json say so
+            if to_dict(cfg) != saved["config"]:  # settings that move the work, not its result
+                run_dir.write_json(CONFIG, {**saved, "config": to_dict(cfg)})
+            env = _read_env(run_dir)
+            env.setdefault("resumed", []).append({"command": command,
+                                                  **environment(cfg.seed, threads, chosen_by, data_dir)})
+            run_dir.write_json(ENV, env)
+
+        start = time.perf_counter()
+        try:
+            summary = experiment.run(cfg, run_dir)
+        except Diverged as e:
+            if resume is not None:
+                record_resume()
+            if e.summary is not None:
+                run_dir.write_json(SUMMARY, {**e.summary, "wall_time_s": round(time.perf_counter() - start, 3)})
+            raise
+        except BaseException as e:
+            refused = isinstance(e, TwinnetError)  # checked before training began: nothing to record
+            if resume is None and not _has_work(run_dir):  # nothing measured or saved: leave no empty run behind
+                shutil.rmtree(run_dir.path, ignore_errors=True)
+            elif resume is not None and not refused:
+                record_resume()
+            if isinstance(e, KeyboardInterrupt) and run_dir.path.exists() and \
+                    getattr(experiment.config_cls, "resumable", False):
+                print(f"twinnet: to continue: twinnet run {name} --resume {run_dir.path}", file=sys.stderr)
+            raise
+        if resume is not None:
+            record_resume()
+        summary["wall_time_s"] = round(time.perf_counter() - start, 3)
+        run_dir.write_json(SUMMARY, summary)
+        write_report(run_dir.path)
     return run_dir.path
+
+
+def _read_env(run_dir: RunDir) -> dict:
+    """env.json as a dict, or an empty one if it is missing or damaged (it is rewritten whole)."""
+    try:
+        env = run_dir.read_json(ENV)
+    except TwinnetError:
+        return {}
+    return env if isinstance(env, dict) else {}
 
 
 def _has_work(run_dir: RunDir) -> bool:
@@ -115,18 +186,29 @@ def _has_work(run_dir: RunDir) -> bool:
     return any(run_dir.path.rglob(METRICS)) or any(run_dir.path.rglob("*.pt"))
 
 
-def _reopen(name: str, path: Path, overrides: list[str]):
-    """The saved configuration (with ``overrides`` applied) and directory of a run to resume."""
+def _reopen(name: str, path: Path, overrides: list[str]) -> tuple[RunDir, dict, Any]:
+    """The directory, saved config.json and configuration (with ``overrides`` applied) of a run to
+    resume. Reads only: every check is made here, before the resumed run writes anything."""
     experiment = get_experiment(name)
     if not getattr(experiment.config_cls, "resumable", False):
         raise TwinnetError(f"{name} cannot be resumed; start a new run instead")
     run_dir = RunDir(path)
+    if not path.is_dir():
+        raise TwinnetError(f"--resume {path}: no such directory")
     if not run_dir.file(CONFIG).exists():
         raise TwinnetError(f"--resume {path}: no {CONFIG} there, so it is no run directory")
     saved = run_dir.read_json(CONFIG)
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise TwinnetError(f"--resume {path}: {CONFIG} is damaged (no configuration in it); start a new run")
     if saved.get("experiment") != name:
         raise TwinnetError(f"--resume {path}: that is a run of {saved.get('experiment')!r}, not {name!r}")
-    cfg = apply_overrides(make_config(experiment.config_cls, saved["config"], context=f"{name}: "), list(overrides),
-                          context=f" for {name}")
-    run_dir.write_json(CONFIG, {**saved, "config": to_dict(cfg)})
-    return cfg, run_dir
+    started = make_config(experiment.config_cls, saved["config"], context=f"--resume {path}: {CONFIG}: ")
+    cfg = apply_overrides(started, list(overrides), context=f" for {name}")
+    may_change = getattr(experiment.config_cls, "resume_may_change", frozenset())
+    changed = [k for k in to_dict(cfg) if to_dict(cfg)[k] != to_dict(started)[k] and k not in may_change]
+    if changed:
+        allowed = f" (a resume may change only {', '.join(sorted(may_change))})" if may_change else ""
+        raise TwinnetError(f"--resume {path}: cannot change {', '.join(changed)} of a run already under way: the "
+                           f"continued run would not be the one it started as{allowed}. Drop those --set, or start "
+                           "a new run")
+    return run_dir, saved, cfg

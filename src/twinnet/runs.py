@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -26,16 +27,26 @@ CONFIG, METRICS, SUMMARY, ENV, STRUCTURE, REPORT = (
 CHECKPOINT = "checkpoint.pt"  # an image run's weights, optimiser and loop state at the end of its latest epoch
 RESULTS = "results.jsonl"  # a sweep's finished runs, one JSON line each
 INFLIGHT = "inflight"  # a sweep's checkpoint for each run in progress, removed once its result is in RESULTS
+TMP_SUFFIX = ".tmp"  # an atomic write in progress: ".NAME.XXXX.tmp" beside NAME
+
+
+def _file_mode() -> int:
+    """The mode a new file gets under this process's umask (0o644 under the usual 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it over: readers see old or new, never half."""
+    """Write to a temporary file beside ``path`` and rename it over: readers see old or new, never half.
+    The file gets the mode the umask gives a new file (mkstemp alone would leave it private)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), _file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -58,14 +69,42 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """A JSON file of a run; a damaged one is a one-line TwinnetError naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except OSError as e:
+        raise TwinnetError(f"cannot read {path}: {e.strerror}") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise TwinnetError(f"{path} is damaged ({e}); it is not valid JSON. Restore it or start a new run") from None
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """One JSON object per line. A last line cut short (a process killed while appending it, with no
+    newline after it) is left out; a damaged line elsewhere is a one-line TwinnetError."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise TwinnetError(f"cannot read {path}: {e}") from None
+    lines = text.split("\n")
+    records = []
+    for k, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if k == len(lines) - 1:  # no newline after it: an append that never finished
+                break
+            raise TwinnetError(f"{path} line {k + 1} is damaged (not JSON); restore the file or start a new "
+                               "run") from None
+        if not isinstance(record, dict):
+            raise TwinnetError(f"{path} line {k + 1} is not a JSON object; restore the file or start a new run")
+        records.append(record)
+    return records
 
 
 class RunDir:
@@ -106,8 +145,7 @@ class RunDir:
 
     def append_metrics(self, record: dict) -> None:
         """One JSON object per line, flushed at once so an interrupted run keeps what it measured."""
-        with open(self.file(METRICS), "a") as f:
-            f.write(json.dumps(record, default=_json_default) + "\n")
+        append_line(self.file(METRICS), record)
 
     def write_metrics(self, records: list[dict]) -> None:
         """Replace the metrics file with ``records`` in one atomic write (a resumed run drops what came later)."""
@@ -126,18 +164,52 @@ class RunDir:
         atomic_write_bytes(self.file(name), buf.getvalue())
 
     def load_arrays(self, name: str) -> dict[str, np.ndarray]:
-        with np.load(self.file(name)) as z:
-            return {k: z[k] for k in z.files}
+        """The arrays of a .npz the run wrote; never unpickles (a file holding objects is refused)."""
+        path = self.file(name)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except OSError as e:
+            raise TwinnetError(f"cannot read {path}: {e.strerror or e}") from None
+        except ValueError as e:  # object arrays (pickles), or not an .npz at all
+            raise TwinnetError(f"{path} cannot be read safely ({str(e).splitlines()[0]}); restore it from the run "
+                               "or run the experiment again") from None
+        except Exception as e:  # noqa: BLE001 - a damaged zip: BadZipFile, EOFError, ...
+            raise TwinnetError(f"{path} is damaged ({type(e).__name__}); restore it or run the experiment "
+                               "again") from None
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold an exclusive lock on the directory while a run writes in it: a second process (a second
+        ``--resume``, say) is refused with one line instead of writing beside the first. No file is made."""
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise TwinnetError(f"another process is running in {self.path}; wait for it to end (or stop it), "
+                                   "then resume") from None
+            yield self
+        finally:
+            os.close(fd)  # releases the lock
+
+    def remove_leftovers(self) -> list[Path]:
+        """Delete the temporary files of atomic writes a killed process left unfinished (call with the lock held)."""
+        leftovers = [p for p in self.path.rglob(f".*{TMP_SUFFIX}") if p.is_file()]
+        for p in leftovers:
+            p.unlink(missing_ok=True)
+        return leftovers
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def append_line(path: Path, record: dict, sync: bool = False) -> None:
+    """Append one JSON line; ``sync``: on disk before this returns (a result others depend on)."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record, default=_json_default) + "\n")
+        f.flush()
+        if sync:
+            os.fsync(f.fileno())
 
 
 def _git_commit() -> str | None:
@@ -154,10 +226,13 @@ def _git_commit() -> str | None:
         return None
 
 
-def environment(seed: int, threads: int | None) -> dict[str, Any]:
-    """Versions, hardware and seed: what is needed to reproduce a run."""
+def environment(seed: int, threads: int, threads_chosen_by: str = "--threads",
+                data_dir: str | None = None) -> dict[str, Any]:
+    """Versions, hardware, thread settings and seed: what is needed to reproduce a run."""
     import sklearn
     import torch
+
+    from twinnet import hardware
 
     return {
         "twinnet": __version__,
@@ -167,13 +242,11 @@ def environment(seed: int, threads: int | None) -> dict[str, Any]:
         "torch": torch.__version__,
         "scikit-learn": sklearn.__version__,
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "threads": threads if threads is not None else torch.get_num_threads(),
+        **hardware.describe(threads, threads_chosen_by),
         "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),  # see twinnet/__init__.py
         "openblas_thread_timeout_applied": BLAS_SPIN_LIMITED,  # False: NumPy was loaded before it was set
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "seed": seed,
-        "data_dir": os.environ.get("TWINNET_DATA_DIR"),
+        "data_dir": data_dir,
         "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -12,11 +13,30 @@ from typing import Literal, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
+from twinnet import TwinnetError
 from twinnet.data.arrays import ArrayDataset
 from twinnet.learner import Learner, evaluate
 
 
-LOG_EVERY_S = 15.0  # without a terminal, at most one progress line per this many seconds
+def _log_every_s() -> float:
+    try:
+        return float(os.environ.get("TWINNET_LOG_EVERY_S", "15"))
+    except ValueError:
+        return 15.0
+
+
+LOG_EVERY_S = _log_every_s()  # without a terminal, at most one progress line per this many seconds
+
+
+class Diverged(TwinnetError, FloatingPointError):
+    """A training or evaluation loss became NaN or infinite: training stops there.
+
+    ``step``: the step whose loss was not finite; ``summary``: what the experiment records of the
+    stopped run (set by the experiment, written to summary.json by the runner)."""
+
+    def __init__(self, message: str, step: int, summary: dict | None = None) -> None:
+        super().__init__(message)
+        self.step, self.summary = step, summary
 
 
 @dataclass(frozen=True)
@@ -161,27 +181,34 @@ def fit(
             rec["val_loss"], rec["val_acc"] = evaluate(learner, val.x, val.y)
         if test is not None:
             rec["test_loss"], rec["test_acc"] = evaluate(learner, test.x, test.y)
+        for key in ("val_loss", "test_loss"):
+            if key in rec and not math.isfinite(rec[key]):
+                bar.close()
+                raise Diverged(f"the {key.split('_')[0]} loss became {rec[key]} at step {step}; lower the learning "
+                               "rate", step)
         rec["time_s"] = time.perf_counter() - start
         running_loss, running_correct, running_seen = 0.0, 0, 0
         history.records.append(rec)
         if on_eval is not None:
             on_eval(rec)
 
+    bar = tqdm(total=total, initial=first - 1, desc=desc, unit="step", leave=False,
+               disable=None if progress is None else not progress)
     if resume is None:
         if lr_at is not None:
             learner.set_lr(lr_at(0))  # step 0's record shows the rate the first step will use
-        record(0)
-    bar = tqdm(total=total, initial=first - 1, desc=desc, unit="step", leave=False,
-               disable=None if progress is None else not progress)
+        with np.errstate(all="ignore"):  # a non-finite loss is caught and reported as one line
+            record(0)
     last_log = last_start = time.perf_counter()
     for step in range(first, total + 1):
         if lr_at is not None:
             learner.set_lr(lr_at(step - 1))
         x, y = next(batches)
-        loss, correct = learner.train_step(x, y)
+        with np.errstate(all="ignore"):
+            loss, correct = learner.train_step(x, y)
         if not math.isfinite(loss):
             bar.close()
-            raise FloatingPointError(f"loss became {loss} at step {step}; lower the learning rate")
+            raise Diverged(f"the training loss became {loss} at step {step}; lower the learning rate", step)
         history.step_losses.append(loss)
         running_loss += loss * len(y)
         running_correct += correct
@@ -191,15 +218,12 @@ def fit(
         if bar.disable and progress is None and now - last_log >= LOG_EVERY_S:
             # no terminal (a log file): a line now and then instead of a bar
             last_log = now
-            elapsed = now - start
-            last_acc = history.last.get("test_acc")
-            done = step - first + 1
-            print(f"{desc}: step {step}/{total} loss={loss:.4f}"
-                  + (f" test_acc={last_acc:.4f} (step {history.last['step']})" if last_acc is not None else "")
-                  + f" elapsed={elapsed:.0f}s eta={(now - last_start) / done * (total - step):.0f}s",
+            print(_log_line(desc, step, total, running_loss / running_seen, running_correct / running_seen,
+                            history.last, now - start, (now - last_start) / (step - first + 1) * (total - step)),
                   file=sys.stderr, flush=True)
         if step % unit == 0 or step == total:
-            record(step)
+            with np.errstate(all="ignore"):
+                record(step)
             bar.set_postfix(loss=f"{loss:.4f}", test_acc=f"{history.last.get('test_acc', float('nan')):.3f}")
             if stop is not None and step < total and stop(history):
                 history.stopped_early = True
@@ -211,3 +235,17 @@ def fit(
 
     bar.close()
     return history
+
+
+def _log_line(desc: str, step: int, total: int, loss: float, acc: float, last: dict, elapsed: float,
+              eta: float) -> str:
+    """A progress line for a log file: the running train figures since the last evaluation, and the
+    last evaluation's test accuracy with its age (it may be many minutes old)."""
+    line = f"{desc}: step {step}/{total} loss={loss:.4f} acc={acc:.4f} (running)"
+    if "test_acc" in last:
+        line += f" test_acc={last['test_acc']:.4f} (step {last['step']}, {_age(elapsed - last['time_s'])} ago)"
+    return line + f" elapsed={elapsed:.0f}s eta={eta:.0f}s"
+
+
+def _age(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"

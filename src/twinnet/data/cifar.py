@@ -317,7 +317,8 @@ def _check_md5(src: _Source, md5: np.ndarray, archive_md5: str) -> None:
     else:
         problem = f"is not the official CIFAR-10 {bad[0]} (md5 {bad[1]}, expected {BATCH_MD5[bad[0]]})"
         path = src.path / bad[0]
-    raise TwinnetError(f"checksum: {path} {problem}; re-download it, or pass verify=False to use this copy knowingly")
+    raise TwinnetError(f"checksum: {path} {problem}; re-download it, or use this copy knowingly with "
+                       "--set verify=false (verify=False from Python)")
 
 
 def _file_md5(path: Path) -> str:

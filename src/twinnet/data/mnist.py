@@ -184,13 +184,13 @@ def _check_md5(ds: _Dataset, files: list[Path], md5s: np.ndarray, file_md5s: np.
         elif want is not None:
             problem = (
                 f"is not the official {ds.name} {name} (md5 of its content {md5}, expected {want}); "
-                "re-download it, or pass verify=False to use this copy knowingly"
+                "re-download it, or use this copy knowingly with --set verify=false (verify=False from Python)"
             )
         else:
             problem = (
                 f"matches no official {ds.name} checksum (only its .gz downloads have published ones: "
                 f"expected md5 {want_gz} of the .gz file, got {file_md5}); use the original .gz download, "
-                "or pass verify=False to use this copy knowingly"
+                "or use this copy knowingly with --set verify=false (verify=False from Python)"
             )
         raise TwinnetError(f"checksum: {path} {problem}")
 

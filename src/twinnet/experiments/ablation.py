@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 from twinnet.config import to_dict
@@ -19,6 +20,7 @@ DEFAULT_VARIANTS = ",".join(LADDER)
 
 @dataclass(frozen=True)
 class AblationConfig(image.ImageConfig):
+    resume_may_change: ClassVar[frozenset[str]] = image.ImageConfig.resume_may_change | {"variants"}  # adds rungs
     # comma-separated rungs, each trained in its own sub-folder; a rung's settings override the fields below
     variants: str = DEFAULT_VARIANTS
 
@@ -106,7 +108,7 @@ register(
         run=run,
         report=report,
         headline=headline,
-        defaults={**rung("course"), "epochs": 10, "eval_every": 1, "amp": True},
+        defaults={**rung("course"), "epochs": 10, "eval_every": 1},
         quick={**QUICK, "variants": "course,augment"},
     )
 )

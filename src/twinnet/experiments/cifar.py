@@ -48,8 +48,8 @@ image.preset(
 image.preset(
     "cnn-vgg-best",
     "the reduced VGG with the whole ablation ladder: crop+flip, one-cycle schedule, label "
-    "smoothing, AdamW (bfloat16 mixed precision)",
-    {**rung("adamw"), "epochs": 15, "eval_every": 1, "amp": True},
+    "smoothing, AdamW (bfloat16 mixed precision where the CPU or GPU has it)",
+    {**rung("adamw"), "epochs": 15, "eval_every": 1},
     QUICK,
 )
 
@@ -71,6 +71,6 @@ image.preset(
     "one-cycle, label smoothing",
     {**MLP, "model": "mlp-cifar-wide", "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05,
      "schedule": "onecycle", "label_smoothing": 0.1, "crop_pad": 2, "flip": True, "batch_size": 256,
-     "epochs": 40, "patience": 0, "amp": True},
+     "epochs": 40, "patience": 0},
     {"epochs": 2, "train_subset": 256, "val_split": 64, "test_subset": 64},
 )

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from twinnet import TwinnetError, checkpoint
+from twinnet import TwinnetError, checkpoint, hardware
 from twinnet.architectures import MODELS, nn_namespace
 from twinnet.config import BaseConfig, to_dict
 from twinnet.data.arrays import ArrayDataset
@@ -22,7 +22,7 @@ from twinnet.report import plots
 from twinnet.report.build import markdown_table
 from twinnet.runs import CHECKPOINT, METRICS, SUMMARY, RunDir
 from twinnet.schedules import make_schedule
-from twinnet.train import History, LoopSettings, LoopState, fit
+from twinnet.train import Diverged, History, LoopSettings, LoopState, fit
 
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
 
@@ -30,6 +30,7 @@ OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSpro
 @dataclass(frozen=True)
 class ImageConfig(BaseConfig):
     resumable: ClassVar[bool] = True  # a checkpoint every epoch; `twinnet run --resume RUN_DIR` continues there
+    resume_may_change: ClassVar[frozenset[str]] = frozenset({"device", "verify"})  # they move the work, not its result
 
     dataset: Literal["mnist", "fashion-mnist", "cifar10"] = "mnist"
     verify: bool = True  # check the data files against the official checksums
@@ -62,9 +63,12 @@ class ImageConfig(BaseConfig):
     erase_p: float = 0.0  # random erasing (cutout) probability per image
     # hardware (torch engine)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when available, else the CPU (all cores)
-    amp: bool = False  # bfloat16 mixed precision (CUDA, or a CPU with bfloat16 support)
+    # bfloat16 mixed precision. auto: on CUDA, and on a CPU only where it has native bfloat16 (AVX512-BF16,
+    # AMX); without it autocast is emulated and ran 14x slower (docs/RESULTS.md). true forces it, with a warning
+    amp: bool | Literal["auto"] = "auto"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; known: {', '.join(sorted(MODELS))}")
         if self.lr <= 0:
@@ -79,7 +83,15 @@ class ImageConfig(BaseConfig):
             raise ValueError(f"patience must be >= 0, got {self.patience}")
         if self.patience and not self.val_split:
             raise ValueError("early stopping (patience > 0) watches a validation set: set val_split > 0 too")
-        if self.engine == "numpy" and (self.amp or self.device == "cuda"):
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.schedule == "warmup_cosine" and self.steps and self.warmup_steps >= self.steps:
+            raise ValueError(f"warmup_steps={self.warmup_steps} must be below the run's steps={self.steps}")
+        side = MODELS[self.model].input_shape[-1]
+        if self.crop_pad >= side:
+            raise ValueError(f"crop_pad={self.crop_pad} must be below the image side ({side} for {self.model}); "
+                             "the CIFAR-10 recipe uses 4")
+        if self.engine == "numpy" and (self.amp is True or self.device == "cuda"):
             raise ValueError("amp and device=cuda belong to the torch engine; the NumPy engine runs float32/64 "
                              "on the CPU")
         self.augment()
@@ -104,6 +116,7 @@ class ImageData:
     test: ArrayDataset
     classes: tuple[str, ...]
     source: str  # where the images came from, and whether they are lossy
+    fingerprint: str  # SHA-256 of the images and labels as loaded: a resumed run must find the same data
 
 
 def load_images(cfg: ImageConfig) -> ImageData:
@@ -123,6 +136,9 @@ def load_images(cfg: ImageConfig) -> ImageData:
         return ArrayDataset(ds.x[idx], ds.y[idx])
 
     train, test = subset(split.train, cfg.train_subset), subset(split.test, cfg.test_subset)
+    for name, ds in (("training", train), ("test", test)):
+        if len(ds) == 0:
+            raise TwinnetError(f"the {name} split of {split.source} holds no images; check the data directory")
     val = None
     if cfg.val_split:
         if cfg.val_split >= len(train):
@@ -137,10 +153,34 @@ def load_images(cfg: ImageConfig) -> ImageData:
     dtype = DTYPES[cfg.dtype]
     norm = lambda ds: ArrayDataset(normalize(ds.x, mean, std, dtype), ds.y)  # noqa: E731
     return ImageData(ImageSource(train.x, train.y, mean, std, cfg.augment(), dtype), val and norm(val), norm(test),
-                     split.classes, source)
+                     split.classes, source, _fingerprint(split.train, split.test))
 
 
-def make_learner(cfg: ImageConfig, model, engine: str, device: str = "cpu"):
+def _fingerprint(*sets: ArrayDataset) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for ds in sets:
+        for a in (ds.x, ds.y):
+            a = np.ascontiguousarray(a)
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def check_against_data(cfg: ImageConfig, data: ImageData) -> None:
+    """The settings that can be checked only once the data is loaded: one line naming each problem."""
+    spec = MODELS[cfg.model]
+    if tuple(data.train.x.shape[1:]) != spec.input_shape:
+        raise TwinnetError(f"model {cfg.model} takes inputs {spec.input_shape}, but {cfg.dataset} has "
+                           f"{tuple(data.train.x.shape[1:])}")
+    total = cfg.loop().total_steps(len(data.train))
+    if cfg.schedule == "warmup_cosine" and cfg.warmup_steps >= total:
+        raise TwinnetError(f"warmup_steps={cfg.warmup_steps} must be below the run's {total:,} steps "
+                           f"({cfg.epochs} epochs of {cfg.loop().steps_per_epoch(len(data.train)):,}); lower it")
+
+
+def make_learner(cfg: ImageConfig, model, engine: str, device: str = "cpu", amp: bool = False):
     """Model, optimiser and loss of one engine, with the same hyperparameters in either."""
     name = OPTIMIZERS[cfg.optimizer]
     kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
@@ -154,7 +194,7 @@ def make_learner(cfg: ImageConfig, model, engine: str, device: str = "cpu"):
     import torch
 
     opt = getattr(torch.optim, name)(model.parameters(), **kwargs)
-    return TorchLearner(model, opt, torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), amp=cfg.amp,
+    return TorchLearner(model, opt, torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), amp=amp,
                         channels_last=device == "cuda")
 
 
@@ -169,18 +209,21 @@ def resolve_device(cfg: ImageConfig) -> str:
     return "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
 
 
-# settings a resumed run may change: they move the work, not its result
-RESUME_MAY_CHANGE = {"device", "verify"}
-
-
-def save_checkpoint(run_dir: RunDir, learner, state: LoopState, best: dict | None, cfg: ImageConfig) -> None:
+def save_checkpoint(run_dir: RunDir, learner, state: LoopState, best: dict | None, cfg: ImageConfig,
+                    data: ImageData) -> None:
     """The whole training state at an epoch's end, in one atomically replaced file."""
-    checkpoint.save(run_dir.file(CHECKPOINT), learner, state, to_dict(cfg), {"best": best})
+    checkpoint.save(run_dir.file(CHECKPOINT), learner, state, to_dict(cfg),
+                    {"best": best, "data_fingerprint": data.fingerprint})
 
 
-def load_checkpoint(run_dir: RunDir, learner, cfg: ImageConfig) -> tuple[LoopState, dict | None]:
-    """Restore ``learner`` from the run's checkpoint; the loop state to continue from, and the best weights."""
-    state, extra = checkpoint.load(run_dir.file(CHECKPOINT), learner, to_dict(cfg), RESUME_MAY_CHANGE)
+def load_checkpoint(run_dir: RunDir, learner, cfg: ImageConfig, data: ImageData) -> tuple[LoopState, dict | None]:
+    """Restore ``learner`` from the run's checkpoint; the loop state to continue from, and the best weights.
+    Refused (nothing written) if the data found now is not the data the run trained on."""
+    path = run_dir.file(CHECKPOINT)
+    state, extra = checkpoint.load(path, learner, to_dict(cfg), cfg.resume_may_change, extra_keys=("best",))
+    if extra.get("data_fingerprint", data.fingerprint) != data.fingerprint:
+        raise checkpoint.CheckpointError(f"cannot resume from {path}: the data found now ({data.source}) is not the "
+                                         "data this run trained on; point --data-dir at that data, or start a new run")
     # the metrics file may hold evaluations made after the checkpoint: keep exactly the checkpoint's
     run_dir.write_metrics([{"engine": learner.engine, **r} for r in state.history.records])
     return state, extra["best"]
@@ -190,10 +233,8 @@ def run(cfg: ImageConfig, run_dir: RunDir) -> dict:
     t0 = time.perf_counter()
     data = load_images(cfg)
     load_s = time.perf_counter() - t0
+    check_against_data(cfg, data)
     spec = MODELS[cfg.model]
-    if tuple(data.train.x.shape[1:]) != spec.input_shape:
-        raise TwinnetError(f"model {cfg.model} takes inputs {spec.input_shape}, but {cfg.dataset} has "
-                           f"{tuple(data.train.x.shape[1:])}")
     seed_everything(cfg.seed)
     models = {e: spec.build(nn_namespace(e)) for e in ("torch", "numpy")}
     save_structures(run_dir, cfg.model, models, spec.input_shape)
@@ -206,7 +247,8 @@ def run(cfg: ImageConfig, run_dir: RunDir) -> dict:
             model = model.to(memory_format=torch.channels_last)
     else:
         model = model.to(DTYPES[cfg.dtype])
-    learner = make_learner(cfg, model, cfg.engine, device)
+    amp = cfg.engine == "torch" and hardware.resolve_amp(cfg.amp, device)
+    learner = make_learner(cfg, model, cfg.engine, device, amp)
     settings = cfg.loop()
     total = settings.total_steps(len(data.train))
     extra = {"warmup_steps": cfg.warmup_steps} if cfg.schedule == "warmup_cosine" else {}
@@ -215,7 +257,7 @@ def run(cfg: ImageConfig, run_dir: RunDir) -> dict:
 
     resume, best = None, None
     if run_dir.file(CHECKPOINT).exists():
-        resume, best = load_checkpoint(run_dir, learner, cfg)
+        resume, best = load_checkpoint(run_dir, learner, cfg, data)
     elif run_dir.file(METRICS).exists():  # interrupted before its first checkpoint: it starts again from step 0
         run_dir.file(METRICS).unlink()
 
@@ -228,9 +270,25 @@ def run(cfg: ImageConfig, run_dir: RunDir) -> dict:
     def stop(history: History) -> bool:
         return bool(cfg.patience) and history.last["step"] - best["step"] >= cfg.patience * _eval_unit(cfg, data)
 
-    history = fit(learner, data.train, data.test, settings, seed=cfg.seed, lr_at=lr_at, val=data.val,
-                  desc=f"{cfg.model}/{cfg.engine}", on_eval=on_eval, stop=stop if cfg.patience else None,
-                  on_checkpoint=lambda state: save_checkpoint(run_dir, learner, state, best, cfg), resume=resume)
+    saved_step = resume.step if resume is not None else None
+
+    def on_checkpoint(state: LoopState) -> None:
+        nonlocal saved_step
+        save_checkpoint(run_dir, learner, state, best, cfg, data)
+        saved_step = state.step
+
+    try:
+        history = fit(learner, data.train, data.test, settings, seed=cfg.seed, lr_at=lr_at, val=data.val,
+                      desc=f"{cfg.model}/{cfg.engine}", on_eval=on_eval, stop=stop if cfg.patience else None,
+                      on_checkpoint=on_checkpoint, resume=resume)
+    except Diverged as e:
+        kept = (f"its last good checkpoint (step {saved_step:,}) is kept in {run_dir.file(CHECKPOINT)}"
+                if saved_step is not None else "it had saved no checkpoint yet")
+        e.summary = {"outcome": "diverged", "diverged_at_step": e.step, "engine": cfg.engine, "device": device,
+                     "amp": amp, "model": cfg.model, "dataset": cfg.dataset, "data_source": data.source,
+                     "last_checkpoint_step": saved_step}
+        e.args = (f"{e}: the run stopped and {kept}; summary.json says diverged",)
+        raise
     last = history.last
     final = {k: last[k] for k in ("test_acc", "test_loss")}
     if best is not None:  # report the weights the validation set chose, as early stopping means
@@ -241,8 +299,10 @@ def run(cfg: ImageConfig, run_dir: RunDir) -> dict:
     run_dir.save_arrays("predictions.npz", y_true=data.test.y, y_pred=pred, classes=np.array(data.classes))
     per_class = [float((pred[data.test.y == c] == c).mean()) for c in range(len(data.classes))]
     return {
+        "outcome": "stopped early" if history.stopped_early else "completed",
         "engine": cfg.engine,
         "device": device,
+        "amp": amp,
         "model": cfg.model,
         "dataset": cfg.dataset,
         "data_source": data.source,

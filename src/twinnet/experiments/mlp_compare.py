@@ -49,6 +49,7 @@ class MLPCompareConfig(BaseConfig):
     grid: int = 200  # decision-boundary grid resolution per axis
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         unknown = [d for d in self.datasets if d not in TOY_DATASETS]
         if unknown or not self.datasets:
             raise ValueError(f"datasets must be a non-empty list from {', '.join(TOY_DATASETS)}; got {unknown}")

@@ -17,6 +17,6 @@ image.preset(
     "channel, 28x28, crops and small rotations but no flips",
     {"dataset": "mnist", "model": "vgg-reduced-mnist", "engine": "torch", "optimizer": "adamw",
      "lr": 2e-3, "weight_decay": 0.05, "schedule": "onecycle", "label_smoothing": 0.1,
-     "batch_size": 128, "epochs": 4, "crop_pad": 2, "rotate": 10.0, "amp": True},
+     "batch_size": 128, "epochs": 4, "crop_pad": 2, "rotate": 10.0},
     QUICK,
 )

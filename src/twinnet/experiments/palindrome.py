@@ -26,7 +26,7 @@ from twinnet.report import plots
 from twinnet.report.build import markdown_table
 from twinnet.runs import SUMMARY, RunDir
 from twinnet.schedules import make_schedule
-from twinnet.train import LoopSettings, LoopState, fit
+from twinnet.train import Diverged, LoopSettings, LoopState, fit
 
 MODELS = ("rnn", "lstm", "gru", "irnn")
 MODEL_NAMES = {"rnn": "vanilla RNN", "lstm": "LSTM", "gru": "GRU", "irnn": "IRNN (ReLU, W_hh = I)"}
@@ -68,6 +68,7 @@ class Recipe(BaseConfig):
     keep_best: bool = False  # end with the weights of the best evaluation, not the last (guards against late collapse)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         positive = {"hidden": self.hidden, "batch_size": self.batch_size, "steps": self.steps,
                     "eval_every": self.eval_every, "eval_size": self.eval_size, "final_size": self.final_size,
                     "curriculum_step": self.curriculum_step}
@@ -121,7 +122,7 @@ def make_learner(cfg: Recipe, model, engine: str):
 
         opt = {"rmsprop": numpy_nn.RMSprop, "adam": numpy_nn.Adam}[cfg.optimizer](model.parameters(), lr=cfg.lr)
         model.input_grad = False  # the digits need no gradient (torch skips it too)
-        return NumpyLearner(model, opt, numpy_nn.CrossEntropyLoss(), clip_norm=clip)
+        return NumpyLearner(model, opt, numpy_nn.CrossEntropyLoss(), clip_norm=clip, blas_threads=1)
     import torch
 
     opt = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}[cfg.optimizer](model.parameters(), lr=cfg.lr)
@@ -198,7 +199,7 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None,
                       on_checkpoint=save if checkpoint_path is not None else None, resume=resume)
         if history.stopped_early:
             outcome = "stopped early"
-    except FloatingPointError:
+    except Diverged:
         outcome = "diverged"
     train_s = time.perf_counter() - start + (resume.elapsed_s if resume is not None else 0.0)
     if cfg.keep_best and best["state"] is not None and best["step"] != records[-1]["step"]:

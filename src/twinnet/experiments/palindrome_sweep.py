@@ -8,7 +8,6 @@ checkpoint in ``inflight/`` every minute, so a resumed sweep continues them wher
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -18,7 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from twinnet import TwinnetError, checkpoint
+from twinnet import checkpoint, hardware
 from twinnet.config import to_dict
 from twinnet.experiments.palindrome import (  # CHECKPOINT_EVERY_S: about what a stopped sweep loses per run
     CHECKPOINT_EVERY_S,
@@ -34,7 +33,7 @@ from twinnet.experiments.palindrome import (  # CHECKPOINT_EVERY_S: about what a
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
-from twinnet.runs import INFLIGHT, RESULTS, SUMMARY, RunDir, read_jsonl
+from twinnet.runs import INFLIGHT, RESULTS, SUMMARY, RunDir, append_line, read_jsonl
 
 # relative cost of one step per time step (bench/rnn_step.py), to start the longest runs first
 COST = {"rnn": 1.0, "irnn": 1.0, "lstm": 3.5, "gru": 2.5}
@@ -44,6 +43,8 @@ PASS = 0.99  # "learnt": mean test accuracy over the seeds at least this
 @dataclass(frozen=True)
 class SweepConfig(Recipe):
     resumable: ClassVar[bool] = True  # `twinnet run --resume RUN_DIR` continues an interrupted sweep
+    # a resume may change the grid (runs outside it stay out of the summary) and the workers, never the recipe
+    resume_may_change: ClassVar[frozenset[str]] = frozenset({"models", "lengths", "n_seeds", "workers"})
 
     models: tuple[str, ...] = ("rnn", "lstm", "gru")
     lengths: tuple[int, ...] = tuple(range(5, 61, 5))  # palindrome lengths T
@@ -58,13 +59,6 @@ class SweepConfig(Recipe):
 
     def triples(self) -> list[tuple[str, int, int]]:
         return [(m, t, self.seed + k) for m in self.models for t in self.lengths for k in range(self.n_seeds)]
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def _die_with_parent() -> None:
@@ -90,16 +84,8 @@ def _init_worker(parent: int) -> None:
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before the request above took hold
         os._exit(1)
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    from twinnet.numpy_nn import backend
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(1)
-    threadpool_limits(1)
-    if hasattr(backend, "set_num_threads"):
-        backend.set_num_threads(1)
+    hardware.set_threads(1)
 
 
 def run_job(job: dict) -> dict:
@@ -115,8 +101,7 @@ def run_job(job: dict) -> dict:
     try:
         result, _, records = train()
     except checkpoint.CheckpointError as e:  # unreadable, or from other settings: start over, the file set aside
-        aside = Path(path).with_suffix(".unusable")
-        Path(path).replace(aside)
+        aside = checkpoint.set_aside(path)
         print(f"palindrome-sweep: {e}; {cfg.model} T={cfg.length} seed={cfg.seed} starts again (the checkpoint "
               f"is kept as {aside})", file=sys.stderr, flush=True)
         result, _, records = train()
@@ -139,17 +124,10 @@ def _execute(jobs: list[dict], workers: int, on_result, in_process: bool = False
             on_result(run_job(job))
         return
     import multiprocessing as mp
-    import signal
-    import threading
 
-    def terminated(signum, frame):  # `kill` ends the sweep as Ctrl-C does: workers stopped, results kept
-        raise KeyboardInterrupt
+    from twinnet.runner import sigterm_interrupts
 
-    in_main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        if in_main:
-            signal.signal(signal.SIGTERM, terminated)
+    with sigterm_interrupts():  # `kill` ends the sweep as Ctrl-C does: workers stopped, results kept
         # spawn, not fork: a forked child inherits torch's OpenMP state and may hang in it
         pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(os.getpid(),))
         try:
@@ -163,9 +141,6 @@ def _execute(jobs: list[dict], workers: int, on_result, in_process: bool = False
             raise
         finally:
             pool.join()
-    finally:
-        if in_main:  # None: a handler not set from Python; the default is the closest
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def finished(run_dir: RunDir) -> dict[tuple[str, int, int], dict]:
@@ -173,32 +148,15 @@ def finished(run_dir: RunDir) -> dict[tuple[str, int, int], dict]:
     return {(r["model"], r["length"], r["seed"]): r for r in read_jsonl(run_dir.file(RESULTS))}
 
 
-def _lock(run_dir: RunDir):
-    """Hold an exclusive lock on the run directory: two processes resuming one sweep would run its jobs twice."""
-    import fcntl
-
-    handle = open(run_dir.file(".sweep.lock"), "w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise TwinnetError(f"another process is running the sweep in {run_dir.path}") from None
-    return handle  # the lock lasts as long as the handle stays open
-
-
 def run(cfg: SweepConfig, run_dir: RunDir) -> dict:
-    with _lock(run_dir):
-        return _run(cfg, run_dir)
-
-
-def _run(cfg: SweepConfig, run_dir: RunDir) -> dict:
+    """Run the grid's runs not yet in results.jsonl (the runner holds the directory's lock)."""
     for model in cfg.models:
         save_model_structure(run_dir, job_config(cfg, model, max(cfg.lengths), cfg.seed))
     done = finished(run_dir)
     todo = [t for t in cfg.triples() if t not in done]
     _tidy_inflight(run_dir, done)
     todo.sort(key=lambda t: -COST[t[0]] * t[1])  # longest first, so no worker is left with a long tail
-    workers = min(cfg.workers or cores(), max(len(todo), 1))
+    workers = min(cfg.workers or hardware.cores(), max(len(todo), 1))
     print(f"palindrome-sweep: {len(done)} runs already finished, {len(todo)} to run on {workers} "
           f"worker(s)", file=sys.stderr, flush=True)
     start, count = time.perf_counter(), 0
@@ -206,12 +164,9 @@ def _run(cfg: SweepConfig, run_dir: RunDir) -> dict:
 
     def on_result(result: dict) -> None:
         nonlocal count, cost_left, cost_done
-        with open(run_dir.file(RESULTS), "a") as f:  # one line per run, on disk before its checkpoint goes
-            f.write(json.dumps(result) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(run_dir.file(RESULTS), result, sync=True)  # one line per run, on disk before its checkpoint goes
         run_dir.append_metrics({k: v for k, v in result.items() if k not in ("records", "pid")})
-        checkpoint_file(run_dir, result["model"], result["length"], result["seed"]).unlink(missing_ok=True)
+        checkpoint.remove(checkpoint_file(run_dir, result["model"], result["length"], result["seed"]))
         count += 1
         _, here = run_cost(result)
         cost_left -= COST[result["model"]] * result["length"]  # whole, with what an earlier sweep trained
@@ -232,13 +187,10 @@ def _run(cfg: SweepConfig, run_dir: RunDir) -> dict:
 
 def _tidy_inflight(run_dir: RunDir, done: dict) -> None:
     """Make the checkpoint folder; drop the checkpoints of runs whose result is in already (stopped
-    between the two writes) and the temporary files of writes a stopped worker left unfinished."""
-    folder = run_dir.file(INFLIGHT)
-    folder.mkdir(exist_ok=True)
+    between the two writes). The runner has removed the temporary files of unfinished writes."""
+    run_dir.file(INFLIGHT).mkdir(exist_ok=True)
     for model, length, seed in done:
-        checkpoint_file(run_dir, model, length, seed).unlink(missing_ok=True)
-    for tmp in folder.glob(".*.tmp"):
-        tmp.unlink()
+        checkpoint.remove(checkpoint_file(run_dir, model, length, seed))
 
 
 def run_cost(result: dict) -> tuple[float, float]:

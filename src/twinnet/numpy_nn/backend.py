@@ -127,7 +127,7 @@ def parallel(fn, n: int, size: int | None = None, blas: bool = False, blocks: in
             fn(slice(a, b))
 
     bounds = [n * i // t for i in range(t + 1)]
-    with _blas_one_thread() if blas and t > 1 else contextlib.nullcontext():
+    with blas_threads(1) if blas and t > 1 else contextlib.nullcontext():
         futures = [_executor().submit(run, bounds[i], bounds[i + 1]) for i in range(1, t)]
         try:
             run(bounds[0], bounds[1])
@@ -139,14 +139,15 @@ def parallel(fn, n: int, size: int | None = None, blas: bool = False, blocks: in
 _controller = None
 
 
-def _blas_one_thread():
-    """A context in which the BLAS runs each product on one thread (the caller's threads share the cores)."""
+def blas_threads(n: int):
+    """A context in which the BLAS runs each product on at most ``n`` threads (e.g. 1 while the
+    caller's own threads share the cores, or where products are too small to share)."""
     global _controller
     if _controller is None:
         from threadpoolctl import ThreadpoolController
 
         _controller = ThreadpoolController()
-    return _controller.limit(limits=1, user_api="blas")
+    return _controller.limit(limits=n, user_api="blas")
 
 
 def parallel_items(fn, items: list, sizes: list[int]) -> None:

@@ -1,0 +1,158 @@
+"""The machine a run finds: its CPU, whether that CPU has bfloat16 arithmetic, and the threads to use.
+
+Defaults adapt to what is found here. bfloat16 autocast on a CPU without native bf16 (AVX2 only)
+is emulated and was measured 14x slower than float32 on the reduced VGG (docs/RESULTS.md), so
+``amp="auto"`` turns it on only where torch reports native support. The thread count defaults to
+the cores other processes leave idle: with another process on one of two cores, two threads of
+small matrix products took 16x longer than one (docs/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+import warnings
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+
+def cpu_name() -> str:
+    """The CPU model as the OS names it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_capability() -> str:
+    """The widest SIMD instruction set torch's CPU kernels use here (e.g. AVX2, AVX512)."""
+    import torch
+
+    return str(torch.backends.cpu.get_cpu_capability())
+
+
+@lru_cache(maxsize=1)
+def cpu_bf16() -> bool:
+    """Whether this CPU does bfloat16 arithmetic natively (AVX512-BF16 or AMX), as torch sees it.
+
+    ``TWINNET_CPU_BF16=0`` (or ``1``) overrides the answer: a test or benchmark can take the
+    path of a CPU without bf16 on any machine."""
+    forced = os.environ.get("TWINNET_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return False
+
+
+_warned_amp = False
+
+
+def resolve_amp(amp: bool | str, device: str) -> bool:
+    """Whether a torch run uses bfloat16 autocast: ``"auto"`` means on CUDA, and on a CPU only
+    with native bf16. An explicit ``True`` on a CPU without it is honoured, with one warning."""
+    global _warned_amp
+    if amp == "auto":
+        return device == "cuda" or cpu_bf16()
+    if amp and device == "cpu" and not cpu_bf16() and not _warned_amp:
+        _warned_amp = True
+        warnings.warn(f"amp=true on a CPU without native bfloat16 ({cpu_name()}, {cpu_capability()}): bfloat16 "
+                      "autocast is emulated here and ran 14x slower than float32 on the reduced VGG "
+                      "(docs/RESULTS.md); --set amp=auto (the default) uses float32 on this CPU",
+                      stacklevel=2)
+    return bool(amp)
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) jiffies of all CPUs since boot, or None where /proc/stat is not readable."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    values = [int(v) for v in fields]
+    return values[3] + (values[4] if len(values) > 4 else 0), sum(values[:8])
+
+
+def idle_cores(sample_s: float = 0.2) -> float | None:
+    """Cores left idle by other processes, sampled over ``sample_s`` seconds (this process's own
+    use subtracted); None where the OS does not say."""
+    before, own = _cpu_times(), time.process_time()
+    if before is None:
+        return None
+    start = time.perf_counter()
+    time.sleep(sample_s)
+    after, own = _cpu_times(), time.process_time() - own
+    wall = time.perf_counter() - start
+    if after is None or after[1] <= before[1]:
+        return None
+    n = os.cpu_count() or 1
+    busy_fraction = 1 - (after[0] - before[0]) / (after[1] - before[1])
+    others = max(0.0, busy_fraction * n - own / max(wall, 1e-9))
+    return max(0.0, min(cores(), n - others))
+
+
+def default_threads() -> int:
+    """The thread count a run takes when none is given: ``TWINNET_THREADS`` if set, else the cores
+    other processes leave idle right now (at least one), so that a busy machine does not make
+    threads wait on each other for a core."""
+    env = os.environ.get("TWINNET_THREADS")
+    if env:
+        try:
+            if int(env) >= 1:
+                return int(env)
+        except ValueError:
+            pass
+        print(f"twinnet: TWINNET_THREADS={env!r} is not an integer >= 1; ignored", file=sys.stderr)
+    free = idle_cores()
+    if free is None:
+        return cores()
+    return max(1, min(cores(), int(free + 0.5)))
+
+
+def set_threads(threads: int) -> None:
+    """Give torch, NumPy's BLAS and the NumPy engine's own elementwise threads one thread count."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from twinnet.numpy_nn import backend
+
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
+    backend.set_num_threads(threads)
+
+
+def describe(threads: int, threads_chosen_by: str) -> dict[str, Any]:
+    """What env.json records of the hardware and the thread settings applied."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from twinnet.numpy_nn import backend
+
+    return {
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "cpu_capability": cpu_capability(),
+        "cpu_bf16": cpu_bf16(),
+        "threads": threads,
+        "threads_chosen_by": threads_chosen_by,  # "--threads", "TWINNET_THREADS" or "idle cores"
+        "torch_threads": torch.get_num_threads(),
+        "blas_threads": sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}),
+        "engine_threads": backend.num_threads(),
+    }
