@@ -40,7 +40,7 @@ def mlp_layers(nn: ModuleType, n_inputs: int, hidden: Sequence[int], n_classes: 
     return layers
 
 
-# The reduced VGG of the course (SPEC section 3): numbers are conv widths, "M" a max-pool.
+# The reduced VGG of the course (docs/COURSE.md): numbers are conv widths, "M" a max-pool.
 VGG_REDUCED = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
 
@@ -124,7 +124,7 @@ MODELS: dict[str, ModelSpec] = {
     "vgg-reduced": ModelSpec(
         lambda nn: nn.Sequential(*vgg_layers(nn)),
         (3, 32, 32),
-        "the course's reduced VGG for CIFAR-10 (SPEC section 3), with batch norm",
+        "the course's reduced VGG for CIFAR-10 (docs/COURSE.md), with batch norm",
     ),
     "vgg-reduced-nobn": ModelSpec(
         lambda nn: nn.Sequential(*vgg_layers(nn, batch_norm=False)),
@@ -172,7 +172,7 @@ MODELS: dict[str, ModelSpec] = {
         (3, 32, 32),
         "a wider CIFAR-10 MLP 3072-2048-1024-512-10 with batch norm and dropout 0.2",
     ),
-    # palindromes (SPEC section 4): 10 one-hot digits in, 128 hidden units, 10 classes; shown at T = 20
+    # palindromes (docs/COURSE.md): 10 one-hot digits in, 128 hidden units, 10 classes; shown at T = 20
     "palindrome-rnn": ModelSpec(
         lambda nn: nn.VanillaRNN(10, 128, 10),
         (19, 10),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -132,7 +131,7 @@ def run_experiment(
                 run_dir.write_json(CONFIG, {"experiment": name, "quick": quick, "config": to_dict(cfg)})
                 run_dir.write_json(ENV, {**environment(cfg.seed, threads, chosen_by, data_dir), "command": command})
             except OSError as e:
-                shutil.rmtree(run_dir.path, ignore_errors=True)
+                run_dir.discard()
                 raise TwinnetError(f"cannot write in the run directory {run_dir.path}: {e.strerror}") from None
         else:
             run_dir.remove_leftovers()
@@ -153,15 +152,17 @@ def run_experiment(
                 record_resume()
             if e.summary is not None:
                 run_dir.write_json(SUMMARY, {**e.summary, "wall_time_s": round(time.perf_counter() - start, 3)})
+                write_report(run_dir.path)
             raise
         except BaseException as e:
             refused = isinstance(e, TwinnetError)  # checked before training began: nothing to record
             if resume is None and not _has_work(run_dir):  # nothing measured or saved: leave no empty run behind
-                shutil.rmtree(run_dir.path, ignore_errors=True)
+                run_dir.discard()
             elif resume is not None and not refused:
-                record_resume()
-            if isinstance(e, KeyboardInterrupt) and run_dir.path.exists() and \
-                    getattr(experiment.config_cls, "resumable", False):
+                with contextlib.suppress(OSError):  # a full disk, say: the error that stopped the run is the news
+                    record_resume()
+            if isinstance(e, KeyboardInterrupt) and getattr(experiment.config_cls, "resumable", False) and \
+                    (resume is not None or _has_work(run_dir)):
                 print(f"twinnet: to continue: twinnet run {name} --resume {run_dir.path}", file=sys.stderr)
             raise
         if resume is not None:

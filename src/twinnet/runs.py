@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -110,8 +111,9 @@ def read_jsonl(path: Path) -> list[dict]:
 class RunDir:
     """The directory of one run and the files in it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, created: bool = False) -> None:
         self.path = Path(path)
+        self.created = created  # made by this process (so it may remove it again if nothing is kept)
 
     @classmethod
     def create(cls, experiment: str, out: Path | None = None, runs_root: Path = Path("runs")) -> RunDir:
@@ -128,11 +130,20 @@ class RunDir:
             while path.exists():
                 path = Path(runs_root) / experiment / f"{stamp}-{k}"
                 k += 1
+        created = not path.exists()
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise TwinnetError(f"cannot create run directory {path}: {exc.strerror}") from None
-        return cls(path)
+        return cls(path, created)
+
+    def discard(self) -> None:
+        """Remove a new run that kept nothing: the directory if this process made it, else its contents."""
+        if self.created:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        for p in self.path.iterdir():
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
 
     def file(self, name: str) -> Path:
         return self.path / name

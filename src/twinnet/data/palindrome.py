@@ -1,4 +1,4 @@
-"""Palindromes of digits for the RNN memory task (SPEC section 4).
+"""Palindromes of digits for the RNN memory task (docs/COURSE.md).
 
 A palindrome of length T has its first ceil(T/2) digits drawn uniformly from 0-9 and the
 rest mirrored. A sample is its first T-1 digits as the input sequence and its last digit

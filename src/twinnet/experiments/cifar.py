@@ -53,7 +53,7 @@ image.preset(
     QUICK,
 )
 
-# The course's MLP (SPEC section 2: 54% with Adam, 20 epochs) and ours; 5,000 training images validate
+# The course's MLP (docs/COURSE.md: 54% with Adam, 20 epochs) and ours; 5,000 training images validate
 MLP = {"dataset": "cifar10", "engine": "torch", "val_split": 5000, "eval_every": 1}
 
 image.preset(

@@ -342,6 +342,13 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarr
 def report(path: Path) -> list[str]:
     run_dir = RunDir(path)
     s, metrics = run_dir.read_json(SUMMARY), run_dir.metrics()
+    if s.get("outcome") == "diverged":
+        kept = s.get("last_checkpoint_step")
+        return [f"## Diverged\n\nThe loss of {s['model']} ({s['engine']}) became NaN or infinite at step "
+                f"{s['diverged_at_step']:,}, so training stopped there"
+                + (f"; the checkpoint of step {kept:,} is kept" if kept is not None else "")
+                + f". Lower the learning rate and start a new run. {len(metrics)} evaluations before it are in "
+                f"`{METRICS}`."]
     a = run_dir.load_arrays("predictions.npz")
     classes = [str(c) for c in a["classes"]]
     sections = ["## Final figures\n\n" + markdown_table(

@@ -58,8 +58,14 @@ def write_report(path: Path) -> Path:
         if not run.file(name).exists():
             raise TwinnetError(f"{run.path} is not a finished run: {name} is missing")
     cfg, env = run.read_json(CONFIG), run.read_json(ENV)
-    experiment = get_experiment(cfg["experiment"])
-    sections = experiment.report(run.path)
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("config"), dict) or not isinstance(env, dict):
+        raise TwinnetError(f"{run.path}: {CONFIG} or {ENV} is damaged (not the object a run writes)")
+    experiment = get_experiment(str(cfg.get("experiment")))
+    try:
+        sections = experiment.report(run.path)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+        raise TwinnetError(f"{run.path} is incomplete or damaged: its files lack what the {experiment.name} report "
+                           f"needs ({type(e).__name__}: {e}); run the experiment again") from None
     config_rows = [[f"`{k}`", f"`{v}`"] for k, v in cfg["config"].items()]
     env_rows = [[k, f"`{v}`"] for k, v in env.items()]
     text = "\n\n".join(

@@ -1,0 +1,14 @@
+"""Settings every test shares: no timing-dependent output."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_progress_lines(monkeypatch):
+    """A slow or busy machine makes ``fit`` print progress lines to stderr (one per LOG_EVERY_S seconds
+    of a run); what a test sees must not depend on the machine's speed, so no test gets them unless it
+    asks (tests of the lines set LOG_EVERY_S themselves). Subprocesses get TWINNET_LOG_EVERY_S."""
+    import twinnet.train
+
+    monkeypatch.setattr(twinnet.train, "LOG_EVERY_S", float("inf"))
+    monkeypatch.setenv("TWINNET_LOG_EVERY_S", "inf")

@@ -1,0 +1,522 @@
+"""A battery of bad inputs and faults: data, settings, run folders, checkpoints, disks, signals, concurrency.
+
+Every case asserts the exit status, one line on stderr naming the problem (no traceback), and that
+every file present before (data, earlier runs) is byte for byte as it was, with nothing added.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from twinnet.cli import main
+
+# ---- data and runs the cases start from -------------------------------------------------------------------
+
+
+def _idx(array: np.ndarray) -> bytes:
+    magic = 2051 if array.ndim == 3 else 2049
+    return magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape) + array.tobytes()
+
+
+def write_mnist(d: Path, n_train: int = 300, n_test: int = 100, seed: int = 0) -> None:
+    """Fake MNIST IDX files: class c is a bright square at a place of its own over noise."""
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        y = (np.arange(n) % 10).astype(np.uint8)
+        x = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(y):
+            r, q = divmod(int(c), 5)
+            x[i, 4 + 12 * r : 10 + 12 * r, 2 + 5 * q : 8 + 5 * q] = 255
+        (d / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(x)))
+        (d / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(y)))
+
+
+def write_cifar_tree(d: Path, per_class: tuple[int, int] = (12, 3), seed: int = 1) -> None:
+    """A fake CIFAR-10 image-folder tree of PNGs: train/<class>/*.png and test/<class>/*.png."""
+    from PIL import Image
+
+    from twinnet.data.cifar import CIFAR10_CLASSES
+
+    rng = np.random.default_rng(seed)
+    for split, n in zip(("train", "test"), per_class):
+        for c, name in enumerate(CIFAR10_CLASSES):
+            folder = d / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                pixels[:, :, c % 3] = 25 * c
+                Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+
+
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory):
+    """Data and runs built once; each case copies what it needs into its own folder."""
+    root = tmp_path_factory.mktemp("templates")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TWINNET_CACHE_DIR", str(root / "cache"))
+        write_mnist(root / "data" / "mnist")
+        write_cifar_tree(root / "data" / "cifar10")
+        write_cifar_tree(root / "other-data" / "cifar10", seed=7)  # same shapes, other pixels
+        finished = root / "finished-run"
+        assert main(["run", "mlp-cifar", "--quick", "--data-dir", str(root / "data"), "--out", str(finished),
+                     "--threads", "1"]) == 0
+        shutil.copytree(finished, root / "image-run")  # as if interrupted after its last checkpoint
+        (root / "image-run" / "summary.json").unlink()
+        assert main(["run", "palindrome-sweep", "--quick", "--out", str(root / "sweep-run"), "--set", "models=rnn",
+                     "--set", "lengths=3", "--set", "n_seeds=1", "--set", "steps=4"]) == 0
+    return root
+
+
+@dataclass
+class World:
+    """One case's folder: the data, the runs, and what the case may patch."""
+
+    root: Path
+    templates: Path
+    monkeypatch: pytest.MonkeyPatch
+    marker: Path | None = None  # a file a malicious checkpoint would create
+    held: int | None = None  # a file descriptor holding a run directory's lock
+
+    @property
+    def data(self) -> Path:
+        if not (self.root / "data").exists():
+            shutil.copytree(self.templates / "data", self.root / "data")
+        return self.root / "data"
+
+    def run(self, name: str = "image-run") -> Path:
+        """A copy of a template run, to resume or report on."""
+        dest = self.root / "runs" / name
+        if not dest.exists():
+            shutil.copytree(self.templates / name, dest)
+        return dest
+
+    def out(self) -> str:
+        return str(self.root / "runs" / "new")
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# ---- the cases ----------------------------------------------------------------------------------------------
+
+
+def _flip_one_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+class _Opens:
+    """A pickle that opens (creates) a file when unpickled: the harm a malicious checkpoint could do."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def _malicious_checkpoint(w: World) -> list[str]:
+    import torch
+
+    run = w.run()
+    w.marker = w.root.parent / f"{w.root.name}-pwned"
+    torch.save({"config": {}, "loop": _Opens(str(w.marker))}, run / "checkpoint.pt")
+    (run / "checkpoint.pt.sha256").write_text(hashlib.sha256((run / "checkpoint.pt").read_bytes()).hexdigest() + "\n")
+    return ["run", "mlp-cifar", "--resume", str(run), "--data-dir", str(w.data)]
+
+
+def _disk_full(w: World) -> list[str]:
+    import twinnet.runs
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    w.monkeypatch.setattr(twinnet.runs.os, "fsync", no_space)
+    return ["run", "mlp-compare", "--quick", "--out", w.out()]
+
+
+def _read_only_out(w: World) -> list[str]:
+    import twinnet.runs
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), kwargs.get("dir"))
+
+    w.monkeypatch.setattr(twinnet.runs.tempfile, "mkstemp", refused)
+    (w.root / "runs" / "new").mkdir(parents=True)
+    return ["run", "mlp-compare", "--quick", "--out", w.out()]
+
+
+def _held_lock(w: World) -> list[str]:
+    import fcntl
+
+    run = w.run()
+    fd = os.open(run, os.O_RDONLY)  # as a first `--resume` of the run would hold it
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    w.held = fd
+    return ["run", "mlp-cifar", "--resume", str(run), "--data-dir", str(w.data)]
+
+
+def _damaged(name: str, content: bytes, make: Callable[[World], Path] = lambda w: w.run()):
+    def setup(w: World) -> list[str]:
+        run = make(w)
+        (run / name).write_bytes(content)
+        return ["run", "mlp-cifar", "--resume", str(run), "--data-dir", str(w.data)]
+    return setup
+
+
+def _report_of(change: Callable[[Path], None]):
+    def setup(w: World) -> list[str]:
+        run = w.run("finished-run")
+        change(run)
+        return ["report", str(run)]
+    return setup
+
+
+def _object_npz(run: Path) -> None:
+    np.savez(run / "predictions.npz", y_true=np.array([object()], dtype=object))
+
+
+def _cut_metrics_middle(run: Path) -> None:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    lines[1] = lines[1][: len(lines[1]) // 2]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def _mnist_damaged(name: str, change: Callable[[bytes], bytes]):
+    def setup(w: World) -> list[str]:
+        path = w.data / "mnist" / name
+        path.write_bytes(change(path.read_bytes()))
+        return ["run", "mnist-numpy", "--quick", "--data-dir", str(w.data), "--set", "verify=false", "--out", w.out()]
+    return setup
+
+
+def _cifar_changed(change: Callable[[Path], None]):
+    def setup(w: World) -> list[str]:
+        change(w.data / "cifar10")
+        return ["run", "cnn-vgg", "--quick", "--data-dir", str(w.data), "--out", w.out()]
+    return setup
+
+
+def _image(size=(32, 32), payload: bytes | None = None):
+    def change(tree: Path) -> None:
+        from PIL import Image
+
+        target = tree / "train" / "cat" / "0003.png"
+        if payload is not None:
+            target.write_bytes(payload)
+        else:
+            Image.fromarray(np.zeros((*size, 3), np.uint8)).save(target)
+    return change
+
+
+def _run(name: str, *sets: str, data: bool = True, extra: tuple[str, ...] = ()):
+    def setup(w: World) -> list[str]:
+        args = ["run", name, *extra]
+        if data:
+            args += ["--data-dir", str(w.data)]
+        for s in sets:
+            args += ["--set", s]
+        return [*args, "--out", w.out()]
+    return setup
+
+
+def _resume(*extra: str, run: str = "image-run", experiment: str = "mlp-cifar"):
+    def setup(w: World) -> list[str]:
+        return ["run", experiment, "--resume", str(w.run(run)), "--data-dir", str(w.data), *extra]
+    return setup
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    setup: Callable[[World], list[str]]
+    message: str  # a part of the one line the user must see
+    code: int = 2
+
+
+CASES = [
+    # data
+    Case("no-such-data-dir", lambda w: ["run", "mnist-numpy", "--quick", "--data-dir", str(w.root / "nowhere"),
+                                        "--out", w.out()], "does not exist"),
+    Case("data-dir-is-a-file", lambda w: ["run", "mnist-numpy", "--quick", "--data-dir",
+                                          str(w.data / "mnist" / "t10k-labels-idx1-ubyte.gz"), "--out", w.out()],
+         "not a directory"),
+    Case("no-mnist-files", lambda w: ["run", "mnist-numpy", "--quick", "--data-dir", str(w.data / "cifar10"),
+                                      "--out", w.out()], "train-images-idx3-ubyte"),
+    Case("mnist-checksum", _run("mnist-numpy", extra=("--quick",)), "--set verify=false"),
+    Case("mnist-truncated", _mnist_damaged("train-images-idx3-ubyte.gz",
+                                           lambda b: gzip.compress(gzip.decompress(b)[:5000])), "train-images"),
+    Case("mnist-not-gzip", _mnist_damaged("train-labels-idx1-ubyte.gz", lambda b: b"garbage" * 10), "train-labels"),
+    Case("mnist-wrong-magic", _mnist_damaged("t10k-labels-idx1-ubyte.gz",
+                                             lambda b: gzip.compress(b"\0\0\x08\x03" + gzip.decompress(b)[4:])),
+         "t10k-labels"),
+    Case("cifar-undecodable-image", _cifar_changed(_image(payload=b"\x89PNG not really")), "0003.png"),
+    Case("cifar-wrong-size-image", _cifar_changed(_image(size=(30, 32))), "0003.png"),
+    Case("cifar-missing-class", _cifar_changed(lambda t: shutil.rmtree(t / "test" / "frog")), "frog"),
+    Case("cifar-stray-class", _cifar_changed(lambda t: shutil.copytree(t / "train" / "cat", t / "train" / "unicorn")),
+         "unicorn"),
+    # settings
+    Case("unknown-experiment", lambda w: ["run", "mnist-numpi", "--out", w.out()], "did you mean 'mnist-numpy'"),
+    Case("unknown-key", _run("mnist-numpy", "learning_rate=0.1", data=False), "--set learning_rate: unknown key"),
+    Case("no-equals", _run("mnist-numpy", "lr", data=False), "expected key=value"),
+    Case("bad-number", _run("mnist-numpy", "lr=fast", data=False), "expected a number"),
+    Case("negative-lr", _run("mnist-numpy", "lr=-1", data=False), "lr must be > 0"),
+    Case("zero-batch", _run("mnist-numpy", "batch_size=0", data=False), "batch_size"),
+    Case("unknown-model", _run("mnist-numpy", "model=resnet-9000", data=False), "unknown model 'resnet-9000'"),
+    Case("unknown-engine", _run("mnist-numpy", "engine=jax", data=False), "engine"),
+    Case("bad-amp", _run("cnn-vgg", "amp=maybe", data=False), "amp"),
+    Case("negative-seed", _run("mnist-numpy", data=False, extra=("--seed", "-1")), "--seed"),
+    Case("negative-seed-set", _run("mnist-numpy", "seed=-3", data=False), "seed"),
+    Case("zero-threads", _run("mnist-numpy", data=False, extra=("--threads", "0")), "--threads must be >= 1"),
+    Case("negative-subset", _run("mnist-numpy", "train_subset=-1", data=False), "train_subset"),
+    Case("warmup-past-steps", _run("cnn-vgg", "schedule=warmup_cosine", "steps=10", "warmup_steps=20", data=False),
+         "warmup_steps=20"),
+    Case("warmup-past-epochs", _run("mnist-numpy", "schedule=warmup_cosine", "warmup_steps=500", "verify=false",
+                                    extra=("--quick",)), "warmup_steps=500"),
+    Case("crop-too-large", _run("cnn-vgg", "crop_pad=40", data=False), "crop_pad=40"),
+    Case("val-split-too-large", _run("mlp-cifar", "val_split=500", extra=("--quick",)), "val_split=500"),
+    Case("patience-without-val", _run("mlp-cifar", "val_split=0", "patience=3", data=False), "val_split"),
+    Case("amp-in-numpy", _run("cnn-mnist", "engine=numpy", "amp=true", data=False), "torch engine"),
+    Case("palindrome-length", _run("palindrome", "length=1", data=False), "length must be >= 2"),
+    Case("sweep-models", _run("palindrome-sweep", "models=rnn,transformer", data=False), "models"),
+    # run folders
+    Case("out-not-empty", lambda w: ["run", "mlp-compare", "--quick", "--out", str(w.run())], "already exists"),
+    Case("out-under-a-file", lambda w: ["run", "mlp-compare", "--quick", "--out",
+                                        str(w.data / "mnist" / "t10k-labels-idx1-ubyte.gz" / "run")],
+         "cannot create run directory"),
+    Case("out-read-only", _read_only_out, "Permission denied"),
+    Case("disk-full", _disk_full, "No space left on device"),
+    Case("resume-no-such-dir", lambda w: ["run", "mlp-cifar", "--resume", str(w.root / "nowhere")], "no such directory"),
+    Case("resume-not-a-run", lambda w: ["run", "mlp-cifar", "--resume", str(w.data)], "no config.json there"),
+    Case("resume-other-experiment", _resume(experiment="cnn-vgg"), "that is a run of 'mlp-cifar'"),
+    Case("resume-not-resumable", _resume(experiment="mlp-compare"), "cannot be resumed"),
+    Case("resume-with-out", _resume("--out", "/tmp/x"), "drop --out"),
+    Case("resume-changed-lr", _resume("--set", "lr=0.5"), "cannot change lr"),
+    Case("resume-sweep-changed-lr", _resume("--set", "lr=0.05", run="sweep-run", experiment="palindrome-sweep"),
+         "cannot change lr"),
+    Case("resume-broken-config", _damaged("config.json", b'{"experiment": "mlp-cifar", "config": {"lr": '),
+         "config.json is damaged"),
+    Case("resume-config-not-a-dict", _damaged("config.json", b'["mlp-cifar"]'), "config.json is damaged"),
+    Case("resume-config-bad-value", _damaged("config.json", b'{"experiment": "mlp-cifar", "config": {"lr": -2}}'),
+         "lr must be > 0"),
+    Case("resume-garbage-checkpoint", _damaged("checkpoint.pt", b"not a checkpoint"), "does not match its digest"),
+    Case("resume-garbage-without-digest", _damaged("checkpoint.pt", b"not a checkpoint", make=lambda w: (
+        (w.run() / "checkpoint.pt.sha256").unlink(), w.run())[1]), "damaged or not a checkpoint"),
+    Case("resume-flipped-byte", lambda w: (_flip_one_byte(w.run() / "checkpoint.pt"),
+                                           _resume()(w))[1], "does not match its digest"),
+    Case("resume-malicious-pickle", _malicious_checkpoint, "holds more than plain data"),
+    Case("resume-other-data", lambda w: ["run", "mlp-cifar", "--resume", str(w.run()), "--data-dir",
+                                         str(w.templates / "other-data")], "not the data this run trained on"),
+    Case("resume-locked", _held_lock, "another process is running in"),
+    Case("report-not-a-run", lambda w: ["report", str(w.data)], "not a finished run"),
+    Case("report-broken-summary", _report_of(lambda r: (r / "summary.json").write_text("{")), "summary.json is damaged"),
+    Case("report-damaged-metrics-line", _report_of(_cut_metrics_middle), "line 2 is damaged"),
+    Case("report-pickled-npz", _report_of(_object_npz), "cannot be read safely"),
+    Case("report-summary-lacks-figures", _report_of(lambda r: (r / "summary.json").write_text('{"model": "x"}')),
+         "incomplete or damaged"),
+    Case("report-unknown-experiment", _report_of(lambda r: (r / "config.json").write_text(
+        json.dumps({"experiment": "gpt-5", "config": {}}))), "unknown experiment 'gpt-5'"),
+]
+
+
+@pytest.fixture
+def world(tmp_path, templates, monkeypatch):
+    monkeypatch.setenv("TWINNET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TWINNET_DATA_DIR", raising=False)
+    root = tmp_path / "world"
+    root.mkdir()
+    return World(root, templates, monkeypatch)
+
+
+def test_there_are_at_least_forty_cases():
+    assert len(CASES) >= 40 and len({c.name for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_is_one_line_and_changes_nothing(case, world, capsys):
+    argv = case.setup(world)
+    before = snapshot(world.root)
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == case.code, err
+    assert len(lines) == 1 and lines[0].startswith("twinnet: error:"), err
+    assert case.message in lines[0] and "Traceback" not in err
+    assert snapshot(world.root) == before  # every file as it was, none added, none half-written
+    assert world.marker is None or not world.marker.exists()  # the pickle ran nothing
+    if world.held is not None:
+        os.close(world.held)
+
+
+# ---- faults that leave something on purpose ----------------------------------------------------------------
+
+
+def test_a_nan_loss_stops_an_image_run_with_one_line_and_a_diverged_summary(world, capsys):
+    out = world.root / "runs" / "nan"
+    # a learning rate this large overflows the MLP within its first epochs
+    code = main(["run", "mlp-cifar", "--data-dir", str(world.data), "--out", str(out), "--threads", "1",
+                 "--set", "lr=1e30", "--set", "epochs=4", "--set", "val_split=20", "--set", "patience=0",
+                 "--set", "optimizer=sgd", "--set", "momentum=0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and err[0].startswith("twinnet: error:") and "loss became" in err[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["outcome"] == "diverged" and summary["diverged_at_step"] >= 1
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["test_loss"]) for r in records)  # no non-finite evaluation was written
+    if summary["last_checkpoint_step"] is not None:  # the last good checkpoint is kept, and can be read
+        from twinnet.checkpoint import read
+
+        assert read(out / "checkpoint.pt")["loop"]["step"] == summary["last_checkpoint_step"]
+
+
+def test_a_non_finite_evaluation_loss_stops_training():
+    from twinnet.data.arrays import ArrayDataset
+    from twinnet.train import Diverged, LoopSettings, fit
+
+    class Learner:  # trains fine, but its predictions on the test set are not finite
+        engine, lr = "numpy", 0.1
+
+        def set_lr(self, lr): ...
+
+        def train_step(self, x, y):
+            return 0.5, 0
+
+        def predict(self, x, batch_size=1024):
+            return np.full((len(x), 2), np.nan)
+
+        def loss_of(self, logits, y):
+            return float(np.mean(logits))
+
+    data = ArrayDataset(np.zeros((8, 2)), np.zeros(8, np.int64))
+    with pytest.raises(Diverged, match="test loss became nan at step 0"):
+        fit(Learner(), data, data, LoopSettings(batch_size=4, epochs=1, train_eval="running"), progress=False)
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_leaves_no_half_written_file(world, capsys, monkeypatch):
+    import twinnet.runs
+
+    out, real_replace = world.root / "runs" / "full", os.replace
+
+    def full_disk_for_checkpoints(src, dst):
+        if str(dst).endswith(".pt") or str(dst).endswith(".sha256"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(twinnet.runs.os, "replace", full_disk_for_checkpoints)
+    code = main(["run", "mlp-cifar", "--quick", "--data-dir", str(world.data), "--out", str(out), "--threads", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "No space left on device" in err[0] and "Traceback" not in err[0]
+    assert not list(out.rglob("*.tmp")) and not (out / "checkpoint.pt").exists()
+    for name in ("config.json", "env.json"):  # what was written is whole
+        json.loads((out / name).read_text())
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 1]  # one step per epoch here: the evaluations before the first checkpoint
+
+
+def test_a_resume_cleans_the_temporary_files_a_killed_write_left(world, capsys):
+    run = world.run()
+    leftovers = [run / ".checkpoint.pt.abc123.tmp", run / ".metrics.jsonl.x.tmp"]
+    for p in leftovers:
+        p.write_bytes(b"half")
+    assert main(["run", "mlp-cifar", "--resume", str(run), "--data-dir", str(world.data), "--threads", "1"]) == 0
+    assert not any(p.exists() for p in leftovers) and (run / "summary.json").exists()
+
+
+def test_run_files_honour_the_umask(world, capsys):
+    old = os.umask(0o022)
+    try:
+        assert main(["run", "mlp-compare", "--quick", "--out", world.out()]) == 0
+    finally:
+        os.umask(old)
+    for name in ("config.json", "env.json", "summary.json", "report.md", "metrics.jsonl"):
+        assert (Path(world.out()) / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_a_sweep_tolerates_a_results_line_cut_short_by_a_kill(world, capsys):
+    run = world.run("sweep-run")
+    (run / "summary.json").unlink()
+    with open(run / "results.jsonl", "a") as f:
+        f.write('{"model": "rnn", "length": 9, "se')  # an append that never finished: no newline after it
+    assert main(["run", "palindrome-sweep", "--resume", str(run)]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["runs"] == 1 and summary["missing_runs"] == 0
+
+
+def _twinnet(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "TWINNET_LOG_EVERY_S": "inf"}
+    return subprocess.Popen([sys.executable, "-m", "twinnet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, **kwargs)
+
+
+def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, f"the run ended first: {proc.communicate()}"
+        assert time.monotonic() < deadline, "timed out waiting for the run"
+        time.sleep(0.02)
+
+
+def _records(run: Path) -> list[dict]:
+    path = run / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")] if path.exists() else []
+
+
+def test_sigterm_ends_an_image_run_as_ctrl_c_does(world):
+    out = world.root / "runs" / "term"
+    proc = _twinnet("run", "mnist-numpy", "--data-dir", str(world.data), "--out", str(out), "--threads", "1",
+                    "--set", "verify=false", "--set", "epochs=200", "--set", "batch_size=50")
+    _wait_for(lambda: (out / "checkpoint.pt").exists(), proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "Traceback" not in err
+    assert f"twinnet run mnist-numpy --resume {out}" in err and "interrupted" in err
+
+
+KILL_SETS = ("verify=false", "epochs=5", "batch_size=50", "eval_every=1", "eval_unit=step", "crop_pad=2",
+             "rotate=5", "test_subset=40")
+
+
+def test_kill_9_at_a_random_step_then_resume_ends_bit_identical(world):
+    """SIGKILL lands at a step drawn at random (after the first checkpoint); the resumed run must equal an
+    unbroken one in every figure, record and prediction."""
+    common = ["--data-dir", str(world.data), "--threads", "1", *(a for s in KILL_SETS for a in ("--set", s))]
+    whole, broken = world.root / "runs" / "whole", world.root / "runs" / "broken"
+    proc = _twinnet("run", "mnist-numpy", "--out", str(whole), *common)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()
+    steps_per_epoch = 6  # 300 images, batch 50
+    kill_at = int(np.random.default_rng().integers(steps_per_epoch + 1, 4 * steps_per_epoch))
+    proc = _twinnet("run", "mnist-numpy", "--out", str(broken), *common)
+    _wait_for(lambda: len(_records(broken)) > kill_at, proc)
+    proc.kill()
+    proc.wait()
+    assert not (broken / "summary.json").exists(), f"the run ended before the kill at step {kill_at}"
+    resumed = _twinnet("run", "mnist-numpy", "--resume", str(broken), "--data-dir", str(world.data))
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (whole, broken))
+    for key in ("test_acc", "test_loss", "train_acc", "train_loss", "best_test_acc", "steps", "per_class_acc"):
+        assert a[key] == b[key], (key, kill_at)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "time_s"} for r in rs]  # noqa: E731
+    assert strip(_records(whole)) == strip(_records(broken)), kill_at
+    pa, pb = np.load(whole / "predictions.npz"), np.load(broken / "predictions.npz")
+    np.testing.assert_array_equal(pa["y_pred"], pb["y_pred"])
+    env = json.loads((broken / "env.json").read_text())
+    assert env["threads"] == 1 and env["resumed"][0]["threads"] == 1  # the resumed run kept its thread count
