@@ -479,6 +479,7 @@ def _records(run: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")] if path.exists() else []
 
 
+@pytest.mark.slow
 def test_sigterm_ends_an_image_run_as_ctrl_c_does(world):
     out = world.root / "runs" / "term"
     proc = _twinnet("run", "mnist-numpy", "--data-dir", str(world.data), "--out", str(out), "--threads", "1",
@@ -494,6 +495,7 @@ KILL_SETS = ("verify=false", "epochs=5", "batch_size=50", "eval_every=1", "eval_
              "rotate=5", "test_subset=40")
 
 
+@pytest.mark.slow
 def test_kill_9_at_a_random_step_then_resume_ends_bit_identical(world):
     """SIGKILL lands at a step drawn at random (after the first checkpoint); the resumed run must equal an
     unbroken one in every figure, record and prediction."""

@@ -102,6 +102,7 @@ def cifar_dir(tmp_path_factory):
     return root.parent
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["torch", "numpy"])
 def test_cnn_vgg_quick_runs_the_course_recipe_on_an_image_folder(engine, cifar_dir, tmp_path, capsys):
     out = tmp_path / "run"

@@ -111,6 +111,7 @@ def _records(out):
 # ---- every preset on --quick ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["cnn-vgg-best", "mlp-cifar", "mlp-cifar-best", "cnn-mnist"])
 def test_image_presets_run_quick(name, data_dir, tmp_path, capsys):
     out = tmp_path / name
@@ -123,6 +124,7 @@ def test_image_presets_run_quick(name, data_dir, tmp_path, capsys):
         assert "val_acc" in summary and all("val_acc" in r for r in _records(out))
 
 
+@pytest.mark.slow
 def test_ablation_quick_writes_one_row_and_one_folder_per_variant(data_dir, tmp_path, capsys):
     out = tmp_path / "ablation"
     assert _run("cnn-ablation", data_dir, out, "variants=course,augment,no-bn", extra=["--quick"]) == 0
@@ -185,6 +187,7 @@ def test_mixed_precision_in_the_numpy_engine_is_a_clear_error(data_dir, tmp_path
 # ---- checkpoints and resume -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["numpy", "torch"])
 def test_resume_after_an_interruption_equals_an_unbroken_run(engine, data_dir, tmp_path, monkeypatch, capsys):
     from twinnet.runs import RunDir
@@ -231,6 +234,7 @@ def test_resume_refuses_changed_settings(data_dir, tmp_path, capsys):
     assert "batch_size" in err and "new run" in err
 
 
+@pytest.mark.slow
 def test_an_interrupted_ablation_keeps_its_finished_variants(data_dir, tmp_path, monkeypatch, capsys):
     from twinnet.experiments import image
 
@@ -248,9 +252,9 @@ def test_an_interrupted_ablation_keeps_its_finished_variants(data_dir, tmp_path,
 
 def test_a_corrupt_checkpoint_is_one_clear_line(data_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    assert _run("cnn-mnist", data_dir, out, "verify=false", extra=["--quick"]) == 0
+    assert _run("mlp-cifar", data_dir, out, extra=["--quick"]) == 0
     (out / "summary.json").unlink()
     (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    assert main(["run", "cnn-mnist", "--resume", str(out), "--data-dir", str(data_dir)]) == 2
+    assert main(["run", "mlp-cifar", "--resume", str(out), "--data-dir", str(data_dir)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "checkpoint.pt" in err[0] and "new run" in err[0]

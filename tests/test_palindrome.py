@@ -338,6 +338,7 @@ def _key(r: dict) -> tuple[str, int, int]:
     return r["model"], r["length"], r["seed"]
 
 
+@pytest.mark.slow
 def test_sweep_spreads_runs_over_worker_processes(tmp_path):
     out = tmp_path / "pool"
     assert main(["run", "palindrome-sweep", "--quick", "--out", str(out), "--set", "workers=2",
@@ -384,6 +385,7 @@ def _alive(pids: list[int]) -> list[int]:
     return alive
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc (Linux)")
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
 def test_killing_a_sweep_leaves_no_worker_training_on(tmp_path, how):

@@ -126,4 +126,7 @@ def test_without_a_terminal_progress_goes_to_the_log_as_lines(monkeypatch, capsy
     lines = capsys.readouterr().err.strip().splitlines()
     assert [line.split()[2] for line in lines] == [f"{k}/6" for k in range(1, 7)]
     assert "test_acc=" in lines[-1] and "eta=0s" in lines[-1]
+    # the running train figures since the last evaluation, and that evaluation's step and age
+    assert all(" acc=" in line and "(running)" in line for line in lines)
+    assert "(step 0, " in lines[1] and "(step 3, " in lines[4] and all(" ago)" in line for line in lines)
     assert [r["step"] for r in h.records] == [0, 3, 6]  # evaluations unaffected by the logging

@@ -36,6 +36,8 @@ def _type_name(tp: Any) -> str:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (list, tuple):
         return f"a comma-separated list of {_type_name(typing.get_args(tp)[0])}"
+    if tp is bool:
+        return "true or false"
     return getattr(tp, "__name__", str(tp))
 
 

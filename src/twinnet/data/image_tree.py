@@ -11,6 +11,7 @@ import gzip
 import io
 import os
 import re
+import sys
 import tarfile
 import zipfile
 import zlib
@@ -120,6 +121,9 @@ def _count(n: int) -> str:
     return {2: "two", 10: "ten", 100: "hundred"}.get(n, str(n))
 
 
+DECODE_NOTICE_AT = 5000  # images: decoding fewer is quick enough to pass without a word
+
+
 def read_images(members: list[tuple[str, Path | bytes]], where: Path, classes: Sequence[str], dataset: str,
                 size: tuple[int, int], hint: str = "") -> tuple[np.ndarray, np.ndarray, int, set[str]]:
     """Decode a tree's images: uint8 x (N, 3, H, W) train rows first, int64 labels y (N,), the number of
@@ -127,6 +131,9 @@ def read_images(members: list[tuple[str, Path | bytes]], where: Path, classes: S
     from PIL import Image  # needed only for image sources
 
     index = index_tree([name for name, _ in members], where, classes, dataset, hint)
+    if len(index) >= DECODE_NOTICE_AT:  # tens of seconds for CIFAR-10: say what is happening
+        print(f"twinnet: decoding {len(index):,} {dataset} images from {where} (done once; the arrays are cached)",
+              file=sys.stderr, flush=True)
     x = np.empty((len(index), 3, size[0], size[1]), np.uint8)
     in_folder = bool(members) and isinstance(members[0][1], Path)
     describe = (lambda n: str(where / n)) if in_folder else (lambda n: f"{where} member {n}")

@@ -1,0 +1,141 @@
+"""Defaults that adapt to the machine: bfloat16 autocast only where the CPU has it, threads by idle cores."""
+
+import json
+import warnings
+
+import pytest
+
+from twinnet import hardware
+from twinnet.cli import main
+from twinnet.config import apply_overrides, make_config
+
+
+@pytest.fixture
+def bf16(monkeypatch):
+    """Force the answer to "does this CPU have native bfloat16?" (0 or 1), as a user's machine would give it."""
+
+    def force(value: str) -> None:
+        monkeypatch.setenv("TWINNET_CPU_BF16", value)
+        hardware.cpu_bf16.cache_clear()
+        monkeypatch.setattr(hardware, "_warned_amp", False)
+
+    yield force
+    hardware.cpu_bf16.cache_clear()
+
+
+def test_auto_amp_is_on_for_cuda_and_for_a_cpu_only_with_native_bf16(bf16):
+    bf16("0")
+    assert hardware.resolve_amp("auto", "cpu") is False and hardware.resolve_amp("auto", "cuda") is True
+    assert hardware.resolve_amp(False, "cuda") is False
+    bf16("1")
+    assert hardware.resolve_amp("auto", "cpu") is True
+
+
+def test_forced_amp_on_a_cpu_without_bf16_is_honoured_with_one_warning(bf16):
+    bf16("0")
+    with pytest.warns(UserWarning, match="without native bfloat16.*amp=auto"):
+        assert hardware.resolve_amp(True, "cpu") is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second time: no warning
+        assert hardware.resolve_amp(True, "cpu") is True
+    bf16("1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert hardware.resolve_amp(True, "cpu") is True
+
+
+def test_amp_takes_auto_true_or_false_from_the_command_line():
+    from twinnet.experiments.image import ImageConfig
+
+    cfg = make_config(ImageConfig, {"engine": "torch"})
+    assert cfg.amp == "auto"
+    assert [apply_overrides(cfg, [f"amp={v}"]).amp for v in ("true", "false", "auto", "on")] == [True, False, "auto",
+                                                                                                   True]
+    from twinnet import TwinnetError
+
+    with pytest.raises(TwinnetError, match="expected true or false or one of 'auto'"):
+        apply_overrides(cfg, ["amp=maybe"])
+    assert make_config(ImageConfig, {"engine": "numpy", "amp": "auto"}).amp == "auto"  # the NumPy engine: float32
+
+
+@pytest.mark.parametrize("native, expected", [("0", False), ("1", True)])
+def test_an_image_run_uses_bf16_only_where_the_cpu_has_it_and_records_the_cpu(native, expected, bf16, tmp_path,
+                                                                               monkeypatch, capsys):
+    from tests.test_bad_inputs import write_cifar_tree
+
+    bf16(native)
+    monkeypatch.setenv("TWINNET_CACHE_DIR", str(tmp_path / "cache"))
+    write_cifar_tree(tmp_path / "data" / "cifar10", per_class=(4, 2))
+    out = tmp_path / "run"
+    assert main(["run", "mlp-cifar-best", "--quick", "--data-dir", str(tmp_path / "data"), "--out", str(out),
+                 "--set", "val_split=8", "--threads", "1"]) == 0
+    assert json.loads((out / "summary.json").read_text())["amp"] is expected
+    env = json.loads((out / "env.json").read_text())
+    assert env["cpu_bf16"] is expected and env["cpu_capability"] == hardware.cpu_capability()
+    assert env["cpu"] == hardware.cpu_name() and env["threads"] == 1 and env["threads_chosen_by"] == "--threads"
+    assert env["torch_threads"] == 1 and env["blas_threads"] == [1] and env["engine_threads"] == 1
+
+
+def test_default_threads_come_from_twinnet_threads_or_the_idle_cores(monkeypatch):
+    monkeypatch.setenv("TWINNET_THREADS", "1")
+    assert hardware.default_threads() == 1
+    monkeypatch.delenv("TWINNET_THREADS")
+    free = hardware.idle_cores(0.05)
+    assert free is None or 0 <= free <= hardware.cores()
+    assert 1 <= hardware.default_threads() <= hardware.cores()
+
+
+def test_idle_cores_sees_another_process_on_a_core(monkeypatch):
+    """A machine whose /proc/stat says one of two cores was busy (not with this process): one idle core."""
+    samples = iter([(1000, 2000), (1100, 2200)])  # (idle, total) jiffies: half of the 200 elapsed were busy
+    monkeypatch.setattr(hardware, "_cpu_times", lambda: next(samples))
+    monkeypatch.setattr(hardware.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(hardware, "cores", lambda: 2)
+    monkeypatch.setattr(hardware.time, "sleep", lambda s: None)
+    monkeypatch.setattr(hardware.time, "process_time", lambda: 0.0)  # this process used no CPU meanwhile
+    assert hardware.idle_cores() == pytest.approx(1.0)
+    samples = iter([(1000, 2000), (1000, 2200)])  # both busy
+    assert hardware.idle_cores() == 0.0
+    monkeypatch.setenv("TWINNET_THREADS", "")
+    samples2 = iter([(1000, 2000), (1000, 2200)])
+    monkeypatch.setattr(hardware, "_cpu_times", lambda: next(samples2))
+    assert hardware.default_threads() == 1  # never fewer than one
+
+
+def test_a_resumed_run_keeps_the_thread_count_it_started_with(tmp_path):
+    from twinnet.runner import choose_threads
+    from twinnet.runs import RunDir
+
+    run = RunDir(tmp_path)
+    run.write_json("env.json", {"threads": 3})
+    assert choose_threads(None, run) == (3, "the resumed run's")
+    assert choose_threads(2, run) == (2, "--threads")
+
+
+def test_notebook_runs_record_the_call_as_their_command(tmp_path, capsys):
+    from twinnet.notebook import run
+
+    path = run("mlp-compare", "datasets=moons", quick=True, runs_dir=tmp_path, threads=1)
+    env = json.loads((path / "env.json").read_text())
+    assert env["command"] == f"twinnet.notebook.run('mlp-compare', 'datasets=moons', quick=True, " \
+                             f"runs_dir={tmp_path!r}, threads=1)"
+
+
+def test_cli_runs_record_their_own_arguments_as_the_command(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["run", "mlp-compare", "--quick", "--set", "datasets=moons", "--out", str(out)]) == 0
+    assert json.loads((out / "env.json").read_text())["command"] == \
+        f"twinnet run mlp-compare --quick --set datasets=moons --out {out}"
+
+
+def test_decoding_many_images_says_so(tmp_path, monkeypatch, capsys):
+    from tests.test_bad_inputs import write_cifar_tree
+    from twinnet.data import image_tree
+    from twinnet.data.cifar import load_cifar10
+
+    write_cifar_tree(tmp_path / "cifar10", per_class=(2, 1))
+    monkeypatch.setattr(image_tree, "DECODE_NOTICE_AT", 30)
+    load_cifar10(tmp_path, cache_dir=tmp_path / "cache")
+    assert capsys.readouterr().err.startswith("twinnet: decoding 30 CIFAR-10 images from ")
+    load_cifar10(tmp_path, cache_dir=tmp_path / "cache")  # from the cache: nothing to say
+    assert capsys.readouterr().err == ""
