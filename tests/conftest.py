@@ -1,4 +1,4 @@
-"""Settings every test shares: no timing-dependent output."""
+"""Settings every test shares: no timing-dependent output, no load-dependent thread counts."""
 
 import pytest
 
@@ -12,3 +12,10 @@ def _no_progress_lines(monkeypatch):
 
     monkeypatch.setattr(twinnet.train, "LOG_EVERY_S", float("inf"))
     monkeypatch.setenv("TWINNET_LOG_EVERY_S", "inf")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_unless_asked(monkeypatch):
+    """Runs without --threads take the cores other processes leave idle, which depends on what else
+    the machine is doing; tests pin that default to one thread (tests of the default unset it)."""
+    monkeypatch.setenv("TWINNET_THREADS", "1")

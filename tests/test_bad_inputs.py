@@ -110,8 +110,11 @@ class World:
         return str(self.root / "runs" / "new")
 
 
-def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every file's bytes, mode and modification time, and every folder, under ``root``: a file rewritten
+    with the same bytes, or a folder made or removed, shows too."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else "folder", p.stat().st_mode,
+                                       p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
 
 
 # ---- the cases ----------------------------------------------------------------------------------------------
@@ -318,8 +321,12 @@ CASES = [
     Case("resume-config-bad-value", _damaged("config.json", b'{"experiment": "mlp-cifar", "config": {"lr": -2}}'),
          "lr must be > 0"),
     Case("resume-garbage-checkpoint", _damaged("checkpoint.pt", b"not a checkpoint"), "does not match its digest"),
-    Case("resume-garbage-without-digest", _damaged("checkpoint.pt", b"not a checkpoint", make=lambda w: (
-        (w.run() / "checkpoint.pt.sha256").unlink(), w.run())[1]), "damaged or not a checkpoint"),
+    Case("resume-checkpoint-without-digest", _damaged("checkpoint.pt", b"not a checkpoint", make=lambda w: (
+        (w.run() / "checkpoint.pt.sha256").unlink(), w.run())[1]), "no checkpoint.pt.sha256 beside it"),
+    Case("resume-garbage-with-its-digest", lambda w: (
+        (w.run() / "checkpoint.pt").write_bytes(b"not a checkpoint"),
+        (w.run() / "checkpoint.pt.sha256").write_text(hashlib.sha256(b"not a checkpoint").hexdigest()),
+        _resume()(w))[2], "damaged or not a checkpoint"),
     Case("resume-flipped-byte", lambda w: (_flip_one_byte(w.run() / "checkpoint.pt"),
                                            _resume()(w))[1], "does not match its digest"),
     Case("resume-malicious-pickle", _malicious_checkpoint, "holds more than plain data"),
@@ -343,7 +350,10 @@ def world(tmp_path, templates, monkeypatch):
     monkeypatch.delenv("TWINNET_DATA_DIR", raising=False)
     root = tmp_path / "world"
     root.mkdir()
-    return World(root, templates, monkeypatch)
+    w = World(root, templates, monkeypatch)
+    yield w
+    if w.held is not None:
+        os.close(w.held)
 
 
 def test_there_are_at_least_forty_cases():
@@ -362,29 +372,39 @@ def test_bad_input_is_one_line_and_changes_nothing(case, world, capsys):
     assert case.message in lines[0] and "Traceback" not in err
     assert snapshot(world.root) == before  # every file as it was, none added, none half-written
     assert world.marker is None or not world.marker.exists()  # the pickle ran nothing
-    if world.held is not None:
-        os.close(world.held)
 
 
 # ---- faults that leave something on purpose ----------------------------------------------------------------
 
 
-def test_a_nan_loss_stops_an_image_run_with_one_line_and_a_diverged_summary(world, capsys):
-    out = world.root / "runs" / "nan"
-    # a learning rate this large overflows the MLP within its first epochs
-    code = main(["run", "mlp-cifar", "--data-dir", str(world.data), "--out", str(out), "--threads", "1",
-                 "--set", "lr=1e30", "--set", "epochs=4", "--set", "val_split=20", "--set", "patience=0",
-                 "--set", "optimizer=sgd", "--set", "momentum=0"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1 and err[0].startswith("twinnet: error:") and "loss became" in err[0]
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["outcome"] == "diverged" and summary["diverged_at_step"] >= 1
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert all(np.isfinite(r["test_loss"]) for r in records)  # no non-finite evaluation was written
-    if summary["last_checkpoint_step"] is not None:  # the last good checkpoint is kept, and can be read
-        from twinnet.checkpoint import read
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_a_nan_loss_stops_an_image_run_with_one_line_and_a_diverged_summary(engine, world, capsys, monkeypatch):
+    from twinnet import learner
 
-        assert read(out / "checkpoint.pt")["loop"]["step"] == summary["last_checkpoint_step"]
+    cls = learner.NumpyLearner if engine == "numpy" else learner.TorchLearner
+    real_step, calls = cls.train_step, []
+
+    def nan_at_step_5(self, x, y):  # 100 images, batch 25: 4 steps an epoch, so step 5 is in the second epoch
+        calls.append(1)
+        loss, correct = real_step(self, x, y)
+        return (float("nan") if len(calls) == 5 else loss), correct
+
+    monkeypatch.setattr(cls, "train_step", nan_at_step_5)
+    out = world.root / "runs" / "nan"
+    code = main(["run", "mlp-cifar", "--data-dir", str(world.data), "--out", str(out), "--threads", "1",
+                 "--set", f"engine={engine}", "--set", "epochs=4", "--set", "val_split=20", "--set", "batch_size=25"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and err[0].startswith("twinnet: error:"), err
+    assert "training loss became nan at step 5" in err[0] and "checkpoint (step 4) is kept" in err[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["outcome"] == "diverged" and summary["diverged_at_step"] == 5
+    assert summary["last_checkpoint_step"] == 4
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 4]  # nothing measured after the bad step
+    from twinnet.checkpoint import read
+
+    assert read(out / "checkpoint.pt")["loop"]["step"] == 4  # the last good checkpoint, intact
+    assert "diverged at step 5" in (out / "report.md").read_text().replace("became NaN or infinite at step", "diverged at step")
 
 
 def test_a_non_finite_evaluation_loss_stops_training():
@@ -431,6 +451,45 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_leaves_no_half_written_file
     assert steps == [0, 1]  # one step per epoch here: the evaluations before the first checkpoint
 
 
+@pytest.mark.parametrize("crash_at", [1, 2, 3])
+def test_a_checkpoint_stopped_at_any_write_still_resumes_even_twice_in_a_row(crash_at, tmp_path, monkeypatch):
+    """save() writes three files one after another; stopped before any of them, by one crash or by two in
+    a row, the checkpoint on disk is intact and its digest file accepts it."""
+    import twinnet.runs
+    from twinnet import checkpoint
+    from twinnet.train import History, LoopState
+
+    class Learner:
+        def __init__(self, w):
+            self.w = w
+
+        def training_state(self):
+            return {"w": np.full(3, self.w)}
+
+    def state(step):
+        return LoopState(step, History(), (0.0, 0, 0), {"s": step}, 0.0)
+
+    path, real_write = tmp_path / "c.pt", twinnet.runs.atomic_write_bytes
+    checkpoint.save(path, Learner(1.0), state(1), {})
+    for w in (2.0, 3.0):  # two saves in a row, each stopped before its write number crash_at
+        writes = []
+
+        def counting(p, data):
+            writes.append(p)
+            if len(writes) == crash_at:
+                raise KeyboardInterrupt
+            real_write(p, data)
+
+        monkeypatch.setattr(checkpoint, "atomic_write_bytes", counting)
+        with pytest.raises(KeyboardInterrupt):
+            checkpoint.save(path, Learner(w), state(int(w)), {})
+        monkeypatch.setattr(checkpoint, "atomic_write_bytes", real_write)
+        payload = checkpoint.read(path)  # accepted, whichever checkpoint is on disk
+        # stopped before the checkpoint was replaced (writes 1, 2): the first one still; after (write 3): the new one
+        assert payload["loop"]["step"] == (int(w) if crash_at == 3 else 1)
+        np.testing.assert_array_equal(payload["learner"]["w"], np.full(3, float(payload["loop"]["step"])))
+
+
 def test_a_resume_cleans_the_temporary_files_a_killed_write_left(world, capsys):
     run = world.run()
     leftovers = [run / ".checkpoint.pt.abc123.tmp", run / ".metrics.jsonl.x.tmp"]
@@ -440,14 +499,15 @@ def test_a_resume_cleans_the_temporary_files_a_killed_write_left(world, capsys):
     assert not any(p.exists() for p in leftovers) and (run / "summary.json").exists()
 
 
-def test_run_files_honour_the_umask(world, capsys):
-    old = os.umask(0o022)
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_run_files_honour_the_umask(umask, mode, world, capsys):
+    old = os.umask(umask)
     try:
-        assert main(["run", "mlp-compare", "--quick", "--out", world.out()]) == 0
+        assert main(["run", "mlp-compare", "--quick", "--out", world.out(), "--set", "datasets=moons"]) == 0
     finally:
         os.umask(old)
-    for name in ("config.json", "env.json", "summary.json", "report.md", "metrics.jsonl"):
-        assert (Path(world.out()) / name).stat().st_mode & 0o777 == 0o644, name
+    for name in ("config.json", "env.json", "summary.json", "report.md", "metrics.jsonl", "moons.npz"):
+        assert (Path(world.out()) / name).stat().st_mode & 0o777 == mode, name
 
 
 def test_a_sweep_tolerates_a_results_line_cut_short_by_a_kill(world, capsys):
@@ -455,9 +515,13 @@ def test_a_sweep_tolerates_a_results_line_cut_short_by_a_kill(world, capsys):
     (run / "summary.json").unlink()
     with open(run / "results.jsonl", "a") as f:
         f.write('{"model": "rnn", "length": 9, "se')  # an append that never finished: no newline after it
-    assert main(["run", "palindrome-sweep", "--resume", str(run)]) == 0
+    # the resume adds a length: its result is appended after the cut line, which must not spoil it
+    assert main(["run", "palindrome-sweep", "--resume", str(run), "--set", "lengths=3,4"]) == 0
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["runs"] == 1 and summary["missing_runs"] == 0
+    assert summary["runs"] == 2 and summary["missing_runs"] == 0
+    lines = (run / "results.jsonl").read_text().splitlines()
+    assert [json.loads(line)["length"] for line in lines] == [3, 4]  # the cut line is gone, the rest whole
+    assert main(["report", str(run)]) == 0
 
 
 def _twinnet(*args: str, **kwargs) -> subprocess.Popen:

@@ -23,10 +23,15 @@ def bf16(monkeypatch):
     hardware.cpu_bf16.cache_clear()
 
 
-def test_auto_amp_is_on_for_cuda_and_for_a_cpu_only_with_native_bf16(bf16):
+def test_auto_amp_is_on_for_cuda_and_for_a_cpu_only_with_native_bf16(bf16, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # an Ampere or later GPU
     bf16("0")
     assert hardware.resolve_amp("auto", "cpu") is False and hardware.resolve_amp("auto", "cuda") is True
     assert hardware.resolve_amp(False, "cuda") is False
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # an older GPU
+    assert hardware.resolve_amp("auto", "cuda") is False
     bf16("1")
     assert hardware.resolve_amp("auto", "cpu") is True
 
@@ -78,18 +83,24 @@ def test_an_image_run_uses_bf16_only_where_the_cpu_has_it_and_records_the_cpu(na
 
 def test_default_threads_come_from_twinnet_threads_or_the_idle_cores(monkeypatch):
     monkeypatch.setenv("TWINNET_THREADS", "1")
-    assert hardware.default_threads() == 1
+    assert hardware.default_threads() == (1, "TWINNET_THREADS")
+    from twinnet import TwinnetError
+
+    monkeypatch.setenv("TWINNET_THREADS", "many")
+    with pytest.raises(TwinnetError, match="TWINNET_THREADS='many'"):
+        hardware.default_threads()
     monkeypatch.delenv("TWINNET_THREADS")
     free = hardware.idle_cores(0.05)
     assert free is None or 0 <= free <= hardware.cores()
-    assert 1 <= hardware.default_threads() <= hardware.cores()
+    threads, chosen_by = hardware.default_threads()
+    assert 1 <= threads <= hardware.cores() and chosen_by in ("idle cores", "cores")
 
 
 def test_idle_cores_sees_another_process_on_a_core(monkeypatch):
     """A machine whose /proc/stat says one of two cores was busy (not with this process): one idle core."""
     samples = iter([(1000, 2000), (1100, 2200)])  # (idle, total) jiffies: half of the 200 elapsed were busy
     monkeypatch.setattr(hardware, "_cpu_times", lambda: next(samples))
-    monkeypatch.setattr(hardware.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(hardware.os, "sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.setattr(hardware, "cores", lambda: 2)
     monkeypatch.setattr(hardware.time, "sleep", lambda s: None)
     monkeypatch.setattr(hardware.time, "process_time", lambda: 0.0)  # this process used no CPU meanwhile
@@ -99,7 +110,7 @@ def test_idle_cores_sees_another_process_on_a_core(monkeypatch):
     monkeypatch.setenv("TWINNET_THREADS", "")
     samples2 = iter([(1000, 2000), (1000, 2200)])
     monkeypatch.setattr(hardware, "_cpu_times", lambda: next(samples2))
-    assert hardware.default_threads() == 1  # never fewer than one
+    assert hardware.default_threads() == (1, "idle cores")  # never fewer than one
 
 
 def test_a_resumed_run_keeps_the_thread_count_it_started_with(tmp_path):
@@ -107,9 +118,11 @@ def test_a_resumed_run_keeps_the_thread_count_it_started_with(tmp_path):
     from twinnet.runs import RunDir
 
     run = RunDir(tmp_path)
-    run.write_json("env.json", {"threads": 3})
-    assert choose_threads(None, run) == (3, "the resumed run's")
+    run.write_json("env.json", {"threads": 1})
+    assert choose_threads(None, run) == (1, "the resumed run's")
     assert choose_threads(2, run) == (2, "--threads")
+    run.write_json("env.json", {"threads": 10_000})  # started on a larger machine: no more threads than cores here
+    assert choose_threads(None, run) == (hardware.cores(), "the resumed run's")
 
 
 def test_notebook_runs_record_the_call_as_their_command(tmp_path, capsys):
@@ -139,3 +152,15 @@ def test_decoding_many_images_says_so(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err.startswith("twinnet: decoding 30 CIFAR-10 images from ")
     load_cifar10(tmp_path, cache_dir=tmp_path / "cache")  # from the cache: nothing to say
     assert capsys.readouterr().err == ""
+
+
+def test_cpu_times_reads_only_the_cores_this_process_may_use(monkeypatch, tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  10 0 10 100 0 0 0 0 0 0\ncpu0 5 0 5 50 0 0 0 0 0 0\ncpu1 5 0 5 50 0 0 0 0 0 0\n"
+                    "cpu2 0 0 0 999 0 0 0 0 0 0\nintr 1\n")
+    real_path = hardware.Path
+    monkeypatch.setattr(hardware, "Path", lambda p: stat if p == "/proc/stat" else real_path(p))
+    monkeypatch.setattr(hardware.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert hardware._cpu_times() == (100, 120)  # cpu2 is not ours
+    stat.write_text("garbage\n")
+    assert hardware._cpu_times() is None

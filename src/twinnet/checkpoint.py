@@ -27,6 +27,7 @@ from twinnet.runs import atomic_write_bytes
 from twinnet.train import History, LoopState
 
 _ARRAY = "__ndarray__"  # marks a NumPy array stored as a uint8 tensor of its bytes
+FORMAT = 2  # 1: twinnet 0.1's checkpoints, pickles holding NumPy objects and no digest
 
 
 def _plain(obj: Any) -> Any:
@@ -68,14 +69,14 @@ def digest_path(path: Path) -> Path:
 def save(path: Path, learner, state: LoopState, config: dict, extra: dict | None = None) -> None:
     """Write the checkpoint to ``path`` and its digest beside it: old or new, never half-written.
 
-    The digest file first lists the new digest beside the old one, then the checkpoint is replaced,
-    then the old digest is dropped: a stop between any two steps leaves a checkpoint its digest
-    file accepts."""
+    The digest file first lists the new digest beside that of the checkpoint on disk now, then the
+    checkpoint is replaced, then the old digest is dropped: a stop between any two steps (even two
+    stops in a row) leaves a checkpoint its digest file accepts."""
     import torch
 
     path = Path(path)
     h = state.history
-    payload = {"config": config, "learner": learner.training_state(), "extra": extra or {},
+    payload = {"format": FORMAT, "config": config, "learner": learner.training_state(), "extra": extra or {},
                "loop": {"step": state.step, "records": h.records, "step_losses": h.step_losses,
                         "stopped_early": h.stopped_early, "running": list(state.running),
                         "rng_state": state.rng_state, "elapsed_s": state.elapsed_s}}
@@ -83,8 +84,8 @@ def save(path: Path, learner, state: LoopState, config: dict, extra: dict | None
     torch.save(_plain(payload), buf)
     data = buf.getvalue()
     new = hashlib.sha256(data).hexdigest()
-    old = _accepted(path) if path.exists() else []
-    atomic_write_bytes(digest_path(path), ("\n".join([new, *old[:1]]) + "\n").encode())
+    old = [hashlib.sha256(path.read_bytes()).hexdigest()] if path.exists() else []
+    atomic_write_bytes(digest_path(path), ("\n".join([new, *old]) + "\n").encode())
     atomic_write_bytes(path, data)
     atomic_write_bytes(digest_path(path), (new + "\n").encode())
 
@@ -127,8 +128,10 @@ def read(path: Path) -> dict:
         data = path.read_bytes()
     except OSError as e:
         raise CheckpointError(f"cannot resume from {path}: {e.strerror}") from None
-    accepted = _accepted(path)
-    if digest_path(path).exists() and hashlib.sha256(data).hexdigest() not in accepted:
+    if not digest_path(path).exists():
+        raise CheckpointError(f"cannot resume from {path}: there is no {digest_path(path).name} beside it to check it "
+                              "against (it was copied without it, or written by twinnet before 0.2). Start a new run")
+    if hashlib.sha256(data).hexdigest() not in _accepted(path):
         raise CheckpointError(f"cannot resume from {path}: it does not match its digest {digest_path(path).name}, so "
                               "it was damaged or changed after it was written. Start a new run")
     try:
@@ -156,12 +159,15 @@ def load(path: Path, learner, config: dict, may_change: Collection[str] = (),
     passed every check but the last (the learner's own): build a fresh one after an error."""
     payload = read(path)
     try:
-        saved, loop = payload["config"], payload["loop"]
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise ValueError(f"format {payload.get('format') if isinstance(payload, dict) else None}, not {FORMAT}")
+        saved, loop, extra = payload["config"], payload["loop"], payload["extra"]
+        if not all(isinstance(d, dict) for d in (saved, loop, extra, loop["rng_state"], payload["learner"])):
+            raise TypeError("config, loop, extra, rng_state and learner must be dicts")
         changed = sorted(k for k, v in config.items() if k not in may_change and saved.get(k) != v)
         history = History(list(loop["records"]), list(loop["step_losses"]), bool(loop["stopped_early"]))
         state = LoopState(int(loop["step"]), history, tuple(loop["running"]), loop["rng_state"],
                           float(loop["elapsed_s"]))
-        extra = payload["extra"]
         if missing := [k for k in extra_keys if k not in extra]:
             raise KeyError(", ".join(missing))
     except Exception as e:  # noqa: BLE001 - any malformed checkpoint gets the same advice

@@ -86,8 +86,6 @@ def _cmd_run(args, command: str) -> None:
         raise TwinnetError(f"--threads must be >= 1, got {args.threads}")
     if args.data_dir is not None:
         use_data_dir(args.data_dir)
-    if args.resume is not None and (args.out is not None or args.quick or args.seed is not None):
-        raise TwinnetError("--resume continues RUN_DIR with its saved configuration: drop --out, --quick and --seed")
     if args.seed is not None and not 0 <= args.seed < 2**32:
         raise TwinnetError(f"--seed must be in [0, 2**32), got {args.seed}")
     if args.show_config:

@@ -96,10 +96,29 @@ def _coerce(value: Any, tp: Any) -> Any:
     return value
 
 
+def _conforms(value: Any, tp: Any) -> bool:
+    """Whether a value (from a preset or a saved config.json) is of the field's type."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return any(_conforms(value, a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return any(value == c and type(value) is type(c) for c in typing.get_args(tp))
+    if origin in (list, tuple):
+        return isinstance(value, tuple) and all(_conforms(v, typing.get_args(tp)[0]) for v in value)
+    if tp is type(None):
+        return value is None
+    if tp in (int, float):
+        return isinstance(value, (int, float) if tp is float else int) and not isinstance(value, bool)
+    return isinstance(value, tp) if isinstance(tp, type) else True
+
+
 def make_config(cls: type, values: dict[str, Any] | None = None, context: str = "") -> Any:
     """Build a config from field values; an invalid value becomes a one-line TwinnetError."""
     types_ = field_types(cls)
     values = {k: _coerce(v, types_[k]) for k, v in (values or {}).items() if k in types_}
+    wrong = [f"{k}={v!r} (expected {_type_name(types_[k])})" for k, v in values.items() if not _conforms(v, types_[k])]
+    if wrong:
+        raise TwinnetError(f"{context}invalid configuration: {', '.join(wrong)}")
     try:
         return cls(**values)
     except (ValueError, TypeError) as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import time
 import warnings
 from functools import lru_cache
@@ -31,11 +30,19 @@ def cpu_name() -> str:
 
 
 def cores() -> int:
-    """Cores this process may run on."""
+    """Cores this process may run on: its CPU affinity, capped by a cgroup CPU quota (a container's
+    ``--cpus``) where there is one."""
     try:
-        return len(os.sched_getaffinity(0))
+        n = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, int(-(-int(quota) // int(period)))))
+    except (OSError, ValueError):
+        pass
+    return n
 
 
 def cpu_capability() -> str:
@@ -47,7 +54,9 @@ def cpu_capability() -> str:
 
 @lru_cache(maxsize=1)
 def cpu_bf16() -> bool:
-    """Whether this CPU does bfloat16 arithmetic natively (AVX512-BF16 or AMX), as torch sees it.
+    """Whether this CPU does bfloat16 arithmetic natively: AVX512-BF16 or AMX on x86 (as torch's
+    cpuinfo sees them), the bf16 feature on Arm. (oneDNN's own "bf16 supported" also says yes on
+    AVX-512 CPUs without these, where it emulates bf16.)
 
     ``TWINNET_CPU_BF16=0`` (or ``1``) overrides the answer: a test or benchmark can take the
     path of a CPU without bf16 on any machine."""
@@ -56,9 +65,16 @@ def cpu_bf16() -> bool:
         return forced == "1"
     import torch
 
+    for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        try:
+            if getattr(torch.cpu, check)():
+                return True
+        except (AttributeError, RuntimeError):  # an older torch, or not x86
+            pass
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        features = [line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("Features")]
+        return bool(features) and "bf16" in features[0].split()
+    except OSError:
         return False
 
 
@@ -70,7 +86,11 @@ def resolve_amp(amp: bool | str, device: str) -> bool:
     with native bf16. An explicit ``True`` on a CPU without it is honoured, with one warning."""
     global _warned_amp
     if amp == "auto":
-        return device == "cuda" or cpu_bf16()
+        if device == "cuda":
+            import torch
+
+            return bool(torch.cuda.is_bf16_supported())
+        return cpu_bf16()
     if amp and device == "cpu" and not cpu_bf16() and not _warned_amp:
         _warned_amp = True
         warnings.warn(f"amp=true on a CPU without native bfloat16 ({cpu_name()}, {cpu_capability()}): bfloat16 "
@@ -81,13 +101,24 @@ def resolve_amp(amp: bool | str, device: str) -> bool:
 
 
 def _cpu_times() -> tuple[int, int] | None:
-    """(idle, total) jiffies of all CPUs since boot, or None where /proc/stat is not readable."""
+    """(idle, total) jiffies of the CPUs this process may use, since boot; None where /proc/stat
+    does not say."""
     try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
+        allowed = os.sched_getaffinity(0)
+    except AttributeError:  # pragma: no cover - not Linux
+        allowed = None
+    idle = total = 0
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            name, *fields = line.split()
+            if not name.startswith("cpu") or name == "cpu" or (allowed is not None and int(name[3:]) not in allowed):
+                continue
+            values = [int(v) for v in fields[:8]]
+            idle += values[3] + values[4]
+            total += sum(values)
+    except (OSError, ValueError, IndexError):
         return None
-    values = [int(v) for v in fields]
-    return values[3] + (values[4] if len(values) > 4 else 0), sum(values[:8])
+    return (idle, total) if total else None
 
 
 def idle_cores(sample_s: float = 0.2) -> float | None:
@@ -102,28 +133,30 @@ def idle_cores(sample_s: float = 0.2) -> float | None:
     wall = time.perf_counter() - start
     if after is None or after[1] <= before[1]:
         return None
-    n = os.cpu_count() or 1
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        n = os.cpu_count() or 1
     busy_fraction = 1 - (after[0] - before[0]) / (after[1] - before[1])
     others = max(0.0, busy_fraction * n - own / max(wall, 1e-9))
     return max(0.0, min(cores(), n - others))
 
 
-def default_threads() -> int:
-    """The thread count a run takes when none is given: ``TWINNET_THREADS`` if set, else the cores
-    other processes leave idle right now (at least one), so that a busy machine does not make
-    threads wait on each other for a core."""
+def default_threads() -> tuple[int, str]:
+    """The thread count a run takes when none is given, and what chose it: ``TWINNET_THREADS`` if
+    set, else the cores other processes leave idle right now (at least one), so that a busy machine
+    does not make threads wait on each other for a core."""
     env = os.environ.get("TWINNET_THREADS")
     if env:
-        try:
-            if int(env) >= 1:
-                return int(env)
-        except ValueError:
-            pass
-        print(f"twinnet: TWINNET_THREADS={env!r} is not an integer >= 1; ignored", file=sys.stderr)
+        if not env.strip().isdigit() or int(env) < 1:
+            from twinnet import TwinnetError
+
+            raise TwinnetError(f"TWINNET_THREADS={env!r}: expected an integer >= 1; set it right or unset it")
+        return int(env), "TWINNET_THREADS"
     free = idle_cores()
     if free is None:
-        return cores()
-    return max(1, min(cores(), int(free + 0.5)))
+        return cores(), "cores"
+    return max(1, min(cores(), int(free + 0.5))), "idle cores"
 
 
 def set_threads(threads: int) -> None:

@@ -81,16 +81,11 @@ def choose_threads(threads: int | None, run_dir: RunDir | None = None) -> tuple[
         if threads < 1:
             raise TwinnetError(f"--threads must be >= 1, got {threads}")
         return threads, "--threads"
-    if run_dir is not None and run_dir.file(ENV).exists():
-        try:
-            saved = run_dir.read_json(ENV)["threads"]
-            if isinstance(saved, int) and saved >= 1:
-                return saved, "the resumed run's"
-        except (TwinnetError, KeyError, TypeError):
-            pass
-    if os.environ.get("TWINNET_THREADS"):
-        return hardware.default_threads(), "TWINNET_THREADS"
-    return hardware.default_threads(), "idle cores"
+    if run_dir is not None:
+        saved = _read_env(run_dir).get("threads")
+        if isinstance(saved, int) and not isinstance(saved, bool) and saved >= 1:
+            return min(saved, hardware.cores()), "the resumed run's"
+    return hardware.default_threads()
 
 
 def run_experiment(
@@ -118,6 +113,8 @@ def run_experiment(
         if out is not None or quick or seed is not None:
             raise TwinnetError("--resume continues RUN_DIR with its saved configuration: drop --out, --quick and --seed")
         run_dir, saved, cfg = _reopen(name, Path(resume), overrides)
+        # not the resumed run's own writes: settings that move the work, not its result, may have changed
+        saved_config = saved["config"]
     else:
         cfg = resolve_config(name, overrides, quick, seed)
     threads, chosen_by = choose_threads(threads, run_dir if resume is not None else None)
@@ -133,11 +130,10 @@ def run_experiment(
             except OSError as e:
                 run_dir.discard()
                 raise TwinnetError(f"cannot write in the run directory {run_dir.path}: {e.strerror}") from None
-        else:
-            run_dir.remove_leftovers()
 
         def record_resume() -> None:  # the resume has begun: config.json and env.json say so
-            if to_dict(cfg) != saved["config"]:  # settings that move the work, not its result
+            run_dir.remove_leftovers()  # of writes a killed process left unfinished
+            if to_dict(cfg) != saved_config:
                 run_dir.write_json(CONFIG, {**saved, "config": to_dict(cfg)})
             env = _read_env(run_dir)
             env.setdefault("resumed", []).append({"command": command,
@@ -148,11 +144,12 @@ def run_experiment(
         try:
             summary = experiment.run(cfg, run_dir)
         except Diverged as e:
-            if resume is not None:
-                record_resume()
-            if e.summary is not None:
-                run_dir.write_json(SUMMARY, {**e.summary, "wall_time_s": round(time.perf_counter() - start, 3)})
-                write_report(run_dir.path)
+            with contextlib.suppress(OSError, TwinnetError):  # the divergence is the news, not a failed write
+                if resume is not None:
+                    record_resume()
+                if e.summary is not None:
+                    run_dir.write_json(SUMMARY, {**e.summary, "wall_time_s": round(time.perf_counter() - start, 3)})
+                    write_report(run_dir.path)
             raise
         except BaseException as e:
             refused = isinstance(e, TwinnetError)  # checked before training began: nothing to record

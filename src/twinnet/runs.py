@@ -33,6 +33,12 @@ TMP_SUFFIX = ".tmp"  # an atomic write in progress: ".NAME.XXXX.tmp" beside NAME
 
 def _file_mode() -> int:
     """The mode a new file gets under this process's umask (0o644 under the usual 022)."""
+    try:  # read without changing it: os.umask would set it for a moment, racing other threads' files
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
@@ -111,9 +117,9 @@ def read_jsonl(path: Path) -> list[dict]:
 class RunDir:
     """The directory of one run and the files in it."""
 
-    def __init__(self, path: Path, created: bool = False) -> None:
+    def __init__(self, path: Path, created: Path | None = None) -> None:
         self.path = Path(path)
-        self.created = created  # made by this process (so it may remove it again if nothing is kept)
+        self.created = created  # the topmost folder this process made for it (removed again if nothing is kept)
 
     @classmethod
     def create(cls, experiment: str, out: Path | None = None, runs_root: Path = Path("runs")) -> RunDir:
@@ -130,7 +136,7 @@ class RunDir:
             while path.exists():
                 path = Path(runs_root) / experiment / f"{stamp}-{k}"
                 k += 1
-        created = not path.exists()
+        created = next((p for p in reversed([path, *path.parents]) if not p.exists()), None)
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -138,9 +144,9 @@ class RunDir:
         return cls(path, created)
 
     def discard(self) -> None:
-        """Remove a new run that kept nothing: the directory if this process made it, else its contents."""
-        if self.created:
-            shutil.rmtree(self.path, ignore_errors=True)
+        """Remove a new run that kept nothing: the folders this process made for it, else its contents."""
+        if self.created is not None:
+            shutil.rmtree(self.created, ignore_errors=True)
             return
         for p in self.path.iterdir():
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
@@ -202,6 +208,8 @@ class RunDir:
             except BlockingIOError:
                 raise TwinnetError(f"another process is running in {self.path}; wait for it to end (or stop it), "
                                    "then resume") from None
+            except OSError:  # a file system without locks on directories (some NFS): run unguarded
+                pass
             yield self
         finally:
             os.close(fd)  # releases the lock
@@ -215,9 +223,19 @@ class RunDir:
 
 
 def append_line(path: Path, record: dict, sync: bool = False) -> None:
-    """Append one JSON line; ``sync``: on disk before this returns (a result others depend on)."""
-    with open(path, "a") as f:
-        f.write(json.dumps(record, default=_json_default) + "\n")
+    """Append one JSON line; ``sync``: on disk before this returns (a result others depend on).
+
+    A last line cut short (a process killed, or a disk filled, while appending it) is cut off first,
+    so that the new line starts a line of its own (``read_jsonl`` leaves the cut line out)."""
+    with open(path, "ab+") as f:
+        end = f.seek(0, os.SEEK_END)
+        if end:
+            f.seek(max(0, end - (1 << 20)))
+            tail = f.read()
+            if not tail.endswith(b"\n"):
+                cut = tail.rfind(b"\n")
+                f.truncate(end - len(tail) + cut + 1 if cut >= 0 else (0 if end <= 1 << 20 else end))
+        f.write((json.dumps(record, default=_json_default) + "\n").encode())
         f.flush()
         if sync:
             os.fsync(f.fileno())

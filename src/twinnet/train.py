@@ -34,9 +34,12 @@ class Diverged(TwinnetError, FloatingPointError):
     ``step``: the step whose loss was not finite; ``summary``: what the experiment records of the
     stopped run (set by the experiment, written to summary.json by the runner)."""
 
-    def __init__(self, message: str, step: int, summary: dict | None = None) -> None:
+    def __init__(self, message: str, step: int = 0, summary: dict | None = None) -> None:
         super().__init__(message)
         self.step, self.summary = step, summary
+
+    def __reduce__(self):  # across processes (a sweep's workers) with its step and summary
+        return type(self), (str(self), self.step, self.summary)
 
 
 @dataclass(frozen=True)

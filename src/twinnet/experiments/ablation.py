@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 from pathlib import Path
 
+from twinnet import TwinnetError
 from twinnet.config import to_dict
 from twinnet.experiments import image
 from twinnet.experiments.cifar import LADDER, QUICK, VARIANTS, rung
@@ -14,6 +15,7 @@ from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
 from twinnet.runs import CONFIG, ENV, SUMMARY, RunDir
+from twinnet.train import Diverged
 
 DEFAULT_VARIANTS = ",".join(LADDER)
 
@@ -45,18 +47,29 @@ def run(cfg: AblationConfig, run_dir: RunDir) -> dict:
     rows = []
     for name in cfg.names():
         sub = RunDir(run_dir.path / name)
-        sub.path.mkdir(exist_ok=True)
-        if sub.file(SUMMARY).exists():
-            summary = sub.read_json(SUMMARY)
-        else:
+        summary = sub.read_json(SUMMARY) if sub.file(SUMMARY).exists() else None
+        if isinstance(summary, dict) and summary.get("outcome") == "diverged":
+            raise Diverged(f"rung {name} diverged at step {summary.get('diverged_at_step')} in an earlier part of this "
+                           "run; leave it out (--set variants=...) or start a new run with a lower learning rate")
+        if summary is None:
             vcfg = cfg.variant(name)
-            sub.write_json(CONFIG, {"experiment": "cnn-ablation", "variant": name, "config": to_dict(vcfg)})
-            if run_dir.file(ENV).exists():
-                sub.write_json(ENV, run_dir.read_json(ENV))
-            summary = image.run(vcfg, sub)
+            if not sub.file(CONFIG).exists():  # a new rung (a resumed one keeps its files until it trains)
+                sub.path.mkdir(exist_ok=True)
+                sub.write_json(CONFIG, {"experiment": "cnn-ablation", "variant": name, "config": to_dict(vcfg)})
+                if run_dir.file(ENV).exists():
+                    sub.write_json(ENV, run_dir.read_json(ENV))
+            try:
+                summary = image.run(vcfg, sub)
+            except Diverged as e:  # the rung's folder says so; the ablation stops with its one line
+                if e.summary is not None:
+                    sub.write_json(SUMMARY, e.summary)
+                raise Diverged(f"rung {name}: {e}", e.step) from None
             sub.write_json(SUMMARY, summary)
-        rows.append({"variant": name, "changes": _changes(name), **{k: summary[k] for k in (
-            "test_acc", "test_loss", "train_acc", "train_loss", "train_time_s", "params", "model", "data_source")}})
+        keys = ("test_acc", "test_loss", "train_acc", "train_loss", "train_time_s", "params", "model", "data_source")
+        if not isinstance(summary, dict) or any(k not in summary for k in keys):
+            raise TwinnetError(f"{sub.file(SUMMARY)} is damaged (it lacks the rung's figures); delete it to train the "
+                               "rung again")
+        rows.append({"variant": name, "changes": _changes(name), **{k: summary[k] for k in keys}})
     return {"variants": rows, "best": max(rows, key=lambda r: r["test_acc"])["variant"]}
 
 

@@ -210,23 +210,29 @@ def resolve_device(cfg: ImageConfig) -> str:
 
 
 def save_checkpoint(run_dir: RunDir, learner, state: LoopState, best: dict | None, cfg: ImageConfig,
-                    data: ImageData) -> None:
+                    data: ImageData, amp: bool) -> None:
     """The whole training state at an epoch's end, in one atomically replaced file."""
     checkpoint.save(run_dir.file(CHECKPOINT), learner, state, to_dict(cfg),
-                    {"best": best, "data_fingerprint": data.fingerprint})
+                    {"best": best, "data_fingerprint": data.fingerprint, "amp": amp})
 
 
-def load_checkpoint(run_dir: RunDir, learner, cfg: ImageConfig, data: ImageData) -> tuple[LoopState, dict | None]:
-    """Restore ``learner`` from the run's checkpoint; the loop state to continue from, and the best weights.
-    Refused (nothing written) if the data found now is not the data the run trained on."""
+def load_checkpoint(run_dir: RunDir, learner, cfg: ImageConfig, data: ImageData,
+                    amp: bool) -> tuple[LoopState, dict | None, bool]:
+    """Restore ``learner`` from the run's checkpoint; the loop state to continue from, the best weights,
+    and whether the run trains with bfloat16 autocast (as it started: ``amp=auto`` may resolve
+    otherwise on another machine). Refused (nothing written) if the data found now is not the data
+    the run trained on."""
     path = run_dir.file(CHECKPOINT)
-    state, extra = checkpoint.load(path, learner, to_dict(cfg), cfg.resume_may_change, extra_keys=("best",))
-    if extra.get("data_fingerprint", data.fingerprint) != data.fingerprint:
+    state, extra = checkpoint.load(path, learner, to_dict(cfg), cfg.resume_may_change,
+                                   extra_keys=("best", "data_fingerprint", "amp"))
+    if extra["data_fingerprint"] != data.fingerprint:
         raise checkpoint.CheckpointError(f"cannot resume from {path}: the data found now ({data.source}) is not the "
                                          "data this run trained on; point --data-dir at that data, or start a new run")
+    if cfg.engine == "torch" and extra["amp"] and not amp and learner.device.type == "cpu":
+        hardware.resolve_amp(True, "cpu")  # it started with bf16 autocast: it goes on with it (with the warning)
     # the metrics file may hold evaluations made after the checkpoint: keep exactly the checkpoint's
     run_dir.write_metrics([{"engine": learner.engine, **r} for r in state.history.records])
-    return state, extra["best"]
+    return state, extra["best"], bool(extra["amp"])
 
 
 def run(cfg: ImageConfig, run_dir: RunDir) -> dict:
@@ -237,7 +243,6 @@ def run(cfg: ImageConfig, run_dir: RunDir) -> dict:
     spec = MODELS[cfg.model]
     seed_everything(cfg.seed)
     models = {e: spec.build(nn_namespace(e)) for e in ("torch", "numpy")}
-    save_structures(run_dir, cfg.model, models, spec.input_shape)
     model, device = models[cfg.engine], resolve_device(cfg)
     if cfg.engine == "torch":
         import torch
@@ -256,10 +261,13 @@ def run(cfg: ImageConfig, run_dir: RunDir) -> dict:
     lr_at = make_schedule(cfg.schedule, cfg.lr, total, **extra)
 
     resume, best = None, None
-    if run_dir.file(CHECKPOINT).exists():
-        resume, best = load_checkpoint(run_dir, learner, cfg, data)
+    if run_dir.file(CHECKPOINT).exists():  # every check of a resume passes before it writes anything
+        resume, best, amp = load_checkpoint(run_dir, learner, cfg, data, amp)
+        if cfg.engine == "torch":
+            learner.amp = amp
     elif run_dir.file(METRICS).exists():  # interrupted before its first checkpoint: it starts again from step 0
         run_dir.file(METRICS).unlink()
+    save_structures(run_dir, cfg.model, models, spec.input_shape)
 
     def on_eval(rec: dict) -> None:
         nonlocal best
@@ -274,7 +282,9 @@ def run(cfg: ImageConfig, run_dir: RunDir) -> dict:
 
     def on_checkpoint(state: LoopState) -> None:
         nonlocal saved_step
-        save_checkpoint(run_dir, learner, state, best, cfg, data)
+        if not _finite(learner.state_dict()):  # the last step made the weights NaN: keep the last good checkpoint
+            return
+        save_checkpoint(run_dir, learner, state, best, cfg, data, amp)
         saved_step = state.step
 
     try:
@@ -318,6 +328,11 @@ def run(cfg: ImageConfig, run_dir: RunDir) -> dict:
         "data_load_s": round(load_s, 3),
         "steps": last["step"],
     }
+
+
+def _finite(state: dict) -> bool:
+    """Whether every floating-point array of a state dict is finite."""
+    return all(np.isfinite(a).all() for a in state.values() if np.issubdtype(np.asarray(a).dtype, np.floating))
 
 
 def _eval_unit(cfg: ImageConfig, data: ImageData) -> int:

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from twinnet import checkpoint, hardware
+from twinnet import TwinnetError, checkpoint, hardware
 from twinnet.config import to_dict
 from twinnet.experiments.palindrome import (  # CHECKPOINT_EVERY_S: about what a stopped sweep loses per run
     CHECKPOINT_EVERY_S,
@@ -145,18 +145,23 @@ def _execute(jobs: list[dict], workers: int, on_result, in_process: bool = False
 
 def finished(run_dir: RunDir) -> dict[tuple[str, int, int], dict]:
     """The results already in the run directory, by (model, length, seed)."""
-    return {(r["model"], r["length"], r["seed"]): r for r in read_jsonl(run_dir.file(RESULTS))}
+    results = read_jsonl(run_dir.file(RESULTS))
+    for k, r in enumerate(results):
+        if not all(key in r for key in ("model", "length", "seed", "test_acc", "outcome")):
+            raise TwinnetError(f"{run_dir.file(RESULTS)}: result {k + 1} lacks model, length, seed, test_acc or "
+                               "outcome; restore the file, or delete that line to run it again")
+    return {(r["model"], r["length"], r["seed"]): r for r in results}
 
 
 def run(cfg: SweepConfig, run_dir: RunDir) -> dict:
     """Run the grid's runs not yet in results.jsonl (the runner holds the directory's lock)."""
+    done = finished(run_dir)  # first: a damaged results.jsonl is refused before anything is written
     for model in cfg.models:
         save_model_structure(run_dir, job_config(cfg, model, max(cfg.lengths), cfg.seed))
-    done = finished(run_dir)
     todo = [t for t in cfg.triples() if t not in done]
     _tidy_inflight(run_dir, done)
     todo.sort(key=lambda t: -COST[t[0]] * t[1])  # longest first, so no worker is left with a long tail
-    workers = min(cfg.workers or hardware.cores(), max(len(todo), 1))
+    workers = min(cfg.workers or hardware.default_threads()[0], max(len(todo), 1))  # one per idle core
     print(f"palindrome-sweep: {len(done)} runs already finished, {len(todo)} to run on {workers} "
           f"worker(s)", file=sys.stderr, flush=True)
     start, count = time.perf_counter(), 0

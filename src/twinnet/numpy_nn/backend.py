@@ -72,10 +72,9 @@ def num_threads() -> int:
     """Threads the engine uses for elementwise work (the BLAS has its own setting)."""
     if _threads is not None:
         return _threads
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    from twinnet.hardware import cores
+
+    return cores()
 
 
 def set_num_threads(n: int) -> None:

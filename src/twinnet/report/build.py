@@ -62,7 +62,7 @@ def write_report(path: Path) -> Path:
         raise TwinnetError(f"{run.path}: {CONFIG} or {ENV} is damaged (not the object a run writes)")
     experiment = get_experiment(str(cfg.get("experiment")))
     try:
-        sections = experiment.report(run.path)
+        sections = [*experiment.report(run.path), _structure_section(run)]
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
         raise TwinnetError(f"{run.path} is incomplete or damaged: its files lack what the {experiment.name} report "
                            f"needs ({type(e).__name__}: {e}); run the experiment again") from None
@@ -75,7 +75,6 @@ def write_report(path: Path) -> Path:
             f"Command: `{env.get('command', '?')}`  \nStarted: {env.get('started', '?')}"
             + ("  \n**Quick (smoke-test) run: figures are not meaningful.**" if cfg.get("quick") else ""),
             *sections,
-            _structure_section(run),
             "## Configuration\n\n" + markdown_table(["field", "value"], config_rows),
             "## Environment\n\n" + markdown_table(["what", "value"], env_rows),
             _files_section(run),
