@@ -298,6 +298,7 @@ CASES = [
     Case("val-split-too-large", _run("mlp-cifar", "val_split=500", extra=("--quick",)), "val_split=500"),
     Case("patience-without-val", _run("mlp-cifar", "val_split=0", "patience=3", data=False), "val_split"),
     Case("amp-in-numpy", _run("cnn-mnist", "engine=numpy", "amp=true", data=False), "torch engine"),
+    Case("ablation-fixed-lr", _run("cnn-ablation", "lr=0.5", data=False), "cnn-ablation sets lr in every rung"),
     Case("palindrome-length", _run("palindrome", "length=1", data=False), "length must be >= 2"),
     Case("sweep-models", _run("palindrome-sweep", "models=rnn,transformer", data=False), "models"),
     # run folders

@@ -130,3 +130,20 @@ def test_without_a_terminal_progress_goes_to_the_log_as_lines(monkeypatch, capsy
     assert all(" acc=" in line and "(running)" in line for line in lines)
     assert "(step 0, " in lines[1] and "(step 3, " in lines[4] and all(" ago)" in line for line in lines)
     assert [r["step"] for r in h.records] == [0, 3, 6]  # evaluations unaffected by the logging
+
+
+def test_a_schedule_keeps_the_ratio_between_parameter_groups():
+    """Groups at 0.1 and 0.01 stay ten to one whatever rate the schedule sets (they were both set to it)."""
+    from twinnet.learner import TorchLearner
+    from twinnet.schedules import make_schedule
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 2))
+    opt = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.1},
+                           {"params": model[1].parameters(), "lr": 0.01}], lr=0.1)
+    learner = TorchLearner(model, opt, torch.nn.CrossEntropyLoss())
+    schedule = make_schedule("cosine", 0.1, 10)
+    for step in (0, 3, 7):
+        learner.set_lr(schedule(step))
+        first, second = (g["lr"] for g in opt.param_groups)
+        assert first == pytest.approx(schedule(step)) and second == pytest.approx(first / 10)
+    assert learner.lr == pytest.approx(schedule(7))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -129,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"twinnet: error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, Diverged) else 2
+    except BrokenPipeError:  # `twinnet ... | head`: the reader has gone; no more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:  # a full disk, a read-only folder, ...: what failed, in one line
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"twinnet: error: {exc.strerror or exc}{where}; files written before are complete, "

@@ -147,6 +147,10 @@ class TorchLearner:
                  channels_last: bool = False) -> None:
         self.model, self.optimizer, self.loss_fn, self.clip_norm = model, optimizer, loss_fn, clip_norm
         self.amp, self.channels_last = amp, channels_last
+        # a schedule sets the first group's rate; every other group keeps its ratio to it (e.g. a 64x rate on
+        # batch-norm biases, or 0.1 beside 0.01)
+        first = optimizer.param_groups[0]["lr"]
+        self._lr_ratios = [g["lr"] / first if first else 1.0 for g in optimizer.param_groups]
         p = next(model.parameters())
         self.dtype, self.device = p.dtype, p.device
 
@@ -197,8 +201,9 @@ class TorchLearner:
         return self.optimizer.param_groups[0]["lr"]
 
     def set_lr(self, lr):
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        """The first parameter group's rate; the others move with it, keeping their ratios to it."""
+        for group, ratio in zip(self.optimizer.param_groups, self._lr_ratios):
+            group["lr"] = lr * ratio
 
     def state_dict(self):
         return {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}

@@ -18,6 +18,12 @@ from twinnet.runs import CONFIG, ENV, SUMMARY, RunDir
 from twinnet.train import Diverged
 
 DEFAULT_VARIANTS = ",".join(LADDER)
+# the fields every rung sets itself: the course recipe's and every rung's changes
+FIXED = sorted({*rung("course"), *(k for changes in (*LADDER.values(), *VARIANTS.values()) for k in changes)})
+
+
+def _default(name: str):
+    return next(f.default for f in dataclasses.fields(image.ImageConfig) if f.name == name)
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,12 @@ class AblationConfig(image.ImageConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        course = rung("course")
+        overridden = [k for k in FIXED if getattr(self, k) != course.get(k, _default(k))]
+        if overridden:
+            raise ValueError(f"cnn-ablation sets {', '.join(overridden)} in every rung itself (the course's recipe, "
+                             "then each rung's changes), so --set of it would change nothing; drop it, or run cnn-vgg "
+                             "or cnn-vgg-best with your settings")
         unknown = [v for v in self.names() if v not in LADDER and v not in VARIANTS]
         if unknown or not self.names():
             raise ValueError(f"unknown variant(s) {', '.join(unknown) or '(none given)'}; choose from "
