@@ -282,6 +282,10 @@ CASES = [
     Case("no-equals", _run("mnist-numpy", "lr", data=False), "expected key=value"),
     Case("bad-number", _run("mnist-numpy", "lr=fast", data=False), "expected a number"),
     Case("negative-lr", _run("mnist-numpy", "lr=-1", data=False), "lr must be > 0"),
+    Case("nan-lr", _run("mnist-numpy", "lr=nan", data=False), "expected a finite number"),
+    Case("infinite-momentum", _run("mlp-compare", "momentum=inf", data=False), "expected a finite number"),
+    Case("toy-test-fraction", _run("mlp-compare", "test_fraction=1.5", data=False), "test_fraction must be between"),
+    Case("toy-noise", _run("mlp-compare", "noise=-1", data=False), "noise must be >= 0"),
     Case("zero-batch", _run("mnist-numpy", "batch_size=0", data=False), "batch_size"),
     Case("unknown-model", _run("mnist-numpy", "model=resnet-9000", data=False), "unknown model 'resnet-9000'"),
     Case("unknown-engine", _run("mnist-numpy", "engine=jax", data=False), "engine"),
@@ -335,6 +339,7 @@ CASES = [
                                          str(w.templates / "other-data")], "not the data this run trained on"),
     Case("resume-locked", _held_lock, "another process is running in"),
     Case("report-not-a-run", lambda w: ["report", str(w.data)], "not a finished run"),
+    Case("report-no-such-dir", lambda w: ["report", str(w.root / "nowhere")], "no such run directory"),
     Case("report-broken-summary", _report_of(lambda r: (r / "summary.json").write_text("{")), "summary.json is damaged"),
     Case("report-damaged-metrics-line", _report_of(_cut_metrics_middle), "line 2 is damaged"),
     Case("report-pickled-npz", _report_of(_object_npz), "cannot be read safely"),
@@ -406,6 +411,26 @@ def test_a_nan_loss_stops_an_image_run_with_one_line_and_a_diverged_summary(engi
 
     assert read(out / "checkpoint.pt")["loop"]["step"] == 4  # the last good checkpoint, intact
     assert "diverged at step 5" in (out / "report.md").read_text().replace("became NaN or infinite at step", "diverged at step")
+
+
+def test_a_nan_loss_in_mlp_compare_is_one_line_and_a_diverged_summary(world, capsys, monkeypatch):
+    from twinnet import learner
+
+    real_step, calls = learner.TorchLearner.train_step, []
+
+    def nan_at_step_3(self, x, y):
+        calls.append(1)
+        loss, correct = real_step(self, x, y)
+        return (float("inf") if len(calls) == 3 else loss), correct
+
+    monkeypatch.setattr(learner.TorchLearner, "train_step", nan_at_step_3)
+    out = world.root / "runs" / "toy"
+    assert main(["run", "mlp-compare", "--quick", "--set", "datasets=moons", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "moons, torch engine: the training loss became inf at step 3" in err[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["outcome"], summary["diverged_at_step"], summary["engine"]) == ("diverged", 3, "torch")
+    assert [r["engine"] for r in summary["results"]] == ["numpy"]  # the engine that finished
 
 
 def test_a_non_finite_evaluation_loss_stops_training():

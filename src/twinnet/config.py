@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -79,9 +80,12 @@ def parse_value(raw: str, tp: Any) -> Any:
             raise ValueError(f"expected an integer, got {raw!r}") from None
     if tp is float:
         try:
-            return float(raw)
+            value = float(raw)
         except ValueError:
             raise ValueError(f"expected a number, got {raw!r}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {raw!r}")
+        return value
     if tp is str:
         return raw
     raise ValueError(f"fields of type {tp} cannot be set from the command line")
@@ -107,8 +111,10 @@ def _conforms(value: Any, tp: Any) -> bool:
         return isinstance(value, tuple) and all(_conforms(v, typing.get_args(tp)[0]) for v in value)
     if tp is type(None):
         return value is None
-    if tp in (int, float):
-        return isinstance(value, (int, float) if tp is float else int) and not isinstance(value, bool)
+    if tp is float:  # finite: NaN would pass every "> 0" check and inf overflow the first step
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, tp) if isinstance(tp, type) else True
 
 

@@ -23,7 +23,7 @@ from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
 from twinnet.runs import SUMMARY, RunDir
-from twinnet.train import LoopSettings, fit
+from twinnet.train import Diverged, LoopSettings, fit
 
 ENGINES = ("numpy", "torch")
 
@@ -63,6 +63,10 @@ class MLPCompareConfig(BaseConfig):
             raise ValueError(f"n_samples must be >= 10, got {self.n_samples}")
         if self.grid < 10:
             raise ValueError(f"grid must be >= 10, got {self.grid}")
+        if self.noise < 0:
+            raise ValueError(f"noise must be >= 0, got {self.noise}")
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction must be between 0 and 1, got {self.test_fraction}")
         self.loop()  # validates the loop fields
 
     def loop(self) -> LoopSettings:
@@ -103,10 +107,16 @@ def run(cfg: MLPCompareConfig, run_dir: RunDir) -> dict:
         arrays = dict(x_train=split.train.x, y_train=split.train.y, x_test=split.test.x, y_test=split.test.y,
                       xx=xx, yy=yy, classes=np.array(split.classes))
         for engine, learner in learners.items():
-            history = fit(
-                learner, train, test, cfg.loop(), seed=cfg.seed, desc=f"{dataset}/{engine}",
-                on_eval=lambda rec, d=dataset, e=engine: run_dir.append_metrics({"dataset": d, "engine": e, **rec}),
-            )
+            try:
+                history = fit(
+                    learner, train, test, cfg.loop(), seed=cfg.seed, desc=f"{dataset}/{engine}",
+                    on_eval=lambda rec, d=dataset, e=engine: run_dir.append_metrics({"dataset": d, "engine": e, **rec}),
+                )
+            except Diverged as e:
+                e.summary = {"outcome": "diverged", "diverged_at_step": e.step, "dataset": dataset, "engine": engine,
+                             "results": results}
+                e.args = (f"{dataset}, {engine} engine: {e}",)
+                raise
             last = history.last
             results.append({"dataset": dataset, "engine": engine, **{k: last[k] for k in
                             ("test_acc", "test_loss", "train_acc", "train_loss")}})

@@ -54,6 +54,8 @@ def _files_section(run: RunDir) -> str:
 def write_report(path: Path) -> Path:
     """Draw the run's figures and write report.md; reads files only, never trains."""
     run = RunDir(path)
+    if not run.path.is_dir():
+        raise TwinnetError(f"{run.path}: no such run directory")
     for name in (CONFIG, ENV, SUMMARY):
         if not run.file(name).exists():
             raise TwinnetError(f"{run.path} is not a finished run: {name} is missing")
