@@ -292,6 +292,8 @@ CASES = [
     Case("bad-amp", _run("cnn-vgg", "amp=maybe", data=False), "amp"),
     Case("negative-seed", _run("mnist-numpy", data=False, extra=("--seed", "-1")), "--seed"),
     Case("negative-seed-set", _run("mnist-numpy", "seed=-3", data=False), "seed"),
+    Case("one-seed", _run("mlp-compare", data=False, extra=("--seeds", "5")), "at least two distinct seeds"),
+    Case("seeds-not-numbers", _run("mlp-compare", data=False, extra=("--seeds", "a,b")), "--seeds 'a,b'"),
     Case("zero-threads", _run("mnist-numpy", data=False, extra=("--threads", "0")), "--threads must be >= 1"),
     Case("negative-subset", _run("mnist-numpy", "train_subset=-1", data=False), "train_subset"),
     Case("warmup-past-steps", _run("cnn-vgg", "schedule=warmup_cosine", "steps=10", "warmup_steps=20", data=False),

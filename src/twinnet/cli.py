@@ -15,6 +15,7 @@ EPILOG = """examples:
   twinnet run mlp-compare
   twinnet run mlp-compare --quick --out /tmp/smoke
   twinnet run mlp-compare --set datasets=moons --set hidden=32,32 --set lr=0.05 --seed 3
+  twinnet run palindrome --set length=10 --seeds 0-4
   twinnet summary mlp --engine numpy
   twinnet report runs/mlp-compare/20261123-120000
 """
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
                    "`twinnet run EXPERIMENT --show-config` lists the fields")
     r.add_argument("--quick", action="store_true", help="shrink the experiment to a smoke-test size")
     r.add_argument("--seed", type=int, default=None, help="seed for data, initial weights and batch order")
+    r.add_argument("--seeds", default=None, metavar="0,1,2",
+                   help="run once per seed (a list, or a range like 0-4) into one group directory, one complete run "
+                   "per seed in seed-<k>/, and report every figure as mean ± std with the per-seed values")
     r.add_argument("--out", type=Path, default=None, help="run directory (must not exist or be empty)")
     r.add_argument("--runs-dir", type=Path, default=Path("runs"),
                    help="root of default run directories: RUNS_DIR/EXPERIMENT/TIMESTAMP (default: runs)")
@@ -89,6 +93,20 @@ def _cmd_run(args, command: str) -> None:
         use_data_dir(args.data_dir)
     if args.seed is not None and not 0 <= args.seed < 2**32:
         raise TwinnetError(f"--seed must be in [0, 2**32), got {args.seed}")
+    from twinnet import seeds
+
+    if args.seeds is not None or (args.resume is not None and seeds.is_group(args.resume)):
+        if args.seeds is not None and (args.seed is not None or args.resume is not None):
+            raise TwinnetError("--seeds runs every seed it lists: drop --seed (and --resume a group without --seeds)")
+        if args.show_config:
+            args.seed = seeds.parse_seeds(args.seeds)[0] if args.seeds else None
+        else:
+            path = seeds.run_group(args.experiment, args.overrides,
+                                   seeds.parse_seeds(args.seeds) if args.seeds is not None else [],
+                                   quick=args.quick, out=args.out, runs_root=args.runs_dir, threads=args.threads,
+                                   resume=args.resume, command=command)
+            announce(path)
+            return
     if args.show_config:
         cfg = to_dict(resolve_config(args.experiment, args.overrides, args.quick, args.seed))
         types = {name: tp for name, tp, _ in describe_fields(get_experiment(args.experiment).config_cls)}
@@ -152,8 +170,9 @@ def _dispatch(args, command: str) -> int:
         _cmd_summary(args)
     elif args.command == "report":
         from twinnet.report.build import write_report
+        from twinnet.seeds import is_group, write_group_report
 
-        print(write_report(args.run_dir))
+        print(write_group_report(args.run_dir) if is_group(args.run_dir) else write_report(args.run_dir))
     else:
         _parser().print_help()
         return 2

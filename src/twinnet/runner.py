@@ -36,8 +36,12 @@ def use_data_dir(path: Path) -> None:
 
 def headline(path: Path) -> str | None:
     """The one-line result of a finished run, as ``twinnet run`` prints it (None if its experiment has none)."""
+    from twinnet import seeds
+
     run_dir = RunDir(path)
     experiment = get_experiment(run_dir.read_json(CONFIG)["experiment"])
+    if seeds.is_group(path):
+        return seeds.headline(run_dir.read_json(SUMMARY), experiment.name)
     return experiment.headline(run_dir.read_json(SUMMARY)) if experiment.headline is not None else None
 
 

@@ -1,0 +1,195 @@
+"""``--seeds``: one experiment repeated over several seeds, and every figure as mean ± std over them.
+
+A group is a directory holding one complete run directory per seed (``seed-<k>/``, each with its
+own report) beside the group's config.json, env.json, summary.json and report.md. Its summary
+gives every number the seeds' summaries share as mean, standard deviation (over seeds, ddof 0),
+min, max and the per-seed values. ``--resume GROUP`` keeps the finished seeds, continues an
+interrupted one from its checkpoint (resumable experiments) or runs it again, and runs the rest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twinnet import TwinnetError
+from twinnet.config import to_dict
+from twinnet.registry import get_experiment
+from twinnet.report.build import markdown_table
+from twinnet.runs import CONFIG, ENV, REPORT, SUMMARY, RunDir, atomic_write_bytes, environment
+
+GROUP = "seeds"  # the key of config.json that marks a group and lists its seeds
+HEADLINE_KEYS = ("test_acc", "best_test_acc", "test_loss", "val_acc")  # shown first where a summary has them
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` or ``"0-4"`` as a list of distinct seeds in [0, 2**32)."""
+    seeds: list[int] = []
+    try:
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            lo, sep, hi = part.partition("-")
+            seeds += list(range(int(lo), int(hi) + 1)) if sep and lo else [int(part)]
+    except ValueError:
+        raise TwinnetError(f"--seeds {text!r}: expected integers like 0,1,2 or a range like 0-4") from None
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds) or not all(0 <= s < 2**32 for s in seeds):
+        raise TwinnetError(f"--seeds {text!r}: give at least two distinct seeds in [0, 2**32), e.g. 0,1,2")
+    return seeds
+
+
+def seed_dir(group: Path, seed: int) -> Path:
+    return Path(group) / f"seed-{seed}"
+
+
+def run_group(name: str, overrides: list[str], seeds: list[int], *, quick: bool = False, out: Path | None = None,
+              runs_root: Path = Path("runs"), threads: int | None = None, resume: Path | None = None,
+              command: str | None = None) -> Path:
+    """Run ``name`` once per seed in one group directory (or continue the group at ``resume``)."""
+    from twinnet.runner import choose_threads, resolve_config, run_experiment
+
+    experiment = get_experiment(name)
+    if resume is not None:
+        group = RunDir(resume)
+        saved = _read_group(group)
+        if saved["experiment"] != name:
+            raise TwinnetError(f"--resume {resume}: that is a group of {saved['experiment']!r} runs, not {name!r}")
+        if overrides:
+            raise TwinnetError(f"--resume {resume}: a group of seeds continues with its saved settings; drop --set")
+        seeds, quick, overrides = saved[GROUP], saved["quick"], saved["overrides"]
+    else:
+        cfg = resolve_config(name, overrides, quick, seeds[0])  # every setting checked before anything is made
+    # one thread count for every seed (a resumed group keeps the one it started with)
+    threads, chosen_by = choose_threads(threads, group if resume is not None else None)
+    if resume is None:
+        group = RunDir.create(name, out, runs_root)
+        group.write_json(CONFIG, {"experiment": name, "quick": quick, GROUP: seeds, "overrides": list(overrides),
+                                  "config": {k: v for k, v in to_dict(cfg).items() if k != "seed"}})
+        group.write_json(ENV, {**environment(seeds[0], threads, chosen_by), "command": command})
+    resumable = getattr(experiment.config_cls, "resumable", False)
+    with group.lock():
+        start = time.perf_counter()
+        try:
+            for seed in seeds:
+                path = seed_dir(group.path, seed)
+                if (path / SUMMARY).exists():
+                    continue
+                if path.exists() and resumable and (path / CONFIG).exists():
+                    run_experiment(name, [], threads=threads, resume=path, command=command)
+                    continue
+                if path.exists():  # an interrupted run of an experiment that cannot resume: it starts again
+                    RunDir(path, created=path).discard()
+                run_experiment(name, overrides, quick=quick, seed=seed, out=path, threads=threads, command=command)
+                from twinnet.runner import headline as run_headline
+
+                line = run_headline(path)
+                print(f"seed {seed}: {line or path}", flush=True)
+        except KeyboardInterrupt:
+            print(f"twinnet: to continue the group: twinnet run {name} --resume {group.path}", file=sys.stderr)
+            raise
+        summary = summarise(group.path, seeds)
+        summary["wall_time_s"] = round(time.perf_counter() - start, 3)
+        group.write_json(SUMMARY, summary)
+        write_group_report(group.path)
+    return group.path
+
+
+def _read_group(group: RunDir) -> dict:
+    if not group.path.is_dir() or not group.file(CONFIG).exists():
+        raise TwinnetError(f"{group.path}: no such group of seeds (no {CONFIG} there)")
+    saved = group.read_json(CONFIG)
+    if not isinstance(saved, dict) or not isinstance(saved.get(GROUP), list) or "experiment" not in saved:
+        raise TwinnetError(f"{group.path}: {CONFIG} is not that of a group of seeds (run with --seeds)")
+    if not all(isinstance(k, int) and not isinstance(k, bool) for k in saved[GROUP]):
+        raise TwinnetError(f"{group.path}: {CONFIG} is damaged (its seeds are not integers)")
+    saved.setdefault("overrides", [])
+    saved.setdefault("quick", False)
+    return saved
+
+
+def is_group(path: Path) -> bool:
+    """Whether ``path`` holds a group of seeds rather than one run."""
+    try:
+        return GROUP in RunDir(path).read_json(CONFIG)
+    except (TwinnetError, TypeError):
+        return False
+
+
+def _numbers(obj: Any, prefix: str = "") -> dict[str, float]:
+    """Every number in a summary, by a dotted path; list items are named by their text fields
+    (``results.moons/numpy.test_acc``) or, without any, by position."""
+    out: dict[str, float] = {}
+    if isinstance(obj, bool) or obj is None:
+        return out
+    if isinstance(obj, (int, float)):
+        return {prefix: float(obj)} if np.isfinite(obj) else out
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, list):
+        items = [("/".join(str(v) for v in item.values() if isinstance(v, str)) or str(k)
+                  if isinstance(item, dict) else str(k), item) for k, item in enumerate(obj)]
+    else:
+        return out
+    for key, value in items:
+        out.update(_numbers(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def summarise(group: Path, seeds: list[int]) -> dict:
+    """Mean, std, min, max and per-seed values of every number the seeds' summaries share."""
+    per_seed = [_numbers(RunDir(seed_dir(group, s)).read_json(SUMMARY)) for s in seeds]
+    shared = [k for k in per_seed[0] if all(k in p for p in per_seed[1:]) and not k.endswith("wall_time_s")]
+    figures = {}
+    for key in shared:
+        values = np.array([p[key] for p in per_seed])
+        figures[key] = {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
+                        "max": float(values.max()), "values": values.tolist()}
+    return {GROUP: seeds, "runs": [seed_dir(Path("."), s).name for s in seeds], "figures": figures}
+
+
+def _fmt(key: str, value: float) -> str:
+    is_rate = key.split(".")[-1].endswith("acc") or ".per_class_acc." in f".{key}."
+    return f"{100 * value:.2f}%" if is_rate else f"{value:.4g}"
+
+
+def headline(summary: dict, name: str) -> str:
+    """One line: the main figures as mean ± std over the seeds."""
+    figures = summary["figures"]
+    keys = [k for k in HEADLINE_KEYS if k in figures] or list(figures)[:3]
+    parts = [f"{k} {_fmt(k, figures[k]['mean'])} ± {_fmt(k, figures[k]['std'])}" for k in keys]
+    seeds = ",".join(str(s) for s in summary[GROUP])
+    return f"{name} over seeds {seeds}: " + (", ".join(parts) or "no figures in common")
+
+
+def write_group_report(path: Path) -> Path:
+    """report.md of a group: every shared figure as mean ± std with the per-seed values, and a link
+    to each seed's own report. Reads files only."""
+    group = RunDir(path)
+    saved, summary, env = _read_group(group), group.read_json(SUMMARY), group.read_json(ENV)
+    experiment = get_experiment(saved["experiment"])
+    try:
+        seeds, figures = summary[GROUP], summary["figures"]
+        rows = [[f"`{k}`", f"{_fmt(k, f['mean'])} ± {_fmt(k, f['std'])}", _fmt(k, f["min"]), _fmt(k, f["max"]),
+                 ", ".join(_fmt(k, v) for v in f["values"])] for k, f in figures.items()]
+    except (KeyError, TypeError) as e:
+        raise TwinnetError(f"{group.file(SUMMARY)} is damaged ({type(e).__name__}: {e}); run the group again") from None
+    links = ", ".join(f"[seed {s}]({seed_dir(Path('.'), s).name}/{REPORT})" for s in seeds)
+    text = "\n\n".join([
+        f"# {experiment.name} over seeds {', '.join(map(str, seeds))}: {experiment.description}",
+        f"Command: `{env.get('command', '?')}`  \nStarted: {env.get('started', '?')}"
+        + ("  \n**Quick (smoke-test) runs: figures are not meaningful.**" if saved.get("quick") else ""),
+        "## " + headline(summary, experiment.name),
+        f"Each figure below is the mean ± standard deviation over the {len(seeds)} seeds (population std, "
+        "ddof 0), then its minimum, maximum and the value of each seed in the order of the seeds. Each "
+        f"seed's run is a complete run directory with its own report: {links}.",
+        "## Figures over seeds\n\n" + markdown_table(["figure", "mean ± std", "min", "max", "per seed"], rows,
+                                                     {1, 2, 3}),
+        "## Configuration (every seed)\n\n" + markdown_table(
+            ["field", "value"], [[f"`{k}`", f"`{v}`"] for k, v in saved["config"].items()]),
+        f"Generated {dt.datetime.now().astimezone().isoformat(timespec='seconds')} from the group's files.",
+    ])
+    atomic_write_bytes(group.file(REPORT), (text + "\n").encode())
+    return group.file(REPORT)
