@@ -6,6 +6,7 @@ import argparse
 import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
 
 from twinnet import TwinnetError, __version__
@@ -133,6 +134,10 @@ def _cmd_summary(args) -> None:
         print()
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"twinnet: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status: 0 done, 1 the run diverged, 2 a problem to fix
     (one line on stderr), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
@@ -140,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    warnings.formatwarning = _one_line_warning
     try:
         with sigterm_interrupts():
             return _dispatch(args, "twinnet " + shlex.join(argv))

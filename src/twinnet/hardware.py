@@ -1,10 +1,10 @@
 """The machine a run finds: its CPU, whether that CPU has bfloat16 arithmetic, and the threads to use.
 
 Defaults adapt to what is found here. bfloat16 autocast on a CPU without native bf16 (AVX2 only)
-is emulated and was measured 14x slower than float32 on the reduced VGG (docs/RESULTS.md), so
+is emulated and trained the reduced VGG 18x slower than float32 (docs/RESULTS.md), so
 ``amp="auto"`` turns it on only where torch reports native support. The thread count defaults to
-the cores other processes leave idle: with another process on one of two cores, two threads of
-small matrix products took 16x longer than one (docs/RESULTS.md).
+the cores other processes leave idle: with other processes on both of two cores, two threads of
+small matrix products took 10x longer than one (docs/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def resolve_amp(amp: bool | str, device: str) -> bool:
     if amp and device == "cpu" and not cpu_bf16() and not _warned_amp:
         _warned_amp = True
         warnings.warn(f"amp=true on a CPU without native bfloat16 ({cpu_name()}, {cpu_capability()}): bfloat16 "
-                      "autocast is emulated here and ran 14x slower than float32 on the reduced VGG "
+                      "autocast is emulated here and trained the reduced VGG 18x slower than float32 "
                       "(docs/RESULTS.md); --set amp=auto (the default) uses float32 on this CPU",
                       stacklevel=2)
     return bool(amp)

@@ -64,7 +64,7 @@ class ImageConfig(BaseConfig):
     # hardware (torch engine)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when available, else the CPU (all cores)
     # bfloat16 mixed precision. auto: on CUDA, and on a CPU only where it has native bfloat16 (AVX512-BF16,
-    # AMX); without it autocast is emulated and ran 14x slower (docs/RESULTS.md). true forces it, with a warning
+    # AMX); without it autocast is emulated and trained 18x slower (docs/RESULTS.md). true forces it, with a warning
     amp: bool | Literal["auto"] = "auto"
 
     def __post_init__(self) -> None:
