@@ -46,6 +46,11 @@ def _row(name, module, in_shape, out_shape, n_params) -> LayerRow:
     )
 
 
+def count_parameters(model) -> int:
+    """Trainable parameters of a model of either engine, each shared parameter counted once."""
+    return int(sum(int(np.prod(p.shape)) for p in {id(p): p for p in model.parameters()}.values()))
+
+
 def structure(model, input_shape: tuple[int, ...]) -> tuple[list[LayerRow], int]:
     """Run one sample of ``input_shape`` (no batch dimension) through ``model`` in eval mode.
 
@@ -77,7 +82,6 @@ def structure(model, input_shape: tuple[int, ...]) -> tuple[list[LayerRow], int]
             for h in hooks:
                 h.remove()
             model.train(was_training)
-        total = sum(p.numel() for p in model.parameters())
     else:
         was_training = model.training
         wrapped = []
@@ -100,8 +104,7 @@ def structure(model, input_shape: tuple[int, ...]) -> tuple[list[LayerRow], int]
             for m in wrapped:
                 object.__delattr__(m, "forward")
             model.train(was_training)
-        total = sum(int(np.prod(p.shape)) for p in {id(p): p for p in model.parameters()}.values())
-    return rows, total
+    return rows, count_parameters(model)
 
 
 def rows_as_dicts(rows: list[LayerRow]) -> list[dict]:

@@ -22,6 +22,7 @@ from twinnet.report import plots
 from twinnet.report.build import markdown_table
 from twinnet.runs import CHECKPOINT, METRICS, SUMMARY, RunDir
 from twinnet.schedules import make_schedule
+from twinnet.structure import count_parameters
 from twinnet.train import Diverged, History, LoopSettings, LoopState, fit
 
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
@@ -316,7 +317,7 @@ def run(cfg: ImageConfig, run_dir: RunDir) -> dict:
         "model": cfg.model,
         "dataset": cfg.dataset,
         "data_source": data.source,
-        "params": int(sum(int(np.prod(p.shape)) for p in model.parameters())),
+        "params": count_parameters(model),
         **final,
         "train_acc": last["train_acc"],
         "train_loss": last["train_loss"],

@@ -26,6 +26,7 @@ from twinnet.report import plots
 from twinnet.report.build import markdown_table
 from twinnet.runs import SUMMARY, RunDir
 from twinnet.schedules import make_schedule
+from twinnet.structure import count_parameters
 from twinnet.train import Diverged, LoopSettings, LoopState, fit
 
 MODELS = ("rnn", "lstm", "gru", "irnn")
@@ -213,7 +214,7 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None,
         "best_eval_acc": max(r["test_acc"] for r in records),
         "steps_done": records[-1]["step"], "outcome": outcome, "train_time_s": round(train_s, 3),
         "weights_from_step": best["step"] if cfg.keep_best and best["state"] is not None else records[-1]["step"],
-        "params": int(sum(int(np.prod(p.shape)) for p in models["numpy"].parameters())),
+        "params": count_parameters(models["numpy"]),
         "resumed_from_step": None if resume is None else resume.step,  # continued from a checkpoint there
     }
     return result, learner, records
