@@ -185,6 +185,18 @@ def _damaged(name: str, content: bytes, make: Callable[[World], Path] = lambda w
     return setup
 
 
+def _sweep_result(line: dict):
+    def setup(w: World) -> list[str]:
+        run = w.run("sweep-run")
+        victim = w.root / "victim" / "x-T3-seed0.pt"  # what a path in a damaged result could reach
+        victim.parent.mkdir()
+        victim.write_bytes(b"keep me")
+        with open(run / "results.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")
+        return ["run", "palindrome-sweep", "--resume", str(run)]
+    return setup
+
+
 def _report_of(change: Callable[[Path], None]):
     def setup(w: World) -> list[str]:
         run = w.run("finished-run")
@@ -340,6 +352,12 @@ CASES = [
     Case("resume-other-data", lambda w: ["run", "mlp-cifar", "--resume", str(w.run()), "--data-dir",
                                          str(w.templates / "other-data")], "not the data this run trained on"),
     Case("resume-locked", _held_lock, "another process is running in"),
+    Case("resume-sweep-result-escapes", _sweep_result({"model": "../../victim/x", "length": 3, "seed": 0,
+                                                       "test_acc": 1.0, "outcome": "completed"}), "result 2 is damaged"),
+    Case("resume-sweep-result-wrong-types", _sweep_result({"model": ["rnn"], "length": 3, "seed": 5, "test_acc": 1,
+                                                           "outcome": "x"}), "result 2 is damaged"),
+    Case("newline-in-a-setting", _run("mlp-compare", "lr=0.1\n2", data=False), "lr=0.1\\n2"),
+    Case("absurdly-nested-config", _damaged("config.json", b"[" * 100_000), "config.json is damaged"),
     Case("report-not-a-run", lambda w: ["report", str(w.data)], "not a finished run"),
     Case("report-no-such-dir", lambda w: ["report", str(w.root / "nowhere")], "no such run directory"),
     Case("report-broken-summary", _report_of(lambda r: (r / "summary.json").write_text("{")), "summary.json is damaged"),
@@ -516,6 +534,18 @@ def test_a_checkpoint_stopped_at_any_write_still_resumes_even_twice_in_a_row(cra
         # stopped before the checkpoint was replaced (writes 1, 2): the first one still; after (write 3): the new one
         assert payload["loop"]["step"] == (int(w) if crash_at == 3 else 1)
         np.testing.assert_array_equal(payload["learner"]["w"], np.full(3, float(payload["loop"]["step"])))
+
+
+def test_an_append_after_a_whole_last_line_without_its_newline_keeps_it(tmp_path):
+    from twinnet.runs import append_line, read_jsonl
+
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2}')  # whole, its newline never written
+    append_line(path, {"a": 3})
+    assert [r["a"] for r in read_jsonl(path)] == [1, 2, 3]
+    path.write_text('{"a": 1}\n{"a": 2, "b')  # cut short
+    append_line(path, {"a": 3})
+    assert [r["a"] for r in read_jsonl(path)] == [1, 3] and path.read_text().endswith('{"a": 3}\n')
 
 
 def test_a_resume_cleans_the_temporary_files_a_killed_write_left(world, capsys):

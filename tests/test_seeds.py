@@ -75,3 +75,52 @@ def test_an_interrupted_group_resumes_keeping_its_finished_seeds(tmp_path, capsy
     assert {p.name: p.stat().st_mtime_ns for p in (out / "seed-0").iterdir()} == first  # not trained again
     assert _json(out / "summary.json")["seeds"] == [0, 1] and (out / "seed-1" / "summary.json").exists()
     assert _json(out / "seed-1" / "config.json")["config"]["datasets"] == ["moons"]  # the group's settings
+
+
+def test_a_group_refused_at_its_first_seed_leaves_nothing(tmp_path, capsys, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("TWINNET_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "runs" / "g"
+    assert main(["run", "mnist-numpy", "--quick", "--seeds", "0,1", "--data-dir", str(empty), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train-images-idx3-ubyte" in err[0] and not (tmp_path / "runs").exists()
+
+
+@pytest.fixture
+def group(tmp_path):
+    out = tmp_path / "group"
+    assert main(["run", "mlp-compare", "--seeds", "0,1", "--out", str(out), *ARGS]) == 0
+    return out
+
+
+def test_a_damaged_group_config_is_refused_before_anything_is_touched(group, capsys):
+    cfg = _json(group / "config.json")
+    (group / "config.json").write_text(json.dumps({**cfg, "overrides": ["bogus=1"]}))
+    (group / "seed-1" / "summary.json").unlink()  # as if seed 1 had been interrupted
+    before = {p: p.read_bytes() for p in group.rglob("*") if p.is_file()}
+    assert main(["run", "mlp-compare", "--resume", str(group)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--set bogus: unknown key" in err[0]
+    assert {p: p.read_bytes() for p in group.rglob("*") if p.is_file()} == before  # seed-1 and all else kept
+    (group / "config.json").write_text(json.dumps({**cfg, "seeds": [0]}))
+    assert main(["run", "mlp-compare", "--resume", str(group)]) == 2
+    assert "config.json is damaged" in capsys.readouterr().err
+
+
+def test_a_diverged_seed_fails_the_group_every_time(group, capsys):
+    summary = _json(group / "seed-1" / "summary.json")
+    (group / "seed-1" / "summary.json").write_text(json.dumps({**summary, "outcome": "diverged",
+                                                                "diverged_at_step": 4}))
+    (group / "summary.json").unlink()
+    for _ in range(2):
+        assert main(["run", "mlp-compare", "--resume", str(group)]) == 1
+        assert "seed 1 diverged at step 4" in capsys.readouterr().err
+    assert not (group / "summary.json").exists()
+
+
+def test_a_seed_stopped_while_writing_its_report_gets_it_on_resume(group, capsys):
+    (group / "seed-0" / "report.md").unlink()
+    (group / "summary.json").unlink()
+    assert main(["run", "mlp-compare", "--resume", str(group)]) == 0
+    assert (group / "seed-0" / "report.md").exists() and (group / "summary.json").exists()

@@ -164,6 +164,10 @@ def load(path: Path, learner, config: dict, may_change: Collection[str] = (),
         saved, loop, extra = payload["config"], payload["loop"], payload["extra"]
         if not all(isinstance(d, dict) for d in (saved, loop, extra, loop["rng_state"], payload["learner"])):
             raise TypeError("config, loop, extra, rng_state and learner must be dicts")
+        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+        if not (all(isinstance(r, dict) for r in loop["records"]) and all(map(number, loop["step_losses"]))
+                and len(loop["running"]) == 3 and all(map(number, loop["running"])) and number(loop["step"])):
+            raise TypeError("the loop state is not what twinnet writes")
         changed = sorted(k for k, v in config.items() if k not in may_change and saved.get(k) != v)
         history = History(list(loop["records"]), list(loop["step_losses"]), bool(loop["stopped_early"]))
         state = LoopState(int(loop["step"]), history, tuple(loop["running"]), loop["rng_state"],

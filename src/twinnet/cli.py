@@ -134,13 +134,18 @@ def _cmd_summary(args) -> None:
         print()
 
 
+def _one_line(text: str) -> str:
+    """A message on one line, whatever the paths or values in it hold (newlines shown as \\n)."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"twinnet: warning: {message}\n"
+    return f"twinnet: warning: {_one_line(str(message))}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line; returns the exit status: 0 done, 1 the run diverged, 2 a problem to fix
-    (one line on stderr), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
+    """The command line; returns the exit status: 0 done, 1 the run diverged (or failed unexpectedly),
+    2 a problem to fix (one line on stderr), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
     from twinnet.runner import Terminated, sigterm_interrupts
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -152,19 +157,29 @@ def main(argv: list[str] | None = None) -> int:
     except TwinnetError as exc:
         from twinnet.train import Diverged
 
-        print(f"twinnet: error: {exc}", file=sys.stderr)
+        print(f"twinnet: error: {_one_line(str(exc))}", file=sys.stderr)
         return 1 if isinstance(exc, Diverged) else 2
+    except MemoryError:
+        print("twinnet: error: out of memory: a setting asks for more than this machine has (a model, grid or "
+              "batch too large?); lower it", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `twinnet ... | head`: the reader has gone; no more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except OSError as exc:  # a full disk, a read-only folder, ...: what failed, in one line
         where = f" ({exc.filename})" if exc.filename else ""
-        print(f"twinnet: error: {exc.strerror or exc}{where}; files written before are complete, "
-              "a file being replaced was left as it was", file=sys.stderr)
+        print(_one_line(f"twinnet: error: {exc.strerror or exc}{where}; files written before are complete, "
+                        "a file being replaced was left as it was"), file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         print("twinnet: interrupted; files already written are complete", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
+    except Exception as exc:  # noqa: BLE001 - a problem twinnet did not foresee: still one line, unless asked
+        if os.environ.get("TWINNET_DEBUG") == "1":
+            raise
+        print(_one_line(f"twinnet: error: unexpected {type(exc).__name__}: {str(exc)[:300]} (set TWINNET_DEBUG=1 "
+                        "for the traceback, and please report it)"), file=sys.stderr)
+        return 1
 
 
 def _dispatch(args, command: str) -> int:

@@ -140,7 +140,9 @@ def run_experiment(
             if to_dict(cfg) != saved_config:
                 run_dir.write_json(CONFIG, {**saved, "config": to_dict(cfg)})
             env = _read_env(run_dir)
-            env.setdefault("resumed", []).append({"command": command,
+            if not isinstance(env.get("resumed"), list):
+                env["resumed"] = []
+            env["resumed"].append({"command": command,
                                                   **environment(cfg.seed, threads, chosen_by, data_dir)})
             run_dir.write_json(ENV, env)
 

@@ -82,8 +82,9 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except OSError as e:
         raise TwinnetError(f"cannot read {path}: {e.strerror}") from None
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
-        raise TwinnetError(f"{path} is damaged ({e}); it is not valid JSON. Restore it or start a new run") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, absurd nesting
+        raise TwinnetError(f"{path} is damaged ({str(e)[:100]}); it is not valid JSON. Restore it or start a new "
+                           "run") from None
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -103,7 +104,7 @@ def read_jsonl(path: Path) -> list[dict]:
             continue
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             if k == len(lines) - 1:  # no newline after it: an append that never finished
                 break
             raise TwinnetError(f"{path} line {k + 1} is damaged (not JSON); restore the file or start a new "
@@ -222,6 +223,14 @@ class RunDir:
         return leftovers
 
 
+def _is_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+        return True
+    except (ValueError, RecursionError):
+        return False
+
+
 def append_line(path: Path, record: dict, sync: bool = False) -> None:
     """Append one JSON line; ``sync``: on disk before this returns (a result others depend on).
 
@@ -234,7 +243,10 @@ def append_line(path: Path, record: dict, sync: bool = False) -> None:
             tail = f.read()
             if not tail.endswith(b"\n"):
                 cut = tail.rfind(b"\n")
-                f.truncate(end - len(tail) + cut + 1 if cut >= 0 else (0 if end <= 1 << 20 else end))
+                if _is_json(tail[cut + 1:]):  # whole, only its newline missing (read_jsonl counts it): keep it
+                    f.write(b"\n")
+                else:
+                    f.truncate(end - len(tail) + cut + 1 if cut >= 0 else (0 if end <= 1 << 20 else end))
         f.write((json.dumps(record, default=_json_default) + "\n").encode())
         f.flush()
         if sync:

@@ -20,10 +20,12 @@ import numpy as np
 from twinnet import TwinnetError
 from twinnet.config import to_dict
 from twinnet.registry import get_experiment
-from twinnet.report.build import markdown_table
+from twinnet.report.build import markdown_table, write_report
 from twinnet.runs import CONFIG, ENV, REPORT, SUMMARY, RunDir, atomic_write_bytes, environment
+from twinnet.train import Diverged
 
 GROUP = "seeds"  # the key of config.json that marks a group and lists its seeds
+MAX_SEEDS = 1000
 HEADLINE_KEYS = ("test_acc", "best_test_acc", "test_loss", "val_acc")  # shown first where a summary has them
 
 
@@ -33,9 +35,13 @@ def parse_seeds(text: str) -> list[int]:
     try:
         for part in (p.strip() for p in text.split(",") if p.strip()):
             lo, sep, hi = part.partition("-")
+            if sep and lo and int(hi) - int(lo) >= MAX_SEEDS:
+                raise TwinnetError(f"--seeds {text!r}: at most {MAX_SEEDS} seeds")
             seeds += list(range(int(lo), int(hi) + 1)) if sep and lo else [int(part)]
     except ValueError:
         raise TwinnetError(f"--seeds {text!r}: expected integers like 0,1,2 or a range like 0-4") from None
+    if len(seeds) > MAX_SEEDS:
+        raise TwinnetError(f"--seeds {text!r}: at most {MAX_SEEDS} seeds")
     if len(seeds) < 2 or len(set(seeds)) != len(seeds) or not all(0 <= s < 2**32 for s in seeds):
         raise TwinnetError(f"--seeds {text!r}: give at least two distinct seeds in [0, 2**32), e.g. 0,1,2")
     return seeds
@@ -57,11 +63,11 @@ def run_group(name: str, overrides: list[str], seeds: list[int], *, quick: bool 
         saved = _read_group(group)
         if saved["experiment"] != name:
             raise TwinnetError(f"--resume {resume}: that is a group of {saved['experiment']!r} runs, not {name!r}")
-        if overrides:
-            raise TwinnetError(f"--resume {resume}: a group of seeds continues with its saved settings; drop --set")
+        if overrides or quick or out is not None:
+            raise TwinnetError(f"--resume {resume}: a group of seeds continues with its saved settings; drop --set, "
+                               "--quick and --out")
         seeds, quick, overrides = saved[GROUP], saved["quick"], saved["overrides"]
-    else:
-        cfg = resolve_config(name, overrides, quick, seeds[0])  # every setting checked before anything is made
+    cfg = resolve_config(name, overrides, quick, seeds[0])  # every setting checked before anything is touched
     # one thread count for every seed (a resumed group keeps the one it started with)
     threads, chosen_by = choose_threads(threads, group if resume is not None else None)
     if resume is None:
@@ -76,6 +82,12 @@ def run_group(name: str, overrides: list[str], seeds: list[int], *, quick: bool 
             for seed in seeds:
                 path = seed_dir(group.path, seed)
                 if (path / SUMMARY).exists():
+                    done = RunDir(path).read_json(SUMMARY)
+                    if isinstance(done, dict) and done.get("outcome") == "diverged":
+                        raise Diverged(f"seed {seed} diverged at step {done.get('diverged_at_step')}: the group cannot "
+                                       "give figures over all its seeds; start a new group with a lower learning rate")
+                    if not (path / REPORT).exists():  # stopped while it wrote its report
+                        write_report(path)
                     continue
                 if path.exists() and resumable and (path / CONFIG).exists():
                     run_experiment(name, [], threads=threads, resume=path, command=command)
@@ -90,6 +102,10 @@ def run_group(name: str, overrides: list[str], seeds: list[int], *, quick: bool 
         except KeyboardInterrupt:
             print(f"twinnet: to continue the group: twinnet run {name} --resume {group.path}", file=sys.stderr)
             raise
+        except TwinnetError:
+            if resume is None and not any(group.path.glob("seed-*")):  # refused before its first seed did anything
+                group.discard()
+            raise
         summary = summarise(group.path, seeds)
         summary["wall_time_s"] = round(time.perf_counter() - start, 3)
         group.write_json(SUMMARY, summary)
@@ -98,16 +114,22 @@ def run_group(name: str, overrides: list[str], seeds: list[int], *, quick: bool 
 
 
 def _read_group(group: RunDir) -> dict:
+    """A group's config.json, every field checked."""
     if not group.path.is_dir() or not group.file(CONFIG).exists():
         raise TwinnetError(f"{group.path}: no such group of seeds (no {CONFIG} there)")
     saved = group.read_json(CONFIG)
-    if not isinstance(saved, dict) or not isinstance(saved.get(GROUP), list) or "experiment" not in saved:
+    if not isinstance(saved, dict) or not isinstance(saved.get(GROUP), list):
         raise TwinnetError(f"{group.path}: {CONFIG} is not that of a group of seeds (run with --seeds)")
-    if not all(isinstance(k, int) and not isinstance(k, bool) for k in saved[GROUP]):
-        raise TwinnetError(f"{group.path}: {CONFIG} is damaged (its seeds are not integers)")
-    saved.setdefault("overrides", [])
-    saved.setdefault("quick", False)
-    return saved
+    seeds, overrides = saved[GROUP], saved.get("overrides", [])
+    valid = (isinstance(saved.get("experiment"), str) and isinstance(saved.get("config"), dict)
+             and isinstance(saved.get("quick", False), bool)
+             and isinstance(overrides, list) and all(isinstance(o, str) for o in overrides)
+             and 2 <= len(seeds) <= MAX_SEEDS and len(set(map(repr, seeds))) == len(seeds)
+             and all(isinstance(k, int) and not isinstance(k, bool) and 0 <= k < 2**32 for k in seeds))
+    if not valid:
+        raise TwinnetError(f"{group.path}: {CONFIG} is damaged (its experiment, seeds, quick, overrides or config "
+                           "are not what a group writes); start a new group")
+    return {**saved, "overrides": overrides, "quick": saved.get("quick", False)}
 
 
 def is_group(path: Path) -> bool:
@@ -171,17 +193,19 @@ def write_group_report(path: Path) -> Path:
     saved, summary, env = _read_group(group), group.read_json(SUMMARY), group.read_json(ENV)
     experiment = get_experiment(saved["experiment"])
     try:
-        seeds, figures = summary[GROUP], summary["figures"]
+        env = env if isinstance(env, dict) else {}
+        seeds, figures = list(summary[GROUP]), summary["figures"]
         rows = [[f"`{k}`", f"{_fmt(k, f['mean'])} ± {_fmt(k, f['std'])}", _fmt(k, f["min"]), _fmt(k, f["max"]),
                  ", ".join(_fmt(k, v) for v in f["values"])] for k, f in figures.items()]
-    except (KeyError, TypeError) as e:
+        head = headline(summary, experiment.name)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise TwinnetError(f"{group.file(SUMMARY)} is damaged ({type(e).__name__}: {e}); run the group again") from None
     links = ", ".join(f"[seed {s}]({seed_dir(Path('.'), s).name}/{REPORT})" for s in seeds)
     text = "\n\n".join([
         f"# {experiment.name} over seeds {', '.join(map(str, seeds))}: {experiment.description}",
         f"Command: `{env.get('command', '?')}`  \nStarted: {env.get('started', '?')}"
         + ("  \n**Quick (smoke-test) runs: figures are not meaningful.**" if saved.get("quick") else ""),
-        "## " + headline(summary, experiment.name),
+        "## " + head,
         f"Each figure below is the mean ± standard deviation over the {len(seeds)} seeds (population std, "
         "ddof 0), then its minimum, maximum and the value of each seed in the order of the seeds. Each "
         f"seed's run is a complete run directory with its own report: {links}.",

@@ -226,6 +226,11 @@ def load_checkpoint(run_dir: RunDir, learner, cfg: ImageConfig, data: ImageData,
     path = run_dir.file(CHECKPOINT)
     state, extra = checkpoint.load(path, learner, to_dict(cfg), cfg.resume_may_change,
                                    extra_keys=("best", "data_fingerprint", "amp"))
+    best = extra["best"]
+    if best is not None and not (isinstance(best, dict) and isinstance(best.get("model"), dict)
+                                 and isinstance(best.get("step"), int) and isinstance(best.get("val_acc"), float)):
+        raise checkpoint.CheckpointError(f"cannot resume from {path}: its best weights are not what twinnet writes. "
+                                         "Start a new run")
     if extra["data_fingerprint"] != data.fingerprint:
         raise checkpoint.CheckpointError(f"cannot resume from {path}: the data found now ({data.source}) is not the "
                                          "data this run trained on; point --data-dir at that data, or start a new run")

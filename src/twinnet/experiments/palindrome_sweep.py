@@ -146,10 +146,14 @@ def _execute(jobs: list[dict], workers: int, on_result, in_process: bool = False
 def finished(run_dir: RunDir) -> dict[tuple[str, int, int], dict]:
     """The results already in the run directory, by (model, length, seed)."""
     results = read_jsonl(run_dir.file(RESULTS))
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
     for k, r in enumerate(results):
-        if not all(key in r for key in ("model", "length", "seed", "test_acc", "outcome")):
-            raise TwinnetError(f"{run_dir.file(RESULTS)}: result {k + 1} lacks model, length, seed, test_acc or "
-                               "outcome; restore the file, or delete that line to run it again")
+        if not (r.get("model") in MODELS and is_int(r.get("length")) and is_int(r.get("seed"))
+                and isinstance(r.get("test_acc"), (int, float)) and isinstance(r.get("outcome"), str)
+                and isinstance(r.get("records", []), list)):
+            raise TwinnetError(f"{run_dir.file(RESULTS)}: result {k + 1} is damaged (its model, length, seed, "
+                               "test_acc or outcome is not what a sweep writes); restore the file, or delete that "
+                               "line to run it again")
     return {(r["model"], r["length"], r["seed"]): r for r in results}
 
 
@@ -306,8 +310,6 @@ def report(path: Path) -> list[str]:
     results = [r for r in finished(run_dir).values() if r["model"] in models]
     lengths = sorted({row["length"] for m in models for row in s["accuracy"][m]})
     results = [r for r in results if r["length"] in lengths]
-    _accuracy_figure(run_dir, s)
-    _curves_figure(run_dir, results, lengths)
     cells = {(m, r["length"]): f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}"
              for m in models for r in s["accuracy"][m]}
     acc_table = markdown_table(["T", *(MODEL_NAMES[m] for m in models)],
@@ -318,6 +320,8 @@ def report(path: Path) -> list[str]:
                                _or_none(s["longest_T_99"][m]["longest_T_unbroken"])] for m in models], {1, 2})
     note = f"\n\n**{s['missing_runs']} runs missing**: resume with `twinnet run palindrome-sweep --resume {path}`." \
         if s["missing_runs"] else ""
+    _accuracy_figure(run_dir, s)  # drawn once every figure the text needs was read: a damaged summary changes nothing
+    _curves_figure(run_dir, results, lengths)
     return [
         "## How long a palindrome each model learns\n\n" + longest + note,
         "## Accuracy against length\n\n![accuracy_vs_length.png](accuracy_vs_length.png)\n\n"
