@@ -13,7 +13,7 @@ from twinnet import TwinnetError, hardware
 from twinnet.config import apply_overrides, make_config, to_dict
 from twinnet.registry import get_experiment
 from twinnet.report.build import write_report
-from twinnet.runs import CONFIG, ENV, METRICS, SUMMARY, RunDir, environment
+from twinnet.runs import CONFIG, ENV, METRICS, RESULTS, SUMMARY, RunDir, environment
 from twinnet.train import Diverged
 
 
@@ -117,8 +117,6 @@ def run_experiment(
         if out is not None or quick or seed is not None:
             raise TwinnetError("--resume continues RUN_DIR with its saved configuration: drop --out, --quick and --seed")
         run_dir, saved, cfg = _reopen(name, Path(resume), overrides)
-        # not the resumed run's own writes: settings that move the work, not its result, may have changed
-        saved_config = saved["config"]
     else:
         cfg = resolve_config(name, overrides, quick, seed)
     threads, chosen_by = choose_threads(threads, run_dir if resume is not None else None)
@@ -137,31 +135,30 @@ def run_experiment(
 
         def record_resume() -> None:  # the resume has begun: config.json and env.json say so
             run_dir.remove_leftovers()  # of writes a killed process left unfinished
-            if to_dict(cfg) != saved_config:
+            if to_dict(cfg) != saved["config"]:  # a setting that moves the work, not its result, was changed
                 run_dir.write_json(CONFIG, {**saved, "config": to_dict(cfg)})
             env = _read_env(run_dir)
             if not isinstance(env.get("resumed"), list):
                 env["resumed"] = []
-            env["resumed"].append({"command": command,
-                                                  **environment(cfg.seed, threads, chosen_by, data_dir)})
+            env["resumed"].append({"command": command, **environment(cfg.seed, threads, chosen_by, data_dir)})
             run_dir.write_json(ENV, env)
 
+        work_before = _work(run_dir)
         start = time.perf_counter()
         try:
             summary = experiment.run(cfg, run_dir)
         except Diverged as e:
             with contextlib.suppress(OSError, TwinnetError):  # the divergence is the news, not a failed write
-                if resume is not None:
+                if resume is not None and _work(run_dir) != work_before:
                     record_resume()
                 if e.summary is not None:
                     run_dir.write_json(SUMMARY, {**e.summary, "wall_time_s": round(time.perf_counter() - start, 3)})
                     write_report(run_dir.path)
             raise
         except BaseException as e:
-            refused = isinstance(e, TwinnetError)  # checked before training began: nothing to record
             if resume is None and not _has_work(run_dir):  # nothing measured or saved: leave no empty run behind
                 run_dir.discard()
-            elif resume is not None and not refused:
+            elif resume is not None and _work(run_dir) != work_before:  # refused before it trained: nothing to say
                 with contextlib.suppress(OSError):  # a full disk, say: the error that stopped the run is the news
                     record_resume()
             if isinstance(e, KeyboardInterrupt) and getattr(experiment.config_cls, "resumable", False) and \
@@ -183,6 +180,12 @@ def _read_env(run_dir: RunDir) -> dict:
     except TwinnetError:
         return {}
     return env if isinstance(env, dict) else {}
+
+
+def _work(run_dir: RunDir) -> dict[str, int]:
+    """When each file holding a run's measurements and checkpoints last changed: a resume whose
+    experiment wrote none of them did not begin."""
+    return {str(p): p.stat().st_mtime_ns for pattern in (METRICS, RESULTS, "*.pt") for p in run_dir.path.rglob(pattern)}
 
 
 def _has_work(run_dir: RunDir) -> bool:
