@@ -588,7 +588,7 @@ def _twinnet(*args: str, **kwargs) -> subprocess.Popen:
                             text=True, env=env, **kwargs)
 
 
-def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen, timeout: float = 120.0) -> None:
+def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen, timeout: float = 600.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert proc.poll() is None, f"the run ended first: {proc.communicate()}"
