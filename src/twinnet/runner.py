@@ -156,13 +156,13 @@ def run_experiment(
                     write_report(run_dir.path)
             raise
         except BaseException as e:
-            if resume is None and not _has_work(run_dir):  # nothing measured or saved: leave no empty run behind
+            if resume is None and not _work(run_dir):  # nothing measured or saved: leave no empty run behind
                 run_dir.discard()
             elif resume is not None and _work(run_dir) != work_before:  # refused before it trained: nothing to say
                 with contextlib.suppress(OSError):  # a full disk, say: the error that stopped the run is the news
                     record_resume()
             if isinstance(e, KeyboardInterrupt) and getattr(experiment.config_cls, "resumable", False) and \
-                    (resume is not None or _has_work(run_dir)):
+                    (resume is not None or _work(run_dir)):
                 print(f"twinnet: to continue: twinnet run {name} --resume {run_dir.path}", file=sys.stderr)
             raise
         if resume is not None:
@@ -183,14 +183,9 @@ def _read_env(run_dir: RunDir) -> dict:
 
 
 def _work(run_dir: RunDir) -> dict[str, int]:
-    """When each file holding a run's measurements and checkpoints last changed: a resume whose
-    experiment wrote none of them did not begin."""
+    """When each file holding a run's measurements and checkpoints last changed: a run with none holds
+    nothing worth keeping, and a resume whose experiment wrote none of them did not begin."""
     return {str(p): p.stat().st_mtime_ns for pattern in (METRICS, RESULTS, "*.pt") for p in run_dir.path.rglob(pattern)}
-
-
-def _has_work(run_dir: RunDir) -> bool:
-    """Whether a run holds anything worth keeping: metrics, or a checkpoint to resume from."""
-    return any(run_dir.path.rglob(METRICS)) or any(run_dir.path.rglob("*.pt"))
 
 
 def _reopen(name: str, path: Path, overrides: list[str]) -> tuple[RunDir, dict, Any]:
