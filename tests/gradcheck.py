@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from twinnet.experiments.common import relative_error
+from twinnet.twins import relative_error
 
 TINY = np.finfo(np.float64).tiny
 

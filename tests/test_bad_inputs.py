@@ -352,10 +352,13 @@ CASES = [
     Case("resume-other-data", lambda w: ["run", "mlp-cifar", "--resume", str(w.run()), "--data-dir",
                                          str(w.templates / "other-data")], "not the data this run trained on"),
     Case("resume-locked", _held_lock, "another process is running in"),
-    Case("resume-sweep-result-escapes", _sweep_result({"model": "../../victim/x", "length": 3, "seed": 0,
-                                                       "test_acc": 1.0, "outcome": "completed"}), "result 2 is damaged"),
-    Case("resume-sweep-result-wrong-types", _sweep_result({"model": ["rnn"], "length": 3, "seed": 5, "test_acc": 1,
-                                                           "outcome": "x"}), "result 2 is damaged"),
+    Case("resume-sweep-result-escapes", _sweep_result({"job": "../../victim/x", "model": "rnn", "length": 3, "seed": 0,
+                                                       "summary": {"test_acc": 1.0, "outcome": "completed"}}),
+         "result 2 is damaged"),
+    Case("resume-sweep-result-wrong-types", _sweep_result({"job": ["rnn"], "length": 3, "seed": 5, "summary": "x"}),
+         "result 2 is damaged"),
+    Case("resume-sweep-result-lacks-figures", _sweep_result({"job": "runs/rnn-T3-seed0", "summary": {"test_acc": "x"}}),
+         "damaged"),
     Case("newline-in-a-setting", _run("mlp-compare", "lr=0.1\n2", data=False), "lr=0.1\\n2"),
     Case("absurdly-nested-config", _damaged("config.json", b"[" * 100_000), "config.json is damaged"),
     Case("report-not-a-run", lambda w: ["report", str(w.data)], "not a finished run"),
@@ -455,12 +458,12 @@ def test_a_nan_loss_in_mlp_compare_is_one_line_and_a_diverged_summary(world, cap
 
 def test_a_non_finite_evaluation_loss_stops_training():
     from twinnet.data.arrays import ArrayDataset
-    from twinnet.train import Diverged, LoopSettings, fit
+    from twinnet.train import Diverged, TrainConfig, fit
 
     class Learner:  # trains fine, but its predictions on the test set are not finite
         engine, lr = "numpy", 0.1
 
-        def set_lr(self, lr): ...
+        def scale_lr(self, factor): ...
 
         def train_step(self, x, y):
             return 0.5, 0
@@ -473,7 +476,7 @@ def test_a_non_finite_evaluation_loss_stops_training():
 
     data = ArrayDataset(np.zeros((8, 2)), np.zeros(8, np.int64))
     with pytest.raises(Diverged, match="test loss became nan at step 0"):
-        fit(Learner(), data, data, LoopSettings(batch_size=4, epochs=1, train_eval="running"), progress=False)
+        fit(Learner(), data, data, TrainConfig(batch_size=4, epochs=1, train_eval="running"), progress=False)
 
 
 def test_a_full_disk_at_a_checkpoint_is_one_line_and_leaves_no_half_written_file(world, capsys, monkeypatch):

@@ -137,6 +137,11 @@ def test_ablation_quick_writes_one_row_and_one_folder_per_variant(data_dir, tmp_
     report = (out / "report.md").read_text()
     assert "| augment | + crop_pad=4, flip=True |" in report
     assert (out / "ablation.png").read_bytes().startswith(PNG_MAGIC)
+    # every rung a complete run of its own preset, with its own report
+    for rung in ("course", "augment", "no-bn"):
+        assert json.loads((out / rung / "config.json").read_text())["experiment"] == f"cnn-ablation-{rung}"
+        assert "## Final figures" in (out / rung / "report.md").read_text()
+        assert f"[{rung}]({rung}/report.md)" in report
 
 
 def test_ablation_rejects_an_unknown_variant(data_dir, tmp_path, capsys):

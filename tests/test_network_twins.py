@@ -75,7 +75,7 @@ def test_mnist_cnn_follows_torch_in_float64():
 
 def test_gradient_agreement_names_every_gradient_and_catches_a_twin_that_differs():
     from twinnet.architectures import mlp_layers
-    from twinnet.experiments.common import gradient_agreement, relative_error, seed_everything, twin_models
+    from twinnet.twins import gradient_agreement, relative_error, seed_everything, twin_models
 
     seed_everything(0)
     numpy_model, torch_model = twin_models(lambda nn: nn.Sequential(*mlp_layers(nn, 3, [6], 4)), "float64")

@@ -8,7 +8,8 @@ import pytest
 
 from twinnet.cli import main
 from twinnet.data.palindrome import PalindromeDataset, encode, generate_palindrome, samples
-from twinnet.experiments import palindrome_sweep as sweep
+from twinnet import sweep
+from twinnet.experiments import palindrome_sweep
 
 
 @pytest.mark.parametrize("length", range(2, 12))
@@ -145,8 +146,9 @@ def test_rnn_gradients_end_to_end_with_both_engines_agreeing(tmp_path):
     assert (out / "hidden_grad_norms.png").exists()
 
 
-def _triple(job: dict) -> tuple[str, int, int]:
-    return job["config"]["model"], job["config"]["length"], job["config"]["seed"]
+def _triple(spec: dict) -> tuple[str, int, int]:
+    labels = spec["job"].labels
+    return labels["model"], labels["length"], labels["seed"]
 
 
 GRID = ["--set", "models=rnn,gru", "--set", "lengths=3,4", "--set", "n_seeds=2"]  # 8 runs
@@ -179,8 +181,10 @@ def test_sweep_resumes_where_it_was_interrupted_without_rerunning_finished_runs(
     assert s["runs"] == 8 and s["missing_runs"] == 0 and set(s["longest_T_99"]) == {"rnn", "gru"}
     assert (out / "accuracy_vs_length.png").exists() and (out / "curves_by_length.png").exists()
     files = (out / "report.md").read_text().split("## Files")[1]
-    assert "`results.jsonl`" in files and "*.npz" not in files and "inflight" not in files  # none left in progress
-    assert main(["run", "palindrome", "--resume", str(out)]) == 2  # only resumable experiments resume
+    assert "`results.jsonl`" in files and "*.npz" not in files
+    # every run a complete run directory with its own report
+    assert all((out / "runs" / f"{m}-T{t}-seed{s}" / "report.md").exists() for m, t, s in everything)
+    assert main(["run", "palindrome", "--resume", str(out)]) == 2  # a sweep is no run of palindrome
 
 
 # ---- checkpoints of runs in progress -------------------------------------------------------------------------
@@ -191,17 +195,25 @@ class _Break(Exception):
 
 
 def _tiny(**changes):
-    from twinnet.experiments.palindrome import PalindromeConfig
+    from twinnet.recurrent_task import PalindromeConfig
 
-    # checkpoints may fall every 100 steps (at batch 32 a nominal epoch of 12,800 samples is 400)
+    # checkpoints every 100 steps (at batch 32 a nominal epoch of 12,800 samples is 400), at once
     base = dict(model="gru", length=6, hidden=8, steps=250, eval_every=50, eval_size=100, final_size=200,
-                batch_size=32, curriculum=True, curriculum_start=3, curriculum_threshold=0.05, keep_best=True)
+                batch_size=32, curriculum=True, curriculum_start=3, curriculum_threshold=0.05, keep_best=True,
+                checkpoint_every_s=0.0)
     return PalindromeConfig(**{**base, **changes})
+
+
+def _saver(cfg, path):
+    from twinnet.checkpoint import Checkpointer
+    from twinnet.config import to_dict
+
+    return Checkpointer(path, to_dict(cfg), cfg.resume_may_change, tolerant=True)
 
 
 @pytest.mark.parametrize("engine", ("numpy", "torch"))
 def test_a_run_stopped_mid_way_continues_from_its_checkpoint_to_the_unbroken_result(tmp_path, engine):
-    from twinnet.experiments.palindrome import train_one
+    from twinnet.recurrent_task import train_one
 
     cfg, path = _tiny(engine=engine), tmp_path / "run.pt"
     whole, learner, records = train_one(cfg, progress=False)
@@ -211,10 +223,10 @@ def test_a_run_stopped_mid_way_continues_from_its_checkpoint_to_the_unbroken_res
             raise _Break
 
     with pytest.raises(_Break):
-        train_one(cfg, on_eval=stop_at_150, progress=False, checkpoint_path=path, checkpoint_every_s=0)
+        train_one(cfg, on_eval=stop_at_150, progress=False, checkpoints=_saver(cfg, path))
     assert path.exists()
     seen = []
-    again, learner2, records2 = train_one(cfg, on_eval=seen.append, progress=False, checkpoint_path=path)
+    again, learner2, records2 = train_one(cfg, on_eval=seen.append, progress=False, checkpoints=_saver(cfg, path))
     assert again["resumed_from_step"] == 100 and whole["resumed_from_step"] is None
     assert [r["step"] for r in seen] == [150, 200, 250]  # only the evaluations after the checkpoint are new
     assert [r["length"] for r in records2] == [r["length"] for r in records]
@@ -229,7 +241,7 @@ def test_a_run_stopped_mid_way_continues_from_its_checkpoint_to_the_unbroken_res
 
 def test_a_run_stopped_right_after_stopping_early_resumes_to_the_same_early_stop(tmp_path, monkeypatch):
     from twinnet import checkpoint
-    from twinnet.experiments import palindrome
+    from twinnet import recurrent_task as palindrome
 
     cfg, path = _tiny(stop_acc=0.01), tmp_path / "run.pt"  # any evaluation after step 0 ends the run
     whole, learner, _ = palindrome.train_one(cfg, progress=False)
@@ -243,9 +255,9 @@ def test_a_run_stopped_right_after_stopping_early_resumes_to_the_same_early_stop
 
     monkeypatch.setattr(checkpoint, "save", save_then_die)
     with pytest.raises(_Break):
-        palindrome.train_one(cfg, progress=False, checkpoint_path=path, checkpoint_every_s=0)
+        palindrome.train_one(cfg, progress=False, checkpoints=_saver(cfg, path))
     monkeypatch.setattr(checkpoint, "save", real_save)
-    again, learner2, records2 = palindrome.train_one(cfg, progress=False, checkpoint_path=path)
+    again, learner2, records2 = palindrome.train_one(cfg, progress=False, checkpoints=_saver(cfg, path))
     assert again["resumed_from_step"] == 50 and [r["step"] for r in records2] == [0, 50]  # nothing trained again
     for key in ("test_acc", "test_loss", "best_eval_acc", "weights_from_step", "steps_done", "outcome"):
         assert again[key] == whole[key], key
@@ -255,7 +267,7 @@ def test_a_run_stopped_right_after_stopping_early_resumes_to_the_same_early_stop
 
 def test_a_checkpoint_from_other_settings_is_refused_by_name(tmp_path):
     from twinnet.checkpoint import CheckpointError
-    from twinnet.experiments.palindrome import train_one
+    from twinnet.recurrent_task import train_one
 
     path = tmp_path / "run.pt"
 
@@ -264,24 +276,24 @@ def test_a_checkpoint_from_other_settings_is_refused_by_name(tmp_path):
             raise _Break
 
     with pytest.raises(_Break):
-        train_one(_tiny(), on_eval=stop, progress=False, checkpoint_path=path, checkpoint_every_s=0)
+        train_one(_tiny(), on_eval=stop, progress=False, checkpoints=_saver(_tiny(), path))
     with pytest.raises(CheckpointError, match="changed settings \\(lr\\)"):
-        train_one(_tiny(lr=0.01), progress=False, checkpoint_path=path)
+        train_one(_tiny(lr=0.01), progress=False, checkpoints=_saver(_tiny(lr=0.01), path))
 
 
 def test_a_checkpoint_that_cannot_be_saved_costs_a_warning_not_the_run(tmp_path, capsys):
-    from twinnet.experiments.palindrome import train_one
+    from twinnet.recurrent_task import train_one
 
     plain, _, _ = train_one(_tiny(), progress=False)
     nowhere = tmp_path / "no such folder" / "run.pt"
-    result, _, _ = train_one(_tiny(), progress=False, checkpoint_path=nowhere, checkpoint_every_s=0)
+    result, _, _ = train_one(_tiny(), progress=False, checkpoints=_saver(_tiny(), nowhere))
     assert result["test_acc"] == plain["test_acc"] and result["test_loss"] == plain["test_loss"]
     err = [line for line in capsys.readouterr().err.splitlines() if "cannot save the checkpoint" in line]
     assert len(err) == 1 and str(nowhere) in err[0]  # said once, not at every later attempt
 
 
 SMALL = ["--quick", "--set", "models=rnn", "--set", "lengths=4", "--set", "n_seeds=2", "--set", "steps=150",
-         "--set", "eval_every=50"]  # 2 runs, each with a checkpoint at step 100
+         "--set", "eval_every=50", "--set", "checkpoint_every_s=0"]  # 2 runs, each with a checkpoint at step 100
 
 
 def test_a_stopped_sweep_continues_its_runs_in_progress_from_their_checkpoints(tmp_path, monkeypatch, capsys):
@@ -295,21 +307,28 @@ def test_a_stopped_sweep_continues_its_runs_in_progress_from_their_checkpoints(t
         real_save(path, *args, **kwargs)
         raise KeyboardInterrupt  # stopped in the first run, before any result: the run must not be thrown away
 
-    monkeypatch.setattr(sweep, "CHECKPOINT_EVERY_S", 0.0)
     monkeypatch.setattr(checkpoint, "save", save_then_stop)
     assert main(["run", "palindrome-sweep", "--out", str(out), *SMALL]) == 130
     assert f"--resume {out}" in capsys.readouterr().err
     assert not (out / "results.jsonl").exists() or (out / "results.jsonl").read_text() == ""
-    assert sorted(p.name for p in (out / "inflight").iterdir()) == ["rnn-T4-seed0.pt", "rnn-T4-seed0.pt.sha256"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["rnn-T4-seed0"]
+    assert (out / "runs" / "rnn-T4-seed0" / "checkpoint.pt").exists()
 
     monkeypatch.setattr(checkpoint, "save", real_save)
     assert main(["run", "palindrome-sweep", "--resume", str(out)]) == 0
     results = {_key(r): r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
-    assert results[("rnn", 4, 0)]["resumed_from_step"] == 100 and results[("rnn", 4, 1)]["resumed_from_step"] is None
+    assert results[("rnn", 4, 0)]["summary"]["resumed_from_step"] == 100
+    assert results[("rnn", 4, 1)]["summary"]["resumed_from_step"] is None
     for key, r in unbroken.items():
-        assert (results[key]["test_acc"], results[key]["test_loss"], results[key]["records"][-1]["train_loss"]) == \
-            (r["test_acc"], r["test_loss"], r["records"][-1]["train_loss"]), key
-    assert list((out / "inflight").iterdir()) == []  # each checkpoint went once its result was written
+        assert (results[key]["summary"]["test_acc"], results[key]["summary"]["test_loss"]) == \
+            (r["summary"]["test_acc"], r["summary"]["test_loss"]), key
+        job = f"runs/{key[0]}-T{key[1]}-seed{key[2]}"
+        assert _curve(out / job) == _curve(tmp_path / "whole" / job), key  # the resumed curve, bit for bit
+
+
+def _curve(run) -> list:
+    return [(r["step"], r["train_loss"], r["test_loss"]) for r in map(json.loads, (run / "metrics.jsonl").read_text()
+                                                                        .splitlines())]
 
 
 @pytest.mark.parametrize("content", ["garbage", "no loop state"])
@@ -320,7 +339,8 @@ def test_an_unusable_checkpoint_in_a_sweep_is_set_aside_and_its_run_starts_again
     args = ["--quick", "--set", "models=rnn", "--set", "lengths=4", "--set", "n_seeds=1"]
     assert main(["run", "palindrome-sweep", "--out", str(out), *args, "--set", "steps=1"]) == 0
     (out / "results.jsonl").write_text("")  # as if the run had not finished, but left a broken checkpoint
-    broken = out / "inflight" / "rnn-T4-seed0.pt"
+    (out / "runs" / "rnn-T4-seed0" / "summary.json").unlink()
+    broken = out / "runs" / "rnn-T4-seed0" / "checkpoint.pt"
     if content == "garbage":
         broken.write_bytes(b"half a checkpoint")
     else:  # a readable file of another layout
@@ -329,9 +349,9 @@ def test_an_unusable_checkpoint_in_a_sweep_is_set_aside_and_its_run_starts_again
     assert main(["run", "palindrome-sweep", "--resume", str(out)]) == 0
     err = capsys.readouterr().err
     assert "cannot resume from" in err and "starts again" in err
-    assert (out / "inflight" / "rnn-T4-seed0.unusable").read_bytes() == before
+    assert (out / "runs" / "rnn-T4-seed0" / "checkpoint.unusable").read_bytes() == before
     (result,) = map(json.loads, (out / "results.jsonl").read_text().splitlines())
-    assert result["resumed_from_step"] is None and result["steps_done"] == 1
+    assert result["summary"]["resumed_from_step"] is None and result["summary"]["steps_done"] == 1
 
 
 def _key(r: dict) -> tuple[str, int, int]:
@@ -418,26 +438,27 @@ def test_killing_a_sweep_leaves_no_worker_training_on(tmp_path, how):
 
 
 def test_summary_takes_the_longest_length_whose_mean_passes():
-    cfg = sweep.SweepConfig(models=("rnn",), lengths=(5, 10, 15, 20), n_seeds=2)
+    cfg = palindrome_sweep.SweepConfig(models=("rnn",), lengths=(5, 10, 15, 20), n_seeds=2)
     accs = {5: (1.0, 0.995), 10: (1.0, 0.9), 15: (0.999, 0.99), 20: (0.5, 0.1)}
     results = [{"model": "rnn", "length": t, "seed": k, "test_acc": a, "outcome": "completed"}
                for t, pair in accs.items() for k, a in enumerate(pair)]
-    s = sweep.summarise(cfg, results)
+    s = palindrome_sweep.summarise(cfg, results)
     assert s["longest_T_99"]["rnn"] == {"longest_T": 15, "longest_T_unbroken": 5}
     assert s["missing_runs"] == 0 and s["accuracy"]["rnn"][1]["mean"] == pytest.approx(0.95)
 
 
 @pytest.mark.parametrize("engine", ("numpy", "torch"))
 def test_saved_weights_go_back_into_either_engines_model(engine):
-    from twinnet.experiments.palindrome import PalindromeConfig, _load_weights, build_models, make_learner
+    from twinnet.learner import make_learner
+    from twinnet.recurrent_task import PalindromeConfig, build_models
 
     cfg = PalindromeConfig(hidden=8, engine=engine, model="lstm")
-    learner = make_learner(cfg, build_models(cfg)[engine], engine)
+    learner = make_learner(build_models(cfg)[engine], cfg)
     saved = learner.state_dict()
     x, y = samples(5, 16, np.random.default_rng(0))
     learner.train_step(x, y)
     assert not np.array_equal(learner.state_dict()["weight_hh"], saved["weight_hh"])
-    _load_weights(learner, saved)
+    learner.load_weights(saved)
     assert all(np.array_equal(v, saved[k]) for k, v in learner.state_dict().items())
 
 
@@ -446,11 +467,6 @@ def test_the_sweep_says_how_long_is_left_from_the_cost_of_what_finished(tmp_path
     assert sweep.time_left(3600.0, 1.0, 2.0) == "about 2.0 h left"
     assert sweep.time_left(50.0, 4.0, 0.0) == "done"
     assert sweep.time_left(50.0, 0.0, 4.0) == "time left not known yet"
-    # a run resumed at step 2,500 of the 10,000 it did trained three quarters of its cost (2.5 x 60) here
-    resumed = {"model": "gru", "length": 60, "resumed_from_step": 2500, "steps_done": 10_000}
-    assert sweep.run_cost(resumed) == (37.5, 112.5)
-    assert sweep.run_cost({**resumed, "resumed_from_step": None}) == (0.0, 150.0)
-    assert sweep.run_cost({**resumed, "steps_done": 5000}) == (75.0, 75.0)  # stopped early at step 5,000
     assert main(["run", "palindrome-sweep", "--quick", "--out", str(tmp_path / "s"), "--set", "models=rnn",
                  "--set", "lengths=3,6", "--set", "n_seeds=1"]) == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[")]

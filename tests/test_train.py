@@ -6,8 +6,13 @@ import torch
 
 from twinnet.architectures import mlp_layers
 from twinnet.data import ArrayDataset, make_toy
-from twinnet.experiments.common import max_relative_difference, seed_everything, sgd_learners, twin_models
-from twinnet.train import LoopSettings, batch_indices, fit
+from twinnet.learner import make_learner
+from twinnet.train import TrainConfig, batch_indices, fit
+from twinnet.twins import build_twins, max_relative_difference
+
+
+def LoopSettings(**kwargs) -> TrainConfig:  # noqa: N802 - the loop's settings alone, SGD as the learners below
+    return TrainConfig(**{"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, **kwargs})
 
 
 def _batches(n, settings, count, seed=0):
@@ -38,10 +43,9 @@ def test_batch_order_depends_only_on_the_seed():
 
 def _moons_learners(dtype="float64", lr=0.1, momentum=0.9, same_init=True, hidden=(20,)):
     split = make_toy("moons", n=400, seed=0)
-    seed_everything(0)
-    build = lambda nn: nn.Sequential(*mlp_layers(nn, 2, hidden, 2))  # noqa: E731
-    numpy_model, torch_model = twin_models(build, dtype, same_init)
-    return split, sgd_learners(numpy_model, torch_model, lr, momentum)
+    models = build_twins(lambda nn: nn.Sequential(*mlp_layers(nn, 2, hidden, 2)), dtype, 0, same_init)
+    cfg = TrainConfig(optimizer="sgd", lr=lr, momentum=momentum)
+    return split, {engine: make_learner(model, cfg) for engine, model in models.items()}
 
 
 def test_evaluation_schedule_in_steps_and_epochs():
@@ -69,11 +73,11 @@ def test_lr_schedule_is_applied_before_each_step():
     learner = learners["torch"]
     original = learner.train_step
     learner.train_step = lambda x, y: (seen.append(learner.lr), original(x, y))[1]
-    learner.set_lr(7.0)  # whatever the optimiser was built with, the records show the schedule's rates
-    history = fit(learner, split.train, None, LoopSettings(batching="full", steps=3, eval_unit="step"),
-                  lr_at=lambda step: 0.1 / (step + 1), progress=False)
-    assert seen == pytest.approx([0.1, 0.05, 0.1 / 3])
-    assert [r["lr"] for r in history.records] == pytest.approx([0.1, 0.1, 0.05, 0.1 / 3])
+    history = fit(learner, split.train, None, LoopSettings(batching="full", steps=3, eval_unit="step",
+                                                           schedule="linear"), progress=False)
+    # torch's LinearLR from 1 to 0 over 3 steps, times the optimiser's base rate 0.1
+    assert seen == pytest.approx([0.1, 0.1 * 2 / 3, 0.1 / 3])
+    assert [r["lr"] for r in history.records] == pytest.approx([0.1, 0.1, 0.1 * 2 / 3, 0.1 / 3])
 
 
 @pytest.mark.parametrize("batching, steps", [("mini", 500), ("full", 200), ("sample", 200)])
@@ -81,8 +85,8 @@ def test_engines_follow_the_same_loss_curve_in_float64(batching, steps):
     """The twins' central promise: same weights, same batches -> same curve to 1e-9."""
     # one sample at a time needs a smaller step to make progress
     split, learners = _moons_learners(hidden=(20, 20), lr=0.01 if batching == "sample" else 0.1)
-    settings = LoopSettings(batching=batching, batch_size=16, steps=steps, eval_every=100, eval_unit="step")
-    curves = {e: fit(l, split.train, split.test, settings, seed=5, progress=False) for e, l in learners.items()}
+    settings = LoopSettings(batching=batching, batch_size=16, steps=steps, eval_every=100, eval_unit="step", seed=5)
+    curves = {e: fit(l, split.train, split.test, settings, progress=False) for e, l in learners.items()}
     assert len(curves["numpy"].step_losses) == steps
     assert max_relative_difference(curves["numpy"].step_losses, curves["torch"].step_losses) <= 1e-9
     # the loss really moved, so the agreement is not that of two idle models
@@ -132,18 +136,102 @@ def test_without_a_terminal_progress_goes_to_the_log_as_lines(monkeypatch, capsy
     assert [r["step"] for r in h.records] == [0, 3, 6]  # evaluations unaffected by the logging
 
 
-def test_a_schedule_keeps_the_ratio_between_parameter_groups():
-    """Groups at 0.1 and 0.01 stay ten to one whatever rate the schedule sets (they were both set to it)."""
-    from twinnet.learner import TorchLearner
-    from twinnet.schedules import make_schedule
-
+def test_a_schedule_multiplies_each_parameter_groups_own_rate():
+    """Groups at 0.1 and 0.01 stay ten to one through a whole schedule in fit (they were both set to one rate)."""
     model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 2))
-    opt = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.1},
-                           {"params": model[1].parameters(), "lr": 0.01}], lr=0.1)
-    learner = TorchLearner(model, opt, torch.nn.CrossEntropyLoss())
-    schedule = make_schedule("cosine", 0.1, 10)
-    for step in (0, 3, 7):
-        learner.set_lr(schedule(step))
-        first, second = (g["lr"] for g in opt.param_groups)
-        assert first == pytest.approx(schedule(step)) and second == pytest.approx(first / 10)
-    assert learner.lr == pytest.approx(schedule(7))
+    cfg = LoopSettings(batching="full", steps=6, eval_unit="step", schedule="onecycle", lr=0.1, momentum=0.0)
+    learner = make_learner(model, cfg, params=[{"params": model[0].parameters(), "lr": 0.1},
+                                              {"params": model[1].parameters(), "lr": 0.01}])
+    seen = []
+    original = learner.train_step
+    learner.train_step = lambda x, y: (seen.append([g["lr"] for g in learner.optimizer.param_groups]), original(x, y))[1]
+    split = make_toy("moons", n=40, seed=0)
+    fit(learner, ArrayDataset(split.train.x.astype(np.float32), split.train.y), None, cfg, progress=False)
+    factors = [cfg.lr_factor(len(split.train))(k) for k in range(6)]
+    assert len(seen) == 6 and len(set(f for f in factors)) > 2  # the rate really moved
+    for (first, second), factor in zip(seen, factors):
+        assert first == pytest.approx(0.1 * factor) and second == pytest.approx(0.01 * factor)
+        assert first / second == pytest.approx(10.0)
+
+
+# ---- the loop's own policies -------------------------------------------------------------------------------
+
+
+class _Lazy:
+    """A loss left on a device: counts how often it is read back."""
+
+    reads = 0
+
+    def __init__(self, value):
+        self.value = value
+
+    def __float__(self):
+        _Lazy.reads += 1
+        return float(self.value)
+
+    def __int__(self):
+        return int(self.value)
+
+
+def test_the_loss_is_read_back_only_when_recorded_not_every_step():
+    split, learners = _moons_learners()
+    learner = learners["torch"]
+    original, read_before = learner.train_step, []
+    learner.train_step = lambda x, y: (read_before.append(_Lazy.reads), tuple(_Lazy(v) for v in original(x, y)))[1]
+    _Lazy.reads = 0
+    h = fit(learner, split.train, None, LoopSettings(batch_size=32, steps=40, eval_every=20, eval_unit="step"),
+            progress=False)
+    assert len(h.step_losses) == 40 and _Lazy.reads == 40  # each loss read once, all of them kept
+    assert read_before[:20] == [0] * 20 and read_before[20:] == [20] * 20  # ... at the evaluations only
+    assert [r["step"] for r in h.records] == [0, 20, 40]
+
+
+class _Saves:
+    def __init__(self):
+        self.steps = []
+
+    def save(self, learner, state):
+        self.steps.append(state.step)
+
+
+def test_checkpoints_fall_every_k_steps_and_at_the_end():
+    split, learners = _moons_learners()
+    saves = _Saves()
+    fit(learners["numpy"], split.train, None, LoopSettings(batch_size=32, steps=25, checkpoint_every=10),
+        checkpoints=saves, progress=False)
+    assert saves.steps == [10, 20, 25]
+    saves = _Saves()  # 0: at the end of every epoch (320 samples / 32 = 10 steps)
+    fit(learners["numpy"], split.train, None, LoopSettings(batch_size=32, epochs=2), checkpoints=saves, progress=False)
+    assert saves.steps == [10, 20]
+
+
+def test_keep_best_ends_with_the_best_evaluations_weights_and_patience_stops():
+    split, learners = _moons_learners(lr=5.0, momentum=0.9)  # far too large: the accuracy jumps about
+    learner = learners["numpy"]
+    h = fit(learner, split.train, split.test, LoopSettings(batch_size=32, steps=60, eval_every=5, eval_unit="step",
+                                                          keep_best=True, lr=5.0), progress=False)
+    best = max(h.records, key=lambda r: r["test_acc"])
+    assert h.best["step"] == best["step"] and h.best["value"] == best["test_acc"]
+    from twinnet.learner import evaluate
+
+    assert evaluate(learner, split.test.x, split.test.y)[1] == best["test_acc"]  # the learner holds those weights
+    split, learners = _moons_learners(lr=1e-9)  # nothing moves: no evaluation beats step 0's
+    h = fit(learners["numpy"], split.train, split.test, LoopSettings(batch_size=32, steps=100, eval_every=5,
+                                                                     eval_unit="step", patience=3), progress=False)
+    assert h.stopped_early and h.last["step"] == 15 and h.best["step"] == 0
+
+
+def test_a_source_with_its_own_state_has_it_recorded_and_updated_by_the_loop():
+    from twinnet.data.palindrome import Curriculum, PalindromeDataset
+    from twinnet.learner import make_learner
+    from twinnet.recurrent_task import PalindromeConfig, build_models
+
+    cfg = PalindromeConfig(length=9, hidden=8, steps=30, eval_every=10, batch_size=16, eval_size=50,
+                           checkpoint_every_s=0.0)
+    data = PalindromeDataset(9, curriculum=Curriculum(start=3, step=2, threshold=0.0))  # lengthens at every evaluation
+    learner = make_learner(build_models(cfg)["numpy"], cfg)
+    saves = _Saves()
+    h = fit(learner, data, data.eval_set(50, 0), cfg, checkpoints=saves, progress=False)
+    # each record carries the length its running figures were drawn at; the source moved on after it
+    assert [(r["step"], r["length"]) for r in h.records] == [(0, 3), (10, 3), (20, 5), (30, 7)]
+    assert data.length == 9

@@ -27,7 +27,7 @@ from twinnet.runs import atomic_write_bytes
 from twinnet.train import History, LoopState
 
 _ARRAY = "__ndarray__"  # marks a NumPy array stored as a uint8 tensor of its bytes
-FORMAT = 2  # 1: twinnet 0.1's checkpoints, pickles holding NumPy objects and no digest
+FORMAT = 3  # 1: twinnet 0.1's pickles; 2: 0.2's, before fit kept the best weights and the data's own state
 
 
 def _plain(obj: Any) -> Any:
@@ -78,8 +78,9 @@ def save(path: Path, learner, state: LoopState, config: dict, extra: dict | None
     h = state.history
     payload = {"format": FORMAT, "config": config, "learner": learner.training_state(), "extra": extra or {},
                "loop": {"step": state.step, "records": h.records, "step_losses": h.step_losses,
-                        "stopped_early": h.stopped_early, "running": list(state.running),
-                        "rng_state": state.rng_state, "elapsed_s": state.elapsed_s}}
+                        "stopped_early": h.stopped_early, "best": h.best, "running": list(state.running),
+                        "rng_state": state.rng_state, "elapsed_s": state.elapsed_s,
+                        "source_state": state.source_state}}
     buf = io.BytesIO()
     torch.save(_plain(payload), buf)
     data = buf.getvalue()
@@ -168,10 +169,16 @@ def load(path: Path, learner, config: dict, may_change: Collection[str] = (),
         if not (all(isinstance(r, dict) for r in loop["records"]) and all(map(number, loop["step_losses"]))
                 and len(loop["running"]) == 3 and all(map(number, loop["running"])) and number(loop["step"])):
             raise TypeError("the loop state is not what twinnet writes")
+        best = loop["best"]
+        if best is not None and not (isinstance(best, dict) and isinstance(best.get("weights"), dict)
+                                     and isinstance(best.get("step"), int) and number(best.get("value"))):
+            raise TypeError("its best weights are not what twinnet writes")
+        if not isinstance(loop["source_state"], dict):
+            raise TypeError("the data's state is not what twinnet writes")
         changed = sorted(k for k, v in config.items() if k not in may_change and saved.get(k) != v)
-        history = History(list(loop["records"]), list(loop["step_losses"]), bool(loop["stopped_early"]))
+        history = History(list(loop["records"]), list(loop["step_losses"]), bool(loop["stopped_early"]), best)
         state = LoopState(int(loop["step"]), history, tuple(loop["running"]), loop["rng_state"],
-                          float(loop["elapsed_s"]))
+                          float(loop["elapsed_s"]), loop["source_state"])
         if missing := [k for k in extra_keys if k not in extra]:
             raise KeyError(", ".join(missing))
     except Exception as e:  # noqa: BLE001 - any malformed checkpoint gets the same advice
@@ -184,3 +191,51 @@ def load(path: Path, learner, config: dict, may_change: Collection[str] = (),
     except Exception as e:  # noqa: BLE001
         raise CheckpointError(f"cannot resume from {path}: {e}. Start a new run instead") from None
     return state, extra
+
+
+class Checkpointer:
+    """The one resume mechanism: a run's checkpoint at ``path``, saved by ``fit`` and restored before it.
+
+    ``config``: the run's settings, compared on restore (those in ``may_change`` excepted); ``extra``:
+    facts saved beside the state (after a restore, ``found`` holds the saved ones); those named in
+    ``mismatch`` must be equal on restore (e.g. the data's fingerprint), ``mismatch[key]`` the advice
+    when one differs. With ``tolerant`` a failed save (a full disk)
+    warns once and the run trains on without checkpoints; else it raises."""
+
+    def __init__(self, path: Path, config: dict, may_change: Collection[str] = (), extra: dict | None = None,
+                 mismatch: dict[str, str] | None = None, tolerant: bool = False) -> None:
+        self.path, self.config, self.may_change = Path(path), config, may_change
+        self.extra, self.mismatch, self.tolerant = dict(extra or {}), mismatch or {}, tolerant
+        self.saved_step: int | None = None  # the step of the last checkpoint written or restored
+        self.found: dict = {}
+        self._failed = False
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def restore(self, learner) -> LoopState | None:
+        """Put ``learner`` back where the checkpoint left it; the loop state to resume (None: no checkpoint)."""
+        if not self.exists():
+            return None
+        state, extra = load(self.path, learner, self.config, self.may_change, extra_keys=self.extra)
+        for key, advice in self.mismatch.items():
+            if extra[key] != self.extra[key]:
+                raise CheckpointError(f"cannot resume from {self.path}: {advice}")
+        self.saved_step, self.found = state.step, extra
+        return state
+
+    def save(self, learner, state: LoopState) -> None:
+        if self._failed:
+            return
+        try:
+            save(self.path, learner, state, self.config, self.extra)
+        except OSError as e:
+            if not self.tolerant:
+                raise
+            self._failed = True  # a full disk, say: the run itself can still finish
+            import sys
+
+            print(f"twinnet: cannot save the checkpoint {self.path} ({e.strerror or e}); training goes on without one",
+                  file=sys.stderr, flush=True)
+            return
+        self.saved_step = state.step

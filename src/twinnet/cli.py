@@ -86,12 +86,11 @@ def _cmd_list() -> None:
 def _cmd_run(args, command: str) -> None:
     from twinnet.config import describe_fields, to_dict
     from twinnet.registry import get_experiment
-    from twinnet.runner import announce, resolve_config, run_experiment, use_data_dir
+    from twinnet.runner import announce, resolve_config, resolve_data_dir, run_experiment
 
     if args.threads is not None and args.threads < 1:
         raise TwinnetError(f"--threads must be >= 1, got {args.threads}")
-    if args.data_dir is not None:
-        use_data_dir(args.data_dir)
+    data = resolve_data_dir(args.data_dir)  # checked before anything is written
     if args.seed is not None and not 0 <= args.seed < 2**32:
         raise TwinnetError(f"--seed must be in [0, 2**32), got {args.seed}")
     from twinnet import seeds
@@ -105,7 +104,7 @@ def _cmd_run(args, command: str) -> None:
             path = seeds.run_group(args.experiment, args.overrides,
                                    seeds.parse_seeds(args.seeds) if args.seeds is not None else [],
                                    quick=args.quick, out=args.out, runs_root=args.runs_dir, threads=args.threads,
-                                   resume=args.resume, command=command)
+                                   resume=args.resume, command=command, data=data)
             announce(path)
             return
     if args.show_config:
@@ -116,7 +115,7 @@ def _cmd_run(args, command: str) -> None:
         return
     path = run_experiment(
         args.experiment, args.overrides, quick=args.quick, seed=args.seed, out=args.out,
-        runs_root=args.runs_dir, threads=args.threads, resume=args.resume, command=command,
+        runs_root=args.runs_dir, threads=args.threads, resume=args.resume, command=command, data=data,
     )
     announce(path)
 

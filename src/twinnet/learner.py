@@ -27,11 +27,17 @@ class Learner(Protocol):
         """Mean loss of given logits."""
 
     @property
-    def lr(self) -> float: ...
+    def lr(self) -> float:
+        """The first parameter group's learning rate now."""
 
-    def set_lr(self, lr: float) -> None: ...
+    def scale_lr(self, factor: float) -> None:
+        """Set every parameter group's rate to its own base rate times ``factor`` (a schedule's value)."""
 
-    def state_dict(self) -> dict: ...
+    def state_dict(self) -> dict:
+        """The model's weights as NumPy arrays."""
+
+    def load_weights(self, state: dict) -> None:
+        """Put weights given as ``state_dict()`` gives them back into the model."""
 
     def training_state(self) -> dict:
         """Weights, optimiser state and the engine's random state: what a checkpoint holds."""
@@ -47,11 +53,14 @@ def evaluate(learner: Learner, x: np.ndarray, y: np.ndarray, batch_size: int = 1
 
 
 def skip_input_grad(model) -> None:
-    """Spare a Sequential's first Conv2d the gradient of its input: nobody reads it (torch skips it too)."""
+    """Spare the first layer the gradient of its input (a Sequential's first Conv2d, a recurrent
+    model): the input is data, nobody reads it (torch skips it too)."""
     from twinnet.numpy_nn import Conv2d, Sequential
 
     if isinstance(model, Sequential) and len(model) and isinstance(model[0], Conv2d):
         model[0].input_grad = False
+    elif hasattr(model, "input_grad"):
+        model.input_grad = False
 
 
 class NumpyLearner:
@@ -67,22 +76,21 @@ class NumpyLearner:
     def __init__(self, model, optimizer, loss_fn, clip_norm: float | None = None,
                  blas_threads: int | None = None) -> None:
         self.model, self.optimizer, self.loss_fn, self.clip_norm = model, optimizer, loss_fn, clip_norm
-        self.blas_threads = blas_threads
+        self.blas_threads, self.base_lr = blas_threads, optimizer.lr
         skip_input_grad(model)
-        backend.tune_allocator()
 
     def _blas(self):
         return backend.blas_threads(self.blas_threads) if self.blas_threads else contextlib.nullcontext()
 
     def _cast(self, x):
-        return backend.xp().asarray(x, dtype=self.model.dtype)
+        return self.model.xp.asarray(x, dtype=self.model.dtype)
 
     def train_step(self, x, y):
         with self._blas():
             return self._train_step(x, y)
 
     def _train_step(self, x, y):
-        xp = backend.xp()
+        xp = self.model.xp
         self.model.train()
         logits = self.model.forward(self._cast(x))
         y = xp.asarray(y)
@@ -106,31 +114,30 @@ class NumpyLearner:
         return np.concatenate(out)
 
     def loss_of(self, logits, y):
-        xp = backend.xp()
+        xp = self.model.xp
         return float(self.loss_fn.forward(xp.asarray(logits), xp.asarray(y)))
 
     @property
     def lr(self) -> float:
         return self.optimizer.lr
 
-    def set_lr(self, lr):
-        self.optimizer.lr = lr
+    def scale_lr(self, factor):
+        self.optimizer.lr = self.base_lr * factor
 
     def state_dict(self):
         return self.model.state_dict()
 
-    def training_state(self):
-        from twinnet.numpy_nn import init
+    def load_weights(self, state):
+        self.model.load_state_dict(state)
 
+    def training_state(self):
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "rng": init.generator().bit_generator.state}
+                "rng": self.model.generator.bit_generator.state}
 
     def load_training_state(self, state):
-        from twinnet.numpy_nn import init
-
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        init.generator().bit_generator.state = state["rng"]
+        self.model.generator.bit_generator.state = state["rng"]
 
 
 class TorchLearner:
@@ -147,10 +154,8 @@ class TorchLearner:
                  channels_last: bool = False) -> None:
         self.model, self.optimizer, self.loss_fn, self.clip_norm = model, optimizer, loss_fn, clip_norm
         self.amp, self.channels_last = amp, channels_last
-        # a schedule sets the first group's rate; every other group keeps its ratio to it (e.g. a 64x rate on
-        # batch-norm biases, or 0.1 beside 0.01)
-        first = optimizer.param_groups[0]["lr"]
-        self._lr_ratios = [g["lr"] / first if first else 1.0 for g in optimizer.param_groups]
+        # each group's own base rate, which a schedule multiplies (e.g. a 64x rate on batch-norm biases stays 64x)
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         p = next(model.parameters())
         self.dtype, self.device = p.dtype, p.device
 
@@ -179,7 +184,8 @@ class TorchLearner:
         if self.clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
         self.optimizer.step()
-        return float(loss.detach()), int((logits.detach().argmax(1) == y).sum())
+        # left on the device: ``fit`` reads them back only when it records or logs
+        return loss.detach(), (logits.detach().argmax(1) == y).sum()
 
     def predict(self, x, batch_size=1024):
         import torch
@@ -200,13 +206,17 @@ class TorchLearner:
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
-    def set_lr(self, lr):
-        """The first parameter group's rate; the others move with it, keeping their ratios to it."""
-        for group, ratio in zip(self.optimizer.param_groups, self._lr_ratios):
-            group["lr"] = lr * ratio
+    def scale_lr(self, factor):
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
 
     def state_dict(self):
         return {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
+
+    def load_weights(self, state):
+        import torch
+
+        self.model.load_state_dict({k: torch.as_tensor(v, device=self.device) for k, v in state.items()})
 
     def training_state(self):
         import copy
@@ -227,3 +237,38 @@ class TorchLearner:
         torch.set_rng_state(torch.as_tensor(state["rng"]).cpu())  # random states are CPU byte tensors
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(torch.as_tensor(state["cuda_rng"]).cpu(), self.device)
+
+
+def make_learner(model, cfg, *, params=None, amp: bool = False, channels_last: bool = False,
+                 blas_threads: int | None = None) -> Learner:
+    """The one learner factory: ``model`` (either engine) with the optimiser, loss and clipping of
+    ``cfg`` (a ``TrainConfig``), the same hyperparameters in either engine.
+
+    ``params``: parameter groups as ``torch.optim`` takes them (dicts with their own ``lr``, etc.)
+    instead of all parameters at ``cfg.lr``; a schedule scales each group's own rate."""
+    name = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}[cfg.optimizer]
+    kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    if cfg.optimizer in ("sgd", "rmsprop"):
+        kwargs["momentum"] = cfg.momentum
+    clip = cfg.clip_norm or None
+    if not is_torch(model):
+        from twinnet import numpy_nn
+
+        if params is not None:
+            raise ValueError("the NumPy engine's optimisers take one parameter group")
+        opt = getattr(numpy_nn, name)(model.parameters(), **kwargs)
+        return NumpyLearner(model, opt, numpy_nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+                            clip_norm=clip, blas_threads=blas_threads)
+    import torch
+
+    opt = getattr(torch.optim, name)(model.parameters() if params is None else params, **kwargs)
+    return TorchLearner(model, opt, torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+                        clip_norm=clip, amp=amp, channels_last=channels_last)
+
+
+def is_torch(model) -> bool:
+    """Whether ``model`` is a ``torch.nn.Module`` (else a ``twinnet.numpy_nn`` one)."""
+    import sys
+
+    torch = sys.modules.get("torch")  # not imported: no torch model can exist
+    return torch is not None and isinstance(model, torch.nn.Module)

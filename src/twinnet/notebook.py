@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from twinnet.runner import announce, run_experiment, use_data_dir
+from twinnet.runner import announce, run_experiment
 
 
 def run(name: str, *settings: str, quick: bool = False, seed: int | None = None, runs_dir: str | Path = "runs",
         data_dir: str | Path | None = None, threads: int | None = None) -> Path:
     """Run experiment ``name`` with ``settings`` ("key=value", as ``--set`` takes them), print its
     headline and run directory as the command does, and return the run directory."""
-    if data_dir is not None:
-        use_data_dir(Path(data_dir))
     given = {"quick": quick, "seed": seed, "runs_dir": runs_dir, "data_dir": data_dir, "threads": threads}
     defaults = {"quick": False, "seed": None, "runs_dir": "runs", "data_dir": None, "threads": None}
     args = [repr(name), *map(repr, settings), *(f"{k}={v!r}" for k, v in given.items() if v != defaults[k])]
     path = run_experiment(name, list(settings), quick=quick, seed=seed, runs_root=Path(runs_dir), threads=threads,
-                          command=f"twinnet.notebook.run({', '.join(args)})")
+                          data=None if data_dir is None else Path(data_dir), command=f"twinnet.notebook.run({', '.join(args)})")
     announce(path)
     return path
 

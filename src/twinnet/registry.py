@@ -1,4 +1,4 @@
-"""The one registry of experiments: name -> config class, run function, report function."""
+"""The one registry of experiments: name -> config class, run function, report (and figures) functions."""
 
 from __future__ import annotations
 
@@ -18,11 +18,14 @@ class Experiment:
     name: str
     description: str  # one line, shown by `twinnet list`
     config_cls: type
-    run: Callable[[Any, Any], dict]  # (config, RunDir) -> summary
-    report: Callable[[Path], list[str]]  # run directory -> markdown sections (draws its own figures)
+    run: Callable[[Any, Any, Any], dict]  # (config, RunDir, RunContext) -> summary
+    # run directory -> the report's sections: Markdown strings (each a section, figures drawn by the function
+    # itself) or report blocks (twinnet.report.blocks: Section, Text, Table, Figure)
+    report: Callable[[Path], list]
     defaults: Mapping[str, Any] = field(default_factory=dict)  # the preset: overrides of the config class's defaults
     quick: Mapping[str, Any] = field(default_factory=dict)  # overrides for a smoke-test-sized run
     headline: Callable[[dict], str] | None = None  # summary -> short text printed at the end of a run
+    figures: Callable[[Path], None] | None = None  # draws the run's PNGs from its files; called before ``report``
 
 
 EXPERIMENTS: dict[str, Experiment] = {}

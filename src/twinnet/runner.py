@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +18,36 @@ from twinnet.runs import CONFIG, ENV, METRICS, RESULTS, SUMMARY, RunDir, environ
 from twinnet.train import Diverged
 
 
-def resolve_config(name: str, overrides: list[str] = (), quick: bool = False, seed: int | None = None):
-    """The config class's defaults, the preset's, its quick settings, then ``--set`` and ``--seed``."""
+@dataclass(frozen=True)
+class RunContext:
+    """What a run is given besides its configuration: recorded in env.json, never in process globals."""
+
+    data_dir: Path | None = None  # where real datasets live (None: the loaders' own search)
+    threads: int = 1  # torch, BLAS and engine threads
+    progress: bool | None = None  # a progress bar (None: only on a terminal; False: neither bar nor log lines)
+    command: str | None = None  # what started the run (recorded in env.json, and in the env.json of its parts)
+
+
+def resolve_config(name: str, overrides: list[str] = (), quick: bool = False, seed: int | None = None,
+                   values: dict[str, Any] | None = None):
+    """The config class's defaults, the preset's, its quick settings, ``values`` (a sweep's job), then
+    ``--set`` and ``--seed``."""
     experiment = get_experiment(name)
-    values = {**experiment.defaults, **(experiment.quick if quick else {})}
-    cfg = make_config(experiment.config_cls, values, context=f"{name}: ")
+    base = {**experiment.defaults, **(experiment.quick if quick else {}), **(values or {})}
+    cfg = make_config(experiment.config_cls, base, context=f"{name}: ")
     assignments = list(overrides) + ([f"seed={seed}"] if seed is not None else [])
     return apply_overrides(cfg, assignments, context=f" for {name}")
 
 
-def use_data_dir(path: Path) -> None:
-    """Point the experiments at a folder of real datasets (``--data-dir``): sets TWINNET_DATA_DIR."""
+def resolve_data_dir(path: Path | None) -> Path | None:
+    """The data directory of a run: ``--data-dir`` (checked), else $TWINNET_DATA_DIR, as an absolute path."""
+    if path is None:
+        path = os.environ.get("TWINNET_DATA_DIR") or None
+        return Path(path).resolve() if path else None
     path = Path(path)
     if not path.is_dir():
         raise TwinnetError(f"the data directory {path} does not exist or is not a directory")
-    os.environ["TWINNET_DATA_DIR"] = str(path.resolve())
+    return path.resolve()
 
 
 def headline(path: Path) -> str | None:
@@ -103,6 +119,9 @@ def run_experiment(
     threads: int | None = None,
     resume: Path | None = None,
     command: str | None = None,
+    data: Path | None = None,
+    values: dict[str, Any] | None = None,
+    progress: bool | None = None,
 ) -> Path:
     """Run one experiment end to end and return its run directory.
 
@@ -110,18 +129,23 @@ def run_experiment(
     sets ``resumable = True``); it continues there from its saved configuration, ``overrides`` on top
     (only the fields in the config class's ``resume_may_change``). Everything is checked before
     anything is written: a refused resume leaves the run directory as it was. ``command``: what
-    started the run, recorded in env.json.
+    started the run, recorded in env.json. ``data``: the data directory (``--data-dir``); ``values``:
+    settings on top of the preset's (a sweep's job); ``progress``: see ``RunContext``.
     """
+    from twinnet.numpy_nn import backend
+
     experiment = get_experiment(name)
     if resume is not None:
         if out is not None or quick or seed is not None:
             raise TwinnetError("--resume continues RUN_DIR with its saved configuration: drop --out, --quick and --seed")
         run_dir, saved, cfg = _reopen(name, Path(resume), overrides)
     else:
-        cfg = resolve_config(name, overrides, quick, seed)
+        cfg = resolve_config(name, overrides, quick, seed, values)
     threads, chosen_by = choose_threads(threads, run_dir if resume is not None else None)
     hardware.set_threads(threads)
-    data_dir = os.environ.get("TWINNET_DATA_DIR")
+    backend.tune_allocator()  # the NumPy engine's large temporaries reuse the heap (TWINNET_KEEP_MALLOC=1: not)
+    ctx = RunContext(resolve_data_dir(data), threads, progress, command)
+    data_dir = str(ctx.data_dir) if ctx.data_dir is not None else None
     if resume is None:
         run_dir = RunDir.create(name, out, runs_root)
     with run_dir.lock():
@@ -146,7 +170,7 @@ def run_experiment(
         work_before = _work(run_dir)
         start = time.perf_counter()
         try:
-            summary = experiment.run(cfg, run_dir)
+            summary = experiment.run(cfg, run_dir, ctx)
         except Diverged as e:
             with contextlib.suppress(OSError, TwinnetError):  # the divergence is the news, not a failed write
                 if resume is not None and _work(run_dir) != work_before:

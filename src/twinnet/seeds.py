@@ -20,9 +20,9 @@ import numpy as np
 from twinnet import TwinnetError
 from twinnet.config import to_dict
 from twinnet.registry import get_experiment
-from twinnet.report.build import markdown_table, write_report
-from twinnet.runs import CONFIG, ENV, REPORT, SUMMARY, RunDir, atomic_write_bytes, environment
+from twinnet.report.blocks import Section, Table, Text, render_markdown
 from twinnet.train import Diverged
+from twinnet.runs import CONFIG, ENV, REPORT, SUMMARY, RunDir, atomic_write_bytes, environment
 
 GROUP = "seeds"  # the key of config.json that marks a group and lists its seeds
 MAX_SEEDS = 1000
@@ -53,11 +53,11 @@ def seed_dir(group: Path, seed: int) -> Path:
 
 def run_group(name: str, overrides: list[str], seeds: list[int], *, quick: bool = False, out: Path | None = None,
               runs_root: Path = Path("runs"), threads: int | None = None, resume: Path | None = None,
-              command: str | None = None) -> Path:
+              command: str | None = None, data: Path | None = None) -> Path:
     """Run ``name`` once per seed in one group directory (or continue the group at ``resume``)."""
-    from twinnet.runner import choose_threads, resolve_config, run_experiment
+    from twinnet.runner import choose_threads, resolve_config
+    from twinnet.sweep import Job, run_sweep
 
-    experiment = get_experiment(name)
     if resume is not None:
         group = RunDir(resume)
         saved = _read_group(group)
@@ -74,31 +74,20 @@ def run_group(name: str, overrides: list[str], seeds: list[int], *, quick: bool 
         group = RunDir.create(name, out, runs_root)
         group.write_json(CONFIG, {"experiment": name, "quick": quick, GROUP: seeds, "overrides": list(overrides),
                                   "config": {k: v for k, v in to_dict(cfg).items() if k != "seed"}})
-        group.write_json(ENV, {**environment(seeds[0], threads, chosen_by), "command": command})
-    resumable = getattr(experiment.config_cls, "resumable", False)
+        group.write_json(ENV, {**environment(seeds[0], threads, chosen_by, str(data) if data else None),
+                               "command": command})
+    jobs = [Job(seed_dir(Path("."), s).name, name, overrides=tuple(overrides), quick=quick, seed=s,
+                labels={"seed": s}) for s in seeds]
     with group.lock():
         start = time.perf_counter()
         try:
+            run_sweep(group, jobs, threads=threads, command=command, data=data, name=f"{name} over seeds",
+                      announce=lambda r: print(f"seed {r['seed']}: {r['headline'] or r['job']}", flush=True))
             for seed in seeds:
-                path = seed_dir(group.path, seed)
-                if (path / SUMMARY).exists():
-                    done = RunDir(path).read_json(SUMMARY)
-                    if isinstance(done, dict) and done.get("outcome") == "diverged":
-                        raise Diverged(f"seed {seed} diverged at step {done.get('diverged_at_step')}: the group cannot "
-                                       "give figures over all its seeds; start a new group with a lower learning rate")
-                    if not (path / REPORT).exists():  # stopped while it wrote its report
-                        write_report(path)
-                    continue
-                if path.exists() and resumable and (path / CONFIG).exists():
-                    run_experiment(name, [], threads=threads, resume=path, command=command)
-                    continue
-                if path.exists():  # an interrupted run of an experiment that cannot resume: it starts again
-                    RunDir(path, created=path).discard()
-                run_experiment(name, overrides, quick=quick, seed=seed, out=path, threads=threads, command=command)
-                from twinnet.runner import headline as run_headline
-
-                line = run_headline(path)
-                print(f"seed {seed}: {line or path}", flush=True)
+                done = RunDir(seed_dir(group.path, seed)).read_json(SUMMARY)
+                if isinstance(done, dict) and done.get("outcome") == "diverged":
+                    raise Diverged(f"seed {seed} diverged at step {done.get('diverged_at_step')}: the group cannot "
+                                   "give figures over all its seeds; start a new group with a lower learning rate")
         except KeyboardInterrupt:
             print(f"twinnet: to continue the group: twinnet run {name} --resume {group.path}", file=sys.stderr)
             raise
@@ -201,19 +190,17 @@ def write_group_report(path: Path) -> Path:
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise TwinnetError(f"{group.file(SUMMARY)} is damaged ({type(e).__name__}: {e}); run the group again") from None
     links = ", ".join(f"[seed {s}]({seed_dir(Path('.'), s).name}/{REPORT})" for s in seeds)
-    text = "\n\n".join([
-        f"# {experiment.name} over seeds {', '.join(map(str, seeds))}: {experiment.description}",
-        f"Command: `{env.get('command', '?')}`  \nStarted: {env.get('started', '?')}"
-        + ("  \n**Quick (smoke-test) runs: figures are not meaningful.**" if saved.get("quick") else ""),
-        "## " + head,
-        f"Each figure below is the mean ± standard deviation over the {len(seeds)} seeds (population std, "
-        "ddof 0), then its minimum, maximum and the value of each seed in the order of the seeds. Each "
-        f"seed's run is a complete run directory with its own report: {links}.",
-        "## Figures over seeds\n\n" + markdown_table(["figure", "mean ± std", "min", "max", "per seed"], rows,
-                                                     {1, 2, 3}),
-        "## Configuration (every seed)\n\n" + markdown_table(
-            ["field", "value"], [[f"`{k}`", f"`{v}`"] for k, v in saved["config"].items()]),
-        f"Generated {dt.datetime.now().astimezone().isoformat(timespec='seconds')} from the group's files.",
-    ])
-    atomic_write_bytes(group.file(REPORT), (text + "\n").encode())
+    blocks = [Section(f"{experiment.name} over seeds {', '.join(map(str, seeds))}: {experiment.description}", [
+        Text(f"Command: `{env.get('command', '?')}`  \nStarted: {env.get('started', '?')}"
+             + ("  \n**Quick (smoke-test) runs: figures are not meaningful.**" if saved.get("quick") else "")),
+        Section(head, [Text(
+            f"Each figure below is the mean ± standard deviation over the {len(seeds)} seeds (population std, "
+            "ddof 0), then its minimum, maximum and the value of each seed in the order of the seeds. Each "
+            f"seed's run is a complete run directory with its own report: {links}.")]),
+        Section("Figures over seeds", [Table(["figure", "mean ± std", "min", "max", "per seed"], rows, {1, 2, 3})]),
+        Section("Configuration (every seed)", [
+            Table(["field", "value"], [[f"`{k}`", f"`{v}`"] for k, v in saved["config"].items()])]),
+        Text(f"Generated {dt.datetime.now().astimezone().isoformat(timespec='seconds')} from the group's files."),
+    ])]
+    atomic_write_bytes(group.file(REPORT), (render_markdown(blocks, level=1) + "\n").encode())
     return group.file(REPORT)

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from twinnet.report.blocks import Table, Text, render_markdown
+
 
 @dataclass(frozen=True)
 class LayerRow:
@@ -133,9 +135,25 @@ def format_text(rows: list[dict], total: int) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def table_blocks(rows: list[dict], total: int) -> list:
+    """The table as report blocks: the table, then the totals line."""
+    return [Table(list(_HEADERS), [_cells(r) for r in rows], {len(_HEADERS) - 1}),
+            Text(f"Total parameters: **{total:,}**")]
+
+
 def format_markdown(rows: list[dict], total: int) -> str:
-    """The same table in Markdown, for reports."""
-    out = ["| " + " | ".join(_HEADERS) + " |", "|" + "---|" * (len(_HEADERS) - 1) + "---:|"]
-    out += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
-    out.append(f"\nTotal parameters: **{total:,}**")
-    return "\n".join(out)
+    """The same table in Markdown, for reports (through the one table renderer, ``markdown_table``)."""
+    return render_markdown(table_blocks(rows, total))
+
+
+def save_structures(run, label: str, models: dict, input_shape: tuple[int, ...]) -> None:
+    """Add the layer tables of each engine's model (``{"numpy": ..., "torch": ...}``) under ``label``
+    to the run directory's structure.json."""
+    from twinnet.runs import STRUCTURE
+
+    table = run.read_json(STRUCTURE) if run.file(STRUCTURE).exists() else {}
+    table[label] = {}
+    for engine, model in models.items():
+        rows, total = structure(model, input_shape)
+        table[label][engine] = {"rows": rows_as_dicts(rows), "total": total}
+    run.write_json(STRUCTURE, table)

@@ -1,19 +1,27 @@
-"""The one training loop: every experiment and both engines go through ``fit``."""
+"""The one training loop: every experiment and both engines go through ``fit``.
+
+``fit`` owns the loop's policies: the learning-rate schedule (a multiplier of each parameter
+group's own base rate), evaluation cadence, keeping the best weights, early stopping (patience, a
+target accuracy), checkpoint cadence and resuming, and divergence. The loss is read back from the
+learner (a device, for CUDA) only when it is recorded, logged or checkpointed, never every step.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from twinnet import TwinnetError
+from twinnet.config import BaseConfig
 from twinnet.data.arrays import ArrayDataset
 from twinnet.learner import Learner, evaluate
 
@@ -26,6 +34,9 @@ def _log_every_s() -> float:
 
 
 LOG_EVERY_S = _log_every_s()  # without a terminal, at most one progress line per this many seconds
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULES = ("constant", "step", "cosine", "warmup_cosine", "linear", "onecycle")
 
 
 class Diverged(TwinnetError, FloatingPointError):
@@ -43,9 +54,20 @@ class Diverged(TwinnetError, FloatingPointError):
 
 
 @dataclass(frozen=True)
-class LoopSettings:
-    """How batches are drawn and how often the model is evaluated."""
+class TrainConfig(BaseConfig):
+    """How a model is trained: the optimiser, the schedule, the batches, and the loop's policies.
 
+    Declared once; every experiment's config extends it (``train_config`` sets an experiment's own
+    defaults), so ``--set lr=...`` means the same everywhere."""
+
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
+    lr: float = 1e-3  # base (peak) learning rate; a schedule multiplies each parameter group's own
+    momentum: float = 0.0  # SGD and RMSprop only
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    clip_norm: float = 0.0  # clip the gradient's global norm at this (0: no clipping)
+    schedule: Literal["constant", "step", "cosine", "warmup_cosine", "linear", "onecycle"] = "constant"
+    warmup_steps: int = 0  # warmup_cosine only
     batching: Literal["full", "mini", "sample"] = "mini"  # whole set, batch_size, or one sample per step
     batch_size: int = 32  # used when batching == "mini"
     epochs: int = 10  # passes over the training set (ignored when steps > 0)
@@ -53,9 +75,26 @@ class LoopSettings:
     eval_every: int = 1  # evaluate every this many eval_unit
     eval_unit: Literal["epoch", "step"] = "epoch"
     train_eval: Literal["full", "running"] = "full"  # train figures: re-evaluated, or mean of the steps since the last evaluation
-    checkpoint_every: int = 0  # steps between calls of on_checkpoint (0: at the end of every epoch)
+    keep_best: bool = False  # end with the weights of the best evaluation (of the experiment's monitored accuracy)
+    patience: int = 0  # stop after this many evaluations without a better monitored accuracy (0: never)
+    stop_acc: float = 0.0  # stop once the monitored accuracy reaches this (0: never)
+    checkpoint_every: int = 0  # steps between checkpoints (0: at the end of every epoch); always at the end
+    checkpoint_every_s: float = 0.0  # ... and at most one per this many seconds of training (0: no limit)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0 or self.momentum < 0:
+            raise ValueError("weight_decay and momentum must be >= 0")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.clip_norm < 0:
+            raise ValueError(f"clip_norm must be >= 0, got {self.clip_norm}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.schedule == "warmup_cosine" and self.steps and self.warmup_steps >= self.steps:
+            raise ValueError(f"warmup_steps={self.warmup_steps} must be below the run's steps={self.steps}")
         if self.batching == "mini" and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.epochs < 1 and self.steps < 1:
@@ -64,8 +103,12 @@ class LoopSettings:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
         if self.eval_every < 1:
             raise ValueError(f"eval_every must be >= 1, got {self.eval_every}")
-        if self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0, got {self.patience}")
+        if not 0 <= self.stop_acc <= 1:
+            raise ValueError(f"stop_acc must be in [0, 1], got {self.stop_acc}")
+        if self.checkpoint_every < 0 or self.checkpoint_every_s < 0:
+            raise ValueError("checkpoint_every and checkpoint_every_s must be >= 0")
 
     def batch_len(self, n: int) -> int:
         return {"full": n, "mini": min(self.batch_size, n), "sample": 1}[self.batching]
@@ -76,14 +119,48 @@ class LoopSettings:
     def total_steps(self, n: int) -> int:
         return self.steps if self.steps > 0 else self.epochs * self.steps_per_epoch(n)
 
+    def eval_interval(self, n: int) -> int:
+        """Steps between two evaluations, on a training set of ``n`` samples."""
+        return self.eval_every * (self.steps_per_epoch(n) if self.eval_unit == "epoch" else 1)
+
+    def lr_factor(self, n: int) -> Callable[[int], float] | None:
+        """The schedule as step -> multiplier of every group's base rate (None: constant)."""
+        from twinnet.schedules import make_schedule
+
+        if self.schedule == "constant":
+            return None
+        total = self.total_steps(n)
+        if self.schedule == "warmup_cosine" and self.warmup_steps >= total:
+            raise TwinnetError(f"warmup_steps={self.warmup_steps} must be below the run's {total:,} steps; lower it")
+        extra = {"warmup_steps": self.warmup_steps} if self.schedule == "warmup_cosine" else {}
+        extra.update({"step_size": max(1, total // 3)} if self.schedule == "step" else {})
+        return make_schedule(self.schedule, 1.0, total, **extra)
+
+    def training(self) -> TrainConfig:
+        """The training settings alone (an experiment's config holds them among its own)."""
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
+
+
+def train_config(**defaults: Any) -> type:
+    """``TrainConfig`` with an experiment's own defaults, to extend: ``class C(train_config(lr=0.1))``."""
+    unknown = set(defaults) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise TypeError(f"not fields of TrainConfig: {sorted(unknown)}")
+    fields = [(f.name, f.type, dataclasses.field(default=defaults[f.name])) for f in dataclasses.fields(TrainConfig)
+              if f.name in defaults]
+    return dataclasses.make_dataclass("TrainConfig", fields, bases=(TrainConfig,), frozen=True,
+                                      namespace={"__module__": __name__, "__doc__": TrainConfig.__doc__})
+
 
 @dataclass
 class History:
-    """What a run measured: one record per evaluation, and the loss of every step."""
+    """What a run measured: one record per evaluation, the loss of every step, and the best evaluation."""
 
     records: list[dict] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
-    stopped_early: bool = False  # ``stop`` ended the run before its last step
+    stopped_early: bool = False  # a policy (patience, stop_acc) ended the run before its last step
+    best: dict | None = None  # {"step", "value", "weights"}: the best evaluation of the monitored accuracy
 
     @property
     def last(self) -> dict:
@@ -92,17 +169,22 @@ class History:
 
 @dataclass
 class LoopState:
-    """Where ``fit`` stands at the end of an epoch: enough, with the learner's state, to continue exactly."""
+    """Where ``fit`` stands at a checkpoint: enough, with the learner's state, to continue exactly."""
 
     step: int
     history: History
     running: tuple[float, int, int]  # loss sum, correct, samples since the last evaluation
-    rng_state: dict  # the batch generator's bit-generator state: the next epoch's order and augmentations
+    rng_state: dict  # the batch generator's bit-generator state: the next batches and augmentations
     elapsed_s: float
+    source_state: dict = field(default_factory=dict)  # the training data's own state (a curriculum's length)
 
 
 class BatchSource(Protocol):
-    """Training data: ``ArrayDataset`` (batches by index) or a generator of fresh samples."""
+    """Training data: ``ArrayDataset`` (batches by index) or a generator of fresh samples.
+
+    A source may also declare state that changes as training goes (a curriculum): ``state()`` (a
+    dict, recorded in every evaluation record and checkpoint), ``load_state(state)``, and
+    ``update(record)``, called by ``fit`` after each evaluation."""
 
     def __len__(self) -> int:
         """Samples per epoch."""
@@ -111,62 +193,106 @@ class BatchSource(Protocol):
         """Endless (x, y) batches of ``batch_len`` samples."""
 
 
-def batch_indices(n: int, settings: LoopSettings, rng: np.random.Generator) -> Iterator[np.ndarray]:
+class Checkpoints(Protocol):
+    """Where ``fit`` saves its state (``twinnet.checkpoint.Checkpointer``)."""
+
+    def save(self, learner: Learner, state: LoopState) -> None: ...
+
+
+def batch_indices(n: int, settings: TrainConfig, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """The index batches an ``ArrayDataset`` of ``n`` samples yields under ``settings``."""
     indices = ArrayDataset(np.arange(n), np.arange(n))
     for idx, _ in indices.batches(settings.batch_len(n), settings.batching != "full", rng):
         yield idx
 
 
-def fit(
+def fit(learner: Learner, train: BatchSource, test: ArrayDataset | None, settings: TrainConfig, **kwargs) -> History:
+    """Train ``learner`` on ``train`` under ``settings``, evaluating at step 0 and every ``eval_every`` units.
+
+    The batch order depends only on ``settings.seed``, so two learners see the same batches. Keywords:
+
+    - ``val``: a validation set evaluated beside ``test`` (``val_loss``, ``val_acc``);
+    - ``monitor``: the accuracy that keep-best, patience and ``stop_acc`` watch (``val_acc``, ``test_acc``);
+    - ``on_eval(record)``: sees each evaluation record (to write it down);
+    - ``checkpoints``: its ``save(learner, state)`` is called every ``checkpoint_every`` steps (0: each
+      epoch; at most once per ``checkpoint_every_s``) and at the end;
+    - ``resume``: such a state (the learner restored to the same moment), continued to the same
+      result as an unbroken run;
+    - ``desc``, ``progress``: the progress bar's label; ``None`` shows a bar only on a terminal.
+
+    A non-finite loss raises ``Diverged`` (its ``history``: the records so far; no checkpoint holds the
+    diverged weights). With ``keep_best`` the learner ends holding the best evaluation's weights.
+    """
+    history = History()
+    try:
+        return _fit(learner, train, test, settings, history, **kwargs)
+    except Diverged as e:
+        e.history = history
+        raise
+
+
+def _fit(
     learner: Learner,
     train: BatchSource,
     test: ArrayDataset | None,
-    settings: LoopSettings,
+    settings: TrainConfig,
+    history: History,
     *,
-    seed: int = 0,
-    lr_at: Callable[[int], float] | None = None,
+    val: ArrayDataset | None = None,
+    monitor: Literal["val_acc", "test_acc"] = "test_acc",
     on_eval: Callable[[dict], None] | None = None,
+    checkpoints: Checkpoints | None = None,
+    resume: LoopState | None = None,
     desc: str = "train",
     progress: bool | None = None,
-    val: ArrayDataset | None = None,
-    stop: Callable[[History], bool] | None = None,
-    on_checkpoint: Callable[[LoopState], None] | None = None,
-    resume: LoopState | None = None,
 ) -> History:
-    """Train ``learner`` on ``train``, evaluating on both sets at step 0 and every ``eval_every`` units.
-
-    ``train`` is an ``ArrayDataset`` or any ``BatchSource`` (e.g. samples drawn afresh per batch,
-    evaluated with ``train_eval="running"``). The batch order depends only on ``seed``, so two learners given the same seed see
-    the same batches. ``lr_at(step)`` sets the learning rate before each step.
-    ``progress=None`` shows a bar only on a terminal.
-
-    ``val``: a validation set, evaluated beside ``test`` (``val_loss``, ``val_acc``). ``stop(history)``,
-    asked after each evaluation, ends training early when it returns True. ``on_checkpoint(state)`` is
-    called at the end of every epoch (or every ``settings.checkpoint_every`` steps) and at the last
-    step; ``fit(..., resume=state)`` continues from such a state (with the learner restored to the
-    same moment) to the same result as an unbroken run.
-    """
     n = len(train)
     total = settings.total_steps(n)
     per_epoch = settings.steps_per_epoch(n)
-    unit = settings.eval_every * (per_epoch if settings.eval_unit == "epoch" else 1)
+    unit = settings.eval_interval(n)
     checkpoint_unit = settings.checkpoint_every or per_epoch
-    rng = np.random.default_rng(seed)
-    history, first = History(), 1
+    lr_factor = settings.lr_factor(n)
+    track_best = settings.keep_best or settings.patience > 0
+    if (track_best or settings.stop_acc) and (val if monitor == "val_acc" else test) is None:
+        raise TwinnetError(f"keep_best, patience and stop_acc watch {monitor}, but there is no "
+                           f"{'validation' if monitor == 'val_acc' else 'test'} set")
+    adaptive = hasattr(train, "update")  # a source with its own state (a curriculum)
+    rng = np.random.default_rng(settings.seed)
+    first = 1
     running_loss, running_correct, running_seen = 0.0, 0, 0
+    pending: list[tuple[Any, Any, int, int]] = []  # (loss, correct, samples, step) not yet read back
     start = time.perf_counter()
     if resume is not None:
         rng.bit_generator.state = resume.rng_state
-        history, first = resume.history, resume.step + 1
+        vars(history).update(vars(resume.history))
+        first = resume.step + 1
         running_loss, running_correct, running_seen = resume.running
         start -= resume.elapsed_s
+        if adaptive:
+            train.load_state(resume.source_state)
         if history.stopped_early:
             first = total + 1
     batches = train.batches(settings.batch_len(n), settings.batching != "full", rng)
+    bar = tqdm(total=total, initial=first - 1, desc=desc, unit="step", leave=False,
+               disable=None if progress is None else not progress)
+
+    def sync() -> None:
+        """Read the pending losses back from the learner; a non-finite one ends the run."""
+        nonlocal running_loss, running_correct, running_seen
+        for loss, correct, count, step in pending:
+            loss = float(loss)
+            if not math.isfinite(loss):
+                bar.close()
+                raise Diverged(f"the training loss became {loss} at step {step}; lower the learning rate", step)
+            history.step_losses.append(loss)
+            running_loss += loss * count
+            running_correct += int(correct)
+            running_seen += count
+        pending.clear()
 
     def record(step: int) -> None:
         nonlocal running_loss, running_correct, running_seen
+        sync()
         rec: dict = {"step": step, "epoch": step / per_epoch, "lr": learner.lr}
         viewable = hasattr(train, "view")  # stored samples (ArrayDataset, ImageSource), not drawn afresh
         if settings.train_eval == "full" and viewable:
@@ -190,54 +316,76 @@ def fit(
                 raise Diverged(f"the {key.split('_')[0]} loss became {rec[key]} at step {step}; lower the learning "
                                "rate", step)
         rec["time_s"] = time.perf_counter() - start
+        if adaptive:
+            rec.update(train.state())  # the data the running train figures were drawn from
         running_loss, running_correct, running_seen = 0.0, 0, 0
         history.records.append(rec)
+        if track_best and (history.best is None or rec[monitor] > history.best["value"]):
+            history.best = {"step": step, "value": rec[monitor], "weights": learner.state_dict()}
         if on_eval is not None:
             on_eval(rec)
+        if adaptive and step > 0:
+            train.update(rec)
 
-    bar = tqdm(total=total, initial=first - 1, desc=desc, unit="step", leave=False,
-               disable=None if progress is None else not progress)
+    def should_stop(step: int) -> bool:  # asked after each evaluation but step 0's and the last
+        last = history.last
+        if settings.stop_acc and last[monitor] >= settings.stop_acc:
+            return True
+        return bool(settings.patience) and step - history.best["step"] >= settings.patience * unit
+
     if resume is None:
-        if lr_at is not None:
-            learner.set_lr(lr_at(0))  # step 0's record shows the rate the first step will use
+        if lr_factor is not None:
+            learner.scale_lr(lr_factor(0))  # step 0's record shows the rate the first step will use
         with np.errstate(all="ignore"):  # a non-finite loss is caught and reported as one line
             record(0)
-    last_log = last_start = time.perf_counter()
+    last_log = last_save = last_start = time.perf_counter()
     for step in range(first, total + 1):
-        if lr_at is not None:
-            learner.set_lr(lr_at(step - 1))
+        if lr_factor is not None:
+            learner.scale_lr(lr_factor(step - 1))
         x, y = next(batches)
         with np.errstate(all="ignore"):
             loss, correct = learner.train_step(x, y)
-        if not math.isfinite(loss):
-            bar.close()
-            raise Diverged(f"the training loss became {loss} at step {step}; lower the learning rate", step)
-        history.step_losses.append(loss)
-        running_loss += loss * len(y)
-        running_correct += correct
-        running_seen += len(y)
+        pending.append((loss, correct, len(y), step))
         bar.update()
         now = time.perf_counter()
         if bar.disable and progress is None and now - last_log >= LOG_EVERY_S:
             # no terminal (a log file): a line now and then instead of a bar
+            sync()
             last_log = now
-            print(_log_line(desc, step, total, running_loss / running_seen, running_correct / running_seen,
-                            history.last, now - start, (now - last_start) / (step - first + 1) * (total - step)),
-                  file=sys.stderr, flush=True)
+            print(_log_line(desc, step, total, running_loss / max(running_seen, 1),
+                            running_correct / max(running_seen, 1), history.last, now - start,
+                            (now - last_start) / (step - first + 1) * (total - step)), file=sys.stderr, flush=True)
         if step % unit == 0 or step == total:
             with np.errstate(all="ignore"):
                 record(step)
-            bar.set_postfix(loss=f"{loss:.4f}", test_acc=f"{history.last.get('test_acc', float('nan')):.3f}")
-            if stop is not None and step < total and stop(history):
+            if not bar.disable:
+                bar.set_postfix(loss=f"{history.step_losses[-1]:.4f}",
+                                test_acc=f"{history.last.get('test_acc', float('nan')):.3f}")
+            if step < total and should_stop(step):
                 history.stopped_early = True
-        if on_checkpoint is not None and (step % checkpoint_unit == 0 or step == total or history.stopped_early):
-            on_checkpoint(LoopState(step, history, (running_loss, running_correct, running_seen),
-                                    rng.bit_generator.state, time.perf_counter() - start))
+        end = step == total or history.stopped_early
+        if checkpoints is not None and (end or (step % checkpoint_unit == 0 and
+                                                now - last_save >= settings.checkpoint_every_s)):
+            sync()  # a diverged run raises here: no checkpoint holds its weights
+            if _finite(learner.state_dict()):  # else the last step made them NaN: the next loss says so
+                checkpoints.save(learner, LoopState(step, history, (running_loss, running_correct, running_seen),
+                                                    rng.bit_generator.state, time.perf_counter() - start,
+                                                    train.state() if adaptive else {}))
+            last_save = time.perf_counter()
         if history.stopped_early:
             break
 
+    sync()
     bar.close()
+    best = history.best
+    if settings.keep_best and best is not None and best["step"] != history.last["step"]:
+        learner.load_weights(best["weights"])
     return history
+
+
+def _finite(state: dict) -> bool:
+    """Whether every floating-point array of a state dict is finite."""
+    return all(np.isfinite(a).all() for a in state.values() if np.issubdtype(np.asarray(a).dtype, np.floating))
 
 
 def _log_line(desc: str, step: int, total: int, loss: float, acc: float, last: dict, elapsed: float,

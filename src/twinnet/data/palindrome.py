@@ -9,6 +9,7 @@ steps while ceil(T/2)-1 random digits pass by (the mirrored ones repeat what was
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -55,6 +56,16 @@ def samples(length: int, n: int, rng: np.random.Generator, encoding: Encoding = 
     return encode(digits[:, :-1], encoding, dtype), digits[:, -1].copy()
 
 
+@dataclass(frozen=True)
+class Curriculum:
+    """Train on short palindromes first: from ``start``, ``step`` longer each time the running train
+    accuracy since the last evaluation reaches ``threshold``, up to the target length."""
+
+    start: int = 5
+    step: int = 5
+    threshold: float = 0.99
+
+
 class PalindromeDataset:
     """Training data as a ``BatchSource``: every batch a fresh draw from a seeded generator.
 
@@ -63,13 +74,32 @@ class PalindromeDataset:
     """
 
     def __init__(self, seq_length: int, encoding: Encoding = "onehot", seed: int = 0, dtype=np.float32,
-                 epoch_size: int = 12_800) -> None:
+                 epoch_size: int = 12_800, curriculum: Curriculum | None = None) -> None:
         if seq_length < 2:
             raise ValueError(f"seq_length must be >= 2, got {seq_length}")
         if encoding not in ("onehot", "scalar"):
             raise ValueError(f"encoding must be 'onehot' or 'scalar', got {encoding!r}")
         self.seq_length, self.length = seq_length, seq_length  # target T, and the T batches are drawn at
         self.encoding, self.seed, self.dtype, self.epoch_size = encoding, seed, np.dtype(dtype), epoch_size
+        self.curriculum = curriculum
+        if curriculum is not None:
+            self.length = min(curriculum.start, seq_length)
+
+    # the source's own state, declared to ``fit``: recorded with every evaluation and checkpoint
+    def state(self) -> dict:
+        return {"length": self.length}
+
+    def load_state(self, state: dict) -> None:
+        length = state.get("length")
+        if not isinstance(length, int) or not 2 <= length <= self.seq_length:
+            raise ValueError(f"a palindrome length in [2, {self.seq_length}], got {length!r}")
+        self.length = length
+
+    def update(self, record: dict) -> None:
+        """After an evaluation: the curriculum lengthens T once the running train accuracy reaches its threshold."""
+        c = self.curriculum
+        if c is not None and record["train_acc"] >= c.threshold:
+            self.length = min(self.length + c.step, self.seq_length)
 
     def __len__(self) -> int:
         return self.epoch_size

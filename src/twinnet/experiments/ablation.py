@@ -1,25 +1,25 @@
-"""``cnn-ablation``: several rungs of the CIFAR-10 ladder at one budget, and the table comparing them."""
+"""``cnn-ablation``: rungs of the CIFAR-10 ladder at one budget, a sweep over the rung presets, and their table."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
-from twinnet import TwinnetError
 from twinnet.config import to_dict
 from twinnet.experiments import image
-from twinnet.experiments.cifar import LADDER, QUICK, VARIANTS, rung
+from twinnet.experiments.cifar import ABLATION_BUDGET, LADDER, QUICK, VARIANTS, rung
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
-from twinnet.runs import CONFIG, ENV, SUMMARY, RunDir
-from twinnet.train import Diverged
+from twinnet.runs import SUMMARY, RunDir
+from twinnet.sweep import Job, run_sweep
 
 DEFAULT_VARIANTS = ",".join(LADDER)
-# the fields every rung sets itself: the course recipe's and every rung's changes
+# the fields every rung's preset sets itself: the course recipe's and every rung's changes
 FIXED = sorted({*rung("course"), *(k for changes in (*LADDER.values(), *VARIANTS.values()) for k in changes)})
+KEYS = ("test_acc", "test_loss", "train_acc", "train_loss", "train_time_s", "params", "model", "data_source")
 
 
 def _default(name: str):
@@ -29,7 +29,7 @@ def _default(name: str):
 @dataclass(frozen=True)
 class AblationConfig(image.ImageConfig):
     resume_may_change: ClassVar[frozenset[str]] = image.ImageConfig.resume_may_change | {"variants"}  # adds rungs
-    # comma-separated rungs, each trained in its own sub-folder; a rung's settings override the fields below
+    # comma-separated rungs, each a run of its preset cnn-ablation-<rung> in its own sub-folder
     variants: str = DEFAULT_VARIANTS
 
     def __post_init__(self) -> None:
@@ -48,40 +48,19 @@ class AblationConfig(image.ImageConfig):
     def names(self) -> list[str]:
         return [v.strip() for v in self.variants.split(",") if v.strip()]
 
-    def variant(self, name: str) -> image.ImageConfig:
-        """The image-runner configuration of one rung: this config's budget, the rung's recipe."""
-        base = {f.name: getattr(self, f.name) for f in dataclasses.fields(image.ImageConfig)}
-        return image.ImageConfig(**{**base, **rung(name)})
+    def jobs(self) -> list[Job]:
+        """One job per rung: its preset, with this config's budget (every field no rung fixes)."""
+        budget = {k: v for k, v in to_dict(self).items() if k not in FIXED and k != "variants"}
+        return [Job(name, f"cnn-ablation-{name}", values=budget, labels={"variant": name}) for name in self.names()]
 
 
-def run(cfg: AblationConfig, run_dir: RunDir) -> dict:
+def run(cfg: AblationConfig, run_dir: RunDir, ctx) -> dict:
     """Train each rung in ``run_dir/<rung>``; a rung already finished there (a resumed run) is not retrained."""
-    rows = []
-    for name in cfg.names():
-        sub = RunDir(run_dir.path / name)
-        summary = sub.read_json(SUMMARY) if sub.file(SUMMARY).exists() else None
-        if isinstance(summary, dict) and summary.get("outcome") == "diverged":
-            raise Diverged(f"rung {name} diverged at step {summary.get('diverged_at_step')} in an earlier part of this "
-                           "run; leave it out (--set variants=...) or start a new run with a lower learning rate")
-        if summary is None:
-            vcfg = cfg.variant(name)
-            if not sub.file(CONFIG).exists():  # a new rung (a resumed one keeps its files until it trains)
-                sub.path.mkdir(exist_ok=True)
-                sub.write_json(CONFIG, {"experiment": "cnn-ablation", "variant": name, "config": to_dict(vcfg)})
-                if run_dir.file(ENV).exists():
-                    sub.write_json(ENV, run_dir.read_json(ENV))
-            try:
-                summary = image.run(vcfg, sub)
-            except Diverged as e:  # the rung's folder says so; the ablation stops with its one line
-                if e.summary is not None:
-                    sub.write_json(SUMMARY, e.summary)
-                raise Diverged(f"rung {name}: {e}", e.step) from None
-            sub.write_json(SUMMARY, summary)
-        keys = ("test_acc", "test_loss", "train_acc", "train_loss", "train_time_s", "params", "model", "data_source")
-        if not isinstance(summary, dict) or any(k not in summary for k in keys):
-            raise TwinnetError(f"{sub.file(SUMMARY)} is damaged (it lacks the rung's figures); delete it to train the "
-                               "rung again")
-        rows.append({"variant": name, "changes": _changes(name), **{k: summary[k] for k in keys}})
+    jobs = cfg.jobs()
+    done = run_sweep(run_dir, jobs, threads=ctx.threads, command=ctx.command,
+                     data=ctx.data_dir, name="cnn-ablation", summary_check=lambda s: all(k in s for k in KEYS))
+    rows = [{"variant": j.key, "changes": _changes(j.key), **{k: done[j.key]["summary"][k] for k in KEYS}}
+            for j in jobs]
     return {"variants": rows, "best": max(rows, key=lambda r: r["test_acc"])["variant"]}
 
 
@@ -97,26 +76,28 @@ def _changes(name: str) -> str:
 def report(path: Path) -> list[str]:
     run_dir = RunDir(path)
     s = run_dir.read_json(SUMMARY)
-    rows = [[r["variant"], r["changes"], f"{100 * r['test_acc']:.2f}%", f"{r['train_loss']:.4f}",
-             f"{r['test_loss']:.4f}", f"{r['train_time_s']:.0f} s", f"{r['params']:,}"] for r in s["variants"]]
+    rows = [[r["variant"], r["changes"], f"{100 * r['test_acc']:.2f}%",
+             f"{r['train_loss']:.4f}", f"{r['test_loss']:.4f}", f"{r['train_time_s']:.0f} s", f"{r['params']:,}"]
+            for r in s["variants"]]
     table = markdown_table(["variant", "changes", "test acc", "train loss", "test loss", "train time", "params"], rows,
                            {2, 3, 4, 5, 6})
-    source = s["variants"][0].get("data_source")
     fig, ax = plots.figure(2, 5.5, 4.0)
     for r in s["variants"]:
         metrics = RunDir(path / r["variant"]).metrics()
         for j, key in enumerate(("test_acc", "test_loss")):
             ax[0, j].plot([m["epoch"] for m in metrics], [m[key] for m in metrics], label=r["variant"])
     for j, label in enumerate(("test accuracy", "test loss")):
-        ax[0, j].set_xlabel("epoch")
-        ax[0, j].set_ylabel(label)
+        ax[0, j].set(xlabel="epoch", ylabel=label)
         ax[0, j].grid(alpha=0.3)
         ax[0, j].legend(fontsize=8)
     plots.save(fig, run_dir.file("ablation.png"))
+    first = RunDir(path / s["variants"][0]["variant"]).read_json(SUMMARY)
     return ["## Ablation\n\n" + table + "\n\nLadder rungs each add their change to all rungs above them; "
             "`best + ...` rows change one thing in the last ladder rung. Train figures are the running mean over "
-            "the last epoch (with augmentation, where it is on). Each rung's run is in its own folder."
-            + (f"\n\nData: {source}." if source else ""),
+            "the last epoch (with augmentation, where it is on). Each rung is a complete run of its preset "
+            "`cnn-ablation-<rung>` in its own folder, with its own report: """
+            + ", ".join(f"[{r['variant']}]({r['variant']}/report.md)" for r in s["variants"]) + "."
+            + image.data_note(first),
             "## Test curves\n\n![ablation.png](ablation.png)"]
 
 
@@ -124,16 +105,10 @@ def headline(s: dict) -> str:
     return "; ".join(f"{r['variant']} {100 * r['test_acc']:.2f}%" for r in s["variants"]) + f" (best: {s['best']})"
 
 
-register(
-    Experiment(
-        name="cnn-ablation",
-        description="rungs of the CIFAR-10 ablation ladder (augmentation, schedule, label smoothing, AdamW, "
-        "architecture variants) at one budget, and their table",
-        config_cls=AblationConfig,
-        run=run,
-        report=report,
-        headline=headline,
-        defaults={**rung("course"), "epochs": 10, "eval_every": 1},
-        quick={**QUICK, "variants": "course,augment"},
-    )
-)
+register(Experiment(
+    name="cnn-ablation",
+    description="rungs of the CIFAR-10 ablation ladder (augmentation, schedule, label smoothing, AdamW, "
+    "architecture variants) at one budget: a sweep over the cnn-ablation-<rung> presets, and their table",
+    config_cls=AblationConfig, run=run, report=report, headline=headline,
+    defaults={**rung("course"), **ABLATION_BUDGET}, quick={**QUICK, "variants": "course,augment"},
+))

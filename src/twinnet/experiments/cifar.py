@@ -36,6 +36,13 @@ def rung(name: str) -> dict:
 
 
 QUICK = {"epochs": 1, "steps": 4, "eval_every": 2, "eval_unit": "step", "train_subset": 128, "test_subset": 64}
+ABLATION_BUDGET = {"epochs": 10, "eval_every": 1}  # every rung's, alone or in cnn-ablation
+
+# every rung a preset of its own: `twinnet run cnn-ablation-augment` trains that rung alone
+for _name in (*LADDER, *VARIANTS):
+    image.preset(f"cnn-ablation-{_name}", f"one rung of cnn-ablation: {'the course recipe' if _name == 'course' else ''}"
+                 + ", ".join(f"{k}={v}" for k, v in {**LADDER, **VARIANTS}[_name].items()),
+                 {**rung(_name), **ABLATION_BUDGET}, QUICK)
 
 image.preset(
     "cnn-vgg",
@@ -54,7 +61,7 @@ image.preset(
 )
 
 # The course's MLP (docs/COURSE.md: 54% with Adam, 20 epochs) and ours; 5,000 training images validate
-MLP = {"dataset": "cifar10", "engine": "torch", "val_split": 5000, "eval_every": 1}
+MLP = {"dataset": "cifar10", "engine": "torch", "val_split": 5000, "eval_every": 1, "keep_best": True}
 
 image.preset(
     "mlp-cifar",

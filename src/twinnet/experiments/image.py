@@ -9,51 +9,39 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from twinnet import TwinnetError, checkpoint, hardware
-from twinnet.architectures import MODELS, nn_namespace
-from twinnet.config import BaseConfig, to_dict
+from twinnet import TwinnetError, hardware
+from twinnet.architectures import MODELS
+from twinnet.checkpoint import Checkpointer
+from twinnet.config import to_dict
 from twinnet.data.arrays import ArrayDataset
 from twinnet.data.augment import BatchAugment, normalize
 from twinnet.data.images import ImageSource
-from twinnet.experiments.common import DTYPES, save_structures, seed_everything
-from twinnet.learner import NumpyLearner, TorchLearner, evaluate
+from twinnet.learner import evaluate, make_learner
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
 from twinnet.runs import CHECKPOINT, METRICS, SUMMARY, RunDir
-from twinnet.schedules import make_schedule
-from twinnet.structure import count_parameters
-from twinnet.train import Diverged, History, LoopSettings, LoopState, fit
-
-OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
+from twinnet.structure import count_parameters, save_structures
+from twinnet.train import Diverged, fit, train_config
+from twinnet.twins import DTYPES, build_twins
 
 
 @dataclass(frozen=True)
-class ImageConfig(BaseConfig):
+class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule="onecycle", batch_size=128,
+                               epochs=4, train_eval="running")):
     resumable: ClassVar[bool] = True  # a checkpoint every epoch; `twinnet run --resume RUN_DIR` continues there
-    resume_may_change: ClassVar[frozenset[str]] = frozenset({"device", "verify"})  # they move the work, not its result
+    # they move the work, not its result
+    resume_may_change: ClassVar[frozenset[str]] = frozenset({"device", "verify", "checkpoint_every",
+                                                             "checkpoint_every_s"})
 
     dataset: Literal["mnist", "fashion-mnist", "cifar10"] = "mnist"
     verify: bool = True  # check the data files against the official checksums
     model: str = "mnist-cnn"  # a name from `twinnet summary`
     engine: Literal["numpy", "torch"] = "numpy"
     dtype: Literal["float32", "float64"] = "float32"
-    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
-    lr: float = 1e-3  # peak learning rate
-    momentum: float = 0.9  # SGD and RMSprop only
-    weight_decay: float = 0.0
-    schedule: Literal["constant", "step", "cosine", "warmup_cosine", "linear", "onecycle"] = "onecycle"
-    warmup_steps: int = 0  # warmup_cosine only
-    label_smoothing: float = 0.0
-    batch_size: int = 128
-    epochs: int = 4
-    steps: int = 0  # if > 0, train this many steps instead of `epochs`
-    eval_every: int = 1
-    eval_unit: Literal["epoch", "step"] = "epoch"
     train_subset: int = 0  # train on this many samples (0: all), for quick runs
     test_subset: int = 0  # evaluate on this many test samples (0: all)
-    val_split: int = 0  # hold this many training images out as a validation set (0: none)
-    patience: int = 0  # stop after this many evaluations without a better val accuracy (0: never; needs val_split)
+    val_split: int = 0  # hold this many training images out as a validation set (0: none); keep_best/patience watch it
     # augmentation of each training batch (all off: the course recipe)
     crop_pad: int = 0  # random crop after this much reflect padding (CIFAR recipe: 4)
     flip: bool = False  # random horizontal flip
@@ -72,22 +60,11 @@ class ImageConfig(BaseConfig):
         super().__post_init__()
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; known: {', '.join(sorted(MODELS))}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0 or self.momentum < 0:
-            raise ValueError("weight_decay and momentum must be >= 0")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.train_subset < 0 or self.test_subset < 0 or self.val_split < 0:
             raise ValueError("train_subset, test_subset and val_split must be >= 0")
-        if self.patience < 0:
-            raise ValueError(f"patience must be >= 0, got {self.patience}")
-        if self.patience and not self.val_split:
-            raise ValueError("early stopping (patience > 0) watches a validation set: set val_split > 0 too")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if self.schedule == "warmup_cosine" and self.steps and self.warmup_steps >= self.steps:
-            raise ValueError(f"warmup_steps={self.warmup_steps} must be below the run's steps={self.steps}")
+        if (self.patience or self.keep_best or self.stop_acc) and not self.val_split:
+            raise ValueError("early stopping (patience > 0), keep_best and stop_acc watch a validation set: set "
+                             "val_split > 0 too")
         side = MODELS[self.model].input_shape[-1]
         if self.crop_pad >= side:
             raise ValueError(f"crop_pad={self.crop_pad} must be below the image side ({side} for {self.model}); "
@@ -96,16 +73,11 @@ class ImageConfig(BaseConfig):
             raise ValueError("amp and device=cuda belong to the torch engine; the NumPy engine runs float32/64 "
                              "on the CPU")
         self.augment()
-        self.loop()
 
     def augment(self) -> BatchAugment:
         return BatchAugment(crop_pad=self.crop_pad, flip=self.flip, rotate=self.rotate, translate=self.translate,
                             scale=self.scale, brightness=self.jitter, contrast=self.jitter, saturation=self.jitter,
                             erase_p=self.erase_p)
-
-    def loop(self) -> LoopSettings:
-        return LoopSettings(batching="mini", batch_size=self.batch_size, epochs=self.epochs, steps=self.steps,
-                            eval_every=self.eval_every, eval_unit=self.eval_unit, train_eval="running")
 
 
 @dataclass(frozen=True)
@@ -116,18 +88,19 @@ class ImageData:
     val: ArrayDataset | None
     test: ArrayDataset
     classes: tuple[str, ...]
-    source: str  # where the images came from, and whether they are lossy
+    source: str  # where the images came from
+    lossy: bool  # a lossy copy (CIFAR-10 as JPEG): figures not comparable to lossless results
     fingerprint: str  # SHA-256 of the images and labels as loaded: a resumed run must find the same data
 
 
-def load_images(cfg: ImageConfig) -> ImageData:
-    """The dataset, normalised per channel by the statistics of the images trained on."""
+def load_images(cfg: ImageConfig, data_dir: Path | None = None) -> ImageData:
+    """The dataset (from ``data_dir``, else the loaders' search), normalised per channel by the
+    statistics of the images trained on."""
     from twinnet.data import cifar, mnist
 
     loader = {"mnist": mnist.load_mnist, "fashion-mnist": mnist.load_fashion_mnist, "cifar10": cifar.load_cifar10}
-    split = loader[cfg.dataset](verify=cfg.verify)
-    source = split.source + (" — LOSSY: figures are not comparable to lossless CIFAR-10 results"
-                                             if getattr(split, "lossy", False) else "")
+    split = loader[cfg.dataset](data_dir=data_dir, verify=cfg.verify)
+    source, lossy = split.source, bool(getattr(split, "lossy", False))
     rng = np.random.default_rng(cfg.seed)
 
     def subset(ds: ArrayDataset, n: int) -> ArrayDataset:
@@ -154,7 +127,7 @@ def load_images(cfg: ImageConfig) -> ImageData:
     dtype = DTYPES[cfg.dtype]
     norm = lambda ds: ArrayDataset(normalize(ds.x, mean, std, dtype), ds.y)  # noqa: E731
     return ImageData(ImageSource(train.x, train.y, mean, std, cfg.augment(), dtype), val and norm(val), norm(test),
-                     split.classes, source, _fingerprint(split.train, split.test))
+                     split.classes, source, lossy, _fingerprint(split.train, split.test))
 
 
 def _fingerprint(*sets: ArrayDataset) -> str:
@@ -175,28 +148,10 @@ def check_against_data(cfg: ImageConfig, data: ImageData) -> None:
     if tuple(data.train.x.shape[1:]) != spec.input_shape:
         raise TwinnetError(f"model {cfg.model} takes inputs {spec.input_shape}, but {cfg.dataset} has "
                            f"{tuple(data.train.x.shape[1:])}")
-    total = cfg.loop().total_steps(len(data.train))
+    total = cfg.total_steps(len(data.train))
     if cfg.schedule == "warmup_cosine" and cfg.warmup_steps >= total:
         raise TwinnetError(f"warmup_steps={cfg.warmup_steps} must be below the run's {total:,} steps "
-                           f"({cfg.epochs} epochs of {cfg.loop().steps_per_epoch(len(data.train)):,}); lower it")
-
-
-def make_learner(cfg: ImageConfig, model, engine: str, device: str = "cpu", amp: bool = False):
-    """Model, optimiser and loss of one engine, with the same hyperparameters in either."""
-    name = OPTIMIZERS[cfg.optimizer]
-    kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
-    if cfg.optimizer in ("sgd", "rmsprop"):
-        kwargs["momentum"] = cfg.momentum
-    if engine == "numpy":
-        from twinnet import numpy_nn
-
-        opt = getattr(numpy_nn, name)(model.parameters(), **kwargs)
-        return NumpyLearner(model, opt, numpy_nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing))
-    import torch
-
-    opt = getattr(torch.optim, name)(model.parameters(), **kwargs)
-    return TorchLearner(model, opt, torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), amp=amp,
-                        channels_last=device == "cuda")
+                           f"({cfg.epochs} epochs of {cfg.steps_per_epoch(len(data.train)):,}); lower it")
 
 
 def resolve_device(cfg: ImageConfig) -> str:
@@ -210,108 +165,54 @@ def resolve_device(cfg: ImageConfig) -> str:
     return "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
 
 
-def save_checkpoint(run_dir: RunDir, learner, state: LoopState, best: dict | None, cfg: ImageConfig,
-                    data: ImageData, amp: bool) -> None:
-    """The whole training state at an epoch's end, in one atomically replaced file."""
-    checkpoint.save(run_dir.file(CHECKPOINT), learner, state, to_dict(cfg),
-                    {"best": best, "data_fingerprint": data.fingerprint, "amp": amp})
-
-
-def load_checkpoint(run_dir: RunDir, learner, cfg: ImageConfig, data: ImageData,
-                    amp: bool) -> tuple[LoopState, dict | None, bool]:
-    """Restore ``learner`` from the run's checkpoint; the loop state to continue from, the best weights,
-    and whether the run trains with bfloat16 autocast (as it started: ``amp=auto`` may resolve
-    otherwise on another machine). Refused (nothing written) if the data found now is not the data
-    the run trained on."""
-    path = run_dir.file(CHECKPOINT)
-    state, extra = checkpoint.load(path, learner, to_dict(cfg), cfg.resume_may_change,
-                                   extra_keys=("best", "data_fingerprint", "amp"))
-    best = extra["best"]
-    if best is not None and not (isinstance(best, dict) and isinstance(best.get("model"), dict)
-                                 and isinstance(best.get("step"), int) and isinstance(best.get("val_acc"), float)):
-        raise checkpoint.CheckpointError(f"cannot resume from {path}: its best weights are not what twinnet writes. "
-                                         "Start a new run")
-    if extra["data_fingerprint"] != data.fingerprint:
-        raise checkpoint.CheckpointError(f"cannot resume from {path}: the data found now ({data.source}) is not the "
-                                         "data this run trained on; point --data-dir at that data, or start a new run")
-    if cfg.engine == "torch" and extra["amp"] and not amp and learner.device.type == "cpu":
-        hardware.resolve_amp(True, "cpu")  # it started with bf16 autocast: it goes on with it (with the warning)
-    # the metrics file may hold evaluations made after the checkpoint: keep exactly the checkpoint's
-    run_dir.write_metrics([{"engine": learner.engine, **r} for r in state.history.records])
-    return state, extra["best"], bool(extra["amp"])
-
-
-def run(cfg: ImageConfig, run_dir: RunDir) -> dict:
+def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
     t0 = time.perf_counter()
-    data = load_images(cfg)
+    data = load_images(cfg, ctx.data_dir)
     load_s = time.perf_counter() - t0
     check_against_data(cfg, data)
     spec = MODELS[cfg.model]
-    seed_everything(cfg.seed)
-    models = {e: spec.build(nn_namespace(e)) for e in ("torch", "numpy")}
+    models = build_twins(spec.build, cfg.dtype, cfg.seed)
     model, device = models[cfg.engine], resolve_device(cfg)
-    if cfg.engine == "torch":
+    if device == "cuda":
         import torch
 
-        model = model.to(device=device, dtype=getattr(torch, cfg.dtype))
-        if device == "cuda":
-            model = model.to(memory_format=torch.channels_last)
-    else:
-        model = model.to(DTYPES[cfg.dtype])
+        model = model.to(device=device, memory_format=torch.channels_last)
     amp = cfg.engine == "torch" and hardware.resolve_amp(cfg.amp, device)
-    learner = make_learner(cfg, model, cfg.engine, device, amp)
-    settings = cfg.loop()
-    total = settings.total_steps(len(data.train))
-    extra = {"warmup_steps": cfg.warmup_steps} if cfg.schedule == "warmup_cosine" else {}
-    extra.update({"step_size": max(1, total // 3)} if cfg.schedule == "step" else {})
-    lr_at = make_schedule(cfg.schedule, cfg.lr, total, **extra)
-
-    resume, best = None, None
-    if run_dir.file(CHECKPOINT).exists():  # every check of a resume passes before it writes anything
-        resume, best, amp = load_checkpoint(run_dir, learner, cfg, data, amp)
-        if cfg.engine == "torch":
-            learner.amp = amp
+    learner = make_learner(model, cfg, amp=amp, channels_last=device == "cuda")
+    checkpoints = Checkpointer(
+        run_dir.file(CHECKPOINT), to_dict(cfg), cfg.resume_may_change,
+        extra={"data_fingerprint": data.fingerprint, "amp": amp},
+        mismatch={"data_fingerprint": f"the data found now ({data.source}) is not the data this run trained on; point "
+                                      "--data-dir at that data, or start a new run"})
+    resume = checkpoints.restore(learner)  # every check of a resume passes before it writes anything
+    if resume is not None:
+        if cfg.engine == "torch" and checkpoints.found["amp"] != amp:  # it goes on as it started (auto may differ)
+            learner.amp = amp = bool(checkpoints.found["amp"])
+            if amp and device == "cpu":
+                hardware.resolve_amp(True, "cpu")  # the warning, if this CPU has no bfloat16
+        # the metrics file may hold evaluations made after the checkpoint: keep exactly the checkpoint's
+        run_dir.write_metrics([{"engine": cfg.engine, **r} for r in resume.history.records])
     elif run_dir.file(METRICS).exists():  # interrupted before its first checkpoint: it starts again from step 0
         run_dir.file(METRICS).unlink()
     save_structures(run_dir, cfg.model, models, spec.input_shape)
-
-    def on_eval(rec: dict) -> None:
-        nonlocal best
-        run_dir.append_metrics({"engine": cfg.engine, **rec})
-        if data.val is not None and (best is None or rec["val_acc"] > best["val_acc"]):
-            best = {"val_acc": rec["val_acc"], "step": rec["step"], "model": learner.state_dict()}
-
-    def stop(history: History) -> bool:
-        return bool(cfg.patience) and history.last["step"] - best["step"] >= cfg.patience * _eval_unit(cfg, data)
-
-    saved_step = resume.step if resume is not None else None
-
-    def on_checkpoint(state: LoopState) -> None:
-        nonlocal saved_step
-        if not _finite(learner.state_dict()):  # the last step made the weights NaN: keep the last good checkpoint
-            return
-        save_checkpoint(run_dir, learner, state, best, cfg, data, amp)
-        saved_step = state.step
-
     try:
-        history = fit(learner, data.train, data.test, settings, seed=cfg.seed, lr_at=lr_at, val=data.val,
-                      desc=f"{cfg.model}/{cfg.engine}", on_eval=on_eval, stop=stop if cfg.patience else None,
-                      on_checkpoint=on_checkpoint, resume=resume)
+        history = fit(learner, data.train, data.test, cfg, val=data.val, monitor="val_acc",
+                      on_eval=lambda rec: run_dir.append_metrics({"engine": cfg.engine, **rec}),
+                      checkpoints=checkpoints, resume=resume, desc=f"{cfg.model}/{cfg.engine}", progress=ctx.progress)
     except Diverged as e:
-        kept = (f"its last good checkpoint (step {saved_step:,}) is kept in {run_dir.file(CHECKPOINT)}"
-                if saved_step is not None else "it had saved no checkpoint yet")
+        saved = checkpoints.saved_step
+        kept = (f"its last good checkpoint (step {saved:,}) is kept in {run_dir.file(CHECKPOINT)}"
+                if saved is not None else "it had saved no checkpoint yet")
         e.summary = {"outcome": "diverged", "diverged_at_step": e.step, "engine": cfg.engine, "device": device,
                      "amp": amp, "model": cfg.model, "dataset": cfg.dataset, "data_source": data.source,
-                     "last_checkpoint_step": saved_step}
+                     "lossy_data": data.lossy, "last_checkpoint_step": saved}
         e.args = (f"{e}: the run stopped and {kept}; summary.json says diverged",)
         raise
-    last = history.last
+    last, best = history.last, history.best
     final = {k: last[k] for k in ("test_acc", "test_loss")}
-    if best is not None:  # report the weights the validation set chose, as early stopping means
-        learner.model.load_state_dict(_as_state(best["model"], cfg.engine, learner))
+    if cfg.keep_best and best is not None:  # the weights the validation set chose, as early stopping means
         final["test_loss"], final["test_acc"] = evaluate(learner, data.test.x, data.test.y)
-    logits = learner.predict(data.test.x)
-    pred = logits.argmax(1)
+    pred = learner.predict(data.test.x).argmax(1)
     run_dir.save_arrays("predictions.npz", y_true=data.test.y, y_pred=pred, classes=np.array(data.classes))
     per_class = [float((pred[data.test.y == c] == c).mean()) for c in range(len(data.classes))]
     return {
@@ -322,37 +223,19 @@ def run(cfg: ImageConfig, run_dir: RunDir) -> dict:
         "model": cfg.model,
         "dataset": cfg.dataset,
         "data_source": data.source,
+        "lossy_data": data.lossy,
         "params": count_parameters(model),
         **final,
         "train_acc": last["train_acc"],
         "train_loss": last["train_loss"],
         "best_test_acc": max(r["test_acc"] for r in history.records),
-        **({"val_acc": best["val_acc"], "selected_step": best["step"], "stopped_early": history.stopped_early}
-           if best is not None else {}),
+        **({"val_acc": best["value"], "selected_step": best["step"], "stopped_early": history.stopped_early}
+           if cfg.keep_best and best is not None else {}),
         "per_class_acc": dict(zip(data.classes, per_class)),
         "train_time_s": last["time_s"],
         "data_load_s": round(load_s, 3),
         "steps": last["step"],
     }
-
-
-def _finite(state: dict) -> bool:
-    """Whether every floating-point array of a state dict is finite."""
-    return all(np.isfinite(a).all() for a in state.values() if np.issubdtype(np.asarray(a).dtype, np.floating))
-
-
-def _eval_unit(cfg: ImageConfig, data: ImageData) -> int:
-    """Steps between two evaluations."""
-    settings = cfg.loop()
-    return cfg.eval_every * (settings.steps_per_epoch(len(data.train)) if cfg.eval_unit == "epoch" else 1)
-
-
-def _as_state(state: dict, engine: str, learner) -> dict:
-    if engine == "numpy":
-        return state
-    import torch
-
-    return {k: torch.as_tensor(v, device=learner.device) for k, v in state.items()}
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarray:
@@ -380,7 +263,7 @@ def report(path: Path) -> list[str]:
         + (f"\n\nTest figures are those of the weights with the best validation accuracy "
            f"({100 * s['val_acc']:.2f}% at step {s['selected_step']:,}"
            + (", where early stopping ended the run" if s["stopped_early"] else "") + ")." if "val_acc" in s else "")
-        + (f"\n\nData: {s['data_source']}." if s.get("data_source") else "")]
+        + data_note(s)]
 
     fig, ax = plots.figure(2, 5.5, 4.0)
     for j, (key, label) in enumerate((("loss", "cross-entropy loss"), ("acc", "accuracy"))):
@@ -402,8 +285,16 @@ def report(path: Path) -> list[str]:
     return sections
 
 
+def data_note(s: dict) -> str:
+    """The report's line on the data: where it came from and, for a lossy copy, that it is one."""
+    if not s.get("data_source"):
+        return ""
+    return f"\n\nData: {s['data_source']}" + (" — LOSSY: figures are not comparable to lossless CIFAR-10 results"
+                                              if s.get("lossy_data") else "") + "."
+
+
 def headline(s: dict) -> str:
-    lossy = " (JPEG copy)" if "LOSSY" in s.get("data_source", "") else ""
+    lossy = " (JPEG copy)" if s.get("lossy_data") else ""
     return (f"{s['model']} ({s['engine']}) on {s['dataset']}{lossy}: test accuracy {100 * s['test_acc']:.2f}% "
             f"(best {100 * s['best_test_acc']:.2f}%), test loss {s['test_loss']:.4f}, "
             f"{s['steps']:,} steps in {s['train_time_s']:.1f} s")

@@ -9,41 +9,28 @@ from typing import Literal
 import numpy as np
 
 from twinnet.architectures import mlp_layers
-from twinnet.config import BaseConfig
 from twinnet.data.arrays import ArrayDataset
 from twinnet.data.toy import TOY_DATASETS, make_toy
-from twinnet.experiments.common import (
-    max_relative_difference,
-    save_structures,
-    seed_everything,
-    sgd_learners,
-    twin_models,
-)
+from twinnet.learner import make_learner
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
 from twinnet.runs import SUMMARY, RunDir
-from twinnet.train import Diverged, LoopSettings, fit
+from twinnet.structure import save_structures
+from twinnet.train import Diverged, fit, train_config
+from twinnet.twins import build_twins, max_relative_difference
 
 ENGINES = ("numpy", "torch")
 
 
 @dataclass(frozen=True)
-class MLPCompareConfig(BaseConfig):
+class MLPCompareConfig(train_config(optimizer="sgd", lr=0.1, momentum=0.9, epochs=60)):
     datasets: tuple[str, ...] = TOY_DATASETS  # any of moons, circles, blobs
     n_samples: int = 1000  # points per dataset, split 80/20
     noise: float = 0.1  # Gaussian noise of moons/circles; blobs use std 10*noise
     test_fraction: float = 0.2
     standardize: bool = True  # scale inputs by the train split's mean and std
     hidden: tuple[int, ...] = (20,)  # hidden layer widths
-    lr: float = 0.1
-    momentum: float = 0.9
-    batching: Literal["full", "mini", "sample"] = "mini"
-    batch_size: int = 32
-    epochs: int = 60
-    steps: int = 0  # if > 0, train this many steps instead of `epochs`
-    eval_every: int = 1
-    eval_unit: Literal["epoch", "step"] = "epoch"
     dtype: Literal["float32", "float64"] = "float64"  # float64 shows the twins agree to ~1e-12
     same_init: bool = True  # NumPy model starts from the PyTorch model's weights
     grid: int = 200  # decision-boundary grid resolution per axis
@@ -53,9 +40,7 @@ class MLPCompareConfig(BaseConfig):
         unknown = [d for d in self.datasets if d not in TOY_DATASETS]
         if unknown or not self.datasets:
             raise ValueError(f"datasets must be a non-empty list from {', '.join(TOY_DATASETS)}; got {unknown}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.momentum < 1:
+        if self.optimizer == "sgd" and not self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden sizes must be >= 1, got {list(self.hidden)}")
@@ -67,17 +52,6 @@ class MLPCompareConfig(BaseConfig):
             raise ValueError(f"noise must be >= 0, got {self.noise}")
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"test_fraction must be between 0 and 1, got {self.test_fraction}")
-        self.loop()  # validates the loop fields
-
-    def loop(self) -> LoopSettings:
-        return LoopSettings(
-            batching=self.batching,
-            batch_size=self.batch_size,
-            epochs=self.epochs,
-            steps=self.steps,
-            eval_every=self.eval_every,
-            eval_unit=self.eval_unit,
-        )
 
 
 def _grid(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +60,7 @@ def _grid(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(np.linspace(lo[0] - pad[0], hi[0] + pad[0], n), np.linspace(lo[1] - pad[1], hi[1] + pad[1], n))
 
 
-def run(cfg: MLPCompareConfig, run_dir: RunDir) -> dict:
+def run(cfg: MLPCompareConfig, run_dir: RunDir, ctx) -> dict:
     results, agreement = [], {}
     for dataset in cfg.datasets:
         split = make_toy(dataset, cfg.n_samples, cfg.noise, cfg.seed, cfg.test_fraction)
@@ -95,13 +69,12 @@ def run(cfg: MLPCompareConfig, run_dir: RunDir) -> dict:
         train, test = ArrayDataset(scale(split.train.x), split.train.y), ArrayDataset(scale(split.test.x), split.test.y)
         n_classes = len(split.classes)
 
-        seed_everything(cfg.seed)
-        build = lambda nn: nn.Sequential(*mlp_layers(nn, 2, cfg.hidden, n_classes))  # noqa: E731
-        numpy_model, torch_model = twin_models(build, cfg.dtype, cfg.same_init)
+        models = build_twins(lambda nn: nn.Sequential(*mlp_layers(nn, 2, cfg.hidden, n_classes)), cfg.dtype, cfg.seed,
+                             cfg.same_init)
         arch = "-".join(str(d) for d in (2, *cfg.hidden, n_classes))
-        save_structures(run_dir, f"MLP {arch}", {"numpy": numpy_model, "torch": torch_model}, (2,))
+        save_structures(run_dir, f"MLP {arch}", models, (2,))
 
-        learners = sgd_learners(numpy_model, torch_model, cfg.lr, cfg.momentum)
+        learners = {engine: make_learner(models[engine], cfg) for engine in ENGINES}
         xx, yy = _grid(split.train.x, cfg.grid)
         grid_points = scale(np.c_[xx.ravel(), yy.ravel()])
         arrays = dict(x_train=split.train.x, y_train=split.train.y, x_test=split.test.x, y_test=split.test.y,
@@ -109,7 +82,7 @@ def run(cfg: MLPCompareConfig, run_dir: RunDir) -> dict:
         for engine, learner in learners.items():
             try:
                 history = fit(
-                    learner, train, test, cfg.loop(), seed=cfg.seed, desc=f"{dataset}/{engine}",
+                    learner, train, test, cfg, desc=f"{dataset}/{engine}", progress=ctx.progress,
                     on_eval=lambda rec, d=dataset, e=engine: run_dir.append_metrics({"dataset": d, "engine": e, **rec}),
                 )
             except Diverged as e:

@@ -16,20 +16,13 @@ from typing import ClassVar
 import numpy as np
 
 from twinnet.data.palindrome import PalindromeDataset
-from twinnet.experiments.common import DTYPES, max_relative_difference
-from twinnet.experiments.palindrome import (
-    check_grid,
-    MODEL_NAMES,
-    Recipe,
-    build_models,
-    job_config,
-    save_model_structure,
-    train_one,
-)
+from twinnet.recurrent_task import MODEL_NAMES, Recipe, build_models, check_grid, job_config, save_model_structure, \
+    train_one
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.build import markdown_table
 from twinnet.runs import SUMMARY, RunDir
+from twinnet.twins import DTYPES, max_relative_difference
 
 
 @dataclass(frozen=True)
@@ -80,7 +73,7 @@ def hidden_grad_norms(model, engine: str, x: np.ndarray, y: np.ndarray) -> np.nd
     return len(y) * np.linalg.norm(grads.astype(np.float64), axis=2).mean(axis=0)
 
 
-def run(cfg: GradientsConfig, run_dir: RunDir) -> dict:
+def run(cfg: GradientsConfig, run_dir: RunDir, ctx) -> dict:
     results = []
     for model in cfg.models:
         save_model_structure(run_dir, job_config(cfg, model, max(cfg.lengths), cfg.seed))
@@ -94,7 +87,7 @@ def run(cfg: GradientsConfig, run_dir: RunDir) -> dict:
             x64 = m.x.astype(np.float64)
             by_engine = {e: hidden_grad_norms(twins[e], e, x64, m.y) for e in ("numpy", "torch")}
             agree = max_relative_difference(by_engine["numpy"], by_engine["torch"])
-            result, learner, _ = train_one(job)
+            result, learner, _ = train_one(job, progress=ctx.progress)
             trained = hidden_grad_norms(learner.model, cfg.engine, m.x, m.y)
             results.append({"model": model, "length": length, "norms_init": init.tolist(),
                             "norms_trained": trained.tolist(), "test_acc": result["test_acc"],

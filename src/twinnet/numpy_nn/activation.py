@@ -12,18 +12,18 @@ class ReLU(Module):
     """max(x, 0); the gradient at exactly 0 is 0, as in torch. Split over the engine's threads."""
 
     def forward(self, x):
-        xp = backend.xp()
+        xp = backend.xp(x)
         out = xp.empty_like(x)  # keeps x's memory layout (channels-last stays channels-last)
-        backend.parallel(lambda s: xp.maximum(x[s], 0, out=out[s]), x.shape[0] if x.ndim else 1, x.size)
+        backend.parallel(lambda s: xp.maximum(x[s], 0, out=out[s]), x.shape[0] if x.ndim else 1, x.size, like=x)
         self._push_cache(out)
         return out
 
     def backward(self, dout):
-        xp = backend.xp()
         out = self._pop_cache()
+        xp = backend.xp(out)
         dx = xp.empty_like(out)
         backend.parallel(lambda s: xp.multiply(dout[s], out[s] > 0, out=dx[s]), out.shape[0] if out.ndim else 1,
-                         out.size)
+                         out.size, like=out)
         return dx
 
 
@@ -31,7 +31,7 @@ class Tanh(Module):
     """tanh(x); d/dx = 1 - tanh(x)^2."""
 
     def forward(self, x):
-        out = backend.xp().tanh(x)
+        out = backend.xp(x).tanh(x)
         self._push_cache(out)
         return out
 
@@ -44,7 +44,7 @@ class Sigmoid(Module):
     """1 / (1 + exp(-x)); d/dx = s (1 - s)."""
 
     def forward(self, x):
-        xp = backend.xp()
+        xp = backend.xp(x)
         # tanh form never overflows, unlike 1/(1+exp(-x)) for large negative x
         out = 0.5 * (1 + xp.tanh(0.5 * x))
         self._push_cache(out)
@@ -65,7 +65,7 @@ class GELU(Module):
         self.approximate = approximate
 
     def forward(self, x):
-        xp = backend.xp()
+        xp = backend.xp(x)
         if self.approximate == "tanh":
             k = x.dtype.type(math.sqrt(2 / math.pi))
             t = xp.tanh(k * (x + 0.044715 * x**3))
@@ -76,8 +76,8 @@ class GELU(Module):
         return x * cdf
 
     def backward(self, dout):
-        xp = backend.xp()
         x, t_or_cdf = self._pop_cache()
+        xp = backend.xp(x)
         if self.approximate == "tanh":
             k = x.dtype.type(math.sqrt(2 / math.pi))
             t = t_or_cdf

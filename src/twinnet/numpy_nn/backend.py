@@ -1,7 +1,8 @@
-"""The array module behind the NumPy engine; swap in CuPy where a GPU exists.
+"""The array module behind the NumPy engine: NumPy, or CuPy for arrays on a GPU.
 
-Layer code reaches arrays only through ``xp()`` so that ``use("cupy")`` moves the
-whole engine without touching a layer.
+Layer code asks ``xp(*arrays)`` for the module of the arrays at hand, never a process-wide
+setting, so that a model on the CPU and one on the GPU can run side by side in one process;
+``Module.to(device=...)`` moves a model's arrays from one to the other.
 """
 
 from __future__ import annotations
@@ -11,46 +12,65 @@ import os
 
 import numpy
 
-_xp = numpy
+
+def is_cupy(a) -> bool:
+    """Whether ``a`` is a CuPy array, told by its class's package so that CuPy need not be installed."""
+    cls = type(a)  # a NumPy array, the common case, is told without a string operation
+    return cls is not numpy.ndarray and cls.__module__.partition(".")[0] == "cupy"
 
 
-def xp():
-    """The active array module (NumPy unless ``use("cupy")`` was called)."""
-    return _xp
+def xp(*arrays):
+    """The array module of ``arrays``: CuPy if any of them is a CuPy array, else NumPy."""
+    for a in arrays:
+        if is_cupy(a):
+            import cupy  # noqa: PLC0415 - loaded already, as a CuPy array exists
+
+            return cupy
+    return numpy
 
 
-def use(name: str) -> None:
-    """Select the array module by name: "numpy" or "cupy"."""
-    global _xp
-    if name == "numpy":
-        _xp = numpy
-    elif name == "cupy":
-        try:
-            import cupy  # noqa: PLC0415 - optional, GPU machines only
-        except ImportError as exc:  # pragma: no cover - no GPU in CI
-            raise RuntimeError("CuPy is not installed; `pip install cupy-cuda12x` on a GPU machine") from exc
-        _xp = cupy
-    else:
-        raise ValueError(f"unknown array backend {name!r}; choose 'numpy' or 'cupy'")
+def _cupy():
+    try:
+        import cupy  # noqa: PLC0415 - optional, GPU machines only
+    except ImportError as exc:  # pragma: no cover - no GPU in CI
+        raise RuntimeError("CuPy is not installed; `pip install cupy-cuda12x` on a GPU machine") from exc
+    return cupy
+
+
+def to_device(a, device: str | None = None, dtype=None):
+    """``a`` on ``device`` ("cpu": NumPy; "cuda" or "cuda:N": CuPy; None: where it is), cast to ``dtype``
+    unless that is None; ``a`` itself where nothing changes."""
+    if device is None:
+        return xp(a).asarray(a, dtype=dtype)
+    if device == "cpu":
+        return numpy.asarray(to_numpy(a), dtype=dtype)
+    kind, _, index = device.partition(":")
+    if kind != "cuda":
+        raise ValueError(f"unknown device {device!r}; choose 'cpu', 'cuda' or 'cuda:N'")
+    cupy = _cupy()
+    with cupy.cuda.Device(int(index) if index else None) as target:  # pragma: no cover - GPU only
+        if is_cupy(a) and a.device.id == target.id:
+            return cupy.asarray(a, dtype=dtype)
+        return cupy.array(a, dtype=dtype)  # a copy from the host, or from another GPU
 
 
 def colsum(a):
     """Column sums of a 2-D array as a matrix-vector product: several times faster than ``sum(axis=0)``."""
-    return _xp.ones(a.shape[0], dtype=a.dtype) @ a
+    return xp(a).ones(a.shape[0], dtype=a.dtype) @ a
 
 
 def to_numpy(a):
-    """A NumPy array from an array of the active module, a torch tensor or a list."""
+    """A NumPy array from a NumPy or CuPy array, a torch tensor or a list."""
     if hasattr(a, "detach"):  # torch.Tensor
         return a.detach().cpu().numpy()
-    if hasattr(a, "get") and not isinstance(a, numpy.ndarray):  # cupy.ndarray
+    if is_cupy(a):
         return a.get()
     return numpy.asarray(a)
 
 
 def erf(x):
     """The error function elementwise (SciPy's, or CuPy's on the GPU)."""
-    if _xp is numpy:
+    if not is_cupy(x):
         from scipy.special import erf as _erf
     else:  # pragma: no cover - GPU only
         from cupyx.scipy.special import erf as _erf
@@ -97,7 +117,8 @@ def _executor():
     return _pool
 
 
-def parallel(fn, n: int, size: int | None = None, blas: bool = False, blocks: int | None = None) -> None:
+def parallel(fn, n: int, size: int | None = None, blas: bool = False, blocks: int | None = None,
+             like=None) -> None:
     """Call ``fn(slice)`` on contiguous chunks that cover ``range(n)``, shared out between the threads.
 
     ``size`` (elements of the largest array the chunks cut) lets small jobs run inline, and
@@ -105,9 +126,10 @@ def parallel(fn, n: int, size: int | None = None, blas: bool = False, blocks: in
     function making several passes over its chunk finds it still in cache on the second.
     Chunks must write disjoint outputs; an exception in any chunk is raised here. ``blas``:
     ``fn`` runs matrix products of its own, so the BLAS keeps to one thread while the chunks run.
-    ``blocks``: cut the work into this many blocks instead (at least one per thread).
+    ``blocks``: cut the work into this many blocks instead (at least one per thread). ``like``: an
+    array the chunks cut; a CuPy one runs ``fn`` once on the whole, as the GPU shares the work out itself.
     """
-    here = _xp is numpy  # CuPy runs whole arrays on the GPU: no threads, no blocks
+    here = not is_cupy(like)  # CuPy: no threads (its current device is per thread), no blocks
     t = min(num_threads(), n) if here and (size is None or size >= _MIN_ITEMS) else 1
     if not here:
         blocks = 1
@@ -149,10 +171,11 @@ def blas_threads(n: int):
     return _controller.limit(limits=n, user_api="blas")
 
 
-def parallel_items(fn, items: list, sizes: list[int]) -> None:
-    """Call ``fn(item)`` for every item, the items shared out between the threads by size."""
+def parallel_items(fn, items: list, sizes: list[int], like=None) -> None:
+    """Call ``fn(item)`` for every item, the items shared out between the threads by size (in
+    turn, on this thread, where ``like`` is a CuPy array: see ``parallel``)."""
     t = min(num_threads(), len(items))
-    if t <= 1 or _xp is not numpy or sum(sizes) < _MIN_ITEMS:
+    if t <= 1 or is_cupy(like) or sum(sizes) < _MIN_ITEMS:
         for item in items:
             fn(item)
         return

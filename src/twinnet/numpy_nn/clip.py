@@ -20,13 +20,13 @@ def clip_grad_norm_(
     The total is the ``norm_type``-norm of all gradients seen as one vector (``"inf"``: the
     largest magnitude); parameters without a gradient are skipped, as in torch.
     """
-    xp = backend.xp()
     if isinstance(params, Parameter):
         params = [params]
     grads = [p.grad for p in params if p.grad is not None]
     norm_type = float(norm_type)
     if not grads:
         return 0.0
+    xp = backend.xp(*grads)
     # The norm of the per-gradient norms equals the norm of their concatenation, without building it.
     # order "K": a view of any densely laid-out gradient (kernel-last conv weights), where "C" would copy
     norms = xp.stack([xp.linalg.norm(g.ravel(order="K"), ord=norm_type) for g in grads])

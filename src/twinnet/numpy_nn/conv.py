@@ -35,7 +35,7 @@ def out_size(n: int, k: int, s: int, p: int) -> int:
 
 def nhwc(x):
     """The NHWC view of an NCHW array; copied (by batch chunks, on every thread) only if its memory is not channels-last."""
-    xp = backend.xp()
+    xp = backend.xp(x)
     xh = x.transpose(0, 2, 3, 1)
     if xh.flags.c_contiguous:
         return xh
@@ -44,15 +44,15 @@ def nhwc(x):
     def copy(s):
         out[s] = xh[s]
 
-    backend.parallel(copy, xh.shape[0], xh.size)
+    backend.parallel(copy, xh.shape[0], xh.size, like=xh)
     return out
 
 
 def pad_nhwc(xh, ph: int, pw: int, value=0.0):
     """Pad H and W of an NHWC array (a fresh contiguous array; the input itself if no padding)."""
-    xp = backend.xp()
     if ph == 0 and pw == 0:
         return xh
+    xp = backend.xp(xh)
     n, h, w, c = xh.shape
     out = xp.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=xh.dtype)
     fill_padded(out, xh, ph, pw, value)
@@ -75,7 +75,7 @@ def windows(xp_, kh: int, kw: int, sh: int, sw: int, ho: int, wo: int):
     """A (N, Ho, Wo, kh, kw, C) strided view of the patches of a padded NHWC array (no copy)."""
     n, _, _, c = xp_.shape
     s0, s1, s2, s3 = xp_.strides
-    return backend.xp().lib.stride_tricks.as_strided(
+    return backend.xp(xp_).lib.stride_tricks.as_strided(
         xp_, shape=(n, ho, wo, kh, kw, c), strides=(s0, s1 * sh, s2 * sw, s1, s2, s3), writeable=False
     )
 
@@ -101,12 +101,12 @@ def kernel_last(weight):
     contiguous weight each was a transposing copy, about 5 and 9 ms a step for a 512x512 layer)."""
     if weight.transpose(2, 3, 1, 0).flags.c_contiguous:
         return weight
-    return backend.xp().ascontiguousarray(weight.transpose(2, 3, 1, 0)).transpose(3, 2, 0, 1)
+    return backend.xp(weight).ascontiguousarray(weight.transpose(2, 3, 1, 0)).transpose(3, 2, 0, 1)
 
 
 def _conv_forward(x, weight, bias, stride, padding):
     """x (N, C, H, W), weight (O, C, kh, kw) -> out (N, O, Ho, Wo) [NHWC memory], cache."""
-    xp = backend.xp()
+    xp = backend.xp(x)
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
@@ -138,9 +138,10 @@ def _conv_forward(x, weight, bias, stride, padding):
                 rows = slice(s.start * ho * wo, s.stop * ho * wo)
                 xp.matmul(cols[rows], wmat, out=out[rows])
 
-            backend.parallel(gather_multiply, n, patches.size, blas=True, blocks=n * ho * wo // _FUSED_ROWS)
+            backend.parallel(gather_multiply, n, patches.size, blas=True, blocks=n * ho * wo // _FUSED_ROWS,
+                             like=x)
         else:
-            backend.parallel(gather, n, patches.size)
+            backend.parallel(gather, n, patches.size, like=x)
             out = cols @ wmat  # one large product: BLAS runs it on every core at full speed
     if bias is not None:
         out += bias
@@ -149,7 +150,7 @@ def _conv_forward(x, weight, bias, stride, padding):
 
 def _conv_backward(dout, cache, need_dx: bool = True):
     """dout (N, O, Ho, Wo) -> dx (N, C, H, W) (None unless ``need_dx``), dweight (O, C, kh, kw), dbias (O,)."""
-    xp = backend.xp()
+    xp = backend.xp(dout)
     cols, wmat, (n, c, h, w), (sh, sw), (ph, pw), (o, _, kh, kw) = cache
     ho, wo = dout.shape[2], dout.shape[3]
     d = nhwc(dout).reshape(n * ho * wo, o)
@@ -170,11 +171,11 @@ def _conv_backward(dout, cache, need_dx: bool = True):
 
     if o > _FUSED_MAX_OUT:  # one large product on every core, then col2im
         dcols = (d @ wmat.T).reshape(n, ho, wo, kh, kw, c)
-        backend.parallel(lambda s: scatter(s, dcols[s]), n, dcols.size)
+        backend.parallel(lambda s: scatter(s, dcols[s]), n, dcols.size, like=dcols)
     else:  # few output channels: col2im dominates, so each thread makes its block's columns and adds them
         d_images, w_t = d.reshape(n, ho * wo, o), xp.ascontiguousarray(wmat.T)
         backend.parallel(lambda s: scatter(s, (d_images[s].reshape(-1, o) @ w_t).reshape(-1, ho, wo, kh, kw, c)),
-                         n, n * ho * wo * kh * kw * c, blas=True, blocks=n * ho * wo // _FUSED_ROWS)
+                         n, n * ho * wo * kh * kw * c, blas=True, blocks=n * ho * wo // _FUSED_ROWS, like=d)
     return dx.transpose(0, 3, 1, 2), dweight, dbias
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from twinnet.numpy_nn import backend, init
+from twinnet.numpy_nn import backend
 from twinnet.numpy_nn.module import Module
 
 
 class Dropout(Module):
-    """``torch.nn.Dropout(p)``; identity in eval mode. Masks come from the engine's seeded generator."""
+    """``torch.nn.Dropout(p)``; identity in eval mode. Masks come from the module's ``generator``."""
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
@@ -19,10 +19,9 @@ class Dropout(Module):
         if not self.training or self.p == 0.0:
             self._push_cache(None)
             return x
-        xp = backend.xp()
-        keep = init.generator().random(x.shape, dtype="float32") >= self.p
+        keep = self.generator.random(x.shape, dtype="float32") >= self.p
         scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
-        mask = xp.asarray(keep, dtype=x.dtype) * x.dtype.type(scale)
+        mask = backend.xp(x).asarray(keep, dtype=x.dtype) * x.dtype.type(scale)
         self._push_cache(mask)
         return x * mask
 

@@ -23,13 +23,10 @@ def generator() -> np.random.Generator:
     return _rng
 
 
-def _asarray(a: np.ndarray, dtype):
-    return backend.xp().asarray(a, dtype=dtype)
-
-
 def uniform(shape: tuple[int, ...], bound: float, dtype=np.float32):
-    """U(-bound, bound), the law of PyTorch's default Linear and Conv init."""
-    return _asarray(_rng.uniform(-bound, bound, size=shape), dtype)
+    """U(-bound, bound), the law of PyTorch's default Linear and Conv init; a NumPy array, as every
+    fresh weight is (``Module.to(device=...)`` moves a model to the GPU)."""
+    return np.asarray(_rng.uniform(-bound, bound, size=shape), dtype=dtype)
 
 
 def fan_in(shape: tuple[int, ...]) -> int:
@@ -79,7 +76,7 @@ def _target(tensor):
 def _fill(tensor, values):
     """Copy host ``values`` into the target in place (its dtype and array module kept); returns ``tensor``."""
     arr = _target(tensor)
-    arr[...] = backend.xp().asarray(values, dtype=arr.dtype)
+    arr[...] = backend.xp(arr).asarray(values, dtype=arr.dtype)
     return tensor
 
 

@@ -7,14 +7,14 @@ from twinnet.numpy_nn.module import Module
 
 
 def _log_softmax(logits):
-    xp = backend.xp()
+    xp = backend.xp(logits)
     shifted = logits - logits.max(axis=1, keepdims=True)  # exp never overflows
     return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def _cross_entropy_forward(logits, target, label_smoothing):
     """logits (N, C), target int (N,) -> mean loss, cache (softmax probabilities, target)."""
-    xp = backend.xp()
+    xp = backend.xp(logits)
     n, c = logits.shape
     logp = _log_softmax(logits)
     nll = -logp[xp.arange(n), target]
@@ -26,8 +26,8 @@ def _cross_entropy_forward(logits, target, label_smoothing):
 
 def _cross_entropy_backward(dout, cache):
     """d(mean loss)/d logits = (softmax - smoothed one-hot) / N."""
-    xp = backend.xp()
     probs, target, eps = cache
+    xp = backend.xp(probs)
     n, c = probs.shape
     grad = probs.copy()
     if eps:

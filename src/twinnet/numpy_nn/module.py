@@ -7,28 +7,34 @@ model equal those of its PyTorch twin and weights copy across without transposes
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 from twinnet.numpy_nn import backend
 
-# How many forwards are running; a forward entered at depth 0 starts a new pass.
-_forward_depth = 0
-# False inside ``no_grad()``: forwards keep no caches, as torch keeps no graph.
-_grad_enabled = True
+
+class _ThreadState(threading.local):
+    """Per thread, as torch's grad mode is: an evaluation under ``no_grad`` in one thread leaves
+    training in another alone. Class attributes are each new thread's starting values."""
+
+    grad_enabled = True  # False inside ``no_grad()``: forwards keep no caches, as torch keeps no graph
+    forward_depth = 0  # how many forwards are running; a forward entered at depth 0 starts a new pass
+
+
+_state = _ThreadState()
 
 
 class no_grad:
-    """Context manager for inference: forwards keep nothing for a backward (saves memory)."""
+    """Context manager for inference: forwards keep nothing for a backward (saves memory). Acts on
+    the calling thread only."""
 
     def __enter__(self) -> None:
-        global _grad_enabled
-        self._previous, _grad_enabled = _grad_enabled, False
+        self._previous, _state.grad_enabled = _state.grad_enabled, False
 
     def __exit__(self, *exc) -> None:
-        global _grad_enabled
-        _grad_enabled = self._previous
+        _state.grad_enabled = self._previous
 
 
 def _starts_pass_when_outermost(forward):
@@ -37,14 +43,13 @@ def _starts_pass_when_outermost(forward):
 
     @functools.wraps(forward)
     def wrapper(self, *args, **kwargs):
-        global _forward_depth
-        if _forward_depth == 0:
+        if _state.forward_depth == 0:
             self.clear_caches()
-        _forward_depth += 1
+        _state.forward_depth += 1
         try:
             return forward(self, *args, **kwargs)
         finally:
-            _forward_depth -= 1
+            _state.forward_depth -= 1
 
     return wrapper
 
@@ -83,6 +88,8 @@ class Parameter:
 
 class Module:
     """Base class: parameters, buffers and sub-modules registered by attribute, as in torch."""
+
+    _generator: np.random.Generator | None = None  # set_generator's; None: init's default generator
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
@@ -124,7 +131,7 @@ class Module:
 
     def _push_cache(self, cache) -> None:
         """Keep what backward needs; called once by each forward (a no-op inside ``no_grad``)."""
-        if _grad_enabled:
+        if _state.grad_enabled:
             self._caches.append(cache)
 
     def _pop_cache(self):
@@ -175,21 +182,51 @@ class Module:
     def eval(self) -> Module:
         return self.train(False)
 
+    # --- random numbers --------------------------------------------------
+    @property
+    def generator(self) -> np.random.Generator:
+        """Where this module draws its random numbers (dropout masks): its own generator if
+        ``set_generator`` gave it one, else the engine's default, ``init.generator()``."""
+        if self._generator is not None:
+            return self._generator
+        from twinnet.numpy_nn import init  # noqa: PLC0415 - init imports this module
+
+        return init.generator()
+
+    def set_generator(self, generator: np.random.Generator) -> Module:
+        """Draw from ``generator`` in this module and every submodule it has now, so that models
+        in one process have random streams of their own; initial weights still come from ``init``."""
+        for m in self.modules():
+            object.__setattr__(m, "_generator", generator)
+        return self
+
+    def manual_seed(self, seed: int) -> Module:
+        """``set_generator`` with a fresh generator seeded with ``seed``."""
+        return self.set_generator(np.random.default_rng(seed))
+
+    # --- arrays: dtype and device ----------------------------------------
     @property
     def dtype(self):
         params = self.parameters()
         return params[0].dtype if params else np.dtype(np.float32)
 
-    def to(self, dtype) -> Module:
-        """Cast every parameter and floating buffer to ``dtype`` (float32 or float64)."""
-        xp = backend.xp()
+    @property
+    def xp(self):
+        """The array module of the parameters (NumPy, or CuPy on a GPU); NumPy if there are none."""
+        params = self.parameters()
+        return backend.xp(params[0].data) if params else np
+
+    def to(self, dtype=None, *, device: str | None = None) -> Module:
+        """Cast every parameter and floating buffer to ``dtype`` (float32 or float64), and move them
+        all to ``device``: "cpu" (NumPy arrays), "cuda" or "cuda:N" (CuPy arrays); None keeps either."""
         for m in self.modules():
             for p in m._parameters.values():
-                p.data = xp.asarray(p.data, dtype=dtype)
+                p.data = backend.to_device(p.data, device, dtype)
                 p.grad = None
             for name, b in list(m._buffers.items()):
-                if b is not None and np.issubdtype(b.dtype, np.floating):
-                    m.register_buffer(name, xp.asarray(b, dtype=dtype))
+                if b is not None:
+                    cast = dtype if np.issubdtype(b.dtype, np.floating) else None
+                    m.register_buffer(name, backend.to_device(b, device, cast))
             m._arrange()
         return self
 
@@ -219,9 +256,9 @@ class Module:
     def load_state_dict(self, state: Mapping[str, object]) -> None:
         """Load arrays (NumPy or torch tensors); float64 weights make the module compute in float64.
 
-        Every key must match and every shape must agree; nothing is changed unless all do.
+        Every key must match and every shape must agree; nothing is changed unless all do. Each
+        array stays on the device of the one it replaces.
         """
-        xp = backend.xp()
         arrays = {k: backend.to_numpy(v) for k, v in state.items()}
         own = self.state_dict()
         missing = sorted(set(own) - set(arrays))
@@ -234,11 +271,11 @@ class Module:
         for mname, m in self.named_modules():
             dot = f"{mname}." if mname else ""
             for pname, p in m._parameters.items():
-                p.data = xp.array(arrays[dot + pname])
+                p.data = backend.xp(p.data).array(arrays[dot + pname])
                 p.grad = None
-            for bname in list(m._buffers):
+            for bname, b in list(m._buffers.items()):
                 if dot + bname in arrays:
-                    m.register_buffer(bname, xp.array(arrays[dot + bname]))
+                    m.register_buffer(bname, backend.xp(b).array(arrays[dot + bname]))
             m._arrange()
 
     # --- display ---------------------------------------------------------

@@ -9,14 +9,14 @@ from twinnet.numpy_nn.conv import nhwc
 from twinnet.numpy_nn.module import Module, Parameter
 
 
-def _chunked_sums(fn, m: int, size: int):
-    """The sum of ``fn(rows)`` over chunks of rows covering range(m), computed on every thread."""
+def _chunked_sums(fn, rows):
+    """The sum of ``fn(s)`` over slices ``s`` covering the rows of the 2-D array ``rows``, computed on every thread."""
     results: dict[int, object] = {}
 
     def run(s):
         results[s.start] = fn(s)
 
-    backend.parallel(run, m, size)
+    backend.parallel(run, rows.shape[0], rows.size, like=rows)
     return sum(results[k] for k in sorted(results))  # a fixed order: the result does not depend on timing
 
 
@@ -25,18 +25,18 @@ def _bn_forward(x2, gamma, beta, eps, mean=None, var=None):
 
     Two passes for the variance (mean first), as a one-pass sum of squares loses float32 digits.
     """
-    xp = backend.xp()
+    xp = backend.xp(x2)
     m, c = x2.shape
     xhat = xp.empty_like(x2)
     out = xp.empty_like(x2)
     if mean is None:
-        mean = _chunked_sums(lambda s: backend.colsum(x2[s]), m, x2.size) / m
+        mean = _chunked_sums(lambda s: backend.colsum(x2[s]), x2) / m
 
         def centre(s):
             xp.subtract(x2[s], mean, out=xhat[s])
             return xp.einsum("ij,ij->j", xhat[s], xhat[s])
 
-        var = _chunked_sums(centre, m, x2.size) / m  # biased, as torch normalises with
+        var = _chunked_sums(centre, x2) / m  # biased, as torch normalises with
         centred = True
     else:
         centred = False
@@ -49,23 +49,23 @@ def _bn_forward(x2, gamma, beta, eps, mean=None, var=None):
         xp.multiply(xhat[s], gamma, out=out[s])
         out[s] += beta
 
-    backend.parallel(normalise, m, x2.size)
+    backend.parallel(normalise, m, x2.size, like=x2)
     return out, (xhat, gamma, invstd, mean, var)
 
 
 def _bn_backward(dout2, cache, batch_stats: bool):
     """dout2 (M, C) -> dx (M, C), dgamma (C,), dbeta (C,)."""
-    xp = backend.xp()
+    xp = backend.xp(dout2)
     xhat, gamma, invstd, _, _ = cache
     m, c = dout2.shape
     # both sums in one pass over the rows, while each block is in cache
     both = _chunked_sums(lambda s: xp.stack([backend.colsum(dout2[s]), xp.einsum("ij,ij->j", dout2[s], xhat[s])]),
-                         m, dout2.size)
+                         dout2)
     dbeta, dgamma = both[0], both[1]
     scale = gamma * invstd
     dx = xp.empty_like(dout2)
     if not batch_stats:  # eval mode: an affine map with constant statistics
-        backend.parallel(lambda s: xp.multiply(dout2[s], scale, out=dx[s]), m, dout2.size)
+        backend.parallel(lambda s: xp.multiply(dout2[s], scale, out=dx[s]), m, dout2.size, like=dout2)
         return dx, dgamma, dbeta
 
     def grad(s):  # dx = gamma*invstd * (dout - mean(dout) - xhat * mean(dout*xhat))
@@ -74,7 +74,7 @@ def _bn_backward(dout2, cache, batch_stats: bool):
         dx[s] -= dbeta / m
         dx[s] *= scale
 
-    backend.parallel(grad, m, dout2.size)
+    backend.parallel(grad, m, dout2.size, like=dout2)
     return dx, dgamma, dbeta
 
 
@@ -84,16 +84,15 @@ class _BatchNorm(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, *, dtype=np.float32) -> None:
         super().__init__()
-        xp = backend.xp()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         if affine:
-            self.weight = Parameter(xp.ones(num_features, dtype=dtype))
-            self.bias = Parameter(xp.zeros(num_features, dtype=dtype))
+            self.weight = Parameter(np.ones(num_features, dtype=dtype))
+            self.bias = Parameter(np.zeros(num_features, dtype=dtype))
         if track_running_stats:
-            self.register_buffer("running_mean", xp.zeros(num_features, dtype=dtype))
-            self.register_buffer("running_var", xp.ones(num_features, dtype=dtype))
-            self.register_buffer("num_batches_tracked", xp.zeros((), dtype=np.int64))
+            self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
+            self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
+            self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
 
     # channels-last 2-D view of the input, and back
     def _rows(self, x):
@@ -103,7 +102,7 @@ class _BatchNorm(Module):
         raise NotImplementedError
 
     def forward(self, x):
-        xp = backend.xp()
+        xp = backend.xp(x)
         x2 = self._rows(x)
         if x2.shape[1] != self.num_features:
             raise ValueError(f"{type(self).__name__}({self.num_features}) got {x2.shape[1]} channels")
@@ -145,7 +144,7 @@ class BatchNorm1d(_BatchNorm):
     """``torch.nn.BatchNorm1d``: input (N, C) or (N, C, L)."""
 
     def _rows(self, x):
-        xp = backend.xp()
+        xp = backend.xp(x)
         return x if x.ndim == 2 else xp.ascontiguousarray(x.transpose(0, 2, 1)).reshape(-1, x.shape[1])
 
     def _unrows(self, x2, shape):

@@ -39,10 +39,11 @@ class Optimizer:
             if self._elementwise:
                 self._begin(p, state)
             n = int(p.data.size)
-            blocks = self._elementwise and backend.xp() is np and _flat_alike(p, state)  # CPU only: cache blocks
+            blocks = self._elementwise and backend.xp(p.data) is np and _flat_alike(p, state)  # CPU: cache blocks
             k = max(1, n // backend._BLOCK_ITEMS) if blocks else 1
             work.extend((p, state, None if k == 1 else slice(n * i // k, n * (i + 1) // k)) for i in range(k))
-        backend.parallel_items(self._run, work, [int(p.data.size if s is None else s.stop - s.start) for p, _, s in work])
+        backend.parallel_items(self._run, work, [int(p.data.size if s is None else s.stop - s.start) for p, _, s in work],
+                               like=self.params[0].data)
 
     def _run(self, item: tuple) -> None:
         p, state, block = item
@@ -115,7 +116,6 @@ class Optimizer:
                 want = () if name == "step" else p.shape
                 if value.shape != want:
                     raise ValueError(f"state.{i}.{name} has shape {value.shape}, expected {want}")
-        xp = backend.xp()
         for name, value in hyper.items():
             setattr(self, name, value)
         self.state = [
@@ -126,8 +126,9 @@ class Optimizer:
 
 def _laid_out_like(data, value):
     """A copy of ``value`` in the dtype and memory layout of ``data``."""
-    out = backend.xp().empty_like(data)
-    out[...] = value
+    xp = backend.xp(data)
+    out = xp.empty_like(data)
+    out[...] = xp.asarray(value)  # CuPy takes host arrays only explicitly
     return out
 
 
@@ -244,7 +245,7 @@ class Adam(Optimizer):
     _elementwise = True
 
     def _begin(self, p, state):
-        xp = backend.xp()
+        xp = backend.xp(p.data)
         if not state:
             state["step"] = 0
             for name in self._state_keys({"amsgrad": self.amsgrad}) - {"step"}:
@@ -252,7 +253,7 @@ class Adam(Optimizer):
         state["step"] += 1
 
     def _update_block(self, data, grad, state):
-        xp = backend.xp()
+        xp = backend.xp(data)
         t = state["step"]
         beta1, beta2 = self.betas
         if self.weight_decay:
@@ -332,7 +333,7 @@ class RMSprop(Optimizer):
     _elementwise = True
 
     def _begin(self, p, state):
-        xp = backend.xp()
+        xp = backend.xp(p.data)
         if not state:
             state["step"] = 0
             for name in self._state_keys({"momentum": self.momentum, "centered": self.centered}) - {"step"}:
@@ -340,7 +341,7 @@ class RMSprop(Optimizer):
         state["step"] += 1
 
     def _update_block(self, data, grad, state):
-        xp = backend.xp()
+        xp = backend.xp(data)
         alpha = self.alpha
         if self.weight_decay:
             grad = _plus_decay(grad, data, self.weight_decay)

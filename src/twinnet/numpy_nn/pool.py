@@ -20,7 +20,7 @@ def _maxpool_forward(x, kernel, stride, padding):
     Tracking the argmax while scanning costs masked writes, several times the price of
     the maxima alone; the backward finds each window's first maximum by equality instead.
     """
-    xp = backend.xp()
+    xp = backend.xp(x)
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, h, w = x.shape
     ho, wo = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
@@ -37,15 +37,15 @@ def _maxpool_forward(x, kernel, stride, padding):
         for k in range(1, kh * kw):
             xp.maximum(best[s], part[window_slice(k // kw, k % kw, sh, sw, ho, wo)], out=best[s])
 
-    backend.parallel(pool, n, xpad.size)
+    backend.parallel(pool, n, xpad.size, like=xpad)
     return best.transpose(0, 3, 1, 2), (xpad, best, x.shape, kernel, stride, padding)
 
 
 def _maxpool_backward(dout, cache):
     """Route each output's gradient as torch does: to the first real (not padding) input in scan order
     that equals the window's maximum, or, in a window holding NaN, to its last NaN."""
-    xp = backend.xp()
     xpad, best, (n, c, h, w), (kh, kw), (sh, sw), (ph, pw) = cache
+    xp = backend.xp(xpad)
     d = nhwc(dout)
     ho, wo = d.shape[1], d.shape[2]
     dx = xp.empty((n, h, w, c), dtype=d.dtype)
@@ -100,7 +100,7 @@ def _maxpool_backward(dout, cache):
                 claim(k, nan)
                 write(k, where_hit=True)
 
-    backend.parallel(route, n, xpad.size)
+    backend.parallel(route, n, xpad.size, like=xpad)
     return dx.transpose(0, 3, 1, 2)
 
 
@@ -128,13 +128,13 @@ class MaxPool2d(Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
-def _window_counts(h, w, kernel, stride, padding, ho, wo, dtype):
-    """How many real (non-padding) inputs each window covers: (Ho, Wo, 1)."""
-    xp = backend.xp()
+def _window_counts(h, w, kernel, stride, padding, ho, wo, like):
+    """How many real (non-padding) inputs each window covers: (Ho, Wo, 1), an array like ``like``."""
+    xp = backend.xp(like)
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     rows = xp.clip(xp.arange(ho) * sh - ph + kh, None, h) - xp.clip(xp.arange(ho) * sh - ph, 0, None)
     cols = xp.clip(xp.arange(wo) * sw - pw + kw, None, w) - xp.clip(xp.arange(wo) * sw - pw, 0, None)
-    return (rows[:, None] * cols[None, :]).astype(dtype)[:, :, None]
+    return (rows[:, None] * cols[None, :]).astype(like.dtype)[:, :, None]
 
 
 class AvgPool2d(Module):
@@ -150,10 +150,10 @@ class AvgPool2d(Module):
         self.count_include_pad = count_include_pad
         _check(self.kernel_size, self.stride, self.padding)
 
-    def _divisor(self, h, w, ho, wo, dtype):
+    def _divisor(self, h, w, ho, wo, total):
         if self.count_include_pad:
-            return dtype.type(self.kernel_size[0] * self.kernel_size[1])
-        return _window_counts(h, w, self.kernel_size, self.stride, self.padding, ho, wo, dtype)
+            return total.dtype.type(self.kernel_size[0] * self.kernel_size[1])
+        return _window_counts(h, w, self.kernel_size, self.stride, self.padding, ho, wo, total)
 
     def forward(self, x):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
@@ -163,15 +163,15 @@ class AvgPool2d(Module):
         total = xpad[window_slice(0, 0, sh, sw, ho, wo)].copy()
         for k in range(1, kh * kw):
             total += xpad[window_slice(k // kw, k % kw, sh, sw, ho, wo)]
-        divisor = self._divisor(h, w, ho, wo, total.dtype)
+        divisor = self._divisor(h, w, ho, wo, total)
         self._push_cache((xpad.shape, x.shape, divisor))
         return (total / divisor).transpose(0, 3, 1, 2)
 
     def backward(self, dout):
-        xp = backend.xp()
         padded_shape, (n, c, h, w), divisor = self._pop_cache()
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         d = nhwc(dout) / divisor
+        xp = backend.xp(d)
         ho, wo = d.shape[1], d.shape[2]
         dxpad = xp.zeros(padded_shape, dtype=d.dtype)
         for k in range(kh * kw):
@@ -196,6 +196,5 @@ class AdaptiveAvgPool2d(Module):
         return x.mean(axis=(2, 3), keepdims=True)
 
     def backward(self, dout):
-        xp = backend.xp()
         shape = self._pop_cache()
-        return xp.broadcast_to(dout / (shape[2] * shape[3]), shape).copy()  # writable, like every dx
+        return backend.xp(dout).broadcast_to(dout / (shape[2] * shape[3]), shape).copy()  # writable, like every dx

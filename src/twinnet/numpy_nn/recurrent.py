@@ -23,7 +23,7 @@ from twinnet.numpy_nn.module import Module, Parameter
 
 def _sigmoid(a, out=None):
     """1 / (1 + exp(-a)) in the tanh form that never overflows."""
-    xp = backend.xp()
+    xp = backend.xp(a)
     out = xp.multiply(a, 0.5, out=out)
     xp.tanh(out, out=out)
     out *= 0.5
@@ -66,7 +66,7 @@ class _Recurrent(Module):
         self.W_ph.accumulate(dlogits.T @ hs[-1])
         self.b_o.accumulate(dlogits.sum(axis=0))
         dh_last = dlogits @ self.W_ph.data  # (B, H): only the last step feeds the loss
-        record = backend.xp().empty_like(hs[1:]) if self.record_hidden else None
+        record = backend.xp(hs).empty_like(hs[1:]) if self.record_hidden else None
         dxw = self._bptt(dh_last, xs, states, record)  # (L, B, G*H): d loss / d (input term) per step
         self._hidden_grads = record
         L, B, D = xs.shape
@@ -83,7 +83,8 @@ class _Recurrent(Module):
         if L > 1:
             self._recurrent_weight.accumulate(dpre[1:].reshape(-1, GH).T @ hs[1:L].reshape(-1, self.hidden_size))
         elif self._recurrent_weight.grad is None:
-            self._recurrent_weight.accumulate(backend.xp().zeros_like(self._recurrent_weight.data))
+            w = self._recurrent_weight.data
+            self._recurrent_weight.accumulate(backend.xp(w).zeros_like(w))
 
     def hidden_grads(self) -> np.ndarray:
         """dLoss/dh(t) for t = 1..L as (B, L, H), after a backward with ``record_hidden`` set."""
@@ -93,7 +94,7 @@ class _Recurrent(Module):
 
     def _hidden_buffer(self, xs):
         L, B, _ = xs.shape
-        hs = backend.xp().empty((L + 1, B, self.hidden_size), dtype=self.W_ph.data.dtype)
+        hs = backend.xp(xs).empty((L + 1, B, self.hidden_size), dtype=self.W_ph.data.dtype)
         hs[0] = 0
         return hs
 
@@ -117,7 +118,7 @@ class VanillaRNN(_Recurrent):
         if hh_init == "orthogonal":
             init.orthogonal_(self.W_hh, gain=hh_gain)
         elif hh_init == "identity":
-            self.W_hh.data[...] = hh_gain * backend.xp().eye(hidden_size)
+            self.W_hh.data[...] = hh_gain * np.eye(hidden_size)  # fresh weights are NumPy arrays
         elif hh_init != "uniform":
             raise ValueError(f"hh_init must be uniform, orthogonal or identity, got {hh_init!r}")
 
@@ -134,7 +135,7 @@ class VanillaRNN(_Recurrent):
         return self.W_hh
 
     def _run(self, xs):
-        xp = backend.xp()
+        xp = backend.xp(xs)
         xw = xs @ self.W_hx.data.T  # (L, B, H); biases added in place: a fresh large temporary costs page faults
         xw += self.b_h.data
         hs = self._hidden_buffer(xs)
@@ -150,7 +151,7 @@ class VanillaRNN(_Recurrent):
 
     def _bptt(self, dh, xs, states, record):
         (hs,) = states
-        xp = backend.xp()
+        xp = backend.xp(hs)
         dpre = xp.empty_like(hs[1:])  # (L, B, H)
         w = self.W_hh.data
         for t in range(len(xs) - 1, -1, -1):  # step t makes h(t+1) = hs[t+1]
@@ -208,7 +209,7 @@ class LSTM(_Gated):
     gates = 4
 
     def _run(self, xs):
-        xp, H = backend.xp(), self.hidden_size
+        xp, H = backend.xp(xs), self.hidden_size
         xw = xs @ self.weight_ih.data.T  # (L, B, 4H)
         xw += self.bias_ih.data + self.bias_hh.data
         hs, cs = self._hidden_buffer(xs), self._hidden_buffer(xs)  # h(t), c(t) for t = 0..L
@@ -232,7 +233,7 @@ class LSTM(_Gated):
     def _bptt(self, dh, xs, states, record):
         hs, cs, acts, tcs = states
         H = self.hidden_size
-        dpre = backend.xp().empty_like(acts)  # (L, B, 4H): gradient of the gate pre-activations
+        dpre = backend.xp(acts).empty_like(acts)  # (L, B, 4H): gradient of the gate pre-activations
         dc = 0.0  # dLoss/dc(t) arriving from step t+1
         w = self.weight_hh.data
         for t in range(len(xs) - 1, -1, -1):
@@ -259,7 +260,7 @@ class GRU(_Gated):
     gates = 3
 
     def _run(self, xs):
-        xp, H = backend.xp(), self.hidden_size
+        xp, H = backend.xp(xs), self.hidden_size
         xw = xs @ self.weight_ih.data.T  # (L, B, 3H); b_hh stays apart: r multiplies W_hn h + b_hn
         xw += self.bias_ih.data
         hs = self._hidden_buffer(xs)
@@ -283,8 +284,8 @@ class GRU(_Gated):
         return hs, rz, ns, hn
 
     def _bptt(self, dh, xs, states, record):
-        xp, H = backend.xp(), self.hidden_size
         hs, rz, ns, hn = states
+        xp, H = backend.xp(hs), self.hidden_size
         L = len(xs)
         dx_pre = xp.empty((L, *rz.shape[1:-1], 3 * H), dtype=hs.dtype)  # d/d(input terms): r, z, n
         dh_pre = xp.empty_like(dx_pre)  # d/d(W_hh h(t-1) + b_hh): r, z, r * dn

@@ -6,28 +6,21 @@ from pathlib import Path
 
 from twinnet import TwinnetError
 from twinnet.registry import get_experiment
+from twinnet.report.blocks import Block, Figure, Section, Table, Text, markdown_table, render_markdown, walk
 from twinnet.runs import (CHECKPOINT, CONFIG, ENV, INFLIGHT, METRICS, REPORT, RESULTS, STRUCTURE, SUMMARY, RunDir,
                           atomic_write_bytes)
-from twinnet.structure import format_markdown
+from twinnet.structure import table_blocks
+
+# markdown_table lives in twinnet.report.blocks; re-exported here, where the experiments import it from
+__all__ = ["FILES", "markdown_table", "report_blocks", "write_report"]
 
 
-def markdown_table(headers: list[str], rows: list[list], align_right: set[int] | None = None) -> str:
-    """A Markdown table; ``align_right`` holds the indices of numeric columns."""
-    align_right = align_right or set()
-    sep = ["---:" if i in align_right else "---" for i in range(len(headers))]
-    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(sep) + " |"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _structure_section(run: RunDir) -> str:
+def _structure_section(run: RunDir) -> list[Block]:
     if not run.file(STRUCTURE).exists():
-        return ""
-    parts = ["## Model structure"]
-    for label, engines in run.read_json(STRUCTURE).items():
-        for engine, table in engines.items():
-            parts.append(f"### {label} — {engine} engine\n\n" + format_markdown(table["rows"], table["total"]))
-    return "\n\n".join(parts)
+        return []
+    return [Section("Model structure", [
+        Section(f"{label} — {engine} engine", table_blocks(table["rows"], table["total"]))
+        for label, engines in run.read_json(STRUCTURE).items() for engine, table in engines.items()])]
 
 
 # what each file a run may leave holds: (shown as, found by, what); the report lists those this run has
@@ -46,13 +39,26 @@ FILES = (
 )
 
 
-def _files_section(run: RunDir) -> str:
+def _files_section(run: RunDir) -> Section:
     present = [f"`{shown}` ({what})" for shown, pattern, what in FILES if any(run.path.glob(pattern))]
-    return "## Files\n\n" + ", ".join(present) + "."
+    return Section("Files", [Text(", ".join(present) + ".")])
 
 
-def write_report(path: Path) -> Path:
-    """Draw the run's figures and write report.md; reads files only, never trains."""
+def _as_blocks(sections: list, run: RunDir, name: str) -> list[Block]:
+    """An experiment's report: Markdown strings (each a Text) or blocks; every figure it names must exist."""
+    if not isinstance(sections, (list, tuple)):
+        raise TypeError(f"the {name} report returned {type(sections).__name__}, not a list of Markdown strings "
+                        "or report blocks")
+    blocks = [Text(s) if isinstance(s, str) else s for s in sections]
+    for block in walk(blocks):
+        if isinstance(block, Figure) and not run.file(block.file).is_file():
+            raise TwinnetError(f"{run.path}: the {name} report shows the figure {block.file}, which is not in the "
+                               "run directory; run the experiment again")
+    return blocks
+
+
+def report_blocks(path: Path) -> list[Block]:
+    """The blocks of a finished run's report (drawing its figures first); reads files only, never trains."""
     run = RunDir(path)
     if not run.path.is_dir():
         raise TwinnetError(f"{run.path}: no such run directory")
@@ -64,24 +70,33 @@ def write_report(path: Path) -> Path:
         raise TwinnetError(f"{run.path}: {CONFIG} or {ENV} is damaged (not the object a run writes)")
     experiment = get_experiment(str(cfg.get("experiment")))
     try:
-        sections = [*experiment.report(run.path), _structure_section(run)]
+        if experiment.figures is not None:
+            experiment.figures(run.path)
+        sections = experiment.report(run.path)
+        structure = _structure_section(run)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
         raise TwinnetError(f"{run.path} is incomplete or damaged: its files lack what the {experiment.name} report "
                            f"needs ({type(e).__name__}: {e}); run the experiment again") from None
     config_rows = [[f"`{k}`", f"`{v}`"] for k, v in cfg["config"].items()]
     env_rows = [[k, f"`{v}`"] for k, v in env.items()]
-    text = "\n\n".join(
-        s
-        for s in [
-            f"# {experiment.name}: {experiment.description}",
-            f"Command: `{env.get('command', '?')}`  \nStarted: {env.get('started', '?')}"
-            + ("  \n**Quick (smoke-test) run: figures are not meaningful.**" if cfg.get("quick") else ""),
-            *sections,
-            "## Configuration\n\n" + markdown_table(["field", "value"], config_rows),
-            "## Environment\n\n" + markdown_table(["what", "value"], env_rows),
-            _files_section(run),
-        ]
-        if s
-    )
+    return [Section(f"{experiment.name}: {experiment.description}", [
+        Text(f"Command: `{env.get('command', '?')}`  \nStarted: {env.get('started', '?')}"
+             + ("  \n**Quick (smoke-test) run: figures are not meaningful.**" if cfg.get("quick") else "")),
+        *_as_blocks(sections, run, experiment.name),
+        *structure,
+        Section("Configuration", [Table(["field", "value"], config_rows)]),
+        Section("Environment", [Table(["what", "value"], env_rows)]),
+        _files_section(run),
+    ])]
+
+
+def write_report(path: Path) -> Path:
+    """Draw the run's figures and write report.md; reads files only, never trains.
+
+    The experiment's ``figures`` (where it has one) draws the PNGs, then its ``report`` gives the
+    sections (Markdown strings or report blocks), set between the run's heading and its structure,
+    configuration, environment and files sections."""
+    run = RunDir(path)
+    text = render_markdown(report_blocks(run.path), level=1)
     atomic_write_bytes(run.file(REPORT), (text + "\n").encode())
     return run.file(REPORT)

@@ -1,14 +1,11 @@
-"""Pieces shared by experiments: twin models from one set of weights, and their learners."""
+"""Twins: one architecture built in both engines from the same weights, and how closely they agree."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-
-from twinnet.learner import NumpyLearner, TorchLearner
-from twinnet.runs import STRUCTURE, RunDir
-from twinnet.structure import rows_as_dicts, structure
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -23,47 +20,30 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def twin_models(build, dtype: Literal["float32", "float64"], same_init: bool = True):
-    """Build ``build(nn)`` in both engines; with ``same_init`` the NumPy twin takes torch's weights."""
+def build_twins(build: Callable, dtype: Literal["float32", "float64"] = "float32", seed: int | None = None,
+                same_init: bool = True) -> dict:
+    """The one twin builder: ``build(nn)`` in both engines, ``{"numpy": ..., "torch": ...}``.
+
+    ``build`` takes an ``nn`` namespace (``twinnet.architectures.nn_namespace``). ``seed`` seeds
+    both initialisers first; with ``same_init`` the NumPy twin takes the torch twin's weights, so
+    the two start as one network."""
     import torch
 
     from twinnet.architectures import nn_namespace
 
+    if seed is not None:
+        seed_everything(seed)
     torch_model = build(nn_namespace("torch")).to(getattr(torch, dtype))
     numpy_model = build(nn_namespace("numpy")).to(DTYPES[dtype])
     if same_init:
         numpy_model.load_state_dict(torch_model.state_dict())
-    return numpy_model, torch_model
+    return {"numpy": numpy_model, "torch": torch_model}
 
 
-def sgd_learners(numpy_model, torch_model, lr: float, momentum: float, weight_decay: float = 0.0):
-    """Both engines with cross-entropy and SGD (momentum), equal hyperparameters."""
-    import torch
-
-    from twinnet import numpy_nn
-
-    return {
-        "numpy": NumpyLearner(
-            numpy_model,
-            numpy_nn.SGD(numpy_model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay),
-            numpy_nn.CrossEntropyLoss(),
-        ),
-        "torch": TorchLearner(
-            torch_model,
-            torch.optim.SGD(torch_model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay),
-            torch.nn.CrossEntropyLoss(),
-        ),
-    }
-
-
-def save_structures(run: RunDir, label: str, models: dict, input_shape: tuple[int, ...]) -> None:
-    """Add the layer tables of each engine's model under ``label`` to structure.json."""
-    table = run.read_json(STRUCTURE) if run.file(STRUCTURE).exists() else {}
-    table[label] = {}
-    for engine, model in models.items():
-        rows, total = structure(model, input_shape)
-        table[label][engine] = {"rows": rows_as_dicts(rows), "total": total}
-    run.write_json(STRUCTURE, table)
+def twin_models(build: Callable, dtype: Literal["float32", "float64"], same_init: bool = True):
+    """``(numpy_model, torch_model)`` of ``build_twins`` (as the notebooks and tests unpack them)."""
+    twins = build_twins(build, dtype, same_init=same_init)
+    return twins["numpy"], twins["torch"]
 
 
 def max_relative_difference(a, b) -> float:

@@ -1,0 +1,145 @@
+"""Reports built from typed blocks (Section, Text, Table, Figure) and their one Markdown renderer."""
+
+import json
+from dataclasses import dataclass, replace
+
+import pytest
+
+import twinnet.registry
+from twinnet import TwinnetError
+from twinnet.config import BaseConfig
+from twinnet.registry import Experiment, register
+from twinnet.report.blocks import Figure, Section, Table, Text, markdown_table, render_markdown
+from twinnet.report.build import write_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_sections_nest_one_heading_level_deeper_each():
+    text = render_markdown([Section("Outer", [Text("intro"), Section("Inner", [Text("deep")]), Text("after")]),
+                            Section("Next", [])])
+    assert text == "## Outer\n\nintro\n\n### Inner\n\ndeep\n\nafter\n\n## Next"
+    assert render_markdown([Section("Title", [Section("Sub", [])])], level=1) == "# Title\n\n## Sub"
+    with pytest.raises(ValueError, match="nested too deep"):
+        render_markdown([Section("a", [Section("b", [])])], level=6)
+
+
+def test_a_table_aligns_its_numeric_columns_right():
+    text = render_markdown([Table(["name", "count", "share"], [["a", 1, "50%"], ["b|c", 22, "50%"]], {1, 2},
+                                  caption="Counts")])
+    assert text.splitlines() == ["| name | count | share |", "| --- | ---: | ---: |", "| a | 1 | 50% |",
+                                 "| b\\|c | 22 | 50% |", "", "*Table: Counts*"]  # a | in a cell stays in it
+    assert text.split("\n\n")[0] == markdown_table(["name", "count", "share"], [["a", 1, "50%"], ["b|c", 22, "50%"]],
+                                                   {1, 2})
+    with pytest.raises(ValueError, match="row 0 has 1 cells"):
+        Table(["a", "b"], [["x"]])
+    with pytest.raises(ValueError, match="numeric columns"):
+        Table(["a", "b"], [], {2})
+
+
+def test_the_old_import_of_markdown_table_is_the_one_renderer():
+    from twinnet.report import blocks, build
+
+    assert build.markdown_table is blocks.markdown_table
+
+
+def test_a_figure_shows_its_png_and_caption_and_needs_a_caption():
+    text = render_markdown([Figure("loss.png", "Training loss over steps")])
+    assert text == "![loss.png](loss.png)\n\n*Figure: Training loss over steps*"
+    for caption in ("", "   "):
+        with pytest.raises(ValueError, match="no caption"):
+            Figure("loss.png", caption)
+    for file in ("loss.svg", "/tmp/loss.png", "../loss.png"):
+        with pytest.raises(ValueError):
+            Figure(file, "a caption")
+
+
+def test_anything_else_is_not_a_block():
+    with pytest.raises(TypeError, match="not a report block"):
+        render_markdown([Text("fine"), {"markdown": "not a block"}])
+
+
+@dataclass(frozen=True)
+class _TinyConfig(BaseConfig):
+    width: int = 3
+
+
+@pytest.fixture
+def block_experiment(tmp_path):
+    """A throwaway experiment whose report is blocks, and a finished run of it (its files written by hand);
+    tests may replace its registry entry, which is removed afterwards whatever it then holds."""
+    calls = []
+
+    def figures(path):
+        calls.append("figures")
+        (path / "curve.png").write_bytes(PNG)
+
+    def report(path):
+        calls.append("report" if (path / "curve.png").exists() else "report, no curve.png")
+        return [
+            Section("Results", [
+                Text("What the run found."),
+                Table(["model", "accuracy"], [["tiny", "97.00%"]], {1}, caption="Final accuracy"),
+                Section("Curves", [Figure("curve.png", "Loss against steps")]),
+            ]),
+            Section("Notes", [Text("Nothing else.")]),
+        ]
+
+    name = "test-blocks-throwaway"
+    register(Experiment(name=name, description="an experiment of the report-blocks tests", config_cls=_TinyConfig,
+                        run=lambda *args: {}, report=report, figures=figures))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"experiment": name, "quick": False,
+                                                 "config": {"seed": 0, "width": 3}}))
+    (run / "env.json").write_text(json.dumps({"command": "twinnet run test-blocks-throwaway", "started": "today"}))
+    (run / "summary.json").write_text("{}")
+    try:
+        yield run, calls, name
+    finally:
+        twinnet.registry.EXPERIMENTS.pop(name)
+
+
+def test_write_report_renders_an_experiments_blocks_in_order(block_experiment):
+    run, calls, _ = block_experiment
+    text = write_report(run).read_text()
+    assert calls == ["figures", "report"]
+    expected = [
+        "# test-blocks-throwaway: an experiment of the report-blocks tests",
+        "Command: `twinnet run test-blocks-throwaway`",
+        "## Results", "What the run found.",
+        "| model | accuracy |\n| --- | ---: |\n| tiny | 97.00% |", "*Table: Final accuracy*",
+        "### Curves", "![curve.png](curve.png)", "*Figure: Loss against steps*",
+        "## Notes", "Nothing else.",
+        "## Configuration", "| field | value |\n| --- | --- |\n| `seed` | `0` |\n| `width` | `3` |",
+        "## Environment", "| `twinnet run test-blocks-throwaway` |",
+        "## Files", "`config.json` (configuration)", "`*.png` (figures)",
+    ]
+    positions = [text.find(part) for part in expected]
+    assert -1 not in positions, [p for p, at in zip(expected, positions) if at == -1]
+    assert positions == sorted(positions)
+    assert "## Model structure" not in text  # this run has no structure.json
+    assert text.endswith(".\n") and "\n\n\n" not in text
+
+
+def test_a_report_that_shows_a_missing_figure_is_refused(block_experiment):
+    run, calls, name = block_experiment
+    experiment = twinnet.registry.EXPERIMENTS[name]
+    twinnet.registry.EXPERIMENTS[name] = replace(experiment, figures=None)  # nothing draws curve.png
+    with pytest.raises(TwinnetError, match="curve.png, which is not in the run directory"):
+        write_report(run)
+    assert calls == ["report, no curve.png"] and not (run / "report.md").exists()
+
+
+def test_write_report_still_takes_markdown_strings(block_experiment):
+    run, _, name = block_experiment
+    experiment = twinnet.registry.EXPERIMENTS[name]
+    twinnet.registry.EXPERIMENTS[name] = replace(experiment, figures=None,
+                                                 report=lambda path: ["## Old style\n\nA paragraph.", ""])
+    (run / "structure.json").write_text(json.dumps({"MLP": {"numpy": {"total": 102, "rows": [
+        {"name": "0", "kind": "Linear", "kernel": "", "stride": "", "padding": "", "input_shape": [2],
+         "output_shape": [20], "params": 60}]}}}))
+    text = write_report(run).read_text()
+    assert "Command: `twinnet run test-blocks-throwaway`  \nStarted: today\n\n## Old style\n\nA paragraph.\n\n" \
+           "## Model structure\n\n### MLP — numpy engine\n\n| layer | kind |" in text
+    assert "| 0 | Linear |  |  |  | (2) | (20) | 60 |\n\nTotal parameters: **102**\n\n## Configuration" in text
