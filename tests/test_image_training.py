@@ -241,18 +241,26 @@ def test_resume_refuses_changed_settings(data_dir, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_an_interrupted_ablation_keeps_its_finished_variants(data_dir, tmp_path, monkeypatch, capsys):
-    from twinnet.experiments import image
+    import dataclasses
 
-    run = image.run
-    monkeypatch.setattr(image, "run", lambda cfg, run_dir: run(cfg, run_dir) if cfg.flip is False
-                        else (_ for _ in ()).throw(KeyboardInterrupt))  # the second rung is interrupted
+    from twinnet.registry import EXPERIMENTS, get_experiment
+
+    rung = get_experiment("cnn-ablation-augment")
+
+    def interrupted(cfg, run_dir, ctx):
+        raise KeyboardInterrupt  # the second rung is interrupted
+
+    monkeypatch.setitem(EXPERIMENTS, rung.name, dataclasses.replace(rung, run=interrupted))
     out = tmp_path / "ablation"
     assert _run("cnn-ablation", data_dir, out, "variants=course,augment", extra=["--quick"]) == 130
-    assert (out / "course" / "summary.json").exists()
-    monkeypatch.setattr(image, "run", run)
+    assert (out / "course" / "summary.json").exists() and (out / "course" / "report.md").exists()
+    finished = {p.name: p.stat().st_mtime_ns for p in (out / "course").iterdir()}
+    monkeypatch.setitem(EXPERIMENTS, rung.name, rung)
     assert main(["run", "cnn-ablation", "--resume", str(out), "--data-dir", str(data_dir), "--threads", "1"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert [r["variant"] for r in summary["variants"]] == ["course", "augment"]
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "course").iterdir()} == finished  # not trained again
+    assert (out / "augment" / "report.md").exists()
 
 
 def test_a_corrupt_checkpoint_is_one_clear_line(data_dir, tmp_path, capsys):

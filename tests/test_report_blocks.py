@@ -37,12 +37,6 @@ def test_a_table_aligns_its_numeric_columns_right():
         Table(["a", "b"], [], {2})
 
 
-def test_the_old_import_of_markdown_table_is_the_one_renderer():
-    from twinnet.report import blocks, build
-
-    assert build.markdown_table is blocks.markdown_table
-
-
 def test_a_figure_shows_its_png_and_caption_and_needs_a_caption():
     text = render_markdown([Figure("loss.png", "Training loss over steps")])
     assert text == "![loss.png](loss.png)\n\n*Figure: Training loss over steps*"

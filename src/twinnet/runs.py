@@ -27,7 +27,6 @@ CONFIG, METRICS, SUMMARY, ENV, STRUCTURE, REPORT = (
 )
 CHECKPOINT = "checkpoint.pt"  # an image run's weights, optimiser and loop state at the end of its latest epoch
 RESULTS = "results.jsonl"  # a sweep's finished runs, one JSON line each
-INFLIGHT = "inflight"  # a sweep's checkpoint for each run in progress, removed once its result is in RESULTS
 TMP_SUFFIX = ".tmp"  # an atomic write in progress: ".NAME.XXXX.tmp" beside NAME
 
 

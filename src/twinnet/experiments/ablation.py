@@ -12,7 +12,7 @@ from twinnet.experiments import image
 from twinnet.experiments.cifar import ABLATION_BUDGET, LADDER, QUICK, VARIANTS, rung
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
-from twinnet.report.build import markdown_table
+from twinnet.report.blocks import Figure, Section, Table, Text
 from twinnet.runs import SUMMARY, RunDir
 from twinnet.sweep import Job, run_sweep
 
@@ -73,14 +73,9 @@ def _changes(name: str) -> str:
     return prefix + ", ".join(f"{k}={v}" for k, v in settings.items())
 
 
-def report(path: Path) -> list[str]:
-    run_dir = RunDir(path)
-    s = run_dir.read_json(SUMMARY)
-    rows = [[r["variant"], r["changes"], f"{100 * r['test_acc']:.2f}%",
-             f"{r['train_loss']:.4f}", f"{r['test_loss']:.4f}", f"{r['train_time_s']:.0f} s", f"{r['params']:,}"]
-            for r in s["variants"]]
-    table = markdown_table(["variant", "changes", "test acc", "train loss", "test loss", "train time", "params"], rows,
-                           {2, 3, 4, 5, 6})
+def figures(path: Path) -> None:
+    """ablation.png: every rung's test curves, from the rungs' own metrics."""
+    s = RunDir(path).read_json(SUMMARY)
     fig, ax = plots.figure(2, 5.5, 4.0)
     for r in s["variants"]:
         metrics = RunDir(path / r["variant"]).metrics()
@@ -90,15 +85,26 @@ def report(path: Path) -> list[str]:
         ax[0, j].set(xlabel="epoch", ylabel=label)
         ax[0, j].grid(alpha=0.3)
         ax[0, j].legend(fontsize=8)
-    plots.save(fig, run_dir.file("ablation.png"))
+    plots.save(fig, RunDir(path).file("ablation.png"))
+
+
+def report(path: Path) -> list:
+    s = RunDir(path).read_json(SUMMARY)
+    rows = [[r["variant"], r["changes"], f"{100 * r['test_acc']:.2f}%", f"{r['train_loss']:.4f}",
+             f"{r['test_loss']:.4f}", f"{r['train_time_s']:.0f} s", f"{r['params']:,}"] for r in s["variants"]]
     first = RunDir(path / s["variants"][0]["variant"]).read_json(SUMMARY)
-    return ["## Ablation\n\n" + table + "\n\nLadder rungs each add their change to all rungs above them; "
-            "`best + ...` rows change one thing in the last ladder rung. Train figures are the running mean over "
-            "the last epoch (with augmentation, where it is on). Each rung is a complete run of its preset "
-            "`cnn-ablation-<rung>` in its own folder, with its own report: """
-            + ", ".join(f"[{r['variant']}]({r['variant']}/report.md)" for r in s["variants"]) + "."
-            + image.data_note(first),
-            "## Test curves\n\n![ablation.png](ablation.png)"]
+    links = ", ".join(f"[{r['variant']}]({r['variant']}/report.md)" for r in s["variants"])
+    return [
+        Section("Ablation", [
+            Table(["variant", "changes", "test acc", "train loss", "test loss", "train time", "params"], rows,
+                  {2, 3, 4, 5, 6}),
+            Text("Ladder rungs each add their change to all rungs above them; `best + ...` rows change one thing in "
+                 "the last ladder rung. Train figures are the running mean over the last epoch (with augmentation, "
+                 "where it is on). Each rung is a complete run of its preset `cnn-ablation-<rung>` in its own "
+                 f"folder, with its own report: {links}." + image.data_note(first))]),
+        Section("Test curves", [Figure("ablation.png", "Test accuracy and test loss of every rung against epochs, "
+                                                       "each rung at the same budget.")]),
+    ]
 
 
 def headline(s: dict) -> str:
@@ -109,6 +115,6 @@ register(Experiment(
     name="cnn-ablation",
     description="rungs of the CIFAR-10 ablation ladder (augmentation, schedule, label smoothing, AdamW, "
     "architecture variants) at one budget: a sweep over the cnn-ablation-<rung> presets, and their table",
-    config_cls=AblationConfig, run=run, report=report, headline=headline,
+    config_cls=AblationConfig, run=run, report=report, figures=figures, headline=headline,
     defaults={**rung("course"), **ABLATION_BUDGET}, quick={**QUICK, "variants": "course,augment"},
 ))

@@ -19,7 +19,7 @@ from twinnet.data.images import ImageSource
 from twinnet.learner import evaluate, make_learner
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
-from twinnet.report.build import markdown_table
+from twinnet.report.blocks import Figure, Section, Table, Text
 from twinnet.runs import CHECKPOINT, METRICS, SUMMARY, RunDir
 from twinnet.structure import count_parameters, save_structures
 from twinnet.train import Diverged, fit, train_config
@@ -243,28 +243,12 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarr
     return np.bincount(y_true * n + y_pred, minlength=n * n).reshape(n, n)
 
 
-def report(path: Path) -> list[str]:
+def figures(path: Path) -> None:
+    """curves.png and confusion.png, from the run's files."""
     run_dir = RunDir(path)
     s, metrics = run_dir.read_json(SUMMARY), run_dir.metrics()
     if s.get("outcome") == "diverged":
-        kept = s.get("last_checkpoint_step")
-        return [f"## Diverged\n\nThe loss of {s['model']} ({s['engine']}) became NaN or infinite at step "
-                f"{s['diverged_at_step']:,}, so training stopped there"
-                + (f"; the checkpoint of step {kept:,} is kept" if kept is not None else "")
-                + f". Lower the learning rate and start a new run. {len(metrics)} evaluations before it are in "
-                f"`{METRICS}`."]
-    a = run_dir.load_arrays("predictions.npz")
-    classes = [str(c) for c in a["classes"]]
-    sections = ["## Final figures\n\n" + markdown_table(
-        ["model", "engine", "params", "train acc", "test acc", "train loss", "test loss", "train time"],
-        [[s["model"], s["engine"], f"{s['params']:,}", f"{100 * s['train_acc']:.2f}%", f"{100 * s['test_acc']:.2f}%",
-          f"{s['train_loss']:.4f}", f"{s['test_loss']:.4f}", f"{s['train_time_s']:.1f} s"]], {2, 3, 4, 5, 6, 7})
-        + "\n\nTrain figures are the running mean over the steps since the previous evaluation."
-        + (f"\n\nTest figures are those of the weights with the best validation accuracy "
-           f"({100 * s['val_acc']:.2f}% at step {s['selected_step']:,}"
-           + (", where early stopping ended the run" if s["stopped_early"] else "") + ")." if "val_acc" in s else "")
-        + data_note(s)]
-
+        return
     fig, ax = plots.figure(2, 5.5, 4.0)
     for j, (key, label) in enumerate((("loss", "cross-entropy loss"), ("acc", "accuracy"))):
         series = {split: ([r["epoch"] for r in metrics], [r[f"{split}_{key}"] for r in metrics])
@@ -272,17 +256,49 @@ def report(path: Path) -> list[str]:
         plots.curves(ax[0, j], series, plots.SPLIT_STYLE, "epoch", label, logy=key == "loss")
         ax[0, j].set_title(f"{s['model']} ({s['engine']}): {label}")
     plots.save(fig, run_dir.file("curves.png"))
-
-    cm = confusion_matrix(a["y_true"], a["y_pred"], len(classes))
+    a = run_dir.load_arrays("predictions.npz")
+    classes = [str(c) for c in a["classes"]]
     fig, ax = plots.figure(1, 6.5, 5.5)
-    plots.confusion(ax[0, 0], cm, classes)
+    plots.confusion(ax[0, 0], confusion_matrix(a["y_true"], a["y_pred"], len(classes)), classes)
     plots.save(fig, run_dir.file("confusion.png"))
-    per_class = markdown_table(["class", "test accuracy", "test images"],
-                               [[c, f"{100 * cm[i, i] / max(cm[i].sum(), 1):.2f}%", int(cm[i].sum())]
-                                for i, c in enumerate(classes)], {1, 2})
-    sections.append("## Training curves\n\n![curves.png](curves.png)")
-    sections.append("## Confusion matrix and per-class accuracy\n\n![confusion.png](confusion.png)\n\n" + per_class)
-    return sections
+
+
+def report(path: Path) -> list:
+    run_dir = RunDir(path)
+    s, metrics = run_dir.read_json(SUMMARY), run_dir.metrics()
+    if s.get("outcome") == "diverged":
+        kept = s.get("last_checkpoint_step")
+        return [Section("Diverged", [Text(
+            f"The loss of {s['model']} ({s['engine']}) became NaN or infinite at step {s['diverged_at_step']:,}, so "
+            "training stopped there" + (f"; the checkpoint of step {kept:,} is kept" if kept is not None else "")
+            + f". Lower the learning rate and start a new run. {len(metrics)} evaluations before it are in "
+            f"`{METRICS}`.")])]
+    a = run_dir.load_arrays("predictions.npz")
+    classes = [str(c) for c in a["classes"]]
+    cm = confusion_matrix(a["y_true"], a["y_pred"], len(classes))
+    notes = "Train figures are the running mean over the steps since the previous evaluation."
+    if "val_acc" in s:
+        notes += (f"\n\nTest figures are those of the weights with the best validation accuracy "
+                  f"({100 * s['val_acc']:.2f}% at step {s['selected_step']:,}"
+                  + (", where early stopping ended the run" if s["stopped_early"] else "") + ").")
+    return [
+        Section("Final figures", [
+            Table(["model", "engine", "params", "train acc", "test acc", "train loss", "test loss", "train time"],
+                  [[s["model"], s["engine"], f"{s['params']:,}", f"{100 * s['train_acc']:.2f}%",
+                    f"{100 * s['test_acc']:.2f}%", f"{s['train_loss']:.4f}", f"{s['test_loss']:.4f}",
+                    f"{s['train_time_s']:.1f} s"]], {2, 3, 4, 5, 6, 7}),
+            Text(notes + data_note(s))]),
+        Section("Training curves", [Figure("curves.png", (
+            f"{s['model']} ({s['engine']} engine) on {s['dataset']}: cross-entropy loss (log scale) and accuracy "
+            "against epochs, train (running mean since the previous evaluation)"
+            + (", validation" if "val_acc" in metrics[0] else "") + " and test."))]),
+        Section("Confusion matrix and per-class accuracy", [
+            Figure("confusion.png", f"Confusion matrix on the {int(cm.sum()):,} test images: rows the true class, "
+                                    "columns the predicted one."),
+            Table(["class", "test accuracy", "test images"],
+                  [[c, f"{100 * cm[i, i] / max(cm[i].sum(), 1):.2f}%", int(cm[i].sum())]
+                   for i, c in enumerate(classes)], {1, 2})]),
+    ]
 
 
 def data_note(s: dict) -> str:
@@ -303,4 +319,4 @@ def headline(s: dict) -> str:
 def preset(name: str, description: str, defaults: dict, quick: dict) -> Experiment:
     """Register a named preset of the image runner."""
     return register(Experiment(name=name, description=description, config_cls=ImageConfig, run=run, report=report,
-                               headline=headline, defaults=defaults, quick=quick))
+                               figures=figures, headline=headline, defaults=defaults, quick=quick))

@@ -14,7 +14,7 @@ from twinnet.data.toy import TOY_DATASETS, make_toy
 from twinnet.learner import make_learner
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
-from twinnet.report.build import markdown_table
+from twinnet.report.blocks import Figure, Section, Table, Text
 from twinnet.runs import SUMMARY, RunDir
 from twinnet.structure import save_structures
 from twinnet.train import Diverged, fit, train_config
@@ -105,6 +105,14 @@ def run(cfg: MLPCompareConfig, run_dir: RunDir, ctx) -> dict:
     return {"results": results, "agreement": agreement}
 
 
+def figures(path: Path) -> None:
+    """Per dataset: its points, both engines' decision boundaries, their curves and their agreement."""
+    run_dir = RunDir(path)
+    summary, metrics = run_dir.read_json(SUMMARY), run_dir.metrics()
+    for dataset in summary["agreement"]:
+        _figures(run_dir, dataset, metrics)
+
+
 def _figures(run_dir: RunDir, dataset: str, metrics: list[dict]) -> list[str]:
     a = run_dir.load_arrays(f"{dataset}.npz")
     classes = [str(c) for c in a["classes"]]
@@ -147,24 +155,32 @@ def _figures(run_dir: RunDir, dataset: str, metrics: list[dict]) -> list[str]:
     return files
 
 
-def report(path: Path) -> list[str]:
-    run_dir = RunDir(path)
-    summary, metrics = run_dir.read_json(SUMMARY), run_dir.metrics()
+CAPTIONS = {
+    "data": "{d}: the points, class by colour, training set as circles and test set as triangles.",
+    "boundary": "{d}: the decision regions each engine's trained MLP draws, over the training and test points.",
+    "curves": "{d}: cross-entropy loss (log scale) and accuracy against epochs, train and test, both engines (the "
+              "NumPy engine's lines wide and pale under PyTorch's).",
+    "agreement": "{d}: the relative difference between the two engines' training loss at every step, from the same "
+                 "initial weights and batches.",
+}
+
+
+def report(path: Path) -> list:
+    summary = RunDir(path).read_json(SUMMARY)
     rows = [[r["dataset"], r["engine"], f"{100 * r['train_acc']:.2f}%", f"{100 * r['test_acc']:.2f}%",
              f"{r['train_loss']:.4f}", f"{r['test_loss']:.4f}"] for r in summary["results"]]
-    sections = ["## Final figures\n\n" + markdown_table(
-        ["dataset", "engine", "train acc", "test acc", "train loss", "test loss"], rows, {2, 3, 4, 5})]
     agree_rows = [[d, a["steps"], a["dtype"], a["same_init"], f"{a['max_rel_loss_diff']:.2e}"]
                   for d, a in summary["agreement"].items()]
-    sections.append(
-        "## Do the twins agree?\n\nLargest relative difference between the two engines' training-loss "
-        "curves, step by step (same initial weights, same batches).\n\n"
-        + markdown_table(["dataset", "steps", "dtype", "same init", "max relative difference"], agree_rows, {1, 4})
-    )
-    for dataset in summary["agreement"]:
-        files = _figures(run_dir, dataset, metrics)
-        sections.append(f"## {dataset}\n\n" + "\n\n".join(f"![{f}]({f})" for f in files))
-    return sections
+    return [
+        Section("Final figures", [Table(["dataset", "engine", "train acc", "test acc", "train loss", "test loss"],
+                                        rows, {2, 3, 4, 5})]),
+        Section("Do the twins agree?", [
+            Text("Largest relative difference between the two engines' training-loss curves, step by step (same "
+                 "initial weights, same batches)."),
+            Table(["dataset", "steps", "dtype", "same init", "max relative difference"], agree_rows, {1, 4})]),
+        *(Section(d, [Figure(f"{d}_{kind}.png", caption.format(d=d)) for kind, caption in CAPTIONS.items()])
+          for d in summary["agreement"]),
+    ]
 
 
 def headline(summary: dict) -> str:
@@ -187,6 +203,7 @@ register(
         config_cls=MLPCompareConfig,
         run=run,
         report=report,
+        figures=figures,
         quick={"epochs": 2, "n_samples": 100, "grid": 30},
         headline=headline,
     )

@@ -13,7 +13,7 @@ from twinnet.config import to_dict
 from twinnet.recurrent_task import BEST, MODEL_NAMES, PalindromeConfig, save_model_structure, train_one
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
-from twinnet.report.build import markdown_table
+from twinnet.report.blocks import Figure, Section, Table, Text
 from twinnet.runs import CHECKPOINT, METRICS, SUMMARY, RunDir
 
 
@@ -28,19 +28,13 @@ def run(cfg: PalindromeConfig, run_dir: RunDir, ctx) -> dict:
     return {**result, "parameters": params}
 
 
-def _param_table(params: list[dict]) -> str:
-    rows = [[f"`{p['name']}`", "(" + ", ".join(str(d) for d in p["shape"]) + ")", f"{p['count']:,}"] for p in params]
-    rows.append(["total", "", f"{sum(p['count'] for p in params):,}"])
-    return markdown_table(["parameter", "shape", "count"], rows, {2})
-
-
-def report(path: Path) -> list[str]:
+def figures(path: Path) -> None:
+    """curves.png: eval and running train figures against steps, and the curriculum's length if it moved."""
     run_dir = RunDir(path)
     s, metrics = run_dir.read_json(SUMMARY), run_dir.metrics()
-    lengths = [r["length"] for r in metrics]
+    lengths, steps = [r["length"] for r in metrics], [r["step"] for r in metrics]
     curriculum = len(set(lengths)) > 1
     fig, ax = plots.figure(3 if curriculum else 2, 4.8, 3.6)
-    steps = [r["step"] for r in metrics]
     for key, j, label in (("acc", 0, "accuracy"), ("loss", 1, "cross-entropy loss")):
         series = {"eval (fresh, full length)": (steps, [r[f"test_{key}"] for r in metrics]),
                   "train (running, current length)": (steps[1:], [r[f"train_{key}"] for r in metrics[1:]])}
@@ -52,16 +46,30 @@ def report(path: Path) -> list[str]:
         ax[0, 2].grid(alpha=0.3)
     fig.suptitle(f"{MODEL_NAMES[s['model']]}, T={s['length']}, {s['engine']} engine", y=1.02)
     plots.save(fig, run_dir.file("curves.png"))
-    table = markdown_table(
-        ["model", "T", "engine", "test accuracy", "test loss", "best eval acc", "steps", "outcome", "train time"],
-        [[MODEL_NAMES[s["model"]], s["length"], s["engine"], f"{100 * s['test_acc']:.2f}%",
-          "n/a" if s["test_loss"] is None else f"{s['test_loss']:.4f}", f"{100 * s['best_eval_acc']:.2f}%",
-          f"{s['steps_done']:,}", s["outcome"], f"{s['train_time_s']:.1f} s"]], {1, 3, 4, 5, 6, 8})
+
+
+def report(path: Path) -> list:
+    run_dir = RunDir(path)
+    s, metrics = run_dir.read_json(SUMMARY), run_dir.metrics()
+    params = [[f"`{p['name']}`", "(" + ", ".join(str(d) for d in p["shape"]) + ")", f"{p['count']:,}"]
+              for p in s["parameters"]]
+    moved = len({r["length"] for r in metrics}) > 1
     return [
-        "## Result\n\n" + table + "\n\nTest accuracy is measured on fresh samples that no decision "
-        "(early stopping, curriculum) looked at; the curves use a separate fixed eval set.",
-        "## Training curves\n\n![curves.png](curves.png)",
-        "## Parameters (same names and shapes in both engines)\n\n" + _param_table(s["parameters"]),
+        Section("Result", [
+            Table(["model", "T", "engine", "test accuracy", "test loss", "best eval acc", "steps", "outcome",
+                   "train time"],
+                  [[MODEL_NAMES[s["model"]], s["length"], s["engine"], f"{100 * s['test_acc']:.2f}%",
+                    "n/a" if s["test_loss"] is None else f"{s['test_loss']:.4f}", f"{100 * s['best_eval_acc']:.2f}%",
+                    f"{s['steps_done']:,}", s["outcome"], f"{s['train_time_s']:.1f} s"]], {1, 3, 4, 5, 6, 8}),
+            Text("Test accuracy is measured on fresh samples that no decision (early stopping, curriculum) looked "
+                 "at; the curves use a separate fixed eval set.")]),
+        Section("Training curves", [Figure("curves.png", (
+            "Accuracy and cross-entropy loss (log scale) against steps: on the fixed eval set at the full length "
+            "T, and the running mean of the training batches since the previous evaluation, at the length they "
+            "were drawn at" + ("; right, the curriculum's training length." if moved else ".")))]),
+        Section("Parameters (same names and shapes in both engines)", [
+            Table(["parameter", "shape", "count"],
+                  [*params, ["total", "", f"{sum(p['count'] for p in s['parameters']):,}"]], {2})]),
     ]
 
 
@@ -75,10 +83,10 @@ QUICK = {"steps": 40, "hidden": 16, "eval_every": 20, "eval_size": 200, "final_s
 register(Experiment(
     name="palindrome",
     description="one RNN/LSTM/GRU recalls the first digit of a length-T palindrome (course recipe)",
-    config_cls=PalindromeConfig, run=run, report=report, headline=headline, quick=QUICK,
+    config_cls=PalindromeConfig, run=run, report=report, figures=figures, headline=headline, quick=QUICK,
 ))
 register(Experiment(
     name="palindrome-best",
     description="palindrome with our best settings: orthogonal W_hh, lr 3e-4, curriculum over T, best weights kept",
-    config_cls=PalindromeConfig, run=run, report=report, headline=headline, defaults=BEST, quick=QUICK,
+    config_cls=PalindromeConfig, run=run, report=report, figures=figures, headline=headline, defaults=BEST, quick=QUICK,
 ))

@@ -20,7 +20,7 @@ from twinnet.recurrent_task import BEST, MODEL_NAMES, MODELS, Recipe, check_grid
     save_model_structure
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
-from twinnet.report.build import markdown_table
+from twinnet.report.blocks import Figure, Section, Table, Text
 from twinnet.runs import RESULTS, SUMMARY, RunDir
 from twinnet.sweep import Job, run_sweep
 
@@ -148,34 +148,50 @@ def _or_none(t: int | None) -> str:
     return "none passed" if t is None else str(t)
 
 
-def report(path: Path) -> list[str]:
-    run_dir = RunDir(path)
-    s = run_dir.read_json(SUMMARY)
+def _runs(path: Path, s: dict) -> tuple[list[dict], list[int], list[str]]:
+    """The sweep's runs of the models and lengths its summary holds, those lengths and models."""
     models = [m for m, rows in s["accuracy"].items() if rows]
-    results = [r for r in s["jobs"] if r["model"] in models]
+    lengths = sorted({row["length"] for m in models for row in s["accuracy"][m]})
+    results = [r for r in s["jobs"] if r["model"] in models and r["length"] in lengths]
     if not all(re.fullmatch(r"runs/[a-z]+-T\d+-seed\d+", r["job"]) for r in results):
         raise ValueError("a job that is no run of the sweep")
-    lengths = sorted({row["length"] for m in models for row in s["accuracy"][m]})
-    results = [r for r in results if r["length"] in lengths]
+    return results, lengths, models
+
+
+def figures(path: Path) -> None:
+    run_dir = RunDir(path)
+    s = run_dir.read_json(SUMMARY)
+    results, lengths, _ = _runs(path, s)  # read first: a damaged summary draws nothing
+    _accuracy_figure(run_dir, s)
+    _curves_figure(run_dir, results, lengths)
+
+
+def report(path: Path) -> list:
+    s = RunDir(path).read_json(SUMMARY)
+    results, lengths, models = _runs(path, s)
     cells = {(m, r["length"]): f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}"
              for m in models for r in s["accuracy"][m]}
-    acc_table = markdown_table(["T", *(MODEL_NAMES[m] for m in models)],
-                               [[t, *(cells.get((m, t), "") for m in models)] for t in lengths],
-                               set(range(len(models) + 1)))
-    longest = markdown_table(["model", "longest T with mean >= 99%", "longest T, every shorter T passing too"],
-                             [[MODEL_NAMES[m], _or_none(s["longest_T_99"][m]["longest_T"]),
-                               _or_none(s["longest_T_99"][m]["longest_T_unbroken"])] for m in models], {1, 2})
-    note = f"\n\n**{s['missing_runs']} runs missing**: resume with `twinnet run palindrome-sweep --resume {path}`." \
-        if s["missing_runs"] else ""
-    _accuracy_figure(run_dir, s)  # drawn once every figure the text needs was read: a damaged summary changes nothing
-    _curves_figure(run_dir, results, lengths)
+    seeds = sorted({r["seed"] for r in results})
     return [
-        "## How long a palindrome each model learns\n\n" + longest + note,
-        "## Accuracy against length\n\n![accuracy_vs_length.png](accuracy_vs_length.png)\n\n"
-        "Test accuracy (%) on fresh samples, mean ± std over seeds:\n\n" + acc_table,
-        "## Training curves\n\n![curves_by_length.png](curves_by_length.png)\n\n"
-        f"Every run is a complete run directory under `runs/` with its own report; `{RESULTS}` holds each one's "
-        "summary (one JSON line per run).",
+        Section("How long a palindrome each model learns", [
+            Table(["model", "longest T with mean >= 99%", "longest T, every shorter T passing too"],
+                  [[MODEL_NAMES[m], _or_none(s["longest_T_99"][m]["longest_T"]),
+                    _or_none(s["longest_T_99"][m]["longest_T_unbroken"])] for m in models], {1, 2}),
+            Text(f"**{s['missing_runs']} runs missing**: resume with `twinnet run palindrome-sweep --resume {path}`."
+                 if s["missing_runs"] else "")]),
+        Section("Accuracy against length", [
+            Figure("accuracy_vs_length.png", f"Test accuracy on fresh samples against the palindrome length T, per "
+                                             f"model: mean over the {len(seeds)} seeds, the band one standard "
+                                             "deviation either side, a dot for each seed; dashed, the 99% that "
+                                             "counts as learnt; dotted, chance."),
+            Table(["T", *(MODEL_NAMES[m] for m in models)],
+                  [[t, *(cells.get((m, t), "") for m in models)] for t in lengths], set(range(len(models) + 1)),
+                  caption="test accuracy (%) on fresh samples, mean ± std over seeds")]),
+        Section("Training curves", [
+            Figure("curves_by_length.png", "Accuracy on the fixed eval set against steps, one panel per length, "
+                                           "one line per run, coloured by model."),
+            Text(f"Every run is a complete run directory under `runs/` with its own report; `{RESULTS}` holds each "
+                 "one's summary (one JSON line per run).")]),
     ]
 
 
@@ -191,10 +207,10 @@ QUICK = {"lengths": (3, 6), "n_seeds": 2, "steps": 30, "hidden": 8, "eval_every"
 register(Experiment(
     name="palindrome-sweep",
     description="accuracy against palindrome length T for RNN, LSTM and GRU over several seeds (resumable)",
-    config_cls=SweepConfig, run=run, report=report, headline=headline, quick=QUICK,
+    config_cls=SweepConfig, run=run, report=report, figures=figures, headline=headline, quick=QUICK,
 ))
 register(Experiment(
     name="palindrome-sweep-best",
     description="palindrome-sweep with our best settings (orthogonal W_hh, lr 3e-4, curriculum, best weights)",
-    config_cls=SweepConfig, run=run, report=report, headline=headline, defaults=BEST, quick=QUICK,
+    config_cls=SweepConfig, run=run, report=report, figures=figures, headline=headline, defaults=BEST, quick=QUICK,
 ))

@@ -20,7 +20,7 @@ from twinnet.recurrent_task import MODEL_NAMES, Recipe, build_models, check_grid
     train_one
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
-from twinnet.report.build import markdown_table
+from twinnet.report.blocks import Figure, Section, Table, Text
 from twinnet.runs import SUMMARY, RunDir
 from twinnet.twins import DTYPES, max_relative_difference
 
@@ -101,7 +101,8 @@ def _ratio(norms: list[float]) -> float:
     return norms[0] / norms[-1] if norms[-1] > 0 else float("nan")
 
 
-def report(path: Path) -> list[str]:
+def figures(path: Path) -> None:
+    """hidden_grad_norms.png: one panel per length, the norms at initialisation and after training."""
     run_dir = RunDir(path)
     s = run_dir.read_json(SUMMARY)
     lengths = sorted({r["length"] for r in s["results"]})
@@ -120,16 +121,24 @@ def report(path: Path) -> list[str]:
     fig.suptitle(f"gradient reaching each step ({s['engine']} engine; trained = after {s['steps']:,} steps)",
                  y=1.03)
     plots.save(fig, run_dir.file("hidden_grad_norms.png"))
+
+
+def report(path: Path) -> list:
+    s = RunDir(path).read_json(SUMMARY)
     rows = [[MODEL_NAMES[r["model"]], r["length"], f"{_ratio(r['norms_init']):.2e}",
              f"{_ratio(r['norms_trained']):.2e}", f"{100 * r['test_acc']:.1f}%", f"{r['engines_max_rel_diff']:.1e}"]
             for r in s["results"]]
-    table = markdown_table(["model", "T", "dh(1)/dh(T-1) at init", "after training", "test acc after training",
-                            "numpy vs torch (float64)"], rows, {1, 2, 3, 4, 5})
     return [
-        "## dLoss/dh(t) against t\n\n![hidden_grad_norms.png](hidden_grad_norms.png)",
-        "## How much gradient reaches the first step\n\nThe ratio of the norm at t = 1 (where the label's digit "
-        "enters) to that at the last step; the last column is the largest relative difference between the "
-        "norms measured by the NumPy engine's BPTT and by PyTorch's autograd at initialisation.\n\n" + table,
+        Section("dLoss/dh(t) against t", [Figure("hidden_grad_norms.png", (
+            "Mean over fresh samples of the norm of each sample's loss gradient with respect to the hidden state "
+            "h(t), against the time step t (log scale), one panel per length: dashed at initialisation, solid "
+            f"after {s['steps']:,} training steps ({s['engine']} engine)."))]),
+        Section("How much gradient reaches the first step", [
+            Text("The ratio of the norm at t = 1 (where the label's digit enters) to that at the last step; the last "
+                 "column is the largest relative difference between the norms measured by the NumPy engine's BPTT "
+                 "and by PyTorch's autograd at initialisation."),
+            Table(["model", "T", "dh(1)/dh(T-1) at init", "after training", "test acc after training",
+                   "numpy vs torch (float64)"], rows, {1, 2, 3, 4, 5})]),
     ]
 
 
@@ -142,7 +151,7 @@ def headline(s: dict) -> str:
 register(Experiment(
     name="rnn-gradients",
     description="the vanishing gradient measured: norm of dLoss/dh(t) against t, at init and after training",
-    config_cls=GradientsConfig, run=run, report=report, headline=headline,
+    config_cls=GradientsConfig, run=run, report=report, figures=figures, headline=headline,
     defaults={"steps": 2000},
     quick={"lengths": (4, 8), "steps": 20, "hidden": 8, "eval_every": 10, "eval_size": 64, "final_size": 64,
            "batch_size": 16, "measure_samples": 32},

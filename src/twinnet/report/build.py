@@ -6,14 +6,10 @@ from pathlib import Path
 
 from twinnet import TwinnetError
 from twinnet.registry import get_experiment
-from twinnet.report.blocks import Block, Figure, Section, Table, Text, markdown_table, render_markdown, walk
-from twinnet.runs import (CHECKPOINT, CONFIG, ENV, INFLIGHT, METRICS, REPORT, RESULTS, STRUCTURE, SUMMARY, RunDir,
+from twinnet.report.blocks import Block, Figure, Section, Table, Text, render_markdown, walk
+from twinnet.runs import (CHECKPOINT, CONFIG, ENV, METRICS, REPORT, RESULTS, STRUCTURE, SUMMARY, RunDir,
                           atomic_write_bytes)
 from twinnet.structure import table_blocks
-
-# markdown_table lives in twinnet.report.blocks; re-exported here, where the experiments import it from
-__all__ = ["FILES", "markdown_table", "report_blocks", "write_report"]
-
 
 def _structure_section(run: RunDir) -> list[Block]:
     if not run.file(STRUCTURE).exists():
@@ -26,16 +22,16 @@ def _structure_section(run: RunDir) -> list[Block]:
 # what each file a run may leave holds: (shown as, found by, what); the report lists those this run has
 FILES = (
     (CONFIG, CONFIG, "configuration"),
-    (METRICS, METRICS, "records as they came: evaluations, or a sweep's finished runs"),
+    (METRICS, METRICS, "records as they came: one per evaluation, or per measured run"),
     (SUMMARY, SUMMARY, "final figures"),
     (ENV, ENV, "versions, hardware, seed, commands"),
     (STRUCTURE, STRUCTURE, "layer tables"),
-    (RESULTS, RESULTS, "every run of a sweep, with its evaluation records"),
+    (RESULTS, RESULTS, "the summary of every finished run of a sweep, one line each"),
     (CHECKPOINT, CHECKPOINT, "weights, optimiser and loop state to resume from"),
-    (f"{INFLIGHT}/", f"{INFLIGHT}/*.pt", "checkpoints of a sweep's runs still in progress"),
     ("*.npz", "*.npz", "data behind the figures"),
     ("*.png", "*.png", "figures"),
     ("<part>/", f"*/{CONFIG}", "one run directory for each part of the run"),
+    ("runs/", f"runs/*/{CONFIG}", "one complete run directory for each run of the sweep"),
 )
 
 
