@@ -17,9 +17,8 @@ import time
 import twinnet  # noqa: I001 - before NumPy, so that OpenBLAS loads with twinnet's thread setting
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
-from twinnet import numpy_nn
+from twinnet import hardware, numpy_nn
 from twinnet.architectures import MODELS, nn_namespace
 from twinnet.learner import skip_input_grad
 
@@ -91,17 +90,15 @@ def main() -> None:
     p.add_argument("--networks", default="vgg-reduced,mnist-cnn,mlp-cifar")
     p.add_argument("--optimizer", default="Adam", help="Adam, AdamW, SGD, ... (same in both engines)")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    numpy_nn.backend.set_num_threads(args.threads)  # the engine's elementwise threads
-    numpy_nn.backend.tune_allocator()  # as NumpyLearner does; the torch runs in this process share it
-    with threadpool_limits(args.threads):
-        print(f"# threads={args.threads} batch=128 float32 optimizer={args.optimizer} "
-              f"numpy={np.__version__} torch={torch.__version__} "
-              f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}"
-              f"{'' if twinnet.BLAS_SPIN_LIMITED else ' (NumPy loaded first: not applied)'}")
-        for name in args.networks.split(","):
-            np_s, t_s = bench(name, args.repeats, args.rounds, args.optimizer)
-            print(f"{name} numpy_s={np_s:.4f} torch_s={t_s:.4f} ratio={np_s / t_s:.2f}", flush=True)
+    hardware.set_threads(args.threads)  # torch, the BLAS and the engine's elementwise threads alike
+    numpy_nn.backend.tune_allocator()  # as `twinnet run` does; the torch runs in this process share it
+    print(f"# threads={args.threads} batch=128 float32 optimizer={args.optimizer} "
+          f"numpy={np.__version__} torch={torch.__version__} "
+          f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}"
+          f"{'' if twinnet.BLAS_SPIN_LIMITED else ' (NumPy loaded first: not applied)'}")
+    for name in args.networks.split(","):
+        np_s, t_s = bench(name, args.repeats, args.rounds, args.optimizer)
+        print(f"{name} numpy_s={np_s:.4f} torch_s={t_s:.4f} ratio={np_s / t_s:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,8 @@ import time
 import twinnet  # noqa: F401,I001 - before NumPy, so that OpenBLAS loads with twinnet's thread setting
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
-from twinnet import numpy_nn
+from twinnet import hardware, numpy_nn
 from twinnet.data.palindrome import samples
 from twinnet.learner import NumpyLearner, TorchLearner
 from twinnet.numpy_nn import recurrent as np_rec
@@ -63,16 +62,13 @@ def main() -> None:
     p.add_argument("--models", default="rnn,lstm,gru")
     p.add_argument("--repeats", type=int, default=20)
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    if hasattr(numpy_nn.backend, "set_num_threads"):
-        numpy_nn.backend.set_num_threads(args.threads)
-    with threadpool_limits(args.threads):
-        print(f"# threads={args.threads} batch={BATCH} hidden={HIDDEN} one-hot float32 clip={CLIP} RMSprop "
-              f"numpy={np.__version__} torch={torch.__version__}")
-        for model in args.models.split(","):
-            for length in (int(t) for t in args.lengths.split(",")):
-                np_s, t_s = bench(model, length, args.repeats)
-                print(f"{model} T={length} numpy_s={np_s:.4f} torch_s={t_s:.4f} ratio={np_s / t_s:.2f}", flush=True)
+    hardware.set_threads(args.threads)  # torch, the BLAS and the engine's elementwise threads alike
+    print(f"# threads={args.threads} batch={BATCH} hidden={HIDDEN} one-hot float32 clip={CLIP} RMSprop "
+          f"numpy={np.__version__} torch={torch.__version__}")
+    for model in args.models.split(","):
+        for length in (int(t) for t in args.lengths.split(",")):
+            np_s, t_s = bench(model, length, args.repeats)
+            print(f"{model} T={length} numpy_s={np_s:.4f} torch_s={t_s:.4f} ratio={np_s / t_s:.2f}", flush=True)
 
 
 if __name__ == "__main__":

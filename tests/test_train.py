@@ -235,3 +235,44 @@ def test_a_source_with_its_own_state_has_it_recorded_and_updated_by_the_loop():
     # each record carries the length its running figures were drawn at; the source moved on after it
     assert [(r["step"], r["length"]) for r in h.records] == [(0, 3), (10, 3), (20, 5), (30, 7)]
     assert data.length == 9
+
+
+def test_weight_averaging_predicts_with_the_average_and_trains_the_raw_weights():
+    from twinnet.learner import WeightAverage, evaluate
+
+    split, plain = _moons_learners()
+    _, wrapped = _moons_learners()
+    averaged = WeightAverage(wrapped["torch"], decay=0.5)
+    start = plain["torch"].state_dict()
+    expected = dict(start)
+    for x, y in [(split.train.x[:32], split.train.y[:32]), (split.train.x[32:64], split.train.y[32:64])]:
+        assert plain["torch"].train_step(x, y)[0] == averaged.train_step(x, y)[0]  # the same raw steps
+        expected = {k: 0.5 * expected[k] + 0.5 * v for k, v in plain["torch"].state_dict().items()}
+    assert all(np.allclose(averaged.state_dict()[k], v, rtol=1e-12) for k, v in expected.items())
+    raw = averaged.inner.state_dict()
+    assert all(np.array_equal(raw[k], v) for k, v in plain["torch"].state_dict().items())  # raw weights untouched
+    reference = make_learner(build_twins(lambda nn: nn.Sequential(*mlp_layers(nn, 2, (20,), 2)), "float64", 0)["torch"],
+                             TrainConfig())
+    reference.load_weights(expected)
+    assert np.allclose(averaged.predict(split.test.x), reference.predict(split.test.x), rtol=1e-12)
+    assert evaluate(averaged, split.test.x, split.test.y) == evaluate(reference, split.test.x, split.test.y)
+    assert all(np.array_equal(averaged.inner.state_dict()[k], raw[k]) for k in raw)  # predicting put them back
+
+
+def test_flip_averaging_averages_the_logits_of_each_image_and_its_mirror():
+    from twinnet.learner import FlipAveraged
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).double()
+    learner = make_learner(model, TrainConfig())
+    x = np.random.default_rng(0).normal(size=(5, 1, 3, 4))
+    both = FlipAveraged(learner).predict(x)
+    assert np.allclose(both, (learner.predict(x) + learner.predict(x[..., ::-1].copy())) / 2)
+    assert not np.allclose(both, learner.predict(x))
+
+
+def test_the_epoch_hook_is_called_after_each_epochs_last_step():
+    split, learners = _moons_learners()
+    seen = []
+    fit(learners["numpy"], split.train, None, LoopSettings(batch_size=100, epochs=3),
+        on_epoch=lambda epoch, learner: seen.append((epoch, len(learner.optimizer.state_dict()))), progress=False)
+    assert [e for e, _ in seen] == [1, 2, 3]

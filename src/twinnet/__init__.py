@@ -3,7 +3,7 @@
 import os as _os
 import sys as _sys
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # OpenBLAS's worker threads, once a matrix product is done, spin for up to 2**28 cycles (about
 # 0.1 s) waiting for the next one. The NumPy engine runs its elementwise work between products on

@@ -161,7 +161,9 @@ def load(path: Path, learner, config: dict, may_change: Collection[str] = (),
     payload = read(path)
     try:
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ValueError(f"format {payload.get('format') if isinstance(payload, dict) else None}, not {FORMAT}")
+            found = payload.get("format") if isinstance(payload, dict) else None
+            raise ValueError(f"it is of format {found}, not {FORMAT}" + (" (written by twinnet 0.2, which can finish it)"
+                                                                          if found == 2 else ""))
         saved, loop, extra = payload["config"], payload["loop"], payload["extra"]
         if not all(isinstance(d, dict) for d in (saved, loop, extra, loop["rng_state"], payload["learner"])):
             raise TypeError("config, loop, extra, rng_state and learner must be dicts")

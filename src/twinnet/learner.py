@@ -272,3 +272,68 @@ def is_torch(model) -> bool:
 
     torch = sys.modules.get("torch")  # not imported: no torch model can exist
     return torch is not None and isinstance(model, torch.nn.Module)
+
+
+class LearnerWrapper:
+    """What a recipe adds around a learner's step or prediction, itself a ``Learner``: everything it
+    does not change goes to the learner inside (``inner``), so wrappers stack."""
+
+    def __init__(self, inner: Learner) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class WeightAverage(LearnerWrapper):
+    """An exponential moving average of the weights (EMA): training steps the raw weights, predictions
+    (evaluations, keep-best, the final figures) use the average, ``decay`` per step.
+
+    Every floating-point entry of the state dict is averaged (batch norm's running statistics too);
+    integer ones (counters) follow the raw model."""
+
+    def __init__(self, inner: Learner, decay: float = 0.99) -> None:
+        super().__init__(inner)
+        if not 0 <= decay < 1:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.decay, self.average = decay, inner.state_dict()
+
+    def train_step(self, x, y):
+        out = self.inner.train_step(x, y)
+        for k, w in self.inner.state_dict().items():
+            if np.issubdtype(w.dtype, np.floating):
+                self.average[k] = self.decay * self.average[k] + (1 - self.decay) * w
+            else:
+                self.average[k] = w
+        return out
+
+    def predict(self, x, batch_size=1024):
+        raw = self.inner.state_dict()
+        self.inner.load_weights(self.average)
+        try:
+            return self.inner.predict(x, batch_size)
+        finally:
+            self.inner.load_weights(raw)
+
+    def state_dict(self):
+        return {k: v.copy() for k, v in self.average.items()}
+
+    def load_weights(self, state):
+        self.inner.load_weights(state)
+        self.average = self.inner.state_dict()
+
+    def training_state(self):
+        return {**self.inner.training_state(), "weight_average": dict(self.average)}
+
+    def load_training_state(self, state):
+        self.inner.load_training_state({k: v for k, v in state.items() if k != "weight_average"})
+        self.average = {k: np.asarray(v).copy() for k, v in state["weight_average"].items()}
+
+
+class FlipAveraged(LearnerWrapper):
+    """Test-time augmentation: the logits of each image averaged with those of its mirror image
+    (images (N, C, H, W), flipped along W)."""
+
+    def predict(self, x, batch_size=1024):
+        return (self.inner.predict(x, batch_size) + self.inner.predict(np.ascontiguousarray(x[..., ::-1]),
+                                                                      batch_size)) / 2

@@ -218,6 +218,9 @@ def fit(learner: Learner, train: BatchSource, test: ArrayDataset | None, setting
       epoch; at most once per ``checkpoint_every_s``) and at the end;
     - ``resume``: such a state (the learner restored to the same moment), continued to the same
       result as an unbroken run;
+    - ``on_epoch(epoch, learner)``: called after the last step of each epoch (1, 2, ...), before that
+      step's evaluation and checkpoint (what it changes, they see); on resume it is not called again
+      for the epochs before the checkpoint;
     - ``desc``, ``progress``: the progress bar's label; ``None`` shows a bar only on a terminal.
 
     A non-finite loss raises ``Diverged`` (its ``history``: the records so far; no checkpoint holds the
@@ -243,6 +246,7 @@ def _fit(
     on_eval: Callable[[dict], None] | None = None,
     checkpoints: Checkpoints | None = None,
     resume: LoopState | None = None,
+    on_epoch: Callable[[int, Learner], None] | None = None,
     desc: str = "train",
     progress: bool | None = None,
 ) -> History:
@@ -346,6 +350,8 @@ def _fit(
         with np.errstate(all="ignore"):
             loss, correct = learner.train_step(x, y)
         pending.append((loss, correct, len(y), step))
+        if on_epoch is not None and step % per_epoch == 0:
+            on_epoch(step // per_epoch, learner)
         bar.update()
         now = time.perf_counter()
         if bar.disable and progress is None and now - last_log >= LOG_EVERY_S:

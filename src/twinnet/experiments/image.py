@@ -249,6 +249,7 @@ def figures(path: Path) -> None:
     s, metrics = run_dir.read_json(SUMMARY), run_dir.metrics()
     if s.get("outcome") == "diverged":
         return
+    a = run_dir.load_arrays("predictions.npz")  # every file read before any figure is drawn: a damaged one changes nothing
     fig, ax = plots.figure(2, 5.5, 4.0)
     for j, (key, label) in enumerate((("loss", "cross-entropy loss"), ("acc", "accuracy"))):
         series = {split: ([r["epoch"] for r in metrics], [r[f"{split}_{key}"] for r in metrics])
@@ -256,7 +257,6 @@ def figures(path: Path) -> None:
         plots.curves(ax[0, j], series, plots.SPLIT_STYLE, "epoch", label, logy=key == "loss")
         ax[0, j].set_title(f"{s['model']} ({s['engine']}): {label}")
     plots.save(fig, run_dir.file("curves.png"))
-    a = run_dir.load_arrays("predictions.npz")
     classes = [str(c) for c in a["classes"]]
     fig, ax = plots.figure(1, 6.5, 5.5)
     plots.confusion(ax[0, 0], confusion_matrix(a["y_true"], a["y_pred"], len(classes)), classes)

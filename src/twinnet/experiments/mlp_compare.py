@@ -109,27 +109,26 @@ def figures(path: Path) -> None:
     """Per dataset: its points, both engines' decision boundaries, their curves and their agreement."""
     run_dir = RunDir(path)
     summary, metrics = run_dir.read_json(SUMMARY), run_dir.metrics()
-    for dataset in summary["agreement"]:
-        _figures(run_dir, dataset, metrics)
+    arrays = {d: run_dir.load_arrays(f"{d}.npz") for d in summary["agreement"]}  # all read before any is drawn
+    for dataset, a in arrays.items():
+        _figures(run_dir, dataset, metrics, a)
 
 
-def _figures(run_dir: RunDir, dataset: str, metrics: list[dict]) -> list[str]:
-    a = run_dir.load_arrays(f"{dataset}.npz")
+def _figures(run_dir: RunDir, dataset: str, metrics: list[dict], a: dict) -> None:
     classes = [str(c) for c in a["classes"]]
-    files = []
 
     fig, ax = plots.figure(1, 5.5, 4.5)
     plots.scatter_split(ax[0, 0], a["x_train"], a["y_train"], a["x_test"], a["y_test"], classes)
     ax[0, 0].set_title(f"{dataset}: class by colour, train ○ / test △")
     ax[0, 0].legend(fontsize=7)
-    files.append(plots.save(fig, run_dir.file(f"{dataset}_data.png")).name)
+    plots.save(fig, run_dir.file(f"{dataset}_data.png"))
 
     fig, ax = plots.figure(2, 5.0, 4.5)
     for i, engine in enumerate(ENGINES):
         plots.decision_regions(ax[0, i], a["xx"], a["yy"], a[f"grid_{engine}"], len(classes))
         plots.scatter_split(ax[0, i], a["x_train"], a["y_train"], a["x_test"], a["y_test"], classes)
         ax[0, i].set_title(f"{dataset}: {engine} decision boundary")
-    files.append(plots.save(fig, run_dir.file(f"{dataset}_boundary.png")).name)
+    plots.save(fig, run_dir.file(f"{dataset}_boundary.png"))
 
     fig, ax = plots.figure(2, 5.5, 4.0)
     recs = {e: [r for r in metrics if r["dataset"] == dataset and r["engine"] == e] for e in ENGINES}
@@ -142,7 +141,7 @@ def _figures(run_dir: RunDir, dataset: str, metrics: list[dict]) -> list[str]:
                 styles[name] = {**plots.ENGINE_STYLE[engine], **plots.SPLIT_STYLE[split]}
         plots.curves(ax[0, j], series, styles, "epoch", label, logy=key == "loss")
         ax[0, j].set_title(f"{dataset}: {label}")
-    files.append(plots.save(fig, run_dir.file(f"{dataset}_curves.png")).name)
+    plots.save(fig, run_dir.file(f"{dataset}_curves.png"))
 
     fig, ax = plots.figure(1, 6.0, 3.5)
     rel = np.abs(a["step_loss_numpy"] - a["step_loss_torch"]) / np.maximum(np.abs(a["step_loss_torch"]), 1e-300)
@@ -151,8 +150,7 @@ def _figures(run_dir: RunDir, dataset: str, metrics: list[dict]) -> list[str]:
     ax[0, 0].set_ylabel("|loss_numpy - loss_torch| / |loss_torch|")
     ax[0, 0].set_title(f"{dataset}: per-step agreement of the two engines")
     ax[0, 0].grid(alpha=0.3)
-    files.append(plots.save(fig, run_dir.file(f"{dataset}_agreement.png")).name)
-    return files
+    plots.save(fig, run_dir.file(f"{dataset}_agreement.png"))
 
 
 CAPTIONS = {

@@ -117,7 +117,7 @@ def _accuracy_figure(run_dir: RunDir, s: dict) -> None:
     plots.save(fig, run_dir.file("accuracy_vs_length.png"))
 
 
-def _curves_figure(run_dir: RunDir, results: list[dict], lengths: list[int]) -> None:
+def _curves_figure(run_dir: RunDir, results: list[dict], lengths: list[int], curves: dict[str, list[dict]]) -> None:
     cols = min(4, len(lengths))
     rows_n = -(-len(lengths) // cols)
     from matplotlib.lines import Line2D
@@ -127,7 +127,7 @@ def _curves_figure(run_dir: RunDir, results: list[dict], lengths: list[int]) -> 
         a = axes[k // cols, k % cols]
         for r in results:
             if r["length"] == length:
-                recs = RunDir(run_dir.path / r["job"]).metrics()
+                recs = curves[r["job"]]
                 a.plot([x["step"] for x in recs], [x["test_acc"] for x in recs], lw=0.9, alpha=0.7,
                        color=STYLE.get(r["model"], {}).get("color"))
         a.set_title(f"T = {length}", fontsize=9)
@@ -161,9 +161,10 @@ def _runs(path: Path, s: dict) -> tuple[list[dict], list[int], list[str]]:
 def figures(path: Path) -> None:
     run_dir = RunDir(path)
     s = run_dir.read_json(SUMMARY)
-    results, lengths, _ = _runs(path, s)  # read first: a damaged summary draws nothing
+    results, lengths, _ = _runs(path, s)  # everything read first: a damaged file draws nothing
+    curves = {r["job"]: RunDir(path / r["job"]).metrics() for r in results}
     _accuracy_figure(run_dir, s)
-    _curves_figure(run_dir, results, lengths)
+    _curves_figure(run_dir, results, lengths, curves)
 
 
 def report(path: Path) -> list:
