@@ -174,6 +174,7 @@ def test_sweep_resumes_where_it_was_interrupted_without_rerunning_finished_runs(
     assert main(["run", "palindrome-sweep", "--resume", str(out)]) == 0
     after = (out / "results.jsonl").read_text().splitlines()
     assert after[:3] == before  # finished lines untouched
+    assert set(json.loads(after[0])) == {"job", "model", "length", "seed", "summary", "pid"}  # what a line holds
     everything = {(m, t, s) for m in ("rnn", "gru") for t in (3, 4) for s in (0, 1)}
     assert set(ran) == everything - set(first) and len(ran) == 5  # only the unfinished ran
     assert {(r["model"], r["length"], r["seed"]) for r in map(json.loads, after)} == everything

@@ -61,9 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--show-config", action="store_true", help="print the resolved configuration and exit")
     r.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="continue an interrupted run in RUN_DIR from its last checkpoint (image runs: the last "
-                   "finished epoch; palindrome-sweep: the finished runs kept, the unfinished continued from their "
-                   "checkpoints, renewed about every minute), with its saved configuration; "
-                   "--set still applies on top")
+                   "finished epoch; palindrome: about the last minute), with its saved configuration; a sweep "
+                   "(palindrome-sweep, cnn-ablation, --seeds) keeps its finished runs and continues the others "
+                   "from their checkpoints. --set still applies on top, for the settings that move the work, not "
+                   "its result")
 
     s = sub.add_parser("summary", help="print a model's structure table (layers, shapes, parameters)")
     s.add_argument("model", metavar="MODEL", help="model name (an unknown name lists the known ones)")
@@ -98,6 +99,8 @@ def _cmd_run(args, command: str) -> None:
     if args.seeds is not None or (args.resume is not None and seeds.is_group(args.resume)):
         if args.seeds is not None and (args.seed is not None or args.resume is not None):
             raise TwinnetError("--seeds runs every seed it lists: drop --seed (and --resume a group without --seeds)")
+        if any(o.partition("=")[0].strip() == "seed" for o in args.overrides):
+            raise TwinnetError("--seeds sets each run's seed itself, so --set seed=... would change nothing: drop it")
         if args.show_config:
             args.seed = seeds.parse_seeds(args.seeds)[0] if args.seeds else None
         else:

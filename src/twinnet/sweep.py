@@ -63,8 +63,9 @@ def run_sweep(sweep: RunDir, jobs: list[Job], *, workers: int = 0, threads: int 
     """Run the jobs not yet in results.jsonl; all results of ``jobs`` by key.
 
     ``workers=0``: here, one after another, each on ``threads`` threads with progress lines; more:
-    on that many processes of one thread each (even one: every job then trains as the others do). ``summary_check(summary)``: whether a result
-    line's summary holds what the sweep's report needs (else it is refused as damaged).
+    on that many processes of one thread each (even one: every job then trains as the others do).
+    ``summary_check(summary)``: whether a result line's summary holds what the sweep's report needs
+    (else it is refused as damaged).
     ``announce(result)``: told of each job as it finishes (its result line, with its ``headline``)."""
     done = finished(sweep, jobs)  # first: a damaged results.jsonl is refused before anything is written
     for key, r in done.items():
@@ -86,15 +87,15 @@ def run_sweep(sweep: RunDir, jobs: list[Job], *, workers: int = 0, threads: int 
 
     def on_result(result: dict) -> None:
         nonlocal count, cost_left, cost_done
+        share, line = result.pop("share_here"), result.pop("headline")  # for the progress line, not the file
         append_line(sweep.file(RESULTS), result, sync=True)  # on disk at once: a resumed sweep skips the job
         done[result["job"]] = result
         count += 1
         job = by_key[result["job"]]
         cost_left -= job.cost
-        cost_done += job.cost * result.pop("share_here", 1.0)
+        cost_done += job.cost * share
         elapsed = time.perf_counter() - start
         left = time_left(elapsed, cost_done, cost_left) if count < len(todo) else "done"
-        line = result.pop("headline", "")
         if announce is not None:
             announce({**result, "headline": line})
         else:
