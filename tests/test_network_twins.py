@@ -91,3 +91,21 @@ def test_gradient_agreement_names_every_gradient_and_catches_a_twin_that_differs
     assert differ["loss"] > 1e-7 and differ["0.weight"] > 1e-6 and differ["2.bias"] > 1e-6
     with pytest.raises(ValueError, match="shape mismatch"):  # never broadcast
         relative_error(np.zeros(3), np.zeros((3, 1)))
+
+
+def test_the_twin_builder_gives_the_numpy_twin_its_own_generator():
+    import numpy as np
+
+    from twinnet.numpy_nn import init
+    from twinnet.twins import build_twins
+
+    build = lambda nn: nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 2))  # noqa: E731
+    a, b = build_twins(build, "float64", seed=3)["numpy"], build_twins(build, "float64", seed=4)["numpy"]
+    assert a.generator is not init.generator() and a[1].generator is a.generator  # the model's, reaching its layers
+    x = np.ones((6, 4))
+    a.train(), b.train()
+    first = a.forward(x)
+    b.forward(x)  # another model's draw in between
+    again = build_twins(build, "float64", seed=3)["numpy"]
+    again.train()
+    assert np.array_equal(again.forward(x), first)  # the same masks as alone: nothing shared

@@ -25,8 +25,8 @@ def build_twins(build: Callable, dtype: Literal["float32", "float64"] = "float32
     """The one twin builder: ``build(nn)`` in both engines, ``{"numpy": ..., "torch": ...}``.
 
     ``build`` takes an ``nn`` namespace (``twinnet.architectures.nn_namespace``). ``seed`` seeds
-    both initialisers first; with ``same_init`` the NumPy twin takes the torch twin's weights, so
-    the two start as one network."""
+    both initialisers first, and the NumPy twin's own random generator (its dropout masks); with
+    ``same_init`` the NumPy twin takes the torch twin's weights, so the two start as one network."""
     import torch
 
     from twinnet.architectures import nn_namespace
@@ -37,6 +37,8 @@ def build_twins(build: Callable, dtype: Literal["float32", "float64"] = "float32
     numpy_model = build(nn_namespace("numpy")).to(DTYPES[dtype])
     if same_init:
         numpy_model.load_state_dict(torch_model.state_dict())
+    if seed is not None:  # its own generator (dropout masks), as torch's model draws from torch's
+        numpy_model.manual_seed(seed)
     return {"numpy": numpy_model, "torch": torch_model}
 
 
