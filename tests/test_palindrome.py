@@ -175,6 +175,7 @@ def test_sweep_resumes_where_it_was_interrupted_without_rerunning_finished_runs(
     after = (out / "results.jsonl").read_text().splitlines()
     assert after[:3] == before  # finished lines untouched
     assert set(json.loads(after[0])) == {"job", "model", "length", "seed", "summary", "pid"}  # what a line holds
+    assert json.loads((out / "runs" / "rnn-T3-seed0" / "config.json").read_text())["quick"] is True  # as the sweep
     everything = {(m, t, s) for m in ("rnn", "gru") for t in (3, 4) for s in (0, 1)}
     assert set(ran) == everything - set(first) and len(ran) == 5  # only the unfinished ran
     assert {(r["model"], r["length"], r["seed"]) for r in map(json.loads, after)} == everything

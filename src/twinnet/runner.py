@@ -26,6 +26,7 @@ class RunContext:
     threads: int = 1  # torch, BLAS and engine threads
     progress: bool | None = None  # a progress bar (None: only on a terminal; False: neither bar nor log lines)
     command: str | None = None  # what started the run (recorded in env.json, and in the env.json of its parts)
+    quick: bool = False  # a smoke-test-sized run (--quick): its parts are marked so too
 
 
 def resolve_config(name: str, overrides: list[str] = (), quick: bool = False, seed: int | None = None,
@@ -139,12 +140,13 @@ def run_experiment(
         if out is not None or quick or seed is not None:
             raise TwinnetError("--resume continues RUN_DIR with its saved configuration: drop --out, --quick and --seed")
         run_dir, saved, cfg = _reopen(name, Path(resume), overrides)
+        quick = saved.get("quick") is True  # as it started
     else:
         cfg = resolve_config(name, overrides, quick, seed, values)
     threads, chosen_by = choose_threads(threads, run_dir if resume is not None else None)
     hardware.set_threads(threads)
     backend.tune_allocator()  # the NumPy engine's large temporaries reuse the heap (TWINNET_KEEP_MALLOC=1: not)
-    ctx = RunContext(resolve_data_dir(data), threads, progress, command)
+    ctx = RunContext(resolve_data_dir(data), threads, progress, command, quick)
     data_dir = str(ctx.data_dir) if ctx.data_dir is not None else None
     if resume is None:
         run_dir = RunDir.create(name, out, runs_root)

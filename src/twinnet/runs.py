@@ -25,7 +25,7 @@ CONFIG, METRICS, SUMMARY, ENV, STRUCTURE, REPORT = (
     "structure.json",
     "report.md",
 )
-CHECKPOINT = "checkpoint.pt"  # an image run's weights, optimiser and loop state at the end of its latest epoch
+CHECKPOINT = "checkpoint.pt"  # a run's weights, optimiser and loop state at its latest checkpoint (twinnet.checkpoint)
 RESULTS = "results.jsonl"  # a sweep's finished runs, one JSON line each
 TMP_SUFFIX = ".tmp"  # an atomic write in progress: ".NAME.XXXX.tmp" beside NAME
 

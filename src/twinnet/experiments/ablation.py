@@ -48,15 +48,16 @@ class AblationConfig(image.ImageConfig):
     def names(self) -> list[str]:
         return [v.strip() for v in self.variants.split(",") if v.strip()]
 
-    def jobs(self) -> list[Job]:
+    def jobs(self, quick: bool = False) -> list[Job]:
         """One job per rung: its preset, with this config's budget (every field no rung fixes)."""
         budget = {k: v for k, v in to_dict(self).items() if k not in FIXED and k != "variants"}
-        return [Job(name, f"cnn-ablation-{name}", values=budget, labels={"variant": name}) for name in self.names()]
+        return [Job(name, f"cnn-ablation-{name}", values=budget, labels={"variant": name}, quick=quick)
+                for name in self.names()]
 
 
 def run(cfg: AblationConfig, run_dir: RunDir, ctx) -> dict:
     """Train each rung in ``run_dir/<rung>``; a rung already finished there (a resumed run) is not retrained."""
-    jobs = cfg.jobs()
+    jobs = cfg.jobs(ctx.quick)
     done = run_sweep(run_dir, jobs, threads=ctx.threads, command=ctx.command,
                      data=ctx.data_dir, name="cnn-ablation", summary_check=lambda s: all(k in s for k in KEYS))
     rows = [{"variant": j.key, "changes": _changes(j.key), **{k: done[j.key]["summary"][k] for k in KEYS}}

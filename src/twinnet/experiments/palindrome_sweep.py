@@ -47,15 +47,15 @@ class SweepConfig(Recipe):
         if self.n_seeds < 1 or self.workers < 0:
             raise ValueError("n_seeds must be >= 1 and workers >= 0")
 
-    def jobs(self) -> list[Job]:
+    def jobs(self, quick: bool = False) -> list[Job]:
         return [Job(f"runs/{m}-T{t}-seed{s}", "palindrome", values=job_values(self, m, t), seed=s,
-                    labels={"model": m, "length": t, "seed": s}, cost=COST[m] * t)
+                    labels={"model": m, "length": t, "seed": s}, cost=COST[m] * t, quick=quick)
                 for m in self.models for t in self.lengths for s in range(self.seed, self.seed + self.n_seeds)]
 
 
 def run(cfg: SweepConfig, run_dir: RunDir, ctx) -> dict:
     """Run the grid's runs not yet in results.jsonl (the runner holds the directory's lock)."""
-    jobs = cfg.jobs()
+    jobs = cfg.jobs(ctx.quick)
     workers = 0 if cfg.workers == 1 else cfg.workers or hardware.default_threads()[0]  # 0: here; else one per idle core
     done = run_sweep(run_dir, jobs, workers=workers, threads=ctx.threads,
                      command=ctx.command, data=ctx.data_dir, name="palindrome-sweep",
