@@ -473,3 +473,33 @@ def test_the_sweep_says_how_long_is_left_from_the_cost_of_what_finished(tmp_path
                  "--set", "lengths=3,6", "--set", "n_seeds=1"]) == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[")]
     assert len(lines) == 2 and "left]" in lines[0] and lines[1].startswith("[2/2") and ", done]" in lines[1]
+
+
+def test_an_interrupted_palindrome_run_resumes_from_its_checkpoint_to_the_unbroken_figures(tmp_path, monkeypatch,
+                                                                                        capsys):
+    from twinnet import checkpoint
+
+    args = ["--quick", "--set", "steps=250", "--set", "eval_every=50", "--set", "checkpoint_every_s=0",
+            "--set", "model=gru", "--set", "length=6"]
+    assert main(["run", "palindrome", "--out", str(tmp_path / "whole"), *args]) == 0
+    real_save, saves = checkpoint.save, []
+
+    def save_then_stop(path, learner, state, *a, **k):
+        real_save(path, learner, state, *a, **k)
+        saves.append(state.step)
+        if state.step == 200:
+            raise KeyboardInterrupt  # stopped right after its second checkpoint
+
+    monkeypatch.setattr(checkpoint, "save", save_then_stop)
+    out = tmp_path / "broken"
+    assert main(["run", "palindrome", "--out", str(out), *args]) == 130
+    assert f"twinnet run palindrome --resume {out}" in capsys.readouterr().err and saves == [100, 200]
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    assert main(["run", "palindrome", "--resume", str(out)]) == 0
+    whole, again = _summary(tmp_path / "whole"), _summary(out)
+    assert again["resumed_from_step"] == 200 and whole["resumed_from_step"] is None
+    for key in ("test_acc", "test_loss", "best_eval_acc", "steps_done", "outcome"):
+        assert again[key] == whole[key], key
+    curve = lambda run: [(r["step"], r["train_loss"], r["test_loss"]) for r in  # noqa: E731
+                         map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+    assert curve(out) == curve(tmp_path / "whole")  # the metrics file holds each evaluation once, bit for bit
