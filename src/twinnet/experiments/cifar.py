@@ -39,10 +39,17 @@ QUICK = {"epochs": 1, "steps": 4, "eval_every": 2, "eval_unit": "step", "train_s
 ABLATION_BUDGET = {"epochs": 10, "eval_every": 1}  # every rung's, alone or in cnn-ablation
 
 # every rung a preset of its own: `twinnet run cnn-ablation-augment` trains that rung alone
+def _rung_description(name: str) -> str:
+    changes = ", ".join(f"{k}={v}" for k, v in {**LADDER, **VARIANTS}[name].items())
+    if name == "course":
+        return "one rung of cnn-ablation: the course recipe at the ablation's budget"
+    if name in LADDER:
+        return f"one rung of cnn-ablation: the ladder up to {name}, whose own change is {changes}"
+    return f"one rung of cnn-ablation: the whole ladder (adamw) with {changes}"
+
+
 for _name in (*LADDER, *VARIANTS):
-    image.preset(f"cnn-ablation-{_name}", f"one rung of cnn-ablation: {'the course recipe' if _name == 'course' else ''}"
-                 + ", ".join(f"{k}={v}" for k, v in {**LADDER, **VARIANTS}[_name].items()),
-                 {**rung(_name), **ABLATION_BUDGET}, QUICK)
+    image.preset(f"cnn-ablation-{_name}", _rung_description(_name), {**rung(_name), **ABLATION_BUDGET}, QUICK)
 
 image.preset(
     "cnn-vgg",
