@@ -290,7 +290,8 @@ class WeightAverage(LearnerWrapper):
     (evaluations, keep-best, the final figures) use the average, ``decay`` per step.
 
     Every floating-point entry of the state dict is averaged (batch norm's running statistics too);
-    integer ones (counters) follow the raw model."""
+    integer ones (counters) follow the raw model. The average is kept as NumPy arrays, updated after
+    every step: a copy of the weights per step, cheap on a CPU, a host transfer per step on a GPU."""
 
     def __init__(self, inner: Learner, decay: float = 0.99) -> None:
         super().__init__(inner)
