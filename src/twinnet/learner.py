@@ -11,6 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
+from twinnet import distributed
 from twinnet.numpy_nn import backend
 
 
@@ -77,6 +78,7 @@ class NumpyLearner:
                  blas_threads: int | None = None) -> None:
         self.model, self.optimizer, self.loss_fn, self.clip_norm = model, optimizer, loss_fn, clip_norm
         self.blas_threads, self.base_lr = blas_threads, optimizer.lr
+        self.world = distributed.world()
         skip_input_grad(model)
 
     def _blas(self):
@@ -97,6 +99,8 @@ class NumpyLearner:
         loss = self.loss_fn.forward(logits, y)
         self.optimizer.zero_grad()
         self.model.backward(self.loss_fn.backward())
+        if self.world.size > 1:  # every rank's shard makes one batch: its gradients are combined first
+            distributed.average_gradients([p.grad for p in self.optimizer.params], len(y))
         if self.clip_norm is not None:
             from twinnet.numpy_nn.clip import clip_grad_norm_
 
@@ -158,6 +162,7 @@ class TorchLearner:
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         p = next(model.parameters())
         self.dtype, self.device = p.dtype, p.device
+        self.world = distributed.world()
 
     def _tensor(self, a, dtype=None):
         import torch
@@ -181,6 +186,8 @@ class TorchLearner:
         loss = self.loss_fn(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.world.size > 1:  # every rank's shard makes one batch: its gradients are combined first
+            distributed.average_gradients([p.grad for p in self.model.parameters() if p.grad is not None], len(y))
         if self.clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
         self.optimizer.step()

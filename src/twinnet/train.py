@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
-from twinnet import TwinnetError
+from twinnet import TwinnetError, distributed
 from twinnet.config import BaseConfig
 from twinnet.data.arrays import ArrayDataset
 from twinnet.learner import Learner, evaluate
@@ -251,6 +251,13 @@ def _fit(
     progress: bool | None = None,
 ) -> History:
     n = len(train)
+    world = distributed.world()
+    if world.size > 1:  # the global batch is every rank's batch together; each rank trains on its shard of it
+        if settings.batching != "full":
+            settings = dataclasses.replace(settings, batching="mini", batch_size=settings.batch_len(n) * world.size)
+        if settings.checkpoint_every_s:
+            raise TwinnetError("checkpoint_every_s (a wall-clock cadence) would differ between ranks; set it to 0 "
+                               "and checkpoint_every to a number of steps")
     total = settings.total_steps(n)
     per_epoch = settings.steps_per_epoch(n)
     unit = settings.eval_interval(n)
@@ -281,8 +288,13 @@ def _fit(
                disable=None if progress is None else not progress)
 
     def sync() -> None:
-        """Read the pending losses back from the learner; a non-finite one ends the run."""
+        """Read the pending losses back from the learner; a non-finite one ends the run. With several
+        ranks, each step's figures are those of the whole global batch (every rank syncs at the same steps)."""
         nonlocal running_loss, running_correct, running_seen
+        if world.size > 1 and pending:
+            sums = distributed.all_sum([[float(loss) * count, int(correct), count] for loss, correct, count, _ in
+                                        pending])
+            pending[:] = [(s / c, k, int(c), step) for (s, k, c), (_, _, _, step) in zip(sums, pending)]
         for loss, correct, count, step in pending:
             loss = float(loss)
             if not math.isfinite(loss):
@@ -347,6 +359,9 @@ def _fit(
         if lr_factor is not None:
             learner.scale_lr(lr_factor(step - 1))
         x, y = next(batches)
+        if world.size > 1:
+            part = distributed.shard(len(y), world)
+            x, y = x[part], y[part]
         with np.errstate(all="ignore"):
             loss, correct = learner.train_step(x, y)
         pending.append((loss, correct, len(y), step))
@@ -354,8 +369,9 @@ def _fit(
             on_epoch(step // per_epoch, learner)
         bar.update()
         now = time.perf_counter()
-        if bar.disable and progress is None and now - last_log >= LOG_EVERY_S:
-            # no terminal (a log file): a line now and then instead of a bar
+        if bar.disable and progress is None and now - last_log >= LOG_EVERY_S and world.size == 1:
+            # no terminal (a log file): a line now and then instead of a bar (with several ranks, the clock
+            # differs between them, and sync is collective: they log nothing)
             sync()
             last_log = now
             print(_log_line(desc, step, total, running_loss / max(running_seen, 1),
@@ -373,7 +389,8 @@ def _fit(
         if checkpoints is not None and (end or (step % checkpoint_unit == 0 and
                                                 now - last_save >= settings.checkpoint_every_s)):
             sync()  # a diverged run raises here: no checkpoint holds its weights
-            if _finite(learner.state_dict()):  # else the last step made them NaN: the next loss says so
+            # else the last step made them NaN: the next loss says so. Rank 0 alone writes (all hold the same state)
+            if world.rank == 0 and _finite(learner.state_dict()):
                 checkpoints.save(learner, LoopState(step, history, (running_loss, running_correct, running_seen),
                                                     rng.bit_generator.state, time.perf_counter() - start,
                                                     train.state() if adaptive else {}))
