@@ -1,12 +1,26 @@
 """Data parallelism: two processes at batch B follow one process at batch 2B, in both engines."""
 
+import datetime
 import json
+import os
 import sys
 
 import numpy as np
 import pytest
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="two local processes over gloo")
+
+
+def _init(rank: int, size: int, store: str) -> None:
+    """Join the two-process gloo group, over the loopback interface where there is one (whatever the
+    host name resolves to)."""
+    import torch
+
+    if os.path.exists("/sys/class/net/lo"):
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=size,
+                                         timeout=datetime.timedelta(seconds=300))  # a lost rank fails, not hangs
 
 STEPS, BATCH = 24, 16
 
@@ -34,8 +48,7 @@ def _train(engine: str, batch_size: int):
 def _rank(rank: int, size: int, store: str, out: str) -> None:
     import torch
 
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=size)
+    _init(rank, size, store)
     try:
         result = {engine: _train(engine, BATCH) for engine in ("numpy", "torch")}
         with open(f"{out}.{rank}", "w") as f:
@@ -74,8 +87,7 @@ def _rank_with_a_nan(rank: int, size: int, store: str, out: str) -> None:
     from twinnet.train import Diverged, TrainConfig, fit
     from twinnet.twins import build_twins
 
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=size)
+    _init(rank, size, store)
     try:
         split = make_toy("moons", n=200, seed=0)
         cfg = TrainConfig(optimizer="sgd", lr=0.1, batch_size=BATCH, steps=STEPS, eval_every=8, eval_unit="step")
