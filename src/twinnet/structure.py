@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from twinnet.learner import is_torch
 from twinnet.report.blocks import Table, Text, render_markdown
 
 
@@ -19,12 +20,6 @@ class LayerRow:
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     params: int
-
-
-def _is_torch(model) -> bool:
-    import torch
-
-    return isinstance(model, torch.nn.Module)
 
 
 def _fmt(v) -> str:
@@ -60,7 +55,7 @@ def structure(model, input_shape: tuple[int, ...]) -> tuple[list[LayerRow], int]
     and the total number of parameters (each shared parameter counted once).
     """
     rows: list[LayerRow] = []
-    if _is_torch(model):
+    if is_torch(model):
         import torch
 
         was_training = model.training

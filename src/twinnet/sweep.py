@@ -118,20 +118,19 @@ def run_job(spec: dict) -> dict:
 
     job, path = spec["job"], Path(spec["path"])
     kwargs = {"threads": spec["threads"], "command": spec["command"], "data": spec["data"], "progress": spec["progress"]}
-    resumed_from = None
+    trained = True  # whether this call trained it (for the time left)
     try:
         if _complete(path):  # finished, but stopped before its result line was written
+            trained = False
             if not (path / REPORT).exists():  # ... or even before its report
                 write_report(path)
         elif (path / CONFIG).exists() and getattr(get_experiment(job.experiment).config_cls, "resumable", False):
-            resumed_from = _checkpoint_step(path)
             try:
                 run_experiment(job.experiment, [], resume=path, **kwargs)
             except checkpoint.CheckpointError as e:  # unreadable, or from other settings: start over, the file kept
                 aside = checkpoint.set_aside(path / CHECKPOINT)
                 print(f"{job.key}: {e}; it starts again (the checkpoint is kept as {aside})", file=sys.stderr,
                       flush=True)
-                resumed_from = None
                 run_experiment(job.experiment, [], resume=path, **kwargs)
         else:
             if path.exists():  # stopped before it could be resumed: it starts again
@@ -142,8 +141,9 @@ def run_job(spec: dict) -> dict:
     except Diverged as e:
         raise Diverged(f"{job.key}: {e}", e.step) from None
     summary = RunDir(path).read_json(SUMMARY)
-    steps = summary.get("steps") or summary.get("steps_done") or 0
-    share = 1.0 - min((resumed_from or 0) / steps, 1.0) if steps else 1.0
+    # the share of its cost trained here: all of it, less what a run that says where it resumed had done before
+    steps, resumed = summary.get("steps_done") or 0, summary.get("resumed_from_step") or 0
+    share = (1.0 - min(resumed / steps, 1.0) if steps else 1.0) if trained else 0.0
     return {"job": job.key, **job.labels, "summary": summary, "headline": headline(path) or "", "share_here": share,
             "pid": os.getpid()}
 
@@ -155,14 +155,6 @@ def _complete(path: Path) -> bool:
     except TwinnetError:
         return False
     return isinstance(summary, dict) and summary.get("outcome") != "diverged"
-
-
-def _checkpoint_step(path: Path) -> int | None:
-    """The step a job's checkpoint holds (None without one), for the time-left estimate only."""
-    try:
-        return int(checkpoint.read(path / CHECKPOINT)["loop"]["step"])
-    except (TwinnetError, KeyError, TypeError, ValueError):
-        return None
 
 
 def time_left(elapsed: float, cost_done: float, cost_left: float) -> str:

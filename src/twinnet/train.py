@@ -35,9 +35,6 @@ def _log_every_s() -> float:
 
 LOG_EVERY_S = _log_every_s()  # without a terminal, at most one progress line per this many seconds
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-SCHEDULES = ("constant", "step", "cosine", "warmup_cosine", "linear", "onecycle")
-
 
 class Diverged(TwinnetError, FloatingPointError):
     """A training or evaluation loss became NaN or infinite: training stops there.
@@ -135,11 +132,6 @@ class TrainConfig(BaseConfig):
         extra = {"warmup_steps": self.warmup_steps} if self.schedule == "warmup_cosine" else {}
         extra.update({"step_size": max(1, total // 3)} if self.schedule == "step" else {})
         return make_schedule(self.schedule, 1.0, total, **extra)
-
-    def training(self) -> TrainConfig:
-        """The training settings alone (an experiment's config holds them among its own)."""
-        names = {f.name for f in dataclasses.fields(TrainConfig)}
-        return TrainConfig(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
 
 
 def train_config(**defaults: Any) -> type:
