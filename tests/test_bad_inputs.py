@@ -23,28 +23,10 @@ from typing import Callable
 import numpy as np
 import pytest
 
+from fake_data import write_mnist
 from twinnet.cli import main
 
 # ---- data and runs the cases start from -------------------------------------------------------------------
-
-
-def _idx(array: np.ndarray) -> bytes:
-    magic = 2051 if array.ndim == 3 else 2049
-    return magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape) + array.tobytes()
-
-
-def write_mnist(d: Path, n_train: int = 300, n_test: int = 100, seed: int = 0) -> None:
-    """Fake MNIST IDX files: class c is a bright square at a place of its own over noise."""
-    d.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        y = (np.arange(n) % 10).astype(np.uint8)
-        x = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for i, c in enumerate(y):
-            r, q = divmod(int(c), 5)
-            x[i, 4 + 12 * r : 10 + 12 * r, 2 + 5 * q : 8 + 5 * q] = 255
-        (d / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(x)))
-        (d / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(y)))
 
 
 def write_cifar_tree(d: Path, per_class: tuple[int, int] = (12, 3), seed: int = 1) -> None:

@@ -40,7 +40,7 @@ def _train(engine: str, batch_size: int):
                       eval_unit="step", clip_norm=1.0)
     learner, seen = make_learner(model, cfg), []
     step = learner.train_step
-    learner.train_step = lambda x, y: (seen.append(y.tolist()), step(x, y))[1]
+    learner.train_step = lambda x, y, total=None: (seen.append(y.tolist()), step(x, y, total))[1]
     history = fit(learner, split.train, split.test, cfg, progress=False)
     return history.step_losses, [(r["step"], r["train_loss"], r["test_loss"]) for r in history.records], seen
 
@@ -95,9 +95,9 @@ def _rank_with_a_nan(rank: int, size: int, store: str, out: str) -> None:
                                ["numpy"], cfg)
         step, calls = learner.train_step, []
 
-        def train_step(x, y):
+        def train_step(x, y, total=None):
             calls.append(1)
-            loss, correct = step(x, y)
+            loss, correct = step(x, y, total)
             return (float("nan") if rank == 1 and len(calls) == 5 else loss), correct
 
         learner.train_step = train_step
@@ -119,3 +119,110 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_that_step(tmp_path):
     mp.spawn(_rank_with_a_nan, args=(2, str(tmp_path / "store"), out), nprocs=2, join=True)
     for rank in (0, 1):  # both stopped, neither waits for the other: the divergence reached every rank
         assert open(f"{out}.{rank}").read().startswith("5: the training loss became nan at step 5"), rank
+
+
+def _bn_mlp(engine: str):
+    from twinnet.architectures import mlp_layers
+    from twinnet.twins import build_twins
+
+    return build_twins(lambda nn: nn.Sequential(*mlp_layers(nn, 2, (16, 16), 2, batch_norm=True)), "float64",
+                       0)[engine]
+
+
+BN_CFG = dict(optimizer="sgd", lr=0.1, momentum=0.9, steps=STEPS, eval_every=8, eval_unit="step")
+
+
+def _rank_bn(rank: int, size: int, store: str, out: str) -> None:
+    """Both engines' BN MLP trained on two ranks at batch BATCH: step losses and final state."""
+    import torch
+
+    from twinnet.data import make_toy
+    from twinnet.learner import make_learner
+    from twinnet.train import TrainConfig, fit
+
+    _init(rank, size, store)
+    try:
+        split, result = make_toy("moons", n=200, seed=0), {}
+        for engine in ("numpy", "torch"):
+            cfg = TrainConfig(batch_size=BATCH, **BN_CFG)
+            learner = make_learner(_bn_mlp(engine), cfg)
+            history = fit(learner, split.train, split.test, cfg, progress=False)
+            result[engine] = {"losses": history.step_losses, "test_acc": [r["test_acc"] for r in history.records],
+                              "state": {k: v.tolist() for k, v in learner.state_dict().items()}}
+        with open(f"{out}.{rank}", "w") as f:
+            json.dump(result, f)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _ghost_batches(engine: str, parts: int):
+    """One process at batch parts*BATCH whose batch norm normalises each BATCH-sized part of the batch
+    separately ("ghost batches"), the loss the mean of the parts': the per-step losses and final state."""
+    import torch
+
+    from twinnet.data import make_toy
+    from twinnet.numpy_nn import SGD, CrossEntropyLoss
+    from twinnet.train import TrainConfig, batch_indices
+
+    split = make_toy("moons", n=200, seed=0)
+    cfg = TrainConfig(batch_size=parts * BATCH, **BN_CFG)
+    model, losses = _bn_mlp(engine), []
+    if engine == "numpy":
+        opt, loss_fn = SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum), CrossEntropyLoss()
+    else:
+        opt, loss_fn = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum), torch.nn.CrossEntropyLoss()
+    model.train()
+    batches = batch_indices(len(split.train), cfg, np.random.default_rng(cfg.seed))
+    for _, idx in zip(range(STEPS), batches):
+        x, y = split.train.x[idx], split.train.y[idx]
+        ghosts = [slice(k * BATCH, (k + 1) * BATCH) for k in range(parts)]
+        if engine == "numpy":
+            opt.zero_grad()
+            loss = 0.0
+            for g in ghosts:  # each part's gradient accumulates into the parameters' .grad
+                loss += loss_fn.forward(model.forward(x[g]), y[g]) / parts
+                model.backward(loss_fn.backward() / parts)
+        else:
+            opt.zero_grad()
+            loss = sum(loss_fn(model(torch.as_tensor(x[g])), torch.as_tensor(y[g], dtype=torch.long))
+                       for g in ghosts) / parts
+            loss.backward()
+        opt.step()
+        losses.append(float(loss.detach() if engine == "torch" else loss))
+    state = model.state_dict()
+    return losses, {k: np.asarray(v.numpy() if engine == "torch" else v) for k, v in state.items()}
+
+
+def test_batch_norm_keeps_per_rank_statistics_as_ghost_batches_and_one_shared_model(tmp_path):
+    """The scheme promised (twinnet.distributed): each rank normalises its own shard, so 2 ranks at
+    batch B equal one process normalising each B-sized half of its 2B batch separately, to float64
+    round-off (rtol 1e-12 on every step's loss, 1e-10 on the final weights); the running statistics
+    are averaged over the ranks, so both ranks hold one model and report the same evaluations."""
+    import torch.multiprocessing as mp
+
+    out = str(tmp_path / "result")
+    mp.spawn(_rank_bn, args=(2, str(tmp_path / "store"), out), nprocs=2, join=True)
+    ranks = [json.loads(open(f"{out}.{r}").read()) for r in (0, 1)]
+    for engine in ("numpy", "torch"):
+        mine = ranks[0][engine]
+        assert mine == ranks[1][engine], engine  # one model on both ranks: buffers and evaluations too
+        losses, state = _ghost_batches(engine, 2)
+        assert len(set(np.round(losses, 6))) > 5
+        np.testing.assert_allclose(mine["losses"], losses, rtol=1e-12, atol=0, err_msg=engine)
+        weights = [k for k in state if not k.split(".")[-1].startswith(("running", "num_batches"))]
+        assert len(weights) == 10  # three Linear layers, two BatchNorm1d
+        for k in weights:
+            np.testing.assert_allclose(mine["state"][k], state[k], rtol=1e-10, atol=1e-13, err_msg=f"{engine} {k}")
+    # the scheme is not one process at 2B, whose batch statistics span the whole batch
+    assert not np.allclose(_train_bn_whole("numpy"), ranks[0]["numpy"]["losses"], rtol=1e-6)
+
+
+def _train_bn_whole(engine: str) -> list[float]:
+    """One process training the BN MLP at batch 2*BATCH: batch statistics over the whole batch."""
+    from twinnet.data import make_toy
+    from twinnet.learner import make_learner
+    from twinnet.train import TrainConfig, fit
+
+    cfg = TrainConfig(batch_size=2 * BATCH, **BN_CFG)
+    return fit(make_learner(_bn_mlp(engine), cfg), make_toy("moons", n=200, seed=0).train, None, cfg,
+               progress=False).step_losses

@@ -1,40 +1,20 @@
 """Image experiments end to end on small fake IDX files (the real MNIST is never needed here)."""
 
-import gzip
 import json
 
 import numpy as np
 import pytest
 
+from fake_data import write_mnist
 from twinnet.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _idx(array: np.ndarray) -> bytes:
-    magic = 2051 if array.ndim == 3 else 2049
-    return magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape) + array.tobytes()
-
-
-def _learnable_digits(n: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Class c is a bright 6x6 square at a position of its own, over noise: easy to learn."""
-    y = np.arange(n) % 10
-    x = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-    for i, c in enumerate(y):
-        r, q = divmod(int(c), 5)
-        x[i, 4 + 12 * r : 10 + 12 * r, 2 + 5 * q : 8 + 5 * q] = 255
-    return x, y.astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("data") / "mnist"
-    d.mkdir()
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 600), ("t10k", 200)):
-        x, y = _learnable_digits(n, rng)
-        (d / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(x)))
-        (d / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(y)))
+    write_mnist(d, 600, 200)
     return d.parent
 
 

@@ -1,11 +1,11 @@
 """Augmented image batches, validation and early stopping, checkpoints and resume, and every image preset."""
 
-import gzip
 import json
 
 import numpy as np
 import pytest
 
+from fake_data import write_mnist
 from twinnet.cli import main
 from twinnet.data.augment import BatchAugment, normalize
 from twinnet.data.images import ImageSource
@@ -58,11 +58,6 @@ def test_image_source_rejects_float_images():
 # ---- fake data on disk ------------------------------------------------------------------------------------
 
 
-def _idx(array: np.ndarray) -> bytes:
-    magic = 2051 if array.ndim == 3 else 2049
-    return magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape) + array.tobytes()
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """Fake MNIST IDX files (a class-dependent bright square over noise) and a fake CIFAR-10 PNG tree."""
@@ -71,16 +66,8 @@ def data_dir(tmp_path_factory):
     from twinnet.data.cifar import CIFAR10_CLASSES
 
     root = tmp_path_factory.mktemp("data")
+    write_mnist(root / "mnist", 400, 100)
     rng = np.random.default_rng(0)
-    (root / "mnist").mkdir()
-    for split, n in (("train", 400), ("t10k", 100)):
-        y = (np.arange(n) % 10).astype(np.uint8)
-        x = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for i, c in enumerate(y):
-            r, q = divmod(int(c), 5)
-            x[i, 4 + 12 * r : 10 + 12 * r, 2 + 5 * q : 8 + 5 * q] = 255
-        (root / "mnist" / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(x)))
-        (root / "mnist" / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(y)))
     for split, per_class in (("train", 12), ("test", 3)):
         for c, name in enumerate(CIFAR10_CLASSES):
             d = root / "cifar10" / split / name

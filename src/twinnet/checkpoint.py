@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from twinnet import TwinnetError
+from twinnet import TwinnetError, distributed
 from twinnet.runs import atomic_write_bytes
 from twinnet.train import History, LoopState
 
@@ -80,7 +80,8 @@ def save(path: Path, learner, state: LoopState, config: dict, extra: dict | None
                "loop": {"step": state.step, "records": h.records, "step_losses": h.step_losses,
                         "stopped_early": h.stopped_early, "best": h.best, "running": list(state.running),
                         "rng_state": state.rng_state, "elapsed_s": state.elapsed_s,
-                        "source_state": state.source_state}}
+                        "source_state": state.source_state, "world_size": state.world_size,
+                        "rank_random": state.rank_random}}
     buf = io.BytesIO()
     torch.save(_plain(payload), buf)
     data = buf.getvalue()
@@ -115,7 +116,10 @@ def _accepted(path: Path) -> list[str]:
 
 
 class CheckpointError(TwinnetError):
-    """A checkpoint that cannot be resumed from: unreadable, malformed, or saved under other settings."""
+    """A checkpoint that cannot be resumed from: unreadable, malformed, or saved under other settings.
+    With several ranks, every rank checks the same checkpoint (rank 0's) and raises it alike."""
+
+    every_rank = True
 
 
 def read(path: Path) -> dict:
@@ -151,14 +155,15 @@ def read(path: Path) -> dict:
 
 
 def load(path: Path, learner, config: dict, may_change: Collection[str] = (),
-         extra_keys: Collection[str] = ()) -> tuple[LoopState, dict]:
+         extra_keys: Collection[str] = (), payload: dict | None = None) -> tuple[LoopState, dict]:
     """Restore ``learner`` from ``path``; the loop state to continue from and the extras.
 
     Raises CheckpointError if the file is unreadable, untrusted or malformed, lacks one of
     ``extra_keys``, or was saved under other settings than ``config`` (those in ``may_change``
     excepted: they move the work, not its result). The learner is changed only by a checkpoint that
-    passed every check but the last (the learner's own): build a fresh one after an error."""
-    payload = read(path)
+    passed every check but the last (the learner's own): build a fresh one after an error. ``payload``:
+    the file's contents, already ``read`` (by rank 0, for every rank)."""
+    payload = read(path) if payload is None else payload
     try:
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             found = payload.get("format") if isinstance(payload, dict) else None
@@ -177,14 +182,21 @@ def load(path: Path, learner, config: dict, may_change: Collection[str] = (),
             raise TypeError("its best weights are not what twinnet writes")
         if not isinstance(loop["source_state"], dict):
             raise TypeError("the data's state is not what twinnet writes")
+        ranks, streams = loop.get("world_size", 1), loop.get("rank_random", [])
+        if not (isinstance(ranks, int) and ranks >= 1 and isinstance(streams, list)
+                and len(streams) == (ranks if ranks > 1 else 0) and all(isinstance(r, dict) for r in streams)):
+            raise TypeError("its ranks' random states are not what twinnet writes")
         changed = sorted(k for k, v in config.items() if k not in may_change and saved.get(k) != v)
         history = History(list(loop["records"]), list(loop["step_losses"]), bool(loop["stopped_early"]), best)
         state = LoopState(int(loop["step"]), history, tuple(loop["running"]), loop["rng_state"],
-                          float(loop["elapsed_s"]), loop["source_state"])
+                          float(loop["elapsed_s"]), loop["source_state"], ranks, streams)
         if missing := [k for k in extra_keys if k not in extra]:
             raise KeyError(", ".join(missing))
     except Exception as e:  # noqa: BLE001 - any malformed checkpoint gets the same advice
         raise CheckpointError(f"cannot resume from {path}: {type(e).__name__}: {e}. Start a new run instead") from None
+    now = distributed.world().size
+    if state.world_size != now:
+        raise CheckpointError(f"cannot resume from {path}: {distributed.other_world(state.world_size, now)}")
     if changed:
         raise CheckpointError(f"cannot resume from {path} with changed settings ({', '.join(changed)}): the "
                               f"continued run would not be the one it started as. Drop those --set, or start a new run")
@@ -217,9 +229,23 @@ class Checkpointer:
 
     def restore(self, learner) -> LoopState | None:
         """Put ``learner`` back where the checkpoint left it; the loop state to resume (None: no checkpoint)."""
-        if not self.exists():
+        payload = None
+        if distributed.world().size > 1:  # rank 0 reads it (the others may be on machines without the file)
+            found = None
+            if distributed.world().rank == 0:
+                try:
+                    found = ("ok", read(self.path)) if self.exists() else ("none",)
+                except CheckpointError as e:
+                    found = ("error", str(e))
+            found = distributed.broadcast(found)
+            if found[0] == "none":
+                return None
+            if found[0] == "error":
+                raise CheckpointError(found[1])
+            payload = found[1]
+        elif not self.exists():
             return None
-        state, extra = load(self.path, learner, self.config, self.may_change, extra_keys=self.extra)
+        state, extra = load(self.path, learner, self.config, self.may_change, extra_keys=self.extra, payload=payload)
         for key, advice in self.mismatch.items():
             if extra[key] != self.extra[key]:
                 raise CheckpointError(f"cannot resume from {self.path}: {advice}")

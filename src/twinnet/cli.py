@@ -89,13 +89,22 @@ def _cmd_run(args, command: str) -> None:
     from twinnet.registry import get_experiment
     from twinnet.runner import announce, resolve_config, resolve_data_dir, run_experiment
 
+    from twinnet import distributed, seeds
+
     if args.threads is not None and args.threads < 1:
         raise TwinnetError(f"--threads must be >= 1, got {args.threads}")
-    data = resolve_data_dir(args.data_dir)  # checked before anything is written
+    if distributed.launched():
+        if args.seeds is not None or (args.resume is not None and seeds.is_group(args.resume)):
+            raise distributed.refusal("--seeds runs a group of runs, one after another, not under torchrun: launch "
+                                      "each seed's run under torchrun with --seed, or the group without torchrun")
+        if not args.show_config:
+            import torch
+
+            distributed.init_from_env(cuda=torch.cuda.is_available())
+    # checked before anything is written (under torchrun, by rank 0 for every rank)
+    data = args.data_dir if distributed.launched() else resolve_data_dir(args.data_dir)
     if args.seed is not None and not 0 <= args.seed < 2**32:
         raise TwinnetError(f"--seed must be in [0, 2**32), got {args.seed}")
-    from twinnet import seeds
-
     if args.seeds is not None or (args.resume is not None and seeds.is_group(args.resume)):
         if args.seeds is not None and (args.seed is not None or args.resume is not None):
             raise TwinnetError("--seeds runs every seed it lists: drop --seed (and --resume a group without --seeds)")
@@ -120,7 +129,8 @@ def _cmd_run(args, command: str) -> None:
         args.experiment, args.overrides, quick=args.quick, seed=args.seed, out=args.out,
         runs_root=args.runs_dir, threads=args.threads, resume=args.resume, command=command, data=data,
     )
-    announce(path)
+    if distributed.world().rank == 0:  # the others trained in scratch directories of their own
+        announce(path)
 
 
 def _cmd_summary(args) -> None:
@@ -150,7 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     2 a problem to fix (one line on stderr), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
     from twinnet.runner import Terminated, sigterm_interrupts
 
+    from twinnet import distributed
+
     argv = sys.argv[1:] if argv is None else list(argv)
+    rank = distributed.launch_rank()  # under torchrun, rank 0 alone prints
+    if rank > 0:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+        warnings.simplefilter("ignore")
     args = _parser().parse_args(argv)
     warnings.formatwarning = _one_line_warning
     try:
@@ -159,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     except TwinnetError as exc:
         from twinnet.train import Diverged
 
-        print(f"twinnet: error: {_one_line(str(exc))}", file=sys.stderr)
+        if rank == 0 or not getattr(exc, "every_rank", False):  # the others' own problems, with their rank
+            where = f"rank {rank}: " if rank else ""
+            print(f"twinnet: {where}error: {_one_line(str(exc))}", file=sys.stderr)
         return 1 if isinstance(exc, Diverged) else 2
     except MemoryError:
         print("twinnet: error: out of memory: a setting asks for more than this machine has (a model, grid or "
@@ -174,14 +192,18 @@ def main(argv: list[str] | None = None) -> int:
                         "a file being replaced was left as it was"), file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        print("twinnet: interrupted; files already written are complete", file=sys.stderr)
+        if rank == 0:
+            print("twinnet: interrupted; files already written are complete", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:  # noqa: BLE001 - a problem twinnet did not foresee: still one line, unless asked
         if os.environ.get("TWINNET_DEBUG") == "1":
             raise
-        print(_one_line(f"twinnet: error: unexpected {type(exc).__name__}: {str(exc)[:300]} (set TWINNET_DEBUG=1 "
-                        "for the traceback, and please report it)"), file=sys.stderr)
+        where = f"rank {rank}: " if rank else ""
+        print(_one_line(f"twinnet: {where}error: unexpected {type(exc).__name__}: {str(exc)[:300]} (set "
+                        "TWINNET_DEBUG=1 for the traceback, and please report it)"), file=sys.stderr)
         return 1
+    finally:
+        distributed.close()
 
 
 def _dispatch(args, command: str) -> int:

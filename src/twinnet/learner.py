@@ -18,8 +18,10 @@ from twinnet.numpy_nn import backend
 class Learner(Protocol):
     engine: str
 
-    def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-        """One optimiser step on a batch; returns (batch mean loss, number correct)."""
+    def train_step(self, x: np.ndarray, y: np.ndarray, total: int | None = None) -> tuple[float, int]:
+        """One optimiser step on a batch; returns (batch mean loss, number correct). With several
+        ranks, ``(x, y)`` is this rank's shard of a global batch of ``total`` samples, and the step
+        is that of the whole global batch's mean loss."""
 
     def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Logits (N, C) as a NumPy array, in eval mode."""
@@ -45,6 +47,16 @@ class Learner(Protocol):
 
     def load_training_state(self, state: dict) -> None:
         """Return to the moment ``training_state`` was taken."""
+
+    def random_state(self) -> dict:
+        """The engine's random state (dropout masks): with several ranks, each rank's own."""
+
+    def load_random_state(self, state: dict) -> None:
+        """Return the engine's random stream to ``random_state``."""
+
+    def synchronize(self) -> None:
+        """With several ranks: average the model's running statistics (batch norm) over the ranks, so
+        that every rank evaluates and saves the same model. Collective: every rank calls it."""
 
 
 def evaluate(learner: Learner, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> tuple[float, float]:
@@ -80,6 +92,12 @@ class NumpyLearner:
         self.blas_threads, self.base_lr = blas_threads, optimizer.lr
         self.world = distributed.world()
         skip_input_grad(model)
+        if self.world.size > 1:  # every rank starts from rank 0's weights, and draws its own dropout masks
+            distributed.copy_from_rank0([p.data for p in model.parameters()] + self._buffers())
+            model.manual_seed(distributed.rank_seed(int(model.generator.integers(2**62)), self.world.rank))
+
+    def _buffers(self) -> list:
+        return [b for m in self.model.modules() for b in m._buffers.values()]
 
     def _blas(self):
         return backend.blas_threads(self.blas_threads) if self.blas_threads else contextlib.nullcontext()
@@ -87,11 +105,11 @@ class NumpyLearner:
     def _cast(self, x):
         return self.model.xp.asarray(x, dtype=self.model.dtype)
 
-    def train_step(self, x, y):
+    def train_step(self, x, y, total=None):
         with self._blas():
-            return self._train_step(x, y)
+            return self._train_step(x, y, total)
 
-    def _train_step(self, x, y):
+    def _train_step(self, x, y, total):
         xp = self.model.xp
         self.model.train()
         logits = self.model.forward(self._cast(x))
@@ -100,7 +118,8 @@ class NumpyLearner:
         self.optimizer.zero_grad()
         self.model.backward(self.loss_fn.backward())
         if self.world.size > 1:  # every rank's shard makes one batch: its gradients are combined first
-            distributed.average_gradients([p.grad for p in self.optimizer.params], len(y))
+            distributed.average_gradients([p.grad for p in self.optimizer.params], len(y),
+                                          total or int(distributed.all_sum([len(y)])[0]))
         if self.clip_norm is not None:
             from twinnet.numpy_nn.clip import clip_grad_norm_
 
@@ -135,13 +154,22 @@ class NumpyLearner:
         self.model.load_state_dict(state)
 
     def training_state(self):
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "rng": self.model.generator.bit_generator.state}
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), **self.random_state()}
 
     def load_training_state(self, state):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.load_random_state(state)
+
+    def random_state(self):
+        return {"rng": self.model.generator.bit_generator.state}
+
+    def load_random_state(self, state):
         self.model.generator.bit_generator.state = state["rng"]
+
+    def synchronize(self):
+        if self.world.size > 1:
+            distributed.average(self._buffers())
 
 
 class TorchLearner:
@@ -163,6 +191,16 @@ class TorchLearner:
         p = next(model.parameters())
         self.dtype, self.device = p.dtype, p.device
         self.world = distributed.world()
+        self.forward = model
+        if self.world.size > 1:
+            import torch
+            from torch.nn.parallel import DistributedDataParallel
+
+            # gradients all-reduced in buckets during backward; every rank starts from rank 0's weights;
+            # batch-norm statistics per rank (its buffers are averaged by ``synchronize``, not broadcast)
+            self.forward = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda"
+                                                   else None, forward_sync_buffers=False)
+            torch.manual_seed(distributed.rank_seed(int(torch.randint(2**62, (1,))), self.world.rank))
 
     def _tensor(self, a, dtype=None):
         import torch
@@ -175,19 +213,22 @@ class TorchLearner:
 
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
-    def train_step(self, x, y):
+    def train_step(self, x, y, total=None):
         import torch
 
         self.model.train()
         with self._autocast():
-            logits = self.model(self._tensor(x))
+            logits = self.forward(self._tensor(x))
         logits = logits.to(self.dtype)
         y = self._tensor(y, torch.long)
         loss = self.loss_fn(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.world.size > 1:  # every rank's shard makes one batch: its gradients are combined first
-            distributed.average_gradients([p.grad for p in self.model.parameters() if p.grad is not None], len(y))
+        objective = loss
+        if self.world.size > 1:  # DDP averages the ranks' gradients: weigh each shard by its share of the batch
+            total = total or int(distributed.all_sum([len(y)])[0])
+            if len(y) * self.world.size != total:
+                objective = loss * (len(y) * self.world.size / total)
+        objective.backward()
         if self.clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
         self.optimizer.step()
@@ -228,22 +269,32 @@ class TorchLearner:
     def training_state(self):
         import copy
 
+        return {"model": copy.deepcopy(self.model.state_dict()),
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()), **self.random_state()}
+
+    def load_training_state(self, state):
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.load_random_state(state)
+
+    def random_state(self):
         import torch
 
-        state = {"model": copy.deepcopy(self.model.state_dict()), "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-                 "rng": torch.get_rng_state()}
+        state = {"rng": torch.get_rng_state()}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
-    def load_training_state(self, state):
+    def load_random_state(self, state):
         import torch
 
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(torch.as_tensor(state["rng"]).cpu())  # random states are CPU byte tensors
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(torch.as_tensor(state["cuda_rng"]).cpu(), self.device)
+
+    def synchronize(self):
+        if self.world.size > 1:
+            distributed.average(list(self.model.buffers()))
 
 
 def make_learner(model, cfg, *, params=None, amp: bool = False, channels_last: bool = False,
@@ -306,8 +357,8 @@ class WeightAverage(LearnerWrapper):
             raise ValueError(f"decay must be in [0, 1), got {decay}")
         self.decay, self.average = decay, inner.state_dict()
 
-    def train_step(self, x, y):
-        out = self.inner.train_step(x, y)
+    def train_step(self, x, y, total=None):
+        out = self.inner.train_step(x, y, total)
         for k, w in self.inner.state_dict().items():
             if np.issubdtype(w.dtype, np.floating):
                 self.average[k] = self.decay * self.average[k] + (1 - self.decay) * w
@@ -329,6 +380,13 @@ class WeightAverage(LearnerWrapper):
     def load_weights(self, state):
         self.inner.load_weights(state)
         self.average = self.inner.state_dict()
+
+    def synchronize(self):
+        """The average's running statistics too (its weights are the same on every rank already)."""
+        self.inner.synchronize()
+        if self.world.size > 1:
+            weights = {name for name, _ in self.model.named_parameters()}
+            distributed.average([a for k, a in self.average.items() if k not in weights])
 
     def training_state(self):
         return {**self.inner.training_state(), "weight_average": dict(self.average)}

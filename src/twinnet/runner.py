@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from twinnet import TwinnetError, hardware
+from twinnet import TwinnetError, distributed, hardware
 from twinnet.config import apply_overrides, make_config, to_dict
 from twinnet.registry import get_experiment
 from twinnet.report.build import write_report
@@ -95,9 +98,11 @@ def sigterm_interrupts():
 
 
 def choose_threads(threads: int | None, run_dir: RunDir | None = None) -> tuple[int, str]:
-    """The thread count of a run and what chose it: ``--threads``; else, for a resumed run, the count it
-    started with (thread counts can change the last bits of results); else ``TWINNET_THREADS``; else
-    the cores other processes leave idle now."""
+    """The thread count of a run (of each rank, under torchrun) and what chose it: ``--threads``; else,
+    for a resumed run, the count it started with (thread counts can change the last bits of results);
+    else ``TWINNET_THREADS``; else the cores other processes leave idle now; under torchrun, the
+    machine's cores shared among its ranks (torchrun's own ``OMP_NUM_THREADS=1`` is overridden: one
+    rank per core is what it assumes, and --threads 1 asks for it)."""
     if threads is not None:
         if threads < 1:
             raise TwinnetError(f"--threads must be >= 1, got {threads}")
@@ -106,7 +111,61 @@ def choose_threads(threads: int | None, run_dir: RunDir | None = None) -> tuple[
         saved = _read_env(run_dir).get("threads")
         if isinstance(saved, int) and not isinstance(saved, bool) and saved >= 1:
             return min(saved, hardware.cores()), "the resumed run's"
+    if distributed.launched() and not os.environ.get("TWINNET_THREADS"):  # sibling ranks are starting: not idle
+        return max(1, hardware.cores() // distributed.local_size()), "cores / ranks on this machine"
     return hardware.default_threads()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a run is decided to be before it starts: made by rank 0 alone under torchrun, then sent to every rank."""
+
+    run_dir: RunDir
+    saved: dict | None  # a resumed run's config.json
+    cfg: Any
+    quick: bool
+    threads: int
+    chosen_by: str
+    ctx: RunContext
+
+
+def _prepare(name, overrides, quick, seed, out, runs_root, threads, resume, command, data, values,
+             progress) -> Prepared:
+    """Every check of a run, and its new directory: nothing else is written."""
+    saved = None
+    if resume is not None:
+        if out is not None or quick or seed is not None:
+            raise TwinnetError("--resume continues RUN_DIR with its saved configuration: drop --out, --quick and --seed")
+        run_dir, saved, cfg = _reopen(name, Path(resume), overrides)
+        quick = saved.get("quick") is True  # as it started
+    else:
+        cfg = resolve_config(name, overrides, quick, seed, values)
+    threads, chosen_by = choose_threads(threads, run_dir if resume is not None else None)
+    ctx = RunContext(resolve_data_dir(data), threads, progress, command, quick)
+    if resume is None:
+        run_dir = RunDir.create(name, out, runs_root)
+    return Prepared(run_dir, saved, cfg, quick, threads, chosen_by, ctx)
+
+
+def _prepare_on_rank0(*args) -> Prepared:
+    """``_prepare`` on rank 0, its outcome (or its error) on every rank. The other ranks train in a
+    scratch directory of their own, removed at the end: rank 0 alone writes the run's files."""
+    w = distributed.world()
+    outcome: tuple = ("error", "rank 0 failed before the run began", None)
+    if w.rank == 0:
+        try:
+            outcome = ("ok", _prepare(*args), None)
+        except Exception as e:  # noqa: BLE001 - sent on as it is to every rank, then raised here as it was
+            distributed.broadcast(("error", str(e), type(e).__name__))
+            raise
+    outcome = distributed.broadcast(outcome)
+    if outcome[0] == "error":
+        raise distributed.ReportedByRank0(outcome[1])
+    prepared = outcome[1]
+    if w.rank == 0:
+        return prepared
+    scratch = RunDir(Path(tempfile.mkdtemp(prefix=f"twinnet-rank{w.rank}-")))
+    return dataclasses.replace(prepared, run_dir=scratch, ctx=dataclasses.replace(prepared.ctx, progress=False))
 
 
 def run_experiment(
@@ -136,25 +195,29 @@ def run_experiment(
     from twinnet.numpy_nn import backend
 
     experiment = get_experiment(name)
-    if resume is not None:
-        if out is not None or quick or seed is not None:
-            raise TwinnetError("--resume continues RUN_DIR with its saved configuration: drop --out, --quick and --seed")
-        run_dir, saved, cfg = _reopen(name, Path(resume), overrides)
-        quick = saved.get("quick") is True  # as it started
-    else:
-        cfg = resolve_config(name, overrides, quick, seed, values)
-    threads, chosen_by = choose_threads(threads, run_dir if resume is not None else None)
+    args = (name, overrides, quick, seed, out, runs_root, threads, resume, command, data, values, progress)
+    w = distributed.world()
+    prepared = _prepare(*args) if w.size == 1 else _prepare_on_rank0(*args)
+    run_dir, saved, cfg, quick, threads, chosen_by, ctx = (getattr(prepared, f.name)
+                                                           for f in dataclasses.fields(Prepared))
     hardware.set_threads(threads)
     backend.tune_allocator()  # the NumPy engine's large temporaries reuse the heap (TWINNET_KEEP_MALLOC=1: not)
-    ctx = RunContext(resolve_data_dir(data), threads, progress, command, quick)
+    if w.rank > 0:  # trains beside rank 0 in its scratch directory; rank 0 writes the run
+        try:
+            experiment.run(cfg, run_dir, ctx)
+        finally:
+            shutil.rmtree(run_dir.path, ignore_errors=True)
+        return run_dir.path  # gone: the run is rank 0's
     data_dir = str(ctx.data_dir) if ctx.data_dir is not None else None
-    if resume is None:
-        run_dir = RunDir.create(name, out, runs_root)
+
+    def env_record() -> dict:
+        return {**environment(cfg.seed, threads, chosen_by, data_dir), **_launch(threads)}
+
     with run_dir.lock():
         if resume is None:
             try:
                 run_dir.write_json(CONFIG, {"experiment": name, "quick": quick, "config": to_dict(cfg)})
-                run_dir.write_json(ENV, {**environment(cfg.seed, threads, chosen_by, data_dir), "command": command})
+                run_dir.write_json(ENV, {**env_record(), "command": command})
             except OSError as e:
                 run_dir.discard()
                 raise TwinnetError(f"cannot write in the run directory {run_dir.path}: {e.strerror}") from None
@@ -166,7 +229,7 @@ def run_experiment(
             env = _read_env(run_dir)
             if not isinstance(env.get("resumed"), list):
                 env["resumed"] = []
-            env["resumed"].append({"command": command, **environment(cfg.seed, threads, chosen_by, data_dir)})
+            env["resumed"].append({"command": command, **env_record()})
             run_dir.write_json(ENV, env)
 
         work_before = _work(run_dir)
@@ -197,6 +260,18 @@ def run_experiment(
         run_dir.write_json(SUMMARY, summary)
         write_report(run_dir.path)
     return run_dir.path
+
+
+def _launch(threads: int) -> dict:
+    """How the run was launched, for env.json: the world of ranks (1 without torchrun)."""
+    w = distributed.world()
+    if w.size == 1 and not distributed.launched():
+        return {"world_size": 1}
+    import torch
+
+    return {"world_size": w.size, "backend": torch.distributed.get_backend() if torch.distributed.is_initialized()
+            else None, "local_world_size": distributed.local_size(), "threads_per_rank": threads,
+            "launcher_omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
 
 
 def _read_env(run_dir: RunDir) -> dict:
@@ -230,6 +305,9 @@ def _reopen(name: str, path: Path, overrides: list[str]) -> tuple[RunDir, dict, 
         raise TwinnetError(f"--resume {path}: {CONFIG} is damaged (no configuration in it); start a new run")
     if saved.get("experiment") != name:
         raise TwinnetError(f"--resume {path}: that is a run of {saved.get('experiment')!r}, not {name!r}")
+    ranks, now = _read_env(run_dir).get("world_size", 1), distributed.world().size
+    if isinstance(ranks, int) and ranks != now:  # checked again against its checkpoint, after the data is loaded
+        raise TwinnetError(f"--resume {path}: {distributed.other_world(ranks, now)}")
     started = make_config(experiment.config_cls, saved["config"], context=f"--resume {path}: {CONFIG}: ")
     cfg = apply_overrides(started, list(overrides), context=f" for {name}")
     may_change = getattr(experiment.config_cls, "resume_may_change", frozenset())

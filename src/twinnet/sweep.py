@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twinnet import TwinnetError, checkpoint, hardware
+from twinnet import TwinnetError, checkpoint, distributed, hardware
 from twinnet.report.build import write_report
 from twinnet.runs import CHECKPOINT, CONFIG, REPORT, RESULTS, SUMMARY, RunDir, append_line, read_jsonl
 from twinnet.train import Diverged
@@ -67,6 +67,9 @@ def run_sweep(sweep: RunDir, jobs: list[Job], *, workers: int = 0, threads: int 
     ``summary_check(summary)``: whether a result line's summary holds what the sweep's report needs
     (else it is refused as damaged).
     ``announce(result)``: told of each job as it finishes (its result line, with its ``headline``)."""
+    if distributed.world().size > 1:
+        raise distributed.refusal(f"{name} is a sweep of runs, which runs its jobs itself (--workers), not under "
+                                  "torchrun; launch it without torchrun, or launch one of its runs under torchrun")
     done = finished(sweep, jobs)  # first: a damaged results.jsonl is refused before anything is written
     for key, r in done.items():
         if summary_check is not None and not summary_check(r["summary"]):

@@ -40,7 +40,10 @@ class Diverged(TwinnetError, FloatingPointError):
     """A training or evaluation loss became NaN or infinite: training stops there.
 
     ``step``: the step whose loss was not finite; ``summary``: what the experiment records of the
-    stopped run (set by the experiment, written to summary.json by the runner)."""
+    stopped run (set by the experiment, written to summary.json by the runner). With several ranks
+    every rank raises it at the same step (``every_rank``): rank 0 alone reports it."""
+
+    every_rank = True
 
     def __init__(self, message: str, step: int = 0, summary: dict | None = None) -> None:
         super().__init__(message)
@@ -169,6 +172,8 @@ class LoopState:
     rng_state: dict  # the batch generator's bit-generator state: the next batches and augmentations
     elapsed_s: float
     source_state: dict = field(default_factory=dict)  # the training data's own state (a curriculum's length)
+    world_size: int = 1  # how many ranks trained (a checkpoint resumes under the same number)
+    rank_random: list = field(default_factory=list)  # with several ranks: each rank's random_state(), in rank order
 
 
 class BatchSource(Protocol):
@@ -244,12 +249,9 @@ def _fit(
 ) -> History:
     n = len(train)
     world = distributed.world()
-    if world.size > 1:  # the global batch is every rank's batch together; each rank trains on its shard of it
-        if settings.batching != "full":
-            settings = dataclasses.replace(settings, batching="mini", batch_size=settings.batch_len(n) * world.size)
-        if settings.checkpoint_every_s:
-            raise TwinnetError("checkpoint_every_s (a wall-clock cadence) would differ between ranks; set it to 0 "
-                               "and checkpoint_every to a number of steps")
+    if world.size > 1 and settings.batching != "full":
+        # the global batch is every rank's batch together; each rank trains on its shard of it
+        settings = dataclasses.replace(settings, batching="mini", batch_size=settings.batch_len(n) * world.size)
     total = settings.total_steps(n)
     per_epoch = settings.steps_per_epoch(n)
     unit = settings.eval_interval(n)
@@ -273,6 +275,8 @@ def _fit(
         start -= resume.elapsed_s
         if adaptive:
             train.load_state(resume.source_state)
+        if world.size > 1:  # each rank's own dropout stream, where it was
+            learner.load_random_state(resume.rank_random[world.rank])
         if history.stopped_early:
             first = total + 1
     batches = train.batches(settings.batch_len(n), settings.batching != "full", rng)
@@ -298,26 +302,38 @@ def _fit(
             running_seen += count
         pending.clear()
 
+    def measure(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """(loss, accuracy) on a whole set; with several ranks, each evaluates its shard of it."""
+        if world.size == 1:
+            return evaluate(learner, x, y)
+        part = distributed.shard(len(y), world)
+        count = part.stop - part.start
+        loss, acc = evaluate(learner, x[part], y[part]) if count else (0.0, 0.0)
+        loss_sum, correct, seen = distributed.all_sum([loss * count, acc * count, count])
+        return float(loss_sum / seen), float(correct / seen)
+
     def record(step: int) -> None:
         nonlocal running_loss, running_correct, running_seen
         sync()
+        if world.size > 1:
+            learner.synchronize()  # the ranks' batch-norm statistics averaged: one model to evaluate
         rec: dict = {"step": step, "epoch": step / per_epoch, "lr": learner.lr}
         viewable = hasattr(train, "view")  # stored samples (ArrayDataset, ImageSource), not drawn afresh
         if settings.train_eval == "full" and viewable:
-            rec["train_loss"], rec["train_acc"] = evaluate(learner, *train.view(np.arange(len(train))))
+            rec["train_loss"], rec["train_acc"] = measure(*train.view(np.arange(len(train))))
         elif step == 0 and viewable:
             # no steps to average yet: an evenly spread sample of the training set (as large as the test set)
             # stands in; evenly spread, because a stored set may be sorted by class
             k = min(len(train), len(test) if test is not None else 10_000)
             idx = np.linspace(0, len(train) - 1, k).astype(np.int64)
-            rec["train_loss"], rec["train_acc"] = evaluate(learner, *train.view(idx))
+            rec["train_loss"], rec["train_acc"] = measure(*train.view(idx))
         else:
             rec["train_loss"] = running_loss / max(running_seen, 1)
             rec["train_acc"] = running_correct / max(running_seen, 1)
         if val is not None:
-            rec["val_loss"], rec["val_acc"] = evaluate(learner, val.x, val.y)
+            rec["val_loss"], rec["val_acc"] = measure(val.x, val.y)
         if test is not None:
-            rec["test_loss"], rec["test_acc"] = evaluate(learner, test.x, test.y)
+            rec["test_loss"], rec["test_acc"] = measure(test.x, test.y)
         for key in ("val_loss", "test_loss"):
             if key in rec and not math.isfinite(rec[key]):
                 bar.close()
@@ -335,6 +351,10 @@ def _fit(
         if adaptive and step > 0:
             train.update(rec)
 
+    def due(mine: bool) -> bool:
+        """A decision of this rank's clock; with several ranks, rank 0's (their clocks differ)."""
+        return distributed.agree(mine) if world.size > 1 else mine
+
     def should_stop(step: int) -> bool:  # asked after each evaluation but step 0's and the last
         last = history.last
         if settings.stop_acc and last[monitor] >= settings.stop_acc:
@@ -351,24 +371,31 @@ def _fit(
         if lr_factor is not None:
             learner.scale_lr(lr_factor(step - 1))
         x, y = next(batches)
-        if world.size > 1:
-            part = distributed.shard(len(y), world)
-            x, y = x[part], y[part]
         with np.errstate(all="ignore"):
-            loss, correct = learner.train_step(x, y)
+            if world.size > 1:
+                part = distributed.shard(len(y), world)
+                loss, correct = learner.train_step(x[part], y[part], total=len(y))
+                y = y[part]
+            else:
+                loss, correct = learner.train_step(x, y)
         pending.append((loss, correct, len(y), step))
         if on_epoch is not None and step % per_epoch == 0:
             on_epoch(step // per_epoch, learner)
         bar.update()
         now = time.perf_counter()
-        if bar.disable and progress is None and now - last_log >= LOG_EVERY_S and world.size == 1:
-            # no terminal (a log file): a line now and then instead of a bar (with several ranks, the clock
-            # differs between them, and sync is collective: they log nothing)
+        # no terminal (a log file): a line now and then instead of a bar. With several ranks, rank 0's clock
+        # decides (every 10 steps, a one-number collective), since reading the losses back is collective
+        log_due = bar.disable and progress is None and now - last_log >= LOG_EVERY_S
+        if world.size > 1:
+            log_due = step % 10 == 0 and distributed.agree(log_due)
+        if log_due:
             sync()
             last_log = now
-            print(_log_line(desc, step, total, running_loss / max(running_seen, 1),
-                            running_correct / max(running_seen, 1), history.last, now - start,
-                            (now - last_start) / (step - first + 1) * (total - step)), file=sys.stderr, flush=True)
+            if world.rank == 0:
+                print(_log_line(desc, step, total, running_loss / max(running_seen, 1),
+                                running_correct / max(running_seen, 1), history.last, now - start,
+                                (now - last_start) / (step - first + 1) * (total - step)), file=sys.stderr,
+                      flush=True)
         if step % unit == 0 or step == total:
             with np.errstate(all="ignore"):
                 record(step)
@@ -379,18 +406,24 @@ def _fit(
                 history.stopped_early = True
         end = step == total or history.stopped_early
         if checkpoints is not None and (end or (step % checkpoint_unit == 0 and
-                                                now - last_save >= settings.checkpoint_every_s)):
+                                                due(now - last_save >= settings.checkpoint_every_s))):
             sync()  # a diverged run raises here: no checkpoint holds its weights
+            streams = []
+            if world.size > 1:
+                learner.synchronize()
+                streams = distributed.gather(learner.random_state())
             # else the last step made them NaN: the next loss says so. Rank 0 alone writes (all hold the same state)
             if world.rank == 0 and _finite(learner.state_dict()):
                 checkpoints.save(learner, LoopState(step, history, (running_loss, running_correct, running_seen),
                                                     rng.bit_generator.state, time.perf_counter() - start,
-                                                    train.state() if adaptive else {}))
+                                                    train.state() if adaptive else {}, world.size, streams))
             last_save = time.perf_counter()
         if history.stopped_early:
             break
 
     sync()
+    if world.size > 1:
+        learner.synchronize()
     bar.close()
     best = history.best
     if settings.keep_best and best is not None and best["step"] != history.last["step"]:
