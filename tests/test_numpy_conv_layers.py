@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from gradcheck import assert_close_rel, finite_difference_check, rel_error, torch_twin_check
+from twinnet.check import assert_close_rel, finite_difference_check, rel_error, torch_twin_check
 
 import twinnet.torch_nn
 from twinnet import numpy_nn as nnp

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from gradcheck import assert_close_rel, rel_error
+from twinnet.check import assert_close_rel, rel_error
 
 from twinnet import numpy_nn as nnp
 

@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from gradcheck import assert_close_rel, rel_error
+from twinnet.check import assert_close_rel, rel_error
 
 from twinnet import numpy_nn as nnp
 from twinnet.numpy_nn.clip import clip_grad_norm_

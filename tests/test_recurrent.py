@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradcheck import assert_close_rel, finite_difference_check, rel_error, torch_twin_check
+from twinnet.check import assert_close_rel, finite_difference_check, rel_error, torch_twin_check
 from twinnet import numpy_nn, torch_nn
 from twinnet.data.palindrome import samples
 from twinnet.experiments.rnn_gradients import hidden_grad_norms

@@ -1,5 +1,5 @@
-"""Gradient checks shared by the layer tests: a NumPy module against its PyTorch twin
-and against central finite differences, both in float64.
+"""Checks of a NumPy layer against its PyTorch twin and against central finite differences, both
+in float64: what twinnet's own layer tests use, and what ``twinnet check`` points at students' code.
 
 Each check returns ``{name: relative error}`` with the names
 ``"out"`` and ``"dx"`` (``"out0"``, ``"dx1"``, ... when the module takes or returns
