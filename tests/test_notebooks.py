@@ -119,3 +119,35 @@ def test_show_draws_each_file_titled_with_its_name(tmp_path, monkeypatch):
         show(tmp_path / "a.png", tmp_path / "missing.png")
     with pytest.raises(ValueError):
         show()
+
+
+STUDENTS = Path(__file__).parent / "students"
+LABS = {  # notebook: (the reference solution's file, a planted bug, the layer it breaks, what the check says)
+    "01_mlp_twins": ("layers.py", "cs231n_backward_zeros.py", "relu", "dx: relative error 1.00e+00"),
+    "02_image_networks": ("layers.py", "cs231n_conv_stride.py", "conv", "s=2 p=0: dw: relative error"),
+    "03_palindromes": ("rnn_layers.py", "cs231n_rnn_bptt.py", "rnn", "dx: relative error"),
+}
+
+
+def _lab(name: str, *solutions: Path | None) -> dict:
+    """Run a notebook's exercise cell, or the given solution files in its place, then its check cell."""
+    cells = code_cells(NOTEBOOKS / f"{name}.ipynb")
+    exercise = next(c for c in cells if c.startswith("# EXERCISE"))
+    check = next(c for c in cells if c.startswith("# CHECK"))
+    namespace: dict = {"__name__": "__main__"}
+    for source, label in ([(exercise, "exercise")] if not solutions else [(s.read_text(), s.name) for s in solutions]):
+        exec(compile(source, f"{name}.ipynb {label}", "exec"), namespace)
+    exec(compile(check, f"{name}.ipynb check", "exec"), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("name", sorted(LABS))
+def test_each_notebook_is_a_lab_whose_check_passes_a_solution_and_names_a_planted_bug(name, capsys):
+    solution, bug, kind, named = LABS[name]
+    as_shipped = _lab(name)["report"]  # stubs that raise: every configuration fails, saying so
+    assert all(r.total and r.passed == 0 for r in as_shipped.rows)
+    assert all("raised NotImplementedError: write" in r.first_failure for r in as_shipped.rows)
+    assert _lab(name, STUDENTS / "cs231n" / solution)["report"].ok
+    bugged = {r.kind: r for r in _lab(name, STUDENTS / "cs231n" / solution, STUDENTS / "bugs" / bug)["report"].rows}
+    assert bugged[kind].passed < bugged[kind].total and any(named in f for f in bugged[kind].failures)
+    assert "FAILED" in capsys.readouterr().out  # the table was printed, as the student sees it

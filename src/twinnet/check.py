@@ -27,11 +27,15 @@ from twinnet.twins import relative_error
 TINY = np.finfo(np.float64).tiny
 
 
-def rel_error(a, b) -> float:
-    """max|a - b| / max(max|b|, tiny): one number per array, scaled by the reference ``b``; a shape
-    mismatch fails (broadcasting would hide a wrong-shaped gradient)."""
+def rel_error(a, b, floor: float = TINY) -> float:
+    """max|a - b| / max(max|b|, floor): one number per array, scaled by the reference ``b``; a shape
+    mismatch fails (broadcasting would hide a wrong-shaped gradient).
+
+    ``floor``: below it the error is absolute (scaled by ``floor``), so a reference of exact zeros (a
+    bias before batch norm gets no gradient) compares as zero against zeros and as small against
+    round-off: with ``floor = atol / rtol``, ``rel_error <= rtol`` means |a - b| <= max(rtol max|b|, atol)."""
     try:
-        return relative_error(a, b)
+        return relative_error(a, b, floor)
     except ValueError as e:
         raise AssertionError(str(e)) from None
 
@@ -97,12 +101,12 @@ def _grad_or_zeros(g, shape) -> np.ndarray:
 # --- checks --------------------------------------------------------------------
 
 
-def torch_twin_check(np_module, torch_module, x, *, rng: np.random.Generator) -> dict[str, float]:
+def torch_twin_check(np_module, torch_module, x, *, rng: np.random.Generator, floor: float = TINY) -> dict[str, float]:
     """Relative errors of the NumPy module against its torch twin, both in float64.
 
     Copies the twin's weights (cast to float64) into ``np_module``, runs both forward on
     the same input, backpropagates ``sum(out * dout)`` for a random ``dout`` and
-    compares output, input gradients and every parameter gradient. Also reports
+    compares output, input gradients and every parameter gradient (``rel_error`` with ``floor``). Also reports
     "input_changed" / "dout_changed": how much forward/backward wrote into its arguments.
     ``torch_module`` itself is left untouched (a float64 copy is used).
     """
@@ -137,13 +141,14 @@ def torch_twin_check(np_module, torch_module, x, *, rng: np.random.Generator) ->
 
     errors: dict[str, float] = {}
     for i, (o_np, o_t) in enumerate(zip(outs_np, outs_t, strict=True)):
-        errors[_name("out", i, single_out)] = rel_error(o_np, o_t.detach().numpy())
+        errors[_name("out", i, single_out)] = rel_error(o_np, o_t.detach().numpy(), floor)
     for name, g in _input_grads(xs, dxs, single_in).items():
         i = 0 if single_in else int(name[2:])
-        errors[name] = rel_error(g, _grad_or_zeros(xs_t[i].grad, xs[i].shape))
+        errors[name] = rel_error(g, _grad_or_zeros(xs_t[i].grad, xs[i].shape), floor)
     t_params = dict(tm.named_parameters())
     for name, p in np_module.named_parameters():
-        errors[f"grad[{name}]"] = rel_error(_grad_or_zeros(p.grad, p.shape), _grad_or_zeros(t_params[name].grad, p.shape))
+        errors[f"grad[{name}]"] = rel_error(_grad_or_zeros(p.grad, p.shape), _grad_or_zeros(t_params[name].grad, p.shape),
+                                            floor)
     errors["input_changed"] = max(rel_error(a, b) for a, b in zip(xs_np, xs, strict=True))
     errors["dout_changed"] = max(rel_error(a, b) for a, b in zip(douts_np, douts, strict=True))
     return errors

@@ -1,4 +1,4 @@
-"""The ``twinnet`` command: list, run, summary, report."""
+"""The ``twinnet`` command: list, run, summary, report, check."""
 
 from __future__ import annotations
 
@@ -72,6 +72,34 @@ def _parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="redraw the figures and report.md of a finished run")
     rep.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+
+    c = sub.add_parser(
+        "check",
+        help="grade a student's own NumPy layers against twinnet's references",
+        description="Load STUDENT.py (and MORE.py: later files replace earlier definitions) in isolation and check "
+        "every layer the convention names on seeded random float64 configurations (strides, paddings including 0, "
+        "batch 1, overlapping pools, square weights, huge logits, ...): forward, input gradient and every "
+        "parameter gradient against PyTorch autograd, plus optimiser steps and a whole-model check where the "
+        "convention has them. Prints one row per layer and exits 1 if anything failed.",
+        epilog="examples:\n  twinnet check layers.py rnn_layers.py optim.py --convention cs231n\n"
+        "  twinnet check modules.py mlp_numpy.py --convention uva --json grade.json\n"
+        "  TWINNET_CHECK_SEED=8125 twinnet check layers.py --convention cs231n --only conv,maxpool",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument("files", nargs="+", type=Path, metavar="STUDENT.py")
+    c.add_argument("--convention", default=None, metavar="NAME",
+                   help="how the course names, calls and lays out its layers: cs231n (functional "
+                   "forward/backward with caches, W (in, out)), uva (modules with params/grads dicts, W (out, in), "
+                   "probabilities into the loss), cs324 (modules, W (in, out), softmax fused into the loss, one-hot "
+                   "targets) or torch (twinnet.numpy_nn's own protocol)")
+    c.add_argument("--spec", type=Path, default=None, metavar="SPEC.toml",
+                   help="a convention of your own, in the built-in ones' schema (see the README)")
+    c.add_argument("--only", default=None, metavar="LAYERS", help="check only these layer kinds (comma-separated)")
+    c.add_argument("--seed", type=int, default=None,
+                   help="seed of the configurations (default: $TWINNET_CHECK_SEED, a teacher's secret, else 0)")
+    c.add_argument("--configs", type=int, default=6, metavar="K",
+                   help="random configurations per layer, beside the fixed edge cases (default 6)")
+    c.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the grades as JSON")
     return p
 
 
@@ -146,6 +174,26 @@ def _cmd_summary(args) -> None:
         print()
 
 
+def _cmd_check(args) -> int:
+    from twinnet import grader
+    from twinnet.runs import atomic_write_json
+
+    if (args.convention is None) == (args.spec is None):
+        raise TwinnetError("give one of --convention (cs231n, uva, cs324, torch) or --spec SPEC.toml")
+    if args.seed is not None and args.seed < 0:
+        raise TwinnetError(f"--seed must be >= 0, got {args.seed}")
+    convention = grader.resolve_convention(args.convention, args.spec)
+    only = [k.strip() for k in args.only.split(",") if k.strip()] if args.only else None
+    if args.json is not None and not args.json.parent.is_dir():
+        raise TwinnetError(f"--json {args.json}: the folder {args.json.parent} does not exist")
+    report = grader.grade(args.files, convention, only=only, seed=grader.resolve_seed(args.seed),
+                          configs=args.configs)
+    print(grader.format_table(report))
+    if args.json is not None:
+        atomic_write_json(args.json, report.as_dict())
+    return 0 if report.ok else 1
+
+
 def _one_line(text: str) -> str:
     """A message on one line, whatever the paths or values in it hold (newlines shown as \\n)."""
     return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
@@ -213,6 +261,8 @@ def _dispatch(args, command: str) -> int:
         _cmd_run(args, command)
     elif args.command == "summary":
         _cmd_summary(args)
+    elif args.command == "check":
+        return _cmd_check(args)
     elif args.command == "report":
         from twinnet.report.build import write_report
         from twinnet.seeds import is_group, write_group_report

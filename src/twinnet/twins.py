@@ -54,15 +54,15 @@ def max_relative_difference(a, b) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), np.finfo(np.float64).tiny)))
 
 
-def relative_error(a, b) -> float:
-    """max|a - b| / max|b| (b the reference; at least the smallest normal float64): one number per
-    array. Arrays of different shapes are an error, not broadcast."""
+def relative_error(a, b, floor: float = np.finfo(np.float64).tiny) -> float:
+    """max|a - b| / max(max|b|, floor) (b the reference): one number per array. Arrays of different
+    shapes are an error, not broadcast."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"shape mismatch: got {a.shape}, reference {b.shape}")
     if a.size == 0:
         return 0.0
-    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), np.finfo(np.float64).tiny))
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), floor))
 
 
 def gradient_agreement(numpy_model, torch_model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:

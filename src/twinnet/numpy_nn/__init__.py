@@ -1,13 +1,13 @@
 """The from-scratch engine: layers with explicit forward and backward, named and laid out like torch.nn."""
 
 from twinnet.numpy_nn import backend, init, serialize
-from twinnet.numpy_nn.activation import GELU, ReLU, Sigmoid, Tanh
+from twinnet.numpy_nn.activation import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from twinnet.numpy_nn.conv import Conv2d
 from twinnet.numpy_nn.dropout import Dropout
 from twinnet.numpy_nn.linear import Linear
-from twinnet.numpy_nn.loss import CrossEntropyLoss
+from twinnet.numpy_nn.loss import CrossEntropyLoss, MultiMarginLoss
 from twinnet.numpy_nn.module import Module, Parameter, Sequential, no_grad
-from twinnet.numpy_nn.norm import BatchNorm1d, BatchNorm2d
+from twinnet.numpy_nn.norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from twinnet.numpy_nn.clip import clip_grad_norm_
 from twinnet.numpy_nn.optim import SGD, Adam, AdamW, Optimizer, RMSprop
 from twinnet.numpy_nn.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
@@ -20,7 +20,8 @@ __all__ = [
     "backend", "init", "serialize",
     "Module", "Parameter", "Sequential", "no_grad",
     "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d",
-    "Dropout", "Flatten", "ReLU", "Tanh", "Sigmoid", "GELU", "ResidualBlock",
-    "CrossEntropyLoss", "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm_", "MLP",
+    "LayerNorm", "Dropout", "Flatten", "ReLU", "Tanh", "Sigmoid", "GELU", "ELU", "LeakyReLU", "Softmax",
+    "ResidualBlock",
+    "CrossEntropyLoss", "MultiMarginLoss", "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm_", "MLP",
     "VanillaRNN", "IRNN", "LSTM", "GRU",
 ]

@@ -87,3 +87,69 @@ class GELU(Module):
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
+
+
+class ELU(Module):
+    """``torch.nn.ELU(alpha)``: x for x > 0, alpha (exp(x) - 1) otherwise; the gradient at 0 is alpha, as in torch."""
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x):
+        xp = backend.xp(x)
+        neg = xp.minimum(x, 0)  # exp of the positive side, unused, would overflow for large x
+        out = xp.where(x > 0, x, self.alpha * xp.expm1(neg))
+        self._push_cache((x > 0, neg))
+        return out
+
+    def backward(self, dout):
+        positive, neg = self._pop_cache()
+        xp = backend.xp(neg)
+        return dout * xp.where(positive, 1, self.alpha * xp.exp(neg))
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class LeakyReLU(Module):
+    """``torch.nn.LeakyReLU(negative_slope)``: x for x > 0, negative_slope * x otherwise (also the gradient at 0)."""
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x):
+        positive = x > 0
+        self._push_cache(positive)
+        return backend.xp(x).where(positive, x, self.negative_slope * x)
+
+    def backward(self, dout):
+        positive = self._pop_cache()
+        return backend.xp(dout).where(positive, dout, self.negative_slope * dout)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class Softmax(Module):
+    """``torch.nn.Softmax(dim)``: exp(x) / sum(exp(x)) along ``dim``, shifted by the maximum so exp never overflows."""
+
+    def __init__(self, dim: int = -1) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        xp = backend.xp(x)
+        e = xp.exp(x - x.max(axis=self.dim, keepdims=True))
+        out = e / e.sum(axis=self.dim, keepdims=True)
+        self._push_cache(out)
+        return out
+
+    def backward(self, dout):
+        s = self._pop_cache()
+        # Jacobian diag(s) - s s^T applied to dout, along dim: s * (dout - <dout, s>)
+        return s * (dout - (dout * s).sum(axis=self.dim, keepdims=True))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"

@@ -7,7 +7,8 @@ from twinnet.numpy_nn.module import Module
 
 
 class Dropout(Module):
-    """``torch.nn.Dropout(p)``; identity in eval mode. Masks come from the module's ``generator``."""
+    """``torch.nn.Dropout(p)``; identity in eval mode. Masks come from the module's ``generator``, or from
+    ``forward``'s ``mask``."""
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
@@ -15,19 +16,29 @@ class Dropout(Module):
             raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
         self.p = p
 
-    def forward(self, x):
-        if not self.training or self.p == 0.0:
+    def forward(self, x, mask=None):
+        """In training, x * keep / (1 - p) with ``keep`` drawn, or ``mask`` (0/1, x's shape) when given: a
+        mask known outside lets another dropout be compared with this one. Identity in eval mode."""
+        if not self.training or (self.p == 0.0 and mask is None):
             self._push_cache(None)
             return x
-        keep = self.generator.random(x.shape, dtype="float32") >= self.p
+        xp = backend.xp(x)
+        if mask is None:
+            keep = self.generator.random(x.shape, dtype="float32") >= self.p
+        else:
+            keep = xp.asarray(mask)
+            if keep.shape != x.shape:
+                raise ValueError(f"dropout mask must have the input's shape {tuple(x.shape)}, got {tuple(keep.shape)}")
+            if not ((keep == 0) | (keep == 1)).all():  # a mask already scaled by 1/(1-p) would be scaled twice
+                raise ValueError("dropout mask must hold only 0 (dropped) and 1 (kept)")
         scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
-        mask = backend.xp(x).asarray(keep, dtype=x.dtype) * x.dtype.type(scale)
-        self._push_cache(mask)
-        return x * mask
+        scaled = xp.asarray(keep, dtype=x.dtype) * x.dtype.type(scale)
+        self._push_cache(scaled)
+        return x * scaled
 
     def backward(self, dout):
-        mask = self._pop_cache()
-        return dout if mask is None else dout * mask
+        scaled = self._pop_cache()
+        return dout if scaled is None else dout * scaled
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

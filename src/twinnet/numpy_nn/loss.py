@@ -1,4 +1,5 @@
-"""Softmax cross-entropy on raw logits, as ``torch.nn.CrossEntropyLoss`` (mean reduction)."""
+"""Losses on raw logits with mean reduction: ``torch.nn.CrossEntropyLoss`` (class or probability targets)
+and ``torch.nn.MultiMarginLoss`` (the multiclass hinge)."""
 
 from __future__ import annotations
 
@@ -36,8 +37,30 @@ def _cross_entropy_backward(dout, cache):
     return grad * (dout / n)
 
 
+def _soft_cross_entropy_forward(logits, target, label_smoothing):
+    """logits (N, C), target probabilities (N, C) -> mean loss, cache (softmax probabilities, smoothed target).
+
+    torch mixes the target with the uniform distribution, t' = (1 - eps) t + eps / C, and takes
+    -sum_c t'_c log p_c per row; rows need not sum to 1 (nor does torch ask them to).
+    """
+    xp = backend.xp(logits)
+    c = logits.shape[1]
+    t = xp.asarray(target, dtype=logits.dtype)
+    if label_smoothing:
+        t = (1 - label_smoothing) * t + label_smoothing / c
+    logp = _log_softmax(logits)
+    return -(t * logp).sum(axis=1).mean(), (xp.exp(logp), t)
+
+
+def _soft_cross_entropy_backward(dout, cache):
+    """d(mean loss)/d logits = (softmax * sum_c t'_c - t') / N: softmax - t' for rows that sum to 1."""
+    probs, t = cache
+    return (probs * t.sum(axis=1, keepdims=True) - t) * (dout / len(t))
+
+
 class CrossEntropyLoss(Module):
-    """``forward(logits, target) -> loss``; ``backward(dout=1.0) -> dlogits``."""
+    """``forward(logits, target) -> loss``; ``backward(dout=1.0) -> dlogits``. ``target`` is either class
+    indices, ints (N,), or class probabilities, floats shaped like the logits (N, C), as torch tells them apart."""
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
@@ -46,11 +69,63 @@ class CrossEntropyLoss(Module):
         self.label_smoothing = label_smoothing
 
     def forward(self, logits, target):
-        loss, self._cache = _cross_entropy_forward(logits, target, self.label_smoothing)
+        target = backend.xp(logits).asarray(target)
+        if target.dtype.kind != "f":
+            loss, cache = _cross_entropy_forward(logits, target, self.label_smoothing)
+            self._cache = (False, cache)
+            return loss
+        if target.shape != logits.shape:  # broadcasting (N,) or (C,) probabilities would be silently wrong
+            raise ValueError(f"probability targets must have the logits' shape {tuple(logits.shape)}, "
+                             f"got {tuple(target.shape)}")
+        loss, cache = _soft_cross_entropy_forward(logits, target, self.label_smoothing)
+        self._cache = (True, cache)
         return loss
 
     def __call__(self, logits, target):
         return self.forward(logits, target)
 
     def backward(self, dout=1.0):
-        return _cross_entropy_backward(dout, self._cache)
+        soft, cache = self._cache
+        return _soft_cross_entropy_backward(dout, cache) if soft else _cross_entropy_backward(dout, cache)
+
+
+def _multi_margin_forward(logits, target, margin):
+    """logits (N, C), target int (N,) -> mean over rows of sum_{j != y} max(0, margin - x_y + x_j) / C, cache."""
+    xp = backend.xp(logits)
+    n, c = logits.shape
+    rows = xp.arange(n)
+    z = margin - logits[rows, target][:, None] + logits  # (N, C)
+    active = z > 0  # torch's hinge: only strictly positive terms count, in the loss and in the gradient
+    active[rows, target] = False  # j = y is left out of the sum
+    return (z * active).sum() / (n * c), (active, target, logits.dtype)
+
+
+def _multi_margin_backward(dout, cache):
+    """Each active term (j, y) adds +1 to dlogits[j] and -1 to dlogits[y], all divided by N C."""
+    active, target, dtype = cache
+    n, c = active.shape
+    grad = active.astype(dtype)
+    grad[backend.xp(active).arange(n), target] = -active.sum(axis=1)
+    return grad * (dout / (n * c))
+
+
+class MultiMarginLoss(Module):
+    """``torch.nn.MultiMarginLoss(p=1, margin)``, the multiclass SVM hinge: ``forward(logits, target) -> loss``
+    with target int (N,); ``backward(dout=1.0) -> dlogits``."""
+
+    def __init__(self, margin: float = 1.0) -> None:
+        super().__init__()
+        self.margin = margin
+
+    def forward(self, logits, target):
+        if logits.ndim != 2:
+            raise ValueError(f"MultiMarginLoss expects logits (N, C), got shape {tuple(logits.shape)}")
+        loss, cache = _multi_margin_forward(logits, backend.xp(logits).asarray(target), self.margin)
+        self._push_cache(cache)
+        return loss
+
+    def backward(self, dout=1.0):
+        return _multi_margin_backward(dout, self._pop_cache())
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}"

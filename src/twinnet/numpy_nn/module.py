@@ -126,8 +126,8 @@ class Module:
         if "forward" in cls.__dict__:
             cls.forward = _starts_pass_when_outermost(cls.__dict__["forward"])
 
-    def __call__(self, *args):
-        return self.forward(*args)
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
 
     def _push_cache(self, cache) -> None:
         """Keep what backward needs; called once by each forward (a no-op inside ``no_grad``)."""

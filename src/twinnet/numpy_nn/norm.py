@@ -1,6 +1,9 @@
-"""Batch normalisation over channels-last rows, with torch's running statistics and buffers."""
+"""Batch normalisation over channels-last rows, with torch's running statistics and buffers; layer normalisation
+over each sample's trailing dimensions."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -160,3 +163,62 @@ class BatchNorm2d(_BatchNorm):
     def _unrows(self, x2, shape):
         n, c, h, w = shape
         return x2.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+def _ln_forward(x2, weight, bias, eps):
+    """x2 (M, D): each row normalised on its own -> out (M, D), cache. weight, bias (D,) or None."""
+    mean = x2.mean(axis=1, keepdims=True)
+    xc = x2 - mean
+    invstd = 1.0 / backend.xp(x2).sqrt((xc * xc).mean(axis=1, keepdims=True) + eps)  # biased variance, as torch
+    xhat = xc * invstd
+    out = xhat if weight is None else xhat * weight
+    if bias is not None:
+        out = out + bias
+    return out, (xhat, invstd, weight)
+
+
+def _ln_backward(dout2, cache):
+    """dout2 (M, D) -> dx (M, D), dweight (D,), dbias (D,)."""
+    xhat, invstd, weight = cache
+    dweight = (dout2 * xhat).sum(axis=0)
+    dbias = dout2.sum(axis=0)
+    dxhat = dout2 if weight is None else dout2 * weight
+    # dx = invstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), means over the row
+    dx = invstd * (dxhat - dxhat.mean(axis=1, keepdims=True) - xhat * (dxhat * xhat).mean(axis=1, keepdims=True))
+    return dx, dweight, dbias
+
+
+class LayerNorm(Module):
+    """``torch.nn.LayerNorm``: each sample normalised over its trailing ``normalized_shape`` dimensions, then
+    scaled by ``weight`` and shifted by ``bias``, both shaped ``normalized_shape``."""
+
+    def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, *, dtype=np.float32) -> None:
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.normalized_shape, self.eps, self.elementwise_affine = shape, eps, elementwise_affine
+        self.weight = Parameter(np.ones(shape, dtype=dtype)) if elementwise_affine else None
+        self.bias = Parameter(np.zeros(shape, dtype=dtype)) if elementwise_affine and bias else None
+
+    def forward(self, x):
+        k = len(self.normalized_shape)
+        if tuple(x.shape[x.ndim - k:]) != self.normalized_shape:
+            raise ValueError(f"LayerNorm({self.normalized_shape}) got input of shape {tuple(x.shape)}: "
+                             f"its last {k} dimensions must be {self.normalized_shape}")
+        weight = None if self.weight is None else self.weight.data.reshape(-1)
+        bias = None if self.bias is None else self.bias.data.reshape(-1)
+        out, cache = _ln_forward(x.reshape(-1, math.prod(self.normalized_shape)), weight, bias, self.eps)  # (M, D)
+        self._push_cache((cache, x.shape))
+        return out.reshape(x.shape)
+
+    def backward(self, dout):
+        cache, shape = self._pop_cache()
+        dx2, dweight, dbias = _ln_backward(dout.reshape(cache[0].shape), cache)
+        if self.weight is not None:
+            self.weight.accumulate(dweight.reshape(self.normalized_shape), owned=True)
+        if self.bias is not None:
+            self.bias.accumulate(dbias.reshape(self.normalized_shape), owned=True)
+        return dx2.reshape(shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

@@ -6,9 +6,14 @@ forward stores every step's states (arrays indexed [t] along a leading time axis
 backward walks them in reverse, collecting each step's pre-activation gradient, and forms the
 weight gradients with one matmul over all steps at the end instead of L small ones.
 
-Conventions: x (B, L, D) -> logits of the last step (B, C); h(0) = 0 (and c(0) = 0);
+Conventions: x (B, L, D) -> logits of the last step (B, C); h(0) = 0 (and c(0) = 0) unless given;
 ``backward(dlogits) -> dx`` (B, L, D) (None with ``input_grad = False``). With ``record_hidden = True`` the backward keeps
 dLoss/dh(t), returned by ``hidden_grads()`` as (B, L, H).
+
+As torch.nn.RNN/LSTM/GRU(batch_first=True) allow: ``forward(x, h0)`` starts from a given h(0) (B, H) (the LSTM
+also takes c0), and backward then returns ``(dx, dh0)`` (``(dx, dh0, dc0)``), one gradient per input given. With
+``return_sequences = True`` forward returns every h(t), t = 1..L, as (B, L, H) (torch's ``output``; the readout is
+unused) and backward takes dLoss/dh(t) for each of them.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class _Recurrent(Module):
         self.input_size, self.hidden_size, self.n_classes = input_size, hidden_size, n_classes
         self.record_hidden = False
         self._hidden_grads = None
+        self.return_sequences = False  # True: forward returns h(1..L) (B, L, H) instead of the readout's logits
         self.input_grad = True  # False spares backward dLoss/dx, which no one reads when x is data
         self._bound = 1.0 / math.sqrt(hidden_size)  # PyTorch's U(-1/sqrt(H), 1/sqrt(H)) for every weight
 
@@ -51,37 +57,57 @@ class _Recurrent(Module):
         self.W_ph = self._param((self.n_classes, self.hidden_size), dtype)  # (C, H)
         self.b_o = self._param((self.n_classes,), dtype)  # (C,)
 
-    def forward(self, x):
-        """x (B, L, D) -> logits (B, C)."""
-        xs = x.transpose(1, 0, 2)  # (L, B, D): step t's batch contiguous
-        states = self._run(xs)  # H (L+1, B, H) with H[0] = h(0) = 0, plus each model's extras
-        h_last = states[0][-1]
-        self._push_cache((xs, states))
-        return h_last @ self.W_ph.data.T + self.b_o.data
+    def forward(self, x, h0=None):
+        """x (B, L, D), h0 (B, H) or None for zeros -> logits (B, C), or h(1..L) (B, L, H) with ``return_sequences``."""
+        return self._forward(x, {"h0": h0})
 
-    def backward(self, dlogits):
-        """dlogits (B, C) -> dx (B, L, D); accumulates every parameter's gradient."""
-        xs, states = self._pop_cache()
+    def _forward(self, x, initial: dict):
+        """``initial``: each initial state by name (h0, and the LSTM's c0), None where it starts at zero."""
+        B, H = x.shape[0], self.hidden_size
+        for name, s in initial.items():
+            if s is not None and tuple(s.shape) != (B, H):
+                raise ValueError(f"{name} must have shape (batch, hidden_size) = {(B, H)}, got {tuple(s.shape)}")
+        xs = x.transpose(1, 0, 2)  # (L, B, D): step t's batch contiguous
+        states = self._run(xs, *initial.values())  # H (L+1, B, H) with H[0] = h(0), plus each model's extras
+        given = tuple(s is not None for s in initial.values())
+        self._push_cache((xs, states, given, self.return_sequences))
+        if self.return_sequences:
+            return states[0][1:].transpose(1, 0, 2)  # (B, L, H)
+        return states[0][-1] @ self.W_ph.data.T + self.b_o.data
+
+    def backward(self, dout):
+        """dlogits (B, C), or dLoss/dh(1..L) (B, L, H) with ``return_sequences`` -> dx (B, L, D), followed by
+        the gradient of each initial state forward was given; accumulates every parameter's gradient."""
+        xs, states, given, sequences = self._pop_cache()
         hs = states[0]
-        self.W_ph.accumulate(dlogits.T @ hs[-1])
-        self.b_o.accumulate(dlogits.sum(axis=0))
-        dh_last = dlogits @ self.W_ph.data  # (B, H): only the last step feeds the loss
+        if sequences:
+            dseq = dout.transpose(1, 0, 2)  # (L, B, H): step t's upstream gradient, added as the walk reaches it
+            dh_last = dseq[-1]
+        else:
+            dseq = None
+            self.W_ph.accumulate(dout.T @ hs[-1])
+            self.b_o.accumulate(dout.sum(axis=0))
+            dh_last = dout @ self.W_ph.data  # (B, H): only the last step feeds the loss
         record = backend.xp(hs).empty_like(hs[1:]) if self.record_hidden else None
-        dxw = self._bptt(dh_last, xs, states, record)  # (L, B, G*H): d loss / d (input term) per step
+        # dxw (L, B, G*H): d loss / d (input term) per step; d_initial: d loss / d each initial state
+        dxw, d_initial = self._bptt(dh_last, xs, states, record, dseq, given)
         self._hidden_grads = record
         L, B, D = xs.shape
         dxw2 = dxw.reshape(L * B, -1)
         self._input_weight.accumulate(dxw2.T @ xs.reshape(L * B, D))
         self._input_bias.accumulate(dxw2.sum(axis=0))
-        if not self.input_grad:
-            return None
-        return (dxw @ self._input_weight.data).transpose(1, 0, 2)  # (B, L, D)
+        dx = (dxw @ self._input_weight.data).transpose(1, 0, 2) if self.input_grad else None  # (B, L, D)
+        if not any(given):
+            return dx
+        return (dx, *(g for g, k in zip(d_initial, given, strict=True) if k))
 
-    def _accumulate_hh(self, dpre, hs) -> None:
-        """dW_hh = sum_t dpre(t)^T h(t-1) as one matmul; step 1 (h(0) = 0) adds nothing."""
+    def _accumulate_hh(self, dpre, hs, h0_given: bool = False) -> None:
+        """dW_hh = sum_t dpre(t)^T h(t-1) as one matmul; step 1 adds nothing unless h(0) was given."""
         L, B, GH = dpre.shape
-        if L > 1:
-            self._recurrent_weight.accumulate(dpre[1:].reshape(-1, GH).T @ hs[1:L].reshape(-1, self.hidden_size))
+        first = 0 if h0_given else 1
+        if L > first:
+            self._recurrent_weight.accumulate(
+                dpre[first:].reshape(-1, GH).T @ hs[first:L].reshape(-1, self.hidden_size))
         elif self._recurrent_weight.grad is None:
             w = self._recurrent_weight.data
             self._recurrent_weight.accumulate(backend.xp(w).zeros_like(w))
@@ -92,10 +118,12 @@ class _Recurrent(Module):
             raise RuntimeError("set record_hidden = True, run forward and backward first")
         return backend.to_numpy(self._hidden_grads).transpose(1, 0, 2)
 
-    def _hidden_buffer(self, xs):
+    def _hidden_buffer(self, xs, start=None):
+        """(L+1, B, H) for a state at t = 0..L, with [0] = ``start`` (zeros if None)."""
         L, B, _ = xs.shape
-        hs = backend.xp(xs).empty((L + 1, B, self.hidden_size), dtype=self.W_ph.data.dtype)
-        hs[0] = 0
+        xp = backend.xp(xs)
+        hs = xp.empty((L + 1, B, self.hidden_size), dtype=self.W_ph.data.dtype)
+        hs[0] = 0 if start is None else xp.asarray(start)
         return hs
 
     def extra_repr(self) -> str:
@@ -134,11 +162,11 @@ class VanillaRNN(_Recurrent):
     def _recurrent_weight(self):
         return self.W_hh
 
-    def _run(self, xs):
+    def _run(self, xs, h0=None):
         xp = backend.xp(xs)
         xw = xs @ self.W_hx.data.T  # (L, B, H); biases added in place: a fresh large temporary costs page faults
         xw += self.b_h.data
-        hs = self._hidden_buffer(xs)
+        hs = self._hidden_buffer(xs, h0)
         w_t = self.W_hh.data.T
         for t in range(len(xs)):
             pre = hs[t] @ w_t
@@ -149,12 +177,15 @@ class VanillaRNN(_Recurrent):
                 xp.tanh(pre, out=hs[t + 1])
         return (hs,)
 
-    def _bptt(self, dh, xs, states, record):
+    def _bptt(self, dh, xs, states, record, dseq, given):
         (hs,) = states
         xp = backend.xp(hs)
+        L = len(xs)
         dpre = xp.empty_like(hs[1:])  # (L, B, H)
         w = self.W_hh.data
-        for t in range(len(xs) - 1, -1, -1):  # step t makes h(t+1) = hs[t+1]
+        for t in range(L - 1, -1, -1):  # step t makes h(t+1) = hs[t+1]
+            if dseq is not None and t < L - 1:
+                dh = dh + dseq[t]
             if record is not None:
                 record[t] = dh
             h = hs[t + 1]
@@ -162,10 +193,10 @@ class VanillaRNN(_Recurrent):
                 xp.multiply(dh, h > 0, out=dpre[t])
             else:
                 xp.multiply(dh, 1 - h * h, out=dpre[t])  # tanh' = 1 - h^2
-            if t:
+            if t or given[0]:
                 dh = dpre[t] @ w  # through W_hh h(t-1)
-        self._accumulate_hh(dpre, hs)
-        return dpre
+        self._accumulate_hh(dpre, hs, given[0])
+        return dpre, (dh,)
 
 
 class IRNN(VanillaRNN):
@@ -208,11 +239,15 @@ class LSTM(_Gated):
 
     gates = 4
 
-    def _run(self, xs):
+    def forward(self, x, h0=None, c0=None):
+        """As ``_Recurrent.forward``, with torch.nn.LSTM's initial cell state c0 (B, H) too (zeros if None)."""
+        return self._forward(x, {"h0": h0, "c0": c0})
+
+    def _run(self, xs, h0=None, c0=None):
         xp, H = backend.xp(xs), self.hidden_size
         xw = xs @ self.weight_ih.data.T  # (L, B, 4H)
         xw += self.bias_ih.data + self.bias_hh.data
-        hs, cs = self._hidden_buffer(xs), self._hidden_buffer(xs)  # h(t), c(t) for t = 0..L
+        hs, cs = self._hidden_buffer(xs, h0), self._hidden_buffer(xs, c0)  # h(t), c(t) for t = 0..L
         acts = xp.empty_like(xw)  # (L, B, 4H): sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
         tcs = xp.empty_like(hs[1:])  # (L, B, H): tanh(c(t))
         w_t = self.weight_hh.data.T
@@ -230,13 +265,15 @@ class LSTM(_Gated):
             xp.multiply(o, tcs[t], out=hs[t + 1])
         return hs, cs, acts, tcs
 
-    def _bptt(self, dh, xs, states, record):
+    def _bptt(self, dh, xs, states, record, dseq, given):
         hs, cs, acts, tcs = states
-        H = self.hidden_size
+        H, L = self.hidden_size, len(xs)
         dpre = backend.xp(acts).empty_like(acts)  # (L, B, 4H): gradient of the gate pre-activations
         dc = 0.0  # dLoss/dc(t) arriving from step t+1
         w = self.weight_hh.data
-        for t in range(len(xs) - 1, -1, -1):
+        for t in range(L - 1, -1, -1):
+            if dseq is not None and t < L - 1:
+                dh = dh + dseq[t]
             if record is not None:
                 record[t] = dh
             a, tc, d = acts[t], tcs[t], dpre[t]
@@ -246,12 +283,12 @@ class LSTM(_Gated):
             d[:, H : 2 * H] = dc * cs[t] * f * (1 - f)
             d[:, 2 * H : 3 * H] = dc * i * (1 - g * g)
             d[:, 3 * H :] = dh * tc * o * (1 - o)
-            dc = dc * f
-            if t:
+            dc = dc * f  # at t = 0: dLoss/dc(0)
+            if t or any(given):
                 dh = d @ w
-        self._accumulate_hh(dpre, hs)
+        self._accumulate_hh(dpre, hs, given[0])
         self.bias_hh.accumulate(dpre.sum(axis=(0, 1)))  # bias_hh enters exactly as bias_ih does
-        return dpre
+        return dpre, (dh, dc)
 
 
 class GRU(_Gated):
@@ -259,11 +296,11 @@ class GRU(_Gated):
 
     gates = 3
 
-    def _run(self, xs):
+    def _run(self, xs, h0=None):
         xp, H = backend.xp(xs), self.hidden_size
         xw = xs @ self.weight_ih.data.T  # (L, B, 3H); b_hh stays apart: r multiplies W_hn h + b_hn
         xw += self.bias_ih.data
-        hs = self._hidden_buffer(xs)
+        hs = self._hidden_buffer(xs, h0)
         rz = xp.empty_like(xw[:, :, : 2 * H])  # (L, B, 2H): r, z
         ns, hn = xp.empty_like(hs[1:]), xp.empty_like(hs[1:])  # n(t), and W_hn h(t-1) + b_hn
         w_t, b = self.weight_hh.data.T, self.bias_hh.data
@@ -283,7 +320,7 @@ class GRU(_Gated):
             hs[t + 1] += n  # n + z (h(t-1) - n)
         return hs, rz, ns, hn
 
-    def _bptt(self, dh, xs, states, record):
+    def _bptt(self, dh, xs, states, record, dseq, given):
         hs, rz, ns, hn = states
         xp, H = backend.xp(hs), self.hidden_size
         L = len(xs)
@@ -291,6 +328,8 @@ class GRU(_Gated):
         dh_pre = xp.empty_like(dx_pre)  # d/d(W_hh h(t-1) + b_hh): r, z, r * dn
         w = self.weight_hh.data
         for t in range(L - 1, -1, -1):
+            if dseq is not None and t < L - 1:
+                dh = dh + dseq[t]
             if record is not None:
                 record[t] = dh
             r, z, n = rz[t][:, :H], rz[t][:, H:], ns[t]
@@ -302,11 +341,11 @@ class GRU(_Gated):
             dx_pre[t, :, 2 * H :] = dn
             dh_pre[t, :, : 2 * H] = dx_pre[t, :, : 2 * H]
             dh_pre[t, :, 2 * H :] = dn * r
-            if t:
+            if t or given[0]:
                 dh = dh * z + dh_pre[t] @ w
-        self._accumulate_hh(dh_pre, hs)
+        self._accumulate_hh(dh_pre, hs, given[0])
         self.bias_hh.accumulate(dh_pre.sum(axis=(0, 1)))  # b_hh is used at every step, t = 1 too
-        return dx_pre
+        return dx_pre, (dh,)
 
 
 RECURRENT = {"rnn": VanillaRNN, "lstm": LSTM, "gru": GRU, "irnn": IRNN}

@@ -1,0 +1,170 @@
+"""``twinnet check``: a student's own layers against twinnet's references, configuration by configuration.
+
+``grade(paths, convention)`` loads the student's files (``loader``), and for every layer kind the
+convention names (``conventions``, ``kinds``) runs seeded random configurations in float64 that
+cover what a course's own check skips, comparing each output and gradient with the references
+(``compare``). The result is one row per layer: configurations passed, the worst error, the first
+failure as a one-line reproduction, and points.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twinnet import TwinnetError
+from twinnet.grader.compare import Wrong, error, passes
+from twinnet.grader.conventions import BUILT_IN, load_spec
+from twinnet.grader.kinds import KINDS, Context
+from twinnet.grader.loader import StudentError, Submission, load
+
+SEED_ENV = "TWINNET_CHECK_SEED"  # a teacher's secret seed: students cannot tune to the configurations
+
+
+@dataclass
+class Row:
+    """One layer kind's grade."""
+
+    kind: str
+    title: str
+    passed: int = 0
+    total: int = 0
+    worst_error: float = 0.0
+    first_failure: str | None = None  # "config: what failed", the one-line reproduction
+    failures: list[str] = field(default_factory=list)
+    points: float = 0.0
+    max_points: float = 1.0
+
+
+@dataclass
+class Report:
+    convention: str
+    seed: int
+    files: list[str]
+    rows: list[Row]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.total and r.passed == r.total for r in self.rows)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"convention": self.convention, "seed": self.seed, "files": self.files, "ok": self.ok,
+                "points": round(sum(r.points for r in self.rows), 2),
+                "max_points": sum(r.max_points for r in self.rows),
+                "layers": [{**asdict(r), "worst_error": r.worst_error if np.isfinite(r.worst_error) else None}
+                           for r in self.rows]}  # None: a configuration crashed or returned what cannot be compared
+
+
+def resolve_convention(name: str | None, spec: Path | None) -> dict[str, Any]:
+    if spec is not None:
+        return load_spec(spec)
+    if name not in BUILT_IN:
+        raise TwinnetError(f"unknown convention {name!r}; built in: {', '.join(BUILT_IN)} (or describe yours with "
+                           "--spec SPEC.toml)")
+    return BUILT_IN[name]
+
+
+def resolve_seed(seed: int | None) -> int:
+    """--seed, else the teacher's secret $TWINNET_CHECK_SEED, else 0."""
+    if seed is not None:
+        return seed
+    env = os.environ.get(SEED_ENV, "").strip()
+    if not env:
+        return 0
+    if not env.isdigit():
+        raise TwinnetError(f"{SEED_ENV}={env!r}: expected a non-negative integer")
+    return int(env)
+
+
+def grade(paths: list[Path], convention: dict[str, Any], *, only: list[str] | None = None, seed: int = 0,
+          configs: int = 6) -> Report:
+    """Check every layer of ``convention`` (or those in ``only``) in the student's files."""
+    if configs < 1:
+        raise TwinnetError(f"--configs must be >= 1, got {configs}")
+    layers = convention["layers"]
+    kinds = list(layers)
+    if only:
+        unknown = [k for k in only if k not in layers]
+        if unknown:
+            raise TwinnetError(f"--only {','.join(unknown)}: not a layer of the {convention['name']} convention; its "
+                               f"layers: {', '.join(layers)}")
+        kinds = [k for k in kinds if k in only]
+    submission = load(paths)
+    rows = [_grade_kind(kind, layers[kind], convention, submission, seed, configs) for kind in kinds]
+    return Report(convention["name"], seed, [str(p) for p in paths], rows)
+
+
+def check(namespace: dict[str, Any], *kinds: str, convention: str = "cs231n", seed: int | None = None,
+          configs: int = 4) -> Report:
+    """Grade the layers defined in ``namespace`` (a notebook's ``globals()``) and print the table:
+    ``check(globals(), "conv", "maxpool")``. Every kind of the convention when none is named."""
+    conv = resolve_convention(convention, None)
+    unknown = [k for k in kinds if k not in conv["layers"]]
+    if unknown:
+        raise TwinnetError(f"{', '.join(unknown)}: not a layer of the {convention} convention; its layers: "
+                           f"{', '.join(conv['layers'])}")
+    submission = Submission({k: v for k, v in namespace.items() if not k.startswith("__")}, [])
+    seed = resolve_seed(seed)
+    rows = [_grade_kind(kind, conv["layers"][kind], conv, submission, seed, configs) for kind in kinds or conv["layers"]]
+    report = Report(conv["name"], seed, ["this notebook"], rows)
+    print(format_table(report))
+    return report
+
+
+def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int, configs: int) -> Row:
+    spec = KINDS[kind]
+    row = Row(kind, spec.title)
+    missing = [entry[k] for k in spec.needs(convention["style"]) if submission.get(entry[k]) is None]
+    if missing:
+        row.first_failure = f"not found in the submission: {', '.join(missing)}"
+        row.failures.append(row.first_failure)
+        return row
+    stream = zlib.crc32(kind.encode())
+    for index, cfg in enumerate(spec.configs(np.random.default_rng([seed, stream]), configs)):
+        ctx = Context(submission.names, submission.files, entry, convention,
+                      np.random.default_rng([seed, stream, index]))
+        label = f"{kind} #{index} " + " ".join(f"{k}={v}" for k, v in cfg.items())
+        try:
+            with np.errstate(all="ignore"):  # overflow in the student's code is reported as a non-finite value
+                quantities = spec.check(cfg, ctx)
+            if not quantities:
+                continue  # not applicable in this style (a module takes one kernel size)
+            problem, worst = None, 0.0
+            for name, (student, references) in quantities.items():
+                e = error(name, student, references)
+                worst = max(worst, e)
+                if not passes(e) and problem is None:
+                    problem = f"{name}: relative error {e:.2e}"
+        except (StudentError, Wrong) as e:
+            problem, worst = str(e), float("inf")
+        row.total += 1
+        row.worst_error = max(row.worst_error, worst)
+        if problem is None:
+            row.passed += 1
+        else:
+            row.failures.append(f"{label}: {problem}")
+            row.first_failure = row.first_failure or row.failures[-1]
+    row.points = round(row.max_points * row.passed / row.total, 2) if row.total else 0.0
+    return row
+
+
+def format_table(report: Report) -> str:
+    """The report as a fixed-width table, one row per layer, then the total."""
+    from twinnet.report.blocks import markdown_table
+
+    def err(v: float) -> str:
+        return "n/a" if v == float("inf") else f"{v:.1e}"  # a crash, None, a shape: no number to give
+
+    rows = [[r.title, f"{r.passed}/{r.total}", err(r.worst_error) if r.total else "-",
+             r.first_failure or "", f"{r.points:g}/{r.max_points:g}"] for r in report.rows]
+    table = markdown_table(["layer", "passed", "worst error", "first failure (reproduce with --only and --seed)",
+                            "points"], rows)
+    total = sum(r.points for r in report.rows)
+    verdict = "all passed" if report.ok else "FAILED"
+    return (f"twinnet check: {', '.join(Path(f).name for f in report.files)} ({report.convention} convention, "
+            f"seed {report.seed})\n{table}\n{verdict}: {total:g}/{sum(r.max_points for r in report.rows):g} points")

@@ -1,0 +1,53 @@
+"""How a student's array is compared with the references: one error per quantity, and what is wrong."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from twinnet.check import rel_error
+
+RTOL = 1e-7  # float64 with another order of sums: about 1e-15; a real bug: far above
+ATOL = 1e-10  # for quantities that are exactly zero (a bias gradient before batch norm)
+
+
+class Wrong(Exception):
+    """A quantity the student returned that cannot be compared: None, another shape, not finite."""
+
+
+def error(name: str, student, references: list) -> float:
+    """max|student - ref| / max(max|ref|, ATOL / RTOL) against the worst of ``references``: relative,
+    and absolute for a reference near zero (exact zeros compare as 0); ``Wrong`` when the student's value is None, of another shape or dtype, or not finite."""
+    if student is None:
+        raise Wrong(f"{name} is None (nothing returned)")
+    try:
+        a = np.asarray(student)
+    except Exception:  # noqa: BLE001 - a ragged list, an object of the student's own
+        raise Wrong(f"{name} is a {type(student).__name__}, not an array") from None
+    if a.dtype == object or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise Wrong(f"{name} is of dtype {a.dtype}, not a float array")
+    worst = 0.0
+    for ref in references:
+        b = np.asarray(ref, dtype=np.float64)
+        if a.shape != b.shape and a.size == b.size == 1:
+            a = a.reshape(b.shape)  # a loss as a 0-d array, a 1-element array or a float
+        if a.shape != b.shape:
+            raise Wrong(f"{name} has shape {a.shape}, expected {b.shape}")
+        if not np.all(np.isfinite(a)) and np.all(np.isfinite(b)):
+            raise Wrong(f"{name} is not finite ({'nan' if np.isnan(a).any() else 'inf'}; the reference is finite)")
+        if a.dtype != np.float64 and np.issubdtype(a.dtype, np.floating):
+            raise Wrong(f"{name} is {a.dtype}; float64 inputs must give float64")
+        worst = max(worst, rel_error(a, b, ATOL / RTOL))  # relative, absolute near zero
+    return worst
+
+
+def passes(err: float) -> bool:
+    """Whether an error (from ``error``) is within the tolerance: |a - b| <= max(RTOL * max|b|, ATOL)."""
+    return err <= RTOL
+
+
+def unchanged(name: str, before, after) -> None:
+    """``Wrong`` if an input the student's call received was written into."""
+    if before is None:
+        return
+    if not np.array_equal(np.asarray(before), np.asarray(after), equal_nan=True):
+        raise Wrong(f"modified its input {name} in place")

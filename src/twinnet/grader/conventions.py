@@ -1,0 +1,136 @@
+"""Conventions: how a course names its layers, calls them and lays out their weights.
+
+A convention is plain data (what a ``--spec`` TOML file holds), read by the checks in
+``twinnet.grader.kinds``. ``style`` says how layers are called:
+
+- ``functional`` (CS231n): ``forward(x, *weights, param) -> (out, cache)`` and
+  ``backward(dout, cache) -> (dx, *dweights)``; the grader passes the weights.
+- ``module`` (UvA, CS324, torch-like): a class built with the layer's sizes, ``forward(x)`` and
+  ``backward(dout) -> dx``; its weights are in ``params``/``grads`` dicts (``params = "dict"``) or
+  are ``Parameter``-like attributes with ``.data`` and ``.grad`` (``params = "attributes"``,
+  ``twinnet.numpy_nn``'s own protocol); ``grads`` says whether backward overwrites them or adds
+  to them (torch's ``accumulate``).
+
+Each entry of ``layers`` names one layer kind's functions or class and the layout facts that
+differ between courses (``weight``: ``in_out`` or ``out_in``; ``bias``: ``flat`` (M,) or ``row``
+(1, M); batch norm's ``running_var`` (``biased``/``unbiased``) and ``momentum`` meaning (``keep``:
+the old statistics' weight, CS231n; ``update``: the new batch's, torch); the loss's ``input``
+(``logits``/``probabilities``), ``target`` (``labels``/``one_hot``) and ``reduction``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from twinnet import TwinnetError
+
+CS231N: dict[str, Any] = {
+    "name": "cs231n",
+    "style": "functional",
+    "layers": {
+        "linear": {"forward": "affine_forward", "backward": "affine_backward", "weight": "in_out"},
+        "relu": {"forward": "relu_forward", "backward": "relu_backward"},
+        "conv": {"forward": "conv_forward_naive", "backward": "conv_backward_naive"},
+        "maxpool": {"forward": "max_pool_forward_naive", "backward": "max_pool_backward_naive"},
+        "batchnorm": {"forward": "batchnorm_forward", "backward": "batchnorm_backward", "running_var": "biased",
+                      "momentum": "keep"},
+        "softmax_loss": {"function": "softmax_loss"},
+        "svm_loss": {"function": "svm_loss"},
+        "rnn_step": {"forward": "rnn_step_forward", "backward": "rnn_step_backward"},
+        "rnn": {"forward": "rnn_forward", "backward": "rnn_backward"},
+        "sgd_momentum": {"function": "sgd_momentum"},
+        "rmsprop": {"function": "rmsprop"},
+        "adam": {"function": "adam"},
+    },
+}
+
+UVA: dict[str, Any] = {
+    "name": "uva",
+    "style": "module",
+    "params": "dict",
+    "grads": "overwrite",
+    "layers": {
+        "linear": {"class": "LinearModule", "weight": "out_in", "bias": "row"},
+        "relu": {"class": "ReLUModule"},
+        "softmax_cross_entropy": {"softmax": "SoftMaxModule", "loss": "CrossEntropyModule", "input": "probabilities",
+                                  "target": "labels", "reduction": "mean", "fused": False},
+        "mlp": {"class": "MLP", "linear": "LinearModule", "output": "probabilities"},
+    },
+}
+
+CS324: dict[str, Any] = {
+    "name": "cs324",
+    "style": "module",
+    "params": "dict",
+    "grads": "overwrite",
+    "layers": {
+        "linear": {"class": "Linear", "weight": "in_out", "bias": "flat"},
+        "relu": {"class": "ReLU"},
+        "softmax_cross_entropy": {"softmax": "SoftMax", "loss": "CrossEntropy", "input": "probabilities",
+                                  "target": "one_hot", "reduction": "mean", "fused": True},
+        "mlp": {"class": "MLP", "linear": "Linear", "output": "probabilities", "fused": True},
+    },
+}
+
+TORCH: dict[str, Any] = {
+    "name": "torch",
+    "style": "module",
+    "params": "attributes",
+    "grads": "accumulate",
+    "layers": {
+        "linear": {"class": "Linear", "weight": "out_in", "bias": "flat"},
+        "relu": {"class": "ReLU"},
+        "conv": {"class": "Conv2d"},
+        "maxpool": {"class": "MaxPool2d"},
+        "batchnorm": {"class": "BatchNorm1d", "running_var": "unbiased", "momentum": "update"},
+        "softmax_cross_entropy": {"loss": "CrossEntropyLoss", "input": "logits", "target": "labels",
+                                  "reduction": "mean"},
+    },
+}
+
+BUILT_IN = {c["name"]: c for c in (CS231N, UVA, CS324, TORCH)}
+
+_CHOICES = {"weight": ("in_out", "out_in"), "bias": ("flat", "row"), "running_var": ("biased", "unbiased"),
+            "momentum": ("keep", "update"), "input": ("logits", "probabilities"), "target": ("labels", "one_hot"),
+            "reduction": ("mean", "sum"), "output": ("logits", "probabilities")}
+
+
+def load_spec(path: Path) -> dict[str, Any]:
+    """A convention from a TOML file (the schema of the built-in ones), checked."""
+    try:
+        spec = tomllib.loads(Path(path).read_text())
+    except OSError as e:
+        raise TwinnetError(f"--spec {path}: {e.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise TwinnetError(f"--spec {path} is not valid TOML ({e})") from None
+    return validate(spec, f"--spec {path}")
+
+
+def validate(spec: Any, where: str) -> dict[str, Any]:
+    """``spec`` if it is a convention the checks can follow, else a one-line ``TwinnetError``."""
+    from twinnet.grader.kinds import KINDS
+
+    if not isinstance(spec, dict) or not isinstance(spec.get("layers"), dict) or not spec["layers"]:
+        raise TwinnetError(f"{where}: a convention needs a [layers.KIND] table for each layer to check")
+    style = spec.get("style")
+    if style not in ("functional", "module"):
+        raise TwinnetError(f"{where}: style must be \"functional\" or \"module\", got {style!r}")
+    if style == "module":
+        if spec.get("params", "dict") not in ("dict", "attributes"):
+            raise TwinnetError(f"{where}: params must be \"dict\" or \"attributes\"")
+        if spec.get("grads", "overwrite") not in ("overwrite", "accumulate"):
+            raise TwinnetError(f"{where}: grads must be \"overwrite\" or \"accumulate\"")
+    for kind, entry in spec["layers"].items():
+        if kind not in KINDS:
+            raise TwinnetError(f"{where}: unknown layer kind {kind!r}; known: {', '.join(sorted(KINDS))}")
+        if not isinstance(entry, dict):
+            raise TwinnetError(f"{where}: [layers.{kind}] must be a table")
+        needed = KINDS[kind].needs(style)
+        if missing := [k for k in needed if not isinstance(entry.get(k), str)]:
+            raise TwinnetError(f"{where}: [layers.{kind}] needs {', '.join(missing)} (names in the student's code)")
+        for key, allowed in _CHOICES.items():
+            if key in entry and entry[key] not in allowed:
+                raise TwinnetError(f"{where}: [layers.{kind}] {key} must be one of {', '.join(allowed)}")
+    return {"name": spec.get("name", Path(where).stem), **spec}

@@ -1,0 +1,684 @@
+"""The layer kinds a grader checks: random configurations, the references, and how to call a
+student's layer of that kind under a convention (``twinnet.grader.conventions``).
+
+Every check runs in float64 and returns ``{quantity: (student's value, [references])}``; the
+references are PyTorch's autograd and, where twinnet has one, the NumPy twin. A configuration's
+inputs are fresh copies for the student: any write into them is reported.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from twinnet import numpy_nn as nn
+from twinnet.grader.compare import Wrong, unchanged
+from twinnet.grader.loader import StudentError, call
+
+Quantities = dict[str, tuple[Any, list]]
+
+
+@dataclass
+class Context:
+    """What a check is given besides its configuration."""
+
+    names: dict[str, Any]  # the student's definitions
+    files: list  # the student's files (for the line an exception came from)
+    entry: dict[str, Any]  # the convention's [layers.KIND] table
+    convention: dict[str, Any]
+    rng: np.random.Generator
+
+    def find(self, key: str):
+        """The student's function or class the convention names under ``key``."""
+        name = self.entry[key]
+        found = self.names.get(name)
+        if found is None:
+            raise StudentError(f"no {name} in the submission")
+        return found
+
+    def call(self, fn, *args, what: str):
+        return call(self.files, fn, *args, what=what)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One layer kind: which names a convention must give, its configurations, and its check."""
+
+    name: str
+    title: str
+    functional: tuple[str, ...]  # keys of [layers.KIND] a functional convention must name
+    module: tuple[str, ...]  # ... and a module one (empty: not gradable in that style)
+    configs: Callable[[np.random.Generator, int], list[dict]]
+    check: Callable[[dict, Context], Quantities]
+
+    def needs(self, style: str) -> tuple[str, ...]:
+        return self.functional if style == "functional" else self.module
+
+
+def _t(a, grad: bool = True) -> torch.Tensor:
+    return torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=grad)
+
+
+def _g(t: torch.Tensor) -> np.ndarray:
+    return np.zeros(tuple(t.shape)) if t.grad is None else t.grad.numpy()
+
+
+def _twin(layer, x: np.ndarray, dout: np.ndarray, **params: np.ndarray) -> dict:
+    """twinnet's own NumPy layer (float64, ``params`` loaded) on ``x``: out, dx and d<param> for each."""
+    layer.double()
+    for name, value in params.items():
+        getattr(layer, name).data = value.copy()
+    layer.train()
+    out = layer.forward(x.copy())
+    dx = layer.backward(dout.copy())
+    return {"out": out, "dx": dx, **{f"d{name}": p.grad for name, p in layer.named_parameters()}}
+
+
+def _pair(result, what: str, n: int) -> tuple:
+    """A student's tuple result of ``n`` items, or ``Wrong`` saying what came back instead."""
+    if result is None:
+        raise Wrong(f"{what} returned None")
+    if not isinstance(result, (tuple, list)) or len(result) != n:
+        raise Wrong(f"{what} returned {type(result).__name__}{'' if not isinstance(result, (tuple, list)) else f' of {len(result)}'}, expected a tuple of {n}")
+    return tuple(result)
+
+
+def _away_from_zero(rng, shape, gap: float = 0.05) -> np.ndarray:
+    """Normal values kept at least ``gap`` from 0 (ReLU's kink: finite tolerances, no ties)."""
+    x = rng.standard_normal(shape)
+    return np.where(np.abs(x) < gap, np.sign(x + 1e-12) * gap, x)
+
+
+def _distinct(rng, shape) -> np.ndarray:
+    """Values with no ties (max pooling's argmax is then unique): a permutation, scaled."""
+    return rng.permutation(int(np.prod(shape))).reshape(shape) / 7.0 - 3.0
+
+
+# --- linear -------------------------------------------------------------------------------------------
+
+def _linear_configs(rng, k):
+    fixed = [dict(n=1, d=(3,), m=3), dict(n=4, d=(5,), m=5), dict(n=3, d=(4,), m=2), dict(n=2, d=(2, 3), m=4)]
+    return fixed + [dict(n=int(rng.integers(1, 6)), d=(int(rng.integers(1, 8)),), m=int(rng.integers(1, 8)))
+                    for _ in range(k)]
+
+
+def _linear(cfg, ctx: Context) -> Quantities:
+    rng = ctx.rng
+    d = int(np.prod(cfg["d"]))
+    x = rng.standard_normal((cfg["n"], *cfg["d"]))
+    weight = rng.standard_normal((cfg["m"], d)) / np.sqrt(d)  # torch's layout (out, in)
+    bias = rng.standard_normal(cfg["m"])
+    dout = rng.standard_normal((cfg["n"], cfg["m"]))
+    xt, wt, bt = _t(x.reshape(cfg["n"], d)), _t(weight), _t(bias)
+    out_t = xt @ wt.T + bt
+    (out_t * torch.from_numpy(dout)).sum().backward()
+    ref = {"out": out_t.detach().numpy(), "dx": _g(xt).reshape(x.shape), "dw": _g(wt), "db": _g(bt)}
+    twin = _twin(nn.Linear(d, cfg["m"]), x.reshape(cfg["n"], d), dout, weight=weight, bias=bias)
+    twin = {"out": twin["out"], "dx": twin["dx"].reshape(x.shape), "dw": twin["dweight"], "db": twin["dbias"]}
+    refs = [ref, twin]
+    in_out = ctx.entry.get("weight", "in_out" if ctx.convention["style"] == "functional" else "out_in") == "in_out"
+    stored = weight.T.copy() if in_out else weight.copy()
+    more: Quantities = {}
+    if ctx.convention["style"] == "functional":
+        args = (x.copy(), stored.copy(), bias.copy())
+        out, cache = _pair(ctx.call(ctx.find("forward"), *args, what=f"{ctx.entry['forward']}"), ctx.entry["forward"], 2)
+        unchanged("x", x, args[0])
+        dx, dw, db = _pair(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]),
+                           ctx.entry["backward"], 3)
+        got = {"out": out, "dx": dx, "dw": dw, "db": db}
+        for r in refs:
+            r["dw"] = r["dw"].T if in_out else r["dw"]
+    else:
+        layer = _build(ctx, "class", d, cfg["m"])
+        _set_params(ctx, layer, {"weight": stored, "bias": _bias(ctx, bias)})
+        xs = x.reshape(cfg["n"], d).copy()
+        out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
+        unchanged("x", x.reshape(cfg["n"], d), xs)
+        dx = ctx.call(layer.backward, dout.copy(), what=f"{ctx.entry['class']}.backward")
+        grads = _grads(ctx, layer)
+        got = {"out": out, "dx": dx, "dw": grads.get("weight"), "db": grads.get("bias")}
+        for r in refs:
+            r["dx"], r["db"] = r["dx"].reshape(cfg["n"], d), _bias(ctx, r["db"])
+            r["dw"] = r["dw"].T if in_out else r["dw"]
+        x2 = x.reshape(cfg["n"], d)
+        grads_of = lambda dy: {"weight": (dy.T @ x2).T if in_out else dy.T @ x2,  # noqa: E731
+                               "bias": _bias(ctx, dy.sum(axis=0))}
+        more = _second_pass(ctx, layer, xs, grads_of(dout), grads_of, dout.shape)
+    if d == cfg["m"] and got["out"] is not None:  # a square weight: is it read transposed?
+        other = x.reshape(cfg["n"], d) @ weight + bias  # the stored matrix read the other way round
+        if np.shape(got["out"]) == other.shape and np.allclose(got["out"], other, rtol=1e-9) and \
+                not np.allclose(other, ref["out"], rtol=1e-6):
+            layout = "(in, out)" if in_out else "(out, in)"
+            raise Wrong(f"forward reads the weight transposed (the convention stores it {layout})")
+    result = {k: (got[k], [r[k] for r in refs]) for k in ("out", "dx", "dw", "db")}
+    return {**result, **more}
+
+
+def _bias(ctx: Context, b: np.ndarray) -> np.ndarray:
+    return b.reshape(1, -1) if ctx.entry.get("bias", "flat") == "row" else b
+
+
+def _build(ctx: Context, key: str, *args):
+    cls = ctx.find(key)
+    layer = ctx.call(cls, *args, what=f"{ctx.entry[key]}({', '.join(map(repr, args))})")
+    if hasattr(layer, "double") and ctx.convention.get("params") == "attributes":
+        ctx.call(layer.double, what=f"{ctx.entry[key]}.double")
+    return layer
+
+
+def _params(ctx: Context, layer) -> dict:
+    if ctx.convention.get("params", "dict") == "dict":
+        params = getattr(layer, "params", None)
+        if not isinstance(params, dict):
+            raise Wrong(f"{type(layer).__name__} has no params dict")
+        return params
+    return {name: p for name, p in ctx.call(layer.named_parameters, what="named_parameters")}
+
+
+def _set_params(ctx: Context, layer, values: dict) -> None:
+    params = _params(ctx, layer)
+    for name, value in values.items():
+        if name not in params:
+            raise Wrong(f"{type(layer).__name__} has no parameter {name!r} (it has {', '.join(params) or 'none'})")
+        if ctx.convention.get("params", "dict") == "dict":
+            if np.shape(params[name]) != value.shape:
+                raise Wrong(f"{type(layer).__name__}.params[{name!r}] has shape {np.shape(params[name])}, the "
+                            f"convention's is {value.shape}")
+            params[name] = value.copy()
+        else:
+            if tuple(params[name].data.shape) != value.shape:
+                raise Wrong(f"{name} has shape {tuple(params[name].data.shape)}, the convention's is {value.shape}")
+            params[name].data = value.copy()
+    if hasattr(layer, "zero_grad"):
+        ctx.call(layer.zero_grad, what="zero_grad")
+
+
+def _grads(ctx: Context, layer) -> dict:
+    if ctx.convention.get("params", "dict") == "dict":
+        grads = getattr(layer, "grads", None)
+        if not isinstance(grads, dict):
+            raise Wrong(f"{type(layer).__name__} has no grads dict")
+        return {k: None if v is None else np.array(v, copy=True) for k, v in grads.items()}
+    return {name: None if p.grad is None else np.array(p.grad, copy=True) for name, p in _params(ctx, layer).items()}
+
+
+def _second_pass(ctx: Context, layer, x, first_ref: dict, grads_of: Callable[[np.ndarray], dict],
+                 dout_shape) -> Quantities:
+    """A second forward and backward with another upstream gradient. The convention says whether the
+    parameters' gradients are then overwritten (the second pass's alone) or summed (torch, until
+    ``zero_grad``); the other behaviour is named, anything else compared as a quantity."""
+    dout2 = ctx.rng.standard_normal(dout_shape)
+    ctx.call(layer.forward, x.copy(), what="forward (a second pass)")
+    ctx.call(layer.backward, dout2.copy(), what="backward (a second pass)")
+    second, alone = _grads(ctx, layer), grads_of(dout2)
+    accumulate = ctx.convention.get("grads", "overwrite") == "accumulate"
+    out = {}
+    for name, g1 in first_ref.items():
+        expected = g1 + alone[name] if accumulate else alone[name]
+        other = alone[name] if accumulate else g1 + alone[name]
+        g2 = second.get(name)
+        if g2 is not None and np.shape(g2) == np.shape(other) and np.allclose(g2, other, rtol=1e-9) and \
+                not np.allclose(other, expected, rtol=1e-6):
+            raise Wrong(f"the gradient of {name} is {'overwritten' if accumulate else 'summed'} over backward calls; "
+                        f"this convention {'sums it until zero_grad' if accumulate else 'overwrites it'}")
+        out[f"d{name} after a second backward"] = (g2, [expected])
+    return out
+
+
+# --- elementwise and image layers -----------------------------------------------------------------------
+
+def _relu_configs(rng, k):
+    return [dict(shape=(1, 3)), dict(shape=(2, 3, 4, 5))] + [dict(shape=(int(rng.integers(1, 5)),
+                                                                         int(rng.integers(1, 9)))) for _ in range(k)]
+
+
+def _relu(cfg, ctx: Context) -> Quantities:
+    x, dout = _away_from_zero(ctx.rng, cfg["shape"]), ctx.rng.standard_normal(cfg["shape"])
+    refs = [{"out": np.maximum(x, 0), "dx": dout * (x > 0)}, _twin(nn.ReLU(), x, dout)]
+    return _unary(ctx, x, dout, refs, ())
+
+
+def _unary(ctx: Context, x, dout, refs: list[dict], args: tuple) -> Quantities:
+    """A layer of one input (and fixed arguments ``args``): forward, then backward of ``dout``."""
+    xs = x.copy()
+    if ctx.convention["style"] == "functional":
+        out, cache = _pair(ctx.call(ctx.find("forward"), xs, *copy.deepcopy(args), what=ctx.entry["forward"]),
+                           ctx.entry["forward"], 2)
+        unchanged("x", x, xs)
+        dx = ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"])
+        if isinstance(dx, tuple) and len(dx) == 1:
+            dx = dx[0]
+    else:
+        layer = _build(ctx, "class", *args)
+        out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
+        unchanged("x", x, xs)
+        dx = ctx.call(layer.backward, dout.copy(), what=f"{ctx.entry['class']}.backward")
+    return {"out": (out, [r["out"] for r in refs]), "dx": (dx, [r["dx"] for r in refs])}
+
+
+def _conv_configs(rng, k):
+    fixed = [dict(n=1, c=1, h=5, w=5, f=2, k=3, s=1, p=1), dict(n=2, c=3, h=7, w=7, f=4, k=3, s=2, p=0),
+             dict(n=2, c=2, h=6, w=8, f=3, k=2, s=2, p=0), dict(n=1, c=3, h=5, w=7, f=2, k=3, s=1, p=0),
+             dict(n=2, c=2, h=5, w=5, f=2, k=3, s=2, p=2), dict(n=1, c=2, h=6, w=6, f=3, k=1, s=3, p=0)]
+    out = []
+    while len(out) < k:
+        kk, s, p = int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(0, 3))
+        h, w = (kk - 2 * p + s * int(rng.integers(1, 4)) for _ in range(2))
+        if h >= 1 and w >= 1:
+            out.append(dict(n=int(rng.integers(1, 3)), c=int(rng.integers(1, 4)), h=h, w=w, f=int(rng.integers(1, 4)),
+                            k=kk, s=s, p=p))
+    return fixed + out
+
+
+def _conv(cfg, ctx: Context) -> Quantities:
+    rng = ctx.rng
+    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    w = rng.standard_normal((cfg["f"], cfg["c"], cfg["k"], cfg["k"])) / cfg["k"]
+    b = rng.standard_normal(cfg["f"])
+    xt, wt, bt = _t(x), _t(w), _t(b)
+    out_t = torch.nn.functional.conv2d(xt, wt, bt, stride=cfg["s"], padding=cfg["p"])
+    dout = rng.standard_normal(tuple(out_t.shape))
+    (out_t * torch.from_numpy(dout)).sum().backward()
+    ref = {"out": out_t.detach().numpy(), "dx": _g(xt), "dw": _g(wt), "db": _g(bt)}
+    twin = _twin(nn.Conv2d(cfg["c"], cfg["f"], cfg["k"], cfg["s"], cfg["p"]), x, dout, weight=w, bias=b)
+    refs = [ref, {"out": twin["out"], "dx": twin["dx"], "dw": twin["dweight"], "db": twin["dbias"]}]
+    if ctx.convention["style"] == "functional":
+        args = (x.copy(), w.copy(), b.copy(), {"stride": cfg["s"], "pad": cfg["p"]})
+        out, cache = _pair(ctx.call(ctx.find("forward"), *args, what=ctx.entry["forward"]), ctx.entry["forward"], 2)
+        unchanged("x", x, args[0])
+        got = dict(zip(("dx", "dw", "db"), _pair(ctx.call(ctx.find("backward"), dout.copy(), cache,
+                                                          what=ctx.entry["backward"]), ctx.entry["backward"], 3)))
+    else:
+        layer = _build(ctx, "class", cfg["c"], cfg["f"], cfg["k"], cfg["s"], cfg["p"])
+        _set_params(ctx, layer, {"weight": w, "bias": b})
+        xs = x.copy()
+        out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
+        unchanged("x", x, xs)
+        dx = ctx.call(layer.backward, dout.copy(), what=f"{ctx.entry['class']}.backward")
+        grads = _grads(ctx, layer)
+        got = {"dx": dx, "dw": grads.get("weight"), "db": grads.get("bias")}
+    return {"out": (out, [r["out"] for r in refs]), **{k: (got[k], [r[k] for r in refs]) for k in ("dx", "dw", "db")}}
+
+
+def _pool_configs(rng, k):
+    fixed = [dict(n=1, c=1, h=4, w=4, ph=2, pw=2, s=2), dict(n=2, c=3, h=5, w=5, ph=3, pw=3, s=1),
+             dict(n=1, c=2, h=7, w=5, ph=3, pw=3, s=2), dict(n=2, c=1, h=6, w=9, ph=2, pw=3, s=3)]
+    out = []
+    for _ in range(k):
+        ph, pw, s = int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        out.append(dict(n=int(rng.integers(1, 3)), c=int(rng.integers(1, 3)), h=ph + s * int(rng.integers(0, 3)),
+                        w=pw + s * int(rng.integers(0, 3)), ph=ph, pw=pw, s=s))
+    return fixed + out
+
+
+def _maxpool(cfg, ctx: Context) -> Quantities:
+    x = _distinct(ctx.rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    xt = _t(x)
+    out_t = torch.nn.functional.max_pool2d(xt, (cfg["ph"], cfg["pw"]), cfg["s"])
+    dout = ctx.rng.standard_normal(tuple(out_t.shape))
+    (out_t * torch.from_numpy(dout)).sum().backward()
+    refs = [{"out": out_t.detach().numpy(), "dx": _g(xt)},
+            _twin(nn.MaxPool2d((cfg["ph"], cfg["pw"]), cfg["s"]), x, dout)]
+    if ctx.convention["style"] == "functional":
+        return _unary(ctx, x, dout, refs, ({"pool_height": cfg["ph"], "pool_width": cfg["pw"], "stride": cfg["s"]},))
+    if cfg["ph"] != cfg["pw"]:
+        return {}  # a module takes one kernel size here
+    return _unary(ctx, x, dout, refs, (cfg["ph"], cfg["s"]))
+
+
+# --- batch norm -----------------------------------------------------------------------------------------
+
+def _bn_configs(rng, k):
+    return [dict(n=2, d=3), dict(n=5, d=1), dict(n=8, d=4)] + [dict(n=int(rng.integers(2, 9)),
+                                                                   d=int(rng.integers(1, 6))) for _ in range(k)]
+
+
+def _batchnorm(cfg, ctx: Context) -> Quantities:
+    rng, n, d = ctx.rng, cfg["n"], cfg["d"]
+    x = rng.standard_normal((n, d)) * 2 + 1
+    gamma, beta = rng.standard_normal(d), rng.standard_normal(d)
+    rm, rv = rng.standard_normal(d), rng.random(d) + 0.5
+    dout = rng.standard_normal((n, d))
+    eps = 1e-5
+    xt, gt, bt = _t(x), _t(gamma), _t(beta)
+    out_t = torch.nn.functional.batch_norm(xt, None, None, gt, bt, training=True, eps=eps)
+    (out_t * torch.from_numpy(dout)).sum().backward()
+    biased = ctx.entry.get("running_var", "biased") == "biased"
+    var = x.var(axis=0, ddof=0 if biased else 1)
+    keep = ctx.entry.get("momentum", "keep") == "keep"
+    momentum = 0.9 if keep else 0.1
+    new = (1 - momentum) if keep else momentum  # the weight of this batch's statistics
+    ref = {"out": out_t.detach().numpy(), "running_mean": (1 - new) * rm + new * x.mean(axis=0),
+           "running_var": (1 - new) * rv + new * var, "dx": _g(xt), "dgamma": _g(gt), "dbeta": _g(bt)}
+    test_x = rng.standard_normal((n, d))
+    ref_test = gamma * (test_x - ref["running_mean"]) / np.sqrt(ref["running_var"] + eps) + beta
+    if ctx.convention["style"] == "functional":
+        param = {"mode": "train", "eps": eps, "momentum": momentum, "running_mean": rm.copy(), "running_var": rv.copy()}
+        xs = x.copy()
+        out, cache = _pair(ctx.call(ctx.find("forward"), xs, gamma.copy(), beta.copy(), param,
+                                    what=ctx.entry["forward"]), ctx.entry["forward"], 2)
+        unchanged("x", x, xs)
+        stats = {"running_mean": param.get("running_mean"), "running_var": param.get("running_var")}
+        dx, dgamma, dbeta = _pair(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]),
+                                  ctx.entry["backward"], 3)
+        param["mode"] = "test"
+        test = ctx.call(ctx.find("forward"), test_x.copy(), gamma.copy(), beta.copy(), param,
+                        what=f"{ctx.entry['forward']} (mode test)")
+        test_out = test[0] if isinstance(test, (tuple, list)) else test
+    else:
+        layer = _build(ctx, "class", d)
+        if hasattr(layer, "momentum"):
+            layer.momentum = momentum
+        _set_params(ctx, layer, {"weight": gamma, "bias": beta})
+        layer.running_mean, layer.running_var = rm.copy(), rv.copy()
+        xs = x.copy()
+        out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
+        unchanged("x", x, xs)
+        stats = {"running_mean": getattr(layer, "running_mean", None), "running_var": getattr(layer, "running_var", None)}
+        stats = {k: None if v is None else np.array(v, copy=True) for k, v in stats.items()}
+        dx = ctx.call(layer.backward, dout.copy(), what=f"{ctx.entry['class']}.backward")
+        grads = _grads(ctx, layer)
+        dgamma, dbeta = grads.get("weight"), grads.get("bias")
+        ctx.call(layer.eval, what="eval")
+        test_out = ctx.call(layer.forward, test_x.copy(), what=f"{ctx.entry['class']}.forward (eval)")
+    got = {"out": out, **stats, "dx": dx, "dgamma": dgamma, "dbeta": dbeta}
+    stat_name = "biased" if biased else "unbiased"
+    for key in ("running_var",):
+        other = (1 - new) * rv + new * x.var(axis=0, ddof=1 if biased else 0)
+        if got[key] is not None and np.shape(got[key]) == other.shape and np.allclose(got[key], other, rtol=1e-9) \
+                and not np.allclose(other, ref[key], rtol=1e-6):
+            raise Wrong(f"the running variance is updated with the {'unbiased' if biased else 'biased'} batch "
+                        f"variance; this convention uses the {stat_name} one")
+    result = {k: (got[k], [ref[k]]) for k in ref}
+    return {**result, "out (test mode)": (test_out, [ref_test])}
+
+
+# --- losses ----------------------------------------------------------------------------------------------
+
+def _loss_configs(rng, k):
+    """Logits of ordinary size, of size 1000 (an unstable softmax overflows), and confidently wrong
+    ones (the true class at probability ~1e-22: a clamped log shows)."""
+    fixed = [dict(n=1, c=3, scale=1.0, wrong=False), dict(n=4, c=5, scale=1000.0, wrong=False),
+             dict(n=3, c=4, scale=1.0, wrong=True)]
+    return fixed + [dict(n=int(rng.integers(1, 7)), c=int(rng.integers(2, 8)), scale=float(rng.choice([1.0, 5.0])),
+                         wrong=False) for _ in range(k)]
+
+
+def _logits(cfg, rng):
+    x = rng.standard_normal((cfg["n"], cfg["c"])) * cfg["scale"]
+    y = rng.integers(0, cfg["c"], cfg["n"])
+    if cfg["wrong"]:
+        x[np.arange(cfg["n"]), y] -= 50.0
+    return x, y
+
+
+def _softmax_loss(cfg, ctx: Context) -> Quantities:
+    x, y = _logits(cfg, ctx.rng)
+    xt = _t(x)
+    loss_t = torch.nn.functional.cross_entropy(xt, torch.from_numpy(y))
+    loss_t.backward()
+    twin = nn.CrossEntropyLoss()
+    twin_loss = twin.forward(x.copy(), y)
+    return _loss_call(ctx, x, y, [float(loss_t.detach()), twin_loss], [_g(xt), twin.backward()])
+
+
+def _loss_call(ctx: Context, x, y, loss_refs: list, dx_refs: list) -> Quantities:
+    xs, ys = x.copy(), y.copy()
+    loss, dx = _pair(ctx.call(ctx.find("function"), xs, ys, what=ctx.entry["function"]), ctx.entry["function"], 2)
+    unchanged("x", x, xs)
+    unchanged("y", y, ys)
+    return {"loss": (loss, loss_refs), "dx": (dx, dx_refs)}
+
+
+def _svm_loss(cfg, ctx: Context) -> Quantities:
+    x, y = _logits(cfg, ctx.rng)
+    xt = _t(x)
+    correct = xt[torch.arange(len(y)), torch.from_numpy(y)][:, None]
+    margins = torch.clamp(xt - correct + 1.0, min=0.0)
+    margins = margins * (1 - torch.nn.functional.one_hot(torch.from_numpy(y), x.shape[1]))  # j != y_i
+    loss_t = margins.sum() / len(y)  # CS231n's: summed over classes, averaged over the batch
+    loss_t.backward()
+    twin, c = nn.MultiMarginLoss(), x.shape[1]  # torch's hinge is also averaged over the classes
+    twin_loss = twin.forward(x.copy(), y) * c
+    return _loss_call(ctx, x, y, [float(loss_t.detach()), twin_loss], [_g(xt), twin.backward() * c])
+
+
+# --- recurrent --------------------------------------------------------------------------------------------
+
+def _rnn_configs(rng, k):
+    fixed = [dict(n=1, t=1, d=3, h=4), dict(n=2, t=4, d=3, h=5), dict(n=3, t=6, d=2, h=2)]
+    return fixed + [dict(n=int(rng.integers(1, 4)), t=int(rng.integers(1, 7)), d=int(rng.integers(1, 5)),
+                         h=int(rng.integers(1, 6))) for _ in range(k)]
+
+
+def _rnn_tensors(cfg, rng, steps: int | None):
+    shape = (cfg["n"], cfg["d"]) if steps is None else (cfg["n"], steps, cfg["d"])
+    return (rng.standard_normal(shape), rng.standard_normal((cfg["n"], cfg["h"])),
+            rng.standard_normal((cfg["d"], cfg["h"])) / 2, rng.standard_normal((cfg["h"], cfg["h"])) / 2,
+            rng.standard_normal(cfg["h"]))
+
+
+def _rnn_step(cfg, ctx: Context) -> Quantities:
+    arrays = _rnn_tensors(cfg, ctx.rng, None)
+    ts = [_t(a) for a in arrays]
+    out_t = torch.tanh(ts[0] @ ts[2] + ts[1] @ ts[3] + ts[4])
+    dout = ctx.rng.standard_normal(tuple(out_t.shape))
+    (out_t * torch.from_numpy(dout)).sum().backward()
+    return _rnn_call(ctx, arrays, dout, out_t.detach().numpy(), [_g(t) for t in ts],
+                     ("dx", "dprev_h", "dWx", "dWh", "db"))
+
+
+def _rnn(cfg, ctx: Context) -> Quantities:
+    arrays = _rnn_tensors(cfg, ctx.rng, cfg["t"])
+    ts = [_t(a) for a in arrays]
+    h, states = ts[1], []
+    for step in range(cfg["t"]):
+        h = torch.tanh(ts[0][:, step] @ ts[2] + h @ ts[3] + ts[4])
+        states.append(h)
+    out_t = torch.stack(states, dim=1)  # (N, T, H)
+    dout = ctx.rng.standard_normal(tuple(out_t.shape))  # every step's hidden state feeds the loss
+    (out_t * torch.from_numpy(dout)).sum().backward()
+    return _rnn_call(ctx, arrays, dout, out_t.detach().numpy(), [_g(t) for t in ts], ("dx", "dh0", "dWx", "dWh", "db"))
+
+
+def _rnn_call(ctx: Context, arrays, dout, out_ref, grads_ref, names) -> Quantities:
+    copies = [a.copy() for a in arrays]
+    out, cache = _pair(ctx.call(ctx.find("forward"), *copies, what=ctx.entry["forward"]), ctx.entry["forward"], 2)
+    for name, a, c in zip(("x", "h0", "Wx", "Wh", "b"), arrays, copies):
+        unchanged(name, a, c)
+    grads = _pair(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]),
+                  ctx.entry["backward"], 5)
+    return {"out": (out, [out_ref]), **{n: (g, [r]) for n, g, r in zip(names, grads, grads_ref)}}
+
+
+# --- optimisers ---------------------------------------------------------------------------------------------
+
+def _optim_configs(rng, k):
+    return [dict(shape=(3, 4), steps=5, seed=int(rng.integers(2**31))) for _ in range(max(2, k))]
+
+
+def _optimizer(name: str):
+    """A check of the CS231n optimiser ``name`` against ``torch.optim``, step by step."""
+    hyper = {"sgd_momentum": ({"learning_rate": 0.1, "momentum": 0.9},
+                              lambda p, c: torch.optim.SGD([p], lr=c["learning_rate"], momentum=c["momentum"])),
+             "rmsprop": ({"learning_rate": 0.01, "decay_rate": 0.9, "epsilon": 1e-8},
+                         lambda p, c: torch.optim.RMSprop([p], lr=c["learning_rate"], alpha=c["decay_rate"],
+                                                          eps=c["epsilon"])),
+             "adam": ({"learning_rate": 0.01, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
+                      lambda p, c: torch.optim.Adam([p], lr=c["learning_rate"], betas=(c["beta1"], c["beta2"]),
+                                                    eps=c["epsilon"]))}
+    config0, make = hyper[name]
+
+    def check(cfg, ctx: Context) -> Quantities:
+        rng = np.random.default_rng(cfg["seed"])
+        w = rng.standard_normal(cfg["shape"])
+        p = torch.tensor(w.copy(), requires_grad=True)
+        opt, config, mine, result = make(p, config0), dict(config0), w.copy(), {}
+        for step in range(1, cfg["steps"] + 1):
+            dw = rng.standard_normal(cfg["shape"])
+            p.grad = torch.from_numpy(dw.copy())
+            opt.step()
+            dws = dw.copy()
+            out = _pair(ctx.call(ctx.find("function"), mine, dws, config, what=ctx.entry["function"]),
+                        ctx.entry["function"], 2)
+            unchanged("dw", dw, dws)
+            mine, config = out
+            result[f"w after step {step}"] = (mine, [p.detach().numpy().copy()])
+            if not isinstance(config, dict):
+                raise Wrong(f"{ctx.entry['function']} returned a {type(config).__name__} as its config, not a dict")
+            mine = np.array(mine, dtype=np.float64, copy=True) if mine is not None else mine
+            if mine is None:
+                break
+        return result
+
+    return check
+
+
+# --- module-style losses and whole models -------------------------------------------------------------------
+
+def _softmax_ce(cfg, ctx: Context) -> Quantities:
+    x, y = _logits(cfg, ctx.rng)
+    xt = _t(x)
+    loss_t = torch.nn.functional.cross_entropy(xt, torch.from_numpy(y), reduction=ctx.entry.get("reduction", "mean"))
+    loss_t.backward()
+    target = np.eye(x.shape[1])[y] if ctx.entry.get("target", "labels") == "one_hot" else y.copy()
+    xs = x.copy()
+    loss_fn = _build(ctx, "loss")
+    if ctx.entry.get("input", "logits") == "logits":
+        loss = ctx.call(loss_fn.forward, xs, target, what=f"{ctx.entry['loss']}.forward")
+        takes = ctx.entry.get("backward", "nothing" if ctx.convention.get("params") == "attributes" else "inputs")
+        dx = ctx.call(loss_fn.backward, *(() if takes == "nothing" else (xs, target)), what=f"{ctx.entry['loss']}.backward")
+    else:
+        softmax = _build(ctx, "softmax")
+        probs = ctx.call(softmax.forward, xs, what=f"{ctx.entry['softmax']}.forward")
+        if probs is None:
+            raise Wrong(f"{ctx.entry['softmax']}.forward returned None")
+        expected = torch.softmax(torch.from_numpy(x), dim=1).numpy()
+        if expected[np.arange(len(y)), y].min() < 1e-250:
+            # the true class's probability underflows to 0: a loss of probabilities cannot be finite
+            # here, whatever the student wrote; the softmax itself must still be right (and finite)
+            unchanged("x", x, xs)
+            return {"probabilities": (probs, [expected])}
+        p_copy = np.array(probs, copy=True)
+        loss = ctx.call(loss_fn.forward, probs, target, what=f"{ctx.entry['loss']}.forward")
+        dp = ctx.call(loss_fn.backward, probs, target, what=f"{ctx.entry['loss']}.backward")
+        unchanged("probabilities", p_copy, probs)
+        if dp is None:
+            raise Wrong(f"{ctx.entry['loss']}.backward returned None")
+        dx = ctx.call(softmax.backward, np.array(dp, copy=True), what=f"{ctx.entry['softmax']}.backward")
+    unchanged("x", x, xs)
+    result = {"loss": (loss, [float(loss_t.detach())]), "dx": (dx, [_g(xt)])}
+    return {"probabilities": (p_copy, [expected]), **result} if "p_copy" in locals() else result
+
+
+def _mlp_configs(rng, k):
+    return [dict(n=4, inputs=5, hidden=[6], classes=3, steps=3), dict(n=1, inputs=3, hidden=[4, 4], classes=2, steps=2),
+            dict(n=6, inputs=4, hidden=[5, 3], classes=4, steps=3)][: max(1, k)]
+
+
+def _find_layers(model, name: str) -> list:
+    """Objects of a class named ``name`` inside ``model`` (attributes, lists, tuples, dicts), in order,
+    each once (by name: the model may use its own import of the class)."""
+    found, seen = [], set()
+
+    def walk(obj, depth):
+        if id(obj) in seen or depth > 4:
+            return
+        seen.add(id(obj))
+        if type(obj).__name__ == name:
+            found.append(obj)
+            return
+        if isinstance(obj, (list, tuple)):
+            for o in obj:
+                walk(o, depth + 1)
+        elif isinstance(obj, dict):
+            for o in obj.values():
+                walk(o, depth + 1)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, (np.ndarray, type)):
+            for o in vars(obj).values():
+                walk(o, depth + 1)
+
+    walk(model, 0)
+    return found
+
+
+def _mlp(cfg, ctx: Context) -> Quantities:
+    """The student's MLP against torch's for a few SGD steps from the same weights on the same batches."""
+    rng = ctx.rng
+    sizes = [cfg["inputs"], *cfg["hidden"], cfg["classes"]]
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [torch.nn.Linear(a, b).double(), torch.nn.ReLU()]
+    net = torch.nn.Sequential(*layers[:-1])
+    model = _build(ctx, "class", cfg["inputs"], list(cfg["hidden"]), cfg["classes"])
+    linears = _find_layers(model, ctx.entry["linear"])
+    torch_linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    if len(linears) != len(torch_linears):
+        raise Wrong(f"found {len(linears)} {ctx.entry['linear']} layers in the model, expected {len(torch_linears)}")
+    in_out = ctx.convention["layers"].get("linear", {}).get("weight", "out_in") == "in_out"
+    bias_row = ctx.convention["layers"].get("linear", {}).get("bias", "flat") == "row"
+    lin_ctx = Context(ctx.names, ctx.files, ctx.convention["layers"].get("linear", {}), ctx.convention, rng)
+
+    def layout(w, b):
+        return {"weight": w.T.copy() if in_out else w.copy(), "bias": b.reshape(1, -1).copy() if bias_row else b.copy()}
+
+    for mine, theirs in zip(linears, torch_linears):
+        _set_params(lin_ctx, mine, layout(theirs.weight.detach().numpy(), theirs.bias.detach().numpy()))
+    lr, result = 0.1, {}
+    for step in range(1, cfg["steps"] + 1):
+        x = rng.standard_normal((cfg["n"], cfg["inputs"]))
+        y = rng.integers(0, cfg["classes"], cfg["n"])
+        net.zero_grad()
+        logits = net(torch.from_numpy(x))
+        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y))
+        loss.backward()
+        probs = torch.softmax(logits, dim=1).detach().numpy()
+        out = ctx.call(model.forward, x.copy(), what=f"{ctx.entry['class']}.forward")
+        onehot = np.eye(cfg["classes"])[y]
+        if ctx.entry.get("output", "probabilities") == "logits":
+            expected, dout = logits.detach().numpy(), (probs - onehot) / cfg["n"]
+        elif ctx.entry.get("fused", False):
+            expected, dout = probs, (probs - onehot) / cfg["n"]  # the softmax's backward passes it through
+        else:
+            expected, dout = probs, -onehot / (np.asarray(out if out is not None else probs) * cfg["n"])
+        result[f"output at step {step}"] = (out, [expected])
+        ctx.call(model.backward, dout, what=f"{ctx.entry['class']}.backward")
+        for k, (mine, theirs) in enumerate(zip(linears, torch_linears)):
+            grads = _grads(lin_ctx, mine)
+            ref = layout(theirs.weight.grad.numpy(), theirs.bias.grad.numpy())
+            result[f"dW of layer {k + 1} at step {step}"] = (grads.get("weight"), [ref["weight"]])
+            result[f"db of layer {k + 1} at step {step}"] = (grads.get("bias"), [ref["bias"]])
+            params = _params(lin_ctx, mine)
+            if grads.get("weight") is not None and grads.get("bias") is not None:  # the same SGD step on both
+                for name in ("weight", "bias"):
+                    params[name] = np.asarray(params[name]) - lr * np.asarray(grads[name])
+        with torch.no_grad():
+            for theirs in torch_linears:
+                theirs.weight -= lr * theirs.weight.grad
+                theirs.bias -= lr * theirs.bias.grad
+        if hasattr(model, "clear_cache"):
+            ctx.call(model.clear_cache, what="clear_cache")
+    return result
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("linear", "linear (affine)", ("forward", "backward"), ("class",), _linear_configs, _linear),
+    Kind("relu", "ReLU", ("forward", "backward"), ("class",), _relu_configs, _relu),
+    Kind("conv", "convolution", ("forward", "backward"), ("class",), _conv_configs, _conv),
+    Kind("maxpool", "max pooling", ("forward", "backward"), ("class",), _pool_configs, _maxpool),
+    Kind("batchnorm", "batch norm", ("forward", "backward"), ("class",), _bn_configs, _batchnorm),
+    Kind("softmax_loss", "softmax loss", ("function",), (), _loss_configs, _softmax_loss),
+    Kind("svm_loss", "SVM (hinge) loss", ("function",), (), _loss_configs, _svm_loss),
+    Kind("softmax_cross_entropy", "softmax + cross-entropy", (), ("loss",), _loss_configs, _softmax_ce),
+    Kind("rnn_step", "RNN step", ("forward", "backward"), (), _rnn_configs, _rnn_step),
+    Kind("rnn", "RNN over time", ("forward", "backward"), (), _rnn_configs, _rnn),
+    Kind("sgd_momentum", "SGD with momentum", ("function",), (), _optim_configs, _optimizer("sgd_momentum")),
+    Kind("rmsprop", "RMSprop", ("function",), (), _optim_configs, _optimizer("rmsprop")),
+    Kind("adam", "Adam", ("function",), (), _optim_configs, _optimizer("adam")),
+    Kind("mlp", "whole MLP, a few SGD steps", (), ("class", "linear"), _mlp_configs, _mlp),
+)}

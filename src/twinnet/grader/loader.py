@@ -1,0 +1,137 @@
+"""A student's files, loaded by path in isolation, and every call into them guarded.
+
+Each file is executed as a module of its own (under a private name, so two students' ``layers.py``
+never meet in ``sys.modules``); while it loads, its own folder comes first on ``sys.path`` so its
+imports of the files beside it resolve there, and every module it brought in is removed afterwards.
+A call into the student's code runs under a time limit, and whatever it raises becomes a
+``StudentError`` naming the student's file and line, for the grader to report and go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import signal
+import sys
+import threading
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from twinnet import TwinnetError
+
+CALL_LIMIT_S = 10.0  # one call of a student's function; a loop that never ends fails that configuration
+
+
+class StudentError(Exception):
+    """The student's code raised, returned too late, or returned what cannot be graded."""
+
+    def __init__(self, message: str, where: str | None = None) -> None:
+        super().__init__(message)
+        self.where = where  # "layers.py:42", the student's line it came from
+
+    def __str__(self) -> str:
+        return f"{self.args[0]} ({self.where})" if self.where else self.args[0]
+
+
+class TimeLimit(BaseException):
+    """Raised inside a student's call that ran past its time limit (a BaseException: a bare
+    ``except Exception`` in the student's code cannot swallow it)."""
+
+
+@dataclass
+class Submission:
+    """The names a student's files define (later files win), and the files themselves."""
+
+    names: dict[str, Any]
+    files: list[Path]
+
+    def get(self, name: str) -> Any:
+        return self.names.get(name)
+
+
+def load(paths: list[Path]) -> Submission:
+    """Execute each file as an isolated module; a file that fails to load is a ``TwinnetError``
+    naming the file and line (the grader cannot go on without the student's definitions)."""
+    files = []
+    for p in paths:
+        p = Path(p)
+        if not p.is_file():
+            raise TwinnetError(f"{p}: no such file; pass the student's .py files")
+        if p.suffix != ".py":
+            raise TwinnetError(f"{p}: not a .py file; pass the student's Python files")
+        files.append(p.resolve())
+    names: dict[str, Any] = {}
+    for path in files:
+        module = _load_one(path, files)
+        names.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
+    return Submission(names, files)
+
+
+def _load_one(path: Path, files: list[Path]):
+    tag = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(f"twinnet_student_{tag}_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    before = set(sys.modules)
+    sys.path.insert(0, str(path.parent))
+    try:
+        with time_limit(60.0):
+            spec.loader.exec_module(module)
+    except (Exception, TimeLimit, SystemExit) as e:  # noqa: BLE001 - the student's file, not ours
+        where = student_line(e, files)
+        what = "took more than 60 s to load" if isinstance(e, TimeLimit) else f"{type(e).__name__}: {e}"
+        raise TwinnetError(f"{path.name} cannot be loaded: {what}" + (f" ({where})" if where else "")) from None
+    finally:
+        sys.path.remove(str(path.parent))
+        for name in set(sys.modules) - before:  # the files beside it it imported: private to this load
+            mod = sys.modules.get(name)
+            if mod is not None and str(getattr(mod, "__file__", "") or "").startswith(str(path.parent)):
+                del sys.modules[name]
+    return module
+
+
+def student_line(error: BaseException, files: list[Path]) -> str | None:
+    """``file.py:LINE`` of the innermost frame of ``error``'s traceback inside the student's files."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if isinstance(error, SyntaxError) and error.filename:
+        return f"{Path(error.filename).name}:{error.lineno}"
+    folders = {f.parent for f in files}
+    if not files:  # code defined in a notebook or an interactive session: its cells
+        mine = [f for f in frames if f.filename.startswith("<") or ".ipynb" in f.filename]
+        return f"{mine[-1].filename} line {mine[-1].lineno}" if mine else None
+    mine = [f for f in frames if Path(f.filename).resolve() in files or Path(f.filename).resolve().parent in folders]
+    return f"{Path(mine[-1].filename).name}:{mine[-1].lineno}" if mine else None
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Raise ``TimeLimit`` in the code inside after ``seconds`` (main thread on POSIX; elsewhere no limit)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expired(signum, frame):
+        raise TimeLimit
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def call(files: list[Path], fn, *args, what: str = "", **kwargs):
+    """``fn(*args, **kwargs)`` from the student's code: its result, or a ``StudentError`` saying
+    what went wrong and where (an exception, the time limit)."""
+    try:
+        with time_limit(CALL_LIMIT_S):
+            return fn(*args, **kwargs)
+    except TimeLimit:
+        raise StudentError(f"{what or 'a call'} ran for more than {CALL_LIMIT_S:g} s") from None
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - anything the student's code raises is graded
+        message = f"{what or 'a call'} raised {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+        raise StudentError(message.rstrip(": "), student_line(e, files)) from None

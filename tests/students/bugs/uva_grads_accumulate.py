@@ -1,0 +1,33 @@
+# BUG: LinearModule.backward accumulates (+=) into self.grads instead of overwriting; right on the first backward, wrong from the second on.
+import numpy as np
+
+
+class LinearModule(object):
+    def __init__(self, in_features, out_features, input_layer=False):
+        if input_layer:
+            std = np.sqrt(1.0 / in_features)
+        else:
+            std = np.sqrt(2.0 / in_features)
+        self.params = {
+            'weight': np.random.normal(0.0, std, size=(out_features, in_features)),
+            'bias': np.zeros((1, out_features)),
+        }
+        self.grads = {
+            'weight': np.zeros((out_features, in_features)),
+            'bias': np.zeros((1, out_features)),
+        }
+        self.x = None
+
+    def forward(self, x):
+        self.x = x
+        out = x @ self.params['weight'].T + self.params['bias']
+        return out
+
+    def backward(self, dout):
+        self.grads['weight'] += dout.T @ self.x
+        self.grads['bias'] += np.sum(dout, axis=0, keepdims=True)
+        dx = dout @ self.params['weight']
+        return dx
+
+    def clear_cache(self):
+        self.x = None

@@ -1,0 +1,199 @@
+"""``twinnet check``: correct student submissions pass in every built-in convention, and each planted
+bug (tests/students/bugs, one realistic mistake each) is caught and named in the table."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from twinnet.cli import main
+from twinnet.grader import grade, resolve_convention
+
+STUDENTS = Path(__file__).parent / "students"
+CS231N = [STUDENTS / "cs231n" / f for f in ("layers.py", "rnn_layers.py", "optim.py")]
+UVA = [STUDENTS / "uva" / f for f in ("modules.py", "mlp_numpy.py")]
+CS324 = [STUDENTS / "cs324" / f for f in ("modules.py", "mlp_numpy.py")]
+TWINNET_LAYERS = "from twinnet.numpy_nn import BatchNorm1d, Conv2d, CrossEntropyLoss, Linear, MaxPool2d, ReLU\n"
+
+
+def _rows(report) -> dict:
+    return {r.kind: r for r in report.rows}
+
+
+@pytest.mark.parametrize("convention, files", [("cs231n", CS231N), ("uva", UVA), ("cs324", CS324)])
+def test_a_correct_submission_passes_every_configuration(convention, files):
+    report = grade(files, resolve_convention(convention, None), seed=3, configs=3)
+    assert report.ok, [r.first_failure for r in report.rows if r.first_failure]
+    assert set(_rows(report)) == set(resolve_convention(convention, None)["layers"])
+    for row in report.rows:
+        assert row.total >= 3 and row.passed == row.total and row.points == 1 and row.worst_error < 1e-9
+
+
+def test_twinnets_own_layers_pass_under_the_torch_convention(tmp_path):
+    student = tmp_path / "twin.py"
+    student.write_text(TWINNET_LAYERS)
+    report = grade([student], resolve_convention("torch", None), configs=2)
+    assert report.ok and len(report.rows) == 6, [r.first_failure for r in report.rows]
+
+
+# (convention, bug file, layer kind, what the table must say, configurations that must still pass)
+BUGS = [
+    ("cs231n", "cs231n_conv_stride.py", "conv", "s=2 p=0: dw: relative error", "some"),
+    ("cs231n", "cs231n_conv_pad0.py", "conv", "p=0: conv_forward_naive raised ValueError", "some"),
+    ("cs231n", "cs231n_affine_transposed.py", "linear", "forward reads the weight transposed", "none"),
+    ("cs231n", "cs231n_inplace.py", "softmax_loss", "modified its input x in place", "none"),
+    ("cs231n", "cs231n_pool_none.py", "maxpool", "dx is None", "none"),
+    ("cs231n", "cs231n_affine_nobias.py", "linear", "db: relative error", "none"),
+    ("cs231n", "cs231n_bn_unbiased.py", "batchnorm", "updated with the unbiased batch variance", "none"),
+    ("cs231n", "cs231n_softmax_overflow.py", "softmax_loss", "scale=1000.0 wrong=False: loss is not finite", "some"),
+    ("cs231n", "cs231n_log_eps.py", "softmax_loss", "loss: relative error", "some"),
+    ("cs231n", "cs231n_rnn_bptt.py", "rnn", "t=4 d=3 h=5: dx: relative error", "some"),
+    ("cs231n", "cs231n_backward_zeros.py", "relu", "dx: relative error 1.00e+00", "none"),
+    ("cs231n", "cs231n_pool_overlap.py", "maxpool", "s=1: dx: relative error", "some"),
+    ("cs231n", "cs231n_adam_nobias.py", "adam", "w after step 1: relative error", "none"),
+    ("uva", "uva_grads_accumulate.py", "linear", "the gradient of weight is summed over backward calls", "none"),
+    ("uva", "uva_linear_transposed.py", "linear", "forward reads the weight transposed", "none"),
+    ("cs324", "cs324_ce_sum.py", "softmax_cross_entropy", "dx: relative error", "some"),
+]
+
+
+@pytest.mark.parametrize("convention, bug, kind, named, still", BUGS, ids=[b[1] for b in BUGS])
+def test_each_planted_bug_is_caught_and_named(convention, bug, kind, named, still):
+    files = {"cs231n": CS231N, "uva": UVA, "cs324": CS324}[convention] + [STUDENTS / "bugs" / bug]
+    rows = _rows(grade(files, resolve_convention(convention, None), only=[kind], configs=4))
+    row = rows[kind]
+    assert row.passed < row.total and row.points < 1
+    assert any(named in f for f in row.failures), row.failures
+    # a bug of one case only (a stride, a padding, overlapping windows): the other cases still pass
+    assert (row.passed > 0) == (still == "some"), (row.passed, row.total)
+
+
+def test_a_bug_in_the_layer_inside_the_model_fails_the_whole_model_check(tmp_path):
+    """The MLP is checked through its own layers (found by class name in the model), for several SGD steps."""
+    for f in UVA:
+        (tmp_path / f.name).write_text(f.read_text())
+    bug = (STUDENTS / "bugs" / "uva_grads_accumulate.py").read_text()
+    (tmp_path / "modules.py").write_text((tmp_path / "modules.py").read_text() + "\n" + bug)
+    row = _rows(grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention("uva", None),
+                      only=["mlp"], configs=3))["mlp"]
+    assert row.passed == 0 and "at step 2" in row.first_failure  # right at the first step, wrong from the second
+
+
+def test_the_cli_prints_the_table_and_exits_1_on_a_failure(tmp_path, capsys):
+    out_json = tmp_path / "grade.json"
+    code = main(["check", *map(str, CS231N), str(STUDENTS / "bugs" / "cs231n_pool_none.py"), "--convention", "cs231n",
+                 "--only", "maxpool,relu", "--json", str(out_json), "--seed", "5", "--configs", "2"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "| max pooling | 0/6 | n/a | maxpool #0" in out and "dx is None" in out and "| ReLU | 4/4 |" in out
+    assert out.rstrip().endswith("FAILED: 1/2 points")
+    grades = json.loads(out_json.read_text())
+    assert grades["ok"] is False and grades["seed"] == 5 and grades["points"] == 1
+    assert [(r["kind"], r["passed"], r["worst_error"]) for r in grades["layers"]] == [("relu", 4, 0.0),
+                                                                                     ("maxpool", 0, None)]
+    assert main(["check", *map(str, CS231N), "--convention", "cs231n", "--only", "relu"]) == 0
+
+
+def test_the_teachers_secret_seed_changes_the_configurations(monkeypatch, capsys):
+    args = ["check", str(CS231N[0]), "--convention", "cs231n", "--only", "conv", "--configs", "3"]
+    monkeypatch.setenv("TWINNET_CHECK_SEED", "8125")
+    assert main(args) == 0
+    secret = capsys.readouterr().out
+    assert "seed 8125" in secret
+    monkeypatch.delenv("TWINNET_CHECK_SEED")
+    main(args)
+    assert "seed 0" in capsys.readouterr().out
+    rows = [grade([CS231N[0]], resolve_convention("cs231n", None), only=["conv"], seed=s, configs=3).rows[0]
+            for s in (0, 8125)]
+    assert rows[0].total == rows[1].total
+
+
+def test_student_code_that_crashes_loops_or_imports_its_neighbours_is_reported_not_fatal(tmp_path, monkeypatch):
+    from twinnet.grader import loader
+
+    monkeypatch.setattr(loader, "CALL_LIMIT_S", 0.5)
+    (tmp_path / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
+    (tmp_path / "layers.py").write_text(
+        "import numpy as np\nfrom helpers import double\n\n"
+        "def relu_forward(x):\n    while True:\n        pass\n\n"
+        "def relu_backward(dout, cache):\n    return dout\n\n"
+        "def affine_forward(x, w, b):\n    out = x.reshape(len(x), -1) @ w + b\n    return out, (x, w)\n\n"
+        "def affine_backward(dout, cache):\n    x, w = cache\n    raise KeyError('db')\n")
+    report = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["relu", "linear"], configs=1)
+    rows = _rows(report)
+    assert "relu_forward ran for more than 0.5 s" in rows["relu"].first_failure
+    assert "affine_backward raised KeyError: 'db' (layers.py:" in rows["linear"].first_failure
+    assert "helpers" not in sys.modules  # the student's neighbour was imported privately
+
+
+def test_two_students_files_of_the_same_name_do_not_meet(tmp_path):
+    for who, factor in (("a", 1), ("b", 3)):
+        (tmp_path / who).mkdir()
+        (tmp_path / who / "layers.py").write_text(
+            f"import numpy as np\ndef relu_forward(x):\n    return np.maximum(x, 0) * {factor}, x\n"
+            "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n")
+    a = grade([tmp_path / "a" / "layers.py"], resolve_convention("cs231n", None), only=["relu"], configs=1)
+    b = grade([tmp_path / "b" / "layers.py"], resolve_convention("cs231n", None), only=["relu"], configs=1)
+    assert a.ok and not b.ok
+
+
+def test_a_spec_file_describes_another_course(tmp_path):
+    """A course whose affine layer is named linear_fwd/linear_bwd and keeps W as (out, in)."""
+    (tmp_path / "mine.py").write_text(
+        "import numpy as np\n"
+        "def linear_fwd(x, w, b):\n    return x.reshape(len(x), -1) @ w.T + b, (x, w)\n"
+        "def linear_bwd(dout, cache):\n    x, w = cache\n"
+        "    return (dout @ w).reshape(x.shape), dout.T @ x.reshape(len(x), -1), dout.sum(0)\n")
+    spec = tmp_path / "course.toml"
+    spec.write_text('name = "mycourse"\nstyle = "functional"\n[layers.linear]\nforward = "linear_fwd"\n'
+                    'backward = "linear_bwd"\nweight = "out_in"\n')
+    report = grade([tmp_path / "mine.py"], resolve_convention(None, spec), configs=2)
+    assert report.ok and report.convention == "mycourse"
+    # the same code under CS231n's layout (in, out) fails: the spec's layout is what made it pass
+    spec.write_text(spec.read_text().replace('"out_in"', '"in_out"'))
+    assert not grade([tmp_path / "mine.py"], resolve_convention(None, spec), configs=2).ok
+
+
+@pytest.mark.parametrize("args, message", [
+    (["missing.py", "--convention", "cs231n"], "missing.py: no such file"),
+    (["{layers}", "--convention", "cs999"], "unknown convention 'cs999'"),
+    (["{layers}"], "give one of --convention"),
+    (["{layers}", "--convention", "cs231n", "--only", "lstm"], "--only lstm: not a layer of the cs231n convention"),
+    (["{layers}", "--spec", "{bad_spec}"], "is not valid TOML"),
+    (["{layers}", "--spec", "{kind_spec}"], "unknown layer kind 'transformer'"),
+    (["{broken}", "--convention", "cs231n"], "broken.py cannot be loaded: SyntaxError"),
+    (["{layers}", "--convention", "cs231n", "--configs", "0"], "--configs must be >= 1"),
+])
+def test_bad_input_is_one_line(args, message, tmp_path, capsys):
+    (tmp_path / "bad.toml").write_text("style = [\n")
+    (tmp_path / "kind.toml").write_text('style = "functional"\n[layers.transformer]\nforward = "f"\n')
+    (tmp_path / "broken.py").write_text("def f(:\n")
+    fill = {"layers": str(CS231N[0]), "bad_spec": str(tmp_path / "bad.toml"), "kind_spec": str(tmp_path / "kind.toml"),
+            "broken": str(tmp_path / "broken.py")}
+    monkeypatch_cwd = tmp_path
+    import os
+
+    os.chdir(monkeypatch_cwd)
+    assert main(["check", *(a.format(**fill) for a in args)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_the_public_harness_compares_exact_zeros_as_zeros():
+    """A bias before batch norm gets no gradient: both engines give round-off around 0, which a purely
+    relative error calls a total mismatch and the floor (atol / rtol) calls agreement."""
+    import numpy as np
+    import torch
+
+    from twinnet import numpy_nn
+    from twinnet.check import assert_close_rel, torch_twin_check
+
+    torch.manual_seed(0)
+    mine = numpy_nn.Sequential(numpy_nn.Linear(4, 3), numpy_nn.BatchNorm1d(3))
+    theirs = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    x = np.random.default_rng(0).standard_normal((5, 4))
+    strict = torch_twin_check(mine, theirs, x, rng=np.random.default_rng(1))
+    floored = torch_twin_check(mine, theirs, x, rng=np.random.default_rng(1), floor=1e-10 / 1e-7)
+    assert floored["grad[0.bias]"] < 1e-9 and strict["grad[0.bias]"] > 1e-7
+    assert_close_rel({k: v for k, v in floored.items() if k.startswith("grad")}, 1e-7)
