@@ -58,6 +58,8 @@ def load(paths: list[Path]) -> Submission:
     files = []
     for p in paths:
         p = Path(p)
+        if p.is_dir():
+            raise TwinnetError(f"{p} is a folder; pass the student's .py files in it ({p}/*.py)")
         if not p.is_file():
             raise TwinnetError(f"{p}: no such file; pass the student's .py files")
         if p.suffix != ".py":
