@@ -25,3 +25,21 @@ def write_mnist(d: Path, n_train: int = 300, n_test: int = 100, seed: int = 0) -
             x[i, 4 + 12 * r : 10 + 12 * r, 2 + 5 * q : 8 + 5 * q] = 255
         (d / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx(x)))
         (d / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx(y)))
+
+
+def write_cifar_tree(d: Path, per_class: tuple[int, int] = (12, 3), seed: int = 1) -> None:
+    """A fake CIFAR-10 image-folder tree of PNGs: train/<class>/*.png and test/<class>/*.png, each
+    class with a colour channel of its own."""
+    from PIL import Image
+
+    from twinnet.data.cifar import CIFAR10_CLASSES
+
+    rng = np.random.default_rng(seed)
+    for split, n in zip(("train", "test"), per_class):
+        for c, name in enumerate(CIFAR10_CLASSES):
+            folder = d / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                pixels[:, :, c % 3] = 25 * c
+                Image.fromarray(pixels).save(folder / f"{i:04d}.png")

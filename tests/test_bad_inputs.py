@@ -23,27 +23,10 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from fake_data import write_mnist
+from fake_data import write_cifar_tree, write_mnist
 from twinnet.cli import main
 
 # ---- data and runs the cases start from -------------------------------------------------------------------
-
-
-def write_cifar_tree(d: Path, per_class: tuple[int, int] = (12, 3), seed: int = 1) -> None:
-    """A fake CIFAR-10 image-folder tree of PNGs: train/<class>/*.png and test/<class>/*.png."""
-    from PIL import Image
-
-    from twinnet.data.cifar import CIFAR10_CLASSES
-
-    rng = np.random.default_rng(seed)
-    for split, n in zip(("train", "test"), per_class):
-        for c, name in enumerate(CIFAR10_CLASSES):
-            folder = d / split / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-                pixels[:, :, c % 3] = 25 * c
-                Image.fromarray(pixels).save(folder / f"{i:04d}.png")
 
 
 @pytest.fixture(scope="module")
@@ -625,7 +608,7 @@ def test_kill_9_at_a_random_step_then_resume_ends_bit_identical(world):
     a, b = (json.loads((d / "summary.json").read_text()) for d in (whole, broken))
     for key in ("test_acc", "test_loss", "train_acc", "train_loss", "best_test_acc", "steps", "per_class_acc"):
         assert a[key] == b[key], (key, kill_at)
-    strip = lambda rs: [{k: v for k, v in r.items() if k != "time_s"} for r in rs]  # noqa: E731
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("time_s", "eval_s")} for r in rs]  # noqa: E731
     assert strip(_records(whole)) == strip(_records(broken)), kill_at
     pa, pb = np.load(whole / "predictions.npz"), np.load(broken / "predictions.npz")
     np.testing.assert_array_equal(pa["y_pred"], pb["y_pred"])

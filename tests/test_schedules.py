@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 
+import numpy as np
 import pytest
 import torch
 from torch.optim import lr_scheduler as tls
@@ -73,6 +74,11 @@ CASES = [
         lambda o: tls.OneCycleLR(
             o, max_lr=BASE_LR, total_steps=TOTAL, pct_start=0.45, div_factor=10.0, final_div_factor=100.0, cycle_momentum=False
         ),
+    ),
+    (  # airbench's triangle, as airbench94 computes it: np.interp over (0, peak, total)
+        "triangle",
+        {},
+        lambda o: tls.LambdaLR(o, lambda k: float(np.interp(k, [0, int(0.23 * TOTAL), TOTAL], [0.2, 1.0, 0.07]))),
     ),
 ]
 

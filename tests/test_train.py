@@ -276,3 +276,43 @@ def test_the_epoch_hook_is_called_after_each_epochs_last_step():
     fit(learners["numpy"], split.train, None, LoopSettings(batch_size=100, epochs=3),
         on_epoch=lambda epoch, learner: seen.append((epoch, len(learner.optimizer.state_dict()))), progress=False)
     assert [e for e, _ in seen] == [1, 2, 3]
+
+
+def test_a_checkpoint_in_the_middle_of_an_epoch_resumes_onto_the_same_batches(tmp_path):
+    """Stored samples are shuffled once per epoch: resuming at step 7 of a 10-step epoch must train on
+    that epoch's batches 8-10, then the next epoch's, as the unbroken run did."""
+    from twinnet.checkpoint import Checkpointer
+
+    settings = LoopSettings(batch_size=32, steps=25, checkpoint_every=7, eval_every=5, eval_unit="step")
+    split, learners = _moons_learners()
+    seen_whole: list = []
+    learner = learners["numpy"]
+    step = learner.train_step
+    learner.train_step = lambda x, y, total=None: (seen_whole.append(y.tolist()), step(x, y))[1]
+    whole = fit(learner, split.train, split.test, settings, progress=False)
+
+    class Stop(Exception):
+        pass
+
+    split, learners = _moons_learners()
+    saves = Checkpointer(tmp_path / "c.pt", {})
+    original = saves.save
+
+    def save_then_stop(learner, state):
+        original(learner, state)
+        if state.step == 7:
+            raise Stop
+
+    saves.save = save_then_stop
+    with pytest.raises(Stop):
+        fit(learners["numpy"], split.train, split.test, settings, checkpoints=saves, progress=False)
+    split, learners = _moons_learners()
+    resumed_learner, seen = learners["numpy"], []
+    step2 = resumed_learner.train_step
+    resumed_learner.train_step = lambda x, y, total=None: (seen.append(y.tolist()), step2(x, y))[1]
+    state = Checkpointer(tmp_path / "c.pt", {}).restore(resumed_learner)
+    assert state.step == 7 and state.batches_into_epoch == 7
+    resumed = fit(resumed_learner, split.train, split.test, settings, resume=state, progress=False)
+    assert seen == seen_whole[7:]
+    assert resumed.step_losses == whole.step_losses
+    assert [r["test_loss"] for r in resumed.records] == [r["test_loss"] for r in whole.records]

@@ -106,6 +106,42 @@ def mnist_cnn_layers(nn: ModuleType, channels: tuple[int, int] = (32, 64), hidde
     ]
 
 
+def airbench_layers(nn: ModuleType, widths: tuple[int, int, int] = (64, 256, 256), bn_momentum: float = 0.6) -> list:
+    """airbench94's network (KellerJordan/cifar10-airbench, legacy/airbench94.py; 1.97M parameters):
+    a 2x2 whitening convolution (24 filters, set from the training images by ``whiten``) and GELU,
+    three groups conv3x3 -> max-pool 2 -> BN -> GELU -> conv3x3 -> BN -> GELU (bias-free convolutions,
+    batch norm with eps 1e-12 and momentum 0.6 in torch's sense), a 3x3 max pool, and a bias-free
+    linear layer whose output is scaled by 1/9. 32 -> 31 -> 15 -> 7 -> 3 -> 1."""
+    def group(c_in: int, c_out: int) -> list:
+        return [nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), nn.MaxPool2d(2),
+                nn.BatchNorm2d(c_out, eps=1e-12, momentum=bn_momentum), nn.GELU(),
+                nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out, eps=1e-12, momentum=bn_momentum),
+                nn.GELU()]
+
+    a, b, c = widths
+    return [nn.Conv2d(3, 24, 2, 1, 0), nn.GELU(), *group(24, a), *group(a, b), *group(b, c), nn.MaxPool2d(3),
+            nn.Flatten(), nn.Linear(c, 10, bias=False), nn.Scale(1 / 9)]
+
+
+def _airbench(nn: ModuleType):
+    """airbench94's network with its initialisation: every convolution's first C_in filters the identity
+    (dirac), biases zero; the whitening weights and the batch norms' scales frozen (torch: no gradient)."""
+    model = nn.Sequential(*airbench_layers(nn))
+    if nn.__name__.startswith("twinnet.torch_nn"):  # the NumPy twin takes these weights from torch's
+        import torch
+
+        with torch.no_grad():
+            for m in model:
+                if isinstance(m, torch.nn.Conv2d):
+                    torch.nn.init.dirac_(m.weight[: m.weight.shape[1]])
+                    if m.bias is not None:
+                        m.bias.zero_()
+                elif isinstance(m, torch.nn.BatchNorm2d):
+                    m.weight.requires_grad_(False)
+        model[0].weight.requires_grad_(False)
+    return model
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A named architecture for ``twinnet summary``: how to build it and what it eats."""
@@ -113,6 +149,8 @@ class ModelSpec:
     build: Callable[[ModuleType], object]  # nn namespace -> model
     input_shape: tuple[int, ...]  # one sample, without the batch dimension
     description: str
+    # set up from the training images before training (a whitening layer); returns an epoch hook or None
+    prepare: Callable | None = None
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -171,6 +209,13 @@ MODELS: dict[str, ModelSpec] = {
                                                              dropout=0.2)),
         (3, 32, 32),
         "a wider CIFAR-10 MLP 3072-2048-1024-512-10 with batch norm and dropout 0.2",
+    ),
+    "airbench94": ModelSpec(
+        _airbench,
+        (3, 32, 32),
+        "airbench94's network: a whitening conv, three conv-pool-BN-GELU-conv-BN-GELU groups (64, 256, 256), "
+        "max pool, linear x 1/9",
+        prepare=lambda model, images: __import__("twinnet.whitening", fromlist=["prepare"]).prepare(model, images),
     ),
     # palindromes (docs/COURSE.md): 10 one-hot digits in, 128 hidden units, 10 classes; shown at T = 20
     "palindrome-rnn": ModelSpec(

@@ -81,7 +81,7 @@ def save(path: Path, learner, state: LoopState, config: dict, extra: dict | None
                         "stopped_early": h.stopped_early, "best": h.best, "running": list(state.running),
                         "rng_state": state.rng_state, "elapsed_s": state.elapsed_s,
                         "source_state": state.source_state, "world_size": state.world_size,
-                        "rank_random": state.rank_random}}
+                        "rank_random": state.rank_random, "batches_into_epoch": state.batches_into_epoch}}
     buf = io.BytesIO()
     torch.save(_plain(payload), buf)
     data = buf.getvalue()
@@ -189,7 +189,8 @@ def load(path: Path, learner, config: dict, may_change: Collection[str] = (),
         changed = sorted(k for k, v in config.items() if k not in may_change and saved.get(k) != v)
         history = History(list(loop["records"]), list(loop["step_losses"]), bool(loop["stopped_early"]), best)
         state = LoopState(int(loop["step"]), history, tuple(loop["running"]), loop["rng_state"],
-                          float(loop["elapsed_s"]), loop["source_state"], ranks, streams)
+                          float(loop["elapsed_s"]), loop["source_state"], ranks, streams,
+                          int(loop.get("batches_into_epoch", 0)))
         if missing := [k for k in extra_keys if k not in extra]:
             raise KeyError(", ".join(missing))
     except Exception as e:  # noqa: BLE001 - any malformed checkpoint gets the same advice

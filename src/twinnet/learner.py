@@ -308,6 +308,8 @@ def make_learner(model, cfg, *, params=None, amp: bool = False, channels_last: b
     kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
     if cfg.optimizer in ("sgd", "rmsprop"):
         kwargs["momentum"] = cfg.momentum
+    if cfg.optimizer == "sgd" and cfg.nesterov:
+        kwargs["nesterov"] = True
     clip = cfg.clip_norm or None
     if not is_torch(model):
         from twinnet import numpy_nn
@@ -396,10 +398,63 @@ class WeightAverage(LearnerWrapper):
         self.average = {k: np.asarray(v).copy() for k, v in state["weight_average"].items()}
 
 
+class Lookahead(LearnerWrapper):
+    """airbench's lookahead: every ``every`` steps an exponential average of the weights takes
+    (1 - decay) of the weights now, decay = 0.95**every * (step / total)**3 (the average follows
+    closely early and holds on late), and the weights are reset to the average; after the last step
+    the weights are the average. Every floating-point entry of the state dict (batch norm's running
+    statistics too) is averaged; integer ones follow the raw model."""
+
+    def __init__(self, inner: Learner, every: int, total: int) -> None:
+        super().__init__(inner)
+        if every < 1 or total < 1:
+            raise ValueError(f"every and total must be >= 1, got {every}, {total}")
+        self.every, self.total, self.steps, self.average = every, total, 0, inner.state_dict()
+
+    def train_step(self, x, y, total=None):
+        out = self.inner.train_step(x, y, total)
+        self.steps += 1
+        if self.steps % self.every == 0:
+            decay = 0.95**self.every * (self.steps / self.total) ** 3
+            for k, w in self.inner.state_dict().items():
+                floating = np.issubdtype(w.dtype, np.floating)
+                self.average[k] = self.average[k] + (1 - decay) * (w - self.average[k]) if floating else w
+            self.inner.load_weights(self.average)
+        elif self.steps == self.total:
+            self.inner.load_weights({k: v if np.issubdtype(v.dtype, np.floating) else w
+                                     for (k, v), w in zip(self.average.items(), self.inner.state_dict().values())})
+        return out
+
+    def training_state(self):
+        return {**self.inner.training_state(), "lookahead": {"average": dict(self.average), "steps": self.steps}}
+
+    def load_training_state(self, state):
+        self.inner.load_training_state({k: v for k, v in state.items() if k != "lookahead"})
+        self.average = {k: np.asarray(v).copy() for k, v in state["lookahead"]["average"].items()}
+        self.steps = int(state["lookahead"]["steps"])
+
+
 class FlipAveraged(LearnerWrapper):
     """Test-time augmentation: the logits of each image averaged with those of its mirror image
-    (images (N, C, H, W), flipped along W)."""
+    (images (N, C, H, W), flipped along W); with ``translate`` (airbench's level 2), half of that and
+    half the mean of the same for the image shifted by ``translate`` pixels up-left and down-right
+    (reflect padding)."""
 
-    def predict(self, x, batch_size=1024):
+    def __init__(self, inner: Learner, translate: int = 0) -> None:
+        super().__init__(inner)
+        self.translate = translate
+
+    def _mirrored(self, x, batch_size):
         return (self.inner.predict(x, batch_size) + self.inner.predict(np.ascontiguousarray(x[..., ::-1]),
                                                                       batch_size)) / 2
+
+    def predict(self, x, batch_size=1024):
+        logits = self._mirrored(x, batch_size)
+        t = self.translate
+        if not t:
+            return logits
+        h, w = x.shape[-2:]
+        padded = np.pad(x, ((0, 0), (0, 0), (t, t), (t, t)), mode="reflect")
+        shifted = [np.ascontiguousarray(padded[..., :h, :w]), np.ascontiguousarray(padded[..., 2 * t:2 * t + h,
+                                                                                          2 * t:2 * t + w])]
+        return logits / 2 + sum(self._mirrored(s, batch_size) for s in shifted) / 4

@@ -187,6 +187,29 @@ class OneCycle(Schedule):
         raise AssertionError("unreachable")
 
 
+@dataclass(frozen=True)
+class Triangle(Schedule):
+    """airbench's schedule: linear from ``start`` x base_lr up to base_lr at ``peak`` of the run, then
+    linear down to ``end`` x base_lr at its last step."""
+
+    start: float = 0.2
+    peak: float = 0.23  # fraction of the steps spent rising
+    end: float = 0.07
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.peak < 1:
+            raise ValueError(f"peak must be in (0, 1), got {self.peak}")
+        if self.start < 0 or self.end < 0:
+            raise ValueError("start and end must be >= 0")
+
+    def lr(self, step: int) -> float:
+        top = int(self.peak * self.total_steps)
+        factor = (self.start + (1 - self.start) * step / top if step < top
+                  else 1 + (self.end - 1) * min(step - top, self.total_steps - top) / (self.total_steps - top))
+        return self.base_lr * factor
+
+
 SCHEDULES: dict[str, type[Schedule]] = {
     "constant": Constant,
     "step": Step,
@@ -194,6 +217,7 @@ SCHEDULES: dict[str, type[Schedule]] = {
     "warmup_cosine": WarmupCosine,
     "linear": Linear,
     "onecycle": OneCycle,
+    "triangle": Triangle,
 }
 
 _REQUIRED = {"step": ("step_size",), "warmup_cosine": ("warmup_steps",)}

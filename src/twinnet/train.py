@@ -8,6 +8,7 @@ learner (a device, for CUDA) only when it is recorded, logged or checkpointed, n
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -63,10 +64,11 @@ class TrainConfig(BaseConfig):
     optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
     lr: float = 1e-3  # base (peak) learning rate; a schedule multiplies each parameter group's own
     momentum: float = 0.0  # SGD and RMSprop only
+    nesterov: bool = False  # SGD with momentum only: Nesterov's form
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
     clip_norm: float = 0.0  # clip the gradient's global norm at this (0: no clipping)
-    schedule: Literal["constant", "step", "cosine", "warmup_cosine", "linear", "onecycle"] = "constant"
+    schedule: Literal["constant", "step", "cosine", "warmup_cosine", "linear", "onecycle", "triangle"] = "constant"
     warmup_steps: int = 0  # warmup_cosine only
     batching: Literal["full", "mini", "sample"] = "mini"  # whole set, batch_size, or one sample per step
     batch_size: int = 32  # used when batching == "mini"
@@ -75,6 +77,7 @@ class TrainConfig(BaseConfig):
     eval_every: int = 1  # evaluate every this many eval_unit
     eval_unit: Literal["epoch", "step"] = "epoch"
     train_eval: Literal["full", "running"] = "full"  # train figures: re-evaluated, or mean of the steps since the last evaluation
+    eval_start: bool = True  # evaluate before the first step too (the starting point of every curve)
     keep_best: bool = False  # end with the weights of the best evaluation (of the experiment's monitored accuracy)
     patience: int = 0  # stop after this many evaluations without a better monitored accuracy (0: never)
     stop_acc: float = 0.0  # stop once the monitored accuracy reaches this (0: never)
@@ -87,6 +90,8 @@ class TrainConfig(BaseConfig):
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.weight_decay < 0 or self.momentum < 0:
             raise ValueError("weight_decay and momentum must be >= 0")
+        if self.nesterov and (self.optimizer != "sgd" or not self.momentum > 0):
+            raise ValueError("nesterov needs optimizer=sgd with momentum > 0")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.clip_norm < 0:
@@ -169,11 +174,13 @@ class LoopState:
     step: int
     history: History
     running: tuple[float, int, int]  # loss sum, correct, samples since the last evaluation
-    rng_state: dict  # the batch generator's bit-generator state: the next batches and augmentations
+    rng_state: dict  # the batch generator's bit-generator state: the next batches and augmentations (stored
+    # samples: at the start of the epoch under way, whose first ``batches_into_epoch`` batches are drawn again)
     elapsed_s: float
     source_state: dict = field(default_factory=dict)  # the training data's own state (a curriculum's length)
     world_size: int = 1  # how many ranks trained (a checkpoint resumes under the same number)
     rank_random: list = field(default_factory=list)  # with several ranks: each rank's random_state(), in rank order
+    batches_into_epoch: int = 0  # batches of the epoch under way already trained on (a checkpoint mid-epoch)
 
 
 class BatchSource(Protocol):
@@ -194,6 +201,15 @@ class Checkpoints(Protocol):
     """Where ``fit`` saves its state (``twinnet.checkpoint.Checkpointer``)."""
 
     def save(self, learner: Learner, state: LoopState) -> None: ...
+
+
+def global_batch(settings: TrainConfig, n: int) -> TrainConfig:
+    """The settings ``fit`` follows on a training set of ``n``: with several ranks, the global batch
+    is every rank's batch together (each rank trains on its shard of it), and so are the steps."""
+    size = distributed.world().size
+    if size == 1 or settings.batching == "full":
+        return settings
+    return dataclasses.replace(settings, batching="mini", batch_size=settings.batch_len(n) * size)
 
 
 def batch_indices(n: int, settings: TrainConfig, rng: np.random.Generator) -> Iterator[np.ndarray]:
@@ -249,9 +265,7 @@ def _fit(
 ) -> History:
     n = len(train)
     world = distributed.world()
-    if world.size > 1 and settings.batching != "full":
-        # the global batch is every rank's batch together; each rank trains on its shard of it
-        settings = dataclasses.replace(settings, batching="mini", batch_size=settings.batch_len(n) * world.size)
+    settings = global_batch(settings, n)
     total = settings.total_steps(n)
     per_epoch = settings.steps_per_epoch(n)
     unit = settings.eval_interval(n)
@@ -279,7 +293,14 @@ def _fit(
             learner.load_random_state(resume.rank_random[world.rank])
         if history.stopped_early:
             first = total + 1
+    # stored samples are shuffled once per epoch: a checkpoint mid-epoch keeps the epoch's starting state
+    # and its position, and a resume draws the epoch's first batches again (augmentations too) to get there
+    replay = hasattr(train, "view")
+    epoch_state = copy.deepcopy(rng.bit_generator.state)
     batches = train.batches(settings.batch_len(n), settings.batching != "full", rng)
+    if resume is not None and replay:
+        for _ in range(resume.batches_into_epoch):
+            next(batches)
     bar = tqdm(total=total, initial=first - 1, desc=desc, unit="step", leave=False,
                disable=None if progress is None else not progress)
 
@@ -312,9 +333,12 @@ def _fit(
         loss_sum, correct, seen = distributed.all_sum([loss * count, acc * count, count])
         return float(loss_sum / seen), float(correct / seen)
 
+    eval_s = resume.history.records[-1].get("eval_s", 0.0) if resume is not None and resume.history.records else 0.0
+
     def record(step: int) -> None:
-        nonlocal running_loss, running_correct, running_seen
+        nonlocal running_loss, running_correct, running_seen, eval_s
         sync()
+        began = time.perf_counter()
         if world.size > 1:
             learner.synchronize()  # the ranks' batch-norm statistics averaged: one model to evaluate
         rec: dict = {"step": step, "epoch": step / per_epoch, "lr": learner.lr}
@@ -340,6 +364,8 @@ def _fit(
                 raise Diverged(f"the {key.split('_')[0]} loss became {rec[key]} at step {step}; lower the learning "
                                "rate", step)
         rec["time_s"] = time.perf_counter() - start
+        eval_s += rec["time_s"] - (began - start)
+        rec["eval_s"] = eval_s  # of time_s, the seconds spent evaluating (so far): time_s - eval_s trained
         if adaptive:
             rec.update(train.state())  # the data the running train figures were drawn from
         running_loss, running_correct, running_seen = 0.0, 0, 0
@@ -364,12 +390,15 @@ def _fit(
     if resume is None:
         if lr_factor is not None:
             learner.scale_lr(lr_factor(0))  # step 0's record shows the rate the first step will use
-        with np.errstate(all="ignore"):  # a non-finite loss is caught and reported as one line
-            record(0)
+        if settings.eval_start:
+            with np.errstate(all="ignore"):  # a non-finite loss is caught and reported as one line
+                record(0)
     last_log = last_save = last_start = time.perf_counter()
     for step in range(first, total + 1):
         if lr_factor is not None:
             learner.scale_lr(lr_factor(step - 1))
+        if replay and (step - 1) % per_epoch == 0:
+            epoch_state = copy.deepcopy(rng.bit_generator.state)
         x, y = next(batches)
         with np.errstate(all="ignore"):
             if world.size > 1:
@@ -393,13 +422,14 @@ def _fit(
             last_log = now
             if world.rank == 0:
                 print(_log_line(desc, step, total, running_loss / max(running_seen, 1),
-                                running_correct / max(running_seen, 1), history.last, now - start,
+                                running_correct / max(running_seen, 1),
+                                history.records[-1] if history.records else {}, now - start,
                                 (now - last_start) / (step - first + 1) * (total - step)), file=sys.stderr,
                       flush=True)
         if step % unit == 0 or step == total:
             with np.errstate(all="ignore"):
                 record(step)
-            if not bar.disable:
+            if not bar.disable and history.step_losses:
                 bar.set_postfix(loss=f"{history.step_losses[-1]:.4f}",
                                 test_acc=f"{history.last.get('test_acc', float('nan')):.3f}")
             if step < total and should_stop(step):
@@ -413,10 +443,12 @@ def _fit(
                 learner.synchronize()
                 streams = distributed.gather(learner.random_state())
             # else the last step made them NaN: the next loss says so. Rank 0 alone writes (all hold the same state)
+            into = step % per_epoch if replay else 0
             if world.rank == 0 and _finite(learner.state_dict()):
                 checkpoints.save(learner, LoopState(step, history, (running_loss, running_correct, running_seen),
-                                                    rng.bit_generator.state, time.perf_counter() - start,
-                                                    train.state() if adaptive else {}, world.size, streams))
+                                                    epoch_state if into else rng.bit_generator.state,
+                                                    time.perf_counter() - start, train.state() if adaptive else {},
+                                                    world.size, streams, into))
             last_save = time.perf_counter()
         if history.stopped_early:
             break

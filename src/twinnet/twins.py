@@ -85,4 +85,5 @@ def gradient_agreement(numpy_model, torch_model, x: np.ndarray, y: np.ndarray) -
 
     theirs = dict(torch_model.named_parameters())
     return {"loss": relative_error(numpy_loss, torch_loss.item()),
-            **{name: relative_error(p.grad, theirs[name].grad.numpy()) for name, p in numpy_model.named_parameters()}}
+            **{name: relative_error(p.grad, theirs[name].grad.numpy()) for name, p in numpy_model.named_parameters()
+               if theirs[name].requires_grad}}  # a layer frozen in torch (no gradient) is not compared

@@ -16,13 +16,13 @@ from twinnet.config import to_dict
 from twinnet.data.arrays import ArrayDataset
 from twinnet.data.augment import BatchAugment, normalize
 from twinnet.data.images import ImageSource
-from twinnet.learner import evaluate, make_learner
+from twinnet.learner import FlipAveraged, Lookahead, evaluate, make_learner
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.blocks import Figure, Section, Table, Text
 from twinnet.runs import CHECKPOINT, METRICS, SUMMARY, RunDir
 from twinnet.structure import count_parameters, save_structures
-from twinnet.train import Diverged, fit, train_config
+from twinnet.train import Diverged, fit, global_batch, train_config
 from twinnet.twins import DTYPES, build_twins
 
 
@@ -55,6 +55,10 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
     # bfloat16 mixed precision. auto: on CUDA, and on a CPU only where it has native bfloat16 (AVX512-BF16,
     # AMX); without it autocast is emulated and trained 18x slower (docs/RESULTS.md). true forces it, with a warning
     amp: bool | Literal["auto"] = "auto"
+    # recipe additions (airbench94's)
+    norm_bias_lr: float = 1.0  # batch norm biases' learning rate: this many times lr (their weight decay: / it); torch
+    lookahead: int = 0  # steps between lookahead averages of the weights (0: none; learner.Lookahead)
+    tta: Literal["none", "flip", "flip_translate"] = "none"  # test-time augmentation of every evaluation
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -69,6 +73,11 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
         if self.crop_pad >= side:
             raise ValueError(f"crop_pad={self.crop_pad} must be below the image side ({side} for {self.model}); "
                              "the CIFAR-10 recipe uses 4")
+        if not self.norm_bias_lr > 0 or self.lookahead < 0:
+            raise ValueError("norm_bias_lr must be > 0 and lookahead >= 0")
+        if self.engine == "numpy" and self.norm_bias_lr != 1:
+            raise ValueError("norm_bias_lr (a parameter group of its own) needs engine=torch: the NumPy engine's "
+                             "optimisers take one group")
         if self.engine == "numpy" and (self.amp is True or self.device == "cuda"):
             raise ValueError("amp and device=cuda belong to the torch engine; the NumPy engine runs float32/64 "
                              "on the CPU")
@@ -178,7 +187,14 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
 
         model = model.to(device=device, memory_format=torch.channels_last)
     amp = cfg.engine == "torch" and hardware.resolve_amp(cfg.amp, device)
-    learner = make_learner(model, cfg, amp=amp, channels_last=device == "cuda")
+    on_epoch = None
+    if spec.prepare is not None:  # set up from the images it will train on (airbench's whitening layer)
+        on_epoch = spec.prepare(model, data.train.view(np.arange(min(5000, len(data.train))))[0])
+    learner = make_learner(model, cfg, params=param_groups(model, cfg), amp=amp, channels_last=device == "cuda")
+    if cfg.lookahead:
+        learner = Lookahead(learner, cfg.lookahead, global_batch(cfg, len(data.train)).total_steps(len(data.train)))
+    if cfg.tta != "none":
+        learner = FlipAveraged(learner, translate=1 if cfg.tta == "flip_translate" else 0)
     checkpoints = Checkpointer(
         run_dir.file(CHECKPOINT), to_dict(cfg), cfg.resume_may_change,
         extra={"data_fingerprint": data.fingerprint, "amp": amp},
@@ -192,13 +208,16 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
                 hardware.resolve_amp(True, "cpu")  # the warning, if this CPU has no bfloat16
         # the metrics file may hold evaluations made after the checkpoint: keep exactly the checkpoint's
         run_dir.write_metrics([{"engine": cfg.engine, **r} for r in resume.history.records])
+        if on_epoch is not None:  # what the epochs before the checkpoint changed (a frozen layer)
+            on_epoch(resume.step // global_batch(cfg, len(data.train)).steps_per_epoch(len(data.train)), learner)
     elif run_dir.file(METRICS).exists():  # interrupted before its first checkpoint: it starts again from step 0
         run_dir.file(METRICS).unlink()
     save_structures(run_dir, cfg.model, models, spec.input_shape)
     try:
         history = fit(learner, data.train, data.test, cfg, val=data.val, monitor="val_acc",
                       on_eval=lambda rec: run_dir.append_metrics({"engine": cfg.engine, **rec}),
-                      checkpoints=checkpoints, resume=resume, desc=f"{cfg.model}/{cfg.engine}", progress=ctx.progress)
+                      checkpoints=checkpoints, resume=resume, on_epoch=on_epoch, desc=f"{cfg.model}/{cfg.engine}",
+                      progress=ctx.progress)
     except Diverged as e:
         saved = checkpoints.saved_step
         kept = (f"its last good checkpoint (step {saved:,}) is kept in {run_dir.file(CHECKPOINT)}"
@@ -236,6 +255,27 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
         "data_load_s": round(load_s, 3),
         "steps": last["step"],
     }
+
+
+def param_groups(model, cfg: ImageConfig) -> list[dict] | None:
+    """The torch optimiser's parameter groups: every parameter that trains (frozen ones left out),
+    batch norm's biases in a group of their own at ``norm_bias_lr`` times the rate (and the weight
+    decay divided by it); None when that is all of them at one rate (and for the NumPy engine)."""
+    if cfg.engine != "torch":
+        return None
+    import torch
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if cfg.norm_bias_lr == 1 and len(trainable) == len(list(model.parameters())):
+        return None
+    biases = [m.bias for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+              and m.bias is not None and m.bias.requires_grad] if cfg.norm_bias_lr != 1 else []
+    ids = {id(b) for b in biases}
+    groups = [{"params": [p for p in trainable if id(p) not in ids]}]
+    if biases:
+        groups.append({"params": biases, "lr": cfg.lr * cfg.norm_bias_lr,
+                       "weight_decay": cfg.weight_decay / cfg.norm_bias_lr})
+    return groups
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarray:

@@ -153,3 +153,20 @@ class Softmax(Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+class Scale(Module):
+    """Multiply by a fixed ``factor`` (airbench's output scaling): no parameters."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = float(factor)
+
+    def forward(self, x):
+        return x * self.factor
+
+    def backward(self, dout):
+        return dout * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor:g}"

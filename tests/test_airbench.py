@@ -1,0 +1,175 @@
+"""airbench94 in twinnet's loop: its network, whitening, schedule, lookahead, parameter groups and
+test-time augmentation, each against a direct computation, and the preset end to end on fake data."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fake_data import write_cifar_tree
+from twinnet.cli import main
+
+
+def test_the_triangle_schedule_rises_to_its_peak_then_falls_to_its_end():
+    from twinnet.schedules import make_schedule
+
+    f = make_schedule("triangle", 2.0, 100)
+    assert f(0) == pytest.approx(0.4) and f(23) == pytest.approx(2.0) and f(100) == pytest.approx(0.14)
+    assert f(10) == pytest.approx(2.0 * (0.2 + 0.8 * 10 / 23)) and f(60) == pytest.approx(2.0 * (1 - 0.93 * 37 / 77))
+    values = [f(s) for s in range(101)]
+    assert values.index(max(values)) == 23
+
+
+def test_whitening_filters_give_the_patches_unit_variance_along_every_direction():
+    from twinnet.whitening import EPS, patches, whitening_filters
+
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((40, 3, 8, 8)) @ np.diag([1.0] * 7 + [3.0])  # correlated pixels along W
+    images[:, 1] += 0.5 * images[:, 0]
+    filters = whitening_filters(images)
+    assert filters.shape == (24, 3, 2, 2) and np.allclose(filters[12:], -filters[:12])
+    rows = patches(images)
+    out = rows @ filters[:12].reshape(12, -1).T  # what the convolution computes at every position
+    cov = out.T @ out / len(out)
+    values = np.linalg.eigvalsh(rows.T @ rows / len(rows))[::-1]
+    np.testing.assert_allclose(cov, np.diag(values / (values + EPS)), atol=1e-10)
+    # a patch is what the convolution sees: torch's conv2d with these filters gives the same numbers
+    conv = torch.nn.functional.conv2d(torch.from_numpy(images), torch.from_numpy(filters[:12]))
+    np.testing.assert_allclose(conv.permute(0, 2, 3, 1).reshape(-1, 12).numpy(), out, rtol=1e-10, atol=1e-10)
+
+
+def test_the_airbench_twins_agree_and_its_frozen_layers_take_no_gradient():
+    from twinnet.architectures import MODELS
+    from twinnet.twins import build_twins, gradient_agreement
+
+    spec = MODELS["airbench94"]
+    twins = build_twins(spec.build, "float64", 0)
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32))
+    for model in twins.values():
+        spec.prepare(model, x)
+    twins["numpy"].train(), twins["torch"].train()
+    errors = gradient_agreement(twins["numpy"], twins["torch"], x, np.array([1, 2, 3, 4]))
+    trained = {n for n, p in twins["torch"].named_parameters() if p.requires_grad}
+    assert max(errors[k] for k in ["loss", *trained]) < 1e-10
+    frozen = {n for n, p in twins["torch"].named_parameters() if not p.requires_grad}
+    assert frozen == {"0.weight"} | {f"{i}.weight" for i in (4, 7, 11, 14, 18, 21)}  # whitening, batch-norm scales
+    assert all(twins["torch"].get_parameter(n).grad is None for n in frozen)
+    # the convolutions start as the identity on their first input channels
+    w = twins["torch"][2].weight.detach()
+    assert torch.equal(w[:24, :, 1, 1], torch.eye(24, dtype=w.dtype)) and float(w[:24].abs().sum()) == 24
+
+
+def test_batch_norm_biases_train_at_their_own_rate_and_frozen_weights_not_at_all():
+    from twinnet.experiments.image import ImageConfig, param_groups
+    from twinnet.architectures import build_model
+
+    model = build_model("airbench94", "torch")
+    cfg = ImageConfig(dataset="cifar10", model="airbench94", engine="torch", optimizer="sgd", lr=1.5,
+                      weight_decay=0.01, norm_bias_lr=64.0)
+    groups = param_groups(model, cfg)
+    biases = [m.bias for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert [id(p) for p in groups[1]["params"]] == [id(b) for b in biases]
+    assert groups[1]["lr"] == 96.0 and groups[1]["weight_decay"] == pytest.approx(0.01 / 64)
+    grouped = {id(p) for g in groups for p in g["params"]}
+    assert grouped == {id(p) for p in model.parameters() if p.requires_grad} and len(groups[0]) == 1
+
+
+class _Counter:
+    """A learner whose one weight grows by 1 each step (and a counter that must not be averaged)."""
+
+    engine = "numpy"
+
+    def __init__(self):
+        self.w = {"w": np.zeros(2), "n": np.array(0)}
+
+    def train_step(self, x, y, total=None):
+        self.w = {"w": self.w["w"] + 1, "n": self.w["n"] + 1}
+        return 0.0, 0
+
+    def state_dict(self):
+        return {k: v.copy() for k, v in self.w.items()}
+
+    def load_weights(self, state):
+        self.w = {k: np.asarray(v).copy() for k, v in state.items()}
+
+    def predict(self, x, batch_size=1024):
+        return x.reshape(len(x), -1)[:, :3] * 1.0
+
+
+def test_lookahead_moves_to_its_average_every_k_steps_and_ends_on_it():
+    from twinnet.learner import Lookahead
+
+    inner = _Counter()
+    learner = Lookahead(inner, every=2, total=5)
+    average, w = np.zeros(2), np.zeros(2)
+    for step in range(1, 6):
+        learner.train_step(None, None)
+        w = w + 1
+        if step % 2 == 0:
+            decay = 0.95**2 * (step / 5) ** 3
+            average = average + (1 - decay) * (w - average)
+            w = average.copy()
+        np.testing.assert_allclose(inner.w["w"], w if step < 5 else average, rtol=1e-15)
+    assert inner.w["n"] == 5  # counters follow the model
+    state = learner.training_state() if hasattr(inner, "training_state") else None
+    assert state is None or "lookahead" in state
+
+
+def test_flip_and_translate_tta_averages_the_eight_views_as_airbench_does():
+    from twinnet.learner import FlipAveraged
+
+    x = np.random.default_rng(0).standard_normal((2, 1, 4, 4))
+    tta = FlipAveraged(_Counter(), translate=1)
+
+    def view(z):
+        return z.reshape(len(z), -1)[:, :3]
+
+    mirror = lambda z: (view(z) + view(z[..., ::-1])) / 2  # noqa: E731
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect")
+    expected = mirror(x) / 2 + (mirror(padded[..., :4, :4]) + mirror(padded[..., 2:, 2:])) / 4
+    np.testing.assert_allclose(tta.predict(x), expected, rtol=1e-15)
+    assert not np.allclose(FlipAveraged(_Counter()).predict(x), expected)
+
+
+@pytest.fixture(scope="module")
+def cifar_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_cifar_tree(root / "cifar10", (10, 2))
+    return root
+
+
+def _run(out, data, *sets):
+    args = ["run", "airbench94", "--quick", "--data-dir", str(data), "--out", str(out), "--threads", "1"]
+    return main(args + [a for s in sets for a in ("--set", s)])
+
+
+def test_the_airbench94_preset_trains_and_resumes_to_the_same_figures(cifar_dir, tmp_path, monkeypatch, capsys):
+    """Lookahead's average, the whitening layer and its bias frozen after the epochs before the
+    checkpoint all cross an interruption unchanged."""
+    monkeypatch.setenv("TWINNET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr("twinnet.whitening.FREEZE_BIAS_AFTER", 1)
+    sets = ("steps=6", "batch_size=25", "eval_every=3", "checkpoint_every=2", "lookahead=2", "train_subset=0",
+            "test_subset=0")
+    whole = tmp_path / "whole"
+    assert _run(whole, cifar_dir, *sets) == 0
+    summary = json.loads((whole / "summary.json").read_text())
+    assert summary["steps"] == 6 and summary["lossy_data"] is False
+    from twinnet.runs import RunDir
+
+    append = RunDir.append_metrics
+
+    def append_then_stop(self, record):
+        append(self, record)
+        if record["step"] == 3:  # after the checkpoints at steps 2 (the end of epoch 1: bias frozen)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "append_metrics", append_then_stop)
+    broken = tmp_path / "broken"
+    assert _run(broken, cifar_dir, *sets) == 130
+    monkeypatch.setattr(RunDir, "append_metrics", append)
+    assert main(["run", "airbench94", "--resume", str(broken), "--data-dir", str(cifar_dir)]) == 0
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (whole, broken))
+    for key in ("test_acc", "test_loss", "train_loss", "train_acc", "per_class_acc"):
+        assert a[key] == b[key], key
+    capsys.readouterr()
