@@ -173,3 +173,22 @@ def test_the_airbench94_preset_trains_and_resumes_to_the_same_figures(cifar_dir,
     for key in ("test_acc", "test_loss", "train_loss", "train_acc", "per_class_acc"):
         assert a[key] == b[key], key
     capsys.readouterr()
+
+
+def test_cifar_time_sweeps_budgets_and_sets_accuracy_against_training_time(cifar_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TWINNET_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "time"
+    assert main(["run", "cifar-time", "--quick", "--data-dir", str(cifar_dir), "--out", str(out), "--threads", "1",
+                 "--set", "seeds=0,1"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert [(p["preset"], p["steps"], p["seeds"]) for p in s["points"]] == [("airbench94", 2, 2), ("airbench94", 4, 2)]
+    for r in s["runs"]:  # each a complete run of the preset at its budget, evaluated once at its end
+        records = [json.loads(line) for line in (out / r["job"] / "metrics.jsonl").read_text().splitlines()]
+        assert [m["step"] for m in records] == [r["steps"]]
+        assert r["training_s"] == pytest.approx(records[-1]["time_s"] - records[-1]["eval_s"])
+    runs = {(r["steps"], r["seed"]): r for r in s["runs"]}
+    assert s["points"][0]["test_acc"] == pytest.approx((runs[(2, 0)]["test_acc"] + runs[(2, 1)]["test_acc"]) / 2)
+    report = (out / "report.md").read_text()
+    assert "accuracy_vs_time.png" in report and (out / "accuracy_vs_time.png").stat().st_size > 1000
+    assert main(["run", "cifar-time", "--quick", "--set", "presets=palindrome"]) == 2
+    assert "not an image preset" in capsys.readouterr().err

@@ -251,7 +251,8 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
         **({"val_acc": best["value"], "selected_step": best["step"], "stopped_early": history.stopped_early}
            if cfg.keep_best and best is not None else {}),
         "per_class_acc": dict(zip(data.classes, per_class)),
-        "train_time_s": last["time_s"],
+        "train_time_s": last["time_s"],  # evaluations included
+        "eval_time_s": last.get("eval_s", 0.0),  # of which evaluating
         "data_load_s": round(load_s, 3),
         "steps": last["step"],
     }

@@ -1,0 +1,141 @@
+"""``cifar-time``: accuracy against wall time, a sweep of training budgets of CIFAR-10 presets.
+
+Each job is a complete run of a preset (``airbench94`` by default) at a fraction of its steps, its
+schedule stretched over the shorter run, evaluated once at its end; a figure and a table then set
+test accuracy against the seconds spent training (evaluation excluded), so a user can pick a trade-off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from twinnet.config import BaseConfig
+from twinnet.experiments import image
+from twinnet.registry import Experiment, register
+from twinnet.report import plots
+from twinnet.report.blocks import Figure, Section, Table, Text
+from twinnet.runs import SUMMARY, RunDir
+from twinnet.sweep import Job, run_sweep
+
+KEYS = ("test_acc", "train_time_s", "eval_time_s", "steps", "model", "data_source")
+
+
+def _numbers(text: str, kind=float) -> list:
+    try:
+        return [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+@dataclass(frozen=True)
+class TimeConfig(BaseConfig):
+    resumable: ClassVar[bool] = True  # a sweep: finished runs kept, stopped ones continued from their checkpoints
+    resume_may_change: ClassVar[frozenset[str]] = frozenset({"presets", "budgets", "seeds"})  # adds runs
+
+    presets: str = "airbench94"  # comma-separated image presets with a fixed number of steps
+    budgets: str = "0.2,0.4,0.6,1.0"  # fractions of each preset's steps
+    seeds: str = "0"  # comma-separated seeds: each budget once per seed
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from twinnet.registry import get_experiment
+
+        fractions, seeds = _numbers(self.budgets), _numbers(self.seeds, int)
+        if not fractions or not all(0 < f <= 1 for f in fractions):
+            raise ValueError(f"budgets must be fractions in (0, 1], got {self.budgets!r}")
+        if not seeds or min(seeds) < 0:
+            raise ValueError(f"seeds must be integers >= 0, got {self.seeds!r}")
+        for name in self.names():
+            if get_experiment(name).config_cls is not image.ImageConfig:
+                raise ValueError(f"{name} is not an image preset; cifar-time sweeps presets like airbench94")
+
+    def names(self) -> list[str]:
+        return [p.strip() for p in self.presets.split(",") if p.strip()]
+
+    def jobs(self, quick: bool = False) -> list[Job]:
+        from twinnet.runner import resolve_config
+
+        out = []
+        for name in self.names():
+            full = resolve_config(name, quick=quick).steps
+            if not full:
+                raise ValueError(f"{name} trains for epochs, not a fixed number of steps; cifar-time takes fractions "
+                                 "of a preset's steps (airbench94: 485)")
+            for fraction in _numbers(self.budgets):
+                steps = max(1, round(fraction * full))
+                for seed in _numbers(self.seeds, int):
+                    out.append(Job(f"{name}-{steps}steps-seed{seed}", name, seed=seed, quick=quick, cost=steps,
+                                   values={"steps": steps, "eval_every": steps, "eval_unit": "step"},
+                                   labels={"preset": name, "fraction": fraction, "seed": seed}))
+        return out
+
+
+def run(cfg: TimeConfig, run_dir: RunDir, ctx) -> dict:
+    jobs = cfg.jobs(ctx.quick)
+    done = run_sweep(run_dir, jobs, threads=ctx.threads, command=ctx.command, data=ctx.data_dir, name="cifar-time",
+                     summary_check=lambda s: all(k in s for k in KEYS))
+    runs = []
+    for j in jobs:
+        summary = done[j.key]["summary"]
+        runs.append({"job": j.key, **j.labels, **{k: summary[k] for k in KEYS}, "lossy_data": summary.get("lossy_data"),
+                     "training_s": summary["train_time_s"] - summary["eval_time_s"]})
+    return {"runs": runs, "points": _points(runs)}
+
+
+def _points(runs: list[dict]) -> list[dict]:
+    """One point per preset and budget: test accuracy and training seconds, mean and std over seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["preset"], r["steps"]), []).append(r)
+    return [{"preset": p, "steps": s, "seeds": len(rs),
+             "test_acc": float(np.mean([r["test_acc"] for r in rs])), "test_acc_std": float(np.std([r["test_acc"] for r in rs])),
+             "training_s": float(np.mean([r["training_s"] for r in rs]))} for (p, s), rs in sorted(groups.items())]
+
+
+def figures(path: Path) -> None:
+    s = RunDir(path).read_json(SUMMARY)
+    fig, ax = plots.figure(1, 6.0, 4.2)
+    for preset in dict.fromkeys(p["preset"] for p in s["points"]):
+        pts = [p for p in s["points"] if p["preset"] == preset]
+        ax[0, 0].errorbar([p["training_s"] / 60 for p in pts], [100 * p["test_acc"] for p in pts],
+                          yerr=[100 * p["test_acc_std"] for p in pts], marker="o", capsize=3, label=preset)
+    ax[0, 0].set(xlabel="training time (minutes, evaluation excluded)", ylabel="test accuracy (%)",
+                 title="Accuracy against training time")
+    ax[0, 0].grid(alpha=0.3)
+    ax[0, 0].legend(loc="lower right", fontsize=8)
+    plots.save(fig, RunDir(path).file("accuracy_vs_time.png"))
+
+
+def report(path: Path) -> list:
+    s = RunDir(path).read_json(SUMMARY)
+    rows = [[p["preset"], f"{p['steps']:,}", f"{100 * p['test_acc']:.2f}%" + (f" ± {100 * p['test_acc_std']:.2f}"
+                                                                              if p["seeds"] > 1 else ""),
+             str(p["seeds"]), f"{p['training_s']:.0f} s"] for p in s["points"]]
+    lossy = any(r.get("lossy_data") for r in s["runs"])
+    note = " Measured on the JPEG copy of CIFAR-10: not comparable to lossless CIFAR-10 results." if lossy else ""
+    return [Section("Accuracy against training time", [
+        Table(["preset", "steps", "test acc (mean ± std over seeds)", "seeds", "training time"], rows, {1, 2, 3, 4}),
+        Text("Each row is a complete run of the preset at that many steps, its schedule over the shorter run, "
+             "evaluated once at the end; training time excludes evaluation, on this machine (env.json of each run "
+             f"names the CPU and threads).{note}"),
+        Figure("accuracy_vs_time.png", "Test accuracy against training time for each preset and budget; error bars: "
+                                       "standard deviation over seeds."),
+    ])]
+
+
+def headline(s: dict) -> str:
+    return "; ".join(f"{p['preset']} {p['steps']} steps: {100 * p['test_acc']:.2f}% in {p['training_s']:.0f} s"
+                     for p in s["points"])
+
+
+register(Experiment(
+    name="cifar-time",
+    description="accuracy against training time: a sweep of budgets (fractions of the steps) of CIFAR-10 presets, "
+    "airbench94 by default, with its figure and table",
+    config_cls=TimeConfig, run=run, report=report, figures=figures, headline=headline,
+    defaults={}, quick={"budgets": "0.5,1.0"},
+))
