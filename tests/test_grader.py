@@ -14,7 +14,7 @@ STUDENTS = Path(__file__).parent / "students"
 CS231N = [STUDENTS / "cs231n" / f for f in ("layers.py", "rnn_layers.py", "optim.py")]
 UVA = [STUDENTS / "uva" / f for f in ("modules.py", "mlp_numpy.py")]
 CS324 = [STUDENTS / "cs324" / f for f in ("modules.py", "mlp_numpy.py")]
-TWINNET_LAYERS = "from twinnet.numpy_nn import BatchNorm1d, Conv2d, CrossEntropyLoss, Linear, MaxPool2d, ReLU\n"
+TORCH = [STUDENTS / "torch" / "layers.py"]
 
 
 def _rows(report) -> dict:
@@ -30,10 +30,8 @@ def test_a_correct_submission_passes_every_configuration(convention, files):
         assert row.total >= 3 and row.passed == row.total and row.points == 1 and row.worst_error < 1e-9
 
 
-def test_twinnets_own_layers_pass_under_the_torch_convention(tmp_path):
-    student = tmp_path / "twin.py"
-    student.write_text(TWINNET_LAYERS)
-    report = grade([student], resolve_convention("torch", None), configs=2)
+def test_twinnets_own_layers_pass_under_the_torch_convention():
+    report = grade(TORCH, resolve_convention("torch", None), configs=2)
     assert report.ok and len(report.rows) == 6, [r.first_failure for r in report.rows]
 
 
@@ -55,12 +53,13 @@ BUGS = [
     ("uva", "uva_grads_accumulate.py", "linear", "the gradient of weight is summed over backward calls", "none"),
     ("uva", "uva_linear_transposed.py", "linear", "forward reads the weight transposed", "none"),
     ("cs324", "cs324_ce_sum.py", "softmax_cross_entropy", "dx: relative error", "some"),
+    ("torch", "torch_grads_overwrite.py", "linear", "the gradient of weight is overwritten over backward calls", "none"),
 ]
 
 
 @pytest.mark.parametrize("convention, bug, kind, named, still", BUGS, ids=[b[1] for b in BUGS])
 def test_each_planted_bug_is_caught_and_named(convention, bug, kind, named, still):
-    files = {"cs231n": CS231N, "uva": UVA, "cs324": CS324}[convention] + [STUDENTS / "bugs" / bug]
+    files = {"cs231n": CS231N, "uva": UVA, "cs324": CS324, "torch": TORCH}[convention] + [STUDENTS / "bugs" / bug]
     rows = _rows(grade(files, resolve_convention(convention, None), only=[kind], configs=4))
     row = rows[kind]
     assert row.passed < row.total and row.points < 1
