@@ -137,3 +137,59 @@ def test_write_report_still_takes_markdown_strings(block_experiment):
     assert "Command: `twinnet run test-blocks-throwaway`  \nStarted: today\n\n## Old style\n\nA paragraph.\n\n" \
            "## Model structure\n\n### MLP — numpy engine\n\n| layer | kind |" in text
     assert "| 0 | Linear |  |  |  | (2) | (20) | 60 |\n\nTotal parameters: **102**\n\n## Configuration" in text
+
+
+def test_the_html_page_holds_every_section_table_and_figure_self_contained(tmp_path):
+    """report.html renders the same blocks as report.md: every heading, table cell and caption, each
+    figure embedded (its exact bytes), nothing fetched from elsewhere, run values escaped."""
+    import base64
+    from html.parser import HTMLParser
+
+    from twinnet.report import html as report_html
+    from twinnet.report.blocks import Figure, Section, Table, Text
+
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(40))
+    (tmp_path / "curve.png").write_bytes(png)
+    blocks = [Section("Run <one>", [
+        Text("Command: `twinnet run x --set a=<b>`  \nStarted: **now**, see [its seed](seed-0/report.md)\n\n- one\n- two"),
+        Section("Results", [Table(["name", "value"], [["acc", "91.0%"], ["path", "/tmp/<x>"]], {1}, "the figures"),
+                            Figure("curve.png", "Loss against *steps*.")]),
+    ])]
+
+    class Collect(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.text, self.srcs = [], [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            self.srcs += [v for k, v in attrs if k in ("src", "href") and tag in ("img", "link", "script")]
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    page = report_html.page(blocks, tmp_path, "Run one")
+    parsed = Collect()
+    parsed.feed(page)
+    text = "".join(parsed.text)
+    assert parsed.tags.count("h1") == 1 and parsed.tags.count("h2") == 1 and parsed.tags.count("table") == 1
+    assert "Run <one>" in text and "/tmp/<x>" in text and "twinnet run x --set a=<b>" in text  # escaped, shown
+    assert "<x>" not in page.replace("&lt;x&gt;", "")  # never markup
+    assert parsed.tags.count("li") == 2 and "strong" in parsed.tags and "code" in parsed.tags and "em" in parsed.tags
+    assert "Figure: Loss against steps." in text and "Table: the figures" in text
+    (src,) = parsed.srcs
+    assert src.startswith("data:image/png;base64,") and base64.b64decode(src.split(",", 1)[1]) == png
+    assert 'href="seed-0/report.md"' in page and "http" not in page
+
+
+def test_write_report_writes_the_html_beside_the_markdown(tmp_path):
+    from twinnet.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "mlp-compare", "--quick", "--out", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    figures = [line for line in md.splitlines() if line.startswith("![")]
+    assert figures and page.count("data:image/png;base64,") == len(figures)
+    for heading in (line.lstrip("#").strip() for line in md.splitlines() if line.startswith("#")):
+        assert heading.split("`")[0][:20] in page

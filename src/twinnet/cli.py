@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("model", metavar="MODEL", help="model name (an unknown name lists the known ones)")
     s.add_argument("--engine", choices=("numpy", "torch", "both"), default="both")
 
-    rep = sub.add_parser("report", help="redraw the figures and report.md of a finished run")
+    rep = sub.add_parser("report", help="redraw the figures, report.md and report.html of a finished run")
     rep.add_argument("run_dir", type=Path, metavar="RUN_DIR")
 
     c = sub.add_parser(

@@ -25,6 +25,7 @@ CONFIG, METRICS, SUMMARY, ENV, STRUCTURE, REPORT = (
     "structure.json",
     "report.md",
 )
+REPORT_HTML = "report.html"  # the same report as one self-contained page (figures embedded)
 CHECKPOINT = "checkpoint.pt"  # a run's weights, optimiser and loop state at its latest checkpoint (twinnet.checkpoint)
 RESULTS = "results.jsonl"  # a sweep's finished runs, one JSON line each
 TMP_SUFFIX = ".tmp"  # an atomic write in progress: ".NAME.XXXX.tmp" beside NAME

@@ -22,7 +22,7 @@ from twinnet.config import to_dict
 from twinnet.registry import get_experiment
 from twinnet.report.blocks import Section, Table, Text, render_markdown
 from twinnet.train import Diverged
-from twinnet.runs import CONFIG, ENV, REPORT, SUMMARY, RunDir, atomic_write_bytes, environment
+from twinnet.runs import CONFIG, ENV, REPORT, REPORT_HTML, SUMMARY, RunDir, atomic_write_bytes, environment
 
 GROUP = "seeds"  # the key of config.json that marks a group and lists its seeds
 MAX_SEEDS = 1000
@@ -202,5 +202,8 @@ def write_group_report(path: Path) -> Path:
             Table(["field", "value"], [[f"`{k}`", f"`{v}`"] for k, v in saved["config"].items()])]),
         Text(f"Generated {dt.datetime.now().astimezone().isoformat(timespec='seconds')} from the group's files."),
     ])]
+    from twinnet.report import html
+
     atomic_write_bytes(group.file(REPORT), (render_markdown(blocks, level=1) + "\n").encode())
+    atomic_write_bytes(group.file(REPORT_HTML), html.page(blocks, group.path, blocks[0].title).encode())
     return group.file(REPORT)

@@ -18,7 +18,7 @@ from twinnet.data.augment import BatchAugment, normalize
 from twinnet.data.images import ImageSource
 from twinnet.learner import FlipAveraged, Lookahead, evaluate, make_learner
 from twinnet.registry import Experiment, register
-from twinnet.report import plots
+from twinnet.report import analysis, plots
 from twinnet.report.blocks import Figure, Section, Table, Text
 from twinnet.runs import CHECKPOINT, METRICS, SUMMARY, RunDir
 from twinnet.structure import count_parameters, save_structures
@@ -333,9 +333,10 @@ def report(path: Path) -> list:
             f"{s['model']} ({s['engine']} engine) on {s['dataset']}: cross-entropy loss (log scale) and accuracy "
             "against epochs, train (running mean since the previous evaluation)"
             + (", validation" if "val_acc" in metrics[0] else "") + " and test."))]),
+        Section("Analysis", [Text(analysis.overfitting(metrics)), Text(analysis.classes(cm, classes))]),
         Section("Confusion matrix and per-class accuracy", [
             Figure("confusion.png", f"Confusion matrix on the {int(cm.sum()):,} test images: rows the true class, "
-                                    "columns the predicted one."),
+                                    "columns the predicted one, each cell the percentage of its row's images."),
             Table(["class", "test accuracy", "test images"],
                   [[c, f"{100 * cm[i, i] / max(cm[i].sum(), 1):.2f}%", int(cm[i].sum())]
                    for i, c in enumerate(classes)], {1, 2})]),

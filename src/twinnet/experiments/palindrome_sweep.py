@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from twinnet import hardware
 from twinnet.recurrent_task import BEST, MODEL_NAMES, MODELS, Recipe, check_grid, job_config, job_values, \
@@ -113,7 +114,8 @@ def _accuracy_figure(run_dir: RunDir, s: dict) -> None:
     a.set(xlabel="palindrome length T", ylabel="test accuracy", ylim=(0, 1.03),
           title="accuracy against length (mean ± std over seeds; dots: each seed)")
     a.grid(alpha=0.3)
-    a.legend(fontsize=8)
+    a.xaxis.set_major_locator(MaxNLocator(integer=True))  # lengths are whole numbers
+    a.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # beside, not over the title
     plots.save(fig, run_dir.file("accuracy_vs_length.png"))
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from twinnet import TwinnetError
 from twinnet.registry import get_experiment
 from twinnet.report.blocks import Block, Figure, Section, Table, Text, render_markdown, walk
-from twinnet.runs import (CHECKPOINT, CONFIG, ENV, METRICS, REPORT, RESULTS, STRUCTURE, SUMMARY, RunDir,
-                          atomic_write_bytes)
+from twinnet.runs import (CHECKPOINT, CONFIG, ENV, METRICS, REPORT, REPORT_HTML, RESULTS, STRUCTURE, SUMMARY,
+                          RunDir, atomic_write_bytes)
 from twinnet.structure import table_blocks
 
 def _structure_section(run: RunDir) -> list[Block]:
@@ -87,12 +87,18 @@ def report_blocks(path: Path) -> list[Block]:
 
 
 def write_report(path: Path) -> Path:
-    """Draw the run's figures and write report.md; reads files only, never trains.
+    """Draw the run's figures and write report.md, and the same as a self-contained report.html
+    (figures embedded); reads files only, never trains.
 
     The experiment's ``figures`` (where it has one) draws the PNGs, then its ``report`` gives the
     sections (Markdown strings or report blocks), set between the run's heading and its structure,
     configuration, environment and files sections."""
+    from twinnet.report import html
+
     run = RunDir(path)
-    text = render_markdown(report_blocks(run.path), level=1)
+    blocks = report_blocks(run.path)
+    text = render_markdown(blocks, level=1)
+    page = html.page(blocks, run.path, blocks[0].title if isinstance(blocks[0], Section) else run.path.name)
     atomic_write_bytes(run.file(REPORT), (text + "\n").encode())
+    atomic_write_bytes(run.file(REPORT_HTML), page.encode())
     return run.file(REPORT)

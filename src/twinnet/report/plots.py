@@ -9,6 +9,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from twinnet.runs import atomic_write_bytes
 
@@ -69,15 +70,37 @@ def figure(ncols: int = 1, width: float = 5.0, height: float = 4.0, nrows: int =
 
 
 def confusion(ax, cm: np.ndarray, classes: Sequence[str]) -> None:
-    """A confusion matrix with counts; rows are true classes, columns predictions."""
-    ax.imshow(cm, cmap="Blues")
+    """A confusion matrix normalised per true class: each cell the percentage of that row's images
+    predicted as the column's class (rows sum to 100), coloured on one scale from 0 to 100%."""
+    share = 100 * cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=100)
     n = len(classes)
     ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(n), classes, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    threshold = cm.max() / 2
+    ax.set_title("confusion matrix (% of each true class)")
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if cm[i, j] > threshold else "black")
+            ax.text(j, i, f"{share[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                    color="white" if share[i, j] > 50 else "black")
+
+
+def agreement(ax, ours: np.ndarray, reference: np.ndarray) -> None:
+    """Per-step relative difference of two curves on a log scale: the steps that differ as points,
+    those that agree exactly counted in the legend (a log scale cannot draw 0), and float64's
+    machine epsilon as the line round-off lives near."""
+    ours, reference = np.asarray(ours, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    rel = np.abs(ours - reference) / np.maximum(np.abs(reference), np.finfo(np.float64).tiny)
+    steps = np.arange(1, len(rel) + 1)
+    differ = rel > 0
+    eps = np.finfo(np.float64).eps
+    ax.semilogy(steps[differ], rel[differ], ".", ms=2.5, label=f"{differ.sum():,} steps that differ")
+    ax.plot([], [], " ", label=f"{(~differ).sum():,} of {len(rel):,} steps equal exactly")
+    ax.axhline(eps, color="grey", ls="--", lw=0.8, label=f"float64 epsilon ({eps:.1e})")
+    top = max(float(rel.max(initial=0.0)), eps)
+    ax.set_ylim(eps / 1e3, top * 10)
+    ax.set_xlim(0.5, len(rel) + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
