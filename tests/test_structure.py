@@ -15,10 +15,10 @@ def test_both_engines_give_the_same_table(name):
 def test_shapes_and_counts_of_the_toy_mlp():
     rows, total = structure(build_model("mlp", "numpy"), (2,))
     assert [(r.kind, r.input_shape, r.output_shape, r.params) for r in rows] == [
-        ("Linear", (2,), (20,), 60), ("ReLU", (20,), (20,), 0), ("Linear", (20,), (2,), 42)]
+        ("Linear", (1, 2), (1, 20), 60), ("ReLU", (1, 20), (1, 20), 0), ("Linear", (1, 20), (1, 2), 42)]
     assert total == 102
     text = format_text(rows_as_dicts(rows), total)
-    assert text.splitlines()[-1] == "total parameters: 102"
+    assert text.splitlines()[-1] == "total parameters: 102; mult-adds for a batch of 1: 80; activations: 168 B"
     assert "| 0 | Linear |" in format_markdown(rows_as_dicts(rows), total)
 
 
@@ -29,3 +29,27 @@ def test_structure_leaves_the_model_in_its_mode():
     npm = build_model("mlp", "numpy").train()
     structure(npm, (2,))
     assert npm.training and "forward" not in vars(npm[0])
+
+
+def test_the_table_has_the_batch_weights_buffers_mult_adds_and_activation_memory_of_every_layer():
+    rows, total = structure(build_model("mnist-cnn", "torch"), (1, 28, 28), batch=8)
+    conv, bn = rows[0], rows[1]
+    assert conv.input_shape == (8, 1, 28, 28) and conv.output_shape == (8, 32, 28, 28)
+    assert conv.weight == (32, 1, 3, 3) and conv.bias == (32,) and conv.buffers == 0
+    assert conv.macs == 8 * 32 * 28 * 28 * (1 * 3 * 3) and conv.activation_bytes == 8 * 32 * 28 * 28 * 4
+    assert bn.buffers == 32 + 32 + 1 and bn.macs == 0  # running mean, variance, batches seen
+    linear = rows[9]
+    assert linear.kind == "Linear" and linear.macs == 8 * 128 * 3136 and linear.weight == (128, 3136)
+    text = format_text(rows_as_dicts(rows), total)
+    macs = sum(r.macs for r in rows)
+    assert text.splitlines()[-1].startswith(f"total parameters: 421,834; mult-adds for a batch of 8: {macs:,}")
+
+
+def test_a_recurrent_layer_shows_each_weight_and_its_product_at_one_time_step():
+    rows, total = structure(build_model("palindrome-rnn", "numpy"), (19, 10), batch=4)
+    assert rows[0].input_shape == (4, 19, 10) and rows[0].output_shape == (4, 10) and rows[0].params == total
+    steps = {r.name.split(".")[-1]: r for r in rows[1:]}
+    assert (steps["W_hx"].input_shape, steps["W_hx"].output_shape, steps["W_hx"].weight) == ((4, 10), (4, 128), (128, 10))
+    assert (steps["W_hh"].input_shape, steps["W_hh"].output_shape, steps["W_hh"].macs) == ((4, 128), (4, 128), 4 * 128 * 128)
+    assert steps["b_h"].bias == (128,) and steps["b_h"].params == 0
+    assert sum(r.params for r in rows) == total  # the weights' rows add nothing to the count

@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("summary", help="print a model's structure table (layers, shapes, parameters)")
     s.add_argument("model", metavar="MODEL", help="model name (an unknown name lists the known ones)")
     s.add_argument("--engine", choices=("numpy", "torch", "both"), default="both")
+    s.add_argument("--batch", type=int, default=1, metavar="N",
+                   help="shapes, mult-adds and activation memory for a batch of N (default 1)")
 
     rep = sub.add_parser("report", help="redraw the figures, report.md and report.html of a finished run")
     rep.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -165,10 +167,12 @@ def _cmd_summary(args) -> None:
     from twinnet.architectures import MODELS, build_model
     from twinnet.structure import format_text, rows_as_dicts, structure
 
+    if not 1 <= args.batch <= 4096:
+        raise TwinnetError(f"--batch must be in 1..4096, got {args.batch}")
     engines = ("numpy", "torch") if args.engine == "both" else (args.engine,)
     for engine in engines:
         model = build_model(args.model, engine)
-        rows, total = structure(model, MODELS[args.model].input_shape)
+        rows, total = structure(model, MODELS[args.model].input_shape, args.batch)
         print(f"{args.model} ({engine} engine): {MODELS[args.model].description}")
         print(format_text(rows_as_dicts(rows), total))
         print()

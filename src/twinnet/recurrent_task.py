@@ -117,7 +117,7 @@ def save_model_structure(run_dir, cfg: PalindromeConfig) -> list[dict]:
     """Both engines' structure tables into structure.json; returns the parameters (name, shape, count)."""
     models = build_models(cfg)
     steps_in = (cfg.length - 1, input_size(cfg.encoding))
-    save_structures(run_dir, f"{MODEL_NAMES[cfg.model]}, T={cfg.length}", models, steps_in)
+    save_structures(run_dir, f"{MODEL_NAMES[cfg.model]}, T={cfg.length}", models, steps_in, min(cfg.batch_size, 256))
     return [{"name": n, "shape": list(p.shape), "count": int(np.prod(p.shape))}
             for n, p in models["numpy"].named_parameters()]
 

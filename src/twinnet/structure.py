@@ -1,4 +1,5 @@
-"""The structure table of a model of either engine: every layer's shapes and parameters."""
+"""The structure table of a model of either engine: every layer's shapes, weights, parameters,
+buffers, multiply-adds and activation memory, for a batch of a given size (torchinfo's columns)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,14 @@ class LayerRow:
     kernel: str  # kernel/stride/padding where the layer has them, else ""
     stride: str
     padding: str
-    input_shape: tuple[int, ...]
+    input_shape: tuple[int, ...]  # with the batch dimension
     output_shape: tuple[int, ...]
     params: int
+    weight: tuple[int, ...] | None = None  # the shape of its weight, where it has one
+    bias: tuple[int, ...] | None = None
+    buffers: int = 0  # elements of its buffers (batch norm's running statistics)
+    macs: int = 0  # multiply-adds of this call (Linear, Conv2d; a recurrent weight: per time step)
+    activation_bytes: int = 0  # the size of its output
 
 
 def _fmt(v) -> str:
@@ -30,17 +36,45 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _row(name, module, in_shape, out_shape, n_params) -> LayerRow:
-    return LayerRow(
+def _shape(a) -> tuple[int, ...] | None:
+    return None if a is None else tuple(int(d) for d in a.shape)
+
+
+def _macs(module, in_shape, out_shape, weight) -> int:
+    """Multiply-adds of one call: a product's output elements times the inputs each sums."""
+    kind = type(module).__name__
+    if kind == "Linear" and weight is not None:
+        return int(np.prod(out_shape)) * weight[1]
+    if kind == "Conv2d" and weight is not None:
+        return int(np.prod(out_shape)) * int(np.prod(weight[1:]))
+    return 0
+
+
+def _rows(name, module, in_shape, out_shape, n_params, n_buffers, itemsize) -> list[LayerRow]:
+    """A layer's row, then, for a layer with more weights than ``weight`` and ``bias`` (a recurrent
+    one), a row for each of them with the per-time-step product it takes part in."""
+    params = {k: v for k, v in module._parameters.items() if v is not None}  # its own, in either engine
+    weight, bias = _shape(params.get("weight")), _shape(params.get("bias"))
+    in_shape, out_shape = tuple(int(d) for d in in_shape), tuple(int(d) for d in out_shape)
+    rows = [LayerRow(
         name=name,
         kind=type(module).__name__,
         kernel=_fmt(getattr(module, "kernel_size", None)),
         stride=_fmt(getattr(module, "stride", None)) if hasattr(module, "kernel_size") else "",
         padding=_fmt(getattr(module, "padding", None)) if hasattr(module, "kernel_size") else "",
-        input_shape=tuple(int(d) for d in in_shape),
-        output_shape=tuple(int(d) for d in out_shape),
-        params=int(n_params),
-    )
+        input_shape=in_shape, output_shape=out_shape, params=int(n_params), weight=weight, bias=bias,
+        buffers=int(n_buffers), macs=_macs(module, in_shape, out_shape, weight),
+        activation_bytes=int(np.prod(out_shape)) * itemsize)]
+    if set(params) - {"weight", "bias"}:
+        batch = in_shape[0]
+        for pname, p in params.items():
+            shape = _shape(p)
+            step_in, step_out = ((batch, shape[1]), (batch, shape[0])) if len(shape) == 2 else ((), ())
+            rows.append(LayerRow(name=f"{name}.{pname}", kind="weight" if len(shape) == 2 else "bias", kernel="",
+                                 stride="", padding="", input_shape=step_in, output_shape=step_out, params=0,
+                                 weight=shape if len(shape) == 2 else None, bias=shape if len(shape) == 1 else None,
+                                 macs=batch * shape[0] * shape[1] if len(shape) == 2 else 0))
+    return rows
 
 
 def count_parameters(model) -> int:
@@ -48,11 +82,12 @@ def count_parameters(model) -> int:
     return int(sum(int(np.prod(p.shape)) for p in {id(p): p for p in model.parameters()}.values()))
 
 
-def structure(model, input_shape: tuple[int, ...]) -> tuple[list[LayerRow], int]:
-    """Run one sample of ``input_shape`` (no batch dimension) through ``model`` in eval mode.
+def structure(model, input_shape: tuple[int, ...], batch: int = 1) -> tuple[list[LayerRow], int]:
+    """Run a batch of ``batch`` samples of ``input_shape`` (zeros) through ``model`` in eval mode.
 
-    Returns one row per call of a leaf layer (shapes without the batch dimension)
-    and the total number of parameters (each shared parameter counted once).
+    Returns one row per call of a leaf layer (shapes with the batch dimension; a recurrent layer's
+    weights each get a row of their own with the shapes of their product at one time step, counted
+    in no total) and the total number of parameters (each shared parameter counted once).
     """
     rows: list[LayerRow] = []
     if is_torch(model):
@@ -63,10 +98,12 @@ def structure(model, input_shape: tuple[int, ...]) -> tuple[list[LayerRow], int]
         for name, m in model.named_modules():
             if next(m.children(), None) is None:  # leaves only
                 n_own = sum(p.numel() for p in m.parameters(recurse=False))
+                n_buf = sum(b.numel() for b in m.buffers(recurse=False))
                 hooks.append(
                     m.register_forward_hook(
-                        lambda mod, inp, out, name=name, n=n_own: rows.append(
-                            _row(name or type(mod).__name__, mod, inp[0].shape[1:], out.shape[1:], n)
+                        lambda mod, inp, out, name=name, n=n_own, b=n_buf: rows.extend(
+                            _rows(name or type(mod).__name__, mod, inp[0].shape, out.shape, n, b,
+                                  out.element_size())
                         )
                     )
                 )
@@ -74,7 +111,7 @@ def structure(model, input_shape: tuple[int, ...]) -> tuple[list[LayerRow], int]
         try:
             model.eval()
             with torch.no_grad():
-                model(torch.zeros((1, *input_shape), dtype=p.dtype, device=p.device))
+                model(torch.zeros((batch, *input_shape), dtype=p.dtype, device=p.device))
         finally:
             for h in hooks:
                 h.remove()
@@ -85,18 +122,19 @@ def structure(model, input_shape: tuple[int, ...]) -> tuple[list[LayerRow], int]
         for name, m in model.named_modules():
             if not m._modules and all(m is not w for w in wrapped):  # a shared leaf is wrapped once
                 n_own = sum(int(np.prod(p.shape)) for p in m._parameters.values() if p is not None)
+                n_buf = sum(int(np.prod(np.shape(b))) for b in m._buffers.values() if b is not None)
                 original = m.forward
 
-                def forward(x, m=m, name=name, n=n_own, original=original):
+                def forward(x, m=m, name=name, n=n_own, b=n_buf, original=original):
                     out = original(x)
-                    rows.append(_row(name or type(m).__name__, m, x.shape[1:], out.shape[1:], n))
+                    rows.extend(_rows(name or type(m).__name__, m, x.shape, out.shape, n, b, out.dtype.itemsize))
                     return out
 
                 object.__setattr__(m, "forward", forward)
                 wrapped.append(m)
         try:
             model.eval()
-            model.forward(np.zeros((1, *input_shape), dtype=model.dtype))
+            model.forward(np.zeros((batch, *input_shape), dtype=model.dtype))
         finally:
             for m in wrapped:
                 object.__delattr__(m, "forward")
@@ -108,14 +146,24 @@ def rows_as_dicts(rows: list[LayerRow]) -> list[dict]:
     return [asdict(r) for r in rows]
 
 
-_HEADERS = ("layer", "kind", "kernel", "stride", "padding", "input", "output", "params")
+_HEADERS = ("layer", "kind", "kernel", "stride", "padding", "input", "output", "weight", "bias", "params",
+            "buffers", "mult-adds", "activation")
+_NUMERIC = frozenset(range(9, 13))
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB" if n >= 2**10 else f"{n} B"
 
 
 def _cells(r: dict) -> list[str]:
-    shape = lambda s: "(" + ", ".join(str(d) for d in s) + ")"  # noqa: E731
+    """A row's cells; a structure.json written before a column existed shows it blank."""
+    shape = lambda s: (f"({s[0]},)" if len(s) == 1 else "(" + ", ".join(map(str, s)) + ")") if s else ""  # noqa: E731
+    sub = r["kind"] in ("weight", "bias") and not r["params"]  # a recurrent layer's weight: shapes per time step
     return [
         r["name"], r["kind"], r["kernel"], r["stride"], r["padding"],
-        shape(r["input_shape"]), shape(r["output_shape"]), f"{r['params']:,}",
+        shape(r["input_shape"]), shape(r["output_shape"]), shape(r.get("weight")), shape(r.get("bias")),
+        "" if sub else f"{r['params']:,}", f"{r['buffers']:,}" if r.get("buffers") else "",
+        f"{r['macs']:,}" if r.get("macs") else "", _size(r["activation_bytes"]) if r.get("activation_bytes") else "",
     ]
 
 
@@ -123,17 +171,27 @@ def format_text(rows: list[dict], total: int) -> str:
     """An aligned plain-text table with a totals line, for the terminal."""
     body = [list(_HEADERS)] + [_cells(r) for r in rows]
     widths = [max(len(line[i]) for line in body) for i in range(len(_HEADERS))]
-    lines = ["  ".join(c.rjust(w) if i == 7 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))) for line in body]
+    lines = ["  ".join(c.rjust(w) if i in _NUMERIC else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths)))
+             for line in body]
     lines.insert(1, "-" * len(lines[0]))
     lines.append("-" * len(lines[0]))
-    lines.append(f"total parameters: {total:,}")
+    lines.append(_totals(rows, total))
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _totals(rows: list[dict], total: int) -> str:
+    macs = sum(r.get("macs", 0) for r in rows if r.get("params") or r["kind"] not in ("weight", "bias"))
+    batch = rows[0]["input_shape"][0] if rows and rows[0]["input_shape"] else 1
+    return (f"total parameters: {total:,}" + (f"; mult-adds for a batch of {batch}: {macs:,}" if macs else "")
+            + (f"; activations: {_size(sum(r.get('activation_bytes', 0) for r in rows))}"
+               if any(r.get("activation_bytes") for r in rows) else ""))
 
 
 def table_blocks(rows: list[dict], total: int) -> list:
     """The table as report blocks: the table, then the totals line."""
-    return [Table(list(_HEADERS), [_cells(r) for r in rows], {len(_HEADERS) - 1}),
-            Text(f"Total parameters: **{total:,}**")]
+    rest = _totals(rows, total).partition(";")[2]
+    return [Table(list(_HEADERS), [_cells(r) for r in rows], _NUMERIC),
+            Text(f"Total parameters: **{total:,}**" + (f";{rest}" if rest else ""))]
 
 
 def format_markdown(rows: list[dict], total: int) -> str:
@@ -141,14 +199,14 @@ def format_markdown(rows: list[dict], total: int) -> str:
     return render_markdown(table_blocks(rows, total))
 
 
-def save_structures(run, label: str, models: dict, input_shape: tuple[int, ...]) -> None:
-    """Add the layer tables of each engine's model (``{"numpy": ..., "torch": ...}``) under ``label``
-    to the run directory's structure.json."""
+def save_structures(run, label: str, models: dict, input_shape: tuple[int, ...], batch: int = 1) -> None:
+    """Add the layer tables of each engine's model (``{"numpy": ..., "torch": ...}``), for a batch of
+    ``batch``, under ``label`` to the run directory's structure.json."""
     from twinnet.runs import STRUCTURE
 
     table = run.read_json(STRUCTURE) if run.file(STRUCTURE).exists() else {}
     table[label] = {}
     for engine, model in models.items():
-        rows, total = structure(model, input_shape)
+        rows, total = structure(model, input_shape, batch)
         table[label][engine] = {"rows": rows_as_dicts(rows), "total": total}
     run.write_json(STRUCTURE, table)

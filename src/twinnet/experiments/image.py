@@ -212,7 +212,7 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
             on_epoch(resume.step // global_batch(cfg, len(data.train)).steps_per_epoch(len(data.train)), learner)
     elif run_dir.file(METRICS).exists():  # interrupted before its first checkpoint: it starts again from step 0
         run_dir.file(METRICS).unlink()
-    save_structures(run_dir, cfg.model, models, spec.input_shape)
+    save_structures(run_dir, cfg.model, models, spec.input_shape, min(cfg.batch_len(len(data.train)), 256))
     try:
         history = fit(learner, data.train, data.test, cfg, val=data.val, monitor="val_acc",
                       on_eval=lambda rec: run_dir.append_metrics({"engine": cfg.engine, **rec}),

@@ -72,7 +72,7 @@ def run(cfg: MLPCompareConfig, run_dir: RunDir, ctx) -> dict:
         models = build_twins(lambda nn: nn.Sequential(*mlp_layers(nn, 2, cfg.hidden, n_classes)), cfg.dtype, cfg.seed,
                              cfg.same_init)
         arch = "-".join(str(d) for d in (2, *cfg.hidden, n_classes))
-        save_structures(run_dir, f"MLP {arch}", models, (2,))
+        save_structures(run_dir, f"MLP {arch}", models, (2,), min(cfg.batch_len(len(split.train)), 256))
 
         learners = {engine: make_learner(models[engine], cfg) for engine in ENGINES}
         xx, yy = _grid(split.train.x, cfg.grid)
