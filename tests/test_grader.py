@@ -111,7 +111,7 @@ def test_the_teachers_secret_seed_changes_the_configurations(monkeypatch, capsys
 def test_student_code_that_crashes_loops_or_imports_its_neighbours_is_reported_not_fatal(tmp_path, monkeypatch):
     from twinnet.grader import loader
 
-    monkeypatch.setattr(loader, "CALL_LIMIT_S", 0.5)
+    monkeypatch.setattr(loader, "CALL_LIMIT_S", 2.0)  # far above what the other calls take, even on a busy machine
     (tmp_path / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
     (tmp_path / "layers.py").write_text(
         "import numpy as np\nfrom helpers import double\n\n"
@@ -121,7 +121,7 @@ def test_student_code_that_crashes_loops_or_imports_its_neighbours_is_reported_n
         "def affine_backward(dout, cache):\n    x, w = cache\n    raise KeyError('db')\n")
     report = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["relu", "linear"], configs=1)
     rows = _rows(report)
-    assert "relu_forward ran for more than 0.5 s" in rows["relu"].first_failure
+    assert "relu_forward ran for more than 2 s" in rows["relu"].first_failure
     assert "affine_backward raised KeyError: 'db' (layers.py:" in rows["linear"].first_failure
     assert "helpers" not in sys.modules  # the student's neighbour was imported privately
 
