@@ -192,3 +192,12 @@ def test_cifar_time_sweeps_budgets_and_sets_accuracy_against_training_time(cifar
     assert "accuracy_vs_time.png" in report and (out / "accuracy_vs_time.png").stat().st_size > 1000
     assert main(["run", "cifar-time", "--quick", "--set", "presets=palindrome"]) == 2
     assert "not an image preset" in capsys.readouterr().err
+
+
+def test_the_whitening_layer_is_set_up_from_every_class_of_a_sorted_training_set():
+    from twinnet.experiments.image import setup_sample
+
+    labels = np.repeat(np.arange(10), 5000)  # sorted by class, as the JPEG copy's training set is
+    picked = labels[setup_sample(len(labels))]
+    assert len(picked) == 5000 and np.bincount(picked).tolist() == [500] * 10
+    assert len(setup_sample(300)) == 300 and len(set(setup_sample(300).tolist())) == 300

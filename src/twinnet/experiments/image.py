@@ -189,7 +189,7 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
     amp = cfg.engine == "torch" and hardware.resolve_amp(cfg.amp, device)
     on_epoch = None
     if spec.prepare is not None:  # set up from the images it will train on (airbench's whitening layer)
-        on_epoch = spec.prepare(model, data.train.view(np.arange(min(5000, len(data.train))))[0])
+        on_epoch = spec.prepare(model, data.train.view(setup_sample(len(data.train)))[0])
     learner = make_learner(model, cfg, params=param_groups(model, cfg), amp=amp, channels_last=device == "cuda")
     if cfg.lookahead:
         learner = Lookahead(learner, cfg.lookahead, global_batch(cfg, len(data.train)).total_steps(len(data.train)))
@@ -256,6 +256,13 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
         "data_load_s": round(load_s, 3),
         "steps": last["step"],
     }
+
+
+def setup_sample(n: int, k: int = 5000) -> np.ndarray:
+    """Indices of ``k`` training images spread evenly over the set: a stored set may be sorted by class
+    (the JPEG copy's is: its first 5,000 images are all airplanes), and a layer set up from its first
+    images would see one class (airbench takes the first 5,000 of the official files, which are mixed)."""
+    return np.linspace(0, n - 1, min(k, n)).round().astype(np.int64)
 
 
 def param_groups(model, cfg: ImageConfig) -> list[dict] | None:
