@@ -55,6 +55,8 @@ def test_the_airbench_twins_agree_and_its_frozen_layers_take_no_gradient():
     frozen = {n for n, p in twins["torch"].named_parameters() if not p.requires_grad}
     assert frozen == {"0.weight"} | {f"{i}.weight" for i in (4, 7, 11, 14, 18, 21)}  # whitening, batch-norm scales
     assert all(twins["torch"].get_parameter(n).grad is None for n in frozen)
+    norms = [m for m in twins["torch"] if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 6 and all(m.momentum == pytest.approx(0.4) and m.eps == 1e-12 for m in norms)
     # the convolutions start as the identity on their first input channels
     w = twins["torch"][2].weight.detach()
     assert torch.equal(w[:24, :, 1, 1], torch.eye(24, dtype=w.dtype)) and float(w[:24].abs().sum()) == 24

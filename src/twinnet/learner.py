@@ -386,9 +386,7 @@ class WeightAverage(LearnerWrapper):
     def synchronize(self):
         """The average's running statistics too (its weights are the same on every rank already)."""
         self.inner.synchronize()
-        if self.world.size > 1:
-            weights = {name for name, _ in self.model.named_parameters()}
-            distributed.average([a for k, a in self.average.items() if k not in weights])
+        _average_buffers(self)
 
     def training_state(self):
         return {**self.inner.training_state(), "weight_average": dict(self.average)}
@@ -425,6 +423,11 @@ class Lookahead(LearnerWrapper):
                                      for (k, v), w in zip(self.average.items(), self.inner.state_dict().values())})
         return out
 
+    def synchronize(self):
+        """The average's running statistics too (its weights are the same on every rank already)."""
+        self.inner.synchronize()
+        _average_buffers(self)
+
     def training_state(self):
         return {**self.inner.training_state(), "lookahead": {"average": dict(self.average), "steps": self.steps}}
 
@@ -432,6 +435,14 @@ class Lookahead(LearnerWrapper):
         self.inner.load_training_state({k: v for k, v in state.items() if k != "lookahead"})
         self.average = {k: np.asarray(v).copy() for k, v in state["lookahead"]["average"].items()}
         self.steps = int(state["lookahead"]["steps"])
+
+
+def _average_buffers(wrapper: LearnerWrapper) -> None:
+    """With several ranks, average the entries of ``wrapper.average`` that are not parameters (batch
+    norm's running statistics, which each rank gathers from its own shard)."""
+    if distributed.world().size > 1:
+        weights = {name for name, _ in wrapper.model.named_parameters()}
+        distributed.average([a for k, a in wrapper.average.items() if k not in weights])
 
 
 class FlipAveraged(LearnerWrapper):

@@ -100,8 +100,10 @@ def student_line(error: BaseException, files: list[Path]) -> str | None:
     if isinstance(error, SyntaxError) and error.filename:
         return f"{Path(error.filename).name}:{error.lineno}"
     folders = {f.parent for f in files}
-    if not files:  # code defined in a notebook or an interactive session: its cells
-        mine = [f for f in frames if f.filename.startswith("<") or ".ipynb" in f.filename]
+    if not files:  # code defined in a notebook or an interactive session: the innermost frame not of a library
+        package = str(Path(__file__).resolve().parents[1])
+        mine = [f for f in frames if not f.filename.startswith(package) and "site-packages" not in f.filename
+                and "/lib/python" not in f.filename]
         return f"{mine[-1].filename} line {mine[-1].lineno}" if mine else None
     mine = [f for f in frames if Path(f.filename).resolve() in files or Path(f.filename).resolve().parent in folders]
     return f"{Path(mine[-1].filename).name}:{mine[-1].lineno}" if mine else None
