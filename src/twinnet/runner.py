@@ -151,12 +151,12 @@ def _prepare_on_rank0(*args) -> Prepared:
     """``_prepare`` on rank 0, its outcome (or its error) on every rank. The other ranks train in a
     scratch directory of their own, removed at the end: rank 0 alone writes the run's files."""
     w = distributed.world()
-    outcome: tuple = ("error", "rank 0 failed before the run began", None)
+    outcome: tuple = ("error", "rank 0 failed before the run began")
     if w.rank == 0:
         try:
-            outcome = ("ok", _prepare(*args), None)
+            outcome = ("ok", _prepare(*args))
         except Exception as e:  # noqa: BLE001 - sent on as it is to every rank, then raised here as it was
-            distributed.broadcast(("error", str(e), type(e).__name__))
+            distributed.broadcast(("error", str(e)))
             raise
     outcome = distributed.broadcast(outcome)
     if outcome[0] == "error":

@@ -549,6 +549,7 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
     target = np.eye(x.shape[1])[y] if ctx.entry.get("target", "labels") == "one_hot" else y.copy()
     xs = x.copy()
     loss_fn = _build(ctx, "loss")
+    shown: Quantities = {}  # the softmax's own output, where the student's code has one
     if ctx.entry.get("input", "logits") == "logits":
         loss = ctx.call(loss_fn.forward, xs, target, what=f"{ctx.entry['loss']}.forward")
         takes = ctx.entry.get("backward", "nothing" if ctx.convention.get("params") == "attributes" else "inputs")
@@ -565,6 +566,7 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
             unchanged("x", x, xs)
             return {"probabilities": (probs, [expected])}
         p_copy = np.array(probs, copy=True)
+        shown = {"probabilities": (p_copy, [expected])}
         loss = ctx.call(loss_fn.forward, probs, target, what=f"{ctx.entry['loss']}.forward")
         dp = ctx.call(loss_fn.backward, probs, target, what=f"{ctx.entry['loss']}.backward")
         unchanged("probabilities", p_copy, probs)
@@ -572,8 +574,7 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
             raise Wrong(f"{ctx.entry['loss']}.backward returned None")
         dx = ctx.call(softmax.backward, np.array(dp, copy=True), what=f"{ctx.entry['softmax']}.backward")
     unchanged("x", x, xs)
-    result = {"loss": (loss, [float(loss_t.detach())]), "dx": (dx, [_g(xt)])}
-    return {"probabilities": (p_copy, [expected]), **result} if "p_copy" in locals() else result
+    return {**shown, "loss": (loss, [float(loss_t.detach())]), "dx": (dx, [_g(xt)])}
 
 
 def _mlp_configs(rng, k):
