@@ -148,22 +148,24 @@ def _run(out, data, *sets):
 
 def test_the_airbench94_preset_trains_and_resumes_to_the_same_figures(cifar_dir, tmp_path, monkeypatch, capsys):
     """Lookahead's average, the whitening layer and its bias frozen after the epochs before the
-    checkpoint all cross an interruption unchanged."""
+    checkpoint, and the alternating flips of the epoch under way, all cross an interruption unchanged."""
     monkeypatch.setenv("TWINNET_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr("twinnet.whitening.FREEZE_BIAS_AFTER", 1)
-    sets = ("steps=6", "batch_size=25", "eval_every=3", "checkpoint_every=2", "lookahead=2", "train_subset=0",
+    # 100 training images in batches of 25: epochs of 4 steps, checkpoints at steps 4 (epoch's end), 5, 8, 9
+    sets = ("steps=9", "batch_size=25", "eval_every=3", "checkpoint_every=5", "lookahead=2", "train_subset=0",
             "test_subset=0")
     whole = tmp_path / "whole"
     assert _run(whole, cifar_dir, *sets) == 0
     summary = json.loads((whole / "summary.json").read_text())
-    assert summary["steps"] == 6 and summary["lossy_data"] is False
+    assert summary["steps"] == 9 and summary["lossy_data"] is False
     from twinnet.runs import RunDir
 
     append = RunDir.append_metrics
 
     def append_then_stop(self, record):
         append(self, record)
-        if record["step"] == 3:  # after the checkpoints at steps 2 (the end of epoch 1: bias frozen)
+        if record["step"] == 6:  # after the checkpoint at step 5: the second epoch's first step, its flips
+            # the other way round, and the bias frozen at the end of the first
             raise KeyboardInterrupt
 
     monkeypatch.setattr(RunDir, "append_metrics", append_then_stop)

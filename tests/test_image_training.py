@@ -50,6 +50,40 @@ def test_augmented_batches_depend_only_on_the_seed():
     assert not all(np.array_equal(p, q) for p, q in zip(a, c))
 
 
+def _orientations(src, batches):
+    """Per epoch, which stored images each batch showed mirrored (None where seen as stored)."""
+    plain = normalize(src.x, src.mean, src.std)
+    mirror = plain[..., ::-1]
+    seen = []
+    for x, _ in batches:
+        for img in x:
+            same, flipped = np.isclose(plain, img).all(axis=(1, 2, 3)), np.isclose(mirror, img).all(axis=(1, 2, 3))
+            assert same.sum() + flipped.sum() == 1  # one stored image, one way round
+            seen.append((int(np.argmax(same | flipped)), bool(flipped.any())))
+    return seen
+
+
+def test_alternating_flips_show_each_image_the_other_way_round_in_the_next_epoch():
+    n = 40
+    x = np.random.default_rng(0).integers(0, 256, (n, 3, 6, 6), dtype=np.uint8)
+    src = ImageSource(x, np.arange(n) % 3, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), alternate_flips=7)
+    per_epoch = -(-n // 16)  # batches of 16: the last one short
+    stream = src.batches(16, True, np.random.default_rng(1))
+    epochs = [dict(_orientations(src, [next(stream) for _ in range(per_epoch)])) for _ in range(3)]
+    assert all(sorted(e) == list(range(n)) for e in epochs)  # every image once per epoch
+    first = epochs[0]
+    assert 0 < sum(first.values()) < n  # a coin per image, not all one way
+    assert all(epochs[1][i] != first[i] and epochs[2][i] == first[i] for i in range(n))
+    assert first == dict(enumerate(src.first_flips().tolist()))
+    # another seed, other coins; a stream started in epoch 1 (a resume) mirrors as epoch 1 does
+    other = ImageSource(x, src.y, src.mean, src.std, alternate_flips=8).first_flips()
+    assert not np.array_equal(other, src.first_flips())
+    resumed = src.batches(16, True, np.random.default_rng(1), epoch=1)
+    assert dict(_orientations(src, [next(resumed) for _ in range(per_epoch)])) == {i: not f for i, f in first.items()}
+    with pytest.raises(ValueError, match="alternate"):
+        ImageSource(x, src.y, src.mean, src.std, BatchAugment(flip=True), alternate_flips=0)
+
+
 def test_image_source_rejects_float_images():
     with pytest.raises(TypeError, match="uint8"):
         ImageSource(np.zeros((2, 3, 4, 4)), np.zeros(2), (0.5,), (0.2,))

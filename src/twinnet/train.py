@@ -193,8 +193,9 @@ class BatchSource(Protocol):
     def __len__(self) -> int:
         """Samples per epoch."""
 
-    def batches(self, batch_len: int, shuffle: bool, rng: np.random.Generator) -> Iterator[tuple]:
-        """Endless (x, y) batches of ``batch_len`` samples."""
+    def batches(self, batch_len: int, shuffle: bool, rng: np.random.Generator, epoch: int = 0) -> Iterator[tuple]:
+        """Endless (x, y) batches of ``batch_len`` samples, the first in epoch ``epoch`` (from 0: a resume
+        passes the epoch it continues)."""
 
 
 class Checkpoints(Protocol):
@@ -297,7 +298,7 @@ def _fit(
     # and its position, and a resume draws the epoch's first batches again (augmentations too) to get there
     replay = hasattr(train, "view")
     epoch_state = copy.deepcopy(rng.bit_generator.state)
-    batches = train.batches(settings.batch_len(n), settings.batching != "full", rng)
+    batches = train.batches(settings.batch_len(n), settings.batching != "full", rng, epoch=(first - 1) // per_epoch)
     if resume is not None and replay:
         for _ in range(resume.batches_into_epoch):
             next(batches)

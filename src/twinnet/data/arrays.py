@@ -29,8 +29,9 @@ class ArrayDataset:
         """Samples ``idx`` as stored."""
         return self.x[idx], self.y[idx]
 
-    def batches(self, batch_len: int, shuffle: bool, rng: np.random.Generator):
-        """Endless (x, y) batches: a fresh permutation each epoch, cut into batches (the last may be short)."""
+    def batches(self, batch_len: int, shuffle: bool, rng: np.random.Generator, epoch: int = 0):
+        """Endless (x, y) batches: a fresh permutation each epoch, cut into batches (the last may be short).
+        ``epoch`` (where the batches start) changes nothing here."""
         n = len(self)
         while True:
             order = rng.permutation(n) if shuffle else np.arange(n)

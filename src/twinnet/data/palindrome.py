@@ -108,11 +108,11 @@ class PalindromeDataset:
     def input_size(self) -> int:
         return input_size(self.encoding)
 
-    def batches(self, batch_len: int, shuffle: bool = True, rng: np.random.Generator | None = None
+    def batches(self, batch_len: int, shuffle: bool = True, rng: np.random.Generator | None = None, epoch: int = 0
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Endless fresh (x, y) batches drawn from ``rng`` (``fit`` passes its own generator, seeded by
         its seed and saved in its checkpoints), or without one from a generator seeded by ``seed``.
-        ``shuffle`` is unused: the data has no order."""
+        ``shuffle`` and ``epoch`` are unused: the data has no order."""
         gen = rng if rng is not None else np.random.default_rng(self.seed)
         while True:
             yield samples(self.length, batch_len, gen, self.encoding, self.dtype)

@@ -94,12 +94,12 @@ image.preset(
 # SGD at lr 11.5 / kilostep and weight decay 0.0153 * 1024 / kilostep (kilostep = 1024 * (1 + 1 / (1 -
 # momentum))); the same steps with the mean loss: lr 1.5 and torch weight decay 0.0153 / 11.5. Batch norm
 # biases at 64x the rate (their decay / 64), Nesterov momentum 0.85, label smoothing 0.2, airbench's
-# triangular schedule, random crop after reflect padding 2 and random flips, lookahead every 5 steps,
+# triangular schedule, random crop after reflect padding 2 and alternating flips, lookahead every 5 steps,
 # test-time augmentation by mirror and 1-pixel translations; 9.9 epochs = 485 steps of 1024 on 50,000 images.
 AIRBENCH94 = {"dataset": "cifar10", "model": "airbench94", "engine": "torch", "optimizer": "sgd", "lr": 1.5,
               "momentum": 0.85, "nesterov": True, "weight_decay": 0.0153 / 11.5, "norm_bias_lr": 64.0,
               "label_smoothing": 0.2, "schedule": "triangle", "batch_size": 1024, "steps": 485, "crop_pad": 2,
-              "flip": True, "lookahead": 5, "tta": "flip_translate", "eval_unit": "step", "eval_every": 485,
+              "flip": "alternate", "lookahead": 5, "tta": "flip_translate", "eval_unit": "step", "eval_every": 485,
               "eval_start": False, "train_eval": "running", "checkpoint_every": 49}
 
 image.preset(
