@@ -141,21 +141,23 @@ def cifar_dir(tmp_path_factory):
     return root
 
 
-def _run(out, data, *sets):
-    args = ["run", "airbench94", "--quick", "--data-dir", str(data), "--out", str(out), "--threads", "1"]
+def _run(out, data, *sets, preset="airbench94"):
+    args = ["run", preset, "--quick", "--data-dir", str(data), "--out", str(out), "--threads", "1"]
     return main(args + [a for s in sets for a in ("--set", s)])
 
 
-def test_the_airbench94_preset_trains_and_resumes_to_the_same_figures(cifar_dir, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("preset", ["airbench94", "cifar-fast"])
+def test_the_preset_trains_and_resumes_to_the_same_figures(preset, cifar_dir, tmp_path, monkeypatch, capsys):
     """Lookahead's average, the whitening layer and its bias frozen after the epochs before the
-    checkpoint, and the alternating flips of the epoch under way, all cross an interruption unchanged."""
+    checkpoint, the alternating flips of the epoch under way, and Muon's momentum (cifar-fast) all
+    cross an interruption unchanged."""
     monkeypatch.setenv("TWINNET_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr("twinnet.whitening.FREEZE_BIAS_AFTER", 1)
     # 100 training images in batches of 25: epochs of 4 steps, checkpoints at steps 4 (epoch's end), 5, 8, 9
     sets = ("steps=9", "batch_size=25", "eval_every=3", "checkpoint_every=5", "lookahead=2", "train_subset=0",
             "test_subset=0")
     whole = tmp_path / "whole"
-    assert _run(whole, cifar_dir, *sets) == 0
+    assert _run(whole, cifar_dir, *sets, preset=preset) == 0
     summary = json.loads((whole / "summary.json").read_text())
     assert summary["steps"] == 9 and summary["lossy_data"] is False
     from twinnet.runs import RunDir
@@ -170,9 +172,9 @@ def test_the_airbench94_preset_trains_and_resumes_to_the_same_figures(cifar_dir,
 
     monkeypatch.setattr(RunDir, "append_metrics", append_then_stop)
     broken = tmp_path / "broken"
-    assert _run(broken, cifar_dir, *sets) == 130
+    assert _run(broken, cifar_dir, *sets, preset=preset) == 130
     monkeypatch.setattr(RunDir, "append_metrics", append)
-    assert main(["run", "airbench94", "--resume", str(broken), "--data-dir", str(cifar_dir)]) == 0
+    assert main(["run", preset, "--resume", str(broken), "--data-dir", str(cifar_dir)]) == 0
     a, b = (json.loads((d / "summary.json").read_text()) for d in (whole, broken))
     for key in ("test_acc", "test_loss", "train_loss", "train_acc", "per_class_acc"):
         assert a[key] == b[key], key

@@ -304,24 +304,33 @@ def make_learner(model, cfg, *, params=None, amp: bool = False, channels_last: b
 
     ``params``: parameter groups as ``torch.optim`` takes them (dicts with their own ``lr``, etc.)
     instead of all parameters at ``cfg.lr``; a schedule scales each group's own rate."""
-    name = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}[cfg.optimizer]
+    name = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "muon": "Muon"}[cfg.optimizer]
     kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
-    if cfg.optimizer in ("sgd", "rmsprop"):
+    if cfg.optimizer in ("sgd", "rmsprop", "muon"):
         kwargs["momentum"] = cfg.momentum
-    if cfg.optimizer == "sgd" and cfg.nesterov:
+    if cfg.optimizer in ("sgd", "muon") and cfg.nesterov:
         kwargs["nesterov"] = True
     clip = cfg.clip_norm or None
     if not is_torch(model):
         from twinnet import numpy_nn
 
-        if params is not None:
-            raise ValueError("the NumPy engine's optimisers take one parameter group")
+        if params is not None or cfg.optimizer == "muon":
+            raise ValueError("the NumPy engine's optimisers take one parameter group (no norm_bias_lr, no muon): "
+                             "use engine=torch, or optimizer=sgd")
         opt = getattr(numpy_nn, name)(model.parameters(), **kwargs)
         return NumpyLearner(model, opt, numpy_nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
                             clip_norm=clip, blas_threads=blas_threads)
     import torch
 
-    opt = getattr(torch.optim, name)(model.parameters() if params is None else params, **kwargs)
+    if cfg.optimizer == "muon":
+        from twinnet.torch_nn.optim import Muon as optimizer_cls
+
+        if params is None or not any(g.get("orthogonalize") for g in params):
+            raise ValueError("optimizer=muon needs the convolution filters in a group of their own: it is for "
+                             "the torch engine's image models with convolutions")
+    else:
+        optimizer_cls = getattr(torch.optim, name)
+    opt = optimizer_cls(model.parameters() if params is None else params, **kwargs)
     return TorchLearner(model, opt, torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
                         clip_norm=clip, amp=amp, channels_last=channels_last)
 

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -61,9 +61,13 @@ class TrainConfig(BaseConfig):
     Declared once; every experiment's config extends it (``train_config`` sets an experiment's own
     defaults), so ``--set lr=...`` means the same everywhere."""
 
-    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
+    # muon: Muon for convolution filters at their own rate, Nesterov SGD for the rest (torch image runs;
+    # twinnet.torch_nn.optim)
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop", "muon"] = "adam"
+    # the optimisers this experiment's models can take (muon: the torch engine's image models alone)
+    optimizers: ClassVar[tuple[str, ...]] = ("sgd", "adam", "adamw", "rmsprop")
     lr: float = 1e-3  # base (peak) learning rate; a schedule multiplies each parameter group's own
-    momentum: float = 0.0  # SGD and RMSprop only
+    momentum: float = 0.0  # SGD, RMSprop, and Muon's SGD groups
     nesterov: bool = False  # SGD with momentum only: Nesterov's form
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
@@ -86,12 +90,15 @@ class TrainConfig(BaseConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.optimizer not in self.optimizers:
+            raise ValueError(f"optimizer={self.optimizer} is not for this experiment; choose one of "
+                             f"{', '.join(self.optimizers)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.weight_decay < 0 or self.momentum < 0:
             raise ValueError("weight_decay and momentum must be >= 0")
-        if self.nesterov and (self.optimizer != "sgd" or not self.momentum > 0):
-            raise ValueError("nesterov needs optimizer=sgd with momentum > 0")
+        if self.nesterov and (self.optimizer not in ("sgd", "muon") or not self.momentum > 0):
+            raise ValueError("nesterov needs optimizer=sgd (or muon) with momentum > 0")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.clip_norm < 0:

@@ -30,6 +30,7 @@ from twinnet.twins import DTYPES, build_twins
 class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule="onecycle", batch_size=128,
                                epochs=4, train_eval="running")):
     resumable: ClassVar[bool] = True  # a checkpoint every epoch; `twinnet run --resume RUN_DIR` continues there
+    optimizers: ClassVar[tuple[str, ...]] = ("sgd", "adam", "adamw", "rmsprop", "muon")
     # they move the work, not its result
     resume_may_change: ClassVar[frozenset[str]] = frozenset({"device", "verify", "checkpoint_every",
                                                              "checkpoint_every_s", "channels_last"})
@@ -63,6 +64,8 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
     # recipe additions (airbench94's)
     norm_bias_lr: float = 1.0  # batch norm biases' learning rate: this many times lr (their weight decay: / it); torch
     lookahead: int = 0  # steps between lookahead averages of the weights (0: none; learner.Lookahead)
+    muon_lr: float = 0.24  # optimizer=muon: the convolution filters' rate (the rest train at lr)
+    muon_momentum: float = 0.6  # ... and their momentum (Nesterov's form)
     tta: Literal["none", "flip", "flip_translate"] = "none"  # test-time augmentation of every evaluation
 
     def __post_init__(self) -> None:
@@ -80,6 +83,11 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
                              "the CIFAR-10 recipe uses 4")
         if not self.norm_bias_lr > 0 or self.lookahead < 0:
             raise ValueError("norm_bias_lr must be > 0 and lookahead >= 0")
+        if not self.muon_lr > 0 or not 0 <= self.muon_momentum < 1:
+            raise ValueError("muon_lr must be > 0 and muon_momentum in [0, 1)")
+        if self.optimizer == "muon" and self.engine != "torch":
+            raise ValueError("optimizer=muon belongs to the torch engine (the NumPy engine's optimisers take one "
+                             "group); for the NumPy engine use optimizer=sgd")
         if self.engine == "numpy" and self.norm_bias_lr != 1:
             raise ValueError("norm_bias_lr (a parameter group of its own) needs engine=torch: the NumPy engine's "
                              "optimisers take one group")
@@ -275,21 +283,27 @@ def setup_sample(n: int, k: int = 5000) -> np.ndarray:
 def param_groups(model, cfg: ImageConfig) -> list[dict] | None:
     """The torch optimiser's parameter groups: every parameter that trains (frozen ones left out),
     batch norm's biases in a group of their own at ``norm_bias_lr`` times the rate (and the weight
-    decay divided by it); None when that is all of them at one rate (and for the NumPy engine)."""
+    decay divided by it), and under optimizer=muon the convolution filters in Muon's group at ``muon_lr``;
+    None when that is all of them at one rate (and for the NumPy engine)."""
     if cfg.engine != "torch":
         return None
     import torch
 
     trainable = [p for p in model.parameters() if p.requires_grad]
-    if cfg.norm_bias_lr == 1 and len(trainable) == len(list(model.parameters())):
+    if cfg.norm_bias_lr == 1 and cfg.optimizer != "muon" and len(trainable) == len(list(model.parameters())):
         return None
     biases = [m.bias for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
               and m.bias is not None and m.bias.requires_grad] if cfg.norm_bias_lr != 1 else []
-    ids = {id(b) for b in biases}
+    filters = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)
+               and m.weight.requires_grad] if cfg.optimizer == "muon" else []
+    ids = {id(p) for p in biases + filters}
     groups = [{"params": [p for p in trainable if id(p) not in ids]}]
     if biases:
         groups.append({"params": biases, "lr": cfg.lr * cfg.norm_bias_lr,
                        "weight_decay": cfg.weight_decay / cfg.norm_bias_lr})
+    if filters:
+        groups.append({"params": filters, "lr": cfg.muon_lr, "momentum": cfg.muon_momentum, "nesterov": True,
+                       "orthogonalize": True})
     return groups
 
 
