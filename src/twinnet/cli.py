@@ -1,4 +1,4 @@
-"""The ``twinnet`` command: list, run, summary, report, check."""
+"""The ``twinnet`` command: list, run, reproduce, summary, report, check."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ EPILOG = """examples:
   twinnet run mlp-compare --quick --out /tmp/smoke
   twinnet run mlp-compare --set datasets=moons --set hidden=32,32 --set lr=0.05 --seed 3
   twinnet run palindrome --set length=10 --seeds 0-4
+  twinnet reproduce --quick --data-dir ../shared/data
   twinnet summary mlp --engine numpy
   twinnet report runs/mlp-compare/20261123-120000
 """
@@ -65,6 +66,30 @@ def _parser() -> argparse.ArgumentParser:
                    "(palindrome-sweep, cnn-ablation, --seeds) keeps its finished runs and continues the others "
                    "from their checkpoints. --set still applies on top, for the settings that move the work, not "
                    "its result")
+
+    rp = sub.add_parser(
+        "reproduce",
+        help="run the course's whole assignment (every experiment) and write one report",
+        description="Run every experiment the course's assignment asks for (part 1 the MLP, part 2 the CNN, part 3 "
+        "the RNN, and the engine checks) through the sweep runner, each a complete run directory under OUT, and "
+        "write OUT/report.md and a self-contained OUT/report.html with them all. Run it again with the same OUT "
+        "to continue after an interruption: finished runs are kept, stopped ones continue from their checkpoints.",
+    )
+    size = rp.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="every run at its smoke-test size (minutes; figures not "
+                      "meaningful)")
+    size.add_argument("--full", action="store_true", help="also the headline presets with seeds 1 and 2 (mean ± std "
+                      "over 3); days on a CPU")
+    rp.add_argument("--parts", default=None, metavar="mlp,cnn,rnn,engine",
+                    help="the parts to run (default: all four; a resume may add parts)")
+    rp.add_argument("--out", type=Path, default=None,
+                    help="its directory (default: runs/reproduce, or runs/reproduce-quick with --quick)")
+    rp.add_argument("--data-dir", type=Path, default=None,
+                    help="where MNIST and CIFAR-10 live (else $TWINNET_DATA_DIR); parts 1 and 2 need them")
+    rp.add_argument("--threads", type=int, default=None, help="threads for each run (default: as `twinnet run`)")
+    rp.add_argument("--seed", type=int, default=None, help="seed of the first run of each experiment (default 0)")
+    rp.add_argument("--no-verify", action="store_true",
+                    help="use MNIST and CIFAR-10 files that differ from the official ones (checksums not checked)")
 
     s = sub.add_parser("summary", help="print a model's structure table (layers, shapes, parameters)")
     s.add_argument("model", metavar="MODEL", help="model name (an unknown name lists the known ones)")
@@ -161,6 +186,43 @@ def _cmd_run(args, command: str) -> None:
     )
     if distributed.world().rank == 0:  # the others trained in scratch directories of their own
         announce(path)
+
+
+def _cmd_reproduce(args, command: str) -> None:
+    from twinnet.runner import announce, resolve_data_dir, run_experiment
+    from twinnet.runs import CONFIG
+
+    from twinnet import distributed
+
+    if distributed.launched():
+        raise distributed.refusal("reproduce runs its experiments itself, one after another, not under torchrun; "
+                                  "launch it without torchrun")
+    if args.threads is not None and args.threads < 1:
+        raise TwinnetError(f"--threads must be >= 1, got {args.threads}")
+    out = args.out or Path("runs") / ("reproduce-quick" if args.quick else "reproduce")
+    overrides = ([f"parts={args.parts}"] if args.parts is not None else []) + (["level=full"] if args.full else []) \
+        + (["verify=false"] if args.no_verify else [])
+    again = (out / CONFIG).is_file()
+    if again:
+        import json
+
+        try:
+            saved = json.loads((out / CONFIG).read_text())
+        except (OSError, ValueError):
+            saved = None
+        if not isinstance(saved, dict) or saved.get("experiment") != "reproduce":
+            raise TwinnetError(f"{out} holds another run, not a reproduce run; choose another --out")
+        if bool(saved.get("quick")) != args.quick:
+            raise TwinnetError(f"{out} holds a {'quick' if saved.get('quick') else 'full-size'} reproduce run; "
+                               f"{'add' if saved.get('quick') else 'drop'} --quick to continue it, or "
+                               "choose another --out")
+        if args.seed is not None:
+            raise TwinnetError(f"{out} is continued with its own seed; drop --seed (or choose another --out)")
+    path = run_experiment("reproduce", overrides, quick=args.quick and not again, seed=args.seed,
+                          out=None if again else out,
+                          threads=args.threads, resume=out if again else None, command=command,
+                          data=resolve_data_dir(args.data_dir))
+    announce(path)
 
 
 def _cmd_summary(args) -> None:
@@ -263,6 +325,8 @@ def _dispatch(args, command: str) -> int:
         _cmd_list()
     elif args.command == "run":
         _cmd_run(args, command)
+    elif args.command == "reproduce":
+        _cmd_reproduce(args, command)
     elif args.command == "summary":
         _cmd_summary(args)
     elif args.command == "check":

@@ -127,3 +127,16 @@ def render_markdown(blocks: Iterable[Block], level: int = 2) -> str:
 
 def _render(blocks: Iterable[Block], level: int) -> str:
     return "\n\n".join(part for part in (_markdown(b, level) for b in blocks) if part)
+
+
+def relocated(blocks: Iterable[Block], folder: str) -> list[Block]:
+    """The blocks of a run kept in ``folder`` (a sub-directory of another run) as that run's report shows
+    them: every figure's file prefixed by the folder, the rest unchanged."""
+    out: list[Block] = []
+    for block in blocks:
+        if isinstance(block, Figure):
+            block = Figure(f"{folder}/{block.file}", block.caption)
+        elif isinstance(block, Section):
+            block = Section(block.title, relocated(block.blocks, folder))
+        out.append(block)
+    return out

@@ -53,8 +53,7 @@ def _as_blocks(sections: list, run: RunDir, name: str) -> list[Block]:
     return blocks
 
 
-def report_blocks(path: Path) -> list[Block]:
-    """The blocks of a finished run's report (drawing its figures first); reads files only, never trains."""
+def _open(path: Path) -> tuple[RunDir, dict, dict]:
     run = RunDir(path)
     if not run.path.is_dir():
         raise TwinnetError(f"{run.path}: no such run directory")
@@ -64,22 +63,37 @@ def report_blocks(path: Path) -> list[Block]:
     cfg, env = run.read_json(CONFIG), run.read_json(ENV)
     if not isinstance(cfg, dict) or not isinstance(cfg.get("config"), dict) or not isinstance(env, dict):
         raise TwinnetError(f"{run.path}: {CONFIG} or {ENV} is damaged (not the object a run writes)")
+    return run, cfg, env
+
+
+def body_blocks(path: Path, draw: bool = True) -> list[Block]:
+    """What a finished run found: its experiment's sections (figures drawn first, unless ``draw`` is
+    false) and its model's structure, without the configuration, environment and files sections;
+    reads files only."""
+    run, cfg, _ = _open(path)
     experiment = get_experiment(str(cfg.get("experiment")))
     try:
-        if experiment.figures is not None:
+        if experiment.figures is not None and draw:
             experiment.figures(run.path)
         sections = experiment.report(run.path)
         structure = _structure_section(run)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
         raise TwinnetError(f"{run.path} is incomplete or damaged: its files lack what the {experiment.name} report "
                            f"needs ({type(e).__name__}: {e}); run the experiment again") from None
+    return [*_as_blocks(sections, run, experiment.name), *structure]
+
+
+def report_blocks(path: Path) -> list[Block]:
+    """The blocks of a finished run's report (drawing its figures first); reads files only, never trains."""
+    run, cfg, env = _open(path)
+    experiment = get_experiment(str(cfg.get("experiment")))
+    body = body_blocks(path)
     config_rows = [[f"`{k}`", f"`{v}`"] for k, v in cfg["config"].items()]
     env_rows = [[k, f"`{v}`"] for k, v in env.items()]
     return [Section(f"{experiment.name}: {experiment.description}", [
         Text(f"Command: `{env.get('command', '?')}`  \nStarted: {env.get('started', '?')}"
              + ("  \n**Quick (smoke-test) run: figures are not meaningful.**" if cfg.get("quick") else "")),
-        *_as_blocks(sections, run, experiment.name),
-        *structure,
+        *body,
         Section("Configuration", [Table(["field", "value"], config_rows)]),
         Section("Environment", [Table(["what", "value"], env_rows)]),
         _files_section(run),

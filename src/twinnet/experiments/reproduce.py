@@ -1,0 +1,136 @@
+"""``reproduce``: the course's whole assignment from one command, and one report for it.
+
+Every experiment the course asks for runs as a job of the sweep runner (each a complete run directory
+of its own, resumable), grouped as the assignment is: the MLP (part 1), the CNN (part 2), the RNN
+(part 3), and the engine checks. The report (report.md and a self-contained report.html) holds each
+part's runs, their figures, tables and analysis as their own reports show them, under a table of the
+headline figures; ``twinnet reproduce`` is the command (``twinnet run reproduce`` the same).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from twinnet.config import BaseConfig
+from twinnet.registry import Experiment, get_experiment, register
+from twinnet.report.blocks import Section, Table, Text, relocated
+from twinnet.runs import REPORT, SUMMARY, RunDir
+from twinnet.sweep import Job, run_sweep
+
+# part -> (title, [(job key, experiment, settings on top of its preset)])
+PARTS: dict[str, tuple[str, list[tuple[str, str, dict]]]] = {
+    "mlp": ("Part 1: the MLP, NumPy against PyTorch, on toy data and on CIFAR-10", [
+        ("mlp-compare", "mlp-compare", {}),
+        ("mlp-cifar", "mlp-cifar", {}),
+        ("mlp-cifar-best", "mlp-cifar-best", {}),
+    ]),
+    "cnn": ("Part 2: the CNN, the reduced VGG, its curves and its improvements", [
+        ("cnn-vgg", "cnn-vgg", {}),
+        ("cnn-vgg-numpy", "cnn-vgg", {"engine": "numpy"}),
+        ("cnn-ablation", "cnn-ablation", {}),
+        ("cnn-vgg-best", "cnn-vgg-best", {}),
+        ("cnn-mnist", "cnn-mnist", {}),
+        ("mnist-numpy", "mnist-numpy", {}),
+    ]),
+    "rnn": ("Part 3: the RNN, accuracy against palindrome length", [
+        ("palindrome-sweep", "palindrome-sweep", {}),
+        ("palindrome-sweep-best", "palindrome-sweep-best", {}),
+        ("rnn-gradients", "rnn-gradients", {}),
+    ]),
+    "engine": ("The engine: the NumPy networks against PyTorch's", [
+        ("engine-check", "engine-check", {}),
+    ]),
+}
+# --full: the headline presets again with seeds 1 and 2 (mean ± std over 3 with the first run's seed 0)
+FULL_SEEDS = {"mlp-cifar-best": "mlp", "cnn-vgg-best": "cnn", "cnn-mnist": "cnn", "mnist-numpy": "cnn"}
+
+
+@dataclass(frozen=True)
+class ReproduceConfig(BaseConfig):
+    resumable: ClassVar[bool] = True  # finished runs are kept; stopped ones continue from their checkpoints
+    resume_may_change: ClassVar[frozenset[str]] = frozenset({"parts", "level", "verify"})  # adds runs
+
+    parts: str = "mlp,cnn,rnn,engine"  # comma-separated: mlp, cnn, rnn, engine
+    level: Literal["standard", "full"] = "standard"  # full: the headline presets with 3 seeds
+    verify: bool = True  # check MNIST and CIFAR-10 against their official checksums (each image run's verify)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = [p for p in self.names() if p not in PARTS]
+        if unknown or not self.names():
+            raise ValueError(f"unknown part(s) {', '.join(unknown) or '(none given)'}; choose from "
+                             f"{', '.join(PARTS)}")
+
+    def names(self) -> list[str]:
+        chosen = {p.strip() for p in self.parts.split(",") if p.strip()}
+        return [p for p in PARTS if p in chosen] + sorted(chosen - set(PARTS))
+
+    def jobs(self, quick: bool = False) -> list[tuple[str, Job]]:
+        """(part, job) for every run of the chosen parts, in the report's order."""
+        import dataclasses
+
+        out = []
+        for part in self.names():
+            for key, experiment, values in PARTS[part][1]:
+                fields = {f.name for f in dataclasses.fields(get_experiment(experiment).config_cls)}
+                values = {**values, **({"verify": self.verify} if "verify" in fields and not self.verify else {})}
+                out.append((part, Job(key, experiment, values=dict(values), quick=quick, seed=self.seed,
+                                      labels={"part": part, "experiment": experiment})))
+                if self.level == "full" and FULL_SEEDS.get(key) == part:
+                    out += [(part, Job(f"{key}-seed{s}", experiment, values=dict(values), quick=quick,
+                                       seed=self.seed + s, labels={"part": part, "experiment": experiment}))
+                            for s in (1, 2)]
+        return out
+
+
+def run(cfg: ReproduceConfig, run_dir: RunDir, ctx) -> dict:
+    jobs = cfg.jobs(ctx.quick)
+    done = run_sweep(run_dir, [j for _, j in jobs], threads=ctx.threads, command=ctx.command, data=ctx.data_dir,
+                     name="reproduce")
+    return {"runs": [{"job": j.key, "part": part, "experiment": j.experiment, "seed": j.seed,
+                      "headline": _headline(run_dir.path / j.key, done[j.key]["summary"])} for part, j in jobs]}
+
+
+def _headline(path: Path, summary: dict) -> str:
+    from twinnet.runner import headline
+
+    return headline(path) or str(summary.get("outcome", ""))
+
+
+def report(path: Path) -> list:
+    from twinnet.report.build import body_blocks
+
+    s = RunDir(path).read_json(SUMMARY)
+    runs = s["runs"]
+    overview = Table(["part", "run", "experiment", "seed", "result"],
+                     [[r["part"], f"[{r['job']}]({r['job']}/report.md)", r["experiment"], str(r["seed"]),
+                       r["headline"]] for r in runs])
+    sections = [Section("Overview", [
+        Text("Each run below is a complete run directory of its own (its report.md, report.html, configuration, "
+             "environment and files are in its folder); this report shows what each found, part by part."),
+        overview])]
+    for part in dict.fromkeys(r["part"] for r in runs):
+        title = PARTS[part][0]
+        blocks = []
+        for r in (r for r in runs if r["part"] == part):
+            e = get_experiment(r["experiment"])
+            run = path / r["job"]
+            drawn = (run / REPORT).is_file()  # its own report drew its figures already
+            blocks.append(Section(f"{r['job']}: {e.description}", relocated(body_blocks(run, draw=not drawn), r["job"])))
+        sections.append(Section(title, blocks))
+    return sections
+
+
+def headline(s: dict) -> str:
+    return f"{len(s['runs'])} runs: " + "; ".join(f"{r['job']} {r['headline']}" for r in s["runs"][:4]) + (
+        " ..." if len(s["runs"]) > 4 else "")
+
+
+register(Experiment(
+    name="reproduce",
+    description="the course's whole assignment: every experiment of the MLP, CNN and RNN parts and the engine "
+    "checks, through the sweep runner, in one report (report.md and report.html)",
+    config_cls=ReproduceConfig, run=run, report=report, headline=headline,
+))
