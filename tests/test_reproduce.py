@@ -66,3 +66,25 @@ def test_reproduce_quick_writes_one_report_over_its_runs_and_continues_where_it_
     assert "not a reproduce run" in capsys.readouterr().err
     assert main(["reproduce", "--quick", "--parts", "gan", "--out", str(tmp_path / "new")]) == 2
     assert "unknown part" in capsys.readouterr().err and not (tmp_path / "new").exists()
+
+
+def test_engine_check_passes_the_twins_and_names_a_model_whose_numpy_layer_is_wrong(tmp_path, monkeypatch, capsys):
+    from twinnet.numpy_nn.activation import ReLU
+
+    out = tmp_path / "ok"
+    assert main(["run", "engine-check", "--set", "models=mlp,mnist-cnn,palindrome-lstm", "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["passed"] and s["worst"] < 1e-10 and [r["model"] for r in s["rows"]] == ["mlp", "mnist-cnn",
+                                                                                       "palindrome-lstm"]
+    assert "Every model agrees" in (out / "report.md").read_text()
+    # a ReLU whose backward lets the gradient through where the input was negative
+    popped = ReLU.backward
+    monkeypatch.setattr(ReLU, "backward", lambda self, dout: (popped(self, dout), dout)[1])
+    bad = tmp_path / "bad"
+    assert main(["run", "engine-check", "--set", "models=mlp,palindrome-lstm", "--out", str(bad)]) == 0
+    rows = {r["model"]: r for r in json.loads((bad / "summary.json").read_text())["rows"]}
+    assert not rows["mlp"]["passed"] and rows["mlp"]["dx"] > 1e-3 and rows["palindrome-lstm"]["passed"]
+    assert "**mlp disagree(s)**" in (bad / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["run", "engine-check", "--set", "models=mlp,resnet"]) == 2
+    assert "unknown model(s) resnet" in capsys.readouterr().err
