@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 
+from twinnet import trace
 from twinnet.data.palindrome import Curriculum, PalindromeDataset, input_size
 from twinnet.learner import evaluate, make_learner
 from twinnet.structure import count_parameters, save_structures
@@ -117,7 +118,13 @@ def save_model_structure(run_dir, cfg: PalindromeConfig) -> list[dict]:
     """Both engines' structure tables into structure.json; returns the parameters (name, shape, count)."""
     models = build_models(cfg)
     steps_in = (cfg.length - 1, input_size(cfg.encoding))
-    save_structures(run_dir, f"{MODEL_NAMES[cfg.model]}, T={cfg.length}", models, steps_in, min(cfg.batch_size, 256))
+    label = f"{MODEL_NAMES[cfg.model]}, T={cfg.length}"
+    save_structures(run_dir, label, models, steps_in, min(cfg.batch_size, 256))
+    kwargs = {"hh_init": cfg.hh_init, "hh_gain": cfg.hh_gain} if cfg.model == "rnn" else {}
+    sample = PalindromeDataset(cfg.length, cfg.encoding, seed=cfg.seed, dtype=DTYPES[cfg.dtype])
+    x, y = next(sample.batches(min(cfg.batch_size, trace.MAX_BATCH)))  # its own stream, not training's
+    trace.save_trace(run_dir, label, lambda nn: getattr(nn, CLASSES[cfg.model])(input_size(cfg.encoding), cfg.hidden,
+                                                                                 10, **kwargs), x, y)
     return [{"name": n, "shape": list(p.shape), "count": int(np.prod(p.shape))}
             for n, p in models["numpy"].named_parameters()]
 

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from twinnet import TwinnetError, hardware
+from twinnet import TwinnetError, hardware, trace
 from twinnet.architectures import MODELS
 from twinnet.checkpoint import Checkpointer
 from twinnet.config import to_dict
@@ -194,6 +194,8 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
     load_s = time.perf_counter() - t0
     check_against_data(cfg, data)
     spec = MODELS[cfg.model]
+    batch = min(cfg.batch_len(len(data.train)), trace.MAX_BATCH)
+    trace.save_trace(run_dir, cfg.model, spec.build, *data.train.view(np.arange(batch)))  # before the twins' seeding
     models = build_twins(spec.build, cfg.dtype, cfg.seed)
     model, device = models[cfg.engine], resolve_device(cfg)
     channels_last = cfg.engine == "torch" and cfg.channels_last

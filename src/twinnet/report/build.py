@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from twinnet import TwinnetError
+from twinnet import TwinnetError, trace
 from twinnet.registry import get_experiment
 from twinnet.report.blocks import Block, Figure, Section, Table, Text, render_markdown, walk
 from twinnet.runs import (CHECKPOINT, CONFIG, ENV, METRICS, REPORT, REPORT_HTML, RESULTS, STRUCTURE, SUMMARY,
@@ -26,6 +26,7 @@ FILES = (
     (SUMMARY, SUMMARY, "final figures"),
     (ENV, ENV, "versions, hardware, seed, commands"),
     (STRUCTURE, STRUCTURE, "layer tables"),
+    ("trace.json", "trace.json", "one training step traced: shapes and matrix products, layer by layer"),
     (RESULTS, RESULTS, "the summary of every finished run of a sweep, one line each"),
     (CHECKPOINT, CHECKPOINT, "weights, optimiser and loop state to resume from"),
     ("*.npz", "*.npz", "data behind the figures"),
@@ -76,7 +77,7 @@ def body_blocks(path: Path, draw: bool = True) -> list[Block]:
         if experiment.figures is not None and draw:
             experiment.figures(run.path)
         sections = experiment.report(run.path)
-        structure = _structure_section(run)
+        structure = _structure_section(run) + trace.section(run)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
         raise TwinnetError(f"{run.path} is incomplete or damaged: its files lack what the {experiment.name} report "
                            f"needs ({type(e).__name__}: {e}); run the experiment again") from None

@@ -1,0 +1,61 @@
+"""One training step traced layer by layer (twinnet.trace): shapes that chain, the im2col products
+the NumPy convolution forms, gradients shaped as their parameters, and the model left as it was."""
+
+import json
+
+import numpy as np
+
+from fake_data import write_mnist
+from twinnet.architectures import MODELS, build_model
+from twinnet.cli import main
+from twinnet.trace import trace
+
+
+def test_a_traced_step_chains_its_shapes_forward_and_back_and_changes_nothing():
+    model = build_model("mnist-cnn", "numpy")
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    x = np.random.default_rng(0).standard_normal((3, *MODELS["mnist-cnn"].input_shape)).astype(np.float32)
+    rows = trace(model, x, np.array([0, 1, 2]))
+    forward = [r for r in rows if r.phase == "forward"]
+    backward = [r for r in rows if r.phase == "backward"]
+    assert rows == forward + backward and forward[0].inputs == (3, 1, 28, 28) and forward[-1].kind == "CrossEntropyLoss"
+    for a, b in zip(forward, forward[1:]):  # each layer takes what the one before gave
+        assert b.inputs == a.output
+    for a, b in zip(backward, backward[1:]):  # and backward hands each layer the gradient of its output
+        assert b.inputs == a.output
+    assert [r.layer for r in backward[1:]] == [r.layer for r in forward[:-1]][::-1]
+    assert backward[-1].output == x.shape
+    conv = next(r for r in forward if r.layer == "4")  # 32 -> 64 channels, 3x3, on 14x14
+    assert conv.kind == "Conv2d" and "im2col X (588, 288)" in conv.products and "@ W (288, 64) -> (588, 64)" in conv.products
+    conv_back = next(r for r in backward if r.layer == "4")
+    assert "dW = X^T (288, 588) @ dOut (588, 64)" in conv_back.products and "dweight (64, 32, 3, 3)" in conv_back.grads
+    linear = next(r for r in forward if r.layer == "9")
+    assert linear.products == "X (3, 3136) @ W^T (3136, 128) -> (3, 128) + b"
+    # no step taken, no gradient left, the layers' own methods back
+    after = model.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before if "running" not in k and "num_batches" not in k)
+    assert all(p.grad is None for p in model.parameters())
+    assert all("forward" not in vars(m) and "backward" not in vars(m) for m in model.modules())
+
+
+def test_a_recurrent_step_shows_its_products_at_every_time_step():
+    model = build_model("palindrome-gru", "numpy")
+    x = np.random.default_rng(1).standard_normal((5, *MODELS["palindrome-gru"].input_shape)).astype(np.float32)
+    forward, _, _, backward = trace(model, x, np.arange(5))
+    assert forward.inputs == (5, 19, 10) and forward.output == (5, 10)
+    assert forward.products.startswith("at each of T = 19 steps: (5, 10) @ weight_ih^T (10, 384) -> (5, 384)")
+    assert "then once, on h_T: (5, 128) @ W_ph^T (128, 10) -> (5, 10)" in forward.products
+    assert "back through each of T = 19 steps (BPTT)" in backward.products and backward.output == (5, 19, 10)
+
+
+def test_an_image_run_keeps_its_traced_step_and_its_report_shows_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("TWINNET_CACHE_DIR", str(tmp_path / "cache"))
+    write_mnist(tmp_path / "data" / "mnist")
+    out = tmp_path / "run"
+    assert main(["run", "mnist-numpy", "--quick", "--data-dir", str(tmp_path / "data"), "--set", "verify=false",
+                 "--out", str(out)]) == 0
+    traced = json.loads((out / "trace.json").read_text())["mnist-cnn"]
+    cfg = json.loads((out / "config.json").read_text())["config"]
+    assert traced["batch"] == min(cfg["batch_size"], 64) and traced["rows"][0]["inputs"][0] == traced["batch"]
+    report = (out / "report.md").read_text()
+    assert "## Training procedure: one step traced" in report and "im2col X (" in report
