@@ -59,3 +59,13 @@ def test_an_image_run_keeps_its_traced_step_and_its_report_shows_it(tmp_path, mo
     assert traced["batch"] == min(cfg["batch_size"], 64) and traced["rows"][0]["inputs"][0] == traced["batch"]
     report = (out / "report.md").read_text()
     assert "## Training procedure: one step traced" in report and "im2col X (" in report
+    # the schedule drawn beside the curves is the one that trained: each evaluation's recorded rate on it
+    from twinnet.experiments.image import learning_rates
+    from twinnet.runs import RunDir
+
+    run = RunDir(out)
+    epochs, lrs = learning_rates(run, json.loads((out / "summary.json").read_text()))
+    metrics = [m for m in run.metrics() if m["step"] > 0]
+    assert len(lrs) == metrics[-1]["step"] and len(set(np.round(lrs, 12))) > 2  # one-cycle: it moves
+    assert all(np.isclose(lrs[m["step"] - 1], m["lr"], rtol=1e-12) for m in metrics)
+    assert "learning rate at every step" in report

@@ -272,6 +272,7 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
         "eval_time_s": last.get("eval_s", 0.0),  # of which evaluating
         "data_load_s": round(load_s, 3),
         "steps": last["step"],
+        "train_size": len(data.train),  # the images an epoch goes through (the schedule's length depends on it)
     }
 
 
@@ -321,17 +322,43 @@ def figures(path: Path) -> None:
     if s.get("outcome") == "diverged":
         return
     a = run_dir.load_arrays("predictions.npz")  # every file read before any figure is drawn: a damaged one changes nothing
-    fig, ax = plots.figure(2, 5.5, 4.0)
+    rates = learning_rates(run_dir, s)
+    fig, ax = plots.figure(2 + (rates is not None), 5.5, 4.0)
     for j, (key, label) in enumerate((("loss", "cross-entropy loss"), ("acc", "accuracy"))):
         series = {split: ([r["epoch"] for r in metrics], [r[f"{split}_{key}"] for r in metrics])
                   for split in ("train", "val", "test") if f"{split}_{key}" in metrics[0]}
         plots.curves(ax[0, j], series, plots.SPLIT_STYLE, "epoch", label, logy=key == "loss")
         ax[0, j].set_title(f"{s['model']} ({s['engine']}): {label}")
+    if rates is not None:
+        epochs, lrs = rates
+        ax[0, 2].plot(epochs, lrs, color="k", lw=1.2)
+        ax[0, 2].scatter([r["epoch"] for r in metrics], [r["lr"] for r in metrics], s=12, color="C3", zorder=3,
+                         label="at each evaluation")
+        ax[0, 2].set(xlabel="epoch", ylabel="learning rate", title="learning-rate schedule (first group)")
+        ax[0, 2].grid(alpha=0.3)
+        ax[0, 2].legend(fontsize=8)
     plots.save(fig, run_dir.file("curves.png"))
     classes = [str(c) for c in a["classes"]]
     fig, ax = plots.figure(1, 6.5, 5.5)
     plots.confusion(ax[0, 0], confusion_matrix(a["y_true"], a["y_pred"], len(classes)), classes)
     plots.save(fig, run_dir.file("confusion.png"))
+
+
+def learning_rates(run_dir: RunDir, s: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """(epoch, lr) at every step of the run's schedule, from its configuration (None for runs that did
+    not record their training set's size)."""
+    from twinnet.config import make_config
+    from twinnet.runs import CONFIG
+
+    if "train_size" not in s:
+        return None
+    cfg = make_config(ImageConfig, run_dir.read_json(CONFIG)["config"])
+    n = int(s["train_size"])
+    steps = np.arange(1, int(s["steps"]) + 1)
+    factor = cfg.lr_factor(n)
+    # step k trains at the schedule's value k - 1 (twinnet.schedules)
+    lrs = cfg.lr * (np.ones(len(steps)) if factor is None else np.array([factor(int(k) - 1) for k in steps]))
+    return steps / cfg.steps_per_epoch(n), lrs
 
 
 def report(path: Path) -> list:
@@ -362,7 +389,9 @@ def report(path: Path) -> list:
         Section("Training curves", [Figure("curves.png", (
             f"{s['model']} ({s['engine']} engine) on {s['dataset']}: cross-entropy loss (log scale) and accuracy "
             "against epochs, train (running mean since the previous evaluation)"
-            + (", validation" if "val_acc" in metrics[0] else "") + " and test."))]),
+            + (", validation" if "val_acc" in metrics[0] else "") + " and test"
+            + ("; and the learning rate at every step (dots: as each evaluation recorded it)."
+               if "train_size" in s else ".")))]),
         Section("Analysis", [Text(analysis.overfitting(metrics)), Text(analysis.classes(cm, classes))]),
         Section("Confusion matrix and per-class accuracy", [
             Figure("confusion.png", f"Confusion matrix on the {int(cm.sum()):,} test images: rows the true class, "
