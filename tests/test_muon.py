@@ -59,17 +59,17 @@ def test_cifar_fast_puts_the_trainable_filters_under_muon_and_the_rest_under_sgd
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     groups = param_groups(model, cfg)
     filters = [g for g in groups if g.get("orthogonalize")]
-    assert len(filters) == 1 and filters[0]["lr"] == 0.24 and filters[0]["momentum"] == 0.6
+    assert len(filters) == 1 and filters[0]["lr"] == 0.12 and filters[0]["momentum"] == 0.8
     # every convolution but the frozen whitening one
     assert {id(p) for p in filters[0]["params"]} == {id(c.weight) for c in convs[1:]} and len(convs) == 7
     learner = make_learner(model, cfg, params=groups)
     opt = learner.optimizer
     assert isinstance(opt, Muon) and len(opt.param_groups) == 3
     rest, biases, muon = opt.param_groups
-    assert (rest["lr"], biases["lr"], muon["lr"]) == pytest.approx((1.656, 1.656 * 64, 0.24))
+    assert (rest["lr"], biases["lr"], muon["lr"]) == pytest.approx((0.414, 0.414 * 64, 0.12))
     assert not rest["orthogonalize"] and rest["nesterov"] and rest["momentum"] == 0.85
     learner.scale_lr(0.25)  # a schedule scales each group from its own rate
-    assert [g["lr"] for g in opt.param_groups] == pytest.approx([1.656 / 4, 1.656 * 16, 0.06])
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.414 / 4, 0.414 * 16, 0.03])
 
 
 def test_muon_is_refused_where_it_does_not_apply(capsys):
