@@ -1,7 +1,12 @@
 """``twinnet reproduce``: the assignment's runs as jobs of one sweep, one report over them, resumable."""
 
+import html
 import json
+import os
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -29,35 +34,47 @@ def test_the_parts_choose_the_jobs_and_full_adds_seeds_to_the_headline_presets()
         ReproduceConfig(parts="mlp,cnm")
 
 
-def test_reproduce_quick_writes_one_report_over_its_runs_and_continues_where_it_stopped(tmp_path, monkeypatch,
-                                                                                          capsys):
-    monkeypatch.setenv("TWINNET_CACHE_DIR", str(tmp_path / "cache"))
-    data, out = tmp_path / "data", tmp_path / "repro"
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """``twinnet reproduce --quick``, every part, on small fake MNIST and CIFAR-10: (folder, command)."""
+    root = tmp_path_factory.mktemp("reproduce")
+    data, out = root / "data", root / "repro"
     write_mnist(data / "mnist")
     write_cifar_tree(data / "cifar10", (10, 2))
-    args = ["reproduce", "--quick", "--parts", "mlp,engine", "--data-dir", str(data), "--out", str(out),
-            "--threads", "1"]
-    assert main(args) == 0
-    capsys.readouterr()
+    args = ["reproduce", "--quick", "--data-dir", str(data), "--out", str(out), "--threads", "1", "--no-verify"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TWINNET_CACHE_DIR", str(root / "cache"))
+        assert main(args) == 0
+    return out, args
+
+
+def test_reproduce_quick_writes_one_report_over_every_part(quick_run):
+    from twinnet.experiments.reproduce import PARTS
+
+    out, _ = quick_run
     report = (out / "report.md").read_text()
     titles = re.findall(r"^## (.+)$", report, flags=re.M)
-    assert titles[:3] == ["Overview", "Part 1: the MLP, NumPy against PyTorch, on toy data and on CIFAR-10",
-                          "The engine: the NumPy networks against PyTorch's"]
-    runs = ["mlp-compare", "mlp-cifar", "mlp-cifar-best", "engine-check"]
+    assert titles[:5] == ["Overview"] + [title for title, _ in PARTS.values()]
+    runs = [key for _, jobs in PARTS.values() for key, _, _ in jobs]
     for run in runs:  # each a complete run of its own, linked from the overview, its findings shown here
         assert (out / run / "report.md").is_file() and f"[{run}]({run}/report.md)" in report
         assert re.search(rf"^### {re.escape(run)}: ", report, flags=re.M)
     figures = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
-    assert figures and all((out / f).is_file() for f in figures)
-    assert any(f.startswith("engine-check/") for f in figures) and any(f.startswith("mlp-compare/") for f in figures)
+    assert all((out / f).is_file() for f in figures)
+    assert {f.split("/")[0] for f in figures} >= {"mlp-compare", "cnn-vgg", "palindrome-sweep", "engine-check"}
+    assert "im2col X (" in report and "BPTT" in report  # requirement 2's traced steps, for the CNN and the RNN
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len(figures)
     summary = json.loads((out / "summary.json").read_text())
     assert [r["job"] for r in summary["runs"]] == runs
-    # again: nothing trains twice; a part added runs alone
+
+
+def test_reproduce_again_trains_nothing_twice_and_refuses_the_wrong_folder(quick_run, tmp_path, capsys):
+    out, args = quick_run
     stamp = (out / "mlp-cifar" / "metrics.jsonl").stat().st_mtime_ns
+    capsys.readouterr()
     assert main(args) == 0
-    assert "4 runs already finished, 0 to run" in capsys.readouterr().err
+    assert "13 runs already finished, 0 to run" in capsys.readouterr().err
     assert (out / "mlp-cifar" / "metrics.jsonl").stat().st_mtime_ns == stamp
     # the wrong folder, or the wrong size, is refused before anything is written
     assert main(["reproduce", "--parts", "engine", "--out", str(out)]) == 2
@@ -66,6 +83,45 @@ def test_reproduce_quick_writes_one_report_over_its_runs_and_continues_where_it_
     assert "not a reproduce run" in capsys.readouterr().err
     assert main(["reproduce", "--quick", "--parts", "gan", "--out", str(tmp_path / "new")]) == 2
     assert "unknown part" in capsys.readouterr().err and not (tmp_path / "new").exists()
+
+
+# recorded by the page as it loads: script errors, failed resources, console.error calls, and every image's size
+_PROBE_HEAD = """<script>window.__errors = [];
+window.addEventListener("error", e => window.__errors.push(String(e.message || (e.target && e.target.src) || e)), true);
+const __ce = console.error; console.error = (...a) => { window.__errors.push(a.join(" ")); __ce(...a); };</script>"""
+_PROBE_TAIL = """<script>window.addEventListener("load", () => document.body.setAttribute("data-probe", JSON.stringify({
+  images: [...document.images].map(i => [i.naturalWidth, i.naturalHeight]),
+  headings: [...document.querySelectorAll("h2")].map(h => h.textContent), errors: window.__errors})));</script>"""
+
+
+def _chromium() -> str | None:
+    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium here (.ci/run installs Debian's chromium package)")
+def test_the_html_report_loads_in_a_real_browser_with_every_image_and_section(quick_run, tmp_path):
+    from twinnet.experiments.reproduce import PARTS
+
+    out, _ = quick_run
+    page = (out / "report.html").read_text()
+    probe = tmp_path / "probe.html"  # the report as it is, with the probe's two scripts around it
+    probe.write_text(page.replace("<head>", "<head>" + _PROBE_HEAD, 1).replace("</body>", _PROBE_TAIL + "</body>", 1))
+    flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000"]
+    dom = subprocess.run([_chromium(), *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True,
+                         timeout=240).stdout
+    found = re.search(r'data-probe="([^"]*)"', dom)
+    assert found, "the page never finished loading"
+    result = json.loads(html.unescape(found.group(1)))
+    assert result["errors"] == []
+    assert len(result["images"]) == page.count("<img") and all(w > 0 and h > 0 for w, h in result["images"])
+    assert result["headings"][:5] == ["Overview"] + [title for title, _ in PARTS.values()]
+    # the screenshot, kept as the test's artefact
+    shots = Path(os.environ.get("TWINNET_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+    shots.mkdir(parents=True, exist_ok=True)
+    shot = shots / "reproduce-quick-report.png"
+    subprocess.run([_chromium(), *flags, "--window-size=1280,2400", f"--screenshot={shot}", (out / "report.html").as_uri()],
+                   capture_output=True, timeout=240)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_engine_check_passes_the_twins_and_names_a_model_whose_numpy_layer_is_wrong(tmp_path, monkeypatch, capsys):

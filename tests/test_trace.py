@@ -69,3 +69,6 @@ def test_an_image_run_keeps_its_traced_step_and_its_report_shows_it(tmp_path, mo
     assert len(lrs) == metrics[-1]["step"] and len(set(np.round(lrs, 12))) > 2  # one-cycle: it moves
     assert all(np.isclose(lrs[m["step"] - 1], m["lr"], rtol=1e-12) for m in metrics)
     assert "learning rate at every step" in report
+    # and every step's training loss, kept beside the evaluations
+    kept = np.load(out / "predictions.npz")["step_loss"]
+    assert len(kept) == metrics[-1]["step"] and np.all(np.isfinite(kept)) and "the loss of every training step" in report

@@ -249,7 +249,8 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
     if cfg.keep_best and best is not None:  # the weights the validation set chose, as early stopping means
         final["test_loss"], final["test_acc"] = evaluate(learner, data.test.x, data.test.y)
     pred = learner.predict(data.test.x).argmax(1)
-    run_dir.save_arrays("predictions.npz", y_true=data.test.y, y_pred=pred, classes=np.array(data.classes))
+    run_dir.save_arrays("predictions.npz", y_true=data.test.y, y_pred=pred, classes=np.array(data.classes),
+                        step_loss=np.asarray(history.step_losses, np.float64))  # every step's training loss
     per_class = [float((pred[data.test.y == c] == c).mean()) for c in range(len(data.classes))]
     return {
         "outcome": "stopped early" if history.stopped_early else "completed",
@@ -327,6 +328,11 @@ def figures(path: Path) -> None:
     for j, (key, label) in enumerate((("loss", "cross-entropy loss"), ("acc", "accuracy"))):
         series = {split: ([r["epoch"] for r in metrics], [r[f"{split}_{key}"] for r in metrics])
                   for split in ("train", "val", "test") if f"{split}_{key}" in metrics[0]}
+        if key == "loss" and len(a.get("step_loss", ())):  # every step, beside the evaluations
+            steps = np.arange(1, len(a["step_loss"]) + 1)
+            per_epoch = metrics[-1]["step"] / metrics[-1]["epoch"] if metrics[-1]["epoch"] else 1
+            ax[0, j].plot(steps / per_epoch, a["step_loss"], color="0.6", lw=0.5, alpha=0.7,
+                          label="train (each step)")
         plots.curves(ax[0, j], series, plots.SPLIT_STYLE, "epoch", label, logy=key == "loss")
         ax[0, j].set_title(f"{s['model']} ({s['engine']}): {label}")
     if rates is not None:
@@ -388,7 +394,8 @@ def report(path: Path) -> list:
             Text(notes + data_note(s))]),
         Section("Training curves", [Figure("curves.png", (
             f"{s['model']} ({s['engine']} engine) on {s['dataset']}: cross-entropy loss (log scale) and accuracy "
-            "against epochs, train (running mean since the previous evaluation)"
+            "against epochs, train (running mean since the previous evaluation"
+            + ("; grey: the loss of every training step" if "train_size" in s else "") + ")"
             + (", validation" if "val_acc" in metrics[0] else "") + " and test"
             + ("; and the learning rate at every step (dots: as each evaluation recorded it)."
                if "train_size" in s else ".")))]),
