@@ -8,7 +8,7 @@ import numpy as np
 from fake_data import write_mnist
 from twinnet.architectures import MODELS, build_model
 from twinnet.cli import main
-from twinnet.trace import trace
+from twinnet.trace import MAX_BATCH, trace
 
 
 def test_a_traced_step_chains_its_shapes_forward_and_back_and_changes_nothing():
@@ -56,7 +56,7 @@ def test_an_image_run_keeps_its_traced_step_and_its_report_shows_it(tmp_path, mo
                  "--out", str(out)]) == 0
     traced = json.loads((out / "trace.json").read_text())["mnist-cnn"]
     cfg = json.loads((out / "config.json").read_text())["config"]
-    assert traced["batch"] == min(cfg["batch_size"], 64) and traced["rows"][0]["inputs"][0] == traced["batch"]
+    assert traced["batch"] == min(cfg["batch_size"], MAX_BATCH) and traced["rows"][0]["inputs"][0] == traced["batch"]
     report = (out / "report.md").read_text()
     assert "## Training procedure: one step traced" in report and "im2col X (" in report
     # the schedule drawn beside the curves is the one that trained: each evaluation's recorded rate on it

@@ -151,7 +151,7 @@ def rows_as_dicts(rows: list[TraceRow]) -> list[dict]:
 
 
 TRACE = "trace.json"
-MAX_BATCH = 64  # the batch traced: the run's, up to this (the shapes scale with N; the cost too)
+MAX_BATCH = 16  # the batch traced: the run's, up to this (the shapes scale with N; the cost too)
 
 
 def save_trace(run, label: str, build, x: np.ndarray, y: np.ndarray) -> None:
