@@ -69,7 +69,7 @@ def test_reproduce_quick_writes_one_report_over_every_part(quick_run):
     assert [r["job"] for r in summary["runs"]] == runs
 
 
-def test_reproduce_again_trains_nothing_twice_and_refuses_the_wrong_folder(quick_run, tmp_path, capsys):
+def test_reproduce_again_trains_nothing_twice_and_refuses_the_wrong_folder(quick_run, tmp_path, capsys, monkeypatch):
     out, args = quick_run
     stamp = (out / "mlp-cifar" / "metrics.jsonl").stat().st_mtime_ns
     capsys.readouterr()
@@ -83,6 +83,12 @@ def test_reproduce_again_trains_nothing_twice_and_refuses_the_wrong_folder(quick
     assert "not a reproduce run" in capsys.readouterr().err
     assert main(["reproduce", "--quick", "--parts", "gan", "--out", str(tmp_path / "new")]) == 2
     assert "unknown part" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    # data that is not there is named before anything trains
+    monkeypatch.delenv("TWINNET_DATA_DIR", raising=False)
+    assert main(["reproduce", "--quick", "--parts", "rnn,mlp", "--out", str(tmp_path / "new")]) == 2
+    err = capsys.readouterr().err
+    assert "no CIFAR-10 data directory given" in err and "mlp-cifar, mlp-cifar-best read it" in err
+    assert not (tmp_path / "new" / "palindrome-sweep").exists()
 
 
 # recorded by the page as it loads: script errors, failed resources, console.error calls, and every image's size

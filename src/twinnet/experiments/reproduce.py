@@ -85,8 +85,30 @@ class ReproduceConfig(BaseConfig):
         return out
 
 
+def check_data(jobs: list[Job], data_dir: Path | None) -> None:
+    """Before anything trains: every dataset the jobs read can be found (a one-line error naming the
+    part to leave out otherwise)."""
+    from twinnet import TwinnetError
+    from twinnet.data import cifar, mnist
+    from twinnet.runner import resolve_config
+
+    needed: dict[str, list[str]] = {}
+    for j in jobs:
+        dataset = getattr(resolve_config(j.experiment, quick=j.quick, values=j.values), "dataset", None)
+        if dataset in ("mnist", "cifar10"):
+            needed.setdefault(dataset, []).append(j.key)
+    for dataset, keys in needed.items():
+        try:
+            cifar._find_source(data_dir, download=False) if dataset == "cifar10" else mnist._find_files(mnist._MNIST,
+                                                                                                      data_dir)
+        except TwinnetError as e:
+            raise TwinnetError(f"{e} ({', '.join(keys)} read it: pass --data-dir, or leave their part out with "
+                               "--parts)") from None
+
+
 def run(cfg: ReproduceConfig, run_dir: RunDir, ctx) -> dict:
     jobs = cfg.jobs(ctx.quick)
+    check_data([j for _, j in jobs], ctx.data_dir)
     done = run_sweep(run_dir, [j for _, j in jobs], threads=ctx.threads, command=ctx.command, data=ctx.data_dir,
                      name="reproduce")
     return {"runs": [{"job": j.key, "part": part, "experiment": j.experiment, "seed": j.seed,
