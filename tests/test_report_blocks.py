@@ -194,3 +194,18 @@ def test_write_report_writes_the_html_beside_the_markdown(tmp_path):
     assert figures and page.count("data:image/png;base64,") == len(figures)
     for heading in (line.lstrip("#").strip() for line in md.splitlines() if line.startswith("#")):
         assert heading.split("`")[0][:20] in page
+
+
+def test_relocated_blocks_point_into_their_folder_and_leave_the_rest_alone():
+    from twinnet.report.blocks import Figure, Section, Table, Text, relocated
+
+    blocks = [Section("a", [Figure("curves.png", "c"),
+                            Text("see [course](course/report.md), [web](https://x.org/a), [top](#a), [abs](/tmp/r)"),
+                            Table(["run", "n"], [["[b](b/report.md)", 3]], {1}, "cap")])]
+    (moved,) = relocated(blocks, "cnn-ablation")
+    figure, text, table = moved.blocks
+    assert figure == Figure("cnn-ablation/curves.png", "c") and moved.title == "a"
+    assert text.markdown == ("see [course](cnn-ablation/course/report.md), [web](https://x.org/a), [top](#a), "
+                             "[abs](/tmp/r)")
+    assert table.rows == [["[b](cnn-ablation/b/report.md)", 3]] and table.numeric == {1} and table.caption == "cap"
+    assert blocks[0].blocks[0].file == "curves.png"  # the originals unchanged

@@ -9,6 +9,7 @@ Every Markdown table, in reports and elsewhere, comes from ``markdown_table``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath, PureWindowsPath
@@ -129,14 +130,24 @@ def _render(blocks: Iterable[Block], level: int) -> str:
     return "\n\n".join(part for part in (_markdown(b, level) for b in blocks) if part)
 
 
+_RELATIVE_LINK = re.compile(r"\]\((?![A-Za-z][A-Za-z0-9+.-]*:|/|#)([^)\s]+)\)")
+
+
 def relocated(blocks: Iterable[Block], folder: str) -> list[Block]:
     """The blocks of a run kept in ``folder`` (a sub-directory of another run) as that run's report shows
-    them: every figure's file prefixed by the folder, the rest unchanged."""
+    them: every figure's file, and every relative Markdown link, prefixed by the folder."""
+    def move(text):
+        return _RELATIVE_LINK.sub(lambda m: f"]({folder}/{m.group(1)})", text) if isinstance(text, str) else text
+
     out: list[Block] = []
     for block in blocks:
         if isinstance(block, Figure):
             block = Figure(f"{folder}/{block.file}", block.caption)
         elif isinstance(block, Section):
             block = Section(block.title, relocated(block.blocks, folder))
+        elif isinstance(block, Text):
+            block = Text(move(block.markdown))
+        elif isinstance(block, Table):
+            block = Table(block.headers, [[move(c) for c in row] for row in block.rows], block.numeric, block.caption)
         out.append(block)
     return out
