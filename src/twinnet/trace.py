@@ -156,11 +156,14 @@ MAX_BATCH = 16  # the batch traced: the run's, up to this (the shapes scale with
 
 def save_trace(run, label: str, build, x: np.ndarray, y: np.ndarray) -> None:
     """Trace one step of a fresh NumPy-engine ``build(nn)`` on the real batch ``(x, y)`` and add it
-    under ``label`` to the run directory's trace.json (the model that trains is never touched)."""
+    under ``label`` to the run directory's trace.json (the model that trains is never touched). A
+    resumed run keeps the trace its start wrote: nothing is written before its checkpoint is checked."""
     from twinnet.architectures import nn_namespace
 
-    model = build(nn_namespace("numpy")).to(x.dtype)
     table = run.read_json(TRACE) if run.file(TRACE).exists() else {}
+    if label in table:
+        return
+    model = build(nn_namespace("numpy")).to(x.dtype)
     table[label] = {"batch": int(len(x)), "rows": rows_as_dicts(trace(model, x, y))}
     run.write_json(TRACE, table)
 
