@@ -48,6 +48,7 @@ def quick_run(tmp_path_factory):
     return out, args
 
 
+@pytest.mark.slow
 def test_reproduce_quick_writes_one_report_over_every_part(quick_run):
     from twinnet.experiments.reproduce import PARTS
 
@@ -69,6 +70,7 @@ def test_reproduce_quick_writes_one_report_over_every_part(quick_run):
     assert [r["job"] for r in summary["runs"]] == runs
 
 
+@pytest.mark.slow
 def test_reproduce_again_trains_nothing_twice_and_refuses_the_wrong_folder(quick_run, tmp_path, capsys, monkeypatch):
     out, args = quick_run
     stamp = (out / "mlp-cifar" / "metrics.jsonl").stat().st_mtime_ns
@@ -104,6 +106,7 @@ def _chromium() -> str | None:
     return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_chromium() is None, reason="no Chromium here (.ci/run installs Debian's chromium package)")
 def test_the_html_report_loads_in_a_real_browser_with_every_image_and_section(quick_run, tmp_path):
     from twinnet.experiments.reproduce import PARTS
