@@ -68,6 +68,8 @@ def test_reproduce_quick_writes_one_report_over_every_part(quick_run):
     assert page.count("data:image/png;base64,") == len(figures)
     summary = json.loads((out / "summary.json").read_text())
     assert [r["job"] for r in summary["runs"]] == runs
+    compare = next(r for r in summary["runs"] if r["job"] == "mlp-compare")["headline"]
+    assert compare.startswith("largest relative difference between the engines' loss curves") and "\n" not in compare
 
 
 @pytest.mark.slow

@@ -118,7 +118,9 @@ def run(cfg: ReproduceConfig, run_dir: RunDir, ctx) -> dict:
 def _headline(path: Path, summary: dict) -> str:
     from twinnet.runner import headline
 
-    return headline(path) or str(summary.get("outcome", ""))
+    text = headline(path) or str(summary.get("outcome", ""))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return "; ".join(lines[-2:])  # a headline that prints a table (mlp-compare) ends with its verdict
 
 
 def report(path: Path) -> list:
