@@ -1,10 +1,14 @@
 """Time one full training step (forward, backward, optimiser) in both engines, side by side.
 
     python bench/engine_vs_torch.py [--threads 2] [--repeats 5] [--networks vgg-reduced,mnist-cnn,mlp-cifar]
+    python bench/engine_vs_torch.py --networks airbench94 --optimizer SGD --repeats 2 --rounds 1 --channels-last
 
-Prints one line per network: ``<network> numpy_s=<s> torch_s=<s> ratio=<numpy/torch>``
-(median seconds per step; each engine timed in --rounds blocks of --repeats steps, the blocks
-alternating between the engines, each after two warm-up steps).
+Prints one line per network: ``<network> batch=<n> numpy_s=<s> torch_s=<s> ratio=<numpy/torch>
+numpy_epoch_s=<s> torch_epoch_s=<s>`` (median seconds per step; each engine timed in --rounds blocks
+of --repeats steps, the blocks alternating between the engines, each after two warm-up steps; an
+epoch's time is the step's times the steps of one epoch of --epoch-images images, a projection).
+airbench94 is the network of the airbench94 and cifar-fast presets, timed at cifar-fast's batch of
+1,000 (Muon, cifar-fast's optimiser for its filters, is the torch engine's alone: compare with SGD).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from twinnet import hardware, numpy_nn
 from twinnet.architectures import MODELS, nn_namespace
 from twinnet.learner import skip_input_grad
 
-BATCH = {"vgg-reduced": 128, "mnist-cnn": 128, "mlp-cifar": 128}
+BATCH = {"vgg-reduced": 128, "mnist-cnn": 128, "mlp-cifar": 128, "airbench94": 1000}
 
 
 def _optimizers(numpy_model, torch_model, name: str):
@@ -52,7 +56,8 @@ def time_pair(step_a, step_b, repeats: int, rounds: int = 2) -> tuple[float, flo
     return statistics.median(a), statistics.median(b)
 
 
-def bench(name: str, repeats: int, rounds: int, optimizer: str) -> tuple[float, float]:
+def bench(name: str, repeats: int, rounds: int, optimizer: str, batch: int, channels_last: bool
+          ) -> tuple[float, float]:
     spec = MODELS[name]
     torch.manual_seed(0)
     torch_model = spec.build(nn_namespace("torch"))
@@ -61,10 +66,13 @@ def bench(name: str, repeats: int, rounds: int, optimizer: str) -> tuple[float, 
     skip_input_grad(numpy_model)  # as the training loop does; torch skips it for data without requires_grad
     np_opt, t_opt = _optimizers(numpy_model, torch_model, optimizer)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((BATCH[name], *spec.input_shape)).astype(np.float32)
-    y = rng.integers(0, 10, BATCH[name])
+    x = rng.standard_normal((batch, *spec.input_shape)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
     loss_np, loss_t = numpy_nn.CrossEntropyLoss(), torch.nn.CrossEntropyLoss()
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    if channels_last and xt.dim() == 4:  # as the torch engine trains images by default (ImageConfig.channels_last)
+        torch_model = torch_model.to(memory_format=torch.channels_last)
+        xt = xt.contiguous(memory_format=torch.channels_last)
 
     def numpy_step():
         np_opt.zero_grad()
@@ -89,16 +97,24 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5, help="timed blocks per engine, alternating (default 5)")
     p.add_argument("--networks", default="vgg-reduced,mnist-cnn,mlp-cifar")
     p.add_argument("--optimizer", default="Adam", help="Adam, AdamW, SGD, ... (same in both engines)")
+    p.add_argument("--batch", type=int, default=0, help="batch size (default: 128; airbench94 1,000)")
+    p.add_argument("--channels-last", action="store_true", help="torch in channels-last layout, as twinnet trains "
+                                                                 "images (default: NCHW, as the earlier figures)")
+    p.add_argument("--epoch-images", type=int, default=50_000, help="images in one epoch (default: CIFAR-10's 50,000)")
     args = p.parse_args()
     hardware.set_threads(args.threads)  # torch, the BLAS and the engine's elementwise threads alike
     numpy_nn.backend.tune_allocator()  # as `twinnet run` does; the torch runs in this process share it
-    print(f"# threads={args.threads} batch=128 float32 optimizer={args.optimizer} "
+    print(f"# threads={args.threads} float32 optimizer={args.optimizer} torch layout="
+          f"{'channels-last' if args.channels_last else 'NCHW'} cpu={hardware.cpu_name()} "
           f"numpy={np.__version__} torch={torch.__version__} "
           f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}"
           f"{'' if twinnet.BLAS_SPIN_LIMITED else ' (NumPy loaded first: not applied)'}")
     for name in args.networks.split(","):
-        np_s, t_s = bench(name, args.repeats, args.rounds, args.optimizer)
-        print(f"{name} numpy_s={np_s:.4f} torch_s={t_s:.4f} ratio={np_s / t_s:.2f}", flush=True)
+        batch = args.batch or BATCH[name]
+        np_s, t_s = bench(name, args.repeats, args.rounds, args.optimizer, batch, args.channels_last)
+        steps = -(-args.epoch_images // batch)
+        print(f"{name} batch={batch} numpy_s={np_s:.4f} torch_s={t_s:.4f} ratio={np_s / t_s:.2f} "
+              f"numpy_epoch_s={steps * np_s:.0f} torch_epoch_s={steps * t_s:.0f}", flush=True)
 
 
 if __name__ == "__main__":

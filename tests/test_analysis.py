@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from twinnet.report.analysis import classes, overfitting
+from twinnet.registry import Published
+from twinnet.report.analysis import against_published, agreement, classes, collapse, overfitting
 
 
 def _records(train, test):
@@ -32,3 +33,49 @@ def test_the_weakest_classes_and_most_confused_pairs_are_read_from_the_matrix():
     assert "overall test accuracy of 81.67%" in said
     assert "dog taken for cat (30 of 100 dog images), dog taken for car (10 of 100 dog images), cat taken for dog" in said
     assert "most frequent confusions" not in classes(np.diag([5, 5, 5]), ["a", "b", "c"])
+
+
+def test_a_run_is_set_beside_each_published_figure_with_the_difference_in_points():
+    said = against_published(0.8123, [Published(0.84, "reduced VGG, Adam"), Published(0.80, "another")])
+    assert "84.00% (reduced VGG, Adam): this run's 81.23% is 2.77 points below it" in said
+    assert "80.00% (another): this run's 81.23% is 1.23 points above it" in said
+    assert "JPEG" not in said and "--quick" not in said
+    lossy = against_published(0.8123, [Published(0.84, "x")], lossy=True, quick=True)
+    assert "JPEG copy" in lossy and "not a like-for-like" in lossy and "--quick run" in lossy
+    assert against_published(0.5, []) == ""
+
+
+def test_a_published_range_says_whether_the_run_lies_within_above_or_below_it():
+    r = [Published(0.96, "students", high=0.985)]
+    assert "this run's 97.00% is within that range" in against_published(0.97, r)
+    assert "this run's 99.00% is 0.50 points above it" in against_published(0.99, r)
+    assert "this run's 95.00% is 1.00 points below it" in against_published(0.95, r)
+
+
+def test_engine_agreement_is_measured_against_the_dtypes_epsilon():
+    close = agreement(4.4e-14, 1200, "float64")
+    assert "at most 4.4e-14 (relative) over 1,200 steps, 198 times float64's machine epsilon" in close
+    assert "rounding alone" in close
+    grown = agreement(3e-3, 500, "float32")
+    assert "25,166 times float32's" in grown and "agree in shape" in grown
+    assert "parted" in agreement(0.9, 10, "float32")
+    assert "identical, bit for bit, at every one of the 7 steps" in agreement(0.0, 7, "float64")
+
+
+def _rows(means, spread=0.0, n=3, start=5, step=5):
+    return [{"length": start + step * k, "mean": m, "min": max(m - spread, 0), "max": min(m + spread, 1), "n": n}
+            for k, m in enumerate(means)]
+
+
+def test_collapse_names_the_first_failing_length_chance_and_the_widest_seed_spread():
+    rows = _rows([1.0, 0.995, 0.6, 0.11])
+    rows[2].update(min=0.2, max=0.98)
+    said = collapse("vanilla RNN", rows)
+    assert said.startswith("The vanilla RNN held a mean of at least 99.00% up to T=10 and first fell below it at T=15 "
+                           "(mean 60.00% over 3 seeds, seeds from 20.00% to 98.00%); it is at chance (10.00%) by T=20.")
+    assert "spread most at T=15: from 20.00% to 98.00%" in said
+    assert "beyond this sweep" in collapse("GRU", _rows([1.0, 1.0]))
+    assert "up to T=10, 100.00% there" in collapse("GRU", _rows([1.0, 1.0]))
+    assert "never reached 99.00%: first fell below it at T=5" in collapse("LSTM", _rows([0.5, 0.4]))
+    assert "passed again (T=15)" in collapse("LSTM", _rows([1.0, 0.5, 1.0]))
+    assert "no finished runs" in collapse("LSTM", [])

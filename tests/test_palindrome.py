@@ -218,7 +218,7 @@ def test_a_run_stopped_mid_way_continues_from_its_checkpoint_to_the_unbroken_res
     from twinnet.recurrent_task import train_one
 
     cfg, path = _tiny(engine=engine), tmp_path / "run.pt"
-    whole, learner, records = train_one(cfg, progress=False)
+    whole, learner, records, losses = train_one(cfg, progress=False)
 
     def stop_at_150(rec):
         if rec["step"] == 150:  # after the checkpoint at step 100, past an evaluation and a curriculum step
@@ -228,7 +228,9 @@ def test_a_run_stopped_mid_way_continues_from_its_checkpoint_to_the_unbroken_res
         train_one(cfg, on_eval=stop_at_150, progress=False, checkpoints=_saver(cfg, path))
     assert path.exists()
     seen = []
-    again, learner2, records2 = train_one(cfg, on_eval=seen.append, progress=False, checkpoints=_saver(cfg, path))
+    again, learner2, records2, losses2 = train_one(cfg, on_eval=seen.append, progress=False,
+                                                   checkpoints=_saver(cfg, path))
+    assert len(losses) == whole["steps_done"] and losses2 == losses  # every step's loss, those before the stop too
     assert again["resumed_from_step"] == 100 and whole["resumed_from_step"] is None
     assert [r["step"] for r in seen] == [150, 200, 250]  # only the evaluations after the checkpoint are new
     assert [r["length"] for r in records2] == [r["length"] for r in records]
@@ -246,7 +248,7 @@ def test_a_run_stopped_right_after_stopping_early_resumes_to_the_same_early_stop
     from twinnet import recurrent_task as palindrome
 
     cfg, path = _tiny(stop_acc=0.01), tmp_path / "run.pt"  # any evaluation after step 0 ends the run
-    whole, learner, _ = palindrome.train_one(cfg, progress=False)
+    whole, learner, _, _ = palindrome.train_one(cfg, progress=False)
     assert (whole["outcome"], whole["steps_done"]) == ("stopped early", 50)
     real_save = checkpoint.save
 
@@ -259,7 +261,7 @@ def test_a_run_stopped_right_after_stopping_early_resumes_to_the_same_early_stop
     with pytest.raises(_Break):
         palindrome.train_one(cfg, progress=False, checkpoints=_saver(cfg, path))
     monkeypatch.setattr(checkpoint, "save", real_save)
-    again, learner2, records2 = palindrome.train_one(cfg, progress=False, checkpoints=_saver(cfg, path))
+    again, learner2, records2, _ = palindrome.train_one(cfg, progress=False, checkpoints=_saver(cfg, path))
     assert again["resumed_from_step"] == 50 and [r["step"] for r in records2] == [0, 50]  # nothing trained again
     for key in ("test_acc", "test_loss", "best_eval_acc", "weights_from_step", "steps_done", "outcome"):
         assert again[key] == whole[key], key
@@ -286,9 +288,9 @@ def test_a_checkpoint_from_other_settings_is_refused_by_name(tmp_path):
 def test_a_checkpoint_that_cannot_be_saved_costs_a_warning_not_the_run(tmp_path, capsys):
     from twinnet.recurrent_task import train_one
 
-    plain, _, _ = train_one(_tiny(), progress=False)
+    plain, _, _, _ = train_one(_tiny(), progress=False)
     nowhere = tmp_path / "no such folder" / "run.pt"
-    result, _, _ = train_one(_tiny(), progress=False, checkpoints=_saver(_tiny(), nowhere))
+    result, _, _, _ = train_one(_tiny(), progress=False, checkpoints=_saver(_tiny(), nowhere))
     assert result["test_acc"] == plain["test_acc"] and result["test_loss"] == plain["test_loss"]
     err = [line for line in capsys.readouterr().err.splitlines() if "cannot save the checkpoint" in line]
     assert len(err) == 1 and str(nowhere) in err[0]  # said once, not at every later attempt

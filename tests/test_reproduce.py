@@ -26,10 +26,11 @@ def test_the_parts_choose_the_jobs_and_full_adds_seeds_to_the_headline_presets()
         "cnn-vgg-best", "cnn-vgg-best-seed1", "cnn-vgg-best-seed2"]
     seeds = {j.key: j.seed for _, j in ReproduceConfig(parts="cnn", level="full", seed=5).jobs()}
     assert (seeds["mnist-numpy"], seeds["mnist-numpy-seed2"], seeds["cnn-vgg"]) == (5, 7, 5)
-    numpy_vgg = next(j for _, j in jobs if j.key == "cnn-vgg-numpy")
-    assert (numpy_vgg.experiment, numpy_vgg.values) == ("cnn-vgg", {"engine": "numpy"})
+    vgg = next(j for _, j in jobs if j.key == "cnn-vgg")  # in both engines
+    assert (vgg.experiment, vgg.values) == ("engine-compare", {"preset": "cnn-vgg"})
     unverified = {j.key: j.values for _, j in ReproduceConfig(verify=False).jobs()}
     assert unverified["mnist-numpy"]["verify"] is False and "verify" not in unverified["palindrome-sweep"]
+    assert unverified["cnn-vgg"]["verify"] is False  # engine-compare passes it on to its runs
     with pytest.raises(ValueError, match="unknown part"):
         ReproduceConfig(parts="mlp,cnm")
 
@@ -64,6 +65,18 @@ def test_reproduce_quick_writes_one_report_over_every_part(quick_run):
     assert all((out / f).is_file() for f in figures)
     assert {f.split("/")[0] for f in figures} >= {"mlp-compare", "cnn-vgg", "palindrome-sweep", "engine-check"}
     assert "im2col X (" in report and "BPTT" in report  # requirement 2's traced steps, for the CNN and the RNN
+    # the CNN and the RNN across engines, as the MLP: same weights and batches, curves, agreement, time
+    assert report.count("#### NumPy against PyTorch, the whole run") == 2
+    assert "cnn-vgg/engines.png" in figures and "rnn-engines/engines.png" in figures
+    assert "cnn-vgg/numpy/curves.png" in figures and "cnn-vgg/torch/curves.png" in figures
+    for run in ("cnn-vgg", "rnn-engines"):
+        s = json.loads((out / run / "summary.json").read_text())
+        assert s["steps_compared"] > 0 and s["first_rel_loss_diff"] < 1e-5  # float32: one step, rounding alone
+    assert report.count("in the NumPy engine and") == 2  # and the time each took
+    # requirement 3: sentences from the numbers, against the published figures too
+    assert "Published for the same work: 84.00% (the reduced VGG with Adam" in report
+    assert "--quick run" in report and "The vanilla RNN " in report
+    assert "The course's published vanilla-RNN runs collapse somewhere between T=12 and T=20" in report
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len(figures)
     summary = json.loads((out / "summary.json").read_text())

@@ -130,7 +130,8 @@ def save_model_structure(run_dir, cfg: PalindromeConfig) -> list[dict]:
 
 
 def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None, checkpoints=None, on_restore=None):
-    """Train one model; returns (result, learner, evaluation records). ``on_eval(rec)`` sees each record.
+    """Train one model; returns (result, learner, evaluation records, every step's training loss).
+    ``on_eval(rec)`` sees each record.
 
     ``checkpoints``: a ``twinnet.checkpoint.Checkpointer``; the run continues from its checkpoint,
     if there is one, to the result an unbroken run gives (``on_restore(state)`` is told first)."""
@@ -151,13 +152,15 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None,
             on_eval(rec)
 
     outcome, history, start = "completed", None, time.perf_counter()
+    step_losses: list[float] = []
     try:
         history = fit(learner, data, eval_set, cfg, monitor="test_acc", on_eval=record, checkpoints=checkpoints,
                       resume=resume, desc=f"{cfg.model} T={cfg.length}", progress=progress)
+        step_losses = history.step_losses
         if history.stopped_early:
             outcome = "stopped early"
     except Diverged as e:  # a result like any other: the sweep goes on, the figures say so
-        outcome, best = "diverged", e.history.best
+        outcome, best, step_losses = "diverged", e.history.best, e.history.step_losses
         if cfg.keep_best and best is not None:
             learner.load_weights(best["weights"])
     train_s = time.perf_counter() - start + (resume.elapsed_s if resume is not None else 0.0)
@@ -176,4 +179,4 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None,
         "params": count_parameters(models["numpy"]),
         "resumed_from_step": None if resume is None else resume.step,  # continued from a checkpoint there
     }
-    return result, learner, records
+    return result, learner, records, step_losses

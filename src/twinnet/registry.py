@@ -12,6 +12,16 @@ from twinnet import TwinnetError
 
 
 @dataclass(frozen=True)
+class Published:
+    """A published result for the same work (from the course's brief, docs/COURSE.md): a test accuracy,
+    or a range of them, and what reached it. Reports set a run's figure beside it."""
+
+    accuracy: float
+    what: str
+    high: float | None = None  # a range: accuracy to high
+
+
+@dataclass(frozen=True)
 class Experiment:
     """A named, configurable experiment."""
 
@@ -26,6 +36,7 @@ class Experiment:
     quick: Mapping[str, Any] = field(default_factory=dict)  # overrides for a smoke-test-sized run
     headline: Callable[[dict], str] | None = None  # summary -> short text printed at the end of a run
     figures: Callable[[Path], None] | None = None  # draws the run's PNGs from its files; called before ``report``
+    published: tuple[Published, ...] = ()  # published results for the same work, set beside a run's in its report
 
 
 EXPERIMENTS: dict[str, Experiment] = {}

@@ -20,7 +20,7 @@ from twinnet.learner import FlipAveraged, Lookahead, evaluate, make_learner
 from twinnet.registry import Experiment, register
 from twinnet.report import analysis, plots
 from twinnet.report.blocks import Figure, Section, Table, Text
-from twinnet.runs import CHECKPOINT, METRICS, SUMMARY, RunDir
+from twinnet.runs import CHECKPOINT, CONFIG, METRICS, SUMMARY, RunDir
 from twinnet.structure import count_parameters, save_structures
 from twinnet.train import Diverged, fit, global_batch, train_config
 from twinnet.twins import DTYPES, build_twins
@@ -399,7 +399,8 @@ def report(path: Path) -> list:
             + (", validation" if "val_acc" in metrics[0] else "") + " and test"
             + ("; and the learning rate at every step (dots: as each evaluation recorded it)."
                if "train_size" in s else ".")))]),
-        Section("Analysis", [Text(analysis.overfitting(metrics)), Text(analysis.classes(cm, classes))]),
+        Section("Analysis", [Text(analysis.overfitting(metrics)), Text(analysis.classes(cm, classes)),
+                             Text(_against_published(run_dir, s))]),
         Section("Confusion matrix and per-class accuracy", [
             Figure("confusion.png", f"Confusion matrix on the {int(cm.sum()):,} test images: rows the true class, "
                                     "columns the predicted one, each cell the percentage of its row's images."),
@@ -407,6 +408,21 @@ def report(path: Path) -> list:
                   [[c, f"{100 * cm[i, i] / max(cm[i].sum(), 1):.2f}%", int(cm[i].sum())]
                    for i, c in enumerate(classes)], {1, 2})]),
     ]
+
+
+def _against_published(run_dir: RunDir, s: dict) -> str:
+    """The sentence setting this run beside the published results of its experiment (none: empty)."""
+    from twinnet.registry import EXPERIMENTS
+
+    try:
+        config = run_dir.read_json(CONFIG)
+    except TwinnetError:
+        return ""
+    experiment = EXPERIMENTS.get(config.get("experiment")) if isinstance(config, dict) else None
+    if experiment is None:
+        return ""
+    return analysis.against_published(s["test_acc"], experiment.published, bool(s.get("lossy_data")),
+                                      bool(config.get("quick")))
 
 
 def data_note(s: dict) -> str:
@@ -424,7 +440,9 @@ def headline(s: dict) -> str:
             f"{s['steps']:,} steps in {s['train_time_s']:.1f} s")
 
 
-def preset(name: str, description: str, defaults: dict, quick: dict) -> Experiment:
-    """Register a named preset of the image runner."""
+def preset(name: str, description: str, defaults: dict, quick: dict, published: tuple = ()) -> Experiment:
+    """Register a named preset of the image runner (``published``: results for the same work, to set beside
+    a run's)."""
     return register(Experiment(name=name, description=description, config_cls=ImageConfig, run=run, report=report,
-                               figures=figures, headline=headline, defaults=defaults, quick=quick))
+                               figures=figures, headline=headline, defaults=defaults, quick=quick,
+                               published=published))

@@ -12,15 +12,16 @@ from twinnet.architectures import mlp_layers
 from twinnet.data.arrays import ArrayDataset
 from twinnet.data.toy import TOY_DATASETS, make_toy
 from twinnet.learner import make_learner
-from twinnet.registry import Experiment, register
-from twinnet.report import plots
+from twinnet.registry import Experiment, Published, get_experiment, register
+from twinnet.report import analysis, plots
 from twinnet.report.blocks import Figure, Section, Table, Text
-from twinnet.runs import SUMMARY, RunDir
+from twinnet.runs import CONFIG, SUMMARY, RunDir
 from twinnet.structure import save_structures
 from twinnet.train import Diverged, fit, train_config
 from twinnet.twins import build_twins, max_relative_difference
 
 ENGINES = ("numpy", "torch")
+PUBLISHED_ON = ("moons", "circles")  # the datasets the published student results are for
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,13 @@ def report(path: Path) -> list:
              f"{r['train_loss']:.4f}", f"{r['test_loss']:.4f}"] for r in summary["results"]]
     agree_rows = [[d, a["steps"], a["dtype"], a["same_init"], f"{a['max_rel_loss_diff']:.2e}"]
                   for d, a in summary["agreement"].items()]
+    config = RunDir(path).read_json(CONFIG)
+    said = [f"{d}: " + analysis.agreement(a["max_rel_loss_diff"], a["steps"], a["dtype"])
+            for d, a in summary["agreement"].items()]
+    published = get_experiment("mlp-compare").published
+    said += [f"{r['dataset']}, {r['engine']} engine: " + analysis.against_published(
+        r["test_acc"], published, quick=bool(config.get("quick"))) for r in summary["results"]
+        if r["dataset"] in PUBLISHED_ON]
     return [
         Section("Final figures", [Table(["dataset", "engine", "train acc", "test acc", "train loss", "test loss"],
                                         rows, {2, 3, 4, 5})]),
@@ -175,6 +183,7 @@ def report(path: Path) -> list:
             Text("Largest relative difference between the two engines' training-loss curves, step by step (same "
                  "initial weights, same batches)."),
             Table(["dataset", "steps", "dtype", "same init", "max relative difference"], agree_rows, {1, 4})]),
+        Section("Analysis", [Text(t) for t in said]),
         *(Section(d, [Figure(f"{d}_{kind}.png", caption.format(d=d)) for kind, caption in CAPTIONS.items()])
           for d in summary["agreement"]),
     ]
@@ -203,5 +212,6 @@ register(
         figures=figures,
         quick={"epochs": 2, "n_samples": 100, "grid": 30},
         headline=headline,
+        published=(Published(0.96, "published student results on moons and circles, both engines", high=0.985),),
     )
 )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from twinnet.checkpoint import Checkpointer
 from twinnet.config import to_dict
 from twinnet.recurrent_task import BEST, MODEL_NAMES, PalindromeConfig, save_model_structure, train_one
@@ -16,6 +18,8 @@ from twinnet.report import plots
 from twinnet.report.blocks import Figure, Section, Table, Text
 from twinnet.runs import CHECKPOINT, METRICS, SUMMARY, RunDir
 
+STEP_LOSS = "step_loss.npz"
+
 
 def run(cfg: PalindromeConfig, run_dir: RunDir, ctx) -> dict:
     checkpoints = Checkpointer(run_dir.file(CHECKPOINT), to_dict(cfg), cfg.resume_may_change, tolerant=True)
@@ -23,8 +27,10 @@ def run(cfg: PalindromeConfig, run_dir: RunDir, ctx) -> dict:
         run_dir.file(METRICS).unlink()
     params = save_model_structure(run_dir, cfg)
     # a resumed run's metrics file may hold evaluations made after the checkpoint: keep exactly the checkpoint's
-    result, _, _ = train_one(cfg, on_eval=run_dir.append_metrics, progress=ctx.progress, checkpoints=checkpoints,
-                             on_restore=lambda state: run_dir.write_metrics(state.history.records))
+    result, _, _, step_losses = train_one(cfg, on_eval=run_dir.append_metrics, progress=ctx.progress,
+                                          checkpoints=checkpoints,
+                                          on_restore=lambda state: run_dir.write_metrics(state.history.records))
+    run_dir.save_arrays(STEP_LOSS, step_loss=np.asarray(step_losses, np.float64))  # every step's training loss
     return {**result, "parameters": params}
 
 

@@ -20,7 +20,7 @@ from twinnet import hardware
 from twinnet.recurrent_task import BEST, MODEL_NAMES, MODELS, Recipe, check_grid, job_config, job_values, \
     save_model_structure
 from twinnet.registry import Experiment, register
-from twinnet.report import plots
+from twinnet.report import analysis, plots
 from twinnet.report.blocks import Figure, Section, Table, Text
 from twinnet.runs import RESULTS, SUMMARY, RunDir
 from twinnet.sweep import Job, run_sweep
@@ -28,6 +28,7 @@ from twinnet.sweep import Job, run_sweep
 # relative cost of one step per time step (bench/rnn_step.py), to start the longest runs first
 COST = {"rnn": 1.0, "irnn": 1.0, "lstm": 3.5, "gru": 2.5}
 PASS = 0.99  # "learnt": mean test accuracy over the seeds at least this
+PUBLISHED_COLLAPSE = (12, 20)  # the course's published vanilla-RNN runs collapse between these lengths T
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,8 @@ def report(path: Path) -> list:
                     _or_none(s["longest_T_99"][m]["longest_T_unbroken"])] for m in models], {1, 2}),
             Text(f"**{s['missing_runs']} runs missing**: resume with `twinnet run palindrome-sweep --resume {path}`."
                  if s["missing_runs"] else "")]),
+        Section("Analysis", [*(Text(analysis.collapse(MODEL_NAMES[m], s["accuracy"][m], PASS)) for m in models),
+                             Text(_against_published(s))]),
         Section("Accuracy against length", [
             Figure("accuracy_vs_length.png", f"Test accuracy on fresh samples against the palindrome length T, per "
                                              f"model: mean over the {len(seeds)} seeds, the band one standard "
@@ -196,6 +199,23 @@ def report(path: Path) -> list:
             Text(f"Every run is a complete run directory under `runs/` with its own report; `{RESULTS}` holds each "
                  "one's summary (one JSON line per run).")]),
     ]
+
+
+def _against_published(s: dict) -> str:
+    """The vanilla RNN's first failing length beside the course's published collapse range."""
+    rows = s["accuracy"].get("rnn")
+    if not rows:
+        return ""
+    low, high = PUBLISHED_COLLAPSE
+    failing = [r["length"] for r in rows if r["mean"] < PASS]
+    tried = f"T={min(r['length'] for r in rows)} to {max(r['length'] for r in rows)}"
+    text = (f"The course's published vanilla-RNN runs collapse somewhere between T={low} and T={high}, varying "
+            "from seed to seed. ")
+    if not failing:
+        return text + f"Here it learnt every length tried ({tried}) with these settings."
+    t = failing[0]
+    where = "within that range" if low <= t <= high else "before it" if t < low else "beyond it"
+    return text + f"Here its mean first fell below {100 * PASS:.0f}% at T={t}, {where} ({tried} tried)."
 
 
 def headline(s: dict) -> str:

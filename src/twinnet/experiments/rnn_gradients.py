@@ -87,7 +87,7 @@ def run(cfg: GradientsConfig, run_dir: RunDir, ctx) -> dict:
             x64 = m.x.astype(np.float64)
             by_engine = {e: hidden_grad_norms(twins[e], e, x64, m.y) for e in ("numpy", "torch")}
             agree = max_relative_difference(by_engine["numpy"], by_engine["torch"])
-            result, learner, _ = train_one(job, progress=ctx.progress)
+            result, learner, _, _ = train_one(job, progress=ctx.progress)
             trained = hidden_grad_norms(learner.model, cfg.engine, m.x, m.y)
             results.append({"model": model, "length": length, "norms_init": init.tolist(),
                             "norms_trained": trained.tolist(), "test_acc": result["test_acc"],

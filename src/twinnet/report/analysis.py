@@ -49,3 +49,85 @@ def classes(cm: np.ndarray, names: Sequence[str], weakest: int = 2, pairs: int =
         text += " The most frequent confusions are " + ", ".join(
             f"{names[t]} taken for {names[p]} ({cm[t, p]:,} of {cm[t].sum():,} {names[t]} images)" for t, p in confused) + "."
     return text
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def against_published(accuracy: float, published: Sequence, lossy: bool = False, quick: bool = False) -> str:
+    """This run's test accuracy beside the published figures for the same work (``Published`` records of
+    its experiment), each with the difference in points; why they are not like for like, where they are not."""
+    if not published:
+        return ""
+    parts = []
+    for p in published:
+        if p.high is None:
+            gap = 100 * (accuracy - p.accuracy)
+            side = "above" if gap > 0 else "below" if gap < 0 else "level with"
+            parts.append(f"{_pct(p.accuracy)} ({p.what}): this run's {_pct(accuracy)} is "
+                         + (f"{abs(gap):.2f} points {side} it" if gap else "level with it"))
+        else:
+            where = ("within that range" if p.accuracy <= accuracy <= p.high else
+                     f"{100 * (accuracy - p.high):.2f} points above it" if accuracy > p.high else
+                     f"{100 * (p.accuracy - accuracy):.2f} points below it")
+            parts.append(f"{_pct(p.accuracy)} to {_pct(p.high)} ({p.what}): this run's {_pct(accuracy)} is {where}")
+    text = "Published for the same work: " + "; ".join(parts) + "."
+    if lossy:
+        text += (" This run's images are the JPEG copy of CIFAR-10 and the published figures were measured on the "
+                 "lossless files, so the difference includes what the compression costs: not a like-for-like "
+                 "comparison.")
+    if quick:
+        text += " This is a --quick run (a few steps on a subset): its accuracy says nothing about the recipe's."
+    return text
+
+
+def agreement(max_rel: float, steps: int, dtype: str, what: str = "training loss") -> str:
+    """How closely the two engines' per-step figures agree, against the precision they were computed in."""
+    eps = float(np.finfo(dtype).eps)
+    if max_rel == 0:
+        return (f"The two engines' {what} was identical, bit for bit, at every one of the {steps:,} steps "
+                f"({dtype}).")
+    ratio = max_rel / eps
+    verdict = ("the NumPy network computes what PyTorch computes, the difference being rounding alone"
+               if ratio < 1e4 else
+               "rounding differences grew over the steps (a chaotic process amplifies them), so the curves "
+               "agree in shape rather than in every digit" if max_rel < 0.5 else
+               "the engines' runs parted: their results agree only as two seeds of one recipe would")
+    return (f"The two engines' {what} differed by at most {max_rel:.1e} (relative) over {steps:,} steps, "
+            f"{ratio:,.0f} times {dtype}'s machine epsilon ({eps:.1e}): {verdict}.")
+
+
+def collapse(name: str, rows: Sequence[dict], threshold: float = 0.99, chance: float = 0.1) -> str:
+    """Where a recurrent model stops learning palindromes, from a sweep's rows (per length T: the mean,
+    min, max and count of the seeds' test accuracies), and how widely its seeds spread."""
+    rows = sorted(rows, key=lambda r: r["length"])
+    if not rows:
+        return f"The {name} has no finished runs yet."
+    n = max(r["n"] for r in rows)
+    seeds = f"{n} seed{'s' if n != 1 else ''}"
+    failing = [r for r in rows if r["mean"] < threshold]
+    if not failing:
+        last = rows[-1]
+        text = (f"The {name} learnt every length tried (mean of {seeds} at least {_pct(threshold)} up to "
+                f"T={last['length']}, {_pct(last['mean'])} there): where it breaks lies beyond this sweep.")
+    else:
+        first = failing[0]
+        held = [r for r in rows if r["length"] < first["length"]]
+        text = (f"The {name} " + (f"held a mean of at least {_pct(threshold)} up to T={held[-1]['length']} and "
+                                  if held else f"never reached {_pct(threshold)}: ")
+                + f"first fell below it at T={first['length']} (mean {_pct(first['mean'])} over {seeds}, seeds "
+                f"from {_pct(first['min'])} to {_pct(first['max'])})")
+        near_chance = [r for r in rows if r["mean"] < chance + 0.05]
+        if near_chance:
+            text += f"; it is at chance ({_pct(chance)}) by T={near_chance[0]['length']}"
+        text += "."
+        recovered = [r for r in rows if r["length"] > first["length"] and r["mean"] >= threshold]
+        if recovered:
+            text += (f" Longer lengths passed again (T={', '.join(str(r['length']) for r in recovered)}): "
+                     "the seeds, not the length alone, decide.")
+    widest = max(rows, key=lambda r: r["max"] - r["min"])
+    if widest["max"] - widest["min"] > 0.01 and widest["n"] > 1:
+        text += (f" Its seeds spread most at T={widest['length']}: from {_pct(widest['min'])} to "
+                 f"{_pct(widest['max'])}.")
+    return text

@@ -86,18 +86,18 @@ def confusion(ax, cm: np.ndarray, classes: Sequence[str]) -> None:
                     color="white" if share[i, j] > 50 else "black")
 
 
-def agreement(ax, ours: np.ndarray, reference: np.ndarray) -> None:
+def agreement(ax, ours: np.ndarray, reference: np.ndarray, dtype: str = "float64") -> None:
     """Per-step relative difference of two curves on a log scale: the steps that differ as points,
-    those that agree exactly counted in the legend (a log scale cannot draw 0), and float64's
-    machine epsilon as the line round-off lives near."""
+    those that agree exactly counted in the legend (a log scale cannot draw 0), and the machine
+    epsilon of the ``dtype`` they were computed in as the line round-off lives near."""
     ours, reference = np.asarray(ours, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     rel = np.abs(ours - reference) / np.maximum(np.abs(reference), np.finfo(np.float64).tiny)
     steps = np.arange(1, len(rel) + 1)
     differ = rel > 0
-    eps = np.finfo(np.float64).eps
+    eps = float(np.finfo(dtype).eps)
     ax.semilogy(steps[differ], rel[differ], ".", ms=2.5, label=f"{differ.sum():,} steps that differ")
     ax.plot([], [], " ", label=f"{(~differ).sum():,} of {len(rel):,} steps equal exactly")
-    ax.axhline(eps, color="grey", ls="--", lw=0.8, label=f"float64 epsilon ({eps:.1e})")
+    ax.axhline(eps, color="grey", ls="--", lw=0.8, label=f"{dtype} epsilon ({eps:.1e})")
     top = max(float(rel.max(initial=0.0)), eps)
     ax.set_ylim(eps / 1e3, top * 10)
     ax.set_xlim(0.5, len(rel) + 0.5)
