@@ -82,6 +82,19 @@ def test_report_embeds_every_figure_and_both_structure_tables(quick_run):
     assert "checkpoint.pt" not in files and "results.jsonl" not in files and "inflight" not in files
 
 
+def test_report_analysis_says_how_closely_the_engines_agree_and_sets_moons_beside_the_published_figures(quick_run):
+    out = quick_run[0]
+    report = (out / "report.md").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    moons = summary["agreement"]["moons"]
+    assert f"moons: The two engines' training loss differed by at most {moons['max_rel_loss_diff']:.1e}" in report
+    acc = next(r["test_acc"] for r in summary["results"] if r["dataset"] == "moons" and r["engine"] == "numpy")
+    assert (f"moons, numpy engine: Published for the same work: 96.00% to 98.50% (published student results on "
+            f"moons and circles, both engines): this run's {100 * acc:.2f}%") in report
+    assert "blobs, numpy engine: Published" not in report  # the published results are for moons and circles
+    assert "--quick run" in report
+
+
 def test_report_command_redraws_from_files(quick_run, capsys):
     out = quick_run[0]
     (out / "report.md").unlink()
