@@ -114,10 +114,12 @@ def collapse(name: str, rows: Sequence[dict], threshold: float = 0.99, chance: f
     else:
         first = failing[0]
         held = [r for r in rows if r["length"] < first["length"]]
-        text = (f"The {name} " + (f"held a mean of at least {_pct(threshold)} up to T={held[-1]['length']} and "
-                                  if held else f"never reached {_pct(threshold)}: ")
-                + f"first fell below it at T={first['length']} (mean {_pct(first['mean'])} over {seeds}, seeds "
-                f"from {_pct(first['min'])} to {_pct(first['max'])})")
+        figures = f"mean {_pct(first['mean'])} over {seeds}, seeds from {_pct(first['min'])} to {_pct(first['max'])}"
+        text = (f"The {name} held a mean of at least {_pct(threshold)} up to T={held[-1]['length']} and first fell "
+                f"below it at T={first['length']} ({figures})" if held else
+                f"The {name} reached a mean of {_pct(threshold)} at no length tried: at T={first['length']}, the "
+                f"shortest, its mean was {_pct(first['mean'])} over {seeds} (seeds from {_pct(first['min'])} to "
+                f"{_pct(first['max'])})")
         near_chance = [r for r in rows if r["mean"] < chance + 0.05]
         if near_chance:
             text += f"; it is at chance ({_pct(chance)}) by T={near_chance[0]['length']}"
