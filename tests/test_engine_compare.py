@@ -25,7 +25,7 @@ def test_the_two_engines_train_the_same_rnn_to_float32_rounding(rnn):
     assert s["preset"] == "palindrome" and s["dtype"] == "float32" and s["steps_compared"] == 60
     losses = {e: np.load(rnn / e / "step_loss.npz")["step_loss"] for e in ("numpy", "torch")}
     assert len(losses["numpy"]) == len(losses["torch"]) == 60
-    rel = np.abs(losses["numpy"] - losses["torch"]) / np.abs(losses["torch"])
+    rel = np.abs(losses["numpy"] - losses["torch"]) / np.maximum(np.abs(losses["torch"]), 1e-4)
     assert s["max_rel_loss_diff"] == pytest.approx(rel.max()) and s["max_rel_loss_diff"] < 1e-5
     assert s["first_rel_loss_diff"] == pytest.approx(rel[0]) and s["final_rel_loss_diff"] == pytest.approx(rel[-1])
     for engine in ("numpy", "torch"):  # each a run of its own, in its engine, of the same settings
@@ -86,3 +86,17 @@ def test_a_preset_or_setting_that_cannot_be_compared_is_one_clear_line(tmp_path,
     assert main([*args, *(a for s in settings for a in ("--set", s))]) == 2
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err and not (tmp_path / "x").exists()
+
+
+def test_the_agreement_figure_draws_losses_trained_to_zero_and_non_finite_steps(tmp_path):
+    """A loss trained to ~0 (1e-8 in one engine, exactly 0 in the other) and a diverged step must draw,
+    not overflow the log scale."""
+    from twinnet.report import plots
+
+    ours = np.array([2.3, 1.0, 1e-8, 3e-9, np.inf, np.nan])
+    reference = np.array([2.3, 1.0 + 1e-7, 0.0, 1e-300, np.inf, 1.0])
+    fig, ax = plots.figure(1, 4.0, 3.0)
+    plots.agreement(ax[0, 0], ours, reference, "float32", floor=1e-4)
+    plots.save(fig, tmp_path / "a.png")
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    assert ax[0, 0].get_ylim()[1] < 1  # the largest difference drawn is 1e-4 (1e-8 against the floor), not 1e300

@@ -25,9 +25,11 @@ from twinnet.report import analysis, plots
 from twinnet.report.blocks import Figure, Section, Table, Text, relocated
 from twinnet.runs import REPORT, SUMMARY, RunDir
 from twinnet.sweep import Job, run_sweep
-from twinnet.twins import max_relative_difference
 
 ENGINES = ("numpy", "torch")
+# losses below this are compared absolutely: a loss trained to ~0 (1e-8 in one engine, 0 in the other)
+# has no meaningful relative difference
+FLOOR = 1e-4
 # per engine: what the torch run must be for the comparison to hold (CPU, float32, no mixed precision)
 SAME_FOOTING = {"device": "cpu", "amp": False}
 
@@ -83,12 +85,12 @@ def run(cfg: EngineCompareConfig, run_dir: RunDir, ctx) -> dict:
     runs = {j.key: _figures_of(run_dir.path / j.key, done[j.key]["summary"]) for j in jobs}
     losses = {e: _step_losses(run_dir.path / e) for e in ENGINES}
     n = min(len(v) for v in losses.values())
-    rel = (np.abs(losses["numpy"][:n] - losses["torch"][:n])
-           / np.maximum(np.abs(losses["torch"][:n]), np.finfo(np.float64).tiny)) if n else np.zeros(0)
+    rel = np.abs(losses["numpy"][:n] - losses["torch"][:n]) / np.maximum(np.abs(losses["torch"][:n]), FLOOR)
+    rel = rel[np.isfinite(rel)]  # a diverged run's last losses: its outcome says so
     dtype = _dtype(run_dir.path / "numpy")
-    return {"preset": cfg.preset, "runs": runs, "dtype": dtype, "steps_compared": int(n),
-            "max_rel_loss_diff": float(rel.max(initial=0.0)), "first_rel_loss_diff": float(rel[0]) if n else None,
-            "final_rel_loss_diff": float(rel[-1]) if n else None,
+    return {"preset": cfg.preset, "runs": runs, "dtype": dtype, "steps_compared": int(len(rel)), "floor": FLOOR,
+            "max_rel_loss_diff": float(rel.max(initial=0.0)), "first_rel_loss_diff": float(rel[0]) if len(rel) else None,
+            "final_rel_loss_diff": float(rel[-1]) if len(rel) else None,
             "speed_ratio": runs["numpy"]["s_per_step"] / runs["torch"]["s_per_step"]}
 
 
@@ -124,15 +126,15 @@ def figures(path: Path) -> None:
         ax[0, 0].plot(steps, losses[engine], label=f"{engine}", **{**style, "lw": style["lw"] / 2})
         recs = [r for r in metrics[engine] if "test_acc" in r]
         ax[0, 1].plot([r["step"] for r in recs], [r["test_acc"] for r in recs], marker=".", label=engine, **style)
-    ax[0, 0].set(xlabel="step", ylabel="training loss (every step)", yscale="log", title="training loss")
+    ax[0, 0].set(xlabel="step", ylabel="training loss (every step)", yscale="log",
+                 title=f"{s['preset']}: training loss, both engines")
     ax[0, 1].set(xlabel="step", ylabel="test accuracy", title="test accuracy at each evaluation")
-    n = s["steps_compared"]
-    plots.agreement(ax[0, 2], losses["numpy"][:n], losses["torch"][:n], s["dtype"])
-    ax[0, 2].set(xlabel="step", ylabel="|loss_numpy - loss_torch| / |loss_torch|", title="per-step agreement")
+    n = min(len(losses["numpy"]), len(losses["torch"]))
+    plots.agreement(ax[0, 2], losses["numpy"][:n], losses["torch"][:n], s["dtype"], s.get("floor", FLOOR))
+    ax[0, 2].set(xlabel="step", ylabel="relative difference of the losses", title="per-step agreement")
     for a in ax[0, :2]:
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
-    fig.suptitle(f"{s['preset']}: NumPy engine against PyTorch, same weights and batches")
     plots.save(fig, run.file("engines.png"))
 
 
@@ -141,7 +143,7 @@ def report(path: Path) -> list:
 
     s = RunDir(path).read_json(SUMMARY)
     r = s["runs"]
-    rows = [[e, f"{100 * r[e]['test_acc']:.2f}%", "" if r[e]["test_loss"] is None else f"{r[e]['test_loss']:.4f}",
+    rows = [[e, f"{100 * r[e]['test_acc']:.2f}%", "" if r[e]["test_loss"] is None else f"{r[e]['test_loss']:.4g}",
              f"{r[e]['steps']:,}", f"{r[e]['training_s']:.1f} s", f"{1000 * r[e]['s_per_step']:.1f} ms",
              r[e]["outcome"]] for e in ENGINES]
     faster, ratio = ("PyTorch", s["speed_ratio"]) if s["speed_ratio"] >= 1 else ("NumPy", 1 / s["speed_ratio"])
@@ -167,8 +169,10 @@ def report(path: Path) -> list:
         *(Text(t) for t in said if t),
         Figure("engines.png", "Left: every step's training loss in both engines (log scale; the NumPy engine's "
                               "line wide and pale under PyTorch's). Middle: test accuracy at each evaluation. "
-                              "Right: the relative difference of the two training losses at every step, with the "
-                              f"{s['dtype']} machine epsilon dashed; steps equal exactly are counted in the legend."),
+                              "Right: the relative difference of the two training losses at every step, "
+                              f"|numpy - torch| / max(|torch|, {FLOOR:g}) (losses below {FLOOR:g} compared "
+                              "absolutely), with the {s['dtype']} machine epsilon dashed; "
+                              "steps equal exactly are counted in the legend."),
     ])]
     for engine in ENGINES:  # each engine's run as its own report shows it
         run = path / engine

@@ -86,13 +86,17 @@ def confusion(ax, cm: np.ndarray, classes: Sequence[str]) -> None:
                     color="white" if share[i, j] > 50 else "black")
 
 
-def agreement(ax, ours: np.ndarray, reference: np.ndarray, dtype: str = "float64") -> None:
-    """Per-step relative difference of two curves on a log scale: the steps that differ as points,
-    those that agree exactly counted in the legend (a log scale cannot draw 0), and the machine
-    epsilon of the ``dtype`` they were computed in as the line round-off lives near."""
+def agreement(ax, ours: np.ndarray, reference: np.ndarray, dtype: str = "float64",
+              floor: float = np.finfo(np.float64).tiny) -> None:
+    """Per-step relative difference of two curves on a log scale (|ours - reference| / max(|reference|,
+    ``floor``)): the steps that differ as points, those that agree exactly counted in the legend (a log
+    scale cannot draw 0), and the machine epsilon of the ``dtype`` they were computed in as the line
+    round-off lives near. Steps where either curve is not finite are left out."""
     ours, reference = np.asarray(ours, dtype=np.float64), np.asarray(reference, dtype=np.float64)
-    rel = np.abs(ours - reference) / np.maximum(np.abs(reference), np.finfo(np.float64).tiny)
-    steps = np.arange(1, len(rel) + 1)
+    finite = np.isfinite(ours) & np.isfinite(reference)
+    rel = np.abs(ours - reference) / np.maximum(np.abs(reference), floor)
+    steps = np.arange(1, len(rel) + 1)[finite]
+    rel = rel[finite]
     differ = rel > 0
     eps = float(np.finfo(dtype).eps)
     ax.semilogy(steps[differ], rel[differ], ".", ms=2.5, label=f"{differ.sum():,} steps that differ")
@@ -101,6 +105,6 @@ def agreement(ax, ours: np.ndarray, reference: np.ndarray, dtype: str = "float64
     top = max(float(rel.max(initial=0.0)), eps)
     ax.set_ylim(eps / 1e3, top * 10)
     ax.set_xlim(0.5, len(rel) + 0.5)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))  # steps are whole numbers
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")
