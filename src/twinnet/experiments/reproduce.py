@@ -147,8 +147,8 @@ def report(path: Path) -> list:
             e = get_experiment(r["experiment"])
             run = path / r["job"]
             drawn = (run / REPORT).is_file()  # its own report drew its figures already
-            title = TITLES.get(r["job"], e.description)
-            blocks.append(Section(f"{r['job']}: {title}", relocated(body_blocks(run, draw=not drawn), r["job"])))
+            heading = f"{r['job']}: {TITLES.get(r['job'], e.description)}"
+            blocks.append(Section(heading, relocated(body_blocks(run, draw=not drawn), r["job"])))
         sections.append(Section(title, blocks))
     return sections
 
