@@ -48,10 +48,15 @@ def twin_models(build: Callable, dtype: Literal["float32", "float64"], same_init
     return twins["numpy"], twins["torch"]
 
 
+def relative_differences(a, b, floor: float = np.finfo(np.float64).tiny) -> np.ndarray:
+    """|a_i - b_i| / max(|b_i|, floor), step by step, of two curves of equal length (b the reference)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return np.abs(a - b) / np.maximum(np.abs(b), floor)
+
+
 def max_relative_difference(a, b) -> float:
     """Largest |a_i - b_i| / |b_i| over two curves of equal length."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), np.finfo(np.float64).tiny)))
+    return float(np.max(relative_differences(a, b)))
 
 
 def relative_error(a, b, floor: float = np.finfo(np.float64).tiny) -> float:

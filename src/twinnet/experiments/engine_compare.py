@@ -23,8 +23,9 @@ from twinnet.recurrent_task import PalindromeConfig
 from twinnet.registry import Experiment, register
 from twinnet.report import analysis, plots
 from twinnet.report.blocks import Figure, Section, Table, Text, relocated
-from twinnet.runs import REPORT, SUMMARY, RunDir
+from twinnet.runs import CONFIG, REPORT, SUMMARY, RunDir
 from twinnet.sweep import Job, run_sweep
+from twinnet.twins import relative_differences
 
 ENGINES = ("numpy", "torch")
 # losses below this are compared absolutely: a loss trained to ~0 (1e-8 in one engine, 0 in the other)
@@ -82,10 +83,10 @@ def run(cfg: EngineCompareConfig, run_dir: RunDir, ctx) -> dict:
     jobs = cfg.jobs(ctx.quick)
     done = run_sweep(run_dir, jobs, threads=ctx.threads, command=ctx.command, data=ctx.data_dir,
                      name="engine-compare", summary_check=lambda s: "test_acc" in s and "train_time_s" in s)
-    runs = {j.key: _figures_of(run_dir.path / j.key, done[j.key]["summary"]) for j in jobs}
+    runs = {j.key: _figures_of(done[j.key]["summary"]) for j in jobs}
     losses = {e: _step_losses(run_dir.path / e) for e in ENGINES}
     n = min(len(v) for v in losses.values())
-    rel = np.abs(losses["numpy"][:n] - losses["torch"][:n]) / np.maximum(np.abs(losses["torch"][:n]), FLOOR)
+    rel = relative_differences(losses["numpy"][:n], losses["torch"][:n], FLOOR)
     rel = rel[np.isfinite(rel)]  # a diverged run's last losses: its outcome says so
     dtype = _dtype(run_dir.path / "numpy")
     return {"preset": cfg.preset, "runs": runs, "dtype": dtype, "steps_compared": int(len(rel)), "floor": FLOOR,
@@ -94,7 +95,7 @@ def run(cfg: EngineCompareConfig, run_dir: RunDir, ctx) -> dict:
             "speed_ratio": runs["numpy"]["s_per_step"] / runs["torch"]["s_per_step"]}
 
 
-def _figures_of(path: Path, s: dict) -> dict:
+def _figures_of(s: dict) -> dict:
     steps = int(s.get("steps", s.get("steps_done", 0)))
     training = s["train_time_s"] - s.get("eval_time_s", 0.0)
     return {"test_acc": s["test_acc"], "test_loss": s.get("test_loss"), "train_acc": s.get("train_acc"),
@@ -103,7 +104,7 @@ def _figures_of(path: Path, s: dict) -> dict:
 
 
 def _dtype(path: Path) -> str:
-    return str(RunDir(path).read_json("config.json")["config"].get("dtype", "float32"))
+    return str(RunDir(path).read_json(CONFIG)["config"].get("dtype", "float32"))
 
 
 def _step_losses(path: Path) -> np.ndarray:

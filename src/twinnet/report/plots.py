@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from twinnet.runs import atomic_write_bytes
+from twinnet.twins import relative_differences
 
 # Figures are built without pyplot: they need no display, leave pyplot's backend to the user (a
 # notebook's inline figures stay inline) and are freed with their last reference.
@@ -94,7 +95,7 @@ def agreement(ax, ours: np.ndarray, reference: np.ndarray, dtype: str = "float64
     round-off lives near. Steps where either curve is not finite are left out."""
     ours, reference = np.asarray(ours, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     finite = np.isfinite(ours) & np.isfinite(reference)
-    rel = np.abs(ours - reference) / np.maximum(np.abs(reference), floor)
+    rel = relative_differences(ours, reference, floor)
     steps = np.arange(1, len(rel) + 1)[finite]
     rel = rel[finite]
     differ = rel > 0
