@@ -146,16 +146,18 @@ def _run(out, data, *sets, preset="airbench94"):
     return main(args + [a for s in sets for a in ("--set", s)])
 
 
-@pytest.mark.parametrize("preset", ["airbench94", "cifar-fast"])
-def test_the_preset_trains_and_resumes_to_the_same_figures(preset, cifar_dir, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("preset, extra", [("airbench94", ()), ("cifar-fast", ()), ("cifar-fast-small", ()),
+                                           ("cifar-fast-small", ("small_crop_until=1",))])
+def test_the_preset_trains_and_resumes_to_the_same_figures(preset, extra, cifar_dir, tmp_path, monkeypatch, capsys):
     """Lookahead's average, the whitening layer and its bias frozen after the epochs before the
-    checkpoint, the alternating flips of the epoch under way, and Muon's momentum (cifar-fast) all
+    checkpoint, the alternating flips of the epoch under way, Muon's momentum (cifar-fast) and the small
+    crops (cifar-fast-small: the first epoch's, or, until=1, every epoch's, replayed on resume) all
     cross an interruption unchanged."""
     monkeypatch.setenv("TWINNET_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr("twinnet.whitening.FREEZE_BIAS_AFTER", 1)
     # 100 training images in batches of 25: epochs of 4 steps, checkpoints at steps 4 (epoch's end), 5, 8, 9
     sets = ("steps=9", "batch_size=25", "eval_every=3", "checkpoint_every=5", "lookahead=2", "train_subset=0",
-            "test_subset=0")
+            "test_subset=0", *extra)
     whole = tmp_path / "whole"
     assert _run(whole, cifar_dir, *sets, preset=preset) == 0
     summary = json.loads((whole / "summary.json").read_text())

@@ -343,6 +343,32 @@ def test_adaptive_avgpool2d_matches_torch_and_finite_differences(seed):
 def test_adaptive_avgpool2d_other_sizes_are_refused():
     with pytest.raises(ValueError, match="output_size"):
         nnp.AdaptiveAvgPool2d(2)
+    with pytest.raises(ValueError, match="output_size"):
+        nnp.AdaptiveMaxPool2d((1, 2))
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_adaptive_maxpool2d_matches_torch_and_finite_differences(seed):
+    rng = np.random.default_rng(31_000 + seed)
+    n = 1 if seed % 4 == 0 else int(rng.integers(2, 4))
+    x = rng.standard_normal((n, *(int(v) for v in rng.integers(1, 7, size=3))))
+    errors = torch_twin_check(nnp.AdaptiveMaxPool2d(1), torch.nn.AdaptiveMaxPool2d(1), x, rng=rng)
+    assert {"out", "dx"} <= errors.keys()
+    assert_close_rel(errors, TWIN_TOL)
+    assert_close_rel(finite_difference_check(nnp.AdaptiveMaxPool2d(1), x, rng=rng), FD_TOL)
+
+
+def test_adaptive_maxpool2d_gives_ties_and_nan_torchs_winner():
+    """Ties: the first maximum in scan order takes the gradient; a NaN anywhere: the last NaN does."""
+    x = np.array([[[[1.0, 3.0, 3.0], [0.0, 3.0, -1.0]], [[2.0, np.nan, 0.0], [np.nan, 5.0, 1.0]]]])
+    xt = torch.tensor(x, requires_grad=True)
+    torch.nn.AdaptiveMaxPool2d(1)(xt).sum().backward()
+    pool = nnp.AdaptiveMaxPool2d(1)
+    out = pool.forward(x)
+    np.testing.assert_array_equal(out.reshape(-1), [3.0, np.nan])
+    dx = pool.backward(np.ones_like(out))
+    np.testing.assert_array_equal(dx, xt.grad.numpy())
+    assert dx[0, 0, 0, 1] == 1 and dx[0, 1, 1, 0] == 1 and dx.sum() == 2
 
 
 # --- BatchNorm1d / BatchNorm2d --------------------------------------------------------
@@ -737,6 +763,7 @@ LAYOUT_CASES = {
     "avgpool": lambda: (nnp.AvgPool2d(3, 2, 1, count_include_pad=False),
                         torch.nn.AvgPool2d(3, 2, 1, count_include_pad=False), (2, 3, 7, 6)),
     "adaptive": lambda: (nnp.AdaptiveAvgPool2d(1), torch.nn.AdaptiveAvgPool2d(1), (2, 3, 5, 4)),
+    "adaptive_max": lambda: (nnp.AdaptiveMaxPool2d(1), torch.nn.AdaptiveMaxPool2d(1), (2, 3, 5, 4)),
     "bn2d": lambda: (nnp.BatchNorm2d(3), torch.nn.BatchNorm2d(3), (2, 3, 5, 4)),
     "bn1d_2d": lambda: (nnp.BatchNorm1d(5), torch.nn.BatchNorm1d(5), (6, 5)),
     "bn1d_3d": lambda: (nnp.BatchNorm1d(3), torch.nn.BatchNorm1d(3), (4, 3, 5)),

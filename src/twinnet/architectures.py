@@ -111,7 +111,8 @@ def airbench_layers(nn: ModuleType, widths: tuple[int, int, int] = (64, 256, 256
     a 2x2 whitening convolution (24 filters, set from the training images by ``whiten``) and GELU,
     three groups conv3x3 -> max-pool 2 -> BN -> GELU -> conv3x3 -> BN -> GELU (bias-free convolutions,
     batch norm with eps 1e-12 and momentum 0.6 in airbench's sense: the old statistics' weight, torch's
-    momentum 0.4), a 3x3 max pool, and a bias-free
+    momentum 0.4), a global max pool (airbench's 3x3 max pool over its 3x3 maps, global so that smaller
+    training crops fit: any side from 9), and a bias-free
     linear layer whose output is scaled by 1/9. 32 -> 31 -> 15 -> 7 -> 3 -> 1."""
     def group(c_in: int, c_out: int) -> list:
         return [nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), nn.MaxPool2d(2),
@@ -120,7 +121,7 @@ def airbench_layers(nn: ModuleType, widths: tuple[int, int, int] = (64, 256, 256
                 nn.BatchNorm2d(c_out, eps=1e-12, momentum=1 - bn_momentum), nn.GELU()]
 
     a, b, c = widths
-    return [nn.Conv2d(3, 24, 2, 1, 0), nn.GELU(), *group(24, a), *group(a, b), *group(b, c), nn.MaxPool2d(3),
+    return [nn.Conv2d(3, 24, 2, 1, 0), nn.GELU(), *group(24, a), *group(a, b), *group(b, c), nn.AdaptiveMaxPool2d(1),
             nn.Flatten(), nn.Linear(c, 10, bias=False), nn.Scale(1 / 9)]
 
 

@@ -88,6 +88,22 @@ def random_crop(x: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray
     return crop(x, pad, top, left)
 
 
+def window(x: np.ndarray, side: int, top: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """Each sample's ``side`` x ``side`` window at (top[b], left[b]): a smaller image, no padding."""
+    B, C, H, W = x.shape
+    if not 0 < side <= min(H, W):
+        raise ValueError(f"a window's side must be in [1, {min(H, W)}] for {H}x{W} images, got {side}")
+    windows = sliding_window_view(x, (side, side), axis=(2, 3))  # (B, C, H-s+1, W-s+1, s, s), a view
+    return np.ascontiguousarray(windows[np.arange(B), :, top, left])
+
+
+def random_window(x: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``side`` x ``side`` window of each sample at a uniformly drawn place."""
+    top = rng.integers(0, x.shape[2] - side + 1, size=len(x))
+    left = rng.integers(0, x.shape[3] - side + 1, size=len(x))
+    return window(x, side, top, left)
+
+
 # ---- flip ---------------------------------------------------------------------------------------------
 
 

@@ -139,3 +139,20 @@ image.preset(
     {"steps": 4, "eval_every": 2, "batch_size": 64, "train_subset": 256, "test_subset": 64, "checkpoint_every": 2},
     (Published(0.9401, "airbench94 on lossless CIFAR-10, 3.83 s on an A100"),),
 )
+
+# cifar-fast-small: cifar-fast with progressive resizing, the CPU's lever (its convolutions cost in proportion
+# to the pixels, where a GPU's per-step overheads hide it): the first 60% of the epochs train on a random 24x24
+# window of each augmented image (about half a whole image's multiply-adds through airbench94's network), the
+# rest on whole images; 9.6 epochs, about 0.85 of the multiply-adds of cifar-fast's 8. Measured against
+# cifar-fast and airbench94 by `twinnet run cifar-time` (docs/RESULTS.md).
+CIFAR_FAST_SMALL = {**CIFAR_FAST, "steps": 480, "eval_every": 480, "checkpoint_every": 48, "small_crop": 24,
+                    "small_crop_until": 0.6}
+
+image.preset(
+    "cifar-fast-small",
+    "cifar-fast with progressive resizing: its first 60% of epochs on random 24x24 crops, then whole images; "
+    "9.6 epochs for about 0.85 of cifar-fast's multiply-adds",
+    CIFAR_FAST_SMALL,
+    {"steps": 4, "eval_every": 2, "batch_size": 64, "train_subset": 256, "test_subset": 64, "checkpoint_every": 2},
+    (Published(0.9401, "airbench94 on lossless CIFAR-10, 3.83 s on an A100"),),
+)

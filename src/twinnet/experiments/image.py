@@ -53,6 +53,11 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
     scale: float = 0.0  # random zoom in [1 - scale, 1 + scale]
     jitter: float = 0.0  # colour jitter: brightness, contrast and saturation factors in [1 - j, 1 + j]
     erase_p: float = 0.0  # random erasing (cutout) probability per image
+    # progressive resizing: the first small_crop_until of the epochs train on a random small_crop x small_crop
+    # window of each augmented image (a convolution costs about (small_crop / side)^2 of a whole image), the
+    # rest and every evaluation on whole images; needs a model that ends in a global pool (airbench94). 0: off
+    small_crop: int = 0
+    small_crop_until: float = 0.6  # ... this fraction of the training's epochs (rounded to whole epochs)
     # hardware (torch engine)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when available, else the CPU (all cores)
     # bfloat16 mixed precision. auto: on CUDA, and on a CPU only where it has native bfloat16 (AVX512-BF16,
@@ -81,6 +86,11 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
         if self.crop_pad >= side:
             raise ValueError(f"crop_pad={self.crop_pad} must be below the image side ({side} for {self.model}); "
                              "the CIFAR-10 recipe uses 4")
+        if not 0 <= self.small_crop < side:
+            raise ValueError(f"small_crop={self.small_crop} must be 0 (off) or a side below the image's ({side} for "
+                             f"{self.model})")
+        if not 0 <= self.small_crop_until <= 1:
+            raise ValueError(f"small_crop_until={self.small_crop_until} is a fraction of the epochs: in [0, 1]")
         if not self.norm_bias_lr > 0 or self.lookahead < 0:
             raise ValueError("norm_bias_lr must be > 0 and lookahead >= 0")
         if not self.muon_lr > 0 or not 0 <= self.muon_momentum < 1:
@@ -149,8 +159,11 @@ def load_images(cfg: ImageConfig, data_dir: Path | None = None) -> ImageData:
     dtype = DTYPES[cfg.dtype]
     norm = lambda ds: ArrayDataset(normalize(ds.x, mean, std, dtype), ds.y)  # noqa: E731
     flips = cfg.seed if cfg.flip == "alternate" else None
-    return ImageData(ImageSource(train.x, train.y, mean, std, cfg.augment(), dtype, flips), val and norm(val), norm(test),
-                     split.classes, source, lossy, _fingerprint(split.train, split.test))
+    steps = global_batch(cfg, len(train))
+    small_epochs = round(cfg.small_crop_until * steps.total_steps(len(train)) / steps.steps_per_epoch(len(train)))
+    source_ = ImageSource(train.x, train.y, mean, std, cfg.augment(), dtype, flips, cfg.small_crop, small_epochs)
+    return ImageData(source_, val and norm(val), norm(test), split.classes, source, lossy,
+                     _fingerprint(split.train, split.test))
 
 
 def _fingerprint(*sets: ArrayDataset) -> str:
@@ -171,10 +184,33 @@ def check_against_data(cfg: ImageConfig, data: ImageData) -> None:
     if tuple(data.train.x.shape[1:]) != spec.input_shape:
         raise TwinnetError(f"model {cfg.model} takes inputs {spec.input_shape}, but {cfg.dataset} has "
                            f"{tuple(data.train.x.shape[1:])}")
+    if cfg.small_crop:
+        _check_small_crop(cfg)
     total = cfg.total_steps(len(data.train))
     if cfg.schedule == "warmup_cosine" and cfg.warmup_steps >= total:
         raise TwinnetError(f"warmup_steps={cfg.warmup_steps} must be below the run's {total:,} steps "
                            f"({cfg.epochs} epochs of {cfg.steps_per_epoch(len(data.train)):,}); lower it")
+
+
+def _check_small_crop(cfg: ImageConfig) -> None:
+    """A model trained on small crops must map them to the same output as whole images (a global pool)."""
+    import torch
+
+    from twinnet.architectures import nn_namespace
+
+    spec = MODELS[cfg.model]
+    c = spec.input_shape[0]
+    try:
+        with torch.random.fork_rng(), torch.no_grad():  # the run's random streams untouched
+            model = spec.build(nn_namespace("torch")).eval()
+            whole = tuple(model(torch.zeros(1, *spec.input_shape)).shape)
+            small = tuple(model(torch.zeros(1, c, cfg.small_crop, cfg.small_crop)).shape)
+    except RuntimeError as e:
+        small, whole = (f"an error ({str(e).splitlines()[0]})",), None
+    if small != whole:
+        raise TwinnetError(f"model {cfg.model} cannot train on {cfg.small_crop}x{cfg.small_crop} crops: they give "
+                           f"{small[0] if whole is None else small} where whole images give {whole}; small_crop "
+                           "needs a model ending in a global pool (airbench94: a side of at least 9), or use 0")
 
 
 def resolve_device(cfg: ImageConfig) -> str:

@@ -10,7 +10,7 @@ from twinnet.numpy_nn.module import Module, Parameter, Sequential, no_grad
 from twinnet.numpy_nn.norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from twinnet.numpy_nn.clip import clip_grad_norm_
 from twinnet.numpy_nn.optim import SGD, Adam, AdamW, Optimizer, RMSprop
-from twinnet.numpy_nn.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from twinnet.numpy_nn.pool import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d
 from twinnet.numpy_nn.reshape import Flatten
 from twinnet.numpy_nn.residual import ResidualBlock
 from twinnet.numpy_nn.models import MLP  # noqa: I001 - needs the layers above
@@ -19,7 +19,7 @@ from twinnet.numpy_nn.recurrent import GRU, IRNN, LSTM, VanillaRNN
 __all__ = [
     "backend", "init", "serialize",
     "Module", "Parameter", "Sequential", "no_grad",
-    "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d",
+    "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "BatchNorm1d", "BatchNorm2d",
     "LayerNorm", "Dropout", "Flatten", "ReLU", "Tanh", "Sigmoid", "GELU", "ELU", "LeakyReLU", "Softmax", "Scale",
     "ResidualBlock",
     "CrossEntropyLoss", "MultiMarginLoss", "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm_", "MLP",

@@ -1,4 +1,4 @@
-"""Max and average pooling over NHWC memory, one strided pass per window offset."""
+"""Max and average pooling over NHWC memory, one strided pass per window offset; global max and average."""
 
 from __future__ import annotations
 
@@ -198,3 +198,22 @@ class AdaptiveAvgPool2d(Module):
     def backward(self, dout):
         shape = self._pop_cache()
         return backend.xp(dout).broadcast_to(dout / (shape[2] * shape[3]), shape).copy()  # writable, like every dx
+
+
+class AdaptiveMaxPool2d(Module):
+    """Global max pooling: ``torch.nn.AdaptiveMaxPool2d(1)`` (output size 1 only): one window over the whole
+    map, so any input side works; the gradient goes to each map's first maximum, as in torch."""
+
+    def __init__(self, output_size=1) -> None:
+        super().__init__()
+        if pair(output_size) != (1, 1):
+            raise ValueError(f"only output_size=1 (global max pooling) is supported, got {output_size}")
+        self.output_size = output_size
+
+    def forward(self, x):
+        out, cache = _maxpool_forward(x, tuple(x.shape[2:]), tuple(x.shape[2:]), (0, 0))
+        self._push_cache(cache)
+        return out
+
+    def backward(self, dout):
+        return _maxpool_backward(dout, self._pop_cache())
