@@ -216,7 +216,7 @@ MODELS: dict[str, ModelSpec] = {
         _airbench,
         (3, 32, 32),
         "airbench94's network: a whitening conv, three conv-pool-BN-GELU-conv-BN-GELU groups (64, 256, 256), "
-        "max pool, linear x 1/9",
+        "global max pool, linear x 1/9",
         prepare=lambda model, images: __import__("twinnet.whitening", fromlist=["prepare"]).prepare(model, images),
     ),
     # palindromes (docs/COURSE.md): 10 one-hot digits in, 128 hidden units, 10 classes; shown at T = 20
