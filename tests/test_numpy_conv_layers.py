@@ -329,33 +329,28 @@ def test_avgpool2d_matches_finite_differences(seed):
     assert_close_rel(errors, FD_TOL)
 
 
+GLOBAL_POOLS = {"avg": (nnp.AdaptiveAvgPool2d, torch.nn.AdaptiveAvgPool2d, 30_000),
+                "max": (nnp.AdaptiveMaxPool2d, torch.nn.AdaptiveMaxPool2d, 31_000)}
+
+
+@pytest.mark.parametrize("kind", list(GLOBAL_POOLS))
 @pytest.mark.parametrize("seed", range(24))
-def test_adaptive_avgpool2d_matches_torch_and_finite_differences(seed):
-    rng = np.random.default_rng(30_000 + seed)
+def test_global_pools_match_torch_and_finite_differences(kind, seed):
+    ours, theirs, base = GLOBAL_POOLS[kind]
+    rng = np.random.default_rng(base + seed)
     n = 1 if seed % 4 == 0 else int(rng.integers(2, 4))
     x = rng.standard_normal((n, *(int(v) for v in rng.integers(1, 7, size=3))))
-    errors = torch_twin_check(nnp.AdaptiveAvgPool2d(1), torch.nn.AdaptiveAvgPool2d(1), x, rng=rng)
+    errors = torch_twin_check(ours(1), theirs(1), x, rng=rng)
     assert {"out", "dx"} <= errors.keys()
     assert_close_rel(errors, TWIN_TOL)
-    assert_close_rel(finite_difference_check(nnp.AdaptiveAvgPool2d(1), x, rng=rng), FD_TOL)
+    assert_close_rel(finite_difference_check(ours(1), x, rng=rng), FD_TOL)
 
 
-def test_adaptive_avgpool2d_other_sizes_are_refused():
+def test_global_pools_refuse_other_output_sizes():
     with pytest.raises(ValueError, match="output_size"):
         nnp.AdaptiveAvgPool2d(2)
     with pytest.raises(ValueError, match="output_size"):
         nnp.AdaptiveMaxPool2d((1, 2))
-
-
-@pytest.mark.parametrize("seed", range(24))
-def test_adaptive_maxpool2d_matches_torch_and_finite_differences(seed):
-    rng = np.random.default_rng(31_000 + seed)
-    n = 1 if seed % 4 == 0 else int(rng.integers(2, 4))
-    x = rng.standard_normal((n, *(int(v) for v in rng.integers(1, 7, size=3))))
-    errors = torch_twin_check(nnp.AdaptiveMaxPool2d(1), torch.nn.AdaptiveMaxPool2d(1), x, rng=rng)
-    assert {"out", "dx"} <= errors.keys()
-    assert_close_rel(errors, TWIN_TOL)
-    assert_close_rel(finite_difference_check(nnp.AdaptiveMaxPool2d(1), x, rng=rng), FD_TOL)
 
 
 def test_adaptive_maxpool2d_gives_ties_and_nan_torchs_winner():

@@ -161,8 +161,8 @@ def load_images(cfg: ImageConfig, data_dir: Path | None = None) -> ImageData:
     flips = cfg.seed if cfg.flip == "alternate" else None
     steps = global_batch(cfg, len(train))
     small_epochs = round(cfg.small_crop_until * steps.total_steps(len(train)) / steps.steps_per_epoch(len(train)))
-    source_ = ImageSource(train.x, train.y, mean, std, cfg.augment(), dtype, flips, cfg.small_crop, small_epochs)
-    return ImageData(source_, val and norm(val), norm(test), split.classes, source, lossy,
+    batches = ImageSource(train.x, train.y, mean, std, cfg.augment(), dtype, flips, cfg.small_crop, small_epochs)
+    return ImageData(batches, val and norm(val), norm(test), split.classes, source, lossy,
                      _fingerprint(split.train, split.test))
 
 

@@ -182,14 +182,19 @@ class AvgPool2d(Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
+def _global_only(output_size, kind: str):
+    """The adaptive pools' one supported output size, 1 (global pooling), or a ValueError naming it."""
+    if pair(output_size) != (1, 1):
+        raise ValueError(f"only output_size=1 (global {kind} pooling) is supported, got {output_size}")
+    return output_size
+
+
 class AdaptiveAvgPool2d(Module):
     """Global average pooling: ``torch.nn.AdaptiveAvgPool2d(1)`` (output size 1 only)."""
 
     def __init__(self, output_size=1) -> None:
         super().__init__()
-        if pair(output_size) != (1, 1):
-            raise ValueError(f"only output_size=1 (global average pooling) is supported, got {output_size}")
-        self.output_size = output_size
+        self.output_size = _global_only(output_size, "average")
 
     def forward(self, x):
         self._push_cache(x.shape)
@@ -206,9 +211,7 @@ class AdaptiveMaxPool2d(Module):
 
     def __init__(self, output_size=1) -> None:
         super().__init__()
-        if pair(output_size) != (1, 1):
-            raise ValueError(f"only output_size=1 (global max pooling) is supported, got {output_size}")
-        self.output_size = output_size
+        self.output_size = _global_only(output_size, "max")
 
     def forward(self, x):
         out, cache = _maxpool_forward(x, tuple(x.shape[2:]), tuple(x.shape[2:]), (0, 0))
