@@ -198,6 +198,13 @@ def test_cifar_time_sweeps_budgets_and_sets_accuracy_against_training_time(cifar
     assert s["points"][0]["test_acc"] == pytest.approx((runs[(2, 0)]["test_acc"] + runs[(2, 1)]["test_acc"]) / 2)
     report = (out / "report.md").read_text()
     assert "accuracy_vs_time.png" in report and (out / "accuracy_vs_time.png").stat().st_size > 1000
+    # a resume with another grid adds its runs to the earlier ones: the figure gathers the folder's budgets
+    assert main(["run", "cifar-time", "--resume", str(out), "--data-dir", str(cifar_dir), "--threads", "1",
+                 "--set", "budgets=0.25", "--set", "seeds=1"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert [(p["preset"], p["steps"], p["seeds"]) for p in s["points"]] == [
+        ("airbench94", 1, 1), ("airbench94", 2, 2), ("airbench94", 4, 2)]
+    assert sorted(r["job"] for r in s["runs"]) == sorted([r["job"] for r in runs.values()] + ["airbench94-1steps-seed1"])
     assert main(["run", "cifar-time", "--quick", "--set", "presets=palindrome"]) == 2
     assert "not an image preset" in capsys.readouterr().err
 

@@ -36,16 +36,17 @@ class Job:
     cost: float = 1.0  # relative wall time, to start the longest first and tell the time left
 
 
-def finished(sweep: RunDir, jobs: list[Job]) -> dict[str, dict]:
+def finished(sweep: RunDir, jobs: list[Job] | None) -> dict[str, dict]:
     """The results already in the sweep's results.jsonl, by job key: of this grid's jobs only (a grid
-    changed on resume keeps the others out). A line not of the form the runner writes is refused."""
-    keys = {j.key for j in jobs}
+    changed on resume keeps the others out), or every one with ``jobs=None``. A line not of the form
+    the runner writes is refused."""
+    keys = None if jobs is None else {j.key for j in jobs}
     out = {}
     for k, r in enumerate(read_jsonl(sweep.file(RESULTS))):
         if not (isinstance(r.get("job"), str) and _plain_key(r["job"]) and isinstance(r.get("summary"), dict)):
             raise TwinnetError(f"{sweep.file(RESULTS)}: result {k + 1} is damaged (its job or summary is not what a "
                                "sweep writes); restore the file, or delete that line to run it again")
-        if r["job"] in keys:
+        if keys is None or r["job"] in keys:
             out[r["job"]] = r
     return out
 

@@ -51,7 +51,8 @@ def twin_models(build: Callable, dtype: Literal["float32", "float64"], same_init
 def relative_differences(a, b, floor: float = np.finfo(np.float64).tiny) -> np.ndarray:
     """|a_i - b_i| / max(|b_i|, floor), step by step, of two curves of equal length (b the reference)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return np.abs(a - b) / np.maximum(np.abs(b), floor)
+    with np.errstate(invalid="ignore"):  # inf - inf at a non-finite step: NaN, which callers draw as non-finite
+        return np.abs(a - b) / np.maximum(np.abs(b), floor)
 
 
 def max_relative_difference(a, b) -> float:

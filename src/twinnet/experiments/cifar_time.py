@@ -3,6 +3,8 @@
 Each job is a complete run of a preset (``airbench94`` by default) at a fraction of its steps, its
 schedule stretched over the shorter run, evaluated once at its end; a figure and a table then set
 test accuracy against the seconds spent training (evaluation excluded), so a user can pick a trade-off.
+A resume with other presets, budgets or seeds adds its runs: the report gathers every finished run
+of the folder.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.blocks import Figure, Section, Table, Text
 from twinnet.runs import SUMMARY, RunDir
-from twinnet.sweep import Job, run_sweep
+from twinnet.sweep import Job, finished, run_sweep
 
 KEYS = ("test_acc", "train_time_s", "eval_time_s", "steps", "model", "data_source")
 
@@ -74,14 +76,21 @@ class TimeConfig(BaseConfig):
         return out
 
 
+LABELS = ("preset", "fraction", "seed")
+
+
 def run(cfg: TimeConfig, run_dir: RunDir, ctx) -> dict:
-    jobs = cfg.jobs(ctx.quick)
-    done = run_sweep(run_dir, jobs, threads=ctx.threads, command=ctx.command, data=ctx.data_dir, name="cifar-time",
-                     summary_check=lambda s: all(k in s for k in KEYS))
+    """Run this grid's budgets not yet finished; report every finished run of the folder, so that a
+    resume with other presets, budgets or seeds adds its points to the earlier ones."""
+    run_sweep(run_dir, cfg.jobs(ctx.quick), threads=ctx.threads, command=ctx.command, data=ctx.data_dir,
+              name="cifar-time", summary_check=lambda s: all(k in s for k in KEYS))
     runs = []
-    for j in jobs:
-        summary = done[j.key]["summary"]
-        runs.append({"job": j.key, **j.labels, **{k: summary[k] for k in KEYS}, "lossy_data": summary.get("lossy_data"),
+    for key, result in finished(run_dir, None).items():
+        summary = result["summary"]
+        if not all(k in result for k in LABELS) or not all(k in summary for k in KEYS):
+            continue  # not a cifar-time budget's line: nothing this report can place
+        runs.append({"job": key, **{k: result[k] for k in LABELS}, **{k: summary[k] for k in KEYS},
+                     "lossy_data": summary.get("lossy_data"),
                      "training_s": summary["train_time_s"] - summary["eval_time_s"]})
     return {"runs": runs, "points": _points(runs)}
 
