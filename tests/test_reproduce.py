@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fake_data import write_cifar_tree, write_mnist
@@ -106,6 +107,27 @@ def test_reproduce_again_trains_nothing_twice_and_refuses_the_wrong_folder(quick
     err = capsys.readouterr().err
     assert "no CIFAR-10 data directory given" in err and "mlp-cifar, mlp-cifar-best read it" in err
     assert not (tmp_path / "new" / "palindrome-sweep").exists()
+
+
+@pytest.mark.slow
+def test_full_adds_seeds_and_reports_the_headline_presets_as_mean_and_std(quick_run, tmp_path, monkeypatch):
+    out, args = quick_run
+    full = tmp_path / "full"
+    shutil.copytree(out, full)
+    monkeypatch.setenv("TWINNET_CACHE_DIR", str(out.parent / "cache"))
+    at = args.index("--out")
+    assert main(args[:at + 1] + [str(full)] + args[at + 2:] + ["--full", "--parts", "mlp"]) == 0  # --quick --full: --full's runs at smoke-test size
+    summary = json.loads((full / "summary.json").read_text())
+    [group] = summary["over_seeds"]  # only the mlp part's headline preset ran with its seeds
+    runs = ["mlp-cifar-best", "mlp-cifar-best-seed1", "mlp-cifar-best-seed2"]
+    accs = [json.loads((full / r / "summary.json").read_text())["test_acc"] for r in runs]
+    assert group["job"] == "mlp-cifar-best" and group["seeds"] == [0, 1, 2]
+    assert group["figures"]["test_acc"]["values"] == accs
+    assert group["figures"]["test_acc"]["mean"] == pytest.approx(sum(accs) / 3)
+    assert group["figures"]["test_acc"]["std"] == pytest.approx(float(np.std(accs)))
+    report = (full / "report.md").read_text()
+    mean, std = 100 * group["figures"]["test_acc"]["mean"], 100 * group["figures"]["test_acc"]["std"]
+    assert f"| mlp-cifar-best | 0, 1, 2 | {mean:.2f}% ± {std:.2f}% |" in report
 
 
 # recorded by the page as it loads: script errors, failed resources, console.error calls, and every image's size

@@ -75,11 +75,10 @@ def _parser() -> argparse.ArgumentParser:
         "write OUT/report.md and a self-contained OUT/report.html with them all. Run it again with the same OUT "
         "to continue after an interruption: finished runs are kept, stopped ones continue from their checkpoints.",
     )
-    size = rp.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="every run at its smoke-test size (minutes; figures not "
-                      "meaningful)")
-    size.add_argument("--full", action="store_true", help="also the headline presets with seeds 1 and 2 (mean ± std "
-                      "over 3); days on a CPU")
+    rp.add_argument("--quick", action="store_true", help="every run at its smoke-test size (minutes; figures not "
+                    "meaningful)")
+    rp.add_argument("--full", action="store_true", help="also the headline presets with seeds 1 and 2 (mean ± std "
+                    "over 3); days on a CPU, minutes with --quick")
     rp.add_argument("--parts", default=None, metavar="mlp,cnn,rnn,engine",
                     help="the parts to run (default: all four; a resume may add parts)")
     rp.add_argument("--out", type=Path, default=None,

@@ -149,19 +149,26 @@ def _numbers(obj: Any, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def summarise(group: Path, seeds: list[int]) -> dict:
-    """Mean, std, min, max and per-seed values of every number the seeds' summaries share."""
-    per_seed = [_numbers(RunDir(seed_dir(group, s)).read_json(SUMMARY)) for s in seeds]
+def over_seeds(summaries: list[dict]) -> dict[str, dict]:
+    """Mean, std (ddof 0), min, max and per-seed values of every number the summaries (one per seed,
+    in the seeds' order) share, by dotted path."""
+    per_seed = [_numbers(s) for s in summaries]
     shared = [k for k in per_seed[0] if all(k in p for p in per_seed[1:]) and not k.endswith("wall_time_s")]
     figures = {}
     for key in shared:
         values = np.array([p[key] for p in per_seed])
         figures[key] = {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
                         "max": float(values.max()), "values": values.tolist()}
+    return figures
+
+
+def summarise(group: Path, seeds: list[int]) -> dict:
+    """Mean, std, min, max and per-seed values of every number the seeds' summaries share."""
+    figures = over_seeds([RunDir(seed_dir(group, s)).read_json(SUMMARY) for s in seeds])
     return {GROUP: seeds, "runs": [seed_dir(Path("."), s).name for s in seeds], "figures": figures}
 
 
-def _fmt(key: str, value: float) -> str:
+def fmt(key: str, value: float) -> str:
     is_rate = key.split(".")[-1].endswith("acc") or ".per_class_acc." in f".{key}."
     return f"{100 * value:.2f}%" if is_rate else f"{value:.4g}"
 
@@ -170,7 +177,7 @@ def headline(summary: dict, name: str) -> str:
     """One line: the main figures as mean ± std over the seeds."""
     figures = summary["figures"]
     keys = [k for k in HEADLINE_KEYS if k in figures] or list(figures)[:3]
-    parts = [f"{k} {_fmt(k, figures[k]['mean'])} ± {_fmt(k, figures[k]['std'])}" for k in keys]
+    parts = [f"{k} {fmt(k, figures[k]['mean'])} ± {fmt(k, figures[k]['std'])}" for k in keys]
     seeds = ",".join(str(s) for s in summary[GROUP])
     return f"{name} over seeds {seeds}: " + (", ".join(parts) or "no figures in common")
 
@@ -184,8 +191,8 @@ def write_group_report(path: Path) -> Path:
     try:
         env = env if isinstance(env, dict) else {}
         seeds, figures = list(summary[GROUP]), summary["figures"]
-        rows = [[f"`{k}`", f"{_fmt(k, f['mean'])} ± {_fmt(k, f['std'])}", _fmt(k, f["min"]), _fmt(k, f["max"]),
-                 ", ".join(_fmt(k, v) for v in f["values"])] for k, f in figures.items()]
+        rows = [[f"`{k}`", f"{fmt(k, f['mean'])} ± {fmt(k, f['std'])}", fmt(k, f["min"]), fmt(k, f["max"]),
+                 ", ".join(fmt(k, v) for v in f["values"])] for k, f in figures.items()]
         head = headline(summary, experiment.name)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise TwinnetError(f"{group.file(SUMMARY)} is damaged ({type(e).__name__}: {e}); run the group again") from None

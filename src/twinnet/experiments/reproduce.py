@@ -117,7 +117,25 @@ def run(cfg: ReproduceConfig, run_dir: RunDir, ctx) -> dict:
     done = run_sweep(run_dir, [j for _, j in jobs], threads=ctx.threads, command=ctx.command, data=ctx.data_dir,
                      name="reproduce")
     return {"runs": [{"job": j.key, "part": part, "experiment": j.experiment, "seed": j.seed,
-                      "headline": _headline(run_dir.path / j.key, done[j.key]["summary"])} for part, j in jobs]}
+                      "headline": _headline(run_dir.path / j.key, done[j.key]["summary"])} for part, j in jobs],
+            "over_seeds": _over_seeds([j for _, j in jobs], done)}
+
+
+SEED_FIGURES = ("test_acc", "train_time_s")  # shown over seeds, where a run's summary has them
+
+
+def _over_seeds(jobs: list[Job], done: dict[str, dict]) -> list[dict]:
+    """--full: each headline preset's runs (its first seed and seeds +1, +2) as mean ± std."""
+    from twinnet.seeds import over_seeds
+
+    out = []
+    for key in FULL_SEEDS:
+        members = [j for j in jobs if j.key == key or j.key.startswith(f"{key}-seed")]
+        if len(members) > 1:
+            figures = over_seeds([done[j.key]["summary"] for j in members])
+            out.append({"job": key, "seeds": [j.seed for j in members],
+                        "figures": {k: figures[k] for k in SEED_FIGURES if k in figures}})
+    return out
 
 
 def _headline(path: Path, summary: dict) -> str:
@@ -139,7 +157,7 @@ def report(path: Path) -> list:
     sections = [Section("Overview", [
         Text("Each run below is a complete run directory of its own (its report.md, report.html, configuration, "
              "environment and files are in its folder); this report shows what each found, part by part."),
-        overview])]
+        overview, *_seeds_table(s.get("over_seeds") or [])])]
     for part in dict.fromkeys(r["part"] for r in runs):
         title = PARTS[part][0]
         blocks = []
@@ -151,6 +169,26 @@ def report(path: Path) -> list:
             blocks.append(Section(heading, relocated(body_blocks(run, draw=not drawn), r["job"])))
         sections.append(Section(title, blocks))
     return sections
+
+
+def _seeds_table(groups: list[dict]) -> list:
+    """The headline presets over their seeds (--full), or nothing."""
+    from twinnet.seeds import fmt
+
+    rows = []
+    for g in groups:
+        acc, time = g["figures"].get("test_acc"), g["figures"].get("train_time_s")
+        rows.append([g["job"], ", ".join(map(str, g["seeds"])),
+                     f"{fmt('test_acc', acc['mean'])} ± {fmt('test_acc', acc['std'])}" if acc else "",
+                     f"{fmt('test_acc', acc['min'])} – {fmt('test_acc', acc['max'])}" if acc else "",
+                     ", ".join(fmt("test_acc", v) for v in acc["values"]) if acc else "",
+                     f"{time['mean']:.0f} ± {time['std']:.0f} s" if time else ""])
+    if not rows:
+        return []
+    return [Text("The headline presets over their seeds: test accuracy as mean ± standard deviation over the seeds "
+                 "(population std, ddof 0), its range and each seed's value in the seeds' order; training time "
+                 "as mean ± std."),
+            Table(["run", "seeds", "test accuracy", "min – max", "per seed", "training time"], rows, {2, 3, 4, 5})]
 
 
 def headline(s: dict) -> str:
