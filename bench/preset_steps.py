@@ -1,0 +1,94 @@
+"""Training steps of CIFAR-10 presets timed side by side, and each preset's training time projected
+from them: the time ratio of two recipes from one short run on one machine.
+
+    python bench/preset_steps.py [--presets airbench94,cifar-fast] [--steps 3] [--repeats 3] [--threads 2]
+
+Each preset is built as ``twinnet run`` builds it (its model and layout, its optimiser and parameter
+groups, Muon, lookahead, autocast as this CPU resolves it) and trains on random images of its batch
+size. The presets take turns, ``--steps`` timed steps each per turn after one warm-up step, for
+``--repeats`` turns, so a machine that speeds up or slows down touches every preset alike; the median
+turn is kept. The projection is the preset's steps times that step time: it leaves out data
+augmentation, evaluation and the setup before the first step (a few percent of a full run here), so
+compare it with a full run's training time as a ratio, not as seconds. Prints the CPU, one line per
+preset, then each preset's projected time against the first preset's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import twinnet  # noqa: F401,I001 - before NumPy, so that OpenBLAS loads with twinnet's thread setting
+import numpy as np
+import torch
+
+from twinnet import hardware
+from twinnet.architectures import MODELS
+from twinnet.experiments.image import ImageConfig, param_groups
+from twinnet.learner import Lookahead, make_learner
+from twinnet.runner import resolve_config
+from twinnet.twins import build_twins
+
+
+class Preset:
+    """One preset's learner, ready to take training steps on one random batch."""
+
+    def __init__(self, name: str, seed: int = 0) -> None:
+        cfg = resolve_config(name)
+        if not isinstance(cfg, ImageConfig) or cfg.engine != "torch" or not cfg.steps:
+            raise SystemExit(f"{name}: this bench times torch-engine image presets with a fixed number of steps")
+        if cfg.small_crop:
+            raise SystemExit(f"{name}: its first epochs train on smaller crops, whose steps this bench does not time")
+        spec = MODELS[cfg.model]
+        model = build_twins(spec.build, cfg.dtype, seed)["torch"]
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        rng = np.random.default_rng(seed)
+        images = rng.standard_normal((cfg.batch_size, *spec.input_shape)).astype(np.float32)
+        if spec.prepare is not None:  # airbench's whitening layer, set up from these images
+            spec.prepare(model, images)
+        learner = make_learner(model, cfg, params=param_groups(model, cfg), channels_last=cfg.channels_last,
+                               amp=hardware.resolve_amp(cfg.amp, "cpu"))
+        self.learner = Lookahead(learner, cfg.lookahead, cfg.steps) if cfg.lookahead else learner
+        self.name, self.cfg, self.x = name, cfg, images
+        self.y = rng.integers(0, 10, cfg.batch_size)
+        self.learner.train_step(self.x, self.y)  # warm-up: the allocator and the kernels
+
+    def time_steps(self, steps: int) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.learner.train_step(self.x, self.y)
+        return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--presets", default="airbench94,cifar-fast", help="comma-separated; ratios against the first")
+    p.add_argument("--steps", type=int, default=3, help="timed steps per preset per turn")
+    p.add_argument("--repeats", type=int, default=3, help="turns; the median is kept")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    if args.steps < 1 or args.repeats < 1 or args.threads < 1:
+        raise SystemExit("--steps, --repeats and --threads must be >= 1")
+    torch.set_num_threads(args.threads)
+    print(f"CPU: {hardware.cpu_name()} ({hardware.cpu_capability()}), {args.threads} threads", flush=True)
+    presets = [Preset(n.strip()) for n in args.presets.split(",") if n.strip()]
+    turns: dict[str, list[float]] = {q.name: [] for q in presets}
+    for _ in range(args.repeats):
+        for q in presets:
+            turns[q.name].append(q.time_steps(args.steps))
+    projected = {}
+    for q in presets:
+        step = statistics.median(turns[q.name])
+        projected[q.name] = step * q.cfg.steps
+        print(f"{q.name}: batch {q.cfg.batch_size}, {step:.2f} s/step (turns: "
+              f"{', '.join(f'{t:.2f}' for t in turns[q.name])}), {q.cfg.batch_size / step:.0f} images/s, "
+              f"{q.cfg.steps} steps -> {projected[q.name]:.0f} s projected", flush=True)
+    first = presets[0].name
+    for q in presets[1:]:
+        print(f"{q.name} / {first}: {projected[q.name] / projected[first]:.3f} of the training time", flush=True)
+
+
+if __name__ == "__main__":
+    main()
