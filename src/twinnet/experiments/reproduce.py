@@ -50,6 +50,12 @@ TITLES = {"cnn-vgg": "the course's reduced VGG on CIFAR-10, trained as the cours
                          "on the same batches"}
 # --full: the headline presets again with seeds 1 and 2 (mean ± std over 3 with the first run's seed 0)
 FULL_SEEDS = {"mlp-cifar-best": "mlp", "cnn-vgg-best": "cnn", "cnn-mnist": "cnn", "mnist-numpy": "cnn"}
+EXTRA_SEEDS = (1, 2)
+
+
+def seed_key(key: str, offset: int) -> str:
+    """The job key of a headline preset's run at seed + ``offset`` (--full)."""
+    return f"{key}-seed{offset}"
 
 
 @dataclass(frozen=True)
@@ -84,9 +90,9 @@ class ReproduceConfig(BaseConfig):
                 out.append((part, Job(key, experiment, values=dict(values), quick=quick, seed=self.seed,
                                       labels={"part": part, "experiment": experiment})))
                 if self.level == "full" and FULL_SEEDS.get(key) == part:
-                    out += [(part, Job(f"{key}-seed{s}", experiment, values=dict(values), quick=quick,
+                    out += [(part, Job(seed_key(key, s), experiment, values=dict(values), quick=quick,
                                        seed=self.seed + s, labels={"part": part, "experiment": experiment}))
-                            for s in (1, 2)]
+                            for s in EXTRA_SEEDS]
         return out
 
 
@@ -130,7 +136,8 @@ def _over_seeds(jobs: list[Job], done: dict[str, dict]) -> list[dict]:
 
     out = []
     for key in FULL_SEEDS:
-        members = [j for j in jobs if j.key == key or j.key.startswith(f"{key}-seed")]
+        keys = {key, *(seed_key(key, s) for s in EXTRA_SEEDS)}
+        members = [j for j in jobs if j.key in keys]
         if len(members) > 1:
             figures = over_seeds([done[j.key]["summary"] for j in members])
             out.append({"job": key, "seeds": [j.seed for j in members],
