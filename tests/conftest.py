@@ -19,3 +19,13 @@ def _one_thread_unless_asked(monkeypatch):
     """Runs without --threads take the cores other processes leave idle, which depends on what else
     the machine is doing; tests pin that default to one thread (tests of the default unset it)."""
     monkeypatch.setenv("TWINNET_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _numpy_init_seeded_per_test():
+    """The NumPy engine draws fresh weights from one process-wide generator: every test starts it
+    from the same seed, so what a test sees does not depend on which tests ran before it in the
+    same process (a worker of pytest-xdist runs other files first)."""
+    from twinnet.numpy_nn import init
+
+    init.manual_seed(0)

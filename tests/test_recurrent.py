@@ -155,3 +155,28 @@ def test_namespaces_build_the_same_architecture():
     for nn in (numpy_nn, torch_nn):
         assert nn.LSTM(10, 8).weight_hh.shape == (32, 8) and nn.GRU(10, 8).weight_ih.shape == (24, 10)
         assert nn.VanillaRNN(10, 8).W_hx.shape == (8, 10)
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("given", (False, True))
+def test_inference_runs_time_in_chunks_to_the_logits_that_training_mode_and_torch_give(name, given, monkeypatch):
+    """Inside no_grad the NumPy models keep the states of INFERENCE_CHUNK steps at a time, not all L;
+    each chunk starts from the last one's h (and c), so the logits stay those of the whole-sequence
+    forward (torch's twin's too, from zero states; from given ones tests/test_course_layers.py checks
+    the whole-sequence forward against torch.nn's layers)."""
+    nm, tm = _twins(name)
+    x = _palindromes(length=24, n=5)[0]  # 23 input steps
+    rng = np.random.default_rng(3)
+    initial = {k: rng.standard_normal((5, 12)) for k in (("h0", "c0") if name == "lstm" else ("h0",))} if given else {}
+    monkeypatch.setattr(np_rec, "INFERENCE_CHUNK", 7)  # 23 steps: chunks of 7, 7, 7 and 2
+    lengths, run = [], type(nm)._run
+    monkeypatch.setattr(type(nm), "_run", lambda self, xs, *a: lengths.append(len(xs)) or run(self, xs, *a))
+    whole = nm.forward(x, **initial)
+    assert lengths == [23] and len(nm._caches) == 1
+    with numpy_nn.no_grad():
+        chunked = nm.forward(x, **initial)
+    assert lengths == [23, 7, 7, 7, 2] and len(nm._caches) == 0  # the training-mode forward's cache dropped
+    assert rel_error(chunked, whole) <= 1e-13
+    if not given:
+        with torch.no_grad():
+            assert rel_error(chunked, tm(torch.from_numpy(x)).numpy()) <= 1e-12

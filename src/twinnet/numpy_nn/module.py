@@ -37,6 +37,11 @@ class no_grad:
         _state.grad_enabled = self._previous
 
 
+def is_grad_enabled() -> bool:
+    """False inside ``no_grad()`` on this thread (as ``torch.is_grad_enabled``)."""
+    return _state.grad_enabled
+
+
 def _starts_pass_when_outermost(forward):
     """Wrap a ``forward``: called from outside any other forward, it first drops the caches of
     forwards never backpropagated (evaluation), so they cannot pile up; nested calls keep them."""

@@ -23,7 +23,12 @@ import math
 import numpy as np
 
 from twinnet.numpy_nn import backend, init
-from twinnet.numpy_nn.module import Module, Parameter
+from twinnet.numpy_nn.module import Module, Parameter, is_grad_enabled
+
+# time steps a forward inside ``no_grad`` runs at once: it keeps the states of one such chunk, not of
+# every step, so evaluating at T = 10,000 needs the memory of T = 64 (an LSTM's states at batch 1,024
+# and H = 128 are 57 GB at T = 10,000 kept whole)
+INFERENCE_CHUNK = 64
 
 
 def _sigmoid(a, out=None):
@@ -68,12 +73,22 @@ class _Recurrent(Module):
             if s is not None and tuple(s.shape) != (B, H):
                 raise ValueError(f"{name} must have shape (batch, hidden_size) = {(B, H)}, got {tuple(s.shape)}")
         xs = x.transpose(1, 0, 2)  # (L, B, D): step t's batch contiguous
+        if not is_grad_enabled() and not self.return_sequences:  # nothing to keep for a backward
+            return self._last_state(xs, tuple(initial.values())) @ self.W_ph.data.T + self.b_o.data
         states = self._run(xs, *initial.values())  # H (L+1, B, H) with H[0] = h(0), plus each model's extras
         given = tuple(s is not None for s in initial.values())
         self._push_cache((xs, states, given, self.return_sequences))
         if self.return_sequences:
             return states[0][1:].transpose(1, 0, 2)  # (B, L, H)
         return states[0][-1] @ self.W_ph.data.T + self.b_o.data
+
+    def _last_state(self, xs, initial: tuple):
+        """h(L) from the same steps as ``_run``, run INFERENCE_CHUNK steps at a time, each chunk
+        starting from the last one's final states (h, and the LSTM's c)."""
+        for start in range(0, len(xs), INFERENCE_CHUNK):
+            states = self._run(xs[start : start + INFERENCE_CHUNK], *initial)
+            initial = tuple(s[-1] for s in states[: len(initial)])  # h(t) (and c(t)) lead each model's states
+        return initial[0] if len(xs) else self._hidden_buffer(xs, initial[0])[0]
 
     def backward(self, dout):
         """dlogits (B, C), or dLoss/dh(1..L) (B, L, H) with ``return_sequences`` -> dx (B, L, D), followed by
