@@ -48,6 +48,12 @@ TITLES = {"cnn-vgg": "the course's reduced VGG on CIFAR-10, trained as the cours
                      "same weights on the same batches",
           "rnn-engines": "the course's vanilla RNN on palindromes of length 5, in both engines from the same weights "
                          "on the same batches"}
+# Each job's relative wall time (minutes on the 2-core development machines, from docs/RESULTS.md), so that the
+# sweep starts the longest first and its time-left estimate weighs a 10-second run and a 6-hour one as they are;
+# only their ratios matter. A --quick run's jobs are all a few seconds: equal.
+COSTS = {"mlp-compare": 0.1, "mlp-cifar": 1, "mlp-cifar-best": 10, "cnn-vgg": 60, "cnn-ablation": 300,
+         "cnn-vgg-best": 45, "cnn-mnist": 14, "mnist-numpy": 7, "palindrome-sweep": 10, "palindrome-sweep-best": 7,
+         "rnn-gradients": 1, "rnn-engines": 1, "engine-check": 0.2}
 # --full: the headline presets again with seeds 1 and 2 (mean ± std over 3 with the first run's seed 0)
 FULL_SEEDS = {"mlp-cifar-best": "mlp", "cnn-vgg-best": "cnn", "cnn-mnist": "cnn", "mnist-numpy": "cnn"}
 EXTRA_SEEDS = (1, 2)
@@ -87,12 +93,13 @@ class ReproduceConfig(BaseConfig):
             for key, experiment, values in PARTS[part][1]:
                 fields = {f.name for f in dataclasses.fields(get_experiment(experiment).config_cls)}
                 values = {**values, **({"verify": self.verify} if "verify" in fields and not self.verify else {})}
+                cost = 1.0 if quick else COSTS.get(key, 1.0)
                 out.append((part, Job(key, experiment, values=dict(values), quick=quick, seed=self.seed,
-                                      labels={"part": part, "experiment": experiment})))
+                                      labels={"part": part, "experiment": experiment}, cost=cost)))
                 if self.level == "full" and FULL_SEEDS.get(key) == part:
                     out += [(part, Job(seed_key(key, s), experiment, values=dict(values), quick=quick,
-                                       seed=self.seed + s, labels={"part": part, "experiment": experiment}))
-                            for s in EXTRA_SEEDS]
+                                       seed=self.seed + s, labels={"part": part, "experiment": experiment},
+                                       cost=cost)) for s in EXTRA_SEEDS]
         return out
 
 
