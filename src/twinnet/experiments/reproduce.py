@@ -48,11 +48,12 @@ TITLES = {"cnn-vgg": "the course's reduced VGG on CIFAR-10, trained as the cours
                      "same weights on the same batches",
           "rnn-engines": "the course's vanilla RNN on palindromes of length 5, in both engines from the same weights "
                          "on the same batches"}
-# Each job's relative wall time (minutes on the 2-core development machines, from docs/RESULTS.md), so that the
-# sweep starts the longest first and its time-left estimate weighs a 10-second run and a 6-hour one as they are;
-# only their ratios matter. A --quick run's jobs are all a few seconds: equal.
-COSTS = {"mlp-compare": 0.1, "mlp-cifar": 1, "mlp-cifar-best": 10, "cnn-vgg": 60, "cnn-ablation": 300,
-         "cnn-vgg-best": 45, "cnn-mnist": 14, "mnist-numpy": 7, "palindrome-sweep": 10, "palindrome-sweep-best": 7,
+# Each job's relative wall time: minutes on the 2-core AVX2 machine in float32 (docs/RESULTS.md: measured, or
+# projected from its images/s: the reduced VGG trains 66 images/s there, each ablation rung 10 epochs), so that the
+# sweep starts the longest first and its time left weighs a 10-second run and a 20-hour one as they are; only
+# their ratios matter. A --quick run's jobs are all a few seconds: equal.
+COSTS = {"mlp-compare": 0.1, "mlp-cifar": 2.5, "mlp-cifar-best": 36, "cnn-vgg": 80, "cnn-ablation": 1270,
+         "cnn-vgg-best": 190, "cnn-mnist": 50, "mnist-numpy": 7, "palindrome-sweep": 420, "palindrome-sweep-best": 7,
          "rnn-gradients": 1, "rnn-engines": 1, "engine-check": 0.2}
 # --full: the headline presets again with seeds 1 and 2 (mean ± std over 3 with the first run's seed 0)
 FULL_SEEDS = {"mlp-cifar-best": "mlp", "cnn-vgg-best": "cnn", "cnn-mnist": "cnn", "mnist-numpy": "cnn"}
