@@ -2,6 +2,7 @@
 bug (tests/students/bugs, one realistic mistake each) is caught and named in the table."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -177,6 +178,61 @@ def test_bad_input_is_one_line(args, message, tmp_path, capsys):
     assert main(["check", *(a.format(**fill) for a in args)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
+
+
+AFFINE = ("def affine_forward(x, w, b):\n    return x.reshape(len(x), -1) @ w + b, (x, w, b)\n"
+          "def affine_backward(dout, cache):\n    x, w, b = cache\n"
+          "    return (dout @ w.T).reshape(x.shape), x.reshape(len(x), -1).T @ dout, dout.sum(0)\n")
+RELU = ("def relu_forward(x):\n    return np.maximum(x, 0), x\n"
+        "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n")
+
+
+@pytest.mark.parametrize("where", ["import", "call"])
+def test_a_submission_that_ends_its_process_fails_with_one_line_never_passes(where, tmp_path, capsys):
+    exit_now = "import os\nos._exit(0)\n"
+    body = (exit_now + "import numpy as np\n" + RELU if where == "import" else
+            "import numpy as np\n" + RELU.replace("    return np.maximum", "    import os; os._exit(0)\n    return np.maximum"))
+    (tmp_path / "layers.py").write_text(body)
+    assert main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--only", "relu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ended the grading process (exit status 0) before it could report" in err
+
+
+def test_what_a_layer_returns_or_raises_fails_its_row_and_the_other_layers_are_still_graded(tmp_path, capsys):
+    """A ragged list from one layer, KeyboardInterrupt and a BaseException raised in others: three failed rows,
+    the correct ReLU still passes, and the table is printed (through the CLI's child process)."""
+    (tmp_path / "layers.py").write_text(
+        "import numpy as np\n" + RELU + "def affine_forward(x, w, b):\n    return [[1, 2], [3]], None\n"
+        "def affine_backward(dout, cache):\n    return None, None, None\n"
+        "class Boom(BaseException):\n    pass\n"
+        "def max_pool_forward_naive(x, p):\n    raise KeyboardInterrupt\n"
+        "def max_pool_backward_naive(dout, cache):\n    return dout\n"
+        "def conv_forward_naive(x, w, b, p):\n    raise Boom('no')\n"
+        "def conv_backward_naive(dout, cache):\n    return dout\n")
+    code = main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--only", "relu,linear,maxpool,conv",
+                 "--configs", "1"])
+    out = capsys.readouterr().out
+    assert code == 1 and re.search(r"\| ReLU \| (\d+)/\1 \|", out)
+    assert "what the submission returned cannot be graded (ValueError" in out
+    assert "max_pool_forward_naive raised KeyboardInterrupt (layers.py:" in out
+    assert "conv_forward_naive raised Boom: no (layers.py:" in out
+    assert out.rstrip().endswith("FAILED: 1/4 points")
+
+
+@pytest.mark.parametrize("style, kind", [("module", "rnn"), ("module", "adam"), ("functional", "mlp")])
+def test_a_spec_naming_a_layer_its_style_cannot_check_is_refused_in_one_line(style, kind, tmp_path, capsys):
+    (tmp_path / "spec.toml").write_text(f'style = "{style}"\n[layers.{kind}]\nforward = "f"\nclass = "C"\n')
+    (tmp_path / "layers.py").write_text("x = 1\n")
+    assert main(["check", str(tmp_path / "layers.py"), "--spec", str(tmp_path / "spec.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"[layers.{kind}]" in err and f"cannot be checked in the {style} style" in err
+
+
+def test_a_json_target_that_cannot_be_written_is_refused_before_grading(tmp_path, capsys):
+    (tmp_path / "layers.py").write_text("import os\nos._exit(3)\n")  # grading it would fail another way
+    assert main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--json", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder; name a file in it" in err and "ended the grading" not in err
 
 
 def test_the_public_harness_compares_exact_zeros_as_zeros():

@@ -241,6 +241,7 @@ def _cmd_summary(args) -> None:
 
 def _cmd_check(args) -> int:
     from twinnet import grader
+    from twinnet.grader.child import grade_isolated
     from twinnet.runs import atomic_write_json
 
     if (args.convention is None) == (args.spec is None):
@@ -249,10 +250,17 @@ def _cmd_check(args) -> int:
         raise TwinnetError(f"--seed must be >= 0, got {args.seed}")
     convention = grader.resolve_convention(args.convention, args.spec)
     only = [k.strip() for k in args.only.split(",") if k.strip()] if args.only else None
-    if args.json is not None and not args.json.parent.is_dir():
-        raise TwinnetError(f"--json {args.json}: the folder {args.json.parent} does not exist")
-    report = grader.grade(args.files, convention, only=only, seed=grader.resolve_seed(args.seed),
-                          configs=args.configs)
+    if args.json is not None:  # before grading: a report that cannot be saved is found out first
+        if not args.json.parent.is_dir():
+            raise TwinnetError(f"--json {args.json}: the folder {args.json.parent} does not exist")
+        if args.json.is_dir():
+            raise TwinnetError(f"--json {args.json} is a folder; name a file in it (e.g. {args.json / 'grade.json'})")
+        if not os.access(args.json.parent, os.W_OK) or (args.json.exists() and not os.access(args.json, os.W_OK)):
+            raise TwinnetError(f"--json {args.json}: not writable here; name a file in a folder you can write")
+    if args.configs < 1:
+        raise TwinnetError(f"--configs must be >= 1, got {args.configs}")
+    report = grade_isolated(args.files, convention, only=only, seed=grader.resolve_seed(args.seed),
+                            configs=args.configs)
     print(grader.format_table(report))
     if args.json is not None:
         atomic_write_json(args.json, report.as_dict())

@@ -443,7 +443,7 @@ def report(path: Path) -> list:
             Figure("confusion.png", f"Confusion matrix on the {int(cm.sum()):,} test images: rows the true class, "
                                     "columns the predicted one, each cell the percentage of its row's images."),
             Table(["class", "test accuracy", "test images"],
-                  [[c, f"{100 * cm[i, i] / max(cm[i].sum(), 1):.2f}%", int(cm[i].sum())]
+                  [[c, f"{100 * cm[i, i] / max(cm[i].sum(), 1):.2f}%", f"{int(cm[i].sum()):,}"]
                    for i, c in enumerate(classes)], {1, 2})]),
     ]
 

@@ -142,6 +142,9 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
                     problem = f"{name}: relative error {e:.2e}"
         except (StudentError, Wrong) as e:
             problem, worst = str(e), float("inf")
+        except Exception as e:  # noqa: BLE001 - what the student returned broke the comparison: graded as failed
+            text = str(e).splitlines()[0][:160] if str(e) else ""
+            problem, worst = f"what the submission returned cannot be graded ({type(e).__name__}: {text})", float("inf")
         row.total += 1
         row.worst_error = max(row.worst_error, worst)
         if problem is None:

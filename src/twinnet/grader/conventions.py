@@ -128,6 +128,11 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
         if not isinstance(entry, dict):
             raise TwinnetError(f"{where}: [layers.{kind}] must be a table")
         needed = KINDS[kind].needs(style)
+        if not needed:
+            other = "module" if style == "functional" else "functional"
+            raise TwinnetError(f"{where}: [layers.{kind}]: a {KINDS[kind].title} cannot be checked in the {style} "
+                               f"style" + (f" (it can in the {other} style)" if KINDS[kind].needs(other) else "")
+                               + "; remove that table or check it with a spec of the other style")
         if missing := [k for k in needed if not isinstance(entry.get(k), str)]:
             raise TwinnetError(f"{where}: [layers.{kind}] needs {', '.join(missing)} (names in the student's code)")
         for key, allowed in _CHOICES.items():

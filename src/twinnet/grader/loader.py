@@ -22,6 +22,7 @@ from typing import Any
 
 from twinnet import TwinnetError
 
+ISOLATED = False  # set in `twinnet check`'s child process: there even KeyboardInterrupt is the student's
 CALL_LIMIT_S = 10.0  # one call of a student's function; a loop that never ends fails that configuration
 
 
@@ -81,7 +82,9 @@ def _load_one(path: Path, files: list[Path]):
     try:
         with time_limit(60.0):
             spec.loader.exec_module(module)
-    except (Exception, TimeLimit, SystemExit) as e:  # noqa: BLE001 - the student's file, not ours
+    except BaseException as e:  # noqa: BLE001 - the student's file, not ours (Ctrl-C: see `call`)
+        if isinstance(e, KeyboardInterrupt) and not ISOLATED:
+            raise
         where = student_line(e, files)
         what = "took more than 60 s to load" if isinstance(e, TimeLimit) else f"{type(e).__name__}: {e}"
         raise TwinnetError(f"{path.name} cannot be loaded: {what}" + (f" ({where})" if where else "")) from None
@@ -136,6 +139,9 @@ def call(files: list[Path], fn, *args, what: str = "", **kwargs):
             return fn(*args, **kwargs)
     except TimeLimit:
         raise StudentError(f"{what or 'a call'} ran for more than {CALL_LIMIT_S:g} s") from None
-    except (Exception, SystemExit) as e:  # noqa: BLE001 - anything the student's code raises is graded
+    except BaseException as e:  # noqa: BLE001 - anything the student's code raises is graded, KeyboardInterrupt
+        # too where `twinnet check` grades in a child process (a real Ctrl-C stops its parent, which ends it)
+        if isinstance(e, KeyboardInterrupt) and not ISOLATED:
+            raise
         message = f"{what or 'a call'} raised {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
         raise StudentError(message.rstrip(": "), student_line(e, files)) from None
