@@ -505,3 +505,23 @@ def test_an_interrupted_palindrome_run_resumes_from_its_checkpoint_to_the_unbrok
     curve = lambda run: [(r["step"], r["train_loss"], r["test_loss"]) for r in  # noqa: E731
                          map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
     assert curve(out) == curve(tmp_path / "whole")  # the metrics file holds each evaluation once, bit for bit
+
+
+def test_a_resume_whose_checkpoint_is_gone_starts_over_and_sets_the_old_records_aside(tmp_path, capsys):
+    def marks(text):  # what the records measured (their timings vary)
+        return [(r["step"], r["test_acc"]) for r in map(json.loads, text.splitlines())]
+
+    out = tmp_path / "run"
+    assert main(["run", "palindrome", "--quick", "--out", str(out), "--threads", "1"]) == 0
+    first = (out / "metrics.jsonl").read_text()
+    assert first.count("\n") >= 2
+    (out / "checkpoint.pt").unlink()
+    (out / "summary.json").unlink()  # as if stopped: a finished run would not be trained again
+    for attempt in (1, 2):
+        kept = "metrics.before-restart.jsonl" if attempt == 1 else "metrics.before-restart-1.jsonl"
+        with pytest.warns(UserWarning, match=f"no checkpoint to continue from.* kept in {kept}"):
+            assert main(["run", "palindrome", "--resume", str(out)]) == 0
+        assert marks((out / kept).read_text()) == marks(first)  # nothing recorded before is lost, the second time either
+        assert marks((out / "metrics.jsonl").read_text()) == marks(first)  # the same seeded run, from step 0 again
+        (out / "checkpoint.pt").unlink()
+        (out / "summary.json").unlink()

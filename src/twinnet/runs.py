@@ -170,6 +170,26 @@ class RunDir:
         atomic_write_bytes(self.file(METRICS),
                            "".join(json.dumps(r, default=_json_default) + "\n" for r in records).encode())
 
+    def restart_metrics(self) -> None:
+        """A resumed run with no checkpoint starts again from step 0: what it recorded before is set aside
+        (metrics.before-restart.jsonl, never overwritten by a second restart's), not lost, and said."""
+        import warnings
+
+        old = self.file(METRICS)
+        if not old.exists():
+            return
+        records = old.read_bytes().count(b"\n")
+        if records == 0:
+            old.unlink()
+            return
+        kept, k = self.file("metrics.before-restart.jsonl"), 0
+        while kept.exists():
+            k += 1
+            kept = self.file(f"metrics.before-restart-{k}.jsonl")
+        old.rename(kept)
+        warnings.warn(f"{self.path}: no checkpoint to continue from, so this run starts again from step 0; the "
+                      f"{records:,} metric record(s) of its earlier attempt are kept in {kept.name}", stacklevel=2)
+
     def metrics(self) -> list[dict]:
         return read_jsonl(self.file(METRICS))
 

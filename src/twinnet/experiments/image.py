@@ -265,8 +265,8 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
         run_dir.write_metrics([{"engine": cfg.engine, **r} for r in resume.history.records])
         if on_epoch is not None:  # what the epochs before the checkpoint changed (a frozen layer)
             on_epoch(resume.step // global_batch(cfg, len(data.train)).steps_per_epoch(len(data.train)), learner)
-    elif run_dir.file(METRICS).exists():  # interrupted before its first checkpoint: it starts again from step 0
-        run_dir.file(METRICS).unlink()
+    else:  # interrupted before its first checkpoint (or the checkpoint is gone): it starts again from step 0
+        run_dir.restart_metrics()
     save_structures(run_dir, cfg.model, models, spec.input_shape, min(cfg.batch_len(len(data.train)), 256))
     try:
         history = fit(learner, data.train, data.test, cfg, val=data.val, monitor="val_acc",

@@ -16,15 +16,15 @@ from twinnet.recurrent_task import BEST, MODEL_NAMES, PalindromeConfig, save_mod
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.blocks import Figure, Section, Table, Text
-from twinnet.runs import CHECKPOINT, METRICS, SUMMARY, RunDir
+from twinnet.runs import CHECKPOINT, SUMMARY, RunDir
 
 STEP_LOSS = "step_loss.npz"
 
 
 def run(cfg: PalindromeConfig, run_dir: RunDir, ctx) -> dict:
     checkpoints = Checkpointer(run_dir.file(CHECKPOINT), to_dict(cfg), cfg.resume_may_change, tolerant=True)
-    if not checkpoints.exists() and run_dir.file(METRICS).exists():  # stopped before its first checkpoint
-        run_dir.file(METRICS).unlink()
+    if not checkpoints.exists():  # stopped before its first checkpoint (or the checkpoint is gone): from step 0
+        run_dir.restart_metrics()
     params = save_model_structure(run_dir, cfg)
     # a resumed run's metrics file may hold evaluations made after the checkpoint: keep exactly the checkpoint's
     result, _, _, step_losses = train_one(cfg, on_eval=run_dir.append_metrics, progress=ctx.progress,
