@@ -232,8 +232,37 @@ class Case:
     code: int = 2
 
 
+def _constant_mnist(w: World) -> list[str]:
+    from fake_data import idx
+
+    d = w.root / "constant" / "mnist"
+    write_mnist(d)
+    n = 300
+    (d / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx(np.zeros((n, 28, 28), np.uint8))))
+    return ["run", "mnist-numpy", "--quick", "--set", "verify=false", "--data-dir", str(d.parent), "--out", w.out()]
+
+
+def _torch_out_of_memory(w: World) -> list[str]:
+    import twinnet.experiments.mlp_compare as mc
+
+    def alloc(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 400000000000 bytes")
+
+    w.monkeypatch.setattr(mc, "make_toy", alloc)
+    return ["run", "mlp-compare", "--quick", "--out", w.out()]
+
+
 CASES = [
     # data
+    Case("torch-out-of-memory", _torch_out_of_memory, "out of memory: a setting asks for more than"),
+    Case("constant-images", _constant_mnist, "the training images are constant in channel(s) 0"),
+    Case("toy-split-too-small", lambda w: ["run", "mlp-compare", "--quick", "--set", "n_samples=10", "--out", w.out()],
+         "fewer than its 3 classes on one side"),
+    Case("cifar-time-no-presets", lambda w: ["run", "cifar-time", "--quick", "--set", "presets=", "--out", w.out()],
+         "presets is empty"),
+    Case("threads-absurd", lambda w: ["run", "mlp-compare", "--quick", "--threads", "100000", "--out", w.out()],
+         "--threads 100000 is more than 8x this machine's"),
     Case("no-such-data-dir", lambda w: ["run", "mnist-numpy", "--quick", "--data-dir", str(w.root / "nowhere"),
                                         "--out", w.out()], "does not exist"),
     Case("data-dir-is-a-file", lambda w: ["run", "mnist-numpy", "--quick", "--data-dir",

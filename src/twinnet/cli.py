@@ -319,12 +319,23 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a problem twinnet did not foresee: still one line, unless asked
         if os.environ.get("TWINNET_DEBUG") == "1":
             raise
+        if _out_of_memory(exc):  # torch's allocators say it as a RuntimeError
+            print("twinnet: error: out of memory: a setting asks for more than this machine (or GPU) has (a model, "
+                  "grid or batch too large?); lower it", file=sys.stderr)
+            return 2
         where = f"rank {rank}: " if rank else ""
         print(_one_line(f"twinnet: {where}error: unexpected {type(exc).__name__}: {str(exc)[:300]} (set "
                         "TWINNET_DEBUG=1 for the traceback, and please report it)"), file=sys.stderr)
         return 1
     finally:
         distributed.close()
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocator's out-of-memory error (torch's CPU or CUDA allocator, OpenBLAS)."""
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text
+                                              or "failed to allocate" in text)
 
 
 def _dispatch(args, command: str) -> int:

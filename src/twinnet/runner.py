@@ -97,6 +97,9 @@ def sigterm_interrupts():
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
+MAX_THREADS_PER_CORE = 8  # above this, --threads is a mistake, not oversubscription by choice
+
+
 def choose_threads(threads: int | None, run_dir: RunDir | None = None) -> tuple[int, str]:
     """The thread count of a run (of each rank, under torchrun) and what chose it: ``--threads``; else,
     for a resumed run, the count it started with (thread counts can change the last bits of results);
@@ -106,6 +109,9 @@ def choose_threads(threads: int | None, run_dir: RunDir | None = None) -> tuple[
     if threads is not None:
         if threads < 1:
             raise TwinnetError(f"--threads must be >= 1, got {threads}")
+        if threads > MAX_THREADS_PER_CORE * hardware.cores():  # OpenBLAS and OpenMP fail on thousands of threads
+            raise TwinnetError(f"--threads {threads} is more than {MAX_THREADS_PER_CORE}x this machine's "
+                               f"{hardware.cores()} cores; use at most {hardware.cores()} (one per core is fastest)")
         return threads, "--threads"
     if run_dir is not None:
         saved = _read_env(run_dir).get("threads")

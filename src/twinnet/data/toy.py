@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from sklearn.datasets import make_blobs, make_circles, make_moons
 from sklearn.model_selection import train_test_split
@@ -37,6 +39,12 @@ def make_toy(
         classes = tuple(f"blob {i}" for i in range(n_blobs))
     else:
         raise TwinnetError(f"unknown toy dataset {name!r}; choose one of {', '.join(TOY_DATASETS)}")
+    n_test = math.ceil(test_fraction * len(y))
+    n_classes = len(np.unique(y))
+    if min(n_test, len(y) - n_test) < n_classes:  # a stratified split needs every class on both sides
+        raise TwinnetError(f"{name}: {len(y)} samples with test_fraction={test_fraction} give {n_test} test and "
+                           f"{len(y) - n_test} training samples, fewer than its {n_classes} classes on one side; "
+                           "raise n_samples or choose a test_fraction nearer 0.5")
     x_tr, x_te, y_tr, y_te = train_test_split(
         x, y, test_size=test_fraction, random_state=seed, stratify=y
     )

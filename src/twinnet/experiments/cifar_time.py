@@ -51,6 +51,8 @@ class TimeConfig(BaseConfig):
             raise ValueError(f"budgets must be fractions in (0, 1], got {self.budgets!r}")
         if not seeds or min(seeds) < 0:
             raise ValueError(f"seeds must be integers >= 0, got {self.seeds!r}")
+        if not self.names():
+            raise ValueError("presets is empty; name at least one image preset (e.g. --set presets=airbench94,cifar-fast)")
         for name in self.names():
             if get_experiment(name).config_cls is not image.ImageConfig:
                 raise ValueError(f"{name} is not an image preset; cifar-time sweeps presets like airbench94")

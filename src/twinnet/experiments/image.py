@@ -158,6 +158,11 @@ def load_images(cfg: ImageConfig, data_dir: Path | None = None) -> ImageData:
     axes = (0, 2, 3)  # statistics per channel, over images and pixels
     mean = tuple(train.x.mean(axis=axes) / 255)
     std = tuple(train.x.std(axis=axes) / 255)
+    if min(std) == 0:  # normalising would divide by zero: every loss after it NaN
+        flat = [c for c, v in enumerate(std) if v == 0]
+        raise TwinnetError(f"the training images are constant in channel(s) {', '.join(map(str, flat))} (every pixel "
+                           f"the same value, standard deviation 0), so they cannot be normalised and hold nothing to "
+                           f"learn; check the data in {source}")
     dtype = DTYPES[cfg.dtype]
     norm = lambda ds: ArrayDataset(normalize(ds.x, mean, std, dtype), ds.y)  # noqa: E731
     flips = cfg.seed if cfg.flip == "alternate" else None

@@ -63,8 +63,9 @@ def _grid(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def run(cfg: MLPCompareConfig, run_dir: RunDir, ctx) -> dict:
     results, agreement = [], {}
+    splits = {d: make_toy(d, cfg.n_samples, cfg.noise, cfg.seed, cfg.test_fraction) for d in cfg.datasets}  # all first
     for dataset in cfg.datasets:
-        split = make_toy(dataset, cfg.n_samples, cfg.noise, cfg.seed, cfg.test_fraction)
+        split = splits[dataset]
         mean, std = (split.train.x.mean(0), split.train.x.std(0)) if cfg.standardize else (0.0, 1.0)
         scale = lambda x: (x - mean) / std  # noqa: E731
         train, test = ArrayDataset(scale(split.train.x), split.train.y), ArrayDataset(scale(split.test.x), split.test.y)
