@@ -249,7 +249,10 @@ def _cmd_check(args) -> int:
     if args.seed is not None and args.seed < 0:
         raise TwinnetError(f"--seed must be >= 0, got {args.seed}")
     convention = grader.resolve_convention(args.convention, args.spec)
-    only = [k.strip() for k in args.only.split(",") if k.strip()] if args.only else None
+    only = [k.strip() for k in args.only.split(",") if k.strip()] if args.only is not None else None
+    if only is not None and not only:
+        raise TwinnetError(f"--only {args.only!r} names no layer; give layer kinds such as --only conv,maxpool, or "
+                           "leave --only out to check every layer")
     if args.json is not None:  # before grading: a report that cannot be saved is found out first
         if not args.json.parent.is_dir():
             raise TwinnetError(f"--json {args.json}: the folder {args.json.parent} does not exist")

@@ -302,6 +302,8 @@ def _reopen(name: str, path: Path, overrides: list[str]) -> tuple[RunDir, dict, 
     if not getattr(experiment.config_cls, "resumable", False):
         raise TwinnetError(f"{name} cannot be resumed; start a new run instead")
     run_dir = RunDir(path)
+    if path.exists() and not path.is_dir():
+        raise TwinnetError(f"--resume {path} is a file; give the run's folder (the one holding {CONFIG})")
     if not path.is_dir():
         raise TwinnetError(f"--resume {path}: no such directory")
     if not run_dir.file(CONFIG).exists():

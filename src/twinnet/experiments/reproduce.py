@@ -197,7 +197,7 @@ def _seeds_table(groups: list[dict]) -> list:
                      f"{fmt('test_acc', acc['mean'])} ± {fmt('test_acc', acc['std'])}" if acc else "",
                      f"{fmt('test_acc', acc['min'])} – {fmt('test_acc', acc['max'])}" if acc else "",
                      ", ".join(fmt("test_acc", v) for v in acc["values"]) if acc else "",
-                     f"{time['mean']:.0f} ± {time['std']:.0f} s" if time else ""])
+                     f"{time['mean']:,.0f} ± {time['std']:,.0f} s" if time else ""])
     if not rows:
         return []
     return [Text("The headline presets over their seeds: test accuracy as mean ± standard deviation over the seeds "
