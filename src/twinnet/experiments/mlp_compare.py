@@ -168,7 +168,7 @@ def report(path: Path) -> list:
     summary = RunDir(path).read_json(SUMMARY)
     rows = [[r["dataset"], r["engine"], f"{100 * r['train_acc']:.2f}%", f"{100 * r['test_acc']:.2f}%",
              f"{r['train_loss']:.4f}", f"{r['test_loss']:.4f}"] for r in summary["results"]]
-    agree_rows = [[d, a["steps"], a["dtype"], a["same_init"], f"{a['max_rel_loss_diff']:.2e}"]
+    agree_rows = [[d, f"{a['steps']:,}", a["dtype"], a["same_init"], f"{a['max_rel_loss_diff']:.2e}"]
                   for d, a in summary["agreement"].items()]
     config = RunDir(path).read_json(CONFIG)
     said = [f"{d}: " + analysis.agreement(a["max_rel_loss_diff"], a["steps"], a["dtype"])
