@@ -350,7 +350,9 @@ def test_an_unusable_checkpoint_in_a_sweep_is_set_aside_and_its_run_starts_again
     else:  # a readable file of another layout
         torch.save({"config": {}, "learner": {}}, broken)
     before = broken.read_bytes()
-    assert main(["run", "palindrome-sweep", "--resume", str(out)]) == 0
+    with pytest.warns(UserWarning, match="starts again from step 0; the 2 metric record"):  # they are kept aside
+        assert main(["run", "palindrome-sweep", "--resume", str(out)]) == 0
+    assert (out / "runs" / "rnn-T4-seed0" / "metrics.before-restart.jsonl").read_text().count("\n") == 2
     err = capsys.readouterr().err
     assert "cannot resume from" in err and "starts again" in err
     assert (out / "runs" / "rnn-T4-seed0" / "checkpoint.unusable").read_bytes() == before
