@@ -260,8 +260,6 @@ def _cmd_check(args) -> int:
             raise TwinnetError(f"--json {args.json} is a folder; name a file in it (e.g. {args.json / 'grade.json'})")
         if not os.access(args.json.parent, os.W_OK) or (args.json.exists() and not os.access(args.json, os.W_OK)):
             raise TwinnetError(f"--json {args.json}: not writable here; name a file in a folder you can write")
-    if args.configs < 1:
-        raise TwinnetError(f"--configs must be >= 1, got {args.configs}")
     report = grade_isolated(args.files, convention, only=only, seed=grader.resolve_seed(args.seed),
                             configs=args.configs)
     print(grader.format_table(report))
