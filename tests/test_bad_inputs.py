@@ -300,6 +300,8 @@ CASES = [
     Case("negative-seed-set", _run("mnist-numpy", "seed=-3", data=False), "seed"),
     Case("one-seed", _run("mlp-compare", data=False, extra=("--seeds", "5")), "at least two distinct seeds"),
     Case("seeds-not-numbers", _run("mlp-compare", data=False, extra=("--seeds", "a,b")), "--seeds 'a,b'"),
+    Case("empty-seeds-show-config", _run("mlp-compare", data=False, extra=("--seeds", "", "--show-config")),
+         "at least two distinct seeds"),
     Case("seeds-and-set-seed", _run("mlp-compare", "seed=3", data=False, extra=("--seeds", "0,1")),
          "--set seed=... would change nothing"),
     Case("zero-threads", _run("mnist-numpy", data=False, extra=("--threads", "0")), "--threads must be >= 1"),

@@ -165,7 +165,7 @@ def _cmd_run(args, command: str) -> None:
         if any(o.partition("=")[0].strip() == "seed" for o in args.overrides):
             raise TwinnetError("--seeds sets each run's seed itself, so --set seed=... would change nothing: drop it")
         if args.show_config:
-            args.seed = seeds.parse_seeds(args.seeds)[0] if args.seeds else None
+            args.seed = seeds.parse_seeds(args.seeds)[0] if args.seeds is not None else None
         else:
             path = seeds.run_group(args.experiment, args.overrides,
                                    seeds.parse_seeds(args.seeds) if args.seeds is not None else [],
