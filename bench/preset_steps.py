@@ -2,6 +2,7 @@
 from them: the time ratio of two recipes from one short run on one machine.
 
     python bench/preset_steps.py [--presets airbench94,cifar-fast] [--steps 3] [--repeats 3] [--threads 2]
+                                 [--compile]
 
 Each preset is built as ``twinnet run`` builds it (its model and layout, its optimiser and parameter
 groups, Muon, lookahead, autocast as this CPU resolves it) and trains on random images of its batch
@@ -10,7 +11,9 @@ size. The presets take turns, ``--steps`` timed steps each per turn after one wa
 turn is kept. The projection is the preset's steps times that step time: it leaves out data
 augmentation, evaluation and the setup before the first step (a few percent of a full run here), so
 compare it with a full run's training time as a ratio, not as seconds. Prints the CPU, one line per
-preset, then each preset's projected time against the first preset's.
+preset, then each preset's projected time against the first preset's. ``--compile`` adds each preset
+again with its network through ``torch.compile`` (named ``preset+compile``; compiled during its warm-up
+step, which is not timed) and prints the compiled step time against the eager one.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from twinnet.twins import build_twins
 class Preset:
     """One preset's learner, ready to take training steps on one random batch."""
 
-    def __init__(self, name: str, seed: int = 0) -> None:
+    def __init__(self, name: str, seed: int = 0, compiled: bool = False) -> None:
         cfg = resolve_config(name)
         if not isinstance(cfg, ImageConfig) or cfg.engine != "torch" or not cfg.steps:
             raise SystemExit(f"{name}: this bench times torch-engine image presets with a fixed number of steps")
@@ -50,8 +53,10 @@ class Preset:
             spec.prepare(model, images)
         learner = make_learner(model, cfg, params=param_groups(model, cfg), channels_last=cfg.channels_last,
                                amp=hardware.resolve_amp(cfg.amp, "cpu"))
+        if compiled:  # the optimiser keeps the same parameters; state dicts gain the wrapper's prefix throughout
+            learner.model = torch.compile(learner.model)
         self.learner = Lookahead(learner, cfg.lookahead, cfg.steps) if cfg.lookahead else learner
-        self.name, self.cfg, self.x = name, cfg, images
+        self.name, self.cfg, self.x = name + ("+compile" if compiled else ""), cfg, images
         self.y = rng.integers(0, 10, cfg.batch_size)
         self.learner.train_step(self.x, self.y)  # warm-up: the allocator and the kernels
 
@@ -68,12 +73,14 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3, help="timed steps per preset per turn")
     p.add_argument("--repeats", type=int, default=3, help="turns; the median is kept")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--compile", action="store_true", help="also each preset with torch.compile, timed in the same turns")
     args = p.parse_args()
     if args.steps < 1 or args.repeats < 1 or args.threads < 1:
         raise SystemExit("--steps, --repeats and --threads must be >= 1")
     torch.set_num_threads(args.threads)
     print(f"CPU: {hardware.cpu_name()} ({hardware.cpu_capability()}), {args.threads} threads", flush=True)
-    presets = [Preset(n.strip()) for n in args.presets.split(",") if n.strip()]
+    names = [n.strip() for n in args.presets.split(",") if n.strip()]
+    presets = [Preset(n, compiled=c) for n in names for c in ((False, True) if args.compile else (False,))]
     turns: dict[str, list[float]] = {q.name: [] for q in presets}
     for _ in range(args.repeats):
         for q in presets:
@@ -87,7 +94,10 @@ def main() -> None:
               f"{q.cfg.steps} steps -> {projected[q.name]:.0f} s projected", flush=True)
     first = presets[0].name
     for q in presets[1:]:
-        print(f"{q.name} / {first}: {projected[q.name] / projected[first]:.3f} of the training time", flush=True)
+        if not q.name.endswith("+compile"):
+            print(f"{q.name} / {first}: {projected[q.name] / projected[first]:.3f} of the training time", flush=True)
+    for n in names if args.compile else ():
+        print(f"{n}: compiled / eager step time {projected[n + '+compile'] / projected[n]:.3f}", flush=True)
 
 
 if __name__ == "__main__":

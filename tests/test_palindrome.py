@@ -283,6 +283,14 @@ def test_a_checkpoint_from_other_settings_is_refused_by_name(tmp_path):
         train_one(_tiny(), on_eval=stop, progress=False, checkpoints=_saver(_tiny(), path))
     with pytest.raises(CheckpointError, match="changed settings \\(lr\\)"):
         train_one(_tiny(lr=0.01), progress=False, checkpoints=_saver(_tiny(lr=0.01), path))
+    # a checkpoint saved without a setting this twinnet has (another version's): named as absent, not as changed
+    from twinnet.checkpoint import Checkpointer
+    from twinnet.config import to_dict
+
+    newer = Checkpointer(path, {**to_dict(_tiny()), "new_setting": 1}, _tiny().resume_may_change, tolerant=True)
+    with pytest.raises(CheckpointError, match="holds no value for new_setting") as e:
+        train_one(_tiny(), progress=False, checkpoints=newer)
+    assert "changed settings" not in str(e.value)
 
 
 def test_a_checkpoint_that_cannot_be_saved_costs_a_warning_not_the_run(tmp_path, capsys):

@@ -186,7 +186,8 @@ def load(path: Path, learner, config: dict, may_change: Collection[str] = (),
         if not (isinstance(ranks, int) and ranks >= 1 and isinstance(streams, list)
                 and len(streams) == (ranks if ranks > 1 else 0) and all(isinstance(r, dict) for r in streams)):
             raise TypeError("its ranks' random states are not what twinnet writes")
-        changed = sorted(k for k, v in config.items() if k not in may_change and saved.get(k) != v)
+        absent = sorted(k for k in config if k not in may_change and k not in saved)
+        changed = sorted(k for k, v in config.items() if k not in may_change and k in saved and saved[k] != v)
         history = History(list(loop["records"]), list(loop["step_losses"]), bool(loop["stopped_early"]), best)
         state = LoopState(int(loop["step"]), history, tuple(loop["running"]), loop["rng_state"],
                           float(loop["elapsed_s"]), loop["source_state"], ranks, streams,
@@ -198,6 +199,10 @@ def load(path: Path, learner, config: dict, may_change: Collection[str] = (),
     now = distributed.world().size
     if state.world_size != now:
         raise CheckpointError(f"cannot resume from {path}: {distributed.other_world(state.world_size, now)}")
+    if absent:
+        raise CheckpointError(f"cannot resume from {path}: it holds no value for {', '.join(absent)} (saved by another "
+                              "version of twinnet, or edited), so it cannot be checked to be the same run. Start a new "
+                              "run, or finish it with the twinnet that started it")
     if changed:
         raise CheckpointError(f"cannot resume from {path} with changed settings ({', '.join(changed)}): the "
                               f"continued run would not be the one it started as. Drop those --set, or start a new run")
