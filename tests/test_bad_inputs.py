@@ -364,6 +364,8 @@ CASES = [
     Case("report-broken-summary", _report_of(lambda r: (r / "summary.json").write_text("{")), "summary.json is damaged"),
     Case("report-damaged-metrics-line", _report_of(_cut_metrics_middle), "line 2 is damaged"),
     Case("report-pickled-npz", _report_of(_object_npz), "cannot be read safely"),
+    Case("report-text-as-npz", _report_of(lambda r: (r / "predictions.npz").write_text("y_true,y_pred\n1,2\n")),
+         "not a zip archive's, so it is no .npz"),
     Case("report-summary-lacks-figures", _report_of(lambda r: (r / "summary.json").write_text('{"model": "x"}')),
          "incomplete or damaged"),
     Case("report-unknown-experiment", _report_of(lambda r: (r / "config.json").write_text(

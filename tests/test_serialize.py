@@ -134,6 +134,10 @@ def test_files_that_are_archives_but_not_state_dicts(tmp_path):
     os.replace(tmp_path / "bare.npy", tmp_path / "bare.npz")
     with pytest.raises(ValueError, match="bare.npz.*not a valid .npz"):
         serialize.read(tmp_path / "bare.npz")
+    (tmp_path / "text.npz").write_text("not weights at all\n")  # NumPy would call it "pickled data"
+    with pytest.raises(ValueError, match="text.npz.*not a zip archive's") as info:
+        serialize.read(tmp_path / "text.npz")
+    assert "pickle" not in str(info.value)
     torch.save(torch.zeros(3), tmp_path / "tensor.pt")
     with pytest.raises(ValueError, match="tensor.pt.*does not hold a state_dict"):
         serialize.read(tmp_path / "tensor.pt")

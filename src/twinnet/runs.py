@@ -44,6 +44,19 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
+def npz_problem(path: Path, exc: Exception) -> str:
+    """Why ``np.load`` refused ``path``, in words (NumPy calls any file that is neither a zip nor a .npy
+    "pickled data", which misleads when the file is text or a renamed image)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        head = b""
+    if not head.startswith((b"PK", b"\x93NUMPY")):
+        return "its first bytes are not a zip archive's, so it is no .npz (another kind of file, or damaged)"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside ``path`` and rename it over: readers see old or new, never half.
     The file gets the mode the umask gives a new file (mkstemp alone would leave it private)."""
@@ -210,7 +223,7 @@ class RunDir:
         except OSError as e:
             raise TwinnetError(f"cannot read {path}: {e.strerror or e}") from None
         except ValueError as e:  # object arrays (pickles), or not an .npz at all
-            raise TwinnetError(f"{path} cannot be read safely ({str(e).splitlines()[0]}); restore it from the run "
+            raise TwinnetError(f"{path} cannot be read safely ({npz_problem(path, e)}); restore it from the run "
                                "or run the experiment again") from None
         except Exception as e:  # noqa: BLE001 - a damaged zip: BadZipFile, EOFError, ...
             raise TwinnetError(f"{path} is damaged ({type(e).__name__}); restore it or run the experiment "

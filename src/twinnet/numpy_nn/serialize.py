@@ -18,7 +18,7 @@ import numpy as np
 from twinnet import TwinnetError
 from twinnet.numpy_nn import backend
 from twinnet.numpy_nn.module import Module
-from twinnet.runs import atomic_write_bytes
+from twinnet.runs import atomic_write_bytes, npz_problem
 
 _NUMPY = (".npz",)
 _TORCH = (".pt", ".pth")
@@ -63,7 +63,7 @@ def read(path: str | Path) -> dict[str, np.ndarray]:
         try:
             archive = np.load(path, allow_pickle=False)
         except bad as exc:
-            raise WeightsFileError(f"{str(path)!r} is not a valid .npz archive: {exc}") from exc
+            raise WeightsFileError(f"{str(path)!r} is not a valid .npz archive: {npz_problem(path, exc)}") from exc
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise WeightsFileError(f"{str(path)!r} is not a valid .npz archive: it holds one bare array, not named arrays")
         with archive:
