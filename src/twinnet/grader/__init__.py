@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,15 @@ class Report:
                 "max_points": sum(r.max_points for r in self.rows),
                 "layers": [{**asdict(r), "worst_error": r.worst_error if np.isfinite(r.worst_error) else None}
                            for r in self.rows]}  # None: a configuration crashed or returned what cannot be compared
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Report:
+        """The report ``as_dict`` gave (as it comes back from the grading process)."""
+        names = {f.name for f in fields(Row)}
+        rows = [Row(**{k: v for k, v in layer.items() if k in names}) for layer in d["layers"]]
+        for row in rows:
+            row.worst_error = float("inf") if row.worst_error is None else row.worst_error
+        return cls(d["convention"], d["seed"], d["files"], rows)
 
 
 def resolve_convention(name: str | None, spec: Path | None) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
                    configs: int):
     """``grader.grade`` in a child process: its ``Report``, or the ``TwinnetError`` it raised, or one
     saying how the submission ended the child."""
-    from twinnet.grader import Report, Row
+    from twinnet.grader import Report
 
     with tempfile.TemporaryDirectory(prefix="twinnet-check-") as tmp:
         request, out = Path(tmp) / "request.json", Path(tmp) / "report.json"
@@ -43,12 +42,7 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
                            "and check again")
     if "error" in payload:
         raise TwinnetError(payload["error"])
-    r = payload["report"]
-    names = {f.name for f in fields(Row)}
-    rows = [Row(**{k: v for k, v in layer.items() if k in names}) for layer in r["layers"]]
-    for row in rows:
-        row.worst_error = float("inf") if row.worst_error is None else row.worst_error
-    return Report(r["convention"], r["seed"], r["files"], rows)
+    return Report.from_dict(payload["report"])
 
 
 def main(argv: list[str]) -> None:
