@@ -323,7 +323,7 @@ CASES = [
                                         str(w.data / "mnist" / "t10k-labels-idx1-ubyte.gz" / "run")],
          "cannot create run directory"),
     Case("out-read-only", _read_only_out, "Permission denied"),
-    Case("disk-full", _disk_full, "No space left on device ("),  # and the file it was writing
+    Case("disk-full", _disk_full, "runs/new: No space left on device"),  # the run folder, then the cause
     Case("resume-no-such-dir", lambda w: ["run", "mlp-cifar", "--resume", str(w.root / "nowhere")], "no such directory"),
     Case("resume-not-a-run", lambda w: ["run", "mlp-cifar", "--resume", str(w.data)], "no config.json there"),
     Case("resume-other-experiment", _resume(experiment="cnn-vgg"), "that is a run of 'mlp-cifar'"),
