@@ -69,13 +69,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fchmod(f.fileno(), _file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:  # a full disk says only "No space left on device": name the file it was writing
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        if e.filename is None and e.errno is not None:
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None:  # a full disk: name the file
             raise OSError(e.errno, e.strerror or str(e), str(path)) from e
-        raise
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
         raise
 
 
