@@ -30,6 +30,7 @@ from twinnet import hardware
 from twinnet.architectures import MODELS
 from twinnet.experiments.image import ImageConfig, param_groups
 from twinnet.learner import Lookahead, make_learner
+from twinnet.numpy_nn import backend
 from twinnet.runner import resolve_config
 from twinnet.twins import build_twins
 
@@ -78,6 +79,7 @@ def main() -> None:
     if args.steps < 1 or args.repeats < 1 or args.threads < 1:
         raise SystemExit("--steps, --repeats and --threads must be >= 1")
     torch.set_num_threads(args.threads)
+    backend.tune_allocator()  # as `twinnet run` does: large blocks reused, not fresh pages every step
     print(f"CPU: {hardware.cpu_name()} ({hardware.cpu_capability()}), {args.threads} threads", flush=True)
     names = [n.strip() for n in args.presets.split(",") if n.strip()]
     presets = [Preset(n, compiled=c) for n in names for c in ((False, True) if args.compile else (False,))]

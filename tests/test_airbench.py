@@ -209,6 +209,28 @@ def test_cifar_time_sweeps_budgets_and_sets_accuracy_against_training_time(cifar
     assert "not an image preset" in capsys.readouterr().err
 
 
+def test_cifar_time_sets_each_budget_against_the_other_presets_shortest_budget_that_trained_as_long():
+    from twinnet.experiments.cifar_time import _equal_time_blocks, equal_time
+
+    def point(preset, steps, seconds, acc):
+        return {"preset": preset, "steps": steps, "training_s": seconds, "test_acc": acc, "seeds": 1}
+
+    points = [point("fast", 88, 200.0, 0.845), point("fast", 350, 750.0, 0.904),
+              point("slow", 97, 210.0, 0.820), point("slow", 121, 264.0, 0.839), point("slow", 485, 995.0, 0.907)]
+    rows = {(r["preset"], r["steps"]): r for r in equal_time(points)}
+    # fast's 200 s against slow's 210 s (not 264 s, which also trained longer); 750 s against 995 s
+    assert (rows[("fast", 88)]["other_steps"], rows[("fast", 350)]["other_steps"]) == (97, 485)
+    assert rows[("fast", 88)]["lead"] == pytest.approx(0.025) and rows[("fast", 350)]["lead"] == pytest.approx(-0.003)
+    # slow's 210 s and 264 s both against fast's 750 s; slow's 995 s outlasts every fast budget: no row
+    assert rows[("slow", 97)]["other_steps"] == rows[("slow", 121)]["other_steps"] == 350
+    assert ("slow", 485) not in rows
+    text = _equal_time_blocks(list(rows.values()))[0].markdown
+    assert "fast at 88 steps is at least 2.50 points ahead of slow (84.50% in 200 s against 82.00% in 210 s)" in text
+    table = _equal_time_blocks(list(rows.values()))[1]
+    assert [row[0] for row in table.rows] == ["fast (88)"]  # only leads bound anything
+    assert _equal_time_blocks([rows[("fast", 350)]]) == []
+
+
 def test_the_whitening_layer_is_set_up_from_every_class_of_a_sorted_training_set():
     from twinnet.experiments.image import setup_sample
 

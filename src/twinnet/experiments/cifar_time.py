@@ -94,7 +94,8 @@ def run(cfg: TimeConfig, run_dir: RunDir, ctx) -> dict:
         runs.append({"job": key, **{k: result[k] for k in LABELS}, **{k: summary[k] for k in KEYS},
                      "lossy_data": summary.get("lossy_data"),
                      "training_s": summary["train_time_s"] - summary["eval_time_s"]})
-    return {"runs": runs, "points": _points(runs)}
+    points = _points(runs)
+    return {"runs": runs, "points": points, "equal_time": equal_time(points)}
 
 
 def _points(runs: list[dict]) -> list[dict]:
@@ -105,6 +106,25 @@ def _points(runs: list[dict]) -> list[dict]:
     return [{"preset": p, "steps": s, "seeds": len(rs),
              "test_acc": float(np.mean([r["test_acc"] for r in rs])), "test_acc_std": float(np.std([r["test_acc"] for r in rs])),
              "training_s": float(np.mean([r["training_s"] for r in rs]))} for (p, s), rs in sorted(groups.items())]
+
+
+def equal_time(points: list[dict]) -> list[dict]:
+    """Each preset's budgets against every other preset given at least as long: for a point of A, the
+    point of B with the shortest training time not below A's. A longer budget trains at least as well, so
+    A's accuracy minus that B's is a lower bound on A's lead at A's training time (no curve is assumed
+    between B's points); a point of A that outlasts all of B's has no row."""
+    rows = []
+    for a in points:
+        others = {}
+        for b in points:
+            if b["preset"] != a["preset"] and b["training_s"] >= a["training_s"]:
+                best = others.get(b["preset"])
+                if best is None or b["training_s"] < best["training_s"]:
+                    others[b["preset"]] = b
+        rows += [{"preset": a["preset"], "steps": a["steps"], "training_s": a["training_s"], "test_acc": a["test_acc"],
+                  "other": b["preset"], "other_steps": b["steps"], "other_training_s": b["training_s"],
+                  "other_test_acc": b["test_acc"], "lead": a["test_acc"] - b["test_acc"]} for b in others.values()]
+    return rows
 
 
 def figures(path: Path) -> None:
@@ -135,7 +155,31 @@ def report(path: Path) -> list:
              f"names the CPU and threads).{note}"),
         Figure("accuracy_vs_time.png", "Test accuracy against training time for each preset and budget; error bars: "
                                        "standard deviation over seeds."),
+        *_equal_time_blocks(s.get("equal_time", [])),
     ])]
+
+
+def _equal_time_blocks(rows: list[dict]) -> list:
+    """The comparison at equal training time, as a table and a sentence drawn from it."""
+    ahead = [r for r in rows if r["lead"] > 0]
+    if not ahead:
+        return []
+    table = Table(["preset (steps)", "its training time", "its test acc", "against (steps) given at least as long",
+                   "its training time", "its test acc", "lead, at least"],
+                  [[f"{r['preset']} ({r['steps']:,})", f"{r['training_s']:.0f} s", f"{100 * r['test_acc']:.2f}%",
+                    f"{r['other']} ({r['other_steps']:,})", f"{r['other_training_s']:.0f} s",
+                    f"{100 * r['other_test_acc']:.2f}%", f"{100 * r['lead']:+.2f}"] for r in ahead], {1, 2, 4, 5, 6})
+    best = max(ahead, key=lambda r: r["lead"])
+    return [
+        Text("At equal training time: each budget set against the other preset's shortest budget that trained at "
+             "least as long. A longer budget trains at least as well, so each lead is a lower bound at the first "
+             f"preset's training time. The largest: {best['preset']} at {best['steps']:,} steps is at least "
+             f"{100 * best['lead']:.2f} points ahead of {best['other']} ({100 * best['test_acc']:.2f}% in "
+             f"{best['training_s']:.0f} s against {100 * best['other_test_acc']:.2f}% in "
+             f"{best['other_training_s']:.0f} s). Budgets not ahead are left out: the other preset trained longer "
+             "there, so they bound nothing."),
+        table,
+    ]
 
 
 def headline(s: dict) -> str:
