@@ -96,7 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", type=int, default=1, metavar="N",
                    help="shapes, mult-adds and activation memory for a batch of N (default 1)")
 
-    rep = sub.add_parser("report", help="redraw the figures, report.md and report.html of a finished run")
+    rep = sub.add_parser("report", help="redraw the figures, report.md, report.html and the TensorBoard event log "
+                                        "of a finished run")
     rep.add_argument("run_dir", type=Path, metavar="RUN_DIR")
 
     c = sub.add_parser(

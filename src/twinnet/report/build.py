@@ -31,6 +31,7 @@ FILES = (
     (CHECKPOINT, CHECKPOINT, "weights, optimiser and loop state to resume from"),
     ("*.npz", "*.npz", "data behind the figures"),
     ("*.png", "*.png", "figures"),
+    ("events.out.tfevents.twinnet", "events.out.tfevents.*", "the records as a TensorBoard log: `tensorboard --logdir`"),
     ("<part>/", f"*/{CONFIG}", "one run directory for each part of the run"),
     ("runs/", f"runs/*/{CONFIG}", "one complete run directory for each run of the sweep"),
 )
@@ -103,14 +104,20 @@ def report_blocks(path: Path) -> list[Block]:
 
 def write_report(path: Path) -> Path:
     """Draw the run's figures and write report.md, and the same as a self-contained report.html
-    (figures embedded); reads files only, never trains.
+    (figures embedded), and the run's records as a TensorBoard event log; reads files only, never trains.
 
     The experiment's ``figures`` (where it has one) draws the PNGs, then its ``report`` gives the
     sections (Markdown strings or report blocks), set between the run's heading and its structure,
     configuration, environment and files sections."""
-    from twinnet.report import html
+    from twinnet.report import html, tensorboard
 
     run = RunDir(path)
+    try:  # first, so that the files section lists it; a convenience, never a reason to lose the report
+        tensorboard.write(run.path)
+    except TwinnetError as e:
+        import warnings
+
+        warnings.warn(f"the TensorBoard log was not written: {e}", stacklevel=2)
     blocks = report_blocks(run.path)
     text = render_markdown(blocks, level=1)
     page = html.page(blocks, run.path, blocks[0].title if isinstance(blocks[0], Section) else run.path.name)
