@@ -37,8 +37,10 @@ FILES = (
 )
 
 
-def _files_section(run: RunDir) -> Section:
-    present = [f"`{shown}` ({what})" for shown, pattern, what in FILES if any(run.path.glob(pattern))]
+def _files_section(run: RunDir, coming: tuple[str, ...] = ()) -> Section:
+    """The files the run has, and those about to be written with its report (``coming``)."""
+    present = [f"`{shown}` ({what})" for shown, pattern, what in FILES
+               if shown in coming or any(run.path.glob(pattern))]
     return Section("Files", [Text(", ".join(present) + ".")])
 
 
@@ -85,8 +87,9 @@ def body_blocks(path: Path, draw: bool = True) -> list[Block]:
     return [*_as_blocks(sections, run, experiment.name), *structure]
 
 
-def report_blocks(path: Path) -> list[Block]:
-    """The blocks of a finished run's report (drawing its figures first); reads files only, never trains."""
+def report_blocks(path: Path, coming: tuple[str, ...] = ()) -> list[Block]:
+    """The blocks of a finished run's report (drawing its figures first); reads files only, never trains.
+    ``coming``: files to be written with the report, listed in its files section."""
     run, cfg, env = _open(path)
     experiment = get_experiment(str(cfg.get("experiment")))
     body = body_blocks(path)
@@ -98,7 +101,7 @@ def report_blocks(path: Path) -> list[Block]:
         *body,
         Section("Configuration", [Table(["field", "value"], config_rows)]),
         Section("Environment", [Table(["what", "value"], env_rows)]),
-        _files_section(run),
+        _files_section(run, coming),
     ])]
 
 
@@ -112,15 +115,19 @@ def write_report(path: Path) -> Path:
     from twinnet.report import html, tensorboard
 
     run = RunDir(path)
-    try:  # first, so that the files section lists it; a convenience, never a reason to lose the report
-        tensorboard.write(run.path)
+    try:  # a convenience, never a reason to lose the report
+        log, problem = tensorboard.log_of(run.path), None
     except TwinnetError as e:
+        log, problem = None, e
+    blocks = report_blocks(run.path, coming=(tensorboard.EVENTS,) if log else ())  # a damaged run stops here
+    if problem is not None:
         import warnings
 
-        warnings.warn(f"the TensorBoard log was not written: {e}", stacklevel=2)
-    blocks = report_blocks(run.path)
+        warnings.warn(f"the TensorBoard log was not written: {problem}", stacklevel=2)
     text = render_markdown(blocks, level=1)
     page = html.page(blocks, run.path, blocks[0].title if isinstance(blocks[0], Section) else run.path.name)
     atomic_write_bytes(run.file(REPORT), (text + "\n").encode())
     atomic_write_bytes(run.file(REPORT_HTML), page.encode())
+    if log:
+        atomic_write_bytes(run.file(tensorboard.EVENTS), log)
     return run.file(REPORT)

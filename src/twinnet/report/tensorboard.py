@@ -100,18 +100,15 @@ def event_log(values: list[tuple[str, int, float]], wall_time: float) -> bytes:
     return b"".join(_record(e) for e in events)
 
 
-def write(run_dir: Path) -> Path | None:
-    """The run's event log from its metrics.jsonl (and per-step losses): written where it has records."""
-    from twinnet.runs import METRICS, RunDir, atomic_write_bytes
+def log_of(run_dir: Path) -> bytes | None:
+    """The run's event log from its metrics.jsonl (and per-step losses); None where it has no numbers."""
+    from twinnet.runs import METRICS, RunDir
 
     run = RunDir(run_dir)
     records = run.metrics() if run.file(METRICS).exists() else []
     name, key = STEP_LOSSES
-    step_losses = None
-    if run.file(name).exists():
-        step_losses = run.load_arrays(name).get(key)
+    step_losses = run.load_arrays(name).get(key) if run.file(name).exists() else None
     values = scalars([r for r in records if isinstance(r, dict)], step_losses)
     if not values:
         return None
-    atomic_write_bytes(run.file(EVENTS), event_log(values, run.file(METRICS).stat().st_mtime if records else 0.0))
-    return run.file(EVENTS)
+    return event_log(values, run.file(METRICS).stat().st_mtime if records else 0.0)
