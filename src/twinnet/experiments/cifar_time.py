@@ -2,7 +2,9 @@
 
 Each job is a complete run of a preset (``airbench94`` by default) at a fraction of its steps, its
 schedule stretched over the shorter run, evaluated once at its end; a figure and a table then set
-test accuracy against the seconds spent training (evaluation excluded), so a user can pick a trade-off.
+test accuracy against the seconds spent training (evaluation excluded), so a user can pick a trade-off,
+and each budget is set against every other preset's shortest budget that trained at least as long (a lower
+bound on its lead at equal time).
 A resume with other presets, budgets or seeds adds its runs: the report gathers every finished run
 of the folder.
 """
@@ -190,7 +192,7 @@ def headline(s: dict) -> str:
 register(Experiment(
     name="cifar-time",
     description="accuracy against training time: a sweep of budgets (fractions of the steps) of CIFAR-10 presets, "
-    "airbench94 by default, with its figure and table",
+    "airbench94 by default, with its figure and table, and each preset against the others at equal time",
     config_cls=TimeConfig, run=run, report=report, figures=figures, headline=headline,
     defaults={}, quick={"budgets": "0.5,1.0"},
 ))
