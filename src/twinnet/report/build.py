@@ -7,6 +7,7 @@ from pathlib import Path
 from twinnet import TwinnetError, trace
 from twinnet.registry import get_experiment
 from twinnet.report.blocks import Block, Figure, Section, Table, Text, render_markdown, walk
+from twinnet.report.tensorboard import EVENTS
 from twinnet.runs import (CHECKPOINT, CONFIG, ENV, METRICS, REPORT, REPORT_HTML, RESULTS, STRUCTURE, SUMMARY,
                           RunDir, atomic_write_bytes)
 from twinnet.structure import table_blocks
@@ -31,7 +32,7 @@ FILES = (
     (CHECKPOINT, CHECKPOINT, "weights, optimiser and loop state to resume from"),
     ("*.npz", "*.npz", "data behind the figures"),
     ("*.png", "*.png", "figures"),
-    ("events.out.tfevents.twinnet", "events.out.tfevents.*", "the records as a TensorBoard log: `tensorboard --logdir`"),
+    (EVENTS, "events.out.tfevents.*", "the records as a TensorBoard log: `tensorboard --logdir`"),
     ("<part>/", f"*/{CONFIG}", "one run directory for each part of the run"),
     ("runs/", f"runs/*/{CONFIG}", "one complete run directory for each run of the sweep"),
 )
@@ -119,7 +120,7 @@ def write_report(path: Path) -> Path:
         log, problem = tensorboard.log_of(run.path), None
     except TwinnetError as e:
         log, problem = None, e
-    blocks = report_blocks(run.path, coming=(tensorboard.EVENTS,) if log else ())  # a damaged run stops here
+    blocks = report_blocks(run.path, coming=(EVENTS,) if log else ())  # a damaged run stops here
     if problem is not None:
         import warnings
 
@@ -129,5 +130,5 @@ def write_report(path: Path) -> Path:
     atomic_write_bytes(run.file(REPORT), (text + "\n").encode())
     atomic_write_bytes(run.file(REPORT_HTML), page.encode())
     if log:
-        atomic_write_bytes(run.file(tensorboard.EVENTS), log)
+        atomic_write_bytes(run.file(EVENTS), log)
     return run.file(REPORT)
