@@ -9,6 +9,7 @@ import torch
 
 from fake_data import write_cifar_tree
 from twinnet.cli import main
+from twinnet.experiments import image
 
 
 def test_the_triangle_schedule_rises_to_its_peak_then_falls_to_its_end():
@@ -238,3 +239,9 @@ def test_the_whitening_layer_is_set_up_from_every_class_of_a_sorted_training_set
     picked = labels[setup_sample(len(labels))]
     assert len(picked) == 5000 and np.bincount(picked).tolist() == [500] * 10
     assert len(setup_sample(300)) == 300 and len(set(setup_sample(300).tolist())) == 300
+
+
+def test_a_negative_colour_jitter_is_refused_by_the_name_the_user_set():
+    with pytest.raises(ValueError, match=r"jitter=-0\.1 .*>= 0"):
+        image.ImageConfig(model="airbench94", dataset="cifar10", jitter=-0.1)
+    assert image.ImageConfig(model="airbench94", dataset="cifar10", jitter=0.2).augment().contrast == 0.2
