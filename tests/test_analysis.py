@@ -80,3 +80,11 @@ def test_collapse_names_the_first_failing_length_chance_and_the_widest_seed_spre
             "seeds (seeds from 50.00% to 50.00%)") in collapse("LSTM", _rows([0.5, 0.4]))
     assert "passed again (T=15)" in collapse("LSTM", _rows([1.0, 0.5, 1.0]))
     assert "no finished runs" in collapse("LSTM", [])
+
+
+def test_an_evaluation_part_way_through_an_epoch_is_named_by_its_step_with_the_epoch_beside_it():
+    records = [{"step": 1500 * (k + 1), "epoch": 1500 * (k + 1) / 1563, "train_loss": a, "test_loss": b}
+               for k, (a, b) in enumerate(zip([1.0, 0.6, 0.4], [1.1, 0.7, 0.9]))]
+    said = overfitting(records)
+    assert "lowest at step 3,000 in epoch 2 (0.7000)" in said and "by step 4,500 in epoch 3," in said
+    assert "overfits after step 3,000 in epoch 2." in said and "1.919" not in said

@@ -143,6 +143,9 @@ def test_image_presets_run_quick(name, data_dir, tmp_path, capsys):
     assert 0 <= summary["test_acc"] <= 1 and summary["steps"] > 0
     assert (out / "curves.png").read_bytes().startswith(PNG_MAGIC)
     assert (out / "checkpoint.pt").exists()
+    # the report's time is the training's, its evaluations shown beside it, not counted in it
+    training, evaluating = summary["train_time_s"] - summary["eval_time_s"], summary["eval_time_s"]
+    assert evaluating > 0 and f"| {training:.1f} s | {evaluating:.1f} s |" in (out / "report.md").read_text()
     if name.startswith("mlp"):  # the MLPs hold a validation split out and report its figures
         assert "val_acc" in summary and all("val_acc" in r for r in _records(out))
 

@@ -95,7 +95,7 @@ def run(cfg: TimeConfig, run_dir: RunDir, ctx) -> dict:
             continue  # not a cifar-time budget's line: nothing this report can place
         runs.append({"job": key, **{k: result[k] for k in LABELS}, **{k: summary[k] for k in KEYS},
                      "lossy_data": summary.get("lossy_data"),
-                     "training_s": summary["train_time_s"] - summary["eval_time_s"]})
+                     "training_s": image.training_s(summary)})
     points = _points(runs)
     return {"runs": runs, "points": points, "equal_time": equal_time(points)}
 

@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from twinnet.config import BaseConfig
-from twinnet.experiments.image import ImageConfig
+from twinnet.experiments.image import ImageConfig, training_s
 from twinnet.recurrent_task import PalindromeConfig
 from twinnet.registry import Experiment, register
 from twinnet.report import analysis, plots
@@ -97,7 +97,7 @@ def run(cfg: EngineCompareConfig, run_dir: RunDir, ctx) -> dict:
 
 def _figures_of(s: dict) -> dict:
     steps = int(s.get("steps", s.get("steps_done", 0)))
-    training = s["train_time_s"] - s.get("eval_time_s", 0.0)
+    training = training_s(s)
     return {"test_acc": s["test_acc"], "test_loss": s.get("test_loss"), "train_acc": s.get("train_acc"),
             "steps": steps, "train_time_s": s["train_time_s"], "training_s": training,
             "s_per_step": training / max(steps, 1), "outcome": s.get("outcome", "completed")}
@@ -172,7 +172,7 @@ def report(path: Path) -> list:
                               "line wide and pale under PyTorch's). Middle: test accuracy at each evaluation. "
                               "Right: the relative difference of the two training losses at every step, "
                               f"|numpy - torch| / max(|torch|, {FLOOR:g}) (losses below {FLOOR:g} compared "
-                              "absolutely), with the {s['dtype']} machine epsilon dashed; "
+                              f"absolutely), with the {s['dtype']} machine epsilon dashed; "
                               "steps equal exactly are counted in the legend."),
     ])]
     for engine in ENGINES:  # each engine's run as its own report shows it

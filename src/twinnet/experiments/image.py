@@ -426,17 +426,19 @@ def report(path: Path) -> list:
     a = run_dir.load_arrays("predictions.npz")
     classes = [str(c) for c in a["classes"]]
     cm = confusion_matrix(a["y_true"], a["y_pred"], len(classes))
-    notes = "Train figures are the running mean over the steps since the previous evaluation."
+    notes = ("Train figures are the running mean over the steps since the previous evaluation. Training time "
+             "excludes the time spent evaluating, shown beside it.")
     if "val_acc" in s:
         notes += (f"\n\nTest figures are those of the weights with the best validation accuracy "
                   f"({100 * s['val_acc']:.2f}% at step {s['selected_step']:,}"
                   + (", where early stopping ended the run" if s["stopped_early"] else "") + ").")
     return [
         Section("Final figures", [
-            Table(["model", "engine", "params", "train acc", "test acc", "train loss", "test loss", "train time"],
+            Table(["model", "engine", "params", "train acc", "test acc", "train loss", "test loss", "training time",
+                   "evaluating"],
                   [[s["model"], s["engine"], f"{s['params']:,}", f"{100 * s['train_acc']:.2f}%",
                     f"{100 * s['test_acc']:.2f}%", f"{s['train_loss']:.4f}", f"{s['test_loss']:.4f}",
-                    f"{s['train_time_s']:.1f} s"]], {2, 3, 4, 5, 6, 7}),
+                    f"{training_s(s):.1f} s", f"{s.get('eval_time_s', 0.0):.1f} s"]], {2, 3, 4, 5, 6, 7, 8}),
             Text(notes + data_note(s))]),
         Section("Training curves", [Figure("curves.png", (
             f"{s['model']} ({s['engine']} engine) on {s['dataset']}: cross-entropy loss (log scale) and accuracy "
@@ -483,7 +485,13 @@ def headline(s: dict) -> str:
     lossy = " (JPEG copy)" if s.get("lossy_data") else ""
     return (f"{s['model']} ({s['engine']}) on {s['dataset']}{lossy}: test accuracy {100 * s['test_acc']:.2f}% "
             f"(best {100 * s['best_test_acc']:.2f}%), test loss {s['test_loss']:.4f}, "
-            f"{s['steps']:,} steps in {s['train_time_s']:.1f} s")
+            f"{s['steps']:,} steps in {training_s(s):.1f} s of training (+{s.get('eval_time_s', 0.0):.1f} s "
+            "evaluating)")
+
+
+def training_s(s: dict) -> float:
+    """Seconds a run spent training, its evaluations excluded (``train_time_s`` counts them)."""
+    return s["train_time_s"] - s.get("eval_time_s", 0.0)
 
 
 def preset(name: str, description: str, defaults: dict, quick: dict, published: tuple = ()) -> Experiment:

@@ -6,6 +6,7 @@ with the figures that show it, so the same code gives a true sentence for any ru
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,7 +19,7 @@ def overfitting(records: Sequence[dict], unit: str = "epoch") -> str:
         return "There are too few evaluations to say whether the network began to overfit."
     best = min(range(len(evals)), key=lambda i: evals[i]["test_loss"])
     at, last = evals[best], evals[-1]
-    where = lambda r: f"{unit} {r[unit]:g}" if unit in r else f"step {r['step']:,}"  # noqa: E731
+    where = lambda r: _where(r, unit)  # noqa: E731
     if best == len(evals) - 1:
         return (f"The test loss was still falling at the last evaluation ({where(last)}: {last['test_loss']:.4f}, "
                 f"from {evals[0]['test_loss']:.4f} at {where(evals[0])}): no sign of overfitting within this budget.")
@@ -30,6 +31,17 @@ def overfitting(records: Sequence[dict], unit: str = "epoch") -> str:
                f"{where(at)}" if train_fell else
                f"did not fall further ({at['train_loss']:.4f} to {last['train_loss']:.4f}): noise rather than "
                "overfitting") + ".")
+
+
+def _where(record: dict, unit: str) -> str:
+    """An evaluation's place in training: a whole epoch by its number; one part-way through an epoch (runs
+    evaluated every so many steps, whose records count epochs in fractions) by its step and the epoch it fell in."""
+    if unit not in record:
+        return f"step {record['step']:,}"
+    value = float(record[unit])
+    if value.is_integer():
+        return f"{unit} {value:g}"
+    return f"step {record['step']:,} in {unit} {math.ceil(value)}" if "step" in record else f"{unit} {value:.2f}"
 
 
 def classes(cm: np.ndarray, names: Sequence[str], weakest: int = 2, pairs: int = 3) -> str:
