@@ -3,7 +3,7 @@
 import numpy as np
 
 from twinnet.registry import Published
-from twinnet.report.analysis import against_published, agreement, classes, collapse, overfitting
+from twinnet.report.analysis import against_published, agreement, classes, collapse, overfitting, parting
 
 
 def _records(train, test):
@@ -88,3 +88,14 @@ def test_an_evaluation_part_way_through_an_epoch_is_named_by_its_step_with_the_e
     said = overfitting(records)
     assert "lowest at step 3,000 in epoch 2 (0.7000)" in said and "by step 4,500 in epoch 3," in said
     assert "overfits after step 3,000 in epoch 2." in said and "1.919" not in said
+
+
+def test_the_step_where_two_engines_part_is_named_with_the_float64_check_only_in_single_precision():
+    rel = [1e-7, 3e-6, 8e-4, 2e-3, 1e-4, 0.3]
+    said = parting(rel, "float32")
+    assert said.startswith("The difference first passed 1e-03 at step 4, after 3 steps within it.")
+    assert "dtype=float64" in said
+    assert "dtype=float64" not in parting(rel, "float64") and "at step 4," in parting(rel, "float64")
+    assert parting([1e-15, 2e-15], "float64") == ""  # never parted: nothing to say
+    assert "at step 1." in parting([0.5], "float32") and "at step 2, after 1 step within" in parting([0, float("nan")],
+                                                                                                       "float64")

@@ -147,11 +147,16 @@ def report(path: Path) -> list:
     rows = [[e, f"{100 * r[e]['test_acc']:.2f}%", "" if r[e]["test_loss"] is None else f"{r[e]['test_loss']:.4g}",
              f"{r[e]['steps']:,}", f"{r[e]['training_s']:.1f} s", f"{1000 * r[e]['s_per_step']:.1f} ms",
              r[e]["outcome"]] for e in ENGINES]
+    losses = {e: _step_losses(path / e) for e in ENGINES}
+    n = min(len(v) for v in losses.values())
+    parted = analysis.parting(relative_differences(losses["numpy"][:n], losses["torch"][:n], s.get("floor", FLOOR)),
+                              s["dtype"])
     faster, ratio = ("PyTorch", s["speed_ratio"]) if s["speed_ratio"] >= 1 else ("NumPy", 1 / s["speed_ratio"])
     gap = 100 * (r["numpy"]["test_acc"] - r["torch"]["test_acc"])
     said = [
-        analysis.agreement(s["max_rel_loss_diff"], s["steps_compared"], s["dtype"]) if s["steps_compared"] else
-        "No training step was recorded in both engines, so there is nothing to compare step by step.",
+        analysis.agreement(s["max_rel_loss_diff"], s["steps_compared"], s["dtype"]) + (" " + parted if parted else "")
+        if s["steps_compared"] else "No training step was recorded in both engines, so there is nothing to compare "
+                                    "step by step.",
         (f"At the first step the losses differed by {s['first_rel_loss_diff']:.1e} (relative), at the last by "
          f"{s['final_rel_loss_diff']:.1e}. " if s["steps_compared"] else "")
         + (f"The NumPy engine's test accuracy is {abs(gap):.2f} points {'above' if gap > 0 else 'below'} PyTorch's "

@@ -110,6 +110,24 @@ def agreement(max_rel: float, steps: int, dtype: str, what: str = "training loss
             f"{ratio:,.0f} times {dtype}'s machine epsilon ({eps:.1e}): {verdict}.")
 
 
+def parting(rel: Sequence[float], dtype: str, threshold: float = 1e-3) -> str:
+    """When two engines' per-step relative differences (in step order, from step 1) first passed
+    ``threshold``: how long the two runs stayed one run, and, in single precision, how to tell round-off
+    from a fault. Empty where they never passed it."""
+    rel = np.asarray(rel, dtype=np.float64)
+    above = np.flatnonzero(~(rel <= threshold))  # NaN (a non-finite step) counts as parted
+    if not len(above):
+        return ""
+    step = int(above[0]) + 1
+    text = (f"The difference first passed {threshold:.0e} at step {step:,}"
+            + (f", after {step - 1:,} step{'s' if step != 2 else ''} within it" if step > 1 else "") + ".")
+    if np.finfo(dtype).bits < 64:
+        text += (f" In {dtype}, round-off alone can tip a near tie (a ReLU at zero, a max-pool's winner) the other "
+                 "way in one engine and send its gradient elsewhere, so two exact implementations part; the same "
+                 "comparison in float64 (`--set settings=dtype=float64,...`) tells round-off from a fault.")
+    return text
+
+
 def collapse(name: str, rows: Sequence[dict], threshold: float = 0.99, chance: float = 0.1) -> str:
     """Where a recurrent model stops learning palindromes, from a sweep's rows (per length T: the mean,
     min, max and count of the seeds' test accuracies), and how widely its seeds spread."""
