@@ -19,7 +19,8 @@ from twinnet.sweep import Job, run_sweep
 DEFAULT_VARIANTS = ",".join(LADDER)
 # the fields every rung's preset sets itself: the course recipe's and every rung's changes
 FIXED = sorted({*rung("course"), *(k for changes in (*LADDER.values(), *VARIANTS.values()) for k in changes)})
-KEYS = ("test_acc", "test_loss", "train_acc", "train_loss", "train_time_s", "params", "model", "data_source")
+KEYS = ("test_acc", "test_loss", "train_acc", "train_loss", "train_time_s", "eval_time_s", "params", "model",
+        "data_source")
 
 
 def _default(name: str):
@@ -92,16 +93,16 @@ def figures(path: Path) -> None:
 def report(path: Path) -> list:
     s = RunDir(path).read_json(SUMMARY)
     rows = [[r["variant"], r["changes"], f"{100 * r['test_acc']:.2f}%", f"{r['train_loss']:.4f}",
-             f"{r['test_loss']:.4f}", f"{r['train_time_s']:.0f} s", f"{r['params']:,}"] for r in s["variants"]]
+             f"{r['test_loss']:.4f}", f"{image.training_s(r):.0f} s", f"{r['params']:,}"] for r in s["variants"]]
     first = RunDir(path / s["variants"][0]["variant"]).read_json(SUMMARY)
     links = ", ".join(f"[{r['variant']}]({r['variant']}/report.md)" for r in s["variants"])
     return [
         Section("Ablation", [
-            Table(["variant", "changes", "test acc", "train loss", "test loss", "train time", "params"], rows,
+            Table(["variant", "changes", "test acc", "train loss", "test loss", "training time", "params"], rows,
                   {2, 3, 4, 5, 6}),
             Text("Ladder rungs each add their change to all rungs above them; `best + ...` rows change one thing in "
                  "the last ladder rung. Train figures are the running mean over the last epoch (with augmentation, "
-                 "where it is on). Each rung is a complete run of its preset `cnn-ablation-<rung>` in its own "
+                 "where it is on); training time leaves out the evaluations. Each rung is a complete run of its preset `cnn-ablation-<rung>` in its own "
                  f"folder, with its own report: {links}." + image.data_note(first))]),
         Section("Test curves", [Figure("ablation.png", "Test accuracy and test loss of every rung against epochs, "
                                                        "each rung at the same budget.")]),
