@@ -102,8 +102,9 @@ def report(path: Path) -> list:
                   {2, 3, 4, 5, 6}),
             Text("Ladder rungs each add their change to all rungs above them; `best + ...` rows change one thing in "
                  "the last ladder rung. Train figures are the running mean over the last epoch (with augmentation, "
-                 "where it is on); training time leaves out the evaluations. Each rung is a complete run of its preset `cnn-ablation-<rung>` in its own "
-                 f"folder, with its own report: {links}." + image.data_note(first))]),
+                 "where it is on); training time leaves out the evaluations. Each rung is a complete run of its "
+                 f"preset `cnn-ablation-<rung>` in its own folder, with its own report: {links}."
+                 + image.data_note(first))]),
         Section("Test curves", [Figure("ablation.png", "Test accuracy and test loss of every rung against epochs, "
                                                        "each rung at the same budget.")]),
     ]

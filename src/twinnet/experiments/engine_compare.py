@@ -84,9 +84,7 @@ def run(cfg: EngineCompareConfig, run_dir: RunDir, ctx) -> dict:
     done = run_sweep(run_dir, jobs, threads=ctx.threads, command=ctx.command, data=ctx.data_dir,
                      name="engine-compare", summary_check=lambda s: "test_acc" in s and "train_time_s" in s)
     runs = {j.key: _figures_of(done[j.key]["summary"]) for j in jobs}
-    losses = {e: _step_losses(run_dir.path / e) for e in ENGINES}
-    n = min(len(v) for v in losses.values())
-    rel = relative_differences(losses["numpy"][:n], losses["torch"][:n], FLOOR)
+    rel = _loss_differences(run_dir.path, FLOOR)
     rel = rel[np.isfinite(rel)]  # a diverged run's last losses: its outcome says so
     dtype = _dtype(run_dir.path / "numpy")
     return {"preset": cfg.preset, "runs": runs, "dtype": dtype, "steps_compared": int(len(rel)), "floor": FLOOR,
@@ -113,6 +111,13 @@ def _step_losses(path: Path) -> np.ndarray:
     run = RunDir(path)
     name = "predictions.npz" if run.file("predictions.npz").exists() else "step_loss.npz"
     return np.asarray(run.load_arrays(name)["step_loss"], np.float64)
+
+
+def _loss_differences(path: Path, floor: float) -> np.ndarray:
+    """The two engines' per-step relative loss differences over the steps both recorded, from step 1."""
+    losses = [_step_losses(path / e) for e in ENGINES]
+    n = min(len(v) for v in losses)
+    return relative_differences(losses[0][:n], losses[1][:n], floor)
 
 
 def figures(path: Path) -> None:
@@ -147,10 +152,7 @@ def report(path: Path) -> list:
     rows = [[e, f"{100 * r[e]['test_acc']:.2f}%", "" if r[e]["test_loss"] is None else f"{r[e]['test_loss']:.4g}",
              f"{r[e]['steps']:,}", f"{r[e]['training_s']:.1f} s", f"{1000 * r[e]['s_per_step']:.1f} ms",
              r[e]["outcome"]] for e in ENGINES]
-    losses = {e: _step_losses(path / e) for e in ENGINES}
-    n = min(len(v) for v in losses.values())
-    parted = analysis.parting(relative_differences(losses["numpy"][:n], losses["torch"][:n], s.get("floor", FLOOR)),
-                              s["dtype"])
+    parted = analysis.parting(_loss_differences(path, s.get("floor", FLOOR)), s["dtype"])
     faster, ratio = ("PyTorch", s["speed_ratio"]) if s["speed_ratio"] >= 1 else ("NumPy", 1 / s["speed_ratio"])
     gap = 100 * (r["numpy"]["test_acc"] - r["torch"]["test_acc"])
     said = [

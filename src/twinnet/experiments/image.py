@@ -94,8 +94,8 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
         if not 0 <= self.small_crop_until <= 1:
             raise ValueError(f"small_crop_until={self.small_crop_until} is a fraction of the epochs: in [0, 1]")
         if self.jitter < 0:
-            raise ValueError(f"jitter={self.jitter} is the colour jitter's strength: factors in [1 - jitter, 1 + jitter], "
-                             "so >= 0 (0: off; 0.1 to 0.4 is usual)")
+            raise ValueError(f"jitter={self.jitter} is the colour jitter's strength: factors in [1 - jitter, "
+                             "1 + jitter], so >= 0 (0: off; 0.1 to 0.4 is usual)")
         if not self.norm_bias_lr > 0 or self.lookahead < 0:
             raise ValueError("norm_bias_lr must be > 0 and lookahead >= 0")
         if not self.muon_lr > 0 or not 0 <= self.muon_momentum < 1:
