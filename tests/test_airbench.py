@@ -245,3 +245,28 @@ def test_a_negative_colour_jitter_is_refused_by_the_name_the_user_set():
     with pytest.raises(ValueError, match=r"jitter=-0\.1 .*>= 0"):
         image.ImageConfig(model="airbench94", dataset="cifar10", jitter=-0.1)
     assert image.ImageConfig(model="airbench94", dataset="cifar10", jitter=0.2).augment().contrast == 0.2
+
+
+def test_a_lookahead_longer_than_the_run_is_refused_before_it_could_end_on_the_initial_weights(cifar_dir, tmp_path,
+                                                                                                 capsys):
+    from twinnet import TwinnetError
+    from twinnet.experiments.cifar_time import TimeConfig
+    from twinnet.learner import Lookahead
+    from twinnet.runner import resolve_config
+
+    with pytest.raises(ValueError, match="every <= total"):
+        Lookahead(_Counter(), every=3, total=2)
+    with pytest.raises(TwinnetError, match="lookahead=5 is more steps than the run's 3"):
+        resolve_config("cifar-fast", ["steps=3"])
+    with pytest.raises(TwinnetError, match="lookahead=5 is more steps than the run's 4"):  # 0.01 of 350 steps
+        TimeConfig(presets="cifar-fast", budgets="0.01,1.0").jobs()
+    for preset in ("airbench94", "cifar-fast"):  # their smoke tests average too, even at one step
+        assert 1 <= resolve_config(preset, quick=True).lookahead <= resolve_config(preset, quick=True).steps
+    # epochs on a training set so small that the run has fewer steps than the lookahead: refused, no training
+    out = tmp_path / "tiny"
+    assert main(["run", "airbench94", "--data-dir", str(cifar_dir), "--out", str(out), "--threads", "1", "--set",
+                 "steps=0", "--set", "epochs=1", "--set", "eval_unit=epoch", "--set", "eval_every=1", "--set",
+                 "checkpoint_every=0", "--set", "train_subset=64", "--set", "test_subset=32",
+                 "--set", "batch_size=32"]) == 2
+    assert "lookahead=5 is more steps than the run's 2" in capsys.readouterr().err
+    assert not (out / "summary.json").exists()

@@ -414,8 +414,9 @@ class Lookahead(LearnerWrapper):
 
     def __init__(self, inner: Learner, every: int, total: int) -> None:
         super().__init__(inner)
-        if every < 1 or total < 1:
-            raise ValueError(f"every and total must be >= 1, got {every}, {total}")
+        if not 1 <= every <= total:
+            raise ValueError(f"need 1 <= every <= total (else no average is taken and the last step loads the "
+                             f"initial weights), got every={every}, total={total}")
         self.every, self.total, self.steps, self.average = every, total, 0, inner.state_dict()
 
     def train_step(self, x, y, total=None):

@@ -73,10 +73,11 @@ class TimeConfig(BaseConfig):
                                  "of a preset's steps (airbench94: 485)")
             for fraction in _numbers(self.budgets):
                 steps = max(1, round(fraction * full))
+                values = {"steps": steps, "eval_every": steps, "eval_unit": "step"}
+                resolve_config(name, quick=quick, values=values)  # every budget's settings checked before any trains
                 for seed in _numbers(self.seeds, int):
                     out.append(Job(f"{name}-{steps}steps-seed{seed}", name, seed=seed, quick=quick, cost=steps,
-                                   values={"steps": steps, "eval_every": steps, "eval_unit": "step"},
-                                   labels={"preset": name, "fraction": fraction, "seed": seed}))
+                                   values=values, labels={"preset": name, "fraction": fraction, "seed": seed}))
         return out
 
 

@@ -98,6 +98,8 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
                              "1 + jitter], so >= 0 (0: off; 0.1 to 0.4 is usual)")
         if not self.norm_bias_lr > 0 or self.lookahead < 0:
             raise ValueError("norm_bias_lr must be > 0 and lookahead >= 0")
+        if self.steps and self.lookahead > self.steps:
+            raise ValueError(_lookahead_too_long(self.lookahead, self.steps))
         if not self.muon_lr > 0 or not 0 <= self.muon_momentum < 1:
             raise ValueError("muon_lr must be > 0 and muon_momentum in [0, 1)")
         if self.optimizer == "muon" and self.engine != "torch":
@@ -255,7 +257,10 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
         on_epoch = spec.prepare(model, data.train.view(setup_sample(len(data.train)))[0])
     learner = make_learner(model, cfg, params=param_groups(model, cfg), amp=amp, channels_last=channels_last)
     if cfg.lookahead:
-        learner = Lookahead(learner, cfg.lookahead, global_batch(cfg, len(data.train)).total_steps(len(data.train)))
+        total = global_batch(cfg, len(data.train)).total_steps(len(data.train))
+        if cfg.lookahead > total:  # epochs on a small training set; a fixed number of steps is refused earlier
+            raise TwinnetError(_lookahead_too_long(cfg.lookahead, total))
+        learner = Lookahead(learner, cfg.lookahead, total)
     if cfg.tta != "none":
         learner = FlipAveraged(learner, translate=1 if cfg.tta == "flip_translate" else 0)
     checkpoints = Checkpointer(
@@ -328,6 +333,12 @@ def setup_sample(n: int, k: int = 5000) -> np.ndarray:
     (the JPEG copy's is: its first 5,000 images are all airplanes), and a layer set up from its first
     images would see one class (airbench takes the first 5,000 of the official files, which are mixed)."""
     return np.linspace(0, n - 1, min(k, n)).round().astype(np.int64)
+
+
+def _lookahead_too_long(every: int, total: int) -> str:
+    return (f"lookahead={every} is more steps than the run's {total}: no average would be taken, and the run "
+            "would end on its initial weights (the last step loads the average); set lookahead to at most the "
+            "steps (airbench94: 5), or 0 for none")
 
 
 def param_groups(model, cfg: ImageConfig) -> list[dict] | None:
