@@ -187,15 +187,38 @@ RELU = ("def relu_forward(x):\n    return np.maximum(x, 0), x\n"
         "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n")
 
 
-@pytest.mark.parametrize("where", ["import", "call"])
-def test_a_submission_that_ends_its_process_fails_with_one_line_never_passes(where, tmp_path, capsys):
-    exit_now = "import os\nos._exit(0)\n"
-    body = (exit_now + "import numpy as np\n" + RELU if where == "import" else
-            "import numpy as np\n" + RELU.replace("    return np.maximum", "    import os; os._exit(0)\n    return np.maximum"))
-    (tmp_path / "layers.py").write_text(body)
-    assert main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--only", "relu"]) == 2
+def test_a_submission_that_ends_its_process_as_it_loads_fails_with_one_line_never_passes(tmp_path, capsys):
+    (tmp_path / "layers.py").write_text("import os\nos._exit(0)\nimport numpy as np\n" + RELU)
+    grade = tmp_path / "grade.json"
+    assert main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--only", "relu", "--json",
+                 str(grade)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ended the grading process (exit status 0) before it could report" in err
+    record = json.loads(grade.read_text())  # a gradebook still gets its line: no points, and why
+    assert record["points"] == 0 and record["max_points"] == 1 and "ended the grading process" in record["error"]
+
+
+def test_a_layer_that_ends_the_process_or_defeats_the_time_limit_fails_and_the_others_are_graded(tmp_path, capsys):
+    """os._exit in one layer, a loop that swallows the time limit's exception (a bare except) in another,
+    a loop that never ends in a third: each fails its own row (those graded after the process ended, by a new
+    one), and the correct layer passes."""
+    (tmp_path / "layers.py").write_text(
+        "import numpy as np, time\n" + AFFINE + RELU.replace("    return np.maximum", "    import os; os._exit(0)\n"
+                                                              "    return np.maximum")
+        + "def max_pool_forward_naive(x, p):\n    while True:\n        try:\n            time.sleep(0.2)\n"
+          "        except:\n            pass\n"
+        "def max_pool_backward_naive(dout, cache):\n    return dout\n"
+        "def conv_forward_naive(x, w, b, p):\n    while True:\n        pass\n"
+        "def conv_backward_naive(dout, cache):\n    return dout\n")
+    code = main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--only", "relu,conv,maxpool,linear",
+                 "--configs", "2"])
+    out = capsys.readouterr().out
+    assert code == 1 and re.search(r"\| linear \(affine\) \| (\d+)/\1 \|", out), out
+    assert re.search(r"\| ReLU \| 0/1 \| .*the submission ended the grading process \(exit status 0", out), out
+    assert re.search(r"\| max pooling \| 0/1 \| .*max_pool_forward_naive ran past the 10 s time limit and caught its "
+                     r"exception", out), out
+    conv = re.search(r"\| convolution \| 0/(\d+) \| .*conv_forward_naive ran for more than 10 s", out)
+    assert conv and int(conv.group(1)) > 1, out  # its other configurations failed without being run again
 
 
 def test_what_a_layer_returns_or_raises_fails_its_row_and_the_other_layers_are_still_graded(tmp_path, capsys):
@@ -252,3 +275,54 @@ def test_the_public_harness_compares_exact_zeros_as_zeros():
     floored = torch_twin_check(mine, theirs, x, rng=np.random.default_rng(1), floor=1e-10 / 1e-7)
     assert floored["grad[0.bias]"] < 1e-9 and strict["grad[0.bias]"] > 1e-7
     assert_close_rel({k: v for k, v in floored.items() if k.startswith("grad")}, 1e-7)
+
+
+@pytest.mark.parametrize("seed", [7, 32])
+def test_a_correct_one_hot_cross_entropy_passes_where_a_wrong_class_probability_underflows(seed):
+    """cs324's loss, -sum(t * log p): at these seeds a wrong class's probability of logits of size 1000
+    underflows to 0, and 0 * log 0 is nan whatever the student wrote; only the softmax is compared there."""
+    report = grade(CS324, resolve_convention("cs324", None), only=["softmax_cross_entropy"], seed=seed)
+    assert report.rows[0].total > 0 and report.rows[0].passed == report.rows[0].total, report.rows[0].failures
+
+
+def test_a_layer_whose_params_dict_holds_its_own_arrays_computes_with_the_weights_the_grader_set(tmp_path):
+    """``self.W = ...; self.params = {"weight": self.W}`` with forward reading ``self.W``: right under a
+    training loop that updates ``params`` in place, so the grader writes the weights in place too."""
+    source = (STUDENTS / "uva" / "modules.py").read_text()
+    source = source.replace("        self.params = {\n            'weight': np.random.normal(0.0, std, size=(out_features, "
+                            "in_features)),\n            'bias': np.zeros((1, out_features)),\n        }",
+                            "        self.W = np.random.normal(0.0, std, size=(out_features, in_features))\n"
+                            "        self.b = np.zeros((1, out_features))\n"
+                            "        self.params = {'weight': self.W, 'bias': self.b}")
+    source = source.replace("out = x @ self.params['weight'].T + self.params['bias']", "out = x @ self.W.T + self.b")
+    assert "self.W.T" in source and "'weight': self.W" in source
+    (tmp_path / "modules.py").write_text(source)
+    report = grade([tmp_path / "modules.py", STUDENTS / "uva" / "mlp_numpy.py"], resolve_convention("uva", None),
+                   only=["linear", "mlp"])
+    assert all(r.total and r.passed == r.total for r in report.rows), [r.first_failure for r in report.rows]
+
+
+@pytest.mark.parametrize("text, message", [
+    ('style = "module"\n[layers.linear]\nclass = "L"\nweights = "in_out"\n', "unknown key(s) weights"),
+    ('style = "functional"\n[layers.softmax_loss]\nfunction = "f"\nreduction = "sum"\n', "unknown key(s) reduction"),
+    ('style = "module"\nparam = "dict"\n[layers.relu]\nclass = "R"\n', "unknown setting(s) param"),
+    ('style = "module"\n[layers.softmax_cross_entropy]\nloss = "L"\ninput = "probabilities"\n',
+     'input = "probabilities" needs softmax'),
+])
+def test_a_spec_with_a_key_the_grader_would_not_read_is_refused_before_grading(text, message, tmp_path):
+    from twinnet import TwinnetError
+    from twinnet.grader.conventions import load_spec
+
+    (tmp_path / "spec.toml").write_text(text)
+    with pytest.raises(TwinnetError, match=re.escape(message)):
+        load_spec(tmp_path / "spec.toml")
+
+
+def test_a_file_name_that_is_not_utf8_is_graded_and_the_json_is_written_before_the_table(tmp_path, capsys):
+    import os
+
+    name = tmp_path / os.fsdecode(b"caf\xe9_layers.py")  # a name from a zip made on another system
+    name.write_text("import numpy as np\n" + RELU)
+    grade_file = tmp_path / "grade.json"
+    assert main(["check", str(name), "--convention", "cs231n", "--only", "relu", "--json", str(grade_file)]) == 0
+    assert "caf" in capsys.readouterr().out and json.loads(grade_file.read_text())["ok"] is True

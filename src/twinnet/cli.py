@@ -261,11 +261,23 @@ def _cmd_check(args) -> int:
             raise TwinnetError(f"--json {args.json} is a folder; name a file in it (e.g. {args.json / 'grade.json'})")
         if not os.access(args.json.parent, os.W_OK) or (args.json.exists() and not os.access(args.json, os.W_OK)):
             raise TwinnetError(f"--json {args.json}: not writable here; name a file in a folder you can write")
-    report = grade_isolated(args.files, convention, only=only, seed=grader.resolve_seed(args.seed),
-                            configs=args.configs)
-    print(grader.format_table(report))
-    if args.json is not None:
+    unknown = [k for k in only or () if k not in convention["layers"]]
+    if unknown:
+        raise TwinnetError(f"--only {','.join(unknown)}: not a layer of the {convention['name']} convention; its "
+                           f"layers: {', '.join(convention['layers'])}")
+    seed = grader.resolve_seed(args.seed)
+    try:
+        report = grade_isolated(args.files, convention, only=only, seed=seed, configs=args.configs)
+    except TwinnetError as e:  # the submission could not be graded (it does not load...): a gradebook still gets 0
+        if args.json is not None:
+            atomic_write_json(args.json, {"convention": convention["name"], "seed": seed,
+                                          "files": [str(f) for f in args.files], "ok": False, "points": 0,
+                                          "max_points": len(only or convention["layers"]), "error": str(e),
+                                          "layers": []})
+        raise
+    if args.json is not None:  # before the table: a reader of stdout that goes away early costs no grade
         atomic_write_json(args.json, report.as_dict())
+    print(grader.format_table(report))
     return 0 if report.ok else 1
 
 
@@ -286,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     from twinnet import distributed
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed escaped, not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     rank = distributed.launch_rank()  # under torchrun, rank 0 alone prints
     if rank > 0:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import zlib
 from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,15 @@ from twinnet.grader.kinds import KINDS, Context
 from twinnet.grader.loader import StudentError, Submission, load
 
 SEED_ENV = "TWINNET_CHECK_SEED"  # a teacher's secret seed: students cannot tune to the configurations
+# told of the grading as it goes: ("kind", kind), ("config", label) before each configuration, ("row", row
+# as a dict) after each kind; `twinnet check`'s child process writes them down, so that its parent can
+# tell which layer a killed child was grading and grade the others
+PROGRESS: Callable[[str, Any], None] | None = None
+
+
+def _progress(event: str, value: Any) -> None:
+    if PROGRESS is not None:
+        PROGRESS(event, value)
 
 
 @dataclass
@@ -104,7 +114,11 @@ def grade(paths: list[Path], convention: dict[str, Any], *, only: list[str] | No
                                f"layers: {', '.join(layers)}")
         kinds = [k for k in kinds if k in only]
     submission = load(paths)
-    rows = [_grade_kind(kind, layers[kind], convention, submission, seed, configs) for kind in kinds]
+    rows = []
+    for kind in kinds:
+        _progress("kind", kind)
+        rows.append(_grade_kind(kind, layers[kind], convention, submission, seed, configs))
+        _progress("row", asdict(rows[-1]))
     return Report(convention["name"], seed, [str(p) for p in paths], rows)
 
 
@@ -134,10 +148,16 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
         row.failures.append(row.first_failure)
         return row
     stream = zlib.crc32(kind.encode())
+    timed_out = None  # the first configuration that ran past the time limit: the others are not run
     for index, cfg in enumerate(spec.configs(np.random.default_rng([seed, stream]), configs)):
         ctx = Context(submission.names, submission.files, entry, convention,
                       np.random.default_rng([seed, stream, index]))
         label = f"{kind} #{index} " + " ".join(f"{k}={v}" for k, v in cfg.items())
+        _progress("config", label)
+        if timed_out is not None:
+            row.total += 1
+            row.failures.append(f"{label}: not run, as {timed_out} ran past the time limit")
+            continue
         try:
             with np.errstate(all="ignore"):  # overflow in the student's code is reported as a non-finite value
                 quantities = spec.check(cfg, ctx)
@@ -151,6 +171,8 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
                     problem = f"{name}: relative error {e:.2e}"
         except (StudentError, Wrong) as e:
             problem, worst = str(e), float("inf")
+            if getattr(e, "timed_out", False):
+                timed_out = f"#{index}"
         except Exception as e:  # noqa: BLE001 - what the student returned broke the comparison: graded as failed
             text = str(e).splitlines()[0][:160] if str(e) else ""
             problem, worst = f"what the submission returned cannot be graded ({type(e).__name__}: {text})", float("inf")

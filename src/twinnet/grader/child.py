@@ -1,7 +1,9 @@
 """``twinnet check`` grades in a child process, so that nothing a student's file does to its process
 (``os._exit``, closing ``sys.stdout``, a crash in native code, raising ``KeyboardInterrupt``) can end
-the grading without a verdict or pass for a success: the parent reads the report this process writes,
-and a child that ends without one is a failed grade with one line saying so.
+the grading without a verdict or pass for a success: the parent reads the report this process writes.
+The child writes down which layer and configuration it is grading; one that ends without a report (or
+that a watchdog ends: a call that ran past its time limit and caught the exception) fails the layer it
+was grading, with one line saying so, and a new child grades the layers after it.
 
     python -m twinnet.grader.child REQUEST.json REPORT.json
 """
@@ -13,44 +15,112 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from twinnet import TwinnetError
+from twinnet.grader import loader
+
+
+STALL_S = 120.0  # no word from the child for this long (its watchdog stopped too): the parent ends it
 
 
 def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[str] | None, seed: int,
                    configs: int):
     """``grader.grade`` in a child process: its ``Report``, or the ``TwinnetError`` it raised, or one
-    saying how the submission ended the child."""
-    from twinnet.grader import Report
+    saying how the submission ended the child. A child ended while it graded a layer (the submission
+    exited the process, crashed Python, or ran past the time limit and caught its exception) fails that
+    layer, and a new child grades the layers after it."""
+    from twinnet.grader import KINDS, Report, Row
 
+    kinds = [k for k in convention["layers"] if only is None or k in only]  # the child refuses unknown ones
+    rows: dict[str, Row] = {}
+    while True:
+        todo = [k for k in kinds if k not in rows]
+        payload, events, how = _run_child(paths, convention, todo if rows else only, seed, configs)
+        if isinstance(payload, dict) and "error" in payload:
+            raise TwinnetError(payload["error"])
+        if isinstance(payload, dict) and "report" in payload:
+            report = Report.from_dict(payload["report"])
+            done = {**rows, **{r.kind: r for r in report.rows}}
+            return Report(report.convention, seed, [str(p) for p in paths], [done[k] for k in kinds if k in done])
+        finished = [Row(**e["row"]) for e in events if "row" in e]
+        started = [e["kind"] for e in events if "kind" in e]
+        if not started:
+            raise TwinnetError(f"the submission ended the grading process ({how}) before it could report: code that "
+                               "exits its process (os._exit, os.kill) or crashes Python; no layer is graded: fix that "
+                               "and check again")
+        rows.update({r.kind: r for r in finished})
+        kind = started[-1]
+        if kind not in rows:  # the layer it was grading when it ended
+            labels = [e["config"] for e in events if "config" in e]
+            killed = [e["killed"] for e in events if "killed" in e]
+            where = f"{labels[-1]}: " if labels else ""
+            why = (f"{killed[-1]} ran past the {loader.CALL_LIMIT_S:g} s time limit and caught its exception (a bare "
+                   "`except:` around a loop?), so the grader ended it" if killed else
+                   f"the submission ended the grading process ({how}: os._exit, os.kill, or a crash of Python)")
+            text = f"{where}{why}; this layer's other configurations were not run"
+            rows[kind] = Row(kind, KINDS[kind].title, total=1, worst_error=float("inf"), first_failure=text,
+                             failures=[text])
+        if all(k in rows for k in kinds):
+            return Report(convention["name"], seed, [str(p) for p in paths], [rows[k] for k in kinds])
+
+
+def _run_child(paths, convention, only, seed, configs) -> tuple[Any, list[dict], str]:
+    """One child grading ``only`` (None: every layer): its payload (None if it wrote none), the progress
+    events it wrote, and how it ended."""
     with tempfile.TemporaryDirectory(prefix="twinnet-check-") as tmp:
-        request, out = Path(tmp) / "request.json", Path(tmp) / "report.json"
+        request, out, progress = Path(tmp) / "request.json", Path(tmp) / "report.json", Path(tmp) / "progress.jsonl"
         request.write_text(json.dumps({"files": [str(Path(p).absolute()) for p in paths], "convention": convention,
-                                       "only": only, "seed": seed, "configs": configs}))
-        proc = subprocess.run([sys.executable, "-m", "twinnet.grader.child", str(request), str(out)],
-                              stdin=subprocess.DEVNULL)
+                                       "only": only, "seed": seed, "configs": configs, "progress": str(progress)}))
+        progress.touch()
+        proc = subprocess.Popen([sys.executable, "-m", "twinnet.grader.child", str(request), str(out)],
+                                stdin=subprocess.DEVNULL)
+        try:
+            while proc.poll() is None:
+                try:
+                    proc.wait(timeout=1.0)
+                except subprocess.TimeoutExpired:
+                    if time.time() - progress.stat().st_mtime > STALL_S:  # nothing heard: not even its watchdog ran
+                        proc.kill()
+                        proc.wait()
+                        with progress.open("a") as f:
+                            f.write(json.dumps({"killed": f"a call (silent for {STALL_S:g} s)"}) + "\n")
+        finally:
+            if proc.poll() is None:  # interrupted (Ctrl-C): the child goes with the parent
+                proc.kill()
+                proc.wait()
         try:
             payload = json.loads(out.read_text())
         except (OSError, ValueError):
             payload = None
-    if not isinstance(payload, dict) or not ("report" in payload or "error" in payload):
-        how = f"exit status {proc.returncode}" if proc.returncode >= 0 else f"signal {-proc.returncode}"
-        raise TwinnetError(f"the submission ended the grading process ({how}) before it could report: code that "
-                           "exits its process (os._exit, os.kill) or crashes Python; no layer is graded: fix that "
-                           "and check again")
-    if "error" in payload:
-        raise TwinnetError(payload["error"])
-    return Report.from_dict(payload["report"])
+        events = []
+        for line in progress.read_text().splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:  # a line cut short as the child ended
+                pass
+    how = f"exit status {proc.returncode}" if proc.returncode >= 0 else f"signal {-proc.returncode}"
+    return payload, events, how
 
 
 def main(argv: list[str]) -> None:
     from twinnet import grader
-    from twinnet.grader import loader
 
     request, out = json.loads(Path(argv[0]).read_text()), Path(argv[1])
     loader.ISOLATED = True
+    log = open(request["progress"], "a", buffering=1)  # noqa: SIM115 - open for the life of the process
+
+    def note(event: str, value: Any) -> None:
+        log.write(json.dumps({event: value}) + "\n")
+
+    def hard_stop(what: str) -> None:  # from the watchdog thread: the call would never return
+        note("killed", what)
+        log.flush()
+        os._exit(3)
+
+    grader.PROGRESS, loader.HARD_STOP = note, hard_stop
     try:
         report = grader.grade([Path(p) for p in request["files"]], request["convention"], only=request["only"],
                               seed=request["seed"], configs=request["configs"])

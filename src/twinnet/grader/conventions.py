@@ -97,6 +97,13 @@ _CHOICES = {"weight": ("in_out", "out_in"), "bias": ("flat", "row"), "running_va
             "reduction": ("mean", "sum"), "output": ("logits", "probabilities")}
 
 
+# the settings a layer's table may hold besides the names of the student's code it needs
+_OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum"),
+            "softmax_cross_entropy": ("softmax", "input", "target", "reduction", "fused", "backward"),
+            "mlp": ("linear", "output", "fused")}
+_TOP = ("name", "style", "params", "grads", "layers")
+
+
 def load_spec(path: Path) -> dict[str, Any]:
     """A convention from a TOML file (the schema of the built-in ones), checked."""
     try:
@@ -114,6 +121,8 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
 
     if not isinstance(spec, dict) or not isinstance(spec.get("layers"), dict) or not spec["layers"]:
         raise TwinnetError(f"{where}: a convention needs a [layers.KIND] table for each layer to check")
+    if unknown := [k for k in spec if k not in _TOP]:
+        raise TwinnetError(f"{where}: unknown setting(s) {', '.join(unknown)}; a convention holds {', '.join(_TOP)}")
     style = spec.get("style")
     if style not in ("functional", "module"):
         raise TwinnetError(f"{where}: style must be \"functional\" or \"module\", got {style!r}")
@@ -135,7 +144,14 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
                                + "; remove that table or check it with a spec of the other style")
         if missing := [k for k in needed if not isinstance(entry.get(k), str)]:
             raise TwinnetError(f"{where}: [layers.{kind}] needs {', '.join(missing)} (names in the student's code)")
+        known = (*needed, *_OPTIONS.get(kind, ()))
+        if unknown := [k for k in entry if k not in known]:
+            raise TwinnetError(f"{where}: [layers.{kind}]: unknown key(s) {', '.join(unknown)}; in the {style} style "
+                               f"it takes {', '.join(known)}")
         for key, allowed in _CHOICES.items():
             if key in entry and entry[key] not in allowed:
                 raise TwinnetError(f"{where}: [layers.{kind}] {key} must be one of {', '.join(allowed)}")
+        if entry.get("input") == "probabilities" and not isinstance(entry.get("softmax"), str):
+            raise TwinnetError(f"{where}: [layers.{kind}] input = \"probabilities\" needs softmax = \"NAME\" (the "
+                               "student's softmax, whose output the loss takes)")
     return {"name": spec.get("name", Path(where).stem), **spec}

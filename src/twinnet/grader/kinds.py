@@ -180,6 +180,18 @@ def _params(ctx: Context, layer) -> dict:
     return {name: p for name, p in ctx.call(layer.named_parameters, what="named_parameters")}
 
 
+def _assign(params: dict, name: str, value: np.ndarray) -> None:
+    """``params[name] = value``, written into the student's own array where it can hold it (float64, the
+    same shape), as a course's training loop updates it in place: a layer that keeps ``self.W`` and
+    ``params = {"weight": self.W}`` computes with what the grader set."""
+    current = params[name]
+    if isinstance(current, np.ndarray) and current.dtype == np.float64 and current.shape == value.shape and \
+            current.flags.writeable:
+        current[...] = value
+    else:
+        params[name] = np.array(value, dtype=np.float64, copy=True)
+
+
 def _set_params(ctx: Context, layer, values: dict) -> None:
     params = _params(ctx, layer)
     for name, value in values.items():
@@ -189,7 +201,7 @@ def _set_params(ctx: Context, layer, values: dict) -> None:
             if np.shape(params[name]) != value.shape:
                 raise Wrong(f"{type(layer).__name__}.params[{name!r}] has shape {np.shape(params[name])}, the "
                             f"convention's is {value.shape}")
-            params[name] = value.copy()
+            _assign(params, name, value)
         else:
             if tuple(params[name].data.shape) != value.shape:
                 raise Wrong(f"{name} has shape {tuple(params[name].data.shape)}, the convention's is {value.shape}")
@@ -560,9 +572,11 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
         if probs is None:
             raise Wrong(f"{ctx.entry['softmax']}.forward returned None")
         expected = torch.softmax(torch.from_numpy(x), dim=1).numpy()
-        if expected[np.arange(len(y)), y].min() < 1e-250:
-            # the true class's probability underflows to 0: a loss of probabilities cannot be finite
-            # here, whatever the student wrote; the softmax itself must still be right (and finite)
+        # a loss of probabilities reads the log of the true class's (labels) or of every class's (one-hot
+        # targets, sum(t * log p), where 0 * log 0 is nan): where one underflows to 0 it cannot be finite,
+        # whatever the student wrote; the softmax itself must still be right (and finite)
+        read = expected if ctx.entry.get("target", "labels") == "one_hot" else expected[np.arange(len(y)), y]
+        if read.min() < 1e-250:
             unchanged("x", x, xs)
             return {"probabilities": (probs, [expected])}
         p_copy = np.array(probs, copy=True)
@@ -657,7 +671,7 @@ def _mlp(cfg, ctx: Context) -> Quantities:
             params = _params(lin_ctx, mine)
             if grads.get("weight") is not None and grads.get("bias") is not None:  # the same SGD step on both
                 for name in ("weight", "bias"):
-                    params[name] = np.asarray(params[name]) - lr * np.asarray(grads[name])
+                    _assign(params, name, np.asarray(params[name]) - lr * np.asarray(grads[name]))
         with torch.no_grad():
             for theirs in torch_linears:
                 theirs.weight -= lr * theirs.weight.grad

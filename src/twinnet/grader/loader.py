@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import os
 import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,14 +26,19 @@ from twinnet import TwinnetError
 
 ISOLATED = False  # set in `twinnet check`'s child process: there even KeyboardInterrupt is the student's
 CALL_LIMIT_S = 10.0  # one call of a student's function; a loop that never ends fails that configuration
+# a call still running this long after its limit has caught the limit's exception (a bare ``except:``
+# around a loop): the child process calls HARD_STOP(what) from a watchdog thread, which ends it
+GRACE_S = 5.0
+HARD_STOP: Callable[[str], None] | None = None
 
 
 class StudentError(Exception):
     """The student's code raised, returned too late, or returned what cannot be graded."""
 
-    def __init__(self, message: str, where: str | None = None) -> None:
+    def __init__(self, message: str, where: str | None = None, timed_out: bool = False) -> None:
         super().__init__(message)
         self.where = where  # "layers.py:42", the student's line it came from
+        self.timed_out = timed_out  # ran past the time limit: the layer's other configurations are not run
 
     def __str__(self) -> str:
         return f"{self.args[0]} ({self.where})" if self.where else self.args[0]
@@ -74,7 +81,7 @@ def load(paths: list[Path]) -> Submission:
 
 
 def _load_one(path: Path, files: list[Path]):
-    tag = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    tag = hashlib.sha256(os.fsencode(path)).hexdigest()[:12]  # any name the file system holds, UTF-8 or not
     spec = importlib.util.spec_from_file_location(f"twinnet_student_{tag}_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     before = set(sys.modules)
@@ -86,7 +93,8 @@ def _load_one(path: Path, files: list[Path]):
         if isinstance(e, KeyboardInterrupt) and not ISOLATED:
             raise
         where = student_line(e, files)
-        what = "took more than 60 s to load" if isinstance(e, TimeLimit) else f"{type(e).__name__}: {e}"
+        what = ("took more than 60 s to load" if isinstance(e, TimeLimit) else type(e).__name__ + (f": {e}" if str(e)
+                else " (raised as it was imported)"))
         raise TwinnetError(f"{path.name} cannot be loaded: {what}" + (f" ({where})" if where else "")) from None
     finally:
         sys.path.remove(str(path.parent))
@@ -134,14 +142,22 @@ def time_limit(seconds: float):
 def call(files: list[Path], fn, *args, what: str = "", **kwargs):
     """``fn(*args, **kwargs)`` from the student's code: its result, or a ``StudentError`` saying
     what went wrong and where (an exception, the time limit)."""
+    watchdog = None
+    if HARD_STOP is not None:
+        watchdog = threading.Timer(CALL_LIMIT_S + GRACE_S, HARD_STOP, args=(what or "a call",))
+        watchdog.daemon = True
+        watchdog.start()
     try:
         with time_limit(CALL_LIMIT_S):
             return fn(*args, **kwargs)
     except TimeLimit:
-        raise StudentError(f"{what or 'a call'} ran for more than {CALL_LIMIT_S:g} s") from None
+        raise StudentError(f"{what or 'a call'} ran for more than {CALL_LIMIT_S:g} s", timed_out=True) from None
     except BaseException as e:  # noqa: BLE001 - anything the student's code raises is graded, KeyboardInterrupt
         # too where `twinnet check` grades in a child process (a real Ctrl-C stops its parent, which ends it)
         if isinstance(e, KeyboardInterrupt) and not ISOLATED:
             raise
         message = f"{what or 'a call'} raised {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
         raise StudentError(message.rstrip(": "), student_line(e, files)) from None
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
