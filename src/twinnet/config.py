@@ -133,7 +133,13 @@ def make_config(cls: type, values: dict[str, Any] | None = None, context: str = 
 
 def apply_overrides(cfg: Any, assignments: list[str], context: str = "") -> Any:
     """Return ``cfg`` with each "key=value" applied, type-checked and validated."""
-    types_ = field_types(type(cfg))
+    changes = parse_assignments(type(cfg), assignments, context)
+    return make_config(type(cfg), {**to_dict(cfg), **changes}, context=f"{context.strip()}: " if context else "")
+
+
+def parse_assignments(cls: type, assignments: list[str], context: str = "") -> dict[str, Any]:
+    """Each "key=value" as a field value of ``cls`` (type-checked, not yet validated together)."""
+    types_ = field_types(cls)
     changes: dict[str, Any] = {}
     for item in assignments:
         key, sep, raw = item.partition("=")
@@ -146,7 +152,7 @@ def apply_overrides(cfg: Any, assignments: list[str], context: str = "") -> Any:
             changes[key] = parse_value(raw.strip(), types_[key])
         except ValueError as exc:
             raise TwinnetError(f"--set {key}={raw}: {exc}") from None
-    return make_config(type(cfg), {**to_dict(cfg), **changes}, context=f"{context.strip()}: " if context else "")
+    return changes
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from twinnet import TwinnetError, distributed, hardware
-from twinnet.config import apply_overrides, make_config, to_dict
+from twinnet.config import apply_overrides, make_config, parse_assignments, to_dict
 from twinnet.registry import get_experiment
 from twinnet.report.build import write_report
 from twinnet.runs import CONFIG, ENV, METRICS, RESULTS, SUMMARY, RunDir, environment
@@ -38,9 +38,11 @@ def resolve_config(name: str, overrides: list[str] = (), quick: bool = False, se
     ``--set`` and ``--seed``."""
     experiment = get_experiment(name)
     base = {**experiment.defaults, **(experiment.quick if quick else {}), **(values or {})}
-    cfg = make_config(experiment.config_cls, base, context=f"{name}: ")
     assignments = list(overrides) + ([f"seed={seed}"] if seed is not None else [])
-    return apply_overrides(cfg, assignments, context=f" for {name}")
+    # validated once, all together: a setting may need another (engine=numpy with norm_bias_lr=1)
+    changes = parse_assignments(experiment.config_cls, assignments, context=f" for {name}")
+    context = f"for {name}: " if overrides else f"{name}: "
+    return make_config(experiment.config_cls, {**base, **changes}, context=context)
 
 
 def resolve_data_dir(path: Path | None) -> Path | None:

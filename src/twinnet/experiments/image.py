@@ -104,7 +104,7 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
             raise ValueError("muon_lr must be > 0 and muon_momentum in [0, 1)")
         if self.optimizer == "muon" and self.engine != "torch":
             raise ValueError("optimizer=muon belongs to the torch engine (the NumPy engine's optimisers take one "
-                             "group); for the NumPy engine use optimizer=sgd")
+                             "group); for the NumPy engine use optimizer=sgd (and norm_bias_lr=1)")
         if self.engine == "numpy" and self.norm_bias_lr != 1:
             raise ValueError("norm_bias_lr (a parameter group of its own) needs engine=torch: the NumPy engine's "
                              "optimisers take one group")
