@@ -326,3 +326,13 @@ def test_a_file_name_that_is_not_utf8_is_graded_and_the_json_is_written_before_t
     grade_file = tmp_path / "grade.json"
     assert main(["check", str(name), "--convention", "cs231n", "--only", "relu", "--json", str(grade_file)]) == 0
     assert "caf" in capsys.readouterr().out and json.loads(grade_file.read_text())["ok"] is True
+
+
+def test_an_update_that_ignores_its_config_passes_the_defaults_and_fails_the_drawn_hyperparameters(tmp_path):
+    (tmp_path / "optim.py").write_text(
+        "import numpy as np\n"
+        "def rmsprop(w, dw, config=None):\n    config = {} if config is None else config\n"
+        "    cache = 0.9 * config.get('cache', np.zeros_like(w)) + 0.1 * dw**2\n"  # the defaults, hard-coded
+        "    config['cache'] = cache\n    return w - 0.01 * dw / (np.sqrt(cache) + 1e-8), config\n")
+    row = grade([tmp_path / "optim.py"], resolve_convention("cs231n", None), only=["rmsprop"], configs=4).rows[0]
+    assert row.passed == 1 and row.total == 4 and "drawn=True" in row.first_failure

@@ -95,7 +95,7 @@ def resolve_seed(seed: int | None) -> int:
     env = os.environ.get(SEED_ENV, "").strip()
     if not env:
         return 0
-    if not env.isdigit():
+    if not (env.isascii() and env.isdigit()):  # "²" is a digit to str.isdigit, not to int()
         raise TwinnetError(f"{SEED_ENV}={env!r}: expected a non-negative integer")
     return int(env)
 

@@ -346,8 +346,11 @@ def _maxpool(cfg, ctx: Context) -> Quantities:
 # --- batch norm -----------------------------------------------------------------------------------------
 
 def _bn_configs(rng, k):
-    return [dict(n=2, d=3), dict(n=5, d=1), dict(n=8, d=4)] + [dict(n=int(rng.integers(2, 9)),
-                                                                   d=int(rng.integers(1, 6))) for _ in range(k)]
+    """Fixed small shapes with the usual eps and momentum, then drawn shapes with other eps and momentum
+    (in the functional style, where they come in ``bn_param``: a layer that ignores them fails)."""
+    return [dict(n=2, d=3), dict(n=5, d=1), dict(n=8, d=4)] + [
+        dict(n=int(rng.integers(2, 9)), d=int(rng.integers(1, 6)), eps=float(rng.choice([1e-5, 1e-3, 1e-2])),
+             keep=float(rng.choice([0.9, 0.8, 0.95]))) for _ in range(k)]
 
 
 def _batchnorm(cfg, ctx: Context) -> Quantities:
@@ -356,20 +359,21 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
     gamma, beta = rng.standard_normal(d), rng.standard_normal(d)
     rm, rv = rng.standard_normal(d), rng.random(d) + 0.5
     dout = rng.standard_normal((n, d))
-    eps = 1e-5
+    functional = ctx.convention["style"] == "functional"
+    eps = cfg.get("eps", 1e-5) if functional else 1e-5  # a module's own eps is its constructor's default
     xt, gt, bt = _t(x), _t(gamma), _t(beta)
     out_t = torch.nn.functional.batch_norm(xt, None, None, gt, bt, training=True, eps=eps)
     (out_t * torch.from_numpy(dout)).sum().backward()
     biased = ctx.entry.get("running_var", "biased") == "biased"
     var = x.var(axis=0, ddof=0 if biased else 1)
     keep = ctx.entry.get("momentum", "keep") == "keep"
-    momentum = 0.9 if keep else 0.1
+    momentum = (cfg.get("keep", 0.9) if functional else 0.9) if keep else 0.1
     new = (1 - momentum) if keep else momentum  # the weight of this batch's statistics
     ref = {"out": out_t.detach().numpy(), "running_mean": (1 - new) * rm + new * x.mean(axis=0),
            "running_var": (1 - new) * rv + new * var, "dx": _g(xt), "dgamma": _g(gt), "dbeta": _g(bt)}
     test_x = rng.standard_normal((n, d))
     ref_test = gamma * (test_x - ref["running_mean"]) / np.sqrt(ref["running_var"] + eps) + beta
-    if ctx.convention["style"] == "functional":
+    if functional:
         param = {"mode": "train", "eps": eps, "momentum": momentum, "running_mean": rm.copy(), "running_var": rv.copy()}
         xs = x.copy()
         out, cache = _pair(ctx.call(ctx.find("forward"), xs, gamma.copy(), beta.copy(), param,
@@ -511,7 +515,19 @@ def _rnn_call(ctx: Context, arrays, dout, out_ref, grads_ref, names) -> Quantiti
 # --- optimisers ---------------------------------------------------------------------------------------------
 
 def _optim_configs(rng, k):
-    return [dict(shape=(3, 4), steps=5, seed=int(rng.integers(2**31))) for _ in range(max(2, k))]
+    """The course's default hyperparameters first, then drawn ones (an update that ignores ``config`` and
+    keeps the defaults fails those)."""
+    return [dict(shape=(3, 4), steps=5, seed=int(rng.integers(2**31)), drawn=i > 0) for i in range(max(2, k))]
+
+
+def _drawn_hyper(name: str, rng) -> dict:
+    """Hyperparameters other than the defaults, for ``_optimizer(name)``."""
+    lr = float(rng.choice([0.003, 0.03, 0.2]))
+    return {"sgd_momentum": {"learning_rate": lr, "momentum": float(rng.choice([0.5, 0.8, 0.95]))},
+            "rmsprop": {"learning_rate": lr, "decay_rate": float(rng.choice([0.8, 0.95, 0.99])),
+                        "epsilon": float(rng.choice([1e-6, 1e-4]))},
+            "adam": {"learning_rate": lr, "beta1": float(rng.choice([0.8, 0.95])),
+                     "beta2": float(rng.choice([0.99, 0.9999])), "epsilon": float(rng.choice([1e-6, 1e-4]))}}[name]
 
 
 def _optimizer(name: str):
@@ -530,7 +546,8 @@ def _optimizer(name: str):
         rng = np.random.default_rng(cfg["seed"])
         w = rng.standard_normal(cfg["shape"])
         p = torch.tensor(w.copy(), requires_grad=True)
-        opt, config, mine, result = make(p, config0), dict(config0), w.copy(), {}
+        hyper_now = _drawn_hyper(name, rng) if cfg.get("drawn") else config0
+        opt, config, mine, result = make(p, hyper_now), dict(hyper_now), w.copy(), {}
         for step in range(1, cfg["steps"] + 1):
             dw = rng.standard_normal(cfg["shape"])
             p.grad = torch.from_numpy(dw.copy())
