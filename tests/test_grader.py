@@ -336,3 +336,31 @@ def test_an_update_that_ignores_its_config_passes_the_defaults_and_fails_the_dra
         "    config['cache'] = cache\n    return w - 0.01 * dw / (np.sqrt(cache) + 1e-8), config\n")
     row = grade([tmp_path / "optim.py"], resolve_convention("cs231n", None), only=["rmsprop"], configs=4).rows[0]
     assert row.passed == 1 and row.total == 4 and "drawn=True" in row.first_failure
+
+
+def test_an_mlp_that_creates_its_output_layer_first_is_graded_in_the_order_its_forward_calls_the_layers(tmp_path):
+    """Its layers found in attribute order would get the weights of other layers (or shapes refused)."""
+    import shutil
+
+    shutil.copy(STUDENTS / "uva" / "modules.py", tmp_path / "modules.py")
+    (tmp_path / "mlp_numpy.py").write_text(
+        "from modules import LinearModule, ReLUModule, SoftMaxModule\n"
+        "class MLP(object):\n"
+        "    def __init__(self, n_inputs, n_hidden, n_classes):\n"
+        "        sizes = [n_inputs] + list(n_hidden)\n"
+        "        self.output_layer = LinearModule(sizes[-1], n_classes)\n"
+        "        self.softmax = SoftMaxModule()\n"
+        "        self.hidden = [LinearModule(a, b) for a, b in zip(sizes[:-1], sizes[1:])][::-1]\n"  # last first
+        "        self.relus = [ReLUModule() for _ in n_hidden]\n"
+        "    def forward(self, x):\n"
+        "        for lin, act in zip(self.hidden[::-1], self.relus):\n"
+        "            x = act.forward(lin.forward(x))\n"
+        "        return self.softmax.forward(self.output_layer.forward(x))\n"
+        "    def backward(self, dout):\n"
+        "        dout = self.output_layer.backward(self.softmax.backward(dout))\n"
+        "        for lin, act in reversed(list(zip(self.hidden[::-1], self.relus))):\n"
+        "            dout = lin.backward(act.backward(dout))\n"
+        "        return dout\n")
+    row = grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention("uva", None),
+                only=["mlp"]).rows[0]
+    assert row.total == 3 and row.passed == 3, row.failures

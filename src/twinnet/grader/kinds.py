@@ -639,6 +639,37 @@ def _find_layers(model, name: str) -> list:
     return found
 
 
+def _in_call_order(ctx: Context, model, layers: list, inputs: int) -> list:
+    """``layers`` in the order the model's forward calls them (a model may create its output layer first),
+    found by one forward of a fixed batch with each layer's forward watched; as found if that cannot be
+    told (the forward fails: the check proper then reports it)."""
+    order: list = []
+    watched = []  # (layer, its own instance attribute "forward" if it had one)
+    for layer in layers:
+        def watch(*args, _layer=layer, _forward=layer.forward, **kwargs):
+            if not any(o is _layer for o in order):
+                order.append(_layer)
+            return _forward(*args, **kwargs)
+        try:
+            own = vars(layer).get("forward") if hasattr(layer, "__dict__") else None
+            layer.forward = watch
+            watched.append((layer, own))
+        except (AttributeError, TypeError):  # __slots__ or a property: no watching, the order as found
+            break
+    try:
+        if len(watched) == len(layers):
+            ctx.call(model.forward, np.linspace(-1, 1, 2 * inputs).reshape(2, inputs), what="forward")
+    except StudentError:
+        order = []
+    finally:
+        for layer, own in watched:
+            if own is None:
+                del layer.forward
+            else:
+                layer.forward = own
+    return order if len(order) == len(layers) else layers
+
+
 def _mlp(cfg, ctx: Context) -> Quantities:
     """The student's MLP against torch's for a few SGD steps from the same weights on the same batches."""
     rng = ctx.rng
@@ -652,6 +683,7 @@ def _mlp(cfg, ctx: Context) -> Quantities:
     torch_linears = [m for m in net if isinstance(m, torch.nn.Linear)]
     if len(linears) != len(torch_linears):
         raise Wrong(f"found {len(linears)} {ctx.entry['linear']} layers in the model, expected {len(torch_linears)}")
+    linears = _in_call_order(ctx, model, linears, cfg["inputs"])
     in_out = ctx.convention["layers"].get("linear", {}).get("weight", "out_in") == "in_out"
     bias_row = ctx.convention["layers"].get("linear", {}).get("bias", "flat") == "row"
     lin_ctx = Context(ctx.names, ctx.files, ctx.convention["layers"].get("linear", {}), ctx.convention, rng)
