@@ -364,3 +364,18 @@ def test_an_mlp_that_creates_its_output_layer_first_is_graded_in_the_order_its_f
     row = grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention("uva", None),
                 only=["mlp"]).rows[0]
     assert row.total == 3 and row.passed == 3, row.failures
+
+
+def test_torch_style_layers_that_overwrite_their_gradients_fail_conv_and_batch_norm_too(tmp_path):
+    """The torch convention sums gradients until zero_grad: a second backward must add to the first."""
+    (tmp_path / "layers.py").write_text(
+        "from twinnet.numpy_nn import BatchNorm1d as _BN, Conv2d as _Conv\n"
+        "class _Overwrite:\n    def backward(self, dout):\n"
+        "        for _, p in self.named_parameters():\n            p.grad = None\n"
+        "        return super().backward(dout)\n"
+        "class Conv2d(_Overwrite, _Conv):\n    pass\n"
+        "class BatchNorm1d(_Overwrite, _BN):\n    pass\n")
+    rows = grade([tmp_path / "layers.py"], resolve_convention("torch", None), only=["conv", "batchnorm"],
+                 configs=1).rows
+    for row in rows:
+        assert row.total and row.passed == 0 and "overwritten over backward calls" in row.first_failure, row.kind

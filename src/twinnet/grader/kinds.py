@@ -299,6 +299,7 @@ def _conv(cfg, ctx: Context) -> Quantities:
     ref = {"out": out_t.detach().numpy(), "dx": _g(xt), "dw": _g(wt), "db": _g(bt)}
     twin = _twin(nn.Conv2d(cfg["c"], cfg["f"], cfg["k"], cfg["s"], cfg["p"]), x, dout, weight=w, bias=b)
     refs = [ref, {"out": twin["out"], "dx": twin["dx"], "dw": twin["dweight"], "db": twin["dbias"]}]
+    more: Quantities = {}  # a module's gradients after a second backward: summed or overwritten, as its convention says
     if ctx.convention["style"] == "functional":
         args = (x.copy(), w.copy(), b.copy(), {"stride": cfg["s"], "pad": cfg["p"]})
         out, cache = _pair(ctx.call(ctx.find("forward"), *args, what=ctx.entry["forward"]), ctx.entry["forward"], 2)
@@ -314,7 +315,16 @@ def _conv(cfg, ctx: Context) -> Quantities:
         dx = ctx.call(layer.backward, dout.copy(), what=f"{ctx.entry['class']}.backward")
         grads = _grads(ctx, layer)
         got = {"dx": dx, "dw": grads.get("weight"), "db": grads.get("bias")}
-    return {"out": (out, [r["out"] for r in refs]), **{k: (got[k], [r[k] for r in refs]) for k in ("dx", "dw", "db")}}
+
+        def grads_of(dy):
+            wt2, bt2 = _t(w), _t(b)
+            (torch.nn.functional.conv2d(_t(x, False), wt2, bt2, stride=cfg["s"], padding=cfg["p"])
+             * torch.from_numpy(dy)).sum().backward()
+            return {"weight": _g(wt2), "bias": _g(bt2)}
+
+        more = _second_pass(ctx, layer, x, {"weight": ref["dw"], "bias": ref["db"]}, grads_of, dout.shape)
+    result = {"out": (out, [r["out"] for r in refs]), **{k: (got[k], [r[k] for r in refs]) for k in ("dx", "dw", "db")}}
+    return {**result, **more}
 
 
 def _pool_configs(rng, k):
@@ -373,6 +383,7 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
            "running_var": (1 - new) * rv + new * var, "dx": _g(xt), "dgamma": _g(gt), "dbeta": _g(bt)}
     test_x = rng.standard_normal((n, d))
     ref_test = gamma * (test_x - ref["running_mean"]) / np.sqrt(ref["running_var"] + eps) + beta
+    more: Quantities = {}
     if functional:
         param = {"mode": "train", "eps": eps, "momentum": momentum, "running_mean": rm.copy(), "running_var": rv.copy()}
         xs = x.copy()
@@ -402,6 +413,16 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
         dgamma, dbeta = grads.get("weight"), grads.get("bias")
         ctx.call(layer.eval, what="eval")
         test_out = ctx.call(layer.forward, test_x.copy(), what=f"{ctx.entry['class']}.forward (eval)")
+        if hasattr(layer, "train"):  # back to training mode for a second pass: summed or overwritten gradients
+
+            def grads_of(dy):
+                g2, b2 = _t(gamma), _t(beta)
+                (torch.nn.functional.batch_norm(_t(x, False), None, None, g2, b2, training=True, eps=eps)
+                 * torch.from_numpy(dy)).sum().backward()
+                return {"weight": _g(g2), "bias": _g(b2)}
+
+            ctx.call(layer.train, what="train")
+            more = _second_pass(ctx, layer, x, {"weight": ref["dgamma"], "bias": ref["dbeta"]}, grads_of, dout.shape)
     got = {"out": out, **stats, "dx": dx, "dgamma": dgamma, "dbeta": dbeta}
     stat_name = "biased" if biased else "unbiased"
     for key in ("running_var",):
@@ -411,7 +432,7 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
             raise Wrong(f"the running variance is updated with the {'unbiased' if biased else 'biased'} batch "
                         f"variance; this convention uses the {stat_name} one")
     result = {k: (got[k], [ref[k]]) for k in ref}
-    return {**result, "out (test mode)": (test_out, [ref_test])}
+    return {**result, "out (test mode)": (test_out, [ref_test]), **more}
 
 
 # --- losses ----------------------------------------------------------------------------------------------
