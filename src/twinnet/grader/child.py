@@ -23,7 +23,7 @@ from twinnet import TwinnetError
 from twinnet.grader import loader
 
 
-STALL_S = 120.0  # no word from the child for this long (its watchdog stopped too): the parent ends it
+STALL_S = 600.0  # no word from the child for this long (its watchdog held off too: native code holding the GIL)
 
 
 def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[str] | None, seed: int,
