@@ -379,3 +379,19 @@ def test_torch_style_layers_that_overwrite_their_gradients_fail_conv_and_batch_n
                  configs=1).rows
     for row in rows:
         assert row.total and row.passed == 0 and "overwritten over backward calls" in row.first_failure, row.kind
+
+
+def test_a_layer_that_keeps_its_cache_in_a_module_global_fails_as_two_such_layers_would(tmp_path):
+    """Its backward reads what the last forward left, not the cache it is given: right for one layer
+    alone, wrong in a network of two; a forward of another input between the two calls shows it."""
+    (tmp_path / "layers.py").write_text(
+        "import numpy as np\n_saved = {}\n"
+        "def affine_forward(x, w, b):\n    _saved.update(x=x, w=w)\n    return x.reshape(len(x), -1) @ w + b, None\n"
+        "def affine_backward(dout, cache):\n    x, w = _saved['x'], _saved['w']\n"
+        "    return (dout @ w.T).reshape(x.shape), x.reshape(len(x), -1).T @ dout, dout.sum(0)\n"
+        "def relu_forward(x):\n    _saved['r'] = x\n    return np.maximum(x, 0), None\n"
+        "def relu_backward(dout, cache):\n    return dout * (_saved['r'] > 0)\n")
+    rows = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["linear", "relu"],
+                 configs=1).rows
+    for row in rows:
+        assert row.total and row.passed == 0 and "from the first cache after another forward" in row.first_failure

@@ -133,6 +133,9 @@ def _linear(cfg, ctx: Context) -> Quantities:
         got = {"out": out, "dx": dx, "dw": dw, "db": db}
         for r in refs:
             r["dw"] = r["dw"].T if in_out else r["dw"]
+        other = ctx.rng.standard_normal(x.shape)
+        more = _caches_apart(ctx, (x.copy(), stored.copy(), bias.copy()), (other, stored.copy(), bias.copy()), dout,
+                             {k: ref[k] for k in ("dx", "dw", "db")})
     else:
         layer = _build(ctx, "class", d, cfg["m"])
         _set_params(ctx, layer, {"weight": stored, "bias": _bias(ctx, bias)})
@@ -242,6 +245,21 @@ def _second_pass(ctx: Context, layer, x, first_ref: dict, grads_of: Callable[[np
     return out
 
 
+def _caches_apart(ctx: Context, first: tuple, second: tuple, dout, refs: dict[str, np.ndarray]) -> Quantities:
+    """Forward ``first``, forward ``second``, then backward ``dout`` with the first forward's cache: the
+    first's gradients (``refs``), as when a network holds two such layers. A layer that keeps what its
+    backward needs in a module global, not in the cache it returns, gives the second's."""
+    forward, backward = ctx.entry["forward"], ctx.entry["backward"]
+    _, cache = _pair(ctx.call(ctx.find("forward"), *first, what=forward), forward, 2)
+    _pair(ctx.call(ctx.find("forward"), *second, what=f"{forward} (another input)"), forward, 2)
+    grads = ctx.call(ctx.find("backward"), dout.copy(), cache, what=f"{backward} (with the first forward's cache)")
+    if len(refs) == 1:
+        grads = (grads[0] if isinstance(grads, tuple) and len(grads) == 1 else grads,)
+    else:
+        grads = _pair(grads, backward, len(refs))
+    return {f"{name} from the first cache after another forward": (g, [refs[name]]) for name, g in zip(refs, grads)}
+
+
 # --- elementwise and image layers -----------------------------------------------------------------------
 
 def _relu_configs(rng, k):
@@ -265,12 +283,16 @@ def _unary(ctx: Context, x, dout, refs: list[dict], args: tuple) -> Quantities:
         dx = ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"])
         if isinstance(dx, tuple) and len(dx) == 1:
             dx = dx[0]
+        # -x: another ReLU mask, other max positions (the values are distinct)
+        more = _caches_apart(ctx, (x.copy(), *copy.deepcopy(args)), (-x, *copy.deepcopy(args)), dout,
+                             {"dx": refs[0]["dx"]})
     else:
         layer = _build(ctx, "class", *args)
         out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
         unchanged("x", x, xs)
         dx = ctx.call(layer.backward, dout.copy(), what=f"{ctx.entry['class']}.backward")
-    return {"out": (out, [r["out"] for r in refs]), "dx": (dx, [r["dx"] for r in refs])}
+        more = {}
+    return {"out": (out, [r["out"] for r in refs]), "dx": (dx, [r["dx"] for r in refs]), **more}
 
 
 def _conv_configs(rng, k):
