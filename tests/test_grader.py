@@ -366,6 +366,12 @@ def test_an_mlp_that_creates_its_output_layer_first_is_graded_in_the_order_its_f
     assert row.total == 3 and row.passed == 3, row.failures
 
 
+def _every_row_fails(path, convention: str, kinds: list[str], reason: str) -> None:
+    """Each of ``kinds`` graded (one drawn configuration) fails every configuration, first for ``reason``."""
+    for row in grade([path], resolve_convention(convention, None), only=kinds, configs=1).rows:
+        assert row.total and row.passed == 0 and reason in row.first_failure, (row.kind, row.first_failure)
+
+
 def test_torch_style_layers_that_overwrite_their_gradients_fail_conv_and_batch_norm_too(tmp_path):
     """The torch convention sums gradients until zero_grad: a second backward must add to the first."""
     (tmp_path / "layers.py").write_text(
@@ -375,10 +381,7 @@ def test_torch_style_layers_that_overwrite_their_gradients_fail_conv_and_batch_n
         "        return super().backward(dout)\n"
         "class Conv2d(_Overwrite, _Conv):\n    pass\n"
         "class BatchNorm1d(_Overwrite, _BN):\n    pass\n")
-    rows = grade([tmp_path / "layers.py"], resolve_convention("torch", None), only=["conv", "batchnorm"],
-                 configs=1).rows
-    for row in rows:
-        assert row.total and row.passed == 0 and "overwritten over backward calls" in row.first_failure, row.kind
+    _every_row_fails(tmp_path / "layers.py", "torch", ["conv", "batchnorm"], "overwritten over backward calls")
 
 
 def test_a_layer_that_keeps_its_cache_in_a_module_global_fails_as_two_such_layers_would(tmp_path):
@@ -391,7 +394,4 @@ def test_a_layer_that_keeps_its_cache_in_a_module_global_fails_as_two_such_layer
         "    return (dout @ w.T).reshape(x.shape), x.reshape(len(x), -1).T @ dout, dout.sum(0)\n"
         "def relu_forward(x):\n    _saved['r'] = x\n    return np.maximum(x, 0), None\n"
         "def relu_backward(dout, cache):\n    return dout * (_saved['r'] > 0)\n")
-    rows = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["linear", "relu"],
-                 configs=1).rows
-    for row in rows:
-        assert row.total and row.passed == 0 and "from the first cache after another forward" in row.first_failure
+    _every_row_fails(tmp_path / "layers.py", "cs231n", ["linear", "relu"], "from the first cache after another forward")
