@@ -40,11 +40,12 @@ def test_whitening_filters_give_the_patches_unit_variance_along_every_direction(
     np.testing.assert_allclose(conv.permute(0, 2, 3, 1).reshape(-1, 12).numpy(), out, rtol=1e-10, atol=1e-10)
 
 
-def test_the_airbench_twins_agree_and_its_frozen_layers_take_no_gradient():
+@pytest.mark.parametrize("name, activation", [("airbench94", torch.nn.GELU), ("airbench94-silu", torch.nn.SiLU)])
+def test_the_airbench_twins_agree_and_its_frozen_layers_take_no_gradient(name, activation):
     from twinnet.architectures import MODELS
     from twinnet.twins import build_twins, gradient_agreement
 
-    spec = MODELS["airbench94"]
+    spec = MODELS[name]
     twins = build_twins(spec.build, "float64", 0)
     x = np.random.default_rng(0).standard_normal((4, 3, 32, 32))
     for model in twins.values():
@@ -58,6 +59,8 @@ def test_the_airbench_twins_agree_and_its_frozen_layers_take_no_gradient():
     assert all(twins["torch"].get_parameter(n).grad is None for n in frozen)
     norms = [m for m in twins["torch"] if isinstance(m, torch.nn.BatchNorm2d)]
     assert len(norms) == 6 and all(m.momentum == pytest.approx(0.4) and m.eps == 1e-12 for m in norms)
+    assert sum(isinstance(m, activation) for m in twins["torch"]) == 7  # after the whitening and every batch norm
+    assert sum(type(m).__name__ == activation.__name__ for m in twins["numpy"]) == 7
     # the convolutions start as the identity on their first input channels
     w = twins["torch"][2].weight.detach()
     assert torch.equal(w[:24, :, 1, 1], torch.eye(24, dtype=w.dtype)) and float(w[:24].abs().sum()) == 24

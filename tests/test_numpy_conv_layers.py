@@ -622,6 +622,34 @@ def test_gelu_variants_differ_and_bad_name_raises():
         nnp.GELU("erf")
 
 
+# --- SiLU ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_silu_matches_torch_and_finite_differences(seed):
+    rng = np.random.default_rng(51_000 + seed)
+    shape = tuple(int(v) for v in rng.integers(1, 6, size=rng.integers(1, 5)))
+    x = 4.0 * rng.standard_normal(shape)
+    x.flat[0] = 0.0
+    x.flat[-1] = [-800.0, 800.0][seed % 2]  # exp(-x) alone would overflow here
+    with np.errstate(all="raise"):
+        errors = torch_twin_check(nnp.SiLU(), torch.nn.SiLU(), x, rng=rng)
+    assert {"out", "dx"} <= errors.keys()
+    assert_close_rel(errors, TWIN_TOL)
+    x.flat[-1] = 3.0 * x.flat[-1] / 800  # finite differences away from the huge value's rounding
+    fd = finite_difference_check(nnp.SiLU(), x, rng=rng)
+    assert fd.keys() == {"dx"}
+    assert_close_rel(fd, FD_TOL)
+
+
+def test_silu_keeps_float32():
+    x = np.linspace(-3, 3, 7, dtype=np.float32)
+    layer = nnp.SiLU()
+    out = layer(x)
+    assert out.dtype == np.float32 and layer.backward(np.ones_like(x)).dtype == np.float32
+    assert out[3] == 0 and out[-1] == pytest.approx(3 / (1 + np.exp(-3)), rel=1e-6)
+
+
 # --- ResidualBlock -------------------------------------------------------------------
 
 BLOCKS = [(3, 3, 1), (3, 3, 2), (2, 4, 1), (4, 2, 2)]  # identity shortcut first, then projections
@@ -763,6 +791,7 @@ LAYOUT_CASES = {
     "bn1d_2d": lambda: (nnp.BatchNorm1d(5), torch.nn.BatchNorm1d(5), (6, 5)),
     "bn1d_3d": lambda: (nnp.BatchNorm1d(3), torch.nn.BatchNorm1d(3), (4, 3, 5)),
     "gelu": lambda: (nnp.GELU("tanh"), torch.nn.GELU("tanh"), (2, 3, 5, 4)),
+    "silu": lambda: (nnp.SiLU(), torch.nn.SiLU(), (2, 3, 5, 4)),
     "residual": lambda: (nnp.ResidualBlock(2, 3, 2), twinnet.torch_nn.ResidualBlock(2, 3, 2), (2, 2, 6, 5)),
 }
 

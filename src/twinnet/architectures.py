@@ -106,29 +106,33 @@ def mnist_cnn_layers(nn: ModuleType, channels: tuple[int, int] = (32, 64), hidde
     ]
 
 
-def airbench_layers(nn: ModuleType, widths: tuple[int, int, int] = (64, 256, 256), bn_momentum: float = 0.6) -> list:
+def airbench_layers(nn: ModuleType, widths: tuple[int, int, int] = (64, 256, 256), bn_momentum: float = 0.6,
+                    activation: str = "GELU") -> list:
     """airbench94's network (KellerJordan/cifar10-airbench, legacy/airbench94.py; 1.97M parameters):
     a 2x2 whitening convolution (24 filters, set from the training images by ``whiten``) and GELU,
     three groups conv3x3 -> max-pool 2 -> BN -> GELU -> conv3x3 -> BN -> GELU (bias-free convolutions,
     batch norm with eps 1e-12 and momentum 0.6 in airbench's sense: the old statistics' weight, torch's
     momentum 0.4), a global max pool (airbench's 3x3 max pool over its 3x3 maps, global so that smaller
     training crops fit: any side from 9), and a bias-free
-    linear layer whose output is scaled by 1/9. 32 -> 31 -> 15 -> 7 -> 3 -> 1."""
+    linear layer whose output is scaled by 1/9. 32 -> 31 -> 15 -> 7 -> 3 -> 1. ``activation`` names the
+    nn class used where airbench94 has GELU (``"SiLU"``: the 2025 record's, hiverge/cifar10-speedrun)."""
+    act = getattr(nn, activation)
+
     def group(c_in: int, c_out: int) -> list:
         return [nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), nn.MaxPool2d(2),
-                nn.BatchNorm2d(c_out, eps=1e-12, momentum=1 - bn_momentum), nn.GELU(),
+                nn.BatchNorm2d(c_out, eps=1e-12, momentum=1 - bn_momentum), act(),
                 nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False),
-                nn.BatchNorm2d(c_out, eps=1e-12, momentum=1 - bn_momentum), nn.GELU()]
+                nn.BatchNorm2d(c_out, eps=1e-12, momentum=1 - bn_momentum), act()]
 
     a, b, c = widths
-    return [nn.Conv2d(3, 24, 2, 1, 0), nn.GELU(), *group(24, a), *group(a, b), *group(b, c), nn.AdaptiveMaxPool2d(1),
+    return [nn.Conv2d(3, 24, 2, 1, 0), act(), *group(24, a), *group(a, b), *group(b, c), nn.AdaptiveMaxPool2d(1),
             nn.Flatten(), nn.Linear(c, 10, bias=False), nn.Scale(1 / 9)]
 
 
-def _airbench(nn: ModuleType):
+def _airbench(nn: ModuleType, activation: str = "GELU"):
     """airbench94's network with its initialisation: every convolution's first C_in filters the identity
     (dirac), biases zero; the whitening weights and the batch norms' scales frozen (torch: no gradient)."""
-    model = nn.Sequential(*airbench_layers(nn))
+    model = nn.Sequential(*airbench_layers(nn, activation=activation))
     if nn.__name__.startswith("twinnet.torch_nn"):  # the NumPy twin takes these weights from torch's
         import torch
 
@@ -142,6 +146,13 @@ def _airbench(nn: ModuleType):
                     m.weight.requires_grad_(False)
         model[0].weight.requires_grad_(False)
     return model
+
+
+def _whiten(model, images):
+    """Set airbench's whitening layer from the training images (imported here: it needs no import at start)."""
+    from twinnet.whitening import prepare
+
+    return prepare(model, images)
 
 
 @dataclass(frozen=True)
@@ -217,7 +228,13 @@ MODELS: dict[str, ModelSpec] = {
         (3, 32, 32),
         "airbench94's network: a whitening conv, three conv-pool-BN-GELU-conv-BN-GELU groups (64, 256, 256), "
         "global max pool, linear x 1/9",
-        prepare=lambda model, images: __import__("twinnet.whitening", fromlist=["prepare"]).prepare(model, images),
+        prepare=_whiten,
+    ),
+    "airbench94-silu": ModelSpec(
+        lambda nn: _airbench(nn, "SiLU"),
+        (3, 32, 32),
+        "airbench94's network with SiLU in place of every GELU (the 2025 record's activation)",
+        prepare=_whiten,
     ),
     # palindromes (docs/COURSE.md): 10 one-hot digits in, 128 hidden units, 10 classes; shown at T = 20
     "palindrome-rnn": ModelSpec(

@@ -1,7 +1,7 @@
 """The from-scratch engine: layers with explicit forward and backward, named and laid out like torch.nn."""
 
 from twinnet.numpy_nn import backend, init, serialize
-from twinnet.numpy_nn.activation import ELU, GELU, LeakyReLU, ReLU, Scale, Sigmoid, Softmax, Tanh
+from twinnet.numpy_nn.activation import ELU, GELU, LeakyReLU, ReLU, Scale, Sigmoid, SiLU, Softmax, Tanh
 from twinnet.numpy_nn.conv import Conv2d
 from twinnet.numpy_nn.dropout import Dropout
 from twinnet.numpy_nn.linear import Linear
@@ -20,7 +20,7 @@ __all__ = [
     "backend", "init", "serialize",
     "Module", "Parameter", "Sequential", "no_grad",
     "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "BatchNorm1d", "BatchNorm2d",
-    "LayerNorm", "Dropout", "Flatten", "ReLU", "Tanh", "Sigmoid", "GELU", "ELU", "LeakyReLU", "Softmax", "Scale",
+    "LayerNorm", "Dropout", "Flatten", "ReLU", "Tanh", "Sigmoid", "GELU", "SiLU", "ELU", "LeakyReLU", "Softmax", "Scale",
     "ResidualBlock",
     "CrossEntropyLoss", "MultiMarginLoss", "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm_", "MLP",
     "VanillaRNN", "IRNN", "LSTM", "GRU",

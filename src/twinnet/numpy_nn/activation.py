@@ -89,6 +89,20 @@ class GELU(Module):
         return f"approximate={self.approximate!r}"
 
 
+class SiLU(Module):
+    """``torch.nn.SiLU``: x * sigmoid(x); d/dx = s (1 + x (1 - s)) with s = sigmoid(x)."""
+
+    def forward(self, x):
+        xp = backend.xp(x)
+        s = 0.5 * (1 + xp.tanh(0.5 * x))  # the sigmoid's tanh form, which never overflows
+        self._push_cache((x, s))
+        return x * s
+
+    def backward(self, dout):
+        x, s = self._pop_cache()
+        return dout * (s * (1 + x * (1 - s)))
+
+
 class ELU(Module):
     """``torch.nn.ELU(alpha)``: x for x > 0, alpha (exp(x) - 1) otherwise; the gradient at 0 is alpha, as in torch."""
 
