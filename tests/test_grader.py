@@ -395,3 +395,19 @@ def test_a_layer_that_keeps_its_cache_in_a_module_global_fails_as_two_such_layer
         "def relu_forward(x):\n    _saved['r'] = x\n    return np.maximum(x, 0), None\n"
         "def relu_backward(dout, cache):\n    return dout * (_saved['r'] > 0)\n")
     _every_row_fails(tmp_path / "layers.py", "cs231n", ["linear", "relu"], "from the first cache after another forward")
+
+
+def test_conv_and_batch_norm_that_keep_their_cache_in_a_module_global_fail_too(tmp_path):
+    """A correct convolution and batch norm (the reference submission's), each handing backward what its
+    last forward left in a module global instead of the cache it is given."""
+    (tmp_path / "layers.py").write_text(
+        "import importlib.util\n"
+        f"_spec = importlib.util.spec_from_file_location('_good', {str(CS231N[0])!r})\n"
+        "_good = importlib.util.module_from_spec(_spec)\n_spec.loader.exec_module(_good)\n_saved = {}\n"
+        "def conv_forward_naive(x, w, b, p):\n    out, _saved['c'] = _good.conv_forward_naive(x, w, b, p)\n"
+        "    return out, None\n"
+        "def conv_backward_naive(dout, cache):\n    return _good.conv_backward_naive(dout, _saved['c'])\n"
+        "def batchnorm_forward(x, g, b, p):\n    out, _saved['b'] = _good.batchnorm_forward(x, g, b, p)\n"
+        "    return out, None\n"
+        "def batchnorm_backward(dout, cache):\n    return _good.batchnorm_backward(dout, _saved['b'])\n")
+    _every_row_fails(tmp_path / "layers.py", "cs231n", ["conv", "batchnorm"], "from the first cache after another forward")

@@ -328,6 +328,10 @@ def _conv(cfg, ctx: Context) -> Quantities:
         unchanged("x", x, args[0])
         got = dict(zip(("dx", "dw", "db"), _pair(ctx.call(ctx.find("backward"), dout.copy(), cache,
                                                           what=ctx.entry["backward"]), ctx.entry["backward"], 3)))
+        conv_param = {"stride": cfg["s"], "pad": cfg["p"]}
+        more = _caches_apart(ctx, (x.copy(), w.copy(), b.copy(), dict(conv_param)),
+                             (rng.standard_normal(x.shape), w.copy(), b.copy(), dict(conv_param)), dout,
+                             {k: ref[k] for k in ("dx", "dw", "db")})
     else:
         layer = _build(ctx, "class", cfg["c"], cfg["f"], cfg["k"], cfg["s"], cfg["p"])
         _set_params(ctx, layer, {"weight": w, "bias": b})
@@ -419,6 +423,10 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
         test = ctx.call(ctx.find("forward"), test_x.copy(), gamma.copy(), beta.copy(), param,
                         what=f"{ctx.entry['forward']} (mode test)")
         test_out = test[0] if isinstance(test, (tuple, list)) else test
+        fresh = lambda: {**param, "mode": "train", "running_mean": rm.copy(), "running_var": rv.copy()}  # noqa: E731
+        more = _caches_apart(ctx, (x.copy(), gamma.copy(), beta.copy(), fresh()),
+                             (rng.standard_normal((n, d)) * 3 - 1, gamma.copy(), beta.copy(), fresh()), dout,
+                             {k: ref[k] for k in ("dx", "dgamma", "dbeta")})
     else:
         layer = _build(ctx, "class", d)
         if hasattr(layer, "momentum"):
