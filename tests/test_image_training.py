@@ -243,7 +243,9 @@ def test_resume_after_an_interruption_equals_an_unbroken_run(engine, data_dir, t
     assert f"--resume {broken}" in capsys.readouterr().err
     assert not (broken / "summary.json").exists() and [r["step"] for r in _records(broken)] == [0, 3, 6]
     monkeypatch.setattr(RunDir, "append_metrics", append)
-    assert main(["run", "mlp-cifar-best", "--resume", str(broken), "--threads", "1", "--data-dir", str(data_dir)]) == 0
+    monkeypatch.delenv("TWINNET_DATA_DIR", raising=False)
+    assert main(["run", "mlp-cifar-best", "--resume", str(broken), "--threads", "1"]) == 0  # the data it started with
+    assert f"reading data from {data_dir.resolve()}" in capsys.readouterr().err
 
     a, b = (json.loads((d / "summary.json").read_text()) for d in (whole, broken))
     for key in ("test_acc", "test_loss", "train_loss", "train_acc", "val_acc", "selected_step", "steps",

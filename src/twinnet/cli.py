@@ -54,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--runs-dir", type=Path, default=Path("runs"),
                    help="root of default run directories: RUNS_DIR/EXPERIMENT/TIMESTAMP (default: runs)")
     r.add_argument("--data-dir", type=Path, default=None,
-                   help="where real datasets live (else $TWINNET_DATA_DIR); e.g. DIR/mnist/*-ubyte.gz")
+                   help="where real datasets live (else $TWINNET_DATA_DIR, else, for --resume, the run's own); "
+                   "e.g. DIR/mnist/*-ubyte.gz")
     r.add_argument("--threads", type=int, default=None,
                    help="threads for torch, NumPy's BLAS and the NumPy engine alike (default: $TWINNET_THREADS, else "
                    "the cores other processes leave idle when the run starts; a resumed run keeps its count). "
@@ -84,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", type=Path, default=None,
                     help="its directory (default: runs/reproduce, or runs/reproduce-quick with --quick)")
     rp.add_argument("--data-dir", type=Path, default=None,
-                    help="where MNIST and CIFAR-10 live (else $TWINNET_DATA_DIR); parts 1 and 2 need them")
+                    help="where MNIST and CIFAR-10 live (else $TWINNET_DATA_DIR, else, continuing, the run's own); parts "
+                    "1 and 2 need them")
     rp.add_argument("--threads", type=int, default=None, help="threads for each run (default: as `twinnet run`)")
     rp.add_argument("--seed", type=int, default=None, help="seed of the first run of each experiment (default 0)")
     rp.add_argument("--no-verify", action="store_true",

@@ -124,6 +124,19 @@ def choose_threads(threads: int | None, run_dir: RunDir | None = None) -> tuple[
     return hardware.default_threads()
 
 
+def choose_data_dir(data: Path | None, run_dir: RunDir | None = None) -> Path | None:
+    """The data directory of a run: ``--data-dir``, else $TWINNET_DATA_DIR, else, for a resumed run, the
+    one it started with, where that still exists (its env.json keeps it)."""
+    chosen = resolve_data_dir(data)
+    if chosen is None and run_dir is not None:
+        saved = _read_env(run_dir).get("data_dir")
+        if isinstance(saved, str) and saved and Path(saved).is_dir():
+            print(f"twinnet: reading data from {saved}, as the run did when it started (--data-dir to change)",
+                  file=sys.stderr)
+            return Path(saved)
+    return chosen
+
+
 @dataclass(frozen=True)
 class Prepared:
     """What a run is decided to be before it starts: made by rank 0 alone under torchrun, then sent to every rank."""
@@ -149,7 +162,8 @@ def _prepare(name, overrides, quick, seed, out, runs_root, threads, resume, comm
     else:
         cfg = resolve_config(name, overrides, quick, seed, values)
     threads, chosen_by = choose_threads(threads, run_dir if resume is not None else None)
-    ctx = RunContext(resolve_data_dir(data), threads, progress, command, quick)
+    ctx = RunContext(choose_data_dir(data, run_dir if resume is not None else None), threads, progress, command,
+                     quick)
     if resume is None:
         run_dir = RunDir.create(name, out, runs_root)
     return Prepared(run_dir, saved, cfg, quick, threads, chosen_by, ctx)

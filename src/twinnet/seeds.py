@@ -55,7 +55,7 @@ def run_group(name: str, overrides: list[str], seeds: list[int], *, quick: bool 
               runs_root: Path = Path("runs"), threads: int | None = None, resume: Path | None = None,
               command: str | None = None, data: Path | None = None) -> Path:
     """Run ``name`` once per seed in one group directory (or continue the group at ``resume``)."""
-    from twinnet.runner import choose_threads, resolve_config
+    from twinnet.runner import choose_data_dir, choose_threads, resolve_config
     from twinnet.sweep import Job, run_sweep
 
     if resume is not None:
@@ -70,6 +70,7 @@ def run_group(name: str, overrides: list[str], seeds: list[int], *, quick: bool 
     cfg = resolve_config(name, overrides, quick, seeds[0])  # every setting checked before anything is touched
     # one thread count for every seed (a resumed group keeps the one it started with)
     threads, chosen_by = choose_threads(threads, group if resume is not None else None)
+    data = choose_data_dir(data, group if resume is not None else None)
     if resume is None:
         group = RunDir.create(name, out, runs_root)
         group.write_json(CONFIG, {"experiment": name, "quick": quick, GROUP: seeds, "overrides": list(overrides),
