@@ -410,4 +410,5 @@ def test_conv_and_batch_norm_that_keep_their_cache_in_a_module_global_fail_too(t
         "def batchnorm_forward(x, g, b, p):\n    out, _saved['b'] = _good.batchnorm_forward(x, g, b, p)\n"
         "    return out, None\n"
         "def batchnorm_backward(dout, cache):\n    return _good.batchnorm_backward(dout, _saved['b'])\n")
-    _every_row_fails(tmp_path / "layers.py", "cs231n", ["conv", "batchnorm"], "from the first cache after another forward")
+    _every_row_fails(tmp_path / "layers.py", "cs231n", ["conv", "batchnorm"],
+                     "from the first cache after another forward")

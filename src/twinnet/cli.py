@@ -85,8 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", type=Path, default=None,
                     help="its directory (default: runs/reproduce, or runs/reproduce-quick with --quick)")
     rp.add_argument("--data-dir", type=Path, default=None,
-                    help="where MNIST and CIFAR-10 live (else $TWINNET_DATA_DIR, else, continuing, the run's own); parts "
-                    "1 and 2 need them")
+                    help="where MNIST and CIFAR-10 live (else $TWINNET_DATA_DIR, else, continuing, the run's "
+                    "own); parts 1 and 2 need them")
     rp.add_argument("--threads", type=int, default=None, help="threads for each run (default: as `twinnet run`)")
     rp.add_argument("--seed", type=int, default=None, help="seed of the first run of each experiment (default 0)")
     rp.add_argument("--no-verify", action="store_true",

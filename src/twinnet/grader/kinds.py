@@ -323,12 +323,12 @@ def _conv(cfg, ctx: Context) -> Quantities:
     refs = [ref, {"out": twin["out"], "dx": twin["dx"], "dw": twin["dweight"], "db": twin["dbias"]}]
     more: Quantities = {}  # a module's gradients after a second backward: summed or overwritten, as its convention says
     if ctx.convention["style"] == "functional":
-        args = (x.copy(), w.copy(), b.copy(), {"stride": cfg["s"], "pad": cfg["p"]})
+        conv_param = {"stride": cfg["s"], "pad": cfg["p"]}
+        args = (x.copy(), w.copy(), b.copy(), dict(conv_param))
         out, cache = _pair(ctx.call(ctx.find("forward"), *args, what=ctx.entry["forward"]), ctx.entry["forward"], 2)
         unchanged("x", x, args[0])
         got = dict(zip(("dx", "dw", "db"), _pair(ctx.call(ctx.find("backward"), dout.copy(), cache,
                                                           what=ctx.entry["backward"]), ctx.entry["backward"], 3)))
-        conv_param = {"stride": cfg["s"], "pad": cfg["p"]}
         more = _caches_apart(ctx, (x.copy(), w.copy(), b.copy(), dict(conv_param)),
                              (rng.standard_normal(x.shape), w.copy(), b.copy(), dict(conv_param)), dout,
                              {k: ref[k] for k in ("dx", "dw", "db")})
