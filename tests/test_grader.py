@@ -42,6 +42,8 @@ BUGS = [
     ("cs231n", "cs231n_conv_pad0.py", "conv", "p=0: conv_forward_naive raised ValueError", "some"),
     ("cs231n", "cs231n_affine_transposed.py", "linear", "forward reads the weight transposed", "none"),
     ("cs231n", "cs231n_inplace.py", "softmax_loss", "modified its input x in place", "none"),
+    ("cs231n", "cs231n_affine_decay.py", "linear", "modified its input w in place", "none"),
+    ("cs231n", "cs231n_bn_gamma_decay.py", "batchnorm", "modified its input gamma in place", "none"),
     ("cs231n", "cs231n_pool_none.py", "maxpool", "dx is None", "none"),
     ("cs231n", "cs231n_affine_nobias.py", "linear", "db: relative error", "none"),
     ("cs231n", "cs231n_bn_unbiased.py", "batchnorm", "updated with the unbiased batch variance", "none"),

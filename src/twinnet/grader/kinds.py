@@ -127,7 +127,8 @@ def _linear(cfg, ctx: Context) -> Quantities:
     if ctx.convention["style"] == "functional":
         args = (x.copy(), stored.copy(), bias.copy())
         out, cache = _pair(ctx.call(ctx.find("forward"), *args, what=f"{ctx.entry['forward']}"), ctx.entry["forward"], 2)
-        unchanged("x", x, args[0])
+        for name, given, kept in zip(("x", "w", "b"), (x, stored, bias), args):
+            unchanged(name, given, kept)
         dx, dw, db = _pair(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]),
                            ctx.entry["backward"], 3)
         got = {"out": out, "dx": dx, "dw": dw, "db": db}
@@ -326,7 +327,8 @@ def _conv(cfg, ctx: Context) -> Quantities:
         conv_param = {"stride": cfg["s"], "pad": cfg["p"]}
         args = (x.copy(), w.copy(), b.copy(), dict(conv_param))
         out, cache = _pair(ctx.call(ctx.find("forward"), *args, what=ctx.entry["forward"]), ctx.entry["forward"], 2)
-        unchanged("x", x, args[0])
+        for name, given, kept in zip(("x", "w", "b"), (x, w, b), args):
+            unchanged(name, given, kept)
         got = dict(zip(("dx", "dw", "db"), _pair(ctx.call(ctx.find("backward"), dout.copy(), cache,
                                                           what=ctx.entry["backward"]), ctx.entry["backward"], 3)))
         more = _caches_apart(ctx, (x.copy(), w.copy(), b.copy(), dict(conv_param)),
@@ -412,10 +414,11 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
     more: Quantities = {}
     if functional:
         param = {"mode": "train", "eps": eps, "momentum": momentum, "running_mean": rm.copy(), "running_var": rv.copy()}
-        xs = x.copy()
-        out, cache = _pair(ctx.call(ctx.find("forward"), xs, gamma.copy(), beta.copy(), param,
-                                    what=ctx.entry["forward"]), ctx.entry["forward"], 2)
-        unchanged("x", x, xs)
+        xs, gs, bs = x.copy(), gamma.copy(), beta.copy()
+        out, cache = _pair(ctx.call(ctx.find("forward"), xs, gs, bs, param, what=ctx.entry["forward"]),
+                           ctx.entry["forward"], 2)
+        for name, given, kept in (("x", x, xs), ("gamma", gamma, gs), ("beta", beta, bs)):
+            unchanged(name, given, kept)
         stats = {"running_mean": param.get("running_mean"), "running_var": param.get("running_var")}
         dx, dgamma, dbeta = _pair(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]),
                                   ctx.entry["backward"], 3)
