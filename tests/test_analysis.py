@@ -35,6 +35,14 @@ def test_the_weakest_classes_and_most_confused_pairs_are_read_from_the_matrix():
     assert "most frequent confusions" not in classes(np.diag([5, 5, 5]), ["a", "b", "c"])
 
 
+def test_a_class_the_test_set_lacks_is_named_as_absent_not_ranked_weakest():
+    cm = np.array([[9, 1, 0], [0, 0, 0], [2, 0, 8]])  # no "dog" images at all
+    said = classes(cm, ["cat", "dog", "car"])
+    assert said.startswith("The weakest classes are car (80.0%), cat (90.0%); the best is cat (90.0%)")
+    assert said.endswith("The test set has no images of dog.")
+    assert classes(np.zeros((2, 2), int), ["a", "b"]) == "The test set is empty: no class to rank."
+
+
 def test_a_run_is_set_beside_each_published_figure_with_the_difference_in_points():
     said = against_published(0.8123, [Published(0.84, "reduced VGG, Adam"), Published(0.80, "another")])
     assert "84.00% (reduced VGG, Adam): this run's 81.23% is 2.77 points below it" in said

@@ -302,7 +302,9 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
     pred = learner.predict(data.test.x).argmax(1)
     run_dir.save_arrays("predictions.npz", y_true=data.test.y, y_pred=pred, classes=np.array(data.classes),
                         step_loss=np.asarray(history.step_losses, np.float64))  # every step's training loss
-    per_class = [float((pred[data.test.y == c] == c).mean()) for c in range(len(data.classes))]
+    # a class the test set lacks has no accuracy (null in summary.json), not NaN or 0%
+    per_class = [float((pred[data.test.y == c] == c).mean()) if (data.test.y == c).any() else None
+                 for c in range(len(data.classes))]
     return {
         "outcome": "stopped early" if history.stopped_early else "completed",
         "engine": cfg.engine,
@@ -464,7 +466,7 @@ def report(path: Path) -> list:
             Figure("confusion.png", f"Confusion matrix on the {int(cm.sum()):,} test images: rows the true class, "
                                     "columns the predicted one, each cell the percentage of its row's images."),
             Table(["class", "test accuracy", "test images"],
-                  [[c, f"{100 * cm[i, i] / max(cm[i].sum(), 1):.2f}%", f"{int(cm[i].sum()):,}"]
+                  [[c, f"{100 * cm[i, i] / cm[i].sum():.2f}%" if cm[i].sum() else "—", f"{int(cm[i].sum()):,}"]
                    for i, c in enumerate(classes)], {1, 2})]),
     ]
 

@@ -48,7 +48,10 @@ def classes(cm: np.ndarray, names: Sequence[str], weakest: int = 2, pairs: int =
     """The weakest classes and the most confused pairs of a confusion matrix (rows true, columns predicted)."""
     cm = np.asarray(cm)
     per_class = np.diag(cm) / np.maximum(cm.sum(axis=1), 1)
-    order = np.argsort(per_class, kind="stable")
+    present = np.flatnonzero(cm.sum(axis=1) > 0)  # a class the test set lacks is neither weak nor best
+    if present.size == 0:
+        return "The test set is empty: no class to rank."
+    order = present[np.argsort(per_class[present], kind="stable")]
     weak = ", ".join(f"{names[i]} ({100 * per_class[i]:.1f}%)" for i in order[:weakest])
     best = order[-1]
     off = cm.copy()
@@ -60,6 +63,9 @@ def classes(cm: np.ndarray, names: Sequence[str], weakest: int = 2, pairs: int =
     if confused:
         text += " The most frequent confusions are " + ", ".join(
             f"{names[t]} taken for {names[p]} ({cm[t, p]:,} of {cm[t].sum():,} {names[t]} images)" for t, p in confused) + "."
+    absent = [names[i] for i in range(len(names)) if i not in set(present.tolist())]
+    if absent:
+        text += f" The test set has no images of {', '.join(absent)}."
     return text
 
 
