@@ -647,3 +647,12 @@ def test_kill_9_at_a_random_step_then_resume_ends_bit_identical(world):
     np.testing.assert_array_equal(pa["y_pred"], pb["y_pred"])
     env = json.loads((broken / "env.json").read_text())
     assert env["threads"] == 1 and env["resumed"][0]["threads"] == 1  # the resumed run kept its thread count
+
+
+def test_a_stale_data_dir_setting_warns_and_does_not_stop_a_run_that_reads_no_data(world, capsys):
+    world.monkeypatch.setenv("TWINNET_DATA_DIR", str(world.root / "gone"))
+    out = world.root / "pal"
+    assert main(["run", "palindrome", "--quick", "--threads", "1", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"$TWINNET_DATA_DIR={world.root / 'gone'} is not a directory, so it is ignored" in err
+    assert json.loads((out / "env.json").read_text()).get("data_dir") is None  # the setting was not used

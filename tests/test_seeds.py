@@ -21,6 +21,10 @@ def test_seeds_parse_lists_and_ranges_and_refuse_the_rest():
     for bad in ("", "7", "0,0", "a,b", "-1,2", "1-", "0,4294967296"):
         with pytest.raises(TwinnetError, match="--seeds"):
             parse_seeds(bad)
+    for bad, named in (("0,1,1", "seed 1 given twice"), ("0-2,1,2", "seeds 1, 2 given twice"), ("7", "only 1 seed"),
+                       ("0,4294967296", "seed 4294967296 is outside"), ("-1,2", "seed -1 is outside")):
+        with pytest.raises(TwinnetError, match=named):
+            parse_seeds(bad)
 
 
 def test_a_group_reports_every_figure_as_mean_and_std_over_its_seeds(tmp_path, capsys):

@@ -49,6 +49,10 @@ def resolve_data_dir(path: Path | None) -> Path | None:
     """The data directory of a run: ``--data-dir`` (checked), else $TWINNET_DATA_DIR, as an absolute path."""
     if path is None:
         path = os.environ.get("TWINNET_DATA_DIR") or None
+        if path and not Path(path).is_dir():  # a stale setting must not stop runs that read no data
+            print(f"twinnet: warning: $TWINNET_DATA_DIR={path} is not a directory, so it is ignored (set it to the "
+                  "folder holding mnist/ and cifar10/, or unset it)", file=sys.stderr)
+            return None
         return Path(path).resolve() if path else None
     path = Path(path)
     if not path.is_dir():

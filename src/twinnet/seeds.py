@@ -42,8 +42,13 @@ def parse_seeds(text: str) -> list[int]:
         raise TwinnetError(f"--seeds {text!r}: expected integers like 0,1,2 or a range like 0-4") from None
     if len(seeds) > MAX_SEEDS:
         raise TwinnetError(f"--seeds {text!r}: at most {MAX_SEEDS} seeds")
-    if len(seeds) < 2 or len(set(seeds)) != len(seeds) or not all(0 <= s < 2**32 for s in seeds):
-        raise TwinnetError(f"--seeds {text!r}: give at least two distinct seeds in [0, 2**32), e.g. 0,1,2")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    outside = [s for s in seeds if not 0 <= s < 2**32]
+    problem = (f"seed {outside[0]} is outside [0, 2**32)" if outside else
+               f"seed{'s' if len(repeated) > 1 else ''} {', '.join(map(str, repeated))} given twice" if repeated else
+               f"only {len(seeds)} seed" if len(seeds) < 2 else "")
+    if problem:
+        raise TwinnetError(f"--seeds {text!r}: {problem}; give at least two distinct seeds in [0, 2**32), e.g. 0,1,2")
     return seeds
 
 
