@@ -205,7 +205,8 @@ def load(path: Path, learner, config: dict, may_change: Collection[str] = (),
                               "run, or finish it with the twinnet that started it")
     if changed:
         raise CheckpointError(f"cannot resume from {path} with changed settings ({', '.join(changed)}): the "
-                              f"continued run would not be the one it started as. Drop those --set, or start a new run")
+                              "continued run would not be the one it started as. Drop those --set (without any, the "
+                              "run's config.json was edited or damaged: restore it), or start a new run")
     try:
         learner.load_training_state(payload["learner"])
     except Exception as e:  # noqa: BLE001
