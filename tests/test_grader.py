@@ -165,7 +165,8 @@ def test_a_spec_file_describes_another_course(tmp_path):
     (["{layers}", "--spec", "{bad_spec}"], "is not valid TOML"),
     (["{layers}", "--spec", "{kind_spec}"], "unknown layer kind 'transformer'"),
     (["{broken}", "--convention", "cs231n"], "broken.py cannot be loaded: SyntaxError"),
-    (["{layers}", "--convention", "cs231n", "--configs", "0"], "--configs must be >= 1"),
+    (["{layers}", "--convention", "cs231n", "--configs", "0"], "--configs must be in [1, 1000]"),
+    (["{layers}", "--convention", "cs231n", "--configs", "100000000"], "--configs must be in [1, 1000]"),
 ])
 def test_bad_input_is_one_line(args, message, tmp_path, capsys):
     (tmp_path / "bad.toml").write_text("style = [\n")
@@ -258,6 +259,10 @@ def test_a_json_target_that_cannot_be_written_is_refused_before_grading(tmp_path
     assert main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--json", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "is a folder; name a file in it" in err and "ended the grading" not in err
+    (tmp_path / "afile").write_text("")
+    assert main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--json",
+                 str(tmp_path / "afile" / "g.json")]) == 2
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in capsys.readouterr().err
 
 
 def test_the_public_harness_compares_exact_zeros_as_zeros():

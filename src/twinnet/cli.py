@@ -127,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=None,
                    help="seed of the configurations (default: $TWINNET_CHECK_SEED, a teacher's secret, else 0)")
     c.add_argument("--configs", type=int, default=6, metavar="K",
-                   help="random configurations per layer, beside the fixed edge cases (default 6)")
+                   help="random configurations per layer, beside the fixed edge cases (default 6, at most 1000)")
     c.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the grades as JSON")
     return p
 
@@ -258,7 +258,8 @@ def _cmd_check(args) -> int:
                            "leave --only out to check every layer")
     if args.json is not None:  # before grading: a report that cannot be saved is found out first
         if not args.json.parent.is_dir():
-            raise TwinnetError(f"--json {args.json}: the folder {args.json.parent} does not exist")
+            what = "is a file, not a folder" if args.json.parent.exists() else "does not exist"
+            raise TwinnetError(f"--json {args.json}: {args.json.parent} {what}; name a file in an existing folder")
         if args.json.is_dir():
             raise TwinnetError(f"--json {args.json} is a folder; name a file in it (e.g. {args.json / 'grade.json'})")
         if not os.access(args.json.parent, os.W_OK) or (args.json.exists() and not os.access(args.json, os.W_OK)):

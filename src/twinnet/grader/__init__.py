@@ -24,6 +24,7 @@ from twinnet.grader.conventions import BUILT_IN, load_spec
 from twinnet.grader.kinds import KINDS, Context
 from twinnet.grader.loader import StudentError, Submission, load
 
+MAX_CONFIGS = 1000  # random configurations per layer kind: more only makes a grading take hours
 SEED_ENV = "TWINNET_CHECK_SEED"  # a teacher's secret seed: students cannot tune to the configurations
 # told of the grading as it goes: ("kind", kind), ("config", label) before each configuration, ("row", row
 # as a dict) after each kind; `twinnet check`'s child process writes them down, so that its parent can
@@ -103,8 +104,9 @@ def resolve_seed(seed: int | None) -> int:
 def grade(paths: list[Path], convention: dict[str, Any], *, only: list[str] | None = None, seed: int = 0,
           configs: int = 6) -> Report:
     """Check every layer of ``convention`` (or those in ``only``) in the student's files."""
-    if configs < 1:
-        raise TwinnetError(f"--configs must be >= 1, got {configs}")
+    if not 1 <= configs <= MAX_CONFIGS:
+        raise TwinnetError(f"--configs must be in [1, {MAX_CONFIGS}] (random configurations per layer kind, beside "
+                           f"the fixed edge cases; 6 by default), got {configs}")
     layers = convention["layers"]
     kinds = list(layers)
     if only:
