@@ -4,6 +4,7 @@ bug (tests/students/bugs, one realistic mistake each) is caught and named in the
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -419,3 +420,16 @@ def test_conv_and_batch_norm_that_keep_their_cache_in_a_module_global_fail_too(t
         "def batchnorm_backward(dout, cache):\n    return _good.batchnorm_backward(dout, _saved['b'])\n")
     _every_row_fails(tmp_path / "layers.py", "cs231n", ["conv", "batchnorm"],
                      "from the first cache after another forward")
+
+
+def test_a_process_the_submission_forks_ends_with_the_grading(tmp_path, capsys):
+    marker = tmp_path / "still-running"
+    (tmp_path / "layers.py").write_text(
+        "import os, time\n"
+        "if os.fork() == 0:  # a child left behind, meant to outlive the grader\n"
+        f"    time.sleep(2)\n    open({str(marker)!r}, 'w').close()\n    os._exit(0)\n\n"
+        "def relu_forward(x):\n    return x * (x > 0), x\n\n"
+        "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n")
+    assert main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--only", "relu"]) == 0
+    time.sleep(3)
+    assert not marker.exists()  # killed with the grading's own process group

@@ -10,8 +10,10 @@ was grading, with one line saying so, and a new child grades the layers after it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -75,8 +77,9 @@ def _run_child(paths, convention, only, seed, configs) -> tuple[Any, list[dict],
         request.write_text(json.dumps({"files": [str(Path(p).absolute()) for p in paths], "convention": convention,
                                        "only": only, "seed": seed, "configs": configs, "progress": str(progress)}))
         progress.touch()
+        # a session of its own, so that processes the submission starts end with it (below)
         proc = subprocess.Popen([sys.executable, "-m", "twinnet.grader.child", str(request), str(out)],
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             while proc.poll() is None:
                 try:
@@ -91,6 +94,8 @@ def _run_child(paths, convention, only, seed, configs) -> tuple[Any, list[dict],
             if proc.poll() is None:  # interrupted (Ctrl-C): the child goes with the parent
                 proc.kill()
                 proc.wait()
+            with contextlib.suppress(OSError):  # what the submission forked outlives no grading
+                os.killpg(proc.pid, signal.SIGKILL)
         try:
             payload = json.loads(out.read_text())
         except (OSError, ValueError):
