@@ -165,7 +165,7 @@ def test_a_spec_file_describes_another_course(tmp_path):
     (["{layers}", "--convention", "cs231n", "--only", "lstm"], "--only lstm: not a layer of the cs231n convention"),
     (["{layers}", "--spec", "{bad_spec}"], "is not valid TOML"),
     (["{layers}", "--spec", "{kind_spec}"], "unknown layer kind 'transformer'"),
-    (["{broken}", "--convention", "cs231n"], "broken.py cannot be loaded: SyntaxError"),
+    (["{broken}", "--convention", "cs231n"], "broken.py cannot be loaded: SyntaxError: invalid syntax (broken.py:1)"),
     (["{layers}", "--convention", "cs231n", "--configs", "0"], "--configs must be in [1, 1000]"),
     (["{layers}", "--convention", "cs231n", "--configs", "100000000"], "--configs must be in [1, 1000]"),
 ])

@@ -93,8 +93,11 @@ def _load_one(path: Path, files: list[Path]):
         if isinstance(e, KeyboardInterrupt) and not ISOLATED:
             raise
         where = student_line(e, files)
-        what = ("took more than 60 s to load" if isinstance(e, TimeLimit) else type(e).__name__ + (f": {e}" if str(e)
-                else " (raised as it was imported)"))
+        if isinstance(e, SyntaxError) and where:  # its message names the file and line as ``where`` does: once
+            what = f"{type(e).__name__}: {e.msg}"
+        else:
+            what = ("took more than 60 s to load" if isinstance(e, TimeLimit) else type(e).__name__ + (
+                f": {e}" if str(e) else " (raised as it was imported)"))
         raise TwinnetError(f"{path.name} cannot be loaded: {what}" + (f" ({where})" if where else "")) from None
     finally:
         sys.path.remove(str(path.parent))
