@@ -316,6 +316,8 @@ CASES = [
     Case("amp-in-numpy", _run("cnn-mnist", "engine=numpy", "amp=true", data=False), "torch engine"),
     Case("ablation-fixed-lr", _run("cnn-ablation", "lr=0.5", data=False), "cnn-ablation sets lr in every rung"),
     Case("palindrome-length", _run("palindrome", "length=1", data=False), "length must be >= 2"),
+    Case("palindrome-momentum", _run("palindrome", "momentum=5", data=False), "momentum must be in [0, 1)"),
+    Case("mlp-compare-momentum-1", _run("mlp-compare", "momentum=1", data=False), "momentum must be in [0, 1)"),
     Case("sweep-models", _run("palindrome-sweep", "models=rnn,transformer", data=False), "models"),
     # run folders
     Case("out-not-empty", lambda w: ["run", "mlp-compare", "--quick", "--out", str(w.run())], "already exists"),

@@ -97,6 +97,9 @@ class TrainConfig(BaseConfig):
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.weight_decay < 0 or self.momentum < 0:
             raise ValueError("weight_decay and momentum must be >= 0")
+        if self.optimizer in ("sgd", "rmsprop", "muon") and not self.momentum < 1:  # the velocity would never decay
+            raise ValueError(f"momentum must be in [0, 1) for optimizer={self.optimizer}, got {self.momentum} "
+                             "(0.9 is usual)")
         if self.nesterov and (self.optimizer not in ("sgd", "muon") or not self.momentum > 0):
             raise ValueError("nesterov needs optimizer=sgd (or muon) with momentum > 0")
         if not 0 <= self.label_smoothing < 1:

@@ -41,8 +41,6 @@ class MLPCompareConfig(train_config(optimizer="sgd", lr=0.1, momentum=0.9, epoch
         unknown = [d for d in self.datasets if d not in TOY_DATASETS]
         if unknown or not self.datasets:
             raise ValueError(f"datasets must be a non-empty list from {', '.join(TOY_DATASETS)}; got {unknown}")
-        if self.optimizer == "sgd" and not self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden sizes must be >= 1, got {list(self.hidden)}")
         if self.n_samples < 10:
