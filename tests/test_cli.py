@@ -170,3 +170,9 @@ def test_threads_sets_torch_the_blas_and_the_numpy_engine_alike():
             torch.set_num_threads(before[0])
             backend._threads = before[2]
     assert backend.num_threads() == before[1]
+
+
+def test_an_empty_path_option_is_refused_not_taken_for_the_current_folder(tmp_path):
+    for args in (["run", "palindrome", "--quick", "--out", ""], ["check", "x.py", "--json", ""]):
+        proc = _twinnet(*args)
+        assert proc.returncode == 2 and "an empty path" in proc.stderr and "Traceback" not in proc.stderr

@@ -23,6 +23,13 @@ EPILOG = """examples:
 """
 
 
+def _path(text: str) -> Path:
+    """A path option's value: an empty one (an unset shell variable, say) is refused, not read as the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; give a file or folder name")
+    return Path(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="twinnet",
@@ -50,10 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", default=None, metavar="0,1,2",
                    help="run once per seed (a list, or a range like 0-4) into one group directory, one complete run "
                    "per seed in seed-<k>/, and report every figure as mean ± std with the per-seed values")
-    r.add_argument("--out", type=Path, default=None, help="run directory (must not exist or be empty)")
-    r.add_argument("--runs-dir", type=Path, default=Path("runs"),
+    r.add_argument("--out", type=_path, default=None, help="run directory (must not exist or be empty)")
+    r.add_argument("--runs-dir", type=_path, default=Path("runs"),
                    help="root of default run directories: RUNS_DIR/EXPERIMENT/TIMESTAMP (default: runs)")
-    r.add_argument("--data-dir", type=Path, default=None,
+    r.add_argument("--data-dir", type=_path, default=None,
                    help="where real datasets live (else $TWINNET_DATA_DIR, else, for --resume, the run's own); "
                    "e.g. DIR/mnist/*-ubyte.gz")
     r.add_argument("--threads", type=int, default=None,
@@ -61,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
                    "the cores other processes leave idle when the run starts; a resumed run keeps its count). "
                    "Results agree across thread counts to float round-off, not bit for bit")
     r.add_argument("--show-config", action="store_true", help="print the resolved configuration and exit")
-    r.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+    r.add_argument("--resume", type=_path, default=None, metavar="RUN_DIR",
                    help="continue an interrupted run in RUN_DIR from its last checkpoint (image runs: the last "
                    "finished epoch; palindrome: about the last minute), with its saved configuration; a sweep "
                    "(palindrome-sweep, cnn-ablation, --seeds) keeps its finished runs and continues the others "
@@ -82,9 +89,9 @@ def _parser() -> argparse.ArgumentParser:
                     "over 3); days on a CPU, minutes with --quick")
     rp.add_argument("--parts", default=None, metavar="mlp,cnn,rnn,engine",
                     help="the parts to run (default: all four; a resume may add parts)")
-    rp.add_argument("--out", type=Path, default=None,
+    rp.add_argument("--out", type=_path, default=None,
                     help="its directory (default: runs/reproduce, or runs/reproduce-quick with --quick)")
-    rp.add_argument("--data-dir", type=Path, default=None,
+    rp.add_argument("--data-dir", type=_path, default=None,
                     help="where MNIST and CIFAR-10 live (else $TWINNET_DATA_DIR, else, continuing, the run's "
                     "own); parts 1 and 2 need them")
     rp.add_argument("--threads", type=int, default=None, help="threads for each run (default: as `twinnet run`)")
@@ -100,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="redraw the figures, report.md, report.html and the TensorBoard event log "
                                         "of a finished run")
-    rep.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    rep.add_argument("run_dir", type=_path, metavar="RUN_DIR")
 
     c = sub.add_parser(
         "check",
@@ -115,20 +122,20 @@ def _parser() -> argparse.ArgumentParser:
         "  TWINNET_CHECK_SEED=8125 twinnet check layers.py --convention cs231n --only conv,maxpool",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    c.add_argument("files", nargs="+", type=Path, metavar="STUDENT.py")
+    c.add_argument("files", nargs="+", type=_path, metavar="STUDENT.py")
     c.add_argument("--convention", default=None, metavar="NAME",
                    help="how the course names, calls and lays out its layers: cs231n (functional "
                    "forward/backward with caches, W (in, out)), uva (modules with params/grads dicts, W (out, in), "
                    "probabilities into the loss), cs324 (modules, W (in, out), softmax fused into the loss, one-hot "
                    "targets) or torch (twinnet.numpy_nn's own protocol)")
-    c.add_argument("--spec", type=Path, default=None, metavar="SPEC.toml",
+    c.add_argument("--spec", type=_path, default=None, metavar="SPEC.toml",
                    help="a convention of your own, in the built-in ones' schema (see the README)")
     c.add_argument("--only", default=None, metavar="LAYERS", help="check only these layer kinds (comma-separated)")
     c.add_argument("--seed", type=int, default=None,
                    help="seed of the configurations (default: $TWINNET_CHECK_SEED, a teacher's secret, else 0)")
     c.add_argument("--configs", type=int, default=6, metavar="K",
                    help="random configurations per layer, beside the fixed edge cases (default 6, at most 1000)")
-    c.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the grades as JSON")
+    c.add_argument("--json", type=_path, default=None, metavar="OUT", help="also write the grades as JSON")
     return p
 
 
