@@ -433,3 +433,18 @@ def test_a_process_the_submission_forks_ends_with_the_grading(tmp_path, capsys):
     assert main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--only", "relu"]) == 0
     time.sleep(3)
     assert not marker.exists()  # killed with the grading's own process group
+
+
+def test_what_a_submission_prints_is_shown_up_to_a_limit_and_the_rest_counted(tmp_path, capsys):
+    from twinnet.grader.child import SHOWN_BYTES
+
+    (tmp_path / "layers.py").write_text(
+        "def relu_forward(x):\n    print('debug line ' * 100)\n    return x * (x > 0), x\n\n"
+        "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n")
+    assert main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--only", "relu"]) == 0
+    out, err = capsys.readouterr()
+    printed = len("debug line " * 100) + 1  # one print per forward: at least 8 (one per configuration)
+    assert out.startswith("debug line debug line") and "| ReLU | 8/8 |" in out
+    assert abs(out.count("debug line") * len("debug line ") - SHOWN_BYTES) < 200  # the first SHOWN_BYTES, no more
+    more = int(re.search(r"printed ([\d,]+) more bytes, not shown", err).group(1).replace(",", ""))
+    assert (SHOWN_BYTES + more) % printed == 0 and SHOWN_BYTES + more >= 8 * printed  # every byte counted

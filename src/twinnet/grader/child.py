@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from twinnet import TwinnetError
 from twinnet.grader import loader
 
 
+SHOWN_BYTES = 20_000  # of what a submission prints, per grading process; the rest is counted, not shown
 STALL_S = 600.0  # no word from the child for this long (its watchdog held off too: native code holding the GIL)
 
 
@@ -69,6 +71,25 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
             return Report(convention["name"], seed, [str(p) for p in paths], [rows[k] for k in kinds])
 
 
+def _show_some(stream) -> None:
+    """Pass on the first ``SHOWN_BYTES`` of what the grading process prints (the submission's own prints),
+    and say how much more there was: a print in a loop cannot flood the terminal or a grading log."""
+    shown, dropped = 0, 0
+    with stream:
+        while chunk := stream.read1(65536):
+            keep = chunk[:max(0, SHOWN_BYTES - shown)]
+            shown, dropped = shown + len(keep), dropped + len(chunk) - len(keep)
+            if keep:
+                with contextlib.suppress(OSError, ValueError):
+                    if (binary := getattr(sys.stdout, "buffer", None)) is not None:
+                        binary.write(keep)
+                    else:
+                        sys.stdout.write(keep.decode(errors="replace"))
+                    sys.stdout.flush()
+    if dropped:
+        print(f"twinnet: the submission printed {dropped:,} more bytes, not shown", file=sys.stderr)
+
+
 def _run_child(paths, convention, only, seed, configs) -> tuple[Any, list[dict], str]:
     """One child grading ``only`` (None: every layer): its payload (None if it wrote none), the progress
     events it wrote, and how it ended."""
@@ -79,7 +100,9 @@ def _run_child(paths, convention, only, seed, configs) -> tuple[Any, list[dict],
         progress.touch()
         # a session of its own, so that processes the submission starts end with it (below)
         proc = subprocess.Popen([sys.executable, "-m", "twinnet.grader.child", str(request), str(out)],
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True)
+        printed = threading.Thread(target=_show_some, args=(proc.stdout,), daemon=True)
+        printed.start()
         try:
             while proc.poll() is None:
                 try:
@@ -96,6 +119,7 @@ def _run_child(paths, convention, only, seed, configs) -> tuple[Any, list[dict],
                 proc.wait()
             with contextlib.suppress(OSError):  # what the submission forked outlives no grading
                 os.killpg(proc.pid, signal.SIGKILL)
+            printed.join(timeout=5.0)
         try:
             payload = json.loads(out.read_text())
         except (OSError, ValueError):
