@@ -422,17 +422,30 @@ def test_conv_and_batch_norm_that_keep_their_cache_in_a_module_global_fail_too(t
                      "from the first cache after another forward")
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads a process's state from Linux's /proc")
 def test_a_process_the_submission_forks_ends_with_the_grading(tmp_path, capsys):
-    marker = tmp_path / "still-running"
+    pid_file = tmp_path / "child.pid"
     (tmp_path / "layers.py").write_text(
         "import os, time\n"
-        "if os.fork() == 0:  # a child left behind, meant to outlive the grader\n"
-        f"    time.sleep(2)\n    open({str(marker)!r}, 'w').close()\n    os._exit(0)\n\n"
+        "if os.fork() == 0:  # a child left behind, meant to outlive the grader by minutes\n"
+        f"    open({str(pid_file)!r} + '.tmp', 'w').write(str(os.getpid()))\n"
+        f"    os.rename({str(pid_file)!r} + '.tmp', {str(pid_file)!r})\n"
+        "    time.sleep(600)\n    os._exit(0)\n"
+        f"while not os.path.exists({str(pid_file)!r}):  # the grading goes on once the child is surely there\n"
+        "    time.sleep(0.01)\n\n"
         "def relu_forward(x):\n    return x * (x > 0), x\n\n"
         "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n")
     assert main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--only", "relu"]) == 0
-    time.sleep(3)
-    assert not marker.exists()  # killed with the grading's own process group
+    status = Path(f"/proc/{int(pid_file.read_text())}/status")
+    for _ in range(100):  # killed with the grading's process group: gone, or a zombie awaiting its reaper
+        try:
+            if "State:\tZ" in status.read_text():
+                break
+        except FileNotFoundError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the submission's child still runs after the grading ended")
 
 
 def test_what_a_submission_prints_is_shown_up_to_a_limit_and_the_rest_counted(tmp_path, capsys):
