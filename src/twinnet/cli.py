@@ -24,7 +24,8 @@ EPILOG = """examples:
 
 
 def _path(text: str) -> Path:
-    """A path option's value: an empty one (an unset shell variable, say) is refused, not read as the current folder."""
+    """A path option's value: an empty one (an unset shell variable, say) is refused, not read as the current
+    folder."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path; give a file or folder name")
     return Path(text)

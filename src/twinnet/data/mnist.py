@@ -110,8 +110,8 @@ def _find_files(ds: _Dataset, data_dir: str | Path | None) -> list[Path]:
         data_dir = os.environ.get("TWINNET_DATA_DIR") or None
         if data_dir is None:
             raise TwinnetError(
-                f"no {ds.name} data directory given: pass --data-dir (data_dir= in Python) or set TWINNET_DATA_DIR to a directory "
-                f"holding {expected}"
+                f"no {ds.name} data directory given: pass --data-dir (data_dir= in Python) or set TWINNET_DATA_DIR "
+                f"to a directory holding {expected}"
             )
     base = Path(data_dir).expanduser()
     tried = [base / sub for sub in ds.subdirs] + [base]
