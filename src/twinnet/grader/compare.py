@@ -45,6 +45,12 @@ def passes(err: float) -> bool:
     return err <= RTOL
 
 
+def all_unchanged(names, before, after) -> None:
+    """``unchanged`` for each input: ``names``, the arrays given, and the copies the student's call received."""
+    for name, given, kept in zip(names, before, after):
+        unchanged(name, given, kept)
+
+
 def unchanged(name: str, before, after) -> None:
     """``Wrong`` if an input the student's call received was written into."""
     if before is None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from twinnet import numpy_nn as nn
-from twinnet.grader.compare import Wrong, unchanged
+from twinnet.grader.compare import Wrong, all_unchanged, unchanged
 from twinnet.grader.loader import StudentError, call
 
 Quantities = dict[str, tuple[Any, list]]
@@ -127,8 +127,7 @@ def _linear(cfg, ctx: Context) -> Quantities:
     if ctx.convention["style"] == "functional":
         args = (x.copy(), stored.copy(), bias.copy())
         out, cache = _pair(ctx.call(ctx.find("forward"), *args, what=f"{ctx.entry['forward']}"), ctx.entry["forward"], 2)
-        for name, given, kept in zip(("x", "w", "b"), (x, stored, bias), args):
-            unchanged(name, given, kept)
+        all_unchanged(("x", "w", "b"), (x, stored, bias), args)
         dx, dw, db = _pair(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]),
                            ctx.entry["backward"], 3)
         got = {"out": out, "dx": dx, "dw": dw, "db": db}
@@ -327,8 +326,7 @@ def _conv(cfg, ctx: Context) -> Quantities:
         conv_param = {"stride": cfg["s"], "pad": cfg["p"]}
         args = (x.copy(), w.copy(), b.copy(), dict(conv_param))
         out, cache = _pair(ctx.call(ctx.find("forward"), *args, what=ctx.entry["forward"]), ctx.entry["forward"], 2)
-        for name, given, kept in zip(("x", "w", "b"), (x, w, b), args):
-            unchanged(name, given, kept)
+        all_unchanged(("x", "w", "b"), (x, w, b), args)
         got = dict(zip(("dx", "dw", "db"), _pair(ctx.call(ctx.find("backward"), dout.copy(), cache,
                                                           what=ctx.entry["backward"]), ctx.entry["backward"], 3)))
         more = _caches_apart(ctx, (x.copy(), w.copy(), b.copy(), dict(conv_param)),
@@ -417,8 +415,7 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
         xs, gs, bs = x.copy(), gamma.copy(), beta.copy()
         out, cache = _pair(ctx.call(ctx.find("forward"), xs, gs, bs, param, what=ctx.entry["forward"]),
                            ctx.entry["forward"], 2)
-        for name, given, kept in (("x", x, xs), ("gamma", gamma, gs), ("beta", beta, bs)):
-            unchanged(name, given, kept)
+        all_unchanged(("x", "gamma", "beta"), (x, gamma, beta), (xs, gs, bs))
         stats = {"running_mean": param.get("running_mean"), "running_var": param.get("running_var")}
         dx, dgamma, dbeta = _pair(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]),
                                   ctx.entry["backward"], 3)
@@ -559,8 +556,7 @@ def _rnn(cfg, ctx: Context) -> Quantities:
 def _rnn_call(ctx: Context, arrays, dout, out_ref, grads_ref, names) -> Quantities:
     copies = [a.copy() for a in arrays]
     out, cache = _pair(ctx.call(ctx.find("forward"), *copies, what=ctx.entry["forward"]), ctx.entry["forward"], 2)
-    for name, a, c in zip(("x", "h0", "Wx", "Wh", "b"), arrays, copies):
-        unchanged(name, a, c)
+    all_unchanged(("x", "h0", "Wx", "Wh", "b"), arrays, copies)
     grads = _pair(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]),
                   ctx.entry["backward"], 5)
     return {"out": (out, [out_ref]), **{n: (g, [r]) for n, g, r in zip(names, grads, grads_ref)}}
