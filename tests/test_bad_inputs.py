@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -479,6 +480,36 @@ def test_a_non_finite_evaluation_loss_stops_training():
     data = ArrayDataset(np.zeros((8, 2)), np.zeros(8, np.int64))
     with pytest.raises(Diverged, match="test loss became nan at step 0"):
         fit(Learner(), data, data, TrainConfig(batch_size=4, epochs=1, train_eval="running"), progress=False)
+
+
+class _FullDevice(io.StringIO):
+    """Standard output redirected to a full disk (`twinnet summary > /dev/full`)."""
+
+    def write(self, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("argv", [["summary", "mlp-cifar"], ["list"]])
+def test_standard_output_that_cannot_be_written_is_named_and_the_stream_restored(argv, capsys, monkeypatch):
+    full = _FullDevice()
+    monkeypatch.setattr(sys, "stdout", full)
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "No space left on device, writing standard output" in err[0] and "files written" not in err[0]
+    assert sys.stdout is full  # main's guard is gone once it returns
+
+
+def test_a_file_that_cannot_be_written_is_not_blamed_on_standard_output(world, capsys, monkeypatch):
+    import twinnet.runs
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(twinnet.runs.os, "fsync", no_space)
+    code = main(["run", "mlp-compare", "--quick", "--out", str(world.root / "runs" / "nospace")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "No space left on device" in err[-1] and "standard output" not in err[-1]
 
 
 def test_a_full_disk_at_a_checkpoint_is_one_line_and_leaves_no_half_written_file(world, capsys, monkeypatch):

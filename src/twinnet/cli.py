@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
@@ -301,6 +302,35 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"twinnet: warning: {_one_line(str(message))}\n"
 
 
+class _OutputError(OSError):
+    """Standard output could not be written (`twinnet summary > /dev/full`): no file of twinnet's is involved."""
+
+
+class _StandardOutput:
+    """``sys.stdout`` while a command runs: a write or flush that fails raises ``_OutputError``, so that the
+    error names standard output instead of speaking of files; everything else is the stream's own."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def _guarded(self, method, *args):
+        try:
+            return method(*args)
+        except BrokenPipeError:  # `twinnet ... | head`: handled on its own
+            raise
+        except OSError as exc:
+            raise _OutputError(exc.errno, exc.strerror) from exc
+
+    def write(self, text: str) -> int:
+        return self._guarded(self._stream.write, text)
+
+    def flush(self) -> None:
+        self._guarded(self._stream.flush)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status: 0 done, 1 the run diverged (or failed unexpectedly),
     2 a problem to fix (one line on stderr), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
@@ -318,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("ignore")
     args = _parser().parse_args(argv)
     warnings.formatwarning = _one_line_warning
+    stdout = sys.stdout
+    sys.stdout = _StandardOutput(stdout)
     try:
         with sigterm_interrupts():
             return _dispatch(args, "twinnet " + shlex.join(argv))
@@ -335,6 +367,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `twinnet ... | head`: the reader has gone; no more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except _OutputError as exc:  # nothing of twinnet's is half-written: only what it printed was lost
+        with contextlib.suppress(OSError, ValueError):  # what waits in the buffer would fail again at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+        print(f"twinnet: error: {exc.strerror or exc}, writing standard output; check where it goes (a full disk "
+              "or device?)", file=sys.stderr)
+        return 2
     except OSError as exc:  # a full disk, a read-only folder, ...: what failed, in one line
         where = f" ({exc.filename})" if exc.filename else ""
         print(_one_line(f"twinnet: error: {exc.strerror or exc}{where}; files written before are complete, "
@@ -356,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
                         "TWINNET_DEBUG=1 for the traceback, and please report it)"), file=sys.stderr)
         return 1
     finally:
+        if isinstance(sys.stdout, _StandardOutput):  # as it was (tests call main again and again)
+            sys.stdout = stdout
         distributed.close()
 
 
