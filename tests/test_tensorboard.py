@@ -93,3 +93,20 @@ def test_a_run_writes_its_records_as_a_tensorboard_log_and_a_resume_rewrites_it(
     assert main(["report", str(out)]) == 0
     accs = [e[2] for e in read_events((out / tensorboard.EVENTS).read_bytes())[1:] if e["tag"].endswith("test_acc")]
     assert accs == [records[0]["step"]]
+
+
+def test_a_number_beyond_float32_is_stored_as_an_infinity_of_its_sign():
+    values = [("loss", 1, 1e114), ("loss", 2, -1e300), ("loss", 3, 3.0e38)]  # a diverging run's losses
+    events = read_events(tensorboard.event_log(values, wall_time=1.0))
+    assert [e["value"] for e in events[1:]] == [np.inf, -np.inf, pytest.approx(3.0e38, rel=1e-7)]
+
+
+def test_a_run_whose_losses_overflow_float32_still_gets_its_report(tmp_path):
+    out = tmp_path / "run"  # lr 1e10 on moons: finite float64 losses near 1e114, no divergence
+    assert main(["run", "mlp-compare", "--quick", "--set", "datasets=moons", "--set", "lr=1e10", "--out", str(out),
+                 "--threads", "1"]) == 0
+    losses = [r["train_loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+              if "train_loss" in r]
+    assert max(losses) > 3.5e38  # the case: float64 yes, float32 no
+    assert (out / "report.html").exists()
+    assert any(e.get("value") == np.inf for e in read_events((out / tensorboard.EVENTS).read_bytes()))

@@ -69,6 +69,8 @@ def _event(wall_time: float, step: int, *, version: str | None = None, tag: str 
     msg = _field(1, 1, struct.pack("<d", wall_time)) + _field(2, 0, _varint(step))
     if version is not None:
         return msg + _bytes(3, version.encode())
+    with np.errstate(over="ignore"):  # a scalar is a float32: a loss of 1e114 is stored as inf, not refused
+        value = float(np.float32(value))
     scalar = _bytes(1, tag.encode()) + _field(2, 5, struct.pack("<f", value))
     return msg + _bytes(5, _bytes(1, scalar))
 
