@@ -266,6 +266,28 @@ def test_a_json_target_that_cannot_be_written_is_refused_before_grading(tmp_path
     assert f"{tmp_path / 'afile'} is a file, not a folder" in capsys.readouterr().err
 
 
+def test_a_json_target_that_is_a_submission_or_the_spec_is_refused_and_left_as_it_was(tmp_path, capsys):
+    layers, other = tmp_path / "a.py", tmp_path / "b.py"
+    layers.write_text("def relu_forward(x):\n    return x\n")
+    other.write_text("x = 1\n")
+    # `--json a.py b.py`: the file name after --json forgotten, the first submission taken for it
+    assert main(["check", "--convention", "cs231n", "--json", str(layers), str(other)]) == 2
+    assert "exists and is not a grade file of twinnet check" in capsys.readouterr().err
+    spec = tmp_path / "spec.toml"
+    spec.write_text('style = "functional"\n[layers.relu]\nforward = "relu_forward"\nbackward = "relu_backward"\n')
+    (tmp_path / "link.toml").symlink_to(spec)  # the same file by another name
+    assert main(["check", str(layers), "--spec", str(spec), "--json", str(tmp_path / "link.toml")]) == 2
+    assert "exists and is not a grade file of twinnet check" in capsys.readouterr().err
+    assert layers.read_text().startswith("def relu_forward") and spec.read_text().startswith("style")
+    grade = tmp_path / "grade.json"  # a grade file of an earlier check is replaced: nothing is lost
+    assert main(["check", str(layers), "--spec", str(spec), "--json", str(grade)]) == 1
+    first = json.loads(grade.read_text())
+    layers.write_text("def relu_forward(x):\n    return x * (x > 0), x\n\ndef relu_backward(d, x):\n"
+                      "    return d * (x > 0)\n")
+    assert main(["check", str(layers), "--spec", str(spec), "--json", str(grade)]) == 0
+    assert first["points"] == 0 and json.loads(grade.read_text())["points"] == 1
+
+
 def test_the_public_harness_compares_exact_zeros_as_zeros():
     """A bias before batch norm gets no gradient: both engines give round-off around 0, which a purely
     relative error calls a total mismatch and the floor (atol / rtol) calls agreement."""

@@ -273,6 +273,9 @@ def _cmd_check(args) -> int:
             raise TwinnetError(f"--json {args.json} is a folder; name a file in it (e.g. {args.json / 'grade.json'})")
         if not os.access(args.json.parent, os.W_OK) or (args.json.exists() and not os.access(args.json, os.W_OK)):
             raise TwinnetError(f"--json {args.json}: not writable here; name a file in a folder you can write")
+        if args.json.exists() and not _is_grade_file(args.json):  # `--json a.py b.py`: a submission taken for it
+            raise TwinnetError(f"--json {args.json} exists and is not a grade file of twinnet check (a submission, "
+                               "the spec?), which the grades would replace; name a new file (e.g. grade.json)")
     unknown = [k for k in only or () if k not in convention["layers"]]
     if unknown:
         raise TwinnetError(f"--only {','.join(unknown)}: not a layer of the {convention['name']} convention; its "
@@ -291,6 +294,17 @@ def _cmd_check(args) -> int:
         atomic_write_json(args.json, report.as_dict())
     print(grader.format_table(report))
     return 0 if report.ok else 1
+
+
+def _is_grade_file(path: Path) -> bool:
+    """Whether ``path`` holds what ``twinnet check --json`` writes (so that writing it again loses nothing)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"convention", "seed", "files", "ok", "points", "layers"} <= data.keys()
 
 
 def _one_line(text: str) -> str:
