@@ -80,3 +80,30 @@ def test_json_round_trip_restores_tuples_and_floats():
     assert data["hidden"] == [3, 4]
     data["lr"] = 2  # JSON may store a whole float as an int
     assert make_config(Cfg, data) == cfg
+
+
+@pytest.mark.parametrize("experiment, setting, item", [
+    ("palindrome-sweep", "lengths=3,5,3", "3"), ("palindrome-sweep", "models=rnn,gru,rnn", "rnn"),
+    ("rnn-gradients", "models=lstm,lstm", "lstm"), ("cifar-time", "budgets=0.5,0.50", "0.5"),
+    ("cifar-time", "seeds=1,1", "1"), ("cifar-time", "presets=cifar-fast,airbench94,cifar-fast", "cifar-fast"),
+    ("cnn-ablation", "variants=course,augment,course", "course"), ("mlp-compare", "datasets=moons,moons", "moons"),
+    ("engine-check", "models=airbench94,airbench94", "airbench94"),
+])
+def test_a_list_setting_naming_an_item_twice_is_refused_before_anything_is_written(experiment, setting, item,
+                                                                                   tmp_path, capsys):
+    from twinnet.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", experiment, "--quick", "--set", setting, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{setting.split('=')[0]} lists {item} more than once" in err and not out.exists()
+
+
+def test_the_sweep_runner_refuses_two_jobs_of_one_folder(tmp_path):
+    from twinnet.runs import RunDir
+    from twinnet.sweep import Job, run_sweep
+
+    jobs = [Job("runs/a", "palindrome", seed=0), Job("runs/b", "palindrome", seed=1), Job("runs/a", "palindrome")]
+    with pytest.raises(TwinnetError, match="would train runs/a more than once"):
+        run_sweep(RunDir(tmp_path / "sweep"), jobs)
+    assert not (tmp_path / "sweep").exists() or not any((tmp_path / "sweep").iterdir())

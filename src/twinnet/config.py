@@ -23,6 +23,15 @@ class BaseConfig:
             raise ValueError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
 
 
+def check_unique(setting: str, items) -> None:
+    """Refuse a list setting that names an item twice: a sweep would train its run twice into one folder
+    and count it twice in its means."""
+    seen: list = []
+    twice = [item for item in items if item in seen or seen.append(item)]
+    if twice:
+        raise ValueError(f"{setting} lists {', '.join(dict.fromkeys(map(str, twice)))} more than once; list each once")
+
+
 def field_types(cls: type) -> dict[str, Any]:
     """The resolved type of every field of a config class."""
     hints = typing.get_type_hints(cls)

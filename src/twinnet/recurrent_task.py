@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 
 from twinnet import trace
+from twinnet.config import check_unique
 from twinnet.data.palindrome import Curriculum, PalindromeDataset, input_size
 from twinnet.learner import evaluate, make_learner
 from twinnet.structure import count_parameters, save_structures
@@ -33,6 +34,8 @@ def check_grid(models, lengths) -> None:
         raise ValueError(f"models must be a non-empty list from {', '.join(MODELS)}; got {unknown}")
     if not lengths or min(lengths) < 2:
         raise ValueError(f"lengths must be a non-empty list of integers >= 2, got {list(lengths)}")
+    check_unique("models", models)
+    check_unique("lengths", lengths)
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,10 @@ def run_sweep(sweep: RunDir, jobs: list[Job], *, workers: int = 0, threads: int 
     if distributed.world().size > 1:
         raise distributed.refusal(f"{name} is a sweep of runs, which runs its jobs itself (--workers), not under "
                                   "torchrun; launch it without torchrun, or launch one of its runs under torchrun")
+    keys = [j.key for j in jobs]
+    if len(set(keys)) < len(keys):  # configs refuse repeated items; this keeps any other list of jobs honest
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        raise TwinnetError(f"{name} would train {', '.join(twice)} more than once into one folder; list each run once")
     done = finished(sweep, jobs)  # first: a damaged results.jsonl is refused before anything is written
     for key, r in done.items():
         if summary_check is not None and not summary_check(r["summary"]):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from twinnet.config import to_dict
+from twinnet.config import check_unique, to_dict
 from twinnet.experiments import image
 from twinnet.experiments.cifar import ABLATION_BUDGET, LADDER, QUICK, VARIANTS, rung
 from twinnet.registry import Experiment, register
@@ -41,6 +41,7 @@ class AblationConfig(image.ImageConfig):
             raise ValueError(f"cnn-ablation sets {', '.join(overridden)} in every rung itself (the course's recipe, "
                              "then each rung's changes), so --set of it would change nothing; drop it, or run cnn-vgg "
                              "or cnn-vgg-best with your settings")
+        check_unique("variants", self.names())
         unknown = [v for v in self.names() if v not in LADDER and v not in VARIANTS]
         if unknown or not self.names():
             raise ValueError(f"unknown variant(s) {', '.join(unknown) or '(none given)'}; choose from "

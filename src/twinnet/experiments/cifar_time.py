@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from twinnet.config import BaseConfig
+from twinnet.config import BaseConfig, check_unique
 from twinnet.experiments import image
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
@@ -55,6 +55,9 @@ class TimeConfig(BaseConfig):
             raise ValueError(f"seeds must be integers >= 0, got {self.seeds!r}")
         if not self.names():
             raise ValueError("presets is empty; name at least one image preset (e.g. --set presets=airbench94,cifar-fast)")
+        check_unique("presets", self.names())
+        check_unique("budgets", fractions)
+        check_unique("seeds", seeds)
         for name in self.names():
             if get_experiment(name).config_cls is not image.ImageConfig:
                 raise ValueError(f"{name} is not an image preset; cifar-time sweeps presets like airbench94")

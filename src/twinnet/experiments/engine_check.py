@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twinnet.config import BaseConfig
+from twinnet.config import BaseConfig, check_unique
 from twinnet.registry import Experiment, register
 from twinnet.report import plots
 from twinnet.report.blocks import Figure, Section, Table, Text
@@ -40,6 +40,7 @@ class EngineCheckConfig(BaseConfig):  # its seed: the models' initial weights, t
         unknown = [m for m in self.names() if m not in MODELS]
         if unknown or not self.names():
             raise ValueError(f"unknown model(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(MODELS)}")
+        check_unique("models", self.names())
         if not 1 <= self.batch <= 64:
             raise ValueError(f"batch must be in [1, 64], got {self.batch}")
         if not 0 < self.tolerance < 1:

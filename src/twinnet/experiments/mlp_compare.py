@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 
 from twinnet.architectures import mlp_layers
+from twinnet.config import check_unique
 from twinnet.data.arrays import ArrayDataset
 from twinnet.data.toy import TOY_DATASETS, make_toy
 from twinnet.learner import make_learner
@@ -41,6 +42,7 @@ class MLPCompareConfig(train_config(optimizer="sgd", lr=0.1, momentum=0.9, epoch
         unknown = [d for d in self.datasets if d not in TOY_DATASETS]
         if unknown or not self.datasets:
             raise ValueError(f"datasets must be a non-empty list from {', '.join(TOY_DATASETS)}; got {unknown}")
+        check_unique("datasets", self.datasets)
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden sizes must be >= 1, got {list(self.hidden)}")
         if self.n_samples < 10:
