@@ -89,6 +89,12 @@ def test_default_threads_come_from_twinnet_threads_or_the_idle_cores(monkeypatch
     monkeypatch.setenv("TWINNET_THREADS", "many")
     with pytest.raises(TwinnetError, match="TWINNET_THREADS='many'"):
         hardware.default_threads()
+    limit = hardware.MAX_THREADS_PER_CORE * hardware.cores()  # as --threads: OpenMP fails on thousands
+    monkeypatch.setenv("TWINNET_THREADS", str(limit))
+    assert hardware.default_threads() == (limit, "TWINNET_THREADS")
+    monkeypatch.setenv("TWINNET_THREADS", str(limit + 1))
+    with pytest.raises(TwinnetError, match=f"TWINNET_THREADS={limit + 1} is more than 8x this machine's"):
+        hardware.default_threads()
     monkeypatch.delenv("TWINNET_THREADS")
     free = hardware.idle_cores(0.05)
     assert free is None or 0 <= free <= hardware.cores()

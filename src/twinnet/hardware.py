@@ -142,6 +142,18 @@ def idle_cores(sample_s: float = 0.2) -> float | None:
     return max(0.0, min(cores(), n - others))
 
 
+MAX_THREADS_PER_CORE = 8  # above this, a thread count is a mistake, not oversubscription by choice
+
+
+def check_thread_count(threads: int, given: str) -> None:
+    """Refuse a thread count far beyond the cores (OpenBLAS and OpenMP fail on thousands of threads)."""
+    if threads > MAX_THREADS_PER_CORE * cores():
+        from twinnet import TwinnetError
+
+        raise TwinnetError(f"{given} is more than {MAX_THREADS_PER_CORE}x this machine's {cores()} cores; use at "
+                           f"most {cores()} (one per core is fastest)")
+
+
 def default_threads() -> tuple[int, str]:
     """The thread count a run takes when none is given, and what chose it: ``TWINNET_THREADS`` if
     set, else the cores other processes leave idle right now (at least one), so that a busy machine
@@ -152,6 +164,7 @@ def default_threads() -> tuple[int, str]:
             from twinnet import TwinnetError
 
             raise TwinnetError(f"TWINNET_THREADS={env!r}: expected an integer >= 1; set it right or unset it")
+        check_thread_count(int(env), f"TWINNET_THREADS={env}")
         return int(env), "TWINNET_THREADS"
     free = idle_cores()
     if free is None:

@@ -103,8 +103,6 @@ def sigterm_interrupts():
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
-MAX_THREADS_PER_CORE = 8  # above this, --threads is a mistake, not oversubscription by choice
-
 
 def choose_threads(threads: int | None, run_dir: RunDir | None = None) -> tuple[int, str]:
     """The thread count of a run (of each rank, under torchrun) and what chose it: ``--threads``; else,
@@ -115,9 +113,7 @@ def choose_threads(threads: int | None, run_dir: RunDir | None = None) -> tuple[
     if threads is not None:
         if threads < 1:
             raise TwinnetError(f"--threads must be >= 1, got {threads}")
-        if threads > MAX_THREADS_PER_CORE * hardware.cores():  # OpenBLAS and OpenMP fail on thousands of threads
-            raise TwinnetError(f"--threads {threads} is more than {MAX_THREADS_PER_CORE}x this machine's "
-                               f"{hardware.cores()} cores; use at most {hardware.cores()} (one per core is fastest)")
+        hardware.check_thread_count(threads, f"--threads {threads}")
         return threads, "--threads"
     if run_dir is not None:
         saved = _read_env(run_dir).get("threads")
