@@ -369,6 +369,8 @@ CASES = [
     Case("report-pickled-npz", _report_of(_object_npz), "cannot be read safely"),
     Case("report-text-as-npz", _report_of(lambda r: (r / "predictions.npz").write_text("y_true,y_pred\n1,2\n")),
          "not a zip archive's, so it is no .npz"),
+    Case("report-predictions-lack-classes", _report_of(lambda r: np.savez(  # figures drawn, then the report fails
+        r / "predictions.npz", y_true=np.zeros(4, np.int64), y_pred=np.zeros(4, np.int64))), "lack what the"),
     Case("report-summary-lacks-figures", _report_of(lambda r: (r / "summary.json").write_text('{"model": "x"}')),
          "incomplete or damaged"),
     Case("report-unknown-experiment", _report_of(lambda r: (r / "config.json").write_text(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 from twinnet import TwinnetError, trace
@@ -77,15 +79,36 @@ def body_blocks(path: Path, draw: bool = True) -> list[Block]:
     reads files only."""
     run, cfg, _ = _open(path)
     experiment = get_experiment(str(cfg.get("experiment")))
+    with _figures_restored_on_failure(run.path):  # a report that fails leaves the figures of the one before
+        try:
+            if experiment.figures is not None and draw:
+                experiment.figures(run.path)
+            sections = experiment.report(run.path)
+            structure = _structure_section(run) + trace.section(run)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+            raise TwinnetError(f"{run.path} is incomplete or damaged: its files lack what the {experiment.name} "
+                               f"report needs ({type(e).__name__}: {e}); run the experiment again") from None
+        return [*_as_blocks(sections, run, experiment.name), *structure]
+
+
+@contextlib.contextmanager
+def _figures_restored_on_failure(folder: Path):
+    """Put the folder's figures back as they were (and remove new ones) if the block raises: figures drawn
+    before the report failed would no longer match the report.md they sit beside."""
+    before = {p: (p.read_bytes(), p.stat()) for p in folder.glob("*.png")}
+    folder_stat = folder.stat()
     try:
-        if experiment.figures is not None and draw:
-            experiment.figures(run.path)
-        sections = experiment.report(run.path)
-        structure = _structure_section(run) + trace.section(run)
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
-        raise TwinnetError(f"{run.path} is incomplete or damaged: its files lack what the {experiment.name} report "
-                           f"needs ({type(e).__name__}: {e}); run the experiment again") from None
-    return [*_as_blocks(sections, run, experiment.name), *structure]
+        yield
+    except BaseException:
+        for p in folder.glob("*.png"):
+            if p not in before:
+                p.unlink(missing_ok=True)
+        for p, (data, st) in before.items():
+            if not p.exists() or p.read_bytes() != data:
+                atomic_write_bytes(p, data)
+                os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.utime(folder, ns=(folder_stat.st_atime_ns, folder_stat.st_mtime_ns))
+        raise
 
 
 def report_blocks(path: Path, coming: tuple[str, ...] = ()) -> list[Block]:
