@@ -172,8 +172,10 @@ def _cmd_run(args, command: str) -> None:
     if args.seed is not None and not 0 <= args.seed < 2**32:
         raise TwinnetError(f"--seed must be in [0, 2**32), got {args.seed}")
     if args.seeds is not None or (args.resume is not None and seeds.is_group(args.resume)):
-        if args.seeds is not None and (args.seed is not None or args.resume is not None):
-            raise TwinnetError("--seeds runs every seed it lists: drop --seed (and --resume a group without --seeds)")
+        if args.seeds is not None and args.seed is not None:
+            raise TwinnetError("--seeds runs every seed it lists: drop --seed")
+        if args.seeds is not None and args.resume is not None:
+            raise TwinnetError("--resume continues a group with the seeds it started with: drop --seeds")
         if any(o.partition("=")[0].strip() == "seed" for o in args.overrides):
             raise TwinnetError("--seeds sets each run's seed itself, so --set seed=... would change nothing: drop it")
         if args.show_config:
@@ -316,6 +318,11 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"twinnet: warning: {_one_line(str(message))}\n"
 
 
+def one_line_warnings() -> None:
+    """Warnings worded as twinnet's errors are: one line, ``twinnet: warning: ...``, no source line."""
+    warnings.formatwarning = _one_line_warning
+
+
 class _OutputError(OSError):
     """Standard output could not be written (`twinnet summary > /dev/full`): no file of twinnet's is involved."""
 
@@ -361,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
         warnings.simplefilter("ignore")
     args = _parser().parse_args(argv)
-    warnings.formatwarning = _one_line_warning
+    one_line_warnings()
     stdout = sys.stdout
     sys.stdout = _StandardOutput(stdout)
     try:

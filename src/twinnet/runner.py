@@ -327,6 +327,8 @@ def _reopen(name: str, path: Path, overrides: list[str]) -> tuple[RunDir, dict, 
     saved = run_dir.read_json(CONFIG)
     if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
         raise TwinnetError(f"--resume {path}: {CONFIG} is damaged (no configuration in it); start a new run")
+    if not isinstance(saved.get("experiment"), str) or not saved["experiment"]:
+        raise TwinnetError(f"--resume {path}: {CONFIG} is damaged (it names no experiment); start a new run")
     if saved.get("experiment") != name:
         raise TwinnetError(f"--resume {path}: that is a run of {saved.get('experiment')!r}, not {name!r}")
     ranks, now = _read_env(run_dir).get("world_size", 1), distributed.world().size

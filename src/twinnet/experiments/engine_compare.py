@@ -54,7 +54,7 @@ class EngineCompareConfig(BaseConfig):
         bad = [s for s in self.settings if "=" not in s or s.split("=", 1)[0].strip() in ("engine", "seed")]
         if bad:
             raise ValueError(f"settings must be key=value pairs other than engine and seed (the comparison sets "
-                             f"them), got {', '.join(bad)}")
+                             f"them), got {', '.join(map(repr, bad))}")
         for job in self.jobs():  # each engine's configuration must hold, before anything trains
             from twinnet.runner import resolve_config
 

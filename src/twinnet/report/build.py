@@ -62,6 +62,9 @@ def _as_blocks(sections: list, run: RunDir, name: str) -> list[Block]:
 
 def _open(path: Path) -> tuple[RunDir, dict, dict]:
     run = RunDir(path)
+    if run.path.exists() and not run.path.is_dir():
+        raise TwinnetError(f"{run.path} is a file, not a run directory; give the run's folder (the one holding "
+                           f"{CONFIG})")
     if not run.path.is_dir():
         raise TwinnetError(f"{run.path}: no such run directory")
     for name in (CONFIG, ENV, SUMMARY):
