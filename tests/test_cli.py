@@ -176,3 +176,15 @@ def test_an_empty_path_option_is_refused_not_taken_for_the_current_folder(tmp_pa
     for args in (["run", "palindrome", "--quick", "--out", ""], ["check", "x.py", "--json", ""]):
         proc = _twinnet(*args)
         assert proc.returncode == 2 and "an empty path" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line_and_status_130(monkeypatch, capsys):
+    import twinnet.cli
+
+    def interrupted():  # Ctrl-C while the modules load or the arguments are read, before the command runs
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(twinnet.cli, "_parser", interrupted)
+    assert twinnet.cli.main(["list"]) == 130
+    err = capsys.readouterr().err
+    assert err == "twinnet: interrupted; files already written are complete\n"

@@ -355,6 +355,14 @@ class _StandardOutput:
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status: 0 done, 1 the run diverged (or failed unexpectedly),
     2 a problem to fix (one line on stderr), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the modules load, before anything is written
+        print("twinnet: interrupted; files already written are complete", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     from twinnet.runner import Terminated, sigterm_interrupts
 
     from twinnet import distributed
