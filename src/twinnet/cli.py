@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="run once per seed (a list, or a range like 0-4) into one group directory, one complete run "
                    "per seed in seed-<k>/, and report every figure as mean ± std with the per-seed values")
     r.add_argument("--out", type=_path, default=None, help="run directory (must not exist or be empty)")
-    r.add_argument("--runs-dir", type=_path, default=Path("runs"),
+    r.add_argument("--runs-dir", type=_path, default=None,
                    help="root of default run directories: RUNS_DIR/EXPERIMENT/TIMESTAMP (default: runs)")
     r.add_argument("--data-dir", type=_path, default=None,
                    help="where real datasets live (else $TWINNET_DATA_DIR, else, for --resume, the run's own); "
@@ -159,6 +159,9 @@ def _cmd_run(args, command: str) -> None:
 
     if args.threads is not None and args.threads < 1:
         raise TwinnetError(f"--threads must be >= 1, got {args.threads}")
+    if args.resume is not None and args.runs_dir is not None:
+        raise TwinnetError("--resume continues the run where it is: drop --runs-dir (it places new runs)")
+    runs_root = args.runs_dir if args.runs_dir is not None else Path("runs")
     if distributed.launched():
         if args.seeds is not None or (args.resume is not None and seeds.is_group(args.resume)):
             raise distributed.refusal("--seeds runs a group of runs, one after another, not under torchrun: launch "
@@ -183,7 +186,7 @@ def _cmd_run(args, command: str) -> None:
         else:
             path = seeds.run_group(args.experiment, args.overrides,
                                    seeds.parse_seeds(args.seeds) if args.seeds is not None else [],
-                                   quick=args.quick, out=args.out, runs_root=args.runs_dir, threads=args.threads,
+                                   quick=args.quick, out=args.out, runs_root=runs_root, threads=args.threads,
                                    resume=args.resume, command=command, data=data)
             announce(path)
             return
@@ -195,7 +198,7 @@ def _cmd_run(args, command: str) -> None:
         return
     path = run_experiment(
         args.experiment, args.overrides, quick=args.quick, seed=args.seed, out=args.out,
-        runs_root=args.runs_dir, threads=args.threads, resume=args.resume, command=command, data=data,
+        runs_root=runs_root, threads=args.threads, resume=args.resume, command=command, data=data,
     )
     if distributed.world().rank == 0:  # the others trained in scratch directories of their own
         announce(path)
