@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from twinnet import TwinnetError, __version__
+from twinnet.console import OutputError, StandardOutput, one_line, one_line_warnings
 
 EPILOG = """examples:
   twinnet list
@@ -312,49 +313,6 @@ def _is_grade_file(path: Path) -> bool:
     return isinstance(data, dict) and {"convention", "seed", "files", "ok", "points", "layers"} <= data.keys()
 
 
-def _one_line(text: str) -> str:
-    """A message on one line, whatever the paths or values in it hold (newlines shown as \\n)."""
-    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
-
-
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"twinnet: warning: {_one_line(str(message))}\n"
-
-
-def one_line_warnings() -> None:
-    """Warnings worded as twinnet's errors are: one line, ``twinnet: warning: ...``, no source line."""
-    warnings.formatwarning = _one_line_warning
-
-
-class _OutputError(OSError):
-    """Standard output could not be written (`twinnet summary > /dev/full`): no file of twinnet's is involved."""
-
-
-class _StandardOutput:
-    """``sys.stdout`` while a command runs: a write or flush that fails raises ``_OutputError``, so that the
-    error names standard output instead of speaking of files; everything else is the stream's own."""
-
-    def __init__(self, stream) -> None:
-        self._stream = stream
-
-    def _guarded(self, method, *args):
-        try:
-            return method(*args)
-        except BrokenPipeError:  # `twinnet ... | head`: handled on its own
-            raise
-        except OSError as exc:
-            raise _OutputError(exc.errno, exc.strerror) from exc
-
-    def write(self, text: str) -> int:
-        return self._guarded(self._stream.write, text)
-
-    def flush(self) -> None:
-        self._guarded(self._stream.flush)
-
-    def __getattr__(self, name: str):
-        return getattr(self._stream, name)
-
-
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status: 0 done, 1 the run diverged (or failed unexpectedly),
     2 a problem to fix (one line on stderr), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
@@ -381,7 +339,7 @@ def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     one_line_warnings()
     stdout = sys.stdout
-    sys.stdout = _StandardOutput(stdout)
+    sys.stdout = StandardOutput(stdout)
     try:
         with sigterm_interrupts():
             return _dispatch(args, "twinnet " + shlex.join(argv))
@@ -390,7 +348,7 @@ def _main(argv: list[str] | None) -> int:
 
         if rank == 0 or not getattr(exc, "every_rank", False):  # the others' own problems, with their rank
             where = f"rank {rank}: " if rank else ""
-            print(f"twinnet: {where}error: {_one_line(str(exc))}", file=sys.stderr)
+            print(f"twinnet: {where}error: {one_line(str(exc))}", file=sys.stderr)
         return 1 if isinstance(exc, Diverged) else 2
     except MemoryError:
         print("twinnet: error: out of memory: a setting asks for more than this machine has (a model, grid or "
@@ -399,7 +357,7 @@ def _main(argv: list[str] | None) -> int:
     except BrokenPipeError:  # `twinnet ... | head`: the reader has gone; no more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except _OutputError as exc:  # nothing of twinnet's is half-written: only what it printed was lost
+    except OutputError as exc:  # nothing of twinnet's is half-written: only what it printed was lost
         with contextlib.suppress(OSError, ValueError):  # what waits in the buffer would fail again at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
         print(f"twinnet: error: {exc.strerror or exc}, writing standard output; check where it goes (a full disk "
@@ -407,7 +365,7 @@ def _main(argv: list[str] | None) -> int:
         return 2
     except OSError as exc:  # a full disk, a read-only folder, ...: what failed, in one line
         where = f" ({exc.filename})" if exc.filename else ""
-        print(_one_line(f"twinnet: error: {exc.strerror or exc}{where}; files written before are complete, "
+        print(one_line(f"twinnet: error: {exc.strerror or exc}{where}; files written before are complete, "
                         "a file being replaced was left as it was"), file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
@@ -422,11 +380,11 @@ def _main(argv: list[str] | None) -> int:
                   "grid or batch too large?); lower it", file=sys.stderr)
             return 2
         where = f"rank {rank}: " if rank else ""
-        print(_one_line(f"twinnet: {where}error: unexpected {type(exc).__name__}: {str(exc)[:300]} (set "
+        print(one_line(f"twinnet: {where}error: unexpected {type(exc).__name__}: {str(exc)[:300]} (set "
                         "TWINNET_DEBUG=1 for the traceback, and please report it)"), file=sys.stderr)
         return 1
     finally:
-        if isinstance(sys.stdout, _StandardOutput):  # as it was (tests call main again and again)
+        if isinstance(sys.stdout, StandardOutput):  # as it was (tests call main again and again)
             sys.stdout = stdout
         distributed.close()
 

@@ -202,7 +202,7 @@ def _init_worker(parent: int) -> None:
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     hardware.set_threads(1)
-    from twinnet.cli import one_line_warnings
+    from twinnet.console import one_line_warnings
 
     one_line_warnings()  # as the main process words them: `twinnet: warning: ...`
 
