@@ -128,3 +128,18 @@ def test_a_seed_stopped_while_writing_its_report_gets_it_on_resume(group, capsys
     (group / "summary.json").unlink()
     assert main(["run", "mlp-compare", "--resume", str(group)]) == 0
     assert (group / "seed-0" / "report.md").exists() and (group / "summary.json").exists()
+
+
+def test_a_finished_seed_whose_summary_is_gone_is_named_and_the_advice_given_works(tmp_path, capsys):
+    group = tmp_path / "group"
+    argv = ["run", "mlp-compare", "--quick", "--set", "datasets=moons", "--threads", "1"]
+    assert main([*argv, "--seeds", "0,1", "--out", str(group)]) == 0
+    (group / "seed-1" / "summary.json").unlink()
+    assert main(["run", "mlp-compare", "--resume", str(group)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "seed-1/summary.json is missing, though results.jsonl lists seed 1 as finished" in err[-1]
+    lines = (group / "results.jsonl").read_text().splitlines()
+    (group / "results.jsonl").write_text("".join(line + "\n" for line in lines if json.loads(line)["seed"] != 1))
+    assert main(["run", "mlp-compare", "--resume", str(group)]) == 0  # as the message says: that seed again
+    assert [r["dataset"] for r in _json(group / "seed-1" / "summary.json")["results"]] == ["moons", "moons"]
+    assert len((group / "results.jsonl").read_text().splitlines()) == 2
