@@ -188,3 +188,16 @@ def test_ctrl_c_while_the_command_starts_is_one_line_and_status_130(monkeypatch,
     assert twinnet.cli.main(["list"]) == 130
     err = capsys.readouterr().err
     assert err == "twinnet: interrupted; files already written are complete\n"
+
+
+def test_a_setting_config_json_gained_by_hand_that_the_experiment_lacks_is_warned_of(tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    assert main(["run", "palindrome", "--quick", "--out", str(out), "--threads", "1"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    saved["config"]["learning_rate"] = 0.5  # a typo for lr: it must not pass unseen
+    (out / "config.json").write_text(json.dumps(saved))
+    (out / "summary.json").unlink()
+    with pytest.warns(UserWarning, match="learning_rate is no setting of palindrome, so it is ignored"):
+        assert main(["run", "palindrome", "--resume", str(out)]) == 0

@@ -334,6 +334,12 @@ def _reopen(name: str, path: Path, overrides: list[str]) -> tuple[RunDir, dict, 
     ranks, now = _read_env(run_dir).get("world_size", 1), distributed.world().size
     if isinstance(ranks, int) and ranks != now:  # checked again against its checkpoint, after the data is loaded
         raise TwinnetError(f"--resume {path}: {distributed.other_world(ranks, now)}")
+    unknown = [k for k in saved["config"] if k not in {f.name for f in dataclasses.fields(experiment.config_cls)}]
+    if unknown:  # kept readable (a setting since removed), but a typo in a hand edit must not pass unseen
+        import warnings
+
+        warnings.warn(f"{path / CONFIG}: {', '.join(map(str, unknown))} is no setting of {name}, so it is ignored "
+                      f"(`twinnet run {name} --show-config` lists the settings)", stacklevel=2)
     started = make_config(experiment.config_cls, saved["config"], context=f"--resume {path}: {CONFIG}: ")
     cfg = apply_overrides(started, list(overrides), context=f" for {name}")
     may_change = getattr(experiment.config_cls, "resume_may_change", frozenset())
