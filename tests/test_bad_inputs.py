@@ -367,6 +367,8 @@ CASES = [
          "is a file, not a run directory"),
     Case("resume-config-names-no-experiment", _damaged("config.json", b'{"config": {"lr": 0.1}}'),
          "config.json is damaged (it names no experiment)"),
+    Case("resume-config-quick-not-a-bool", _damaged("config.json", b'{"experiment": "mlp-cifar", "quick": "yes", '
+                                                                    b'"config": {"lr": 0.1}}'), "quick is 'yes'"),
     Case("resume-with-runs-dir", lambda w: ["run", "mlp-cifar", "--resume", str(w.run()), "--runs-dir",
                                             str(w.root / "elsewhere")], "drop --runs-dir"),
     Case("resume-with-seeds", lambda w: ["run", "mlp-cifar", "--resume", str(w.run()), "--seeds", "0,1"],

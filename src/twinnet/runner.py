@@ -329,6 +329,9 @@ def _reopen(name: str, path: Path, overrides: list[str]) -> tuple[RunDir, dict, 
         raise TwinnetError(f"--resume {path}: {CONFIG} is damaged (no configuration in it); start a new run")
     if not isinstance(saved.get("experiment"), str) or not saved["experiment"]:
         raise TwinnetError(f"--resume {path}: {CONFIG} is damaged (it names no experiment); start a new run")
+    if not isinstance(saved.get("quick", False), bool):
+        raise TwinnetError(f"--resume {path}: {CONFIG} is damaged (quick is {saved['quick']!r}, not true or false); "
+                           "set it back as it was, or start a new run")
     if saved.get("experiment") != name:
         raise TwinnetError(f"--resume {path}: that is a run of {saved.get('experiment')!r}, not {name!r}")
     ranks, now = _read_env(run_dir).get("world_size", 1), distributed.world().size
