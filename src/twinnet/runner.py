@@ -337,7 +337,8 @@ def _reopen(name: str, path: Path, overrides: list[str]) -> tuple[RunDir, dict, 
     ranks, now = _read_env(run_dir).get("world_size", 1), distributed.world().size
     if isinstance(ranks, int) and ranks != now:  # checked again against its checkpoint, after the data is loaded
         raise TwinnetError(f"--resume {path}: {distributed.other_world(ranks, now)}")
-    unknown = [k for k in saved["config"] if k not in {f.name for f in dataclasses.fields(experiment.config_cls)}]
+    settings = {f.name for f in dataclasses.fields(experiment.config_cls)}
+    unknown = [k for k in saved["config"] if k not in settings]
     if unknown:  # kept readable (a setting since removed), but a typo in a hand edit must not pass unseen
         import warnings
 
