@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import types
@@ -23,13 +24,17 @@ class BaseConfig:
             raise ValueError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
 
 
+def repeated(items) -> list:
+    """The items that occur more than once, each named once, in the order of their first occurrence."""
+    counts = collections.Counter(items)
+    return [item for item, n in counts.items() if n > 1]
+
+
 def check_unique(setting: str, items) -> None:
     """Refuse a list setting that names an item twice: a sweep would train its run twice into one folder
     and count it twice in its means."""
-    seen: list = []
-    twice = [item for item in items if item in seen or seen.append(item)]
-    if twice:
-        raise ValueError(f"{setting} lists {', '.join(dict.fromkeys(map(str, twice)))} more than once; list each once")
+    if twice := repeated(items):
+        raise ValueError(f"{setting} lists {', '.join(map(str, twice))} more than once; list each once")
 
 
 def field_types(cls: type) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from twinnet import TwinnetError
-from twinnet.config import to_dict
+from twinnet.config import repeated, to_dict
 from twinnet.registry import get_experiment
 from twinnet.report.blocks import Section, Table, Text, render_markdown
 from twinnet.train import Diverged
@@ -42,10 +42,10 @@ def parse_seeds(text: str) -> list[int]:
         raise TwinnetError(f"--seeds {text!r}: expected integers like 0,1,2 or a range like 0-4") from None
     if len(seeds) > MAX_SEEDS:
         raise TwinnetError(f"--seeds {text!r}: at most {MAX_SEEDS} seeds")
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    twice = sorted(repeated(seeds))
     outside = [s for s in seeds if not 0 <= s < 2**32]
     problem = (f"seed {outside[0]} is outside [0, 2**32)" if outside else
-               f"seed{'s' if len(repeated) > 1 else ''} {', '.join(map(str, repeated))} given twice" if repeated else
+               f"seed{'s' if len(twice) > 1 else ''} {', '.join(map(str, twice))} given twice" if twice else
                f"only {len(seeds)} seed" if len(seeds) < 2 else "")
     if problem:
         raise TwinnetError(f"--seeds {text!r}: {problem}; give at least two distinct seeds in [0, 2**32), e.g. 0,1,2")

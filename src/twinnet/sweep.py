@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from twinnet import TwinnetError, checkpoint, distributed, hardware
+from twinnet.config import repeated
 from twinnet.report.build import write_report
 from twinnet.runs import CHECKPOINT, CONFIG, REPORT, RESULTS, SUMMARY, RunDir, append_line, read_jsonl
 from twinnet.train import Diverged
@@ -71,9 +72,7 @@ def run_sweep(sweep: RunDir, jobs: list[Job], *, workers: int = 0, threads: int 
     if distributed.world().size > 1:
         raise distributed.refusal(f"{name} is a sweep of runs, which runs its jobs itself (--workers), not under "
                                   "torchrun; launch it without torchrun, or launch one of its runs under torchrun")
-    keys = [j.key for j in jobs]
-    if len(set(keys)) < len(keys):  # configs refuse repeated items; this keeps any other list of jobs honest
-        twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice := sorted(repeated(j.key for j in jobs)):  # configs refuse repeated items; this keeps any list honest
         raise TwinnetError(f"{name} would train {', '.join(twice)} more than once into one folder; list each run once")
     done = finished(sweep, jobs)  # first: a damaged results.jsonl is refused before anything is written
     for key, r in done.items():
