@@ -222,10 +222,12 @@ def test_bad_inputs_and_configs():
         BatchAugment(flip=True)(np.zeros((3, 4, 4)), np.random.default_rng(0))
     bad_configs = (
         dict(erase_p=1.5), dict(crop_pad=-1), dict(scale=1.0), dict(erase_fill="noise"), dict(erase_area=(0.5, 0.1)),
+        dict(rotate=181), dict(translate=1.0),
     )  # fmt: skip
     for bad in bad_configs:
         with pytest.raises(ValueError):
             BatchAugment(**bad)
+    BatchAugment(rotate=180, translate=0.99)  # the largest that mean something
 
 
 def test_normalize_and_standardize_per_channel():

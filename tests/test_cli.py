@@ -190,6 +190,22 @@ def test_ctrl_c_while_the_command_starts_is_one_line_and_status_130(monkeypatch,
     assert err == "twinnet: interrupted; files already written are complete\n"
 
 
+def test_ctrl_c_while_the_command_line_module_itself_loads_is_one_line_and_status_130(monkeypatch, capsys):
+    import sys
+
+    from twinnet.__main__ import run
+
+    class Interrupting:  # the import of twinnet.cli is where the first tenth of a second goes
+        def find_spec(self, name, path=None, target=None):
+            if name == "twinnet.cli":
+                raise KeyboardInterrupt
+
+    monkeypatch.delitem(sys.modules, "twinnet.cli", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    assert run() == 130
+    assert capsys.readouterr().err == "twinnet: interrupted; nothing was written\n"
+
+
 def test_a_setting_config_json_gained_by_hand_that_the_experiment_lacks_is_warned_of(tmp_path):
     import json
 

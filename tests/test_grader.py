@@ -338,6 +338,8 @@ def test_a_layer_whose_params_dict_holds_its_own_arrays_computes_with_the_weight
     ('style = "module"\nparam = "dict"\n[layers.relu]\nclass = "R"\n', "unknown setting(s) param"),
     ('style = "module"\n[layers.softmax_cross_entropy]\nloss = "L"\ninput = "probabilities"\n',
      'input = "probabilities" needs softmax'),
+    ('style = 5\n', "style must be"),  # the setting that is wrong is named, not the missing tables
+    ('style = "module"\n', "needs a [layers.KIND] table"),
 ])
 def test_a_spec_with_a_key_the_grader_would_not_read_is_refused_before_grading(text, message, tmp_path):
     from twinnet import TwinnetError

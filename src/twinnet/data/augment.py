@@ -40,6 +40,12 @@ class BatchAugment:
         for name in ("crop_pad", "rotate", "translate", "scale", "brightness", "contrast", "saturation"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.rotate > 180:
+            raise ValueError(f"rotate is the largest rotation in degrees either way, so at most 180, got {self.rotate} "
+                             "(15 is usual)")
+        if self.translate >= 1:
+            raise ValueError(f"translate is the largest shift as a fraction of the side, so below 1, got "
+                             f"{self.translate} (0.1 is usual)")
         if self.scale >= 1:
             raise ValueError(f"scale must be < 1 (zoom from 1 - scale to 1 + scale), got {self.scale}")
         if not 0 <= self.erase_p <= 1:

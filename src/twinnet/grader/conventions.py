@@ -119,13 +119,15 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
     """``spec`` if it is a convention the checks can follow, else a one-line ``TwinnetError``."""
     from twinnet.grader.kinds import KINDS
 
-    if not isinstance(spec, dict) or not isinstance(spec.get("layers"), dict) or not spec["layers"]:
-        raise TwinnetError(f"{where}: a convention needs a [layers.KIND] table for each layer to check")
+    if not isinstance(spec, dict):
+        raise TwinnetError(f"{where}: a convention is a table of settings ({', '.join(_TOP)})")
     if unknown := [k for k in spec if k not in _TOP]:
         raise TwinnetError(f"{where}: unknown setting(s) {', '.join(unknown)}; a convention holds {', '.join(_TOP)}")
     style = spec.get("style")
     if style not in ("functional", "module"):
         raise TwinnetError(f"{where}: style must be \"functional\" or \"module\", got {style!r}")
+    if not isinstance(spec.get("layers"), dict) or not spec["layers"]:
+        raise TwinnetError(f"{where}: a convention needs a [layers.KIND] table for each layer to check")
     if style == "module":
         if spec.get("params", "dict") not in ("dict", "attributes"):
             raise TwinnetError(f"{where}: params must be \"dict\" or \"attributes\"")
