@@ -217,3 +217,13 @@ def test_a_setting_config_json_gained_by_hand_that_the_experiment_lacks_is_warne
     (out / "summary.json").unlink()
     with pytest.warns(UserWarning, match="learning_rate is no setting of palindrome, so it is ignored"):
         assert main(["run", "palindrome", "--resume", str(out)]) == 0
+
+
+def test_check_help_names_every_layer_kind_the_grader_has(capsys):
+    from twinnet.grader.kinds import KINDS
+
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    listed = text.split("(of: ", 1)[1].split(";", 1)[0]
+    assert [k.strip() for k in listed.split(",")] == list(KINDS)

@@ -48,8 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser(
         "run",
         help="run an experiment and write its run directory",
-        description="Run EXPERIMENT, writing config.json, metrics.jsonl, summary.json, env.json, figures "
-        "and report.md to a run directory whose path is the last line printed.",
+        description="Run EXPERIMENT, writing config.json, metrics.jsonl, summary.json, env.json, structure.json, "
+        "figures, report.md and report.html, a TensorBoard event log and (resumable runs) checkpoint.pt to a run "
+        "directory whose path is the last line printed.",
     )
     r.add_argument("experiment", metavar="EXPERIMENT", help="name from `twinnet list`")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -59,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=None, help="seed for data, initial weights and batch order")
     r.add_argument("--seeds", default=None, metavar="0,1,2",
                    help="run once per seed (a list, or a range like 0-4) into one group directory, one complete run "
-                   "per seed in seed-<k>/, and report every figure as mean ± std with the per-seed values")
+                   "per seed in seed-<k>/, and report every number as mean ± std (over seeds) with the per-seed values")
     r.add_argument("--out", type=_path, default=None, help="run directory (must not exist or be empty)")
     r.add_argument("--runs-dir", type=_path, default=None,
                    help="root of default run directories: RUNS_DIR/EXPERIMENT/TIMESTAMP (default: runs)")
@@ -68,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
                    "e.g. DIR/mnist/*-ubyte.gz")
     r.add_argument("--threads", type=int, default=None,
                    help="threads for torch, NumPy's BLAS and the NumPy engine alike (default: $TWINNET_THREADS, else "
-                   "the cores other processes leave idle when the run starts; a resumed run keeps its count). "
+                   "the cores other processes leave idle when the run starts; a resumed run keeps its count unless "
+                   "this is given). "
                    "Results agree across thread counts to float round-off, not bit for bit")
     r.add_argument("--show-config", action="store_true", help="print the resolved configuration and exit")
     r.add_argument("--resume", type=_path, default=None, metavar="RUN_DIR",
@@ -102,30 +104,41 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--no-verify", action="store_true",
                     help="use MNIST and CIFAR-10 files that differ from the official ones (checksums not checked)")
 
-    s = sub.add_parser("summary", help="print a model's structure table (layers, shapes, parameters)")
+    s = sub.add_parser("summary", help="print a model's structure table (layers, shapes, parameters)",
+                       description="Print MODEL's structure, layer by layer: kind, kernel/stride/padding, input and "
+                       "output shape with the batch dimension, weight and bias shapes, parameters, buffers, "
+                       "multiply-adds and activation memory, as each engine builds it.")
     s.add_argument("model", metavar="MODEL", help="model name (an unknown name lists the known ones)")
-    s.add_argument("--engine", choices=("numpy", "torch", "both"), default="both")
+    s.add_argument("--engine", choices=("numpy", "torch", "both"), default="both",
+                   help="the engine whose twin is described (default: both, one table each)")
     s.add_argument("--batch", type=int, default=1, metavar="N",
                    help="shapes, mult-adds and activation memory for a batch of N (default 1)")
 
     rep = sub.add_parser("report", help="redraw the figures, report.md, report.html and the TensorBoard event log "
-                                        "of a finished run")
-    rep.add_argument("run_dir", type=_path, metavar="RUN_DIR")
+                                        "of a finished run",
+                         description="Redraw the figures, report.md, report.html and the TensorBoard event log of a "
+                         "finished run from its files (a run, a sweep, a --seeds group or a reproduce folder), and "
+                         "print the path of report.md. Nothing is trained; if drawing fails, the earlier figures "
+                         "are restored.")
+    rep.add_argument("run_dir", type=_path, metavar="RUN_DIR", help="the run directory (the last line `twinnet run` "
+                     "printed)")
 
     c = sub.add_parser(
         "check",
         help="grade a student's own NumPy layers against twinnet's references",
-        description="Load STUDENT.py (and MORE.py: later files replace earlier definitions) in isolation and check "
+        description="Load STUDENT.py (and any more files, later ones replacing earlier definitions) in isolation and "
+        "check "
         "every layer the convention names on seeded random float64 configurations (strides, paddings including 0, "
         "batch 1, overlapping pools, square weights, huge logits, ...): forward, input gradient and every "
         "parameter gradient against PyTorch autograd, plus optimiser steps and a whole-model check where the "
-        "convention has them. Prints one row per layer and exits 1 if anything failed.",
+        "convention has them. Prints one row per layer; exits 0 if every check passed, 1 if any failed, 2 if the "
+        "submission cannot be loaded or an option is wrong. Needs --convention or --spec.",
         epilog="examples:\n  twinnet check layers.py rnn_layers.py optim.py --convention cs231n\n"
         "  twinnet check modules.py mlp_numpy.py --convention uva --json grade.json\n"
         "  TWINNET_CHECK_SEED=8125 twinnet check layers.py --convention cs231n --only conv,maxpool",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    c.add_argument("files", nargs="+", type=_path, metavar="STUDENT.py")
+    c.add_argument("files", nargs="+", type=_path, metavar="STUDENT.py", help="the student's files, one or more")
     c.add_argument("--convention", default=None, metavar="NAME",
                    help="how the course names, calls and lays out its layers: cs231n (functional "
                    "forward/backward with caches, W (in, out)), uva (modules with params/grads dicts, W (out, in), "
@@ -133,7 +146,10 @@ def _parser() -> argparse.ArgumentParser:
                    "targets) or torch (twinnet.numpy_nn's own protocol)")
     c.add_argument("--spec", type=_path, default=None, metavar="SPEC.toml",
                    help="a convention of your own, in the built-in ones' schema (see the README)")
-    c.add_argument("--only", default=None, metavar="LAYERS", help="check only these layer kinds (comma-separated)")
+    c.add_argument("--only", default=None, metavar="LAYERS",
+                   help="check only these layer kinds, comma-separated (of: linear, relu, conv, maxpool, batchnorm, "
+                   "softmax_loss, svm_loss, softmax_cross_entropy, rnn_step, rnn, sgd_momentum, rmsprop, adam, mlp; "
+                   "each convention has some)")
     c.add_argument("--seed", type=int, default=None,
                    help="seed of the configurations (default: $TWINNET_CHECK_SEED, a teacher's secret, else 0)")
     c.add_argument("--configs", type=int, default=6, metavar="K",

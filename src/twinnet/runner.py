@@ -45,11 +45,17 @@ def resolve_config(name: str, overrides: list[str] = (), quick: bool = False, se
     return make_config(experiment.config_cls, {**base, **changes}, context=context)
 
 
+_WARNED_DATA_DIRS: set[str] = set()
+
+
 def resolve_data_dir(path: Path | None) -> Path | None:
     """The data directory of a run: ``--data-dir`` (checked), else $TWINNET_DATA_DIR, as an absolute path."""
     if path is None:
         path = os.environ.get("TWINNET_DATA_DIR") or None
         if path and not Path(path).is_dir():  # a stale setting must not stop runs that read no data
+            if path in _WARNED_DATA_DIRS:  # the command line and the runner both ask: said once
+                return None
+            _WARNED_DATA_DIRS.add(path)
             print(f"twinnet: warning: $TWINNET_DATA_DIR={path} is not a directory, so it is ignored (set it to the "
                   "folder holding mnist/ and cifar10/, or unset it)", file=sys.stderr)
             return None

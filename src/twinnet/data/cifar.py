@@ -153,7 +153,8 @@ def _find_source(data_dir: str | Path | None, download: bool) -> _Source:
         return _Source("archive", _download(base / SUBDIRS[0]))
     raise TwinnetError(
         f"CIFAR-10 not found; looked in {', '.join(map(str, dirs))} for {_WANTED}; pass --data-dir (or set "
-        f"TWINNET_DATA_DIR) to where it is, or allow the download (download=True) of {CIFAR10_URL}"
+        f"TWINNET_DATA_DIR) to where it is; the official archive is {CIFAR10_URL} (from Python, "
+        "load_cifar10(download=True) fetches it)"
     )
 
 
