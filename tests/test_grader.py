@@ -191,6 +191,33 @@ RELU = ("def relu_forward(x):\n    return np.maximum(x, 0), x\n"
         "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n")
 
 
+def test_a_course_package_with_relative_and_package_imports_loads_and_is_graded(tmp_path):
+    """CS231n's own files import each other as a package: ``from .layers import *`` and ``from cs231n.layers
+    import ...`` inside the cs231n/ folder."""
+    package = tmp_path / "cs231n"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "layers.py").write_text("import numpy as np\n" + AFFINE)
+    (package / "layer_utils.py").write_text("from .layers import *\nfrom cs231n.layers import affine_forward as af\n"
+                                            "import numpy as np\n" + RELU)
+    report = grade([package / "layers.py", package / "layer_utils.py"], resolve_convention("cs231n", None),
+                   only=["linear", "relu"])
+    assert [(r.kind, r.passed == r.total > 0) for r in report.rows] == [("linear", True), ("relu", True)]
+
+
+@pytest.mark.parametrize("line, named", [("from cs231n.im2col import *", "cs231n"),
+                                         ("from .fast_layers import *", ".fast_layers")])
+def test_an_import_of_a_course_file_not_given_is_named_with_what_to_do(tmp_path, line, named):
+    from twinnet import TwinnetError
+
+    (tmp_path / "layers.py").write_text(f"{line}\nimport numpy as np\n" + RELU)
+    with pytest.raises(TwinnetError) as exc:
+        grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["relu"])
+    text = str(exc.value)
+    assert f"No module named '{named}'" in text and f"{named} is neither installed nor among the files given" in text
+    assert "twinnet_student" not in text  # the grader's private package name stays private
+
+
 def test_a_submission_that_ends_its_process_as_it_loads_fails_with_one_line_never_passes(tmp_path, capsys):
     (tmp_path / "layers.py").write_text("import os\nos._exit(0)\nimport numpy as np\n" + RELU)
     grade = tmp_path / "grade.json"

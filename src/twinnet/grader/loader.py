@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.machinery
 import importlib.util
 import os
 import signal
@@ -81,11 +82,20 @@ def load(paths: list[Path]) -> Submission:
 
 
 def _load_one(path: Path, files: list[Path]):
-    tag = hashlib.sha256(os.fsencode(path)).hexdigest()[:12]  # any name the file system holds, UTF-8 or not
-    spec = importlib.util.spec_from_file_location(f"twinnet_student_{tag}_{path.stem}", path)
+    # a private package over the file's folder (any name the file system holds, UTF-8 or not), so that the
+    # course's own relative imports (``from .layers import *``) find the files beside it
+    package = f"twinnet_student_{hashlib.sha256(os.fsencode(path.parent)).hexdigest()[:12]}"
+    if package not in sys.modules:
+        holder = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(package, None, is_package=True))
+        holder.__path__ = [str(path.parent)]
+        sys.modules[package] = holder
+    spec = importlib.util.spec_from_file_location(f"{package}.{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     before = set(sys.modules)
-    sys.path.insert(0, str(path.parent))
+    # its folder first on the path (``import layers``), and the folder above it where the folder is a package
+    # (``from cs231n.layers import *`` from inside cs231n/)
+    folders = [str(path.parent)] + ([str(path.parent.parent)] if (path.parent / "__init__.py").is_file() else [])
+    sys.path[:0] = folders
     try:
         with time_limit(60.0):
             spec.loader.exec_module(module)
@@ -98,14 +108,34 @@ def _load_one(path: Path, files: list[Path]):
         else:
             what = ("took more than 60 s to load" if isinstance(e, TimeLimit) else type(e).__name__ + (
                 f": {e}" if str(e) else " (raised as it was imported)"))
-        raise TwinnetError(f"{path.name} cannot be loaded: {what}" + (f" ({where})" if where else "")) from None
+        what = what.replace(f"{package}.", ".")  # a relative import's module, as the student wrote it
+        advice = ""
+        if isinstance(e, ImportError) and getattr(e, "name", None) and not _installed(e.name, folders):
+            missing = e.name.replace(f"{package}.", ".")
+            advice = (f"; {missing} is neither installed nor among the files given: pass its file too (for a course's "
+                      "package, every .py file of its folder), or remove the import if it is unused")
+        raise TwinnetError(f"{path.name} cannot be loaded: {what}" + (f" ({where})" if where else "")
+                           + advice) from None
     finally:
-        sys.path.remove(str(path.parent))
+        for folder in folders:
+            sys.path.remove(folder)
         for name in set(sys.modules) - before:  # the files beside it it imported: private to this load
             mod = sys.modules.get(name)
             if mod is not None and str(getattr(mod, "__file__", "") or "").startswith(str(path.parent)):
                 del sys.modules[name]
     return module
+
+
+def _installed(name: str, folders: list[str]) -> bool:
+    """Whether ``name``'s top-level package is installed here, not merely beside the student's files (numpy:
+    yes; the course's own cs231n: no)."""
+    top = name.split(".")[0]
+    if top.startswith("twinnet_student_"):
+        return False
+    try:
+        return importlib.machinery.PathFinder.find_spec(top, [p for p in sys.path if p not in folders]) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def student_line(error: BaseException, files: list[Path]) -> str | None:
