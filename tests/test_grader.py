@@ -354,9 +354,34 @@ def test_a_layer_whose_params_dict_holds_its_own_arrays_computes_with_the_weight
     source = source.replace("out = x @ self.params['weight'].T + self.params['bias']", "out = x @ self.W.T + self.b")
     assert "self.W.T" in source and "'weight': self.W" in source
     (tmp_path / "modules.py").write_text(source)
-    report = grade([tmp_path / "modules.py", STUDENTS / "uva" / "mlp_numpy.py"], resolve_convention("uva", None),
+    (tmp_path / "mlp_numpy.py").write_text((STUDENTS / "uva" / "mlp_numpy.py").read_text())  # imports modules.py
+    report = grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention("uva", None),
                    only=["linear", "mlp"])
     assert all(r.total and r.passed == r.total for r in report.rows), [r.first_failure for r in report.rows]
+
+
+@pytest.mark.parametrize("layout", ["column", "row"])
+def test_a_bias_kept_as_a_column_is_graded_under_a_convention_that_says_so(layout, tmp_path):
+    """UvA's 2019-2021 modules keep the bias as (out, 1): right under ``bias = "column"``, and a layout
+    mismatch (the same code under ``row``) fails on the bias's shape."""
+    import copy
+
+    source = (STUDENTS / "uva" / "modules.py").read_text()
+    for old, new in (("'bias': np.zeros((1, out_features))", "'bias': np.zeros((out_features, 1))"),
+                     ("x @ self.params['weight'].T + self.params['bias']", "x @ self.params['weight'].T + self.params['bias'].T"),
+                     ("np.sum(dout, axis=0, keepdims=True)", "np.sum(dout, axis=0, keepdims=True).T")):
+        assert old in source
+        source = source.replace(old, new)
+    (tmp_path / "modules.py").write_text(source)
+    (tmp_path / "mlp_numpy.py").write_text((STUDENTS / "uva" / "mlp_numpy.py").read_text())  # imports modules.py
+    convention = copy.deepcopy(resolve_convention("uva", None))
+    convention["layers"]["linear"]["bias"] = layout
+    report = grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], convention, only=["linear", "mlp"])
+    if layout == "column":
+        assert all(r.total and r.passed == r.total for r in report.rows), [r.first_failure for r in report.rows]
+    else:
+        assert report.rows[0].passed < report.rows[0].total  # only where M = 1, when (M, 1) and (1, M) agree
+        assert "params['bias'] has shape (3, 1), the convention's is (1, 3)" in report.rows[0].first_failure
 
 
 @pytest.mark.parametrize("text, message", [

@@ -12,8 +12,8 @@ A convention is plain data (what a ``--spec`` TOML file holds), read by the chec
   to them (torch's ``accumulate``).
 
 Each entry of ``layers`` names one layer kind's functions or class and the layout facts that
-differ between courses (``weight``: ``in_out`` or ``out_in``; ``bias``: ``flat`` (M,) or ``row``
-(1, M); batch norm's ``running_var`` (``biased``/``unbiased``) and ``momentum`` meaning (``keep``:
+differ between courses (``weight``: ``in_out`` or ``out_in``; ``bias``: ``flat`` (M,), ``row``
+(1, M) or ``column`` (M, 1); batch norm's ``running_var`` (``biased``/``unbiased``) and ``momentum`` meaning (``keep``:
 the old statistics' weight, CS231n; ``update``: the new batch's, torch); the loss's ``input``
 (``logits``/``probabilities``), ``target`` (``labels``/``one_hot``) and ``reduction``).
 """
@@ -92,7 +92,7 @@ TORCH: dict[str, Any] = {
 
 BUILT_IN = {c["name"]: c for c in (CS231N, UVA, CS324, TORCH)}
 
-_CHOICES = {"weight": ("in_out", "out_in"), "bias": ("flat", "row"), "running_var": ("biased", "unbiased"),
+_CHOICES = {"weight": ("in_out", "out_in"), "bias": ("flat", "row", "column"), "running_var": ("biased", "unbiased"),
             "momentum": ("keep", "update"), "input": ("logits", "probabilities"), "target": ("labels", "one_hot"),
             "reduction": ("mean", "sum"), "output": ("logits", "probabilities")}
 

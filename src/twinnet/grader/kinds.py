@@ -163,7 +163,15 @@ def _linear(cfg, ctx: Context) -> Quantities:
 
 
 def _bias(ctx: Context, b: np.ndarray) -> np.ndarray:
-    return b.reshape(1, -1) if ctx.entry.get("bias", "flat") == "row" else b
+    return _bias_as(ctx.entry.get("bias", "flat"), b)
+
+
+_BIAS_SHAPES = {"flat": (-1,), "row": (1, -1), "column": (-1, 1)}  # a convention's bias layouts, of M values
+
+
+def _bias_as(layout: str, b: np.ndarray) -> np.ndarray:
+    """A bias of shape (M,) in the convention's layout: ``flat`` (M,), ``row`` (1, M) or ``column`` (M, 1)."""
+    return b.reshape(_BIAS_SHAPES[layout])
 
 
 def _build(ctx: Context, key: str, *args):
@@ -735,11 +743,11 @@ def _mlp(cfg, ctx: Context) -> Quantities:
         raise Wrong(f"found {len(linears)} {ctx.entry['linear']} layers in the model, expected {len(torch_linears)}")
     linears = _in_call_order(ctx, model, linears, cfg["inputs"])
     in_out = ctx.convention["layers"].get("linear", {}).get("weight", "out_in") == "in_out"
-    bias_row = ctx.convention["layers"].get("linear", {}).get("bias", "flat") == "row"
+    bias_layout = ctx.convention["layers"].get("linear", {}).get("bias", "flat")
     lin_ctx = Context(ctx.names, ctx.files, ctx.convention["layers"].get("linear", {}), ctx.convention, rng)
 
     def layout(w, b):
-        return {"weight": w.T.copy() if in_out else w.copy(), "bias": b.reshape(1, -1).copy() if bias_row else b.copy()}
+        return {"weight": w.T.copy() if in_out else w.copy(), "bias": _bias_as(bias_layout, b).copy()}
 
     for mine, theirs in zip(linears, torch_linears):
         _set_params(lin_ctx, mine, layout(theirs.weight.detach().numpy(), theirs.bias.detach().numpy()))
