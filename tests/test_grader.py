@@ -334,6 +334,18 @@ def test_the_public_harness_compares_exact_zeros_as_zeros():
     assert_close_rel({k: v for k, v in floored.items() if k.startswith("grad")}, 1e-7)
 
 
+def test_a_loss_of_probabilities_is_graded_on_huge_logits_too_not_only_its_softmax(tmp_path):
+    """UvA's loss reads the log of the true class's probability: on logits of size 1000 the labels are each
+    sample's most probable class, so the loss is called there too, and a loss that cannot run fails there as
+    everywhere (it once earned that configuration on its softmax alone); the correct loss passes them all."""
+    source = (STUDENTS / "uva" / "modules.py").read_text()
+    (tmp_path / "modules.py").write_text(source.replace("out = -np.mean(", "out = -np.mean(y.T @ x) + np.mean("))
+    wrong = grade([tmp_path / "modules.py"], resolve_convention("uva", None), only=["softmax_cross_entropy"])
+    right = grade([STUDENTS / "uva" / "modules.py"], resolve_convention("uva", None), only=["softmax_cross_entropy"])
+    assert wrong.rows[0].total > 3 and wrong.rows[0].passed == 0, wrong.rows[0].failures
+    assert right.rows[0].passed == right.rows[0].total == wrong.rows[0].total
+
+
 @pytest.mark.parametrize("seed", [7, 32])
 def test_a_correct_one_hot_cross_entropy_passes_where_a_wrong_class_probability_underflows(seed):
     """cs324's loss, -sum(t * log p): at these seeds a wrong class's probability of logits of size 1000

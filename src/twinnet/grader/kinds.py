@@ -630,6 +630,13 @@ def _optimizer(name: str):
 
 def _softmax_ce(cfg, ctx: Context) -> Quantities:
     x, y = _logits(cfg, ctx.rng)
+    probabilities_in = ctx.entry.get("input", "logits") == "probabilities"
+    if probabilities_in and ctx.entry.get("target", "labels") == "labels":
+        # huge logits: a label whose probability underflows to 0 has no finite log, whatever the student wrote,
+        # so each sample's label is its most probable class there: the loss and its gradient are still graded
+        p = torch.softmax(torch.from_numpy(x), dim=1).numpy()
+        if p[np.arange(len(y)), y].min() < 1e-250:
+            y = x.argmax(axis=1)
     xt = _t(x)
     loss_t = torch.nn.functional.cross_entropy(xt, torch.from_numpy(y), reduction=ctx.entry.get("reduction", "mean"))
     loss_t.backward()
@@ -647,9 +654,9 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
         if probs is None:
             raise Wrong(f"{ctx.entry['softmax']}.forward returned None")
         expected = torch.softmax(torch.from_numpy(x), dim=1).numpy()
-        # a loss of probabilities reads the log of the true class's (labels) or of every class's (one-hot
-        # targets, sum(t * log p), where 0 * log 0 is nan): where one underflows to 0 it cannot be finite,
-        # whatever the student wrote; the softmax itself must still be right (and finite)
+        # with one-hot targets a loss of probabilities reads the log of every class's (sum(t * log p), where
+        # 0 * log 0 is nan): where one underflows to 0 it cannot be finite, whatever the student wrote, so only
+        # the softmax is graded there (it must still be right and finite); labels were chosen above to be safe
         read = expected if ctx.entry.get("target", "labels") == "one_hot" else expected[np.arange(len(y)), y]
         if read.min() < 1e-250:
             unchanged("x", x, xs)
