@@ -549,3 +549,15 @@ def test_what_a_submission_prints_is_shown_up_to_a_limit_and_the_rest_counted(tm
     assert abs(out.count("debug line") * len("debug line ") - SHOWN_BYTES) < 200  # the first SHOWN_BYTES, no more
     more = int(re.search(r"printed ([\d,]+) more bytes, not shown", err).group(1).replace(",", ""))
     assert (SHOWN_BYTES + more) % printed == 0 and SHOWN_BYTES + more >= 8 * printed  # every byte counted
+
+
+def test_an_adam_whose_step_count_starts_at_two_is_told_so(tmp_path):
+    """CS231n's 2016-17 starter set ``config['t']`` to 1 and students incremented it before use: the first
+    step's bias correction then uses t = 2, which the grader names instead of a bare relative error."""
+    source = (STUDENTS / "cs231n" / "optim.py").read_text()
+    assert "config.setdefault('t', 0)" in source
+    (tmp_path / "optim.py").write_text(source.replace("config.setdefault('t', 0)", "config.setdefault('t', 1)"))
+    shifted = grade([tmp_path / "optim.py"], resolve_convention("cs231n", None), only=["adam"]).rows[0]
+    right = grade([STUDENTS / "cs231n" / "optim.py"], resolve_convention("cs231n", None), only=["adam"]).rows[0]
+    assert right.passed == right.total > 0
+    assert shifted.passed == 0 and all("bias correction uses t = 2" in f for f in shifted.failures), shifted.failures

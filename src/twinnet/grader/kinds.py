@@ -621,9 +621,25 @@ def _optimizer(name: str):
             mine = np.array(mine, dtype=np.float64, copy=True) if mine is not None else mine
             if mine is None:
                 break
+            if name == "adam" and step == 1:
+                _adam_step_count(mine, w, dw, hyper_now, p.detach().numpy())
         return result
 
     return check
+
+
+def _adam_step_count(mine, w, dw, hyper: dict, ref) -> None:
+    """``Wrong`` naming it if the student's first Adam step is the one with t = 2: ``config['t']`` starting at
+    1 and incremented before use (CS231n's 2016-17 starter code), where torch counts the first step as t = 1."""
+    if np.shape(mine) != np.shape(w) or not np.all(np.isfinite(mine)):
+        return
+    b1, b2, lr, eps = hyper["beta1"], hyper["beta2"], hyper["learning_rate"], hyper["epsilon"]
+    m_hat, v_hat = (1 - b1) * dw / (1 - b1**2), (1 - b2) * dw**2 / (1 - b2**2)
+    shifted = w - lr * m_hat / (np.sqrt(v_hat) + eps)
+    if np.allclose(mine, shifted, rtol=1e-9, atol=0) and not np.allclose(mine, ref, rtol=1e-6, atol=0):
+        raise Wrong("the first step's bias correction uses t = 2 (config['t'] starts at 1 and is incremented "
+                    "before use, as CS231n's 2016-17 starter code had it); the first step is t = 1, as in the "
+                    "original paper and torch: start t at 0, or increment it after use")
 
 
 # --- module-style losses and whole models -------------------------------------------------------------------
