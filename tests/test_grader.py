@@ -561,3 +561,21 @@ def test_an_adam_whose_step_count_starts_at_two_is_told_so(tmp_path):
     right = grade([STUDENTS / "cs231n" / "optim.py"], resolve_convention("cs231n", None), only=["adam"]).rows[0]
     assert right.passed == right.total > 0
     assert shifted.passed == 0 and all("bias correction uses t = 2" in f for f in shifted.failures), shifted.failures
+
+
+def test_numpy_1_era_code_that_numpy_2_refuses_is_explained_and_the_table_names_numpy(tmp_path, capsys):
+    """``int(a)`` of a one-element array worked in NumPy 1 and raises in NumPy 2: the failure says why, and
+    the table's first line names the NumPy version the layers were graded under."""
+    import numpy as np
+
+    (tmp_path / "layers.py").write_text("import numpy as np\n" + RELU.replace(
+        "    return np.maximum(x, 0), x\n", "    scale = int(np.array([1]))\n    return np.maximum(x, 0) * scale, x\n"))
+    try:
+        int(np.array([1]))
+        pytest.skip("this NumPy still converts a one-element array to a number")
+    except TypeError:
+        pass
+    assert main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--only", "relu"]) == 1
+    out = capsys.readouterr().out
+    assert f"seed 0, NumPy {np.__version__})" in out.splitlines()[0]
+    assert "no longer turns an array of one element into a number" in out

@@ -203,4 +203,4 @@ def format_table(report: Report) -> str:
     total = sum(r.points for r in report.rows)
     verdict = "all passed" if report.ok else "FAILED"
     return (f"twinnet check: {', '.join(Path(f).name for f in report.files)} ({report.convention} convention, "
-            f"seed {report.seed})\n{table}\n{verdict}: {total:g}/{sum(r.max_points for r in report.rows):g} points")
+            f"seed {report.seed}, NumPy {np.__version__})\n{table}\n{verdict}: {total:g}/{sum(r.max_points for r in report.rows):g} points")

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from twinnet import TwinnetError
 
 ISOLATED = False  # set in `twinnet check`'s child process: there even KeyboardInterrupt is the student's
@@ -190,7 +192,11 @@ def call(files: list[Path], fn, *args, what: str = "", **kwargs):
         if isinstance(e, KeyboardInterrupt) and not ISOLATED:
             raise
         message = f"{what or 'a call'} raised {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
-        raise StudentError(message.rstrip(": "), student_line(e, files)) from None
+        message = message.rstrip(": ")
+        if isinstance(e, TypeError) and "arrays can be converted to Python scalars" in str(e):
+            message += (f" (NumPy {np.__version__} no longer turns an array of one element into a number, as "
+                        "NumPy 1 did: code of that era needs int(a[0]) or a.item())")
+        raise StudentError(message, student_line(e, files)) from None
     finally:
         if watchdog is not None:
             watchdog.cancel()
