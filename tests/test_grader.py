@@ -579,3 +579,70 @@ def test_numpy_1_era_code_that_numpy_2_refuses_is_explained_and_the_table_names_
     out = capsys.readouterr().out
     assert f"seed 0, NumPy {np.__version__})" in out.splitlines()[0]
     assert "no longer turns an array of one element into a number" in out
+
+
+ELU_MODULE = ("\n\nclass ELUModule(object):\n    def __init__(self, alpha):\n        self.alpha = alpha\n\n"
+              "    def forward(self, x):\n        self.x = x\n        return np.where(x > 0, x, self.alpha * (np.exp(x) - 1))\n\n"
+              "    def backward(self, dout):\n        return dout * np.where(self.x > 0, 1.0, self.alpha * np.exp(self.x))\n\n"
+              "    def clear_cache(self):\n        self.x = None\n")
+
+
+@pytest.mark.parametrize("bug", [None, "derivative", "mlp-relu"])
+def test_uva_from_2022_elu_layers_and_an_elu_mlp_are_graded(bug, tmp_path):
+    """UvA's course since 2022 has ELUModule(alpha) where ReLU was: the `uva-elu` convention grades the layer
+    over several alphas and the MLP against torch's with ELU; a wrong derivative, or an MLP still on ReLU, fails."""
+    modules = (STUDENTS / "uva" / "modules.py").read_text() + ELU_MODULE
+    mlp = (STUDENTS / "uva" / "mlp_numpy.py").read_text().replace("ReLUModule()", "ELUModule(alpha=1.0)")
+    mlp = mlp.replace("import LinearModule, ReLUModule,", "import LinearModule, ELUModule,")
+    if bug == "derivative":
+        modules = modules.replace("self.alpha * np.exp(self.x))", "np.exp(self.x))")  # right only at alpha 1
+    if bug == "mlp-relu":
+        mlp = (STUDENTS / "uva" / "mlp_numpy.py").read_text()
+    (tmp_path / "modules.py").write_text(modules)
+    (tmp_path / "mlp_numpy.py").write_text(mlp)
+    report = grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention("uva-elu", None))
+    rows = {r.kind: r for r in report.rows}
+    assert list(rows) == ["linear", "elu", "softmax_cross_entropy", "mlp"]
+    assert (rows["elu"].passed == rows["elu"].total) == (bug != "derivative")
+    assert (rows["mlp"].passed == rows["mlp"].total) == (bug != "mlp-relu")
+    assert rows["linear"].passed == rows["linear"].total > 0
+    if bug == "derivative":
+        assert 0 < rows["elu"].passed < rows["elu"].total and "dx: relative error" in rows["elu"].first_failure
+
+
+@pytest.mark.parametrize("shape", ["flat", "row", "column"])
+def test_a_uva_bias_in_any_layout_the_student_created_is_graded_in_that_layout(shape, tmp_path):
+    """UvA's students create their parameters themselves: (out,), (1, out) or (out, 1) biases all pass."""
+    source = (STUDENTS / "uva" / "modules.py").read_text()
+    zeros = {"flat": "np.zeros(out_features)", "row": "np.zeros((1, out_features))",
+             "column": "np.zeros((out_features, 1))"}[shape]
+    bias = {"flat": "self.params['bias']", "row": "self.params['bias']", "column": "self.params['bias'].T"}[shape]
+    grad = {"flat": "np.sum(dout, axis=0)", "row": "np.sum(dout, axis=0, keepdims=True)",
+            "column": "np.sum(dout, axis=0, keepdims=True).T"}[shape]
+    for old, new in (("np.zeros((1, out_features))", zeros), ("+ self.params['bias']", f"+ {bias}"),
+                     ("np.sum(dout, axis=0, keepdims=True)", grad)):
+        assert old in source
+        source = source.replace(old, new)
+    (tmp_path / "modules.py").write_text(source)
+    (tmp_path / "mlp_numpy.py").write_text((STUDENTS / "uva" / "mlp_numpy.py").read_text())
+    report = grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention("uva", None),
+                   only=["linear", "mlp"])
+    assert all(r.total and r.passed == r.total for r in report.rows), [r.first_failure for r in report.rows]
+
+
+def test_a_functional_elu_is_graded_from_a_spec(tmp_path):
+    """``elu_forward(x, alpha) -> (out, cache)`` and ``elu_backward(dout, cache)``, CS231n's style."""
+    code = ("import numpy as np\n"
+            "def elu_forward(x, alpha):\n    return np.where(x > 0, x, alpha * np.expm1(x)), (x, alpha)\n"
+            "def elu_backward(dout, cache):\n    x, alpha = cache\n"
+            "    return dout * np.where(x > 0, 1.0, alpha * np.exp(x))\n")
+    (tmp_path / "layers.py").write_text(code)
+    (tmp_path / "spec.toml").write_text('style = "functional"\n[layers.elu]\nforward = "elu_forward"\n'
+                                        'backward = "elu_backward"\n')
+    from twinnet.grader.conventions import load_spec
+
+    row = grade([tmp_path / "layers.py"], load_spec(tmp_path / "spec.toml")).rows[0]
+    assert row.kind == "elu" and row.passed == row.total > 0, row.failures
+    (tmp_path / "layers.py").write_text(code.replace("alpha * np.expm1(x)", "np.expm1(x)"))  # alpha ignored
+    row = grade([tmp_path / "layers.py"], load_spec(tmp_path / "spec.toml")).rows[0]
+    assert 0 < row.passed < row.total and "out: relative error" in row.first_failure

@@ -142,12 +142,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--convention", default=None, metavar="NAME",
                    help="how the course names, calls and lays out its layers: cs231n (functional "
                    "forward/backward with caches, W (in, out)), uva (modules with params/grads dicts, W (out, in), "
-                   "probabilities into the loss), cs324 (modules, W (in, out), softmax fused into the loss, one-hot "
+                   "probabilities into the loss), uva-elu (uva from 2022: ELU for ReLU), cs324 (modules, W (in, out), softmax fused into the loss, one-hot "
                    "targets) or torch (twinnet.numpy_nn's own protocol)")
     c.add_argument("--spec", type=_path, default=None, metavar="SPEC.toml",
                    help="a convention of your own, in the built-in ones' schema (see the README)")
     c.add_argument("--only", default=None, metavar="LAYERS",
-                   help="check only these layer kinds, comma-separated (of: linear, relu, conv, maxpool, batchnorm, "
+                   help="check only these layer kinds, comma-separated (of: linear, relu, elu, conv, maxpool, batchnorm, "
                    "softmax_loss, svm_loss, softmax_cross_entropy, rnn_step, rnn, sgd_momentum, rmsprop, adam, mlp; "
                    "each convention has some)")
     c.add_argument("--seed", type=int, default=None,
@@ -276,10 +276,11 @@ def _cmd_summary(args) -> None:
 def _cmd_check(args) -> int:
     from twinnet import grader
     from twinnet.grader.child import grade_isolated
+    from twinnet.grader.conventions import BUILT_IN
     from twinnet.runs import atomic_write_json
 
     if (args.convention is None) == (args.spec is None):
-        raise TwinnetError("give one of --convention (cs231n, uva, cs324, torch) or --spec SPEC.toml")
+        raise TwinnetError(f"give one of --convention ({', '.join(BUILT_IN)}) or --spec SPEC.toml")
     if args.seed is not None and args.seed < 0:
         raise TwinnetError(f"--seed must be >= 0, got {args.seed}")
     convention = grader.resolve_convention(args.convention, args.spec)

@@ -13,7 +13,7 @@ A convention is plain data (what a ``--spec`` TOML file holds), read by the chec
 
 Each entry of ``layers`` names one layer kind's functions or class and the layout facts that
 differ between courses (``weight``: ``in_out`` or ``out_in``; ``bias``: ``flat`` (M,), ``row``
-(1, M) or ``column`` (M, 1); batch norm's ``running_var`` (``biased``/``unbiased``) and ``momentum`` meaning (``keep``:
+(1, M), ``column`` (M, 1) or ``any`` (whichever of those the student's layer created); batch norm's ``running_var`` (``biased``/``unbiased``) and ``momentum`` meaning (``keep``:
 the old statistics' weight, CS231n; ``update``: the new batch's, torch); the loss's ``input``
 (``logits``/``probabilities``), ``target`` (``labels``/``one_hot``) and ``reduction``).
 """
@@ -52,7 +52,8 @@ UVA: dict[str, Any] = {
     "params": "dict",
     "grads": "overwrite",
     "layers": {
-        "linear": {"class": "LinearModule", "weight": "out_in", "bias": "row"},
+        # the students create the parameters themselves, and the course's own tests leave the bias's layout open
+        "linear": {"class": "LinearModule", "weight": "out_in", "bias": "any"},
         "relu": {"class": "ReLUModule"},
         "softmax_cross_entropy": {"softmax": "SoftMaxModule", "loss": "CrossEntropyModule", "input": "probabilities",
                                   "target": "labels", "reduction": "mean", "fused": False},
@@ -90,17 +91,30 @@ TORCH: dict[str, Any] = {
     },
 }
 
-BUILT_IN = {c["name"]: c for c in (CS231N, UVA, CS324, TORCH)}
+# UvA's course from 2022: ELU (alpha 1) where ReLU was
+UVA_ELU: dict[str, Any] = {
+    **UVA,
+    "name": "uva-elu",
+    "layers": {
+        "linear": UVA["layers"]["linear"],
+        "elu": {"class": "ELUModule"},
+        "softmax_cross_entropy": UVA["layers"]["softmax_cross_entropy"],
+        "mlp": {**UVA["layers"]["mlp"], "activation": "elu"},
+    },
+}
 
-_CHOICES = {"weight": ("in_out", "out_in"), "bias": ("flat", "row", "column"), "running_var": ("biased", "unbiased"),
+BUILT_IN = {c["name"]: c for c in (CS231N, UVA, UVA_ELU, CS324, TORCH)}
+
+_CHOICES = {"weight": ("in_out", "out_in"), "bias": ("flat", "row", "column", "any"), "running_var": ("biased", "unbiased"),
             "momentum": ("keep", "update"), "input": ("logits", "probabilities"), "target": ("labels", "one_hot"),
-            "reduction": ("mean", "sum"), "output": ("logits", "probabilities")}
+            "reduction": ("mean", "sum"), "output": ("logits", "probabilities"),
+            "activation": ("relu", "elu")}
 
 
 # the settings a layer's table may hold besides the names of the student's code it needs
 _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum"),
             "softmax_cross_entropy": ("softmax", "input", "target", "reduction", "fused", "backward"),
-            "mlp": ("linear", "output", "fused")}
+            "mlp": ("linear", "output", "fused", "activation")}
 _TOP = ("name", "style", "params", "grads", "layers")
 
 

@@ -138,7 +138,8 @@ def _linear(cfg, ctx: Context) -> Quantities:
                              {k: ref[k] for k in ("dx", "dw", "db")})
     else:
         layer = _build(ctx, "class", d, cfg["m"])
-        _set_params(ctx, layer, {"weight": stored, "bias": _bias(ctx, bias)})
+        layout = _bias_layout(ctx, ctx.entry, layer, cfg["m"])
+        _set_params(ctx, layer, {"weight": stored, "bias": _bias_as(layout, bias)})
         xs = x.reshape(cfg["n"], d).copy()
         out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
         unchanged("x", x.reshape(cfg["n"], d), xs)
@@ -146,11 +147,11 @@ def _linear(cfg, ctx: Context) -> Quantities:
         grads = _grads(ctx, layer)
         got = {"out": out, "dx": dx, "dw": grads.get("weight"), "db": grads.get("bias")}
         for r in refs:
-            r["dx"], r["db"] = r["dx"].reshape(cfg["n"], d), _bias(ctx, r["db"])
+            r["dx"], r["db"] = r["dx"].reshape(cfg["n"], d), _bias_as(layout, r["db"])
             r["dw"] = r["dw"].T if in_out else r["dw"]
         x2 = x.reshape(cfg["n"], d)
         grads_of = lambda dy: {"weight": (dy.T @ x2).T if in_out else dy.T @ x2,  # noqa: E731
-                               "bias": _bias(ctx, dy.sum(axis=0))}
+                               "bias": _bias_as(layout, dy.sum(axis=0))}
         more = _second_pass(ctx, layer, xs, grads_of(dout), grads_of, dout.shape)
     if d == cfg["m"] and got["out"] is not None:  # a square weight: is it read transposed?
         other = x.reshape(cfg["n"], d) @ weight + bias  # the stored matrix read the other way round
@@ -162,8 +163,15 @@ def _linear(cfg, ctx: Context) -> Quantities:
     return {**result, **more}
 
 
-def _bias(ctx: Context, b: np.ndarray) -> np.ndarray:
-    return _bias_as(ctx.entry.get("bias", "flat"), b)
+def _bias_layout(ctx: Context, entry: dict, layer, m: int) -> str:
+    """The linear layer's bias layout: the convention's, or with ``bias = "any"`` (a course whose students
+    create their parameters themselves) the layout of the bias the student's layer created, if it holds M values."""
+    layout = entry.get("bias", "flat")
+    if layout != "any":
+        return layout
+    params = _params(ctx, layer)
+    shape = np.shape(getattr(params.get("bias"), "data", params.get("bias")))
+    return {(m,): "flat", (1, m): "row", (m, 1): "column"}.get(tuple(shape), "flat")
 
 
 _BIAS_SHAPES = {"flat": (-1,), "row": (1, -1), "column": (-1, 1)}  # a convention's bias layouts, of M values
@@ -279,6 +287,22 @@ def _relu(cfg, ctx: Context) -> Quantities:
     x, dout = _away_from_zero(ctx.rng, cfg["shape"]), ctx.rng.standard_normal(cfg["shape"])
     refs = [{"out": np.maximum(x, 0), "dx": dout * (x > 0)}, _twin(nn.ReLU(), x, dout)]
     return _unary(ctx, x, dout, refs, ())
+
+
+def _elu_configs(rng, k):
+    return [dict(shape=(1, 3), alpha=1.0), dict(shape=(2, 3, 4, 5), alpha=0.5)] + [
+        dict(shape=(int(rng.integers(1, 5)), int(rng.integers(1, 9))), alpha=float(rng.choice([0.1, 1.0, 2.0])))
+        for _ in range(k)]
+
+
+def _elu(cfg, ctx: Context) -> Quantities:
+    """ELU(x) = x for x > 0, alpha (e^x - 1) otherwise; alpha is the forward's argument (functional) or the
+    class's (module: ``ELUModule(alpha)``)."""
+    x, dout = _away_from_zero(ctx.rng, cfg["shape"]), ctx.rng.standard_normal(cfg["shape"])
+    xt = _t(x)
+    out_t = torch.nn.functional.elu(xt, alpha=cfg["alpha"])
+    (out_t * torch.from_numpy(dout)).sum().backward()
+    return _unary(ctx, x, dout, [{"out": out_t.detach().numpy(), "dx": _g(xt)}], (cfg["alpha"],))
 
 
 def _unary(ctx: Context, x, dout, refs: list[dict], args: tuple) -> Quantities:
@@ -756,8 +780,9 @@ def _mlp(cfg, ctx: Context) -> Quantities:
     rng = ctx.rng
     sizes = [cfg["inputs"], *cfg["hidden"], cfg["classes"]]
     layers = []
+    activation = {"relu": torch.nn.ReLU, "elu": torch.nn.ELU}[ctx.entry.get("activation", "relu")]  # ELU: alpha 1
     for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [torch.nn.Linear(a, b).double(), torch.nn.ReLU()]
+        layers += [torch.nn.Linear(a, b).double(), activation()]
     net = torch.nn.Sequential(*layers[:-1])
     model = _build(ctx, "class", cfg["inputs"], list(cfg["hidden"]), cfg["classes"])
     linears = _find_layers(model, ctx.entry["linear"])
@@ -766,14 +791,15 @@ def _mlp(cfg, ctx: Context) -> Quantities:
         raise Wrong(f"found {len(linears)} {ctx.entry['linear']} layers in the model, expected {len(torch_linears)}")
     linears = _in_call_order(ctx, model, linears, cfg["inputs"])
     in_out = ctx.convention["layers"].get("linear", {}).get("weight", "out_in") == "in_out"
-    bias_layout = ctx.convention["layers"].get("linear", {}).get("bias", "flat")
     lin_ctx = Context(ctx.names, ctx.files, ctx.convention["layers"].get("linear", {}), ctx.convention, rng)
 
-    def layout(w, b):
-        return {"weight": w.T.copy() if in_out else w.copy(), "bias": _bias_as(bias_layout, b).copy()}
+    bias_layouts = [_bias_layout(lin_ctx, lin_ctx.entry, mine, t.out_features) for mine, t in zip(linears, torch_linears)]
 
-    for mine, theirs in zip(linears, torch_linears):
-        _set_params(lin_ctx, mine, layout(theirs.weight.detach().numpy(), theirs.bias.detach().numpy()))
+    def layout(w, b, k):
+        return {"weight": w.T.copy() if in_out else w.copy(), "bias": _bias_as(bias_layouts[k], b).copy()}
+
+    for k, (mine, theirs) in enumerate(zip(linears, torch_linears)):
+        _set_params(lin_ctx, mine, layout(theirs.weight.detach().numpy(), theirs.bias.detach().numpy(), k))
     lr, result = 0.1, {}
     for step in range(1, cfg["steps"] + 1):
         x = rng.standard_normal((cfg["n"], cfg["inputs"]))
@@ -795,7 +821,7 @@ def _mlp(cfg, ctx: Context) -> Quantities:
         ctx.call(model.backward, dout, what=f"{ctx.entry['class']}.backward")
         for k, (mine, theirs) in enumerate(zip(linears, torch_linears)):
             grads = _grads(lin_ctx, mine)
-            ref = layout(theirs.weight.grad.numpy(), theirs.bias.grad.numpy())
+            ref = layout(theirs.weight.grad.numpy(), theirs.bias.grad.numpy(), k)
             result[f"dW of layer {k + 1} at step {step}"] = (grads.get("weight"), [ref["weight"]])
             result[f"db of layer {k + 1} at step {step}"] = (grads.get("bias"), [ref["bias"]])
             params = _params(lin_ctx, mine)
@@ -814,6 +840,7 @@ def _mlp(cfg, ctx: Context) -> Quantities:
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("linear", "linear (affine)", ("forward", "backward"), ("class",), _linear_configs, _linear),
     Kind("relu", "ReLU", ("forward", "backward"), ("class",), _relu_configs, _relu),
+    Kind("elu", "ELU", ("forward", "backward"), ("class",), _elu_configs, _elu),
     Kind("conv", "convolution", ("forward", "backward"), ("class",), _conv_configs, _conv),
     Kind("maxpool", "max pooling", ("forward", "backward"), ("class",), _pool_configs, _maxpool),
     Kind("batchnorm", "batch norm", ("forward", "backward"), ("class",), _bn_configs, _batchnorm),
