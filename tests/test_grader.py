@@ -646,3 +646,30 @@ def test_a_functional_elu_is_graded_from_a_spec(tmp_path):
     (tmp_path / "layers.py").write_text(code.replace("alpha * np.expm1(x)", "np.expm1(x)"))  # alpha ignored
     row = grade([tmp_path / "layers.py"], load_spec(tmp_path / "spec.toml")).rows[0]
     assert 0 < row.passed < row.total and "out: relative error" in row.first_failure
+
+
+@pytest.mark.parametrize("convention", ["uva", "cs324"])
+def test_a_loss_written_for_the_other_target_layout_is_told_so(convention, tmp_path):
+    """UvA's 2019 students took one-hot targets where the convention gives labels; cs324's the reverse: the
+    grader names the layout instead of a relative error or a broadcasting error."""
+    if convention == "uva":
+        path, source = tmp_path / "modules.py", (STUDENTS / "uva" / "modules.py").read_text()
+        old = ("        out = -np.mean(np.log(x[np.arange(N), y]))\n",
+               "        dx[np.arange(N), y] = -1.0 / (N * x[np.arange(N), y])\n")
+        new = ("        out = -np.sum(y * np.log(x)) / N\n", "        dx = -y / (N * x)\n")
+        files = [path]
+    else:
+        files = [tmp_path / p.name for p in CS324]
+        path, source = files[0], CS324[0].read_text()
+        for extra, target in zip(CS324[1:], files[1:]):
+            target.write_text(extra.read_text())
+        old = ("        return -np.sum(y * np.log(x)) / N\n", "        return (x - y) / N\n")
+        new = ("        return -np.sum(np.log(x[np.arange(N), y])) / N\n",
+               "        return (x - np.eye(x.shape[1])[y]) / N\n")
+    for a, b in zip(old, new):
+        assert a in source, a
+        source = source.replace(a, b)
+    path.write_text(source)
+    row = grade(files, resolve_convention(convention, None), only=["softmax_cross_entropy"]).rows[0]
+    other = "one-hot targets" if convention == "uva" else "integer labels"
+    assert row.passed < row.total and f"takes {other}, and this convention gives" in row.first_failure, row.failures

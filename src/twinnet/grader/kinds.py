@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from twinnet import numpy_nn as nn
-from twinnet.grader.compare import Wrong, all_unchanged, unchanged
+from twinnet.grader.compare import Wrong, all_unchanged, error, passes, unchanged
 from twinnet.grader.loader import StudentError, call
 
 Quantities = dict[str, tuple[Any, list]]
@@ -669,9 +669,37 @@ def _adam_step_count(mine, w, dw, hyper: dict, ref) -> None:
 # --- module-style losses and whole models -------------------------------------------------------------------
 
 def _softmax_ce(cfg, ctx: Context) -> Quantities:
+    """The loss (and softmax) on the convention's targets; where that fails but the targets of the other
+    layout (one-hot for labels, or the reverse) pass, ``Wrong`` says so rather than a bare error."""
     x, y = _logits(cfg, ctx.rng)
+    layout = ctx.entry.get("target", "labels")
+    try:
+        quantities = _softmax_ce_on(ctx, x, y, layout)
+        if all(passes(error(k, *v)) for k, v in quantities.items()):
+            return quantities
+        failure: Exception | None = None
+    except (StudentError, Wrong) as e:
+        if getattr(e, "timed_out", False):  # no second call of code that ran past its time limit
+            raise
+        quantities, failure = {}, e
+    other = "labels" if layout == "one_hot" else "one_hot"
+    try:
+        probe = _softmax_ce_on(ctx, x, y, other)
+        right_otherwise = all(passes(error(k, *v)) for k, v in probe.items())
+    except Exception:  # noqa: BLE001 - a probe only: the first verdict stands
+        right_otherwise = False
+    if right_otherwise:
+        said = {"labels": "integer labels", "one_hot": "one-hot targets"}
+        raise Wrong(f"{ctx.entry['loss']} takes {said[other]}, and this convention gives {said[layout]} (a course "
+                    f"that uses {said[other]}: target = \"{other}\" in a spec)")
+    if failure is not None:
+        raise failure
+    return quantities
+
+
+def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str) -> Quantities:
     probabilities_in = ctx.entry.get("input", "logits") == "probabilities"
-    if probabilities_in and ctx.entry.get("target", "labels") == "labels":
+    if probabilities_in and layout == "labels":
         # huge logits: a label whose probability underflows to 0 has no finite log, whatever the student wrote,
         # so each sample's label is its most probable class there: the loss and its gradient are still graded
         p = torch.softmax(torch.from_numpy(x), dim=1).numpy()
@@ -680,7 +708,7 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
     xt = _t(x)
     loss_t = torch.nn.functional.cross_entropy(xt, torch.from_numpy(y), reduction=ctx.entry.get("reduction", "mean"))
     loss_t.backward()
-    target = np.eye(x.shape[1])[y] if ctx.entry.get("target", "labels") == "one_hot" else y.copy()
+    target = np.eye(x.shape[1])[y] if layout == "one_hot" else y.copy()
     xs = x.copy()
     loss_fn = _build(ctx, "loss")
     shown: Quantities = {}  # the softmax's own output, where the student's code has one
@@ -697,7 +725,7 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
         # with one-hot targets a loss of probabilities reads the log of every class's (sum(t * log p), where
         # 0 * log 0 is nan): where one underflows to 0 it cannot be finite, whatever the student wrote, so only
         # the softmax is graded there (it must still be right and finite); labels were chosen above to be safe
-        read = expected if ctx.entry.get("target", "labels") == "one_hot" else expected[np.arange(len(y)), y]
+        read = expected if layout == "one_hot" else expected[np.arange(len(y)), y]
         if read.min() < 1e-250:
             unchanged("x", x, xs)
             return {"probabilities": (probs, [expected])}
