@@ -339,7 +339,8 @@ def test_a_loss_of_probabilities_is_graded_on_huge_logits_too_not_only_its_softm
     sample's most probable class, so the loss is called there too, and a loss that cannot run fails there as
     everywhere (it once earned that configuration on its softmax alone); the correct loss passes them all."""
     source = (STUDENTS / "uva" / "modules.py").read_text()
-    (tmp_path / "modules.py").write_text(source.replace("out = -np.mean(", "out = -np.mean(y.T @ x) + np.mean("))
+    (tmp_path / "modules.py").write_text(source.replace("out = -np.mean(", "out = None  # to do\n        out = -np.mean(")
+                                         .replace("        out = -np.mean(", "        -np.mean("))
     wrong = grade([tmp_path / "modules.py"], resolve_convention("uva", None), only=["softmax_cross_entropy"])
     right = grade([STUDENTS / "uva" / "modules.py"], resolve_convention("uva", None), only=["softmax_cross_entropy"])
     assert wrong.rows[0].total > 3 and wrong.rows[0].passed == 0, wrong.rows[0].failures
@@ -673,3 +674,16 @@ def test_a_loss_written_for_the_other_target_layout_is_told_so(convention, tmp_p
     row = grade(files, resolve_convention(convention, None), only=["softmax_cross_entropy"]).rows[0]
     other = "one-hot targets" if convention == "uva" else "integer labels"
     assert row.passed < row.total and f"takes {other}, and this convention gives" in row.first_failure, row.failures
+
+
+def test_a_loss_clamped_below_one_passes_on_huge_logits_and_is_not_taken_for_one_hot(tmp_path):
+    """UvA 2021 students clamped p to [1e-10, 1 - 1e-10]: on huge logits (labels each sample's most probable
+    class, loss ~0) that shows only as 1e-10 in a loss of 0, which is not graded there; the clamp at 1e-10 still
+    fails where the true class's probability is ~1e-22."""
+    source = (STUDENTS / "uva" / "modules.py").read_text()
+    old = "np.log(x[np.arange(N), y])"
+    assert old in source
+    (tmp_path / "modules.py").write_text(source.replace(old, "np.log(np.clip(x[np.arange(N), y], 1e-10, 1 - 1e-10))"))
+    row = grade([tmp_path / "modules.py"], resolve_convention("uva", None), only=["softmax_cross_entropy"]).rows[0]
+    assert [f.split(":")[0] for f in row.failures] == ["softmax_cross_entropy #2 n=3 c=4 scale=1.0 wrong=True"]
+    assert "relative error" in row.failures[0]

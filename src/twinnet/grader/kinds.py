@@ -684,8 +684,8 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
         quantities, failure = {}, e
     other = "labels" if layout == "one_hot" else "one_hot"
     try:
-        probe = _softmax_ce_on(ctx, x, y, other)
-        right_otherwise = all(passes(error(k, *v)) for k, v in probe.items())
+        probe = _softmax_ce_on(ctx, x, y, other)  # only a verdict on the loss itself says which targets it takes
+        right_otherwise = "loss" in probe and all(passes(error(k, *v)) for k, v in probe.items())
     except Exception:  # noqa: BLE001 - a probe only: the first verdict stands
         right_otherwise = False
     if right_otherwise:
@@ -699,12 +699,14 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
 
 def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str) -> Quantities:
     probabilities_in = ctx.entry.get("input", "logits") == "probabilities"
+    near_one = False  # the labels' probabilities all ~1: the loss ~0, where a clamp at 1 - eps shows as eps
     if probabilities_in and layout == "labels":
         # huge logits: a label whose probability underflows to 0 has no finite log, whatever the student wrote,
-        # so each sample's label is its most probable class there: the loss and its gradient are still graded
+        # so each sample's label is its most probable class there: the loss is called (it must be a finite
+        # number) and its gradient graded
         p = torch.softmax(torch.from_numpy(x), dim=1).numpy()
         if p[np.arange(len(y)), y].min() < 1e-250:
-            y = x.argmax(axis=1)
+            y, near_one = x.argmax(axis=1), True
     xt = _t(x)
     loss_t = torch.nn.functional.cross_entropy(xt, torch.from_numpy(y), reduction=ctx.entry.get("reduction", "mean"))
     loss_t.backward()
@@ -738,6 +740,15 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str) -> Q
             raise Wrong(f"{ctx.entry['loss']}.backward returned None")
         dx = ctx.call(softmax.backward, np.array(dp, copy=True), what=f"{ctx.entry['softmax']}.backward")
     unchanged("x", x, xs)
+    if near_one:
+        try:
+            finite = loss is not None and bool(np.all(np.isfinite(np.asarray(loss, dtype=np.float64))))
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise Wrong(f"the loss is {loss!r:.40}, not a finite number, on logits of size {np.abs(x).max():.0f} "
+                        "with every label its sample's most probable class (the loss there is about 0)")
+        return {**shown, "dx": (dx, [_g(xt)])}
     return {**shown, "loss": (loss, [float(loss_t.detach())]), "dx": (dx, [_g(xt)])}
 
 
