@@ -687,3 +687,12 @@ def test_a_loss_clamped_below_one_passes_on_huge_logits_and_is_not_taken_for_one
     row = grade([tmp_path / "modules.py"], resolve_convention("uva", None), only=["softmax_cross_entropy"]).rows[0]
     assert [f.split(":")[0] for f in row.failures] == ["softmax_cross_entropy #2 n=3 c=4 scale=1.0 wrong=True"]
     assert "relative error" in row.failures[0]
+
+
+def test_an_error_just_above_the_tolerance_is_shown_to_enough_digits():
+    from twinnet.grader import _above_tolerance
+    from twinnet.grader.compare import RTOL, passes
+
+    assert _above_tolerance(3.2e-3) == "3.20e-03"
+    just = RTOL * (1 + 1e-9)
+    assert not passes(just) and _above_tolerance(just) == f"{just:.6e} (just above the tolerance, 1e-07)"

@@ -170,7 +170,7 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
                 e = error(name, student, references)
                 worst = max(worst, e)
                 if not passes(e) and problem is None:
-                    problem = f"{name}: relative error {e:.2e}"
+                    problem = f"{name}: relative error {_above_tolerance(e)}"
         except (StudentError, Wrong) as e:
             problem, worst = str(e), float("inf")
             if getattr(e, "timed_out", False):
@@ -187,6 +187,14 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
             row.first_failure = row.first_failure or row.failures[-1]
     row.points = round(row.max_points * row.passed / row.total, 2) if row.total else 0.0
     return row
+
+
+def _above_tolerance(err: float) -> str:
+    """An error that failed, to as many digits as show that it is above the tolerance (1.00e-07 would not)."""
+    from twinnet.grader.compare import RTOL
+
+    text = f"{err:.2e}"
+    return text if float(text) > RTOL else f"{err:.6e} (just above the tolerance, {RTOL:g})"
 
 
 def format_table(report: Report) -> str:
