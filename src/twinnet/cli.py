@@ -7,6 +7,7 @@ import contextlib
 import os
 import shlex
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -126,13 +127,12 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser(
         "check",
         help="grade a student's own NumPy layers against twinnet's references",
-        description="Load STUDENT.py (and any more files, later ones replacing earlier definitions) in isolation and "
-        "check "
-        "every layer the convention names on seeded random float64 configurations (strides, paddings including 0, "
+        description=textwrap.fill("Load STUDENT.py (and any more files, later ones replacing earlier definitions) in "
+        "isolation and check every layer the convention names on seeded random float64 configurations (strides, paddings including 0, "
         "batch 1, overlapping pools, square weights, huge logits, ...): forward, input gradient and every "
         "parameter gradient against PyTorch autograd, plus optimiser steps and a whole-model check where the "
         "convention has them. Prints one row per layer; exits 0 if every check passed, 1 if any failed, 2 if the "
-        "submission cannot be loaded or an option is wrong. Needs --convention or --spec.",
+        "submission cannot be loaded or an option is wrong. Needs --convention or --spec.", 79),
         epilog="examples:\n  twinnet check layers.py rnn_layers.py optim.py --convention cs231n\n"
         "  twinnet check modules.py mlp_numpy.py --convention uva --json grade.json\n"
         "  TWINNET_CHECK_SEED=8125 twinnet check layers.py --convention cs231n --only conv,maxpool",
