@@ -31,7 +31,8 @@ def test_the_weakest_classes_and_most_confused_pairs_are_read_from_the_matrix():
     said = classes(cm, ["cat", "dog", "car"])
     assert said.startswith("The weakest classes are dog (60.0%), cat (90.0%); the best is car (95.0%)")
     assert "overall test accuracy of 81.67%" in said
-    assert "dog taken for cat (30 of 100 dog images), dog taken for car (10 of 100 dog images), cat taken for dog" in said
+    assert ("dog taken for cat (30 of the 100 images of dog), dog taken for car (10 of the 100 images of dog), "
+            "cat taken for dog") in said
     assert "most frequent confusions" not in classes(np.diag([5, 5, 5]), ["a", "b", "c"])
 
 
@@ -80,7 +81,7 @@ def test_collapse_names_the_first_failing_length_chance_and_the_widest_seed_spre
     rows[2].update(min=0.2, max=0.98)
     said = collapse("vanilla RNN", rows)
     assert said.startswith("The vanilla RNN held a mean of at least 99.00% up to T=10 and first fell below it at T=15 "
-                           "(mean 60.00% over 3 seeds, seeds from 20.00% to 98.00%); it is at chance (10.00%) by T=20.")
+                           "(mean 60.00% over 3 seeds, seeds from 20.00% to 98.00%); it is near chance (10.00%) by T=20 (mean 11.00%).")
     assert "spread most at T=15: from 20.00% to 98.00%" in said
     assert "beyond this sweep" in collapse("GRU", _rows([1.0, 1.0]))
     assert "up to T=10, 100.00% there" in collapse("GRU", _rows([1.0, 1.0]))
@@ -107,3 +108,37 @@ def test_the_step_where_two_engines_part_is_named_with_the_float64_check_only_in
     assert parting([1e-15, 2e-15], "float64") == ""  # never parted: nothing to say
     assert "at step 1." in parting([0.5], "float32") and "at step 2, after 1 step within" in parting([0, float("nan")],
                                                                                                        "float64")
+
+
+def test_classes_tied_with_the_weakest_are_all_named_and_digit_names_read_well():
+    cm = np.array([[0, 5, 0, 0], [0, 5, 0, 0], [5, 0, 0, 0], [0, 0, 0, 5]])
+    said = classes(cm, ["0", "1", "2", "3"])
+    assert said.startswith("The weakest classes are 0 (0.0%), 2 (0.0%); the best is")
+    assert "0 taken for 1 (5 of the 5 images of 0)" in said
+    one = classes(np.array([[4, 1], [0, 5]]), ["a", "b"], weakest=1)
+    assert one.startswith("The weakest class is a (80.0%);")
+
+
+def test_a_test_loss_rise_within_noise_is_not_called_overfitting():
+    said = overfitting(_records([2.30, 2.30, 2.29], [2.3029, 2.3020, 2.3054]))
+    assert "ended within 1% of it (2.3054 at epoch 3)" in said and "overfits" not in said
+    assert "overfits after epoch 2" in overfitting(_records([2.30, 2.0, 1.5], [2.3, 2.0, 2.1]))
+
+
+def test_the_ablation_headline_calls_a_tie_a_tie():
+    from twinnet.experiments.ablation import headline
+
+    rows = [{"variant": "course", "test_acc": 0.1094}, {"variant": "augment", "test_acc": 0.1094}]
+    assert headline({"variants": rows, "best": "course"}).endswith("(tied best: course, augment)")
+    rows[1]["test_acc"] = 0.8223
+    assert headline({"variants": rows, "best": "augment"}) == "course 10.94%; augment 82.23% (best: augment)"
+
+
+def test_the_sweep_places_its_first_failing_length_against_the_published_range_in_words():
+    from twinnet.experiments.palindrome_sweep import PUBLISHED_COLLAPSE, _against_published
+
+    low, high = PUBLISHED_COLLAPSE
+    rows = [{"length": 3, "mean": 1.0}, {"length": low - 1, "mean": 0.5}, {"length": high + 5, "mean": 0.1}]
+    said = _against_published({"accuracy": {"rnn": rows}})
+    assert said.endswith(f"Here its mean first fell below 99% at T={low - 1}, shorter than that range "
+                         f"(T=3 to {high + 5} tried).")

@@ -180,7 +180,7 @@ def test_the_html_page_holds_every_section_table_and_figure_self_contained(tmp_p
     assert "Figure: Loss against steps." in text and "Table: the figures" in text
     (src,) = parsed.srcs
     assert src.startswith("data:image/png;base64,") and base64.b64decode(src.split(",", 1)[1]) == png
-    assert 'href="seed-0/report.md"' in page and "http" not in page
+    assert 'href="seed-0/report.html"' in page and "http" not in page
 
 
 def test_write_report_writes_the_html_beside_the_markdown(tmp_path):
@@ -209,3 +209,13 @@ def test_relocated_blocks_point_into_their_folder_and_leave_the_rest_alone():
                              "[abs](/tmp/r)")
     assert table.rows == [["[b](cnn-ablation/b/report.md)", 3]] and table.numeric == {1} and table.caption == "cap"
     assert blocks[0].blocks[0].file == "curves.png"  # the originals unchanged
+
+
+def test_html_links_to_other_runs_reports_open_their_html_and_scripts_are_never_linked():
+    from twinnet.report.html import inline
+
+    assert inline("[seed 1](seed-1/report.md)") == '<a href="seed-1/report.html">seed 1</a>'
+    assert inline("[it](report.md)") == '<a href="report.html">it</a>'
+    assert inline("[notes](notes.md)") == '<a href="notes.md">notes</a>'  # only reports have an HTML twin
+    assert inline("[x](https://example.org/report.md)") == '<a href="https://example.org/report.md">x</a>'
+    assert inline("[x](javascript:alert(1))").startswith('<a href="#">')

@@ -112,7 +112,10 @@ def report(path: Path) -> list:
 
 
 def headline(s: dict) -> str:
-    return "; ".join(f"{r['variant']} {100 * r['test_acc']:.2f}%" for r in s["variants"]) + f" (best: {s['best']})"
+    rungs = "; ".join(f"{r['variant']} {100 * r['test_acc']:.2f}%" for r in s["variants"])
+    top = max(r["test_acc"] for r in s["variants"])
+    best = [r["variant"] for r in s["variants"] if f"{100 * r['test_acc']:.2f}" == f"{100 * top:.2f}"]
+    return rungs + (f" (best: {best[0]})" if len(best) == 1 else f" (tied best: {', '.join(best)})")
 
 
 register(Experiment(

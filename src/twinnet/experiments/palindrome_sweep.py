@@ -214,7 +214,8 @@ def _against_published(s: dict) -> str:
     if not failing:
         return text + f"Here it learnt every length tried ({tried}) with these settings."
     t = failing[0]
-    where = "within that range" if low <= t <= high else "before it" if t < low else "beyond it"
+    where = ("within that range" if low <= t <= high else "shorter than that range" if t < low else
+             "beyond that range")
     return text + f"Here its mean first fell below {100 * PASS:.0f}% at T={t}, {where} ({tried} tried)."
 
 

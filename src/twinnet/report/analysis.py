@@ -12,6 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 
 
+NOISE = 0.01  # a rise of the test loss smaller than this fraction of its lowest value says nothing
+
+
 def overfitting(records: Sequence[dict], unit: str = "epoch") -> str:
     """Where the test loss turned up while the training loss kept falling, or that it did not."""
     evals = [r for r in records if "test_loss" in r and "train_loss" in r and r.get("step", 1) > 0]
@@ -25,6 +28,10 @@ def overfitting(records: Sequence[dict], unit: str = "epoch") -> str:
                 f"from {evals[0]['test_loss']:.4f} at {where(evals[0])}): no sign of overfitting within this budget.")
     train_fell = last["train_loss"] < at["train_loss"]
     rise = last["test_loss"] - at["test_loss"]
+    if rise < NOISE * at["test_loss"]:
+        return (f"The test loss was lowest at {where(at)} ({at['test_loss']:.4f}) and ended within "
+                f"{100 * NOISE:g}% of it ({last['test_loss']:.4f} at {where(last)}): no clear sign of overfitting "
+                "within this budget.")
     return (f"The test loss was lowest at {where(at)} ({at['test_loss']:.4f}) and rose by {rise:.4f} to "
             f"{last['test_loss']:.4f} by {where(last)}, while the training loss "
             + (f"kept falling ({at['train_loss']:.4f} to {last['train_loss']:.4f}): the network overfits after "
@@ -52,17 +59,20 @@ def classes(cm: np.ndarray, names: Sequence[str], weakest: int = 2, pairs: int =
     if present.size == 0:
         return "The test set is empty: no class to rank."
     order = present[np.argsort(per_class[present], kind="stable")]
-    weak = ", ".join(f"{names[i]} ({100 * per_class[i]:.1f}%)" for i in order[:weakest])
+    weak_ones = list(order[:weakest])
+    weak_ones += [i for i in order[weakest:] if per_class[i] == per_class[weak_ones[-1]]]  # ties named too
+    weak = ", ".join(f"{names[i]} ({100 * per_class[i]:.1f}%)" for i in weak_ones)
     best = order[-1]
     off = cm.copy()
     np.fill_diagonal(off, 0)
     flat = np.argsort(off, axis=None, kind="stable")[::-1][:pairs]
     confused = [(int(k // len(names)), int(k % len(names))) for k in flat if off.flat[k] > 0]
-    text = (f"The weakest classes are {weak}; the best is {names[best]} ({100 * per_class[best]:.1f}%), "
+    text = (f"The weakest class{'es are' if len(weak_ones) > 1 else ' is'} {weak}; the best is {names[best]} ({100 * per_class[best]:.1f}%), "
             f"over an overall test accuracy of {100 * np.trace(cm) / max(cm.sum(), 1):.2f}%.")
     if confused:
         text += " The most frequent confusions are " + ", ".join(
-            f"{names[t]} taken for {names[p]} ({cm[t, p]:,} of {cm[t].sum():,} {names[t]} images)" for t, p in confused) + "."
+            f"{names[t]} taken for {names[p]} ({cm[t, p]:,} of the {cm[t].sum():,} images of {names[t]})"
+            for t, p in confused) + "."
     absent = [names[i] for i in range(len(names)) if i not in set(present.tolist())]
     if absent:
         text += f" The test set has no images of {', '.join(absent)}."
@@ -158,7 +168,8 @@ def collapse(name: str, rows: Sequence[dict], threshold: float = 0.99, chance: f
                 f"{_pct(first['max'])})")
         near_chance = [r for r in rows if r["mean"] < chance + 0.05]
         if near_chance:
-            text += f"; it is at chance ({_pct(chance)}) by T={near_chance[0]['length']}"
+            text += (f"; it is near chance ({_pct(chance)}) by T={near_chance[0]['length']} "
+                     f"(mean {_pct(near_chance[0]['mean'])})")
         text += "."
         recovered = [r for r in rows if r["length"] > first["length"] and r["mean"] >= threshold]
         if recovered:

@@ -45,6 +45,8 @@ def inline(text: str) -> str:
             out.append(f"<em>{inline(italic)}</em>")
         else:
             safe = target if not re.match(r"^\s*javascript:", target, re.I) else "#"
+            if re.fullmatch(r"(?:[^:#?]*/)?report\.md", safe):  # another run's report: its HTML, written beside it
+                safe = safe[: -len(".md")] + ".html"
             out.append(f'<a href="{html.escape(safe, quote=True)}">{inline(label)}</a>')
         last = m.end()
     out.append(html.escape(text[last:]))
