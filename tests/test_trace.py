@@ -43,9 +43,10 @@ def test_a_recurrent_step_shows_its_products_at_every_time_step():
     x = np.random.default_rng(1).standard_normal((5, *MODELS["palindrome-gru"].input_shape)).astype(np.float32)
     forward, _, _, backward = trace(model, x, np.arange(5))
     assert forward.inputs == (5, 19, 10) and forward.output == (5, 10)
-    assert forward.products.startswith("at each of T = 19 steps: (5, 10) @ weight_ih^T (10, 384) -> (5, 384)")
-    assert "then once, on h_T: (5, 128) @ W_ph^T (128, 10) -> (5, 10)" in forward.products
-    assert "back through each of T = 19 steps (BPTT)" in backward.products and backward.output == (5, 19, 10)
+    assert forward.products.startswith("at each of the 19 time steps (a palindrome of length T = 20 gives T - 1 = 19 input "
+                                       "digits; its last digit is the label): (5, 10) @ weight_ih^T (10, 384) -> (5, 384)")
+    assert "then once, on the last state: (5, 128) @ W_ph^T (128, 10) -> (5, 10)" in forward.products
+    assert "back through each of the 19 time steps (BPTT)" in backward.products and backward.output == (5, 19, 10)
 
 
 def test_an_image_run_keeps_its_traced_step_and_its_report_shows_it(tmp_path, monkeypatch):

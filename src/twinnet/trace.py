@@ -67,8 +67,9 @@ def _recurrent_products(module, x) -> str:
         return f"{_s((n, w.data.shape[1]))} @ {name}^T {_s(w.data.shape[::-1])} -> {_s((n, w.data.shape[0]))}"
 
     each = "; ".join(product(k, w) for k, w in weights.items() if k != HEAD)
-    head = f"; then once, on h_T: {product(HEAD, weights[HEAD])}" if HEAD in weights else ""
-    return f"at each of T = {t} steps: {each}{head}"
+    head = f"; then once, on the last state: {product(HEAD, weights[HEAD])}" if HEAD in weights else ""
+    return (f"at each of the {t} time steps (a palindrome of length T = {t + 1} gives T - 1 = {t} input digits; "
+            f"its last digit is the label): {each}{head}")
 
 
 def _backward_products(module, dout, dx) -> str:
@@ -93,7 +94,7 @@ def _backward_products(module, dout, dx) -> str:
                          for name, w in weights.items() if name != HEAD)
         head = (f"d{HEAD} = dOut^T {_s((weights[HEAD].data.shape[0], n))} @ h_T {_s((n, weights[HEAD].data.shape[1]))}"
                 "; then " if HEAD in weights else "")
-        return f"{head}back through each of T = {t} steps (BPTT): {each}"
+        return f"{head}back through each of the {t} time steps (BPTT): {each}"
     return ""
 
 
