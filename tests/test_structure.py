@@ -53,3 +53,14 @@ def test_a_recurrent_layer_shows_each_weight_and_its_product_at_one_time_step():
     assert (steps["W_hh"].input_shape, steps["W_hh"].output_shape, steps["W_hh"].macs) == ((4, 128), (4, 128), 4 * 128 * 128)
     assert steps["b_h"].bias == (128,) and steps["b_h"].params == 0
     assert sum(r.params for r in rows) == total  # the weights' rows add nothing to the count
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_a_recurrent_layers_row_counts_every_steps_products_and_the_readout_once(engine):
+    rows, total = structure(build_model("palindrome-rnn", engine), (19, 10), batch=4)
+    per_step = 4 * 128 * 10 + 4 * 128 * 128  # W_hx and W_hh at each of the 19 steps
+    assert rows[0].macs == 19 * per_step + 4 * 10 * 128  # and W_ph once, on the last state
+    text = format_text(rows_as_dicts(rows), total)
+    assert f"mult-adds for a batch of 4: {rows[0].macs:,}" in text and "product at one time step" in text
+    cnn = format_text(rows_as_dicts(structure(build_model("mlp", engine), (2,), batch=4)[0]), total)
+    assert "time step" not in cnn

@@ -3,7 +3,7 @@ buffers, multiply-adds and activation memory, for a batch of a given size (torch
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -24,7 +24,8 @@ class LayerRow:
     weight: tuple[int, ...] | None = None  # the shape of its weight, where it has one
     bias: tuple[int, ...] | None = None
     buffers: int = 0  # elements of its buffers (batch norm's running statistics)
-    macs: int = 0  # multiply-adds of this call (Linear, Conv2d; a recurrent weight: per time step)
+    macs: int = 0  # multiply-adds of this call (Linear, Conv2d; a recurrent layer: its whole sequence; a
+    # recurrent weight's own row: its product at one time step)
     activation_bytes: int = 0  # the size of its output
 
 
@@ -50,6 +51,9 @@ def _macs(module, in_shape, out_shape, weight) -> int:
     return 0
 
 
+READOUT = "W_ph"  # twinnet's recurrent classifiers' output layer: applied once, to the last state
+
+
 def _rows(name, module, in_shape, out_shape, n_params, n_buffers, itemsize) -> list[LayerRow]:
     """A layer's row, then, for a layer with more weights than ``weight`` and ``bias`` (a recurrent
     one), a row for each of them with the per-time-step product it takes part in."""
@@ -67,6 +71,7 @@ def _rows(name, module, in_shape, out_shape, n_params, n_buffers, itemsize) -> l
         activation_bytes=int(np.prod(out_shape)) * itemsize)]
     if set(params) - {"weight", "bias"}:
         batch = in_shape[0]
+        steps = in_shape[1] if len(in_shape) == 3 else 1
         for pname, p in params.items():
             shape = _shape(p)
             step_in, step_out = ((batch, shape[1]), (batch, shape[0])) if len(shape) == 2 else ((), ())
@@ -74,6 +79,8 @@ def _rows(name, module, in_shape, out_shape, n_params, n_buffers, itemsize) -> l
                                  stride="", padding="", input_shape=step_in, output_shape=step_out, params=0,
                                  weight=shape if len(shape) == 2 else None, bias=shape if len(shape) == 1 else None,
                                  macs=batch * shape[0] * shape[1] if len(shape) == 2 else 0))
+        # the layer's own row: every step's products over the sequence, the output layer's once
+        rows[0] = replace(rows[0], macs=sum(r.macs * (1 if r.name.endswith(f".{READOUT}") else steps) for r in rows[1:]))
     return rows
 
 
@@ -182,7 +189,10 @@ def format_text(rows: list[dict], total: int) -> str:
 def _totals(rows: list[dict], total: int) -> str:
     macs = sum(r.get("macs", 0) for r in rows if r.get("params") or r["kind"] not in ("weight", "bias"))
     batch = rows[0]["input_shape"][0] if rows and rows[0]["input_shape"] else 1
+    stepped = any(r["kind"] == "weight" and not r.get("params") for r in rows)  # a recurrent layer's weight rows
     return (f"total parameters: {total:,}" + (f"; mult-adds for a batch of {batch}: {macs:,}" if macs else "")
+            + ("; a recurrent weight's row gives its product at one time step, the layer's row the whole "
+               "sequence's" if stepped else "")
             + (f"; activations: {_size(sum(r.get('activation_bytes', 0) for r in rows))}"
                if any(r.get("activation_bytes") for r in rows) else ""))
 

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from twinnet.structure import READOUT as HEAD  # a recurrent classifier's output layer: once, on the last state
+
 
 @dataclass(frozen=True)
 class TraceRow:
@@ -51,8 +53,6 @@ def _forward_products(module, x, out) -> str:
     return steps
 
 
-# twinnet's recurrent classifiers' output layer: applied once, to the last state, not at every step
-HEAD = "W_ph"
 
 
 def _recurrent_products(module, x) -> str:
