@@ -79,14 +79,15 @@ def test_reproduce_quick_writes_one_report_over_every_part(quick_run):
     assert all((out / f).is_file() for f in figures)
     assert {f.split("/")[0] for f in figures} >= {"mlp-compare", "cnn-vgg", "palindrome-sweep", "engine-check"}
     assert "im2col X (" in report and "BPTT" in report  # requirement 2's traced steps, for the CNN and the RNN
-    # the CNN and the RNN across engines, as the MLP: same weights and batches, curves, agreement, time
-    assert report.count("#### NumPy against PyTorch, the whole run") == 2
-    assert "cnn-vgg/engines.png" in figures and "rnn-engines/engines.png" in figures
+    # the MLP on CIFAR-10, the CNN and the RNN across engines, as the MLP on toy data: same weights and batches,
+    # curves, agreement, time
+    assert report.count("#### NumPy against PyTorch, the whole run") == 3
+    assert {"mlp-cifar/engines.png", "cnn-vgg/engines.png", "rnn-engines/engines.png"} <= set(figures)
     assert "cnn-vgg/numpy/curves.png" in figures and "cnn-vgg/torch/curves.png" in figures
-    for run in ("cnn-vgg", "rnn-engines"):
+    for run in ("mlp-cifar", "cnn-vgg", "rnn-engines"):
         s = json.loads((out / run / "summary.json").read_text())
         assert s["steps_compared"] > 0 and s["first_rel_loss_diff"] < 1e-5  # float32: one step, rounding alone
-    assert report.count("in the NumPy engine and") == 2  # and the time each took
+    assert report.count("in the NumPy engine and") == 3  # and the time each took
     # requirement 3: sentences from the numbers, against the published figures too
     assert "Published for the same work: 84.00% (the reduced VGG with Adam" in report
     assert "--quick run" in report and "The vanilla RNN " in report
@@ -102,11 +103,11 @@ def test_reproduce_quick_writes_one_report_over_every_part(quick_run):
 @pytest.mark.slow
 def test_reproduce_again_trains_nothing_twice_and_refuses_the_wrong_folder(quick_run, tmp_path, capsys, monkeypatch):
     out, args = quick_run
-    stamp = (out / "mlp-cifar" / "metrics.jsonl").stat().st_mtime_ns
+    stamp = (out / "mlp-cifar" / "numpy" / "metrics.jsonl").stat().st_mtime_ns
     capsys.readouterr()
     assert main(args) == 0
     assert "13 runs already finished, 0 to run" in capsys.readouterr().err
-    assert (out / "mlp-cifar" / "metrics.jsonl").stat().st_mtime_ns == stamp
+    assert (out / "mlp-cifar" / "numpy" / "metrics.jsonl").stat().st_mtime_ns == stamp
     # the wrong folder, or the wrong size, is refused before anything is written
     assert main(["reproduce", "--parts", "engine", "--out", str(out)]) == 2
     assert "holds a quick reproduce run; add --quick" in capsys.readouterr().err
