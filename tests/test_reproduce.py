@@ -192,7 +192,8 @@ def test_engine_check_passes_the_twins_and_names_a_model_whose_numpy_layer_is_wr
     s = json.loads((out / "summary.json").read_text())
     assert s["passed"] and s["worst"] < 1e-10 and [r["model"] for r in s["rows"]] == ["mlp", "mnist-cnn",
                                                                                        "palindrome-lstm"]
-    assert "Every model agrees" in (out / "report.md").read_text()
+    said = (out / "report.md").read_text()
+    assert "Every model agrees" in said and "Each of the 3 models chosen here (of " in said  # not "every model"
     # a ReLU whose backward lets the gradient through where the input was negative
     popped = ReLU.backward
     monkeypatch.setattr(ReLU, "backward", lambda self, dout: (popped(self, dout), dout)[1])

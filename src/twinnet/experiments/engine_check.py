@@ -117,7 +117,7 @@ def report(path: Path) -> list:
                f"{s['tolerance']:.0e}." if not failed else
                f"**{', '.join(failed)} disagree(s)** beyond the tolerance {s['tolerance']:.0e}.")
     return [Section("The NumPy engine against PyTorch", [
-        Text(f"Each registered model, built in both engines from the same float64 weights, takes one seeded "
+        Text(f"{_which(s)}, built in both engines from the same float64 weights, takes one seeded "
              f"batch of {s['batch']} forward and back (loss: the sum of the output times a random gradient), in "
              f"training mode (batch norm on the batch's statistics) except where dropout's random masks would "
              f"differ between the engines (eval mode). Errors are max|NumPy - PyTorch| / max(|PyTorch|, "
@@ -129,6 +129,17 @@ def report(path: Path) -> list:
                                    "gradient against PyTorch's, per model, in float64; dashed: float64 epsilon, "
                                    "dotted: the tolerance. Exact agreement is drawn at the foot of the axis."),
     ])]
+
+
+def _which(s: dict) -> str:
+    """Which models the table holds: all that are registered, or the ones chosen (a --quick run's three)."""
+    from twinnet.architectures import MODELS
+
+    checked = len(s["rows"])
+    if checked >= len(MODELS):
+        return f"Each of the {checked} registered models"
+    return (f"Each of the {checked} models chosen here (of {len(MODELS)} registered; `--set models=all`, the default "
+            f"outside --quick, checks every one)")
 
 
 def headline(s: dict) -> str:
