@@ -9,6 +9,8 @@ initialisation that the NumPy engine's BPTT and PyTorch's autograd measure the s
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -138,8 +140,36 @@ def report(path: Path) -> list:
                  "column is the largest relative difference between the norms measured by the NumPy engine's BPTT "
                  "and by PyTorch's autograd at initialisation."),
             Table(["model", "T", "dh(1)/dh(T-1) at init", "after training", "test acc after training",
-                   "numpy vs torch (float64)"], rows, {1, 2, 3, 4, 5})]),
+                   "numpy vs torch (float64)"], rows, {1, 2, 3, 4, 5}),
+            Text(analysis(s["results"]))]),
     ]
+
+
+def analysis(results: list[dict]) -> str:
+    """What the table shows, from its numbers: at the longest length, which model passes the most gradient back
+    to the first step after training and which the least (with their test accuracy), and how each model's
+    ratio at initialisation changes from the shortest length to the longest."""
+    finite = [r for r in results if math.isfinite(_ratio(r["norms_trained"])) and math.isfinite(_ratio(r["norms_init"]))]
+    if not finite:
+        return "No finite ratio was measured, so there is nothing to compare."
+    longest = max(r["length"] for r in finite)
+    at = sorted((r for r in finite if r["length"] == longest), key=lambda r: _ratio(r["norms_trained"]))
+    name = lambda r: MODEL_NAMES[r["model"]]  # noqa: E731
+    said = lambda r: f"{_ratio(r['norms_trained']):.1e} for the {name(r)} ({100 * r['test_acc']:.1f}% test accuracy)"  # noqa: E731
+    text = (f"At T={longest}, after training, the gradient reaching the first step is {said(at[-1])}" +
+            (f", and {said(at[0])}." if len(at) > 1 else "."))
+    shortest = min(r["length"] for r in finite)
+    if shortest < longest:
+        changes = []
+        for model in dict.fromkeys(r["model"] for r in finite):
+            a = [r for r in finite if r["model"] == model and r["length"] == shortest]
+            b = [r for r in finite if r["model"] == model and r["length"] == longest]
+            if a and b:
+                changes.append(f"the {MODEL_NAMES[model]}'s from {_ratio(a[0]['norms_init']):.1e} to "
+                               f"{_ratio(b[0]['norms_init']):.1e}")
+        if changes:
+            text += f" At initialisation, from T={shortest} to T={longest}, the ratio goes " + "; ".join(changes) + "."
+    return text
 
 
 def headline(s: dict) -> str:
