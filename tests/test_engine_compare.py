@@ -48,6 +48,9 @@ def test_the_report_sets_the_engines_side_by_side_with_sentences_from_the_number
     # each engine's run as its own report shows it, its files found from here
     assert "## The numpy engine's run" in report and "![numpy/curves.png](numpy/curves.png)" in report
     assert "## The torch engine's run" in report and (rnn / "torch" / "curves.png").is_file()
+    # the network's structure tables and traced step once, with the first engine's run, not twice
+    assert report.count("Model structure") == 1 and report.count("one step traced") == 1
+    assert "shown with the numpy engine's run above" in report
 
 
 def test_a_resume_trains_neither_engine_again(rnn, capsys):

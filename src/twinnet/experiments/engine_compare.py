@@ -182,10 +182,15 @@ def report(path: Path) -> list:
                               f"absolutely), with the {s['dtype']} machine epsilon dashed; "
                               "steps equal exactly are counted in the legend."),
     ])]
-    for engine in ENGINES:  # each engine's run as its own report shows it
+    for k, engine in enumerate(ENGINES):  # each engine's run as its own report shows it
         run = path / engine
-        blocks.append(Section(f"The {engine} engine's run", relocated(body_blocks(run, draw=not (run / REPORT)
-                                                                                  .is_file()), engine)))
+        # the network's structure (both engines' tables) and traced step once, with the first engine's run
+        found = relocated(body_blocks(run, draw=not (run / REPORT).is_file(), structure=k == 0), engine)
+        if k:
+            found.append(Text(f"Its model structure and traced step are those shown with the {ENGINES[0]} engine's "
+                              f"run above (the same network; its own report, [{engine}/{REPORT}]({engine}/{REPORT}), "
+                              "repeats them)."))
+        blocks.append(Section(f"The {engine} engine's run", found))
     return blocks
 
 

@@ -76,10 +76,10 @@ def _open(path: Path) -> tuple[RunDir, dict, dict]:
     return run, cfg, env
 
 
-def body_blocks(path: Path, draw: bool = True) -> list[Block]:
+def body_blocks(path: Path, draw: bool = True, structure: bool = True) -> list[Block]:
     """What a finished run found: its experiment's sections (figures drawn first, unless ``draw`` is
-    false) and its model's structure, without the configuration, environment and files sections;
-    reads files only."""
+    false) and (unless ``structure`` is false) its model's structure and traced step, without the
+    configuration, environment and files sections; reads files only."""
     run, cfg, _ = _open(path)
     experiment = get_experiment(str(cfg.get("experiment")))
     with _figures_restored_on_failure(run.path):  # a report that fails leaves the figures of the one before
@@ -87,11 +87,11 @@ def body_blocks(path: Path, draw: bool = True) -> list[Block]:
             if experiment.figures is not None and draw:
                 experiment.figures(run.path)
             sections = experiment.report(run.path)
-            structure = _structure_section(run) + trace.section(run)
+            details = _structure_section(run) + trace.section(run) if structure else []
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
             raise TwinnetError(f"{run.path} is incomplete or damaged: its files lack what the {experiment.name} "
                                f"report needs ({type(e).__name__}: {e}); run the experiment again") from None
-        return [*_as_blocks(sections, run, experiment.name), *structure]
+        return [*_as_blocks(sections, run, experiment.name), *details]
 
 
 @contextlib.contextmanager
