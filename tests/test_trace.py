@@ -73,3 +73,17 @@ def test_an_image_run_keeps_its_traced_step_and_its_report_shows_it(tmp_path, mo
     # and every step's training loss, kept beside the evaluations
     kept = np.load(out / "predictions.npz")["step_loss"]
     assert len(kept) == metrics[-1]["step"] and np.all(np.isfinite(kept)) and "the loss of every training step" in report
+
+
+def test_the_toy_mlp_run_traces_one_step_per_dataset_with_its_batch_and_layer_shapes(tmp_path):
+    out = tmp_path / "mlp"
+    assert main(["run", "mlp-compare", "--quick", "--set", "datasets=moons,blobs", "--threads", "1",
+                 "--out", str(out)]) == 0
+    traced = json.loads((out / "trace.json").read_text())
+    assert set(traced) == {"MLP 2-20-2 on moons", "MLP 2-20-3 on blobs"}
+    rows = traced["MLP 2-20-3 on blobs"]["rows"]
+    first = next(r for r in rows if r["phase"] == "forward" and r["kind"] == "Linear")
+    n = traced["MLP 2-20-3 on blobs"]["batch"]
+    assert first["inputs"] == [n, 2] and first["output"] == [n, 20] and "(2, 20)" in first["products"]
+    assert any(r["phase"] == "backward" for r in rows)
+    assert "### MLP 2-20-3 on blobs (NumPy engine, a real batch of N = " in (out / "report.md").read_text()

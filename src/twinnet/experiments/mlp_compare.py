@@ -8,6 +8,7 @@ from typing import Literal
 
 import numpy as np
 
+from twinnet import trace
 from twinnet.architectures import mlp_layers
 from twinnet.config import check_unique
 from twinnet.data.arrays import ArrayDataset
@@ -75,6 +76,9 @@ def run(cfg: MLPCompareConfig, run_dir: RunDir, ctx) -> dict:
                              cfg.same_init)
         arch = "-".join(str(d) for d in (2, *cfg.hidden, n_classes))
         save_structures(run_dir, f"MLP {arch}", models, (2,), min(cfg.batch_len(len(split.train)), 256))
+        batch = min(cfg.batch_len(len(split.train)), trace.MAX_BATCH)  # one step of the run's batch, traced
+        trace.save_trace(run_dir, f"MLP {arch} on {dataset}", lambda nn: nn.Sequential(*mlp_layers(nn, 2, cfg.hidden,
+                         n_classes)), train.x[:batch].astype(cfg.dtype), train.y[:batch])
 
         learners = {engine: make_learner(models[engine], cfg) for engine in ENGINES}
         xx, yy = _grid(split.train.x, cfg.grid)
