@@ -157,3 +157,12 @@ def test_the_gradient_table_is_read_into_sentences_with_its_numbers():
                            "(90.0% test accuracy), and 1.0e-02 for the vanilla RNN (30.0% test accuracy).")
     assert "from T=4 to T=8, the ratio goes the vanilla RNN's from 5.0e-01 to 5.0e-02; the LSTM's from 2.0e-01 to 4.0e-03." in said
     assert "nothing to compare" in analysis([row("rnn", 4, 0.5, float("nan"), 0.1)])
+
+
+def test_the_learning_rate_is_said_constant_or_given_its_range_from_the_records():
+    from twinnet.report.analysis import learning_rate
+
+    assert learning_rate([{"lr": 0.1}, {"lr": 0.1}]) == "The learning rate was constant at 0.1 throughout (no schedule)."
+    assert learning_rate([{"lr": 1e-4}, {"lr": 2e-3}, {"lr": 8e-9}]) == (
+        "The learning rate moved between 8e-09 and 0.002 (from 0.0001 at the first evaluation to 8e-09 at the last).")
+    assert learning_rate([{"step": 0}]) == ""

@@ -175,6 +175,7 @@ def report(path: Path) -> list:
     agree_rows = [[d, f"{a['steps']:,}", a["dtype"], a["same_init"], f"{a['max_rel_loss_diff']:.2e}"]
                   for d, a in summary["agreement"].items()]
     config = RunDir(path).read_json(CONFIG)
+    metrics = RunDir(path).metrics()
     said = [f"{d}: " + analysis.agreement(a["max_rel_loss_diff"], a["steps"], a["dtype"])
             for d, a in summary["agreement"].items()]
     published = get_experiment("mlp-compare").published
@@ -189,7 +190,9 @@ def report(path: Path) -> list:
                  "initial weights, same batches)."),
             Table(["dataset", "steps", "dtype", "same init", "max relative difference"], agree_rows, {1, 4})]),
         Section("Analysis", [Text(t) for t in said]),
-        *(Section(d, [Figure(f"{d}_{kind}.png", caption.format(d=d)) for kind, caption in CAPTIONS.items()])
+        *(Section(d, [Figure(f"{d}_{kind}.png", caption.format(d=d) + (
+            " " + analysis.learning_rate([m for m in metrics if m.get("dataset") == d]) if kind == "curves" else ""))
+            for kind, caption in CAPTIONS.items()])
           for d in summary["agreement"]),
     ]
 

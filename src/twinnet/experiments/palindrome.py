@@ -14,7 +14,7 @@ from twinnet.checkpoint import Checkpointer
 from twinnet.config import to_dict
 from twinnet.recurrent_task import BEST, MODEL_NAMES, PalindromeConfig, save_model_structure, train_one
 from twinnet.registry import Experiment, register
-from twinnet.report import plots
+from twinnet.report import analysis, plots
 from twinnet.report.blocks import Figure, Section, Table, Text
 from twinnet.runs import CHECKPOINT, SUMMARY, RunDir
 
@@ -72,7 +72,8 @@ def report(path: Path) -> list:
         Section("Training curves", [Figure("curves.png", (
             "Accuracy and cross-entropy loss (log scale) against steps: on the fixed eval set at the full length "
             "T, and the running mean of the training batches since the previous evaluation, at the length they "
-            "were drawn at" + ("; right, the curriculum's training length." if moved else ".")))]),
+            "were drawn at" + ("; right, the curriculum's training length." if moved else ".")
+            + (" " + analysis.learning_rate(metrics) if analysis.learning_rate(metrics) else "")))]),
         Section("Parameters (same names and shapes in both engines)", [
             Table(["parameter", "shape", "count"],
                   [*params, ["total", "", f"{sum(p['count'] for p in s['parameters']):,}"]], {2})]),

@@ -40,6 +40,17 @@ def overfitting(records: Sequence[dict], unit: str = "epoch") -> str:
                "overfitting") + ".")
 
 
+def learning_rate(records: Sequence[dict]) -> str:
+    """The learning rate the evaluations recorded: constant (no schedule to draw), or its range."""
+    rates = [float(r["lr"]) for r in records if isinstance(r.get("lr"), (int, float))]
+    if not rates:
+        return ""
+    if max(rates) == min(rates):
+        return f"The learning rate was constant at {rates[0]:g} throughout (no schedule)."
+    return (f"The learning rate moved between {min(rates):.3g} and {max(rates):.3g} (from {rates[0]:.3g} at the first "
+            f"evaluation to {rates[-1]:.3g} at the last).")
+
+
 def _where(record: dict, unit: str) -> str:
     """An evaluation's place in training: a whole epoch by its number; one part-way through an epoch (runs
     evaluated every so many steps, whose records count epochs in fractions) by its step and the epoch it fell in."""
