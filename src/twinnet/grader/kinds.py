@@ -138,7 +138,7 @@ def _linear(cfg, ctx: Context) -> Quantities:
                              {k: ref[k] for k in ("dx", "dw", "db")})
     else:
         layer = _build(ctx, "class", d, cfg["m"])
-        layout = _bias_layout(ctx, ctx.entry, layer, cfg["m"])
+        layout = _bias_layout(ctx, layer, cfg["m"])
         _set_params(ctx, layer, {"weight": stored, "bias": _bias_as(layout, bias)})
         xs = x.reshape(cfg["n"], d).copy()
         out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
@@ -163,10 +163,10 @@ def _linear(cfg, ctx: Context) -> Quantities:
     return {**result, **more}
 
 
-def _bias_layout(ctx: Context, entry: dict, layer, m: int) -> str:
+def _bias_layout(ctx: Context, layer, m: int) -> str:
     """The linear layer's bias layout: the convention's, or with ``bias = "any"`` (a course whose students
     create their parameters themselves) the layout of the bias the student's layer created, if it holds M values."""
-    layout = entry.get("bias", "flat")
+    layout = ctx.entry.get("bias", "flat")
     if layout != "any":
         return layout
     params = _params(ctx, layer)
@@ -832,7 +832,7 @@ def _mlp(cfg, ctx: Context) -> Quantities:
     in_out = ctx.convention["layers"].get("linear", {}).get("weight", "out_in") == "in_out"
     lin_ctx = Context(ctx.names, ctx.files, ctx.convention["layers"].get("linear", {}), ctx.convention, rng)
 
-    bias_layouts = [_bias_layout(lin_ctx, lin_ctx.entry, mine, t.out_features) for mine, t in zip(linears, torch_linears)]
+    bias_layouts = [_bias_layout(lin_ctx, mine, t.out_features) for mine, t in zip(linears, torch_linears)]
 
     def layout(w, b, k):
         return {"weight": w.T.copy() if in_out else w.copy(), "bias": _bias_as(bias_layouts[k], b).copy()}
