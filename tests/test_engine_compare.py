@@ -103,3 +103,11 @@ def test_the_agreement_figure_draws_losses_trained_to_zero_and_non_finite_steps(
     plots.save(fig, tmp_path / "a.png")
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
     assert ax[0, 0].get_ylim()[1] < 1  # the largest difference drawn is 1e-4 (1e-8 against the floor), not 1e300
+
+
+def test_the_headline_gives_short_times_their_digits_and_long_ones_whole_seconds():
+    from twinnet.experiments.engine_compare import headline
+
+    runs = {"numpy": {"test_acc": 0.37, "training_s": 0.31}, "torch": {"test_acc": 0.3701, "training_s": 1041.2}}
+    said = headline({"preset": "cnn-vgg", "runs": runs, "max_rel_loss_diff": 1e-7, "steps_compared": 60})
+    assert said.startswith("cnn-vgg: numpy 37.00% in 0.31 s, torch 37.01% in 1041 s;")

@@ -196,8 +196,11 @@ def report(path: Path) -> list:
 
 def headline(s: dict) -> str:
     r = s["runs"]
-    return (f"{s['preset']}: numpy {100 * r['numpy']['test_acc']:.2f}% in {r['numpy']['training_s']:.0f} s, torch "
-            f"{100 * r['torch']['test_acc']:.2f}% in {r['torch']['training_s']:.0f} s; loss curves within "
+    def secs(t: float) -> str:  # a quick run's fraction of a second is not "0 s"
+        return f"{t:.0f} s" if t >= 10 else f"{t:.2g} s"
+
+    return (f"{s['preset']}: numpy {100 * r['numpy']['test_acc']:.2f}% in {secs(r['numpy']['training_s'])}, torch "
+            f"{100 * r['torch']['test_acc']:.2f}% in {secs(r['torch']['training_s'])}; loss curves within "
             f"{s['max_rel_loss_diff']:.1e} (relative) over {s['steps_compared']:,} steps")
 
 
