@@ -143,7 +143,7 @@ def _curves_figure(run_dir: RunDir, results: list[dict], lengths: list[int], cur
                for m in sorted({r["model"] for r in results}, key=MODELS.index)]
     fig.set_layout_engine("constrained")  # panel titles clear of the x labels above them
     fig.suptitle("training curves at each length (one line per seed)")
-    fig.legend(handles=handles, loc="outside upper right", ncols=len(handles), fontsize=8)
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)  # clear of the title
     plots.save(fig, run_dir.file("curves_by_length.png"))
 
 
