@@ -85,5 +85,5 @@ def test_the_toy_mlp_run_traces_one_step_per_dataset_with_its_batch_and_layer_sh
     first = next(r for r in rows if r["phase"] == "forward" and r["kind"] == "Linear")
     n = traced["MLP 2-20-3 on blobs"]["batch"]
     assert first["inputs"] == [n, 2] and first["output"] == [n, 20] and "(2, 20)" in first["products"]
-    assert any(r["phase"] == "backward" for r in rows)
+    assert any(r["phase"] == "backward" and "dbias (20,)" in r["grads"] for r in rows)  # a 1-d shape as Python's
     assert "### MLP 2-20-3 on blobs (NumPy engine, a real batch of N = " in (out / "report.md").read_text()

@@ -33,7 +33,9 @@ class TraceRow:
 
 
 def _s(shape) -> str:
-    return "(" + ", ".join(str(int(d)) for d in shape) + ")"
+    """A shape as Python writes it: (16, 10), and (16,) for one dimension."""
+    dims = [str(int(d)) for d in shape]
+    return f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(dims) + ")"
 
 
 def _forward_products(module, x, out) -> str:
@@ -92,7 +94,7 @@ def _backward_products(module, dout, dx) -> str:
         n, t = dx.shape[0], dx.shape[1]
         each = "; ".join(f"d{name} += dA^T {_s((w.data.shape[0], n))} @ {_s((n, w.data.shape[1]))}"
                          for name, w in weights.items() if name != HEAD)
-        head = (f"d{HEAD} = dOut^T {_s((weights[HEAD].data.shape[0], n))} @ h_T {_s((n, weights[HEAD].data.shape[1]))}"
+        head = (f"d{HEAD} = dOut^T {_s((weights[HEAD].data.shape[0], n))} @ h_last {_s((n, weights[HEAD].data.shape[1]))}"
                 "; then " if HEAD in weights else "")
         return f"{head}back through each of the {t} time steps (BPTT): {each}"
     return ""
