@@ -158,13 +158,19 @@ _HEADERS = ("layer", "kind", "kernel", "stride", "padding", "input", "output", "
 _NUMERIC = frozenset(range(9, 13))
 
 
+def shape_text(shape) -> str:
+    """A shape as Python writes it: (16, 10), and (16,) for one dimension."""
+    dims = [str(int(d)) for d in shape]
+    return f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(dims) + ")"
+
+
 def _size(n: int) -> str:
     return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB" if n >= 2**10 else f"{n} B"
 
 
 def _cells(r: dict) -> list[str]:
     """A row's cells; a structure.json written before a column existed shows it blank."""
-    shape = lambda s: (f"({s[0]},)" if len(s) == 1 else "(" + ", ".join(map(str, s)) + ")") if s else ""  # noqa: E731
+    shape = lambda s: shape_text(s) if s else ""  # noqa: E731
     sub = r["kind"] in ("weight", "bias") and not r["params"]  # a recurrent layer's weight: shapes per time step
     return [
         r["name"], r["kind"], r["kernel"], r["stride"], r["padding"],

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from twinnet.structure import READOUT as HEAD  # a recurrent classifier's output layer: once, on the last state
+from twinnet.structure import shape_text as _s
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,6 @@ class TraceRow:
     grads: str = ""  # backward: each parameter gradient's shape
 
 
-def _s(shape) -> str:
-    """A shape as Python writes it: (16, 10), and (16,) for one dimension."""
-    dims = [str(int(d)) for d in shape]
-    return f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(dims) + ")"
 
 
 def _forward_products(module, x, out) -> str:

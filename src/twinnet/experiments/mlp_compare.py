@@ -72,13 +72,12 @@ def run(cfg: MLPCompareConfig, run_dir: RunDir, ctx) -> dict:
         train, test = ArrayDataset(scale(split.train.x), split.train.y), ArrayDataset(scale(split.test.x), split.test.y)
         n_classes = len(split.classes)
 
-        models = build_twins(lambda nn: nn.Sequential(*mlp_layers(nn, 2, cfg.hidden, n_classes)), cfg.dtype, cfg.seed,
-                             cfg.same_init)
+        build = lambda nn: nn.Sequential(*mlp_layers(nn, 2, cfg.hidden, n_classes))  # noqa: E731
+        models = build_twins(build, cfg.dtype, cfg.seed, cfg.same_init)
         arch = "-".join(str(d) for d in (2, *cfg.hidden, n_classes))
         save_structures(run_dir, f"MLP {arch}", models, (2,), min(cfg.batch_len(len(split.train)), 256))
         batch = min(cfg.batch_len(len(split.train)), trace.MAX_BATCH)  # one step of the run's batch, traced
-        trace.save_trace(run_dir, f"MLP {arch} on {dataset}", lambda nn: nn.Sequential(*mlp_layers(nn, 2, cfg.hidden,
-                         n_classes)), train.x[:batch].astype(cfg.dtype), train.y[:batch])
+        trace.save_trace(run_dir, f"MLP {arch} on {dataset}", build, train.x[:batch].astype(cfg.dtype), train.y[:batch])
 
         learners = {engine: make_learner(models[engine], cfg) for engine in ENGINES}
         xx, yy = _grid(split.train.x, cfg.grid)
@@ -169,13 +168,14 @@ CAPTIONS = {
 
 
 def report(path: Path) -> list:
-    summary = RunDir(path).read_json(SUMMARY)
+    run = RunDir(path)
+    summary = run.read_json(SUMMARY)
     rows = [[r["dataset"], r["engine"], f"{100 * r['train_acc']:.2f}%", f"{100 * r['test_acc']:.2f}%",
              f"{r['train_loss']:.4f}", f"{r['test_loss']:.4f}"] for r in summary["results"]]
     agree_rows = [[d, f"{a['steps']:,}", a["dtype"], a["same_init"], f"{a['max_rel_loss_diff']:.2e}"]
                   for d, a in summary["agreement"].items()]
-    config = RunDir(path).read_json(CONFIG)
-    metrics = RunDir(path).metrics()
+    config, metrics = run.read_json(CONFIG), run.metrics()
+    rate = {d: analysis.learning_rate([m for m in metrics if m.get("dataset") == d]) for d in summary["agreement"]}
     said = [f"{d}: " + analysis.agreement(a["max_rel_loss_diff"], a["steps"], a["dtype"])
             for d, a in summary["agreement"].items()]
     published = get_experiment("mlp-compare").published
@@ -190,9 +190,9 @@ def report(path: Path) -> list:
                  "initial weights, same batches)."),
             Table(["dataset", "steps", "dtype", "same init", "max relative difference"], agree_rows, {1, 4})]),
         Section("Analysis", [Text(t) for t in said]),
-        *(Section(d, [Figure(f"{d}_{kind}.png", caption.format(d=d) + (
-            " " + analysis.learning_rate([m for m in metrics if m.get("dataset") == d]) if kind == "curves" else ""))
-            for kind, caption in CAPTIONS.items()])
+        *(Section(d, [Figure(f"{d}_{kind}.png", " ".join(filter(None, (caption.format(d=d),
+                                                                        rate[d] if kind == "curves" else ""))))
+                      for kind, caption in CAPTIONS.items()])
           for d in summary["agreement"]),
     ]
 

@@ -73,7 +73,7 @@ def report(path: Path) -> list:
             "Accuracy and cross-entropy loss (log scale) against steps: on the fixed eval set at the full length "
             "T, and the running mean of the training batches since the previous evaluation, at the length they "
             "were drawn at" + ("; right, the curriculum's training length." if moved else ".")
-            + (" " + analysis.learning_rate(metrics) if analysis.learning_rate(metrics) else "")))]),
+            + "".join(f" {t}" for t in (analysis.learning_rate(metrics),) if t)))]),
         Section("Parameters (same names and shapes in both engines)", [
             Table(["parameter", "shape", "count"],
                   [*params, ["total", "", f"{sum(p['count'] for p in s['parameters']):,}"]], {2})]),
