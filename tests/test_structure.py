@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from twinnet.architectures import MODELS, build_model
@@ -64,3 +65,14 @@ def test_a_recurrent_layers_row_counts_every_steps_products_and_the_readout_once
     assert f"mult-adds for a batch of 4: {rows[0].macs:,}" in text and "product at one time step" in text
     cnn = format_text(rows_as_dicts(structure(build_model("mlp", engine), (2,), batch=4)[0]), total)
     assert "time step" not in cnn
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+@pytest.mark.parametrize("model, gates", [("palindrome-rnn", 1), ("palindrome-lstm", 4)])
+def test_a_recurrent_layers_activations_are_every_steps_products_kept_for_backpropagation(engine, model, gates):
+    net = build_model(model, engine)
+    rows, _ = structure(net, (19, 10), batch=4)
+    itemsize = 4 if engine == "torch" else np.dtype(net.dtype).itemsize
+    # the input and the recurrent product, each (4, gates * 128), at each of the 19 steps, and the output
+    assert rows[0].activation_bytes == (19 * 2 * 4 * gates * 128 + 4 * 10) * itemsize
+    assert all(r.activation_bytes == 0 for r in rows[1:])  # counted once, in the layer's row

@@ -41,12 +41,40 @@ def test_a_traced_step_chains_its_shapes_forward_and_back_and_changes_nothing():
 def test_a_recurrent_step_shows_its_products_at_every_time_step():
     model = build_model("palindrome-gru", "numpy")
     x = np.random.default_rng(1).standard_normal((5, *MODELS["palindrome-gru"].input_shape)).astype(np.float32)
-    forward, _, _, backward = trace(model, x, np.arange(5))
+    rows = trace(model, x, np.arange(5))
+    forward = rows[0]
+    backward = next(r for r in rows if r.phase == "backward" and r.kind == "GRU")
     assert forward.inputs == (5, 19, 10) and forward.output == (5, 10)
     assert forward.products.startswith("at each of the 19 time steps (a palindrome of length T = 20 gives T - 1 = 19 input "
                                        "digits; its last digit is the label): (5, 10) @ weight_ih^T (10, 384) -> (5, 384)")
     assert "then once, on the last state: (5, 128) @ W_ph^T (128, 10) -> (5, 10)" in forward.products
     assert "back through each of the 19 time steps (BPTT)" in backward.products and backward.output == (5, 19, 10)
+
+
+def test_a_recurrent_layer_lists_its_time_steps_forward_and_back_from_the_last():
+    for name, length, states in [("palindrome-lstm", 9, ("h", "c")), ("palindrome-rnn", 5, ("h",))]:
+        model = build_model(name, "numpy")
+        x = np.random.default_rng(2).standard_normal((4, length, 10)).astype(np.float32)
+        rows = trace(model, x, np.arange(4))
+        steps = [r for r in rows if r.kind == "time step"]
+        ahead = [r.layer for r in steps if r.phase == "forward"]
+        back = [r.layer for r in steps if r.phase == "backward"]
+        shown = list(range(1, length + 1)) if length <= 7 else [1, 2, 3, length - 2, length - 1, length]
+        assert ahead == [f"t={t}" for t in shown] and back == ahead[::-1]
+        elided = [r for r in rows if r.kind == "time steps"]
+        assert len(elided) == (2 if length > 7 else 0)  # the steps between, once each way
+        gates = 4 if "h" in states and "c" in states else 1
+        last = next(r for r in steps if r.phase == "forward" and r.layer == f"t={length}")
+        assert last.inputs == (4, 10) and last.output == (4, 128)
+        assert f"pre-activations (4, {gates * 128})" in last.products
+        assert all(f"{s}({length}) (4, 128)" in last.products and f"{s}({length - 1}) (4, 128)" in last.products
+                   for s in states)
+        first_back = next(r for r in steps if r.phase == "backward")
+        assert first_back.layer == f"t={length}" and first_back.output == (4, 10)
+        assert all(f"d{s}({length}) (4, 128)" in first_back.products for s in states)
+        # the layer's products row comes first, its steps right after it
+        layer_row = next(i for i, r in enumerate(rows) if r.phase == "forward" and r.kind != "time step")
+        assert rows[layer_row + 1].layer == "t=1"
 
 
 def test_an_image_run_keeps_its_traced_step_and_its_report_shows_it(tmp_path, monkeypatch):

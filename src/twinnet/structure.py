@@ -26,7 +26,8 @@ class LayerRow:
     buffers: int = 0  # elements of its buffers (batch norm's running statistics)
     macs: int = 0  # multiply-adds of this call (Linear, Conv2d; a recurrent layer: its whole sequence; a
     # recurrent weight's own row: its product at one time step)
-    activation_bytes: int = 0  # the size of its output
+    activation_bytes: int = 0  # the size of its output; a recurrent layer's adds what backpropagation through
+    # time keeps: the output of each of its per-step products, at every step of the sequence
 
 
 def _fmt(v) -> str:
@@ -79,8 +80,12 @@ def _rows(name, module, in_shape, out_shape, n_params, n_buffers, itemsize) -> l
                                  stride="", padding="", input_shape=step_in, output_shape=step_out, params=0,
                                  weight=shape if len(shape) == 2 else None, bias=shape if len(shape) == 1 else None,
                                  macs=batch * shape[0] * shape[1] if len(shape) == 2 else 0))
-        # the layer's own row: every step's products over the sequence, the output layer's once
-        rows[0] = replace(rows[0], macs=sum(r.macs * (1 if r.name.endswith(f".{READOUT}") else steps) for r in rows[1:]))
+        # the layer's own row: every step's products over the sequence, the output layer's once; the
+        # products' outputs at every step are kept for the backward pass
+        stepped = [r for r in rows[1:] if r.kind == "weight" and not r.name.endswith(f".{READOUT}")]
+        rows[0] = replace(rows[0], macs=sum(r.macs * (1 if r.name.endswith(f".{READOUT}") else steps) for r in rows[1:]),
+                          activation_bytes=rows[0].activation_bytes
+                          + steps * sum(int(np.prod(r.output_shape)) for r in stepped) * itemsize)
     return rows
 
 
@@ -198,7 +203,8 @@ def _totals(rows: list[dict], total: int) -> str:
     stepped = any(r["kind"] == "weight" and not r.get("params") for r in rows)  # a recurrent layer's weight rows
     return (f"total parameters: {total:,}" + (f"; mult-adds for a batch of {batch}: {macs:,}" if macs else "")
             + ("; a recurrent weight's row gives its product at one time step, the layer's row the whole "
-               "sequence's" if stepped else "")
+               "sequence's (its activations: every step's products, kept for backpropagation through time)"
+               if stepped else "")
             + (f"; activations: {_size(sum(r.get('activation_bytes', 0) for r in rows))}"
                if any(r.get("activation_bytes") for r in rows) else ""))
 

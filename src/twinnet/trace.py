@@ -27,12 +27,54 @@ class TraceRow:
     phase: str  # "forward" or "backward"
     layer: str  # dotted path, as in state_dict keys
     kind: str  # class name
-    inputs: tuple  # forward: the input's shape; backward: the output gradient's
+    inputs: tuple | None  # forward: the input's shape; backward: the output gradient's (None: steps elided)
     output: tuple | None  # forward: the output's shape; backward: the input gradient's (None: not computed)
     products: str = ""  # the matrix products inside, shapes multiplied (x as the multiplication sign)
     grads: str = ""  # backward: each parameter gradient's shape
 
 
+STEPS_SHOWN = 3  # a recurrent layer's time steps listed one by one: this many first and last, the rest elided
+
+
+def _time_steps(module, name: str, x, phase: str) -> list[TraceRow]:
+    """A recurrent layer's time steps as rows of their own (the layer's row gives the products): forward,
+    x(t) and the carried state in, the state out; backward, from the last step to the first, the state's
+    gradient in, the input's and the previous state's out. Long sequences show their first and last
+    steps and one row for those between, whose shapes are the same."""
+    weights = {k: v.data.shape for k, v in module._parameters.items() if v is not None and v.data.ndim == 2}
+    if not weights or getattr(x, "ndim", 0) != 3 or not hasattr(module, "hidden_size"):
+        return []
+    n, length, d = x.shape
+    h, gh = module.hidden_size, getattr(module, "gates", 1) * module.hidden_size
+    states = getattr(module, "states", ("h",))
+
+    def carried(t, grad: str = "") -> str:
+        return ", ".join(f"{grad}{s}({t}) {_s((n, h))}" for s in states)
+
+    def label(steps: str) -> str:
+        return f"{name} t={steps}".strip()
+
+    shown = list(range(1, length + 1))
+    if length > 2 * STEPS_SHOWN + 1:
+        shown = shown[:STEPS_SHOWN] + [0] + shown[-STEPS_SHOWN:]  # 0: the steps between
+    if phase == "backward":
+        shown.reverse()
+    rows = []
+    for t in shown:
+        if t == 0:
+            first, last = (STEPS_SHOWN + 1, length - STEPS_SHOWN)
+            rows.append(TraceRow(phase, label(f"{first}..{last}" if phase == "forward" else f"{last}..{first}"),
+                                 "time steps", None, None,
+                                 f"{last - first + 1} more steps, each with the shapes of the rows around them"))
+        elif phase == "forward":
+            rows.append(TraceRow(phase, label(t), "time step", (n, d), (n, h),
+                                 f"x({t}) {_s((n, d))} and {carried(t - 1)} -> pre-activations {_s((n, gh))} "
+                                 f"-> {carried(t)}"))
+        else:
+            rows.append(TraceRow(phase, label(t), "time step", (n, h), (n, d),
+                                 f"{carried(t, 'd')} -> dA({t}) {_s((n, gh))} -> dx({t}) {_s((n, d))}, "
+                                 f"{carried(t - 1, 'd')}"))
+    return rows
 
 
 def _forward_products(module, x, out) -> str:
@@ -114,6 +156,7 @@ def trace(model, x: np.ndarray, y: np.ndarray) -> list[TraceRow]:
             first = args[0]
             rows.append(TraceRow("forward", _name, type(_m).__name__, tuple(first.shape),
                                  tuple(np.shape(out)), _forward_products(_m, first, np.asarray(out))))
+            rows.extend(_time_steps(_m, _name, first, "forward"))
             return out
 
         def bwd(dout, _m=module, _name=name, _b=backward):
@@ -123,6 +166,8 @@ def trace(model, x: np.ndarray, y: np.ndarray) -> list[TraceRow]:
             rows.append(TraceRow("backward", _name, type(_m).__name__, tuple(np.shape(dout)),
                                  None if dx is None else tuple(np.shape(dx)),
                                  _backward_products(_m, dout, dx), grads))
+            if dx is not None:
+                rows.extend(_time_steps(_m, _name, dx, "backward"))
             return dx
 
         module.forward, module.backward = fwd, bwd
@@ -180,7 +225,9 @@ def section(run) -> list:
                  "training data, layer by layer in the order they ran. Shapes are (N, C, H, W) for images, "
                  "(N, T, D) for sequences; a convolution multiplies its im2col matrix (a row per output pixel "
                  "of every image, a column per kernel entry of every input channel) by the kernel matrix, and "
-                 "backward folds the columns' gradient back onto the input (col2im)."),
+                 "backward folds the columns' gradient back onto the input (col2im); a recurrent layer's row "
+                 "gives its products, and a row per time step follows it (a long sequence's first and last "
+                 "steps): what each step takes in and carries on, and backward, from the last step to the first."),
             table(t["rows"])]) for label, t in run.read_json(TRACE).items()])]
 
 

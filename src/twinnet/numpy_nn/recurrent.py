@@ -45,6 +45,7 @@ class _Recurrent(Module):
     """Readout o = W_ph h(L) + b_o, the shared bookkeeping of forward/backward, recording of dLoss/dh(t)."""
 
     gates = 1  # rows of the input weight per hidden unit: 1 (RNN), 4 (LSTM), 3 (GRU)
+    states = ("h",)  # the state carried from step to step, each (B, H)
 
     def __init__(self, input_size: int, hidden_size: int, n_classes: int = 10, *, dtype=np.float32) -> None:
         super().__init__()
@@ -253,6 +254,7 @@ class LSTM(_Gated):
     """torch.nn.LSTM's equations, gates (i, f, g, o): c(t) = f c(t-1) + i g, h(t) = o tanh(c(t))."""
 
     gates = 4
+    states = ("h", "c")
 
     def forward(self, x, h0=None, c0=None):
         """As ``_Recurrent.forward``, with torch.nn.LSTM's initial cell state c0 (B, H) too (zeros if None)."""
