@@ -144,6 +144,33 @@ def test_full_adds_seeds_and_reports_the_headline_presets_as_mean_and_std(quick_
     assert f"| mlp-cifar-best | 0, 1, 2 | {mean:.2f}% ± {std:.2f}% |" in report
 
 
+@pytest.mark.slow
+def test_a_folder_not_finished_reports_its_finished_runs_and_lists_the_rest(quick_run, tmp_path, capsys):
+    out, _ = quick_run
+    partial = tmp_path / "partial"
+    shutil.copytree(out, partial)
+    # as if stopped during the palindrome sweep: no summary of its own, that run's summary not written yet
+    (partial / "summary.json").unlink()
+    (partial / "palindrome-sweep" / "summary.json").unlink()
+    for name in ("report.md", "report.html"):
+        (partial / name).unlink()
+    capsys.readouterr()
+    assert main(["report", str(partial)]) == 0
+    report = (partial / "report.md").read_text()
+    assert "**In progress: 12 of 13 runs finished**" in report
+    assert "| rnn | palindrome-sweep | palindrome-sweep | 0 | not finished yet |" in report
+    assert "[mlp-compare](mlp-compare/report.md)" in report and "### mlp-compare: " in report
+    assert "### palindrome-sweep: " not in report and "### palindrome-sweep-best: " in report
+    rows = re.findall(r"^\| (?:mlp|cnn|rnn|engine) \| \[?([a-z-]+)", report, flags=re.M)
+    assert rows.index("palindrome-sweep") == rows.index("palindrome-sweep-best") - 1  # in the jobs' order
+    assert "In progress" in (partial / "report.html").read_text()
+    assert not (partial / "summary.json").exists()  # a report in progress finishes nothing
+    # a run of an experiment without a report in progress says how to finish it
+    (partial / "mlp-cifar-best" / "summary.json").unlink()
+    assert main(["report", str(partial / "mlp-cifar-best")]) == 2
+    assert "finish it with `twinnet run mlp-cifar-best --resume" in capsys.readouterr().err
+
+
 # recorded by the page as it loads: script errors, failed resources, console.error calls, and every image's size
 _PROBE_HEAD = """<script>window.__errors = [];
 window.addEventListener("error", e => window.__errors.push(String(e.message || (e.target && e.target.src) || e)), true);

@@ -119,7 +119,8 @@ def _parser() -> argparse.ArgumentParser:
                                         "of a finished run",
                          description="Redraw the figures, report.md, report.html and the TensorBoard event log of a "
                          "finished run from its files (a run, a sweep, a --seeds group or a reproduce folder), and "
-                         "print the path of report.md. Nothing is trained; if drawing fails, the earlier figures "
+                         "print the path of report.md; a reproduce folder still running, or stopped, reports the "
+                         "runs it has finished so far. Nothing is trained; if drawing fails, the earlier figures "
                          "are restored.")
     rep.add_argument("run_dir", type=_path, metavar="RUN_DIR", help="the run directory (the last line `twinnet run` "
                      "printed)")

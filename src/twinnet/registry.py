@@ -37,6 +37,9 @@ class Experiment:
     headline: Callable[[dict], str] | None = None  # summary -> short text printed at the end of a run
     figures: Callable[[Path], None] | None = None  # draws the run's PNGs from its files; called before ``report``
     published: tuple[Published, ...] = ()  # published results for the same work, set beside a run's in its report
+    # an unfinished run directory -> a summary of what it has finished so far, for a report in progress
+    # (`twinnet report` on a long run that was stopped or is still going); None: only finished runs report
+    progress: Callable[[Path], dict] | None = None
 
 
 EXPERIMENTS: dict[str, Experiment] = {}

@@ -4,7 +4,8 @@ Every experiment the course asks for runs as a job of the sweep runner (each a c
 of its own, resumable), grouped as the assignment is: the MLP (part 1), the CNN (part 2), the RNN
 (part 3), and the engine checks. The report (report.md and a self-contained report.html) holds each
 part's runs, their figures, tables and analysis as their own reports show them, under a table of the
-headline figures; ``twinnet reproduce`` is the command (``twinnet run reproduce`` the same).
+headline figures; ``twinnet reproduce`` is the command (``twinnet run reproduce`` the same). A folder
+still running, or stopped, reports what it has finished so far (``twinnet report OUT``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import ClassVar, Literal
 from twinnet.config import BaseConfig
 from twinnet.registry import Experiment, get_experiment, register
 from twinnet.report.blocks import Section, Table, Text, relocated
-from twinnet.runs import REPORT, SUMMARY, RunDir
+from twinnet.runs import CONFIG, REPORT, SUMMARY, RunDir
 from twinnet.sweep import Job, run_sweep
 
 # part -> (title, [(job key, experiment, settings on top of its preset)])
@@ -132,9 +133,28 @@ def run(cfg: ReproduceConfig, run_dir: RunDir, ctx) -> dict:
     check_data([j for _, j in jobs], ctx.data_dir)
     done = run_sweep(run_dir, [j for _, j in jobs], threads=ctx.threads, command=ctx.command, data=ctx.data_dir,
                      name="reproduce")
+    return _summary(run_dir.path, jobs, {k: d["summary"] for k, d in done.items()})
+
+
+def _summary(path: Path, jobs: list[tuple[str, Job]], done: dict[str, dict]) -> dict:
+    """The summary of the jobs finished (``done``: job key -> its run's summary); ``pending`` lists the rest."""
     return {"runs": [{"job": j.key, "part": part, "experiment": j.experiment, "seed": j.seed,
-                      "headline": _headline(run_dir.path / j.key, done[j.key]["summary"])} for part, j in jobs],
-            "over_seeds": _over_seeds([j for _, j in jobs], done)}
+                      "headline": _headline(path / j.key, done[j.key])} for part, j in jobs if j.key in done],
+            "over_seeds": _over_seeds([j for _, j in jobs if j.key in done], done),
+            **({"pending": [{"job": j.key, "part": part, "experiment": j.experiment, "seed": j.seed}
+                            for part, j in jobs if j.key not in done],
+                "order": [j.key for _, j in jobs]} if len(done) < len(jobs) else {})}
+
+
+def progress(path: Path) -> dict:
+    """The summary of a reproduce folder that has not finished (stopped, or still running): its finished
+    runs, each read from its own folder, and the runs still to come."""
+    from twinnet.config import make_config
+
+    saved = RunDir(path).read_json(CONFIG)
+    jobs = make_config(ReproduceConfig, saved["config"], context=str(path / CONFIG)).jobs(bool(saved.get("quick")))
+    done = {j.key: RunDir(path / j.key).read_json(SUMMARY) for _, j in jobs if (path / j.key / SUMMARY).is_file()}
+    return _summary(path, jobs, done)
 
 
 SEED_FIGURES = ("test_acc", "train_time_s")  # shown over seeds, where a run's summary has them
@@ -149,7 +169,7 @@ def _over_seeds(jobs: list[Job], done: dict[str, dict]) -> list[dict]:
         keys = {key, *(seed_key(key, s) for s in EXTRA_SEEDS)}
         members = [j for j in jobs if j.key in keys]
         if len(members) > 1:
-            figures = over_seeds([done[j.key]["summary"] for j in members])
+            figures = over_seeds([done[j.key] for j in members])
             out.append({"job": key, "seeds": [j.seed for j in members],
                         "figures": {k: figures[k] for k in SEED_FIGURES if k in figures}})
     return out
@@ -166,12 +186,19 @@ def _headline(path: Path, summary: dict) -> str:
 def report(path: Path) -> list:
     from twinnet.report.build import body_blocks
 
-    s = RunDir(path).read_json(SUMMARY)
-    runs = s["runs"]
-    overview = Table(["part", "run", "experiment", "seed", "result"],
-                     [[r["part"], f"[{r['job']}]({r['job']}/report.md)", r["experiment"], str(r["seed"]),
-                       r["headline"]] for r in runs])
+    finished = (path / SUMMARY).is_file()
+    s = RunDir(path).read_json(SUMMARY) if finished else progress(path)
+    runs, pending = s["runs"], s.get("pending", [])
+    rows = {r["job"]: [r["part"], f"[{r['job']}]({r['job']}/report.md)", r["experiment"], str(r["seed"]),
+                       r["headline"]] for r in runs}
+    rows.update({r["job"]: [r["part"], r["job"], r["experiment"], str(r["seed"]), "not finished yet"] for r in pending})
+    overview = Table(["part", "run", "experiment", "seed", "result"], [rows[k] for k in s.get("order", rows)])
+    state = [] if finished else [Text(
+        f"**In progress: {len(runs)} of {len(runs) + len(pending)} runs finished** (this folder is still running, "
+        "or was stopped; run the same `twinnet reproduce` command again to continue it). The runs not finished yet "
+        "are listed in the overview and left out below.")]
     sections = [Section("Overview", [
+        *state,
         Text("Each run below is a complete run directory of its own (its report.md, report.html, configuration, "
              "environment and files are in its folder); this report shows what each found, part by part."),
         overview, *_seeds_table(s.get("over_seeds") or [])])]
@@ -184,7 +211,8 @@ def report(path: Path) -> list:
             drawn = (run / REPORT).is_file()  # its own report drew its figures already
             heading = f"{r['job']}: {TITLES.get(r['job'], e.description)}"
             blocks.append(Section(heading, relocated(body_blocks(run, draw=not drawn), r["job"])))
-        sections.append(Section(title, blocks))
+        if blocks:
+            sections.append(Section(title, blocks))
     return sections
 
 
@@ -217,5 +245,5 @@ register(Experiment(
     name="reproduce",
     description="the course's whole assignment: every experiment of the MLP, CNN and RNN parts and the engine "
     "checks, through the sweep runner, in one report (report.md and report.html)",
-    config_cls=ReproduceConfig, run=run, report=report, headline=headline,
+    config_cls=ReproduceConfig, run=run, report=report, headline=headline, progress=progress,
 ))

@@ -67,12 +67,18 @@ def _open(path: Path) -> tuple[RunDir, dict, dict]:
                            f"{CONFIG})")
     if not run.path.is_dir():
         raise TwinnetError(f"{run.path}: no such run directory")
-    for name in (CONFIG, ENV, SUMMARY):
+    for name in (CONFIG, ENV):
         if not run.file(name).exists():
-            raise TwinnetError(f"{run.path} is not a finished run: {name} is missing")
+            raise TwinnetError(f"{run.path} is not a run directory: {name} is missing")
     cfg, env = run.read_json(CONFIG), run.read_json(ENV)
     if not isinstance(cfg, dict) or not isinstance(cfg.get("config"), dict) or not isinstance(env, dict):
         raise TwinnetError(f"{run.path}: {CONFIG} or {ENV} is damaged (not the object a run writes)")
+    experiment = get_experiment(str(cfg.get("experiment")))
+    if not run.file(SUMMARY).exists() and experiment.progress is None:
+        again = (f"finish it with `twinnet run {experiment.name} --resume {run.path}`"
+                 if getattr(experiment.config_cls, "resumable", False) else "run the experiment again")
+        raise TwinnetError(f"{run.path} is not a finished run: {SUMMARY} is missing (it was stopped, or is still "
+                           f"running); {again}")
     return run, cfg, env
 
 
