@@ -166,3 +166,32 @@ def test_the_learning_rate_is_said_constant_or_given_its_range_from_the_records(
     assert learning_rate([{"lr": 1e-4}, {"lr": 2e-3}, {"lr": 8e-9}]) == (
         "The learning rate moved between 8e-09 and 0.002 (from 0.0001 at the first evaluation to 8e-09 at the last).")
     assert learning_rate([{"step": 0}]) == ""
+
+
+def test_the_ladder_says_what_each_rung_bought_against_the_one_above_it():
+    from twinnet.report.analysis import ladder
+
+    rungs = [{"variant": "course", "test_acc": 0.70, "ladder": True},
+             {"variant": "augment", "test_acc": 0.75, "ladder": True},
+             {"variant": "schedule", "test_acc": 0.74, "ladder": True},
+             {"variant": "wider", "test_acc": 0.78, "ladder": False}]
+    said = ladder(rungs, base="schedule")
+    assert "augment +5.00 (70.00% to 75.00%), schedule -1.00 (75.00% to 74.00%)" in said
+    assert "The largest step is augment's (+5.00 points)" in said
+    assert "from course (70.00%) to schedule (74.00%) the ladder moves +4.00 points in all" in said
+    assert "One change each on schedule (74.00%): wider +4.00 points" in said
+    assert "The most accurate is wider (78.00%)" in said and "one seed" in said
+    worse = ladder([{"variant": "a", "test_acc": 0.6}, {"variant": "b", "test_acc": 0.5}])
+    assert "No rung improved on the one above it" in worse and "-10.00" in worse
+
+
+def test_overfitting_across_runs_names_those_whose_test_loss_turned_up_and_those_whose_did_not():
+    from twinnet.report.analysis import overfitting_across
+
+    said = overfitting_across([("course", _records([1.0, 0.6, 0.4], [1.0, 0.7, 0.9])),
+                               ("augment", _records([1.0, 0.8, 0.7], [1.0, 0.8, 0.75])),
+                               ("flat", _records([1.0, 0.8, 0.9], [1.0, 0.7, 0.9]))])  # train loss rose: noise
+    assert "in course (lowest 0.7000 at epoch 2, 0.9000 at epoch 3); not in augment, flat." in said
+    none = overfitting_across([("augment", _records([1.0, 0.8, 0.7], [1.0, 0.8, 0.75]))])
+    assert "no rung overfits" in none
+    assert overfitting_across([("one", _records([1.0], [1.0]))]) == ""  # too few evaluations to say

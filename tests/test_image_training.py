@@ -163,6 +163,12 @@ def test_ablation_quick_writes_one_row_and_one_folder_per_variant(data_dir, tmp_
     report = (out / "report.md").read_text()
     assert "| augment | + crop_pad=4, flip=True |" in report
     assert (out / "ablation.png").read_bytes().startswith(PNG_MAGIC)
+    # its analysis, read from the rungs' own figures
+    accs = {r["variant"]: r["test_acc"] for r in summary["variants"]}
+    gain = 100 * (accs["augment"] - accs["course"])
+    assert f"augment {gain:+.2f} ({100 * accs['course']:.2f}% to {100 * accs['augment']:.2f}%)" in report
+    assert f"One change each on augment ({100 * accs['augment']:.2f}%): no-bn " in report
+    assert "The course rung: Published for the same work: 84.00%" in report and "--quick run" in report
     # every rung a complete run of its own preset, with its own report
     for rung in ("course", "augment", "no-bn"):
         assert json.loads((out / rung / "config.json").read_text())["experiment"] == f"cnn-ablation-{rung}"

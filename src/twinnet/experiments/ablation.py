@@ -11,9 +11,9 @@ from twinnet.config import check_unique, to_dict
 from twinnet.experiments import image
 from twinnet.experiments.cifar import ABLATION_BUDGET, LADDER, QUICK, VARIANTS, rung
 from twinnet.registry import Experiment, register
-from twinnet.report import plots
+from twinnet.report import analysis, plots
 from twinnet.report.blocks import Figure, Section, Table, Text
-from twinnet.runs import SUMMARY, RunDir
+from twinnet.runs import CONFIG, SUMMARY, RunDir
 from twinnet.sweep import Job, run_sweep
 
 DEFAULT_VARIANTS = ",".join(LADDER)
@@ -106,9 +106,31 @@ def report(path: Path) -> list:
                  "where it is on); training time leaves out the evaluations. Each rung is a complete run of its "
                  f"preset `cnn-ablation-<rung>` in its own folder, with its own report: {links}."
                  + image.data_note(first))]),
+        Section("Analysis", [Text(t) for t in _analysis(path, s["variants"], first) if t]),
         Section("Test curves", [Figure("ablation.png", "Test accuracy and test loss of every rung against epochs, "
                                                        "each rung at the same budget.")]),
     ]
+
+
+def _analysis(path: Path, variants: list[dict], first: dict) -> list[str]:
+    """Sentences read from the rungs' figures: what each rung bought, which overfit, and the course's and
+    the best rung's accuracy beside the published figures."""
+    from twinnet.registry import get_experiment
+
+    lossy, quick = bool(first.get("lossy_data")), bool(RunDir(path).read_json(CONFIG).get("quick"))
+    rungs = [{"variant": r["variant"], "test_acc": r["test_acc"], "ladder": r["variant"] in LADDER} for r in variants]
+    ladder = [r for r in rungs if r["ladder"]]
+    texts = [analysis.ladder(rungs, base=ladder[-1]["variant"] if ladder else None),
+             analysis.overfitting_across([(r["variant"], RunDir(path / r["variant"]).metrics()) for r in variants])]
+    course = next((r for r in rungs if r["variant"] == "course"), None)
+    if course is not None:
+        texts.append("The course rung: " + analysis.against_published(
+            course["test_acc"], get_experiment("cnn-vgg").published, lossy, quick))
+    best = max(rungs, key=lambda r: r["test_acc"])
+    if best is not course:
+        texts.append(f"The most accurate rung, {best['variant']}: " + analysis.against_published(
+            best["test_acc"], get_experiment("cnn-vgg-best").published, lossy, quick))
+    return texts
 
 
 def headline(s: dict) -> str:

@@ -17,17 +17,15 @@ NOISE = 0.01  # a rise of the test loss smaller than this fraction of its lowest
 
 def overfitting(records: Sequence[dict], unit: str = "epoch") -> str:
     """Where the test loss turned up while the training loss kept falling, or that it did not."""
-    evals = [r for r in records if "test_loss" in r and "train_loss" in r and r.get("step", 1) > 0]
-    if len(evals) < 2:
+    turn = _turn(records)
+    if turn is None:
         return "There are too few evaluations to say whether the network began to overfit."
-    best = min(range(len(evals)), key=lambda i: evals[i]["test_loss"])
-    at, last = evals[best], evals[-1]
+    at, last, rise, train_fell = turn
     where = lambda r: _where(r, unit)  # noqa: E731
-    if best == len(evals) - 1:
+    if at is last:
+        first = next(r for r in records if "test_loss" in r and "train_loss" in r and r.get("step", 1) > 0)
         return (f"The test loss was still falling at the last evaluation ({where(last)}: {last['test_loss']:.4f}, "
-                f"from {evals[0]['test_loss']:.4f} at {where(evals[0])}): no sign of overfitting within this budget.")
-    train_fell = last["train_loss"] < at["train_loss"]
-    rise = last["test_loss"] - at["test_loss"]
+                f"from {first['test_loss']:.4f} at {where(first)}): no sign of overfitting within this budget.")
     if rise < NOISE * at["test_loss"]:
         return (f"The test loss was lowest at {where(at)} ({at['test_loss']:.4f}) and ended within "
                 f"{100 * NOISE:g}% of it ({last['test_loss']:.4f} at {where(last)}): no clear sign of overfitting "
@@ -38,6 +36,69 @@ def overfitting(records: Sequence[dict], unit: str = "epoch") -> str:
                f"{where(at)}" if train_fell else
                f"did not fall further ({at['train_loss']:.4f} to {last['train_loss']:.4f}): noise rather than "
                "overfitting") + ".")
+
+
+def ladder(rungs: Sequence[dict], base: str | None = None) -> str:
+    """What each rung of an ablation ladder bought: ``rungs`` in the ladder's order, each ``{"variant",
+    "test_acc", "ladder"}`` (``ladder`` false: a one-change variant of the rung named ``base``, the ladder's last)."""
+    steps = [r for r in rungs if r.get("ladder", True)]
+    if not steps:
+        return ""
+    points = lambda a, b: 100 * (b["test_acc"] - a["test_acc"])  # noqa: E731
+    parts = [f"{b['variant']} {points(a, b):+.2f} ({_pct(a['test_acc'])} to {_pct(b['test_acc'])})"
+             for a, b in zip(steps, steps[1:])]
+    text = ""
+    if parts:
+        gains = [(points(a, b), b["variant"]) for a, b in zip(steps, steps[1:])]
+        top_gain, top = max(gains)
+        text = (f"Each rung against the one above it, in points of test accuracy: {', '.join(parts)}. "
+                + (f"The largest step is {top}'s ({top_gain:+.2f} points); " if top_gain > 0 else
+                   "No rung improved on the one above it; ")
+                + f"from {steps[0]['variant']} ({_pct(steps[0]['test_acc'])}) to {steps[-1]['variant']} "
+                f"({_pct(steps[-1]['test_acc'])}) the ladder moves {points(steps[0], steps[-1]):+.2f} points in all.")
+    others = [r for r in rungs if not r.get("ladder", True)]
+    if others:
+        ref = next((r for r in steps if r["variant"] == base), steps[-1])
+        text += (f" One change each on {ref['variant']} ({_pct(ref['test_acc'])}): "
+                 + ", ".join(f"{r['variant']} {points(ref, r):+.2f}" for r in others) + " points.")
+    best = max(rungs, key=lambda r: r["test_acc"])
+    text += f" The most accurate is {best['variant']} ({_pct(best['test_acc'])})."
+    if len(rungs) > 1:
+        text += (" Each rung is one run at one seed: a difference of a few tenths of a point can come from the seed "
+                 "alone.")
+    return text.strip()
+
+
+def overfitting_across(named: Sequence[tuple[str, Sequence[dict]]], unit: str = "epoch") -> str:
+    """Which of several runs (name, records) overfit, with where their test loss turned up, and which did not."""
+    turned, not_turned = [], []
+    for name, records in named:
+        turn = _turn(records)
+        if turn is None:
+            continue
+        at, last, rise, train_fell = turn
+        if rise >= NOISE * at["test_loss"] and train_fell:
+            turned.append(f"{name} (lowest {at['test_loss']:.4f} at {_where(at, unit)}, {last['test_loss']:.4f} at "
+                          f"{_where(last, unit)})")
+        else:
+            not_turned.append(name)
+    if not turned and not not_turned:
+        return ""
+    if not turned:
+        return "In none of them did the test loss turn up while the training loss fell: no rung overfits within this budget."
+    return (f"The test loss turned up while the training loss kept falling, the sign of overfitting, in "
+            f"{', '.join(turned)}" + (f"; not in {', '.join(not_turned)}" if not_turned else "") + ".")
+
+
+def _turn(records: Sequence[dict]) -> tuple[dict, dict, float, bool] | None:
+    """(the evaluation of lowest test loss, the last, the test loss's rise between them, whether the training
+    loss fell between them), or None with fewer than two evaluations."""
+    evals = [r for r in records if "test_loss" in r and "train_loss" in r and r.get("step", 1) > 0]
+    if len(evals) < 2:
+        return None
+    at = min(evals, key=lambda r: r["test_loss"])
+    last = evals[-1]
+    return at, last, last["test_loss"] - at["test_loss"], last["train_loss"] < at["train_loss"]
 
 
 def learning_rate(records: Sequence[dict]) -> str:
