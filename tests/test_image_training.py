@@ -169,6 +169,7 @@ def test_ablation_quick_writes_one_row_and_one_folder_per_variant(data_dir, tmp_
     assert f"augment {gain:+.2f} ({100 * accs['course']:.2f}% to {100 * accs['augment']:.2f}%)" in report
     assert f"One change each on augment ({100 * accs['augment']:.2f}%): no-bn " in report
     assert "The course rung: Published for the same work: 84.00%" in report and "--quick run" in report
+    assert "Training times are wall-clock seconds where each rung ran (all on " in report
     # every rung a complete run of its own preset, with its own report
     for rung in ("course", "augment", "no-bn"):
         assert json.loads((out / rung / "config.json").read_text())["experiment"] == f"cnn-ablation-{rung}"

@@ -13,7 +13,7 @@ from twinnet.experiments.cifar import ABLATION_BUDGET, LADDER, QUICK, VARIANTS, 
 from twinnet.registry import Experiment, register
 from twinnet.report import analysis, plots
 from twinnet.report.blocks import Figure, Section, Table, Text
-from twinnet.runs import CONFIG, SUMMARY, RunDir
+from twinnet.runs import CONFIG, ENV, SUMMARY, RunDir
 from twinnet.sweep import Job, run_sweep
 
 DEFAULT_VARIANTS = ",".join(LADDER)
@@ -104,12 +104,26 @@ def report(path: Path) -> list:
             Text("Ladder rungs each add their change to all rungs above them; `best + ...` rows change one thing in "
                  "the last ladder rung. Train figures are the running mean over the last epoch (with augmentation, "
                  "where it is on); training time leaves out the evaluations. Each rung is a complete run of its "
-                 f"preset `cnn-ablation-<rung>` in its own folder, with its own report: {links}."
-                 + image.data_note(first))]),
+                 f"preset `cnn-ablation-<rung>` in its own folder, with its own report: {links}. "
+                 + _machines(path, s["variants"]) + image.data_note(first))]),
         Section("Analysis", [Text(t) for t in _analysis(path, s["variants"], first) if t]),
         Section("Test curves", [Figure("ablation.png", "Test accuracy and test loss of every rung against epochs, "
                                                        "each rung at the same budget.")]),
     ]
+
+
+def _machines(path: Path, variants: list[dict]) -> str:
+    """Where the rungs' training times were measured: one CPU for all, or which rung ran on which."""
+    cpus: dict[str, list[str]] = {}
+    for r in variants:
+        env = RunDir(path / r["variant"]).read_json(ENV) if (path / r["variant"] / ENV).is_file() else {}
+        cpu = f"{env.get('cpu', 'an unrecorded CPU')}" + (f" with {env['cpu_capability']}" if env.get("cpu_capability")
+                                                          else "")
+        cpus.setdefault(cpu, []).append(r["variant"])
+    where = (f"all on {next(iter(cpus))}" if len(cpus) == 1 else
+             "; ".join(f"{', '.join(names)} on {cpu}" for cpu, names in cpus.items()))
+    return (f"Training times are wall-clock seconds where each rung ran ({where}): they compare only between rungs "
+            "that had the same machine with its cores to themselves.")
 
 
 def _analysis(path: Path, variants: list[dict], first: dict) -> list[str]:
