@@ -173,16 +173,26 @@ def test_the_ladder_says_what_each_rung_bought_against_the_one_above_it():
 
     rungs = [{"variant": "course", "test_acc": 0.70, "ladder": True},
              {"variant": "augment", "test_acc": 0.75, "ladder": True},
-             {"variant": "schedule", "test_acc": 0.74, "ladder": True},
+             {"variant": "adamw", "test_acc": 0.74, "ladder": True, "step": "schedule + adamw"},
              {"variant": "wider", "test_acc": 0.78, "ladder": False}]
-    said = ladder(rungs, base="schedule")
-    assert "augment +5.00 (70.00% to 75.00%), schedule -1.00 (75.00% to 74.00%)" in said
+    said = ladder(rungs, base="adamw")
+    assert "augment +5.00 (70.00% to 75.00%), schedule + adamw -1.00 (75.00% to 74.00%)" in said
     assert "The largest step is augment's (+5.00 points)" in said
-    assert "from course (70.00%) to schedule (74.00%) the ladder moves +4.00 points in all" in said
-    assert "One change each on schedule (74.00%): wider +4.00 points" in said
+    assert "from course (70.00%) to adamw (74.00%) the ladder moves +4.00 points in all" in said
+    assert "One change each on adamw (74.00%): wider +4.00 points" in said
     assert "The most accurate is wider (78.00%)" in said and "one seed" in said
     worse = ladder([{"variant": "a", "test_acc": 0.6}, {"variant": "b", "test_acc": 0.5}])
     assert "No rung improved on the one above it" in worse and "-10.00" in worse
+    flat = ladder([{"variant": "a", "test_acc": 0.6}, {"variant": "b", "test_acc": 0.60001}])
+    assert "No rung improved" in flat  # +0.00 is no step
+    tied = ladder([{"variant": "a", "test_acc": 0.5}, {"variant": "b", "test_acc": 0.55}, {"variant": "c", "test_acc": 0.6}])
+    assert "The largest step is b and c's (+5.00 points)" in tied
+    # variants of a rung that did not run: nothing to measure them against, and no false difference
+    alone = ladder([{"variant": "course", "test_acc": 0.7, "ladder": True},
+                    {"variant": "wider", "test_acc": 0.8, "ladder": False}], base="adamw")
+    assert "One change each on adamw, which this ablation did not run" in alone and "wider 80.00%" in alone
+    assert "+10.00" not in alone
+    assert ladder([{"variant": "course", "test_acc": 0.7}]) == ""  # one rung: nothing to compare
 
 
 def test_overfitting_across_runs_names_those_whose_test_loss_turned_up_and_those_whose_did_not():
@@ -195,3 +205,28 @@ def test_overfitting_across_runs_names_those_whose_test_loss_turned_up_and_those
     none = overfitting_across([("augment", _records([1.0, 0.8, 0.7], [1.0, 0.8, 0.75]))])
     assert "no rung overfits" in none
     assert overfitting_across([("one", _records([1.0], [1.0]))]) == ""  # too few evaluations to say
+
+
+def test_the_ablation_names_the_machine_each_rung_trained_on(tmp_path):
+    import json
+
+    from twinnet.experiments.ablation import _machines
+
+    def rung(name, env=None, device="cpu"):
+        (tmp_path / name).mkdir()
+        if env is not None:
+            (tmp_path / name / "env.json").write_text(env if isinstance(env, str) else json.dumps(env))
+        (tmp_path / name / "summary.json").write_text(json.dumps({"device": device}))
+        return {"variant": name}
+
+    epyc = {"cpu": "AMD EPYC", "cpu_capability": "AVX512", "cuda": None}
+    rows = [rung("course", epyc), rung("augment", {**epyc, "resumed": [{"cpu": "Intel Xeon", "cpu_capability": "AVX2"}]}),
+            rung("schedule", {**epyc, "cuda": "NVIDIA H200"}, device="cuda"), rung("smoothing"),
+            rung("adamw", "[]")]
+    said = _machines(tmp_path, rows)
+    assert "course on AMD EPYC with AVX512;" in said
+    assert "augment on AMD EPYC with AVX512 then Intel Xeon with AVX2;" in said
+    assert "schedule on NVIDIA H200 (CUDA);" in said
+    assert "smoothing on a machine its folder does not record (smoothing)" in said
+    assert "adamw on a machine its folder does not record (adamw)" in said  # env.json not the object a run writes
+    assert "(all on AMD EPYC with AVX512)" in _machines(tmp_path, rows[:1])

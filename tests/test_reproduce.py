@@ -152,13 +152,19 @@ def test_a_folder_not_finished_reports_its_finished_runs_and_lists_the_rest(quic
     # as if stopped during the palindrome sweep: no summary of its own, that run's summary not written yet
     (partial / "summary.json").unlink()
     (partial / "palindrome-sweep" / "summary.json").unlink()
+    (partial / "rnn-engines" / "summary.json").write_text('{"outcome": "dive')  # cut short as it was written
+    (partial / "engine-check" / "summary.json").write_text('{"outcome": "diverged"}')  # the sweep reruns it
+    (partial / "rnn-gradients" / "report.md").unlink()  # summary written, report not yet: still finishing
     for name in ("report.md", "report.html"):
         (partial / name).unlink()
     capsys.readouterr()
     assert main(["report", str(partial)]) == 0
     report = (partial / "report.md").read_text()
-    assert "**In progress: 12 of 13 runs finished**" in report
-    assert "| rnn | palindrome-sweep | palindrome-sweep | 0 | not finished yet |" in report
+    assert "**In progress: 9 of 13 runs finished**" in report
+    assert f"`twinnet reproduce --quick --no-verify --out {partial}` continues it" in report
+    for part, job, experiment in [("rnn", "palindrome-sweep", "palindrome-sweep"), ("rnn", "rnn-engines", "engine-compare"),
+                                  ("engine", "engine-check", "engine-check"), ("rnn", "rnn-gradients", "rnn-gradients")]:
+        assert f"| {part} | {job} | {experiment} | 0 | not finished yet |" in report
     assert "[mlp-compare](mlp-compare/report.md)" in report and "### mlp-compare: " in report
     assert "### palindrome-sweep: " not in report and "### palindrome-sweep-best: " in report
     rows = re.findall(r"^\| (?:mlp|cnn|rnn|engine) \| \[?([a-z-]+)", report, flags=re.M)

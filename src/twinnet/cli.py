@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="shapes, mult-adds and activation memory for a batch of N (default 1)")
 
     rep = sub.add_parser("report", help="redraw the figures, report.md, report.html and the TensorBoard event log "
-                                        "of a finished run",
+                                        "of a finished run (a reproduce folder: of its runs finished so far)",
                          description="Redraw the figures, report.md, report.html and the TensorBoard event log of a "
                          "finished run from its files (a run, a sweep, a --seeds group or a reproduce folder), and "
                          "print the path of report.md; a reproduce folder still running, or stopped, reports the "

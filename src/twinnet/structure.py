@@ -26,8 +26,8 @@ class LayerRow:
     buffers: int = 0  # elements of its buffers (batch norm's running statistics)
     macs: int = 0  # multiply-adds of this call (Linear, Conv2d; a recurrent layer: its whole sequence; a
     # recurrent weight's own row: its product at one time step)
-    activation_bytes: int = 0  # the size of its output; a recurrent layer's adds what backpropagation through
-    # time keeps: the output of each of its per-step products, at every step of the sequence
+    activation_bytes: int = 0  # the size of its output; a recurrent layer's adds what its forward keeps for
+    # backpropagation through time (each step's states and gate activations, as the NumPy engine keeps them)
 
 
 def _fmt(v) -> str:
@@ -80,13 +80,23 @@ def _rows(name, module, in_shape, out_shape, n_params, n_buffers, itemsize) -> l
                                  stride="", padding="", input_shape=step_in, output_shape=step_out, params=0,
                                  weight=shape if len(shape) == 2 else None, bias=shape if len(shape) == 1 else None,
                                  macs=batch * shape[0] * shape[1] if len(shape) == 2 else 0))
-        # the layer's own row: every step's products over the sequence, the output layer's once; the
-        # products' outputs at every step are kept for the backward pass
-        stepped = [r for r in rows[1:] if r.kind == "weight" and not r.name.endswith(f".{READOUT}")]
+        # the layer's own row: every step's products over the sequence, the output layer's once; its
+        # activations: what the NumPy engine's forward keeps for backpropagation through time, its output too
         rows[0] = replace(rows[0], macs=sum(r.macs * (1 if r.name.endswith(f".{READOUT}") else steps) for r in rows[1:]),
-                          activation_bytes=rows[0].activation_bytes
-                          + steps * sum(int(np.prod(r.output_shape)) for r in stepped) * itemsize)
+                          activation_bytes=rows[0].activation_bytes + _kept_for_bptt(module, batch, steps) * itemsize)
     return rows
+
+
+def _kept_for_bptt(module, batch: int, steps: int) -> int:
+    """Elements a recurrent layer's forward keeps for its backward, as the NumPy engine's twin of its class
+    keeps them: each step's states and gate activations, and the initial states; 0 for a class it lacks."""
+    from twinnet.numpy_nn import recurrent
+
+    twin = getattr(recurrent, type(module).__name__, None)
+    hidden = getattr(module, "hidden_size", None)
+    if twin is None or not hasattr(twin, "kept_per_step") or hidden is None:
+        return 0
+    return (twin.kept_per_step * steps + len(twin.states)) * batch * hidden
 
 
 def count_parameters(model) -> int:
@@ -203,7 +213,8 @@ def _totals(rows: list[dict], total: int) -> str:
     stepped = any(r["kind"] == "weight" and not r.get("params") for r in rows)  # a recurrent layer's weight rows
     return (f"total parameters: {total:,}" + (f"; mult-adds for a batch of {batch}: {macs:,}" if macs else "")
             + ("; a recurrent weight's row gives its product at one time step, the layer's row the whole "
-               "sequence's (its activations: every step's products, kept for backpropagation through time)"
+               "sequence's (its activations: the states and gate activations of every step, kept for "
+               "backpropagation through time)"
                if stepped else "")
             + (f"; activations: {_size(sum(r.get('activation_bytes', 0) for r in rows))}"
                if any(r.get("activation_bytes") for r in rows) else ""))

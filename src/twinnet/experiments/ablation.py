@@ -113,17 +113,43 @@ def report(path: Path) -> list:
 
 
 def _machines(path: Path, variants: list[dict]) -> str:
-    """Where the rungs' training times were measured: one CPU for all, or which rung ran on which."""
-    cpus: dict[str, list[str]] = {}
+    """Where the rungs' training times were measured: the machine of each rung (each machine a resumed rung
+    continued on too), one for all where they agree."""
+    where: dict[str, list[str]] = {}
     for r in variants:
-        env = RunDir(path / r["variant"]).read_json(ENV) if (path / r["variant"] / ENV).is_file() else {}
-        cpu = f"{env.get('cpu', 'an unrecorded CPU')}" + (f" with {env['cpu_capability']}" if env.get("cpu_capability")
-                                                          else "")
-        cpus.setdefault(cpu, []).append(r["variant"])
-    where = (f"all on {next(iter(cpus))}" if len(cpus) == 1 else
-             "; ".join(f"{', '.join(names)} on {cpu}" for cpu, names in cpus.items()))
-    return (f"Training times are wall-clock seconds where each rung ran ({where}): they compare only between rungs "
+        where.setdefault(_machine(path / r["variant"], r), []).append(r["variant"])
+    if len(where) == 1:
+        text = f"all on {next(iter(where))}"
+    else:
+        text = "; ".join(f"{', '.join(names)} on {machine}" for machine, names in where.items())
+    return (f"Training times are wall-clock seconds where each rung ran ({text}): they compare only between rungs "
             "that had the same machine with its cores to themselves.")
+
+
+def _machine(folder: Path, row: dict) -> str:
+    """The machine a rung trained on, from its env.json (and those it was resumed on) and its device."""
+    from twinnet import TwinnetError
+
+    def read(name: str):
+        try:
+            return RunDir(folder).read_json(name) if (folder / name).is_file() else None
+        except TwinnetError:
+            return None
+
+    env, summary = read(ENV), read(SUMMARY)
+    if not isinstance(env, dict):
+        return f"a machine its folder does not record ({row['variant']})"
+    device = str(summary.get("device") if isinstance(summary, dict) and summary.get("device") else "cpu")
+    names = []
+    for e in [env, *(x for x in env.get("resumed") or [] if isinstance(x, dict))]:
+        if device.startswith("cuda") and e.get("cuda"):
+            name = f"{e['cuda']} (CUDA)"
+        else:
+            name = str(e.get("cpu") or "an unrecorded CPU") + (
+                f" with {e['cpu_capability']}" if e.get("cpu_capability") else "")
+        if name not in names:
+            names.append(name)
+    return " then ".join(names)
 
 
 def _analysis(path: Path, variants: list[dict], first: dict) -> list[str]:
@@ -132,16 +158,23 @@ def _analysis(path: Path, variants: list[dict], first: dict) -> list[str]:
     from twinnet.registry import get_experiment
 
     lossy, quick = bool(first.get("lossy_data")), bool(RunDir(path).read_json(CONFIG).get("quick"))
-    rungs = [{"variant": r["variant"], "test_acc": r["test_acc"], "ladder": r["variant"] in LADDER} for r in variants]
-    ladder = [r for r in rungs if r["ladder"]]
-    texts = [analysis.ladder(rungs, base=ladder[-1]["variant"] if ladder else None),
+    order = list(LADDER)
+    ladder = sorted((r for r in variants if r["variant"] in LADDER), key=lambda r: order.index(r["variant"]))
+    rungs = []
+    for i, r in enumerate(ladder):  # a step names every rung's change it adds (rungs between may not have run)
+        added = order[order.index(ladder[i - 1]["variant"]) + 1: order.index(r["variant"]) + 1] if i else []
+        rungs.append({"variant": r["variant"], "test_acc": r["test_acc"], "ladder": True,
+                      "step": " + ".join(added) or r["variant"]})
+    rungs += [{"variant": r["variant"], "test_acc": r["test_acc"], "ladder": False} for r in variants
+              if r["variant"] not in LADDER]
+    texts = [analysis.ladder(rungs, base=order[-1]),  # every variant is the whole ladder with one change
              analysis.overfitting_across([(r["variant"], RunDir(path / r["variant"]).metrics()) for r in variants])]
     course = next((r for r in rungs if r["variant"] == "course"), None)
     if course is not None:
         texts.append("The course rung: " + analysis.against_published(
             course["test_acc"], get_experiment("cnn-vgg").published, lossy, quick))
     best = max(rungs, key=lambda r: r["test_acc"])
-    if best is not course:
+    if best is not course:  # beside the figures published for the improved reduced VGG (cnn-vgg-best's)
         texts.append(f"The most accurate rung, {best['variant']}: " + analysis.against_published(
             best["test_acc"], get_experiment("cnn-vgg-best").published, lossy, quick))
     return texts

@@ -151,10 +151,26 @@ def progress(path: Path) -> dict:
     runs, each read from its own folder, and the runs still to come."""
     from twinnet.config import make_config
 
+    from twinnet.sweep import _complete
+
     saved = RunDir(path).read_json(CONFIG)
     jobs = make_config(ReproduceConfig, saved["config"], context=str(path / CONFIG)).jobs(bool(saved.get("quick")))
-    done = {j.key: RunDir(path / j.key).read_json(SUMMARY) for _, j in jobs if (path / j.key / SUMMARY).is_file()}
+    # finished as the sweep counts it (a summary that is not a diverged run's), and its own report written: one
+    # without it yet is still finishing in the process running it, which draws its figures
+    done = {j.key: RunDir(path / j.key).read_json(SUMMARY) for _, j in jobs
+            if _complete(path / j.key) and (path / j.key / REPORT).is_file()}
     return _summary(path, jobs, done)
+
+
+def again(path: Path) -> str:
+    """The command that continues the reproduce folder ``path``, from its saved configuration."""
+    saved = RunDir(path).read_json(CONFIG)
+    cfg = saved.get("config", {})
+    return " ".join(["twinnet reproduce", *(["--quick"] if saved.get("quick") else []),
+                     *(["--full"] if cfg.get("level") == "full" else []),
+                     *([f"--parts {cfg['parts']}"] if cfg.get("parts") and cfg["parts"] != ReproduceConfig.parts else []),
+                     *([f"--seed {cfg['seed']}"] if cfg.get("seed") else []),
+                     *(["--no-verify"] if cfg.get("verify") is False else []), f"--out {path}"])
 
 
 SEED_FIGURES = ("test_acc", "train_time_s")  # shown over seeds, where a run's summary has them
@@ -195,8 +211,8 @@ def report(path: Path) -> list:
     overview = Table(["part", "run", "experiment", "seed", "result"], [rows[k] for k in s.get("order", rows)])
     state = [] if finished else [Text(
         f"**In progress: {len(runs)} of {len(runs) + len(pending)} runs finished** (this folder is still running, "
-        "or was stopped; run the same `twinnet reproduce` command again to continue it). The runs not finished yet "
-        "are listed in the overview and left out below.")]
+        f"or was stopped: `{again(path)}` continues it). The runs not finished yet are listed in the overview and "
+        "left out below.")]
     sections = [Section("Overview", [
         *state,
         Text("Each run below is a complete run directory of its own (its report.md, report.html, configuration, "

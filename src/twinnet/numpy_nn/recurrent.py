@@ -46,6 +46,7 @@ class _Recurrent(Module):
 
     gates = 1  # rows of the input weight per hidden unit: 1 (RNN), 4 (LSTM), 3 (GRU)
     states = ("h",)  # the state carried from step to step, each (B, H)
+    kept_per_step = 1  # (B, H) arrays forward keeps for backward at each step: h(t); initial states kept too
 
     def __init__(self, input_size: int, hidden_size: int, n_classes: int = 10, *, dtype=np.float32) -> None:
         super().__init__()
@@ -255,6 +256,7 @@ class LSTM(_Gated):
 
     gates = 4
     states = ("h", "c")
+    kept_per_step = 7  # h(t), c(t), the four gates' activations, tanh(c(t))
 
     def forward(self, x, h0=None, c0=None):
         """As ``_Recurrent.forward``, with torch.nn.LSTM's initial cell state c0 (B, H) too (zeros if None)."""
@@ -312,6 +314,7 @@ class GRU(_Gated):
     """torch.nn.GRU's equations, gates (r, z, n): n = tanh(W_in x + b_in + r (W_hn h + b_hn)), h = (1-z) n + z h."""
 
     gates = 3
+    kept_per_step = 5  # h(t), r(t) and z(t), n(t), W_hn h(t-1) + b_hn
 
     def _run(self, xs, h0=None):
         xp, H = backend.xp(xs), self.hidden_size

@@ -39,34 +39,40 @@ def overfitting(records: Sequence[dict], unit: str = "epoch") -> str:
 
 
 def ladder(rungs: Sequence[dict], base: str | None = None) -> str:
-    """What each rung of an ablation ladder bought: ``rungs`` in the ladder's order, each ``{"variant",
-    "test_acc", "ladder"}`` (``ladder`` false: a one-change variant of the rung named ``base``, the ladder's last)."""
+    """What each rung of an ablation ladder bought: ``rungs`` each ``{"variant", "test_acc", "ladder"}``, the
+    ladder's rungs in the ladder's order (``"step"``, where given, names the changes a step adds: more than its
+    rung's own where rungs between were not run); ``ladder`` false: a one-change variant of the rung ``base``."""
     steps = [r for r in rungs if r.get("ladder", True)]
-    if not steps:
-        return ""
     points = lambda a, b: 100 * (b["test_acc"] - a["test_acc"])  # noqa: E731
-    parts = [f"{b['variant']} {points(a, b):+.2f} ({_pct(a['test_acc'])} to {_pct(b['test_acc'])})"
-             for a, b in zip(steps, steps[1:])]
-    text = ""
-    if parts:
-        gains = [(points(a, b), b["variant"]) for a, b in zip(steps, steps[1:])]
-        top_gain, top = max(gains)
-        text = (f"Each rung against the one above it, in points of test accuracy: {', '.join(parts)}. "
-                + (f"The largest step is {top}'s ({top_gain:+.2f} points); " if top_gain > 0 else
-                   "No rung improved on the one above it; ")
-                + f"from {steps[0]['variant']} ({_pct(steps[0]['test_acc'])}) to {steps[-1]['variant']} "
-                f"({_pct(steps[-1]['test_acc'])}) the ladder moves {points(steps[0], steps[-1]):+.2f} points in all.")
+    texts = []
+    if len(steps) > 1:
+        gains = [(points(a, b), b.get("step", b["variant"])) for a, b in zip(steps, steps[1:])]
+        parts = [f"{name} {gain:+.2f} ({_pct(a['test_acc'])} to {_pct(b['test_acc'])})"
+                 for (gain, name), a, b in zip(gains, steps, steps[1:])]
+        top = max(g for g, _ in gains)
+        tops = [name for g, name in gains if top - g < 0.005]  # equal to the hundredth shown: tied
+        texts.append(f"Each rung against the one above it, in points of test accuracy: {', '.join(parts)}.")
+        texts.append((f"The largest step is {' and '.join(tops)}'s ({top:+.2f} points); " if top >= 0.005 else
+                      "No rung improved on the one above it; ")
+                     + f"from {steps[0]['variant']} ({_pct(steps[0]['test_acc'])}) to {steps[-1]['variant']} "
+                     f"({_pct(steps[-1]['test_acc'])}) the ladder moves {points(steps[0], steps[-1]):+.2f} points in all.")
     others = [r for r in rungs if not r.get("ladder", True)]
     if others:
-        ref = next((r for r in steps if r["variant"] == base), steps[-1])
-        text += (f" One change each on {ref['variant']} ({_pct(ref['test_acc'])}): "
-                 + ", ".join(f"{r['variant']} {points(ref, r):+.2f}" for r in others) + " points.")
-    best = max(rungs, key=lambda r: r["test_acc"])
-    text += f" The most accurate is {best['variant']} ({_pct(best['test_acc'])})."
+        ref = next((r for r in steps if r["variant"] == base), None)
+        if ref is not None:
+            texts.append(f"One change each on {ref['variant']} ({_pct(ref['test_acc'])}): "
+                         + ", ".join(f"{r['variant']} {points(ref, r):+.2f}" for r in others) + " points.")
+        else:
+            texts.append(f"One change each on {base or 'the last rung'}, which this ablation did not run, so there "
+                         "is nothing to measure them against: "
+                         + ", ".join(f"{r['variant']} {_pct(r['test_acc'])}" for r in others) + ".")
     if len(rungs) > 1:
-        text += (" Each rung is one run at one seed: a difference of a few tenths of a point can come from the seed "
-                 "alone.")
-    return text.strip()
+        top = max(r["test_acc"] for r in rungs)
+        best = [r["variant"] for r in rungs if _pct(r["test_acc"]) == _pct(top)]
+        texts.append(f"The most accurate {'is' if len(best) == 1 else 'are, level,'} {' and '.join(best)} "
+                     f"({_pct(top)}). Each rung is one run at one seed: a difference of a few tenths of a point can "
+                     "come from the seed alone.")
+    return " ".join(texts)
 
 
 def overfitting_across(named: Sequence[tuple[str, Sequence[dict]]], unit: str = "epoch") -> str:
