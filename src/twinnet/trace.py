@@ -166,7 +166,7 @@ def trace(model, x: np.ndarray, y: np.ndarray) -> list[TraceRow]:
             rows.append(TraceRow("backward", _name, type(_m).__name__, tuple(np.shape(dout)),
                                  None if dx is None else tuple(np.shape(dx)),
                                  _backward_products(_m, dout, dx), grads))
-            if dx is not None:
+            if dx is not None:  # (a recurrent layer that spares its input's gradient has no dx(t) to list)
                 rows.extend(_time_steps(_m, _name, dx, "backward"))
             return dx
 
