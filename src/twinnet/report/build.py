@@ -69,7 +69,8 @@ def _open(path: Path) -> tuple[RunDir, dict, dict]:
         raise TwinnetError(f"{run.path}: no such run directory")
     for name in (CONFIG, ENV):
         if not run.file(name).exists():
-            raise TwinnetError(f"{run.path} is not a run directory: {name} is missing")
+            raise TwinnetError(f"{run.path} is not a finished run: {name} is missing, so it is not a run directory; "
+                               "give the folder `twinnet run` printed last")
     cfg, env = run.read_json(CONFIG), run.read_json(ENV)
     if not isinstance(cfg, dict) or not isinstance(cfg.get("config"), dict) or not isinstance(env, dict):
         raise TwinnetError(f"{run.path}: {CONFIG} or {ENV} is damaged (not the object a run writes)")
