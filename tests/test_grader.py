@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from twinnet import TwinnetError
 from twinnet.cli import main
 from twinnet.grader import grade, resolve_convention
 
@@ -51,6 +52,8 @@ BUGS = [
     ("cs231n", "cs231n_softmax_overflow.py", "softmax_loss", "scale=1000.0 wrong=False: loss is not finite", "some"),
     ("cs231n", "cs231n_log_eps.py", "softmax_loss", "loss: relative error", "some"),
     ("cs231n", "cs231n_rnn_bptt.py", "rnn", "t=4 d=3 h=5: dx: relative error", "some"),
+    ("cs231n", "cs231n_lstm_bugs.py", "lstm_step", "blocks of the 4H columns are in the order ifgo, where this "
+                                                   "convention's is ifog", "none"),
     ("cs231n", "cs231n_backward_zeros.py", "relu", "dx: relative error 1.00e+00", "none"),
     ("cs231n", "cs231n_pool_overlap.py", "maxpool", "s=1: dx: relative error", "some"),
     ("cs231n", "cs231n_adam_nobias.py", "adam", "w after step 1: relative error", "none"),
@@ -70,6 +73,20 @@ def test_each_planted_bug_is_caught_and_named(convention, bug, kind, named, stil
     assert any(named in f for f in row.failures), row.failures
     # a bug of one case only (a stride, a padding, overlapping windows): the other cases still pass
     assert (row.passed > 0) == (still == "some"), (row.passed, row.total)
+
+
+def test_an_lstm_in_another_gate_order_passes_with_that_order_and_its_lost_cell_gradient_is_caught(tmp_path):
+    spec = tmp_path / "torch-order.toml"
+    spec.write_text('style = "functional"\n'
+                    '[layers.lstm_step]\nforward = "lstm_step_forward"\nbackward = "lstm_step_backward"\ngates = "ifgo"\n'
+                    '[layers.lstm]\nforward = "lstm_forward"\nbackward = "lstm_backward"\ngates = "ifgo"\n')
+    rows = _rows(grade([STUDENTS / "bugs" / "cs231n_lstm_bugs.py"], resolve_convention(None, spec), configs=4))
+    assert rows["lstm_step"].passed == rows["lstm_step"].total  # right, in its own order
+    lstm = rows["lstm"]  # its lstm_backward drops dc(t) flowing back from step t+1: wrong wherever T > 1
+    assert 0 < lstm.passed < lstm.total and "dx: relative error" in lstm.first_failure and " t=1 " not in lstm.first_failure
+    spec.write_text(spec.read_text().replace('gates = "ifgo"', 'gates = "ifgx"', 1))
+    with pytest.raises(TwinnetError, match="gates must be one of ifgo"):
+        resolve_convention(None, spec)
 
 
 def test_a_bug_in_the_layer_inside_the_model_fails_the_whole_model_check(tmp_path):
@@ -162,7 +179,7 @@ def test_a_spec_file_describes_another_course(tmp_path):
     (["missing.py", "--convention", "cs231n"], "missing.py: no such file"),
     (["{layers}", "--convention", "cs999"], "unknown convention 'cs999'"),
     (["{layers}"], "give one of --convention"),
-    (["{layers}", "--convention", "cs231n", "--only", "lstm"], "--only lstm: not a layer of the cs231n convention"),
+    (["{layers}", "--convention", "cs231n", "--only", "gru"], "--only gru: not a layer of the cs231n convention"),
     (["{layers}", "--spec", "{bad_spec}"], "is not valid TOML"),
     (["{layers}", "--spec", "{kind_spec}"], "unknown layer kind 'transformer'"),
     (["{broken}", "--convention", "cs231n"], "broken.py cannot be loaded: SyntaxError: invalid syntax (broken.py:1)"),

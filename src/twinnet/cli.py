@@ -149,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="a convention of your own, in the built-in ones' schema (see the README)")
     c.add_argument("--only", default=None, metavar="LAYERS",
                    help="check only these layer kinds, comma-separated (of: linear, relu, elu, conv, maxpool, batchnorm, "
-                   "softmax_loss, svm_loss, softmax_cross_entropy, rnn_step, rnn, sgd_momentum, rmsprop, adam, mlp; "
+                   "softmax_loss, svm_loss, softmax_cross_entropy, rnn_step, rnn, lstm_step, lstm, sgd_momentum, rmsprop, adam, mlp; "
                    "each convention has some)")
     c.add_argument("--seed", type=int, default=None,
                    help="seed of the configurations (default: $TWINNET_CHECK_SEED, a teacher's secret, else 0)")

@@ -21,6 +21,7 @@ the old statistics' weight, CS231n; ``update``: the new batch's, torch); the los
 from __future__ import annotations
 
 import tomllib
+from itertools import permutations
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ CS231N: dict[str, Any] = {
         "svm_loss": {"function": "svm_loss"},
         "rnn_step": {"forward": "rnn_step_forward", "backward": "rnn_step_backward"},
         "rnn": {"forward": "rnn_forward", "backward": "rnn_backward"},
+        "lstm_step": {"forward": "lstm_step_forward", "backward": "lstm_step_backward", "gates": "ifog"},
+        "lstm": {"forward": "lstm_forward", "backward": "lstm_backward", "gates": "ifog"},
         "sgd_momentum": {"function": "sgd_momentum"},
         "rmsprop": {"function": "rmsprop"},
         "adam": {"function": "adam"},
@@ -108,13 +111,13 @@ BUILT_IN = {c["name"]: c for c in (CS231N, UVA, UVA_ELU, CS324, TORCH)}
 _CHOICES = {"weight": ("in_out", "out_in"), "bias": ("flat", "row", "column", "any"), "running_var": ("biased", "unbiased"),
             "momentum": ("keep", "update"), "input": ("logits", "probabilities"), "target": ("labels", "one_hot"),
             "reduction": ("mean", "sum"), "output": ("logits", "probabilities"),
-            "activation": ("relu", "elu")}
+            "activation": ("relu", "elu"), "gates": tuple("".join(p) for p in permutations("ifgo"))}
 
 
 # the settings a layer's table may hold besides the names of the student's code it needs
 _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum"),
             "softmax_cross_entropy": ("softmax", "input", "target", "reduction", "fused", "backward"),
-            "mlp": ("linear", "output", "fused", "activation")}
+            "mlp": ("linear", "output", "fused", "activation"), "lstm_step": ("gates",), "lstm": ("gates",)}
 _TOP = ("name", "style", "params", "grads", "layers")
 
 

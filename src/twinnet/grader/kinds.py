@@ -594,6 +594,75 @@ def _rnn_call(ctx: Context, arrays, dout, out_ref, grads_ref, names) -> Quantiti
     return {"out": (out, [out_ref]), **{n: (g, [r]) for n, g, r in zip(names, grads, grads_ref)}}
 
 
+def _lstm_tensors(cfg, rng, steps: int | None):
+    """x, h0 (or prev_h), Wx (D, 4H), Wh (H, 4H), b (4H,), and for one step prev_c."""
+    n, d, h = cfg["n"], cfg["d"], cfg["h"]
+    x = rng.standard_normal((n, d) if steps is None else (n, steps, d))
+    return (x, rng.standard_normal((n, h)), rng.standard_normal((d, 4 * h)) / 2,
+            rng.standard_normal((h, 4 * h)) / 2, rng.standard_normal(4 * h) / 2, rng.standard_normal((n, h)))
+
+
+def _lstm_cell(x, h, c, wx, wh, b, order: str):
+    """One LSTM step with the gates' blocks of the 4H columns in ``order`` (CS231n's "ifog", torch's "ifgo")."""
+    a = x @ wx + h @ wh + b
+    gates = dict(zip(order, a.chunk(4, dim=1)))
+    c = torch.sigmoid(gates["f"]) * c + torch.sigmoid(gates["i"]) * torch.tanh(gates["g"])
+    return torch.sigmoid(gates["o"]) * torch.tanh(c), c
+
+
+def _other_gate_order(theirs, order: str, compute) -> None:
+    """Raise ``Wrong`` naming the gate order ``theirs`` (a forward's output) follows, where it is not ``order``
+    and another order of the 4H columns' blocks gives it; ``compute(order)`` is the reference in that order."""
+    from itertools import permutations
+
+    try:
+        theirs = np.asarray(theirs, dtype=np.float64)
+    except (TypeError, ValueError):
+        return
+    def close(a, b):
+        return a.shape == b.shape and bool(np.all(np.abs(a - b) <= 1e-7 * max(float(np.abs(b).max()), 1e-3)))
+    if close(theirs, compute(order)):
+        return
+    for other in ("".join(p) for p in permutations("ifgo")):
+        if other != order and close(theirs, compute(other)):
+            raise Wrong(f"the gates' blocks of the 4H columns are in the order {other}, where this convention's is "
+                        f"{order} (gates = \"{other}\" in a spec, if that is the course's)")
+
+
+def _lstm_step(cfg, ctx: Context) -> Quantities:
+    x, h, wx, wh, b, c = _lstm_tensors(cfg, ctx.rng, None)
+    arrays = (x, h, c, wx, wh, b)  # the call's order: x, prev_h, prev_c, Wx, Wh, b
+    ts = [_t(a) for a in arrays]
+    next_h, next_c = _lstm_cell(ts[0], ts[1], ts[2], ts[3], ts[4], ts[5], ctx.entry.get("gates", "ifog"))
+    dh, dc = ctx.rng.standard_normal(tuple(next_h.shape)), ctx.rng.standard_normal(tuple(next_c.shape))
+    ((next_h * torch.from_numpy(dh)).sum() + (next_c * torch.from_numpy(dc)).sum()).backward()
+    copies = [a.copy() for a in arrays]
+    out = _pair(ctx.call(ctx.find("forward"), *copies, what=ctx.entry["forward"]), ctx.entry["forward"], 3)
+    all_unchanged(("x", "prev_h", "prev_c", "Wx", "Wh", "b"), arrays, copies)
+    with torch.no_grad():
+        _other_gate_order(out[0], ctx.entry.get("gates", "ifog"),
+                          lambda order: _lstm_cell(*ts, order)[0].numpy())
+    grads = _pair(ctx.call(ctx.find("backward"), dh.copy(), dc.copy(), out[2], what=ctx.entry["backward"]),
+                  ctx.entry["backward"], 6)
+    names = ("dx", "dprev_h", "dprev_c", "dWx", "dWh", "db")
+    return {"next_h": (out[0], [next_h.detach().numpy()]), "next_c": (out[1], [next_c.detach().numpy()]),
+            **{n: (g, [_g(t)]) for n, g, t in zip(names, grads, ts)}}
+
+
+def _lstm(cfg, ctx: Context) -> Quantities:
+    x, h0, wx, wh, b, _ = _lstm_tensors(cfg, ctx.rng, cfg["t"])
+    arrays = (x, h0, wx, wh, b)
+    ts = [_t(a) for a in arrays]
+    h, c, states = ts[1], torch.zeros_like(ts[1]), []  # c(0) = 0, as the course's lstm_forward starts
+    for step in range(cfg["t"]):
+        h, c = _lstm_cell(ts[0][:, step], h, c, ts[2], ts[3], ts[4], ctx.entry.get("gates", "ifog"))
+        states.append(h)
+    out_t = torch.stack(states, dim=1)  # (N, T, H)
+    dout = ctx.rng.standard_normal(tuple(out_t.shape))
+    (out_t * torch.from_numpy(dout)).sum().backward()
+    return _rnn_call(ctx, arrays, dout, out_t.detach().numpy(), [_g(t) for t in ts], ("dx", "dh0", "dWx", "dWh", "db"))
+
+
 # --- optimisers ---------------------------------------------------------------------------------------------
 
 def _optim_configs(rng, k):
@@ -888,6 +957,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("softmax_cross_entropy", "softmax + cross-entropy", (), ("loss",), _loss_configs, _softmax_ce),
     Kind("rnn_step", "RNN step", ("forward", "backward"), (), _rnn_configs, _rnn_step),
     Kind("rnn", "RNN over time", ("forward", "backward"), (), _rnn_configs, _rnn),
+    Kind("lstm_step", "LSTM step", ("forward", "backward"), (), _rnn_configs, _lstm_step),
+    Kind("lstm", "LSTM over time", ("forward", "backward"), (), _rnn_configs, _lstm),
     Kind("sgd_momentum", "SGD with momentum", ("function",), (), _optim_configs, _optimizer("sgd_momentum")),
     Kind("rmsprop", "RMSprop", ("function",), (), _optim_configs, _optimizer("rmsprop")),
     Kind("adam", "Adam", ("function",), (), _optim_configs, _optimizer("adam")),
