@@ -23,7 +23,7 @@ def overfitting(records: Sequence[dict], unit: str = "epoch") -> str:
     at, last, rise, train_fell = turn
     where = lambda r: _where(r, unit)  # noqa: E731
     if at is last:
-        first = next(r for r in records if "test_loss" in r and "train_loss" in r and r.get("step", 1) > 0)
+        first = _evals(records)[0]
         return (f"The test loss was still falling at the last evaluation ({where(last)}: {last['test_loss']:.4f}, "
                 f"from {first['test_loss']:.4f} at {where(first)}): no sign of overfitting within this budget.")
     if rise < NOISE * at["test_loss"]:
@@ -99,12 +99,17 @@ def overfitting_across(named: Sequence[tuple[str, Sequence[dict]]], unit: str = 
 def _turn(records: Sequence[dict]) -> tuple[dict, dict, float, bool] | None:
     """(the evaluation of lowest test loss, the last, the test loss's rise between them, whether the training
     loss fell between them), or None with fewer than two evaluations."""
-    evals = [r for r in records if "test_loss" in r and "train_loss" in r and r.get("step", 1) > 0]
+    evals = _evals(records)
     if len(evals) < 2:
         return None
     at = min(evals, key=lambda r: r["test_loss"])
     last = evals[-1]
     return at, last, last["test_loss"] - at["test_loss"], last["train_loss"] < at["train_loss"]
+
+
+def _evals(records: Sequence[dict]) -> list[dict]:
+    """The evaluations after training began that have both a test and a training loss."""
+    return [r for r in records if "test_loss" in r and "train_loss" in r and r.get("step", 1) > 0]
 
 
 def learning_rate(records: Sequence[dict]) -> str:
