@@ -54,6 +54,7 @@ BUGS = [
     ("cs231n", "cs231n_rnn_bptt.py", "rnn", "t=4 d=3 h=5: dx: relative error", "some"),
     ("cs231n", "cs231n_lstm_bugs.py", "lstm_step", "blocks of the 4H columns are in the order ifgo, where this "
                                                    "convention's is ifog", "none"),
+    ("cs231n", "cs231n_lstm_bugs.py", "lstm", "blocks of the 4H columns are in the order ifgo", "none"),
     ("cs231n", "cs231n_backward_zeros.py", "relu", "dx: relative error 1.00e+00", "none"),
     ("cs231n", "cs231n_pool_overlap.py", "maxpool", "s=1: dx: relative error", "some"),
     ("cs231n", "cs231n_adam_nobias.py", "adam", "w after step 1: relative error", "none"),
@@ -64,7 +65,7 @@ BUGS = [
 ]
 
 
-@pytest.mark.parametrize("convention, bug, kind, named, still", BUGS, ids=[b[1] for b in BUGS])
+@pytest.mark.parametrize("convention, bug, kind, named, still", BUGS, ids=[f"{b[1]}-{b[2]}" for b in BUGS])
 def test_each_planted_bug_is_caught_and_named(convention, bug, kind, named, still):
     files = {"cs231n": CS231N, "uva": UVA, "cs324": CS324, "torch": TORCH}[convention] + [STUDENTS / "bugs" / bug]
     rows = _rows(grade(files, resolve_convention(convention, None), only=[kind], configs=4))

@@ -585,10 +585,14 @@ def _rnn(cfg, ctx: Context) -> Quantities:
     return _rnn_call(ctx, arrays, dout, out_t.detach().numpy(), [_g(t) for t in ts], ("dx", "dh0", "dWx", "dWh", "db"))
 
 
-def _rnn_call(ctx: Context, arrays, dout, out_ref, grads_ref, names) -> Quantities:
+def _rnn_call(ctx: Context, arrays, dout, out_ref, grads_ref, names, check_out=None) -> Quantities:
+    """Call the student's forward and backward; ``check_out(out)``, where given, may raise ``Wrong`` naming
+    what the forward's output follows before its backward runs."""
     copies = [a.copy() for a in arrays]
     out, cache = _pair(ctx.call(ctx.find("forward"), *copies, what=ctx.entry["forward"]), ctx.entry["forward"], 2)
     all_unchanged(("x", "h0", "Wx", "Wh", "b"), arrays, copies)
+    if check_out is not None:
+        check_out(out)
     grads = _pair(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]),
                   ctx.entry["backward"], 5)
     return {"out": (out, [out_ref]), **{n: (g, [r]) for n, g, r in zip(names, grads, grads_ref)}}
@@ -649,18 +653,30 @@ def _lstm_step(cfg, ctx: Context) -> Quantities:
             **{n: (g, [_g(t)]) for n, g, t in zip(names, grads, ts)}}
 
 
+def _lstm_states(ts, order: str):
+    """Every step's hidden state (N, T, H) of an LSTM over x (N, T, D) from h0, with c(0) = 0 as the course's
+    lstm_forward starts."""
+    h, c, states = ts[1], torch.zeros_like(ts[1]), []
+    for step in range(ts[0].shape[1]):
+        h, c = _lstm_cell(ts[0][:, step], h, c, ts[2], ts[3], ts[4], order)
+        states.append(h)
+    return torch.stack(states, dim=1)
+
+
 def _lstm(cfg, ctx: Context) -> Quantities:
     x, h0, wx, wh, b, _ = _lstm_tensors(cfg, ctx.rng, cfg["t"])
     arrays = (x, h0, wx, wh, b)
     ts = [_t(a) for a in arrays]
-    h, c, states = ts[1], torch.zeros_like(ts[1]), []  # c(0) = 0, as the course's lstm_forward starts
-    for step in range(cfg["t"]):
-        h, c = _lstm_cell(ts[0][:, step], h, c, ts[2], ts[3], ts[4], ctx.entry.get("gates", "ifog"))
-        states.append(h)
-    out_t = torch.stack(states, dim=1)  # (N, T, H)
+    order = ctx.entry.get("gates", "ifog")
+    out_t = _lstm_states(ts, order)
     dout = ctx.rng.standard_normal(tuple(out_t.shape))
     (out_t * torch.from_numpy(dout)).sum().backward()
-    return _rnn_call(ctx, arrays, dout, out_t.detach().numpy(), [_g(t) for t in ts], ("dx", "dh0", "dWx", "dWh", "db"))
+
+    def gate_order(out):
+        with torch.no_grad():
+            _other_gate_order(out, order, lambda other: _lstm_states(ts, other).numpy())
+    return _rnn_call(ctx, arrays, dout, out_t.detach().numpy(), [_g(t) for t in ts], ("dx", "dh0", "dWx", "dWh", "db"),
+                     gate_order)
 
 
 # --- optimisers ---------------------------------------------------------------------------------------------
