@@ -238,3 +238,19 @@ def test_engine_check_passes_the_twins_and_names_a_model_whose_numpy_layer_is_wr
     capsys.readouterr()
     assert main(["run", "engine-check", "--set", "models=mlp,resnet"]) == 2
     assert "unknown model(s) resnet" in capsys.readouterr().err
+
+
+def test_an_interrupted_reproduce_says_the_reproduce_command_that_continues_it(tmp_path, monkeypatch, capsys):
+    import twinnet.experiments.reproduce as reproduce
+
+    def stopped(run_dir, jobs, **kwargs):  # the first job has measured something when Ctrl-C comes
+        (run_dir.path / jobs[0].key).mkdir()
+        (run_dir.path / jobs[0].key / "metrics.jsonl").write_text("{}\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reproduce, "run_sweep", stopped)
+    out = tmp_path / "rep"
+    assert main(["reproduce", "--quick", "--parts", "engine,rnn", "--seed", "3", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert f"to continue: twinnet reproduce --quick --parts engine,rnn --seed 3 --out {out}\n" in err
+    assert "twinnet run reproduce" not in err

@@ -40,6 +40,12 @@ class Experiment:
     # an unfinished run directory -> a summary of what it has finished so far, for a report in progress
     # (`twinnet report` on a long run that was stopped or is still going); None: only finished runs report
     progress: Callable[[Path], dict] | None = None
+    # an interrupted run directory -> the command that continues it (None: `twinnet run NAME --resume DIR`)
+    again: Callable[[Path], str] | None = None
+
+    def continue_command(self, path: Path) -> str:
+        """The command that continues the interrupted run in ``path``."""
+        return self.again(path) if self.again is not None else f"twinnet run {self.name} --resume {path}"
 
 
 EXPERIMENTS: dict[str, Experiment] = {}

@@ -280,7 +280,7 @@ def run_experiment(
                     record_resume()
             if isinstance(e, KeyboardInterrupt) and getattr(experiment.config_cls, "resumable", False) and \
                     (resume is not None or _work(run_dir)):
-                print(f"twinnet: to continue: twinnet run {name} --resume {run_dir.path}", file=sys.stderr)
+                print(f"twinnet: to continue: {experiment.continue_command(run_dir.path)}", file=sys.stderr)
             raise
         if resume is not None:
             record_resume()

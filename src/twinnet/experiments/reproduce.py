@@ -261,5 +261,5 @@ register(Experiment(
     name="reproduce",
     description="the course's whole assignment: every experiment of the MLP, CNN and RNN parts and the engine "
     "checks, through the sweep runner, in one report (report.md and report.html)",
-    config_cls=ReproduceConfig, run=run, report=report, headline=headline, progress=progress,
+    config_cls=ReproduceConfig, run=run, report=report, headline=headline, progress=progress, again=again,
 ))

@@ -76,7 +76,7 @@ def _open(path: Path) -> tuple[RunDir, dict, dict]:
         raise TwinnetError(f"{run.path}: {CONFIG} or {ENV} is damaged (not the object a run writes)")
     experiment = get_experiment(str(cfg.get("experiment")))
     if not run.file(SUMMARY).exists() and experiment.progress is None:
-        again = (f"finish it with `twinnet run {experiment.name} --resume {run.path}`"
+        again = (f"finish it with `{experiment.continue_command(run.path)}`"
                  if getattr(experiment.config_cls, "resumable", False) else "run the experiment again")
         raise TwinnetError(f"{run.path} is not a finished run: {SUMMARY} is missing (it was stopped, or is still "
                            f"running); {again}")
