@@ -1,6 +1,7 @@
 """``twinnet check``: correct student submissions pass in every built-in convention, and each planted
 bug (tests/students/bugs, one realistic mistake each) is caught and named in the table."""
 
+import ast
 import json
 import re
 import sys
@@ -58,6 +59,13 @@ BUGS = [
     ("cs231n", "cs231n_backward_zeros.py", "relu", "dx: relative error 1.00e+00", "none"),
     ("cs231n", "cs231n_pool_overlap.py", "maxpool", "s=1: dx: relative error", "some"),
     ("cs231n", "cs231n_adam_nobias.py", "adam", "w after step 1: relative error", "none"),
+    ("cs231n", "cs231n_dropout_not_inverted.py", "dropout", "the kept values are x itself: the dropout is not inverted",
+     "none"),
+    ("cs231n", "cs231n_dropout_drop.py", "dropout", "p is taken as the drop probability, where this convention's p is "
+                                                    "the keep probability (p = \"drop\" in a spec", "none"),
+    ("cs231n", "cs231n_embedding_buffered.py", "word_embedding", "dW[x] += dout writes each index once", "some"),
+    ("cs231n", "cs231n_layernorm_batch_axis.py", "layernorm", "out normalises each feature over the batch (axis 0)",
+     "none"),
     ("uva", "uva_grads_accumulate.py", "linear", "the gradient of weight is summed over backward calls", "none"),
     ("uva", "uva_linear_transposed.py", "linear", "forward reads the weight transposed", "none"),
     ("cs324", "cs324_ce_sum.py", "softmax_cross_entropy", "dx: relative error", "some"),
@@ -422,6 +430,11 @@ def test_a_bias_kept_as_a_column_is_graded_under_a_convention_that_says_so(layou
     ('style = "module"\n[layers.softmax_cross_entropy]\nloss = "L"\ninput = "probabilities"\n',
      'input = "probabilities" needs softmax'),
     ('style = 5\n', "style must be"),  # the setting that is wrong is named, not the missing tables
+    ('style = "functional"\n[layers.dropout]\nforward = "f"\nbackward = "b"\noptional = "yes"\n',
+     "[layers.dropout] optional must be true or false (a layer the files may lack), got 'yes'"),
+    ('style = "functional"\n[layers.dropout]\nforward = "f"\nbackward = "b"\np = "half"\n',
+     "[layers.dropout] p must be one of keep, drop"),
+    ('style = "functional"\n[layers.relu]\nforward = "f"\nbackward = "b"\np = "keep"\n', "unknown key(s) p"),
     ('style = "module"\n', "needs a [layers.KIND] table"),
 ])
 def test_a_spec_with_a_key_the_grader_would_not_read_is_refused_before_grading(text, message, tmp_path):
@@ -714,3 +727,117 @@ def test_an_error_just_above_the_tolerance_is_shown_to_enough_digits():
     assert _above_tolerance(3.2e-3) == "3.20e-03"
     just = RTOL * (1 + 1e-9)
     assert not passes(just) and _above_tolerance(just) == f"{just:.6e} (just above the tolerance, 1e-07)"
+
+
+# the layers CS231n's students wrote in some years only: optional kinds of the cs231n convention
+OPTIONAL = {"dropout": ("dropout", "dropout_forward", "dropout_backward"),
+            "spatial_batchnorm": ("spatial batch norm", "spatial_batchnorm_forward", "spatial_batchnorm_backward"),
+            "layernorm": ("layer norm", "layernorm_forward", "layernorm_backward"),
+            "spatial_groupnorm": ("spatial group norm", "spatial_groupnorm_forward", "spatial_groupnorm_backward"),
+            "word_embedding": ("word embedding", "word_embedding_forward", "word_embedding_backward")}
+NOT_SUBMITTED = "| - | - | not in the files (optional in this convention) | - |"
+
+
+def _without(source: str, *names: str) -> str:
+    """``source`` with its top-level functions ``names`` removed (a year of the course that had no such layer)."""
+    lines = source.splitlines(keepends=True)
+    found = [n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name in names]
+    for node in sorted(found, key=lambda n: -n.lineno):
+        del lines[node.lineno - 1:node.end_lineno]
+    return "".join(lines)
+
+
+def test_an_older_years_files_without_the_optional_layers_pass_and_those_rows_count_nothing(tmp_path, capsys):
+    """Files of a year before layer norm, group norm, ...: those rows are shown as not submitted, worth 0 of 0
+    points, and the verdict is that of the layers the files have (through the CLI and its JSON)."""
+    files = []
+    for f in CS231N:
+        files.append(tmp_path / f.name)
+        files[-1].write_text(_without(f.read_text(), *(name for _, *names in OPTIONAL.values() for name in names)))
+    assert "def dropout_forward" not in files[0].read_text() and "def affine_forward" in files[0].read_text()
+    out_json = tmp_path / "grade.json"
+    assert main(["check", *map(str, files), "--convention", "cs231n", "--configs", "1", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    for title, *_ in OPTIONAL.values():
+        assert f"| {title} {NOT_SUBMITTED}" in out, out
+    assert out.rstrip().endswith("all passed: 14/14 points")
+    grades = json.loads(out_json.read_text())
+    assert grades["ok"] is True and grades["points"] == grades["max_points"] == 14
+    absent = {r["kind"]: r for r in grades["layers"] if not r["submitted"]}
+    assert set(absent) == set(OPTIONAL)
+    assert all(r["points"] == r["max_points"] == 0 and r["first_failure"] is None for r in absent.values())
+    # a submission that cannot be graded at all loses the 14 points it had to earn, not the optional ones
+    (tmp_path / "exits.py").write_text("import os\nos._exit(0)\n")
+    assert main(["check", str(tmp_path / "exits.py"), "--convention", "cs231n", "--json", str(out_json)]) == 2
+    assert json.loads(out_json.read_text())["max_points"] == 14
+
+
+def test_an_optional_layer_of_which_only_some_functions_are_there_fails_naming_the_missing_ones(tmp_path):
+    (tmp_path / "course.toml").write_text(
+        'style = "functional"\n[layers.relu]\nforward = "relu_forward"\nbackward = "relu_backward"\n'
+        '[layers.dropout]\nforward = "dropout_forward"\nbackward = "dropout_backward"\noptional = true\n')
+    convention = resolve_convention(None, tmp_path / "course.toml")
+    (tmp_path / "layers.py").write_text(_without(CS231N[0].read_text(), "dropout_backward"))
+    report = grade([tmp_path / "layers.py"], convention, configs=1)
+    dropout = _rows(report)["dropout"]
+    assert dropout.submitted and dropout.max_points == 1 and dropout.total == 0
+    assert dropout.first_failure == "not found in the submission: dropout_backward"
+    assert not report.ok and _rows(report)["relu"].passed == _rows(report)["relu"].total > 0
+    (tmp_path / "layers.py").write_text(_without(CS231N[0].read_text(), "dropout_backward", "dropout_forward"))
+    report = grade([tmp_path / "layers.py"], convention, configs=1)
+    assert report.ok and not _rows(report)["dropout"].submitted  # both missing: not submitted
+
+
+def test_only_an_absent_optional_layer_makes_it_required(tmp_path, capsys):
+    (tmp_path / "layers.py").write_text("import numpy as np\n" + RELU)
+    assert main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--only", "relu,dropout"]) == 1
+    out = capsys.readouterr().out
+    assert "| dropout | 0/0 | - | not found in the submission: dropout_forward, dropout_backward | 0/1 |" in out
+    assert out.rstrip().endswith("FAILED: 1/2 points")
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["dropout"]).rows[0]
+    assert row.submitted and row.max_points == 1 and "not found in the submission" in row.first_failure
+
+
+def test_after_a_layer_ends_the_grading_process_the_optional_layers_graded_by_a_new_one_stay_optional(tmp_path,
+                                                                                                     capsys):
+    """A new process grades the layers after the one that ended the first: it is given them as the convention's
+    layers, not as --only (which would make an absent optional one a failure)."""
+    (tmp_path / "layers.py").write_text("import numpy as np\n" + RELU.replace(
+        "    return np.maximum", "    import os; os._exit(0)\n    return np.maximum"))
+    assert main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--configs", "1"]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"\| ReLU \| 0/1 \| .*the submission ended the grading process", out), out
+    assert f"| dropout {NOT_SUBMITTED}" in out and f"| word embedding {NOT_SUBMITTED}" in out, out
+    assert "| linear (affine) | 0/0 | - | not found in the submission: affine_forward, affine_backward |" in out
+    assert out.rstrip().endswith("FAILED: 0/14 points")
+
+
+def test_a_dropout_whose_p_is_the_drop_probability_passes_under_a_spec_that_says_so(tmp_path):
+    """CS231n's p was the drop probability up to 2017 (``p = "drop"``), the keep probability since: each
+    submission passes under its own meaning and is told the other's name under the other."""
+    spec = tmp_path / "cs231n-2017.toml"
+    spec.write_text('style = "functional"\n[layers.dropout]\nforward = "dropout_forward"\n'
+                    'backward = "dropout_backward"\np = "drop"\n')
+    drop = grade([STUDENTS / "bugs" / "cs231n_dropout_drop.py"], resolve_convention(None, spec), configs=2).rows[0]
+    assert drop.passed == drop.total > 0, drop.failures
+    keep = grade([CS231N[0]], resolve_convention(None, spec), configs=2).rows[0]
+    assert keep.total > 0 and keep.passed == 0
+    assert "p is taken as the keep probability, where this convention's p is the drop probability" in keep.first_failure
+
+
+@pytest.mark.parametrize("right, wrong, named", [
+    ("(np.random.rand(*x.shape) < p) / p", "(np.random.rand(*x.shape) < p) / p ** 2",
+     "the kept values are x times 1.562; inverted dropout divides them by the keep probability 0.8"),
+    ("(np.random.rand(*x.shape) < p) / p", "(np.random.rand(*x.shape) < p * p) / p",  # keeps p², scales by 1 / p
+     "of the values at p = 0.8, where the keep probability is 0.8 (+-0.006: 5 standard deviations)"),
+    ("'seed' in dropout_param", "'seed' in dropout_param and False",  # the seed ignored
+     "out (train mode, the same seed again): relative error"),
+    ("dx = dout * mask", "dx = dout", "dx (train mode): relative error"),
+    ("out = x\n", "out = x * p\n", "out (test mode): relative error"),  # test mode scales (vanilla dropout's)
+])
+def test_a_dropout_wrong_in_other_ways_is_told_what(right, wrong, named, tmp_path):
+    source = CS231N[0].read_text()
+    assert source.count(right) == 1
+    (tmp_path / "layers.py").write_text(source.replace(right, wrong))
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["dropout"], configs=1).rows[0]
+    assert row.total > 0 and row.passed == 0 and named in row.first_failure, row.failures

@@ -148,9 +148,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--spec", type=_path, default=None, metavar="SPEC.toml",
                    help="a convention of your own, in the built-in ones' schema (see the README)")
     c.add_argument("--only", default=None, metavar="LAYERS",
-                   help="check only these layer kinds, comma-separated (of: linear, relu, elu, conv, maxpool, batchnorm, "
-                   "softmax_loss, svm_loss, softmax_cross_entropy, rnn_step, rnn, lstm_step, lstm, sgd_momentum, rmsprop, adam, mlp; "
-                   "each convention has some)")
+                   help="check only these layer kinds, comma-separated (of: linear, relu, elu, dropout, conv, "
+                   "maxpool, batchnorm, spatial_batchnorm, layernorm, spatial_groupnorm, softmax_loss, svm_loss, "
+                   "softmax_cross_entropy, rnn_step, rnn, lstm_step, lstm, word_embedding, sgd_momentum, rmsprop, "
+                   "adam, mlp; each convention has some; a layer named here is required even where the convention "
+                   "makes it optional)")
     c.add_argument("--seed", type=int, default=None,
                    help="seed of the configurations (default: $TWINNET_CHECK_SEED, a teacher's secret, else 0)")
     c.add_argument("--configs", type=int, default=6, metavar="K",
@@ -308,11 +310,11 @@ def _cmd_check(args) -> int:
     try:
         report = grade_isolated(args.files, convention, only=only, seed=seed, configs=args.configs)
     except TwinnetError as e:  # the submission could not be graded (it does not load...): a gradebook still gets 0
-        if args.json is not None:
+        if args.json is not None:  # each layer the files had to define is lost, not an optional one
+            required = [k for k, entry in convention["layers"].items() if not entry.get("optional", False)]
             atomic_write_json(args.json, {"convention": convention["name"], "seed": seed,
                                           "files": [str(f) for f in args.files], "ok": False, "points": 0,
-                                          "max_points": len(only or convention["layers"]), "error": str(e),
-                                          "layers": []})
+                                          "max_points": len(only or required), "error": str(e), "layers": []})
         raise
     if args.json is not None:  # before the table: a reader of stdout that goes away early costs no grade
         atomic_write_json(args.json, report.as_dict())

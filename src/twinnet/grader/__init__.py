@@ -24,6 +24,7 @@ from twinnet.grader.conventions import BUILT_IN, load_spec
 from twinnet.grader.kinds import KINDS, Context
 from twinnet.grader.loader import StudentError, Submission, load
 
+NOT_SUBMITTED = "not in the files (optional in this convention)"  # the table's word for such a row
 MAX_CONFIGS = 1000  # random configurations per layer kind: more only makes a grading take hours
 SEED_ENV = "TWINNET_CHECK_SEED"  # a teacher's secret seed: students cannot tune to the configurations
 # told of the grading as it goes: ("kind", kind), ("config", label) before each configuration, ("row", row
@@ -50,6 +51,7 @@ class Row:
     failures: list[str] = field(default_factory=list)
     points: float = 0.0
     max_points: float = 1.0
+    submitted: bool = True  # False: an optional layer none of whose functions the files define (0 of 0 points)
 
 
 @dataclass
@@ -61,7 +63,10 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return all(r.total and r.passed == r.total for r in self.rows)
+        """Every layer submitted passed all its configurations (an optional one not submitted is no verdict),
+        and there was at least one."""
+        graded = [r for r in self.rows if r.submitted]
+        return bool(graded) and all(r.total and r.passed == r.total for r in graded)
 
     def as_dict(self) -> dict[str, Any]:
         return {"convention": self.convention, "seed": self.seed, "files": self.files, "ok": self.ok,
@@ -103,7 +108,8 @@ def resolve_seed(seed: int | None) -> int:
 
 def grade(paths: list[Path], convention: dict[str, Any], *, only: list[str] | None = None, seed: int = 0,
           configs: int = 6) -> Report:
-    """Check every layer of ``convention`` (or those in ``only``) in the student's files."""
+    """Check every layer of ``convention`` (or those in ``only``, each then required even where the convention
+    makes it optional) in the student's files."""
     if not 1 <= configs <= MAX_CONFIGS:
         raise TwinnetError(f"--configs must be in [1, {MAX_CONFIGS}] (random configurations per layer kind, beside "
                            f"the fixed edge cases; 6 by default), got {configs}")
@@ -119,7 +125,7 @@ def grade(paths: list[Path], convention: dict[str, Any], *, only: list[str] | No
     rows = []
     for kind in kinds:
         _progress("kind", kind)
-        rows.append(_grade_kind(kind, layers[kind], convention, submission, seed, configs))
+        rows.append(_grade_kind(kind, layers[kind], convention, submission, seed, configs, required=bool(only)))
         _progress("row", asdict(rows[-1]))
     return Report(convention["name"], seed, [str(p) for p in paths], rows)
 
@@ -127,7 +133,8 @@ def grade(paths: list[Path], convention: dict[str, Any], *, only: list[str] | No
 def check(namespace: dict[str, Any], *kinds: str, convention: str = "cs231n", seed: int | None = None,
           configs: int = 4) -> Report:
     """Grade the layers defined in ``namespace`` (a notebook's ``globals()``) and print the table:
-    ``check(globals(), "conv", "maxpool")``. Every kind of the convention when none is named."""
+    ``check(globals(), "conv", "maxpool")``. Every kind of the convention when none is named (those it makes
+    optional only if the notebook defines them)."""
     conv = resolve_convention(convention, None)
     unknown = [k for k in kinds if k not in conv["layers"]]
     if unknown:
@@ -135,16 +142,22 @@ def check(namespace: dict[str, Any], *kinds: str, convention: str = "cs231n", se
                            f"{', '.join(conv['layers'])}")
     submission = Submission({k: v for k, v in namespace.items() if not k.startswith("__")}, [])
     seed = resolve_seed(seed)
-    rows = [_grade_kind(kind, conv["layers"][kind], conv, submission, seed, configs) for kind in kinds or conv["layers"]]
+    rows = [_grade_kind(kind, conv["layers"][kind], conv, submission, seed, configs, required=bool(kinds))
+            for kind in kinds or conv["layers"]]
     report = Report(conv["name"], seed, ["this notebook"], rows)
     print(format_table(report))
     return report
 
 
-def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int, configs: int) -> Row:
+def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int, configs: int, *,
+                required: bool = False) -> Row:
+    """One layer's row; an optional one (not ``required`` by name) that the files lack entirely is not submitted."""
     spec = KINDS[kind]
     row = Row(kind, spec.title)
-    missing = [entry[k] for k in spec.needs(convention["style"]) if submission.get(entry[k]) is None]
+    needed = [entry[k] for k in spec.needs(convention["style"])]
+    missing = [name for name in needed if submission.get(name) is None]
+    if entry.get("optional", False) and not required and len(missing) == len(needed):
+        return Row(kind, spec.title, max_points=0.0, submitted=False)
     if missing:
         row.first_failure = f"not found in the submission: {', '.join(missing)}"
         row.failures.append(row.first_failure)
@@ -205,7 +218,8 @@ def format_table(report: Report) -> str:
         return "n/a" if v == float("inf") else f"{v:.1e}"  # a crash, None, a shape: no number to give
 
     rows = [[r.title, f"{r.passed}/{r.total}", err(r.worst_error) if r.total else "-",
-             r.first_failure or "", f"{r.points:g}/{r.max_points:g}"] for r in report.rows]
+             r.first_failure or "", f"{r.points:g}/{r.max_points:g}"] if r.submitted else
+            [r.title, "-", "-", NOT_SUBMITTED, "-"] for r in report.rows]
     table = markdown_table(["layer", "passed", "worst error", "first failure (reproduce with --only and --seed)",
                             "points"], rows)
     total = sum(r.points for r in report.rows)

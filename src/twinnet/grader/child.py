@@ -42,7 +42,10 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
     rows: dict[str, Row] = {}
     while True:
         todo = [k for k in kinds if k not in rows]
-        payload, events, how = _run_child(paths, convention, todo if rows else only, seed, configs)
+        # a new child grades the layers left as the first would have (an optional one stays optional: naming it
+        # in --only would make it required)
+        rest = {**convention, "layers": {k: convention["layers"][k] for k in todo}}
+        payload, events, how = _run_child(paths, rest, only and todo, seed, configs)
         if isinstance(payload, dict) and "error" in payload:
             raise TwinnetError(payload["error"])
         if isinstance(payload, dict) and "report" in payload:

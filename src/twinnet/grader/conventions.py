@@ -15,7 +15,13 @@ Each entry of ``layers`` names one layer kind's functions or class and the layou
 differ between courses (``weight``: ``in_out`` or ``out_in``; ``bias``: ``flat`` (M,), ``row``
 (1, M), ``column`` (M, 1) or ``any`` (whichever of those the student's layer created); batch norm's ``running_var`` (``biased``/``unbiased``) and ``momentum`` meaning (``keep``:
 the old statistics' weight, CS231n; ``update``: the new batch's, torch); the loss's ``input``
-(``logits``/``probabilities``), ``target`` (``labels``/``one_hot``) and ``reduction``).
+(``logits``/``probabilities``), ``target`` (``labels``/``one_hot``) and ``reduction``); dropout's ``p``
+(``keep``: the keep probability, CS231n since 2018; ``drop``: the drop probability, its 2016-17 starter code).
+
+An entry with ``optional = true`` is a layer some years of the course did not have: a submission that
+defines none of its functions gets a row marked not submitted, worth 0 of 0 points and outside the verdict;
+one that defines some of them is graded (the missing ones fail it), and ``--only KIND`` makes it required.
+CS231n's dropout, layer norm, spatial batch and group norm and word embedding are optional.
 """
 
 from __future__ import annotations
@@ -33,16 +39,24 @@ CS231N: dict[str, Any] = {
     "layers": {
         "linear": {"forward": "affine_forward", "backward": "affine_backward", "weight": "in_out"},
         "relu": {"forward": "relu_forward", "backward": "relu_backward"},
+        "dropout": {"forward": "dropout_forward", "backward": "dropout_backward", "p": "keep", "optional": True},
         "conv": {"forward": "conv_forward_naive", "backward": "conv_backward_naive"},
         "maxpool": {"forward": "max_pool_forward_naive", "backward": "max_pool_backward_naive"},
         "batchnorm": {"forward": "batchnorm_forward", "backward": "batchnorm_backward", "running_var": "biased",
                       "momentum": "keep"},
+        "spatial_batchnorm": {"forward": "spatial_batchnorm_forward", "backward": "spatial_batchnorm_backward",
+                              "running_var": "biased", "momentum": "keep", "optional": True},
+        "layernorm": {"forward": "layernorm_forward", "backward": "layernorm_backward", "optional": True},
+        "spatial_groupnorm": {"forward": "spatial_groupnorm_forward", "backward": "spatial_groupnorm_backward",
+                              "optional": True},
         "softmax_loss": {"function": "softmax_loss"},
         "svm_loss": {"function": "svm_loss"},
         "rnn_step": {"forward": "rnn_step_forward", "backward": "rnn_step_backward"},
         "rnn": {"forward": "rnn_forward", "backward": "rnn_backward"},
         "lstm_step": {"forward": "lstm_step_forward", "backward": "lstm_step_backward", "gates": "ifog"},
         "lstm": {"forward": "lstm_forward", "backward": "lstm_backward", "gates": "ifog"},
+        "word_embedding": {"forward": "word_embedding_forward", "backward": "word_embedding_backward",
+                           "optional": True},
         "sgd_momentum": {"function": "sgd_momentum"},
         "rmsprop": {"function": "rmsprop"},
         "adam": {"function": "adam"},
@@ -111,11 +125,13 @@ BUILT_IN = {c["name"]: c for c in (CS231N, UVA, UVA_ELU, CS324, TORCH)}
 _CHOICES = {"weight": ("in_out", "out_in"), "bias": ("flat", "row", "column", "any"), "running_var": ("biased", "unbiased"),
             "momentum": ("keep", "update"), "input": ("logits", "probabilities"), "target": ("labels", "one_hot"),
             "reduction": ("mean", "sum"), "output": ("logits", "probabilities"),
-            "activation": ("relu", "elu"), "gates": tuple("".join(p) for p in permutations("ifgo"))}
+            "activation": ("relu", "elu"), "gates": tuple("".join(p) for p in permutations("ifgo")),
+            "p": ("keep", "drop")}
 
 
 # the settings a layer's table may hold besides the names of the student's code it needs
 _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum"),
+            "spatial_batchnorm": ("running_var", "momentum"), "dropout": ("p",),
             "softmax_cross_entropy": ("softmax", "input", "target", "reduction", "fused", "backward"),
             "mlp": ("linear", "output", "fused", "activation"), "lstm_step": ("gates",), "lstm": ("gates",)}
 _TOP = ("name", "style", "params", "grads", "layers")
@@ -163,10 +179,13 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
                                + "; remove that table or check it with a spec of the other style")
         if missing := [k for k in needed if not isinstance(entry.get(k), str)]:
             raise TwinnetError(f"{where}: [layers.{kind}] needs {', '.join(missing)} (names in the student's code)")
-        known = (*needed, *_OPTIONS.get(kind, ()))
+        known = (*needed, *_OPTIONS.get(kind, ()), "optional")
         if unknown := [k for k in entry if k not in known]:
             raise TwinnetError(f"{where}: [layers.{kind}]: unknown key(s) {', '.join(unknown)}; in the {style} style "
                                f"it takes {', '.join(known)}")
+        if not isinstance(entry.get("optional", False), bool):
+            raise TwinnetError(f"{where}: [layers.{kind}] optional must be true or false (a layer the files may "
+                               f"lack), got {entry['optional']!r}")
         for key, allowed in _CHOICES.items():
             if key in entry and entry[key] not in allowed:
                 raise TwinnetError(f"{where}: [layers.{kind}] {key} must be one of {', '.join(allowed)}")

@@ -88,6 +88,18 @@ def _pair(result, what: str, n: int) -> tuple:
     return tuple(result)
 
 
+def _single(result):
+    """A backward's one gradient, also where it came back as a tuple of one."""
+    return result[0] if isinstance(result, tuple) and len(result) == 1 else result
+
+
+def _valid(name: str, value, like: np.ndarray) -> np.ndarray:
+    """``value`` as a float64 array, for a check that reads it before comparing it; ``Wrong`` where it cannot be
+    compared with ``like`` (None, another shape or dtype, not finite)."""
+    error(name, value, [like])
+    return np.asarray(value, dtype=np.float64)
+
+
 def _away_from_zero(rng, shape, gap: float = 0.05) -> np.ndarray:
     """Normal values kept at least ``gap`` from 0 (ReLU's kink: finite tolerances, no ties)."""
     x = rng.standard_normal(shape)
@@ -270,7 +282,7 @@ def _caches_apart(ctx: Context, first: tuple, second: tuple, dout, refs: dict[st
     _pair(ctx.call(ctx.find("forward"), *second, what=f"{forward} (another input)"), forward, 2)
     grads = ctx.call(ctx.find("backward"), dout.copy(), cache, what=f"{backward} (with the first forward's cache)")
     if len(refs) == 1:
-        grads = (grads[0] if isinstance(grads, tuple) and len(grads) == 1 else grads,)
+        grads = (_single(grads),)
     else:
         grads = _pair(grads, backward, len(refs))
     return {f"{name} from the first cache after another forward": (g, [refs[name]]) for name, g in zip(refs, grads)}
@@ -312,9 +324,7 @@ def _unary(ctx: Context, x, dout, refs: list[dict], args: tuple) -> Quantities:
         out, cache = _pair(ctx.call(ctx.find("forward"), xs, *copy.deepcopy(args), what=ctx.entry["forward"]),
                            ctx.entry["forward"], 2)
         unchanged("x", x, xs)
-        dx = ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"])
-        if isinstance(dx, tuple) and len(dx) == 1:
-            dx = dx[0]
+        dx = _single(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]))
         # -x: another ReLU mask, other max positions (the values are distinct)
         more = _caches_apart(ctx, (x.copy(), *copy.deepcopy(args)), (-x, *copy.deepcopy(args)), dout,
                              {"dx": refs[0]["dx"]})
@@ -411,6 +421,72 @@ def _maxpool(cfg, ctx: Context) -> Quantities:
     return _unary(ctx, x, dout, refs, (cfg["ph"], cfg["s"]))
 
 
+# --- dropout ---------------------------------------------------------------------------------------------
+
+def _dropout_configs(rng, k):
+    """Inputs of 100,000 values or more (the kept fraction then lies within 0.7% of the keep probability at 5
+    standard deviations), at keep probabilities away from 0.5, where p's two meanings differ."""
+    fixed = [dict(shape=(1000, 100), keep=0.8), dict(shape=(50, 8, 16, 16), keep=0.3),
+             dict(shape=(250, 400), keep=0.65)]
+    return fixed + [dict(shape=(int(rng.integers(200, 400)), int(rng.integers(500, 1000))),
+                         keep=float(rng.choice([0.2, 0.3, 0.7, 0.8, 0.9]))) for _ in range(k)]
+
+
+def _dropout(cfg, ctx: Context) -> Quantities:
+    """Dropout's mask is random, so its properties are checked, not its values: in train mode each output is 0
+    or x / keep (inverted dropout), a fraction keep of them kept, the same ones again for the same seed, and
+    backward lets dout through the student's own mask (out / x); in test mode x and dout pass unchanged.
+    The convention's ``p`` is the keep probability (CS231n since 2018) or the drop probability (2016-17)."""
+    rng, keep = ctx.rng, cfg["keep"]
+    meaning = ctx.entry.get("p", "keep")
+    p = keep if meaning == "keep" else 1 - keep
+    x, dout = _away_from_zero(rng, cfg["shape"]), rng.standard_normal(cfg["shape"])
+    seed = int(rng.integers(2**31))
+    forward, backward = ctx.entry["forward"], ctx.entry["backward"]
+
+    def param(mode: str, s: int = seed) -> dict:
+        return {"p": p, "mode": mode, "seed": s}
+
+    def run(mode: str) -> tuple:
+        xs = x.copy()
+        out, cache = _pair(ctx.call(ctx.find("forward"), xs, param(mode), what=f"{forward} (mode {mode})"), forward, 2)
+        unchanged("x", x, xs)
+        return out, cache
+
+    def back(cache, mode: str):
+        return _single(ctx.call(ctx.find("backward"), dout.copy(), cache, what=f"{backward} (mode {mode})"))
+
+    out, cache = run("train")
+    out = _valid("out (train mode)", out, x)
+    kept = out != 0
+    share, spread = kept.mean(), 5 * np.sqrt(keep * (1 - keep) / x.size)  # 5 binomial standard deviations
+    if abs(share - (1 - keep)) <= spread:
+        other = "drop" if meaning == "keep" else "keep"
+        raise Wrong(f"kept {share:.3f} of the values at p = {p:g}: p is taken as the {other} probability, where this "
+                    f"convention's p is the {meaning} probability (p = \"{other}\" in a spec, if that is the course's: "
+                    "CS231n's p was the drop probability until 2017, the keep probability since 2018)")
+    ratio = out[kept] / x[kept]  # what the kept values were multiplied by: 1 / keep
+    if kept.any() and np.allclose(ratio, ratio[0], rtol=1e-9, atol=0) and not np.isclose(ratio[0], 1 / keep, rtol=1e-9):
+        if np.isclose(ratio[0], 1, rtol=1e-9):
+            raise Wrong("the kept values are x itself: the dropout is not inverted (train mode divides what it keeps "
+                        "by the keep probability, so that test mode returns x unchanged)")
+        divided = ", divided by p, the drop probability" if meaning == "drop" and np.isclose(ratio[0], 1 / p) else ""
+        raise Wrong(f"the kept values are x times {ratio[0]:.4g}{divided}; inverted dropout divides them by the keep "
+                    f"probability {'1 - p = ' if meaning == 'drop' else ''}{keep:g} (x times {1 / keep:.4g})")
+    if abs(share - keep) > spread:
+        raise Wrong(f"kept {share:.3f} of the values at p = {p:g}, where the keep probability is {keep:g} "
+                    f"(+-{spread:.3f}: 5 standard deviations)")
+    again, _ = run("train")
+    dx = back(cache, "train")
+    out_test, cache_test = run("test")
+    dx_test = back(cache_test, "test")
+    through = dout * out / x  # the student's own mask: 0 or 1 / keep
+    more = _caches_apart(ctx, (x.copy(), param("train")), (-x, param("train", seed + 1)), dout, {"dx": through})
+    return {"out (train mode)": (out, [np.where(kept, x / keep, 0.0)]), "dx (train mode)": (dx, [through]),
+            "out (train mode, the same seed again)": (again, [out]), "out (test mode)": (out_test, [x]),
+            "dx (test mode)": (dx_test, [dout]), **more}
+
+
 # --- batch norm -----------------------------------------------------------------------------------------
 
 def _bn_configs(rng, k):
@@ -421,26 +497,41 @@ def _bn_configs(rng, k):
              keep=float(rng.choice([0.9, 0.8, 0.95]))) for _ in range(k)]
 
 
+def _spatial_bn_configs(rng, k):
+    """Images (N, C, H, W): a batch of one (the statistics are still over H and W), one channel, then drawn."""
+    return [dict(n=2, c=3, h=4, w=5), dict(n=1, c=2, h=3, w=3), dict(n=4, c=1, h=2, w=2)] + [
+        dict(n=int(rng.integers(1, 4)), c=int(rng.integers(1, 5)), h=int(rng.integers(2, 5)), w=int(rng.integers(1, 5)),
+             eps=float(rng.choice([1e-5, 1e-3, 1e-2])), keep=float(rng.choice([0.9, 0.8, 0.95]))) for _ in range(k)]
+
+
 def _batchnorm(cfg, ctx: Context) -> Quantities:
-    rng, n, d = ctx.rng, cfg["n"], cfg["d"]
-    x = rng.standard_normal((n, d)) * 2 + 1
+    """Batch norm of features (N, D), or spatial batch norm of images (N, C, H, W) with one mean and variance
+    per channel over N, H and W: the training output and gradients, the running statistics, test mode."""
+    rng, n = ctx.rng, cfg["n"]
+    shape = (n, cfg["d"]) if "d" in cfg else (n, cfg["c"], cfg["h"], cfg["w"])
+    d, axes = shape[1], (0,) if len(shape) == 2 else (0, 2, 3)  # d: features or channels
+
+    def per(v):  # (d,) against x's shape
+        return v.reshape(-1, *(1,) * (len(shape) - 2))
+
+    x = rng.standard_normal(shape) * 2 + 1
     gamma, beta = rng.standard_normal(d), rng.standard_normal(d)
     rm, rv = rng.standard_normal(d), rng.random(d) + 0.5
-    dout = rng.standard_normal((n, d))
+    dout = rng.standard_normal(shape)
     functional = ctx.convention["style"] == "functional"
     eps = cfg.get("eps", 1e-5) if functional else 1e-5  # a module's own eps is its constructor's default
     xt, gt, bt = _t(x), _t(gamma), _t(beta)
     out_t = torch.nn.functional.batch_norm(xt, None, None, gt, bt, training=True, eps=eps)
     (out_t * torch.from_numpy(dout)).sum().backward()
     biased = ctx.entry.get("running_var", "biased") == "biased"
-    var = x.var(axis=0, ddof=0 if biased else 1)
+    var = x.var(axis=axes, ddof=0 if biased else 1)
     keep = ctx.entry.get("momentum", "keep") == "keep"
     momentum = (cfg.get("keep", 0.9) if functional else 0.9) if keep else 0.1
     new = (1 - momentum) if keep else momentum  # the weight of this batch's statistics
-    ref = {"out": out_t.detach().numpy(), "running_mean": (1 - new) * rm + new * x.mean(axis=0),
+    ref = {"out": out_t.detach().numpy(), "running_mean": (1 - new) * rm + new * x.mean(axis=axes),
            "running_var": (1 - new) * rv + new * var, "dx": _g(xt), "dgamma": _g(gt), "dbeta": _g(bt)}
-    test_x = rng.standard_normal((n, d))
-    ref_test = gamma * (test_x - ref["running_mean"]) / np.sqrt(ref["running_var"] + eps) + beta
+    test_x = rng.standard_normal(shape)
+    ref_test = per(gamma) * (test_x - per(ref["running_mean"])) / np.sqrt(per(ref["running_var"]) + eps) + per(beta)
     more: Quantities = {}
     if functional:
         param = {"mode": "train", "eps": eps, "momentum": momentum, "running_mean": rm.copy(), "running_var": rv.copy()}
@@ -457,7 +548,7 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
         test_out = test[0] if isinstance(test, (tuple, list)) else test
         fresh = lambda: {**param, "mode": "train", "running_mean": rm.copy(), "running_var": rv.copy()}  # noqa: E731
         more = _caches_apart(ctx, (x.copy(), gamma.copy(), beta.copy(), fresh()),
-                             (rng.standard_normal((n, d)) * 3 - 1, gamma.copy(), beta.copy(), fresh()), dout,
+                             (rng.standard_normal(shape) * 3 - 1, gamma.copy(), beta.copy(), fresh()), dout,
                              {k: ref[k] for k in ("dx", "dgamma", "dbeta")})
     else:
         layer = _build(ctx, "class", d)
@@ -488,13 +579,93 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
     got = {"out": out, **stats, "dx": dx, "dgamma": dgamma, "dbeta": dbeta}
     stat_name = "biased" if biased else "unbiased"
     for key in ("running_var",):
-        other = (1 - new) * rv + new * x.var(axis=0, ddof=1 if biased else 0)
+        other = (1 - new) * rv + new * x.var(axis=axes, ddof=1 if biased else 0)
         if got[key] is not None and np.shape(got[key]) == other.shape and np.allclose(got[key], other, rtol=1e-9) \
                 and not np.allclose(other, ref[key], rtol=1e-6):
             raise Wrong(f"the running variance is updated with the {'unbiased' if biased else 'biased'} batch "
                         f"variance; this convention uses the {stat_name} one")
     result = {k: (got[k], [ref[k]]) for k in ref}
     return {**result, "out (test mode)": (test_out, [ref_test]), **more}
+
+
+# --- layer norm and group norm ------------------------------------------------------------------------------
+
+def _ln_configs(rng, k):
+    """A batch of one (layer norm's statistics are each sample's own), then drawn shapes and eps."""
+    return [dict(n=1, d=4), dict(n=4, d=3), dict(n=6, d=7)] + [
+        dict(n=int(rng.integers(1, 7)), d=int(rng.integers(2, 8)), eps=float(rng.choice([1e-5, 1e-3, 1e-2])))
+        for _ in range(k)]
+
+
+def _layernorm(cfg, ctx: Context) -> Quantities:
+    """Each row of x (N, D) normalised over its D features, then gamma and beta (D,); ln_param = {"eps": eps}.
+    A layer that normalises each feature over the batch, as batch norm does, is told so."""
+    rng, n, d, eps = ctx.rng, cfg["n"], cfg["d"], cfg.get("eps", 1e-5)
+    x = rng.standard_normal((n, d)) * 2 + 1
+    gamma, beta, dout = rng.standard_normal(d), rng.standard_normal(d), rng.standard_normal((n, d))
+    xt, gt, bt = _t(x), _t(gamma), _t(beta)
+    out_t = torch.nn.functional.layer_norm(xt, (d,), gt, bt, eps)
+    (out_t * torch.from_numpy(dout)).sum().backward()
+    ref = {"out": out_t.detach().numpy(), "dx": _g(xt), "dgamma": _g(gt), "dbeta": _g(bt)}
+    twin = _twin(nn.LayerNorm(d, eps=eps), x, dout, weight=gamma, bias=beta)
+    twin = {"out": twin["out"], "dx": twin["dx"], "dgamma": twin["dweight"], "dbeta": twin["dbias"]}
+    result = _normalisation(ctx, (x, gamma, beta), (), {"eps": eps}, dout, [ref, twin],
+                            rng.standard_normal((n, d)) * 3 - 1)
+    out = result["out"][0]
+    over_batch = gamma * (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + eps) + beta
+    if np.shape(out) == x.shape and np.allclose(out, over_batch, rtol=1e-9) and \
+            not np.allclose(over_batch, ref["out"], rtol=1e-6):
+        raise Wrong("out normalises each feature over the batch (axis 0), as batch norm does; layer norm normalises "
+                    "each sample over its D features (axis 1)")
+    return result
+
+
+def _gn_configs(rng, k):
+    """Groups of two channels, one group (layer norm over C, H and W), a group per channel (instance norm), a
+    batch of one, then drawn shapes, groups and eps."""
+    fixed = [dict(n=2, c=4, h=3, w=3, g=2), dict(n=2, c=3, h=2, w=3, g=1), dict(n=2, c=4, h=2, w=2, g=4),
+             dict(n=1, c=6, h=3, w=2, g=3)]
+    drawn = []
+    for _ in range(k):
+        g = int(rng.integers(1, 4))
+        drawn.append(dict(n=int(rng.integers(1, 4)), c=g * int(rng.integers(1, 4)), h=int(rng.integers(2, 5)),
+                          w=int(rng.integers(1, 5)), g=g, eps=float(rng.choice([1e-5, 1e-3, 1e-2]))))
+    return fixed + drawn
+
+
+def _groupnorm(cfg, ctx: Context) -> Quantities:
+    """x (N, C, H, W) normalised over each group of C / G channels (and H, W), then gamma and beta (1, C, 1, 1):
+    ``forward(x, gamma, beta, G, gn_param)`` with gn_param = {"eps": eps}."""
+    rng, c, eps = ctx.rng, cfg["c"], cfg.get("eps", 1e-5)
+    shape = (cfg["n"], c, cfg["h"], cfg["w"])
+    x = rng.standard_normal(shape) * 2 + 1
+    gamma, beta, dout = rng.standard_normal((1, c, 1, 1)), rng.standard_normal((1, c, 1, 1)), rng.standard_normal(shape)
+    xt, gt, bt = _t(x), _t(gamma), _t(beta)
+    out_t = torch.nn.functional.group_norm(xt, cfg["g"], gt.reshape(c), bt.reshape(c), eps)
+    (out_t * torch.from_numpy(dout)).sum().backward()
+    ref = {"out": out_t.detach().numpy(), "dx": _g(xt), "dgamma": _g(gt), "dbeta": _g(bt)}
+    return _normalisation(ctx, (x, gamma, beta), (cfg["g"],), {"eps": eps}, dout, [ref],
+                          rng.standard_normal(shape) * 3 - 1)
+
+
+def _normalisation(ctx: Context, inputs: tuple, extra: tuple, param: dict, dout, refs: list[dict],
+                   other_x) -> Quantities:
+    """A functional normalisation, ``forward(x, gamma, beta, *extra, param) -> (out, cache)`` and
+    ``backward(dout, cache) -> (dx, dgamma, dbeta)``, against ``refs``; then the first cache after a forward
+    of ``other_x``."""
+    x, gamma, beta = inputs
+    forward, backward = ctx.entry["forward"], ctx.entry["backward"]
+
+    def args(first) -> tuple:
+        return (first.copy(), gamma.copy(), beta.copy(), *extra, dict(param))
+
+    given = args(x)
+    out, cache = _pair(ctx.call(ctx.find("forward"), *given, what=forward), forward, 2)
+    all_unchanged(("x", "gamma", "beta"), inputs, given)
+    grads = _pair(ctx.call(ctx.find("backward"), dout.copy(), cache, what=backward), backward, 3)
+    got = {"out": out, **dict(zip(("dx", "dgamma", "dbeta"), grads))}
+    more = _caches_apart(ctx, args(x), args(other_x), dout, {k: refs[0][k] for k in ("dx", "dgamma", "dbeta")})
+    return {**{k: (v, [r[k] for r in refs]) for k, v in got.items()}, **more}
 
 
 # --- losses ----------------------------------------------------------------------------------------------
@@ -677,6 +848,48 @@ def _lstm(cfg, ctx: Context) -> Quantities:
             _other_gate_order(out, order, lambda other: _lstm_states(ts, other).numpy())
     return _rnn_call(ctx, arrays, dout, out_t.detach().numpy(), [_g(t) for t in ts], ("dx", "dh0", "dWx", "dWh", "db"),
                      gate_order)
+
+
+# --- word embedding ----------------------------------------------------------------------------------------
+
+def _embedding_configs(rng, k):
+    """Words that occur once first, then words that repeat (a word twice in a sentence: its gradients add up)."""
+    fixed = [dict(n=2, t=3, v=8, d=3, repeats=False), dict(n=1, t=1, v=2, d=4, repeats=False),
+             dict(n=2, t=4, v=3, d=2, repeats=True)]
+    return fixed + [dict(n=int(rng.integers(1, 5)), t=int(rng.integers(2, 7)), v=int(rng.integers(2, 9)),
+                         d=int(rng.integers(1, 6)), repeats=True) for _ in range(k)]
+
+
+def _word_embedding(cfg, ctx: Context) -> Quantities:
+    """out[n, t] = W[x[n, t]] for integer x (N, T) and W (V, D); backward -> dW, each word's gradients summed
+    over every place it occurs. ``dW[x] += dout``, which counts a repeated word once, is told so."""
+    rng, n, t = ctx.rng, cfg["n"], cfg["t"]
+
+    def words() -> np.ndarray:
+        if not cfg["repeats"]:
+            return rng.permutation(cfg["v"])[: n * t].reshape(n, t)
+        x = rng.integers(0, cfg["v"], (n, t))
+        x.flat[-1] = x.flat[0]  # one word twice at least
+        return x
+
+    x, w = words(), rng.standard_normal((cfg["v"], cfg["d"]))
+    dout = rng.standard_normal((n, t, cfg["d"]))
+    wt = _t(w)
+    out_t = torch.nn.functional.embedding(torch.from_numpy(x), wt)
+    (out_t * torch.from_numpy(dout)).sum().backward()
+    ref = {"out": out_t.detach().numpy(), "dW": _g(wt)}
+    forward, backward = ctx.entry["forward"], ctx.entry["backward"]
+    xs, ws = x.copy(), w.copy()
+    out, cache = _pair(ctx.call(ctx.find("forward"), xs, ws, what=forward), forward, 2)
+    all_unchanged(("x", "W"), (x, w), (xs, ws))
+    dw = _single(ctx.call(ctx.find("backward"), dout.copy(), cache, what=backward))
+    once = np.zeros_like(w)
+    once[x] += dout  # NumPy buffers an indexed +=: each word's row is written once, whatever its count
+    if np.shape(dw) == w.shape and np.allclose(dw, once, rtol=1e-9) and not np.allclose(once, ref["dW"], rtol=1e-6):
+        raise Wrong("dW counts a word that occurs more than once in x once: dW[x] += dout writes each index once "
+                    "(NumPy buffers an indexed +=); np.add.at(dW, x, dout) adds every occurrence")
+    more = _caches_apart(ctx, (x.copy(), w.copy()), (words(), w.copy()), dout, {"dW": ref["dW"]})
+    return {"out": (out, [ref["out"]]), "dW": (dw, [ref["dW"]]), **more}
 
 
 # --- optimisers ---------------------------------------------------------------------------------------------
@@ -965,9 +1178,13 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("linear", "linear (affine)", ("forward", "backward"), ("class",), _linear_configs, _linear),
     Kind("relu", "ReLU", ("forward", "backward"), ("class",), _relu_configs, _relu),
     Kind("elu", "ELU", ("forward", "backward"), ("class",), _elu_configs, _elu),
+    Kind("dropout", "dropout", ("forward", "backward"), (), _dropout_configs, _dropout),
     Kind("conv", "convolution", ("forward", "backward"), ("class",), _conv_configs, _conv),
     Kind("maxpool", "max pooling", ("forward", "backward"), ("class",), _pool_configs, _maxpool),
     Kind("batchnorm", "batch norm", ("forward", "backward"), ("class",), _bn_configs, _batchnorm),
+    Kind("spatial_batchnorm", "spatial batch norm", ("forward", "backward"), (), _spatial_bn_configs, _batchnorm),
+    Kind("layernorm", "layer norm", ("forward", "backward"), (), _ln_configs, _layernorm),
+    Kind("spatial_groupnorm", "spatial group norm", ("forward", "backward"), (), _gn_configs, _groupnorm),
     Kind("softmax_loss", "softmax loss", ("function",), (), _loss_configs, _softmax_loss),
     Kind("svm_loss", "SVM (hinge) loss", ("function",), (), _loss_configs, _svm_loss),
     Kind("softmax_cross_entropy", "softmax + cross-entropy", (), ("loss",), _loss_configs, _softmax_ce),
@@ -975,6 +1192,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("rnn", "RNN over time", ("forward", "backward"), (), _rnn_configs, _rnn),
     Kind("lstm_step", "LSTM step", ("forward", "backward"), (), _rnn_configs, _lstm_step),
     Kind("lstm", "LSTM over time", ("forward", "backward"), (), _rnn_configs, _lstm),
+    Kind("word_embedding", "word embedding", ("forward", "backward"), (), _embedding_configs, _word_embedding),
     Kind("sgd_momentum", "SGD with momentum", ("function",), (), _optim_configs, _optimizer("sgd_momentum")),
     Kind("rmsprop", "RMSprop", ("function",), (), _optim_configs, _optimizer("rmsprop")),
     Kind("adam", "Adam", ("function",), (), _optim_configs, _optimizer("adam")),

@@ -155,6 +155,95 @@ def batchnorm_backward(dout, cache):
     return dx, dgamma, dbeta
 
 
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    N, C, H, W = x.shape
+    x_flat = x.transpose(0, 2, 3, 1).reshape(-1, C)
+    out_flat, cache = batchnorm_forward(x_flat, gamma, beta, bn_param)
+    out = out_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)
+    return out, cache
+
+
+def spatial_batchnorm_backward(dout, cache):
+    N, C, H, W = dout.shape
+    dout_flat = dout.transpose(0, 2, 3, 1).reshape(-1, C)
+    dx_flat, dgamma, dbeta = batchnorm_backward(dout_flat, cache)
+    dx = dx_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)
+    return dx, dgamma, dbeta
+
+
+def layernorm_forward(x, gamma, beta, ln_param):
+    eps = ln_param.get('eps', 1e-5)
+    mu = np.mean(x, axis=1, keepdims=True)
+    var = np.var(x, axis=1, keepdims=True)
+    std = np.sqrt(var + eps)
+    x_hat = (x - mu) / std
+    out = gamma * x_hat + beta
+    cache = (x_hat, gamma, std)
+    return out, cache
+
+
+def layernorm_backward(dout, cache):
+    x_hat, gamma, std = cache
+    D = dout.shape[1]
+    dbeta = np.sum(dout, axis=0)
+    dgamma = np.sum(dout * x_hat, axis=0)
+    dx_hat = dout * gamma
+    dx = (D * dx_hat - np.sum(dx_hat, axis=1, keepdims=True)
+          - x_hat * np.sum(dx_hat * x_hat, axis=1, keepdims=True)) / (D * std)
+    return dx, dgamma, dbeta
+
+
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    eps = gn_param.get('eps', 1e-5)
+    N, C, H, W = x.shape
+    x_group = x.reshape(N, G, C // G, H, W)
+    mu = np.mean(x_group, axis=(2, 3, 4), keepdims=True)
+    var = np.var(x_group, axis=(2, 3, 4), keepdims=True)
+    std = np.sqrt(var + eps)
+    x_hat = ((x_group - mu) / std).reshape(N, C, H, W)
+    out = gamma * x_hat + beta
+    cache = (x_hat, gamma, std, G)
+    return out, cache
+
+
+def spatial_groupnorm_backward(dout, cache):
+    x_hat, gamma, std, G = cache
+    N, C, H, W = dout.shape
+    dbeta = np.sum(dout, axis=(0, 2, 3), keepdims=True)
+    dgamma = np.sum(dout * x_hat, axis=(0, 2, 3), keepdims=True)
+    M = C // G * H * W
+    dx_hat = (dout * gamma).reshape(N, G, C // G, H, W)
+    x_hat = x_hat.reshape(N, G, C // G, H, W)
+    dx = (M * dx_hat - np.sum(dx_hat, axis=(2, 3, 4), keepdims=True)
+          - x_hat * np.sum(dx_hat * x_hat, axis=(2, 3, 4), keepdims=True)) / (M * std)
+    dx = dx.reshape(N, C, H, W)
+    return dx, dgamma, dbeta
+
+
+def dropout_forward(x, dropout_param):
+    p, mode = dropout_param['p'], dropout_param['mode']
+    if 'seed' in dropout_param:
+        np.random.seed(dropout_param['seed'])
+    mask = None
+    if mode == 'train':
+        mask = (np.random.rand(*x.shape) < p) / p
+        out = x * mask
+    elif mode == 'test':
+        out = x
+    cache = (dropout_param, mask)
+    return out, cache
+
+
+def dropout_backward(dout, cache):
+    dropout_param, mask = cache
+    mode = dropout_param['mode']
+    if mode == 'train':
+        dx = dout * mask
+    elif mode == 'test':
+        dx = dout
+    return dx
+
+
 def svm_loss(x, y):
     N = x.shape[0]
     correct = x[np.arange(N), y]

@@ -1,4 +1,4 @@
-"""CS231n vanilla RNN and LSTM layers (correct reference submission)."""
+"""CS231n vanilla RNN and LSTM layers and word embedding (correct reference submission)."""
 import numpy as np
 
 
@@ -94,3 +94,16 @@ def lstm_backward(dh, cache):
         dx[:, t, :], dprev_h, dprev_c, dWx_t, dWh_t, db_t = lstm_step_backward(dh[:, t, :] + dprev_h, dprev_c, cache[t])
         dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t
     return dx, dprev_h, dWx, dWh, db
+
+
+def word_embedding_forward(x, W):
+    out = W[x]
+    cache = (x, W)
+    return out, cache
+
+
+def word_embedding_backward(dout, cache):
+    x, W = cache
+    dW = np.zeros_like(W)
+    np.add.at(dW, x, dout)
+    return dW
