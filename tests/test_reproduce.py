@@ -25,6 +25,8 @@ def test_the_parts_choose_the_jobs_and_full_adds_seeds_to_the_headline_presets()
     keys = [j.key for _, j in cnn]
     assert keys[keys.index("cnn-vgg-best"):keys.index("cnn-vgg-best") + 3] == [
         "cnn-vgg-best", "cnn-vgg-best-seed1", "cnn-vgg-best-seed2"]
+    assert keys[keys.index("cnn-ablation"):keys.index("cnn-ablation") + 3] == [
+        "cnn-ablation", "cnn-ablation-seed1", "cnn-vgg-best"]  # the ladder's rungs over 2 seeds
     seeds = {j.key: j.seed for _, j in ReproduceConfig(parts="cnn", level="full", seed=5).jobs()}
     assert (seeds["mnist-numpy"], seeds["mnist-numpy-seed2"], seeds["cnn-vgg"]) == (5, 7, 5)
     vgg = next(j for _, j in jobs if j.key == "cnn-vgg")  # in both engines
@@ -254,3 +256,22 @@ def test_an_interrupted_reproduce_says_the_reproduce_command_that_continues_it(t
     err = capsys.readouterr().err
     assert f"to continue: twinnet reproduce --quick --parts engine,rnn --seed 3 --out {out}\n" in err
     assert "twinnet run reproduce" not in err
+
+
+def test_the_ladder_over_seeds_is_compared_rung_by_rung_and_a_headline_preset_as_a_whole():
+    from twinnet.experiments.reproduce import ReproduceConfig, _over_seeds
+
+    jobs = [j for _, j in ReproduceConfig(parts="cnn", level="full", seed=3).jobs()]
+    ladder = {"cnn-ablation": [0.78, 0.82, 0.86], "cnn-ablation-seed1": [0.80, 0.81, None]}  # seed 1 lacks a rung
+    done = {key: {"variants": [{"variant": rung, "changes": "...", "test_acc": acc, "train_time_s": 100.0 + i}
+                               for i, (rung, acc) in enumerate(zip(("course", "augment", "schedule"), accs))
+                               if acc is not None]} for key, accs in ladder.items()}
+    done.update({"cnn-vgg-best": {"test_acc": 0.87, "train_time_s": 10.0},
+                 "cnn-vgg-best-seed1": {"test_acc": 0.88, "train_time_s": 12.0}})
+    groups = {g["job"]: g for g in _over_seeds([j for j in jobs if j.key in done], done)}
+    assert list(groups) == ["cnn-ablation: course", "cnn-ablation: augment", "cnn-vgg-best"]
+    course = groups["cnn-ablation: course"]
+    assert course["seeds"] == [3, 4] and course["figures"]["test_acc"]["values"] == [0.78, 0.80]
+    assert course["figures"]["test_acc"]["mean"] == pytest.approx(0.79)
+    assert groups["cnn-ablation: augment"]["figures"]["train_time_s"]["mean"] == pytest.approx(101.0)
+    assert groups["cnn-vgg-best"]["figures"]["test_acc"]["std"] == pytest.approx(0.005)

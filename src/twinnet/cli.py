@@ -92,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--quick", action="store_true", help="every run at its smoke-test size (minutes; figures not "
                     "meaningful)")
     rp.add_argument("--full", action="store_true", help="also the headline presets with seeds 1 and 2 (mean ± std "
-                    "over 3); days on a CPU, minutes with --quick")
+                    "over 3) and the improvement ladder with seed 1 (each rung over 2); days on a CPU, minutes with "
+                    "--quick")
     rp.add_argument("--parts", default=None, metavar="mlp,cnn,rnn,engine",
                     help="the parts to run (default: all four; a resume may add parts)")
     rp.add_argument("--out", type=_path, default=None,

@@ -58,9 +58,11 @@ TITLES = {"mlp-cifar": "the course's MLP on CIFAR-10, trained as the course set 
 COSTS = {"mlp-compare": 0.1, "mlp-cifar": 8, "mlp-cifar-best": 36, "cnn-vgg": 80, "cnn-ablation": 1270,
          "cnn-vgg-best": 190, "cnn-mnist": 50, "mnist-numpy": 7, "palindrome-sweep": 420, "palindrome-sweep-best": 7,
          "rnn-gradients": 1, "rnn-engines": 1, "engine-check": 0.2}
-# --full: the headline presets again with seeds 1 and 2 (mean ± std over 3 with the first run's seed 0)
-FULL_SEEDS = {"mlp-cifar-best": "mlp", "cnn-vgg-best": "cnn", "cnn-mnist": "cnn", "mnist-numpy": "cnn"}
-EXTRA_SEEDS = (1, 2)
+# --full: the headline presets again with seeds 1 and 2 (mean ± std over 3 with the first run's seed 0), and the
+# improvement ladder with seed 1 (each rung over 2 seeds; its top, trained longer, is cnn-vgg-best's 3): key ->
+# (its part, the seed offsets added)
+FULL_SEEDS = {"mlp-cifar-best": ("mlp", (1, 2)), "cnn-ablation": ("cnn", (1,)), "cnn-vgg-best": ("cnn", (1, 2)),
+              "cnn-mnist": ("cnn", (1, 2)), "mnist-numpy": ("cnn", (1, 2))}
 
 
 def seed_key(key: str, offset: int) -> str:
@@ -74,7 +76,7 @@ class ReproduceConfig(BaseConfig):
     resume_may_change: ClassVar[frozenset[str]] = frozenset({"parts", "level", "verify"})  # adds runs
 
     parts: str = "mlp,cnn,rnn,engine"  # comma-separated: mlp, cnn, rnn, engine
-    level: Literal["standard", "full"] = "standard"  # full: the headline presets with 3 seeds
+    level: Literal["standard", "full"] = "standard"  # full: the headline presets with 3 seeds, the ladder with 2
     verify: bool = True  # check MNIST and CIFAR-10 against their official checksums (each image run's verify)
 
     def __post_init__(self) -> None:
@@ -100,10 +102,10 @@ class ReproduceConfig(BaseConfig):
                 cost = 1.0 if quick else COSTS.get(key, 1.0)
                 out.append((part, Job(key, experiment, values=dict(values), quick=quick, seed=self.seed,
                                       labels={"part": part, "experiment": experiment}, cost=cost)))
-                if self.level == "full" and FULL_SEEDS.get(key) == part:
+                if self.level == "full" and FULL_SEEDS.get(key, ("", ()))[0] == part:
                     out += [(part, Job(seed_key(key, s), experiment, values=dict(values), quick=quick,
                                        seed=self.seed + s, labels={"part": part, "experiment": experiment},
-                                       cost=cost)) for s in EXTRA_SEEDS]
+                                       cost=cost)) for s in FULL_SEEDS[key][1]]
         return out
 
 
@@ -177,17 +179,32 @@ SEED_FIGURES = ("test_acc", "train_time_s")  # shown over seeds, where a run's s
 
 
 def _over_seeds(jobs: list[Job], done: dict[str, dict]) -> list[dict]:
-    """--full: each headline preset's runs (its first seed and seeds +1, +2) as mean ± std."""
+    """--full: each headline preset's runs (its first seed and the seeds added) as mean ± std; the ladder's
+    rungs each on their own."""
     from twinnet.seeds import over_seeds
 
     out = []
-    for key in FULL_SEEDS:
-        keys = {key, *(seed_key(key, s) for s in EXTRA_SEEDS)}
+    for key, (_, offsets) in FULL_SEEDS.items():
+        keys = {key, *(seed_key(key, s) for s in offsets)}
         members = [j for j in jobs if j.key in keys]
         if len(members) > 1:
-            figures = over_seeds([done[j.key] for j in members])
-            out.append({"job": key, "seeds": [j.seed for j in members],
-                        "figures": {k: figures[k] for k in SEED_FIGURES if k in figures}})
+            for name, summaries in _compared(key, [done[j.key] for j in members]):
+                figures = over_seeds(summaries)
+                out.append({"job": name, "seeds": [j.seed for j in members],
+                            "figures": {k: figures[k] for k in SEED_FIGURES if k in figures}})
+    return out
+
+
+def _compared(key: str, summaries: list[dict]) -> list[tuple[str, list[dict]]]:
+    """(name, one summary per seed) of what a run's seeds are compared on: the run itself, or, for a ladder
+    (a summary listing its ``variants``), each rung that every seed ran."""
+    if not all(isinstance(s.get("variants"), list) for s in summaries):
+        return [(key, summaries)]
+    out = []
+    for rung in (r.get("variant") for r in summaries[0]["variants"]):
+        rows = [next((r for r in s["variants"] if r.get("variant") == rung), None) for s in summaries]
+        if all(rows):
+            out.append((f"{key}: {rung}", rows))
     return out
 
 
@@ -233,7 +250,7 @@ def report(path: Path) -> list:
 
 
 def _seeds_table(groups: list[dict]) -> list:
-    """The headline presets over their seeds (--full), or nothing."""
+    """The headline presets and the ladder's rungs over their seeds (--full), or nothing."""
     from twinnet.seeds import fmt
 
     rows = []
@@ -246,8 +263,8 @@ def _seeds_table(groups: list[dict]) -> list:
                      f"{time['mean']:,.0f} ± {time['std']:,.0f} s" if time else ""])
     if not rows:
         return []
-    return [Text("The headline presets over their seeds: test accuracy as mean ± standard deviation over the seeds "
-                 "(population std, ddof 0), its range and each seed's value in the seeds' order; training time "
+    return [Text("The headline presets, and each rung of the improvement ladder, over their seeds: test accuracy "
+                 "as mean ± standard deviation over the seeds (population std, ddof 0), its range and each seed's value in the seeds' order; training time "
                  "as mean ± std."),
             Table(["run", "seeds", "test accuracy", "min – max", "per seed", "training time"], rows, {2, 3, 4, 5})]
 
