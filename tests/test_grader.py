@@ -56,6 +56,7 @@ BUGS = [
     ("cs231n", "cs231n_lstm_bugs.py", "lstm_step", "blocks of the 4H columns are in the order ifgo, where this "
                                                    "convention's is ifog", "none"),
     ("cs231n", "cs231n_lstm_bugs.py", "lstm", "blocks of the 4H columns are in the order ifgo", "none"),
+    ("cs231n", "cs231n_lstm_c0.py", "lstm", "the cell state starts as h0", "none"),
     ("cs231n", "cs231n_backward_zeros.py", "relu", "dx: relative error 1.00e+00", "none"),
     ("cs231n", "cs231n_pool_overlap.py", "maxpool", "s=1: dx: relative error", "some"),
     ("cs231n", "cs231n_adam_nobias.py", "adam", "w after step 1: relative error", "none"),

@@ -785,9 +785,10 @@ def _lstm_cell(x, h, c, wx, wh, b, order: str):
     return torch.sigmoid(gates["o"]) * torch.tanh(c), c
 
 
-def _other_gate_order(theirs, order: str, compute) -> None:
+def _other_gate_order(theirs, order: str, compute, *, c0=None) -> None:
     """Raise ``Wrong`` naming the gate order ``theirs`` (a forward's output) follows, where it is not ``order``
-    and another order of the 4H columns' blocks gives it; ``compute(order)`` is the reference in that order."""
+    and another order of the 4H columns' blocks gives it; ``compute(order)`` is the reference in that order
+    (``compute(order, c0)`` with ``c0``, a sequence's: also named where it starts the cell state there, not at 0)."""
     from itertools import permutations
 
     try:
@@ -802,6 +803,9 @@ def _other_gate_order(theirs, order: str, compute) -> None:
         if other != order and close(theirs, compute(other)):
             raise Wrong(f"the gates' blocks of the 4H columns are in the order {other}, where this convention's is "
                         f"{order} (gates = \"{other}\" in a spec, if that is the course's)")
+    if c0 is not None and close(theirs, compute(order, c0)):
+        raise Wrong("the cell state starts as h0; the course's lstm_forward starts it at zero (c0 = 0, only the "
+                    "hidden state starts as h0)")
 
 
 def _lstm_step(cfg, ctx: Context) -> Quantities:
@@ -824,10 +828,10 @@ def _lstm_step(cfg, ctx: Context) -> Quantities:
             **{n: (g, [_g(t)]) for n, g, t in zip(names, grads, ts)}}
 
 
-def _lstm_states(ts, order: str):
+def _lstm_states(ts, order: str, c0=None):
     """Every step's hidden state (N, T, H) of an LSTM over x (N, T, D) from h0, with c(0) = 0 as the course's
-    lstm_forward starts."""
-    h, c, states = ts[1], torch.zeros_like(ts[1]), []
+    lstm_forward starts (or ``c0``)."""
+    h, c, states = ts[1], torch.zeros_like(ts[1]) if c0 is None else c0, []
     for step in range(ts[0].shape[1]):
         h, c = _lstm_cell(ts[0][:, step], h, c, ts[2], ts[3], ts[4], order)
         states.append(h)
@@ -845,7 +849,7 @@ def _lstm(cfg, ctx: Context) -> Quantities:
 
     def gate_order(out):
         with torch.no_grad():
-            _other_gate_order(out, order, lambda other: _lstm_states(ts, other).numpy())
+            _other_gate_order(out, order, lambda other, c0=None: _lstm_states(ts, other, c0).numpy(), c0=ts[1])
     return _rnn_call(ctx, arrays, dout, out_t.detach().numpy(), [_g(t) for t in ts], ("dx", "dh0", "dWx", "dWh", "db"),
                      gate_order)
 
