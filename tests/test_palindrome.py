@@ -535,3 +535,15 @@ def test_a_resume_whose_checkpoint_is_gone_starts_over_and_sets_the_old_records_
         assert marks((out / "metrics.jsonl").read_text()) == marks(first)  # the same seeded run, from step 0 again
         (out / "checkpoint.pt").unlink()
         (out / "summary.json").unlink()
+
+
+def test_a_sweep_with_runs_missing_names_its_own_experiment_to_resume(tmp_path):
+    from twinnet.report.blocks import Text
+
+    out = tmp_path / "best"
+    args = ["--quick", "--set", "models=rnn", "--set", "lengths=4", "--set", "n_seeds=1", "--set", "steps=1"]
+    assert main(["run", "palindrome-sweep-best", "--out", str(out), *args]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").write_text(json.dumps({**summary, "missing_runs": 1}))  # as if one run had failed
+    texts = [b.markdown for section in palindrome_sweep.report(out) for b in section.blocks if isinstance(b, Text)]
+    assert any(f"resume with `twinnet run palindrome-sweep-best --resume {out}`" in t for t in texts), texts

@@ -76,14 +76,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--show-config", action="store_true", help="print the resolved configuration and exit")
     r.add_argument("--resume", type=_path, default=None, metavar="RUN_DIR",
                    help="continue an interrupted run in RUN_DIR from its last checkpoint (image runs: the last "
-                   "finished epoch; palindrome: about the last minute), with its saved configuration; a sweep "
-                   "(palindrome-sweep, cnn-ablation, --seeds) keeps its finished runs and continues the others "
-                   "from their checkpoints. --set still applies on top, for the settings that move the work, not "
-                   "its result")
+                   "finished epoch, or checkpoint_every steps where a preset sets it; palindrome: about the last "
+                   "minute), with its saved configuration; a sweep (palindrome-sweep, cnn-ablation, --seeds) keeps "
+                   "its finished runs and continues the others from their checkpoints. --set still applies on top, "
+                   "for the settings that move the work, not its result (not for a --seeds group, which continues "
+                   "with its saved settings)")
 
     rp = sub.add_parser(
         "reproduce",
-        help="run the course's whole assignment (every experiment) and write one report",
+        help="run the course's whole assignment (every experiment of it) and write one report",
         description="Run every experiment the course's assignment asks for (part 1 the MLP, part 2 the CNN, part 3 "
         "the RNN, and the engine checks) through the sweep runner, each a complete run directory under OUT, and "
         "write OUT/report.md and a self-contained OUT/report.html with them all. Run it again with the same OUT "

@@ -22,7 +22,7 @@ from twinnet.recurrent_task import BEST, MODEL_NAMES, MODELS, Recipe, check_grid
 from twinnet.registry import Experiment, register
 from twinnet.report import analysis, plots
 from twinnet.report.blocks import Figure, Section, Table, Text
-from twinnet.runs import RESULTS, SUMMARY, RunDir
+from twinnet.runs import CONFIG, RESULTS, SUMMARY, RunDir
 from twinnet.sweep import Job, run_sweep
 
 # relative cost of one step per time step (bench/rnn_step.py), to start the longest runs first
@@ -171,7 +171,8 @@ def figures(path: Path) -> None:
 
 
 def report(path: Path) -> list:
-    s = RunDir(path).read_json(SUMMARY)
+    run_dir = RunDir(path)
+    s = run_dir.read_json(SUMMARY)
     results, lengths, models = _runs(path, s)
     cells = {(m, r["length"]): f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}"
              for m in models for r in s["accuracy"][m]}
@@ -181,7 +182,7 @@ def report(path: Path) -> list:
             Table(["model", "longest T with mean >= 99%", "longest T, every shorter T passing too"],
                   [[MODEL_NAMES[m], _or_none(s["longest_T_99"][m]["longest_T"]),
                     _or_none(s["longest_T_99"][m]["longest_T_unbroken"])] for m in models], {1, 2}),
-            Text(f"**{s['missing_runs']} runs missing**: resume with `twinnet run palindrome-sweep --resume {path}`."
+            Text(f"**{s['missing_runs']} runs missing**: resume with `twinnet run {run_dir.read_json(CONFIG)['experiment']} --resume {path}`."
                  if s["missing_runs"] else "")]),
         Section("Analysis", [*(Text(analysis.collapse(MODEL_NAMES[m], s["accuracy"][m], PASS)) for m in models),
                              Text(_against_published(s))]),
