@@ -254,8 +254,16 @@ def test_an_interrupted_reproduce_says_the_reproduce_command_that_continues_it(t
     out = tmp_path / "rep"
     assert main(["reproduce", "--quick", "--parts", "engine,rnn", "--seed", "3", "--out", str(out)]) == 130
     err = capsys.readouterr().err
-    assert f"to continue: twinnet reproduce --quick --parts engine,rnn --seed 3 --out {out}\n" in err
+    assert f"to continue: twinnet reproduce --quick --parts engine,rnn --out {out}\n" in err
     assert "twinnet run reproduce" not in err
+    # the command printed continues it, with the folder's own seed and parts
+    continued = []
+    monkeypatch.setattr(reproduce, "run_sweep", lambda run_dir, jobs, **kwargs: continued.extend(jobs) or {})
+    monkeypatch.setattr(reproduce, "_summary", lambda *args: {"runs": [], "over_seeds": []})
+    monkeypatch.setattr(reproduce, "report", lambda path: [])
+    command = err.split("to continue: twinnet ")[1].splitlines()[0].split()
+    assert main(command) == 0, capsys.readouterr().err
+    assert {j.seed for j in continued} == {3} and {j.labels["part"] for j in continued} == {"engine", "rnn"}
 
 
 def test_the_ladder_over_seeds_is_compared_rung_by_rung_and_a_headline_preset_as_a_whole():

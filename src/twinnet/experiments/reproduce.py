@@ -165,13 +165,13 @@ def progress(path: Path) -> dict:
 
 
 def again(path: Path) -> str:
-    """The command that continues the reproduce folder ``path``, from its saved configuration."""
+    """The command that continues the reproduce folder ``path``, from its saved configuration (its seed is kept:
+    a continuation refuses --seed)."""
     saved = RunDir(path).read_json(CONFIG)
     cfg = saved.get("config", {})
     return " ".join(["twinnet reproduce", *(["--quick"] if saved.get("quick") else []),
                      *(["--full"] if cfg.get("level") == "full" else []),
                      *([f"--parts {cfg['parts']}"] if cfg.get("parts") and cfg["parts"] != ReproduceConfig.parts else []),
-                     *([f"--seed {cfg['seed']}"] if cfg.get("seed") else []),
                      *(["--no-verify"] if cfg.get("verify") is False else []), f"--out {path}"])
 
 
