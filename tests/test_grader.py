@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from twinnet import TwinnetError
@@ -832,7 +833,8 @@ def test_a_dropout_whose_p_is_the_drop_probability_passes_under_a_spec_that_says
     ("(np.random.rand(*x.shape) < p) / p", "(np.random.rand(*x.shape) < p * p) / p",  # keeps p², scales by 1 / p
      "of the values at p = 0.8, where the keep probability is 0.8 (+-0.006: 5 standard deviations)"),
     ("'seed' in dropout_param", "'seed' in dropout_param and False",  # the seed ignored
-     "out (train mode, the same seed again): relative error"),
+     "the same dropout_param['seed'] gave another mask on a second call"),
+    ("out = x * mask", "out = x.copy()", "train mode dropped none of the values at p = 0.8"),
     ("dx = dout * mask", "dx = dout", "dx (train mode): relative error"),
     ("out = x\n", "out = x * p\n", "out (test mode): relative error"),  # test mode scales (vanilla dropout's)
 ])
@@ -842,3 +844,46 @@ def test_a_dropout_wrong_in_other_ways_is_told_what(right, wrong, named, tmp_pat
     (tmp_path / "layers.py").write_text(source.replace(right, wrong))
     row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["dropout"], configs=1).rows[0]
     assert row.total > 0 and row.passed == 0 and named in row.first_failure, row.failures
+
+
+def test_a_backward_may_return_its_one_gradient_in_a_list_and_group_norm_its_gradients_flat(tmp_path):
+    """A word embedding's ``[dW]`` is its dW, as ``(dW,)`` is; group norm's dgamma and dbeta may be (C,), as
+    CS231n's 2018 docstring gave them, or gamma's (1, C, 1, 1)."""
+    rnn = CS231N[1].read_text()
+    assert rnn.count("    return dW\n") == 1
+    (tmp_path / "rnn_layers.py").write_text(rnn.replace("    return dW\n", "    return [dW]\n"))
+    layers = CS231N[0].read_text()
+    assert layers.count("    return dx, dgamma, dbeta\n") > 1
+    at = layers.index("def spatial_groupnorm_backward")
+    end = layers.index("    return dx, dgamma, dbeta\n", at)
+    (tmp_path / "layers.py").write_text(layers[:end] + "    return dx, dgamma.reshape(-1), dbeta.ravel()\n"
+                                        + layers[end + len("    return dx, dgamma, dbeta\n"):])
+    report = grade([tmp_path / "layers.py", tmp_path / "rnn_layers.py"], resolve_convention("cs231n", None),
+                   only=["word_embedding", "spatial_groupnorm"], configs=2)
+    assert all(r.passed == r.total > 0 for r in report.rows), [r.failures for r in report.rows]
+
+
+def test_an_optional_layer_is_submitted_by_its_own_names_not_those_it_shares_with_another_layer(tmp_path):
+    """A UvA-style course with an optional MLP: the MLP's Linear is the linear layer's class, so a file with
+    only the layers has no MLP submitted."""
+    spec = tmp_path / "course.toml"
+    spec.write_text('style = "module"\nparams = "dict"\ngrads = "overwrite"\n'
+                    '[layers.linear]\nclass = "LinearModule"\nweight = "out_in"\nbias = "any"\n'
+                    '[layers.mlp]\nclass = "MLP"\nlinear = "LinearModule"\noutput = "probabilities"\noptional = true\n')
+    modules = STUDENTS / "uva" / "modules.py"
+    report = grade([modules], resolve_convention(None, spec), configs=1)
+    rows = _rows(report)
+    assert not rows["mlp"].submitted and rows["linear"].passed == rows["linear"].total > 0 and report.ok
+
+
+def test_the_notebook_check_leaves_numpys_global_generator_as_it_was(capsys):
+    """The starter code's dropout seeds np.random with the grader's seeds: the notebook's stream goes on."""
+    from twinnet.grader import check
+
+    namespace = {}
+    exec(compile(CS231N[0].read_text(), str(CS231N[0]), "exec"), namespace)
+    np.random.seed(7)
+    expected = np.random.rand(3)
+    np.random.seed(7)
+    report = check(namespace, "dropout", configs=1)
+    assert report.ok and np.array_equal(np.random.rand(3), expected)

@@ -89,8 +89,8 @@ def _pair(result, what: str, n: int) -> tuple:
 
 
 def _single(result):
-    """A backward's one gradient, also where it came back as a tuple of one."""
-    return result[0] if isinstance(result, tuple) and len(result) == 1 else result
+    """A backward's one gradient, also where it came back as a tuple or list of one."""
+    return result[0] if isinstance(result, (tuple, list)) and len(result) == 1 else result
 
 
 def _valid(name: str, value, like: np.ndarray) -> np.ndarray:
@@ -460,6 +460,9 @@ def _dropout(cfg, ctx: Context) -> Quantities:
     out = _valid("out (train mode)", out, x)
     kept = out != 0
     share, spread = kept.mean(), 5 * np.sqrt(keep * (1 - keep) / x.size)  # 5 binomial standard deviations
+    if kept.all():
+        raise Wrong(f"train mode dropped none of the values at p = {p:g} (mode \"train\" drops each with "
+                    f"probability {1 - keep:g})")
     if abs(share - (1 - keep)) <= spread:
         other = "drop" if meaning == "keep" else "keep"
         raise Wrong(f"kept {share:.3f} of the values at p = {p:g}: p is taken as the {other} probability, where this "
@@ -477,6 +480,10 @@ def _dropout(cfg, ctx: Context) -> Quantities:
         raise Wrong(f"kept {share:.3f} of the values at p = {p:g}, where the keep probability is {keep:g} "
                     f"(+-{spread:.3f}: 5 standard deviations)")
     again, _ = run("train")
+    if np.shape(again) == out.shape and not np.allclose(again, out, rtol=1e-12):
+        raise Wrong("the same dropout_param['seed'] gave another mask on a second call: seed NumPy with it "
+                    "(np.random.seed(dropout_param['seed']), as the starter code does), so that gradient checks "
+                    "see one mask")
     dx = back(cache, "train")
     out_test, cache_test = run("test")
     dx_test = back(cache_test, "test")
@@ -644,8 +651,11 @@ def _groupnorm(cfg, ctx: Context) -> Quantities:
     out_t = torch.nn.functional.group_norm(xt, cfg["g"], gt.reshape(c), bt.reshape(c), eps)
     (out_t * torch.from_numpy(dout)).sum().backward()
     ref = {"out": out_t.detach().numpy(), "dx": _g(xt), "dgamma": _g(gt), "dbeta": _g(bt)}
-    return _normalisation(ctx, (x, gamma, beta), (cfg["g"],), {"eps": eps}, dout, [ref],
-                          rng.standard_normal(shape) * 3 - 1)
+    result = _normalisation(ctx, (x, gamma, beta), (cfg["g"],), {"eps": eps}, dout, [ref],
+                            rng.standard_normal(shape) * 3 - 1)
+    # dgamma and dbeta in gamma's shape, or flat (C,) as CS231n's 2018 docstring gave them
+    return {k: (np.reshape(v, (1, c, 1, 1)) if k.startswith(("dgamma", "dbeta")) and np.shape(v) == (c,) else v, r)
+            for k, (v, r) in result.items()}
 
 
 def _normalisation(ctx: Context, inputs: tuple, extra: tuple, param: dict, dout, refs: list[dict],
