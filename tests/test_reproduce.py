@@ -166,7 +166,10 @@ def test_a_folder_not_finished_reports_its_finished_runs_and_lists_the_rest(quic
     assert f"`twinnet reproduce --quick --no-verify --out {partial}` continues it" in report
     for part, job, experiment in [("rnn", "palindrome-sweep", "palindrome-sweep"), ("rnn", "rnn-engines", "engine-compare"),
                                   ("engine", "engine-check", "engine-check"), ("rnn", "rnn-gradients", "rnn-gradients")]:
-        assert f"| {part} | {job} | {experiment} | 0 | not finished yet |" in report
+        finished = (partial / job / "results.jsonl").read_text().count("\n") if (partial / job / "results.jsonl").exists() else 0
+        so_far = f" ({finished} of its runs finished so far)" if finished else ""  # a sweep's own runs
+        assert f"| {part} | {job} | {experiment} | 0 | not finished yet{so_far} |" in report
+    assert "| palindrome-sweep | palindrome-sweep | 0 | not finished yet (" in report  # its runs had all finished
     assert "[mlp-compare](mlp-compare/report.md)" in report and "### mlp-compare: " in report
     assert "### palindrome-sweep: " not in report and "### palindrome-sweep-best: " in report
     rows = re.findall(r"^\| (?:mlp|cnn|rnn|engine) \| \[?([a-z-]+)", report, flags=re.M)

@@ -224,7 +224,8 @@ def report(path: Path) -> list:
     runs, pending = s["runs"], s.get("pending", [])
     rows = {r["job"]: [r["part"], f"[{r['job']}]({r['job']}/report.md)", r["experiment"], str(r["seed"]),
                        r["headline"]] for r in runs}
-    rows.update({r["job"]: [r["part"], r["job"], r["experiment"], str(r["seed"]), "not finished yet"] for r in pending})
+    rows.update({r["job"]: [r["part"], r["job"], r["experiment"], str(r["seed"]), _unfinished(path / r["job"])]
+                 for r in pending})
     overview = Table(["part", "run", "experiment", "seed", "result"], [rows[k] for k in s.get("order", rows)])
     state = [] if finished else [Text(
         f"**In progress: {len(runs)} of {len(runs) + len(pending)} runs finished** (this folder is still running, "
@@ -247,6 +248,18 @@ def report(path: Path) -> list:
         if blocks:
             sections.append(Section(title, blocks))
     return sections
+
+
+def _unfinished(job: Path) -> str:
+    """A run not finished yet, with how many of its own runs have (a sweep's, in its results.jsonl)."""
+    from twinnet import TwinnetError
+    from twinnet.runs import RESULTS, read_jsonl
+
+    try:
+        done = len(read_jsonl(job / RESULTS))
+    except TwinnetError:  # a damaged record: the count is not worth failing the report for
+        done = 0
+    return f"not finished yet ({done} of its runs finished so far)" if done else "not finished yet"
 
 
 def _seeds_table(groups: list[dict]) -> list:
