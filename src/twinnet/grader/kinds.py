@@ -100,6 +100,13 @@ def _valid(name: str, value, like: np.ndarray) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
 
 
+def _follows(theirs, wrong, right) -> bool:
+    """Whether ``theirs`` is a known mistake's value ``wrong`` (to 1e-9) where that differs from the ``right``
+    one: the failure is then named by its cause, not by a relative error."""
+    return theirs is not None and np.shape(theirs) == np.shape(wrong) and np.allclose(theirs, wrong, rtol=1e-9) \
+        and not np.allclose(wrong, right, rtol=1e-6)
+
+
 def _away_from_zero(rng, shape, gap: float = 0.05) -> np.ndarray:
     """Normal values kept at least ``gap`` from 0 (ReLU's kink: finite tolerances, no ties)."""
     x = rng.standard_normal(shape)
@@ -167,8 +174,7 @@ def _linear(cfg, ctx: Context) -> Quantities:
         more = _second_pass(ctx, layer, xs, grads_of(dout), grads_of, dout.shape)
     if d == cfg["m"] and got["out"] is not None:  # a square weight: is it read transposed?
         other = x.reshape(cfg["n"], d) @ weight + bias  # the stored matrix read the other way round
-        if np.shape(got["out"]) == other.shape and np.allclose(got["out"], other, rtol=1e-9) and \
-                not np.allclose(other, ref["out"], rtol=1e-6):
+        if _follows(got["out"], other, ref["out"]):
             layout = "(in, out)" if in_out else "(out, in)"
             raise Wrong(f"forward reads the weight transposed (the convention stores it {layout})")
     result = {k: (got[k], [r[k] for r in refs]) for k in ("out", "dx", "dw", "db")}
@@ -265,8 +271,7 @@ def _second_pass(ctx: Context, layer, x, first_ref: dict, grads_of: Callable[[np
         expected = g1 + alone[name] if accumulate else alone[name]
         other = alone[name] if accumulate else g1 + alone[name]
         g2 = second.get(name)
-        if g2 is not None and np.shape(g2) == np.shape(other) and np.allclose(g2, other, rtol=1e-9) and \
-                not np.allclose(other, expected, rtol=1e-6):
+        if _follows(g2, other, expected):
             raise Wrong(f"the gradient of {name} is {'overwritten' if accumulate else 'summed'} over backward calls; "
                         f"this convention {'sums it until zero_grad' if accumulate else 'overwrites it'}")
         out[f"d{name} after a second backward"] = (g2, [expected])
@@ -587,8 +592,7 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
     stat_name = "biased" if biased else "unbiased"
     for key in ("running_var",):
         other = (1 - new) * rv + new * x.var(axis=axes, ddof=1 if biased else 0)
-        if got[key] is not None and np.shape(got[key]) == other.shape and np.allclose(got[key], other, rtol=1e-9) \
-                and not np.allclose(other, ref[key], rtol=1e-6):
+        if _follows(got[key], other, ref[key]):
             raise Wrong(f"the running variance is updated with the {'unbiased' if biased else 'biased'} batch "
                         f"variance; this convention uses the {stat_name} one")
     result = {k: (got[k], [ref[k]]) for k in ref}
@@ -620,8 +624,7 @@ def _layernorm(cfg, ctx: Context) -> Quantities:
                             rng.standard_normal((n, d)) * 3 - 1)
     out = result["out"][0]
     over_batch = gamma * (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + eps) + beta
-    if np.shape(out) == x.shape and np.allclose(out, over_batch, rtol=1e-9) and \
-            not np.allclose(over_batch, ref["out"], rtol=1e-6):
+    if _follows(out, over_batch, ref["out"]):
         raise Wrong("out normalises each feature over the batch (axis 0), as batch norm does; layer norm normalises "
                     "each sample over its D features (axis 1)")
     return result
@@ -899,7 +902,7 @@ def _word_embedding(cfg, ctx: Context) -> Quantities:
     dw = _single(ctx.call(ctx.find("backward"), dout.copy(), cache, what=backward))
     once = np.zeros_like(w)
     once[x] += dout  # NumPy buffers an indexed +=: each word's row is written once, whatever its count
-    if np.shape(dw) == w.shape and np.allclose(dw, once, rtol=1e-9) and not np.allclose(once, ref["dW"], rtol=1e-6):
+    if _follows(dw, once, ref["dW"]):
         raise Wrong("dW counts a word that occurs more than once in x once: dW[x] += dout writes each index once "
                     "(NumPy buffers an indexed +=); np.add.at(dW, x, dout) adds every occurrence")
     more = _caches_apart(ctx, (x.copy(), w.copy()), (words(), w.copy()), dout, {"dW": ref["dW"]})
