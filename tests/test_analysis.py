@@ -195,6 +195,21 @@ def test_the_ladder_says_what_each_rung_bought_against_the_one_above_it():
     assert ladder([{"variant": "course", "test_acc": 0.7}]) == ""  # one rung: nothing to compare
 
 
+def test_the_ladder_over_seeds_tells_which_steps_the_seeds_cannot_tell_apart():
+    from twinnet.report.analysis import ladder_over_seeds
+
+    rungs = [{"variant": "course", "mean": 0.78, "std": 0.002}, {"variant": "augment", "mean": 0.82, "std": 0.003},
+             {"variant": "smoothing", "mean": 0.824, "std": 0.002}, {"variant": "adamw", "mean": 0.8215, "std": 0.001}]
+    said = ladder_over_seeds(rungs, [0, 1])
+    assert said.startswith("Over seeds 0, 1, each rung's mean test accuracy against the one above it, in points: "
+                           "augment +4.00 (78.00% to 82.00%), smoothing +0.40 (82.00% to 82.40%), adamw -0.25")
+    # +0.40 against 0.3 + 0.2 points of spread, and -0.25 against 0.2 + 0.1: neither told apart from the seed
+    assert "smoothing and adamw's steps are no larger than the two rungs' seed spreads" in said
+    clear = ladder_over_seeds(rungs[:2], [3, 4])
+    assert "Every step is larger than the two rungs' seed spreads" in clear and "Over seeds 3, 4" in clear
+    assert ladder_over_seeds(rungs[:1], [0, 1]) == ""
+
+
 def test_overfitting_across_runs_names_those_whose_test_loss_turned_up_and_those_whose_did_not():
     from twinnet.report.analysis import overfitting_across
 

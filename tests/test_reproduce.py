@@ -286,3 +286,21 @@ def test_the_ladder_over_seeds_is_compared_rung_by_rung_and_a_headline_preset_as
     assert course["figures"]["test_acc"]["mean"] == pytest.approx(0.79)
     assert groups["cnn-ablation: augment"]["figures"]["train_time_s"]["mean"] == pytest.approx(101.0)
     assert groups["cnn-vgg-best"]["figures"]["test_acc"]["std"] == pytest.approx(0.005)
+
+
+def test_the_overview_says_over_seeds_what_each_rung_of_the_ladder_bought():
+    from twinnet.experiments.reproduce import _seeds_table
+    from twinnet.report.blocks import Text
+
+    def group(job, values):
+        mean = sum(values) / len(values)
+        std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+        return {"job": job, "seeds": [0, 1], "figures": {"test_acc": {
+            "mean": mean, "std": std, "min": min(values), "max": max(values), "values": values}}}
+
+    groups = [group("cnn-ablation: augment", [0.82, 0.83]), group("cnn-ablation: course", [0.78, 0.79]),
+              group("cnn-vgg-best", [0.87, 0.88])]
+    texts = [b.markdown for b in _seeds_table(groups) if isinstance(b, Text)]
+    assert any("Over seeds 0, 1, each rung's mean test accuracy against the one above it, in points: augment "
+               "+4.00 (78.50% to 82.50%)" in t for t in texts), texts  # the ladder's order, not the groups'
+    assert not any("Over seeds" in t for t in [b.markdown for b in _seeds_table(groups[2:]) if isinstance(b, Text)])

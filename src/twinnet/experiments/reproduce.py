@@ -276,10 +276,19 @@ def _seeds_table(groups: list[dict]) -> list:
                      f"{time['mean']:,.0f} ± {time['std']:,.0f} s" if time else ""])
     if not rows:
         return []
+    from twinnet.experiments.cifar import LADDER
+    from twinnet.report import analysis
+
+    rungs = {g["job"].split(": ", 1)[1]: g for g in groups if g["job"].startswith("cnn-ablation: ")}
+    steps = [{"variant": name, "mean": rungs[name]["figures"]["test_acc"]["mean"],
+              "std": rungs[name]["figures"]["test_acc"]["std"]}
+             for name in LADDER if name in rungs and "test_acc" in rungs[name]["figures"]]
+    seeds = rungs[steps[0]["variant"]]["seeds"] if steps else []
     return [Text("The headline presets, and each rung of the improvement ladder, over their seeds: test accuracy "
                  "as mean ± standard deviation over the seeds (population std, ddof 0), its range and each seed's value in the seeds' order; training time "
                  "as mean ± std."),
-            Table(["run", "seeds", "test accuracy", "min – max", "per seed", "training time"], rows, {2, 3, 4, 5})]
+            Table(["run", "seeds", "test accuracy", "min – max", "per seed", "training time"], rows, {2, 3, 4, 5}),
+            *([Text(analysis.ladder_over_seeds(steps, seeds))] if len(steps) > 1 else [])]
 
 
 def headline(s: dict) -> str:

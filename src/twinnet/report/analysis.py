@@ -75,6 +75,26 @@ def ladder(rungs: Sequence[dict], base: str | None = None) -> str:
     return " ".join(texts)
 
 
+def ladder_over_seeds(rungs: Sequence[dict], seeds: Sequence[int]) -> str:
+    """What each rung bought over several seeds: ``rungs`` each ``{"variant", "mean", "std"}`` of its test accuracy,
+    in the ladder's order. A step no larger than the two rungs' standard deviations added is not told apart from
+    the seed."""
+    if len(rungs) < 2:
+        return ""
+    parts, unclear = [], []
+    for a, b in zip(rungs, rungs[1:]):
+        gain = 100 * (b["mean"] - a["mean"])
+        parts.append(f"{b['variant']} {gain:+.2f} ({_pct(a['mean'])} to {_pct(b['mean'])})")
+        if abs(gain) <= 100 * (a["std"] + b["std"]):
+            unclear.append(b["variant"])
+    text = (f"Over seeds {', '.join(map(str, seeds))}, each rung's mean test accuracy against the one above it, in "
+            f"points: {', '.join(parts)}.")
+    if unclear:
+        return text + (f" {' and '.join(unclear)}'s step{'s are' if len(unclear) > 1 else ' is'} no larger than the "
+                       "two rungs' seed spreads (their standard deviations added): not told apart from the seed.")
+    return text + " Every step is larger than the two rungs' seed spreads (their standard deviations added)."
+
+
 def overfitting_across(named: Sequence[tuple[str, Sequence[dict]]], unit: str = "epoch") -> str:
     """Which of several runs (name, records) overfit, with where their test loss turned up, and which did not."""
     turned, not_turned = [], []
