@@ -296,7 +296,8 @@ def test_the_overview_says_over_seeds_what_each_rung_of_the_ladder_bought():
         mean = sum(values) / len(values)
         std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
         return {"job": job, "seeds": [0, 1], "figures": {"test_acc": {
-            "mean": mean, "std": std, "min": min(values), "max": max(values), "values": values}}}
+            "mean": mean, "std": std, "min": min(values), "max": max(values), "values": values}},
+            **({"rung": job.split(": ")[1]} if ": " in job else {})}  # as _over_seeds gives a ladder's rungs
 
     groups = [group("cnn-ablation: augment", [0.82, 0.83]), group("cnn-ablation: course", [0.78, 0.79]),
               group("cnn-vgg-best", [0.87, 0.88])]

@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator
 from twinnet import hardware
 from twinnet.recurrent_task import BEST, MODEL_NAMES, MODELS, Recipe, check_grid, job_config, job_values, \
     save_model_structure
-from twinnet.registry import Experiment, register
+from twinnet.registry import Experiment, get_experiment, register
 from twinnet.report import analysis, plots
 from twinnet.report.blocks import Figure, Section, Table, Text
 from twinnet.runs import CONFIG, RESULTS, SUMMARY, RunDir
@@ -173,6 +173,7 @@ def figures(path: Path) -> None:
 def report(path: Path) -> list:
     run_dir = RunDir(path)
     s = run_dir.read_json(SUMMARY)
+    again = get_experiment(run_dir.read_json(CONFIG)["experiment"]).continue_command(path)  # -best's or the course's
     results, lengths, models = _runs(path, s)
     cells = {(m, r["length"]): f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}"
              for m in models for r in s["accuracy"][m]}
@@ -182,7 +183,7 @@ def report(path: Path) -> list:
             Table(["model", "longest T with mean >= 99%", "longest T, every shorter T passing too"],
                   [[MODEL_NAMES[m], _or_none(s["longest_T_99"][m]["longest_T"]),
                     _or_none(s["longest_T_99"][m]["longest_T_unbroken"])] for m in models], {1, 2}),
-            Text(f"**{s['missing_runs']} runs missing**: resume with `twinnet run {run_dir.read_json(CONFIG)['experiment']} --resume {path}`."
+            Text(f"**{s['missing_runs']} runs missing**: resume with `{again}`."
                  if s["missing_runs"] else "")]),
         Section("Analysis", [*(Text(analysis.collapse(MODEL_NAMES[m], s["accuracy"][m], PASS)) for m in models),
                              Text(_against_published(s))]),

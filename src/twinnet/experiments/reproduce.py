@@ -188,23 +188,24 @@ def _over_seeds(jobs: list[Job], done: dict[str, dict]) -> list[dict]:
         keys = {key, *(seed_key(key, s) for s in offsets)}
         members = [j for j in jobs if j.key in keys]
         if len(members) > 1:
-            for name, summaries in _compared(key, [done[j.key] for j in members]):
+            for rung, summaries in _compared([done[j.key] for j in members]):
                 figures = over_seeds(summaries)
-                out.append({"job": name, "seeds": [j.seed for j in members],
-                            "figures": {k: figures[k] for k in SEED_FIGURES if k in figures}})
+                out.append({"job": key if rung is None else f"{key}: {rung}", "seeds": [j.seed for j in members],
+                            "figures": {k: figures[k] for k in SEED_FIGURES if k in figures},
+                            **({} if rung is None else {"rung": rung})})
     return out
 
 
-def _compared(key: str, summaries: list[dict]) -> list[tuple[str, list[dict]]]:
-    """(name, one summary per seed) of what a run's seeds are compared on: the run itself, or, for a ladder
-    (a summary listing its ``variants``), each rung that every seed ran."""
+def _compared(summaries: list[dict]) -> list[tuple[str | None, list[dict]]]:
+    """(rung, one summary per seed) of what a run's seeds are compared on: the run itself (rung None), or, for a
+    ladder (a summary listing its ``variants``), each rung that every seed ran."""
     if not all(isinstance(s.get("variants"), list) for s in summaries):
-        return [(key, summaries)]
+        return [(None, summaries)]
     out = []
     for rung in (r.get("variant") for r in summaries[0]["variants"]):
         rows = [next((r for r in s["variants"] if r.get("variant") == rung), None) for s in summaries]
         if all(rows):
-            out.append((f"{key}: {rung}", rows))
+            out.append((rung, rows))
     return out
 
 
@@ -279,14 +280,14 @@ def _seeds_table(groups: list[dict]) -> list:
     from twinnet.experiments.cifar import LADDER
     from twinnet.report import analysis
 
-    rungs = {g["job"].split(": ", 1)[1]: g for g in groups if g["job"].startswith("cnn-ablation: ")}
+    rungs = {g["rung"]: g for g in groups if "rung" in g}
     steps = [{"variant": name, "mean": rungs[name]["figures"]["test_acc"]["mean"],
               "std": rungs[name]["figures"]["test_acc"]["std"]}
              for name in LADDER if name in rungs and "test_acc" in rungs[name]["figures"]]
     seeds = rungs[steps[0]["variant"]]["seeds"] if steps else []
     return [Text("The headline presets, and each rung of the improvement ladder, over their seeds: test accuracy "
-                 "as mean ± standard deviation over the seeds (population std, ddof 0), its range and each seed's value in the seeds' order; training time "
-                 "as mean ± std."),
+                 "as mean ± standard deviation over the seeds (population std, ddof 0), its range and each seed's "
+                 "value in the seeds' order; training time as mean ± std."),
             Table(["run", "seeds", "test accuracy", "min – max", "per seed", "training time"], rows, {2, 3, 4, 5}),
             *([Text(analysis.ladder_over_seeds(steps, seeds))] if len(steps) > 1 else [])]
 
