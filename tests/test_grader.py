@@ -887,3 +887,138 @@ def test_the_notebook_check_leaves_numpys_global_generator_as_it_was(capsys):
     np.random.seed(7)
     report = check(namespace, "dropout", configs=1)
     assert report.ok and np.array_equal(np.random.rand(3), expected)
+
+
+# CMU 11-785's mytorch style: parameters and gradients as plain attributes, classes without some arguments
+MYTORCH_SPEC = '''name = "mytorch"
+style = "module"
+[layers.linear]
+class = "Linear"
+weight = "out_in"
+bias = "column"
+params = {weight = "W", bias = "b"}
+grads = {weight = "dLdW", bias = "dLdb"}
+[layers.relu]
+class = "ReLU"
+derivative = true
+[layers.conv]
+class = "Conv2d"
+params = {weight = "conv2d_stride1.W", bias = "conv2d_stride1.b"}
+grads = {weight = "conv2d_stride1.dLdW", bias = "conv2d_stride1.dLdb"}
+[layers.maxpool]
+class = "MaxPool2d_stride1"
+args = ["kernel_size"]
+'''
+
+
+def _mytorch(tmp_path, spec: str = MYTORCH_SPEC, source: str | None = None, **kwargs):
+    (tmp_path / "spec.toml").write_text(spec)
+    path = tmp_path / "layers.py"
+    path.write_text(source if source is not None else (STUDENTS / "mytorch" / "layers.py").read_text())
+    return grade([path], resolve_convention(None, tmp_path / "spec.toml"), **kwargs)
+
+
+def test_a_course_whose_layers_keep_weights_as_attributes_is_graded_from_a_spec_that_names_them(tmp_path):
+    report = _mytorch(tmp_path, configs=10)
+    rows = _rows(report)
+    assert report.ok, [r.first_failure for r in report.rows]
+    assert all(r.total >= 3 for r in report.rows)
+    # the stride-1 pool takes a kernel size only: the configurations with another stride are counted, not run
+    assert rows["maxpool"].skipped > 0 and rows["conv"].skipped == 0 and rows["linear"].skipped == 0
+    # without the attribute names the same files cannot be graded: the tables are what made them pass
+    plain = MYTORCH_SPEC.replace('params = {weight = "W", bias = "b"}\ngrads = {weight = "dLdW", bias = "dLdb"}\n', "")
+    assert "has no params dict" in _rows(_mytorch(tmp_path, plain, configs=1))["linear"].first_failure
+    # ... and ReLU.backward() without derivative = true is called with dout, which it does not take
+    relu = _rows(_mytorch(tmp_path, MYTORCH_SPEC.replace("derivative = true\n", ""), configs=1))["relu"]
+    assert relu.passed == 0 and "TypeError" in relu.first_failure
+
+
+def test_a_gradient_off_by_the_batch_size_is_told_its_factor(tmp_path):
+    source = (STUDENTS / "mytorch" / "layers.py").read_text()
+    old = "self.dLdW = dLdZ.T @ self.A\n"
+    assert old in source
+    report = _mytorch(tmp_path, source=source.replace(old, "self.dLdW = dLdZ.T @ self.A / len(self.A)\n"),
+                      only=["linear"], configs=2)
+    row = report.rows[0]
+    # batches of one are right; the first batch of 4 is a quarter of torch's gradient, and says so
+    assert 0 < row.passed < row.total
+    assert "n=4" in row.first_failure and "dw: relative error" in row.first_failure
+    assert "exactly 1/4 times the expected value" in row.first_failure
+
+
+def test_a_class_that_takes_none_of_the_drawn_arguments_fails_saying_why(tmp_path, monkeypatch):
+    import dataclasses
+
+    from twinnet.grader.kinds import KINDS
+
+    spec = MYTORCH_SPEC.replace('class = "Conv2d"\n', 'class = "Conv2d_stride1"\nargs = ["in_channels", '
+                                '"out_channels", "kernel_size"]\n').replace("conv2d_stride1.", "")
+    rows = _rows(_mytorch(tmp_path, spec, only=["conv"], configs=40))
+    assert rows["conv"].total and rows["conv"].passed == rows["conv"].total  # stride 1, padding 0 only
+    assert rows["conv"].skipped > rows["conv"].total
+    # only pools of stride 2: none applies to the stride-1 class, so the row fails and says what to do
+    strided = lambda rng, k: [dict(n=1, c=1, h=4, w=4, ph=2, pw=2, s=2)] * 3  # noqa: E731
+    monkeypatch.setitem(KINDS, "maxpool", dataclasses.replace(KINDS["maxpool"], configs=strided))
+    report = _mytorch(tmp_path, only=["maxpool"])
+    row = report.rows[0]
+    assert not report.ok and (row.total, row.skipped) == (0, 3)
+    assert "none of its 3 configurations applies to the convention's MaxPool2d_stride1" in row.first_failure
+
+
+def test_a_functional_course_with_a_row_bias_and_static_methods_is_graded(tmp_path):
+    (tmp_path / "mine.py").write_text(
+        "import numpy as np\n"
+        "class Linear:\n"
+        "    @staticmethod\n"
+        "    def forward(x, w, b):\n        assert b.shape == (1, w.shape[1])\n"
+        "        return x.reshape(len(x), -1) @ w + b, (x, w)\n"
+        "    @staticmethod\n"
+        "    def backward(dout, cache):\n        x, w = cache\n"
+        "        return (dout @ w.T).reshape(x.shape), x.reshape(len(x), -1).T @ dout, dout.sum(0, keepdims=True)\n")
+    spec = tmp_path / "course.toml"
+    spec.write_text('style = "functional"\n[layers.linear]\nforward = "Linear.forward"\nbackward = "Linear.backward"\n'
+                    'bias = "row"\n')
+    report = grade([tmp_path / "mine.py"], resolve_convention(None, spec), configs=2)
+    assert report.ok, report.rows[0].first_failure
+    spec.write_text(spec.read_text().replace('"row"', '"flat"'))  # the grader passes (M,): the student's assert fails
+    assert "AssertionError" in grade([tmp_path / "mine.py"], resolve_convention(None, spec), configs=2).rows[0].first_failure
+
+
+@pytest.mark.parametrize("text, message", [
+    ('style = "module"\n[layers.softmax_cross_entropy]\nloss = "L"\nbackward = "nothin"\n',
+     'backward must be "inputs"'),
+    ('style = "module"\n[layers.mlp]\nclass = "M"\nlinear = "L"\nfused = "yes"\n', "fused must be true or false"),
+    ('style = "module"\n[layers.linear]\nclass = "L"\nparams = {weight = "W", bias = "b"}\n',
+     "it has only params"),
+    ('style = "module"\n[layers.linear]\nclass = "L"\nparams = {W = "W", bias = "b"}\ngrads = {weight = "dW", bias = '
+     '"db"}\n', "params must be a table naming the attribute of each of weight, bias"),
+    ('style = "module"\n[layers.conv]\nclass = "C"\nargs = ["in_channels", "kernel_size"]\n',
+     "args must list the class's arguments in its order"),
+    ('style = "module"\n[layers.maxpool]\nclass = "P"\nargs = ["kernel", "stride"]\n', "it may leave out stride (then 1)"),
+    ('style = "functional"\n[layers.linear]\nforward = "f"\nbackward = "b"\nbias = "any"\n', 'bias = "any" is for module'),
+    ('style = "functional"\n[layers.relu]\nforward = "f"\nbackward = "b"\nderivative = true\n', "unknown key(s) derivative"),
+    ('style = "module"\n[layers.relu]\nforward = "f"\nbackward = "b"\n',
+     "unknown key(s) forward, backward; in the module style it takes class, derivative, optional (forward, backward "
+     "belong to the functional style"),
+    ('style = "module"\n[layers.relu]\nclas = "ReLU"\n', "unknown key(s) clas"),
+])
+def test_a_spec_for_a_course_of_plain_attributes_or_fewer_arguments_is_checked_before_grading(text, message, tmp_path):
+    from twinnet.grader.conventions import load_spec
+
+    (tmp_path / "spec.toml").write_text(text)
+    with pytest.raises(TwinnetError, match=re.escape(message)):
+        load_spec(tmp_path / "spec.toml")
+
+
+def test_a_constant_factor_is_named_only_where_the_values_prove_it():
+    from twinnet.grader.compare import scale_hint
+
+    ref = np.array([[1.0, -2.0], [0.5, 3.0]])
+    assert "exactly 4 times" in scale_hint(ref * 4, [ref])
+    assert "exactly 1/8 times" in scale_hint(ref / 8, [ref])
+    assert "sign flipped" in scale_hint(-ref, [ref])
+    assert "exactly 2.5 times" in scale_hint(ref * 2.5, [ref])
+    assert scale_hint(ref + 1, [ref]) == ""  # not a multiple
+    assert scale_hint(ref, [ref]) == ""  # right
+    assert scale_hint(np.array([3.0]), [np.array([1.5])]) == ""  # one number is a multiple of any other
+    assert scale_hint(None, [ref]) == "" and scale_hint(ref[0], [ref]) == ""

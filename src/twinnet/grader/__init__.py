@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from twinnet import TwinnetError
-from twinnet.grader.compare import Wrong, error, passes
+from twinnet.grader.compare import Wrong, error, passes, scale_hint
 from twinnet.grader.conventions import BUILT_IN, load_spec
-from twinnet.grader.kinds import KINDS, Context
+from twinnet.grader.kinds import KINDS, Context, NotApplicable
 from twinnet.grader.loader import StudentError, Submission, load
 
 NOT_SUBMITTED = "not in the files (optional in this convention)"  # the table's word for such a row
@@ -52,6 +52,7 @@ class Row:
     points: float = 0.0
     max_points: float = 1.0
     submitted: bool = True  # False: an optional layer none of whose functions the files define (0 of 0 points)
+    skipped: int = 0  # configurations the convention's class cannot take (no stride argument, one kernel size)
 
 
 @dataclass
@@ -174,7 +175,7 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
     timed_out = None  # the first configuration that ran past the time limit: the others are not run
     for index, cfg in enumerate(spec.configs(np.random.default_rng([seed, stream]), configs)):
         ctx = Context(submission.names, submission.files, entry, convention,
-                      np.random.default_rng([seed, stream, index]))
+                      np.random.default_rng([seed, stream, index]), kind)
         label = f"{kind} #{index} " + " ".join(f"{k}={v}" for k, v in cfg.items())
         _progress("config", label)
         if timed_out is not None:
@@ -184,14 +185,15 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
         try:
             with np.errstate(all="ignore"):  # overflow in the student's code is reported as a non-finite value
                 quantities = spec.check(cfg, ctx)
-            if not quantities:
-                continue  # not applicable in this style (a module takes one kernel size)
             problem, worst = None, 0.0
             for name, (student, references) in quantities.items():
                 e = error(name, student, references)
                 worst = max(worst, e)
                 if not passes(e) and problem is None:
-                    problem = f"{name}: relative error {_above_tolerance(e)}"
+                    problem = f"{name}: relative error {_above_tolerance(e)}{scale_hint(student, references)}"
+        except NotApplicable:
+            row.skipped += 1
+            continue
         except (StudentError, Wrong) as e:
             problem, worst = str(e), float("inf")
             if getattr(e, "timed_out", False):
@@ -206,6 +208,11 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
         else:
             row.failures.append(f"{label}: {problem}")
             row.first_failure = row.first_failure or row.failures[-1]
+    if not row.total and row.skipped:
+        row.first_failure = (f"none of its {row.skipped} configurations applies to the convention's "
+                             f"{entry.get('class', kind)} (each needs an argument its args leave out); raise --configs "
+                             "or give the class more arguments")
+        row.failures.append(row.first_failure)
     row.points = round(row.max_points * row.passed / row.total, 2) if row.total else 0.0
     return row
 
@@ -225,7 +232,8 @@ def format_table(report: Report) -> str:
     def err(v: float) -> str:
         return "n/a" if v == float("inf") else f"{v:.1e}"  # a crash, None, a shape: no number to give
 
-    rows = [[r.title, f"{r.passed}/{r.total}", err(r.worst_error) if r.total else "-",
+    rows = [[r.title, f"{r.passed}/{r.total}" + (f" ({r.skipped} n/a)" if r.skipped else ""),
+             err(r.worst_error) if r.total else "-",
              r.first_failure or "", f"{r.points:g}/{r.max_points:g}"] if r.submitted else
             [r.title, "-", "-", NOT_SUBMITTED, "-"] for r in report.rows]
     table = markdown_table(["layer", "passed", "worst error", "first failure (reproduce with --only and --seed)",

@@ -57,3 +57,24 @@ def unchanged(name: str, before, after) -> None:
         return
     if not np.array_equal(np.asarray(before), np.asarray(after), equal_nan=True):
         raise Wrong(f"modified its input {name} in place")
+
+
+def scale_hint(student, references: list) -> str:
+    """Where a failed ``student`` value is exactly the reference times a constant (a mean where the convention
+    sums, or the other way round; a flipped sign): "; it is exactly c times the expected value", else ""."""
+    try:
+        a, b = np.asarray(student, dtype=np.float64), np.asarray(references[0], dtype=np.float64)
+    except (TypeError, ValueError, IndexError):
+        return ""
+    if a.shape != b.shape or np.count_nonzero(b) < 2 or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return ""  # one number is always some multiple of another: no evidence of a factor
+    c = float((a * b).sum() / (b * b).sum())
+    if not np.isfinite(c) or c == 0 or abs(c - 1) < 1e-6 or np.abs(a - c * b).max() > 1e-9 * np.abs(a).max():
+        return ""
+    if c == -1 or abs(c + 1) < 1e-9:
+        return "; it is exactly the expected value with its sign flipped"
+    whole, inverse = round(c), round(1 / c)
+    text = (f"{whole}" if abs(c - whole) < 1e-9 * abs(c) else
+            f"{'-' if inverse < 0 else ''}1/{abs(inverse)}" if abs(1 / c - inverse) < 1e-9 * abs(1 / c) else f"{c:.6g}")
+    return f"; it is exactly {text} times the expected value (a constant factor: a mean where a sum belongs, or " \
+           "the other way round?)"

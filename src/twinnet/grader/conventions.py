@@ -134,7 +134,42 @@ _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum
             "spatial_batchnorm": ("running_var", "momentum"), "dropout": ("p",),
             "softmax_cross_entropy": ("softmax", "input", "target", "reduction", "fused", "backward"),
             "mlp": ("linear", "output", "fused", "activation"), "lstm_step": ("gates",), "lstm": ("gates",)}
+# ... and in the module style: the names of plain-attribute parameters and gradients, the class's arguments,
+# an activation whose backward() returns its derivative
+_MODULE_OPTIONS = {"linear": ("params", "grads", "args"), "conv": ("params", "grads", "args"),
+                   "batchnorm": ("params", "grads", "args"), "maxpool": ("args",), "elu": ("args", "derivative"),
+                   "relu": ("derivative",), "mlp": ("args",)}
+_PARAMETERS = ("weight", "bias")  # the parameters of the kinds that take params/grads tables
 _TOP = ("name", "style", "params", "grads", "layers")
+
+
+def _check_module_options(kind: str, entry: dict[str, Any], where: str) -> None:
+    """A module-style layer's ``params``/``grads`` tables (attribute names) and ``args`` list, if it has them."""
+    from twinnet.grader.kinds import ARGUMENTS
+
+    tables = [k for k in ("params", "grads") if k in entry]
+    if tables and len(tables) == 1:
+        raise TwinnetError(f"{where}: params and grads name the layer's attributes together (params = {{weight = "
+                           f"\"W\", bias = \"b\"}}, grads = {{weight = \"dW\", bias = \"db\"}}); it has only "
+                           f"{tables[0]}")
+    for key in tables:
+        table = entry[key]
+        if not isinstance(table, dict) or set(table) != set(_PARAMETERS) or \
+                not all(isinstance(v, str) and v and all(v.split(".")) for v in table.values()):
+            raise TwinnetError(f"{where}: {key} must be a table naming the attribute of each of {', '.join(_PARAMETERS)}"
+                               f" (e.g. {key} = {{weight = \"{'W' if key == 'params' else 'dW'}\", bias = "
+                               f"\"{'b' if key == 'params' else 'db'}\"}}; a dotted path reaches into a member), got "
+                               f"{table!r}")
+    if "args" in entry:
+        names = [name for name, _ in ARGUMENTS[kind]]
+        args = entry["args"]
+        needed = [name for name, fixed in ARGUMENTS[kind] if fixed is None]
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args) or \
+                len(set(args)) != len(args) or set(args) - set(names) or set(needed) - set(args):
+            left = ", ".join(f"{name} (then {fixed})" for name, fixed in ARGUMENTS[kind] if fixed is not None)
+            raise TwinnetError(f"{where}: args must list the class's arguments in its order, each once, from "
+                               f"{', '.join(names)}" + (f"; it may leave out {left}" if left else "; all of them")
+                               + f", got {args!r}")
 
 
 def load_spec(path: Path) -> dict[str, Any]:
@@ -172,23 +207,39 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
         if not isinstance(entry, dict):
             raise TwinnetError(f"{where}: [layers.{kind}] must be a table")
         needed = KINDS[kind].needs(style)
+        other = "module" if style == "functional" else "functional"
         if not needed:
-            other = "module" if style == "functional" else "functional"
             raise TwinnetError(f"{where}: [layers.{kind}]: a {KINDS[kind].title} cannot be checked in the {style} "
                                f"style" + (f" (it can in the {other} style)" if KINDS[kind].needs(other) else "")
                                + "; remove that table or check it with a spec of the other style")
+        known = (*needed, *_OPTIONS.get(kind, ()), *(_MODULE_OPTIONS.get(kind, ()) if style == "module" else ()),
+                 "optional")
+        if unknown := [k for k in entry if k not in known]:
+            hint = ""
+            if set(unknown) & set(KINDS[kind].needs(other)) - set(known):
+                hint = f" ({', '.join(KINDS[kind].needs(other))} belong to the {other} style; this spec's is {style})"
+            raise TwinnetError(f"{where}: [layers.{kind}]: unknown key(s) {', '.join(unknown)}; in the {style} style "
+                               f"it takes {', '.join(known)}{hint}")
         if missing := [k for k in needed if not isinstance(entry.get(k), str)]:
             raise TwinnetError(f"{where}: [layers.{kind}] needs {', '.join(missing)} (names in the student's code)")
-        known = (*needed, *_OPTIONS.get(kind, ()), "optional")
-        if unknown := [k for k in entry if k not in known]:
-            raise TwinnetError(f"{where}: [layers.{kind}]: unknown key(s) {', '.join(unknown)}; in the {style} style "
-                               f"it takes {', '.join(known)}")
+        _check_module_options(kind, entry, f"{where}: [layers.{kind}]")
         if not isinstance(entry.get("optional", False), bool):
             raise TwinnetError(f"{where}: [layers.{kind}] optional must be true or false (a layer the files may "
                                f"lack), got {entry['optional']!r}")
         for key, allowed in _CHOICES.items():
             if key in entry and entry[key] not in allowed:
                 raise TwinnetError(f"{where}: [layers.{kind}] {key} must be one of {', '.join(allowed)}")
+        for key in ("fused", "derivative"):
+            if key in entry and not isinstance(entry[key], bool):
+                raise TwinnetError(f"{where}: [layers.{kind}] {key} must be true or false, got {entry[key]!r}")
+        if kind == "softmax_cross_entropy" and entry.get("backward", "inputs") not in ("inputs", "nothing"):
+            raise TwinnetError(f"{where}: [layers.{kind}] backward must be \"inputs\" (the loss's backward takes "
+                               f"the forward's inputs again) or \"nothing\" (it takes no arguments), got "
+                               f"{entry['backward']!r}")
+        if style == "functional" and entry.get("bias") == "any":
+            raise TwinnetError(f"{where}: [layers.{kind}] bias = \"any\" is for module-style courses whose "
+                               "students create the bias; in the functional style the grader passes it: flat, row "
+                               "or column")
         if entry.get("input") == "probabilities" and not isinstance(entry.get("softmax"), str):
             raise TwinnetError(f"{where}: [layers.{kind}] input = \"probabilities\" needs softmax = \"NAME\" (the "
                                "student's softmax, whose output the loss takes)")

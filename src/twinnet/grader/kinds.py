@@ -9,7 +9,7 @@ inputs are fresh copies for the student: any write into them is reported.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ import torch
 
 from twinnet import numpy_nn as nn
 from twinnet.grader.compare import Wrong, all_unchanged, error, passes, unchanged
-from twinnet.grader.loader import StudentError, call
+from twinnet.grader.loader import StudentError, call, lookup
 
 Quantities = dict[str, tuple[Any, list]]
 
@@ -32,11 +32,13 @@ class Context:
     entry: dict[str, Any]  # the convention's [layers.KIND] table
     convention: dict[str, Any]
     rng: np.random.Generator
+    kind: str = ""  # the layer kind checked (its class's arguments: ``ARGUMENTS``)
 
     def find(self, key: str):
-        """The student's function or class the convention names under ``key``."""
+        """The student's function or class the convention names under ``key`` (a dotted name reaches into
+        one: ``Linear.forward``)."""
         name = self.entry[key]
-        found = self.names.get(name)
+        found = lookup(self.names, name)
         if found is None:
             raise StudentError(f"no {name} in the submission")
         return found
@@ -144,16 +146,18 @@ def _linear(cfg, ctx: Context) -> Quantities:
     stored = weight.T.copy() if in_out else weight.copy()
     more: Quantities = {}
     if ctx.convention["style"] == "functional":
-        args = (x.copy(), stored.copy(), bias.copy())
+        layout = ctx.entry.get("bias", "flat")  # the grader passes the bias: in the convention's layout
+        given = _bias_as(layout, bias)
+        args = (x.copy(), stored.copy(), given.copy())
         out, cache = _pair(ctx.call(ctx.find("forward"), *args, what=f"{ctx.entry['forward']}"), ctx.entry["forward"], 2)
-        all_unchanged(("x", "w", "b"), (x, stored, bias), args)
+        all_unchanged(("x", "w", "b"), (x, stored, given), args)
         dx, dw, db = _pair(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]),
                            ctx.entry["backward"], 3)
         got = {"out": out, "dx": dx, "dw": dw, "db": db}
         for r in refs:
-            r["dw"] = r["dw"].T if in_out else r["dw"]
+            r["dw"], r["db"] = r["dw"].T if in_out else r["dw"], _bias_as(layout, r["db"])
         other = ctx.rng.standard_normal(x.shape)
-        more = _caches_apart(ctx, (x.copy(), stored.copy(), bias.copy()), (other, stored.copy(), bias.copy()), dout,
+        more = _caches_apart(ctx, (x.copy(), stored.copy(), given.copy()), (other, stored.copy(), given.copy()), dout,
                              {k: ref[k] for k in ("dx", "dw", "db")})
     else:
         layer = _build(ctx, "class", d, cfg["m"])
@@ -200,15 +204,81 @@ def _bias_as(layout: str, b: np.ndarray) -> np.ndarray:
     return b.reshape(_BIAS_SHAPES[layout])
 
 
+class NotApplicable(Exception):
+    """A configuration the student's class cannot be given under its convention (a class that takes no
+    stride, for a stride of 2): skipped, and counted as such in the layer's row."""
+
+
+# module style: each kind's class arguments in the grader's order, with the value an argument that a
+# convention's ``args`` leaves out must have (None: it cannot be left out); configurations needing another
+# value are not applicable to that class (CMU's ``Conv2d_stride1(in, out, kernel)``: stride 1, padding 0)
+ARGUMENTS: dict[str, tuple[tuple[str, Any], ...]] = {
+    "linear": (("in_features", None), ("out_features", None)),
+    "conv": (("in_channels", None), ("out_channels", None), ("kernel_size", None), ("stride", 1), ("padding", 0)),
+    "maxpool": (("kernel_size", None), ("stride", 1)),
+    "batchnorm": (("num_features", None),),
+    "elu": (("alpha", None),),
+    "mlp": (("inputs", None), ("hidden", None), ("classes", None)),
+}
+
+
 def _build(ctx: Context, key: str, *args):
+    """The student's class named under ``key``, built with ``args`` (the kind's ``ARGUMENTS`` in order), or
+    with those the convention's ``args`` lists, in its order."""
     cls = ctx.find(key)
+    if key == "class" and "args" in ctx.entry:
+        given = dict(zip((name for name, _ in ARGUMENTS[ctx.kind]), args))
+        for name, fixed in ARGUMENTS[ctx.kind]:
+            if name not in ctx.entry["args"] and given[name] != fixed:
+                raise NotApplicable(f"{name}={given[name]!r}")
+        args = tuple(given[name] for name in ctx.entry["args"])
     layer = ctx.call(cls, *args, what=f"{ctx.entry[key]}({', '.join(map(repr, args))})")
     if hasattr(layer, "double") and ctx.convention.get("params") == "attributes":
         ctx.call(layer.double, what=f"{ctx.entry[key]}.double")
     return layer
 
 
+class _Fields(MutableMapping):
+    """A layer's parameters kept as plain attributes that the convention names (``params = {weight = "W",
+    bias = "b"}``; a dotted path reaches into a member: ``conv2d_stride1.W``), read and written as a
+    ``params = "dict"`` course's dict is."""
+
+    def __init__(self, layer, paths: dict[str, str]) -> None:
+        self.layer, self.paths = layer, paths
+
+    def _owner(self, name: str):
+        *members, last = self.paths[name].split(".")
+        owner = self.layer
+        for member in members:
+            owner = getattr(owner, member)
+        return owner, last
+
+    def __getitem__(self, name: str):
+        if name not in self.paths:
+            raise KeyError(name)
+        try:
+            owner, last = self._owner(name)
+            return getattr(owner, last)
+        except AttributeError:
+            raise KeyError(name) from None
+
+    def __setitem__(self, name: str, value) -> None:
+        owner, last = self._owner(name)
+        setattr(owner, last, value)
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("a layer's parameters are not deleted")
+
+    def __iter__(self):
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
 def _params(ctx: Context, layer) -> dict:
+    if isinstance(ctx.entry.get("params"), dict):
+        return _Fields(layer, ctx.entry["params"])
     if ctx.convention.get("params", "dict") == "dict":
         params = getattr(layer, "params", None)
         if not isinstance(params, dict):
@@ -231,12 +301,16 @@ def _assign(params: dict, name: str, value: np.ndarray) -> None:
 
 def _set_params(ctx: Context, layer, values: dict) -> None:
     params = _params(ctx, layer)
+    fields = isinstance(params, _Fields)
     for name, value in values.items():
         if name not in params:
+            if fields:
+                raise Wrong(f"{type(layer).__name__} has no attribute {params.paths[name]} (the convention's {name})")
             raise Wrong(f"{type(layer).__name__} has no parameter {name!r} (it has {', '.join(params) or 'none'})")
-        if ctx.convention.get("params", "dict") == "dict":
+        if fields or ctx.convention.get("params", "dict") == "dict":
+            where = f".{params.paths[name]}" if fields else f".params[{name!r}]"
             if np.shape(params[name]) != value.shape:
-                raise Wrong(f"{type(layer).__name__}.params[{name!r}] has shape {np.shape(params[name])}, the "
+                raise Wrong(f"{type(layer).__name__}{where} has shape {np.shape(params[name])}, the "
                             f"convention's is {value.shape}")
             _assign(params, name, value)
         else:
@@ -248,6 +322,13 @@ def _set_params(ctx: Context, layer, values: dict) -> None:
 
 
 def _grads(ctx: Context, layer) -> dict:
+    if isinstance(ctx.entry.get("grads"), dict):
+        fields = _Fields(layer, ctx.entry["grads"])
+        for name, path in fields.paths.items():
+            if name not in fields:
+                raise Wrong(f"{type(layer).__name__} has no attribute {path} after backward (the convention's "
+                            f"gradient of {name})")
+        return {k: None if v is None else np.array(v, copy=True) for k, v in fields.items()}
     if ctx.convention.get("params", "dict") == "dict":
         grads = getattr(layer, "grads", None)
         if not isinstance(grads, dict):
@@ -337,7 +418,15 @@ def _unary(ctx: Context, x, dout, refs: list[dict], args: tuple) -> Quantities:
         layer = _build(ctx, "class", *args)
         out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
         unchanged("x", x, xs)
-        dx = ctx.call(layer.backward, dout.copy(), what=f"{ctx.entry['class']}.backward")
+        if ctx.entry.get("derivative", False):  # backward() returns d out / d x, elementwise (CMU's mytorch, 2022)
+            derivative = ctx.call(layer.backward, what=f"{ctx.entry['class']}.backward")
+            if derivative is None or np.shape(derivative) != x.shape:
+                raise Wrong(f"{ctx.entry['class']}.backward() returned {'None' if derivative is None else 'shape '}"
+                            f"{'' if derivative is None else np.shape(derivative)}; derivative = true expects "
+                            f"d out / d x elementwise, of x's shape {x.shape}")
+            dx = np.asarray(derivative) * dout
+        else:
+            dx = ctx.call(layer.backward, dout.copy(), what=f"{ctx.entry['class']}.backward")
         more = {}
     return {"out": (out, [r["out"] for r in refs]), "dx": (dx, [r["dx"] for r in refs]), **more}
 
@@ -422,7 +511,7 @@ def _maxpool(cfg, ctx: Context) -> Quantities:
     if ctx.convention["style"] == "functional":
         return _unary(ctx, x, dout, refs, ({"pool_height": cfg["ph"], "pool_width": cfg["pw"], "stride": cfg["s"]},))
     if cfg["ph"] != cfg["pw"]:
-        return {}  # a module takes one kernel size here
+        raise NotApplicable("a module takes one kernel size here")
     return _unary(ctx, x, dout, refs, (cfg["ph"], cfg["s"]))
 
 
@@ -1145,7 +1234,7 @@ def _mlp(cfg, ctx: Context) -> Quantities:
         raise Wrong(f"found {len(linears)} {ctx.entry['linear']} layers in the model, expected {len(torch_linears)}")
     linears = _in_call_order(ctx, model, linears, cfg["inputs"])
     in_out = ctx.convention["layers"].get("linear", {}).get("weight", "out_in") == "in_out"
-    lin_ctx = Context(ctx.names, ctx.files, ctx.convention["layers"].get("linear", {}), ctx.convention, rng)
+    lin_ctx = Context(ctx.names, ctx.files, ctx.convention["layers"].get("linear", {}), ctx.convention, rng, "linear")
 
     bias_layouts = [_bias_layout(lin_ctx, mine, t.out_features) for mine, t in zip(linears, torch_linears)]
 

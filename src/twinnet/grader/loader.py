@@ -60,7 +60,22 @@ class Submission:
     files: list[Path]
 
     def get(self, name: str) -> Any:
-        return self.names.get(name)
+        return lookup(self.names, name)
+
+
+def lookup(names: dict[str, Any], name: str) -> Any:
+    """The definition a convention names: a top-level name, or a dotted path into one (``Linear.forward``,
+    a static method of the student's class); None where the files do not define it."""
+    first, *rest = name.split(".")
+    found = names.get(first)
+    for part in rest:
+        if found is None:
+            break
+        try:
+            found = getattr(found, part, None)
+        except Exception:  # noqa: BLE001 - a student's __getattr__ that raises: not defined, as far as we can tell
+            found = None
+    return found
 
 
 def load(paths: list[Path]) -> Submission:
