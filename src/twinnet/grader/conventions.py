@@ -9,7 +9,10 @@ A convention is plain data (what a ``--spec`` TOML file holds), read by the chec
   ``backward(dout) -> dx``; its weights are in ``params``/``grads`` dicts (``params = "dict"``) or
   are ``Parameter``-like attributes with ``.data`` and ``.grad`` (``params = "attributes"``,
   ``twinnet.numpy_nn``'s own protocol); ``grads`` says whether backward overwrites them or adds
-  to them (torch's ``accumulate``).
+  to them (torch's ``accumulate``). A layer's own ``params``/``grads`` tables name plain attributes
+  instead (``params = {weight = "W", bias = "b"}``, CMU's mytorch; dotted paths reach into members),
+  ``args`` the class's arguments where it takes fewer (``kinds.ARGUMENTS``), and ``derivative = true`` an
+  activation whose ``backward()`` returns d out / d x.
 
 Each entry of ``layers`` names one layer kind's functions or class and the layout facts that
 differ between courses (``weight``: ``in_out`` or ``out_in``; ``bias``: ``flat`` (M,), ``row``
