@@ -1001,6 +1001,14 @@ def test_a_functional_course_with_a_row_bias_and_static_methods_is_graded(tmp_pa
      "unknown key(s) forward, backward; in the module style it takes class, derivative, optional (forward, backward "
      "belong to the functional style"),
     ('style = "module"\n[layers.relu]\nclas = "ReLU"\n', "unknown key(s) clas"),
+    ('style = "functional"\n[layers.linear]\nforward = "f"\nbackward = "b"\nparams = {weight = "W", bias = "b"}\n',
+     "params belongs to the module style"),
+    ('style = "module"\n[layers.linear]\nclass = "Lin..ear"\n', "class = 'Lin..ear' is not a Python name"),
+    ('style = "module"\n[layers.linear]\nclass = "L"\nparams = {weight = " W", bias = "b"}\ngrads = {weight = "dW", '
+     'bias = "db"}\n', "params must be a table"),
+    ('style = "module"\n[layers.batchnorm]\nclass = "B"\nparams = {weight = "g", bias = "b"}\ngrads = {weight = "dg", '
+     'bias = "db"}\n', "unknown key(s) params, grads"),
+    ('name = 1979-05-27\nstyle = "module"\n[layers.relu]\nclass = "R"\n', "name must be a string"),
 ])
 def test_a_spec_for_a_course_of_plain_attributes_or_fewer_arguments_is_checked_before_grading(text, message, tmp_path):
     from twinnet.grader.conventions import load_spec
@@ -1022,3 +1030,39 @@ def test_a_constant_factor_is_named_only_where_the_values_prove_it():
     assert scale_hint(ref, [ref]) == ""  # right
     assert scale_hint(np.array([3.0]), [np.array([1.5])]) == ""  # one number is a multiple of any other
     assert scale_hint(None, [ref]) == "" and scale_hint(ref[0], [ref]) == ""
+    assert scale_hint(ref * 1.000002, [ref]) == ""  # within rounding of right: no factor to name
+    assert "exactly 2.0000001 times" in scale_hint(ref * 2.0000001, [ref])  # not rounded to a whole number
+    assert scale_hint(ref * 1e300, [ref * 1e-300]) == ""  # overflow: nothing said, nothing raised
+
+
+def test_weights_behind_properties_and_a_loss_whose_backward_takes_nothing_are_graded(tmp_path):
+    """A weight property that hands out a copy (with a setter) is set through the setter; a property that raises
+    fails the row naming the student's line; a loss of probabilities whose backward() takes no arguments passes
+    under backward = "nothing"."""
+    source = (STUDENTS / "mytorch" / "layers.py").read_text() + (
+        "\n\nclass Prop(Linear):\n"
+        "    @property\n    def W(self):\n        return self._w.copy()\n"
+        "    @W.setter\n    def W(self, value):\n        self._w = np.array(value, dtype=float)\n"
+        "\n\nclass Broken(Linear):\n"
+        "    @property\n    def b(self):\n        raise ValueError('no bias today')\n"
+        "    @b.setter\n    def b(self, value):\n        pass\n"
+        "\n\nclass Softmax:\n    def forward(self, z):\n"
+        "        e = np.exp(z - z.max(axis=1, keepdims=True))\n        self.p = e / e.sum(axis=1, keepdims=True)\n"
+        "        return self.p\n"
+        "    def backward(self, dp):\n        s = (dp * self.p).sum(axis=1, keepdims=True)\n        return self.p * (dp - s)\n"
+        "\n\nclass NLL:\n    def forward(self, p, y):\n        self.p, self.y = p, y\n"
+        "        return -np.log(p[np.arange(len(y)), y]).mean()\n"
+        "    def backward(self):\n        d = np.zeros_like(self.p)\n"
+        "        d[np.arange(len(self.y)), self.y] = -1 / (self.p[np.arange(len(self.y)), self.y] * len(self.y))\n"
+        "        return d\n")
+    linear = '[layers.linear]\nclass = "{}"\nweight = "out_in"\nbias = "column"\nparams = {{weight = "W", bias = "b"}}\n' \
+             'grads = {{weight = "dLdW", bias = "dLdb"}}\n'
+    spec = 'style = "module"\n' + linear.format("Prop")
+    assert _mytorch(tmp_path, spec, source=source, configs=2).ok
+    row = _mytorch(tmp_path, 'style = "module"\n' + linear.format("Broken"), source=source, configs=1).rows[0]
+    assert row.passed == 0 and "ValueError: no bias today" in row.first_failure and "layers.py:" in row.first_failure
+    loss = ('style = "module"\n[layers.softmax_cross_entropy]\nsoftmax = "Softmax"\nloss = "NLL"\n'
+            'input = "probabilities"\ntarget = "labels"\n')
+    report = _mytorch(tmp_path, loss + 'backward = "nothing"\n', source=source, configs=2)
+    assert report.ok, report.rows[0].first_failure
+    assert "TypeError" in _mytorch(tmp_path, loss, source=source, configs=1).rows[0].first_failure

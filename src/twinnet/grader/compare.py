@@ -68,13 +68,18 @@ def scale_hint(student, references: list) -> str:
         return ""
     if a.shape != b.shape or np.count_nonzero(b) < 2 or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         return ""  # one number is always some multiple of another: no evidence of a factor
-    c = float((a * b).sum() / (b * b).sum())
-    if not np.isfinite(c) or c == 0 or abs(c - 1) < 1e-6 or np.abs(a - c * b).max() > 1e-9 * np.abs(a).max():
-        return ""
-    if c == -1 or abs(c + 1) < 1e-9:
-        return "; it is exactly the expected value with its sign flipped"
-    whole, inverse = round(c), round(1 / c)
-    text = (f"{whole}" if abs(c - whole) < 1e-9 * abs(c) else
-            f"{'-' if inverse < 0 else ''}1/{abs(inverse)}" if abs(1 / c - inverse) < 1e-9 * abs(1 / c) else f"{c:.6g}")
-    return f"; it is exactly {text} times the expected value (a constant factor: a mean where a sum belongs, or " \
-           "the other way round?)"
+    with np.errstate(all="ignore"):
+        c = float((a * b).sum() / (b * b).sum())
+        if not np.isfinite(c) or c == 0 or abs(c - 1) < 1e-5 or not np.abs(a - c * b).max() <= 1e-9 * np.abs(a).max():
+            return ""
+        whole, inverse = round(c), round(1 / c)
+        flipped = abs(c + 1) < 1e-9
+        if flipped:
+            return "; it is exactly the expected value with its sign flipped"
+        if abs(c - whole) < 1e-9 * abs(c):
+            text = f"{whole} times the expected value"
+        elif abs(1 / c - inverse) < 1e-9 * abs(1 / c):
+            text = f"{'-' if inverse < 0 else ''}1/{abs(inverse)} times the expected value"
+        else:
+            text = f"{c:.10g} times the expected value"
+    return f"; it is exactly {text} (a constant factor: a mean where a sum belongs, or the other way round?)"

@@ -139,11 +139,16 @@ _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum
             "mlp": ("linear", "output", "fused", "activation"), "lstm_step": ("gates",), "lstm": ("gates",)}
 # ... and in the module style: the names of plain-attribute parameters and gradients, the class's arguments,
 # an activation whose backward() returns its derivative
+# (not batch norm's: its running statistics, evaluation mode and eps are the grader's names, torch's)
 _MODULE_OPTIONS = {"linear": ("params", "grads", "args"), "conv": ("params", "grads", "args"),
-                   "batchnorm": ("params", "grads", "args"), "maxpool": ("args",), "elu": ("args", "derivative"),
-                   "relu": ("derivative",), "mlp": ("args",)}
+                   "maxpool": ("args",), "elu": ("args", "derivative"), "relu": ("derivative",), "mlp": ("args",)}
 _PARAMETERS = ("weight", "bias")  # the parameters of the kinds that take params/grads tables
 _TOP = ("name", "style", "params", "grads", "layers")
+
+
+def _dotted(name: str) -> bool:
+    """A Python name, or a dotted path of them (``Linear.forward``, ``conv2d_stride1.W``)."""
+    return all(part.isidentifier() for part in name.split("."))
 
 
 def _check_module_options(kind: str, entry: dict[str, Any], where: str) -> None:
@@ -158,7 +163,7 @@ def _check_module_options(kind: str, entry: dict[str, Any], where: str) -> None:
     for key in tables:
         table = entry[key]
         if not isinstance(table, dict) or set(table) != set(_PARAMETERS) or \
-                not all(isinstance(v, str) and v and all(v.split(".")) for v in table.values()):
+                not all(isinstance(v, str) and _dotted(v) for v in table.values()):
             raise TwinnetError(f"{where}: {key} must be a table naming the attribute of each of {', '.join(_PARAMETERS)}"
                                f" (e.g. {key} = {{weight = \"{'W' if key == 'params' else 'dW'}\", bias = "
                                f"\"{'b' if key == 'params' else 'db'}\"}}; a dotted path reaches into a member), got "
@@ -194,6 +199,9 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
         raise TwinnetError(f"{where}: a convention is a table of settings ({', '.join(_TOP)})")
     if unknown := [k for k in spec if k not in _TOP]:
         raise TwinnetError(f"{where}: unknown setting(s) {', '.join(unknown)}; a convention holds {', '.join(_TOP)}")
+    if "name" in spec and not (isinstance(spec["name"], str) and spec["name"].strip()):
+        raise TwinnetError(f"{where}: name must be a string (the convention's name in the report), got "
+                           f"{spec['name']!r}")
     style = spec.get("style")
     if style not in ("functional", "module"):
         raise TwinnetError(f"{where}: style must be \"functional\" or \"module\", got {style!r}")
@@ -219,12 +227,17 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
                  "optional")
         if unknown := [k for k in entry if k not in known]:
             hint = ""
-            if set(unknown) & set(KINDS[kind].needs(other)) - set(known):
-                hint = f" ({', '.join(KINDS[kind].needs(other))} belong to the {other} style; this spec's is {style})"
+            others = [*KINDS[kind].needs(other), *(_MODULE_OPTIONS.get(kind, ()) if other == "module" else ())]
+            if theirs := [k for k in unknown if k in others and k not in known]:
+                hint = f" ({', '.join(theirs)} belong{'s' if len(theirs) == 1 else ''} to the {other} style; this spec's is {style})"
             raise TwinnetError(f"{where}: [layers.{kind}]: unknown key(s) {', '.join(unknown)}; in the {style} style "
                                f"it takes {', '.join(known)}{hint}")
         if missing := [k for k in needed if not isinstance(entry.get(k), str)]:
             raise TwinnetError(f"{where}: [layers.{kind}] needs {', '.join(missing)} (names in the student's code)")
+        if odd := [f"{k} = {entry[k]!r}" for k in (*needed, "softmax", "linear") if isinstance(entry.get(k), str)
+                   and not _dotted(entry[k])]:
+            raise TwinnetError(f"{where}: [layers.{kind}] {', '.join(odd)} is not a Python name (or a dotted path of "
+                               "names, as Linear.forward)")
         _check_module_options(kind, entry, f"{where}: [layers.{kind}]")
         if not isinstance(entry.get("optional", False), bool):
             raise TwinnetError(f"{where}: [layers.{kind}] optional must be true or false (a layer the files may "

@@ -217,7 +217,7 @@ ARGUMENTS: dict[str, tuple[tuple[str, Any], ...]] = {
     "conv": (("in_channels", None), ("out_channels", None), ("kernel_size", None), ("stride", 1), ("padding", 0)),
     "maxpool": (("kernel_size", None), ("stride", 1)),
     "batchnorm": (("num_features", None),),
-    "elu": (("alpha", None),),
+    "elu": (("alpha", 1.0),),
     "mlp": (("inputs", None), ("hidden", None), ("classes", None)),
 }
 
@@ -238,33 +238,39 @@ def _build(ctx: Context, key: str, *args):
     return layer
 
 
+_MISSING = object()
+
+
 class _Fields(MutableMapping):
     """A layer's parameters kept as plain attributes that the convention names (``params = {weight = "W",
     bias = "b"}``; a dotted path reaches into a member: ``conv2d_stride1.W``), read and written as a
-    ``params = "dict"`` course's dict is."""
+    ``params = "dict"`` course's dict is. Each read and write is a call into the student's code (a property
+    may run): under the time limit, and an exception names the student's line."""
 
-    def __init__(self, layer, paths: dict[str, str]) -> None:
-        self.layer, self.paths = layer, paths
+    def __init__(self, ctx: Context, layer, paths: dict[str, str]) -> None:
+        self.ctx, self.layer, self.paths = ctx, layer, paths
 
     def _owner(self, name: str):
         *members, last = self.paths[name].split(".")
         owner = self.layer
         for member in members:
-            owner = getattr(owner, member)
+            owner = self.ctx.call(getattr, owner, member, _MISSING, what=f"reading {member}")
+            if owner is _MISSING:
+                raise KeyError(name)
         return owner, last
 
     def __getitem__(self, name: str):
         if name not in self.paths:
             raise KeyError(name)
-        try:
-            owner, last = self._owner(name)
-            return getattr(owner, last)
-        except AttributeError:
-            raise KeyError(name) from None
+        owner, last = self._owner(name)
+        value = self.ctx.call(getattr, owner, last, _MISSING, what=f"reading {self.paths[name]}")
+        if value is _MISSING:
+            raise KeyError(name)
+        return value
 
     def __setitem__(self, name: str, value) -> None:
         owner, last = self._owner(name)
-        setattr(owner, last, value)
+        self.ctx.call(setattr, owner, last, value, what=f"setting {self.paths[name]}")
 
     def __delitem__(self, name: str) -> None:
         raise TypeError("a layer's parameters are not deleted")
@@ -278,7 +284,7 @@ class _Fields(MutableMapping):
 
 def _params(ctx: Context, layer) -> dict:
     if isinstance(ctx.entry.get("params"), dict):
-        return _Fields(layer, ctx.entry["params"])
+        return _Fields(ctx, layer, ctx.entry["params"])
     if ctx.convention.get("params", "dict") == "dict":
         params = getattr(layer, "params", None)
         if not isinstance(params, dict):
@@ -295,8 +301,9 @@ def _assign(params: dict, name: str, value: np.ndarray) -> None:
     if isinstance(current, np.ndarray) and current.dtype == np.float64 and current.shape == value.shape and \
             current.flags.writeable:
         current[...] = value
-    else:
-        params[name] = np.array(value, dtype=np.float64, copy=True)
+        if np.array_equal(params[name], value):  # not a property that hands out a copy
+            return
+    params[name] = np.array(value, dtype=np.float64, copy=True)
 
 
 def _set_params(ctx: Context, layer, values: dict) -> None:
@@ -323,7 +330,7 @@ def _set_params(ctx: Context, layer, values: dict) -> None:
 
 def _grads(ctx: Context, layer) -> dict:
     if isinstance(ctx.entry.get("grads"), dict):
-        fields = _Fields(layer, ctx.entry["grads"])
+        fields = _Fields(ctx, layer, ctx.entry["grads"])
         for name, path in fields.paths.items():
             if name not in fields:
                 raise Wrong(f"{type(layer).__name__} has no attribute {path} after backward (the convention's "
@@ -1118,9 +1125,10 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str) -> Q
     xs = x.copy()
     loss_fn = _build(ctx, "loss")
     shown: Quantities = {}  # the softmax's own output, where the student's code has one
+    # what the loss's backward is given: the forward's inputs again, or nothing (it kept them)
+    takes = ctx.entry.get("backward", "nothing" if ctx.convention.get("params") == "attributes" else "inputs")
     if ctx.entry.get("input", "logits") == "logits":
         loss = ctx.call(loss_fn.forward, xs, target, what=f"{ctx.entry['loss']}.forward")
-        takes = ctx.entry.get("backward", "nothing" if ctx.convention.get("params") == "attributes" else "inputs")
         dx = ctx.call(loss_fn.backward, *(() if takes == "nothing" else (xs, target)), what=f"{ctx.entry['loss']}.backward")
     else:
         softmax = _build(ctx, "softmax")
@@ -1138,7 +1146,8 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str) -> Q
         p_copy = np.array(probs, copy=True)
         shown = {"probabilities": (p_copy, [expected])}
         loss = ctx.call(loss_fn.forward, probs, target, what=f"{ctx.entry['loss']}.forward")
-        dp = ctx.call(loss_fn.backward, probs, target, what=f"{ctx.entry['loss']}.backward")
+        dp = ctx.call(loss_fn.backward, *(() if takes == "nothing" else (probs, target)),
+                      what=f"{ctx.entry['loss']}.backward")
         unchanged("probabilities", p_copy, probs)
         if dp is None:
             raise Wrong(f"{ctx.entry['loss']}.backward returned None")
@@ -1170,7 +1179,7 @@ def _find_layers(model, name: str) -> list:
         if id(obj) in seen or depth > 4:
             return
         seen.add(id(obj))
-        if type(obj).__name__ == name:
+        if type(obj).__name__ == name.rsplit(".", 1)[-1]:  # a dotted name: the class's own
             found.append(obj)
             return
         if isinstance(obj, (list, tuple)):
