@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from fake_data import write_cifar_tree, write_mnist
+from twinnet import TwinnetError
 from twinnet.cli import main
 
 # ---- data and runs the cases start from -------------------------------------------------------------------
@@ -268,7 +269,7 @@ CASES = [
                                         "--out", w.out()], "does not exist"),
     Case("data-dir-is-a-file", lambda w: ["run", "mnist-numpy", "--quick", "--data-dir",
                                           str(w.data / "mnist" / "t10k-labels-idx1-ubyte.gz"), "--out", w.out()],
-         "not a directory"),
+         "is a file; MNIST is read from the folder holding its four files"),
     Case("no-mnist-files", lambda w: ["run", "mnist-numpy", "--quick", "--data-dir", str(w.data / "cifar10"),
                                       "--out", w.out()], "train-images-idx3-ubyte"),
     Case("mnist-checksum", _run("mnist-numpy", extra=("--quick",)), "--set verify=false"),
@@ -699,5 +700,31 @@ def test_a_stale_data_dir_setting_warns_and_does_not_stop_a_run_that_reads_no_da
     out = world.root / "pal"
     assert main(["run", "palindrome", "--quick", "--threads", "1", "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    assert err.count(f"$TWINNET_DATA_DIR={world.root / 'gone'} is not a directory, so it is ignored") == 1
+    assert err.count(f"$TWINNET_DATA_DIR={world.root / 'gone'} does not exist, so it is ignored") == 1
     assert json.loads((out / "env.json").read_text()).get("data_dir") is None  # the setting was not used
+
+
+def test_a_data_dir_may_be_one_archive_and_a_stale_setting_is_not_used_by_the_loaders(tmp_path, monkeypatch):
+    """``--data-dir`` takes the archive a folder of several must be told to use (CIFAR-10's loader reads a file);
+    a $TWINNET_DATA_DIR that does not exist is ignored by the loaders too, as the warning says."""
+    from twinnet.runner import resolve_data_dir
+
+    archive = tmp_path / "b.tar"
+    archive.write_bytes(b"")
+    assert resolve_data_dir(archive) == archive.resolve()
+    with pytest.raises(TwinnetError, match="does not exist"):
+        resolve_data_dir(tmp_path / "gone.tar")
+    monkeypatch.setenv("TWINNET_DATA_DIR", str(tmp_path / "nowhere"))
+    assert resolve_data_dir(None) is None
+    assert "TWINNET_DATA_DIR" not in os.environ
+
+
+def test_the_report_of_a_run_that_diverged_says_so(tmp_path, capsys):
+    out = tmp_path / "lr"
+    assert main(["run", "mlp-compare", "--quick", "--set", "lr=1e30", "--threads", "1", "--out", str(out)]) == 1
+    assert json.loads((out / "summary.json").read_text())["outcome"] == "diverged"
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "diverged (a loss that is not finite, at step" in err and "smaller learning rate" in err
+    assert "damaged" not in err

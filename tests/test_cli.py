@@ -153,6 +153,22 @@ def test_show_config_resolves_quick_and_overrides(capsys):
     assert "hidden = [7, 5]" in out and "epochs = 2" in out
 
 
+def test_show_config_of_a_resume_is_the_saved_runs_and_a_missing_one_is_refused(tmp_path, capsys):
+    """--resume DIR --show-config prints what the resumed run would continue with: its saved settings, not
+    the experiment's defaults; a folder that is not there is an error, as the resume itself would be."""
+    from twinnet.runs import CONFIG
+
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = {"experiment": "palindrome", "quick": False, "config": {"hidden": 16, "steps": 20000}}
+    (run / CONFIG).write_text(json.dumps(saved))
+    assert main(["run", "palindrome", "--resume", str(run), "--show-config"]) == 0
+    out = capsys.readouterr().out
+    assert "hidden = 16" in out and "steps = 20000" in out
+    assert main(["run", "palindrome", "--resume", str(tmp_path / "gone"), "--show-config"]) == 2
+    assert "no such directory" in capsys.readouterr().err
+
+
 def test_threads_sets_torch_the_blas_and_the_numpy_engine_alike():
     import torch
     from threadpoolctl import threadpool_info, threadpool_limits

@@ -103,8 +103,11 @@ IMAGES = idx_bytes(np.full((3, 28, 28), 7, np.uint8))
         (IMAGES + b"\x00\x00", "2 trailing bytes"),
         (_cut_gzip(IMAGES), "corrupt gzip"),
         (_garble_gzip(IMAGES), "corrupt gzip"),
+        # 2**22 x 2**21 x 2**21 bytes: 2**64, which a 64-bit product wraps to 0, the size of the empty body
+        (IMAGES[:4] + (2**22).to_bytes(4, "big") + (2**21).to_bytes(4, "big") * 2,
+         "truncated: the header declares 4194304 images of 2097152x2097152"),
     ],
-    ids=["bad-magic", "too-short", "short-header", "truncated", "trailing", "cut-gzip", "garbled-gzip"],
+    ids=["bad-magic", "too-short", "short-header", "truncated", "trailing", "cut-gzip", "garbled-gzip", "overflow"],
 )
 def test_bad_idx_files_are_one_line_errors_naming_the_file(tmp_path, content, message):
     path = tmp_path / "train-images-idx3-ubyte"

@@ -214,7 +214,12 @@ def _cmd_run(args, command: str) -> None:
             announce(path)
             return
     if args.show_config:
-        cfg = to_dict(resolve_config(args.experiment, args.overrides, args.quick, args.seed))
+        if args.resume is not None:  # the configuration the resumed run would continue with
+            from twinnet.runner import reopen
+
+            cfg = to_dict(reopen(args.experiment, Path(args.resume), args.overrides)[2])
+        else:
+            cfg = to_dict(resolve_config(args.experiment, args.overrides, args.quick, args.seed))
         types = {name: tp for name, tp, _ in describe_fields(get_experiment(args.experiment).config_cls)}
         for k, v in cfg.items():
             print(f"{k} = {v!r}    ({types[k]})")

@@ -52,17 +52,18 @@ def resolve_data_dir(path: Path | None) -> Path | None:
     """The data directory of a run: ``--data-dir`` (checked), else $TWINNET_DATA_DIR, as an absolute path."""
     if path is None:
         path = os.environ.get("TWINNET_DATA_DIR") or None
-        if path and not Path(path).is_dir():  # a stale setting must not stop runs that read no data
+        if path and not Path(path).exists():  # a stale setting must not stop runs that read no data
             if path in _WARNED_DATA_DIRS:  # the command line and the runner both ask: said once
                 return None
             _WARNED_DATA_DIRS.add(path)
-            print(f"twinnet: warning: $TWINNET_DATA_DIR={path} is not a directory, so it is ignored (set it to the "
+            print(f"twinnet: warning: $TWINNET_DATA_DIR={path} does not exist, so it is ignored (set it to the "
                   "folder holding mnist/ and cifar10/, or unset it)", file=sys.stderr)
+            os.environ.pop("TWINNET_DATA_DIR")  # ... by the loaders too, which read it where no folder is given
             return None
         return Path(path).resolve() if path else None
     path = Path(path)
-    if not path.is_dir():
-        raise TwinnetError(f"the data directory {path} does not exist or is not a directory")
+    if not path.exists():  # a folder, or one archive in it (CIFAR-10's loader takes either)
+        raise TwinnetError(f"the data directory {path} does not exist")
     return path.resolve()
 
 
@@ -163,7 +164,7 @@ def _prepare(name, overrides, quick, seed, out, runs_root, threads, resume, comm
     if resume is not None:
         if out is not None or quick or seed is not None:
             raise TwinnetError("--resume continues RUN_DIR with its saved configuration: drop --out, --quick and --seed")
-        run_dir, saved, cfg = _reopen(name, Path(resume), overrides)
+        run_dir, saved, cfg = reopen(name, Path(resume), overrides)
         quick = saved.get("quick") is True  # as it started
     else:
         cfg = resolve_config(name, overrides, quick, seed, values)
@@ -317,7 +318,7 @@ def _work(run_dir: RunDir) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for pattern in (METRICS, RESULTS, "*.pt") for p in run_dir.path.rglob(pattern)}
 
 
-def _reopen(name: str, path: Path, overrides: list[str]) -> tuple[RunDir, dict, Any]:
+def reopen(name: str, path: Path, overrides: list[str]) -> tuple[RunDir, dict, Any]:
     """The directory, saved config.json and configuration (with ``overrides`` applied) of a run to
     resume. Reads only: every check is made here, before the resumed run writes anything."""
     experiment = get_experiment(name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,7 @@ def parse_idx(content: bytes, path: Path | str) -> tuple[int, np.ndarray]:
     if len(content) < header:
         raise _error(path, f"header cut short ({len(content)} of {header} bytes)")
     shape = tuple(int.from_bytes(content[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape, dtype=np.int64))
+    expected = header + math.prod(shape)  # Python's integers: a crafted header cannot overflow it back to a fit
     what = f"{shape[0]} images of {shape[1]}x{shape[2]}" if magic == IMAGES_MAGIC else f"{shape[0]} labels"
     if len(content) < expected:
         raise _error(path, f"truncated: the header declares {what} ({expected} bytes) but there are {len(content)}")

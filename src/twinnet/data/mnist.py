@@ -114,6 +114,9 @@ def _find_files(ds: _Dataset, data_dir: str | Path | None) -> list[Path]:
                 f"to a directory holding {expected}"
             )
     base = Path(data_dir).expanduser()
+    if base.is_file():
+        raise TwinnetError(f"{base} is a file; {ds.name} is read from the folder holding its four files (or the "
+                           f"folder above it): pass {base.parent}")
     tried = [base / sub for sub in ds.subdirs] + [base]
     for d in tried:
         found = [next((p for p in (d / f, d / f"{f}.gz") if p.is_file()), None) for f in FILES]

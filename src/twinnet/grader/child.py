@@ -54,6 +54,11 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
             return Report(report.convention, seed, [str(p) for p in paths], [done[k] for k in kinds if k in done])
         finished = [Row(**e["row"]) for e in events if "row" in e]
         started = [e["kind"] for e in events if "kind" in e]
+        loading = [e["killed"] for e in events if str(e.get("killed", "")).startswith("loading ")]
+        if not started and loading:
+            raise TwinnetError(f"{loading[-1].removeprefix('loading ')} cannot be loaded: it ran for more than "
+                               f"{loader.LOAD_LIMIT_S:g} s and caught the time limit's exception (a bare `except:` "
+                               "around a loop at its top level?), so the grader ended it; fix that and check again")
         if not started:
             raise TwinnetError(f"the submission ended the grading process ({how}) before it could report: code that "
                                "exits its process (os._exit, os.kill) or crashes Python; no layer is graded: fix that "
@@ -103,7 +108,8 @@ def _run_child(paths, convention, only, seed, configs) -> tuple[Any, list[dict],
         progress.touch()
         # a session of its own, so that processes the submission starts end with it (below)
         proc = subprocess.Popen([sys.executable, "-m", "twinnet.grader.child", str(request), str(out)],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True)
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
         printed = threading.Thread(target=_show_some, args=(proc.stdout,), daemon=True)
         printed.start()
         try:

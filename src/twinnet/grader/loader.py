@@ -32,6 +32,7 @@ CALL_LIMIT_S = 10.0  # one call of a student's function; a loop that never ends 
 # a call still running this long after its limit has caught the limit's exception (a bare ``except:``
 # around a loop): the child process calls HARD_STOP(what) from a watchdog thread, which ends it
 GRACE_S = 5.0
+LOAD_LIMIT_S = 60.0  # loading one file (what runs at its top level)
 HARD_STOP: Callable[[str], None] | None = None
 
 
@@ -113,8 +114,13 @@ def _load_one(path: Path, files: list[Path]):
     # (``from cs231n.layers import *`` from inside cs231n/)
     folders = [str(path.parent)] + ([str(path.parent.parent)] if (path.parent / "__init__.py").is_file() else [])
     sys.path[:0] = folders
+    watchdog = None  # a load still running GRACE_S after its limit caught the limit's exception: HARD_STOP
+    if HARD_STOP is not None:
+        watchdog = threading.Timer(LOAD_LIMIT_S + GRACE_S, HARD_STOP, args=(f"loading {path.name}",))
+        watchdog.daemon = True
+        watchdog.start()
     try:
-        with time_limit(60.0):
+        with time_limit(LOAD_LIMIT_S):
             spec.loader.exec_module(module)
     except BaseException as e:  # noqa: BLE001 - the student's file, not ours (Ctrl-C: see `call`)
         if isinstance(e, KeyboardInterrupt) and not ISOLATED:
@@ -123,7 +129,7 @@ def _load_one(path: Path, files: list[Path]):
         if isinstance(e, SyntaxError) and where:  # its message names the file and line as ``where`` does: once
             what = f"{type(e).__name__}: {e.msg}"
         else:
-            what = ("took more than 60 s to load" if isinstance(e, TimeLimit) else type(e).__name__ + (
+            what = (f"took more than {LOAD_LIMIT_S:g} s to load" if isinstance(e, TimeLimit) else type(e).__name__ + (
                 f": {e}" if str(e) else " (raised as it was imported)"))
         what = what.replace(f"{package}.", ".")  # a relative import's module, as the student wrote it
         advice = ""
@@ -134,6 +140,8 @@ def _load_one(path: Path, files: list[Path]):
         raise TwinnetError(f"{path.name} cannot be loaded: {what}" + (f" ({where})" if where else "")
                            + advice) from None
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         for folder in folders:
             sys.path.remove(folder)
         for name in set(sys.modules) - before:  # the files beside it it imported: private to this load

@@ -96,6 +96,12 @@ def body_blocks(path: Path, draw: bool = True, structure: bool = True) -> list[B
             sections = experiment.report(run.path)
             details = _structure_section(run) + trace.section(run) if structure else []
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+            summary = run.read_json(SUMMARY) if run.file(SUMMARY).exists() else None
+            if isinstance(summary, dict) and summary.get("outcome") == "diverged":
+                raise TwinnetError(f"{run.path} diverged (a loss that is not finite, at step "
+                                   f"{summary.get('diverged_at_step', '?')}), so it has none of the results the "
+                                   f"{experiment.name} report shows; run it again with a smaller learning rate "
+                                   "(--set lr=...)") from None
             raise TwinnetError(f"{run.path} is incomplete or damaged: its files lack what the {experiment.name} "
                                f"report needs ({type(e).__name__}: {e}); run the experiment again") from None
         return [*_as_blocks(sections, run, experiment.name), *details]
