@@ -35,6 +35,8 @@ def parse_seeds(text: str) -> list[int]:
     try:
         for part in (p.strip() for p in text.split(",") if p.strip()):
             lo, sep, hi = part.partition("-")
+            if sep and lo and int(hi) < int(lo):
+                raise TwinnetError(f"--seeds {text!r}: the range {part} runs backwards; write it low-high ({hi}-{lo})")
             if sep and lo and int(hi) - int(lo) >= MAX_SEEDS:
                 raise TwinnetError(f"--seeds {text!r}: at most {MAX_SEEDS} seeds")
             seeds += list(range(int(lo), int(hi) + 1)) if sep and lo else [int(part)]
