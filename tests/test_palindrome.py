@@ -517,6 +517,33 @@ def test_an_interrupted_palindrome_run_resumes_from_its_checkpoint_to_the_unbrok
     assert curve(out) == curve(tmp_path / "whole")  # the metrics file holds each evaluation once, bit for bit
 
 
+def test_a_resume_its_checkpoint_refuses_leaves_every_file_as_it_was(tmp_path, monkeypatch, capsys):
+    """config.json edited by hand (a larger model) after the run stopped: the checkpoint's check refuses the
+    resume, and structure.json still describes the model trained, as every other file is unchanged."""
+    from twinnet import checkpoint
+
+    real_save = checkpoint.save
+
+    def save_then_stop(path, learner, state, *a, **k):
+        real_save(path, learner, state, *a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", save_then_stop)
+    out = tmp_path / "run"
+    assert main(["run", "palindrome", "--quick", "--set", "steps=200", "--set", "checkpoint_every_s=0",
+                 "--threads", "1", "--out", str(out)]) == 130
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    config = json.loads((out / "config.json").read_text())
+    config["config"]["hidden"] += 8
+    (out / "config.json").write_text(json.dumps(config))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert "structure.json" in before
+    capsys.readouterr()
+    assert main(["run", "palindrome", "--resume", str(out)]) == 2
+    assert "changed settings (hidden)" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
 def test_a_resume_whose_checkpoint_is_gone_starts_over_and_sets_the_old_records_aside(tmp_path, capsys):
     def marks(text):  # what the records measured (their timings vary)
         return [(r["step"], r["test_acc"]) for r in map(json.loads, text.splitlines())]

@@ -23,13 +23,19 @@ STEP_LOSS = "step_loss.npz"
 
 def run(cfg: PalindromeConfig, run_dir: RunDir, ctx) -> dict:
     checkpoints = Checkpointer(run_dir.file(CHECKPOINT), to_dict(cfg), cfg.resume_may_change, tolerant=True)
+    params = None
     if not checkpoints.exists():  # stopped before its first checkpoint (or the checkpoint is gone): from step 0
         run_dir.restart_metrics()
-    params = save_model_structure(run_dir, cfg)
-    # a resumed run's metrics file may hold evaluations made after the checkpoint: keep exactly the checkpoint's
+        params = save_model_structure(run_dir, cfg)
+
+    def restored(state) -> None:  # the checkpoint passed every check of a resume: only now are files written
+        nonlocal params
+        # a resumed run's metrics file may hold evaluations made after the checkpoint: keep exactly the checkpoint's
+        run_dir.write_metrics(state.history.records)
+        params = save_model_structure(run_dir, cfg)
+
     result, _, _, step_losses = train_one(cfg, on_eval=run_dir.append_metrics, progress=ctx.progress,
-                                          checkpoints=checkpoints,
-                                          on_restore=lambda state: run_dir.write_metrics(state.history.records))
+                                          checkpoints=checkpoints, on_restore=restored)
     run_dir.save_arrays(STEP_LOSS, step_loss=np.asarray(step_losses, np.float64))  # every step's training loss
     return {**result, "parameters": params}
 
