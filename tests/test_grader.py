@@ -188,6 +188,7 @@ def test_a_spec_file_describes_another_course(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["missing.py", "--convention", "cs231n"], "missing.py: no such file"),
+    (["/dev/null", "--convention", "cs231n"], "/dev/null is not a regular file"),
     (["{layers}", "--convention", "cs999"], "unknown convention 'cs999'"),
     (["{layers}"], "give one of --convention"),
     (["{layers}", "--convention", "cs231n", "--only", "gru"], "--only gru: not a layer of the cs231n convention"),

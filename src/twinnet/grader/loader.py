@@ -87,10 +87,18 @@ def load(paths: list[Path]) -> Submission:
         p = Path(p)
         if p.is_dir():
             raise TwinnetError(f"{p} is a folder; pass the student's .py files in it ({p}/*.py)")
+        if p.exists() and not p.is_file():
+            raise TwinnetError(f"{p} is not a regular file (a device, a socket or a pipe); pass the student's .py "
+                               "files")
         if not p.is_file():
             raise TwinnetError(f"{p}: no such file; pass the student's .py files")
         if p.suffix != ".py":
             raise TwinnetError(f"{p}: not a .py file; pass the student's Python files")
+        try:
+            with p.open("rb"):
+                pass
+        except OSError as e:
+            raise TwinnetError(f"{p} cannot be read ({e.strerror}); check its permissions") from None
         files.append(p.resolve())
     names: dict[str, Any] = {}
     for path in files:
