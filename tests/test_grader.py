@@ -1067,3 +1067,34 @@ def test_weights_behind_properties_and_a_loss_whose_backward_takes_nothing_are_g
     report = _mytorch(tmp_path, loss + 'backward = "nothing"\n', source=source, configs=2)
     assert report.ok, report.rows[0].first_failure
     assert "TypeError" in _mytorch(tmp_path, loss, source=source, configs=1).rows[0].first_failure
+
+
+DLAI_SPEC = '''name = "dlai"
+style = "functional"
+[layers.linear]
+forward = "linear_forward"
+backward = "linear_backward"
+weight = "out_in"
+bias = "column"
+batch = "columns"
+grad = "mean"
+[layers.relu]
+forward = "relu"
+backward = "relu_backward"
+'''
+
+
+def test_a_course_with_samples_as_columns_and_averaged_weight_gradients_is_graded_from_a_spec(tmp_path):
+    spec = tmp_path / "dlai.toml"
+    files = [STUDENTS / "dlai" / "dnn_layers.py"]
+    spec.write_text(DLAI_SPEC)
+    report = grade(files, resolve_convention(None, spec), configs=4)
+    assert report.ok, [r.first_failure for r in report.rows]
+    # the same files given samples as rows: W @ A cannot even multiply them
+    spec.write_text(DLAI_SPEC.replace('batch = "columns"\n', ""))
+    row = _rows(grade(files, resolve_convention(None, spec), only=["linear"], configs=1))["linear"]
+    assert row.passed == 0 and "linear_forward raised ValueError" in row.first_failure
+    # ... and with summed gradients, the averaged ones are told their factor (1/4 for the batch of 4)
+    spec.write_text(DLAI_SPEC.replace('grad = "mean"\n', ""))
+    row = _rows(grade(files, resolve_convention(None, spec), only=["linear"], configs=1))["linear"]
+    assert "n=4" in row.first_failure and "exactly 1/4 times the expected value" in row.first_failure

@@ -129,7 +129,7 @@ _CHOICES = {"weight": ("in_out", "out_in"), "bias": ("flat", "row", "column", "a
             "momentum": ("keep", "update"), "input": ("logits", "probabilities"), "target": ("labels", "one_hot"),
             "reduction": ("mean", "sum"), "output": ("logits", "probabilities"),
             "activation": ("relu", "elu"), "gates": tuple("".join(p) for p in permutations("ifgo")),
-            "p": ("keep", "drop")}
+            "p": ("keep", "drop"), "batch": ("rows", "columns"), "grad": ("sum", "mean")}
 
 
 # the settings a layer's table may hold besides the names of the student's code it needs
@@ -142,6 +142,9 @@ _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum
 # (not batch norm's: its running statistics, evaluation mode and eps are the grader's names, torch's)
 _MODULE_OPTIONS = {"linear": ("params", "grads", "args"), "conv": ("params", "grads", "args"),
                    "maxpool": ("args",), "elu": ("args", "derivative"), "relu": ("derivative",), "mlp": ("args",)}
+# ... and in the functional style: a linear layer whose samples are columns (x (D, N)) and whose weight gradients
+# are averaged over the batch (deeplearning.ai's linear_backward: dW = dZ A.T / m)
+_FUNCTIONAL_OPTIONS = {"linear": ("batch", "grad")}
 _PARAMETERS = ("weight", "bias")  # the parameters of the kinds that take params/grads tables
 _TOP = ("name", "style", "params", "grads", "layers")
 
@@ -223,11 +226,12 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
             raise TwinnetError(f"{where}: [layers.{kind}]: a {KINDS[kind].title} cannot be checked in the {style} "
                                f"style" + (f" (it can in the {other} style)" if KINDS[kind].needs(other) else "")
                                + "; remove that table or check it with a spec of the other style")
-        known = (*needed, *_OPTIONS.get(kind, ()), *(_MODULE_OPTIONS.get(kind, ()) if style == "module" else ()),
-                 "optional")
+        known = (*needed, *_OPTIONS.get(kind, ()), *(_MODULE_OPTIONS.get(kind, ()) if style == "module" else
+                                                     _FUNCTIONAL_OPTIONS.get(kind, ())), "optional")
         if unknown := [k for k in entry if k not in known]:
             hint = ""
-            others = [*KINDS[kind].needs(other), *(_MODULE_OPTIONS.get(kind, ()) if other == "module" else ())]
+            others = [*KINDS[kind].needs(other), *(_MODULE_OPTIONS if other == "module" else _FUNCTIONAL_OPTIONS)
+                      .get(kind, ())]
             if theirs := [k for k in unknown if k in others and k not in known]:
                 hint = f" ({', '.join(theirs)} belong{'s' if len(theirs) == 1 else ''} to the {other} style; this spec's is {style})"
             raise TwinnetError(f"{where}: [layers.{kind}]: unknown key(s) {', '.join(unknown)}; in the {style} style "

@@ -145,20 +145,26 @@ def _linear(cfg, ctx: Context) -> Quantities:
     in_out = ctx.entry.get("weight", "in_out" if ctx.convention["style"] == "functional" else "out_in") == "in_out"
     stored = weight.T.copy() if in_out else weight.copy()
     more: Quantities = {}
+    columns = ctx.entry.get("batch", "rows") == "columns"  # samples as columns: x (D, N), out (M, N)
     if ctx.convention["style"] == "functional":
         layout = ctx.entry.get("bias", "flat")  # the grader passes the bias: in the convention's layout
         given = _bias_as(layout, bias)
-        args = (x.copy(), stored.copy(), given.copy())
+        # the weights' gradients averaged over the batch, where the course's cost puts its 1/N (deeplearning.ai)
+        scale = 1 / cfg["n"] if ctx.entry.get("grad", "sum") == "mean" else 1.0
+        to_layout = (lambda a: a.reshape(cfg["n"], d).T.copy()) if columns else (lambda a: a)  # noqa: E731
+        x_in, dout_in = to_layout(x), dout.T.copy() if columns else dout
+        args = (x_in.copy(), stored.copy(), given.copy())
         out, cache = _pair(ctx.call(ctx.find("forward"), *args, what=f"{ctx.entry['forward']}"), ctx.entry["forward"], 2)
-        all_unchanged(("x", "w", "b"), (x, stored, given), args)
-        dx, dw, db = _pair(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]),
+        all_unchanged(("x", "w", "b"), (x_in, stored, given), args)
+        dx, dw, db = _pair(ctx.call(ctx.find("backward"), dout_in.copy(), cache, what=ctx.entry["backward"]),
                            ctx.entry["backward"], 3)
         got = {"out": out, "dx": dx, "dw": dw, "db": db}
         for r in refs:
-            r["dw"], r["db"] = r["dw"].T if in_out else r["dw"], _bias_as(layout, r["db"])
-        other = ctx.rng.standard_normal(x.shape)
-        more = _caches_apart(ctx, (x.copy(), stored.copy(), given.copy()), (other, stored.copy(), given.copy()), dout,
-                             {k: ref[k] for k in ("dx", "dw", "db")})
+            r["dw"], r["db"] = (r["dw"].T if in_out else r["dw"]) * scale, _bias_as(layout, r["db"]) * scale
+            r["out"], r["dx"] = (r["out"].T, to_layout(r["dx"])) if columns else (r["out"], r["dx"])
+        other = to_layout(ctx.rng.standard_normal(x.shape))
+        more = _caches_apart(ctx, (x_in.copy(), stored.copy(), given.copy()), (other, stored.copy(), given.copy()),
+                             dout_in, {k: ref[k] for k in ("dx", "dw", "db")})
     else:
         layer = _build(ctx, "class", d, cfg["m"])
         layout = _bias_layout(ctx, layer, cfg["m"])
@@ -178,7 +184,7 @@ def _linear(cfg, ctx: Context) -> Quantities:
         more = _second_pass(ctx, layer, xs, grads_of(dout), grads_of, dout.shape)
     if d == cfg["m"] and got["out"] is not None:  # a square weight: is it read transposed?
         other = x.reshape(cfg["n"], d) @ weight + bias  # the stored matrix read the other way round
-        if _follows(got["out"], other, ref["out"]):
+        if _follows(got["out"], other.T if columns else other, ref["out"]):
             layout = "(in, out)" if in_out else "(out, in)"
             raise Wrong(f"forward reads the weight transposed (the convention stores it {layout})")
     result = {k: (got[k], [r[k] for r in refs]) for k in ("out", "dx", "dw", "db")}
