@@ -945,6 +945,13 @@ def test_a_gradient_off_by_the_batch_size_is_told_its_factor(tmp_path):
     assert 0 < row.passed < row.total
     assert "n=4" in row.first_failure and "dw: relative error" in row.first_failure
     assert "exactly 1/4 times the expected value" in row.first_failure
+    # CMU's 2022 handout averaged there (its loss's backward did not): right under grad = "mean", whose dLdb must
+    # then be averaged too
+    spec = MYTORCH_SPEC.replace('bias = "column"\n', 'bias = "column"\ngrad = "mean"\n')
+    source = source.replace(old, "self.dLdW = dLdZ.T @ self.A / len(self.A)\n")
+    assert _rows(_mytorch(tmp_path, spec, source=source, only=["linear"], configs=2))["linear"].passed == 1  # n = 1
+    source = source.replace("self.dLdb = dLdZ.T @ self.ones\n", "self.dLdb = dLdZ.T @ self.ones / len(self.A)\n")
+    assert _mytorch(tmp_path, spec, source=source, only=["linear"], configs=2).ok
 
 
 def test_a_class_that_takes_none_of_the_drawn_arguments_fails_saying_why(tmp_path, monkeypatch):

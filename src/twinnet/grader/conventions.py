@@ -140,7 +140,7 @@ _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum
 # ... and in the module style: the names of plain-attribute parameters and gradients, the class's arguments,
 # an activation whose backward() returns its derivative
 # (not batch norm's: its running statistics, evaluation mode and eps are the grader's names, torch's)
-_MODULE_OPTIONS = {"linear": ("params", "grads", "args"), "conv": ("params", "grads", "args"),
+_MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad"), "conv": ("params", "grads", "args"),
                    "maxpool": ("args",), "elu": ("args", "derivative"), "relu": ("derivative",), "mlp": ("args",)}
 # ... and in the functional style: a linear layer whose samples are columns (x (D, N)) and whose weight gradients
 # are averaged over the batch (deeplearning.ai's linear_backward: dW = dZ A.T / m)

@@ -146,11 +146,11 @@ def _linear(cfg, ctx: Context) -> Quantities:
     stored = weight.T.copy() if in_out else weight.copy()
     more: Quantities = {}
     columns = ctx.entry.get("batch", "rows") == "columns"  # samples as columns: x (D, N), out (M, N)
+    # the weights' gradients averaged over the batch, where the course's cost puts its 1/N (deeplearning.ai, CMU 2022)
+    scale = 1 / cfg["n"] if ctx.entry.get("grad", "sum") == "mean" else 1.0
     if ctx.convention["style"] == "functional":
         layout = ctx.entry.get("bias", "flat")  # the grader passes the bias: in the convention's layout
         given = _bias_as(layout, bias)
-        # the weights' gradients averaged over the batch, where the course's cost puts its 1/N (deeplearning.ai)
-        scale = 1 / cfg["n"] if ctx.entry.get("grad", "sum") == "mean" else 1.0
         to_layout = (lambda a: a.reshape(cfg["n"], d).T.copy()) if columns else (lambda a: a)  # noqa: E731
         x_in, dout_in = to_layout(x), dout.T.copy() if columns else dout
         args = (x_in.copy(), stored.copy(), given.copy())
@@ -176,11 +176,11 @@ def _linear(cfg, ctx: Context) -> Quantities:
         grads = _grads(ctx, layer)
         got = {"out": out, "dx": dx, "dw": grads.get("weight"), "db": grads.get("bias")}
         for r in refs:
-            r["dx"], r["db"] = r["dx"].reshape(cfg["n"], d), _bias_as(layout, r["db"])
-            r["dw"] = r["dw"].T if in_out else r["dw"]
+            r["dx"], r["db"] = r["dx"].reshape(cfg["n"], d), _bias_as(layout, r["db"]) * scale
+            r["dw"] = (r["dw"].T if in_out else r["dw"]) * scale
         x2 = x.reshape(cfg["n"], d)
-        grads_of = lambda dy: {"weight": (dy.T @ x2).T if in_out else dy.T @ x2,  # noqa: E731
-                               "bias": _bias_as(layout, dy.sum(axis=0))}
+        grads_of = lambda dy: {"weight": ((dy.T @ x2).T if in_out else dy.T @ x2) * scale,  # noqa: E731
+                               "bias": _bias_as(layout, dy.sum(axis=0)) * scale}
         more = _second_pass(ctx, layer, xs, grads_of(dout), grads_of, dout.shape)
     if d == cfg["m"] and got["out"] is not None:  # a square weight: is it read transposed?
         other = x.reshape(cfg["n"], d) @ weight + bias  # the stored matrix read the other way round
