@@ -728,3 +728,14 @@ def test_the_report_of_a_run_that_diverged_says_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "diverged (a loss that is not finite, at step" in err and "smaller learning rate" in err
     assert "damaged" not in err
+    # a group of seeds: no figures over its seeds, and the report says which seed diverged
+    group = tmp_path / "group"
+    assert main(["run", "mlp-compare", "--quick", "--set", "lr=1e30", "--seeds", "0,1", "--threads", "1",
+                 "--out", str(group)]) == 1
+    capsys.readouterr()
+    assert main(["report", str(group)]) == 2
+    assert "is a group of seeds with no figures over them: seed-0 diverged" in capsys.readouterr().err
+    (group / "seed-0" / "summary.json").unlink()  # as if stopped
+    assert main(["report", str(group)]) == 2
+    assert f"it has not finished (stopped, or still running); continue it with `twinnet run mlp-compare --resume " \
+           f"{group}`" in capsys.readouterr().err

@@ -10,6 +10,7 @@ interrupted one from its checkpoint (resumable experiments) or runs it again, an
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 import time
 from pathlib import Path
@@ -133,6 +134,15 @@ def _read_group(group: RunDir) -> dict:
     return {**saved, "overrides": overrides, "quick": saved.get("quick", False)}
 
 
+def _readable(path: Path) -> dict | None:
+    """A seed's summary.json, or None where it cannot be read (the caller says what is missing)."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def is_group(path: Path) -> bool:
     """Whether ``path`` holds a group of seeds rather than one run."""
     try:
@@ -198,8 +208,16 @@ def write_group_report(path: Path) -> Path:
     """report.md of a group: every shared figure as mean ± std with the per-seed values, and a link
     to each seed's own report. Reads files only."""
     group = RunDir(path)
-    saved, summary, env = _read_group(group), group.read_json(SUMMARY), group.read_json(ENV)
+    saved = _read_group(group)
     experiment = get_experiment(saved["experiment"])
+    if not group.file(SUMMARY).exists():  # no figures over its seeds: say why, and what to do
+        diverged = [p.parent.name for p in sorted(group.path.glob(f"seed-*/{SUMMARY}"))
+                    if (done := _readable(p)) and done.get("outcome") == "diverged"]
+        raise TwinnetError(f"{path} is a group of seeds with no figures over them: " + (
+            f"{', '.join(diverged)} diverged; start a new group with a lower learning rate" if diverged else
+            f"it has not finished (stopped, or still running); continue it with `twinnet run {experiment.name} "
+            f"--resume {path}`"))
+    summary, env = group.read_json(SUMMARY), group.read_json(ENV)
     try:
         env = env if isinstance(env, dict) else {}
         seeds, figures = list(summary[GROUP]), summary["figures"]
