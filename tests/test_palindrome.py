@@ -291,6 +291,11 @@ def test_a_checkpoint_from_other_settings_is_refused_by_name(tmp_path):
     with pytest.raises(CheckpointError, match="holds no value for new_setting") as e:
         train_one(_tiny(), progress=False, checkpoints=newer)
     assert "changed settings" not in str(e.value)
+    # one without what another experiment saves beside its state (an image run's data fingerprint): named as such
+    image_like = Checkpointer(path, to_dict(_tiny()), _tiny().resume_may_change, extra={"data_fingerprint": "f"})
+    with pytest.raises(CheckpointError, match="holds none of data_fingerprint, which this experiment's checkpoints "
+                                              "save: it was written by another experiment"):
+        train_one(_tiny(), progress=False, checkpoints=image_like)
 
 
 def test_a_checkpoint_that_cannot_be_saved_costs_a_warning_not_the_run(tmp_path, capsys):

@@ -154,6 +154,10 @@ def read(path: Path) -> dict:
                               "run") from None
 
 
+class _Foreign(Exception):
+    """A well-formed checkpoint that lacks what this experiment saves beside its state."""
+
+
 def load(path: Path, learner, config: dict, may_change: Collection[str] = (),
          extra_keys: Collection[str] = (), payload: dict | None = None) -> tuple[LoopState, dict]:
     """Restore ``learner`` from ``path``; the loop state to continue from and the extras.
@@ -193,7 +197,10 @@ def load(path: Path, learner, config: dict, may_change: Collection[str] = (),
                           float(loop["elapsed_s"]), loop["source_state"], ranks, streams,
                           int(loop.get("batches_into_epoch", 0)))
         if missing := [k for k in extra_keys if k not in extra]:
-            raise KeyError(", ".join(missing))
+            raise _Foreign(f"it holds none of {', '.join(missing)}, which this experiment's checkpoints save: it was "
+                           "written by another experiment (or another twinnet version)")
+    except _Foreign as e:
+        raise CheckpointError(f"cannot resume from {path}: {e}. Start a new run instead") from None
     except Exception as e:  # noqa: BLE001 - any malformed checkpoint gets the same advice
         raise CheckpointError(f"cannot resume from {path}: {type(e).__name__}: {e}. Start a new run instead") from None
     now = distributed.world().size
