@@ -114,7 +114,12 @@ def test_reproduce_again_trains_nothing_twice_and_refuses_the_wrong_folder(quick
     assert main(["reproduce", "--parts", "engine", "--out", str(out)]) == 2
     assert "holds a quick reproduce run; add --quick" in capsys.readouterr().err
     assert main(["reproduce", "--quick", "--out", str(out / "mlp-cifar")]) == 2
-    assert "not a reproduce run" in capsys.readouterr().err
+    assert "holds another run (engine-compare), not a reproduce run" in capsys.readouterr().err
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "config.json").write_text("{")
+    assert main(["reproduce", "--quick", "--out", str(damaged)]) == 2
+    assert "config.json is damaged" in capsys.readouterr().err and (damaged / "config.json").read_text() == "{"
     assert main(["reproduce", "--quick", "--parts", "gan", "--out", str(tmp_path / "new")]) == 2
     assert "unknown part" in capsys.readouterr().err and not (tmp_path / "new").exists()
     # data that is not there is named before anything trains

@@ -254,8 +254,12 @@ def _cmd_reproduce(args, command: str) -> None:
             saved = json.loads((out / CONFIG).read_text())
         except (OSError, ValueError):
             saved = None
-        if not isinstance(saved, dict) or saved.get("experiment") != "reproduce":
-            raise TwinnetError(f"{out} holds another run, not a reproduce run; choose another --out")
+        if not isinstance(saved, dict) or not isinstance(saved.get("experiment"), str):
+            raise TwinnetError(f"{out}: its {CONFIG} is damaged (unreadable, or it names no experiment); set it back "
+                               "as it was to continue that run, or choose another --out")
+        if saved.get("experiment") != "reproduce":
+            raise TwinnetError(f"{out} holds another run ({saved['experiment']}), not a reproduce run; choose another "
+                               "--out")
         if bool(saved.get("quick")) != args.quick:
             raise TwinnetError(f"{out} holds a {'quick' if saved.get('quick') else 'full-size'} reproduce run; "
                                f"{'add' if saved.get('quick') else 'drop'} --quick to continue it, or "
