@@ -243,3 +243,20 @@ def test_check_help_names_every_layer_kind_the_grader_has(capsys):
     text = " ".join(capsys.readouterr().out.split())
     listed = text.split("(of: ", 1)[1].split(";", 1)[0]
     assert [k.strip() for k in listed.split(",")] == list(KINDS)
+
+
+def test_settings_in_the_environment_that_are_not_understood_are_said_to_be_ignored(monkeypatch, capsys):
+    import twinnet.train
+    from twinnet import hardware
+
+    for text, expected in (("abc", 15.0), ("-1", 15.0), ("nan", 15.0), ("2.5", 2.5), ("inf", float("inf"))):
+        monkeypatch.setenv("TWINNET_LOG_EVERY_S", text)
+        assert twinnet.train._log_every_s() == expected
+        assert ("ignored" in capsys.readouterr().err) == (expected == 15.0)
+    monkeypatch.setenv("TWINNET_CPU_BF16", "maybe")
+    hardware.cpu_bf16.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="TWINNET_CPU_BF16='maybe' is neither 0 nor 1"):
+            hardware.cpu_bf16()
+    finally:
+        hardware.cpu_bf16.cache_clear()

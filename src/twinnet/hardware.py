@@ -63,6 +63,9 @@ def cpu_bf16() -> bool:
     forced = os.environ.get("TWINNET_CPU_BF16")
     if forced in ("0", "1"):
         return forced == "1"
+    if forced:
+        warnings.warn(f"TWINNET_CPU_BF16={forced!r} is neither 0 nor 1, so it is ignored (the CPU is asked)",
+                      stacklevel=2)
     import torch
 
     for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):

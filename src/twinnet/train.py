@@ -28,10 +28,17 @@ from twinnet.learner import Learner, evaluate
 
 
 def _log_every_s() -> float:
+    text = os.environ.get("TWINNET_LOG_EVERY_S", "15")
     try:
-        return float(os.environ.get("TWINNET_LOG_EVERY_S", "15"))
+        value = float(text)
+        if value >= 0:  # inf: never (nan is not >= 0)
+            return value
     except ValueError:
-        return 15.0
+        pass
+    # read as this module is imported, before the command line formats warnings: said as it would say one
+    print(f"twinnet: warning: TWINNET_LOG_EVERY_S={text!r} is not a number of seconds >= 0, so it is ignored (15 s)",
+          file=sys.stderr)
+    return 15.0
 
 
 LOG_EVERY_S = _log_every_s()  # without a terminal, at most one progress line per this many seconds
