@@ -66,10 +66,10 @@ def test_cifar_fast_puts_the_trainable_filters_under_muon_and_the_rest_under_sgd
     opt = learner.optimizer
     assert isinstance(opt, Muon) and len(opt.param_groups) == 3
     rest, biases, muon = opt.param_groups
-    assert (rest["lr"], biases["lr"], muon["lr"]) == pytest.approx((0.414, 0.414 * 64, 0.12))
+    assert (rest["lr"], biases["lr"], muon["lr"]) == pytest.approx((0.55, 0.55 * 64, 0.12))
     assert not rest["orthogonalize"] and rest["nesterov"] and rest["momentum"] == 0.85
     learner.scale_lr(0.25)  # a schedule scales each group from its own rate
-    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.414 / 4, 0.414 * 16, 0.03])
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.55 / 4, 0.55 * 16, 0.03])
 
 
 def test_muon_is_refused_where_it_does_not_apply(capsys):
