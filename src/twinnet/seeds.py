@@ -10,7 +10,6 @@ interrupted one from its checkpoint (resumable experiments) or runs it again, an
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 import time
 from pathlib import Path
@@ -134,13 +133,13 @@ def _read_group(group: RunDir) -> dict:
     return {**saved, "overrides": overrides, "quick": saved.get("quick", False)}
 
 
-def _readable(path: Path) -> dict | None:
-    """A seed's summary.json, or None where it cannot be read (the caller says what is missing)."""
+def _outcome(run: RunDir) -> str | None:
+    """A seed's outcome from its summary.json, or None where that cannot be read (the caller says what is missing)."""
     try:
-        found = json.loads(path.read_text())
-    except (OSError, ValueError):
+        done = run.read_json(SUMMARY)
+    except TwinnetError:
         return None
-    return found if isinstance(found, dict) else None
+    return done.get("outcome") if isinstance(done, dict) else None
 
 
 def is_group(path: Path) -> bool:
@@ -212,7 +211,7 @@ def write_group_report(path: Path) -> Path:
     experiment = get_experiment(saved["experiment"])
     if not group.file(SUMMARY).exists():  # no figures over its seeds: say why, and what to do
         diverged = [p.parent.name for p in sorted(group.path.glob(f"seed-*/{SUMMARY}"))
-                    if (done := _readable(p)) and done.get("outcome") == "diverged"]
+                    if _outcome(RunDir(p.parent)) == "diverged"]
         raise TwinnetError(f"{path} is a group of seeds with no figures over them: " + (
             f"{', '.join(diverged)} diverged; start a new group with a lower learning rate" if diverged else
             f"it has not finished (stopped, or still running); continue it with `twinnet run {experiment.name} "

@@ -159,7 +159,7 @@ def _check_module_options(kind: str, entry: dict[str, Any], where: str) -> None:
     from twinnet.grader.kinds import ARGUMENTS
 
     tables = [k for k in ("params", "grads") if k in entry]
-    if tables and len(tables) == 1:
+    if len(tables) == 1:
         raise TwinnetError(f"{where}: params and grads name the layer's attributes together (params = {{weight = "
                            f"\"W\", bias = \"b\"}}, grads = {{weight = \"dW\", bias = \"db\"}}); it has only "
                            f"{tables[0]}")

@@ -336,12 +336,15 @@ def _set_params(ctx: Context, layer, values: dict) -> None:
 
 def _grads(ctx: Context, layer) -> dict:
     if isinstance(ctx.entry.get("grads"), dict):
-        fields = _Fields(ctx, layer, ctx.entry["grads"])
-        for name, path in fields.paths.items():
-            if name not in fields:
+        fields, grads = _Fields(ctx, layer, ctx.entry["grads"]), {}
+        for name, path in fields.paths.items():  # each attribute read once (a property may run)
+            try:
+                value = fields[name]
+            except KeyError:
                 raise Wrong(f"{type(layer).__name__} has no attribute {path} after backward (the convention's "
-                            f"gradient of {name})")
-        return {k: None if v is None else np.array(v, copy=True) for k, v in fields.items()}
+                            f"gradient of {name})") from None
+            grads[name] = None if value is None else np.array(value, copy=True)
+        return grads
     if ctx.convention.get("params", "dict") == "dict":
         grads = getattr(layer, "grads", None)
         if not isinstance(grads, dict):
