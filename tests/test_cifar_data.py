@@ -196,10 +196,13 @@ def test_pickles_are_loaded_without_running_anything(tmp_path, cache):
         (py2_pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}), "2 images but 1 labels"),
         (py2_pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}), "label 10 outside 0..9"),
         (py2_pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": [b"cat", b"dog"]}), "not integers"),
+        (py2_pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1.7]}), "not integers"),
+        (py2_pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, float("nan")]}), "not integers"),
         (py2_pickle([1, 2, 3]), "rows of 3072 pixels"),
     ],
     ids=[
-        "truncated", "garbage", "wrong-width", "wrong-dtype", "label-count", "label-range", "label-type", "not-a-dict",
+        "truncated", "garbage", "wrong-width", "wrong-dtype", "label-count", "label-range", "label-type",
+        "label-fraction", "label-nan", "not-a-dict",
     ],  # fmt: skip
 )
 def test_bad_batches_are_one_line_errors_naming_the_file(tmp_path, cache, content, message):
@@ -209,6 +212,15 @@ def test_bad_batches_are_one_line_errors_naming_the_file(tmp_path, cache, conten
     with pytest.raises(TwinnetError, match=message) as exc:
         load_cifar10(tmp_path, verify=False, cache_dir=cache)
     assert "re-download" in one_line_naming(exc, d / "test_batch") and no_cache(cache)
+
+
+def test_whole_number_float_labels_are_read_as_their_classes(tmp_path, cache):
+    batches = fake_batches()
+    test_labels = batches["test_batch"][b"labels"]
+    batches["test_batch"][b"labels"] = [float(v) for v in test_labels]  # 3.0 is class 3; only 1.7 is refused
+    write_batches(tmp_path / cifar.BATCHES_DIR, batches)
+    split = load_cifar10(tmp_path, verify=False, cache_dir=cache)
+    assert split.test.y.dtype == np.int64 and split.test.y.tolist() == test_labels
 
 
 def test_missing_batch_is_named(tmp_path, cache):

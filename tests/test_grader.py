@@ -973,6 +973,26 @@ def test_a_class_that_takes_none_of_the_drawn_arguments_fails_saying_why(tmp_pat
     assert "none of its 3 configurations applies to the convention's MaxPool2d_stride1" in row.first_failure
 
 
+def test_after_a_timeout_the_configurations_left_are_still_sorted_into_not_run_and_not_applicable(tmp_path,
+                                                                                                    monkeypatch):
+    import dataclasses
+
+    from twinnet.grader import loader
+    from twinnet.grader.kinds import KINDS
+
+    monkeypatch.setattr(loader, "CALL_LIMIT_S", 0.5)
+    # the stride-1 pool's forward never ends: the stride-2 configurations after it stay n/a, the others fail unrun
+    stride = [1, 2, 1, 2, 2]
+    drawn = lambda rng, k: [dict(n=1, c=1, h=4, w=4, ph=2, pw=2, s=s) for s in stride]  # noqa: E731
+    monkeypatch.setitem(KINDS, "maxpool", dataclasses.replace(KINDS["maxpool"], configs=drawn))
+    source = (STUDENTS / "mytorch" / "layers.py").read_text().replace(
+        "    def forward(self, A):\n        self.A = A\n        n, c, h, w = A.shape\n        out = np.empty((n, c, h - "
+        "self.k", "    def forward(self, A):\n        while True:\n            pass\n        out = np.empty((n, c, h - self.k")
+    row = _mytorch(tmp_path, source=source, only=["maxpool"]).rows[0]
+    assert (row.passed, row.total, row.skipped) == (0, 2, 3)
+    assert "ran for more than 0.5 s" in row.failures[0] and "not run, as #0 ran past the time limit" in row.failures[1]
+
+
 def test_a_functional_course_with_a_row_bias_and_static_methods_is_graded(tmp_path):
     (tmp_path / "mine.py").write_text(
         "import numpy as np\n"

@@ -50,6 +50,15 @@ def test_a_group_reports_every_figure_as_mean_and_std_over_its_seeds(tmp_path, c
     assert all((out / f"seed-{s}" / "report.md").exists() for s in (0, 1))  # each seed a complete run
     (out / "report.md").unlink()
     assert main(["report", str(out)]) == 0 and (out / "report.md").read_text().split("\n")[0] == report.split("\n")[0]
+    import shutil
+
+    shutil.rmtree(out / "seed-1")  # a seed's folder deleted: its figures stand, its dead link goes, and it is said
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    again = (out / "report.md").read_text()
+    assert "[seed 0](seed-0/report.md)" in again and "(seed-1/report.md)" not in again
+    assert f"the folder of seed-1 is missing from {out}" in again and "`results.moons/numpy.test_acc`" in again
+    assert "seed-1 missing" in capsys.readouterr().err
 
 
 def test_seeds_and_seed_together_are_one_line(tmp_path, capsys):

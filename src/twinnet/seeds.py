@@ -225,7 +225,15 @@ def write_group_report(path: Path) -> Path:
         head = headline(summary, experiment.name)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise TwinnetError(f"{group.file(SUMMARY)} is damaged ({type(e).__name__}: {e}); run the group again") from None
-    links = ", ".join(f"[seed {s}]({seed_dir(Path('.'), s).name}/{REPORT})" for s in seeds)
+    gone = [s for s in seeds if not seed_dir(group.path, s).is_dir()]
+    links = ", ".join(f"[seed {s}]({seed_dir(Path('.'), s).name}/{REPORT})" for s in seeds if s not in gone)
+    if gone:  # the figures stand (they are the group's summary.json); only the links would be dead
+        names = ", ".join(seed_dir(Path("."), s).name for s in gone)
+        links = (links + "; " if links else "") + (
+            f"the folder of {names} is missing from {group.path} (deleted or moved?): its figures below come "
+            "from the group's summary.json, its own report is gone")
+        print(f"twinnet: warning: {path}: {names} missing; the report keeps its figures from the group's summary "
+              "but cannot link to its run", file=sys.stderr)
     blocks = [Section(f"{experiment.name} over seeds {', '.join(map(str, seeds))}: {experiment.description}", [
         Text(f"Command: `{env.get('command', '?')}`  \nStarted: {env.get('started', '?')}"
              + ("  \n**Quick (smoke-test) runs: figures are not meaningful.**" if saved.get("quick") else "")),

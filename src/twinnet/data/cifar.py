@@ -290,8 +290,12 @@ def _unpickle_batch(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
         problem = "no b'data' array of uint8 rows of 3072 pixels"
     if problem is None:
         try:
-            y = np.asarray(labels if labels is not None else [], dtype=np.int64)
-        except (TypeError, ValueError):
+            raw_y = np.asarray(labels if labels is not None else [])
+            with np.errstate(invalid="ignore"):  # NaN casts to garbage, refused just below
+                y = raw_y.astype(np.int64)  # raises for strings and objects that are not numbers
+            if raw_y.size and not (raw_y.dtype.kind in "iub" or np.array_equal(raw_y, y)):
+                raise ValueError("fractional")  # 1.7 would be truncated to 1 without a word
+        except (TypeError, ValueError, OverflowError):
             y, problem = None, "labels that are not integers"
     if problem is None:
         if y.shape != (len(x),):

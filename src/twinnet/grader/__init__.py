@@ -21,7 +21,7 @@ import numpy as np
 from twinnet import TwinnetError
 from twinnet.grader.compare import Wrong, error, passes, scale_hint
 from twinnet.grader.conventions import BUILT_IN, load_spec
-from twinnet.grader.kinds import KINDS, Context, NotApplicable
+from twinnet.grader.kinds import KINDS, Context, Halted, NotApplicable
 from twinnet.grader.loader import StudentError, Submission, load
 
 NOT_SUBMITTED = "not in the files (optional in this convention)"  # the table's word for such a row
@@ -175,13 +175,9 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
     timed_out = None  # the first configuration that ran past the time limit: the others are not run
     for index, cfg in enumerate(spec.configs(np.random.default_rng([seed, stream]), configs)):
         ctx = Context(submission.names, submission.files, entry, convention,
-                      np.random.default_rng([seed, stream, index]), kind)
+                      np.random.default_rng([seed, stream, index]), kind, halted=timed_out is not None)
         label = f"{kind} #{index} " + " ".join(f"{k}={v}" for k, v in cfg.items())
         _progress("config", label)
-        if timed_out is not None:
-            row.total += 1
-            row.failures.append(f"{label}: not run, as {timed_out} ran past the time limit")
-            continue
         try:
             with np.errstate(all="ignore"):  # overflow in the student's code is reported as a non-finite value
                 quantities = spec.check(cfg, ctx)
@@ -193,6 +189,10 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
                     problem = f"{name}: relative error {_above_tolerance(e)}{scale_hint(student, references)}"
         except NotApplicable:
             row.skipped += 1
+            continue
+        except Halted:  # applicable, but the student's code is not called again after a timeout
+            row.total += 1
+            row.failures.append(f"{label}: not run, as {timed_out} ran past the time limit")
             continue
         except (StudentError, Wrong) as e:
             problem, worst = str(e), float("inf")

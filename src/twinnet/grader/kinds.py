@@ -33,6 +33,8 @@ class Context:
     convention: dict[str, Any]
     rng: np.random.Generator
     kind: str = ""  # the layer kind checked (its class's arguments: ``ARGUMENTS``)
+    halted: bool = False  # an earlier call ran past the time limit: whether a configuration applies, no more
+
 
     def find(self, key: str):
         """The student's function or class the convention names under ``key`` (a dotted name reaches into
@@ -44,6 +46,8 @@ class Context:
         return found
 
     def call(self, fn, *args, what: str):
+        if self.halted:
+            raise Halted(what)
         return call(self.files, fn, *args, what=what)
 
 
@@ -208,6 +212,11 @@ _BIAS_SHAPES = {"flat": (-1,), "row": (1, -1), "column": (-1, 1)}  # a conventio
 def _bias_as(layout: str, b: np.ndarray) -> np.ndarray:
     """A bias of shape (M,) in the convention's layout: ``flat`` (M,), ``row`` (1, M) or ``column`` (M, 1)."""
     return b.reshape(_BIAS_SHAPES[layout])
+
+
+class Halted(Exception):
+    """Raised instead of calling the student's code once a call has run past the time limit: the
+    configurations after it are still sorted into applicable (not run: failed) and not (n/a)."""
 
 
 class NotApplicable(Exception):
@@ -1252,7 +1261,8 @@ def _mlp(cfg, ctx: Context) -> Quantities:
         raise Wrong(f"found {len(linears)} {ctx.entry['linear']} layers in the model, expected {len(torch_linears)}")
     linears = _in_call_order(ctx, model, linears, cfg["inputs"])
     in_out = ctx.convention["layers"].get("linear", {}).get("weight", "out_in") == "in_out"
-    lin_ctx = Context(ctx.names, ctx.files, ctx.convention["layers"].get("linear", {}), ctx.convention, rng, "linear")
+    lin_ctx = Context(ctx.names, ctx.files, ctx.convention["layers"].get("linear", {}), ctx.convention, rng, "linear",
+                      ctx.halted)
 
     bias_layouts = [_bias_layout(lin_ctx, mine, t.out_features) for mine, t in zip(linears, torch_linears)]
 
