@@ -439,6 +439,9 @@ def test_a_bias_kept_as_a_column_is_graded_under_a_convention_that_says_so(layou
      "[layers.dropout] p must be one of keep, drop"),
     ('style = "functional"\n[layers.relu]\nforward = "f"\nbackward = "b"\np = "keep"\n', "unknown key(s) p"),
     ('style = "module"\n', "needs a [layers.KIND] table"),
+    ('style = "functional"\narrays = "jax"\n[layers.relu]\nforward = "f"\nbackward = "b"\n',
+     "arrays must be \"numpy\" or \"torch\""),
+    ('style = "module"\narrays = "torch"\n[layers.relu]\nclass = "R"\n', "arrays = \"torch\" is for functional"),
 ])
 def test_a_spec_with_a_key_the_grader_would_not_read_is_refused_before_grading(text, message, tmp_path):
     from twinnet import TwinnetError
@@ -612,7 +615,7 @@ def test_numpy_1_era_code_that_numpy_2_refuses_is_explained_and_the_table_names_
         pass
     assert main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--only", "relu"]) == 1
     out = capsys.readouterr().out
-    assert f"seed 0, NumPy {np.__version__})" in out.splitlines()[0]
+    assert f"seed 0, NumPy {np.__version__}, torch " in out.splitlines()[0]
     assert "no longer turns an array of one element into a number" in out
 
 
@@ -991,6 +994,38 @@ def test_after_a_timeout_the_configurations_left_are_still_sorted_into_not_run_a
     row = _mytorch(tmp_path, source=source, only=["maxpool"]).rows[0]
     assert (row.passed, row.total, row.skipped) == (0, 2, 3)
     assert "ran for more than 0.5 s" in row.failures[0] and "not run, as #0 ran past the time limit" in row.failures[1]
+
+
+EECS498 = [STUDENTS / "eecs498" / f for f in ("fully_connected_networks.py", "convolutional_networks.py",
+                                               "a3_helper.py")]
+
+
+def test_a_course_of_torch_tensors_is_graded_and_its_bugs_are_found(tmp_path, capsys):
+    """EECS 498's layers take and return torch tensors (batch norm writes tensors into bn_param, the
+    optimisers into config): graded as CS231n's are; a bug in them is found; as NumPy arrays they cannot run."""
+    report = grade(EECS498, resolve_convention("eecs498", None), configs=3)
+    rows = _rows(report)
+    assert report.ok and all(rows[k].total and rows[k].passed == rows[k].total for k in
+                             ("linear", "relu", "dropout", "conv", "maxpool", "batchnorm", "adam", "sgd_momentum"))
+    assert not rows["spatial_batchnorm"].submitted  # no SpatialBatchNorm in the files: an optional layer
+    # a wrong weight gradient in torch code is found, and the factor named
+    for f in EECS498:
+        (tmp_path / f.name).write_text(f.read_text())
+    fc = tmp_path / "fully_connected_networks.py"
+    fc.write_text(fc.read_text().replace("dw = x.reshape(x.shape[0], -1).t().mm(dout)",
+                                         "dw = 2 * x.reshape(x.shape[0], -1).t().mm(dout)"))
+    files = [tmp_path / f.name for f in EECS498]
+    linear = _rows(grade(files, resolve_convention("eecs498", None), only=["linear"], configs=2))["linear"]
+    assert linear.passed == 0 and "dw" in linear.first_failure and "exactly 2 times" in linear.first_failure
+    # the same spec with NumPy arrays: the tensors' methods are missing, so nothing passes
+    (tmp_path / "numpy.toml").write_text('style = "functional"\n[layers.linear]\nforward = "Linear.forward"\n'
+                                         'backward = "Linear.backward"\n')
+    as_numpy = _rows(grade(EECS498, resolve_convention(None, tmp_path / "numpy.toml"), configs=1))["linear"]
+    assert as_numpy.passed == 0 and "AttributeError" in as_numpy.first_failure
+    # through the CLI, the built-in convention by name
+    assert main(["check", *map(str, EECS498), "--convention", "eecs498", "--only", "relu,maxpool", "--configs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "(eecs498 convention, seed 0" in out and re.search(r"\| ReLU \| (\d+)/\1 \|", out)
 
 
 def test_a_functional_course_with_a_row_bias_and_static_methods_is_graded(tmp_path):

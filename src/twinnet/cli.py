@@ -147,7 +147,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="how the course names, calls and lays out its layers: cs231n (functional "
                    "forward/backward with caches, W (in, out)), uva (modules with params/grads dicts, W (out, in), "
                    "probabilities into the loss), uva-elu (uva from 2022: ELU for ReLU), cs324 (modules, W (in, out), softmax fused into the loss, one-hot "
-                   "targets) or torch (twinnet.numpy_nn's own protocol)")
+                   "targets), torch (twinnet.numpy_nn's own protocol) or eecs498 (cs231n's layers as static methods of "
+                   "classes, on torch tensors; pass the course's a3_helper.py too)")
     c.add_argument("--spec", type=_path, default=None, metavar="SPEC.toml",
                    help="a convention of your own, in the built-in ones' schema (see the README)")
     c.add_argument("--only", default=None, metavar="LAYERS",

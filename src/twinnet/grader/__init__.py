@@ -238,7 +238,9 @@ def format_table(report: Report) -> str:
             [r.title, "-", "-", NOT_SUBMITTED, "-"] for r in report.rows]
     table = markdown_table(["layer", "passed", "worst error", "first failure (reproduce with --only and --seed)",
                             "points"], rows)
+    import torch
+
     total = sum(r.points for r in report.rows)
     verdict = "all passed" if report.ok else "FAILED"
     return (f"twinnet check: {', '.join(Path(f).name for f in report.files)} ({report.convention} convention, "
-            f"seed {report.seed}, NumPy {np.__version__})\n{table}\n{verdict}: {total:g}/{sum(r.max_points for r in report.rows):g} points")
+            f"seed {report.seed}, NumPy {np.__version__}, torch {torch.__version__.split('+')[0]})\n{table}\n{verdict}: {total:g}/{sum(r.max_points for r in report.rows):g} points")

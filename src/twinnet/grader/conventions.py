@@ -123,7 +123,30 @@ UVA_ELU: dict[str, Any] = {
     },
 }
 
-BUILT_IN = {c["name"]: c for c in (CS231N, UVA, UVA_ELU, CS324, TORCH)}
+# Michigan's EECS 498-007 / 598-005 (Deep Learning for Computer Vision), assignment 3: CS231n's functional layers
+# as static methods of classes (``Linear.forward(x, w, b)``), on torch tensors; dropout's p is the drop
+# probability; the course gives softmax_loss itself (a3_helper.py: pass it with the files)
+EECS498: dict[str, Any] = {
+    "name": "eecs498",
+    "style": "functional",
+    "arrays": "torch",
+    "layers": {
+        "linear": {"forward": "Linear.forward", "backward": "Linear.backward", "weight": "in_out"},
+        "relu": {"forward": "ReLU.forward", "backward": "ReLU.backward"},
+        "dropout": {"forward": "Dropout.forward", "backward": "Dropout.backward", "p": "drop", "optional": True},
+        "conv": {"forward": "Conv.forward", "backward": "Conv.backward"},
+        "maxpool": {"forward": "MaxPool.forward", "backward": "MaxPool.backward"},
+        "batchnorm": {"forward": "BatchNorm.forward", "backward": "BatchNorm.backward", "running_var": "biased",
+                      "momentum": "keep", "optional": True},
+        "spatial_batchnorm": {"forward": "SpatialBatchNorm.forward", "backward": "SpatialBatchNorm.backward",
+                              "running_var": "biased", "momentum": "keep", "optional": True},
+        "sgd_momentum": {"function": "sgd_momentum", "optional": True},
+        "rmsprop": {"function": "rmsprop", "optional": True},
+        "adam": {"function": "adam", "optional": True},
+    },
+}
+
+BUILT_IN = {c["name"]: c for c in (CS231N, UVA, UVA_ELU, CS324, TORCH, EECS498)}
 
 _CHOICES = {"weight": ("in_out", "out_in"), "bias": ("flat", "row", "column", "any"), "running_var": ("biased", "unbiased"),
             "momentum": ("keep", "update"), "input": ("logits", "probabilities"), "target": ("labels", "one_hot"),
@@ -146,7 +169,7 @@ _MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad"), "conv": ("para
 # are averaged over the batch (deeplearning.ai's linear_backward: dW = dZ A.T / m)
 _FUNCTIONAL_OPTIONS = {"linear": ("batch", "grad")}
 _PARAMETERS = ("weight", "bias")  # the parameters of the kinds that take params/grads tables
-_TOP = ("name", "style", "params", "grads", "layers")
+_TOP = ("name", "style", "arrays", "params", "grads", "layers")
 
 
 def _dotted(name: str) -> bool:
@@ -210,6 +233,13 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
         raise TwinnetError(f"{where}: style must be \"functional\" or \"module\", got {style!r}")
     if not isinstance(spec.get("layers"), dict) or not spec["layers"]:
         raise TwinnetError(f"{where}: a convention needs a [layers.KIND] table for each layer to check")
+    if spec.get("arrays", "numpy") not in ("numpy", "torch"):
+        raise TwinnetError(f"{where}: arrays must be \"numpy\" or \"torch\" (what the layers take and return), "
+                           f"got {spec['arrays']!r}")
+    if spec.get("arrays") == "torch" and style != "functional":
+        raise TwinnetError(f"{where}: arrays = \"torch\" is for functional courses (EECS 498's Linear.forward(x, w, "
+                           "b)); a module course's weights are read as NumPy arrays: remove it, or grade its "
+                           "functions in the functional style")
     if style == "module":
         if spec.get("params", "dict") not in ("dict", "attributes"):
             raise TwinnetError(f"{where}: params must be \"dict\" or \"attributes\"")

@@ -48,7 +48,33 @@ class Context:
     def call(self, fn, *args, what: str):
         if self.halted:
             raise Halted(what)
-        return call(self.files, fn, *args, what=what)
+        if self.convention.get("arrays", "numpy") == "numpy":
+            return call(self.files, fn, *args, what=what)
+        args = _arrays(args, torch.from_numpy)  # a course of torch tensors (EECS 498): the same memory, float64
+        try:
+            return _arrays(call(self.files, fn, *args, what=what), _tensor_values)
+        finally:
+            _arrays(args, _tensor_values)  # a parameter dict the student wrote into (bn_param) holds arrays again
+
+
+def _tensor_values(t):
+    return t.detach().cpu().numpy() if t.dtype != torch.bfloat16 else t.detach().cpu().double().numpy()
+
+
+def _arrays(obj, convert):
+    """``obj`` with every array (NumPy -> torch) or tensor (torch -> NumPy) in it converted, through tuples
+    and lists (new ones) and dicts (in place: the caller's dict is the one the student writes into)."""
+    kind = np.ndarray if convert is torch.from_numpy else torch.Tensor
+    if isinstance(obj, kind):
+        if kind is np.ndarray and any(s < 0 for s in obj.strides):
+            obj = obj.copy()  # torch takes no negative strides
+        return convert(obj)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_arrays(o, convert) for o in obj) if type(obj) in (tuple, list) else obj
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            obj[k] = _arrays(v, convert)
+    return obj
 
 
 @dataclass(frozen=True)
