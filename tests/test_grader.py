@@ -472,6 +472,26 @@ def test_an_update_that_ignores_its_config_passes_the_defaults_and_fails_the_dra
     assert row.passed == 1 and row.total == 4 and "drawn=True" in row.first_failure
 
 
+def test_an_mlp_of_linear_layers_that_average_their_gradients_is_graded_under_grad_mean(tmp_path):
+    """grad = "mean" on the linear layer (CMU's 2022 mytorch): the MLP's backward is then given the summed
+    loss's gradient, so that the averaged weight gradients are torch's; without the setting both fail."""
+    import copy
+
+    (tmp_path / "mlp_numpy.py").write_text(UVA[1].read_text())
+    (tmp_path / "modules.py").write_text(UVA[0].read_text().replace(
+        "self.grads['weight'] = dout.T @ self.x", "self.grads['weight'] = dout.T @ self.x / len(self.x)").replace(
+        "self.grads['bias'] = np.sum(dout, axis=0, keepdims=True)",
+        "self.grads['bias'] = np.mean(dout, axis=0, keepdims=True)"))
+    files = [tmp_path / "modules.py", tmp_path / "mlp_numpy.py"]
+    mean = copy.deepcopy(resolve_convention("uva", None))
+    mean["layers"]["linear"]["grad"] = "mean"
+    rows = _rows(grade(files, mean, only=["linear", "mlp"], configs=3))
+    assert all(r.total and r.passed == r.total for r in rows.values()), [r.first_failure for r in rows.values()]
+    summed = _rows(grade(files, resolve_convention("uva", None), only=["linear", "mlp"], configs=3))
+    assert all(r.passed < r.total for r in summed.values())  # only where n = 1, when a mean is the sum
+    assert "dW of layer 1 at step 1" in summed["mlp"].first_failure
+
+
 def test_an_mlp_that_creates_its_output_layer_first_is_graded_in_the_order_its_forward_calls_the_layers(tmp_path):
     """Its layers found in attribute order would get the weights of other layers (or shapes refused)."""
     import shutil

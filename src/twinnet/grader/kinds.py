@@ -1308,12 +1308,15 @@ def _mlp(cfg, ctx: Context) -> Quantities:
         probs = torch.softmax(logits, dim=1).detach().numpy()
         out = ctx.call(model.forward, x.copy(), what=f"{ctx.entry['class']}.forward")
         onehot = np.eye(cfg["classes"])[y]
+        # the mean loss's gradient; linear layers that average their weights' gradients over the batch (grad =
+        # "mean") are given the summed loss's instead, so that the weights' gradients are torch's either way
+        per = 1 if lin_ctx.entry.get("grad", "sum") == "mean" else cfg["n"]
         if ctx.entry.get("output", "probabilities") == "logits":
-            expected, dout = logits.detach().numpy(), (probs - onehot) / cfg["n"]
+            expected, dout = logits.detach().numpy(), (probs - onehot) / per
         elif ctx.entry.get("fused", False):
-            expected, dout = probs, (probs - onehot) / cfg["n"]  # the softmax's backward passes it through
+            expected, dout = probs, (probs - onehot) / per  # the softmax's backward passes it through
         else:
-            expected, dout = probs, -onehot / (np.asarray(out if out is not None else probs) * cfg["n"])
+            expected, dout = probs, -onehot / (np.asarray(out if out is not None else probs) * per)
         result[f"output at step {step}"] = (out, [expected])
         ctx.call(model.backward, dout, what=f"{ctx.entry['class']}.backward")
         for k, (mine, theirs) in enumerate(zip(linears, torch_linears)):
