@@ -861,6 +861,8 @@ def test_a_dropout_whose_p_is_the_drop_probability_passes_under_a_spec_that_says
     ("out = x * mask", "out = x.copy()", "train mode dropped none of the values at p = 0.8"),
     ("dx = dout * mask", "dx = dout", "dx (train mode): relative error"),
     ("out = x\n", "out = x * p\n", "out (test mode): relative error"),  # test mode scales (vanilla dropout's)
+    ("(np.random.rand(*x.shape) < p) / p", "(np.random.rand(*x.shape) < p) / (p * 0.99999)",  # digits that differ
+     "the kept values are x times 1.25001; inverted dropout divides them by the keep probability 0.8 (x times 1.25)"),
 ])
 def test_a_dropout_wrong_in_other_ways_is_told_what(right, wrong, named, tmp_path):
     source = CS231N[0].read_text()
@@ -868,6 +870,33 @@ def test_a_dropout_wrong_in_other_ways_is_told_what(right, wrong, named, tmp_pat
     (tmp_path / "layers.py").write_text(source.replace(right, wrong))
     row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["dropout"], configs=1).rows[0]
     assert row.total > 0 and row.passed == 0 and named in row.first_failure, row.failures
+
+
+def test_a_pool_that_refuses_windows_the_course_rules_out_is_never_given_one(tmp_path):
+    """CS231n and EECS 498 let a naive pool assume (H - pool_height) % stride == 0: students who raise
+    otherwise are right, so no configuration, fixed or drawn, breaks it."""
+    source = CS231N[0].read_text()
+    old = "    H_out = 1 + (H - ph) // stride\n"
+    assert source.count(old) == 1
+    (tmp_path / "layers.py").write_text(source.replace(old, "    if (H - ph) % stride or (W - pw) % stride:\n"
+                                        "        raise ValueError('windows do not tile the input')\n" + old))
+    for seed in range(3):
+        row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["maxpool"], configs=8,
+                    seed=seed).rows[0]
+        assert row.total > 8 and row.passed == row.total, row.failures
+
+
+def test_a_dropout_mask_in_float32_is_not_a_bug(tmp_path):
+    """1 / keep rounded to float32 (EECS 498 students' ``(torch.rand(...) < keep).float() / keep``) is 2e-8 off."""
+    source = CS231N[0].read_text()
+    right = "(np.random.rand(*x.shape) < p) / p"
+    (tmp_path / "layers.py").write_text(source.replace(right, f"({right}).astype(np.float32)"))
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["dropout"], configs=6).rows[0]
+    assert row.total > 0 and row.passed == row.total, row.failures
+    from twinnet.grader.kinds import KINDS
+
+    fixed = KINDS["dropout"].configs(np.random.default_rng(0), 0)  # graded first, whatever the seed
+    assert any(float(np.float32(1 / c["keep"])) != 1 / c["keep"] for c in fixed)  # a scale float32 cannot hold exactly
 
 
 def test_a_backward_may_return_its_one_gradient_in_a_list_and_group_norm_its_gradients_flat(tmp_path):
