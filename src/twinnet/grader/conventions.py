@@ -126,24 +126,18 @@ UVA_ELU: dict[str, Any] = {
 # Michigan's EECS 498-007 / 598-005 (Deep Learning for Computer Vision), assignment 3: CS231n's functional layers
 # as static methods of classes (``Linear.forward(x, w, b)``), on torch tensors; dropout's p is the drop
 # probability; the course gives softmax_loss itself (a3_helper.py: pass it with the files)
+_EECS498_CLASSES = {"linear": "Linear", "relu": "ReLU", "dropout": "Dropout", "conv": "Conv", "maxpool": "MaxPool",
+                    "batchnorm": "BatchNorm", "spatial_batchnorm": "SpatialBatchNorm"}
+_EECS498_DIFFERS = {"dropout": {"p": "drop"}, "batchnorm": {"optional": True}, "sgd_momentum": {"optional": True},
+                    "rmsprop": {"optional": True}, "adam": {"optional": True}}
 EECS498: dict[str, Any] = {
     "name": "eecs498",
     "style": "functional",
     "arrays": "torch",
-    "layers": {
-        "linear": {"forward": "Linear.forward", "backward": "Linear.backward", "weight": "in_out"},
-        "relu": {"forward": "ReLU.forward", "backward": "ReLU.backward"},
-        "dropout": {"forward": "Dropout.forward", "backward": "Dropout.backward", "p": "drop", "optional": True},
-        "conv": {"forward": "Conv.forward", "backward": "Conv.backward"},
-        "maxpool": {"forward": "MaxPool.forward", "backward": "MaxPool.backward"},
-        "batchnorm": {"forward": "BatchNorm.forward", "backward": "BatchNorm.backward", "running_var": "biased",
-                      "momentum": "keep", "optional": True},
-        "spatial_batchnorm": {"forward": "SpatialBatchNorm.forward", "backward": "SpatialBatchNorm.backward",
-                              "running_var": "biased", "momentum": "keep", "optional": True},
-        "sgd_momentum": {"function": "sgd_momentum", "optional": True},
-        "rmsprop": {"function": "rmsprop", "optional": True},
-        "adam": {"function": "adam", "optional": True},
-    },
+    "layers": {kind: {**CS231N["layers"][kind], **({"forward": f"{_EECS498_CLASSES[kind]}.forward",
+                                                  "backward": f"{_EECS498_CLASSES[kind]}.backward"}
+                                                 if kind in _EECS498_CLASSES else {}), **_EECS498_DIFFERS.get(kind, {})}
+               for kind in (*_EECS498_CLASSES, "sgd_momentum", "rmsprop", "adam")},
 }
 
 BUILT_IN = {c["name"]: c for c in (CS231N, UVA, UVA_ELU, CS324, TORCH, EECS498)}
