@@ -961,6 +961,13 @@ grads = {weight = "conv2d_stride1.dLdW", bias = "conv2d_stride1.dLdb"}
 [layers.maxpool]
 class = "MaxPool2d_stride1"
 args = ["kernel_size"]
+[layers.batchnorm]
+class = "BatchNorm1d"
+params = {weight = "BW", bias = "Bb"}
+grads = {weight = "dLdBW", bias = "dLdBb"}
+running = {mean = "running_M", var = "running_V"}
+eval_keyword = "eval"
+layout = "row"
 '''
 
 
@@ -984,6 +991,25 @@ def test_a_course_whose_layers_keep_weights_as_attributes_is_graded_from_a_spec_
     # ... and ReLU.backward() without derivative = true is called with dout, which it does not take
     relu = _rows(_mytorch(tmp_path, MYTORCH_SPEC.replace("derivative = true\n", ""), configs=1))["relu"]
     assert relu.passed == 0 and "TypeError" in relu.first_failure
+
+
+def test_a_batch_norm_with_its_own_names_layout_eps_and_evaluation_keyword_is_graded(tmp_path):
+    """CMU's BatchNorm1d: (1, D) attributes BW, Bb, running_M, running_V, eps 1e-8 (the grader's 1e-5 would be
+    1e-6 off), forward(Z, eval=True): right as written; each setting left out, or a real bug, fails it."""
+    source = (STUDENTS / "mytorch" / "layers.py").read_text()
+    row = _rows(_mytorch(tmp_path, only=["batchnorm"], configs=4))["batchnorm"]
+    assert row.total >= 4 and row.passed == row.total, row.failures
+    for setting, named in (('layout = "row"\n', "BatchNorm1d.BW has shape (1, 3), the convention's is (3,)"),
+                           ('eval_keyword = "eval"\n', "has no eval() method for evaluation mode"),
+                           ('running = {mean = "running_M", var = "running_V"}\n',
+                            "has no attribute running_mean or running_var (its running statistics")):
+        row = _rows(_mytorch(tmp_path, MYTORCH_SPEC.replace(setting, ""), only=["batchnorm"], configs=1))["batchnorm"]
+        assert row.passed == 0 and named in row.first_failure, (setting, row.first_failure)
+    unbiased = "self.V = ((Z - self.M) ** 2).mean(axis=0, keepdims=True)"
+    assert unbiased in source
+    bug = source.replace(unbiased, "self.V = Z.var(axis=0, ddof=1, keepdims=True)")
+    row = _rows(_mytorch(tmp_path, source=bug, only=["batchnorm"], configs=1))["batchnorm"]
+    assert row.passed == 0
 
 
 def test_a_gradient_off_by_the_batch_size_is_told_its_factor(tmp_path):
@@ -1118,8 +1144,11 @@ def test_a_functional_course_with_a_row_bias_and_static_methods_is_graded(tmp_pa
     ('style = "module"\n[layers.linear]\nclass = "Lin..ear"\n', "class = 'Lin..ear' is not a Python name"),
     ('style = "module"\n[layers.linear]\nclass = "L"\nparams = {weight = " W", bias = "b"}\ngrads = {weight = "dW", '
      'bias = "db"}\n', "params must be a table"),
-    ('style = "module"\n[layers.batchnorm]\nclass = "B"\nparams = {weight = "g", bias = "b"}\ngrads = {weight = "dg", '
-     'bias = "db"}\n', "unknown key(s) params, grads"),
+    ('style = "module"\n[layers.batchnorm]\nclass = "B"\nrunning = {mean = "M"}\n', "running must be a table naming"),
+    ('style = "module"\n[layers.batchnorm]\nclass = "B"\neval_keyword = "eval()"\n', "eval_keyword must be the name"),
+    ('style = "module"\n[layers.batchnorm]\nclass = "B"\nlayout = "column"\n', "layout must be one of flat, row"),
+    ('style = "functional"\n[layers.batchnorm]\nforward = "f"\nbackward = "b"\nlayout = "row"\n',
+     "layout belongs to the module style"),
     ('name = 1979-05-27\nstyle = "module"\n[layers.relu]\nclass = "R"\n', "name must be a string"),
 ])
 def test_a_spec_for_a_course_of_plain_attributes_or_fewer_arguments_is_checked_before_grading(text, message, tmp_path):

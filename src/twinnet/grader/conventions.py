@@ -146,7 +146,7 @@ _CHOICES = {"weight": ("in_out", "out_in"), "bias": ("flat", "row", "column", "a
             "momentum": ("keep", "update"), "input": ("logits", "probabilities"), "target": ("labels", "one_hot"),
             "reduction": ("mean", "sum"), "output": ("logits", "probabilities"),
             "activation": ("relu", "elu"), "gates": tuple("".join(p) for p in permutations("ifgo")),
-            "p": ("keep", "drop"), "batch": ("rows", "columns"), "grad": ("sum", "mean")}
+            "p": ("keep", "drop"), "batch": ("rows", "columns"), "grad": ("sum", "mean"), "layout": ("flat", "row")}
 
 
 # the settings a layer's table may hold besides the names of the student's code it needs
@@ -155,10 +155,11 @@ _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum
             "softmax_cross_entropy": ("softmax", "input", "target", "reduction", "fused", "backward"),
             "mlp": ("linear", "output", "fused", "activation"), "lstm_step": ("gates",), "lstm": ("gates",)}
 # ... and in the module style: the names of plain-attribute parameters and gradients, the class's arguments,
-# an activation whose backward() returns its derivative
-# (not batch norm's: its running statistics, evaluation mode and eps are the grader's names, torch's)
+# an activation whose backward() returns its derivative; batch norm's running statistics' names, the keyword
+# of forward that selects evaluation mode (CMU's forward(Z, eval=True)) and gamma's layout (CMU's (1, D))
 _MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad"), "conv": ("params", "grads", "args"),
-                   "maxpool": ("args",), "elu": ("args", "derivative"), "relu": ("derivative",), "mlp": ("args",)}
+                   "maxpool": ("args",), "elu": ("args", "derivative"), "relu": ("derivative",), "mlp": ("args",),
+                   "batchnorm": ("params", "grads", "running", "eval_keyword", "layout")}
 # ... and in the functional style: a linear layer whose samples are columns (x (D, N)) and whose weight gradients
 # are averaged over the batch (deeplearning.ai's linear_backward: dW = dZ A.T / m)
 _FUNCTIONAL_OPTIONS = {"linear": ("batch", "grad")}
@@ -188,6 +189,15 @@ def _check_module_options(kind: str, entry: dict[str, Any], where: str) -> None:
                                f" (e.g. {key} = {{weight = \"{'W' if key == 'params' else 'dW'}\", bias = "
                                f"\"{'b' if key == 'params' else 'db'}\"}}; a dotted path reaches into a member), got "
                                f"{table!r}")
+    running = entry.get("running", {"mean": "running_mean", "var": "running_var"})
+    if not isinstance(running, dict) or set(running) != {"mean", "var"} or \
+            not all(isinstance(v, str) and _dotted(v) for v in running.values()):
+        raise TwinnetError(f"{where}: running must be a table naming the attributes of the running mean and "
+                           f"variance (e.g. running = {{mean = \"running_M\", var = \"running_V\"}}), got {running!r}")
+    if "eval_keyword" in entry and not (isinstance(entry["eval_keyword"], str) and entry["eval_keyword"].isidentifier()):
+        raise TwinnetError(f"{where}: eval_keyword must be the name of forward's keyword argument that selects "
+                           f"evaluation mode (e.g. eval_keyword = \"eval\" for forward(Z, eval=True)), got "
+                           f"{entry['eval_keyword']!r}")
     if "args" in entry:
         names = [name for name, _ in ARGUMENTS[kind]]
         args = entry["args"]

@@ -673,7 +673,8 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
     rm, rv = rng.standard_normal(d), rng.random(d) + 0.5
     dout = rng.standard_normal(shape)
     functional = ctx.convention["style"] == "functional"
-    eps = cfg.get("eps", 1e-5) if functional else 1e-5  # a module's own eps is its constructor's default
+    layer = None if functional else _build(ctx, "class", d)
+    eps = cfg.get("eps", 1e-5) if functional else _own_eps(layer)  # a module's own: its constructor's default
     xt, gt, bt = _t(x), _t(gamma), _t(beta)
     out_t = torch.nn.functional.batch_norm(xt, None, None, gt, bt, training=True, eps=eps)
     (out_t * torch.from_numpy(dout)).sum().backward()
@@ -705,28 +706,42 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
                              (rng.standard_normal(shape) * 3 - 1, gamma.copy(), beta.copy(), fresh()), dout,
                              {k: ref[k] for k in ("dx", "dgamma", "dbeta")})
     else:
-        layer = _build(ctx, "class", d)
+        # a course's own layout of gamma, beta and the statistics (CMU's (1, D): layout = "row"), their names
+        shaped = (lambda v: v.reshape(1, -1)) if ctx.entry.get("layout", "flat") == "row" else (lambda v: v)
+        for key in ("running_mean", "running_var", "dgamma", "dbeta"):
+            ref[key] = shaped(ref[key])
         if hasattr(layer, "momentum"):
             layer.momentum = momentum
-        _set_params(ctx, layer, {"weight": gamma, "bias": beta})
-        layer.running_mean, layer.running_var = rm.copy(), rv.copy()
+        _set_params(ctx, layer, {"weight": shaped(gamma), "bias": shaped(beta)})
+        running = _Fields(ctx, layer, ctx.entry.get("running", {"mean": "running_mean", "var": "running_var"}))
+        if absent := [running.paths[k] for k in ("mean", "var") if running.get(k) is None]:
+            raise Wrong(f"{type(layer).__name__} has no attribute {' or '.join(absent)} (its running statistics; a "
+                        "course's own names go in the spec: running = {mean = \"running_M\", var = \"running_V\"})")
+        running["mean"], running["var"] = shaped(rm.copy()), shaped(rv.copy())
         xs = x.copy()
         out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
         unchanged("x", x, xs)
-        stats = {"running_mean": getattr(layer, "running_mean", None), "running_var": getattr(layer, "running_var", None)}
+        stats = {f"running_{k}": running.get(k) for k in ("mean", "var")}
         stats = {k: None if v is None else np.array(v, copy=True) for k, v in stats.items()}
         dx = ctx.call(layer.backward, dout.copy(), what=f"{ctx.entry['class']}.backward")
         grads = _grads(ctx, layer)
         dgamma, dbeta = grads.get("weight"), grads.get("bias")
-        ctx.call(layer.eval, what="eval")
-        test_out = ctx.call(layer.forward, test_x.copy(), what=f"{ctx.entry['class']}.forward (eval)")
+        if "eval_keyword" in ctx.entry:  # CMU's forward(Z, eval=True)
+            test_out = ctx.call(lambda z: layer.forward(z, **{ctx.entry["eval_keyword"]: True}), test_x.copy(),
+                                what=f"{ctx.entry['class']}.forward({ctx.entry['eval_keyword']}=True)")
+        else:
+            if not callable(getattr(layer, "eval", None)):
+                raise Wrong(f"{type(layer).__name__} has no eval() method for evaluation mode (a forward that "
+                            "takes it as a keyword: eval_keyword = \"eval\" in the spec, for forward(Z, eval=True))")
+            ctx.call(layer.eval, what="eval")
+            test_out = ctx.call(layer.forward, test_x.copy(), what=f"{ctx.entry['class']}.forward (eval)")
         if hasattr(layer, "train"):  # back to training mode for a second pass: summed or overwritten gradients
 
             def grads_of(dy):
                 g2, b2 = _t(gamma), _t(beta)
                 (torch.nn.functional.batch_norm(_t(x, False), None, None, g2, b2, training=True, eps=eps)
                  * torch.from_numpy(dy)).sum().backward()
-                return {"weight": _g(g2), "bias": _g(b2)}
+                return {"weight": shaped(_g(g2)), "bias": shaped(_g(b2))}
 
             ctx.call(layer.train, what="train")
             more = _second_pass(ctx, layer, x, {"weight": ref["dgamma"], "bias": ref["dbeta"]}, grads_of, dout.shape)
@@ -734,11 +749,18 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
     stat_name = "biased" if biased else "unbiased"
     for key in ("running_var",):
         other = (1 - new) * rv + new * x.var(axis=axes, ddof=1 if biased else 0)
+        other = other if np.shape(ref[key]) == other.shape else other.reshape(np.shape(ref[key]))
         if _follows(got[key], other, ref[key]):
             raise Wrong(f"the running variance is updated with the {'unbiased' if biased else 'biased'} batch "
                         f"variance; this convention uses the {stat_name} one")
     result = {k: (got[k], [ref[k]]) for k in ref}
     return {**result, "out (test mode)": (test_out, [ref_test]), **more}
+
+
+def _own_eps(layer) -> float:
+    """A batch-norm module's own eps where it keeps one (CMU's 1e-8), else torch's default, 1e-5."""
+    eps = getattr(layer, "eps", None)
+    return float(eps) if isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < 1 else 1e-5
 
 
 # --- layer norm and group norm ------------------------------------------------------------------------------

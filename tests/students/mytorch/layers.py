@@ -101,3 +101,30 @@ class MaxPool2d_stride1:
         for (i, j), flat in self.where.items():
             dLdA[rows, cols, i + flat // self.k, j + flat % self.k] += dLdZ[:, :, i, j]
         return dLdA
+
+
+class BatchNorm1d:
+    """CMU's batch norm: gamma and beta as (1, D) attributes BW and Bb, the running statistics as running_M and
+    running_V (alpha: the old statistics' weight), eps 1e-8, evaluation mode by forward(Z, eval=True)."""
+
+    def __init__(self, num_features, alpha=0.9):
+        self.alpha, self.eps = alpha, 1e-8
+        self.BW, self.Bb = np.ones((1, num_features)), np.zeros((1, num_features))
+        self.dLdBW, self.dLdBb = np.zeros((1, num_features)), np.zeros((1, num_features))
+        self.running_M, self.running_V = np.zeros((1, num_features)), np.ones((1, num_features))
+
+    def forward(self, Z, eval=False):
+        if eval:
+            return self.BW * (Z - self.running_M) / np.sqrt(self.running_V + self.eps) + self.Bb
+        self.M = Z.mean(axis=0, keepdims=True)
+        self.V = ((Z - self.M) ** 2).mean(axis=0, keepdims=True)
+        self.NZ = (Z - self.M) / np.sqrt(self.V + self.eps)
+        self.running_M = self.alpha * self.running_M + (1 - self.alpha) * self.M
+        self.running_V = self.alpha * self.running_V + (1 - self.alpha) * self.V
+        return self.BW * self.NZ + self.Bb
+
+    def backward(self, dLdBZ):
+        self.dLdBW = (dLdBZ * self.NZ).sum(axis=0, keepdims=True)
+        self.dLdBb = dLdBZ.sum(axis=0, keepdims=True)
+        dLdNZ = dLdBZ * self.BW
+        return (dLdNZ - dLdNZ.mean(axis=0) - self.NZ * (dLdNZ * self.NZ).mean(axis=0)) / np.sqrt(self.V + self.eps)
