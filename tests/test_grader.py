@@ -1009,7 +1009,12 @@ def test_a_batch_norm_with_its_own_names_layout_eps_and_evaluation_keyword_is_gr
     assert unbiased in source
     bug = source.replace(unbiased, "self.V = Z.var(axis=0, ddof=1, keepdims=True)")
     row = _rows(_mytorch(tmp_path, source=bug, only=["batchnorm"], configs=1))["batchnorm"]
-    assert row.passed == 0
+    assert row.passed == 0 and "updated with the unbiased batch variance" in row.first_failure
+    # a gradient in another shape than the course's (1, D) is named by the course's attribute
+    flat = source.replace("self.dLdBW = (dLdBZ * self.NZ).sum(axis=0, keepdims=True)",
+                          "self.dLdBW = (dLdBZ * self.NZ).sum(axis=0)")
+    row = _rows(_mytorch(tmp_path, source=flat, only=["batchnorm"], configs=1))["batchnorm"]
+    assert row.passed < row.total and "dgamma (dLdBW) has shape (3,), expected (1, 3)" in row.first_failure
 
 
 def test_a_gradient_off_by_the_batch_size_is_told_its_factor(tmp_path):
