@@ -890,6 +890,7 @@ def test_a_dropout_mask_in_float32_is_not_a_bug(tmp_path):
     """1 / keep rounded to float32 (EECS 498 students' ``(torch.rand(...) < keep).float() / keep``) is 2e-8 off."""
     source = CS231N[0].read_text()
     right = "(np.random.rand(*x.shape) < p) / p"
+    assert source.count(right) == 1
     (tmp_path / "layers.py").write_text(source.replace(right, f"({right}).astype(np.float32)"))
     row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["dropout"], configs=6).rows[0]
     assert row.total > 0 and row.passed == row.total, row.failures
@@ -968,6 +969,7 @@ grads = {weight = "dLdBW", bias = "dLdBb"}
 running = {mean = "running_M", var = "running_V"}
 eval_keyword = "eval"
 layout = "row"
+eps = 1e-8
 '''
 
 
@@ -1000,6 +1002,7 @@ def test_a_batch_norm_with_its_own_names_layout_eps_and_evaluation_keyword_is_gr
     row = _rows(_mytorch(tmp_path, only=["batchnorm"], configs=4))["batchnorm"]
     assert row.total >= 4 and row.passed == row.total, row.failures
     for setting, named in (('layout = "row"\n', "BatchNorm1d.BW has shape (1, 3), the convention's is (3,)"),
+                           ("eps = 1e-8\n", "out: relative error"),
                            ('eval_keyword = "eval"\n', "has no eval() method for evaluation mode"),
                            ('running = {mean = "running_M", var = "running_V"}\n',
                             "has no attribute running_mean or running_var (its running statistics")):
@@ -1108,6 +1111,31 @@ def test_a_course_of_torch_tensors_is_graded_and_its_bugs_are_found(tmp_path, ca
     assert "(eecs498 convention, seed 0" in out and re.search(r"\| ReLU \| (\d+)/\1 \|", out)
 
 
+def test_a_torch_course_gets_its_caches_back_as_they_came(tmp_path):
+    """A cache holding a tensor with its autograd history (a backward through torch's own autograd), a cache
+    that refers to itself, and a named tuple returned: each reaches the student, or the grader, intact."""
+    (tmp_path / "layers.py").write_text(
+        "import collections, torch\n"
+        "Pair = collections.namedtuple('Pair', 'out cache')\n"
+        "class ReLU:\n"
+        "    @staticmethod\n"
+        "    def forward(x):\n"
+        "        x = x.detach().clone().requires_grad_()\n        out = x.clamp(min=0)\n"
+        "        return Pair(out, (x, out))\n"
+        "    @staticmethod\n"
+        "    def backward(dout, cache):\n        x, out = cache\n        out.backward(dout)\n        return x.grad\n"
+        "class Linear:\n"
+        "    @staticmethod\n"
+        "    def forward(x, w, b):\n        cache = {'x': x, 'w': w}\n        cache['me'] = cache\n"
+        "        return x.reshape(x.shape[0], -1) @ w + b, cache\n"
+        "    @staticmethod\n"
+        "    def backward(dout, cache):\n        x, w = cache['me']['x'], cache['w']\n"
+        "        return (dout @ w.T).reshape(x.shape), x.reshape(x.shape[0], -1).T @ dout, dout.sum(0)\n")
+    rows = _rows(grade([tmp_path / "layers.py"], resolve_convention("eecs498", None), only=["relu", "linear"],
+                       configs=2))
+    assert all(r.total and r.passed == r.total for r in rows.values()), [r.first_failure for r in rows.values()]
+
+
 def test_a_functional_course_with_a_row_bias_and_static_methods_is_graded(tmp_path):
     (tmp_path / "mine.py").write_text(
         "import numpy as np\n"
@@ -1152,6 +1180,7 @@ def test_a_functional_course_with_a_row_bias_and_static_methods_is_graded(tmp_pa
     ('style = "module"\n[layers.batchnorm]\nclass = "B"\nrunning = {mean = "M"}\n', "running must be a table naming"),
     ('style = "module"\n[layers.batchnorm]\nclass = "B"\neval_keyword = "eval()"\n', "eval_keyword must be the name"),
     ('style = "module"\n[layers.batchnorm]\nclass = "B"\nlayout = "column"\n', "layout must be one of flat, row"),
+    ('style = "module"\n[layers.batchnorm]\nclass = "B"\neps = "1e-8"\n', "eps must be the number"),
     ('style = "functional"\n[layers.batchnorm]\nforward = "f"\nbackward = "b"\nlayout = "row"\n',
      "layout belongs to the module style"),
     ('name = 1979-05-27\nstyle = "module"\n[layers.relu]\nclass = "R"\n', "name must be a string"),

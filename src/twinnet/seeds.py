@@ -230,7 +230,7 @@ def write_group_report(path: Path) -> Path:
     if gone:  # the figures stand (they are the group's summary.json); only the links would be dead
         names = ", ".join(seed_dir(Path("."), s).name for s in gone)
         links = (links + "; " if links else "") + (
-            f"the folder of {names} is missing from {group.path} (deleted or moved?): its figures below come "
+            f"the folder of {names} is missing from this group's folder (deleted or moved?): its figures below come "
             "from the group's summary.json, its own report is gone")
         print(f"twinnet: warning: {path}: {names} missing; the report keeps its figures from the group's summary "
               "but cannot link to its run", file=sys.stderr)

@@ -156,10 +156,11 @@ _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum
             "mlp": ("linear", "output", "fused", "activation"), "lstm_step": ("gates",), "lstm": ("gates",)}
 # ... and in the module style: the names of plain-attribute parameters and gradients, the class's arguments,
 # an activation whose backward() returns its derivative; batch norm's running statistics' names, the keyword
-# of forward that selects evaluation mode (CMU's forward(Z, eval=True)) and gamma's layout (CMU's (1, D))
+# of forward that selects evaluation mode (CMU's forward(Z, eval=True)), gamma's layout (CMU's (1, D)) and the
+# eps its constructor sets (CMU's 1e-8; torch's 1e-5 by default)
 _MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad"), "conv": ("params", "grads", "args"),
                    "maxpool": ("args",), "elu": ("args", "derivative"), "relu": ("derivative",), "mlp": ("args",),
-                   "batchnorm": ("params", "grads", "running", "eval_keyword", "layout")}
+                   "batchnorm": ("params", "grads", "running", "eval_keyword", "layout", "eps")}
 # ... and in the functional style: a linear layer whose samples are columns (x (D, N)) and whose weight gradients
 # are averaged over the batch (deeplearning.ai's linear_backward: dW = dZ A.T / m)
 _FUNCTIONAL_OPTIONS = {"linear": ("batch", "grad")}
@@ -194,6 +195,10 @@ def _check_module_options(kind: str, entry: dict[str, Any], where: str) -> None:
             not all(isinstance(v, str) and _dotted(v) for v in running.values()):
         raise TwinnetError(f"{where}: running must be a table naming the attributes of the running mean and "
                            f"variance (e.g. running = {{mean = \"running_M\", var = \"running_V\"}}), got {running!r}")
+    eps = entry.get("eps", 1e-5)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+        raise TwinnetError(f"{where}: eps must be the number the layer's constructor sets (e.g. eps = 1e-8), "
+                           f"between 0 and 1, got {eps!r}")
     if "eval_keyword" in entry and not (isinstance(entry["eval_keyword"], str) and entry["eval_keyword"].isidentifier()):
         raise TwinnetError(f"{where}: eval_keyword must be the name of forward's keyword argument that selects "
                            f"evaluation mode (e.g. eval_keyword = \"eval\" for forward(Z, eval=True)), got "

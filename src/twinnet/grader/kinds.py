@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,9 @@ class Context:
     rng: np.random.Generator
     kind: str = ""  # the layer kind checked (its class's arguments: ``ARGUMENTS``)
     halted: bool = False  # an earlier call ran past the time limit: whether a configuration applies, no more
-
+    # arrays=torch: each array the grader got from the student's results, by id, with what it came from (the
+    # student's tensor, or the student's own array), so that a cache goes back to the student as it came
+    returned: dict[int, tuple[Any, Any]] = field(default_factory=dict)
 
     def find(self, key: str):
         """The student's function or class the convention names under ``key`` (a dotted name reaches into
@@ -50,31 +52,42 @@ class Context:
             raise Halted(what)
         if self.convention.get("arrays", "numpy") == "numpy":
             return call(self.files, fn, *args, what=what)
-        args = _arrays(args, torch.from_numpy)  # a course of torch tensors (EECS 498): the same memory, float64
+        args = self._convert(args, to_torch=True, seen=set())  # a course of torch tensors (EECS 498), float64
         try:
-            return _arrays(call(self.files, fn, *args, what=what), _tensor_values)
+            return self._convert(call(self.files, fn, *args, what=what), to_torch=False, seen=set())
         finally:
-            _arrays(args, _tensor_values)  # a parameter dict the student wrote into (bn_param) holds arrays again
+            self._convert(args, to_torch=False, seen=set())  # a dict the student wrote into (bn_param): arrays
 
-
-def _tensor_values(t):
-    return t.detach().cpu().numpy() if t.dtype != torch.bfloat16 else t.detach().cpu().double().numpy()
-
-
-def _arrays(obj, convert):
-    """``obj`` with every array (NumPy -> torch) or tensor (torch -> NumPy) in it converted, through tuples
-    and lists (new ones) and dicts (in place: the caller's dict is the one the student writes into)."""
-    kind = np.ndarray if convert is torch.from_numpy else torch.Tensor
-    if isinstance(obj, kind):
-        if kind is np.ndarray and any(s < 0 for s in obj.strides):
-            obj = obj.copy()  # torch takes no negative strides
-        return convert(obj)
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_arrays(o, convert) for o in obj) if type(obj) in (tuple, list) else obj
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            obj[k] = _arrays(v, convert)
-    return obj
+    def _convert(self, obj, *, to_torch: bool, seen: set):
+        """``obj`` with the grader's arrays as tensors (``to_torch``: the same memory; what came from the
+        student goes back as it came), or the student's tensors as arrays, through tuples, lists and dicts (in
+        place: the caller's dict is the one the student writes into); a container met twice is left alone."""
+        if to_torch and isinstance(obj, np.ndarray):
+            known = self.returned.get(id(obj))
+            if known is not None and known[0] is obj:
+                return known[1]
+            return torch.from_numpy(obj if all(st >= 0 for st in obj.strides) else obj.copy())
+        if not to_torch and isinstance(obj, (np.ndarray, torch.Tensor)):
+            known = self.returned.get(id(obj))
+            if known is not None and known[0] is obj:  # converted already (a dict both given and returned)
+                return obj
+            array = obj
+            if isinstance(obj, torch.Tensor):  # bfloat16 as float32: the dtype check then names it
+                t = obj.detach().cpu()
+                array = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+            self.returned[id(array)] = (array, obj)
+            return array
+        if not isinstance(obj, (tuple, list, dict)) or isinstance(obj, torch.Size) or id(obj) in seen:
+            return obj
+        seen.add(id(obj))
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                obj[k] = self._convert(v, to_torch=to_torch, seen=seen)
+            return obj
+        items = [self._convert(o, to_torch=to_torch, seen=seen) for o in obj]
+        if hasattr(obj, "_fields"):  # a named tuple (torch.return_types too)
+            return type(obj)(*items)
+        return list(items) if isinstance(obj, list) else tuple(items)
 
 
 @dataclass(frozen=True)
@@ -674,7 +687,7 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
     dout = rng.standard_normal(shape)
     functional = ctx.convention["style"] == "functional"
     layer = None if functional else _build(ctx, "class", d)
-    eps = cfg.get("eps", 1e-5) if functional else _own_eps(layer)  # a module's own: its constructor's default
+    eps = cfg.get("eps", 1e-5) if functional else float(ctx.entry.get("eps", 1e-5))  # a module's: its default
     xt, gt, bt = _t(x), _t(gamma), _t(beta)
     out_t = torch.nn.functional.batch_norm(xt, None, None, gt, bt, training=True, eps=eps)
     (out_t * torch.from_numpy(dout)).sum().backward()
@@ -714,7 +727,7 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
             layer.momentum = momentum
         _set_params(ctx, layer, {"weight": shaped(gamma), "bias": shaped(beta)})
         running = _Fields(ctx, layer, ctx.entry.get("running", {"mean": "running_mean", "var": "running_var"}))
-        if absent := [running.paths[k] for k in ("mean", "var") if running.get(k) is None]:
+        if absent := [running.paths[k] for k in ("mean", "var") if k not in running]:  # None: filled in later
             raise Wrong(f"{type(layer).__name__} has no attribute {' or '.join(absent)} (its running statistics; a "
                         "course's own names go in the spec: running = {mean = \"running_M\", var = \"running_V\"})")
         running["mean"], running["var"] = shaped(rm.copy()), shaped(rv.copy())
@@ -759,12 +772,6 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
                                  **{f"running_{k}": ctx.entry.get("running", {}).get(k) for k in ("mean", "var")}}
     result = {(f"{k} ({own[k]})" if own.get(k) else k): (got[k], [ref[k]]) for k in ref}
     return {**result, "out (test mode)": (test_out, [ref_test]), **more}
-
-
-def _own_eps(layer) -> float:
-    """A batch-norm module's own eps where it keeps one (CMU's 1e-8), else torch's default, 1e-5."""
-    eps = getattr(layer, "eps", None)
-    return float(eps) if isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < 1 else 1e-5
 
 
 # --- layer norm and group norm ------------------------------------------------------------------------------
