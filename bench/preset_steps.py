@@ -2,7 +2,7 @@
 from them: the time ratio of two recipes from one short run on one machine.
 
     python bench/preset_steps.py [--presets airbench94,cifar-fast] [--steps 3] [--repeats 3] [--threads 2]
-                                 [--compile]
+                                 [--compile] [--variant "cifar-fast batch_size=1024" ...]
 
 Each preset is built as ``twinnet run`` builds it (its model and layout, its optimiser and parameter
 groups, Muon, lookahead, autocast as this CPU resolves it) and trains on random images of its batch
@@ -13,7 +13,9 @@ augmentation, evaluation and the setup before the first step (a few percent of a
 compare it with a full run's training time as a ratio, not as seconds. Prints the CPU, one line per
 preset, then each preset's projected time against the first preset's. ``--compile`` adds each preset
 again with its network through ``torch.compile`` (named ``preset+compile``; compiled during its warm-up
-step, which is not timed) and prints the compiled step time against the eager one.
+step, which is not timed) and prints the compiled step time against the eager one. ``--variant "PRESET
+KEY=VALUE ..."`` (repeatable) adds a preset with settings changed as ``twinnet run --set`` changes them,
+named ``PRESET[KEY=VALUE ...]`` and timed in the same turns (a batch size, an optimiser, a model).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import twinnet  # noqa: F401,I001 - before NumPy, so that OpenBLAS loads with tw
 import numpy as np
 import torch
 
-from twinnet import hardware
+from twinnet import TwinnetError, hardware
 from twinnet.architectures import MODELS
 from twinnet.experiments.image import ImageConfig, param_groups
 from twinnet.learner import Lookahead, make_learner
@@ -38,8 +40,11 @@ from twinnet.twins import build_twins
 class Preset:
     """One preset's learner, ready to take training steps on one random batch."""
 
-    def __init__(self, name: str, seed: int = 0, compiled: bool = False) -> None:
-        cfg = resolve_config(name)
+    def __init__(self, name: str, seed: int = 0, compiled: bool = False, overrides: tuple[str, ...] = ()) -> None:
+        try:
+            cfg = resolve_config(name, list(overrides))
+        except (TwinnetError, KeyError, ValueError) as e:  # an unknown preset or a setting it refuses: one line
+            raise SystemExit(str(e).strip("'\"")) from None
         if not isinstance(cfg, ImageConfig) or cfg.engine != "torch" or not cfg.steps:
             raise SystemExit(f"{name}: this bench times torch-engine image presets with a fixed number of steps")
         if cfg.small_crop:
@@ -57,7 +62,8 @@ class Preset:
         if compiled:  # the optimiser keeps the same parameters; state dicts gain the wrapper's prefix throughout
             learner.model = torch.compile(learner.model)
         self.learner = Lookahead(learner, cfg.lookahead, cfg.steps) if cfg.lookahead else learner
-        self.name, self.cfg, self.x = name + ("+compile" if compiled else ""), cfg, images
+        label = name + (f"[{' '.join(overrides)}]" if overrides else "")
+        self.name, self.cfg, self.x = label + ("+compile" if compiled else ""), cfg, images
         self.y = rng.integers(0, 10, cfg.batch_size)
         self.learner.train_step(self.x, self.y)  # warm-up: the allocator and the kernels
 
@@ -75,6 +81,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="turns; the median is kept")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--compile", action="store_true", help="also each preset with torch.compile, timed in the same turns")
+    p.add_argument("--variant", action="append", default=[], metavar='"PRESET KEY=VALUE ..."',
+                   help="also PRESET with these settings (as `twinnet run --set` takes them); repeatable")
     args = p.parse_args()
     if args.steps < 1 or args.repeats < 1 or args.threads < 1:
         raise SystemExit("--steps, --repeats and --threads must be >= 1")
@@ -82,7 +90,11 @@ def main() -> None:
     backend.tune_allocator()  # as `twinnet run` does: large blocks reused, not fresh pages every step
     print(f"CPU: {hardware.cpu_name()} ({hardware.cpu_capability()}), {args.threads} threads", flush=True)
     names = [n.strip() for n in args.presets.split(",") if n.strip()]
+    variants = [v.split() for v in args.variant]
+    if any(not v or any("=" not in kv for kv in v[1:]) for v in variants):
+        raise SystemExit('--variant takes "PRESET KEY=VALUE ...", e.g. --variant "cifar-fast batch_size=1024"')
     presets = [Preset(n, compiled=c) for n in names for c in ((False, True) if args.compile else (False,))]
+    presets += [Preset(v[0], overrides=tuple(v[1:])) for v in variants]
     turns: dict[str, list[float]] = {q.name: [] for q in presets}
     for _ in range(args.repeats):
         for q in presets:

@@ -255,9 +255,22 @@ def _torch_out_of_memory(w: World) -> list[str]:
     return ["run", "mlp-compare", "--quick", "--out", w.out()]
 
 
+def _numpy_too_big(w: World) -> list[str]:
+    import twinnet.experiments.mlp_compare as mc
+
+    def alloc(*args, **kwargs):
+        raise ValueError("Maximum allowed size exceeded")  # NumPy's word for an array beyond any address space
+
+    w.monkeypatch.setattr(mc, "make_toy", alloc)
+    return ["run", "mlp-compare", "--quick", "--out", w.out()]
+
+
 CASES = [
     # data
     Case("torch-out-of-memory", _torch_out_of_memory, "out of memory: a setting asks for more than"),
+    Case("numpy-too-big", _numpy_too_big, "out of memory: a setting asks for more than"),
+    Case("integer-beyond-64-bits", lambda w: ["run", "mlp-compare", "--quick", "--set", "n_samples=99999999999999999999",
+                                             "--out", w.out()], "expected an integer from -2**63 to 2**63 - 1"),
     Case("constant-images", _constant_mnist, "the training images are constant in channel(s) 0"),
     Case("toy-split-too-small", lambda w: ["run", "mlp-compare", "--quick", "--set", "n_samples=10", "--out", w.out()],
          "fewer than its 3 classes on one side"),
@@ -717,6 +730,19 @@ def test_a_data_dir_may_be_one_archive_and_a_stale_setting_is_not_used_by_the_lo
     monkeypatch.setenv("TWINNET_DATA_DIR", str(tmp_path / "nowhere"))
     assert resolve_data_dir(None) is None
     assert "TWINNET_DATA_DIR" not in os.environ
+
+
+def test_a_palindrome_run_that_diverged_exits_1_and_keeps_its_files(tmp_path, capsys):
+    # a sweep counts a diverged length as a result; a run of its own says so as every run does: exit status 1
+    out = tmp_path / "rnn"
+    assert main(["run", "palindrome", "--quick", "--set", "lr=1e300", "--threads", "1", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "the training loss became non-finite at step" in err and "lower the learning rate" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["outcome"] == "diverged" and summary["diverged_at_step"] >= 1
+    assert f"at step {summary['diverged_at_step']:,};" in err
+    assert "diverged" in (out / "report.md").read_text() and (out / "step_loss.npz").exists()
 
 
 def test_the_report_of_a_run_that_diverged_says_so(tmp_path, capsys):

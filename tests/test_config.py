@@ -64,6 +64,16 @@ def test_mistyped_value_names_the_key_and_the_expected_type():
         apply_overrides(Cfg(), ["steps=ten"])
 
 
+def test_an_integer_beyond_64_bits_is_refused_where_it_is_set_or_saved():
+    # NumPy and torch take sizes and seeds as 64-bit integers: a larger one failed deep inside them
+    assert apply_overrides(Cfg(), [f"steps={2**63 - 1}"]).steps == 2**63 - 1
+    for raw in (str(2**63), "99999999999999999999", str(-(2**63) - 1)):
+        with pytest.raises(TwinnetError, match=rf"--set steps={raw}: expected an integer from -2\*\*63"):
+            apply_overrides(Cfg(), [f"steps={raw}"])
+    with pytest.raises(TwinnetError, match=r"steps=9223372036854775808 \(expected int\)"):
+        make_config(Cfg, {"steps": 2**63})  # a config.json edited by hand
+
+
 def test_missing_equals_sign():
     with pytest.raises(TwinnetError, match="expected key=value"):
         apply_overrides(Cfg(), ["lr"])

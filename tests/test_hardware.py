@@ -89,6 +89,9 @@ def test_default_threads_come_from_twinnet_threads_or_the_idle_cores(monkeypatch
     monkeypatch.setenv("TWINNET_THREADS", "many")
     with pytest.raises(TwinnetError, match="TWINNET_THREADS='many'"):
         hardware.default_threads()
+    monkeypatch.setenv("TWINNET_THREADS", "\u00b2")  # a digit to str.isdigit, not to int()
+    with pytest.raises(TwinnetError, match="expected an integer >= 1"):
+        hardware.default_threads()
     limit = hardware.MAX_THREADS_PER_CORE * hardware.cores()  # as --threads: OpenMP fails on thousands
     monkeypatch.setenv("TWINNET_THREADS", str(limit))
     assert hardware.default_threads() == (limit, "TWINNET_THREADS")

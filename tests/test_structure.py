@@ -81,3 +81,31 @@ def test_a_recurrent_layers_activations_are_what_its_forward_keeps_for_backpropa
     assert kept > 19 * 4 * 128 * 4  # at least h(t) at every step
     assert rows[0].activation_bytes == kept + 4 * 10 * 4  # and the (4, 10) output, float32 in both engines
     assert all(r.activation_bytes == 0 for r in rows[1:])  # counted once, in the layer's row
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_large_batchs_table_is_the_one_that_batch_itself_gives(name):
+    # the table runs a batch of two and scales it: shapes, mult-adds and activations as a batch of 3 gives them
+    from twinnet.structure import _traced
+
+    # the NumPy engine's twin of each model gives the same table (above); its convolutions are slow, so here
+    # the NumPy engine only where that is quick
+    for engine in ("numpy", "torch") if name in ("mlp", "mnist-cnn", "palindrome-lstm") else ("torch",):
+        model = build_model(name, engine)
+        scaled, total = structure(model, MODELS[name].input_shape, 3)
+        traced, total_traced = _traced(model, MODELS[name].input_shape, 3)
+        assert rows_as_dicts(scaled) == rows_as_dicts(traced) and total == total_traced
+        assert scaled[0].input_shape[0] == 3
+
+
+def test_a_layer_that_moves_the_batch_dimension_is_traced_at_the_batch_itself():
+    import torch
+
+    class Transpose(torch.nn.Module):
+        def forward(self, x):
+            return x.T
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), Transpose())
+    rows, _ = structure(model, (4,), 7)
+    assert [(r.input_shape, r.output_shape) for r in rows] == [((7, 4), (7, 3)), ((7, 3), (3, 7))]
+    assert rows[0].macs == 7 * 3 * 4

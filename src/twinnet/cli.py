@@ -425,6 +425,8 @@ def _main(argv: list[str] | None) -> int:
 def _out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` is an allocator's out-of-memory error (torch's CPU or CUDA allocator, OpenBLAS)."""
     text = str(exc).lower()
+    if isinstance(exc, ValueError):  # NumPy asked for an array larger than any address space
+        return "maximum allowed size exceeded" in text or "array is too big" in text
     return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text
                                               or "failed to allocate" in text)
 

@@ -12,6 +12,8 @@ from typing import Any, Literal, Union
 
 from twinnet import TwinnetError
 
+INT_LIMIT = 2**63  # integer settings fit in 64 bits, as NumPy and torch take sizes and seeds
+
 
 @dataclass(frozen=True)
 class BaseConfig:
@@ -89,9 +91,12 @@ def parse_value(raw: str, tp: Any) -> Any:
         raise ValueError(f"expected true or false, got {raw!r}")
     if tp is int:
         try:
-            return int(raw)
+            value = int(raw)
         except ValueError:
             raise ValueError(f"expected an integer, got {raw!r}") from None
+        if not -INT_LIMIT <= value < INT_LIMIT:
+            raise ValueError(f"expected an integer from -2**63 to 2**63 - 1 (a 64-bit integer), got {raw!r}")
+        return value
     if tp is float:
         try:
             value = float(raw)
@@ -127,8 +132,8 @@ def _conforms(value: Any, tp: Any) -> bool:
         return value is None
     if tp is float:  # finite: NaN would pass every "> 0" check and inf overflow the first step
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is int:  # within a 64-bit integer, as NumPy and torch take sizes and seeds
+        return isinstance(value, int) and not isinstance(value, bool) and -INT_LIMIT <= value < INT_LIMIT
     return isinstance(value, tp) if isinstance(tp, type) else True
 
 

@@ -163,7 +163,7 @@ def default_threads() -> tuple[int, str]:
     does not make threads wait on each other for a core."""
     env = os.environ.get("TWINNET_THREADS")
     if env:
-        if not env.strip().isdigit() or int(env) < 1:
+        if not (env.strip().isascii() and env.strip().isdigit()) or int(env) < 1:  # "²" is no int()
             from twinnet import TwinnetError
 
             raise TwinnetError(f"TWINNET_THREADS={env!r}: expected an integer >= 1; set it right or unset it")

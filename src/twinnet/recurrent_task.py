@@ -154,7 +154,7 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None,
         if on_eval is not None:
             on_eval(rec)
 
-    outcome, history, start = "completed", None, time.perf_counter()
+    outcome, history, start, diverged_at = "completed", None, time.perf_counter(), None
     step_losses: list[float] = []
     try:
         history = fit(learner, data, eval_set, cfg, monitor="test_acc", on_eval=record, checkpoints=checkpoints,
@@ -163,7 +163,7 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None,
         if history.stopped_early:
             outcome = "stopped early"
     except Diverged as e:  # a result like any other: the sweep goes on, the figures say so
-        outcome, best, step_losses = "diverged", e.history.best, e.history.step_losses
+        outcome, best, step_losses, diverged_at = "diverged", e.history.best, e.history.step_losses, e.step
         if cfg.keep_best and best is not None:
             learner.load_weights(best["weights"])
     train_s = time.perf_counter() - start + (resume.elapsed_s if resume is not None else 0.0)
@@ -182,4 +182,6 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None,
         "params": count_parameters(models["numpy"]),
         "resumed_from_step": None if resume is None else resume.step,  # continued from a checkpoint there
     }
+    if diverged_at is not None:  # the step whose loss was not finite
+        result["diverged_at_step"] = diverged_at
     return result, learner, records, step_losses

@@ -104,13 +104,41 @@ def count_parameters(model) -> int:
     return int(sum(int(np.prod(p.shape)) for p in {id(p): p for p in model.parameters()}.values()))
 
 
+PROBE_BATCH = 2  # the batch actually run: every row's batch dimension, mult-adds and activations scale from it
+
+
 def structure(model, input_shape: tuple[int, ...], batch: int = 1) -> tuple[list[LayerRow], int]:
-    """Run a batch of ``batch`` samples of ``input_shape`` (zeros) through ``model`` in eval mode.
+    """The layer table of ``model`` for a batch of ``batch`` samples of ``input_shape``.
 
     Returns one row per call of a leaf layer (shapes with the batch dimension; a recurrent layer's
     weights each get a row of their own with the shapes of their product at one time step, counted
-    in no total) and the total number of parameters (each shared parameter counted once).
+    in no total) and the total number of parameters (each shared parameter counted once). A batch of
+    at most ``PROBE_BATCH`` zeros runs through the model in eval mode and the rows are scaled to
+    ``batch``, so that a large batch costs no memory.
     """
+    probe = min(batch, PROBE_BATCH)
+    rows, total = _traced(model, input_shape, probe)
+    if probe == batch:
+        return rows, total
+    if not all(s[0] == probe for r in rows for s in (r.input_shape, r.output_shape) if s):
+        return _traced(model, input_shape, batch)  # a layer that moves the batch dimension: run the batch itself
+    return [_scaled(r, probe, batch) for r in rows], total
+
+
+def _scaled(row: LayerRow, probe: int, batch: int) -> LayerRow:
+    """``row`` of a batch of ``probe`` as a batch of ``batch`` shows it: each shape's batch dimension, its
+    mult-adds and its activations (both counted per sample, times the batch)."""
+
+    def shape(s: tuple[int, ...]) -> tuple[int, ...]:
+        return (batch, *s[1:]) if s else s
+
+    return replace(row, input_shape=shape(row.input_shape), output_shape=shape(row.output_shape),
+                   macs=row.macs // probe * batch, activation_bytes=row.activation_bytes // probe * batch)
+
+
+def _traced(model, input_shape: tuple[int, ...], batch: int) -> tuple[list[LayerRow], int]:
+    """Run a batch of ``batch`` samples of ``input_shape`` (zeros) through ``model`` in eval mode: a row
+    for each call of a leaf layer, and the total number of parameters."""
     rows: list[LayerRow] = []
     if is_torch(model):
         import torch

@@ -105,7 +105,8 @@ class Optimizer:
         per_param: list[dict[str, np.ndarray]] = [{} for _ in self.params]
         for key, value in arrays.items():
             parts = key.split(".")
-            if len(parts) != 3 or parts[0] != "state" or not parts[1].isdigit() or int(parts[1]) >= len(self.params):
+            index = parts[1] if len(parts) == 3 and parts[0] == "state" else ""
+            if not (index.isascii() and index.isdigit()) or int(index) >= len(self.params):
                 raise ValueError(f"unexpected key {key!r} in optimizer state for {len(self.params)} parameters")
             per_param[int(parts[1])][parts[2]] = value
         expected = self._state_keys(hyper)
