@@ -279,7 +279,7 @@ CASES = [
     Case("threads-absurd", lambda w: ["run", "mlp-compare", "--quick", "--threads", "100000", "--out", w.out()],
          "--threads 100000 is more than 8x this machine's"),
     Case("no-such-data-dir", lambda w: ["run", "mnist-numpy", "--quick", "--data-dir", str(w.root / "nowhere"),
-                                        "--out", w.out()], "does not exist"),
+                                        "--out", w.out()], "does not exist; give --data-dir the folder holding mnist/"),
     Case("data-dir-is-a-file", lambda w: ["run", "mnist-numpy", "--quick", "--data-dir",
                                           str(w.data / "mnist" / "t10k-labels-idx1-ubyte.gz"), "--out", w.out()],
          "is a file; MNIST is read from the folder holding its four files"),
@@ -354,6 +354,8 @@ CASES = [
     Case("resume-config-not-a-dict", _damaged("config.json", b'["mlp-cifar"]'), "config.json is damaged"),
     Case("resume-config-bad-value", _damaged("config.json", b'{"experiment": "mlp-cifar", "config": {"lr": -2}}'),
          "lr must be > 0"),
+    Case("resume-config-wrong-type", _damaged("config.json", b'{"experiment": "mlp-cifar", "config": {"lr": "abc"}}'),
+         "lr='abc' (expected float); restore the file as the run wrote it, or start a new run"),
     Case("resume-garbage-checkpoint", _damaged("checkpoint.pt", b"not a checkpoint"), "does not match its digest"),
     Case("resume-checkpoint-without-digest", _damaged("checkpoint.pt", b"not a checkpoint", make=lambda w: (
         (w.run() / "checkpoint.pt.sha256").unlink(), w.run())[1]), "no checkpoint.pt.sha256 beside it"),
@@ -608,6 +610,30 @@ def test_an_append_after_a_whole_last_line_without_its_newline_keeps_it(tmp_path
     path.write_text('{"a": 1}\n{"a": 2, "b')  # cut short
     append_line(path, {"a": 3})
     assert [r["a"] for r in read_jsonl(path)] == [1, 3] and path.read_text().endswith('{"a": 3}\n')
+
+
+def test_a_failed_rename_names_the_file_being_written_not_its_temporary_file(tmp_path):
+    from twinnet.runs import atomic_write_bytes
+
+    target = tmp_path / "report.md"
+    target.mkdir()  # a folder where the file goes: the rename fails
+    with pytest.raises(OSError) as caught:
+        atomic_write_bytes(target, b"new")
+    assert caught.value.filename == str(target) and target.is_dir()
+    assert list(tmp_path.iterdir()) == [target]  # the temporary file is gone
+
+
+def test_a_finished_runs_metrics_cut_short_are_refused_and_its_report_kept(world, capsys):
+    run = world.run("finished-run")
+    metrics = run / "metrics.jsonl"
+    whole = metrics.read_text()
+    assert whole.count("\n") >= 2
+    metrics.write_text(whole[: whole.index("\n") + 20])  # one record, then half of the next
+    before = snapshot(run)
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "metrics.jsonl ends in a line cut short (line 2), though its run finished" in err and "restore it" in err
+    assert "Traceback" not in err and snapshot(run) == before  # report.md and the figures as they were
 
 
 def test_a_resume_cleans_the_temporary_files_a_killed_write_left(world, capsys):

@@ -1272,3 +1272,17 @@ def test_a_course_with_samples_as_columns_and_averaged_weight_gradients_is_grade
     spec.write_text(DLAI_SPEC.replace('grad = "mean"\n', ""))
     row = _rows(grade(files, resolve_convention(None, spec), only=["linear"], configs=1))["linear"]
     assert "n=4" in row.first_failure and "exactly 1/4 times the expected value" in row.first_failure
+
+
+def test_a_file_that_never_finishes_loading_is_named_with_what_to_do(tmp_path, monkeypatch):
+    from twinnet.grader import loader
+
+    monkeypatch.setattr(loader, "LOAD_LIMIT_S", 0.5)  # the limit itself, lowered: machine speed cannot move it
+    monkeypatch.setattr(loader, "HARD_STOP", None)
+    path = tmp_path / "layers.py"
+    path.write_text("import numpy as np\n\nwhile True:\n    pass\n")
+    with pytest.raises(TwinnetError) as caught:
+        loader.load([path])
+    message = str(caught.value)
+    assert message.startswith("layers.py cannot be loaded: took more than 0.5 s to load")
+    assert "belongs under `if __name__ == \"__main__\":`" in message

@@ -115,7 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--engine", choices=("numpy", "torch", "both"), default="both",
                    help="the engine whose twin is described (default: both, one table each)")
     s.add_argument("--batch", type=int, default=1, metavar="N",
-                   help="shapes, mult-adds and activation memory for a batch of N (1 to 4096, default 1)")
+                   help="shapes, mult-adds and activation memory for a batch of N (1 to 4096, default 1; counted "
+                        "from a batch of 2 run through the model, so a large N costs no memory)")
 
     rep = sub.add_parser("report", help="redraw the figures, report.md, report.html and the TensorBoard event log "
                                         "of a finished run (a reproduce folder: of its runs finished so far)",

@@ -63,7 +63,8 @@ def resolve_data_dir(path: Path | None) -> Path | None:
         return Path(path).resolve() if path else None
     path = Path(path)
     if not path.exists():  # a folder, or one archive in it (CIFAR-10's loader takes either)
-        raise TwinnetError(f"the data directory {path} does not exist")
+        raise TwinnetError(f"the data directory {path} does not exist; give --data-dir the folder holding mnist/ "
+                           "and cifar10/ (the README's section 'Real data' says what each holds)")
     return path.resolve()
 
 
@@ -351,7 +352,10 @@ def reopen(name: str, path: Path, overrides: list[str]) -> tuple[RunDir, dict, A
 
         warnings.warn(f"{path / CONFIG}: {', '.join(map(str, unknown))} is no setting of {name}, so it is ignored "
                       f"(`twinnet run {name} --show-config` lists the settings)", stacklevel=2)
-    started = make_config(experiment.config_cls, saved["config"], context=f"--resume {path}: {CONFIG}: ")
+    try:
+        started = make_config(experiment.config_cls, saved["config"], context=f"--resume {path}: {CONFIG}: ")
+    except TwinnetError as e:  # edited by hand, or damaged: what to do about it
+        raise TwinnetError(f"{e}; restore the file as the run wrote it, or start a new run") from None
     cfg = apply_overrides(started, list(overrides), context=f" for {name}")
     may_change = getattr(experiment.config_cls, "resume_may_change", frozenset())
     changed = [k for k in to_dict(cfg) if to_dict(cfg)[k] != to_dict(started)[k] and k not in may_change]

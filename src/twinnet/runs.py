@@ -71,7 +71,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.filename is None and e.errno is not None:  # a full disk: name the file
+        # a full disk (no file named), or the rename (the temporary file named, gone now): name the file written
+        if isinstance(e, OSError) and e.errno is not None and (e.filename is None or str(e.filename) == tmp):
             raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
 
@@ -102,9 +103,10 @@ def read_json(path: Path) -> Any:
                            "run") from None
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path, finished: bool = False) -> list[dict]:
     """One JSON object per line. A last line cut short (a process killed while appending it, with no
-    newline after it) is left out; a damaged line elsewhere is a one-line TwinnetError."""
+    newline after it) is left out, unless the file is ``finished`` (its run wrote every line whole); a
+    damaged line elsewhere is a one-line TwinnetError."""
     path = Path(path)
     if not path.exists():
         return []
@@ -120,8 +122,11 @@ def read_jsonl(path: Path) -> list[dict]:
         try:
             record = json.loads(line)
         except (ValueError, RecursionError):
-            if k == len(lines) - 1:  # no newline after it: an append that never finished
+            if k == len(lines) - 1 and not finished:  # no newline after it: an append that never finished
                 break
+            if k == len(lines) - 1:
+                raise TwinnetError(f"{path} ends in a line cut short (line {k + 1}), though its run finished: the file "
+                                   "was damaged since; restore it (nothing was redrawn from it)") from None
             raise TwinnetError(f"{path} line {k + 1} is damaged (not JSON); restore the file or start a new "
                                "run") from None
         if not isinstance(record, dict):
@@ -206,7 +211,8 @@ class RunDir:
                       f"{records:,} metric record(s) of its earlier attempt are kept in {kept.name}", stacklevel=2)
 
     def metrics(self) -> list[dict]:
-        return read_jsonl(self.file(METRICS))
+        """The evaluations recorded; a finished run's (its summary written) must end in a whole line."""
+        return read_jsonl(self.file(METRICS), finished=self.file(SUMMARY).exists())
 
     def save_arrays(self, name: str, **arrays: np.ndarray) -> None:
         """Arrays for the report (e.g. decision-boundary grids), as one .npz written atomically."""

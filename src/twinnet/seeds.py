@@ -35,6 +35,9 @@ def parse_seeds(text: str) -> list[int]:
     try:
         for part in (p.strip() for p in text.split(",") if p.strip()):
             lo, sep, hi = part.partition("-")
+            if sep and lo and int(hi) < 0:  # "1--3": no reversed range would be valid either
+                raise TwinnetError(f"--seeds {text!r}: the range {part} ends at a negative seed; seeds are in "
+                                   "[0, 2**32), e.g. 0-4")
             if sep and lo and int(hi) < int(lo):
                 raise TwinnetError(f"--seeds {text!r}: the range {part} runs backwards; write it low-high ({hi}-{lo})")
             if sep and lo and int(hi) - int(lo) >= MAX_SEEDS:

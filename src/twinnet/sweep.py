@@ -206,6 +206,9 @@ def _init_worker(parent: int) -> None:
     one_line_warnings()  # as the main process words them: `twinnet: warning: ...`
 
 
+QUIET_TRACKER = "ignore::UserWarning:multiprocessing.resource_tracker"
+
+
 def _pool(specs: list[dict], workers: int, on_result) -> None:
     """Run the specs on ``workers`` processes, calling ``on_result`` here as each finishes (any order)."""
     import multiprocessing as mp
@@ -213,15 +216,23 @@ def _pool(specs: list[dict], workers: int, on_result) -> None:
     from twinnet.runner import sigterm_interrupts
 
     with sigterm_interrupts():  # `kill` ends the sweep as Ctrl-C does: workers stopped, results kept
-        # spawn, not fork: a forked child inherits torch's OpenMP state and may hang in it
-        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(os.getpid(),))
+        # spawn, not fork: a forked child inherits torch's OpenMP state and may hang in it. The pool starts
+        # multiprocessing's resource tracker, a fresh interpreter that takes its warning filters from the
+        # environment: after an interrupt it would warn of the stopped workers' semaphores, which it cleans up
+        previous = os.environ.get("PYTHONWARNINGS")
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (previous, QUIET_TRACKER)))
+        try:
+            pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(os.getpid(),))
+        finally:
+            if previous is None:
+                del os.environ["PYTHONWARNINGS"]
+            else:
+                os.environ["PYTHONWARNINGS"] = previous
         try:
             for result in pool.imap_unordered(run_job, specs):
                 on_result(result)
             pool.close()  # let the idle workers exit on their own
-        except BaseException:
-            # interrupted: what finished is already in results.jsonl. (Python may warn at exit
-            # about semaphores of the killed workers; nothing is lost.)
+        except BaseException:  # interrupted: what finished is already in results.jsonl
             pool.terminate()
             raise
         finally:

@@ -145,6 +145,9 @@ def _load_one(path: Path, files: list[Path]):
             missing = e.name.replace(f"{package}.", ".")
             advice = (f"; {missing} is neither installed nor among the files given: pass its file too (for a course's "
                       "package, every .py file of its folder), or remove the import if it is unused")
+        elif isinstance(e, TimeLimit):
+            advice = ("; a file graded is imported, so work at its top level runs then: an endless loop, or training "
+                      "or a test run there, belongs under `if __name__ == \"__main__\":`")
         raise TwinnetError(f"{path.name} cannot be loaded: {what}" + (f" ({where})" if where else "")
                            + advice) from None
     finally:
