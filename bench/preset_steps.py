@@ -93,6 +93,9 @@ def main() -> None:
     variants = [v.split() for v in args.variant]
     if any(not v or any("=" not in kv for kv in v[1:]) for v in variants):
         raise SystemExit('--variant takes "PRESET KEY=VALUE ...", e.g. --variant "cifar-fast batch_size=1024"')
+    given = names + [v[0] + (f"[{' '.join(v[1:])}]" if v[1:] else "") for v in variants]
+    if len(set(given)) < len(given):  # their times would be pooled under one name
+        raise SystemExit(f"a preset or variant is given twice ({', '.join(given)}); give each once")
     presets = [Preset(n, compiled=c) for n in names for c in ((False, True) if args.compile else (False,))]
     presets += [Preset(v[0], overrides=tuple(v[1:])) for v in variants]
     turns: dict[str, list[float]] = {q.name: [] for q in presets}

@@ -769,6 +769,12 @@ def test_a_palindrome_run_that_diverged_exits_1_and_keeps_its_files(tmp_path, ca
     assert summary["outcome"] == "diverged" and summary["diverged_at_step"] >= 1
     assert f"at step {summary['diverged_at_step']:,};" in err
     assert "diverged" in (out / "report.md").read_text() and (out / "step_loss.npz").exists()
+    # ... and a sweep of such runs counts each as a result and finishes
+    sweep = tmp_path / "sweep"
+    assert main(["run", "palindrome-sweep", "--quick", "--set", "lr=1e300", "--set", "models=rnn", "--set", "lengths=3",
+                 "--set", "n_seeds=2", "--set", "workers=1", "--threads", "1", "--out", str(sweep)]) == 0
+    results = [json.loads(line) for line in (sweep / "results.jsonl").read_text().splitlines()]
+    assert [r["summary"]["outcome"] for r in results] == ["diverged", "diverged"]
 
 
 def test_the_report_of_a_run_that_diverged_says_so(tmp_path, capsys):

@@ -84,28 +84,36 @@ def test_a_recurrent_layers_activations_are_what_its_forward_keeps_for_backpropa
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_a_large_batchs_table_is_the_one_that_batch_itself_gives(name):
-    # the table runs a batch of two and scales it: shapes, mult-adds and activations as a batch of 3 gives them
-    from twinnet.structure import _traced
+def test_a_large_batchs_table_is_the_one_that_batch_itself_gives(name, monkeypatch):
+    # the table runs batches of 2 and 3 and scales them: shapes, mult-adds and activations as a batch of 7 gives them
+    from twinnet import structure as module
 
+    traced, ran = module._traced, []
+    monkeypatch.setattr(module, "_traced", lambda m, shape, batch: (ran.append(batch), traced(m, shape, batch))[1])
     # the NumPy engine's twin of each model gives the same table (above); its convolutions are slow, so here
     # the NumPy engine only where that is quick
     for engine in ("numpy", "torch") if name in ("mlp", "mnist-cnn", "palindrome-lstm") else ("torch",):
         model = build_model(name, engine)
-        scaled, total = structure(model, MODELS[name].input_shape, 3)
-        traced, total_traced = _traced(model, MODELS[name].input_shape, 3)
-        assert rows_as_dicts(scaled) == rows_as_dicts(traced) and total == total_traced
-        assert scaled[0].input_shape[0] == 3
+        ran.clear()
+        scaled, total = structure(model, MODELS[name].input_shape, 7)
+        assert ran == [2, 3]  # scaled, not run at 7
+        direct, total_direct = traced(model, MODELS[name].input_shape, 7)
+        assert rows_as_dicts(scaled) == rows_as_dicts(direct) and total == total_direct
+        assert scaled[0].input_shape[0] == 7
 
 
-def test_a_layer_that_moves_the_batch_dimension_is_traced_at_the_batch_itself():
+@pytest.mark.parametrize("layer, shapes", [
+    ("transpose", [((7, 2), (7, 2)), ((7, 2), (2, 7))]),  # its other dimension is 2, a probe batch's size
+    ("mean", [((7, 2), (7, 2)), ((7, 2), ())]),  # the batch reduced away
+])
+def test_a_layer_that_moves_or_reduces_the_batch_dimension_is_traced_at_the_batch_itself(layer, shapes):
     import torch
 
-    class Transpose(torch.nn.Module):
+    class Odd(torch.nn.Module):
         def forward(self, x):
-            return x.T
+            return x.T if layer == "transpose" else x.mean()
 
-    model = torch.nn.Sequential(torch.nn.Linear(4, 3), Transpose())
-    rows, _ = structure(model, (4,), 7)
-    assert [(r.input_shape, r.output_shape) for r in rows] == [((7, 4), (7, 3)), ((7, 3), (3, 7))]
-    assert rows[0].macs == 7 * 3 * 4
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), Odd())
+    rows, _ = structure(model, (2,), 7)
+    assert [(r.input_shape, r.output_shape) for r in rows] == shapes
+    assert rows[0].macs == 7 * 2 * 2 and rows[1].activation_bytes == (4 * 14 if layer == "transpose" else 4)

@@ -232,6 +232,21 @@ def _cmd_run(args, command: str) -> None:
     )
     if distributed.world().rank == 0:  # the others trained in scratch directories of their own
         announce(path)
+    _diverged(path)
+
+
+def _diverged(path: Path) -> None:
+    """A run whose experiment keeps a diverged run as a result (a palindrome length, counted as one by a
+    sweep) still ends, run alone, as every diverged run does: one line and exit status 1."""
+    from twinnet.runs import SUMMARY, RunDir
+    from twinnet.train import Diverged
+
+    summary = RunDir(path).read_json(SUMMARY) if (Path(path) / SUMMARY).is_file() else {}
+    if isinstance(summary, dict) and summary.get("outcome") == "diverged":
+        step = summary.get("diverged_at_step")
+        at = f" at step {step:,}" if isinstance(step, int) else ""
+        raise Diverged(f"the training loss became non-finite{at}; lower the learning rate: the run stopped, and "
+                       f"{Path(path) / SUMMARY} says diverged", step if isinstance(step, int) else 0)
 
 
 def _cmd_reproduce(args, command: str) -> None:

@@ -211,8 +211,14 @@ class RunDir:
                       f"{records:,} metric record(s) of its earlier attempt are kept in {kept.name}", stacklevel=2)
 
     def metrics(self) -> list[dict]:
-        """The evaluations recorded; a finished run's (its summary written) must end in a whole line."""
-        return read_jsonl(self.file(METRICS), finished=self.file(SUMMARY).exists())
+        """The evaluations recorded; a finished run's (its summary written after its last record) must end
+        in a whole line. A diverged run may be resumed: it keeps its old summary while it appends again."""
+        try:
+            summary = read_json(self.file(SUMMARY)) if self.file(SUMMARY).is_file() else None
+        except TwinnetError:  # damaged: said where it is read for itself
+            summary = None
+        finished = isinstance(summary, dict) and summary.get("outcome") != "diverged"
+        return read_jsonl(self.file(METRICS), finished=finished)
 
     def save_arrays(self, name: str, **arrays: np.ndarray) -> None:
         """Arrays for the report (e.g. decision-boundary grids), as one .npz written atomically."""

@@ -104,7 +104,7 @@ def count_parameters(model) -> int:
     return int(sum(int(np.prod(p.shape)) for p in {id(p): p for p in model.parameters()}.values()))
 
 
-PROBE_BATCH = 2  # the batch actually run: every row's batch dimension, mult-adds and activations scale from it
+PROBES = (2, 3)  # the batches actually run: the table of a larger one is scaled from them
 
 
 def structure(model, input_shape: tuple[int, ...], batch: int = 1) -> tuple[list[LayerRow], int]:
@@ -112,22 +112,33 @@ def structure(model, input_shape: tuple[int, ...], batch: int = 1) -> tuple[list
 
     Returns one row per call of a leaf layer (shapes with the batch dimension; a recurrent layer's
     weights each get a row of their own with the shapes of their product at one time step, counted
-    in no total) and the total number of parameters (each shared parameter counted once). A batch of
-    at most ``PROBE_BATCH`` zeros runs through the model in eval mode and the rows are scaled to
-    ``batch``, so that a large batch costs no memory.
+    in no total) and the total number of parameters (each shared parameter counted once). Batches of
+    ``PROBES`` zeros run through the model in eval mode and, where every row's batch dimension comes
+    first and its mult-adds and activations grow in proportion to the batch, the rows are scaled to
+    ``batch``, so that a large batch costs no memory; otherwise the batch itself runs.
     """
-    probe = min(batch, PROBE_BATCH)
-    rows, total = _traced(model, input_shape, probe)
-    if probe == batch:
-        return rows, total
-    if not all(s[0] == probe for r in rows for s in (r.input_shape, r.output_shape) if s):
-        return _traced(model, input_shape, batch)  # a layer that moves the batch dimension: run the batch itself
-    return [_scaled(r, probe, batch) for r in rows], total
+    if batch <= max(PROBES):
+        return _traced(model, input_shape, batch)
+    (small, total), (large, _) = (_traced(model, input_shape, probe) for probe in PROBES)
+    if not all(_linear(a, b) for a, b in zip(small, large, strict=False)) or len(small) != len(large):
+        return _traced(model, input_shape, batch)  # a layer that moves or reduces the batch dimension
+    return [_scaled(r, PROBES[0], batch) for r in small], total
+
+
+def _linear(a: LayerRow, b: LayerRow) -> bool:
+    """Whether rows ``a`` and ``b``, of batches ``PROBES``, differ only as the batch: its dimension first in
+    every shape (a recurrent bias row has none), mult-adds and activations in proportion."""
+    (p, q), shapes = PROBES, ((a.input_shape, b.input_shape), (a.output_shape, b.output_shape))
+    return (replace(a, input_shape=(), output_shape=(), macs=0, activation_bytes=0)
+            == replace(b, input_shape=(), output_shape=(), macs=0, activation_bytes=0)
+            and all((s, t) == ((), ()) and a.kind == "bias" or (s[:1], t[:1], s[1:]) == ((p,), (q,), t[1:])
+                    for s, t in shapes)
+            and a.macs * q == b.macs * p and a.activation_bytes * q == b.activation_bytes * p)
 
 
 def _scaled(row: LayerRow, probe: int, batch: int) -> LayerRow:
     """``row`` of a batch of ``probe`` as a batch of ``batch`` shows it: each shape's batch dimension, its
-    mult-adds and its activations (both counted per sample, times the batch)."""
+    mult-adds and its activations (both in proportion to the batch)."""
 
     def shape(s: tuple[int, ...]) -> tuple[int, ...]:
         return (batch, *s[1:]) if s else s
