@@ -338,7 +338,7 @@ CASES = [
     Case("out-not-empty", lambda w: ["run", "mlp-compare", "--quick", "--out", str(w.run())], "already exists"),
     Case("out-under-a-file", lambda w: ["run", "mlp-compare", "--quick", "--out",
                                         str(w.data / "mnist" / "t10k-labels-idx1-ubyte.gz" / "run")],
-         "cannot create run directory"),
+         "give --out (or --runs-dir) a folder you can write to"),
     Case("out-read-only", _read_only_out, "Permission denied"),
     Case("disk-full", _disk_full, "runs/new: No space left on device"),  # the run folder, then the cause
     Case("resume-no-such-dir", lambda w: ["run", "mlp-cifar", "--resume", str(w.root / "nowhere")], "no such directory"),

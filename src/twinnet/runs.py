@@ -161,7 +161,8 @@ class RunDir:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise TwinnetError(f"cannot create run directory {path}: {exc.strerror}") from None
+            raise TwinnetError(f"cannot create run directory {path}: {exc.strerror}; give --out (or --runs-dir) a "
+                               "folder you can write to") from None
         return cls(path, created)
 
     def discard(self) -> None:
