@@ -37,6 +37,11 @@ from twinnet.runner import resolve_config
 from twinnet.twins import build_twins
 
 
+def label(name: str, overrides: tuple[str, ...] | list[str] = ()) -> str:
+    """A preset's name in the table, with the settings a ``--variant`` changed."""
+    return name + (f"[{' '.join(overrides)}]" if overrides else "")
+
+
 class Preset:
     """One preset's learner, ready to take training steps on one random batch."""
 
@@ -62,8 +67,7 @@ class Preset:
         if compiled:  # the optimiser keeps the same parameters; state dicts gain the wrapper's prefix throughout
             learner.model = torch.compile(learner.model)
         self.learner = Lookahead(learner, cfg.lookahead, cfg.steps) if cfg.lookahead else learner
-        label = name + (f"[{' '.join(overrides)}]" if overrides else "")
-        self.name, self.cfg, self.x = label + ("+compile" if compiled else ""), cfg, images
+        self.name, self.cfg, self.x = label(name, overrides) + ("+compile" if compiled else ""), cfg, images
         self.y = rng.integers(0, 10, cfg.batch_size)
         self.learner.train_step(self.x, self.y)  # warm-up: the allocator and the kernels
 
@@ -93,7 +97,7 @@ def main() -> None:
     variants = [v.split() for v in args.variant]
     if any(not v or any("=" not in kv for kv in v[1:]) for v in variants):
         raise SystemExit('--variant takes "PRESET KEY=VALUE ...", e.g. --variant "cifar-fast batch_size=1024"')
-    given = names + [v[0] + (f"[{' '.join(v[1:])}]" if v[1:] else "") for v in variants]
+    given = names + [label(v[0], v[1:]) for v in variants]
     if len(set(given)) < len(given):  # their times would be pooled under one name
         raise SystemExit(f"a preset or variant is given twice ({', '.join(given)}); give each once")
     presets = [Preset(n, compiled=c) for n in names for c in ((False, True) if args.compile else (False,))]

@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="the engine whose twin is described (default: both, one table each)")
     s.add_argument("--batch", type=int, default=1, metavar="N",
                    help="shapes, mult-adds and activation memory for a batch of N (1 to 4096, default 1; counted "
-                        "from a batch of 2 run through the model, so a large N costs no memory)")
+                        "from batches of 2 and 3 run through the model, so a large N costs no memory)")
 
     rep = sub.add_parser("report", help="redraw the figures, report.md, report.html and the TensorBoard event log "
                                         "of a finished run (a reproduce folder: of its runs finished so far)",
@@ -238,10 +238,10 @@ def _cmd_run(args, command: str) -> None:
 def _diverged(path: Path) -> None:
     """A run whose experiment keeps a diverged run as a result (a palindrome length, counted as one by a
     sweep) still ends, run alone, as every diverged run does: one line and exit status 1."""
-    from twinnet.runs import SUMMARY, RunDir
+    from twinnet.runs import SUMMARY, read_json
     from twinnet.train import Diverged
 
-    summary = RunDir(path).read_json(SUMMARY) if (Path(path) / SUMMARY).is_file() else {}
+    summary = read_json(Path(path) / SUMMARY) if (Path(path) / SUMMARY).is_file() else {}
     if isinstance(summary, dict) and summary.get("outcome") == "diverged":
         step = summary.get("diverged_at_step")
         at = f" at step {step:,}" if isinstance(step, int) else ""

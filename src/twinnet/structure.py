@@ -120,7 +120,7 @@ def structure(model, input_shape: tuple[int, ...], batch: int = 1) -> tuple[list
     if batch <= max(PROBES):
         return _traced(model, input_shape, batch)
     (small, total), (large, _) = (_traced(model, input_shape, probe) for probe in PROBES)
-    if not all(_linear(a, b) for a, b in zip(small, large, strict=False)) or len(small) != len(large):
+    if len(small) != len(large) or not all(_linear(a, b) for a, b in zip(small, large)):
         return _traced(model, input_shape, batch)  # a layer that moves or reduces the batch dimension
     return [_scaled(r, PROBES[0], batch) for r in small], total
 

@@ -108,7 +108,7 @@ class Optimizer:
             index = parts[1] if len(parts) == 3 and parts[0] == "state" else ""
             if not (index.isascii() and index.isdigit()) or int(index) >= len(self.params):
                 raise ValueError(f"unexpected key {key!r} in optimizer state for {len(self.params)} parameters")
-            per_param[int(parts[1])][parts[2]] = value
+            per_param[int(index)][parts[2]] = value
         expected = self._state_keys(hyper)
         for i, (saved, p) in enumerate(zip(per_param, self.params)):
             if saved and set(saved) != expected:
