@@ -9,6 +9,7 @@ import torch
 
 from fake_data import write_cifar_tree
 from twinnet.cli import main
+from twinnet import torch_nn
 from twinnet.experiments import image
 
 
@@ -150,8 +151,8 @@ def _run(out, data, *sets, preset="airbench94"):
     return main(args + [a for s in sets for a in ("--set", s)])
 
 
-@pytest.mark.parametrize("preset, extra", [("airbench94", ()), ("cifar-fast", ()), ("cifar-fast-small", ()),
-                                           ("cifar-fast-small", ("small_crop_until=1",))])
+@pytest.mark.parametrize("preset, extra", [("airbench94", ()), ("cifar-fast", ()), ("cifar-fast", ("freeze=9@1",)),
+                                           ("cifar-fast-small", ()), ("cifar-fast-small", ("small_crop_until=1",))])
 def test_the_preset_trains_and_resumes_to_the_same_figures(preset, extra, cifar_dir, tmp_path, monkeypatch, capsys):
     """Lookahead's average, the whitening layer and its bias frozen after the epochs before the
     checkpoint, the alternating flips of the epoch under way, Muon's momentum (cifar-fast) and the small
@@ -185,6 +186,48 @@ def test_the_preset_trains_and_resumes_to_the_same_figures(preset, extra, cifar_
     for key in ("test_acc", "test_loss", "train_loss", "train_acc", "per_class_acc"):
         assert a[key] == b[key], key
     capsys.readouterr()
+
+
+def _weights(run):
+    from twinnet.checkpoint import read
+
+    return {k: torch.as_tensor(v) for k, v in read(run / "checkpoint.pt")["learner"]["model"].items()}
+
+
+def test_frozen_layers_stop_where_their_epoch_left_them_and_the_rest_train_on(cifar_dir, tmp_path, monkeypatch):
+    """freeze=9@1 (airbench94's whitening layer and first group) over two epochs of 4 steps: those layers
+    end exactly as a one-epoch run of the same batches and rates leaves them; every later layer moves on."""
+    monkeypatch.setenv("TWINNET_CACHE_DIR", str(tmp_path / "cache"))
+    sets = ("batch_size=25", "schedule=constant", "lookahead=0", "train_subset=0", "test_subset=0", "eval_every=4")
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert _run(one, cifar_dir, "steps=4", *sets, preset="cifar-fast") == 0
+    assert _run(two, cifar_dir, "steps=8", "freeze=9@1", *sets, preset="cifar-fast") == 0
+    a, b = _weights(one), _weights(two)
+    params = {n for n, _ in image.MODELS["airbench94"].build(torch_nn).named_parameters()}
+    early = {k for k in params if int(k.split(".")[0]) < 9}
+    assert early and all(torch.equal(a[k], b[k]) for k in early)
+    assert all(not torch.equal(a[k], b[k]) for k in params - early if k.split(".")[0] not in {"4", "7", "11", "14",
+                                                                                           "18", "21"})
+
+
+@pytest.mark.parametrize("value, says", [("9", "LAYERS@EPOCH"), ("0@1", "LAYERS >= 1"), ("x@1", "whole numbers"),
+                                         ("9@-1", "whole numbers"), ("99@1", "has 26 layers"),
+                                         ("9@2", "trains 2 epoch(s)")])
+def test_a_freeze_that_cannot_be_done_is_refused_with_one_line(value, says, cifar_dir, tmp_path, monkeypatch,
+                                                                 capsys):
+    monkeypatch.setenv("TWINNET_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    code = _run(out, cifar_dir, "steps=8", "batch_size=25", "train_subset=0", f"freeze={value}", preset="cifar-fast")
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and "Traceback" not in err, err
+    assert not (out / "checkpoint.pt").exists()
+
+
+def test_freeze_is_refused_for_the_numpy_engine(cifar_dir, tmp_path, capsys):
+    code = main(["run", "cnn-vgg", "--quick", "--data-dir", str(cifar_dir), "--out", str(tmp_path / "run"),
+                 "--set", "engine=numpy", "--set", "freeze=1@0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "freeze needs engine=torch" in err, err
 
 
 def test_cifar_time_sweeps_budgets_and_sets_accuracy_against_training_time(cifar_dir, tmp_path, monkeypatch, capsys):

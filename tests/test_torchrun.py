@@ -143,3 +143,25 @@ def test_a_non_finite_loss_on_one_rank_ends_the_run_with_one_line_and_no_hang(da
     summary = json.loads((run / "summary.json").read_text())
     assert summary["outcome"] == "diverged" and summary["diverged_at_step"] == 5
     assert out == ""  # no headline, no path of a finished run
+
+
+
+def test_layers_frozen_at_the_start_and_mid_run_train_on_with_two_processes(data, tmp_path):
+    """DDP waits for a gradient of every parameter that trained when it was built: after each ``freeze``
+    stage (the first conv and its batch norm from the start, the second conv after epoch 1 of 4) the
+    exchange is set up again, so the run ends instead of hanging, with the first layers as initialised."""
+    import torch
+
+    from twinnet.architectures import MODELS
+    from twinnet.checkpoint import read
+    from twinnet.twins import build_twins
+
+    out = tmp_path / "frozen"
+    code, _, err = _finish(_torchrun(*_run_args("torch", out, data), "--set", "freeze=2@0,5@1"))
+    assert code == 0, err[-3000:]
+    assert json.loads((out / "summary.json").read_text())["steps"] == 4 * 6
+    trained = read(out / "checkpoint.pt")["learner"]["model"]
+    initial = build_twins(MODELS["mnist-cnn"].build, "float32", 0)["torch"].state_dict()
+    for key in ("0.weight", "0.bias", "1.weight", "1.bias"):
+        torch.testing.assert_close(torch.as_tensor(trained[key]), initial[key], rtol=0, atol=0)
+    assert not torch.equal(torch.as_tensor(trained["4.weight"]), initial["4.weight"])  # it trained for an epoch

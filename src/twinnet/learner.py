@@ -58,6 +58,10 @@ class Learner(Protocol):
         """With several ranks: average the model's running statistics (batch norm) over the ranks, so
         that every rank evaluates and saves the same model. Collective: every rank calls it."""
 
+    def trainable_changed(self) -> None:
+        """After parameters stopped training (a frozen layer): with several ranks, the gradient exchange
+        set up again for the parameters that still train. Collective: every rank calls it."""
+
 
 def evaluate(learner: Learner, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> tuple[float, float]:
     """(mean loss, accuracy) of the learner's model on a whole set, in eval mode."""
@@ -171,6 +175,9 @@ class NumpyLearner:
         if self.world.size > 1:
             distributed.average(self._buffers())
 
+    def trainable_changed(self):
+        """Nothing to set up: every rank averages the gradients its optimiser holds."""
+
 
 class TorchLearner:
     """Drives a ``torch.nn.Module``; inputs become tensors of the model's dtype and device.
@@ -194,13 +201,18 @@ class TorchLearner:
         self.forward = model
         if self.world.size > 1:
             import torch
-            from torch.nn.parallel import DistributedDataParallel
 
-            # gradients all-reduced in buckets during backward; every rank starts from rank 0's weights;
-            # batch-norm statistics per rank (its buffers are averaged by ``synchronize``, not broadcast)
-            self.forward = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda"
-                                                   else None, forward_sync_buffers=False)
+            self._wrap(init_sync=True)
             torch.manual_seed(distributed.rank_seed(int(torch.randint(2**62, (1,))), self.world.rank))
+
+    def _wrap(self, init_sync: bool) -> None:
+        """DistributedDataParallel around the model: the gradients of the parameters that train now,
+        all-reduced in buckets during backward; with ``init_sync`` every rank starts from rank 0's weights.
+        Batch-norm statistics stay per rank (``synchronize`` averages them, nothing broadcasts them)."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.forward = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda"
+                                               else None, forward_sync_buffers=False, init_sync=init_sync)
 
     def _tensor(self, a, dtype=None):
         import torch
@@ -295,6 +307,12 @@ class TorchLearner:
     def synchronize(self):
         if self.world.size > 1:
             distributed.average(list(self.model.buffers()))
+
+    def trainable_changed(self):
+        # DDP waits for a gradient of every parameter that trained when it was built: a frozen one would
+        # hang the next step's exchange, so it is built again over those that still train
+        if self.world.size > 1:
+            self._wrap(init_sync=False)
 
 
 def make_learner(model, cfg, *, params=None, amp: bool = False, channels_last: bool = False,

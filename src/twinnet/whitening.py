@@ -47,7 +47,8 @@ def prepare(model, images: np.ndarray) -> Callable[[int, object], None]:
         first.weight.data = weights.astype(first.weight.data.dtype)
 
     def freeze_bias(epoch: int, learner) -> None:
-        if epoch >= FREEZE_BIAS_AFTER and hasattr(first.bias, "requires_grad"):
+        if epoch >= FREEZE_BIAS_AFTER and getattr(first.bias, "requires_grad", False):
             first.bias.requires_grad_(False)
+            learner.trainable_changed()
 
     return freeze_bias
