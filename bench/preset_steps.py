@@ -8,7 +8,9 @@ Each preset is built as ``twinnet run`` builds it (its model and layout, its opt
 groups, Muon, lookahead, autocast as this CPU resolves it) and trains on random images of its batch
 size. The presets take turns, ``--steps`` timed steps each per turn after one warm-up step, for
 ``--repeats`` turns, so a machine that speeds up or slows down touches every preset alike; the median
-turn is kept. The projection is the preset's steps times that step time: it leaves out data
+turn is kept. A preset whose layers stop training part-way (airbench's whitening bias after 3 epochs,
+``freeze`` stages) is timed in each of its phases, as the run trains them, on CIFAR-10's 50,000 training
+images' epochs. The projection is the sum over phases of their steps times their step time: it leaves out data
 augmentation, evaluation and the setup before the first step (a few percent of a full run here), so
 compare it with a full run's training time as a ratio, not as seconds. Prints the CPU, one line per
 preset, then each preset's projected time against the first preset's. ``--compile`` adds each preset
@@ -30,11 +32,14 @@ import torch
 
 from twinnet import TwinnetError, hardware
 from twinnet.architectures import MODELS
-from twinnet.experiments.image import ImageConfig, param_groups
+from twinnet.experiments.image import ImageConfig, epoch_hooks, freeze_stages, freezer, param_groups
 from twinnet.learner import Lookahead, make_learner
 from twinnet.numpy_nn import backend
 from twinnet.runner import resolve_config
 from twinnet.twins import build_twins
+from twinnet.whitening import FREEZE_BIAS_AFTER
+
+N_TRAIN = 50_000  # CIFAR-10's training images: the epochs a preset's phases are counted in
 
 
 def label(name: str, overrides: tuple[str, ...] | list[str] = ()) -> str:
@@ -60,8 +65,16 @@ class Preset:
             model = model.to(memory_format=torch.channels_last)
         rng = np.random.default_rng(seed)
         images = rng.standard_normal((cfg.batch_size, *spec.input_shape)).astype(np.float32)
-        if spec.prepare is not None:  # airbench's whitening layer, set up from these images
-            spec.prepare(model, images)
+        stages = freeze_stages(cfg.freeze)
+        hooks = [freezer(model, stages, cfg, N_TRAIN)]
+        if spec.prepare is not None:  # airbench's whitening layer, set up from these images (its bias then frozen)
+            hooks.append(spec.prepare(model, images))
+        self.on_epoch = epoch_hooks(hooks)
+        # the phases between the epochs after which fewer parameters train: (first epoch, steps)
+        per_epoch = cfg.steps_per_epoch(N_TRAIN)
+        changes = {e for _, e in stages} | ({FREEZE_BIAS_AFTER} if spec.prepare is not None else set())
+        bounds = sorted({0, cfg.steps} | {e * per_epoch for e in changes if e * per_epoch < cfg.steps})
+        self.phases = [(start // per_epoch, end - start) for start, end in zip(bounds, bounds[1:])]
         learner = make_learner(model, cfg, params=param_groups(model, cfg), channels_last=cfg.channels_last,
                                amp=hardware.resolve_amp(cfg.amp, "cpu"))
         if compiled:  # the optimiser keeps the same parameters; state dicts gain the wrapper's prefix throughout
@@ -69,7 +82,13 @@ class Preset:
         self.learner = Lookahead(learner, cfg.lookahead, cfg.steps) if cfg.lookahead else learner
         self.name, self.cfg, self.x = label(name, overrides) + ("+compile" if compiled else ""), cfg, images
         self.y = rng.integers(0, 10, cfg.batch_size)
-        self.learner.train_step(self.x, self.y)  # warm-up: the allocator and the kernels
+
+    def enter(self, phase: int) -> None:
+        """The layers frozen as they are from this phase's first epoch on, then a warm-up step (the allocator and
+        the kernels)."""
+        if self.on_epoch is not None:
+            self.on_epoch(self.phases[phase][0], self.learner)
+        self.learner.train_step(self.x, self.y)
 
     def time_steps(self, steps: int) -> float:
         start = time.perf_counter()
@@ -102,17 +121,23 @@ def main() -> None:
         raise SystemExit(f"a preset or variant is given twice ({', '.join(given)}); give each once")
     presets = [Preset(n, compiled=c) for n in names for c in ((False, True) if args.compile else (False,))]
     presets += [Preset(v[0], overrides=tuple(v[1:])) for v in variants]
-    turns: dict[str, list[float]] = {q.name: [] for q in presets}
-    for _ in range(args.repeats):
-        for q in presets:
-            turns[q.name].append(q.time_steps(args.steps))
+    turns: dict[str, list[list[float]]] = {q.name: [[] for _ in q.phases] for q in presets}
+    for phase in range(max(len(q.phases) for q in presets)):  # phase by phase: a frozen layer stays frozen
+        live = [q for q in presets if phase < len(q.phases)]
+        for q in live:
+            q.enter(phase)
+        for _ in range(args.repeats):
+            for q in live:
+                turns[q.name][phase].append(q.time_steps(args.steps))
     projected = {}
     for q in presets:
-        step = statistics.median(turns[q.name])
-        projected[q.name] = step * q.cfg.steps
-        print(f"{q.name}: batch {q.cfg.batch_size}, {step:.2f} s/step (turns: "
-              f"{', '.join(f'{t:.2f}' for t in turns[q.name])}), {q.cfg.batch_size / step:.0f} images/s, "
-              f"{q.cfg.steps} steps -> {projected[q.name]:.0f} s projected", flush=True)
+        steps = [statistics.median(t) for t in turns[q.name]]
+        projected[q.name] = sum(t * n for t, (_, n) in zip(steps, q.phases))
+        for (epoch, n), step, times in zip(q.phases, steps, turns[q.name]):
+            where = f", from epoch {epoch}, {n} steps" if len(q.phases) > 1 else ""
+            print(f"{q.name}: batch {q.cfg.batch_size}{where}: {step:.2f} s/step (turns: "
+                  f"{', '.join(f'{t:.2f}' for t in times)}), {q.cfg.batch_size / step:.0f} images/s", flush=True)
+        print(f"{q.name}: {q.cfg.steps} steps -> {projected[q.name]:.0f} s projected", flush=True)
     first = presets[0].name
     for q in presets[1:]:
         if not q.name.endswith("+compile"):
