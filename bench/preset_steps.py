@@ -9,8 +9,9 @@ groups, Muon, lookahead, autocast as this CPU resolves it) and trains on random 
 size. The presets take turns, ``--steps`` timed steps each per turn after one warm-up step, for
 ``--repeats`` turns, so a machine that speeds up or slows down touches every preset alike; the median
 turn is kept. A preset whose layers stop training part-way (airbench's whitening bias after 3 epochs,
-``freeze`` stages) is timed in each of its phases, as the run trains them, on CIFAR-10's 50,000 training
-images' epochs. The projection is the sum over phases of their steps times their step time: it leaves out data
+``freeze`` stages) is timed in each of its phases in turn, as the run trains them (epochs of CIFAR-10's
+50,000 training images): the presets take turns within a phase, so the machine's drift between phases
+touches only the presets with more than one. The projection is the sum over phases of their steps times their step time: it leaves out data
 augmentation, evaluation and the setup before the first step (a few percent of a full run here), so
 compare it with a full run's training time as a ratio, not as seconds. Prints the CPU, one line per
 preset, then each preset's projected time against the first preset's. ``--compile`` adds each preset
@@ -66,7 +67,10 @@ class Preset:
         rng = np.random.default_rng(seed)
         images = rng.standard_normal((cfg.batch_size, *spec.input_shape)).astype(np.float32)
         stages = freeze_stages(cfg.freeze)
-        hooks = [freezer(model, stages, cfg, N_TRAIN)]
+        try:
+            hooks = [freezer(model, stages, cfg, N_TRAIN)]
+        except TwinnetError as e:  # a stage beyond the network or the run: one line
+            raise SystemExit(f"{name}: {e}") from None
         if spec.prepare is not None:  # airbench's whitening layer, set up from these images (its bias then frozen)
             hooks.append(spec.prepare(model, images))
         self.on_epoch = epoch_hooks(hooks)
@@ -78,7 +82,7 @@ class Preset:
         learner = make_learner(model, cfg, params=param_groups(model, cfg), channels_last=cfg.channels_last,
                                amp=hardware.resolve_amp(cfg.amp, "cpu"))
         if compiled:  # the optimiser keeps the same parameters; state dicts gain the wrapper's prefix throughout
-            learner.model = torch.compile(learner.model)
+            learner.model = learner.forward = torch.compile(learner.model)  # forward: what a step calls
         self.learner = Lookahead(learner, cfg.lookahead, cfg.steps) if cfg.lookahead else learner
         self.name, self.cfg, self.x = label(name, overrides) + ("+compile" if compiled else ""), cfg, images
         self.y = rng.integers(0, 10, cfg.batch_size)

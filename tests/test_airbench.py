@@ -195,23 +195,27 @@ def _weights(run):
 
 
 def test_frozen_layers_stop_where_their_epoch_left_them_and_the_rest_train_on(cifar_dir, tmp_path, monkeypatch):
-    """freeze=9@1 (airbench94's whitening layer and first group) over two epochs of 4 steps: those layers
-    end exactly as a one-epoch run of the same batches and rates leaves them; every later layer moves on."""
+    """freeze=1@0,9@1: airbench94's whitening bias never trains; the whitening layer and first group (layers
+    0-8), over two epochs of 4 steps, end exactly as a one-epoch run (freeze=1@0) of the same batches and rates
+    leaves them; every later layer moves on."""
     monkeypatch.setenv("TWINNET_CACHE_DIR", str(tmp_path / "cache"))
     sets = ("batch_size=25", "schedule=constant", "lookahead=0", "train_subset=0", "test_subset=0", "eval_every=4")
     one, two = tmp_path / "one", tmp_path / "two"
-    assert _run(one, cifar_dir, "steps=4", *sets, preset="cifar-fast") == 0
-    assert _run(two, cifar_dir, "steps=8", "freeze=9@1", *sets, preset="cifar-fast") == 0
+    assert _run(one, cifar_dir, "steps=4", "freeze=1@0", *sets, preset="cifar-fast") == 0
+    assert _run(two, cifar_dir, "steps=8", "freeze=1@0,9@1", *sets, preset="cifar-fast") == 0
     a, b = _weights(one), _weights(two)
+    assert torch.equal(a["0.bias"], torch.zeros(24)) and torch.equal(b["0.bias"], torch.zeros(24))  # as initialised
     params = {n for n, _ in image.MODELS["airbench94"].build(torch_nn).named_parameters()}
-    early = {k for k in params if int(k.split(".")[0]) < 9}
+    early = {k for k in params if int(k.split(".")[0]) < 9} - {"0.bias"}
     assert early and all(torch.equal(a[k], b[k]) for k in early)
     assert all(not torch.equal(a[k], b[k]) for k in params - early if k.split(".")[0] not in {"4", "7", "11", "14",
                                                                                            "18", "21"})
 
 
 @pytest.mark.parametrize("value, says", [("9", "LAYERS@EPOCH"), ("0@1", "LAYERS >= 1"), ("x@1", "whole numbers"),
-                                         ("9@-1", "whole numbers"), ("99@1", "has 26 layers"),
+                                         ("9@-1", "whole numbers"), ("9@٣", "whole numbers"),
+                                         ("1@99999999999", "beyond any"), ("9@0,1@1", "more layers"),
+                                         ("99@1", "has 27 layers"), ("26@1", "freeze at most 25"),
                                          ("9@2", "trains 2 epoch(s)")])
 def test_a_freeze_that_cannot_be_done_is_refused_with_one_line(value, says, cifar_dir, tmp_path, monkeypatch,
                                                                  capsys):

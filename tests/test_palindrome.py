@@ -291,6 +291,15 @@ def test_a_checkpoint_from_other_settings_is_refused_by_name(tmp_path):
     with pytest.raises(CheckpointError, match="holds no value for new_setting") as e:
         train_one(_tiny(), progress=False, checkpoints=newer)
     assert "changed settings" not in str(e.value)
+    # ... unless the setting is at its default: how the run trained before the setting existed, so it resumes
+    defaults = {**to_dict(type(_tiny())()), "new_setting": 1}
+    off_default = Checkpointer(path, {**to_dict(_tiny()), "new_setting": 2}, _tiny().resume_may_change, tolerant=True,
+                               defaults=defaults)
+    with pytest.raises(CheckpointError, match="holds no value for new_setting"):
+        train_one(_tiny(), progress=False, checkpoints=off_default)
+    at_default = Checkpointer(path, {**to_dict(_tiny()), "new_setting": 1}, _tiny().resume_may_change, tolerant=True,
+                              defaults=defaults)
+    assert train_one(_tiny(), progress=False, checkpoints=at_default)[0]["resumed_from_step"] == 100  # its checkpoint
     # one without what another experiment saves beside its state (an image run's data fingerprint): named as such
     image_like = Checkpointer(path, to_dict(_tiny()), _tiny().resume_may_change, extra={"data_fingerprint": "f"})
     with pytest.raises(CheckpointError, match="holds none of data_fingerprint, which this experiment's checkpoints "

@@ -159,14 +159,17 @@ class _Foreign(Exception):
 
 
 def load(path: Path, learner, config: dict, may_change: Collection[str] = (),
-         extra_keys: Collection[str] = (), payload: dict | None = None) -> tuple[LoopState, dict]:
+         extra_keys: Collection[str] = (), payload: dict | None = None,
+         defaults: dict | None = None) -> tuple[LoopState, dict]:
     """Restore ``learner`` from ``path``; the loop state to continue from and the extras.
 
     Raises CheckpointError if the file is unreadable, untrusted or malformed, lacks one of
     ``extra_keys``, or was saved under other settings than ``config`` (those in ``may_change``
     excepted: they move the work, not its result). The learner is changed only by a checkpoint that
     passed every check but the last (the learner's own): build a fresh one after an error. ``payload``:
-    the file's contents, already ``read`` (by rank 0, for every rank)."""
+    the file's contents, already ``read`` (by rank 0, for every rank). ``defaults``: each setting's default; one
+    the checkpoint holds no value for (added to twinnet since it was written) passes if it is at its default,
+    which is how the run trained before the setting existed."""
     payload = read(path) if payload is None else payload
     try:
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -190,7 +193,8 @@ def load(path: Path, learner, config: dict, may_change: Collection[str] = (),
         if not (isinstance(ranks, int) and ranks >= 1 and isinstance(streams, list)
                 and len(streams) == (ranks if ranks > 1 else 0) and all(isinstance(r, dict) for r in streams)):
             raise TypeError("its ranks' random states are not what twinnet writes")
-        absent = sorted(k for k in config if k not in may_change and k not in saved)
+        absent = sorted(k for k in config if k not in may_change and k not in saved
+                        and not (defaults is not None and k in defaults and defaults[k] == config[k]))
         changed = sorted(k for k, v in config.items() if k not in may_change and k in saved and saved[k] != v)
         history = History(list(loop["records"]), list(loop["step_losses"]), bool(loop["stopped_early"]), best)
         state = LoopState(int(loop["step"]), history, tuple(loop["running"]), loop["rng_state"],
@@ -227,12 +231,12 @@ class Checkpointer:
     ``config``: the run's settings, compared on restore (those in ``may_change`` excepted); ``extra``:
     facts saved beside the state (after a restore, ``found`` holds the saved ones); those named in
     ``mismatch`` must be equal on restore (e.g. the data's fingerprint), ``mismatch[key]`` the advice
-    when one differs. With ``tolerant`` a failed save (a full disk)
+    when one differs; ``defaults``: the settings' defaults (see ``load``). With ``tolerant`` a failed save (a full disk)
     warns once and the run trains on without checkpoints; else it raises."""
 
     def __init__(self, path: Path, config: dict, may_change: Collection[str] = (), extra: dict | None = None,
-                 mismatch: dict[str, str] | None = None, tolerant: bool = False) -> None:
-        self.path, self.config, self.may_change = Path(path), config, may_change
+                 mismatch: dict[str, str] | None = None, tolerant: bool = False, defaults: dict | None = None) -> None:
+        self.path, self.config, self.may_change, self.defaults = Path(path), config, may_change, defaults
         self.extra, self.mismatch, self.tolerant = dict(extra or {}), mismatch or {}, tolerant
         self.saved_step: int | None = None  # the step of the last checkpoint written or restored
         self.found: dict = {}
@@ -259,7 +263,8 @@ class Checkpointer:
             payload = found[1]
         elif not self.exists():
             return None
-        state, extra = load(self.path, learner, self.config, self.may_change, extra_keys=self.extra, payload=payload)
+        state, extra = load(self.path, learner, self.config, self.may_change, extra_keys=self.extra, payload=payload,
+                            defaults=self.defaults)
         for key, advice in self.mismatch.items():
             if extra[key] != self.extra[key]:
                 raise CheckpointError(f"cannot resume from {self.path}: {advice}")

@@ -70,13 +70,16 @@ class TimeConfig(BaseConfig):
 
         out = []
         for name in self.names():
-            full = resolve_config(name, quick=quick).steps
+            preset = resolve_config(name, quick=quick)
+            full = preset.steps
             if not full:
                 raise ValueError(f"{name} trains for epochs, not a fixed number of steps; cifar-time takes fractions "
                                  "of a preset's steps (airbench94: 485)")
             for fraction in _numbers(self.budgets):
                 steps = max(1, round(fraction * full))
                 values = {"steps": steps, "eval_every": steps, "eval_unit": "step"}
+                if preset.freeze:  # its layers stop training as far into the shorter run as into the whole one
+                    values["freeze"] = image.scale_freeze(preset.freeze, fraction)
                 resolve_config(name, quick=quick, values=values)  # every budget's settings checked before any trains
                 for seed in _numbers(self.seeds, int):
                     out.append(Job(f"{name}-{steps}steps-seed{seed}", name, seed=seed, quick=quick, cost=steps,

@@ -75,9 +75,10 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
     muon_momentum: float = 0.6
     tta: Literal["none", "flip", "flip_translate"] = "none"  # test-time augmentation of every evaluation
     # progressive freezing (FreezeOut, Brock et al. 2017), torch engine: "N@E" stages, comma-separated: once epoch
-    # E is done (0: from the start) the network's first N layers stop training. Their weight gradients, and the
-    # input gradient of the layer after them, are then never computed: on a CPU that time is saved in full.
-    # Empty: every layer trains throughout
+    # E is done (0: from the start) the network's layers 0 to N-1 stop training (batch norm's running statistics
+    # there still follow the batches). Their weight gradients, and the input gradient of the layer after them, are
+    # then never computed: on a CPU that time is saved in full. Empty: none (airbench's whitening bias still
+    # stops after 3 epochs)
     freeze: str = ""
 
     def __post_init__(self) -> None:
@@ -273,7 +274,7 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
     if cfg.tta != "none":
         learner = FlipAveraged(learner, translate=1 if cfg.tta == "flip_translate" else 0)
     checkpoints = Checkpointer(
-        run_dir.file(CHECKPOINT), to_dict(cfg), cfg.resume_may_change,
+        run_dir.file(CHECKPOINT), to_dict(cfg), cfg.resume_may_change, defaults=to_dict(type(cfg)()),
         extra={"data_fingerprint": data.fingerprint, "amp": amp},
         mismatch={"data_fingerprint": f"the data found now ({data.source}) is not the data this run trained on; point "
                                       "--data-dir at that data, or start a new run"})
@@ -345,12 +346,23 @@ def freeze_stages(text: str) -> tuple[tuple[int, int], ...]:
     stages = []
     for item in filter(None, (t.strip() for t in text.split(","))):
         layers, at, epoch = item.partition("@")
-        if not (at and layers.isascii() and layers.isdigit() and epoch.isascii() and epoch.isdigit()
-                and int(layers) >= 1 and len(layers + epoch) < 10):
+        if not (at and all(n.isascii() and n.isdigit() for n in (layers, epoch)) and int(layers) >= 1):
             raise ValueError(f"freeze={text!r}: each stage is LAYERS@EPOCH with whole numbers, LAYERS >= 1, e.g. "
-                             "freeze=9@4 (the first 9 layers stop training after epoch 4); several: 1@1,9@4")
+                             "freeze=9@4 (layers 0-8 stop training after epoch 4); several: 1@1,9@4")
+        if int(layers) >= 10**6 or int(epoch) >= 10**9:
+            raise ValueError(f"freeze={text!r}: {item} is beyond any network's layers or any run's epochs")
         stages.append((int(layers), int(epoch)))
+    stages.sort(key=lambda s: s[1])
+    if any(later[0] <= earlier[0] for earlier, later in zip(stages, stages[1:])):
+        raise ValueError(f"freeze={text!r}: a later stage must freeze more layers than an earlier one (a stage "
+                         "freezing fewer would change nothing), e.g. 1@1,9@4")
     return tuple(stages)
+
+
+def scale_freeze(text: str, fraction: float) -> str:
+    """``freeze`` for a run of ``fraction`` of the steps: each stage's epoch scaled, rounded down (so that it
+    stays within the shorter run)."""
+    return ",".join(f"{n}@{int(epoch * fraction)}" for n, epoch in freeze_stages(text))
 
 
 def freezer(model, stages: tuple[tuple[int, int], ...], batches, n_train: int):
@@ -361,10 +373,12 @@ def freezer(model, stages: tuple[tuple[int, int], ...], batches, n_train: int):
         return None
     layers = list(model)
     epochs = -(-batches.total_steps(n_train) // batches.steps_per_epoch(n_train))
+    # the most layers that can be frozen with a parameter still training after them
+    most = max((i for i, layer in enumerate(layers) if any(p.requires_grad for p in layer.parameters())), default=0)
     for n, epoch in stages:
-        if n > len(layers):
-            raise TwinnetError(f"freeze={n}@{epoch}: this network has {len(layers)} layers (see `twinnet summary`), "
-                               f"so at most {len(layers)} can be frozen")
+        if n > most:
+            raise TwinnetError(f"freeze={n}@{epoch}: this network has {len(layers)} layers (`twinnet summary` numbers "
+                               f"them), and freezing {n} would leave no parameter training; freeze at most {most}")
         if epoch >= epochs:
             raise TwinnetError(f"freeze={n}@{epoch}: the run trains {epochs} epoch(s), so after epoch {epoch} nothing "
                                f"is left to train frozen; give an epoch below {epochs}")

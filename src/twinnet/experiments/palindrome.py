@@ -22,7 +22,8 @@ STEP_LOSS = "step_loss.npz"
 
 
 def run(cfg: PalindromeConfig, run_dir: RunDir, ctx) -> dict:
-    checkpoints = Checkpointer(run_dir.file(CHECKPOINT), to_dict(cfg), cfg.resume_may_change, tolerant=True)
+    checkpoints = Checkpointer(run_dir.file(CHECKPOINT), to_dict(cfg), cfg.resume_may_change, tolerant=True,
+                               defaults=to_dict(type(cfg)()))
     params = None
     if not checkpoints.exists():  # stopped before its first checkpoint (or the checkpoint is gone): from step 0
         run_dir.restart_metrics()
