@@ -148,8 +148,9 @@ image.preset(
 # Then progressive freezing, which a CPU turns into time (session 29, docs/RESULTS.md): the whitening bias stops
 # training after epoch 1 (airbench94: 3) and the whitening layer with the first group (layers 0-8) after epoch 4,
 # from when a step costs 0.75 of a whole one (their gradients and the next convolution's input gradient skipped):
-# 90.36%, 90.77%, 90.42% (90.52% +- 0.22) against 90.47% +- 0.11, in 0.653x airbench94's time by steps timed side by
-# side (2026-12-05). Freezing the second group too for the last 2 of 8 epochs cost 0.65 points at seed 0.
+# 90.36%, 90.77%, 90.42% (90.52% +- 0.18) against 90.47% +- 0.11, in 583 s of training against airbench94's 880 s
+# (90.70%), 0.66x, one after the other on a bf16 EPYC (2026-12-05): the time within 0.7x, the accuracy still 0.18
+# short. Freezing the second group too for the last 2 of 8 epochs cost 0.65 points at seed 0.
 CIFAR_FAST = {**AIRBENCH94, "optimizer": "muon", "lr": 0.55, "weight_decay": 0.001 / 0.55, "muon_lr": 0.12,
               "muon_momentum": 0.8, "schedule": "linear", "batch_size": 1000, "steps": 350, "lookahead": 5,
               "eval_every": 350, "checkpoint_every": 35, "freeze": "1@1,9@4"}
