@@ -208,7 +208,7 @@ def test_frozen_layers_stop_where_their_epoch_left_them_and_the_rest_train_on(ci
     params = {n for n, _ in image.MODELS["airbench94"].build(torch_nn).named_parameters()}
     early = {k for k in params if int(k.split(".")[0]) < 9} - {"0.bias"}
     assert early and all(torch.equal(a[k], b[k]) for k in early)
-    later = {k for k in params if int(k.split(".")[0]) >= 9} - {f"{i}.weight" for i in (11, 14, 18, 21)}  # BN scales: frozen
+    later = {k for k in params if int(k.split(".")[0]) >= 9} - {f"{i}.weight" for i in (11, 14, 18, 21)}  # BN scales
     assert later and all(not torch.equal(a[k], b[k]) for k in later)
 
 

@@ -288,7 +288,7 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
         run_dir.write_metrics([{"engine": cfg.engine, **r} for r in resume.history.records])
     else:  # interrupted before its first checkpoint (or the checkpoint is gone): it starts again from step 0
         run_dir.restart_metrics()
-    if on_epoch is not None:  # what the epochs done so far change (a layer frozen from the start, or before the checkpoint)
+    if on_epoch is not None:  # what the epochs done so far change (a layer frozen at the start or before a checkpoint)
         on_epoch(0 if resume is None else
                  resume.step // global_batch(cfg, len(data.train)).steps_per_epoch(len(data.train)), learner)
     save_structures(run_dir, cfg.model, models, spec.input_shape, min(cfg.batch_len(len(data.train)), 256))
@@ -342,7 +342,8 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
 
 
 def freeze_stages(text: str) -> tuple[tuple[int, int], ...]:
-    """``freeze``'s stages as (layers, epoch) pairs: "9@4,1@1" -> ((9, 4), (1, 1)); refuses anything else."""
+    """``freeze``'s stages as (layers, epoch) pairs in epoch order: "9@4,1@1" -> ((1, 1), (9, 4)); refuses anything
+    else, and stages that would not each freeze more layers than the one before."""
     stages = []
     for item in filter(None, (t.strip() for t in text.split(","))):
         layers, at, epoch = item.partition("@")
