@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from twinnet.cli import main
+from twinnet.runner import resolve_config
 from twinnet.data.palindrome import PalindromeDataset, encode, generate_palindrome, samples
 from twinnet import sweep
 from twinnet.experiments import palindrome_sweep
@@ -133,6 +134,17 @@ def test_stop_acc_ends_training_and_keep_best_restores_the_best_evaluation(tmp_p
 def test_settings_that_do_not_apply_are_refused(capsys):
     assert main(["run", "palindrome", "--quick", "--set", "model=lstm", "--set", "hh_init=orthogonal"]) == 2
     assert "model=rnn only" in capsys.readouterr().err
+    # ... when asked for; palindrome-best's own orthogonal W_hh is the vanilla RNN's, left out for the others
+    assert main(["run", "palindrome-best", "--quick", "--set", "model=gru", "--set", "hh_init=orthogonal"]) == 2
+    assert "model=rnn only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["rnn", "lstm", "gru"])
+def test_best_settings_for_each_model(model):
+    cfg = resolve_config("palindrome-best", [f"model={model}"])
+    assert cfg.hh_init == ("orthogonal" if model == "rnn" else "uniform")
+    assert (cfg.lr, cfg.curriculum, cfg.keep_best, cfg.stop_acc) == (3e-4, True, True, 1.0)  # the rest of the preset
+    assert resolve_config("palindrome-best", [], quick=True, values={"model": model}).hh_init == cfg.hh_init
 
 
 def test_rnn_gradients_end_to_end_with_both_engines_agreeing(tmp_path):

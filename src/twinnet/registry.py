@@ -33,6 +33,9 @@ class Experiment:
     # itself) or report blocks (twinnet.report.blocks: Section, Text, Table, Figure)
     report: Callable[[Path], list]
     defaults: Mapping[str, Any] = field(default_factory=dict)  # the preset: overrides of the config class's defaults
+    # the settings asked for -> the preset's defaults for them, where a default suits some choices only (W_hh's
+    # orthogonal init: the vanilla RNN's, left out for an LSTM); None: ``defaults`` whatever is asked
+    defaults_for: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
     quick: Mapping[str, Any] = field(default_factory=dict)  # overrides for a smoke-test-sized run
     headline: Callable[[dict], str] | None = None  # summary -> short text printed at the end of a run
     figures: Callable[[Path], None] | None = None  # draws the run's PNGs from its files; called before ``report``

@@ -37,10 +37,12 @@ def resolve_config(name: str, overrides: list[str] = (), quick: bool = False, se
     """The config class's defaults, the preset's, its quick settings, ``values`` (a sweep's job), then
     ``--set`` and ``--seed``."""
     experiment = get_experiment(name)
-    base = {**experiment.defaults, **(experiment.quick if quick else {}), **(values or {})}
     assignments = list(overrides) + ([f"seed={seed}"] if seed is not None else [])
     # validated once, all together: a setting may need another (engine=numpy with norm_bias_lr=1)
     changes = parse_assignments(experiment.config_cls, assignments, context=f" for {name}")
+    asked = {**(experiment.quick if quick else {}), **(values or {}), **changes}
+    defaults = experiment.defaults if experiment.defaults_for is None else experiment.defaults_for(asked)
+    base = {**defaults, **(experiment.quick if quick else {}), **(values or {})}
     context = f"for {name}: " if overrides else f"{name}: "
     return make_config(experiment.config_cls, {**base, **changes}, context=context)
 
