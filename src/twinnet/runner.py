@@ -40,9 +40,9 @@ def resolve_config(name: str, overrides: list[str] = (), quick: bool = False, se
     assignments = list(overrides) + ([f"seed={seed}"] if seed is not None else [])
     # validated once, all together: a setting may need another (engine=numpy with norm_bias_lr=1)
     changes = parse_assignments(experiment.config_cls, assignments, context=f" for {name}")
-    asked = {**(experiment.quick if quick else {}), **(values or {}), **changes}
-    defaults = experiment.defaults if experiment.defaults_for is None else experiment.defaults_for(asked)
-    base = {**defaults, **(experiment.quick if quick else {}), **(values or {})}
+    chosen = {**(experiment.quick if quick else {}), **(values or {})}
+    asked = {**chosen, **changes}
+    base = {**(experiment.defaults if experiment.defaults_for is None else experiment.defaults_for(asked)), **chosen}
     context = f"for {name}: " if overrides else f"{name}: "
     return make_config(experiment.config_cls, {**base, **changes}, context=context)
 

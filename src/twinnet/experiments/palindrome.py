@@ -12,7 +12,7 @@ import numpy as np
 
 from twinnet.checkpoint import Checkpointer
 from twinnet.config import to_dict
-from twinnet.recurrent_task import BEST, MODEL_NAMES, best_for, PalindromeConfig, save_model_structure, train_one
+from twinnet.recurrent_task import BEST, MODEL_NAMES, PalindromeConfig, best_for, save_model_structure, train_one
 from twinnet.registry import Experiment, register
 from twinnet.report import analysis, plots
 from twinnet.report.blocks import Figure, Section, Table, Text
@@ -101,7 +101,8 @@ register(Experiment(
 ))
 register(Experiment(
     name="palindrome-best",
-    description="palindrome with our best settings: orthogonal W_hh (vanilla RNN), lr 3e-4, curriculum over T, best weights kept",
+    description="palindrome with our best settings: orthogonal W_hh (vanilla RNN), lr 3e-4, curriculum over T, "
+                "best weights kept",
     config_cls=PalindromeConfig, run=run, report=report, figures=figures, headline=headline, defaults=BEST,
     defaults_for=best_for, quick=QUICK,
 ))
