@@ -72,7 +72,7 @@ class Preset:
         except TwinnetError as e:  # a stage beyond the network or the run: one line
             raise SystemExit(f"{name}: {e}") from None
         if spec.prepare is not None:  # airbench's whitening layer, set up from these images (its bias then frozen)
-            hooks.append(spec.prepare(model, images))
+            hooks.append(spec.prepare(model, images, cfg.whiten_eps))
         self.on_epoch = epoch_hooks(hooks)
         # the phases between the epochs after which fewer parameters train: (first epoch, steps)
         per_epoch = cfg.steps_per_epoch(N_TRAIN)

@@ -50,7 +50,7 @@ def test_the_airbench_twins_agree_and_its_frozen_layers_take_no_gradient(name, a
     twins = build_twins(spec.build, "float64", 0)
     x = np.random.default_rng(0).standard_normal((4, 3, 32, 32))
     for model in twins.values():
-        spec.prepare(model, x)
+        spec.prepare(model, x, 5e-4)
     twins["numpy"].train(), twins["torch"].train()
     errors = gradient_agreement(twins["numpy"], twins["torch"], x, np.array([1, 2, 3, 4]))
     trained = {n for n, p in twins["torch"].named_parameters() if p.requires_grad}
@@ -186,6 +186,30 @@ def test_the_preset_trains_and_resumes_to_the_same_figures(preset, extra, cifar_
     for key in ("test_acc", "test_loss", "train_loss", "train_acc", "per_class_acc"):
         assert a[key] == b[key], key
     capsys.readouterr()
+
+
+def test_whiten_eps_sets_the_whitening_filters_and_is_refused_where_there_is_no_such_layer(cifar_dir, tmp_path,
+                                                                                           monkeypatch, capsys):
+    """A filter is v_k / sqrt(l_k + eps): from the default run's filters, each direction's variance l_k, and from
+    it the filters' norms under another eps; a model without a whitening layer, or eps <= 0, refused by name."""
+    from twinnet.whitening import EPS
+
+    monkeypatch.setenv("TWINNET_CACHE_DIR", str(tmp_path / "cache"))
+    norms = {}
+    for eps in (EPS, 0.05):
+        assert _run(tmp_path / str(eps), cifar_dir, "steps=1", f"whiten_eps={eps}") == 0
+        filters = _weights(tmp_path / str(eps))["0.weight"].double().reshape(24, -1)
+        norms[eps] = (filters * filters).sum(1)[:12]  # 1 / (l_k + eps), the negatives alike
+    variances = 1 / norms[EPS] - EPS
+    assert variances.min() > 0 and variances.max() / variances.min() > 2  # the fake images' directions differ
+    np.testing.assert_allclose(norms[0.05].numpy(), (1 / (variances + 0.05)).numpy(), rtol=1e-4)
+    capsys.readouterr()
+    assert main(["run", "cnn-vgg", "--quick", "--data-dir", str(cifar_dir), "--out", str(tmp_path / "vgg"),
+                 "--set", "whiten_eps=0.01"]) == 2
+    assert "whiten_eps sets a whitening layer, which vgg-reduced has none of" in capsys.readouterr().err
+    assert _run(tmp_path / "zero", cifar_dir, "whiten_eps=0") == 2
+    assert "whiten_eps=0.0 is added to each patch variance" in capsys.readouterr().err
+    assert not (tmp_path / "vgg").exists() and not (tmp_path / "zero").exists()
 
 
 def _weights(run):

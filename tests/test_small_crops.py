@@ -72,7 +72,7 @@ def test_airbench_twins_agree_on_small_crops_and_give_one_output_per_image():
     rng = np.random.default_rng(0)
     setup = rng.standard_normal((4, 3, 32, 32))
     for model in twins.values():  # the whitening layer, from the same images in both
-        spec.prepare(model, setup)
+        spec.prepare(model, setup, 5e-4)
     twins["numpy"].train(), twins["torch"].train()
     for side in (24, 9):
         x = rng.standard_normal((3, 3, side, side))

@@ -148,11 +148,11 @@ def _airbench(nn: ModuleType, activation: str = "GELU"):
     return model
 
 
-def _whiten(model, images):
+def _whiten(model, images, eps: float):
     """Set airbench's whitening layer from the training images (imported here: it needs no import at start)."""
     from twinnet.whitening import prepare
 
-    return prepare(model, images)
+    return prepare(model, images, eps)
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ class ModelSpec:
     build: Callable[[ModuleType], object]  # nn namespace -> model
     input_shape: tuple[int, ...]  # one sample, without the batch dimension
     description: str
-    # set up from the training images before training (a whitening layer); returns an epoch hook or None
+    # set up from the training images before training (a whitening layer, given its eps); returns an epoch hook or None
     prepare: Callable | None = None
 
 

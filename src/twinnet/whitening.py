@@ -33,11 +33,11 @@ def whitening_filters(images: np.ndarray, size: int = 2, eps: float = EPS) -> np
     return np.concatenate([filters, -filters])
 
 
-def prepare(model, images: np.ndarray) -> Callable[[int, object], None]:
+def prepare(model, images: np.ndarray, eps: float = EPS) -> Callable[[int, object], None]:
     """Set ``model[0]``'s weights to whitening filters of ``images`` (normalised, as the model sees
     them); the hook that freezes its bias once ``FREEZE_BIAS_AFTER`` epochs are done (torch)."""
     first = model[0]
-    weights = whitening_filters(images, first.weight.shape[-1])
+    weights = whitening_filters(images, first.weight.shape[-1], eps)
     if hasattr(first.weight, "requires_grad"):  # torch
         import torch
 

@@ -24,6 +24,7 @@ from twinnet.runs import CHECKPOINT, CONFIG, METRICS, SUMMARY, RunDir
 from twinnet.structure import count_parameters, save_structures
 from twinnet.train import Diverged, fit, global_batch, train_config
 from twinnet.twins import DTYPES, build_twins
+from twinnet.whitening import EPS as WHITEN_EPS
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
     channels_last: bool = True
     # recipe additions (airbench94's)
     norm_bias_lr: float = 1.0  # batch norm biases' learning rate: this many times lr (their weight decay: / it); torch
+    # a whitening layer's (airbench94's) eps, added to each patch direction's variance before its filter is scaled by
+    # 1 / sqrt(variance + eps): larger damps the directions of least variance (airbench: 5e-4)
+    whiten_eps: float = WHITEN_EPS
     lookahead: int = 0  # steps between lookahead averages of the weights (0: none; learner.Lookahead)
     # optimizer=muon: the convolution filters' rate (the rest train at lr) and momentum (Nesterov's form);
     # these defaults are airbench94_muon's for batches of 2,000 (cifar-fast sets 0.12 and 0.8 for its 1,000)
@@ -102,6 +106,12 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
         if self.jitter < 0:
             raise ValueError(f"jitter={self.jitter} is the colour jitter's strength: factors in [1 - jitter, "
                              "1 + jitter], so >= 0 (0: off; 0.1 to 0.4 is usual)")
+        if not self.whiten_eps > 0:
+            raise ValueError(f"whiten_eps={self.whiten_eps} is added to each patch variance before its square root: "
+                             f"it must be > 0 (airbench: {WHITEN_EPS})")
+        if self.whiten_eps != WHITEN_EPS and MODELS[self.model].prepare is None:
+            raise ValueError(f"whiten_eps sets a whitening layer, which {self.model} has none of; the models with one: "
+                             f"{', '.join(sorted(k for k, v in MODELS.items() if v.prepare is not None))}")
         if not self.norm_bias_lr > 0 or self.lookahead < 0:
             raise ValueError("norm_bias_lr must be > 0 and lookahead >= 0")
         if self.steps and self.lookahead > self.steps:
@@ -263,7 +273,7 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
     amp = cfg.engine == "torch" and hardware.resolve_amp(cfg.amp, device)
     hooks = [freezer(model, freeze_stages(cfg.freeze), global_batch(cfg, len(data.train)), len(data.train))]
     if spec.prepare is not None:  # set up from the images it will train on (airbench's whitening layer)
-        hooks.append(spec.prepare(model, data.train.view(setup_sample(len(data.train)))[0]))
+        hooks.append(spec.prepare(model, data.train.view(setup_sample(len(data.train)))[0], cfg.whiten_eps))
     on_epoch = epoch_hooks(hooks)
     learner = make_learner(model, cfg, params=param_groups(model, cfg), amp=amp, channels_last=channels_last)
     if cfg.lookahead:
