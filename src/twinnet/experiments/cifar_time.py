@@ -146,7 +146,7 @@ def figures(path: Path) -> None:
     ax[0, 0].set(xlabel="training time (minutes, evaluation excluded)", ylabel="test accuracy (%)",
                  title="Accuracy against training time")
     ax[0, 0].grid(alpha=0.3)
-    ax[0, 0].legend(loc="lower right", fontsize=8)
+    ax[0, 0].legend(loc="best", fontsize=8)  # where it covers fewest points
     plots.save(fig, RunDir(path).file("accuracy_vs_time.png"))
 
 
