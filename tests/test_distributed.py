@@ -53,6 +53,7 @@ def _rank(rank: int, size: int, store: str, out: str) -> None:
         result = {engine: _train(engine, BATCH) for engine in ("numpy", "torch")}
         with open(f"{out}.{rank}", "w") as f:
             json.dump(result, f)
+        torch.distributed.barrier()  # every rank's last exchange delivered before any leaves the group
     finally:
         torch.distributed.destroy_process_group()
 
@@ -108,6 +109,7 @@ def _rank_with_a_nan(rank: int, size: int, store: str, out: str) -> None:
             message = f"{e.step}: {e}"
         with open(f"{out}.{rank}", "w") as f:
             f.write(message)
+        torch.distributed.barrier()  # every rank's last exchange delivered before any leaves the group
     finally:
         torch.distributed.destroy_process_group()
 
@@ -151,6 +153,7 @@ def _rank_bn(rank: int, size: int, store: str, out: str) -> None:
                               "state": {k: v.tolist() for k, v in learner.state_dict().items()}}
         with open(f"{out}.{rank}", "w") as f:
             json.dump(result, f)
+        torch.distributed.barrier()  # every rank's last exchange delivered before any leaves the group
     finally:
         torch.distributed.destroy_process_group()
 
