@@ -209,6 +209,9 @@ def test_whiten_eps_sets_the_whitening_filters_and_is_refused_where_there_is_no_
     assert "whiten_eps sets a whitening layer, which vgg-reduced has none of" in capsys.readouterr().err
     assert _run(tmp_path / "zero", cifar_dir, "whiten_eps=0") == 2
     assert "whiten_eps=0.0 is added to each patch variance" in capsys.readouterr().err
+    for bad in ("inf", "nan"):
+        with pytest.raises(ValueError, match=f"whiten_eps={bad} .*finite number > 0"):
+            image.ImageConfig(model="airbench94", dataset="cifar10", whiten_eps=float(bad))
     assert not (tmp_path / "vgg").exists() and not (tmp_path / "zero").exists()
 
 

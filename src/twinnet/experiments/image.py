@@ -106,9 +106,9 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
         if self.jitter < 0:
             raise ValueError(f"jitter={self.jitter} is the colour jitter's strength: factors in [1 - jitter, "
                              "1 + jitter], so >= 0 (0: off; 0.1 to 0.4 is usual)")
-        if not self.whiten_eps > 0:
+        if not 0 < self.whiten_eps < float("inf"):
             raise ValueError(f"whiten_eps={self.whiten_eps} is added to each patch variance before its square root: "
-                             f"it must be > 0 (airbench: {WHITEN_EPS})")
+                             f"it must be a finite number > 0 (airbench: {WHITEN_EPS})")
         if self.whiten_eps != WHITEN_EPS and MODELS[self.model].prepare is None:
             raise ValueError(f"whiten_eps sets a whitening layer, which {self.model} has none of; the models with one: "
                              f"{', '.join(sorted(k for k, v in MODELS.items() if v.prepare is not None))}")
