@@ -3,7 +3,7 @@
 import numpy as np
 
 from twinnet.registry import Published
-from twinnet.report.analysis import against_published, agreement, classes, collapse, overfitting, parting
+from twinnet.report.analysis import against_published, agreement, classes, collapse, limit, overfitting, parting
 
 
 def _records(train, test):
@@ -89,6 +89,30 @@ def test_collapse_names_the_first_failing_length_chance_and_the_widest_seed_spre
             "seeds (seeds from 50.00% to 50.00%)") in collapse("LSTM", _rows([0.5, 0.4]))
     assert "passed again (T=15)" in collapse("LSTM", _rows([1.0, 0.5, 1.0]))
     assert "no finished runs" in collapse("LSTM", [])
+
+
+def _run(length, acc, outcome, train_s, eval_s=None):
+    return {"length": length, "test_acc": acc, "outcome": outcome, "steps_done": 100, "train_time_s": train_s,
+            **({} if eval_s is None else {"eval_time_s": eval_s})}
+
+
+def test_limit_names_time_when_every_length_passed_and_learning_where_one_failed():
+    runs = [_run(5, 1.0, "stopped early", 10.0, 1.0), _run(10, 1.0, "stopped early", 300.0, 270.0),
+            _run(10, 0.999, "completed", 900.0, 630.0)]
+    said = limit("GRU", _rows([1.0, 0.9995]), runs)
+    # the longest length's runs: 300 and 900 s, (270 + 630) / 1200 = 75% evaluating, one ran its whole budget
+    assert said.startswith("Nothing tried limited the GRU's learning: at its longest length, T=10, a run took 300 to "
+                           "900 s of training, 75% of it evaluating the fixed eval set at the full length; 1 of the 2 "
+                           "ran their whole step budget.")
+    assert "bounds a longer sweep" in said
+    assert "all 1 stopped early" in limit("GRU", _rows([1.0]), [_run(5, 1.0, "stopped early", 10.0, 1.0)])
+    assert "a run took 0.4 s of training" in limit("GRU", _rows([1.0]), [_run(5, 1.0, "stopped early", 0.42)])
+    failed = [*runs, _run(15, 0.5, "completed", 1200.0), _run(15, 0.995, "stopped early", 400.0)]
+    said = limit("LSTM", _rows([1.0, 1.0, 0.7]), failed)
+    # T=15 failed: the verdict is learning, over that length's runs only; no evaluation share without their times
+    assert said == ("What limits the LSTM is learning: at T=15, 1 of its 2 runs ended below 99.00%, 1 of them after "
+                    "their whole step budget; a run there took 400 to 1,200 s of training.")
+    assert limit("LSTM", _rows([1.0]), [{"length": 5, "test_acc": 1.0, "outcome": "completed"}]) == ""  # no times
 
 
 def test_an_evaluation_part_way_through_an_epoch_is_named_by_its_step_with_the_epoch_beside_it():

@@ -87,7 +87,8 @@ def summarise(cfg: SweepConfig, results: list[dict]) -> dict:
             "longest_T_unbroken": max((t for t in passed if all(b > t for b in below)), default=None),
         }
     missing = len(cfg.jobs()) - len(results)
-    jobs = [{k: r.get(k) for k in ("job", "model", "length", "seed", "test_acc", "outcome")} for r in results]
+    jobs = [{k: r.get(k) for k in ("job", "model", "length", "seed", "test_acc", "outcome", "steps_done",
+                                   "train_time_s", "eval_time_s")} for r in results]
     return {"pass_threshold": PASS, "longest_T_99": longest, "accuracy": table, "runs": len(results), "jobs": jobs,
             "missing_runs": missing, "runs_per_outcome": {o: sum(r["outcome"] == o for r in results)
                                                           for o in sorted({r["outcome"] for r in results})}}
@@ -185,7 +186,7 @@ def report(path: Path) -> list:
                     _or_none(s["longest_T_99"][m]["longest_T_unbroken"])] for m in models], {1, 2}),
             Text(f"**{s['missing_runs']} runs missing**: resume with `{again}`."
                  if s["missing_runs"] else "")]),
-        Section("Analysis", [*(Text(analysis.collapse(MODEL_NAMES[m], s["accuracy"][m], PASS)) for m in models),
+        Section("Analysis", [*(Text(_analysis(m, s["accuracy"][m], results)) for m in models),
                              Text(_against_published(s))]),
         Section("Accuracy against length", [
             Figure("accuracy_vs_length.png", f"Test accuracy on fresh samples against the palindrome length T, per "
@@ -201,6 +202,12 @@ def report(path: Path) -> list:
             Text(f"Every run is a complete run directory under `runs/` with its own report; `{RESULTS}` holds each "
                  "one's summary (one JSON line per run).")]),
     ]
+
+
+def _analysis(model: str, rows: list[dict], results: list[dict]) -> str:
+    """Where ``model`` collapses and how its seeds spread, then what limits it."""
+    name, runs = MODEL_NAMES[model], [r for r in results if r["model"] == model]
+    return f"{analysis.collapse(name, rows, PASS)} {analysis.limit(name, rows, runs, PASS)}".strip()
 
 
 def _against_published(s: dict) -> str:

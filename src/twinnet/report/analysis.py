@@ -186,6 +186,40 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
+def limit(name: str, rows: Sequence[dict], runs: Sequence[dict], threshold: float = 0.99) -> str:
+    """What bounds a recurrent model's sweep, from its rows (as ``collapse`` reads them) and its runs
+    (length, test_acc, outcome, steps_done and, where recorded, train_time_s and eval_time_s): learning,
+    where a length failed, else the time a run at the longest length tried took, and how much of it went
+    to evaluating at the full length. Empty where the runs carry no times (sweeps written before them)."""
+    rows = sorted(rows, key=lambda r: r["length"])
+    failing = [r for r in rows if r["mean"] < threshold]
+    at = failing[0]["length"] if failing else (rows[-1]["length"] if rows else None)
+    there = [r for r in runs if r["length"] == at and isinstance(r.get("train_time_s"), (int, float))]
+    if not there:
+        return ""
+    times = [_seconds(t) for t in sorted(r["train_time_s"] for r in there)]
+    took = f"{times[0]} s" if len(times) == 1 else f"{times[0]} to {times[-1]} s"
+    evals = [r for r in there if isinstance(r.get("eval_time_s"), (int, float)) and r["train_time_s"] > 0]
+    share = (f", {100 * sum(r['eval_time_s'] for r in evals) / sum(r['train_time_s'] for r in evals):.0f}% of it "
+             "evaluating the fixed eval set at the full length" if evals else "")
+    whole = [r for r in there if r["outcome"] == "completed"]
+    n = len(there)
+    if failing:
+        below = [r for r in there if r["test_acc"] < threshold]
+        spent = sum(r["outcome"] == "completed" for r in below)
+        return (f"What limits the {name} is learning: at T={at}, {len(below)} of its {n} runs ended below "
+                f"{_pct(threshold)}, {spent} of them after their whole step budget; a run there took {took} of "
+                f"training{share}.")
+    budget = (f"; {len(whole)} of the {n} ran their whole step budget" if whole else
+              f"; all {n} stopped early, learnt")
+    return (f"Nothing tried limited the {name}'s learning: at its longest length, T={at}, a run took {took} of "
+            f"training{share}{budget}. Time per run, growing with T, is what bounds a longer sweep here.")
+
+
+def _seconds(t: float) -> str:
+    return f"{t:,.0f}" if t >= 10 else f"{t:.1f}"
+
+
 def against_published(accuracy: float, published: Sequence, lossy: bool = False, quick: bool = False) -> str:
     """This run's test accuracy beside the published figures for the same work (``Published`` records of
     its experiment), each with the difference in points; why they are not like for like, where they are not."""
