@@ -188,7 +188,7 @@ def _pct(x: float) -> str:
 
 def limit(name: str, rows: Sequence[dict], runs: Sequence[dict], threshold: float = 0.99) -> str:
     """What bounds a recurrent model's sweep, from its rows (as ``collapse`` reads them) and its runs
-    (length, test_acc, outcome, steps_done and, where recorded, train_time_s and eval_time_s): learning,
+    (length, test_acc, outcome and, where recorded, train_time_s and eval_time_s): learning,
     where a length failed, else the time a run at the longest length tried took, and how much of it went
     to evaluating at the full length. Empty where the runs carry no times (sweeps written before them)."""
     rows = sorted(rows, key=lambda r: r["length"])
