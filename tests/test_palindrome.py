@@ -194,7 +194,7 @@ def test_sweep_resumes_where_it_was_interrupted_without_rerunning_finished_runs(
     s = _summary(out)
     assert s["runs"] == 8 and s["missing_runs"] == 0 and set(s["longest_T_99"]) == {"rnn", "gru"}
     # each run's time and the part of it spent evaluating reach the summary, and the analysis says what limits
-    assert all(0 < j["eval_time_s"] <= j["train_time_s"] for j in s["jobs"])
+    assert all(0 < j["eval_time_s"] <= j["train_time_s"] + 5e-4 for j in s["jobs"])  # the total to the millisecond
     said = (out / "report.md").read_text()
     assert all(f"What limits the {n} is learning: at T=" in said or f"Nothing tried limited the {n}'s learning" in said
                for n in ("vanilla RNN", "GRU"))

@@ -183,7 +183,7 @@ def train_one(cfg: PalindromeConfig, on_eval=None, progress: bool | None = None,
         "test_acc": final_acc, "test_loss": final_loss if np.isfinite(final_loss) else None,
         "best_eval_acc": max((r["test_acc"] for r in records), default=float("nan")),
         "steps_done": records[-1]["step"] if records else 0, "outcome": outcome, "train_time_s": round(train_s, 3),
-        "eval_time_s": round(records[-1].get("eval_s", 0.0), 3) if records else 0.0,  # of which evaluating
+        "eval_time_s": round(records[-1].get("eval_s", 0.0), 6) if records else 0.0,  # of which evaluating
         "weights_from_step": best["step"] if cfg.keep_best and best is not None else
         (records[-1]["step"] if records else 0),
         "params": count_parameters(models["numpy"]),
