@@ -105,7 +105,9 @@ def test_limit_names_time_when_every_length_passed_and_learning_where_one_failed
                            "900 s of training, 75% of it evaluating the fixed eval set at the full length; 1 of the 2 "
                            "ran their whole step budget.")
     assert "bounds a longer sweep" in said
-    assert "all 1 stopped early" in limit("GRU", _rows([1.0]), [_run(5, 1.0, "stopped early", 10.0, 1.0)])
+    assert "10 s of training, 10% of it evaluating the fixed eval set at the full length; it stopped early" in limit(
+        "GRU", _rows([1.0]), [_run(5, 1.0, "stopped early", 10.0, 1.0)])
+    assert "; all 2 stopped early" in limit("GRU", _rows([1.0]), [_run(5, 1.0, "stopped early", 10.0)] * 2)
     assert "a run took 0.4 s of training" in limit("GRU", _rows([1.0]), [_run(5, 1.0, "stopped early", 0.42)])
     failed = [*runs, _run(15, 0.5, "completed", 1200.0), _run(15, 0.995, "stopped early", 400.0)]
     said = limit("LSTM", _rows([1.0, 1.0, 0.7]), failed)

@@ -211,7 +211,7 @@ def limit(name: str, rows: Sequence[dict], runs: Sequence[dict], threshold: floa
                 f"{_pct(threshold)}, {spent} of them after their whole step budget; a run there took {took} of "
                 f"training{share}.")
     budget = (f"; {len(whole)} of the {n} ran their whole step budget" if whole else
-              f"; all {n} stopped early, learnt")
+              "; it stopped early, learnt" if n == 1 else f"; all {n} stopped early, learnt")
     return (f"Nothing tried limited the {name}'s learning: at its longest length, T={at}, a run took {took} of "
             f"training{share}{budget}. Time per run, growing with T, is what bounds a longer sweep here.")
 
