@@ -87,8 +87,8 @@ def summarise(cfg: SweepConfig, results: list[dict]) -> dict:
             "longest_T_unbroken": max((t for t in passed if all(b > t for b in below)), default=None),
         }
     missing = len(cfg.jobs()) - len(results)
-    jobs = [{k: r.get(k) for k in ("job", "model", "length", "seed", "test_acc", "outcome", "steps_done",
-                                   "train_time_s", "eval_time_s")} for r in results]
+    jobs = [{k: r.get(k) for k in ("job", "model", "length", "seed", "test_acc", "outcome", "train_time_s",
+                                   "eval_time_s")} for r in results]
     return {"pass_threshold": PASS, "longest_T_99": longest, "accuracy": table, "runs": len(results), "jobs": jobs,
             "missing_runs": missing, "runs_per_outcome": {o: sum(r["outcome"] == o for r in results)
                                                           for o in sorted({r["outcome"] for r in results})}}

@@ -206,7 +206,7 @@ def limit(name: str, rows: Sequence[dict], runs: Sequence[dict], threshold: floa
     n = len(there)
     if failing:
         below = [r for r in there if r["test_acc"] < threshold]
-        spent = sum(r["outcome"] == "completed" for r in below)
+        spent = sum(r in whole for r in below)
         return (f"What limits the {name} is learning: at T={at}, {len(below)} of its {n} runs ended below "
                 f"{_pct(threshold)}, {spent} of them after their whole step budget; a run there took {took} of "
                 f"training{share}.")
