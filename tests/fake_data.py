@@ -43,3 +43,15 @@ def write_cifar_tree(d: Path, per_class: tuple[int, int] = (12, 3), seed: int = 
                 pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
                 pixels[:, :, c % 3] = 25 * c
                 Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python tests/fake_data.py DIR  (writes DIR/mnist and DIR/cifar10: small fake data for "
+                 "--data-dir)")
+    root = Path(sys.argv[1])
+    write_mnist(root / "mnist")
+    write_cifar_tree(root / "cifar10", (10, 2))
+    print(root)

@@ -260,3 +260,19 @@ def test_settings_in_the_environment_that_are_not_understood_are_said_to_be_igno
             hardware.cpu_bf16()
     finally:
         hardware.cpu_bf16.cache_clear()
+
+
+def test_the_fake_data_script_the_readme_names_writes_data_both_loaders_read(tmp_path):
+    from twinnet.data.cifar import load_cifar10
+    from twinnet.data.mnist import load_mnist
+
+    script = os.path.join(os.path.dirname(__file__), "fake_data.py")
+    out = subprocess.run([sys.executable, script, str(tmp_path / "fd")], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(tmp_path / "fd")
+    digits = load_mnist(tmp_path / "fd", verify=False, cache_dir=tmp_path / "cache")
+    images = load_cifar10(tmp_path / "fd", verify=False, cache_dir=tmp_path / "cache")
+    assert digits.train.x.shape == (300, 1, 28, 28) and digits.test.x.shape == (100, 1, 28, 28)
+    assert images.train.x.shape == (100, 3, 32, 32) and images.test.x.shape == (20, 3, 32, 32)
+    assert sorted(set(images.test.y.tolist())) == list(range(10))
+    usage = subprocess.run([sys.executable, script], capture_output=True, text=True)
+    assert usage.returncode == 1 and "usage: python tests/fake_data.py DIR" in usage.stderr

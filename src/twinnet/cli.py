@@ -49,9 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser(
         "run",
         help="run an experiment and write its run directory",
-        description="Run EXPERIMENT, writing config.json, metrics.jsonl, summary.json, env.json, structure.json, "
-        "figures, report.md and report.html, a TensorBoard event log and (resumable runs) checkpoint.pt to a run "
-        "directory whose path is the last line printed.",
+        description="Run EXPERIMENT, writing to a run directory, whose path is the last line printed, the files "
+        "that apply to it: config.json, env.json, summary.json, report.md and report.html always; the figures; "
+        "metrics.jsonl, structure.json, trace.json and a TensorBoard event log for a training run; checkpoint.pt "
+        "for a resumable one; results.jsonl and a sub-folder per job for a sweep. The README's table says which.",
     )
     r.add_argument("experiment", metavar="EXPERIMENT", help="name from `twinnet list`")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

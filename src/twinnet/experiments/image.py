@@ -126,7 +126,7 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
                              "optimisers take one group")
         if freeze_stages(self.freeze) and self.engine != "torch":
             raise ValueError("freeze needs engine=torch (a layer stops training by needing no gradient); the NumPy "
-                             "engine trains every layer")
+                             "engine trains every layer: add --set freeze= (empty) to train it there")
         if self.engine == "numpy" and (self.amp is True or self.device == "cuda"):
             raise ValueError("amp and device=cuda belong to the torch engine; the NumPy engine runs float32/64 "
                              "on the CPU")
