@@ -180,3 +180,31 @@ def test_inference_runs_time_in_chunks_to_the_logits_that_training_mode_and_torc
     if not given:
         with torch.no_grad():
             assert rel_error(chunked, tm(torch.from_numpy(x)).numpy()) <= 1e-12
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_inference_chunks_run_in_the_first_chunks_arrays_and_a_training_forward_gets_its_own(name, monkeypatch):
+    """Within one no_grad forward every chunk writes its states into the arrays the first chunk had (a
+    fresh large array costs a page fault per page at its first write); the logits it returns outlive them,
+    and the next forward, or one that trains, starts afresh."""
+    nm, _ = _twins(name)
+    x = _palindromes(length=24, n=5)[0]  # 23 input steps
+    monkeypatch.setattr(np_rec, "INFERENCE_CHUNK", 7)
+    where, kept, run = [], [], type(nm)._run
+
+    def spy(self, xs, *a):
+        states = run(self, xs, *a)
+        where.append(tuple(s.__array_interface__["data"][0] for s in states))
+        kept.append(states)  # alive to the end: no address is handed out again meanwhile
+        return states
+
+    monkeypatch.setattr(type(nm), "_run", spy)
+    with numpy_nn.no_grad():
+        first = nm.forward(x)
+        again = nm.forward(x[::-1].copy())
+    assert len(where) == 8 and len(set(where[:4])) == 1 and len(set(where[4:])) == 1
+    assert nm._workspace is None
+    whole = nm.forward(x)  # training mode: all 23 steps kept for backward, in arrays of its own
+    nm.forward(x[::-1].copy())  # and a second one: neither may write into the other's arrays
+    assert np.array_equal(first, whole) and not np.array_equal(first, again)
+    assert len(where) == 10 and not set(where[8]) & set(where[9])

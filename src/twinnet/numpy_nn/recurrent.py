@@ -26,9 +26,11 @@ from twinnet.numpy_nn import backend, init
 from twinnet.numpy_nn.module import Module, Parameter, is_grad_enabled
 
 # time steps a forward inside ``no_grad`` runs at once: it keeps the states of one such chunk, not of
-# every step, so evaluating at T = 10,000 needs the memory of T = 64 (an LSTM's states at batch 1,024
-# and H = 128 are 57 GB at T = 10,000 kept whole)
-INFERENCE_CHUNK = 64
+# every step, so evaluating at T = 10,000 needs the memory of T = 16 (an LSTM's states at batch 1,024
+# and H = 128 are 57 GB at T = 10,000 kept whole), and every chunk reuses the first one's arrays: a
+# fresh large array costs a page fault at the first write to each of its pages, which took about half
+# of such an evaluation's time when each chunk had arrays of its own
+INFERENCE_CHUNK = 16
 
 
 def _sigmoid(a, out=None):
@@ -56,6 +58,7 @@ class _Recurrent(Module):
         self.return_sequences = False  # True: forward returns h(1..L) (B, L, H) instead of the readout's logits
         self.input_grad = True  # False spares backward dLoss/dx, which no one reads when x is data
         self._bound = 1.0 / math.sqrt(hidden_size)  # PyTorch's U(-1/sqrt(H), 1/sqrt(H)) for every weight
+        self._workspace = None  # while ``_last_state`` runs: the arrays ``_buffer`` hands out, by name
 
     def _param(self, shape: tuple[int, ...], dtype) -> Parameter:
         return Parameter(init.uniform(shape, self._bound, dtype))
@@ -85,12 +88,37 @@ class _Recurrent(Module):
         return states[0][-1] @ self.W_ph.data.T + self.b_o.data
 
     def _last_state(self, xs, initial: tuple):
-        """h(L) from the same steps as ``_run``, run INFERENCE_CHUNK steps at a time, each chunk
-        starting from the last one's final states (h, and the LSTM's c)."""
-        for start in range(0, len(xs), INFERENCE_CHUNK):
-            states = self._run(xs[start : start + INFERENCE_CHUNK], *initial)
-            initial = tuple(s[-1] for s in states[: len(initial)])  # h(t) (and c(t)) lead each model's states
-        return initial[0] if len(xs) else self._hidden_buffer(xs, initial[0])[0]
+        """h(L) from the same steps as ``_run``, run INFERENCE_CHUNK steps at a time in the same arrays,
+        each chunk starting from the last one's final states (h, and the LSTM's c)."""
+        if not len(xs):
+            return self._hidden_buffer(xs, initial[0])[0]
+        self._workspace = {}
+        try:
+            for start in range(0, len(xs), INFERENCE_CHUNK):
+                states = self._run(xs[start : start + INFERENCE_CHUNK], *initial)
+                initial = tuple(s[-1] for s in states[: len(initial)])  # h(t) (and c(t)) lead each model's states
+            return initial[0].copy()
+        finally:
+            self._workspace = None
+
+    def _buffer(self, name: str, shape: tuple[int, ...], like, dtype=None):
+        """An uninitialised array of ``shape`` in ``like``'s array module and dtype (or ``dtype``): a new one,
+        or within ``_last_state`` the one of this name the first chunk had (its first ``shape[0]`` rows)."""
+        xp = backend.xp(like)
+        dtype = like.dtype if dtype is None else xp.dtype(dtype)
+        work = self._workspace
+        if work is None:
+            return xp.empty(shape, dtype=dtype)
+        a = work.get(name)
+        if a is None or a.shape[0] < shape[0] or a.shape[1:] != tuple(shape[1:]) or a.dtype != dtype:
+            a = work[name] = xp.empty(shape, dtype=dtype)
+        return a[: shape[0]]
+
+    def _input_terms(self, xs):
+        """x(t) W_ih^T for every step (L, B, G*H) in one matmul, into a ``_buffer``."""
+        w_t, xp = self._input_weight.data.T, backend.xp(xs)
+        out = self._buffer("xw", (*xs.shape[:2], w_t.shape[1]), xs, xp.result_type(xs, w_t))
+        return xp.matmul(xs, w_t, out=out)
 
     def backward(self, dout):
         """dlogits (B, C), or dLoss/dh(1..L) (B, L, H) with ``return_sequences`` -> dx (B, L, D), followed by
@@ -135,11 +163,11 @@ class _Recurrent(Module):
             raise RuntimeError("set record_hidden = True, run forward and backward first")
         return backend.to_numpy(self._hidden_grads).transpose(1, 0, 2)
 
-    def _hidden_buffer(self, xs, start=None):
+    def _hidden_buffer(self, xs, start=None, name: str = "h"):
         """(L+1, B, H) for a state at t = 0..L, with [0] = ``start`` (zeros if None)."""
         L, B, _ = xs.shape
         xp = backend.xp(xs)
-        hs = xp.empty((L + 1, B, self.hidden_size), dtype=self.W_ph.data.dtype)
+        hs = self._buffer(name, (L + 1, B, self.hidden_size), self.W_ph.data)
         hs[0] = 0 if start is None else xp.asarray(start)
         return hs
 
@@ -181,17 +209,17 @@ class VanillaRNN(_Recurrent):
 
     def _run(self, xs, h0=None):
         xp = backend.xp(xs)
-        xw = xs @ self.W_hx.data.T  # (L, B, H); biases added in place: a fresh large temporary costs page faults
+        xw = self._input_terms(xs)  # (L, B, H); biases added in place: a fresh large temporary costs page faults
         xw += self.b_h.data
         hs = self._hidden_buffer(xs, h0)
         w_t = self.W_hh.data.T
         for t in range(len(xs)):
-            pre = hs[t] @ w_t
+            pre = xp.matmul(hs[t], w_t, out=hs[t + 1])
             pre += xw[t]
             if self.nonlinearity == "relu":
-                xp.maximum(pre, 0, out=hs[t + 1])
+                xp.maximum(pre, 0, out=pre)
             else:
-                xp.tanh(pre, out=hs[t + 1])
+                xp.tanh(pre, out=pre)
         return (hs,)
 
     def _bptt(self, dh, xs, states, record, dseq, given):
@@ -264,14 +292,15 @@ class LSTM(_Gated):
 
     def _run(self, xs, h0=None, c0=None):
         xp, H = backend.xp(xs), self.hidden_size
-        xw = xs @ self.weight_ih.data.T  # (L, B, 4H)
+        xw = self._input_terms(xs)  # (L, B, 4H)
         xw += self.bias_ih.data + self.bias_hh.data
-        hs, cs = self._hidden_buffer(xs, h0), self._hidden_buffer(xs, c0)  # h(t), c(t) for t = 0..L
-        acts = xp.empty_like(xw)  # (L, B, 4H): sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
-        tcs = xp.empty_like(hs[1:])  # (L, B, H): tanh(c(t))
+        hs, cs = self._hidden_buffer(xs, h0), self._hidden_buffer(xs, c0, "c")  # h(t), c(t) for t = 0..L
+        acts = self._buffer("acts", xw.shape, xw)  # (L, B, 4H): sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
+        tcs = self._buffer("tcs", hs[1:].shape, hs)  # (L, B, H): tanh(c(t))
+        pre = self._buffer("pre", xw.shape[1:], xw)  # (B, 4H): one step's pre-activations
         w_t = self.weight_hh.data.T
         for t in range(len(xs)):
-            pre = hs[t] @ w_t
+            xp.matmul(hs[t], w_t, out=pre)
             pre += xw[t]
             a = acts[t]
             _sigmoid(pre, out=a)
@@ -318,14 +347,16 @@ class GRU(_Gated):
 
     def _run(self, xs, h0=None):
         xp, H = backend.xp(xs), self.hidden_size
-        xw = xs @ self.weight_ih.data.T  # (L, B, 3H); b_hh stays apart: r multiplies W_hn h + b_hn
+        xw = self._input_terms(xs)  # (L, B, 3H); b_hh stays apart: r multiplies W_hn h + b_hn
         xw += self.bias_ih.data
         hs = self._hidden_buffer(xs, h0)
-        rz = xp.empty_like(xw[:, :, : 2 * H])  # (L, B, 2H): r, z
-        ns, hn = xp.empty_like(hs[1:]), xp.empty_like(hs[1:])  # n(t), and W_hn h(t-1) + b_hn
+        L, B = xw.shape[:2]
+        rz = self._buffer("rz", (L, B, 2 * H), xw)  # (L, B, 2H): r, z
+        ns, hn = self._buffer("n", hs[1:].shape, hs), self._buffer("hn", hs[1:].shape, hs)  # n(t), W_hn h(t-1) + b_hn
+        hw = self._buffer("hw", xw.shape[1:], xw)  # (B, 3H): W_hh h(t-1) + b_hh of one step
         w_t, b = self.weight_hh.data.T, self.bias_hh.data
         for t in range(len(xs)):
-            hw = hs[t] @ w_t
+            xp.matmul(hs[t], w_t, out=hw)
             hw += b
             pre = hw[:, : 2 * H]
             pre += xw[t][:, : 2 * H]
