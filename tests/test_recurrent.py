@@ -208,3 +208,30 @@ def test_inference_chunks_run_in_the_first_chunks_arrays_and_a_training_forward_
     nm.forward(x[::-1].copy())  # and a second one: neither may write into the other's arrays
     assert np.array_equal(first, whole) and not np.array_equal(first, again)
     assert len(where) == 10 and not set(where[8]) & set(where[9])
+
+
+@pytest.mark.parametrize("name", ("lstm", "gru"))
+def test_two_threads_evaluating_one_model_at_once_each_get_their_own_logits(name):
+    """Each thread's evaluation has arrays of its own (grad mode is per thread too), so evaluations of one
+    model running side by side give what each gives alone."""
+    import threading
+
+    nm, _ = _twins(name)
+    inputs = [_palindromes(length=400, n=6, seed=s)[0] for s in range(2)]
+    with numpy_nn.no_grad():
+        alone = [nm.forward(x) for x in inputs]
+    got, start = {}, threading.Barrier(2)
+
+    def evaluate(k):
+        start.wait()
+        with numpy_nn.no_grad():
+            got[k] = [nm.forward(inputs[k]) for _ in range(4)]
+
+    threads = [threading.Thread(target=evaluate, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not np.array_equal(alone[0], alone[1])
+    assert all(np.array_equal(out, alone[k]) for k in range(2) for out in got[k])
+    assert nm._workspace is None

@@ -19,6 +19,7 @@ unused) and backward takes dLoss/dh(t) for each of them.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from twinnet.numpy_nn.module import Module, Parameter, is_grad_enabled
 # fresh large array costs a page fault at the first write to each of its pages, which took about half
 # of such an evaluation's time when each chunk had arrays of its own
 INFERENCE_CHUNK = 16
+# per thread, id(model) -> the arrays that model's ``_last_state`` in progress hands out by name: two threads
+# may evaluate one model at once, each in arrays of its own
+_WORKSPACES = threading.local()
 
 
 def _sigmoid(a, out=None):
@@ -58,7 +62,6 @@ class _Recurrent(Module):
         self.return_sequences = False  # True: forward returns h(1..L) (B, L, H) instead of the readout's logits
         self.input_grad = True  # False spares backward dLoss/dx, which no one reads when x is data
         self._bound = 1.0 / math.sqrt(hidden_size)  # PyTorch's U(-1/sqrt(H), 1/sqrt(H)) for every weight
-        self._workspace = None  # while ``_last_state`` runs: the arrays ``_buffer`` hands out, by name
 
     def _param(self, shape: tuple[int, ...], dtype) -> Parameter:
         return Parameter(init.uniform(shape, self._bound, dtype))
@@ -92,14 +95,20 @@ class _Recurrent(Module):
         each chunk starting from the last one's final states (h, and the LSTM's c)."""
         if not len(xs):
             return self._hidden_buffer(xs, initial[0])[0]
-        self._workspace = {}
+        spaces = _WORKSPACES.__dict__.setdefault("by_model", {})
+        spaces[id(self)] = {}
         try:
             for start in range(0, len(xs), INFERENCE_CHUNK):
                 states = self._run(xs[start : start + INFERENCE_CHUNK], *initial)
                 initial = tuple(s[-1] for s in states[: len(initial)])  # h(t) (and c(t)) lead each model's states
             return initial[0].copy()
         finally:
-            self._workspace = None
+            del spaces[id(self)]
+
+    @property
+    def _workspace(self) -> dict | None:
+        """The arrays of this thread's ``_last_state`` of this model in progress, by name; None outside one."""
+        return getattr(_WORKSPACES, "by_model", {}).get(id(self))
 
     def _buffer(self, name: str, shape: tuple[int, ...], like, dtype=None):
         """An uninitialised array of ``shape`` in ``like``'s array module and dtype (or ``dtype``): a new one,
