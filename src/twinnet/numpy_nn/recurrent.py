@@ -306,7 +306,7 @@ class LSTM(_Gated):
         hs, cs = self._hidden_buffer(xs, h0), self._hidden_buffer(xs, c0, "c")  # h(t), c(t) for t = 0..L
         acts = self._buffer("acts", xw.shape, xw)  # (L, B, 4H): sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
         tcs = self._buffer("tcs", hs[1:].shape, hs)  # (L, B, H): tanh(c(t))
-        pre = self._buffer("pre", xw.shape[1:], xw)  # (B, 4H): one step's pre-activations
+        pre = self._buffer("pre", xw.shape[1:], hs)  # (B, 4H): one step's pre-activations, h's dtype
         w_t = self.weight_hh.data.T
         for t in range(len(xs)):
             xp.matmul(hs[t], w_t, out=pre)
@@ -362,7 +362,7 @@ class GRU(_Gated):
         L, B = xw.shape[:2]
         rz = self._buffer("rz", (L, B, 2 * H), xw)  # (L, B, 2H): r, z
         ns, hn = self._buffer("n", hs[1:].shape, hs), self._buffer("hn", hs[1:].shape, hs)  # n(t), W_hn h(t-1) + b_hn
-        hw = self._buffer("hw", xw.shape[1:], xw)  # (B, 3H): W_hh h(t-1) + b_hh of one step
+        hw = self._buffer("hw", xw.shape[1:], hs)  # (B, 3H): W_hh h(t-1) + b_hh of one step, h's dtype
         w_t, b = self.weight_hh.data.T, self.bias_hh.data
         for t in range(len(xs)):
             xp.matmul(hs[t], w_t, out=hw)
