@@ -114,7 +114,7 @@ class _Recurrent(Module):
         """An uninitialised array of ``shape`` in ``like``'s array module and dtype (or ``dtype``): a new one,
         or within ``_last_state`` the one of this name the first chunk had (its first ``shape[0]`` rows)."""
         xp = backend.xp(like)
-        dtype = like.dtype if dtype is None else xp.dtype(dtype)
+        dtype = like.dtype if dtype is None else np.dtype(dtype)  # CuPy arrays take NumPy dtypes too
         work = self._workspace
         if work is None:
             return xp.empty(shape, dtype=dtype)
