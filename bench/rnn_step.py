@@ -11,7 +11,8 @@ Prints one line per model and length: ``<model> T=<T> numpy_s=<s> torch_s=<s> ra
 (median seconds per step over --repeats timed steps, after three warm-up steps). An evaluation adds
 ``numpy_fresh_s``: the NumPy engine's forward as it ran before its chunks of time steps shared one set of
 arrays: chunks of 64 steps, each with new arrays (a fresh array costs a page fault at the first write to
-each of its pages).
+each of its pages). The evaluation runs as a library user's script does, without the allocator setting
+of twinnet's runs; ``--tune-allocator`` applies it (glibc: freed memory stays in the heap), as runs see it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from twinnet import hardware, numpy_nn
+from twinnet.numpy_nn import backend
 from twinnet.data.palindrome import samples
 from twinnet.learner import NumpyLearner, TorchLearner
 from twinnet.numpy_nn import recurrent as np_rec
@@ -109,9 +111,13 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--eval", type=int, default=0, metavar="N",
                    help="time an evaluation of N samples (palindrome-best's: 2000) instead of a training step")
+    p.add_argument("--tune-allocator", action="store_true",
+                   help="keep freed memory in the heap, as every `twinnet run` does (glibc)")
     args = p.parse_args()
+    if args.tune_allocator:
+        backend.tune_allocator()
     hardware.set_threads(args.threads)  # torch, the BLAS and the engine's elementwise threads alike
-    batch = f"eval of {args.eval}" if args.eval else f"batch={BATCH}"
+    batch = f"eval of {args.eval}{' allocator tuned' if args.tune_allocator else ''}" if args.eval else f"batch={BATCH}"
     print(f"# threads={args.threads} {batch} hidden={HIDDEN} one-hot float32 clip={CLIP} RMSprop "
           f"numpy={np.__version__} torch={torch.__version__}")
     for model in args.models.split(","):

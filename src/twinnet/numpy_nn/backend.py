@@ -202,8 +202,8 @@ def tune_allocator() -> None:
     """Keep freed memory in the heap rather than returning it to the OS (glibc only).
 
     Every large NumPy temporary otherwise costs fresh pages, zeroed by the kernel on first
-    touch: in a training step that is a sizeable share of the time. Called by the NumPy
-    learner; set TWINNET_KEEP_MALLOC=1 to leave the allocator alone.
+    touch: in a training step that is a sizeable share of the time. Called for every run by
+    ``runner.run_experiment``; set TWINNET_KEEP_MALLOC=1 to leave the allocator alone.
     """
     global _allocator_tuned
     if _allocator_tuned or os.environ.get("TWINNET_KEEP_MALLOC") == "1":

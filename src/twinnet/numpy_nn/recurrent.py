@@ -28,9 +28,10 @@ from twinnet.numpy_nn.module import Module, Parameter, is_grad_enabled
 
 # time steps a forward inside ``no_grad`` runs at once: it keeps the states of one such chunk, not of
 # every step, so evaluating at T = 10,000 needs the memory of T = 16 (an LSTM's states at batch 1,024
-# and H = 128 are 57 GB at T = 10,000 kept whole), and every chunk reuses the first one's arrays: a
-# fresh large array costs a page fault at the first write to each of its pages, which took about half
-# of such an evaluation's time when each chunk had arrays of its own
+# and H = 128 are 57 GB at T = 10,000 kept whole), and every chunk reuses the first one's arrays: where
+# the allocator hands freed memory back to the system (not in twinnet's runs on glibc, which keep it:
+# backend.tune_allocator), a fresh large array costs a page fault at the first write to each of its
+# pages, about half of such an evaluation's time when each chunk had arrays of its own
 INFERENCE_CHUNK = 16
 # per thread, id(model) -> the arrays that model's ``_last_state`` in progress hands out by name: two threads
 # may evaluate one model at once, each in arrays of its own
