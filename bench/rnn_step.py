@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from twinnet import hardware, numpy_nn
-from twinnet.numpy_nn import backend
 from twinnet.data.palindrome import samples
 from twinnet.learner import NumpyLearner, TorchLearner
 from twinnet.numpy_nn import recurrent as np_rec
@@ -115,7 +114,7 @@ def main() -> None:
                    help="keep freed memory in the heap, as every `twinnet run` does (glibc)")
     args = p.parse_args()
     if args.tune_allocator:
-        backend.tune_allocator()
+        numpy_nn.backend.tune_allocator()
     hardware.set_threads(args.threads)  # torch, the BLAS and the engine's elementwise threads alike
     batch = f"eval of {args.eval}{' allocator tuned' if args.tune_allocator else ''}" if args.eval else f"batch={BATCH}"
     print(f"# threads={args.threads} {batch} hidden={HIDDEN} one-hot float32 clip={CLIP} RMSprop "
