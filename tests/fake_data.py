@@ -45,13 +45,17 @@ def write_cifar_tree(d: Path, per_class: tuple[int, int] = (12, 3), seed: int = 
                 Image.fromarray(pixels).save(folder / f"{i:04d}.png")
 
 
+def write_data_dir(root: Path) -> Path:
+    """A --data-dir of both fake datasets, ``root/mnist`` and ``root/cifar10``, as the reproduce tests use it."""
+    write_mnist(root / "mnist")
+    write_cifar_tree(root / "cifar10", (10, 2))
+    return root
+
+
 if __name__ == "__main__":
     import sys
 
     if len(sys.argv) != 2:
         sys.exit("usage: python tests/fake_data.py DIR  (writes DIR/mnist and DIR/cifar10: small fake data for "
                  "--data-dir)")
-    root = Path(sys.argv[1])
-    write_mnist(root / "mnist")
-    write_cifar_tree(root / "cifar10", (10, 2))
-    print(root)
+    print(write_data_dir(Path(sys.argv[1])))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fake_data import write_cifar_tree, write_mnist
+from fake_data import write_data_dir
 from twinnet.cli import main
 
 
@@ -56,8 +56,7 @@ def quick_run(tmp_path_factory):
     """``twinnet reproduce --quick``, every part, on small fake MNIST and CIFAR-10: (folder, command)."""
     root = tmp_path_factory.mktemp("reproduce")
     data, out = root / "data", root / "repro"
-    write_mnist(data / "mnist")
-    write_cifar_tree(data / "cifar10", (10, 2))
+    write_data_dir(data)
     args = ["reproduce", "--quick", "--data-dir", str(data), "--out", str(out), "--threads", "1", "--no-verify"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TWINNET_CACHE_DIR", str(root / "cache"))
