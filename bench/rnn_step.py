@@ -75,7 +75,7 @@ class _FreshArrays:
             for start in range(0, len(xs), self.chunk):
                 states = self.model._run(xs[start : start + self.chunk], *h)
                 h = tuple(s[-1] for s in states[: len(self.model.states)])
-        return h[0] @ self.model.W_ph.data.T + self.model.b_o.data
+        return h[0].T @ self.model.W_ph.data.T + self.model.b_o.data  # h (H, B)
 
 
 def bench_eval(model: str, length: int, n: int, repeats: int) -> tuple[float, float, float]:

@@ -6,6 +6,12 @@ forward stores every step's states (arrays indexed [t] along a leading time axis
 backward walks them in reverse, collecting each step's pre-activation gradient, and forms the
 weight gradients with one matmul over all steps at the end instead of L small ones.
 
+Inside, a step's arrays are feature-major, (features, B), as the course writes its equations with column
+vectors: h(t) = tanh(W_hx x(t) + W_hh h(t-1) + b_h) is ``W_hh @ h`` with h (H, B), and a gated model's
+pre-activations (G*H, B) hold each gate in a contiguous block of rows. Batch-major (B, G*H) would put each
+gate in a strided slice of every row, and NumPy runs an elementwise operation on such a (B, H) slice about 3x
+slower than on a contiguous block. Inputs, outputs and gradients keep the batch-major shapes below.
+
 Conventions: x (B, L, D) -> logits of the last step (B, C); h(0) = 0 (and c(0) = 0) unless given;
 ``backward(dlogits) -> dx`` (B, L, D) (None with ``input_grad = False``). With ``record_hidden = True`` the backward keeps
 dLoss/dh(t), returned by ``hidden_grads()`` as (B, L, H).
@@ -52,8 +58,8 @@ class _Recurrent(Module):
     """Readout o = W_ph h(L) + b_o, the shared bookkeeping of forward/backward, recording of dLoss/dh(t)."""
 
     gates = 1  # rows of the input weight per hidden unit: 1 (RNN), 4 (LSTM), 3 (GRU)
-    states = ("h",)  # the state carried from step to step, each (B, H)
-    kept_per_step = 1  # (B, H) arrays forward keeps for backward at each step: h(t); initial states kept too
+    states = ("h",)  # the state carried from step to step, each (H, B) inside
+    kept_per_step = 1  # (H, B) arrays forward keeps for backward at each step: h(t); initial states kept too
 
     def __init__(self, input_size: int, hidden_size: int, n_classes: int = 10, *, dtype=np.float32) -> None:
         super().__init__()
@@ -82,27 +88,28 @@ class _Recurrent(Module):
             if s is not None and tuple(s.shape) != (B, H):
                 raise ValueError(f"{name} must have shape (batch, hidden_size) = {(B, H)}, got {tuple(s.shape)}")
         xs = x.transpose(1, 0, 2)  # (L, B, D): step t's batch contiguous
+        start = tuple(None if s is None else s.T for s in initial.values())  # each (H, B)
         if not is_grad_enabled() and not self.return_sequences:  # nothing to keep for a backward
-            return self._last_state(xs, tuple(initial.values())) @ self.W_ph.data.T + self.b_o.data
-        states = self._run(xs, *initial.values())  # H (L+1, B, H) with H[0] = h(0), plus each model's extras
+            return self._last_state(xs, start) @ self.W_ph.data.T + self.b_o.data
+        states = self._run(xs, *start)  # h (L+1, H, B) with h[0] = h(0), plus each model's extras
         given = tuple(s is not None for s in initial.values())
         self._push_cache((xs, states, given, self.return_sequences))
         if self.return_sequences:
-            return states[0][1:].transpose(1, 0, 2)  # (B, L, H)
-        return states[0][-1] @ self.W_ph.data.T + self.b_o.data
+            return states[0][1:].transpose(2, 0, 1)  # (B, L, H)
+        return states[0][-1].T @ self.W_ph.data.T + self.b_o.data
 
     def _last_state(self, xs, initial: tuple):
-        """h(L) from the same steps as ``_run``, run INFERENCE_CHUNK steps at a time in the same arrays,
-        each chunk starting from the last one's final states (h, and the LSTM's c)."""
+        """h(L) (B, H) from the same steps as ``_run``, run INFERENCE_CHUNK steps at a time in the same arrays,
+        each chunk starting from the last one's final states (h, and the LSTM's c, each (H, B))."""
         if not len(xs):
-            return self._hidden_buffer(xs, initial[0])[0]
+            return self._hidden_buffer(xs, initial[0])[0].T.copy()
         spaces = _WORKSPACES.__dict__.setdefault("by_model", {})
         spaces[id(self)] = {}
         try:
             for start in range(0, len(xs), INFERENCE_CHUNK):
                 states = self._run(xs[start : start + INFERENCE_CHUNK], *initial)
                 initial = tuple(s[-1] for s in states[: len(initial)])  # h(t) (and c(t)) lead each model's states
-            return initial[0].copy()
+            return initial[0].T.copy()
         finally:
             del spaces[id(self)]
 
@@ -125,64 +132,80 @@ class _Recurrent(Module):
         return a[: shape[0]]
 
     def _input_terms(self, xs):
-        """x(t) W_ih^T for every step (L, B, G*H) in one matmul, into a ``_buffer``."""
-        w_t, xp = self._input_weight.data.T, backend.xp(xs)
-        out = self._buffer("xw", (*xs.shape[:2], w_t.shape[1]), xs, xp.result_type(xs, w_t))
-        return xp.matmul(xs, w_t, out=out)
+        """W_ih x(t) for every step (L, G*H, B) in one batched matmul, into a ``_buffer``, plus ``_input_bias``
+        (and an LSTM's bias_hh)."""
+        w, xp = self._input_weight.data, backend.xp(xs)
+        L, B, _ = xs.shape
+        out = self._buffer("xw", (L, w.shape[0], B), xs, xp.result_type(xs, w))
+        xp.matmul(w, xs.transpose(0, 2, 1), out=out)
+        out += self._input_bias_total()[:, None]
+        return out
+
+    def _input_bias_total(self):
+        return self._input_bias.data
+
+    _recurrent_bias = None  # a bias of its own inside the recurrent term (the gated models' bias_hh)
+
+    def _scratch(self, like, count: int = 2) -> list:
+        """``count`` (H, B) arrays in ``like``'s dtype for one step's intermediate results."""
+        xp = backend.xp(like)
+        return [xp.empty(like.shape[-2:], dtype=like.dtype) for _ in range(count)]
 
     def backward(self, dout):
         """dlogits (B, C), or dLoss/dh(1..L) (B, L, H) with ``return_sequences`` -> dx (B, L, D), followed by
         the gradient of each initial state forward was given; accumulates every parameter's gradient."""
         xs, states, given, sequences = self._pop_cache()
         hs = states[0]
-        if sequences:
-            dseq = dout.transpose(1, 0, 2)  # (L, B, H): step t's upstream gradient, added as the walk reaches it
-            dh_last = dseq[-1]
+        xp = backend.xp(hs)
+        if sequences:  # step t's upstream gradient (L, H, B), added as the walk reaches it
+            dseq = xp.ascontiguousarray(dout.transpose(1, 2, 0))
+            dh_last = dseq[-1].copy()
         else:
             dseq = None
-            self.W_ph.accumulate(dout.T @ hs[-1])
+            self.W_ph.accumulate(dout.T @ hs[-1].T)
             self.b_o.accumulate(dout.sum(axis=0))
-            dh_last = dout @ self.W_ph.data  # (B, H): only the last step feeds the loss
-        record = backend.xp(hs).empty_like(hs[1:]) if self.record_hidden else None
-        # dxw (L, B, G*H): d loss / d (input term) per step; d_initial: d loss / d each initial state
-        dxw, d_initial = self._bptt(dh_last, xs, states, record, dseq, given)
+            dh_last = self.W_ph.data.T @ dout.T  # (H, B): only the last step feeds the loss
+        record = xp.empty_like(hs[1:]) if self.record_hidden else None
+        # dxw (L, G*H, B): d loss / d (input term) per step; dhh: d loss / d (W_hh h(t-1) + bias_hh) per step,
+        # dxw itself where the two are equal (RNN, LSTM); d_initial: d loss / d each initial state, (H, B)
+        dxw, dhh, d_initial = self._bptt(dh_last, xs, states, record, dseq, given)
         self._hidden_grads = record
         L, B, D = xs.shape
-        dxw2 = dxw.reshape(L * B, -1)
-        self._input_weight.accumulate(dxw2.T @ xs.reshape(L * B, D))
-        self._input_bias.accumulate(dxw2.sum(axis=0))
-        dx = (dxw @ self._input_weight.data).transpose(1, 0, 2) if self.input_grad else None  # (B, L, D)
+        dxw_all = _steps_as_columns(dxw)  # (G*H, L*B)
+        dhh_all = dxw_all if dhh is dxw else _steps_as_columns(dhh)
+        self._input_weight.accumulate(dxw_all @ xs.reshape(L * B, D))
+        self._input_bias.accumulate(dxw_all.sum(axis=1))
+        first = 0 if given[0] else 1  # step 1 meets W_hh only through a given h(0)
+        self._recurrent_weight.accumulate(
+            dhh_all[:, first * B :] @ hs[first:L].transpose(0, 2, 1).reshape(-1, self.hidden_size))
+        if self._recurrent_bias is not None:  # used at every step, step 1 too
+            self._recurrent_bias.accumulate(dhh_all.sum(axis=1))
+        dx = xp.matmul(dxw.transpose(0, 2, 1), self._input_weight.data).transpose(1, 0, 2) if self.input_grad else None
         if not any(given):
-            return dx
-        return (dx, *(g for g, k in zip(d_initial, given, strict=True) if k))
-
-    def _accumulate_hh(self, dpre, hs, h0_given: bool = False) -> None:
-        """dW_hh = sum_t dpre(t)^T h(t-1) as one matmul; step 1 adds nothing unless h(0) was given."""
-        L, B, GH = dpre.shape
-        first = 0 if h0_given else 1
-        if L > first:
-            self._recurrent_weight.accumulate(
-                dpre[first:].reshape(-1, GH).T @ hs[first:L].reshape(-1, self.hidden_size))
-        elif self._recurrent_weight.grad is None:
-            w = self._recurrent_weight.data
-            self._recurrent_weight.accumulate(backend.xp(w).zeros_like(w))
+            return dx  # (B, L, D)
+        return (dx, *(g.T.copy() for g, k in zip(d_initial, given, strict=True) if k))
 
     def hidden_grads(self) -> np.ndarray:
         """dLoss/dh(t) for t = 1..L as (B, L, H), after a backward with ``record_hidden`` set."""
         if self._hidden_grads is None:
             raise RuntimeError("set record_hidden = True, run forward and backward first")
-        return backend.to_numpy(self._hidden_grads).transpose(1, 0, 2)
+        return backend.to_numpy(self._hidden_grads).transpose(2, 0, 1)
 
     def _hidden_buffer(self, xs, start=None, name: str = "h"):
-        """(L+1, B, H) for a state at t = 0..L, with [0] = ``start`` (zeros if None)."""
+        """(L+1, H, B) for a state at t = 0..L, with [0] = ``start`` (H, B) (zeros if None)."""
         L, B, _ = xs.shape
         xp = backend.xp(xs)
-        hs = self._buffer(name, (L + 1, B, self.hidden_size), self.W_ph.data)
+        hs = self._buffer(name, (L + 1, self.hidden_size, B), self.W_ph.data)
         hs[0] = 0 if start is None else xp.asarray(start)
         return hs
 
     def extra_repr(self) -> str:
         return f"input_size={self.input_size}, hidden_size={self.hidden_size}, n_classes={self.n_classes}"
+
+
+def _steps_as_columns(a):
+    """(L, F, B) -> (F, L*B), column t*B + b holding step t's sample b: every step's products in one matmul."""
+    return a.transpose(1, 0, 2).reshape(a.shape[1], -1)
 
 
 class VanillaRNN(_Recurrent):
@@ -219,12 +242,11 @@ class VanillaRNN(_Recurrent):
 
     def _run(self, xs, h0=None):
         xp = backend.xp(xs)
-        xw = self._input_terms(xs)  # (L, B, H); biases added in place: a fresh large temporary costs page faults
-        xw += self.b_h.data
+        xw = self._input_terms(xs)  # (L, H, B), b_h added
         hs = self._hidden_buffer(xs, h0)
-        w_t = self.W_hh.data.T
+        w = self.W_hh.data
         for t in range(len(xs)):
-            pre = xp.matmul(hs[t], w_t, out=hs[t + 1])
+            pre = xp.matmul(w, hs[t], out=hs[t + 1])
             pre += xw[t]
             if self.nonlinearity == "relu":
                 xp.maximum(pre, 0, out=pre)
@@ -236,22 +258,24 @@ class VanillaRNN(_Recurrent):
         (hs,) = states
         xp = backend.xp(hs)
         L = len(xs)
-        dpre = xp.empty_like(hs[1:])  # (L, B, H)
-        w = self.W_hh.data
+        dpre = xp.empty_like(hs[1:])  # (L, H, B)
+        (s,) = self._scratch(hs, 1)
+        w_t = self.W_hh.data.T
         for t in range(L - 1, -1, -1):  # step t makes h(t+1) = hs[t+1]
             if dseq is not None and t < L - 1:
-                dh = dh + dseq[t]
+                dh += dseq[t]
             if record is not None:
                 record[t] = dh
             h = hs[t + 1]
             if self.nonlinearity == "relu":
-                xp.multiply(dh, h > 0, out=dpre[t])
+                xp.greater(h, 0, out=s)
             else:
-                xp.multiply(dh, 1 - h * h, out=dpre[t])  # tanh' = 1 - h^2
+                xp.multiply(h, h, out=s)
+                xp.subtract(1, s, out=s)  # tanh' = 1 - h^2
+            xp.multiply(dh, s, out=dpre[t])
             if t or given[0]:
-                dh = dpre[t] @ w  # through W_hh h(t-1)
-        self._accumulate_hh(dpre, hs, given[0])
-        return dpre, (dh,)
+                xp.matmul(w_t, dpre[t], out=dh)  # through W_hh h(t-1)
+        return dpre, dpre, (dh,)
 
 
 class IRNN(VanillaRNN):
@@ -288,6 +312,10 @@ class _Gated(_Recurrent):
     def _recurrent_weight(self):
         return self.weight_hh
 
+    @property
+    def _recurrent_bias(self):
+        return self.bias_hh
+
 
 class LSTM(_Gated):
     """torch.nn.LSTM's equations, gates (i, f, g, o): c(t) = f c(t-1) + i g, h(t) = o tanh(c(t))."""
@@ -300,53 +328,69 @@ class LSTM(_Gated):
         """As ``_Recurrent.forward``, with torch.nn.LSTM's initial cell state c0 (B, H) too (zeros if None)."""
         return self._forward(x, {"h0": h0, "c0": c0})
 
+    def _input_bias_total(self):
+        return self.bias_ih.data + self.bias_hh.data  # both enter only as a sum
+
     def _run(self, xs, h0=None, c0=None):
         xp, H = backend.xp(xs), self.hidden_size
-        xw = self._input_terms(xs)  # (L, B, 4H)
-        xw += self.bias_ih.data + self.bias_hh.data
+        xw = self._input_terms(xs)  # (L, 4H, B), both biases added
         hs, cs = self._hidden_buffer(xs, h0), self._hidden_buffer(xs, c0, "c")  # h(t), c(t) for t = 0..L
-        acts = self._buffer("acts", xw.shape, xw)  # (L, B, 4H): sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
-        tcs = self._buffer("tcs", hs[1:].shape, hs)  # (L, B, H): tanh(c(t))
-        pre = self._buffer("pre", xw.shape[1:], hs)  # (B, 4H): one step's pre-activations, h's dtype
-        w_t = self.weight_hh.data.T
+        acts = self._buffer("acts", xw.shape, xw)  # (L, 4H, B): sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
+        tcs = self._buffer("tcs", hs[1:].shape, hs)  # (L, H, B): tanh(c(t))
+        pre = self._buffer("pre", xw.shape[1:], hs)  # (4H, B): one step's pre-activations, h's dtype
+        (ig,) = self._scratch(hs, 1)
+        w = self.weight_hh.data
         for t in range(len(xs)):
-            xp.matmul(hs[t], w_t, out=pre)
+            xp.matmul(w, hs[t], out=pre)
             pre += xw[t]
             a = acts[t]
-            _sigmoid(pre, out=a)
-            xp.tanh(pre[:, 2 * H : 3 * H], out=a[:, 2 * H : 3 * H])  # g overwrites its sigmoid
-            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+            _sigmoid(pre[: 2 * H], out=a[: 2 * H])
+            xp.tanh(pre[2 * H : 3 * H], out=a[2 * H : 3 * H])
+            _sigmoid(pre[3 * H :], out=a[3 * H :])
+            i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
             c = cs[t + 1]
             xp.multiply(f, cs[t], out=c)
-            c += i * g
+            c += xp.multiply(i, g, out=ig)
             xp.tanh(c, out=tcs[t])
             xp.multiply(o, tcs[t], out=hs[t + 1])
         return hs, cs, acts, tcs
 
     def _bptt(self, dh, xs, states, record, dseq, given):
         hs, cs, acts, tcs = states
-        H, L = self.hidden_size, len(xs)
-        dpre = backend.xp(acts).empty_like(acts)  # (L, B, 4H): gradient of the gate pre-activations
-        dc = 0.0  # dLoss/dc(t) arriving from step t+1
-        w = self.weight_hh.data
+        xp, H, L = backend.xp(acts), self.hidden_size, len(xs)
+        dpre = xp.empty_like(acts)  # (L, 4H, B): gradient of the gate pre-activations
+        dc = xp.zeros_like(dh)  # dLoss/dc(t) arriving from step t+1
+        s, u = self._scratch(dh)
+        w_t = self.weight_hh.data.T
         for t in range(L - 1, -1, -1):
             if dseq is not None and t < L - 1:
-                dh = dh + dseq[t]
+                dh += dseq[t]
             if record is not None:
                 record[t] = dh
             a, tc, d = acts[t], tcs[t], dpre[t]
-            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-            dc = dc + dh * o * (1 - tc * tc)  # h = o tanh(c)
-            d[:, :H] = dc * g * i * (1 - i)
-            d[:, H : 2 * H] = dc * cs[t] * f * (1 - f)
-            d[:, 2 * H : 3 * H] = dc * i * (1 - g * g)
-            d[:, 3 * H :] = dh * tc * o * (1 - o)
-            dc = dc * f  # at t = 0: dLoss/dc(0)
+            i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
+            di, df, dg, do = d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :]
+            xp.multiply(dh, o, out=s)  # h = o tanh(c): dc += dh o (1 - tanh(c)^2)
+            xp.multiply(tc, tc, out=u)
+            xp.subtract(1, u, out=u)
+            s *= u
+            dc += s
+            xp.multiply(dc, g, out=di)  # c = f c(t-1) + i g, i = sigmoid: di = dc g i (1 - i)
+            di *= i
+            di *= xp.subtract(1, i, out=u)
+            xp.multiply(dc, cs[t], out=df)
+            df *= f
+            df *= xp.subtract(1, f, out=u)
+            xp.multiply(dc, i, out=dg)  # g = tanh
+            xp.multiply(g, g, out=u)
+            dg *= xp.subtract(1, u, out=u)
+            xp.multiply(dh, tc, out=do)
+            do *= o
+            do *= xp.subtract(1, o, out=u)
+            dc *= f  # at t = 0: dLoss/dc(0)
             if t or any(given):
-                dh = d @ w
-        self._accumulate_hh(dpre, hs, given[0])
-        self.bias_hh.accumulate(dpre.sum(axis=(0, 1)))  # bias_hh enters exactly as bias_ih does
-        return dpre, (dh, dc)
+                xp.matmul(w_t, d, out=dh)
+        return dpre, dpre, (dh, dc)
 
 
 class GRU(_Gated):
@@ -357,27 +401,26 @@ class GRU(_Gated):
 
     def _run(self, xs, h0=None):
         xp, H = backend.xp(xs), self.hidden_size
-        xw = self._input_terms(xs)  # (L, B, 3H); b_hh stays apart: r multiplies W_hn h + b_hn
-        xw += self.bias_ih.data
+        xw = self._input_terms(xs)  # (L, 3H, B), bias_ih added; bias_hh stays apart: r multiplies W_hn h + b_hn
         hs = self._hidden_buffer(xs, h0)
-        L, B = xw.shape[:2]
-        rz = self._buffer("rz", (L, B, 2 * H), xw)  # (L, B, 2H): r, z
+        L, _, B = xw.shape
+        rz = self._buffer("rz", (L, 2 * H, B), xw)  # (L, 2H, B): r, z
         ns, hn = self._buffer("n", hs[1:].shape, hs), self._buffer("hn", hs[1:].shape, hs)  # n(t), W_hn h(t-1) + b_hn
-        hw = self._buffer("hw", xw.shape[1:], hs)  # (B, 3H): W_hh h(t-1) + b_hh of one step, h's dtype
-        w_t, b = self.weight_hh.data.T, self.bias_hh.data
+        hw = self._buffer("hw", xw.shape[1:], hs)  # (3H, B): W_hh h(t-1) + b_hh of one step, h's dtype
+        w, b = self.weight_hh.data, self.bias_hh.data[:, None]
         for t in range(len(xs)):
-            xp.matmul(hs[t], w_t, out=hw)
+            xp.matmul(w, hs[t], out=hw)
             hw += b
-            pre = hw[:, : 2 * H]
-            pre += xw[t][:, : 2 * H]
+            pre = hw[: 2 * H]
+            pre += xw[t][: 2 * H]
             _sigmoid(pre, out=rz[t])
-            hn[t] = hw[:, 2 * H :]
+            hn[t] = hw[2 * H :]
             n = ns[t]
-            xp.multiply(rz[t][:, :H], hn[t], out=n)
-            n += xw[t][:, 2 * H :]
+            xp.multiply(rz[t][:H], hn[t], out=n)
+            n += xw[t][2 * H :]
             xp.tanh(n, out=n)
             xp.subtract(hs[t], n, out=hs[t + 1])
-            hs[t + 1] *= rz[t][:, H:]
+            hs[t + 1] *= rz[t][H:]
             hs[t + 1] += n  # n + z (h(t-1) - n)
         return hs, rz, ns, hn
 
@@ -385,28 +428,33 @@ class GRU(_Gated):
         hs, rz, ns, hn = states
         xp, H = backend.xp(hs), self.hidden_size
         L = len(xs)
-        dx_pre = xp.empty((L, *rz.shape[1:-1], 3 * H), dtype=hs.dtype)  # d/d(input terms): r, z, n
+        dx_pre = xp.empty((L, 3 * H, rz.shape[2]), dtype=hs.dtype)  # d/d(input terms): r, z, n
         dh_pre = xp.empty_like(dx_pre)  # d/d(W_hh h(t-1) + b_hh): r, z, r * dn
-        w = self.weight_hh.data
+        s, u = self._scratch(dh)
+        w_t = self.weight_hh.data.T
         for t in range(L - 1, -1, -1):
             if dseq is not None and t < L - 1:
-                dh = dh + dseq[t]
+                dh += dseq[t]
             if record is not None:
                 record[t] = dh
-            r, z, n = rz[t][:, :H], rz[t][:, H:], ns[t]
-            dn = dh * (1 - z) * (1 - n * n)  # through tanh
-            dz = dh * (hs[t] - n) * z * (1 - z)
-            dr = dn * hn[t] * r * (1 - r)
-            dx_pre[t, :, :H] = dr
-            dx_pre[t, :, H : 2 * H] = dz
-            dx_pre[t, :, 2 * H :] = dn
-            dh_pre[t, :, : 2 * H] = dx_pre[t, :, : 2 * H]
-            dh_pre[t, :, 2 * H :] = dn * r
+            r, z, n = rz[t][:H], rz[t][H:], ns[t]
+            d = dx_pre[t]
+            dr, dz, dn = d[:H], d[H : 2 * H], d[2 * H :]
+            xp.multiply(dh, xp.subtract(1, z, out=s), out=dn)  # through tanh: dn = dh (1 - z) (1 - n^2)
+            xp.multiply(n, n, out=s)
+            dn *= xp.subtract(1, s, out=s)
+            xp.multiply(dh, xp.subtract(hs[t], n, out=s), out=dz)  # dz = dh (h(t-1) - n) z (1 - z)
+            dz *= z
+            dz *= xp.subtract(1, z, out=s)
+            xp.multiply(dn, hn[t], out=dr)  # dr = dn (W_hn h(t-1) + b_hn) r (1 - r)
+            dr *= r
+            dr *= xp.subtract(1, r, out=s)
+            dh_pre[t, : 2 * H] = d[: 2 * H]
+            xp.multiply(dn, r, out=dh_pre[t, 2 * H :])
             if t or given[0]:
-                dh = dh * z + dh_pre[t] @ w
-        self._accumulate_hh(dh_pre, hs, given[0])
-        self.bias_hh.accumulate(dh_pre.sum(axis=(0, 1)))  # b_hh is used at every step, t = 1 too
-        return dx_pre, (dh,)
+                xp.multiply(dh, z, out=s)
+                xp.add(s, xp.matmul(w_t, dh_pre[t], out=u), out=dh)
+        return dx_pre, dh_pre, (dh,)
 
 
 RECURRENT = {"rnn": VanillaRNN, "lstm": LSTM, "gru": GRU, "irnn": IRNN}
