@@ -170,16 +170,13 @@ class _Recurrent(Module):
         # dxw itself where the two are equal (RNN, LSTM); d_initial: d loss / d each initial state, (H, B)
         dxw, dhh, d_initial = self._bptt(dh_last, xs, states, record, dseq, given)
         self._hidden_grads = record
-        L, B, D = xs.shape
-        dxw_all = _steps_as_columns(dxw)  # (G*H, L*B)
-        dhh_all = dxw_all if dhh is dxw else _steps_as_columns(dhh)
-        self._input_weight.accumulate(dxw_all @ xs.reshape(L * B, D))
-        self._input_bias.accumulate(dxw_all.sum(axis=1))
         first = 0 if given[0] else 1  # step 1 meets W_hh only through a given h(0)
-        self._recurrent_weight.accumulate(
-            dhh_all[:, first * B :] @ hs[first:L].transpose(0, 2, 1).reshape(-1, self.hidden_size))
+        self._input_weight.accumulate(_sum_of_products(dxw, xs))
+        self._recurrent_weight.accumulate(_sum_of_products(dhh[first:], hs[first : len(xs)].transpose(0, 2, 1),
+                                                           self._recurrent_weight.data))
+        self._input_bias.accumulate(dxw.sum(axis=(0, 2)))
         if self._recurrent_bias is not None:  # used at every step, step 1 too
-            self._recurrent_bias.accumulate(dhh_all.sum(axis=1))
+            self._recurrent_bias.accumulate(dxw.sum(axis=(0, 2)) if dhh is dxw else dhh.sum(axis=(0, 2)))
         dx = xp.matmul(dxw.transpose(0, 2, 1), self._input_weight.data).transpose(1, 0, 2) if self.input_grad else None
         if not any(given):
             return dx  # (B, L, D)
@@ -203,9 +200,18 @@ class _Recurrent(Module):
         return f"input_size={self.input_size}, hidden_size={self.hidden_size}, n_classes={self.n_classes}"
 
 
-def _steps_as_columns(a):
-    """(L, F, B) -> (F, L*B), column t*B + b holding step t's sample b: every step's products in one matmul."""
-    return a.transpose(1, 0, 2).reshape(a.shape[1], -1)
+def _sum_of_products(a, b, like=None):
+    """sum_t a[t] @ b[t] for a (L, M, K) and b (L, K, N): a weight's gradient summed over the time steps, one
+    step's product at a time into one array (a single matmul over all steps would first copy both into
+    (M, L*K) and (L*K, N)); zeros of ``like``'s shape where L = 0."""
+    xp = backend.xp(a)
+    if not len(a):
+        return xp.zeros_like(like if like is not None else xp.empty((a.shape[1], b.shape[2]), dtype=a.dtype))
+    total = xp.matmul(a[0], b[0])
+    step = xp.empty_like(total)
+    for t in range(1, len(a)):
+        total += xp.matmul(a[t], b[t], out=step)
+    return total
 
 
 class VanillaRNN(_Recurrent):
