@@ -38,6 +38,20 @@ def test_numpy_model_equals_its_torch_twin_for_a_random_upstream_gradient(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("steps", (1, 2))
+def test_one_and_two_time_steps_equal_the_torch_twin_and_w_hh_meets_only_a_given_h0_at_step_one(name, steps):
+    nm, tm = _twins(name, d=3, h=5, c=4)
+    x = np.random.default_rng(1).standard_normal((4, steps, 3))
+    assert_close_rel(torch_twin_check(nm, tm, x, rng=np.random.default_rng(2)), 1e-12)
+    w_hh = nm.W_hh if name in ("rnn", "irnn") else nm.weight_hh
+    assert (w_hh.grad == 0).all() == (steps == 1)  # h(0) = 0: W_hh h(0) adds nothing to learn from
+    nm.zero_grad()
+    out = nm.forward(x, h0=np.ones((4, 5)))
+    nm.backward(np.ones_like(out))
+    assert (w_hh.grad != 0).any()
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_loss_and_every_gradient_equal_the_torch_twins_on_palindromes(name):
     nm, tm = _twins(name)
     x, y = _palindromes()

@@ -9,8 +9,8 @@ weight gradients with one matmul over all steps at the end instead of L small on
 Inside, a step's arrays are feature-major, (features, B), as the course writes its equations with column
 vectors: h(t) = tanh(W_hx x(t) + W_hh h(t-1) + b_h) is ``W_hh @ h`` with h (H, B), and a gated model's
 pre-activations (G*H, B) hold each gate in a contiguous block of rows. Batch-major (B, G*H) would put each
-gate in a strided slice of every row, and NumPy runs an elementwise operation on such a (B, H) slice about 3x
-slower than on a contiguous block. Inputs, outputs and gradients keep the batch-major shapes below.
+gate in a strided slice of every row, and NumPy runs an elementwise operation on such a (B, H) slice 3 to 4
+times slower than on a contiguous block. Inputs, outputs and gradients keep the batch-major shapes below.
 
 Conventions: x (B, L, D) -> logits of the last step (B, C); h(0) = 0 (and c(0) = 0) unless given;
 ``backward(dlogits) -> dx`` (B, L, D) (None with ``input_grad = False``). With ``record_hidden = True`` the backward keeps
@@ -172,11 +172,11 @@ class _Recurrent(Module):
         self._hidden_grads = record
         first = 0 if given[0] else 1  # step 1 meets W_hh only through a given h(0)
         self._input_weight.accumulate(_sum_of_products(dxw, xs))
-        self._recurrent_weight.accumulate(_sum_of_products(dhh[first:], hs[first : len(xs)].transpose(0, 2, 1),
-                                                           self._recurrent_weight.data))
-        self._input_bias.accumulate(dxw.sum(axis=(0, 2)))
+        self._recurrent_weight.accumulate(_sum_of_products(dhh[first:], hs[first : len(xs)].transpose(0, 2, 1)))
+        db = dxw.sum(axis=(0, 2))
+        self._input_bias.accumulate(db)
         if self._recurrent_bias is not None:  # used at every step, step 1 too
-            self._recurrent_bias.accumulate(dxw.sum(axis=(0, 2)) if dhh is dxw else dhh.sum(axis=(0, 2)))
+            self._recurrent_bias.accumulate(db if dhh is dxw else dhh.sum(axis=(0, 2)))
         dx = xp.matmul(dxw.transpose(0, 2, 1), self._input_weight.data).transpose(1, 0, 2) if self.input_grad else None
         if not any(given):
             return dx  # (B, L, D)
@@ -200,13 +200,13 @@ class _Recurrent(Module):
         return f"input_size={self.input_size}, hidden_size={self.hidden_size}, n_classes={self.n_classes}"
 
 
-def _sum_of_products(a, b, like=None):
-    """sum_t a[t] @ b[t] for a (L, M, K) and b (L, K, N): a weight's gradient summed over the time steps, one
-    step's product at a time into one array (a single matmul over all steps would first copy both into
-    (M, L*K) and (L*K, N)); zeros of ``like``'s shape where L = 0."""
+def _sum_of_products(a, b):
+    """sum_t a[t] @ b[t] (M, N) for a (L, M, K) and b (L, K, N), zeros where L = 0: a weight's gradient summed over
+    the time steps, one step's product at a time (one matmul over all steps would first copy both into (M, L*K)
+    and (L*K, N), which costs more than it saves: measured in docs/RESULTS.md, session 34)."""
     xp = backend.xp(a)
     if not len(a):
-        return xp.zeros_like(like if like is not None else xp.empty((a.shape[1], b.shape[2]), dtype=a.dtype))
+        return xp.zeros((a.shape[1], b.shape[2]), dtype=xp.result_type(a, b))
     total = xp.matmul(a[0], b[0])
     step = xp.empty_like(total)
     for t in range(1, len(a)):
