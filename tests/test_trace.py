@@ -46,9 +46,11 @@ def test_a_recurrent_step_shows_its_products_at_every_time_step():
     backward = next(r for r in rows if r.phase == "backward" and r.kind == "GRU")
     assert forward.inputs == (5, 19, 10) and forward.output == (5, 10)
     assert forward.products.startswith("at each of the 19 time steps (a palindrome of length T = 20 gives T - 1 = 19 input "
-                                       "digits; its last digit is the label): (5, 10) @ weight_ih^T (10, 384) -> (5, 384)")
+                                       "digits; its last digit is the label): weight_ih (384, 10) @ (10, 5) -> (384, 5); "
+                                       "weight_hh (384, 128) @ (128, 5) -> (384, 5)")
     assert "then once, on the last state: (5, 128) @ W_ph^T (128, 10) -> (5, 10)" in forward.products
     assert "back through each of the 19 time steps (BPTT)" in backward.products and backward.output == (5, 19, 10)
+    assert "dweight_hh += dA(t) (384, 5) @ (5, 128)" in backward.products
 
 
 def test_a_recurrent_layer_lists_its_time_steps_forward_and_back_from_the_last():
@@ -65,13 +67,13 @@ def test_a_recurrent_layer_lists_its_time_steps_forward_and_back_from_the_last()
         assert len(elided) == (2 if length > 7 else 0)  # the steps between, once each way
         gates = 4 if "h" in states and "c" in states else 1
         last = next(r for r in steps if r.phase == "forward" and r.layer == f"t={length}")
-        assert last.inputs == (4, 10) and last.output == (4, 128)
-        assert f"pre-activations (4, {gates * 128})" in last.products
-        assert all(f"{s}({length}) (4, 128)" in last.products and f"{s}({length - 1}) (4, 128)" in last.products
+        assert last.inputs == (4, 10) and last.output == (128, 4)  # the engine's states: a column per sample
+        assert f"pre-activations ({gates * 128}, 4)" in last.products
+        assert all(f"{s}({length}) (128, 4)" in last.products and f"{s}({length - 1}) (128, 4)" in last.products
                    for s in states)
         first_back = next(r for r in steps if r.phase == "backward")
         assert first_back.layer == f"t={length}" and first_back.output == (4, 10)
-        assert all(f"d{s}({length}) (4, 128)" in first_back.products for s in states)
+        assert all(f"d{s}({length}) (128, 4)" in first_back.products for s in states)
         # the layer's products row comes first, its steps right after it
         layer_row = next(i for i, r in enumerate(rows) if r.phase == "forward" and r.kind != "time step")
         assert rows[layer_row + 1].layer == "t=1"

@@ -9,7 +9,8 @@ then of its input) and, where the layer computes by a matrix product, that produ
 engine forms them: a convolution's im2col matrix (one row per output pixel of every image, one column
 per kernel entry of every input channel) times the kernel matrix, and in backward the products that
 give the kernel's gradient and the columns' (folded back onto the input by col2im); a linear layer's
-X W^T; a recurrent layer's products at every time step.
+X W^T; a recurrent layer's products at every time step, whose states the NumPy engine holds as (H, N), a
+column per sample, as the course writes h(t) = tanh(W_hx x(t) + W_hh h(t-1) + b_h).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _time_steps(module, name: str, x, phase: str) -> list[TraceRow]:
     states = getattr(module, "states", ("h",))
 
     def carried(t, grad: str = "") -> str:
-        return ", ".join(f"{grad}{s}({t}) {_s((n, h))}" for s in states)
+        return ", ".join(f"{grad}{s}({t}) {_s((h, n))}" for s in states)
 
     def label(steps: str) -> str:
         return f"{name} t={steps}".strip()
@@ -67,12 +68,12 @@ def _time_steps(module, name: str, x, phase: str) -> list[TraceRow]:
                                  "time steps", None, None,
                                  f"{last - first + 1} more steps, each with the shapes of the rows around them"))
         elif phase == "forward":
-            rows.append(TraceRow(phase, label(t), "time step", (n, d), (n, h),
-                                 f"x({t}) {_s((n, d))} and {carried(t - 1)} -> pre-activations {_s((n, gh))} "
+            rows.append(TraceRow(phase, label(t), "time step", (n, d), (h, n),
+                                 f"x({t}) {_s((n, d))} and {carried(t - 1)} -> pre-activations {_s((gh, n))} "
                                  f"-> {carried(t)}"))
         else:
-            rows.append(TraceRow(phase, label(t), "time step", (n, h), (n, d),
-                                 f"{carried(t, 'd')} -> dA({t}) {_s((n, gh))} -> dx({t}) {_s((n, d))}, "
+            rows.append(TraceRow(phase, label(t), "time step", (h, n), (n, d),
+                                 f"{carried(t, 'd')} -> dA({t}) {_s((gh, n))} -> dx({t}) {_s((n, d))}, "
                                  f"{carried(t - 1, 'd')}"))
     return rows
 
@@ -97,17 +98,18 @@ def _forward_products(module, x, out) -> str:
 
 
 def _recurrent_products(module, x) -> str:
-    """A recurrent layer's products at each of its T steps: every 2-d weight (out, in) times (N, in);
-    then its output layer's, once."""
+    """A recurrent layer's products at each of its T steps: every 2-d weight (out, in) times its operand as
+    (in, N), a column per sample (x(t)^T, h(t-1)); then its output layer's, once, on h(T)^T (N, H)."""
     weights = {k: v for k, v in module._parameters.items() if v is not None and v.data.ndim == 2}
     if not weights or x.ndim != 3:
         return ""
     n, t = x.shape[0], x.shape[1]
 
-    def product(name, w) -> str:
+    def product(name, w) -> str:  # as the output layer computes it: (N, in) @ W^T
         return f"{_s((n, w.data.shape[1]))} @ {name}^T {_s(w.data.shape[::-1])} -> {_s((n, w.data.shape[0]))}"
 
-    each = "; ".join(product(k, w) for k, w in weights.items() if k != HEAD)
+    each = "; ".join(f"{k} {_s(w.data.shape)} @ {_s((w.data.shape[1], n))} -> {_s((w.data.shape[0], n))}"
+                     for k, w in weights.items() if k != HEAD)
     head = f"; then once, on the last state: {product(HEAD, weights[HEAD])}" if HEAD in weights else ""
     return (f"at each of the {t} time steps (a palindrome of length T = {t + 1} gives T - 1 = {t} input digits; "
             f"its last digit is the label): {each}{head}")
@@ -131,7 +133,7 @@ def _backward_products(module, dout, dx) -> str:
     weights = {k: v for k, v in module._parameters.items() if v is not None and v.data.ndim == 2}
     if weights and dout is not None and dx is not None and getattr(dx, "ndim", 0) == 3:
         n, t = dx.shape[0], dx.shape[1]
-        each = "; ".join(f"d{name} += dA^T {_s((w.data.shape[0], n))} @ {_s((n, w.data.shape[1]))}"
+        each = "; ".join(f"d{name} += dA(t) {_s((w.data.shape[0], n))} @ {_s((n, w.data.shape[1]))}"
                          for name, w in weights.items() if name != HEAD)
         head = (f"d{HEAD} = dOut^T {_s((weights[HEAD].data.shape[0], n))} @ h_last {_s((n, weights[HEAD].data.shape[1]))}"
                 "; then " if HEAD in weights else "")
@@ -227,7 +229,9 @@ def section(run) -> list:
                  "of every image, a column per kernel entry of every input channel) by the kernel matrix, and "
                  "backward folds the columns' gradient back onto the input (col2im); a recurrent layer's row "
                  "gives its products, and a row per time step follows it (a long sequence's first and last "
-                 "steps): what each step takes in and carries on, and backward, from the last step to the first."),
+                 "steps): what each step takes in and carries on, and backward, from the last step to the first. "
+                 "Inside a recurrent layer the states are (H, N), a column per sample, as the course writes "
+                 "h(t) = tanh(W_hx x(t) + W_hh h(t-1) + b_h)."),
             table(t["rows"])]) for label, t in run.read_json(TRACE).items()])]
 
 
