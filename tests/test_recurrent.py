@@ -2,6 +2,8 @@
 gradient, dLoss/dh(t)), matches central finite differences, and the PyTorch models compute what
 torch.nn.RNN/LSTM/GRU compute (used here as references only, never in the models)."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -155,6 +157,15 @@ def test_float32_by_default_and_float64_when_loaded_with_float64():
     assert nm.forward(x.astype(np.float32)).dtype == np.float32
     nm.load_state_dict(tm.double().state_dict())
     assert nm.forward(x).dtype == np.float64
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_an_input_of_the_wrong_shape_is_refused_with_the_shape_it_needs(name):
+    nm, _ = _twins(name)  # input_size 10
+    for bad in (np.zeros((4, 5)), np.zeros((4, 5, 7)), np.zeros((2, 4, 5, 10))):
+        with pytest.raises(ValueError, match=r"\(batch, steps, input_size = 10\), got " + re.escape(str(bad.shape))):
+            nm.forward(bad)
+    assert nm.forward(np.zeros((4, 5, 10))).shape == (4, 10)
 
 
 def test_hidden_grads_need_recording_first():

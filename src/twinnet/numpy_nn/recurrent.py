@@ -83,6 +83,10 @@ class _Recurrent(Module):
 
     def _forward(self, x, initial: dict):
         """``initial``: each initial state by name (h0, and the LSTM's c0), None where it starts at zero."""
+        if getattr(x, "ndim", 0) != 3 or x.shape[2] != self.input_size:
+            raise ValueError(f"{type(self).__name__} takes x of shape (batch, steps, input_size = {self.input_size}), "
+                             f"got {tuple(getattr(x, 'shape', ()))}; a single sequence is x[None], one feature per "
+                             "step x[..., None]")
         B, H = x.shape[0], self.hidden_size
         for name, s in initial.items():
             if s is not None and tuple(s.shape) != (B, H):
