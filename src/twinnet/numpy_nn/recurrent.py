@@ -150,10 +150,9 @@ class _Recurrent(Module):
 
     _recurrent_bias = None  # a bias of its own inside the recurrent term (the gated models' bias_hh)
 
-    def _scratch(self, like, count: int = 2) -> list:
-        """``count`` (H, B) arrays in ``like``'s dtype for one step's intermediate results."""
-        xp = backend.xp(like)
-        return [xp.empty(like.shape[-2:], dtype=like.dtype) for _ in range(count)]
+    def _scratch(self, like, *names: str) -> list:
+        """A ``_buffer`` shaped and typed as ``like`` (one step's (H, B)) per name, for intermediate results."""
+        return [self._buffer(n, like.shape, like) for n in names]
 
     def backward(self, dout):
         """dlogits (B, C), or dLoss/dh(1..L) (B, L, H) with ``return_sequences`` -> dx (B, L, D), followed by
@@ -269,7 +268,7 @@ class VanillaRNN(_Recurrent):
         xp = backend.xp(hs)
         L = len(xs)
         dpre = xp.empty_like(hs[1:])  # (L, H, B)
-        (s,) = self._scratch(hs, 1)
+        (s,) = self._scratch(hs[0], "s")
         w_t = self.W_hh.data.T
         for t in range(L - 1, -1, -1):  # step t makes h(t+1) = hs[t+1]
             if dseq is not None and t < L - 1:
@@ -348,7 +347,7 @@ class LSTM(_Gated):
         acts = self._buffer("acts", xw.shape, xw)  # (L, 4H, B): sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
         tcs = self._buffer("tcs", hs[1:].shape, hs)  # (L, H, B): tanh(c(t))
         pre = self._buffer("pre", xw.shape[1:], hs)  # (4H, B): one step's pre-activations, h's dtype
-        (ig,) = self._scratch(hs, 1)
+        (ig,) = self._scratch(hs[0], "ig")  # i * g, in the chunks' arrays when evaluating
         w = self.weight_hh.data
         for t in range(len(xs)):
             xp.matmul(w, hs[t], out=pre)
@@ -370,7 +369,7 @@ class LSTM(_Gated):
         xp, H, L = backend.xp(acts), self.hidden_size, len(xs)
         dpre = xp.empty_like(acts)  # (L, 4H, B): gradient of the gate pre-activations
         dc = xp.zeros_like(dh)  # dLoss/dc(t) arriving from step t+1
-        s, u = self._scratch(dh)
+        s, u = self._scratch(dh, "s", "u")
         w_t = self.weight_hh.data.T
         for t in range(L - 1, -1, -1):
             if dseq is not None and t < L - 1:
@@ -440,7 +439,7 @@ class GRU(_Gated):
         L = len(xs)
         dx_pre = xp.empty((L, 3 * H, rz.shape[2]), dtype=hs.dtype)  # d/d(input terms): r, z, n
         dh_pre = xp.empty_like(dx_pre)  # d/d(W_hh h(t-1) + b_hh): r, z, r * dn
-        s, u = self._scratch(dh)
+        s, u = self._scratch(dh, "s", "u")
         w_t = self.weight_hh.data.T
         for t in range(L - 1, -1, -1):
             if dseq is not None and t < L - 1:
