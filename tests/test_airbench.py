@@ -309,6 +309,37 @@ def test_cifar_time_sets_each_budget_against_the_other_presets_shortest_budget_t
     assert _equal_time_blocks([rows[("fast", 350)]]) == []
 
 
+def test_cifar_time_judges_the_presets_longest_budgets_by_their_seeds_spread():
+    from twinnet.experiments.cifar_time import _longest_budget_blocks, longest_budgets
+
+    def point(preset, steps, seconds, accs):
+        return {"preset": preset, "steps": steps, "training_s": seconds, "seeds": len(accs),
+                "test_acc": float(np.mean(accs)), "test_acc_std": float(np.std(accs))}
+
+    fast = [0.9036, 0.9077, 0.9042, 0.9028, 0.9030]
+    slow = [0.9070, 0.9072, 0.9034, 0.9071, 0.9030]
+    points = [point("slow", 325, 603.0, [0.8989, 0.8978]), point("slow", 485, 885.0, slow),
+              point("fast", 350, 585.0, fast)]
+    [row] = longest_budgets(points)  # one pair, seen from the preset that trained for less time
+    assert (row["preset"], row["steps"], row["other"], row["other_steps"]) == ("fast", 350, "slow", 485)
+    assert row["time_ratio"] == pytest.approx(585 / 885)
+    assert row["difference"] == pytest.approx(np.mean(fast) - np.mean(slow))
+    standard_error = np.sqrt(np.var(fast, ddof=1) / 5 + np.var(slow, ddof=1) / 5)
+    assert row["standard_error"] == pytest.approx(standard_error)
+    text = _longest_budget_blocks(points)[0].markdown
+    assert ("fast (350 steps, 5 seeds) trains in 0.66x the time of slow (485 steps, 5 seeds) and is 0.13 points lower "
+            "(90.43% against 90.55%)") in text
+    assert f"is {100 * standard_error:.2f} points: less than twice it, so these seeds cannot tell" in text
+    # a gap of many standard errors is one the seeds resolve; a single seed has no spread to judge by
+    points[1] = point("slow", 485, 885.0, [a - 0.01 for a in slow])
+    assert "higher" in _longest_budget_blocks(points)[0].markdown and "these seeds resolve" in \
+        _longest_budget_blocks(points)[0].markdown
+    points[1] = point("slow", 485, 885.0, [0.9070])
+    assert longest_budgets(points)[0]["standard_error"] is None
+    assert "leaves no spread" in _longest_budget_blocks(points)[0].markdown
+    assert _longest_budget_blocks(points[:2]) == []  # one preset: no pair
+
+
 def test_the_whitening_layer_is_set_up_from_every_class_of_a_sorted_training_set():
     from twinnet.experiments.image import setup_sample
 

@@ -154,7 +154,7 @@ image.preset(
 # (the JPEG copy's faintest patch directions, mostly compression noise, multiplied by 14 rather than 40): 90.51% +-
 # 0.19 over the same 3 seeds (2026-12-05), no change; airbench's 5e-4 kept.
 # Five seeds of each preset, one after the other (2026-12-05): cifar-fast 90.43% +- 0.18 in 585 s, airbench94
-# 90.55% +- 0.19 in 885 s (its seeds 2 and 4 0.4 points below its first two): 0.66x the time, 0.12 points short.
+# 90.55% +- 0.19 in 885 s (its seeds 2 and 4 0.4 points below its first two): 0.66x the time, 0.13 points short.
 CIFAR_FAST = {**AIRBENCH94, "optimizer": "muon", "lr": 0.55, "weight_decay": 0.001 / 0.55, "muon_lr": 0.12,
               "muon_momentum": 0.8, "schedule": "linear", "batch_size": 1000, "steps": 350, "lookahead": 5,
               "eval_every": 350, "checkpoint_every": 35, "freeze": "1@1,9@4"}

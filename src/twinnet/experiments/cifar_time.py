@@ -165,7 +165,53 @@ def report(path: Path) -> list:
         Figure("accuracy_vs_time.png", "Test accuracy against training time for each preset and budget; error bars: "
                                        "standard deviation over seeds."),
         *_equal_time_blocks(s.get("equal_time", [])),
+        *_longest_budget_blocks(s["points"]),
     ])]
+
+
+def longest_budgets(points: list[dict]) -> list[dict]:
+    """Each pair of presets at their longest budgets, seen from the one that trained for less time: its
+    time as a fraction of the other's, its accuracy minus the other's, and that difference's standard
+    error from the seeds' spread (sample variances; None unless both have 2 seeds or more)."""
+    longest = {}
+    for p in points:
+        if p["steps"] > longest.get(p["preset"], {"steps": -1})["steps"]:
+            longest[p["preset"]] = p
+    rows = []
+    for i, a in enumerate(longest.values()):
+        for b in list(longest.values())[i + 1:]:
+            fast, slow = (a, b) if a["training_s"] <= b["training_s"] else (b, a)
+            spread = None
+            if fast["seeds"] > 1 and slow["seeds"] > 1:  # std over seeds is the population's: n / (n - 1) for sample
+                spread = float(np.sqrt(sum(p["test_acc_std"] ** 2 / (p["seeds"] - 1) for p in (fast, slow))))
+            rows.append({"preset": fast["preset"], "steps": fast["steps"], "seeds": fast["seeds"],
+                         "other": slow["preset"], "other_steps": slow["steps"], "other_seeds": slow["seeds"],
+                         "time_ratio": fast["training_s"] / slow["training_s"],
+                         "difference": fast["test_acc"] - slow["test_acc"], "standard_error": spread,
+                         "test_acc": fast["test_acc"], "other_test_acc": slow["test_acc"]})
+    return rows
+
+
+def _longest_budget_blocks(points: list[dict]) -> list:
+    """A sentence per pair of presets at their longest budgets: time, accuracy, and whether the seeds can
+    tell the accuracies apart (a difference of two standard errors or more)."""
+    sentences = []
+    for r in longest_budgets(points):
+        diff = 100 * r["difference"]
+        said = f"{abs(diff):.2f} points {'higher' if diff > 0 else 'lower'}" if round(diff, 2) else "as accurate"
+        text = (f"{r['preset']} ({r['steps']:,} steps, {r['seeds']} seed{'s' * (r['seeds'] > 1)}) trains in "
+                f"{r['time_ratio']:.2f}x the time of {r['other']} ({r['other_steps']:,} steps, {r['other_seeds']} "
+                f"seed{'s' * (r['other_seeds'] > 1)}) and is {said} ({100 * r['test_acc']:.2f}% against "
+                f"{100 * r['other_test_acc']:.2f}%).")
+        if r["standard_error"] is None:
+            text += " One seed on a side leaves no spread to judge that difference by."
+        else:
+            se = 100 * r["standard_error"]
+            text += (f" The standard error of that difference, from the seeds' spread, is {se:.2f} points: "
+                     + ("twice it or more, a difference these seeds resolve." if abs(diff) >= 2 * se else
+                        "less than twice it, so these seeds cannot tell the two presets' accuracy apart."))
+        sentences.append(text)
+    return [Text("At each preset's longest budget: " + " ".join(sentences))] if sentences else []
 
 
 def _equal_time_blocks(rows: list[dict]) -> list:
