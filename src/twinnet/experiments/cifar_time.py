@@ -11,6 +11,7 @@ of the folder.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -178,17 +179,16 @@ def longest_budgets(points: list[dict]) -> list[dict]:
         if p["steps"] > longest.get(p["preset"], {"steps": -1})["steps"]:
             longest[p["preset"]] = p
     rows = []
-    for i, a in enumerate(longest.values()):
-        for b in list(longest.values())[i + 1:]:
-            fast, slow = (a, b) if a["training_s"] <= b["training_s"] else (b, a)
-            spread = None
-            if fast["seeds"] > 1 and slow["seeds"] > 1:  # std over seeds is the population's: n / (n - 1) for sample
-                spread = float(np.sqrt(sum(p["test_acc_std"] ** 2 / (p["seeds"] - 1) for p in (fast, slow))))
-            rows.append({"preset": fast["preset"], "steps": fast["steps"], "seeds": fast["seeds"],
-                         "other": slow["preset"], "other_steps": slow["steps"], "other_seeds": slow["seeds"],
-                         "time_ratio": fast["training_s"] / slow["training_s"],
-                         "difference": fast["test_acc"] - slow["test_acc"], "standard_error": spread,
-                         "test_acc": fast["test_acc"], "other_test_acc": slow["test_acc"]})
+    for a, b in itertools.combinations(longest.values(), 2):
+        fast, slow = (a, b) if a["training_s"] <= b["training_s"] else (b, a)
+        spread = None
+        if fast["seeds"] > 1 and slow["seeds"] > 1:  # std over seeds is the population's: n / (n - 1) for sample
+            spread = float(np.sqrt(sum(p["test_acc_std"] ** 2 / (p["seeds"] - 1) for p in (fast, slow))))
+        rows.append({"preset": fast["preset"], "steps": fast["steps"], "seeds": fast["seeds"],
+                     "other": slow["preset"], "other_steps": slow["steps"], "other_seeds": slow["seeds"],
+                     "time_ratio": fast["training_s"] / slow["training_s"],
+                     "difference": fast["test_acc"] - slow["test_acc"], "standard_error": spread,
+                     "test_acc": fast["test_acc"], "other_test_acc": slow["test_acc"]})
     return rows
 
 
