@@ -276,6 +276,8 @@ CASES = [
          "fewer than its 3 classes on one side"),
     Case("cifar-time-no-presets", lambda w: ["run", "cifar-time", "--quick", "--set", "presets=", "--out", w.out()],
          "presets is empty"),
+    Case("cifar-time-fractional-seed", lambda w: ["run", "cifar-time", "--quick", "--set", "seeds=1.5", "--out", w.out()],
+         "expected comma-separated whole numbers, got '1.5'"),
     Case("threads-absurd", lambda w: ["run", "mlp-compare", "--quick", "--threads", "100000", "--out", w.out()],
          "--threads 100000 is more than 8x this machine's"),
     Case("no-such-data-dir", lambda w: ["run", "mnist-numpy", "--quick", "--data-dir", str(w.root / "nowhere"),

@@ -33,7 +33,8 @@ def _numbers(text: str, kind=float) -> list:
     try:
         return [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
+        what = "whole numbers" if kind is int else "numbers"
+        raise ValueError(f"expected comma-separated {what}, got {text!r}") from None
 
 
 @dataclass(frozen=True)
