@@ -266,6 +266,44 @@ def test_resume_after_an_interruption_equals_an_unbroken_run(engine, data_dir, t
     np.testing.assert_array_equal(pa["y_pred"], pb["y_pred"])
 
 
+def test_a_resumed_run_does_not_count_the_time_it_lay_stopped(data_dir, tmp_path, monkeypatch, capsys):
+    import time
+    import types
+
+    import twinnet.train
+    from twinnet.runs import RunDir
+
+    # the loop's clock: 1 s per reading until the interruption, 10^6 s stopped, then 1 ms per reading
+    clock = types.SimpleNamespace(now=0.0, tick=1.0)
+
+    def reading():
+        clock.now += clock.tick
+        return clock.now
+
+    fake = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
+    fake.perf_counter, fake.time, fake.monotonic = reading, lambda: 1.7e9 + clock.now, reading
+    monkeypatch.setattr(twinnet.train, "time", fake)
+    append = RunDir.append_metrics
+
+    def append_then_crash(self, record):
+        append(self, record)
+        if record["step"] == 6:  # after the checkpoint of step 4
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "append_metrics", append_then_crash)
+    out = tmp_path / "run"
+    sets = ("engine=numpy", "epochs=3", "batch_size=25", "val_split=20", "eval_every=3", "eval_unit=step")
+    assert _run("mlp-cifar", data_dir, out, *sets) == 130
+    at_step_3 = {r["step"]: r["time_s"] for r in _records(out)}[3]
+    monkeypatch.setattr(RunDir, "append_metrics", append)
+    clock.now, clock.tick = clock.now + 1e6, 1e-3
+    assert main(["run", "mlp-cifar", "--resume", str(out), "--threads", "1"]) == 0
+    times = [r["time_s"] for r in _records(out)]
+    assert times == sorted(times)
+    assert at_step_3 < times[-1] < at_step_3 + 1e3  # the time up to the checkpoint counted, the stop not
+    assert json.loads((out / "summary.json").read_text())["train_time_s"] == pytest.approx(times[-1])
+
+
 def test_resume_refuses_changed_settings(data_dir, tmp_path, capsys):
     out = tmp_path / "run"
     assert _run("mlp-cifar", data_dir, out, extra=["--quick"]) == 0
