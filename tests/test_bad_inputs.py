@@ -278,7 +278,7 @@ CASES = [
          "presets is empty"),
     Case("cifar-time-fractional-seed",
          lambda w: ["run", "cifar-time", "--quick", "--set", "seeds=1.5", "--out", w.out()],
-         "expected comma-separated whole numbers, got '1.5'"),
+         "seeds: expected comma-separated whole numbers, got '1.5'"),
     Case("threads-absurd", lambda w: ["run", "mlp-compare", "--quick", "--threads", "100000", "--out", w.out()],
          "--threads 100000 is more than 8x this machine's"),
     Case("no-such-data-dir", lambda w: ["run", "mnist-numpy", "--quick", "--data-dir", str(w.root / "nowhere"),

@@ -29,12 +29,12 @@ from twinnet.sweep import Job, finished, run_sweep
 KEYS = ("test_acc", "train_time_s", "eval_time_s", "steps", "model", "data_source")
 
 
-def _numbers(text: str, kind=float) -> list:
+def _numbers(name: str, text: str, kind=float) -> list:
     try:
         return [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
         what = "whole numbers" if kind is int else "numbers"
-        raise ValueError(f"expected comma-separated {what}, got {text!r}") from None
+        raise ValueError(f"{name}: expected comma-separated {what}, got {text!r}") from None
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class TimeConfig(BaseConfig):
         super().__post_init__()
         from twinnet.registry import get_experiment
 
-        fractions, seeds = _numbers(self.budgets), _numbers(self.seeds, int)
+        fractions, seeds = _numbers("budgets", self.budgets), _numbers("seeds", self.seeds, int)
         if not fractions or not all(0 < f <= 1 for f in fractions):
             raise ValueError(f"budgets must be fractions in (0, 1], got {self.budgets!r}")
         if not seeds or min(seeds) < 0:
@@ -77,13 +77,13 @@ class TimeConfig(BaseConfig):
             if not full:
                 raise ValueError(f"{name} trains for epochs, not a fixed number of steps; cifar-time takes fractions "
                                  "of a preset's steps (airbench94: 485)")
-            for fraction in _numbers(self.budgets):
+            for fraction in _numbers("budgets", self.budgets):
                 steps = max(1, round(fraction * full))
                 values = {"steps": steps, "eval_every": steps, "eval_unit": "step"}
                 if preset.freeze:  # its layers stop training as far into the shorter run as into the whole one
                     values["freeze"] = image.scale_freeze(preset.freeze, fraction)
                 resolve_config(name, quick=quick, values=values)  # every budget's settings checked before any trains
-                for seed in _numbers(self.seeds, int):
+                for seed in _numbers("seeds", self.seeds, int):
                     out.append(Job(f"{name}-{steps}steps-seed{seed}", name, seed=seed, quick=quick, cost=steps,
                                    values=values, labels={"preset": name, "fraction": fraction, "seed": seed}))
         return out
