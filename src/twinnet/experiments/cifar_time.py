@@ -50,7 +50,7 @@ class TimeConfig(BaseConfig):
         super().__post_init__()
         from twinnet.registry import get_experiment
 
-        fractions, seeds = _numbers("budgets", self.budgets), _numbers("seeds", self.seeds, int)
+        fractions, seeds = self.fractions(), self.seed_list()
         if not fractions or not all(0 < f <= 1 for f in fractions):
             raise ValueError(f"budgets must be fractions in (0, 1], got {self.budgets!r}")
         if not seeds or min(seeds) < 0:
@@ -67,6 +67,12 @@ class TimeConfig(BaseConfig):
     def names(self) -> list[str]:
         return [p.strip() for p in self.presets.split(",") if p.strip()]
 
+    def fractions(self) -> list[float]:
+        return _numbers("budgets", self.budgets)
+
+    def seed_list(self) -> list[int]:
+        return _numbers("seeds", self.seeds, int)
+
     def jobs(self, quick: bool = False) -> list[Job]:
         from twinnet.runner import resolve_config
 
@@ -77,13 +83,13 @@ class TimeConfig(BaseConfig):
             if not full:
                 raise ValueError(f"{name} trains for epochs, not a fixed number of steps; cifar-time takes fractions "
                                  "of a preset's steps (airbench94: 485)")
-            for fraction in _numbers("budgets", self.budgets):
+            for fraction in self.fractions():
                 steps = max(1, round(fraction * full))
                 values = {"steps": steps, "eval_every": steps, "eval_unit": "step"}
                 if preset.freeze:  # its layers stop training as far into the shorter run as into the whole one
                     values["freeze"] = image.scale_freeze(preset.freeze, fraction)
                 resolve_config(name, quick=quick, values=values)  # every budget's settings checked before any trains
-                for seed in _numbers("seeds", self.seeds, int):
+                for seed in self.seed_list():
                     out.append(Job(f"{name}-{steps}steps-seed{seed}", name, seed=seed, quick=quick, cost=steps,
                                    values=values, labels={"preset": name, "fraction": fraction, "seed": seed}))
         return out
