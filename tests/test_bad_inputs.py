@@ -234,6 +234,12 @@ class Case:
     code: int = 2
 
 
+def _cifar_data_dir_text_file(w: World) -> list[str]:
+    notes = w.root / "notes.txt"
+    notes.write_text("where the data is: ask the teacher\n")
+    return ["run", "cnn-vgg", "--quick", "--data-dir", str(notes), "--out", w.out()]
+
+
 def _constant_mnist(w: World) -> list[str]:
     from fake_data import idx
 
@@ -279,6 +285,32 @@ CASES = [
     Case("cifar-time-fractional-seed",
          lambda w: ["run", "cifar-time", "--quick", "--set", "seeds=1.5", "--out", w.out()],
          "seeds: expected comma-separated whole numbers, got '1.5'"),
+    Case("cifar-time-seed-past-the-last", lambda w: ["run", "cifar-time", "--quick", "--set", "seeds=0,4294967296",
+                                                     "--out", w.out()], "seeds must be whole numbers in [0, 2**32)"),
+    Case("cifar-time-budgets-of-the-same-steps",  # a quick airbench94 has 4 steps: both budgets give it 1
+         lambda w: ["run", "cifar-time", "--quick", "--set", "budgets=0.001,0.002", "--out", w.out()],
+         "budgets 0.001 and 0.002 both give airbench94 1 step(s) of its 4"),
+    Case("palindrome-sweep-seeds-past-the-last",
+         lambda w: ["run", "palindrome-sweep", "--quick", "--seed", "4294967295", "--set", "n_seeds=2", "--out",
+                    w.out()], "4294967295 + 2 - 1 is past the last seed"),
+    Case("reproduce-full-seeds-past-the-last",  # --full adds runs at --seed + 1 and + 2
+         lambda w: ["reproduce", "--full", "--parts", "cnn", "--seed", "4294967294", "--data-dir", str(w.data),
+                    "--out", w.out()], "seed must be an integer in [0, 2**32), got 4294967296"),
+    Case("batch-norm-on-one-image", lambda w: ["run", "mlp-cifar-best", "--quick", "--data-dir", str(w.data),
+                                               "--set", "batching=sample", "--out", w.out()],
+         "has batch norm over one value per channel, which a batch of one image cannot train"),
+    Case("batch-norm-last-batch-of-one",  # the quick run's 56 training images
+         lambda w: ["run", "mlp-cifar-best", "--quick", "--data-dir", str(w.data), "--set", "batch_size=55", "--out",
+                    w.out()], "batch_size=55 leaves a last batch of 1 of the 56 training images; choose a batch_size "
+                              "that does not, e.g. 54"),
+    Case("out-with-runs-dir", lambda w: ["run", "mlp-compare", "--quick", "--out", w.out(), "--runs-dir",
+                                         str(w.root / "elsewhere")], "drop one of them"),
+    Case("resume-a-finished-run", lambda w: ["run", "mlp-cifar", "--resume", str(w.run("finished-run")),
+                                             "--data-dir", str(w.data)], "this run has finished"),
+    Case("resume-with-seed", lambda w: ["run", "mlp-cifar", "--resume", str(w.run()), "--seed", "3"],
+         "drop --out, --quick and --seed"),
+    Case("show-config-of-a-resume-with-seed", lambda w: ["run", "mlp-cifar", "--resume", str(w.run()), "--seed", "3",
+                                                         "--show-config"], "drop --out, --quick and --seed"),
     Case("threads-absurd", lambda w: ["run", "mlp-compare", "--quick", "--threads", "100000", "--out", w.out()],
          "--threads 100000 is more than 8x this machine's"),
     Case("no-such-data-dir", lambda w: ["run", "mnist-numpy", "--quick", "--data-dir", str(w.root / "nowhere"),
@@ -286,6 +318,8 @@ CASES = [
     Case("data-dir-is-a-file", lambda w: ["run", "mnist-numpy", "--quick", "--data-dir",
                                           str(w.data / "mnist" / "t10k-labels-idx1-ubyte.gz"), "--out", w.out()],
          "is a file; MNIST is read from the folder holding its four files"),
+    Case("cifar-data-dir-is-a-text-file", _cifar_data_dir_text_file,
+         "notes.txt is a file, and no archive (.tar.gz, .tgz, .tar or .zip)"),
     Case("no-mnist-files", lambda w: ["run", "mnist-numpy", "--quick", "--data-dir", str(w.data / "cifar10"),
                                       "--out", w.out()], "train-images-idx3-ubyte"),
     Case("mnist-checksum", _run("mnist-numpy", extra=("--quick",)), "--set verify=false"),

@@ -276,3 +276,18 @@ def test_the_fake_data_script_the_readme_names_writes_data_both_loaders_read(tmp
     assert sorted(set(images.test.y.tolist())) == list(range(10))
     usage = subprocess.run([sys.executable, script], capture_output=True, text=True)
     assert usage.returncode == 1 and "usage: python tests/fake_data.py DIR" in usage.stderr
+
+
+def test_a_run_that_kept_nothing_removes_its_folders_but_not_a_run_started_inside_them(tmp_path):
+    from twinnet.runs import RunDir
+
+    root = tmp_path / "runs"
+    failed = RunDir.create("mlp-compare", runs_root=root)  # made runs/, runs/mlp-compare/ and its own folder
+    other = RunDir.create("palindrome", runs_root=root)  # another run, started meanwhile under the same root
+    other.write_json("config.json", {"seed": 0})
+    failed.discard()
+    assert not failed.path.exists() and not (root / "mlp-compare").exists()
+    assert other.file("config.json").exists()  # the other run's files are untouched
+    alone = RunDir.create("mlp-compare", runs_root=tmp_path / "fresh")
+    alone.discard()
+    assert not (tmp_path / "fresh").exists()  # every folder it made, when nothing else is in them

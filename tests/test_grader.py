@@ -668,6 +668,81 @@ def test_uva_from_2022_elu_layers_and_an_elu_mlp_are_graded(bug, tmp_path):
         assert 0 < rows["elu"].passed < rows["elu"].total and "dx: relative error" in rows["elu"].first_failure
 
 
+@pytest.mark.parametrize("bug", [None, "derivative"])
+def test_an_older_years_elu_module_with_alpha_fixed_at_one_is_graded_where_alpha_is_one(bug, tmp_path):
+    """Before 2024 UvA's ELUModule() took no alpha (it is 1): the configurations at alpha 1 are graded, the
+    others are not applicable, and a wrong derivative still fails."""
+    elu = ELU_MODULE.replace("def __init__(self, alpha):\n        self.alpha = alpha",
+                             "def __init__(self):\n        self.alpha = 1.0")
+    assert elu != ELU_MODULE
+    if bug == "derivative":
+        elu = elu.replace("dout * np.where(self.x > 0, 1.0,", "dout * np.where(self.x > 0, 0.5,")
+    (tmp_path / "modules.py").write_text((STUDENTS / "uva" / "modules.py").read_text() + elu)
+    row = grade([tmp_path / "modules.py"], resolve_convention("uva-elu", None), only=["elu"]).rows[0]
+    assert row.total > 0 and row.skipped > 0  # graded at alpha 1, the other alphas not applicable
+    assert (row.passed == row.total) == (bug is None), row.failures
+    if bug is None:
+        assert not row.failures
+
+
+def test_references_keep_autograd_when_a_submission_switches_it_off_for_the_process(tmp_path):
+    """A file that runs ``torch.set_grad_enabled(False)`` when it is loaded must not fail the grader's own
+    references (computed with autograd): the correct layers pass."""
+    source = (STUDENTS / "cs231n" / "layers.py").read_text()
+    (tmp_path / "layers.py").write_text("import torch\ntorch.set_grad_enabled(False)\n" + source)
+    report = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["linear", "softmax_loss"])
+    assert all(r.total > 0 and r.passed == r.total for r in report.rows), [r.failures for r in report.rows]
+    import torch
+
+    assert torch.is_grad_enabled()  # the switch as it was before the file was loaded
+
+
+def test_a_file_that_puts_its_own_object_in_sys_stdouts_place_is_graded_without_a_traceback(tmp_path, capsys):
+    """A log-to-file class as ``sys.stdout`` (write and flush, no ``closed``): the grade, and no traceback."""
+    tee = ("import sys\n\nclass Tee:\n    def __init__(self, out):\n        self.out = out\n"
+           "    def write(self, s):\n        return self.out.write(s)\n"
+           "    def flush(self):\n        self.out.flush()\n\n"
+           "sys.stdout = Tee(sys.stdout)\n\n")
+    (tmp_path / "layers.py").write_text("import numpy as np\n" + tee + RELU)
+    assert main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--only", "relu"]) == 0
+    out, err = capsys.readouterr()  # what the grading child printed is shown on stdout
+    assert "| ReLU | 8/8 |" in out and "Traceback" not in out + err and "closed" not in out + err, out
+
+
+def test_the_mlps_starting_weights_follow_the_grading_seed_not_torchs_global_stream():
+    """``--seed`` reproduces a failure: the whole MLP's starting weights come from it, whatever torch's own
+    random stream holds."""
+    import torch
+
+    files = [STUDENTS / "uva" / "modules.py", STUDENTS / "uva" / "mlp_numpy.py"]
+    worst = []
+    for torch_seed in (1, 2):
+        torch.manual_seed(torch_seed)
+        row = grade(files, resolve_convention("uva", None), only=["mlp"], seed=3).rows[0]
+        assert row.total > 0 and row.passed == row.total, row.failures
+        worst.append(row.worst_error)
+    assert worst[0] == worst[1] > 0
+
+
+def test_a_file_that_takes_its_own_folder_off_the_path_is_graded(tmp_path):
+    source = (STUDENTS / "cs231n" / "layers.py").read_text()
+    (tmp_path / "layers.py").write_text(f"import sys\nsys.path.remove({str(tmp_path)!r})\n" + source)
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["relu"]).rows[0]
+    assert row.total > 0 and row.passed == row.total, row.failures
+
+
+def test_a_softmax_loss_whose_probability_underflows_before_its_log_is_told_why(tmp_path):
+    """``-log(probs[y])`` is inf on logits of size 1000, where the true class's probability underflows to 0:
+    the failure says so and what to compute instead; the log-sum-exp form passes."""
+    source = (STUDENTS / "cs231n" / "layers.py").read_text()
+    naive = "loss = -np.sum(np.log(probs[np.arange(N), y])) / N"
+    (tmp_path / "layers.py").write_text(source.replace("loss = -np.sum(log_probs[np.arange(N), y]) / N", naive))
+    assert naive in (tmp_path / "layers.py").read_text()
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["softmax_loss"]).rows[0]
+    assert 0 < row.passed < row.total
+    assert "a probability underflowed to 0 before its log" in row.first_failure, row.failures
+
+
 @pytest.mark.parametrize("shape", ["flat", "row", "column"])
 def test_a_uva_bias_in_any_layout_the_student_created_is_graded_in_that_layout(shape, tmp_path):
     """UvA's students create their parameters themselves: (out,), (1, out) or (out, 1) biases all pass."""

@@ -86,6 +86,11 @@ def test_an_interrupted_group_resumes_keeping_its_finished_seeds(tmp_path, capsy
     assert not (out / "summary.json").exists() and not (out / "seed-1").exists()
     monkeypatch.setattr(twinnet.runner, "run_experiment", real)
     assert main(["run", "mlp-compare", "--resume", str(out), "--set", "lr=0.5"]) == 2  # saved settings only
+    assert main(["run", "mlp-compare", "--resume", str(out), "--seed", "5"]) == 2  # its own seeds only
+    assert "drop --out, --quick and --seed" in capsys.readouterr().err
+    assert main(["run", "mlp-compare", "--resume", str(out), "--show-config"]) == 0  # what its seeds continue with
+    shown = capsys.readouterr().out
+    assert "datasets = ['moons']" in shown and "seed = 0" in shown
     assert main(["run", "mlp-compare", "--resume", str(out)]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in (out / "seed-0").iterdir()} == first  # not trained again
     assert _json(out / "summary.json")["seeds"] == [0, 1] and (out / "seed-1" / "summary.json").exists()

@@ -177,8 +177,7 @@ def _cmd_list() -> None:
 
 
 def _cmd_run(args, command: str) -> None:
-    from twinnet.config import describe_fields, to_dict
-    from twinnet.registry import get_experiment
+    from twinnet.config import to_dict
     from twinnet.runner import announce, resolve_config, resolve_data_dir, run_experiment
 
     from twinnet import distributed, seeds
@@ -187,6 +186,8 @@ def _cmd_run(args, command: str) -> None:
         raise TwinnetError(f"--threads must be >= 1, got {args.threads}")
     if args.resume is not None and args.runs_dir is not None:
         raise TwinnetError("--resume continues the run where it is: drop --runs-dir (it places new runs)")
+    if args.out is not None and args.runs_dir is not None:
+        raise TwinnetError("--out names the run's own folder, so --runs-dir would place nothing: drop one of them")
     runs_root = args.runs_dir if args.runs_dir is not None else Path("runs")
     if distributed.launched():
         if args.seeds is not None or (args.resume is not None and seeds.is_group(args.resume)):
@@ -200,6 +201,8 @@ def _cmd_run(args, command: str) -> None:
     data = args.data_dir if distributed.launched() else resolve_data_dir(args.data_dir)
     if args.seed is not None and not 0 <= args.seed < 2**32:
         raise TwinnetError(f"--seed must be in [0, 2**32), got {args.seed}")
+    if args.resume is not None and (args.out is not None or args.quick or args.seed is not None):
+        raise TwinnetError("--resume continues RUN_DIR with its saved configuration: drop --out, --quick and --seed")
     if args.seeds is not None or (args.resume is not None and seeds.is_group(args.resume)):
         if args.seeds is not None and args.seed is not None:
             raise TwinnetError("--seeds runs every seed it lists: drop --seed")
@@ -207,8 +210,11 @@ def _cmd_run(args, command: str) -> None:
             raise TwinnetError("--resume continues a group with the seeds it started with: drop --seeds")
         if any(o.partition("=")[0].strip() == "seed" for o in args.overrides):
             raise TwinnetError("--seeds sets each run's seed itself, so --set seed=... would change nothing: drop it")
+        if args.show_config and args.resume is not None:  # what the group's runs continue with
+            _print_config(args.experiment, to_dict(seeds.group_config(Path(args.resume), args.experiment)))
+            return
         if args.show_config:
-            args.seed = seeds.parse_seeds(args.seeds)[0] if args.seeds is not None else None
+            args.seed = seeds.parse_seeds(args.seeds)[0]
         else:
             path = seeds.run_group(args.experiment, args.overrides,
                                    seeds.parse_seeds(args.seeds) if args.seeds is not None else [],
@@ -223,9 +229,7 @@ def _cmd_run(args, command: str) -> None:
             cfg = to_dict(reopen(args.experiment, Path(args.resume), args.overrides)[2])
         else:
             cfg = to_dict(resolve_config(args.experiment, args.overrides, args.quick, args.seed))
-        types = {name: tp for name, tp, _ in describe_fields(get_experiment(args.experiment).config_cls)}
-        for k, v in cfg.items():
-            print(f"{k} = {v!r}    ({types[k]})")
+        _print_config(args.experiment, cfg)
         return
     path = run_experiment(
         args.experiment, args.overrides, quick=args.quick, seed=args.seed, out=args.out,
@@ -234,6 +238,16 @@ def _cmd_run(args, command: str) -> None:
     if distributed.world().rank == 0:  # the others trained in scratch directories of their own
         announce(path)
     _diverged(path)
+
+
+def _print_config(name: str, cfg: dict) -> None:
+    """``--show-config``: every setting, its value and its type."""
+    from twinnet.config import describe_fields
+    from twinnet.registry import get_experiment
+
+    types = {field: tp for field, tp, _ in describe_fields(get_experiment(name).config_cls)}
+    for k, v in cfg.items():
+        print(f"{k} = {v!r}    ({types[k]})")
 
 
 def _diverged(path: Path) -> None:

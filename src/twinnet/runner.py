@@ -321,6 +321,23 @@ def _work(run_dir: RunDir) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for pattern in (METRICS, RESULTS, "*.pt") for p in run_dir.path.rglob(pattern)}
 
 
+def _refuse_finished(run_dir: RunDir) -> None:
+    """A single run that finished has nothing to continue, and resuming it would write its summary again
+    (its times among it). A folder of runs (its results.jsonl) may be resumed to add runs, and a diverged
+    run to try again."""
+    if not run_dir.file(SUMMARY).is_file() or run_dir.file(RESULTS).exists():
+        return
+    try:
+        summary = run_dir.read_json(SUMMARY)
+    except TwinnetError:  # damaged: the run goes on and writes it whole
+        return
+    outcome = summary.get("outcome") if isinstance(summary, dict) else None
+    if isinstance(outcome, str) and outcome != "diverged":
+        raise TwinnetError(f"--resume {run_dir.path}: this run has finished ({SUMMARY} says {outcome}), so there is "
+                           f"nothing to continue; `twinnet report {run_dir.path}` draws its report again, and a new "
+                           "run (with more steps or epochs) trains longer")
+
+
 def reopen(name: str, path: Path, overrides: list[str]) -> tuple[RunDir, dict, Any]:
     """The directory, saved config.json and configuration (with ``overrides`` applied) of a run to
     resume. Reads only: every check is made here, before the resumed run writes anything."""
@@ -344,6 +361,7 @@ def reopen(name: str, path: Path, overrides: list[str]) -> tuple[RunDir, dict, A
                            "set it back as it was, or start a new run")
     if saved.get("experiment") != name:
         raise TwinnetError(f"--resume {path}: that is a run of {saved.get('experiment')!r}, not {name!r}")
+    _refuse_finished(run_dir)
     ranks, now = _read_env(run_dir).get("world_size", 1), distributed.world().size
     if isinstance(ranks, int) and ranks != now:  # checked again against its checkpoint, after the data is loaded
         raise TwinnetError(f"--resume {path}: {distributed.other_world(ranks, now)}")

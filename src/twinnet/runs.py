@@ -166,9 +166,17 @@ class RunDir:
         return cls(path, created)
 
     def discard(self) -> None:
-        """Remove a new run that kept nothing: the folders this process made for it, else its contents."""
+        """Remove a new run that kept nothing: its folder and those of the folders this process made above it
+        that nothing else has filled since (another run may have started in them), else its contents."""
         if self.created is not None:
-            shutil.rmtree(self.created, ignore_errors=True)
+            shutil.rmtree(self.path, ignore_errors=True)
+            for parent in self.path.parents:
+                if parent == self.created.parent:
+                    break
+                try:
+                    parent.rmdir()  # only when empty
+                except OSError:
+                    break
             return
         for p in self.path.iterdir():
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)

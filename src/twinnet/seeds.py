@@ -117,6 +117,17 @@ def run_group(name: str, overrides: list[str], seeds: list[int], *, quick: bool 
     return group.path
 
 
+def group_config(path: Path, name: str) -> Any:
+    """The configuration a resumed group's next run takes (its first seed's; each seed's differs only in
+    its seed), read from the group's config.json and checked as a resume checks it."""
+    from twinnet.runner import resolve_config
+
+    saved = _read_group(RunDir(path))
+    if saved["experiment"] != name:
+        raise TwinnetError(f"--resume {path}: that is a group of {saved['experiment']!r} runs, not {name!r}")
+    return resolve_config(name, saved["overrides"], saved["quick"], saved[GROUP][0])
+
+
 def _read_group(group: RunDir) -> dict:
     """A group's config.json, every field checked."""
     if not group.path.is_dir() or not group.file(CONFIG).exists():

@@ -126,6 +126,9 @@ def _find_source(data_dir: str | Path | None, download: bool) -> _Source:
                 f"holding {_WANTED}"
             )
     base = Path(data_dir).expanduser()
+    if base.is_file() and base.name != ARCHIVE_NAME and not _is_archive(base):
+        raise TwinnetError(f"the data directory {base} is a file, and no archive (.tar.gz, .tgz, .tar or .zip); give "
+                           f"the folder holding {_WANTED}, or such an archive itself")
     if base.is_file():
         return _Source("archive" if base.name == ARCHIVE_NAME else "image-archive", base)
     dirs = [base / sub for sub in SUBDIRS] + [base]

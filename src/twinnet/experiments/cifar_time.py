@@ -18,6 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from twinnet import TwinnetError
 from twinnet.config import BaseConfig, check_unique
 from twinnet.experiments import image
 from twinnet.registry import Experiment, register
@@ -53,8 +54,8 @@ class TimeConfig(BaseConfig):
         fractions, seeds = self.fractions(), self.seed_list()
         if not fractions or not all(0 < f <= 1 for f in fractions):
             raise ValueError(f"budgets must be fractions in (0, 1], got {self.budgets!r}")
-        if not seeds or min(seeds) < 0:
-            raise ValueError(f"seeds must be integers >= 0, got {self.seeds!r}")
+        if not seeds or min(seeds) < 0 or max(seeds) >= 2**32:
+            raise ValueError(f"seeds must be whole numbers in [0, 2**32), got {self.seeds!r}")
         if not self.names():
             raise ValueError("presets is empty; name at least one image preset (e.g. --set presets=airbench94,cifar-fast)")
         check_unique("presets", self.names())
@@ -81,10 +82,15 @@ class TimeConfig(BaseConfig):
             preset = resolve_config(name, quick=quick)
             full = preset.steps
             if not full:
-                raise ValueError(f"{name} trains for epochs, not a fixed number of steps; cifar-time takes fractions "
+                raise TwinnetError(f"{name} trains for epochs, not a fixed number of steps; cifar-time takes fractions "
                                  "of a preset's steps (airbench94: 485)")
+            budget_of: dict[int, float] = {}  # steps -> the budget that gave them
             for fraction in self.fractions():
                 steps = max(1, round(fraction * full))
+                if steps in budget_of:
+                    raise TwinnetError(f"budgets {budget_of[steps]:g} and {fraction:g} both give {name} {steps:,} "
+                                     f"step(s) of its {full:,}; list budgets that differ by at least {1 / full:.2g}")
+                budget_of[steps] = fraction
                 values = {"steps": steps, "eval_every": steps, "eval_unit": "step"}
                 if preset.freeze:  # its layers stop training as far into the shorter run as into the whole one
                     values["freeze"] = image.scale_freeze(preset.freeze, fraction)

@@ -217,10 +217,45 @@ def check_against_data(cfg: ImageConfig, data: ImageData) -> None:
                            f"{tuple(data.train.x.shape[1:])}")
     if cfg.small_crop:
         _check_small_crop(cfg)
+    _check_batch_of_one(cfg, len(data.train))
     total = cfg.total_steps(len(data.train))
     if cfg.schedule == "warmup_cosine" and cfg.warmup_steps >= total:
         raise TwinnetError(f"warmup_steps={cfg.warmup_steps} must be below the run's {total:,} steps "
                            f"({cfg.epochs} epochs of {cfg.steps_per_epoch(len(data.train)):,}); lower it")
+
+
+def _check_batch_of_one(cfg: ImageConfig, n: int) -> None:
+    """A batch of one image cannot train a model whose batch norm normalises one value per channel (after a
+    linear layer, or on 1x1 maps): torch refuses it, and the mean of one value leaves nothing to learn from.
+    Checked, in both engines alike, only where the run would draw such a batch."""
+    import torch
+
+    from twinnet import distributed
+    from twinnet.architectures import nn_namespace
+
+    size = cfg.batch_len(n)
+    if (n % size or size) != 1 or distributed.world().size > 1:
+        return
+    spec = MODELS[cfg.model]
+    with torch.random.fork_rng():  # the run's random streams untouched
+        model = spec.build(nn_namespace("torch")).train()
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, *spec.input_shape))
+            return
+        except ValueError as e:
+            if "more than 1 value per channel" not in str(e):
+                raise
+    if cfg.batching == "sample":
+        why, fix = "batching=sample trains on one image per step", "use batching=mini with a batch_size of 2 or more"
+    elif size == n:
+        why, fix = "the training set is one image", "train on more images (train_subset)"
+    else:
+        other = next(b for b in (size + d * s for d in range(1, n) for s in (-1, 1)) if 2 <= b <= n and n % b != 1)
+        why, fix = (f"batch_size={size} leaves a last batch of 1 of the {n:,} training images",
+                    f"choose a batch_size that does not, e.g. {other}")
+    raise TwinnetError(f"{cfg.model} has batch norm over one value per channel, which a batch of one image cannot "
+                       f"train, and {why}; {fix}")
 
 
 def _check_small_crop(cfg: ImageConfig) -> None:

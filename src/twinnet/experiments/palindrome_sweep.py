@@ -48,6 +48,9 @@ class SweepConfig(Recipe):
         check_grid(self.models, self.lengths)
         if self.n_seeds < 1 or self.workers < 0:
             raise ValueError("n_seeds must be >= 1 and workers >= 0")
+        if self.seed + self.n_seeds > 2**32:
+            raise ValueError(f"seeds run from seed to seed + n_seeds - 1, and {self.seed} + {self.n_seeds} - 1 is past "
+                             "the last seed, 2**32 - 1; lower seed or n_seeds")
 
     def jobs(self, quick: bool = False) -> list[Job]:
         return [Job(f"runs/{m}-T{t}-seed{s}", "palindrome", values=job_values(self, m, t), seed=s,

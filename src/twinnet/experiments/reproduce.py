@@ -110,15 +110,20 @@ class ReproduceConfig(BaseConfig):
 
 
 def check_data(jobs: list[Job], data_dir: Path | None) -> None:
-    """Before anything trains: every dataset the jobs read can be found (a one-line error naming the
-    part to leave out otherwise)."""
+    """Before anything trains: every job's settings hold at its own seed (--full adds runs at --seed + 1 and
+    + 2), and every dataset the jobs read can be found (a one-line error naming the part to leave out
+    otherwise)."""
     from twinnet import TwinnetError
     from twinnet.data import cifar, mnist
     from twinnet.runner import resolve_config
 
     needed: dict[str, list[str]] = {}
     for j in jobs:
-        dataset = getattr(resolve_config(j.experiment, quick=j.quick, values=j.values), "dataset", None)
+        try:
+            cfg = resolve_config(j.experiment, quick=j.quick, values={**j.values, "seed": j.seed})
+        except TwinnetError as e:
+            raise TwinnetError(f"the run {j.key} at seed {j.seed}: {e}") from None
+        dataset = getattr(cfg, "dataset", None)
         if dataset in ("mnist", "cifar10"):
             needed.setdefault(dataset, []).append(j.key)
     for dataset, keys in needed.items():

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from twinnet import TwinnetError
 from twinnet.grader.compare import Wrong, error, passes, scale_hint
@@ -179,7 +180,9 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
         label = f"{kind} #{index} " + " ".join(f"{k}={v}" for k, v in cfg.items())
         _progress("config", label)
         try:
-            with np.errstate(all="ignore"):  # overflow in the student's code is reported as a non-finite value
+            # overflow in the student's code is reported as a non-finite value; the references' autograd on,
+            # whatever the files did to torch's switch when they were loaded (torch.set_grad_enabled(False))
+            with np.errstate(all="ignore"), torch.enable_grad():
                 quantities = spec.check(cfg, ctx)
             problem, worst = None, 0.0
             for name, (student, references) in quantities.items():
@@ -238,8 +241,6 @@ def format_table(report: Report) -> str:
             [r.title, "-", "-", NOT_SUBMITTED, "-"] for r in report.rows]
     table = markdown_table(["layer", "passed", "worst error", "first failure (reproduce with --only and --seed)",
                             "points"], rows)
-    import torch
-
     total = sum(r.points for r in report.rows)
     verdict = "all passed" if report.ok else "FAILED"
     return (f"twinnet check: {', '.join(Path(f).name for f in report.files)} ({report.convention} convention, "

@@ -286,10 +286,31 @@ def _build(ctx: Context, key: str, *args):
             if name not in ctx.entry["args"] and given[name] != fixed:
                 raise NotApplicable(f"{name}={given[name]!r}")
         args = tuple(given[name] for name in ctx.entry["args"])
+    elif key == "class" and (n := _positional(cls)) is not None and n < len(args):
+        # a class that fixes its last arguments (an older year's ELUModule() with alpha 1): graded where they hold
+        tail = ARGUMENTS[ctx.kind][n:len(args)]
+        if all(fixed is not None for _, fixed in tail):
+            for (name, fixed), value in zip(tail, args[n:]):
+                if value != fixed:
+                    raise NotApplicable(f"{name}={value!r}; {ctx.entry[key]}() takes no {name}, so it is {fixed!r}")
+            args = args[:n]
     layer = ctx.call(cls, *args, what=f"{ctx.entry[key]}({', '.join(map(repr, args))})")
     if hasattr(layer, "double") and ctx.convention.get("params") == "attributes":
         ctx.call(layer.double, what=f"{ctx.entry[key]}.double")
     return layer
+
+
+def _positional(cls) -> int | None:
+    """How many arguments ``cls(...)`` takes by position (None: any number, or its signature cannot be read)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return None
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
 
 
 _MISSING = object()
@@ -882,7 +903,18 @@ def _softmax_loss(cfg, ctx: Context) -> Quantities:
     loss_t.backward()
     twin = nn.CrossEntropyLoss()
     twin_loss = twin.forward(x.copy(), y)
-    return _loss_call(ctx, x, y, [float(loss_t.detach()), twin_loss], [_g(xt), twin.backward()])
+    quantities = _loss_call(ctx, x, y, [float(loss_t.detach()), twin_loss], [_g(xt), twin.backward()])
+    try:  # an infinite loss beside a finite gradient: the softmax was stable, its log was not
+        got = np.asarray(quantities["loss"][0], dtype=np.float64)
+        underflowed = (got.size == 1 and bool(np.isposinf(got.reshape(-1)[0]))
+                       and bool(np.isfinite(np.asarray(quantities["dx"][0], dtype=np.float64)).all()))
+    except (TypeError, ValueError):  # not numbers: said by the comparison
+        underflowed = False
+    if underflowed:
+        raise Wrong(f"loss is inf where the reference is {twin_loss:.4g}: a probability underflowed to 0 before its "
+                    "log (logits far apart); take log-probabilities as shifted - log(sum(exp(shifted))), not "
+                    "log(softmax)")
+    return quantities
 
 
 def _loss_call(ctx: Context, x, y, loss_refs: list, dx_refs: list) -> Quantities:
@@ -1312,8 +1344,10 @@ def _mlp(cfg, ctx: Context) -> Quantities:
     sizes = [cfg["inputs"], *cfg["hidden"], cfg["classes"]]
     layers = []
     activation = {"relu": torch.nn.ReLU, "elu": torch.nn.ELU}[ctx.entry.get("activation", "relu")]  # ELU: alpha 1
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [torch.nn.Linear(a, b).double(), activation()]
+    with torch.random.fork_rng():  # the starting weights from the grading seed: --seed reproduces them
+        torch.manual_seed(int(rng.integers(2**31)))
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers += [torch.nn.Linear(a, b).double(), activation()]
     net = torch.nn.Sequential(*layers[:-1])
     model = _build(ctx, "class", cfg["inputs"], list(cfg["hidden"]), cfg["classes"])
     linears = _find_layers(model, ctx.entry["linear"])

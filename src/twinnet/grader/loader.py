@@ -122,6 +122,8 @@ def _load_one(path: Path, files: list[Path]):
     # (``from cs231n.layers import *`` from inside cs231n/)
     folders = [str(path.parent)] + ([str(path.parent.parent)] if (path.parent / "__init__.py").is_file() else [])
     sys.path[:0] = folders
+    torch = sys.modules.get("torch")
+    grad = torch.is_grad_enabled() if torch is not None else True  # a file may switch autograd off for all
     watchdog = None  # a load still running GRACE_S after its limit caught the limit's exception: HARD_STOP
     if HARD_STOP is not None:
         watchdog = threading.Timer(LOAD_LIMIT_S + GRACE_S, HARD_STOP, args=(f"loading {path.name}",))
@@ -154,10 +156,16 @@ def _load_one(path: Path, files: list[Path]):
         if watchdog is not None:
             watchdog.cancel()
         for folder in folders:
-            sys.path.remove(folder)
+            with contextlib.suppress(ValueError):  # the file may have taken it off the path itself
+                sys.path.remove(folder)
+        if (torch := sys.modules.get("torch")) is not None:
+            torch.set_grad_enabled(grad)
         for name in set(sys.modules) - before:  # the files beside it it imported: private to this load
             mod = sys.modules.get(name)
-            if mod is not None and str(getattr(mod, "__file__", "") or "").startswith(str(path.parent)):
+            where = Path(str(getattr(mod, "__file__", "") or ""))
+            # ... not a package installed in an environment made inside the course's folder (CS231n's .env/)
+            if mod is not None and where.is_relative_to(path.parent) and not \
+                    {"site-packages", "dist-packages"} & set(where.parts):
                 del sys.modules[name]
     return module
 
