@@ -384,6 +384,16 @@ def test_undecodable_image_is_named(tmp_path, cache):
     _tree_error(tmp_path, cache, garble, "cannot be decoded", lambda t: t / "test" / "ship" / "0.png")
 
 
+def test_an_image_whose_header_claims_a_huge_size_is_named_not_decoded(tmp_path, cache):
+    import struct
+
+    def bomb(t):  # a BMP header of 20,000 x 20,000 pixels over 16 bytes: Pillow refuses to open it
+        header = struct.pack("<IiiHHIIiiII", 40, 20000, 20000, 1, 24, 0, 0, 2835, 2835, 0, 0)
+        (t / "test" / "ship" / "0.png").write_bytes(b"BM" + struct.pack("<IHHI", 70, 0, 0, 54) + header + bytes(16))
+
+    _tree_error(tmp_path, cache, bomb, "cannot be decoded .*decompression bomb", lambda t: t / "test" / "ship" / "0.png")
+
+
 def test_stray_files_beside_the_classes_are_errors(tmp_path, cache):
     def stray(t):
         (t / "train" / "notes.txt").write_text("hi")

@@ -374,6 +374,21 @@ def _curve(run) -> list:
                                                                         .splitlines())]
 
 
+def test_a_second_unusable_checkpoint_is_set_aside_beside_the_first_not_over_it(tmp_path):
+    from twinnet.checkpoint import digest_path, set_aside
+
+    ckpt = tmp_path / "checkpoint.pt"
+    kept = []
+    for content in (b"first", b"second", b"third"):
+        ckpt.write_bytes(content)
+        digest_path(ckpt).write_text(content.decode() + "-digest\n")
+        kept.append(set_aside(ckpt))
+    assert [p.name for p in kept] == ["checkpoint.unusable", "checkpoint.unusable-1", "checkpoint.unusable-2"]
+    assert [p.read_bytes() for p in kept] == [b"first", b"second", b"third"]  # none lost
+    assert [digest_path(p).read_text() for p in kept] == ["first-digest\n", "second-digest\n", "third-digest\n"]
+    assert not ckpt.exists() and not digest_path(ckpt).exists()
+
+
 @pytest.mark.parametrize("content", ["garbage", "no loop state"])
 def test_an_unusable_checkpoint_in_a_sweep_is_set_aside_and_its_run_starts_again(tmp_path, capsys, content):
     import torch

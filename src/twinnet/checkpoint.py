@@ -99,8 +99,12 @@ def remove(path: Path) -> None:
 
 
 def set_aside(path: Path, suffix: str = ".unusable") -> Path:
-    """Rename a checkpoint that cannot be resumed from (and its digest), to keep it for inspection."""
-    aside = Path(path).with_suffix(suffix)
+    """Rename a checkpoint that cannot be resumed from (and its digest), to keep it for inspection: under a
+    name no earlier one set aside holds (``checkpoint.unusable``, then ``checkpoint.unusable-1``, ...)."""
+    aside, k = Path(path).with_suffix(suffix), 0
+    while aside.exists() or digest_path(aside).exists():
+        k += 1
+        aside = Path(path).with_suffix(f"{suffix}-{k}")
     Path(path).replace(aside)
     if digest_path(path).exists():
         digest_path(path).replace(digest_path(aside))
