@@ -391,7 +391,8 @@ def test_an_image_whose_header_claims_a_huge_size_is_named_not_decoded(tmp_path,
         header = struct.pack("<IiiHHIIiiII", 40, 20000, 20000, 1, 24, 0, 0, 2835, 2835, 0, 0)
         (t / "test" / "ship" / "0.png").write_bytes(b"BM" + struct.pack("<IHHI", 70, 0, 0, 54) + header + bytes(16))
 
-    _tree_error(tmp_path, cache, bomb, "cannot be decoded .*decompression bomb", lambda t: t / "test" / "ship" / "0.png")
+    _tree_error(tmp_path, cache, bomb, "cannot be decoded .*decompression bomb",
+                lambda t: t / "test" / "ship" / "0.png")
 
 
 def test_stray_files_beside_the_classes_are_errors(tmp_path, cache):

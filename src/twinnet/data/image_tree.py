@@ -149,7 +149,7 @@ def read_images(members: list[tuple[str, Path | bytes]], where: Path, classes: S
                                            f"{size[1]}x{size[0]}; {dataset} images are {size[1]}x{size[0]}")
                     formats.add(im.format)
                     x[row] = np.asarray(im if im.mode == "RGB" else im.convert("RGB")).transpose(2, 0, 1)
-            # UnidentifiedImageError and truncation are OSErrors; a header claiming a huge size, a DecompressionBombError
+            # UnidentifiedImageError and truncation are OSErrors; a header claiming a huge size: DecompressionBombError
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
                 raise TwinnetError(f"image {describe(name)} cannot be decoded ({exc}); replace it") from None
         return formats
