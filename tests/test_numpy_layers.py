@@ -315,3 +315,66 @@ def test_openblas_thread_spin_is_limited_when_twinnet_loads_before_numpy(env, co
                           "twinnet.BLAS_SPIN_LIMITED)"], env={**clean, **env}, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == expected
+
+
+# --- what torch refuses, or does at its edges ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target, message", [
+    (np.array([[0], [1], [2], [1]]), r"must have shape \(4,\)"),
+    (np.array([1]), r"must have shape \(4,\)"),
+    (np.array([0, 1, -1, 2]), r"class target -1 is outside \[0, 3\)"),
+    (np.array([0, 3, 1, 2]), r"class target 3 is outside \[0, 3\)"),
+    (np.array([0, -100, 1, 2]), "skips -100 by default"),
+    (np.array([True, False, True, True]), "must be integers"),
+])
+@pytest.mark.parametrize("loss", [nnp.CrossEntropyLoss, nnp.MultiMarginLoss])
+def test_class_targets_torch_refuses_are_refused_not_broadcast_or_wrapped(loss, target, message):
+    logits = np.random.default_rng(0).standard_normal((4, 3))
+    if "-100" in message and loss is nnp.MultiMarginLoss:
+        message = r"class target -100 is outside"
+    with pytest.raises(ValueError, match=message):
+        loss()(logits, target)
+
+
+def test_probability_targets_need_logits_of_two_dimensions():
+    """torch's (N, C, d) form is not this loss's: refused, where its gradient would be off by d."""
+    x = np.random.default_rng(0).standard_normal((3, 4, 5))
+    with pytest.raises(ValueError, match=r"expects logits \(N, C\), got shape \(3, 4, 5\)"):
+        nnp.CrossEntropyLoss()(x, np.full((3, 4, 5), 0.25))
+
+
+@pytest.mark.parametrize("shape", [(5,), (3, 4), (2, 3, 4), (2, 3, 2, 2)])
+def test_softmax_without_dim_takes_torchs_implicit_dimension(shape):
+    x = np.random.default_rng(1).standard_normal(shape)
+    dout = np.random.default_rng(2).standard_normal(shape)
+    xt = torch.tensor(x, requires_grad=True)
+    with pytest.warns(UserWarning, match="Implicit dimension"):
+        out_t = torch.nn.Softmax()(xt)
+    out_t.backward(torch.from_numpy(dout))
+    mine = nnp.Softmax()
+    assert_close_rel({"out": rel_error(mine(x), out_t.detach().numpy()),
+                      "dx": rel_error(mine.backward(dout), xt.grad.numpy())}, TWIN_TOL)
+
+
+@pytest.mark.parametrize("make", [lambda: nnp.Conv2d(1, 1, 2.7), lambda: nnp.Conv2d(1, 1, 3, stride=1.5),
+                                  lambda: nnp.Conv2d(1, 1, (3, 3, 3)), lambda: nnp.MaxPool2d(2.5),
+                                  lambda: nnp.AvgPool2d((2, 2, 2))])
+def test_geometry_that_is_not_whole_numbers_in_pairs_is_refused_not_truncated(make):
+    with pytest.raises(TypeError, match="an int or a pair of ints"):
+        make()
+
+
+@pytest.mark.parametrize("layer", [nnp.Conv2d(1, 1, 3), nnp.MaxPool2d(3, 1), nnp.AvgPool2d(3, 1)])
+def test_an_input_smaller_than_the_kernel_is_refused_not_an_empty_output(layer):
+    with pytest.raises(ValueError, match="smaller than the kernel's 3"):
+        layer(np.zeros((1, 1, 2, 2), np.float32))
+
+
+def test_relu_passes_the_gradient_at_nan_as_torch_does():
+    x = np.array([np.nan, 1.0, -1.0, 0.0])
+    xt = torch.tensor(x, requires_grad=True)
+    torch.relu(xt).backward(torch.ones(4))
+    mine = nnp.ReLU()
+    mine(x)
+    np.testing.assert_array_equal(mine.backward(np.ones(4)), xt.grad.numpy())  # [1, 1, 0, 0]

@@ -22,7 +22,8 @@ class ReLU(Module):
         out = self._pop_cache()
         xp = backend.xp(out)
         dx = xp.empty_like(out)
-        backend.parallel(lambda s: xp.multiply(dout[s], out[s] > 0, out=dx[s]), out.shape[0] if out.ndim else 1,
+        # torch passes the gradient wherever the output is not <= 0: a NaN output passes it too
+        backend.parallel(lambda s: xp.multiply(dout[s], ~(out[s] <= 0), out=dx[s]), out.shape[0] if out.ndim else 1,
                          out.size, like=out)
         return dx
 
@@ -147,23 +148,28 @@ class LeakyReLU(Module):
 
 
 class Softmax(Module):
-    """``torch.nn.Softmax(dim)``: exp(x) / sum(exp(x)) along ``dim``, shifted by the maximum so exp never overflows."""
+    """``torch.nn.Softmax(dim)``: exp(x) / sum(exp(x)) along ``dim``, shifted by the maximum so exp never overflows.
+    ``dim=None`` (torch's default) takes torch's implicit choice: dim 0 for 0-, 1- and 3-d inputs, else dim 1."""
 
-    def __init__(self, dim: int = -1) -> None:
+    def __init__(self, dim: int | None = None) -> None:
         super().__init__()
         self.dim = dim
 
+    def _axis(self, x) -> int:
+        return self.dim if self.dim is not None else (0 if x.ndim in (0, 1, 3) else 1)
+
     def forward(self, x):
         xp = backend.xp(x)
-        e = xp.exp(x - x.max(axis=self.dim, keepdims=True))
-        out = e / e.sum(axis=self.dim, keepdims=True)
+        axis = self._axis(x)
+        e = xp.exp(x - x.max(axis=axis, keepdims=True))
+        out = e / e.sum(axis=axis, keepdims=True)
         self._push_cache(out)
         return out
 
     def backward(self, dout):
         s = self._pop_cache()
         # Jacobian diag(s) - s s^T applied to dout, along dim: s * (dout - <dout, s>)
-        return s * (dout - (dout * s).sum(axis=self.dim, keepdims=True))
+        return s * (dout - (dout * s).sum(axis=self._axis(s), keepdims=True))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"

@@ -8,6 +8,8 @@ product's (N*Ho*Wo, C_out) result already is the next layer's NHWC input.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from twinnet.numpy_nn import backend, init
@@ -26,11 +28,23 @@ _FUSED_ROWS = 1024
 
 
 def pair(v) -> tuple[int, int]:
-    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
+    """An int or a pair of ints, as (h, w); anything else (2.5, a triple) is a TypeError, as in torch."""
+    whole = lambda u: isinstance(u, numbers.Integral) and not isinstance(u, bool)  # noqa: E731
+    if whole(v):
+        return int(v), int(v)
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(whole(u) for u in v):
+        return int(v[0]), int(v[1])
+    raise TypeError(f"expected an int or a pair of ints (height, width), got {v!r}")
 
 
 def out_size(n: int, k: int, s: int, p: int) -> int:
-    return (n + 2 * p - k) // s + 1
+    """Output positions of a window ``k`` moved by ``s`` over ``n`` inputs padded by ``p`` on each side; an
+    input too small for even one window is a ValueError, as in torch."""
+    size = (n + 2 * p - k) // s + 1
+    if size < 1:
+        raise ValueError(f"an input of size {n} padded by {p} on each side is smaller than the kernel's {k}: "
+                         "the output would be empty; give a larger input or a smaller kernel")
+    return size
 
 
 def nhwc(x):

@@ -13,6 +13,30 @@ def _log_softmax(logits):
     return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
 
 
+def _logits_2d(logits, loss: str) -> None:
+    if logits.ndim != 2:
+        raise ValueError(f"{loss} expects logits (N, C), got shape {tuple(logits.shape)}")
+
+
+def _class_targets(logits, target, loss: str):
+    """``target`` as class indices for ``logits`` (N, C): integers, shape (N,), each in [0, C). torch refuses
+    anything else too, except -100, which its CrossEntropyLoss skips by default (ignore_index) and this one
+    does not."""
+    xp = backend.xp(logits)
+    n, c = logits.shape
+    if target.dtype.kind not in "iu":
+        raise ValueError(f"{loss}: class targets must be integers, got dtype {target.dtype}")
+    if target.shape != (n,):
+        raise ValueError(f"{loss}: class targets must have shape ({n},), one per row of the logits, got "
+                         f"{tuple(target.shape)}")
+    if n and (int(xp.min(target)) < 0 or int(xp.max(target)) >= c):
+        bad = int(xp.min(target)) if int(xp.min(target)) < 0 else int(xp.max(target))
+        skip = (" (torch's CrossEntropyLoss skips -100 by default, ignore_index; this one takes no ignore_index: "
+                "leave those rows out)") if bad == -100 and loss == "CrossEntropyLoss" else ""
+        raise ValueError(f"{loss}: class target {bad} is outside [0, {c}) for {c} classes{skip}")
+    return target
+
+
 def _cross_entropy_forward(logits, target, label_smoothing):
     """logits (N, C), target int (N,) -> mean loss, cache (softmax probabilities, target)."""
     xp = backend.xp(logits)
@@ -69,8 +93,10 @@ class CrossEntropyLoss(Module):
         self.label_smoothing = label_smoothing
 
     def forward(self, logits, target):
+        _logits_2d(logits, "CrossEntropyLoss")
         target = backend.xp(logits).asarray(target)
         if target.dtype.kind != "f":
+            target = _class_targets(logits, target, "CrossEntropyLoss")
             loss, cache = _cross_entropy_forward(logits, target, self.label_smoothing)
             self._cache = (False, cache)
             return loss
@@ -118,9 +144,9 @@ class MultiMarginLoss(Module):
         self.margin = margin
 
     def forward(self, logits, target):
-        if logits.ndim != 2:
-            raise ValueError(f"MultiMarginLoss expects logits (N, C), got shape {tuple(logits.shape)}")
-        loss, cache = _multi_margin_forward(logits, backend.xp(logits).asarray(target), self.margin)
+        _logits_2d(logits, "MultiMarginLoss")
+        target = _class_targets(logits, backend.xp(logits).asarray(target), "MultiMarginLoss")
+        loss, cache = _multi_margin_forward(logits, target, self.margin)
         self._push_cache(cache)
         return loss
 

@@ -184,7 +184,7 @@ class AvgPool2d(Module):
 
 def _global_only(output_size, kind: str):
     """The adaptive pools' one supported output size, 1 (global pooling), or a ValueError naming it."""
-    if pair(output_size) != (1, 1):
+    if output_size not in (1, (1, 1), [1, 1]) or isinstance(output_size, bool):
         raise ValueError(f"only output_size=1 (global {kind} pooling) is supported, got {output_size}")
     return output_size
 
