@@ -17,12 +17,12 @@ def test_the_epoch_where_test_loss_turns_up_while_train_loss_falls_is_named():
     assert "kept falling (0.6000 to 0.2000)" in said and "overfits after epoch 2" in said
 
 
-def test_a_test_loss_still_falling_says_no_overfitting_and_a_flat_train_loss_says_noise():
+def test_a_test_loss_still_falling_says_no_overfitting_and_a_flat_train_loss_says_it_is_not_overfitting():
     assert "no sign of overfitting" in overfitting(_records([1.0, 0.5, 0.3], [1.2, 0.9, 0.7]))
     assert "still falling at the last evaluation (epoch 3: 0.7000, from 1.2000 at epoch 1)" in overfitting(
         _records([1.0, 0.5, 0.3], [1.2, 0.9, 0.7]))
-    said = overfitting(_records([0.5, 0.4, 0.45], [0.9, 0.8, 0.85]))
-    assert "noise rather than overfitting" in said
+    said = overfitting(_records([0.5, 0.4, 0.45, 0.5], [0.9, 0.8, 0.85, 0.9]))
+    assert "did not fall further (0.4000 to 0.5000): not the pattern of overfitting" in said
     assert "too few evaluations" in overfitting(_records([1.0], [1.0]))
 
 
@@ -39,7 +39,7 @@ def test_the_weakest_classes_and_most_confused_pairs_are_read_from_the_matrix():
 def test_a_class_the_test_set_lacks_is_named_as_absent_not_ranked_weakest():
     cm = np.array([[9, 1, 0], [0, 0, 0], [2, 0, 8]])  # no "dog" images at all
     said = classes(cm, ["cat", "dog", "car"])
-    assert said.startswith("The weakest classes are car (80.0%), cat (90.0%); the best is cat (90.0%)")
+    assert said.startswith("The weakest classes are car (80.0%), cat (90.0%) (every class present is among them),")
     assert said.endswith("The test set has no images of dog.")
     assert classes(np.zeros((2, 2), int), ["a", "b"]) == "The test set is empty: no class to rank."
 
@@ -102,12 +102,18 @@ def test_limit_names_time_when_every_length_passed_and_learning_where_one_failed
     said = limit("GRU", _rows([1.0, 0.9995]), runs)
     # the longest length's runs: 300 and 900 s, (270 + 630) / 1200 = 75% evaluating, one ran its whole budget
     assert said.startswith("Nothing tried limited the GRU's learning: at its longest length, T=10, a run took 300 to "
-                           "900 s of training, 75% of it evaluating the fixed eval set at the full length; 1 of the 2 "
-                           "ran their whole step budget.")
-    assert "bounds a longer sweep" in said
-    assert "10 s of training, 10% of it evaluating the fixed eval set at the full length; it stopped early" in limit(
-        "GRU", _rows([1.0]), [_run(5, 1.0, "stopped early", 10.0, 1.0)])
-    assert "; all 2 stopped early" in limit("GRU", _rows([1.0]), [_run(5, 1.0, "stopped early", 10.0)] * 2)
+                           "900 s of training, 75% of it evaluating the fixed eval set at the full length; of its 2 "
+                           "runs: 1 completed, 1 stopped early.")
+    # (10 s at T=5, a mean of 600 s at T=10): the time measured to grow with T
+    assert said.endswith(" The mean time per run grew from 10 s at T=5 to 600 s at T=10, so time bounds a longer "
+                         "sweep here.")
+    shorter = [_run(5, 1.0, "completed", 50.0), _run(10, 1.0, "stopped early", 20.0)]  # stopped early at T=10
+    assert limit("GRU", _rows([1.0, 1.0]), shorter).endswith("The mean time per run did not grow from 50 s at T=5 "
+                                                                "to 20 s at T=10.")
+    one = limit("GRU", _rows([1.0]), [_run(5, 1.0, "stopped early", 10.0, 1.0)])
+    assert "10 s of training, 10% of it evaluating the fixed eval set at the full length; of its one run: 1 stopped " \
+           "early." in one and "mean time" not in one  # one length: no trend to tell
+    assert "; of its 2 runs: 2 stopped early" in limit("GRU", _rows([1.0]), [_run(5, 1.0, "stopped early", 10.0)] * 2)
     assert "a run took 0.4 s of training" in limit("GRU", _rows([1.0]), [_run(5, 1.0, "stopped early", 0.42)])
     failed = [*runs, _run(15, 0.5, "completed", 1200.0), _run(15, 0.995, "stopped early", 400.0)]
     said = limit("LSTM", _rows([1.0, 1.0, 0.7]), failed)
@@ -119,9 +125,9 @@ def test_limit_names_time_when_every_length_passed_and_learning_where_one_failed
 
 def test_an_evaluation_part_way_through_an_epoch_is_named_by_its_step_with_the_epoch_beside_it():
     records = [{"step": 1500 * (k + 1), "epoch": 1500 * (k + 1) / 1563, "train_loss": a, "test_loss": b}
-               for k, (a, b) in enumerate(zip([1.0, 0.6, 0.4], [1.1, 0.7, 0.9]))]
+               for k, (a, b) in enumerate(zip([1.0, 0.6, 0.4, 0.3], [1.1, 0.7, 0.9, 0.95]))]
     said = overfitting(records)
-    assert "lowest at step 3,000 in epoch 2 (0.7000)" in said and "by step 4,500 in epoch 3," in said
+    assert "lowest at step 3,000 in epoch 2 (0.7000)" in said and "by step 6,000 in epoch 4," in said
     assert "overfits after step 3,000 in epoch 2." in said and "1.919" not in said
 
 
@@ -139,8 +145,11 @@ def test_the_step_where_two_engines_part_is_named_with_the_float64_check_only_in
 def test_classes_tied_with_the_weakest_are_all_named_and_digit_names_read_well():
     cm = np.array([[0, 5, 0, 0], [0, 5, 0, 0], [5, 0, 0, 0], [0, 0, 0, 5]])
     said = classes(cm, ["0", "1", "2", "3"])
-    assert said.startswith("The weakest classes are 0 (0.0%), 2 (0.0%); the best is")
-    assert "0 taken for 1 (5 of the 5 images of 0)" in said
+    assert said.startswith("The weakest classes are 0 (0.0%), 2 (0.0%); the best are 1 (100.0%), 3 (100.0%),")
+    assert "0 taken for 1 (5 of the 5 images of 0)" in said and "The most frequent confusions are" in said
+    single = classes(np.array([[5, 1, 0], [0, 6, 0], [0, 0, 6]]), ["a", "b", "c"], weakest=1)
+    assert "the best are b (100.0%), c (100.0%)" in single  # tied at the top: both named
+    assert "The most frequent confusion is a taken for b (1 of the 6 images of a)." in single
     one = classes(np.array([[4, 1], [0, 5]]), ["a", "b"], weakest=1)
     assert one.startswith("The weakest class is a (80.0%);")
 
@@ -148,7 +157,11 @@ def test_classes_tied_with_the_weakest_are_all_named_and_digit_names_read_well()
 def test_a_test_loss_rise_within_noise_is_not_called_overfitting():
     said = overfitting(_records([2.30, 2.30, 2.29], [2.3029, 2.3020, 2.3054]))
     assert "ended within 1% of it (2.3054 at epoch 3)" in said and "overfits" not in said
-    assert "overfits after epoch 2" in overfitting(_records([2.30, 2.0, 1.5], [2.3, 2.0, 2.1]))
+    assert "overfits after epoch 2" in overfitting(_records([2.30, 2.0, 1.5, 1.2], [2.3, 2.0, 2.1, 2.2]))
+    one_rise = overfitting(_records([2.30, 2.0, 1.5], [2.3, 2.0, 2.1]))  # one evaluation above the lowest
+    assert "too little to tell overfitting from noise" in one_rise and "overfits" not in one_rise
+    dipped = overfitting(_records([2.3, 2.0, 1.5, 1.2, 1.0], [2.3, 2.0, 2.2, 2.005, 2.2]))  # back near it once
+    assert "too little to tell" in dipped
 
 
 def test_the_ablation_headline_calls_a_tie_a_tie():
@@ -239,10 +252,11 @@ def test_the_ladder_over_seeds_tells_which_steps_the_seeds_cannot_tell_apart():
 def test_overfitting_across_runs_names_those_whose_test_loss_turned_up_and_those_whose_did_not():
     from twinnet.report.analysis import overfitting_across
 
-    said = overfitting_across([("course", _records([1.0, 0.6, 0.4], [1.0, 0.7, 0.9])),
-                               ("augment", _records([1.0, 0.8, 0.7], [1.0, 0.8, 0.75])),
-                               ("flat", _records([1.0, 0.8, 0.9], [1.0, 0.7, 0.9]))])  # train loss rose: noise
-    assert "in course (lowest 0.7000 at epoch 2, 0.9000 at epoch 3); not in augment, flat." in said
+    said = overfitting_across([("course", _records([1.0, 0.6, 0.4, 0.3], [1.0, 0.7, 0.9, 0.95])),
+                               ("augment", _records([1.0, 0.8, 0.7, 0.65], [1.0, 0.8, 0.75, 0.74])),
+                               ("flat", _records([1.0, 0.8, 0.9, 0.95], [1.0, 0.7, 0.9, 0.95])),  # train loss rose
+                               ("once", _records([1.0, 0.6, 0.4], [1.0, 0.7, 0.9]))])  # one evaluation after
+    assert "in course (lowest 0.7000 at epoch 2, 0.9500 at epoch 4); not in augment, flat, once." in said
     none = overfitting_across([("augment", _records([1.0, 0.8, 0.7], [1.0, 0.8, 0.75]))])
     assert "no rung overfits" in none
     assert overfitting_across([("one", _records([1.0], [1.0]))]) == ""  # too few evaluations to say
@@ -271,3 +285,14 @@ def test_the_ablation_names_the_machine_each_rung_trained_on(tmp_path):
     assert "smoothing on a machine its folder does not record (smoothing)" in said
     assert "adamw on a machine its folder does not record (adamw)" in said  # env.json not the object a run writes
     assert "(all on AMD EPYC with AVX512)" in _machines(tmp_path, rows[:1])
+
+
+def test_collapse_gives_the_seed_count_of_the_length_it_quotes():
+    """A partial sweep, or one resumed with more seeds: each length's own count, not the largest."""
+    rows = _rows([1.0, 0.6], n=5)
+    rows[1]["n"] = 2  # the failing length has only two seeds finished
+    assert "first fell below it at T=10 (mean 60.00% over 2 seeds" in collapse("RNN", rows)
+    mixed = _rows([1.0, 1.0], n=5)
+    mixed[1]["n"] = 3
+    assert "mean of 3 to 5 seeds at least 99.00%" in collapse("RNN", mixed)
+

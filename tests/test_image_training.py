@@ -210,6 +210,8 @@ def test_early_stopping_ends_the_run_and_reports_the_weights_validation_chose(da
     assert summary["stopped_early"] and summary["selected_step"] == 0
     assert summary["steps"] == 2 * per_epoch  # two evaluations without improvement, then stop
     assert [r["step"] for r in _records(out)] == [0, per_epoch, 2 * per_epoch]
+    report = (out / "report.md").read_text()  # the weights from step 0, the run stopped later
+    assert f"at step 0; early stopping ended the run at step {2 * per_epoch:,})" in report
 
 
 def test_patience_without_a_validation_split_is_a_clear_error(data_dir, tmp_path, capsys):

@@ -567,7 +567,7 @@ def report(path: Path) -> list:
     if "val_acc" in s:
         notes += (f"\n\nTest figures are those of the weights with the best validation accuracy "
                   f"({100 * s['val_acc']:.2f}% at step {s['selected_step']:,}"
-                  + (", where early stopping ended the run" if s["stopped_early"] else "") + ").")
+                  + (f"; early stopping ended the run at step {s['steps']:,}" if s["stopped_early"] else "") + ").")
     return [
         Section("Final figures", [
             Table(["model", "engine", "params", "train acc", "test acc", "train loss", "test loss", "training time",

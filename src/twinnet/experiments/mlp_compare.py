@@ -149,7 +149,7 @@ def _figures(run_dir: RunDir, dataset: str, metrics: list[dict], a: dict) -> Non
     plots.save(fig, run_dir.file(f"{dataset}_curves.png"))
 
     fig, ax = plots.figure(1, 6.0, 3.5)
-    plots.agreement(ax[0, 0], a["step_loss_numpy"], a["step_loss_torch"])
+    plots.agreement(ax[0, 0], a["step_loss_numpy"], a["step_loss_torch"], a["dtype"])
     ax[0, 0].set_xlabel("step")
     ax[0, 0].set_ylabel("|loss_numpy - loss_torch| / |loss_torch|")
     ax[0, 0].set_title(f"{dataset}: per-step agreement of the two engines")
@@ -163,7 +163,7 @@ CAPTIONS = {
               "NumPy engine's lines wide and pale under PyTorch's).",
     "agreement": "{d}: the relative difference between the two engines' training loss at every step, from the same "
                  "initial weights and batches; steps where they are equal exactly are counted in the legend (a log "
-                 "scale has no 0), and the dashed line is float64's machine epsilon.",
+                 "scale has no 0), and the dashed line is {dtype}'s machine epsilon.",
 }
 
 
@@ -190,7 +190,8 @@ def report(path: Path) -> list:
                  "initial weights, same batches)."),
             Table(["dataset", "steps", "dtype", "same init", "max relative difference"], agree_rows, {1, 4})]),
         Section("Analysis", [Text(t) for t in said]),
-        *(Section(d, [Figure(f"{d}_{kind}.png", " ".join(filter(None, (caption.format(d=d),
+        *(Section(d, [Figure(f"{d}_{kind}.png", " ".join(filter(None, (caption.format(d=d, dtype=summary[
+                                                                            "agreement"][d]["dtype"]),
                                                                         rate[d] if kind == "curves" else ""))))
                       for kind, caption in CAPTIONS.items()])
           for d in summary["agreement"]),

@@ -30,12 +30,16 @@ def overfitting(records: Sequence[dict], unit: str = "epoch") -> str:
         return (f"The test loss was lowest at {where(at)} ({at['test_loss']:.4f}) and ended within "
                 f"{100 * NOISE:g}% of it ({last['test_loss']:.4f} at {where(last)}): no clear sign of overfitting "
                 "within this budget.")
+    if not _sustained(records, at):
+        return (f"The test loss was lowest at {where(at)} ({at['test_loss']:.4f}) and {last['test_loss']:.4f} at "
+                f"{where(last)}, but it was not above its lowest by more than {100 * NOISE:g}% at the last two "
+                "evaluations: too little to tell overfitting from noise.")
     return (f"The test loss was lowest at {where(at)} ({at['test_loss']:.4f}) and rose by {rise:.4f} to "
             f"{last['test_loss']:.4f} by {where(last)}, while the training loss "
             + (f"kept falling ({at['train_loss']:.4f} to {last['train_loss']:.4f}): the network overfits after "
                f"{where(at)}" if train_fell else
-               f"did not fall further ({at['train_loss']:.4f} to {last['train_loss']:.4f}): noise rather than "
-               "overfitting") + ".")
+               f"did not fall further ({at['train_loss']:.4f} to {last['train_loss']:.4f}): not the pattern of "
+               "overfitting, in which the training loss keeps falling") + ".")
 
 
 def ladder(rungs: Sequence[dict], base: str | None = None) -> str:
@@ -103,7 +107,7 @@ def overfitting_across(named: Sequence[tuple[str, Sequence[dict]]], unit: str = 
         if turn is None:
             continue
         at, last, rise, train_fell = turn
-        if rise >= NOISE * at["test_loss"] and train_fell:
+        if rise >= NOISE * at["test_loss"] and train_fell and _sustained(records, at):
             turned.append(f"{name} (lowest {at['test_loss']:.4f} at {_where(at, unit)}, {last['test_loss']:.4f} at "
                           f"{_where(last, unit)})")
         else:
@@ -125,6 +129,15 @@ def _turn(records: Sequence[dict]) -> tuple[dict, dict, float, bool] | None:
     at = min(evals, key=lambda r: r["test_loss"])
     last = evals[-1]
     return at, last, last["test_loss"] - at["test_loss"], last["train_loss"] < at["train_loss"]
+
+
+def _sustained(records: Sequence[dict], at: dict) -> bool:
+    """Whether the test loss stayed above its lowest (at ``at``) by more than the noise at each of the last two
+    evaluations: one evaluation above it may be noise."""
+    evals = _evals(records)
+    tail = evals[-2:]
+    return len(evals) >= 3 and all(r is not at and r["test_loss"] - at["test_loss"] >= NOISE * at["test_loss"]
+                                   for r in tail)
 
 
 def _evals(records: Sequence[dict]) -> list[dict]:
@@ -165,15 +178,22 @@ def classes(cm: np.ndarray, names: Sequence[str], weakest: int = 2, pairs: int =
     weak_ones = list(order[:weakest])
     weak_ones += [i for i in order[weakest:] if per_class[i] == per_class[weak_ones[-1]]]  # ties named too
     weak = ", ".join(f"{names[i]} ({100 * per_class[i]:.1f}%)" for i in weak_ones)
-    best = order[-1]
+    best_ones = sorted(i for i in order if per_class[i] == per_class[order[-1]] and i not in weak_ones)
     off = cm.copy()
     np.fill_diagonal(off, 0)
-    flat = np.argsort(off, axis=None, kind="stable")[::-1][:pairs]
-    confused = [(int(k // len(names)), int(k % len(names))) for k in flat if off.flat[k] > 0]
-    text = (f"The weakest class{'es are' if len(weak_ones) > 1 else ' is'} {weak}; the best is {names[best]} ({100 * per_class[best]:.1f}%), "
+    flat = np.argsort(off, axis=None, kind="stable")[::-1]
+    ranked = [k for k in flat if off.flat[k] > 0]
+    shown = ranked[:pairs] + [k for k in ranked[pairs:] if pairs and off.flat[k] == off.flat[ranked[pairs - 1]]]
+    confused = [(int(k // len(names)), int(k % len(names))) for k in shown]  # ties with the last shown named too
+    if best_ones:
+        top = ", ".join(f"{names[i]} ({100 * per_class[i]:.1f}%)" for i in best_ones)
+        best = f"; the best {'are' if len(best_ones) > 1 else 'is'} {top}"
+    else:
+        best = " (every class present is among them)"
+    text = (f"The weakest class{'es are' if len(weak_ones) > 1 else ' is'} {weak}{best}, "
             f"over an overall test accuracy of {100 * np.trace(cm) / max(cm.sum(), 1):.2f}%.")
     if confused:
-        text += " The most frequent confusions are " + ", ".join(
+        text += f" The most frequent confusion{'s are' if len(confused) > 1 else ' is'} " + ", ".join(
             f"{names[t]} taken for {names[p]} ({cm[t, p]:,} of the {cm[t].sum():,} images of {names[t]})"
             for t, p in confused) + "."
     absent = [names[i] for i in range(len(names)) if i not in set(present.tolist())]
@@ -204,16 +224,33 @@ def limit(name: str, rows: Sequence[dict], runs: Sequence[dict], threshold: floa
              "evaluating the fixed eval set at the full length" if evals else "")
     whole = [r for r in there if r["outcome"] == "completed"]
     n = len(there)
+    runs_there = "its one run" if n == 1 else f"its {n} runs"
     if failing:
         below = [r for r in there if r["test_acc"] < threshold]
         spent = sum(r in whole for r in below)
-        return (f"What limits the {name} is learning: at T={at}, {len(below)} of its {n} runs ended below "
+        return (f"What limits the {name} is learning: at T={at}, {len(below)} of {runs_there} ended below "
                 f"{_pct(threshold)}, {spent} of them after their whole step budget; a run there took {took} of "
                 f"training{share}.")
-    budget = (f"; {len(whole)} of the {n} ran their whole step budget" if whole else
-              "; it stopped early, learnt" if n == 1 else f"; all {n} stopped early, learnt")
+    outcomes = {o: sum(r["outcome"] == o for r in there) for o in sorted({r["outcome"] for r in there})}
+    said = ", ".join(f"{k} {o}" for o, k in outcomes.items())
+    budget = f"; of {runs_there}: {said}"
     return (f"Nothing tried limited the {name}'s learning: at its longest length, T={at}, a run took {took} of "
-            f"training{share}{budget}. Time per run, growing with T, is what bounds a longer sweep here.")
+            f"training{share}{budget}.{_time_against_length(runs)}")
+
+
+def _time_against_length(runs: Sequence[dict]) -> str:
+    """How the mean training time per run moved from the shortest length to the longest, where both have times."""
+    timed: dict[int, list[float]] = {}
+    for r in runs:
+        if isinstance(r.get("train_time_s"), (int, float)):
+            timed.setdefault(r["length"], []).append(r["train_time_s"])
+    if len(timed) < 2:
+        return ""
+    lo, hi = min(timed), max(timed)
+    a, b = (sum(timed[t]) / len(timed[t]) for t in (lo, hi))
+    trend = "grew" if b > a else "did not grow"
+    return (f" The mean time per run {trend} from {_seconds(a)} s at T={lo} to {_seconds(b)} s at T={hi}"
+            + (", so time bounds a longer sweep here." if b > a else "."))
 
 
 def _seconds(t: float) -> str:
@@ -287,15 +324,17 @@ def collapse(name: str, rows: Sequence[dict], threshold: float = 0.99, chance: f
     rows = sorted(rows, key=lambda r: r["length"])
     if not rows:
         return f"The {name} has no finished runs yet."
-    n = max(r["n"] for r in rows)
-    seeds = f"{n} seed{'s' if n != 1 else ''}"
+    count = lambda r: f"{r['n']} seed{'s' if r['n'] != 1 else ''}"  # noqa: E731 - of the length quoted
     failing = [r for r in rows if r["mean"] < threshold]
     if not failing:
         last = rows[-1]
+        seeds = count(last) if len({r["n"] for r in rows}) == 1 else f"{min(r['n'] for r in rows)} to " \
+            f"{max(r['n'] for r in rows)} seeds"
         text = (f"The {name} learnt every length tried (mean of {seeds} at least {_pct(threshold)} up to "
                 f"T={last['length']}, {_pct(last['mean'])} there): where it breaks lies beyond this sweep.")
     else:
         first = failing[0]
+        seeds = count(first)
         held = [r for r in rows if r["length"] < first["length"]]
         figures = f"mean {_pct(first['mean'])} over {seeds}, seeds from {_pct(first['min'])} to {_pct(first['max'])}"
         text = (f"The {name} held a mean of at least {_pct(threshold)} up to T={held[-1]['length']} and first fell "
