@@ -201,7 +201,11 @@ def test_the_gradient_table_is_read_into_sentences_with_its_numbers():
 def test_the_learning_rate_is_said_constant_or_given_its_range_from_the_records():
     from twinnet.report.analysis import learning_rate
 
-    assert learning_rate([{"lr": 0.1}, {"lr": 0.1}]) == "The learning rate was constant at 0.1 throughout (no schedule)."
+    assert learning_rate([{"lr": 0.1}, {"lr": 0.1}]) == "The learning rate was 0.1 at every evaluation recorded."
+    assert learning_rate([{"lr": 0.1}]) == "The learning rate was 0.1 at the one evaluation recorded."
+    assert learning_rate([{"lr": 0.12341}, {"lr": 0.12344}]) == (  # three digits would print them alike
+        "The learning rate moved between 0.12341 and 0.12344 (from 0.12341 at the first evaluation to 0.12344 at the "
+        "last).")
     assert learning_rate([{"lr": 1e-4}, {"lr": 2e-3}, {"lr": 8e-9}]) == (
         "The learning rate moved between 8e-09 and 0.002 (from 0.0001 at the first evaluation to 8e-09 at the last).")
     assert learning_rate([{"step": 0}]) == ""

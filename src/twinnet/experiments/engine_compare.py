@@ -165,8 +165,9 @@ def report(path: Path) -> list:
            f"({100 * r['numpy']['test_acc']:.2f}% against {100 * r['torch']['test_acc']:.2f}%)." if gap else
            f"Both engines reach the same test accuracy, {100 * r['torch']['test_acc']:.2f}%."),
         f"Training took {r['numpy']['training_s']:.1f} s in the NumPy engine and {r['torch']['training_s']:.1f} s "
-        f"in PyTorch's, evaluation excluded, on the same threads (env.json): {faster} was {ratio:.2f} times faster "
-        "per step.",
+        f"in PyTorch's, evaluation excluded, on the same threads (env.json): "
+        + (f"{faster} was {ratio:.2f} times faster per step." if round(ratio, 2) > 1 else
+           "the two took the same time per step, to the hundredth."),
     ]
     blocks = [Section("NumPy against PyTorch, the whole run", [
         Text(f"`{s['preset']}` trained twice from the same initial weights (drawn by torch, seeded) on the same "

@@ -151,9 +151,12 @@ def learning_rate(records: Sequence[dict]) -> str:
     if not rates:
         return ""
     if max(rates) == min(rates):
-        return f"The learning rate was constant at {rates[0]:g} throughout (no schedule)."
-    return (f"The learning rate moved between {min(rates):.3g} and {max(rates):.3g} (from {rates[0]:.3g} at the first "
-            f"evaluation to {rates[-1]:.3g} at the last).")
+        return (f"The learning rate was {rates[0]:g} at every evaluation recorded." if len(rates) > 1 else
+                f"The learning rate was {rates[0]:g} at the one evaluation recorded.")
+    digits = next(d for d in range(3, 18) if f"{min(rates):.{d}g}" != f"{max(rates):.{d}g}")  # two rates print apart
+    g = lambda x: f"{x:.{digits}g}"  # noqa: E731
+    return (f"The learning rate moved between {g(min(rates))} and {g(max(rates))} (from {g(rates[0])} at the first "
+            f"evaluation to {g(rates[-1])} at the last).")
 
 
 def _where(record: dict, unit: str) -> str:
