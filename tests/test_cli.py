@@ -291,3 +291,11 @@ def test_a_run_that_kept_nothing_removes_its_folders_but_not_a_run_started_insid
     alone = RunDir.create("mlp-compare", runs_root=tmp_path / "fresh")
     alone.discard()
     assert not (tmp_path / "fresh").exists()  # every folder it made, when nothing else is in them
+
+
+def test_the_agreement_figure_of_a_float32_comparison_is_captioned_with_float32s_epsilon(tmp_path):
+    out = tmp_path / "f32"
+    assert main(["run", "mlp-compare", "--quick", "--set", "datasets=moons", "--set", "dtype=float32", "--out",
+                 str(out), "--threads", "1"]) == 0
+    report = (out / "report.md").read_text()
+    assert "the dashed line is float32's machine epsilon" in report and "float64's machine epsilon" not in report

@@ -32,6 +32,9 @@ def test_auto_amp_is_on_for_cuda_and_for_a_cpu_only_with_native_bf16(bf16, monke
     assert hardware.resolve_amp(False, "cuda") is False
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # an older GPU
     assert hardware.resolve_amp("auto", "cuda") is False
+    # a T4 or V100: torch says yes by default, counting emulation; only native bf16 turns autocast on
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert hardware.resolve_amp("auto", "cuda") is False
     bf16("1")
     assert hardware.resolve_amp("auto", "cpu") is True
 
@@ -173,3 +176,25 @@ def test_cpu_times_reads_only_the_cores_this_process_may_use(monkeypatch, tmp_pa
     assert hardware._cpu_times() == (100, 120)  # cpu2 is not ours
     stat.write_text("garbage\n")
     assert hardware._cpu_times() is None
+
+
+@pytest.mark.parametrize("v2, v1, expected", [
+    (("max", 100000), (-1, 100000), 8),  # no quota anywhere: the affinity's 8
+    ((150000, 100000), OSError, 2),  # cgroup v2: 1.5 CPUs, rounded up
+    (OSError, (150000, 100000), 2),  # cgroup v1 (cpu.cfs_quota_us), as older Docker hosts have
+    (OSError, (-1, 100000), 8),  # v1 without a quota
+    (OSError, OSError, 8),  # no cgroup files: macOS, Windows
+])
+def test_cores_are_capped_by_a_containers_cpu_quota_in_either_cgroup_version(monkeypatch, v2, v1, expected):
+    def reader(value):
+        def read():
+            if value is OSError:
+                raise OSError("no such file")
+            quota, period = value
+            return (-1 if quota == "max" else quota), period
+        return read
+
+    monkeypatch.setattr(hardware.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(hardware, "_cgroup2_quota", reader(v2))
+    monkeypatch.setattr(hardware, "_cgroup1_quota", reader(v1))
+    assert hardware.cores() == expected

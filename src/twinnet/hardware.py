@@ -36,13 +36,28 @@ def cores() -> int:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         n = os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            n = min(n, max(1, int(-(-int(quota) // int(period)))))
-    except (OSError, ValueError):
-        pass
+    for read in (_cgroup2_quota, _cgroup1_quota):
+        try:
+            quota, period = read()
+        except (OSError, ValueError):
+            continue
+        if quota > 0 and period > 0:
+            n = min(n, max(1, -(-quota // period)))
     return n
+
+
+def _cgroup2_quota() -> tuple[int, int]:
+    """cgroup v2's CPU quota and period (``max``: none, read as -1)."""
+    quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+    return (-1 if quota == "max" else int(quota)), int(period)
+
+
+def _cgroup1_quota() -> tuple[int, int]:
+    """cgroup v1's CPU quota and period (a quota of -1: none)."""
+    base = Path("/sys/fs/cgroup/cpu")
+    if not base.is_dir():
+        base = Path("/sys/fs/cgroup/cpu,cpuacct")
+    return int((base / "cpu.cfs_quota_us").read_text()), int((base / "cpu.cfs_period_us").read_text())
 
 
 def cpu_capability() -> str:
@@ -92,7 +107,7 @@ def resolve_amp(amp: bool | str, device: str) -> bool:
         if device == "cuda":
             import torch
 
-            return bool(torch.cuda.is_bf16_supported())
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))  # Ampere on; emulated before
         return cpu_bf16()
     if amp and device == "cpu" and not cpu_bf16() and not _warned_amp:
         _warned_amp = True

@@ -66,7 +66,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fchmod(f.fileno(), _file_mode())
+            if hasattr(os, "fchmod"):  # not on Windows before Python 3.13, where the umask does not apply either
+                os.fchmod(f.fileno(), _file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
@@ -255,9 +256,13 @@ class RunDir:
     @contextlib.contextmanager
     def lock(self):
         """Hold an exclusive lock on the directory while a run writes in it: a second process (a second
-        ``--resume``, say) is refused with one line instead of writing beside the first. No file is made."""
-        import fcntl
-
+        ``--resume``, say) is refused with one line instead of writing beside the first. No file is made.
+        Where there is no ``fcntl`` (Windows), the run goes unguarded."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield self
+            return
         fd = os.open(self.path, os.O_RDONLY)
         try:
             try:

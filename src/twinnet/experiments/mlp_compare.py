@@ -116,10 +116,10 @@ def figures(path: Path) -> None:
     summary, metrics = run_dir.read_json(SUMMARY), run_dir.metrics()
     arrays = {d: run_dir.load_arrays(f"{d}.npz") for d in summary["agreement"]}  # all read before any is drawn
     for dataset, a in arrays.items():
-        _figures(run_dir, dataset, metrics, a)
+        _figures(run_dir, dataset, metrics, a, summary["agreement"][dataset].get("dtype", "float64"))
 
 
-def _figures(run_dir: RunDir, dataset: str, metrics: list[dict], a: dict) -> None:
+def _figures(run_dir: RunDir, dataset: str, metrics: list[dict], a: dict, dtype: str) -> None:
     classes = [str(c) for c in a["classes"]]
 
     fig, ax = plots.figure(1, 5.5, 4.5)
@@ -149,7 +149,7 @@ def _figures(run_dir: RunDir, dataset: str, metrics: list[dict], a: dict) -> Non
     plots.save(fig, run_dir.file(f"{dataset}_curves.png"))
 
     fig, ax = plots.figure(1, 6.0, 3.5)
-    plots.agreement(ax[0, 0], a["step_loss_numpy"], a["step_loss_torch"], a["dtype"])
+    plots.agreement(ax[0, 0], a["step_loss_numpy"], a["step_loss_torch"], dtype)
     ax[0, 0].set_xlabel("step")
     ax[0, 0].set_ylabel("|loss_numpy - loss_torch| / |loss_torch|")
     ax[0, 0].set_title(f"{dataset}: per-step agreement of the two engines")

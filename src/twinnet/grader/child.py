@@ -126,8 +126,8 @@ def _run_child(paths, convention, only, seed, configs) -> tuple[Any, list[dict],
             if proc.poll() is None:  # interrupted (Ctrl-C): the child goes with the parent
                 proc.kill()
                 proc.wait()
-            with contextlib.suppress(OSError):  # what the submission forked outlives no grading
-                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(OSError, AttributeError):  # what the submission forked outlives no grading
+                os.killpg(proc.pid, signal.SIGKILL)  # (no process groups on Windows)
             printed.join(timeout=5.0)
         try:
             payload = json.loads(out.read_text())
