@@ -229,3 +229,17 @@ def _train_bn_whole(engine: str) -> list[float]:
     cfg = TrainConfig(batch_size=2 * BATCH, **BN_CFG)
     return fit(make_learner(_bn_mlp(engine), cfg), make_toy("moons", n=200, seed=0).train, None, cfg,
                progress=False).step_losses
+
+
+def test_more_ranks_on_a_node_than_it_has_gpus_is_one_line_before_any_gpu_is_touched(monkeypatch):
+    """torchrun --nproc_per_node=2 on a machine with one GPU: the second rank names the mismatch."""
+    import torch
+
+    from twinnet import TwinnetError, distributed
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: pytest.fail("set_device reached"))
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(TwinnetError, match=r"local GPU 1, but torch sees 1 GPU\(s\) here; launch at most 1"):
+        distributed.init_from_env(cuda=True)

@@ -93,7 +93,12 @@ def init_from_env(cuda: bool) -> str:
         raise TwinnetError("TWINNET_DIST_TIMEOUT must be a number of seconds") from None
     backend = "cpu:gloo,cuda:nccl" if cuda else "gloo"  # CPU tensors (the loop's sums) always over gloo
     if cuda:
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        local, gpus = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
+        if local >= gpus:
+            raise TwinnetError(f"this node runs a rank on local GPU {local}, but torch sees {gpus} GPU(s) here; launch "
+                               f"at most {gpus} process(es) per node (--nproc_per_node), or train on the CPU with "
+                               "--set device=cpu")
+        torch.cuda.set_device(local)
     try:
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
     except Exception as e:  # noqa: BLE001 - an unreachable rendezvous, a port taken, ...: one line

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twinnet import TwinnetError
+from twinnet import TwinnetError, hardware
 
 SPLITS = ("train", "test")
 
@@ -154,7 +154,7 @@ def read_images(members: list[tuple[str, Path | bytes]], where: Path, classes: S
                 raise TwinnetError(f"image {describe(name)} cannot be decoded ({exc}); replace it") from None
         return formats
 
-    workers = min(8, os.cpu_count() or 1)  # Pillow's decoders release the GIL
+    workers = min(8, hardware.cores())  # Pillow's decoders release the GIL; a container's CPU quota honoured
     bounds = np.linspace(0, len(index), 4 * workers + 1).astype(int)
     with ThreadPoolExecutor(workers) as pool:
         formats = set().union(*pool.map(decode, bounds[:-1], bounds[1:]))
