@@ -867,10 +867,26 @@ def test_an_older_years_files_without_the_optional_layers_pass_and_those_rows_co
     absent = {r["kind"]: r for r in grades["layers"] if not r["submitted"]}
     assert set(absent) == set(OPTIONAL)
     assert all(r["points"] == r["max_points"] == 0 and r["first_failure"] is None for r in absent.values())
-    # a submission that cannot be graded at all loses the 14 points it had to earn, not the optional ones
+    # a submission that cannot be graded at all loses the 10 points it had to earn, not the optional ones (the
+    # recurrent layers among them, written in NumPy until 2024)
     (tmp_path / "exits.py").write_text("import os\nos._exit(0)\n")
     assert main(["check", str(tmp_path / "exits.py"), "--convention", "cs231n", "--json", str(out_json)]) == 2
-    assert json.loads(out_json.read_text())["max_points"] == 14
+    assert json.loads(out_json.read_text())["max_points"] == 10
+
+
+def test_files_of_2025_without_the_numpy_recurrent_layers_pass_on_the_layers_they_have(tmp_path, capsys):
+    """CS231n moved its RNN and LSTM to PyTorch in 2025 (forward only): assignment 2's NumPy files without them
+    are graded on what they have, the recurrent rows shown as not submitted."""
+    layers = [f for f in CS231N if f.name == "layers.py"]
+    assert layers and "def rnn_step_forward" not in layers[0].read_text()
+    assert main(["check", str(layers[0]), "--convention", "cs231n", "--configs", "1",
+                 "--only", "linear,softmax_loss,rnn_step"]) == 1  # named with --only: required, and absent
+    capsys.readouterr()
+    assert main(["check", str(layers[0]), str(STUDENTS / "cs231n" / "optim.py"), "--convention", "cs231n",
+                 "--configs", "1"]) == 0
+    out = capsys.readouterr().out
+    for title in ("RNN step", "LSTM step"):
+        assert any(line.startswith(f"| {title}") and NOT_SUBMITTED in line for line in out.splitlines()), out
 
 
 def test_an_optional_layer_of_which_only_some_functions_are_there_fails_naming_the_missing_ones(tmp_path):
@@ -910,7 +926,7 @@ def test_after_a_layer_ends_the_grading_process_the_optional_layers_graded_by_a_
     assert re.search(r"\| ReLU \| 0/1 \| .*the submission ended the grading process", out), out
     assert f"| dropout {NOT_SUBMITTED}" in out and f"| word embedding {NOT_SUBMITTED}" in out, out
     assert "| linear (affine) | 0/0 | - | not found in the submission: affine_forward, affine_backward |" in out
-    assert out.rstrip().endswith("FAILED: 0/14 points")
+    assert out.rstrip().endswith("FAILED: 0/10 points")  # the required layers only
 
 
 def test_a_dropout_whose_p_is_the_drop_probability_passes_under_a_spec_that_says_so(tmp_path):
