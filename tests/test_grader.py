@@ -743,6 +743,24 @@ def test_a_softmax_loss_whose_probability_underflows_before_its_log_is_told_why(
     assert "a probability underflowed to 0 before its log" in row.first_failure, row.failures
 
 
+def test_a_uva_weight_created_in_out_as_2018_19_students_did_is_graded_in_that_layout(tmp_path):
+    """UvA's students create their weights themselves, and in 2018-19 many laid them out (in, out) with
+    ``x @ W``: the linear layer (square ones too) and the MLP pass in that layout."""
+    source = (STUDENTS / "uva" / "modules.py").read_text()
+    for old, new in (("size=(out_features, in_features)", "size=(in_features, out_features)"),
+                     ("np.zeros((out_features, in_features))", "np.zeros((in_features, out_features))"),
+                     ("x @ self.params['weight'].T", "x @ self.params['weight']"),
+                     ("dout.T @ self.x", "self.x.T @ dout"), ("dout @ self.params['weight']\n",
+                                                              "dout @ self.params['weight'].T\n")):
+        assert old in source, old
+        source = source.replace(old, new)
+    (tmp_path / "modules.py").write_text(source)
+    (tmp_path / "mlp_numpy.py").write_text((STUDENTS / "uva" / "mlp_numpy.py").read_text())
+    report = grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention("uva", None),
+                   only=["linear", "mlp"], configs=6)
+    assert all(r.total and r.passed == r.total for r in report.rows), [r.failures for r in report.rows]
+
+
 @pytest.mark.parametrize("shape", ["flat", "row", "column"])
 def test_a_uva_bias_in_any_layout_the_student_created_is_graded_in_that_layout(shape, tmp_path):
     """UvA's students create their parameters themselves: (out,), (1, out) or (out, 1) biases all pass."""

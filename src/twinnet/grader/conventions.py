@@ -74,8 +74,9 @@ UVA: dict[str, Any] = {
     "params": "dict",
     "grads": "overwrite",
     "layers": {
-        # the students create the parameters themselves, and the course's own tests leave the bias's layout open
-        "linear": {"class": "LinearModule", "weight": "out_in", "bias": "any"},
+        # the students create the parameters themselves, and the course's own tests leave the layouts open: the
+        # weight (out, in) since 2020, often (in, out) in 2018-19; the bias (out,), (1, out) or (out, 1)
+        "linear": {"class": "LinearModule", "weight": "any", "bias": "any"},
         "relu": {"class": "ReLUModule"},
         "softmax_cross_entropy": {"softmax": "SoftMaxModule", "loss": "CrossEntropyModule", "input": "probabilities",
                                   "target": "labels", "reduction": "mean", "fused": False},

@@ -211,6 +211,11 @@ def _linear(cfg, ctx: Context) -> Quantities:
     else:
         layer = _build(ctx, "class", d, cfg["m"])
         layout = _bias_layout(ctx, layer, cfg["m"])
+        if ctx.entry.get("weight") == "any":  # the layout of the weight the student's layer created
+            in_out = _weight_in_out(ctx, layer, d, cfg["m"])
+            if in_out is None:  # square: a layer of one more output, built to see, tells
+                in_out = bool(_weight_in_out(ctx, _build(ctx, "class", d, cfg["m"] + 1), d, cfg["m"] + 1))
+            stored = weight.T.copy() if in_out else weight.copy()
         _set_params(ctx, layer, {"weight": stored, "bias": _bias_as(layout, bias)})
         xs = x.reshape(cfg["n"], d).copy()
         out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
@@ -232,6 +237,16 @@ def _linear(cfg, ctx: Context) -> Quantities:
             raise Wrong(f"forward reads the weight transposed (the convention stores it {layout})")
     result = {k: (got[k], [r[k] for r in refs]) for k in ("out", "dx", "dw", "db")}
     return {**result, **more}
+
+
+def _weight_in_out(ctx: Context, layer, d: int, m: int) -> bool | None:
+    """With ``weight = "any"`` (students who create their parameters themselves): whether the weight the
+    layer created is (in, out) rather than (out, in); None where it is square (or neither), which its shape
+    cannot tell."""
+    shape = tuple(np.shape(getattr(_params(ctx, layer).get("weight"), "data", _params(ctx, layer).get("weight"))))
+    if d == m or shape not in ((d, m), (m, d)):
+        return None
+    return shape == (d, m)
 
 
 def _bias_layout(ctx: Context, layer, m: int) -> str:
@@ -1355,9 +1370,13 @@ def _mlp(cfg, ctx: Context) -> Quantities:
     if len(linears) != len(torch_linears):
         raise Wrong(f"found {len(linears)} {ctx.entry['linear']} layers in the model, expected {len(torch_linears)}")
     linears = _in_call_order(ctx, model, linears, cfg["inputs"])
-    in_out = ctx.convention["layers"].get("linear", {}).get("weight", "out_in") == "in_out"
+    chosen = ctx.convention["layers"].get("linear", {}).get("weight", "out_in")
     lin_ctx = Context(ctx.names, ctx.files, ctx.convention["layers"].get("linear", {}), ctx.convention, rng, "linear",
                       ctx.halted)
+    in_out = chosen == "in_out"
+    if chosen == "any":  # as the layers' own weights are laid out: the first that is not square tells
+        seen = [_weight_in_out(lin_ctx, mine, t.in_features, t.out_features) for mine, t in zip(linears, torch_linears)]
+        in_out = next((s for s in seen if s is not None), False)
 
     bias_layouts = [_bias_layout(lin_ctx, mine, t.out_features) for mine, t in zip(linears, torch_linears)]
 
