@@ -243,7 +243,8 @@ def _weight_in_out(ctx: Context, layer, d: int, m: int) -> bool | None:
     """With ``weight = "any"`` (students who create their parameters themselves): whether the weight the
     layer created is (in, out) rather than (out, in); None where it is square (or neither), which its shape
     cannot tell."""
-    shape = tuple(np.shape(getattr(_params(ctx, layer).get("weight"), "data", _params(ctx, layer).get("weight"))))
+    weight = _params(ctx, layer).get("weight")
+    shape = tuple(np.shape(getattr(weight, "data", weight)))
     if d == m or shape not in ((d, m), (m, d)):
         return None
     return shape == (d, m)

@@ -29,8 +29,9 @@ def _class_targets(logits, target, loss: str):
     if target.shape != (n,):
         raise ValueError(f"{loss}: class targets must have shape ({n},), one per row of the logits, got "
                          f"{tuple(target.shape)}")
-    if n and (int(xp.min(target)) < 0 or int(xp.max(target)) >= c):
-        bad = int(xp.min(target)) if int(xp.min(target)) < 0 else int(xp.max(target))
+    low, high = (int(xp.min(target)), int(xp.max(target))) if n else (0, 0)
+    if low < 0 or high >= c:
+        bad = low if low < 0 else high
         skip = (" (torch's CrossEntropyLoss skips -100 by default, ignore_index; this one takes no ignore_index: "
                 "leave those rows out)") if bad == -100 and loss == "CrossEntropyLoss" else ""
         raise ValueError(f"{loss}: class target {bad} is outside [0, {c}) for {c} classes{skip}")
