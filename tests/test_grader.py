@@ -685,6 +685,79 @@ def test_an_older_years_elu_module_with_alpha_fixed_at_one_is_graded_where_alpha
         assert not row.failures
 
 
+LEAKY_MODULE = ("\n\nclass LeakyReLUModule(object):\n    def __init__(self, neg_slope):\n"
+                "        self.neg_slope = neg_slope\n\n"
+                "    def forward(self, x):\n        self.x = x\n        return np.where(x > 0, x, self.neg_slope * x)\n\n"
+                "    def backward(self, dout):\n        return dout * np.where(self.x > 0, 1.0, self.neg_slope)\n\n"
+                "    def clear_cache(self):\n        self.x = None\n")
+
+
+def _uva_2019(tmp_path, modules: str, mlp: str) -> list[Path]:
+    """UvA 2019's files: ``modules.py`` without ReLUModule, and the given MLP."""
+    source = (STUDENTS / "uva" / "modules.py").read_text()
+    start = source.index("class ReLUModule")
+    (tmp_path / "modules.py").write_text(source[:start] + source[source.index("\nclass ", start):] + modules)
+    (tmp_path / "mlp_numpy.py").write_text(mlp)
+    return [tmp_path / "modules.py", tmp_path / "mlp_numpy.py"]
+
+
+LEAKY_MLP = ((STUDENTS / "uva" / "mlp_numpy.py").read_text().replace("ReLUModule,", "LeakyReLUModule,")
+             .replace("n_classes):", "n_classes, neg_slope):").replace("ReLUModule()", "LeakyReLUModule(neg_slope)"))
+
+
+@pytest.mark.parametrize("bug", [None, "slope", "mlp-slope"])
+def test_uva_2019_leaky_relu_layers_and_a_leaky_mlp_are_graded(bug, tmp_path):
+    """UvA's 2019 course had LeakyReLUModule(neg_slope) and MLP(n_inputs, n_hidden, n_classes, neg_slope): the
+    `uva-leaky` convention grades both over several slopes; a backward that ignores the slope, or an MLP that
+    does not pass its slope on, fails."""
+    assert "neg_slope):" in LEAKY_MLP and "LeakyReLUModule(neg_slope)" in LEAKY_MLP
+    modules, mlp = LEAKY_MODULE, LEAKY_MLP
+    if bug == "slope":
+        modules = modules.replace("np.where(self.x > 0, 1.0, self.neg_slope)", "np.where(self.x > 0, 1.0, 0.01)")
+    if bug == "mlp-slope":
+        mlp = mlp.replace("LeakyReLUModule(neg_slope)", "LeakyReLUModule(0.01)")
+    report = grade(_uva_2019(tmp_path, modules, mlp), resolve_convention("uva-leaky", None))
+    rows = {r.kind: r for r in report.rows}
+    assert list(rows) == ["linear", "leaky_relu", "softmax_cross_entropy", "mlp"]
+    assert rows["linear"].passed == rows["linear"].total > 0
+    assert (rows["leaky_relu"].passed == rows["leaky_relu"].total > 0) == (bug != "slope"), rows["leaky_relu"].failures
+    assert (rows["mlp"].passed == rows["mlp"].total > 0) == (bug is None), rows["mlp"].failures
+    if bug == "slope":  # right where the slope is 0.01 only
+        assert 0 < rows["leaky_relu"].passed and "dx: relative error" in rows["leaky_relu"].first_failure
+
+
+def test_uva_2019_files_graded_as_uva_are_told_which_convention_fits(tmp_path):
+    """A 2019 submission under `uva` has no ReLUModule: the row says so and names the convention whose every
+    layer the files define."""
+    files = _uva_2019(tmp_path, LEAKY_MODULE, LEAKY_MLP)
+    relu = grade(files, resolve_convention("uva", None), only=["relu"]).rows[0]
+    assert relu.passed == 0 and "not found in the submission: ReLUModule" in relu.first_failure
+    assert "try --convention uva-leaky" in relu.first_failure
+    (tmp_path / "modules.py").write_text((STUDENTS / "uva" / "modules.py").read_text().replace(
+        "class ReLUModule", "class ReLUModuleRenamed"))
+    alone = grade(files[:1], resolve_convention("uva", None), only=["relu"]).rows[0]  # no convention fits
+    assert "not found in the submission: ReLUModule" in alone.first_failure and "try" not in alone.first_failure
+
+
+def test_a_leaky_relu_that_fixes_its_slope_is_graded_where_the_slope_holds_and_in_a_functional_spec(tmp_path):
+    """``LeakyReLUModule()`` with torch's 0.01 built in: the configurations at 0.01 graded, the others not
+    applicable; a functional course's ``leaky_relu_forward(x, slope)`` graded from a spec."""
+    fixed = LEAKY_MODULE.replace("def __init__(self, neg_slope):\n        self.neg_slope = neg_slope",
+                                 "def __init__(self):\n        self.neg_slope = 0.01")
+    assert fixed != LEAKY_MODULE
+    files = _uva_2019(tmp_path, fixed, LEAKY_MLP)
+    row = grade(files[:1], resolve_convention("uva-leaky", None), only=["leaky_relu"]).rows[0]
+    assert row.total > 0 and row.skipped > 0 and row.passed == row.total, row.failures
+    (tmp_path / "layers.py").write_text(
+        "import numpy as np\n\ndef leaky_relu_forward(x, slope):\n    return np.where(x > 0, x, slope * x), (x, slope)\n\n"
+        "def leaky_relu_backward(dout, cache):\n    x, slope = cache\n    return dout * np.where(x > 0, 1, slope)\n")
+    (tmp_path / "spec.toml").write_text('style = "functional"\n[layers.leaky_relu]\nforward = "leaky_relu_forward"\n'
+                                        'backward = "leaky_relu_backward"\n')
+    spec = resolve_convention(None, tmp_path / "spec.toml")
+    functional = grade([tmp_path / "layers.py"], spec).rows[0]
+    assert functional.total > 0 and functional.passed == functional.total, functional.failures
+
+
 def test_references_keep_autograd_when_a_submission_switches_it_off_for_the_process(tmp_path):
     """A file that runs ``torch.set_grad_enabled(False)`` when it is loaded must not fail the grader's own
     references (computed with autograd): the correct layers pass."""

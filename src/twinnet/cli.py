@@ -148,13 +148,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--convention", default=None, metavar="NAME",
                    help="how the course names, calls and lays out its layers: cs231n (functional "
                    "forward/backward with caches, W (in, out)), uva (modules with params/grads dicts, W (out, in), "
-                   "probabilities into the loss), uva-elu (uva from 2022: ELU for ReLU), cs324 (modules, W (in, out), softmax fused into the loss, one-hot "
+                   "probabilities into the loss), uva-elu (uva from 2022: ELU for ReLU), uva-leaky (uva in 2019: leaky ReLU, "
+                   "its slope an argument of the layer and the MLP), cs324 (modules, W (in, out), softmax fused into the loss, one-hot "
                    "targets), torch (twinnet.numpy_nn's own protocol) or eecs498 (cs231n's layers as static methods of "
                    "classes, on torch tensors; pass the course's a3_helper.py too)")
     c.add_argument("--spec", type=_path, default=None, metavar="SPEC.toml",
                    help="a convention of your own, in the built-in ones' schema (see the README)")
     c.add_argument("--only", default=None, metavar="LAYERS",
-                   help="check only these layer kinds, comma-separated (of: linear, relu, elu, dropout, conv, "
+                   help="check only these layer kinds, comma-separated (of: linear, relu, elu, leaky_relu, dropout, conv, "
                    "maxpool, batchnorm, spatial_batchnorm, layernorm, spatial_groupnorm, softmax_loss, svm_loss, "
                    "softmax_cross_entropy, rnn_step, rnn, lstm_step, lstm, word_embedding, sgd_momentum, rmsprop, "
                    "adam, mlp; each convention has some; a layer named here is required even where the convention "

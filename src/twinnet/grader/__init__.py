@@ -170,6 +170,8 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
         return Row(kind, spec.title, max_points=0.0, submitted=False)
     if missing:
         row.first_failure = f"not found in the submission: {', '.join(missing)}"
+        if other := _convention_submitted(convention, submission):
+            row.first_failure += f" (the files define every layer of the {other} convention: try --convention {other})"
         row.failures.append(row.first_failure)
         return row
     stream = zlib.crc32(kind.encode())
@@ -218,6 +220,19 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
         row.failures.append(row.first_failure)
     row.points = round(row.max_points * row.passed / row.total, 2) if row.total else 0.0
     return row
+
+
+def _convention_submitted(convention: dict, submission) -> str | None:
+    """Another built-in convention of the same style whose every required name the files define (a UvA 2019
+    submission's LeakyReLUModule graded as ``uva``), for the hint beside a missing name; None if none."""
+    for name, other in BUILT_IN.items():
+        if name == convention.get("name") or other["style"] != convention["style"]:
+            continue
+        needed = [entry[k] for kind, entry in other["layers"].items() if not entry.get("optional", False)
+                  for k in KINDS[kind].needs(other["style"])]
+        if needed and all(submission.get(n) is not None for n in needed):
+            return name
+    return None
 
 
 def _above_tolerance(err: float) -> str:

@@ -126,6 +126,18 @@ UVA_ELU: dict[str, Any] = {
     },
 }
 
+# UvA's course in 2019: LeakyReLUModule(neg_slope) where ReLU was, and MLP(n_inputs, n_hidden, n_classes, neg_slope)
+UVA_LEAKY: dict[str, Any] = {
+    **UVA,
+    "name": "uva-leaky",
+    "layers": {
+        "linear": UVA["layers"]["linear"],
+        "leaky_relu": {"class": "LeakyReLUModule"},
+        "softmax_cross_entropy": UVA["layers"]["softmax_cross_entropy"],
+        "mlp": {**UVA["layers"]["mlp"], "activation": "leaky_relu"},
+    },
+}
+
 # Michigan's EECS 498-007 / 598-005 (Deep Learning for Computer Vision), assignment 3: CS231n's functional layers
 # as static methods of classes (``Linear.forward(x, w, b)``), on torch tensors; dropout's p is the drop
 # probability; the course gives softmax_loss itself (a3_helper.py: pass it with the files)
@@ -143,12 +155,12 @@ EECS498: dict[str, Any] = {
                for kind in (*_EECS498_CLASSES, "sgd_momentum", "rmsprop", "adam")},
 }
 
-BUILT_IN = {c["name"]: c for c in (CS231N, UVA, UVA_ELU, CS324, TORCH, EECS498)}
+BUILT_IN = {c["name"]: c for c in (CS231N, UVA, UVA_ELU, UVA_LEAKY, CS324, TORCH, EECS498)}
 
 _CHOICES = {"weight": ("in_out", "out_in"), "bias": ("flat", "row", "column", "any"), "running_var": ("biased", "unbiased"),
             "momentum": ("keep", "update"), "input": ("logits", "probabilities"), "target": ("labels", "one_hot"),
             "reduction": ("mean", "sum"), "output": ("logits", "probabilities"),
-            "activation": ("relu", "elu"), "gates": tuple("".join(p) for p in permutations("ifgo")),
+            "activation": ("relu", "elu", "leaky_relu"), "gates": tuple("".join(p) for p in permutations("ifgo")),
             "p": ("keep", "drop"), "batch": ("rows", "columns"), "grad": ("sum", "mean"), "layout": ("flat", "row")}
 
 
@@ -162,7 +174,8 @@ _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum
 # of forward that selects evaluation mode (CMU's forward(Z, eval=True)), gamma's layout (CMU's (1, D)) and the
 # eps its constructor sets (CMU's 1e-8; torch's 1e-5 by default)
 _MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad"), "conv": ("params", "grads", "args"),
-                   "maxpool": ("args",), "elu": ("args", "derivative"), "relu": ("derivative",), "mlp": ("args",),
+                   "maxpool": ("args",), "elu": ("args", "derivative"), "leaky_relu": ("args", "derivative"),
+                   "relu": ("derivative",), "mlp": ("args",),
                    "batchnorm": ("params", "grads", "running", "eval_keyword", "layout", "eps")}
 # ... and in the functional style: a linear layer whose samples are columns (x (D, N)) and whose weight gradients
 # are averaged over the batch (deeplearning.ai's linear_backward: dW = dZ A.T / m)

@@ -288,7 +288,9 @@ ARGUMENTS: dict[str, tuple[tuple[str, Any], ...]] = {
     "maxpool": (("kernel_size", None), ("stride", 1)),
     "batchnorm": (("num_features", None),),
     "elu": (("alpha", 1.0),),
-    "mlp": (("inputs", None), ("hidden", None), ("classes", None)),
+    "leaky_relu": (("negative_slope", 0.01),),
+    # the slope of an MLP of leaky ReLUs (UvA 2019's MLP(n_inputs, n_hidden, n_classes, neg_slope)); 0: ReLU
+    "mlp": (("inputs", None), ("hidden", None), ("classes", None), ("negative_slope", 0.0)),
 }
 
 
@@ -297,7 +299,8 @@ def _build(ctx: Context, key: str, *args):
     with those the convention's ``args`` lists, in its order."""
     cls = ctx.find(key)
     if key == "class" and "args" in ctx.entry:
-        given = dict(zip((name for name, _ in ARGUMENTS[ctx.kind]), args))
+        given = {name: fixed for name, fixed in ARGUMENTS[ctx.kind]} | \
+            dict(zip((name for name, _ in ARGUMENTS[ctx.kind]), args))
         for name, fixed in ARGUMENTS[ctx.kind]:
             if name not in ctx.entry["args"] and given[name] != fixed:
                 raise NotApplicable(f"{name}={given[name]!r}")
@@ -502,6 +505,22 @@ def _elu(cfg, ctx: Context) -> Quantities:
     out_t = torch.nn.functional.elu(xt, alpha=cfg["alpha"])
     (out_t * torch.from_numpy(dout)).sum().backward()
     return _unary(ctx, x, dout, [{"out": out_t.detach().numpy(), "dx": _g(xt)}], (cfg["alpha"],))
+
+
+def _leaky_relu_configs(rng, k):
+    return [dict(shape=(1, 3), negative_slope=0.01), dict(shape=(2, 3, 4, 5), negative_slope=0.2)] + [
+        dict(shape=(int(rng.integers(1, 5)), int(rng.integers(1, 9))),
+             negative_slope=float(rng.choice([0.01, 0.02, 0.1, 0.3]))) for _ in range(k)]
+
+
+def _leaky_relu(cfg, ctx: Context) -> Quantities:
+    """LeakyReLU(x) = x for x > 0, negative_slope * x otherwise; the slope is the forward's argument
+    (functional) or the class's (module: UvA 2019's ``LeakyReLUModule(neg_slope)``)."""
+    x, dout = _away_from_zero(ctx.rng, cfg["shape"]), ctx.rng.standard_normal(cfg["shape"])
+    slope = cfg["negative_slope"]
+    refs = [{"out": np.where(x > 0, x, slope * x), "dx": dout * np.where(x > 0, 1.0, slope)},
+            _twin(nn.LeakyReLU(slope), x, dout)]
+    return _unary(ctx, x, dout, refs, (slope,))
 
 
 def _unary(ctx: Context, x, dout, refs: list[dict], args: tuple) -> Quantities:
@@ -1359,13 +1378,17 @@ def _mlp(cfg, ctx: Context) -> Quantities:
     rng = ctx.rng
     sizes = [cfg["inputs"], *cfg["hidden"], cfg["classes"]]
     layers = []
-    activation = {"relu": torch.nn.ReLU, "elu": torch.nn.ELU}[ctx.entry.get("activation", "relu")]  # ELU: alpha 1
+    activation = ctx.entry.get("activation", "relu")
+    slope = float(rng.choice([0.02, 0.1, 0.3])) if activation == "leaky_relu" else 0.0  # UvA 2019's default: 0.02
+    make = {"relu": torch.nn.ReLU, "elu": torch.nn.ELU,  # ELU: alpha 1
+            "leaky_relu": lambda: torch.nn.LeakyReLU(slope)}[activation]
     with torch.random.fork_rng():  # the starting weights from the grading seed: --seed reproduces them
         torch.manual_seed(int(rng.integers(2**31)))
         for a, b in zip(sizes[:-1], sizes[1:]):
-            layers += [torch.nn.Linear(a, b).double(), activation()]
+            layers += [torch.nn.Linear(a, b).double(), make()]
     net = torch.nn.Sequential(*layers[:-1])
-    model = _build(ctx, "class", cfg["inputs"], list(cfg["hidden"]), cfg["classes"])
+    model = _build(ctx, "class", cfg["inputs"], list(cfg["hidden"]), cfg["classes"],
+                   *((slope,) if activation == "leaky_relu" else ()))
     linears = _find_layers(model, ctx.entry["linear"])
     torch_linears = [m for m in net if isinstance(m, torch.nn.Linear)]
     if len(linears) != len(torch_linears):
@@ -1430,6 +1453,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("linear", "linear (affine)", ("forward", "backward"), ("class",), _linear_configs, _linear),
     Kind("relu", "ReLU", ("forward", "backward"), ("class",), _relu_configs, _relu),
     Kind("elu", "ELU", ("forward", "backward"), ("class",), _elu_configs, _elu),
+    Kind("leaky_relu", "leaky ReLU", ("forward", "backward"), ("class",), _leaky_relu_configs, _leaky_relu),
     Kind("dropout", "dropout", ("forward", "backward"), (), _dropout_configs, _dropout),
     Kind("conv", "convolution", ("forward", "backward"), ("class",), _conv_configs, _conv),
     Kind("maxpool", "max pooling", ("forward", "backward"), ("class",), _pool_configs, _maxpool),
