@@ -758,6 +758,61 @@ def test_a_leaky_relu_that_fixes_its_slope_is_graded_where_the_slope_holds_and_i
     assert functional.total > 0 and functional.passed == functional.total, functional.failures
 
 
+MYTORCH_2020_SPEC = '''name = "mytorch-2020"
+style = "module"
+[layers.linear]
+class = "Linear"
+args = ["in_features", "out_features", "weight_init", "bias_init"]
+weight = "in_out"
+bias = "row"
+grad = "mean"
+params = {weight = "W", bias = "b"}
+grads = {weight = "dW", bias = "db"}
+[layers.relu]
+class = "ReLU"
+derivative = true
+[layers.softmax_cross_entropy]
+loss = "SoftmaxCrossEntropy"
+input = "logits"
+target = "one_hot"
+reduction = "none"
+backward = "nothing"
+[layers.batchnorm]
+class = "BatchNorm"
+params = {weight = "gamma", bias = "beta"}
+grads = {weight = "dgamma", bias = "dbeta"}
+eval_keyword = "eval"
+layout = "row"
+eps = 1e-8
+'''
+
+
+@pytest.mark.parametrize("bug", [None, "relu", "loss-mean", "bias-init", "running-unbiased"])
+def test_cmu_2020_mytorch_is_graded_from_a_spec(bug, tmp_path):
+    """CMU 11-785's 2019-21 handout: Linear takes the initialisers (the grader passes its own), activations and
+    the loss give their gradient by derivative(), and the loss's forward gives each sample's loss. The stand-in
+    passes; a wrong derivative, a loss averaged over the batch, a linear layer that ignores bias_init_fn, or a batch
+    norm whose running variance is the unbiased one fails."""
+    source = (STUDENTS / "mytorch_2020" / "mytorch.py").read_text()
+    changes = {"relu": ("return (self.state > 0).astype(float)", "return (self.state >= 0).astype(float) * 0.5"),
+               "loss-mean": ("return -(y * log_probs).sum(axis=1)", "return -(y * log_probs).sum(axis=1).mean()"),
+               "bias-init": ("self.b = bias_init_fn(out_feature)", "self.b = np.zeros(out_feature)"),
+               "running-unbiased": ("(1 - self.alpha) * self.var\n", "(1 - self.alpha) * x.var(axis=0, ddof=1)\n")}
+    if bug:
+        assert changes[bug][0] in source
+        source = source.replace(*changes[bug])
+    (tmp_path / "mytorch.py").write_text(source)
+    (tmp_path / "spec.toml").write_text(MYTORCH_2020_SPEC)
+    report = grade([tmp_path / "mytorch.py"], resolve_convention(None, tmp_path / "spec.toml"), configs=3)
+    rows = {r.kind: r for r in report.rows}
+    failing = {"relu": "relu", "loss-mean": "softmax_cross_entropy", "bias-init": "linear",
+               "running-unbiased": "batchnorm"}.get(bug)
+    for kind, row in rows.items():
+        assert row.total > 0 and (row.passed == row.total) == (kind != failing), (kind, row.failures)
+    if bug == "bias-init":  # the bias (out,) where the convention's row is (1, out): named
+        assert "Linear.b has shape (3,), the convention's is (1, 3)" in rows["linear"].first_failure
+
+
 def test_references_keep_autograd_when_a_submission_switches_it_off_for_the_process(tmp_path):
     """A file that runs ``torch.set_grad_enabled(False)`` when it is loaded must not fail the grader's own
     references (computed with autograd): the correct layers pass."""

@@ -159,7 +159,7 @@ BUILT_IN = {c["name"]: c for c in (CS231N, UVA, UVA_ELU, UVA_LEAKY, CS324, TORCH
 
 _CHOICES = {"weight": ("in_out", "out_in"), "bias": ("flat", "row", "column", "any"), "running_var": ("biased", "unbiased"),
             "momentum": ("keep", "update"), "input": ("logits", "probabilities"), "target": ("labels", "one_hot"),
-            "reduction": ("mean", "sum"), "output": ("logits", "probabilities"),
+            "reduction": ("mean", "sum", "none"), "output": ("logits", "probabilities"),
             "activation": ("relu", "elu", "leaky_relu"), "gates": tuple("".join(p) for p in permutations("ifgo")),
             "p": ("keep", "drop"), "batch": ("rows", "columns"), "grad": ("sum", "mean"), "layout": ("flat", "row")}
 

@@ -279,12 +279,33 @@ class NotApplicable(Exception):
     stride, for a stride of 2): skipped, and counted as such in the layer's row."""
 
 
+class _Init:
+    """An initialiser the grader passes where a class takes one (CMU 11-785's 2019-21 ``Linear(in_feature,
+    out_feature, weight_init_fn, bias_init_fn)``): zeros of the shape asked for (a linear layer's bias in the
+    convention's layout), since the grader sets the values itself."""
+
+    def __init__(self, name: str, layout: str | None = None) -> None:
+        self.name, self.layout = name, layout
+
+    def __call__(self, *shape):
+        if self.layout is not None and len(shape) == 1:
+            n = int(shape[0])
+            return np.zeros({"row": (1, n), "column": (n, 1)}.get(self.layout, (n,)))
+        return np.zeros(tuple(int(s) for s in shape))
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+WEIGHT_INIT, BIAS_INIT = _Init("weight_init_fn"), _Init("bias_init_fn")
+
 # module style: each kind's class arguments in the grader's order, with the value an argument that a
 # convention's ``args`` leaves out must have (None: it cannot be left out); configurations needing another
 # value are not applicable to that class (CMU's ``Conv2d_stride1(in, out, kernel)``: stride 1, padding 0)
 ARGUMENTS: dict[str, tuple[tuple[str, Any], ...]] = {
-    "linear": (("in_features", None), ("out_features", None)),
-    "conv": (("in_channels", None), ("out_channels", None), ("kernel_size", None), ("stride", 1), ("padding", 0)),
+    "linear": (("in_features", None), ("out_features", None), ("weight_init", WEIGHT_INIT), ("bias_init", BIAS_INIT)),
+    "conv": (("in_channels", None), ("out_channels", None), ("kernel_size", None), ("stride", 1), ("padding", 0),
+             ("weight_init", WEIGHT_INIT), ("bias_init", BIAS_INIT)),
     "maxpool": (("kernel_size", None), ("stride", 1)),
     "batchnorm": (("num_features", None),),
     "elu": (("alpha", 1.0),),
@@ -304,7 +325,8 @@ def _build(ctx: Context, key: str, *args):
         for name, fixed in ARGUMENTS[ctx.kind]:
             if name not in ctx.entry["args"] and given[name] != fixed:
                 raise NotApplicable(f"{name}={given[name]!r}")
-        args = tuple(given[name] for name in ctx.entry["args"])
+        bias_init = _Init("bias_init_fn", ctx.entry.get("bias", "flat") if ctx.kind == "linear" else None)
+        args = tuple(bias_init if given[name] is BIAS_INIT else given[name] for name in ctx.entry["args"])
     elif key == "class" and (n := _positional(cls)) is not None and n < len(args):
         # a class that fixes its last arguments (an older year's ELUModule() with alpha 1): graded where they hold
         tail = ARGUMENTS[ctx.kind][n:len(args)]
@@ -539,9 +561,10 @@ def _unary(ctx: Context, x, dout, refs: list[dict], args: tuple) -> Quantities:
         out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
         unchanged("x", x, xs)
         if ctx.entry.get("derivative", False):  # backward() returns d out / d x, elementwise (CMU's mytorch, 2022)
-            derivative = ctx.call(layer.backward, what=f"{ctx.entry['class']}.backward")
+            method, name = _backward(layer)
+            derivative = ctx.call(method, what=f"{ctx.entry['class']}.{name}")
             if derivative is None or np.shape(derivative) != x.shape:
-                raise Wrong(f"{ctx.entry['class']}.backward() returned {'None' if derivative is None else 'shape '}"
+                raise Wrong(f"{ctx.entry['class']}.{name}() returned {'None' if derivative is None else 'shape '}"
                             f"{'' if derivative is None else np.shape(derivative)}; derivative = true expects "
                             f"d out / d x elementwise, of x's shape {x.shape}")
             dx = np.asarray(derivative) * dout
@@ -549,6 +572,13 @@ def _unary(ctx: Context, x, dout, refs: list[dict], args: tuple) -> Quantities:
             dx = ctx.call(layer.backward, dout.copy(), what=f"{ctx.entry['class']}.backward")
         more = {}
     return {"out": (out, [r["out"] for r in refs]), "dx": (dx, [r["dx"] for r in refs]), **more}
+
+
+def _backward(obj) -> tuple[Callable, str]:
+    """The method that takes no arguments and gives the gradient: ``backward()``, or where the class has none,
+    ``derivative()`` (CMU 11-785's 2019-21 activations and losses)."""
+    name = "derivative" if not hasattr(obj, "backward") and hasattr(obj, "derivative") else "backward"
+    return getattr(obj, name), name
 
 
 def _conv_configs(rng, k):
@@ -1265,8 +1295,9 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str) -> Q
         if p[np.arange(len(y)), y].min() < 1e-250:
             y, near_one = x.argmax(axis=1), True
     xt = _t(x)
-    loss_t = torch.nn.functional.cross_entropy(xt, torch.from_numpy(y), reduction=ctx.entry.get("reduction", "mean"))
-    loss_t.backward()
+    reduction = ctx.entry.get("reduction", "mean")
+    loss_t = torch.nn.functional.cross_entropy(xt, torch.from_numpy(y), reduction=reduction)
+    (loss_t.sum() if reduction == "none" else loss_t).backward()  # "none": each sample's loss, d(their sum)/dx
     target = np.eye(x.shape[1])[y] if layout == "one_hot" else y.copy()
     xs = x.copy()
     loss_fn = _build(ctx, "loss")
@@ -1275,7 +1306,8 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str) -> Q
     takes = ctx.entry.get("backward", "nothing" if ctx.convention.get("params") == "attributes" else "inputs")
     if ctx.entry.get("input", "logits") == "logits":
         loss = ctx.call(loss_fn.forward, xs, target, what=f"{ctx.entry['loss']}.forward")
-        dx = ctx.call(loss_fn.backward, *(() if takes == "nothing" else (xs, target)), what=f"{ctx.entry['loss']}.backward")
+        back, name = _backward(loss_fn) if takes == "nothing" else (loss_fn.backward, "backward")
+        dx = ctx.call(back, *(() if takes == "nothing" else (xs, target)), what=f"{ctx.entry['loss']}.{name}")
     else:
         softmax = _build(ctx, "softmax")
         probs = ctx.call(softmax.forward, xs, what=f"{ctx.entry['softmax']}.forward")
@@ -1292,8 +1324,8 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str) -> Q
         p_copy = np.array(probs, copy=True)
         shown = {"probabilities": (p_copy, [expected])}
         loss = ctx.call(loss_fn.forward, probs, target, what=f"{ctx.entry['loss']}.forward")
-        dp = ctx.call(loss_fn.backward, *(() if takes == "nothing" else (probs, target)),
-                      what=f"{ctx.entry['loss']}.backward")
+        back, name = _backward(loss_fn) if takes == "nothing" else (loss_fn.backward, "backward")
+        dp = ctx.call(back, *(() if takes == "nothing" else (probs, target)), what=f"{ctx.entry['loss']}.{name}")
         unchanged("probabilities", p_copy, probs)
         if dp is None:
             raise Wrong(f"{ctx.entry['loss']}.backward returned None")
@@ -1308,7 +1340,8 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str) -> Q
             raise Wrong(f"the loss is {loss!r:.40}, not a finite number, on logits of size {np.abs(x).max():.0f} "
                         "with every label its sample's most probable class (the loss there is about 0)")
         return {**shown, "dx": (dx, [_g(xt)])}
-    return {**shown, "loss": (loss, [float(loss_t.detach())]), "dx": (dx, [_g(xt)])}
+    loss_ref = loss_t.detach().numpy() if reduction == "none" else float(loss_t.detach())
+    return {**shown, "loss": (loss, [loss_ref]), "dx": (dx, [_g(xt)])}
 
 
 def _mlp_configs(rng, k):
