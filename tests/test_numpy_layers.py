@@ -325,16 +325,127 @@ def test_openblas_thread_spin_is_limited_when_twinnet_loads_before_numpy(env, co
     (np.array([1]), r"must have shape \(4,\)"),
     (np.array([0, 1, -1, 2]), r"class target -1 is outside \[0, 3\)"),
     (np.array([0, 3, 1, 2]), r"class target 3 is outside \[0, 3\)"),
-    (np.array([0, -100, 1, 2]), "skips -100 by default"),
+    (np.array([0, -100, 1, 7]), r"class target 7 is outside"),
     (np.array([True, False, True, True]), "must be integers"),
 ])
-@pytest.mark.parametrize("loss", [nnp.CrossEntropyLoss, nnp.MultiMarginLoss])
+@pytest.mark.parametrize("loss", [nnp.CrossEntropyLoss, nnp.NLLLoss, nnp.MultiMarginLoss])
 def test_class_targets_torch_refuses_are_refused_not_broadcast_or_wrapped(loss, target, message):
     logits = np.random.default_rng(0).standard_normal((4, 3))
-    if "-100" in message and loss is nnp.MultiMarginLoss:
-        message = r"class target -100 is outside"
+    if -100 in target and loss is nnp.MultiMarginLoss:  # the losses with ignore_index skip -100 and name the 7
+        message = "class target -100 is outside"
     with pytest.raises(ValueError, match=message):
         loss()(logits, target)
+    with pytest.raises(ValueError, match="class target -100 is outside"):  # no ignore_index in torch's hinge
+        nnp.MultiMarginLoss()(logits, np.array([0, -100, 1, 2]))
+
+
+def _loss_against_torch(mine, theirs, x: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """The loss and the gradient of ``mine`` (a twinnet loss) and ``theirs`` (torch's functional form) on the
+    same float64 inputs, with a random upstream gradient of the loss's shape."""
+    xt = torch.tensor(x, requires_grad=True)
+    out_t = theirs(xt, torch.from_numpy(target))
+    dout = np.random.default_rng(7).standard_normal(tuple(out_t.shape))
+    out_t.backward(torch.from_numpy(np.asarray(dout)))
+    out = mine(x, target)
+    dx = mine.backward(dout if dout.ndim else float(dout))
+    assert np.shape(out) == tuple(out_t.shape) and dx.dtype == x.dtype
+    return {"loss": rel_error(np.asarray(out), out_t.detach().numpy()), "dx": rel_error(dx, xt.grad.numpy())}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("targets", ["classes", "ignored", "probabilities"])
+def test_cross_entropy_matches_torchs_with_every_option(reduction, smoothing, weighted, targets):
+    """Class weights, ignore_index, label smoothing and each reduction, alone and together: torch's values
+    (its mean divides by the counted rows' weights for class targets, by N for probabilities)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 4))
+    weight = rng.random(4) + 0.5 if weighted else None
+    if targets == "probabilities":
+        y = rng.random((6, 4))
+        y /= y.sum(axis=1, keepdims=True)
+    else:
+        y = rng.integers(0, 4, 6)
+        if targets == "ignored":
+            y[[1, 4]] = -100
+    mine = nnp.CrossEntropyLoss(weight=weight, reduction=reduction, label_smoothing=smoothing)
+    theirs = lambda a, b: F.cross_entropy(a, b, weight=None if weight is None else torch.from_numpy(weight),  # noqa: E731
+                                          reduction=reduction, label_smoothing=smoothing)
+    assert_close_rel(_loss_against_torch(mine, theirs, x, y), TWIN_TOL)
+
+
+def test_cross_entropy_of_every_row_ignored_is_nan_as_torchs_and_a_custom_ignore_index_is_honoured():
+    x = np.random.default_rng(4).standard_normal((3, 5))
+    assert np.isnan(nnp.CrossEntropyLoss()(x, np.array([-100, -100, -100])))
+    y = np.array([2, 7, 0])
+    mine, theirs = nnp.CrossEntropyLoss(ignore_index=7), lambda a, b: F.cross_entropy(a, b, ignore_index=7)
+    assert_close_rel(_loss_against_torch(mine, theirs, x, y), TWIN_TOL)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_nll_and_log_softmax_match_torchs_and_chain_to_cross_entropy(reduction, weighted):
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((5, 3)), np.array([0, 2, -100, 1, 2])
+    weight = rng.random(3) + 0.5 if weighted else None
+    mine = nnp.NLLLoss(weight=weight, reduction=reduction)
+    theirs = lambda a, b: F.nll_loss(a, b, weight=None if weight is None else torch.from_numpy(weight),  # noqa: E731
+                                     reduction=reduction)
+    logp = F.log_softmax(torch.from_numpy(x), dim=1).numpy()
+    assert_close_rel(_loss_against_torch(mine, theirs, logp, y), TWIN_TOL)
+    log_softmax, nll = nnp.LogSoftmax(dim=1), nnp.NLLLoss(weight=weight, reduction="sum")
+    ce = nnp.CrossEntropyLoss(weight=weight, reduction="sum")
+    chained = nll(log_softmax(x), y)
+    assert rel_error(chained, ce(x, y)) < TWIN_TOL
+    assert rel_error(log_softmax.backward(nll.backward()), ce.backward()) < TWIN_TOL
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_log_softmax_matches_torchs_where_softmax_underflows(dim):
+    x = np.random.default_rng(6).standard_normal((3, 4)) * 400  # exp underflows: log(softmax) would be -inf
+    dout = np.random.default_rng(7).standard_normal((3, 4))
+    xt = torch.tensor(x, requires_grad=True)
+    out_t = F.log_softmax(xt, dim=dim)
+    out_t.backward(torch.from_numpy(dout))
+    mine = nnp.LogSoftmax(dim)
+    out = mine(x)
+    assert np.all(np.isfinite(out))
+    assert_close_rel({"out": rel_error(out, out_t.detach().numpy()), "dx": rel_error(mine.backward(dout),
+                                                                                    xt.grad.numpy())}, TWIN_TOL)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_mse_and_the_hinge_match_torchs(reduction):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((4, 3))
+    assert_close_rel(_loss_against_torch(nnp.MSELoss(reduction), lambda a, b: F.mse_loss(a, b, reduction=reduction),
+                                         x, rng.standard_normal((4, 3))), TWIN_TOL)
+    y, weight = np.array([0, 2, 1, 2]), rng.random(3) + 0.5
+    for p in (1, 2):  # torch scales a term by w_y after its power
+        mine = nnp.MultiMarginLoss(p=p, margin=0.7, weight=weight, reduction=reduction)
+        theirs = lambda a, b: F.multi_margin_loss(a, b, p=p, margin=0.7, weight=torch.from_numpy(weight),  # noqa: E731
+                                                  reduction=reduction)
+        assert_close_rel(_loss_against_torch(mine, theirs, x, y), TWIN_TOL)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: nnp.CrossEntropyLoss(reduction="avg"), "reduction must be one of 'mean', 'sum', 'none'"),
+    (lambda: nnp.MSELoss(reduction=None), "reduction must be one of"),
+    (lambda: nnp.MultiMarginLoss(p=3), "only p = 1 and p = 2"),
+    (lambda: nnp.CrossEntropyLoss(weight=np.ones((2, 2))), "weight must be a 1-d array"),
+])
+def test_loss_settings_torch_refuses_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_a_weight_for_the_wrong_number_of_classes_and_mse_shapes_that_differ_are_refused():
+    x = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="weight has 4 values for 3 classes"):
+        nnp.CrossEntropyLoss(weight=np.ones(4))(x, np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"the target's shape \(3,\) differs from the input's \(2, 3\)"):
+        nnp.MSELoss()(x, np.zeros(3))
 
 
 def test_probability_targets_need_logits_of_two_dimensions():

@@ -1,11 +1,11 @@
 """The from-scratch engine: layers with explicit forward and backward, named and laid out like torch.nn."""
 
 from twinnet.numpy_nn import backend, init, serialize
-from twinnet.numpy_nn.activation import ELU, GELU, LeakyReLU, ReLU, Scale, Sigmoid, SiLU, Softmax, Tanh
+from twinnet.numpy_nn.activation import ELU, GELU, LeakyReLU, LogSoftmax, ReLU, Scale, Sigmoid, SiLU, Softmax, Tanh
 from twinnet.numpy_nn.conv import Conv2d
 from twinnet.numpy_nn.dropout import Dropout
 from twinnet.numpy_nn.linear import Linear
-from twinnet.numpy_nn.loss import CrossEntropyLoss, MultiMarginLoss
+from twinnet.numpy_nn.loss import CrossEntropyLoss, MSELoss, MultiMarginLoss, NLLLoss
 from twinnet.numpy_nn.module import Module, Parameter, Sequential, no_grad
 from twinnet.numpy_nn.norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from twinnet.numpy_nn.clip import clip_grad_norm_
@@ -21,8 +21,9 @@ __all__ = [
     "Module", "Parameter", "Sequential", "no_grad",
     "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "BatchNorm1d", "BatchNorm2d",
     "LayerNorm", "Dropout", "Flatten", "ReLU", "Tanh", "Sigmoid", "GELU", "SiLU", "ELU", "LeakyReLU", "Softmax",
-    "Scale",
+    "LogSoftmax", "Scale",
     "ResidualBlock",
-    "CrossEntropyLoss", "MultiMarginLoss", "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm_", "MLP",
+    "CrossEntropyLoss", "NLLLoss", "MultiMarginLoss", "MSELoss",
+    "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm_", "MLP",
     "VanillaRNN", "IRNN", "LSTM", "GRU",
 ]

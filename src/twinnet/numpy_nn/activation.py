@@ -175,6 +175,24 @@ class Softmax(Module):
         return f"dim={self.dim}"
 
 
+class LogSoftmax(Softmax):
+    """``torch.nn.LogSoftmax(dim)``: x - log(sum(exp(x))) along ``dim`` (shifted by the maximum), computed
+    directly rather than as log(softmax), which underflows; ``dim=None`` as ``Softmax``'s."""
+
+    def forward(self, x):
+        xp = backend.xp(x)
+        axis = self._axis(x)
+        shifted = x - x.max(axis=axis, keepdims=True)
+        out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        self._push_cache(out)
+        return out
+
+    def backward(self, dout):
+        out = self._pop_cache()
+        # Jacobian I - 1 softmax^T applied to dout, along dim: dout - softmax * sum(dout)
+        return dout - backend.xp(out).exp(out) * dout.sum(axis=self._axis(out), keepdims=True)
+
+
 class Scale(Module):
     """Multiply by a fixed ``factor`` (airbench's output scaling): no parameters."""
 

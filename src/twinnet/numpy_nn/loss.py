@@ -1,10 +1,15 @@
-"""Losses on raw logits with mean reduction: ``torch.nn.CrossEntropyLoss`` (class or probability targets)
-and ``torch.nn.MultiMarginLoss`` (the multiclass hinge)."""
+"""Losses, as torch.nn has them: ``CrossEntropyLoss`` (class or probability targets, class weights,
+``ignore_index``, label smoothing), ``NLLLoss`` (on log-probabilities), ``MultiMarginLoss`` (the multiclass hinge)
+and ``MSELoss``; each with torch's ``reduction`` ("mean", "sum" or "none")."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from twinnet.numpy_nn import backend
 from twinnet.numpy_nn.module import Module
+
+REDUCTIONS = ("mean", "sum", "none")
 
 
 def _log_softmax(logits):
@@ -18,10 +23,26 @@ def _logits_2d(logits, loss: str) -> None:
         raise ValueError(f"{loss} expects logits (N, C), got shape {tuple(logits.shape)}")
 
 
-def _class_targets(logits, target, loss: str):
-    """``target`` as class indices for ``logits`` (N, C): integers, shape (N,), each in [0, C). torch refuses
-    anything else too, except -100, which its CrossEntropyLoss skips by default (ignore_index) and this one
-    does not."""
+def _reduction(reduction: str) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, got {reduction!r}")
+    return reduction
+
+
+def _class_weight(weight, loss: str):
+    """torch's ``weight``: a rescaling of each class's loss, a 1-d array of C values (or None)."""
+    if weight is None:
+        return None
+    w = backend.xp(weight).asarray(weight)
+    if w.ndim != 1 or w.dtype.kind not in "fiu":
+        raise ValueError(f"{loss}: weight must be a 1-d array of one number per class, got shape "
+                         f"{tuple(w.shape)} of dtype {w.dtype}")
+    return w
+
+
+def _class_targets(logits, target, loss: str, ignore_index: int | None = None):
+    """``target`` as class indices for ``logits`` (N, C): integers, shape (N,), each in [0, C) or equal to
+    ``ignore_index`` (a row left out). torch refuses anything else too."""
     xp = backend.xp(logits)
     n, c = logits.shape
     if target.dtype.kind not in "iu":
@@ -29,130 +50,232 @@ def _class_targets(logits, target, loss: str):
     if target.shape != (n,):
         raise ValueError(f"{loss}: class targets must have shape ({n},), one per row of the logits, got "
                          f"{tuple(target.shape)}")
-    low, high = (int(xp.min(target)), int(xp.max(target))) if n else (0, 0)
+    counted = target if ignore_index is None else target[target != ignore_index]
+    low, high = (int(xp.min(counted)), int(xp.max(counted))) if counted.size else (0, 0)
     if low < 0 or high >= c:
         bad = low if low < 0 else high
-        skip = (" (torch's CrossEntropyLoss skips -100 by default, ignore_index; this one takes no ignore_index: "
-                "leave those rows out)") if bad == -100 and loss == "CrossEntropyLoss" else ""
-        raise ValueError(f"{loss}: class target {bad} is outside [0, {c}) for {c} classes{skip}")
+        raise ValueError(f"{loss}: class target {bad} is outside [0, {c}) for {c} classes"
+                         + (f" (and is not ignore_index, {ignore_index})" if ignore_index is not None else ""))
     return target
 
 
-def _cross_entropy_forward(logits, target, label_smoothing):
-    """logits (N, C), target int (N,) -> mean loss, cache (softmax probabilities, target)."""
-    xp = backend.xp(logits)
-    n, c = logits.shape
-    logp = _log_softmax(logits)
-    nll = -logp[xp.arange(n), target]
-    if label_smoothing:
-        # torch: (1 - eps) * nll + eps * mean over classes of -log p
-        nll = (1 - label_smoothing) * nll - label_smoothing * logp.mean(axis=1)
-    return nll.mean(), (xp.exp(logp), target, label_smoothing)
+def _reduce(per_sample, reduction: str, denominator):
+    """Each sample's loss (N,) as ``reduction`` asks: their sum over ``denominator``, their sum, or themselves."""
+    if reduction == "none":
+        return per_sample
+    with np.errstate(invalid="ignore", divide="ignore"):  # every row ignored: nan, as torch's
+        total = per_sample.sum()
+        return total / denominator if reduction == "mean" else total
 
 
-def _cross_entropy_backward(dout, cache):
-    """d(mean loss)/d logits = (softmax - smoothed one-hot) / N."""
-    probs, target, eps = cache
-    xp = backend.xp(probs)
-    n, c = probs.shape
-    grad = probs.copy()
-    if eps:
-        grad -= eps / c
-    grad[xp.arange(n), target] -= 1 - eps
-    return grad * (dout / n)
+def _times_dout(grad, dout, reduction: str, denominator):
+    """``grad`` (each sample's loss's gradient, one row per sample) times d(reduced loss) / d(that loss)."""
+    if reduction == "none":
+        dout = backend.xp(grad).asarray(dout, dtype=grad.dtype)
+        return grad * dout.reshape(-1, *(1,) * (grad.ndim - 1)) if dout.ndim else grad * dout
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return grad * (dout / denominator if reduction == "mean" else dout)
 
 
-def _soft_cross_entropy_forward(logits, target, label_smoothing):
-    """logits (N, C), target probabilities (N, C) -> mean loss, cache (softmax probabilities, smoothed target).
-
-    torch mixes the target with the uniform distribution, t' = (1 - eps) t + eps / C, and takes
-    -sum_c t'_c log p_c per row; rows need not sum to 1 (nor does torch ask them to).
-    """
-    xp = backend.xp(logits)
-    c = logits.shape[1]
-    t = xp.asarray(target, dtype=logits.dtype)
-    if label_smoothing:
-        t = (1 - label_smoothing) * t + label_smoothing / c
-    logp = _log_softmax(logits)
-    return -(t * logp).sum(axis=1).mean(), (xp.exp(logp), t)
-
-
-def _soft_cross_entropy_backward(dout, cache):
-    """d(mean loss)/d logits = (softmax * sum_c t'_c - t') / N: softmax - t' for rows that sum to 1."""
-    probs, t = cache
-    return (probs * t.sum(axis=1, keepdims=True) - t) * (dout / len(t))
-
-
-class CrossEntropyLoss(Module):
-    """``forward(logits, target) -> loss``; ``backward(dout=1.0) -> dlogits``. ``target`` is either class
-    indices, ints (N,), or class probabilities, floats shaped like the logits (N, C), as torch tells them apart."""
-
-    def __init__(self, label_smoothing: float = 0.0) -> None:
+class _WeightedLoss(Module):
+    def __init__(self, weight, reduction: str, loss: str) -> None:
         super().__init__()
+        self.weight = _class_weight(weight, loss)
+        self.reduction = _reduction(reduction)
+
+    def _weights_for(self, logits):
+        if self.weight is None:
+            return None
+        if self.weight.shape != (logits.shape[1],):
+            raise ValueError(f"{type(self).__name__}: weight has {self.weight.shape[0]} values for "
+                             f"{logits.shape[1]} classes")
+        return self.weight.astype(logits.dtype)
+
+
+def _counted(target, ignore_index, weight, xp):
+    """For class targets: which rows count, the target with ignored rows sent to class 0, each row's class
+    weight (None without ``weight``) and the mean's denominator: the counted rows' weights summed, or their
+    number (torch's)."""
+    keep = target != ignore_index
+    safe = xp.where(keep, target, 0)
+    if weight is None:
+        return keep, safe, None, int(keep.sum())
+    w = weight[safe] * keep
+    return keep, safe, w, w.sum()
+
+
+class CrossEntropyLoss(_WeightedLoss):
+    """``torch.nn.CrossEntropyLoss(weight, ignore_index=-100, reduction="mean", label_smoothing=0)``:
+    ``forward(logits, target) -> loss``; ``backward(dout=1.0) -> dlogits``. ``target`` is either class indices,
+    ints (N,), or class probabilities, floats shaped like the logits (N, C), as torch tells them apart. With
+    class indices the mean divides by the counted rows' weights (their number without ``weight``), as torch's;
+    with probabilities by N."""
+
+    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean",
+                 label_smoothing: float = 0.0) -> None:
+        super().__init__(weight, reduction, "CrossEntropyLoss")
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+        self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
 
     def forward(self, logits, target):
         _logits_2d(logits, "CrossEntropyLoss")
-        target = backend.xp(logits).asarray(target)
+        xp = backend.xp(logits)
+        target = xp.asarray(target)
+        n, c = logits.shape
+        weight, eps = self._weights_for(logits), self.label_smoothing
+        logp = _log_softmax(logits)
         if target.dtype.kind != "f":
-            target = _class_targets(logits, target, "CrossEntropyLoss")
-            loss, cache = _cross_entropy_forward(logits, target, self.label_smoothing)
-            self._cache = (False, cache)
-            return loss
-        if target.shape != logits.shape:  # broadcasting (N,) or (C,) probabilities would be silently wrong
-            raise ValueError(f"probability targets must have the logits' shape {tuple(logits.shape)}, "
-                             f"got {tuple(target.shape)}")
-        loss, cache = _soft_cross_entropy_forward(logits, target, self.label_smoothing)
-        self._cache = (True, cache)
-        return loss
+            target = _class_targets(logits, target, "CrossEntropyLoss", self.ignore_index)
+            keep, safe, w, denominator = _counted(target, self.ignore_index, weight, xp)
+            nll = -logp[xp.arange(n), safe]
+            if weight is None:
+                # torch: (1 - eps) * nll + eps * mean over classes of -log p
+                per = (1 - eps) * nll - eps * logp.mean(axis=1) if eps else nll
+            else:  # ... each class's term weighted: the nll by w_y, the mean over classes by each class's w
+                per = w * nll
+                if eps:
+                    per = (1 - eps) * per - (eps / c) * (logp * weight).sum(axis=1)
+            if not keep.all():
+                per = per * keep
+            self._cache = ("classes", xp.exp(logp), safe, w, keep, weight, denominator)
+        else:
+            if target.shape != logits.shape:  # broadcasting (N,) or (C,) probabilities would be silently wrong
+                raise ValueError(f"probability targets must have the logits' shape {tuple(logits.shape)}, "
+                                 f"got {tuple(target.shape)}")
+            t = xp.asarray(target, dtype=logits.dtype)
+            if eps:  # torch mixes the target with the uniform distribution; rows need not sum to 1
+                t = (1 - eps) * t + eps / c
+            if weight is not None:
+                t = t * weight
+            per, denominator = -(t * logp).sum(axis=1), n
+            self._cache = ("probabilities", xp.exp(logp), t, denominator)
+        return _reduce(per, self.reduction, denominator)
 
     def __call__(self, logits, target):
         return self.forward(logits, target)
 
     def backward(self, dout=1.0):
-        soft, cache = self._cache
-        return _soft_cross_entropy_backward(dout, cache) if soft else _cross_entropy_backward(dout, cache)
+        kind, probs, *rest = self._cache
+        xp = backend.xp(probs)
+        n, c = probs.shape
+        eps = self.label_smoothing
+        if kind == "probabilities":
+            t, denominator = rest  # d/dz of -sum_c t_c log p_c = p sum(t) - t: softmax - t for rows that sum to 1
+            return _times_dout(probs * t.sum(axis=1, keepdims=True) - t, dout, self.reduction, denominator)
+        safe, w, keep, weight, denominator = rest
+        if weight is None:  # d/dz = softmax - smoothed one-hot
+            grad = probs.copy()
+            if eps:
+                grad -= eps / c
+            grad[xp.arange(n), safe] -= 1 - eps
+        else:
+            grad = probs * w[:, None]
+            grad[xp.arange(n), safe] -= w
+            if eps:  # d/dz of -(eps / C) sum_c w_c log p_c = (eps / C) (sum(w) p - w)
+                grad = (1 - eps) * grad + (eps / c) * (weight.sum() * probs - weight)
+        if not keep.all():
+            grad *= keep[:, None]
+        return _times_dout(grad, dout, self.reduction, denominator)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"
 
 
-def _multi_margin_forward(logits, target, margin):
-    """logits (N, C), target int (N,) -> mean over rows of sum_{j != y} max(0, margin - x_y + x_j) / C, cache."""
-    xp = backend.xp(logits)
-    n, c = logits.shape
-    rows = xp.arange(n)
-    z = margin - logits[rows, target][:, None] + logits  # (N, C)
-    active = z > 0  # torch's hinge: only strictly positive terms count, in the loss and in the gradient
-    active[rows, target] = False  # j = y is left out of the sum
-    return (z * active).sum() / (n * c), (active, target, logits.dtype)
+class NLLLoss(_WeightedLoss):
+    """``torch.nn.NLLLoss(weight, ignore_index=-100, reduction="mean")`` on log-probabilities (N, C) (a
+    ``LogSoftmax``'s output): ``forward(logp, target) -> loss``, -w_y logp_y per row; ``backward(dout=1.0)``."""
+
+    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean") -> None:
+        super().__init__(weight, reduction, "NLLLoss")
+        self.ignore_index = ignore_index
+
+    def forward(self, logp, target):
+        _logits_2d(logp, "NLLLoss")
+        xp = backend.xp(logp)
+        target = _class_targets(logp, xp.asarray(target), "NLLLoss", self.ignore_index)
+        keep, safe, w, denominator = _counted(target, self.ignore_index, self._weights_for(logp), xp)
+        w = keep.astype(logp.dtype) if w is None else w
+        self._push_cache((logp.shape, logp.dtype, safe, w, denominator))
+        return _reduce(-w * logp[xp.arange(logp.shape[0]), safe], self.reduction, denominator)
+
+    def backward(self, dout=1.0):
+        shape, dtype, safe, w, denominator = self._pop_cache()
+        xp = backend.xp(w)
+        grad = xp.zeros(shape, dtype=dtype)
+        grad[xp.arange(shape[0]), safe] = -w
+        return _times_dout(grad, dout, self.reduction, denominator)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
 
 
-def _multi_margin_backward(dout, cache):
-    """Each active term (j, y) adds +1 to dlogits[j] and -1 to dlogits[y], all divided by N C."""
-    active, target, dtype = cache
-    n, c = active.shape
-    grad = active.astype(dtype)
-    grad[backend.xp(active).arange(n), target] = -active.sum(axis=1)
-    return grad * (dout / (n * c))
+class MSELoss(Module):
+    """``torch.nn.MSELoss(reduction="mean")``: (input - target)^2, averaged, summed or kept per element;
+    ``forward(input, target)``, ``backward(dout=1.0) -> dinput``. Shapes must match (torch broadcasts them with
+    a warning that the result is likely wrong; this refuses)."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        self.reduction = _reduction(reduction)
+
+    def forward(self, input, target):
+        xp = backend.xp(input)
+        target = xp.asarray(target)
+        if target.shape != input.shape:
+            raise ValueError(f"MSELoss: the target's shape {tuple(target.shape)} differs from the input's "
+                             f"{tuple(input.shape)}; give them the same shape (torch would broadcast them, and warns)")
+        diff = input - target.astype(input.dtype)
+        self._push_cache(diff)
+        sq = diff * diff
+        return sq if self.reduction == "none" else sq.mean() if self.reduction == "mean" else sq.sum()
+
+    def backward(self, dout=1.0):
+        diff = self._pop_cache()
+        dout = backend.xp(diff).asarray(dout, dtype=diff.dtype)
+        return 2 * diff * (dout / diff.size if self.reduction == "mean" else dout)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
 
 
-class MultiMarginLoss(Module):
-    """``torch.nn.MultiMarginLoss(p=1, margin)``, the multiclass SVM hinge: ``forward(logits, target) -> loss``
+class MultiMarginLoss(_WeightedLoss):
+    """``torch.nn.MultiMarginLoss(p=1, margin=1, weight=None, reduction="mean")``, the multiclass SVM hinge:
+    each row's sum over j != y of w_y max(0, margin - x_y + x_j)^p / C; ``forward(logits, target) -> loss``
     with target int (N,); ``backward(dout=1.0) -> dlogits``."""
 
-    def __init__(self, margin: float = 1.0) -> None:
-        super().__init__()
-        self.margin = margin
+    def __init__(self, p: int = 1, margin: float = 1.0, weight=None, reduction: str = "mean") -> None:
+        super().__init__(weight, reduction, "MultiMarginLoss")
+        if p not in (1, 2) or isinstance(p, bool):
+            raise ValueError(f"MultiMarginLoss: only p = 1 and p = 2 are supported (as torch's), got {p!r}")
+        self.p, self.margin = p, margin
 
     def forward(self, logits, target):
         _logits_2d(logits, "MultiMarginLoss")
-        target = _class_targets(logits, backend.xp(logits).asarray(target), "MultiMarginLoss")
-        loss, cache = _multi_margin_forward(logits, target, self.margin)
-        self._push_cache(cache)
-        return loss
+        xp = backend.xp(logits)
+        target = _class_targets(logits, xp.asarray(target), "MultiMarginLoss")
+        n, c = logits.shape
+        rows = xp.arange(n)
+        z = self.margin - logits[rows, target][:, None] + logits  # (N, C)
+        active = z > 0  # torch's hinge: only strictly positive terms count, in the loss and in the gradient
+        active[rows, target] = False  # j = y is left out of the sum
+        hinge = z * active
+        terms = hinge * hinge if self.p == 2 else hinge
+        # d term / d z: 1 (p = 1) or 2 z (p = 2), for the active terms; d z / d x: 1 at j, -1 at y
+        dz = (2 * hinge if self.p == 2 else active.astype(logits.dtype)) / c
+        weight = self._weights_for(logits)
+        if weight is not None:  # torch scales each term by w_y after the power (its docs put w_y inside)
+            terms, dz = terms * weight[target][:, None], dz * weight[target][:, None]
+        per = terms.sum(axis=1) / c
+        self._push_cache((dz, target, n))
+        return _reduce(per, self.reduction, n)
 
     def backward(self, dout=1.0):
-        return _multi_margin_backward(dout, self._pop_cache())
+        dz, target, n = self._pop_cache()
+        grad = dz.copy()
+        grad[backend.xp(dz).arange(n), target] = -dz.sum(axis=1)
+        return _times_dout(grad, dout, self.reduction, n)
 
     def extra_repr(self) -> str:
-        return f"margin={self.margin}"
+        return f"p={self.p}, margin={self.margin}, reduction={self.reduction!r}"
