@@ -813,6 +813,53 @@ def test_cmu_2020_mytorch_is_graded_from_a_spec(bug, tmp_path):
         assert "Linear.b has shape (3,), the convention's is (1, 3)" in rows["linear"].first_failure
 
 
+def _notebook(path: Path, cells: list, nbformat: int = 4) -> Path:
+    """A Jupyter notebook of code cells (strings) and markdown cells (("md", text)), as Jupyter saves it."""
+    made = [{"cell_type": "markdown", "metadata": {}, "source": c[1]} if isinstance(c, tuple) else
+            {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+             ("source" if nbformat == 4 else "input"): c.splitlines(keepends=True)} for c in cells]
+    body = {"cells": made} if nbformat == 4 else {"worksheets": [{"cells": made}]}
+    path.write_text(json.dumps({**body, "metadata": {}, "nbformat": nbformat, "nbformat_minor": 5}))
+    return path
+
+
+@pytest.mark.parametrize("nbformat", [4, 3])
+def test_a_notebooks_definitions_are_graded_and_its_other_cells_not_run(tmp_path, nbformat, capsys):
+    """A submission as a Jupyter notebook: its functions are graded; a cell that trains, loads data or exits,
+    its magics and shell lines, and an import the grader lacks, are left out (the import with a warning)."""
+    marker = tmp_path / "ran"
+    notebook = _notebook(tmp_path / "assignment.ipynb", [
+        ("md", "# Part 1"),
+        "import numpy as np\nimport a_package_the_grader_lacks\n%matplotlib inline\n!pip install nothing\n",
+        f"open({str(marker)!r}, 'w').write('x')\nraise SystemExit('a cell that must not run')\n",
+        "SCALE = 1.0\n\ndef relu_forward(x):\n    return np.maximum(x, 0) * SCALE, x\n",
+        "%%timeit\nrelu_forward(np.ones(3))\n",
+        "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n",
+    ], nbformat)
+    row = grade([notebook], resolve_convention("cs231n", None), only=["relu"]).rows[0]
+    assert row.total > 0 and row.passed == row.total, row.failures
+    assert not marker.exists()
+    err = capsys.readouterr().err
+    assert "code cell 1: ModuleNotFoundError" in err and "a_package_the_grader_lacks" in err
+
+
+def test_a_notebooks_failure_names_its_code_cell_and_line_and_a_broken_file_is_refused(tmp_path):
+    notebook = _notebook(tmp_path / "nb.ipynb", [
+        "import numpy as np\n",
+        "def relu_forward(x):\n    return np.maximum(x, 0), x\n\ndef relu_backward(dout, cache):\n"
+        "    return dout * (cache > 0) * undefined_scale\n",
+    ])
+    row = grade([notebook], resolve_convention("cs231n", None), only=["relu"]).rows[0]
+    assert row.passed == 0 and "NameError" in row.first_failure
+    assert "(nb.ipynb code cell 2, line 5)" in row.first_failure, row.first_failure
+    (tmp_path / "bad.ipynb").write_text("{not json")
+    with pytest.raises(TwinnetError, match="bad.ipynb is not a Jupyter notebook: it is not valid JSON"):
+        grade([tmp_path / "bad.ipynb"], resolve_convention("cs231n", None), only=["relu"])
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(TwinnetError, match=r"not a \.py file or a Jupyter notebook"):
+        grade([tmp_path / "notes.txt"], resolve_convention("cs231n", None), only=["relu"])
+
+
 def test_references_keep_autograd_when_a_submission_switches_it_off_for_the_process(tmp_path):
     """A file that runs ``torch.set_grad_enabled(False)`` when it is loaded must not fail the grader's own
     references (computed with autograd): the correct layers pass."""

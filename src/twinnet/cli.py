@@ -144,7 +144,9 @@ def _parser() -> argparse.ArgumentParser:
         "  TWINNET_CHECK_SEED=8125 twinnet check layers.py --convention cs231n --only conv,maxpool",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    c.add_argument("files", nargs="+", type=_path, metavar="STUDENT.py", help="the student's files, one or more")
+    c.add_argument("files", nargs="+", type=_path, metavar="STUDENT.py",
+                   help="the student's files, one or more: .py files, or Jupyter notebooks (.ipynb), of which the "
+                   "imports, functions, classes and constants are loaded and nothing else is run")
     c.add_argument("--convention", default=None, metavar="NAME",
                    help="how the course names, calls and lays out its layers: cs231n (functional "
                    "forward/backward with caches, W (in, out)), uva (modules with params/grads dicts, W (out, in), "

@@ -1,18 +1,22 @@
 """A student's files, loaded by path in isolation, and every call into them guarded.
 
-Each file is executed as a module of its own (under a private name, so two students' ``layers.py``
-never meet in ``sys.modules``); while it loads, its own folder comes first on ``sys.path`` so its
-imports of the files beside it resolve there, and every module it brought in is removed afterwards.
+Each file (a .py file, or a Jupyter notebook's definitions: ``_NotebookLoader``) is executed as a module of
+its own (under a private name, so two students' ``layers.py`` never meet in ``sys.modules``); while it loads,
+its own folder comes first on ``sys.path`` so its imports of the files beside it resolve there, and every
+module it brought in is removed afterwards.
 A call into the student's code runs under a time limit, and whatever it raises becomes a
 ``StudentError`` naming the student's file and line, for the grader to report and go on.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
+import importlib.abc
 import importlib.machinery
 import importlib.util
+import json
 import os
 import signal
 import sys
@@ -92,8 +96,8 @@ def load(paths: list[Path]) -> Submission:
                                "files")
         if not p.is_file():
             raise TwinnetError(f"{p}: no such file; pass the student's .py files")
-        if p.suffix != ".py":
-            raise TwinnetError(f"{p}: not a .py file; pass the student's Python files")
+        if p.suffix not in (".py", ".ipynb"):
+            raise TwinnetError(f"{p}: not a .py file or a Jupyter notebook (.ipynb); pass the student's Python files")
         try:
             with p.open("rb"):
                 pass
@@ -115,7 +119,10 @@ def _load_one(path: Path, files: list[Path]):
         holder = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(package, None, is_package=True))
         holder.__path__ = [str(path.parent)]
         sys.modules[package] = holder
-    spec = importlib.util.spec_from_file_location(f"{package}.{path.stem}", path)
+    if path.suffix == ".ipynb":
+        spec = importlib.util.spec_from_loader(f"{package}.{path.stem}", _NotebookLoader(path), origin=str(path))
+    else:
+        spec = importlib.util.spec_from_file_location(f"{package}.{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     before = set(sys.modules)
     # its folder first on the path (``import layers``), and the folder above it where the folder is a package
@@ -170,6 +177,90 @@ def _load_one(path: Path, files: list[Path]):
     return module
 
 
+# a notebook's cells: for each of its code cells, the line where it starts in the source the loader builds
+_NOTEBOOK_CELLS: dict[Path, list[int]] = {}
+_KEPT = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def notebook_source(path: Path) -> str:
+    """A Jupyter notebook's code cells as one module's source, each cell's lines where they stand (a line of a
+    traceback is then a cell's line) and its IPython magics and shell lines (``%matplotlib``, ``!pip``) blank."""
+    try:
+        notebook = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TwinnetError(f"{path.name} is not a Jupyter notebook: it is not valid JSON ({e}); pass the notebook "
+                           "file as Jupyter saved it, or its code as a .py file") from None
+    cells = notebook.get("cells") if isinstance(notebook, dict) else None
+    if cells is None and isinstance(notebook, dict):  # nbformat 3: cells in worksheets, their code under "input"
+        cells = [c for w in notebook.get("worksheets") or [] if isinstance(w, dict) for c in w.get("cells") or []]
+    if not isinstance(cells, list):
+        raise TwinnetError(f"{path.name} is not a Jupyter notebook: it has no list of cells")
+    lines: list[str] = []
+    starts = []
+    for cell in cells:
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        text = cell.get("source", cell.get("input", ""))
+        text = "".join(text) if isinstance(text, list) else text if isinstance(text, str) else ""
+        cell_lines = text.splitlines()
+        if cell_lines and cell_lines[0].lstrip().startswith("%%"):  # a cell magic (%%timeit, %%bash): not Python
+            cell_lines = [""] * len(cell_lines)
+        starts.append(len(lines) + 1)
+        lines += ["" if line.lstrip().startswith(("%", "!")) else line for line in cell_lines] + [""]
+    _NOTEBOOK_CELLS[path] = starts
+    return "\n".join(lines)
+
+
+class _NotebookLoader(importlib.abc.Loader):
+    """Runs a notebook's definitions only: the imports, functions and classes of its code cells, and
+    assignments of constants; what else a cell does (load data, train, plot, test) is left out, since grading
+    needs the definitions. A cell that is not valid Python is left out whole; an import that fails is left out
+    with a warning (a plotting or data package the grader lacks), so what needs it fails when it is called."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module) -> None:
+        source = notebook_source(self.path)
+        module.__file__ = str(self.path)
+        starts = _NOTEBOOK_CELLS[self.path] + [source.count("\n") + 2]
+        lines = source.split("\n")
+        for number, (first, end) in enumerate(zip(starts, starts[1:]), 1):
+            cell = "\n".join(lines[first - 1:end - 1])
+            try:
+                tree = ast.parse("\n" * (first - 1) + cell, str(self.path))
+            except SyntaxError as e:
+                print(f"twinnet: warning: {self.path.name}, code cell {number}: not valid Python ({e.msg}), left out",
+                      file=sys.stderr)
+                continue
+            for node in tree.body:
+                if not (isinstance(node, _KEPT) or _constant(node)):
+                    continue
+                code = compile(ast.Module([node], type_ignores=[]), str(self.path), "exec")
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    try:
+                        exec(code, module.__dict__)  # noqa: S102 - the student's own code, as `import` would run it
+                    except ImportError as e:
+                        print(f"twinnet: warning: {self.path.name}, code cell {number}: {type(e).__name__}: {e}; that "
+                              "import is left out, and code that needs it fails when called", file=sys.stderr)
+                    continue
+                exec(code, module.__dict__)  # noqa: S102
+
+
+def _constant(node: ast.stmt) -> bool:
+    """An assignment of a literal (``layers_dims = [12288, 20, 7, 1]``): kept with the definitions."""
+    if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+        return False
+    try:
+        ast.literal_eval(node.value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
 def _installed(name: str, folders: list[str]) -> bool:
     """Whether ``name``'s top-level package is installed here, not merely beside the student's files (numpy:
     yes; the course's own cs231n: no)."""
@@ -194,7 +285,13 @@ def student_line(error: BaseException, files: list[Path]) -> str | None:
                 and "/lib/python" not in f.filename]
         return f"{mine[-1].filename} line {mine[-1].lineno}" if mine else None
     mine = [f for f in frames if Path(f.filename).resolve() in files or Path(f.filename).resolve().parent in folders]
-    return f"{Path(mine[-1].filename).name}:{mine[-1].lineno}" if mine else None
+    if not mine:
+        return None
+    path, line = Path(mine[-1].filename).resolve(), mine[-1].lineno
+    if (starts := _NOTEBOOK_CELLS.get(path)) and line is not None:  # a notebook's line as its cell's
+        cell = max(k for k, start in enumerate(starts) if start <= line) if line >= starts[0] else 0
+        return f"{path.name} code cell {cell + 1}, line {line - starts[cell] + 1}"
+    return f"{path.name}:{line}"
 
 
 @contextlib.contextmanager
