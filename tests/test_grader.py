@@ -860,6 +860,75 @@ def test_a_notebooks_failure_names_its_code_cell_and_line_and_a_broken_file_is_r
         grade([tmp_path / "notes.txt"], resolve_convention("cs231n", None), only=["relu"])
 
 
+def _class(root: Path) -> Path:
+    """A class of four: alice (right, her layers in a course package), bob (optim.py missing), carol (an
+    affine layer that raises), dave (two layers.py at the same depth); a hidden folder and macOS's litter."""
+    layers, optim = (STUDENTS / "cs231n" / "layers.py").read_text(), (STUDENTS / "cs231n" / "optim.py").read_text()
+    files = {"alice/cs231n/layers.py": layers, "alice/optim.py": optim, "alice/old/deeper/layers.py": "x = (",
+             "bob/layers.py": layers,
+             "carol/layers.py": layers.replace("def affine_forward(x, w, b):", "def affine_forward(x, w, b):\n"
+                                               "    raise ValueError('not done')"),
+             "carol/optim.py": optim, "dave/a/layers.py": layers, "dave/b/layers.py": layers, "dave/optim.py": optim,
+             ".git/layers.py": "", "__MACOSX/alice/layers.py": ""}
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_a_whole_class_is_graded_one_folder_each_into_a_csv(tmp_path, capsys):
+    import csv
+
+    root = _class(tmp_path / "submissions")
+    assert "raise ValueError('not done')" in (root / "carol" / "layers.py").read_text()
+    out_csv = tmp_path / "grades.csv"
+    code = main(["check", "layers.py", "optim.py", "--each", str(root), "--convention", "cs231n",
+                 "--only", "linear,relu,adam", "--configs", "1", "--csv", str(out_csv)])
+    assert code == 1  # not everyone passed
+    rows = {r["student"]: r for r in csv.DictReader(out_csv.open())}
+    assert list(rows) == ["alice", "bob", "carol", "dave"]  # .git and __MACOSX are not students
+    assert rows["alice"]["all_passed"] == "True" and rows["alice"]["points"] == "3.0"
+    assert rows["bob"]["points"] == "0.0" and rows["bob"]["first_failure"] == "no optim.py in bob"
+    assert rows["carol"]["linear"] == "0.0" and rows["carol"]["relu"] == rows["carol"]["adam"] == "1.0"
+    assert "linear (affine)" in rows["carol"]["first_failure"] and "not done" in rows["carol"]["first_failure"]
+    assert rows["dave"]["points"] == "0.0" and "2 files match layers.py (a/layers.py, b/layers.py)" in \
+        rows["dave"]["first_failure"]
+    out = capsys.readouterr().out
+    assert "| alice | 3/3 | all passed |" in out and "1 of 4 passed every layer" in out
+
+
+def test_an_interrupted_class_keeps_the_grades_given_and_bad_class_options_are_refused(tmp_path, capsys):
+    from twinnet.grader import Report, Row
+    from twinnet.grader.each import grade_each
+
+    root = _class(tmp_path / "submissions")
+    graded = []
+
+    def grade(paths, convention, **kwargs):  # the second student's grading is interrupted (Ctrl-C)
+        graded.append(paths)
+        if len(graded) == 2:
+            raise KeyboardInterrupt
+        return Report("cs231n", 0, [str(p) for p in paths], [Row("linear", "linear (affine)", 1, 1, 0.0, None, [], 1.0)])
+
+    out_csv = tmp_path / "grades.csv"
+    with pytest.raises(KeyboardInterrupt):
+        grade_each(root, [Path("layers.py"), Path("optim.py")], resolve_convention("cs231n", None), only=["linear"],
+                   seed=0, configs=1, csv_path=out_csv, grade=grade)
+    assert graded[0] == [root / "alice" / "cs231n" / "layers.py", root / "alice" / "optim.py"]
+    assert out_csv.read_text().splitlines()[1].startswith("alice,1.0,1.0,True,")
+    base = ["check", "layers.py", "--convention", "cs231n"]
+    for extra, message in [(["--csv", str(out_csv)], "--csv writes a class's grades: it goes with --each"),
+                           (["--each", str(root), "--json", str(tmp_path / "g.json")], "the grades go to --csv"),
+                           (["--each", str(tmp_path / "none")], "does not exist"),
+                           (["--each", str(root / "bob")], "holds no student folders"),
+                           (["--each", str(root), "--csv", str(root / "bob" / "layers.py")], "is not a grade file")]:
+        assert main(base + extra) == 2
+        assert message in capsys.readouterr().err, extra
+    assert main(["check", str(root / "bob" / "layers.py"), "--each", str(root), "--convention", "cs231n"]) == 2
+    assert "must be a file's name" in capsys.readouterr().err
+    assert (root / "bob" / "layers.py").read_text().startswith(("import", '"""', "from", "#"))  # nothing replaced
+
+
 def test_references_keep_autograd_when_a_submission_switches_it_off_for_the_process(tmp_path):
     """A file that runs ``torch.set_grad_enabled(False)`` when it is loaded must not fail the grader's own
     references (computed with autograd): the correct layers pass."""

@@ -141,7 +141,8 @@ def _parser() -> argparse.ArgumentParser:
         "submission cannot be loaded or an option is wrong. Needs --convention or --spec.", 79),
         epilog="examples:\n  twinnet check layers.py rnn_layers.py optim.py --convention cs231n\n"
         "  twinnet check modules.py mlp_numpy.py --convention uva --json grade.json\n"
-        "  TWINNET_CHECK_SEED=8125 twinnet check layers.py --convention cs231n --only conv,maxpool",
+        "  TWINNET_CHECK_SEED=8125 twinnet check layers.py --convention cs231n --only conv,maxpool\n"
+        "  twinnet check layers.py optim.py --each submissions/ --convention cs231n --csv grades.csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     c.add_argument("files", nargs="+", type=_path, metavar="STUDENT.py",
@@ -167,6 +168,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--configs", type=int, default=6, metavar="K",
                    help="random configurations per layer, beside the fixed edge cases (default 6, at most 1000)")
     c.add_argument("--json", type=_path, default=None, metavar="OUT", help="also write the grades as JSON")
+    c.add_argument("--each", type=_path, default=None, metavar="DIR",
+                   help="grade a whole class: DIR holds one folder per student, and the STUDENT.py arguments are "
+                   "the names of the files to find in each (at any depth, e.g. layers.py or cs231n/layers.py); "
+                   "each student is graded on their own, a missing or broken file gives 0 points and the reason")
+    c.add_argument("--csv", type=_path, default=None, metavar="OUT",
+                   help="with --each: write the class's grades as CSV (one row per student, a column per layer), "
+                   "updated after each student")
     return p
 
 
@@ -338,22 +346,28 @@ def _cmd_check(args) -> int:
     if only is not None and not only:
         raise TwinnetError(f"--only {args.only!r} names no layer; give layer kinds such as --only conv,maxpool, or "
                            "leave --only out to check every layer")
+    if args.each is None and args.csv is not None:
+        raise TwinnetError("--csv writes a class's grades: it goes with --each DIR (one student's grade: --json)")
+    if args.each is not None and args.json is not None:
+        raise TwinnetError("with --each the grades go to --csv OUT (one row per student), not --json")
     if args.json is not None:  # before grading: a report that cannot be saved is found out first
-        if not args.json.parent.is_dir():
-            what = "is a file, not a folder" if args.json.parent.exists() else "does not exist"
-            raise TwinnetError(f"--json {args.json}: {args.json.parent} {what}; name a file in an existing folder")
-        if args.json.is_dir():
-            raise TwinnetError(f"--json {args.json} is a folder; name a file in it (e.g. {args.json / 'grade.json'})")
-        if not os.access(args.json.parent, os.W_OK) or (args.json.exists() and not os.access(args.json, os.W_OK)):
-            raise TwinnetError(f"--json {args.json}: not writable here; name a file in a folder you can write")
-        if args.json.exists() and not _is_grade_file(args.json):  # `--json a.py b.py`: a submission taken for it
-            raise TwinnetError(f"--json {args.json} exists and is not a grade file of twinnet check (a submission, "
-                               "the spec?), which the grades would replace; name a new file (e.g. grade.json)")
+        _writable_output(args.json, "--json", "grade.json", _is_grade_file)
+    if args.csv is not None:
+        from twinnet.grader.each import is_grades_csv
+
+        _writable_output(args.csv, "--csv", "grades.csv", is_grades_csv)
     unknown = [k for k in only or () if k not in convention["layers"]]
     if unknown:
         raise TwinnetError(f"--only {','.join(unknown)}: not a layer of the {convention['name']} convention; its "
                            f"layers: {', '.join(convention['layers'])}")
     seed = grader.resolve_seed(args.seed)
+    if args.each is not None:
+        from twinnet.grader.each import format_class, grade_each
+
+        results = grade_each(args.each, args.files, convention, only=only, seed=seed, configs=args.configs,
+                             csv_path=args.csv)
+        print(format_class(results, convention["name"]))
+        return 0 if all(r["all_passed"] for r in results) else 1
     try:
         report = grade_isolated(args.files, convention, only=only, seed=seed, configs=args.configs)
     except TwinnetError as e:  # the submission could not be graded (it does not load...): a gradebook still gets 0
@@ -367,6 +381,21 @@ def _cmd_check(args) -> int:
         atomic_write_json(args.json, report.as_dict())
     print(grader.format_table(report))
     return 0 if report.ok else 1
+
+
+def _writable_output(path: Path, flag: str, example: str, ours) -> None:
+    """A file the grades will be written to, checked before grading: its folder exists and is writable, and
+    it is new or holds grades already (``ours``), never a submission or a spec taken for it."""
+    if not path.parent.is_dir():
+        what = "is a file, not a folder" if path.parent.exists() else "does not exist"
+        raise TwinnetError(f"{flag} {path}: {path.parent} {what}; name a file in an existing folder")
+    if path.is_dir():
+        raise TwinnetError(f"{flag} {path} is a folder; name a file in it (e.g. {path / example})")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise TwinnetError(f"{flag} {path}: not writable here; name a file in a folder you can write")
+    if path.exists() and not ours(path):  # `--json a.py b.py`: a submission taken for it
+        raise TwinnetError(f"{flag} {path} exists and is not a grade file of twinnet check (a submission, the "
+                           f"spec?), which the grades would replace; name a new file (e.g. {example})")
 
 
 def _is_grade_file(path: Path) -> bool:

@@ -1,0 +1,139 @@
+"""``twinnet check NAMES... --each DIR``: a whole class graded, one student's folder after another.
+
+Each folder directly inside DIR is one student's submission (hidden folders and ``__MACOSX`` aside); the
+files named on the command line are found in it at any depth (``layers.py``, or a path's end such as
+``cs231n/layers.py``), the shallowest where several match. Each student is graded in a child process of
+their own, as ``twinnet check`` grades one; a student whose files are missing or cannot be loaded gets 0
+points and the reason. The grades go to a CSV file (rewritten whole after each student, so that an
+interrupted grading keeps every grade it gave) and to a table on stdout.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twinnet import TwinnetError
+
+SKIPPED = ("__MACOSX", "__pycache__")
+CSV_HEAD = ["student", "points", "max_points", "all_passed", "first_failure"]
+
+
+def students(root: Path) -> list[Path]:
+    """The student folders directly inside ``root``, by name."""
+    if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise TwinnetError(f"--each {root} {what}; give the folder that holds one folder per student")
+    found = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in SKIPPED),
+                   key=lambda p: p.name)
+    if not found:
+        raise TwinnetError(f"--each {root} holds no student folders; it should hold one folder per student, each "
+                           "with the files to grade")
+    return found
+
+
+def check_names(names: list[Path]) -> list[str]:
+    """The file names to find in each folder, as relative POSIX paths; absolute or upward ones refused."""
+    out = []
+    for name in names:
+        if name.is_absolute() or ".." in name.parts:
+            raise TwinnetError(f"with --each, {name} must be a file's name (or a path's end, such as "
+                               "cs231n/layers.py) to find inside each student's folder, not a path of its own")
+        if name.suffix not in (".py", ".ipynb"):
+            raise TwinnetError(f"with --each, {name} must name a .py file or a Jupyter notebook (.ipynb)")
+        out.append(name.as_posix())
+    return out
+
+
+def find(folder: Path, names: list[str]) -> list[Path]:
+    """Each of ``names`` in ``folder`` at any depth, the shallowest match; a ``TwinnetError`` naming what is
+    missing or ambiguous."""
+    files, problems = [], []
+    for name in names:
+        last = Path(name).name
+        matches = [p for p in folder.rglob(last) if p.is_file() and p.as_posix().endswith("/" + name)
+                   and not any(part.startswith(".") or part in SKIPPED for part in p.relative_to(folder).parts)]
+        if not matches:
+            problems.append(f"no {name}")
+            continue
+        depth = min(len(p.relative_to(folder).parts) for p in matches)
+        shallowest = sorted(p for p in matches if len(p.relative_to(folder).parts) == depth)
+        if len(shallowest) > 1:
+            problems.append(f"{len(shallowest)} files match {name} ("
+                            + ", ".join(p.relative_to(folder).as_posix() for p in shallowest[:3]) + ")")
+            continue
+        files.append(shallowest[0])
+    if problems:
+        raise TwinnetError(f"{'; '.join(problems)} in {folder.name}")
+    return files
+
+
+def grade_each(root: Path, names: list[Path], convention: dict[str, Any], *, only: list[str] | None, seed: int,
+               configs: int, csv_path: Path | None, grade: Callable | None = None) -> list[dict[str, Any]]:
+    """Every student of ``root`` graded (``grade``: ``grade_isolated``'s signature, for tests); each one's
+    result (student, points, max_points, all_passed, first_failure, and each layer's points)."""
+    from twinnet.grader.child import grade_isolated
+
+    grade = grade or grade_isolated
+    wanted = check_names(names)
+    folders = students(root)
+    kinds = [k for k, entry in convention["layers"].items() if (only is None and not entry.get("optional", False))
+             or (only is not None and k in only)]
+    results: list[dict[str, Any]] = []
+    for index, folder in enumerate(folders, 1):
+        try:
+            report = grade(find(folder, wanted), convention, only=only, seed=seed, configs=configs)
+            by_kind = {r.kind: r for r in report.rows}
+            failed = next((r for r in report.rows if r.submitted and r.first_failure), None)
+            result = {"student": folder.name, "points": round(sum(r.points for r in report.rows), 2),
+                      "max_points": sum(r.max_points for r in report.rows), "all_passed": report.ok,
+                      "first_failure": f"{failed.title}: {failed.first_failure}" if failed else "",
+                      **{k: by_kind[k].points if k in by_kind else 0.0 for k in kinds},
+                      **{k: r.points for k, r in by_kind.items() if k not in kinds and r.submitted}}
+        except TwinnetError as e:  # the files are missing, or cannot be loaded: 0 points and why
+            result = {"student": folder.name, "points": 0.0, "max_points": float(len(kinds)), "all_passed": False,
+                      "first_failure": str(e), **{k: 0.0 for k in kinds}}
+        results.append(result)
+        print(f"[{index}/{len(folders)}] {folder.name}: {result['points']:g}/{result['max_points']:g} points"
+              + ("" if result["all_passed"] else f" ({result['first_failure'][:100]})"), file=sys.stderr, flush=True)
+        if csv_path is not None:
+            write_csv(csv_path, results)
+    return results
+
+
+def write_csv(path: Path, results: list[dict[str, Any]]) -> None:
+    """The grades as CSV, one row per student, every layer's points in a column of its own (atomically)."""
+    from twinnet.runs import atomic_write_bytes
+
+    columns = CSV_HEAD + [k for k in dict.fromkeys(k for r in results for k in r) if k not in CSV_HEAD]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns, restval=0.0, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(results)
+    atomic_write_bytes(path, out.getvalue().encode())
+
+
+def is_grades_csv(path: Path) -> bool:
+    """Whether ``path`` holds what ``--each --csv`` writes (so that writing it again loses nothing)."""
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            head = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return head[:len(CSV_HEAD)] == CSV_HEAD
+
+
+def format_class(results: list[dict[str, Any]], convention: str) -> str:
+    """The class's grades as a table, and how many passed everything."""
+    from twinnet.report.blocks import markdown_table
+
+    rows = [[r["student"], f"{r['points']:g}/{r['max_points']:g}", "all passed" if r["all_passed"] else
+             r["first_failure"][:140]] for r in results]
+    passed = sum(r["all_passed"] for r in results)
+    return (f"twinnet check --each ({convention} convention): {len(results)} students\n"
+            + markdown_table(["student", "points", "first failure"], rows)
+            + f"\n{passed} of {len(results)} passed every layer")
