@@ -832,7 +832,8 @@ def test_a_notebooks_definitions_are_graded_and_its_other_cells_not_run(tmp_path
         ("md", "# Part 1"),
         "import numpy as np\nimport a_package_the_grader_lacks\n%matplotlib inline\n!pip install nothing\n",
         f"open({str(marker)!r}, 'w').write('x')\nraise SystemExit('a cell that must not run')\n",
-        "SCALE = 1.0\n\ndef relu_forward(x):\n    return np.maximum(x, 0) * SCALE, x\n",
+        "SCALE = 1.0\nDTYPE = np.float64\nDATA = np.load('missing.npy')\n\n"
+        "def relu_forward(x):\n    return np.maximum(x, 0).astype(DTYPE) * SCALE, x\n",
         "%%timeit\nrelu_forward(np.ones(3))\n",
         "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n",
     ], nbformat)

@@ -251,9 +251,12 @@ class _NotebookLoader(importlib.abc.Loader):
 
 
 def _constant(node: ast.stmt) -> bool:
-    """An assignment of a literal (``layers_dims = [12288, 20, 7, 1]``): kept with the definitions."""
+    """An assignment of a literal (``layers_dims = [12288, 20, 7, 1]``) or of a name (``dtype = np.float64``):
+    kept with the definitions; one that calls anything (``X = np.load(...)``) is not."""
     if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
         return False
+    if all(isinstance(n, (ast.Name, ast.Attribute, ast.Load)) for n in ast.walk(node.value)):
+        return True
     try:
         ast.literal_eval(node.value)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
