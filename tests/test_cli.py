@@ -89,9 +89,9 @@ def test_report_analysis_says_how_closely_the_engines_agree_and_sets_moons_besid
     moons = summary["agreement"]["moons"]
     assert f"moons: The two engines' training loss differed by at most {moons['max_rel_loss_diff']:.1e}" in report
     acc = next(r["test_acc"] for r in summary["results"] if r["dataset"] == "moons" and r["engine"] == "numpy")
-    assert (f"moons, numpy engine: Published for the same work: 96.00% to 98.50% (published student results on "
-            f"moons and circles, both engines): this run's {100 * acc:.2f}%") in report
-    assert "blobs, numpy engine: Published" not in report  # the published results are for moons and circles
+    assert (f"moons, numpy engine, against the figures published for the same work: 96.00% to 98.50% (published "
+            f"student results on moons and circles, both engines): its {100 * acc:.2f}%") in report
+    assert "blobs, numpy engine, against" not in report  # the published results are for moons and circles
     assert "--quick run" in report
 
 

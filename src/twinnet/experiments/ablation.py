@@ -171,12 +171,12 @@ def _analysis(path: Path, variants: list[dict], first: dict) -> list[str]:
              analysis.overfitting_across([(r["variant"], RunDir(path / r["variant"]).metrics()) for r in variants])]
     course = next((r for r in rungs if r["variant"] == "course"), None)
     if course is not None:
-        texts.append("The course rung: " + analysis.against_published(
-            course["test_acc"], get_experiment("cnn-vgg").published, lossy, quick))
+        texts.append(analysis.against_published(course["test_acc"], get_experiment("cnn-vgg").published, lossy,
+                                                quick, subject="The course rung"))
     best = max(rungs, key=lambda r: r["test_acc"])
     if best is not course:  # beside the figures published for the improved reduced VGG (cnn-vgg-best's)
-        texts.append(f"The most accurate rung, {best['variant']}: " + analysis.against_published(
-            best["test_acc"], get_experiment("cnn-vgg-best").published, lossy, quick))
+        texts.append(analysis.against_published(best["test_acc"], get_experiment("cnn-vgg-best").published, lossy,
+                                                quick, subject=f"The most accurate rung, {best['variant']}"))
     return texts
 
 

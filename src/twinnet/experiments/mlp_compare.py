@@ -179,9 +179,9 @@ def report(path: Path) -> list:
     said = [f"{d}: " + analysis.agreement(a["max_rel_loss_diff"], a["steps"], a["dtype"])
             for d, a in summary["agreement"].items()]
     published = get_experiment("mlp-compare").published
-    said += [f"{r['dataset']}, {r['engine']} engine: " + analysis.against_published(
-        r["test_acc"], published, quick=bool(config.get("quick"))) for r in summary["results"]
-        if r["dataset"] in PUBLISHED_ON]
+    said += [analysis.against_published(r["test_acc"], published, quick=bool(config.get("quick")),
+                                        subject=f"{r['dataset']}, {r['engine']} engine") for r in summary["results"]
+             if r["dataset"] in PUBLISHED_ON]
     return [
         Section("Final figures", [Table(["dataset", "engine", "train acc", "test acc", "train loss", "test loss"],
                                         rows, {2, 3, 4, 5})]),

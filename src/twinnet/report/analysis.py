@@ -260,24 +260,29 @@ def _seconds(t: float) -> str:
     return f"{t:,.0f}" if t >= 10 else f"{t:.1f}"
 
 
-def against_published(accuracy: float, published: Sequence, lossy: bool = False, quick: bool = False) -> str:
-    """This run's test accuracy beside the published figures for the same work (``Published`` records of
-    its experiment), each with the difference in points; why they are not like for like, where they are not."""
+def against_published(accuracy: float, published: Sequence, lossy: bool = False, quick: bool = False,
+                      subject: str | None = None) -> str:
+    """This run's test accuracy (or ``subject``'s: "The course rung") beside the published figures for the same
+    work (``Published`` records of its experiment), each with the difference in points; why they are not like for
+    like, where they are not."""
     if not published:
         return ""
+    whose = "its" if subject else "this run's"
     parts = []
     for p in published:
         if p.high is None:
             gap = 100 * (accuracy - p.accuracy)
             side = "above" if gap > 0 else "below" if gap < 0 else "level with"
-            parts.append(f"{_pct(p.accuracy)} ({p.what}): this run's {_pct(accuracy)} is "
+            parts.append(f"{_pct(p.accuracy)} ({p.what}): {whose} {_pct(accuracy)} is "
                          + (f"{abs(gap):.2f} points {side} it" if gap else "level with it"))
         else:
             where = ("within that range" if p.accuracy <= accuracy <= p.high else
                      f"{100 * (accuracy - p.high):.2f} points above it" if accuracy > p.high else
                      f"{100 * (p.accuracy - accuracy):.2f} points below it")
-            parts.append(f"{_pct(p.accuracy)} to {_pct(p.high)} ({p.what}): this run's {_pct(accuracy)} is {where}")
-    text = "Published for the same work: " + "; ".join(parts) + "."
+            parts.append(f"{_pct(p.accuracy)} to {_pct(p.high)} ({p.what}): {whose} {_pct(accuracy)} is {where}")
+    lead = f"{subject}, against the figures published for the same work: " if subject else \
+        "Published for the same work: "
+    text = lead + "; ".join(parts) + "."
     if lossy:
         text += (" This run's images are the JPEG copy of CIFAR-10 and the published figures were measured on the "
                  "lossless files, so the difference includes what the compression costs: not a like-for-like "
