@@ -55,7 +55,11 @@ def find(folder: Path, names: list[str]) -> list[Path]:
     files, problems = [], []
     for name in names:
         last = Path(name).name
-        matches = [p for p in folder.rglob(last) if p.is_file() and p.as_posix().endswith("/" + name)
+        try:
+            found = list(folder.rglob(last))
+        except OSError as e:  # a folder inside it that cannot be read
+            raise TwinnetError(f"{folder.name} cannot be searched ({e.strerror}: {e.filename})") from None
+        matches = [p for p in found if p.is_file() and p.as_posix().endswith("/" + name)
                    and not any(part.startswith(".") or part in SKIPPED for part in p.relative_to(folder).parts)]
         if not matches:
             problems.append(f"no {name}")
