@@ -179,11 +179,11 @@ def _hinge_case(seed: int):
 @pytest.mark.parametrize("seed", range(12))
 def test_multi_margin_matches_torch_and_finite_differences(seed):
     rng, logits, target, margin = _hinge_case(seed)
-    twin = torch_twin_check(nnp.MultiMarginLoss(margin), torch.nn.MultiMarginLoss(p=1, margin=margin),
+    twin = torch_twin_check(nnp.MultiMarginLoss(margin=margin), torch.nn.MultiMarginLoss(p=1, margin=margin),
                             (logits, target), rng=rng)
     assert {"out", "dx0"} <= twin.keys()
     assert_close_rel(twin, TWIN_TOL)
-    fd = finite_difference_check(nnp.MultiMarginLoss(margin), (logits, target), rng=rng)
+    fd = finite_difference_check(nnp.MultiMarginLoss(margin=margin), (logits, target), rng=rng)
     assert fd.keys() == {"dx0"}
     assert_close_rel(fd, FD_TOL)
 

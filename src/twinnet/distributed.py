@@ -205,4 +205,5 @@ def rank_seed(seed: int, rank: int) -> int:
     """A seed of this rank's own random stream, drawn from a seed every rank shares."""
     import numpy as np
 
-    return int(np.random.SeedSequence([seed, rank]).generate_state(1, np.uint64)[0] >> 1)
+    # the shift on a Python int: NumPy 1's promotion turns uint64 >> int into float64, which has no shift
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1, np.uint64)[0]) >> 1
