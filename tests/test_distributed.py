@@ -25,6 +25,31 @@ def _init(rank: int, size: int, store: str) -> None:
 STEPS, BATCH = 24, 16
 
 
+def _leave(rank: int, out: str) -> None:
+    """Every rank's last exchange delivered, then this rank's mark that its work and the barrier are done."""
+    import torch
+
+    torch.distributed.barrier()  # before any rank leaves the group
+    open(f"{out}.{rank}.left", "w").close()
+
+
+def _spawn(fn, tmp_path, out: str) -> None:
+    """Two ranks of ``fn``. Gloo's C++ side rarely aborts a process as it tears its group down (SIGABRT,
+    "terminate called without an active exception", under load; sessions 31 and 38): where every rank had
+    passed its final barrier first, the work the test checks is done and the abort is torch's, not twinnet's,
+    so it is let pass; any other failure fails the test."""
+    import torch.multiprocessing as mp
+
+    try:
+        mp.spawn(fn, args=(2, str(tmp_path / "store"), out), nprocs=2, join=True)
+    except mp.ProcessExitedException as e:
+        if e.signal_name != "SIGABRT" or not all(os.path.exists(f"{out}.{r}.left") for r in (0, 1)):
+            raise
+        import warnings
+
+        warnings.warn(f"rank {e.error_index} aborted in gloo's teardown after the work was done", stacklevel=2)
+
+
 def _train(engine: str, batch_size: int):
     """A moons MLP in float64 trained for STEPS steps; its step losses, evaluation records, and the
     samples each of this process's steps trained on."""
@@ -53,16 +78,14 @@ def _rank(rank: int, size: int, store: str, out: str) -> None:
         result = {engine: _train(engine, BATCH) for engine in ("numpy", "torch")}
         with open(f"{out}.{rank}", "w") as f:
             json.dump(result, f)
-        torch.distributed.barrier()  # every rank's last exchange delivered before any leaves the group
+        _leave(rank, out)
     finally:
         torch.distributed.destroy_process_group()
 
 
 def test_two_ranks_at_batch_b_follow_one_process_at_batch_2b_in_both_engines(tmp_path):
-    import torch.multiprocessing as mp
-
     out = str(tmp_path / "result")
-    mp.spawn(_rank, args=(2, str(tmp_path / "store"), out), nprocs=2, join=True)
+    _spawn(_rank, tmp_path, out)
     ranks = [json.loads(open(f"{out}.{r}").read()) for r in (0, 1)]
     for engine in ("numpy", "torch"):
         assert ranks[0][engine][:2] == ranks[1][engine][:2]  # every rank saw the same global figures
@@ -109,16 +132,14 @@ def _rank_with_a_nan(rank: int, size: int, store: str, out: str) -> None:
             message = f"{e.step}: {e}"
         with open(f"{out}.{rank}", "w") as f:
             f.write(message)
-        torch.distributed.barrier()  # every rank's last exchange delivered before any leaves the group
+        _leave(rank, out)
     finally:
         torch.distributed.destroy_process_group()
 
 
 def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_that_step(tmp_path):
-    import torch.multiprocessing as mp
-
     out = str(tmp_path / "result")
-    mp.spawn(_rank_with_a_nan, args=(2, str(tmp_path / "store"), out), nprocs=2, join=True)
+    _spawn(_rank_with_a_nan, tmp_path, out)
     for rank in (0, 1):  # both stopped, neither waits for the other: the divergence reached every rank
         assert open(f"{out}.{rank}").read().startswith("5: the training loss became nan at step 5"), rank
 
@@ -153,7 +174,7 @@ def _rank_bn(rank: int, size: int, store: str, out: str) -> None:
                               "state": {k: v.tolist() for k, v in learner.state_dict().items()}}
         with open(f"{out}.{rank}", "w") as f:
             json.dump(result, f)
-        torch.distributed.barrier()  # every rank's last exchange delivered before any leaves the group
+        _leave(rank, out)
     finally:
         torch.distributed.destroy_process_group()
 
@@ -201,10 +222,8 @@ def test_batch_norm_keeps_per_rank_statistics_as_ghost_batches_and_one_shared_mo
     batch B equal one process normalising each B-sized half of its 2B batch separately, to float64
     round-off (rtol 1e-12 on every step's loss, 1e-10 on the final weights); the running statistics
     are averaged over the ranks, so both ranks hold one model and report the same evaluations."""
-    import torch.multiprocessing as mp
-
     out = str(tmp_path / "result")
-    mp.spawn(_rank_bn, args=(2, str(tmp_path / "store"), out), nprocs=2, join=True)
+    _spawn(_rank_bn, tmp_path, out)
     ranks = [json.loads(open(f"{out}.{r}").read()) for r in (0, 1)]
     for engine in ("numpy", "torch"):
         mine = ranks[0][engine]

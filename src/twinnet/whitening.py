@@ -38,13 +38,15 @@ def prepare(model, images: np.ndarray, eps: float = EPS) -> Callable[[int, objec
     them); the hook that freezes its bias once ``FREEZE_BIAS_AFTER`` epochs are done (torch)."""
     first = model[0]
     weights = whitening_filters(images, first.weight.shape[-1], eps)
-    if hasattr(first.weight, "requires_grad"):  # torch
+    from twinnet import numpy_nn
+
+    if isinstance(first.weight, numpy_nn.Parameter):
+        first.weight.data = weights.astype(first.weight.data.dtype)
+    else:  # torch
         import torch
 
         with torch.no_grad():
             first.weight.copy_(torch.from_numpy(weights).to(first.weight.dtype))
-    else:
-        first.weight.data = weights.astype(first.weight.data.dtype)
 
     def freeze_bias(epoch: int, learner) -> None:
         if epoch >= FREEZE_BIAS_AFTER and getattr(first.bias, "requires_grad", False):

@@ -8,7 +8,20 @@ from twinnet.numpy_nn import backend
 from twinnet.numpy_nn.module import Module
 
 
-class ReLU(Module):
+class _MaybeInplace(Module):
+    """An activation taking torch's ``inplace`` flag. Its output is a new array either way, with torch's values
+    and gradients: writing into the input could corrupt what an earlier layer cached for its backward (a
+    pooling layer's output, say), which torch's autograd would detect and this engine cannot."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = bool(inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class ReLU(_MaybeInplace):
     """max(x, 0); the gradient at exactly 0 is 0, as in torch. Split over the engine's threads."""
 
     def forward(self, x):
@@ -90,7 +103,7 @@ class GELU(Module):
         return f"approximate={self.approximate!r}"
 
 
-class SiLU(Module):
+class SiLU(_MaybeInplace):
     """``torch.nn.SiLU``: x * sigmoid(x); d/dx = s (1 + x (1 - s)) with s = sigmoid(x)."""
 
     def forward(self, x):
@@ -104,11 +117,11 @@ class SiLU(Module):
         return dout * (s * (1 + x * (1 - s)))
 
 
-class ELU(Module):
+class ELU(_MaybeInplace):
     """``torch.nn.ELU(alpha)``: x for x > 0, alpha (exp(x) - 1) otherwise; the gradient at 0 is alpha, as in torch."""
 
-    def __init__(self, alpha: float = 1.0) -> None:
-        super().__init__()
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__(inplace)
         self.alpha = alpha
 
     def forward(self, x):
@@ -124,14 +137,14 @@ class ELU(Module):
         return dout * xp.where(positive, 1, self.alpha * xp.exp(neg))
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
+        return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
 
 
-class LeakyReLU(Module):
+class LeakyReLU(_MaybeInplace):
     """``torch.nn.LeakyReLU(negative_slope)``: x for x > 0, negative_slope * x otherwise (also the gradient at 0)."""
 
-    def __init__(self, negative_slope: float = 0.01) -> None:
-        super().__init__()
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
+        super().__init__(inplace)
         self.negative_slope = negative_slope
 
     def forward(self, x):
@@ -144,7 +157,7 @@ class LeakyReLU(Module):
         return backend.xp(dout).where(positive, dout, self.negative_slope * dout)
 
     def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}"
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
 
 
 class Softmax(Module):

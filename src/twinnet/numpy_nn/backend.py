@@ -54,6 +54,13 @@ def to_device(a, device: str | None = None, dtype=None):
         return cupy.array(a, dtype=dtype)  # a copy from the host, or from another GPU
 
 
+def as_dtype(dtype) -> numpy.dtype:
+    """A NumPy dtype from a NumPy one, its name, or the torch dtype of the same name (torch.float64)."""
+    if type(dtype).__module__ == "torch":  # torch.float64 prints as "torch.float64"; torch need not be imported
+        dtype = str(dtype).removeprefix("torch.")
+    return numpy.dtype(dtype)
+
+
 def colsum(a):
     """Column sums of a 2-D array as a matrix-vector product: several times faster than ``sum(axis=0)``."""
     return xp(a).ones(a.shape[0], dtype=a.dtype) @ a

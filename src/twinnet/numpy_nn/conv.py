@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from twinnet.numpy_nn import backend, init
-from twinnet.numpy_nn.module import Module, Parameter
+from twinnet.numpy_nn.module import Module, Parameter, factory_dtype
 
 
 # A conv with at most _FUSED_MAX_OUT output channels works block by block, each thread making a block's
@@ -35,6 +35,15 @@ def pair(v) -> tuple[int, int]:
     if isinstance(v, (tuple, list)) and len(v) == 2 and all(whole(u) for u in v):
         return int(v[0]), int(v[1])
     raise TypeError(f"expected an int or a pair of ints (height, width), got {v!r}")
+
+
+def as_batch(x, layer: str):
+    """``x`` as (N, C, H, W), and whether it came unbatched as (C, H, W), which torch's 2-d layers also take."""
+    if x.ndim == 4:
+        return x, False
+    if x.ndim == 3:
+        return x[None], True
+    raise ValueError(f"{layer} expects a (N, C, H, W) input or an unbatched (C, H, W) one, got shape {tuple(x.shape)}")
 
 
 def out_size(n: int, k: int, s: int, p: int) -> int:
@@ -194,40 +203,69 @@ def _conv_backward(dout, cache, need_dx: bool = True):
 
 
 class Conv2d(Module):
-    """``torch.nn.Conv2d`` (groups=1, dilation=1, zero padding)."""
+    """``torch.nn.Conv2d`` (groups=1, dilation=1, zero padding; ``padding`` may be "valid", or "same" for an odd
+    kernel and stride 1); a (C, H, W) input is one unbatched image, as in torch."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias: bool = True, *, dtype=np.float32) -> None:
+                 bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None) -> None:
         super().__init__()
         if pair(dilation) != (1, 1) or groups != 1:
             raise ValueError(f"Conv2d supports dilation=1 and groups=1 only, got dilation={dilation}, groups={groups}")
+        if padding_mode != "zeros":
+            raise ValueError(f"Conv2d supports padding_mode='zeros' only, got {padding_mode!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = pair(kernel_size), pair(stride), pair(padding)
+        self.kernel_size, self.stride = pair(kernel_size), pair(stride)
+        self.padding = _padding(padding, self.kernel_size, self.stride)
+        self.dilation, self.groups, self.padding_mode = (1, 1), 1, padding_mode
         if min(self.stride) < 1 or min(self.padding) < 0 or min(self.kernel_size) < 1:
             raise ValueError(f"invalid Conv2d geometry: kernel {kernel_size}, stride {stride}, padding {padding}")
         shape = (out_channels, in_channels, *self.kernel_size)
+        dtype = factory_dtype(dtype)
         self.weight = Parameter(kernel_last(init.default_weight(shape, dtype)))
         self.bias = Parameter(init.default_bias(shape, out_channels, dtype)) if bias else None
         # False on a network's first layer: the gradient of the data is never used, and it is
         # the costliest part of that layer's backward (3 input channels make col2im slow)
         self.input_grad = True
+        if device is not None:
+            self.to(device=device)
 
     def forward(self, x):
+        x, unbatched = as_batch(x, "Conv2d")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"Conv2d({self.in_channels}, ...) got an input of {x.shape[1]} channels, shape {x.shape}")
         out, cache = _conv_forward(x, self.weight.data, None if self.bias is None else self.bias.data,
                                    self.stride, self.padding)
-        self._push_cache(cache)
-        return out
+        self._push_cache((*cache, unbatched))  # cache first: trace reads its columns and weight matrix
+        return out[0] if unbatched else out
 
     def _arrange(self) -> None:
         self.weight.data = kernel_last(self.weight.data)
 
     def backward(self, dout):
-        dx, dweight, dbias = _conv_backward(dout, self._pop_cache(), self.input_grad)
+        *cache, unbatched = self._pop_cache()
+        dx, dweight, dbias = _conv_backward(dout[None] if unbatched else dout, cache, self.input_grad)
         self.weight.accumulate(dweight, owned=True)
         if self.bias is not None:
             self.bias.accumulate(dbias)
-        return dx
+        return dx[0] if unbatched and dx is not None else dx
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, bias={self.bias is not None}")
+
+
+def _padding(padding, kernel: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int]:
+    """Conv2d's padding as (h, w): an int or a pair, or torch's "valid" (none) or "same" (the output keeps the
+    input's size: stride 1, and an odd kernel, as the padding here is the same on both sides)."""
+    if padding == "valid":
+        return 0, 0
+    if padding == "same":
+        if stride != (1, 1):
+            raise ValueError(f"padding='same' is not supported for strided convolutions, got stride {stride}")
+        if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
+            raise ValueError(f"padding='same' is supported for odd kernel sizes only (equal padding on both "
+                             f"sides), got kernel {kernel}")
+        return kernel[0] // 2, kernel[1] // 2
+    if isinstance(padding, str):
+        raise ValueError(f"invalid padding string {padding!r}: it must be 'valid' or 'same'")
+    return pair(padding)

@@ -8,13 +8,13 @@ from twinnet.numpy_nn.module import Module
 
 class Dropout(Module):
     """``torch.nn.Dropout(p)``; identity in eval mode. Masks come from the module's ``generator``, or from
-    ``forward``'s ``mask``."""
+    ``forward``'s ``mask``. ``inplace`` as the activations': the output is a new array, with torch's values."""
 
-    def __init__(self, p: float = 0.5) -> None:
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-        self.p = p
+        self.p, self.inplace = p, bool(inplace)
 
     def forward(self, x, mask=None):
         """In training, x * keep / (1 - p) with ``keep`` drawn, or ``mask`` (0/1, x's shape) when given: a
@@ -41,4 +41,4 @@ class Dropout(Module):
         return dout if scaled is None else dout * scaled
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}, inplace={self.inplace}"

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from twinnet.numpy_nn import init
-from twinnet.numpy_nn.module import Module, Parameter
+from twinnet.numpy_nn.module import Module, Parameter, factory_dtype
 
 
 def _linear_forward(x, weight, bias):
@@ -28,12 +26,15 @@ def _linear_backward(dout, cache):
 class Linear(Module):
     """``torch.nn.Linear``: any leading dimensions, features last."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, dtype=np.float32) -> None:
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None) -> None:
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
+        dtype = factory_dtype(dtype)
         self.weight = Parameter(init.default_weight((out_features, in_features), dtype))
         self.bias = Parameter(init.default_bias(self.weight.shape, out_features, dtype)) if bias else None
+        if device is not None:
+            self.to(device=device)
 
     def forward(self, x):
         lead = x.shape[:-1]

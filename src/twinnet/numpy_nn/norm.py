@@ -9,7 +9,7 @@ import numpy as np
 
 from twinnet.numpy_nn import backend
 from twinnet.numpy_nn.conv import nhwc
-from twinnet.numpy_nn.module import Module, Parameter
+from twinnet.numpy_nn.module import Module, Parameter, factory_dtype
 
 
 def _chunked_sums(fn, rows):
@@ -84,18 +84,25 @@ def _bn_backward(dout2, cache, batch_stats: bool):
 class _BatchNorm(Module):
     """Shared by BatchNorm1d and BatchNorm2d: parameters and buffers named as torch names them."""
 
+    _ndims: tuple[int, ...] = ()  # the input dimensions the subclass takes
+
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, *, dtype=np.float32) -> None:
+                 track_running_stats: bool = True, device=None, dtype=None, *, bias: bool = True) -> None:
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        if affine:
-            self.weight = Parameter(np.ones(num_features, dtype=dtype))
-            self.bias = Parameter(np.zeros(num_features, dtype=dtype))
+        dtype = factory_dtype(dtype)
+        # as torch: weight and bias None without ``affine``, bias None with ``bias`` False
+        self.weight = Parameter(np.ones(num_features, dtype=dtype)) if affine else None
+        self.bias = Parameter(np.zeros(num_features, dtype=dtype)) if affine and bias else None
         if track_running_stats:
             self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
             self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
             self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+        if device is not None:
+            self.to(device=device)
 
     # channels-last 2-D view of the input, and back
     def _rows(self, x):
@@ -106,12 +113,15 @@ class _BatchNorm(Module):
 
     def forward(self, x):
         xp = backend.xp(x)
+        if x.ndim not in self._ndims:
+            raise ValueError(f"{type(self).__name__} expects {' or '.join(f'{d}D' for d in self._ndims)} input, "
+                             f"got {x.ndim}D input of shape {tuple(x.shape)}")
         x2 = self._rows(x)
         if x2.shape[1] != self.num_features:
             raise ValueError(f"{type(self).__name__}({self.num_features}) got {x2.shape[1]} channels")
         dtype = x2.dtype
-        gamma = self.weight.data if self.affine else xp.ones(self.num_features, dtype=dtype)
-        beta = self.bias.data if self.affine else xp.zeros(self.num_features, dtype=dtype)
+        gamma = self.weight.data if self.weight is not None else xp.ones(self.num_features, dtype=dtype)
+        beta = self.bias.data if self.bias is not None else xp.zeros(self.num_features, dtype=dtype)
         batch_stats = self.training or not self.track_running_stats
         if batch_stats:
             m = x2.shape[0]
@@ -134,8 +144,9 @@ class _BatchNorm(Module):
     def backward(self, dout):
         cache, batch_stats, shape = self._pop_cache()
         dx2, dgamma, dbeta = _bn_backward(self._rows(dout), cache, batch_stats)
-        if self.affine:
+        if self.weight is not None:
             self.weight.accumulate(dgamma)
+        if self.bias is not None:
             self.bias.accumulate(dbeta)
         return self._unrows(dx2, shape)
 
@@ -145,6 +156,8 @@ class _BatchNorm(Module):
 
 class BatchNorm1d(_BatchNorm):
     """``torch.nn.BatchNorm1d``: input (N, C) or (N, C, L)."""
+
+    _ndims = (2, 3)
 
     def _rows(self, x):
         xp = backend.xp(x)
@@ -156,6 +169,8 @@ class BatchNorm1d(_BatchNorm):
 
 class BatchNorm2d(_BatchNorm):
     """``torch.nn.BatchNorm2d``: input (N, C, H, W); works on channels-last memory."""
+
+    _ndims = (4,)
 
     def _rows(self, x):
         return nhwc(x).reshape(-1, x.shape[1])
@@ -193,12 +208,15 @@ class LayerNorm(Module):
     scaled by ``weight`` and shifted by ``bias``, both shaped ``normalized_shape``."""
 
     def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5, elementwise_affine: bool = True,
-                 bias: bool = True, *, dtype=np.float32) -> None:
+                 bias: bool = True, device=None, dtype=None) -> None:
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.normalized_shape, self.eps, self.elementwise_affine = shape, eps, elementwise_affine
+        dtype = factory_dtype(dtype)
         self.weight = Parameter(np.ones(shape, dtype=dtype)) if elementwise_affine else None
         self.bias = Parameter(np.zeros(shape, dtype=dtype)) if elementwise_affine and bias else None
+        if device is not None:
+            self.to(device=device)
 
     def forward(self, x):
         k = len(self.normalized_shape)

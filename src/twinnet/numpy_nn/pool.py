@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from twinnet.numpy_nn import backend
-from twinnet.numpy_nn.conv import fill_padded, nhwc, out_size, pad_nhwc, pair, valid_range, window_slice
+from twinnet.numpy_nn.conv import as_batch, fill_padded, nhwc, out_size, pad_nhwc, pair, valid_range, window_slice
 from twinnet.numpy_nn.module import Module
 
 
@@ -105,7 +105,8 @@ def _maxpool_backward(dout, cache):
 
 
 class MaxPool2d(Module):
-    """``torch.nn.MaxPool2d(kernel_size, stride=None, padding=0)`` (dilation 1, floor mode)."""
+    """``torch.nn.MaxPool2d(kernel_size, stride=None, padding=0)`` (dilation 1, floor mode); a (C, H, W) input is
+    one unbatched image, as in torch."""
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False) -> None:
         super().__init__()
@@ -117,12 +118,15 @@ class MaxPool2d(Module):
         _check(self.kernel_size, self.stride, self.padding)
 
     def forward(self, x):
+        x, unbatched = as_batch(x, "MaxPool2d")
         out, cache = _maxpool_forward(x, self.kernel_size, self.stride, self.padding)
-        self._push_cache(cache)
-        return out
+        self._push_cache((cache, unbatched))
+        return out[0] if unbatched else out
 
     def backward(self, dout):
-        return _maxpool_backward(dout, self._pop_cache())
+        cache, unbatched = self._pop_cache()
+        dx = _maxpool_backward(dout[None] if unbatched else dout, cache)
+        return dx[0] if unbatched else dx
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -138,24 +142,31 @@ def _window_counts(h, w, kernel, stride, padding, ho, wo, like):
 
 
 class AvgPool2d(Module):
-    """``torch.nn.AvgPool2d(kernel_size, stride=None, padding=0, count_include_pad=True)``."""
+    """``torch.nn.AvgPool2d(kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+    divisor_override=None)`` (floor mode); a (C, H, W) input is one unbatched image, as in torch."""
 
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad: bool = True) -> None:
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad: bool = True,
+                 divisor_override: int | None = None) -> None:
         super().__init__()
         if ceil_mode:
             raise ValueError("AvgPool2d supports ceil_mode=False only")
+        if divisor_override is not None and divisor_override == 0:
+            raise ValueError("divisor_override must not be zero")
         self.kernel_size = pair(kernel_size)
         self.stride = pair(stride if stride is not None else kernel_size)
         self.padding = pair(padding)
-        self.count_include_pad = count_include_pad
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
         _check(self.kernel_size, self.stride, self.padding)
 
     def _divisor(self, h, w, ho, wo, total):
+        if self.divisor_override is not None:  # torch divides every window's sum by it, padding or not
+            return total.dtype.type(self.divisor_override)
         if self.count_include_pad:
             return total.dtype.type(self.kernel_size[0] * self.kernel_size[1])
         return _window_counts(h, w, self.kernel_size, self.stride, self.padding, ho, wo, total)
 
     def forward(self, x):
+        x, unbatched = as_batch(x, "AvgPool2d")
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         n, c, h, w = x.shape
         ho, wo = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
@@ -164,19 +175,21 @@ class AvgPool2d(Module):
         for k in range(1, kh * kw):
             total += xpad[window_slice(k // kw, k % kw, sh, sw, ho, wo)]
         divisor = self._divisor(h, w, ho, wo, total)
-        self._push_cache((xpad.shape, x.shape, divisor))
-        return (total / divisor).transpose(0, 3, 1, 2)
+        self._push_cache((xpad.shape, x.shape, divisor, unbatched))
+        out = (total / divisor).transpose(0, 3, 1, 2)
+        return out[0] if unbatched else out
 
     def backward(self, dout):
-        padded_shape, (n, c, h, w), divisor = self._pop_cache()
+        padded_shape, (n, c, h, w), divisor, unbatched = self._pop_cache()
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        d = nhwc(dout) / divisor
+        d = nhwc(dout[None] if unbatched else dout) / divisor
         xp = backend.xp(d)
         ho, wo = d.shape[1], d.shape[2]
         dxpad = xp.zeros(padded_shape, dtype=d.dtype)
         for k in range(kh * kw):
             dxpad[window_slice(k // kw, k % kw, sh, sw, ho, wo)] += d
-        return dxpad[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)
+        dx = dxpad[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)
+        return dx[0] if unbatched else dx
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -190,33 +203,47 @@ def _global_only(output_size, kind: str):
 
 
 class AdaptiveAvgPool2d(Module):
-    """Global average pooling: ``torch.nn.AdaptiveAvgPool2d(1)`` (output size 1 only)."""
+    """Global average pooling: ``torch.nn.AdaptiveAvgPool2d(1)`` (output size 1 only) over the last two
+    dimensions, of a (N, C, H, W), a (C, H, W) or, as torch also takes, any input of two or more dimensions."""
 
     def __init__(self, output_size=1) -> None:
         super().__init__()
         self.output_size = _global_only(output_size, "average")
 
     def forward(self, x):
+        if x.ndim < 2:
+            raise ValueError(f"AdaptiveAvgPool2d expects an input of (C, H, W) or more dimensions, got shape {x.shape}")
         self._push_cache(x.shape)
-        return x.mean(axis=(2, 3), keepdims=True)
+        return x.mean(axis=(-2, -1), keepdims=True)
 
     def backward(self, dout):
         shape = self._pop_cache()
-        return backend.xp(dout).broadcast_to(dout / (shape[2] * shape[3]), shape).copy()  # writable, like every dx
+        return backend.xp(dout).broadcast_to(dout / (shape[-2] * shape[-1]), shape).copy()  # writable, like every dx
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
 
 
 class AdaptiveMaxPool2d(Module):
     """Global max pooling: ``torch.nn.AdaptiveMaxPool2d(1)`` (output size 1 only): one window over the whole
-    map, so any input side works; the gradient goes to each map's first maximum, as in torch."""
+    map, so any input side works; the gradient goes to each map's first maximum, as in torch. (C, H, W) input too."""
 
-    def __init__(self, output_size=1) -> None:
+    def __init__(self, output_size=1, return_indices: bool = False) -> None:
         super().__init__()
+        if return_indices:
+            raise ValueError("AdaptiveMaxPool2d supports return_indices=False only")
         self.output_size = _global_only(output_size, "max")
 
     def forward(self, x):
+        x, unbatched = as_batch(x, "AdaptiveMaxPool2d")
         out, cache = _maxpool_forward(x, tuple(x.shape[2:]), tuple(x.shape[2:]), (0, 0))
-        self._push_cache(cache)
-        return out
+        self._push_cache((cache, unbatched))
+        return out[0] if unbatched else out
 
     def backward(self, dout):
-        return _maxpool_backward(dout, self._pop_cache())
+        cache, unbatched = self._pop_cache()
+        dx = _maxpool_backward(dout[None] if unbatched else dout, cache)
+        return dx[0] if unbatched else dx
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
