@@ -114,29 +114,21 @@ TORCH: dict[str, Any] = {
     },
 }
 
-# UvA's course from 2022: ELU (alpha 1) where ReLU was
-UVA_ELU: dict[str, Any] = {
-    **UVA,
-    "name": "uva-elu",
-    "layers": {
+def _uva_activation(name: str, kind: str, cls: str) -> dict[str, Any]:
+    """UvA's convention with another activation where ReLU was: the layer ``kind`` as the class ``cls``, and an
+    MLP of it."""
+    return {**UVA, "name": name, "layers": {
         "linear": UVA["layers"]["linear"],
-        "elu": {"class": "ELUModule"},
+        kind: {"class": cls},
         "softmax_cross_entropy": UVA["layers"]["softmax_cross_entropy"],
-        "mlp": {**UVA["layers"]["mlp"], "activation": "elu"},
-    },
-}
+        "mlp": {**UVA["layers"]["mlp"], "activation": kind},
+    }}
 
+
+# UvA's course from 2022: ELU (alpha 1) where ReLU was
+UVA_ELU = _uva_activation("uva-elu", "elu", "ELUModule")
 # UvA's course in 2019: LeakyReLUModule(neg_slope) where ReLU was, and MLP(n_inputs, n_hidden, n_classes, neg_slope)
-UVA_LEAKY: dict[str, Any] = {
-    **UVA,
-    "name": "uva-leaky",
-    "layers": {
-        "linear": UVA["layers"]["linear"],
-        "leaky_relu": {"class": "LeakyReLUModule"},
-        "softmax_cross_entropy": UVA["layers"]["softmax_cross_entropy"],
-        "mlp": {**UVA["layers"]["mlp"], "activation": "leaky_relu"},
-    },
-}
+UVA_LEAKY = _uva_activation("uva-leaky", "leaky_relu", "LeakyReLUModule")
 
 # Michigan's EECS 498-007 / 598-005 (Deep Learning for Computer Vision), assignment 3: CS231n's functional layers
 # as static methods of classes (``Linear.forward(x, w, b)``), on torch tensors; dropout's p is the drop
