@@ -58,6 +58,11 @@ def test_the_airbench_twins_agree_and_its_frozen_layers_take_no_gradient(name, a
     frozen = {n for n, p in twins["torch"].named_parameters() if not p.requires_grad}
     assert frozen == {"0.weight"} | {f"{i}.weight" for i in (4, 7, 11, 14, 18, 21)}  # whitening, batch-norm scales
     assert all(twins["torch"].get_parameter(n).grad is None for n in frozen)
+    hooks = {engine: spec.prepare(model, x, 5e-4) for engine, model in twins.items()}
+    for engine, hook in hooks.items():  # after the epochs that train it, torch's whitening bias stops training
+        hook(99, type("Learner", (), {"trainable_changed": lambda self: None})())
+    assert not twins["torch"][0].bias.requires_grad
+    assert all(p.requires_grad for p in twins["numpy"].parameters())  # the NumPy engine trains every layer
     norms = [m for m in twins["torch"] if isinstance(m, torch.nn.BatchNorm2d)]
     assert len(norms) == 6 and all(m.momentum == pytest.approx(0.4) and m.eps == 1e-12 for m in norms)
     assert sum(isinstance(m, activation) for m in twins["torch"]) == 7  # after the whitening and every batch norm

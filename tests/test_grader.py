@@ -692,11 +692,21 @@ LEAKY_MODULE = ("\n\nclass LeakyReLUModule(object):\n    def __init__(self, neg_
                 "    def clear_cache(self):\n        self.x = None\n")
 
 
+ONE_HOT_LOSS = ("        out = -np.mean(np.log(x[np.arange(N), y]))\n",
+                "        out = -np.sum(y * np.log(np.where(y > 0, x, 1.0))) / N\n",
+                "        dx[np.arange(N), y] = -1.0 / (N * x[np.arange(N), y])\n",
+                "        dx = -y / (N * np.where(y > 0, x, 1.0))\n")
+
+
 def _uva_2019(tmp_path, modules: str, mlp: str) -> list[Path]:
-    """UvA 2019's files: ``modules.py`` without ReLUModule, and the given MLP."""
+    """UvA 2019's files: ``modules.py`` without ReLUModule, its loss on one-hot targets, and the given MLP."""
     source = (STUDENTS / "uva" / "modules.py").read_text()
     start = source.index("class ReLUModule")
-    (tmp_path / "modules.py").write_text(source[:start] + source[source.index("\nclass ", start):] + modules)
+    source = source[:start] + source[source.index("\nclass ", start):]
+    for old, new in zip(ONE_HOT_LOSS[::2], ONE_HOT_LOSS[1::2]):
+        assert old in source
+        source = source.replace(old, new)
+    (tmp_path / "modules.py").write_text(source + modules)
     (tmp_path / "mlp_numpy.py").write_text(mlp)
     return [tmp_path / "modules.py", tmp_path / "mlp_numpy.py"]
 
@@ -720,6 +730,8 @@ def test_uva_2019_leaky_relu_layers_and_a_leaky_mlp_are_graded(bug, tmp_path):
     rows = {r.kind: r for r in report.rows}
     assert list(rows) == ["linear", "leaky_relu", "softmax_cross_entropy", "mlp"]
     assert rows["linear"].passed == rows["linear"].total > 0
+    loss = rows["softmax_cross_entropy"]  # that year's loss takes one-hot targets
+    assert loss.passed == loss.total > 0, loss.failures
     assert (rows["leaky_relu"].passed == rows["leaky_relu"].total > 0) == (bug != "slope"), rows["leaky_relu"].failures
     assert (rows["mlp"].passed == rows["mlp"].total > 0) == (bug is None), rows["mlp"].failures
     if bug == "slope":  # right where the slope is 0.01 only
@@ -832,7 +844,8 @@ def test_a_notebooks_definitions_are_graded_and_its_other_cells_not_run(tmp_path
         ("md", "# Part 1"),
         "import numpy as np\nimport a_package_the_grader_lacks\n%matplotlib inline\n!pip install nothing\n",
         f"open({str(marker)!r}, 'w').write('x')\nraise SystemExit('a cell that must not run')\n",
-        "SCALE = 1.0\nDTYPE = np.float64\nDATA = np.load('missing.npy')\n\n"
+        "SCALE = 1.0\nDTYPE = np.float64\nDATA = np.load('missing.npy')\nSHAPE = DATA.shape\n"
+        "plt.rcParams['figure.figsize'] = (5.0, 4.0)\n\nclass Helper(a_package_the_grader_lacks.Base):\n    pass\n\n"
         "def relu_forward(x):\n    return np.maximum(x, 0).astype(DTYPE) * SCALE, x\n",
         "%%timeit\nrelu_forward(np.ones(3))\n",
         "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n",
@@ -841,7 +854,10 @@ def test_a_notebooks_definitions_are_graded_and_its_other_cells_not_run(tmp_path
     assert row.total > 0 and row.passed == row.total, row.failures
     assert not marker.exists()
     err = capsys.readouterr().err
-    assert "code cell 1: ModuleNotFoundError" in err and "a_package_the_grader_lacks" in err
+    assert "code cell 1, line 2: ModuleNotFoundError" in err and "a_package_the_grader_lacks" in err
+    # a name from a cell not run, and a class on a package not there: left out with a warning, not fatal
+    assert "code cell 3, line 4: NameError: name 'DATA' is not defined; that statement is left out" in err
+    assert "code cell 3, line 7: NameError" in err and "plt" not in err
 
 
 def test_a_notebooks_failure_names_its_code_cell_and_line_and_a_broken_file_is_refused(tmp_path):

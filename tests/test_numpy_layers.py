@@ -375,9 +375,22 @@ def test_cross_entropy_matches_torchs_with_every_option(reduction, smoothing, we
     assert_close_rel(_loss_against_torch(mine, theirs, x, y), TWIN_TOL)
 
 
+@pytest.mark.parametrize("make", [lambda w: nnp.CrossEntropyLoss(weight=w), lambda w: nnp.NLLLoss(weight=w)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_every_row_ignored_gives_a_nan_loss_and_no_gradient_as_torchs(make, weighted):
+    x = np.random.default_rng(4).standard_normal((3, 5))
+    loss_fn = make(np.arange(1.0, 6.0) if weighted else None)
+    assert np.isnan(loss_fn(x, np.array([-100, -100, -100])))
+    dx = loss_fn.backward()
+    assert dx.shape == x.shape and np.all(dx == 0)  # torch's gradient: zeros, not nan nor a division by zero
+
+
 def test_cross_entropy_of_every_row_ignored_is_nan_as_torchs_and_a_custom_ignore_index_is_honoured():
     x = np.random.default_rng(4).standard_normal((3, 5))
     assert np.isnan(nnp.CrossEntropyLoss()(x, np.array([-100, -100, -100])))
+    with pytest.raises(ValueError, match="ignore_index=0 is not supported for probability targets"):
+        nnp.CrossEntropyLoss(ignore_index=0)(x, np.full((3, 5), 0.2))
+    assert np.isfinite(nnp.CrossEntropyLoss(ignore_index=-5)(x, np.full((3, 5), 0.2)))  # as torch, a negative one
     y = np.array([2, 7, 0])
     mine, theirs = nnp.CrossEntropyLoss(ignore_index=7), lambda a, b: F.cross_entropy(a, b, ignore_index=7)
     assert_close_rel(_loss_against_torch(mine, theirs, x, y), TWIN_TOL)

@@ -521,3 +521,19 @@ def test_clip_grad_norm_takes_torchs_keywords_and_returns_an_item():
     assert got.item() == pytest.approx(want.item(), rel=1e-12)
     for p, q in zip(ours, theirs):
         np.testing.assert_allclose(p.grad, q.grad.numpy(), rtol=1e-12)
+
+
+def test_a_frozen_weight_is_left_out_of_the_ranks_gradient_exchange(monkeypatch):
+    """Data-parallel NumPy training with a weight frozen (``requires_grad = False``, the same on every rank):
+    the exchange is given the gradients there are, not the frozen weight's None."""
+    from twinnet import distributed
+    from twinnet.learner import NumpyLearner
+
+    model = nnp.Sequential(nnp.Linear(3, 4), nnp.ReLU(), nnp.Linear(4, 2))
+    model[0].weight.requires_grad = False
+    learner = NumpyLearner(model, nnp.SGD(model.parameters(), lr=0.1), nnp.CrossEntropyLoss())
+    exchanged = []
+    learner.world = distributed.World(rank=0, size=2)
+    monkeypatch.setattr(distributed, "average_gradients", lambda grads, count, total: exchanged.append(grads))
+    learner.train_step(np.ones((2, 3), dtype=np.float32), np.array([0, 1]), total=4)
+    assert len(exchanged) == 1 and len(exchanged[0]) == 3 and all(g is not None for g in exchanged[0])

@@ -312,3 +312,13 @@ def test_the_overview_says_over_seeds_what_each_rung_of_the_ladder_bought():
     assert any("Over seeds 0, 1, each rung's mean test accuracy against the one above it, in points: augment "
                "+4.00 (78.50% to 82.50%)" in t for t in texts), texts  # the ladder's order, not the groups'
     assert not any("Over seeds" in t for t in [b.markdown for b in _seeds_table(groups[2:]) if isinstance(b, Text)])
+    from twinnet.report.blocks import Table
+
+    def time_column(figures):
+        table = next(b for b in _seeds_table([{"job": "cnn-vgg-best", "seeds": [0, 1], "figures": {
+            **groups[2]["figures"], **figures}}]) if isinstance(b, Table))
+        return table.rows[0][-1]
+
+    timing = {"mean": 100.0, "std": 2.0, "min": 98.0, "max": 102.0, "values": [98.0, 102.0]}
+    assert time_column({"training_s": timing}) == "100 ± 2 s"
+    assert time_column({"train_time_s": timing}) == "100 ± 2 s"  # a folder summarised before session 38

@@ -122,7 +122,8 @@ class NumpyLearner:
         self.optimizer.zero_grad()
         self.model.backward(self.loss_fn.backward())
         if self.world.size > 1:  # every rank's shard makes one batch: its gradients are combined first
-            distributed.average_gradients([p.grad for p in self.optimizer.params], len(y),
+            # a frozen weight (requires_grad_(False), the same on every rank) has no gradient to exchange
+            distributed.average_gradients([p.grad for p in self.optimizer.params if p.requires_grad], len(y),
                                           total or int(distributed.all_sum([len(y)])[0]))
         if self.clip_norm is not None:
             from twinnet.numpy_nn.clip import clip_grad_norm_
@@ -333,7 +334,7 @@ def make_learner(model, cfg, *, params=None, amp: bool = False, channels_last: b
         from twinnet import numpy_nn
 
         if params is not None or cfg.optimizer == "muon":
-            raise ValueError("the NumPy engine's optimisers take one parameter group (no norm_bias_lr, no muon): "
+            raise ValueError("the NumPy engine's runs train one parameter group (no norm_bias_lr, no muon): "
                              "use engine=torch, or optimizer=sgd")
         opt = getattr(numpy_nn, name)(model.parameters(), **kwargs)
         return NumpyLearner(model, opt, numpy_nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),

@@ -49,6 +49,10 @@ def prepare(model, images: np.ndarray, eps: float = EPS) -> Callable[[int, objec
             first.weight.copy_(torch.from_numpy(weights).to(first.weight.dtype))
 
     def freeze_bias(epoch: int, learner) -> None:
+        # torch's weight is frozen from the start (architectures.py), its bias here; the NumPy engine trains
+        # every layer (image.py), so its twin is left as it is
+        if isinstance(first.bias, numpy_nn.Parameter):
+            return
         if epoch >= FREEZE_BIAS_AFTER and getattr(first.bias, "requires_grad", False):
             first.bias.requires_grad_(False)
             learner.trainable_changed()

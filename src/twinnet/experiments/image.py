@@ -119,11 +119,11 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
         if not self.muon_lr > 0 or not 0 <= self.muon_momentum < 1:
             raise ValueError("muon_lr must be > 0 and muon_momentum in [0, 1)")
         if self.optimizer == "muon" and self.engine != "torch":
-            raise ValueError("optimizer=muon belongs to the torch engine (the NumPy engine's optimisers take one "
-                             "group); for the NumPy engine use optimizer=sgd (and norm_bias_lr=1)")
+            raise ValueError("optimizer=muon belongs to the torch engine (the NumPy engine has no Muon); for the "
+                             "NumPy engine use optimizer=sgd (and norm_bias_lr=1)")
         if self.engine == "numpy" and self.norm_bias_lr != 1:
-            raise ValueError("norm_bias_lr (a parameter group of its own) needs engine=torch: the NumPy engine's "
-                             "optimisers take one group")
+            raise ValueError("norm_bias_lr (a parameter group of its own) needs engine=torch: twinnet's runs build "
+                             "parameter groups, and scale their rates by a schedule, in the torch engine only")
         if freeze_stages(self.freeze) and self.engine != "torch":
             raise ValueError("freeze needs engine=torch (a layer stops training by needing no gradient); the NumPy "
                              "engine trains every layer: add --set freeze= (empty) to train it there")

@@ -278,7 +278,9 @@ def _seeds_table(groups: list[dict]) -> list:
 
     rows = []
     for g in groups:
-        acc, time = g["figures"].get("test_acc"), g["figures"].get("training_s")
+        # a folder summarised before session 38 kept the time with its evaluations (train_time_s)
+        acc = g["figures"].get("test_acc")
+        time = g["figures"].get("training_s", g["figures"].get("train_time_s"))
         rows.append([g["job"], ", ".join(map(str, g["seeds"])),
                      f"{fmt('test_acc', acc['mean'])} ± {fmt('test_acc', acc['std'])}" if acc else "",
                      f"{fmt('test_acc', acc['min'])} – {fmt('test_acc', acc['max'])}" if acc else "",

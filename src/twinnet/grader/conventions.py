@@ -114,21 +114,22 @@ TORCH: dict[str, Any] = {
     },
 }
 
-def _uva_activation(name: str, kind: str, cls: str) -> dict[str, Any]:
+def _uva_activation(name: str, kind: str, cls: str, target: str = "labels") -> dict[str, Any]:
     """UvA's convention with another activation where ReLU was: the layer ``kind`` as the class ``cls``, and an
-    MLP of it."""
+    MLP of it; the loss's targets as that year's data gave them."""
     return {**UVA, "name": name, "layers": {
         "linear": UVA["layers"]["linear"],
         kind: {"class": cls},
-        "softmax_cross_entropy": UVA["layers"]["softmax_cross_entropy"],
+        "softmax_cross_entropy": {**UVA["layers"]["softmax_cross_entropy"], "target": target},
         "mlp": {**UVA["layers"]["mlp"], "activation": kind},
     }}
 
 
 # UvA's course from 2022: ELU (alpha 1) where ReLU was
 UVA_ELU = _uva_activation("uva-elu", "elu", "ELUModule")
-# UvA's course in 2019: LeakyReLUModule(neg_slope) where ReLU was, and MLP(n_inputs, n_hidden, n_classes, neg_slope)
-UVA_LEAKY = _uva_activation("uva-leaky", "leaky_relu", "LeakyReLUModule")
+# UvA's course in 2019: LeakyReLUModule(neg_slope) where ReLU was, MLP(n_inputs, n_hidden, n_classes, neg_slope),
+# and one-hot targets (that year's cifar10_utils gave its labels one-hot)
+UVA_LEAKY = _uva_activation("uva-leaky", "leaky_relu", "LeakyReLUModule", target="one_hot")
 
 # Michigan's EECS 498-007 / 598-005 (Deep Learning for Computer Vision), assignment 3: CS231n's functional layers
 # as static methods of classes (``Linear.forward(x, w, b)``), on torch tensors; dropout's p is the drop

@@ -213,9 +213,10 @@ def notebook_source(path: Path) -> str:
 
 class _NotebookLoader(importlib.abc.Loader):
     """Runs a notebook's definitions only: the imports, functions and classes of its code cells, and
-    assignments of constants; what else a cell does (load data, train, plot, test) is left out, since grading
-    needs the definitions. A cell that is not valid Python is left out whole; an import that fails is left out
-    with a warning (a plotting or data package the grader lacks), so what needs it fails when it is called."""
+    assignments of constants to names; what else a cell does (load data, train, plot, test) is left out, since
+    grading needs the definitions. A cell that is not valid Python is left out whole; a definition that fails
+    (an import of a package the grader lacks, a name from a cell that was not run) is left out with a warning,
+    so what needs it fails when it is called."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -240,14 +241,13 @@ class _NotebookLoader(importlib.abc.Loader):
                 if not (isinstance(node, _KEPT) or _constant(node)):
                     continue
                 code = compile(ast.Module([node], type_ignores=[]), str(self.path), "exec")
-                if isinstance(node, (ast.Import, ast.ImportFrom)):
-                    try:
-                        exec(code, module.__dict__)  # noqa: S102 - the student's own code, as `import` would run it
-                    except ImportError as e:
-                        print(f"twinnet: warning: {self.path.name}, code cell {number}: {type(e).__name__}: {e}; that "
-                              "import is left out, and code that needs it fails when called", file=sys.stderr)
-                    continue
-                exec(code, module.__dict__)  # noqa: S102
+                try:
+                    exec(code, module.__dict__)  # noqa: S102 - the student's own code, as `import` would run it
+                except Exception as e:  # noqa: BLE001 - a failed import, or a name from a cell that was not run
+                    what = "import" if isinstance(node, (ast.Import, ast.ImportFrom)) else "statement"
+                    print(f"twinnet: warning: {self.path.name}, code cell {number}, line {node.lineno - first + 1}: "
+                          f"{type(e).__name__}: {e}; that {what} is left out, and code that needs it fails when "
+                          "called", file=sys.stderr)
 
 
 def _constant(node: ast.stmt) -> bool:
@@ -255,6 +255,9 @@ def _constant(node: ast.stmt) -> bool:
     kept with the definitions; one that calls anything (``X = np.load(...)``) is not."""
     if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
         return False
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    if not all(isinstance(n, (ast.Name, ast.Tuple, ast.Store)) for t in targets for n in ast.walk(t)):
+        return False  # plt.rcParams[...] = ..., an object's attribute: not a definition
     if all(isinstance(n, (ast.Name, ast.Attribute, ast.Load)) for n in ast.walk(node.value)):
         return True
     try:

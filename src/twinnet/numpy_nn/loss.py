@@ -73,8 +73,9 @@ def _times_dout(grad, dout, reduction: str, denominator):
     if reduction == "none":
         dout = backend.xp(grad).asarray(dout, dtype=grad.dtype)
         return grad * dout.reshape(-1, *(1,) * (grad.ndim - 1)) if dout.ndim else grad * dout
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return grad * (dout / denominator if reduction == "mean" else dout)
+    if reduction == "mean" and not denominator:  # every row ignored: no gradient (the loss is nan), as torch's
+        return grad * 0
+    return grad * (dout / denominator if reduction == "mean" else dout)
 
 
 class _WeightedLoss(Module):
@@ -144,6 +145,9 @@ class CrossEntropyLoss(_WeightedLoss):
             if target.shape != logits.shape:  # broadcasting (N,) or (C,) probabilities would be silently wrong
                 raise ValueError(f"probability targets must have the logits' shape {tuple(logits.shape)}, "
                                  f"got {tuple(target.shape)}")
+            if self.ignore_index >= 0:  # torch's refusal: no class of a probability target can be left out
+                raise ValueError(f"ignore_index={self.ignore_index} is not supported for probability targets (torch "
+                                 "refuses it too); leave it at its default")
             t = xp.asarray(target, dtype=logits.dtype)
             if eps:  # torch mixes the target with the uniform distribution; rows need not sum to 1
                 t = (1 - eps) * t + eps / c
