@@ -537,3 +537,28 @@ def test_a_frozen_weight_is_left_out_of_the_ranks_gradient_exchange(monkeypatch)
     monkeypatch.setattr(distributed, "average_gradients", lambda grads, count, total: exchanged.append(grads))
     learner.train_step(np.ones((2, 3), dtype=np.float32), np.array([0, 1]), total=4)
     assert len(exchanged) == 1 and len(exchanged[0]) == 3 and all(g is not None for g in exchanged[0])
+
+
+def test_names_torch_refuses_for_children_buffers_and_parameters_are_refused():
+    """A child named after a method ("forward") would replace it, a buffer over a weight would leave the weight
+    training unseen, and None in a Sequential would drop a layer's name: torch refuses the first two (KeyError),
+    and a Sequential here refuses None."""
+    from collections import OrderedDict
+
+    for make in (lambda: nnp.Sequential(OrderedDict([("forward", nnp.Linear(2, 3))])),
+                 lambda: nnp.Linear(2, 3).register_buffer("weight", np.zeros((3, 2))),
+                 lambda: nnp.Linear(2, 3).register_parameter("forward", None),
+                 lambda: nnp.Linear(2, 3).register_buffer("a.b", np.zeros(1))):
+        with pytest.raises(KeyError):
+            make()
+    for make in (lambda: torch.nn.Sequential(OrderedDict([("forward", torch.nn.Linear(2, 3))])),
+                 lambda: torch.nn.Linear(2, 3).register_buffer("weight", torch.zeros(3, 2))):
+        with pytest.raises(KeyError):  # torch's own refusals, the same
+            make()
+    seq = nnp.Sequential(nnp.Linear(2, 2), nnp.Tanh(), nnp.Linear(2, 3))
+    with pytest.raises(TypeError, match="del seq"):
+        seq[1] = None
+    assert list(dict(seq.named_children())) == ["0", "1", "2"]
+    assert nnp.SGD([{"params": []}], lr=0.1).step() is None  # every group empty: nothing to step, as torch
+    with pytest.raises(TypeError, match="divisor_override must be an int"):
+        nnp.AvgPool2d(2, divisor_override=2.5)

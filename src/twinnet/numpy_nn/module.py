@@ -196,10 +196,21 @@ class Module:
             registry.pop(name, None)
         object.__delattr__(self, name)
 
+    def _new_name(self, name, registry: dict, what: str) -> None:
+        """torch's checks of a name given to ``register_*``/``add_module``: a non-empty string without '.',
+        not already an attribute of another kind (a child named "forward" would replace the method)."""
+        if not isinstance(name, str):
+            raise TypeError(f"{what} name should be a string, got {type(name).__name__}")
+        if not name or "." in name:
+            raise KeyError(f"{what} name must be a non-empty string without '.', got {name!r}")
+        if hasattr(self, name) and name not in registry:
+            raise KeyError(f"attribute {name!r} already exists")
+
     def register_buffer(self, name: str, value, persistent: bool = True) -> None:
         """A state array saved in ``state_dict`` but not trained (e.g. running statistics)."""
         if not persistent:
             raise ValueError("register_buffer supports persistent=True only: every buffer is saved in state_dict")
+        self._new_name(name, self._buffers, "buffer")
         self._buffers[name] = value
         object.__setattr__(self, name, value)
 
@@ -208,14 +219,14 @@ class Module:
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"cannot assign {type(param).__name__} as parameter {name!r} "
                             "(a Parameter or None expected)")
+        self._new_name(name, self._parameters, "parameter")
         setattr(self, name, param)
 
     def add_module(self, name: str, module: Module | None) -> None:
         """``setattr(self, name, module)``, as torch's: a Module, or None for none."""
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"{type(module).__name__} is not a Module subclass")
-        if not isinstance(name, str) or not name or "." in name:
-            raise KeyError(f"module name must be a non-empty string without '.', got {name!r}")
+        self._new_name(name, self._modules, "module")
         setattr(self, name, module)
 
     register_module = add_module
@@ -430,9 +441,11 @@ class Module:
         """``to(device="cpu")``: NumPy arrays."""
         return self.to(device="cpu")
 
-    def cuda(self, device: int | None = None) -> Module:
-        """``to(device="cuda")`` (or GPU ``device``): CuPy arrays."""
-        return self.to(device="cuda" if device is None else f"cuda:{device}")
+    def cuda(self, device=None) -> Module:
+        """``to(device="cuda")`` (or GPU ``device``: its index, "cuda:1" or a torch.device): CuPy arrays."""
+        if device is None or isinstance(device, int):
+            return self.to(device="cuda" if device is None else f"cuda:{device}")
+        return self.to(device=str(device))
 
     def _arrange(self) -> None:
         """Lay this module's own parameters out in memory as its computation wants them (called
@@ -511,6 +524,11 @@ class Sequential(Module):
         else:
             for i, layer in enumerate(args):
                 self.add_module(str(i), layer)
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        if module is None:  # torch keeps the name with None in it, and its forward then fails: refused here
+            raise TypeError(f"a Sequential holds Modules, got None for {name!r}; remove a layer with del seq[i]")
+        super().add_module(name, module)
 
     def __len__(self) -> int:
         return len(self._modules)

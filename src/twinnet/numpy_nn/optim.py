@@ -110,8 +110,9 @@ class Optimizer:
                 k = max(1, n // backend._BLOCK_ITEMS) if blocks else 1
                 work.extend((p, state, group, None if k == 1 else slice(n * i // k, n * (i + 1) // k))
                             for i in range(k))
-        backend.parallel_items(self._run, work, [int(p.data.size if b is None else b.stop - b.start)
-                                                 for p, _, _, b in work], like=self.params[0].data)
+        if work:  # every group empty, or no gradient yet: nothing to step, as torch's
+            backend.parallel_items(self._run, work, [int(p.data.size if b is None else b.stop - b.start)
+                                                     for p, _, _, b in work], like=work[0][0].data)
         return loss
 
     def _run(self, item: tuple) -> None:

@@ -150,6 +150,9 @@ class AvgPool2d(Module):
         super().__init__()
         if ceil_mode:
             raise ValueError("AvgPool2d supports ceil_mode=False only")
+        if divisor_override is not None and (isinstance(divisor_override, bool) or
+                                             not isinstance(divisor_override, (int, np.integer))):
+            raise TypeError(f"divisor_override must be an int, got {divisor_override!r}")
         if divisor_override is not None and divisor_override == 0:
             raise ValueError("divisor_override must not be zero")
         self.kernel_size = pair(kernel_size)
