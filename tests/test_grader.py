@@ -914,6 +914,46 @@ def test_a_whole_class_is_graded_one_folder_each_into_a_csv(tmp_path, capsys):
     assert "| alice | 3/3 | all passed |" in out and "1 of 4 passed every layer" in out
 
 
+def test_jobs_grade_students_at_once_and_keep_their_order(tmp_path, capsys):
+    """--jobs 2: two students' gradings overlap in time, and the results (and the CSV) keep the students'
+    order, whichever finished first."""
+    import threading
+
+    from twinnet.grader import Report, Row
+    from twinnet.grader.each import grade_each
+
+    root = tmp_path / "submissions"
+    for name in ("ann", "ben", "cat"):
+        (root / name).mkdir(parents=True)
+        (root / name / "layers.py").write_text("")
+    running, most, lock = [0], [0], threading.Lock()
+    both = threading.Barrier(2, timeout=30)
+
+    def grade(paths, convention, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        student = paths[0].parent.name
+        if student in ("ann", "ben"):
+            both.wait()  # returns only once the other one is being graded too
+        if student == "ann":
+            time.sleep(0.2)  # ann finishes after ben
+        with lock:
+            running[0] -= 1
+        return Report("cs231n", 0, [str(p) for p in paths], [Row("relu", "ReLU", 1, 1, 0.0, None, [], 1.0)])
+
+    results = grade_each(root, [Path("layers.py")], resolve_convention("cs231n", None), only=["relu"], seed=0,
+                         configs=1, csv_path=tmp_path / "g.csv", jobs=2, grade=grade)
+    assert most[0] == 2 and [r["student"] for r in results] == ["ann", "ben", "cat"]
+    assert [line.split(",")[0] for line in (tmp_path / "g.csv").read_text().splitlines()[1:]] == ["ann", "ben", "cat"]
+    err = capsys.readouterr().err
+    assert err.index("ben: 1/1") < err.index("ann: 1/1")  # progress in the order they finished
+    for argv, message in [(["--jobs", "2"], "--jobs grades several students at once: it goes with --each"),
+                          (["--each", str(root), "--jobs", "0"], "--jobs must be >= 1")]:
+        assert main(["check", "layers.py", "--convention", "cs231n", *argv]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_an_interrupted_class_keeps_the_grades_given_and_bad_class_options_are_refused(tmp_path, capsys):
     from twinnet.grader import Report, Row
     from twinnet.grader.each import grade_each

@@ -172,6 +172,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="grade a whole class: DIR holds one folder per student, and the STUDENT.py arguments are "
                    "the names of the files to find in each (at any depth, e.g. layers.py or cs231n/layers.py); "
                    "each student is graded on their own, a missing or broken file gives 0 points and the reason")
+    c.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="with --each: grade N students at once, each in a process of their own (default 1; about "
+                   "one per core)")
     c.add_argument("--csv", type=_path, default=None, metavar="OUT",
                    help="with --each: write the class's grades as CSV (one row per student, a column per layer), "
                    "updated after each student")
@@ -348,6 +351,10 @@ def _cmd_check(args) -> int:
                            "leave --only out to check every layer")
     if args.each is None and args.csv is not None:
         raise TwinnetError("--csv writes a class's grades: it goes with --each DIR (one student's grade: --json)")
+    if args.each is None and args.jobs != 1:
+        raise TwinnetError("--jobs grades several students at once: it goes with --each DIR")
+    if args.jobs < 1:
+        raise TwinnetError(f"--jobs must be >= 1 (students graded at once), got {args.jobs}")
     if args.each is not None and args.json is not None:
         raise TwinnetError("with --each the grades go to --csv OUT (one row per student), not --json")
     if args.json is not None:  # before grading: a report that cannot be saved is found out first
@@ -365,7 +372,7 @@ def _cmd_check(args) -> int:
         from twinnet.grader.each import format_class, grade_each
 
         results = grade_each(args.each, args.files, convention, only=only, seed=seed, configs=args.configs,
-                             csv_path=args.csv)
+                             csv_path=args.csv, jobs=args.jobs)
         print(format_class(results, convention["name"]))
         return 0 if all(r["all_passed"] for r in results) else 1
     try:

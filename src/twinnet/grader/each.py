@@ -4,8 +4,8 @@ Each folder directly inside DIR is one student's submission (hidden folders and 
 files named on the command line are found in it at any depth (``layers.py``, or a path's end such as
 ``cs231n/layers.py``), the shallowest where several match. Each student is graded in a child process of
 their own, as ``twinnet check`` grades one; a student whose files are missing or cannot be loaded gets 0
-points and the reason. The grades go to a CSV file (rewritten whole after each student, so that an
-interrupted grading keeps every grade it gave) and to a table on stdout.
+points and the reason; ``--jobs N`` grades N students at once. The grades go to a CSV file (rewritten whole
+after each student, so that an interrupted grading keeps every grade it gave) and to a table on stdout.
 """
 
 from __future__ import annotations
@@ -77,36 +77,56 @@ def find(folder: Path, names: list[str]) -> list[Path]:
 
 
 def grade_each(root: Path, names: list[Path], convention: dict[str, Any], *, only: list[str] | None, seed: int,
-               configs: int, csv_path: Path | None, grade: Callable | None = None) -> list[dict[str, Any]]:
-    """Every student of ``root`` graded (``grade``: ``grade_isolated``'s signature, for tests); each one's
-    result (student, points, max_points, all_passed, first_failure, and each layer's points)."""
+               configs: int, csv_path: Path | None, jobs: int = 1,
+               grade: Callable | None = None) -> list[dict[str, Any]]:
+    """Every student of ``root`` graded, ``jobs`` at a time (each in a process of their own; ``grade``:
+    ``grade_isolated``'s signature, for tests); each one's result (student, points, max_points, all_passed,
+    first_failure, and each layer's points), in the students' order."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
     from twinnet.grader.child import grade_isolated
 
+    if jobs < 1:
+        raise TwinnetError(f"--jobs must be >= 1 (students graded at once), got {jobs}")
     grade = grade or grade_isolated
     wanted = check_names(names)
     folders = students(root)
     kinds = [k for k, entry in convention["layers"].items() if (only is None and not entry.get("optional", False))
              or (only is not None and k in only)]
-    results: list[dict[str, Any]] = []
-    for index, folder in enumerate(folders, 1):
+
+    def one(folder: Path) -> dict[str, Any]:
         try:
             report = grade(find(folder, wanted), convention, only=only, seed=seed, configs=configs)
-            by_kind = {r.kind: r for r in report.rows}
-            failed = next((r for r in report.rows if r.submitted and r.first_failure), None)
-            result = {"student": folder.name, "points": round(sum(r.points for r in report.rows), 2),
-                      "max_points": sum(r.max_points for r in report.rows), "all_passed": report.ok,
-                      "first_failure": f"{failed.title}: {failed.first_failure}" if failed else "",
-                      **{k: by_kind[k].points if k in by_kind else 0.0 for k in kinds},
-                      **{k: r.points for k, r in by_kind.items() if k not in kinds and r.submitted}}
         except TwinnetError as e:  # the files are missing, or cannot be loaded: 0 points and why
-            result = {"student": folder.name, "points": 0.0, "max_points": float(len(kinds)), "all_passed": False,
-                      "first_failure": str(e), **{k: 0.0 for k in kinds}}
-        results.append(result)
-        print(f"[{index}/{len(folders)}] {folder.name}: {result['points']:g}/{result['max_points']:g} points"
-              + ("" if result["all_passed"] else f" ({result['first_failure'][:100]})"), file=sys.stderr, flush=True)
-        if csv_path is not None:
-            write_csv(csv_path, results)
-    return results
+            return {"student": folder.name, "points": 0.0, "max_points": float(len(kinds)), "all_passed": False,
+                    "first_failure": str(e), **{k: 0.0 for k in kinds}}
+        by_kind = {r.kind: r for r in report.rows}
+        failed = next((r for r in report.rows if r.submitted and r.first_failure), None)
+        return {"student": folder.name, "points": round(sum(r.points for r in report.rows), 2),
+                "max_points": sum(r.max_points for r in report.rows), "all_passed": report.ok,
+                "first_failure": f"{failed.title}: {failed.first_failure}" if failed else "",
+                **{k: by_kind[k].points if k in by_kind else 0.0 for k in kinds},
+                **{k: r.points for k, r in by_kind.items() if k not in kinds and r.submitted}}
+
+    done: dict[str, dict[str, Any]] = {}
+    order = [f.name for f in folders]
+    pool = ThreadPoolExecutor(max_workers=jobs)  # threads: each student's grading is a child process
+    pending = {pool.submit(one, f) for f in folders}
+    try:
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                result = future.result()
+                done[result["student"]] = result
+                print(f"[{len(done)}/{len(folders)}] {result['student']}: {result['points']:g}/"
+                      f"{result['max_points']:g} points" + ("" if result["all_passed"] else
+                                                           f" ({result['first_failure'][:100]})"),
+                      file=sys.stderr, flush=True)
+                if csv_path is not None:  # every grade given so far, in the students' order
+                    write_csv(csv_path, [done[name] for name in order if name in done])
+    finally:  # interrupted: no new student starts; those being graded finish (their grades are not kept)
+        pool.shutdown(wait=True, cancel_futures=True)
+    return [done[name] for name in order]
 
 
 def write_csv(path: Path, results: list[dict[str, Any]]) -> None:
