@@ -345,6 +345,35 @@ def test_cifar_time_judges_the_presets_longest_budgets_by_their_seeds_spread():
     assert _longest_budget_blocks(points[:2]) == []  # one preset: no pair
 
 
+def test_cifar_time_gives_the_seeds_time_range_beside_the_ratio_of_the_means():
+    from twinnet.experiments.cifar_time import _longest_budget_blocks, _points, _time_range, longest_budgets
+
+    def run(preset, seed, seconds, acc):
+        return {"preset": preset, "steps": 350 if preset == "fast" else 485, "seed": seed, "training_s": seconds,
+                "test_acc": acc}
+
+    # a noisy machine: the same run took 475-624 s
+    runs = [run("slow", 0, 790.5, 0.9077), run("slow", 1, 716.0, 0.9083), run("slow", 2, 749.9, 0.9051),
+            run("fast", 0, 475.5, 0.9051), run("fast", 1, 624.0, 0.9031), run("fast", 2, 522.7, 0.9063)]
+    points = _points(runs)
+    fast = next(p for p in points if p["preset"] == "fast")
+    assert (fast["training_s_min"], fast["training_s_max"]) == (475.5, 624.0)
+    assert fast["training_s"] == pytest.approx((475.5 + 624.0 + 522.7) / 3)
+    assert _time_range(fast) == " (476-624)"
+    [row] = longest_budgets(points)
+    assert row["time_ratio_range"] == pytest.approx((475.5 / 790.5, 624.0 / 716.0))
+    text = _longest_budget_blocks(points)[0].markdown
+    assert "trains in 0.72x the time of slow" in text
+    assert "Run against run, the time ratio lies between 0.60x and 0.87x" in text
+    # runs whose times agree (or a summary from before the seeds' times were kept) add nothing
+    steady = _points([run("slow", 0, 800.0, 0.90), run("slow", 1, 800.2, 0.91), run("fast", 0, 500.0, 0.90)])
+    assert _time_range(steady[1]) == "" and "Run against run" not in _longest_budget_blocks(steady)[0].markdown
+    for p in steady:
+        del p["training_s_min"], p["training_s_max"]
+    assert longest_budgets(steady)[0]["time_ratio_range"] is None and _time_range(steady[0]) == ""
+    assert "Run against run" not in _longest_budget_blocks(steady)[0].markdown
+
+
 def test_the_whitening_layer_is_set_up_from_every_class_of_a_sorted_training_set():
     from twinnet.experiments.image import setup_sample
 

@@ -122,13 +122,16 @@ def run(cfg: TimeConfig, run_dir: RunDir, ctx) -> dict:
 
 
 def _points(runs: list[dict]) -> list[dict]:
-    """One point per preset and budget: test accuracy and training seconds, mean and std over seeds."""
+    """One point per preset and budget: test accuracy and training seconds, mean and std over seeds, and the
+    seeds' shortest and longest training time."""
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
         groups.setdefault((r["preset"], r["steps"]), []).append(r)
     return [{"preset": p, "steps": s, "seeds": len(rs),
              "test_acc": float(np.mean([r["test_acc"] for r in rs])), "test_acc_std": float(np.std([r["test_acc"] for r in rs])),
-             "training_s": float(np.mean([r["training_s"] for r in rs]))} for (p, s), rs in sorted(groups.items())]
+             "training_s": float(np.mean([r["training_s"] for r in rs])),
+             "training_s_min": min(r["training_s"] for r in rs), "training_s_max": max(r["training_s"] for r in rs)}
+            for (p, s), rs in sorted(groups.items())]
 
 
 def equal_time(points: list[dict]) -> list[dict]:
@@ -168,11 +171,12 @@ def report(path: Path) -> list:
     s = RunDir(path).read_json(SUMMARY)
     rows = [[p["preset"], f"{p['steps']:,}", f"{100 * p['test_acc']:.2f}%" + (f" ± {100 * p['test_acc_std']:.2f}"
                                                                               if p["seeds"] > 1 else ""),
-             str(p["seeds"]), f"{p['training_s']:.0f} s"] for p in s["points"]]
+             str(p["seeds"]), f"{p['training_s']:.0f} s" + _time_range(p)] for p in s["points"]]
     lossy = any(r.get("lossy_data") for r in s["runs"])
     note = " Measured on the JPEG copy of CIFAR-10: not comparable to lossless CIFAR-10 results." if lossy else ""
     return [Section("Accuracy against training time", [
-        Table(["preset", "steps", "test acc (mean ± std over seeds)", "seeds", "training time"], rows, {1, 2, 3, 4}),
+        Table(["preset", "steps", "test acc (mean ± std over seeds)", "seeds", "training time (mean, seeds' range)"],
+              rows, {1, 2, 3, 4}),
         Text("Each row is a complete run of the preset at that many steps, its schedule over the shorter run, "
              "evaluated once at the end; training time excludes evaluation, on this machine (env.json of each run "
              f"names the CPU and threads).{note}"),
@@ -183,10 +187,19 @@ def report(path: Path) -> list:
     ])]
 
 
+def _time_range(point: dict) -> str:
+    """" (716-791)": the seeds' shortest and longest training time, where the seeds' times differ (a summary
+    written before they were kept has none)."""
+    lo, hi = point.get("training_s_min"), point.get("training_s_max")
+    return f" ({lo:.0f}-{hi:.0f})" if lo is not None and hi is not None and round(lo) != round(hi) else ""
+
+
 def longest_budgets(points: list[dict]) -> list[dict]:
     """Each pair of presets at their longest budgets, seen from the one that trained for less time: its
     time as a fraction of the other's, its accuracy minus the other's, and that difference's standard
-    error from the seeds' spread (sample variances; None unless both have 2 seeds or more)."""
+    error from the seeds' spread (sample variances; None unless both have 2 seeds or more); and the time
+    ratio's range over every pairing of a run of one with a run of the other (None where a summary lacks the
+    seeds' times)."""
     longest = {}
     for p in points:
         if p["steps"] > longest.get(p["preset"], {"steps": -1})["steps"]:
@@ -201,8 +214,17 @@ def longest_budgets(points: list[dict]) -> list[dict]:
                      "other": slow["preset"], "other_steps": slow["steps"], "other_seeds": slow["seeds"],
                      "time_ratio": fast["training_s"] / slow["training_s"],
                      "difference": fast["test_acc"] - slow["test_acc"], "standard_error": spread,
-                     "test_acc": fast["test_acc"], "other_test_acc": slow["test_acc"]})
+                     "test_acc": fast["test_acc"], "other_test_acc": slow["test_acc"],
+                     "time_ratio_range": _ratio_range(fast, slow)})
     return rows
+
+
+def _ratio_range(fast: dict, slow: dict) -> tuple[float, float] | None:
+    times = [fast.get("training_s_min"), fast.get("training_s_max"), slow.get("training_s_min"),
+             slow.get("training_s_max")]
+    if any(t is None for t in times) or not times[2]:
+        return None
+    return times[0] / times[3], times[1] / times[2]
 
 
 def _longest_budget_blocks(points: list[dict]) -> list:
@@ -216,6 +238,10 @@ def _longest_budget_blocks(points: list[dict]) -> list:
                 f"{r['time_ratio']:.2f}x the time of {r['other']} ({r['other_steps']:,} steps, {r['other_seeds']} "
                 f"seed{'s' * (r['other_seeds'] > 1)}) and is {said} ({100 * r['test_acc']:.2f}% against "
                 f"{100 * r['other_test_acc']:.2f}%).")
+        spread = r.get("time_ratio_range")
+        if spread and round(spread[0], 2) != round(spread[1], 2):  # the machine's timing noise, told beside it
+            text += (f" Run against run, the time ratio lies between {spread[0]:.2f}x and {spread[1]:.2f}x "
+                     "(the seeds' shortest and longest training times).")
         if r["standard_error"] is None:
             text += " One seed on a side leaves no spread to judge that difference by."
         else:
