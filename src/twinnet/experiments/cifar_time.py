@@ -188,8 +188,8 @@ def report(path: Path) -> list:
 
 
 def _time_range(point: dict) -> str:
-    """" (716-791)": the seeds' shortest and longest training time, where the seeds' times differ (a summary
-    written before they were kept has none)."""
+    """The seeds' range, " (716-791)": their shortest and longest training time, where the seeds' times
+    differ (a summary written before they were kept has none)."""
     lo, hi = point.get("training_s_min"), point.get("training_s_max")
     return f" ({lo:.0f}-{hi:.0f})" if lo is not None and hi is not None and round(lo) != round(hi) else ""
 
@@ -220,11 +220,10 @@ def longest_budgets(points: list[dict]) -> list[dict]:
 
 
 def _ratio_range(fast: dict, slow: dict) -> tuple[float, float] | None:
-    times = [fast.get("training_s_min"), fast.get("training_s_max"), slow.get("training_s_min"),
-             slow.get("training_s_max")]
-    if any(t is None for t in times) or not times[2]:
-        return None
-    return times[0] / times[3], times[1] / times[2]
+    """``fast``'s shortest run against ``slow``'s longest, and its longest against ``slow``'s shortest."""
+    if not all(p.get(k) for p in (fast, slow) for k in ("training_s_min", "training_s_max")):
+        return None  # a summary from before the seeds' times were kept
+    return fast["training_s_min"] / slow["training_s_max"], fast["training_s_max"] / slow["training_s_min"]
 
 
 def _longest_budget_blocks(points: list[dict]) -> list:
