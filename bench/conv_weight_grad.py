@@ -7,10 +7,12 @@ maps of airbench94's network takes about 4x its forward under bf16 autocast (doc
 same gradient is nine matmuls, one per kernel offset: the output gradient laid out (N*H*W, C_out), transposed,
 times the padded input shifted by that offset, laid out (N*H*W, C_in). This bench times both on random bf16
 tensors, channels-last, for each map size, and prints how far they differ (bf16's rounding: about 1e-3 of the
-largest entry). Then, unless ``--no-step``, it builds cifar-fast twice as ``bench/preset_steps.py`` does, routes
-one copy's convolutions on maps of 8x8 or less through the matmul path, and times training steps of the two in
-alternating turns in the first phase and in the last (the first layers frozen), printing the median of each and
-their ratio. A measurement for a decision, not a path of the product: twinnet's training uses oneDNN throughout.
+largest entry). Then, unless ``--no-step``, it builds cifar-fast twice as ``bench/preset_steps.py`` does, one
+with ``conv_weight_grad=library`` (oneDNN throughout) and one with ``conv_weight_grad=matmul`` (the product's
+``twinnet.torch_nn.conv_grad``: 3x3 convolutions on maps of 8x8 or less take the nine matmuls), and times training
+steps of the two in alternating turns in the first phase and in the last (the first layers frozen), printing the
+median of each and their ratio. This is the measurement behind ``conv_weight_grad=auto``, which takes the matmul
+path only on CPUs with AMX under bf16 autocast.
 """
 
 from __future__ import annotations
@@ -18,50 +20,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-import types
-
 import twinnet  # noqa: F401,I001 - before NumPy, so that OpenBLAS loads with twinnet's thread setting
 import torch
 import torch.nn.functional as F
 
 from twinnet import hardware
 from twinnet.numpy_nn import backend
-
-SMALL = 8  # maps of at most this side take the matmul path in the step comparison
-
-
-class MatmulWeightGrad(torch.autograd.Function):
-    """A 3x3 convolution (stride 1, padding 1, no bias) whose backward computes the input gradient with
-    oneDNN and the weight gradient as nine matmuls."""
-
-    @staticmethod
-    def forward(ctx, x, w):
-        ctx.save_for_backward(x, w)
-        return F.conv2d(x, w, padding=1)
-
-    @staticmethod
-    def backward(ctx, g):
-        x, w = ctx.saved_tensors
-        gx = gw = None
-        if ctx.needs_input_grad[0]:
-            gx = torch.ops.aten.convolution_backward(g, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
-                                                     [True, False, False])[0]
-        if ctx.needs_input_grad[1]:
-            gw = weight_grad(g, x, w.shape).to(w.dtype)
-        return gx, gw
-
-
-def weight_grad(g, x, shape):
-    """Nine matmuls: for each offset (kh, kw), g's (C_out, N*H*W) times the shifted input's (N*H*W, C_in)."""
-    h, w = x.shape[-2:]
-    padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))  # NHWC, one pixel of zeros around
-    g_t = g.permute(0, 2, 3, 1).reshape(-1, g.shape[1]).t()
-    out = torch.empty(shape, dtype=torch.float32)
-    for kh in range(3):
-        for kw in range(3):
-            out[:, :, kh, kw] = g_t @ padded[:, kh:kh + h, kw:kw + w, :].reshape(-1, x.shape[1])
-    return out
-
+from twinnet.torch_nn.conv_grad import SMALL, weight_grad
 
 def best_of(fn, repeats):
     times = []
@@ -91,38 +56,12 @@ def alone(batch, repeats):
               "entry", flush=True)
 
 
-def route_small_maps(model):
-    """Send the 3x3 stride-1 convolutions that see maps of at most SMALL pixels a side through the matmul path
-    (found by one forward of a zero image); returns those convolutions."""
-    sides = {}
-    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    hooks = [m.register_forward_pre_hook(lambda m, a: sides.__setitem__(m, a[0].shape[-1])) for m in convs]
-    with torch.no_grad():
-        model.eval()
-        model(torch.zeros(2, 3, 32, 32).to(memory_format=torch.channels_last))
-        model.train()
-    for h in hooks:
-        h.remove()
-
-    def forward(self, x):
-        w = self.weight
-        if torch.is_autocast_enabled("cpu"):
-            x, w = x.to(torch.bfloat16), w.to(torch.bfloat16)
-        return MatmulWeightGrad.apply(x, w)
-
-    routed = [m for m in convs if sides[m] <= SMALL and m.kernel_size == (3, 3) and m.stride == (1, 1)
-              and m.padding == (1, 1) and m.bias is None and m.groups == 1]
-    for m in routed:
-        m.forward = types.MethodType(forward, m)
-    return routed
-
-
 def steps(repeats):
     from preset_steps import Preset
 
-    plain, routed = Preset("cifar-fast"), Preset("cifar-fast")
-    print(f"cifar-fast: {len(route_small_maps(routed.learner.model))} convolutions on maps of {SMALL}x{SMALL} or less routed "
-          "through the matmul path", flush=True)
+    plain, routed = (Preset("cifar-fast", overrides=(f"conv_weight_grad={path}",)) for path in ("library", "matmul"))
+    print(f"cifar-fast: its 3x3 convolutions' weight gradients on maps of {SMALL}x{SMALL} or less as nine matmuls "
+          "(conv_weight_grad=matmul) against torch's own (library)", flush=True)
     for phase in (0, len(plain.phases) - 1):
         plain.enter(phase)
         routed.enter(phase)

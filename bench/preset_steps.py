@@ -37,6 +37,7 @@ from twinnet.experiments.image import ImageConfig, epoch_hooks, freeze_stages, f
 from twinnet.learner import Lookahead, make_learner
 from twinnet.numpy_nn import backend
 from twinnet.runner import resolve_config
+from twinnet.torch_nn.conv_grad import route_weight_grads
 from twinnet.twins import build_twins
 from twinnet.whitening import FREEZE_BIAS_AFTER
 
@@ -79,8 +80,10 @@ class Preset:
         changes = {e for _, e in stages} | ({FREEZE_BIAS_AFTER} if spec.prepare is not None else set())
         bounds = sorted({0, cfg.steps} | {e * per_epoch for e in changes if e * per_epoch < cfg.steps})
         self.phases = [(start // per_epoch, end - start) for start, end in zip(bounds, bounds[1:])]
-        learner = make_learner(model, cfg, params=param_groups(model, cfg), channels_last=cfg.channels_last,
-                               amp=hardware.resolve_amp(cfg.amp, "cpu"))
+        amp = hardware.resolve_amp(cfg.amp, "cpu")
+        if hardware.resolve_conv_weight_grad(cfg.conv_weight_grad, "cpu", amp):  # as `twinnet run` decides
+            route_weight_grads(model)
+        learner = make_learner(model, cfg, params=param_groups(model, cfg), channels_last=cfg.channels_last, amp=amp)
         if compiled:  # the optimiser keeps the same parameters; state dicts gain the wrapper's prefix throughout
             learner.model = learner.forward = torch.compile(learner.model)  # forward: what a step calls
         self.learner = Lookahead(learner, cfg.lookahead, cfg.steps) if cfg.lookahead else learner

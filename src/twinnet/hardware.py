@@ -96,6 +96,33 @@ def cpu_bf16() -> bool:
         return False
 
 
+@lru_cache(maxsize=1)
+def cpu_amx() -> bool:
+    """Whether this CPU has AMX tiles for bf16 matmuls (Intel Xeon 4th generation on), as torch's cpuinfo sees it.
+    ``TWINNET_CPU_AMX=0`` (or ``1``) overrides the answer, as ``TWINNET_CPU_BF16`` does for bf16."""
+    forced = os.environ.get("TWINNET_CPU_AMX")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        warnings.warn(f"TWINNET_CPU_AMX={forced!r} is neither 0 nor 1, so it is ignored (the CPU is asked)",
+                      stacklevel=2)
+    import torch
+
+    try:
+        return bool(torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):  # an older torch, or not x86
+        return False
+
+
+def resolve_conv_weight_grad(setting: str, device: str, amp: bool) -> bool:
+    """Whether a torch run computes small maps' 3x3 weight gradients as matmuls (``torch_nn.conv_grad``):
+    ``"auto"`` means only on a CPU with AMX under bf16 autocast, where it was measured faster
+    (docs/RESULTS.md, sessions 39-40); ``"matmul"`` always, ``"library"`` never."""
+    if setting == "auto":
+        return device == "cpu" and amp and cpu_amx()
+    return setting == "matmul"
+
+
 _warned_amp = False
 
 
@@ -214,6 +241,7 @@ def describe(threads: int, threads_chosen_by: str) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "cpu_capability": cpu_capability(),
         "cpu_bf16": cpu_bf16(),
+        "cpu_amx": cpu_amx(),
         "threads": threads,
         "threads_chosen_by": threads_chosen_by,  # "--threads", "TWINNET_THREADS" or "idle cores"
         "torch_threads": torch.get_num_threads(),

@@ -34,7 +34,8 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
     optimizers: ClassVar[tuple[str, ...]] = ("sgd", "adam", "adamw", "rmsprop", "muon")
     # they move the work, not its result
     resume_may_change: ClassVar[frozenset[str]] = frozenset({"device", "verify", "checkpoint_every",
-                                                             "checkpoint_every_s", "channels_last"})
+                                                             "checkpoint_every_s", "channels_last",
+                                                             "conv_weight_grad"})
 
     dataset: Literal["mnist", "fashion-mnist", "cifar10"] = "mnist"
     verify: bool = True  # check the data files against the official checksums
@@ -67,6 +68,11 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
     # images and convolution weights laid out NHWC in memory (torch engine): on a 2-core AVX2 CPU, 1.15-1.3x
     # faster training steps for vgg-reduced, mnist-cnn and airbench94 (docs/RESULTS.md); false: NCHW
     channels_last: bool = True
+    # how the weight gradient of a plain 3x3 convolution on maps of 8x8 or less is computed (torch engine): library,
+    # torch's own (oneDNN on a CPU); matmul, nine matmuls, one per kernel offset (torch_nn.conv_grad); auto, matmul
+    # on a CPU with AMX under bf16 autocast, where it made cifar-fast's steps 0.8x as long (docs/RESULTS.md), else
+    # library. The same gradient, rounded differently
+    conv_weight_grad: Literal["auto", "library", "matmul"] = "auto"
     # recipe additions (airbench94's)
     norm_bias_lr: float = 1.0  # batch norm biases' learning rate: this many times lr (their weight decay: / it); torch
     # a whitening layer's (airbench94's) eps, added to each patch direction's variance before its filter is scaled by
@@ -130,6 +136,9 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
         if self.engine == "numpy" and (self.amp is True or self.device == "cuda"):
             raise ValueError("amp and device=cuda belong to the torch engine; the NumPy engine runs float32/64 "
                              "on the CPU")
+        if self.engine == "numpy" and self.conv_weight_grad == "matmul":
+            raise ValueError("conv_weight_grad=matmul chooses a path of the torch engine; the NumPy engine computes "
+                             "its own gradients (im2col): leave conv_weight_grad at auto")
         self.augment()
 
     def augment(self) -> BatchAugment:
@@ -306,6 +315,11 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
 
         model = model.to(device=device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     amp = cfg.engine == "torch" and hardware.resolve_amp(cfg.amp, device)
+    matmul_grads = False  # summary.json says which path the small maps' weight gradients took
+    if cfg.engine == "torch" and hardware.resolve_conv_weight_grad(cfg.conv_weight_grad, device, amp):
+        from twinnet.torch_nn import conv_grad
+
+        matmul_grads = conv_grad.route_weight_grads(model) > 0
     hooks = [freezer(model, freeze_stages(cfg.freeze), global_batch(cfg, len(data.train)), len(data.train))]
     if spec.prepare is not None:  # set up from the images it will train on (airbench's whitening layer)
         hooks.append(spec.prepare(model, data.train.view(setup_sample(len(data.train)))[0], cfg.whiten_eps))
@@ -366,6 +380,7 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
         "engine": cfg.engine,
         "device": device,
         "amp": amp,
+        "conv_weight_grad": "matmul" if matmul_grads else "library",
         "model": cfg.model,
         "dataset": cfg.dataset,
         "data_source": data.source,
