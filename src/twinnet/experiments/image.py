@@ -70,8 +70,8 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
     channels_last: bool = True
     # how the weight gradient of a plain 3x3 convolution on maps of 8x8 or less is computed (torch engine): library,
     # torch's own (oneDNN on a CPU); matmul, nine matmuls, one per kernel offset (torch_nn.conv_grad); auto, matmul
-    # on a CPU with AMX under bf16 autocast, where it made cifar-fast's steps 0.8x as long (docs/RESULTS.md), else
-    # library. The same gradient, rounded differently
+    # on a CPU with AMX under bf16 autocast, where it made airbench94's and cifar-fast's steps 5-30% shorter
+    # (docs/RESULTS.md, session 40), else library. The same gradient, each entry rounded once in bf16 as oneDNN's
     conv_weight_grad: Literal["auto", "library", "matmul"] = "auto"
     # recipe additions (airbench94's)
     norm_bias_lr: float = 1.0  # batch norm biases' learning rate: this many times lr (their weight decay: / it); torch

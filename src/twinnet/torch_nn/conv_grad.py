@@ -14,6 +14,7 @@ import types
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 SMALL = 8  # maps of at most this side take the matmul path (measured faster at 3x3 and 7x7, slower at 15x15)
 
@@ -28,6 +29,7 @@ class _MatmulWeightGrad(torch.autograd.Function):
         return F.conv2d(x, w, padding=1)
 
     @staticmethod
+    @once_differentiable  # a second derivative through it is refused by torch rather than silently wrong
     def backward(ctx, g):
         x, w = ctx.saved_tensors
         g = g.to(x.dtype)
