@@ -132,3 +132,20 @@ def test_a_run_says_which_path_it_took_and_the_numpy_engine_refuses_matmul(tmp_p
     with pytest.raises(ValueError, match="conv_weight_grad=matmul"):
         image.ImageConfig(model="mnist-cnn", engine="numpy", conv_weight_grad="matmul")
     capsys.readouterr()
+
+
+def test_twinnet_cpu_amx_overrides_the_cpu_and_a_bad_value_is_ignored_with_a_warning(monkeypatch):
+    monkeypatch.delenv("TWINNET_CPU_AMX", raising=False)
+    hardware.cpu_amx.cache_clear()
+    asked = hardware.cpu_amx()  # what this CPU has
+    for value, expected in (("1", True), ("0", False)):
+        monkeypatch.setenv("TWINNET_CPU_AMX", value)
+        hardware.cpu_amx.cache_clear()
+        assert hardware.cpu_amx() is expected
+    monkeypatch.setenv("TWINNET_CPU_AMX", "yes")
+    hardware.cpu_amx.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="TWINNET_CPU_AMX='yes' is neither 0 nor 1"):
+            assert hardware.cpu_amx() is asked
+    finally:
+        hardware.cpu_amx.cache_clear()

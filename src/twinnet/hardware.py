@@ -67,6 +67,17 @@ def cpu_capability() -> str:
     return str(torch.backends.cpu.get_cpu_capability())
 
 
+def _forced(variable: str) -> bool | None:
+    """An environment variable's override of a CPU feature: 0 or 1, else None (the CPU is asked; another value is
+    ignored with a warning)."""
+    forced = os.environ.get(variable)
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        warnings.warn(f"{variable}={forced!r} is neither 0 nor 1, so it is ignored (the CPU is asked)", stacklevel=3)
+    return None
+
+
 @lru_cache(maxsize=1)
 def cpu_bf16() -> bool:
     """Whether this CPU does bfloat16 arithmetic natively: AVX512-BF16 or AMX on x86 (as torch's
@@ -75,12 +86,9 @@ def cpu_bf16() -> bool:
 
     ``TWINNET_CPU_BF16=0`` (or ``1``) overrides the answer: a test or benchmark can take the
     path of a CPU without bf16 on any machine."""
-    forced = os.environ.get("TWINNET_CPU_BF16")
-    if forced in ("0", "1"):
-        return forced == "1"
-    if forced:
-        warnings.warn(f"TWINNET_CPU_BF16={forced!r} is neither 0 nor 1, so it is ignored (the CPU is asked)",
-                      stacklevel=2)
+    forced = _forced("TWINNET_CPU_BF16")
+    if forced is not None:
+        return forced
     import torch
 
     for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
@@ -100,12 +108,9 @@ def cpu_bf16() -> bool:
 def cpu_amx() -> bool:
     """Whether this CPU has AMX tiles for bf16 matmuls (Intel Xeon 4th generation on), as torch's cpuinfo sees it.
     ``TWINNET_CPU_AMX=0`` (or ``1``) overrides the answer, as ``TWINNET_CPU_BF16`` does for bf16."""
-    forced = os.environ.get("TWINNET_CPU_AMX")
-    if forced in ("0", "1"):
-        return forced == "1"
-    if forced:
-        warnings.warn(f"TWINNET_CPU_AMX={forced!r} is neither 0 nor 1, so it is ignored (the CPU is asked)",
-                      stacklevel=2)
+    forced = _forced("TWINNET_CPU_AMX")
+    if forced is not None:
+        return forced
     import torch
 
     try:
