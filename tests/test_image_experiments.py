@@ -96,3 +96,16 @@ def test_cnn_vgg_quick_runs_the_course_recipe_on_an_image_folder(engine, cifar_d
     assert "LOSSY" not in summary["data_source"]  # PNGs are lossless
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [0, 2, 4]
     assert (out / "confusion.png").read_bytes().startswith(PNG_MAGIC)
+
+
+@pytest.mark.parametrize("name", ["cnn-ablation", "cnn-ablation-course", "cnn-ablation-residual"])
+def test_the_ablation_rungs_checkpoint_within_an_epoch_at_most_every_five_minutes(name):
+    """The course rung's epoch is 1,563 steps of 32 images: a rung stopped mid-epoch keeps the work of its last
+    checkpoint, at most about 5 minutes behind, instead of starting the epoch again."""
+    from twinnet.runner import resolve_config
+
+    cfg = resolve_config(name)
+    steps_per_epoch = cfg.steps_per_epoch(50_000)
+    assert steps_per_epoch >= 390 and 0 < cfg.checkpoint_every < steps_per_epoch
+    assert cfg.checkpoint_every_s == 300
+    assert resolve_config(name, quick=True).checkpoint_every >= resolve_config(name, quick=True).steps  # only the end

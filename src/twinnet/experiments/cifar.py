@@ -37,7 +37,9 @@ def rung(name: str) -> dict:
 
 
 QUICK = {"epochs": 1, "steps": 4, "eval_every": 2, "eval_unit": "step", "train_subset": 128, "test_subset": 64}
-ABLATION_BUDGET = {"epochs": 10, "eval_every": 1}  # every rung's, alone or in cnn-ablation
+# every rung's, alone or in cnn-ablation; a checkpoint at most every 5 minutes of training, not only at an epoch's
+# end (the course rung's epochs are 1,563 steps of 32), so that a stopped rung loses little
+ABLATION_BUDGET = {"epochs": 10, "eval_every": 1, "checkpoint_every": 100, "checkpoint_every_s": 300.0}
 
 # every rung a preset of its own: `twinnet run cnn-ablation-augment` trains that rung alone
 def _rung_description(name: str) -> str:
