@@ -12,8 +12,8 @@ largest entry). Then, unless ``--no-step``, it builds airbench94 and cifar-fast 
 ``conv_weight_grad=matmul`` (the product's ``twinnet.torch_nn.conv_grad``: 3x3 convolutions on maps of 8x8 or less
 take the nine matmuls), and times training steps of the two in alternating turns of 2 steps in each preset's first
 phase and its last (the first layers frozen), printing the median turn of each, the fastest, and their ratios (on a
-VM whose other tenants slow some turns by 2x, the fastest turns are the steadier figure). This is the measurement behind ``conv_weight_grad=auto``, which takes the matmul
-path only on CPUs with AMX under bf16 autocast.
+VM whose other tenants slow some turns by 2x, the fastest turns are the steadier figure). This is the measurement
+behind ``conv_weight_grad=auto``, which takes the matmul path only on CPUs with AMX under bf16 autocast.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+
 import twinnet  # noqa: F401,I001 - before NumPy, so that OpenBLAS loads with twinnet's thread setting
 import torch
-import torch.nn.functional as F
 
 from twinnet import hardware
 from twinnet.numpy_nn import backend
 from twinnet.torch_nn.conv_grad import SMALL, weight_grad
+
 
 def best_of(fn, repeats):
     times = []
