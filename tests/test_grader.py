@@ -281,6 +281,67 @@ def test_a_layer_that_ends_the_process_or_defeats_the_time_limit_fails_and_the_o
     assert conv and int(conv.group(1)) > 1, out  # its other configurations failed without being run again
 
 
+def test_what_a_layer_returns_that_never_finishes_being_read_fails_its_row_and_the_others_are_graded(
+        tmp_path, capsys, monkeypatch):
+    """The call returns at once, but reading what it returned runs the submission's code (``__array__``) that
+    never ends, where no call's time limit reaches: the configuration's own limit ends the grading process,
+    that layer fails saying so, and a new process grades the next layer."""
+    from twinnet import grader
+
+    monkeypatch.setattr(grader, "CONFIG_LIMIT_S", 5.0)  # the limit itself, lowered; the child is told it
+    (tmp_path / "layers.py").write_text(
+        "import numpy as np, time\n" + RELU + "class Endless:\n    def __array__(self, *a, **k):\n"
+        "        while True:\n            time.sleep(0.05)\n"
+        "def affine_forward(x, w, b):\n    return Endless(), (x, w, b)\n"
+        "def affine_backward(dout, cache):\n    return None, None, None\n")
+    code = main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--only", "linear,relu",
+                 "--configs", "1"])
+    out = capsys.readouterr().out
+    assert code == 1 and re.search(r"\| ReLU \| (\d+)/\1 \|", out), out
+    assert re.search(r"\| linear \(affine\) \| 0/1 \| .*linear #0 .*grading it took more than 5 s in all, though no "
+                     r"call ran past its 10 s limit", out), out
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_class_graded_with_each_ends_with_its_grading_processes_however_it_is_stopped(tmp_path, how):
+    """A student's call is running when `check --each` is stopped: SIGTERM ends it at once (not after the
+    student's call or the class), and neither that nor SIGKILL leaves the grading process running on."""
+    import os
+    import signal
+    import subprocess
+
+    pid_file = tmp_path / "pid"
+    student = tmp_path / "class" / "hangs"
+    student.mkdir(parents=True)
+    (student / "layers.py").write_text(
+        "import os, time\nimport numpy as np\n" + RELU + "def affine_forward(x, w, b):\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n    while True:\n        time.sleep(0.05)\n"
+        "def affine_backward(dout, cache):\n    return None, None, None\n")
+    proc = subprocess.Popen([sys.executable, "-m", "twinnet", "check", "layers.py", "--each", str(tmp_path / "class"),
+                             "--convention", "cs231n", "--only", "linear"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        proc.send_signal(getattr(signal, how))
+        assert proc.wait(timeout=60) == (143 if how == "SIGTERM" else -signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail(f"the grading process {child} outlived `twinnet check --each`")
+
+
 def test_what_a_layer_returns_or_raises_fails_its_row_and_the_other_layers_are_still_graded(tmp_path, capsys):
     """A ragged list from one layer, KeyboardInterrupt and a BaseException raised in others: three failed rows,
     the correct ReLU still passes, and the table is printed (through the CLI's child process)."""

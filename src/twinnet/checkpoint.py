@@ -136,7 +136,8 @@ def read(path: Path) -> dict:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise CheckpointError(f"cannot resume from {path}: {e.strerror}") from None
+        raise CheckpointError(f"cannot resume from {path}: {e.strerror}. Restore the file twinnet wrote there, or "
+                              "start a new run") from None
     if not digest_path(path).exists():
         raise CheckpointError(f"cannot resume from {path}: there is no {digest_path(path).name} beside it to check it "
                               "against (it was copied without it, or written by twinnet before 0.2). Start a new run")
@@ -178,8 +179,9 @@ def load(path: Path, learner, config: dict, may_change: Collection[str] = (),
     try:
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             found = payload.get("format") if isinstance(payload, dict) else None
-            raise ValueError(f"it is of format {found}, not {FORMAT}" + (" (written by twinnet 0.2, which can finish it)"
-                                                                          if found == 2 else ""))
+            raise _Foreign("it is not a checkpoint twinnet wrote (it has no format number)" if found is None else
+                           f"it is a checkpoint of format {found}, and this twinnet reads format {FORMAT}"
+                           + (" (written by twinnet 0.2, which can finish it)" if found == 2 else ""))
         saved, loop, extra = payload["config"], payload["loop"], payload["extra"]
         if not all(isinstance(d, dict) for d in (saved, loop, extra, loop["rng_state"], payload["learner"])):
             raise TypeError("config, loop, extra, rng_state and learner must be dicts")

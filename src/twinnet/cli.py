@@ -217,6 +217,8 @@ def _cmd_run(args, command: str) -> None:
         raise TwinnetError(f"--seed must be in [0, 2**32), got {args.seed}")
     if args.resume is not None and (args.out is not None or args.quick or args.seed is not None):
         raise TwinnetError("--resume continues RUN_DIR with its saved configuration: drop --out, --quick and --seed")
+    if args.seed is not None and any(o.partition("=")[0].strip() == "seed" for o in args.overrides):
+        raise TwinnetError("--seed and --set seed=... both set the seed: give one of them")
     if args.seeds is not None or (args.resume is not None and seeds.is_group(args.resume)):
         if args.seeds is not None and args.seed is not None:
             raise TwinnetError("--seeds runs every seed it lists: drop --seed")
@@ -341,7 +343,8 @@ def _cmd_check(args) -> int:
     from twinnet.runs import atomic_write_json
 
     if (args.convention is None) == (args.spec is None):
-        raise TwinnetError(f"give one of --convention ({', '.join(BUILT_IN)}) or --spec SPEC.toml")
+        raise TwinnetError(f"give one of --convention ({', '.join(BUILT_IN)}) or --spec SPEC.toml"
+                           + (", not both" if args.spec is not None else ""))
     if args.seed is not None and args.seed < 0:
         raise TwinnetError(f"--seed must be >= 0, got {args.seed}")
     convention = grader.resolve_convention(args.convention, args.spec)

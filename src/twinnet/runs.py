@@ -228,7 +228,13 @@ class RunDir:
         except TwinnetError:  # damaged: said where it is read for itself
             summary = None
         finished = isinstance(summary, dict) and summary.get("outcome") != "diverged"
-        return read_jsonl(self.file(METRICS), finished=finished)
+        path = self.file(METRICS)
+        if finished and (not path.exists() or (path.is_file() and path.stat().st_size == 0)):
+            # a finished run recorded at least its last evaluation: drawing its figures from nothing would
+            # replace good ones with empty axes
+            raise TwinnetError(f"{path} is {'empty' if path.exists() else 'missing'}, but this run finished and "
+                               "recorded its evaluations there; restore the file, or run the experiment again")
+        return read_jsonl(path, finished=finished)
 
     def save_arrays(self, name: str, **arrays: np.ndarray) -> None:
         """Arrays for the report (e.g. decision-boundary grids), as one .npz written atomically."""

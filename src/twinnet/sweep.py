@@ -176,27 +176,12 @@ def time_left(elapsed: float, cost_done: float, cost_left: float) -> str:
     return f"about {seconds / 3600:.1f} h left" if seconds >= 5400 else f"about {seconds / 60:.0f} min left"
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to send this process SIGTERM when its parent dies, however it dies (even SIGKILL),
-    so that no worker trains on as an orphan. Elsewhere a no-op."""
-    if not sys.platform.startswith("linux"):  # pragma: no cover
-        return
-    import ctypes
-    import signal
-
-    PR_SET_PDEATHSIG = 1
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    except (OSError, AttributeError):  # pragma: no cover - no prctl: the main process's handler still ends us
-        pass
-
-
 def _init_worker(parent: int) -> None:
     """Workers share the cores between them: one thread each for torch, the BLAS and the engine.
     They ignore Ctrl-C, which the main process handles by ending them all, and end when it ends."""
     import signal
 
-    _die_with_parent()
+    hardware.die_with_parent(signal.SIGTERM)
     if os.getppid() != parent:  # the parent died before the request above took hold
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

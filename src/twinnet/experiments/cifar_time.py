@@ -62,7 +62,11 @@ class TimeConfig(BaseConfig):
         check_unique("budgets", fractions)
         check_unique("seeds", seeds)
         for name in self.names():
-            if get_experiment(name).config_cls is not image.ImageConfig:
+            try:
+                experiment = get_experiment(name)
+            except TwinnetError as e:
+                raise ValueError(f"presets={self.presets}: {e}") from None
+            if experiment.config_cls is not image.ImageConfig:
                 raise ValueError(f"{name} is not an image preset; cifar-time sweeps presets like airbench94")
 
     def names(self) -> list[str]:

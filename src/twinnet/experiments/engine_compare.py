@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from twinnet import TwinnetError
 from twinnet.config import BaseConfig
 from twinnet.experiments.image import ImageConfig, training_s
 from twinnet.recurrent_task import PalindromeConfig
@@ -48,7 +49,11 @@ class EngineCompareConfig(BaseConfig):
         super().__post_init__()
         from twinnet.registry import get_experiment
 
-        if get_experiment(self.preset).config_cls not in (ImageConfig, PalindromeConfig):
+        try:
+            experiment = get_experiment(self.preset)
+        except TwinnetError as e:
+            raise ValueError(f"preset={self.preset}: {e}") from None
+        if experiment.config_cls not in (ImageConfig, PalindromeConfig):
             raise ValueError(f"{self.preset} is not a single run with an engine; engine-compare takes an image preset "
                              "(cnn-vgg, mnist-numpy, mlp-cifar, ...) or palindrome / palindrome-best")
         bad = [s for s in self.settings if "=" not in s or s.split("=", 1)[0].strip() in ("engine", "seed")]

@@ -10,6 +10,7 @@ failure as a one-line reproduction, and points.
 from __future__ import annotations
 
 import os
+import threading
 import zlib
 from dataclasses import asdict, dataclass, field, fields
 from collections.abc import Callable
@@ -32,6 +33,10 @@ SEED_ENV = "TWINNET_CHECK_SEED"  # a teacher's secret seed: students cannot tune
 # as a dict) after each kind; `twinnet check`'s child process writes them down, so that its parent can
 # tell which layer a killed child was grading and grade the others
 PROGRESS: Callable[[str, Any], None] | None = None
+# one configuration in all, in `twinnet check`'s child process: each call of the student's code has its own limit,
+# but the grader also runs the student's code as it reads what a call returned (an ``__array__``, a property, a
+# ``__del__``), which no call's limit covers; a configuration still running after this long is ended there
+CONFIG_LIMIT_S = 120.0
 
 
 def _progress(event: str, value: Any) -> None:
@@ -181,6 +186,7 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
                       np.random.default_rng([seed, stream, index]), kind, halted=timed_out is not None)
         label = f"{kind} #{index} " + " ".join(f"{k}={v}" for k, v in cfg.items())
         _progress("config", label)
+        watchdog = _watchdog(label)
         try:
             # overflow in the student's code is reported as a non-finite value; the references' autograd on,
             # whatever the files did to torch's switch when they were loaded (torch.set_grad_enabled(False))
@@ -206,6 +212,9 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
         except Exception as e:  # noqa: BLE001 - what the student returned broke the comparison: graded as failed
             text = str(e).splitlines()[0][:160] if str(e) else ""
             problem, worst = f"what the submission returned cannot be graded ({type(e).__name__}: {text})", float("inf")
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
         row.total += 1
         row.worst_error = max(row.worst_error, worst)
         if problem is None:
@@ -220,6 +229,19 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
         row.failures.append(row.first_failure)
     row.points = round(row.max_points * row.passed / row.total, 2) if row.total else 0.0
     return row
+
+
+def _watchdog(label: str):
+    """In ``twinnet check``'s child process, a timer that ends it once the configuration ``label`` has run for
+    ``CONFIG_LIMIT_S`` (its parent then fails that layer and grades the others); elsewhere None."""
+    from twinnet.grader import loader
+
+    if loader.HARD_STOP is None:
+        return None
+    timer = threading.Timer(CONFIG_LIMIT_S, loader.HARD_STOP, args=(f"grading {label}",))
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _convention_submitted(convention: dict, submission) -> str | None:

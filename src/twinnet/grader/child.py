@@ -24,8 +24,11 @@ from typing import Any
 
 from twinnet import TwinnetError
 from twinnet.grader import loader
+from twinnet.hardware import die_with_parent
 
 
+_LIVE: set[subprocess.Popen] = set()  # the grading processes running now (``--each`` runs several at once)
+_LIVE_LOCK = threading.Lock()
 SHOWN_BYTES = 20_000  # of what a submission prints, per grading process; the rest is counted, not shown
 STALL_S = 600.0  # no word from the child for this long (its watchdog held off too: native code holding the GIL)
 
@@ -36,6 +39,7 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
     saying how the submission ended the child. A child ended while it graded a layer (the submission
     exited the process, crashed Python, or ran past the time limit and caught its exception) fails that
     layer, and a new child grades the layers after it."""
+    from twinnet import grader
     from twinnet.grader import KINDS, Report, Row
 
     kinds = [k for k in convention["layers"] if only is None or k in only]  # the child refuses unknown ones
@@ -72,6 +76,10 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
             why = (f"{killed[-1]} ran past the {loader.CALL_LIMIT_S:g} s time limit and caught its exception (a bare "
                    "`except:` around a loop?), so the grader ended it" if killed else
                    f"the submission ended the grading process ({how}: os._exit, os.kill, or a crash of Python)")
+            if killed and killed[-1].startswith("grading "):
+                why = (f"grading it took more than {grader.CONFIG_LIMIT_S:g} s in all, though no call ran past its "
+                       f"{loader.CALL_LIMIT_S:g} s limit: the submission's code that runs as what it returned is read "
+                       "(an __array__, a property or a __del__ that never ends?) did not end, so the grader ended it")
             text = f"{where}{why}; this layer's other configurations were not run"
             rows[kind] = Row(kind, KINDS[kind].title, total=1, worst_error=float("inf"), first_failure=text,
                              failures=[text])
@@ -98,18 +106,34 @@ def _show_some(stream) -> None:
         print(f"twinnet: the submission printed {dropped:,} more bytes, not shown", file=sys.stderr)
 
 
+def stop_all() -> None:
+    """End every grading process running now, with what they started (``--each``, interrupted)."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for proc in live:
+        with contextlib.suppress(OSError, AttributeError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            proc.kill()
+
+
 def _run_child(paths, convention, only, seed, configs) -> tuple[Any, list[dict], str]:
     """One child grading ``only`` (None: every layer): its payload (None if it wrote none), the progress
     events it wrote, and how it ended."""
+    from twinnet import grader
+
     with tempfile.TemporaryDirectory(prefix="twinnet-check-") as tmp:
         request, out, progress = Path(tmp) / "request.json", Path(tmp) / "report.json", Path(tmp) / "progress.jsonl"
         request.write_text(json.dumps({"files": [str(Path(p).absolute()) for p in paths], "convention": convention,
-                                       "only": only, "seed": seed, "configs": configs, "progress": str(progress)}))
+                                       "only": only, "seed": seed, "configs": configs, "progress": str(progress),
+                                       "config_limit_s": grader.CONFIG_LIMIT_S, "parent": os.getpid()}))
         progress.touch()
         # a session of its own, so that processes the submission starts end with it (below)
         proc = subprocess.Popen([sys.executable, "-m", "twinnet.grader.child", str(request), str(out)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True)
+        with _LIVE_LOCK:
+            _LIVE.add(proc)
         printed = threading.Thread(target=_show_some, args=(proc.stdout,), daemon=True)
         printed.start()
         try:
@@ -129,6 +153,8 @@ def _run_child(paths, convention, only, seed, configs) -> tuple[Any, list[dict],
             with contextlib.suppress(OSError, AttributeError):  # what the submission forked outlives no grading
                 os.killpg(proc.pid, signal.SIGKILL)  # (no process groups on Windows)
             printed.join(timeout=5.0)
+            with _LIVE_LOCK:
+                _LIVE.discard(proc)
         try:
             payload = json.loads(out.read_text())
         except (OSError, ValueError):
@@ -147,7 +173,11 @@ def main(argv: list[str]) -> None:
     from twinnet import grader
 
     request, out = json.loads(Path(argv[0]).read_text()), Path(argv[1])
+    die_with_parent(signal.SIGKILL)  # no grading goes on as an orphan, however `twinnet check` ends
+    if os.getppid() != request["parent"]:  # it ended before that took hold
+        os._exit(1)
     loader.ISOLATED = True
+    grader.CONFIG_LIMIT_S = request["config_limit_s"]
     log = open(request["progress"], "a", buffering=1)  # noqa: SIM115 - open for the life of the process
 
     def note(event: str, value: Any) -> None:

@@ -84,7 +84,7 @@ def grade_each(root: Path, names: list[Path], convention: dict[str, Any], *, onl
     first_failure, and each layer's points), in the students' order."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-    from twinnet.grader.child import grade_isolated
+    from twinnet.grader.child import grade_isolated, stop_all
 
     if jobs < 1:
         raise TwinnetError(f"--jobs must be >= 1 (students graded at once), got {jobs}")
@@ -124,7 +124,11 @@ def grade_each(root: Path, names: list[Path], convention: dict[str, Any], *, onl
                       file=sys.stderr, flush=True)
                 if csv_path is not None:  # every grade given so far, in the students' order
                     write_csv(csv_path, [done[name] for name in order if name in done])
-    finally:  # interrupted: no new student starts; those being graded finish (their grades are not kept)
+    except BaseException:  # interrupted: no new student starts, and those being graded end now (no grade kept)
+        if grade is grade_isolated:
+            stop_all()
+        raise
+    finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return [done[name] for name in order]
 
