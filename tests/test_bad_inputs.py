@@ -590,6 +590,26 @@ def test_a_file_that_cannot_be_written_is_not_blamed_on_standard_output(world, c
     assert code == 2 and "No space left on device" in err[-1] and "standard output" not in err[-1]
 
 
+def test_a_finished_runs_report_that_cannot_be_written_says_how_to_write_it_again(world, capsys, monkeypatch):
+    import twinnet.runs
+
+    run, real_replace = world.run("finished-run"), os.replace
+
+    def full_disk_for_reports(src, dst):
+        if str(dst).endswith("report.md"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(twinnet.runs.os, "replace", full_disk_for_reports)
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err
+    assert f"once it can be written, `twinnet report {run}` draws the run's report again" in err
+    from twinnet.cli import _report_hint  # a file outside a finished run's folder gets no such hint
+
+    assert _report_hint(str(world.root / "report.md")) == "" and _report_hint(None) == ""
+
+
 def test_a_full_disk_at_a_checkpoint_is_one_line_and_leaves_no_half_written_file(world, capsys, monkeypatch):
     import twinnet.runs
 

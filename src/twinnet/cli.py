@@ -472,7 +472,7 @@ def _main(argv: list[str] | None) -> int:
     except OSError as exc:  # a full disk, a read-only folder, ...: what failed, in one line
         where = f" ({exc.filename})" if exc.filename else ""
         print(one_line(f"twinnet: error: {exc.strerror or exc}{where}; files written before are complete, "
-                        "a file being replaced was left as it was"), file=sys.stderr)
+                        "a file being replaced was left as it was" + _report_hint(exc.filename)), file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         if rank == 0:
@@ -493,6 +493,18 @@ def _main(argv: list[str] | None) -> int:
         if isinstance(sys.stdout, StandardOutput):  # as it was (tests call main again and again)
             sys.stdout = stdout
         distributed.close()
+
+
+def _report_hint(filename) -> str:
+    """Where a finished run's report (or a figure of it) could not be written: how to write it again."""
+    from twinnet.runs import SUMMARY
+
+    try:
+        folder = Path(os.fsdecode(filename)).parent if filename else None
+        finished = folder is not None and (folder / SUMMARY).is_file()
+    except (OSError, TypeError, ValueError):
+        return ""
+    return f"; once it can be written, `twinnet report {folder}` draws the run's report again" if finished else ""
 
 
 def _out_of_memory(exc: BaseException) -> bool:
