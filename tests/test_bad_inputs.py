@@ -275,6 +275,11 @@ CASES = [
     # data
     Case("torch-out-of-memory", _torch_out_of_memory, "out of memory: a setting asks for more than"),
     Case("numpy-too-big", _numpy_too_big, "out of memory: a setting asks for more than"),
+    # each allocation would fit, their sum would not: Linux would kill the run without a word, so it is refused first
+    Case("mlp-wider-than-memory", _run("mlp-compare", "hidden=[99999999]", data=False, extra=("--quick",)),
+         "hidden=[99999999] needs at least"),
+    Case("rnn-wider-than-memory", _run("palindrome", "hidden=100000", data=False, extra=("--quick",)),
+         "hidden=100000 needs at least"),
     Case("integer-beyond-64-bits", lambda w: ["run", "mlp-compare", "--quick", "--set", "n_samples=99999999999999999999",
                                              "--out", w.out()], "expected an integer from -2**63 to 2**63 - 1"),
     Case("constant-images", _constant_mnist, "the training images are constant in channel(s) 0"),

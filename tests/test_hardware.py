@@ -198,3 +198,15 @@ def test_cores_are_capped_by_a_containers_cpu_quota_in_either_cgroup_version(mon
     monkeypatch.setattr(hardware, "_cgroup2_quota", reader(v2))
     monkeypatch.setattr(hardware, "_cgroup1_quota", reader(v1))
     assert hardware.cores() == expected
+
+
+def test_a_setting_that_cannot_fit_in_memory_is_refused_naming_it_and_one_that_fits_is_not(monkeypatch):
+    from twinnet import TwinnetError
+
+    monkeypatch.setattr(hardware, "memory_bytes", lambda: 8 * 2**30)
+    hardware.check_fits(8 * 2**30, "hidden=[5]")  # exactly the machine's memory: not refused
+    with pytest.raises(TwinnetError, match=r"hidden=\[5\] needs at least 9 GiB of memory to train, and this machine "
+                                           r"has 8 GiB; make it smaller"):
+        hardware.check_fits(9 * 2**30, "hidden=[5]")
+    monkeypatch.setattr(hardware, "memory_bytes", lambda: None)  # a system that does not say: nothing refused
+    hardware.check_fits(1e18, "hidden=[5]")

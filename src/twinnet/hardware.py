@@ -61,6 +61,25 @@ def _cgroup1_quota() -> tuple[int, int]:
     return int((base / "cpu.cfs_quota_us").read_text()), int((base / "cpu.cfs_period_us").read_text())
 
 
+def memory_bytes() -> int | None:
+    """This machine's physical memory in bytes (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return None
+
+
+def check_fits(nbytes: float, what: str) -> None:
+    """Refuse, before anything is built, a setting whose training needs more than this machine's memory
+    (``nbytes``, a lower estimate): Linux would let it allocate and then kill the process without a word."""
+    total = memory_bytes()
+    if total is not None and nbytes > total:
+        from twinnet import TwinnetError
+
+        raise TwinnetError(f"{what} needs at least {nbytes / 2**30:,.0f} GiB of memory to train, and this machine "
+                           f"has {total / 2**30:,.0f} GiB; make it smaller")
+
+
 def cpu_capability() -> str:
     """The widest SIMD instruction set torch's CPU kernels use here (e.g. AVX2, AVX512)."""
     import torch

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from twinnet import trace
+from twinnet import hardware, trace
 from twinnet.config import check_unique
 from twinnet.data.palindrome import Curriculum, PalindromeDataset, input_size
 from twinnet.learner import evaluate, make_learner
@@ -68,6 +68,9 @@ class Recipe(train_config(optimizer="rmsprop", lr=1e-3, batch_size=128, steps=10
             raise ValueError(f"must be >= 1: {', '.join(bad)}")
         if not self.hh_gain > 0:
             raise ValueError("hh_gain must be > 0")
+        # the largest model's (an LSTM's four gates) weights in both engines, with gradients and two moments each
+        weights = 4 * self.hidden * (10 + self.hidden + 1) + 10 * (self.hidden + 1)
+        hardware.check_fits(2 * 4 * weights * (8 if self.dtype == "float64" else 4), f"hidden={self.hidden}")
         if self.curriculum_start < 2:
             raise ValueError(f"curriculum_start must be >= 2, got {self.curriculum_start}")
         if not 0 < self.curriculum_threshold <= 1:

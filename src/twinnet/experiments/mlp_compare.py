@@ -8,7 +8,7 @@ from typing import Literal
 
 import numpy as np
 
-from twinnet import trace
+from twinnet import hardware, trace
 from twinnet.architectures import mlp_layers
 from twinnet.config import check_unique
 from twinnet.data.arrays import ArrayDataset
@@ -46,6 +46,12 @@ class MLPCompareConfig(train_config(optimizer="sgd", lr=0.1, momentum=0.9, epoch
         check_unique("datasets", self.datasets)
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden sizes must be >= 1, got {list(self.hidden)}")
+        # both engines: weights, their gradients and two moments each; activations, their gradients and the
+        # pre-activations of a batch (of the training split, or of 1,024 grid points drawn at once)
+        widths = (2, *self.hidden, 3)
+        weights = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+        batch = max(1024, self.batch_len(self.n_samples))
+        hardware.check_fits(2 * 8 * (4 * weights + 3 * batch * sum(widths)), f"hidden={list(self.hidden)}")
         if self.n_samples < 10:
             raise ValueError(f"n_samples must be >= 10, got {self.n_samples}")
         if self.grid < 10:
