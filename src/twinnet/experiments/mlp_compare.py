@@ -46,12 +46,6 @@ class MLPCompareConfig(train_config(optimizer="sgd", lr=0.1, momentum=0.9, epoch
         check_unique("datasets", self.datasets)
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden sizes must be >= 1, got {list(self.hidden)}")
-        # both engines: weights, their gradients and two moments each; activations, their gradients and the
-        # pre-activations of a batch (of the training split, or of 1,024 grid points drawn at once)
-        widths = (2, *self.hidden, 3)
-        weights = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
-        batch = max(1024, self.batch_len(self.n_samples))
-        hardware.check_fits(2 * 8 * (4 * weights + 3 * batch * sum(widths)), f"hidden={list(self.hidden)}")
         if self.n_samples < 10:
             raise ValueError(f"n_samples must be >= 10, got {self.n_samples}")
         if self.grid < 10:
@@ -60,6 +54,12 @@ class MLPCompareConfig(train_config(optimizer="sgd", lr=0.1, momentum=0.9, epoch
             raise ValueError(f"noise must be >= 0, got {self.noise}")
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"test_fraction must be between 0 and 1, got {self.test_fraction}")
+        # both engines: weights, their gradients and two moments each; activations, their gradients and the
+        # pre-activations of a batch (of the training split, or of 1,024 grid points drawn at once)
+        widths = (2, *self.hidden, 3)
+        weights = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+        batch = max(1024, self.batch_len(self.n_samples))
+        hardware.check_fits(2 * 8 * (4 * weights + 3 * batch * sum(widths)), f"hidden={list(self.hidden)}")
 
 
 def _grid(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
