@@ -427,6 +427,29 @@ def test_sweep_spreads_runs_over_worker_processes(tmp_path):
     assert len(results) == 2 and all(r["pid"] != os.getpid() for r in results)
 
 
+def test_a_sweep_asking_for_far_more_workers_than_cores_is_told_and_given_fewer(tmp_path, monkeypatch):
+    import warnings
+
+    from twinnet import hardware
+    from twinnet.experiments import palindrome_sweep
+
+    monkeypatch.setattr(hardware, "cores", lambda: 1)
+    asked = []
+
+    def sweep(*args, workers, **kwargs):  # what the sweep would start, and no sweep
+        asked.append(workers)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(palindrome_sweep, "run_sweep", sweep)
+    argv = ["run", "palindrome-sweep", "--quick", "--set", "models=rnn", "--set", "lengths=3"]
+    with pytest.warns(UserWarning, match=r"workers=1000 is more than 8x this machine's 1 cores.*; using 8$"):
+        main([*argv, "--out", str(tmp_path / "many"), "--set", "workers=1000"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # oversubscribed by choice: as asked, without a word
+        main([*argv, "--out", str(tmp_path / "few"), "--set", "workers=8"])
+    assert asked == [8, 8]
+
+
 def _children(pid: int) -> list[int]:
     """Live child processes of ``pid`` (Linux /proc), zombies left out."""
     kids = []

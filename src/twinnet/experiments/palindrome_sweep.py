@@ -9,6 +9,7 @@ continues those stopped midway from their checkpoints (saved about every minute)
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -62,6 +63,12 @@ def run(cfg: SweepConfig, run_dir: RunDir, ctx) -> dict:
     """Run the grid's runs not yet in results.jsonl (the runner holds the directory's lock)."""
     jobs = cfg.jobs(ctx.quick)
     workers = 0 if cfg.workers == 1 else cfg.workers or hardware.default_threads()[0]  # 0: here; else one per idle core
+    most = hardware.MAX_THREADS_PER_CORE * hardware.cores()  # as for threads: beyond it a mistake, not a choice
+    if workers > most:
+        warnings.warn(f"workers={workers} is more than {hardware.MAX_THREADS_PER_CORE}x this machine's "
+                      f"{hardware.cores()} cores, which would only slow the sweep (each worker trains on one thread); "
+                      f"using {most}", stacklevel=2)
+        workers = most
     done = run_sweep(run_dir, jobs, workers=workers, threads=ctx.threads,
                      command=ctx.command, data=ctx.data_dir, name="palindrome-sweep",
                      summary_check=lambda s: isinstance(s.get("test_acc"), (int, float))
