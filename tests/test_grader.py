@@ -313,12 +313,14 @@ def test_a_class_graded_with_each_ends_with_its_grading_processes_however_it_is_
     pid_file = tmp_path / "pid"
     student = tmp_path / "class" / "hangs"
     student.mkdir(parents=True)
+    hang = f"    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n    while True:\n        time.sleep(0.05)\n"
+    # two layers that each hang until the 10 s call limit: the signal has 20 s to arrive while one runs
     (student / "layers.py").write_text(
-        "import os, time\nimport numpy as np\n" + RELU + "def affine_forward(x, w, b):\n"
-        f"    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n    while True:\n        time.sleep(0.05)\n"
-        "def affine_backward(dout, cache):\n    return None, None, None\n")
+        "import os, time\nimport numpy as np\n" + "def relu_forward(x):\n" + hang
+        + "def relu_backward(dout, cache):\n    return dout\n" + "def affine_forward(x, w, b):\n" + hang
+        + "def affine_backward(dout, cache):\n    return None, None, None\n")
     proc = subprocess.Popen([sys.executable, "-m", "twinnet", "check", "layers.py", "--each", str(tmp_path / "class"),
-                             "--convention", "cs231n", "--only", "linear"], stdout=subprocess.DEVNULL,
+                             "--convention", "cs231n", "--only", "linear,relu"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120

@@ -73,13 +73,15 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
             labels = [e["config"] for e in events if "config" in e]
             killed = [e["killed"] for e in events if "killed" in e]
             where = f"{labels[-1]}: " if labels else ""
-            why = (f"{killed[-1]} ran past the {loader.CALL_LIMIT_S:g} s time limit and caught its exception (a bare "
-                   "`except:` around a loop?), so the grader ended it" if killed else
-                   f"the submission ended the grading process ({how}: os._exit, os.kill, or a crash of Python)")
-            if killed and killed[-1].startswith("grading "):
+            if not killed:
+                why = f"the submission ended the grading process ({how}: os._exit, os.kill, or a crash of Python)"
+            elif killed[-1].startswith("grading "):  # the configuration's own limit, not a call's
                 why = (f"grading it took more than {grader.CONFIG_LIMIT_S:g} s in all, though no call ran past its "
                        f"{loader.CALL_LIMIT_S:g} s limit: the submission's code that runs as what it returned is read "
                        "(an __array__, a property or a __del__ that never ends?) did not end, so the grader ended it")
+            else:
+                why = (f"{killed[-1]} ran past the {loader.CALL_LIMIT_S:g} s time limit and caught its exception (a "
+                       "bare `except:` around a loop?), so the grader ended it")
             text = f"{where}{why}; this layer's other configurations were not run"
             rows[kind] = Row(kind, KINDS[kind].title, total=1, worst_error=float("inf"), first_failure=text,
                              failures=[text])
