@@ -280,6 +280,13 @@ CASES = [
          "hidden=[99999999] needs at least"),
     Case("rnn-wider-than-memory", _run("palindrome", "hidden=100000", data=False, extra=("--quick",)),
          "hidden=100000 needs at least"),
+    # a length's inputs and hidden states through time: one batch's, and the evaluation set's
+    Case("rnn-longer-than-memory", _run("palindrome", "length=1000000000", data=False, extra=("--quick",)),
+         "length=1000000000 needs at least"),
+    Case("sweep-longer-than-memory", _run("palindrome-sweep", "lengths=[5,1000000000]", data=False, extra=("--quick",)),
+         "length=1000000000 needs at least"),
+    Case("gradients-longer-than-memory", _run("rnn-gradients", "lengths=[1000000000]", data=False, extra=("--quick",)),
+         "length=1000000000 needs at least"),
     Case("integer-beyond-64-bits", lambda w: ["run", "mlp-compare", "--quick", "--set", "n_samples=99999999999999999999",
                                              "--out", w.out()], "expected an integer from -2**63 to 2**63 - 1"),
     Case("constant-images", _constant_mnist, "the training images are constant in channel(s) 0"),
@@ -696,6 +703,20 @@ def test_a_failed_rename_names_the_file_being_written_not_its_temporary_file(tmp
         atomic_write_bytes(target, b"new")
     assert caught.value.filename == str(target) and target.is_dir()
     assert list(tmp_path.iterdir()) == [target]  # the temporary file is gone
+
+
+def test_a_folder_that_takes_no_new_file_names_the_file_asked_for_not_a_temporary_one(tmp_path, monkeypatch):
+    import twinnet.runs
+
+    def refused(*args, **kwargs):  # as /proc or a read-only folder answers
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), f"{kwargs['dir']}/{kwargs['prefix']}x.tmp")
+
+    monkeypatch.setattr(twinnet.runs.tempfile, "mkstemp", refused)
+    target = tmp_path / "grade.json"
+    with pytest.raises(OSError) as caught:
+        twinnet.runs.atomic_write_bytes(target, b"{}")
+    assert caught.value.filename == str(target) and caught.value.errno == errno.ENOENT
+    assert not target.exists()
 
 
 def test_a_finished_runs_metrics_cut_short_are_refused_and_its_report_kept(world, capsys):

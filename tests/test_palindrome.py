@@ -643,3 +643,20 @@ def test_a_sweep_with_runs_missing_names_its_own_experiment_to_resume(tmp_path):
     (out / "summary.json").write_text(json.dumps({**summary, "missing_runs": 1}))  # as if one run had failed
     texts = [b.markdown for section in palindrome_sweep.report(out) for b in section.blocks if isinstance(b, Text)]
     assert any(f"resume with `twinnet run palindrome-sweep-best --resume {out}`" in t for t in texts), texts
+
+
+def test_a_length_whose_time_steps_cannot_fit_in_memory_is_refused_before_anything_is_built(monkeypatch):
+    from twinnet import TwinnetError, hardware
+    from twinnet.recurrent_task import PalindromeConfig
+
+    # float32, the evaluation set's one-hot inputs (2,000 x 10) and a batch's hidden states (128 x 128) per step
+    per_step = 4 * (2000 * 10 + 128 * 128)
+    monkeypatch.setattr(hardware, "memory_bytes", lambda: 1000 * per_step)
+    assert PalindromeConfig(length=1001).length == 1001  # 1,000 steps: exactly the memory, not refused
+    with pytest.raises(TwinnetError, match=r"^length=1002 needs at least"):
+        PalindromeConfig(length=1002)
+    with pytest.raises(TwinnetError, match=r"^length=1002 needs at least"):  # a grid: its longest length
+        palindrome_sweep.SweepConfig(lengths=(5, 1002))
+    monkeypatch.setattr(hardware, "memory_bytes", lambda: 2000 * per_step)  # float64 doubles it
+    with pytest.raises(TwinnetError, match=r"^length=1002 needs at least"):
+        PalindromeConfig(length=1002, dtype="float64")

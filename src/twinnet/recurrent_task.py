@@ -76,6 +76,14 @@ class Recipe(train_config(optimizer="rmsprop", lr=1e-3, batch_size=128, steps=10
         if not 0 < self.curriculum_threshold <= 1:
             raise ValueError("curriculum_threshold must be in (0, 1]")
 
+    def check_length_fits(self, length: int) -> None:
+        """Refuse a palindrome length whose training cannot fit in this machine's memory, from a lower estimate:
+        the fixed evaluation set's inputs and one batch's hidden states through time (what backpropagation
+        through time keeps), each over the T - 1 steps."""
+        itemsize = 8 if self.dtype == "float64" else 4
+        per_step = self.eval_size * input_size(self.encoding) + self.batch_size * self.hidden
+        hardware.check_fits(itemsize * (length - 1) * per_step, f"length={length}")
+
 
 @dataclass(frozen=True)
 class PalindromeConfig(Recipe):
@@ -89,6 +97,7 @@ class PalindromeConfig(Recipe):
         super().__post_init__()
         if self.length < 2:
             raise ValueError(f"length must be >= 2, got {self.length}")
+        self.check_length_fits(self.length)
         if self.model != "rnn" and (self.hh_init != "uniform" or self.hh_gain != 1.0):
             raise ValueError("hh_init and hh_gain apply to model=rnn only")
 

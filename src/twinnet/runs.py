@@ -61,7 +61,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside ``path`` and rename it over: readers see old or new, never half.
     The file gets the mode the umask gives a new file (mkstemp alone would leave it private)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    except OSError as e:  # the folder takes no new file (/proc, read-only): name the file asked for, not the temporary
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -47,6 +47,7 @@ class SweepConfig(Recipe):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_grid(self.models, self.lengths)
+        self.check_length_fits(max(self.lengths))
         if self.n_seeds < 1 or self.workers < 0:
             raise ValueError("n_seeds must be >= 1 and workers >= 0")
         if self.seed + self.n_seeds > 2**32:

@@ -38,6 +38,7 @@ class GradientsConfig(Recipe):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_grid(self.models, self.lengths)
+        self.check_length_fits(max(self.lengths))
         if self.measure_samples < 1:
             raise ValueError(f"measure_samples must be >= 1, got {self.measure_samples}")
 
