@@ -652,11 +652,12 @@ def test_a_length_whose_time_steps_cannot_fit_in_memory_is_refused_before_anythi
     # float32, the evaluation set's one-hot inputs (2,000 x 10) and a batch's hidden states (128 x 128) per step
     per_step = 4 * (2000 * 10 + 128 * 128)
     monkeypatch.setattr(hardware, "memory_bytes", lambda: 1000 * per_step)
+    refused = r"^length=1002 \(with batch_size=128, hidden=128 and eval_size=2000\) needs at least"
     assert PalindromeConfig(length=1001).length == 1001  # 1,000 steps: exactly the memory, not refused
-    with pytest.raises(TwinnetError, match=r"^length=1002 needs at least"):
+    with pytest.raises(TwinnetError, match=refused):
         PalindromeConfig(length=1002)
-    with pytest.raises(TwinnetError, match=r"^length=1002 needs at least"):  # a grid: its longest length
+    with pytest.raises(TwinnetError, match=refused):  # a grid: its longest length
         palindrome_sweep.SweepConfig(lengths=(5, 1002))
     monkeypatch.setattr(hardware, "memory_bytes", lambda: 2000 * per_step)  # float64 doubles it
-    with pytest.raises(TwinnetError, match=r"^length=1002 needs at least"):
+    with pytest.raises(TwinnetError, match=refused):
         PalindromeConfig(length=1002, dtype="float64")

@@ -82,7 +82,8 @@ class Recipe(train_config(optimizer="rmsprop", lr=1e-3, batch_size=128, steps=10
         through time keeps), each over the T - 1 steps."""
         itemsize = 8 if self.dtype == "float64" else 4
         per_step = self.eval_size * input_size(self.encoding) + self.batch_size * self.hidden
-        hardware.check_fits(itemsize * (length - 1) * per_step, f"length={length}")
+        hardware.check_fits(itemsize * (length - 1) * per_step, f"length={length} (with batch_size={self.batch_size}, "
+                            f"hidden={self.hidden} and eval_size={self.eval_size})")
 
 
 @dataclass(frozen=True)
