@@ -1,6 +1,7 @@
 """Defaults that adapt to the machine: bfloat16 autocast only where the CPU has it, threads by idle cores."""
 
 import json
+import os
 import warnings
 
 import pytest
@@ -210,3 +211,25 @@ def test_a_setting_that_cannot_fit_in_memory_is_refused_naming_it_and_one_that_f
         hardware.check_fits(9 * 2**30, "hidden=[5]")
     monkeypatch.setattr(hardware, "memory_bytes", lambda: None)  # a system that does not say: nothing refused
     hardware.check_fits(1e18, "hidden=[5]")
+
+
+@pytest.mark.parametrize("v2, v1, limited", [
+    (2**30, OSError, True),  # cgroup v2 with a limit (a container's --memory=1g)
+    ("max", OSError, False),  # cgroup v2 without one
+    (OSError, 2**30, True),  # cgroup v1 with a limit
+    (OSError, 2**63 - 4096, False),  # cgroup v1 without one: a number above any machine's memory
+    (OSError, OSError, False),  # no cgroup files: the machine's memory
+])
+def test_memory_is_the_machines_capped_by_a_containers_limit(monkeypatch, v2, v1, limited):
+    def reader(value):
+        def read():
+            if value is OSError:
+                raise OSError("no such file")
+            return -1 if value == "max" else value
+        return read
+
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert physical > 2**30  # the limits above are below any machine that runs these tests
+    monkeypatch.setattr(hardware, "_cgroup2_memory", reader(v2))
+    monkeypatch.setattr(hardware, "_cgroup1_memory", reader(v1))
+    assert hardware.memory_bytes() == (2**30 if limited else physical)

@@ -62,11 +62,32 @@ def _cgroup1_quota() -> tuple[int, int]:
 
 
 def memory_bytes() -> int | None:
-    """This machine's physical memory in bytes (None where the system does not say)."""
+    """The memory this process may use, in bytes: the machine's physical memory, capped by a cgroup memory limit
+    (a container's ``--memory``) where there is one, past which Linux kills the process as it would past the
+    machine's own; None where the system does not say."""
     try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
-        return None
+        total = None
+    for read in (_cgroup2_memory, _cgroup1_memory):
+        try:
+            limit = read()
+        except (OSError, ValueError):
+            continue
+        if limit > 0 and (total is None or limit < total):
+            total = limit
+    return total
+
+
+def _cgroup2_memory() -> int:
+    """cgroup v2's memory limit (``max``: none, read as -1)."""
+    text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    return -1 if text == "max" else int(text)
+
+
+def _cgroup1_memory() -> int:
+    """cgroup v1's memory limit (none: a number near 2**63, above any machine's memory)."""
+    return int(Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").read_text())
 
 
 def check_fits(nbytes: float, what: str) -> None:
