@@ -345,10 +345,12 @@ def test_a_class_graded_with_each_ends_with_its_grading_processes_however_it_is_
 
 
 def test_what_a_layer_returns_or_raises_fails_its_row_and_the_other_layers_are_still_graded(tmp_path, capsys):
-    """A ragged list from one layer, KeyboardInterrupt and a BaseException raised in others: three failed rows,
-    the correct ReLU still passes, and the table is printed (through the CLI's child process)."""
+    """An output whose arithmetic raises from one layer, KeyboardInterrupt and a BaseException raised in others: three
+    failed rows, the correct ReLU still passes, and the table is printed (through the CLI's child process)."""
     (tmp_path / "layers.py").write_text(
-        "import numpy as np\n" + RELU + "def affine_forward(x, w, b):\n    return [[1, 2], [3]], None\n"
+        "import numpy as np\n" + RELU + "class Odd(np.ndarray):\n    def __array_ufunc__(self, *args, **kwargs):\n"
+        "        raise ValueError('no arithmetic')\n"
+        "def affine_forward(x, w, b):\n    return (x.reshape(x.shape[0], -1) @ w + b).view(Odd), None\n"
         "def affine_backward(dout, cache):\n    return None, None, None\n"
         "class Boom(BaseException):\n    pass\n"
         "def max_pool_forward_naive(x, p):\n    raise KeyboardInterrupt\n"
@@ -359,7 +361,7 @@ def test_what_a_layer_returns_or_raises_fails_its_row_and_the_other_layers_are_s
                  "--configs", "1"])
     out = capsys.readouterr().out
     assert code == 1 and re.search(r"\| ReLU \| (\d+)/\1 \|", out)
-    assert "what the submission returned cannot be graded (ValueError" in out
+    assert "what the submission returned cannot be graded (ValueError: no arithmetic)" in out
     assert "max_pool_forward_naive raised KeyboardInterrupt (layers.py:" in out
     assert "conv_forward_naive raised Boom: no (layers.py:" in out
     assert out.rstrip().endswith("FAILED: 1/4 points")
@@ -1758,3 +1760,25 @@ def test_a_file_that_never_finishes_loading_is_named_with_what_to_do(tmp_path, m
     message = str(caught.value)
     assert message.startswith("layers.py cannot be loaded: took more than 0.5 s to load")
     assert "belongs under `if __name__ == \"__main__\":`" in message
+
+
+def test_a_forward_whose_output_cannot_be_compared_is_named_before_a_backward_that_fails_on_its_cache(tmp_path,
+                                                                                                   capsys):
+    """Text, a ragged list or None as a forward's output, beside a cache the backward then fails on: the row names
+    the output, not the backward's error that followed from it."""
+    (tmp_path / "layers.py").write_text(
+        "import numpy as np\n"
+        "def affine_forward(x, w, b):\n    return 'garbage', None\n"
+        "def affine_backward(dout, cache):\n    x, w, b = cache\n    return x, w, b\n"
+        "def relu_forward(x):\n    return [[1, 2], [3]], None\n"
+        "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n"
+        "def max_pool_forward_naive(x, p):\n    return None, None\n"
+        "def max_pool_backward_naive(dout, cache):\n    return dout * cache['mask']\n")
+    code = main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--only", "linear,relu,maxpool",
+                 "--configs", "1"])
+    out = capsys.readouterr().out
+    assert code == 1 and "raised" not in out
+    assert re.search(r"\| linear \(affine\) \| 0/\d+ \| n/a \| linear #0 [^|]*: out is of dtype <U7, not a float "
+                     r"array \|", out)
+    assert re.search(r"\| ReLU \| 0/\d+ \| n/a \| relu #0 [^|]*: out is a list, not an array \|", out)
+    assert re.search(r"\| max pooling \| 0/\d+ \| n/a \| maxpool #0 [^|]*: out is None \(nothing returned\) \|", out)

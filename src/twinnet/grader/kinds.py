@@ -133,6 +133,14 @@ def _pair(result, what: str, n: int) -> tuple:
     return tuple(result)
 
 
+def _forward(result, what: str, n: int) -> tuple:
+    """A forward's tuple result (``_pair``), its output (the first item) checked at once for what no comparison
+    can use (None, text, objects), so that a backward failing on the cache beside such an output is not blamed."""
+    items = _pair(result, what, n)
+    error("out", items[0], [])
+    return items
+
+
 def _single(result):
     """A backward's one gradient, also where it came back as a tuple or list of one."""
     return result[0] if isinstance(result, (tuple, list)) and len(result) == 1 else result
@@ -197,7 +205,8 @@ def _linear(cfg, ctx: Context) -> Quantities:
         to_layout = (lambda a: a.reshape(cfg["n"], d).T.copy()) if columns else (lambda a: a)  # noqa: E731
         x_in, dout_in = to_layout(x), dout.T.copy() if columns else dout
         args = (x_in.copy(), stored.copy(), given.copy())
-        out, cache = _pair(ctx.call(ctx.find("forward"), *args, what=f"{ctx.entry['forward']}"), ctx.entry["forward"], 2)
+        out, cache = _forward(ctx.call(ctx.find("forward"), *args, what=f"{ctx.entry['forward']}"),
+                              ctx.entry["forward"], 2)
         all_unchanged(("x", "w", "b"), (x_in, stored, given), args)
         dx, dw, db = _pair(ctx.call(ctx.find("backward"), dout_in.copy(), cache, what=ctx.entry["backward"]),
                            ctx.entry["backward"], 3)
@@ -490,8 +499,8 @@ def _caches_apart(ctx: Context, first: tuple, second: tuple, dout, refs: dict[st
     first's gradients (``refs``), as when a network holds two such layers. A layer that keeps what its
     backward needs in a module global, not in the cache it returns, gives the second's."""
     forward, backward = ctx.entry["forward"], ctx.entry["backward"]
-    _, cache = _pair(ctx.call(ctx.find("forward"), *first, what=forward), forward, 2)
-    _pair(ctx.call(ctx.find("forward"), *second, what=f"{forward} (another input)"), forward, 2)
+    _, cache = _forward(ctx.call(ctx.find("forward"), *first, what=forward), forward, 2)
+    _forward(ctx.call(ctx.find("forward"), *second, what=f"{forward} (another input)"), forward, 2)
     grads = ctx.call(ctx.find("backward"), dout.copy(), cache, what=f"{backward} (with the first forward's cache)")
     if len(refs) == 1:
         grads = (_single(grads),)
@@ -549,7 +558,7 @@ def _unary(ctx: Context, x, dout, refs: list[dict], args: tuple) -> Quantities:
     """A layer of one input (and fixed arguments ``args``): forward, then backward of ``dout``."""
     xs = x.copy()
     if ctx.convention["style"] == "functional":
-        out, cache = _pair(ctx.call(ctx.find("forward"), xs, *copy.deepcopy(args), what=ctx.entry["forward"]),
+        out, cache = _forward(ctx.call(ctx.find("forward"), xs, *copy.deepcopy(args), what=ctx.entry["forward"]),
                            ctx.entry["forward"], 2)
         unchanged("x", x, xs)
         dx = _single(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]))
@@ -611,7 +620,7 @@ def _conv(cfg, ctx: Context) -> Quantities:
     if ctx.convention["style"] == "functional":
         conv_param = {"stride": cfg["s"], "pad": cfg["p"]}
         args = (x.copy(), w.copy(), b.copy(), dict(conv_param))
-        out, cache = _pair(ctx.call(ctx.find("forward"), *args, what=ctx.entry["forward"]), ctx.entry["forward"], 2)
+        out, cache = _forward(ctx.call(ctx.find("forward"), *args, what=ctx.entry["forward"]), ctx.entry["forward"], 2)
         all_unchanged(("x", "w", "b"), (x, w, b), args)
         got = dict(zip(("dx", "dw", "db"), _pair(ctx.call(ctx.find("backward"), dout.copy(), cache,
                                                           what=ctx.entry["backward"]), ctx.entry["backward"], 3)))
@@ -693,7 +702,8 @@ def _dropout(cfg, ctx: Context) -> Quantities:
 
     def run(mode: str) -> tuple:
         xs = x.copy()
-        out, cache = _pair(ctx.call(ctx.find("forward"), xs, param(mode), what=f"{forward} (mode {mode})"), forward, 2)
+        out, cache = _forward(ctx.call(ctx.find("forward"), xs, param(mode), what=f"{forward} (mode {mode})"),
+                              forward, 2)
         unchanged("x", x, xs)
         return out, cache
 
@@ -790,7 +800,7 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
     if functional:
         param = {"mode": "train", "eps": eps, "momentum": momentum, "running_mean": rm.copy(), "running_var": rv.copy()}
         xs, gs, bs = x.copy(), gamma.copy(), beta.copy()
-        out, cache = _pair(ctx.call(ctx.find("forward"), xs, gs, bs, param, what=ctx.entry["forward"]),
+        out, cache = _forward(ctx.call(ctx.find("forward"), xs, gs, bs, param, what=ctx.entry["forward"]),
                            ctx.entry["forward"], 2)
         all_unchanged(("x", "gamma", "beta"), (x, gamma, beta), (xs, gs, bs))
         stats = {"running_mean": param.get("running_mean"), "running_var": param.get("running_var")}
@@ -934,7 +944,7 @@ def _normalisation(ctx: Context, inputs: tuple, extra: tuple, param: dict, dout,
         return (first.copy(), gamma.copy(), beta.copy(), *extra, dict(param))
 
     given = args(x)
-    out, cache = _pair(ctx.call(ctx.find("forward"), *given, what=forward), forward, 2)
+    out, cache = _forward(ctx.call(ctx.find("forward"), *given, what=forward), forward, 2)
     all_unchanged(("x", "gamma", "beta"), inputs, given)
     grads = _pair(ctx.call(ctx.find("backward"), dout.copy(), cache, what=backward), backward, 3)
     got = {"out": out, **dict(zip(("dx", "dgamma", "dbeta"), grads))}
@@ -1045,7 +1055,7 @@ def _rnn_call(ctx: Context, arrays, dout, out_ref, grads_ref, names, check_out=N
     """Call the student's forward and backward; ``check_out(out)``, where given, may raise ``Wrong`` naming
     what the forward's output follows before its backward runs."""
     copies = [a.copy() for a in arrays]
-    out, cache = _pair(ctx.call(ctx.find("forward"), *copies, what=ctx.entry["forward"]), ctx.entry["forward"], 2)
+    out, cache = _forward(ctx.call(ctx.find("forward"), *copies, what=ctx.entry["forward"]), ctx.entry["forward"], 2)
     all_unchanged(("x", "h0", "Wx", "Wh", "b"), arrays, copies)
     if check_out is not None:
         check_out(out)
@@ -1101,7 +1111,7 @@ def _lstm_step(cfg, ctx: Context) -> Quantities:
     dh, dc = ctx.rng.standard_normal(tuple(next_h.shape)), ctx.rng.standard_normal(tuple(next_c.shape))
     ((next_h * torch.from_numpy(dh)).sum() + (next_c * torch.from_numpy(dc)).sum()).backward()
     copies = [a.copy() for a in arrays]
-    out = _pair(ctx.call(ctx.find("forward"), *copies, what=ctx.entry["forward"]), ctx.entry["forward"], 3)
+    out = _forward(ctx.call(ctx.find("forward"), *copies, what=ctx.entry["forward"]), ctx.entry["forward"], 3)
     all_unchanged(("x", "prev_h", "prev_c", "Wx", "Wh", "b"), arrays, copies)
     with torch.no_grad():
         _other_gate_order(out[0], ctx.entry.get("gates", "ifog"),
@@ -1169,7 +1179,7 @@ def _word_embedding(cfg, ctx: Context) -> Quantities:
     ref = {"out": out_t.detach().numpy(), "dW": _g(wt)}
     forward, backward = ctx.entry["forward"], ctx.entry["backward"]
     xs, ws = x.copy(), w.copy()
-    out, cache = _pair(ctx.call(ctx.find("forward"), xs, ws, what=forward), forward, 2)
+    out, cache = _forward(ctx.call(ctx.find("forward"), xs, ws, what=forward), forward, 2)
     all_unchanged(("x", "W"), (x, w), (xs, ws))
     dw = _single(ctx.call(ctx.find("backward"), dout.copy(), cache, what=backward))
     once = np.zeros_like(w)
