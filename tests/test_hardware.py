@@ -53,6 +53,23 @@ def test_forced_amp_on_a_cpu_without_bf16_is_honoured_with_one_warning(bf16):
         assert hardware.resolve_amp(True, "cpu") is True
 
 
+def test_forced_amp_on_a_gpu_without_native_bf16_is_honoured_with_one_warning(bf16, monkeypatch):
+    import torch
+
+    bf16("1")  # the CPU's answer does not decide a GPU's
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    with pytest.warns(UserWarning, match=r"GPU without native bfloat16.*amp=auto"):  # a T4 or V100
+        assert hardware.resolve_amp(True, "cuda") is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second time: no warning
+        assert hardware.resolve_amp(True, "cuda") is True
+    monkeypatch.setattr(hardware, "_warned_amp", False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # an Ampere or later GPU: none
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert hardware.resolve_amp(True, "cuda") is True
+
+
 def test_amp_takes_auto_true_or_false_from_the_command_line():
     from twinnet.experiments.image import ImageConfig
 

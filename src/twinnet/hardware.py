@@ -178,9 +178,7 @@ def resolve_amp(amp: bool | str, device: str) -> bool:
     global _warned_amp
     if amp == "auto":
         if device == "cuda":
-            import torch
-
-            return bool(torch.cuda.is_bf16_supported(including_emulation=False))  # Ampere on; emulated before
+            return _cuda_bf16()  # Ampere on; emulated before
         return cpu_bf16()
     if amp and device == "cpu" and not cpu_bf16() and not _warned_amp:
         _warned_amp = True
@@ -188,7 +186,19 @@ def resolve_amp(amp: bool | str, device: str) -> bool:
                       "autocast is emulated here and trained the reduced VGG 18x slower than float32 "
                       "(docs/RESULTS.md); --set amp=auto (the default) uses float32 on this CPU",
                       stacklevel=2)
+    if amp and device == "cuda" and not _warned_amp and not _cuda_bf16():
+        _warned_amp = True
+        warnings.warn("amp=true on a GPU without native bfloat16 (before NVIDIA's Ampere: a T4, a V100): bfloat16 "
+                      "autocast is emulated there, if its kernels run at all; --set amp=auto (the default) uses "
+                      "float32 on this GPU", stacklevel=2)
     return bool(amp)
+
+
+def _cuda_bf16() -> bool:
+    """Whether the GPU in use has native bfloat16 arithmetic (Ampere and later)."""
+    import torch
+
+    return bool(torch.cuda.is_bf16_supported(including_emulation=False))
 
 
 def _cpu_times() -> tuple[int, int] | None:
