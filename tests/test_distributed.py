@@ -262,3 +262,27 @@ def test_more_ranks_on_a_node_than_it_has_gpus_is_one_line_before_any_gpu_is_tou
     monkeypatch.setenv("LOCAL_RANK", "1")
     with pytest.raises(TwinnetError, match=r"local GPU 1, but torch sees 1 GPU\(s\) here; launch at most 1"):
         distributed.init_from_env(cuda=True)
+
+
+@pytest.mark.parametrize("sets, cuda", [((), True), (("device=cpu",), False), (("engine = numpy",), False),
+                                        (("device=cuda",), True), (("device=auto",), True)])
+def test_a_torchrun_run_kept_on_the_cpu_joins_without_nccl_on_a_node_with_gpus(monkeypatch, capsys, sets, cuda):
+    """On a GPU node, --set device=cpu (or the NumPy engine) asks for gloo alone: no rank needs a GPU of its own."""
+    import torch
+
+    from twinnet import TwinnetError, distributed
+    from twinnet.cli import main
+
+    def joined(cuda: bool) -> str:
+        raise TwinnetError(f"joined with cuda={cuda}")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(distributed, "launched", lambda: True)
+    for name, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "2")):  # as torchrun sets them
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(distributed, "init_from_env", joined)
+    argv = ["run", "mlp-compare", "--quick"]
+    for s in sets:
+        argv += ["--set", s]
+    assert main(argv) == 2
+    assert f"joined with cuda={cuda}" in capsys.readouterr().err

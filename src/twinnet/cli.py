@@ -210,7 +210,7 @@ def _cmd_run(args, command: str) -> None:
         if not args.show_config:
             import torch
 
-            distributed.init_from_env(cuda=torch.cuda.is_available())
+            distributed.init_from_env(cuda=torch.cuda.is_available() and not _cpu_asked(args.overrides))
     # checked before anything is written (under torchrun, by rank 0 for every rank)
     data = args.data_dir if distributed.launched() else resolve_data_dir(args.data_dir)
     if args.seed is not None and not 0 <= args.seed < 2**32:
@@ -493,6 +493,13 @@ def _main(argv: list[str] | None) -> int:
         if isinstance(sys.stdout, StandardOutput):  # as it was (tests call main again and again)
             sys.stdout = stdout
         distributed.close()
+
+
+def _cpu_asked(overrides: list[str]) -> bool:
+    """Whether the command line keeps a run off the GPU (``--set device=cpu``, or the NumPy engine): its ranks then
+    join over gloo alone, however many GPUs the node has."""
+    pairs = {key.strip(): value.strip() for key, _, value in (o.partition("=") for o in overrides)}
+    return pairs.get("device") == "cpu" or pairs.get("engine") == "numpy"
 
 
 def _report_hint(filename) -> str:

@@ -97,7 +97,7 @@ def init_from_env(cuda: bool) -> str:
         if local >= gpus:
             raise TwinnetError(f"this node runs a rank on local GPU {local}, but torch sees {gpus} GPU(s) here; launch "
                                f"at most {gpus} process(es) per node (--nproc_per_node), or train on the CPU with "
-                               "--set device=cpu")
+                               "--set device=cpu (a resumed run: CUDA_VISIBLE_DEVICES= hides the GPUs)")
         torch.cuda.set_device(local)
     try:
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
