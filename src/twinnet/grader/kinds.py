@@ -559,7 +559,7 @@ def _unary(ctx: Context, x, dout, refs: list[dict], args: tuple) -> Quantities:
     xs = x.copy()
     if ctx.convention["style"] == "functional":
         out, cache = _forward(ctx.call(ctx.find("forward"), xs, *copy.deepcopy(args), what=ctx.entry["forward"]),
-                           ctx.entry["forward"], 2)
+                              ctx.entry["forward"], 2)
         unchanged("x", x, xs)
         dx = _single(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]))
         # -x: another ReLU mask, other max positions (the values are distinct)
@@ -801,7 +801,7 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
         param = {"mode": "train", "eps": eps, "momentum": momentum, "running_mean": rm.copy(), "running_var": rv.copy()}
         xs, gs, bs = x.copy(), gamma.copy(), beta.copy()
         out, cache = _forward(ctx.call(ctx.find("forward"), xs, gs, bs, param, what=ctx.entry["forward"]),
-                           ctx.entry["forward"], 2)
+                              ctx.entry["forward"], 2)
         all_unchanged(("x", "gamma", "beta"), (x, gamma, beta), (xs, gs, bs))
         stats = {"running_mean": param.get("running_mean"), "running_var": param.get("running_var")}
         dx, dgamma, dbeta = _pair(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]),
