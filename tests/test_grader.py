@@ -668,8 +668,8 @@ def test_what_a_submission_prints_is_shown_up_to_a_limit_and_the_rest_counted(tm
     assert main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--only", "relu"]) == 0
     out, err = capsys.readouterr()
     printed = len("debug line " * 100) + 1  # one print per forward: at least 8 (one per configuration)
-    assert out.startswith("debug line debug line") and "| ReLU | 8/8 |" in out
-    assert abs(out.count("debug line") * len("debug line ") - SHOWN_BYTES) < 200  # the first SHOWN_BYTES, no more
+    assert err.startswith("debug line debug line") and "| ReLU | 8/8 |" in out and "debug" not in out  # stdout: grades
+    assert abs(err.count("debug line") * len("debug line ") - SHOWN_BYTES) < 200  # the first SHOWN_BYTES, no more
     more = int(re.search(r"printed ([\d,]+) more bytes, not shown", err).group(1).replace(",", ""))
     assert (SHOWN_BYTES + more) % printed == 0 and SHOWN_BYTES + more >= 8 * printed  # every byte counted
 
@@ -979,6 +979,40 @@ def test_a_whole_class_is_graded_one_folder_each_into_a_csv(tmp_path, capsys):
     assert "| alice | 3/3 | all passed |" in out and "1 of 4 passed every layer" in out
 
 
+def test_what_students_print_goes_to_stderr_after_their_names_and_stdout_keeps_the_grades(tmp_path, capsys):
+    """--each: a student's debug prints (lines arriving in pieces too) go to stderr, each line after the
+    student's name, so that the class table on stdout can be piped."""
+    from twinnet.grader.child import _show_some
+
+    class Pieces:  # a pipe that delivers lines cut anywhere
+        def __init__(self, chunks):
+            self.chunks = list(chunks)
+
+        def read1(self, n):
+            return self.chunks.pop(0) if self.chunks else b""
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    _show_some(Pieces([b"ab", b"c\nde", b"f\n", b"\n", b"g"]), "erin")
+    _show_some(Pieces([b"plain\n"]))
+    assert capsys.readouterr().err == "[erin] abc\n[erin] def\n[erin] \n[erin] gplain\n"
+    root = tmp_path / "submissions"
+    for name, extra in (("erin", "    print('shape', x.shape)\n"), ("finn", "")):
+        (root / name).mkdir(parents=True)
+        (root / name / "layers.py").write_text("import numpy as np\n" + RELU.replace("def relu_forward(x):\n",
+                                                                                "def relu_forward(x):\n" + extra))
+    assert main(["check", "layers.py", "--each", str(root), "--convention", "cs231n", "--only", "relu",
+                 "--configs", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert "shape" not in out and "| erin | 1/1 | all passed |" in out and "| finn | 1/1 | all passed |" in out
+    printed = [line for line in err.splitlines() if "shape" in line]
+    assert printed and all(line.startswith("[erin] shape (") for line in printed), err
+
+
 def test_jobs_grade_students_at_once_and_keep_their_order(tmp_path, capsys):
     """--jobs 2: two students' gradings overlap in time, and the results (and the CSV) keep the students'
     order, whichever finished first."""
@@ -1070,7 +1104,7 @@ def test_a_file_that_puts_its_own_object_in_sys_stdouts_place_is_graded_without_
            "sys.stdout = Tee(sys.stdout)\n\n")
     (tmp_path / "layers.py").write_text("import numpy as np\n" + tee + RELU)
     assert main(["check", str(tmp_path / "layers.py"), "--convention", "cs231n", "--only", "relu"]) == 0
-    out, err = capsys.readouterr()  # what the grading child printed is shown on stdout
+    out, err = capsys.readouterr()  # what the grading child printed is shown on stderr
     assert "| ReLU | 8/8 |" in out and "Traceback" not in out + err and "closed" not in out + err, out
 
 
@@ -1356,6 +1390,21 @@ def test_a_pool_that_refuses_windows_the_course_rules_out_is_never_given_one(tmp
                                         "        raise ValueError('windows do not tile the input')\n" + old))
     for seed in range(3):
         row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["maxpool"], configs=8,
+                    seed=seed).rows[0]
+        assert row.total > 8 and row.passed == row.total, row.failures
+
+
+def test_a_convolution_that_refuses_windows_the_course_rules_out_is_never_given_one(tmp_path):
+    """As for pooling: CS231n's naive convolution may assume (H + 2 pad - HH) % stride == 0 (EECS 498 students
+    loop to H_pad - HH + stride, which overruns otherwise), so no configuration, fixed or drawn, breaks it."""
+    source = CS231N[0].read_text()
+    old = "    H_out = 1 + (H + 2 * pad - HH) // stride\n"
+    assert source.count(old) == 1
+    (tmp_path / "layers.py").write_text(source.replace(old, "    if (H + 2 * pad - HH) % stride or (W + 2 * pad - WW)"
+                                        " % stride:\n        raise ValueError('windows do not tile the input')\n"
+                                        + old))
+    for seed in range(3):
+        row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["conv"], configs=8,
                     seed=seed).rows[0]
         assert row.total > 8 and row.passed == row.total, row.failures
 

@@ -34,11 +34,12 @@ STALL_S = 600.0  # no word from the child for this long (its watchdog held off t
 
 
 def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[str] | None, seed: int,
-                   configs: int):
+                   configs: int, label: str | None = None):
     """``grader.grade`` in a child process: its ``Report``, or the ``TwinnetError`` it raised, or one
     saying how the submission ended the child. A child ended while it graded a layer (the submission
     exited the process, crashed Python, or ran past the time limit and caught its exception) fails that
-    layer, and a new child grades the layers after it."""
+    layer, and a new child grades the layers after it. What the submission prints goes to stderr (stdout
+    is the grades'), each line after ``[label]`` where one is given (``--each``: the student's name)."""
     from twinnet import grader
     from twinnet.grader import KINDS, Report, Row
 
@@ -49,7 +50,7 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
         # a new child grades the layers left as the first would have (an optional one stays optional: naming it
         # in --only would make it required)
         rest = {**convention, "layers": {k: convention["layers"][k] for k in todo}}
-        payload, events, how = _run_child(paths, rest, only and todo, seed, configs)
+        payload, events, how = _run_child(paths, rest, only and todo, seed, configs, label)
         if isinstance(payload, dict) and "error" in payload:
             raise TwinnetError(payload["error"])
         if isinstance(payload, dict) and "report" in payload:
@@ -89,23 +90,30 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
             return Report(convention["name"], seed, [str(p) for p in paths], [rows[k] for k in kinds])
 
 
-def _show_some(stream) -> None:
-    """Pass on the first ``SHOWN_BYTES`` of what the grading process prints (the submission's own prints),
-    and say how much more there was: a print in a loop cannot flood the terminal or a grading log."""
-    shown, dropped = 0, 0
+def _show_some(stream, label: str | None = None) -> None:
+    """Pass on to stderr the first ``SHOWN_BYTES`` of what the grading process prints (the submission's own
+    prints; stdout is kept for the grades), each line after ``[label]`` where one is given, and say how much
+    more there was: a print in a loop cannot flood the terminal or a grading log."""
+    shown, dropped, line_start = 0, 0, True
+    prefix = f"[{label}] ".encode(errors="replace") if label else b""
     with stream:
         while chunk := stream.read1(65536):
             keep = chunk[:max(0, SHOWN_BYTES - shown)]
             shown, dropped = shown + len(keep), dropped + len(chunk) - len(keep)
             if keep:
+                if prefix:  # a prefix at the start of every line, as the lines arrive in pieces
+                    text = (prefix if line_start else b"") + keep.replace(b"\n", b"\n" + prefix)
+                    line_start = text.endswith(b"\n" + prefix)
+                    keep = text[:-len(prefix)] if line_start else text
                 with contextlib.suppress(OSError, ValueError):
-                    if (binary := getattr(sys.stdout, "buffer", None)) is not None:
+                    if (binary := getattr(sys.stderr, "buffer", None)) is not None:
                         binary.write(keep)
                     else:
-                        sys.stdout.write(keep.decode(errors="replace"))
-                    sys.stdout.flush()
+                        sys.stderr.write(keep.decode(errors="replace"))
+                    sys.stderr.flush()
     if dropped:
-        print(f"twinnet: the submission printed {dropped:,} more bytes, not shown", file=sys.stderr)
+        print(f"twinnet: {f'{label} ' if label else 'the submission '}printed {dropped:,} more bytes, not shown",
+              file=sys.stderr)
 
 
 def stop_all() -> None:
@@ -119,7 +127,7 @@ def stop_all() -> None:
             proc.kill()
 
 
-def _run_child(paths, convention, only, seed, configs) -> tuple[Any, list[dict], str]:
+def _run_child(paths, convention, only, seed, configs, label=None) -> tuple[Any, list[dict], str]:
     """One child grading ``only`` (None: every layer): its payload (None if it wrote none), the progress
     events it wrote, and how it ended."""
     from twinnet import grader
@@ -136,7 +144,7 @@ def _run_child(paths, convention, only, seed, configs) -> tuple[Any, list[dict],
                                 start_new_session=True)
         with _LIVE_LOCK:
             _LIVE.add(proc)
-        printed = threading.Thread(target=_show_some, args=(proc.stdout,), daemon=True)
+        printed = threading.Thread(target=_show_some, args=(proc.stdout, label), daemon=True)
         printed.start()
         try:
             while proc.poll() is None:

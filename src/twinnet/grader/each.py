@@ -96,7 +96,7 @@ def grade_each(root: Path, names: list[Path], convention: dict[str, Any], *, onl
 
     def one(folder: Path) -> dict[str, Any]:
         try:
-            report = grade(find(folder, wanted), convention, only=only, seed=seed, configs=configs)
+            report = grade(find(folder, wanted), convention, only=only, seed=seed, configs=configs, label=folder.name)
         except TwinnetError as e:  # the files are missing, or cannot be loaded: 0 points and why
             return {"student": folder.name, "points": 0.0, "max_points": float(len(kinds)), "all_passed": False,
                     "first_failure": str(e), **{k: 0.0 for k in kinds}}

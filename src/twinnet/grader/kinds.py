@@ -591,9 +591,10 @@ def _backward(obj) -> tuple[Callable, str]:
 
 
 def _conv_configs(rng, k):
+    # every window whole, (H + 2p - k) % s == 0, as courses assume (a 1x1 filter at stride 3 skips pixels)
     fixed = [dict(n=1, c=1, h=5, w=5, f=2, k=3, s=1, p=1), dict(n=2, c=3, h=7, w=7, f=4, k=3, s=2, p=0),
              dict(n=2, c=2, h=6, w=8, f=3, k=2, s=2, p=0), dict(n=1, c=3, h=5, w=7, f=2, k=3, s=1, p=0),
-             dict(n=2, c=2, h=5, w=5, f=2, k=3, s=2, p=2), dict(n=1, c=2, h=6, w=6, f=3, k=1, s=3, p=0)]
+             dict(n=2, c=2, h=5, w=5, f=2, k=3, s=2, p=2), dict(n=1, c=2, h=7, w=7, f=3, k=1, s=3, p=0)]
     out = []
     while len(out) < k:
         kk, s, p = int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(0, 3))
