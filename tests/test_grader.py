@@ -1158,6 +1158,15 @@ def test_a_uva_weight_created_in_out_as_2018_19_students_did_is_graded_in_that_l
     report = grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention("uva", None),
                    only=["linear", "mlp"], configs=6)
     assert all(r.total and r.passed == r.total for r in report.rows), [r.failures for r in report.rows]
+    # a spec of the same course (one-hot targets, say) may leave the weight's layout open as the built-in does
+    spec = tmp_path / "uva2018.toml"
+    spec.write_text('style = "module"\nparams = "dict"\ngrads = "overwrite"\n'
+                    '[layers.linear]\nclass = "LinearModule"\nweight = "any"\nbias = "any"\n'
+                    '[layers.mlp]\nclass = "MLP"\nlinear = "LinearModule"\noutput = "probabilities"\n')
+    report = grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention(None, spec), configs=6)
+    assert all(r.total and r.passed == r.total for r in report.rows), [r.failures for r in report.rows]
+    spec.write_text(spec.read_text().replace('weight = "any"', 'weight = "out_in"'))  # the layout fixed: it fails
+    assert not grade([tmp_path / "modules.py"], resolve_convention(None, spec), only=["linear"], configs=6).ok
 
 
 @pytest.mark.parametrize("shape", ["flat", "row", "column"])
@@ -1690,6 +1699,9 @@ def test_a_functional_course_with_a_row_bias_and_static_methods_is_graded(tmp_pa
      "args must list the class's arguments in its order"),
     ('style = "module"\n[layers.maxpool]\nclass = "P"\nargs = ["kernel", "stride"]\n', "it may leave out stride (then 1)"),
     ('style = "functional"\n[layers.linear]\nforward = "f"\nbackward = "b"\nbias = "any"\n', 'bias = "any" is for module'),
+    ('style = "functional"\n[layers.linear]\nforward = "f"\nbackward = "b"\nweight = "any"\n',
+     'weight = "any" is for module'),
+    ('style = "module"\n[layers.linear]\nclass = "L"\nweight = "in"\n', "weight must be one of in_out, out_in, any"),
     ('style = "functional"\n[layers.relu]\nforward = "f"\nbackward = "b"\nderivative = true\n', "unknown key(s) derivative"),
     ('style = "module"\n[layers.relu]\nforward = "f"\nbackward = "b"\n',
      "unknown key(s) forward, backward; in the module style it takes class, derivative, optional (forward, backward "

@@ -15,8 +15,8 @@ A convention is plain data (what a ``--spec`` TOML file holds), read by the chec
   activation whose ``backward()`` returns d out / d x.
 
 Each entry of ``layers`` names one layer kind's functions or class and the layout facts that
-differ between courses (``weight``: ``in_out`` or ``out_in``; ``bias``: ``flat`` (M,), ``row``
-(1, M), ``column`` (M, 1) or ``any`` (whichever of those the student's layer created); batch norm's ``running_var`` (``biased``/``unbiased``) and ``momentum`` meaning (``keep``:
+differ between courses (``weight``: ``in_out``, ``out_in`` or ``any``; ``bias``: ``flat`` (M,), ``row``
+(1, M), ``column`` (M, 1) or ``any``; ``any``: whichever the student's module-style layer created); batch norm's ``running_var`` (``biased``/``unbiased``) and ``momentum`` meaning (``keep``:
 the old statistics' weight, CS231n; ``update``: the new batch's, torch); the loss's ``input``
 (``logits``/``probabilities``), ``target`` (``labels``/``one_hot``) and ``reduction``); dropout's ``p``
 (``keep``: the keep probability, CS231n since 2018; ``drop``: the drop probability, its 2016-17 starter code).
@@ -150,7 +150,7 @@ EECS498: dict[str, Any] = {
 
 BUILT_IN = {c["name"]: c for c in (CS231N, UVA, UVA_ELU, UVA_LEAKY, CS324, TORCH, EECS498)}
 
-_CHOICES = {"weight": ("in_out", "out_in"), "bias": ("flat", "row", "column", "any"), "running_var": ("biased", "unbiased"),
+_CHOICES = {"weight": ("in_out", "out_in", "any"), "bias": ("flat", "row", "column", "any"), "running_var": ("biased", "unbiased"),
             "momentum": ("keep", "update"), "input": ("logits", "probabilities"), "target": ("labels", "one_hot"),
             "reduction": ("mean", "sum", "none"), "output": ("logits", "probabilities"),
             "activation": ("relu", "elu", "leaky_relu"), "gates": tuple("".join(p) for p in permutations("ifgo")),
@@ -308,6 +308,10 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
             raise TwinnetError(f"{where}: [layers.{kind}] bias = \"any\" is for module-style courses whose "
                                "students create the bias; in the functional style the grader passes it: flat, row "
                                "or column")
+        if style == "functional" and entry.get("weight") == "any":
+            raise TwinnetError(f"{where}: [layers.{kind}] weight = \"any\" is for module-style courses whose "
+                               "students create the weight; in the functional style the grader passes it: in_out "
+                               "or out_in")
         if entry.get("input") == "probabilities" and not isinstance(entry.get("softmax"), str):
             raise TwinnetError(f"{where}: [layers.{kind}] input = \"probabilities\" needs softmax = \"NAME\" (the "
                                "student's softmax, whose output the loss takes)")
