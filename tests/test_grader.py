@@ -1418,6 +1418,34 @@ def test_a_convolution_that_refuses_windows_the_course_rules_out_is_never_given_
         assert row.total > 8 and row.passed == row.total, row.failures
 
 
+def test_a_group_norm_written_for_a_flat_gamma_as_the_2018_19_docstring_says_passes(tmp_path):
+    """CS231n's 2018-19 docstring gave gamma and beta as (C,), its notebook passed (1, C, 1, 1): a layer that
+    indexes a flat gamma passes on (C,), and a real bug in it still fails, with the first layout's message."""
+    whole = CS231N[0].read_text()
+    start = whole.index("def spatial_groupnorm_forward")
+    end = whole.index("\ndef ", whole.index("def spatial_groupnorm_backward"))
+    source = whole[start:end]  # the group norm's two functions
+    flat = [("    out = gamma * x_hat + beta\n", "    out = gamma[np.newaxis, :, np.newaxis, np.newaxis] * x_hat + "
+             "beta[np.newaxis, :, np.newaxis, np.newaxis]\n"),
+            ("    dbeta = np.sum(dout, axis=(0, 2, 3), keepdims=True)\n", "    dbeta = np.sum(dout, axis=(0, 2, 3))\n"),
+            ("    dgamma = np.sum(dout * x_hat, axis=(0, 2, 3), keepdims=True)\n",
+             "    dgamma = np.sum(dout * x_hat, axis=(0, 2, 3))\n"),
+            ("    dx_hat = (dout * gamma).reshape", "    dx_hat = (dout * gamma[np.newaxis, :, np.newaxis, np.newaxis]).reshape")]
+    for old, new in flat:
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    source = whole[:start] + source + whole[end:]
+    for text, ok in ((source, True), (source.replace("dbeta = np.sum(dout, axis=(0, 2, 3))", "dbeta = np.sum(dout, "
+                                                     "axis=(0, 2, 3)) * 2"), False)):
+        (tmp_path / "layers.py").write_text(text)
+        row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["spatial_groupnorm"],
+                    configs=4).rows[0]
+        if ok:
+            assert row.total > 4 and row.passed == row.total, row.failures
+        else:
+            assert row.passed == 0 and "out has shape" in row.first_failure, row.failures
+
+
 def test_a_dropout_mask_in_float32_is_not_a_bug(tmp_path):
     """1 / keep rounded to float32 (EECS 498 students' ``(torch.rand(...) < keep).float() / keep``) is 2e-8 off."""
     source = CS231N[0].read_text()

@@ -916,8 +916,9 @@ def _gn_configs(rng, k):
 
 
 def _groupnorm(cfg, ctx: Context) -> Quantities:
-    """x (N, C, H, W) normalised over each group of C / G channels (and H, W), then gamma and beta (1, C, 1, 1):
-    ``forward(x, gamma, beta, G, gn_param)`` with gn_param = {"eps": eps}."""
+    """x (N, C, H, W) normalised over each group of C / G channels (and H, W), then gamma and beta (1, C, 1, 1),
+    or where the layer fails with those, flat (C,): ``forward(x, gamma, beta, G, gn_param)`` with gn_param =
+    {"eps": eps}."""
     rng, c, eps = ctx.rng, cfg["c"], cfg.get("eps", 1e-5)
     shape = (cfg["n"], c, cfg["h"], cfg["w"])
     x = rng.standard_normal(shape) * 2 + 1
@@ -926,11 +927,31 @@ def _groupnorm(cfg, ctx: Context) -> Quantities:
     out_t = torch.nn.functional.group_norm(xt, cfg["g"], gt.reshape(c), bt.reshape(c), eps)
     (out_t * torch.from_numpy(dout)).sum().backward()
     ref = {"out": out_t.detach().numpy(), "dx": _g(xt), "dgamma": _g(gt), "dbeta": _g(bt)}
-    result = _normalisation(ctx, (x, gamma, beta), (cfg["g"],), {"eps": eps}, dout, [ref],
-                            rng.standard_normal(shape) * 3 - 1)
-    # dgamma and dbeta in gamma's shape, or flat (C,) as CS231n's 2018 docstring gave them
-    return {k: (np.reshape(v, (1, c, 1, 1)) if k.startswith(("dgamma", "dbeta")) and np.shape(v) == (c,) else v, r)
-            for k, (v, r) in result.items()}
+    other_x = rng.standard_normal(shape) * 3 - 1
+
+    def graded(g, b) -> Quantities:  # dgamma and dbeta in gamma's shape, or flat (C,) wherever they come so
+        result = _normalisation(ctx, (x, g, b), (cfg["g"],), {"eps": eps}, dout, [ref], other_x)
+        return {k: (np.reshape(v, (1, c, 1, 1)) if k.startswith(("dgamma", "dbeta")) and np.shape(v) == (c,) else v,
+                    r) for k, (v, r) in result.items()}
+
+    try:
+        result = graded(gamma, beta)
+        if all(passes(error(k, *v)) for k, v in result.items()):
+            return result
+        failure: Exception | None = None
+    except (StudentError, Wrong) as e:
+        if getattr(e, "timed_out", False):  # no second call of code that ran past its time limit
+            raise
+        result, failure = {}, e
+    try:  # gamma and beta flat, (C,), as CS231n's 2018-19 docstring gave them (its notebook: (1, C, 1, 1))
+        flat = graded(gamma.reshape(c), beta.reshape(c))
+        if all(passes(error(k, *v)) for k, v in flat.items()):
+            return flat
+    except Exception:  # noqa: BLE001 - a probe only: the first verdict stands
+        pass
+    if failure is not None:
+        raise failure
+    return result
 
 
 def _normalisation(ctx: Context, inputs: tuple, extra: tuple, param: dict, dout, refs: list[dict],
