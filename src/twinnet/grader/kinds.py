@@ -1291,9 +1291,23 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
     """The loss (and softmax) on the convention's targets; where that fails but the targets of the other
     layout (one-hot for labels, or the reverse) pass, ``Wrong`` says so rather than a bare error."""
     x, y = _logits(cfg, ctx.rng)
+    near_one = False  # the labels' probabilities all ~1: the loss ~0, where a clamp at 1 - eps shows as eps
+    if ctx.entry.get("input", "logits") == "probabilities" and not cfg["wrong"]:
+        # no label at a probability below 1e-2, so that a loss of probabilities that clamps its log (log(p +
+        # 1e-10)) is graded alike at every seed (the clamp shows in the confidently wrong configuration, by
+        # design); on huge logits, where such a label's probability may underflow to 0 and then has no finite
+        # log whatever the student wrote, each sample's label is its most probable class: the loss is called (it
+        # must be a finite number) and its gradient graded
+        p = torch.softmax(torch.from_numpy(x), dim=1).numpy()
+        low = np.flatnonzero(p[np.arange(len(y)), y] < 1e-2)
+        if cfg["scale"] >= 1000 and low.size:
+            y, near_one = x.argmax(axis=1), True
+        else:
+            for i in low:
+                y[i] = ctx.rng.choice(np.flatnonzero(p[i] >= 1e-2))
     layout = ctx.entry.get("target", "labels")
     try:
-        quantities = _softmax_ce_on(ctx, x, y, layout)
+        quantities = _softmax_ce_on(ctx, x, y, layout, near_one)
         if all(passes(error(k, *v)) for k, v in quantities.items()):
             return quantities
         failure: Exception | None = None
@@ -1303,7 +1317,8 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
         quantities, failure = {}, e
     other = "labels" if layout == "one_hot" else "one_hot"
     try:
-        probe = _softmax_ce_on(ctx, x, y, other)  # only a verdict on the loss itself says which targets it takes
+        # only a verdict on the loss itself says which targets it takes
+        probe = _softmax_ce_on(ctx, x, y, other, near_one)
         right_otherwise = "loss" in probe and all(passes(error(k, *v)) for k, v in probe.items())
     except Exception:  # noqa: BLE001 - a probe only: the first verdict stands
         right_otherwise = False
@@ -1316,16 +1331,9 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
     return quantities
 
 
-def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str) -> Quantities:
-    probabilities_in = ctx.entry.get("input", "logits") == "probabilities"
-    near_one = False  # the labels' probabilities all ~1: the loss ~0, where a clamp at 1 - eps shows as eps
-    if probabilities_in and layout == "labels":
-        # huge logits: a label whose probability underflows to 0 has no finite log, whatever the student wrote,
-        # so each sample's label is its most probable class there: the loss is called (it must be a finite
-        # number) and its gradient graded
-        p = torch.softmax(torch.from_numpy(x), dim=1).numpy()
-        if p[np.arange(len(y)), y].min() < 1e-250:
-            y, near_one = x.argmax(axis=1), True
+def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near_one: bool) -> Quantities:
+    """The loss graded on ``layout``'s targets; ``near_one``: the labels are the most probable classes of huge
+    logits, so the loss (about 0) must only be finite."""
     xt = _t(x)
     reduction = ctx.entry.get("reduction", "mean")
     loss_t = torch.nn.functional.cross_entropy(xt, torch.from_numpy(y), reduction=reduction)
@@ -1346,9 +1354,9 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str) -> Q
         if probs is None:
             raise Wrong(f"{ctx.entry['softmax']}.forward returned None")
         expected = torch.softmax(torch.from_numpy(x), dim=1).numpy()
-        # with one-hot targets a loss of probabilities reads the log of every class's (sum(t * log p), where
-        # 0 * log 0 is nan): where one underflows to 0 it cannot be finite, whatever the student wrote, so only
-        # the softmax is graded there (it must still be right and finite); labels were chosen above to be safe
+        # with one-hot targets the courses' loss of probabilities, sum(t * log p), reads the log of every class's,
+        # and where one underflows to 0 that formula is nan (0 * log 0), however carefully written, so only the
+        # softmax is graded there (it must still be right and finite); labels were chosen above to be safe
         read = expected if layout == "one_hot" else expected[np.arange(len(y)), y]
         if read.min() < 1e-250:
             unchanged("x", x, xs)
