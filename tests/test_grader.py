@@ -704,6 +704,29 @@ def test_numpy_1_era_code_that_numpy_2_refuses_is_explained_and_the_table_names_
     assert "no longer turns an array of one element into a number" in out
 
 
+def test_python_2_code_is_told_why_it_fails(tmp_path):
+    """CS231n's 2016 files ran on Python 2: `/` of two integers gave an integer there and a float here, and
+    xrange is gone. The failures name the cause; a float index for another reason gets no such hint."""
+    source = CS231N[0].read_text()
+    old = "    H_out = 1 + (H + 2 * pad - HH) // stride\n"
+    assert source.count(old) == 1
+    cases = {"divided": (source.replace(old, old.replace("//", "/")), "conv", "Python 2's / of two integers"),
+             "xrange": (source.replace("for n in range(N):", "for n in xrange(N):", 1), "conv",
+                        "xrange is Python 2's; Python 3 has range")}
+    for name, (text, kind, hint) in cases.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "layers.py").write_text(text)
+        row = grade([tmp_path / name / "layers.py"], resolve_convention("cs231n", None), only=[kind],
+                    configs=1).rows[0]
+        assert row.passed == 0 and hint in row.first_failure, row.failures
+    from twinnet.grader.loader import era_hint
+
+    try:
+        np.add(np.zeros(2, dtype=np.int64), 0.5, out=np.zeros(2, dtype=np.int64))
+    except TypeError as e:
+        assert era_hint(e) == ""
+
+
 ELU_MODULE = ("\n\nclass ELUModule(object):\n    def __init__(self, alpha):\n        self.alpha = alpha\n\n"
               "    def forward(self, x):\n        self.x = x\n        return np.where(x > 0, x, self.alpha * (np.exp(x) - 1))\n\n"
               "    def backward(self, dout):\n        return dout * np.where(self.x > 0, 1.0, self.alpha * np.exp(self.x))\n\n"

@@ -338,10 +338,31 @@ def call(files: list[Path], fn, *args, what: str = "", **kwargs):
             raise
         message = f"{what or 'a call'} raised {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
         message = message.rstrip(": ")
-        if isinstance(e, TypeError) and "arrays can be converted to Python scalars" in str(e):
-            message += (f" (NumPy {np.__version__} no longer turns an array of one element into a number, as "
-                        "NumPy 1 did: code of that era needs int(a[0]) or a.item())")
+        message += era_hint(e)
         raise StudentError(message, student_line(e, files)) from None
     finally:
         if watchdog is not None:
             watchdog.cancel()
+
+
+# what code written for an older Python or NumPy raises here, and what it means
+_FLOAT_AS_INT = ("object cannot be interpreted as an integer", "indices must be integers", "only integers, slices",
+                 "to dtype('int64') according to the rule")
+
+
+def era_hint(e: BaseException) -> str:
+    """Where a student's exception is what code of an older era raises now, why (else "")."""
+    text = str(e)
+    if isinstance(e, TypeError) and "arrays can be converted to Python scalars" in text:
+        return (f" (NumPy {np.__version__} no longer turns an array of one element into a number, as NumPy 1 did: "
+                "code of that era needs int(a[0]) or a.item())")
+    if isinstance(e, NameError) and getattr(e, "name", None) in ("xrange", "unicode", "raw_input", "basestring"):
+        return f" ({e.name} is Python 2's; Python 3 has {_PY3[e.name]})"
+    if isinstance(e, (TypeError, IndexError)) and any(s in text for s in _FLOAT_AS_INT):
+        return (" (a size or index computed with /? In Python 3 / gives a float; Python 2's / of two integers was "
+                "Python 3's //)")
+    return ""
+
+
+_PY3 = {"xrange": "range", "unicode": "str", "raw_input": "input", "basestring": "str"}
+
