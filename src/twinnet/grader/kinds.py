@@ -934,24 +934,38 @@ def _groupnorm(cfg, ctx: Context) -> Quantities:
         return {k: (np.reshape(v, (1, c, 1, 1)) if k.startswith(("dgamma", "dbeta")) and np.shape(v) == (c,) else v,
                     r) for k, (v, r) in result.items()}
 
-    try:
-        result = graded(gamma, beta)
-        if all(passes(error(k, *v)) for k, v in result.items()):
-            return result
-        failure: Exception | None = None
-    except (StudentError, Wrong) as e:
-        if getattr(e, "timed_out", False):  # no second call of code that ran past its time limit
-            raise
-        result, failure = {}, e
-    try:  # gamma and beta flat, (C,), as CS231n's 2018-19 docstring gave them (its notebook: (1, C, 1, 1))
-        flat = graded(gamma.reshape(c), beta.reshape(c))
-        if all(passes(error(k, *v)) for k, v in flat.items()):
-            return flat
-    except Exception:  # noqa: BLE001 - a probe only: the first verdict stands
-        pass
+    result, failure, ok = _attempt(lambda: graded(gamma, beta))
+    if ok:
+        return result
+    # gamma and beta flat, (C,), as CS231n's 2018-19 docstring gave them (its notebook: (1, C, 1, 1))
+    flat = _probe(lambda: graded(gamma.reshape(c), beta.reshape(c)))
+    if flat is not None:
+        return flat
     if failure is not None:
         raise failure
     return result
+
+
+def _attempt(grade: Callable[[], Quantities]) -> tuple[Quantities, Exception | None, bool]:
+    """``grade()``: its quantities (none where it raised), the ``StudentError`` or ``Wrong`` it raised, and
+    whether every quantity passed; a call past its time limit is raised at once (no second call of such code)."""
+    try:
+        quantities = grade()
+        return quantities, None, all(passes(error(k, *v)) for k, v in quantities.items())
+    except (StudentError, Wrong) as e:
+        if getattr(e, "timed_out", False):
+            raise
+        return {}, e, False
+
+
+def _probe(grade: Callable[[], Quantities]) -> Quantities | None:
+    """``grade()`` tried as another reading of the student's code: its quantities where every one passes, else
+    None, whatever it raised (the first verdict then stands)."""
+    try:
+        quantities = grade()
+        return quantities if all(passes(error(k, *v)) for k, v in quantities.items()) else None
+    except Exception:  # noqa: BLE001 - a probe only
+        return None
 
 
 def _normalisation(ctx: Context, inputs: tuple, extra: tuple, param: dict, dout, refs: list[dict],
@@ -1306,23 +1320,12 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
             for i in low:
                 y[i] = ctx.rng.choice(np.flatnonzero(p[i] >= 1e-2))
     layout = ctx.entry.get("target", "labels")
-    try:
-        quantities = _softmax_ce_on(ctx, x, y, layout, near_one)
-        if all(passes(error(k, *v)) for k, v in quantities.items()):
-            return quantities
-        failure: Exception | None = None
-    except (StudentError, Wrong) as e:
-        if getattr(e, "timed_out", False):  # no second call of code that ran past its time limit
-            raise
-        quantities, failure = {}, e
+    quantities, failure, ok = _attempt(lambda: _softmax_ce_on(ctx, x, y, layout, near_one))
+    if ok:
+        return quantities
     other = "labels" if layout == "one_hot" else "one_hot"
-    try:
-        # only a verdict on the loss itself says which targets it takes
-        probe = _softmax_ce_on(ctx, x, y, other, near_one)
-        right_otherwise = "loss" in probe and all(passes(error(k, *v)) for k, v in probe.items())
-    except Exception:  # noqa: BLE001 - a probe only: the first verdict stands
-        right_otherwise = False
-    if right_otherwise:
+    probe = _probe(lambda: _softmax_ce_on(ctx, x, y, other, near_one))
+    if probe is not None and "loss" in probe:  # only a verdict on the loss itself says which targets it takes
         said = {"labels": "integer labels", "one_hot": "one-hot targets"}
         raise Wrong(f"{ctx.entry['loss']} takes {said[other]}, and this convention gives {said[layout]} (a course "
                     f"that uses {said[other]}: target = \"{other}\" in a spec)")
