@@ -92,28 +92,50 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
 
 def _show_some(stream, label: str | None = None) -> None:
     """Pass on to stderr the first ``SHOWN_BYTES`` of what the grading process prints (the submission's own
-    prints; stdout is kept for the grades), each line after ``[label]`` where one is given, and say how much
-    more there was: a print in a loop cannot flood the terminal or a grading log."""
-    shown, dropped, line_start = 0, 0, True
-    prefix = f"[{label}] ".encode(errors="replace") if label else b""
+    prints; stdout is kept for the grades), whole lines, each after ``[label]`` where one is given, and say how
+    much more there was: a print in a loop cannot flood the terminal or a grading log, and the lines of students
+    graded at once (``--each --jobs``) do not run into each other."""
+    prefix = ("[" + "".join(ch if ch.isprintable() else "?" for ch in label) + "] ").encode(errors="replace") \
+        if label else b""
+    shown = dropped = 0  # bytes written (prefixes included), and the submission's bytes not shown
+    pending = b""  # the start of a line not yet ended
+
+    def emit(line: bytes, ended: bool) -> None:
+        nonlocal shown, dropped
+        room = SHOWN_BYTES - shown
+        out = prefix + line + b"\n"  # a line cut short (at the limit, or by the end) ends here too
+        keep = out[:room] if room > 0 else b""
+        if keep:
+            _write_stderr(keep if keep.endswith(b"\n") else keep + b"\n")
+            shown += len(keep)
+        dropped += len(line) + ended - max(0, min(len(keep), len(prefix) + len(line) + ended) - len(prefix))
+
     with stream:
         while chunk := stream.read1(65536):
-            keep = chunk[:max(0, SHOWN_BYTES - shown)]
-            shown, dropped = shown + len(keep), dropped + len(chunk) - len(keep)
-            if keep:
-                if prefix:  # a prefix at the start of every line, as the lines arrive in pieces
-                    text = (prefix if line_start else b"") + keep.replace(b"\n", b"\n" + prefix)
-                    line_start = text.endswith(b"\n" + prefix)
-                    keep = text[:-len(prefix)] if line_start else text
-                with contextlib.suppress(OSError, ValueError):
-                    if (binary := getattr(sys.stderr, "buffer", None)) is not None:
-                        binary.write(keep)
-                    else:
-                        sys.stderr.write(keep.decode(errors="replace"))
-                    sys.stderr.flush()
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                emit(line, True)
+            if len(pending) > 65536:  # a line that does not end: shown as far as it came
+                emit(pending, False)
+                pending = b""
+    if pending:
+        emit(pending, False)
     if dropped:
         print(f"twinnet: {f'{label} ' if label else 'the submission '}printed {dropped:,} more bytes, not shown",
               file=sys.stderr)
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+def _write_stderr(data: bytes) -> None:
+    """One write to stderr, whole, whichever grading process's reader thread gives it."""
+    with _STDERR_LOCK, contextlib.suppress(OSError, ValueError):
+        if (binary := getattr(sys.stderr, "buffer", None)) is not None:
+            binary.write(data)
+        else:
+            sys.stderr.write(data.decode(errors="replace"))
+        sys.stderr.flush()
 
 
 def stop_all() -> None:

@@ -964,6 +964,10 @@ def _probe(grade: Callable[[], Quantities]) -> Quantities | None:
     try:
         quantities = grade()
         return quantities if all(passes(error(k, *v)) for k, v in quantities.items()) else None
+    except StudentError as e:
+        if e.timed_out:  # the time limit holds for a probe too: the layer's other configurations are not run
+            raise
+        return None
     except Exception:  # noqa: BLE001 - a probe only
         return None
 
@@ -1309,12 +1313,12 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
     if ctx.entry.get("input", "logits") == "probabilities" and not cfg["wrong"]:
         # no label at a probability below 1e-2, so that a loss of probabilities that clamps its log (log(p +
         # 1e-10)) is graded alike at every seed (the clamp shows in the confidently wrong configuration, by
-        # design); on huge logits, where such a label's probability may underflow to 0 and then has no finite
-        # log whatever the student wrote, each sample's label is its most probable class: the loss is called (it
-        # must be a finite number) and its gradient graded
+        # design); on huge logits, where another label's probability may underflow to 0 and then has no finite
+        # log whatever the student wrote, each sample's label is its most probable class: the loss (about 0) is
+        # called, and must be a finite number, and its gradient is graded
         p = torch.softmax(torch.from_numpy(x), dim=1).numpy()
         low = np.flatnonzero(p[np.arange(len(y)), y] < 1e-2)
-        if cfg["scale"] >= 1000 and low.size:
+        if cfg["scale"] >= 1000:
             y, near_one = x.argmax(axis=1), True
         else:
             for i in low:

@@ -346,8 +346,10 @@ def call(files: list[Path], fn, *args, what: str = "", **kwargs):
 
 
 # what code written for an older Python or NumPy raises here, and what it means
-_FLOAT_AS_INT = ("object cannot be interpreted as an integer", "indices must be integers", "only integers, slices",
-                 "to dtype('int64') according to the rule")
+_FLOAT_AS_INT = ("'float' object cannot be interpreted as an integer", "float64' object cannot be interpreted",
+                 "indices must be integers or slices, not float",
+                 "indices must be integers or slices, not numpy.float", "array data from dtype('float64') to dtype('int64')",
+                 "arrays used as indices must be of integer (or boolean) type")
 
 
 def era_hint(e: BaseException) -> str:
@@ -359,8 +361,8 @@ def era_hint(e: BaseException) -> str:
     if isinstance(e, NameError) and getattr(e, "name", None) in ("xrange", "unicode", "raw_input", "basestring"):
         return f" ({e.name} is Python 2's; Python 3 has {_PY3[e.name]})"
     if isinstance(e, (TypeError, IndexError)) and any(s in text for s in _FLOAT_AS_INT):
-        return (" (a size or index computed with /? In Python 3 / gives a float; Python 2's / of two integers was "
-                "Python 3's //)")
+        return (" (a float where an integer belongs: a size or index computed with /? In Python 3 / gives a float; "
+                "Python 2's / of two integers was Python 3's //)")
     return ""
 
 
