@@ -1618,11 +1618,18 @@ def test_a_batch_norm_with_its_own_names_layout_eps_and_evaluation_keyword_is_gr
     bug = source.replace(unbiased, "self.V = Z.var(axis=0, ddof=1, keepdims=True)")
     row = _rows(_mytorch(tmp_path, source=bug, only=["batchnorm"], configs=1))["batchnorm"]
     assert row.passed == 0 and "updated with the unbiased batch variance" in row.first_failure
-    # a gradient in another shape than the course's (1, D) is named by the course's attribute
-    flat = source.replace("self.dLdBW = (dLdBZ * self.NZ).sum(axis=0, keepdims=True)",
-                          "self.dLdBW = (dLdBZ * self.NZ).sum(axis=0)")
-    row = _rows(_mytorch(tmp_path, source=flat, only=["batchnorm"], configs=1))["batchnorm"]
-    assert row.passed < row.total and "dgamma (dLdBW) has shape (3,), expected (1, 3)" in row.first_failure
+    # gamma's gradient flat, (D,), as students' sum(axis=0) gives it, updates the (1, D) parameter alike: it passes;
+    # one in another shape is named by the course's attribute
+    kept = "self.dLdBW = (dLdBZ * self.NZ).sum(axis=0, keepdims=True)"
+    for shape, ok in (("(dLdBZ * self.NZ).sum(axis=0)", True), ("(dLdBZ * self.NZ).sum(axis=0, keepdims=True).T",
+                                                                False)):
+        changed = source.replace(kept, f"self.dLdBW = {shape}")
+        row = _rows(_mytorch(tmp_path, source=changed, only=["batchnorm"], configs=3))["batchnorm"]
+        if ok:
+            assert row.total >= 3 and row.passed == row.total, row.failures
+        else:
+            assert row.passed < row.total and "dgamma (dLdBW) has shape (3, 1), expected (1, 3)" in \
+                row.first_failure, row.failures  # (a feature of one: (1, 1) either way)
 
 
 def test_a_gradient_off_by_the_batch_size_is_told_its_factor(tmp_path):
