@@ -1322,12 +1322,11 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
         # design); on huge logits, where another label's probability may underflow to 0 and then has no finite
         # log whatever the student wrote, each sample's label is its most probable class: the loss (about 0) is
         # called, and must be a finite number, and its gradient is graded
-        p = torch.softmax(torch.from_numpy(x), dim=1).numpy()
-        low = np.flatnonzero(p[np.arange(len(y)), y] < 1e-2)
         if cfg["scale"] >= 1000:
             y, near_one = x.argmax(axis=1), True
         else:
-            for i in low:
+            p = torch.softmax(torch.from_numpy(x), dim=1).numpy()
+            for i in np.flatnonzero(p[np.arange(len(y)), y] < 1e-2):
                 y[i] = ctx.rng.choice(np.flatnonzero(p[i] >= 1e-2))
     layout = ctx.entry.get("target", "labels")
     quantities, failure, ok = _attempt(lambda: _softmax_ce_on(ctx, x, y, layout, near_one))
