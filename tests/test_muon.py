@@ -1,5 +1,7 @@
 """Muon (twinnet.torch_nn.optim) against direct computations, and the cifar-fast preset's use of it."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -68,6 +70,10 @@ def test_cifar_fast_puts_the_trainable_filters_under_muon_and_the_rest_under_sgd
     rest, biases, muon = opt.param_groups
     assert (rest["lr"], biases["lr"], muon["lr"]) == pytest.approx((0.55, 0.55 * 64, 0.12))
     assert not rest["orthogonalize"] and rest["nesterov"] and rest["momentum"] == 0.85
+    assert muon["ns_steps"] == 3 and rest["ns_steps"] == 3  # the default; only Muon's group uses it
+    five = dataclasses.replace(cfg, muon_ns_steps=5)
+    five = make_learner(model, five, params=param_groups(model, five))
+    assert [g["ns_steps"] for g in five.optimizer.param_groups if g["orthogonalize"]] == [5]
     learner.scale_lr(0.25)  # a schedule scales each group from its own rate
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.55 / 4, 0.55 * 16, 0.03])
 
@@ -79,3 +85,5 @@ def test_muon_is_refused_where_it_does_not_apply(capsys):
     assert "optimizer=muon is not for this experiment" in capsys.readouterr().err
     assert main(["run", "cifar-fast", "--quick", "--set", "engine=numpy", "--set", "norm_bias_lr=1"]) == 2
     assert "belongs to the torch engine" in capsys.readouterr().err
+    assert main(["run", "cifar-fast", "--quick", "--set", "muon_ns_steps=0"]) == 2
+    assert "muon_ns_steps=0 is a number of Newton-Schulz iterations" in capsys.readouterr().err

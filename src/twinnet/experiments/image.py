@@ -83,6 +83,7 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
     # these defaults are airbench94_muon's for batches of 2,000 (cifar-fast sets 0.12 and 0.8 for its 1,000)
     muon_lr: float = 0.24
     muon_momentum: float = 0.6
+    muon_ns_steps: int = 3  # Newton-Schulz iterations that orthogonalise each filter's update (airbench94_muon: 3)
     tta: Literal["none", "flip", "flip_translate"] = "none"  # test-time augmentation of every evaluation
     # progressive freezing (FreezeOut, Brock et al. 2017), torch engine: "N@E" stages, comma-separated: once epoch
     # E is done (0: from the start) the network's layers 0 to N-1 stop training (batch norm's running statistics
@@ -124,6 +125,9 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
             raise ValueError(_lookahead_too_long(self.lookahead, self.steps))
         if not self.muon_lr > 0 or not 0 <= self.muon_momentum < 1:
             raise ValueError("muon_lr must be > 0 and muon_momentum in [0, 1)")
+        if self.muon_ns_steps < 1:
+            raise ValueError(f"muon_ns_steps={self.muon_ns_steps} is a number of Newton-Schulz iterations: >= 1 "
+                             "(airbench94_muon: 3; 5 orthogonalises more exactly)")
         if self.optimizer == "muon" and self.engine != "torch":
             raise ValueError("optimizer=muon belongs to the torch engine (the NumPy engine has no Muon); for the "
                              "NumPy engine use optimizer=sgd (and norm_bias_lr=1)")
@@ -504,7 +508,7 @@ def param_groups(model, cfg: ImageConfig) -> list[dict] | None:
                        "weight_decay": cfg.weight_decay / cfg.norm_bias_lr})
     if filters:
         groups.append({"params": filters, "lr": cfg.muon_lr, "momentum": cfg.muon_momentum, "nesterov": True,
-                       "orthogonalize": True})
+                       "orthogonalize": True, "ns_steps": cfg.muon_ns_steps})
     return groups
 
 
