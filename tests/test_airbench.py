@@ -311,7 +311,20 @@ def test_cifar_time_sets_each_budget_against_the_other_presets_shortest_budget_t
     assert "fast at 88 steps is at least 2.50 points ahead of slow (84.50% in 200 s against 82.00% in 210 s)" in text
     table = _equal_time_blocks(list(rows.values()))[1]
     assert [row[0] for row in table.rows] == ["fast (88)"]  # only leads bound anything
+    assert table.rows[0][-1] == "not recorded" and "run by run" not in text  # no seeds' times in these points
     assert _equal_time_blocks([rows[("fast", 350)]]) == []
+
+    # with the seeds' times: slow's shortest run against fast's longest decides whether the bound holds run by run
+    points[0].update(training_s_min=190.0, training_s_max=214.0)  # one fast run outlasted one of slow's
+    points[2].update(training_s_min=205.0, training_s_max=215.0)
+    [row] = [r for r in equal_time(points) if r["preset"] == "fast" and r["steps"] == 88]
+    text, table = (b for b in _equal_time_blocks([row]))
+    assert row["every_run"] is False and table.rows[0][-1] == "on the means only"
+    assert "for the seeds' mean times only" in text.markdown
+    points[0]["training_s_max"] = 205.0
+    [row] = [r for r in equal_time(points) if r["preset"] == "fast" and r["steps"] == 88]
+    text, table = (b for b in _equal_time_blocks([row]))
+    assert row["every_run"] is True and table.rows[0][-1] == "yes" and "holds run by run" in text.markdown
 
 
 def test_cifar_time_judges_the_presets_longest_budgets_by_their_seeds_spread():
