@@ -15,6 +15,7 @@ from twinnet.checkpoint import Checkpointer
 from twinnet.config import to_dict
 from twinnet.data.arrays import ArrayDataset
 from twinnet.data.augment import BatchAugment, normalize
+from twinnet.data.device import DeviceImageSource, on_device
 from twinnet.data.images import ImageSource
 from twinnet.learner import FlipAveraged, Lookahead, evaluate, make_learner
 from twinnet.registry import Experiment, register
@@ -355,8 +356,10 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
         on_epoch(0 if resume is None else
                  resume.step // global_batch(cfg, len(data.train)).steps_per_epoch(len(data.train)), learner)
     save_structures(run_dir, cfg.model, models, spec.input_shape, min(cfg.batch_len(len(data.train)), 256))
+    # on a GPU the images stay there and each batch is cut, augmented and normalised there (crops and flips)
+    train = on_device(data.train, device) if cfg.engine == "torch" and device != "cpu" else data.train
     try:
-        history = fit(learner, data.train, data.test, cfg, val=data.val, monitor="val_acc",
+        history = fit(learner, train, data.test, cfg, val=data.val, monitor="val_acc",
                       on_eval=lambda rec: run_dir.append_metrics({"engine": cfg.engine, **rec}),
                       checkpoints=checkpoints, resume=resume, on_epoch=on_epoch, desc=f"{cfg.model}/{cfg.engine}",
                       progress=ctx.progress)
@@ -383,6 +386,7 @@ def run(cfg: ImageConfig, run_dir: RunDir, ctx) -> dict:
         "outcome": "stopped early" if history.stopped_early else "completed",
         "engine": cfg.engine,
         "device": device,
+        "batches_made_on": "device" if isinstance(train, DeviceImageSource) else "host",
         "amp": amp,
         "conv_weight_grad": "matmul" if matmul_grads else "library",
         "model": cfg.model,
