@@ -128,6 +128,49 @@ def test_lookahead_moves_to_its_average_every_k_steps_and_ends_on_it():
     assert state is None or "lookahead" in state
 
 
+@pytest.mark.parametrize("wrapper", ["lookahead", "weight_average"])
+def test_weight_averages_of_a_torch_model_stay_beside_it_and_match_the_host_copies_to_the_bit(wrapper, monkeypatch):
+    import twinnet.learner as learner_module
+    from twinnet.learner import Lookahead, WeightAverage, make_learner
+    from twinnet.train import TrainConfig
+
+    rng = np.random.default_rng(0)
+    batches = [(rng.standard_normal((8, 3, 6, 6)).astype(np.float32), rng.integers(0, 3, 8)) for _ in range(7)]
+
+    def train(host_copies: bool, steps=range(7), state=None):
+        if host_copies:  # what the wrappers did before: the weights copied to NumPy at every update
+            monkeypatch.setattr(learner_module, "_weights", lambda learner: learner.state_dict())
+        else:
+            monkeypatch.undo()
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                    torch.nn.Flatten(), torch.nn.Linear(64, 3))
+        inner = make_learner(model, TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9))
+        learner = Lookahead(inner, every=2, total=7) if wrapper == "lookahead" else WeightAverage(inner, decay=0.7)
+        if state is not None:
+            learner.load_training_state(state)
+        for k in steps:
+            learner.train_step(*batches[k])
+        return learner
+
+    host, device = train(host_copies=True), train(host_copies=False)
+    kept = next(iter(device.average.values()))
+    assert isinstance(kept, torch.Tensor)  # beside the model (a GPU's tensors there), not copied to the host
+    for a, b in zip(host.state_dict().values(), device.state_dict().values()):
+        assert isinstance(b, np.ndarray) and np.array_equal(a, b)
+    for a, b in zip(host.inner.state_dict().values(), device.inner.state_dict().values()):
+        assert np.array_equal(a, b)
+    # a checkpoint holds NumPy arrays and a resume from it goes on as the unbroken run did
+    state = train(host_copies=False, steps=range(3)).training_state()
+    key = "lookahead" if wrapper == "lookahead" else "weight_average"
+    saved = state[key]["average"] if wrapper == "lookahead" else state[key]
+    assert all(isinstance(v, np.ndarray) for v in saved.values())
+    resumed = train(host_copies=False, steps=range(3, 7), state=state)
+    assert all(isinstance(v, torch.Tensor) for v in resumed.average.values())
+    for a, b in zip(resumed.state_dict().values(), device.state_dict().values()):
+        assert np.array_equal(a, b)
+
+
 def test_flip_and_translate_tta_averages_the_eight_views_as_airbench_does():
     from twinnet.learner import FlipAveraged
 

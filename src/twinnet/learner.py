@@ -373,31 +373,57 @@ class LearnerWrapper:
         return getattr(self.inner, name)
 
 
+def _weights(learner: Learner) -> dict:
+    """The weights an average of them follows: a torch model's own tensors, where it trains (on a GPU, no
+    copy to the host and no wait for the device), else ``state_dict()``'s NumPy copies."""
+    return learner.model.state_dict() if isinstance(learner, TorchLearner) else learner.state_dict()
+
+
+def _floating(a) -> bool:
+    return a.is_floating_point() if hasattr(a, "is_floating_point") else np.issubdtype(a.dtype, np.floating)
+
+
+def _copy(a):
+    return a.clone() if hasattr(a, "clone") else a.copy()
+
+
+def _host(a) -> np.ndarray:
+    """A NumPy copy of an array or tensor (what checkpoints and ``state_dict`` hold)."""
+    return a.detach().cpu().numpy().copy() if hasattr(a, "detach") else np.array(a, copy=True)
+
+
+def _like(saved, learner: Learner) -> dict:
+    """Saved arrays as the learner's weights hold them (on a torch model's device, in its dtypes)."""
+    weights = _weights(learner)
+    if not isinstance(learner, TorchLearner):
+        return {k: np.asarray(v).copy() for k, v in saved.items()}
+    import torch
+
+    return {k: torch.as_tensor(np.asarray(v)).to(weights[k].device, weights[k].dtype).clone() for k, v in saved.items()}
+
+
 class WeightAverage(LearnerWrapper):
     """An exponential moving average of the weights (EMA): training steps the raw weights, predictions
     (evaluations, keep-best, the final figures) use the average, ``decay`` per step.
 
     Every floating-point entry of the state dict is averaged (batch norm's running statistics too);
-    integer ones (counters) follow the raw model. The average is kept as NumPy arrays, updated after
-    every step: a copy of the weights per step, cheap on a CPU, a host transfer per step on a GPU."""
+    integer ones (counters) follow the raw model. The average is kept beside the weights, updated after
+    every step: NumPy arrays for the NumPy engine, tensors on the model's device for torch."""
 
     def __init__(self, inner: Learner, decay: float = 0.99) -> None:
         super().__init__(inner)
         if not 0 <= decay < 1:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
-        self.decay, self.average = decay, inner.state_dict()
+        self.decay, self.average = decay, {k: _copy(v) for k, v in _weights(inner).items()}
 
     def train_step(self, x, y, total=None):
         out = self.inner.train_step(x, y, total)
-        for k, w in self.inner.state_dict().items():
-            if np.issubdtype(w.dtype, np.floating):
-                self.average[k] = self.decay * self.average[k] + (1 - self.decay) * w
-            else:
-                self.average[k] = w
+        for k, w in _weights(self.inner).items():
+            self.average[k] = self.decay * self.average[k] + (1 - self.decay) * w if _floating(w) else _copy(w)
         return out
 
     def predict(self, x, batch_size=1024):
-        raw = self.inner.state_dict()
+        raw = {k: _copy(v) for k, v in _weights(self.inner).items()}
         self.inner.load_weights(self.average)
         try:
             return self.inner.predict(x, batch_size)
@@ -405,11 +431,11 @@ class WeightAverage(LearnerWrapper):
             self.inner.load_weights(raw)
 
     def state_dict(self):
-        return {k: v.copy() for k, v in self.average.items()}
+        return {k: _host(v) for k, v in self.average.items()}
 
     def load_weights(self, state):
         self.inner.load_weights(state)
-        self.average = self.inner.state_dict()
+        self.average = {k: _copy(v) for k, v in _weights(self.inner).items()}
 
     def synchronize(self):
         """The average's running statistics too (its weights are the same on every rank already)."""
@@ -417,11 +443,11 @@ class WeightAverage(LearnerWrapper):
         _average_buffers(self)
 
     def training_state(self):
-        return {**self.inner.training_state(), "weight_average": dict(self.average)}
+        return {**self.inner.training_state(), "weight_average": {k: _host(v) for k, v in self.average.items()}}
 
     def load_training_state(self, state):
         self.inner.load_training_state({k: v for k, v in state.items() if k != "weight_average"})
-        self.average = {k: np.asarray(v).copy() for k, v in state["weight_average"].items()}
+        self.average = _like(state["weight_average"], self.inner)
 
 
 class Lookahead(LearnerWrapper):
@@ -436,20 +462,20 @@ class Lookahead(LearnerWrapper):
         if not 1 <= every <= total:
             raise ValueError(f"need 1 <= every <= total (else no average is taken and the last step loads the "
                              f"initial weights), got every={every}, total={total}")
-        self.every, self.total, self.steps, self.average = every, total, 0, inner.state_dict()
+        self.every, self.total, self.steps = every, total, 0
+        self.average = {k: _copy(v) for k, v in _weights(inner).items()}  # beside the weights (see WeightAverage)
 
     def train_step(self, x, y, total=None):
         out = self.inner.train_step(x, y, total)
         self.steps += 1
         if self.steps % self.every == 0:
             decay = 0.95**self.every * (self.steps / self.total) ** 3
-            for k, w in self.inner.state_dict().items():
-                floating = np.issubdtype(w.dtype, np.floating)
-                self.average[k] = self.average[k] + (1 - decay) * (w - self.average[k]) if floating else w
+            for k, w in _weights(self.inner).items():
+                self.average[k] = self.average[k] + (1 - decay) * (w - self.average[k]) if _floating(w) else _copy(w)
             self.inner.load_weights(self.average)
         elif self.steps == self.total:
-            self.inner.load_weights({k: v if np.issubdtype(v.dtype, np.floating) else w
-                                     for (k, v), w in zip(self.average.items(), self.inner.state_dict().values())})
+            self.inner.load_weights({k: v if _floating(v) else w
+                                     for (k, v), w in zip(self.average.items(), _weights(self.inner).values())})
         return out
 
     def synchronize(self):
@@ -458,11 +484,12 @@ class Lookahead(LearnerWrapper):
         _average_buffers(self)
 
     def training_state(self):
-        return {**self.inner.training_state(), "lookahead": {"average": dict(self.average), "steps": self.steps}}
+        return {**self.inner.training_state(),
+                "lookahead": {"average": {k: _host(v) for k, v in self.average.items()}, "steps": self.steps}}
 
     def load_training_state(self, state):
         self.inner.load_training_state({k: v for k, v in state.items() if k != "lookahead"})
-        self.average = {k: np.asarray(v).copy() for k, v in state["lookahead"]["average"].items()}
+        self.average = _like(state["lookahead"]["average"], self.inner)
         self.steps = int(state["lookahead"]["steps"])
 
 
