@@ -1338,11 +1338,11 @@ def test_an_older_years_files_without_the_optional_layers_pass_and_those_rows_co
     absent = {r["kind"]: r for r in grades["layers"] if not r["submitted"]}
     assert set(absent) == set(OPTIONAL)
     assert all(r["points"] == r["max_points"] == 0 and r["first_failure"] is None for r in absent.values())
-    # a submission that cannot be graded at all loses the 10 points it had to earn, not the optional ones (the
-    # recurrent layers among them, written in NumPy until 2024)
+    # a submission that cannot be graded at all loses the 9 points it had to earn, not the optional ones (the
+    # recurrent layers among them, written in NumPy until 2024, and the SVM loss, gone from the course in 2025)
     (tmp_path / "exits.py").write_text("import os\nos._exit(0)\n")
     assert main(["check", str(tmp_path / "exits.py"), "--convention", "cs231n", "--json", str(out_json)]) == 2
-    assert json.loads(out_json.read_text())["max_points"] == 10
+    assert json.loads(out_json.read_text())["max_points"] == 9
 
 
 def test_files_of_2025_without_the_numpy_recurrent_layers_pass_on_the_layers_they_have(tmp_path, capsys):
@@ -1358,6 +1358,13 @@ def test_files_of_2025_without_the_numpy_recurrent_layers_pass_on_the_layers_the
     out = capsys.readouterr().out
     for title in ("RNN step", "LSTM step"):
         assert any(line.startswith(f"| {title}") and NOT_SUBMITTED in line for line in out.splitlines()), out
+    # 2026's layers.py has no svm_loss either (assignment 1 dropped the SVM in 2025)
+    assert "def svm_loss" in layers[0].read_text() and any(line.startswith("| SVM") for line in out.splitlines())
+    (tmp_path / "layers.py").write_text(_without(layers[0].read_text(), "svm_loss"))
+    assert main(["check", str(tmp_path / "layers.py"), str(STUDENTS / "cs231n" / "optim.py"), "--convention",
+                 "cs231n", "--configs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert any(line.startswith("| SVM") and NOT_SUBMITTED in line for line in out.splitlines()), out
 
 
 def test_an_optional_layer_of_which_only_some_functions_are_there_fails_naming_the_missing_ones(tmp_path):
@@ -1533,6 +1540,29 @@ def test_an_optional_layer_is_submitted_by_its_own_names_not_those_it_shares_wit
     report = grade([modules], resolve_convention(None, spec), configs=1)
     rows = _rows(report)
     assert not rows["mlp"].submitted and rows["linear"].passed == rows["linear"].total > 0 and report.ok
+
+
+def test_a_flat_gradient_of_a_row_bias_passes_the_linear_layer_and_the_mlp_and_of_a_column_bias_fails(tmp_path):
+    """UvA 2024: a (1, M) bias whose gradient is dout.sum(axis=0), (M,): the SGD step broadcasts it to the same
+    update. A (M, 1) column bias with a flat gradient would broadcast to (M, M), so it still fails, by shape."""
+    spec = tmp_path / "course.toml"
+    spec.write_text('style = "module"\nparams = "dict"\ngrads = "overwrite"\n'
+                    '[layers.linear]\nclass = "LinearModule"\nweight = "out_in"\nbias = "any"\n'
+                    '[layers.mlp]\nclass = "MLP"\nlinear = "LinearModule"\noutput = "probabilities"\n')
+    modules = (STUDENTS / "uva" / "modules.py").read_text()
+    keep = "self.grads['bias'] = np.sum(dout, axis=0, keepdims=True)"
+    assert keep in modules
+    (tmp_path / "modules.py").write_text(modules.replace(keep, "self.grads['bias'] = np.sum(dout, axis=0)"))
+    (tmp_path / "mlp_numpy.py").write_text(UVA[1].read_text())
+    files = [tmp_path / "modules.py", tmp_path / "mlp_numpy.py"]
+    report = grade(files, resolve_convention(None, spec), only=["linear", "mlp"], configs=3)
+    assert all(r.passed == r.total > 0 for r in report.rows), [r.failures for r in report.rows]
+    column = modules.replace("np.zeros((1, out_features))", "np.zeros((out_features, 1))").replace(
+        "+ self.params['bias']", "+ self.params['bias'].T").replace(keep, "self.grads['bias'] = np.sum(dout, axis=0)")
+    assert column.count("(out_features, 1)") == 2
+    (tmp_path / "modules.py").write_text(column)
+    rows = _rows(grade(files, resolve_convention(None, spec), only=["linear"], configs=3))
+    assert rows["linear"].passed == 0 and "has shape (" in rows["linear"].failures[0]
 
 
 def test_the_notebook_check_leaves_numpys_global_generator_as_it_was(capsys):

@@ -24,7 +24,8 @@ the old statistics' weight, CS231n; ``update``: the new batch's, torch); the los
 An entry with ``optional = true`` is a layer some years of the course did not have: a submission that
 defines none of its functions gets a row marked not submitted, worth 0 of 0 points and outside the verdict;
 one that defines some of them is graded (the missing ones fail it), and ``--only KIND`` makes it required.
-CS231n's dropout, layer norm, spatial batch and group norm and word embedding are optional.
+CS231n's dropout, layer norm, spatial batch and group norm, word embedding, the SVM loss and the recurrent
+layers are optional.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ CS231N: dict[str, Any] = {
         "spatial_groupnorm": {"forward": "spatial_groupnorm_forward", "backward": "spatial_groupnorm_backward",
                               "optional": True},
         "softmax_loss": {"function": "softmax_loss"},
-        "svm_loss": {"function": "svm_loss"},
+        # optional: since 2025 the course's assignment 1 has no SVM, and 2026's layers.py no svm_loss
+        "svm_loss": {"function": "svm_loss", "optional": True},
         # optional since 2025, when the course moved its RNN layers to PyTorch (rnn_layers_pytorch.py, forward only)
         "rnn_step": {"forward": "rnn_step_forward", "backward": "rnn_step_backward", "optional": True},
         "rnn": {"forward": "rnn_forward", "backward": "rnn_backward", "optional": True},

@@ -231,7 +231,8 @@ def _linear(cfg, ctx: Context) -> Quantities:
         unchanged("x", x.reshape(cfg["n"], d), xs)
         dx = ctx.call(layer.backward, dout.copy(), what=f"{ctx.entry['class']}.backward")
         grads = _grads(ctx, layer)
-        got = {"out": out, "dx": dx, "dw": grads.get("weight"), "db": grads.get("bias")}
+        got = {"out": out, "dx": dx, "dw": grads.get("weight"),
+               "db": _row_from_flat(grads.get("bias"), layout, cfg["m"])}
         for r in refs:
             r["dx"], r["db"] = r["dx"].reshape(cfg["n"], d), _bias_as(layout, r["db"]) * scale
             r["dw"] = (r["dw"].T if in_out else r["dw"]) * scale
@@ -276,6 +277,13 @@ _BIAS_SHAPES = {"flat": (-1,), "row": (1, -1), "column": (-1, 1)}  # a conventio
 def _bias_as(layout: str, b: np.ndarray) -> np.ndarray:
     """A bias of shape (M,) in the convention's layout: ``flat`` (M,), ``row`` (1, M) or ``column`` (M, 1)."""
     return b.reshape(_BIAS_SHAPES[layout])
+
+
+def _row_from_flat(grad, layout: str, m: int):
+    """A gradient given flat, (M,), for a parameter laid out as a row, (1, M), taken as that row: the step
+    ``p - lr * grad`` broadcasts it to the same update (courses' own tests rarely read its shape, e.g. UvA 2024's
+    ``sum(axis=0)`` for a (1, M) bias). A column parameter's, (M, 1), would broadcast to (M, M): it stays as given."""
+    return np.reshape(grad, (1, m)) if layout == "row" and np.shape(grad) == (m,) else grad
 
 
 class Halted(Exception):
@@ -487,6 +495,8 @@ def _second_pass(ctx: Context, layer, x, first_ref: dict, grads_of: Callable[[np
         expected = g1 + alone[name] if accumulate else alone[name]
         other = alone[name] if accumulate else g1 + alone[name]
         g2 = second.get(name)
+        if np.ndim(expected) == 2 and len(expected) == 1:  # a row parameter: its gradient may be flat (_row_from_flat)
+            g2 = _row_from_flat(g2, "row", np.size(expected))
         if _follows(g2, other, expected):
             raise Wrong(f"the gradient of {name} is {'overwritten' if accumulate else 'summed'} over backward calls; "
                         f"this convention {'sums it until zero_grad' if accumulate else 'overwrites it'}")
@@ -872,8 +882,8 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
     if not functional and ctx.entry.get("layout", "flat") == "row":
         # gamma's and beta's gradients flat, (D,), beside the layout's (1, D): they update the (1, D) parameters
         # alike (a step's w - lr * dw broadcasts), and the course's own tests never read their shape
-        result = {k: (np.reshape(v, (1, d)) if k.startswith(("dgamma", "dbeta", "dweight", "dbias"))
-                      and np.shape(v) == (d,) else v, r) for k, (v, r) in result.items()}
+        result = {k: (_row_from_flat(v, "row", d) if k.startswith(("dgamma", "dbeta", "dweight", "dbias")) else v, r)
+                  for k, (v, r) in result.items()}
     return result
 
 
@@ -1520,7 +1530,8 @@ def _mlp(cfg, ctx: Context) -> Quantities:
             grads = _grads(lin_ctx, mine)
             ref = layout(theirs.weight.grad.numpy(), theirs.bias.grad.numpy(), k)
             result[f"dW of layer {k + 1} at step {step}"] = (grads.get("weight"), [ref["weight"]])
-            result[f"db of layer {k + 1} at step {step}"] = (grads.get("bias"), [ref["bias"]])
+            result[f"db of layer {k + 1} at step {step}"] = (_row_from_flat(grads.get("bias"), bias_layouts[k],
+                                                                            theirs.out_features), [ref["bias"]])
             params = _params(lin_ctx, mine)
             if grads.get("weight") is not None and grads.get("bias") is not None:  # the same SGD step on both
                 for name in ("weight", "bias"):
