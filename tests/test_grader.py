@@ -1007,7 +1007,48 @@ def test_a_whole_class_is_graded_one_folder_each_into_a_csv(tmp_path, capsys):
     assert rows["dave"]["points"] == "0.0" and "2 files match layers.py (a/layers.py, b/layers.py)" in \
         rows["dave"]["first_failure"]
     out = capsys.readouterr().out
-    assert "| alice | 3/3 | all passed |" in out and "1 of 4 passed every layer" in out
+    assert "| alice | 3/3 (100%) | all passed |" in out and "| bob | 0/3 (0%) | no optim.py in bob |" in out
+    assert "1 of 4 passed every layer" in out
+
+
+def test_the_class_csv_leaves_an_optional_layer_not_submitted_empty_and_long_failures_end_at_a_word(tmp_path,
+                                                                                                   capsys):
+    import csv
+
+    from twinnet.grader import Report, Row
+    from twinnet.grader.each import grade_each, shorten
+
+    root = tmp_path / "submissions"
+    for name in ("ann", "ben"):
+        (root / name).mkdir(parents=True)
+        (root / name / "layers.py").write_text("")
+    failure = "config #3 n=4: " + "the gradient of the weight is wrong where this convention reads it " * 3
+
+    def grade(paths, convention, **kwargs):
+        ann = paths[0].parent.name == "ann"
+        rows = [Row("relu", "ReLU", 1, 1, 0.0, None, [], 1.0),
+                Row("dropout", "dropout", 0, 1 if ann else 0, 0.0, failure if ann else None, [], 0.0,
+                    submitted=ann, max_points=1.0 if ann else 0.0)]
+        return Report("cs231n", 0, [str(p) for p in paths], rows)
+
+    out_csv = tmp_path / "g.csv"
+    results = grade_each(root, [Path("layers.py")], resolve_convention("cs231n", None), only=None, seed=0,
+                         configs=1, csv_path=out_csv, grade=grade)
+    rows = {r["student"]: r for r in csv.DictReader(out_csv.open())}
+    assert rows["ann"]["dropout"] == "0.0" and rows["ben"]["dropout"] == ""  # failed, against not submitted
+    assert rows["ann"]["max_points"] != rows["ben"]["max_points"]
+    err = capsys.readouterr().err
+    said = next(line for line in err.splitlines() if "ann" in line)
+    assert said.endswith("…)") and len(said) < 160
+    kept, whole = said[said.index("(") + 1:-2], "dropout: " + failure
+    assert whole.startswith(kept) and whole[len(kept)] == " "  # cut where a word ends
+    from twinnet.grader.each import format_class
+
+    table = format_class(results, "cs231n")
+    assert "| ann | 1/2 (50%) | dropout: config #3 n=4: the gradient" in table and "| ben | 1/1 (100%) |" in table
+    assert all(len(cell) <= 140 for line in table.splitlines() for cell in line.split(" | "))
+    assert shorten("short", 10) == "short" and shorten("a" * 30, 10) == "a" * 9 + "…"  # no space: cut where it falls
+    assert shorten("one two three four", 12) == "one two…"
 
 
 def test_what_students_print_goes_to_stderr_after_their_names_and_stdout_keeps_the_grades(tmp_path, capsys,

@@ -120,7 +120,7 @@ def grade_each(root: Path, names: list[Path], convention: dict[str, Any], *, onl
                 done[result["student"]] = result
                 print(f"[{len(done)}/{len(folders)}] {result['student']}: {result['points']:g}/"
                       f"{result['max_points']:g} points" + ("" if result["all_passed"] else
-                                                           f" ({result['first_failure'][:100]})"),
+                                                           f" ({shorten(result['first_failure'], 100)})"),
                       file=sys.stderr, flush=True)
                 if csv_path is not None:  # every grade given so far, in the students' order
                     write_csv(csv_path, [done[name] for name in order if name in done])
@@ -133,13 +133,22 @@ def grade_each(root: Path, names: list[Path], convention: dict[str, Any], *, onl
     return [done[name] for name in order]
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters at a word's end, with an ellipsis where it was cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    return (cut[:cut.rfind(" ")] if " " in cut[limit // 2:] else cut).rstrip(" ,;:(") + "…"
+
+
 def write_csv(path: Path, results: list[dict[str, Any]]) -> None:
-    """The grades as CSV, one row per student, every layer's points in a column of its own (atomically)."""
+    """The grades as CSV, one row per student, every layer's points in a column of its own (atomically); an
+    empty cell where a student did not submit an optional layer (worth 0 of 0 points, not a 0 earned)."""
     from twinnet.runs import atomic_write_bytes
 
     columns = CSV_HEAD + [k for k in dict.fromkeys(k for r in results for k in r) if k not in CSV_HEAD]
     out = io.StringIO()
-    writer = csv.DictWriter(out, columns, restval=0.0, lineterminator="\n")
+    writer = csv.DictWriter(out, columns, restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows(results)
     atomic_write_bytes(path, out.getvalue().encode())
@@ -159,8 +168,12 @@ def format_class(results: list[dict[str, Any]], convention: str) -> str:
     """The class's grades as a table, and how many passed everything."""
     from twinnet.report.blocks import markdown_table
 
-    rows = [[r["student"], f"{r['points']:g}/{r['max_points']:g}", "all passed" if r["all_passed"] else
-             r["first_failure"][:140]] for r in results]
+    def score(r: dict) -> str:  # optional layers a student submitted count in their own maximum: a share too
+        share = f" ({100 * r['points'] / r['max_points']:.0f}%)" if r["max_points"] else ""
+        return f"{r['points']:g}/{r['max_points']:g}{share}"
+
+    rows = [[r["student"], score(r), "all passed" if r["all_passed"] else shorten(r["first_failure"], 140)]
+            for r in results]
     passed = sum(r["all_passed"] for r in results)
     return (f"twinnet check --each ({convention} convention): {len(results)} students\n"
             + markdown_table(["student", "points", "first failure"], rows)
