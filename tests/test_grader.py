@@ -51,7 +51,7 @@ BUGS = [
     ("cs231n", "cs231n_pool_none.py", "maxpool", "dx is None", "none"),
     ("cs231n", "cs231n_affine_nobias.py", "linear", "db: relative error", "none"),
     ("cs231n", "cs231n_bn_unbiased.py", "batchnorm", "updated with the unbiased batch variance", "none"),
-    ("cs231n", "cs231n_softmax_overflow.py", "softmax_loss", "scale=1000.0 wrong=False: loss is not finite", "some"),
+    ("cs231n", "cs231n_softmax_overflow.py", "softmax_loss", "scale=1000.0: loss is not finite", "some"),
     ("cs231n", "cs231n_log_eps.py", "softmax_loss", "loss: relative error", "some"),
     ("cs231n", "cs231n_rnn_bptt.py", "rnn", "t=4 d=3 h=5: dx: relative error", "some"),
     ("cs231n", "cs231n_lstm_bugs.py", "lstm_step", "blocks of the 4H columns are in the order ifgo, where this "
@@ -439,6 +439,26 @@ def test_a_loss_of_probabilities_is_graded_on_huge_logits_too_not_only_its_softm
     right = grade([STUDENTS / "uva" / "modules.py"], resolve_convention("uva", None), only=["softmax_cross_entropy"])
     assert wrong.rows[0].total > 3 and wrong.rows[0].passed == 0, wrong.rows[0].failures
     assert right.rows[0].passed == right.rows[0].total == wrong.rows[0].total
+
+
+def test_a_loss_of_labels_that_masks_log_p_with_a_one_hot_is_told_why_it_is_nan_on_huge_logits(tmp_path):
+    """UvA 2022: labels turned into a one-hot mask times log(p): on logits of size 1000 the other classes'
+    probabilities are exactly 0 and 0 * log(0) is nan. It fails there (indexing p[arange(N), y] stays finite),
+    with the value shown as nan and the cause and the fix named."""
+    source = (STUDENTS / "uva" / "modules.py").read_text()
+    masked = source.replace("out = -np.mean(np.log(x[np.arange(N), y]))",
+                            "out = -np.sum(np.eye(x.shape[1])[y] * np.log(x)) / N")
+    assert masked != source
+    (tmp_path / "modules.py").write_text(masked)
+    [row] = grade([tmp_path / "modules.py"], resolve_convention("uva", None), only=["softmax_cross_entropy"]).rows
+    assert row.passed == row.total - 1, row.failures
+    assert row.first_failure.startswith("softmax_cross_entropy #1 n=4 c=5 scale=1000.0: the loss is nan, not a finite")
+    assert "0 * log(0) is nan" in row.first_failure and "p[np.arange(N), y]" in row.first_failure
+    (tmp_path / "modules.py").write_text(source.replace("out = -np.mean(np.log(x[np.arange(N), y]))",
+                                                        "out = np.inf"))  # a non-finite loss of another cause
+    [row] = grade([tmp_path / "modules.py"], resolve_convention("uva", None), only=["softmax_cross_entropy"]).rows
+    huge = next(f for f in row.failures if "scale=1000.0" in f)
+    assert "the loss is inf, not a finite number" in huge and "np.float64" not in huge and "log(0)" not in huge
 
 
 @pytest.mark.parametrize("seed", [7, 32])
@@ -1329,7 +1349,8 @@ def test_a_loss_clamped_below_one_passes_on_huge_logits_and_is_not_taken_for_one
     for seed in [*range(6), 64, 191]:
         row = grade([tmp_path / "modules.py"], resolve_convention("uva", None), only=["softmax_cross_entropy"],
                     seed=seed).rows[0]
-        assert [f.split(":")[0] for f in row.failures] == ["softmax_cross_entropy #2 n=3 c=4 scale=1.0 wrong=True"]
+        assert [f.split(":")[0] for f in row.failures] == [
+            "softmax_cross_entropy #2 n=3 c=4 scale=1.0 confidently_wrong=True"]
         assert "relative error" in row.failures[0]
 
 

@@ -1012,17 +1012,16 @@ def _normalisation(ctx: Context, inputs: tuple, extra: tuple, param: dict, dout,
 
 def _loss_configs(rng, k):
     """Logits of ordinary size, of size 1000 (an unstable softmax overflows), and confidently wrong
-    ones (the true class at probability ~1e-22: a clamped log shows)."""
-    fixed = [dict(n=1, c=3, scale=1.0, wrong=False), dict(n=4, c=5, scale=1000.0, wrong=False),
-             dict(n=3, c=4, scale=1.0, wrong=True)]
-    return fixed + [dict(n=int(rng.integers(1, 7)), c=int(rng.integers(2, 8)), scale=float(rng.choice([1.0, 5.0])),
-                         wrong=False) for _ in range(k)]
+    ones (``confidently_wrong``: the true class at probability ~1e-22, so a clamped log shows)."""
+    fixed = [dict(n=1, c=3, scale=1.0), dict(n=4, c=5, scale=1000.0), dict(n=3, c=4, scale=1.0, confidently_wrong=True)]
+    return fixed + [dict(n=int(rng.integers(1, 7)), c=int(rng.integers(2, 8)), scale=float(rng.choice([1.0, 5.0])))
+                    for _ in range(k)]
 
 
 def _logits(cfg, rng):
     x = rng.standard_normal((cfg["n"], cfg["c"])) * cfg["scale"]
     y = rng.integers(0, cfg["c"], cfg["n"])
-    if cfg["wrong"]:
+    if cfg.get("confidently_wrong"):
         x[np.arange(cfg["n"]), y] -= 50.0
     return x, y
 
@@ -1326,7 +1325,7 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
     layout (one-hot for labels, or the reverse) pass, ``Wrong`` says so rather than a bare error."""
     x, y = _logits(cfg, ctx.rng)
     near_one = False  # the labels' probabilities all ~1: the loss ~0, where a clamp at 1 - eps shows as eps
-    if ctx.entry.get("input", "logits") == "probabilities" and not cfg["wrong"]:
+    if ctx.entry.get("input", "logits") == "probabilities" and not cfg.get("confidently_wrong"):
         # no label at a probability below 1e-2, so that a loss of probabilities that clamps its log (log(p +
         # 1e-10)) is graded alike at every seed (the clamp shows in the confidently wrong configuration, by
         # design); on huge logits, where another label's probability may underflow to 0 and then has no finite
@@ -1399,11 +1398,25 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
         except (TypeError, ValueError):
             finite = False
         if not finite:
-            raise Wrong(f"the loss is {loss!r:.40}, not a finite number, on logits of size {np.abs(x).max():.0f} "
-                        "with every label its sample's most probable class (the loss there is about 0)")
+            zeros = (layout != "one_hot" and ctx.entry.get("input", "logits") == "probabilities"
+                     and expected.min() == 0 and "nan" in _shown(loss))
+            raise Wrong(f"the loss is {_shown(loss)}, not a finite number, on logits of size {np.abs(x).max():.0f} "
+                        "with every label its sample's most probable class (the loss there is about 0)"
+                        + ("; the other classes' probabilities are exactly 0 there, and 0 * log(0) is nan: a loss "
+                           "that multiplies a one-hot mask by log(p) reads them, so read the labels' own "
+                           "probabilities, p[np.arange(N), y], before the log" if zeros else ""))
         return {**shown, "dx": (dx, [_g(xt)])}
     loss_ref = loss_t.detach().numpy() if reduction == "none" else float(loss_t.detach())
     return {**shown, "loss": (loss, [loss_ref]), "dx": (dx, [_g(xt)])}
+
+
+def _shown(value) -> str:
+    """A loss as a student would read it: ``nan``, ``inf`` or a few of an array's values (not ``np.float64(nan)``)."""
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return f"{value!r:.40}"
+    return repr(float(a.reshape(-1)[0])) if a.size == 1 else np.array2string(a.reshape(-1), threshold=6, precision=4)
 
 
 def _mlp_configs(rng, k):
