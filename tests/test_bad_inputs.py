@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -893,3 +894,73 @@ def test_the_report_of_a_run_that_diverged_says_so(tmp_path, capsys):
     assert main(["report", str(group)]) == 2
     assert f"it has not finished (stopped, or still running); continue it with `twinnet run mlp-compare --resume " \
            f"{group}`" in capsys.readouterr().err
+
+
+def test_a_home_matplotlib_cannot_write_in_gets_one_config_folder_under_tmp_and_no_warnings(tmp_path):
+    """HOME below a file (a home that cannot hold folders): matplotlib would warn twice and make a new
+    temporary folder every run; twinnet points it at one folder of this user's under the temporary directory.
+    A writable HOME, or MPLCONFIGDIR already set, is left alone."""
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    show = ("import os, twinnet.report.plots, matplotlib; matplotlib.get_configdir(); "
+            "print(os.environ.get('MPLCONFIGDIR'))")
+
+    def config_dir(home, **extra):
+        env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME")}
+        done = subprocess.run([sys.executable, "-c", show], env={**env, "HOME": str(home), **extra},
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip(), done.stderr
+
+    chosen, err = config_dir(blocked / "home")
+    assert chosen.startswith(tempfile.gettempdir()) and "twinnet-matplotlib-" in chosen
+    assert "Matplotlib created a temporary" not in err and "mkdir -p failed" not in err
+    assert config_dir(tmp_path / "writable")[0] == "None"
+    assert config_dir(blocked / "home", MPLCONFIGDIR=str(tmp_path / "mine"))[0] == str(tmp_path / "mine")
+
+
+def test_a_run_started_with_stdout_or_stderr_closed_finishes_and_saves_everything(tmp_path):
+    """`twinnet run ... >&-` (or `2>&-`): what would be printed goes nowhere; the run completes, exit 0."""
+    for closed in ("stdout", "stderr"):
+        out = tmp_path / closed
+        code = (f"import sys; sys.{closed}.close(); sys.{closed} = None; from twinnet.cli import main; "
+                f"raise SystemExit(main(['run', 'mlp-compare', '--quick', '--threads', '1', '--set', "
+                f"'datasets=moons', '--out', {str(out)!r}]))")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "TWINNET_CACHE_DIR": str(tmp_path / "cache")})
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert (out / "report.md").is_file() and (out / "summary.json").is_file()
+        assert "Error" not in done.stdout + done.stderr
+
+
+def test_an_interruption_while_the_report_is_written_says_how_to_write_it(tmp_path, capsys, monkeypatch):
+    import twinnet.runner
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(twinnet.runner, "write_report", interrupted)
+    out = tmp_path / "run"
+    assert main(["run", "mlp-compare", "--quick", "--threads", "1", "--set", "datasets=moons", "--out",
+                 str(out)]) == 130
+    err = capsys.readouterr().err
+    assert f"the run finished, but its report was not written: twinnet report {out} writes it" in err
+    assert (out / "summary.json").is_file() and not (out / "report.md").exists()
+    monkeypatch.undo()
+    assert main(["report", str(out)]) == 0 and (out / "report.md").is_file()
+
+
+def test_a_resume_whose_data_directory_is_gone_says_so(tmp_path, capsys, monkeypatch):
+    from twinnet.runner import choose_data_dir
+    from twinnet.runs import RunDir
+
+    monkeypatch.delenv("TWINNET_DATA_DIR", raising=False)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "run" / "env.json").write_text(json.dumps({"data_dir": str(tmp_path / "data")}))
+    assert choose_data_dir(None, RunDir(tmp_path / "run")) == tmp_path / "data"  # still there: used
+    capsys.readouterr()
+    (tmp_path / "data").rename(tmp_path / "moved")
+    assert choose_data_dir(None, RunDir(tmp_path / "run")) is None
+    err = capsys.readouterr().err
+    assert f"the data directory this run started with, {tmp_path / 'data'}, is gone; pass --data-dir" in err

@@ -450,6 +450,10 @@ def test_nothing_found_lists_the_paths_tried(tmp_path, cache, monkeypatch):
     assert f"{tmp_path / 'data' / 'cifar-10'}, {tmp_path / 'data'} " in msg
     assert "--data-dir" in msg and "download=True" in msg and cifar.ARCHIVE_NAME in msg
     assert not (tmp_path / "data").exists()  # looking creates nothing
+    (tmp_path / "data" / "cifar10" / "train" / "cat").mkdir(parents=True)  # half a tree: its missing half named
+    with pytest.raises(TwinnetError, match="CIFAR-10 not found") as exc:
+        load_cifar10(cache_dir=cache)
+    assert f"{tmp_path / 'data' / 'cifar10'} holds train/ but no test/, and an image tree needs both" in str(exc.value)
 
 
 @pytest.fixture

@@ -348,3 +348,20 @@ def test_a_corrupt_checkpoint_is_one_clear_line(data_dir, tmp_path, capsys):
     assert main(["run", "mlp-cifar", "--resume", str(out), "--data-dir", str(data_dir)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "checkpoint.pt" in err[0] and "new run" in err[0]
+
+
+def test_a_batch_whose_activations_cannot_fit_in_memory_is_refused_before_training(data_dir, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """Linux lets a process allocate more than the machine has and then kills it without a word: a batch whose
+    activations alone (a lower estimate) exceed the memory is refused in one line, and no run is left behind."""
+    from twinnet import hardware
+
+    # mnist-cnn keeps about 0.48 MiB of activations per 28x28 image; 100 images are about 48 MiB
+    monkeypatch.setattr(hardware, "memory_bytes", lambda: 40 * 2**20)
+    assert _run("mnist-numpy", data_dir, tmp_path / "big", "batch_size=100", "epochs=1", "train_subset=0",
+                "verify=false") == 2
+    err = capsys.readouterr().err
+    assert "batch_size=100 (its activations, 0.4" in err and "MiB per image) needs at least" in err
+    assert "make it smaller" in err and "Traceback" not in err and not (tmp_path / "big").exists()
+    assert _run("mnist-numpy", data_dir, tmp_path / "small", "batch_size=50", "epochs=1", "train_subset=0",
+                "verify=false") == 0  # 24 MiB of 40: trains

@@ -16,5 +16,24 @@ BLAS_SPIN_LIMITED = "numpy" not in _sys.modules or "OPENBLAS_THREAD_TIMEOUT" in 
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 
+def _matplotlib_config() -> None:
+    """Where matplotlib could not write its config folder (a read-only or missing HOME), one folder of this
+    user's under the temporary directory instead of its two warnings and a new temporary folder every run.
+    Set before any part of twinnet imports matplotlib; a value already in the environment is kept."""
+    import tempfile
+
+    if _os.environ.get("MPLCONFIGDIR"):
+        return
+    folder = _os.path.join(_os.environ.get("XDG_CONFIG_HOME") or _os.path.expanduser("~/.config"), "matplotlib")
+    while not _os.path.exists(folder) and _os.path.dirname(folder) != folder:
+        folder = _os.path.dirname(folder)  # the nearest folder that exists: matplotlib would create the rest there
+    if not (_os.path.isdir(folder) and _os.access(folder, _os.W_OK)):
+        user = getattr(_os, "getuid", lambda: 0)()
+        _os.environ["MPLCONFIGDIR"] = _os.path.join(tempfile.gettempdir(), f"twinnet-matplotlib-{user}")
+
+
+_matplotlib_config()
+
+
 class TwinnetError(Exception):
     """A problem the user can fix; the CLI prints it as one line, without a traceback."""

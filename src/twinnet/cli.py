@@ -435,6 +435,11 @@ def _main(argv: list[str] | None) -> int:
     from twinnet import distributed
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    # started with stdout or stderr closed (`>&-`): what would go there goes nowhere, and the run goes on
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed escaped, not a crash
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")

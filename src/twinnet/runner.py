@@ -144,6 +144,9 @@ def choose_data_dir(data: Path | None, run_dir: RunDir | None = None) -> Path | 
             print(f"twinnet: reading data from {saved}, as the run did when it started (--data-dir to change)",
                   file=sys.stderr)
             return Path(saved)
+        if isinstance(saved, str) and saved:  # said now: the data's own "not found" would not name it
+            print(f"twinnet: the data directory this run started with, {saved}, is gone; pass --data-dir where "
+                  "that data is now", file=sys.stderr)
     return chosen
 
 
@@ -252,7 +255,8 @@ def run_experiment(
                 run_dir.write_json(ENV, {**env_record(), "command": command})
             except OSError as e:
                 run_dir.discard()
-                raise TwinnetError(f"cannot write in the run directory {run_dir.path}: {e.strerror}") from None
+                raise TwinnetError(f"cannot write in the run directory {run_dir.path}: {e.strerror}; give --out a "
+                                   "folder you can write to") from None
 
         def record_resume() -> None:  # the resume has begun: config.json and env.json say so
             run_dir.remove_leftovers()  # of writes a killed process left unfinished
@@ -290,7 +294,12 @@ def run_experiment(
             record_resume()
         summary["wall_time_s"] = round(time.perf_counter() - start, 3)
         run_dir.write_json(SUMMARY, summary)
-        write_report(run_dir.path)
+        try:
+            write_report(run_dir.path)
+        except KeyboardInterrupt:  # the run is complete and saved; only its figures and report are missing
+            print(f"twinnet: the run finished, but its report was not written: twinnet report {run_dir.path} "
+                  "writes it", file=sys.stderr)
+            raise
     return run_dir.path
 
 

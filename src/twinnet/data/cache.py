@@ -39,4 +39,5 @@ def write_cache(path: Path, arrays: dict[str, np.ndarray], what: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, buf.getbuffer())
     except OSError as exc:
-        warnings.warn(f"cannot write the cache {path} ({exc}); {what} will be decoded again next time")
+        warnings.warn(f"cannot write the cache {path} ({exc}); {what} will be decoded again next time (set "
+                      "TWINNET_CACHE_DIR to a folder you can write to)")

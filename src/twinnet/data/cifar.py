@@ -154,9 +154,15 @@ def _find_source(data_dir: str | Path | None, download: bool) -> _Source:
             return _Source("image-archive", found[0])
     if download:
         return _Source("archive", _download(base / SUBDIRS[0]))
+    # one split of an image tree, without the other: said first, as the rest would send the user elsewhere
+    half = next(([d, s] for d in dirs for s in SPLITS if (d / s).is_dir()), None)
+    if half is not None:
+        other = next(s for s in SPLITS if s != half[1])
+        half = (f"{half[0]} holds {half[1]}/ but no {other}/, and an image tree needs both (a folder per class in "
+                "each); ")
     raise TwinnetError(
-        f"CIFAR-10 not found; looked in {', '.join(map(str, dirs))} for {_WANTED}; pass --data-dir (or set "
-        f"TWINNET_DATA_DIR) to where it is; the official archive is {CIFAR10_URL} (from Python, "
+        f"CIFAR-10 not found; {half or ''}looked in {', '.join(map(str, dirs))} for {_WANTED}; pass --data-dir (or "
+        f"set TWINNET_DATA_DIR) to where it is; the official archive is {CIFAR10_URL} (from Python, "
         "load_cifar10(download=True) fetches it)"
     )
 

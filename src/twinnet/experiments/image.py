@@ -232,6 +232,7 @@ def check_against_data(cfg: ImageConfig, data: ImageData) -> None:
     if cfg.small_crop:
         _check_small_crop(cfg)
     _check_batch_of_one(cfg, len(data.train))
+    _check_batch_fits(cfg, cfg.batch_len(len(data.train)))
     total = cfg.total_steps(len(data.train))
     if cfg.schedule == "warmup_cosine" and cfg.warmup_steps >= total:
         raise TwinnetError(f"warmup_steps={cfg.warmup_steps} must be below the run's {total:,} steps "
@@ -272,6 +273,23 @@ def _check_batch_of_one(cfg: ImageConfig, n: int) -> None:
                        f"train, and {why}; {fix}")
 
 
+def _check_batch_fits(cfg: ImageConfig, batch: int) -> None:
+    """Refuse a batch whose activations alone (every layer's output, kept for backward: a lower estimate)
+    cannot fit in this machine's memory, before anything is built: Linux would kill the run without a word."""
+    import torch
+
+    from twinnet.architectures import nn_namespace
+    from twinnet.structure import structure
+
+    spec = MODELS[cfg.model]
+    with torch.random.fork_rng():  # the run's random streams untouched
+        rows, _ = structure(spec.build(nn_namespace("torch")), spec.input_shape, 1)
+    per_image = (np.prod(spec.input_shape) * 4 + sum(r.activation_bytes for r in rows)) * (2 if cfg.dtype == "float64"
+                                                                                          else 1)
+    hardware.check_fits(float(per_image) * batch, f"batch_size={batch:,} (its activations, {per_image / 2**20:.2f} "
+                        "MiB per image)")
+
+
 def _check_small_crop(cfg: ImageConfig) -> None:
     """A model trained on small crops must map them to the same output as whole images (a global pool)."""
     import torch
@@ -280,17 +298,17 @@ def _check_small_crop(cfg: ImageConfig) -> None:
 
     spec = MODELS[cfg.model]
     c = spec.input_shape[0]
-    try:
-        with torch.random.fork_rng(), torch.no_grad():  # the run's random streams untouched
-            model = spec.build(nn_namespace("torch")).eval()
-            whole = tuple(model(torch.zeros(1, *spec.input_shape)).shape)
-            small = tuple(model(torch.zeros(1, c, cfg.small_crop, cfg.small_crop)).shape)
-    except RuntimeError as e:
-        small, whole = (f"an error ({str(e).splitlines()[0]})",), None
-    if small != whole:
+    with torch.random.fork_rng(), torch.no_grad():  # the run's random streams untouched
+        model = spec.build(nn_namespace("torch")).eval()
+        whole = tuple(model(torch.zeros(1, *spec.input_shape)).shape)
+        try:
+            small = f"outputs of shape {tuple(model(torch.zeros(1, c, cfg.small_crop, cfg.small_crop)).shape)}"
+        except RuntimeError as e:
+            small = f"an error ({str(e).splitlines()[0]})"
+    if small != f"outputs of shape {whole}":
         raise TwinnetError(f"model {cfg.model} cannot train on {cfg.small_crop}x{cfg.small_crop} crops: they give "
-                           f"{small[0] if whole is None else small} where whole images give {whole}; small_crop "
-                           "needs a model ending in a global pool (airbench94: a side of at least 9), or use 0")
+                           f"{small} where whole images give outputs of shape {whole}; small_crop needs a model "
+                           "ending in a global pool (airbench94: a side of at least 9), or use 0")
 
 
 def resolve_device(cfg: ImageConfig) -> str:
