@@ -254,7 +254,8 @@ class RunDir:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         except OSError as e:
-            raise TwinnetError(f"cannot read {path}: {e.strerror or e}") from None
+            raise TwinnetError(f"cannot read {path}: {e.strerror or e}; restore it from the run or run the experiment "
+                               "again") from None
         except ValueError as e:  # object arrays (pickles), or not an .npz at all
             raise TwinnetError(f"{path} cannot be read safely ({npz_problem(path, e)}); restore it from the run "
                                "or run the experiment again") from None

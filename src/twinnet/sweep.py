@@ -86,7 +86,7 @@ def run_sweep(sweep: RunDir, jobs: list[Job], *, workers: int = 0, threads: int 
         if (sweep.path / key / SUMMARY).exists() and not (sweep.path / key / REPORT).exists():
             write_report(sweep.path / key)
     if done or not in_process:
-        print(f"{name}: {len(done)} runs already finished, {len(todo)} to run"
+        print(f"{name}: {len(done)} run{'s' * (len(done) != 1)} already finished, {len(todo)} to run"
               + ("" if in_process else f" on {workers} worker processes"), file=sys.stderr, flush=True)
     start, count = time.perf_counter(), 0
     cost_left, cost_done = sum(j.cost for j in todo), 0.0

@@ -120,8 +120,10 @@ class ImageConfig(train_config(optimizer="adam", lr=1e-3, momentum=0.9, schedule
         if self.whiten_eps != WHITEN_EPS and MODELS[self.model].prepare is None:
             raise ValueError(f"whiten_eps sets a whitening layer, which {self.model} has none of; the models with one: "
                              f"{', '.join(sorted(k for k, v in MODELS.items() if v.prepare is not None))}")
-        if not self.norm_bias_lr > 0 or self.lookahead < 0:
-            raise ValueError("norm_bias_lr must be > 0 and lookahead >= 0")
+        if not self.norm_bias_lr > 0:
+            raise ValueError(f"norm_bias_lr={self.norm_bias_lr} must be > 0 (airbench94: 64)")
+        if self.lookahead < 0:
+            raise ValueError(f"lookahead={self.lookahead} must be >= 0 (0: none; airbench94: 5)")
         if self.steps and self.lookahead > self.steps:
             raise ValueError(_lookahead_too_long(self.lookahead, self.steps))
         if not self.muon_lr > 0 or not 0 <= self.muon_momentum < 1:
