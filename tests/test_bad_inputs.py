@@ -964,3 +964,16 @@ def test_a_resume_whose_data_directory_is_gone_says_so(tmp_path, capsys, monkeyp
     assert choose_data_dir(None, RunDir(tmp_path / "run")) is None
     err = capsys.readouterr().err
     assert f"the data directory this run started with, {tmp_path / 'data'}, is gone; pass --data-dir" in err
+
+
+def test_a_damaged_env_json_is_kept_aside_when_a_resume_writes_a_new_one(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "palindrome", "--quick", "--threads", "1", "--out", str(out)]) == 0
+    (out / "summary.json").unlink()  # stopped before its summary: a resume finishes it
+    damaged = (out / "env.json").read_bytes()[:50]
+    (out / "env.json").write_bytes(damaged)
+    with pytest.warns(UserWarning, match=r"env.json could not be read \(damaged or edited\); it is kept as "
+                                         "env.damaged.json"):
+        assert main(["run", "palindrome", "--threads", "1", "--resume", str(out)]) == 0
+    assert (out / "env.damaged.json").read_bytes() == damaged  # the old record, as it was
+    assert json.loads((out / "env.json").read_text())["resumed"][0]["command"].endswith(f"--resume {out}")

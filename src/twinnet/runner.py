@@ -9,6 +9,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,6 +264,12 @@ def run_experiment(
             if to_dict(cfg) != saved["config"]:  # a setting that moves the work, not its result, was changed
                 run_dir.write_json(CONFIG, {**saved, "config": to_dict(cfg)})
             env = _read_env(run_dir)
+            damaged = run_dir.file(ENV)
+            if not env and damaged.is_file():  # kept beside the new record, not overwritten by it
+                kept = damaged.with_name("env.damaged.json")
+                os.replace(damaged, kept)
+                warnings.warn(f"{damaged} could not be read (damaged or edited); it is kept as {kept.name}, and a "
+                              "new env.json records this resume")
             if not isinstance(env.get("resumed"), list):
                 env["resumed"] = []
             env["resumed"].append({"command": command, **env_record()})
