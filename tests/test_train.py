@@ -1,5 +1,7 @@
 """The training loop: batching modes, the evaluation schedule, and the engines agreeing step by step."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -316,3 +318,34 @@ def test_a_checkpoint_in_the_middle_of_an_epoch_resumes_onto_the_same_batches(tm
     assert seen == seen_whole[7:]
     assert resumed.step_losses == whole.step_losses
     assert [r["test_loss"] for r in resumed.records] == [r["test_loss"] for r in whole.records]
+
+
+def test_a_checkpoint_that_came_too_soon_is_taken_once_its_time_has_passed(monkeypatch):
+    """checkpoint_every=10 at most once per 15 s, each step 1 s: step 10 comes too soon (10 s), so it is taken
+    at step 15, then step 20's at step 30 (15 s after 15). A starved process, whose steps grow slow, thus still
+    saves about every checkpoint_every_s, where it had waited for the next multiple of the steps."""
+    import types
+
+    import twinnet.train
+
+    clock = types.SimpleNamespace(now=0.0)
+    fake = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
+    fake.perf_counter = fake.monotonic = lambda: clock.now
+    monkeypatch.setattr(twinnet.train, "time", fake)
+    split, learners = _moons_learners()
+    learner = learners["numpy"]
+    step = learner.train_step
+
+    def one_second(x, y, total=None):
+        clock.now += 1.0
+        return step(x, y)
+
+    learner.train_step = one_second
+    saves = _Saves()
+    fit(learner, split.train, None, LoopSettings(batch_size=32, steps=40, checkpoint_every=10, checkpoint_every_s=15),
+        checkpoints=saves, progress=False)
+    assert saves.steps == [15, 30, 40]
+    clock.now, saves = 0.0, _Saves()  # no time limit: every 10 steps, as before
+    fit(learner, split.train, None, LoopSettings(batch_size=32, steps=40, checkpoint_every=10), checkpoints=saves,
+        progress=False)
+    assert saves.steps == [10, 20, 30, 40]

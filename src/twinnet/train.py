@@ -93,7 +93,9 @@ class TrainConfig(BaseConfig):
     patience: int = 0  # stop after this many evaluations without a better monitored accuracy (0: never)
     stop_acc: float = 0.0  # stop once the monitored accuracy reaches this (0: never)
     checkpoint_every: int = 0  # steps between checkpoints (0: at the end of every epoch); always at the end
-    checkpoint_every_s: float = 0.0  # ... and at most one per this many seconds of training (0: no limit)
+    # ... and at most one per this many seconds of training (0: no limit); one that came too soon is taken at the
+    # first step after that time
+    checkpoint_every_s: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -246,7 +248,8 @@ def fit(learner: Learner, train: BatchSource, test: ArrayDataset | None, setting
     - ``monitor``: the accuracy that keep-best, patience and ``stop_acc`` watch (``val_acc``, ``test_acc``);
     - ``on_eval(record)``: sees each evaluation record (to write it down);
     - ``checkpoints``: its ``save(learner, state)`` is called every ``checkpoint_every`` steps (0: each
-      epoch; at most once per ``checkpoint_every_s``) and at the end;
+      epoch; at most once per ``checkpoint_every_s``: one that came too soon is taken at the first step once
+      that time has passed) and at the end;
     - ``resume``: such a state (the learner restored to the same moment), continued to the same
       result as an unbroken run;
     - ``on_epoch(epoch, learner)``: called after the last step of each epoch (1, 2, ...), before that
@@ -412,6 +415,7 @@ def _fit(
             with np.errstate(all="ignore"):  # a non-finite loss is caught and reported as one line
                 record(0)
     last_log = last_save = last_start = time.perf_counter()
+    owed = False  # a checkpoint due by the steps, not yet by the clock
     for step in range(first, total + 1):
         if lr_factor is not None:
             learner.scale_lr(lr_factor(step - 1))
@@ -453,8 +457,12 @@ def _fit(
             if step < total and should_stop(step):
                 history.stopped_early = True
         end = step == total or history.stopped_early
-        if checkpoints is not None and (end or (step % checkpoint_unit == 0 and
-                                                due(now - last_save >= settings.checkpoint_every_s))):
+        # every checkpoint_unit steps, but at most one per checkpoint_every_s: one that came too soon is owed, and
+        # taken at the first step after that time has passed (a starved process still saves about that often)
+        owed = owed or step % checkpoint_unit == 0
+        asked = owed and (world.size == 1 or step % 10 == 0 or step % checkpoint_unit == 0)  # ranks ask together
+        if checkpoints is not None and (end or (asked and due(now - last_save >= settings.checkpoint_every_s))):
+            owed = False
             sync()  # a diverged run raises here: no checkpoint holds its weights
             streams = []
             if world.size > 1:
