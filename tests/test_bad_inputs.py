@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -905,18 +904,23 @@ def test_a_home_matplotlib_cannot_write_in_gets_one_config_folder_under_tmp_and_
     show = ("import os, twinnet.report.plots, matplotlib; matplotlib.get_configdir(); "
             "print(os.environ.get('MPLCONFIGDIR'))")
 
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+
     def config_dir(home, **extra):
         env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME")}
-        done = subprocess.run([sys.executable, "-c", show], env={**env, "HOME": str(home), **extra},
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run([sys.executable, "-c", show], env={**env, "HOME": str(home), "TMPDIR": str(temp),
+                                                                 **extra}, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         return done.stdout.strip(), done.stderr
 
     chosen, err = config_dir(blocked / "home")
-    assert chosen.startswith(tempfile.gettempdir()) and "twinnet-matplotlib-" in chosen
+    assert chosen == str(temp / f"twinnet-matplotlib-{os.getuid()}") and (os.stat(chosen).st_mode & 0o777) == 0o700
     assert "Matplotlib created a temporary" not in err and "mkdir -p failed" not in err
     assert config_dir(tmp_path / "writable")[0] == "None"
     assert config_dir(blocked / "home", MPLCONFIGDIR=str(tmp_path / "mine"))[0] == str(tmp_path / "mine")
+    os.chmod(chosen, 0o777)  # a folder others may write in (another user's, planted first): not used
+    assert "twinnet-matplotlib" not in config_dir(blocked / "home")[0]
 
 
 def test_a_run_started_with_stdout_or_stderr_closed_finishes_and_saves_everything(tmp_path):

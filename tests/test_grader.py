@@ -2016,3 +2016,27 @@ def test_a_forward_whose_output_cannot_be_compared_is_named_before_a_backward_th
                      r"array \|", out)
     assert re.search(r"\| ReLU \| 0/\d+ \| n/a \| relu #0 [^|]*: out is a list, not an array \|", out)
     assert re.search(r"\| max pooling \| 0/\d+ \| n/a \| maxpool #0 [^|]*: out is None \(nothing returned\) \|", out)
+
+
+def test_a_functional_affine_with_a_row_bias_may_return_its_gradient_flat(tmp_path):
+    """CS231n's affine_backward returns db = sum(dout, axis=0), (M,): under a spec whose bias is a row, (1, M),
+    that updates the bias alike, as in the module style."""
+    spec = tmp_path / "course.toml"
+    spec.write_text('style = "functional"\n[layers.linear]\nforward = "affine_forward"\nbackward = "affine_backward"\n'
+                    'weight = "in_out"\nbias = "row"\n')
+    [row] = grade([CS231N[0]], resolve_convention(None, spec), configs=3).rows
+    assert row.passed == row.total > 0, row.failures
+
+
+def test_a_nan_loss_after_a_softmax_that_overflowed_is_blamed_on_the_softmax_and_a_loss_of_none_says_none(tmp_path):
+    source = (STUDENTS / "uva" / "modules.py").read_text()
+    unstable = source.replace("b = x.max(axis=1, keepdims=True)", "b = 0")
+    assert unstable != source
+    (tmp_path / "modules.py").write_text(unstable)
+    [row] = grade([tmp_path / "modules.py"], resolve_convention("uva", None), only=["softmax_cross_entropy"]).rows
+    huge = next(f for f in row.failures if "scale=1000.0" in f)
+    assert "probabilities" in huge and "log(0)" not in huge, huge
+    (tmp_path / "modules.py").write_text(source.replace("        out = -np.mean(np.log(x[np.arange(N), y]))\n"
+                                                        "        return out", "        return None"))
+    [row] = grade([tmp_path / "modules.py"], resolve_convention("uva", None), only=["softmax_cross_entropy"]).rows
+    assert row.passed == 0 and all("nan" not in f for f in row.failures), row.failures

@@ -226,6 +226,11 @@ def test_a_setting_that_cannot_fit_in_memory_is_refused_naming_it_and_one_that_f
     with pytest.raises(TwinnetError, match=r"hidden=\[5\] needs at least 9 GiB of memory to train, and this machine "
                                            r"has 8 GiB; make it smaller"):
         hardware.check_fits(9 * 2**30, "hidden=[5]")
+    with pytest.raises(TwinnetError, match=r"needs at least 8\.2 GiB of memory to train, and this machine has 8 GiB"):
+        hardware.check_fits(8.2 * 2**30, "hidden=[5]")  # not "8 GiB ... has 8 GiB"
+    monkeypatch.setattr(hardware, "memory_bytes", lambda: 40 * 2**20)
+    with pytest.raises(TwinnetError, match=r"needs at least 48 MiB of memory to train, and this machine has 40 MiB"):
+        hardware.check_fits(48 * 2**20, "batch_size=100")
     monkeypatch.setattr(hardware, "memory_bytes", lambda: None)  # a system that does not say: nothing refused
     hardware.check_fits(1e18, "hidden=[5]")
 

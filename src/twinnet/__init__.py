@@ -1,6 +1,7 @@
 """twinnet: classic deep-learning experiments, each network built twice (NumPy and PyTorch)."""
 
 import os as _os
+import stat as _stat
 import sys as _sys
 
 __version__ = "0.3.0"
@@ -27,9 +28,19 @@ def _matplotlib_config() -> None:
     folder = _os.path.join(_os.environ.get("XDG_CONFIG_HOME") or _os.path.expanduser("~/.config"), "matplotlib")
     while not _os.path.exists(folder) and _os.path.dirname(folder) != folder:
         folder = _os.path.dirname(folder)  # the nearest folder that exists: matplotlib would create the rest there
-    if not (_os.path.isdir(folder) and _os.access(folder, _os.W_OK)):
-        user = getattr(_os, "getuid", lambda: 0)()
-        _os.environ["MPLCONFIGDIR"] = _os.path.join(tempfile.gettempdir(), f"twinnet-matplotlib-{user}")
+    if _os.path.isdir(folder) and _os.access(folder, _os.W_OK):
+        return
+    user = getattr(_os, "getuid", lambda: 0)()
+    mine = _os.path.join(tempfile.gettempdir(), f"twinnet-matplotlib-{user}")
+    try:  # this user's alone: matplotlib reads a matplotlibrc from it, so one another user made is not used
+        _os.mkdir(mine, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return
+    found = _os.lstat(mine)
+    if _stat.S_ISDIR(found.st_mode) and found.st_uid == user and not found.st_mode & 0o022:
+        _os.environ["MPLCONFIGDIR"] = mine
 
 
 _matplotlib_config()

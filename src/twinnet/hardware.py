@@ -97,8 +97,15 @@ def check_fits(nbytes: float, what: str) -> None:
     if total is not None and nbytes > total:
         from twinnet import TwinnetError
 
-        raise TwinnetError(f"{what} needs at least {nbytes / 2**30:,.0f} GiB of memory to train, and this machine "
-                           f"has {total / 2**30:,.0f} GiB; make it smaller")
+        raise TwinnetError(f"{what} needs at least {_size(nbytes)} of memory to train, and this machine has "
+                           f"{_size(total)}; make it smaller")
+
+
+def _size(nbytes: float) -> str:
+    """Bytes as whole MiB below 1 GiB, else GiB to a tenth where that is not whole ("9 GiB", "1.5 GiB")."""
+    if nbytes < 2**30:
+        return f"{nbytes / 2**20:,.0f} MiB"
+    return f"{nbytes / 2**30:,.1f}".removesuffix(".0") + " GiB"
 
 
 def cpu_capability() -> str:

@@ -263,9 +263,12 @@ def run_experiment(
             run_dir.remove_leftovers()  # of writes a killed process left unfinished
             if to_dict(cfg) != saved["config"]:  # a setting that moves the work, not its result, was changed
                 run_dir.write_json(CONFIG, {**saved, "config": to_dict(cfg)})
-            env = _read_env(run_dir)
-            damaged = run_dir.file(ENV)
-            if not env and damaged.is_file():  # kept beside the new record, not overwritten by it
+            env, damaged = _read_env(run_dir), run_dir.file(ENV)
+            try:
+                unreadable = damaged.is_file() and not isinstance(run_dir.read_json(ENV), dict)
+            except TwinnetError:
+                unreadable = damaged.is_file()  # a missing one is simply written
+            if unreadable:  # kept beside the new record, not overwritten by it
                 kept = damaged.with_name("env.damaged.json")
                 os.replace(damaged, kept)
                 warnings.warn(f"{damaged} could not be read (damaged or edited); it is kept as {kept.name}, and a "

@@ -44,8 +44,12 @@ class DeviceImageSource:
         if not supported(source):
             raise ValueError(f"only crops and flips run on the device; this source also has {source.augment}")
         self.source, self.device = source, torch.device(device)
-        self.dtype = torch.from_numpy(np.zeros(0, source.dtype)).dtype
         self.x = torch.as_tensor(source.x).to(self.device)  # uint8, held there for the whole run
+        # each pixel value's float, x / 255 as the host computes it: CUDA divides by a number as a product with its
+        # reciprocal, which moves some values by one unit in the last place; a table read gives the host's exactly
+        scale = np.arange(256).astype(source.dtype)
+        scale /= 255
+        self.scale = torch.from_numpy(scale).to(self.device)
         self.mean, self.std = (torch.as_tensor(np.asarray(v, source.dtype)).reshape(-1, 1, 1).to(self.device)
                                for v in (source.mean, source.std))
 
@@ -92,9 +96,9 @@ class DeviceImageSource:
         idx, y, mirror = next(r), next(r), next(r).bool()
         x = self.x[idx]
         x = torch.where(mirror[:, None, None, None], x.flip(-1), x)  # alternating flips come first, as on the host
+        x = self.scale[x.long()]  # x / 255, as on the host
         if not (self.source.augmented or side):
-            return (x.to(self.dtype) / 255 - self.mean) / self.std, y
-        x = x.to(self.dtype) / 255
+            return (x - self.mean) / self.std, y
         if pad:
             x = _windows(torch.nn.functional.pad(x, (pad,) * 4, mode="reflect"), next(r), next(r), x.shape[-2:])
         if self.source.augment.flip:

@@ -234,7 +234,8 @@ def check_against_data(cfg: ImageConfig, data: ImageData) -> None:
     if cfg.small_crop:
         _check_small_crop(cfg)
     _check_batch_of_one(cfg, len(data.train))
-    _check_batch_fits(cfg, cfg.batch_len(len(data.train)))
+    if resolve_device(cfg) == "cpu":  # a GPU's memory is its own, and running out there is an error, not a kill
+        _check_batch_fits(cfg, cfg.batch_len(len(data.train)))
     total = cfg.total_steps(len(data.train))
     if cfg.schedule == "warmup_cosine" and cfg.warmup_steps >= total:
         raise TwinnetError(f"warmup_steps={cfg.warmup_steps} must be below the run's {total:,} steps "
@@ -284,7 +285,7 @@ def _check_batch_fits(cfg: ImageConfig, batch: int) -> None:
     from twinnet.structure import structure
 
     spec = MODELS[cfg.model]
-    with torch.random.fork_rng():  # the run's random streams untouched
+    with torch.random.fork_rng(devices=[]):  # the run's random streams untouched (built on the CPU)
         rows, _ = structure(spec.build(nn_namespace("torch")), spec.input_shape, 1)
     per_image = (np.prod(spec.input_shape) * 4 + sum(r.activation_bytes for r in rows)) * (2 if cfg.dtype == "float64"
                                                                                           else 1)
