@@ -67,8 +67,9 @@ class DeviceImageSource:
         first = src.first_flips() if src.alternate_flips is not None else None
         for k, (idx, y) in enumerate(ArrayDataset(np.arange(len(src)), src.y).batches(batch_len, shuffle, rng)):
             e = epoch + k // per_epoch
-            mirror = first[idx] != (e % 2 == 1) if first is not None else np.zeros(len(idx), bool)
-            rows = [idx, y, mirror]  # what the device needs to know, drawn as the host path draws it
+            rows = [idx, y]  # what the device needs to know, drawn as the host path draws it
+            if first is not None:  # alternating flips: which images this epoch mirrors
+                rows.append(first[idx] != (e % 2 == 1))
             pad, side = src.augment.crop_pad, src.small_crop if src.small_crop and e < src.small_epochs else 0
             if pad:
                 rows += list(rng.integers(0, 2 * pad + 1, size=(2, len(idx))))
@@ -88,14 +89,15 @@ class DeviceImageSource:
         return t.to(self.device)
 
     def _batch(self, rows: np.ndarray, pad: int, side: int) -> tuple:
-        """The batch of ``rows``: indices, labels, alternating mirrors, then crop offsets, flips and windows
+        """The batch of ``rows``: indices, labels, then alternating mirrors, crop offsets, flips and windows
         as the source's settings call for them."""
         import torch
 
         r = iter(self._send(rows))
-        idx, y, mirror = next(r), next(r), next(r).bool()
+        idx, y = next(r), next(r)
         x = self.x[idx]
-        x = torch.where(mirror[:, None, None, None], x.flip(-1), x)  # alternating flips come first, as on the host
+        if self.source.alternate_flips is not None:  # they come first, as on the host
+            x = torch.where(next(r).bool()[:, None, None, None], x.flip(-1), x)
         x = self.scale[x.long()]  # x / 255, as on the host
         if not (self.source.augmented or side):
             return (x - self.mean) / self.std, y
