@@ -217,7 +217,6 @@ def _linear(cfg, ctx: Context) -> Quantities:
         other = to_layout(ctx.rng.standard_normal(x.shape))
         more = _caches_apart(ctx, (x_in.copy(), stored.copy(), given.copy()), (other, stored.copy(), given.copy()),
                              dout_in, {k: ref[k] for k in ("dx", "dw", "db")})
-        more = {k: (_row_from_flat(v, layout, cfg["m"]) if k.startswith("db ") else v, r) for k, (v, r) in more.items()}
     else:
         layer = _build(ctx, "class", d, cfg["m"])
         layout = _bias_layout(ctx, layer, cfg["m"])
@@ -285,6 +284,11 @@ def _row_from_flat(grad, layout: str, m: int):
     ``p - lr * grad`` broadcasts it to the same update (courses' own tests rarely read its shape, e.g. UvA 2024's
     ``sum(axis=0)`` for a (1, M) bias). A column parameter's, (M, 1), would broadcast to (M, M): it stays as given."""
     return np.reshape(grad, (1, m)) if layout == "row" and np.shape(grad) == (m,) else grad
+
+
+def _like_row(grad, expected):
+    """``_row_from_flat`` where the expected gradient is a row, (1, M)."""
+    return _row_from_flat(grad, "row", np.size(expected)) if np.ndim(expected) == 2 and len(expected) == 1 else grad
 
 
 class Halted(Exception):
@@ -495,9 +499,7 @@ def _second_pass(ctx: Context, layer, x, first_ref: dict, grads_of: Callable[[np
     for name, g1 in first_ref.items():
         expected = g1 + alone[name] if accumulate else alone[name]
         other = alone[name] if accumulate else g1 + alone[name]
-        g2 = second.get(name)
-        if np.ndim(expected) == 2 and len(expected) == 1:  # a row parameter: its gradient may be flat (_row_from_flat)
-            g2 = _row_from_flat(g2, "row", np.size(expected))
+        g2 = _like_row(second.get(name), expected)  # a row parameter's gradient may be flat
         if _follows(g2, other, expected):
             raise Wrong(f"the gradient of {name} is {'overwritten' if accumulate else 'summed'} over backward calls; "
                         f"this convention {'sums it until zero_grad' if accumulate else 'overwrites it'}")
@@ -517,7 +519,8 @@ def _caches_apart(ctx: Context, first: tuple, second: tuple, dout, refs: dict[st
         grads = (_single(grads),)
     else:
         grads = _pair(grads, backward, len(refs))
-    return {f"{name} from the first cache after another forward": (g, [refs[name]]) for name, g in zip(refs, grads)}
+    return {f"{name} from the first cache after another forward": (_like_row(g, refs[name]), [refs[name]])
+            for name, g in zip(refs, grads)}
 
 
 # --- elementwise and image layers -----------------------------------------------------------------------
