@@ -298,8 +298,9 @@ def test_a_checkpoint_from_other_settings_is_refused_by_name(tmp_path):
 
     with pytest.raises(_Break):
         train_one(_tiny(), on_eval=stop, progress=False, checkpoints=_saver(_tiny(), path))
-    with pytest.raises(CheckpointError, match="changed settings \\(lr\\)"):
+    with pytest.raises(CheckpointError, match="changed settings \\(lr\\)") as e:
         train_one(_tiny(lr=0.01), progress=False, checkpoints=_saver(_tiny(lr=0.01), path))
+    assert "copied from another run" in str(e.value)  # the other cause when no --set changed it
     # a checkpoint saved without a setting this twinnet has (another version's): named as absent, not as changed
     from twinnet.checkpoint import Checkpointer
     from twinnet.config import to_dict

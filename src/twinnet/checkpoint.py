@@ -223,7 +223,8 @@ def load(path: Path, learner, config: dict, may_change: Collection[str] = (),
     if changed:
         raise CheckpointError(f"cannot resume from {path} with changed settings ({', '.join(changed)}): the "
                               "continued run would not be the one it started as. Drop those --set (without any, the "
-                              "run's config.json was edited or damaged: restore it), or start a new run")
+                              "run's config.json was edited or damaged, or this checkpoint was copied from another "
+                              "run: restore the run's own files), or start a new run")
     try:
         learner.load_training_state(payload["learner"])
     except Exception as e:  # noqa: BLE001
