@@ -171,7 +171,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--each", type=_path, default=None, metavar="DIR",
                    help="grade a whole class: DIR holds one folder per student, and the STUDENT.py arguments are "
                    "the names of the files to find in each (at any depth, e.g. layers.py or cs231n/layers.py); "
-                   "each student is graded on their own, a missing or broken file gives 0 points and the reason")
+                   "each student is graded on their own, on the files found (the layers a missing file would hold "
+                   "count as not found); a broken file, or none found, gives 0 points and the reason")
     c.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="with --each: grade N students at once, each in a process of their own (default 1; about "
                    "one per core)")

@@ -3,8 +3,9 @@
 Each folder directly inside DIR is one student's submission (hidden folders and ``__MACOSX`` aside); the
 files named on the command line are found in it at any depth (``layers.py``, or a path's end such as
 ``cs231n/layers.py``), the shallowest where several match. Each student is graded in a child process of
-their own, as ``twinnet check`` grades one; a student whose files are missing or cannot be loaded gets 0
-points and the reason; ``--jobs N`` grades N students at once. The grades go to a CSV file (rewritten whole
+their own, as ``twinnet check`` grades one; a student missing some of the files is graded on the others (the
+layers only a missing file would hold are not found, and count as such: 0 points where required, not submitted
+where optional), one with none of them, or whose files cannot be loaded, gets 0 points and the reason; ``--jobs N`` grades N students at once. The grades go to a CSV file (rewritten whole
 after each student, so that an interrupted grading keeps every grade it gave) and to a table on stdout.
 """
 
@@ -49,10 +50,10 @@ def check_names(names: list[Path]) -> list[str]:
     return out
 
 
-def find(folder: Path, names: list[str]) -> list[Path]:
-    """Each of ``names`` in ``folder`` at any depth, the shallowest match; a ``TwinnetError`` naming what is
-    missing or ambiguous."""
-    files, problems = [], []
+def find(folder: Path, names: list[str]) -> tuple[list[Path], list[str]]:
+    """Each of ``names`` in ``folder`` at any depth, the shallowest match, and the names not found there; a
+    ``TwinnetError`` naming what is ambiguous, or that none was found."""
+    files, problems, missing = [], [], []
     for name in names:
         last = Path(name).name
         try:
@@ -62,7 +63,7 @@ def find(folder: Path, names: list[str]) -> list[Path]:
         matches = [p for p in found if p.is_file() and p.as_posix().endswith("/" + name)
                    and not any(part.startswith(".") or part in SKIPPED for part in p.relative_to(folder).parts)]
         if not matches:
-            problems.append(f"no {name}")
+            missing.append(name)
             continue
         depth = min(len(p.relative_to(folder).parts) for p in matches)
         shallowest = sorted(p for p in matches if len(p.relative_to(folder).parts) == depth)
@@ -71,9 +72,9 @@ def find(folder: Path, names: list[str]) -> list[Path]:
                             + ", ".join(p.relative_to(folder).as_posix() for p in shallowest[:3]) + ")")
             continue
         files.append(shallowest[0])
-    if problems:
-        raise TwinnetError(f"{'; '.join(problems)} in {folder.name}")
-    return files
+    if problems or not files:
+        raise TwinnetError(f"{'; '.join(problems + [f'no {name}' for name in missing])} in {folder.name}")
+    return files, missing
 
 
 def grade_each(root: Path, names: list[Path], convention: dict[str, Any], *, only: list[str] | None, seed: int,
@@ -96,15 +97,18 @@ def grade_each(root: Path, names: list[Path], convention: dict[str, Any], *, onl
 
     def one(folder: Path) -> dict[str, Any]:
         try:
-            report = grade(find(folder, wanted), convention, only=only, seed=seed, configs=configs, label=folder.name)
+            files, missing = find(folder, wanted)
+            report = grade(files, convention, only=only, seed=seed, configs=configs, label=folder.name)
         except TwinnetError as e:  # the files are missing, or cannot be loaded: 0 points and why
             return {"student": folder.name, "points": 0.0, "max_points": float(len(kinds)), "all_passed": False,
                     "first_failure": str(e), **{k: 0.0 for k in kinds}}
         by_kind = {r.kind: r for r in report.rows}
         failed = next((r for r in report.rows if r.submitted and r.first_failure), None)
+        absent = f"no {', '.join(missing)} in {folder.name}" if missing and failed else ""
         return {"student": folder.name, "points": round(sum(r.points for r in report.rows), 2),
                 "max_points": sum(r.max_points for r in report.rows), "all_passed": report.ok,
-                "first_failure": f"{failed.title}: {failed.first_failure}" if failed else "",
+                "first_failure": "; ".join(t for t in (absent, f"{failed.title}: {failed.first_failure}" if failed
+                                                       else "") if t),
                 **{k: by_kind[k].points if k in by_kind else 0.0 for k in kinds},
                 **{k: r.points for k, r in by_kind.items() if k not in kinds and r.submitted}}
 

@@ -1015,29 +1015,62 @@ def _normalisation(ctx: Context, inputs: tuple, extra: tuple, param: dict, dout,
 # --- losses ----------------------------------------------------------------------------------------------
 
 def _loss_configs(rng, k):
-    """Logits of ordinary size, of size 1000 (an unstable softmax overflows), and confidently wrong
-    ones (``confidently_wrong``: the true class at probability ~1e-22, so a clamped log shows)."""
-    fixed = [dict(n=1, c=3, scale=1.0), dict(n=4, c=5, scale=1000.0), dict(n=3, c=4, scale=1.0, confidently_wrong=True)]
+    """Logits of ordinary size, of size 1000 (an unstable softmax overflows), confidently wrong ones
+    (``confidently_wrong``: the true class at probability ~1e-22, so a clamped log shows), and a batch whose
+    labels leave out the last class (``last_class_absent``: a one-hot width read from the labels shows)."""
+    fixed = [dict(n=1, c=3, scale=1.0), dict(n=4, c=5, scale=1000.0), dict(n=3, c=4, scale=1.0, confidently_wrong=True),
+             dict(n=2, c=4, scale=1.0, last_class_absent=True)]
     return fixed + [dict(n=int(rng.integers(1, 7)), c=int(rng.integers(2, 8)), scale=float(rng.choice([1.0, 5.0])))
                     for _ in range(k)]
 
 
 def _logits(cfg, rng):
     x = rng.standard_normal((cfg["n"], cfg["c"])) * cfg["scale"]
-    y = rng.integers(0, cfg["c"], cfg["n"])
+    y = rng.integers(0, cfg["c"] - 1 if cfg.get("last_class_absent") else cfg["c"], cfg["n"])
     if cfg.get("confidently_wrong"):
         x[np.arange(cfg["n"]), y] -= 50.0
     return x, y
 
 
+def _labels_cause(cfg, x, y, grade_on: Callable[[np.ndarray], Quantities]) -> Wrong | None:
+    """Where ``cfg``'s labels leave out the last class and grading failed: ``Wrong`` naming the cause if the
+    same scores with one label moved to the last class pass (``grade_on(labels)``), else None."""
+    if not cfg.get("last_class_absent"):
+        return None
+    moved = y.copy()
+    moved[0] = x.shape[1] - 1
+    if _probe(lambda: grade_on(moved)) is None:
+        return None
+    return Wrong(f"wrong where the batch's labels {y.tolist()} leave out the last of the {x.shape[1]} classes, and "
+                 f"right once one label is {x.shape[1] - 1}: the number of classes is taken from the labels (y.max() "
+                 "+ 1), not from the scores' width (x.shape[1])")
+
+
+def _with_labels_cause(cfg, x, y, grade_on: Callable[[np.ndarray], Quantities]) -> Quantities:
+    """``grade_on(y)``, its failure named by ``_labels_cause`` where that tells it."""
+    quantities, failure, ok = _attempt(lambda: grade_on(y))
+    if not ok and (cause := _labels_cause(cfg, x, y, grade_on)) is not None:
+        raise cause
+    if failure is not None:
+        raise failure
+    return quantities
+
+
 def _softmax_loss(cfg, ctx: Context) -> Quantities:
     x, y = _logits(cfg, ctx.rng)
+    return _with_labels_cause(cfg, x, y, lambda labels: _softmax_loss_on(ctx, x, labels))
+
+
+def _softmax_loss_on(ctx: Context, x: np.ndarray, y: np.ndarray) -> Quantities:
     xt = _t(x)
     loss_t = torch.nn.functional.cross_entropy(xt, torch.from_numpy(y))
     loss_t.backward()
     twin = nn.CrossEntropyLoss()
     twin_loss = twin.forward(x.copy(), y)
     quantities = _loss_call(ctx, x, y, [float(loss_t.detach()), twin_loss], [_g(xt), twin.backward()])
+    if _batch_max_rows(quantities["dx"][0], x, quantities["dx"][1][0]):
+        raise Wrong(f"dx is not finite in the rows far below the batch's largest score (the reference is): the "
+                    f"softmax {_BATCH_MAX}")
     try:  # an infinite loss beside a finite gradient: the softmax was stable, its log was not
         got = np.asarray(quantities["loss"][0], dtype=np.float64)
         underflowed = (got.size == 1 and bool(np.isposinf(got.reshape(-1)[0]))
@@ -1061,6 +1094,10 @@ def _loss_call(ctx: Context, x, y, loss_refs: list, dx_refs: list) -> Quantities
 
 def _svm_loss(cfg, ctx: Context) -> Quantities:
     x, y = _logits(cfg, ctx.rng)
+    return _with_labels_cause(cfg, x, y, lambda labels: _svm_loss_on(ctx, x, labels))
+
+
+def _svm_loss_on(ctx: Context, x: np.ndarray, y: np.ndarray) -> Quantities:
     xt = _t(x)
     correct = xt[torch.arange(len(y)), torch.from_numpy(y)][:, None]
     margins = torch.clamp(xt - correct + 1.0, min=0.0)
@@ -1309,8 +1346,9 @@ def _optimizer(name: str):
 
 
 def _adam_step_count(mine, w, dw, hyper: dict, ref) -> None:
-    """``Wrong`` naming it if the student's first Adam step is the one with t = 2: ``config['t']`` starting at
-    1 and incremented before use (CS231n's 2016-17 starter code), where torch counts the first step as t = 1."""
+    """``Wrong`` naming it if the student's first Adam step is the one with t = 2 (``config['t']`` starting at
+    1 and incremented before use: CS231n's 2016-17 starter code, where torch counts the first step as t = 1),
+    or the one with no bias correction at all."""
     if np.shape(mine) != np.shape(w) or not np.all(np.isfinite(mine)):
         return
     b1, b2, lr, eps = hyper["beta1"], hyper["beta2"], hyper["learning_rate"], hyper["epsilon"]
@@ -1320,6 +1358,11 @@ def _adam_step_count(mine, w, dw, hyper: dict, ref) -> None:
         raise Wrong("the first step's bias correction uses t = 2 (config['t'] starts at 1 and is incremented "
                     "before use, as CS231n's 2016-17 starter code had it); the first step is t = 1, as in the "
                     "original paper and torch: start t at 0, or increment it after use")
+    uncorrected = w - lr * (1 - b1) * dw / (np.sqrt((1 - b2) * dw**2) + eps)
+    if np.allclose(mine, uncorrected, rtol=1e-9, atol=0) and not np.allclose(mine, ref, rtol=1e-6, atol=0):
+        raise Wrong("the first step has no bias correction: increment config['t'] at each step and divide the "
+                    "moments by (1 - beta1**t) and (1 - beta2**t) before the update, as the original paper and "
+                    "torch do")
 
 
 # --- module-style losses and whole models -------------------------------------------------------------------
@@ -1339,8 +1382,10 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
             y, near_one = x.argmax(axis=1), True
         else:
             p = torch.softmax(torch.from_numpy(x), dim=1).numpy()
+            classes = p.shape[1] - 1 if cfg.get("last_class_absent") else p.shape[1]
             for i in np.flatnonzero(p[np.arange(len(y)), y] < 1e-2):
-                y[i] = ctx.rng.choice(np.flatnonzero(p[i] >= 1e-2))
+                y[i] = ctx.rng.choice(np.flatnonzero(p[i, :classes] >= 1e-2)) if p[i, :classes].max() >= 1e-2 \
+                    else p[i, :classes].argmax()
     layout = ctx.entry.get("target", "labels")
     quantities, failure, ok = _attempt(lambda: _softmax_ce_on(ctx, x, y, layout, near_one))
     if ok:
@@ -1351,6 +1396,8 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
         said = {"labels": "integer labels", "one_hot": "one-hot targets"}
         raise Wrong(f"{ctx.entry['loss']} takes {said[other]}, and this convention gives {said[layout]} (a course "
                     f"that uses {said[other]}: target = \"{other}\" in a spec)")
+    if (cause := _labels_cause(cfg, x, y, lambda labels: _softmax_ce_on(ctx, x, labels, layout, near_one))) is not None:
+        raise cause
     if failure is not None:
         raise failure
     return quantities
@@ -1379,6 +1426,9 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
         if probs is None:
             raise Wrong(f"{ctx.entry['softmax']}.forward returned None")
         expected = torch.softmax(torch.from_numpy(x), dim=1).numpy()
+        if _batch_max_rows(probs, x, expected):
+            raise Wrong(f"{ctx.entry['softmax']}.forward's probabilities are not finite (the reference's are): it "
+                        f"{_BATCH_MAX}")
         # with one-hot targets the courses' loss of probabilities, sum(t * log p), reads the log of every class's,
         # and where one underflows to 0 that formula is nan (0 * log 0), however carefully written, so only the
         # softmax is graded there (it must still be right and finite); labels were chosen above to be safe
@@ -1416,6 +1466,25 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
     return {**shown, "loss": (loss, [loss_ref]), "dx": (dx, [_g(xt)])}
 
 
+_BATCH_MAX = ("subtracts the whole batch's largest score, so that the rows far below it underflow to 0 / 0; subtract "
+              "each row's own, x.max(axis=1, keepdims=True)")
+
+
+def _batch_max_rows(mine, x: np.ndarray, reference: np.ndarray) -> bool:
+    """Whether a student's array (the softmax's output, or the loss's gradient) is not finite in exactly the rows
+    of ``x`` whose every score underflows once shifted by the whole batch's maximum, and right in the others."""
+    with np.errstate(all="ignore"):
+        under = np.exp(x - x.max()).sum(axis=1) == 0
+    try:
+        a = np.asarray(mine, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    if not under.any() or a.shape != reference.shape or a.ndim != 2:
+        return False
+    return bool(np.array_equal(~np.isfinite(a).all(axis=1), under)
+                and np.allclose(a[~under], reference[~under], atol=1e-12))
+
+
 def _close(mine, expected) -> bool:
     """Whether a student's array is finite and matches ``expected`` closely (the softmax before its loss)."""
     try:
@@ -1438,8 +1507,11 @@ def _shown(value) -> str:
 
 
 def _mlp_configs(rng, k):
+    """Three MLPs, then one with no hidden layer: a logistic regression, as the courses' docstrings ask of an
+    empty ``n_hidden``."""
     return [dict(n=4, inputs=5, hidden=[6], classes=3, steps=3), dict(n=1, inputs=3, hidden=[4, 4], classes=2, steps=2),
-            dict(n=6, inputs=4, hidden=[5, 3], classes=4, steps=3)][: max(1, k)]
+            dict(n=6, inputs=4, hidden=[5, 3], classes=4, steps=3),
+            dict(n=3, inputs=4, hidden=[], classes=3, steps=2)][: max(1, k)]
 
 
 def _find_layers(model, name: str) -> list:
@@ -1556,6 +1628,8 @@ def _mlp(cfg, ctx: Context) -> Quantities:
         else:
             expected, dout = probs, -onehot / (np.asarray(out if out is not None else probs) * per)
         result[f"output at step {step}"] = (out, [expected])
+        if step == 1 and len(torch_linears) > 1 and not _close(out, expected):
+            _no_activations(ctx, out, x, torch_linears, activation, expected is probs)
         ctx.call(model.backward, dout, what=f"{ctx.entry['class']}.backward")
         for k, (mine, theirs) in enumerate(zip(linears, torch_linears)):
             grads = _grads(lin_ctx, mine)
@@ -1574,6 +1648,18 @@ def _mlp(cfg, ctx: Context) -> Quantities:
         if hasattr(model, "clear_cache"):
             ctx.call(model.clear_cache, what="clear_cache")
     return result
+
+
+def _no_activations(ctx: Context, out, x: np.ndarray, linears: list, activation: str, probabilities: bool) -> None:
+    """``Wrong`` naming it where the student's MLP output is its linear layers' alone, nothing between them."""
+    with torch.no_grad():
+        z = torch.from_numpy(x)
+        for layer in linears:
+            z = layer(z)
+        alone = (torch.softmax(z, dim=1) if probabilities else z).numpy()
+    if _close(out, alone):
+        raise Wrong(f"the output is that of its {len(linears)} {ctx.entry['linear']} layers alone, with no "
+                    f"{KINDS[activation].title} between them: apply one after every layer but the last")
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
