@@ -5,7 +5,8 @@ files named on the command line are found in it at any depth (``layers.py``, or 
 ``cs231n/layers.py``), the shallowest where several match. Each student is graded in a child process of
 their own, as ``twinnet check`` grades one; a student missing some of the files is graded on the others (the
 layers only a missing file would hold are not found, and count as such: 0 points where required, not submitted
-where optional), one with none of them, or whose files cannot be loaded, gets 0 points and the reason; ``--jobs N`` grades N students at once. The grades go to a CSV file (rewritten whole
+where optional), one with none of them, or whose files cannot be loaded, gets 0 points and the reason;
+``--jobs N`` grades N students at once. The grades go to a CSV file (rewritten whole
 after each student, so that an interrupted grading keeps every grade it gave) and to a table on stdout.
 """
 
