@@ -1044,23 +1044,31 @@ def test_a_student_missing_a_file_of_optional_layers_is_graded_on_the_others(tmp
     from twinnet.grader.each import grade_each
 
     root = tmp_path / "submissions"
-    (root / "ann").mkdir(parents=True)
-    (root / "ann" / "layers.py").write_text("")
+    for name in ("ann", "cal", "dan"):
+        (root / name).mkdir(parents=True)
+        (root / name / "layers.py").write_text("")
     (root / "erin" / "notes").mkdir(parents=True)
     given = {}
 
     def grade(paths, convention, **kwargs):
-        given[kwargs["label"]] = [p.name for p in paths]
-        rows = [Row("relu", "ReLU", 1, 1, 0.0, None, [], 1.0),
+        student = kwargs["label"]
+        given[student] = [p.name for p in paths]
+        if student == "dan":  # his layers.py imports the rnn_layers.py he lacks
+            raise TwinnetError("layers.py cannot be loaded: ModuleNotFoundError: No module named 'rnn_layers'")
+        failure = "relu #0: dx: relative error 1" if student == "cal" else None  # a failure of its own
+        rows = [Row("relu", "ReLU", 0 if failure else 1, 1, 0.0, failure, [failure] if failure else [],
+                    0.0 if failure else 1.0),
                 Row("rnn_step", "RNN step", 0, 0, 0.0, None, [], 0.0, submitted=False, max_points=0.0)]
         return Report("cs231n", 0, [str(p) for p in paths], rows)
 
     out_csv = tmp_path / "g.csv"
     results = grade_each(root, [Path("layers.py"), Path("rnn_layers.py")], resolve_convention("cs231n", None),
                          only=None, seed=0, configs=1, csv_path=out_csv, grade=grade)
-    assert given == {"ann": ["layers.py"]}  # erin, with neither file, is not graded at all
-    ann, erin = results
+    assert given == {s: ["layers.py"] for s in ("ann", "cal", "dan")}  # erin, with neither file, is not graded
+    ann, cal, dan, erin = results
     assert ann["all_passed"] and ann["points"] == 1.0 and ann["first_failure"] == ""
+    assert cal["first_failure"] == "ReLU: relu #0: dx: relative error 1"  # not caused by the missing file: unnamed
+    assert dan["first_failure"].startswith("no rnn_layers.py in dan; layers.py cannot be loaded") and dan["points"] == 0
     assert erin["points"] == 0.0 and erin["first_failure"] == "no layers.py; no rnn_layers.py in erin"
     rows = {r["student"]: r for r in csv.DictReader(out_csv.open())}
     assert rows["ann"]["relu"] == "1.0" and rows["erin"]["relu"] == "0.0"
@@ -2118,6 +2126,20 @@ def test_a_one_hot_width_read_from_the_labels_fails_and_is_named_at_every_seed(t
     assert any("taken from the labels" in f for f in row.failures), row.failures
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_loss_wrong_for_another_reason_is_not_blamed_on_the_labels(tmp_path, seed):
+    """An SVM loss whose class loop stops before the last class: right for a sample whose true class is the last,
+    so moving one label there can pass (at these seeds), but not moving each in turn; the labels are not blamed."""
+    (tmp_path / "layers.py").write_text(
+        "import numpy as np\n\n\ndef svm_loss(x, y):\n    N, C = x.shape\n    loss, dx = 0.0, np.zeros_like(x)\n"
+        "    for i in range(N):\n        for j in range(C - 1):\n            if j == y[i]:\n                continue\n"
+        "            m = x[i, j] - x[i, y[i]] + 1\n            if m > 0:\n                loss += m\n"
+        "                dx[i, j] += 1\n                dx[i, y[i]] -= 1\n    return loss / N, dx / N\n")
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["svm_loss"], seed=seed).rows[0]
+    assert row.passed < row.total and any("last_class_absent=True" in f for f in row.failures), row.failures
+    assert not any("taken from the labels" in f for f in row.failures), row.failures
+
+
 def test_a_softmax_shifted_by_the_whole_batchs_maximum_is_named(tmp_path):
     """The max trick with the batch's maximum, not each row's: rows far below it are 0 / 0 on large logits."""
     files = _uva_copy(tmp_path, modules=lambda s: s.replace("b = x.max(axis=1, keepdims=True)", "b = x.max()"))
@@ -2134,7 +2156,8 @@ def test_a_softmax_shifted_by_the_whole_batchs_maximum_is_named(tmp_path):
 def test_an_mlp_without_activations_is_named_and_one_without_hidden_layers_is_graded(tmp_path):
     files = _uva_copy(tmp_path, mlp=lambda s: s.replace("            self.layers.append(ReLUModule())\n", ""))
     row = grade(files, resolve_convention("uva", None), only=["mlp"]).rows[0]
-    assert any("LinearModule layers alone, with no ReLU between them" in f for f in row.failures), row.failures
+    assert any("LinearModule layers alone, nothing between them acting: no ReLU" in f for f in row.failures), \
+        row.failures
     assert row.passed == 1  # only the MLP with no hidden layer, where there is nothing to put between
     # an MLP that cannot be built without a hidden layer, as its docstring asks of an empty n_hidden: that one fails
     first_only = ("    def __init__(self, n_inputs, n_hidden, n_classes):\n"

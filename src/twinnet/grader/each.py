@@ -97,15 +97,20 @@ def grade_each(root: Path, names: list[Path], convention: dict[str, Any], *, onl
              or (only is not None and k in only)]
 
     def one(folder: Path) -> dict[str, Any]:
+        missing: list[str] = []
         try:
             files, missing = find(folder, wanted)
             report = grade(files, convention, only=only, seed=seed, configs=configs, label=folder.name)
         except TwinnetError as e:  # the files are missing, or cannot be loaded: 0 points and why
+            # (a file given that imports a missing one fails to load: the missing file is the news)
+            absent = f"no {', '.join(missing)} in {folder.name}; " if missing else ""
             return {"student": folder.name, "points": 0.0, "max_points": float(len(kinds)), "all_passed": False,
-                    "first_failure": str(e), **{k: 0.0 for k in kinds}}
+                    "first_failure": absent + str(e), **{k: 0.0 for k in kinds}}
         by_kind = {r.kind: r for r in report.rows}
         failed = next((r for r in report.rows if r.submitted and r.first_failure), None)
-        absent = f"no {', '.join(missing)} in {folder.name}" if missing and failed else ""
+        # the missing files named where a layer they would hold was not found, not beside failures of another cause
+        absent = (f"no {', '.join(missing)} in {folder.name}" if missing and any(
+            r.first_failure and r.first_failure.startswith("not found in the submission") for r in report.rows) else "")
         return {"student": folder.name, "points": round(sum(r.points for r in report.rows), 2),
                 "max_points": sum(r.max_points for r in report.rows), "all_passed": report.ok,
                 "first_failure": "; ".join(t for t in (absent, f"{failed.title}: {failed.first_failure}" if failed

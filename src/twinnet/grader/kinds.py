@@ -1034,13 +1034,15 @@ def _logits(cfg, rng):
 
 def _labels_cause(cfg, x, y, grade_on: Callable[[np.ndarray], Quantities]) -> Wrong | None:
     """Where ``cfg``'s labels leave out the last class and grading failed: ``Wrong`` naming the cause if the
-    same scores with one label moved to the last class pass (``grade_on(labels)``), else None."""
+    same scores pass with any one label moved to the last class (``grade_on(labels)``, each sample's in turn:
+    a bug of another kind may pass where one sample's true class changes, not wherever it does), else None."""
     if not cfg.get("last_class_absent"):
         return None
-    moved = y.copy()
-    moved[0] = x.shape[1] - 1
-    if _probe(lambda: grade_on(moved)) is None:
-        return None
+    for i in range(len(y)):
+        moved = y.copy()
+        moved[i] = x.shape[1] - 1
+        if _probe(lambda: grade_on(moved)) is None:
+            return None
     return Wrong(f"wrong where the batch's labels {y.tolist()} leave out the last of the {x.shape[1]} classes, and "
                  f"right once one label is {x.shape[1] - 1}: the number of classes is taken from the labels (y.max() "
                  "+ 1), not from the scores' width (x.shape[1])")
@@ -1396,7 +1398,9 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
         said = {"labels": "integer labels", "one_hot": "one-hot targets"}
         raise Wrong(f"{ctx.entry['loss']} takes {said[other]}, and this convention gives {said[layout]} (a course "
                     f"that uses {said[other]}: target = \"{other}\" in a spec)")
-    if (cause := _labels_cause(cfg, x, y, lambda labels: _softmax_ce_on(ctx, x, labels, layout, near_one))) is not None:
+    # a width read from the labels is the student's own only where the convention gives labels, not one-hot rows
+    if layout == "labels" and (cause := _labels_cause(cfg, x, y, lambda labels: _softmax_ce_on(ctx, x, labels, layout,
+                                                                                              near_one))) is not None:
         raise cause
     if failure is not None:
         raise failure
@@ -1658,8 +1662,9 @@ def _no_activations(ctx: Context, out, x: np.ndarray, linears: list, activation:
             z = layer(z)
         alone = (torch.softmax(z, dim=1) if probabilities else z).numpy()
     if _close(out, alone):
-        raise Wrong(f"the output is that of its {len(linears)} {ctx.entry['linear']} layers alone, with no "
-                    f"{KINDS[activation].title} between them: apply one after every layer but the last")
+        raise Wrong(f"the output is that of its {len(linears)} {ctx.entry['linear']} layers alone, nothing between "
+                    f"them acting: no {KINDS[activation].title} after every layer but the last, or one whose forward "
+                    "returns its input unchanged")
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
