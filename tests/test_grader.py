@@ -1394,8 +1394,8 @@ def test_a_loss_clamped_below_one_passes_on_huge_logits_and_is_not_taken_for_one
     for seed in [*range(6), 64, 191]:
         row = grade([tmp_path / "modules.py"], resolve_convention("uva", None), only=["softmax_cross_entropy"],
                     seed=seed).rows[0]
-        assert [f.split(":")[0] for f in row.failures] == [
-            "softmax_cross_entropy #2 n=3 c=4 scale=1.0 confidently_wrong=True"]
+        assert [f.split(":")[0] for f in row.failures] == [  # the last configuration (6 drawn after 3 fixed)
+            "softmax_cross_entropy #9 n=3 c=4 scale=1.0 confidently_wrong=True"]
         assert "relative error" in row.failures[0]
 
 
@@ -1955,7 +1955,11 @@ def test_a_constant_factor_is_named_only_where_the_values_prove_it():
     assert "exactly 2.5 times" in scale_hint(ref * 2.5, [ref])
     assert scale_hint(ref + 1, [ref]) == ""  # not a multiple
     assert scale_hint(ref, [ref]) == ""  # right
-    assert scale_hint(np.array([3.0]), [np.array([1.5])]) == ""  # one number is a multiple of any other
+    # one number is a multiple of any other: only a whole factor to nine digits is named (a loss summed over the
+    # batch where its mean belongs), not another, nor a flipped sign
+    assert scale_hint(np.array([3.7]), [np.array([1.5])]) == "" and scale_hint(-1.5, [1.5]) == ""
+    assert "exactly 3 times" in scale_hint(4.5, [1.5]) and "exactly 1/2 times" in scale_hint(0.75, [np.array(1.5)])
+    assert "exactly 2 times" in scale_hint(2.91789867481666, [1.4589493374083302])  # 2 less a rounding: still 2
     assert scale_hint(None, [ref]) == "" and scale_hint(ref[0], [ref]) == ""
     assert scale_hint(ref * 1.000002, [ref]) == ""  # within rounding of right: no factor to name
     assert "exactly 2.0000001 times" in scale_hint(ref * 2.0000001, [ref])  # not rounded to a whole number
@@ -2166,3 +2170,53 @@ def test_an_mlp_without_activations_is_named_and_one_without_hidden_layers_is_gr
         "    def __init__(self, n_inputs, n_hidden, n_classes):\n", first_only))
     row = grade(files, resolve_convention("uva", None), only=["mlp"]).rows[0]
     assert (row.passed, row.total) == (3, 4) and "hidden=[]" in row.first_failure and "IndexError" in row.first_failure
+
+
+def test_only_the_mlp_is_graded_with_its_linear_layers_convention(tmp_path, capsys):
+    """`--only mlp` (a child process given the layers to grade) still reads the linear layer's entry of the
+    convention: the UvA reference's (1, out) bias, allowed there, passed the whole run but failed alone."""
+    assert "'bias': np.zeros((1, out_features))" in (STUDENTS / "uva" / "modules.py").read_text()
+    assert main(["check", *map(str, UVA), "--convention", "uva", "--only", "mlp"]) == 0
+    assert "| whole MLP, a few SGD steps | 4/4 |" in capsys.readouterr().out
+
+
+def test_cs324_takes_a_row_bias(tmp_path):
+    """CS324's handout fixes W's layout, not the bias's: a (1, out) bias passes the layer and the MLP."""
+    for name in ("modules.py", "mlp_numpy.py"):
+        source = (STUDENTS / "cs324" / name).read_text()
+        if name == "modules.py":
+            for old, new in (("'bias': np.zeros(out_features)", "'bias': np.zeros((1, out_features))"),
+                             ("np.sum(dout, axis=0)", "np.sum(dout, axis=0, keepdims=True)")):
+                assert old in source
+                source = source.replace(old, new)
+        (tmp_path / name).write_text(source)
+    rows = _rows(grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention("cs324", None),
+                       only=["linear", "mlp"]))
+    assert rows["linear"].passed == rows["linear"].total and rows["mlp"].passed == rows["mlp"].total == 4, \
+        [rows[k].failures for k in rows]
+
+
+def test_an_mlp_whose_backward_updates_its_weights_or_whose_last_layer_has_an_activation_is_named(tmp_path):
+    # an SGD step inside the linear layer's backward: its gradients are right, the MLP takes two steps
+    files = _uva_copy(tmp_path, modules=lambda s: s.replace(
+        "        self.grads['bias'] = np.sum(dout, axis=0, keepdims=True)\n",
+        "        self.grads['bias'] = np.sum(dout, axis=0, keepdims=True)\n"
+        "        self.params['weight'] -= 0.1 * self.grads['weight']\n", 1))
+    assert "self.params['weight'] -= 0.1" in files[0].read_text()
+    row = grade(files, resolve_convention("uva", None), only=["mlp"]).rows[0]
+    assert row.passed == 0 and "MLP.backward changed layer 1's weight: an update inside backward" in \
+        row.first_failure, row.failures
+    # a ReLU after the output layer too, before the softmax
+    old = "        self.layers.append(SoftMaxModule())\n"
+    files = _uva_copy(tmp_path, mlp=lambda s: s.replace(old, "        self.layers.append(ReLUModule())\n" + old))
+    assert files[1].read_text().count("ReLUModule()") == 2
+    row = grade(files, resolve_convention("uva", None), only=["mlp"]).rows[0]
+    assert any("a ReLU after every LinearModule layer, the last one too" in f for f in row.failures), row.failures
+
+
+def test_a_loss_summed_over_the_batch_is_named_as_a_factor(tmp_path):
+    files = _uva_copy(tmp_path, modules=lambda s: s.replace("out = -np.mean(np.log(x[np.arange(N), y]))",
+                                                            "out = -np.sum(np.log(x[np.arange(N), y]))"))
+    row = grade(files, resolve_convention("uva", None), only=["softmax_cross_entropy"]).rows[0]
+    assert any("n=4" in f and "loss: relative error" in f and "it is exactly 4 times the expected value" in f
+               for f in row.failures), row.failures

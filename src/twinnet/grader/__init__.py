@@ -114,9 +114,10 @@ def resolve_seed(seed: int | None) -> int:
 
 
 def grade(paths: list[Path], convention: dict[str, Any], *, only: list[str] | None = None, seed: int = 0,
-          configs: int = 6) -> Report:
+          configs: int = 6, among: list[str] | None = None) -> Report:
     """Check every layer of ``convention`` (or those in ``only``, each then required even where the convention
-    makes it optional) in the student's files."""
+    makes it optional; and only those in ``among``, where given, as they were: a child grading what another left)
+    in the student's files."""
     if not 1 <= configs <= MAX_CONFIGS:
         raise TwinnetError(f"--configs must be in [1, {MAX_CONFIGS}] (random configurations per layer kind, beside "
                            f"the fixed edge cases; 6 by default), got {configs}")
@@ -128,6 +129,8 @@ def grade(paths: list[Path], convention: dict[str, Any], *, only: list[str] | No
             raise TwinnetError(f"--only {','.join(unknown)}: not a layer of the {convention['name']} convention; its "
                                f"layers: {', '.join(layers)}")
         kinds = [k for k in kinds if k in only]
+    if among is not None:
+        kinds = [k for k in kinds if k in among]
     submission = load(paths)
     rows = []
     for kind in kinds:

@@ -48,9 +48,8 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
     while True:
         todo = [k for k in kinds if k not in rows]
         # a new child grades the layers left as the first would have (an optional one stays optional: naming it
-        # in --only would make it required)
-        rest = {**convention, "layers": {k: convention["layers"][k] for k in todo}}
-        payload, events, how = _run_child(paths, rest, only and todo, seed, configs, label)
+        # in --only would make it required), with the whole convention (the MLP reads its linear layer's entry)
+        payload, events, how = _run_child(paths, convention, only and todo, seed, configs, label, among=todo)
         if isinstance(payload, dict) and "error" in payload:
             raise TwinnetError(payload["error"])
         if isinstance(payload, dict) and "report" in payload:
@@ -149,15 +148,16 @@ def stop_all() -> None:
             proc.kill()
 
 
-def _run_child(paths, convention, only, seed, configs, label=None) -> tuple[Any, list[dict], str]:
-    """One child grading ``only`` (None: every layer): its payload (None if it wrote none), the progress
-    events it wrote, and how it ended."""
+def _run_child(paths, convention, only, seed, configs, label=None, among=None) -> tuple[Any, list[dict], str]:
+    """One child grading ``only`` (None: every layer) of the layers ``among`` (None: all): its payload (None if
+    it wrote none), the progress events it wrote, and how it ended."""
     from twinnet import grader
 
     with tempfile.TemporaryDirectory(prefix="twinnet-check-") as tmp:
         request, out, progress = Path(tmp) / "request.json", Path(tmp) / "report.json", Path(tmp) / "progress.jsonl"
         request.write_text(json.dumps({"files": [str(Path(p).absolute()) for p in paths], "convention": convention,
-                                       "only": only, "seed": seed, "configs": configs, "progress": str(progress),
+                                       "only": only, "among": among, "seed": seed, "configs": configs,
+                                       "progress": str(progress),
                                        "config_limit_s": grader.CONFIG_LIMIT_S, "parent": os.getpid()}))
         progress.touch()
         # a session of its own, so that processes the submission starts end with it (below)
@@ -223,7 +223,7 @@ def main(argv: list[str]) -> None:
     grader.PROGRESS, loader.HARD_STOP = note, hard_stop
     try:
         report = grader.grade([Path(p) for p in request["files"]], request["convention"], only=request["only"],
-                              seed=request["seed"], configs=request["configs"])
+                              seed=request["seed"], configs=request["configs"], among=request.get("among"))
         payload: dict[str, Any] = {"report": report.as_dict()}
     except TwinnetError as e:
         payload = {"error": str(e)}

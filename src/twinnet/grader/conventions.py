@@ -92,7 +92,8 @@ CS324: dict[str, Any] = {
     "params": "dict",
     "grads": "overwrite",
     "layers": {
-        "linear": {"class": "Linear", "weight": "in_out", "bias": "flat"},
+        # the handout fixes the weight's layout, (in, out), not the bias's: students write (out,) or (1, out)
+        "linear": {"class": "Linear", "weight": "in_out", "bias": "any"},
         "relu": {"class": "ReLU"},
         "softmax_cross_entropy": {"softmax": "SoftMax", "loss": "CrossEntropy", "input": "probabilities",
                                   "target": "one_hot", "reduction": "mean", "fused": True},

@@ -1018,10 +1018,11 @@ def _loss_configs(rng, k):
     """Logits of ordinary size, of size 1000 (an unstable softmax overflows), confidently wrong ones
     (``confidently_wrong``: the true class at probability ~1e-22, so a clamped log shows), and a batch whose
     labels leave out the last class (``last_class_absent``: a one-hot width read from the labels shows)."""
-    fixed = [dict(n=1, c=3, scale=1.0), dict(n=4, c=5, scale=1000.0), dict(n=3, c=4, scale=1.0, confidently_wrong=True),
-             dict(n=2, c=4, scale=1.0, last_class_absent=True)]
-    return fixed + [dict(n=int(rng.integers(1, 7)), c=int(rng.integers(2, 8)), scale=float(rng.choice([1.0, 5.0])))
-                    for _ in range(k)]
+    fixed = [dict(n=1, c=3, scale=1.0), dict(n=4, c=5, scale=1000.0), dict(n=2, c=4, scale=1.0, last_class_absent=True)]
+    drawn = [dict(n=int(rng.integers(1, 7)), c=int(rng.integers(2, 8)), scale=float(rng.choice([1.0, 5.0])))
+             for _ in range(k)]
+    # the confidently wrong one last: a clamped log fails it alone, by design, so another bug is the first failure
+    return fixed + drawn + [dict(n=3, c=4, scale=1.0, confidently_wrong=True)]
 
 
 def _logits(cfg, rng):
@@ -1632,9 +1633,16 @@ def _mlp(cfg, ctx: Context) -> Quantities:
         else:
             expected, dout = probs, -onehot / (np.asarray(out if out is not None else probs) * per)
         result[f"output at step {step}"] = (out, [expected])
-        if step == 1 and len(torch_linears) > 1 and not _close(out, expected):
-            _no_activations(ctx, out, x, torch_linears, activation, expected is probs)
+        if step == 1 and not _close(out, expected):
+            _misplaced_activations(ctx, out, x, torch_linears, make, activation, expected is probs)
+        before = [_snapshot(lin_ctx, mine) for mine in linears] if step == 1 else []
         ctx.call(model.backward, dout, what=f"{ctx.entry['class']}.backward")
+        for k, (was, mine) in enumerate(zip(before, linears)):
+            now = _snapshot(lin_ctx, mine)
+            if changed := [name for name in was if name in now and not np.array_equal(was[name], now[name])]:
+                raise Wrong(f"{ctx.entry['class']}.backward changed layer {k + 1}'s {' and '.join(changed)}: an "
+                            "update inside backward; backward computes the gradients, and the training loop takes "
+                            "the step (here the grader, after backward, as the course's loop does)")
         for k, (mine, theirs) in enumerate(zip(linears, torch_linears)):
             grads = _grads(lin_ctx, mine)
             ref = layout(theirs.weight.grad.numpy(), theirs.bias.grad.numpy(), k)
@@ -1654,17 +1662,34 @@ def _mlp(cfg, ctx: Context) -> Quantities:
     return result
 
 
-def _no_activations(ctx: Context, out, x: np.ndarray, linears: list, activation: str, probabilities: bool) -> None:
-    """``Wrong`` naming it where the student's MLP output is its linear layers' alone, nothing between them."""
-    with torch.no_grad():
-        z = torch.from_numpy(x)
-        for layer in linears:
-            z = layer(z)
-        alone = (torch.softmax(z, dim=1) if probabilities else z).numpy()
-    if _close(out, alone):
-        raise Wrong(f"the output is that of its {len(linears)} {ctx.entry['linear']} layers alone, nothing between "
-                    f"them acting: no {KINDS[activation].title} after every layer but the last, or one whose forward "
-                    "returns its input unchanged")
+def _snapshot(ctx: Context, layer) -> dict[str, np.ndarray]:
+    """A copy of a layer's parameters (none where they cannot be read: the check proper says why)."""
+    try:
+        return {name: np.array(getattr(v, "data", v), dtype=np.float64, copy=True)
+                for name, v in _params(ctx, layer).items()}
+    except Exception:  # noqa: BLE001 - a probe only
+        return {}
+
+
+def _misplaced_activations(ctx: Context, out, x: np.ndarray, linears: list, make: Callable, activation: str,
+                           probabilities: bool) -> None:
+    """``Wrong`` naming it where the student's MLP output is its linear layers' with no activation between them,
+    or with one after the last layer too."""
+    def through(after: Callable[[int], bool]) -> np.ndarray:  # an activation after the layers ``after`` picks
+        with torch.no_grad():
+            z = torch.from_numpy(x)
+            for k, layer in enumerate(linears):
+                z = make()(layer(z)) if after(k) else layer(z)
+            return (torch.softmax(z, dim=1) if probabilities else z).numpy()
+
+    title, linear = KINDS[activation].title, ctx.entry["linear"]
+    if len(linears) > 1 and _close(out, through(lambda k: False)):
+        raise Wrong(f"the output is that of its {len(linears)} {linear} layers alone, nothing between them acting: "
+                    f"no {title} after every layer but the last, or one whose forward returns its input unchanged")
+    if _close(out, through(lambda k: True)):
+        raise Wrong(f"the output is that of {'an' if title[0] in 'AEIOU' else 'a'} {title} after every {linear} "
+                    "layer, the last one too: the last layer's "
+                    f"output goes on as it is ({'to the softmax' if probabilities else 'out of the model'})")
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
