@@ -1663,10 +1663,11 @@ def _mlp(cfg, ctx: Context) -> Quantities:
 
 
 def _snapshot(ctx: Context, layer) -> dict[str, np.ndarray]:
-    """A copy of a layer's parameters (none where they cannot be read: the check proper says why)."""
+    """A copy of a linear layer's weight and bias (the rest of a params dict may be the layer's own cache; none
+    where they cannot be read: the check proper says why)."""
     try:
         return {name: np.array(getattr(v, "data", v), dtype=np.float64, copy=True)
-                for name, v in _params(ctx, layer).items()}
+                for name, v in _params(ctx, layer).items() if name in ("weight", "bias")}
     except Exception:  # noqa: BLE001 - a probe only
         return {}
 
