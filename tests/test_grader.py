@@ -59,7 +59,7 @@ BUGS = [
     ("cs231n", "cs231n_lstm_bugs.py", "lstm", "blocks of the 4H columns are in the order ifgo", "none"),
     ("cs231n", "cs231n_lstm_c0.py", "lstm", "the cell state starts as h0", "none"),
     ("cs231n", "cs231n_backward_zeros.py", "relu", "dx: relative error 1.00e+00", "none"),
-    ("cs231n", "cs231n_pool_overlap.py", "maxpool", "s=1: dx: relative error", "some"),
+    ("cs231n", "cs231n_pool_overlap.py", "maxpool", "s=1: dx: where windows overlap", "some"),
     ("cs231n", "cs231n_adam_nobias.py", "adam", "the first step has no bias correction", "none"),
     ("cs231n", "cs231n_dropout_not_inverted.py", "dropout", "the kept values are x itself: the dropout is not inverted",
      "none"),
@@ -1410,6 +1410,7 @@ def test_an_error_just_above_the_tolerance_is_shown_to_enough_digits():
 
 # the layers CS231n's students wrote in some years only: optional kinds of the cs231n convention
 OPTIONAL = {"dropout": ("dropout", "dropout_forward", "dropout_backward"),
+            "batchnorm_alt": ("batch norm, alternative backward", "batchnorm_backward_alt"),
             "spatial_batchnorm": ("spatial batch norm", "spatial_batchnorm_forward", "spatial_batchnorm_backward"),
             "layernorm": ("layer norm", "layernorm_forward", "layernorm_backward"),
             "spatial_groupnorm": ("spatial group norm", "spatial_groupnorm_forward", "spatial_groupnorm_backward"),
@@ -2220,3 +2221,62 @@ def test_a_loss_summed_over_the_batch_is_named_as_a_factor(tmp_path):
     row = grade(files, resolve_convention("uva", None), only=["softmax_cross_entropy"]).rows[0]
     assert any("n=4" in f and "loss: relative error" in f and "it is exactly 4 times the expected value" in f
                for f in row.failures), row.failures
+
+
+def test_an_unfinished_convolution_backward_earns_nothing_at_any_seed(tmp_path):
+    """A backward that leaves dx and dw zero passed drawn configurations whose every window lay in the padding
+    (h=5 w=2 k=1 s=3 p=1 at seed 1), where the right gradients are zero too: those are no longer drawn."""
+    source = (STUDENTS / "cs231n" / "layers.py").read_text()
+    old = "    x, w, b, conv_param = cache\n"
+    assert source.count(old) == 1
+    (tmp_path / "layers.py").write_text(source.replace(old, old + "    return np.zeros_like(x), np.zeros_like(w), "
+                                                                  "dout.sum(axis=(0, 2, 3))\n"))
+    for seed in (1, 2, 5):
+        row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["conv"], seed=seed).rows[0]
+        assert row.passed == 0, (seed, row.failures)
+
+
+def test_the_alternative_batch_norm_backward_is_graded_on_its_own_row(tmp_path):
+    """CS231n's batchnorm_backward_alt: optional (not submitted where absent), and a wrong one fails its own row
+    while batchnorm_backward's passes."""
+    source = (STUDENTS / "cs231n" / "layers.py").read_text()
+    old = "    dx = (dx_hat - dx_hat.mean(axis=0) - x_hat * (dx_hat * x_hat).mean(axis=0)) / std\n"
+    assert source.count(old) == 1
+    (tmp_path / "layers.py").write_text(source.replace(old, "    dx = (dx_hat - x_hat * (dx_hat * x_hat).mean(axis=0))"
+                                                            " / std\n"))
+    rows = _rows(grade([tmp_path / "layers.py"], resolve_convention("cs231n", None),
+                       only=["batchnorm", "batchnorm_alt"]))
+    assert rows["batchnorm"].passed == rows["batchnorm"].total
+    assert rows["batchnorm_alt"].passed == 0 and "dx: relative error" in rows["batchnorm_alt"].first_failure
+    (tmp_path / "layers.py").write_text(source.replace("def batchnorm_backward_alt", "def _unused"))
+    row = _rows(grade([tmp_path / "layers.py"], resolve_convention("cs231n", None)))["batchnorm_alt"]
+    assert not row.submitted and row.max_points == 0
+
+
+def test_a_1d_convolution_is_named_as_one_the_conv_kind_cannot_grade(tmp_path):
+    """CMU's HW2P1 Conv1d through a spec: its (out, in, kernel) weight is said to be a 1-D convolution's, not a
+    wrong shape of the student's."""
+    (tmp_path / "conv1d.py").write_text(
+        "import numpy as np\n\n\nclass Conv1d:\n"
+        "    def __init__(self, in_channels, out_channels, kernel_size, *args, **kwargs):\n"
+        "        self.W = np.zeros((out_channels, in_channels, kernel_size))\n"
+        "        self.b = np.zeros(out_channels)\n\n"
+        "    def forward(self, A):\n        return A\n\n    def backward(self, dLdZ):\n        return dLdZ\n")
+    (tmp_path / "spec.toml").write_text('name = "conv1d"\nstyle = "module"\n[layers.conv]\nclass = "Conv1d"\n'
+                                        'params = {weight = "W", bias = "b"}\n'
+                                        'grads = {weight = "dLdW", bias = "dLdb"}\n')
+    from twinnet.grader.conventions import load_spec
+
+    row = grade([tmp_path / "conv1d.py"], load_spec(tmp_path / "spec.toml"), only=["conv"]).rows[0]
+    assert row.passed == 0 and "a 1-D convolution, which the conv kind, 2-D on (N, C, H, W) images, cannot grade" \
+        in row.first_failure, row.failures
+
+
+def test_a_max_pool_backward_that_assigns_where_windows_overlap_is_named(tmp_path):
+    source = (STUDENTS / "cs231n" / "layers.py").read_text()
+    old = "dx[n, c, hs + a, ws + bb] += dout[n, c, i, j]"
+    assert source.count(old) == 1
+    (tmp_path / "layers.py").write_text(source.replace(old, "dx[n, c, hs + a, ws + bb] = dout[n, c, i, j]"))
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["maxpool"]).rows[0]
+    assert 0 < row.passed < row.total  # the windows that do not overlap pass
+    assert all("windows overlap" in f and "add each window's" in f for f in row.failures), row.failures

@@ -613,10 +613,17 @@ def _conv_configs(rng, k):
     while len(out) < k:
         kk, s, p = int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(0, 3))
         h, w = (kk - 2 * p + s * int(rng.integers(1, 4)) for _ in range(2))
-        if h >= 1 and w >= 1:
+        if h >= 1 and w >= 1 and _windows_read(h, kk, s, p) and _windows_read(w, kk, s, p):
             out.append(dict(n=int(rng.integers(1, 3)), c=int(rng.integers(1, 4)), h=h, w=w, f=int(rng.integers(1, 4)),
                             k=kk, s=s, p=p))
     return fixed + out
+
+
+def _windows_read(size: int, k: int, s: int, p: int) -> bool:
+    """Whether some window of a convolution (kernel ``k``, stride ``s``, padding ``p``) over ``size`` pixels covers
+    one of them, not only padding: where none does, the right gradients are zero, and a backward that leaves
+    them so would pass."""
+    return any(i * s < p + size and i * s + k > p for i in range((size + 2 * p - k) // s + 1))
 
 
 def _conv(cfg, ctx: Context) -> Quantities:
@@ -644,6 +651,13 @@ def _conv(cfg, ctx: Context) -> Quantities:
                              {k: ref[k] for k in ("dx", "dw", "db")})
     else:
         layer = _build(ctx, "class", cfg["c"], cfg["f"], cfg["k"], cfg["s"], cfg["p"])
+        try:
+            own = np.shape(_params(ctx, layer)["weight"])
+        except Exception:  # noqa: BLE001 - a probe only: setting the weight says what is wrong
+            own = None
+        if own is not None and len(own) == 3:
+            raise Wrong(f"{type(layer).__name__}'s weight has shape {own}, (out, in, kernel): a 1-D convolution, "
+                        "which the conv kind, 2-D on (N, C, H, W) images, cannot grade")
         _set_params(ctx, layer, {"weight": w, "bias": b})
         xs = x.copy()
         out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
@@ -683,10 +697,31 @@ def _maxpool(cfg, ctx: Context) -> Quantities:
     refs = [{"out": out_t.detach().numpy(), "dx": _g(xt)},
             _twin(nn.MaxPool2d((cfg["ph"], cfg["pw"]), cfg["s"]), x, dout)]
     if ctx.convention["style"] == "functional":
-        return _unary(ctx, x, dout, refs, ({"pool_height": cfg["ph"], "pool_width": cfg["pw"], "stride": cfg["s"]},))
-    if cfg["ph"] != cfg["pw"]:
+        got = _unary(ctx, x, dout, refs, ({"pool_height": cfg["ph"], "pool_width": cfg["pw"], "stride": cfg["s"]},))
+    elif cfg["ph"] != cfg["pw"]:
         raise NotApplicable("a module takes one kernel size here")
-    return _unary(ctx, x, dout, refs, (cfg["ph"], cfg["s"]))
+    else:
+        got = _unary(ctx, x, dout, refs, (cfg["ph"], cfg["s"]))
+    if cfg["s"] < max(cfg["ph"], cfg["pw"]) and "dx" in got and not passes(error("dx", *got["dx"])):
+        overwritten = _pool_overwritten(x, dout, cfg["ph"], cfg["pw"], cfg["s"])
+        if _close(got["dx"][0], overwritten):
+            raise Wrong(f"dx: where windows overlap (stride {cfg['s']}, windows {cfg['ph']}x{cfg['pw']}), a pixel that "
+                        "is the maximum of several windows gets only the last one's gradient: add each window's "
+                        "(dx[...] += ...), not assign it")
+    return got
+
+
+def _pool_overwritten(x: np.ndarray, dout: np.ndarray, ph: int, pw: int, s: int) -> np.ndarray:
+    """Max pooling's input gradient as a backward that assigns each window's gradient (``=``, not ``+=``) to its
+    maximum, window after window in row-major order, would give it."""
+    dx = np.zeros_like(x)
+    n, c = np.indices(x.shape[:2])
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            window = x[:, :, i * s:i * s + ph, j * s:j * s + pw].reshape(*x.shape[:2], -1)
+            a, b = np.divmod(window.argmax(axis=2), pw)
+            dx[n, c, i * s + a, j * s + b] = dout[:, :, i, j]
+    return dx
 
 
 # --- dropout ---------------------------------------------------------------------------------------------
@@ -1702,6 +1737,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("conv", "convolution", ("forward", "backward"), ("class",), _conv_configs, _conv),
     Kind("maxpool", "max pooling", ("forward", "backward"), ("class",), _pool_configs, _maxpool),
     Kind("batchnorm", "batch norm", ("forward", "backward"), ("class",), _bn_configs, _batchnorm),
+    Kind("batchnorm_alt", "batch norm, alternative backward", ("forward", "backward"), (), _bn_configs, _batchnorm),
     Kind("spatial_batchnorm", "spatial batch norm", ("forward", "backward"), (), _spatial_bn_configs, _batchnorm),
     Kind("layernorm", "layer norm", ("forward", "backward"), (), _ln_configs, _layernorm),
     Kind("spatial_groupnorm", "spatial group norm", ("forward", "backward"), (), _gn_configs, _groupnorm),
