@@ -1961,6 +1961,8 @@ def test_a_constant_factor_is_named_only_where_the_values_prove_it():
     assert scale_hint(np.array([3.7]), [np.array([1.5])]) == "" and scale_hint(-1.5, [1.5]) == ""
     assert "exactly 3 times" in scale_hint(4.5, [1.5]) and "exactly 1/2 times" in scale_hint(0.75, [np.array(1.5)])
     assert "exactly 2 times" in scale_hint(2.91789867481666, [1.4589493374083302])  # 2 less a rounding: still 2
+    for tiny in ((1e-310, [2.0]), (3.0, [1e-170]), (np.array([0, 1.0]), [np.array([0, 1e-170])])):
+        assert scale_hint(*tiny) == ""  # a factor that overflows: nothing said, nothing raised
     assert scale_hint(None, [ref]) == "" and scale_hint(ref[0], [ref]) == ""
     assert scale_hint(ref * 1.000002, [ref]) == ""  # within rounding of right: no factor to name
     assert "exactly 2.0000001 times" in scale_hint(ref * 2.0000001, [ref])  # not rounded to a whole number
@@ -2207,6 +2209,13 @@ def test_an_mlp_whose_backward_updates_its_weights_or_whose_last_layer_has_an_ac
     row = grade(files, resolve_convention("uva", None), only=["mlp"]).rows[0]
     assert row.passed == 0 and "MLP.backward changed layer 1's weight: an update inside backward" in \
         row.first_failure, row.failures
+    # a backward that reshapes its bias, the same values (UvA allows any bias layout): not an update
+    files = _uva_copy(tmp_path, modules=lambda s: s.replace(
+        "        self.grads['bias'] = np.sum(dout, axis=0, keepdims=True)\n",
+        "        self.grads['bias'] = np.sum(dout, axis=0, keepdims=True)\n"
+        "        self.params = {'weight': self.params['weight'], 'bias': self.params['bias'].reshape(-1)}\n", 1))
+    row = grade(files, resolve_convention("uva", None), only=["mlp"]).rows[0]
+    assert not any("update inside backward" in f for f in row.failures), row.failures
     # a ReLU after the output layer too, before the softmax
     old = "        self.layers.append(SoftMaxModule())\n"
     files = _uva_copy(tmp_path, mlp=lambda s: s.replace(old, "        self.layers.append(ReLUModule())\n" + old))
@@ -2280,3 +2289,8 @@ def test_a_max_pool_backward_that_assigns_where_windows_overlap_is_named(tmp_pat
     row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["maxpool"]).rows[0]
     assert 0 < row.passed < row.total  # the windows that do not overlap pass
     assert all("windows overlap" in f and "add each window's" in f for f in row.failures), row.failures
+    # the same bug written as a mask over the whole window, which also zeroes the rest of it
+    (tmp_path / "layers.py").write_text(source.replace(
+        old, "dx[n, c, hs:hs + ph, ws:ws + pw] = (window == window.max()) * dout[n, c, i, j]"))
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["maxpool"]).rows[0]
+    assert 0 < row.passed < row.total and all("windows overlap" in f for f in row.failures), row.failures

@@ -70,12 +70,14 @@ def scale_hint(student, references: list) -> str:
         return ""
     with np.errstate(all="ignore"):
         c = float((a * b).sum() / (b * b).sum())
+        if not np.isfinite(c) or c == 0 or not np.isfinite(1 / c):
+            return ""
         if np.count_nonzero(b) < 2:  # one number is always some multiple of another: only a whole factor (or its
             # inverse) to nine digits is evidence of one, such as a loss summed over a batch where its mean belongs
-            whole = c if abs(c) >= 1 else 1 / c if c else 0.0
+            whole = c if abs(c) >= 1 else 1 / c
             if not (abs(round(whole)) >= 2 and abs(whole - round(whole)) < 1e-9 * abs(whole)):
                 return ""
-        if not np.isfinite(c) or c == 0 or abs(c - 1) < 1e-5 or not np.abs(a - c * b).max() <= 1e-9 * np.abs(a).max():
+        if abs(c - 1) < 1e-5 or not np.abs(a - c * b).max() <= 1e-9 * np.abs(a).max():
             return ""
         whole, inverse = round(c), round(1 / c)
         flipped = abs(c + 1) < 1e-9
