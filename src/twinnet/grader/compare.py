@@ -72,21 +72,21 @@ def scale_hint(student, references: list) -> str:
         c = float((a * b).sum() / (b * b).sum())
         if not np.isfinite(c) or c == 0 or not np.isfinite(1 / c):
             return ""
-        if np.count_nonzero(b) < 2:  # one number is always some multiple of another: only a whole factor (or its
-            # inverse) to nine digits is evidence of one, such as a loss summed over a batch where its mean belongs
-            whole = c if abs(c) >= 1 else 1 / c
-            if not (abs(round(whole)) >= 2 and abs(whole - round(whole)) < 1e-9 * abs(whole)):
-                return ""
         if abs(c - 1) < 1e-5 or not np.abs(a - c * b).max() <= 1e-9 * np.abs(a).max():
             return ""
+        # one number is always some multiple of another: only a whole factor (or its inverse) to nine digits is
+        # evidence of one there, such as a loss summed over a batch where its mean belongs
+        single = np.count_nonzero(b) < 2
         whole, inverse = round(c), round(1 / c)
         flipped = abs(c + 1) < 1e-9
         if flipped:
-            return "; it is exactly the expected value with its sign flipped"
+            return "" if single else "; it is exactly the expected value with its sign flipped"
         if abs(c - whole) < 1e-9 * abs(c):
             text = f"{whole} times the expected value"
         elif abs(1 / c - inverse) < 1e-9 * abs(1 / c):
             text = f"{'-' if inverse < 0 else ''}1/{abs(inverse)} times the expected value"
+        elif single:
+            return ""
         else:
             text = f"{c:.10g} times the expected value"
     return f"; it is exactly {text} (a constant factor: a mean where a sum belongs, or the other way round?)"
