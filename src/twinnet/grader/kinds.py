@@ -997,9 +997,10 @@ def _groupnorm(cfg, ctx: Context) -> Quantities:
     result, failure, ok = _attempt(lambda: graded(gamma, beta))
     if ok:
         return result
-    # gamma and beta flat, (C,), as CS231n's 2018-19 docstring gave them (its notebook: (1, C, 1, 1))
-    flat = _probe(lambda: graded(gamma.reshape(c), beta.reshape(c)))
-    if flat is not None:
+    # gamma and beta flat, (C,), as CS231n's 2018-19 docstring gave them (its notebook: (1, C, 1, 1)); where both
+    # layouts fail, the one under which more quantities pass is the layer's own, and its failure is the one told
+    flat, _, flat_ok = _attempt(lambda: graded(gamma.reshape(c), beta.reshape(c)))
+    if flat_ok or _passing(flat) > _passing(result):
         return flat
     if failure is not None:
         raise failure
@@ -1007,15 +1008,30 @@ def _groupnorm(cfg, ctx: Context) -> Quantities:
 
 
 def _attempt(grade: Callable[[], Quantities]) -> tuple[Quantities, Exception | None, bool]:
-    """``grade()``: its quantities (none where it raised), the ``StudentError`` or ``Wrong`` it raised, and
-    whether every quantity passed; a call past its time limit is raised at once (no second call of such code)."""
+    """``grade()``: its quantities (none where the call raised), the ``StudentError`` or ``Wrong`` that it or a
+    quantity that cannot be compared raised, and whether every quantity passed; a call past its time limit is raised
+    at once (no second call of such code)."""
     try:
         quantities = grade()
-        return quantities, None, all(passes(error(k, *v)) for k, v in quantities.items())
     except (StudentError, Wrong) as e:
         if getattr(e, "timed_out", False):
             raise
         return {}, e, False
+    try:
+        return quantities, None, all(passes(error(k, *v)) for k, v in quantities.items())
+    except Wrong as e:  # a quantity that cannot be compared (None, another shape): the others are kept
+        return quantities, e, False
+
+
+def _passing(quantities: Quantities) -> int:
+    """How many of ``quantities`` pass; one that cannot be compared does not."""
+    count = 0
+    for name, value in quantities.items():
+        try:
+            count += passes(error(name, *value))
+        except Wrong:
+            pass
+    return count
 
 
 def _probe(grade: Callable[[], Quantities]) -> Quantities | None:
