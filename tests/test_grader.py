@@ -2296,3 +2296,46 @@ def test_a_max_pool_backward_that_assigns_where_windows_overlap_is_named(tmp_pat
         old, "dx[n, c, hs:hs + ph, ws:ws + pw] = (window == window.max()) * dout[n, c, i, j]"))
     row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["maxpool"]).rows[0]
     assert 0 < row.passed < row.total and all("windows overlap" in f for f in row.failures), row.failures
+
+
+def test_running_statistics_kept_with_keepdims_pass_and_a_forward_bug_is_not_charged_to_the_alternative_backward(
+        tmp_path):
+    """A batch mean taken with keepdims=True leaves running_mean (1, D): the course's test mode broadcasts it alike,
+    so batch norm and spatial batch norm pass at every D; a bug in the forward's test mode fails batch norm's row
+    and not ``batchnorm_alt``'s, which grades the alternative backward's gradients."""
+    source = CS231N[0].read_text()
+    keepdims = [("        mu = np.mean(x, axis=0)\n", "        mu = np.mean(x, axis=0, keepdims=True)\n"),
+                ("        var = np.var(x, axis=0)\n", "        var = np.var(x, axis=0, keepdims=True)\n")]
+    for old, new in keepdims:
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    (tmp_path / "layers.py").write_text(source)
+    rows = _rows(grade([tmp_path / "layers.py"], resolve_convention("cs231n", None),
+                       only=["batchnorm", "spatial_batchnorm", "batchnorm_alt"], configs=6))
+    assert all(r.total > 6 and r.passed == r.total for r in rows.values()), {k: r.failures for k, r in rows.items()}
+    test_mode = "        x_hat = (x - running_mean) / np.sqrt(running_var + eps)\n"
+    assert source.count(test_mode) == 1
+    (tmp_path / "layers.py").write_text(source.replace(test_mode, "        x_hat = (x - running_mean) / np.sqrt("
+                                                                  "running_var) + eps\n"))
+    rows = _rows(grade([tmp_path / "layers.py"], resolve_convention("cs231n", None),
+                       only=["batchnorm", "batchnorm_alt"], configs=6))
+    assert rows["batchnorm"].passed < rows["batchnorm"].total and "test mode" in rows["batchnorm"].first_failure
+    assert rows["batchnorm_alt"].total > 6 and rows["batchnorm_alt"].passed == rows["batchnorm_alt"].total
+
+
+def test_numpy_1_reshape_keyword_is_explained(tmp_path):
+    """NumPy 2.4 removed reshape's newshape= keyword: the error names it and what to write instead."""
+    source = CS231N[0].read_text()
+    assert source.count("def affine_forward(x, w, b):\n") == 1
+    source = source.replace("def affine_forward(x, w, b):\n", "def affine_forward(x, w, b):\n"
+                            "    x = np.reshape(x, newshape=x.shape)\n")
+    (tmp_path / "layers.py").write_text(source)
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["linear"], configs=1).rows[0]
+    try:
+        np.reshape(np.zeros(1), newshape=(1,))
+        removed = False  # NumPy 1 to 2.3: the keyword still works
+    except TypeError:
+        removed = True
+    assert row.passed == 0 if removed else row.passed == row.total
+    if removed:
+        assert "no newshape= keyword" in row.first_failure and "np.reshape(a, shape)" in row.first_failure

@@ -858,7 +858,7 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
         out, cache = _forward(ctx.call(ctx.find("forward"), xs, gs, bs, param, what=ctx.entry["forward"]),
                               ctx.entry["forward"], 2)
         all_unchanged(("x", "gamma", "beta"), (x, gamma, beta), (xs, gs, bs))
-        stats = {"running_mean": param.get("running_mean"), "running_var": param.get("running_var")}
+        stats = {k: _flat_statistic(param.get(k), d) for k in ("running_mean", "running_var")}
         dx, dgamma, dbeta = _pair(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]),
                                   ctx.entry["backward"], 3)
         param["mode"] = "test"
@@ -929,6 +929,18 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
         result = {k: (_row_from_flat(v, "row", d) if k.startswith(("dgamma", "dbeta", "dweight", "dbias")) else v, r)
                   for k, (v, r) in result.items()}
     return result
+
+
+def _flat_statistic(value, d: int):
+    """A running statistic kept as (1, D) or (1, C, 1, 1) (a batch mean taken with keepdims=True) as the (D,) one:
+    the course's test-mode forward broadcasts it alike, and test mode is graded on its own."""
+    return value.reshape(d) if tuple(getattr(value, "shape", ())) in ((1, d), (1, d, 1, 1)) else value
+
+
+def _batchnorm_alt(cfg, ctx: Context) -> Quantities:
+    """CS231n's ``batchnorm_backward_alt``, graded on its gradients alone: the forward it is given is batch
+    norm's, graded on that row, so a forward's bug is not charged twice under the backward's name."""
+    return {k: v for k, v in _batchnorm(cfg, ctx).items() if k.startswith(("dx", "dgamma", "dbeta"))}
 
 
 # --- layer norm and group norm ------------------------------------------------------------------------------
@@ -1759,7 +1771,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("conv", "convolution", ("forward", "backward"), ("class",), _conv_configs, _conv),
     Kind("maxpool", "max pooling", ("forward", "backward"), ("class",), _pool_configs, _maxpool),
     Kind("batchnorm", "batch norm", ("forward", "backward"), ("class",), _bn_configs, _batchnorm),
-    Kind("batchnorm_alt", "batch norm, alternative backward", ("forward", "backward"), (), _bn_configs, _batchnorm),
+    Kind("batchnorm_alt", "batch norm, alternative backward", ("forward", "backward"), (), _bn_configs,
+         _batchnorm_alt),
     Kind("spatial_batchnorm", "spatial batch norm", ("forward", "backward"), (), _spatial_bn_configs, _batchnorm),
     Kind("layernorm", "layer norm", ("forward", "backward"), (), _ln_configs, _layernorm),
     Kind("spatial_groupnorm", "spatial group norm", ("forward", "backward"), (), _gn_configs, _groupnorm),

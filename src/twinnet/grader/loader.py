@@ -358,6 +358,9 @@ def era_hint(e: BaseException) -> str:
     if isinstance(e, TypeError) and "arrays can be converted to Python scalars" in text:
         return (f" (NumPy {np.__version__} no longer turns an array of one element into a number, as NumPy 1 did: "
                 "code of that era needs int(a[0]) or a.item())")
+    if isinstance(e, TypeError) and "unexpected keyword argument 'newshape'" in text:
+        return (f" (NumPy {np.__version__} has no newshape= keyword in reshape, which NumPy 1 had: code of that era "
+                "needs the shape passed by position, np.reshape(a, shape))")
     if isinstance(e, NameError) and getattr(e, "name", None) in ("xrange", "unicode", "raw_input", "basestring"):
         return f" ({e.name} is Python 2's; Python 3 has {_PY3[e.name]})"
     if isinstance(e, (TypeError, IndexError)) and any(s in text for s in _FLOAT_AS_INT):
