@@ -4,6 +4,7 @@ bug (tests/students/bugs, one realistic mistake each) is caught and named in the
 import ast
 import json
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -1747,7 +1748,7 @@ def test_a_batch_norm_with_its_own_names_layout_eps_and_evaluation_keyword_is_gr
     row = _rows(_mytorch(tmp_path, only=["batchnorm"], configs=4))["batchnorm"]
     assert row.total >= 4 and row.passed == row.total, row.failures
     for setting, named in (('layout = "row"\n', "BatchNorm1d.BW has shape (1, 3), the convention's is (3,)"),
-                           ("eps = 1e-8\n", "out: relative error"),
+                           ("eps = 1e-8\n", "relative error"),  # out 2e-6 off; dx, told first, 2e-2
                            ('eval_keyword = "eval"\n', "has no eval() method for evaluation mode"),
                            ('running = {mean = "running_M", var = "running_V"}\n',
                             "has no attribute running_mean or running_var (its running statistics")):
@@ -2339,3 +2340,37 @@ def test_numpy_1_reshape_keyword_is_explained(tmp_path):
     assert row.passed == 0 if removed else row.passed == row.total
     if removed:
         assert "no newshape= keyword" in row.first_failure and "np.reshape(a, shape)" in row.first_failure
+
+
+def test_a_near_miss_in_the_loss_does_not_hide_a_gradient_far_off(tmp_path):
+    """An epsilon inside the log leaves the loss about 1e-7 off; a backward without its 1 / N is N times off:
+    the failure told is the gradient's (with its factor), not the loss's near miss, which alone is still told."""
+    modules = (STUDENTS / "cs324" / "modules.py").read_text()
+    shutil.copy(STUDENTS / "cs324" / "mlp_numpy.py", tmp_path / "mlp_numpy.py")
+    epsilon = ("        return -np.sum(y * np.log(x)) / N\n", "        return -np.sum(y * np.log(x + 1e-7)) / N\n")
+    no_mean = ("        return (x - y) / N\n", "        return x - y\n")
+    assert all(modules.count(old) == 1 for old, _ in (epsilon, no_mean))
+    for edits, told in (([epsilon, no_mean], "dx: relative error"), ([epsilon], "loss: relative error")):
+        text = modules
+        for old, new in edits:
+            text = text.replace(old, new)
+        (tmp_path / "modules.py").write_text(text)
+        row = grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention("cs324", None),
+                    only=["softmax_cross_entropy"], configs=2).rows[0]
+        assert row.passed < row.total and told in row.first_failure, row.failures
+
+
+def test_a_one_hot_loss_with_an_epsilon_is_told_its_layout_in_every_configuration(tmp_path):
+    """UvA 2019: a one-hot loss with log(x + 1e-10) raises on the convention's labels; where its loss also misses
+    on one-hot targets (the confidently wrong configuration, by its epsilon), the layout is still what is told,
+    not the student's broadcasting error."""
+    source = (STUDENTS / "uva" / "modules.py").read_text()
+    edits = (("        out = -np.mean(np.log(x[np.arange(N), y]))\n", "        out = -np.sum(y * np.log(x + 1e-10)) / N\n"),
+             ("        dx[np.arange(N), y] = -1.0 / (N * x[np.arange(N), y])\n", "        dx = -y / (N * (x + 1e-10))\n"))
+    for old, new in edits:
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    (tmp_path / "modules.py").write_text(source)
+    row = grade([tmp_path / "modules.py"], resolve_convention("uva", None), only=["softmax_cross_entropy"]).rows[0]
+    assert row.passed == 0 and row.total > 6, row.failures
+    assert all("takes one-hot targets, and this convention gives" in f for f in row.failures), row.failures

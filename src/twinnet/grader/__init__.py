@@ -184,23 +184,32 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
         return row
     stream = zlib.crc32(kind.encode())
     timed_out = None  # the first configuration that ran past the time limit: the others are not run
+    first_near = False  # whether the row's first failure told is only a near miss
     for index, cfg in enumerate(spec.configs(np.random.default_rng([seed, stream]), configs)):
         ctx = Context(submission.names, submission.files, entry, convention,
                       np.random.default_rng([seed, stream, index]), kind, halted=timed_out is not None)
         label = f"{kind} #{index} " + " ".join(f"{k}={v}" for k, v in cfg.items())
         _progress("config", label)
         watchdog = _watchdog(label)
+        near = False  # whether this configuration's failure is only a near miss
         try:
             # overflow in the student's code is reported as a non-finite value; the references' autograd on,
             # whatever the files did to torch's switch when they were loaded (torch.set_grad_enabled(False))
             with np.errstate(all="ignore"), torch.enable_grad():
                 quantities = spec.check(cfg, ctx)
-            problem, worst = None, 0.0
+            problem, worst, failing = None, 0.0, []
             for name, (student, references) in quantities.items():
                 e = error(name, student, references)
                 worst = max(worst, e)
-                if not passes(e) and problem is None:
-                    problem = f"{name}: relative error {_above_tolerance(e)}{scale_hint(student, references)}"
+                if not passes(e):
+                    failing.append((name, e, student, references))
+            if failing:
+                # the first quantity that failed, unless it only just missed (a loss's epsilon inside the log)
+                # and a later one is far off: that one is the bug to tell
+                far = [f for f in failing if f[1] >= NEAR_MISS]
+                name, e, student, references = far[0] if failing[0][1] < NEAR_MISS and far else failing[0]
+                near = e < NEAR_MISS
+                problem = f"{name}: relative error {_above_tolerance(e)}{scale_hint(student, references)}"
         except NotApplicable:
             row.skipped += 1
             continue
@@ -224,7 +233,8 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
             row.passed += 1
         else:
             row.failures.append(f"{label}: {problem}")
-            row.first_failure = row.first_failure or row.failures[-1]
+            if not row.first_failure or (first_near and not near):  # a failure far off is told before near misses
+                row.first_failure, first_near = row.failures[-1], near
     if not row.total and row.skipped:
         row.first_failure = (f"none of its {row.skipped} configurations applies to the convention's "
                              f"{entry.get('class', kind)} (each needs an argument its args leave out); raise --configs "
@@ -258,6 +268,9 @@ def _convention_submitted(convention: dict, submission) -> str | None:
         if needed and all(submission.get(n) is not None for n in needed):
             return name
     return None
+
+
+NEAR_MISS = 1e-4  # a failing error below this is a near miss: rounding or an epsilon, not a wrong formula
 
 
 def _above_tolerance(err: float) -> str:

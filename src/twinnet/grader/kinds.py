@@ -1462,8 +1462,11 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
     if ok:
         return quantities
     other = "labels" if layout == "one_hot" else "one_hot"
-    probe = _probe(lambda: _softmax_ce_on(ctx, x, y, other, near_one))
-    if probe is not None and "loss" in probe:  # only a verdict on the loss itself says which targets it takes
+    probe, probe_failure, probe_ok = _attempt(lambda: _softmax_ce_on(ctx, x, y, other, near_one))
+    # only a verdict on the loss itself says which targets it takes; or the student's code raised on the
+    # convention's targets and ran on the others, some of its quantities right (a loss that also overflows there)
+    raised = isinstance(failure, StudentError) and probe_failure is None and _passing(probe) > 0
+    if (probe_ok and "loss" in probe) or raised:
         said = {"labels": "integer labels", "one_hot": "one-hot targets"}
         raise Wrong(f"{ctx.entry['loss']} takes {said[other]}, and this convention gives {said[layout]} (a course "
                     f"that uses {said[other]}: target = \"{other}\" in a spec)")
