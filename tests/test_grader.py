@@ -2374,3 +2374,20 @@ def test_a_one_hot_loss_with_an_epsilon_is_told_its_layout_in_every_configuratio
     row = grade([tmp_path / "modules.py"], resolve_convention("uva", None), only=["softmax_cross_entropy"]).rows[0]
     assert row.passed == 0 and row.total > 6, row.failures
     assert all("takes one-hot targets, and this convention gives" in f for f in row.failures), row.failures
+
+
+def test_a_later_file_that_defines_a_layer_again_is_named(tmp_path, capsys):
+    """CS231n 2024's rnn_layers.py ships its own affine_forward: passed after layers.py it replaces the
+    student's, which is then not graded; the load says so. A starter's ``from .layers import *`` is the same
+    definition and is not named."""
+    from twinnet.grader.loader import load
+
+    (tmp_path / "layers.py").write_text("def affine_forward(x, w, b):\n    return x * w + b, None\n")
+    (tmp_path / "uses.py").write_text("from layers import *\n\ndef helper():\n    return 1\n")
+    (tmp_path / "rnn_layers.py").write_text("def affine_forward(x, w, b):\n    return 2 * (x * w + b), None\n")
+    submission = load([tmp_path / "layers.py", tmp_path / "uses.py"])
+    assert capsys.readouterr().err == "" and submission.get("affine_forward")(1.0, 2.0, 0.0)[0] == 2.0
+    submission = load([tmp_path / "layers.py", tmp_path / "rnn_layers.py"])
+    err = capsys.readouterr().err
+    assert "rnn_layers.py defines affine_forward again" in err and "not layers.py's" in err, err
+    assert submission.get("affine_forward")(1.0, 2.0, 0.0)[0] == 4.0  # the documented rule: later files win

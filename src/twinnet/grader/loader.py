@@ -105,9 +105,19 @@ def load(paths: list[Path]) -> Submission:
             raise TwinnetError(f"{p} cannot be read ({e.strerror}); check its permissions") from None
         files.append(p.resolve())
     names: dict[str, Any] = {}
+    origin: dict[str, str] = {}  # the file that defined each function or class, for a later file that replaces it
     for path in files:
         module = _load_one(path, files)
-        names.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
+        defined = {k: v for k, v in vars(module).items() if not k.startswith("__")}
+        for name, value in defined.items():
+            if getattr(value, "__module__", None) != module.__name__ or not callable(value):
+                continue  # imported (a starter's `from .layers import *` is the same definition), or not code
+            if name in origin and names.get(name) is not value:
+                print(f"twinnet: warning: {path.name} defines {name} again: its {name} is graded, not "
+                      f"{origin[name]}'s (later files replace earlier ones; pass {origin[name]} last to grade its)",
+                      file=sys.stderr)
+            origin[name] = path.name
+        names.update(defined)
     return Submission(names, files)
 
 
