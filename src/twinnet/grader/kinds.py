@@ -1142,17 +1142,29 @@ def _softmax_loss_on(ctx: Context, x: np.ndarray, y: np.ndarray) -> Quantities:
     if _batch_max_rows(quantities["dx"][0], x, quantities["dx"][1][0]):
         raise Wrong(f"dx is not finite in the rows far below the batch's largest score (the reference is): the "
                     f"softmax {_BATCH_MAX}")
-    try:  # an infinite loss beside a finite gradient: the softmax was stable, its log was not
+    try:  # an infinite loss beside a right gradient: the softmax was stable, its log was not
         got = np.asarray(quantities["loss"][0], dtype=np.float64)
         underflowed = (got.size == 1 and bool(np.isposinf(got.reshape(-1)[0]))
-                       and bool(np.isfinite(np.asarray(quantities["dx"][0], dtype=np.float64)).all()))
+                       and _close(quantities["dx"][0], quantities["dx"][1][0]))
     except (TypeError, ValueError):  # not numbers: said by the comparison
         underflowed = False
     if underflowed:
         raise Wrong(f"loss is inf where the reference is {twin_loss:.4g}: a probability underflowed to 0 before its "
                     "log (logits far apart); take log-probabilities as shifted - log(sum(exp(shifted))), not "
                     "log(softmax)")
+    if np.abs(x).max() > 709 and not all(_finite(quantities[k][0]) for k in ("loss", "dx")):  # float64's exp(709)
+        raise Wrong(f"the loss or dx is not finite on scores of size {np.abs(x).max():.0f} (the reference's are): "
+                    "exp overflows (or underflows to 0 / 0) there; subtract each row's largest score before exp (the softmax is unchanged by "
+                    "the shift)")
     return quantities
+
+
+def _finite(value) -> bool:
+    """Whether a student's value is numbers, all finite (one that is not numbers is told by the comparison)."""
+    try:
+        return bool(np.all(np.isfinite(np.asarray(value, dtype=np.float64))))
+    except (TypeError, ValueError):
+        return True
 
 
 def _loss_call(ctx: Context, x, y, loss_refs: list, dx_refs: list) -> Quantities:
