@@ -2301,8 +2301,8 @@ def test_a_max_pool_backward_that_assigns_where_windows_overlap_is_named(tmp_pat
 
 def test_running_statistics_kept_with_keepdims_pass_and_a_forward_bug_is_not_charged_to_the_alternative_backward(
         tmp_path):
-    """A batch mean taken with keepdims=True leaves running_mean (1, D): the course's test mode broadcasts it alike,
-    so batch norm and spatial batch norm pass at every D; a bug in the forward's test mode fails batch norm's row
+    """A batch mean taken with keepdims=True leaves running_mean (1, D), and a sum so dgamma and dbeta: the course's
+    test mode and checks broadcast them alike, so batch norm and spatial batch norm pass at every D; a bug in the forward's test mode fails batch norm's row
     and not ``batchnorm_alt``'s, which grades the alternative backward's gradients."""
     source = CS231N[0].read_text()
     keepdims = [("        mu = np.mean(x, axis=0)\n", "        mu = np.mean(x, axis=0, keepdims=True)\n"),
@@ -2310,6 +2310,12 @@ def test_running_statistics_kept_with_keepdims_pass_and_a_forward_bug_is_not_cha
     for old, new in keepdims:
         assert source.count(old) == 1, old
         source = source.replace(old, new)
+    start, end = source.index("def batchnorm_backward("), source.index("def batchnorm_backward_alt(")
+    backward = source[start:end]
+    for old in ("    dbeta = np.sum(dout, axis=0", "    dgamma = np.sum(dout * x_hat, axis=0"):
+        assert backward.count(old + ")\n") == 1, old
+        backward = backward.replace(old + ")\n", old + ", keepdims=True)\n")
+    source = source[:start] + backward + source[end:]
     (tmp_path / "layers.py").write_text(source)
     rows = _rows(grade([tmp_path / "layers.py"], resolve_convention("cs231n", None),
                        only=["batchnorm", "spatial_batchnorm", "batchnorm_alt"], configs=6))

@@ -861,6 +861,7 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
         stats = {k: _flat_statistic(param.get(k), d) for k in ("running_mean", "running_var")}
         dx, dgamma, dbeta = _pair(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]),
                                   ctx.entry["backward"], 3)
+        dgamma, dbeta = _flat_statistic(dgamma, d), _flat_statistic(dbeta, d)  # summed with keepdims=True
         param["mode"] = "test"
         test = ctx.call(ctx.find("forward"), test_x.copy(), gamma.copy(), beta.copy(), param,
                         what=f"{ctx.entry['forward']} (mode test)")
@@ -869,6 +870,8 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
         more = _caches_apart(ctx, (x.copy(), gamma.copy(), beta.copy(), fresh()),
                              (rng.standard_normal(shape) * 3 - 1, gamma.copy(), beta.copy(), fresh()), dout,
                              {k: ref[k] for k in ("dx", "dgamma", "dbeta")})
+        more = {k: ((_flat_statistic(v, d), r) if k.startswith(("dgamma", "dbeta")) else (v, r))
+                for k, (v, r) in more.items()}
     else:
         # a course's own layout of gamma, beta and the statistics (CMU's (1, D): layout = "row"), their names
         shaped = (lambda v: v.reshape(1, -1)) if ctx.entry.get("layout", "flat") == "row" else (lambda v: v)
@@ -932,8 +935,9 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
 
 
 def _flat_statistic(value, d: int):
-    """A running statistic kept as (1, D) or (1, C, 1, 1) (a batch mean taken with keepdims=True) as the (D,) one:
-    the course's test-mode forward broadcasts it alike, and test mode is graded on its own."""
+    """A running statistic or a gradient kept as (1, D) or (1, C, 1, 1) (a batch mean or sum taken with
+    keepdims=True) as the (D,) one: the course's test-mode forward and its checks broadcast it alike (test mode is
+    graded on its own)."""
     return value.reshape(d) if tuple(getattr(value, "shape", ())) in ((1, d), (1, d, 1, 1)) else value
 
 
