@@ -1605,8 +1605,8 @@ def test_a_group_norm_written_for_a_flat_gamma_as_the_2018_19_docstring_says_pas
         if ok:
             assert row.total > 4 and row.passed == row.total, row.failures
         else:
-            assert row.passed == 0 and "dbeta: relative error" in row.first_failure and "exactly 2 times" in row.first_failure, \
-                row.failures
+            told = row.first_failure
+            assert row.passed == 0 and "dbeta: relative error" in told and "exactly 2 times" in told, row.failures
 
 
 def test_a_dropout_mask_in_float32_is_not_a_bug(tmp_path):
@@ -2302,8 +2302,9 @@ def test_a_max_pool_backward_that_assigns_where_windows_overlap_is_named(tmp_pat
 def test_running_statistics_kept_with_keepdims_pass_and_a_forward_bug_is_not_charged_to_the_alternative_backward(
         tmp_path):
     """A batch mean taken with keepdims=True leaves running_mean (1, D), and a sum so dgamma and dbeta: the course's
-    test mode and checks broadcast them alike, so batch norm and spatial batch norm pass at every D; a bug in the forward's test mode fails batch norm's row
-    and not ``batchnorm_alt``'s, which grades the alternative backward's gradients."""
+    test mode and checks broadcast them alike, so batch norm and spatial batch norm pass at every D; a bug in the
+    forward's test mode fails batch norm's row and not ``batchnorm_alt``'s, which grades the alternative backward's
+    gradients."""
     source = CS231N[0].read_text()
     keepdims = [("        mu = np.mean(x, axis=0)\n", "        mu = np.mean(x, axis=0, keepdims=True)\n"),
                 ("        var = np.var(x, axis=0)\n", "        var = np.var(x, axis=0, keepdims=True)\n")]
@@ -2371,8 +2372,10 @@ def test_a_one_hot_loss_with_an_epsilon_is_told_its_layout_in_every_configuratio
     on one-hot targets (the confidently wrong configuration, by its epsilon), the layout is still what is told,
     not the student's broadcasting error."""
     source = (STUDENTS / "uva" / "modules.py").read_text()
-    edits = (("        out = -np.mean(np.log(x[np.arange(N), y]))\n", "        out = -np.sum(y * np.log(x + 1e-10)) / N\n"),
-             ("        dx[np.arange(N), y] = -1.0 / (N * x[np.arange(N), y])\n", "        dx = -y / (N * (x + 1e-10))\n"))
+    edits = (("        out = -np.mean(np.log(x[np.arange(N), y]))\n",
+              "        out = -np.sum(y * np.log(x + 1e-10)) / N\n"),
+             ("        dx[np.arange(N), y] = -1.0 / (N * x[np.arange(N), y])\n",
+              "        dx = -y / (N * (x + 1e-10))\n"))
     for old, new in edits:
         assert source.count(old) == 1, old
         source = source.replace(old, new)

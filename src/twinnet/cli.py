@@ -133,7 +133,8 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         help="grade a student's own NumPy layers against twinnet's references",
         description=textwrap.fill("Load STUDENT.py (and any more files, later ones replacing earlier definitions, "
-        "each replacement named) in isolation and check every layer the convention names (an optional one only where the files define it) on "
+        "each replacement named) in isolation and check every layer the convention names (an optional one only "
+        "where the files define it) on "
         "seeded random float64 configurations (strides, paddings including 0, "
         "batch 1, overlapping pools, square weights, huge logits, ...): forward, input gradient and every "
         "parameter gradient against PyTorch autograd, plus optimiser steps and a whole-model check where the "

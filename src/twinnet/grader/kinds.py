@@ -1158,8 +1158,8 @@ def _softmax_loss_on(ctx: Context, x: np.ndarray, y: np.ndarray) -> Quantities:
                     "log(softmax)")
     if np.abs(x).max() > 709 and not all(_finite(quantities[k][0]) for k in ("loss", "dx")):  # float64's exp(709)
         raise Wrong(f"the loss or dx is not finite on scores of size {np.abs(x).max():.0f} (the reference's are): "
-                    "exp overflows (or underflows to 0 / 0) there; subtract each row's largest score before exp (the softmax is unchanged by "
-                    "the shift)")
+                    "exp overflows (or underflows to 0 / 0) there; subtract each row's largest score before exp "
+                    "(the softmax is unchanged by the shift)")
     return quantities
 
 
