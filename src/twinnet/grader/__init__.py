@@ -210,6 +210,9 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
                 name, e, student, references = far[0] if failing[0][1] < NEAR_MISS and far else failing[0]
                 near = e < NEAR_MISS
                 problem = f"{name}: relative error {_above_tolerance(e)}{scale_hint(student, references)}"
+                if near:
+                    problem += (" (a near miss: a small constant in the formula, such as an epsilon inside a log, "
+                                "log(p + 1e-7), rather than a wrong formula)")
         except NotApplicable:
             row.skipped += 1
             continue
