@@ -44,7 +44,7 @@ def test_twinnets_own_layers_pass_under_the_torch_convention():
 # (convention, bug file, layer kind, what the table must say, configurations that must still pass)
 BUGS = [
     ("cs231n", "cs231n_conv_stride.py", "conv", "s=2 p=0: dw: relative error", "some"),
-    ("cs231n", "cs231n_conv_pad0.py", "conv", "p=0: conv_forward_naive raised ValueError", "some"),
+    ("cs231n", "cs231n_conv_pad0.py", "conv", "p=0: wrong only where pad is 0", "some"),
     ("cs231n", "cs231n_affine_transposed.py", "linear", "forward reads the weight transposed", "none"),
     ("cs231n", "cs231n_inplace.py", "softmax_loss", "modified its input x in place", "none"),
     ("cs231n", "cs231n_affine_decay.py", "linear", "modified its input w in place", "none"),
@@ -2415,3 +2415,16 @@ def test_a_softmax_loss_without_the_shift_is_told_to_subtract_each_rows_largest_
     assert 0 < row.passed < row.total, row.failures
     assert all("subtract each row's largest score before exp" in f for f in row.failures), row.failures
     assert all("scale=1000" in f for f in row.failures), row.failures
+
+
+def test_a_convolution_wrong_only_at_padding_0_is_told_the_empty_slice(tmp_path):
+    """``dx_pad[:, :, pad:-pad, pad:-pad]`` is empty when pad is 0 (students in EECS 498 and CS231n): those
+    configurations name the slice; the padded ones still pass."""
+    source = CS231N[0].read_text()
+    right = "    dx = dx_pad[:, :, pad:pad + H, pad:pad + W]\n"
+    assert source.count(right) == 1
+    (tmp_path / "layers.py").write_text(source.replace(right, "    dx = dx_pad[:, :, pad:-pad, pad:-pad]\n"))
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["conv"], configs=4).rows[0]
+    assert 0 < row.passed < row.total, row.failures
+    assert all(" p=0" in f and "wrong only where pad is 0" in f and "pad:-pad" in f for f in row.failures), \
+        row.failures

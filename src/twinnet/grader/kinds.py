@@ -627,6 +627,23 @@ def _windows_read(size: int, k: int, s: int, p: int) -> bool:
 
 
 def _conv(cfg, ctx: Context) -> Quantities:
+    """``_conv_on``; where it fails at padding 0 and the same layer passes with padding (the windows still whole),
+    ``Wrong`` names the cause: a slice such as ``[pad:-pad]``, which is empty when pad is 0."""
+    quantities, failure, ok = _attempt(lambda: _conv_on(cfg, ctx))
+    if ok:
+        return quantities
+    if cfg["p"] == 0:
+        whole = [p for p in (1, 2, 3) if all((cfg[d] + 2 * p - cfg["k"]) % cfg["s"] == 0 for d in ("h", "w"))]
+        if whole and _probe(lambda: _conv_on({**cfg, "p": whole[0]}, ctx)) is not None:
+            here = f" (at pad 0: {failure})" if failure is not None else ""
+            raise Wrong(f"wrong only where pad is 0: the same layer passes with pad {whole[0]}; a slice such as "
+                        f"[:, :, pad:-pad, pad:-pad] is empty when pad is 0 (slice pad:pad + H instead){here}")
+    if failure is not None:
+        raise failure
+    return quantities
+
+
+def _conv_on(cfg, ctx: Context) -> Quantities:
     rng = ctx.rng
     x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
     w = rng.standard_normal((cfg["f"], cfg["c"], cfg["k"], cfg["k"])) / cfg["k"]
