@@ -2428,3 +2428,31 @@ def test_a_convolution_wrong_only_at_padding_0_is_told_the_empty_slice(tmp_path)
     assert 0 < row.passed < row.total, row.failures
     assert all(" p=0" in f and "wrong only where pad is 0" in f and "pad:-pad" in f for f in row.failures), \
         row.failures
+
+
+def test_an_mlp_that_leaves_out_its_softmax_is_told_so(tmp_path):
+    """CS324's MLP ends in a softmax: one that returns the last layer's scores (its training script applies the
+    softmax outside) is told so, not given a bare relative error; under a spec with output = "logits" it passes."""
+    for p in CS324:
+        shutil.copy(p, tmp_path / p.name)
+    mlp = tmp_path / "mlp_numpy.py"
+    old = "        self.layers.append(SoftMax())\n"
+    assert mlp.read_text().count(old) == 1
+    mlp.write_text(mlp.read_text().replace(old, ""))
+    files = [tmp_path / p.name for p in CS324]
+    row = grade(files, resolve_convention("cs324", None), only=["mlp"]).rows[0]
+    assert row.passed == 0 and row.total > 0, row.failures
+    assert all("the output is the last Linear layer's scores (logits), with no softmax" in f for f in row.failures), \
+        row.failures
+
+
+def test_an_mlp_that_ends_in_a_softmax_where_its_course_returns_scores_is_told_so(tmp_path):
+    """The reverse: a course whose MLP returns the last layer's scores (output = "logits" in a spec), given CS324's
+    MLP, which ends in its softmax."""
+    spec = tmp_path / "course.toml"
+    spec.write_text('style = "module"\nparams = "dict"\ngrads = "overwrite"\n'
+                    '[layers.linear]\nclass = "Linear"\nweight = "in_out"\nbias = "any"\n'
+                    '[layers.mlp]\nclass = "MLP"\nlinear = "Linear"\noutput = "logits"\n')
+    row = grade(CS324, resolve_convention(None, spec), only=["mlp"]).rows[0]
+    assert row.passed == 0 and row.total > 0, row.failures
+    assert all("the output is probabilities, a softmax after the last layer" in f for f in row.failures), row.failures

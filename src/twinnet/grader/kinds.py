@@ -1780,15 +1780,23 @@ def _snapshot(ctx: Context, layer) -> dict[str, np.ndarray]:
 def _misplaced_activations(ctx: Context, out, x: np.ndarray, linears: list, make: Callable, activation: str,
                            probabilities: bool) -> None:
     """``Wrong`` naming it where the student's MLP output is its linear layers' with no activation between them,
-    or with one after the last layer too."""
-    def through(after: Callable[[int], bool]) -> np.ndarray:  # an activation after the layers ``after`` picks
-        with torch.no_grad():
+    or with one after the last layer too, or where it ends in a softmax its convention leaves out, or the reverse."""
+    def through(after: Callable[[int], bool], softmax: bool = probabilities) -> np.ndarray:  # an activation after
+        with torch.no_grad():  # the layers ``after`` picks
             z = torch.from_numpy(x)
             for k, layer in enumerate(linears):
                 z = make()(layer(z)) if after(k) else layer(z)
-            return (torch.softmax(z, dim=1) if probabilities else z).numpy()
+            return (torch.softmax(z, dim=1) if softmax else z).numpy()
 
     title, linear = KINDS[activation].title, ctx.entry["linear"]
+    if _close(out, through(lambda k: k < len(linears) - 1, softmax=not probabilities)):
+        if probabilities:
+            raise Wrong(f"the output is the last {linear} layer's scores (logits), with no softmax after them: this "
+                        "convention's MLP ends in a softmax, whose probabilities go into the loss (a course whose "
+                        "MLP returns scores: output = \"logits\" in a spec)")
+        raise Wrong("the output is probabilities, a softmax after the last layer: this convention's MLP returns the "
+                    "last layer's scores, which its loss takes (a course whose MLP ends in a softmax: output = "
+                    "\"probabilities\" in a spec)")
     if len(linears) > 1 and _close(out, through(lambda k: False)):
         raise Wrong(f"the output is that of its {len(linears)} {linear} layers alone, nothing between them acting: "
                     f"no {title} after every layer but the last, or one whose forward returns its input unchanged")
