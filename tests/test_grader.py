@@ -1844,6 +1844,7 @@ def test_a_course_of_torch_tensors_is_graded_and_its_bugs_are_found(tmp_path, ca
     assert report.ok and all(rows[k].total and rows[k].passed == rows[k].total for k in
                              ("linear", "relu", "dropout", "conv", "maxpool", "batchnorm", "adam", "sgd_momentum"))
     assert not rows["spatial_batchnorm"].submitted  # no SpatialBatchNorm in the files: an optional layer
+    assert rows["batchnorm_alt"].submitted and rows["batchnorm_alt"].passed == rows["batchnorm_alt"].total > 0
     # a wrong weight gradient in torch code is found, and the factor named
     for f in EECS498:
         (tmp_path / f.name).write_text(f.read_text())
@@ -1853,6 +1854,14 @@ def test_a_course_of_torch_tensors_is_graded_and_its_bugs_are_found(tmp_path, ca
     files = [tmp_path / f.name for f in EECS498]
     linear = _rows(grade(files, resolve_convention("eecs498", None), only=["linear"], configs=2))["linear"]
     assert linear.passed == 0 and "dw" in linear.first_failure and "exactly 2 times" in linear.first_failure
+    # BatchNorm.backward_alt, CS231n's batchnorm_backward_alt as a method: its own bug fails its row alone
+    conv = tmp_path / "convolutional_networks.py"
+    alt = "        dx = gamma * (n * dout - dbeta - x_hat * dgamma) / (n * std)\n"
+    assert conv.read_text().count(alt) == 1
+    conv.write_text(conv.read_text().replace(alt, alt.replace("/ (n * std)", "/ std")))
+    norm = _rows(grade(files, resolve_convention("eecs498", None), only=["batchnorm", "batchnorm_alt"], configs=2))
+    assert norm["batchnorm"].passed == norm["batchnorm"].total > 0
+    assert norm["batchnorm_alt"].passed == 0 and "dx" in norm["batchnorm_alt"].first_failure
     # the same spec with NumPy arrays: the tensors' methods are missing, so nothing passes
     (tmp_path / "numpy.toml").write_text('style = "functional"\n[layers.linear]\nforward = "Linear.forward"\n'
                                          'backward = "Linear.backward"\n')

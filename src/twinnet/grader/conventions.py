@@ -48,7 +48,7 @@ CS231N: dict[str, Any] = {
         "maxpool": {"forward": "max_pool_forward_naive", "backward": "max_pool_backward_naive"},
         "batchnorm": {"forward": "batchnorm_forward", "backward": "batchnorm_backward", "running_var": "biased",
                       "momentum": "keep"},
-        # the assignment's second, simplified backward, graded as the first (with the same forward)
+        # the assignment's second, simplified backward: its gradients graded as the first's (with the same forward)
         "batchnorm_alt": {"forward": "batchnorm_forward", "backward": "batchnorm_backward_alt", "running_var": "biased",
                           "momentum": "keep", "optional": True},
         "spatial_batchnorm": {"forward": "spatial_batchnorm_forward", "backward": "spatial_batchnorm_backward",
@@ -148,10 +148,14 @@ EECS498: dict[str, Any] = {
     "name": "eecs498",
     "style": "functional",
     "arrays": "torch",
-    "layers": {kind: {**CS231N["layers"][kind], **({"forward": f"{_EECS498_CLASSES[kind]}.forward",
-                                                  "backward": f"{_EECS498_CLASSES[kind]}.backward"}
-                                                 if kind in _EECS498_CLASSES else {}), **_EECS498_DIFFERS.get(kind, {})}
-               for kind in (*_EECS498_CLASSES, "sgd_momentum", "rmsprop", "adam")},
+    "layers": {**{kind: {**CS231N["layers"][kind],
+                         **({step: f"{_EECS498_CLASSES[kind]}.{step}" for step in ("forward", "backward")}
+                            if kind in _EECS498_CLASSES else {}),
+                         **_EECS498_DIFFERS.get(kind, {})}
+                  for kind in (*_EECS498_CLASSES, "sgd_momentum", "rmsprop", "adam")},
+               # BatchNorm's second backward, as CS231n's batchnorm_backward_alt
+               "batchnorm_alt": {**CS231N["layers"]["batchnorm_alt"], "forward": "BatchNorm.forward",
+                                 "backward": "BatchNorm.backward_alt"}},
 }
 
 BUILT_IN = {c["name"]: c for c in (CS231N, UVA, UVA_ELU, UVA_LEAKY, CS324, TORCH, EECS498)}

@@ -95,3 +95,11 @@ class BatchNorm(object):
         dx_hat = dout * gamma
         dx = (dx_hat - dx_hat.mean(dim=0) - x_hat * (dx_hat * x_hat).mean(dim=0)) / std
         return dx, dgamma, dbeta
+
+    @staticmethod
+    def backward_alt(dout, cache):
+        x_hat, gamma, std = cache
+        n = dout.shape[0]
+        dbeta, dgamma = dout.sum(dim=0), (dout * x_hat).sum(dim=0)
+        dx = gamma * (n * dout - dbeta - x_hat * dgamma) / (n * std)
+        return dx, dgamma, dbeta
