@@ -2465,3 +2465,27 @@ def test_an_mlp_that_ends_in_a_softmax_where_its_course_returns_scores_is_told_s
     row = grade(CS324, resolve_convention(None, spec), only=["mlp"]).rows[0]
     assert row.passed == 0 and row.total > 0, row.failures
     assert all("the output is probabilities, a softmax after the last layer" in f for f in row.failures), row.failures
+
+
+def test_an_elu_mlp_with_its_own_alpha_default_is_told_the_slope(tmp_path):
+    """UvA 2025: MLP(n_inputs, n_hidden, n_classes, alpha=0.5) builds its ELUs at alpha 0.5, where the course's
+    code (and the grader) calls MLP(n_inputs, n_hidden, n_classes) and its ELU has alpha 1: the slope is named."""
+    modules = (STUDENTS / "uva" / "modules.py").read_text() + ELU_MODULE
+    mlp = (STUDENTS / "uva" / "mlp_numpy.py").read_text().replace("import LinearModule, ReLUModule,",
+                                                                  "import LinearModule, ELUModule,")
+    edits = (("    def __init__(self, n_inputs, n_hidden, n_classes):\n",
+              "    def __init__(self, n_inputs, n_hidden, n_classes, alpha=0.5):\n"),
+             ("ReLUModule()", "ELUModule(alpha=alpha)"))
+    for old, new in edits:
+        assert mlp.count(old) == 1, old
+        mlp = mlp.replace(old, new)
+    (tmp_path / "modules.py").write_text(modules)
+    (tmp_path / "mlp_numpy.py").write_text(mlp)
+    files = [tmp_path / "modules.py", tmp_path / "mlp_numpy.py"]
+    row = grade(files, resolve_convention("uva-elu", None), only=["mlp"]).rows[0]
+    hidden = [f for f in row.failures if "hidden=[]" not in f]  # with no hidden layer there is no ELU to tell
+    assert row.passed < row.total and hidden, row.failures
+    assert all("ELUs with alpha = 0.5, the default of MLP's own alpha argument" in f for f in hidden), row.failures
+    (tmp_path / "mlp_numpy.py").write_text(mlp.replace("alpha=0.5):", "alpha=1.0):"))
+    row = grade(files, resolve_convention("uva-elu", None), only=["mlp"]).rows[0]
+    assert row.passed == row.total > 0, row.failures

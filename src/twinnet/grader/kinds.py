@@ -9,6 +9,7 @@ inputs are fresh copies for the student: any write into them is reported.
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -1777,18 +1778,36 @@ def _snapshot(ctx: Context, layer) -> dict[str, np.ndarray]:
         return {}
 
 
+def _own_alpha(cls) -> float | None:
+    """The default of an ``alpha`` argument the student's MLP class added, where it is a number other than 1."""
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    for p in parameters:
+        if "alpha" in p.name and isinstance(p.default, (int, float)) and not isinstance(p.default, bool) \
+                and p.default != 1:
+            return float(p.default)
+    return None
+
+
 def _misplaced_activations(ctx: Context, out, x: np.ndarray, linears: list, make: Callable, activation: str,
                            probabilities: bool) -> None:
     """``Wrong`` naming it where the student's MLP output is its linear layers' with no activation between them,
     or with one after the last layer too, or where it ends in a softmax its convention leaves out, or the reverse."""
-    def through(after: Callable[[int], bool], softmax: bool = probabilities) -> np.ndarray:  # an activation after
-        with torch.no_grad():  # the layers ``after`` picks
+    def through(after: Callable[[int], bool], softmax: bool = probabilities, act: Callable = make) -> np.ndarray:
+        with torch.no_grad():  # an activation (``act``) after the layers ``after`` picks
             z = torch.from_numpy(x)
             for k, layer in enumerate(linears):
-                z = make()(layer(z)) if after(k) else layer(z)
+                z = act()(layer(z)) if after(k) else layer(z)
             return (torch.softmax(z, dim=1) if softmax else z).numpy()
 
     title, linear = KINDS[activation].title, ctx.entry["linear"]
+    if activation == "elu" and (alpha := _own_alpha(ctx.find("class"))) is not None and \
+            _close(out, through(lambda k: k < len(linears) - 1, act=lambda: torch.nn.ELU(alpha))):
+        raise Wrong(f"the output is that of ELUs with alpha = {alpha:g}, the default of {ctx.entry['class']}'s own "
+                    f"alpha argument: this convention's ELU has alpha 1, and the course's code builds "
+                    f"{ctx.entry['class']}(n_inputs, n_hidden, n_classes), as the grader does")
     if _close(out, through(lambda k: k < len(linears) - 1, softmax=not probabilities)):
         if probabilities:
             raise Wrong(f"the output is the last {linear} layer's scores (logits), with no softmax after them: this "
