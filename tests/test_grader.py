@@ -2489,3 +2489,21 @@ def test_an_elu_mlp_with_its_own_alpha_default_is_told_the_slope(tmp_path):
     (tmp_path / "mlp_numpy.py").write_text(mlp.replace("alpha=0.5):", "alpha=1.0):"))
     row = grade(files, resolve_convention("uva-elu", None), only=["mlp"]).rows[0]
     assert row.passed == row.total > 0, row.failures
+
+
+def test_a_convolution_class_that_takes_no_padding_still_fails_its_unpadded_configurations(tmp_path):
+    """The padding-0 probe builds the class with padding; a class that takes none cannot be built so, and the
+    unpadded configuration's own failure stands (it is not skipped)."""
+    source = (STUDENTS / "mytorch" / "layers.py").read_text()
+    edits = (("    def __init__(self, in_channels, out_channels, kernel_size, stride, padding=0):\n"
+              "        self.stride, self.pad = stride, padding\n",
+              "    def __init__(self, in_channels, out_channels, kernel_size, stride):\n"
+              "        self.stride, self.pad = stride, 0\n"),
+             ("        return self.full[:, :, ::self.stride, ::self.stride]\n",
+              "        return 2 * self.full[:, :, ::self.stride, ::self.stride]\n"))
+    for old, new in edits:
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    row = _rows(_mytorch(tmp_path, source=source, only=["conv"], configs=6))["conv"]
+    assert row.total > 0 and row.passed == 0 and row.skipped > 0, (row.total, row.skipped, row.failures)
+    assert all(" p=0" in f and "out: relative error" in f for f in row.failures), row.failures
