@@ -1719,6 +1719,14 @@ eps = 1e-8
 '''
 
 
+def _edited(source: str, edits) -> str:
+    """``source`` with each (old, new) pair of ``edits`` replaced, each old text found exactly once."""
+    for old, new in edits:
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    return source
+
+
 def _mytorch(tmp_path, spec: str = MYTORCH_SPEC, source: str | None = None, **kwargs):
     (tmp_path / "spec.toml").write_text(spec)
     path = tmp_path / "layers.py"
@@ -2387,9 +2395,7 @@ def test_a_one_hot_loss_with_an_epsilon_is_told_its_layout_in_every_configuratio
               "        out = -np.sum(y * np.log(x + 1e-10)) / N\n"),
              ("        dx[np.arange(N), y] = -1.0 / (N * x[np.arange(N), y])\n",
               "        dx = -y / (N * (x + 1e-10))\n"))
-    for old, new in edits:
-        assert source.count(old) == 1, old
-        source = source.replace(old, new)
+    source = _edited(source, edits)
     (tmp_path / "modules.py").write_text(source)
     row = grade([tmp_path / "modules.py"], resolve_convention("uva", None), only=["softmax_cross_entropy"]).rows[0]
     assert row.passed == 0 and row.total > 6, row.failures
@@ -2476,9 +2482,7 @@ def test_an_elu_mlp_with_its_own_alpha_default_is_told_the_slope(tmp_path):
     edits = (("    def __init__(self, n_inputs, n_hidden, n_classes):\n",
               "    def __init__(self, n_inputs, n_hidden, n_classes, alpha=0.5):\n"),
              ("ReLUModule()", "ELUModule(alpha=alpha)"))
-    for old, new in edits:
-        assert mlp.count(old) == 1, old
-        mlp = mlp.replace(old, new)
+    mlp = _edited(mlp, edits)
     (tmp_path / "modules.py").write_text(modules)
     (tmp_path / "mlp_numpy.py").write_text(mlp)
     files = [tmp_path / "modules.py", tmp_path / "mlp_numpy.py"]
@@ -2501,9 +2505,7 @@ def test_a_convolution_class_that_takes_no_padding_still_fails_its_unpadded_conf
               "        self.stride, self.pad = stride, 0\n"),
              ("        return self.full[:, :, ::self.stride, ::self.stride]\n",
               "        return 2 * self.full[:, :, ::self.stride, ::self.stride]\n"))
-    for old, new in edits:
-        assert source.count(old) == 1, old
-        source = source.replace(old, new)
+    source = _edited(source, edits)
     row = _rows(_mytorch(tmp_path, source=source, only=["conv"], configs=6))["conv"]
     assert row.total > 0 and row.passed == 0 and row.skipped > 0, (row.total, row.skipped, row.failures)
     assert all(" p=0" in f and "out: relative error" in f for f in row.failures), row.failures

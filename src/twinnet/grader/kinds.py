@@ -366,8 +366,6 @@ def _build(ctx: Context, key: str, *args):
 
 def _positional(cls) -> int | None:
     """How many arguments ``cls(...)`` takes by position (None: any number, or its signature cannot be read)."""
-    import inspect
-
     try:
         parameters = inspect.signature(cls).parameters.values()
     except (TypeError, ValueError):
