@@ -53,7 +53,7 @@ BUGS = [
     ("cs231n", "cs231n_affine_nobias.py", "linear", "db: relative error", "none"),
     ("cs231n", "cs231n_bn_unbiased.py", "batchnorm", "updated with the unbiased batch variance", "none"),
     ("cs231n", "cs231n_softmax_overflow.py", "softmax_loss", "scale=1000.0: the loss or dx is not finite", "some"),
-    ("cs231n", "cs231n_log_eps.py", "softmax_loss", "loss: relative error", "some"),
+    ("cs231n", "cs231n_log_eps.py", "softmax_loss", "loss is the cross-entropy with its log guarded by 1e-9", "some"),
     ("cs231n", "cs231n_rnn_bptt.py", "rnn", "t=4 d=3 h=5: dx: relative error", "some"),
     ("cs231n", "cs231n_lstm_bugs.py", "lstm_step", "blocks of the 4H columns are in the order ifgo, where this "
                                                    "convention's is ifog", "none"),
@@ -1397,7 +1397,8 @@ def test_a_loss_clamped_below_one_passes_on_huge_logits_and_is_not_taken_for_one
                     seed=seed).rows[0]
         assert [f.split(":")[0] for f in row.failures] == [  # the last configuration (6 drawn after 3 fixed)
             "softmax_cross_entropy #9 n=3 c=4 scale=1.0 confidently_wrong=True"]
-        assert "relative error" in row.failures[0]
+        assert ("guarded by 1e-10 (log(p + 1e-10), or p clipped at 1e-10), which caps each sample's loss at "
+                "-log(1e-10) = 23") in row.failures[0], row.failures
 
 
 def test_an_error_just_above_the_tolerance_is_shown_to_enough_digits():
@@ -2367,11 +2368,12 @@ def test_numpy_1_reshape_keyword_is_explained(tmp_path):
 
 
 def test_a_near_miss_in_the_loss_does_not_hide_a_gradient_far_off(tmp_path):
-    """An epsilon inside the log leaves the loss about 1e-7 off; a backward without its 1 / N is N times off:
-    the failure told is the gradient's, not the loss's near miss, which alone is still told, as one."""
+    """An epsilon no course writes (5e-7) inside the log leaves the loss about 1e-6 off; a backward without its
+    1 / N is N times off: the failure told is the gradient's, not the loss's near miss, which alone is still told,
+    as one."""
     modules = (STUDENTS / "cs324" / "modules.py").read_text()
     shutil.copy(STUDENTS / "cs324" / "mlp_numpy.py", tmp_path / "mlp_numpy.py")
-    epsilon = ("        return -np.sum(y * np.log(x)) / N\n", "        return -np.sum(y * np.log(x + 1e-7)) / N\n")
+    epsilon = ("        return -np.sum(y * np.log(x)) / N\n", "        return -np.sum(y * np.log(x + 5e-7)) / N\n")
     no_mean = ("        return (x - y) / N\n", "        return x - y\n")
     assert all(modules.count(old) == 1 for old, _ in (epsilon, no_mean))
     for edits, told in (([epsilon, no_mean], "dx: relative error"), ([epsilon], "confidently_wrong=True: loss")):
@@ -2384,6 +2386,58 @@ def test_a_near_miss_in_the_loss_does_not_hide_a_gradient_far_off(tmp_path):
         assert row.passed < row.total and told in row.first_failure, row.failures
     # the epsilon alone: far off only where the true class is at ~1e-22 (by design); elsewhere named a near miss
     assert any("loss: relative error" in f and "a near miss: a small constant" in f for f in row.failures)
+
+
+# a round epsilon inside the log, in each convention's loss: (convention, files, file edited, kind, edits)
+LOG_EPSILON_CASES = [
+    ("cs231n", CS231N, "layers.py", "softmax_loss",  # logits: the log of the softmax's probabilities, guarded
+     (("    loss = -np.sum(log_probs[np.arange(N), y]) / N\n",
+       "    loss = -np.sum(np.log(probs[np.arange(N), y] + 1e-8)) / N\n"),)),
+    ("uva", UVA, "modules.py", "softmax_cross_entropy",  # probabilities and labels, the epsilon in dx too
+     (("        out = -np.mean(np.log(x[np.arange(N), y]))\n",
+       "        out = -np.mean(np.log(x[np.arange(N), y] + 1e-6))\n"),
+      ("        dx[np.arange(N), y] = -1.0 / (N * x[np.arange(N), y])\n",
+       "        dx[np.arange(N), y] = -1.0 / (N * (x[np.arange(N), y] + 1e-6))\n"))),
+    ("cs324", CS324, "modules.py", "softmax_cross_entropy",  # one-hot targets, softmax and loss fused in backward
+     (("        return -np.sum(y * np.log(x)) / N\n", "        return -np.sum(y * np.log(x + 1e-7)) / N\n"),)),
+]
+
+
+@pytest.mark.parametrize("convention, files, edited, kind, edits", LOG_EPSILON_CASES,
+                         ids=[c[0] for c in LOG_EPSILON_CASES])
+def test_a_round_epsilon_inside_the_log_fails_only_where_it_caps_the_loss(tmp_path, convention, files, edited, kind,
+                                                                          edits):
+    """-log(p + 1e-7) misses the exact loss by about eps / p: at some seeds above the tolerance, at others not.
+    Graded against the loss with that epsilon, it passes wherever every true class is more probable than the
+    epsilon, at every seed, and fails, the epsilon named, where one is not (the true class at ~1e-22 always)."""
+    for f in files:
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / edited).write_text(_edited((tmp_path / edited).read_text(), edits))
+    eps = re.search(r"\+ (1e-\d+)\)", edits[0][1]).group(1)
+    told = f"loss is the cross-entropy with its log guarded by {eps} (log(p + {eps}), or p clipped at {eps}), which"
+    for seed in (0, 1, 2, 3):
+        row = grade([tmp_path / f.name for f in files], resolve_convention(convention, None), only=[kind], seed=seed,
+                    configs=8).rows[0]
+        assert all(told in f and "a true class is less probable than that" in f for f in row.failures), row.failures
+        assert any("confidently_wrong=True" in f for f in row.failures), row.failures
+        assert row.passed >= row.total - 3, row.failures  # the drawn configurations all but never hold such a class
+
+
+def test_an_epsilon_in_the_loss_with_a_gradient_wrong_elsewhere_is_still_caught(tmp_path):
+    """The epsilon's reference is given only to what matches it: a loss with 1e-7 inside its log whose dx
+    forgets the 1 / N fails dx, N times too large, in every configuration of a batch of more than one."""
+    for f in CS231N:
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "layers.py").write_text(_edited((tmp_path / "layers.py").read_text(), (
+        ("    loss = -np.sum(log_probs[np.arange(N), y]) / N\n",
+         "    loss = -np.sum(np.log(probs[np.arange(N), y] + 1e-7)) / N\n"),
+        ("    dx[np.arange(N), y] -= 1\n    dx /= N\n", "    dx[np.arange(N), y] -= 1\n"))))
+    row = grade([tmp_path / f.name for f in CS231N], resolve_convention("cs231n", None), only=["softmax_loss"],
+                seed=0, configs=8).rows[0]
+    dx = [f for f in row.failures if "dx: relative error" in f]
+    assert len(dx) >= 4 and all("times the expected value" in f for f in dx), row.failures
+    assert all(f in dx or "loss is the cross-entropy with its log guarded by 1e-7" in f for f in row.failures), \
+        row.failures
 
 
 def test_a_one_hot_loss_with_an_epsilon_is_told_its_layout_in_every_configuration(tmp_path):

@@ -204,15 +204,15 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
                 if not passes(e):
                     failing.append((name, e, student, references))
             if failing:
-                # the first quantity that failed, unless it only just missed (a loss's epsilon inside the log)
-                # and a later one is far off: that one is the bug to tell
+                # the first quantity that failed, unless it only just missed (an epsilon added somewhere) and a
+                # later one is far off: that one is the bug to tell
                 far = [f for f in failing if f[1] >= NEAR_MISS]
                 name, e, student, references = far[0] if failing[0][1] < NEAR_MISS and far else failing[0]
                 near = e < NEAR_MISS
                 problem = f"{name}: relative error {_above_tolerance(e)}{scale_hint(student, references)}"
                 if near:
-                    problem += (" (a near miss: a small constant in the formula, such as an epsilon inside a log, "
-                                "log(p + 1e-7), rather than a wrong formula)")
+                    problem += (" (a near miss: a small constant in the formula, such as an epsilon where the "
+                                "formula has none, rather than a wrong formula)")
         except NotApplicable:
             row.skipped += 1
             continue

@@ -1163,6 +1163,7 @@ def _softmax_loss_on(ctx: Context, x: np.ndarray, y: np.ndarray) -> Quantities:
     twin = nn.CrossEntropyLoss()
     twin_loss = twin.forward(x.copy(), y)
     quantities = _loss_call(ctx, x, y, [float(loss_t.detach()), twin_loss], [_g(xt), twin.backward()])
+    quantities = _log_epsilon(quantities, x, y, "mean", of_logits=True)
     if _batch_max_rows(quantities["dx"][0], x, quantities["dx"][1][0]):
         raise Wrong(f"dx is not finite in the rows far below the batch's largest score (the reference is): the "
                     f"softmax {_BATCH_MAX}")
@@ -1498,7 +1499,8 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
     if ok:
         return quantities
     other = "labels" if layout == "one_hot" else "one_hot"
-    probe, probe_failure, probe_ok = _attempt(lambda: _softmax_ce_on(ctx, x, y, other, near_one))
+    # (a loss whose epsilon caps it there is left to fail by its relative error: what is told is the layout)
+    probe, probe_failure, probe_ok = _attempt(lambda: _softmax_ce_on(ctx, x, y, other, near_one, tell_cap=False))
     # only a verdict on the loss itself says which targets it takes; or the student's code raised on the
     # convention's targets and ran on the others, some of its quantities right (a loss that also overflows there)
     raised = isinstance(failure, StudentError) and probe_failure is None and _passing(probe) > 0
@@ -1515,9 +1517,10 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
     return quantities
 
 
-def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near_one: bool) -> Quantities:
+def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near_one: bool, *,
+                   tell_cap: bool = True) -> Quantities:
     """The loss graded on ``layout``'s targets; ``near_one``: the labels are the most probable classes of huge
-    logits, so the loss (about 0) must only be finite."""
+    logits, so the loss (about 0) must only be finite; ``tell_cap``: as ``_log_epsilon``'s."""
     xt = _t(x)
     reduction = ctx.entry.get("reduction", "mean")
     loss_t = torch.nn.functional.cross_entropy(xt, torch.from_numpy(y), reduction=reduction)
@@ -1575,7 +1578,61 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
                            "probabilities, p[np.arange(N), y], before the log" if zeros else ""))
         return {**shown, "dx": (dx, [_g(xt)])}
     loss_ref = loss_t.detach().numpy() if reduction == "none" else float(loss_t.detach())
-    return {**shown, "loss": (loss, [loss_ref]), "dx": (dx, [_g(xt)])}
+    return _log_epsilon({**shown, "loss": (loss, [loss_ref]), "dx": (dx, [_g(xt)])}, x, y, reduction,
+                        of_logits=not shown, tell_cap=tell_cap)
+
+
+# what courses add inside a loss's log (-log(p + 1e-7)) so that it never reads log(0); float64's machine epsilon
+LOG_EPSILONS = tuple(10.0 ** -k for k in range(4, 17)) + (float(np.finfo(np.float64).eps), 1e-20)
+
+
+def _log_epsilon(quantities: Quantities, x: np.ndarray, y: np.ndarray, reduction: str, *, of_logits: bool,
+                 tell_cap: bool = True) -> Quantities:
+    """A loss that adds a small epsilon inside its log, -log(p + eps) (one of ``LOG_EPSILONS``), the guard courses
+    teach: its loss, and its dx where the epsilon reaches it, graded against the cross-entropy with that epsilon,
+    so that the guard passes alike at every seed, wherever every true class is more probable than the epsilon.
+    Where one is less probable (the configuration whose true class is at ~1e-22; logits of size 1000), the
+    epsilon caps the loss itself: ``Wrong`` says so (unless not ``tell_cap``: the loss then fails by its relative
+    error). A quantity is given the shifted reference only where it fails the exact one and matches the shifted
+    one, so nothing else changes."""
+    failing = [k for k in ("loss", "dx") if k in quantities and not _passing({k: quantities[k]})]
+    if not failing:
+        return quantities
+    for eps in LOG_EPSILONS:
+        loss_ref, dx_ref, p_true = _cross_entropy_with(x, y, reduction, eps)
+        shifted = {"loss": (quantities["loss"][0], [loss_ref]), "dx": (quantities["dx"][0], [dx_ref])}
+        if not _passing({"loss": shifted["loss"]}):
+            continue  # the loss tells the epsilon; a dx alone matching a shifted one is not evidence of it
+        if p_true.min() < eps:
+            if not tell_cap:
+                return quantities
+            shown = f"{eps:g}".replace("e-0", "e-")  # 1e-7, not 1e-07
+            smallest = f"{p_true.min():.1g}" if p_true.min() > 0 else "0 in float64"
+            raise Wrong(f"loss is the cross-entropy with its log guarded by {shown} (log(p + {shown}), or p clipped "
+                        f"at {shown}), which caps each sample's loss at -log({shown}) = {-np.log(eps):.3g}, and here "
+                        "a true class is less probable than "
+                        f"that (the least: {smallest}), so the loss is {_scalar(quantities['loss'][1][0])}; "
+                        + ("leave the epsilon out: log-probabilities taken as shifted - log(sum(exp(shifted))) never "
+                           "read log(0)" if of_logits else "leave it out, or make it far smaller than any probability "
+                           "(1e-300)"))
+        return {**quantities, **{k: shifted[k] for k in failing if _passing({k: shifted[k]})}}
+    return quantities
+
+
+def _scalar(value) -> str:
+    a = np.asarray(value, dtype=np.float64)
+    return f"{float(a):.4g}" if a.size == 1 else f"{float(a.sum()):.4g} summed over the samples"
+
+
+def _cross_entropy_with(x: np.ndarray, y: np.ndarray, reduction: str, eps: float):
+    """The cross-entropy of -log(softmax(x)[y] + eps), reduced as ``reduction`` says; its gradient in x (of the
+    losses' sum, where ``reduction`` is "none"); and the true classes' probabilities, softmax(x)[y]."""
+    xt = _t(x)
+    p_true = torch.softmax(xt, dim=1)[torch.arange(len(y)), torch.from_numpy(y)]
+    losses = -torch.log(p_true + eps)
+    loss = {"mean": losses.mean, "sum": losses.sum}.get(reduction, lambda: losses)()
+    loss.sum().backward()
+    return (loss.detach().numpy() if reduction == "none" else float(loss.detach())), _g(xt), p_true.detach().numpy()
 
 
 _BATCH_MAX = ("subtracts the whole batch's largest score, so that the rows far below it underflow to 0 / 0; subtract "
