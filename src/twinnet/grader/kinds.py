@@ -1608,13 +1608,12 @@ def _log_epsilon(quantities: Quantities, x: np.ndarray, y: np.ndarray, reduction
                 return quantities
             shown = f"{eps:g}".replace("e-0", "e-")  # 1e-7, not 1e-07
             smallest = f"{p_true.min():.1g}" if p_true.min() > 0 else "0 in float64"
+            advice = ("leave the epsilon out: log-probabilities taken as shifted - log(sum(exp(shifted))) never read "
+                      "log(0)" if of_logits else "leave it out, or make it far smaller than any probability (1e-300)")
             raise Wrong(f"loss is the cross-entropy with its log guarded by {shown} (log(p + {shown}), or p clipped "
-                        f"at {shown}), which caps each sample's loss at -log({shown}) = {-np.log(eps):.3g}, and here "
-                        "a true class is less probable than "
-                        f"that (the least: {smallest}), so the loss is {_scalar(quantities['loss'][1][0])}; "
-                        + ("leave the epsilon out: log-probabilities taken as shifted - log(sum(exp(shifted))) never "
-                           "read log(0)" if of_logits else "leave it out, or make it far smaller than any probability "
-                           "(1e-300)"))
+                        f"at {shown}), which caps each sample's loss at -log({shown}) = {-np.log(eps):.3g}, and here a "
+                        f"true class is less probable than that (the least: {smallest}), so the loss is "
+                        f"{_scalar(quantities['loss'][1][0])}; {advice}")
         return {**quantities, **{k: shifted[k] for k in failing if _passing({k: shifted[k]})}}
     return quantities
 
