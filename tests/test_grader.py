@@ -2563,3 +2563,50 @@ def test_a_convolution_class_that_takes_no_padding_still_fails_its_unpadded_conf
     row = _rows(_mytorch(tmp_path, source=source, only=["conv"], configs=6))["conv"]
     assert row.total > 0 and row.passed == 0 and row.skipped > 0, (row.total, row.skipped, row.failures)
     assert all(" p=0" in f and "out: relative error" in f for f in row.failures), row.failures
+
+
+# the softmax's backward and the loss's as a course that does not fuse them writes them, and as one that does
+UNFUSED_CS324 = (("    def forward(self, x):\n        e = np.exp(x - np.max(x, axis=1, keepdims=True))\n"
+                  "        return e / np.sum(e, axis=1, keepdims=True)\n",
+                  "    def forward(self, x):\n        e = np.exp(x - np.max(x, axis=1, keepdims=True))\n"
+                  "        self.out = e / np.sum(e, axis=1, keepdims=True)\n        return self.out\n"),
+                 ("        # softmax is fused with the cross-entropy in CrossEntropy.backward\n        return dout\n",
+                  "        s = self.out\n        return s * (dout - np.sum(dout * s, axis=1, keepdims=True))\n"),
+                 ("        return (x - y) / N\n", "        return -y / (x * N)\n"))
+FUSED_UVA = (("        dx = y * (dout - np.sum(dout * y, axis=1, keepdims=True))\n", "        dx = dout\n"),
+             ("        dx = np.zeros_like(x)\n        dx[np.arange(N), y] = -1.0 / (N * x[np.arange(N), y])\n",
+              "        dx = x.copy()\n        dx[np.arange(N), y] -= 1\n        dx /= N\n"))
+
+
+@pytest.mark.parametrize("convention, files, edits", [("cs324", CS324, UNFUSED_CS324), ("uva", UVA, FUSED_UVA)],
+                         ids=["cs324-unfused", "uva-fused"])
+def test_an_mlp_whose_softmax_and_loss_split_the_gradient_the_other_way_passes(tmp_path, convention, files, edits):
+    """CS324's handout fuses the softmax into the loss's backward; a student whose softmax's backward applies its
+    Jacobian, and whose loss's backward gives the gradient in the probabilities, trains as well, and the loss's row
+    grades that chain as right: the MLP given the loss's gradient in the probabilities passes too. The reverse in
+    UvA's course alike. A wrong MLP still fails, told as under the convention's reading."""
+    for f in files:
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "modules.py").write_text(_edited((tmp_path / "modules.py").read_text(), edits))
+    paths = [tmp_path / f.name for f in files]
+    rows = _rows(grade(paths, resolve_convention(convention, None), only=["softmax_cross_entropy", "mlp"]))
+    assert all(r.passed == r.total > 0 for r in rows.values()), [r.failures for r in rows.values()]
+    mlp = (tmp_path / "mlp_numpy.py").read_text()
+    (tmp_path / "mlp_numpy.py").write_text(_edited(mlp, (("            dout = layer.backward(dout)\n",
+                                                          "            dout = 2 * layer.backward(dout)\n"),)))
+    row = grade(paths, resolve_convention(convention, None), only=["mlp"]).rows[0]
+    assert row.passed < row.total and "dW of layer" in row.first_failure, row.failures
+
+
+def test_a_loss_backward_of_the_wrong_shape_is_told_as_the_losss_not_the_softmaxs(tmp_path):
+    """UvA 2019: a loss's backward that returns one number, dx = -np.dot(y.T, np.diag(1 / x)), made the softmax's
+    backward raise on it, and the failure named the softmax; it names the loss and the shapes."""
+    shutil.copy(UVA[1], tmp_path / UVA[1].name)
+    (tmp_path / "modules.py").write_text(_edited(UVA[0].read_text(), (
+        ("        dx = np.zeros_like(x)\n        dx[np.arange(N), y] = -1.0 / (N * x[np.arange(N), y])\n",
+         "        dx = -np.sum(1.0 / x[np.arange(N), y]) / N\n"),)))
+    row = grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention("uva", None),
+                only=["softmax_cross_entropy"]).rows[0]
+    assert row.passed == 0 and row.total > 6, row.failures
+    assert all("CrossEntropyModule.backward returned shape (), where the gradient in the probabilities it was "
+               "given has their shape, (" in f for f in row.failures), row.failures

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -1559,6 +1559,9 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
         unchanged("probabilities", p_copy, probs)
         if dp is None:
             raise Wrong(f"{ctx.entry['loss']}.backward returned None")
+        if _shape(dp) not in (None, np.shape(probs)):  # told as the loss's, before the softmax's backward trips on it
+            raise Wrong(f"{ctx.entry['loss']}.{name} returned shape {_shape(dp)}, where the gradient in the "
+                        f"probabilities it was given has their shape, {np.shape(probs)}")
         dx = ctx.call(softmax.backward, np.array(dp, copy=True), what=f"{ctx.entry['softmax']}.backward")
     unchanged("x", x, xs)
     if near_one:
@@ -1616,6 +1619,14 @@ def _log_epsilon(quantities: Quantities, x: np.ndarray, y: np.ndarray, reduction
                         f"{_scalar(quantities['loss'][1][0])}; {advice}")
         return {**quantities, **{k: shifted[k] for k in failing if _passing({k: shifted[k]})}}
     return quantities
+
+
+def _shape(value) -> tuple | None:
+    """A student's value's shape; None where it has none to read (a ragged list: the comparison says so)."""
+    try:
+        return np.shape(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _scalar(value) -> str:
@@ -1740,7 +1751,29 @@ def _in_call_order(ctx: Context, model, layers: list, inputs: int) -> list:
 
 
 def _mlp(cfg, ctx: Context) -> Quantities:
-    """The student's MLP against torch's for a few SGD steps from the same weights on the same batches."""
+    """The student's MLP against torch's for a few SGD steps from the same weights on the same batches. An MLP that
+    ends in a softmax is given the convention's gradient: the loss's in the logits where the convention fuses the
+    softmax into the loss's backward (``fused``, CS324), else the loss's in the probabilities. One that fails so
+    and passes whole given the other (a softmax whose backward applies its Jacobian in a fused course, beside a
+    loss whose backward gives the gradient in the probabilities, or the reverse in another: the loss's own row
+    grades that chain as right) passes, as the student's own training loop would train it."""
+    fused = bool(ctx.entry.get("fused", False))
+    if ctx.entry.get("output", "probabilities") == "logits":
+        return _mlp_given(cfg, ctx, fused)
+    start = copy.deepcopy(ctx.rng)  # the other reading draws the same weights and batches
+    quantities, failure, ok = _attempt(lambda: _mlp_given(cfg, ctx, fused))
+    if ok:
+        return quantities
+    if (other := _probe(lambda: _mlp_given(cfg, replace(ctx, rng=copy.deepcopy(start)), not fused))) is not None:
+        return other
+    if failure is not None:
+        raise failure
+    return quantities
+
+
+def _mlp_given(cfg, ctx: Context, fused: bool) -> Quantities:
+    """``_mlp``'s check, the MLP's backward given the loss's gradient in the logits (``fused``) or in the
+    probabilities."""
     rng = ctx.rng
     sizes = [cfg["inputs"], *cfg["hidden"], cfg["classes"]]
     layers = []
@@ -1791,7 +1824,7 @@ def _mlp(cfg, ctx: Context) -> Quantities:
         per = 1 if lin_ctx.entry.get("grad", "sum") == "mean" else cfg["n"]
         if ctx.entry.get("output", "probabilities") == "logits":
             expected, dout = logits.detach().numpy(), (probs - onehot) / per
-        elif ctx.entry.get("fused", False):
+        elif fused:
             expected, dout = probs, (probs - onehot) / per  # the softmax's backward passes it through
         else:
             expected, dout = probs, -onehot / (np.asarray(out if out is not None else probs) * per)
