@@ -2610,3 +2610,21 @@ def test_a_loss_backward_of_the_wrong_shape_is_told_as_the_losss_not_the_softmax
     assert row.passed == 0 and row.total > 6, row.failures
     assert all("CrossEntropyModule.backward returned shape (), where the gradient in the probabilities it was "
                "given has their shape, (" in f for f in row.failures), row.failures
+
+
+@pytest.mark.parametrize("kind, edits, told", [
+    ("sgd_momentum", (("    next_w = w + v\n", "    next_w = w - config['momentum'] * config.get('velocity', 0 * w) + "
+                       "(1 + config['momentum']) * v\n"),), "the update is Nesterov's momentum"),
+    ("rmsprop", (("dw / (np.sqrt(cache) + config['epsilon'])", "dw / np.sqrt(cache + config['epsilon'])"),),
+     "epsilon is inside the square root"),
+    ("rmsprop", (("config['decay_rate'] * config['cache'] + (1 - config['decay_rate']) * dw ** 2",
+                  "(1 - config['decay_rate']) * config['cache'] + config['decay_rate'] * dw ** 2"),),
+     "decay_rate is the old cache's weight"),
+], ids=["nesterov", "rmsprop-eps-inside", "rmsprop-decay-swapped"])
+def test_an_optimisers_known_misreadings_are_named(tmp_path, kind, edits, told):
+    """iworldtong's CS231n: a Nesterov update in sgd_momentum and RMSprop's epsilon inside the square root were
+    told only by their relative errors; each misreading is named wherever its first step shows it."""
+    (tmp_path / "optim.py").write_text(_edited((STUDENTS / "cs231n" / "optim.py").read_text(), edits))
+    row = grade([tmp_path / "optim.py"], resolve_convention("cs231n", None), only=[kind]).rows[0]
+    assert row.passed < row.total and told in row.first_failure, row.failures
+    assert all(told in f or "relative error" in f for f in row.failures), row.failures

@@ -1446,31 +1446,52 @@ def _optimizer(name: str):
             mine = np.array(mine, dtype=np.float64, copy=True) if mine is not None else mine
             if mine is None:
                 break
-            if name == "adam" and step == 1:
-                _adam_step_count(mine, w, dw, hyper_now, p.detach().numpy())
+            if step == 1:
+                _first_step(name, mine, w, dw, hyper_now, p.detach().numpy())
         return result
 
     return check
 
 
-def _adam_step_count(mine, w, dw, hyper: dict, ref) -> None:
-    """``Wrong`` naming it if the student's first Adam step is the one with t = 2 (``config['t']`` starting at
-    1 and incremented before use: CS231n's 2016-17 starter code, where torch counts the first step as t = 1),
-    or the one with no bias correction at all."""
+def _first_step(name: str, mine, w, dw, hyper: dict, ref) -> None:
+    """``Wrong`` naming it where the student's first step of optimiser ``name`` (from a zero velocity, cache or
+    moments) is exactly that of a known misreading of the update, and not the reference's."""
     if np.shape(mine) != np.shape(w) or not np.all(np.isfinite(mine)):
         return
-    b1, b2, lr, eps = hyper["beta1"], hyper["beta2"], hyper["learning_rate"], hyper["epsilon"]
-    m_hat, v_hat = (1 - b1) * dw / (1 - b1**2), (1 - b2) * dw**2 / (1 - b2**2)
-    shifted = w - lr * m_hat / (np.sqrt(v_hat) + eps)
-    if np.allclose(mine, shifted, rtol=1e-9, atol=0) and not np.allclose(mine, ref, rtol=1e-6, atol=0):
-        raise Wrong("the first step's bias correction uses t = 2 (config['t'] starts at 1 and is incremented "
-                    "before use, as CS231n's 2016-17 starter code had it); the first step is t = 1, as in the "
-                    "original paper and torch: start t at 0, or increment it after use")
-    uncorrected = w - lr * (1 - b1) * dw / (np.sqrt((1 - b2) * dw**2) + eps)
-    if np.allclose(mine, uncorrected, rtol=1e-9, atol=0) and not np.allclose(mine, ref, rtol=1e-6, atol=0):
-        raise Wrong("the first step has no bias correction: increment config['t'] at each step and divide the "
-                    "moments by (1 - beta1**t) and (1 - beta2**t) before the update, as the original paper and "
-                    "torch do")
+    for misread, message in _first_step_misreadings(name, w, dw, hyper):
+        if np.allclose(mine, misread, rtol=1e-9, atol=0) and not np.allclose(mine, ref, rtol=1e-6, atol=0):
+            raise Wrong(message)
+
+
+def _first_step_misreadings(name: str, w, dw, hyper: dict) -> list[tuple[np.ndarray, str]]:
+    """The first steps of an optimiser's known misreadings, each with what to tell: Adam's t = 2 (CS231n's 2016-17
+    starter code, where torch counts the first step as t = 1) and no bias correction; RMSprop's epsilon inside the
+    square root and its decay rate weighing the new squared gradient; Nesterov's momentum for the plain one."""
+    lr = hyper["learning_rate"]
+    if name == "sgd_momentum":
+        mu = hyper["momentum"]
+        return [(w - (1 + mu) * lr * dw, "the update is Nesterov's momentum (w - momentum * v_prev + (1 + momentum) "
+                 "* v): this convention's sgd_momentum is the plain one, v = momentum * v - learning_rate * dw, "
+                 "then w + v, as torch's SGD with momentum")]
+    if name == "rmsprop":
+        decay, eps = hyper["decay_rate"], hyper["epsilon"]
+        return [(w - lr * dw / np.sqrt((1 - decay) * dw**2 + eps), "epsilon is inside the square root, dw / "
+                 "sqrt(cache + epsilon); RMSprop (CS231n's and torch's) adds it outside, dw / (sqrt(cache) + "
+                 "epsilon)"),
+                (w - lr * dw / (np.sqrt(decay * dw**2) + eps), "the cache keeps (1 - decay_rate) of itself and adds "
+                 "decay_rate times the new squared gradient; decay_rate is the old cache's weight: cache = "
+                 "decay_rate * cache + (1 - decay_rate) * dw**2")]
+    if name == "adam":
+        b1, b2, eps = hyper["beta1"], hyper["beta2"], hyper["epsilon"]
+        m_hat, v_hat = (1 - b1) * dw / (1 - b1**2), (1 - b2) * dw**2 / (1 - b2**2)
+        return [(w - lr * m_hat / (np.sqrt(v_hat) + eps), "the first step's bias correction uses t = 2 "
+                 "(config['t'] starts at 1 and is incremented before use, as CS231n's 2016-17 starter code had it); "
+                 "the first step is t = 1, as in the original paper and torch: start t at 0, or increment it after "
+                 "use"),
+                (w - lr * (1 - b1) * dw / (np.sqrt((1 - b2) * dw**2) + eps), "the first step has no bias "
+                 "correction: increment config['t'] at each step and divide the moments by (1 - beta1**t) and (1 - "
+                 "beta2**t) before the update, as the original paper and torch do")]
+    return []
 
 
 # --- module-style losses and whole models -------------------------------------------------------------------
