@@ -2628,3 +2628,21 @@ def test_an_optimisers_known_misreadings_are_named(tmp_path, kind, edits, told):
     row = grade([tmp_path / "optim.py"], resolve_convention("cs231n", None), only=[kind]).rows[0]
     assert row.passed < row.total and told in row.first_failure, row.failures
     assert all(told in f or "relative error" in f for f in row.failures), row.failures
+
+
+def test_a_params_dict_with_the_students_own_keys_is_graded_through_a_spec(tmp_path):
+    """UvA 2020 (JMitnik): params['weights'] where the handout says 'weight'. A spec's dotted path reaches into
+    the dict's key, params.weights, as it reaches into a member; the same files fail under the built-in names."""
+    (tmp_path / "modules.py").write_text((STUDENTS / "uva" / "modules.py").read_text().replace("'weight'",
+                                                                                              "'weights'"))
+    shutil.copy(UVA[1], tmp_path / "mlp_numpy.py")
+    spec = tmp_path / "uva2020.toml"
+    spec.write_text('style = "module"\nparams = "dict"\ngrads = "overwrite"\n[layers.linear]\nclass = "LinearModule"\n'
+                    'weight = "any"\nbias = "any"\nparams = {weight = "params.weights", bias = "params.bias"}\n'
+                    'grads = {weight = "grads.weights", bias = "grads.bias"}\n'
+                    '[layers.mlp]\nclass = "MLP"\nlinear = "LinearModule"\noutput = "probabilities"\n')
+    files = [tmp_path / "modules.py", tmp_path / "mlp_numpy.py"]
+    rows = _rows(grade(files, resolve_convention(None, spec)))
+    assert all(r.passed == r.total > 0 for r in rows.values()), [r.failures for r in rows.values()]
+    row = grade(files, resolve_convention("uva", None), only=["linear"]).rows[0]
+    assert row.passed == 0 and "no parameter 'weight'" in row.first_failure, row.failures

@@ -10,7 +10,8 @@ A convention is plain data (what a ``--spec`` TOML file holds), read by the chec
   are ``Parameter``-like attributes with ``.data`` and ``.grad`` (``params = "attributes"``,
   ``twinnet.numpy_nn``'s own protocol); ``grads`` says whether backward overwrites them or adds
   to them (torch's ``accumulate``). A layer's own ``params``/``grads`` tables name plain attributes
-  instead (``params = {weight = "W", bias = "b"}``, CMU's mytorch; dotted paths reach into members),
+  instead (``params = {weight = "W", bias = "b"}``, CMU's mytorch; dotted paths reach into members, and into
+  a dict's keys: ``params.weights``),
   ``args`` the class's arguments where it takes fewer (``kinds.ARGUMENTS``), and ``derivative = true`` an
   activation whose ``backward()`` returns d out / d x.
 

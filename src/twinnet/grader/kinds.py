@@ -378,11 +378,17 @@ def _positional(cls) -> int | None:
 _MISSING = object()
 
 
+def _read(owner, key: str):
+    """``owner``'s member ``key``, or its entry where it is a dict (a params dict of the student's own keys);
+    ``_MISSING`` where it has none."""
+    return owner.get(key, _MISSING) if isinstance(owner, dict) else getattr(owner, key, _MISSING)
+
+
 class _Fields(MutableMapping):
     """A layer's parameters kept as plain attributes that the convention names (``params = {weight = "W",
-    bias = "b"}``; a dotted path reaches into a member: ``conv2d_stride1.W``), read and written as a
-    ``params = "dict"`` course's dict is. Each read and write is a call into the student's code (a property
-    may run): under the time limit, and an exception names the student's line."""
+    bias = "b"}``; a dotted path reaches into a member, or a dict's key: ``conv2d_stride1.W``, ``params.weights``),
+    read and written as a ``params = "dict"`` course's dict is. Each read and write is a call into the student's
+    code (a property may run): under the time limit, and an exception names the student's line."""
 
     def __init__(self, ctx: Context, layer, paths: dict[str, str]) -> None:
         self.ctx, self.layer, self.paths = ctx, layer, paths
@@ -391,7 +397,7 @@ class _Fields(MutableMapping):
         *members, last = self.paths[name].split(".")
         owner = self.layer
         for member in members:
-            owner = self.ctx.call(getattr, owner, member, _MISSING, what=f"reading {member}")
+            owner = self.ctx.call(_read, owner, member, what=f"reading {member}")
             if owner is _MISSING:
                 raise KeyError(name)
         return owner, last
@@ -400,14 +406,15 @@ class _Fields(MutableMapping):
         if name not in self.paths:
             raise KeyError(name)
         owner, last = self._owner(name)
-        value = self.ctx.call(getattr, owner, last, _MISSING, what=f"reading {self.paths[name]}")
+        value = self.ctx.call(_read, owner, last, what=f"reading {self.paths[name]}")
         if value is _MISSING:
             raise KeyError(name)
         return value
 
     def __setitem__(self, name: str, value) -> None:
         owner, last = self._owner(name)
-        self.ctx.call(setattr, owner, last, value, what=f"setting {self.paths[name]}")
+        write = owner.__setitem__ if isinstance(owner, dict) else lambda key, v: setattr(owner, key, v)
+        self.ctx.call(write, last, value, what=f"setting {self.paths[name]}")
 
     def __delitem__(self, name: str) -> None:
         raise TypeError("a layer's parameters are not deleted")
