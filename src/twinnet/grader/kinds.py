@@ -1621,11 +1621,12 @@ def _log_epsilon(quantities: Quantities, x: np.ndarray, y: np.ndarray, reduction
                  tell_cap: bool = True) -> Quantities:
     """A loss that adds a small epsilon inside its log, -log(p + eps) (one of ``LOG_EPSILONS``), the guard courses
     teach: its loss, and its dx where the epsilon reaches it, graded against the cross-entropy with that epsilon,
-    so that the guard passes alike at every seed, wherever every true class is more probable than the epsilon.
-    Where one is less probable (the configuration whose true class is at ~1e-22; logits of size 1000), the
-    epsilon caps the loss itself: ``Wrong`` says so (unless not ``tell_cap``: the loss then fails by its relative
-    error). A quantity is given the shifted reference only where it fails the exact one and matches the shifted
-    one, so nothing else changes."""
+    so that the guard passes alike at every seed, wherever every true class is far more probable than the epsilon
+    (``GUARD_MARGIN`` times: each sample's loss then moves by at most about 1 / GUARD_MARGIN). Where one is not
+    (the configuration whose true class is at ~1e-22 always; logits of size 1000), the epsilon changes the loss
+    itself: ``Wrong`` says so (unless not ``tell_cap``: the loss then fails by its relative error). A quantity is
+    given the shifted reference only where it fails the exact one and matches the shifted one, so nothing else
+    changes."""
     failing = [k for k in ("loss", "dx") if k in quantities and not _passing({k: quantities[k]})]
     if not failing:
         return quantities
@@ -1634,19 +1635,24 @@ def _log_epsilon(quantities: Quantities, x: np.ndarray, y: np.ndarray, reduction
         shifted = {"loss": (quantities["loss"][0], [loss_ref]), "dx": (quantities["dx"][0], [dx_ref])}
         if not _passing({"loss": shifted["loss"]}):
             continue  # the loss tells the epsilon; a dx alone matching a shifted one is not evidence of it
-        if p_true.min() < eps:
+        if p_true.min() < GUARD_MARGIN * eps:
             if not tell_cap:
                 return quantities
-            shown = f"{eps:g}".replace("e-0", "e-")  # 1e-7, not 1e-07
+            mantissa, exponent = f"{eps:.3e}".split("e")
+            shown = f"{float(mantissa):g}e{int(exponent)}"  # 1e-7, not 1e-07 or 1e-07
             smallest = f"{p_true.min():.1g}" if p_true.min() > 0 else "0 in float64"
             advice = ("leave the epsilon out: log-probabilities taken as shifted - log(sum(exp(shifted))) never read "
                       "log(0)" if of_logits else "leave it out, or make it far smaller than any probability (1e-300)")
             raise Wrong(f"loss is the cross-entropy with its log guarded by {shown} (log(p + {shown}), or p clipped "
-                        f"at {shown}), which caps each sample's loss at -log({shown}) = {-np.log(eps):.3g}, and here a "
-                        f"true class is less probable than that (the least: {smallest}), so the loss is "
-                        f"{_scalar(quantities['loss'][1][0])}; {advice}")
+                        f"at {shown}), which caps each sample's loss at -log({shown}) = {-np.log(eps):.3g} and moves "
+                        f"it wherever a true class is not far more probable than {shown}: here the least probable "
+                        f"is at {smallest}, and the loss is {_scalar(quantities['loss'][0])} where the cross-entropy "
+                        f"is {_scalar(quantities['loss'][1][0])}; {advice}")
         return {**quantities, **{k: shifted[k] for k in failing if _passing({k: shifted[k]})}}
     return quantities
+
+
+GUARD_MARGIN = 1000.0  # an epsilon this many times below every true class's probability is a guard, not a change
 
 
 def _shape(value) -> tuple | None:
@@ -1658,8 +1664,9 @@ def _shape(value) -> tuple | None:
 
 
 def _scalar(value) -> str:
+    """A loss for a message: its value, or its sum over the samples where it is one per sample."""
     a = np.asarray(value, dtype=np.float64)
-    return f"{float(a):.4g}" if a.size == 1 else f"{float(a.sum()):.4g} summed over the samples"
+    return f"{float(a.reshape(-1)[0]):.4g}" if a.size == 1 else f"{float(a.sum()):.4g} summed over the samples"
 
 
 def _cross_entropy_with(x: np.ndarray, y: np.ndarray, reduction: str, eps: float):
@@ -1782,9 +1789,9 @@ def _mlp(cfg, ctx: Context) -> Quantities:
     """The student's MLP against torch's for a few SGD steps from the same weights on the same batches. An MLP that
     ends in a softmax is given the convention's gradient: the loss's in the logits where the convention fuses the
     softmax into the loss's backward (``fused``, CS324), else the loss's in the probabilities. One that fails so
-    and passes whole given the other (a softmax whose backward applies its Jacobian in a fused course, beside a
-    loss whose backward gives the gradient in the probabilities, or the reverse in another: the loss's own row
-    grades that chain as right) passes, as the student's own training loop would train it."""
+    and passes whole given the other, where the student's own loss's backward gives that other gradient (a
+    softmax whose backward applies its Jacobian in a fused course, beside a loss whose backward gives the gradient
+    in the probabilities, or the reverse in another), passes, as the student's own training loop would train it."""
     fused = bool(ctx.entry.get("fused", False))
     if ctx.entry.get("output", "probabilities") == "logits":
         return _mlp_given(cfg, ctx, fused)
@@ -1792,11 +1799,43 @@ def _mlp(cfg, ctx: Context) -> Quantities:
     quantities, failure, ok = _attempt(lambda: _mlp_given(cfg, ctx, fused))
     if ok:
         return quantities
-    if (other := _probe(lambda: _mlp_given(cfg, replace(ctx, rng=copy.deepcopy(start)), not fused))) is not None:
+    if _loss_gives(ctx, not fused) and (other := _probe(
+            lambda: _mlp_given(cfg, replace(ctx, rng=copy.deepcopy(start)), not fused))) is not None:
         return other
     if failure is not None:
         raise failure
     return quantities
+
+
+def _loss_gives(ctx: Context, fused: bool) -> bool:
+    """Whether the student's own loss of probabilities (the convention's ``softmax_cross_entropy``) gives, from its
+    backward, the gradient ``_mlp_given`` gives the MLP under reading ``fused``: in the logits, (p - t) / N, or in
+    the probabilities, -t / (p N). False where the convention has no such loss or the student's cannot be run."""
+    entry = ctx.convention["layers"].get("softmax_cross_entropy")
+    if not entry or entry.get("input", "logits") != "probabilities":
+        return False
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    p = torch.softmax(torch.from_numpy(x), dim=1).numpy()
+    y = np.array([0, 3, 1])
+    t = np.eye(4)[y]
+    n = 1 if entry.get("reduction", "mean") == "sum" else len(y)
+    expected = (p - t) / n if fused else -t / (p * n)
+    target = t if entry.get("target", "labels") == "one_hot" else y
+    loss_ctx = replace(ctx, entry=entry)
+    takes = entry.get("backward", "nothing" if ctx.convention.get("params") == "attributes" else "inputs")
+    try:
+        loss_fn = _build(loss_ctx, "loss")
+        ctx.call(loss_fn.forward, p.copy(), target.copy(), what=f"{entry['loss']}.forward")
+        back = _backward(loss_fn)[0] if takes == "nothing" else loss_fn.backward
+        dp = ctx.call(back, *(() if takes == "nothing" else (p.copy(), target.copy())),
+                      what=f"{entry['loss']}.backward")
+        return bool(np.allclose(np.asarray(dp, dtype=np.float64), expected, rtol=1e-3, atol=0))
+    except (StudentError, Wrong) as e:  # a probe only: the loss's own row tells what is wrong with it
+        if getattr(e, "timed_out", False):
+            raise
+        return False
+    except (TypeError, ValueError):  # what its backward returned is not an array of numbers
+        return False
 
 
 def _mlp_given(cfg, ctx: Context, fused: bool) -> Quantities:
