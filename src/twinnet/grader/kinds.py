@@ -1623,10 +1623,10 @@ def _log_epsilon(quantities: Quantities, x: np.ndarray, y: np.ndarray, reduction
     teach: its loss, and its dx where the epsilon reaches it, graded against the cross-entropy with that epsilon,
     so that the guard passes alike at every seed, wherever every true class is far more probable than the epsilon
     (``GUARD_MARGIN`` times: each sample's loss then moves by at most about 1 / GUARD_MARGIN). Where one is not
-    (the configuration whose true class is at ~1e-22 always; logits of size 1000), the epsilon changes the loss
-    itself: ``Wrong`` says so (unless not ``tell_cap``: the loss then fails by its relative error). A quantity is
-    given the shifted reference only where it fails the exact one and matches the shifted one, so nothing else
-    changes."""
+    (the configuration whose true class is at ~1e-22 always; for a loss of logits, logits of size 1000 too), the
+    epsilon changes the loss itself: ``Wrong`` says so (unless not ``tell_cap``: the loss then fails by its
+    relative error). A quantity is given the shifted reference only where it fails the exact one and matches the
+    shifted one, so nothing else changes."""
     failing = [k for k in ("loss", "dx") if k in quantities and not _passing({k: quantities[k]})]
     if not failing:
         return quantities
@@ -1639,7 +1639,7 @@ def _log_epsilon(quantities: Quantities, x: np.ndarray, y: np.ndarray, reduction
             if not tell_cap:
                 return quantities
             mantissa, exponent = f"{eps:.3e}".split("e")
-            shown = f"{float(mantissa):g}e{int(exponent)}"  # 1e-7, not 1e-07 or 1e-07
+            shown = f"{float(mantissa):g}e{int(exponent)}"  # 1e-7 and 1e-4, not 1e-07 or 0.0001
             smallest = f"{p_true.min():.1g}" if p_true.min() > 0 else "0 in float64"
             advice = ("leave the epsilon out: log-probabilities taken as shifted - log(sum(exp(shifted))) never read "
                       "log(0)" if of_logits else "leave it out, or make it far smaller than any probability (1e-300)")
