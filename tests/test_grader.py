@@ -2087,7 +2087,8 @@ def test_a_forward_whose_output_cannot_be_compared_is_named_before_a_backward_th
     assert re.search(r"\| linear \(affine\) \| 0/\d+ \| n/a \| linear #0 [^|]*: out is of dtype <U7, not a float "
                      r"array \|", out)
     assert re.search(r"\| ReLU \| 0/\d+ \| n/a \| relu #0 [^|]*: out is a list, not an array \|", out)
-    assert re.search(r"\| max pooling \| 0/\d+ \| n/a \| maxpool #0 [^|]*: out is None \(nothing returned\) \|", out)
+    assert re.search(r"\| max pooling \| 0/\d+ \| n/a \| maxpool #0 [^|]*: out is None \(nothing returned, or a "
+                     r"starter's placeholder left unfilled\) \|", out)
 
 
 def test_a_functional_affine_with_a_row_bias_may_return_its_gradient_flat(tmp_path):
@@ -2665,3 +2666,42 @@ def test_an_mlp_whose_softmax_splits_the_gradient_one_way_and_its_loss_the_other
                        only=["softmax_cross_entropy", "mlp"]))
     assert rows["softmax_cross_entropy"].passed < rows["softmax_cross_entropy"].total
     assert rows["mlp"].passed < rows["mlp"].total and "dW of layer" in rows["mlp"].first_failure, rows["mlp"].failures
+
+
+def test_a_loss_backward_that_divides_the_one_hot_targets_by_zero_probabilities_is_told_so(tmp_path):
+    """UvA 2025: dx = -(one_hot(y) / x) / N is the textbook formula, and 0 / 0 where a class that is not the label
+    has probability exactly 0 (logits of size 1000): told as the loss's, with the fix, not a bare "dx is not
+    finite"; dividing at the labels only passes there."""
+    shutil.copy(UVA[1], tmp_path / UVA[1].name)
+    (tmp_path / "modules.py").write_text(_edited(UVA[0].read_text(), (
+        ("        dx = np.zeros_like(x)\n        dx[np.arange(N), y] = -1.0 / (N * x[np.arange(N), y])\n",
+         "        dx = -(np.eye(x.shape[1])[y] / x) / N\n"),)))
+    row = grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention("uva", None),
+                only=["softmax_cross_entropy"]).rows[0]
+    (failure,) = row.failures
+    assert "scale=1000.0: CrossEntropyModule.backward's gradient is not finite where a class that is not the label " \
+           "has probability exactly 0" in failure and "dx[np.arange(N), y] = -1 / (N * p[np.arange(N), y])" in failure
+
+
+def test_numpy_1_era_and_unfinished_code_get_their_hints(tmp_path):
+    """A (1, 1) product stored in one element (CS231n 2019's convolution, right under NumPy 1) and a starter's
+    out = None left unfilled (out.astype(...) after the TODO) each say what they are."""
+    source = (STUDENTS / "cs231n" / "layers.py").read_text()
+    (tmp_path / "layers.py").write_text(source + (
+        "\n\ndef affine_forward(x, w, b):\n    out = np.zeros((x.shape[0], w.shape[1]))\n"
+        "    for i in range(x.shape[0]):\n        for j in range(w.shape[1]):\n"
+        "            out[i, j] = x[i:i + 1].reshape(1, -1) @ w[:, j:j + 1] + b[j]\n    return out, (x, w, b)\n"
+        "\n\ndef relu_forward(x):\n    out = None\n    return out.astype(x.dtype), x\n"))
+    rows = _rows(grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["linear", "relu"],
+                       configs=1))
+    try:
+        z = np.zeros(1)
+        z[0] = np.ones((1, 1))
+        refused = False  # NumPy 1: stored, with a warning
+    except ValueError:
+        refused = True
+    if refused:
+        assert "setting an array element with a sequence" in rows["linear"].first_failure
+        assert "NumPy 1 did: code of that era needs its value, a.item()" in rows["linear"].first_failure
+    assert "'NoneType' object has no attribute 'astype' (a value still None: a starter's placeholder, such as " \
+           "out = None, left unfilled?)" in rows["relu"].first_failure, rows["relu"].failures

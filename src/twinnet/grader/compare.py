@@ -18,7 +18,7 @@ def error(name: str, student, references: list) -> float:
     """max|student - ref| / max(max|ref|, ATOL / RTOL) against the worst of ``references``: relative,
     and absolute for a reference near zero (exact zeros compare as 0); ``Wrong`` when the student's value is None, of another shape or dtype, or not finite."""
     if student is None:
-        raise Wrong(f"{name} is None (nothing returned)")
+        raise Wrong(f"{name} is None (nothing returned, or a starter's placeholder left unfilled)")
     try:
         a = np.asarray(student)
     except Exception:  # noqa: BLE001 - a ragged list, an object of the student's own

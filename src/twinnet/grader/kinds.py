@@ -1590,6 +1590,11 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
         if _shape(dp) not in (None, np.shape(probs)):  # told as the loss's, before the softmax's backward trips on it
             raise Wrong(f"{ctx.entry['loss']}.{name} returned shape {_shape(dp)}, where the gradient in the "
                         f"probabilities it was given has their shape, {np.shape(probs)}")
+        if _zero_over_zero(dp, p_copy, y):
+            raise Wrong(f"{ctx.entry['loss']}.{name}'s gradient is not finite where a class that is not the label has "
+                        f"probability exactly 0 (logits of size {np.abs(x).max():.0f}; the reference's is finite): "
+                        "its target of 0 divided by that 0; divide at the labels only, dx[np.arange(N), y] = -1 / "
+                        "(N * p[np.arange(N), y]), the other entries 0")
         dx = ctx.call(softmax.backward, np.array(dp, copy=True), what=f"{ctx.entry['softmax']}.backward")
     unchanged("x", x, xs)
     if near_one:
@@ -1653,6 +1658,19 @@ def _log_epsilon(quantities: Quantities, x: np.ndarray, y: np.ndarray, reduction
 
 
 GUARD_MARGIN = 1000.0  # an epsilon this many times below every true class's probability is a guard, not a change
+
+
+def _zero_over_zero(dp, probs: np.ndarray, y: np.ndarray) -> bool:
+    """Whether a loss's gradient in the probabilities is not finite exactly where a probability other than the
+    label's is 0 (-t / p with t = 0 there: 0 / 0), and finite elsewhere."""
+    try:
+        d, zero = np.asarray(dp, dtype=np.float64), np.asarray(probs, dtype=np.float64) == 0
+        if d.shape != zero.shape or d.shape != (len(y), d.shape[-1]):
+            return False
+        zero[np.arange(len(y)), y] = False
+    except (TypeError, ValueError, IndexError):  # not numbers, or not (N, C): the comparison says what is wrong
+        return False
+    return bool(zero.any() and np.array_equal(~np.isfinite(d), zero))
 
 
 def _shape(value) -> tuple | None:

@@ -348,7 +348,7 @@ def call(files: list[Path], fn, *args, what: str = "", **kwargs):
             raise
         message = f"{what or 'a call'} raised {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
         message = message.rstrip(": ")
-        message += era_hint(e)
+        message += era_hint(e) + placeholder_hint(e)
         raise StudentError(message, student_line(e, files)) from None
     finally:
         if watchdog is not None:
@@ -371,6 +371,10 @@ def era_hint(e: BaseException) -> str:
     if isinstance(e, TypeError) and "unexpected keyword argument 'newshape'" in text:
         return (f" (NumPy {np.__version__} has no newshape= keyword in reshape, which NumPy 1 had: code of that era "
                 "needs the shape passed by position, np.reshape(a, shape))")
+    if isinstance(e, ValueError) and text.startswith("setting an array element with a sequence"):
+        return (f" (where the value is an array of one element, such as the (1, 1) result of a product, NumPy "
+                f"{np.__version__} refuses to store it in a single element, which NumPy 1 did: code of that era "
+                "needs its value, a.item())")
     if isinstance(e, NameError) and getattr(e, "name", None) in ("xrange", "unicode", "raw_input", "basestring"):
         return f" ({e.name} is Python 2's; Python 3 has {_PY3[e.name]})"
     if isinstance(e, (TypeError, IndexError)) and any(s in text for s in _FLOAT_AS_INT):
@@ -380,4 +384,14 @@ def era_hint(e: BaseException) -> str:
 
 
 _PY3 = {"xrange": "range", "unicode": "str", "raw_input": "input", "basestring": "str"}
+
+
+def placeholder_hint(e: BaseException) -> str:
+    """Where a student's exception is what an unfinished layer raises (an attribute or item of a value still None,
+    as a starter's ``out = None`` before its TODO leaves it), that hint (else "")."""
+    text = str(e)
+    if (isinstance(e, AttributeError) and text.startswith("'NoneType' object has no attribute")) or \
+            (isinstance(e, TypeError) and text.startswith("'NoneType' object is not subscriptable")):
+        return " (a value still None: a starter's placeholder, such as out = None, left unfilled?)"
+    return ""
 
