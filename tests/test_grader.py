@@ -2602,15 +2602,19 @@ def test_an_mlp_whose_softmax_and_loss_split_the_gradient_the_other_way_passes(t
     assert row.passed < row.total and "dW of layer" in row.first_failure, row.failures
 
 
+def _uva_loss_row(tmp_path, backward: str):
+    """The UvA loss row of the reference submission with its loss's backward body replaced by ``backward``."""
+    shutil.copy(UVA[1], tmp_path / UVA[1].name)
+    (tmp_path / "modules.py").write_text(_edited(UVA[0].read_text(), (
+        ("        dx = np.zeros_like(x)\n        dx[np.arange(N), y] = -1.0 / (N * x[np.arange(N), y])\n", backward),)))
+    return grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention("uva", None),
+                 only=["softmax_cross_entropy"]).rows[0]
+
+
 def test_a_loss_backward_of_the_wrong_shape_is_told_as_the_losss_not_the_softmaxs(tmp_path):
     """UvA 2019: a loss's backward that returns one number, dx = -np.dot(y.T, np.diag(1 / x)), made the softmax's
     backward raise on it, and the failure named the softmax; it names the loss and the shapes."""
-    shutil.copy(UVA[1], tmp_path / UVA[1].name)
-    (tmp_path / "modules.py").write_text(_edited(UVA[0].read_text(), (
-        ("        dx = np.zeros_like(x)\n        dx[np.arange(N), y] = -1.0 / (N * x[np.arange(N), y])\n",
-         "        dx = -np.sum(1.0 / x[np.arange(N), y]) / N\n"),)))
-    row = grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention("uva", None),
-                only=["softmax_cross_entropy"]).rows[0]
+    row = _uva_loss_row(tmp_path, "        dx = -np.sum(1.0 / x[np.arange(N), y]) / N\n")
     assert row.passed == 0 and row.total > 6, row.failures
     assert all("CrossEntropyModule.backward returned shape (), where the gradient in the probabilities it was "
                "given has their shape, (" in f for f in row.failures), row.failures
@@ -2672,12 +2676,7 @@ def test_a_loss_backward_that_divides_the_one_hot_targets_by_zero_probabilities_
     """UvA 2025: dx = -(one_hot(y) / x) / N is the textbook formula, and 0 / 0 where a class that is not the label
     has probability exactly 0 (logits of size 1000): told as the loss's, with the fix, not a bare "dx is not
     finite"; dividing at the labels only passes there."""
-    shutil.copy(UVA[1], tmp_path / UVA[1].name)
-    (tmp_path / "modules.py").write_text(_edited(UVA[0].read_text(), (
-        ("        dx = np.zeros_like(x)\n        dx[np.arange(N), y] = -1.0 / (N * x[np.arange(N), y])\n",
-         "        dx = -(np.eye(x.shape[1])[y] / x) / N\n"),)))
-    row = grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention("uva", None),
-                only=["softmax_cross_entropy"]).rows[0]
+    row = _uva_loss_row(tmp_path, "        dx = -(np.eye(x.shape[1])[y] / x) / N\n")
     (failure,) = row.failures
     assert "scale=1000.0: CrossEntropyModule.backward's gradient is not finite where a class that is not the label " \
            "has probability exactly 0" in failure and "dx[np.arange(N), y] = -1 / (N * p[np.arange(N), y])" in failure
