@@ -2678,8 +2678,14 @@ def test_a_loss_backward_that_divides_the_one_hot_targets_by_zero_probabilities_
     finite"; dividing at the labels only passes there."""
     row = _uva_loss_row(tmp_path, "        dx = -(np.eye(x.shape[1])[y] / x) / N\n")
     (failure,) = row.failures
-    assert "scale=1000.0: CrossEntropyModule.backward's gradient is not finite where a class that is not the label " \
+    told = "gradient is not finite where a class that is not the label"
+    assert "scale=1000.0: CrossEntropyModule.backward's " + told + " " \
            "has probability exactly 0" in failure and "dx[np.arange(N), y] = -1 / (N * p[np.arange(N), y])" in failure
+    # not finite at the labels themselves (or everywhere): not that 0 / 0, and not told as it
+    at_labels = "        dx = np.zeros_like(x)\n        dx[np.arange(N), y] = -1.0 / (N * x[np.arange(N), y] * 0)\n"
+    for backward in (at_labels, "        dx = np.full_like(x, np.nan)\n"):
+        row = _uva_loss_row(tmp_path, backward)
+        assert row.passed == 0 and not any(told in f for f in row.failures), row.failures
 
 
 def test_numpy_1_era_and_unfinished_code_get_their_hints(tmp_path):
@@ -2690,8 +2696,9 @@ def test_numpy_1_era_and_unfinished_code_get_their_hints(tmp_path):
         "\n\ndef affine_forward(x, w, b):\n    out = np.zeros((x.shape[0], w.shape[1]))\n"
         "    for i in range(x.shape[0]):\n        for j in range(w.shape[1]):\n"
         "            out[i, j] = x[i:i + 1].reshape(1, -1) @ w[:, j:j + 1] + b[j]\n    return out, (x, w, b)\n"
-        "\n\ndef relu_forward(x):\n    out = None\n    return out.astype(x.dtype), x\n"))
-    rows = _rows(grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["linear", "relu"],
+        "\n\ndef relu_forward(x):\n    out = None\n    return out.astype(x.dtype), x\n"
+        "\n\ndef max_pool_forward_naive(x, pool_param):\n    return np.array([[1.0, 2.0], [3.0]]), None\n"))
+    rows = _rows(grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["linear", "relu", "maxpool"],
                        configs=1))
     try:
         z = np.zeros(1)
@@ -2701,6 +2708,7 @@ def test_numpy_1_era_and_unfinished_code_get_their_hints(tmp_path):
         refused = True
     if refused:
         assert "setting an array element with a sequence" in rows["linear"].first_failure
-        assert "NumPy 1 did: code of that era needs its value, a.item()" in rows["linear"].first_failure
+        assert "NumPy 1 did; code of that era needs its value, a.item()" in rows["linear"].first_failure
+    assert "inhomogeneous" in rows["maxpool"].first_failure and "NumPy 1" not in rows["maxpool"].first_failure
     assert "'NoneType' object has no attribute 'astype' (a value still None: a starter's placeholder, such as " \
            "out = None, left unfilled?)" in rows["relu"].first_failure, rows["relu"].failures

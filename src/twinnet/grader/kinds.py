@@ -1590,7 +1590,7 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
         if _shape(dp) not in (None, np.shape(probs)):  # told as the loss's, before the softmax's backward trips on it
             raise Wrong(f"{ctx.entry['loss']}.{name} returned shape {_shape(dp)}, where the gradient in the "
                         f"probabilities it was given has their shape, {np.shape(probs)}")
-        if _zero_over_zero(dp, p_copy, y):
+        if _close(p_copy, expected) and _zero_over_zero(dp, p_copy, y):  # the softmax right: the loss's 0 / 0
             raise Wrong(f"{ctx.entry['loss']}.{name}'s gradient is not finite where a class that is not the label has "
                         f"probability exactly 0 (logits of size {np.abs(x).max():.0f}; the reference's is finite): "
                         "its target of 0 divided by that 0; divide at the labels only, dx[np.arange(N), y] = -1 / "
@@ -1668,7 +1668,7 @@ def _zero_over_zero(dp, probs: np.ndarray, y: np.ndarray) -> bool:
         if d.shape != zero.shape or d.shape != (len(y), d.shape[-1]):
             return False
         zero[np.arange(len(y)), y] = False
-    except (TypeError, ValueError, IndexError):  # not numbers, or not (N, C): the comparison says what is wrong
+    except Exception:  # noqa: BLE001 - not numbers (a tensor that needs grad), not (N, C): the comparison tells it
         return False
     return bool(zero.any() and np.array_equal(~np.isfinite(d), zero))
 
@@ -1836,7 +1836,7 @@ def _loss_gives(ctx: Context, fused: bool) -> bool:
     p = torch.softmax(torch.from_numpy(x), dim=1).numpy()
     y = np.array([0, 3, 1])
     t = np.eye(4)[y]
-    n = 1 if entry.get("reduction", "mean") == "sum" else len(y)
+    n = len(y) if entry.get("reduction", "mean") == "mean" else 1  # "none": the gradient of the losses' sum
     expected = (p - t) / n if fused else -t / (p * n)
     target = t if entry.get("target", "labels") == "one_hot" else y
     loss_ctx = replace(ctx, entry=entry)
@@ -1848,11 +1848,9 @@ def _loss_gives(ctx: Context, fused: bool) -> bool:
         dp = ctx.call(back, *(() if takes == "nothing" else (p.copy(), target.copy())),
                       what=f"{entry['loss']}.backward")
         return bool(np.allclose(np.asarray(dp, dtype=np.float64), expected, rtol=1e-3, atol=0))
-    except (StudentError, Wrong) as e:  # a probe only: the loss's own row tells what is wrong with it
+    except Exception as e:  # noqa: BLE001 - a probe only (an odd value returned too): the loss's row tells it
         if getattr(e, "timed_out", False):
             raise
-        return False
-    except (TypeError, ValueError):  # what its backward returned is not an array of numbers
         return False
 
 

@@ -371,9 +371,10 @@ def era_hint(e: BaseException) -> str:
     if isinstance(e, TypeError) and "unexpected keyword argument 'newshape'" in text:
         return (f" (NumPy {np.__version__} has no newshape= keyword in reshape, which NumPy 1 had: code of that era "
                 "needs the shape passed by position, np.reshape(a, shape))")
-    if isinstance(e, ValueError) and text.startswith("setting an array element with a sequence"):
-        return (f" (where the value is an array of one element, such as the (1, 1) result of a product, NumPy "
-                f"{np.__version__} refuses to store it in a single element, which NumPy 1 did: code of that era "
+    if isinstance(e, ValueError) and text.startswith("setting an array element with a sequence") and \
+            "inhomogeneous" not in text:
+        return (f" (if the value stored is an array of one element, such as the (1, 1) result of a product: NumPy "
+                f"{np.__version__} refuses to store that in a single element, which NumPy 1 did; code of that era "
                 "needs its value, a.item())")
     if isinstance(e, NameError) and getattr(e, "name", None) in ("xrange", "unicode", "raw_input", "basestring"):
         return f" ({e.name} is Python 2's; Python 3 has {_PY3[e.name]})"
