@@ -2712,3 +2712,28 @@ def test_numpy_1_era_and_unfinished_code_get_their_hints(tmp_path):
     assert "inhomogeneous" in rows["maxpool"].first_failure and "NumPy 1" not in rows["maxpool"].first_failure
     assert "'NoneType' object has no attribute 'astype' (a value still None: a starter's placeholder, such as " \
            "out = None, left unfilled?)" in rows["relu"].first_failure, rows["relu"].failures
+
+
+def test_grades_finished_together_with_an_interruption_are_all_kept(tmp_path, monkeypatch):
+    """Where a student's grade and another's interruption finish in one wait, the grade is written to the CSV
+    before the interruption is raised, whatever order the finished set iterates in (it had been lost at random)."""
+    import concurrent.futures as futures
+
+    from twinnet.grader import Report, Row
+    from twinnet.grader.each import grade_each
+
+    real_wait = futures.wait
+    monkeypatch.setattr(futures, "wait", lambda fs, return_when: real_wait(fs, return_when=futures.ALL_COMPLETED))
+    root = _class(tmp_path / "submissions")
+
+    def grade(paths, convention, **kwargs):  # every student but the first is interrupted
+        if "alice" not in str(paths[0]):
+            raise KeyboardInterrupt
+        return Report("cs231n", 0, [str(p) for p in paths], [Row("linear", "linear (affine)", 1, 1, 0.0, None, [], 1.0)])
+
+    for attempt in range(5):  # the finished set's order follows the futures' ids, so try several
+        out_csv = tmp_path / f"grades{attempt}.csv"
+        with pytest.raises(KeyboardInterrupt):
+            grade_each(root, [Path("layers.py"), Path("optim.py")], resolve_convention("cs231n", None),
+                       only=["linear"], seed=0, configs=1, csv_path=out_csv, grade=grade, jobs=3)
+        assert out_csv.read_text().splitlines()[1].startswith("alice,1.0,1.0,True,")

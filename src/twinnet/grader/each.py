@@ -121,11 +121,16 @@ def grade_each(root: Path, names: list[Path], convention: dict[str, Any], *, onl
     done: dict[str, dict[str, Any]] = {}
     order = [f.name for f in folders]
     pool = ThreadPoolExecutor(max_workers=jobs)  # threads: each student's grading is a child process
-    pending = {pool.submit(one, f) for f in folders}
+    place = {pool.submit(one, f): k for k, f in enumerate(folders)}
+    pending = set(place)
     try:
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
+            # in the students' order, and every grade finished kept before an interruption among them is raised
+            failure = next((e for e in (f.exception() for f in sorted(finished, key=place.get)) if e), None)
+            for future in sorted(finished, key=place.get):
+                if future.exception() is not None:
+                    continue
                 result = future.result()
                 done[result["student"]] = result
                 print(f"[{len(done)}/{len(folders)}] {result['student']}: {result['points']:g}/"
@@ -134,6 +139,8 @@ def grade_each(root: Path, names: list[Path], convention: dict[str, Any], *, onl
                       file=sys.stderr, flush=True)
                 if csv_path is not None:  # every grade given so far, in the students' order
                     write_csv(csv_path, [done[name] for name in order if name in done])
+            if failure is not None:
+                raise failure
     except BaseException:  # interrupted: no new student starts, and those being graded end now (no grade kept)
         if grade is grade_isolated:
             stop_all()
