@@ -127,9 +127,10 @@ def grade_each(root: Path, names: list[Path], convention: dict[str, Any], *, onl
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             # in the students' order, and every grade finished kept before an interruption among them is raised
-            failure = next((e for e in (f.exception() for f in sorted(finished, key=place.get)) if e), None)
+            failure = None
             for future in sorted(finished, key=place.get):
-                if future.exception() is not None:
+                if (e := future.exception()) is not None:
+                    failure = failure or e
                     continue
                 result = future.result()
                 done[result["student"]] = result
