@@ -235,17 +235,64 @@ def test_a_course_package_with_relative_and_package_imports_loads_and_is_graded(
     assert [(r.kind, r.passed == r.total > 0) for r in report.rows] == [("linear", True), ("relu", True)]
 
 
-@pytest.mark.parametrize("line, named", [("from cs231n.im2col import *", "cs231n"),
-                                         ("from .fast_layers import *", ".fast_layers")])
-def test_an_import_of_a_course_file_not_given_is_named_with_what_to_do(tmp_path, line, named):
-    from twinnet import TwinnetError
+def test_a_file_given_from_another_folder_is_imported_as_if_beside(tmp_path):
+    """A repository that keeps mlp_numpy.py apart from the modules.py it imports (UvA 2018: code/ and
+    submission/code/): both given, the import finds the given modules.py, and every layer is graded; nothing of
+    the other folder stays in sys.modules after the load."""
+    (tmp_path / "code").mkdir()
+    (tmp_path / "submission").mkdir()
+    shutil.copy(UVA[0], tmp_path / "code" / "modules.py")
+    shutil.copy(UVA[1], tmp_path / "submission" / "mlp_numpy.py")
+    report = grade([tmp_path / "code" / "modules.py", tmp_path / "submission" / "mlp_numpy.py"],
+                   resolve_convention("uva", None), configs=4)
+    assert all(r.passed == r.total > 0 for r in report.rows), [(r.kind, r.first_failure) for r in report.rows]
+    assert "mlp" in {r.kind for r in report.rows}
+    assert "modules" not in sys.modules
 
-    (tmp_path / "layers.py").write_text(f"{line}\nimport numpy as np\n" + RELU)
-    with pytest.raises(TwinnetError) as exc:
-        grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["relu"])
-    text = str(exc.value)
-    assert f"No module named '{named}'" in text and f"{named} is neither installed nor among the files given" in text
-    assert "twinnet_student" not in text  # the grader's private package name stays private
+
+NEEDS_THE_COURSE = ("def affine_forward(x, w, b):\n    return course_helper(x, w, b), (x, w, b)\n\n"
+                    "def affine_backward(dout, cache):\n    return course_helper(dout, cache)\n")
+
+
+@pytest.mark.parametrize("line, named, install", [("from cs231n.im2col import *", "cs231n", True),
+                                                  ("from .fast_layers import *", ".fast_layers", False)])
+def test_an_import_of_a_course_file_not_given_is_left_out_and_named_where_it_is_needed(tmp_path, capsys, line,
+                                                                                       named, install):
+    """An import of a module neither installed nor given no longer stops the grading: it is left out with a
+    warning, the layers that do not need it are graded, and one that does fails naming that import and what to
+    do (install a package, or pass the course's file)."""
+    (tmp_path / "layers.py").write_text(f"{line}\nimport numpy as np\n" + RELU + NEEDS_THE_COURSE)
+    rows = _rows(grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["relu", "linear"]))
+    assert rows["relu"].passed == rows["relu"].total > 0
+    assert rows["linear"].passed == 0 < rows["linear"].total
+    told = rows["linear"].first_failure
+    assert "NameError: name 'course_helper' is not defined" in told and "import * left out" in told, told
+    assert f"layers.py:1: ModuleNotFoundError: No module named '{named}'" in told
+    assert f"{named} is neither installed nor among the files given" in told
+    assert ("pip install cs231n" in told) == install
+    err = capsys.readouterr().err
+    assert f"layers.py:1: ModuleNotFoundError: No module named '{named}'; that import is left out" in err
+    assert "twinnet_student" not in told + err  # the grader's private package name stays private
+
+
+def test_a_helper_beside_that_imports_what_the_grader_lacks_is_loaded_without_it(tmp_path, capsys):
+    """EECS 498's a3_helper.py imports torchvision and the course's eecs598 package for its plots, and the
+    student's file imports its losses from it: the helper loads with those imports left out (told once, though
+    both files load it), and the layers are graded; a statement that needs a left-out name is left out too."""
+    (tmp_path / "helper.py").write_text("import numpy as np\nimport a_package_the_grader_lacks\n"
+                                        "import course_package as cp\nPLOT = cp.defaults()\n\n"
+                                        "def scale(x):\n    return x * 1.0\n")
+    (tmp_path / "layers.py").write_text("from __future__ import annotations\nimport numpy as np\n"
+                                        "from helper import scale\nfrom course_package import Solver\n"
+                                        + RELU.replace("np.maximum(x, 0)", "scale(np.maximum(x, 0))"))
+    files = [tmp_path / "layers.py", tmp_path / "helper.py"]
+    row = grade(files, resolve_convention("cs231n", None), only=["relu"]).rows[0]
+    assert row.passed == row.total > 0, row.failures
+    err = capsys.readouterr().err
+    assert err.count("helper.py:2: ModuleNotFoundError: No module named 'a_package_the_grader_lacks'") == 1, err
+    assert "helper.py:4: NameError: name 'cp' is not defined; that statement is left out" in err
+    assert "layers.py:4: ModuleNotFoundError: No module named 'course_package'; that import is left out" in err
+    assert "helper" not in sys.modules and "layers" not in sys.modules
 
 
 def test_a_submission_that_ends_its_process_as_it_loads_fails_with_one_line_never_passes(tmp_path, capsys):
@@ -975,6 +1022,19 @@ def test_a_notebooks_definitions_are_graded_and_its_other_cells_not_run(tmp_path
     # a name from a cell not run, and a class on a package not there: left out with a warning, not fatal
     assert "code cell 3, line 4: NameError: name 'DATA' is not defined; that statement is left out" in err
     assert "code cell 3, line 7: NameError" in err and "plt" not in err
+
+
+def test_a_layer_a_notebook_imports_from_a_file_not_given_is_told_so(tmp_path):
+    """deeplearning.ai's notebooks import relu and its backward from the course's dnn_utils: where that import
+    was left out, the layer is not just "not found" but named with the import and what to pass."""
+    notebook = _notebook(tmp_path / "nb.ipynb", ["import numpy as np\nfrom dnn_utils_v2 import relu_forward, "
+                                                 "relu_backward\n"])
+    row = grade([notebook], resolve_convention("cs231n", None), only=["relu"]).rows[0]
+    assert row.first_failure.startswith("not found in the submission: relu_forward, relu_backward (relu_forward "
+                                        "comes from an import left out as the files were loaded, nb.ipynb, code "
+                                        "cell 1, line 2: ModuleNotFoundError: No module named 'dnn_utils_v2'; "), \
+        row.first_failure
+    assert "pass its file too" in row.first_failure
 
 
 def test_a_notebooks_failure_names_its_code_cell_and_line_and_a_broken_file_is_refused(tmp_path):
@@ -2205,6 +2265,48 @@ def test_only_the_mlp_is_graded_with_its_linear_layers_convention(tmp_path, caps
     assert "| whole MLP, a few SGD steps | 4/4 |" in capsys.readouterr().out
 
 
+SHARED_PARAMS = """import numpy as np
+
+class LinearModule:
+    params = {}
+    grads = {}
+
+    def __init__(self, in_features, out_features):
+        self.params = self.params  # SHARED
+        self.params["weight"] = np.random.normal(0.0, 0.1, size=(out_features, in_features))
+        self.params["bias"] = np.zeros((1, out_features))
+        self.grads["weight"] = np.zeros_like(self.params["weight"])
+        self.grads["bias"] = np.zeros_like(self.params["bias"])
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.params["weight"].T + self.params["bias"]
+
+    def backward(self, dout):
+        self.grads["weight"] = dout.T @ self.x
+        self.grads["bias"] = dout.sum(0, keepdims=True)
+        return dout @ self.params["weight"]
+"""
+
+
+@pytest.mark.parametrize("shared", ["params", "grads"])
+def test_a_params_dict_shared_by_every_instance_is_named(tmp_path, shared):
+    """A layer whose params (or grads) dict is a class attribute that __init__ fills: one dict for every
+    instance, so an MLP's layers overwrite each other's weights. Graded alone it computes right, and at a square
+    weight the layer built to read its layout had overwritten it, blamed as a wrong shape (7/10 at seed 0): now
+    every configuration fails, naming the shared dict; the same layer with a dict of its own passes."""
+    own = SHARED_PARAMS.replace("        self.params = self.params  # SHARED\n",
+                                "        self.params, self.grads = {}, {}\n")
+    shared_one = own.replace("self.params, self.grads = {}, {}", "self.grads = {}" if shared == "params"
+                             else "self.params = {}")
+    for source, passed in ((own, 10), (shared_one, 0)):
+        (tmp_path / "modules.py").write_text(source)
+        row = grade([tmp_path / "modules.py"], resolve_convention("uva", None), only=["linear"], seed=0).rows[0]
+        assert (row.passed, row.total) == (passed, 10), row.failures
+    assert f"LinearModule.{shared} is one dict shared by every LinearModule" in row.first_failure
+    assert all("shared by every" in f for f in row.failures)
+
+
 def test_cs324_takes_a_row_bias(tmp_path):
     """CS324's handout fixes W's layout, not the bias's: a (1, out) bias passes the layer and the MLP."""
     for name in ("modules.py", "mlp_numpy.py"):
@@ -2387,6 +2489,29 @@ def test_a_near_miss_in_the_loss_does_not_hide_a_gradient_far_off(tmp_path):
         assert row.passed < row.total and told in row.first_failure, row.failures
     # the epsilon alone: far off only where the true class is at ~1e-22 (by design); elsewhere named a near miss
     assert any("loss: relative error" in f and "a near miss: a small constant" in f for f in row.failures)
+
+
+def test_an_unfinished_loss_earns_nothing_where_only_the_softmax_is_graded(tmp_path):
+    """cs324's one-hot loss of probabilities cannot be graded where a wrong class's probability underflows to 0
+    (logits of size 1000), so only the softmax is graded there; the loss is still called, and a loss that raises
+    (a stub) makes that configuration n/a rather than a pass: 0 points, not 0.1. A right loss that raises only at
+    a probability of exactly 0 loses nothing."""
+    modules = (STUDENTS / "cs324" / "modules.py").read_text()
+    shutil.copy(STUDENTS / "cs324" / "mlp_numpy.py", tmp_path / "mlp_numpy.py")
+    forward = "        return -np.sum(y * np.log(x)) / N\n"
+    backward = "        return (x - y) / N\n"
+    assert modules.count(forward) == 1 and modules.count(backward) == 1
+    strict = "        with np.errstate(divide='raise', invalid='raise'):\n            return -np.sum(y * np.log(x)) / N\n"
+    for old_new, points in ((((forward, "        raise NotImplementedError\n"),
+                               (backward, "        raise NotImplementedError\n")), 0.0),
+                            (((forward, strict),), 1.0)):
+        text = modules
+        for old, new in old_new:
+            text = text.replace(old, new)
+        (tmp_path / "modules.py").write_text(text)
+        row = grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention("cs324", None),
+                    only=["softmax_cross_entropy"]).rows[0]
+        assert row.skipped == 1 and row.total == 9 and row.points == points, (row.failures, row.points)
 
 
 # a round epsilon inside the log, in each convention's loss: (convention, files, file edited, kind, edits)

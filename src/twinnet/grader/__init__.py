@@ -24,7 +24,7 @@ from twinnet import TwinnetError
 from twinnet.grader.compare import Wrong, error, passes, scale_hint
 from twinnet.grader.conventions import BUILT_IN, load_spec
 from twinnet.grader.kinds import KINDS, Context, Halted, NotApplicable
-from twinnet.grader.loader import StudentError, Submission, load
+from twinnet.grader.loader import StudentError, Submission, left_out_note, load
 
 NOT_SUBMITTED = "not in the files (optional in this convention)"  # the table's word for such a row
 MAX_CONFIGS = 1000  # random configurations per layer kind: more only makes a grading take hours
@@ -177,7 +177,8 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
     if entry.get("optional", False) and not required and all(name in missing for name in own):
         return Row(kind, spec.title, max_points=0.0, submitted=False)
     if missing:
-        row.first_failure = f"not found in the submission: {', '.join(missing)}"
+        row.first_failure = f"not found in the submission: {', '.join(missing)}" + left_out_note(missing,
+                                                                                                 submission.files)
         if other := _convention_submitted(convention, submission):
             row.first_failure += f" (the files define every layer of the {other} convention: try --convention {other})"
         row.failures.append(row.first_failure)

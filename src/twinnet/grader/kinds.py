@@ -433,8 +433,19 @@ def _params(ctx: Context, layer) -> dict:
         params = getattr(layer, "params", None)
         if not isinstance(params, dict):
             raise Wrong(f"{type(layer).__name__} has no params dict")
+        _not_shared(layer, "params", params)
         return params
     return {name: p for name, p in ctx.call(layer.named_parameters, what="named_parameters")}
+
+
+def _not_shared(layer, name: str, value: dict) -> None:
+    """``Wrong`` where ``layer.<name>`` is a dict of the class's own (``params = {}`` in the class body), which the
+    layer filled: one dict for every instance, so each new layer overwrites the others' weights."""
+    cls = type(layer).__name__
+    if value and any(vars(c).get(name) is value for c in type(layer).__mro__):
+        raise Wrong(f"{cls}.{name} is one dict shared by every {cls} (a class attribute, {name} = {{}} in the class "
+                    f"body, which __init__ fills): each new {cls} overwrites the others' entries, so the layers of an "
+                    f"MLP would share one weight; create it in __init__, self.{name} = {{...}}")
 
 
 def _assign(params: dict, name: str, value: np.ndarray) -> None:
@@ -487,6 +498,7 @@ def _grads(ctx: Context, layer) -> dict:
         grads = getattr(layer, "grads", None)
         if not isinstance(grads, dict):
             raise Wrong(f"{type(layer).__name__} has no grads dict")
+        _not_shared(layer, "grads", grads)
         return {k: None if v is None else np.array(v, copy=True) for k, v in grads.items()}
     return {name: None if p.grad is None else np.array(p.grad, copy=True) for name, p in _params(ctx, layer).items()}
 
@@ -1528,7 +1540,13 @@ def _softmax_ce(cfg, ctx: Context) -> Quantities:
         return quantities
     other = "labels" if layout == "one_hot" else "one_hot"
     # (a loss whose epsilon caps it there is left to fail by its relative error: what is told is the layout)
-    probe, probe_failure, probe_ok = _attempt(lambda: _softmax_ce_on(ctx, x, y, other, near_one, tell_cap=False))
+    def probe_other() -> Quantities:  # a configuration n/a on the other targets tells nothing of them
+        try:
+            return _softmax_ce_on(ctx, x, y, other, near_one, tell_cap=False)
+        except NotApplicable:
+            return {}
+
+    probe, probe_failure, probe_ok = _attempt(probe_other)
     # only a verdict on the loss itself says which targets it takes; or the student's code raised on the
     # convention's targets and ran on the others, some of its quantities right (a loss that also overflows there)
     raised = isinstance(failure, StudentError) and probe_failure is None and _passing(probe) > 0
@@ -1560,9 +1578,7 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
     # what the loss's backward is given: the forward's inputs again, or nothing (it kept them)
     takes = ctx.entry.get("backward", "nothing" if ctx.convention.get("params") == "attributes" else "inputs")
     if ctx.entry.get("input", "logits") == "logits":
-        loss = ctx.call(loss_fn.forward, xs, target, what=f"{ctx.entry['loss']}.forward")
-        back, name = _backward(loss_fn) if takes == "nothing" else (loss_fn.backward, "backward")
-        dx = ctx.call(back, *(() if takes == "nothing" else (xs, target)), what=f"{ctx.entry['loss']}.{name}")
+        loss, dx, _ = _loss_calls(ctx, loss_fn, xs, target, takes, ctx.entry["loss"])
     else:
         softmax = _build(ctx, "softmax")
         probs = ctx.call(softmax.forward, xs, what=f"{ctx.entry['softmax']}.forward")
@@ -1574,16 +1590,23 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
                         f"{_BATCH_MAX}")
         # with one-hot targets the courses' loss of probabilities, sum(t * log p), reads the log of every class's,
         # and where one underflows to 0 that formula is nan (0 * log 0), however carefully written, so only the
-        # softmax is graded there (it must still be right and finite); labels were chosen above to be safe
+        # softmax is graded there (it must still be right and finite); labels were chosen above to be safe. The
+        # loss is still called there: one that raises (a stub, or math.log of 0) makes the configuration n/a, so
+        # that a right softmax beside an unfinished loss earns nothing for the loss
         read = expected if layout == "one_hot" else expected[np.arange(len(y)), y]
         if read.min() < 1e-250:
             unchanged("x", x, xs)
+            if _close(probs, expected):
+                try:
+                    _loss_calls(ctx, loss_fn, probs, target, takes, ctx.entry["loss"])
+                except StudentError as e:
+                    if e.timed_out:
+                        raise
+                    raise NotApplicable(f"probabilities of exactly 0, where {e}") from None
             return {"probabilities": (probs, [expected])}
         p_copy = np.array(probs, copy=True)
         shown = {"probabilities": (p_copy, [expected])}
-        loss = ctx.call(loss_fn.forward, probs, target, what=f"{ctx.entry['loss']}.forward")
-        back, name = _backward(loss_fn) if takes == "nothing" else (loss_fn.backward, "backward")
-        dp = ctx.call(back, *(() if takes == "nothing" else (probs, target)), what=f"{ctx.entry['loss']}.{name}")
+        loss, dp, name = _loss_calls(ctx, loss_fn, probs, target, takes, ctx.entry["loss"])
         unchanged("probabilities", p_copy, probs)
         if dp is None:
             raise Wrong(f"{ctx.entry['loss']}.backward returned None")
@@ -1616,6 +1639,16 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
     loss_ref = loss_t.detach().numpy() if reduction == "none" else float(loss_t.detach())
     return _log_epsilon({**shown, "loss": (loss, [loss_ref]), "dx": (dx, [_g(xt)])}, x, y, reduction,
                         of_logits=not shown, tell_cap=tell_cap)
+
+
+def _loss_calls(ctx: Context, loss_fn, inputs, target, takes: str, loss: str) -> tuple[Any, Any, str]:
+    """The student's loss ``loss_fn`` (the convention's ``loss``) called as its convention says: forward(inputs,
+    target), then its backward, given the forward's inputs again or nothing (``takes``: it kept them); the loss,
+    the gradient, and the name of the backward method called."""
+    value = ctx.call(loss_fn.forward, inputs, target, what=f"{loss}.forward")
+    back, name = _backward(loss_fn) if takes == "nothing" else (loss_fn.backward, "backward")
+    grad = ctx.call(back, *(() if takes == "nothing" else (inputs, target)), what=f"{loss}.{name}")
+    return value, grad, name
 
 
 # what courses add inside a loss's log (-log(p + 1e-7)) so that it never reads log(0); float64's machine epsilon
@@ -1843,10 +1876,7 @@ def _loss_gives(ctx: Context, fused: bool) -> bool:
     takes = entry.get("backward", "nothing" if ctx.convention.get("params") == "attributes" else "inputs")
     try:
         loss_fn = _build(loss_ctx, "loss")
-        ctx.call(loss_fn.forward, p.copy(), target.copy(), what=f"{entry['loss']}.forward")
-        back = _backward(loss_fn)[0] if takes == "nothing" else loss_fn.backward
-        dp = ctx.call(back, *(() if takes == "nothing" else (p.copy(), target.copy())),
-                      what=f"{entry['loss']}.backward")
+        _, dp, _ = _loss_calls(ctx, loss_fn, p.copy(), target.copy(), takes, entry["loss"])
         return bool(np.allclose(np.asarray(dp, dtype=np.float64), expected, rtol=1e-3, atol=0))
     except Exception as e:  # noqa: BLE001 - a probe only (an odd value returned too): the loss's row tells it
         if getattr(e, "timed_out", False):

@@ -18,6 +18,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -104,6 +105,7 @@ def load(paths: list[Path]) -> Submission:
         except OSError as e:
             raise TwinnetError(f"{p} cannot be read ({e.strerror}); check its permissions") from None
         files.append(p.resolve())
+    _WARNED.clear()
     names: dict[str, Any] = {}
     origin: dict[str, str] = {}  # the file that defined each function or class, for a later file that replaces it
     for path in files:
@@ -121,24 +123,35 @@ def load(paths: list[Path]) -> Submission:
     return Submission(names, files)
 
 
-def _load_one(path: Path, files: list[Path]):
+def _load_one(path: Path, files: list[Path], tolerant: bool = False):
+    """``path`` executed as a module. Where an import of a module neither installed nor among the files given
+    fails (in the file, or in a file beside it that it imports), it is loaded again ``tolerant``: every such
+    import is left out with a warning (``_TolerantLoader``), so that only code that needs it fails when called."""
     # a private package over the file's folder (any name the file system holds, UTF-8 or not), so that the
     # course's own relative imports (``from .layers import *``) find the files beside it
     package = f"twinnet_student_{hashlib.sha256(os.fsencode(path.parent)).hexdigest()[:12]}"
+    LEFT_OUT.pop(path, None)  # what an earlier load of this file left out
     if package not in sys.modules:
         holder = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(package, None, is_package=True))
         holder.__path__ = [str(path.parent)]
         sys.modules[package] = holder
+    # its folder first on the path (``import layers``), and the folder above it where the folder is a package
+    # (``from cs231n.layers import *`` from inside cs231n/), then the other files' folders: a file given from
+    # another folder (a repository's mlp_numpy.py apart from its modules.py) is imported as if beside it
+    folders = [str(path.parent)] + ([str(path.parent.parent)] if (path.parent / "__init__.py").is_file() else [])
+    folders += [f for f in dict.fromkeys(str(f.parent) for f in files) if f not in folders]
+    finder = _TolerantFinder(folders) if tolerant else None
     if path.suffix == ".ipynb":
         spec = importlib.util.spec_from_loader(f"{package}.{path.stem}", _NotebookLoader(path), origin=str(path))
     else:
-        spec = importlib.util.spec_from_file_location(f"{package}.{path.stem}", path)
+        spec = importlib.util.spec_from_file_location(f"{package}.{path.stem}", path,
+                                                      loader=_TolerantLoader(path, folders) if tolerant else None)
     module = importlib.util.module_from_spec(spec)
     before = set(sys.modules)
-    # its folder first on the path (``import layers``), and the folder above it where the folder is a package
-    # (``from cs231n.layers import *`` from inside cs231n/)
-    folders = [str(path.parent)] + ([str(path.parent.parent)] if (path.parent / "__init__.py").is_file() else [])
     sys.path[:0] = folders
+    if finder is not None:
+        sys.meta_path.insert(0, finder)
+    retry = False
     torch = sys.modules.get("torch")
     grad = torch.is_grad_enabled() if torch is not None else True  # a file may switch autograd off for all
     watchdog = None  # a load still running GRACE_S after its limit caught the limit's exception: HARD_STOP
@@ -152,39 +165,156 @@ def _load_one(path: Path, files: list[Path]):
     except BaseException as e:  # noqa: BLE001 - the student's file, not ours (Ctrl-C: see `call`)
         if isinstance(e, KeyboardInterrupt) and not ISOLATED:
             raise
-        where = student_line(e, files)
-        if isinstance(e, SyntaxError) and where:  # its message names the file and line as ``where`` does: once
-            what = f"{type(e).__name__}: {e.msg}"
-        else:
-            what = (f"took more than {LOAD_LIMIT_S:g} s to load" if isinstance(e, TimeLimit) else type(e).__name__ + (
-                f": {e}" if str(e) else " (raised as it was imported)"))
-        what = what.replace(f"{package}.", ".")  # a relative import's module, as the student wrote it
-        advice = ""
-        if isinstance(e, ImportError) and getattr(e, "name", None) and not _installed(e.name, folders):
-            missing = e.name.replace(f"{package}.", ".")
-            advice = (f"; {missing} is neither installed nor among the files given: pass its file too (for a course's "
-                      "package, every .py file of its folder), or remove the import if it is unused")
-        elif isinstance(e, TimeLimit):
-            advice = ("; a file graded is imported, so work at its top level runs then: an endless loop, or training "
-                      "or a test run there, belongs under `if __name__ == \"__main__\":`")
-        raise TwinnetError(f"{path.name} cannot be loaded: {what}" + (f" ({where})" if where else "")
-                           + advice) from None
+        unresolved = bool(isinstance(e, ImportError) and getattr(e, "name", None) and not _installed(e.name, folders))
+        retry = unresolved and not tolerant and path.suffix == ".py"  # loaded again below, this attempt's modules gone
+        if not retry:
+            raise _load_error(e, path, files, unresolved) from None
     finally:
         if watchdog is not None:
             watchdog.cancel()
+        if finder is not None:
+            sys.meta_path.remove(finder)
         for folder in folders:
             with contextlib.suppress(ValueError):  # the file may have taken it off the path itself
                 sys.path.remove(folder)
         if (torch := sys.modules.get("torch")) is not None:
             torch.set_grad_enabled(grad)
-        for name in set(sys.modules) - before:  # the files beside it it imported: private to this load
+        given = {f.parent for f in files} | {path.parent}
+        for name in set(sys.modules) - before:  # the files beside it (or another's) it imported: private to this load
             mod = sys.modules.get(name)
             where = Path(str(getattr(mod, "__file__", "") or ""))
             # ... not a package installed in an environment made inside the course's folder (CS231n's .env/)
-            if mod is not None and where.is_relative_to(path.parent) and not \
+            if mod is not None and any(where.is_relative_to(g) for g in given) and not \
                     {"site-packages", "dist-packages"} & set(where.parts):
                 del sys.modules[name]
-    return module
+    return _load_one(path, files, tolerant=True) if retry else module
+
+
+def _load_error(e: BaseException, path: Path, files: list[Path], unresolved: bool) -> TwinnetError:
+    """The error that a file which cannot be loaded gives: what it raised, where, and what to do."""
+    where = student_line(e, files)
+    if isinstance(e, SyntaxError) and where:  # its message names the file and line as ``where`` does: once
+        what = f"{type(e).__name__}: {e.msg}"
+    else:
+        what = (f"took more than {LOAD_LIMIT_S:g} s to load" if isinstance(e, TimeLimit) else type(e).__name__ + (
+            f": {e}" if str(e) else " (raised as it was imported)"))
+    what = _public(what)  # a relative import's module, as the student wrote it
+    advice = ""
+    if unresolved:
+        advice = "; " + _unresolved_advice(_public(e.name))
+    elif isinstance(e, TimeLimit):
+        advice = ("; a file graded is imported, so work at its top level runs then: an endless loop, or training "
+                  "or a test run there, belongs under `if __name__ == \"__main__\":`")
+    return TwinnetError(f"{path.name} cannot be loaded: {what}" + (f" ({where})" if where else "") + advice)
+
+
+def _unresolved_advice(missing: str) -> str:
+    """What to do about an import of a module neither installed nor among the files given."""
+    package = missing.split(".")[0]
+    install = "" if missing.startswith(".") else f"install it if it is a package (pip install {package}), or "
+    return (f"{missing} is neither installed nor among the files given: {install}pass its file too if it is the "
+            "course's own (for a course's package, every .py file of its folder), or remove the import if it is unused")
+
+
+def _bound(node: ast.Import | ast.ImportFrom) -> list[str]:
+    """The names an import statement binds (``*`` for ``from x import *``)."""
+    if isinstance(node, ast.ImportFrom):
+        return [a.asname or a.name for a in node.names]
+    return [a.asname or a.name.split(".")[0] for a in node.names]
+
+
+# per file loaded: each name that an import left out would have bound -> where that import is, and why it failed
+LEFT_OUT: dict[Path, dict[str, str]] = {}
+
+
+def _leave_out(path: Path, node: ast.stmt, where: str, e: BaseException) -> set[str]:
+    """Record and warn of an import (or a statement) of ``path`` left out; the names it would have bound."""
+    what = "import" if isinstance(node, (ast.Import, ast.ImportFrom)) else "statement"
+    told = f"{where}: {type(e).__name__}: {_public(str(e))}"
+    if told not in _WARNED:  # a file beside several of those given is loaded with each: told once
+        _WARNED.add(told)
+        print(f"twinnet: warning: {told}; that {what} is left out, and code that needs it fails when called",
+              file=sys.stderr)
+    if what != "import":
+        return set()
+    names = _bound(node)
+    missing = getattr(e, "name", None)
+    advice = _unresolved_advice(_public(missing)) if missing else "pass what it imports too"
+    LEFT_OUT.setdefault(path, {}).update({n: f"{told}; {advice}" for n in names})
+    return set(names)
+
+
+_WARNED: set[str] = set()  # the warnings of the files loaded by one ``load``
+
+
+def _public(text: str) -> str:
+    """``text`` with the grader's private package name taken out of a relative import's module name."""
+    return re.sub(r"twinnet_student_[0-9a-f]{12}\.", ".", text)
+
+
+def left_out_note(names: list[str], files: list[Path]) -> str:
+    """Where names a student's code lacks would have come from an import left out as the files were loaded
+    (of the files given, or beside them), that import and what to do (else "")."""
+    folders = {f.parent for f in files}
+    bound = [v for p, v in LEFT_OUT.items() if p.parent in folders]
+    for name in names:
+        top = name.split(".")[0]
+        if found := next((v[top] for v in bound if top in v), None):
+            return f" ({top} comes from an import left out as the files were loaded, {found})"
+    if star := next((v["*"] for v in bound if "*" in v), None):
+        return f" (an import * left out as the files were loaded may have defined it, {star})"
+    return ""
+
+
+class _TolerantLoader(importlib.abc.Loader):
+    """A .py file run one top-level statement at a time, as an import runs it, except that an import of a module
+    neither installed nor among the files given is left out with a warning (a course's helper file that imports
+    torchvision, matplotlib or the course's own package for its plots), and so is a later statement that fails
+    for want of a name such an import would have bound: only code that needs them fails when called."""
+
+    def __init__(self, path: Path, folders: list[str]) -> None:
+        self.path, self.folders = path, folders
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module) -> None:
+        import __future__
+
+        tree = ast.parse(self.path.read_bytes(), str(self.path))
+        flags, missing = 0, set()
+        for node in tree.body:
+            code = compile(ast.Module([node], type_ignores=[]), str(self.path), "exec", flags=flags, dont_inherit=True)
+            if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+                flags |= sum(getattr(__future__, a.name).compiler_flag for a in node.names)
+            try:
+                exec(code, module.__dict__)  # noqa: S102 - the student's own code, as `import` would run it
+            except ImportError as e:
+                name = getattr(e, "name", None)
+                if not isinstance(node, (ast.Import, ast.ImportFrom)) or not name or _installed(name, self.folders):
+                    raise
+                missing |= _leave_out(self.path, node, f"{self.path.name}:{node.lineno}", e)
+            except NameError as e:
+                if getattr(e, "name", None) not in missing:
+                    raise
+                _leave_out(self.path, node, f"{self.path.name}:{node.lineno}", e)
+
+
+class _TolerantFinder(importlib.abc.MetaPathFinder):
+    """The files beside a student's (in ``folders``) imported with ``_TolerantLoader``, while a file is loaded
+    again tolerantly."""
+
+    def __init__(self, folders: list[str]) -> None:
+        self.folders = folders
+
+    def find_spec(self, name, path=None, target=None):
+        spec = importlib.machinery.PathFinder.find_spec(name, self.folders if path is None else path)
+        origin = Path(spec.origin) if spec is not None and spec.origin else None
+        if origin is None or origin.suffix != ".py" or {"site-packages", "dist-packages"} & set(origin.parts) or \
+                not any(origin.is_relative_to(f) for f in self.folders):
+            return None
+        return importlib.util.spec_from_file_location(name, origin, loader=_TolerantLoader(origin, self.folders),
+                                                      submodule_search_locations=spec.submodule_search_locations)
 
 
 # a notebook's cells: for each of its code cells, the line where it starts in the source the loader builds
@@ -254,10 +384,8 @@ class _NotebookLoader(importlib.abc.Loader):
                 try:
                     exec(code, module.__dict__)  # noqa: S102 - the student's own code, as `import` would run it
                 except Exception as e:  # noqa: BLE001 - a failed import, or a name from a cell that was not run
-                    what = "import" if isinstance(node, (ast.Import, ast.ImportFrom)) else "statement"
-                    print(f"twinnet: warning: {self.path.name}, code cell {number}, line {node.lineno - first + 1}: "
-                          f"{type(e).__name__}: {e}; that {what} is left out, and code that needs it fails when "
-                          "called", file=sys.stderr)
+                    _leave_out(self.path, node, f"{self.path.name}, code cell {number}, line {node.lineno - first + 1}",
+                               e)
 
 
 def _constant(node: ast.stmt) -> bool:
@@ -349,6 +477,8 @@ def call(files: list[Path], fn, *args, what: str = "", **kwargs):
         message = f"{what or 'a call'} raised {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
         message = message.rstrip(": ")
         message += era_hint(e) + placeholder_hint(e)
+        if isinstance(e, NameError) and getattr(e, "name", None):
+            message += left_out_note([e.name], files)
         raise StudentError(message, student_line(e, files)) from None
     finally:
         if watchdog is not None:
