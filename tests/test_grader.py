@@ -250,6 +250,41 @@ def test_a_file_given_from_another_folder_is_imported_as_if_beside(tmp_path):
     assert "modules" not in sys.modules
 
 
+def test_every_file_that_cannot_be_loaded_is_told_at_once_and_python_2_is_named(tmp_path):
+    """Two files of Python 2 (a print statement, an except clause with a comma): both told in one error, each as
+    Python 2 code, with the file and line."""
+    (tmp_path / "layers.py").write_text("import numpy as np\n\ndef relu_forward(x):\n    print 'x'\n")
+    (tmp_path / "optim.py").write_text("try:\n    pass\nexcept ValueError, e:\n    pass\n")
+    from twinnet import TwinnetError
+
+    with pytest.raises(TwinnetError) as exc:
+        grade([tmp_path / "layers.py", tmp_path / "optim.py"], resolve_convention("cs231n", None), only=["relu"])
+    text = str(exc.value)
+    assert "layers.py cannot be loaded: SyntaxError: Missing parentheses in call to 'print'" in text
+    assert "optim.py cannot be loaded: SyntaxError: multiple exception types must be parenthesized" in text
+    assert text.count("(Python 2 code, which Python 3 cannot run") == 2
+    assert "(layers.py:4)" in text and "(optim.py:3)" in text
+
+
+def test_a_loss_backward_that_takes_no_arguments_is_told_with_the_spec_setting(tmp_path):
+    """CS324 students whose loss keeps its inputs and whose backward(self) takes none, where the convention passes
+    them again: the TypeError is told with the spec's backward = "nothing" that grades such a loss."""
+    modules = (STUDENTS / "cs324" / "modules.py").read_text()
+    old = ("    def forward(self, x, y):\n        N = x.shape[0]\n        return -np.sum(y * np.log(x)) / N\n\n"
+           "    def backward(self, x, y):\n        N = x.shape[0]\n")
+    assert modules.count(old) == 1
+    (tmp_path / "modules.py").write_text(modules.replace(old, (
+        "    def forward(self, x, y):\n        self.x, self.y = x, y\n        N = x.shape[0]\n"
+        "        return -np.sum(y * np.log(x)) / N\n\n    def backward(self):\n        x, y = self.x, self.y\n"
+        "        N = x.shape[0]\n")))
+    shutil.copy(STUDENTS / "cs324" / "mlp_numpy.py", tmp_path / "mlp_numpy.py")
+    row = grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention("cs324", None),
+                only=["softmax_cross_entropy"]).rows[0]
+    assert row.passed == 0 and "CrossEntropy.backward raised TypeError" in row.first_failure, row.first_failure
+    assert 'CrossEntropy.backward() takes no arguments' in row.first_failure
+    assert 'backward = "nothing"' in row.first_failure
+
+
 NEEDS_THE_COURSE = ("def affine_forward(x, w, b):\n    return course_helper(x, w, b), (x, w, b)\n\n"
                     "def affine_backward(dout, cache):\n    return course_helper(dout, cache)\n")
 

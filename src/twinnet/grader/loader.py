@@ -108,8 +108,13 @@ def load(paths: list[Path]) -> Submission:
     _WARNED.clear()
     names: dict[str, Any] = {}
     origin: dict[str, str] = {}  # the file that defined each function or class, for a later file that replaces it
+    problems = []  # every file that cannot be loaded is told at once, not only the first
     for path in files:
-        module = _load_one(path, files)
+        try:
+            module = _load_one(path, files)
+        except TwinnetError as e:
+            problems.append(str(e))
+            continue
         defined = {k: v for k, v in vars(module).items() if not k.startswith("__")}
         for name, value in defined.items():
             if getattr(value, "__module__", None) != module.__name__ or not callable(value):
@@ -120,6 +125,8 @@ def load(paths: list[Path]) -> Submission:
                       file=sys.stderr)
             origin[name] = path.name
         names.update(defined)
+    if problems:
+        raise TwinnetError("; ".join(problems))
     return Submission(names, files)
 
 
@@ -195,6 +202,8 @@ def _load_error(e: BaseException, path: Path, files: list[Path], unresolved: boo
     where = student_line(e, files)
     if isinstance(e, SyntaxError) and where:  # its message names the file and line as ``where`` does: once
         what = f"{type(e).__name__}: {e.msg}"
+        if any(s in str(e.msg) for s in _PYTHON2_SYNTAX):
+            what += " (Python 2 code, which Python 3 cannot run: port it, print(...) and except E as e)"
     else:
         what = (f"took more than {LOAD_LIMIT_S:g} s to load" if isinstance(e, TimeLimit) else type(e).__name__ + (
             f": {e}" if str(e) else " (raised as it was imported)"))
@@ -514,6 +523,9 @@ def era_hint(e: BaseException) -> str:
     return ""
 
 
+# what Python 3 says of Python 2's print statement, exec statement and except clause
+_PYTHON2_SYNTAX = ("Missing parentheses in call to 'print'", "Missing parentheses in call to 'exec'",
+                   "multiple exception types must be parenthesized")
 _PY3 = {"xrange": "range", "unicode": "str", "raw_input": "input", "basestring": "str"}
 
 
