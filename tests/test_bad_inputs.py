@@ -134,6 +134,26 @@ def _read_only_out(w: World) -> list[str]:
     return ["run", "mlp-compare", "--quick", "--out", w.out()]
 
 
+def _report_read_only(w: World) -> list[str]:
+    """A report in a folder that cannot be written: each new file refused (EACCES), and the folder's time not
+    settable either (EPERM), which failed while figures were being restored and hid the first error."""
+    import twinnet.runs
+
+    run = w.run("finished-run")
+    for figure in run.glob("*.png"):
+        figure.unlink()  # to be drawn again, into the folder that refuses it
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), kwargs.get("dir"))
+
+    def not_permitted(*args, **kwargs):
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+
+    w.monkeypatch.setattr(twinnet.runs.tempfile, "mkstemp", refused)
+    w.monkeypatch.setattr(os, "utime", not_permitted)
+    return ["report", str(run)]
+
+
 def _held_lock(w: World) -> list[str]:
     import fcntl
 
@@ -283,6 +303,8 @@ CASES = [
     # a length's inputs and hidden states through time: one batch's, and the evaluation set's
     Case("rnn-longer-than-memory", _run("palindrome", "length=1000000000", data=False, extra=("--quick",)),
          "length=1000000000 (with batch_size="),
+    Case("rnn-final-set-larger-than-memory", _run("palindrome", "final_size=1000000000", data=False,
+                                                  extra=("--quick",)), "final_size=1000000000) needs at least"),
     Case("sweep-longer-than-memory", _run("palindrome-sweep", "lengths=[5,1000000000]", data=False, extra=("--quick",)),
          "length=1000000000 (with batch_size="),
     Case("gradients-longer-than-memory", _run("rnn-gradients", "lengths=[1000000000]", data=False, extra=("--quick",)),
@@ -355,7 +377,11 @@ CASES = [
     Case("nan-lr", _run("mnist-numpy", "lr=nan", data=False), "expected a finite number"),
     Case("infinite-momentum", _run("mlp-compare", "momentum=inf", data=False), "expected a finite number"),
     Case("toy-test-fraction", _run("mlp-compare", "test_fraction=1.5", data=False), "test_fraction must be between"),
-    Case("toy-noise", _run("mlp-compare", "noise=-1", data=False), "noise must be >= 0"),
+    Case("toy-noise", _run("mlp-compare", "noise=-1", data=False), "noise must be between 0 and 1e6"),
+    # far beyond the sets' span: blobs' 10x std overflowed to inf inside scikit-learn, an "unexpected" error
+    Case("toy-noise-huge", _run("mlp-compare", "noise=1e308", data=False), "noise must be between 0 and 1e6"),
+    Case("sweep-seeds-beyond-the-cap", _run("palindrome-sweep", "n_seeds=100000000", data=False, extra=("--quick",)),
+         "n_seeds must be at most 1000"),
     Case("zero-batch", _run("mnist-numpy", "batch_size=0", data=False), "batch_size"),
     Case("unknown-model", _run("mnist-numpy", "model=resnet-9000", data=False), "unknown model 'resnet-9000'"),
     Case("unknown-engine", _run("mnist-numpy", "engine=jax", data=False), "engine"),
@@ -397,6 +423,7 @@ CASES = [
                                         str(w.data / "mnist" / "t10k-labels-idx1-ubyte.gz" / "run")],
          "give --out (or --runs-dir) a folder you can write to"),
     Case("out-read-only", _read_only_out, "Permission denied"),
+    Case("report-read-only", _report_read_only, "Permission denied ("),
     Case("disk-full", _disk_full, "runs/new: No space left on device"),  # the run folder, then the cause
     Case("resume-no-such-dir", lambda w: ["run", "mlp-cifar", "--resume", str(w.root / "nowhere")], "no such directory"),
     Case("resume-not-a-run", lambda w: ["run", "mlp-cifar", "--resume", str(w.data)], "no config.json there"),

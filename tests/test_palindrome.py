@@ -650,10 +650,11 @@ def test_a_length_whose_time_steps_cannot_fit_in_memory_is_refused_before_anythi
     from twinnet import TwinnetError, hardware
     from twinnet.recurrent_task import PalindromeConfig
 
-    # float32, the evaluation set's one-hot inputs (2,000 x 10) and a batch's hidden states (128 x 128) per step
-    per_step = 4 * (2000 * 10 + 128 * 128)
+    # float32, the evaluation set's and the final evaluation's one-hot inputs ((2,000 + 10,000) x 10) and a batch's
+    # hidden states (128 x 128) per step
+    per_step = 4 * ((2000 + 10_000) * 10 + 128 * 128)
     monkeypatch.setattr(hardware, "memory_bytes", lambda: 1000 * per_step)
-    refused = r"^length=1002 \(with batch_size=128, hidden=128 and eval_size=2000\) needs at least"
+    refused = r"^length=1002 \(with batch_size=128, hidden=128, eval_size=2000 and final_size=10000\) needs at least"
     assert PalindromeConfig(length=1001).length == 1001  # 1,000 steps: exactly the memory, not refused
     with pytest.raises(TwinnetError, match=refused):
         PalindromeConfig(length=1002)

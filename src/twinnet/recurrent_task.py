@@ -78,12 +78,13 @@ class Recipe(train_config(optimizer="rmsprop", lr=1e-3, batch_size=128, steps=10
 
     def check_length_fits(self, length: int) -> None:
         """Refuse a palindrome length whose training cannot fit in this machine's memory, from a lower estimate:
-        the fixed evaluation set's inputs and one batch's hidden states through time (what backpropagation
-        through time keeps), each over the T - 1 steps."""
+        the fixed evaluation set's inputs, the final evaluation's fresh samples (built while the first is held) and
+        one batch's hidden states through time (what backpropagation through time keeps), each over the T - 1
+        steps."""
         itemsize = 8 if self.dtype == "float64" else 4
-        per_step = self.eval_size * input_size(self.encoding) + self.batch_size * self.hidden
+        per_step = (self.eval_size + self.final_size) * input_size(self.encoding) + self.batch_size * self.hidden
         hardware.check_fits(itemsize * (length - 1) * per_step, f"length={length} (with batch_size={self.batch_size}, "
-                            f"hidden={self.hidden} and eval_size={self.eval_size})")
+                            f"hidden={self.hidden}, eval_size={self.eval_size} and final_size={self.final_size})")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,15 @@ from twinnet.data.arrays import ArrayDataset, Split
 TOY_DATASETS = ("moons", "circles", "blobs")
 
 
+MAX_NOISE = 1e6  # the sets span a few units: far beyond, they are noise alone, and blobs' 10x std overflows
+
+
+def noise_refusal(noise: float) -> str:
+    """Why a toy set's ``noise`` is refused."""
+    return (f"noise must be between 0 and 1e6 (the toy sets span a few units; far larger noise leaves "
+            f"nothing to learn), got {noise}")
+
+
 def make_toy(
     name: str, n: int = 1000, noise: float = 0.1, seed: int = 0, test_fraction: float = 0.2, n_blobs: int = 3
 ) -> Split:
@@ -25,8 +34,8 @@ def make_toy(
         raise TwinnetError(f"toy dataset needs at least 10 points, got n={n}")
     if not 0 < test_fraction < 1:
         raise TwinnetError(f"test_fraction must be between 0 and 1, got {test_fraction}")
-    if noise < 0:
-        raise TwinnetError(f"noise must be >= 0, got {noise}")
+    if not 0 <= noise <= MAX_NOISE:
+        raise TwinnetError(noise_refusal(noise))
     if name == "moons":
         x, y = make_moons(n_samples=n, noise=noise, random_state=seed)
         classes = ("upper moon", "lower moon")

@@ -12,7 +12,7 @@ from twinnet import hardware, trace
 from twinnet.architectures import mlp_layers
 from twinnet.config import check_unique
 from twinnet.data.arrays import ArrayDataset
-from twinnet.data.toy import TOY_DATASETS, make_toy
+from twinnet.data.toy import MAX_NOISE, TOY_DATASETS, make_toy, noise_refusal
 from twinnet.learner import make_learner
 from twinnet.registry import Experiment, Published, get_experiment, register
 from twinnet.report import analysis, plots
@@ -50,8 +50,8 @@ class MLPCompareConfig(train_config(optimizer="sgd", lr=0.1, momentum=0.9, epoch
             raise ValueError(f"n_samples must be >= 10, got {self.n_samples}")
         if self.grid < 10:
             raise ValueError(f"grid must be >= 10, got {self.grid}")
-        if self.noise < 0:
-            raise ValueError(f"noise must be >= 0, got {self.noise}")
+        if not 0 <= self.noise <= MAX_NOISE:
+            raise ValueError(noise_refusal(self.noise))
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"test_fraction must be between 0 and 1, got {self.test_fraction}")
         # both engines: weights, their gradients and two moments each; activations, their gradients and the

@@ -24,6 +24,7 @@ from twinnet.registry import Experiment, get_experiment, register
 from twinnet.report import analysis, plots
 from twinnet.report.blocks import Figure, Section, Table, Text
 from twinnet.runs import CONFIG, RESULTS, SUMMARY, RunDir
+from twinnet.seeds import MAX_SEEDS
 from twinnet.sweep import Job, run_sweep
 
 # relative cost of one step per time step (bench/rnn_step.py), to start the longest runs first
@@ -50,6 +51,8 @@ class SweepConfig(Recipe):
         self.check_length_fits(max(self.lengths))
         if self.n_seeds < 1 or self.workers < 0:
             raise ValueError("n_seeds must be >= 1 and workers >= 0")
+        if self.n_seeds > MAX_SEEDS:  # as --seeds: a grid of millions of runs is a typo, and would fill memory first
+            raise ValueError(f"n_seeds must be at most {MAX_SEEDS}, got {self.n_seeds}")
         if self.seed + self.n_seeds > 2**32:
             raise ValueError(f"seeds run from seed to seed + n_seeds - 1, and {self.seed} + {self.n_seeds} - 1 is past "
                              "the last seed, 2**32 - 1; lower seed or n_seeds")

@@ -116,14 +116,19 @@ def _figures_restored_on_failure(folder: Path):
     try:
         yield
     except BaseException:
+        # best effort: where the folder cannot be written (read-only), restoring fails too, and the error raised
+        # is the one that stopped the report (which names the file), not the restore's
         for p in folder.glob("*.png"):
             if p not in before:
-                p.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    p.unlink(missing_ok=True)
         for p, (data, st) in before.items():
-            if not p.exists() or p.read_bytes() != data:
-                atomic_write_bytes(p, data)
-                os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
-        os.utime(folder, ns=(folder_stat.st_atime_ns, folder_stat.st_mtime_ns))
+            with contextlib.suppress(OSError):
+                if not p.exists() or p.read_bytes() != data:
+                    atomic_write_bytes(p, data)
+                    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+        with contextlib.suppress(OSError):
+            os.utime(folder, ns=(folder_stat.st_atime_ns, folder_stat.st_mtime_ns))
         raise
 
 
