@@ -196,6 +196,14 @@ def _object_npz(run: Path) -> None:
     np.savez(run / "predictions.npz", y_true=np.array([object()], dtype=object))
 
 
+def _word_in_metrics(run: Path) -> None:
+    """An edit that left a word where a figure's number was: drawn as a category, without a word, before."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) >= 2 and all(isinstance(r.get("test_acc"), float) for r in records[:2]), records
+    records[1]["test_acc"] = "high"
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
 def _cut_metrics_middle(run: Path) -> None:
     lines = (run / "metrics.jsonl").read_text().splitlines()
     lines[1] = lines[1][: len(lines[1]) // 2]
@@ -477,6 +485,10 @@ CASES = [
     Case("report-broken-summary", _report_of(lambda r: (r / "summary.json").write_text("{")), "summary.json is damaged"),
     Case("report-damaged-metrics-line", _report_of(_cut_metrics_middle), "line 2 is damaged"),
     # drawn from nothing, the figures would be replaced by empty axes
+    Case("reproduce-part-twice", lambda w: ["reproduce", "--quick", "--parts", "engine,engine", "--out", w.out()],
+         "parts lists engine more than once"),
+    Case("report-word-for-a-number-in-metrics", _report_of(_word_in_metrics),
+         'record 2 holds test_acc = "high", where the other records hold numbers'),
     Case("report-emptied-metrics", _report_of(lambda r: (r / "metrics.jsonl").write_text("")),
          "metrics.jsonl is empty, but this run finished"),
     Case("report-deleted-metrics", _report_of(lambda r: (r / "metrics.jsonl").unlink()),

@@ -1087,6 +1087,23 @@ def test_a_notebooks_failure_names_its_code_cell_and_line_and_a_broken_file_is_r
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(TwinnetError, match=r"not a \.py file or a Jupyter notebook"):
         grade([tmp_path / "notes.txt"], resolve_convention("cs231n", None), only=["relu"])
+    # JSON, but no notebook: no cells at all, or a cell whose source is not text (told as such, by itself)
+    for name, body, told in (("empty.ipynb", {}, "^empty.ipynb is not a Jupyter notebook: it has no list of cells"),
+                             ("numbers.ipynb", {"cells": [{"cell_type": "code", "source": [1, 2]}]},
+                              "^numbers.ipynb is not a Jupyter notebook as Jupyter saves it: code cell 1's source is "
+                              "not text")):
+        (tmp_path / name).write_text(json.dumps(body))
+        with pytest.raises(TwinnetError, match=told):
+            grade([tmp_path / name], resolve_convention("cs231n", None), only=["relu"])
+
+
+def test_a_file_given_twice_is_graded_once_with_one_warning(tmp_path, capsys):
+    (tmp_path / "layers.py").write_text("import numpy as np\n" + RELU)
+    row = grade([tmp_path / "layers.py", tmp_path / "layers.py"], resolve_convention("cs231n", None),
+                only=["relu"]).rows[0]
+    assert row.passed == row.total > 0
+    err = capsys.readouterr().err
+    assert err.count("is given more than once; it is graded once") == 1 and "defines" not in err, err
 
 
 def _class(root: Path) -> Path:

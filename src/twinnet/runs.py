@@ -139,6 +139,22 @@ def read_jsonl(path: Path, finished: bool = False) -> list[dict]:
     return records
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _numbers_consistent(path: Path, records: list[dict]) -> None:
+    """Refuse records where a field that holds numbers elsewhere holds something else (an edit that left
+    ``"test_acc": "high"``): its figures would be drawn from it as categories, without a word."""
+    numeric = {k for r in records for k, v in r.items() if _is_number(v)}
+    for k, record in enumerate(records):
+        for key in numeric & record.keys():
+            value = record[key]
+            if value is not None and not _is_number(value):
+                raise TwinnetError(f"{path}: record {k + 1} holds {key} = {json.dumps(value)[:40]}, where the other "
+                                   "records hold numbers; restore the file, or run the experiment again")
+
+
 class RunDir:
     """The directory of one run and the files in it."""
 
@@ -237,7 +253,9 @@ class RunDir:
             # replace good ones with empty axes
             raise TwinnetError(f"{path} is {'empty' if path.exists() else 'missing'}, but this run finished and "
                                "recorded its evaluations there; restore the file, or run the experiment again")
-        return read_jsonl(path, finished=finished)
+        records = read_jsonl(path, finished=finished)
+        _numbers_consistent(path, records)
+        return records
 
     def save_arrays(self, name: str, **arrays: np.ndarray) -> None:
         """Arrays for the report (e.g. decision-boundary grids), as one .npz written atomically."""

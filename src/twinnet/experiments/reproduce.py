@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from twinnet.config import BaseConfig
+from twinnet.config import BaseConfig, check_unique
 from twinnet.registry import Experiment, get_experiment, register
 from twinnet.report.blocks import Section, Table, Text, relocated
 from twinnet.runs import CONFIG, REPORT, SUMMARY, RunDir
@@ -81,6 +81,7 @@ class ReproduceConfig(BaseConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_unique("parts", [p.strip() for p in self.parts.split(",") if p.strip()])
         unknown = [p for p in self.names() if p not in PARTS]
         if unknown or not self.names():
             raise ValueError(f"unknown part(s) {', '.join(unknown) or '(none given)'}; choose from "

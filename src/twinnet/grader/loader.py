@@ -104,6 +104,9 @@ def load(paths: list[Path]) -> Submission:
                 pass
         except OSError as e:
             raise TwinnetError(f"{p} cannot be read ({e.strerror}); check its permissions") from None
+        if p.resolve() in files:  # one file named twice would replace its own definitions, and say so 20 times
+            print(f"twinnet: warning: {p} is given more than once; it is graded once", file=sys.stderr)
+            continue
         files.append(p.resolve())
     _WARNED.clear()
     names: dict[str, Any] = {}
@@ -170,7 +173,7 @@ def _load_one(path: Path, files: list[Path], tolerant: bool = False):
         with time_limit(LOAD_LIMIT_S):
             spec.loader.exec_module(module)
     except BaseException as e:  # noqa: BLE001 - the student's file, not ours (Ctrl-C: see `call`)
-        if isinstance(e, KeyboardInterrupt) and not ISOLATED:
+        if isinstance(e, KeyboardInterrupt) and not ISOLATED or isinstance(e, TwinnetError):  # ours says it all
             raise
         unresolved = bool(isinstance(e, ImportError) and getattr(e, "name", None) and not _installed(e.name, folders))
         retry = unresolved and not tolerant and path.suffix == ".py"  # loaded again below, this attempt's modules gone
@@ -340,7 +343,8 @@ def notebook_source(path: Path) -> str:
         raise TwinnetError(f"{path.name} is not a Jupyter notebook: it is not valid JSON ({e}); pass the notebook "
                            "file as Jupyter saved it, or its code as a .py file") from None
     cells = notebook.get("cells") if isinstance(notebook, dict) else None
-    if cells is None and isinstance(notebook, dict):  # nbformat 3: cells in worksheets, their code under "input"
+    if cells is None and isinstance(notebook, dict) and "worksheets" in notebook:  # nbformat 3: in worksheets,
+        # their code under "input"
         cells = [c for w in notebook.get("worksheets") or [] if isinstance(w, dict) for c in w.get("cells") or []]
     if not isinstance(cells, list):
         raise TwinnetError(f"{path.name} is not a Jupyter notebook: it has no list of cells")
@@ -350,7 +354,11 @@ def notebook_source(path: Path) -> str:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
         text = cell.get("source", cell.get("input", ""))
-        text = "".join(text) if isinstance(text, list) else text if isinstance(text, str) else ""
+        if not (isinstance(text, str) or isinstance(text, list) and all(isinstance(t, str) for t in text)):
+            raise TwinnetError(f"{path.name} is not a Jupyter notebook as Jupyter saves it: code cell {len(starts) + 1}'s "
+                               "source is not text (a string, or a list of lines); pass the notebook as Jupyter saved "
+                               "it, or its code as a .py file")
+        text = "".join(text) if isinstance(text, list) else text
         cell_lines = text.splitlines()
         if cell_lines and cell_lines[0].lstrip().startswith("%%"):  # a cell magic (%%timeit, %%bash): not Python
             cell_lines = [""] * len(cell_lines)
