@@ -285,6 +285,46 @@ def test_a_loss_backward_that_takes_no_arguments_is_told_with_the_spec_setting(t
     assert 'backward = "nothing"' in row.first_failure
 
 
+def test_only_a_module_not_there_is_left_out_and_each_file_runs_once(tmp_path, capsys):
+    """A name missing from a file that is there (a typo) still stops the load, told as Python tells it; a file's
+    top level runs once, though an import in it is left out; after an ``import *`` left out, a class on a base
+    it would have given is left out too (with a warning), and the rest is graded."""
+    from twinnet import TwinnetError
+    from twinnet.grader.loader import load
+
+    (tmp_path / "helpers.py").write_text("def helper():\n    return 1\n")
+    (tmp_path / "typo.py").write_text("from helpers import helpr\n")
+    with pytest.raises(TwinnetError) as exc:
+        load([tmp_path / "typo.py"])
+    assert "cannot import name 'helpr' from 'helpers'" in str(exc.value)
+    assert "neither installed" not in str(exc.value) and "pip install" not in str(exc.value)
+    counter = tmp_path / "runs.txt"
+    (tmp_path / "layers.py").write_text(f"open({str(counter)!r}, 'a').write('x')\nimport numpy as np\n"
+                                        "from course_base_classes import *\n\nclass Linear(Layer):\n    pass\n\n"
+                                        + RELU)
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["relu"]).rows[0]
+    assert row.passed == row.total > 0
+    assert counter.read_text() == "x"  # the top level ran once
+    err = capsys.readouterr().err
+    assert "layers.py:5: NameError: name 'Layer' is not defined; that statement is left out" in err
+
+
+def test_a_students_package_files_stay_their_own(tmp_path):
+    """Two students' cs231n/ packages whose files import a module from the folder above (util.py): each gets
+    its own util, not the first student's left in sys.modules."""
+    from twinnet.grader.loader import load
+
+    got = []
+    for who in ("alice", "bob"):
+        package = tmp_path / who / "cs231n"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (tmp_path / who / "util.py").write_text(f"WHO = {who!r}\n")
+        (package / "layers.py").write_text("from util import WHO\n\ndef whose():\n    return WHO\n")
+        got.append(load([package / "layers.py"]).get("whose")())
+    assert got == ["alice", "bob"]
+
+
 NEEDS_THE_COURSE = ("def affine_forward(x, w, b):\n    return course_helper(x, w, b), (x, w, b)\n\n"
                     "def affine_backward(dout, cache):\n    return course_helper(dout, cache)\n")
 

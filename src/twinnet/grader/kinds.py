@@ -444,8 +444,9 @@ def _not_shared(layer, name: str, value: dict) -> None:
     cls = type(layer).__name__
     if value and any(vars(c).get(name) is value for c in type(layer).__mro__):
         raise Wrong(f"{cls}.{name} is one dict shared by every {cls} (a class attribute, {name} = {{}} in the class "
-                    f"body, which __init__ fills): each new {cls} overwrites the others' entries, so the layers of an "
-                    f"MLP would share one weight; create it in __init__, self.{name} = {{...}}")
+                    f"body, which the layer fills): each {cls} overwrites the others' entries, so the layers of an "
+                    f"MLP would share one {'weight' if name == 'params' else 'gradient'}; create it in __init__, "
+                    f"self.{name} = {{...}}")
 
 
 def _assign(params: dict, name: str, value: np.ndarray) -> None:
@@ -1598,7 +1599,7 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
             unchanged("x", x, xs)
             if _close(probs, expected):
                 try:
-                    _loss_calls(ctx, loss_fn, probs, target, takes, ctx.entry["loss"])
+                    _loss_calls(ctx, loss_fn, np.array(probs, copy=True), target, takes, ctx.entry["loss"])
                 except StudentError as e:
                     if e.timed_out:
                         raise

@@ -109,6 +109,7 @@ def load(paths: list[Path]) -> Submission:
             continue
         files.append(p.resolve())
     _WARNED.clear()
+    LEFT_OUT.clear()
     names: dict[str, Any] = {}
     origin: dict[str, str] = {}  # the file that defined each function or class, for a later file that replaces it
     problems = []  # every file that cannot be loaded is told at once, not only the first
@@ -133,14 +134,13 @@ def load(paths: list[Path]) -> Submission:
     return Submission(names, files)
 
 
-def _load_one(path: Path, files: list[Path], tolerant: bool = False):
-    """``path`` executed as a module. Where an import of a module neither installed nor among the files given
-    fails (in the file, or in a file beside it that it imports), it is loaded again ``tolerant``: every such
-    import is left out with a warning (``_TolerantLoader``), so that only code that needs it fails when called."""
+def _load_one(path: Path, files: list[Path]):
+    """``path`` executed as a module, and the files beside it that it imports: an import of a module neither
+    installed nor among the files given is left out with a warning (``_TolerantLoader``), so that only code that
+    needs it fails when called."""
     # a private package over the file's folder (any name the file system holds, UTF-8 or not), so that the
     # course's own relative imports (``from .layers import *``) find the files beside it
     package = f"twinnet_student_{hashlib.sha256(os.fsencode(path.parent)).hexdigest()[:12]}"
-    LEFT_OUT.pop(path, None)  # what an earlier load of this file left out
     if package not in sys.modules:
         holder = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(package, None, is_package=True))
         holder.__path__ = [str(path.parent)]
@@ -150,18 +150,16 @@ def _load_one(path: Path, files: list[Path], tolerant: bool = False):
     # another folder (a repository's mlp_numpy.py apart from its modules.py) is imported as if beside it
     folders = [str(path.parent)] + ([str(path.parent.parent)] if (path.parent / "__init__.py").is_file() else [])
     folders += [f for f in dict.fromkeys(str(f.parent) for f in files) if f not in folders]
-    finder = _TolerantFinder(folders) if tolerant else None
+    finder = _TolerantFinder(folders)
     if path.suffix == ".ipynb":
         spec = importlib.util.spec_from_loader(f"{package}.{path.stem}", _NotebookLoader(path), origin=str(path))
     else:
         spec = importlib.util.spec_from_file_location(f"{package}.{path.stem}", path,
-                                                      loader=_TolerantLoader(path, folders) if tolerant else None)
+                                                      loader=_TolerantLoader(path, folders))
     module = importlib.util.module_from_spec(spec)
     before = set(sys.modules)
     sys.path[:0] = folders
-    if finder is not None:
-        sys.meta_path.insert(0, finder)
-    retry = False
+    sys.meta_path.insert(0, finder)
     torch = sys.modules.get("torch")
     grad = torch.is_grad_enabled() if torch is not None else True  # a file may switch autograd off for all
     watchdog = None  # a load still running GRACE_S after its limit caught the limit's exception: HARD_STOP
@@ -175,21 +173,18 @@ def _load_one(path: Path, files: list[Path], tolerant: bool = False):
     except BaseException as e:  # noqa: BLE001 - the student's file, not ours (Ctrl-C: see `call`)
         if isinstance(e, KeyboardInterrupt) and not ISOLATED or isinstance(e, TwinnetError):  # ours says it all
             raise
-        unresolved = bool(isinstance(e, ImportError) and getattr(e, "name", None) and not _installed(e.name, folders))
-        retry = unresolved and not tolerant and path.suffix == ".py"  # loaded again below, this attempt's modules gone
-        if not retry:
-            raise _load_error(e, path, files, unresolved) from None
+        raise _load_error(e, path, files, _unresolved(e, folders)) from None
     finally:
         if watchdog is not None:
             watchdog.cancel()
-        if finder is not None:
+        with contextlib.suppress(ValueError):  # the file may have taken it off itself
             sys.meta_path.remove(finder)
         for folder in folders:
             with contextlib.suppress(ValueError):  # the file may have taken it off the path itself
                 sys.path.remove(folder)
         if (torch := sys.modules.get("torch")) is not None:
             torch.set_grad_enabled(grad)
-        given = {f.parent for f in files} | {path.parent}
+        given = [Path(f) for f in folders]
         for name in set(sys.modules) - before:  # the files beside it (or another's) it imported: private to this load
             mod = sys.modules.get(name)
             where = Path(str(getattr(mod, "__file__", "") or ""))
@@ -197,7 +192,13 @@ def _load_one(path: Path, files: list[Path], tolerant: bool = False):
             if mod is not None and any(where.is_relative_to(g) for g in given) and not \
                     {"site-packages", "dist-packages"} & set(where.parts):
                 del sys.modules[name]
-    return _load_one(path, files, tolerant=True) if retry else module
+    return module
+
+
+def _unresolved(e: BaseException, folders: list[str]) -> bool:
+    """Whether ``e`` is an import of a module neither installed nor among the student's files (not a name
+    missing from a module that is there, ``from layers import helpr``)."""
+    return isinstance(e, ModuleNotFoundError) and bool(getattr(e, "name", None)) and not _installed(e.name, folders)
 
 
 def _load_error(e: BaseException, path: Path, files: list[Path], unresolved: bool) -> TwinnetError:
@@ -211,6 +212,8 @@ def _load_error(e: BaseException, path: Path, files: list[Path], unresolved: boo
         what = (f"took more than {LOAD_LIMIT_S:g} s to load" if isinstance(e, TimeLimit) else type(e).__name__ + (
             f": {e}" if str(e) else " (raised as it was imported)"))
     what = _public(what)  # a relative import's module, as the student wrote it
+    if isinstance(e, NameError) and getattr(e, "name", None):
+        what += left_out_note([e.name], files)
     advice = ""
     if unresolved:
         advice = "; " + _unresolved_advice(_public(e.name))
@@ -243,8 +246,8 @@ def _leave_out(path: Path, node: ast.stmt, where: str, e: BaseException) -> set[
     """Record and warn of an import (or a statement) of ``path`` left out; the names it would have bound."""
     what = "import" if isinstance(node, (ast.Import, ast.ImportFrom)) else "statement"
     told = f"{where}: {type(e).__name__}: {_public(str(e))}"
-    if told not in _WARNED:  # a file beside several of those given is loaded with each: told once
-        _WARNED.add(told)
+    if (path, told) not in _WARNED:  # a file beside several of those given is loaded with each: told once
+        _WARNED.add((path, told))
         print(f"twinnet: warning: {told}; that {what} is left out, and code that needs it fails when called",
               file=sys.stderr)
     if what != "import":
@@ -256,7 +259,7 @@ def _leave_out(path: Path, node: ast.stmt, where: str, e: BaseException) -> set[
     return set(names)
 
 
-_WARNED: set[str] = set()  # the warnings of the files loaded by one ``load``
+_WARNED: set[tuple[Path, str]] = set()  # the warnings of the files loaded by one ``load``
 
 
 def _public(text: str) -> str:
@@ -279,10 +282,11 @@ def left_out_note(names: list[str], files: list[Path]) -> str:
 
 
 class _TolerantLoader(importlib.abc.Loader):
-    """A .py file run one top-level statement at a time, as an import runs it, except that an import of a module
-    neither installed nor among the files given is left out with a warning (a course's helper file that imports
-    torchvision, matplotlib or the course's own package for its plots), and so is a later statement that fails
-    for want of a name such an import would have bound: only code that needs them fails when called."""
+    """A .py file run one top-level statement at a time (compiled whole first, so that it is refused for what an
+    import refuses), as an import runs it, except that an import of a module neither installed nor among the files
+    given is left out with a warning (a course's helper file that imports torchvision, matplotlib or the course's
+    own package for its plots), and so is a later statement that fails for want of a name such an import would
+    have bound (any name, after an ``import *`` left out): only code that needs them fails when called."""
 
     def __init__(self, path: Path, folders: list[str]) -> None:
         self.path, self.folders = path, folders
@@ -294,27 +298,27 @@ class _TolerantLoader(importlib.abc.Loader):
         import __future__
 
         tree = ast.parse(self.path.read_bytes(), str(self.path))
+        compile(tree, str(self.path), "exec", dont_inherit=True)  # what only the whole compiles refuses
         flags, missing = 0, set()
         for node in tree.body:
             code = compile(ast.Module([node], type_ignores=[]), str(self.path), "exec", flags=flags, dont_inherit=True)
             if isinstance(node, ast.ImportFrom) and node.module == "__future__":
-                flags |= sum(getattr(__future__, a.name).compiler_flag for a in node.names)
+                for alias in node.names:
+                    flags |= getattr(__future__, alias.name).compiler_flag
             try:
                 exec(code, module.__dict__)  # noqa: S102 - the student's own code, as `import` would run it
             except ImportError as e:
-                name = getattr(e, "name", None)
-                if not isinstance(node, (ast.Import, ast.ImportFrom)) or not name or _installed(name, self.folders):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)) or not _unresolved(e, self.folders):
                     raise
                 missing |= _leave_out(self.path, node, f"{self.path.name}:{node.lineno}", e)
             except NameError as e:
-                if getattr(e, "name", None) not in missing:
+                if getattr(e, "name", None) not in missing and "*" not in missing:
                     raise
                 _leave_out(self.path, node, f"{self.path.name}:{node.lineno}", e)
 
 
 class _TolerantFinder(importlib.abc.MetaPathFinder):
-    """The files beside a student's (in ``folders``) imported with ``_TolerantLoader``, while a file is loaded
-    again tolerantly."""
+    """The files beside a student's (in ``folders``) imported with ``_TolerantLoader`` while a file is loaded."""
 
     def __init__(self, folders: list[str]) -> None:
         self.folders = folders
