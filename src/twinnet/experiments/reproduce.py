@@ -81,14 +81,18 @@ class ReproduceConfig(BaseConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_unique("parts", [p.strip() for p in self.parts.split(",") if p.strip()])
+        check_unique("parts", self.listed())
         unknown = [p for p in self.names() if p not in PARTS]
         if unknown or not self.names():
             raise ValueError(f"unknown part(s) {', '.join(unknown) or '(none given)'}; choose from "
                              f"{', '.join(PARTS)}")
 
+    def listed(self) -> list[str]:
+        """The parts as given, in their order."""
+        return [p.strip() for p in self.parts.split(",") if p.strip()]
+
     def names(self) -> list[str]:
-        chosen = {p.strip() for p in self.parts.split(",") if p.strip()}
+        chosen = set(self.listed())
         return [p for p in PARTS if p in chosen] + sorted(chosen - set(PARTS))
 
     def jobs(self, quick: bool = False) -> list[tuple[str, Job]]:

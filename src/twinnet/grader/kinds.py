@@ -1576,10 +1576,8 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
     xs = x.copy()
     loss_fn = _build(ctx, "loss")
     shown: Quantities = {}  # the softmax's own output, where the student's code has one
-    # what the loss's backward is given: the forward's inputs again, or nothing (it kept them)
-    takes = ctx.entry.get("backward", "nothing" if ctx.convention.get("params") == "attributes" else "inputs")
     if ctx.entry.get("input", "logits") == "logits":
-        loss, dx, _ = _loss_calls(ctx, loss_fn, xs, target, takes, ctx.entry["loss"])
+        loss, dx, _ = _loss_calls(ctx, ctx.entry, loss_fn, xs, target)
     else:
         softmax = _build(ctx, "softmax")
         probs = ctx.call(softmax.forward, xs, what=f"{ctx.entry['softmax']}.forward")
@@ -1599,7 +1597,7 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
             unchanged("x", x, xs)
             if _close(probs, expected):
                 try:
-                    _loss_calls(ctx, loss_fn, np.array(probs, copy=True), target, takes, ctx.entry["loss"])
+                    _loss_calls(ctx, ctx.entry, loss_fn, np.array(probs, copy=True), target)
                 except StudentError as e:
                     if e.timed_out:
                         raise
@@ -1607,7 +1605,7 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
             return {"probabilities": (probs, [expected])}
         p_copy = np.array(probs, copy=True)
         shown = {"probabilities": (p_copy, [expected])}
-        loss, dp, name = _loss_calls(ctx, loss_fn, probs, target, takes, ctx.entry["loss"])
+        loss, dp, name = _loss_calls(ctx, ctx.entry, loss_fn, probs, target)
         unchanged("probabilities", p_copy, probs)
         if dp is None:
             raise Wrong(f"{ctx.entry['loss']}.backward returned None")
@@ -1642,10 +1640,12 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
                         of_logits=not shown, tell_cap=tell_cap)
 
 
-def _loss_calls(ctx: Context, loss_fn, inputs, target, takes: str, loss: str) -> tuple[Any, Any, str]:
-    """The student's loss ``loss_fn`` (the convention's ``loss``) called as its convention says: forward(inputs,
-    target), then its backward, given the forward's inputs again or nothing (``takes``: it kept them); the loss,
-    the gradient, and the name of the backward method called."""
+def _loss_calls(ctx: Context, entry: dict, loss_fn, inputs, target) -> tuple[Any, Any, str]:
+    """The student's loss ``loss_fn`` (the convention's ``entry["loss"]``) called as its convention says:
+    forward(inputs, target), then its backward, given the forward's inputs again or nothing (it kept them); the
+    loss, the gradient, and the name of the backward method called."""
+    loss = entry["loss"]
+    takes = entry.get("backward", "nothing" if ctx.convention.get("params") == "attributes" else "inputs")
     value = ctx.call(loss_fn.forward, inputs, target, what=f"{loss}.forward")
     back, name = _backward(loss_fn) if takes == "nothing" else (loss_fn.backward, "backward")
     try:
@@ -1881,10 +1881,9 @@ def _loss_gives(ctx: Context, fused: bool) -> bool:
     expected = (p - t) / n if fused else -t / (p * n)
     target = t if entry.get("target", "labels") == "one_hot" else y
     loss_ctx = replace(ctx, entry=entry)
-    takes = entry.get("backward", "nothing" if ctx.convention.get("params") == "attributes" else "inputs")
     try:
         loss_fn = _build(loss_ctx, "loss")
-        _, dp, _ = _loss_calls(ctx, loss_fn, p.copy(), target.copy(), takes, entry["loss"])
+        _, dp, _ = _loss_calls(ctx, entry, loss_fn, p.copy(), target.copy())
         return bool(np.allclose(np.asarray(dp, dtype=np.float64), expected, rtol=1e-3, atol=0))
     except Exception as e:  # noqa: BLE001 - a probe only (an odd value returned too): the loss's row tells it
         if getattr(e, "timed_out", False):
