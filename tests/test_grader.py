@@ -1139,11 +1139,16 @@ def test_a_notebooks_failure_names_its_code_cell_and_line_and_a_broken_file_is_r
 
 def test_a_file_given_twice_is_graded_once_with_one_warning(tmp_path, capsys):
     (tmp_path / "layers.py").write_text("import numpy as np\n" + RELU)
-    row = grade([tmp_path / "layers.py", tmp_path / "layers.py"], resolve_convention("cs231n", None),
-                only=["relu"]).rows[0]
+    report = grade([tmp_path / "layers.py", tmp_path / ".." / tmp_path.name / "layers.py"],
+                   resolve_convention("cs231n", None), only=["relu"])
+    row = report.rows[0]
     assert row.passed == row.total > 0
+    assert report.files == [str(tmp_path / "layers.py")]  # and named once in the report's header
     err = capsys.readouterr().err
     assert err.count("is given more than once; it is graded once") == 1 and "defines" not in err, err
+    twice = [str(tmp_path / "layers.py")] * 2  # the command grades in a child process: its header names it once
+    assert main(["check", *twice, "--convention", "cs231n", "--only", "relu"]) == 0
+    assert "twinnet check: layers.py (cs231n convention" in capsys.readouterr().out
 
 
 def _class(root: Path) -> Path:

@@ -343,6 +343,7 @@ def _cmd_check(args) -> int:
     from twinnet import grader
     from twinnet.grader.child import grade_isolated
     from twinnet.grader.conventions import BUILT_IN
+    from twinnet.grader.loader import named_once
     from twinnet.runs import atomic_write_json
 
     if (args.convention is None) == (args.spec is None):
@@ -387,7 +388,7 @@ def _cmd_check(args) -> int:
         if args.json is not None:  # each layer the files had to define is lost, not an optional one
             required = [k for k, entry in convention["layers"].items() if not entry.get("optional", False)]
             atomic_write_json(args.json, {"convention": convention["name"], "seed": seed,
-                                          "files": [str(f) for f in args.files], "ok": False, "points": 0,
+                                          "files": named_once(args.files), "ok": False, "points": 0,
                                           "max_points": len(only or required), "error": str(e), "layers": []})
         raise
     if args.json is not None:  # before the table: a reader of stdout that goes away early costs no grade

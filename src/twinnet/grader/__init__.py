@@ -24,7 +24,7 @@ from twinnet import TwinnetError
 from twinnet.grader.compare import Wrong, error, passes, scale_hint
 from twinnet.grader.conventions import BUILT_IN, load_spec
 from twinnet.grader.kinds import KINDS, Context, Halted, NotApplicable
-from twinnet.grader.loader import StudentError, Submission, left_out_note, load
+from twinnet.grader.loader import StudentError, Submission, left_out_note, load, named_once
 
 NOT_SUBMITTED = "not in the files (optional in this convention)"  # the table's word for such a row
 MAX_CONFIGS = 1000  # random configurations per layer kind: more only makes a grading take hours
@@ -137,7 +137,7 @@ def grade(paths: list[Path], convention: dict[str, Any], *, only: list[str] | No
         _progress("kind", kind)
         rows.append(_grade_kind(kind, layers[kind], convention, submission, seed, configs, required=bool(only)))
         _progress("row", asdict(rows[-1]))
-    return Report(convention["name"], seed, [str(p) for p in paths], rows)
+    return Report(convention["name"], seed, named_once(paths), rows)
 
 
 def check(namespace: dict[str, Any], *kinds: str, convention: str = "cs231n", seed: int | None = None,

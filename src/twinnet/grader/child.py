@@ -55,7 +55,7 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
         if isinstance(payload, dict) and "report" in payload:
             report = Report.from_dict(payload["report"])
             done = {**rows, **{r.kind: r for r in report.rows}}
-            return Report(report.convention, seed, [str(p) for p in paths], [done[k] for k in kinds if k in done])
+            return Report(report.convention, seed, loader.named_once(paths), [done[k] for k in kinds if k in done])
         finished = [Row(**e["row"]) for e in events if "row" in e]
         started = [e["kind"] for e in events if "kind" in e]
         loading = [e["killed"] for e in events if str(e.get("killed", "")).startswith("loading ")]
@@ -86,7 +86,7 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
             rows[kind] = Row(kind, KINDS[kind].title, total=1, worst_error=float("inf"), first_failure=text,
                              failures=[text])
         if all(k in rows for k in kinds):
-            return Report(convention["name"], seed, [str(p) for p in paths], [rows[k] for k in kinds])
+            return Report(convention["name"], seed, loader.named_once(paths), [rows[k] for k in kinds])
 
 
 def _show_some(stream, label: str | None = None) -> None:

@@ -134,6 +134,14 @@ def load(paths: list[Path]) -> Submission:
     return Submission(names, files)
 
 
+def named_once(paths) -> list[str]:
+    """The files given, as given, each once: one named twice (or by two paths) is graded once (``load``)."""
+    given: dict[Path, str] = {}
+    for p in paths:
+        given.setdefault(Path(p).resolve(), str(p))
+    return list(given.values())
+
+
 def _load_one(path: Path, files: list[Path]):
     """``path`` executed as a module, and the files beside it that it imports: an import of a module neither
     installed nor among the files given is left out with a warning (``_TolerantLoader``), so that only code that
