@@ -828,6 +828,38 @@ def test_an_adam_whose_step_count_starts_at_two_is_told_so(tmp_path):
     assert right.passed == right.total > 0
     assert shifted.passed == 0 and all("bias correction uses t = 2" in f for f in shifted.failures), shifted.failures
 
+    assert "first_t = 2 in a spec" in shifted.first_failure
+    # a spec on the built-in convention that counts as that starter does grades each the other way round
+    spec = tmp_path / "cs231n-2017.toml"
+    spec.write_text('base = "cs231n"\n[layers.adam]\nfirst_t = 2\n')
+    convention = resolve_convention(None, spec)
+    assert convention["name"] == "cs231n-2017" and convention["layers"]["adam"]["function"] == "adam"
+    shifted = grade([tmp_path / "optim.py"], convention, only=["adam"]).rows[0]
+    right = grade([STUDENTS / "cs231n" / "optim.py"], convention, only=["adam"]).rows[0]
+    assert shifted.passed == shifted.total > 0, shifted.failures
+    assert right.passed == 0
+
+
+def test_a_spec_on_a_built_in_base_changes_only_what_it_gives(tmp_path):
+    """``base = "cs231n"`` keeps every layer of CS231n's convention, each table laid over with the spec's keys."""
+    spec = tmp_path / "c.toml"
+    spec.write_text('base = "cs231n"\nname = "mine"\n[layers.dropout]\np = "drop"\n')
+    convention = resolve_convention(None, spec)
+    built_in = resolve_convention("cs231n", None)
+    assert convention["name"] == "mine" and list(convention["layers"]) == list(built_in["layers"])
+    assert convention["layers"]["dropout"] == {**built_in["layers"]["dropout"], "p": "drop"}
+    assert all(convention["layers"][k] == v for k, v in built_in["layers"].items() if k != "dropout")
+    drop = grade([STUDENTS / "bugs" / "cs231n_dropout_drop.py"], convention, only=["dropout"], configs=2).rows[0]
+    assert drop.passed == drop.total > 0, drop.failures
+    for text, told in [('base = "cs2310"\n', "base must name a built-in convention"),
+                       ('base = "cs231n"\n[layers.adam]\nfirst_t = 3\n', "first_t must be 1"),
+                       ('base = "cs231n"\n[layers.adam]\nfirst_t = true\n', "first_t must be 1"),
+                       ('base = "cs231n"\nlayers = 3\n', "layers must be a table"),
+                       ('base = "cs231n"\n[layers.adam]\nlr = 3\n', "unknown key(s) lr")]:
+        spec.write_text(text)
+        with pytest.raises(TwinnetError, match=re.escape(told)):
+            resolve_convention(None, spec)
+
 
 def test_numpy_1_era_code_that_numpy_2_refuses_is_explained_and_the_table_names_numpy(tmp_path, capsys):
     """``int(a)`` of a one-element array worked in NumPy 1 and raises in NumPy 2: the failure says why, and
@@ -2180,6 +2212,27 @@ def test_weights_behind_properties_and_a_loss_whose_backward_takes_nothing_are_g
     assert "TypeError" in _mytorch(tmp_path, loss, source=source, configs=1).rows[0].first_failure
 
 
+def test_a_loss_that_returns_the_mean_and_the_sums_gradient_passes_under_grad_sum(tmp_path):
+    """CMU 11-785's 2022 loss: forward the mean cross-entropy, backward softmax - Y (the sum's gradient, its
+    Linear layer dividing by N); ``grad = "sum"`` grades it so, and a loss whose gradient is the mean's fails."""
+    source = ("import numpy as np\n\nclass CE:\n    def forward(self, a, y):\n"
+              "        z = a - a.max(axis=1, keepdims=True)\n        self.s = np.exp(z) / np.exp(z).sum(axis=1, "
+              "keepdims=True)\n        self.y = y\n        return -(y * (z - np.log(np.exp(z).sum(axis=1, "
+              "keepdims=True)))).sum() / len(y)\n    def backward(self):\n        return self.s - self.y{}\n")
+    loss = ('style = "module"\nparams = "attributes"\n[layers.softmax_cross_entropy]\nloss = "CE"\n'
+            'target = "one_hot"\n')
+    summed = _mytorch(tmp_path, loss + 'grad = "sum"\n', source=source.format(""), configs=3).rows[0]
+    assert summed.passed == summed.total > 0, summed.failures
+    plain = _mytorch(tmp_path, loss, source=source.format(""), configs=3).rows[0]
+    assert plain.passed < plain.total and "times the expected value" in plain.first_failure
+    mean = _mytorch(tmp_path, loss + 'grad = "sum"\n', source=source.format(" / len(self.y)"), configs=3).rows[0]
+    assert mean.passed < mean.total
+    unshifted = source.format("").replace("z = a - a.max(axis=1, keepdims=True)", "z = a")  # exp(1000) is inf
+    row = _mytorch(tmp_path, loss + 'grad = "sum"\n', source=unshifted, configs=3).rows[0]
+    assert row.passed == row.total - 1 and "scale=1000" in row.first_failure
+    assert "exp overflows" in row.first_failure and "subtract each row's largest score" in row.first_failure
+
+
 DLAI_SPEC = '''name = "dlai"
 style = "functional"
 [layers.linear]
@@ -2903,6 +2956,17 @@ def test_a_loss_backward_that_divides_the_one_hot_targets_by_zero_probabilities_
     told = "gradient is not finite where a class that is not the label"
     assert "scale=1000.0: CrossEntropyModule.backward's " + told + " " \
            "has probability exactly 0" in failure and "dx[np.arange(N), y] = -1 / (N * p[np.arange(N), y])" in failure
+    assert "its loss is" not in failure  # its forward reads the labels' probabilities: finite
+    shutil.copy(UVA[1], tmp_path / UVA[1].name)  # a forward that reads every class's log too: nan, told at once
+    (tmp_path / "modules.py").write_text(_edited(UVA[0].read_text(), (
+        ("        dx = np.zeros_like(x)\n        dx[np.arange(N), y] = -1.0 / (N * x[np.arange(N), y])\n",
+         "        dx = -(np.eye(x.shape[1])[y] / x) / N\n"),
+        ("        out = -np.mean(np.log(x[np.arange(N), y]))\n",
+         "        out = -np.sum(np.eye(x.shape[1])[y] * np.log(x)) / N\n"))))
+    row = grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"], resolve_convention("uva", None),
+                only=["softmax_cross_entropy"]).rows[0]
+    (failure,) = row.failures
+    assert told in failure and "its loss is nan there too (0 * log(0))" in failure, failure
     # not finite at the labels themselves (or everywhere): not that 0 / 0, and not told as it
     at_labels = "        dx = np.zeros_like(x)\n        dx[np.arange(N), y] = -1.0 / (N * x[np.arange(N), y] * 0)\n"
     for backward in (at_labels, "        dx = np.full_like(x, np.nan)\n"):

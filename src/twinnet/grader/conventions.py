@@ -19,8 +19,14 @@ Each entry of ``layers`` names one layer kind's functions or class and the layou
 differ between courses (``weight``: ``in_out``, ``out_in`` or ``any``; ``bias``: ``flat`` (M,), ``row``
 (1, M), ``column`` (M, 1) or ``any``; ``any``: whichever the student's module-style layer created); batch norm's ``running_var`` (``biased``/``unbiased``) and ``momentum`` meaning (``keep``:
 the old statistics' weight, CS231n; ``update``: the new batch's, torch); the loss's ``input``
-(``logits``/``probabilities``), ``target`` (``labels``/``one_hot``) and ``reduction``); dropout's ``p``
-(``keep``: the keep probability, CS231n since 2018; ``drop``: the drop probability, its 2016-17 starter code).
+(``logits``/``probabilities``), ``target`` (``labels``/``one_hot``), ``reduction`` and ``grad`` (the reduction
+its backward's gradient is of, where it differs: CMU 11-785's 2022 loss returns the mean and the sum's gradient);
+dropout's ``p`` (``keep``: the keep probability, CS231n since 2018; ``drop``: the drop probability, its 2016-17
+starter code); Adam's ``first_t`` (the bias correction's t at the first step: 1, as the paper and torch; 2,
+CS231n's 2016-18 starter, whose ``config['t']`` starts at 1 and is incremented before use).
+
+A spec may start from a built-in convention, ``base = "cs231n"``, and give only what differs: its top-level
+settings replace the base's, and each of its layer tables is laid over the base's table of that kind.
 
 An entry with ``optional = true`` is a layer some years of the course did not have: a submission that
 defines none of its functions gets a row marked not submitted, worth 0 of 0 points and outside the verdict;
@@ -172,7 +178,8 @@ _CHOICES = {"weight": ("in_out", "out_in", "any"), "bias": ("flat", "row", "colu
 _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum"),
             "batchnorm_alt": ("running_var", "momentum"),
             "spatial_batchnorm": ("running_var", "momentum"), "dropout": ("p",),
-            "softmax_cross_entropy": ("softmax", "input", "target", "reduction", "fused", "backward"),
+            "softmax_cross_entropy": ("softmax", "input", "target", "reduction", "fused", "backward", "grad"),
+            "adam": ("first_t",),
             "mlp": ("linear", "output", "fused", "activation"), "lstm_step": ("gates",), "lstm": ("gates",)}
 # ... and in the module style: the names of plain-attribute parameters and gradients, the class's arguments,
 # an activation whose backward() returns its derivative; batch norm's running statistics' names, the keyword
@@ -186,7 +193,7 @@ _MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad"), "conv": ("para
 # are averaged over the batch (deeplearning.ai's linear_backward: dW = dZ A.T / m)
 _FUNCTIONAL_OPTIONS = {"linear": ("batch", "grad")}
 _PARAMETERS = ("weight", "bias")  # the parameters of the kinds that take params/grads tables
-_TOP = ("name", "style", "arrays", "params", "grads", "layers")
+_TOP = ("name", "base", "style", "arrays", "params", "grads", "layers")
 
 
 def _dotted(name: str) -> bool:
@@ -236,6 +243,23 @@ def _check_module_options(kind: str, entry: dict[str, Any], where: str) -> None:
                                + f", got {args!r}")
 
 
+def _on_base(spec: dict[str, Any], where: str) -> dict[str, Any]:
+    """``spec`` laid over the built-in convention it names as ``base``: its settings replace the base's, and each
+    of its layer tables is laid over the base's table of that kind (a kind the base lacks is added)."""
+    base = spec["base"]
+    if base not in BUILT_IN:
+        raise TwinnetError(f"{where}: base must name a built-in convention ({', '.join(BUILT_IN)}), got {base!r}")
+    layers = spec.get("layers", {})
+    if not isinstance(layers, dict):
+        raise TwinnetError(f"{where}: layers must be a table of [layers.KIND] tables")
+    merged = {k: v for k, v in BUILT_IN[base].items() if k != "name"}
+    merged.update({k: v for k, v in spec.items() if k not in ("base", "layers")})
+    merged["layers"] = {kind: {**entry, **layers[kind]} if isinstance(layers.get(kind), dict)
+                        else layers.get(kind, entry) for kind, entry in BUILT_IN[base]["layers"].items()}
+    merged["layers"].update({kind: entry for kind, entry in layers.items() if kind not in merged["layers"]})
+    return merged
+
+
 def load_spec(path: Path) -> dict[str, Any]:
     """A convention from a TOML file (the schema of the built-in ones), checked."""
     try:
@@ -255,6 +279,8 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
         raise TwinnetError(f"{where}: a convention is a table of settings ({', '.join(_TOP)})")
     if unknown := [k for k in spec if k not in _TOP]:
         raise TwinnetError(f"{where}: unknown setting(s) {', '.join(unknown)}; a convention holds {', '.join(_TOP)}")
+    if "base" in spec:
+        spec = _on_base(spec, where)
     if "name" in spec and not (isinstance(spec["name"], str) and spec["name"].strip()):
         raise TwinnetError(f"{where}: name must be a string (the convention's name in the report), got "
                            f"{spec['name']!r}")
@@ -312,6 +338,10 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
         for key in ("fused", "derivative"):
             if key in entry and not isinstance(entry[key], bool):
                 raise TwinnetError(f"{where}: [layers.{kind}] {key} must be true or false, got {entry[key]!r}")
+        if "first_t" in entry and (isinstance(entry["first_t"], bool) or entry["first_t"] not in (1, 2)):
+            raise TwinnetError(f"{where}: [layers.{kind}] first_t must be 1 (the first step's bias correction uses "
+                               "t = 1, as the paper and torch) or 2 (CS231n's 2016-18 starter: config['t'] starts "
+                               f"at 1 and is incremented before use), got {entry['first_t']!r}")
         if kind == "softmax_cross_entropy" and entry.get("backward", "inputs") not in ("inputs", "nothing"):
             raise TwinnetError(f"{where}: [layers.{kind}] backward must be \"inputs\" (the loss's backward takes "
                                f"the forward's inputs again) or \"nothing\" (it takes no arguments), got "

@@ -1197,11 +1197,26 @@ def _softmax_loss_on(ctx: Context, x: np.ndarray, y: np.ndarray) -> Quantities:
         raise Wrong(f"loss is inf where the reference is {twin_loss:.4g}: a probability underflowed to 0 before its "
                     "log (logits far apart); take log-probabilities as shifted - log(sum(exp(shifted))), not "
                     "log(softmax)")
-    if np.abs(x).max() > 709 and not all(_finite(quantities[k][0]) for k in ("loss", "dx")):  # float64's exp(709)
+    _overflow(x, quantities["loss"][0], quantities["dx"][0])
+    return quantities
+
+
+def _overflow(x: np.ndarray, loss, dx) -> None:
+    """``Wrong`` saying why, where a loss of scores ``x`` too large for float64's exp (709) gives a loss or dx
+    that is not finite."""
+    if np.abs(x).max() > 709 and not (_finite(loss) and _finite(dx)):
         raise Wrong(f"the loss or dx is not finite on scores of size {np.abs(x).max():.0f} (the reference's are): "
                     "exp overflows (or underflows to 0 / 0) there; subtract each row's largest score before exp "
                     "(the softmax is unchanged by the shift)")
-    return quantities
+
+
+def _numbers(value) -> bool:
+    """Whether a student's value reads as float64 numbers."""
+    try:
+        np.asarray(value, dtype=np.float64)
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 def _finite(value) -> bool:
@@ -1451,6 +1466,9 @@ def _optimizer(name: str):
         p = torch.tensor(w.copy(), requires_grad=True)
         hyper_now = _drawn_hyper(name, rng) if cfg.get("drawn") else config0
         opt, config, mine, result = make(p, hyper_now), dict(hyper_now), w.copy(), {}
+        if name == "adam" and ctx.entry.get("first_t", 1) == 2:  # CS231n's 2016-18 starter: t counted from 2
+            opt.state[p] = {"step": torch.tensor(1.0), "exp_avg": torch.zeros_like(p),
+                            "exp_avg_sq": torch.zeros_like(p)}
         for step in range(1, cfg["steps"] + 1):
             dw = rng.standard_normal(cfg["shape"])
             p.grad = torch.from_numpy(dw.copy())
@@ -1507,7 +1525,7 @@ def _first_step_misreadings(name: str, w, dw, hyper: dict) -> list[tuple[np.ndar
         return [(w - lr * m_hat / (np.sqrt(v_hat) + eps), "the first step's bias correction uses t = 2 "
                  "(config['t'] starts at 1 and is incremented before use, as CS231n's 2016-17 starter code had it); "
                  "the first step is t = 1, as in the original paper and torch: start t at 0, or increment it after "
-                 "use"),
+                 "use (a course whose starter counts so: first_t = 2 in a spec)"),
                 (w - lr * (1 - b1) * dw / (np.sqrt((1 - b2) * dw**2) + eps), "the first step has no bias "
                  "correction: increment config['t'] at each step and divide the moments by (1 - beta1**t) and (1 - "
                  "beta2**t) before the update, as the original paper and torch do")]
@@ -1572,6 +1590,8 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
     reduction = ctx.entry.get("reduction", "mean")
     loss_t = torch.nn.functional.cross_entropy(xt, torch.from_numpy(y), reduction=reduction)
     (loss_t.sum() if reduction == "none" else loss_t).backward()  # "none": each sample's loss, d(their sum)/dx
+    scale = grad_scale(ctx.entry, len(y))
+    dx_ref = _g(xt) * scale
     target = np.eye(x.shape[1])[y] if layout == "one_hot" else y.copy()
     xs = x.copy()
     loss_fn = _build(ctx, "loss")
@@ -1616,7 +1636,9 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
             raise Wrong(f"{ctx.entry['loss']}.{name}'s gradient is not finite where a class that is not the label has "
                         f"probability exactly 0 (logits of size {np.abs(x).max():.0f}; the reference's is finite): "
                         "its target of 0 divided by that 0; divide at the labels only, dx[np.arange(N), y] = -1 / "
-                        "(N * p[np.arange(N), y]), the other entries 0")
+                        "(N * p[np.arange(N), y]), the other entries 0" + (
+                            f"; its loss is {_shown(loss)} there too (0 * log(0)): take the log of the labels' own "
+                            "probabilities, p[np.arange(N), y], only" if not _finite(loss) else ""))
         dx = ctx.call(softmax.backward, np.array(dp, copy=True), what=f"{ctx.entry['softmax']}.backward")
     unchanged("x", x, xs)
     if near_one:
@@ -1626,7 +1648,7 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
             finite = False
         if not finite:
             if shown and not _close(shown["probabilities"][0], expected):  # the softmax's failure is the news
-                return {**shown, "dx": (dx, [_g(xt)])}
+                return {**shown, "dx": (dx, [dx_ref])}
             zeros = (layout != "one_hot" and bool(shown) and loss is not None and expected.min() == 0
                      and "nan" in _shown(loss))
             raise Wrong(f"the loss is {_shown(loss)}, not a finite number, on logits of size {np.abs(x).max():.0f} "
@@ -1634,10 +1656,22 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
                         + ("; the other classes' probabilities are exactly 0 there, and 0 * log(0) is nan: a loss "
                            "that multiplies a one-hot mask by log(p) reads them, so read the labels' own "
                            "probabilities, p[np.arange(N), y], before the log" if zeros else ""))
-        return {**shown, "dx": (dx, [_g(xt)])}
+        return {**shown, "dx": (dx, [dx_ref])}
+    nan_loss = _numbers(loss) and bool(np.isnan(np.asarray(loss, dtype=np.float64)).any())
+    if not shown and (nan_loss or not _finite(dx)):  # a loss of logits that overflowed (inf beside a finite dx: a
+        _overflow(x, loss, dx)  # log of an underflowed probability, which the comparison tells)
     loss_ref = loss_t.detach().numpy() if reduction == "none" else float(loss_t.detach())
-    return _log_epsilon({**shown, "loss": (loss, [loss_ref]), "dx": (dx, [_g(xt)])}, x, y, reduction,
-                        of_logits=not shown, tell_cap=tell_cap)
+    return _log_epsilon({**shown, "loss": (loss, [loss_ref]), "dx": (dx, [dx_ref])}, x, y, reduction,
+                        of_logits=not shown, tell_cap=tell_cap, scale=scale)
+
+
+def grad_scale(entry: dict, n: int) -> float:
+    """What a loss's gradient is times its reduction's, for a batch of ``n``: ``grad`` (the reduction the
+    backward's gradient is of) where it differs from ``reduction`` (CMU 11-785's 2022 loss: the mean, and the
+    sum's gradient, n times the mean's); "none" gives each sample's loss, and the gradient of their sum."""
+    of = {"none": "sum"}.get(entry.get("reduction", "mean"), entry.get("reduction", "mean"))
+    grad = entry.get("grad", of)
+    return 1.0 if grad == of else float(n) if grad == "sum" else 1.0 / n
 
 
 def _loss_calls(ctx: Context, entry: dict, loss_fn, inputs, target) -> tuple[Any, Any, str]:
@@ -1664,7 +1698,7 @@ LOG_EPSILONS = tuple(10.0 ** -k for k in range(4, 17)) + (float(np.finfo(np.floa
 
 
 def _log_epsilon(quantities: Quantities, x: np.ndarray, y: np.ndarray, reduction: str, *, of_logits: bool,
-                 tell_cap: bool = True) -> Quantities:
+                 tell_cap: bool = True, scale: float = 1.0) -> Quantities:
     """A loss that adds a small epsilon inside its log, -log(p + eps) (one of ``LOG_EPSILONS``), the guard courses
     teach: its loss, and its dx where the epsilon reaches it, graded against the cross-entropy with that epsilon,
     so that the guard passes alike at every seed, wherever every true class is far more probable than the epsilon
@@ -1678,6 +1712,7 @@ def _log_epsilon(quantities: Quantities, x: np.ndarray, y: np.ndarray, reduction
         return quantities
     for eps in LOG_EPSILONS:
         loss_ref, dx_ref, p_true = _cross_entropy_with(x, y, reduction, eps)
+        dx_ref = dx_ref * scale  # ``grad_scale``'s
         shifted = {"loss": (quantities["loss"][0], [loss_ref]), "dx": (quantities["dx"][0], [dx_ref])}
         if not _passing({"loss": shifted["loss"]}):
             continue  # the loss tells the epsilon; a dx alone matching a shifted one is not evidence of it
@@ -1878,6 +1913,7 @@ def _loss_gives(ctx: Context, fused: bool) -> bool:
     y = np.array([0, 3, 1])
     t = np.eye(4)[y]
     n = len(y) if entry.get("reduction", "mean") == "mean" else 1  # "none": the gradient of the losses' sum
+    n /= grad_scale(entry, len(y))
     expected = (p - t) / n if fused else -t / (p * n)
     target = t if entry.get("target", "labels") == "one_hot" else y
     loss_ctx = replace(ctx, entry=entry)
