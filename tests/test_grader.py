@@ -3023,3 +3023,16 @@ def test_grades_finished_together_with_an_interruption_are_all_kept(tmp_path, mo
             grade_each(root, [Path("layers.py"), Path("optim.py")], resolve_convention("cs231n", None),
                        only=["linear"], seed=0, configs=1, csv_path=out_csv, grade=grade, jobs=3)
         assert out_csv.read_text().splitlines()[1].startswith("alice,1.0,1.0,True,")
+
+
+def test_a_batch_norm_backward_that_leaves_eps_out_is_told_so(tmp_path):
+    """Berkeley CS182 2021: a backward that divides by sqrt(var), where the forward divided by sqrt(var + eps), is
+    off by a relative 1e-2 at small batches; the failure names eps rather than a bare relative error."""
+    unchanged = "    x_hat, gamma, std = cache\n    N = dout.shape[0]\n"
+    no_eps = ("    x_hat, gamma, std = cache\n    N = dout.shape[0]\n    centred = x_hat * std\n"
+              "    std = np.sqrt((centred ** 2).mean(axis=0))\n    x_hat = centred / std\n")
+    (tmp_path / "layers.py").write_text(_edited(CS231N[0].read_text(), ((unchanged, no_eps),)))
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["batchnorm"]).rows[0]
+    assert row.passed < row.total and "dx is batch norm's gradient without eps" in row.first_failure, row.failures
+    right = grade([CS231N[0]], resolve_convention("cs231n", None), only=["batchnorm"]).rows[0]
+    assert right.passed == right.total > 0

@@ -953,6 +953,10 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
             ctx.call(layer.train, what="train")
             more = _second_pass(ctx, layer, x, {"weight": ref["dgamma"], "bias": ref["dbeta"]}, grads_of, dout.shape)
     got = {"out": out, **stats, "dx": dx, "dgamma": dgamma, "dbeta": dbeta}
+    if not _close(dx, ref["dx"]) and _close(dx, _bn_dx(x, gamma, beta, dout, 1e-300)):
+        raise Wrong(f"dx is batch norm's gradient without eps (eps = {eps:g} here): the backward divides by "
+                    "sqrt(var) where the forward divides by sqrt(var + eps); use the forward's sqrt(var + eps) in "
+                    "the backward too (keep it in the cache)")
     stat_name = "biased" if biased else "unbiased"
     for key in ("running_var",):
         other = (1 - new) * rv + new * x.var(axis=axes, ddof=1 if biased else 0)
@@ -972,6 +976,15 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
         result = {k: (_row_from_flat(v, "row", d) if k.startswith(("dgamma", "dbeta", "dweight", "dbias")) else v, r)
                   for k, (v, r) in result.items()}
     return result
+
+
+def _bn_dx(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dout: np.ndarray, eps: float) -> np.ndarray:
+    """Training-mode batch norm's dx (features (N, D) or images (N, C, H, W)) with this ``eps`` (torch refuses
+    0: 1e-300 is none beside any variance but 0)."""
+    xt = _t(x)
+    (torch.nn.functional.batch_norm(xt, None, None, _t(gamma, False), _t(beta, False), training=True, eps=eps)
+     * torch.from_numpy(dout)).sum().backward()
+    return _g(xt)
 
 
 def _flat_statistic(value, d: int):
