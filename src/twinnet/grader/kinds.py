@@ -1674,8 +1674,22 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
     if not shown and (nan_loss or not _finite(dx)):  # a loss of logits that overflowed (inf beside a finite dx: a
         _overflow(x, loss, dx)  # log of an underflowed probability, which the comparison tells)
     loss_ref = loss_t.detach().numpy() if reduction == "none" else float(loss_t.detach())
+    if reduction == "mean" and scale == 1 and _sum_gradient(loss, loss_ref, dx, dx_ref, len(y)):
+        raise Wrong(f"dx is the gradient of the losses' sum, {len(y)} (N) times the mean's, where the loss is their "
+                    "mean: divide it by N; for a course whose loss's backward gives the sum's gradient by design (CMU "
+                    "11-785's 2022 handout, whose Linear divides by N): grad = \"sum\" in a spec")
     return _log_epsilon({**shown, "loss": (loss, [loss_ref]), "dx": (dx, [dx_ref])}, x, y, reduction,
                         of_logits=not shown, tell_cap=tell_cap, scale=scale)
+
+
+def _sum_gradient(loss, loss_ref: float, dx, dx_ref: np.ndarray, n: int) -> bool:
+    """Whether a loss that returned the mean (a number, or an array of one) has the sum's gradient, ``n`` times the
+    mean's."""
+    try:
+        return n > 1 and np.size(loss) == 1 and _close(np.ravel(np.asarray(loss, dtype=np.float64))[0], loss_ref) \
+            and _close(dx, dx_ref * n)
+    except Exception:  # noqa: BLE001 - not numbers (a tensor that needs grad): the comparison tells it
+        return False
 
 
 def grad_scale(entry: dict, n: int) -> float:
