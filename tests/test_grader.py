@@ -855,6 +855,8 @@ def test_a_spec_on_a_built_in_base_changes_only_what_it_gives(tmp_path):
                        ('base = "cs231n"\n[layers.adam]\nfirst_t = 3\n', "first_t must be 1"),
                        ('base = "cs231n"\n[layers.adam]\nfirst_t = true\n', "first_t must be 1"),
                        ('base = "cs231n"\nlayers = 3\n', "layers must be a table"),
+                       ('base = ["cs231n"]\n', "base must name a built-in convention"),
+                       ('base = "cs231n"\nstyle = "module"\n', "a spec on a base keeps its style"),
                        ('base = "cs231n"\n[layers.adam]\nlr = 3\n', "unknown key(s) lr")]:
         spec.write_text(text)
         with pytest.raises(TwinnetError, match=re.escape(told)):
@@ -1181,6 +1183,10 @@ def test_a_file_given_twice_is_graded_once_with_one_warning(tmp_path, capsys):
     twice = [str(tmp_path / "layers.py")] * 2  # the command grades in a child process: its header names it once
     assert main(["check", *twice, "--convention", "cs231n", "--only", "relu"]) == 0
     assert "twinnet check: layers.py (cs231n convention" in capsys.readouterr().out
+    (tmp_path / "loop.py").symlink_to(tmp_path / "loop.py")  # resolves to nothing: no such file, and the --json kept
+    assert main(["check", str(tmp_path / "loop.py"), "--convention", "cs231n", "--json", str(tmp_path / "g.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert json.loads((tmp_path / "g.json").read_text())["files"] == [str(tmp_path / "loop.py")]
 
 
 def _class(root: Path) -> Path:
@@ -2228,6 +2234,12 @@ def test_a_loss_that_returns_the_mean_and_the_sums_gradient_passes_under_grad_su
     assert "dx is the gradient of the losses' sum" in plain.first_failure and 'grad = "sum"' in plain.first_failure
     mean = _mytorch(tmp_path, loss + 'grad = "sum"\n', source=source.format(" / len(self.y)"), configs=3).rows[0]
     assert mean.passed < mean.total
+    for edit, told in ((("return -(y", "return None and -(y"), "loss is None"),
+                       (("return self.s - self.y", "return None"), "dx is None"),
+                       (("return -(y", "return torch.tensor(1.0, requires_grad=True) + -(y"), "loss is a Tensor")):
+        odd = "import torch\n" + source.format("").replace(*edit)  # told as they are, not as an overflow
+        row = _mytorch(tmp_path, loss + 'grad = "sum"\n', source=odd, configs=3).rows[0]
+        assert row.passed == 0 and all(told in f and "overflow" not in f for f in row.failures), row.failures
     unshifted = source.format("").replace("z = a - a.max(axis=1, keepdims=True)", "z = a")  # exp(1000) is inf
     row = _mytorch(tmp_path, loss + 'grad = "sum"\n', source=unshifted, configs=3).rows[0]
     assert row.passed == row.total - 1 and "scale=1000" in row.first_failure
@@ -2969,6 +2981,15 @@ def test_a_loss_backward_that_divides_the_one_hot_targets_by_zero_probabilities_
                 only=["softmax_cross_entropy"]).rows[0]
     (failure,) = row.failures
     assert told in failure and "its loss is nan there too (0 * log(0))" in failure, failure
+    # a course whose loss's backward is the sum's gradient (grad = "sum"): the fix told without the 1 / N
+    (tmp_path / "modules.py").write_text(_edited(UVA[0].read_text(), (
+        ("        dx = np.zeros_like(x)\n        dx[np.arange(N), y] = -1.0 / (N * x[np.arange(N), y])\n",
+         "        dx = -(np.eye(x.shape[1])[y] / x)\n"),)))
+    (tmp_path / "uva-sum.toml").write_text('base = "uva"\n[layers.softmax_cross_entropy]\ngrad = "sum"\n')
+    row = grade([tmp_path / "modules.py", tmp_path / "mlp_numpy.py"],
+                resolve_convention(None, tmp_path / "uva-sum.toml"), only=["softmax_cross_entropy"]).rows[0]
+    (failure,) = row.failures
+    assert told in failure and "dx[np.arange(N), y] = -1 / p[np.arange(N), y], the other" in failure, failure
     # not finite at the labels themselves (or everywhere): not that 0 / 0, and not told as it
     at_labels = "        dx = np.zeros_like(x)\n        dx[np.arange(N), y] = -1.0 / (N * x[np.arange(N), y] * 0)\n"
     for backward in (at_labels, "        dx = np.full_like(x, np.nan)\n"):
@@ -3038,3 +3059,9 @@ def test_a_batch_norm_backward_that_leaves_eps_out_is_told_so(tmp_path):
     assert row.passed < row.total and "dx is batch norm's gradient without eps" in row.first_failure, row.failures
     right = grade([CS231N[0]], resolve_convention("cs231n", None), only=["batchnorm"]).rows[0]
     assert right.passed == right.total > 0
+    # a forward without eps too: its out is what is wrong, and told so, not its backward
+    both = _edited((tmp_path / "layers.py").read_text(),
+                   (("        std = np.sqrt(var + eps)\n", "        std = np.sqrt(var)\n"),))
+    (tmp_path / "layers.py").write_text(both)
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["batchnorm"]).rows[0]
+    assert row.passed < row.total and not any("without eps" in f for f in row.failures), row.failures

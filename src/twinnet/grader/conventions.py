@@ -247,11 +247,15 @@ def _on_base(spec: dict[str, Any], where: str) -> dict[str, Any]:
     """``spec`` laid over the built-in convention it names as ``base``: its settings replace the base's, and each
     of its layer tables is laid over the base's table of that kind (a kind the base lacks is added)."""
     base = spec["base"]
-    if base not in BUILT_IN:
+    if not isinstance(base, str) or base not in BUILT_IN:
         raise TwinnetError(f"{where}: base must name a built-in convention ({', '.join(BUILT_IN)}), got {base!r}")
     layers = spec.get("layers", {})
     if not isinstance(layers, dict):
         raise TwinnetError(f"{where}: layers must be a table of [layers.KIND] tables")
+    if spec.get("style", BUILT_IN[base]["style"]) != BUILT_IN[base]["style"]:
+        raise TwinnetError(f"{where}: base = \"{base}\" is a {BUILT_IN[base]['style']}-style convention and this "
+                           f"spec's style is {spec['style']!r}: a spec on a base keeps its style (for another, write the "
+                           "whole convention without base)")
     merged = {k: v for k, v in BUILT_IN[base].items() if k != "name"}
     merged.update({k: v for k, v in spec.items() if k not in ("base", "layers")})
     merged["layers"] = {kind: {**entry, **layers[kind]} if isinstance(layers.get(kind), dict)

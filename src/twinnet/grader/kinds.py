@@ -953,7 +953,7 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
             ctx.call(layer.train, what="train")
             more = _second_pass(ctx, layer, x, {"weight": ref["dgamma"], "bias": ref["dbeta"]}, grads_of, dout.shape)
     got = {"out": out, **stats, "dx": dx, "dgamma": dgamma, "dbeta": dbeta}
-    if not _close(dx, ref["dx"]) and _close(dx, _bn_dx(x, gamma, beta, dout, 1e-300)):
+    if _close(out, ref["out"]) and not _close(dx, ref["dx"]) and _close(dx, _bn_dx(x, gamma, beta, dout, 1e-300)):
         raise Wrong(f"dx is batch norm's gradient without eps (eps = {eps:g} here): the backward divides by "
                     "sqrt(var) where the forward divides by sqrt(var + eps); use the forward's sqrt(var + eps) in "
                     "the backward too (keep it in the cache)")
@@ -1223,20 +1223,21 @@ def _overflow(x: np.ndarray, loss, dx) -> None:
                     "(the softmax is unchanged by the shift)")
 
 
-def _numbers(value) -> bool:
-    """Whether a student's value reads as float64 numbers."""
+def _not_finite(value, nan_only: bool = False) -> bool:
+    """Whether a student's value is numbers (not None, nor a tensor that needs its gradient) of which one is not
+    finite (nan, where ``nan_only``); anything else is told by the comparison."""
     try:
-        np.asarray(value, dtype=np.float64)
-        return True
-    except (TypeError, ValueError):
+        a = np.asarray(value, dtype=np.float64) if value is not None else None
+    except Exception:  # noqa: BLE001 - not numbers
         return False
+    return a is not None and bool(np.isnan(a).any() if nan_only else not np.all(np.isfinite(a)))
 
 
 def _finite(value) -> bool:
     """Whether a student's value is numbers, all finite (one that is not numbers is told by the comparison)."""
     try:
         return bool(np.all(np.isfinite(np.asarray(value, dtype=np.float64))))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RuntimeError):  # RuntimeError: a tensor that needs its gradient
         return True
 
 
@@ -1646,12 +1647,14 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
             raise Wrong(f"{ctx.entry['loss']}.{name} returned shape {_shape(dp)}, where the gradient in the "
                         f"probabilities it was given has their shape, {np.shape(probs)}")
         if _close(p_copy, expected) and _zero_over_zero(dp, p_copy, y):  # the softmax right: the loss's 0 / 0
+            of_mean = (1 / len(y) if reduction == "mean" else 1.0) * scale  # the label's gradient: -of_mean / p
+            per_sample = "p[np.arange(N), y]" if np.isclose(of_mean, 1) else "(N * p[np.arange(N), y])"
             raise Wrong(f"{ctx.entry['loss']}.{name}'s gradient is not finite where a class that is not the label has "
                         f"probability exactly 0 (logits of size {np.abs(x).max():.0f}; the reference's is finite): "
                         "its target of 0 divided by that 0; divide at the labels only, dx[np.arange(N), y] = -1 / "
-                        "(N * p[np.arange(N), y]), the other entries 0" + (
+                        f"{per_sample}, the other entries 0" + (
                             f"; its loss is {_shown(loss)} there too (0 * log(0)): take the log of the labels' own "
-                            "probabilities, p[np.arange(N), y], only" if not _finite(loss) else ""))
+                            "probabilities, p[np.arange(N), y], only" if _not_finite(loss, nan_only=True) else ""))
         dx = ctx.call(softmax.backward, np.array(dp, copy=True), what=f"{ctx.entry['softmax']}.backward")
     unchanged("x", x, xs)
     if near_one:
@@ -1670,9 +1673,8 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
                            "that multiplies a one-hot mask by log(p) reads them, so read the labels' own "
                            "probabilities, p[np.arange(N), y], before the log" if zeros else ""))
         return {**shown, "dx": (dx, [dx_ref])}
-    nan_loss = _numbers(loss) and bool(np.isnan(np.asarray(loss, dtype=np.float64)).any())
-    if not shown and (nan_loss or not _finite(dx)):  # a loss of logits that overflowed (inf beside a finite dx: a
-        _overflow(x, loss, dx)  # log of an underflowed probability, which the comparison tells)
+    if not shown and (_not_finite(loss, nan_only=True) or _not_finite(dx)):  # a loss of logits that overflowed
+        _overflow(x, loss, dx)  # (an inf loss beside a finite dx: the log of an underflowed probability, told below)
     loss_ref = loss_t.detach().numpy() if reduction == "none" else float(loss_t.detach())
     if reduction == "mean" and scale == 1 and _sum_gradient(loss, loss_ref, dx, dx_ref, len(y)):
         raise Wrong(f"dx is the gradient of the losses' sum, {len(y)} (N) times the mean's, where the loss is their "

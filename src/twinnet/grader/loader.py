@@ -138,7 +138,11 @@ def named_once(paths) -> list[str]:
     """The files given, as given, each once: one named twice (or by two paths) is graded once (``load``)."""
     given: dict[Path, str] = {}
     for p in paths:
-        given.setdefault(Path(p).resolve(), str(p))
+        try:
+            where = Path(p).resolve()
+        except (OSError, RuntimeError):  # a symbolic link that loops: told as no such file by ``load``
+            where = Path(p).absolute()
+        given.setdefault(where, str(p))
     return list(given.values())
 
 
