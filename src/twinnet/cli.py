@@ -157,7 +157,8 @@ def _parser() -> argparse.ArgumentParser:
                    "targets), torch (twinnet.numpy_nn's own protocol) or eecs498 (cs231n's layers as static methods of "
                    "classes, on torch tensors; pass the course's a3_helper.py too)")
     c.add_argument("--spec", type=_path, default=None, metavar="SPEC.toml",
-                   help="a convention of your own, in the built-in ones' schema (see the README)")
+                   help="a convention of your own, in the built-in ones' schema, or one of them with a few "
+                   "changes (base = \"cs231n\" and only the tables that differ; see the README)")
     c.add_argument("--only", default=None, metavar="LAYERS",
                    help="check only these layer kinds, comma-separated (of: linear, relu, elu, leaky_relu, dropout, conv, "
                    "maxpool, batchnorm, batchnorm_alt, spatial_batchnorm, layernorm, spatial_groupnorm, softmax_loss, "
