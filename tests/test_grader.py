@@ -837,7 +837,7 @@ def test_an_adam_whose_step_count_starts_at_two_is_told_so(tmp_path):
     shifted = grade([tmp_path / "optim.py"], convention, only=["adam"]).rows[0]
     right = grade([STUDENTS / "cs231n" / "optim.py"], convention, only=["adam"]).rows[0]
     assert shifted.passed == shifted.total > 0, shifted.failures
-    assert right.passed == 0
+    assert right.passed == 0 and "the first step's bias correction uses t = 1" in right.first_failure, right.failures
 
 
 def test_a_spec_on_a_built_in_base_changes_only_what_it_gives(tmp_path):
