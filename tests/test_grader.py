@@ -1140,7 +1140,8 @@ def test_a_layer_a_notebook_imports_from_a_file_not_given_is_told_so(tmp_path):
                                                  "relu_backward\n"])
     row = grade([notebook], resolve_convention("cs231n", None), only=["relu"]).rows[0]
     assert row.first_failure.startswith("not found in the submission: relu_forward, relu_backward (relu_forward "
-                                        "comes from an import left out as the files were loaded, nb.ipynb, code "
+                                        "and relu_backward come from an import left out as the files were loaded, "
+                                        "nb.ipynb, code "
                                         "cell 1, line 2: ModuleNotFoundError: No module named 'dnn_utils_v2'; "), \
         row.first_failure
     assert "pass its file too" in row.first_failure

@@ -284,10 +284,17 @@ def left_out_note(names: list[str], files: list[Path]) -> str:
     (of the files given, or beside them), that import and what to do (else "")."""
     folders = {f.parent for f in files}
     bound = [v for p, v in LEFT_OUT.items() if p.parent in folders]
+    came = {}  # each missing name an import left out would have bound, and that import
     for name in names:
         top = name.split(".")[0]
         if found := next((v[top] for v in bound if top in v), None):
-            return f" ({top} comes from an import left out as the files were loaded, {found})"
+            came.setdefault(top, found)
+    if came:
+        found = next(iter(came.values()))  # the first such import, with every name it would have bound
+        tops = [top for top, where in came.items() if where == found]
+        which = tops[0] if len(tops) == 1 else f"{', '.join(tops[:-1])} and {tops[-1]}"
+        verb = "comes" if len(tops) == 1 else "come"
+        return f" ({which} {verb} from an import left out as the files were loaded, {found})"
     if star := next((v["*"] for v in bound if "*" in v), None):
         return f" (an import * left out as the files were loaded may have defined it, {star})"
     return ""
