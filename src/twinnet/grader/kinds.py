@@ -1535,9 +1535,9 @@ def _first_step_misreadings(name: str, w, dw, hyper: dict) -> list[tuple[np.ndar
                  "decay_rate times the new squared gradient; decay_rate is the old cache's weight: cache = "
                  "decay_rate * cache + (1 - decay_rate) * dw**2")]
     if name == "adam" and hyper.get("first_t", 1) == 2:  # the paper's count, where this course's starter's is t = 2
-        return [(w - lr * dw / (np.abs(dw) + hyper["epsilon"]), "the first step's bias correction uses t = 1 (as the paper and "
-                 "torch), and this convention counts as its starter code does, config['t'] from 1, incremented before "
-                 "use, so that the first step is t = 2 (first_t = 2 in its spec)")]
+        return [(w - lr * dw / (np.abs(dw) + hyper["epsilon"]), "the first step's bias correction uses t = 1 (as "
+                 "the paper and torch), and this convention counts as its starter code does, config['t'] from 1, "
+                 "incremented before use, so that the first step is t = 2 (first_t = 2 in its spec)")]
     if name == "adam":
         b1, b2, eps = hyper["beta1"], hyper["beta2"], hyper["epsilon"]
         m_hat, v_hat = (1 - b1) * dw / (1 - b1**2), (1 - b2) * dw**2 / (1 - b2**2)
