@@ -3066,3 +3066,13 @@ def test_a_batch_norm_backward_that_leaves_eps_out_is_told_so(tmp_path):
     (tmp_path / "layers.py").write_text(both)
     row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["batchnorm"]).rows[0]
     assert row.passed < row.total and not any("without eps" in f for f in row.failures), row.failures
+
+
+@pytest.mark.parametrize("seed", [0, 1, 6])
+def test_a_relu_backward_masked_by_the_gradients_sign_fails_every_configuration(tmp_path, seed):
+    """deeplearning.ai's helper as one student had it, dZ[dZ <= 0] = 0: right wherever the gradient's signs happen to
+    agree with the input's, as they often do on tiny shapes; every configuration holds one place where they do not."""
+    source = _edited(CS231N[0].read_text(), (("    dx = dout * (x > 0)\n", "    dx = dout * (dout > 0)\n"),))
+    (tmp_path / "layers.py").write_text(source)
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["relu"], seed=seed).rows[0]
+    assert row.total > 0 and row.passed == 0 and row.points == 0, row.failures
