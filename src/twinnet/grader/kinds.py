@@ -1502,27 +1502,27 @@ def _optimizer(name: str):
             if mine is None:
                 break
             if step == 1:
-                _first_step(name, mine, w, dw, {**hyper_now, "first_t": ctx.entry.get("first_t", 1)},
-                            p.detach().numpy())
+                _first_step(name, mine, w, dw, hyper_now, p.detach().numpy(), ctx.entry.get("first_t", 1))
         return result
 
     return check
 
 
-def _first_step(name: str, mine, w, dw, hyper: dict, ref) -> None:
+def _first_step(name: str, mine, w, dw, hyper: dict, ref, first_t: int = 1) -> None:
     """``Wrong`` naming it where the student's first step of optimiser ``name`` (from a zero velocity, cache or
     moments) is exactly that of a known misreading of the update, and not the reference's."""
     if np.shape(mine) != np.shape(w) or not np.all(np.isfinite(mine)):
         return
-    for misread, message in _first_step_misreadings(name, w, dw, hyper):
+    for misread, message in _first_step_misreadings(name, w, dw, hyper, first_t):
         if np.allclose(mine, misread, rtol=1e-9, atol=0) and not np.allclose(mine, ref, rtol=1e-6, atol=0):
             raise Wrong(message)
 
 
-def _first_step_misreadings(name: str, w, dw, hyper: dict) -> list[tuple[np.ndarray, str]]:
+def _first_step_misreadings(name: str, w, dw, hyper: dict, first_t: int = 1) -> list[tuple[np.ndarray, str]]:
     """The first steps of an optimiser's known misreadings, each with what to tell: Adam's t = 2 (CS231n's 2016-17
-    starter code, where torch counts the first step as t = 1) and no bias correction; RMSprop's epsilon inside the
-    square root and its decay rate weighing the new squared gradient; Nesterov's momentum for the plain one."""
+    starter code, where torch counts the first step as t = 1; t = 1 where the convention's ``first_t`` is 2) and no
+    bias correction; RMSprop's epsilon inside the square root and its decay rate weighing the new squared gradient;
+    Nesterov's momentum for the plain one."""
     lr = hyper["learning_rate"]
     if name == "sgd_momentum":
         mu = hyper["momentum"]
@@ -1537,7 +1537,7 @@ def _first_step_misreadings(name: str, w, dw, hyper: dict) -> list[tuple[np.ndar
                 (w - lr * dw / (np.sqrt(decay * dw**2) + eps), "the cache keeps (1 - decay_rate) of itself and adds "
                  "decay_rate times the new squared gradient; decay_rate is the old cache's weight: cache = "
                  "decay_rate * cache + (1 - decay_rate) * dw**2")]
-    if name == "adam" and hyper.get("first_t", 1) == 2:  # the paper's count, where this course's starter's is t = 2
+    if name == "adam" and first_t == 2:  # the paper's count, where this course's starter's is t = 2
         return [(w - lr * dw / (np.abs(dw) + hyper["epsilon"]), "the first step's bias correction uses t = 1 (as "
                  "the paper and torch), and this convention counts as its starter code does, config['t'] from 1, "
                  "incremented before use, so that the first step is t = 2 (first_t = 2 in its spec)")]
