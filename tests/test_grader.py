@@ -3076,3 +3076,12 @@ def test_a_relu_backward_masked_by_the_gradients_sign_fails_every_configuration(
     (tmp_path / "layers.py").write_text(source)
     row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["relu"], seed=seed).rows[0]
     assert row.total > 0 and row.passed == 0 and row.points == 0, row.failures
+
+
+def test_a_functional_loss_that_returns_none_is_told_so_on_huge_logits_too(tmp_path):
+    """The logits of size 1000 test for overflow; a loss left None is told as None there, not as an overflow."""
+    softmax = "    dx[np.arange(N), y] -= 1\n    dx /= N\n    return {}, dx\n"  # softmax_loss's end
+    source = _edited(CS231N[0].read_text(), ((softmax.format("loss"), softmax.format("None")),))
+    (tmp_path / "layers.py").write_text(source)
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["softmax_loss"]).rows[0]
+    assert row.passed == 0 and all("loss is None" in f and "overflow" not in f for f in row.failures), row.failures
