@@ -235,6 +235,27 @@ def test_a_course_package_with_relative_and_package_imports_loads_and_is_graded(
     assert [(r.kind, r.passed == r.total > 0) for r in report.rows] == [("linear", True), ("relu", True)]
 
 
+@pytest.mark.parametrize("levels", [("nndl",), ("mytorch", "nn")])
+def test_a_course_package_without_init_or_two_levels_deep_is_imported_from_the_files_given(tmp_path, levels):
+    """``from nndl.layers import _mask`` inside nndl/ with no __init__.py (a namespace package, as Python 3 imports
+    it; UCLA's ECE C147), and ``from mytorch.nn.act import _mask`` inside mytorch/nn/ with an __init__.py at both
+    levels (CMU 11-785): the given file is found, the layer that needs it passes, and nothing of the folder stays
+    in sys.modules after the load."""
+    folder = tmp_path.joinpath(*levels)
+    folder.mkdir(parents=True)
+    if len(levels) > 1:
+        for i in range(1, len(levels) + 1):
+            tmp_path.joinpath(*levels[:i], "__init__.py").write_text("")
+    (folder / "act.py").write_text("import numpy as np\n\ndef _mask(x):\n    return x > 0\n")
+    dotted = ".".join(levels)
+    (folder / "layers.py").write_text(f"import numpy as np\nfrom {dotted}.act import _mask\n\n"
+                                      "def relu_forward(x):\n    return np.maximum(x, 0), x\n"
+                                      "def relu_backward(dout, cache):\n    return dout * _mask(cache)\n")
+    report = grade([folder / "act.py", folder / "layers.py"], resolve_convention("cs231n", None), only=["relu"])
+    assert report.rows[0].passed == report.rows[0].total > 0, report.rows[0].failures
+    assert levels[0] not in sys.modules and dotted + ".act" not in sys.modules
+
+
 def test_a_file_given_from_another_folder_is_imported_as_if_beside(tmp_path):
     """A repository that keeps mlp_numpy.py apart from the modules.py it imports (UvA 2018: code/ and
     submission/code/): both given, the import finds the given modules.py, and every layer is graded; nothing of
@@ -818,7 +839,7 @@ def test_what_a_submission_prints_is_shown_up_to_a_limit_and_the_rest_counted(tm
 
 
 def test_an_adam_whose_step_count_starts_at_two_is_told_so(tmp_path):
-    """CS231n's 2016-17 starter set ``config['t']`` to 1 and students incremented it before use: the first
+    """CS231n's 2017 starter set ``config['t']`` to 1 and students incremented it before use: the first
     step's bias correction then uses t = 2, which the grader names instead of a bare relative error."""
     source = (STUDENTS / "cs231n" / "optim.py").read_text()
     assert "config.setdefault('t', 0)" in source
@@ -2247,6 +2268,29 @@ def test_a_loss_that_returns_the_mean_and_the_sums_gradient_passes_under_grad_su
     assert "exp overflows" in row.first_failure and "subtract each row's largest score" in row.first_failure
 
 
+def test_a_loss_whose_stable_softmax_meets_the_log_of_an_underflowed_zero_is_told_so_not_to_shift(tmp_path):
+    """A module loss of logits whose softmax is shifted (dx right) but whose loss is -Y * log(softmax): at logits
+    of size 1000 a probability is exactly 0, its log -inf, and a one-hot target's 0 times it nan (CMU 11-785's
+    2024 handout, a student's file). Told as the log of an underflowed probability, with the log-softmax to
+    compute; not as an exp that overflows, which the student already prevents."""
+    source = ("import numpy as np\n\nclass CE:\n    def forward(self, a, y):\n"
+              "        z = np.exp(a - a.max(axis=1, keepdims=True))\n        self.s = z / z.sum(axis=1, keepdims=True)\n"
+              "        self.y = y\n        return (-y * np.log(self.s)).sum() / len(y)\n"
+              "    def backward(self):\n        return (self.s - self.y) / len(self.y)\n")
+    loss = 'style = "module"\nparams = "attributes"\n[layers.softmax_cross_entropy]\nloss = "CE"\ntarget = "one_hot"\n'
+    with np.errstate(all="ignore"):
+        row = _mytorch(tmp_path, loss, source=source, configs=3).rows[0]
+    assert row.passed == row.total - 1 and "scale=1000" in row.first_failure, row.failures
+    assert "loss is nan" in row.first_failure and "though dx is right" in row.first_failure
+    assert "0 * log(0) is nan" in row.first_failure and "shifted - log(sum(exp(shifted)))" in row.first_failure
+    assert "subtract each row's largest score" not in row.first_failure
+    # the unshifted softmax, whose dx is nan too, is still told to shift
+    with np.errstate(all="ignore"):
+        row = _mytorch(tmp_path, loss, source=source.replace("a - a.max(axis=1, keepdims=True)", "a"),
+                       configs=3).rows[0]
+    assert "subtract each row's largest score" in row.first_failure and "though dx is right" not in row.first_failure
+
+
 DLAI_SPEC = '''name = "dlai"
 style = "functional"
 [layers.linear]
@@ -2632,6 +2676,26 @@ def test_numpy_1_reshape_keyword_is_explained(tmp_path):
     assert row.passed == 0 if removed else row.passed == row.total
     if removed:
         assert "no newshape= keyword" in row.first_failure and "np.reshape(a, shape)" in row.first_failure
+
+
+@pytest.mark.parametrize("call, name, instead", [("np.lib.pad(x, 0, 'constant')", "np.lib.pad", "np.pad"),
+                                                  ("x + np.asscalar(np.zeros(1))", "np.asscalar", "a.item()"),
+                                                  ("x.astype(np.float)", "np.float", "float (or np.float64)")])
+def test_numpy_1_names_removed_since_are_explained(tmp_path, call, name, instead):
+    """A name NumPy 1 had and this NumPy has not (np.lib.pad, as CS231n's 2016 convolutions call it; the
+    aliases removed in 1.24): the error names it as NumPy 1's and what to write instead."""
+    source = CS231N[0].read_text()
+    source = source.replace("def affine_forward(x, w, b):\n", f"def affine_forward(x, w, b):\n    x = {call}\n")
+    (tmp_path / "layers.py").write_text(source)
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["linear"], configs=1).rows[0]
+    try:
+        eval(name, {"np": np})
+        gone = False  # an older NumPy that still has it
+    except AttributeError:
+        gone = True
+    assert row.passed == 0 if gone else row.passed == row.total
+    if gone:
+        assert f"{name} is NumPy 1's" in row.first_failure and f"needs {instead}" in row.first_failure, row.failures
 
 
 def test_a_near_miss_in_the_loss_does_not_hide_a_gradient_far_off(tmp_path):

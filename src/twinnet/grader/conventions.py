@@ -23,7 +23,8 @@ the old statistics' weight, CS231n; ``update``: the new batch's, torch); the los
 its backward's gradient is of, where it differs: CMU 11-785's 2022 loss returns the mean and the sum's gradient);
 dropout's ``p`` (``keep``: the keep probability, CS231n since 2018; ``drop``: the drop probability, its 2016-17
 starter code); Adam's ``first_t`` (the bias correction's t at the first step: 1, as the paper and torch; 2,
-CS231n's 2016-18 starter, whose ``config['t']`` starts at 1 and is incremented before use).
+CS231n's 2017 starter, whose ``config['t']`` starts at 1 and is incremented before use; its Winter 2016 starter
+starts it at 0).
 
 A spec may start from a built-in convention, ``base = "cs231n"``, and give only what differs: its top-level
 settings replace the base's, and each of its layer tables is laid over the base's table of that kind.
@@ -344,7 +345,7 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
                 raise TwinnetError(f"{where}: [layers.{kind}] {key} must be true or false, got {entry[key]!r}")
         if "first_t" in entry and (isinstance(entry["first_t"], bool) or entry["first_t"] not in (1, 2)):
             raise TwinnetError(f"{where}: [layers.{kind}] first_t must be 1 (the first step's bias correction uses "
-                               "t = 1, as the paper and torch) or 2 (CS231n's 2016-18 starter: config['t'] starts "
+                               "t = 1, as the paper and torch) or 2 (CS231n's 2017 starter: config['t'] starts "
                                f"at 1 and is incremented before use), got {entry['first_t']!r}")
         if kind == "softmax_cross_entropy" and entry.get("backward", "inputs") not in ("inputs", "nothing"):
             raise TwinnetError(f"{where}: [layers.{kind}] backward must be \"inputs\" (the loss's backward takes "

@@ -1203,18 +1203,24 @@ def _softmax_loss_on(ctx: Context, x: np.ndarray, y: np.ndarray) -> Quantities:
     if _batch_max_rows(quantities["dx"][0], x, quantities["dx"][1][0]):
         raise Wrong(f"dx is not finite in the rows far below the batch's largest score (the reference is): the "
                     f"softmax {_BATCH_MAX}")
-    try:  # an infinite loss beside a right gradient: the softmax was stable, its log was not
-        got = np.asarray(quantities["loss"][0], dtype=np.float64)
-        underflowed = (got.size == 1 and bool(np.isposinf(got.reshape(-1)[0]))
-                       and _close(quantities["dx"][0], quantities["dx"][1][0]))
-    except (TypeError, ValueError):  # not numbers: said by the comparison
-        underflowed = False
-    if underflowed:
-        raise Wrong(f"loss is inf where the reference is {twin_loss:.4g}: a probability underflowed to 0 before its "
-                    "log (logits far apart); take log-probabilities as shifted - log(sum(exp(shifted))), not "
-                    "log(softmax)")
+    _underflow(quantities["loss"][0], twin_loss, quantities["dx"][0], quantities["dx"][1][0])
     _overflow(x, quantities["loss"][0], quantities["dx"][0])
     return quantities
+
+
+def _underflow(loss, loss_ref: float, dx, dx_ref: np.ndarray) -> None:
+    """``Wrong`` saying why, where a loss is inf or nan beside a right gradient: the softmax was stable, the log of
+    a probability that underflowed to 0 was not (inf; nan where a one-hot target's 0 multiplies it)."""
+    try:
+        got = np.asarray(loss, dtype=np.float64)
+        underflowed = got.size == 1 and bool(np.isposinf(got) or np.isnan(got)) and _close(dx, dx_ref)
+    except Exception:  # noqa: BLE001 - not numbers: said by the comparison
+        underflowed = False
+    if underflowed:
+        raise Wrong(f"loss is {_shown(loss)} where the reference is {loss_ref:.4g}, though dx is right: a probability "
+                    "underflowed to 0 before its log (logits far apart)" + (
+                        ", and 0 * log(0) is nan where a target of 0 multiplies it" if np.isnan(got).any() else "")
+                    + "; take log-probabilities as shifted - log(sum(exp(shifted))), not log(softmax)")
 
 
 def _overflow(x: np.ndarray, loss, dx) -> None:
@@ -1475,7 +1481,7 @@ def _optimizer(name: str):
         p = torch.tensor(w.copy(), requires_grad=True)
         hyper_now = _drawn_hyper(name, rng) if cfg.get("drawn") else config0
         opt, config, mine, result = make(p, hyper_now), dict(hyper_now), w.copy(), {}
-        if name == "adam" and ctx.entry.get("first_t", 1) == 2:  # CS231n's 2016-18 starter: t counted from 2
+        if name == "adam" and ctx.entry.get("first_t", 1) == 2:  # CS231n's 2017 starter: t counted from 2
             opt.state[p] = {"step": torch.tensor(1.0), "exp_avg": torch.zeros_like(p),
                             "exp_avg_sq": torch.zeros_like(p)}
         for step in range(1, cfg["steps"] + 1):
@@ -1511,7 +1517,7 @@ def _first_step(name: str, mine, w, dw, hyper: dict, ref, first_t: int = 1) -> N
 
 
 def _first_step_misreadings(name: str, w, dw, hyper: dict, first_t: int = 1) -> list[tuple[np.ndarray, str]]:
-    """The first steps of an optimiser's known misreadings, each with what to tell: Adam's t = 2 (CS231n's 2016-17
+    """The first steps of an optimiser's known misreadings, each with what to tell: Adam's t = 2 (CS231n's 2017
     starter code, where torch counts the first step as t = 1; t = 1 where the convention's ``first_t`` is 2) and no
     bias correction; RMSprop's epsilon inside the square root and its decay rate weighing the new squared gradient;
     Nesterov's momentum for the plain one."""
@@ -1537,7 +1543,7 @@ def _first_step_misreadings(name: str, w, dw, hyper: dict, first_t: int = 1) -> 
         b1, b2, eps = hyper["beta1"], hyper["beta2"], hyper["epsilon"]
         m_hat, v_hat = (1 - b1) * dw / (1 - b1**2), (1 - b2) * dw**2 / (1 - b2**2)
         return [(w - lr * m_hat / (np.sqrt(v_hat) + eps), "the first step's bias correction uses t = 2 "
-                 "(config['t'] starts at 1 and is incremented before use, as CS231n's 2016-17 starter code had it); "
+                 "(config['t'] starts at 1 and is incremented before use, as CS231n's 2017 starter code had it); "
                  "the first step is t = 1, as in the original paper and torch: start t at 0, or increment it after "
                  "use (a course whose starter counts so: first_t = 2 in a spec)"),
                 (w - lr * (1 - b1) * dw / (np.sqrt((1 - b2) * dw**2) + eps), "the first step has no bias "
@@ -1673,9 +1679,11 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
                            "that multiplies a one-hot mask by log(p) reads them, so read the labels' own "
                            "probabilities, p[np.arange(N), y], before the log" if zeros else ""))
         return {**shown, "dx": (dx, [dx_ref])}
-    if not shown and (_not_finite(loss, nan_only=True) or _not_finite(dx)):  # a loss of logits that overflowed
-        _overflow(x, loss, dx)  # (an inf loss beside a finite dx: the log of an underflowed probability, told below)
     loss_ref = loss_t.detach().numpy() if reduction == "none" else float(loss_t.detach())
+    if not shown and (_not_finite(loss, nan_only=True) or _not_finite(dx)):  # a loss of logits that overflowed,
+        if reduction != "none":  # or one whose softmax was stable and its log was not
+            _underflow(loss, loss_ref, dx, dx_ref)
+        _overflow(x, loss, dx)  # (an inf loss beside a finite dx, where not told here: told below)
     if reduction == "mean" and scale == 1 and _sum_gradient(loss, loss_ref, dx, dx_ref, len(y)):
         raise Wrong(f"dx is the gradient of the losses' sum, {len(y)} (N) times the mean's, where the loss is their "
                     "mean: divide it by N; for a course whose loss's backward gives the sum's gradient by design (CMU "

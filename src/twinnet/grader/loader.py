@@ -157,10 +157,14 @@ def _load_one(path: Path, files: list[Path]):
         holder = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(package, None, is_package=True))
         holder.__path__ = [str(path.parent)]
         sys.modules[package] = holder
-    # its folder first on the path (``import layers``), and the folder above it where the folder is a package
-    # (``from cs231n.layers import *`` from inside cs231n/), then the other files' folders: a file given from
-    # another folder (a repository's mlp_numpy.py apart from its modules.py) is imported as if beside it
-    folders = [str(path.parent)] + ([str(path.parent.parent)] if (path.parent / "__init__.py").is_file() else [])
+    # its folder first on the path (``import layers``), and the folder above its package where the folder is one
+    # (``from cs231n.layers import *`` from inside cs231n/, ``from mytorch.nn.activation import Softmax`` from
+    # inside mytorch/nn/), then the other files' folders: a file given from another folder (a repository's
+    # mlp_numpy.py apart from its modules.py) is imported as if beside it
+    top = path.parent
+    while (top / "__init__.py").is_file() and top.parent != top:
+        top = top.parent
+    folders = [str(path.parent)] + ([str(top)] if top != path.parent else [])
     folders += [f for f in dict.fromkeys(str(f.parent) for f in files) if f not in folders]
     finder = _TolerantFinder(folders)
     if path.suffix == ".ipynb":
@@ -194,6 +198,8 @@ def _load_one(path: Path, files: list[Path]):
         for folder in folders:
             with contextlib.suppress(ValueError):  # the file may have taken it off the path itself
                 sys.path.remove(folder)
+        for name in finder.namespaces:  # the folders it imported as packages without an __init__.py
+            sys.modules.pop(name, None)
         if (torch := sys.modules.get("torch")) is not None:
             torch.set_grad_enabled(grad)
         given = [Path(f) for f in folders]
@@ -341,9 +347,19 @@ class _TolerantFinder(importlib.abc.MetaPathFinder):
 
     def __init__(self, folders: list[str]) -> None:
         self.folders = folders
+        self.namespaces: set[str] = set()  # the folders imported as packages without an __init__.py
 
     def find_spec(self, name, path=None, target=None):
         spec = importlib.machinery.PathFinder.find_spec(name, self.folders if path is None else path)
+        if spec is None and path is None and "." not in name:
+            # a folder of the files given, imported by its name as Python 3 imports a folder with no __init__.py
+            # (``from nndl.layers import *`` from inside nndl/), where no installed package has that name
+            where = [f for f in self.folders if Path(f).name == name]
+            if where and not _installed(name, self.folders):
+                self.namespaces.add(name)
+                spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+                spec.submodule_search_locations = where
+                return spec
         origin = Path(spec.origin) if spec is not None and spec.origin else None
         if origin is None or origin.suffix != ".py" or {"site-packages", "dist-packages"} & set(origin.parts) or \
                 not any(origin.is_relative_to(f) for f in self.folders):
@@ -546,6 +562,14 @@ def era_hint(e: BaseException) -> str:
         return (f" (if the value stored is an array of one element, such as the (1, 1) result of a product: NumPy "
                 f"{np.__version__} refuses to store that in a single element, which NumPy 1 did; code of that era "
                 "needs its value, a.item())")
+    gone = re.match(r"module 'numpy((?:\.\w+)*)' has no attribute '(\w+)'", text) if isinstance(e, AttributeError) \
+        else None
+    if gone:  # a name NumPy 1 had: a removed alias, or a function numpy.lib re-exported
+        where, name = gone.groups()
+        instead = _NUMPY1.get(name) if not where else f"np.{name}" if hasattr(np, name) else None
+        if instead:
+            return (f" (np{where}.{name} is NumPy 1's, removed from NumPy {np.__version__}: code of that era needs "
+                    f"{instead})")
     if isinstance(e, NameError) and getattr(e, "name", None) in ("xrange", "unicode", "raw_input", "basestring"):
         return f" ({e.name} is Python 2's; Python 3 has {_PY3[e.name]})"
     if isinstance(e, (TypeError, IndexError)) and any(s in text for s in _FLOAT_AS_INT):
@@ -558,6 +582,14 @@ def era_hint(e: BaseException) -> str:
 _PYTHON2_SYNTAX = ("Missing parentheses in call to 'print'", "Missing parentheses in call to 'exec'",
                    "multiple exception types must be parenthesized")
 _PY3 = {"xrange": "range", "unicode": "str", "raw_input": "input", "basestring": "str"}
+# NumPy 1's names that NumPy 2 (or 1.24, for the aliases of Python's types) removed -> what takes their place
+_NUMPY1 = {"float": "float (or np.float64)", "int": "int (or np.int64)", "bool": "bool (or np.bool_)",
+           "object": "object", "str": "str", "long": "int", "unicode": "str", "complex": "complex",
+           "asscalar": "a.item()", "product": "np.prod", "cumproduct": "np.cumprod", "sometrue": "np.any",
+           "alltrue": "np.all", "rank": "np.ndim", "float_": "np.float64", "complex_": "np.complex128",
+           "NaN": "np.nan", "NAN": "np.nan", "Inf": "np.inf", "Infinity": "np.inf", "infty": "np.inf",
+           "PINF": "np.inf", "NINF": "-np.inf", "round_": "np.round", "msort": "np.sort(a, axis=0)",
+           "asfarray": "np.asarray(a, dtype=float)", "mat": "np.asmatrix", "alen": "len"}
 
 
 def placeholder_hint(e: BaseException) -> str:
