@@ -1967,6 +1967,22 @@ def test_a_course_whose_layers_keep_weights_as_attributes_is_graded_from_a_spec_
     assert relu.passed == 0 and "TypeError" in relu.first_failure
 
 
+@pytest.mark.parametrize("update, name", [("self.W -= 0.1 * self.dLdW", "weight"),
+                                          ("self.b = self.b - 0.1 * self.dLdb", "bias")])
+def test_a_module_backward_that_updates_its_own_parameters_fails_naming_it(tmp_path, update, name):
+    """A backward whose gradients are right but which then steps the parameters itself (a CS7643 student's
+    convolution ended ``self.weight -= dw``): a course's optimiser would update them twice. Told, in place or
+    rebound, where only the gradients were compared before."""
+    source = _edited((STUDENTS / "mytorch" / "layers.py").read_text(),
+                     [("        self.dLdb = dLdZ.T @ self.ones\n        return dLdZ @ self.W\n",
+                       f"        self.dLdb = dLdZ.T @ self.ones\n        dx = dLdZ @ self.W\n        {update}\n"
+                       "        return dx\n")])
+    row = _rows(_mytorch(tmp_path, source=source, only=["linear"], configs=3))["linear"]
+    assert row.total > 0 and row.passed == 0, row.failures
+    assert f"Linear's {name} changed during forward and backward" in row.first_failure
+    assert "the optimiser's step updates them" in row.first_failure
+
+
 def test_a_batch_norm_with_its_own_names_layout_eps_and_evaluation_keyword_is_graded(tmp_path):
     """CMU's BatchNorm1d: (1, D) attributes BW, Bb, running_M, running_V, eps 1e-8 (the grader's 1e-5 would be
     1e-6 off), forward(Z, eval=True): right as written; each setting left out, or a real bug, fails it."""
@@ -2658,6 +2674,32 @@ def test_running_statistics_kept_with_keepdims_pass_and_a_forward_bug_is_not_cha
                        only=["batchnorm", "batchnorm_alt"], configs=6))
     assert rows["batchnorm"].passed < rows["batchnorm"].total and "test mode" in rows["batchnorm"].first_failure
     assert rows["batchnorm_alt"].total > 6 and rows["batchnorm_alt"].passed == rows["batchnorm_alt"].total
+
+
+@pytest.mark.parametrize("old, new, said, where", [
+    ("std = np.sqrt(var + eps)", "std = np.sqrt(var) + np.sqrt(eps)", "sqrt(var) + sqrt(eps)", "out"),
+    ("std = np.sqrt(var + eps)", "std = np.sqrt(var) + eps", "eps outside the square root", "out"),
+    ("x_hat = (x - running_mean) / np.sqrt(running_var + eps)", "x_hat = (x - running_mean) / np.sqrt(running_var)",
+     "with no eps", "out (test mode)")])
+def test_a_batch_norm_with_its_eps_misplaced_is_told_where_and_its_alternative_backward_blames_the_forward(
+        tmp_path, old, new, said, where):
+    """A batch norm dividing by sqrt(var) + sqrt(eps) (a Berkeley CS182 student's), sqrt(var) + eps, or, in test
+    mode, sqrt(var) alone (another's): a relative error of about 1e-4 said nothing of eps. Now named; and the
+    alternative backward, which is given that forward's cache, says that the forward is what to mend first."""
+    source = CS231N[0].read_text()
+    assert old in source.split("def batchnorm_forward")[1].split("\ndef ")[0]  # the first is batch norm's
+    (tmp_path / "layers.py").write_text(source.replace(old, new, 1))
+    rows = _rows(grade([tmp_path / "layers.py"], resolve_convention("cs231n", None),
+                       only=["batchnorm", "batchnorm_alt"], configs=3))
+    assert rows["batchnorm"].passed == 0, rows["batchnorm"].failures
+    assert all(f"{where} divides by" in f and said in f and "put eps inside the square root" in f
+               for f in rows["batchnorm"].failures), rows["batchnorm"].failures
+    alt = rows["batchnorm_alt"]
+    if where == "out":  # the cache carries the train-mode std: the alternative backward is told to wait for it
+        assert alt.passed == 0 and "batchnorm_forward's out divides by" in alt.first_failure, alt.failures
+        assert "mend the forward (the batch norm row) first" in alt.first_failure
+    else:  # test mode's bug does not reach the training cache: its gradients pass
+        assert alt.passed == alt.total > 0, alt.failures
 
 
 def test_numpy_1_reshape_keyword_is_explained(tmp_path):

@@ -231,6 +231,7 @@ def _linear(cfg, ctx: Context) -> Quantities:
         out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
         unchanged("x", x.reshape(cfg["n"], d), xs)
         dx = ctx.call(layer.backward, dout.copy(), what=f"{ctx.entry['class']}.backward")
+        _params_kept(ctx, layer, {"weight": stored, "bias": _bias_as(layout, bias)})
         grads = _grads(ctx, layer)
         got = {"out": out, "dx": dx, "dw": grads.get("weight"),
                "db": _row_from_flat(grads.get("bias"), layout, cfg["m"])}
@@ -484,6 +485,22 @@ def _set_params(ctx: Context, layer, values: dict) -> None:
         ctx.call(layer.zero_grad, what="zero_grad")
 
 
+def _params_kept(ctx: Context, layer, values: dict) -> None:
+    """``Wrong`` where a forward and backward changed a parameter the grader set (``values``), as a backward that
+    ends ``self.W -= dW`` does: a layer computes its gradients, and the optimiser's step alone updates its
+    parameters (a course's loop would update them twice). Parameters that cannot be read are told elsewhere."""
+    try:
+        params = _params(ctx, layer)
+        now = {name: np.asarray(getattr(params[name], "data", params[name]), dtype=np.float64) for name in values}
+    except Exception:  # noqa: BLE001 - the checks that set and read them tell what is wrong
+        return
+    for name, value in values.items():
+        if now[name].shape == value.shape and not np.array_equal(now[name], value, equal_nan=True):
+            raise Wrong(f"{type(layer).__name__}'s {name} changed during forward and backward (by up to "
+                        f"{np.nanmax(np.abs(now[name] - value)):.3g}): a layer's backward computes the gradients "
+                        "and leaves the parameters as they were; the optimiser's step updates them")
+
+
 def _grads(ctx: Context, layer) -> dict:
     if isinstance(ctx.entry.get("grads"), dict):
         fields, grads = _Fields(ctx, layer, ctx.entry["grads"]), {}
@@ -706,6 +723,7 @@ def _conv_on(cfg, ctx: Context) -> Quantities:
         out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
         unchanged("x", x, xs)
         dx = ctx.call(layer.backward, dout.copy(), what=f"{ctx.entry['class']}.backward")
+        _params_kept(ctx, layer, {"weight": w, "bias": b})
         grads = _grads(ctx, layer)
         got = {"dx": dx, "dw": grads.get("weight"), "db": grads.get("bias")}
 
@@ -865,9 +883,11 @@ def _spatial_bn_configs(rng, k):
              eps=float(rng.choice([1e-5, 1e-3, 1e-2])), keep=float(rng.choice([0.9, 0.8, 0.95]))) for _ in range(k)]
 
 
-def _batchnorm(cfg, ctx: Context) -> Quantities:
+def _batchnorm(cfg, ctx: Context, backward_only: bool = False) -> Quantities:
     """Batch norm of features (N, D), or spatial batch norm of images (N, C, H, W) with one mean and variance
-    per channel over N, H and W: the training output and gradients, the running statistics, test mode."""
+    per channel over N, H and W: the training output and gradients, the running statistics, test mode.
+    ``backward_only`` (the alternative backward's row): a misreading of test mode or of the running statistics,
+    which the training cache does not carry, is left to the batch norm row to name."""
     rng, n = ctx.rng, cfg["n"]
     shape = (n, cfg["d"]) if "d" in cfg else (n, cfg["c"], cfg["h"], cfg["w"])
     d, axes = shape[1], (0,) if len(shape) == 2 else (0, 2, 3)  # d: features or channels
@@ -934,6 +954,7 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
         stats = {f"running_{k}": running.get(k) for k in ("mean", "var")}
         stats = {k: None if v is None else np.array(v, copy=True) for k, v in stats.items()}
         dx = ctx.call(layer.backward, dout.copy(), what=f"{ctx.entry['class']}.backward")
+        _params_kept(ctx, layer, {"weight": shaped(gamma), "bias": shaped(beta)})
         grads = _grads(ctx, layer)
         dgamma, dbeta = grads.get("weight"), grads.get("bias")
         if "eval_keyword" in ctx.entry:  # CMU's forward(Z, eval=True)
@@ -960,8 +981,12 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
         raise Wrong(f"dx is batch norm's gradient without eps (eps = {eps:g} here): the backward divides by "
                     "sqrt(var) where the forward divides by sqrt(var + eps); use the forward's sqrt(var + eps) in "
                     "the backward too (keep it in the cache)")
+    _bn_eps_placed(out, x, x.mean(axis=axes), x.var(axis=axes), ref["out"], gamma, beta, eps, per, "out")
+    if not backward_only:
+        _bn_eps_placed(test_out, test_x, np.ravel(ref["running_mean"]), np.ravel(ref["running_var"]), ref_test,
+                       gamma, beta, eps, per, "out (test mode)")
     stat_name = "biased" if biased else "unbiased"
-    for key in ("running_var",):
+    for key in () if backward_only else ("running_var",):
         other = (1 - new) * rv + new * x.var(axis=axes, ddof=1 if biased else 0)
         other = other if np.shape(ref[key]) == other.shape else other.reshape(np.shape(ref[key]))
         if _follows(got[key], other, ref[key]):
@@ -979,6 +1004,21 @@ def _batchnorm(cfg, ctx: Context) -> Quantities:
         result = {k: (_row_from_flat(v, "row", d) if k.startswith(("dgamma", "dbeta", "dweight", "dbias")) else v, r)
                   for k, (v, r) in result.items()}
     return result
+
+
+# where a batch norm puts its eps instead of sqrt(var + eps): what it divides by, told as written
+_EPS_PLACED = {"sqrt(var) + eps, eps outside the square root": lambda v, eps: np.sqrt(v) + eps,
+               "sqrt(var) + sqrt(eps)": lambda v, eps: np.sqrt(v) + np.sqrt(eps),
+               "sqrt(var), with no eps": lambda v, eps: np.sqrt(v)}
+
+
+def _bn_eps_placed(theirs, x, mean, var, right, gamma, beta, eps: float, per, name: str) -> None:
+    """``Wrong`` naming it where a batch norm's output (``name``) divides by another of ``_EPS_PLACED`` than
+    sqrt(var + eps): a relative error of 1e-4 alone does not say that the eps is what is off."""
+    for said, denominator in _EPS_PLACED.items():
+        if _follows(theirs, per(gamma) * (x - per(mean)) / per(denominator(var, eps)) + per(beta), right):
+            raise Wrong(f"{name} divides by {said} (eps = {eps:g} here), where batch norm divides by "
+                        "sqrt(var + eps): put eps inside the square root")
 
 
 def _bn_dx(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dout: np.ndarray, eps: float) -> np.ndarray:
@@ -999,8 +1039,35 @@ def _flat_statistic(value, d: int):
 
 def _batchnorm_alt(cfg, ctx: Context) -> Quantities:
     """CS231n's ``batchnorm_backward_alt``, graded on its gradients alone: the forward it is given is batch
-    norm's, graded on that row, so a forward's bug is not charged twice under the backward's name."""
-    return {k: v for k, v in _batchnorm(cfg, ctx).items() if k.startswith(("dx", "dgamma", "dbeta"))}
+    norm's, graded on that row, so a forward's bug is not charged twice under the backward's name. A forward
+    whose output is wrong hands the backward its cache, which may carry the bug: where the gradients are wrong
+    too, the failure says so, so that the forward is mended first."""
+    forward = ctx.entry.get("forward") or f"{ctx.entry.get('class', 'the layer')}.forward"
+    try:
+        quantities = _batchnorm(cfg, ctx, backward_only=True)
+    except Wrong as e:  # a forward's output named by its cause: the forward's, whose cache this backward is given
+        if str(e).startswith("out"):
+            raise Wrong(f"{forward}'s {e}; this backward is given its cache: mend the forward (the batch "
+                        "norm row) first, then grade this again") from None
+        raise
+    grads = {k: v for k, v in quantities.items() if k.startswith(("dx", "dgamma", "dbeta"))}
+
+    def wrong(name: str) -> float | None:
+        value, refs = quantities[name]
+        try:
+            err = error(name, value, refs)
+        except Wrong:
+            return np.inf
+        return err if not passes(err) else None
+
+    if "out" in quantities and wrong("out") is not None:
+        bad = [(k, e) for k in grads if (e := wrong(k)) is not None]
+        if bad:
+            k, e = bad[0]
+            raise Wrong(f"{k}: relative error {e:.2e}, but {forward}'s out is wrong here too "
+                        f"(relative error {wrong('out'):.2e}) and this backward is given its cache: mend the "
+                        "forward (the batch norm row) first, then grade this again")
+    return grads
 
 
 # --- layer norm and group norm ------------------------------------------------------------------------------
