@@ -884,6 +884,39 @@ def test_a_spec_on_a_built_in_base_changes_only_what_it_gives(tmp_path):
             resolve_convention(None, spec)
 
 
+def test_a_layer_the_course_gives_is_left_out_with_graded_false_unless_named(tmp_path):
+    """CS231n's 2016-18 softmax_loss is the course's code in the student's layers.py (CS182 copies it), and it
+    loses a tenth of a point at logits of 1000: ``graded = false`` leaves it out of the grade, row and CSV
+    column alike; ``--only`` still grades it; a spec with nothing left to grade, or a graded that is not a
+    boolean, is refused."""
+    from twinnet.grader.each import grade_each
+
+    naive = "loss = -np.sum(np.log(probs[np.arange(N), y])) / N"
+    source = CS231N[0].read_text().replace("loss = -np.sum(log_probs[np.arange(N), y]) / N", naive)
+    assert naive in source
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "layers.py").write_text(source)
+    spec = tmp_path / "c.toml"
+    spec.write_text('base = "cs231n"\n[layers.softmax_loss]\ngraded = false\n')
+    convention = resolve_convention(None, spec)
+    report = grade([tmp_path / "alice" / "layers.py"], convention, configs=1)
+    kinds = [r.kind for r in report.rows]
+    assert "softmax_loss" not in kinds and "linear" in kinds
+    named = grade([tmp_path / "alice" / "layers.py"], convention, only=["softmax_loss"], configs=1).rows[0]
+    assert named.kind == "softmax_loss" and 0 < named.passed < named.total
+    plain = _rows(grade([tmp_path / "alice" / "layers.py"], resolve_convention("cs231n", None), configs=1))
+    assert plain["softmax_loss"].passed < plain["softmax_loss"].total
+    csv_path = tmp_path / "class.csv"
+    grade_each(tmp_path, [Path("layers.py")], convention, only=None, seed=0, configs=1, csv_path=csv_path)
+    assert "softmax_loss" not in csv_path.read_text().splitlines()[0] and "linear" in csv_path.read_text()
+    for text, told in [('style = "functional"\n[layers.relu]\nforward = "a"\nbackward = "b"\ngraded = false\n',
+                        "grades no layer"),
+                       ('base = "cs231n"\n[layers.relu]\ngraded = "no"\n', "graded must be true or false")]:
+        spec.write_text(text)
+        with pytest.raises(TwinnetError, match=re.escape(told)):
+            grade([tmp_path / "alice" / "layers.py"], resolve_convention(None, spec), configs=1)
+
+
 def test_numpy_1_era_code_that_numpy_2_refuses_is_explained_and_the_table_names_numpy(tmp_path, capsys):
     """``int(a)`` of a one-element array worked in NumPy 1 and raises in NumPy 2: the failure says why, and
     the table's first line names the NumPy version the layers were graded under."""
@@ -2176,8 +2209,8 @@ def test_a_functional_course_with_a_row_bias_and_static_methods_is_graded(tmp_pa
     ('style = "module"\n[layers.linear]\nclass = "L"\nweight = "in"\n', "weight must be one of in_out, out_in, any"),
     ('style = "functional"\n[layers.relu]\nforward = "f"\nbackward = "b"\nderivative = true\n', "unknown key(s) derivative"),
     ('style = "module"\n[layers.relu]\nforward = "f"\nbackward = "b"\n',
-     "unknown key(s) forward, backward; in the module style it takes class, derivative, optional (forward, backward "
-     "belong to the functional style"),
+     "unknown key(s) forward, backward; in the module style it takes class, derivative, optional, graded (forward, "
+     "backward belong to the functional style"),
     ('style = "module"\n[layers.relu]\nclas = "ReLU"\n', "unknown key(s) clas"),
     ('style = "functional"\n[layers.linear]\nforward = "f"\nbackward = "b"\nparams = {weight = "W", bias = "b"}\n',
      "params belongs to the module style"),

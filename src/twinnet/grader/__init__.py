@@ -122,13 +122,16 @@ def grade(paths: list[Path], convention: dict[str, Any], *, only: list[str] | No
         raise TwinnetError(f"--configs must be in [1, {MAX_CONFIGS}] (random configurations per layer kind, beside "
                            f"the fixed edge cases; 6 by default), got {configs}")
     layers = convention["layers"]
-    kinds = list(layers)
+    kinds = [k for k, entry in layers.items() if entry.get("graded", True)]  # graded = false: the course's own
     if only:
         unknown = [k for k in only if k not in layers]
         if unknown:
             raise TwinnetError(f"--only {','.join(unknown)}: not a layer of the {convention['name']} convention; its "
                                f"layers: {', '.join(layers)}")
-        kinds = [k for k in kinds if k in only]
+        kinds = [k for k in layers if k in only]  # a layer named is graded, graded = false or not
+    if not kinds:
+        raise TwinnetError(f"the {convention['name']} convention grades no layer: each of its [layers.KIND] tables "
+                           "has graded = false; grade one with --only KIND, or remove graded = false from its table")
     if among is not None:
         kinds = [k for k in kinds if k in among]
     submission = load(paths)

@@ -43,7 +43,9 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
     from twinnet import grader
     from twinnet.grader import KINDS, Report, Row
 
-    kinds = [k for k in convention["layers"] if only is None or k in only]  # the child refuses unknown ones
+    # as ``grader.grade`` chooses them (the child refuses unknown ones): a layer the course gives only if named
+    kinds = [k for k, entry in convention["layers"].items()
+             if (only is None and entry.get("graded", True)) or (only is not None and k in only)]
     rows: dict[str, Row] = {}
     while True:
         todo = [k for k in kinds if k not in rows]

@@ -33,7 +33,9 @@ An entry with ``optional = true`` is a layer some years of the course did not ha
 defines none of its functions gets a row marked not submitted, worth 0 of 0 points and outside the verdict;
 one that defines some of them is graded (the missing ones fail it), and ``--only KIND`` makes it required.
 CS231n's dropout, layer norm, spatial batch and group norm, word embedding, the SVM loss and the recurrent
-layers are optional.
+layers are optional. An entry with ``graded = false`` is a layer the course gives rather than the student
+writes (CS231n's 2016-18 ``softmax_loss``, in ``layers.py`` beside the student's): left out of the grading,
+unless ``--only KIND`` names it.
 """
 
 from __future__ import annotations
@@ -318,7 +320,7 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
                                f"style" + (f" (it can in the {other} style)" if KINDS[kind].needs(other) else "")
                                + "; remove that table or check it with a spec of the other style")
         known = (*needed, *_OPTIONS.get(kind, ()), *(_MODULE_OPTIONS.get(kind, ()) if style == "module" else
-                                                     _FUNCTIONAL_OPTIONS.get(kind, ())), "optional")
+                                                     _FUNCTIONAL_OPTIONS.get(kind, ())), "optional", "graded")
         if unknown := [k for k in entry if k not in known]:
             hint = ""
             others = [*KINDS[kind].needs(other), *(_MODULE_OPTIONS if other == "module" else _FUNCTIONAL_OPTIONS)
@@ -337,6 +339,9 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
         if not isinstance(entry.get("optional", False), bool):
             raise TwinnetError(f"{where}: [layers.{kind}] optional must be true or false (a layer the files may "
                                f"lack), got {entry['optional']!r}")
+        if not isinstance(entry.get("graded", True), bool):
+            raise TwinnetError(f"{where}: [layers.{kind}] graded must be true or false (false: a layer the course "
+                               f"gives, not the student's, left out unless --only names it), got {entry['graded']!r}")
         for key, allowed in _CHOICES.items():
             if key in entry and entry[key] not in allowed:
                 raise TwinnetError(f"{where}: [layers.{kind}] {key} must be one of {', '.join(allowed)}")

@@ -93,7 +93,8 @@ def grade_each(root: Path, names: list[Path], convention: dict[str, Any], *, onl
     grade = grade or grade_isolated
     wanted = check_names(names)
     folders = students(root)
-    kinds = [k for k, entry in convention["layers"].items() if (only is None and not entry.get("optional", False))
+    kinds = [k for k, entry in convention["layers"].items()
+             if (only is None and not entry.get("optional", False) and entry.get("graded", True))
              or (only is not None and k in only)]
 
     def one(folder: Path) -> dict[str, Any]:
