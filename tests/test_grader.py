@@ -2735,6 +2735,19 @@ def test_a_batch_norm_with_its_eps_misplaced_is_told_where_and_its_alternative_b
         assert alt.passed == alt.total > 0, alt.failures
 
 
+def test_a_convolution_with_height_and_width_swapped_is_told_so(tmp_path):
+    """A convolution whose output width is computed from the height (two students' swapped loops, Berkeley CS182
+    and CMU 11-785): right on square images, wrong on the others, where the failure now says so."""
+    source = CS231N[0].read_text()
+    old = "W_out = 1 + (W + 2 * pad - WW) // stride"
+    assert source.count(old) == 1
+    (tmp_path / "layers.py").write_text(source.replace(old, "W_out = 1 + (H + 2 * pad - WW) // stride"))
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["conv"], configs=6).rows[0]
+    assert 0 < row.passed < row.total, row.failures
+    assert all("wrong only where the height and width differ" in f and "H = W =" in f for f in row.failures), \
+        row.failures
+
+
 def test_numpy_1_reshape_keyword_is_explained(tmp_path):
     """NumPy 2.4 removed reshape's newshape= keyword: the error names it and what to write instead."""
     source = CS231N[0].read_text()

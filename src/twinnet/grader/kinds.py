@@ -667,7 +667,8 @@ def _windows_read(size: int, k: int, s: int, p: int) -> bool:
 
 def _conv(cfg, ctx: Context) -> Quantities:
     """``_conv_on``; where it fails at padding 0 and the same layer passes with padding (the windows still whole),
-    ``Wrong`` names the cause: a slice such as ``[pad:-pad]``, which is empty when pad is 0."""
+    ``Wrong`` names the cause: a slice such as ``[pad:-pad]``, which is empty when pad is 0; and where it fails on
+    an image whose height and width differ and passes on a square one (W set to H), a height and width swapped."""
     quantities, failure, ok = _attempt(lambda: _conv_on(cfg, ctx))
     if ok:
         return quantities
@@ -681,6 +682,11 @@ def _conv(cfg, ctx: Context) -> Quantities:
             here = f" (at pad 0: {failure})" if failure is not None else ""
             raise Wrong(f"wrong only where pad is 0: the same layer passes with pad {whole[0]}; a slice such as "
                         f"[:, :, pad:-pad, pad:-pad] is empty when pad is 0 (slice pad:pad + H instead){here}")
+    if cfg["h"] != cfg["w"] and _probe(lambda: _conv_on({**cfg, "w": cfg["h"]}, ctx)) is not None:
+        here = f" (at H = {cfg['h']}, W = {cfg['w']}: {failure})" if failure is not None else ""
+        raise Wrong(f"wrong only where the height and width differ: the same layer passes on a square image (H = W = "
+                    f"{cfg['h']}); a height and a width swapped somewhere, such as a loop over the output's rows "
+                    f"bounded by its width{here}")
     if failure is not None:
         raise failure
     return quantities
