@@ -2735,19 +2735,6 @@ def test_a_batch_norm_with_its_eps_misplaced_is_told_where_and_its_alternative_b
         assert alt.passed == alt.total > 0, alt.failures
 
 
-def test_a_convolution_with_height_and_width_swapped_is_told_so(tmp_path):
-    """A convolution whose output width is computed from the height (two students' swapped loops, Berkeley CS182
-    and CMU 11-785): right on square images, wrong on the others, where the failure now says so."""
-    source = CS231N[0].read_text()
-    old = "W_out = 1 + (W + 2 * pad - WW) // stride"
-    assert source.count(old) == 1
-    (tmp_path / "layers.py").write_text(source.replace(old, "W_out = 1 + (H + 2 * pad - WW) // stride"))
-    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["conv"], configs=6).rows[0]
-    assert 0 < row.passed < row.total, row.failures
-    assert all("wrong only where the height and width differ" in f and "H = W =" in f for f in row.failures), \
-        row.failures
-
-
 def test_numpy_1_reshape_keyword_is_explained(tmp_path):
     """NumPy 2.4 removed reshape's newshape= keyword: the error names it and what to write instead."""
     source = CS231N[0].read_text()
@@ -2932,17 +2919,21 @@ def test_a_softmax_loss_without_the_shift_is_told_to_subtract_each_rows_largest_
     assert all("scale=1000" in f for f in row.failures), row.failures
 
 
-def test_a_convolution_wrong_only_at_padding_0_is_told_the_empty_slice(tmp_path):
+@pytest.mark.parametrize("right, wrong, told", [
+    ("    dx = dx_pad[:, :, pad:pad + H, pad:pad + W]\n", "    dx = dx_pad[:, :, pad:-pad, pad:-pad]\n",
+     (" p=0", "wrong only where pad is 0", "pad:-pad")),
+    ("W_out = 1 + (W + 2 * pad - WW) // stride", "W_out = 1 + (H + 2 * pad - WW) // stride",
+     ("wrong only where the height and width differ", "H = W ="))])
+def test_a_convolution_wrong_only_at_padding_0_or_only_off_the_square_is_told_why(tmp_path, right, wrong, told):
     """``dx_pad[:, :, pad:-pad, pad:-pad]`` is empty when pad is 0 (students in EECS 498 and CS231n): those
-    configurations name the slice; the padded ones still pass."""
+    configurations name the slice; the padded ones still pass. An output width computed from the height (two
+    students' swapped loops, Berkeley CS182 and CMU 11-785) is right on square images only: the others say so."""
     source = CS231N[0].read_text()
-    right = "    dx = dx_pad[:, :, pad:pad + H, pad:pad + W]\n"
     assert source.count(right) == 1
-    (tmp_path / "layers.py").write_text(source.replace(right, "    dx = dx_pad[:, :, pad:-pad, pad:-pad]\n"))
-    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["conv"], configs=4).rows[0]
+    (tmp_path / "layers.py").write_text(source.replace(right, wrong))
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["conv"], configs=6).rows[0]
     assert 0 < row.passed < row.total, row.failures
-    assert all(" p=0" in f and "wrong only where pad is 0" in f and "pad:-pad" in f for f in row.failures), \
-        row.failures
+    assert all(all(s in f for s in told) for f in row.failures), row.failures
 
 
 def test_an_mlp_that_leaves_out_its_softmax_is_told_so(tmp_path):
