@@ -387,7 +387,8 @@ def _cmd_check(args) -> int:
         report = grade_isolated(args.files, convention, only=only, seed=seed, configs=args.configs)
     except TwinnetError as e:  # the submission could not be graded (it does not load...): a gradebook still gets 0
         if args.json is not None:  # each layer the files had to define is lost, not an optional one
-            required = [k for k, entry in convention["layers"].items() if not entry.get("optional", False)]
+            required = [k for k, entry in convention["layers"].items()
+                        if not entry.get("optional", False) and entry.get("graded", True)]
             atomic_write_json(args.json, {"convention": convention["name"], "seed": seed,
                                           "files": named_once(args.files), "ok": False, "points": 0,
                                           "max_points": len(only or required), "error": str(e), "layers": []})

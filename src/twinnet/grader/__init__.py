@@ -129,9 +129,6 @@ def grade(paths: list[Path], convention: dict[str, Any], *, only: list[str] | No
             raise TwinnetError(f"--only {','.join(unknown)}: not a layer of the {convention['name']} convention; its "
                                f"layers: {', '.join(layers)}")
         kinds = [k for k in layers if k in only]  # a layer named is graded, graded = false or not
-    if not kinds:
-        raise TwinnetError(f"the {convention['name']} convention grades no layer: each of its [layers.KIND] tables "
-                           "has graded = false; grade one with --only KIND, or remove graded = false from its table")
     if among is not None:
         kinds = [k for k in kinds if k in among]
     submission = load(paths)

@@ -367,4 +367,7 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
         if entry.get("input") == "probabilities" and not isinstance(entry.get("softmax"), str):
             raise TwinnetError(f"{where}: [layers.{kind}] input = \"probabilities\" needs softmax = \"NAME\" (the "
                                "student's softmax, whose output the loss takes)")
+    if all(entry.get("graded", True) is False for entry in spec["layers"].values()):
+        raise TwinnetError(f"{where}: the convention grades no layer: every [layers.KIND] table has graded = false "
+                           "(a layer the course gives); remove it from the tables of the layers to grade")
     return {"name": spec.get("name", Path(where).stem), **spec}

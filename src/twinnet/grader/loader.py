@@ -161,10 +161,10 @@ def _load_one(path: Path, files: list[Path]):
     # (``from cs231n.layers import *`` from inside cs231n/, ``from mytorch.nn.activation import Softmax`` from
     # inside mytorch/nn/), then the other files' folders: a file given from another folder (a repository's
     # mlp_numpy.py apart from its modules.py) is imported as if beside it
-    top = path.parent
-    while (top / "__init__.py").is_file() and top.parent != top:
-        top = top.parent
-    folders = [str(path.parent)] + ([str(top)] if top != path.parent else [])
+    levels = [path.parent]  # each package level up, and the folder above the topmost (a course's runner may put
+    while (levels[-1] / "__init__.py").is_file() and levels[-1].parent != levels[-1]:  # any of them on the path)
+        levels.append(levels[-1].parent)
+    folders = [str(level) for level in levels]
     folders += [f for f in dict.fromkeys(str(f.parent) for f in files) if f not in folders]
     finder = _TolerantFinder(folders)
     if path.suffix == ".ipynb":
@@ -198,8 +198,8 @@ def _load_one(path: Path, files: list[Path]):
         for folder in folders:
             with contextlib.suppress(ValueError):  # the file may have taken it off the path itself
                 sys.path.remove(folder)
-        for name in finder.namespaces:  # the folders it imported as packages without an __init__.py
-            sys.modules.pop(name, None)
+        for name in [m for m in sys.modules if m.split(".")[0] in finder.namespaces]:  # the folders it imported
+            sys.modules.pop(name, None)  # as packages without an __init__.py, and what they hold
         if (torch := sys.modules.get("torch")) is not None:
             torch.set_grad_enabled(grad)
         given = [Path(f) for f in folders]
@@ -216,6 +216,13 @@ def _load_one(path: Path, files: list[Path]):
 def _unresolved(e: BaseException, folders: list[str]) -> bool:
     """Whether ``e`` is an import of a module neither installed nor among the student's files (not a name
     missing from a module that is there, ``from layers import helpr``)."""
+    if isinstance(e, ImportError) and not isinstance(e, ModuleNotFoundError) and getattr(e, "name", None):
+        # ``from cs231n import im2col`` where cs231n/ is the student's folder (no __init__.py) and im2col.py is
+        # not given: a name missing from that folder's namespace package, not from a module that is there
+        package = sys.modules.get(e.name)
+        return package is not None and getattr(package, "__file__", None) is None and \
+            any(Path(f).is_relative_to(p) for p in getattr(package, "__path__", ()) for f in folders) and \
+            not _installed(e.name, folders)
     return isinstance(e, ModuleNotFoundError) and bool(getattr(e, "name", None)) and not _installed(e.name, folders)
 
 
@@ -352,9 +359,11 @@ class _TolerantFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         spec = importlib.machinery.PathFinder.find_spec(name, self.folders if path is None else path)
         if spec is None and path is None and "." not in name:
-            # a folder of the files given, imported by its name as Python 3 imports a folder with no __init__.py
-            # (``from nndl.layers import *`` from inside nndl/), where no installed package has that name
-            where = [f for f in self.folders if Path(f).name == name]
+            # a folder of the files given, or one or two above it, imported by its name as Python 3 imports a
+            # folder with no __init__.py (``from nndl.layers import *`` from inside nndl/, ``from mytorch.nn.loss
+            # import *`` from inside mytorch/nn/), where no installed package has that name
+            where = list(dict.fromkeys(str(a) for f in self.folders for a in (Path(f), *Path(f).parents[:2])
+                                       if a.name == name))
             if where and not _installed(name, self.folders):
                 self.namespaces.add(name)
                 spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
@@ -566,7 +575,7 @@ def era_hint(e: BaseException) -> str:
         else None
     if gone:  # a name NumPy 1 had: a removed alias, or a function numpy.lib re-exported
         where, name = gone.groups()
-        instead = _NUMPY1.get(name) if not where else f"np.{name}" if hasattr(np, name) else None
+        instead = _NUMPY1.get(name) if not where else f"np.{name}" if where == ".lib" and name in _NUMPY1_LIB else None
         if instead:
             return (f" (np{where}.{name} is NumPy 1's, removed from NumPy {np.__version__}: code of that era needs "
                     f"{instead})")
@@ -582,14 +591,19 @@ def era_hint(e: BaseException) -> str:
 _PYTHON2_SYNTAX = ("Missing parentheses in call to 'print'", "Missing parentheses in call to 'exec'",
                    "multiple exception types must be parenthesized")
 _PY3 = {"xrange": "range", "unicode": "str", "raw_input": "input", "basestring": "str"}
-# NumPy 1's names that NumPy 2 (or 1.24, for the aliases of Python's types) removed -> what takes their place
-_NUMPY1 = {"float": "float (or np.float64)", "int": "int (or np.int64)", "bool": "bool (or np.bool_)",
-           "object": "object", "str": "str", "long": "int", "unicode": "str", "complex": "complex",
-           "asscalar": "a.item()", "product": "np.prod", "cumproduct": "np.cumprod", "sometrue": "np.any",
-           "alltrue": "np.all", "rank": "np.ndim", "float_": "np.float64", "complex_": "np.complex128",
-           "NaN": "np.nan", "NAN": "np.nan", "Inf": "np.inf", "Infinity": "np.inf", "infty": "np.inf",
-           "PINF": "np.inf", "NINF": "-np.inf", "round_": "np.round", "msort": "np.sort(a, axis=0)",
-           "asfarray": "np.asarray(a, dtype=float)", "mat": "np.asmatrix", "alen": "len"}
+# NumPy 1's names that NumPy 2 (or 1.24, for the aliases of Python's types) removed, where NumPy's own message
+# does not say what takes their place (it does for np.NaN, np.float_, np.sometrue and others) -> what does
+_NUMPY1 = {"float": "float (or np.float64)", "int": "int (or np.int64)", "object": "object", "str": "str",
+           "unicode": "str", "complex": "complex", "asscalar": "a.item()", "product": "np.prod",
+           "cumproduct": "np.cumprod", "alltrue": "np.all", "rank": "np.ndim", "msort": "np.sort(a, axis=0)",
+           "alen": "len", "math": "Python's math module"}
+# the functions numpy.lib re-exported in NumPy 1 and NumPy 2 keeps at its top level only (np.lib.pad: np.pad)
+_NUMPY1_LIB = {"pad", "tile", "kron", "diff", "gradient", "interp", "unique", "setdiff1d", "union1d", "intersect1d",
+               "isin", "in1d", "polyfit", "polyval", "meshgrid", "vectorize", "piecewise", "select", "histogram",
+               "percentile", "median", "apply_along_axis", "apply_over_axes", "column_stack", "dstack", "split",
+               "array_split", "hsplit", "vsplit", "dsplit", "fliplr", "flipud", "rot90", "eye", "diag", "tri",
+               "tril", "triu", "insert", "delete", "append", "trim_zeros", "ravel_multi_index", "unravel_index",
+               "nan_to_num", "real_if_close", "iscomplexobj", "isrealobj", "expand_dims", "squeeze", "atleast_2d"}
 
 
 def placeholder_hint(e: BaseException) -> str:
