@@ -1714,6 +1714,11 @@ def test_an_older_years_files_without_the_optional_layers_pass_and_those_rows_co
     (tmp_path / "exits.py").write_text("import os\nos._exit(0)\n")
     assert main(["check", str(tmp_path / "exits.py"), "--convention", "cs231n", "--json", str(out_json)]) == 2
     assert json.loads(out_json.read_text())["max_points"] == 9
+    # ... and not a layer the course gives (graded = false in a spec): 8
+    (tmp_path / "given.toml").write_text('base = "cs231n"\n[layers.softmax_loss]\ngraded = false\n')
+    assert main(["check", str(tmp_path / "exits.py"), "--spec", str(tmp_path / "given.toml"), "--json",
+                 str(out_json)]) == 2
+    assert json.loads(out_json.read_text())["max_points"] == 8
 
 
 def test_files_of_2025_without_the_numpy_recurrent_layers_pass_on_the_layers_they_have(tmp_path, capsys):
