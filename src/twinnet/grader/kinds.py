@@ -1053,13 +1053,7 @@ def _batchnorm_alt(cfg, ctx: Context) -> Quantities:
     whose output is wrong hands the backward its cache, which may carry the bug: where the gradients are wrong
     too, the failure says so, so that the forward is mended first."""
     forward = ctx.entry.get("forward") or f"{ctx.entry.get('class', 'the layer')}.forward"
-    try:
-        quantities = _batchnorm(cfg, ctx, backward_only=True)
-    except Wrong as e:  # a forward's output named by its cause: the forward's, whose cache this backward is given
-        if str(e).startswith("out"):
-            raise Wrong(f"{forward}'s {e}; this backward is given its cache: mend the forward (the batch "
-                        "norm row) first, then grade this again") from None
-        raise
+    quantities = _batchnorm(cfg, ctx, backward_only=True)
     grads = {k: v for k, v in quantities.items() if k.startswith(("dx", "dgamma", "dbeta"))}
 
     def wrong(name: str) -> float | None:
