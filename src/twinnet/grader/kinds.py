@@ -1064,12 +1064,13 @@ def _batchnorm_alt(cfg, ctx: Context) -> Quantities:
             return np.inf
         return err if not passes(err) else None
 
-    if "out" in quantities and wrong("out") is not None:
+    out_error = wrong("out") if "out" in quantities else None
+    if out_error is not None:
         bad = [(k, e) for k in grads if (e := wrong(k)) is not None]
         if bad:
             k, e = bad[0]
             raise Wrong(f"{k}: relative error {e:.2e}, but {forward}'s out is wrong here too "
-                        f"(relative error {wrong('out'):.2e}) and this backward is given its cache: mend the "
+                        f"(relative error {out_error:.2e}) and this backward is given its cache: mend the "
                         "forward (the batch norm row) first, then grade this again")
     return grads
 
