@@ -682,6 +682,18 @@ def test_a_bias_kept_as_a_column_is_graded_under_a_convention_that_says_so(layou
     ('style = "functional"\narrays = "jax"\n[layers.relu]\nforward = "f"\nbackward = "b"\n',
      "arrays must be \"numpy\" or \"torch\""),
     ('style = "module"\narrays = "torch"\n[layers.relu]\nclass = "R"\n', "arrays = \"torch\" is for functional"),
+    ('style = "module"\n[layers.relu]\nclass = "R"\ndx = 3\n', "dx must name the attribute"),
+    ('style = "module"\n[layers.relu]\nclass = "R"\ndx = "self dx"\n', "dx must name the attribute"),
+    ('style = "module"\n[layers.relu]\nclass = "R"\nloss_item = 1\n', "unknown key(s) loss_item"),
+    ('style = "module"\n[layers.softmax_cross_entropy]\nloss = "L"\nloss_item = true\n', "got True"),
+    ('style = "module"\n[layers.softmax_cross_entropy]\nloss = "L"\nloss_item = -1\n', "counted from 0"),
+    ('style = "functional"\n[layers.relu]\nforward = "f"\nbackward = "b"\ndx = "dx"\n', "unknown key(s) dx"),
+    ('style = "module"\n[layers.mlp]\nclass = "M"\nlinear = "L"\ndx = "dx"\n', "unknown key(s) dx"),
+    ('style = "functional"\n[layers.conv]\nforward = "f"\nbackward = "b"\nimages = "hwc"\n',
+     "images must be one of nchw, nhwc"),
+    ('style = "module"\n[layers.conv]\nclass = "C"\nimages = "nhwc"\n', "unknown key(s) images"),
+    ('style = "functional"\n[layers.relu]\nforward = "f"\nbackward = "b"\nimages = "nhwc"\n',
+     "unknown key(s) images"),
 ])
 def test_a_spec_with_a_key_the_grader_would_not_read_is_refused_before_grading(text, message, tmp_path):
     from twinnet import TwinnetError
@@ -2225,7 +2237,7 @@ def test_a_functional_course_with_a_row_bias_and_static_methods_is_graded(tmp_pa
     ('style = "module"\n[layers.linear]\nclass = "L"\nweight = "in"\n', "weight must be one of in_out, out_in, any"),
     ('style = "functional"\n[layers.relu]\nforward = "f"\nbackward = "b"\nderivative = true\n', "unknown key(s) derivative"),
     ('style = "module"\n[layers.relu]\nforward = "f"\nbackward = "b"\n',
-     "unknown key(s) forward, backward; in the module style it takes class, derivative, optional, graded (forward, "
+     "unknown key(s) forward, backward; in the module style it takes class, derivative, optional, graded, dx (forward, "
      "backward belong to the functional style"),
     ('style = "module"\n[layers.relu]\nclas = "ReLU"\n', "unknown key(s) clas"),
     ('style = "functional"\n[layers.linear]\nforward = "f"\nbackward = "b"\nparams = {weight = "W", bias = "b"}\n',
@@ -3277,3 +3289,140 @@ def test_a_functional_loss_that_returns_none_is_told_so_on_huge_logits_too(tmp_p
     (tmp_path / "layers.py").write_text(source)
     row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["softmax_loss"]).rows[0]
     assert row.passed == 0 and all("loss is None" in f and "overflow" not in f for f in row.failures), row.failures
+
+
+CS7643_SPEC = '''name = "cs7643"
+style = "module"
+[layers.linear]
+class = "Linear"
+args = ["in_features", "out_features"]
+weight = "in_out"
+params = {weight = "weight", bias = "bias"}
+grads = {weight = "dw", bias = "db"}
+dx = "dx"
+[layers.relu]
+class = "ReLU"
+dx = "dx"
+[layers.conv]
+class = "Conv2D"
+params = {weight = "weight", bias = "bias"}
+grads = {weight = "dw", bias = "db"}
+dx = "dx"
+[layers.maxpool]
+class = "MaxPooling"
+dx = "dx"
+[layers.softmax_cross_entropy]
+loss = "SoftmaxCrossEntropy"
+backward = "nothing"
+loss_item = 1
+dx = "dx"
+'''
+
+
+@pytest.mark.parametrize("bug", [None, "relu", "conv-dx", "pool-dx", "loss-mean", "dx-unset"])
+def test_cs7643_modules_whose_backward_returns_nothing_are_graded_from_a_spec(bug, tmp_path):
+    """Georgia Tech CS 7643's modules: backward returns nothing and keeps self.dx (dx = "dx"), the loss's forward
+    returns (probs, loss) (loss_item = 1). The stand-in passes every layer; a wrong gradient kept in self.dx fails
+    that layer alone, and a backward that leaves self.dx None is told so."""
+    source = (STUDENTS / "cs7643" / "modules.py").read_text()
+    changes = {"relu": ("self.dx = dout * (self.cache > 0)", "self.dx = np.maximum(dout, 0) * (self.cache > 0)"),
+               "conv-dx": ("self.dx = dpad[:, :, p:p + x.shape[2], p:p + x.shape[3]]",
+                           "self.dx = dpad[:, :, p:p + x.shape[2], p:p + x.shape[3]] * 2"),
+               "pool-dx": ("self.dx[:, :, i * s:i * s + k, j * s:j * s + k] += ",
+                           "self.dx[:, :, i * s:i * s + k, j * s:j * s + k] = "),
+               "loss-mean": ("self.dx = dx / len(y)", "self.dx = dx"),
+               "dx-unset": ("self.dx = dout * (self.cache > 0)", "return dout * (self.cache > 0)")}
+    if bug:
+        assert changes[bug][0] in source
+        source = source.replace(*changes[bug])
+    (tmp_path / "modules.py").write_text(source)
+    (tmp_path / "spec.toml").write_text(CS7643_SPEC)
+    report = grade([tmp_path / "modules.py"], resolve_convention(None, tmp_path / "spec.toml"), configs=3)
+    rows = {r.kind: r for r in report.rows}
+    assert set(rows) == {"linear", "relu", "conv", "maxpool", "softmax_cross_entropy"}
+    failing = {"relu": "relu", "conv-dx": "conv", "pool-dx": "maxpool", "loss-mean": "softmax_cross_entropy",
+               "dx-unset": "relu"}.get(bug)
+    for kind, row in rows.items():
+        assert row.total > 0 and (row.passed == row.total) == (kind != failing), (kind, row.failures)
+    if bug == "dx-unset":
+        assert 'ReLU.backward left dx None: it should hold the gradient with respect to the input (dx = "dx")' \
+            in rows["relu"].first_failure
+
+
+def test_a_backward_that_returns_nothing_and_a_loss_returning_a_tuple_are_told_the_spec_keys(tmp_path):
+    """Without dx and loss_item, CS 7643's modules fail, each told the key that grades its course's convention;
+    with dx naming an attribute the layer lacks, that is told."""
+    spec = "\n".join(line for line in CS7643_SPEC.splitlines() if not line.startswith(("dx", "loss_item")))
+    (tmp_path / "spec.toml").write_text(spec)
+    shutil.copy(STUDENTS / "cs7643" / "modules.py", tmp_path / "modules.py")
+    report = grade([tmp_path / "modules.py"], resolve_convention(None, tmp_path / "spec.toml"), configs=1)
+    rows = {r.kind: r for r in report.rows}
+    for kind in ("linear", "relu", "conv", "maxpool"):
+        assert rows[kind].passed == 0
+        assert 'returned None, and keeps an array in self.dx' in rows[kind].first_failure
+        assert 'dx = "dx" in a spec' in rows[kind].first_failure
+    assert rows["softmax_cross_entropy"].passed == 0
+    assert "returned a tuple of 2, its item 1 a number" in rows["softmax_cross_entropy"].first_failure
+    assert "loss_item = 1 in a spec" in rows["softmax_cross_entropy"].first_failure
+    (tmp_path / "spec.toml").write_text(CS7643_SPEC.replace('[layers.relu]\nclass = "ReLU"\ndx = "dx"',
+                                                            '[layers.relu]\nclass = "ReLU"\ndx = "grad.x"'))
+    relu = grade([tmp_path / "modules.py"], resolve_convention(None, tmp_path / "spec.toml"), only=["relu"],
+                 configs=1).rows[0]
+    assert relu.passed == 0 and "ReLU.backward kept no grad.x" in relu.first_failure
+
+
+DLAI_CNN_SPEC = '''name = "dlai-cnn"
+style = "functional"
+[layers.conv]
+forward = "conv_forward"
+backward = "conv_backward"
+images = "nhwc"
+[layers.maxpool]
+forward = "pool_forward"
+backward = "pool_backward"
+images = "nhwc"
+'''
+
+
+@pytest.mark.parametrize("bug", [None, "conv-dw", "conv-stride", "pool-assign"])
+def test_deeplearning_ais_convolution_on_images_last_channel_is_graded_from_a_spec(bug, tmp_path):
+    """deeplearning.ai's "convolution model step by step": (m, H, W, C) images, (f, f, C, F) filters, a (1, 1, 1, F)
+    bias, hyperparameters {"stride", "pad"} and {"f", "stride"} (images = "nhwc"). The stand-in passes both layers; a
+    wrong filter gradient, a stride ignored in the backward, or a pooling backward that assigns each window's
+    gradient where windows overlap fails that layer alone, the last told as such."""
+    source = (STUDENTS / "dlai" / "cnn_layers.py").read_text()
+    changes = {"conv-dw": ("dW += np.tensordot", "dW = np.tensordot"),
+               "conv-stride": ("rows, cols = slice(h * stride, h * stride + f), slice(w * stride, w * stride + f)\n"
+                               "            dpadded", "rows, cols = slice(h, h + f), slice(w, w + f)\n            dpadded"),
+               "pool-assign": ("dA_prev[:, rows, cols, :] += mask", "dA_prev[:, rows, cols, :] = mask")}
+    if bug:
+        assert changes[bug][0] in source
+        source = source.replace(*changes[bug])
+    (tmp_path / "cnn_layers.py").write_text(source)
+    (tmp_path / "spec.toml").write_text(DLAI_CNN_SPEC)
+    rows = _rows(grade([tmp_path / "cnn_layers.py"], resolve_convention(None, tmp_path / "spec.toml"), configs=4))
+    failing = {"conv-dw": "conv", "conv-stride": "conv", "pool-assign": "maxpool"}.get(bug)
+    for kind, row in rows.items():
+        assert row.total > 0 and (row.passed == row.total) == (kind != failing), (kind, row.failures)
+    assert rows["maxpool"].skipped > 0  # windows of another height than width: the course's f cannot give them
+    if bug == "pool-assign":
+        assert any("add each window's" in f for f in rows["maxpool"].failures), rows["maxpool"].failures
+
+
+def test_a_layer_on_images_last_channel_under_a_convention_of_channels_first_is_told_the_setting(tmp_path):
+    """deeplearning.ai's layers graded as CS231n's (N, C, H, W) layout: each row says that they take (N, H, W, C)
+    images and names images = "nhwc"; a CS231n convolution is not told so."""
+    (tmp_path / "spec.toml").write_text(DLAI_CNN_SPEC.replace('images = "nhwc"\n', ""))
+    rows = _rows(grade([STUDENTS / "dlai" / "cnn_layers.py"], resolve_convention(None, tmp_path / "spec.toml"),
+                       configs=1))
+    for kind in ("conv", "maxpool"):
+        assert rows[kind].passed == 0
+        assert 'takes (N, H, W, C) images' in rows[kind].first_failure
+        assert 'images = "nhwc" in a spec' in rows[kind].first_failure
+    assert "(k, k, C, F) filters" in rows["conv"].first_failure
+    source = (STUDENTS / "cs231n" / "layers.py").read_text()
+    assert "db = np.sum(dout, axis=(0, 2, 3))" in source
+    (tmp_path / "layers.py").write_text(source.replace("db = np.sum(dout, axis=(0, 2, 3))",
+                                                       "db = np.sum(dout, axis=(0, 2, 3)) * 2"))
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["conv"], configs=1).rows[0]
+    assert row.passed == 0 and "db" in row.first_failure and "nhwc" not in row.first_failure

@@ -12,8 +12,10 @@ A convention is plain data (what a ``--spec`` TOML file holds), read by the chec
   to them (torch's ``accumulate``). A layer's own ``params``/``grads`` tables name plain attributes
   instead (``params = {weight = "W", bias = "b"}``, CMU's mytorch; dotted paths reach into members, and into
   a dict's keys: ``params.weights``),
-  ``args`` the class's arguments where it takes fewer (``kinds.ARGUMENTS``), and ``derivative = true`` an
-  activation whose ``backward()`` returns d out / d x.
+  ``args`` the class's arguments where it takes fewer (``kinds.ARGUMENTS``), ``derivative = true`` an
+  activation whose ``backward()`` returns d out / d x, ``dx = "dx"`` a layer whose backward returns nothing and
+  keeps the input's gradient in that attribute, and ``loss_item = 1`` a loss whose forward returns a tuple with
+  the loss at that place (Georgia Tech CS 7643's modules: ``self.dx``, ``(probs, loss)``).
 
 Each entry of ``layers`` names one layer kind's functions or class and the layout facts that
 differ between courses (``weight``: ``in_out``, ``out_in`` or ``any``; ``bias``: ``flat`` (M,), ``row``
@@ -24,7 +26,9 @@ its backward's gradient is of, where it differs: CMU 11-785's 2022 loss returns 
 dropout's ``p`` (``keep``: the keep probability, CS231n since 2018; ``drop``: the drop probability, its 2016-17
 starter code); Adam's ``first_t`` (the bias correction's t at the first step: 1, as the paper and torch; 2,
 CS231n's 2017 starter, whose ``config['t']`` starts at 1 and is incremented before use; its Winter 2016 starter
-starts it at 0).
+starts it at 0); a functional ``conv``'s and ``maxpool``'s ``images`` (``nchw``, CS231n's (N, C, H, W) with (F, C, k, k)
+filters, or ``nhwc``, deeplearning.ai's (m, H, W, C) with (f, f, C, F) filters, a (1, 1, 1, F) bias and pooling's
+``{"f", "stride"}``).
 
 A spec may start from a built-in convention, ``base = "cs231n"``, and give only what differs: its top-level
 settings replace the base's, and each of its layer tables is laid over the base's table of that kind.
@@ -174,7 +178,8 @@ _CHOICES = {"weight": ("in_out", "out_in", "any"), "bias": ("flat", "row", "colu
             "momentum": ("keep", "update"), "input": ("logits", "probabilities"), "target": ("labels", "one_hot"),
             "reduction": ("mean", "sum", "none"), "output": ("logits", "probabilities"),
             "activation": ("relu", "elu", "leaky_relu"), "gates": tuple("".join(p) for p in permutations("ifgo")),
-            "p": ("keep", "drop"), "batch": ("rows", "columns"), "grad": ("sum", "mean"), "layout": ("flat", "row")}
+            "p": ("keep", "drop"), "batch": ("rows", "columns"), "grad": ("sum", "mean"), "layout": ("flat", "row"),
+            "images": ("nchw", "nhwc")}
 
 
 # the settings a layer's table may hold besides the names of the student's code it needs
@@ -194,7 +199,10 @@ _MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad"), "conv": ("para
                    "batchnorm": ("params", "grads", "running", "eval_keyword", "layout", "eps")}
 # ... and in the functional style: a linear layer whose samples are columns (x (D, N)) and whose weight gradients
 # are averaged over the batch (deeplearning.ai's linear_backward: dW = dZ A.T / m)
-_FUNCTIONAL_OPTIONS = {"linear": ("batch", "grad")}
+_FUNCTIONAL_OPTIONS = {"linear": ("batch", "grad"), "conv": ("images",), "maxpool": ("images",)}
+# ... and in the module style, for a layer but the MLP: ``dx``, the attribute its backward keeps the input's gradient
+# in where it returns nothing (CS 7643's self.dx), and for the loss ``loss_item``, its place in what the forward
+# returns (CS 7643's (probs, loss)): ``_check_kept``
 _PARAMETERS = ("weight", "bias")  # the parameters of the kinds that take params/grads tables
 _TOP = ("name", "base", "style", "arrays", "params", "grads", "layers")
 
@@ -244,6 +252,21 @@ def _check_module_options(kind: str, entry: dict[str, Any], where: str) -> None:
             raise TwinnetError(f"{where}: args must list the class's arguments in its order, each once, from "
                                f"{', '.join(names)}" + (f"; it may leave out {left}" if left else "; all of them")
                                + f", got {args!r}")
+
+
+def _check_kept(kind: str, entry: dict[str, Any], where: str) -> None:
+    """A module-style layer's ``dx`` (the attribute its backward keeps the input's gradient in, returning
+    nothing) and a loss's ``loss_item`` (the loss's place in the tuple its forward returns), if it has them."""
+    if "dx" in entry and not (isinstance(entry["dx"], str) and _dotted(entry["dx"])):
+        raise TwinnetError(f"{where}: dx must name the attribute the layer's backward keeps the gradient with respect "
+                           f"to its input in, where backward returns nothing (e.g. dx = \"dx\" for self.dx), got "
+                           f"{entry['dx']!r}")
+    if "loss_item" in entry and kind == "softmax_cross_entropy" and (
+            isinstance(entry["loss_item"], bool) or not isinstance(entry["loss_item"], int)
+            or not 0 <= entry["loss_item"] < 8):
+        raise TwinnetError(f"{where}: loss_item must be the loss's place in the tuple the loss's forward returns, "
+                           f"counted from 0 (e.g. loss_item = 1 for a forward returning (probs, loss)), got "
+                           f"{entry['loss_item']!r}")
 
 
 def _on_base(spec: dict[str, Any], where: str) -> dict[str, Any]:
@@ -309,6 +332,8 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
         if spec.get("grads", "overwrite") not in ("overwrite", "accumulate"):
             raise TwinnetError(f"{where}: grads must be \"overwrite\" or \"accumulate\"")
     for kind, entry in spec["layers"].items():
+        if kind in KINDS and isinstance(entry, dict) and style == "module" and KINDS[kind].needs(style):
+            _check_kept(kind, entry, f"{where}: [layers.{kind}]")
         if kind not in KINDS:
             raise TwinnetError(f"{where}: unknown layer kind {kind!r}; known: {', '.join(sorted(KINDS))}")
         if not isinstance(entry, dict):
@@ -320,7 +345,9 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
                                f"style" + (f" (it can in the {other} style)" if KINDS[kind].needs(other) else "")
                                + "; remove that table or check it with a spec of the other style")
         known = (*needed, *_OPTIONS.get(kind, ()), *(_MODULE_OPTIONS.get(kind, ()) if style == "module" else
-                                                     _FUNCTIONAL_OPTIONS.get(kind, ())), "optional", "graded")
+                                                     _FUNCTIONAL_OPTIONS.get(kind, ())), "optional", "graded",
+                 *(("dx",) if style == "module" and kind != "mlp" else ()),
+                 *(("loss_item",) if style == "module" and kind == "softmax_cross_entropy" else ()))
         if unknown := [k for k in entry if k not in known]:
             hint = ""
             others = [*KINDS[kind].needs(other), *(_MODULE_OPTIONS if other == "module" else _FUNCTIONAL_OPTIONS)

@@ -52,12 +52,43 @@ class Context:
         if self.halted:
             raise Halted(what)
         if self.convention.get("arrays", "numpy") == "numpy":
-            return call(self.files, fn, *args, what=what)
+            return self._kept(fn, call(self.files, fn, *args, what=what), what)
         args = self._convert(args, to_torch=True, seen=set())  # a course of torch tensors (EECS 498), float64
         try:
             return self._convert(call(self.files, fn, *args, what=what), to_torch=False, seen=set())
         finally:
             self._convert(args, to_torch=False, seen=set())  # a dict the student wrote into (bn_param): arrays
+
+    def _kept(self, fn, returned, what: str):
+        """What a module's ``backward`` (or ``derivative``) gave: where the convention's ``dx`` names the attribute
+        it keeps the input's gradient in and returns nothing (CS 7643's ``self.dx``), that attribute, read after
+        the call; else what it returned."""
+        path = self.entry.get("dx")
+        owner = getattr(fn, "__self__", None)
+        if owner is None or getattr(fn, "__name__", "") not in ("backward", "derivative") or self.kind == "mlp":
+            return returned  # (an MLP's backward may return nothing: the grader reads its parameters' gradients)
+        if path is None:
+            if returned is None and self.convention.get("style") == "module":
+                try:
+                    members = dict(object.__getattribute__(owner, "__dict__"))
+                except Exception:  # noqa: BLE001 - a class of __slots__: no hint
+                    members = {}
+                kept = [name for name, value in members.items()
+                        if name.lower() in _KEPT_NAMES and isinstance(value, np.ndarray)]
+                if kept:
+                    raise Wrong(f"{what} returned None, and keeps an array in self.{kept[0]}: a course whose backward "
+                                f"returns nothing and keeps the gradient with respect to the input: dx = \"{kept[0]}\""
+                                " in a spec's table for this layer; else return it")
+            return returned
+        for member in path.split("."):
+            owner = call(self.files, _read, owner, member, what=f"reading {path}")
+            if owner is _MISSING:
+                raise Wrong(f"{what} kept no {path} (dx = \"{path}\": the attribute that holds the gradient with "
+                            "respect to the input after backward)")
+        if owner is None:
+            raise Wrong(f"{what} left {path} None: it should hold the gradient with respect to the input (dx = "
+                        f"\"{path}\")")
+        return owner
 
     def _convert(self, obj, *, to_torch: bool, seen: set):
         """``obj`` with the grader's arrays as tensors (``to_torch``: the same memory; what came from the
@@ -377,6 +408,8 @@ def _positional(cls) -> int | None:
 
 
 _MISSING = object()
+# the attributes courses keep the gradient with respect to a layer's input in, where backward returns nothing
+_KEPT_NAMES = ("dx", "dinput", "dinputs", "grad_input", "dldx", "dlda", "dldz")
 
 
 def _read(owner, key: str):
@@ -682,6 +715,7 @@ def _conv(cfg, ctx: Context) -> Quantities:
             here = f" (at pad 0: {failure})" if failure is not None else ""
             raise Wrong(f"wrong only where pad is 0: the same layer passes with pad {whole[0]}; a slice such as "
                         f"[:, :, pad:-pad, pad:-pad] is empty when pad is 0 (slice pad:pad + H instead){here}")
+    _images_told(ctx, lambda other: _conv_on(cfg, other), failure, "(k, k, C, F) filters, ")
     if cfg["h"] != cfg["w"] and _probe(lambda: _conv_on({**cfg, "w": cfg["h"]}, ctx)) is not None:
         here = f" (at H = {cfg['h']}, W = {cfg['w']}: {failure})" if failure is not None else ""
         raise Wrong(f"wrong only where the height and width differ: the same layer passes on a square image (H = W = "
@@ -706,6 +740,12 @@ def _conv_on(cfg, ctx: Context) -> Quantities:
     refs = [ref, {"out": twin["out"], "dx": twin["dx"], "dw": twin["dweight"], "db": twin["dbias"]}]
     more: Quantities = {}  # a module's gradients after a second backward: summed or overwritten, as its convention says
     if ctx.convention["style"] == "functional":
+        other = rng.standard_normal(x.shape)
+        if ctx.entry.get("images") == "nhwc":  # deeplearning.ai's: every array in the course's layout, refs too
+            x, w, b, dout, other = _nhwc(x), _nhwc_filters(w), b.reshape(1, 1, 1, -1), _nhwc(dout), _nhwc(other)
+            refs = [{"out": _nhwc(r["out"]), "dx": _nhwc(r["dx"]), "dw": _nhwc_filters(r["dw"]),
+                     "db": r["db"].reshape(1, 1, 1, -1)} for r in refs]
+            ref = refs[0]
         conv_param = {"stride": cfg["s"], "pad": cfg["p"]}
         args = (x.copy(), w.copy(), b.copy(), dict(conv_param))
         out, cache = _forward(ctx.call(ctx.find("forward"), *args, what=ctx.entry["forward"]), ctx.entry["forward"], 2)
@@ -713,7 +753,7 @@ def _conv_on(cfg, ctx: Context) -> Quantities:
         got = dict(zip(("dx", "dw", "db"), _pair(ctx.call(ctx.find("backward"), dout.copy(), cache,
                                                           what=ctx.entry["backward"]), ctx.entry["backward"], 3)))
         more = _caches_apart(ctx, (x.copy(), w.copy(), b.copy(), dict(conv_param)),
-                             (rng.standard_normal(x.shape), w.copy(), b.copy(), dict(conv_param)), dout,
+                             (other, w.copy(), b.copy(), dict(conv_param)), dout,
                              {k: ref[k] for k in ("dx", "dw", "db")})
     else:
         layer = _build(ctx, "class", cfg["c"], cfg["f"], cfg["k"], cfg["s"], cfg["p"])
@@ -744,6 +784,27 @@ def _conv_on(cfg, ctx: Context) -> Quantities:
     return {**result, **more}
 
 
+def _images_told(ctx: Context, grade: Callable[[Context], Quantities], failure, more: str = "") -> None:
+    """Where a functional layer fails on (N, C, H, W) images and ``grade`` passes given them as (N, H, W, C), the
+    other convention's layout (deeplearning.ai's), ``Wrong`` saying which spec setting grades it."""
+    if ctx.convention["style"] != "functional" or ctx.entry.get("images", "nchw") != "nchw":
+        return
+    if _probe(lambda: grade(replace(ctx, entry={**ctx.entry, "images": "nhwc"}))) is not None:
+        here = f" (here: {failure})" if failure is not None else ""
+        raise Wrong(f"the layer takes (N, H, W, C) images, {more}as deeplearning.ai's course does, and this convention "
+                    f"gives (N, C, H, W): images = \"nhwc\" in a spec's table for this layer{here}")
+
+
+def _nhwc(a: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) images as (N, H, W, C), deeplearning.ai's layout (``images = "nhwc"``)."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+
+
+def _nhwc_filters(w: np.ndarray) -> np.ndarray:
+    """(F, C, k, k) filters as (k, k, C, F), deeplearning.ai's layout beside (N, H, W, C) images."""
+    return np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+
+
 def _pool_configs(rng, k):
     fixed = [dict(n=1, c=1, h=4, w=4, ph=2, pw=2, s=2), dict(n=2, c=3, h=5, w=5, ph=3, pw=3, s=1),
              dict(n=1, c=2, h=7, w=5, ph=3, pw=3, s=2), dict(n=2, c=1, h=8, w=9, ph=2, pw=3, s=3)]  # every window whole: (H - ph) % s == 0, as courses assume
@@ -756,6 +817,17 @@ def _pool_configs(rng, k):
 
 
 def _maxpool(cfg, ctx: Context) -> Quantities:
+    """``_maxpool_on``; where it fails on (N, C, H, W) images and passes on (N, H, W, C) ones, that is told."""
+    quantities, failure, ok = _attempt(lambda: _maxpool_on(cfg, ctx))
+    if ok:
+        return quantities
+    _images_told(ctx, lambda other: _maxpool_on(cfg, other), failure)
+    if failure is not None:
+        raise failure
+    return quantities
+
+
+def _maxpool_on(cfg, ctx: Context) -> Quantities:
     x = _distinct(ctx.rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
     xt = _t(x)
     out_t = torch.nn.functional.max_pool2d(xt, (cfg["ph"], cfg["pw"]), cfg["s"])
@@ -763,15 +835,30 @@ def _maxpool(cfg, ctx: Context) -> Quantities:
     (out_t * torch.from_numpy(dout)).sum().backward()
     refs = [{"out": out_t.detach().numpy(), "dx": _g(xt)},
             _twin(nn.MaxPool2d((cfg["ph"], cfg["pw"]), cfg["s"]), x, dout)]
+    if ctx.convention["style"] == "functional" and ctx.entry.get("images") == "nhwc":
+        if cfg["ph"] != cfg["pw"]:  # deeplearning.ai's pool_forward(A_prev, {"f", "stride"}): square windows
+            raise NotApplicable("hparameters give one window size, f")
+        refs = [{k: _nhwc(r[k]) for k in ("out", "dx")} for r in refs]
+        got = _unary(ctx, _nhwc(x), _nhwc(dout), refs, ({"f": cfg["ph"], "stride": cfg["s"]},))
+        return _overwritten_told(got, x, dout, cfg, nhwc=True)
     if ctx.convention["style"] == "functional":
         got = _unary(ctx, x, dout, refs, ({"pool_height": cfg["ph"], "pool_width": cfg["pw"], "stride": cfg["s"]},))
     elif cfg["ph"] != cfg["pw"]:
         raise NotApplicable("a module takes one kernel size here")
     else:
         got = _unary(ctx, x, dout, refs, (cfg["ph"], cfg["s"]))
+    return _overwritten_told(got, x, dout, cfg)
+
+
+def _overwritten_told(got: Quantities, x: np.ndarray, dout: np.ndarray, cfg, nhwc: bool = False) -> Quantities:
+    """``got``; where windows overlap and its dx is what a backward that assigns each window's gradient, rather than
+    adding it, gives, ``Wrong`` saying so (``x``, ``dout``: (N, C, H, W); ``nhwc``: the student's are (N, H, W, C))."""
     if cfg["s"] < max(cfg["ph"], cfg["pw"]) and "dx" in got and not passes(error("dx", *got["dx"])):
-        if any(_close(got["dx"][0], _pool_overwritten(x, dout, cfg["ph"], cfg["pw"], cfg["s"], whole))
-               for whole in (False, True)):
+        def overwritten(whole: bool) -> np.ndarray:
+            dx = _pool_overwritten(x, dout, cfg["ph"], cfg["pw"], cfg["s"], whole)
+            return _nhwc(dx) if nhwc else dx
+
+        if any(_close(got["dx"][0], overwritten(whole)) for whole in (False, True)):
             raise Wrong(f"dx: where windows overlap (stride {cfg['s']}, windows {cfg['ph']}x{cfg['pw']}), a pixel that "
                         "is the maximum of several windows gets only the last one's gradient: add each window's "
                         "(dx[...] += ...), not assign it")
@@ -1793,6 +1880,17 @@ def _loss_calls(ctx: Context, entry: dict, loss_fn, inputs, target) -> tuple[Any
     loss = entry["loss"]
     takes = entry.get("backward", "nothing" if ctx.convention.get("params") == "attributes" else "inputs")
     value = ctx.call(loss_fn.forward, inputs, target, what=f"{loss}.forward")
+    if (item := entry.get("loss_item")) is not None:  # a forward returning more than the loss: CS 7643's (probs, loss)
+        if not isinstance(value, (tuple, list)) or len(value) <= item:
+            raise Wrong(f"{loss}.forward returned {type(value).__name__}"
+                        f"{f' of {len(value)}' if isinstance(value, (tuple, list)) else ''}; loss_item = {item} "
+                        f"expects a tuple whose item {item} is the loss")
+        value = value[item]
+    elif entry.get("reduction", "mean") != "none" and isinstance(value, (tuple, list)) and len(value) > 1 and \
+            len(scalars := [i for i, v in enumerate(value) if np.size(v) == 1 and _numeric(v)]) == 1:
+        raise Wrong(f"{loss}.forward returned a tuple of {len(value)}, its item {scalars[0]} a number: a course whose "
+                    f"loss's forward returns the loss beside other values (CS 7643's (probs, loss)): loss_item = "
+                    f"{scalars[0]} in a spec's table for this layer; else return the loss alone")
     back, name = _backward(loss_fn) if takes == "nothing" else (loss_fn.backward, "backward")
     try:
         grad = ctx.call(back, *(() if takes == "nothing" else (inputs, target)), what=f"{loss}.{name}")
@@ -1803,6 +1901,14 @@ def _loss_calls(ctx: Context, entry: dict, loss_fn, inputs, target) -> tuple[Any
                     "convention gives it the forward's inputs again; for a course whose loss keeps them, write a spec "
                     "with backward = \"nothing\" for this layer") from None
     return value, grad, name
+
+
+def _numeric(value) -> bool:
+    """Whether ``value`` is a number, or an array of numbers (not text, None or an object)."""
+    try:
+        return np.asarray(value).dtype.kind in "iuf"
+    except Exception:  # noqa: BLE001 - whatever the student returned: not a number
+        return False
 
 
 # what courses add inside a loss's log (-log(p + 1e-7)) so that it never reads log(0); float64's machine epsilon
@@ -2028,10 +2134,10 @@ def _loss_gives(ctx: Context, fused: bool) -> bool:
     n /= grad_scale(entry, len(y))
     expected = (p - t) / n if fused else -t / (p * n)
     target = t if entry.get("target", "labels") == "one_hot" else y
-    loss_ctx = replace(ctx, entry=entry)
+    loss_ctx = replace(ctx, entry=entry, kind="softmax_cross_entropy")
     try:
         loss_fn = _build(loss_ctx, "loss")
-        _, dp, _ = _loss_calls(ctx, entry, loss_fn, p.copy(), target.copy())
+        _, dp, _ = _loss_calls(loss_ctx, entry, loss_fn, p.copy(), target.copy())
         return bool(np.allclose(np.asarray(dp, dtype=np.float64), expected, rtol=1e-3, atol=0))
     except Exception as e:  # noqa: BLE001 - a probe only (an odd value returned too): the loss's row tells it
         if getattr(e, "timed_out", False):
