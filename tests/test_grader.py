@@ -2997,6 +2997,24 @@ def test_a_convolution_wrong_only_at_padding_0_or_only_off_the_square_is_told_wh
     assert all(all(s in f for s in told) for f in row.failures), row.failures
 
 
+def test_a_max_pooling_wrong_only_off_the_square_is_told_why(tmp_path):
+    """A pooled output whose width is computed from the height (a real CS 7643 student's allocation, H and W
+    swapped) is right on square images only: the square configurations pass, and the others say so wherever the
+    same windows tile a square image whole (not where the windows' height and width differ by other than a multiple
+    of the stride)."""
+    source = CS231N[0].read_text()
+    right, wrong = "W_out = 1 + (W - pw) // stride", "W_out = 1 + (H - pw) // stride"
+    assert source.count(right) == 1
+    (tmp_path / "layers.py").write_text(source.replace(right, wrong))
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["maxpool"], configs=6).rows[0]
+    assert 0 < row.passed < row.total, row.failures
+    told = [f for f in row.failures if "wrong only where the height and width differ" in f]
+    assert len(told) >= 3 and all("the same layer passes on a square image (H = W =" in f for f in told), row.failures
+    untold = [f for f in row.failures if f not in told]
+    assert all((cfg := dict(kv.split("=") for kv in f.split(":")[0].split()[2:]))["ph"] != cfg["pw"] or
+               (int(cfg["h"]) - int(cfg["pw"])) % int(cfg["s"]) for f in untold), untold
+
+
 def test_an_mlp_that_leaves_out_its_softmax_is_told_so(tmp_path):
     """CS324's MLP ends in a softmax: one that returns the last layer's scores (its training script applies the
     softmax outside) is told so, not given a bare relative error; under a spec with output = "logits" it passes."""
@@ -3384,7 +3402,7 @@ images = "nhwc"
 '''
 
 
-@pytest.mark.parametrize("bug", [None, "conv-dw", "conv-stride", "pool-assign"])
+@pytest.mark.parametrize("bug", [None, "conv-dw", "conv-stride", "pool-assign", "pad-slice"])
 def test_deeplearning_ais_convolution_on_images_last_channel_is_graded_from_a_spec(bug, tmp_path):
     """deeplearning.ai's "convolution model step by step": (m, H, W, C) images, (f, f, C, F) filters, a (1, 1, 1, F)
     bias, hyperparameters {"stride", "pad"} and {"f", "stride"} (images = "nhwc"). The stand-in passes both layers; a
@@ -3394,19 +3412,24 @@ def test_deeplearning_ais_convolution_on_images_last_channel_is_graded_from_a_sp
     changes = {"conv-dw": ("dW += np.tensordot", "dW = np.tensordot"),
                "conv-stride": ("rows, cols = slice(h * stride, h * stride + f), slice(w * stride, w * stride + f)\n"
                                "            dpadded", "rows, cols = slice(h, h + f), slice(w, w + f)\n            dpadded"),
-               "pool-assign": ("dA_prev[:, rows, cols, :] += mask", "dA_prev[:, rows, cols, :] = mask")}
+               "pool-assign": ("dA_prev[:, rows, cols, :] += mask", "dA_prev[:, rows, cols, :] = mask"),
+               "pad-slice": ("dpadded[:, pad:pad + A_prev.shape[1], pad:pad + A_prev.shape[2], :]",
+                             "dpadded[:, pad:-pad, pad:-pad, :]")}
     if bug:
         assert changes[bug][0] in source
         source = source.replace(*changes[bug])
     (tmp_path / "cnn_layers.py").write_text(source)
     (tmp_path / "spec.toml").write_text(DLAI_CNN_SPEC)
     rows = _rows(grade([tmp_path / "cnn_layers.py"], resolve_convention(None, tmp_path / "spec.toml"), configs=4))
-    failing = {"conv-dw": "conv", "conv-stride": "conv", "pool-assign": "maxpool"}.get(bug)
+    failing = {"conv-dw": "conv", "conv-stride": "conv", "pool-assign": "maxpool", "pad-slice": "conv"}.get(bug)
     for kind, row in rows.items():
         assert row.total > 0 and (row.passed == row.total) == (kind != failing), (kind, row.failures)
     assert rows["maxpool"].skipped > 0  # windows of another height than width: the course's f cannot give them
     if bug == "pool-assign":
         assert any("add each window's" in f for f in rows["maxpool"].failures), rows["maxpool"].failures
+    if bug == "pad-slice":  # the slice named in the course's layout
+        assert any("wrong only where pad is 0" in f and "[:, pad:-pad, pad:-pad, :]" in f
+                   for f in rows["conv"].failures), rows["conv"].failures
 
 
 def test_a_layer_on_images_last_channel_under_a_convention_of_channels_first_is_told_the_setting(tmp_path):
@@ -3420,6 +3443,21 @@ def test_a_layer_on_images_last_channel_under_a_convention_of_channels_first_is_
         assert 'takes (N, H, W, C) images' in rows[kind].first_failure
         assert 'images = "nhwc" in a spec' in rows[kind].first_failure
     assert "(k, k, C, F) filters" in rows["conv"].first_failure
+    assert rows["maxpool"].skipped == 0  # a window the other layout cannot give leaves this one's verdict standing
+    # the course's own advice, float() of one channel's (1, 1, 1) bias, raises on NumPy 2 in either layout: the
+    # layout is still told, with what the file then raised
+    source = (STUDENTS / "dlai" / "cnn_layers.py").read_text()
+    line = "Z[:, h, w, :] = np.tensordot(window, W, axes=([1, 2, 3], [0, 1, 2])) + b[0, 0, 0]"
+    assert line in source
+    (tmp_path / "cnn_layers.py").write_text(source.replace(line, (
+        "for c in range(n_C):\n                Z[:, h, w, c] = np.tensordot(window, W[..., c], axes=([1, 2, 3], "
+        "[0, 1, 2])) + float(b[:, :, :, c])")))
+    for spec, told in ((DLAI_CNN_SPEC.replace('images = "nhwc"\n', ""), True), (DLAI_CNN_SPEC, False)):
+        (tmp_path / "spec.toml").write_text(spec)
+        row = grade([tmp_path / "cnn_layers.py"], resolve_convention(None, tmp_path / "spec.toml"), only=["conv"],
+                    configs=1).rows[0]
+        assert row.passed == 0 and "an index to it, such as b[0, 0, 0, c]" in row.first_failure
+        assert ('images = "nhwc" in a spec' in row.first_failure) == told, row.first_failure
     source = (STUDENTS / "cs231n" / "layers.py").read_text()
     assert "db = np.sum(dout, axis=(0, 2, 3))" in source
     (tmp_path / "layers.py").write_text(source.replace("db = np.sum(dout, axis=(0, 2, 3))",

@@ -124,8 +124,9 @@ def load(paths: list[Path]) -> Submission:
             if getattr(value, "__module__", None) != module.__name__ or not callable(value):
                 continue  # imported (a starter's `from .layers import *` is the same definition), or not code
             if name in origin and names.get(name) is not value:
-                print(f"twinnet: warning: {path.name} defines {name} again: its {name} is graded, not "
-                      f"{origin[name]}'s (later files replace earlier ones; pass {origin[name]} last to grade its)",
+                print(f"twinnet: warning: {path.name} defines {name} again: its {name} is the one graded or "
+                      f"called, not {origin[name]}'s (later files replace earlier ones; pass {origin[name]} last to "
+                      "use its)",
                       file=sys.stderr)
             origin[name] = path.name
         names.update(defined)
@@ -562,7 +563,8 @@ def era_hint(e: BaseException) -> str:
     text = str(e)
     if isinstance(e, TypeError) and "arrays can be converted to Python scalars" in text:
         return (f" (NumPy {np.__version__} no longer turns an array of one element into a number, as NumPy 1 did: "
-                "code of that era needs int(a[0]) or a.item())")
+                "code of that era needs the element itself: a.item(), or an index to it, such as b[0, 0, 0, c] for "
+                "one channel's bias of shape (1, 1, 1, C))")
     if isinstance(e, TypeError) and "unexpected keyword argument 'newshape'" in text:
         return (f" (NumPy {np.__version__} has no newshape= keyword in reshape, which NumPy 1 had: code of that era "
                 "needs the shape passed by position, np.reshape(a, shape))")
