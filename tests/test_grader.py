@@ -27,6 +27,16 @@ def _rows(report) -> dict:
     return {r.kind: r for r in report.rows}
 
 
+def _planted(source: Path, changes: dict, bug: str | None, dest: Path) -> Path:
+    """``source``'s text written to ``dest``, with the bug ``changes[bug]`` (old, new) planted where one is named."""
+    text = source.read_text()
+    if bug:
+        assert changes[bug][0] in text
+        text = text.replace(*changes[bug])
+    dest.write_text(text)
+    return dest
+
+
 @pytest.mark.parametrize("convention, files", [("cs231n", CS231N), ("uva", UVA), ("cs324", CS324)])
 def test_a_correct_submission_passes_every_configuration(convention, files):
     report = grade(files, resolve_convention(convention, None), seed=3, configs=3)
@@ -1155,15 +1165,11 @@ def test_cmu_2020_mytorch_is_graded_from_a_spec(bug, tmp_path):
     the loss give their gradient by derivative(), and the loss's forward gives each sample's loss. The stand-in
     passes; a wrong derivative, a loss averaged over the batch, a linear layer that ignores bias_init_fn, or a batch
     norm whose running variance is the unbiased one fails."""
-    source = (STUDENTS / "mytorch_2020" / "mytorch.py").read_text()
     changes = {"relu": ("return (self.state > 0).astype(float)", "return (self.state >= 0).astype(float) * 0.5"),
                "loss-mean": ("return -(y * log_probs).sum(axis=1)", "return -(y * log_probs).sum(axis=1).mean()"),
                "bias-init": ("self.b = bias_init_fn(out_feature)", "self.b = np.zeros(out_feature)"),
                "running-unbiased": ("(1 - self.alpha) * self.var\n", "(1 - self.alpha) * x.var(axis=0, ddof=1)\n")}
-    if bug:
-        assert changes[bug][0] in source
-        source = source.replace(*changes[bug])
-    (tmp_path / "mytorch.py").write_text(source)
+    _planted(STUDENTS / "mytorch_2020" / "mytorch.py", changes, bug, tmp_path / "mytorch.py")
     (tmp_path / "spec.toml").write_text(MYTORCH_2020_SPEC)
     report = grade([tmp_path / "mytorch.py"], resolve_convention(None, tmp_path / "spec.toml"), configs=3)
     rows = {r.kind: r for r in report.rows}
@@ -3342,7 +3348,6 @@ def test_cs7643_modules_whose_backward_returns_nothing_are_graded_from_a_spec(bu
     """Georgia Tech CS 7643's modules: backward returns nothing and keeps self.dx (dx = "dx"), the loss's forward
     returns (probs, loss) (loss_item = 1). The stand-in passes every layer; a wrong gradient kept in self.dx fails
     that layer alone, and a backward that leaves self.dx None is told so."""
-    source = (STUDENTS / "cs7643" / "modules.py").read_text()
     changes = {"relu": ("self.dx = dout * (self.cache > 0)", "self.dx = np.maximum(dout, 0) * (self.cache > 0)"),
                "conv-dx": ("self.dx = dpad[:, :, p:p + x.shape[2], p:p + x.shape[3]]",
                            "self.dx = dpad[:, :, p:p + x.shape[2], p:p + x.shape[3]] * 2"),
@@ -3350,10 +3355,7 @@ def test_cs7643_modules_whose_backward_returns_nothing_are_graded_from_a_spec(bu
                            "self.dx[:, :, i * s:i * s + k, j * s:j * s + k] = "),
                "loss-mean": ("self.dx = dx / len(y)", "self.dx = dx"),
                "dx-unset": ("self.dx = dout * (self.cache > 0)", "return dout * (self.cache > 0)")}
-    if bug:
-        assert changes[bug][0] in source
-        source = source.replace(*changes[bug])
-    (tmp_path / "modules.py").write_text(source)
+    _planted(STUDENTS / "cs7643" / "modules.py", changes, bug, tmp_path / "modules.py")
     (tmp_path / "spec.toml").write_text(CS7643_SPEC)
     report = grade([tmp_path / "modules.py"], resolve_convention(None, tmp_path / "spec.toml"), configs=3)
     rows = {r.kind: r for r in report.rows}
@@ -3408,17 +3410,13 @@ def test_deeplearning_ais_convolution_on_images_last_channel_is_graded_from_a_sp
     bias, hyperparameters {"stride", "pad"} and {"f", "stride"} (images = "nhwc"). The stand-in passes both layers; a
     wrong filter gradient, a stride ignored in the backward, or a pooling backward that assigns each window's
     gradient where windows overlap fails that layer alone, the last told as such."""
-    source = (STUDENTS / "dlai" / "cnn_layers.py").read_text()
     changes = {"conv-dw": ("dW += np.tensordot", "dW = np.tensordot"),
                "conv-stride": ("rows, cols = slice(h * stride, h * stride + f), slice(w * stride, w * stride + f)\n"
                                "            dpadded", "rows, cols = slice(h, h + f), slice(w, w + f)\n            dpadded"),
                "pool-assign": ("dA_prev[:, rows, cols, :] += mask", "dA_prev[:, rows, cols, :] = mask"),
                "pad-slice": ("dpadded[:, pad:pad + A_prev.shape[1], pad:pad + A_prev.shape[2], :]",
                              "dpadded[:, pad:-pad, pad:-pad, :]")}
-    if bug:
-        assert changes[bug][0] in source
-        source = source.replace(*changes[bug])
-    (tmp_path / "cnn_layers.py").write_text(source)
+    _planted(STUDENTS / "dlai" / "cnn_layers.py", changes, bug, tmp_path / "cnn_layers.py")
     (tmp_path / "spec.toml").write_text(DLAI_CNN_SPEC)
     rows = _rows(grade([tmp_path / "cnn_layers.py"], resolve_convention(None, tmp_path / "spec.toml"), configs=4))
     failing = {"conv-dw": "conv", "conv-stride": "conv", "pool-assign": "maxpool", "pad-slice": "conv"}.get(bug)

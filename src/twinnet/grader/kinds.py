@@ -718,14 +718,21 @@ def _conv(cfg, ctx: Context) -> Quantities:
             raise Wrong(f"wrong only where pad is 0: the same layer passes with pad {whole[0]}; a slice such as "
                         f"{where} is empty when pad is 0 (slice pad:pad + H instead){here}")
     _images_told(ctx, lambda other: _conv_on(cfg, other), failure, "(k, k, C, F) filters, ")
-    if cfg["h"] != cfg["w"] and _probe(lambda: _conv_on({**cfg, "w": cfg["h"]}, ctx)) is not None:
-        here = f" (at H = {cfg['h']}, W = {cfg['w']}: {failure})" if failure is not None else ""
-        raise Wrong(f"wrong only where the height and width differ: the same layer passes on a square image (H = W = "
-                    f"{cfg['h']}); a height and a width swapped somewhere, such as a loop over the output's rows "
-                    f"bounded by its width{here}")
+    if cfg["h"] != cfg["w"]:
+        _off_square_told(cfg, failure, lambda square: _conv_on(square, ctx), "a loop over the output's rows bounded by "
+                         "its width")
     if failure is not None:
         raise failure
     return quantities
+
+
+def _off_square_told(cfg, failure, grade: Callable[[dict], Quantities], example: str) -> None:
+    """Where an image layer failed on an image whose height and width differ and ``grade`` passes on a square one
+    (W set to H), ``Wrong`` saying so, with ``example`` of such a swap."""
+    if _probe(lambda: grade({**cfg, "w": cfg["h"]})) is not None:
+        here = f" (at H = {cfg['h']}, W = {cfg['w']}: {failure})" if failure is not None else ""
+        raise Wrong(f"wrong only where the height and width differ: the same layer passes on a square image (H = W = "
+                    f"{cfg['h']}); a height and a width swapped somewhere, such as {example}{here}")
 
 
 def _conv_on(cfg, ctx: Context) -> Quantities:
@@ -836,13 +843,10 @@ def _maxpool(cfg, ctx: Context) -> Quantities:
     if ok:
         return quantities
     _images_told(ctx, lambda other: _maxpool_on(cfg, other), failure)
-    square = {**cfg, "w": cfg["h"]}  # the same windows on a square image, where they still tile it whole
-    if cfg["h"] != cfg["w"] and cfg["h"] >= cfg["pw"] and (cfg["h"] - cfg["pw"]) % cfg["s"] == 0 and \
-            _probe(lambda: _maxpool_on(square, ctx)) is not None:
-        here = f" (at H = {cfg['h']}, W = {cfg['w']}: {failure})" if failure is not None else ""
-        raise Wrong(f"wrong only where the height and width differ: the same layer passes on a square image (H = W = "
-                    f"{cfg['h']}); a height and a width swapped somewhere, such as an output allocated as (N, C, W_out, "
-                    f"H_out){here}")
+    # the same windows on a square image, where they still tile it whole
+    if cfg["h"] != cfg["w"] and cfg["h"] >= cfg["pw"] and (cfg["h"] - cfg["pw"]) % cfg["s"] == 0:
+        _off_square_told(cfg, failure, lambda square: _maxpool_on(square, ctx), "an output allocated as (N, C, W_out, "
+                         "H_out)")
     if failure is not None:
         raise failure
     return quantities
