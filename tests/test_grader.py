@@ -699,6 +699,8 @@ def test_a_bias_kept_as_a_column_is_graded_under_a_convention_that_says_so(layou
     ('style = "module"\n[layers.softmax_cross_entropy]\nloss = "L"\nloss_item = -1\n', "counted from 0"),
     ('style = "functional"\n[layers.relu]\nforward = "f"\nbackward = "b"\ndx = "dx"\n', "unknown key(s) dx"),
     ('style = "module"\n[layers.mlp]\nclass = "M"\nlinear = "L"\ndx = "dx"\n', "unknown key(s) dx"),
+    ('style = "module"\n[layers.mlp]\nclass = "M"\nlinear = "L"\ndx = 5\n', "unknown key(s) dx"),
+    ('style = "module"\n[layers.relu]\nclass = "R"\ndx = "self.dx"\n', 'without self. (dx = "dx" for self.dx)'),
     ('style = "functional"\n[layers.conv]\nforward = "f"\nbackward = "b"\nimages = "hwc"\n',
      "images must be one of nchw, nhwc"),
     ('style = "module"\n[layers.conv]\nclass = "C"\nimages = "nhwc"\n', "unknown key(s) images"),
@@ -3343,7 +3345,7 @@ dx = "dx"
 '''
 
 
-@pytest.mark.parametrize("bug", [None, "relu", "conv-dx", "pool-dx", "loss-mean", "dx-unset"])
+@pytest.mark.parametrize("bug", [None, "relu", "conv-dx", "pool-dx", "loss-mean", "dx-unset", "dx-buffer"])
 def test_cs7643_modules_whose_backward_returns_nothing_are_graded_from_a_spec(bug, tmp_path):
     """Georgia Tech CS 7643's modules: backward returns nothing and keeps self.dx (dx = "dx"), the loss's forward
     returns (probs, loss) (loss_item = 1). The stand-in passes every layer; a wrong gradient kept in self.dx fails
@@ -3354,7 +3356,11 @@ def test_cs7643_modules_whose_backward_returns_nothing_are_graded_from_a_spec(bu
                "pool-dx": ("self.dx[:, :, i * s:i * s + k, j * s:j * s + k] += ",
                            "self.dx[:, :, i * s:i * s + k, j * s:j * s + k] = "),
                "loss-mean": ("self.dx = dx / len(y)", "self.dx = dx"),
-               "dx-unset": ("self.dx = dout * (self.cache > 0)", "return dout * (self.cache > 0)")}
+               "dx-unset": ("self.dx = dout * (self.cache > 0)", "return dout * (self.cache > 0)"),
+               # right, the gradient written into the array kept from the backward before: read as a copy
+               "dx-buffer": ("self.dx = dpad[:, :, p:p + x.shape[2], p:p + x.shape[3]]",
+                             "if self.dx is None or self.dx.shape != x.shape:\n            self.dx = np.empty_like(x)\n"
+                             "        self.dx[...] = dpad[:, :, p:p + x.shape[2], p:p + x.shape[3]]")}
     _planted(STUDENTS / "cs7643" / "modules.py", changes, bug, tmp_path / "modules.py")
     (tmp_path / "spec.toml").write_text(CS7643_SPEC)
     report = grade([tmp_path / "modules.py"], resolve_convention(None, tmp_path / "spec.toml"), configs=3)
@@ -3389,6 +3395,15 @@ def test_a_backward_that_returns_nothing_and_a_loss_returning_a_tuple_are_told_t
     relu = grade([tmp_path / "modules.py"], resolve_convention(None, tmp_path / "spec.toml"), only=["relu"],
                  configs=1).rows[0]
     assert relu.passed == 0 and "ReLU.backward kept no grad.x" in relu.first_failure
+    # loss_item = 1 given a forward returning (loss, probs), or the loss alone: told which
+    (tmp_path / "spec.toml").write_text(CS7643_SPEC)
+    source = (tmp_path / "modules.py").read_text()
+    for returned, told in (("return loss, probs", "its item 0 is a number: the loss is there (loss_item = 0)"),
+                           ("return loss", "a forward that returns the loss alone needs no loss_item")):
+        (tmp_path / "modules.py").write_text(source.replace("return probs, loss", returned))
+        row = grade([tmp_path / "modules.py"], resolve_convention(None, tmp_path / "spec.toml"),
+                    only=["softmax_cross_entropy"], configs=1).rows[0]
+        assert row.passed == 0 and told in row.first_failure, row.first_failure
 
 
 DLAI_CNN_SPEC = '''name = "dlai-cnn"
@@ -3462,3 +3477,18 @@ def test_a_layer_on_images_last_channel_under_a_convention_of_channels_first_is_
                                                        "db = np.sum(dout, axis=(0, 2, 3)) * 2"))
     row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["conv"], configs=1).rows[0]
     assert row.passed == 0 and "db" in row.first_failure and "nhwc" not in row.first_failure
+    # a CS231n convolution that reads each filter's bias as float(b[f]) and slices x, not x_pad (a broadcast error
+    # where pad > 0): given (N, H, W, C) images it stops at float() of a (1, 1, 1) array, and is still not told so
+    planted = source.replace("            for i in range(H_out):\n                for j in range(W_out):\n"
+                             "                    hs = i * stride\n                    ws = j * stride\n"
+                             "                    window = x_pad[n, :, hs:hs + HH, ws:ws + WW]\n"
+                             "                    out[n, f, i, j] = np.sum(window * w[f]) + b[f]",
+                             "            bias = float(b[f])\n            for i in range(H_out):\n"
+                             "                for j in range(W_out):\n                    hs = i * stride\n"
+                             "                    ws = j * stride\n                    window = x[n, :, hs:hs + HH, ws:ws + WW]\n"
+                             "                    out[n, f, i, j] = np.sum(window * w[f]) + bias", 1)
+    assert planted != source
+    (tmp_path / "layers.py").write_text(planted)
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["conv"], configs=1).rows[0]
+    assert 0 < row.passed < row.total and "nhwc" not in " ".join(row.failures), row.failures
+    assert any("raised ValueError: operands could not be broadcast" in f for f in row.failures), row.failures

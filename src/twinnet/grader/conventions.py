@@ -257,6 +257,9 @@ def _check_module_options(kind: str, entry: dict[str, Any], where: str) -> None:
 def _check_kept(kind: str, entry: dict[str, Any], where: str) -> None:
     """A module-style layer's ``dx`` (the attribute its backward keeps the input's gradient in, returning
     nothing) and a loss's ``loss_item`` (the loss's place in the tuple its forward returns), if it has them."""
+    if isinstance(entry.get("dx"), str) and entry["dx"].startswith("self."):
+        raise TwinnetError(f"{where}: dx names the attribute without self. (dx = \"{entry['dx'][5:]}\" for "
+                           f"{entry['dx']}), got {entry['dx']!r}")
     if "dx" in entry and not (isinstance(entry["dx"], str) and _dotted(entry["dx"])):
         raise TwinnetError(f"{where}: dx must name the attribute the layer's backward keeps the gradient with respect "
                            f"to its input in, where backward returns nothing (e.g. dx = \"dx\" for self.dx), got "
@@ -332,7 +335,8 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
         if spec.get("grads", "overwrite") not in ("overwrite", "accumulate"):
             raise TwinnetError(f"{where}: grads must be \"overwrite\" or \"accumulate\"")
     for kind, entry in spec["layers"].items():
-        if kind in KINDS and isinstance(entry, dict) and style == "module" and KINDS[kind].needs(style):
+        if kind in KINDS and kind != "mlp" and isinstance(entry, dict) and style == "module" and \
+                KINDS[kind].needs(style):
             _check_kept(kind, entry, f"{where}: [layers.{kind}]")
         if kind not in KINDS:
             raise TwinnetError(f"{where}: unknown layer kind {kind!r}; known: {', '.join(sorted(KINDS))}")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from twinnet import numpy_nn as nn
+from twinnet.grader.conventions import BUILT_IN
 from twinnet.grader.compare import RTOL, Wrong, all_unchanged, error, passes, unchanged
 from twinnet.grader.loader import StudentError, call, lookup
 
@@ -89,7 +90,7 @@ class Context:
         if owner is None:
             raise Wrong(f"{what} left {path} None: it should hold the gradient with respect to the input (dx = "
                         f"\"{path}\")")
-        return owner
+        return owner.copy() if isinstance(owner, np.ndarray) else owner  # (a buffer the next backward writes into)
 
     def _convert(self, obj, *, to_torch: bool, seen: set):
         """``obj`` with the grader's arrays as tensors (``to_torch``: the same memory; what came from the
@@ -800,12 +801,13 @@ def _images_told(ctx: Context, grade: Callable[[Context], Quantities], failure, 
         return
     try:
         _, theirs, ok = _attempt(lambda: grade(replace(ctx, entry={**ctx.entry, "images": "nhwc"})))
-    except (StudentError, NotApplicable):  # past the time limit, or a configuration the other layout cannot give
-        return  # (pooling windows of another height than width): the first verdict stands
-    # or, given them, it gets past the shapes that stopped it here, to where code of NumPy 1's era stops (float()
-    # of a (1, 1, 1) bias, the course's own advice), and here it raised on the shapes (a broadcast, an index)
-    era = isinstance(theirs, StudentError) and _SCALAR in str(theirs) and isinstance(failure, StudentError) and \
-        bool(_ON_SHAPES.search(str(failure)))
+    except NotApplicable:  # a configuration the other layout cannot give (pooling windows of another height than
+        return  # width): the first verdict stands; a call past the time limit is raised, as every probe's is
+    # or, under a course's own spec (not a built-in convention, each channels-first), it gets past the shapes that
+    # stopped it here, to where code of NumPy 1's era stops (float() of a (1, 1, 1) bias, deeplearning.ai's own
+    # advice), and here it raised on the shapes (a broadcast, an index)
+    era = ctx.convention.get("name") not in BUILT_IN and isinstance(theirs, StudentError) and \
+        _SCALAR in str(theirs) and isinstance(failure, StudentError) and bool(_ON_SHAPES.search(str(failure)))
     if ok or era:
         here = f"; given them, {theirs}" if era else f" (here: {failure})" if failure is not None else ""
         raise Wrong(f"the layer takes (N, H, W, C) images, {more}as deeplearning.ai's course does, and this convention "
@@ -1909,7 +1911,13 @@ def _loss_calls(ctx: Context, entry: dict, loss_fn, inputs, target) -> tuple[Any
         if not isinstance(value, (tuple, list)) or len(value) <= item:
             raise Wrong(f"{loss}.forward returned {type(value).__name__}"
                         f"{f' of {len(value)}' if isinstance(value, (tuple, list)) else ''}; loss_item = {item} "
-                        f"expects a tuple whose item {item} is the loss")
+                        f"expects a tuple whose item {item} is the loss" + (
+                            "; a forward that returns the loss alone needs no loss_item"
+                            if not isinstance(value, (tuple, list)) else ""))
+        numbers = [i for i, v in enumerate(value) if np.size(v) == 1 and _numeric(v)]
+        if entry.get("reduction", "mean") != "none" and np.size(value[item]) != 1 and len(numbers) == 1:
+            raise Wrong(f"{loss}.forward's item {item} (loss_item = {item}) has shape {np.shape(value[item])}, and its "
+                        f"item {numbers[0]} is a number: the loss is there (loss_item = {numbers[0]})")
         value = value[item]
     elif entry.get("reduction", "mean") != "none" and isinstance(value, (tuple, list)) and len(value) > 1 and \
             len(scalars := [i for i, v in enumerate(value) if np.size(v) == 1 and _numeric(v)]) == 1:
