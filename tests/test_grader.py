@@ -3398,7 +3398,8 @@ def test_a_backward_that_returns_nothing_and_a_loss_returning_a_tuple_are_told_t
     # loss_item = 1 given a forward returning (loss, probs), or the loss alone: told which
     (tmp_path / "spec.toml").write_text(CS7643_SPEC)
     source = (tmp_path / "modules.py").read_text()
-    for returned, told in (("return loss, probs", "its item 0 is a number: the loss is there (loss_item = 0)"),
+    for returned, told in (("return loss, probs", "is not a number, and its item 0 is: the loss is there (loss_item = "
+                                                  "0)"),
                            ("return loss", "a forward that returns the loss alone needs no loss_item")):
         (tmp_path / "modules.py").write_text(source.replace("return probs, loss", returned))
         row = grade([tmp_path / "modules.py"], resolve_convention(None, tmp_path / "spec.toml"),
@@ -3427,7 +3428,8 @@ def test_deeplearning_ais_convolution_on_images_last_channel_is_graded_from_a_sp
     gradient where windows overlap fails that layer alone, the last told as such."""
     changes = {"conv-dw": ("dW += np.tensordot", "dW = np.tensordot"),
                "conv-stride": ("rows, cols = slice(h * stride, h * stride + f), slice(w * stride, w * stride + f)\n"
-                               "            dpadded", "rows, cols = slice(h, h + f), slice(w, w + f)\n            dpadded"),
+                               "            dpadded",
+                               "rows, cols = slice(h, h + f), slice(w, w + f)\n            dpadded"),
                "pool-assign": ("dA_prev[:, rows, cols, :] += mask", "dA_prev[:, rows, cols, :] = mask"),
                "pad-slice": ("dpadded[:, pad:pad + A_prev.shape[1], pad:pad + A_prev.shape[2], :]",
                              "dpadded[:, pad:-pad, pad:-pad, :]")}
@@ -3485,7 +3487,8 @@ def test_a_layer_on_images_last_channel_under_a_convention_of_channels_first_is_
                              "                    out[n, f, i, j] = np.sum(window * w[f]) + b[f]",
                              "            bias = float(b[f])\n            for i in range(H_out):\n"
                              "                for j in range(W_out):\n                    hs = i * stride\n"
-                             "                    ws = j * stride\n                    window = x[n, :, hs:hs + HH, ws:ws + WW]\n"
+                             "                    ws = j * stride\n"
+                             "                    window = x[n, :, hs:hs + HH, ws:ws + WW]\n"
                              "                    out[n, f, i, j] = np.sum(window * w[f]) + bias", 1)
     assert planted != source
     (tmp_path / "layers.py").write_text(planted)

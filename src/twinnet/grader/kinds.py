@@ -1914,13 +1914,13 @@ def _loss_calls(ctx: Context, entry: dict, loss_fn, inputs, target) -> tuple[Any
                         f"expects a tuple whose item {item} is the loss" + (
                             "; a forward that returns the loss alone needs no loss_item"
                             if not isinstance(value, (tuple, list)) else ""))
-        numbers = [i for i, v in enumerate(value) if np.size(v) == 1 and _numeric(v)]
-        if entry.get("reduction", "mean") != "none" and np.size(value[item]) != 1 and len(numbers) == 1:
-            raise Wrong(f"{loss}.forward's item {item} (loss_item = {item}) has shape {np.shape(value[item])}, and its "
-                        f"item {numbers[0]} is a number: the loss is there (loss_item = {numbers[0]})")
+        numbers = [i for i, v in enumerate(value) if _one_number(v)]
+        if entry.get("reduction", "mean") != "none" and item not in numbers and len(numbers) == 1:
+            raise Wrong(f"{loss}.forward's item {item} (loss_item = {item}) is not a number, and its item "
+                        f"{numbers[0]} is: the loss is there (loss_item = {numbers[0]})")
         value = value[item]
     elif entry.get("reduction", "mean") != "none" and isinstance(value, (tuple, list)) and len(value) > 1 and \
-            len(scalars := [i for i, v in enumerate(value) if np.size(v) == 1 and _numeric(v)]) == 1:
+            len(scalars := [i for i, v in enumerate(value) if _one_number(v)]) == 1:
         raise Wrong(f"{loss}.forward returned a tuple of {len(value)}, its item {scalars[0]} a number: a course whose "
                     f"loss's forward returns the loss beside other values (CS 7643's (probs, loss)): loss_item = "
                     f"{scalars[0]} in a spec's table for this layer; else return the loss alone")
@@ -1936,10 +1936,11 @@ def _loss_calls(ctx: Context, entry: dict, loss_fn, inputs, target) -> tuple[Any
     return value, grad, name
 
 
-def _numeric(value) -> bool:
-    """Whether ``value`` is a number, or an array of numbers (not text, None or an object)."""
+def _one_number(value) -> bool:
+    """Whether ``value`` is one number, or an array of one (not text, None, an object or a ragged list)."""
     try:
-        return np.asarray(value).dtype.kind in "iuf"
+        array = np.asarray(value)
+        return array.size == 1 and array.dtype.kind in "iuf"
     except Exception:  # noqa: BLE001 - whatever the student returned: not a number
         return False
 
