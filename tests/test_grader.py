@@ -3495,3 +3495,23 @@ def test_a_layer_on_images_last_channel_under_a_convention_of_channels_first_is_
     row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["conv"], configs=1).rows[0]
     assert 0 < row.passed < row.total and "nhwc" not in " ".join(row.failures), row.failures
     assert any("raised ValueError: operands could not be broadcast" in f for f in row.failures), row.failures
+
+
+def test_a_layer_that_never_ends_given_the_other_layout_is_stopped_once_and_told_where(tmp_path, monkeypatch):
+    """A convolution that fails at once on (N, C, H, W) images and loops forever given (N, H, W, C) ones (the layout
+    probe): the time limit ends the row at its first configuration, as any probe's does, and the message says that
+    it ran so long given the other layout, with what it raised given this one."""
+    from twinnet.grader import loader
+
+    monkeypatch.setattr(loader, "CALL_LIMIT_S", 2.0)  # far above what the calls that end take, even on a busy machine
+    loop = _planted(STUDENTS / "dlai" / "cnn_layers.py", {"loop": ("    for h in range(n_H):\n        for w in "
+                                                                   "range(n_W):\n            window = padded",
+                                                                   "    h = 0\n    while h < n_H:\n        for w in "
+                                                                   "range(n_W):\n            window = padded")},
+                    "loop", tmp_path / "cnn_layers.py")
+    (tmp_path / "spec.toml").write_text(DLAI_CNN_SPEC.replace('images = "nhwc"\n', ""))
+    row = grade([loop], resolve_convention(None, tmp_path / "spec.toml"), only=["conv"], configs=2).rows[0]
+    assert row.passed == 0 and row.total > 1
+    assert "ran for more than 2 s given (N, H, W, C) images" in row.failures[0], row.failures[0]
+    assert "given (N, C, H, W): conv_forward raised ValueError" in row.failures[0], row.failures[0]
+    assert all("not run, as #0 ran past the time limit" in f for f in row.failures[1:]), row.failures

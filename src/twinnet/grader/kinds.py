@@ -802,7 +802,10 @@ def _images_told(ctx: Context, grade: Callable[[Context], Quantities], failure, 
     try:
         _, theirs, ok = _attempt(lambda: grade(replace(ctx, entry={**ctx.entry, "images": "nhwc"})))
     except NotApplicable:  # a configuration the other layout cannot give (pooling windows of another height than
-        return  # width): the first verdict stands; a call past the time limit is raised, as every probe's is
+        return  # width): the first verdict stands
+    except StudentError as e:  # past the time limit: raised, as every probe's is, saying where it ran so long
+        raise StudentError(f"{e.args[0]} given (N, H, W, C) images, tried to see whether the layer takes them (given "
+                           f"(N, C, H, W): {failure})", e.where, timed_out=e.timed_out) from None
     # or, under a course's own spec (not a built-in convention, each channels-first), it gets past the shapes that
     # stopped it here, to where code of NumPy 1's era stops (float() of a (1, 1, 1) bias, deeplearning.ai's own
     # advice), and here it raised on the shapes (a broadcast, an index)
