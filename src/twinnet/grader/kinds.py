@@ -865,19 +865,19 @@ def _maxpool_on(cfg, ctx: Context) -> Quantities:
     (out_t * torch.from_numpy(dout)).sum().backward()
     refs = [{"out": out_t.detach().numpy(), "dx": _g(xt)},
             _twin(nn.MaxPool2d((cfg["ph"], cfg["pw"]), cfg["s"]), x, dout)]
-    if ctx.convention["style"] == "functional" and ctx.entry.get("images") == "nhwc":
+    nhwc = ctx.convention["style"] == "functional" and ctx.entry.get("images") == "nhwc"
+    if nhwc:
         if cfg["ph"] != cfg["pw"]:  # deeplearning.ai's pool_forward(A_prev, {"f", "stride"}): square windows
             raise NotApplicable("hparameters give one window size, f")
         refs = [{k: _nhwc(r[k]) for k in ("out", "dx")} for r in refs]
         got = _unary(ctx, _nhwc(x), _nhwc(dout), refs, ({"f": cfg["ph"], "stride": cfg["s"]},))
-        return _overwritten_told(got, x, dout, cfg, nhwc=True)
-    if ctx.convention["style"] == "functional":
+    elif ctx.convention["style"] == "functional":
         got = _unary(ctx, x, dout, refs, ({"pool_height": cfg["ph"], "pool_width": cfg["pw"], "stride": cfg["s"]},))
     elif cfg["ph"] != cfg["pw"]:
         raise NotApplicable("a module takes one kernel size here")
     else:
         got = _unary(ctx, x, dout, refs, (cfg["ph"], cfg["s"]))
-    return _overwritten_told(got, x, dout, cfg)
+    return _overwritten_told(got, x, dout, cfg, nhwc=nhwc)
 
 
 def _overwritten_told(got: Quantities, x: np.ndarray, dout: np.ndarray, cfg, nhwc: bool = False) -> Quantities:
@@ -1910,6 +1910,7 @@ def _loss_calls(ctx: Context, entry: dict, loss_fn, inputs, target) -> tuple[Any
     loss = entry["loss"]
     takes = entry.get("backward", "nothing" if ctx.convention.get("params") == "attributes" else "inputs")
     value = ctx.call(loss_fn.forward, inputs, target, what=f"{loss}.forward")
+    numbers = [i for i, v in enumerate(value) if _one_number(v)] if isinstance(value, (tuple, list)) else []
     if (item := entry.get("loss_item")) is not None:  # a forward returning more than the loss: CS 7643's (probs, loss)
         if not isinstance(value, (tuple, list)) or len(value) <= item:
             raise Wrong(f"{loss}.forward returned {type(value).__name__}"
@@ -1917,16 +1918,14 @@ def _loss_calls(ctx: Context, entry: dict, loss_fn, inputs, target) -> tuple[Any
                         f"expects a tuple whose item {item} is the loss" + (
                             "; a forward that returns the loss alone needs no loss_item"
                             if not isinstance(value, (tuple, list)) else ""))
-        numbers = [i for i, v in enumerate(value) if _one_number(v)]
         if entry.get("reduction", "mean") != "none" and item not in numbers and len(numbers) == 1:
             raise Wrong(f"{loss}.forward's item {item} (loss_item = {item}) is not a number, and its item "
                         f"{numbers[0]} is: the loss is there (loss_item = {numbers[0]})")
         value = value[item]
-    elif entry.get("reduction", "mean") != "none" and isinstance(value, (tuple, list)) and len(value) > 1 and \
-            len(scalars := [i for i, v in enumerate(value) if _one_number(v)]) == 1:
-        raise Wrong(f"{loss}.forward returned a tuple of {len(value)}, its item {scalars[0]} a number: a course whose "
+    elif entry.get("reduction", "mean") != "none" and len(numbers) == 1 and len(value) > 1:  # (value: a tuple)
+        raise Wrong(f"{loss}.forward returned a tuple of {len(value)}, its item {numbers[0]} a number: a course whose "
                     f"loss's forward returns the loss beside other values (CS 7643's (probs, loss)): loss_item = "
-                    f"{scalars[0]} in a spec's table for this layer; else return the loss alone")
+                    f"{numbers[0]} in a spec's table for this layer; else return the loss alone")
     back, name = _backward(loss_fn) if takes == "nothing" else (loss_fn.backward, "backward")
     try:
         grad = ctx.call(back, *(() if takes == "nothing" else (inputs, target)), what=f"{loss}.{name}")
