@@ -564,15 +564,15 @@ def era_hint(e: BaseException) -> str:
     if isinstance(e, TypeError) and "arrays can be converted to Python scalars" in text:
         return (f" (NumPy {np.__version__} no longer turns an array of one element into a number, as NumPy 1 did: "
                 "code of that era needs the element itself: a.item(), or an index to it, such as b[0, 0, 0, c] for "
-                "one channel's bias of shape (1, 1, 1, C))")
+                f"one channel's bias of shape (1, 1, 1, C){_UNDER_NUMPY1})")
     if isinstance(e, TypeError) and "unexpected keyword argument 'newshape'" in text:
         return (f" (NumPy {np.__version__} has no newshape= keyword in reshape, which NumPy 1 had: code of that era "
-                "needs the shape passed by position, np.reshape(a, shape))")
+                f"needs the shape passed by position, np.reshape(a, shape){_UNDER_NUMPY1})")
     if isinstance(e, ValueError) and text.startswith("setting an array element with a sequence") and \
             "inhomogeneous" not in text:
         return (f" (if the value stored is an array of one element, such as the (1, 1) result of a product: NumPy "
                 f"{np.__version__} refuses to store that in a single element, which NumPy 1 did; code of that era "
-                "needs its value, a.item())")
+                f"needs its value, a.item(){_UNDER_NUMPY1})")
     gone = re.match(r"module 'numpy((?:\.\w+)*)' has no attribute '(\w+)'", text) if isinstance(e, AttributeError) \
         else None
     if gone:  # a name NumPy 1 had: a removed alias, or a function numpy.lib re-exported
@@ -580,13 +580,17 @@ def era_hint(e: BaseException) -> str:
         instead = _NUMPY1.get(name) if not where else f"np.{name}" if where == ".lib" and name in _NUMPY1_LIB else None
         if instead:
             return (f" (np{where}.{name} is NumPy 1's, removed from NumPy {np.__version__}: code of that era needs "
-                    f"{instead})")
+                    f"{instead}{_UNDER_NUMPY1 if where == '.lib' else ''})")
     if isinstance(e, NameError) and getattr(e, "name", None) in ("xrange", "unicode", "raw_input", "basestring"):
         return f" ({e.name} is Python 2's; Python 3 has {_PY3[e.name]})"
     if isinstance(e, (TypeError, IndexError)) and any(s in text for s in _FLOAT_AS_INT):
         return (" (a float where an integer belongs: a size or index computed with /? In Python 3 / gives a float; "
                 "Python 2's / of two integers was Python 3's //)")
     return ""
+
+
+# what NumPy 2 refuses of what NumPy 1.26 (which twinnet runs on too: docs/RESULTS.md, "NumPy 1.26") ran as written
+_UNDER_NUMPY1 = "; or grade it under NumPy 1, as its course ran it: pip install \"numpy<2\" in twinnet's environment"
 
 
 # what Python 3 says of Python 2's print statement, exec statement and except clause
