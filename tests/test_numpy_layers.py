@@ -3,6 +3,8 @@ finite differences (rel <= 1e-6), over seeded random shapes rather than one hand
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -90,6 +92,35 @@ def test_sigmoid_saturates_without_overflow():
     ref = torch.sigmoid(torch.from_numpy(x)).numpy()
     assert np.all(np.isfinite(out))
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("np_cls, torch_fn", [(nnp.Sigmoid, torch.sigmoid), (nnp.SiLU, F.silu)],
+                         ids=["Sigmoid", "SiLU"])
+def test_sigmoid_keeps_its_relative_precision_far_down_its_tail(np_cls, torch_fn):
+    """Where the sigmoid is tiny (x from -20 to -700) its value and gradient are torch's to float64's precision
+    relative to themselves, not only near 0 in absolute terms: log(sigmoid(-40)) is -40, not -inf."""
+    x = -np.geomspace(20, 700, 25)
+    xt = torch.tensor(x, requires_grad=True)
+    torch_fn(xt).sum().backward()
+    layer = np_cls()
+    out = layer(x)
+    np.testing.assert_allclose(out, torch_fn(torch.from_numpy(x)).numpy(), rtol=1e-13, atol=0)
+    np.testing.assert_allclose(layer.backward(np.ones_like(x)), xt.grad.numpy(), rtol=1e-12, atol=0)
+
+
+def test_relu_takes_a_0_d_input_and_elu_passes_a_nans_gradient_as_torch_does():
+    relu = nnp.ReLU()
+    for v in (-1.5, 0.0, 2.5):
+        out = relu(np.array(v))
+        assert out.shape == () and out == max(v, 0.0)
+        grad = relu.backward(np.array(3.0))
+        assert grad.shape == () and grad == (3.0 if v > 0 else 0.0)
+    x = np.array([np.nan, -1.0, 0.0, 2.0])
+    xt = torch.tensor(x, requires_grad=True)
+    F.elu(xt).backward(torch.ones(4))
+    elu = nnp.ELU()
+    np.testing.assert_array_equal(elu(x), F.elu(torch.from_numpy(x)).numpy())
+    np.testing.assert_allclose(elu.backward(np.ones(4)), xt.grad.numpy(), rtol=1e-15)  # [1, e^-1, 1, 1]
 
 
 @pytest.mark.parametrize("seed", FEW_SEEDS)
@@ -432,14 +463,48 @@ def test_log_softmax_matches_torchs_where_softmax_underflows(dim):
 def test_mse_and_the_hinge_match_torchs(reduction):
     rng = np.random.default_rng(8)
     x = rng.standard_normal((4, 3))
-    assert_close_rel(_loss_against_torch(nnp.MSELoss(reduction), lambda a, b: F.mse_loss(a, b, reduction=reduction),
-                                         x, rng.standard_normal((4, 3))), TWIN_TOL)
+    assert_close_rel(_loss_against_torch(nnp.MSELoss(reduction=reduction),
+                                         lambda a, b: F.mse_loss(a, b, reduction=reduction), x,
+                                         rng.standard_normal((4, 3))), TWIN_TOL)
     y, weight = np.array([0, 2, 1, 2]), rng.random(3) + 0.5
     for p in (1, 2):  # torch scales a term by w_y after its power
         mine = nnp.MultiMarginLoss(p=p, margin=0.7, weight=weight, reduction=reduction)
         theirs = lambda a, b: F.multi_margin_loss(a, b, p=p, margin=0.7, weight=torch.from_numpy(weight),  # noqa: E731
                                                   reduction=reduction)
         assert_close_rel(_loss_against_torch(mine, theirs, x, y), TWIN_TOL)
+
+
+@pytest.mark.parametrize("name, args", [
+    ("CrossEntropyLoss", ("weight", None, 2)),  # ignore_index is the third, after torch's size_average
+    ("CrossEntropyLoss", (None, False)),  # size_average=False: the sum
+    ("CrossEntropyLoss", (None, None, -100, None, "none", 0.1)),
+    ("NLLLoss", (None, False)),
+    ("NLLLoss", ("weight", None, 1, False)),  # reduce=False: per sample
+    ("MSELoss", (None, False)),
+    ("MSELoss", ("sum",)),  # a truthy size_average, as torch takes it: the mean
+    ("MultiMarginLoss", (2, 0.5, "weight", None, None, "sum")),
+    ("MultiMarginLoss", (1, 1.0, None, True, True)),
+])
+def test_losses_take_torchs_arguments_in_torchs_order(name, args):
+    """Positional arguments mean what they mean to torch's constructors, whose deprecated size_average and reduce
+    still hold their slots and, given, decide the reduction as torch's do."""
+    rng = np.random.default_rng(3)
+    x, weight = rng.standard_normal((4, 3)), rng.random(3) + 0.5
+    if name == "NLLLoss":
+        x = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    target = rng.standard_normal((4, 3)) if name == "MSELoss" else np.array([0, 2, 1, 2])
+    mine_args = tuple(weight if a == "weight" else a for a in args)
+    their_args = tuple(torch.from_numpy(weight) if a == "weight" else a for a in args)
+    legacy = {"CrossEntropyLoss": (1, 3), "NLLLoss": (1, 3), "MSELoss": (0, 1), "MultiMarginLoss": (3, 4)}[name]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mine = getattr(nnp, name)(*mine_args)
+    assert bool(caught) == any(i < len(args) and args[i] is not None for i in legacy)  # told, as torch tells
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = getattr(torch.nn, name)(*their_args)
+    assert mine.reduction == theirs.reduction
+    assert_close_rel(_loss_against_torch(mine, theirs, x, target), TWIN_TOL)
 
 
 @pytest.mark.parametrize("make, message", [

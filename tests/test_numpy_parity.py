@@ -4,6 +4,7 @@ checked against torch itself in float64; what is not implemented is refused with
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import numpy as np
@@ -236,6 +237,79 @@ def test_to_cpu_and_factory_dtypes_take_torchs_arguments():
                                                              for k, v in want.items()}
 
 
+def test_parameters_stay_floating_point_as_torchs_do():
+    """torch's Module.to takes floating dtypes only; NumPy has no bfloat16: each a one-line TypeError, the
+    weights left as they were (not cast to integers, where a default Linear's would all be 0)."""
+    ours = _mlp(nnp)
+    before = [p.data.copy() for p in ours.parameters()]
+    for dtype, message in ((torch.int64, "parameters are floating point"), ("int32", "parameters are floating point"),
+                           (torch.bfloat16, "NumPy has no bfloat16")):
+        with pytest.raises(TypeError, match=message):
+            ours.to(dtype)
+        with pytest.raises(TypeError, match=message):
+            nnp.Linear(2, 2, dtype=dtype)
+    assert all(np.array_equal(p.data, b) for p, b in zip(ours.parameters(), before))
+    with pytest.raises(TypeError):
+        torch.nn.Linear(2, 2).to(torch.int64)
+
+
+def test_layers_of_no_inputs_are_built_as_torchs():
+    """Linear(0, n) and Conv2d(0, n, k): an empty weight and a zero bias (the bound 1/sqrt(fan_in) is 0 at no
+    inputs), whose output is the bias, as torch's."""
+    for nn in (nnp, torch.nn):
+        linear, conv = nn.Linear(0, 3), nn.Conv2d(0, 2, 3)
+        assert tuple(linear.weight.shape) == (3, 0) and tuple(conv.weight.shape) == (2, 0, 3, 3)
+        assert not np.asarray(linear.bias.detach() if nn is torch.nn else linear.bias.data).any()
+    out = nnp.Linear(0, 3)(np.zeros((2, 0)))
+    assert out.shape == (2, 3) and not out.any()
+
+
+def test_a_learning_rate_given_as_a_one_element_tensor_steps_as_torchs():
+    """torch takes lr as a tensor, at construction or set in a group later; the same updates here."""
+    torch.manual_seed(0)
+    theirs = torch.nn.Linear(3, 2).double()
+    ours = nnp.Linear(3, 2)
+    ours.load_state_dict(theirs.state_dict())
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    opt_t = torch.optim.Adam(theirs.parameters(), lr=torch.tensor(0.05, dtype=torch.float64))
+    opt_n = nnp.Adam(ours.parameters(), lr=torch.tensor(0.05, dtype=torch.float64))
+    for step in range(4):
+        if step == 2:
+            opt_t.param_groups[0]["lr"] = torch.tensor(0.01, dtype=torch.float64)
+            opt_n.param_groups[0]["lr"] = np.array(0.01)
+        opt_t.zero_grad()
+        theirs(torch.from_numpy(x)).square().sum().backward()
+        opt_t.step()
+        opt_n.zero_grad()
+        out = ours(x)
+        ours.backward(2 * out)
+        opt_n.step()
+    assert_close_rel({"weight": float(np.abs(ours.weight.data - theirs.weight.detach().numpy()).max())}, 1e-12)
+
+
+def test_init_fills_torch_has_give_torchs_values():
+    """constant_, eye_ and dirac_ (groups too) equal torch's; trunc_normal_ stays in [a, b] with the truncated
+    normal's mean; a random fill refuses an integer array, as torch's."""
+    from twinnet.numpy_nn import init
+
+    for shape, groups in (((6, 3, 3, 3), 1), ((6, 2, 3, 3), 2), ((4, 5, 2), 1), ((2, 4, 1, 3, 3), 1)):
+        ours = init.dirac_(np.full(shape, 7.0), groups)
+        assert np.array_equal(ours, torch.nn.init.dirac_(torch.zeros(shape), groups).numpy()), shape
+    for shape in ((3, 5), (4, 2), (3, 3)):
+        assert np.array_equal(init.eye_(np.full(shape, 2.0)), torch.nn.init.eye_(torch.zeros(shape)).numpy())
+    assert np.array_equal(init.constant_(np.zeros((2, 3)), 0.25), np.full((2, 3), 0.25))
+    draws = init.trunc_normal_(np.zeros(100_000), 1.0, 2.0, -1.0, 2.5, generator=np.random.default_rng(0))
+    assert draws.min() >= -1.0 and draws.max() <= 2.5
+    phi = lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    cdf = lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2)))  # noqa: E731
+    mean = 1.0 + 2.0 * (phi(-1.0) - phi(0.75)) / (cdf(0.75) - cdf(-1.0))  # the truncated normal's, 0.8075
+    assert abs(draws.mean() - mean) < 0.01  # 5 standard errors of 100,000 draws
+    with pytest.raises(TypeError, match="floating-point"):
+        init.normal_(np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="2-d"):
+        init.eye_(np.zeros((2, 2, 2)))
+
+
 def test_train_takes_booleans_only_as_torch():
     for model in (_mlp(nnp), _mlp(torch.nn)):
         with pytest.raises(ValueError, match="boolean"):
@@ -355,6 +429,13 @@ REFUSED = [
     (lambda: nnp.Adam([nnp.Parameter(np.zeros(1))], capturable=True), "capturable"),
     (lambda: nnp.SGD([nnp.Parameter(np.zeros(1))], differentiable=True), "differentiable"),
     (lambda: nnp.RMSprop([nnp.Parameter(np.zeros(1))], 0.01, 0.99, 1e-8, 0, 0, False, True), "capturable"),
+    (lambda: nnp.Adam([{"params": [nnp.Parameter(np.zeros(1))], "capturable": True}]), "capturable"),  # a group's
+    (lambda: nnp.MaxPool2d(2, stride=0), "stride must be at least 1"),
+    (lambda: nnp.AvgPool2d(0), "kernel size and stride must be at least 1"),
+    (lambda: nnp.MaxPool2d(2, padding=-1), "padding must be non-negative"),
+    (lambda: nnp.AvgPool2d(2, padding=(0, -1)), "padding must be non-negative"),
+    (lambda: nnp.Linear(4, 3)(np.zeros((2, 5))), r"Linear\(4, 3\) takes inputs whose last dimension is 4"),
+    (lambda: nnp.SGD([nnp.Parameter(np.zeros(1))], lr=np.ones(2)), "a learning rate is one number"),
 ]
 
 

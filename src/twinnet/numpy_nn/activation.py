@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from twinnet.numpy_nn import backend
 from twinnet.numpy_nn.module import Module
+
+
+def _sigmoid(x):
+    """1 / (1 + exp(-x)) to full relative precision on both sides, as torch's: from exp(-|x|), which never
+    overflows. (The tanh form 0.5 (1 + tanh(x / 2)) cancels below x = -20 and gives 0 below about -37.)"""
+    xp = backend.xp(x)
+    with np.errstate(under="ignore"):  # exp(-|x|) of 0 below x = -745 is the right answer, not an error
+        e = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1, e) / (1 + e)
 
 
 class _MaybeInplace(Module):
@@ -27,7 +38,8 @@ class ReLU(_MaybeInplace):
     def forward(self, x):
         xp = backend.xp(x)
         out = xp.empty_like(x)  # keeps x's memory layout (channels-last stays channels-last)
-        backend.parallel(lambda s: xp.maximum(x[s], 0, out=out[s]), x.shape[0] if x.ndim else 1, x.size, like=x)
+        rows, into = (x, out) if x.ndim else (x.reshape(1), out.reshape(1))  # a 0-d input: one row of one
+        backend.parallel(lambda s: xp.maximum(rows[s], 0, out=into[s]), rows.shape[0], x.size, like=x)
         self._push_cache(out)
         return out
 
@@ -35,9 +47,11 @@ class ReLU(_MaybeInplace):
         out = self._pop_cache()
         xp = backend.xp(out)
         dx = xp.empty_like(out)
+        dout = xp.asarray(dout)
+        rows, grads, into = (out, dout, dx) if out.ndim else (out.reshape(1), dout.reshape(1), dx.reshape(1))
         # torch passes the gradient wherever the output is not <= 0: a NaN output passes it too
-        backend.parallel(lambda s: xp.multiply(dout[s], ~(out[s] <= 0), out=dx[s]), out.shape[0] if out.ndim else 1,
-                         out.size, like=out)
+        backend.parallel(lambda s: xp.multiply(grads[s], ~(rows[s] <= 0), out=into[s]), rows.shape[0], out.size,
+                         like=out)
         return dx
 
 
@@ -58,9 +72,7 @@ class Sigmoid(Module):
     """1 / (1 + exp(-x)); d/dx = s (1 - s)."""
 
     def forward(self, x):
-        xp = backend.xp(x)
-        # tanh form never overflows, unlike 1/(1+exp(-x)) for large negative x
-        out = 0.5 * (1 + xp.tanh(0.5 * x))
+        out = _sigmoid(x)
         self._push_cache(out)
         return out
 
@@ -107,8 +119,7 @@ class SiLU(_MaybeInplace):
     """``torch.nn.SiLU``: x * sigmoid(x); d/dx = s (1 + x (1 - s)) with s = sigmoid(x)."""
 
     def forward(self, x):
-        xp = backend.xp(x)
-        s = 0.5 * (1 + xp.tanh(0.5 * x))  # the sigmoid's tanh form, which never overflows
+        s = _sigmoid(x)
         self._push_cache((x, s))
         return x * s
 
@@ -127,8 +138,9 @@ class ELU(_MaybeInplace):
     def forward(self, x):
         xp = backend.xp(x)
         neg = xp.minimum(x, 0)  # exp of the positive side, unused, would overflow for large x
-        out = xp.where(x > 0, x, self.alpha * xp.expm1(neg))
-        self._push_cache((x > 0, neg))
+        positive = ~(x <= 0)  # as torch's: a NaN takes the positive side (its gradient is 1)
+        out = xp.where(positive, x, self.alpha * xp.expm1(neg))
+        self._push_cache((positive, neg))
         return out
 
     def backward(self, dout):

@@ -55,10 +55,21 @@ def to_device(a, device: str | None = None, dtype=None):
 
 
 def as_dtype(dtype) -> numpy.dtype:
-    """A NumPy dtype from a NumPy one, its name, or the torch dtype of the same name (torch.float64)."""
+    """A parameter's floating NumPy dtype from a NumPy one, its name, or the torch dtype of the same name
+    (torch.float64); anything else (an integer type, which torch's Module.to refuses too, or bfloat16, which NumPy
+    lacks) is a one-line error."""
     if type(dtype).__module__ == "torch":  # torch.float64 prints as "torch.float64"; torch need not be imported
         dtype = str(dtype).removeprefix("torch.")
-    return numpy.dtype(dtype)
+    if str(dtype) == "bfloat16":
+        raise TypeError("NumPy has no bfloat16, so the NumPy engine has none: give float32 or float64 (torch's "
+                        "engine runs bfloat16 by autocast, its amp setting)")
+    try:
+        found = numpy.dtype(dtype)
+    except TypeError:
+        found = None
+    if found is None or found.kind != "f":
+        raise TypeError(f"parameters are floating point: give float32 or float64 (or float16), got {dtype!r}")
+    return found
 
 
 def colsum(a):

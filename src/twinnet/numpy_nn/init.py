@@ -34,14 +34,20 @@ def fan_in(shape: tuple[int, ...]) -> int:
     return int(np.prod(shape[1:])) if len(shape) > 1 else int(shape[0])
 
 
+def _default_bound(shape: tuple[int, ...]) -> float:
+    """1/sqrt(fan_in), or 0 for a layer of no inputs (torch's Linear(0, n): an empty weight, a bias of zeros)."""
+    fan = fan_in(shape)
+    return 1.0 / math.sqrt(fan) if fan > 0 else 0.0
+
+
 def default_weight(shape: tuple[int, ...], dtype=np.float32):
     """PyTorch's default: kaiming_uniform(a=sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-    return uniform(shape, 1.0 / math.sqrt(fan_in(shape)), dtype)
+    return uniform(shape, _default_bound(shape), dtype)
 
 
 def default_bias(weight_shape: tuple[int, ...], n: int, dtype=np.float32):
     """PyTorch's default bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-    return uniform((n,), 1.0 / math.sqrt(fan_in(weight_shape)), dtype)
+    return uniform((n,), _default_bound(weight_shape), dtype)
 
 
 # --- torch.nn.init: fill a Parameter or array in place ----------------------------------------------
@@ -76,6 +82,8 @@ def _target(tensor):
 def _fill(tensor, values):
     """Copy host ``values`` into the target in place (its dtype and array module kept); returns ``tensor``."""
     arr = _target(tensor)
+    if arr.dtype.kind != "f":  # torch's random fills refuse integer tensors too, where draws would be truncated
+        raise TypeError(f"a random initialisation fills floating-point arrays, got one of dtype {arr.dtype}")
     arr[...] = backend.xp(arr).asarray(values, dtype=arr.dtype)
     return tensor
 
@@ -105,6 +113,53 @@ def ones_(tensor):
     """Fill with 1."""
     _target(tensor)[...] = 1
     return tensor
+
+
+def constant_(tensor, val: float):
+    """Fill with ``val``."""
+    _target(tensor)[...] = val
+    return tensor
+
+
+def eye_(tensor):
+    """The identity matrix, in a 2-d array (ones on the diagonal of a rectangular one)."""
+    arr = _target(tensor)
+    if arr.ndim != 2:
+        raise ValueError(f"eye_ needs a 2-d array, got shape {tuple(arr.shape)}")
+    arr[...] = 0
+    backend.xp(arr).fill_diagonal(arr, 1)
+    return tensor
+
+
+def dirac_(tensor, groups: int = 1):
+    """The identity convolution, in a filter bank (out, in, *kernel) of 3 to 5 dimensions: filter d of each group
+    passes input channel d through at the kernel's centre (torch's); the filters past the channels are zeros."""
+    arr = _target(tensor)
+    if arr.ndim not in (3, 4, 5):
+        raise ValueError(f"dirac_ needs a filter bank of 3, 4 or 5 dimensions, got shape {tuple(arr.shape)}")
+    if groups < 1 or arr.shape[0] % groups:
+        raise ValueError(f"dirac_: the {arr.shape[0]} filters do not divide into {groups} groups")
+    per_group = arr.shape[0] // groups
+    centre = tuple(k // 2 for k in arr.shape[2:])
+    arr[...] = 0
+    for g in range(groups):
+        for d in range(min(per_group, arr.shape[1])):
+            arr[(g * per_group + d, d, *centre)] = 1
+    return tensor
+
+
+def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0,
+                  generator: np.random.Generator | None = None):
+    """Fill with draws from N(mean, std^2) cut to [a, b] (absolute bounds, as torch's), by the inverse of the normal
+    distribution's CDF over the interval's share of it."""
+    from scipy.special import ndtr, ndtri
+
+    if not a < b:
+        raise ValueError(f"trunc_normal_ needs a < b, got a={a}, b={b}")
+    rng = _rng if generator is None else generator
+    lo, hi = ndtr((a - mean) / std), ndtr((b - mean) / std)
+    draws = mean + std * ndtri(rng.uniform(lo, hi, size=_target(tensor).shape))
+    return _fill(tensor, np.clip(draws, a, b))
 
 
 def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator: np.random.Generator | None = None):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from twinnet.numpy_nn import init
 from twinnet.numpy_nn.module import Module, Parameter, factory_dtype
 
@@ -37,16 +39,20 @@ class Linear(Module):
             self.to(device=device)
 
     def forward(self, x):
+        if not x.ndim or x.shape[-1] != self.in_features:
+            raise ValueError(f"Linear({self.in_features}, {self.out_features}) takes inputs whose last dimension is "
+                             f"{self.in_features} features, got shape {tuple(x.shape)}")
         lead = x.shape[:-1]
+        rows = math.prod(lead)  # not -1, which a layer of 0 features could not resolve
         out, cache = _linear_forward(
-            x.reshape(-1, self.in_features), self.weight.data, None if self.bias is None else self.bias.data
+            x.reshape(rows, self.in_features), self.weight.data, None if self.bias is None else self.bias.data
         )
         self._push_cache((cache, lead))
         return out.reshape(*lead, self.out_features)
 
     def backward(self, dout):
         cache, lead = self._pop_cache()
-        dx, dweight, dbias = _linear_backward(dout.reshape(-1, self.out_features), cache)
+        dx, dweight, dbias = _linear_backward(dout.reshape(math.prod(lead), self.out_features), cache)
         self.weight.accumulate(dweight)
         if self.bias is not None:
             self.bias.accumulate(dbias)

@@ -1,8 +1,11 @@
 """Losses, as torch.nn has them: ``CrossEntropyLoss`` (class or probability targets, class weights,
 ``ignore_index``, label smoothing), ``NLLLoss`` (on log-probabilities), ``MultiMarginLoss`` (the multiclass hinge)
-and ``MSELoss``; each with torch's ``reduction`` ("mean", "sum" or "none")."""
+and ``MSELoss``; each with torch's ``reduction`` ("mean", "sum" or "none"), and torch's constructor arguments in
+torch's order, its deprecated ``size_average`` and ``reduce`` included."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -23,7 +26,15 @@ def _logits_2d(logits, loss: str) -> None:
         raise ValueError(f"{loss} expects logits (N, C), got shape {tuple(logits.shape)}")
 
 
-def _reduction(reduction: str) -> str:
+def _reduction(reduction: str, size_average=None, reduce=None, caller_level: int = 4) -> str:
+    """The reduction asked for: ``reduction``, unless torch's deprecated ``size_average`` or ``reduce`` is given,
+    which decide it as torch's do (both default to True: mean if both hold, sum if reduce alone, else none)."""
+    if size_average is not None or reduce is not None:
+        size_average = True if size_average is None else size_average
+        reduce = True if reduce is None else reduce
+        reduction = "mean" if size_average and reduce else "sum" if reduce else "none"
+        warnings.warn(f"size_average and reduce are deprecated in torch; they give reduction={reduction!r} here, as "
+                      "there: pass reduction instead", UserWarning, stacklevel=caller_level)
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, got {reduction!r}")
     return reduction
@@ -79,10 +90,10 @@ def _times_dout(grad, dout, reduction: str, denominator):
 
 
 class _WeightedLoss(Module):
-    def __init__(self, weight, reduction: str, loss: str) -> None:
+    def __init__(self, weight, reduction: str, loss: str, size_average=None, reduce=None) -> None:
         super().__init__()
         self.weight = _class_weight(weight, loss)
-        self.reduction = _reduction(reduction)
+        self.reduction = _reduction(reduction, size_average, reduce)
 
     def _weights_for(self, logits):
         if self.weight is None:
@@ -106,15 +117,16 @@ def _counted(target, ignore_index, weight, xp):
 
 
 class CrossEntropyLoss(_WeightedLoss):
-    """``torch.nn.CrossEntropyLoss(weight, ignore_index=-100, reduction="mean", label_smoothing=0)``:
+    """``torch.nn.CrossEntropyLoss(weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+    label_smoothing=0)``:
     ``forward(logits, target) -> loss``; ``backward(dout=1.0) -> dlogits``. ``target`` is either class indices,
     ints (N,), or class probabilities, floats shaped like the logits (N, C), as torch tells them apart. With
     class indices the mean divides by the counted rows' weights (their number without ``weight``), as torch's;
     with probabilities by N."""
 
-    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean",
+    def __init__(self, weight=None, size_average=None, ignore_index: int = -100, reduce=None, reduction: str = "mean",
                  label_smoothing: float = 0.0) -> None:
-        super().__init__(weight, reduction, "CrossEntropyLoss")
+        super().__init__(weight, reduction, "CrossEntropyLoss", size_average, reduce)
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
         self.ignore_index = ignore_index
@@ -188,11 +200,13 @@ class CrossEntropyLoss(_WeightedLoss):
 
 
 class NLLLoss(_WeightedLoss):
-    """``torch.nn.NLLLoss(weight, ignore_index=-100, reduction="mean")`` on log-probabilities (N, C) (a
+    """``torch.nn.NLLLoss(weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean")`` on
+    log-probabilities (N, C) (a
     ``LogSoftmax``'s output): ``forward(logp, target) -> loss``, -w_y logp_y per row; ``backward(dout=1.0)``."""
 
-    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean") -> None:
-        super().__init__(weight, reduction, "NLLLoss")
+    def __init__(self, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
+                 reduction: str = "mean") -> None:
+        super().__init__(weight, reduction, "NLLLoss", size_average, reduce)
         self.ignore_index = ignore_index
 
     def forward(self, logp, target):
@@ -216,13 +230,13 @@ class NLLLoss(_WeightedLoss):
 
 
 class MSELoss(Module):
-    """``torch.nn.MSELoss(reduction="mean")``: (input - target)^2, averaged, summed or kept per element;
+    """``torch.nn.MSELoss(size_average=None, reduce=None, reduction="mean")``: (input - target)^2, averaged, summed or kept per element;
     ``forward(input, target)``, ``backward(dout=1.0) -> dinput``. Shapes must match (torch broadcasts them with
     a warning that the result is likely wrong; this refuses)."""
 
-    def __init__(self, reduction: str = "mean") -> None:
+    def __init__(self, size_average=None, reduce=None, reduction: str = "mean") -> None:
         super().__init__()
-        self.reduction = _reduction(reduction)
+        self.reduction = _reduction(reduction, size_average, reduce, caller_level=3)
 
     def forward(self, input, target):
         xp = backend.xp(input)
@@ -245,12 +259,14 @@ class MSELoss(Module):
 
 
 class MultiMarginLoss(_WeightedLoss):
-    """``torch.nn.MultiMarginLoss(p=1, margin=1, weight=None, reduction="mean")``, the multiclass SVM hinge:
+    """``torch.nn.MultiMarginLoss(p=1, margin=1, weight=None, size_average=None, reduce=None, reduction="mean")``,
+    the multiclass SVM hinge:
     each row's sum over j != y of w_y max(0, margin - x_y + x_j)^p / C; ``forward(logits, target) -> loss``
     with target int (N,); ``backward(dout=1.0) -> dlogits``."""
 
-    def __init__(self, p: int = 1, margin: float = 1.0, weight=None, reduction: str = "mean") -> None:
-        super().__init__(weight, reduction, "MultiMarginLoss")
+    def __init__(self, p: int = 1, margin: float = 1.0, weight=None, size_average=None, reduce=None,
+                 reduction: str = "mean") -> None:
+        super().__init__(weight, reduction, "MultiMarginLoss", size_average, reduce)
         if p not in (1, 2) or isinstance(p, bool):
             raise ValueError(f"MultiMarginLoss: only p = 1 and p = 2 are supported (as torch's), got {p!r}")
         self.p, self.margin = p, margin

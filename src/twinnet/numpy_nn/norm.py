@@ -125,8 +125,9 @@ class _BatchNorm(Module):
         batch_stats = self.training or not self.track_running_stats
         if batch_stats:
             m = x2.shape[0]
-            if m <= 1:
-                raise ValueError(f"expected more than 1 value per channel when training, got input of shape {x.shape}")
+            if m <= 1:  # torch passes an empty batch through; here, as one sample, it has no statistics
+                raise ValueError(f"expected more than 1 value per channel when training, got input of shape {x.shape}"
+                                 + (" (an empty batch)" if m == 0 else ""))
             out, cache = _bn_forward(x2, gamma, beta, self.eps)
             if self.training and self.track_running_stats:
                 self.num_batches_tracked += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
@@ -24,6 +25,7 @@ class Optimizer:
     _added: Mapping[str, object] = {"maximize": False}
 
     def __init__(self, params: Iterable[Parameter] | Iterable[Mapping], lr: float, **hyper) -> None:
+        lr = _rate(lr)
         if lr < 0:
             raise ValueError(f"invalid learning rate {lr}: it must be >= 0")
         if isinstance(params, Parameter):
@@ -61,6 +63,9 @@ class Optimizer:
             raise ValueError("some parameters appear more than once in the optimizer's parameter groups")
         for name, value in self.defaults.items():
             group.setdefault(name, value)
+        group["lr"] = _rate(group["lr"])
+        _refuse(type(self).__name__, capturable=group.get("capturable", False),
+                differentiable=group.get("differentiable", False))
         group["params"] = params
         self.param_groups.append(group)
         self.state.extend({} for _ in params)
@@ -100,6 +105,7 @@ class Optimizer:
         work: list[tuple] = []
         states = iter(self.state)
         for group in self.param_groups:
+            group["lr"] = _rate(group["lr"])  # a rate set since as a one-element tensor or array, as torch takes it
             for p, state in zip(group["params"], states):
                 if p.grad is None:
                     continue
@@ -250,6 +256,15 @@ def _plus_decay(grad, data, weight_decay: float):
     out = data * weight_decay
     out += grad
     return out
+
+
+def _rate(lr):
+    """A learning rate as a number: torch's optimisers take a one-element tensor too (an array here alike)."""
+    if isinstance(lr, (int, float)) or not hasattr(lr, "item"):
+        return lr
+    if math.prod(tuple(lr.shape)) != 1:
+        raise ValueError(f"a learning rate is one number, got an array of shape {tuple(lr.shape)}")
+    return float(lr.item())
 
 
 def _check_nonnegative(**values: float) -> None:

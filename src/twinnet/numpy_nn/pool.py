@@ -10,6 +10,11 @@ from twinnet.numpy_nn.module import Module
 
 
 def _check(kernel, stride, padding) -> None:
+    """torch's limits on a pooling window: kernel and stride at least 1, padding from 0 to half the kernel."""
+    if min(kernel) < 1 or min(stride) < 1:
+        raise ValueError(f"kernel size and stride must be at least 1, got kernel {kernel} and stride {stride}")
+    if min(padding) < 0:
+        raise ValueError(f"padding must be non-negative, got {padding}")
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
         raise ValueError(f"pad should be at most half of the kernel size, got kernel {kernel} and padding {padding}")
 
