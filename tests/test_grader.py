@@ -3,6 +3,7 @@ bug (tests/students/bugs, one realistic mistake each) is caught and named in the
 
 import ast
 import json
+import os
 import re
 import shutil
 import sys
@@ -208,17 +209,18 @@ def test_a_spec_file_describes_another_course(tmp_path):
     (["{broken}", "--convention", "cs231n"], "broken.py cannot be loaded: SyntaxError: invalid syntax (broken.py:1)"),
     (["{layers}", "--convention", "cs231n", "--configs", "0"], "--configs must be in [1, 1000]"),
     (["{layers}", "--convention", "cs231n", "--configs", "100000000"], "--configs must be in [1, 1000]"),
+    # a pipe (or /dev/zero) would be read without end, as a grade file to replace or as the spec
+    (["{layers}", "--convention", "cs231n", "--json", "{pipe}"], "pipe.json is not a regular file (a device or a"),
+    (["{layers}", "--spec", "{pipe}"], "pipe.json is not a regular file; name the course's spec"),
 ])
-def test_bad_input_is_one_line(args, message, tmp_path, capsys):
+def test_bad_input_is_one_line(args, message, tmp_path, capsys, monkeypatch):
+    os.mkfifo(tmp_path / "pipe.json")
     (tmp_path / "bad.toml").write_text("style = [\n")
     (tmp_path / "kind.toml").write_text('style = "functional"\n[layers.transformer]\nforward = "f"\n')
     (tmp_path / "broken.py").write_text("def f(:\n")
     fill = {"layers": str(CS231N[0]), "bad_spec": str(tmp_path / "bad.toml"), "kind_spec": str(tmp_path / "kind.toml"),
-            "broken": str(tmp_path / "broken.py")}
-    monkeypatch_cwd = tmp_path
-    import os
-
-    os.chdir(monkeypatch_cwd)
+            "broken": str(tmp_path / "broken.py"), "pipe": str(tmp_path / "pipe.json")}
+    monkeypatch.chdir(tmp_path)
     assert main(["check", *(a.format(**fill) for a in args)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
@@ -229,6 +231,19 @@ AFFINE = ("def affine_forward(x, w, b):\n    return x.reshape(len(x), -1) @ w + 
           "    return (dout @ w.T).reshape(x.shape), x.reshape(len(x), -1).T @ dout, dout.sum(0)\n")
 RELU = ("def relu_forward(x):\n    return np.maximum(x, 0), x\n"
         "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n")
+
+
+def test_a_submission_runs_in_its_own_folder_not_the_teachers(tmp_path, monkeypatch):
+    """A file a submission writes as it loads lands in its own folder, not in the folder twinnet check was run from
+    (where the teacher's grades are), and a numpy.py beside it does not replace NumPy in the grading process."""
+    student, teacher = tmp_path / "alice", tmp_path / "teacher"
+    student.mkdir()
+    teacher.mkdir()
+    (student / "numpy.py").write_text("raise SystemExit('the student numpy.py was imported')\n")
+    (student / "layers.py").write_text("import numpy as np\nopen('written.txt', 'w').write('x')\n" + RELU)
+    monkeypatch.chdir(teacher)
+    assert main(["check", str(student / "layers.py"), "--convention", "cs231n", "--only", "relu"]) == 0
+    assert (student / "written.txt").exists() and not (teacher / "written.txt").exists()
 
 
 def test_a_course_package_with_relative_and_package_imports_loads_and_is_graded(tmp_path):

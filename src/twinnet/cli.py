@@ -407,6 +407,9 @@ def _writable_output(path: Path, flag: str, example: str, ours) -> None:
         raise TwinnetError(f"{flag} {path}: {path.parent} {what}; name a file in an existing folder")
     if path.is_dir():
         raise TwinnetError(f"{flag} {path} is a folder; name a file in it (e.g. {path / example})")
+    if path.exists() and not path.is_file():  # a device or a pipe would be read without end, then not replaced
+        raise TwinnetError(f"{flag} {path} is not a regular file (a device or a pipe); name a file (e.g. {example}): "
+                           "the grades' table goes to stdout already")
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise TwinnetError(f"{flag} {path}: not writable here; name a file in a folder you can write")
     if path.exists() and not ours(path):  # `--json a.py b.py`: a submission taken for it
@@ -419,6 +422,8 @@ def _is_grade_file(path: Path) -> bool:
     import json
 
     try:
+        if path.stat().st_size > 64 * 2**20:  # far beyond any grade file: not read in whole
+            return False
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False

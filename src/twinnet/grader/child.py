@@ -162,10 +162,12 @@ def _run_child(paths, convention, only, seed, configs, label=None, among=None) -
                                        "progress": str(progress),
                                        "config_limit_s": grader.CONFIG_LIMIT_S, "parent": os.getpid()}))
         progress.touch()
-        # a session of its own, so that processes the submission starts end with it (below)
-        proc = subprocess.Popen([sys.executable, "-m", "twinnet.grader.child", str(request), str(out)],
+        # a session of its own, so that processes the submission starts end with it (below); run in the folder of
+        # the submission's first file, as its student ran it (a file it writes or clears as it loads is its own, not
+        # the teacher's), and -P: that folder is not put before the installed modules (a student's numpy.py)
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "twinnet.grader.child", str(request), str(out)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, cwd=Path(paths[0]).absolute().parent if paths else None)
         with _LIVE_LOCK:
             _LIVE.add(proc)
         printed = threading.Thread(target=_show_some, args=(proc.stdout, label), daemon=True)

@@ -295,8 +295,14 @@ def _on_base(spec: dict[str, Any], where: str) -> dict[str, Any]:
 
 def load_spec(path: Path) -> dict[str, Any]:
     """A convention from a TOML file (the schema of the built-in ones), checked."""
+    path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, a device or a pipe: never read without end
+        raise TwinnetError(f"--spec {path} is not a regular file; name the course's spec, a .toml file")
     try:
-        spec = tomllib.loads(Path(path).read_text())
+        if path.stat().st_size > 2**20:
+            raise TwinnetError(f"--spec {path} is {path.stat().st_size:,} bytes, not a spec of a few kilobytes: "
+                               "name the course's .toml file")
+        spec = tomllib.loads(path.read_text())
     except OSError as e:
         raise TwinnetError(f"--spec {path}: {e.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
