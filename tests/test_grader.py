@@ -212,14 +212,17 @@ def test_a_spec_file_describes_another_course(tmp_path):
     # a pipe (or /dev/zero) would be read without end, as a grade file to replace or as the spec
     (["{layers}", "--convention", "cs231n", "--json", "{pipe}"], "pipe.json is not a regular file (a device or a"),
     (["{layers}", "--spec", "{pipe}"], "pipe.json is not a regular file; name the course's spec"),
+    (["{layers}", "--spec", "{empty_spec}"], "empty.toml is empty: a spec gives its style"),
 ])
 def test_bad_input_is_one_line(args, message, tmp_path, capsys, monkeypatch):
     os.mkfifo(tmp_path / "pipe.json")
+    (tmp_path / "empty.toml").write_text("# nothing yet\n")
     (tmp_path / "bad.toml").write_text("style = [\n")
     (tmp_path / "kind.toml").write_text('style = "functional"\n[layers.transformer]\nforward = "f"\n')
     (tmp_path / "broken.py").write_text("def f(:\n")
     fill = {"layers": str(CS231N[0]), "bad_spec": str(tmp_path / "bad.toml"), "kind_spec": str(tmp_path / "kind.toml"),
-            "broken": str(tmp_path / "broken.py"), "pipe": str(tmp_path / "pipe.json")}
+            "broken": str(tmp_path / "broken.py"), "pipe": str(tmp_path / "pipe.json"),
+            "empty_spec": str(tmp_path / "empty.toml")}
     monkeypatch.chdir(tmp_path)
     assert main(["check", *(a.format(**fill) for a in args)]) == 2
     err = capsys.readouterr().err
@@ -1491,7 +1494,8 @@ def test_jobs_grade_students_at_once_and_keep_their_order(tmp_path, capsys):
     assert [line.split(",")[0] for line in (tmp_path / "g.csv").read_text().splitlines()[1:]] == ["ann", "ben", "cat"]
     capsys.readouterr()
     for argv, message in [(["--jobs", "2"], "--jobs grades several students at once: it goes with --each"),
-                          (["--each", str(root), "--jobs", "0"], "--jobs must be >= 1")]:
+                          (["--each", str(root), "--jobs", "0"], "--jobs must be >= 1"),
+                          (["--each", str(root), "--jobs", "100000"], "--jobs 100000 is more than 8x this machine's")]:
         assert main(["check", "layers.py", "--convention", "cs231n", *argv]) == 2
         assert message in capsys.readouterr().err
 

@@ -119,6 +119,13 @@ def test_reproduce_again_trains_nothing_twice_and_refuses_the_wrong_folder(quick
     (damaged / "config.json").write_text("{")
     assert main(["reproduce", "--quick", "--out", str(damaged)]) == 2
     assert "config.json is damaged" in capsys.readouterr().err and (damaged / "config.json").read_text() == "{"
+    # a finished run whose summary is gone: named, with how to run it again, not read and failed on afterwards
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "engine-check" / "summary.json").unlink()
+    assert main([str(copy) if a == str(out) else a for a in args]) == 2
+    err = capsys.readouterr().err
+    assert "engine-check/summary.json is missing, though" in err and "delete the folder" in err, err
     assert main(["reproduce", "--quick", "--parts", "gan", "--out", str(tmp_path / "new")]) == 2
     assert "unknown part" in capsys.readouterr().err and not (tmp_path / "new").exists()
     # data that is not there is named before anything trains

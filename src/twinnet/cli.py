@@ -363,6 +363,9 @@ def _cmd_check(args) -> int:
         raise TwinnetError("--jobs grades several students at once: it goes with --each DIR")
     if args.jobs < 1:
         raise TwinnetError(f"--jobs must be >= 1 (students graded at once), got {args.jobs}")
+    from twinnet import hardware
+
+    hardware.check_thread_count(args.jobs, f"--jobs {args.jobs}")  # each a process of its own, with torch loaded
     if args.each is not None and args.json is not None:
         raise TwinnetError("with --each the grades go to --csv OUT (one row per student), not --json")
     if args.json is not None:  # before grading: a report that cannot be saved is found out first
