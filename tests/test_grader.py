@@ -236,6 +236,17 @@ RELU = ("def relu_forward(x):\n    return np.maximum(x, 0), x\n"
         "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n")
 
 
+def test_a_notebook_saved_as_a_py_file_is_told_to_be_renamed(tmp_path, capsys):
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": "import numpy as np\n"
+         + RELU}]}
+    (tmp_path / "relu.py").write_text(json.dumps(notebook))
+    assert main(["check", str(tmp_path / "relu.py"), "--convention", "cs231n", "--only", "relu"]) == 2
+    assert "relu.py holds a Jupyter notebook's JSON, not Python: rename it relu.ipynb" in capsys.readouterr().err
+    (tmp_path / "relu.py").rename(tmp_path / "relu.ipynb")  # as told: graded
+    assert main(["check", str(tmp_path / "relu.ipynb"), "--convention", "cs231n", "--only", "relu"]) == 0
+
+
 def test_a_submission_runs_in_its_own_folder_not_the_teachers(tmp_path, monkeypatch):
     """A file a submission writes as it loads lands in its own folder, not in the folder twinnet check was run from
     (where the teacher's grades are), and a numpy.py beside it does not replace NumPy in the grading process."""

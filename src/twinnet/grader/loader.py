@@ -227,6 +227,17 @@ def _unresolved(e: BaseException, folders: list[str]) -> bool:
     return isinstance(e, ModuleNotFoundError) and bool(getattr(e, "name", None)) and not _installed(e.name, folders)
 
 
+def _notebook_json(path: Path) -> bool:
+    """Whether ``path`` holds a notebook's JSON (a .ipynb saved under another name, which Python reads as a dict
+    until its first null, true or false)."""
+    import json
+
+    try:
+        return "cells" in json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, ValueError, TypeError, RecursionError):
+        return False
+
+
 def _load_error(e: BaseException, path: Path, files: list[Path], unresolved: bool) -> TwinnetError:
     """The error that a file which cannot be loaded gives: what it raised, where, and what to do."""
     where = student_line(e, files)
@@ -246,6 +257,9 @@ def _load_error(e: BaseException, path: Path, files: list[Path], unresolved: boo
     elif isinstance(e, TimeLimit):
         advice = ("; a file graded is imported, so work at its top level runs then: an endless loop, or training "
                   "or a test run there, belongs under `if __name__ == \"__main__\":`")
+    elif isinstance(e, NameError) and getattr(e, "name", None) in ("null", "true", "false") and _notebook_json(path):
+        advice = (f"; {path.name} holds a Jupyter notebook's JSON, not Python: rename it {path.stem}.ipynb, whose "
+                  "code cells are graded")
     return TwinnetError(f"{path.name} cannot be loaded: {what}" + (f" ({where})" if where else "") + advice)
 
 
