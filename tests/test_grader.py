@@ -1448,8 +1448,10 @@ def test_what_students_print_goes_to_stderr_after_their_names_and_stdout_keeps_t
     _show_some(Pieces([b"ab", b"c\nde", b"f\n", b"\n", b"g"]), "erin")
     _show_some(Pieces([b"plain\n"]))
     _show_some(Pieces([b"x\n"]), "two\nlines")  # a folder name with a newline: one prefix still
+    _show_some(Pieces([b"\x1b[2J\x07cleared\tnot\r\n"]))  # no terminal control: escape and bell as "?"
     # whole lines only, so that students graded at once (--jobs) never share one; an unended last line ends
-    assert capsys.readouterr().err == "[erin] abc\n[erin] def\n[erin] \n[erin] g\nplain\n[two?lines] x\n"
+    assert capsys.readouterr().err == ("[erin] abc\n[erin] def\n[erin] \n[erin] g\nplain\n[two?lines] x\n"
+                                       "?[2J?cleared\tnot\n")
     written = []
     monkeypatch.setattr("twinnet.grader.child._write_stderr", written.append)
     monkeypatch.setattr("twinnet.grader.child.SHOWN_BYTES", 40)

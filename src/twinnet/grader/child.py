@@ -91,6 +91,9 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
             return Report(convention["name"], seed, loader.named_once(paths), [rows[k] for k in kinds])
 
 
+_SHOWN_AS = bytes(c if c == 9 or 32 <= c != 127 else 63 for c in range(256))  # control bytes but tab: "?"
+
+
 def _show_some(stream, label: str | None = None) -> None:
     """Pass on to stderr the first ``SHOWN_BYTES`` of what the grading process prints (the submission's own
     prints; stdout is kept for the grades), whole lines, each after ``[label]`` where one is given, and say how
@@ -103,6 +106,9 @@ def _show_some(stream, label: str | None = None) -> None:
 
     def emit(line: bytes, ended: bool) -> None:
         nonlocal shown, dropped
+        # control bytes shown as "?" (a \r\n line's \r left out): a print cannot clear or retitle the teacher's
+        # terminal, move its cursor or ring it
+        line = line.removesuffix(b"\r").translate(_SHOWN_AS)
         room = SHOWN_BYTES - shown
         out = prefix + line + b"\n"  # a line cut short (at the limit, or by the end) ends here too
         keep = out[:room] if room > 0 else b""
