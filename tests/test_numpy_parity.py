@@ -277,13 +277,12 @@ def test_a_learning_rate_given_as_a_one_element_tensor_steps_as_torchs():
         if step == 2:
             opt_t.param_groups[0]["lr"] = torch.tensor(0.01, dtype=torch.float64)
             opt_n.param_groups[0]["lr"] = np.array(0.01)
-        opt_t.zero_grad()
+        for opt in (opt_t, opt_n):
+            opt.zero_grad()
         theirs(torch.from_numpy(x)).square().sum().backward()
-        opt_t.step()
-        opt_n.zero_grad()
-        out = ours(x)
-        ours.backward(2 * out)
-        opt_n.step()
+        ours.backward(2 * ours(x))  # the gradient of the same loss, the outputs' squares summed
+        for opt in (opt_t, opt_n):
+            opt.step()
     assert_close_rel({"weight": float(np.abs(ours.weight.data - theirs.weight.detach().numpy()).max())}, 1e-12)
 
 
