@@ -480,7 +480,7 @@ CASES = [
     Case("resume-with-runs-dir", lambda w: ["run", "mlp-cifar", "--resume", str(w.run()), "--runs-dir",
                                             str(w.root / "elsewhere")], "drop --runs-dir"),
     Case("resume-with-seeds", lambda w: ["run", "mlp-cifar", "--resume", str(w.run()), "--seeds", "0,1"],
-         "drop --seeds"),
+         "at its own seed: drop --seeds (for more seeds, start a group in a new folder"),
     Case("report-no-such-dir", lambda w: ["report", str(w.root / "nowhere")], "no such run directory"),
     Case("report-broken-summary", _report_of(lambda r: (r / "summary.json").write_text("{")), "summary.json is damaged"),
     Case("report-damaged-metrics-line", _report_of(_cut_metrics_middle), "line 2 is damaged"),

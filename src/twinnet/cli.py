@@ -227,7 +227,10 @@ def _cmd_run(args, command: str) -> None:
         if args.seeds is not None and args.seed is not None:
             raise TwinnetError("--seeds runs every seed it lists: drop --seed")
         if args.seeds is not None and args.resume is not None:
-            raise TwinnetError("--resume continues a group with the seeds it started with: drop --seeds")
+            raise TwinnetError("--resume continues a group with the seeds it started with: drop --seeds"
+                               if seeds.is_group(args.resume) else
+                               f"--resume continues the run {args.resume} at its own seed: drop --seeds (for more "
+                               "seeds, start a group in a new folder: --seeds ... --out NEW)")
         if any(o.partition("=")[0].strip() == "seed" for o in args.overrides):
             raise TwinnetError("--seeds sets each run's seed itself, so --set seed=... would change nothing: drop it")
         if args.show_config and args.resume is not None:  # what the group's runs continue with
