@@ -123,6 +123,12 @@ def _disk_full(w: World) -> list[str]:
     return ["run", "mlp-compare", "--quick", "--out", w.out()]
 
 
+def _dangling_out(w: World) -> list[str]:
+    link = w.root.parent / "dangling"  # beside the world, whose snapshot follows links
+    link.symlink_to(w.root.parent / "gone")
+    return ["run", "mlp-compare", "--quick", "--out", str(link)]
+
+
 def _read_only_out(w: World) -> list[str]:
     import twinnet.runs
 
@@ -431,6 +437,7 @@ CASES = [
                                         str(w.data / "mnist" / "t10k-labels-idx1-ubyte.gz" / "run")],
          "give --out (or --runs-dir) a folder you can write to"),
     Case("out-read-only", _read_only_out, "Permission denied"),
+    Case("out-dangling-link", _dangling_out, "dangling is a symbolic link to "),
     Case("report-read-only", _report_read_only, "Permission denied ("),
     Case("disk-full", _disk_full, "runs/new: No space left on device"),  # the run folder, then the cause
     Case("resume-no-such-dir", lambda w: ["run", "mlp-cifar", "--resume", str(w.root / "nowhere")], "no such directory"),
