@@ -271,10 +271,13 @@ def test_a_learning_rate_given_as_a_one_element_tensor_steps_as_torchs():
     ours = nnp.Linear(3, 2)
     ours.load_state_dict(theirs.state_dict())
     x = np.random.default_rng(0).standard_normal((4, 3))
-    opt_t = torch.optim.Adam(theirs.parameters(), lr=torch.tensor(0.05, dtype=torch.float64))
-    opt_n = nnp.Adam(ours.parameters(), lr=torch.tensor(0.05, dtype=torch.float64))
-    for step in range(4):
+    lr = torch.tensor(0.05, dtype=torch.float64)  # one tensor for both: changed in place, as torch's schedulers do
+    opt_t = torch.optim.Adam(theirs.parameters(), lr=lr)
+    opt_n = nnp.Adam(ours.parameters(), lr=lr)
+    for step in range(5):
         if step == 2:
+            lr.fill_(0.02)
+        if step == 3:
             opt_t.param_groups[0]["lr"] = torch.tensor(0.01, dtype=torch.float64)
             opt_n.param_groups[0]["lr"] = np.array(0.01)
         for opt in (opt_t, opt_n):
@@ -303,8 +306,12 @@ def test_init_fills_torch_has_give_torchs_values():
     cdf = lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2)))  # noqa: E731
     mean = 1.0 + 2.0 * (phi(-1.0) - phi(0.75)) / (cdf(0.75) - cdf(-1.0))  # the truncated normal's, 0.8075
     assert abs(draws.mean() - mean) < 0.01  # 5 standard errors of 100,000 draws
+    far = init.trunc_normal_(np.zeros(10_000), 0.0, 1.0, 10.0, 11.0, generator=np.random.default_rng(0))
+    assert 10.0 <= far.min() and far.max() <= 11.0 and abs(far.mean() - 10.098) < 0.01  # not all b: 1/z above 10
+    rng = np.random.default_rng(0)
     with pytest.raises(TypeError, match="floating-point"):
-        init.normal_(np.zeros(3, np.int64))
+        init.normal_(np.zeros(3, np.int64), generator=rng)
+    assert rng.random() == np.random.default_rng(0).random()  # refused before drawing
     with pytest.raises(ValueError, match="2-d"):
         init.eye_(np.zeros((2, 2, 2)))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -65,6 +66,9 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
             raise TwinnetError(f"{loading[-1].removeprefix('loading ')} cannot be loaded: it ran for more than "
                                f"{loader.LOAD_LIMIT_S:g} s and caught the time limit's exception (a bare `except:` "
                                "around a loop at its top level?), so the grader ended it; fix that and check again")
+        if not any("ready" in e for e in events):  # it ended before it read the request: nothing of the student's ran
+            raise TwinnetError(f"the grading process could not start ({how}; its output is above): twinnet and its "
+                               f"modules must import in a new Python process ({sys.executable})")
         if not started:
             raise TwinnetError(f"the submission ended the grading process ({how}) before it could report: code that "
                                "exits its process (os._exit, os.kill) or crashes Python; no layer is graded: fix that "
@@ -92,6 +96,7 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
 
 
 _SHOWN_AS = bytes(c if c == 9 or 32 <= c != 127 else 63 for c in range(256))  # control bytes but tab: "?"
+_C1 = re.compile(rb"\xc2[\x80-\x9f]")  # and the control characters U+0080 to U+009F, in UTF-8 (CSI among them)
 
 
 def _show_some(stream, label: str | None = None) -> None:
@@ -108,7 +113,7 @@ def _show_some(stream, label: str | None = None) -> None:
         nonlocal shown, dropped
         # control bytes shown as "?" (a \r\n line's \r left out): a print cannot clear or retitle the teacher's
         # terminal, move its cursor or ring it
-        line = line.removesuffix(b"\r").translate(_SHOWN_AS)
+        line = _C1.sub(b"?", line.removesuffix(b"\r").translate(_SHOWN_AS))
         room = SHOWN_BYTES - shown
         out = prefix + line + b"\n"  # a line cut short (at the limit, or by the end) ends here too
         keep = out[:room] if room > 0 else b""
@@ -156,6 +161,22 @@ def stop_all() -> None:
             proc.kill()
 
 
+def _child_env() -> dict[str, str]:
+    """The environment of a grading process, which starts in another folder than this one: PYTHONPATH's relative
+    entries made absolute, and the folder this twinnet was imported from put first where it is not an installed
+    package's (a checkout run with PYTHONPATH=src, or from src/), so that the child grades with this very twinnet."""
+    import twinnet
+
+    env = dict(os.environ)
+    entries = [str(Path(p).absolute()) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    root = Path(twinnet.__file__).resolve().parent.parent
+    if str(root) not in entries and not {"site-packages", "dist-packages"} & set(root.parts):
+        entries.insert(0, str(root))
+    if entries:
+        env["PYTHONPATH"] = os.pathsep.join(entries)
+    return env
+
+
 def _run_child(paths, convention, only, seed, configs, label=None, among=None) -> tuple[Any, list[dict], str]:
     """One child grading ``only`` (None: every layer) of the layers ``among`` (None: all): its payload (None if
     it wrote none), the progress events it wrote, and how it ended."""
@@ -173,7 +194,8 @@ def _run_child(paths, convention, only, seed, configs, label=None, among=None) -
         # the teacher's), and -P: that folder is not put before the installed modules (a student's numpy.py)
         proc = subprocess.Popen([sys.executable, "-P", "-m", "twinnet.grader.child", str(request), str(out)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=Path(paths[0]).absolute().parent if paths else None)
+                                start_new_session=True, cwd=Path(paths[0]).absolute().parent if paths else None,
+                                env=_child_env())
         with _LIVE_LOCK:
             _LIVE.add(proc)
         printed = threading.Thread(target=_show_some, args=(proc.stdout, label), daemon=True)
@@ -231,6 +253,7 @@ def main(argv: list[str]) -> None:
         os._exit(3)
 
     grader.PROGRESS, loader.HARD_STOP = note, hard_stop
+    note("ready", True)  # started, before any of the submission's code: a process that ends sooner could not start
     try:
         report = grader.grade([Path(p) for p in request["files"]], request["convention"], only=request["only"],
                               seed=request["seed"], configs=request["configs"], among=request.get("among"))

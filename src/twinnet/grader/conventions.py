@@ -296,13 +296,15 @@ def _on_base(spec: dict[str, Any], where: str) -> dict[str, Any]:
 def load_spec(path: Path) -> dict[str, Any]:
     """A convention from a TOML file (the schema of the built-in ones), checked."""
     path = Path(path)
-    if path.exists() and not path.is_file():  # a folder, a device or a pipe: never read without end
-        raise TwinnetError(f"--spec {path} is not a regular file; name the course's spec, a .toml file")
+    if path.is_char_device() or path.is_block_device() or path.is_socket():  # /dev/zero or a terminal: no end
+        raise TwinnetError(f"--spec {path} is a device, not a file; name the course's spec, a .toml file")
     try:
-        if path.stat().st_size > 2**20:
-            raise TwinnetError(f"--spec {path} is {path.stat().st_size:,} bytes, not a spec of a few kilobytes: "
-                               "name the course's .toml file")
-        spec = tomllib.loads(path.read_text())
+        with path.open("rb") as f:  # a file, or a pipe that ends (--spec <(make-spec)): a spec is a few kilobytes
+            text = f.read(2**20 + 1)
+        if len(text) > 2**20:
+            raise TwinnetError(f"--spec {path} holds more than a MiB, not a spec of a few kilobytes: name the "
+                               "course's .toml file")
+        spec = tomllib.loads(text.decode())
     except OSError as e:
         raise TwinnetError(f"--spec {path}: {e.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

@@ -576,9 +576,9 @@ def era_hint(e: BaseException) -> str:
     """Where a student's exception is what code of an older era raises now, why (else "")."""
     text = str(e)
     if isinstance(e, TypeError) and "arrays can be converted to Python scalars" in text:
-        return (f" (NumPy {np.__version__} no longer turns an array of one element into a number, as NumPy 1 did: "
-                "code of that era needs the element itself: a.item(), or an index to it, such as b[0, 0, 0, c] for "
-                f"one channel's bias of shape (1, 1, 1, C){_UNDER_NUMPY1})")
+        return (f" (if the array is of one element: NumPy {np.__version__} no longer turns that into a number, as "
+                "NumPy 1 did: code of that era needs the element itself: a.item(), or an index to it, such as "
+                f"b[0, 0, 0, c] for one channel's bias of shape (1, 1, 1, C){_UNDER_NUMPY1})")
     if isinstance(e, TypeError) and "unexpected keyword argument 'newshape'" in text:
         return (f" (NumPy {np.__version__} has no newshape= keyword in reshape, which NumPy 1 had: code of that era "
                 f"needs the shape passed by position, np.reshape(a, shape){_UNDER_NUMPY1})")
@@ -594,7 +594,7 @@ def era_hint(e: BaseException) -> str:
         instead = _NUMPY1.get(name) if not where else f"np.{name}" if where == ".lib" and name in _NUMPY1_LIB else None
         if instead:
             return (f" (np{where}.{name} is NumPy 1's, removed from NumPy {np.__version__}: code of that era needs "
-                    f"{instead}{_UNDER_NUMPY1 if where == '.lib' else ''})")
+                    f"{instead}{_UNDER_NUMPY1 if where == '.lib' and name not in _NOT_IN_NUMPY126 else ''})")
     if isinstance(e, NameError) and getattr(e, "name", None) in ("xrange", "unicode", "raw_input", "basestring"):
         return f" ({e.name} is Python 2's; Python 3 has {_PY3[e.name]})"
     if isinstance(e, (TypeError, IndexError)) and any(s in text for s in _FLOAT_AS_INT):
@@ -604,7 +604,8 @@ def era_hint(e: BaseException) -> str:
 
 
 # what NumPy 2 refuses of what NumPy 1.26 (which twinnet runs on too: docs/RESULTS.md, "NumPy 1.26") ran as written
-_UNDER_NUMPY1 = "; or grade it under NumPy 1, as its course ran it: pip install \"numpy<2\" in twinnet's environment"
+_UNDER_NUMPY1 = ("; or grade it under NumPy 1, as its course ran it: pip install \"numpy<2\" in twinnet's environment"
+                 + (" (NumPy 1 runs on Python 3.12 at the newest)" if sys.version_info >= (3, 13) else ""))
 
 
 # what Python 3 says of Python 2's print statement, exec statement and except clause
@@ -617,7 +618,9 @@ _NUMPY1 = {"float": "float (or np.float64)", "int": "int (or np.int64)", "object
            "unicode": "str", "complex": "complex", "asscalar": "a.item()", "product": "np.prod",
            "cumproduct": "np.cumprod", "alltrue": "np.all", "rank": "np.ndim", "msort": "np.sort(a, axis=0)",
            "alen": "len", "math": "Python's math module"}
-# the functions numpy.lib re-exported in NumPy 1 and NumPy 2 keeps at its top level only (np.lib.pad: np.pad)
+# the functions numpy.lib re-exported in NumPy 1 and NumPy 2 keeps at its top level only (np.lib.pad: np.pad); of
+# them, those NumPy 1.26, the NumPy 1 twinnet runs on, no longer had there either
+_NOT_IN_NUMPY126 = {"atleast_2d", "squeeze"}
 _NUMPY1_LIB = {"pad", "tile", "kron", "diff", "gradient", "interp", "unique", "setdiff1d", "union1d", "intersect1d",
                "isin", "in1d", "polyfit", "polyval", "meshgrid", "vectorize", "piecewise", "select", "histogram",
                "percentile", "median", "apply_along_axis", "apply_over_axes", "column_stack", "dstack", "split",

@@ -79,11 +79,18 @@ def _target(tensor):
     return tensor.data if isinstance(tensor, Parameter) else tensor
 
 
+def _floating(tensor):
+    """The array a random fill draws for, refused before any draw (the generator left as it was) unless it is of a
+    floating type: torch's random fills refuse integer tensors too, where draws would be truncated."""
+    arr = _target(tensor)
+    if arr.dtype.kind != "f":
+        raise TypeError(f"a random initialisation fills floating-point arrays, got one of dtype {arr.dtype}")
+    return arr
+
+
 def _fill(tensor, values):
     """Copy host ``values`` into the target in place (its dtype and array module kept); returns ``tensor``."""
     arr = _target(tensor)
-    if arr.dtype.kind != "f":  # torch's random fills refuse integer tensors too, where draws would be truncated
-        raise TypeError(f"a random initialisation fills floating-point arrays, got one of dtype {arr.dtype}")
     arr[...] = backend.xp(arr).asarray(values, dtype=arr.dtype)
     return tensor
 
@@ -156,22 +163,28 @@ def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, 
 
     if not a < b:
         raise ValueError(f"trunc_normal_ needs a < b, got a={a}, b={b}")
+    shape = _floating(tensor).shape
     rng = _rng if generator is None else generator
-    lo, hi = ndtr((a - mean) / std), ndtr((b - mean) / std)
-    draws = mean + std * ndtri(rng.uniform(lo, hi, size=_target(tensor).shape))
+    # drawn on the side of the mean where the interval's probabilities are small, so precise: far above the mean,
+    # 1 - ndtr would round to 0, so the interval is mirrored below it
+    side = -1.0 if a > mean else 1.0
+    lo, hi = sorted((ndtr(side * (a - mean) / std), ndtr(side * (b - mean) / std)))
+    draws = mean + side * std * ndtri(rng.uniform(lo, hi, size=shape))
     return _fill(tensor, np.clip(draws, a, b))
 
 
 def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator: np.random.Generator | None = None):
     """Fill with draws from U(a, b)."""
+    shape = _floating(tensor).shape
     rng = _rng if generator is None else generator
-    return _fill(tensor, rng.uniform(a, b, size=_target(tensor).shape))
+    return _fill(tensor, rng.uniform(a, b, size=shape))
 
 
 def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator: np.random.Generator | None = None):
     """Fill with draws from N(mean, std^2)."""
+    shape = _floating(tensor).shape
     rng = _rng if generator is None else generator
-    return _fill(tensor, rng.normal(mean, std, size=_target(tensor).shape))
+    return _fill(tensor, rng.normal(mean, std, size=shape))
 
 
 def kaiming_uniform_(
@@ -217,7 +230,7 @@ def orthogonal_(tensor, gain: float = 1.0, generator: np.random.Generator | None
     As torch: QR of a Gaussian matrix with the columns of Q multiplied by the signs of
     diag(R), which makes Q Haar-distributed rather than biased by the QR routine.
     """
-    shape = _target(tensor).shape
+    shape = _floating(tensor).shape
     if len(shape) < 2:
         raise ValueError(f"orthogonal_ needs at least 2 dimensions, got shape {tuple(shape)}")
     rows = int(shape[0])

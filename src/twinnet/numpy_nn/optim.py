@@ -25,8 +25,7 @@ class Optimizer:
     _added: Mapping[str, object] = {"maximize": False}
 
     def __init__(self, params: Iterable[Parameter] | Iterable[Mapping], lr: float, **hyper) -> None:
-        lr = _rate(lr)
-        if lr < 0:
+        if _rate(lr) < 0:
             raise ValueError(f"invalid learning rate {lr}: it must be >= 0")
         if isinstance(params, Parameter):
             raise TypeError("optimizer params must be an iterable of Parameters or of parameter groups, "
@@ -63,7 +62,7 @@ class Optimizer:
             raise ValueError("some parameters appear more than once in the optimizer's parameter groups")
         for name, value in self.defaults.items():
             group.setdefault(name, value)
-        group["lr"] = _rate(group["lr"])
+        _rate(group["lr"])  # one number, or a tensor or array of one (kept, as torch keeps it: read at each step)
         _refuse(type(self).__name__, capturable=group.get("capturable", False),
                 differentiable=group.get("differentiable", False))
         group["params"] = params
@@ -105,7 +104,8 @@ class Optimizer:
         work: list[tuple] = []
         states = iter(self.state)
         for group in self.param_groups:
-            group["lr"] = _rate(group["lr"])  # a rate set since as a one-element tensor or array, as torch takes it
+            if (rate := _rate(group["lr"])) is not group["lr"]:  # a one-element tensor or array: its value now
+                group = {**group, "lr": rate}
             for p, state in zip(group["params"], states):
                 if p.grad is None:
                     continue
