@@ -2839,6 +2839,30 @@ def test_a_batch_norm_with_its_eps_misplaced_is_told_where_and_its_alternative_b
         assert alt.passed == alt.total > 0, alt.failures
 
 
+def test_a_course_whose_test_mode_has_no_eps_says_so_and_a_far_bug_is_told_before_that_near_miss(tmp_path):
+    """TUM's I2DL gives a batch norm whose test mode divides by sqrt(running_var): under cs231n it fails as a
+    misplaced eps; a spec's test_eps = "none" grades it as right. Beside a training bug (its variance taken over
+    the wrong axis, far off), the training bug is told first, not the test mode's near miss, which hid it."""
+    source = CS231N[0].read_text()
+    test_mode = "x_hat = (x - running_mean) / np.sqrt(running_var + eps)"
+    assert source.count(test_mode) == 1
+    source = source.replace(test_mode, "x_hat = (x - running_mean) / np.sqrt(running_var)")
+    (tmp_path / "layers.py").write_text(source)
+    (tmp_path / "i2dl.toml").write_text('base = "cs231n"\n[layers.batchnorm]\ntest_eps = "none"\n'
+                                        '[layers.spatial_batchnorm]\ntest_eps = "none"\n')
+    kinds = ["batchnorm", "spatial_batchnorm"]
+    told = _rows(grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=kinds, configs=3))
+    assert all("out (test mode) divides by sqrt(var), with no eps" in told[k].first_failure for k in kinds)
+    right = _rows(grade([tmp_path / "layers.py"], resolve_convention(None, tmp_path / "i2dl.toml"), only=kinds,
+                        configs=3))
+    assert all(right[k].passed == right[k].total > 0 for k in kinds), {k: right[k].failures for k in kinds}
+    mean = "mu = np.mean(x, axis=0)"
+    assert source.count(mean) == 1
+    (tmp_path / "layers.py").write_text(source.replace(mean, "mu = np.mean(x, axis=0) + 0.1"))
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["batchnorm"], configs=3).rows[0]
+    assert row.passed == 0 and not any("with no eps" in f for f in row.failures), row.failures
+
+
 def test_an_alternative_backward_whose_cache_is_right_passes_beside_a_forward_whose_output_is_not(tmp_path):
     """A forward whose output divides by sqrt(var) + eps but whose cache keeps the right std: the batch norm row
     fails naming the eps, and the alternative backward, whose gradients are right, passes."""

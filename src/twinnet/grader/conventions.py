@@ -179,13 +179,13 @@ _CHOICES = {"weight": ("in_out", "out_in", "any"), "bias": ("flat", "row", "colu
             "reduction": ("mean", "sum", "none"), "output": ("logits", "probabilities"),
             "activation": ("relu", "elu", "leaky_relu"), "gates": tuple("".join(p) for p in permutations("ifgo")),
             "p": ("keep", "drop"), "batch": ("rows", "columns"), "grad": ("sum", "mean"), "layout": ("flat", "row"),
-            "images": ("nchw", "nhwc")}
+            "images": ("nchw", "nhwc"), "test_eps": ("inside", "none")}
 
 
 # the settings a layer's table may hold besides the names of the student's code it needs
-_OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum"),
-            "batchnorm_alt": ("running_var", "momentum"),
-            "spatial_batchnorm": ("running_var", "momentum"), "dropout": ("p",),
+_OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum", "test_eps"),
+            "batchnorm_alt": ("running_var", "momentum", "test_eps"),
+            "spatial_batchnorm": ("running_var", "momentum", "test_eps"), "dropout": ("p",),
             "softmax_cross_entropy": ("softmax", "input", "target", "reduction", "fused", "backward", "grad"),
             "adam": ("first_t",),
             "mlp": ("linear", "output", "fused", "activation"), "lstm_step": ("gates",), "lstm": ("gates",)}
