@@ -153,7 +153,7 @@ def test_a_finished_seed_whose_summary_is_gone_is_named_and_the_advice_given_wor
     (group / "seed-1" / "summary.json").unlink()
     assert main(["run", "mlp-compare", "--resume", str(group)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert "seed-1/summary.json is missing, though results.jsonl lists seed 1 as finished" in err[-1]
+    assert "seed-1/summary.json is missing, though results.jsonl lists seed-1 as finished" in err[-1]
     lines = (group / "results.jsonl").read_text().splitlines()
     (group / "results.jsonl").write_text("".join(line + "\n" for line in lines if json.loads(line)["seed"] != 1))
     assert main(["run", "mlp-compare", "--resume", str(group)]) == 0  # as the message says: that seed again

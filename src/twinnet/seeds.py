@@ -94,11 +94,7 @@ def run_group(name: str, overrides: list[str], seeds: list[int], *, quick: bool 
         try:
             run_sweep(group, jobs, threads=threads, command=command, data=data, name=f"{name} over seeds",
                       announce=lambda r: print(f"seed {r['seed']}: {r['headline'] or r['job']}", flush=True))
-            for seed in seeds:
-                if not (seed_dir(group.path, seed) / SUMMARY).is_file():
-                    raise TwinnetError(f"{seed_dir(group.path, seed) / SUMMARY} is missing, though results.jsonl "
-                                       f"lists seed {seed} as finished; restore it, or delete that line of "
-                                       "results.jsonl to train the seed again")
+            for seed in seeds:  # (run_sweep refuses a finished seed whose summary is gone)
                 done = RunDir(seed_dir(group.path, seed)).read_json(SUMMARY)
                 if isinstance(done, dict) and done.get("outcome") == "diverged":
                     raise Diverged(f"seed {seed} diverged at step {done.get('diverged_at_step')}: the group cannot "

@@ -80,9 +80,8 @@ def run_sweep(sweep: RunDir, jobs: list[Job], *, workers: int = 0, threads: int 
             raise TwinnetError(f"{sweep.file(RESULTS)}: the result of {key} is damaged (it lacks the figures the "
                                "report needs); restore the file, or delete that line to run it again")
         if (sweep.path / key).is_dir() and not (sweep.path / key / SUMMARY).exists():
-            raise TwinnetError(f"{sweep.path / key / SUMMARY} is missing, though {sweep.file(RESULTS)} counts {key} "
-                               f"finished; restore the file, or delete the folder {sweep.path / key} and that line to "
-                               "run it again")
+            raise TwinnetError(f"{sweep.path / key / SUMMARY} is missing, though results.jsonl lists {key} as "
+                               "finished; restore it, or delete that line of results.jsonl to run it again")
     todo = sorted((j for j in jobs if j.key not in done), key=lambda j: -j.cost)  # longest first: no long tail
     in_process = workers == 0
     workers = max(1, min(workers, len(todo)))
