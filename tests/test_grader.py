@@ -272,6 +272,41 @@ def test_a_grading_process_that_cannot_start_is_not_blamed_on_the_submission(tmp
     assert "No module named 'twinnet'" in err  # what it printed, passed on
 
 
+@pytest.mark.parametrize("mask, passes", [("x > 0", True), ("x >= 0", True), ("np.heaviside(x, 0.5)", True),
+                                           ("np.maximum(x / np.abs(x), 0)", False)])
+def test_relu_at_inputs_of_exactly_zero_takes_any_subgradient_but_not_nan(tmp_path, mask, passes):
+    """A ReLU's own output feeds the next one exact zeros: its gradient there may be 0 (torch's), dout or between,
+    but x / |x| gives nan there (a TUM I2DL student's), which inputs kept away from 0 never showed."""
+    (tmp_path / "layers.py").write_text("import numpy as np\ndef relu_forward(x):\n    return np.maximum(x, 0), x\n"
+                                        f"def relu_backward(dout, x):\n    return dout * ({mask})\n")
+    with np.errstate(invalid="ignore"):
+        row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["relu"], configs=2).rows[0]
+    assert (row.passed == row.total) == passes, row.failures
+    if not passes:
+        assert row.passed == row.total - 1 and "where the input is exactly 0" in row.first_failure
+        assert "dx is nan" in row.first_failure, row.first_failure
+
+
+def test_a_module_loss_whose_log_underflows_to_inf_is_told_why(tmp_path):
+    """TUM I2DL's CrossEntropyFromLogits (2024) takes the log of a stable softmax: inf at logits of 1000, its
+    gradient right. Told why, as a nan there was, not only that the loss is not finite."""
+    (tmp_path / "loss.py").write_text(
+        "import numpy as np\nclass CrossEntropyFromLogits:\n    def forward(self, y_out, y_truth):\n"
+        "        e = np.exp(y_out - y_out.max(axis=1, keepdims=True))\n"
+        "        self.p = e / e.sum(axis=1, keepdims=True)\n"
+        "        return -np.mean(np.log(self.p[np.arange(len(y_truth)), y_truth]))\n"
+        "    def backward(self, y_out, y_truth):\n        g = self.p.copy()\n"
+        "        g[np.arange(len(y_truth)), y_truth] -= 1\n        return g / len(y_truth)\n")
+    (tmp_path / "i2dl.toml").write_text('style = "module"\n[layers.softmax_cross_entropy]\n'
+                                        'loss = "CrossEntropyFromLogits"\ninput = "logits"\ntarget = "labels"\n'
+                                        'reduction = "mean"\nbackward = "inputs"\n')
+    with np.errstate(divide="ignore"):
+        row = grade([tmp_path / "loss.py"], resolve_convention(None, tmp_path / "i2dl.toml"), configs=3).rows[0]
+    assert row.passed == row.total - 1, row.failures
+    assert "loss is inf where the reference is" in row.first_failure and "though dx is right" in row.first_failure
+    assert "shifted - log(sum(exp(shifted)))" in row.first_failure
+
+
 def test_a_notebook_saved_as_a_py_file_is_told_to_be_renamed(tmp_path, capsys):
     notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
         {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": "import numpy as np\n"

@@ -597,8 +597,8 @@ def _caches_apart(ctx: Context, first: tuple, second: tuple, dout, refs: dict[st
 # --- elementwise and image layers -----------------------------------------------------------------------
 
 def _relu_configs(rng, k):
-    return [dict(shape=(1, 3)), dict(shape=(2, 3, 4, 5))] + [dict(shape=(int(rng.integers(1, 5)),
-                                                                         int(rng.integers(1, 9)))) for _ in range(k)]
+    return [dict(shape=(1, 3)), dict(shape=(2, 3, 4, 5), zeros=True)] + [
+        dict(shape=(int(rng.integers(1, 5)), int(rng.integers(1, 9)))) for _ in range(k)]
 
 
 def _relu(cfg, ctx: Context) -> Quantities:
@@ -606,8 +606,35 @@ def _relu(cfg, ctx: Context) -> Quantities:
     # one input above zero with a gradient below it, in every configuration: a backward that masks by the
     # gradient's sign (dZ[dZ <= 0] = 0) rather than the input's then fails each, not those whose signs agree by chance
     x.flat[0], dout.flat[0] = abs(x.flat[0]), -abs(dout.flat[0])
+    if cfg.get("zeros"):  # inputs of exactly 0, as a ReLU's own output gives the next layer's
+        x.flat[1::5] = 0.0
     refs = [{"out": np.maximum(x, 0), "dx": dout * (x > 0)}, _twin(nn.ReLU(), x, dout)]
-    return _unary(ctx, x, dout, refs, ())
+    quantities = _unary(ctx, x, dout, refs, ())
+    return _any_subgradient_at_zero(quantities, x, dout) if cfg.get("zeros") else quantities
+
+
+def _any_subgradient_at_zero(quantities: Quantities, x, dout) -> Quantities:
+    """A ReLU's gradients where the input is exactly 0: any subgradient, from 0 (torch's) to dout (x >= 0's mask),
+    but finite (x / |x| is 0 / 0 there); what is right there is then compared as torch's, the rest as ever."""
+    at = x == 0
+    out = dict(quantities)
+    for name, (value, refs) in quantities.items():
+        if not name.startswith("dx") or value is None or np.shape(value) != x.shape:
+            continue
+        try:
+            v = np.array(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            continue
+        share = v[at] / dout[at]  # (dout is a normal draw: never 0)
+        if not np.all(np.isfinite(v[at])):
+            raise Wrong(f"{name} is {v[at][~np.isfinite(v[at])][0]} where the input is exactly 0 (a mask such as "
+                        "x / |x| divides 0 by 0 there): ReLU's gradient at 0 is 0, as torch's, or dout with x >= 0")
+        if np.any(share < -1e-12) or np.any(share > 1 + 1e-12):
+            raise Wrong(f"{name} is {share[(share < -1e-12) | (share > 1 + 1e-12)][0]:.3g} times dout where the input "
+                        "is exactly 0: ReLU's gradient there is 0, as torch's, or dout, never outside them")
+        v[at] = refs[0][at]
+        out[name] = (v, refs)
+    return out
 
 
 def _elu_configs(rng, k):
@@ -1882,8 +1909,8 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
                            "probabilities, p[np.arange(N), y], before the log" if zeros else ""))
         return {**shown, "dx": (dx, [dx_ref])}
     loss_ref = loss_t.detach().numpy() if reduction == "none" else float(loss_t.detach())
-    if not shown and (_not_finite(loss, nan_only=True) or _not_finite(dx)):  # a loss of logits that overflowed,
-        if reduction != "none":  # or one whose softmax was stable and its log was not
+    if not shown and (_not_finite(loss) or _not_finite(dx)):  # a loss of logits that overflowed, or one whose
+        if reduction != "none":  # softmax was stable and its log was not (inf, or nan)
             _underflow(loss, loss_ref, dx, dx_ref)
         _overflow(x, loss, dx)  # (an inf loss beside a finite dx, where not told here: told below)
     if reduction == "mean" and scale == 1 and _sum_gradient(loss, loss_ref, dx, dx_ref, len(y)):
