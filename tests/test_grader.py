@@ -307,6 +307,19 @@ def test_a_module_loss_whose_log_underflows_to_inf_is_told_why(tmp_path):
     assert "shifted - log(sum(exp(shifted)))" in row.first_failure
 
 
+def test_two_files_of_one_name_are_told_apart_in_the_warning_and_the_table(tmp_path, capsys):
+    """Two years' layers.py given together: the replacement warning and the table's first line name each by the
+    folder that tells them apart, not "layers.py defines relu_forward again ... not layers.py's"."""
+    for year in ("ex2", "ex3"):
+        (tmp_path / year).mkdir()
+        (tmp_path / year / "layers.py").write_text("import numpy as np\n" + RELU)
+    assert main(["check", str(tmp_path / "ex2" / "layers.py"), str(tmp_path / "ex3" / "layers.py"), "--convention",
+                 "cs231n", "--only", "relu"]) == 0
+    out, err = capsys.readouterr()
+    assert "ex3/layers.py defines relu_forward again" in err and "not ex2/layers.py's" in err, err
+    assert out.startswith("twinnet check: ex2/layers.py, ex3/layers.py (cs231n convention"), out
+
+
 def test_a_notebook_saved_as_a_py_file_is_told_to_be_renamed(tmp_path, capsys):
     notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
         {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": "import numpy as np\n"

@@ -24,7 +24,7 @@ from twinnet import TwinnetError
 from twinnet.grader.compare import Wrong, error, passes, scale_hint
 from twinnet.grader.conventions import BUILT_IN, load_spec
 from twinnet.grader.kinds import KINDS, Context, Halted, NotApplicable
-from twinnet.grader.loader import StudentError, Submission, left_out_note, load, named_once
+from twinnet.grader.loader import StudentError, Submission, left_out_note, load, named_once, shown_names
 
 NOT_SUBMITTED = "not in the files (optional in this convention)"  # the table's word for such a row
 MAX_CONFIGS = 1000  # random configurations per layer kind: more only makes a grading take hours
@@ -300,5 +300,5 @@ def format_table(report: Report) -> str:
                             "points"], rows)
     total = sum(r.points for r in report.rows)
     verdict = "all passed" if report.ok else "FAILED"
-    return (f"twinnet check: {', '.join(Path(f).name for f in report.files)} ({report.convention} convention, "
+    return (f"twinnet check: {', '.join(shown_names(report.files))} ({report.convention} convention, "
             f"seed {report.seed}, NumPy {np.__version__}, torch {torch.__version__.split('+')[0]})\n{table}\n{verdict}: {total:g}/{sum(r.max_points for r in report.rows):g} points")

@@ -113,6 +113,7 @@ def load(paths: list[Path]) -> Submission:
     names: dict[str, Any] = {}
     origin: dict[str, str] = {}  # the file that defined each function or class, for a later file that replaces it
     problems = []  # every file that cannot be loaded is told at once, not only the first
+    shown = dict(zip(files, shown_names(files)))
     for path in files:
         try:
             module = _load_one(path, files)
@@ -124,15 +125,28 @@ def load(paths: list[Path]) -> Submission:
             if getattr(value, "__module__", None) != module.__name__ or not callable(value):
                 continue  # imported (a starter's `from .layers import *` is the same definition), or not code
             if name in origin and names.get(name) is not value:
-                print(f"twinnet: warning: {path.name} defines {name} again: its {name} is the one graded or "
+                print(f"twinnet: warning: {shown[path]} defines {name} again: its {name} is the one graded or "
                       f"called, not {origin[name]}'s (later files replace earlier ones; pass {origin[name]} last to "
                       "use its)",
                       file=sys.stderr)
-            origin[name] = path.name
+            origin[name] = shown[path]
         names.update(defined)
     if problems:
         raise TwinnetError("; ".join(problems))
     return Submission(names, files)
+
+
+def shown_names(paths) -> list[str]:
+    """Each file's name, or where two files share it, as many of its last path parts as tell them apart
+    (exercise_2/layers.py and exercise_3/layers.py)."""
+    parts = [Path(p).parts for p in paths]
+    shown = []
+    for i, mine in enumerate(parts):
+        k = 1
+        while k < len(mine) and any(j != i and other[-k:] == mine[-k:] for j, other in enumerate(parts)):
+            k += 1
+        shown.append(str(Path(*mine[-k:])))
+    return shown
 
 
 def named_once(paths) -> list[str]:
