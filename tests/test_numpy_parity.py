@@ -253,6 +253,7 @@ def test_parameters_stay_floating_point_as_torchs_do():
         torch.nn.Linear(2, 2).to(torch.int64)
 
 
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors is a no-op")  # torch says so of its own
 def test_layers_of_no_inputs_are_built_as_torchs():
     """Linear(0, n) and Conv2d(0, n, k): an empty weight and a zero bias (the bound 1/sqrt(fan_in) is 0 at no
     inputs), whose output is the bias, as torch's."""
