@@ -320,6 +320,64 @@ def test_two_files_of_one_name_are_told_apart_in_the_warning_and_the_table(tmp_p
     assert out.startswith("twinnet check: ex2/layers.py, ex3/layers.py (cs231n convention"), out
 
 
+ACTIVATION_CLASSES = """import numpy as np
+class Sigmoid:
+    def forward(self, x):
+        out = 1 / (1 + np.exp(-x))
+        return out, out
+    def backward(self, dout, cache):
+        return dout * cache * (1 - cache)
+class Tanh:
+    def forward(self, x):
+        self.out = np.tanh(x)
+        return self.out, x
+    def backward(self, dout, cache):
+        return dout * (1 - self.out ** 2)
+class Relu:
+    def forward(self, x):
+        self.x = x
+        return np.maximum(x, 0), x
+    def backward(self, dout, cache):
+        return dout * (self.x > 0)
+"""
+
+
+def test_sigmoid_and_tanh_as_instance_methods_returning_a_cache_are_graded(tmp_path):
+    """TUM I2DL's activations are classes whose forward(self, x) returns (out, cache) and backward(self, dout,
+    cache) takes it back: named as Class.method in a functional table, each is called on one instance of its class
+    (Tanh keeps its output on itself: the same instance's backward reads it). A tanh backward with 1 - x^2 fails."""
+    (tmp_path / "layer.py").write_text(ACTIVATION_CLASSES)
+    spec = "".join(f'[layers.{kind}]\nforward = "{cls}.forward"\nbackward = "{cls}.backward"\n'
+                   for kind, cls in (("sigmoid", "Sigmoid"), ("tanh", "Tanh"), ("relu", "Relu")))
+    (tmp_path / "i2dl.toml").write_text('style = "functional"\n' + spec)  # (Relu's input kept on itself too:
+    # a second layer's forward is another instance's, as in a network)
+    rows = _rows(grade([tmp_path / "layer.py"], resolve_convention(None, tmp_path / "i2dl.toml"), configs=3))
+    assert all(rows[k].passed == rows[k].total > 0 for k in ("sigmoid", "tanh", "relu")), rows
+    (tmp_path / "layer.py").write_text(ACTIVATION_CLASSES.replace("(1 - self.out ** 2)", "(1 - cache ** 2)"))
+    row = _rows(grade([tmp_path / "layer.py"], resolve_convention(None, tmp_path / "i2dl.toml"), only=["tanh"],
+                      configs=3))["tanh"]
+    assert row.passed == 0 and row.first_failure.startswith("tanh #0 shape=(1, 3): dx: relative error")
+
+
+def test_sigmoid_and_tanh_modules_are_graded_with_a_backward_or_a_derivative(tmp_path):
+    """Module style: CMU mytorch's Sigmoid and Tanh, whose backward() returns the derivative (derivative = true),
+    and the torch-like form whose backward(dout) returns dx; a sigmoid derivative of s (1 + s) fails."""
+    (tmp_path / "act.py").write_text(
+        "import numpy as np\nclass Sigmoid:\n    def forward(self, Z):\n        self.A = 1 / (1 + np.exp(-Z))\n"
+        "        return self.A\n    def backward(self):\n        return self.A - self.A * self.A\n"
+        "class Tanh:\n    def forward(self, Z):\n        self.A = np.tanh(Z)\n        return self.A\n"
+        "    def backward(self, dLdA):\n        return dLdA * (1 - self.A ** 2)\n")
+    (tmp_path / "spec.toml").write_text('style = "module"\n[layers.sigmoid]\nclass = "Sigmoid"\nderivative = true\n'
+                                        '[layers.tanh]\nclass = "Tanh"\n')
+    rows = _rows(grade([tmp_path / "act.py"], resolve_convention(None, tmp_path / "spec.toml"), configs=3))
+    assert rows["sigmoid"].passed == rows["sigmoid"].total > 0 and rows["tanh"].passed == rows["tanh"].total > 0
+    (tmp_path / "act.py").write_text((tmp_path / "act.py").read_text().replace("self.A - self.A * self.A",
+                                                                               "self.A + self.A * self.A"))
+    row = _rows(grade([tmp_path / "act.py"], resolve_convention(None, tmp_path / "spec.toml"), only=["sigmoid"],
+                      configs=3))["sigmoid"]
+    assert row.passed == 0 and "dx: relative error" in row.first_failure
+
+
 def test_a_notebook_saved_as_a_py_file_is_told_to_be_renamed(tmp_path, capsys):
     notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
         {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": "import numpy as np\n"

@@ -195,7 +195,7 @@ _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum
 # eps its constructor sets (CMU's 1e-8; torch's 1e-5 by default)
 _MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad"), "conv": ("params", "grads", "args"),
                    "maxpool": ("args",), "elu": ("args", "derivative"), "leaky_relu": ("args", "derivative"),
-                   "relu": ("derivative",), "mlp": ("args",),
+                   "relu": ("derivative",), "sigmoid": ("derivative",), "tanh": ("derivative",), "mlp": ("args",),
                    "batchnorm": ("params", "grads", "running", "eval_keyword", "layout", "eps")}
 # ... and in the functional style: a linear layer whose samples are columns (x (D, N)) and whose weight gradients
 # are averaged over the batch (deeplearning.ai's linear_backward: dW = dZ A.T / m)

@@ -40,14 +40,23 @@ class Context:
     # arrays=torch: each array the grader got from the student's results, by id, with what it came from (the
     # student's tensor, or the student's own array), so that a cache goes back to the student as it came
     returned: dict[int, tuple[Any, Any]] = field(default_factory=dict)
+    instances: dict[int, Any] = field(default_factory=dict)  # a class's one instance in this configuration
 
     def find(self, key: str):
         """The student's function or class the convention names under ``key`` (a dotted name reaches into
-        one: ``Linear.forward``)."""
+        one: ``Linear.forward``, a static method; an instance's method, such as TUM I2DL's ``Sigmoid.forward(self,
+        x) -> (out, cache)``, is that of one instance of the class, made with no arguments for the configuration,
+        whose ``backward`` is then the same instance's)."""
         name = self.entry[key]
         found = lookup(self.names, name)
         if found is None:
             raise StudentError(f"no {name} in the submission")
+        owner_name, _, attr = name.rpartition(".")
+        owner = lookup(self.names, owner_name) if owner_name else None
+        if isinstance(owner, type) and inspect.isfunction(inspect.getattr_static(owner, attr, None)):
+            if id(owner) not in self.instances:
+                self.instances[id(owner)] = self.call(owner, what=f"{owner_name}() (to call its {attr})")
+            found = getattr(self.instances[id(owner)], attr)
         return found
 
     def call(self, fn, *args, what: str):
@@ -584,7 +593,11 @@ def _caches_apart(ctx: Context, first: tuple, second: tuple, dout, refs: dict[st
     backward needs in a module global, not in the cache it returns, gives the second's."""
     forward, backward = ctx.entry["forward"], ctx.entry["backward"]
     _, cache = _forward(ctx.call(ctx.find("forward"), *first, what=forward), forward, 2)
-    _forward(ctx.call(ctx.find("forward"), *second, what=f"{forward} (another input)"), forward, 2)
+    mine, ctx.instances = ctx.instances, {}  # an instance's method: the other forward is another layer's, as in a net
+    try:
+        _forward(ctx.call(ctx.find("forward"), *second, what=f"{forward} (another input)"), forward, 2)
+    finally:
+        ctx.instances = mine
     grads = ctx.call(ctx.find("backward"), dout.copy(), cache, what=f"{backward} (with the first forward's cache)")
     if len(refs) == 1:
         grads = (_single(grads),)
@@ -667,6 +680,26 @@ def _leaky_relu(cfg, ctx: Context) -> Quantities:
     refs = [{"out": np.where(x > 0, x, slope * x), "dx": dout * np.where(x > 0, 1.0, slope)},
             _twin(nn.LeakyReLU(slope), x, dout)]
     return _unary(ctx, x, dout, refs, (slope,))
+
+
+def _smooth_configs(rng, k):
+    """A batch of one, images, and one with inputs far out (|x| up to 50, where exp(x) / (1 + exp(x)) is still
+    finite but 1 - s and tanh's 1 - t^2 round to 0), then drawn shapes."""
+    return [dict(shape=(1, 3)), dict(shape=(2, 3, 4, 5)), dict(shape=(3, 4), scale=20.0)] + [
+        dict(shape=(int(rng.integers(1, 5)), int(rng.integers(1, 9)))) for _ in range(k)]
+
+
+def _smooth(torch_fn):
+    """The check of an activation of no parameters whose derivative needs no care at 0 (sigmoid, tanh), against
+    ``torch_fn`` (the reference; the twin, its NumPy engine's module, where the kind has one)."""
+    def check(cfg, ctx: Context) -> Quantities:
+        x = cfg.get("scale", 2.0) * ctx.rng.standard_normal(cfg["shape"])
+        dout = ctx.rng.standard_normal(cfg["shape"])
+        xt = _t(x)
+        out_t = torch_fn(xt)
+        (out_t * torch.from_numpy(dout)).sum().backward()
+        return _unary(ctx, x, dout, [{"out": out_t.detach().numpy(), "dx": _g(xt)}], ())
+    return check
 
 
 def _unary(ctx: Context, x, dout, refs: list[dict], args: tuple) -> Quantities:
@@ -2378,6 +2411,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("relu", "ReLU", ("forward", "backward"), ("class",), _relu_configs, _relu),
     Kind("elu", "ELU", ("forward", "backward"), ("class",), _elu_configs, _elu),
     Kind("leaky_relu", "leaky ReLU", ("forward", "backward"), ("class",), _leaky_relu_configs, _leaky_relu),
+    Kind("sigmoid", "sigmoid", ("forward", "backward"), ("class",), _smooth_configs, _smooth(torch.sigmoid)),
+    Kind("tanh", "tanh", ("forward", "backward"), ("class",), _smooth_configs, _smooth(torch.tanh)),
     Kind("dropout", "dropout", ("forward", "backward"), (), _dropout_configs, _dropout),
     Kind("conv", "convolution", ("forward", "backward"), ("class",), _conv_configs, _conv),
     Kind("maxpool", "max pooling", ("forward", "backward"), ("class",), _pool_configs, _maxpool),
