@@ -170,8 +170,8 @@ class RunDir:
             if out.exists() and (not out.is_dir() or any(out.iterdir())):
                 raise TwinnetError(f"--out {out} already exists and is not an empty directory; choose another path")
             if out.is_symlink() and not out.exists():
-                raise TwinnetError(f"--out {out} is a symbolic link to {os.readlink(out)}, which does not exist; create "
-                                   "that folder first, or choose another path")
+                raise TwinnetError(f"--out {out} is a symbolic link to {os.readlink(out)}, which does not exist; "
+                                   "create that folder first, or choose another path")
             path = out
         else:
             stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

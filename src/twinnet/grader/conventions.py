@@ -319,8 +319,9 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise TwinnetError(f"{where}: a convention is a table of settings ({', '.join(_TOP)})")
     if not spec:
-        raise TwinnetError(f"{where} is empty: a spec gives its style (\"functional\" or \"module\") and a [layers.KIND] "
-                           "table for each layer, or a base convention to change (README, \"For teachers\")")
+        raise TwinnetError(f"{where} is empty: a spec gives its style (\"functional\" or \"module\") and a "
+                           "[layers.KIND] table for each layer, or a base convention to change (README, \"For "
+                           "teachers\")")
     if unknown := [k for k in spec if k not in _TOP]:
         raise TwinnetError(f"{where}: unknown setting(s) {', '.join(unknown)}; a convention holds {', '.join(_TOP)}")
     if "base" in spec:

@@ -230,9 +230,9 @@ class NLLLoss(_WeightedLoss):
 
 
 class MSELoss(Module):
-    """``torch.nn.MSELoss(size_average=None, reduce=None, reduction="mean")``: (input - target)^2, averaged, summed or kept per element;
-    ``forward(input, target)``, ``backward(dout=1.0) -> dinput``. Shapes must match (torch broadcasts them with
-    a warning that the result is likely wrong; this refuses)."""
+    """``torch.nn.MSELoss(size_average=None, reduce=None, reduction="mean")``: (input - target)^2, averaged, summed
+    or kept per element; ``forward(input, target)``, ``backward(dout=1.0) -> dinput``. Shapes must match (torch
+    broadcasts them with a warning that the result is likely wrong; this refuses)."""
 
     def __init__(self, size_average=None, reduce=None, reduction: str = "mean") -> None:
         super().__init__()
