@@ -212,6 +212,7 @@ def test_a_spec_file_describes_another_course(tmp_path):
     # a pipe (or /dev/zero) would be read without end, as a grade file to replace or as the spec
     (["{layers}", "--convention", "cs231n", "--json", "{pipe}"], "pipe.json is not a regular file (a device or a"),
     (["{layers}", "--spec", "/dev/zero"], "/dev/zero is a device, not a file; name the course's spec"),
+    (["{layers}", "--spec", "{pipe}"], "pipe.json is empty: a spec gives its style"),  # a pipe no one writes
     (["{layers}", "--spec", "{empty_spec}"], "empty.toml is empty: a spec gives its style"),
 ])
 def test_bad_input_is_one_line(args, message, tmp_path, capsys, monkeypatch):
@@ -357,6 +358,22 @@ def test_sigmoid_and_tanh_as_instance_methods_returning_a_cache_are_graded(tmp_p
     row = _rows(grade([tmp_path / "layer.py"], resolve_convention(None, tmp_path / "i2dl.toml"), only=["tanh"],
                       configs=3))["tanh"]
     assert row.passed == 0 and row.first_failure.startswith("tanh #0 shape=(1, 3): dx: relative error")
+
+
+def test_functions_kept_in_a_class_without_staticmethod_are_called_as_they_are(tmp_path):
+    """EECS 498's layers with their @staticmethod lines dropped: Python 3 calls Linear.forward(x, w, b) through
+    the class as a plain function, and so does the grader (no instance is made: the first parameter is not self);
+    the float32 ReLU's gradient at inputs of exactly 0 is told as float32, as everywhere else, not as a share."""
+    for path in EECS498:
+        (tmp_path / path.name).write_text(path.read_text().replace("    @staticmethod\n", ""))
+    files = [tmp_path / p.name for p in EECS498]
+    assert "@staticmethod" not in files[0].read_text()
+    rows = _rows(grade(files, resolve_convention("eecs498", None), only=["linear", "relu", "dropout"], configs=2))
+    assert all(r.passed == r.total > 0 for r in rows.values()), {k: r.failures for k, r in rows.items()}
+    (tmp_path / "relu.py").write_text("import numpy as np\ndef relu_forward(x):\n    return np.maximum(x, 0), x\n"
+                                      "def relu_backward(dout, x):\n    return (dout * (x >= 0)).astype(np.float32)\n")
+    row = grade([tmp_path / "relu.py"], resolve_convention("cs231n", None), only=["relu"], configs=1).rows[0]
+    assert row.passed == 0 and all("float32" in f for f in row.failures), row.failures
 
 
 def test_sigmoid_and_tanh_modules_are_graded_with_a_backward_or_a_derivative(tmp_path):

@@ -44,6 +44,7 @@ unless ``--only KIND`` names it.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from itertools import permutations
 from pathlib import Path
@@ -299,7 +300,11 @@ def load_spec(path: Path) -> dict[str, Any]:
     if path.is_char_device() or path.is_block_device() or path.is_socket():  # /dev/zero or a terminal: no end
         raise TwinnetError(f"--spec {path} is a device, not a file; name the course's spec, a .toml file")
     try:
-        with path.open("rb") as f:  # a file, or a pipe that ends (--spec <(make-spec)): a spec is a few kilobytes
+        # a file, or a pipe that ends (--spec <(make-spec)): a spec is a few kilobytes; opened without waiting, as
+        # a named pipe no one writes would wait for ever (it then reads as empty)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as f:
             text = f.read(2**20 + 1)
         if len(text) > 2**20:
             raise TwinnetError(f"--spec {path} holds more than a MiB, not a spec of a few kilobytes: name the "
