@@ -160,8 +160,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="a convention of your own, in the built-in ones' schema, or one of them with a few "
                    "changes (base = \"cs231n\" and only the tables that differ; see the README)")
     c.add_argument("--only", default=None, metavar="LAYERS",
-                   help="check only these layer kinds, comma-separated (of: linear, relu, elu, leaky_relu, dropout, conv, "
-                   "maxpool, batchnorm, batchnorm_alt, spatial_batchnorm, layernorm, spatial_groupnorm, softmax_loss, "
+                   help="check only these layer kinds, comma-separated (of: linear, relu, elu, leaky_relu, sigmoid, "
+                   "tanh, dropout, conv, maxpool, batchnorm, batchnorm_alt, spatial_batchnorm, layernorm, spatial_groupnorm, softmax_loss, "
                    "svm_loss, "
                    "softmax_cross_entropy, rnn_step, rnn, lstm_step, lstm, word_embedding, sgd_momentum, rmsprop, "
                    "adam, mlp; each convention has some; a layer named here is required even where the convention "
