@@ -213,6 +213,7 @@ def test_a_spec_file_describes_another_course(tmp_path):
     (["{layers}", "--convention", "cs231n", "--json", "{pipe}"], "pipe.json is not a regular file (a device or a"),
     (["{layers}", "--spec", "/dev/zero"], "/dev/zero is a device, not a file; name the course's spec"),
     (["{layers}", "--spec", "{pipe}"], "pipe.json is empty: a spec gives its style"),  # a pipe no one writes
+    (["{nowhere}", "--convention", "cs231n"], "nowhere/layers.py: no such file"),  # (its folder missing too)
     (["{layers}", "--spec", "{empty_spec}"], "empty.toml is empty: a spec gives its style"),
 ])
 def test_bad_input_is_one_line(args, message, tmp_path, capsys, monkeypatch):
@@ -224,7 +225,7 @@ def test_bad_input_is_one_line(args, message, tmp_path, capsys, monkeypatch):
     (tmp_path / "broken.py").write_text("def f(:\n")
     fill = {"layers": str(CS231N[0]), "bad_spec": str(tmp_path / "bad.toml"), "kind_spec": str(tmp_path / "kind.toml"),
             "broken": str(tmp_path / "broken.py"), "pipe": str(tmp_path / "pipe.json"),
-            "empty_spec": str(tmp_path / "empty.toml")}
+            "empty_spec": str(tmp_path / "empty.toml"), "nowhere": str(tmp_path / "nowhere" / "layers.py")}
     monkeypatch.chdir(tmp_path)
     assert main(["check", *(a.format(**fill) for a in args)]) == 2
     err = capsys.readouterr().err

@@ -161,6 +161,13 @@ def stop_all() -> None:
             proc.kill()
 
 
+def _submission_folder(paths) -> Path | None:
+    """The folder of the submission's first file, where its grading process runs; None (this one's) where it does
+    not exist, so that the grading process itself says which file is missing."""
+    folder = Path(paths[0]).absolute().parent if paths else None
+    return folder if folder is not None and folder.is_dir() else None
+
+
 def _child_env() -> dict[str, str]:
     """The environment of a grading process, which starts in another folder than this one: PYTHONPATH's relative
     entries made absolute, and the folder this twinnet was imported from put first where it is not an installed
@@ -194,8 +201,7 @@ def _run_child(paths, convention, only, seed, configs, label=None, among=None) -
         # the teacher's), and -P: that folder is not put before the installed modules (a student's numpy.py)
         proc = subprocess.Popen([sys.executable, "-P", "-m", "twinnet.grader.child", str(request), str(out)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=Path(paths[0]).absolute().parent if paths else None,
-                                env=_child_env())
+                                start_new_session=True, cwd=_submission_folder(paths), env=_child_env())
         with _LIVE_LOCK:
             _LIVE.add(proc)
         printed = threading.Thread(target=_show_some, args=(proc.stdout, label), daemon=True)
