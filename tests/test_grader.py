@@ -2980,6 +2980,9 @@ def test_a_course_whose_test_mode_has_no_eps_says_so_and_a_far_bug_is_told_befor
     right = _rows(grade([tmp_path / "layers.py"], resolve_convention(None, tmp_path / "i2dl.toml"), only=kinds,
                         configs=3))
     assert all(right[k].passed == right[k].total > 0 for k in kinds), {k: right[k].failures for k in kinds}
+    eps_kept = _rows(grade(CS231N, resolve_convention(None, tmp_path / "i2dl.toml"), only=kinds, configs=3))
+    assert all(eps_kept[k].passed == 0 and "divides by sqrt(var + eps) (eps = " in eps_kept[k].first_failure and
+               'test_eps = "none"' in eps_kept[k].first_failure for k in kinds), {k: eps_kept[k].failures for k in kinds}
     mean = "mu = np.mean(x, axis=0)"
     assert source.count(mean) == 1
     (tmp_path / "layers.py").write_text(source.replace(mean, "mu = np.mean(x, axis=0) + 0.1"))

@@ -1185,9 +1185,15 @@ def _batchnorm(cfg, ctx: Context, backward_only: bool = False) -> Quantities:
         _bn_eps_placed(out, x, x.mean(axis=axes), x.var(axis=axes), ref["out"], gamma, beta, eps, per, "out")
         from twinnet.grader import NEAR_MISS
 
-        if test_eps and all(_error_of(got[k], ref[k]) < NEAR_MISS for k in ref):
-            _bn_eps_placed(test_out, test_x, np.ravel(ref["running_mean"]), np.ravel(ref["running_var"]), ref_test,
-                           gamma, beta, eps, per, "out (test mode)")
+        if all(_error_of(got[k], ref[k]) < NEAR_MISS for k in ref):
+            mean, var = np.ravel(ref["running_mean"]), np.ravel(ref["running_var"])
+            if test_eps:
+                _bn_eps_placed(test_out, test_x, mean, var, ref_test, gamma, beta, eps, per, "out (test mode)")
+            elif _exactly_and_apart(test_out, per(gamma) * (test_x - per(mean)) / np.sqrt(per(var) + eps) + per(beta),
+                                    ref_test):
+                raise Wrong(f"out (test mode) divides by sqrt(var + eps) (eps = {eps:g} here), where this convention's "
+                            "test mode divides by sqrt(var), with no eps (test_eps = \"none\" in its spec, as the "
+                            "course's own forward does)")
     stat_name = "biased" if biased else "unbiased"
     for key in () if backward_only else ("running_var",):
         other = (1 - new) * rv + new * x.var(axis=axes, ddof=1 if biased else 0)
@@ -1215,6 +1221,13 @@ _EPS_PLACED = {"sqrt(var) + eps, eps outside the square root": lambda v, eps: np
                "sqrt(var), with no eps": lambda v, eps: np.sqrt(v)}
 
 
+def _exactly_and_apart(theirs, wrong, right) -> bool:
+    """Whether a student's value is ``wrong`` to rounding, where ``wrong`` is told apart from ``right`` (an eps
+    misplaced moves an output by about 1e-5 relative: so close a match says which formula it followed)."""
+    return theirs is not None and np.shape(theirs) == np.shape(wrong) and \
+        np.allclose(theirs, wrong, rtol=1e-11, atol=0) and not np.allclose(wrong, right, rtol=1e-6)
+
+
 def _bn_eps_placed(theirs, x, mean, var, right, gamma, beta, eps: float, per, name: str) -> None:
     """``Wrong`` naming it where a batch norm's output (``name``) divides by another of ``_EPS_PLACED`` than
     sqrt(var + eps): a relative error of 1e-4 alone does not say that the eps is what is off."""
@@ -1222,8 +1235,7 @@ def _bn_eps_placed(theirs, x, mean, var, right, gamma, beta, eps: float, per, na
         wrong = per(gamma) * (x - per(mean)) / per(denominator(var, eps)) + per(beta)
         # to rounding, not to 1e-8: an eps far smaller than the convention's (CMU's 1e-8 under a spec left at
         # 1e-5) is within 1e-8 of none, and is a setting of the spec, not a formula of the student's to mend
-        if theirs is not None and np.shape(theirs) == np.shape(wrong) and \
-                np.allclose(theirs, wrong, rtol=1e-11, atol=0) and not np.allclose(wrong, right, rtol=1e-6):
+        if _exactly_and_apart(theirs, wrong, right):
             raise Wrong(f"{name} divides by {said} (eps = {eps:g} here), where batch norm divides by "
                         "sqrt(var + eps): put eps inside the square root")
 
