@@ -43,7 +43,7 @@ class ReLU(_MaybeInplace):
     def forward(self, x):
         xp = backend.xp(x)
         out = xp.empty_like(x)  # keeps x's memory layout (channels-last stays channels-last)
-        rows, into = (x, out) if x.ndim else (x.reshape(1), out.reshape(1))  # a 0-d input: one row of one
+        rows, into = xp.atleast_1d(x, out)  # a 0-d input as one row of one (views: out is written)
         backend.parallel(lambda s: xp.maximum(rows[s], 0, out=into[s]), rows.shape[0], x.size, like=x)
         self._push_cache(out)
         return out
@@ -52,8 +52,7 @@ class ReLU(_MaybeInplace):
         out = self._pop_cache()
         xp = backend.xp(out)
         dx = xp.empty_like(out)
-        dout = xp.asarray(dout)
-        rows, grads, into = (out, dout, dx) if out.ndim else (out.reshape(1), dout.reshape(1), dx.reshape(1))
+        rows, grads, into = xp.atleast_1d(out, xp.asarray(dout), dx)
         # torch passes the gradient wherever the output is not <= 0: a NaN output passes it too
         backend.parallel(lambda s: xp.multiply(grads[s], ~(rows[s] <= 0), out=into[s]), rows.shape[0], out.size,
                          like=out)
