@@ -1,0 +1,122 @@
+"""The optimisers' update rules (SGD with momentum, RMSprop, Adam), their first steps against torch.optim."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from twinnet.grader.compare import Wrong, unchanged
+from twinnet.grader.kinds.base import Context, Kind, Quantities, _pair
+
+
+def _optim_configs(rng, k):
+    """The course's default hyperparameters first, then drawn ones (an update that ignores ``config`` and
+    keeps the defaults fails those)."""
+    return [dict(shape=(3, 4), steps=5, seed=int(rng.integers(2**31)), drawn=i > 0) for i in range(max(2, k))]
+
+
+def _drawn_hyper(name: str, rng) -> dict:
+    """Hyperparameters other than the defaults, for ``_optimizer(name)``."""
+    lr = float(rng.choice([0.003, 0.03, 0.2]))
+    return {"sgd_momentum": {"learning_rate": lr, "momentum": float(rng.choice([0.5, 0.8, 0.95]))},
+            "rmsprop": {"learning_rate": lr, "decay_rate": float(rng.choice([0.8, 0.95, 0.99])),
+                        "epsilon": float(rng.choice([1e-6, 1e-4]))},
+            "adam": {"learning_rate": lr, "beta1": float(rng.choice([0.8, 0.95])),
+                     "beta2": float(rng.choice([0.99, 0.9999])), "epsilon": float(rng.choice([1e-6, 1e-4]))}}[name]
+
+
+def _optimizer(name: str):
+    """A check of the CS231n optimiser ``name`` against ``torch.optim``, step by step."""
+    hyper = {"sgd_momentum": ({"learning_rate": 0.1, "momentum": 0.9},
+                              lambda p, c: torch.optim.SGD([p], lr=c["learning_rate"], momentum=c["momentum"])),
+             "rmsprop": ({"learning_rate": 0.01, "decay_rate": 0.9, "epsilon": 1e-8},
+                         lambda p, c: torch.optim.RMSprop([p], lr=c["learning_rate"], alpha=c["decay_rate"],
+                                                          eps=c["epsilon"])),
+             "adam": ({"learning_rate": 0.01, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
+                      lambda p, c: torch.optim.Adam([p], lr=c["learning_rate"], betas=(c["beta1"], c["beta2"]),
+                                                    eps=c["epsilon"]))}
+    config0, make = hyper[name]
+
+    def check(cfg, ctx: Context) -> Quantities:
+        rng = np.random.default_rng(cfg["seed"])
+        w = rng.standard_normal(cfg["shape"])
+        p = torch.tensor(w.copy(), requires_grad=True)
+        hyper_now = _drawn_hyper(name, rng) if cfg.get("drawn") else config0
+        opt, config, mine, result = make(p, hyper_now), dict(hyper_now), w.copy(), {}
+        if name == "adam" and ctx.entry.get("first_t", 1) == 2:  # CS231n's 2017 starter: t counted from 2
+            opt.state[p] = {"step": torch.tensor(1.0), "exp_avg": torch.zeros_like(p),
+                            "exp_avg_sq": torch.zeros_like(p)}
+        for step in range(1, cfg["steps"] + 1):
+            dw = rng.standard_normal(cfg["shape"])
+            p.grad = torch.from_numpy(dw.copy())
+            opt.step()
+            dws = dw.copy()
+            out = _pair(ctx.call(ctx.find("function"), mine, dws, config, what=ctx.entry["function"]),
+                        ctx.entry["function"], 2)
+            unchanged("dw", dw, dws)
+            mine, config = out
+            result[f"w after step {step}"] = (mine, [p.detach().numpy().copy()])
+            if not isinstance(config, dict):
+                raise Wrong(f"{ctx.entry['function']} returned a {type(config).__name__} as its config, not a dict")
+            mine = np.array(mine, dtype=np.float64, copy=True) if mine is not None else mine
+            if mine is None:
+                break
+            if step == 1:
+                _first_step(name, mine, w, dw, hyper_now, p.detach().numpy(), ctx.entry.get("first_t", 1))
+        return result
+
+    return check
+
+
+def _first_step(name: str, mine, w, dw, hyper: dict, ref, first_t: int = 1) -> None:
+    """``Wrong`` naming it where the student's first step of optimiser ``name`` (from a zero velocity, cache or
+    moments) is exactly that of a known misreading of the update, and not the reference's."""
+    if np.shape(mine) != np.shape(w) or not np.all(np.isfinite(mine)):
+        return
+    for misread, message in _first_step_misreadings(name, w, dw, hyper, first_t):
+        if np.allclose(mine, misread, rtol=1e-9, atol=0) and not np.allclose(mine, ref, rtol=1e-6, atol=0):
+            raise Wrong(message)
+
+
+def _first_step_misreadings(name: str, w, dw, hyper: dict, first_t: int = 1) -> list[tuple[np.ndarray, str]]:
+    """The first steps of an optimiser's known misreadings, each with what to tell: Adam's t = 2 (CS231n's 2017
+    starter code, where torch counts the first step as t = 1; t = 1 where the convention's ``first_t`` is 2) and no
+    bias correction; RMSprop's epsilon inside the square root and its decay rate weighing the new squared gradient;
+    Nesterov's momentum for the plain one."""
+    lr = hyper["learning_rate"]
+    if name == "sgd_momentum":
+        mu = hyper["momentum"]
+        return [(w - (1 + mu) * lr * dw, "the update is Nesterov's momentum (w - momentum * v_prev + (1 + momentum) "
+                 "* v): this convention's sgd_momentum is the plain one, v = momentum * v - learning_rate * dw, "
+                 "then w + v, as torch's SGD with momentum")]
+    if name == "rmsprop":
+        decay, eps = hyper["decay_rate"], hyper["epsilon"]
+        return [(w - lr * dw / np.sqrt((1 - decay) * dw**2 + eps), "epsilon is inside the square root, dw / "
+                 "sqrt(cache + epsilon); RMSprop (CS231n's and torch's) adds it outside, dw / (sqrt(cache) + "
+                 "epsilon)"),
+                (w - lr * dw / (np.sqrt(decay * dw**2) + eps), "the cache keeps (1 - decay_rate) of itself and adds "
+                 "decay_rate times the new squared gradient; decay_rate is the old cache's weight: cache = "
+                 "decay_rate * cache + (1 - decay_rate) * dw**2")]
+    if name == "adam" and first_t == 2:  # the paper's count, where this course's starter's is t = 2
+        return [(w - lr * dw / (np.abs(dw) + hyper["epsilon"]), "the first step's bias correction uses t = 1 (as "
+                 "the paper and torch), and this convention counts as its starter code does, config['t'] from 1, "
+                 "incremented before use, so that the first step is t = 2 (first_t = 2 in its spec)")]
+    if name == "adam":
+        b1, b2, eps = hyper["beta1"], hyper["beta2"], hyper["epsilon"]
+        m_hat, v_hat = (1 - b1) * dw / (1 - b1**2), (1 - b2) * dw**2 / (1 - b2**2)
+        return [(w - lr * m_hat / (np.sqrt(v_hat) + eps), "the first step's bias correction uses t = 2 "
+                 "(config['t'] starts at 1 and is incremented before use, as CS231n's 2017 starter code had it); "
+                 "the first step is t = 1, as in the original paper and torch: start t at 0, or increment it after "
+                 "use (a course whose starter counts so: first_t = 2 in a spec)"),
+                (w - lr * (1 - b1) * dw / (np.sqrt((1 - b2) * dw**2) + eps), "the first step has no bias "
+                 "correction: increment config['t'] at each step and divide the moments by (1 - beta1**t) and (1 - "
+                 "beta2**t) before the update, as the original paper and torch do")]
+    return []
+
+
+# this module's kinds, in the order ``twinnet check`` lists them
+KINDS = (
+    Kind("sgd_momentum", "SGD with momentum", ("function",), (), _optim_configs, _optimizer("sgd_momentum")),
+    Kind("rmsprop", "RMSprop", ("function",), (), _optim_configs, _optimizer("rmsprop")),
+    Kind("adam", "Adam", ("function",), (), _optim_configs, _optimizer("adam")),
+)

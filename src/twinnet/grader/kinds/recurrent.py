@@ -1,0 +1,194 @@
+"""The RNN and the LSTM, one step and over time, and the word embedding."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from twinnet.grader.compare import Wrong, all_unchanged
+from twinnet.grader.kinds.base import Context, Kind, Quantities, _follows, _forward, _g, _pair, _single, _t
+from twinnet.grader.kinds.modules import _caches_apart
+
+
+def _rnn_configs(rng, k):
+    fixed = [dict(n=1, t=1, d=3, h=4), dict(n=2, t=4, d=3, h=5), dict(n=3, t=6, d=2, h=2)]
+    return fixed + [dict(n=int(rng.integers(1, 4)), t=int(rng.integers(1, 7)), d=int(rng.integers(1, 5)),
+                         h=int(rng.integers(1, 6))) for _ in range(k)]
+
+
+def _rnn_tensors(cfg, rng, steps: int | None):
+    shape = (cfg["n"], cfg["d"]) if steps is None else (cfg["n"], steps, cfg["d"])
+    return (rng.standard_normal(shape), rng.standard_normal((cfg["n"], cfg["h"])),
+            rng.standard_normal((cfg["d"], cfg["h"])) / 2, rng.standard_normal((cfg["h"], cfg["h"])) / 2,
+            rng.standard_normal(cfg["h"]))
+
+
+def _rnn_step(cfg, ctx: Context) -> Quantities:
+    arrays = _rnn_tensors(cfg, ctx.rng, None)
+    ts = [_t(a) for a in arrays]
+    out_t = torch.tanh(ts[0] @ ts[2] + ts[1] @ ts[3] + ts[4])
+    dout = ctx.rng.standard_normal(tuple(out_t.shape))
+    (out_t * torch.from_numpy(dout)).sum().backward()
+    return _rnn_call(ctx, arrays, dout, out_t.detach().numpy(), [_g(t) for t in ts],
+                     ("dx", "dprev_h", "dWx", "dWh", "db"))
+
+
+def _rnn(cfg, ctx: Context) -> Quantities:
+    arrays = _rnn_tensors(cfg, ctx.rng, cfg["t"])
+    ts = [_t(a) for a in arrays]
+    h, states = ts[1], []
+    for step in range(cfg["t"]):
+        h = torch.tanh(ts[0][:, step] @ ts[2] + h @ ts[3] + ts[4])
+        states.append(h)
+    out_t = torch.stack(states, dim=1)  # (N, T, H)
+    dout = ctx.rng.standard_normal(tuple(out_t.shape))  # every step's hidden state feeds the loss
+    (out_t * torch.from_numpy(dout)).sum().backward()
+    return _rnn_call(ctx, arrays, dout, out_t.detach().numpy(), [_g(t) for t in ts], ("dx", "dh0", "dWx", "dWh", "db"))
+
+
+def _rnn_call(ctx: Context, arrays, dout, out_ref, grads_ref, names, check_out=None) -> Quantities:
+    """Call the student's forward and backward; ``check_out(out)``, where given, may raise ``Wrong`` naming
+    what the forward's output follows before its backward runs."""
+    copies = [a.copy() for a in arrays]
+    out, cache = _forward(ctx.call(ctx.find("forward"), *copies, what=ctx.entry["forward"]), ctx.entry["forward"], 2)
+    all_unchanged(("x", "h0", "Wx", "Wh", "b"), arrays, copies)
+    if check_out is not None:
+        check_out(out)
+    grads = _pair(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]),
+                  ctx.entry["backward"], 5)
+    return {"out": (out, [out_ref]), **{n: (g, [r]) for n, g, r in zip(names, grads, grads_ref)}}
+
+
+def _lstm_tensors(cfg, rng, steps: int | None):
+    """x, h0 (or prev_h), Wx (D, 4H), Wh (H, 4H), b (4H,), and for one step prev_c."""
+    n, d, h = cfg["n"], cfg["d"], cfg["h"]
+    x = rng.standard_normal((n, d) if steps is None else (n, steps, d))
+    return (x, rng.standard_normal((n, h)), rng.standard_normal((d, 4 * h)) / 2,
+            rng.standard_normal((h, 4 * h)) / 2, rng.standard_normal(4 * h) / 2, rng.standard_normal((n, h)))
+
+
+def _lstm_cell(x, h, c, wx, wh, b, order: str):
+    """One LSTM step with the gates' blocks of the 4H columns in ``order`` (CS231n's "ifog", torch's "ifgo")."""
+    a = x @ wx + h @ wh + b
+    gates = dict(zip(order, a.chunk(4, dim=1)))
+    c = torch.sigmoid(gates["f"]) * c + torch.sigmoid(gates["i"]) * torch.tanh(gates["g"])
+    return torch.sigmoid(gates["o"]) * torch.tanh(c), c
+
+
+def _other_gate_order(theirs, order: str, compute, *, c0=None) -> None:
+    """Raise ``Wrong`` naming the gate order ``theirs`` (a forward's output) follows, where it is not ``order``
+    and another order of the 4H columns' blocks gives it; ``compute(order)`` is the reference in that order
+    (``compute(order, c0)`` with ``c0``, a sequence's: also named where it starts the cell state there, not at 0)."""
+    from itertools import permutations
+
+    try:
+        theirs = np.asarray(theirs, dtype=np.float64)
+    except (TypeError, ValueError):
+        return
+    def close(a, b):
+        return a.shape == b.shape and bool(np.all(np.abs(a - b) <= 1e-7 * max(float(np.abs(b).max()), 1e-3)))
+    if close(theirs, compute(order)):
+        return
+    for other in ("".join(p) for p in permutations("ifgo")):
+        if other != order and close(theirs, compute(other)):
+            raise Wrong(f"the gates' blocks of the 4H columns are in the order {other}, where this convention's is "
+                        f"{order} (gates = \"{other}\" in a spec, if that is the course's)")
+    if c0 is not None and close(theirs, compute(order, c0)):
+        raise Wrong("the cell state starts as h0; the course's lstm_forward starts it at zero (c0 = 0, only the "
+                    "hidden state starts as h0)")
+
+
+def _lstm_step(cfg, ctx: Context) -> Quantities:
+    x, h, wx, wh, b, c = _lstm_tensors(cfg, ctx.rng, None)
+    arrays = (x, h, c, wx, wh, b)  # the call's order: x, prev_h, prev_c, Wx, Wh, b
+    ts = [_t(a) for a in arrays]
+    next_h, next_c = _lstm_cell(ts[0], ts[1], ts[2], ts[3], ts[4], ts[5], ctx.entry.get("gates", "ifog"))
+    dh, dc = ctx.rng.standard_normal(tuple(next_h.shape)), ctx.rng.standard_normal(tuple(next_c.shape))
+    ((next_h * torch.from_numpy(dh)).sum() + (next_c * torch.from_numpy(dc)).sum()).backward()
+    copies = [a.copy() for a in arrays]
+    out = _forward(ctx.call(ctx.find("forward"), *copies, what=ctx.entry["forward"]), ctx.entry["forward"], 3)
+    all_unchanged(("x", "prev_h", "prev_c", "Wx", "Wh", "b"), arrays, copies)
+    with torch.no_grad():
+        _other_gate_order(out[0], ctx.entry.get("gates", "ifog"),
+                          lambda order: _lstm_cell(*ts, order)[0].numpy())
+    grads = _pair(ctx.call(ctx.find("backward"), dh.copy(), dc.copy(), out[2], what=ctx.entry["backward"]),
+                  ctx.entry["backward"], 6)
+    names = ("dx", "dprev_h", "dprev_c", "dWx", "dWh", "db")
+    return {"next_h": (out[0], [next_h.detach().numpy()]), "next_c": (out[1], [next_c.detach().numpy()]),
+            **{n: (g, [_g(t)]) for n, g, t in zip(names, grads, ts)}}
+
+
+def _lstm_states(ts, order: str, c0=None):
+    """Every step's hidden state (N, T, H) of an LSTM over x (N, T, D) from h0, with c(0) = 0 as the course's
+    lstm_forward starts (or ``c0``)."""
+    h, c, states = ts[1], torch.zeros_like(ts[1]) if c0 is None else c0, []
+    for step in range(ts[0].shape[1]):
+        h, c = _lstm_cell(ts[0][:, step], h, c, ts[2], ts[3], ts[4], order)
+        states.append(h)
+    return torch.stack(states, dim=1)
+
+
+def _lstm(cfg, ctx: Context) -> Quantities:
+    x, h0, wx, wh, b, _ = _lstm_tensors(cfg, ctx.rng, cfg["t"])
+    arrays = (x, h0, wx, wh, b)
+    ts = [_t(a) for a in arrays]
+    order = ctx.entry.get("gates", "ifog")
+    out_t = _lstm_states(ts, order)
+    dout = ctx.rng.standard_normal(tuple(out_t.shape))
+    (out_t * torch.from_numpy(dout)).sum().backward()
+
+    def gate_order(out):
+        with torch.no_grad():
+            _other_gate_order(out, order, lambda other, c0=None: _lstm_states(ts, other, c0).numpy(), c0=ts[1])
+    return _rnn_call(ctx, arrays, dout, out_t.detach().numpy(), [_g(t) for t in ts], ("dx", "dh0", "dWx", "dWh", "db"),
+                     gate_order)
+
+
+def _embedding_configs(rng, k):
+    """Words that occur once first, then words that repeat (a word twice in a sentence: its gradients add up)."""
+    fixed = [dict(n=2, t=3, v=8, d=3, repeats=False), dict(n=1, t=1, v=2, d=4, repeats=False),
+             dict(n=2, t=4, v=3, d=2, repeats=True)]
+    return fixed + [dict(n=int(rng.integers(1, 5)), t=int(rng.integers(2, 7)), v=int(rng.integers(2, 9)),
+                         d=int(rng.integers(1, 6)), repeats=True) for _ in range(k)]
+
+
+def _word_embedding(cfg, ctx: Context) -> Quantities:
+    """out[n, t] = W[x[n, t]] for integer x (N, T) and W (V, D); backward -> dW, each word's gradients summed
+    over every place it occurs. ``dW[x] += dout``, which counts a repeated word once, is told so."""
+    rng, n, t = ctx.rng, cfg["n"], cfg["t"]
+
+    def words() -> np.ndarray:
+        if not cfg["repeats"]:
+            return rng.permutation(cfg["v"])[: n * t].reshape(n, t)
+        x = rng.integers(0, cfg["v"], (n, t))
+        x.flat[-1] = x.flat[0]  # one word twice at least
+        return x
+
+    x, w = words(), rng.standard_normal((cfg["v"], cfg["d"]))
+    dout = rng.standard_normal((n, t, cfg["d"]))
+    wt = _t(w)
+    out_t = torch.nn.functional.embedding(torch.from_numpy(x), wt)
+    (out_t * torch.from_numpy(dout)).sum().backward()
+    ref = {"out": out_t.detach().numpy(), "dW": _g(wt)}
+    forward, backward = ctx.entry["forward"], ctx.entry["backward"]
+    xs, ws = x.copy(), w.copy()
+    out, cache = _forward(ctx.call(ctx.find("forward"), xs, ws, what=forward), forward, 2)
+    all_unchanged(("x", "W"), (x, w), (xs, ws))
+    dw = _single(ctx.call(ctx.find("backward"), dout.copy(), cache, what=backward))
+    once = np.zeros_like(w)
+    once[x] += dout  # NumPy buffers an indexed +=: each word's row is written once, whatever its count
+    if _follows(dw, once, ref["dW"]):
+        raise Wrong("dW counts a word that occurs more than once in x once: dW[x] += dout writes each index once "
+                    "(NumPy buffers an indexed +=); np.add.at(dW, x, dout) adds every occurrence")
+    more = _caches_apart(ctx, (x.copy(), w.copy()), (words(), w.copy()), dout, {"dW": ref["dW"]})
+    return {"out": (out, [ref["out"]]), "dW": (dw, [ref["dW"]]), **more}
+
+
+# this module's kinds, in the order ``twinnet check`` lists them
+KINDS = (
+    Kind("rnn_step", "RNN step", ("forward", "backward"), (), _rnn_configs, _rnn_step),
+    Kind("rnn", "RNN over time", ("forward", "backward"), (), _rnn_configs, _rnn),
+    Kind("lstm_step", "LSTM step", ("forward", "backward"), (), _rnn_configs, _lstm_step),
+    Kind("lstm", "LSTM over time", ("forward", "backward"), (), _rnn_configs, _lstm),
+    Kind("word_embedding", "word embedding", ("forward", "backward"), (), _embedding_configs, _word_embedding),
+)
