@@ -474,6 +474,41 @@ def test_mse_and_the_hinge_match_torchs(reduction):
         assert_close_rel(_loss_against_torch(mine, theirs, x, y), TWIN_TOL)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", [(5,), (4, 3), (2, 3, 2)])
+def test_l1_and_the_binary_cross_entropies_match_torchs(reduction, shape):
+    """L1 (its gradient 0 where input equals target, as torch's sign), BCE on probabilities with 0 and 1 among them
+    (torch's clamped log and floored denominator: finite, and equal), and BCE on scores of size 800 (stable), with
+    an element weight and a positive-class weight."""
+    rng = np.random.default_rng(9)
+    x, y = rng.standard_normal(shape), rng.standard_normal(shape)
+    y.flat[0] = x.flat[0]  # a tie: L1's gradient is 0 there
+    assert_close_rel(_loss_against_torch(nnp.L1Loss(reduction=reduction),
+                                         lambda a, b: F.l1_loss(a, b, reduction=reduction), x, y), TWIN_TOL)
+    p, t = rng.uniform(0, 1, shape), rng.integers(0, 2, shape).astype(np.float64)
+    p.flat[:3], t.flat[:3] = (0.0, 1.0, 1e-13), (1.0, 0.0, 1.0)  # log(0) clamped at -100, and p (1 - p) floored
+    weight = rng.uniform(0.5, 2.0, shape[-1:])
+    for w in (None, weight):
+        theirs = lambda a, b: F.binary_cross_entropy(a, b, None if w is None else torch.from_numpy(w),  # noqa: E731
+                                                     reduction=reduction)
+        assert_close_rel(_loss_against_torch(nnp.BCELoss(w, reduction=reduction), theirs, p, t), TWIN_TOL)
+    z = rng.standard_normal(shape) * 30
+    z.flat[:2] = (800.0, -800.0)  # exp(800) overflows: the stable form does not
+    pos = rng.uniform(0.5, 3.0, shape[-1:])
+    for w, pw in ((None, None), (weight, pos)):
+        theirs = lambda a, b: F.binary_cross_entropy_with_logits(  # noqa: E731
+            a, b, None if w is None else torch.from_numpy(w), reduction=reduction,
+            pos_weight=None if pw is None else torch.from_numpy(pw))
+        mine = nnp.BCEWithLogitsLoss(w, reduction=reduction, pos_weight=pw)
+        assert_close_rel(_loss_against_torch(mine, theirs, z, t), TWIN_TOL)
+
+
+def test_bce_refuses_what_is_not_a_probability_and_points_to_the_logits_form():
+    for bad in (np.array([0.5, 1.5]), np.array([-0.1, 0.5]), np.array([np.nan, 0.5])):
+        with pytest.raises(ValueError, match="every input must be a probability, in \\[0, 1\\].*BCEWithLogitsLoss"):
+            nnp.BCELoss()(bad, np.array([1.0, 0.0]))
+
+
 @pytest.mark.parametrize("name, args", [
     ("CrossEntropyLoss", ("weight", None, 2)),  # ignore_index is the third, after torch's size_average
     ("CrossEntropyLoss", (None, False)),  # size_average=False: the sum
@@ -484,6 +519,9 @@ def test_mse_and_the_hinge_match_torchs(reduction):
     ("MSELoss", ("sum",)),  # a truthy size_average, as torch takes it: the mean
     ("MultiMarginLoss", (2, 0.5, "weight", None, None, "sum")),
     ("MultiMarginLoss", (1, 1.0, None, True, True)),
+    ("L1Loss", (None, False)),
+    ("BCELoss", ("weight", None, False)),  # reduce=False: per element
+    ("BCEWithLogitsLoss", (None, False, None, "mean", "pos")),
 ])
 def test_losses_take_torchs_arguments_in_torchs_order(name, args):
     """Positional arguments mean what they mean to torch's constructors, whose deprecated size_average and reduce
@@ -492,10 +530,16 @@ def test_losses_take_torchs_arguments_in_torchs_order(name, args):
     x, weight = rng.standard_normal((4, 3)), rng.random(3) + 0.5
     if name == "NLLLoss":
         x = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
-    target = rng.standard_normal((4, 3)) if name == "MSELoss" else np.array([0, 2, 1, 2])
-    mine_args = tuple(weight if a == "weight" else a for a in args)
-    their_args = tuple(torch.from_numpy(weight) if a == "weight" else a for a in args)
-    legacy = {"CrossEntropyLoss": (1, 3), "NLLLoss": (1, 3), "MSELoss": (0, 1), "MultiMarginLoss": (3, 4)}[name]
+    target = rng.standard_normal((4, 3)) if name in ("MSELoss", "L1Loss") else np.array([0, 2, 1, 2])
+    if name.startswith("BCE"):
+        target = rng.integers(0, 2, (4, 3)).astype(np.float64)
+        x = 1 / (1 + np.exp(-x)) if name == "BCELoss" else x
+    pos = rng.random(3) + 0.5
+    mine_args = tuple(weight if a == "weight" else pos if a == "pos" else a for a in args)
+    their_args = tuple(torch.from_numpy(weight) if a == "weight" else torch.from_numpy(pos) if a == "pos" else a
+                       for a in args)
+    legacy = {"CrossEntropyLoss": (1, 3), "NLLLoss": (1, 3), "MSELoss": (0, 1), "MultiMarginLoss": (3, 4),
+              "L1Loss": (0, 1), "BCELoss": (1, 2), "BCEWithLogitsLoss": (1, 2)}[name]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         mine = getattr(nnp, name)(*mine_args)

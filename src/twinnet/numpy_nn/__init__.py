@@ -5,7 +5,8 @@ from twinnet.numpy_nn.activation import ELU, GELU, LeakyReLU, LogSoftmax, ReLU, 
 from twinnet.numpy_nn.conv import Conv2d
 from twinnet.numpy_nn.dropout import Dropout
 from twinnet.numpy_nn.linear import Linear
-from twinnet.numpy_nn.loss import CrossEntropyLoss, MSELoss, MultiMarginLoss, NLLLoss
+from twinnet.numpy_nn.loss import (
+    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, MultiMarginLoss, NLLLoss)
 from twinnet.numpy_nn.module import Module, Parameter, Sequential, no_grad
 from twinnet.numpy_nn.norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from twinnet.numpy_nn.clip import clip_grad_norm_
@@ -23,7 +24,7 @@ __all__ = [
     "LayerNorm", "Dropout", "Flatten", "ReLU", "Tanh", "Sigmoid", "GELU", "SiLU", "ELU", "LeakyReLU", "Softmax",
     "LogSoftmax", "Scale",
     "ResidualBlock",
-    "CrossEntropyLoss", "NLLLoss", "MultiMarginLoss", "MSELoss",
+    "CrossEntropyLoss", "NLLLoss", "MultiMarginLoss", "MSELoss", "L1Loss", "BCELoss", "BCEWithLogitsLoss",
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm_", "MLP",
     "VanillaRNN", "IRNN", "LSTM", "GRU",
 ]

@@ -1,6 +1,6 @@
 """Losses, as torch.nn has them: ``CrossEntropyLoss`` (class or probability targets, class weights,
-``ignore_index``, label smoothing), ``NLLLoss`` (on log-probabilities), ``MultiMarginLoss`` (the multiclass hinge)
-and ``MSELoss``; each with torch's ``reduction`` ("mean", "sum" or "none"), and torch's constructor arguments in
+``ignore_index``, label smoothing), ``NLLLoss`` (on log-probabilities), ``MultiMarginLoss`` (the multiclass hinge),
+the pointwise ``MSELoss`` and ``L1Loss``, and ``BCELoss`` and ``BCEWithLogitsLoss`` (binary targets); each with torch's ``reduction`` ("mean", "sum" or "none"), and torch's constructor arguments in
 torch's order, its deprecated ``size_average`` and ``reduce`` included."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 
 from twinnet.numpy_nn import backend
+from twinnet.numpy_nn.activation import _sigmoid
 from twinnet.numpy_nn.module import Module
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -229,33 +230,106 @@ class NLLLoss(_WeightedLoss):
         return f"reduction={self.reduction!r}"
 
 
-class MSELoss(Module):
-    """``torch.nn.MSELoss(size_average=None, reduce=None, reduction="mean")``: (input - target)^2, averaged, summed
-    or kept per element; ``forward(input, target)``, ``backward(dout=1.0) -> dinput``. Shapes must match (torch
-    broadcasts them with a warning that the result is likely wrong; this refuses)."""
+class _Pointwise(Module):
+    """A loss of each element of ``input`` against the same element of ``target`` (the same shape: torch would
+    broadcast them, and warns that the result is likely wrong; this refuses), averaged, summed or kept per
+    element; ``forward(input, target)``, ``backward(dout=1.0) -> dinput``."""
 
-    def __init__(self, size_average=None, reduce=None, reduction: str = "mean") -> None:
+    def __init__(self, size_average=None, reduce=None, reduction: str = "mean", weight=None) -> None:
         super().__init__()
-        self.reduction = _reduction(reduction, size_average, reduce, caller_level=3)
+        self.reduction = _reduction(reduction, size_average, reduce, caller_level=4)
+        self.weight = None if weight is None else backend.xp(weight).asarray(weight)
+
+    def _terms(self, input, target):
+        """Each element's loss and its derivative in the input."""
+        raise NotImplementedError
 
     def forward(self, input, target):
         xp = backend.xp(input)
         target = xp.asarray(target)
         if target.shape != input.shape:
-            raise ValueError(f"MSELoss: the target's shape {tuple(target.shape)} differs from the input's "
-                             f"{tuple(input.shape)}; give them the same shape (torch would broadcast them, and warns)")
-        diff = input - target.astype(input.dtype)
-        self._push_cache(diff)
-        sq = diff * diff
-        return sq if self.reduction == "none" else sq.mean() if self.reduction == "mean" else sq.sum()
+            raise ValueError(f"{type(self).__name__}: the target's shape {tuple(target.shape)} differs from the "
+                             f"input's {tuple(input.shape)}; give them the same shape (torch would broadcast them, "
+                             "and warns)")
+        loss, grad = self._terms(input, target.astype(input.dtype))
+        if self.weight is not None:  # torch's weight: each element's loss rescaled, broadcast to the input
+            w = self.weight.astype(input.dtype)
+            loss, grad = loss * w, grad * w
+        self._push_cache(grad)
+        return loss if self.reduction == "none" else loss.mean() if self.reduction == "mean" else loss.sum()
 
     def backward(self, dout=1.0):
-        diff = self._pop_cache()
-        dout = backend.xp(diff).asarray(dout, dtype=diff.dtype)
-        return 2 * diff * (dout / diff.size if self.reduction == "mean" else dout)
+        grad = self._pop_cache()
+        dout = backend.xp(grad).asarray(dout, dtype=grad.dtype)
+        return grad * (dout / grad.size if self.reduction == "mean" else dout)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
+
+
+class MSELoss(_Pointwise):
+    """``torch.nn.MSELoss(size_average=None, reduce=None, reduction="mean")``: (input - target)^2."""
+
+    def __init__(self, size_average=None, reduce=None, reduction: str = "mean") -> None:
+        super().__init__(size_average, reduce, reduction)
+
+    def _terms(self, input, target):
+        diff = input - target
+        return diff * diff, 2 * diff
+
+
+class L1Loss(_Pointwise):
+    """``torch.nn.L1Loss(size_average=None, reduce=None, reduction="mean")``: |input - target|, whose gradient
+    is torch's sign(input - target): 0 where they are equal."""
+
+    def __init__(self, size_average=None, reduce=None, reduction: str = "mean") -> None:
+        super().__init__(size_average, reduce, reduction)
+
+    def _terms(self, input, target):
+        diff = input - target
+        return backend.xp(diff).abs(diff), backend.xp(diff).sign(diff)
+
+
+_BCE_EPSILON = float(np.float32(1e-12))  # torch's floor of p (1 - p) in BCE's gradient: 1e-12 as a float32 constant
+
+
+class BCELoss(_Pointwise):
+    """``torch.nn.BCELoss(weight=None, size_average=None, reduce=None, reduction="mean")``: -(t log p + (1 - t)
+    log(1 - p)) of probabilities p in [0, 1], each log clamped at -100 and the gradient's denominator p (1 - p)
+    at 1e-12, as torch's (a finite loss and gradient at p = 0 or 1)."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction: str = "mean") -> None:
+        super().__init__(size_average, reduce, reduction, weight)
+
+    def _terms(self, input, target):
+        xp = backend.xp(input)
+        if input.size and not (xp.min(input) >= 0 and xp.max(input) <= 1):  # (nan fails both)
+            raise ValueError("BCELoss: every input must be a probability, in [0, 1] (as torch requires); for "
+                             "scores (logits) use BCEWithLogitsLoss")
+        with np.errstate(divide="ignore"):  # log(0) = -inf, clamped
+            log_p, log_q = xp.maximum(xp.log(input), -100.0), xp.maximum(xp.log1p(-input), -100.0)
+        loss = -(target * log_p + (1 - target) * log_q)
+        return loss, (input - target) / xp.maximum(input * (1 - input), _BCE_EPSILON)
+
+
+class BCEWithLogitsLoss(_Pointwise):
+    """``torch.nn.BCEWithLogitsLoss(weight=None, size_average=None, reduce=None, reduction="mean",
+    pos_weight=None)``: BCELoss of sigmoid(input), computed stably from the scores; ``pos_weight`` scales the
+    positive targets' term, broadcast along the last dimension (one value per class)."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction: str = "mean",
+                 pos_weight=None) -> None:
+        super().__init__(size_average, reduce, reduction, weight)
+        self.pos_weight = None if pos_weight is None else backend.xp(pos_weight).asarray(pos_weight)
+
+    def _terms(self, input, target):
+        xp = backend.xp(input)
+        # log(1 + exp(-|x|)) + max(-x, 0) = -log sigmoid(x), with no exp that overflows
+        softplus = xp.log1p(xp.exp(-xp.abs(input))) + xp.maximum(-input, 0)
+        weight = 1.0 if self.pos_weight is None else 1 + (self.pos_weight.astype(input.dtype) - 1) * target
+        loss = (1 - target) * input + weight * softplus
+        positive = target if self.pos_weight is None else self.pos_weight.astype(input.dtype) * target
+        return loss, _sigmoid(input) * weight - positive
 
 
 class MultiMarginLoss(_WeightedLoss):
