@@ -23,6 +23,8 @@ differ between courses (``weight``: ``in_out``, ``out_in`` or ``any``; ``bias``:
 the old statistics' weight, CS231n; ``update``: the new batch's, torch); the loss's ``input``
 (``logits``/``probabilities``), ``target`` (``labels``/``one_hot``), ``reduction`` and ``grad`` (the reduction
 its backward's gradient is of, where it differs: CMU 11-785's 2022 loss returns the mean and the sum's gradient);
+the pointwise losses' (``mse_loss``, ``l1_loss``, ``bce_loss``) ``dims`` (1: (N,) vectors, TUM I2DL's; 2: (N, C)
+arrays, the default) and, for ``bce_loss``, ``input`` (``probabilities``, the default, or ``logits``);
 dropout's ``p`` (``keep``: the keep probability, CS231n since 2018; ``drop``: the drop probability, its 2016-17
 starter code); Adam's ``first_t`` (the bias correction's t at the first step: 1, as the paper and torch; 2,
 CS231n's 2017 starter, whose ``config['t']`` starts at 1 and is incremented before use; its Winter 2016 starter
@@ -132,6 +134,10 @@ TORCH: dict[str, Any] = {
         "batchnorm": {"class": "BatchNorm1d", "running_var": "unbiased", "momentum": "update"},
         "softmax_cross_entropy": {"loss": "CrossEntropyLoss", "input": "logits", "target": "labels",
                                   "reduction": "mean"},
+        # losses a torch-style course may not have: graded where the submission defines them
+        "mse_loss": {"loss": "MSELoss", "optional": True},
+        "l1_loss": {"loss": "L1Loss", "optional": True},
+        "bce_loss": {"loss": "BCELoss", "optional": True},
     },
 }
 
@@ -188,6 +194,8 @@ _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum
             "batchnorm_alt": ("running_var", "momentum", "test_eps"),
             "spatial_batchnorm": ("running_var", "momentum", "test_eps"), "dropout": ("p",),
             "softmax_cross_entropy": ("softmax", "input", "target", "reduction", "fused", "backward", "grad"),
+            "mse_loss": ("reduction", "grad", "dims"), "l1_loss": ("reduction", "grad", "dims"),
+            "bce_loss": ("input", "reduction", "grad", "dims"),
             "adam": ("first_t",),
             "mlp": ("linear", "output", "fused", "activation"), "lstm_step": ("gates",), "lstm": ("gates",)}
 # ... and in the module style: the names of plain-attribute parameters and gradients, the class's arguments,
@@ -197,7 +205,8 @@ _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum
 _MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad"), "conv": ("params", "grads", "args"),
                    "maxpool": ("args",), "elu": ("args", "derivative"), "leaky_relu": ("args", "derivative"),
                    "relu": ("derivative",), "sigmoid": ("derivative",), "tanh": ("derivative",), "mlp": ("args",),
-                   "batchnorm": ("params", "grads", "running", "eval_keyword", "layout", "eps")}
+                   "batchnorm": ("params", "grads", "running", "eval_keyword", "layout", "eps"),
+                   "mse_loss": ("backward",), "l1_loss": ("backward",), "bce_loss": ("backward",)}
 # ... and in the functional style: a linear layer whose samples are columns (x (D, N)) and whose weight gradients
 # are averaged over the batch (deeplearning.ai's linear_backward: dW = dZ A.T / m)
 _FUNCTIONAL_OPTIONS = {"linear": ("batch", "grad"), "conv": ("images",), "maxpool": ("images",)}
@@ -205,6 +214,7 @@ _FUNCTIONAL_OPTIONS = {"linear": ("batch", "grad"), "conv": ("images",), "maxpoo
 # in where it returns nothing (CS 7643's self.dx), and for the loss ``loss_item``, its place in what the forward
 # returns (CS 7643's (probs, loss)): ``_check_kept``
 _PARAMETERS = ("weight", "bias")  # the parameters of the kinds that take params/grads tables
+_LOSSES = ("softmax_cross_entropy", "mse_loss", "l1_loss", "bce_loss")  # the module style's loss classes
 _TOP = ("name", "base", "style", "arrays", "params", "grads", "layers")
 
 
@@ -265,7 +275,7 @@ def _check_kept(kind: str, entry: dict[str, Any], where: str) -> None:
         raise TwinnetError(f"{where}: dx must name the attribute the layer's backward keeps the gradient with respect "
                            f"to its input in, where backward returns nothing (e.g. dx = \"dx\" for self.dx), got "
                            f"{entry['dx']!r}")
-    if "loss_item" in entry and kind == "softmax_cross_entropy" and (
+    if "loss_item" in entry and kind in _LOSSES and (
             isinstance(entry["loss_item"], bool) or not isinstance(entry["loss_item"], int)
             or not 0 <= entry["loss_item"] < 8):
         raise TwinnetError(f"{where}: loss_item must be the loss's place in the tuple the loss's forward returns, "
@@ -368,7 +378,7 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
         known = (*needed, *_OPTIONS.get(kind, ()), *(_MODULE_OPTIONS.get(kind, ()) if style == "module" else
                                                      _FUNCTIONAL_OPTIONS.get(kind, ())), "optional", "graded",
                  *(("dx",) if style == "module" and kind != "mlp" else ()),
-                 *(("loss_item",) if style == "module" and kind == "softmax_cross_entropy" else ()))
+                 *(("loss_item",) if style == "module" and kind in _LOSSES else ()))
         if unknown := [k for k in entry if k not in known]:
             hint = ""
             others = [*KINDS[kind].needs(other), *(_MODULE_OPTIONS if other == "module" else _FUNCTIONAL_OPTIONS)
@@ -400,7 +410,7 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
             raise TwinnetError(f"{where}: [layers.{kind}] first_t must be 1 (the first step's bias correction uses "
                                "t = 1, as the paper and torch) or 2 (CS231n's 2017 starter: config['t'] starts "
                                f"at 1 and is incremented before use), got {entry['first_t']!r}")
-        if kind == "softmax_cross_entropy" and entry.get("backward", "inputs") not in ("inputs", "nothing"):
+        if kind in _LOSSES and entry.get("backward", "inputs") not in ("inputs", "nothing"):
             raise TwinnetError(f"{where}: [layers.{kind}] backward must be \"inputs\" (the loss's backward takes "
                                f"the forward's inputs again) or \"nothing\" (it takes no arguments), got "
                                f"{entry['backward']!r}")
@@ -412,7 +422,12 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
             raise TwinnetError(f"{where}: [layers.{kind}] weight = \"any\" is for module-style courses whose "
                                "students create the weight; in the functional style the grader passes it: in_out "
                                "or out_in")
-        if entry.get("input") == "probabilities" and not isinstance(entry.get("softmax"), str):
+        if "dims" in entry and (isinstance(entry["dims"], bool) or not isinstance(entry["dims"], int)
+                                or entry["dims"] not in (1, 2)):
+            raise TwinnetError(f"{where}: [layers.{kind}] dims must be 1 (the loss takes (N,) vectors, as TUM I2DL's) "
+                               f"or 2 ((N, C) arrays, as torch's and CMU 11-785's), got {entry['dims']!r}")
+        if kind == "softmax_cross_entropy" and entry.get("input") == "probabilities" and \
+                not isinstance(entry.get("softmax"), str):
             raise TwinnetError(f"{where}: [layers.{kind}] input = \"probabilities\" needs softmax = \"NAME\" (the "
                                "student's softmax, whose output the loss takes)")
     if all(entry.get("graded", True) is False for entry in spec["layers"].values()):

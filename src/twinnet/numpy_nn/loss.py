@@ -1,7 +1,8 @@
 """Losses, as torch.nn has them: ``CrossEntropyLoss`` (class or probability targets, class weights,
-``ignore_index``, label smoothing), ``NLLLoss`` (on log-probabilities), ``MultiMarginLoss`` (the multiclass hinge),
-the pointwise ``MSELoss`` and ``L1Loss``, and ``BCELoss`` and ``BCEWithLogitsLoss`` (binary targets); each with torch's ``reduction`` ("mean", "sum" or "none"), and torch's constructor arguments in
-torch's order, its deprecated ``size_average`` and ``reduce`` included."""
+``ignore_index``, label smoothing), ``NLLLoss`` (on log-probabilities), ``MultiMarginLoss`` (the multiclass
+hinge), the pointwise ``MSELoss`` and ``L1Loss``, and ``BCELoss`` and ``BCEWithLogitsLoss`` (binary targets);
+each with torch's ``reduction`` ("mean", "sum" or "none"), and torch's constructor arguments in torch's order,
+its deprecated ``size_average`` and ``reduce`` included."""
 
 from __future__ import annotations
 
