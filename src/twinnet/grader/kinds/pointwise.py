@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from twinnet import numpy_nn as nn
 from twinnet.grader.compare import Wrong, unchanged
 from twinnet.grader.kinds.base import Context, Kind, Quantities, _attempt, _close, _g, _passing, _probe, _t
-from twinnet.grader.kinds.cross_entropy import _loss_calls, grad_scale
+from twinnet.grader.kinds.cross_entropy import _loss_calls, _shape, grad_scale
 from twinnet.grader.kinds.losses import GUARD_MARGIN, LOG_EPSILONS, _loss_call
 from twinnet.grader.kinds.modules import _build
 
@@ -92,7 +92,7 @@ def _pointwise_on(ctx: Context, x: np.ndarray, y: np.ndarray) -> Quantities:
         unchanged("y", y, ys)
         quantities = {"loss": (loss, loss_refs), "dx": (dx, dx_refs)}
     loss, dx = quantities["loss"][0], quantities["dx"][0]
-    if reduction != "none" and np.shape(loss) == x.shape and x.size > 1 and \
+    if reduction != "none" and _shape(loss) == x.shape and x.size > 1 and \
             _close(loss, torch_fn(_t(x, grad=False), torch.from_numpy(y), reduction="none").numpy()):
         raise Wrong(f"loss is each element's, shape {x.shape}, where this convention's is their {reduction}; a course "
                     "whose loss returns each element's: reduction = \"none\" in a spec")
