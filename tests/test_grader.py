@@ -362,6 +362,54 @@ def test_sigmoid_and_tanh_as_instance_methods_returning_a_cache_are_graded(tmp_p
     assert row.passed == 0 and row.first_failure.startswith("tanh #0 shape=(1, 3): dx: relative error")
 
 
+LEAKY_CLASS = """import numpy as np
+class LeakyRelu:
+    def __init__(self, slope=0.01):
+        self.slope = slope
+    def forward(self, x):
+        return np.where(x > 0, x, self.slope * x), x
+    def backward(self, dout, cache):
+        return dout * np.where(cache > 0, 1.0, self.slope)
+"""
+
+
+def test_a_leaky_relu_whose_class_holds_the_slope_is_made_with_each_configurations_slope(tmp_path):
+    """TUM I2DL's LeakyRelu(slope).forward(x) -> (out, cache): with args = ["negative_slope"] the instance is made
+    with the configuration's slope and forward given x alone (every slope graded; a slope fixed in the code fails
+    the others); with args = [] only the default slope's configurations are graded; without args, told to set it."""
+    (tmp_path / "layer.py").write_text(LEAKY_CLASS)
+    table = '[layers.leaky_relu]\nforward = "LeakyRelu.forward"\nbackward = "LeakyRelu.backward"\n'
+    specs = {name: tmp_path / f"{name}.toml" for name in ("slope", "fixed", "none")}
+    for name, args in (("slope", 'args = ["negative_slope"]\n'), ("fixed", "args = []\n"), ("none", "")):
+        specs[name].write_text('style = "functional"\n' + table + args)
+
+    def row(spec: str, path: Path = tmp_path / "layer.py"):
+        return grade([path], resolve_convention(None, specs[spec]), configs=4).rows[0]
+
+    graded = row("slope")
+    assert graded.passed == graded.total == 6 and graded.skipped == 0, graded.failures
+    graded = row("fixed")  # the 0.01 configurations alone; the others n/a
+    assert graded.passed == graded.total and 0 < graded.total < 6 and graded.skipped > 0, graded.failures
+    graded = row("none")
+    assert graded.passed == 0 and 'args = ["negative_slope"] in a spec' in graded.first_failure, graded.first_failure
+    (tmp_path / "bug.py").write_text(LEAKY_CLASS.replace("self.slope * x", "0.01 * x"))
+    graded = row("slope", tmp_path / "bug.py")
+    assert 0 < graded.passed < graded.total and "out: relative error" in graded.first_failure
+
+
+@pytest.mark.parametrize("table, message", [
+    ('[layers.leaky_relu]\nforward = "leaky_forward"\nbackward = "leaky_backward"\nargs = ["negative_slope"]\n',
+     "names no class's method"),
+    ('[layers.relu]\nforward = "Relu.forward"\nbackward = "Relu.backward"\nargs = []\n', "unknown key(s) args"),
+    ('[layers.elu]\nforward = "Elu.forward"\nbackward = "Elu.backward"\nargs = ["slope"]\n',
+     "args must list the class's arguments"),
+])
+def test_functional_args_that_describe_no_class_are_refused(tmp_path, table, message):
+    (tmp_path / "course.toml").write_text('style = "functional"\n' + table)
+    with pytest.raises(TwinnetError, match=re.escape(message)):
+        resolve_convention(None, tmp_path / "course.toml")
+
+
 def test_functions_kept_in_a_class_without_staticmethod_are_called_as_they_are(tmp_path):
     """EECS 498's layers with their @staticmethod lines dropped: Python 3 calls Linear.forward(x, w, b) through
     the class as a plain function, and so does the grader (no instance is made: the first parameter is not self);

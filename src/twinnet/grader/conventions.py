@@ -209,7 +209,8 @@ _MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad"), "conv": ("para
                    "mse_loss": ("backward",), "l1_loss": ("backward",), "bce_loss": ("backward",)}
 # ... and in the functional style: a linear layer whose samples are columns (x (D, N)) and whose weight gradients
 # are averaged over the batch (deeplearning.ai's linear_backward: dW = dZ A.T / m)
-_FUNCTIONAL_OPTIONS = {"linear": ("batch", "grad"), "conv": ("images",), "maxpool": ("images",)}
+_FUNCTIONAL_OPTIONS = {"linear": ("batch", "grad"), "conv": ("images",), "maxpool": ("images",),
+                       "elu": ("args",), "leaky_relu": ("args",)}
 # ... and in the module style, for a layer but the MLP: ``dx``, the attribute its backward keeps the input's gradient
 # in where it returns nothing (CS 7643's self.dx), and for the loss ``loss_item``, its place in what the forward
 # returns (CS 7643's (probs, loss)): ``_check_kept``
@@ -394,6 +395,10 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
             raise TwinnetError(f"{where}: [layers.{kind}] {', '.join(odd)} is not a Python name (or a dotted path of "
                                "names, as Linear.forward)")
         _check_module_options(kind, entry, f"{where}: [layers.{kind}]")
+        if style == "functional" and "args" in entry and "." not in entry["forward"]:
+            raise TwinnetError(f"{where}: [layers.{kind}] args in the functional style lists the arguments of the "
+                               "class whose instance's methods are named (forward = \"LeakyRelu.forward\", a class "
+                               f"LeakyRelu(negative_slope)); forward = {entry['forward']!r} names no class's method")
         if not isinstance(entry.get("optional", False), bool):
             raise TwinnetError(f"{where}: [layers.{kind}] optional must be true or false (a layer the files may "
                                f"lack), got {entry['optional']!r}")

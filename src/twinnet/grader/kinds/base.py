@@ -45,12 +45,14 @@ class Context:
     # student's tensor, or the student's own array), so that a cache goes back to the student as it came
     returned: dict[int, tuple[Any, Any]] = field(default_factory=dict)
     instances: dict[int, Any] = field(default_factory=dict)  # a class's one instance in this configuration
+    made_with: tuple = ()  # what that instance is made with: the configuration's slope, where ``args`` says so
 
     def find(self, key: str):
         """The student's function or class the convention names under ``key`` (a dotted name reaches into
         one: ``Linear.forward``, a static method; an instance's method, such as TUM I2DL's ``Sigmoid.forward(self,
         x) -> (out, cache)``, is that of one instance of the class, made with no arguments for the configuration,
-        whose ``backward`` is then the same instance's)."""
+        whose ``backward`` is then the same instance's; where the table's ``args`` names the class's arguments, as
+        I2DL's ``LeakyRelu(slope)``, it is made with the configuration's values of them: ``made_with``)."""
         name = self.entry[key]
         found = lookup(self.names, name)
         if found is None:
@@ -59,7 +61,9 @@ class Context:
         owner = lookup(self.names, owner_name) if owner_name else None
         if isinstance(owner, type) and _takes_self(inspect.getattr_static(owner, attr, None)):
             if id(owner) not in self.instances:
-                self.instances[id(owner)] = self.call(owner, what=f"{owner_name}() (to call its {attr})")
+                made = ", ".join(map(repr, self.made_with))
+                self.instances[id(owner)] = self.call(owner, *self.made_with,
+                                                      what=f"{owner_name}({made}) (to call its {attr})")
             found = getattr(self.instances[id(owner)], attr)
         return found
 

@@ -12,8 +12,9 @@ from twinnet.grader.compare import RTOL, Wrong, all_unchanged, unchanged
 from twinnet.grader.kinds.base import (
     Context, Kind, Quantities, _away_from_zero, _follows, _forward, _g, _pair, _single, _t, _twin, _valid)
 from twinnet.grader.kinds.modules import (
-    _backward, _bias_as, _bias_layout, _build, _caches_apart, _grads, _params_kept, _row_from_flat, _second_pass,
-    _set_params, _weight_in_out)
+    ARGUMENTS, _backward, _bias_as, _bias_layout, _build, _caches_apart, _grads, _made_with, _params_kept,
+    _positional, _row_from_flat, _second_pass, _set_params, _weight_in_out)
+from twinnet.grader.loader import StudentError
 
 
 def _linear_configs(rng, k):
@@ -188,9 +189,22 @@ def _smooth(torch_fn):
 def _unary(ctx: Context, x, dout, refs: list[dict], args: tuple) -> Quantities:
     """A layer of one input (and fixed arguments ``args``): forward, then backward of ``dout``."""
     xs = x.copy()
+    # the class's arguments, not the forward's: an instance's method whose class holds the slope (I2DL's LeakyRelu)
+    if ctx.convention["style"] == "functional" and "args" in ctx.entry:
+        ctx.made_with, args = _made_with(ctx, args), ()
     if ctx.convention["style"] == "functional":
-        out, cache = _forward(ctx.call(ctx.find("forward"), xs, *copy.deepcopy(args), what=ctx.entry["forward"]),
-                              ctx.entry["forward"], 2)
+        forward = ctx.find("forward")
+        try:
+            result = ctx.call(forward, xs, *copy.deepcopy(args), what=ctx.entry["forward"])
+        except StudentError as e:  # an instance's forward(x) whose class holds the slope, graded without args
+            if e.timed_out or not args or "TypeError" not in str(e) or getattr(forward, "__self__", None) is None \
+                    or _positional(forward) != 1:
+                raise
+            names = ", ".join(f'"{name}"' for name, _ in ARGUMENTS[ctx.kind])
+            raise Wrong(f"{e}: {ctx.entry['forward']} takes x alone, and this convention passes it the "
+                        f"{ARGUMENTS[ctx.kind][0][0]} too; for a course whose class takes it (its constructor's "
+                        f"argument): args = [{names}] in a spec's table for this layer") from None
+        out, cache = _forward(result, ctx.entry["forward"], 2)
         unchanged("x", x, xs)
         dx = _single(ctx.call(ctx.find("backward"), dout.copy(), cache, what=ctx.entry["backward"]))
         # -x: another ReLU mask, other max positions (the values are distinct)

@@ -120,6 +120,16 @@ def _build(ctx: Context, key: str, *args):
     return layer
 
 
+def _made_with(ctx: Context, args: tuple) -> tuple:
+    """The arguments a convention's ``args`` lists, in its order, of the kind's ``ARGUMENTS`` given as ``args``;
+    ``NotApplicable`` where one left out is not its fixed value."""
+    given = dict(zip((name for name, _ in ARGUMENTS[ctx.kind]), args))
+    for name, fixed in ARGUMENTS[ctx.kind]:
+        if name not in ctx.entry["args"] and given.get(name, fixed) != fixed:
+            raise NotApplicable(f"{name}={given[name]!r}")
+    return tuple(given[name] for name in ctx.entry["args"])
+
+
 def _positional(cls) -> int | None:
     """How many arguments ``cls(...)`` takes by position (None: any number, or its signature cannot be read)."""
     try:
