@@ -87,6 +87,30 @@ def test_a_backward_of_the_sum_beside_a_forward_of_the_mean_is_named_and_grad_su
     assert not _failures(rows), _failures(rows)
 
 
+def test_the_reverse_mistakes_of_a_spec_are_named_too(tmp_path):
+    """A loss of the mean graded where the course keeps each element's (reduction = "none"), and a backward of the
+    mean's gradient where the course's is the sum's (grad = "sum"): each told which setting fits it."""
+    rows = _graded(tmp_path, I2DL, I2DL_SPEC.replace("dims = 1\n", 'dims = 1\nreduction = "none"\n'))
+    for row in rows.values():
+        assert "loss is the elements' mean, one number, where this convention's is each element's" in \
+            row.first_failure, row.first_failure
+    rows = _graded(tmp_path, I2DL, I2DL_SPEC.replace("dims = 1\n", 'dims = 1\ngrad = "sum"\n'))
+    for row in rows.values():
+        assert "dx is the mean's gradient, 1/6 of the sum's" in row.first_failure, row.first_failure
+        assert "leave grad out" in row.first_failure
+
+
+def test_a_gradient_divided_by_n_is_never_told_as_a_missing_2(tmp_path):
+    """Per-sample losses whose backward divides by N: at two elements that is also half the right gradient, so no
+    configuration of two elements is drawn, and the message is never the missing 2 (a student's real mistake)."""
+    per_sample = I2DL.replace("return result if individual_losses else np.mean(result)", "return result")
+    spec = I2DL_SPEC.replace("dims = 1\n", 'dims = 1\nreduction = "none"\n')
+    for seed in (0, 1, 2):
+        row = _graded(tmp_path, per_sample, spec, seed=seed, only=["mse_loss"])["mse_loss"]
+        assert row.passed == 1 and all("the 2 is missing" not in f for f in row.failures), row.failures
+        assert all(" n=" in f and " c=" not in f for f in row.failures)  # (N,) vectors: labelled by N alone
+
+
 @pytest.mark.parametrize("kind, old, new, told", [
     ("mse_loss", "return 2 * (y_out - y_truth) / len(y_out)", "return (y_out - y_truth) / len(y_out)",
      "dx is half the reference's: the derivative of (x - y)^2 is 2 (x - y)"),

@@ -186,7 +186,7 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
     stream = zlib.crc32(kind.encode())
     timed_out = None  # the first configuration that ran past the time limit: the others are not run
     first_near = False  # whether the row's first failure told is only a near miss
-    for index, cfg in enumerate(spec.configs(np.random.default_rng([seed, stream]), configs)):
+    for index, cfg in enumerate(spec.draw(np.random.default_rng([seed, stream]), configs, entry)):
         ctx = Context(submission.names, submission.files, entry, convention,
                       np.random.default_rng([seed, stream, index]), kind, halted=timed_out is not None)
         label = f"{kind} #{index} " + " ".join(f"{k}={v}" for k, v in cfg.items())

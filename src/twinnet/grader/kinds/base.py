@@ -151,9 +151,17 @@ class Kind:
     module: tuple[str, ...]  # ... and a module one (empty: not gradable in that style)
     configs: Callable[[np.random.Generator, int], list[dict]]
     check: Callable[[dict, Context], Quantities]
+    # each configuration as a convention's table reads it (the pointwise losses' (N,) vectors under dims = 1), so
+    # that its label in the table says what was graded; None: as drawn
+    shaped: Callable[[dict, dict], dict] | None = None
 
     def needs(self, style: str) -> tuple[str, ...]:
         return self.functional if style == "functional" else self.module
+
+    def draw(self, rng: np.random.Generator, k: int, entry: dict) -> list[dict]:
+        """The configurations graded under the table ``entry``: the fixed ones, then ``k`` drawn."""
+        drawn = self.configs(rng, k)
+        return drawn if self.shaped is None else [self.shaped(cfg, entry) for cfg in drawn]
 
 
 def _t(a, grad: bool = True) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from twinnet import numpy_nn as nn
 from twinnet.grader.compare import Wrong, unchanged
 from twinnet.grader.kinds.base import Context, Kind, Quantities, _attempt, _close, _g, _passing, _probe, _t
-from twinnet.grader.kinds.cross_entropy import _loss_calls, _shape, grad_scale
+from twinnet.grader.kinds.cross_entropy import _loss_calls, _one_number, _shape, grad_scale
 from twinnet.grader.kinds.losses import GUARD_MARGIN, LOG_EPSILONS, _loss_call
 from twinnet.grader.kinds.modules import _build
 
@@ -26,10 +26,15 @@ _REFERENCES = {"mse_loss": ((F.mse_loss, nn.MSELoss),), "l1_loss": ((F.l1_loss, 
 
 
 def _pointwise_configs(rng, k):
-    """One element, a column of six and a (4, 3) batch, then drawn sizes; where the course's inputs are (N,)
-    vectors (``dims = 1``), the columns are left out."""
+    """One element, a column of six and a (4, 3) batch, then drawn sizes (never two elements in all, where a
+    gradient divided by N is also half the right one)."""
     fixed = [dict(n=1, c=1), dict(n=6, c=1), dict(n=4, c=3)]
-    return fixed + [dict(n=int(rng.integers(2, 9)), c=int(rng.integers(2, 5))) for _ in range(k)]
+    return fixed + [dict(n=int(rng.integers(3, 9)), c=int(rng.integers(2, 5))) for _ in range(k)]
+
+
+def _shaped(cfg: dict, entry: dict) -> dict:
+    """A configuration's shape as the course's table reads it: (N,) vectors under ``dims = 1``, (N, C) arrays."""
+    return {"n": cfg["n"]} if entry.get("dims", 2) == 1 else cfg
 
 
 def _logits_in(ctx: Context) -> bool:
@@ -59,7 +64,7 @@ def _pointwise(cfg, ctx: Context) -> Quantities:
     quantities, failure, ok = _attempt(lambda: _pointwise_on(ctx, x, y))
     if ok:
         return quantities
-    if dims == 2 and cfg["c"] > 1 and _probe(lambda: _pointwise_on(ctx, x[:, 0], y[:, 0])) is not None:
+    if dims == 2 and shape[1] > 1 and _probe(lambda: _pointwise_on(ctx, x[:, 0], y[:, 0])) is not None:
         raise Wrong(f"right on (N,) vectors, wrong on this (N, C) array of shape {shape}, whose loss is over all "
                     f"its N * C = {x.size} elements (a mean divides by x.size, not len(x)); a course whose loss "
                     "takes (N,) vectors: dims = 1 in a spec")
@@ -96,13 +101,23 @@ def _pointwise_on(ctx: Context, x: np.ndarray, y: np.ndarray) -> Quantities:
             _close(loss, torch_fn(_t(x, grad=False), torch.from_numpy(y), reduction="none").numpy()):
         raise Wrong(f"loss is each element's, shape {x.shape}, where this convention's is their {reduction}; a course "
                     "whose loss returns each element's: reduction = \"none\" in a spec")
-    if ctx.kind == "mse_loss" and _passing({"loss": quantities["loss"]}) and _close(dx, dx_refs[0] / 2):
+    if ctx.kind == "mse_loss" and x.size != 2 and _passing({"loss": quantities["loss"]}) and \
+            _close(dx, dx_refs[0] / 2):
         raise Wrong("dx is half the reference's: the derivative of (x - y)^2 is 2 (x - y), and the 2 is missing")
-    if reduction == "mean" and scale == 1 and x.size > 1 and _passing({"loss": quantities["loss"]}) and \
-            _close(dx, dx_refs[0] * x.size):
-        raise Wrong(f"dx is the gradient of the elements' summed loss, {x.size} times the mean's, where the loss is "
-                    f"their mean: divide it by the number of elements, {x.size}; a course whose loss's backward "
-                    "gives the sum's gradient by design: grad = \"sum\" in a spec")
+    if reduction == "none" and x.size > 1 and _one_number(loss):
+        mean = float(torch_fn(_t(x, grad=False), torch.from_numpy(y)))
+        if _close(np.ravel(np.asarray(loss, dtype=np.float64)), [mean]):
+            raise Wrong(f"loss is the elements' mean, one number, where this convention's is each element's, shape "
+                        f"{x.shape}; a course whose loss returns their mean: leave reduction out (or \"mean\")")
+    if x.size > 1 and _passing({"loss": quantities["loss"]}):
+        if reduction == "mean" and scale == 1 and _close(dx, dx_refs[0] * x.size):
+            raise Wrong(f"dx is the gradient of the elements' summed loss, {x.size} times the mean's, where the loss "
+                        f"is their mean: divide it by the number of elements, {x.size}; a course whose loss's "
+                        "backward gives the sum's gradient by design: grad = \"sum\" in a spec")
+        if reduction == "mean" and scale == x.size and _close(dx, dx_refs[0] / x.size):
+            raise Wrong(f"dx is the mean's gradient, 1/{x.size} of the sum's, where this convention's grad = \"sum\" "
+                        "asks for the gradient of the elements' summed loss; a course whose backward gives the "
+                        "mean's: leave grad out")
     if ctx.kind == "bce_loss" and not _logits_in(ctx):
         quantities = _guarded(quantities, x, y, reduction, scale)
     return quantities
@@ -132,7 +147,7 @@ def _guarded(quantities: Quantities, x: np.ndarray, y: np.ndarray, reduction: st
 
 # this module's kinds, in the order ``twinnet check`` lists them
 KINDS = (
-    Kind("mse_loss", "MSE loss", ("function",), ("loss",), _pointwise_configs, _pointwise),
-    Kind("l1_loss", "L1 loss", ("function",), ("loss",), _pointwise_configs, _pointwise),
-    Kind("bce_loss", "binary cross-entropy", ("function",), ("loss",), _pointwise_configs, _pointwise),
+    Kind("mse_loss", "MSE loss", ("function",), ("loss",), _pointwise_configs, _pointwise, _shaped),
+    Kind("l1_loss", "L1 loss", ("function",), ("loss",), _pointwise_configs, _pointwise, _shaped),
+    Kind("bce_loss", "binary cross-entropy", ("function",), ("loss",), _pointwise_configs, _pointwise, _shaped),
 )
