@@ -410,6 +410,84 @@ def test_functional_args_that_describe_no_class_are_refused(tmp_path, table, mes
         resolve_convention(None, tmp_path / "course.toml")
 
 
+I2DL_OPTIM = """import numpy as np
+
+
+class Adam(object):
+    def __init__(self, model, loss_func, learning_rate=1e-4, **kwargs):
+        self.model = model
+        self.loss_func = loss_func
+        self.lr = learning_rate
+        self.optim_config = kwargs.pop('optim_config', {})
+        self._reset()
+
+    def _reset(self):
+        self.optim_configs = {}
+        for p in self.model.params:
+            self.optim_configs[p] = {}
+
+    def _update(self, w, dw, config, lr):
+        if config is None:
+            config = {}
+        config.setdefault('beta1', 0.9)
+        config.setdefault('beta2', 0.999)
+        config.setdefault('epsilon', 1e-4)
+        config.setdefault('m', np.zeros_like(w))
+        config.setdefault('v', np.zeros_like(w))
+        config.setdefault('t', 0)
+        m, v, t = config['m'], config['v'], config['t'] + 1
+        beta1, beta2, eps = config['beta1'], config['beta2'], config['epsilon']
+        m = beta1 * m + (1 - beta1) * dw
+        v = beta2 * v + (1 - beta2) * dw ** 2
+        m_hat = m / (1 - beta1 ** t)
+        v_hat = v / (1 - beta2 ** t)
+        next_w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
+        config['m'], config['v'], config['t'] = m, v, t
+        return next_w, config
+
+
+class SGDMomentum(object):
+    def __init__(self, model, loss_func, learning_rate=1e-4, **kwargs):
+        self.model = model
+
+    def _update(self, w, dw, config, lr):
+        if config is None:
+            config = {}
+        config.setdefault('momentum', 0.9)
+        v = config.get('velocity', np.zeros_like(w))
+        mu = config['momentum']
+        v = mu * v - lr * dw
+        next_w = w + v
+        config['velocity'] = v
+        return next_w, config
+"""
+
+
+def test_an_update_method_of_an_optimiser_that_needs_a_model_is_graded_with_its_rate_as_an_argument(tmp_path):
+    """TUM I2DL's optimisers are classes made with a model and a loss, Adam(model, loss_func), whose _update(w, dw,
+    config, lr) takes the rate on its own: the instance is made without its constructor, and learning_rate =
+    "argument" gives the rate there, not in config. A first step with no bias correction is named as ever; without
+    the setting, the table says to set it."""
+    (tmp_path / "optim.py").write_text(I2DL_OPTIM)
+    for name, rate in (("i2dl", 'learning_rate = "argument"\n'), ("plain", "")):
+        (tmp_path / f"{name}.toml").write_text('style = "functional"\n[layers.adam]\nfunction = "Adam._update"\n'
+                                               + rate + '[layers.sgd_momentum]\nfunction = "SGDMomentum._update"\n'
+                                               + rate)
+    rows = _rows(grade([tmp_path / "optim.py"], resolve_convention(None, tmp_path / "i2dl.toml"), configs=3))
+    assert all(r.passed == r.total >= 3 for r in rows.values()), [r.failures for r in rows.values()]
+    rows = _rows(grade([tmp_path / "optim.py"], resolve_convention(None, tmp_path / "plain.toml"), configs=3))
+    assert all(r.passed == 0 and 'learning_rate = "argument" in a spec' in r.first_failure for r in rows.values())
+    (tmp_path / "optim.py").write_text(I2DL_OPTIM.replace("m / (1 - beta1 ** t)", "m").replace(
+        "v / (1 - beta2 ** t)", "v"))
+    row = _rows(grade([tmp_path / "optim.py"], resolve_convention(None, tmp_path / "i2dl.toml"), only=["adam"],
+                      configs=3))["adam"]
+    assert row.passed == 0 and "no bias correction" in row.first_failure, row.first_failure
+    (tmp_path / "bad.toml").write_text('style = "functional"\n[layers.adam]\nfunction = "adam"\n'
+                                       'learning_rate = "both"\n')
+    with pytest.raises(TwinnetError, match="learning_rate must be one of config, argument"):
+        resolve_convention(None, tmp_path / "bad.toml")
+
+
 def test_functions_kept_in_a_class_without_staticmethod_are_called_as_they_are(tmp_path):
     """EECS 498's layers with their @staticmethod lines dropped: Python 3 calls Linear.forward(x, w, b) through
     the class as a plain function, and so does the grader (no instance is made: the first parameter is not self);

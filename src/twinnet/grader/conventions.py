@@ -186,7 +186,7 @@ _CHOICES = {"weight": ("in_out", "out_in", "any"), "bias": ("flat", "row", "colu
             "reduction": ("mean", "sum", "none"), "output": ("logits", "probabilities"),
             "activation": ("relu", "elu", "leaky_relu"), "gates": tuple("".join(p) for p in permutations("ifgo")),
             "p": ("keep", "drop"), "batch": ("rows", "columns"), "grad": ("sum", "mean"), "layout": ("flat", "row"),
-            "images": ("nchw", "nhwc"), "test_eps": ("inside", "none")}
+            "images": ("nchw", "nhwc"), "test_eps": ("inside", "none"), "learning_rate": ("config", "argument")}
 
 
 # the settings a layer's table may hold besides the names of the student's code it needs
@@ -196,7 +196,7 @@ _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum
             "softmax_cross_entropy": ("softmax", "input", "target", "reduction", "fused", "backward", "grad"),
             "mse_loss": ("reduction", "grad", "dims"), "l1_loss": ("reduction", "grad", "dims"),
             "bce_loss": ("input", "reduction", "grad", "dims"),
-            "adam": ("first_t",),
+            "adam": ("first_t", "learning_rate"), "sgd_momentum": ("learning_rate",), "rmsprop": ("learning_rate",),
             "mlp": ("linear", "output", "fused", "activation"), "lstm_step": ("gates",), "lstm": ("gates",)}
 # ... and in the module style: the names of plain-attribute parameters and gradients, the class's arguments,
 # an activation whose backward() returns its derivative; batch norm's running statistics' names, the keyword

@@ -30,6 +30,20 @@ def _takes_self(fn) -> bool:
         return False
 
 
+def _needs_more(cls: type, given: int) -> bool:
+    """Whether ``cls(...)`` needs more than ``given`` positional arguments (those without defaults), where the
+    class is made by ``object.__new__`` (no ``__new__`` of its own that the constructor's bypass would skip)."""
+    if cls.__new__ is not object.__new__:
+        return False
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    required = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                and p.default is p.empty]
+    return len(required) > given
+
+
 @dataclass
 class Context:
     """What a check is given besides its configuration."""
@@ -52,7 +66,9 @@ class Context:
         one: ``Linear.forward``, a static method; an instance's method, such as TUM I2DL's ``Sigmoid.forward(self,
         x) -> (out, cache)``, is that of one instance of the class, made with no arguments for the configuration,
         whose ``backward`` is then the same instance's; where the table's ``args`` names the class's arguments, as
-        I2DL's ``LeakyRelu(slope)``, it is made with the configuration's values of them: ``made_with``)."""
+        I2DL's ``LeakyRelu(slope)``, it is made with the configuration's values of them: ``made_with``; a class whose
+        constructor needs more, as I2DL's ``Adam(model, loss_func)`` for its ``_update(w, dw, config, lr)``, is made
+        without running the constructor, and its method graded on the arguments it is given)."""
         name = self.entry[key]
         found = lookup(self.names, name)
         if found is None:
@@ -60,6 +76,8 @@ class Context:
         owner_name, _, attr = name.rpartition(".")
         owner = lookup(self.names, owner_name) if owner_name else None
         if isinstance(owner, type) and _takes_self(inspect.getattr_static(owner, attr, None)):
+            if id(owner) not in self.instances and _needs_more(owner, len(self.made_with)):
+                self.instances[id(owner)] = object.__new__(owner)
             if id(owner) not in self.instances:
                 made = ", ".join(map(repr, self.made_with))
                 self.instances[id(owner)] = self.call(owner, *self.made_with,

@@ -7,6 +7,8 @@ import torch
 
 from twinnet.grader.compare import Wrong, unchanged
 from twinnet.grader.kinds.base import Context, Kind, Quantities, _pair
+from twinnet.grader.kinds.modules import _positional
+from twinnet.grader.loader import StudentError
 
 
 def _optim_configs(rng, k):
@@ -46,13 +48,24 @@ def _optimizer(name: str):
         if name == "adam" and ctx.entry.get("first_t", 1) == 2:  # CS231n's 2017 starter: t counted from 2
             opt.state[p] = {"step": torch.tensor(1.0), "exp_avg": torch.zeros_like(p),
                             "exp_avg_sq": torch.zeros_like(p)}
+        # the rate as the update's own argument, not in config: I2DL's _update(w, dw, config, lr)
+        lr = (config.pop("learning_rate"),) if ctx.entry.get("learning_rate", "config") == "argument" else ()
         for step in range(1, cfg["steps"] + 1):
             dw = rng.standard_normal(cfg["shape"])
             p.grad = torch.from_numpy(dw.copy())
             opt.step()
             dws = dw.copy()
-            out = _pair(ctx.call(ctx.find("function"), mine, dws, config, what=ctx.entry["function"]),
-                        ctx.entry["function"], 2)
+            function = ctx.find("function")
+            try:
+                out = _pair(ctx.call(function, mine, dws, config, *lr, what=ctx.entry["function"]),
+                            ctx.entry["function"], 2)
+            except StudentError as e:  # an update that takes the rate as its fourth argument, given three
+                if lr or e.timed_out or "missing 1 required positional argument" not in str(e) or \
+                        _positional(function) != 4:
+                    raise
+                raise Wrong(f"{e}: {ctx.entry['function']} takes the learning rate as its own argument, and this "
+                            "convention gives it in config; for a course whose update is (w, dw, config, lr): "
+                            "learning_rate = \"argument\" in a spec's table for this layer") from None
             unchanged("dw", dw, dws)
             mine, config = out
             result[f"w after step {step}"] = (mine, [p.detach().numpy().copy()])
