@@ -482,6 +482,19 @@ def test_an_update_method_of_an_optimiser_that_needs_a_model_is_graded_with_its_
     row = _rows(grade([tmp_path / "optim.py"], resolve_convention(None, tmp_path / "i2dl.toml"), only=["adam"],
                       configs=3))["adam"]
     assert row.passed == 0 and "no bias correction" in row.first_failure, row.first_failure
+    # a momentum written into the code: right at the default hyperparameters, told where the drawn ones differ
+    (tmp_path / "optim.py").write_text(I2DL_OPTIM.replace("mu = config['momentum']", "mu = 0.9"))
+    row = _rows(grade([tmp_path / "optim.py"], resolve_convention(None, tmp_path / "i2dl.toml"),
+                      only=["sgd_momentum"], configs=3))["sgd_momentum"]
+    assert row.passed == 1 and "the update ignores config['momentum']" in row.first_failure, row.first_failure
+    # I2DL since 2024: _update(self, w, dw, config, lr=None) falls back on self.lr, which the bypassed constructor
+    # never set: told to give the rate as the argument too
+    (tmp_path / "optim.py").write_text(I2DL_OPTIM.replace("def _update(self, w, dw, config, lr):\n        if",
+                                                          "def _update(self, w, dw, config, lr=None):\n"
+                                                          "        lr = self.lr if lr is None else lr\n        if"))
+    rows = _rows(grade([tmp_path / "optim.py"], resolve_convention(None, tmp_path / "plain.toml"), configs=3))
+    assert all("AttributeError" in r.first_failure and 'learning_rate = "argument" in a spec' in r.first_failure
+               for r in rows.values()), [r.first_failure for r in rows.values()]
     (tmp_path / "bad.toml").write_text('style = "functional"\n[layers.adam]\nfunction = "adam"\n'
                                        'learning_rate = "both"\n')
     with pytest.raises(TwinnetError, match="learning_rate must be one of config, argument"):

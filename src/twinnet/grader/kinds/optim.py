@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 
 from twinnet.grader.compare import Wrong, unchanged
-from twinnet.grader.kinds.base import Context, Kind, Quantities, _pair
-from twinnet.grader.kinds.modules import _positional
+from twinnet.grader.kinds.base import Context, Kind, Quantities, _close, _pair, _passing
 from twinnet.grader.loader import StudentError
 
 
@@ -39,46 +40,82 @@ def _optimizer(name: str):
                                                     eps=c["epsilon"]))}
     config0, make = hyper[name]
 
+    def trajectory(w: np.ndarray, dws: list, hyper_now: dict, first_t: int) -> list[np.ndarray]:
+        """torch.optim's weights after each step of the gradients ``dws`` from ``w``."""
+        p = torch.tensor(w.copy(), requires_grad=True)
+        opt = make(p, hyper_now)
+        if name == "adam" and first_t == 2:  # CS231n's 2017 starter: t counted from 2
+            opt.state[p] = {"step": torch.tensor(1.0), "exp_avg": torch.zeros_like(p),
+                            "exp_avg_sq": torch.zeros_like(p)}
+        steps = []
+        for dw in dws:
+            p.grad = torch.from_numpy(dw.copy())
+            opt.step()
+            steps.append(p.detach().numpy().copy())
+        return steps
+
     def check(cfg, ctx: Context) -> Quantities:
         rng = np.random.default_rng(cfg["seed"])
         w = rng.standard_normal(cfg["shape"])
-        p = torch.tensor(w.copy(), requires_grad=True)
         hyper_now = _drawn_hyper(name, rng) if cfg.get("drawn") else config0
-        opt, config, mine, result = make(p, hyper_now), dict(hyper_now), w.copy(), {}
-        if name == "adam" and ctx.entry.get("first_t", 1) == 2:  # CS231n's 2017 starter: t counted from 2
-            opt.state[p] = {"step": torch.tensor(1.0), "exp_avg": torch.zeros_like(p),
-                            "exp_avg_sq": torch.zeros_like(p)}
+        dws = [rng.standard_normal(cfg["shape"]) for _ in range(cfg["steps"])]
+        first_t = ctx.entry.get("first_t", 1)
+        refs = trajectory(w, dws, hyper_now, first_t)
+        config, mine, result = dict(hyper_now), w.copy(), {}
         # the rate as the update's own argument, not in config: I2DL's _update(w, dw, config, lr)
         lr = (config.pop("learning_rate"),) if ctx.entry.get("learning_rate", "config") == "argument" else ()
-        for step in range(1, cfg["steps"] + 1):
-            dw = rng.standard_normal(cfg["shape"])
-            p.grad = torch.from_numpy(dw.copy())
-            opt.step()
-            dws = dw.copy()
+        for step, (dw, ref) in enumerate(zip(dws, refs), start=1):
+            dws_given = dw.copy()
             function = ctx.find("function")
             try:
-                out = _pair(ctx.call(function, mine, dws, config, *lr, what=ctx.entry["function"]),
+                out = _pair(ctx.call(function, mine, dws_given, config, *lr, what=ctx.entry["function"]),
                             ctx.entry["function"], 2)
-            except StudentError as e:  # an update that takes the rate as its fourth argument, given three
-                if lr or e.timed_out or "missing 1 required positional argument" not in str(e) or \
-                        _positional(function) != 4:
+            except StudentError as e:  # an update that takes the rate as its fourth argument, not given it
+                if lr or e.timed_out or not _takes_rate(function):
                     raise
                 raise Wrong(f"{e}: {ctx.entry['function']} takes the learning rate as its own argument, and this "
                             "convention gives it in config; for a course whose update is (w, dw, config, lr): "
                             "learning_rate = \"argument\" in a spec's table for this layer") from None
-            unchanged("dw", dw, dws)
+            unchanged("dw", dw, dws_given)
             mine, config = out
-            result[f"w after step {step}"] = (mine, [p.detach().numpy().copy()])
+            result[f"w after step {step}"] = (mine, [ref])
             if not isinstance(config, dict):
                 raise Wrong(f"{ctx.entry['function']} returned a {type(config).__name__} as its config, not a dict")
             mine = np.array(mine, dtype=np.float64, copy=True) if mine is not None else mine
             if mine is None:
                 break
             if step == 1:
-                _first_step(name, mine, w, dw, hyper_now, p.detach().numpy(), ctx.entry.get("first_t", 1))
+                _first_step(name, mine, w, dw, hyper_now, ref, first_t)
+        if cfg.get("drawn") and _passing(result) < len(result):
+            _ignored(ctx, result, [k for k in hyper_now if hyper_now[k] != config0[k]],
+                     lambda key: trajectory(w, dws, {**hyper_now, key: config0[key]}, first_t), hyper_now, config0)
         return result
 
     return check
+
+
+def _takes_rate(fn) -> bool:
+    """Whether an update's fourth positional parameter is its learning rate (``lr``, ``learning_rate``)."""
+    try:
+        parameters = [p for p in inspect.signature(fn).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return False
+    return len(parameters) >= 4 and parameters[3].name.lower() in ("lr", "learning_rate", "rate", "eta", "alpha")
+
+
+def _ignored(ctx: Context, result: Quantities, drawn: list[str], replayed, hyper: dict, defaults: dict) -> None:
+    """``Wrong`` naming it where a failing update's weights are, at every step, those of the drawn hyperparameters
+    with one of them at its default (``replayed(key)``): the update ignores that entry of config."""
+    mine = [value for value, _ in result.values()]
+    for key in drawn:
+        steps = replayed(key)
+        if all(_close(m, s) for m, s in zip(mine, steps)):
+            given = "its lr argument" if key == "learning_rate" and ctx.entry.get("learning_rate") == "argument" \
+                else f"config['{key}']"
+            raise Wrong(f"the weights are those of {key} = {defaults[key]:g}, the default, where the grader gives "
+                        f"{hyper[key]:g}: the update ignores {given} (a value written into the code, or a "
+                        "setdefault read before the given one)")
 
 
 def _first_step(name: str, mine, w, dw, hyper: dict, ref, first_t: int = 1) -> None:
