@@ -49,8 +49,17 @@ def test_a_correct_submission_passes_every_configuration(convention, files):
 
 def test_twinnets_own_layers_pass_under_the_torch_convention():
     report = grade(TORCH, resolve_convention("torch", None), configs=2)
-    assert report.ok and len(report.rows) == 9, [r.first_failure for r in report.rows]
-    assert all(r.submitted and r.passed == r.total >= 3 for r in report.rows)  # the optional losses too
+    assert report.ok and len(report.rows) == 6, [r.first_failure for r in report.rows]
+
+
+def test_twinnets_own_pointwise_losses_pass_on_the_torch_convention(tmp_path):
+    """MSELoss, L1Loss and BCELoss added to the torch convention by a spec (backward() takes nothing there)."""
+    (tmp_path / "losses.toml").write_text('base = "torch"\n[layers.mse_loss]\nloss = "MSELoss"\n[layers.l1_loss]\n'
+                                          'loss = "L1Loss"\n[layers.bce_loss]\nloss = "BCELoss"\n')
+    report = grade(TORCH, resolve_convention(None, tmp_path / "losses.toml"), only=["mse_loss", "l1_loss", "bce_loss"],
+                   configs=2)
+    assert report.ok and len(report.rows) == 3, [r.first_failure for r in report.rows]
+    assert all(r.passed == r.total >= 5 for r in report.rows)
 
 
 # (convention, bug file, layer kind, what the table must say, configurations that must still pass)
@@ -395,6 +404,19 @@ def test_a_leaky_relu_whose_class_holds_the_slope_is_made_with_each_configuratio
     (tmp_path / "bug.py").write_text(LEAKY_CLASS.replace("self.slope * x", "0.01 * x"))
     graded = row("slope", tmp_path / "bug.py")
     assert 0 < graded.passed < graded.total and "out: relative error" in graded.first_failure
+
+
+def test_args_beside_a_static_forward_is_told_not_ignored(tmp_path):
+    """args gives the slope to a class's constructor: beside a forward that is a @staticmethod (given the slope),
+    the table says to leave args out, rather than grading a slope never passed."""
+    (tmp_path / "layer.py").write_text("import numpy as np\nclass Leaky:\n    @staticmethod\n"
+                                       "    def forward(x, slope=0.01):\n        return np.where(x > 0, x, slope * x), x\n"
+                                       "    @staticmethod\n    def backward(dout, cache):\n        return dout\n")
+    (tmp_path / "spec.toml").write_text('style = "functional"\n[layers.leaky_relu]\nforward = "Leaky.forward"\n'
+                                        'backward = "Leaky.backward"\nargs = ["negative_slope"]\n')
+    row = grade([tmp_path / "layer.py"], resolve_convention(None, tmp_path / "spec.toml"), configs=2).rows[0]
+    assert row.passed == 0 and "is not an instance's method" in row.first_failure, row.first_failure
+    assert "leave args out" in row.first_failure
 
 
 @pytest.mark.parametrize("table, message", [

@@ -79,7 +79,7 @@ def test_a_year_whose_losses_are_kept_per_sample_is_graded_under_reduction_none_
 def test_a_backward_of_the_sum_beside_a_forward_of_the_mean_is_named_and_grad_sum_grades_it(tmp_path):
     summed = I2DL.replace(") / len(y_out)", ")")
     rows = _graded(tmp_path, summed, I2DL_SPEC)
-    for row in rows.values():  # (n=1: the sum is the mean, so the first configuration passes)
+    for row in rows.values():  # (n=1: the sum is the mean, so that configuration passes)
         assert row.passed == 1, row.failures
         assert "dx is the gradient of the elements' summed loss, 6 times the mean's" in row.first_failure
         assert 'grad = "sum" in a spec' in row.first_failure
@@ -142,6 +142,47 @@ def test_a_binary_cross_entropy_guarded_by_a_small_epsilon_passes(tmp_path, old,
     for seed in (0, 1):
         row = _graded(tmp_path, I2DL.replace(old, new), I2DL_SPEC, seed=seed)["bce_loss"]
         assert row.passed == row.total, row.failures
+
+
+def test_a_forward_and_a_backward_guarded_by_different_epsilons_or_in_one_log_pass(tmp_path):
+    """Each quantity is graded against its own guard: 1e-7 in the forward's logs beside 1e-8 in the backward's
+    denominators, or an epsilon in one of the two logs alone."""
+    code = (I2DL.replace("np.log(y_out) + (1 - y_truth) * np.log(1 - y_out)",
+                         "np.log(y_out + 1e-7) + (1 - y_truth) * np.log(1 - y_out + 1e-7)")
+            .replace("-(y_truth / y_out - (1 - y_truth) / (1 - y_out))",
+                     "-(y_truth / (y_out + 1e-8) - (1 - y_truth) / (1 - y_out + 1e-8))"))
+    one_log = I2DL.replace("np.log(y_out) + (1 - y_truth)", "np.log(y_out + 1e-7) + (1 - y_truth)")
+    for source in (code, one_log):
+        for seed in (0, 1, 2):
+            row = _graded(tmp_path, source, I2DL_SPEC, seed=seed, only=["bce_loss"])["bce_loss"]
+            assert row.passed == row.total, row.failures
+
+
+def test_a_bug_that_depends_on_the_targets_is_not_blamed_on_the_inputs_shape(tmp_path):
+    """The y term's log of 1 - p is right wherever every target is 0, as in some columns: the dims hint needs the
+    loss right on every column as a vector, not on one."""
+    code = ("import numpy as np\ndef bce(p, y):\n    loss = -(y * np.log(1 - p) + (1 - y) * np.log(1 - p))\n"
+            "    return np.mean(loss), (1 / (1 - p)) / p.size\n")
+    spec = 'style = "functional"\n[layers.bce_loss]\nfunction = "bce"\n'
+    for seed in range(6):
+        row = _graded(tmp_path, code, spec, seed=seed)["bce_loss"]
+        assert row.passed < row.total and not any("right on (N,) vectors" in f for f in row.failures), row.failures
+
+
+def test_a_mean_gradient_where_the_course_keeps_each_elements_loss_names_grad_mean(tmp_path):
+    per_sample = I2DL.replace("return result if individual_losses else np.mean(result)", "return result")
+    rows = _graded(tmp_path, per_sample, I2DL_SPEC.replace("dims = 1\n", 'dims = 1\nreduction = "none"\n'))
+    for row in rows.values():
+        assert "dx is the gradient of the elements' mean, 1/6 of their summed loss's" in row.first_failure
+        assert 'grad = "mean" in a spec' in row.first_failure
+
+
+def test_a_forward_returning_more_than_the_loss_is_told_its_loss_item_first(tmp_path):
+    """The one-element configuration, where every returned array is one number, comes last: the first failure
+    names the loss's place in the tuple."""
+    code = I2DL.replace("return result if individual_losses else np.mean(result)", "return (result, np.mean(result))")
+    for row in _graded(tmp_path, code, I2DL_SPEC).values():
+        assert "loss_item = 1 in a spec" in row.first_failure, row.first_failure
 
 
 FUNCTIONAL = """import numpy as np

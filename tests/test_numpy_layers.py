@@ -503,6 +503,17 @@ def test_l1_and_the_binary_cross_entropies_match_torchs(reduction, shape):
         assert_close_rel(_loss_against_torch(mine, theirs, z, t), TWIN_TOL)
 
 
+def test_pointwise_weights_that_would_broadcast_beyond_the_input_are_refused_and_no_elements_give_nan():
+    with pytest.raises(ValueError, match=r"weight of shape \(4, 1\) does not broadcast to the input's \(4,\)"):
+        nnp.BCELoss(weight=np.ones((4, 1)))(np.full(4, 0.5), np.ones(4))
+    with pytest.raises(ValueError, match=r"pos_weight of shape \(3,\) does not broadcast"):
+        nnp.BCEWithLogitsLoss(pos_weight=np.ones(3))(np.zeros((2, 2)), np.ones((2, 2)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's mean of no elements: nan, silently
+        loss_fn = nnp.MSELoss()
+        assert np.isnan(loss_fn(np.zeros((0, 3)), np.zeros((0, 3)))) and loss_fn.backward().shape == (0, 3)
+
+
 def test_bce_refuses_what_is_not_a_probability_and_points_to_the_logits_form():
     for bad in (np.array([0.5, 1.5]), np.array([-0.1, 0.5]), np.array([np.nan, 0.5])):
         with pytest.raises(ValueError, match="every input must be a probability, in \\[0, 1\\].*BCEWithLogitsLoss"):

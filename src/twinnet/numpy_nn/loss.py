@@ -231,6 +231,13 @@ class NLLLoss(_WeightedLoss):
         return f"reduction={self.reduction!r}"
 
 
+def _broadcasts_to(shape: tuple, target: tuple) -> bool:
+    try:
+        return np.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
+
+
 class _Pointwise(Module):
     """A loss of each element of ``input`` against the same element of ``target`` (the same shape: torch would
     broadcast them, and warns that the result is likely wrong; this refuses), averaged, summed or kept per
@@ -252,17 +259,25 @@ class _Pointwise(Module):
             raise ValueError(f"{type(self).__name__}: the target's shape {tuple(target.shape)} differs from the "
                              f"input's {tuple(input.shape)}; give them the same shape (torch would broadcast them, "
                              "and warns)")
+        for name in ("weight", "pos_weight"):  # broadcast to the input, never beyond it (torch refuses that too)
+            value = getattr(self, name, None)
+            if value is not None and not _broadcasts_to(value.shape, input.shape):
+                raise ValueError(f"{type(self).__name__}: {name} of shape {tuple(value.shape)} does not broadcast to "
+                                 f"the input's {tuple(input.shape)}")
         loss, grad = self._terms(input, target.astype(input.dtype))
         if self.weight is not None:  # torch's weight: each element's loss rescaled, broadcast to the input
             w = self.weight.astype(input.dtype)
             loss, grad = loss * w, grad * w
         self._push_cache(grad)
-        return loss if self.reduction == "none" else loss.mean() if self.reduction == "mean" else loss.sum()
+        with np.errstate(invalid="ignore"):  # the mean of no elements: nan, as torch's, without a warning
+            return loss if self.reduction == "none" else loss.sum() / loss.size if self.reduction == "mean" \
+                else loss.sum()
 
     def backward(self, dout=1.0):
         grad = self._pop_cache()
         dout = backend.xp(grad).asarray(dout, dtype=grad.dtype)
-        return grad * (dout / grad.size if self.reduction == "mean" else dout)
+        with np.errstate(divide="ignore", invalid="ignore"):  # (no elements: an empty gradient)
+            return grad * (dout / grad.size if self.reduction == "mean" else dout)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"

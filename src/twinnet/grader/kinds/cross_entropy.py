@@ -239,7 +239,7 @@ def _shape(value) -> tuple | None:
     """A student's value's shape; None where it has none to read (a ragged list: the comparison says so)."""
     try:
         return np.shape(value)
-    except (TypeError, ValueError):
+    except Exception:  # noqa: BLE001 - a ragged list, a list of tensors that need grad: the comparison tells it
         return None
 
 

@@ -194,6 +194,10 @@ def _unary(ctx: Context, x, dout, refs: list[dict], args: tuple) -> Quantities:
         ctx.made_with, args = _made_with(ctx, args), ()
     if ctx.convention["style"] == "functional":
         forward = ctx.find("forward")
+        if ctx.made_with and getattr(forward, "__self__", None) is None:
+            raise Wrong(f"args = {list(ctx.entry['args'])} gives the class's constructor the "
+                        f"{ARGUMENTS[ctx.kind][0][0]}, and {ctx.entry['forward']} is not an instance's method (a "
+                        "@staticmethod, or a function): leave args out, so that forward is given it")
         try:
             result = ctx.call(forward, xs, *copy.deepcopy(args), what=ctx.entry["forward"])
         except StudentError as e:  # an instance's forward(x) whose class holds the slope, graded without args

@@ -26,9 +26,9 @@ _REFERENCES = {"mse_loss": ((F.mse_loss, nn.MSELoss),), "l1_loss": ((F.l1_loss, 
 
 
 def _pointwise_configs(rng, k):
-    """One element, a column of six and a (4, 3) batch, then drawn sizes (never two elements in all, where a
+    """A column of six, a (4, 3) batch and one element, then drawn sizes (never two elements in all, where a
     gradient divided by N is also half the right one)."""
-    fixed = [dict(n=1, c=1), dict(n=6, c=1), dict(n=4, c=3)]
+    fixed = [dict(n=6, c=1), dict(n=4, c=3), dict(n=1, c=1)]  # (one element last: each array is one number)
     return fixed + [dict(n=int(rng.integers(3, 9)), c=int(rng.integers(2, 5))) for _ in range(k)]
 
 
@@ -64,7 +64,8 @@ def _pointwise(cfg, ctx: Context) -> Quantities:
     quantities, failure, ok = _attempt(lambda: _pointwise_on(ctx, x, y))
     if ok:
         return quantities
-    if dims == 2 and shape[1] > 1 and _probe(lambda: _pointwise_on(ctx, x[:, 0], y[:, 0])) is not None:
+    if dims == 2 and shape[1] > 1 and all(_probe(lambda j=j: _pointwise_on(ctx, x[:, j], y[:, j])) is not None
+                                          for j in range(shape[1])):
         raise Wrong(f"right on (N,) vectors, wrong on this (N, C) array of shape {shape}, whose loss is over all "
                     f"its N * C = {x.size} elements (a mean divides by x.size, not len(x)); a course whose loss "
                     "takes (N,) vectors: dims = 1 in a spec")
@@ -114,6 +115,10 @@ def _pointwise_on(ctx: Context, x: np.ndarray, y: np.ndarray) -> Quantities:
             raise Wrong(f"dx is the gradient of the elements' summed loss, {x.size} times the mean's, where the loss "
                         f"is their mean: divide it by the number of elements, {x.size}; a course whose loss's "
                         "backward gives the sum's gradient by design: grad = \"sum\" in a spec")
+        if reduction == "none" and scale == 1 and _close(dx, dx_refs[0] / x.size):
+            raise Wrong(f"dx is the gradient of the elements' mean, 1/{x.size} of their summed loss's, where this "
+                        "convention's loss keeps each element's (and its gradient is their sum's); a course whose "
+                        "backward gives the mean's: grad = \"mean\" in a spec")
         if reduction == "mean" and scale == x.size and _close(dx, dx_refs[0] / x.size):
             raise Wrong(f"dx is the mean's gradient, 1/{x.size} of the sum's, where this convention's grad = \"sum\" "
                         "asks for the gradient of the elements' summed loss; a course whose backward gives the "
@@ -124,24 +129,29 @@ def _pointwise_on(ctx: Context, x: np.ndarray, y: np.ndarray) -> Quantities:
 
 
 def _guarded(quantities: Quantities, x: np.ndarray, y: np.ndarray, reduction: str, scale: float) -> Quantities:
-    """A binary cross-entropy that guards its logs with a small epsilon, log(p + eps) and log(1 - p + eps), or
-    its gradient's denominator, p (1 - p) + eps: graded against the loss with that epsilon where it is a guard
-    (``GUARD_MARGIN`` times below every p and 1 - p, as for the cross-entropy's); a quantity is given the
-    guarded reference only where it fails the exact one and matches that one, so nothing else changes."""
-    failing = [k for k in ("loss", "dx") if not _passing({k: quantities[k]})]
-    if not failing:
-        return quantities
-    for eps in LOG_EPSILONS:
-        if GUARD_MARGIN * eps > min(x.min(), 1 - x.max()):
+    """A binary cross-entropy that guards its logs with a small epsilon, log(p + eps) or log(1 - p + eps) or both,
+    or its gradient's denominators, p + eps and 1 - p + eps, or p (1 - p) + eps: graded against the loss with that
+    epsilon where it is a guard (``GUARD_MARGIN`` times below every p and 1 - p, as for the cross-entropy's), each
+    quantity with its own (a forward and a backward may guard differently); a quantity is given the guarded
+    reference only where it fails the exact one and matches that one, so nothing else changes."""
+    of = (1 / x.size if reduction == "mean" else 1.0) * scale
+
+    def reduced(losses: np.ndarray):
+        return losses if reduction == "none" else losses.mean() if reduction == "mean" else losses.sum()
+
+    guarded = {"loss": lambda e1, e2: reduced(-(y * np.log(x + e1) + (1 - y) * np.log(1 - x + e2))),
+               "dx": lambda e1, e2: (-y / (x + e1) + (1 - y) / (1 - x + e2)) * of}
+    for k in ("loss", "dx"):
+        if _passing({k: quantities[k]}):
             continue
-        losses = -(y * np.log(x + eps) + (1 - y) * np.log(1 - x + eps))
-        loss = losses if reduction == "none" else losses.mean() if reduction == "mean" else losses.sum()
-        of = 1 / x.size if reduction == "mean" else 1.0
-        grads = [(-y / (x + eps) + (1 - y) / (1 - x + eps)) * of * scale, (x - y) / (x * (1 - x) + eps) * of * scale]
-        shifted = {"loss": [(quantities["loss"][0], [loss])], "dx": [(quantities["dx"][0], [g]) for g in grads]}
-        found = {k: next((q for q in shifted[k] if _passing({k: q})), None) for k in failing}
-        if all(q is not None for q in found.values()):
-            return {**quantities, **found}
+        for eps in (e for e in LOG_EPSILONS if GUARD_MARGIN * e <= min(x.min(), 1 - x.max())):
+            refs = [guarded[k](eps, eps), guarded[k](eps, 0.0), guarded[k](0.0, eps)]
+            if k == "dx":
+                refs.append((x - y) / (x * (1 - x) + eps) * of)
+            match = next((r for r in refs if _passing({k: (quantities[k][0], [r])})), None)
+            if match is not None:
+                quantities = {**quantities, k: (quantities[k][0], [match])}
+                break
     return quantities
 
 
