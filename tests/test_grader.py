@@ -62,6 +62,58 @@ def test_twinnets_own_pointwise_losses_pass_on_the_torch_convention(tmp_path):
     assert all(r.passed == r.total >= 5 for r in report.rows)
 
 
+DLFS = [STUDENTS / "dlfs" / "common" / f for f in ("layers.py", "functions.py", "util.py")]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_deep_learning_from_scratch_layers_pass_under_the_dlfs_convention(seed):
+    """The book's API: classes made with their parameters (Affine(W, b), Convolution(W, b, stride, pad),
+    BatchNormalization(gamma, beta)), Pooling(pool_h, pool_w, ...) on windows of any shape, a test mode by
+    train_flg=False, and SoftmaxWithLoss with the book's log(p + 1e-7): every configuration of every layer passes,
+    imports of common.functions and common.util resolved among the files given."""
+    report = grade(DLFS, resolve_convention("dlfs", None), seed=seed, configs=3)
+    assert report.ok, [r.first_failure for r in report.rows if r.first_failure]
+    assert set(_rows(report)) == set(resolve_convention("dlfs", None)["layers"])
+    assert all(r.passed == r.total >= 5 and r.skipped == 0 for r in report.rows)
+
+
+@pytest.mark.parametrize("kind, old, new, told", [
+    ("linear", "self.dW = self.x.T @ dout", "self.dW = (self.x.T @ dout).T", "dw has shape"),
+    ("conv", "self.db = dout.sum(axis=0)\n        self.dW", "self.db = dout.mean(axis=0)\n        self.dW", "db"),
+    ("batchnorm", "        if train_flg:\n", "        if True:\n", "out (test mode)"),
+    ("softmax_cross_entropy", ("(self.y - self.t) / n", "dx / n"), ("(self.y - self.t)", "dx"),  # both targets'
+     "dx is the gradient of the losses' sum"),
+    ("maxpool", "(h - self.pool_h) // self.stride + 1, (w - self.pool_w)", "(h - self.pool_h) // self.stride + 1, "
+     "(w - self.pool_h)", "ph=1 pw=2"),  # wrong where the window is not square
+])
+def test_a_mistake_in_a_deep_learning_from_scratch_layer_fails_that_layer_alone(tmp_path, kind, old, new, told):
+    common = tmp_path / "common"
+    shutil.copytree(STUDENTS / "dlfs" / "common", common)
+    text = (common / "layers.py").read_text()
+    for before, after in zip(*((old, new) if isinstance(old, tuple) else ((old,), (new,)))):
+        assert text.count(before) == 1
+        text = text.replace(before, after)
+    (common / "layers.py").write_text(text)
+    rows = _rows(grade([common / f for f in ("layers.py", "functions.py", "util.py")],
+                       resolve_convention("dlfs", None), configs=3))
+    assert rows[kind].passed < rows[kind].total and told in " ".join(rows[kind].failures), rows[kind].failures
+    assert all(r.passed == r.total for k, r in rows.items() if k != kind), {k: r.first_failure for k, r in rows.items()}
+
+
+@pytest.mark.parametrize("table, message", [
+    ('[layers.linear]\nclass = "Affine"\nargs = ["bias"]\n', "in_features (given weight)"),
+    ('[layers.batchnorm]\nclass = "BN"\neval_keyword = "eval"\ntrain_keyword = "train_flg"\n', "give one"),
+    ('[layers.batchnorm]\nclass = "BN"\ntrain_keyword = "train flg"\n', "train_keyword must be the name"),
+    ('[layers.softmax_cross_entropy]\nloss = "L"\nlog_epsilon = 0.5\n', "log_epsilon must be the epsilon"),
+    ('[layers.softmax_cross_entropy]\nloss = "L"\nlog_epsilon = true\n', "log_epsilon must be the epsilon"),
+])
+def test_settings_for_classes_made_with_their_parameters_that_describe_no_course_are_refused(tmp_path, table,
+                                                                                               message):
+    (tmp_path / "course.toml").write_text('style = "module"\n' + table)
+    with pytest.raises(TwinnetError, match=re.escape(message)):
+        resolve_convention(None, tmp_path / "course.toml")
+
+
 # (convention, bug file, layer kind, what the table must say, configurations that must still pass)
 BUGS = [
     ("cs231n", "cs231n_conv_stride.py", "conv", "s=2 p=0: dw: relative error", "some"),

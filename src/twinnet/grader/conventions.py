@@ -175,7 +175,34 @@ EECS498: dict[str, Any] = {
                                  "backward": "BatchNorm.backward_alt"}},
 }
 
-BUILT_IN = {c["name"]: c for c in (CS231N, UVA, UVA_ELU, UVA_LEAKY, CS324, TORCH, EECS498)}
+# Koki Saito's "Deep Learning from Scratch" (O'Reilly Japan, 2016), common/layers.py, which its readers write
+# again: classes made with their parameters, Affine(W, b) with W (in, out), Convolution(W, b, stride, pad),
+# Pooling(pool_h, pool_w, stride, pad), BatchNormalization(gamma, beta) (momentum 0.9 the old statistics' weight,
+# eps 1e-6, forward(x, train_flg=False) in test mode); gradients in dW, db, dgamma, dbeta; SoftmaxWithLoss's
+# forward(x, t) and backward(dout=1)
+_DLFS_PARAMETERS = {"params": {"weight": "W", "bias": "b"}, "grads": {"weight": "dW", "bias": "db"}}
+DLFS: dict[str, Any] = {
+    "name": "dlfs",
+    "style": "module",
+    "params": "dict",
+    "grads": "overwrite",
+    "layers": {
+        "linear": {"class": "Affine", "args": ["weight", "bias"], "weight": "in_out", "bias": "flat",
+                   **_DLFS_PARAMETERS},
+        "relu": {"class": "Relu"},
+        "sigmoid": {"class": "Sigmoid"},
+        "conv": {"class": "Convolution", "args": ["weight", "bias", "stride", "padding"], **_DLFS_PARAMETERS},
+        "maxpool": {"class": "Pooling", "args": ["kernel_height", "kernel_width", "stride", "padding"]},
+        "batchnorm": {"class": "BatchNormalization", "args": ["weight", "bias"], "running_var": "biased",
+                      "momentum": "keep", "eps": 1e-6, "train_keyword": "train_flg",
+                      "params": {"weight": "gamma", "bias": "beta"}, "grads": {"weight": "dgamma", "bias": "dbeta"},
+                      "optional": True},
+        "softmax_cross_entropy": {"loss": "SoftmaxWithLoss", "input": "logits", "target": "labels",
+                                  "reduction": "mean", "backward": "nothing", "log_epsilon": 1e-7},
+    },
+}
+
+BUILT_IN = {c["name"]: c for c in (CS231N, UVA, UVA_ELU, UVA_LEAKY, CS324, TORCH, EECS498, DLFS)}
 
 _CHOICES = {"weight": ("in_out", "out_in", "any"), "bias": ("flat", "row", "column", "any"), "running_var": ("biased", "unbiased"),
             "momentum": ("keep", "update"), "input": ("logits", "probabilities"), "target": ("labels", "one_hot"),
@@ -189,7 +216,8 @@ _CHOICES = {"weight": ("in_out", "out_in", "any"), "bias": ("flat", "row", "colu
 _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum", "test_eps"),
             "batchnorm_alt": ("running_var", "momentum", "test_eps"),
             "spatial_batchnorm": ("running_var", "momentum", "test_eps"), "dropout": ("p",),
-            "softmax_cross_entropy": ("softmax", "input", "target", "reduction", "fused", "backward", "grad"),
+            "softmax_cross_entropy": ("softmax", "input", "target", "reduction", "fused", "backward", "grad",
+                                      "log_epsilon"),
             "mse_loss": ("reduction", "grad", "dims"), "l1_loss": ("reduction", "grad", "dims"),
             "bce_loss": ("input", "reduction", "grad", "dims"),
             "adam": ("first_t", "learning_rate"), "sgd_momentum": ("learning_rate",), "rmsprop": ("learning_rate",),
@@ -201,7 +229,7 @@ _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum
 _MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad"), "conv": ("params", "grads", "args"),
                    "maxpool": ("args",), "elu": ("args", "derivative"), "leaky_relu": ("args", "derivative"),
                    "relu": ("derivative",), "sigmoid": ("derivative",), "tanh": ("derivative",), "mlp": ("args",),
-                   "batchnorm": ("params", "grads", "running", "eval_keyword", "layout", "eps"),
+                   "batchnorm": ("params", "grads", "args", "running", "eval_keyword", "train_keyword", "layout", "eps"),
                    "mse_loss": ("backward",), "l1_loss": ("backward",), "bce_loss": ("backward",)}
 # ... and in the functional style: a linear layer whose samples are columns (x (D, N)) and whose weight gradients
 # are averaged over the batch (deeplearning.ai's linear_backward: dW = dZ A.T / m)
@@ -222,7 +250,7 @@ def _dotted(name: str) -> bool:
 
 def _check_module_options(kind: str, entry: dict[str, Any], where: str) -> None:
     """A module-style layer's ``params``/``grads`` tables (attribute names) and ``args`` list, if it has them."""
-    from twinnet.grader.kinds import ARGUMENTS
+    from twinnet.grader.kinds.modules import ARGUMENTS, CARRIED, SQUARE
 
     tables = [k for k in ("params", "grads") if k in entry]
     if len(tables) == 1:
@@ -246,17 +274,25 @@ def _check_module_options(kind: str, entry: dict[str, Any], where: str) -> None:
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
         raise TwinnetError(f"{where}: eps must be the number the layer's constructor sets (e.g. eps = 1e-8), "
                            f"between 0 and 1, got {eps!r}")
-    if "eval_keyword" in entry and not (isinstance(entry["eval_keyword"], str) and entry["eval_keyword"].isidentifier()):
-        raise TwinnetError(f"{where}: eval_keyword must be the name of forward's keyword argument that selects "
-                           f"evaluation mode (e.g. eval_keyword = \"eval\" for forward(Z, eval=True)), got "
-                           f"{entry['eval_keyword']!r}")
+    for key, example in (("eval_keyword", "eval_keyword = \"eval\" for forward(Z, eval=True)"),
+                         ("train_keyword", "train_keyword = \"train_flg\" for forward(x, train_flg=False)")):
+        if key in entry and not (isinstance(entry[key], str) and entry[key].isidentifier()):
+            raise TwinnetError(f"{where}: {key} must be the name of forward's keyword argument that selects "
+                               f"evaluation mode (e.g. {example}), got {entry[key]!r}")
+    if "eval_keyword" in entry and "train_keyword" in entry:
+        raise TwinnetError(f"{where}: eval_keyword and train_keyword both select evaluation mode; give one")
     if "args" in entry:
         names = [name for name, _ in ARGUMENTS[kind]]
         args = entry["args"]
-        needed = [name for name, fixed in ARGUMENTS[kind] if fixed is None]
+        listed = args if isinstance(args, list) else []
+        needed = [name for name, fixed in ARGUMENTS[kind] if fixed is None
+                  and not any(other in listed for other in CARRIED.get(kind, {}).get(name, ()))]
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args) or \
                 len(set(args)) != len(args) or set(args) - set(names) or set(needed) - set(args):
-            left = ", ".join(f"{name} (then {fixed})" for name, fixed in ARGUMENTS[kind] if fixed is not None)
+            left = ", ".join(f"{name} (then {fixed})" for name, fixed in ARGUMENTS[kind]
+                             if fixed is not None and not hasattr(fixed, "array") and fixed is not SQUARE)
+            carried = [f"{name} (given {' and '.join(by)})" for name, by in CARRIED.get(kind, {}).items()]
+            left += (", " if left and carried else "") + ", ".join(carried)
             raise TwinnetError(f"{where}: args must list the class's arguments in its order, each once, from "
                                f"{', '.join(names)}" + (f"; it may leave out {left}" if left else "; all of them")
                                + f", got {args!r}")
@@ -423,6 +459,12 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
             raise TwinnetError(f"{where}: [layers.{kind}] weight = \"any\" is for module-style courses whose "
                                "students create the weight; in the functional style the grader passes it: in_out "
                                "or out_in")
+        if "log_epsilon" in entry and (isinstance(entry["log_epsilon"], bool) or
+                                       not isinstance(entry["log_epsilon"], (int, float)) or
+                                       not 0 < entry["log_epsilon"] <= 1e-2):
+            raise TwinnetError(f"{where}: [layers.{kind}] log_epsilon must be the epsilon the course's own loss adds "
+                               "inside its log, -log(p + eps), between 0 and 0.01 (e.g. log_epsilon = 1e-7), got "
+                               f"{entry['log_epsilon']!r}")
         if "dims" in entry and (isinstance(entry["dims"], bool) or not isinstance(entry["dims"], int)
                                 or entry["dims"] not in (1, 2)):
             raise TwinnetError(f"{where}: [layers.{kind}] dims must be 1 (the loss takes (N,) vectors, as TUM I2DL's) "

@@ -13,8 +13,8 @@ from twinnet.grader.compare import Wrong, unchanged
 from twinnet.grader.kinds.base import (
     Context, Kind, NotApplicable, Quantities, _attempt, _close, _g, _passing, _shown, _t)
 from twinnet.grader.kinds.losses import (
-    _BATCH_MAX, _batch_max_rows, _labels_cause, _log_epsilon, _logits, _loss_configs, _not_finite, _overflow,
-    _underflow)
+    _BATCH_MAX, _batch_max_rows, _cross_entropy_with, _labels_cause, _log_epsilon, _logits, _loss_configs,
+    _not_finite, _overflow, _underflow)
 from twinnet.grader.kinds.modules import _backward, _build, _positional
 from twinnet.grader.loader import StudentError
 
@@ -145,6 +145,9 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
                            "probabilities, p[np.arange(N), y], before the log" if zeros else ""))
         return {**shown, "dx": (dx, [dx_ref])}
     loss_ref = loss_t.detach().numpy() if reduction == "none" else float(loss_t.detach())
+    if (guard := ctx.entry.get("log_epsilon")) is not None:
+        # the course's own loss guards its log (Deep Learning from Scratch's -log(p + 1e-7)): so does the reference
+        loss_ref = _cross_entropy_with(x, y, reduction, guard)[0]
     # a loss of logits that overflowed, or one whose softmax was stable and its log was not (inf, or nan; each
     # sample's loss kept, only nan: its inf is told by the comparison, as the overflow's advice would not fit)
     if not shown and (_not_finite(loss, nan_only=reduction == "none") or _not_finite(dx)):

@@ -217,6 +217,8 @@ def _maxpool_on(cfg, ctx: Context) -> Quantities:
         got = _unary(ctx, _nhwc(x), _nhwc(dout), refs, ({"f": cfg["ph"], "stride": cfg["s"]},))
     elif ctx.convention["style"] == "functional":
         got = _unary(ctx, x, dout, refs, ({"pool_height": cfg["ph"], "pool_width": cfg["pw"], "stride": cfg["s"]},))
+    elif {"kernel_height", "kernel_width"} <= set(ctx.entry.get("args", ())):  # Pooling(pool_h, pool_w, stride)
+        got = _unary(ctx, x, dout, refs, (cfg["ph"], cfg["s"], cfg["ph"], cfg["pw"]))
     elif cfg["ph"] != cfg["pw"]:
         raise NotApplicable("a module takes one kernel size here")
     else:

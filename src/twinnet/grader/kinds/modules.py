@@ -78,20 +78,66 @@ class _Init:
 WEIGHT_INIT, BIAS_INIT = _Init("weight_init_fn"), _Init("bias_init_fn")
 
 
+class _Given:
+    """A parameter the grader passes as the array itself, where a class is made with its parameters (Deep Learning
+    from Scratch's ``Affine(W, b)``, ``BatchNormalization(gamma, beta)``): zeros of the layer's shape in the
+    convention's layout, since the grader sets the values itself, as for any layer."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def array(self, ctx: Context, given: dict) -> np.ndarray:
+        """This parameter of a layer of ``ctx.kind`` with the sizes ``given``."""
+        if ctx.kind == "linear":
+            if self.name == "bias":
+                layout = ctx.entry.get("bias", "flat")
+                return _bias_as(layout if layout in _BIAS_SHAPES else "flat", np.zeros(given["out_features"]))
+            sizes = (given["in_features"], given["out_features"])
+            return np.zeros(sizes if ctx.entry.get("weight", "out_in") == "in_out" else sizes[::-1])
+        if ctx.kind == "conv":
+            k = given["kernel_size"]
+            return np.zeros((given["out_channels"], given["in_channels"], k, k) if self.name == "weight"
+                            else given["out_channels"])
+        d = given["num_features"]  # batch norm's gamma (weight) and beta (bias)
+        return np.zeros((1, d) if ctx.entry.get("layout") == "row" else d)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+WEIGHT, BIAS = _Given("weight"), _Given("bias")
+SQUARE = object()  # a pooling window's height or width: the kernel size, where windows are square
+
+
 # module style: each kind's class arguments in the grader's order, with the value an argument that a
 # convention's ``args`` leaves out must have (None: it cannot be left out); configurations needing another
 # value are not applicable to that class (CMU's ``Conv2d_stride1(in, out, kernel)``: stride 1, padding 0)
 ARGUMENTS: dict[str, tuple[tuple[str, Any], ...]] = {
-    "linear": (("in_features", None), ("out_features", None), ("weight_init", WEIGHT_INIT), ("bias_init", BIAS_INIT)),
+    "linear": (("in_features", None), ("out_features", None), ("weight_init", WEIGHT_INIT), ("bias_init", BIAS_INIT),
+               ("weight", WEIGHT), ("bias", BIAS)),
     "conv": (("in_channels", None), ("out_channels", None), ("kernel_size", None), ("stride", 1), ("padding", 0),
-             ("weight_init", WEIGHT_INIT), ("bias_init", BIAS_INIT)),
-    "maxpool": (("kernel_size", None), ("stride", 1)),
-    "batchnorm": (("num_features", None),),
+             ("weight_init", WEIGHT_INIT), ("bias_init", BIAS_INIT), ("weight", WEIGHT), ("bias", BIAS)),
+    "maxpool": (("kernel_size", None), ("stride", 1), ("kernel_height", SQUARE), ("kernel_width", SQUARE),
+                ("padding", 0)),
+    "batchnorm": (("num_features", None), ("weight", WEIGHT), ("bias", BIAS)),
     "elu": (("alpha", 1.0),),
     "leaky_relu": (("negative_slope", 0.01),),
     # the slope of an MLP of leaky ReLUs (UvA 2019's MLP(n_inputs, n_hidden, n_classes, neg_slope)); 0: ReLU
     "mlp": (("inputs", None), ("hidden", None), ("classes", None), ("negative_slope", 0.0)),
 }
+
+
+# the sizes a class made with its parameters, or with a window's height and width, need not be given apart:
+# the arguments that carry them (Deep Learning from Scratch's Affine(W, b), Pooling(pool_h, pool_w, stride, pad))
+CARRIED = {"linear": {"in_features": ("weight",), "out_features": ("weight",)},
+           "conv": {"in_channels": ("weight",), "out_channels": ("weight",), "kernel_size": ("weight",)},
+           "batchnorm": {"num_features": ("weight", "bias")},
+           "maxpool": {"kernel_size": ("kernel_height", "kernel_width")}}
+
+
+def _carried(kind: str, name: str, args: list) -> bool:
+    """Whether the argument ``name`` is carried by others that ``args`` lists (``CARRIED``)."""
+    return any(other in args for other in CARRIED.get(kind, {}).get(name, ()))
 
 
 def _build(ctx: Context, key: str, *args):
@@ -102,10 +148,17 @@ def _build(ctx: Context, key: str, *args):
         given = {name: fixed for name, fixed in ARGUMENTS[ctx.kind]} | \
             dict(zip((name for name, _ in ARGUMENTS[ctx.kind]), args))
         for name, fixed in ARGUMENTS[ctx.kind]:
-            if name not in ctx.entry["args"] and given[name] != fixed:
+            if name not in ctx.entry["args"] and given[name] is not fixed and given[name] != fixed and \
+                    not _carried(ctx.kind, name, ctx.entry["args"]):
                 raise NotApplicable(f"{name}={given[name]!r}")
         bias_init = _Init("bias_init_fn", ctx.entry.get("bias", "flat") if ctx.kind == "linear" else None)
-        args = tuple(bias_init if given[name] is BIAS_INIT else given[name] for name in ctx.entry["args"])
+
+        def value(name: str):
+            v = given[name]
+            return bias_init if v is BIAS_INIT else v.array(ctx, given) if isinstance(v, _Given) else \
+                given["kernel_size"] if v is SQUARE else v
+
+        args = tuple(value(name) for name in ctx.entry["args"])
     elif key == "class" and (n := _positional(cls)) is not None and n < len(args):
         # a class that fixes its last arguments (an older year's ELUModule() with alpha 1): graded where they hold
         tail = ARGUMENTS[ctx.kind][n:len(args)]

@@ -105,9 +105,12 @@ def _batchnorm(cfg, ctx: Context, backward_only: bool = False) -> Quantities:
         _params_kept(ctx, layer, {"weight": shaped(gamma), "bias": shaped(beta)})
         grads = _grads(ctx, layer)
         dgamma, dbeta = grads.get("weight"), grads.get("bias")
-        if "eval_keyword" in ctx.entry:  # CMU's forward(Z, eval=True)
-            test_out = ctx.call(lambda z: layer.forward(z, **{ctx.entry["eval_keyword"]: True}), test_x.copy(),
-                                what=f"{ctx.entry['class']}.forward({ctx.entry['eval_keyword']}=True)")
+        if "eval_keyword" in ctx.entry or "train_keyword" in ctx.entry:  # CMU's forward(Z, eval=True); Deep
+            # Learning from Scratch's forward(x, train_flg=False)
+            keyword, value = (ctx.entry["eval_keyword"], True) if "eval_keyword" in ctx.entry else \
+                (ctx.entry["train_keyword"], False)
+            test_out = ctx.call(lambda z: layer.forward(z, **{keyword: value}), test_x.copy(),
+                                what=f"{ctx.entry['class']}.forward({keyword}={value})")
         else:
             if not callable(getattr(layer, "eval", None)):
                 raise Wrong(f"{type(layer).__name__} has no eval() method for evaluation mode (a forward that "
