@@ -100,6 +100,43 @@ def test_a_mistake_in_a_deep_learning_from_scratch_layer_fails_that_layer_alone(
     assert all(r.passed == r.total for k, r in rows.items() if k != kind), {k: r.first_failure for k, r in rows.items()}
 
 
+def test_a_readers_exact_loss_passes_beside_the_books_guarded_one_and_an_unstable_one_is_told_both_cures(tmp_path):
+    """Under dlfs the reference of the loss is the book's -log(p + 1e-7) where the reader's loss is, and the exact
+    cross-entropy where it is not: a log-sum-exp loss passes every configuration; log(softmax) with no epsilon is
+    inf at logits of 1000, told to use either cure."""
+    common = tmp_path / "common"
+    shutil.copytree(STUDENTS / "dlfs" / "common", common)
+    files = [common / f for f in ("layers.py", "functions.py", "util.py")]
+    text = (common / "layers.py").read_text()
+    (common / "layers.py").write_text(text.replace(
+        "        return cross_entropy_error(self.y, t)",
+        "        s = x - x.max(axis=1, keepdims=True)\n        logp = s - np.log(np.exp(s).sum(axis=1, keepdims=True))\n"
+        "        return -logp[np.arange(len(t)), t].mean()"))
+    row = _rows(grade(files, resolve_convention("dlfs", None), only=["softmax_cross_entropy"], configs=3))
+    assert row["softmax_cross_entropy"].passed == row["softmax_cross_entropy"].total, row["softmax_cross_entropy"]
+    (common / "layers.py").write_text(text)
+    functions = (common / "functions.py").read_text()
+    (common / "functions.py").write_text(functions.replace(" + 1e-7))", "))"))
+    with np.errstate(divide="ignore"):
+        row = _rows(grade(files, resolve_convention("dlfs", None), only=["softmax_cross_entropy"], configs=3))
+    told = row["softmax_cross_entropy"].first_failure
+    assert "loss is inf" in told and "shifted - log(sum(exp(shifted)))" in told and "-log(p + 1e-7)" in told, told
+
+
+def test_a_gradient_kept_under_a_name_of_another_case_and_a_class_of_another_name_are_told(tmp_path):
+    """A reader's Affine keeps self.dw where the book's is self.dW (left None): told, not "dw is None". A class
+    named ReLU or ReluLayer where the convention's is Relu: the table names it and how a spec takes it."""
+    common = tmp_path / "common"
+    shutil.copytree(STUDENTS / "dlfs" / "common", common)
+    files = [common / f for f in ("layers.py", "functions.py", "util.py")]
+    text = (common / "layers.py").read_text()
+    (common / "layers.py").write_text(text.replace("self.dW = self.x.T @ dout", "self.dw = self.x.T @ dout")
+                                      .replace("class Relu:", "class ReluLayer:"))
+    rows = _rows(grade(files, resolve_convention("dlfs", None), only=["linear", "relu"], configs=2))
+    assert "Affine.dW is None after backward, which set self.dw instead" in rows["linear"].first_failure
+    assert "ReluLayer is defined, not Relu: a spec with base = \"dlfs\"" in rows["relu"].first_failure
+
+
 @pytest.mark.parametrize("table, message", [
     ('[layers.linear]\nclass = "Affine"\nargs = ["bias"]\n', "in_features (given weight)"),
     ('[layers.batchnorm]\nclass = "BN"\neval_keyword = "eval"\ntrain_keyword = "train_flg"\n', "give one"),

@@ -310,6 +310,16 @@ def _params_kept(ctx: Context, layer, values: dict) -> None:
                         "and leaves the parameters as they were; the optimiser's step updates them")
 
 
+def _set_instead(layer, path: str) -> str | None:
+    """The name of an array attribute of ``layer`` that differs from ``path`` only in case (``dw`` for ``dW``)."""
+    try:
+        members = dict(object.__getattribute__(layer, "__dict__"))
+    except Exception:  # noqa: BLE001 - a class of __slots__: no hint
+        return None
+    return next((name for name, value in members.items()
+                 if name != path and name.lower() == path.lower() and isinstance(value, np.ndarray)), None)
+
+
 def _grads(ctx: Context, layer) -> dict:
     if isinstance(ctx.entry.get("grads"), dict):
         fields, grads = _Fields(ctx, layer, ctx.entry["grads"]), {}
@@ -319,6 +329,9 @@ def _grads(ctx: Context, layer) -> dict:
             except KeyError:
                 raise Wrong(f"{type(layer).__name__} has no attribute {path} after backward (the convention's "
                             f"gradient of {name})") from None
+            if value is None and "." not in path and (other := _set_instead(layer, path)) is not None:
+                raise Wrong(f"{type(layer).__name__}.{path} is None after backward, which set self.{other} instead: "
+                            f"the convention's gradient of {name} is self.{path} (Python tells the names apart)")
             grads[name] = None if value is None else np.array(value, copy=True)
         return grads
     if ctx.convention.get("params", "dict") == "dict":
