@@ -137,12 +137,54 @@ def test_a_gradient_kept_under_a_name_of_another_case_and_a_class_of_another_nam
     assert "ReluLayer is defined, not Relu: a spec with base = \"dlfs\"" in rows["relu"].first_failure
 
 
+def test_the_review_of_the_grader_hints_no_false_cause(tmp_path):
+    """An Adam with its epsilon inside the square root uses the epsilon: not told it ignores it (a loose closeness
+    had matched the default's run); a sigmoid class whose constructor needs an argument is not made without it (the
+    bypass is an optimiser's alone); relu_forward missing beside leaky_relu_forward and affine_relu_forward gets no
+    hint; a batch norm whose forward(x, train_flg) has no default is given train_flg=True."""
+    optim = (STUDENTS / "cs231n" / "optim.py").read_text()
+    eps = "np.sqrt(vt) + config['epsilon']"
+    assert eps in optim
+    (tmp_path / "optim.py").write_text(optim.replace(eps, "np.sqrt(vt + config['epsilon'])"))
+    for seed in range(8):
+        row = grade([tmp_path / "optim.py"], resolve_convention("cs231n", None), only=["adam"], seed=seed,
+                    configs=3).rows[0]
+        assert not any("ignores" in f for f in row.failures), row.failures
+    (tmp_path / "sig.py").write_text("import numpy as np\nclass Sigmoid:\n    def __init__(self, name):\n"
+                                     "        self.scale = 1.0\n    def forward(self, x):\n"
+                                     "        return 1 / (1 + np.exp(-x)), x\n    def backward(self, dout, cache):\n"
+                                     "        return dout\n")
+    (tmp_path / "sig.toml").write_text('style = "functional"\n[layers.sigmoid]\nforward = "Sigmoid.forward"\n'
+                                       'backward = "Sigmoid.backward"\n')
+    row = grade([tmp_path / "sig.py"], resolve_convention(None, tmp_path / "sig.toml"), configs=2).rows[0]
+    assert "Sigmoid() (to call its forward) raised TypeError" in row.first_failure, row.first_failure
+    (tmp_path / "layers.py").write_text("def leaky_relu_forward(x, a):\n    pass\ndef affine_relu_forward(x, w, b):\n"
+                                        "    pass\n")
+    row = grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["relu"], configs=2).rows[0]
+    assert row.first_failure == "not found in the submission: relu_forward, relu_backward", row.first_failure
+    common = tmp_path / "common"
+    shutil.copytree(STUDENTS / "dlfs" / "common", common)
+    text = (common / "layers.py").read_text()
+    (common / "layers.py").write_text(text.replace("def forward(self, x, train_flg=True):",
+                                                   "def forward(self, x, train_flg):")
+                                      .replace("self.dW = self.x.T @ dout", "self.dw = self.x.T @ dout")
+                                      .replace("        self.x = self.shape = self.dW = self.db = None\n",
+                                               "        self.x = self.shape = self.db = None\n"))
+    rows = _rows(grade([common / f for f in ("layers.py", "functions.py", "util.py")], resolve_convention("dlfs", None),
+                       only=["batchnorm", "linear"], configs=2))
+    assert rows["batchnorm"].passed == rows["batchnorm"].total, rows["batchnorm"].failures
+    assert "has no attribute dW after backward" in rows["linear"].first_failure
+    assert "it set self.dw, another name to Python" in rows["linear"].first_failure
+
+
 @pytest.mark.parametrize("table, message", [
     ('[layers.linear]\nclass = "Affine"\nargs = ["bias"]\n', "in_features (given weight)"),
     ('[layers.batchnorm]\nclass = "BN"\neval_keyword = "eval"\ntrain_keyword = "train_flg"\n', "give one"),
     ('[layers.batchnorm]\nclass = "BN"\ntrain_keyword = "train flg"\n', "train_keyword must be the name"),
     ('[layers.softmax_cross_entropy]\nloss = "L"\nlog_epsilon = 0.5\n', "log_epsilon must be the epsilon"),
     ('[layers.softmax_cross_entropy]\nloss = "L"\nlog_epsilon = true\n', "log_epsilon must be the epsilon"),
+    ('[layers.linear]\nclass = "Affine"\nargs = ["weight", "bias"]\nweight = "any"\n', '(not "any") says which'),
+    ('[layers.maxpool]\nclass = "Pooling"\nargs = ["kernel_height", "stride"]\n', "together, or neither"),
 ])
 def test_settings_for_classes_made_with_their_parameters_that_describe_no_course_are_refused(tmp_path, table,
                                                                                                message):

@@ -164,19 +164,20 @@ def check(namespace: dict[str, Any], *kinds: str, convention: str = "cs231n", se
     return report
 
 
-def _near_names(missing: list[str], submission, classes: bool) -> str:
-    """What the files define that is close to a missing name (``ReLU`` for ``Relu``, ``ReluLayer``), said, or "";
-    of their classes only, where the convention names classes."""
-    defined = [name for name, value in submission.names.items()
-               if (isinstance(value, type) if classes else callable(value))]
+def _near_names(missing: list[str], submission, convention: dict) -> str:
+    """What the files define that is close to a missing name (``ReLU`` or ``ReluLayer`` for ``Relu``), said, or "";
+    of their classes only, where the convention names classes, and none that it names for another layer."""
+    classes = convention["style"] == "module"
+    assigned = {value for entry in convention["layers"].values() for value in entry.values() if isinstance(value, str)}
+    defined = [name for name, value in submission.names.items() if name not in assigned
+               and (isinstance(value, type) if classes else callable(value))]
     said = []
     for name in missing:
         if "." in name:
             continue
         low = name.lower()
-        close = [d for d in defined if d.lower() == low] or \
-            [d for d in defined if d.lower().startswith(low) or d.lower().endswith(low)] or \
-            difflib.get_close_matches(name, defined, n=2, cutoff=0.8)
+        close = [d for d in defined if d.lower() in (low, *(low + end for end in ("layer", "_layer", "module")))] \
+            or difflib.get_close_matches(name, defined, n=2, cutoff=0.85)
         if close:
             said.append(f"{' or '.join(close[:2])} is defined, not {name}" if len(close) == 1 else
                         f"{' and '.join(close[:2])} are defined, not {name}")
@@ -201,7 +202,7 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
                                                                                                  submission.files)
         if other := _convention_submitted(convention, submission):
             row.first_failure += f" (the files define every layer of the {other} convention: try --convention {other})"
-        elif near := _near_names(missing, submission, classes=convention["style"] == "module"):
+        elif near := _near_names(missing, submission, convention):
             how = f"a spec with base = \"{convention['name']}\" and that name in this layer's table" \
                 if convention["name"] in BUILT_IN else "that name in the spec's table for this layer"
             row.first_failure += f" ({near}: {how})"

@@ -287,6 +287,12 @@ def _check_module_options(kind: str, entry: dict[str, Any], where: str) -> None:
         listed = args if isinstance(args, list) else []
         needed = [name for name, fixed in ARGUMENTS[kind] if fixed is None
                   and not any(other in listed for other in CARRIED.get(kind, {}).get(name, ()))]
+        if isinstance(args, list) and "weight" in args and entry.get("weight") == "any":
+            raise TwinnetError(f"{where}: args naming \"weight\" gives the class the grader's array, of one layout: "
+                               "weight = \"in_out\" or \"out_in\" (not \"any\") says which")
+        if isinstance(args, list) and len({"kernel_height", "kernel_width"} & set(args)) == 1:
+            raise TwinnetError(f"{where}: args names a pooling window's kernel_height and kernel_width together, or "
+                               f"neither (kernel_size), got {args!r}")
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args) or \
                 len(set(args)) != len(args) or set(args) - set(names) or set(needed) - set(args):
             left = ", ".join(f"{name} (then {fixed})" for name, fixed in ARGUMENTS[kind]

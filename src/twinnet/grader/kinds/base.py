@@ -30,6 +30,9 @@ def _takes_self(fn) -> bool:
         return False
 
 
+UPDATES = ("sgd_momentum", "rmsprop", "adam")  # kinds whose method may be an optimiser's, made with a model
+
+
 def _needs_more(cls: type, given: int) -> bool:
     """Whether ``cls(...)`` needs more than ``given`` positional arguments (those without defaults), where the
     class is made by ``object.__new__`` (no ``__new__`` of its own that the constructor's bypass would skip)."""
@@ -68,7 +71,8 @@ class Context:
         whose ``backward`` is then the same instance's; where the table's ``args`` names the class's arguments, as
         I2DL's ``LeakyRelu(slope)``, it is made with the configuration's values of them: ``made_with``; a class whose
         constructor needs more, as I2DL's ``Adam(model, loss_func)`` for its ``_update(w, dw, config, lr)``, is made
-        without running the constructor, and its method graded on the arguments it is given)."""
+        without running the constructor, and its method graded on the arguments it is given: for an optimiser's
+        update alone, ``UPDATES``)."""
         name = self.entry[key]
         found = lookup(self.names, name)
         if found is None:
@@ -76,7 +80,7 @@ class Context:
         owner_name, _, attr = name.rpartition(".")
         owner = lookup(self.names, owner_name) if owner_name else None
         if isinstance(owner, type) and _takes_self(inspect.getattr_static(owner, attr, None)):
-            if id(owner) not in self.instances and _needs_more(owner, len(self.made_with)):
+            if id(owner) not in self.instances and self.kind in UPDATES and _needs_more(owner, len(self.made_with)):
                 self.instances[id(owner)] = object.__new__(owner)
             if id(owner) not in self.instances:
                 made = ", ".join(map(repr, self.made_with))

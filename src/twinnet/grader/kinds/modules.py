@@ -327,8 +327,10 @@ def _grads(ctx: Context, layer) -> dict:
             try:
                 value = fields[name]
             except KeyError:
+                instead = _set_instead(layer, path) if "." not in path else None
                 raise Wrong(f"{type(layer).__name__} has no attribute {path} after backward (the convention's "
-                            f"gradient of {name})") from None
+                            f"gradient of {name})" + (f"; it set self.{instead}, another name to Python" if instead
+                                                      else "")) from None
             if value is None and "." not in path and (other := _set_instead(layer, path)) is not None:
                 raise Wrong(f"{type(layer).__name__}.{path} is None after backward, which set self.{other} instead: "
                             f"the convention's gradient of {name} is self.{path} (Python tells the names apart)")

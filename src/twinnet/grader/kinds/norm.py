@@ -97,7 +97,12 @@ def _batchnorm(cfg, ctx: Context, backward_only: bool = False) -> Quantities:
                         "course's own names go in the spec: running = {mean = \"running_M\", var = \"running_V\"})")
         running["mean"], running["var"] = shaped(rm.copy()), shaped(rv.copy())
         xs = x.copy()
-        out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
+        if "train_keyword" in ctx.entry:  # training mode said, as the book's networks do: forward(x, train_flg=True)
+            keyword = ctx.entry["train_keyword"]
+            out = ctx.call(lambda z: layer.forward(z, **{keyword: True}), xs,
+                           what=f"{ctx.entry['class']}.forward({keyword}=True)")
+        else:
+            out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
         unchanged("x", x, xs)
         stats = {f"running_{k}": running.get(k) for k in ("mean", "var")}
         stats = {k: None if v is None else np.array(v, copy=True) for k, v in stats.items()}

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from twinnet.grader.compare import Wrong, unchanged
-from twinnet.grader.kinds.base import Context, Kind, Quantities, _close, _pair, _passing
+from twinnet.grader.kinds.base import Context, Kind, Quantities, _pair, _passing
 from twinnet.grader.loader import StudentError
 
 
@@ -107,10 +107,11 @@ def _takes_rate(fn) -> bool:
 def _ignored(ctx: Context, result: Quantities, drawn: list[str], replayed, hyper: dict, defaults: dict) -> None:
     """``Wrong`` naming it where a failing update's weights are, at every step, those of the drawn hyperparameters
     with one of them at its default (``replayed(key)``): the update ignores that entry of config."""
-    mine = [value for value, _ in result.values()]
+    mine = [(name, value, refs[0]) for name, (value, refs) in result.items()]
     for key in drawn:
         steps = replayed(key)
-        if all(_close(m, s) for m, s in zip(mine, steps)):
+        if _passing({name: (value, [s]) for (name, value, _), s in zip(mine, steps)}) == len(mine) and \
+                _passing({name: (s, [ref]) for (name, _, ref), s in zip(mine, steps)}) < len(mine):
             given = "its lr argument" if key == "learning_rate" and ctx.entry.get("learning_rate") == "argument" \
                 else f"config['{key}']"
             raise Wrong(f"the weights are those of {key} = {defaults[key]:g}, the default, where the grader gives "
