@@ -114,6 +114,7 @@ def test_a_gradient_divided_by_n_is_never_told_as_a_missing_2(tmp_path):
 @pytest.mark.parametrize("kind, old, new, told", [
     ("mse_loss", "return 2 * (y_out - y_truth) / len(y_out)", "return (y_out - y_truth) / len(y_out)",
      "dx is half the reference's: the derivative of (x - y)^2 is 2 (x - y)"),
+
     ("l1_loss", "np.sign(y_out - y_truth)", "np.sign(y_truth - y_out)", "dx: relative error 2.00e+00"),
     ("bce_loss", "(1 - y_truth) * np.log(1 - y_out)", "(1 - y_truth) * np.log(y_out)", "loss: relative error"),
     ("bce_loss", "-(y_truth / y_out - (1 - y_truth) / (1 - y_out))",
@@ -125,6 +126,15 @@ def test_each_losss_mistakes_fail_it_alone(tmp_path, kind, old, new, told):
     # (a bce whose (1 - y) term is wrong is right where every target is 1: the one-element batch may pass)
     assert rows[kind].passed <= (kind == "bce_loss") and told in rows[kind].first_failure, rows[kind].first_failure
     assert all(r.passed == r.total for k, r in rows.items() if k != kind)
+
+
+def test_an_mse_with_a_half_in_front_is_named(tmp_path):
+    """SSE / 2N and its gradient (x - y) / N, consistent with each other and half the MSE's (a CMU 11-785 student's
+    choice): told as the 1/2, not as a mean where a sum belongs."""
+    code = (I2DL.replace("        result = (y_out - y_truth) ** 2\n", "        result = (y_out - y_truth) ** 2 / 2\n")
+            .replace("return 2 * (y_out - y_truth) / len(y_out)", "return (y_out - y_truth) / len(y_out)"))
+    row = _graded(tmp_path, code, I2DL_SPEC, only=["mse_loss"])["mse_loss"]
+    assert row.passed == 0 and "loss and dx are half the MSE's and its gradient" in row.first_failure, row.failures
 
 
 @pytest.mark.parametrize("old, new", [

@@ -102,6 +102,10 @@ def _pointwise_on(ctx: Context, x: np.ndarray, y: np.ndarray) -> Quantities:
             _close(loss, torch_fn(_t(x, grad=False), torch.from_numpy(y), reduction="none").numpy()):
         raise Wrong(f"loss is each element's, shape {x.shape}, where this convention's is their {reduction}; a course "
                     "whose loss returns each element's: reduction = \"none\" in a spec")
+    if ctx.kind == "mse_loss" and _close(_as_shaped(loss, loss_refs[0]), np.asarray(loss_refs[0]) / 2) and \
+            _close(dx, dx_refs[0] / 2):
+        raise Wrong("loss and dx are half the MSE's and its gradient: a 1/2 in front of the squares (SSE / 2N, "
+                    "whose gradient has no 2), which the MSE of torch and of this convention does not have")
     if ctx.kind == "mse_loss" and x.size != 2 and _passing({"loss": quantities["loss"]}) and \
             _close(dx, dx_refs[0] / 2):
         raise Wrong("dx is half the reference's: the derivative of (x - y)^2 is 2 (x - y), and the 2 is missing")
@@ -126,6 +130,15 @@ def _pointwise_on(ctx: Context, x: np.ndarray, y: np.ndarray) -> Quantities:
     if ctx.kind == "bce_loss" and not _logits_in(ctx):
         quantities = _guarded(quantities, x, y, reduction, scale)
     return quantities
+
+
+def _as_shaped(value, like):
+    """A student's value in the reference's shape where it has as many numbers (a loss as a (1, 1) array), else
+    itself (the comparison tells it)."""
+    try:
+        return np.reshape(np.asarray(value, dtype=np.float64), np.shape(like))
+    except Exception:  # noqa: BLE001 - not numbers, or another size
+        return value
 
 
 def _guarded(quantities: Quantities, x: np.ndarray, y: np.ndarray, reduction: str, scale: float) -> Quantities:
