@@ -199,6 +199,11 @@ DLFS: dict[str, Any] = {
                       "optional": True},
         "softmax_cross_entropy": {"loss": "SoftmaxWithLoss", "input": "logits", "target": "labels",
                                   "reduction": "mean", "backward": "nothing", "log_epsilon": 1e-7},
+        # common/optimizer.py: Momentum(lr, momentum), RMSprop(lr, decay_rate), Adam(lr, beta1, beta2), each with
+        # update(params, grads); epsilon 1e-7, Adam's added before its bias correction scales the step
+        "sgd_momentum": {"class": "Momentum", "optional": True},
+        "rmsprop": {"class": "RMSprop", "eps": 1e-7, "optional": True},
+        "adam": {"class": "Adam", "eps": 1e-7, "eps_form": "scaled", "optional": True},
     },
 }
 
@@ -209,7 +214,8 @@ _CHOICES = {"weight": ("in_out", "out_in", "any"), "bias": ("flat", "row", "colu
             "reduction": ("mean", "sum", "none"), "output": ("logits", "probabilities"),
             "activation": ("relu", "elu", "leaky_relu"), "gates": tuple("".join(p) for p in permutations("ifgo")),
             "p": ("keep", "drop"), "batch": ("rows", "columns"), "grad": ("sum", "mean"), "layout": ("flat", "row"),
-            "images": ("nchw", "nhwc"), "test_eps": ("inside", "none"), "learning_rate": ("config", "argument")}
+            "images": ("nchw", "nhwc"), "test_eps": ("inside", "none"), "learning_rate": ("config", "argument"),
+            "eps_form": ("corrected", "scaled")}
 
 
 # the settings a layer's table may hold besides the names of the student's code it needs
@@ -220,7 +226,8 @@ _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum
                                       "log_epsilon"),
             "mse_loss": ("reduction", "grad", "dims"), "l1_loss": ("reduction", "grad", "dims"),
             "bce_loss": ("input", "reduction", "grad", "dims"),
-            "adam": ("first_t", "learning_rate"), "sgd_momentum": ("learning_rate",), "rmsprop": ("learning_rate",),
+            "adam": ("first_t", "learning_rate", "eps_form"), "sgd_momentum": ("learning_rate",),
+            "rmsprop": ("learning_rate",),
             "mlp": ("linear", "output", "fused", "activation"), "lstm_step": ("gates",), "lstm": ("gates",)}
 # ... and in the module style: the names of plain-attribute parameters and gradients, the class's arguments,
 # an activation whose backward() returns its derivative; batch norm's running statistics' names, the keyword
@@ -230,7 +237,8 @@ _MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad"), "conv": ("para
                    "maxpool": ("args",), "elu": ("args", "derivative"), "leaky_relu": ("args", "derivative"),
                    "relu": ("derivative",), "sigmoid": ("derivative",), "tanh": ("derivative",), "mlp": ("args",),
                    "batchnorm": ("params", "grads", "args", "running", "eval_keyword", "train_keyword", "layout", "eps"),
-                   "mse_loss": ("backward",), "l1_loss": ("backward",), "bce_loss": ("backward",)}
+                   "mse_loss": ("backward",), "l1_loss": ("backward",), "bce_loss": ("backward",),
+                   "sgd_momentum": ("args",), "rmsprop": ("args", "eps"), "adam": ("args", "eps")}
 # ... and in the functional style: a linear layer whose samples are columns (x (D, N)) and whose weight gradients
 # are averaged over the batch (deeplearning.ai's linear_backward: dW = dZ A.T / m)
 _FUNCTIONAL_OPTIONS = {"linear": ("batch", "grad"), "conv": ("images",), "maxpool": ("images",),

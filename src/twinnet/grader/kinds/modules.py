@@ -120,6 +120,10 @@ ARGUMENTS: dict[str, tuple[tuple[str, Any], ...]] = {
     "maxpool": (("kernel_size", None), ("stride", 1), ("kernel_height", SQUARE), ("kernel_width", SQUARE),
                 ("padding", 0)),
     "batchnorm": (("num_features", None), ("weight", WEIGHT), ("bias", BIAS)),
+    # an optimiser made with its hyperparameters (Deep Learning from Scratch's Momentum(lr, momentum))
+    "sgd_momentum": (("learning_rate", None), ("momentum", None)),
+    "rmsprop": (("learning_rate", None), ("decay_rate", None)),
+    "adam": (("learning_rate", None), ("beta1", None), ("beta2", None)),
     "elu": (("alpha", 1.0),),
     "leaky_relu": (("negative_slope", 0.01),),
     # the slope of an MLP of leaky ReLUs (UvA 2019's MLP(n_inputs, n_hidden, n_classes, neg_slope)); 0: ReLU

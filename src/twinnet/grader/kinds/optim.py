@@ -9,6 +9,7 @@ import torch
 
 from twinnet.grader.compare import Wrong, unchanged
 from twinnet.grader.kinds.base import Context, Kind, Quantities, _pair, _passing
+from twinnet.grader.kinds.modules import ARGUMENTS, _build
 from twinnet.grader.loader import StudentError
 
 
@@ -40,8 +41,18 @@ def _optimizer(name: str):
                                                     eps=c["epsilon"]))}
     config0, make = hyper[name]
 
-    def trajectory(w: np.ndarray, dws: list, hyper_now: dict, first_t: int) -> list[np.ndarray]:
-        """torch.optim's weights after each step of the gradients ``dws`` from ``w``."""
+    def trajectory(w: np.ndarray, dws: list, hyper_now: dict, first_t: int, scaled: bool = False) -> list[np.ndarray]:
+        """torch.optim's weights after each step of the gradients ``dws`` from ``w``; ``scaled``: Adam's epsilon
+        added before the bias correction scales the step (the paper's efficient form, and Deep Learning from
+        Scratch's: lr sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps))."""
+        if scaled:
+            b1, b2, eps, lr = hyper_now["beta1"], hyper_now["beta2"], hyper_now["epsilon"], hyper_now["learning_rate"]
+            m, v, w, steps = np.zeros_like(w), np.zeros_like(w), w.copy(), []
+            for t, dw in enumerate(dws, start=first_t):
+                m, v = b1 * m + (1 - b1) * dw, b2 * v + (1 - b2) * dw * dw
+                w = w - lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m / (np.sqrt(v) + eps)
+                steps.append(w.copy())
+            return steps
         p = torch.tensor(w.copy(), requires_grad=True)
         opt = make(p, hyper_now)
         if name == "adam" and first_t == 2:  # CS231n's 2017 starter: t counted from 2
@@ -59,8 +70,14 @@ def _optimizer(name: str):
         w = rng.standard_normal(cfg["shape"])
         hyper_now = _drawn_hyper(name, rng) if cfg.get("drawn") else config0
         dws = [rng.standard_normal(cfg["shape"]) for _ in range(cfg["steps"])]
-        first_t = ctx.entry.get("first_t", 1)
-        refs = trajectory(w, dws, hyper_now, first_t)
+        module = ctx.convention["style"] == "module"
+        if module and "epsilon" in hyper_now:  # a class's epsilon is its own (the book's 1e-7), not an argument
+            hyper_now = {**hyper_now, "epsilon": float(ctx.entry.get("eps", 1e-8))}
+        first_t, scaled = ctx.entry.get("first_t", 1), ctx.entry.get("eps_form", "corrected") == "scaled"
+        refs = trajectory(w, dws, hyper_now, first_t, scaled)
+        if module:
+            return _updates(ctx, name, w, dws, refs, hyper_now, lambda key: trajectory(
+                w, dws, {**hyper_now, key: config0[key]}, first_t, scaled), config0)
         config, mine, result = dict(hyper_now), w.copy(), {}
         # the rate as the update's own argument, not in config: I2DL's _update(w, dw, config, lr)
         lr = (config.pop("learning_rate"),) if ctx.entry.get("learning_rate", "config") == "argument" else ()
@@ -88,10 +105,37 @@ def _optimizer(name: str):
                 _first_step(name, mine, w, dw, hyper_now, ref, first_t)
         if cfg.get("drawn") and _passing(result) < len(result):
             _ignored(ctx, result, [k for k in hyper_now if hyper_now[k] != config0[k]],
-                     lambda key: trajectory(w, dws, {**hyper_now, key: config0[key]}, first_t), hyper_now, config0)
+                     lambda key: trajectory(w, dws, {**hyper_now, key: config0[key]}, first_t, scaled), hyper_now,
+                     config0)
         return result
 
     return check
+
+
+def _updates(ctx: Context, name: str, w: np.ndarray, dws: list, refs: list, hyper: dict, replayed,
+             defaults: dict) -> Quantities:
+    """A module-style optimiser, Deep Learning from Scratch's: a class made with its hyperparameters (``ARGUMENTS``,
+    ``Momentum(lr, momentum)``), whose ``update(params, grads)`` changes the arrays of a dict of parameters in place
+    and keeps its own state between calls."""
+    opt = _build(ctx, "class", *(hyper[key] for key, _ in ARGUMENTS[name]))
+    cls, mine, result = ctx.entry["class"], w.copy(), {}
+    for step, (dw, ref) in enumerate(zip(dws, refs), start=1):
+        params, grads = {"W": mine.copy()}, {"W": dw.copy()}
+        ctx.call(opt.update, params, grads, what=f"{cls}.update")
+        unchanged("grads['W']", dw, grads["W"])
+        result[f"w after step {step}"] = (params.get("W"), [ref])
+        try:
+            mine = np.array(params.get("W"), dtype=np.float64, copy=True)
+        except Exception:  # noqa: BLE001 - not numbers: the comparison tells it
+            break
+        if mine.shape != w.shape:
+            break
+        if step == 1:
+            _first_step(name, mine, w, dw, hyper, ref, ctx.entry.get("first_t", 1))
+    drawn = [k for k, _ in ARGUMENTS[name] if hyper[k] != defaults[k]]
+    if drawn and _passing(result) < len(result):
+        _ignored(ctx, result, drawn, replayed, hyper, defaults)
+    return result
 
 
 def _takes_rate(fn) -> bool:
@@ -113,7 +157,7 @@ def _ignored(ctx: Context, result: Quantities, drawn: list[str], replayed, hyper
         if _passing({name: (value, [s]) for (name, value, _), s in zip(mine, steps)}) == len(mine) and \
                 _passing({name: (s, [ref]) for (name, _, ref), s in zip(mine, steps)}) < len(mine):
             given = "its lr argument" if key == "learning_rate" and ctx.entry.get("learning_rate") == "argument" \
-                else f"config['{key}']"
+                else f"the {key} it is made with" if ctx.convention["style"] == "module" else f"config['{key}']"
             raise Wrong(f"the weights are those of {key} = {defaults[key]:g}, the default, where the grader gives "
                         f"{hyper[key]:g}: the update ignores {given} (a value written into the code, or a "
                         "setdefault read before the given one)")
@@ -167,7 +211,7 @@ def _first_step_misreadings(name: str, w, dw, hyper: dict, first_t: int = 1) -> 
 
 # this module's kinds, in the order ``twinnet check`` lists them
 KINDS = (
-    Kind("sgd_momentum", "SGD with momentum", ("function",), (), _optim_configs, _optimizer("sgd_momentum")),
-    Kind("rmsprop", "RMSprop", ("function",), (), _optim_configs, _optimizer("rmsprop")),
-    Kind("adam", "Adam", ("function",), (), _optim_configs, _optimizer("adam")),
+    Kind("sgd_momentum", "SGD with momentum", ("function",), ("class",), _optim_configs, _optimizer("sgd_momentum")),
+    Kind("rmsprop", "RMSprop", ("function",), ("class",), _optim_configs, _optimizer("rmsprop")),
+    Kind("adam", "Adam", ("function",), ("class",), _optim_configs, _optimizer("adam")),
 )
