@@ -150,6 +150,7 @@ def test_the_review_of_the_grader_hints_no_false_cause(tmp_path):
         row = grade([tmp_path / "optim.py"], resolve_convention("cs231n", None), only=["adam"], seed=seed,
                     configs=3).rows[0]
         assert not any("ignores" in f for f in row.failures), row.failures
+        assert "epsilon is inside the square root" in row.first_failure, row.first_failure
     (tmp_path / "sig.py").write_text("import numpy as np\nclass Sigmoid:\n    def __init__(self, name):\n"
                                      "        self.scale = 1.0\n    def forward(self, x):\n"
                                      "        return 1 / (1 + np.exp(-x)), x\n    def backward(self, dout, cache):\n"
@@ -182,6 +183,11 @@ def test_the_review_of_the_grader_hints_no_false_cause(tmp_path):
      "the update ignores the momentum it is made with"),
     ("np.sqrt(self.h[key]) + 1e-7", "np.sqrt(self.h[key] + 1e-7)", "rmsprop", "epsilon is inside the square root"),
     ("lr_t * self.m[key]", "self.lr * self.m[key]", "adam", "the first step has no bias correction"),
+    ("np.sqrt(self.v[key]) + 1e-7", "np.sqrt(self.v[key] + 1e-7)", "adam",
+     "epsilon is inside the square root, m / sqrt(v + epsilon)"),
+    ("self.v[key] = self.momentum * self.v[key] - self.lr * grads[key]\n            params[key] += self.v[key]",
+     "self.v[key] = self.momentum * self.v[key] + (1 - self.momentum) * grads[key]\n"
+     "            params[key] -= self.lr * self.v[key]", "sgd_momentum", "the velocity is dampened"),
 ])
 def test_a_readers_optimiser_made_with_its_hyperparameters_is_graded_step_by_step(tmp_path, old, new, kind, told):
     """Deep Learning from Scratch's Momentum(lr, momentum), RMSprop(lr, decay_rate) and Adam(lr, beta1, beta2), whose

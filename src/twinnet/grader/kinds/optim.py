@@ -103,6 +103,7 @@ def _optimizer(name: str):
                 break
             if step == 1:
                 _first_step(name, mine, w, dw, hyper_now, ref, first_t)
+        _dampened(name, result, w, dws, hyper_now)
         if cfg.get("drawn") and _passing(result) < len(result):
             _ignored(ctx, result, [k for k in hyper_now if hyper_now[k] != config0[k]],
                      lambda key: trajectory(w, dws, {**hyper_now, key: config0[key]}, first_t, scaled), hyper_now,
@@ -132,6 +133,7 @@ def _updates(ctx: Context, name: str, w: np.ndarray, dws: list, refs: list, hype
             break
         if step == 1:
             _first_step(name, mine, w, dw, hyper, ref, ctx.entry.get("first_t", 1))
+    _dampened(name, result, w, dws, hyper)
     drawn = [k for k, _ in ARGUMENTS[name] if hyper[k] != defaults[k]]
     if drawn and _passing(result) < len(result):
         _ignored(ctx, result, drawn, replayed, hyper, defaults)
@@ -146,6 +148,23 @@ def _takes_rate(fn) -> bool:
     except (TypeError, ValueError):
         return False
     return len(parameters) >= 4 and parameters[3].name.lower() in ("lr", "learning_rate", "rate", "eta", "alpha")
+
+
+def _dampened(name: str, result: Quantities, w: np.ndarray, dws: list, hyper: dict) -> None:
+    """``Wrong`` naming it where a failing momentum update's weights are, at every step, those of a velocity
+    dampened as an exponential average from the first step, v = momentum * v + (1 - momentum) * dw."""
+    if name != "sgd_momentum" or _passing(result) == len(result):
+        return
+    lr, mu = hyper["learning_rate"], hyper["momentum"]
+    v, w, steps = np.zeros_like(w), w.copy(), []
+    for dw in dws[:len(result)]:  # (not torch's dampening, whose first step takes dw whole)
+        v = mu * v + (1 - mu) * dw
+        w = w - lr * v
+        steps.append(w)
+    if _passing({k: (value, [s]) for (k, (value, _)), s in zip(result.items(), steps)}) == len(result):
+        raise Wrong("the velocity is dampened, an average of the gradients, v = momentum * v + (1 - momentum) * dw: "
+                    "this convention's momentum adds each gradient whole, v = momentum * v - learning_rate * dw, then "
+                    "w + v (torch's SGD with momentum and no dampening)")
 
 
 def _ignored(ctx: Context, result: Quantities, drawn: list[str], replayed, hyper: dict, defaults: dict) -> None:
@@ -187,7 +206,7 @@ def _first_step_misreadings(name: str, w, dw, hyper: dict, first_t: int = 1) -> 
     if name == "rmsprop":
         decay, eps = hyper["decay_rate"], hyper["epsilon"]
         return [(w - lr * dw / np.sqrt((1 - decay) * dw**2 + eps), "epsilon is inside the square root, dw / "
-                 "sqrt(cache + epsilon); RMSprop (CS231n's and torch's) adds it outside, dw / (sqrt(cache) + "
+                 "sqrt(cache + epsilon); RMSprop (torch's, and this convention's) adds it outside, dw / (sqrt(cache) + "
                  "epsilon)"),
                 (w - lr * dw / (np.sqrt(decay * dw**2) + eps), "the cache keeps (1 - decay_rate) of itself and adds "
                  "decay_rate times the new squared gradient; decay_rate is the old cache's weight: cache = "
@@ -199,7 +218,10 @@ def _first_step_misreadings(name: str, w, dw, hyper: dict, first_t: int = 1) -> 
     if name == "adam":
         b1, b2, eps = hyper["beta1"], hyper["beta2"], hyper["epsilon"]
         m_hat, v_hat = (1 - b1) * dw / (1 - b1**2), (1 - b2) * dw**2 / (1 - b2**2)
-        return [(w - lr * m_hat / (np.sqrt(v_hat) + eps), "the first step's bias correction uses t = 2 "
+        inside = "epsilon is inside the square root, m / sqrt(v + epsilon); Adam adds it outside, m / (sqrt(v) + epsilon)"
+        return [(w - lr * dw / np.sqrt(dw**2 + eps), inside),  # the first step's corrected moments: dw and dw**2
+                (w - lr * np.sqrt(1 - b2) * dw / np.sqrt((1 - b2) * dw**2 + eps), inside),  # eps_form = "scaled"
+                (w - lr * m_hat / (np.sqrt(v_hat) + eps), "the first step's bias correction uses t = 2 "
                  "(config['t'] starts at 1 and is incremented before use, as CS231n's 2017 starter code had it); "
                  "the first step is t = 1, as in the original paper and torch: start t at 0, or increment it after "
                  "use (a course whose starter counts so: first_t = 2 in a spec)"),
