@@ -13,8 +13,8 @@ from twinnet.grader.compare import Wrong, unchanged
 from twinnet.grader.kinds.base import (
     Context, Kind, NotApplicable, Quantities, _attempt, _close, _g, _passing, _shown, _t)
 from twinnet.grader.kinds.losses import (
-    _BATCH_MAX, _batch_max_rows, _cross_entropy_with, _labels_cause, _log_epsilon, _logits, _loss_configs,
-    _not_finite, _overflow, _underflow)
+    _BATCH_MAX, _batch_max_rows, _cross_entropy_with, _eps_shown, _labels_cause, _log_epsilon, _logits,
+    _loss_configs, _not_finite, _overflow, _underflow)
 from twinnet.grader.kinds.modules import _backward, _build, _positional
 from twinnet.grader.loader import StudentError
 
@@ -161,9 +161,7 @@ def _softmax_ce_on(ctx: Context, x: np.ndarray, y: np.ndarray, layout: str, near
         except Wrong as e:
             if guard is None:
                 raise
-            mantissa, exponent = f"{guard:.3e}".split("e")
-            raise Wrong(f"{e}; or, as this course's own loss does, -log(p + {float(mantissa):g}e{int(exponent)})") \
-                from None
+            raise Wrong(f"{e}; or, as this course's own loss does, -log(p + {_eps_shown(guard)})") from None
     if reduction == "mean" and scale == 1 and _sum_gradient(loss, loss_ref, dx, dx_ref, len(y)):
         raise Wrong(f"dx is the gradient of the losses' sum, {len(y)} (N) times the mean's, where the loss is their "
                     "mean: divide it by N; for a course whose loss's backward gives the sum's gradient by design (CMU "

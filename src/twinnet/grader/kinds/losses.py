@@ -147,6 +147,12 @@ def _svm_loss_on(ctx: Context, x: np.ndarray, y: np.ndarray) -> Quantities:
 LOG_EPSILONS = tuple(10.0 ** -k for k in range(4, 17)) + (float(np.finfo(np.float64).eps), 1e-20)
 
 
+def _eps_shown(eps: float) -> str:
+    """An epsilon as a course writes it: 1e-7 and 1e-4, not 1e-07 or 0.0001."""
+    mantissa, exponent = f"{eps:.3e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
 def _log_epsilon(quantities: Quantities, x: np.ndarray, y: np.ndarray, reduction: str, *, of_logits: bool,
                  tell_cap: bool = True, scale: float = 1.0) -> Quantities:
     """A loss that adds a small epsilon inside its log, -log(p + eps) (one of ``LOG_EPSILONS``), the guard courses
@@ -169,8 +175,7 @@ def _log_epsilon(quantities: Quantities, x: np.ndarray, y: np.ndarray, reduction
         if p_true.min() < GUARD_MARGIN * eps:
             if not tell_cap:
                 return quantities
-            mantissa, exponent = f"{eps:.3e}".split("e")
-            shown = f"{float(mantissa):g}e{int(exponent)}"  # 1e-7 and 1e-4, not 1e-07 or 0.0001
+            shown = _eps_shown(eps)
             smallest = f"{p_true.min():.1g}" if p_true.min() > 0 else "0 in float64"
             advice = ("leave the epsilon out: log-probabilities taken as shifted - log(sum(exp(shifted))) never read "
                       "log(0)" if of_logits else "leave it out, or make it far smaller than any probability (1e-300)")
