@@ -79,6 +79,8 @@ def test_deep_learning_from_scratch_layers_pass_under_the_dlfs_convention(seed):
 
 @pytest.mark.parametrize("kind, old, new, told", [
     ("linear", "self.dW = self.x.T @ dout", "self.dW = (self.x.T @ dout).T", "dw has shape"),
+    ("linear", "return (dout @ self.W.T).reshape(self.shape)", "return dout @ self.W.T", "gives dx back in x's shape"),
+    ("linear", "self.x = x.reshape(x.shape[0], -1)", "self.x = x", "layer flattens them itself (x.reshape(N, -1))"),
     ("conv", "self.db = dout.sum(axis=0)\n        self.dW", "self.db = dout.mean(axis=0)\n        self.dW", "db"),
     ("batchnorm", "        if train_flg:\n", "        if True:\n", "out (test mode)"),
     ("softmax_cross_entropy", ("(self.y - self.t) / n", "dx / n"), ("(self.y - self.t)", "dx"),  # both targets'
@@ -209,6 +211,92 @@ def test_a_readers_optimiser_made_with_its_hyperparameters_is_graded_step_by_ste
     assert row.passed < row.total  # the book's Adam is not torch's: its epsilon is scaled with the correction
 
 
+@pytest.mark.parametrize("old, new, told", [
+    ("            return x * self.mask\n", "            return x * self.mask / (1.0 - self.dropout_ratio)\n",
+     "an inverted dropout, where this convention's keeps x as it is"),
+    ("        return x * (1.0 - self.dropout_ratio)", "        return x", "test mode returned x unchanged"),
+    ("np.random.rand(*x.shape) > self.dropout_ratio", "np.random.rand(*x.shape) < self.dropout_ratio",
+     "p is taken as the keep probability"),
+    ("            self.mask = np.random.rand", "            if self.mask is None or self.mask.shape != x.shape:\n"
+     "                self.mask = np.random.rand", "dropped the same values as the first"),
+    ("        return dout * self.mask", "        return dout * self.mask / (1.0 - self.dropout_ratio)",
+     "divided by the keep probability 0.8, where the forward kept x as it is"),
+])
+def test_a_readers_dropout_not_inverted_as_the_books_is_graded_and_its_mistakes_named(tmp_path, old, new, told):
+    """Deep Learning from Scratch's Dropout(dropout_ratio) keeps x as it is in training (a new mask at each forward,
+    its backward letting dout through the last one) and multiplies by 1 - dropout_ratio in test mode,
+    forward(x, train_flg=False): the stand-in passes; an inverted one, a test mode returning x, the ratio read as
+    the keep probability, one mask for every forward and a backward scaled as an inverted one's are each named."""
+    common = tmp_path / "common"
+    shutil.copytree(STUDENTS / "dlfs" / "common", common)
+    files = [common / f for f in ("layers.py", "functions.py", "util.py")]
+    row = _rows(grade(files, resolve_convention("dlfs", None), only=["dropout"], configs=2))["dropout"]
+    assert row.passed == row.total >= 5, row.failures
+    text = (common / "layers.py").read_text()
+    assert text.count(old) == 1
+    (common / "layers.py").write_text(text.replace(old, new))
+    row = _rows(grade(files, resolve_convention("dlfs", None), only=["dropout"], configs=2))["dropout"]
+    assert row.passed == 0 and told in row.first_failure, row.first_failure
+
+
+CMU_DROPOUT = """import numpy as np
+class Dropout(object):
+    def __init__(self, p=0.5):
+        self.p = p
+    def forward(self, x, train=True):
+        if train:
+            self.mask = np.random.binomial(1, 1 - self.p, size=x.shape)
+            return x * self.mask / (1 - self.p)
+        return x
+    def backward(self, delta):
+        return delta * self.mask / (1 - self.p)
+"""
+
+
+def test_an_inverted_dropout_class_passes_by_its_keyword_or_its_eval_and_its_unscaled_backward_is_named(tmp_path):
+    """CMU 11-785's inverted Dropout(p), p the drop probability, forward(x, train=False) in test mode; twinnet's own
+    numpy_nn.Dropout, whose eval() selects test mode, under a spec on base = "torch"; a backward that forgets the
+    1 / keep is named, and a class with neither keyword nor eval() is told how a spec says the mode."""
+    (tmp_path / "dropout.py").write_text(CMU_DROPOUT)
+    (tmp_path / "cmu.toml").write_text('style = "module"\n[layers.dropout]\nclass = "Dropout"\np = "drop"\n'
+                                       'train_keyword = "train"\n')
+    row = grade([tmp_path / "dropout.py"], resolve_convention(None, tmp_path / "cmu.toml"), configs=2).rows[0]
+    assert row.passed == row.total >= 5, row.failures
+    (tmp_path / "unscaled.py").write_text(CMU_DROPOUT.replace("delta * self.mask / (1 - self.p)", "delta * self.mask"))
+    row = grade([tmp_path / "unscaled.py"], resolve_convention(None, tmp_path / "cmu.toml"), configs=2).rows[0]
+    assert row.passed == 0 and "not divided by the keep probability" in row.first_failure, row.first_failure
+    (tmp_path / "nokeyword.toml").write_text('style = "module"\n[layers.dropout]\nclass = "Dropout"\np = "drop"\n')
+    row = grade([tmp_path / "dropout.py"], resolve_convention(None, tmp_path / "nokeyword.toml"), configs=2).rows[0]
+    assert row.passed == 0 and "no eval() method" in row.first_failure and "train_keyword" in row.first_failure
+    (tmp_path / "mine.py").write_text("from twinnet.numpy_nn import Dropout\n")
+    (tmp_path / "torch.toml").write_text('base = "torch"\n[layers.dropout]\nclass = "Dropout"\np = "drop"\n')
+    rows = _rows(grade([tmp_path / "mine.py"], resolve_convention(None, tmp_path / "torch.toml"), only=["dropout"],
+                       configs=2))
+    assert rows["dropout"].passed == rows["dropout"].total >= 5, rows["dropout"].failures
+
+
+def test_a_functional_dropout_not_inverted_is_graded_under_inverted_false(tmp_path):
+    """CS231n's functional dropout with the book's scaling (x kept in training, x * p in test mode, and dout * p
+    through the test mode's backward) passes under inverted = false and fails the default, named either way."""
+    text = (STUDENTS / "cs231n" / "layers.py").read_text()
+    plain = (text.replace("mask = (np.random.rand(*x.shape) < p) / p", "mask = (np.random.rand(*x.shape) < p)")
+             .replace("    elif mode == 'test':\n        out = x\n", "    elif mode == 'test':\n        out = x * p\n")
+             .replace("    elif mode == 'test':\n        dx = dout\n", "    elif mode == 'test':\n"
+                      "        dx = dout * dropout_param['p']\n"))
+    assert plain.count("out = x * p") == 1 and plain.count("dout * dropout_param['p']") == 1
+    (tmp_path / "layers.py").write_text(plain)
+    (tmp_path / "plain.toml").write_text('base = "cs231n"\n[layers.dropout]\ninverted = false\n')
+    row = _rows(grade([tmp_path / "layers.py"], resolve_convention(None, tmp_path / "plain.toml"), only=["dropout"],
+                      configs=2))["dropout"]
+    assert row.passed == row.total >= 5, row.failures
+    row = _rows(grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["dropout"],
+                      configs=2))["dropout"]
+    assert row.passed == 0 and "the dropout is not inverted" in row.first_failure, row.first_failure
+    row = _rows(grade([STUDENTS / "cs231n" / "layers.py"], resolve_convention(None, tmp_path / "plain.toml"),
+                      only=["dropout"], configs=2))["dropout"]
+    assert row.passed == 0 and "an inverted dropout, where this convention's" in row.first_failure
+
+
 @pytest.mark.parametrize("table, message", [
     ('[layers.linear]\nclass = "Affine"\nargs = ["bias"]\n', "in_features (given weight)"),
     ('[layers.batchnorm]\nclass = "BN"\neval_keyword = "eval"\ntrain_keyword = "train_flg"\n', "give one"),
@@ -217,6 +305,10 @@ def test_a_readers_optimiser_made_with_its_hyperparameters_is_graded_step_by_ste
     ('[layers.softmax_cross_entropy]\nloss = "L"\nlog_epsilon = true\n', "log_epsilon must be the epsilon"),
     ('[layers.linear]\nclass = "Affine"\nargs = ["weight", "bias"]\nweight = "any"\n', '(not "any") says which'),
     ('[layers.maxpool]\nclass = "Pooling"\nargs = ["kernel_height", "stride"]\n', "together, or neither"),
+    ('[layers.dropout]\nclass = "Dropout"\ninverted = "no"\n', "inverted must be true or false"),
+    ('[layers.linear]\nclass = "Affine"\nflatten = 1\n', "flatten must be true or false"),
+    ('[layers.dropout]\nclass = "Dropout"\ntrain_keyword = 1\n', "train_keyword must be the name"),
+    ('[layers.dropout]\nclass = "Dropout"\nargs = ["p"]\n', "unknown key(s) args"),
 ])
 def test_settings_for_classes_made_with_their_parameters_that_describe_no_course_are_refused(tmp_path, table,
                                                                                                message):
@@ -1046,7 +1138,7 @@ def test_what_a_layer_returns_or_raises_fails_its_row_and_the_other_layers_are_s
     assert out.rstrip().endswith("FAILED: 1/4 points")
 
 
-@pytest.mark.parametrize("style, kind", [("module", "rnn"), ("module", "dropout"), ("functional", "mlp")])
+@pytest.mark.parametrize("style, kind", [("module", "rnn"), ("module", "layernorm"), ("functional", "mlp")])
 def test_a_spec_naming_a_layer_its_style_cannot_check_is_refused_in_one_line(style, kind, tmp_path, capsys):
     (tmp_path / "spec.toml").write_text(f'style = "{style}"\n[layers.{kind}]\nforward = "f"\nclass = "C"\n')
     (tmp_path / "layers.py").write_text("x = 1\n")
@@ -2342,7 +2434,7 @@ def test_a_dropout_whose_p_is_the_drop_probability_passes_under_a_spec_that_says
      "the same dropout_param['seed'] gave another mask on a second call"),
     ("out = x * mask", "out = x.copy()", "train mode dropped none of the values at p = 0.8"),
     ("dx = dout * mask", "dx = dout", "dx (train mode): relative error"),
-    ("out = x\n", "out = x * p\n", "out (test mode): relative error"),  # test mode scales (vanilla dropout's)
+    ("out = x\n", "out = x * p\n", "test mode multiplied x by the keep probability 0.8"),  # vanilla dropout's test mode
     ("(np.random.rand(*x.shape) < p) / p", "(np.random.rand(*x.shape) < p) / (p * 0.99999)",  # digits that differ
      "the kept values are x times 1.25001; inverted dropout divides them by the keep probability 0.8 (x times 1.25)"),
 ])

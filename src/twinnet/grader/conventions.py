@@ -26,7 +26,7 @@ its backward's gradient is of, where it differs: CMU 11-785's 2022 loss returns 
 the pointwise losses' (``mse_loss``, ``l1_loss``, ``bce_loss``) ``dims`` (1: (N,) vectors, TUM I2DL's; 2: (N, C)
 arrays, the default) and, for ``bce_loss``, ``input`` (``probabilities``, the default, or ``logits``);
 dropout's ``p`` (``keep``: the keep probability, CS231n since 2018; ``drop``: the drop probability, its 2016-17
-starter code); Adam's ``first_t`` (the bias correction's t at the first step: 1, as the paper and torch; 2,
+starter code) and ``inverted`` (false: training keeps x as it is, test mode scales by keep, the book's); Adam's ``first_t`` (the bias correction's t at the first step: 1, as the paper and torch; 2,
 CS231n's 2017 starter, whose ``config['t']`` starts at 1 and is incremented before use; its Winter 2016 starter
 starts it at 0); a functional ``conv``'s and ``maxpool``'s ``images`` (``nchw``, CS231n's (N, C, H, W) with (F, C, k, k)
 filters, or ``nhwc``, deeplearning.ai's (m, H, W, C) with (f, f, C, F) filters, a (1, 1, 1, F) bias and pooling's
@@ -187,7 +187,8 @@ DLFS: dict[str, Any] = {
     "params": "dict",
     "grads": "overwrite",
     "layers": {
-        "linear": {"class": "Affine", "args": ["weight", "bias"], "weight": "in_out", "bias": "flat",
+        # Affine takes a pooling layer's (N, C, H, W) output as it is: it flattens x, and gives dx back in x's shape
+        "linear": {"class": "Affine", "args": ["weight", "bias"], "weight": "in_out", "bias": "flat", "flatten": True,
                    **_DLFS_PARAMETERS},
         "relu": {"class": "Relu"},
         "sigmoid": {"class": "Sigmoid"},
@@ -197,6 +198,8 @@ DLFS: dict[str, Any] = {
                       "momentum": "keep", "eps": 1e-6, "train_keyword": "train_flg",
                       "params": {"weight": "gamma", "bias": "beta"}, "grads": {"weight": "dgamma", "bias": "dbeta"},
                       "optional": True},
+        # Dropout(dropout_ratio): p the drop probability; train mode keeps x as it is, test mode scales it
+        "dropout": {"class": "Dropout", "p": "drop", "inverted": False, "train_keyword": "train_flg", "optional": True},
         "softmax_cross_entropy": {"loss": "SoftmaxWithLoss", "input": "logits", "target": "labels",
                                   "reduction": "mean", "backward": "nothing", "log_epsilon": 1e-7},
         # common/optimizer.py: Momentum(lr, momentum), RMSprop(lr, decay_rate), Adam(lr, beta1, beta2), each with
@@ -221,7 +224,7 @@ _CHOICES = {"weight": ("in_out", "out_in", "any"), "bias": ("flat", "row", "colu
 # the settings a layer's table may hold besides the names of the student's code it needs
 _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum", "test_eps"),
             "batchnorm_alt": ("running_var", "momentum", "test_eps"),
-            "spatial_batchnorm": ("running_var", "momentum", "test_eps"), "dropout": ("p",),
+            "spatial_batchnorm": ("running_var", "momentum", "test_eps"), "dropout": ("p", "inverted"),
             "softmax_cross_entropy": ("softmax", "input", "target", "reduction", "fused", "backward", "grad",
                                       "log_epsilon"),
             "mse_loss": ("reduction", "grad", "dims"), "l1_loss": ("reduction", "grad", "dims"),
@@ -233,10 +236,11 @@ _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum
 # an activation whose backward() returns its derivative; batch norm's running statistics' names, the keyword
 # of forward that selects evaluation mode (CMU's forward(Z, eval=True)), gamma's layout (CMU's (1, D)) and the
 # eps its constructor sets (CMU's 1e-8; torch's 1e-5 by default)
-_MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad"), "conv": ("params", "grads", "args"),
+_MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad", "flatten"), "conv": ("params", "grads", "args"),
                    "maxpool": ("args",), "elu": ("args", "derivative"), "leaky_relu": ("args", "derivative"),
                    "relu": ("derivative",), "sigmoid": ("derivative",), "tanh": ("derivative",), "mlp": ("args",),
                    "batchnorm": ("params", "grads", "args", "running", "eval_keyword", "train_keyword", "layout", "eps"),
+                   "dropout": ("eval_keyword", "train_keyword"),
                    "mse_loss": ("backward",), "l1_loss": ("backward",), "bce_loss": ("backward",),
                    "sgd_momentum": ("args",), "rmsprop": ("args", "eps"), "adam": ("args", "eps")}
 # ... and in the functional style: a linear layer whose samples are columns (x (D, N)) and whose weight gradients
@@ -454,7 +458,7 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
         for key, allowed in _CHOICES.items():
             if key in entry and entry[key] not in allowed:
                 raise TwinnetError(f"{where}: [layers.{kind}] {key} must be one of {', '.join(allowed)}")
-        for key in ("fused", "derivative"):
+        for key in ("fused", "derivative", "inverted", "flatten"):
             if key in entry and not isinstance(entry[key], bool):
                 raise TwinnetError(f"{where}: [layers.{kind}] {key} must be true or false, got {entry[key]!r}")
         if "first_t" in entry and (isinstance(entry["first_t"], bool) or entry["first_t"] not in (1, 2)):

@@ -12,8 +12,8 @@ from twinnet.grader.compare import RTOL, Wrong, all_unchanged, unchanged
 from twinnet.grader.kinds.base import (
     Context, Kind, Quantities, _away_from_zero, _follows, _forward, _g, _pair, _single, _t, _twin, _valid)
 from twinnet.grader.kinds.modules import (
-    ARGUMENTS, _backward, _bias_as, _bias_layout, _build, _caches_apart, _grads, _made_with, _params_kept,
-    _positional, _row_from_flat, _second_pass, _set_params, _weight_in_out)
+    ARGUMENTS, _backward, _bias_as, _bias_layout, _build, _caches_apart, _forward_mode, _grads, _made_with,
+    _params_kept, _positional, _row_from_flat, _second_pass, _set_params, _weight_in_out)
 from twinnet.grader.loader import StudentError
 
 
@@ -21,6 +21,12 @@ def _linear_configs(rng, k):
     fixed = [dict(n=1, d=(3,), m=3), dict(n=4, d=(5,), m=5), dict(n=3, d=(4,), m=2), dict(n=2, d=(2, 3), m=4)]
     return fixed + [dict(n=int(rng.integers(1, 6)), d=(int(rng.integers(1, 8)),), m=int(rng.integers(1, 8)))
                     for _ in range(k)]
+
+
+def _linear_shaped(cfg: dict, entry: dict) -> dict:
+    """A configuration of images, (N, C, H, W), where the layer flattens its input itself (``flatten = true``: Deep
+    Learning from Scratch's Affine after a pooling layer): the grader's (N, 2, 3) input grows to (N, 2, 3, 2)."""
+    return {**cfg, "d": (*cfg["d"], 2)} if entry.get("flatten") and len(cfg["d"]) == 2 else cfg
 
 
 def _linear(cfg, ctx: Context) -> Quantities:
@@ -70,16 +76,26 @@ def _linear(cfg, ctx: Context) -> Quantities:
                 in_out = bool(_weight_in_out(ctx, _build(ctx, "class", d, cfg["m"] + 1), d, cfg["m"] + 1))
             stored = weight.T.copy() if in_out else weight.copy()
         _set_params(ctx, layer, {"weight": stored, "bias": _bias_as(layout, bias)})
-        xs = x.reshape(cfg["n"], d).copy()
-        out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
-        unchanged("x", x.reshape(cfg["n"], d), xs)
+        flat = not ctx.entry.get("flatten", False)  # the grader flattens x, or the layer does (its dx: x's shape)
+        xs = x.reshape(cfg["n"], d).copy() if flat else x.copy()
+        try:
+            out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
+        except StudentError as e:
+            if flat or e.timed_out or len(cfg["d"]) == 1:
+                raise
+            raise Wrong(f"{e}: x is {xs.shape} here, images as a pooling layer gives them, and this convention's "
+                        "layer flattens them itself (x.reshape(N, -1)), giving dx back in x's shape") from None
+        unchanged("x", x.reshape(xs.shape), xs)
         dx = ctx.call(layer.backward, dout.copy(), what=f"{ctx.entry['class']}.backward")
+        if not flat and np.shape(dx) == (cfg["n"], d) and len(cfg["d"]) > 1:
+            raise Wrong(f"dx has shape {np.shape(dx)}, x's flattened: this convention's layer gives dx back in x's "
+                        f"shape {xs.shape} (dx.reshape(x.shape), the shape kept from forward)")
         _params_kept(ctx, layer, {"weight": stored, "bias": _bias_as(layout, bias)})
         grads = _grads(ctx, layer)
         got = {"out": out, "dx": dx, "dw": grads.get("weight"),
                "db": _row_from_flat(grads.get("bias"), layout, cfg["m"])}
         for r in refs:
-            r["dx"], r["db"] = r["dx"].reshape(cfg["n"], d), _bias_as(layout, r["db"]) * scale
+            r["dx"], r["db"] = r["dx"].reshape(xs.shape), _bias_as(layout, r["db"]) * scale
             r["dw"] = (r["dw"].T if in_out else r["dw"]) * scale
         x2 = x.reshape(cfg["n"], d)
         grads_of = lambda dy: {"weight": ((dy.T @ x2).T if in_out else dy.T @ x2) * scale,  # noqa: E731
@@ -243,14 +259,42 @@ def _dropout_configs(rng, k):
 
 def _dropout(cfg, ctx: Context) -> Quantities:
     """Dropout's mask is random, so its properties are checked, not its values: in train mode each output is 0
-    or x / keep (inverted dropout), a fraction keep of them kept, the same ones again for the same seed, and
-    backward lets dout through the student's own mask (out / x); in test mode x and dout pass unchanged.
-    The convention's ``p`` is the keep probability (CS231n since 2018) or the drop probability (2016-17)."""
+    or x / keep (inverted dropout; x itself where ``inverted = false``, as Deep Learning from Scratch's, whose test
+    mode multiplies by keep instead), a fraction keep of them kept, and backward lets dout through the student's own
+    mask (out / x); in test mode x passes unchanged (times keep, not inverted). The functional style's mask is the
+    same again for the same seed; a class's is drawn anew at each forward, and its backward takes the last one's.
+    The convention's ``p`` is the keep probability (CS231n since 2018) or the drop probability (2016-17; the book's
+    ``dropout_ratio``; CMU 11-785's)."""
     rng, keep = ctx.rng, cfg["keep"]
-    meaning = ctx.entry.get("p", "keep")
+    meaning, inverted = ctx.entry.get("p", "keep"), ctx.entry.get("inverted", True)
     p = keep if meaning == "keep" else 1 - keep
     x, dout = _away_from_zero(rng, cfg["shape"]), rng.standard_normal(cfg["shape"])
     seed = int(rng.integers(2**31))
+    tested = x if inverted else x * keep  # test mode's output
+    if ctx.convention["style"] == "module":
+        layer = _build(ctx, "class", p)
+
+        def train(s: int):
+            np.random.seed(s)  # a class draws from NumPy's global generator: the grade is the same on every run
+            xs = x.copy()
+            result = _forward_mode(ctx, layer, xs, train=True)
+            unchanged("x", x, xs)
+            return result
+
+        out = _dropout_mask(train(seed), x, keep, p, meaning, inverted)
+        dx = ctx.call(layer.backward, dout.copy(), what=f"{ctx.entry['class']}.backward")
+        _dropout_dx_named(dx, dout, out, x, keep, inverted)
+        again = _valid("out (train mode, a second forward)", train(seed + 1), x)
+        if np.array_equal(again != 0, out != 0):
+            raise Wrong("a second forward in train mode dropped the same values as the first: draw a new mask at "
+                        "each forward (as a network's every step does)")
+        dx_again = ctx.call(layer.backward, dout.copy(), what=f"{ctx.entry['class']}.backward (after a second forward)")
+        out_test = _forward_mode(ctx, layer, x.copy(), train=False)
+        _dropout_test_named(out_test, x, keep, inverted)
+        return {"out (train mode)": (out, [np.where(out != 0, x, 0.0) * (1 / keep if inverted else 1.0)]),
+                "dx (train mode)": (dx, [dout * out / x]),
+                "dx (after a second forward: its mask)": (dx_again, [dout * again / x]),
+                "out (test mode)": (out_test, [tested])}
     forward, backward = ctx.entry["forward"], ctx.entry["backward"]
 
     def param(mode: str, s: int = seed) -> dict:
@@ -267,6 +311,30 @@ def _dropout(cfg, ctx: Context) -> Quantities:
         return _single(ctx.call(ctx.find("backward"), dout.copy(), cache, what=f"{backward} (mode {mode})"))
 
     out, cache = run("train")
+    out = _dropout_mask(out, x, keep, p, meaning, inverted)
+    kept = out != 0
+    again, _ = run("train")
+    if np.shape(again) == out.shape and not np.allclose(again, out, rtol=1e-12):
+        raise Wrong("the same dropout_param['seed'] gave another mask on a second call: seed NumPy with it "
+                    "(np.random.seed(dropout_param['seed']), as the starter code does), so that gradient checks "
+                    "see one mask")
+    dx = back(cache, "train")
+    _dropout_dx_named(dx, dout, out, x, keep, inverted)
+    out_test, cache_test = run("test")
+    _dropout_test_named(out_test, x, keep, inverted)
+    dx_test = back(cache_test, "test")
+    through = dout * out / x  # the student's own mask: 0 or 1 / keep (0 or 1, not inverted)
+    more = _caches_apart(ctx, (x.copy(), param("train")), (-x, param("train", seed + 1)), dout, {"dx": through})
+    return {"out (train mode)": (out, [np.where(kept, x / keep if inverted else x, 0.0)]),
+            "dx (train mode)": (dx, [through]), "out (train mode, the same seed again)": (again, [out]),
+            "out (test mode)": (out_test, [tested]), "dx (test mode)": (dx_test, [dout if inverted else dout * keep]),
+            **more}
+
+
+def _dropout_mask(out, x: np.ndarray, keep: float, p: float, meaning: str, inverted: bool) -> np.ndarray:
+    """Train mode's ``out`` as an array, or ``Wrong`` naming what its mask shows: none dropped, the probability
+    read the other way round, the kept values scaled otherwise than the convention's dropout does, or too few or
+    too many kept."""
     out = _valid("out (train mode)", out, x)
     kept = out != 0
     share, spread = kept.mean(), 5 * np.sqrt(keep * (1 - keep) / x.size)  # 5 binomial standard deviations
@@ -278,42 +346,61 @@ def _dropout(cfg, ctx: Context) -> Quantities:
         raise Wrong(f"kept {share:.3f} of the values at p = {p:g}: p is taken as the {other} probability, where this "
                     f"convention's p is the {meaning} probability (p = \"{other}\" in a spec, if that is the course's: "
                     "CS231n's p was the drop probability until 2017, the keep probability since 2018)")
-    ratio = out[kept] / x[kept]  # what the kept values were multiplied by: 1 / keep
+    ratio = out[kept] / x[kept]  # what the kept values were multiplied by: 1 / keep (1, not inverted)
+    scale = 1 / keep if inverted else 1.0
     # to the grader's tolerance (a float32 mask scales by 1 / keep rounded to float32: 2e-8 off, not a bug)
-    if kept.any() and np.allclose(ratio, ratio[0], rtol=RTOL, atol=0) and not np.isclose(ratio[0], 1 / keep, rtol=RTOL):
-        if np.isclose(ratio[0], 1, rtol=RTOL):
+    if kept.any() and np.allclose(ratio, ratio[0], rtol=RTOL, atol=0) and not np.isclose(ratio[0], scale, rtol=RTOL):
+        if inverted and np.isclose(ratio[0], 1, rtol=RTOL):
             raise Wrong("the kept values are x itself: the dropout is not inverted (train mode divides what it keeps "
                         "by the keep probability, so that test mode returns x unchanged)")
+        if not inverted and np.isclose(ratio[0], 1 / keep, rtol=RTOL):
+            raise Wrong(f"the kept values are x / {keep:g}: an inverted dropout, where this convention's keeps x as it "
+                        "is in training and multiplies by the keep probability in test mode (Deep Learning from "
+                        "Scratch's x * (1 - dropout_ratio); inverted = true in a spec, if the course's divides)")
         divided = ", divided by p, the drop probability" if meaning == "drop" and np.isclose(ratio[0], 1 / p) else ""
-        digits = next((d for d in range(4, 18) if f"{ratio[0]:.{d}g}" != f"{1 / keep:.{d}g}"), 17)  # shown apart
-        raise Wrong(f"the kept values are x times {ratio[0]:.{digits}g}{divided}; inverted dropout divides them by "
-                    f"the keep probability {'1 - p = ' if meaning == 'drop' else ''}{keep:g} (x times "
-                    f"{1 / keep:.{digits}g})")
+        digits = next((d for d in range(4, 18) if f"{ratio[0]:.{d}g}" != f"{scale:.{d}g}"), 17)  # shown apart
+        expected = (f"inverted dropout divides them by the keep probability {'1 - p = ' if meaning == 'drop' else ''}"
+                    f"{keep:g} (x times {scale:.{digits}g})" if inverted else
+                    "this convention's dropout keeps them as they are (x times 1)")
+        raise Wrong(f"the kept values are x times {ratio[0]:.{digits}g}{divided}; {expected}")
     if abs(share - keep) > spread:
         raise Wrong(f"kept {share:.3f} of the values at p = {p:g}, where the keep probability is {keep:g} "
                     f"(+-{spread:.3f}: 5 standard deviations)")
-    again, _ = run("train")
-    if np.shape(again) == out.shape and not np.allclose(again, out, rtol=1e-12):
-        raise Wrong("the same dropout_param['seed'] gave another mask on a second call: seed NumPy with it "
-                    "(np.random.seed(dropout_param['seed']), as the starter code does), so that gradient checks "
-                    "see one mask")
-    dx = back(cache, "train")
-    out_test, cache_test = run("test")
-    dx_test = back(cache_test, "test")
-    through = dout * out / x  # the student's own mask: 0 or 1 / keep
-    more = _caches_apart(ctx, (x.copy(), param("train")), (-x, param("train", seed + 1)), dout, {"dx": through})
-    return {"out (train mode)": (out, [np.where(kept, x / keep, 0.0)]), "dx (train mode)": (dx, [through]),
-            "out (train mode, the same seed again)": (again, [out]), "out (test mode)": (out_test, [x]),
-            "dx (test mode)": (dx_test, [dout]), **more}
+    return out
+
+
+def _dropout_dx_named(dx, dout: np.ndarray, out: np.ndarray, x: np.ndarray, keep: float, inverted: bool) -> None:
+    """``Wrong`` where train mode's backward lets dout through the kept places scaled otherwise than the forward
+    scaled x: unscaled beside an inverted forward, divided by keep beside one that is not."""
+    mask, right = (out != 0).astype(np.float64), dout * out / x
+    if inverted and _follows(dx, dout * mask, right):
+        raise Wrong(f"dx is dout at the kept places, not divided by the keep probability {keep:g}: the backward of an "
+                    "inverted dropout scales as its forward does (dout * mask, the mask holding 1 / keep)")
+    if not inverted and _follows(dx, dout * mask / keep, right):
+        raise Wrong(f"dx is dout at the kept places divided by the keep probability {keep:g}, where the forward kept "
+                    "x as it is: the backward lets dout through the mask unscaled")
+
+
+def _dropout_test_named(out, x: np.ndarray, keep: float, inverted: bool) -> None:
+    """``Wrong`` where test mode's output is the other form of dropout's: x scaled by keep where an inverted
+    dropout returns x, or x where one that is not inverted scales it."""
+    if np.shape(out) != x.shape:
+        return  # compared as a quantity: its shape is told there
+    if inverted and _follows(out, x * keep, x):
+        raise Wrong(f"test mode multiplied x by the keep probability {keep:g}: an inverted dropout scaled in training "
+                    "already, so test mode returns x unchanged")
+    if not inverted and _follows(out, x, x * keep):
+        raise Wrong(f"test mode returned x unchanged: a dropout that keeps x as it is in training multiplies by the "
+                    f"keep probability {keep:g} in test mode")
 
 
 # this module's kinds, in the order ``twinnet check`` lists them
 KINDS = (
-    Kind("linear", "linear (affine)", ("forward", "backward"), ("class",), _linear_configs, _linear),
+    Kind("linear", "linear (affine)", ("forward", "backward"), ("class",), _linear_configs, _linear, _linear_shaped),
     Kind("relu", "ReLU", ("forward", "backward"), ("class",), _relu_configs, _relu),
     Kind("elu", "ELU", ("forward", "backward"), ("class",), _elu_configs, _elu),
     Kind("leaky_relu", "leaky ReLU", ("forward", "backward"), ("class",), _leaky_relu_configs, _leaky_relu),
     Kind("sigmoid", "sigmoid", ("forward", "backward"), ("class",), _smooth_configs, _smooth(torch.sigmoid)),
     Kind("tanh", "tanh", ("forward", "backward"), ("class",), _smooth_configs, _smooth(torch.tanh)),
-    Kind("dropout", "dropout", ("forward", "backward"), (), _dropout_configs, _dropout),
+    Kind("dropout", "dropout", ("forward", "backward"), ("class",), _dropout_configs, _dropout),
 )

@@ -124,6 +124,7 @@ ARGUMENTS: dict[str, tuple[tuple[str, Any], ...]] = {
     "sgd_momentum": (("learning_rate", None), ("momentum", None)),
     "rmsprop": (("learning_rate", None), ("decay_rate", None)),
     "adam": (("learning_rate", None), ("beta1", None), ("beta2", None)),
+    "dropout": (("p", None),),  # its probability, as the convention's p reads it (the book's Dropout(dropout_ratio))
     "elu": (("alpha", 1.0),),
     "leaky_relu": (("negative_slope", 0.01),),
     # the slope of an MLP of leaky ReLUs (UvA 2019's MLP(n_inputs, n_hidden, n_classes, neg_slope)); 0: ReLU
@@ -175,6 +176,28 @@ def _build(ctx: Context, key: str, *args):
     if hasattr(layer, "double") and ctx.convention.get("params") == "attributes":
         ctx.call(layer.double, what=f"{ctx.entry[key]}.double")
     return layer
+
+
+def _forward_mode(ctx: Context, layer, x, *, train: bool):
+    """The layer's forward on ``x`` in training or evaluation mode, as the convention selects it: forward's keyword
+    (``train_keyword``: Deep Learning from Scratch's forward(x, train_flg=False); ``eval_keyword``: CMU's forward(Z,
+    eval=True)), else the layer's own ``eval()`` before an evaluation (a fresh layer trains)."""
+    name = ctx.entry["class"]
+    if train and "train_keyword" in ctx.entry:
+        keyword = ctx.entry["train_keyword"]
+        return ctx.call(lambda z: layer.forward(z, **{keyword: True}), x, what=f"{name}.forward({keyword}=True)")
+    if train:
+        return ctx.call(layer.forward, x, what=f"{name}.forward")
+    if "eval_keyword" in ctx.entry or "train_keyword" in ctx.entry:
+        keyword, value = (ctx.entry["eval_keyword"], True) if "eval_keyword" in ctx.entry else \
+            (ctx.entry["train_keyword"], False)
+        return ctx.call(lambda z: layer.forward(z, **{keyword: value}), x, what=f"{name}.forward({keyword}={value})")
+    if not callable(getattr(layer, "eval", None)):
+        raise Wrong(f"{type(layer).__name__} has no eval() method for evaluation mode (a forward that takes it as a "
+                    "keyword: eval_keyword = \"eval\" in the spec, for forward(Z, eval=True), or train_keyword = "
+                    "\"train_flg\" for forward(x, train_flg=False))")
+    ctx.call(layer.eval, what="eval")
+    return ctx.call(layer.forward, x, what=f"{name}.forward (eval)")
 
 
 def _made_with(ctx: Context, args: tuple) -> tuple:

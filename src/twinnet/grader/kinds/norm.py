@@ -10,7 +10,7 @@ from twinnet.grader.compare import Wrong, all_unchanged, error, passes, unchange
 from twinnet.grader.kinds.base import (
     Context, Kind, Quantities, _attempt, _close, _error_of, _follows, _forward, _g, _pair, _passing, _t, _twin)
 from twinnet.grader.kinds.modules import (
-    _Fields, _build, _caches_apart, _grads, _params_kept, _row_from_flat, _second_pass, _set_params)
+    _Fields, _build, _caches_apart, _forward_mode, _grads, _params_kept, _row_from_flat, _second_pass, _set_params)
 
 
 def _bn_configs(rng, k):
@@ -97,12 +97,7 @@ def _batchnorm(cfg, ctx: Context, backward_only: bool = False) -> Quantities:
                         "course's own names go in the spec: running = {mean = \"running_M\", var = \"running_V\"})")
         running["mean"], running["var"] = shaped(rm.copy()), shaped(rv.copy())
         xs = x.copy()
-        if "train_keyword" in ctx.entry:  # training mode said, as the book's networks do: forward(x, train_flg=True)
-            keyword = ctx.entry["train_keyword"]
-            out = ctx.call(lambda z: layer.forward(z, **{keyword: True}), xs,
-                           what=f"{ctx.entry['class']}.forward({keyword}=True)")
-        else:
-            out = ctx.call(layer.forward, xs, what=f"{ctx.entry['class']}.forward")
+        out = _forward_mode(ctx, layer, xs, train=True)
         unchanged("x", x, xs)
         stats = {f"running_{k}": running.get(k) for k in ("mean", "var")}
         stats = {k: None if v is None else np.array(v, copy=True) for k, v in stats.items()}
@@ -110,18 +105,7 @@ def _batchnorm(cfg, ctx: Context, backward_only: bool = False) -> Quantities:
         _params_kept(ctx, layer, {"weight": shaped(gamma), "bias": shaped(beta)})
         grads = _grads(ctx, layer)
         dgamma, dbeta = grads.get("weight"), grads.get("bias")
-        if "eval_keyword" in ctx.entry or "train_keyword" in ctx.entry:  # CMU's forward(Z, eval=True); Deep
-            # Learning from Scratch's forward(x, train_flg=False)
-            keyword, value = (ctx.entry["eval_keyword"], True) if "eval_keyword" in ctx.entry else \
-                (ctx.entry["train_keyword"], False)
-            test_out = ctx.call(lambda z: layer.forward(z, **{keyword: value}), test_x.copy(),
-                                what=f"{ctx.entry['class']}.forward({keyword}={value})")
-        else:
-            if not callable(getattr(layer, "eval", None)):
-                raise Wrong(f"{type(layer).__name__} has no eval() method for evaluation mode (a forward that "
-                            "takes it as a keyword: eval_keyword = \"eval\" in the spec, for forward(Z, eval=True))")
-            ctx.call(layer.eval, what="eval")
-            test_out = ctx.call(layer.forward, test_x.copy(), what=f"{ctx.entry['class']}.forward (eval)")
+        test_out = _forward_mode(ctx, layer, test_x.copy(), train=False)
         if hasattr(layer, "train"):  # back to training mode for a second pass: summed or overwritten gradients
 
             def grads_of(dy):

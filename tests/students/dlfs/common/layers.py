@@ -50,6 +50,21 @@ class Affine:
         return (dout @ self.W.T).reshape(self.shape)
 
 
+class Dropout:
+    def __init__(self, dropout_ratio=0.5):
+        self.dropout_ratio = dropout_ratio
+        self.mask = None
+
+    def forward(self, x, train_flg=True):
+        if train_flg:  # not inverted, as the book's: test mode scales instead
+            self.mask = np.random.rand(*x.shape) > self.dropout_ratio
+            return x * self.mask
+        return x * (1.0 - self.dropout_ratio)
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
 class SoftmaxWithLoss:
     def __init__(self):
         self.y = self.t = None
