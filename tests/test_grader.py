@@ -297,6 +297,55 @@ def test_a_functional_dropout_not_inverted_is_graded_under_inverted_false(tmp_pa
     assert row.passed == 0 and "an inverted dropout, where this convention's" in row.first_failure
 
 
+CELLS = STUDENTS / "recurrent_cells" / "cells.py"
+CMU_CELL = """style = "module"
+grads = "accumulate"
+[layers.rnn_step]
+class = "RNNCell"
+params = {weight_ih = "W_ih", weight_hh = "W_hh", bias_ih = "b_ih", bias_hh = "b_hh"}
+grads = {weight_ih = "dW_ih", weight_hh = "dW_hh", bias_ih = "db_ih", bias_hh = "db_hh"}
+grad = "mean"
+backward = "states"
+"""
+DLFS2_CELL = """style = "module"
+[layers.rnn_step]
+class = "RNN"
+args = ["weight_ih", "weight_hh", "bias"]
+weight = "in_out"
+params = {weight_ih = "params.0", weight_hh = "params.1", bias = "params.2"}
+grads = {weight_ih = "grads.0", weight_hh = "grads.1", bias = "grads.2"}
+"""
+
+
+@pytest.mark.parametrize("spec, old, new, told", [
+    (CMU_CELL, None, None, None),
+    (DLFS2_CELL, None, None, None),
+    (CMU_CELL, "self.dW_hh += dz.T @ h_prev_t / n", "self.dW_hh += dz.T @ h_prev_t", "dweight_hh: relative error"),
+    (CMU_CELL, " + h_prev_t @ self.W_hh.T + self.b_hh)", " + h_prev_t @ self.W_hh.T)", "out: relative error"),
+    (CMU_CELL, "self.dW_hh += dz.T @ h_prev_t / n", "self.dW_hh = dz.T @ h_prev_t / n",
+     "the gradient of weight_hh is overwritten over backward calls"),
+    (CMU_CELL, "return dz @ self.W_ih, dz @ self.W_hh", "return dz @ self.W_ih, dz @ self.W_hh.T", "dh_prev"),
+    (DLFS2_CELL, "return dt @ Wx.T, dt @ Wh.T", "return dt @ Wx.T", "RNN.backward returned"),
+    (DLFS2_CELL, "self.grads[2][...] = dt.sum(axis=0)", "self.grads[2][...] = dt.mean(axis=0)", "dbias"),
+])
+def test_an_rnn_cell_class_is_graded_by_its_courses_names_layouts_and_backward(tmp_path, spec, old, new, told):
+    """Module style rnn_step: CMU 11-785's RNNCell(input_size, hidden_size) (W_ih (H, D) and two biases as attributes,
+    gradients averaged over the batch and added up over calls, backward(delta, h_t, h_prev_l, h_prev_t)) and Deep
+    Learning from Scratch 2's RNN(Wx, Wh, b) (params and grads lists, entries reached as "params.0", backward(dh_next)
+    from its cache) pass against torch's tanh cell; a mistake in either fails the quantity it touches."""
+    (tmp_path / "spec.toml").write_text(spec)
+    text = CELLS.read_text()
+    if old is not None:
+        assert text.count(old) == 1
+        text = text.replace(old, new)
+    (tmp_path / "cells.py").write_text(text)
+    row = grade([tmp_path / "cells.py"], resolve_convention(None, tmp_path / "spec.toml"), configs=3).rows[0]
+    if told is None:
+        assert row.passed == row.total >= 6 and row.skipped == 0, row.failures
+    else:
+        assert row.passed < row.total and told in " ".join(row.failures), row.failures
+
+
 @pytest.mark.parametrize("table, message", [
     ('[layers.linear]\nclass = "Affine"\nargs = ["bias"]\n', "in_features (given weight)"),
     ('[layers.batchnorm]\nclass = "BN"\neval_keyword = "eval"\ntrain_keyword = "train_flg"\n', "give one"),
@@ -307,6 +356,14 @@ def test_a_functional_dropout_not_inverted_is_graded_under_inverted_false(tmp_pa
     ('[layers.maxpool]\nclass = "Pooling"\nargs = ["kernel_height", "stride"]\n', "together, or neither"),
     ('[layers.dropout]\nclass = "Dropout"\ninverted = "no"\n', "inverted must be true or false"),
     ('[layers.linear]\nclass = "Affine"\nflatten = 1\n', "flatten must be true or false"),
+    ('[layers.rnn_step]\nclass = "RNN"\nbackward = "cache"\n', "backward must be \"dout\""),
+    ('[layers.rnn_step]\nclass = "RNN"\nweight = "any"\n', "weight must be \"in_out\""),
+    ('[layers.rnn_step]\nclass = "RNN"\nparams = {weight_ih = "a", weight_hh = "b", bias = "c"}\n'
+     'grads = {weight_ih = "d", weight_hh = "e", bias_ih = "f", bias_hh = "g"}\n', "name the same parameters"),
+    ('[layers.rnn_step]\nclass = "RNN"\nparams = {weight = "W", bias = "b"}\ngrads = {weight = "dW", bias = "db"}\n',
+     "weight_ih, weight_hh, bias or weight_ih"),
+    ('[layers.linear]\nclass = "L"\nparams = {weight = "params.0x", bias = "b"}\n'
+     'grads = {weight = "dW", bias = "db"}\n', "must be a table naming"),
     ('[layers.dropout]\nclass = "Dropout"\ntrain_keyword = 1\n', "train_keyword must be the name"),
     ('[layers.dropout]\nclass = "Dropout"\nargs = ["p"]\n', "unknown key(s) args"),
 ])

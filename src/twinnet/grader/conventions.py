@@ -11,7 +11,8 @@ A convention is plain data (what a ``--spec`` TOML file holds), read by the chec
   ``twinnet.numpy_nn``'s own protocol); ``grads`` says whether backward overwrites them or adds
   to them (torch's ``accumulate``). A layer's own ``params``/``grads`` tables name plain attributes
   instead (``params = {weight = "W", bias = "b"}``, CMU's mytorch; dotted paths reach into members, and into
-  a dict's keys: ``params.weights``),
+  a dict's keys, ``params.weights``, and a list's entries by their places, ``params.0``: Deep Learning from
+  Scratch 2's; an RNN cell's names its ``weight_ih``, ``weight_hh`` and ``bias``, or ``bias_ih`` and ``bias_hh``),
   ``args`` the class's arguments where it takes fewer (``kinds.ARGUMENTS``), ``derivative = true`` an
   activation whose ``backward()`` returns d out / d x, ``dx = "dx"`` a layer whose backward returns nothing and
   keeps the input's gradient in that attribute, and ``loss_item = 1`` a loss whose forward returns a tuple with
@@ -241,6 +242,7 @@ _MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad", "flatten"), "co
                    "relu": ("derivative",), "sigmoid": ("derivative",), "tanh": ("derivative",), "mlp": ("args",),
                    "batchnorm": ("params", "grads", "args", "running", "eval_keyword", "train_keyword", "layout", "eps"),
                    "dropout": ("eval_keyword", "train_keyword"),
+                   "rnn_step": ("params", "grads", "args", "weight", "grad", "backward"),
                    "mse_loss": ("backward",), "l1_loss": ("backward",), "bce_loss": ("backward",),
                    "sgd_momentum": ("args",), "rmsprop": ("args", "eps"), "adam": ("args", "eps")}
 # ... and in the functional style: a linear layer whose samples are columns (x (D, N)) and whose weight gradients
@@ -250,14 +252,19 @@ _FUNCTIONAL_OPTIONS = {"linear": ("batch", "grad"), "conv": ("images",), "maxpoo
 # ... and in the module style, for a layer but the MLP: ``dx``, the attribute its backward keeps the input's gradient
 # in where it returns nothing (CS 7643's self.dx), and for the loss ``loss_item``, its place in what the forward
 # returns (CS 7643's (probs, loss)): ``_check_kept``
-_PARAMETERS = ("weight", "bias")  # the parameters of the kinds that take params/grads tables
+_PARAMETERS = ("weight", "bias")  # the parameters of the kinds that take params/grads tables ...
+# ... but an RNN cell's: its two weights and a bias, or two biases (CMU's b_ih and b_hh, torch's)
+_PARAMETER_SETS = {"rnn_step": (("weight_ih", "weight_hh", "bias"), ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))}
 _LOSSES = ("softmax_cross_entropy", "mse_loss", "l1_loss", "bce_loss")  # the module style's loss classes
 _TOP = ("name", "base", "style", "arrays", "params", "grads", "layers")
 
 
-def _dotted(name: str) -> bool:
-    """A Python name, or a dotted path of them (``Linear.forward``, ``conv2d_stride1.W``)."""
-    return all(part.isidentifier() for part in name.split("."))
+def _dotted(name: str, places: bool = False) -> bool:
+    """A Python name, or a dotted path of them (``Linear.forward``, ``conv2d_stride1.W``); with ``places``, a part
+    after the first may be a list's place (an attribute's path: ``params.0``)."""
+    first, *rest = name.split(".")
+    return first.isidentifier() and all(part.isidentifier() or (places and part.isdigit() and part.isascii())
+                                        for part in rest)
 
 
 def _check_module_options(kind: str, entry: dict[str, Any], where: str) -> None:
@@ -269,17 +276,24 @@ def _check_module_options(kind: str, entry: dict[str, Any], where: str) -> None:
         raise TwinnetError(f"{where}: params and grads name the layer's attributes together (params = {{weight = "
                            f"\"W\", bias = \"b\"}}, grads = {{weight = \"dW\", bias = \"db\"}}); it has only "
                            f"{tables[0]}")
+    sets = _PARAMETER_SETS.get(kind, (_PARAMETERS,))
     for key in tables:
         table = entry[key]
-        if not isinstance(table, dict) or set(table) != set(_PARAMETERS) or \
-                not all(isinstance(v, str) and _dotted(v) for v in table.values()):
-            raise TwinnetError(f"{where}: {key} must be a table naming the attribute of each of {', '.join(_PARAMETERS)}"
-                               f" (e.g. {key} = {{weight = \"{'W' if key == 'params' else 'dW'}\", bias = "
-                               f"\"{'b' if key == 'params' else 'db'}\"}}; a dotted path reaches into a member), got "
-                               f"{table!r}")
+        if not isinstance(table, dict) or set(table) not in [set(names) for names in sets] or \
+                not all(isinstance(v, str) and _dotted(v, places=True) for v in table.values()):
+            d = "d" if key == "grads" else ""
+            example = (f"{key} = {{weight = \"{d}W\", bias = \"{d}b\"}}" if kind != "rnn_step" else
+                       f"{key} = {{weight_ih = \"{d}W_ih\", weight_hh = \"{d}W_hh\", bias_ih = \"{d}b_ih\", bias_hh = "
+                       f"\"{d}b_hh\"}}, or one bias")
+            raise TwinnetError(f"{where}: {key} must be a table naming the attribute of each of "
+                               f"{' or '.join(', '.join(names) for names in sets)} (e.g. {example}; a dotted path "
+                               f"reaches into a member, or a list's entry: \"params.0\"), got {table!r}")
+    if len(tables) == 2 and set(entry["params"]) != set(entry["grads"]):
+        raise TwinnetError(f"{where}: params and grads name the same parameters, got {', '.join(entry['params'])} "
+                           f"and {', '.join(entry['grads'])}")
     running = entry.get("running", {"mean": "running_mean", "var": "running_var"})
     if not isinstance(running, dict) or set(running) != {"mean", "var"} or \
-            not all(isinstance(v, str) and _dotted(v) for v in running.values()):
+            not all(isinstance(v, str) and _dotted(v, places=True) for v in running.values()):
         raise TwinnetError(f"{where}: running must be a table naming the attributes of the running mean and "
                            f"variance (e.g. running = {{mean = \"running_M\", var = \"running_V\"}}), got {running!r}")
     eps = entry.get("eps", 1e-5)
@@ -322,7 +336,7 @@ def _check_kept(kind: str, entry: dict[str, Any], where: str) -> None:
     if isinstance(entry.get("dx"), str) and entry["dx"].startswith("self."):
         raise TwinnetError(f"{where}: dx names the attribute without self. (dx = \"{entry['dx'][5:]}\" for "
                            f"{entry['dx']}), got {entry['dx']!r}")
-    if "dx" in entry and not (isinstance(entry["dx"], str) and _dotted(entry["dx"])):
+    if "dx" in entry and not (isinstance(entry["dx"], str) and _dotted(entry["dx"], places=True)):
         raise TwinnetError(f"{where}: dx must name the attribute the layer's backward keeps the gradient with respect "
                            f"to its input in, where backward returns nothing (e.g. dx = \"dx\" for self.dx), got "
                            f"{entry['dx']!r}")
@@ -465,6 +479,14 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
             raise TwinnetError(f"{where}: [layers.{kind}] first_t must be 1 (the first step's bias correction uses "
                                "t = 1, as the paper and torch) or 2 (CS231n's 2017 starter: config['t'] starts "
                                f"at 1 and is incremented before use), got {entry['first_t']!r}")
+        if kind == "rnn_step" and style == "module":
+            if entry.get("backward", "dout") not in ("dout", "states"):
+                raise TwinnetError(f"{where}: [layers.{kind}] backward must be \"dout\" (backward(dh) from what the "
+                                   "forward kept) or \"states\" (backward(dh, h, x, h_prev), CMU 11-785's RNNCell), "
+                                   f"got {entry['backward']!r}")
+            if entry.get("weight") == "any":
+                raise TwinnetError(f"{where}: [layers.{kind}] weight must be \"in_out\" (x @ Wx, (D, H)) or "
+                                   "\"out_in\" (x @ W_ih.T, (H, D), torch's and CMU's)")
         if kind in _LOSSES and entry.get("backward", "inputs") not in ("inputs", "nothing"):
             raise TwinnetError(f"{where}: [layers.{kind}] backward must be \"inputs\" (the loss's backward takes "
                                f"the forward's inputs again) or \"nothing\" (it takes no arguments), got "

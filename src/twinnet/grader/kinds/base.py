@@ -271,9 +271,14 @@ _KEPT_NAMES = ("dx", "dinput", "dinputs", "grad_input", "dldx", "dlda", "dldz")
 
 
 def _read(owner, key: str):
-    """``owner``'s member ``key``, or its entry where it is a dict (a params dict of the student's own keys);
-    ``_MISSING`` where it has none."""
-    return owner.get(key, _MISSING) if isinstance(owner, dict) else getattr(owner, key, _MISSING)
+    """``owner``'s member ``key``, or its entry where it is a dict (a params dict of the student's own keys) or,
+    where ``key`` is a number, a list (Deep Learning from Scratch 2's ``self.params = [Wx, Wh, b]``); ``_MISSING``
+    where it has none."""
+    if isinstance(owner, dict):
+        return owner.get(key, _MISSING)
+    if isinstance(owner, (list, tuple)) and key.isdigit():
+        return owner[int(key)] if int(key) < len(owner) else _MISSING
+    return getattr(owner, key, _MISSING)
 
 
 def _attempt(grade: Callable[[], Quantities]) -> tuple[Quantities, Exception | None, bool]:

@@ -98,6 +98,12 @@ class _Given:
             k = given["kernel_size"]
             return np.zeros((given["out_channels"], given["in_channels"], k, k) if self.name == "weight"
                             else given["out_channels"])
+        if ctx.kind == "rnn_step":  # the input-to-hidden and hidden-to-hidden weights, and a bias (or two)
+            d, h = given["input_size"], given["hidden_size"]
+            if self.name.startswith("bias"):
+                return np.zeros(h)
+            sizes = (d if self.name == "weight_ih" else h, h)
+            return np.zeros(sizes if ctx.entry.get("weight", "out_in") == "in_out" else sizes[::-1])
         d = given["num_features"]  # batch norm's gamma (weight) and beta (bias)
         return np.zeros((1, d) if ctx.entry.get("layout") == "row" else d)
 
@@ -106,6 +112,7 @@ class _Given:
 
 
 WEIGHT, BIAS = _Given("weight"), _Given("bias")
+WEIGHT_IH, WEIGHT_HH, BIAS_IH, BIAS_HH = (_Given(name) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
 SQUARE = object()  # a pooling window's height or width: the kernel size, where windows are square
 
 
@@ -120,6 +127,9 @@ ARGUMENTS: dict[str, tuple[tuple[str, Any], ...]] = {
     "maxpool": (("kernel_size", None), ("stride", 1), ("kernel_height", SQUARE), ("kernel_width", SQUARE),
                 ("padding", 0)),
     "batchnorm": (("num_features", None), ("weight", WEIGHT), ("bias", BIAS)),
+    # CMU 11-785's RNNCell(input_size, hidden_size); Deep Learning from Scratch 2's RNN(Wx, Wh, b)
+    "rnn_step": (("input_size", None), ("hidden_size", None), ("weight_ih", WEIGHT_IH), ("weight_hh", WEIGHT_HH),
+                 ("bias", BIAS), ("bias_ih", BIAS_IH), ("bias_hh", BIAS_HH)),
     # an optimiser made with its hyperparameters (Deep Learning from Scratch's Momentum(lr, momentum))
     "sgd_momentum": (("learning_rate", None), ("momentum", None)),
     "rmsprop": (("learning_rate", None), ("decay_rate", None)),
@@ -137,6 +147,7 @@ ARGUMENTS: dict[str, tuple[tuple[str, Any], ...]] = {
 CARRIED = {"linear": {"in_features": ("weight",), "out_features": ("weight",)},
            "conv": {"in_channels": ("weight",), "out_channels": ("weight",), "kernel_size": ("weight",)},
            "batchnorm": {"num_features": ("weight", "bias")},
+           "rnn_step": {"input_size": ("weight_ih",), "hidden_size": ("weight_ih", "weight_hh", "bias", "bias_ih")},
            "maxpool": {"kernel_size": ("kernel_height", "kernel_width")}}
 
 
@@ -250,7 +261,10 @@ class _Fields(MutableMapping):
 
     def __setitem__(self, name: str, value) -> None:
         owner, last = self._owner(name)
-        write = owner.__setitem__ if isinstance(owner, dict) else lambda key, v: setattr(owner, key, v)
+        if isinstance(owner, list) and last.isdigit():  # a list's entry, by its place
+            write = lambda key, v: owner.__setitem__(int(key), v)  # noqa: E731
+        else:
+            write = owner.__setitem__ if isinstance(owner, dict) else lambda key, v: setattr(owner, key, v)
         self.ctx.call(write, last, value, what=f"setting {self.paths[name]}")
 
     def __delitem__(self, name: str) -> None:
@@ -373,13 +387,17 @@ def _grads(ctx: Context, layer) -> dict:
 
 
 def _second_pass(ctx: Context, layer, x, first_ref: dict, grads_of: Callable[[np.ndarray], dict],
-                 dout_shape) -> Quantities:
-    """A second forward and backward with another upstream gradient. The convention says whether the
-    parameters' gradients are then overwritten (the second pass's alone) or summed (torch, until
-    ``zero_grad``); the other behaviour is named, anything else compared as a quantity."""
+                 dout_shape, run: Callable[[np.ndarray], Any] | None = None) -> Quantities:
+    """A second forward and backward with another upstream gradient (``run(dout)`` makes them, where the layer's
+    calls take more than x and dout: an RNN cell's). The convention says whether the parameters' gradients are
+    then overwritten (the second pass's alone) or summed (torch, until ``zero_grad``; CMU's RNN cell, over the time
+    steps); the other behaviour is named, anything else compared as a quantity."""
     dout2 = ctx.rng.standard_normal(dout_shape)
-    ctx.call(layer.forward, x.copy(), what="forward (a second pass)")
-    ctx.call(layer.backward, dout2.copy(), what="backward (a second pass)")
+    if run is None:
+        ctx.call(layer.forward, x.copy(), what="forward (a second pass)")
+        ctx.call(layer.backward, dout2.copy(), what="backward (a second pass)")
+    else:
+        run(dout2)
     second, alone = _grads(ctx, layer), grads_of(dout2)
     accumulate = ctx.convention.get("grads", "overwrite") == "accumulate"
     out = {}

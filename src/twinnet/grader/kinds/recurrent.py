@@ -7,7 +7,7 @@ import torch
 
 from twinnet.grader.compare import Wrong, all_unchanged
 from twinnet.grader.kinds.base import Context, Kind, Quantities, _follows, _forward, _g, _pair, _single, _t
-from twinnet.grader.kinds.modules import _caches_apart
+from twinnet.grader.kinds.modules import _build, _caches_apart, _grads, _params_kept, _second_pass, _set_params
 
 
 def _rnn_configs(rng, k):
@@ -29,8 +29,62 @@ def _rnn_step(cfg, ctx: Context) -> Quantities:
     out_t = torch.tanh(ts[0] @ ts[2] + ts[1] @ ts[3] + ts[4])
     dout = ctx.rng.standard_normal(tuple(out_t.shape))
     (out_t * torch.from_numpy(dout)).sum().backward()
+    if ctx.convention["style"] == "module":
+        return _rnn_cell(cfg, ctx, arrays, dout, out_t.detach().numpy(), [_g(t) for t in ts])
     return _rnn_call(ctx, arrays, dout, out_t.detach().numpy(), [_g(t) for t in ts],
                      ("dx", "dprev_h", "dWx", "dWh", "db"))
+
+
+def _rnn_cell(cfg, ctx: Context, arrays, dout, out_ref, grads_ref) -> Quantities:
+    """One step of a module's RNN cell, made with its sizes (CMU 11-785's ``RNNCell(input_size, hidden_size)``) or
+    its parameters (``args``: Deep Learning from Scratch 2's ``RNN(Wx, Wh, b)``): ``forward(x, h_prev) -> h``, and
+    ``backward(dh) -> (dx, dh_prev)`` from what it kept, or, with ``backward = "states"``, ``backward(dh, h, x,
+    h_prev)`` given the states again (CMU's). Its parameters are ``weight_ih``, ``weight_hh`` and ``bias``, or two
+    biases, ``bias_ih`` and ``bias_hh``, that add up to the reference's one (each then has its gradient)."""
+    x, h_prev, wx, wh, b = arrays
+    in_out = ctx.entry.get("weight", "out_in") == "in_out"
+    table = ctx.entry.get("params")
+    split = ("bias_ih" in table) if isinstance(table, dict) else True  # torch's names: two biases
+    values = {"weight_ih": wx if in_out else wx.T.copy(), "weight_hh": wh if in_out else wh.T.copy()}
+    if split:
+        values["bias_ih"] = ctx.rng.standard_normal(cfg["h"]) / 2
+        values["bias_hh"] = b - values["bias_ih"]
+    else:
+        values["bias"] = b
+    layer = _build(ctx, "class", cfg["d"], cfg["h"])
+    _set_params(ctx, layer, {k: v.copy() for k, v in values.items()})
+    name = ctx.entry["class"]
+
+    def run(dh: np.ndarray, what: str = ""):
+        xs, hs = x.copy(), h_prev.copy()
+        out = ctx.call(layer.forward, xs, hs, what=f"{name}.forward{what}")
+        all_unchanged(("x", "h_prev"), (x, h_prev), (xs, hs))
+        if ctx.entry.get("backward", "dout") == "states":  # backward(delta, h_t, h_prev_l, h_prev_t): CMU's order
+            result = ctx.call(layer.backward, dh.copy(), out_ref.copy(), x.copy(), h_prev.copy(),
+                              what=f"{name}.backward{what}")
+        else:
+            result = ctx.call(layer.backward, dh.copy(), what=f"{name}.backward{what}")
+        return out, result
+
+    out, result = run(dout)
+    dx, dh_prev = _pair(result, f"{name}.backward", 2)
+    _params_kept(ctx, layer, values)
+    grads = _grads(ctx, layer)
+    scale = 1 / cfg["n"] if ctx.entry.get("grad", "sum") == "mean" else 1.0  # CMU's, averaged over the batch
+
+    def grads_of(dh: np.ndarray) -> dict:  # the parameters' gradients for an upstream gradient dh, as stored
+        ts = [_t(a) for a in arrays]
+        (torch.tanh(ts[0] @ ts[2] + ts[1] @ ts[3] + ts[4]) * torch.from_numpy(dh)).sum().backward()
+        gwx, gwh, gb = (_g(t) * scale for t in ts[2:])
+        return {"weight_ih": gwx if in_out else gwx.T, "weight_hh": gwh if in_out else gwh.T,
+                **({"bias_ih": gb, "bias_hh": gb} if split else {"bias": gb})}
+
+    first = grads_of(dout)
+    got = {"out": (out, [out_ref]), "dx": (dx, [grads_ref[0]]), "dh_prev": (dh_prev, [grads_ref[1]]),
+           **{f"d{k}": (grads.get(k), [r]) for k, r in first.items()}}
+    # a cell's backward runs once a time step: where the convention sums the gradients over calls, it is told
+    return {**got, **_second_pass(ctx, layer, x, first, grads_of, dout.shape,
+                                  run=lambda dh: run(dh, " (a second pass)"))}
 
 
 def _rnn(cfg, ctx: Context) -> Quantities:
@@ -186,7 +240,7 @@ def _word_embedding(cfg, ctx: Context) -> Quantities:
 
 # this module's kinds, in the order ``twinnet check`` lists them
 KINDS = (
-    Kind("rnn_step", "RNN step", ("forward", "backward"), (), _rnn_configs, _rnn_step),
+    Kind("rnn_step", "RNN step", ("forward", "backward"), ("class",), _rnn_configs, _rnn_step),
     Kind("rnn", "RNN over time", ("forward", "backward"), (), _rnn_configs, _rnn),
     Kind("lstm_step", "LSTM step", ("forward", "backward"), (), _rnn_configs, _lstm_step),
     Kind("lstm", "LSTM over time", ("forward", "backward"), (), _rnn_configs, _lstm),
