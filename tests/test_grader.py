@@ -317,8 +317,17 @@ grads = {weight_ih = "grads.0", weight_hh = "grads.1", bias = "grads.2"}
 """
 
 
+DLFS2_LSTM = DLFS2_CELL.replace("rnn_step", "lstm_step").replace('class = "RNN"', 'class = "LSTM"') + \
+    'gates = "fgio"\n'
+
+
 @pytest.mark.parametrize("spec, old, new, told", [
     (CMU_CELL, None, None, None),
+    (DLFS2_LSTM, None, None, None),
+    (DLFS2_LSTM.replace("fgio", "ifgo"), None, None, "in the order fgio, where this convention's is ifgo"),
+    (DLFS2_LSTM, "dc_prev = ds * f", "dc_prev = ds", "dc_prev: relative error"),
+    (DLFS2_LSTM, "self.grads[1][...] = h_prev.T @ dA", "self.grads[1][...] = h_prev.T @ dA / len(x)",
+     "dweight_hh: relative error"),
     (DLFS2_CELL, None, None, None),
     (CMU_CELL, "self.dW_hh += dz.T @ h_prev_t / n", "self.dW_hh += dz.T @ h_prev_t", "dweight_hh: relative error"),
     (CMU_CELL, " + h_prev_t @ self.W_hh.T + self.b_hh)", " + h_prev_t @ self.W_hh.T)", "out: relative error"),
@@ -332,7 +341,8 @@ def test_an_rnn_cell_class_is_graded_by_its_courses_names_layouts_and_backward(t
     """Module style rnn_step: CMU 11-785's RNNCell(input_size, hidden_size) (W_ih (H, D) and two biases as attributes,
     gradients averaged over the batch and added up over calls, backward(delta, h_t, h_prev_l, h_prev_t)) and Deep
     Learning from Scratch 2's RNN(Wx, Wh, b) (params and grads lists, entries reached as "params.0", backward(dh_next)
-    from its cache) pass against torch's tanh cell; a mistake in either fails the quantity it touches."""
+    from its cache) pass against torch's tanh cell, and the book's LSTM(Wx, Wh, b), gates f, g, i, o, against
+    torch's cell in that order; a mistake in any fails the quantity it touches, a gate order is named."""
     (tmp_path / "spec.toml").write_text(spec)
     text = CELLS.read_text()
     if old is not None:

@@ -243,6 +243,7 @@ _MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad", "flatten"), "co
                    "batchnorm": ("params", "grads", "args", "running", "eval_keyword", "train_keyword", "layout", "eps"),
                    "dropout": ("eval_keyword", "train_keyword"),
                    "rnn_step": ("params", "grads", "args", "weight", "grad", "backward"),
+                   "lstm_step": ("params", "grads", "args", "weight", "grad"),
                    "mse_loss": ("backward",), "l1_loss": ("backward",), "bce_loss": ("backward",),
                    "sgd_momentum": ("args",), "rmsprop": ("args", "eps"), "adam": ("args", "eps")}
 # ... and in the functional style: a linear layer whose samples are columns (x (D, N)) and whose weight gradients
@@ -254,7 +255,8 @@ _FUNCTIONAL_OPTIONS = {"linear": ("batch", "grad"), "conv": ("images",), "maxpoo
 # returns (CS 7643's (probs, loss)): ``_check_kept``
 _PARAMETERS = ("weight", "bias")  # the parameters of the kinds that take params/grads tables ...
 # ... but an RNN cell's: its two weights and a bias, or two biases (CMU's b_ih and b_hh, torch's)
-_PARAMETER_SETS = {"rnn_step": (("weight_ih", "weight_hh", "bias"), ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))}
+_CELL = (("weight_ih", "weight_hh", "bias"), ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+_PARAMETER_SETS = {"rnn_step": _CELL, "lstm_step": _CELL}
 _LOSSES = ("softmax_cross_entropy", "mse_loss", "l1_loss", "bce_loss")  # the module style's loss classes
 _TOP = ("name", "base", "style", "arrays", "params", "grads", "layers")
 
@@ -282,7 +284,7 @@ def _check_module_options(kind: str, entry: dict[str, Any], where: str) -> None:
         if not isinstance(table, dict) or set(table) not in [set(names) for names in sets] or \
                 not all(isinstance(v, str) and _dotted(v, places=True) for v in table.values()):
             d = "d" if key == "grads" else ""
-            example = (f"{key} = {{weight = \"{d}W\", bias = \"{d}b\"}}" if kind != "rnn_step" else
+            example = (f"{key} = {{weight = \"{d}W\", bias = \"{d}b\"}}" if kind not in _PARAMETER_SETS else
                        f"{key} = {{weight_ih = \"{d}W_ih\", weight_hh = \"{d}W_hh\", bias_ih = \"{d}b_ih\", bias_hh = "
                        f"\"{d}b_hh\"}}, or one bias")
             raise TwinnetError(f"{where}: {key} must be a table naming the attribute of each of "
@@ -479,14 +481,15 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
             raise TwinnetError(f"{where}: [layers.{kind}] first_t must be 1 (the first step's bias correction uses "
                                "t = 1, as the paper and torch) or 2 (CS231n's 2017 starter: config['t'] starts "
                                f"at 1 and is incremented before use), got {entry['first_t']!r}")
+        if kind in _PARAMETER_SETS and style == "module" and entry.get("weight") == "any":
+            raise TwinnetError(f"{where}: [layers.{kind}] weight must be \"in_out\" (x @ Wx, (D, H)) or "
+                               "\"out_in\" (x @ W_ih.T, (H, D), torch's and CMU's)")
         if kind == "rnn_step" and style == "module":
             if entry.get("backward", "dout") not in ("dout", "states"):
                 raise TwinnetError(f"{where}: [layers.{kind}] backward must be \"dout\" (backward(dh) from what the "
                                    "forward kept) or \"states\" (backward(dh, h, x, h_prev), CMU 11-785's RNNCell), "
                                    f"got {entry['backward']!r}")
-            if entry.get("weight") == "any":
-                raise TwinnetError(f"{where}: [layers.{kind}] weight must be \"in_out\" (x @ Wx, (D, H)) or "
-                                   "\"out_in\" (x @ W_ih.T, (H, D), torch's and CMU's)")
+
         if kind in _LOSSES and entry.get("backward", "inputs") not in ("inputs", "nothing"):
             raise TwinnetError(f"{where}: [layers.{kind}] backward must be \"inputs\" (the loss's backward takes "
                                f"the forward's inputs again) or \"nothing\" (it takes no arguments), got "

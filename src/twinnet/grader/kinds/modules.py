@@ -98,11 +98,12 @@ class _Given:
             k = given["kernel_size"]
             return np.zeros((given["out_channels"], given["in_channels"], k, k) if self.name == "weight"
                             else given["out_channels"])
-        if ctx.kind == "rnn_step":  # the input-to-hidden and hidden-to-hidden weights, and a bias (or two)
-            d, h = given["input_size"], given["hidden_size"]
+        if ctx.kind in ("rnn_step", "lstm_step"):  # the input-to-hidden and hidden-to-hidden weights, and a bias
+            d, h = given["input_size"], given["hidden_size"]  # (or two); an LSTM's of its four gates side by side
+            k = 4 * h if ctx.kind == "lstm_step" else h
             if self.name.startswith("bias"):
-                return np.zeros(h)
-            sizes = (d if self.name == "weight_ih" else h, h)
+                return np.zeros(k)
+            sizes = (d if self.name == "weight_ih" else h, k)
             return np.zeros(sizes if ctx.entry.get("weight", "out_in") == "in_out" else sizes[::-1])
         d = given["num_features"]  # batch norm's gamma (weight) and beta (bias)
         return np.zeros((1, d) if ctx.entry.get("layout") == "row" else d)
@@ -127,9 +128,11 @@ ARGUMENTS: dict[str, tuple[tuple[str, Any], ...]] = {
     "maxpool": (("kernel_size", None), ("stride", 1), ("kernel_height", SQUARE), ("kernel_width", SQUARE),
                 ("padding", 0)),
     "batchnorm": (("num_features", None), ("weight", WEIGHT), ("bias", BIAS)),
-    # CMU 11-785's RNNCell(input_size, hidden_size); Deep Learning from Scratch 2's RNN(Wx, Wh, b)
+    # CMU 11-785's RNNCell(input_size, hidden_size); Deep Learning from Scratch 2's RNN(Wx, Wh, b), LSTM(Wx, Wh, b)
     "rnn_step": (("input_size", None), ("hidden_size", None), ("weight_ih", WEIGHT_IH), ("weight_hh", WEIGHT_HH),
                  ("bias", BIAS), ("bias_ih", BIAS_IH), ("bias_hh", BIAS_HH)),
+    "lstm_step": (("input_size", None), ("hidden_size", None), ("weight_ih", WEIGHT_IH), ("weight_hh", WEIGHT_HH),
+                  ("bias", BIAS), ("bias_ih", BIAS_IH), ("bias_hh", BIAS_HH)),
     # an optimiser made with its hyperparameters (Deep Learning from Scratch's Momentum(lr, momentum))
     "sgd_momentum": (("learning_rate", None), ("momentum", None)),
     "rmsprop": (("learning_rate", None), ("decay_rate", None)),
@@ -148,6 +151,7 @@ CARRIED = {"linear": {"in_features": ("weight",), "out_features": ("weight",)},
            "conv": {"in_channels": ("weight",), "out_channels": ("weight",), "kernel_size": ("weight",)},
            "batchnorm": {"num_features": ("weight", "bias")},
            "rnn_step": {"input_size": ("weight_ih",), "hidden_size": ("weight_ih", "weight_hh", "bias", "bias_ih")},
+           "lstm_step": {"input_size": ("weight_ih",), "hidden_size": ("weight_ih", "weight_hh", "bias", "bias_ih")},
            "maxpool": {"kernel_size": ("kernel_height", "kernel_width")}}
 
 

@@ -7,7 +7,8 @@ import torch
 
 from twinnet.grader.compare import Wrong, all_unchanged
 from twinnet.grader.kinds.base import Context, Kind, Quantities, _follows, _forward, _g, _pair, _single, _t
-from twinnet.grader.kinds.modules import _build, _caches_apart, _grads, _params_kept, _second_pass, _set_params
+from twinnet.grader.kinds.modules import (
+    _build, _caches_apart, _grads, _params_kept, _second_pass, _set_params)
 
 
 def _rnn_configs(rng, k):
@@ -39,52 +40,74 @@ def _rnn_cell(cfg, ctx: Context, arrays, dout, out_ref, grads_ref) -> Quantities
     """One step of a module's RNN cell, made with its sizes (CMU 11-785's ``RNNCell(input_size, hidden_size)``) or
     its parameters (``args``: Deep Learning from Scratch 2's ``RNN(Wx, Wh, b)``): ``forward(x, h_prev) -> h``, and
     ``backward(dh) -> (dx, dh_prev)`` from what it kept, or, with ``backward = "states"``, ``backward(dh, h, x,
-    h_prev)`` given the states again (CMU's). Its parameters are ``weight_ih``, ``weight_hh`` and ``bias``, or two
-    biases, ``bias_ih`` and ``bias_hh``, that add up to the reference's one (each then has its gradient)."""
+    h_prev)`` given the states again (CMU's)."""
     x, h_prev, wx, wh, b = arrays
+    return _cell(cfg, ctx, x, (h_prev,), (wx, wh, b), lambda xt, ht, *w: (torch.tanh(xt @ w[0] + ht @ w[1] + w[2]),),
+                 dout, ("out",), ("dx", "dh_prev"))
+
+
+def _cell(cfg, ctx: Context, x, states: tuple, weights: tuple, compute, dout, outs: tuple, grads_out: tuple,
+          check_out=None) -> Quantities:
+    """A module's recurrent cell, one step: ``forward(x, *states)`` gives ``outs`` (``compute``'s, on torch tensors
+    of x, the states and the weights Wx (D, kH), Wh (H, kH), b (kH,)), and ``backward(*douts)`` the gradients
+    ``grads_out`` of x and the states; ``dout`` holds the outputs' upstream gradients side by side, (N, H) each.
+    Its parameters are ``weight_ih``, ``weight_hh`` and ``bias``, or two biases, ``bias_ih`` and ``bias_hh``, that
+    add up to the reference's one (each then has its gradient), stored (in, out) by ``weight = "in_out"``, else
+    torch's (out, in); ``grad = "mean"`` averages their gradients over the batch. ``check_out(out)`` may name what
+    the first output follows (an LSTM's gate order)."""
+    wx, wh, b = weights
     in_out = ctx.entry.get("weight", "out_in") == "in_out"
     table = ctx.entry.get("params")
     split = ("bias_ih" in table) if isinstance(table, dict) else True  # torch's names: two biases
     values = {"weight_ih": wx if in_out else wx.T.copy(), "weight_hh": wh if in_out else wh.T.copy()}
     if split:
-        values["bias_ih"] = ctx.rng.standard_normal(cfg["h"]) / 2
+        values["bias_ih"] = ctx.rng.standard_normal(b.shape) / 2
         values["bias_hh"] = b - values["bias_ih"]
     else:
         values["bias"] = b
     layer = _build(ctx, "class", cfg["d"], cfg["h"])
     _set_params(ctx, layer, {k: v.copy() for k, v in values.items()})
-    name = ctx.entry["class"]
-
-    def run(dh: np.ndarray, what: str = ""):
-        xs, hs = x.copy(), h_prev.copy()
-        out = ctx.call(layer.forward, xs, hs, what=f"{name}.forward{what}")
-        all_unchanged(("x", "h_prev"), (x, h_prev), (xs, hs))
-        if ctx.entry.get("backward", "dout") == "states":  # backward(delta, h_t, h_prev_l, h_prev_t): CMU's order
-            result = ctx.call(layer.backward, dh.copy(), out_ref.copy(), x.copy(), h_prev.copy(),
-                              what=f"{name}.backward{what}")
-        else:
-            result = ctx.call(layer.backward, dh.copy(), what=f"{name}.backward{what}")
-        return out, result
-
-    out, result = run(dout)
-    dx, dh_prev = _pair(result, f"{name}.backward", 2)
-    _params_kept(ctx, layer, values)
-    grads = _grads(ctx, layer)
+    name, h = ctx.entry["class"], cfg["h"]
+    names = ("x", *(g[1:] for g in grads_out[1:]))  # x, h_prev (, c_prev)
     scale = 1 / cfg["n"] if ctx.entry.get("grad", "sum") == "mean" else 1.0  # CMU's, averaged over the batch
 
-    def grads_of(dh: np.ndarray) -> dict:  # the parameters' gradients for an upstream gradient dh, as stored
-        ts = [_t(a) for a in arrays]
-        (torch.tanh(ts[0] @ ts[2] + ts[1] @ ts[3] + ts[4]) * torch.from_numpy(dh)).sum().backward()
-        gwx, gwh, gb = (_g(t) * scale for t in ts[2:])
-        return {"weight_ih": gwx if in_out else gwx.T, "weight_hh": gwh if in_out else gwh.T,
-                **({"bias_ih": gb, "bias_hh": gb} if split else {"bias": gb})}
+    def reference(d: np.ndarray) -> tuple[list, list, dict]:
+        """The outputs, the gradients of x and the states, and the parameters' (as stored) for upstream ``d``."""
+        ts = [_t(a) for a in (x, *states, wx, wh, b)]
+        results = compute(*ts)
+        sum(r * torch.from_numpy(d[:, i * h:(i + 1) * h]) for i, r in enumerate(results)).sum().backward()
+        gwx, gwh, gb = (_g(t) * scale for t in ts[-3:])
+        return ([r.detach().numpy() for r in results], [_g(t) for t in ts[:-3]],
+                {"weight_ih": gwx if in_out else gwx.T, "weight_hh": gwh if in_out else gwh.T,
+                 **({"bias_ih": gb, "bias_hh": gb} if split else {"bias": gb})})
 
-    first = grads_of(dout)
-    got = {"out": (out, [out_ref]), "dx": (dx, [grads_ref[0]]), "dh_prev": (dh_prev, [grads_ref[1]]),
-           **{f"d{k}": (grads.get(k), [r]) for k, r in first.items()}}
+    out_ref, inputs_ref, first = reference(dout)
+
+    def run(d: np.ndarray, what: str = ""):
+        given = [x.copy(), *(s.copy() for s in states)]
+        result = ctx.call(layer.forward, *given, what=f"{name}.forward{what}")
+        all_unchanged(names, (x, *states), given)
+        douts = [d[:, i * h:(i + 1) * h].copy() for i in range(len(outs))]
+        if ctx.entry.get("backward", "dout") == "states":  # backward(delta, h_t, h_prev_l, h_prev_t): CMU's order
+            back = ctx.call(layer.backward, *douts, out_ref[0].copy(), x.copy(), *(s.copy() for s in states),
+                            what=f"{name}.backward{what}")
+        else:
+            back = ctx.call(layer.backward, *douts, what=f"{name}.backward{what}")
+        return result, back
+
+    result, back = run(dout)
+    got = list(_forward(result, f"{name}.forward", len(outs))) if len(outs) > 1 else [result]
+    if check_out is not None:
+        check_out(got[0])
+    gradients = _pair(back, f"{name}.backward", len(grads_out))
+    _params_kept(ctx, layer, values)
+    grads = _grads(ctx, layer)
+    quantities = {**{k: (v, [r]) for k, v, r in zip(outs, got, out_ref)},
+                  **{k: (v, [r]) for k, v, r in zip(grads_out, gradients, inputs_ref)},
+                  **{f"d{k}": (grads.get(k), [r]) for k, r in first.items()}}
     # a cell's backward runs once a time step: where the convention sums the gradients over calls, it is told
-    return {**got, **_second_pass(ctx, layer, x, first, grads_of, dout.shape,
-                                  run=lambda dh: run(dh, " (a second pass)"))}
+    return {**quantities, **_second_pass(ctx, layer, x, first, lambda d: reference(d)[2], dout.shape,
+                                         run=lambda d: run(d, " (a second pass)"))}
 
 
 def _rnn(cfg, ctx: Context) -> Quantities:
@@ -154,6 +177,17 @@ def _other_gate_order(theirs, order: str, compute, *, c0=None) -> None:
 
 def _lstm_step(cfg, ctx: Context) -> Quantities:
     x, h, wx, wh, b, c = _lstm_tensors(cfg, ctx.rng, None)
+    if ctx.convention["style"] == "module":  # Deep Learning from Scratch 2's LSTM(Wx, Wh, b): its gates f, g, i, o
+        order = ctx.entry.get("gates", "ifgo")
+        dout = ctx.rng.standard_normal((cfg["n"], 2 * cfg["h"]))  # the next h's upstream gradient, then the next c's
+
+        def named(out):
+            with torch.no_grad():
+                ts = [_t(a) for a in (x, h, c, wx, wh, b)]
+                _other_gate_order(out, order, lambda other: _lstm_cell(*ts, other)[0].numpy())
+
+        return _cell(cfg, ctx, x, (h, c), (wx, wh, b), lambda *ts: _lstm_cell(*ts, order), dout,
+                     ("next_h", "next_c"), ("dx", "dh_prev", "dc_prev"), check_out=named)
     arrays = (x, h, c, wx, wh, b)  # the call's order: x, prev_h, prev_c, Wx, Wh, b
     ts = [_t(a) for a in arrays]
     next_h, next_c = _lstm_cell(ts[0], ts[1], ts[2], ts[3], ts[4], ts[5], ctx.entry.get("gates", "ifog"))
@@ -242,7 +276,7 @@ def _word_embedding(cfg, ctx: Context) -> Quantities:
 KINDS = (
     Kind("rnn_step", "RNN step", ("forward", "backward"), ("class",), _rnn_configs, _rnn_step),
     Kind("rnn", "RNN over time", ("forward", "backward"), (), _rnn_configs, _rnn),
-    Kind("lstm_step", "LSTM step", ("forward", "backward"), (), _rnn_configs, _lstm_step),
+    Kind("lstm_step", "LSTM step", ("forward", "backward"), ("class",), _rnn_configs, _lstm_step),
     Kind("lstm", "LSTM over time", ("forward", "backward"), (), _rnn_configs, _lstm),
     Kind("word_embedding", "word embedding", ("forward", "backward"), (), _embedding_configs, _word_embedding),
 )
