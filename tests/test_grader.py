@@ -297,7 +297,7 @@ def test_a_functional_dropout_not_inverted_is_graded_under_inverted_false(tmp_pa
     assert row.passed == 0 and "an inverted dropout, where this convention's" in row.first_failure
 
 
-CELLS = STUDENTS / "recurrent_cells" / "cells.py"
+CMU_RNN_CELL = STUDENTS / "recurrent_cells" / "rnn_cell.py"
 CMU_CELL = """style = "module"
 grads = "accumulate"
 [layers.rnn_step]
@@ -344,16 +344,51 @@ def test_an_rnn_cell_class_is_graded_by_its_courses_names_layouts_and_backward(t
     from its cache) pass against torch's tanh cell, and the book's LSTM(Wx, Wh, b), gates f, g, i, o, against
     torch's cell in that order; a mistake in any fails the quantity it touches, a gate order is named."""
     (tmp_path / "spec.toml").write_text(spec)
-    text = CELLS.read_text()
+    if spec is CMU_CELL:
+        files = [tmp_path / "rnn_cell.py"]
+        shutil.copy(CMU_RNN_CELL, files[0])
+    else:
+        shutil.copytree(STUDENTS / "dlfs2" / "common", tmp_path / "common")
+        files = [tmp_path / "common" / f for f in ("time_layers.py", "functions.py", "np.py", "config.py")]
+    text = files[0].read_text()
     if old is not None:
         assert text.count(old) == 1
-        text = text.replace(old, new)
-    (tmp_path / "cells.py").write_text(text)
-    row = grade([tmp_path / "cells.py"], resolve_convention(None, tmp_path / "spec.toml"), configs=3).rows[0]
+        files[0].write_text(text.replace(old, new))
+    row = grade(files, resolve_convention(None, tmp_path / "spec.toml"), configs=3).rows[0]
     if told is None:
         assert row.passed == row.total >= 6 and row.skipped == 0, row.failures
     else:
         assert row.passed < row.total and told in " ".join(row.failures), row.failures
+
+
+DLFS2 = [STUDENTS / "dlfs2" / "common" / f for f in ("layers.py", "time_layers.py", "functions.py", "np.py", "config.py")]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_deep_learning_from_scratch_2s_layers_pass_under_the_dlfs2_convention(seed):
+    """The second book's API: params and grads as lists (Affine(W, b), RNN(Wx, Wh, b), LSTM(Wx, Wh, b) with its
+    gates f, g, i, o), the book's Dropout and loss, and common.np's star import of NumPy resolved among the files
+    given: every configuration of every layer passes."""
+    report = grade(DLFS2, resolve_convention("dlfs2", None), seed=seed, configs=3)
+    assert report.ok, [r.first_failure for r in report.rows if r.first_failure]
+    assert set(_rows(report)) == set(resolve_convention("dlfs2", None)["layers"])
+    assert all(r.passed == r.total >= 3 and r.skipped == 0 for r in report.rows)
+
+
+@pytest.mark.parametrize("file, kind, old, new, told", [
+    ("layers.py", "linear", "self.grads[0][...] = self.x.T @ dout", "self.grads[0] = self.x.T @ dout * 2", "dw"),
+    ("time_layers.py", "lstm_step", "f, g, i, o = A[:, :H], A[:, H:2 * H], A[:, 2 * H:3 * H], A[:, 3 * H:]",
+     "i, f, g, o = A[:, :H], A[:, H:2 * H], A[:, 2 * H:3 * H], A[:, 3 * H:]", "in the order ifgo"),
+])
+def test_a_mistake_in_a_deep_learning_from_scratch_2_layer_fails_that_layer_alone(tmp_path, file, kind, old, new,
+                                                                                   told):
+    shutil.copytree(STUDENTS / "dlfs2" / "common", tmp_path / "common")
+    path = tmp_path / "common" / file
+    assert path.read_text().count(old) == 1
+    path.write_text(path.read_text().replace(old, new))
+    rows = _rows(grade([tmp_path / "common" / p.name for p in DLFS2], resolve_convention("dlfs2", None), configs=2))
+    assert rows[kind].passed < rows[kind].total and told in " ".join(rows[kind].failures), rows[kind].failures
+    assert all(r.passed == r.total for k, r in rows.items() if k != kind), {k: r.first_failure for k, r in rows.items()}
 
 
 @pytest.mark.parametrize("table, message", [

@@ -155,9 +155,11 @@ def _parser() -> argparse.ArgumentParser:
                    "probabilities into the loss), uva-elu (uva from 2022: ELU for ReLU), uva-leaky (uva in 2019: leaky ReLU, "
                    "its slope an argument of the layer and the MLP), cs324 (modules, W (in, out), softmax fused into the loss, one-hot "
                    "targets), torch (twinnet.numpy_nn's own protocol), eecs498 (cs231n's layers as static methods of "
-                   "classes, on torch tensors; pass the course's a3_helper.py too) or dlfs (the book Deep Learning "
-                   "from Scratch's common/layers.py: Affine(W, b), Convolution, Pooling, BatchNormalization, "
-                   "SoftmaxWithLoss; pass its common/functions.py and util.py too)")
+                   "classes, on torch tensors; pass the course's a3_helper.py too), dlfs (the book Deep Learning "
+                   "from Scratch's common/layers.py: Affine(W, b), Convolution, Pooling, BatchNormalization, Dropout, "
+                   "SoftmaxWithLoss; pass its common/functions.py and util.py too) or dlfs2 (its second volume's "
+                   "common/layers.py and time_layers.py: params and grads lists, Affine, Sigmoid, Dropout, "
+                   "SoftmaxWithLoss, RNN, LSTM; pass its common/functions.py, np.py and config.py too)")
     c.add_argument("--spec", type=_path, default=None, metavar="SPEC.toml",
                    help="a convention of your own, in the built-in ones' schema, or one of them with a few "
                    "changes (base = \"cs231n\" and only the tables that differ; see the README)")

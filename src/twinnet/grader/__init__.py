@@ -287,14 +287,18 @@ def _watchdog(label: str):
 
 
 def _convention_submitted(convention: dict, submission) -> str | None:
-    """Another built-in convention of the same style whose every required name the files define (a UvA 2019
-    submission's LeakyReLUModule graded as ``uva``), for the hint beside a missing name; None if none."""
+    """Another built-in convention of the same style whose every required name the files define, one of them a name
+    this convention does not use (a UvA 2019 submission's LeakyReLUModule graded as ``uva``), for the hint beside a
+    missing name; None if none. (One whose names are all this one's, as the second Deep Learning from Scratch
+    book's Affine and Sigmoid are the first's, says nothing about the files.)"""
+    ours = {entry[k] for kind, entry in convention["layers"].items() if kind in KINDS
+            for k in KINDS[kind].needs(convention["style"]) if isinstance(entry.get(k), str)}
     for name, other in BUILT_IN.items():
         if name == convention.get("name") or other["style"] != convention["style"]:
             continue
         needed = [entry[k] for kind, entry in other["layers"].items() if not entry.get("optional", False)
                   for k in KINDS[kind].needs(other["style"])]
-        if needed and all(submission.get(n) is not None for n in needed):
+        if needed and all(submission.get(n) is not None for n in needed) and set(needed) - ours:
             return name
     return None
 

@@ -211,7 +211,29 @@ DLFS: dict[str, Any] = {
     },
 }
 
-BUILT_IN = {c["name"]: c for c in (CS231N, UVA, UVA_ELU, UVA_LEAKY, CS324, TORCH, EECS498, DLFS)}
+# Deep Learning from Scratch 2 (Koki Saito, O'Reilly Japan): common/layers.py and common/time_layers.py, each layer's
+# params and grads lists (the gradients written into grads' arrays in place), its RNN and LSTM cells made with their
+# parameters, the LSTM's gates f, g, i, o
+_LISTS = {"params": {"weight": "params.0", "bias": "params.1"}, "grads": {"weight": "grads.0", "bias": "grads.1"}}
+_CELL_LISTS = {"args": ["weight_ih", "weight_hh", "bias"], "weight": "in_out",
+               "params": {"weight_ih": "params.0", "weight_hh": "params.1", "bias": "params.2"},
+               "grads": {"weight_ih": "grads.0", "weight_hh": "grads.1", "bias": "grads.2"}}
+DLFS2: dict[str, Any] = {
+    "name": "dlfs2",
+    "style": "module",
+    "params": "dict",
+    "grads": "overwrite",
+    "layers": {
+        "linear": {"class": "Affine", "args": ["weight", "bias"], "weight": "in_out", "bias": "flat", **_LISTS},
+        "sigmoid": {"class": "Sigmoid"},
+        "dropout": {**DLFS["layers"]["dropout"]},
+        "softmax_cross_entropy": {**DLFS["layers"]["softmax_cross_entropy"]},
+        "rnn_step": {"class": "RNN", **_CELL_LISTS, "optional": True},
+        "lstm_step": {"class": "LSTM", **_CELL_LISTS, "gates": "fgio", "optional": True},
+    },
+}
+
+BUILT_IN = {c["name"]: c for c in (CS231N, UVA, UVA_ELU, UVA_LEAKY, CS324, TORCH, EECS498, DLFS, DLFS2)}
 
 _CHOICES = {"weight": ("in_out", "out_in", "any"), "bias": ("flat", "row", "column", "any"), "running_var": ("biased", "unbiased"),
             "momentum": ("keep", "update"), "input": ("logits", "probabilities"), "target": ("labels", "one_hot"),
