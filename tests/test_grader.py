@@ -364,6 +364,42 @@ def test_an_rnn_cell_class_is_graded_by_its_courses_names_layouts_and_backward(t
 DLFS2 = [STUDENTS / "dlfs2" / "common" / f for f in ("layers.py", "time_layers.py", "functions.py", "np.py", "config.py")]
 
 
+def test_real_readers_rnn_files_are_graded_as_their_code_deserves(tmp_path, capsys):
+    """From a helper's grading of real readers' files: a file's own sys.path.append("..") (the folder above common/)
+    does not make the book's common/ an installed package, so a missing common.sampler is left out with a warning
+    and the layers are graded; an import of the course's own package not given is not told to pip install it;
+    CMU's starter's dW += None is told as a placeholder; a cell reading its square W_hh the other way round is named;
+    a class made with arrays shows their shapes, not their values."""
+    common = tmp_path / "common"
+    shutil.copytree(STUDENTS / "dlfs2" / "common", common)
+    layers = common / "layers.py"
+    layers.write_text('import sys\nsys.path.append("..")\nfrom common.sampler import UnigramSampler\n' +
+                      layers.read_text())
+    assert main(["check", *(str(common / p.name) for p in DLFS2), "--convention", "dlfs2", "--only", "linear"]) == 0
+    captured = capsys.readouterr()
+    assert "No module named 'common.sampler'" in captured.err and "| linear (affine) | 10/10 |" in captured.out
+    cell = tmp_path / "mytorch" / "rnn_cell.py"
+    cell.parent.mkdir()
+    source = CMU_RNN_CELL.read_text()
+    start, end = source.index("class Tanh:"), source.index("class RNNCell")
+    cell.write_text("from mytorch.nn.activation import Tanh\n" + source[:start] + source[end:])
+    (tmp_path / "cmu.toml").write_text(CMU_CELL)
+    row = grade([cell], resolve_convention(None, tmp_path / "cmu.toml"), configs=1).rows[0]
+    assert "mytorch.nn is the course's own (mytorch/ holds the files given), not a package to install" in \
+        row.first_failure and "pip install" not in row.first_failure, row.first_failure
+    for old, new, told in [("self.dW_hh += dz.T @ h_prev_t / n", "self.dW_hh += None",
+                            "a starter's placeholder, such as dW += None, left unfilled?"),
+                           ("h_prev_t @ self.W_hh.T", "h_prev_t @ self.W_hh",
+                            "forward reads weight_hh transposed (the convention stores it (out, in): h @ W.T)")]:
+        cell.write_text(source.replace(old, new))
+        row = grade([cell], resolve_convention(None, tmp_path / "cmu.toml"), configs=1).rows[0]
+        assert told in row.first_failure, row.first_failure
+    (tmp_path / "affine.py").write_text("class Affine:\n    def __init__(self, W, b):\n"
+                                        "        raise ValueError('no')\n")
+    row = grade([tmp_path / "affine.py"], resolve_convention("dlfs2", None), only=["linear"], configs=1).rows[0]
+    assert "Affine(<array of shape (3, 3)>, <array of shape (3,)>) raised ValueError: no" in row.first_failure
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_deep_learning_from_scratch_2s_layers_pass_under_the_dlfs2_convention(seed):
     """The second book's API: params and grads as lists (Affine(W, b), RNN(Wx, Wh, b), LSTM(Wx, Wh, b) with its

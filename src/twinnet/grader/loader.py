@@ -267,7 +267,7 @@ def _load_error(e: BaseException, path: Path, files: list[Path], unresolved: boo
         what += left_out_note([e.name], files)
     advice = ""
     if unresolved:
-        advice = "; " + _unresolved_advice(_public(e.name))
+        advice = "; " + _unresolved_advice(_public(e.name), files)
     elif isinstance(e, TimeLimit):
         advice = ("; a file graded is imported, so work at its top level runs then: an endless loop, or training "
                   "or a test run there, belongs under `if __name__ == \"__main__\":`")
@@ -277,9 +277,14 @@ def _load_error(e: BaseException, path: Path, files: list[Path], unresolved: boo
     return TwinnetError(f"{path.name} cannot be loaded: {what}" + (f" ({where})" if where else "") + advice)
 
 
-def _unresolved_advice(missing: str) -> str:
-    """What to do about an import of a module neither installed nor among the files given."""
+def _unresolved_advice(missing: str, files: list[Path] = ()) -> str:
+    """What to do about an import of a module neither installed nor among the files given (of a folder the files
+    lie in, as mytorch/ of mytorch/rnn_cell.py: the course's own package, not one to install)."""
     package = missing.split(".")[0]
+    if package and any(package in Path(f).absolute().parent.parts for f in files):
+        return (f"{missing} is the course's own ({package}/ holds the files given), not a package to install: pass "
+                "its file too (for a course's package, every .py file of its folder), or remove the import if it "
+                "is unused")
     install = "" if missing.startswith(".") else f"install it if it is a package (pip install {package}), or "
     return (f"{missing} is neither installed nor among the files given: {install}pass its file too if it is the "
             "course's own (for a course's package, every .py file of its folder), or remove the import if it is unused")
@@ -308,7 +313,7 @@ def _leave_out(path: Path, node: ast.stmt, where: str, e: BaseException) -> set[
         return set()
     names = _bound(node)
     missing = getattr(e, "name", None)
-    advice = _unresolved_advice(_public(missing)) if missing else "pass what it imports too"
+    advice = _unresolved_advice(_public(missing), [path]) if missing else "pass what it imports too"
     LEFT_OUT.setdefault(path, {}).update({n: f"{told}; {advice}" for n in names})
     return set(names)
 
@@ -499,6 +504,11 @@ def _constant(node: ast.stmt) -> bool:
     return True
 
 
+# the import path as it was before any student's file ran: a file's own sys.path.append("..") (Deep Learning from
+# Scratch's readers put the folder above common/ there) makes no folder of the course's an installed package
+_PATH_BEFORE = list(sys.path)
+
+
 def _installed(name: str, folders: list[str]) -> bool:
     """Whether ``name``'s top-level package is installed here, not merely beside the student's files (numpy:
     yes; the course's own cs231n: no)."""
@@ -506,7 +516,7 @@ def _installed(name: str, folders: list[str]) -> bool:
     if top.startswith("twinnet_student_"):
         return False
     try:
-        return importlib.machinery.PathFinder.find_spec(top, [p for p in sys.path if p not in folders]) is not None
+        return importlib.machinery.PathFinder.find_spec(top, [p for p in _PATH_BEFORE if p not in folders]) is not None
     except (ImportError, ValueError):
         return False
 
@@ -650,5 +660,9 @@ def placeholder_hint(e: BaseException) -> str:
     if (isinstance(e, AttributeError) and text.startswith("'NoneType' object has no attribute")) or \
             (isinstance(e, TypeError) and text.startswith("'NoneType' object is not subscriptable")):
         return " (a value still None: a starter's placeholder, such as out = None, left unfilled?)"
+    if isinstance(e, TypeError) and ("output from dtype('O')" in text or
+                                     re.search(r"unsupported operand type\(s\) for .*'NoneType'", text)):
+        # CMU's starter: self.dW_ih += None  # TODO, or an array added to a None not yet computed
+        return " (an array and None in one sum: a starter's placeholder, such as dW += None, left unfilled?)"
     return ""
 

@@ -187,7 +187,8 @@ def _build(ctx: Context, key: str, *args):
                 if value != fixed:
                     raise NotApplicable(f"{name}={value!r}; {ctx.entry[key]}() takes no {name}, so it is {fixed!r}")
             args = args[:n]
-    layer = ctx.call(cls, *args, what=f"{ctx.entry[key]}({', '.join(map(repr, args))})")
+    shown = ", ".join(f"<array of shape {a.shape}>" if isinstance(a, np.ndarray) else repr(a) for a in args)
+    layer = ctx.call(cls, *args, what=f"{ctx.entry[key]}({shown})")
     if hasattr(layer, "double") and ctx.convention.get("params") == "attributes":
         ctx.call(layer.double, what=f"{ctx.entry[key]}.double")
     return layer

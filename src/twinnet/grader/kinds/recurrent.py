@@ -97,6 +97,13 @@ def _cell(cfg, ctx: Context, x, states: tuple, weights: tuple, compute, dout, ou
 
     result, back = run(dout)
     got = list(_forward(result, f"{name}.forward", len(outs))) if len(outs) > 1 else [result]
+    with torch.no_grad():  # a square weight read the other way round: named, as the linear layer's is
+        for which, (a, c) in (("weight_hh", (wx, wh.T)), ("weight_ih", (wx.T, wh))):
+            if a.shape == wx.shape and c.shape == wh.shape:
+                other = compute(*(_t(v, False) for v in (x, *states, a, c, b)))[0].numpy()
+                if _follows(got[0], other, out_ref[0]):
+                    layout, product = ("(in, out)", "h @ W") if in_out else ("(out, in)", "h @ W.T")
+                    raise Wrong(f"forward reads {which} transposed (the convention stores it {layout}: {product})")
     if check_out is not None:
         check_out(got[0])
     gradients = _pair(back, f"{name}.backward", len(grads_out))
