@@ -387,6 +387,14 @@ def test_real_readers_rnn_files_are_graded_as_their_code_deserves(tmp_path, caps
     row = grade([cell], resolve_convention(None, tmp_path / "cmu.toml"), configs=1).rows[0]
     assert "mytorch.nn is the course's own (mytorch/ holds the files given), not a package to install" in \
         row.first_failure and "pip install" not in row.first_failure, row.first_failure
+    far = tmp_path / "keras" / "course" / "hw3" / "students" / "cell.py"  # that name 3 levels up: not the course's
+    far.parent.mkdir(parents=True)
+    far.write_text("from keras.layers import Tanh\n" + source[:start] + source[end:])
+    row = grade([far], resolve_convention(None, tmp_path / "cmu.toml"), configs=1).rows[0]
+    assert "pip install keras" in row.first_failure and "keras is the course's own" not in row.first_failure
+    cell.write_text(source.replace("return dz @ self.W_ih, dz @ self.W_hh", "self.dx = dz @ self.W_ih"))
+    row = grade([cell], resolve_convention(None, tmp_path / "cmu.toml"), configs=1).rows[0]
+    assert row.first_failure.endswith("RNNCell.backward returned None"), row.first_failure  # no dx = "dx" hint
     for old, new, told in [("self.dW_hh += dz.T @ h_prev_t / n", "self.dW_hh += None",
                             "a starter's placeholder, such as dW += None, left unfilled?"),
                            ("h_prev_t @ self.W_hh.T", "h_prev_t @ self.W_hh",
@@ -412,7 +420,12 @@ def test_deep_learning_from_scratch_2s_layers_pass_under_the_dlfs2_convention(se
 
 
 @pytest.mark.parametrize("file, kind, old, new, told", [
-    ("layers.py", "linear", "self.grads[0][...] = self.x.T @ dout", "self.grads[0] = self.x.T @ dout * 2", "dw"),
+    ("layers.py", "linear", "self.grads[0][...] = self.x.T @ dout", "self.grads[0][...] = self.x.T @ dout * 2", "dw"),
+    ("layers.py", "linear", "self.grads[1][...] = dout.sum(axis=0)", "self.grads[1] = dout.sum(axis=0)",
+     "Affine.grads.1 is another object after backward than before: write the gradient into the array the list "
+     "holds, grads[1][...] = ..."),
+    ("time_layers.py", "rnn_step", "self.grads[2][...] = dt.sum(axis=0)", "self.grads = [x.T @ dt, h_prev.T @ dt, "
+     "dt.sum(axis=0)]", "RNN.grads.0 is another object after backward than before"),
     ("time_layers.py", "lstm_step", "f, g, i, o = A[:, :H], A[:, H:2 * H], A[:, 2 * H:3 * H], A[:, 3 * H:]",
      "i, f, g, o = A[:, :H], A[:, H:2 * H], A[:, 2 * H:3 * H], A[:, 3 * H:]", "in the order ifgo"),
 ])
@@ -438,6 +451,8 @@ def test_a_mistake_in_a_deep_learning_from_scratch_2_layer_fails_that_layer_alon
     ('[layers.dropout]\nclass = "Dropout"\ninverted = "no"\n', "inverted must be true or false"),
     ('[layers.linear]\nclass = "Affine"\nflatten = 1\n', "flatten must be true or false"),
     ('[layers.rnn_step]\nclass = "RNN"\nbackward = "cache"\n', "backward must be \"dout\""),
+    ('[layers.rnn_step]\nclass = "RNN"\ndx = "dx"\n', "unknown key(s) dx"),
+    ('[layers.lstm_step]\nclass = "LSTM"\nbackward = "states"\n', "backward = \"states\" is for an RNN cell's"),
     ('[layers.rnn_step]\nclass = "RNN"\nweight = "any"\n', "weight must be \"in_out\""),
     ('[layers.rnn_step]\nclass = "RNN"\nparams = {weight_ih = "a", weight_hh = "b", bias = "c"}\n'
      'grads = {weight_ih = "d", weight_hh = "e", bias_ih = "f", bias_hh = "g"}\n', "name the same parameters"),

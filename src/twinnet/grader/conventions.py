@@ -466,8 +466,12 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
                                + "; remove that table or check it with a spec of the other style")
         known = (*needed, *_OPTIONS.get(kind, ()), *(_MODULE_OPTIONS.get(kind, ()) if style == "module" else
                                                      _FUNCTIONAL_OPTIONS.get(kind, ())), "optional", "graded",
-                 *(("dx",) if style == "module" and kind != "mlp" else ()),
+                 *(("dx",) if style == "module" and kind not in ("mlp", "rnn_step", "lstm_step") else ()),
                  *(("loss_item",) if style == "module" and kind in _LOSSES else ()))
+        if kind == "lstm_step" and style == "module" and "backward" in entry:
+            raise TwinnetError(f"{where}: [layers.{kind}]: an LSTM cell's backward is given (dh, dc) and returns (dx, "
+                               "dh_prev, dc_prev); backward = \"states\" is for an RNN cell's (CMU 11-785's "
+                               "RNNCell.backward(delta, h_t, h_prev_l, h_prev_t)): remove backward")
         if unknown := [k for k in entry if k not in known]:
             hint = ""
             others = [*KINDS[kind].needs(other), *(_MODULE_OPTIONS if other == "module" else _FUNCTIONAL_OPTIONS)

@@ -281,7 +281,8 @@ def _unresolved_advice(missing: str, files: list[Path] = ()) -> str:
     """What to do about an import of a module neither installed nor among the files given (of a folder the files
     lie in, as mytorch/ of mytorch/rnn_cell.py: the course's own package, not one to install)."""
     package = missing.split(".")[0]
-    if package and any(package in Path(f).absolute().parent.parts for f in files):
+    near = {a.name for f in files for a in (Path(f).absolute().parent, *Path(f).absolute().parent.parents[:2])}
+    if package and package in near:  # the folders the loader imports by name: the file's and two above it
         return (f"{missing} is the course's own ({package}/ holds the files given), not a package to install: pass "
                 "its file too (for a course's package, every .py file of its folder), or remove the import if it "
                 "is unused")

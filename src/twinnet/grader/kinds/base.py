@@ -63,6 +63,9 @@ class Context:
     returned: dict[int, tuple[Any, Any]] = field(default_factory=dict)
     instances: dict[int, Any] = field(default_factory=dict)  # a class's one instance in this configuration
     made_with: tuple = ()  # what that instance is made with: the configuration's slope, where ``args`` says so
+    # a layer's gradient arrays reached in a list (Deep Learning from Scratch 2's ``self.grads = [dW, db]``), by the
+    # layer's id, as they were before its forward: a backward writes into them in place (``grads[0][...] = dW``)
+    gradient_arrays: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def find(self, key: str):
         """The student's function or class the convention names under ``key`` (a dotted name reaches into
@@ -106,8 +109,11 @@ class Context:
         the call; else what it returned."""
         path = self.entry.get("dx")
         owner = getattr(fn, "__self__", None)
-        if owner is None or getattr(fn, "__name__", "") not in ("backward", "derivative") or self.kind == "mlp":
-            return returned  # (an MLP's backward may return nothing: the grader reads its parameters' gradients)
+        if owner is None or getattr(fn, "__name__", "") not in ("backward", "derivative") or \
+                self.kind in ("mlp", "rnn_step", "lstm_step"):
+            # (an MLP's backward may return nothing: the grader reads its parameters' gradients; a recurrent
+            # cell's returns the gradients of its input and states together)
+            return returned
         if path is None:
             if returned is None and self.convention.get("style") == "module":
                 try:

@@ -255,6 +255,13 @@ class _Fields(MutableMapping):
                 raise KeyError(name)
         return owner, last
 
+    def listed(self, name: str) -> bool:
+        """Whether ``name``'s path ends in a list's entry (``grads.0``)."""
+        try:
+            return isinstance(self._owner(name)[0], list)
+        except KeyError:
+            return False
+
     def __getitem__(self, name: str):
         if name not in self.paths:
             raise KeyError(name)
@@ -338,6 +345,16 @@ def _set_params(ctx: Context, layer, values: dict) -> None:
             params[name].data = value.copy()
     if hasattr(layer, "zero_grad"):
         ctx.call(layer.zero_grad, what="zero_grad")
+    if isinstance(ctx.entry.get("grads"), dict):  # the arrays a backward must write into, where a list holds them
+        fields = _Fields(ctx, layer, ctx.entry["grads"])
+        arrays = {}
+        for name in fields.paths:
+            if fields.listed(name):
+                try:
+                    arrays[name] = fields[name]
+                except KeyError:
+                    continue  # told when the gradients are read
+        ctx.gradient_arrays[id(layer)] = arrays
 
 
 def _params_kept(ctx: Context, layer, values: dict) -> None:
@@ -377,6 +394,13 @@ def _grads(ctx: Context, layer) -> dict:
                 raise Wrong(f"{type(layer).__name__} has no attribute {path} after backward (the convention's "
                             f"gradient of {name})" + (f"; it set self.{instead}, another name to Python" if instead
                                                       else "")) from None
+            before = ctx.gradient_arrays.get(id(layer), {})
+            if name in before and value is not before[name]:
+                holder, _, place = path.rpartition(".")
+                raise Wrong(f"{type(layer).__name__}.{path} is another object after backward than before: write the "
+                            f"gradient into the array the list holds, {holder}[{place}][...] = ..., as the book's "
+                            "layers do (a model gathers its layers' gradient arrays once, when it is built, and would "
+                            "never see a new one)")
             if value is None and "." not in path and (other := _set_instead(layer, path)) is not None:
                 raise Wrong(f"{type(layer).__name__}.{path} is None after backward, which set self.{other} instead: "
                             f"the convention's gradient of {name} is self.{path} (Python tells the names apart)")
