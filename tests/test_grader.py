@@ -361,6 +361,77 @@ def test_an_rnn_cell_class_is_graded_by_its_courses_names_layouts_and_backward(t
         assert row.passed < row.total and told in " ".join(row.failures), row.failures
 
 
+CMU_GRU = """name = "cmu-gru-cell"
+style = "module"
+[layers.gru_step]
+class = "GRUCell"
+batched = false
+params = {""" + ", ".join(f'{p}_{s}{g} = "{p[0].upper() if p == "weight" else "b"}{g}{"x" if s == "i" else "h"}"'
+                          for p in ("weight", "bias") for s in "ih" for g in "rzn") + """}
+grads = {""" + ", ".join(f'{p}_{s}{g} = "d{p[0].upper() if p == "weight" else "b"}{g}{"x" if s == "i" else "h"}"'
+                         for p in ("weight", "bias") for s in "ih" for g in "rzn") + "}\n"
+STACKED_GRU = """import numpy as np
+class GRU:
+    def __init__(self, input_size, hidden_size):
+        h = hidden_size
+        self.weight_ih, self.weight_hh = np.zeros((3 * h, input_size)), np.zeros((3 * h, h))
+        self.bias_ih, self.bias_hh = np.zeros(3 * h), np.zeros(3 * h)
+    def forward(self, x, h):
+        H = h.shape[1]
+        gi, gh = x @ self.weight_ih.T + self.bias_ih, h @ self.weight_hh.T + self.bias_hh
+        sig = lambda a: 1 / (1 + np.exp(-a))
+        r, z = sig(gi[:, :H] + gh[:, :H]), sig(gi[:, H:2 * H] + gh[:, H:2 * H])
+        n = np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+        self.cache = (x, h, r, z, n, gh[:, 2 * H:])
+        return (1 - z) * n + z * h
+    def backward(self, dout):
+        x, h, r, z, n, hn = self.cache
+        dn = dout * (1 - z) * (1 - n ** 2)
+        dz = dout * (h - n) * z * (1 - z)
+        dr = dn * hn * r * (1 - r)
+        dgi, dgh = np.hstack([dr, dz, dn]), np.hstack([dr, dz, dn * r])
+        self.dweight_ih, self.dweight_hh = dgi.T @ x, dgh.T @ h
+        self.dbias_ih, self.dbias_hh = dgi.sum(axis=0), dgh.sum(axis=0)
+        return dgi @ self.weight_ih, dgh @ self.weight_hh + dout * z
+"""
+STACKED_SPEC = """name = "stacked-gru"
+style = "module"
+[layers.gru_step]
+class = "GRU"
+params = {weight_ih = "weight_ih", weight_hh = "weight_hh", bias_ih = "bias_ih", bias_hh = "bias_hh"}
+grads = {weight_ih = "dweight_ih", weight_hh = "dweight_hh", bias_ih = "dbias_ih", bias_hh = "dbias_hh"}
+"""
+
+
+@pytest.mark.parametrize("source, spec, old, new, told", [
+    ("gru", CMU_GRU, None, None, None),
+    ("gru", CMU_GRU, "self.r * self.hn)", "self.r * (self.Wnh @ h_prev_t) + self.bnh)", "out: relative error"),
+    ("gru", CMU_GRU, "dr = dn * self.hn * self.r", "dr = dn * (self.Wnh @ self.hidden) * self.r", "dx: relative"),
+    ("gru", CMU_GRU, "self.dWzh, self.dbzh = np.outer(dz, self.hidden), dz", "self.dWzh, self.dbzh = np.outer(dz, "
+     "self.hidden), dz\n        self.dWzx = self.dWzx + np.outer(dz, self.x) - np.outer(dz, self.x) * 2",
+     "dweight_iz: relative error"),
+    ("stacked", STACKED_SPEC, None, None, None),
+    ("stacked", STACKED_SPEC + 'gates = "zrn"\n', None, None, "out: relative error"),
+    ("stacked", STACKED_SPEC, "dgh.T @ h", "dgi.T @ h", "dweight_hh"),
+])
+def test_a_gru_cell_class_is_graded_per_gate_or_stacked(tmp_path, source, spec, old, new, told):
+    """Module style gru_step against torch's GRU equations (the reset gate on the hidden term with its bias): CMU
+    11-785's GRUCell, one sample's vectors (batched = false), a weight and a bias per gate and input (Wrx ... bnh);
+    and a batched cell of stacked weights, its gates' blocks in torch's order r, z, n (another order by gates).
+    Each passes; a mistake in either fails what it touches."""
+    text = (STUDENTS / "recurrent_cells" / "gru_cell.py").read_text() if source == "gru" else STACKED_GRU
+    if old is not None:
+        assert text.count(old) == 1
+        text = text.replace(old, new)
+    (tmp_path / "cell.py").write_text(text)
+    (tmp_path / "spec.toml").write_text(spec)
+    row = grade([tmp_path / "cell.py"], resolve_convention(None, tmp_path / "spec.toml"), configs=3).rows[0]
+    if told is None:
+        assert row.passed == row.total >= 6 and row.skipped == 0, row.failures
+    else:
+        assert row.passed < row.total and told in " ".join(row.failures), row.failures
+
+
 DLFS2 = [STUDENTS / "dlfs2" / "common" / f for f in ("layers.py", "time_layers.py", "functions.py", "np.py", "config.py")]
 
 
@@ -453,6 +524,10 @@ def test_a_mistake_in_a_deep_learning_from_scratch_2_layer_fails_that_layer_alon
     ('[layers.rnn_step]\nclass = "RNN"\nbackward = "cache"\n', "backward must be \"dout\""),
     ('[layers.rnn_step]\nclass = "RNN"\ndx = "dx"\n', "unknown key(s) dx"),
     ('[layers.lstm_step]\nclass = "LSTM"\nbackward = "states"\n', "backward = \"states\" is for an RNN cell's"),
+    ('[layers.gru_step]\nclass = "GRU"\ngates = "ifgo"\n', "gates must be the order of a GRU's gates r, z and n"),
+    ('[layers.gru_step]\nclass = "GRU"\nbatched = "no"\n', "batched must be true or false"),
+    ('[layers.gru_step]\nclass = "GRU"\nparams = {weight_ih = "a", weight_hh = "b", bias = "c"}\n'
+     'grads = {weight_ih = "d", weight_hh = "e", bias = "f"}\n', "or a weight and a bias per gate"),
     ('[layers.rnn_step]\nclass = "RNN"\nweight = "any"\n', "weight must be \"in_out\""),
     ('[layers.rnn_step]\nclass = "RNN"\nparams = {weight_ih = "a", weight_hh = "b", bias = "c"}\n'
      'grads = {weight_ih = "d", weight_hh = "e", bias_ih = "f", bias_hh = "g"}\n', "name the same parameters"),

@@ -264,8 +264,9 @@ _MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad", "flatten"), "co
                    "relu": ("derivative",), "sigmoid": ("derivative",), "tanh": ("derivative",), "mlp": ("args",),
                    "batchnorm": ("params", "grads", "args", "running", "eval_keyword", "train_keyword", "layout", "eps"),
                    "dropout": ("eval_keyword", "train_keyword"),
-                   "rnn_step": ("params", "grads", "args", "weight", "grad", "backward"),
-                   "lstm_step": ("params", "grads", "args", "weight", "grad"),
+                   "rnn_step": ("params", "grads", "args", "weight", "grad", "backward", "batched"),
+                   "lstm_step": ("params", "grads", "args", "weight", "grad", "batched"),
+                   "gru_step": ("params", "grads", "weight", "grad", "batched", "gates"),
                    "mse_loss": ("backward",), "l1_loss": ("backward",), "bce_loss": ("backward",),
                    "sgd_momentum": ("args",), "rmsprop": ("args", "eps"), "adam": ("args", "eps")}
 # ... and in the functional style: a linear layer whose samples are columns (x (D, N)) and whose weight gradients
@@ -278,7 +279,10 @@ _FUNCTIONAL_OPTIONS = {"linear": ("batch", "grad"), "conv": ("images",), "maxpoo
 _PARAMETERS = ("weight", "bias")  # the parameters of the kinds that take params/grads tables ...
 # ... but an RNN cell's: its two weights and a bias, or two biases (CMU's b_ih and b_hh, torch's)
 _CELL = (("weight_ih", "weight_hh", "bias"), ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-_PARAMETER_SETS = {"rnn_step": _CELL, "lstm_step": _CELL}
+# ... and a GRU cell's: stacked, its gates' blocks side by side (torch's), or a weight and a bias per gate (CMU's)
+_GRU = (("weight_ih", "weight_hh", "bias_ih", "bias_hh"),
+        tuple(f"{p}_{s}{g}" for p in ("weight", "bias") for s in "ih" for g in "rzn"))
+_PARAMETER_SETS = {"rnn_step": _CELL, "lstm_step": _CELL, "gru_step": _GRU}
 _LOSSES = ("softmax_cross_entropy", "mse_loss", "l1_loss", "bce_loss")  # the module style's loss classes
 _TOP = ("name", "base", "style", "arrays", "params", "grads", "layers")
 
@@ -308,7 +312,8 @@ def _check_module_options(kind: str, entry: dict[str, Any], where: str) -> None:
             d = "d" if key == "grads" else ""
             example = (f"{key} = {{weight = \"{d}W\", bias = \"{d}b\"}}" if kind not in _PARAMETER_SETS else
                        f"{key} = {{weight_ih = \"{d}W_ih\", weight_hh = \"{d}W_hh\", bias_ih = \"{d}b_ih\", bias_hh = "
-                       f"\"{d}b_hh\"}}, or one bias")
+                       f"\"{d}b_hh\"}}" + (", or a weight and a bias per gate" if kind == "gru_step" else
+                                               ", or one bias"))
             raise TwinnetError(f"{where}: {key} must be a table naming the attribute of each of "
                                f"{' or '.join(', '.join(names) for names in sets)} (e.g. {example}; a dotted path "
                                f"reaches into a member, or a list's entry: \"params.0\"), got {table!r}")
@@ -497,10 +502,19 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
         if not isinstance(entry.get("graded", True), bool):
             raise TwinnetError(f"{where}: [layers.{kind}] graded must be true or false (false: a layer the course "
                                f"gives, not the student's, left out unless --only names it), got {entry['graded']!r}")
+        if kind == "gru_step" and "gates" in entry:
+            if entry["gates"] not in ["".join(p) for p in permutations("rzn")]:
+                raise TwinnetError(f"{where}: [layers.{kind}] gates must be the order of a GRU's gates r, z and n in "
+                                   f"its stacked weights (\"rzn\": torch's), got {entry['gates']!r}")
+            if isinstance(entry.get("params"), dict) and "weight_ir" in entry["params"]:
+                raise TwinnetError(f"{where}: [layers.{kind}] gates orders stacked weights; a weight for each gate "
+                                   "(weight_ir, ...) has none: remove gates")
         for key, allowed in _CHOICES.items():
+            if kind == "gru_step" and key == "gates":
+                continue
             if key in entry and entry[key] not in allowed:
                 raise TwinnetError(f"{where}: [layers.{kind}] {key} must be one of {', '.join(allowed)}")
-        for key in ("fused", "derivative", "inverted", "flatten"):
+        for key in ("fused", "derivative", "inverted", "flatten", "batched"):
             if key in entry and not isinstance(entry[key], bool):
                 raise TwinnetError(f"{where}: [layers.{kind}] {key} must be true or false, got {entry[key]!r}")
         if "first_t" in entry and (isinstance(entry["first_t"], bool) or entry["first_t"] not in (1, 2)):

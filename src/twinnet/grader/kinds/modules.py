@@ -133,6 +133,7 @@ ARGUMENTS: dict[str, tuple[tuple[str, Any], ...]] = {
                  ("bias", BIAS), ("bias_ih", BIAS_IH), ("bias_hh", BIAS_HH)),
     "lstm_step": (("input_size", None), ("hidden_size", None), ("weight_ih", WEIGHT_IH), ("weight_hh", WEIGHT_HH),
                   ("bias", BIAS), ("bias_ih", BIAS_IH), ("bias_hh", BIAS_HH)),
+    "gru_step": (("input_size", None), ("hidden_size", None)),  # CMU 11-785's GRUCell(input_size, hidden_size)
     # an optimiser made with its hyperparameters (Deep Learning from Scratch's Momentum(lr, momentum))
     "sgd_momentum": (("learning_rate", None), ("momentum", None)),
     "rmsprop": (("learning_rate", None), ("decay_rate", None)),

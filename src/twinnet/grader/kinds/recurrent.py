@@ -17,6 +17,11 @@ def _rnn_configs(rng, k):
                          h=int(rng.integers(1, 6))) for _ in range(k)]
 
 
+def _cell_shaped(cfg: dict, entry: dict) -> dict:
+    """A configuration of one sample where a cell class takes unbatched vectors (``batched = false``)."""
+    return {**cfg, "n": 1} if entry.get("batched", True) is False else cfg
+
+
 def _rnn_tensors(cfg, rng, steps: int | None):
     shape = (cfg["n"], cfg["d"]) if steps is None else (cfg["n"], steps, cfg["d"])
     return (rng.standard_normal(shape), rng.standard_normal((cfg["n"], cfg["h"])),
@@ -42,54 +47,116 @@ def _rnn_cell(cfg, ctx: Context, arrays, dout, out_ref, grads_ref) -> Quantities
     ``backward(dh) -> (dx, dh_prev)`` from what it kept, or, with ``backward = "states"``, ``backward(dh, h, x,
     h_prev)`` given the states again (CMU's)."""
     x, h_prev, wx, wh, b = arrays
-    return _cell(cfg, ctx, x, (h_prev,), (wx, wh, b), lambda xt, ht, *w: (torch.tanh(xt @ w[0] + ht @ w[1] + w[2]),),
-                 dout, ("out",), ("dx", "dh_prev"))
+    # a square weight read the other way round: named, as the linear layer's is
+    other = [(which, w) for which, w in (("weight_hh", (wx, wh.T, b)), ("weight_ih", (wx.T, wh, b)))
+             if w[0].shape == wx.shape and w[1].shape == wh.shape]
+    return _cell(cfg, ctx, x, (h_prev,), (wx, wh, b), _ih_hh(ctx, b.shape),
+                 lambda xt, ht, *w: (torch.tanh(xt @ w[0] + ht @ w[1] + w[2]),), dout, ("out",), ("dx", "dh_prev"),
+                 transposed=other)
 
 
-def _cell(cfg, ctx: Context, x, states: tuple, weights: tuple, compute, dout, outs: tuple, grads_out: tuple,
-          check_out=None) -> Quantities:
-    """A module's recurrent cell, one step: ``forward(x, *states)`` gives ``outs`` (``compute``'s, on torch tensors
-    of x, the states and the weights Wx (D, kH), Wh (H, kH), b (kH,)), and ``backward(*douts)`` the gradients
-    ``grads_out`` of x and the states; ``dout`` holds the outputs' upstream gradients side by side, (N, H) each.
-    Its parameters are ``weight_ih``, ``weight_hh`` and ``bias``, or two biases, ``bias_ih`` and ``bias_hh``, that
-    add up to the reference's one (each then has its gradient), stored (in, out) by ``weight = "in_out"``, else
-    torch's (out, in); ``grad = "mean"`` averages their gradients over the batch. ``check_out(out)`` may name what
-    the first output follows (an LSTM's gate order)."""
-    wx, wh, b = weights
+def _ih_hh(ctx: Context, bias_shape):
+    """How an RNN's or an LSTM's weights Wx (D, kH), Wh (H, kH) and bias b (kH,) are stored in a cell class:
+    ``weight_ih``, ``weight_hh`` (in, out) by ``weight = "in_out"``, else torch's (out, in), and ``bias``, or two
+    biases ``bias_ih`` and ``bias_hh`` that add up to it (the grader splits it; each has its gradient): the
+    stored values, and their gradients, from the reference's."""
     in_out = ctx.entry.get("weight", "out_in") == "in_out"
     table = ctx.entry.get("params")
     split = ("bias_ih" in table) if isinstance(table, dict) else True  # torch's names: two biases
-    values = {"weight_ih": wx if in_out else wx.T.copy(), "weight_hh": wh if in_out else wh.T.copy()}
-    if split:
-        values["bias_ih"] = ctx.rng.standard_normal(b.shape) / 2
-        values["bias_hh"] = b - values["bias_ih"]
-    else:
-        values["bias"] = b
+    share = ctx.rng.standard_normal(bias_shape) / 2
+
+    def layout(w, grads: bool) -> dict:
+        wx, wh, b = w
+        stored = {"weight_ih": wx if in_out else wx.T, "weight_hh": wh if in_out else wh.T}
+        if not split:
+            return {**stored, "bias": b}
+        return {**stored, "bias_ih": b if grads else share, "bias_hh": b if grads else b - share}
+
+    return layout
+
+
+def _gru_layout(ctx: Context, h: int):
+    """How a GRU's weights Wx (D, 3H), Wh (H, 3H) and biases b_ih, b_hh (3H,), their blocks of H columns the gates
+    r, z and n, are stored in a cell class: stacked, ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``, their
+    blocks in the order ``gates`` gives (torch's "rzn"), or a weight and a bias for each gate, ``weight_ir`` ...
+    ``bias_hn`` (CMU 11-785's Wrx ... bnh); (in, out) by ``weight = "in_out"``, else torch's (out, in)."""
+    in_out = ctx.entry.get("weight", "out_in") == "in_out"
+    table = ctx.entry.get("params")
+    per_gate = isinstance(table, dict) and "weight_ir" in table
+    order = ctx.entry.get("gates", "rzn")
+
+    def layout(w, grads: bool) -> dict:
+        wx, wh, b_ih, b_hh = w
+        block = {g: slice(i * h, (i + 1) * h) for i, g in enumerate("rzn")}
+        turn = (lambda m: m) if in_out else (lambda m: m.T)  # noqa: E731
+        if per_gate:
+            return {**{f"weight_i{g}": turn(wx[:, block[g]]) for g in "rzn"},
+                    **{f"weight_h{g}": turn(wh[:, block[g]]) for g in "rzn"},
+                    **{f"bias_i{g}": b_ih[block[g]] for g in "rzn"}, **{f"bias_h{g}": b_hh[block[g]] for g in "rzn"}}
+        columns = np.concatenate([np.arange(h * "rzn".index(g), h * ("rzn".index(g) + 1)) for g in order])
+        return {"weight_ih": turn(wx[:, columns]), "weight_hh": turn(wh[:, columns]), "bias_ih": b_ih[columns],
+                "bias_hh": b_hh[columns]}
+
+    return layout
+
+
+def _gru_step(cfg, ctx: Context) -> Quantities:
+    """One step of a GRU cell class (torch's equations: r and z gates, n = tanh(x Wx_n + b_in + r * (h Wh_n +
+    b_hn)), h' = (1 - z) n + z h): ``forward(x, h_prev) -> h``, ``backward(dh) -> (dx, dh_prev)``; CMU 11-785's
+    ``GRUCell`` on unbatched vectors with ``batched = false``."""
+    n, d, h = cfg["n"], cfg["d"], cfg["h"]
+    rng = ctx.rng
+    x, h_prev = rng.standard_normal((n, d)), rng.standard_normal((n, h))
+    wx, wh = rng.standard_normal((d, 3 * h)) / 2, rng.standard_normal((h, 3 * h)) / 2
+    b_ih, b_hh = rng.standard_normal(3 * h) / 2, rng.standard_normal(3 * h) / 2
+    dout = rng.standard_normal((n, h))
+
+    def compute(xt, ht, wxt, wht, bi, bh):
+        gi, gh = xt @ wxt + bi, ht @ wht + bh
+        r = torch.sigmoid(gi[:, :h] + gh[:, :h])
+        z = torch.sigmoid(gi[:, h:2 * h] + gh[:, h:2 * h])
+        new = torch.tanh(gi[:, 2 * h:] + r * gh[:, 2 * h:])
+        return ((1 - z) * new + z * ht,)
+
+    return _cell(cfg, ctx, x, (h_prev,), (wx, wh, b_ih, b_hh), _gru_layout(ctx, h), compute, dout, ("out",),
+                 ("dx", "dh_prev"))
+
+
+def _cell(cfg, ctx: Context, x, states: tuple, weights: tuple, layout, compute, dout, outs: tuple,
+          grads_out: tuple, check_out=None, transposed=()) -> Quantities:
+    """A module's recurrent cell, one step: ``forward(x, *states)`` gives ``outs`` (``compute``'s, on torch tensors
+    of x, the states and the ``weights``), and ``backward(*douts)`` the gradients ``grads_out`` of x and the states;
+    ``dout`` holds the outputs' upstream gradients side by side, (N, H) each. ``layout(weights, grads)`` gives the
+    parameters as the class stores them, by the convention's names, and their gradients (``grads``) from the
+    reference's; ``grad = "mean"`` averages those over the batch; ``batched = false`` gives the class one sample's
+    vectors, (D,) and (H,) (CMU's GRUCell). ``check_out(out)`` may name what the first output follows (an LSTM's gate
+    order), as may ``transposed``, (name, weights) of a square weight read the other way round."""
+    values = {k: np.array(v, copy=True) for k, v in layout(weights, False).items()}
     layer = _build(ctx, "class", cfg["d"], cfg["h"])
     _set_params(ctx, layer, {k: v.copy() for k, v in values.items()})
     name, h = ctx.entry["class"], cfg["h"]
     names = ("x", *(g[1:] for g in grads_out[1:]))  # x, h_prev (, c_prev)
     scale = 1 / cfg["n"] if ctx.entry.get("grad", "sum") == "mean" else 1.0  # CMU's, averaged over the batch
+    one = (lambda a: a[0]) if ctx.entry.get("batched", True) is False else (lambda a: a)  # noqa: E731
 
     def reference(d: np.ndarray) -> tuple[list, list, dict]:
         """The outputs, the gradients of x and the states, and the parameters' (as stored) for upstream ``d``."""
-        ts = [_t(a) for a in (x, *states, wx, wh, b)]
+        ts = [_t(a) for a in (x, *states, *weights)]
         results = compute(*ts)
         sum(r * torch.from_numpy(d[:, i * h:(i + 1) * h]) for i, r in enumerate(results)).sum().backward()
-        gwx, gwh, gb = (_g(t) * scale for t in ts[-3:])
-        return ([r.detach().numpy() for r in results], [_g(t) for t in ts[:-3]],
-                {"weight_ih": gwx if in_out else gwx.T, "weight_hh": gwh if in_out else gwh.T,
-                 **({"bias_ih": gb, "bias_hh": gb} if split else {"bias": gb})})
+        k = len(weights)
+        return ([one(r.detach().numpy()) for r in results], [one(_g(t)) for t in ts[:-k]],
+                {key: np.array(v) * scale for key, v in layout([_g(t) for t in ts[-k:]], True).items()})
 
     out_ref, inputs_ref, first = reference(dout)
 
     def run(d: np.ndarray, what: str = ""):
-        given = [x.copy(), *(s.copy() for s in states)]
+        given = [one(x).copy(), *(one(s).copy() for s in states)]
         result = ctx.call(layer.forward, *given, what=f"{name}.forward{what}")
-        all_unchanged(names, (x, *states), given)
-        douts = [d[:, i * h:(i + 1) * h].copy() for i in range(len(outs))]
+        all_unchanged(names, (one(x), *(one(s) for s in states)), given)
+        douts = [one(d[:, i * h:(i + 1) * h]).copy() for i in range(len(outs))]
         if ctx.entry.get("backward", "dout") == "states":  # backward(delta, h_t, h_prev_l, h_prev_t): CMU's order
-            back = ctx.call(layer.backward, *douts, out_ref[0].copy(), x.copy(), *(s.copy() for s in states),
+            back = ctx.call(layer.backward, *douts, out_ref[0].copy(), one(x).copy(), *(one(s).copy() for s in states),
                             what=f"{name}.backward{what}")
         else:
             back = ctx.call(layer.backward, *douts, what=f"{name}.backward{what}")
@@ -97,16 +164,18 @@ def _cell(cfg, ctx: Context, x, states: tuple, weights: tuple, compute, dout, ou
 
     result, back = run(dout)
     got = list(_forward(result, f"{name}.forward", len(outs))) if len(outs) > 1 else [result]
-    with torch.no_grad():  # a square weight read the other way round: named, as the linear layer's is
-        for which, (a, c) in (("weight_hh", (wx, wh.T)), ("weight_ih", (wx.T, wh))):
-            if a.shape == wx.shape and c.shape == wh.shape:
-                other = compute(*(_t(v, False) for v in (x, *states, a, c, b)))[0].numpy()
-                if _follows(got[0], other, out_ref[0]):
-                    layout, product = ("(in, out)", "h @ W") if in_out else ("(out, in)", "h @ W.T")
-                    raise Wrong(f"forward reads {which} transposed (the convention stores it {layout}: {product})")
+    with torch.no_grad():
+        for which, other in transposed:
+            if _follows(got[0], one(compute(*(_t(v, False) for v in (x, *states, *other)))[0].numpy()), out_ref[0]):
+                stored, product = ("(in, out)", "h @ W") if ctx.entry.get("weight") == "in_out" else \
+                    ("(out, in)", "h @ W.T")
+                raise Wrong(f"forward reads {which} transposed (the convention stores it {stored}: {product})")
     if check_out is not None:
         check_out(got[0])
     gradients = _pair(back, f"{name}.backward", len(grads_out))
+    if ctx.entry.get("batched", True) is False:  # one sample's gradient given as a row, (1, D): the same values
+        gradients = [np.reshape(g, r.shape) if isinstance(g, np.ndarray) and g.size == r.size else g
+                     for g, r in zip(gradients, inputs_ref)]
     _params_kept(ctx, layer, values)
     grads = _grads(ctx, layer)
     quantities = {**{k: (v, [r]) for k, v, r in zip(outs, got, out_ref)},
@@ -193,8 +262,8 @@ def _lstm_step(cfg, ctx: Context) -> Quantities:
                 ts = [_t(a) for a in (x, h, c, wx, wh, b)]
                 _other_gate_order(out, order, lambda other: _lstm_cell(*ts, other)[0].numpy())
 
-        return _cell(cfg, ctx, x, (h, c), (wx, wh, b), lambda *ts: _lstm_cell(*ts, order), dout,
-                     ("next_h", "next_c"), ("dx", "dh_prev", "dc_prev"), check_out=named)
+        return _cell(cfg, ctx, x, (h, c), (wx, wh, b), _ih_hh(ctx, b.shape), lambda *ts: _lstm_cell(*ts, order),
+                     dout, ("next_h", "next_c"), ("dx", "dh_prev", "dc_prev"), check_out=named)
     arrays = (x, h, c, wx, wh, b)  # the call's order: x, prev_h, prev_c, Wx, Wh, b
     ts = [_t(a) for a in arrays]
     next_h, next_c = _lstm_cell(ts[0], ts[1], ts[2], ts[3], ts[4], ts[5], ctx.entry.get("gates", "ifog"))
@@ -281,9 +350,10 @@ def _word_embedding(cfg, ctx: Context) -> Quantities:
 
 # this module's kinds, in the order ``twinnet check`` lists them
 KINDS = (
-    Kind("rnn_step", "RNN step", ("forward", "backward"), ("class",), _rnn_configs, _rnn_step),
+    Kind("rnn_step", "RNN step", ("forward", "backward"), ("class",), _rnn_configs, _rnn_step, _cell_shaped),
     Kind("rnn", "RNN over time", ("forward", "backward"), (), _rnn_configs, _rnn),
-    Kind("lstm_step", "LSTM step", ("forward", "backward"), ("class",), _rnn_configs, _lstm_step),
+    Kind("lstm_step", "LSTM step", ("forward", "backward"), ("class",), _rnn_configs, _lstm_step, _cell_shaped),
+    Kind("gru_step", "GRU step", (), ("class",), _rnn_configs, _gru_step, _cell_shaped),
     Kind("lstm", "LSTM over time", ("forward", "backward"), (), _rnn_configs, _lstm),
     Kind("word_embedding", "word embedding", ("forward", "backward"), (), _embedding_configs, _word_embedding),
 )
