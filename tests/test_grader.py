@@ -410,6 +410,11 @@ grads = {weight_ih = "dweight_ih", weight_hh = "dweight_hh", bias_ih = "dbias_ih
     ("gru", CMU_GRU, "self.dWzh, self.dbzh = np.outer(dz, self.hidden), dz", "self.dWzh, self.dbzh = np.outer(dz, "
      "self.hidden), dz\n        self.dWzx = self.dWzx + np.outer(dz, self.x) - np.outer(dz, self.x) * 2",
      "dweight_iz: relative error"),
+    ("gru", CMU_GRU + 'upstream = "row"\n', "    def backward(self, delta):\n",
+     "    def backward(self, delta):\n        assert delta.shape == (1, self.h)\n        delta = delta[0]\n", None),
+    ("gru", CMU_GRU, "    def backward(self, delta):\n",
+     "    def backward(self, delta):\n        assert delta.shape == (1, self.h)\n        delta = delta[0]\n",
+     'upstream = "row" in the spec gives it as a (1, H) row'),
     ("stacked", STACKED_SPEC, None, None, None),
     ("stacked", STACKED_SPEC + 'gates = "zrn"\n', None, None, "out: relative error"),
     ("stacked", STACKED_SPEC, "dgh.T @ h", "dgi.T @ h", "dweight_hh"),
@@ -430,6 +435,23 @@ def test_a_gru_cell_class_is_graded_per_gate_or_stacked(tmp_path, source, spec, 
         assert row.passed == row.total >= 6 and row.skipped == 0, row.failures
     else:
         assert row.passed < row.total and told in " ".join(row.failures), row.failures
+
+
+def test_a_module_given_is_imported_before_one_beside_the_file_that_was_not_given(tmp_path):
+    """A student's gru_cell.py in A/ beside its own activation.py (not given, broken), and the course's
+    activation.py given from B/: the one given is imported, as the files given import each other as if side by
+    side."""
+    source = (STUDENTS / "recurrent_cells" / "gru_cell.py").read_text()
+    start, end = source.index("def sigmoid"), source.index("class GRUCell")
+    (tmp_path / "A").mkdir()
+    (tmp_path / "B").mkdir()
+    (tmp_path / "A" / "gru_cell.py").write_text("from activation import sigmoid\n" + source[:start] + source[end:])
+    (tmp_path / "A" / "activation.py").write_text("raise ImportError('a repository file, not given')\n")
+    (tmp_path / "B" / "activation.py").write_text("import numpy as np\n\n\n" + source[start:end])
+    (tmp_path / "spec.toml").write_text(CMU_GRU)
+    row = grade([tmp_path / "A" / "gru_cell.py", tmp_path / "B" / "activation.py"],
+                resolve_convention(None, tmp_path / "spec.toml"), configs=2).rows[0]
+    assert row.passed == row.total >= 5, row.failures
 
 
 DLFS2 = [STUDENTS / "dlfs2" / "common" / f for f in ("layers.py", "time_layers.py", "functions.py", "np.py", "config.py")]
@@ -526,6 +548,7 @@ def test_a_mistake_in_a_deep_learning_from_scratch_2_layer_fails_that_layer_alon
     ('[layers.lstm_step]\nclass = "LSTM"\nbackward = "states"\n', "backward = \"states\" is for an RNN cell's"),
     ('[layers.gru_step]\nclass = "GRU"\ngates = "ifgo"\n', "gates must be the order of a GRU's gates r, z and n"),
     ('[layers.gru_step]\nclass = "GRU"\nbatched = "no"\n', "batched must be true or false"),
+    ('[layers.gru_step]\nclass = "GRU"\nupstream = "row"\n', "it needs batched = false"),
     ('[layers.gru_step]\nclass = "GRU"\nparams = {weight_ih = "a", weight_hh = "b", bias = "c"}\n'
      'grads = {weight_ih = "d", weight_hh = "e", bias = "f"}\n', "or a weight and a bias per gate"),
     ('[layers.rnn_step]\nclass = "RNN"\nweight = "any"\n', "weight must be \"in_out\""),

@@ -264,9 +264,9 @@ _MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad", "flatten"), "co
                    "relu": ("derivative",), "sigmoid": ("derivative",), "tanh": ("derivative",), "mlp": ("args",),
                    "batchnorm": ("params", "grads", "args", "running", "eval_keyword", "train_keyword", "layout", "eps"),
                    "dropout": ("eval_keyword", "train_keyword"),
-                   "rnn_step": ("params", "grads", "args", "weight", "grad", "backward", "batched"),
-                   "lstm_step": ("params", "grads", "args", "weight", "grad", "batched"),
-                   "gru_step": ("params", "grads", "weight", "grad", "batched", "gates"),
+                   "rnn_step": ("params", "grads", "args", "weight", "grad", "backward", "batched", "upstream"),
+                   "lstm_step": ("params", "grads", "args", "weight", "grad", "batched", "upstream"),
+                   "gru_step": ("params", "grads", "weight", "grad", "batched", "gates", "upstream"),
                    "mse_loss": ("backward",), "l1_loss": ("backward",), "bce_loss": ("backward",),
                    "sgd_momentum": ("args",), "rmsprop": ("args", "eps"), "adam": ("args", "eps")}
 # ... and in the functional style: a linear layer whose samples are columns (x (D, N)) and whose weight gradients
@@ -502,6 +502,10 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
         if not isinstance(entry.get("graded", True), bool):
             raise TwinnetError(f"{where}: [layers.{kind}] graded must be true or false (false: a layer the course "
                                f"gives, not the student's, left out unless --only names it), got {entry['graded']!r}")
+        if "upstream" in entry and (entry["upstream"] not in ("vector", "row") or entry.get("batched", True)):
+            raise TwinnetError(f"{where}: [layers.{kind}] upstream = \"row\" gives a cell of batched = false its "
+                               "upstream gradient as a (1, H) row (\"vector\": (H,), the default); it needs batched "
+                               f"= false, got upstream = {entry['upstream']!r}")
         if kind == "gru_step" and "gates" in entry:
             if entry["gates"] not in ["".join(p) for p in permutations("rzn")]:
                 raise TwinnetError(f"{where}: [layers.{kind}] gates must be the order of a GRU's gates r, z and n in "

@@ -181,7 +181,7 @@ def _load_one(path: Path, files: list[Path]):
         levels.append(levels[-1].parent)
     folders = [str(level) for level in levels]
     folders += [f for f in dict.fromkeys(str(f.parent) for f in files) if f not in folders]
-    finder = _TolerantFinder(folders)
+    finder = _TolerantFinder(folders, [Path(f) for f in files])
     if path.suffix == ".ipynb":
         spec = importlib.util.spec_from_loader(f"{package}.{path.stem}", _NotebookLoader(path), origin=str(path))
     else:
@@ -387,12 +387,24 @@ class _TolerantLoader(importlib.abc.Loader):
 class _TolerantFinder(importlib.abc.MetaPathFinder):
     """The files beside a student's (in ``folders``) imported with ``_TolerantLoader`` while a file is loaded."""
 
-    def __init__(self, folders: list[str]) -> None:
+    def __init__(self, folders: list[str], files: list[Path] = ()) -> None:
         self.folders = folders
         self.namespaces: set[str] = set()  # the folders imported as packages without an __init__.py
+        # the .py files given, by module name: one of them is imported before a file of that name beside the
+        # importing file that was not given (a repository's own activation.py beside gru_cell.py, where the
+        # teacher passes another)
+        self.given = {f.resolve(): f for f in files if f.suffix == ".py"}
+        self.by_name: dict[str, Path] = {}
+        for f in files:
+            if f.suffix == ".py":
+                self.by_name.setdefault(f.stem, f)
 
     def find_spec(self, name, path=None, target=None):
         spec = importlib.machinery.PathFinder.find_spec(name, self.folders if path is None else path)
+        if path is None and name in self.by_name and not (spec is not None and spec.origin and
+                                                          Path(spec.origin).resolve() in self.given):
+            origin = self.by_name[name]
+            return importlib.util.spec_from_file_location(name, origin, loader=_TolerantLoader(origin, self.folders))
         if spec is None and path is None and "." not in name:
             # a folder of the files given, or one or two above it, imported by its name as Python 3 imports a
             # folder with no __init__.py (``from nndl.layers import *`` from inside nndl/, ``from mytorch.nn.loss

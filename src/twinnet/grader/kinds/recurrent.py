@@ -9,6 +9,7 @@ from twinnet.grader.compare import Wrong, all_unchanged
 from twinnet.grader.kinds.base import Context, Kind, Quantities, _follows, _forward, _g, _pair, _single, _t
 from twinnet.grader.kinds.modules import (
     _build, _caches_apart, _grads, _params_kept, _second_pass, _set_params)
+from twinnet.grader.loader import StudentError
 
 
 def _rnn_configs(rng, k):
@@ -129,8 +130,9 @@ def _cell(cfg, ctx: Context, x, states: tuple, weights: tuple, layout, compute, 
     ``dout`` holds the outputs' upstream gradients side by side, (N, H) each. ``layout(weights, grads)`` gives the
     parameters as the class stores them, by the convention's names, and their gradients (``grads``) from the
     reference's; ``grad = "mean"`` averages those over the batch; ``batched = false`` gives the class one sample's
-    vectors, (D,) and (H,) (CMU's GRUCell). ``check_out(out)`` may name what the first output follows (an LSTM's gate
-    order), as may ``transposed``, (name, weights) of a square weight read the other way round."""
+    vectors, (D,) and (H,) (CMU's GRUCell), and ``upstream = "row"`` then its backward the gradient as a (1, H)
+    row. ``check_out(out)`` may name what the first output follows (an LSTM's gate order), as may ``transposed``,
+    (name, weights) of a square weight read the other way round."""
     values = {k: np.array(v, copy=True) for k, v in layout(weights, False).items()}
     layer = _build(ctx, "class", cfg["d"], cfg["h"])
     _set_params(ctx, layer, {k: v.copy() for k, v in values.items()})
@@ -138,6 +140,7 @@ def _cell(cfg, ctx: Context, x, states: tuple, weights: tuple, layout, compute, 
     names = ("x", *(g[1:] for g in grads_out[1:]))  # x, h_prev (, c_prev)
     scale = 1 / cfg["n"] if ctx.entry.get("grad", "sum") == "mean" else 1.0  # CMU's, averaged over the batch
     one = (lambda a: a[0]) if ctx.entry.get("batched", True) is False else (lambda a: a)  # noqa: E731
+    row = ctx.entry.get("upstream", "vector") == "row"
 
     def reference(d: np.ndarray) -> tuple[list, list, dict]:
         """The outputs, the gradients of x and the states, and the parameters' (as stored) for upstream ``d``."""
@@ -155,11 +158,20 @@ def _cell(cfg, ctx: Context, x, states: tuple, weights: tuple, layout, compute, 
         result = ctx.call(layer.forward, *given, what=f"{name}.forward{what}")
         all_unchanged(names, (one(x), *(one(s) for s in states)), given)
         douts = [one(d[:, i * h:(i + 1) * h]).copy() for i in range(len(outs))]
+        if row:  # one sample's upstream gradient as a (1, H) row, as CMU's 2021-22 runner gives it
+            douts = [g.reshape(1, -1) for g in douts]
         if ctx.entry.get("backward", "dout") == "states":  # backward(delta, h_t, h_prev_l, h_prev_t): CMU's order
             back = ctx.call(layer.backward, *douts, out_ref[0].copy(), one(x).copy(), *(one(s).copy() for s in states),
                             what=f"{name}.backward{what}")
         else:
-            back = ctx.call(layer.backward, *douts, what=f"{name}.backward{what}")
+            try:
+                back = ctx.call(layer.backward, *douts, what=f"{name}.backward{what}")
+            except StudentError as e:
+                if e.timed_out or row or ctx.entry.get("batched", True) is not False:
+                    raise
+                raise Wrong(f"{e} (the upstream gradient is given as a vector, {douts[0].shape}; upstream = \"row\" "
+                            "in the spec gives it as a (1, H) row, if that is how the course's runner passes it)") \
+                    from None
         return result, back
 
     result, back = run(dout)
