@@ -271,6 +271,7 @@ def _dropout(cfg, ctx: Context) -> Quantities:
     x, dout = _away_from_zero(rng, cfg["shape"]), rng.standard_normal(cfg["shape"])
     seed = int(rng.integers(2**31))
     tested = x if inverted else x * keep  # test mode's output
+    scale = 1 / keep if inverted else 1.0  # what train mode multiplies the values it keeps by
     if ctx.convention["style"] == "module":
         layer = _build(ctx, "class", p)
 
@@ -291,7 +292,7 @@ def _dropout(cfg, ctx: Context) -> Quantities:
         dx_again = ctx.call(layer.backward, dout.copy(), what=f"{ctx.entry['class']}.backward (after a second forward)")
         out_test = _forward_mode(ctx, layer, x.copy(), train=False)
         _dropout_test_named(out_test, x, keep, inverted)
-        return {"out (train mode)": (out, [np.where(out != 0, x, 0.0) * (1 / keep if inverted else 1.0)]),
+        return {"out (train mode)": (out, [np.where(out != 0, x * scale, 0.0)]),
                 "dx (train mode)": (dx, [dout * out / x]),
                 "dx (after a second forward: its mask)": (dx_again, [dout * again / x]),
                 "out (test mode)": (out_test, [tested])}
@@ -325,7 +326,7 @@ def _dropout(cfg, ctx: Context) -> Quantities:
     dx_test = back(cache_test, "test")
     through = dout * out / x  # the student's own mask: 0 or 1 / keep (0 or 1, not inverted)
     more = _caches_apart(ctx, (x.copy(), param("train")), (-x, param("train", seed + 1)), dout, {"dx": through})
-    return {"out (train mode)": (out, [np.where(kept, x / keep if inverted else x, 0.0)]),
+    return {"out (train mode)": (out, [np.where(kept, x * scale, 0.0)]),
             "dx (train mode)": (dx, [through]), "out (train mode, the same seed again)": (again, [out]),
             "out (test mode)": (out_test, [tested]), "dx (test mode)": (dx_test, [dout if inverted else dout * keep]),
             **more}
