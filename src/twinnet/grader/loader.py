@@ -277,12 +277,17 @@ def _load_error(e: BaseException, path: Path, files: list[Path], unresolved: boo
     return TwinnetError(f"{path.name} cannot be loaded: {what}" + (f" ({where})" if where else "") + advice)
 
 
+def _named_levels(folder: Path) -> tuple[Path, ...]:
+    """A folder of the files given and the two above it: the folders a file's import may name as packages without an
+    __init__.py (``from mytorch.nn.loss import *`` from inside mytorch/nn/)."""
+    return (folder, *folder.parents[:2])
+
+
 def _unresolved_advice(missing: str, files: list[Path] = ()) -> str:
     """What to do about an import of a module neither installed nor among the files given (of a folder the files
     lie in, as mytorch/ of mytorch/rnn_cell.py: the course's own package, not one to install)."""
     package = missing.split(".")[0]
-    near = {a.name for f in files for a in (Path(f).absolute().parent, *Path(f).absolute().parent.parents[:2])}
-    if package and package in near:  # the folders the loader imports by name: the file's and two above it
+    if package and package in {a.name for f in files for a in _named_levels(Path(f).absolute().parent)}:
         return (f"{missing} is the course's own ({package}/ holds the files given), not a package to install: pass "
                 "its file too (for a course's package, every .py file of its folder), or remove the import if it "
                 "is unused")
@@ -393,11 +398,9 @@ class _TolerantFinder(importlib.abc.MetaPathFinder):
         # the .py files given, by module name: one of them is imported before a file of that name beside the
         # importing file that was not given (a repository's own activation.py beside gru_cell.py, where the
         # teacher passes another)
-        self.given = {f.resolve(): f for f in files if f.suffix == ".py"}
-        self.by_name: dict[str, Path] = {}
-        for f in files:
-            if f.suffix == ".py":
-                self.by_name.setdefault(f.stem, f)
+        python = [f for f in files if f.suffix == ".py"]
+        self.given = {f.resolve() for f in python}
+        self.by_name = {f.stem: f for f in reversed(python)}  # the first given of a name
 
     def find_spec(self, name, path=None, target=None):
         spec = importlib.machinery.PathFinder.find_spec(name, self.folders if path is None else path)
@@ -409,7 +412,7 @@ class _TolerantFinder(importlib.abc.MetaPathFinder):
             # a folder of the files given, or one or two above it, imported by its name as Python 3 imports a
             # folder with no __init__.py (``from nndl.layers import *`` from inside nndl/, ``from mytorch.nn.loss
             # import *`` from inside mytorch/nn/), where no installed package has that name
-            where = list(dict.fromkeys(str(a) for f in self.folders for a in (Path(f), *Path(f).parents[:2])
+            where = list(dict.fromkeys(str(a) for f in self.folders for a in _named_levels(Path(f))
                                        if a.name == name))
             if where and not _installed(name, self.folders):
                 self.namespaces.add(name)

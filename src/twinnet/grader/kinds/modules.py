@@ -117,6 +117,11 @@ WEIGHT_IH, WEIGHT_HH, BIAS_IH, BIAS_HH = (_Given(name) for name in ("weight_ih",
 SQUARE = object()  # a pooling window's height or width: the kernel size, where windows are square
 
 
+# a recurrent cell's arguments: its sizes, or its parameters themselves
+_CELL = (("input_size", None), ("hidden_size", None), ("weight_ih", WEIGHT_IH), ("weight_hh", WEIGHT_HH),
+         ("bias", BIAS), ("bias_ih", BIAS_IH), ("bias_hh", BIAS_HH))
+
+
 # module style: each kind's class arguments in the grader's order, with the value an argument that a
 # convention's ``args`` leaves out must have (None: it cannot be left out); configurations needing another
 # value are not applicable to that class (CMU's ``Conv2d_stride1(in, out, kernel)``: stride 1, padding 0)
@@ -129,10 +134,8 @@ ARGUMENTS: dict[str, tuple[tuple[str, Any], ...]] = {
                 ("padding", 0)),
     "batchnorm": (("num_features", None), ("weight", WEIGHT), ("bias", BIAS)),
     # CMU 11-785's RNNCell(input_size, hidden_size); Deep Learning from Scratch 2's RNN(Wx, Wh, b), LSTM(Wx, Wh, b)
-    "rnn_step": (("input_size", None), ("hidden_size", None), ("weight_ih", WEIGHT_IH), ("weight_hh", WEIGHT_HH),
-                 ("bias", BIAS), ("bias_ih", BIAS_IH), ("bias_hh", BIAS_HH)),
-    "lstm_step": (("input_size", None), ("hidden_size", None), ("weight_ih", WEIGHT_IH), ("weight_hh", WEIGHT_HH),
-                  ("bias", BIAS), ("bias_ih", BIAS_IH), ("bias_hh", BIAS_HH)),
+    "rnn_step": _CELL,
+    "lstm_step": _CELL,
     "gru_step": (("input_size", None), ("hidden_size", None)),  # CMU 11-785's GRUCell(input_size, hidden_size)
     # an optimiser made with its hyperparameters (Deep Learning from Scratch's Momentum(lr, momentum))
     "sgd_momentum": (("learning_rate", None), ("momentum", None)),
@@ -151,8 +154,8 @@ ARGUMENTS: dict[str, tuple[tuple[str, Any], ...]] = {
 CARRIED = {"linear": {"in_features": ("weight",), "out_features": ("weight",)},
            "conv": {"in_channels": ("weight",), "out_channels": ("weight",), "kernel_size": ("weight",)},
            "batchnorm": {"num_features": ("weight", "bias")},
-           "rnn_step": {"input_size": ("weight_ih",), "hidden_size": ("weight_ih", "weight_hh", "bias", "bias_ih")},
-           "lstm_step": {"input_size": ("weight_ih",), "hidden_size": ("weight_ih", "weight_hh", "bias", "bias_ih")},
+           **dict.fromkeys(("rnn_step", "lstm_step"), {"input_size": ("weight_ih",),
+                                                       "hidden_size": ("weight_ih", "weight_hh", "bias", "bias_ih")}),
            "maxpool": {"kernel_size": ("kernel_height", "kernel_width")}}
 
 
