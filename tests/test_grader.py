@@ -2214,6 +2214,58 @@ def test_a_student_missing_a_file_of_optional_layers_is_graded_on_the_others(tmp
     assert "rnn_step" not in rows["ann"]  # an optional layer no student submitted has no column
 
 
+def test_a_student_with_a_file_that_cannot_be_loaded_is_graded_on_the_files_that_can(tmp_path, capsys):
+    """--each: a student whose optim.py cannot be loaded (a syntax error, or a loop that never ends at its top
+    level) keeps the points of layers.py, with the reason first and not every layer passed; one whose layers.py,
+    which the other file imports, cannot be loaded gets 0 and both reasons; a single check still refuses it."""
+    import csv
+
+    layers, optim = (STUDENTS / "cs231n" / "layers.py").read_text(), (STUDENTS / "cs231n" / "optim.py").read_text()
+    root = tmp_path / "submissions"
+    files = {"ann/layers.py": layers, "ann/optim.py": optim,
+             "ben/layers.py": layers, "ben/optim.py": optim.replace("def adam(", "def adam(:", 1),
+             "cat/layers.py": layers + "\nx = (\n", "cat/optim.py": "from layers import *\n" + optim}
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    out_csv = tmp_path / "grades.csv"
+    code = main(["check", "layers.py", "optim.py", "--each", str(root), "--convention", "cs231n",
+                 "--only", "linear,relu,adam", "--configs", "1", "--csv", str(out_csv)])
+    assert code == 1
+    rows = {r["student"]: r for r in csv.DictReader(out_csv.open())}
+    assert rows["ann"]["all_passed"] == "True" and rows["ann"]["points"] == "3.0"
+    assert (rows["ben"]["linear"], rows["ben"]["relu"], rows["ben"]["adam"]) == ("1.0", "1.0", "0.0")
+    assert rows["ben"]["points"] == "2.0" and rows["ben"]["all_passed"] == "False"
+    assert rows["ben"]["first_failure"].startswith("optim.py cannot be loaded: SyntaxError")
+    assert "Adam: not found in the submission: adam" in rows["ben"]["first_failure"]
+    assert rows["cat"]["points"] == "0.0" and rows["cat"]["all_passed"] == "False"
+    assert "layers.py cannot be loaded: SyntaxError" in rows["cat"]["first_failure"]
+    assert "optim.py cannot be loaded" in rows["cat"]["first_failure"]
+    assert "| ben | 2/3 (67%) | optim.py cannot be loaded: SyntaxError" in capsys.readouterr().out
+    # one student checked alone: the file is to be mended, and nothing is graded (exit status 2)
+    assert main(["check", str(root / "ben" / "layers.py"), str(root / "ben" / "optim.py"), "--convention",
+                 "cs231n", "--only", "linear,relu,adam", "--configs", "1"]) == 2
+    assert "optim.py cannot be loaded: SyntaxError" in capsys.readouterr().err
+
+
+def test_a_file_that_runs_past_the_load_limit_is_left_out_of_its_students_grade(tmp_path, monkeypatch):
+    """The child that a file's endless top level ends is told by name, and --each grades the other files."""
+    from twinnet.grader import loader
+    from twinnet.grader.each import grade_each
+
+    monkeypatch.setattr(loader, "LOAD_LIMIT_S", 0.5)
+    monkeypatch.setattr(loader, "GRACE_S", 0.5)
+    root = tmp_path / "submissions"
+    (root / "dee").mkdir(parents=True)
+    (root / "dee" / "layers.py").write_text("import numpy as np\n" + RELU)
+    (root / "dee" / "optim.py").write_text("while True:\n    try:\n        while True:\n            pass\n"
+                                           "    except BaseException:\n        pass\n")
+    [dee] = grade_each(root, [Path("layers.py"), Path("optim.py")], resolve_convention("cs231n", None),
+                       only=["relu", "adam"], seed=0, configs=1, csv_path=None)
+    assert dee["relu"] == 1.0 and dee["adam"] == 0.0 and not dee["all_passed"]
+    assert dee["first_failure"].startswith("optim.py cannot be loaded: it ran for more than 0.5 s")
+
+
 def test_the_class_csv_leaves_an_optional_layer_not_submitted_empty_and_long_failures_end_at_a_word(tmp_path,
                                                                                                    capsys):
     import csv

@@ -54,6 +54,8 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
         # in --only would make it required), with the whole convention (the MLP reads its linear layer's entry)
         payload, events, how = _run_child(paths, convention, only and todo, seed, configs, label, among=todo)
         if isinstance(payload, dict) and "error" in payload:
+            if payload.get("unloadable"):
+                raise loader.LoadError(payload["error"], payload["unloadable"])
             raise TwinnetError(payload["error"])
         if isinstance(payload, dict) and "report" in payload:
             report = Report.from_dict(payload["report"])
@@ -63,9 +65,11 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
         started = [e["kind"] for e in events if "kind" in e]
         loading = [e["killed"] for e in events if str(e.get("killed", "")).startswith("loading ")]
         if not started and loading:
-            raise TwinnetError(f"{loading[-1].removeprefix('loading ')} cannot be loaded: it ran for more than "
-                               f"{loader.LOAD_LIMIT_S:g} s and caught the time limit's exception (a bare `except:` "
-                               "around a loop at its top level?), so the grader ended it; fix that and check again")
+            name = loading[-1].removeprefix("loading ")
+            raise loader.LoadError(f"{name} cannot be loaded: it ran for more than {loader.LOAD_LIMIT_S:g} s and "
+                                   "caught the time limit's exception (a bare `except:` around a loop at its top "
+                                   "level?), so the grader ended it; fix that and check again",
+                                   [p for p in paths if Path(p).name == name])
         if not any("ready" in e for e in events):  # it ended before it read the request: nothing of the student's ran
             raise TwinnetError(f"the grading process could not start ({how}; its output is above): twinnet and its "
                                f"modules must import in a new Python process ({sys.executable})")
@@ -194,7 +198,8 @@ def _run_child(paths, convention, only, seed, configs, label=None, among=None) -
         request.write_text(json.dumps({"files": [str(Path(p).absolute()) for p in paths], "convention": convention,
                                        "only": only, "among": among, "seed": seed, "configs": configs,
                                        "progress": str(progress),
-                                       "config_limit_s": grader.CONFIG_LIMIT_S, "parent": os.getpid()}))
+                                       "config_limit_s": grader.CONFIG_LIMIT_S, "load_limit_s": loader.LOAD_LIMIT_S,
+                                       "grace_s": loader.GRACE_S, "parent": os.getpid()}))
         progress.touch()
         # a session of its own, so that processes the submission starts end with it (below); run in the folder of
         # the submission's first file, as its student ran it (a file it writes or clears as it loads is its own, not
@@ -248,6 +253,7 @@ def main(argv: list[str]) -> None:
         os._exit(1)
     loader.ISOLATED = True
     grader.CONFIG_LIMIT_S = request["config_limit_s"]
+    loader.LOAD_LIMIT_S, loader.GRACE_S = request["load_limit_s"], request["grace_s"]
     log = open(request["progress"], "a", buffering=1)  # noqa: SIM115 - open for the life of the process
 
     def note(event: str, value: Any) -> None:
@@ -265,7 +271,7 @@ def main(argv: list[str]) -> None:
                               seed=request["seed"], configs=request["configs"], among=request.get("among"))
         payload: dict[str, Any] = {"report": report.as_dict()}
     except TwinnetError as e:
-        payload = {"error": str(e)}
+        payload = {"error": str(e), "unloadable": getattr(e, "files", [])}
     except Exception as e:  # noqa: BLE001 - the grader's own failure, said as one, not blamed on the student
         payload = {"error": f"the grader failed unexpectedly ({type(e).__name__}: {e}); please report it"}
     out.write_text(json.dumps(payload))

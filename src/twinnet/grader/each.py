@@ -5,7 +5,8 @@ files named on the command line are found in it at any depth (``layers.py``, or 
 ``cs231n/layers.py``), the shallowest where several match. Each student is graded in a child process of
 their own, as ``twinnet check`` grades one; a student missing some of the files is graded on the others (the
 layers only a missing file would hold are not found, and count as such: 0 points where required, not submitted
-where optional), one with none of them, or whose files cannot be loaded, gets 0 points and the reason;
+where optional), and one with a file that cannot be loaded on the files that can (the reason told first, and
+not every layer passed); one with none of them, or none that can be loaded, gets 0 points and the reason;
 ``--jobs N`` grades N students at once. The grades go to a CSV file (rewritten whole
 after each student, so that an interrupted grading keeps every grade it gave) and to a table on stdout.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from twinnet import TwinnetError
+from twinnet.grader.loader import LoadError
 
 SKIPPED = ("__MACOSX", "__pycache__")
 CSV_HEAD = ["student", "points", "max_points", "all_passed", "first_failure"]
@@ -99,23 +101,34 @@ def grade_each(root: Path, names: list[Path], convention: dict[str, Any], *, onl
 
     def one(folder: Path) -> dict[str, Any]:
         missing: list[str] = []
+        broken: list[str] = []  # why each file left out could not be loaded
         try:
             files, missing = find(folder, wanted)
-            report = grade(files, convention, only=only, seed=seed, configs=configs, label=folder.name)
-        except TwinnetError as e:  # the files are missing, or cannot be loaded: 0 points and why
+            while True:
+                try:
+                    report = grade(files, convention, only=only, seed=seed, configs=configs, label=folder.name)
+                    break
+                except LoadError as e:  # graded on the files that load, as on the files found
+                    bad = {Path(f).resolve() for f in e.files}
+                    left = [f for f in files if f.resolve() not in bad]
+                    if not bad or not left or len(left) == len(files):
+                        raise
+                    broken.append(str(e))
+                    files = left
+        except TwinnetError as e:  # the files are missing, or none can be loaded: 0 points and why
             # (a file given that imports a missing one fails to load: the missing file is the news)
             absent = f"no {', '.join(missing)} in {folder.name}; " if missing else ""
             return {"student": folder.name, "points": 0.0, "max_points": float(len(kinds)), "all_passed": False,
-                    "first_failure": absent + str(e), **{k: 0.0 for k in kinds}}
+                    "first_failure": absent + "; ".join(broken + [str(e)]), **{k: 0.0 for k in kinds}}
         by_kind = {r.kind: r for r in report.rows}
         failed = next((r for r in report.rows if r.submitted and r.first_failure), None)
         # the missing files named where a layer they would hold was not found, not beside failures of another cause
         absent = (f"no {', '.join(missing)} in {folder.name}" if missing and any(
             r.first_failure and r.first_failure.startswith("not found in the submission") for r in report.rows) else "")
         return {"student": folder.name, "points": round(sum(r.points for r in report.rows), 2),
-                "max_points": sum(r.max_points for r in report.rows), "all_passed": report.ok,
-                "first_failure": "; ".join(t for t in (absent, f"{failed.title}: {failed.first_failure}" if failed
-                                                       else "") if t),
+                "max_points": sum(r.max_points for r in report.rows), "all_passed": report.ok and not broken,
+                "first_failure": "; ".join(t for t in (absent, *broken, f"{failed.title}: {failed.first_failure}"
+                                                       if failed else "") if t),
                 **{k: by_kind[k].points if k in by_kind else 0.0 for k in kinds},
                 **{k: r.points for k, r in by_kind.items() if k not in kinds and r.submitted}}
 

@@ -53,6 +53,15 @@ class StudentError(Exception):
         return f"{self.args[0]} ({self.where})" if self.where else self.args[0]
 
 
+class LoadError(TwinnetError):
+    """Files of a submission that cannot be loaded: the message says why for each, ``files`` which they are (as
+    ``load`` was given them), so that ``--each`` can grade a student's other files."""
+
+    def __init__(self, message: str, files) -> None:
+        super().__init__(message)
+        self.files = [str(f) for f in files]
+
+
 class TimeLimit(BaseException):
     """Raised inside a student's call that ran past its time limit (a BaseException: a bare
     ``except Exception`` in the student's code cannot swallow it)."""
@@ -85,8 +94,8 @@ def lookup(names: dict[str, Any], name: str) -> Any:
 
 
 def load(paths: list[Path]) -> Submission:
-    """Execute each file as an isolated module; a file that fails to load is a ``TwinnetError``
-    naming the file and line (the grader cannot go on without the student's definitions)."""
+    """Execute each file as an isolated module; files that fail to load are a ``LoadError`` naming each file
+    and line (the grader cannot go on without the student's definitions)."""
     files = []
     for p in paths:
         p = Path(p)
@@ -112,13 +121,14 @@ def load(paths: list[Path]) -> Submission:
     LEFT_OUT.clear()
     names: dict[str, Any] = {}
     origin: dict[str, str] = {}  # the file that defined each function or class, for a later file that replaces it
-    problems = []  # every file that cannot be loaded is told at once, not only the first
+    problems, unloadable = [], []  # every file that cannot be loaded is told at once, not only the first
     shown = dict(zip(files, shown_names(files)))
     for path in files:
         try:
             module = _load_one(path, files)
         except TwinnetError as e:
             problems.append(str(e))
+            unloadable.append(path)
             continue
         defined = {k: v for k, v in vars(module).items() if not k.startswith("__")}
         for name, value in defined.items():
@@ -132,7 +142,7 @@ def load(paths: list[Path]) -> Submission:
             origin[name] = shown[path]
         names.update(defined)
     if problems:
-        raise TwinnetError("; ".join(problems))
+        raise LoadError("; ".join(problems), unloadable)
     return Submission(names, files)
 
 
