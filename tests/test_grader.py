@@ -1134,6 +1134,33 @@ def test_a_course_package_without_init_or_two_levels_deep_is_imported_from_the_f
         assert report.rows[0].passed == report.rows[0].total > 0, report.rows[0].failures
 
 
+@pytest.mark.parametrize("where", ["pkg/helpers.py", "helpers.py", "../helpers.py"])
+def test_an_error_in_a_helper_the_file_imports_is_placed_in_the_helper(tmp_path, where):
+    """A NameError at the top level of a helper module (below the file, beside it, or in the folder above, where
+    a course's package keeps it) is placed at the helper's line, not at Python's import machinery
+    (``<frozen importlib._bootstrap>``) or the importing line; an error the file raises itself stays its own."""
+    from twinnet.grader import loader
+
+    folder = tmp_path / "course" / "hw"
+    helper = (folder / where).resolve()
+    helper.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    if where.startswith(".."):  # the files' folder a package: the folder above it is importable, as a runner has it
+        (folder / "__init__.py").write_text("")
+    helper.write_text("import numpy as np\n\ndef relu_forward(x):\n    return np.maximum(x, 0), x\n"
+                      "undefined_thing\n")
+    module = where.removeprefix("../").removesuffix(".py").replace("/", ".")
+    (folder / "layers.py").write_text(f"import numpy as np\nfrom {module} import relu_forward\n")
+    with pytest.raises(TwinnetError) as caught:
+        loader.load([folder / "layers.py"])
+    assert str(caught.value) == (f"layers.py cannot be loaded: NameError: name 'undefined_thing' is not defined "
+                                 f"({where}:5)")
+    (folder / "layers.py").write_text("import numpy as np\nimport json\n\njson.loads('{')\n")
+    with pytest.raises(TwinnetError) as caught:
+        loader.load([folder / "layers.py"])
+    assert str(caught.value).endswith("(layers.py:4)")  # json's own frames are not the student's
+
+
 def test_a_file_given_from_another_folder_is_imported_as_if_beside(tmp_path):
     """A repository that keeps mlp_numpy.py apart from the modules.py it imports (UvA 2018: code/ and
     submission/code/): both given, the import finds the given modules.py, and every layer is graded; nothing of

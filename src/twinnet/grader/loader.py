@@ -558,14 +558,34 @@ def student_line(error: BaseException, files: list[Path]) -> str | None:
         mine = [f for f in frames if not f.filename.startswith(package) and "site-packages" not in f.filename
                 and "/lib/python" not in f.filename]
         return f"{mine[-1].filename} line {mine[-1].lineno}" if mine else None
-    mine = [f for f in frames if Path(f.filename).resolve() in files or Path(f.filename).resolve().parent in folders]
+    mine = [(f, shown) for f in frames if (shown := _students_file(f.filename, files, folders))]
     if not mine:
         return None
-    path, line = Path(mine[-1].filename).resolve(), mine[-1].lineno
+    (frame, shown), path = mine[-1], Path(mine[-1][0].filename).resolve()
+    line = frame.lineno
     if (starts := _NOTEBOOK_CELLS.get(path)) and line is not None:  # a notebook's line as its cell's
         cell = max(k for k, start in enumerate(starts) if start <= line) if line >= starts[0] else 0
-        return f"{path.name} code cell {cell + 1}, line {line - starts[cell] + 1}"
-    return f"{path.name}:{line}"
+        return f"{shown} code cell {cell + 1}, line {line - starts[cell] + 1}"
+    return f"{shown}:{line}"
+
+
+_OWN_PACKAGE = Path(__file__).resolve().parents[1]  # twinnet's own code: never the student's, wherever it lies
+
+
+def _students_file(filename: str, files: list[Path], folders: set[Path]) -> str | None:
+    """How a traceback's file is named if it is the student's (one given, or a helper beside one, below it, as
+    ``pkg/helpers.py``, or in a folder up to two above it, as ``../layers.py``: the folders a course's package
+    imports from), else None (Python's own frames, ``<frozen ...>``, installed packages, twinnet's)."""
+    if filename.startswith("<"):
+        return None
+    path = Path(filename).resolve()
+    if path in files or path.parent in folders:
+        return path.name
+    if path.is_relative_to(_OWN_PACKAGE) or any(part in ("site-packages", "dist-packages") for part in path.parts) \
+            or any(path.is_relative_to(Path(p).resolve()) for p in {sys.prefix, sys.base_prefix}):
+        return None
+    near = [os.path.relpath(path, f) for f in folders if any(path.is_relative_to(a) for a in _named_levels(f))]
+    return min(near, key=len).replace(os.sep, "/") if near else None
 
 
 @contextlib.contextmanager
