@@ -78,7 +78,7 @@ def test_deep_learning_from_scratch_layers_pass_under_the_dlfs_convention(seed):
 
 
 @pytest.mark.parametrize("kind, old, new, told", [
-    ("linear", "self.dW = self.x.T @ dout", "self.dW = (self.x.T @ dout).T", "dw has shape"),
+    ("linear", "self.dW = self.x.T @ dout", "self.dW = (self.x.T @ dout).T", "dw (dW) has shape"),
     ("linear", "return (dout @ self.W.T).reshape(self.shape)", "return dout @ self.W.T", "gives dx back in x's shape"),
     ("linear", "self.x = x.reshape(x.shape[0], -1)", "self.x = x", "layer flattens them itself (x.reshape(N, -1))"),
     ("conv", "self.db = dout.sum(axis=0)\n        self.dW", "self.db = dout.mean(axis=0)\n        self.dW", "db"),
@@ -327,12 +327,12 @@ DLFS2_LSTM = DLFS2_CELL.replace("rnn_step", "lstm_step").replace('class = "RNN"'
     (DLFS2_LSTM.replace("fgio", "ifgo"), None, None, "in the order fgio, where this convention's is ifgo"),
     (DLFS2_LSTM, "dc_prev = ds * f", "dc_prev = ds", "dc_prev: relative error"),
     (DLFS2_LSTM, "self.grads[1][...] = h_prev.T @ dA", "self.grads[1][...] = h_prev.T @ dA / len(x)",
-     "dweight_hh: relative error"),
+     "dweight_hh (grads.1): relative error"),
     (DLFS2_CELL, None, None, None),
-    (CMU_CELL, "self.dW_hh += dz.T @ h_prev_t / n", "self.dW_hh += dz.T @ h_prev_t", "dweight_hh: relative error"),
+    (CMU_CELL, "self.dW_hh += dz.T @ h_prev_t / n", "self.dW_hh += dz.T @ h_prev_t", "dweight_hh (dW_hh): relative error"),
     (CMU_CELL, " + h_prev_t @ self.W_hh.T + self.b_hh)", " + h_prev_t @ self.W_hh.T)", "out: relative error"),
     (CMU_CELL, "self.dW_hh += dz.T @ h_prev_t / n", "self.dW_hh = dz.T @ h_prev_t / n",
-     "the gradient of weight_hh is overwritten over backward calls"),
+     "the gradient of weight_hh (dW_hh) is overwritten over backward calls"),
     (CMU_CELL, "return dz @ self.W_ih, dz @ self.W_hh", "return dz @ self.W_ih, dz @ self.W_hh.T", "dh_prev"),
     (DLFS2_CELL, "return dt @ Wx.T, dt @ Wh.T", "return dt @ Wx.T", "RNN.backward returned"),
     (DLFS2_CELL, "self.grads[2][...] = dt.sum(axis=0)", "self.grads[2][...] = dt.mean(axis=0)", "dbias"),
@@ -409,7 +409,9 @@ grads = {weight_ih = "dweight_ih", weight_hh = "dweight_hh", bias_ih = "dbias_ih
     ("gru", CMU_GRU, "dr = dn * self.hn * self.r", "dr = dn * (self.Wnh @ self.hidden) * self.r", "dx: relative"),
     ("gru", CMU_GRU, "self.dWzh, self.dbzh = np.outer(dz, self.hidden), dz", "self.dWzh, self.dbzh = np.outer(dz, "
      "self.hidden), dz\n        self.dWzx = self.dWzx + np.outer(dz, self.x) - np.outer(dz, self.x) * 2",
-     "dweight_iz: relative error"),
+     "dweight_iz (dWzx): relative error"),
+    ("gru", CMU_GRU, "self.dWnx, self.dbnx = np.outer(dn, self.x), dn",
+     "self.dWnx, self.dbnx = np.outer(dn, self.x), dn.reshape(1, -1)", "dbias_in (dbnx) has shape (1, "),
     ("gru", CMU_GRU + 'upstream = "row"\n', "    def backward(self, delta):\n",
      "    def backward(self, delta):\n        assert delta.shape == (1, self.h)\n        delta = delta[0]\n", None),
     ("gru", CMU_GRU, "    def backward(self, delta):\n",
@@ -3032,7 +3034,7 @@ def test_a_gradient_off_by_the_batch_size_is_told_its_factor(tmp_path):
     row = report.rows[0]
     # batches of one are right; the first batch of 4 is a quarter of torch's gradient, and says so
     assert 0 < row.passed < row.total
-    assert "n=4" in row.first_failure and "dw: relative error" in row.first_failure
+    assert "n=4" in row.first_failure and "dw (dLdW): relative error" in row.first_failure
     assert "exactly 1/4 times the expected value" in row.first_failure
     # CMU's 2022 handout averaged there (its loss's backward did not): right under grad = "mean", whose dLdb must
     # then be averaged too

@@ -25,6 +25,7 @@ from twinnet import TwinnetError
 from twinnet.grader.compare import Wrong, error, passes, scale_hint
 from twinnet.grader.conventions import BUILT_IN, load_spec
 from twinnet.grader.kinds import KINDS, Context, Halted, NotApplicable
+from twinnet.grader.kinds.modules import theirs
 from twinnet.grader.loader import StudentError, Submission, left_out_note, load, named_once, shown_names
 
 NOT_SUBMITTED = "not in the files (optional in this convention)"  # the table's word for such a row
@@ -225,6 +226,7 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
                 quantities = spec.check(cfg, ctx)
             problem, worst, failing = None, 0.0, []
             for name, (student, references) in quantities.items():
+                name = theirs(name, entry)  # a module's gradient with the attribute the student keeps it in
                 e = error(name, student, references)
                 worst = max(worst, e)
                 if not passes(e):

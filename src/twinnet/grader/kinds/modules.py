@@ -419,6 +419,23 @@ def _grads(ctx: Context, layer) -> dict:
     return {name: None if p.grad is None else np.array(p.grad, copy=True) for name, p in _params(ctx, layer).items()}
 
 
+_SHORT = {"weight": "dw", "bias": "db"}  # a linear or convolution layer's gradients, as its quantities name them
+
+
+def theirs(quantity: str, entry: dict) -> str:
+    """A parameter gradient's quantity (``dw``, ``dbias_in after a second backward``) with the attribute a module
+    layer keeps it in where its spec's ``grads`` table names one (``dbias_in (dbnx) after ...``), so that a failure
+    speaks the student's names too; any other quantity as it is."""
+    grads = entry.get("grads")
+    base, _, rest = quantity.partition(" ")
+    if not isinstance(grads, dict) or rest.startswith("("):
+        return quantity
+    for name, path in grads.items():
+        if base in (f"d{name}", _SHORT.get(name)) and isinstance(path, str) and path != base:
+            return f"{base} ({path})" + (f" {rest}" if rest else "")
+    return quantity
+
+
 def _second_pass(ctx: Context, layer, x, first_ref: dict, grads_of: Callable[[np.ndarray], dict],
                  dout_shape, run: Callable[[np.ndarray], Any] | None = None) -> Quantities:
     """A second forward and backward with another upstream gradient (``run(dout)`` makes them, where the layer's
@@ -439,7 +456,9 @@ def _second_pass(ctx: Context, layer, x, first_ref: dict, grads_of: Callable[[np
         other = alone[name] if accumulate else g1 + alone[name]
         g2 = _like_row(second.get(name), expected)  # a row parameter's gradient may be flat
         if _follows(g2, other, expected):
-            raise Wrong(f"the gradient of {name} is {'overwritten' if accumulate else 'summed'} over backward calls; "
+            own = ctx.entry["grads"].get(name) if isinstance(ctx.entry.get("grads"), dict) else None
+            raise Wrong(f"the gradient of {name}{f' ({own})' if isinstance(own, str) else ''} is "
+                        f"{'overwritten' if accumulate else 'summed'} over backward calls; "
                         f"this convention {'sums it until zero_grad' if accumulate else 'overwrites it'}")
         out[f"d{name} after a second backward"] = (g2, [expected])
     return out
