@@ -439,6 +439,30 @@ def test_a_gru_cell_class_is_graded_per_gate_or_stacked(tmp_path, source, spec, 
         assert row.passed < row.total and told in " ".join(row.failures), row.failures
 
 
+def test_a_layers_own_accumulate_grades_an_accumulating_and_an_overwriting_cell_in_one_spec(tmp_path):
+    """CMU's HW3P1 in one spec: its RNNCell adds its gradients up over calls (accumulate = true on that layer) and
+    its GRUCell overwrites them (the spec's default); both pass, each setting swapped names the other behaviour,
+    and a value that is not a boolean is refused before anything runs."""
+    rnn = CMU_CELL.replace('grads = "accumulate"\n', "").replace('class = "RNNCell"\n',
+                                                               'class = "RNNCell"\naccumulate = true\n')
+    spec = "name = \"cmu-hw3\"\n" + rnn + CMU_GRU.split("style = \"module\"\n", 1)[1]
+    files = [CMU_RNN_CELL, STUDENTS / "recurrent_cells" / "gru_cell.py"]
+    (tmp_path / "hw3.toml").write_text(spec)
+    rows = _rows(grade(files, resolve_convention(None, tmp_path / "hw3.toml"), configs=2))
+    assert rows["rnn_step"].passed == rows["rnn_step"].total > 0, rows["rnn_step"].failures
+    assert rows["gru_step"].passed == rows["gru_step"].total > 0, rows["gru_step"].failures
+    (tmp_path / "swapped.toml").write_text(spec.replace("accumulate = true", "accumulate = false").replace(
+        'class = "GRUCell"\n', 'class = "GRUCell"\naccumulate = true\n'))
+    rows = _rows(grade(files, resolve_convention(None, tmp_path / "swapped.toml"), configs=2))
+    assert rows["rnn_step"].passed == 0 and "the gradient of weight_ih (dW_ih) is summed over backward calls; " \
+        "this convention overwrites it" in rows["rnn_step"].first_failure
+    assert rows["gru_step"].passed == 0 and "is overwritten over backward calls; this convention sums it" in \
+        rows["gru_step"].first_failure
+    (tmp_path / "bad.toml").write_text(spec.replace("accumulate = true", 'accumulate = "yes"'))
+    with pytest.raises(TwinnetError, match=r"\[layers.rnn_step\]: accumulate must be true or false"):
+        resolve_convention(None, tmp_path / "bad.toml")
+
+
 def test_a_module_given_is_imported_before_one_beside_the_file_that_was_not_given(tmp_path):
     """A student's gru_cell.py in A/ beside its own activation.py (not given, broken), and the course's
     activation.py given from B/: the one given is imported, as the files given import each other as if side by

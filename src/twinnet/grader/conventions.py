@@ -9,8 +9,9 @@ A convention is plain data (what a ``--spec`` TOML file holds), read by the chec
   ``backward(dout) -> dx``; its weights are in ``params``/``grads`` dicts (``params = "dict"``) or
   are ``Parameter``-like attributes with ``.data`` and ``.grad`` (``params = "attributes"``,
   ``twinnet.numpy_nn``'s own protocol); ``grads`` says whether backward overwrites them or adds
-  to them (torch's ``accumulate``). A layer's own ``params``/``grads`` tables name plain attributes
-  instead (``params = {weight = "W", bias = "b"}``, CMU's mytorch; dotted paths reach into members, and into
+  to them (torch's ``accumulate``), and a layer's ``accumulate = true`` or ``false`` that of its own (CMU's
+  RNN cell adds up what its linear layer and GRU cell overwrite). A layer's own ``params``/``grads`` tables name
+  plain attributes instead (``params = {weight = "W", bias = "b"}``, CMU's mytorch; dotted paths reach into members, and into
   a dict's keys, ``params.weights``, and a list's entries by their places, ``params.0``: Deep Learning from
   Scratch 2's; an RNN cell's names its ``weight_ih``, ``weight_hh`` and ``bias``, or ``bias_ih`` and ``bias_hh``),
   ``args`` the class's arguments where it takes fewer (``kinds.ARGUMENTS``), ``derivative = true`` an
@@ -259,14 +260,17 @@ _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum
 # an activation whose backward() returns its derivative; batch norm's running statistics' names, the keyword
 # of forward that selects evaluation mode (CMU's forward(Z, eval=True)), gamma's layout (CMU's (1, D)) and the
 # eps its constructor sets (CMU's 1e-8; torch's 1e-5 by default)
-_MODULE_OPTIONS = {"linear": ("params", "grads", "args", "grad", "flatten"), "conv": ("params", "grads", "args"),
+_MODULE_OPTIONS = {"linear": ("params", "grads", "accumulate", "args", "grad", "flatten"),
+                   "conv": ("params", "grads", "accumulate", "args"),
                    "maxpool": ("args",), "elu": ("args", "derivative"), "leaky_relu": ("args", "derivative"),
                    "relu": ("derivative",), "sigmoid": ("derivative",), "tanh": ("derivative",), "mlp": ("args",),
-                   "batchnorm": ("params", "grads", "args", "running", "eval_keyword", "train_keyword", "layout", "eps"),
+                   "batchnorm": ("params", "grads", "accumulate", "args", "running", "eval_keyword", "train_keyword",
+                                 "layout", "eps"),
                    "dropout": ("eval_keyword", "train_keyword"),
-                   "rnn_step": ("params", "grads", "args", "weight", "grad", "backward", "batched", "upstream"),
-                   "lstm_step": ("params", "grads", "args", "weight", "grad", "batched", "upstream"),
-                   "gru_step": ("params", "grads", "weight", "grad", "batched", "gates", "upstream"),
+                   "rnn_step": ("params", "grads", "accumulate", "args", "weight", "grad", "backward", "batched",
+                                "upstream"),
+                   "lstm_step": ("params", "grads", "accumulate", "args", "weight", "grad", "batched", "upstream"),
+                   "gru_step": ("params", "grads", "accumulate", "weight", "grad", "batched", "gates", "upstream"),
                    "mse_loss": ("backward",), "l1_loss": ("backward",), "bce_loss": ("backward",),
                    "sgd_momentum": ("args",), "rmsprop": ("args", "eps"), "adam": ("args", "eps")}
 # ... and in the functional style: a linear layer whose samples are columns (x (D, N)) and whose weight gradients
@@ -320,6 +324,11 @@ def _check_module_options(kind: str, entry: dict[str, Any], where: str) -> None:
     if len(tables) == 2 and set(entry["params"]) != set(entry["grads"]):
         raise TwinnetError(f"{where}: params and grads name the same parameters, got {', '.join(entry['params'])} "
                            f"and {', '.join(entry['grads'])}")
+    if not isinstance(entry.get("accumulate", False), bool):
+        raise TwinnetError(f"{where}: accumulate must be true or false (whether this layer's backward adds to its "
+                           "gradients over calls, as torch's does until zero_grad, or overwrites them: the spec's "
+                           "grads = \"accumulate\" or \"overwrite\" for this layer alone), got "
+                           f"{entry['accumulate']!r}")
     running = entry.get("running", {"mean": "running_mean", "var": "running_var"})
     if not isinstance(running, dict) or set(running) != {"mean", "var"} or \
             not all(isinstance(v, str) and _dotted(v, places=True) for v in running.values()):

@@ -449,7 +449,8 @@ def _second_pass(ctx: Context, layer, x, first_ref: dict, grads_of: Callable[[np
     else:
         run(dout2)
     second, alone = _grads(ctx, layer), grads_of(dout2)
-    accumulate = ctx.convention.get("grads", "overwrite") == "accumulate"
+    # the layer's own accumulate, where it has one, else the spec's grads for all its layers
+    accumulate = ctx.entry.get("accumulate", ctx.convention.get("grads", "overwrite") == "accumulate")
     out = {}
     for name, g1 in first_ref.items():
         expected = g1 + alone[name] if accumulate else alone[name]
