@@ -11,9 +11,9 @@ A convention is plain data (what a ``--spec`` TOML file holds), read by the chec
   ``twinnet.numpy_nn``'s own protocol); ``grads`` says whether backward overwrites them or adds
   to them (torch's ``accumulate``), and a layer's ``accumulate = true`` or ``false`` that of its own (CMU's
   RNN cell adds up what its linear layer and GRU cell overwrite). A layer's own ``params``/``grads`` tables name
-  plain attributes instead (``params = {weight = "W", bias = "b"}``, CMU's mytorch; dotted paths reach into members, and into
-  a dict's keys, ``params.weights``, and a list's entries by their places, ``params.0``: Deep Learning from
-  Scratch 2's; an RNN cell's names its ``weight_ih``, ``weight_hh`` and ``bias``, or ``bias_ih`` and ``bias_hh``),
+  plain attributes instead (``params = {weight = "W", bias = "b"}``, CMU's mytorch; dotted paths reach into
+  members, and into a dict's keys, ``params.weights``, and a list's entries by their places, ``params.0``: Deep
+  Learning from Scratch 2's; an RNN cell's names its ``weight_ih``, ``weight_hh`` and ``bias``, or ``bias_ih`` and ``bias_hh``),
   ``args`` the class's arguments where it takes fewer (``kinds.ARGUMENTS``), ``derivative = true`` an
   activation whose ``backward()`` returns d out / d x, ``dx = "dx"`` a layer whose backward returns nothing and
   keeps the input's gradient in that attribute, and ``loss_item = 1`` a loss whose forward returns a tuple with
