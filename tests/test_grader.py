@@ -332,7 +332,11 @@ DLFS2_LSTM = DLFS2_CELL.replace("rnn_step", "lstm_step").replace('class = "RNN"'
     (CMU_CELL, "self.dW_hh += dz.T @ h_prev_t / n", "self.dW_hh += dz.T @ h_prev_t", "dweight_hh (dW_hh): relative error"),
     (CMU_CELL, " + h_prev_t @ self.W_hh.T + self.b_hh)", " + h_prev_t @ self.W_hh.T)", "out: relative error"),
     (CMU_CELL, "self.dW_hh += dz.T @ h_prev_t / n", "self.dW_hh = dz.T @ h_prev_t / n",
-     "the gradient of weight_hh (dW_hh) is overwritten over backward calls"),
+     "the gradient of weight_hh (dW_hh) is overwritten over backward calls; this convention sums it until zero_grad"),
+    (CMU_CELL, "self.db_ih += dz.sum(axis=0) / n\n        self.db_hh +=",
+     "self.db_ih = dz.sum(axis=0) / n\n        self.db_hh =",  # a class that mixes = and +=: each named
+     "the gradients of bias_ih (db_ih) and bias_hh (db_hh) are overwritten over backward calls; this convention "
+     "sums them until zero_grad"),
     (CMU_CELL, "return dz @ self.W_ih, dz @ self.W_hh", "return dz @ self.W_ih, dz @ self.W_hh.T", "dh_prev"),
     (DLFS2_CELL, "return dt @ Wx.T, dt @ Wh.T", "return dt @ Wx.T", "RNN.backward returned"),
     (DLFS2_CELL, "self.grads[2][...] = dt.sum(axis=0)", "self.grads[2][...] = dt.mean(axis=0)", "dbias"),
@@ -454,8 +458,8 @@ def test_a_layers_own_accumulate_grades_an_accumulating_and_an_overwriting_cell_
     (tmp_path / "swapped.toml").write_text(spec.replace("accumulate = true", "accumulate = false").replace(
         'class = "GRUCell"\n', 'class = "GRUCell"\naccumulate = true\n'))
     rows = _rows(grade(files, resolve_convention(None, tmp_path / "swapped.toml"), configs=2))
-    assert rows["rnn_step"].passed == 0 and "the gradient of weight_ih (dW_ih) is summed over backward calls; " \
-        "this convention overwrites it" in rows["rnn_step"].first_failure
+    assert rows["rnn_step"].passed == 0 and "every parameter's gradient is summed over backward calls; this " \
+        "convention overwrites it" in rows["rnn_step"].first_failure
     assert rows["gru_step"].passed == 0 and "is overwritten over backward calls; this convention sums it" in \
         rows["gru_step"].first_failure
     (tmp_path / "bad.toml").write_text(spec.replace("accumulate = true", 'accumulate = "yes"'))
@@ -622,10 +626,12 @@ BUGS = [
     ("cs231n", "cs231n_embedding_buffered.py", "word_embedding", "dW[x] += dout writes each index once", "some"),
     ("cs231n", "cs231n_layernorm_batch_axis.py", "layernorm", "out normalises each feature over the batch (axis 0)",
      "none"),
-    ("uva", "uva_grads_accumulate.py", "linear", "the gradient of weight is summed over backward calls", "none"),
+    ("uva", "uva_grads_accumulate.py", "linear", "every parameter's gradient is summed over backward calls; this "
+                                                 "convention overwrites it", "none"),
     ("uva", "uva_linear_transposed.py", "linear", "forward reads the weight transposed", "none"),
     ("cs324", "cs324_ce_sum.py", "softmax_cross_entropy", "dx is the gradient of the losses' sum", "some"),
-    ("torch", "torch_grads_overwrite.py", "linear", "the gradient of weight is overwritten over backward calls", "none"),
+    ("torch", "torch_grads_overwrite.py", "linear", "every parameter's gradient is overwritten over backward calls",
+     "none"),
 ]
 
 

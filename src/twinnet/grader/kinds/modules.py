@@ -451,17 +451,21 @@ def _second_pass(ctx: Context, layer, x, first_ref: dict, grads_of: Callable[[np
     second, alone = _grads(ctx, layer), grads_of(dout2)
     # the layer's own accumulate, where it has one, else the spec's grads for all its layers
     accumulate = ctx.entry.get("accumulate", ctx.convention.get("grads", "overwrite") == "accumulate")
-    out = {}
+    out, told = {}, []  # every gradient that does the other, named (a class may mix = and +=)
+    tables = ctx.entry["grads"] if isinstance(ctx.entry.get("grads"), dict) else {}
     for name, g1 in first_ref.items():
         expected = g1 + alone[name] if accumulate else alone[name]
         other = alone[name] if accumulate else g1 + alone[name]
         g2 = _like_row(second.get(name), expected)  # a row parameter's gradient may be flat
         if _follows(g2, other, expected):
-            own = ctx.entry["grads"].get(name) if isinstance(ctx.entry.get("grads"), dict) else None
-            raise Wrong(f"the gradient of {name}{f' ({own})' if isinstance(own, str) else ''} is "
-                        f"{'overwritten' if accumulate else 'summed'} over backward calls; "
-                        f"this convention {'sums it until zero_grad' if accumulate else 'overwrites it'}")
+            told.append(f"{name} ({tables[name]})" if isinstance(tables.get(name), str) else name)
         out[f"d{name} after a second backward"] = (g2, [expected])
+    if told:
+        which = f"the gradient of {told[0]} is" if len(told) == 1 else "every parameter's gradient is" if \
+            len(told) == len(first_ref) else f"the gradients of {', '.join(told[:-1])} and {told[-1]} are"
+        raise Wrong(f"{which} {'overwritten' if accumulate else 'summed'} over backward calls; this convention "
+                    f"{'sums' if accumulate else 'overwrites'} {'them' if 1 < len(told) < len(first_ref) else 'it'}"
+                    f"{' until zero_grad' if accumulate else ''}")
     return out
 
 
