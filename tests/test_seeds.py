@@ -22,6 +22,7 @@ def test_seeds_parse_lists_and_ranges_and_refuse_the_rest():
         with pytest.raises(TwinnetError, match="--seeds"):
             parse_seeds(bad)
     for bad, named in (("0,1,1", "seed 1 given twice"), ("0-2,1,2", "seeds 1, 2 given twice"), ("7", "only 1 seed"),
+                       (" , ", "no seed;"),
                        ("0,4294967296", "seed 4294967296 is outside"), ("-1,2", "seed -1 is outside"),
                        ("3-1", "the range 3-1 runs backwards; write it low-high \\(1-3\\)"),
                        ("1--3", "the range 1--3 ends at a negative seed; seeds are in \\[0, 2\\*\\*32\\)")):

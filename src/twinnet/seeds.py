@@ -51,7 +51,7 @@ def parse_seeds(text: str) -> list[int]:
     outside = [s for s in seeds if not 0 <= s < 2**32]
     problem = (f"seed {outside[0]} is outside [0, 2**32)" if outside else
                f"seed{'s' if len(twice) > 1 else ''} {', '.join(map(str, twice))} given twice" if twice else
-               f"only {len(seeds)} seed" if len(seeds) < 2 else "")
+               "no seed" if not seeds else f"only {len(seeds)} seed" if len(seeds) < 2 else "")
     if problem:
         raise TwinnetError(f"--seeds {text!r}: {problem}; give at least two distinct seeds in [0, 2**32), e.g. 0,1,2")
     return seeds
