@@ -338,6 +338,12 @@ def test_an_interrupted_ablation_keeps_its_finished_variants(data_dir, tmp_path,
     assert [r["variant"] for r in summary["variants"]] == ["course", "augment"]
     assert {p.name: p.stat().st_mtime_ns for p in (out / "course").iterdir()} == finished  # not trained again
     assert (out / "augment" / "report.md").exists()
+    # a resume that names fewer rungs drops none of the finished ones from the folder's summary
+    capsys.readouterr()
+    assert main(["run", "cnn-ablation", "--resume", str(out), "--data-dir", str(data_dir), "--threads", "1",
+                 "--set", "variants=augment"]) == 0
+    assert "the folder's variants stay course,augment (a resume adds runs" in capsys.readouterr().err
+    assert [r["variant"] for r in json.loads((out / "summary.json").read_text())["variants"]] == ["course", "augment"]
 
 
 def test_a_corrupt_checkpoint_is_one_clear_line(data_dir, tmp_path, capsys):

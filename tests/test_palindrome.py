@@ -204,6 +204,11 @@ def test_sweep_resumes_where_it_was_interrupted_without_rerunning_finished_runs(
     # every run a complete run directory with its own report
     assert all((out / "runs" / f"{m}-T{t}-seed{s}" / "report.md").exists() for m, t, s in everything)
     assert main(["run", "palindrome", "--resume", str(out)]) == 2  # a sweep is no run of palindrome
+    # a resume that narrows the grid summarises only the runs inside it, and says which finished ones it leaves out
+    with pytest.warns(UserWarning, match=r"4 finished runs of this folder \((runs/(rnn|gru)-T3-seed[01], ){3}"
+                      r"\.\.\.\) lie outside the grid now set"):
+        assert main(["run", "palindrome-sweep", "--resume", str(out), "--set", "lengths=4"]) == 0
+    assert _summary(out)["runs"] == 4 and len((out / "results.jsonl").read_text().splitlines()) == 8
 
 
 # ---- checkpoints of runs in progress -------------------------------------------------------------------------

@@ -141,13 +141,17 @@ def test_reproduce_again_trains_nothing_twice_and_refuses_the_wrong_folder(quick
 
 
 @pytest.mark.slow
-def test_full_adds_seeds_and_reports_the_headline_presets_as_mean_and_std(quick_run, tmp_path, monkeypatch):
+def test_full_adds_seeds_and_reports_the_headline_presets_as_mean_and_std(quick_run, tmp_path, monkeypatch,
+                                                                          capsys):
+    """A folder of the mlp part made --full (--quick: its runs at smoke-test size), then resumed with another
+    part: that part joins the folder's, and the first part's runs stay in its report."""
     out, args = quick_run
     full = tmp_path / "full"
-    shutil.copytree(out, full)
     monkeypatch.setenv("TWINNET_CACHE_DIR", str(out.parent / "cache"))
     at = args.index("--out")
-    assert main(args[:at + 1] + [str(full)] + args[at + 2:] + ["--full", "--parts", "mlp"]) == 0  # --quick --full: --full's runs at smoke-test size
+    args = args[:at + 1] + [str(full)] + args[at + 2:]
+    assert main(args + ["--parts", "mlp"]) == 0
+    assert main(args + ["--full"]) == 0  # the folder's parts, mlp, at full size
     summary = json.loads((full / "summary.json").read_text())
     [group] = summary["over_seeds"]  # only the mlp part's headline preset ran with its seeds
     runs = ["mlp-cifar-best", "mlp-cifar-best-seed1", "mlp-cifar-best-seed2"]
@@ -159,6 +163,12 @@ def test_full_adds_seeds_and_reports_the_headline_presets_as_mean_and_std(quick_
     report = (full / "report.md").read_text()
     mean, std = 100 * group["figures"]["test_acc"]["mean"], 100 * group["figures"]["test_acc"]["std"]
     assert f"| mlp-cifar-best | 0, 1, 2 | {mean:.2f}% ± {std:.2f}% |" in report
+    capsys.readouterr()
+    assert main(args + ["--parts", "engine"]) == 0  # a resume adds a part; it drops none
+    assert "parts engine added to the folder's mlp" in capsys.readouterr().err
+    assert json.loads((full / "config.json").read_text())["config"]["parts"] == "mlp,engine"
+    report = (full / "report.md").read_text()
+    assert f"| mlp-cifar-best | 0, 1, 2 | {mean:.2f}% ± {std:.2f}% |" in report and "### engine-check: " in report
 
 
 @pytest.mark.slow

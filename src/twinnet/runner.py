@@ -357,6 +357,27 @@ def _refuse_finished(run_dir: RunDir) -> None:
                            "run (with more steps or epochs) trains longer")
 
 
+def _added(name: str, started, cfg):
+    """``cfg`` with each of its class's ``resume_adds`` (comma-separated lists whose items are runs: reproduce's
+    parts, cnn-ablation's rungs) the folder's items and then the new ones: a resume adds runs to a folder and never
+    drops a finished one from its report; said where it changes what was given."""
+    adds = getattr(type(cfg), "resume_adds", frozenset())
+    merged = {}
+    for key in sorted(adds):
+        old, new = (_items(getattr(c, key)) for c in (started, cfg))
+        if not set(old) <= set(new):
+            merged[key] = ",".join(dict.fromkeys([*old, *new]))
+            added = [v for v in new if v not in old]
+            print(f"{name}: {key} {','.join(added)} added to the folder's {','.join(old)}" if added else
+                  f"{name}: the folder's {key} stay {merged[key]}", "(a resume adds runs, and the finished ones stay "
+                  f"in the report)" + (f": {key} is now {merged[key]}" if added else ""), file=sys.stderr)
+    return dataclasses.replace(cfg, **merged) if merged else cfg
+
+
+def _items(value: str) -> list[str]:
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
 def reopen(name: str, path: Path, overrides: list[str]) -> tuple[RunDir, dict, Any]:
     """The directory, saved config.json and configuration (with ``overrides`` applied) of a run to
     resume. Reads only: every check is made here, before the resumed run writes anything."""
@@ -395,7 +416,7 @@ def reopen(name: str, path: Path, overrides: list[str]) -> tuple[RunDir, dict, A
         started = make_config(experiment.config_cls, saved["config"], context=f"--resume {path}: {CONFIG}: ")
     except TwinnetError as e:  # edited by hand, or damaged: what to do about it
         raise TwinnetError(f"{e}; restore the file as the run wrote it, or start a new run") from None
-    cfg = apply_overrides(started, list(overrides), context=f" for {name}")
+    cfg = _added(name, started, apply_overrides(started, list(overrides), context=f" for {name}"))
     may_change = getattr(experiment.config_cls, "resume_may_change", frozenset())
     changed = [k for k in to_dict(cfg) if to_dict(cfg)[k] != to_dict(started)[k] and k not in may_change]
     if changed:

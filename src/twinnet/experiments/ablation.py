@@ -30,6 +30,7 @@ def _default(name: str):
 @dataclass(frozen=True)
 class AblationConfig(image.ImageConfig):
     resume_may_change: ClassVar[frozenset[str]] = image.ImageConfig.resume_may_change | {"variants"}  # adds rungs
+    resume_adds: ClassVar[frozenset[str]] = frozenset({"variants"})  # a resume's rungs join the folder's
     # comma-separated rungs, each a run of its preset cnn-ablation-<rung> in its own sub-folder
     variants: str = DEFAULT_VARIANTS
 

@@ -25,7 +25,7 @@ from twinnet.report import analysis, plots
 from twinnet.report.blocks import Figure, Section, Table, Text
 from twinnet.runs import CONFIG, RESULTS, SUMMARY, RunDir
 from twinnet.seeds import MAX_SEEDS
-from twinnet.sweep import Job, run_sweep
+from twinnet.sweep import Job, finished, run_sweep
 
 # relative cost of one step per time step (bench/rnn_step.py), to start the longest runs first
 COST = {"rnn": 1.0, "irnn": 1.0, "lstm": 3.5, "gru": 2.5}
@@ -73,6 +73,12 @@ def run(cfg: SweepConfig, run_dir: RunDir, ctx) -> dict:
                       f"{hardware.cores()} cores, which would only slow the sweep (each worker trains on one thread); "
                       f"using {most}", stacklevel=2)
         workers = most
+    keys = {j.key for j in jobs}
+    if outside := [k for k in finished(run_dir, None) if k not in keys]:  # a resume that narrowed the grid
+        warnings.warn(f"{len(outside)} finished run{'s' if len(outside) > 1 else ''} of this folder "
+                      f"({', '.join(outside[:3])}{', ...' if len(outside) > 3 else ''}) lie outside the grid now set, "
+                      "so the summary and report leave them out (they stay in results.jsonl); resume with their "
+                      "models, lengths and n_seeds too to count them", stacklevel=2)
     done = run_sweep(run_dir, jobs, workers=workers, threads=ctx.threads,
                      command=ctx.command, data=ctx.data_dir, name="palindrome-sweep",
                      summary_check=lambda s: isinstance(s.get("test_acc"), (int, float))

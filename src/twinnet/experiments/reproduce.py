@@ -74,6 +74,7 @@ def seed_key(key: str, offset: int) -> str:
 class ReproduceConfig(BaseConfig):
     resumable: ClassVar[bool] = True  # finished runs are kept; stopped ones continue from their checkpoints
     resume_may_change: ClassVar[frozenset[str]] = frozenset({"parts", "level", "verify"})  # adds runs
+    resume_adds: ClassVar[frozenset[str]] = frozenset({"parts"})  # a resume's parts join the folder's
 
     parts: str = "mlp,cnn,rnn,engine"  # comma-separated: mlp, cnn, rnn, engine
     level: Literal["standard", "full"] = "standard"  # full: the headline presets with 3 seeds, the ladder with 2
