@@ -264,6 +264,31 @@ def test_more_ranks_on_a_node_than_it_has_gpus_is_one_line_before_any_gpu_is_tou
         distributed.init_from_env(cuda=True)
 
 
+@pytest.mark.parametrize("env, told", [
+    ({"TWINNET_DIST_TIMEOUT": "nan"}, r"TWINNET_DIST_TIMEOUT='nan': must be a number of seconds from 1 to"),
+    ({"TWINNET_DIST_TIMEOUT": "0"}, r"TWINNET_DIST_TIMEOUT='0': must be"),
+    ({"TWINNET_DIST_TIMEOUT": "-1"}, r"TWINNET_DIST_TIMEOUT='-1': must be"),
+    ({"TWINNET_DIST_TIMEOUT": "1e30"}, r"TWINNET_DIST_TIMEOUT='1e30': must be"),
+    ({"TWINNET_DIST_TIMEOUT": "abc"}, r"TWINNET_DIST_TIMEOUT='abc': must be"),
+    ({"RANK": "abc"}, r"RANK='abc': must be a whole number >= 0, as torchrun sets it"),
+    ({"WORLD_SIZE": "-2"}, r"WORLD_SIZE='-2': must be a whole number"),
+    ({"RANK": "2"}, r"RANK=2 is not below WORLD_SIZE=2"),
+])
+def test_torchrun_settings_that_cannot_hold_are_named_before_the_group_is_joined(monkeypatch, env, told):
+    """A timeout that is no duration (nan, 0, a negative or astronomical one) or a rank that is no rank is blamed on
+    its variable in one line, not on the rendezvous the process group then fails to reach."""
+    import torch
+
+    from twinnet import TwinnetError, distributed
+
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda *a, **k: pytest.fail("joined"))
+    for name, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2", **env}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(TwinnetError, match=told):
+        distributed.init_from_env(cuda=False)
+
+
 @pytest.mark.parametrize("sets, cuda", [((), True), (("device=cpu",), False), (("engine = numpy",), False),
                                         (("device=cuda",), True), (("device=auto",), True)])
 def test_a_torchrun_run_kept_on_the_cpu_joins_without_nccl_on_a_node_with_gpus(monkeypatch, capsys, sets, cuda):

@@ -14,6 +14,7 @@ ranks before every evaluation and checkpoint, so every rank evaluates the same m
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from twinnet import TwinnetError
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+MAX_DIST_TIMEOUT_S = 7 * 86400.0  # TWINNET_DIST_TIMEOUT's largest: a week (timedelta's and gloo's range hold it)
 
 
 class ReportedByRank0(TwinnetError):
@@ -87,10 +89,23 @@ def init_from_env(cuda: bool) -> str:
 
     if dist.is_initialized():
         return dist.get_backend()
+    text = os.environ.get("TWINNET_DIST_TIMEOUT", "600")
     try:
-        timeout = float(os.environ.get("TWINNET_DIST_TIMEOUT", "600"))
+        timeout = float(text)
     except ValueError:
-        raise TwinnetError("TWINNET_DIST_TIMEOUT must be a number of seconds") from None
+        timeout = math.nan
+    if not 1 <= timeout <= MAX_DIST_TIMEOUT_S:  # nan too: a collective must fail in its time, not at once or never
+        raise TwinnetError(f"TWINNET_DIST_TIMEOUT={text!r}: must be a number of seconds from 1 to "
+                           f"{MAX_DIST_TIMEOUT_S:g} (how long a collective waits for a lost rank; 600 by default)")
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):  # as torchrun sets them: blamed on them, not on the network
+        value = os.environ.get(name, "0")
+        if not (value.isascii() and value.isdigit()):
+            raise TwinnetError(f"{name}={value!r}: must be a whole number >= 0, as torchrun sets it; launch with "
+                               "torchrun, or unset the torchrun variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, "
+                               "MASTER_PORT) to train in one process")
+    if int(os.environ.get("RANK", "0")) >= int(os.environ.get("WORLD_SIZE", "1")):
+        raise TwinnetError(f"RANK={os.environ['RANK']} is not below WORLD_SIZE={os.environ['WORLD_SIZE']}: ranks "
+                           "run from 0 to WORLD_SIZE - 1, as torchrun sets them")
     backend = "cpu:gloo,cuda:nccl" if cuda else "gloo"  # CPU tensors (the loop's sums) always over gloo
     if cuda:
         local, gpus = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
