@@ -1,6 +1,7 @@
 """--seeds: one experiment over several seeds, every figure as mean ± std with the per-seed values."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -160,3 +161,11 @@ def test_a_finished_seed_whose_summary_is_gone_is_named_and_the_advice_given_wor
     assert main(["run", "mlp-compare", "--resume", str(group)]) == 0  # as the message says: that seed again
     assert [r["dataset"] for r in _json(group / "seed-1" / "summary.json")["results"]] == ["moons", "moons"]
     assert len((group / "results.jsonl").read_text().splitlines()) == 2
+    # the seed's whole folder gone: named as missing, and not counted among the finished seeds first
+    shutil.rmtree(group / "seed-1")
+    (group / "summary.json").unlink()
+    capsys.readouterr()
+    assert main(["run", "mlp-compare", "--resume", str(group)]) == 2
+    err = capsys.readouterr().err
+    assert "seed-1 is missing, though results.jsonl lists seed-1 as finished; restore that folder, or delete its " \
+        "line of results.jsonl to run that seed again" in err and "already finished" not in err

@@ -66,7 +66,7 @@ def run_group(name: str, overrides: list[str], seeds: list[int], *, quick: bool 
               command: str | None = None, data: Path | None = None) -> Path:
     """Run ``name`` once per seed in one group directory (or continue the group at ``resume``)."""
     from twinnet.runner import choose_data_dir, choose_threads, resolve_config
-    from twinnet.sweep import Job, run_sweep
+    from twinnet.sweep import Job, finished, run_sweep
 
     if resume is not None:
         group = RunDir(resume)
@@ -92,6 +92,11 @@ def run_group(name: str, overrides: list[str], seeds: list[int], *, quick: bool 
     with group.lock():
         start = time.perf_counter()
         try:
+            for key in finished(group, jobs):  # each seed's figures are read from its folder
+                if not (group.path / key).is_dir():
+                    raise TwinnetError(f"{group.path / key} is missing, though results.jsonl lists {key} as finished; "
+                                       "restore that folder, or delete its line of results.jsonl to run that seed "
+                                       "again")
             run_sweep(group, jobs, threads=threads, command=command, data=data, name=f"{name} over seeds",
                       announce=lambda r: print(f"seed {r['seed']}: {r['headline'] or r['job']}", flush=True))
             for seed in seeds:  # (run_sweep refuses a finished seed whose summary is gone)
