@@ -2325,6 +2325,30 @@ def test_a_file_that_runs_past_the_load_limit_is_left_out_of_its_students_grade(
     assert dee["first_failure"].startswith("optim.py cannot be loaded: it ran for more than 0.5 s")
 
 
+def test_the_class_csv_writes_no_cell_a_spreadsheet_would_run_as_a_formula(tmp_path):
+    """Student folders named like formulas (=, +, -, @) are written as text, after a quote, as a spreadsheet
+    writes text that begins so; other names and the points are written as they are."""
+    import csv
+
+    from twinnet.grader import Report, Row
+    from twinnet.grader.each import grade_each
+
+    root = tmp_path / "submissions"
+    names = ["=HYPERLINK(\"x.example\",\"y\")", "+1", "-2", "@SUM(A1)", "ann"]
+    for name in names:
+        (root / name).mkdir(parents=True)
+        (root / name / "layers.py").write_text("")
+
+    def grade(paths, convention, **kwargs):
+        return Report("cs231n", 0, [str(p) for p in paths], [Row("relu", "ReLU", 1, 1, 0.0, None, [], 1.0)])
+
+    grade_each(root, [Path("layers.py")], resolve_convention("cs231n", None), only=None, seed=0, configs=1,
+               csv_path=tmp_path / "g.csv", grade=grade)
+    rows = list(csv.DictReader((tmp_path / "g.csv").open()))
+    assert sorted(r["student"] for r in rows) == sorted(("'" + n if n[0] in "=+-@" else n) for n in names)
+    assert {r["points"] for r in rows} == {"1.0"}
+
+
 def test_the_class_csv_leaves_an_optional_layer_not_submitted_empty_and_long_failures_end_at_a_word(tmp_path,
                                                                                                    capsys):
     import csv

@@ -182,8 +182,14 @@ def write_csv(path: Path, results: list[dict[str, Any]]) -> None:
     out = io.StringIO()
     writer = csv.DictWriter(out, columns, restval="", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(results)
+    writer.writerows({k: _inert(v) for k, v in r.items()} for r in results)
     atomic_write_bytes(path, out.getvalue().encode())
+
+
+def _inert(value: Any) -> Any:
+    """A text cell a spreadsheet would take for a formula (a student folder named ``=HYPERLINK(...)``, or a failure
+    that begins with one) written after a quote, as spreadsheets write text; numbers and other text as they are."""
+    return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def is_grades_csv(path: Path) -> bool:
