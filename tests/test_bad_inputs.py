@@ -312,6 +312,8 @@ CASES = [
     # each allocation would fit, their sum would not: Linux would kill the run without a word, so it is refused first
     Case("mlp-wider-than-memory", _run("mlp-compare", "hidden=[99999999]", data=False, extra=("--quick",)),
          "hidden=[99999999] needs at least"),
+    Case("boundary-grid-larger-than-memory", _run("mlp-compare", "grid=100000", data=False, extra=("--quick",)),
+         "grid=100000 (a decision boundary of grid x grid points) needs at least"),
     Case("rnn-wider-than-memory", _run("palindrome", "hidden=100000", data=False, extra=("--quick",)),
          "hidden=100000 needs at least"),
     # a length's inputs and hidden states through time: one batch's, and the evaluation set's

@@ -60,6 +60,9 @@ class MLPCompareConfig(train_config(optimizer="sgd", lr=0.1, momentum=0.9, epoch
         weights = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
         batch = max(1024, self.batch_len(self.n_samples))
         hardware.check_fits(2 * 8 * (4 * weights + 3 * batch * sum(widths)), f"hidden={list(self.hidden)}")
+        # the decision-boundary grid: its points, both engines' predictions and the figure's regions, measured at
+        # about 100 bytes a point (grid=2000: 400 MB above grid=30's peak)
+        hardware.check_fits(80 * self.grid ** 2, f"grid={self.grid} (a decision boundary of grid x grid points)")
 
 
 def _grid(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
