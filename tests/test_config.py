@@ -57,6 +57,11 @@ def test_overrides_apply_and_leave_the_original_alone():
 def test_unknown_key_names_the_key_and_the_valid_ones():
     with pytest.raises(TwinnetError, match=r"--set lrate: unknown key.*valid keys: seed, lr"):
         apply_overrides(Cfg(), ["lrate=1"])
+    # a key in other case, or one letter off, is told the key it was near
+    with pytest.raises(TwinnetError, match=r"--set LR: unknown key \(did you mean lr\?\); valid keys"):
+        apply_overrides(Cfg(), ["LR=1"])
+    with pytest.raises(TwinnetError, match=r"--set hiden: unknown key \(did you mean hidden\?\)"):
+        apply_overrides(Cfg(), ["hiden=1"])
 
 
 def test_mistyped_value_names_the_key_and_the_expected_type():

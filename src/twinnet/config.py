@@ -166,7 +166,11 @@ def parse_assignments(cls: type, assignments: list[str], context: str = "") -> d
         if not sep or not key:
             raise TwinnetError(f"--set {item!r}: expected key=value")
         if key not in types_:
-            raise TwinnetError(f"--set {key}: unknown key{context}; valid keys: {', '.join(types_)}")
+            import difflib
+
+            close = [k for k in types_ if k.lower() == key.lower()] or difflib.get_close_matches(key, types_, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise TwinnetError(f"--set {key}: unknown key{context}{hint}; valid keys: {', '.join(types_)}")
         try:
             changes[key] = parse_value(raw.strip(), types_[key])
         except ValueError as exc:
