@@ -763,6 +763,7 @@ def test_a_spec_file_describes_another_course(tmp_path):
     (["{layers}", "--spec", "{pipe}"], "pipe.json is empty: a spec gives its style"),  # a pipe no one writes
     (["{nowhere}", "--convention", "cs231n"], "nowhere/layers.py: no such file"),  # (its folder missing too)
     (["{layers}", "--spec", "{empty_spec}"], "empty.toml is empty: a spec gives its style"),
+    (["{layers}", "--spec", "{folder}"], "specs is a folder; name the course's spec, a .toml file in it"),
 ])
 def test_bad_input_is_one_line(args, message, tmp_path, capsys, monkeypatch):
     if "{pipe}" in args:  # (no pipes of this kind on Windows)
@@ -773,7 +774,9 @@ def test_bad_input_is_one_line(args, message, tmp_path, capsys, monkeypatch):
     (tmp_path / "broken.py").write_text("def f(:\n")
     fill = {"layers": str(CS231N[0]), "bad_spec": str(tmp_path / "bad.toml"), "kind_spec": str(tmp_path / "kind.toml"),
             "broken": str(tmp_path / "broken.py"), "pipe": str(tmp_path / "pipe.json"),
-            "empty_spec": str(tmp_path / "empty.toml"), "nowhere": str(tmp_path / "nowhere" / "layers.py")}
+            "empty_spec": str(tmp_path / "empty.toml"), "nowhere": str(tmp_path / "nowhere" / "layers.py"),
+            "folder": str(tmp_path / "specs")}
+    (tmp_path / "specs").mkdir()
     monkeypatch.chdir(tmp_path)
     assert main(["check", *(a.format(**fill) for a in args)]) == 2
     err = capsys.readouterr().err
@@ -2164,7 +2167,8 @@ def test_a_notebooks_failure_names_its_code_cell_and_line_and_a_broken_file_is_r
     with pytest.raises(TwinnetError, match=r"not a \.py file or a Jupyter notebook"):
         grade([tmp_path / "notes.txt"], resolve_convention("cs231n", None), only=["relu"])
     # JSON, but no notebook: no cells at all, or a cell whose source is not text (told as such, by itself)
-    for name, body, told in (("empty.ipynb", {}, "^empty.ipynb is not a Jupyter notebook: it has no list of cells"),
+    for name, body, told in (("empty.ipynb", {}, "^empty.ipynb is not a Jupyter notebook: it has no list of cells; "
+                                                 "pass the notebook file as Jupyter saved it"),
                              ("numbers.ipynb", {"cells": [{"cell_type": "code", "source": [1, 2]}]},
                               "^numbers.ipynb is not a Jupyter notebook as Jupyter saves it: code cell 1's source is "
                               "not text")):
@@ -3255,6 +3259,7 @@ def test_a_functional_course_with_a_row_bias_and_static_methods_is_graded(tmp_pa
     ('style = "functional"\n[layers.batchnorm]\nforward = "f"\nbackward = "b"\nlayout = "row"\n',
      "layout belongs to the module style"),
     ('name = 1979-05-27\nstyle = "module"\n[layers.relu]\nclass = "R"\n', "name must be a string"),
+    ('name = " "\nstyle = "module"\n[layers.relu]\nclass = "R"\n', "name must be a string that is not blank"),
 ])
 def test_a_spec_for_a_course_of_plain_attributes_or_fewer_arguments_is_checked_before_grading(text, message, tmp_path):
     from twinnet.grader.conventions import load_spec

@@ -423,6 +423,8 @@ def load_spec(path: Path) -> dict[str, Any]:
             raise TwinnetError(f"--spec {path} holds more than a MiB, not a spec of a few kilobytes: name the "
                                "course's .toml file")
         spec = tomllib.loads(text.decode())
+    except IsADirectoryError:
+        raise TwinnetError(f"--spec {path} is a folder; name the course's spec, a .toml file in it") from None
     except OSError as e:
         raise TwinnetError(f"--spec {path}: {e.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
@@ -445,8 +447,8 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
     if "base" in spec:
         spec = _on_base(spec, where)
     if "name" in spec and not (isinstance(spec["name"], str) and spec["name"].strip()):
-        raise TwinnetError(f"{where}: name must be a string (the convention's name in the report), got "
-                           f"{spec['name']!r}")
+        raise TwinnetError(f"{where}: name must be a string that is not blank (the convention's name in the "
+                           f"report, e.g. name = \"mycourse\"), got {spec['name']!r}")
     style = spec.get("style")
     if style not in ("functional", "module"):
         raise TwinnetError(f"{where}: style must be \"functional\" or \"module\", got {style!r}")

@@ -455,7 +455,8 @@ def notebook_source(path: Path) -> str:
         # their code under "input"
         cells = [c for w in notebook.get("worksheets") or [] if isinstance(w, dict) for c in w.get("cells") or []]
     if not isinstance(cells, list):
-        raise TwinnetError(f"{path.name} is not a Jupyter notebook: it has no list of cells")
+        raise TwinnetError(f"{path.name} is not a Jupyter notebook: it has no list of cells; pass the notebook file "
+                           "as Jupyter saved it, or its code as a .py file")
     lines: list[str] = []
     starts = []
     for cell in cells:
