@@ -507,6 +507,8 @@ CASES = [
          "not a zip archive's, so it is no .npz"),
     Case("report-predictions-lack-classes", _report_of(lambda r: np.savez(  # figures drawn, then the report fails
         r / "predictions.npz", y_true=np.zeros(4, np.int64), y_pred=np.zeros(4, np.int64))), "lack what the"),
+    Case("report-summary-null", _report_of(lambda r: (r / "summary.json").write_text("null")),
+         "summary.json is damaged: it holds null, not the run's figures (a JSON object)"),
     Case("report-summary-lacks-figures", _report_of(lambda r: (r / "summary.json").write_text('{"model": "x"}')),
          "incomplete or damaged"),
     Case("report-unknown-experiment", _report_of(lambda r: (r / "config.json").write_text(

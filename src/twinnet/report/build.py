@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -89,6 +90,11 @@ def body_blocks(path: Path, draw: bool = True, structure: bool = True) -> list[B
     configuration, environment and files sections; reads files only."""
     run, cfg, _ = _open(path)
     experiment = get_experiment(str(cfg.get("experiment")))
+    if run.file(SUMMARY).exists() and not isinstance(held := run.read_json(SUMMARY), dict):
+        what = json.dumps(held)
+        what = what if len(what) <= 40 else what[:37] + "..."
+        raise TwinnetError(f"{run.file(SUMMARY)} is damaged: it holds {what}, not the run's figures (a JSON object); "
+                           "restore it, or run the experiment again")
     with _figures_restored_on_failure(run.path):  # a report that fails leaves the figures of the one before
         try:
             if experiment.figures is not None and draw:
