@@ -440,6 +440,8 @@ CASES = [
          "give --out (or --runs-dir) a folder you can write to"),
     Case("out-read-only", _read_only_out, "Permission denied"),
     Case("out-dangling-link", _dangling_out, "dangling is a symbolic link to "),
+    Case("out-with-a-newline", lambda w: ["run", "mlp-compare", "--quick", "--out", w.out() + "\nlast"],
+         "holds a newline or another control character; choose a name without one"),
     Case("report-read-only", _report_read_only, "Permission denied ("),
     Case("disk-full", _disk_full, "runs/new: No space left on device"),  # the run folder, then the cause
     Case("resume-no-such-dir", lambda w: ["run", "mlp-cifar", "--resume", str(w.root / "nowhere")], "no such directory"),

@@ -167,6 +167,9 @@ class RunDir:
         """A new, empty run directory: ``out`` if given, else runs_root/experiment/timestamp."""
         if out is not None:
             out = Path(out)
+            if any(not ch.isprintable() for ch in str(out)):  # the run's path is its last line printed, for scripts
+                raise TwinnetError(f"--out {str(out)!r} holds a newline or another control character; choose a name "
+                                   "without one (the run's path is printed as the last line, for scripts to read)")
             if out.exists() and (not out.is_dir() or any(out.iterdir())):
                 raise TwinnetError(f"--out {out} already exists and is not an empty directory; choose another path")
             if out.is_symlink() and not out.exists():
