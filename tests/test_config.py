@@ -32,6 +32,8 @@ class Cfg(BaseConfig):
         ("off", bool, False),
         ("64,32", tuple[int, ...], (64, 32)),
         ("[64, 32]", tuple[int, ...], (64, 32)),
+        ("(64,)", tuple[int, ...], (64,)),  # Python's one-item tuple
+        ("[]", tuple[int, ...], ()),
         ("moons", tuple[str, ...], ("moons",)),
         ("full", Literal["mini", "full"], "full"),
     ],
@@ -41,7 +43,8 @@ def test_parse_value(raw, tp, expected):
 
 
 @pytest.mark.parametrize("raw, tp", [("abc", float), ("1.5", int), ("maybe", bool), ("half", Literal["mini", "full"]),
-                                     ("1,x", tuple[int, ...])])
+                                     ("1,x", tuple[int, ...]), ("[[20]]", tuple[int, ...]), ("[20", tuple[int, ...]),
+                                     ("20,,30", tuple[int, ...])])
 def test_parse_value_rejects_mistyped(raw, tp):
     with pytest.raises(ValueError):
         parse_value(raw, tp)

@@ -79,9 +79,13 @@ def parse_value(raw: str, tp: Any) -> Any:
         raise ValueError(f"expected {_type_name(tp)}, got {raw!r}")
     if origin in (list, tuple):
         inner = typing.get_args(tp)[0]
-        text = raw.strip().strip("[]()").strip()
-        items = [parse_value(part.strip(), inner) for part in text.split(",")] if text else []
-        return tuple(items)
+        text = raw.strip()
+        if text[:1] + text[-1:] in ("[]", "()"):  # one pair of brackets around the list, as Python writes it
+            text = text[1:-1].strip()
+        parts = text.split(",") if text else []
+        if len(parts) > 1 and not parts[-1].strip():  # a trailing comma, as Python's (20,)
+            parts.pop()
+        return tuple(parse_value(part.strip(), inner) for part in parts)
     if tp is bool:
         low = raw.lower()
         if low in ("1", "true", "yes", "on"):
