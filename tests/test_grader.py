@@ -1196,6 +1196,24 @@ def test_an_error_in_a_helper_the_file_imports_is_placed_in_the_helper(tmp_path,
     assert str(caught.value).endswith("(layers.py:4)")  # json's own frames are not the student's
 
 
+def test_an_error_in_code_on_the_graders_own_import_path_is_placed_at_the_students_line(tmp_path, monkeypatch):
+    """A course's starter library on the teacher's PYTHONPATH, in a folder beside the class's (not the student's):
+    an error it raises is placed at the student's call of it, not in the library."""
+    from twinnet.grader import loader
+
+    lib = tmp_path / "vendor" / "deep" / "lib"
+    lib.mkdir(parents=True)
+    (lib / "starterlib.py").write_text("def check(x):\n    if x < 0:\n        raise ValueError('negative')\n")
+    folder = tmp_path / "subs" / "alice"
+    folder.mkdir(parents=True)
+    (folder / "layers.py").write_text("import starterlib\n\nstarterlib.check(-1)\n")
+    monkeypatch.syspath_prepend(str(lib))
+    monkeypatch.setattr(loader, "_PATH_BEFORE", [str(lib), *loader._PATH_BEFORE])
+    with pytest.raises(TwinnetError) as caught:
+        loader.load([folder / "layers.py"])
+    assert str(caught.value) == "layers.py cannot be loaded: ValueError: negative (layers.py:3)"
+
+
 def test_a_file_given_from_another_folder_is_imported_as_if_beside(tmp_path):
     """A repository that keeps mlp_numpy.py apart from the modules.py it imports (UvA 2018: code/ and
     submission/code/): both given, the import finds the given modules.py, and every layer is graded; nothing of

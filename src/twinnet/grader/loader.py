@@ -574,9 +574,10 @@ _OWN_PACKAGE = Path(__file__).resolve().parents[1]  # twinnet's own code: never 
 
 
 def _students_file(filename: str, files: list[Path], folders: set[Path]) -> str | None:
-    """How a traceback's file is named if it is the student's (one given, or a helper beside one, below it, as
-    ``pkg/helpers.py``, or in a folder up to two above it, as ``../layers.py``: the folders a course's package
-    imports from), else None (Python's own frames, ``<frozen ...>``, installed packages, twinnet's)."""
+    """How a traceback's file is named if it is the student's (one given, or a helper beside one, in a folder below
+    it, as ``pkg/helpers.py``, or in one of the two folders above it, as ``../layers.py``: where a course's package
+    keeps its modules), else None (Python's own frames, ``<frozen ...>``, installed packages, twinnet's, and code
+    on the import path the grader was started with, such as a course's starter code)."""
     if filename.startswith("<"):
         return None
     path = Path(filename).resolve()
@@ -585,8 +586,21 @@ def _students_file(filename: str, files: list[Path], folders: set[Path]) -> str 
     if path.is_relative_to(_OWN_PACKAGE) or any(part in ("site-packages", "dist-packages") for part in path.parts) \
             or any(path.is_relative_to(Path(p).resolve()) for p in {sys.prefix, sys.base_prefix}):
         return None
-    near = [os.path.relpath(path, f) for f in folders if any(path.is_relative_to(a) for a in _named_levels(f))]
+    theirs = {level for f in folders for level in (*_named_levels(f), *f.parents)}  # the files' folders' ancestors
+    if any(path.is_relative_to(entry) and entry not in theirs for entry in _teachers_path()):
+        return None
+    near = [os.path.relpath(path, f) for f in folders
+            if path.is_relative_to(f) or path.parent in _named_levels(f)]
     return min(near, key=len).replace(os.sep, "/") if near else None
+
+
+def _teachers_path() -> set[Path]:
+    """The folders of the import path the grader started with (PYTHONPATH's among them), resolved."""
+    out = set()
+    for entry in _PATH_BEFORE:
+        with contextlib.suppress(OSError, RuntimeError):
+            out.add(Path(entry or ".").resolve())
+    return out
 
 
 @contextlib.contextmanager
