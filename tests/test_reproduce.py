@@ -114,6 +114,11 @@ def test_reproduce_again_trains_nothing_twice_and_refuses_the_wrong_folder(quick
     assert "holds a quick reproduce run; add --quick" in capsys.readouterr().err
     assert main(["reproduce", "--quick", "--out", str(out / "mlp-cifar")]) == 2
     assert "holds another run (engine-compare), not a reproduce run" in capsys.readouterr().err
+    # --full is the whole folder's, and a resume drops no part: --full --parts mlp would make every part full
+    config = (out / "config.json").read_text()
+    assert main(args + ["--full", "--parts", "mlp"]) == 2
+    assert "holds the parts mlp,cnn,rnn,engine, and --full makes every part of a folder full" in \
+        capsys.readouterr().err and (out / "config.json").read_text() == config
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     (damaged / "config.json").write_text("{")

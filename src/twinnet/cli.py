@@ -324,6 +324,15 @@ def _cmd_reproduce(args, command: str) -> None:
                                "choose another --out")
         if args.seed is not None:
             raise TwinnetError(f"{out} is continued with its own seed; drop --seed (or choose another --out)")
+        config = saved.get("config") if isinstance(saved.get("config"), dict) else {}
+        held = [p.strip() for p in str(config.get("parts", "")).split(",") if p.strip()]
+        named = [p.strip() for p in (args.parts or "").split(",") if p.strip()]
+        if args.full and config.get("level") != "full" and args.parts is not None and not set(held) <= set(named):
+            # a resume's parts join the folder's, and --full is the whole folder's: it would reach parts not named
+            raise TwinnetError(f"{out} holds the parts {','.join(held)}, and --full makes every part of a folder full "
+                               f"(a resume adds parts, never drops them): name them all (--parts "
+                               f"{','.join(dict.fromkeys([*held, *named]))}) to run them all at full size, or give "
+                               f"--full --parts {','.join(named)} another --out")
     path = run_experiment("reproduce", overrides, quick=args.quick and not again, seed=args.seed,
                           out=None if again else out,
                           threads=args.threads, resume=out if again else None, command=command,
