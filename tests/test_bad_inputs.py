@@ -442,6 +442,8 @@ CASES = [
     Case("out-dangling-link", _dangling_out, "dangling is a symbolic link to "),
     Case("out-with-a-newline", lambda w: ["run", "mlp-compare", "--quick", "--out", w.out() + "\nlast"],
          "holds a newline or another control character; choose a name without one"),
+    Case("out-with-a-line-separator", lambda w: ["run", "mlp-compare", "--quick", "--out", w.out() + "\u2028last"],
+         "holds a newline or another control character"),
     Case("report-read-only", _report_read_only, "Permission denied ("),
     Case("disk-full", _disk_full, "runs/new: No space left on device"),  # the run folder, then the cause
     Case("resume-no-such-dir", lambda w: ["run", "mlp-cifar", "--resume", str(w.root / "nowhere")], "no such directory"),
@@ -1033,3 +1035,11 @@ def test_a_damaged_env_json_is_kept_aside_when_a_resume_writes_a_new_one(tmp_pat
         assert main(["run", "palindrome", "--threads", "1", "--resume", str(out)]) == 0
     assert (out / "env.damaged.json").read_bytes() == damaged  # the old record, as it was
     assert json.loads((out / "env.json").read_text())["resumed"][0]["command"].endswith(f"--resume {out}")
+
+
+def test_an_out_folder_named_with_printable_unicode_spaces_is_made(tmp_path, capsys):
+    """A narrow no-break space (macOS's time-stamped names) or a no-break space ends no line: such a name is a
+    run folder like any other, and its path the last line printed."""
+    out = tmp_path / "run\u202f10.01\u00a0b"
+    assert main(["run", "mlp-compare", "--quick", "--set", "datasets=moons", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == str(out) and (out / "summary.json").is_file()

@@ -2330,21 +2330,27 @@ def test_a_student_with_a_file_that_cannot_be_loaded_is_graded_on_the_files_that
 
 
 def test_a_file_that_runs_past_the_load_limit_is_left_out_of_its_students_grade(tmp_path, monkeypatch):
-    """The child that a file's endless top level ends is told by name, and --each grades the other files."""
+    """The child that a file's endless top level ends is told by its path (a file of the same name in another
+    folder is still graded), and --each grades the other files; the limits reach the child (a loop that does not
+    catch the limit is stopped there, at the limit lowered here, and says so)."""
     from twinnet.grader import loader
     from twinnet.grader.each import grade_each
 
     monkeypatch.setattr(loader, "LOAD_LIMIT_S", 0.5)
     monkeypatch.setattr(loader, "GRACE_S", 0.5)
     root = tmp_path / "submissions"
-    (root / "dee").mkdir(parents=True)
-    (root / "dee" / "layers.py").write_text("import numpy as np\n" + RELU)
-    (root / "dee" / "optim.py").write_text("while True:\n    try:\n        while True:\n            pass\n"
-                                           "    except BaseException:\n        pass\n")
-    [dee] = grade_each(root, [Path("layers.py"), Path("optim.py")], resolve_convention("cs231n", None),
-                       only=["relu", "adam"], seed=0, configs=1, csv_path=None)
-    assert dee["relu"] == 1.0 and dee["adam"] == 0.0 and not dee["all_passed"]
-    assert dee["first_failure"].startswith("optim.py cannot be loaded: it ran for more than 0.5 s")
+    caught = "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass\n"
+    for student, loop in (("dee", caught), ("eve", "while True:\n    pass\n")):
+        for part in ("a", "b"):
+            (root / student / part).mkdir(parents=True)
+        (root / student / "a" / "layers.py").write_text("import numpy as np\n" + RELU)
+        (root / student / "b" / "layers.py").write_text(loop)
+    dee, eve = grade_each(root, [Path("a/layers.py"), Path("b/layers.py")], resolve_convention("cs231n", None),
+                          only=["relu"], seed=0, configs=1, csv_path=None)
+    for student in (dee, eve):
+        assert student["relu"] == 1.0 and not student["all_passed"]
+    assert dee["first_failure"].startswith("b/layers.py cannot be loaded: it ran for more than 0.5 s and caught")
+    assert eve["first_failure"].startswith("b/layers.py cannot be loaded: took more than 0.5 s to load")
 
 
 def test_the_class_csv_writes_no_cell_a_spreadsheet_would_run_as_a_formula(tmp_path):

@@ -252,7 +252,7 @@ def _cmd_run(args, command: str) -> None:
         if args.resume is not None:  # the configuration the resumed run would continue with
             from twinnet.runner import reopen
 
-            cfg = to_dict(reopen(args.experiment, Path(args.resume), args.overrides)[2])
+            cfg = to_dict(reopen(args.experiment, Path(args.resume), args.overrides, quiet=True)[2])
         else:
             cfg = to_dict(resolve_config(args.experiment, args.overrides, args.quick, args.seed))
         _print_config(args.experiment, cfg)

@@ -357,30 +357,31 @@ def _refuse_finished(run_dir: RunDir) -> None:
                            "run (with more steps or epochs) trains longer")
 
 
-def _added(name: str, started, cfg):
+def _added(name: str, started, cfg) -> tuple[Any, list[str]]:
     """``cfg`` with each of its class's ``resume_adds`` (comma-separated lists whose items are runs: reproduce's
     parts, cnn-ablation's rungs) the folder's items and then the new ones: a resume adds runs to a folder and never
-    drops a finished one from its report; said where it changes what was given."""
+    drops a finished one from its report; and a line for each list that differs from what was given."""
     adds = getattr(type(cfg), "resume_adds", frozenset())
-    merged = {}
+    merged, said = {}, []
     for key in sorted(adds):
         old, new = (_items(getattr(c, key)) for c in (started, cfg))
         if not set(old) <= set(new):
             merged[key] = ",".join(dict.fromkeys([*old, *new]))
             added = [v for v in new if v not in old]
-            print(f"{name}: {key} {','.join(added)} added to the folder's {','.join(old)}" if added else
-                  f"{name}: the folder's {key} stay {merged[key]}", "(a resume adds runs, and the finished ones stay "
-                  f"in the report)" + (f": {key} is now {merged[key]}" if added else ""), file=sys.stderr)
-    return dataclasses.replace(cfg, **merged) if merged else cfg
+            said.append((f"{name}: {key} {','.join(added)} added to the folder's {','.join(old)}" if added else
+                         f"{name}: the folder's {key} stay {merged[key]}") + " (a resume adds runs, and the finished "
+                        "ones stay in the report)" + (f": {key} is now {merged[key]}" if added else ""))
+    return (dataclasses.replace(cfg, **merged) if merged else cfg), said
 
 
 def _items(value: str) -> list[str]:
     return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
-def reopen(name: str, path: Path, overrides: list[str]) -> tuple[RunDir, dict, Any]:
+def reopen(name: str, path: Path, overrides: list[str], quiet: bool = False) -> tuple[RunDir, dict, Any]:
     """The directory, saved config.json and configuration (with ``overrides`` applied) of a run to
-    resume. Reads only: every check is made here, before the resumed run writes anything."""
+    resume. Reads only: every check is made here, before the resumed run writes anything (and, unless ``quiet``,
+    a list a resume joins to the folder's is said once they have passed)."""
     experiment = get_experiment(name)
     if not getattr(experiment.config_cls, "resumable", False):
         raise TwinnetError(f"{name} cannot be resumed; start a new run instead")
@@ -416,7 +417,7 @@ def reopen(name: str, path: Path, overrides: list[str]) -> tuple[RunDir, dict, A
         started = make_config(experiment.config_cls, saved["config"], context=f"--resume {path}: {CONFIG}: ")
     except TwinnetError as e:  # edited by hand, or damaged: what to do about it
         raise TwinnetError(f"{e}; restore the file as the run wrote it, or start a new run") from None
-    cfg = _added(name, started, apply_overrides(started, list(overrides), context=f" for {name}"))
+    cfg, said = _added(name, started, apply_overrides(started, list(overrides), context=f" for {name}"))
     may_change = getattr(experiment.config_cls, "resume_may_change", frozenset())
     changed = [k for k in to_dict(cfg) if to_dict(cfg)[k] != to_dict(started)[k] and k not in may_change]
     if changed:
@@ -424,4 +425,6 @@ def reopen(name: str, path: Path, overrides: list[str]) -> tuple[RunDir, dict, A
         raise TwinnetError(f"--resume {path}: cannot change {', '.join(changed)} of a run already under way: the "
                            f"continued run would not be the one it started as{allowed}. Drop those --set, or start "
                            "a new run")
+    for line in [] if quiet else said:
+        print(line, file=sys.stderr)
     return run_dir, saved, cfg

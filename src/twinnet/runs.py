@@ -10,6 +10,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +168,8 @@ class RunDir:
         """A new, empty run directory: ``out`` if given, else runs_root/experiment/timestamp."""
         if out is not None:
             out = Path(out)
-            if any(not ch.isprintable() for ch in str(out)):  # the run's path is its last line printed, for scripts
+            # the run's path is its last line printed, for scripts: no character that ends a line or controls
+            if any(unicodedata.category(ch) == "Cc" or ch in "\u2028\u2029" for ch in str(out)):
                 raise TwinnetError(f"--out {str(out)!r} holds a newline or another control character; choose a name "
                                    "without one (the run's path is printed as the last line, for scripts to read)")
             if out.exists() and (not out.is_dir() or any(out.iterdir())):

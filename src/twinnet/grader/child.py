@@ -65,11 +65,13 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
         started = [e["kind"] for e in events if "kind" in e]
         loading = [e["killed"] for e in events if str(e.get("killed", "")).startswith("loading ")]
         if not started and loading:
-            name = loading[-1].removeprefix("loading ")
+            stopped = Path(loading[-1].removeprefix("loading "))  # the file's resolved path, as the loader has it
+            which = [p for p in paths if Path(p).resolve() == stopped]
+            shown = dict(zip(map(str, paths), loader.shown_names(paths)))
+            name = shown[str(which[0])] if which else stopped.name
             raise loader.LoadError(f"{name} cannot be loaded: it ran for more than {loader.LOAD_LIMIT_S:g} s and "
                                    "caught the time limit's exception (a bare `except:` around a loop at its top "
-                                   "level?), so the grader ended it; fix that and check again",
-                                   [p for p in paths if Path(p).name == name])
+                                   "level?), so the grader ended it; fix that and check again", which)
         if not any("ready" in e for e in events):  # it ended before it read the request: nothing of the student's ran
             raise TwinnetError(f"the grading process could not start ({how}; its output is above): twinnet and its "
                                f"modules must import in a new Python process ({sys.executable})")

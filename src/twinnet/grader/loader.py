@@ -127,7 +127,8 @@ def load(paths: list[Path]) -> Submission:
         try:
             module = _load_one(path, files)
         except TwinnetError as e:
-            problems.append(str(e))
+            text = str(e)  # a file named as its student would tell it from another of its name (b/layers.py)
+            problems.append(shown[path] + text.removeprefix(path.name) if text.startswith(f"{path.name} ") else text)
             unloadable.append(path)
             continue
         defined = {k: v for k, v in vars(module).items() if not k.startswith("__")}
@@ -205,7 +206,7 @@ def _load_one(path: Path, files: list[Path]):
     grad = torch.is_grad_enabled() if torch is not None else True  # a file may switch autograd off for all
     watchdog = None  # a load still running GRACE_S after its limit caught the limit's exception: HARD_STOP
     if HARD_STOP is not None:
-        watchdog = threading.Timer(LOAD_LIMIT_S + GRACE_S, HARD_STOP, args=(f"loading {path.name}",))
+        watchdog = threading.Timer(LOAD_LIMIT_S + GRACE_S, HARD_STOP, args=(f"loading {path}",))
         watchdog.daemon = True
         watchdog.start()
     try:
