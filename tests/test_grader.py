@@ -1693,6 +1693,27 @@ def test_an_mlp_of_linear_layers_that_average_their_gradients_is_graded_under_gr
     assert "dW of layer 1 at step 1" in summed["mlp"].first_failure
 
 
+def test_an_mlp_of_linear_layers_that_add_their_gradients_up_is_graded_under_accumulate(tmp_path):
+    """UvA's modules with a linear layer whose backward adds to its gradients (accumulate = true on the layer):
+    the layer and the MLP built of it pass, its loop zeroing no gradient between steps as the reference's does
+    not; without the setting both fail, the MLP from its second step."""
+    import copy
+
+    (tmp_path / "mlp_numpy.py").write_text(UVA[1].read_text())
+    (tmp_path / "modules.py").write_text(UVA[0].read_text().replace(
+        "self.grads['weight'] = dout.T @ self.x", "self.grads['weight'] += dout.T @ self.x").replace(
+        "self.grads['bias'] = np.sum(dout, axis=0, keepdims=True)",
+        "self.grads['bias'] += np.sum(dout, axis=0, keepdims=True)"))
+    files = [tmp_path / "modules.py", tmp_path / "mlp_numpy.py"]
+    adding = copy.deepcopy(resolve_convention("uva", None))
+    adding["layers"]["linear"]["accumulate"] = True
+    rows = _rows(grade(files, adding, only=["linear", "mlp"], configs=3))
+    assert all(r.total and r.passed == r.total for r in rows.values()), [r.first_failure for r in rows.values()]
+    overwriting = _rows(grade(files, resolve_convention("uva", None), only=["linear", "mlp"], configs=3))
+    assert all(r.passed < r.total for r in overwriting.values())
+    assert "at step 2" in overwriting["mlp"].first_failure
+
+
 def test_an_mlp_that_creates_its_output_layer_first_is_graded_in_the_order_its_forward_calls_the_layers(tmp_path):
     """Its layers found in attribute order would get the weights of other layers (or shapes refused)."""
     import shutil

@@ -172,10 +172,14 @@ def _mlp_given(cfg, ctx: Context, fused: bool) -> Quantities:
     for k, (mine, theirs) in enumerate(zip(linears, torch_linears)):
         _set_params(lin_ctx, mine, layout(theirs.weight.detach().numpy(), theirs.bias.detach().numpy(), k))
     lr, result = 0.1, {}
+    # linear layers that add their gradients up over calls (accumulate): the grader's loop zeroes no gradient
+    # between steps, so neither does the reference's; each step's update then takes the sums in both
+    accumulate = lin_ctx.entry.get("accumulate", ctx.convention.get("grads", "overwrite") == "accumulate")
     for step in range(1, cfg["steps"] + 1):
         x = rng.standard_normal((cfg["n"], cfg["inputs"]))
         y = rng.integers(0, cfg["classes"], cfg["n"])
-        net.zero_grad()
+        if not accumulate:
+            net.zero_grad()
         logits = net(torch.from_numpy(x))
         loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y))
         loss.backward()
