@@ -1673,45 +1673,33 @@ def test_an_update_that_ignores_its_config_passes_the_defaults_and_fails_the_dra
     assert row.passed == 1 and row.total == 4 and "drawn=True" in row.first_failure
 
 
-def test_an_mlp_of_linear_layers_that_average_their_gradients_is_graded_under_grad_mean(tmp_path):
-    """grad = "mean" on the linear layer (CMU's 2022 mytorch): the MLP's backward is then given the summed
-    loss's gradient, so that the averaged weight gradients are torch's; without the setting both fail."""
+@pytest.mark.parametrize("weight, bias, key, value, told", [
+    ("self.grads['weight'] = dout.T @ self.x / len(self.x)",
+     "self.grads['bias'] = np.mean(dout, axis=0, keepdims=True)", "grad", "mean", "dW of layer 1 at step 1"),
+    ("self.grads['weight'] += dout.T @ self.x", "self.grads['bias'] += np.sum(dout, axis=0, keepdims=True)",
+     "accumulate", True, "at step 2"),
+])
+def test_an_mlp_of_linear_layers_that_average_or_add_up_their_gradients_is_graded_under_its_setting(
+        tmp_path, weight, bias, key, value, told):
+    """grad = "mean" on the linear layer (CMU's 2022 mytorch): the MLP's backward is then given the summed loss's
+    gradient, so that the averaged weight gradients are torch's; accumulate = true (a backward that adds to its
+    gradients): the MLP's loop zeroes no gradient between steps, as the reference's does not. Either passes under
+    its setting, and without it both the layer and the MLP fail (the summed MLP where n > 1, when a mean is not the
+    sum; the accumulating one from its second step)."""
     import copy
 
     (tmp_path / "mlp_numpy.py").write_text(UVA[1].read_text())
     (tmp_path / "modules.py").write_text(UVA[0].read_text().replace(
-        "self.grads['weight'] = dout.T @ self.x", "self.grads['weight'] = dout.T @ self.x / len(self.x)").replace(
-        "self.grads['bias'] = np.sum(dout, axis=0, keepdims=True)",
-        "self.grads['bias'] = np.mean(dout, axis=0, keepdims=True)"))
+        "self.grads['weight'] = dout.T @ self.x", weight).replace(
+        "self.grads['bias'] = np.sum(dout, axis=0, keepdims=True)", bias))
     files = [tmp_path / "modules.py", tmp_path / "mlp_numpy.py"]
-    mean = copy.deepcopy(resolve_convention("uva", None))
-    mean["layers"]["linear"]["grad"] = "mean"
-    rows = _rows(grade(files, mean, only=["linear", "mlp"], configs=3))
+    setting = copy.deepcopy(resolve_convention("uva", None))
+    setting["layers"]["linear"][key] = value
+    rows = _rows(grade(files, setting, only=["linear", "mlp"], configs=3))
     assert all(r.total and r.passed == r.total for r in rows.values()), [r.first_failure for r in rows.values()]
-    summed = _rows(grade(files, resolve_convention("uva", None), only=["linear", "mlp"], configs=3))
-    assert all(r.passed < r.total for r in summed.values())  # only where n = 1, when a mean is the sum
-    assert "dW of layer 1 at step 1" in summed["mlp"].first_failure
-
-
-def test_an_mlp_of_linear_layers_that_add_their_gradients_up_is_graded_under_accumulate(tmp_path):
-    """UvA's modules with a linear layer whose backward adds to its gradients (accumulate = true on the layer):
-    the layer and the MLP built of it pass, its loop zeroing no gradient between steps as the reference's does
-    not; without the setting both fail, the MLP from its second step."""
-    import copy
-
-    (tmp_path / "mlp_numpy.py").write_text(UVA[1].read_text())
-    (tmp_path / "modules.py").write_text(UVA[0].read_text().replace(
-        "self.grads['weight'] = dout.T @ self.x", "self.grads['weight'] += dout.T @ self.x").replace(
-        "self.grads['bias'] = np.sum(dout, axis=0, keepdims=True)",
-        "self.grads['bias'] += np.sum(dout, axis=0, keepdims=True)"))
-    files = [tmp_path / "modules.py", tmp_path / "mlp_numpy.py"]
-    adding = copy.deepcopy(resolve_convention("uva", None))
-    adding["layers"]["linear"]["accumulate"] = True
-    rows = _rows(grade(files, adding, only=["linear", "mlp"], configs=3))
-    assert all(r.total and r.passed == r.total for r in rows.values()), [r.first_failure for r in rows.values()]
-    overwriting = _rows(grade(files, resolve_convention("uva", None), only=["linear", "mlp"], configs=3))
-    assert all(r.passed < r.total for r in overwriting.values())
-    assert "at step 2" in overwriting["mlp"].first_failure
+    default = _rows(grade(files, resolve_convention("uva", None), only=["linear", "mlp"], configs=3))
+    assert all(r.passed < r.total for r in default.values())
+    assert told in default["mlp"].first_failure
 
 
 def test_an_mlp_that_creates_its_output_layer_first_is_graded_in_the_order_its_forward_calls_the_layers(tmp_path):
