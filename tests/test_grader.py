@@ -2345,7 +2345,7 @@ def test_a_file_that_runs_past_the_load_limit_is_left_out_of_its_students_grade(
     from twinnet.grader import loader
     from twinnet.grader.each import grade_each
 
-    monkeypatch.setattr(loader, "LOAD_LIMIT_S", 0.5)
+    monkeypatch.setattr(loader, "LOAD_LIMIT_S", 2.0)  # a margin for the good file's load
     monkeypatch.setattr(loader, "GRACE_S", 0.5)
     root = tmp_path / "submissions"
     caught = "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass\n"
@@ -2358,8 +2358,8 @@ def test_a_file_that_runs_past_the_load_limit_is_left_out_of_its_students_grade(
                           only=["relu"], seed=0, configs=1, csv_path=None)
     for student in (dee, eve):
         assert student["relu"] == 1.0 and not student["all_passed"]
-    assert dee["first_failure"].startswith("b/layers.py cannot be loaded: it ran for more than 0.5 s and caught")
-    assert eve["first_failure"].startswith("b/layers.py cannot be loaded: took more than 0.5 s to load")
+    assert dee["first_failure"].startswith("b/layers.py cannot be loaded: it ran for more than 2 s and caught")
+    assert eve["first_failure"].startswith("b/layers.py cannot be loaded: took more than 2 s to load")
 
 
 def test_the_class_csv_writes_no_cell_a_spreadsheet_would_run_as_a_formula(tmp_path):
