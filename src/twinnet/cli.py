@@ -324,9 +324,10 @@ def _cmd_reproduce(args, command: str) -> None:
                                "choose another --out")
         if args.seed is not None:
             raise TwinnetError(f"{out} is continued with its own seed; drop --seed (or choose another --out)")
+        from twinnet.config import comma_items
+
         config = saved.get("config") if isinstance(saved.get("config"), dict) else {}
-        held = [p.strip() for p in str(config.get("parts", "")).split(",") if p.strip()]
-        named = [p.strip() for p in (args.parts or "").split(",") if p.strip()]
+        held, named = comma_items(config.get("parts", "")), comma_items(args.parts or "")
         if args.full and config.get("level") != "full" and args.parts is not None and not set(held) <= set(named):
             # a resume's parts join the folder's, and --full is the whole folder's: it would reach parts not named
             raise TwinnetError(f"{out} holds the parts {','.join(held)}, and --full makes every part of a folder full "

@@ -32,6 +32,11 @@ def repeated(items) -> list:
     return [item for item, n in counts.items() if n > 1]
 
 
+def comma_items(text) -> list[str]:
+    """The items of a comma-separated list setting (``"mlp, cnn,"``: mlp and cnn), blanks left out."""
+    return [item.strip() for item in str(text).split(",") if item.strip()]
+
+
 def check_unique(setting: str, items) -> None:
     """Refuse a list setting that names an item twice: a sweep would train its run twice into one folder
     and count it twice in its means."""

@@ -103,9 +103,9 @@ def init_from_env(cuda: bool) -> str:
             raise TwinnetError(f"{name}={value!r}: must be a whole number >= 0, as torchrun sets it; launch with "
                                "torchrun, or unset the torchrun variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, "
                                "MASTER_PORT) to train in one process")
-    if int(os.environ.get("RANK", "0")) >= int(os.environ.get("WORLD_SIZE", "1")):
-        raise TwinnetError(f"RANK={os.environ['RANK']} is not below WORLD_SIZE={os.environ['WORLD_SIZE']}: ranks "
-                           "run from 0 to WORLD_SIZE - 1, as torchrun sets them")
+    if (rank := int(os.environ.get("RANK", "0"))) >= (size := int(os.environ.get("WORLD_SIZE", "1"))):
+        raise TwinnetError(f"RANK={rank} is not below WORLD_SIZE={size}: ranks run from 0 to WORLD_SIZE - 1, as "
+                           "torchrun sets them")
     backend = "cpu:gloo,cuda:nccl" if cuda else "gloo"  # CPU tensors (the loop's sums) always over gloo
     if cuda:
         local, gpus = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()

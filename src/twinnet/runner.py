@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from twinnet import TwinnetError, distributed, hardware
-from twinnet.config import apply_overrides, make_config, parse_assignments, to_dict
+from twinnet.config import apply_overrides, comma_items, make_config, parse_assignments, to_dict
 from twinnet.registry import get_experiment
 from twinnet.report.build import write_report
 from twinnet.runs import CONFIG, ENV, METRICS, RESULTS, SUMMARY, RunDir, environment
@@ -364,7 +364,7 @@ def _added(name: str, started, cfg) -> tuple[Any, list[str]]:
     adds = getattr(type(cfg), "resume_adds", frozenset())
     merged, said = {}, []
     for key in sorted(adds):
-        old, new = (_items(getattr(c, key)) for c in (started, cfg))
+        old, new = (comma_items(getattr(c, key)) for c in (started, cfg))
         if not set(old) <= set(new):
             merged[key] = ",".join(dict.fromkeys([*old, *new]))
             added = [v for v in new if v not in old]
@@ -372,10 +372,6 @@ def _added(name: str, started, cfg) -> tuple[Any, list[str]]:
                          f"{name}: the folder's {key} stay {merged[key]}") + " (a resume adds runs, and the finished "
                         "ones stay in the report)" + (f": {key} is now {merged[key]}" if added else ""))
     return (dataclasses.replace(cfg, **merged) if merged else cfg), said
-
-
-def _items(value: str) -> list[str]:
-    return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
 def reopen(name: str, path: Path, overrides: list[str], quiet: bool = False) -> tuple[RunDir, dict, Any]:

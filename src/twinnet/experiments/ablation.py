@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from twinnet.config import check_unique, to_dict
+from twinnet.config import check_unique, comma_items, to_dict
 from twinnet.experiments import image
 from twinnet.experiments.cifar import ABLATION_BUDGET, LADDER, QUICK, VARIANTS, rung
 from twinnet.registry import Experiment, register
@@ -49,7 +49,7 @@ class AblationConfig(image.ImageConfig):
                              f"{', '.join([*LADDER, *VARIANTS])}")
 
     def names(self) -> list[str]:
-        return [v.strip() for v in self.variants.split(",") if v.strip()]
+        return comma_items(self.variants)
 
     def jobs(self, quick: bool = False) -> list[Job]:
         """One job per rung: its preset, with this config's budget (every field no rung fixes)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from twinnet.config import BaseConfig, check_unique
+from twinnet.config import BaseConfig, check_unique, comma_items
 from twinnet.registry import Experiment, get_experiment, register
 from twinnet.report.blocks import Section, Table, Text, relocated
 from twinnet.runs import CONFIG, REPORT, SUMMARY, RunDir
@@ -90,7 +90,7 @@ class ReproduceConfig(BaseConfig):
 
     def listed(self) -> list[str]:
         """The parts as given, in their order."""
-        return [p.strip() for p in self.parts.split(",") if p.strip()]
+        return comma_items(self.parts)
 
     def names(self) -> list[str]:
         chosen = set(self.listed())

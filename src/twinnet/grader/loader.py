@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import hashlib
 import importlib.abc
 import importlib.machinery
@@ -584,24 +585,29 @@ def _students_file(filename: str, files: list[Path], folders: set[Path]) -> str 
     path = Path(filename).resolve()
     if path in files or path.parent in folders:
         return path.name
-    if path.is_relative_to(_OWN_PACKAGE) or any(part in ("site-packages", "dist-packages") for part in path.parts) \
-            or any(path.is_relative_to(Path(p).resolve()) for p in {sys.prefix, sys.base_prefix}):
-        return None
-    theirs = {level for f in folders for level in (*_named_levels(f), *f.parents)}  # the files' folders' ancestors
-    if any(path.is_relative_to(entry) and entry not in theirs for entry in _teachers_path()):
+    if any(part in ("site-packages", "dist-packages") for part in path.parts) or \
+            any(path.is_relative_to(root) for root in _not_students(tuple(_PATH_BEFORE), frozenset(folders))):
         return None
     near = [os.path.relpath(path, f) for f in folders
             if path.is_relative_to(f) or path.parent in _named_levels(f)]
     return min(near, key=len).replace(os.sep, "/") if near else None
 
 
-def _teachers_path() -> set[Path]:
-    """The folders of the import path the grader started with (PYTHONPATH's among them), resolved."""
-    out = set()
-    for entry in _PATH_BEFORE:
-        with contextlib.suppress(OSError, RuntimeError):
-            out.add(Path(entry or ".").resolve())
-    return out
+@functools.lru_cache(maxsize=8)
+def _not_students(path_before: tuple[str, ...], folders: frozenset[Path]) -> tuple[Path, ...]:
+    """The folders whose code is never the student's: twinnet's, Python's (its prefixes), and those of the import
+    path the grader started with (PYTHONPATH's among them) but the student's folders and the folders above them,
+    resolved once for each submission rather than for each frame of each traceback."""
+    def resolved(entries) -> list[Path]:
+        out = []
+        for entry in entries:
+            with contextlib.suppress(OSError, RuntimeError):
+                out.append(Path(entry or ".").resolve())
+        return out
+
+    theirs = {level for f in folders for level in (f, *f.parents)}  # an entry above the files may hold them
+    return (_OWN_PACKAGE, *resolved((sys.prefix, sys.base_prefix)),
+            *(r for r in resolved(path_before) if r not in theirs))
 
 
 @contextlib.contextmanager

@@ -17,7 +17,8 @@ from twinnet.grader.kinds import dense
 from twinnet.grader.kinds.base import Context, Kind, Quantities, _attempt, _close, _probe
 from twinnet.grader.kinds.cross_entropy import _loss_calls, grad_scale
 from twinnet.grader.kinds.modules import (
-    _assign, _bias_as, _bias_layout, _build, _grads, _params, _row_from_flat, _set_params, _weight_in_out)
+    _assign, _bias_as, _bias_layout, _build, _grads, _params, _row_from_flat, _set_params, _weight_in_out,
+    accumulates)
 from twinnet.grader.loader import StudentError
 
 
@@ -174,7 +175,7 @@ def _mlp_given(cfg, ctx: Context, fused: bool) -> Quantities:
     lr, result = 0.1, {}
     # linear layers that add their gradients up over calls (accumulate): the grader's loop zeroes no gradient
     # between steps, so neither does the reference's; each step's update then takes the sums in both
-    accumulate = lin_ctx.entry.get("accumulate", ctx.convention.get("grads", "overwrite") == "accumulate")
+    accumulate = accumulates(lin_ctx.entry, ctx.convention)
     for step in range(1, cfg["steps"] + 1):
         x = rng.standard_normal((cfg["n"], cfg["inputs"]))
         y = rng.integers(0, cfg["classes"], cfg["n"])

@@ -419,6 +419,12 @@ def _grads(ctx: Context, layer) -> dict:
     return {name: None if p.grad is None else np.array(p.grad, copy=True) for name, p in _params(ctx, layer).items()}
 
 
+def accumulates(entry: dict, convention: dict) -> bool:
+    """Whether a module layer's backward adds to its parameters' gradients over calls: its own ``accumulate``,
+    where it has one, else the spec's ``grads`` for all its layers."""
+    return entry.get("accumulate", convention.get("grads", "overwrite") == "accumulate")
+
+
 _SHORT = {"weight": "dw", "bias": "db"}  # a linear or convolution layer's gradients, as its quantities name them
 
 
@@ -449,8 +455,7 @@ def _second_pass(ctx: Context, layer, x, first_ref: dict, grads_of: Callable[[np
     else:
         run(dout2)
     second, alone = _grads(ctx, layer), grads_of(dout2)
-    # the layer's own accumulate, where it has one, else the spec's grads for all its layers
-    accumulate = ctx.entry.get("accumulate", ctx.convention.get("grads", "overwrite") == "accumulate")
+    accumulate = accumulates(ctx.entry, ctx.convention)
     out, told = {}, []  # every gradient that does the other, named (a class may mix = and +=)
     tables = ctx.entry["grads"] if isinstance(ctx.entry.get("grads"), dict) else {}
     for name, g1 in first_ref.items():
