@@ -1137,6 +1137,47 @@ def test_a_course_package_with_relative_and_package_imports_loads_and_is_graded(
     assert [(r.kind, r.passed == r.total > 0) for r in report.rows] == [("linear", True), ("relu", True)]
 
 
+@pytest.mark.parametrize("sub", ["classifiers", "hw-2"])
+def test_a_file_in_a_package_of_a_package_imports_from_the_level_above(tmp_path, capsys, sub):
+    """CS231n's cs231n/classifiers/fc_net.py imports ``from ..layers import *``: where each folder has its
+    __init__.py, the file is loaded as the package's own (the level above found, the layers it imports graded
+    from the student's cs231n/layers.py), whatever the subfolder's name; an import of a module not there is left
+    out and named as the student spelt it, with one dot or two."""
+    top = tmp_path / "cs231n"
+    (top / sub).mkdir(parents=True)
+    (top / "__init__.py").write_text("raise SystemExit('a package __init__ is not run')\n")
+    (top / sub / "__init__.py").write_text("")
+    (top / "layers.py").write_text("import numpy as np\n" + AFFINE + RELU)
+    (top / sub / "fc_net.py").write_text("from ..layers import *\nfrom ..absent import thing\n"
+                                        "from .absent_too import other\n\nclass FullyConnectedNet:\n    pass\n")
+    report = grade([top / sub / "fc_net.py"], resolve_convention("cs231n", None), only=["linear", "relu"])
+    assert [(r.kind, r.passed == r.total > 0) for r in report.rows] == [("linear", True), ("relu", True)]
+    err = capsys.readouterr().err
+    assert "fc_net.py:2: ModuleNotFoundError: No module named '..absent'; that import is left out" in err, err
+    assert "fc_net.py:3: ModuleNotFoundError: No module named '.absent_too'; that import is left out" in err, err
+    assert "twinnet_student" not in err
+
+
+def test_a_relative_import_above_the_topmost_package_is_left_out_and_told(tmp_path, capsys):
+    """A submission flattened into one folder (fc_net.py beside layers.py, no __init__.py): its ``from ..layers
+    import *`` reaches above any package; it is left out with a warning, not a file that cannot be loaded, the
+    layers of the other file are graded, and code that needs the import fails saying where to grade it."""
+    (tmp_path / "layers.py").write_text("import numpy as np\n" + AFFINE)
+    (tmp_path / "fc_net.py").write_text("import numpy as np\nfrom ..layer_utils import *\n\n"
+                                        "def relu_forward(x):\n    return helper(x), x\n"
+                                        "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n")
+    report = grade([tmp_path / "layers.py", tmp_path / "fc_net.py"], resolve_convention("cs231n", None),
+                   only=["linear", "relu"])
+    rows = _rows(report)
+    assert rows["linear"].passed == rows["linear"].total > 0
+    assert rows["relu"].passed == 0 < rows["relu"].total
+    told = rows["relu"].first_failure
+    assert "NameError: name 'helper' is not defined" in told and "..layer_utils lies above the folders that are " \
+        "packages (those with an __init__.py): grade the file where it lies in the course's tree" in told, told
+    assert "fc_net.py:2: ImportError: attempted relative import beyond top-level package; that import is left " \
+        "out" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("levels, inits", [(("nndl",), False), (("mytorch", "nn"), True), (("mytorch", "nn"), False)])
 def test_a_course_package_without_init_or_two_levels_deep_is_imported_from_the_files_given(tmp_path, levels, inits):
     """``from nndl.layers import _mask`` inside nndl/ with no __init__.py (a namespace package, as Python 3 imports

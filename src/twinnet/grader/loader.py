@@ -177,20 +177,14 @@ def _load_one(path: Path, files: list[Path]):
     """``path`` executed as a module, and the files beside it that it imports: an import of a module neither
     installed nor among the files given is left out with a warning (``_TolerantLoader``), so that only code that
     needs it fails when called."""
-    # a private package over the file's folder (any name the file system holds, UTF-8 or not), so that the
-    # course's own relative imports (``from .layers import *``) find the files beside it
-    package = f"twinnet_student_{hashlib.sha256(os.fsencode(path.parent)).hexdigest()[:12]}"
-    if package not in sys.modules:
-        holder = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(package, None, is_package=True))
-        holder.__path__ = [str(path.parent)]
-        sys.modules[package] = holder
+    levels = [path.parent]  # each package level up, and the folder above the topmost (a course's runner may put
+    while (levels[-1] / "__init__.py").is_file() and levels[-1].parent != levels[-1]:  # any of them on the path)
+        levels.append(levels[-1].parent)
+    package = _private_package(levels)
     # its folder first on the path (``import layers``), and the folder above its package where the folder is one
     # (``from cs231n.layers import *`` from inside cs231n/, ``from mytorch.nn.activation import Softmax`` from
     # inside mytorch/nn/), then the other files' folders: a file given from another folder (a repository's
     # mlp_numpy.py apart from its modules.py) is imported as if beside it
-    levels = [path.parent]  # each package level up, and the folder above the topmost (a course's runner may put
-    while (levels[-1] / "__init__.py").is_file() and levels[-1].parent != levels[-1]:  # any of them on the path)
-        levels.append(levels[-1].parent)
     folders = [str(level) for level in levels]
     folders += [f for f in dict.fromkeys(str(f.parent) for f in files) if f not in folders]
     finder = _TolerantFinder(folders, [Path(f) for f in files])
@@ -216,7 +210,7 @@ def _load_one(path: Path, files: list[Path]):
     except BaseException as e:  # noqa: BLE001 - the student's file, not ours (Ctrl-C: see `call`)
         if isinstance(e, KeyboardInterrupt) and not ISOLATED or isinstance(e, TwinnetError):  # ours says it all
             raise
-        raise _load_error(e, path, files, _unresolved(e, folders)) from None
+        raise _load_error(e, path, files, _unresolved(e, folders), package) from None
     finally:
         if watchdog is not None:
             watchdog.cancel()
@@ -240,6 +234,27 @@ def _load_one(path: Path, files: list[Path]):
     return module
 
 
+def _private_package(levels: list[Path]) -> str:
+    """The private package a file of ``levels[0]`` is loaded in, made (as packages whose ``__init__.py`` is not
+    run) where not yet: one over its folder, so that the course's relative imports (``from .layers import *``) find
+    the files beside it, and where its folder lies in packages (folders with an ``__init__.py``), one level for each,
+    so that ``from ..layers import *`` in cs231n/classifiers/fc_net.py finds cs231n/layers.py. Its top is named from
+    its folder's path (any name the file system holds, UTF-8 or not), each level below by its folder's name where
+    that is one (else from its path too)."""
+    chain = levels[:-1] or levels  # the folders of the packages, innermost first
+
+    def private(folder: Path) -> str:
+        return f"twinnet_student_{hashlib.sha256(os.fsencode(folder)).hexdigest()[:12]}"
+    name = private(chain[-1])
+    for i, folder in enumerate(reversed(chain)):
+        name = name if i == 0 else f"{name}.{folder.name if folder.name.isidentifier() else private(folder)}"
+        if name not in sys.modules:
+            holder = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(name, None, is_package=True))
+            holder.__path__ = [str(folder)]
+            sys.modules[name] = holder
+    return name
+
+
 def _unresolved(e: BaseException, folders: list[str]) -> bool:
     """Whether ``e`` is an import of a module neither installed nor among the student's files (not a name
     missing from a module that is there, ``from layers import helpr``)."""
@@ -253,6 +268,13 @@ def _unresolved(e: BaseException, folders: list[str]) -> bool:
     return isinstance(e, ModuleNotFoundError) and bool(getattr(e, "name", None)) and not _installed(e.name, folders)
 
 
+def _above_the_top(node: ast.stmt, e: BaseException) -> bool:
+    """Whether ``e`` is a relative import's reaching above the topmost package of its file (``from ..layers import *``
+    in a classifiers/ that lies in no folder with an __init__.py, as where a submission was flattened)."""
+    return isinstance(node, ast.ImportFrom) and node.level > 1 and getattr(e, "name", None) is None and \
+        "beyond top-level package" in str(e)
+
+
 def _notebook_json(path: Path) -> bool:
     """Whether ``path`` holds a notebook's JSON (a .ipynb saved under another name, which Python reads as a dict
     until its first null, true or false)."""
@@ -264,7 +286,7 @@ def _notebook_json(path: Path) -> bool:
         return False
 
 
-def _load_error(e: BaseException, path: Path, files: list[Path], unresolved: bool) -> TwinnetError:
+def _load_error(e: BaseException, path: Path, files: list[Path], unresolved: bool, package: str) -> TwinnetError:
     """The error that a file which cannot be loaded gives: what it raised, where, and what to do."""
     where = student_line(e, files)
     if isinstance(e, SyntaxError) and where:  # its message names the file and line as ``where`` does: once
@@ -274,12 +296,12 @@ def _load_error(e: BaseException, path: Path, files: list[Path], unresolved: boo
     else:
         what = (f"took more than {LOAD_LIMIT_S:g} s to load" if isinstance(e, TimeLimit) else type(e).__name__ + (
             f": {e}" if str(e) else " (raised as it was imported)"))
-    what = _public(what)  # a relative import's module, as the student wrote it
+    what = _public(what, package)  # a relative import's module, as the student wrote it
     if isinstance(e, NameError) and getattr(e, "name", None):
         what += left_out_note([e.name], files)
     advice = ""
     if unresolved:
-        advice = "; " + _unresolved_advice(_public(e.name), files)
+        advice = "; " + _unresolved_advice(_public(e.name, package), files)
     elif isinstance(e, TimeLimit):
         advice = ("; a file graded is imported, so work at its top level runs then: an endless loop, or training "
                   "or a test run there, belongs under `if __name__ == \"__main__\":`")
@@ -319,10 +341,11 @@ def _bound(node: ast.Import | ast.ImportFrom) -> list[str]:
 LEFT_OUT: dict[Path, dict[str, str]] = {}
 
 
-def _leave_out(path: Path, node: ast.stmt, where: str, e: BaseException) -> set[str]:
-    """Record and warn of an import (or a statement) of ``path`` left out; the names it would have bound."""
+def _leave_out(path: Path, node: ast.stmt, where: str, e: BaseException, package: str) -> set[str]:
+    """Record and warn of an import (or a statement) of ``path``, a module of ``package``, left out; the names it
+    would have bound."""
     what = "import" if isinstance(node, (ast.Import, ast.ImportFrom)) else "statement"
-    told = f"{where}: {type(e).__name__}: {_public(str(e))}"
+    told = f"{where}: {type(e).__name__}: {_public(str(e), package)}"
     if (path, told) not in _WARNED:  # a file beside several of those given is loaded with each: told once
         _WARNED.add((path, told))
         print(f"twinnet: warning: {told}; that {what} is left out, and code that needs it fails when called",
@@ -331,7 +354,10 @@ def _leave_out(path: Path, node: ast.stmt, where: str, e: BaseException) -> set[
         return set()
     names = _bound(node)
     missing = getattr(e, "name", None)
-    advice = _unresolved_advice(_public(missing), [path]) if missing else "pass what it imports too"
+    advice = _unresolved_advice(_public(missing, package), [path]) if missing else "pass what it imports too"
+    if _above_the_top(node, e):
+        advice = (f"{'.' * node.level}{node.module or ''} lies above the folders that are packages (those with an "
+                  "__init__.py): grade the file where it lies in the course's tree, its __init__.py files kept")
     LEFT_OUT.setdefault(path, {}).update({n: f"{told}; {advice}" for n in names})
     return set(names)
 
@@ -339,9 +365,19 @@ def _leave_out(path: Path, node: ast.stmt, where: str, e: BaseException) -> set[
 _WARNED: set[tuple[Path, str]] = set()  # the warnings of the files loaded by one ``load``
 
 
-def _public(text: str) -> str:
-    """``text`` with the grader's private package name taken out of a relative import's module name."""
-    return re.sub(r"twinnet_student_[0-9a-f]{12}\.", ".", text)
+def _public(text: str, package: str) -> str:
+    """``text`` with each module of the grader's private packages named as an import in ``package`` (the
+    importing file's) spells it: ``twinnet_student_….classifiers.layers`` as ``.layers`` from classifiers/ and
+    ``twinnet_student_….layers`` as ``..layers``."""
+    base = package.split(".") if package.startswith("twinnet_student_") else []
+
+    def relative(match: re.Match) -> str:
+        parts = match.group(0).split(".")
+        same = 0  # the levels the module's name shares with the importing file's package
+        while same < min(len(parts) - 1, len(base)) and parts[same] == base[same]:
+            same += 1
+        return "." * (len(base) - same + 1) + ".".join(parts[same:]) if same else "." + ".".join(parts[1:])
+    return re.sub(r"twinnet_student_[0-9a-f]{12}(?:\.\w+)*", relative, text)
 
 
 def left_out_note(names: list[str], files: list[Path]) -> str:
@@ -392,13 +428,14 @@ class _TolerantLoader(importlib.abc.Loader):
             try:
                 exec(code, module.__dict__)  # noqa: S102 - the student's own code, as `import` would run it
             except ImportError as e:
-                if not isinstance(node, (ast.Import, ast.ImportFrom)) or not _unresolved(e, self.folders):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)) or not (_unresolved(e, self.folders) or
+                                                                              _above_the_top(node, e)):
                     raise
-                missing |= _leave_out(self.path, node, f"{self.path.name}:{node.lineno}", e)
+                missing |= _leave_out(self.path, node, f"{self.path.name}:{node.lineno}", e, module.__package__)
             except NameError as e:
                 if getattr(e, "name", None) not in missing and "*" not in missing:
                     raise
-                _leave_out(self.path, node, f"{self.path.name}:{node.lineno}", e)
+                _leave_out(self.path, node, f"{self.path.name}:{node.lineno}", e, module.__package__)
 
 
 class _TolerantFinder(importlib.abc.MetaPathFinder):
@@ -513,7 +550,7 @@ class _NotebookLoader(importlib.abc.Loader):
                     exec(code, module.__dict__)  # noqa: S102 - the student's own code, as `import` would run it
                 except Exception as e:  # noqa: BLE001 - a failed import, or a name from a cell that was not run
                     _leave_out(self.path, node, f"{self.path.name}, code cell {number}, line {node.lineno - first + 1}",
-                               e)
+                               e, module.__package__)
 
 
 def _constant(node: ast.stmt) -> bool:
