@@ -18,7 +18,7 @@ from twinnet.cli import main
 from twinnet.grader import grade, resolve_convention
 
 STUDENTS = Path(__file__).parent / "students"
-CS231N = [STUDENTS / "cs231n" / f for f in ("layers.py", "rnn_layers.py", "optim.py")]
+CS231N = [STUDENTS / "cs231n" / f for f in ("layers.py", "rnn_layers.py", "optim.py", "fc_net.py")]
 UVA = [STUDENTS / "uva" / f for f in ("modules.py", "mlp_numpy.py")]
 CS324 = [STUDENTS / "cs324" / f for f in ("modules.py", "mlp_numpy.py")]
 TORCH = [STUDENTS / "torch" / "layers.py"]
@@ -1510,7 +1510,7 @@ def test_what_a_layer_returns_or_raises_fails_its_row_and_the_other_layers_are_s
     assert out.rstrip().endswith("FAILED: 1/4 points")
 
 
-@pytest.mark.parametrize("style, kind", [("module", "rnn"), ("module", "layernorm"), ("functional", "mlp")])
+@pytest.mark.parametrize("style, kind", [("module", "rnn"), ("module", "layernorm"), ("functional", "gru_step")])
 def test_a_spec_naming_a_layer_its_style_cannot_check_is_refused_in_one_line(style, kind, tmp_path, capsys):
     (tmp_path / "spec.toml").write_text(f'style = "{style}"\n[layers.{kind}]\nforward = "f"\nclass = "C"\n')
     (tmp_path / "layers.py").write_text("x = 1\n")
@@ -2770,14 +2770,16 @@ OPTIONAL = {"dropout": ("dropout", "dropout_forward", "dropout_backward"),
             "spatial_batchnorm": ("spatial batch norm", "spatial_batchnorm_forward", "spatial_batchnorm_backward"),
             "layernorm": ("layer norm", "layernorm_forward", "layernorm_backward"),
             "spatial_groupnorm": ("spatial group norm", "spatial_groupnorm_forward", "spatial_groupnorm_backward"),
-            "word_embedding": ("word embedding", "word_embedding_forward", "word_embedding_backward")}
+            "word_embedding": ("word embedding", "word_embedding_forward", "word_embedding_backward"),
+            "mlp": ("whole network, loss and gradients", "FullyConnectedNet")}
 NOT_SUBMITTED = "| - | - | not in the files (optional in this convention) | - |"
 
 
 def _without(source: str, *names: str) -> str:
-    """``source`` with its top-level functions ``names`` removed (a year of the course that had no such layer)."""
+    """``source`` with its top-level functions or classes ``names`` removed (a year of the course that had no such
+    layer)."""
     lines = source.splitlines(keepends=True)
-    found = [n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name in names]
+    found = [n for n in ast.parse(source).body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name in names]
     for node in sorted(found, key=lambda n: -n.lineno):
         del lines[node.lineno - 1:node.end_lineno]
     return "".join(lines)
@@ -3630,6 +3632,74 @@ def test_only_the_mlp_is_graded_with_its_linear_layers_convention(tmp_path, caps
     assert "'bias': np.zeros((1, out_features))" in (STUDENTS / "uva" / "modules.py").read_text()
     assert main(["check", *map(str, UVA), "--convention", "uva", "--only", "mlp"]) == 0
     assert "| whole MLP, a few SGD steps | 4/4 |" in capsys.readouterr().out
+
+
+FC_NET_BUGS = {
+    "penalty left out of the gradients": ('            grads["W%d" % i] += self.reg * W\n', ""),
+    "penalty's gradient of the other factor": ('grads["W%d" % i] += self.reg * W', 'grads["W%d" % i] += 2 * self.reg * W'),
+    "biases penalised": ("            loss += 0.5 * self.reg * np.sum(W * W)\n",
+                         "            loss += 0.5 * self.reg * (np.sum(W * W) + np.sum(self.params['b%d' % i] ** 2))\n"),
+    "scores without y": ("        if y is None:\n            return scores\n", ""),
+    "a bias gradient not kept": ('grads["W%d" % i], grads["b%d" % i] = affine_backward(dout, affine_cache)',
+                                 'grads["W%d" % i], _ = affine_backward(dout, affine_cache)'),
+    "weights (out, in)": ("np.random.randn(dims[i], dims[i + 1])", "np.random.randn(dims[i + 1], dims[i])"),
+    "ReLU after the last layer": ("        if y is None:", "        scores = np.maximum(scores, 0)\n        if y is None:"),
+}
+
+
+@pytest.mark.parametrize("bug, told", [
+    ("penalty left out of the gradients", "grads['W1'] (reg = "),
+    ("penalty's gradient of the other factor", "grads['W1'] (reg = "),
+    ("biases penalised", "loss (reg = "),
+    ("scores without y", "FullyConnectedNet.loss(X) returned a tuple: given no y, it returns the scores, (N, C)"),
+    ("a bias gradient not kept", "FullyConnectedNet.loss(X, y)'s grads has no b1: it holds the gradient of each "),
+    ("weights (out, in)", "FullyConnectedNet.params['W1'] has shape (6, 5), expected (5, 6) (the weights (in, out))"),
+    ("ReLU after the last layer", "scores, loss(X): relative error"),
+])
+def test_cs231n_fully_connected_net_is_graded_whole_and_its_bugs_are_told(tmp_path, bug, told):
+    """CS231n's FullyConnectedNet (classifiers/fc_net.py) graded whole: its params set to the grader's weights,
+    loss(X)'s scores and loss(X, y)'s loss and gradients against autograd, without and with the L2 penalty; each
+    planted bug fails the row, the first failure naming the quantity; the correct file passes."""
+    shutil.copy(CS231N[0], tmp_path / "layers.py")
+    _planted(CS231N[3], FC_NET_BUGS, bug, tmp_path / "fc_net.py")
+    row = grade([tmp_path / "layers.py", tmp_path / "fc_net.py"], resolve_convention("cs231n", None),
+                only=["mlp"]).rows[0]
+    assert row.title == "whole network, loss and gradients"
+    assert row.passed == 0 < row.total == 3 and row.skipped == 1, row.failures  # no network without a hidden layer
+    assert told in row.first_failure, row.first_failure
+    assert "steps=" not in row.first_failure  # a configuration's label carries what this check uses
+
+
+@pytest.mark.parametrize("factor", ["0.5 * ", ""])
+def test_a_network_whose_penalty_has_either_of_the_courses_factors_passes(tmp_path, factor):
+    """The course's L2 penalty has been 0.5 reg sum(W^2) and reg sum(W^2) (assignment 1's TwoLayerNet before 2020):
+    a network consistent with either passes, its gradients graded with its own factor; the old TwoLayerNet, made
+    with (input_size, hidden_size, output_size) and given reg in loss(X, y, reg), is graded through a spec that
+    names it, its two-hidden-layer configurations not applicable."""
+    shutil.copy(CS231N[0], tmp_path / "layers.py")
+    (tmp_path / "neural_net.py").write_text(
+        "import numpy as np\nfrom .layers import *\n\nclass TwoLayerNet:\n"
+        "    def __init__(self, input_size, hidden_size, output_size, std=1e-4):\n"
+        "        self.params = {'W1': std * np.random.randn(input_size, hidden_size), 'b1': np.zeros(hidden_size),\n"
+        "                       'W2': std * np.random.randn(hidden_size, output_size), 'b2': np.zeros(output_size)}\n\n"
+        "    def loss(self, X, y=None, reg=0.0):\n"
+        "        W1, b1, W2, b2 = (self.params[k] for k in ('W1', 'b1', 'W2', 'b2'))\n"
+        "        h, c1 = affine_forward(X, W1, b1)\n        a, c2 = relu_forward(h)\n"
+        "        scores, c3 = affine_forward(a, W2, b2)\n        if y is None:\n            return scores\n"
+        "        loss, d = softmax_loss(scores, y)\n"
+        f"        loss += {factor}reg * (np.sum(W1 * W1) + np.sum(W2 * W2))\n        grads = {{}}\n"
+        "        d, grads['W2'], grads['b2'] = affine_backward(d, c3)\n        d = relu_backward(d, c2)\n"
+        "        d, grads['W1'], grads['b1'] = affine_backward(d, c1)\n"
+        f"        grads['W1'] += {'' if factor else '2 * '}reg * W1\n"
+        f"        grads['W2'] += {'' if factor else '2 * '}reg * W2\n        return loss, grads\n")
+    (tmp_path / "spec.toml").write_text('base = "cs231n"\n[layers.mlp]\nclass = "TwoLayerNet"\n')
+    files = [tmp_path / "layers.py", tmp_path / "neural_net.py"]
+    [row] = grade(files, resolve_convention(None, tmp_path / "spec.toml"), only=["mlp"], configs=4).rows
+    assert row.passed == row.total == 1 and row.skipped == 3, row.failures
+    text = (tmp_path / "neural_net.py").read_text()  # the penalty's gradient of the other factor: fails
+    (tmp_path / "neural_net.py").write_text(text.replace("+= 2 * reg" if not factor else "+= reg", "+= 3 * reg"))
+    [row] = grade(files, resolve_convention(None, tmp_path / "spec.toml"), only=["mlp"], configs=4).rows
+    assert row.passed == 0 < row.total and "grads['W1'] (reg = " in row.first_failure, row.first_failure
 
 
 SHARED_PARAMS = """import numpy as np

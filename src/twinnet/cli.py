@@ -151,8 +151,8 @@ def _parser() -> argparse.ArgumentParser:
                    "imports, functions, classes and constants are loaded and nothing else is run")
     c.add_argument("--convention", default=None, metavar="NAME",
                    help="how the course names, calls and lays out its layers: cs231n (functional "
-                   "forward/backward with caches, W (in, out)), uva (modules with params/grads dicts, W (out, in), "
-                   "probabilities into the loss), uva-elu (uva from 2022: ELU for ReLU), uva-leaky (uva in 2019: leaky ReLU, "
+                   "forward/backward with caches, W (in, out); FullyConnectedNet's loss(X, y)), uva (modules with "
+                   "params/grads dicts, W (out, in), probabilities into the loss), uva-elu (uva from 2022: ELU for ReLU), uva-leaky (uva in 2019: leaky ReLU, "
                    "its slope an argument of the layer and the MLP), cs324 (modules, W (in, out), softmax fused into the loss, one-hot "
                    "targets), torch (twinnet.numpy_nn's own protocol), eecs498 (cs231n's layers as static methods of "
                    "classes, on torch tensors; pass the course's a3_helper.py too), dlfs (the book Deep Learning "

@@ -189,7 +189,7 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
                 required: bool = False) -> Row:
     """One layer's row; an optional one (not ``required`` by name) that the files lack entirely is not submitted."""
     spec = KINDS[kind]
-    row = Row(kind, spec.title)
+    row = Row(kind, spec.titled(convention["style"]))
     needed = [entry[k] for k in spec.needs(convention["style"])]
     missing = [name for name in needed if submission.get(name) is None]
     # submitted or not, by the names no other layer of the convention needs (an MLP's Linear is the linear layer's)
@@ -197,7 +197,7 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
               for k in KINDS[other].needs(convention["style"]) if k in e}
     own = [name for name in needed if name not in shared] or needed
     if entry.get("optional", False) and not required and all(name in missing for name in own):
-        return Row(kind, spec.title, max_points=0.0, submitted=False)
+        return Row(kind, row.title, max_points=0.0, submitted=False)
     if missing:
         row.first_failure = f"not found in the submission: {', '.join(missing)}" + left_out_note(missing,
                                                                                                  submission.files)

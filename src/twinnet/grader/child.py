@@ -95,8 +95,8 @@ def grade_isolated(paths: list[Path], convention: dict[str, Any], *, only: list[
                 why = (f"{killed[-1]} ran past the {loader.CALL_LIMIT_S:g} s time limit and caught its exception (a "
                        "bare `except:` around a loop?), so the grader ended it")
             text = f"{where}{why}; this layer's other configurations were not run"
-            rows[kind] = Row(kind, KINDS[kind].title, total=1, worst_error=float("inf"), first_failure=text,
-                             failures=[text])
+            rows[kind] = Row(kind, KINDS[kind].titled(convention["style"]), total=1, worst_error=float("inf"),
+                             first_failure=text, failures=[text])
         if all(k in rows for k in kinds):
             return Report(convention["name"], seed, loader.named_once(paths), [rows[k] for k in kinds])
 

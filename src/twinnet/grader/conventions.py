@@ -89,6 +89,8 @@ CS231N: dict[str, Any] = {
         "sgd_momentum": {"function": "sgd_momentum"},
         "rmsprop": {"function": "rmsprop"},
         "adam": {"function": "adam"},
+        # classifiers/fc_net.py's network (assignment 1's TwoLayerNet: class = "TwoLayerNet" in a spec)
+        "mlp": {"class": "FullyConnectedNet", "optional": True},
     },
 }
 
@@ -255,7 +257,7 @@ _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum
             "bce_loss": ("input", "reduction", "grad", "dims"),
             "adam": ("first_t", "learning_rate", "eps_form"), "sgd_momentum": ("learning_rate",),
             "rmsprop": ("learning_rate",),
-            "mlp": ("linear", "output", "fused", "activation"), "lstm_step": ("gates",), "lstm": ("gates",)}
+            "lstm_step": ("gates",), "lstm": ("gates",)}
 # ... and in the module style: the names of plain-attribute parameters and gradients, the class's arguments,
 # an activation whose backward() returns its derivative; batch norm's running statistics' names, the keyword
 # of forward that selects evaluation mode (CMU's forward(Z, eval=True)), gamma's layout (CMU's (1, D)) and the
@@ -263,7 +265,8 @@ _OPTIONS = {"linear": ("weight", "bias"), "batchnorm": ("running_var", "momentum
 _MODULE_OPTIONS = {"linear": ("params", "grads", "accumulate", "args", "grad", "flatten"),
                    "conv": ("params", "grads", "accumulate", "args"),
                    "maxpool": ("args",), "elu": ("args", "derivative"), "leaky_relu": ("args", "derivative"),
-                   "relu": ("derivative",), "sigmoid": ("derivative",), "tanh": ("derivative",), "mlp": ("args",),
+                   "relu": ("derivative",), "sigmoid": ("derivative",), "tanh": ("derivative",),
+                   "mlp": ("args", "output", "fused", "activation"),
                    "batchnorm": ("params", "grads", "accumulate", "args", "running", "eval_keyword", "train_keyword",
                                  "layout", "eps"),
                    "dropout": ("eval_keyword", "train_keyword"),
@@ -477,8 +480,8 @@ def validate(spec: Any, where: str) -> dict[str, Any]:
         needed = KINDS[kind].needs(style)
         other = "module" if style == "functional" else "functional"
         if not needed:
-            raise TwinnetError(f"{where}: [layers.{kind}]: a {KINDS[kind].title} cannot be checked in the {style} "
-                               f"style" + (f" (it can in the {other} style)" if KINDS[kind].needs(other) else "")
+            raise TwinnetError(f"{where}: [layers.{kind}]: a {KINDS[kind].titled(style)} cannot be checked in the "
+                               f"{style} style" + (f" (it can in the {other} style)" if KINDS[kind].needs(other) else "")
                                + "; remove that table or check it with a spec of the other style")
         known = (*needed, *_OPTIONS.get(kind, ()), *(_MODULE_OPTIONS.get(kind, ()) if style == "module" else
                                                      _FUNCTIONAL_OPTIONS.get(kind, ())), "optional", "graded",

@@ -182,9 +182,13 @@ class Kind:
     # each configuration as a convention's table reads it (the pointwise losses' (N,) vectors under dims = 1), so
     # that its label in the table says what was graded; None: as drawn
     shaped: Callable[[dict, dict], dict] | None = None
+    functional_title: str = ""  # the title in the functional style where its check there is another (the MLP's)
 
     def needs(self, style: str) -> tuple[str, ...]:
         return self.functional if style == "functional" else self.module
+
+    def titled(self, style: str) -> str:
+        return self.functional_title if style == "functional" and self.functional_title else self.title
 
     def draw(self, rng: np.random.Generator, k: int, entry: dict) -> list[dict]:
         """The configurations graded under the table ``entry``: the fixed ones, then ``k`` drawn."""
