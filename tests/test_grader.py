@@ -18,7 +18,7 @@ from twinnet.cli import main
 from twinnet.grader import grade, resolve_convention
 
 STUDENTS = Path(__file__).parent / "students"
-CS231N = [STUDENTS / "cs231n" / f for f in ("layers.py", "rnn_layers.py", "optim.py", "fc_net.py")]
+CS231N = [STUDENTS / "cs231n" / f for f in ("layers.py", "rnn_layers.py", "optim.py", "fc_net.py", "cnn.py")]
 UVA = [STUDENTS / "uva" / f for f in ("modules.py", "mlp_numpy.py")]
 CS324 = [STUDENTS / "cs324" / f for f in ("modules.py", "mlp_numpy.py")]
 TORCH = [STUDENTS / "torch" / "layers.py"]
@@ -2771,7 +2771,8 @@ OPTIONAL = {"dropout": ("dropout", "dropout_forward", "dropout_backward"),
             "layernorm": ("layer norm", "layernorm_forward", "layernorm_backward"),
             "spatial_groupnorm": ("spatial group norm", "spatial_groupnorm_forward", "spatial_groupnorm_backward"),
             "word_embedding": ("word embedding", "word_embedding_forward", "word_embedding_backward"),
-            "mlp": ("whole network, loss and gradients", "FullyConnectedNet")}
+            "mlp": ("whole fully connected net, loss and gradients", "FullyConnectedNet"),
+            "convnet": ("whole ConvNet, loss and gradients", "ThreeLayerConvNet")}
 NOT_SUBMITTED = "| - | - | not in the files (optional in this convention) | - |"
 
 
@@ -3664,10 +3665,38 @@ def test_cs231n_fully_connected_net_is_graded_whole_and_its_bugs_are_told(tmp_pa
     _planted(CS231N[3], FC_NET_BUGS, bug, tmp_path / "fc_net.py")
     row = grade([tmp_path / "layers.py", tmp_path / "fc_net.py"], resolve_convention("cs231n", None),
                 only=["mlp"]).rows[0]
-    assert row.title == "whole network, loss and gradients"
+    assert row.title == "whole fully connected net, loss and gradients"
     assert row.passed == 0 < row.total == 3 and row.skipped == 1, row.failures  # no network without a hidden layer
     assert told in row.first_failure, row.first_failure
     assert "steps=" not in row.first_failure  # a configuration's label carries what this check uses
+
+
+CONVNET_BUGS = {
+    "no padding": ('"pad": (W1.shape[2] - 1) // 2', '"pad": 0'),
+    "the first weights not penalised": ("np.sum(W1 * W1) + ", ""),
+    "no ReLU after the convolution": ("        out, relu1_cache = relu_forward(out)\n",
+                                      "        relu1_cache = np.ones_like(out)\n"),
+    "its input standardised in place": ("        W1, b1 = ", "        X -= X.mean()\n        W1, b1 = "),
+}
+
+
+@pytest.mark.parametrize("bug, told", [
+    ("no padding", "ThreeLayerConvNet.loss(X) raised"),
+    ("the first weights not penalised", "loss (reg = "),
+    ("no ReLU after the convolution", "scores, loss(X): relative error"),
+    ("its input standardised in place", "modified its input X in place"),
+])
+def test_cs231n_three_layer_convnet_is_graded_whole_and_its_bugs_are_told(tmp_path, bug, told):
+    """CS231n's ThreeLayerConvNet (classifiers/cnn.py): conv (padded to keep the size), ReLU, 2x2 max pool,
+    affine, ReLU, affine, graded whole against autograd on small images; each planted bug fails the row, the
+    first failure naming what is wrong; the correct file passes every configuration."""
+    shutil.copy(CS231N[0], tmp_path / "layers.py")
+    files = [tmp_path / "layers.py", _planted(CS231N[4], CONVNET_BUGS, None, tmp_path / "cnn.py")]
+    row = grade(files, resolve_convention("cs231n", None), only=["convnet"]).rows[0]
+    assert row.title == "whole ConvNet, loss and gradients" and row.passed == row.total == 3, row.failures
+    _planted(CS231N[4], CONVNET_BUGS, bug, tmp_path / "cnn.py")
+    row = grade(files, resolve_convention("cs231n", None), only=["convnet"]).rows[0]
+    assert row.passed < row.total == 3 and told in row.first_failure, row.first_failure
 
 
 @pytest.mark.parametrize("factor", ["0.5 * ", ""])

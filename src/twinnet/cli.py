@@ -167,8 +167,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="check only these layer kinds, comma-separated (of: linear, relu, elu, leaky_relu, sigmoid, "
                    "tanh, dropout, conv, maxpool, batchnorm, batchnorm_alt, spatial_batchnorm, layernorm, "
                    "spatial_groupnorm, softmax_loss, svm_loss, softmax_cross_entropy, mse_loss, l1_loss, bce_loss, "
-                   "rnn_step, rnn, lstm_step, gru_step, lstm, word_embedding, sgd_momentum, rmsprop, adam, mlp; each "
-                   "convention has some; a layer named here is required even where the convention makes it optional)")
+                   "rnn_step, rnn, lstm_step, gru_step, lstm, word_embedding, sgd_momentum, rmsprop, adam, mlp, "
+                   "convnet; each convention has some; a layer named here is required even where the convention makes "
+                   "it optional)")
     c.add_argument("--seed", type=int, default=None,
                    help="seed of the configurations (default: $TWINNET_CHECK_SEED, a teacher's secret, else 0)")
     c.add_argument("--configs", type=int, default=6, metavar="K",

@@ -89,8 +89,9 @@ CS231N: dict[str, Any] = {
         "sgd_momentum": {"function": "sgd_momentum"},
         "rmsprop": {"function": "rmsprop"},
         "adam": {"function": "adam"},
-        # classifiers/fc_net.py's network (assignment 1's TwoLayerNet: class = "TwoLayerNet" in a spec)
+        # classifiers/fc_net.py's network (assignment 1's TwoLayerNet: class = "TwoLayerNet" in a spec), and cnn.py's
         "mlp": {"class": "FullyConnectedNet", "optional": True},
+        "convnet": {"class": "ThreeLayerConvNet", "optional": True},
     },
 }
 

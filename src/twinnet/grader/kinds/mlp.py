@@ -9,15 +9,15 @@ import copy
 import inspect
 from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 
 import numpy as np
 import torch
 
-from twinnet.grader.compare import Wrong, unchanged
+from twinnet.grader.compare import Wrong
 from twinnet.grader.kinds import dense
-from twinnet.grader.kinds.base import Context, Kind, NotApplicable, Quantities, _attempt, _close, _probe
+from twinnet.grader.kinds.base import Context, Kind, Quantities, _attempt, _close, _probe
 from twinnet.grader.kinds.cross_entropy import _loss_calls, grad_scale
+from twinnet.grader.kinds.networks import fully_connected
 from twinnet.grader.kinds.modules import (
     _assign, _bias_as, _bias_layout, _build, _grads, _params, _row_from_flat, _set_params, _weight_in_out,
     accumulates)
@@ -97,7 +97,7 @@ def _mlp(cfg, ctx: Context) -> Quantities:
     softmax whose backward applies its Jacobian in a fused course, beside a loss whose backward gives the gradient
     in the probabilities, or the reverse in another), passes, as the student's own training loop would train it."""
     if ctx.convention.get("style") == "functional":
-        return _scored(cfg, ctx)
+        return fully_connected(cfg, ctx)
     fused = bool(ctx.entry.get("fused", False))
     if ctx.entry.get("output", "probabilities") == "logits":
         return _mlp_given(cfg, ctx, fused)
@@ -231,127 +231,6 @@ def _mlp_given(cfg, ctx: Context, fused: bool) -> Quantities:
     return result
 
 
-# the names CS231n's networks have given their constructor's arguments: FullyConnectedNet(hidden_dims, input_dim,
-# num_classes, ...) and assignment 1's TwoLayerNet(input_dim, hidden_dim, num_classes, ...), before 2020
-# TwoLayerNet(input_size, hidden_size, output_size) with loss(X, y, reg)
-_HIDDEN, _INPUTS, _CLASSES = ("hidden_dim", "hidden_size"), ("input_dim", "input_size"), ("num_classes", "output_size")
-_PENALTIES = (0.5, 1.0)  # the L2 penalty's factors the course has used: 0.5 reg sum(W^2) and reg sum(W^2)
-
-
-def _scored(cfg, ctx: Context) -> Quantities:
-    """CS231n's whole network (classifiers/fc_net.py's ``FullyConnectedNet``, or assignment 1's ``TwoLayerNet``)
-    built in float64 with the configuration's sizes, its ``params`` (W1, b1, ... each W (in, out)) set to the
-    grader's weights, then against torch's autograd: ``loss(X)``, the scores, and ``loss(X, y)``, the mean softmax
-    loss and the gradient of every parameter, without and with an L2 penalty on the weights (``reg``); the penalty's
-    factor is the student's of the two the course has used (0.5 reg sum(W^2) since 2017, reg sum(W^2) in assignment
-    1's TwoLayerNet before), the gradients graded with it. X is (N, d1, ..., dk) where the sizes allow, which the
-    network flattens."""
-    hidden = list(cfg["hidden"])
-    if not hidden:
-        raise NotApplicable("no hidden layer")  # the course's networks have one at least
-    cls, name = ctx.find("class"), ctx.entry["class"]
-    try:
-        accepted = dict(inspect.signature(cls).parameters)
-    except (TypeError, ValueError):
-        accepted = {}
-    sizes = [cfg["inputs"], *hidden, cfg["classes"]]
-    made = {"hidden_dims": hidden}
-    if "hidden_dims" not in accepted and (one := next((k for k in _HIDDEN if k in accepted), None)):
-        if len(hidden) != 1:
-            raise NotApplicable(f"{len(hidden)} hidden layers")  # a two-layer net
-        made = {one: hidden[0]}
-    made[next((k for k in _INPUTS if k in accepted), _INPUTS[0])] = cfg["inputs"]
-    made[next((k for k in _CLASSES if k in accepted), _CLASSES[0])] = cfg["classes"]
-    if "dtype" in accepted:
-        made["dtype"] = np.float64
-    rng = ctx.rng
-    weights = [(rng.standard_normal((a, b)) / np.sqrt(a), 0.1 * rng.standard_normal(b))
-               for a, b in zip(sizes[:-1], sizes[1:])]
-    n = cfg["n"]
-    shape = (n, 2, cfg["inputs"] // 2) if cfg["inputs"] % 2 == 0 else (n, cfg["inputs"])
-    x, y = rng.standard_normal(shape), rng.integers(0, cfg["classes"], n)
-    result: Quantities = {}
-    for reg in (0.0, round(float(rng.uniform(0.1, 2.0)), 2)):
-        at = f" (reg = {reg:g})" if reg else ""
-        model = _made(ctx, cls, name, made, reg, accepted)
-        _set_weights(model, name, weights)
-        loss_fn = model.loss
-        try:
-            loss_takes_reg = "reg" in inspect.signature(loss_fn).parameters and "reg" not in accepted
-        except (TypeError, ValueError):
-            loss_takes_reg = False
-        if loss_takes_reg:
-            loss_fn = partial(loss_fn, reg=reg)
-        elif reg and "reg" not in accepted:
-            continue  # a network with no penalty to set
-        given = x.copy()
-        if not reg:
-            scores = ctx.call(loss_fn, given, what=f"{name}.loss(X)")
-            if isinstance(scores, (tuple, list, dict)):
-                raise Wrong(f"{name}.loss(X) returned a {type(scores).__name__}: given no y, it returns the scores, "
-                            "(N, C)")
-            result["scores, loss(X)"] = (scores, [_reference(x, y, weights, 0.0, 0.0)[0]])
-        got = ctx.call(loss_fn, given, y.copy(), what=f"{name}.loss(X, y)")
-        unchanged("X", x, given)
-        if not (isinstance(got, (tuple, list)) and len(got) == 2 and isinstance(got[1], dict)):
-            raise Wrong(f"{name}.loss(X, y) returned {type(got).__name__}, not (loss, grads): the loss and a dict of "
-                        "each parameter's gradient, by the names of params")
-        loss, grads = got
-        factor = _PENALTIES[0]
-        if reg:  # the student's factor, where its loss is one of the course's
-            fits = [f for f in _PENALTIES if _close(loss, _reference(x, y, weights, reg, f)[1])]
-            factor = fits[0] if fits else factor
-        _, expected, gradients = _reference(x, y, weights, reg, factor)
-        result[f"loss{at}"] = (loss, [expected])
-        if missing := [k for k in gradients if k not in grads]:
-            raise Wrong(f"{name}.loss(X, y)'s grads has no {', '.join(missing)}: it holds the gradient of each "
-                        "parameter in params, by its name")
-        result.update({f"grads['{k}']{at}": (grads[k], [g]) for k, g in gradients.items()})
-    return result
-
-
-def _made(ctx: Context, cls, name: str, made: dict, reg: float, accepted: dict):
-    """The student's network made with the sizes ``made`` and ``reg`` (where its constructor takes it)."""
-    arguments = made | ({"reg": reg} if "reg" in accepted else {})
-    shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items()).replace("<class 'numpy.float64'>", "np.float64")
-    return ctx.call(partial(cls, **arguments), what=f"{name}({shown})")
-
-
-def _set_weights(model, name: str, weights: list) -> None:
-    """The grader's weights in the student's ``params`` dict, each where the student's network keeps it: ``Wi``
-    and ``bi`` of the shapes it made them."""
-    params = getattr(model, "params", None)
-    if not isinstance(params, dict):
-        raise Wrong(f"{name} keeps no params dict: the course's networks keep every parameter in self.params, "
-                    "by name (W1, b1, W2, ...)")
-    for i, (w, b) in enumerate(weights, start=1):
-        for key, value in ((f"W{i}", w), (f"b{i}", b)):
-            if key not in params:
-                raise Wrong(f"{name}.params has no {key}: a network of {len(weights)} layers keeps W1, b1, ... "
-                            f"W{len(weights)}, b{len(weights)}")
-            if np.shape(params[key]) != value.shape:
-                raise Wrong(f"{name}.params['{key}'] has shape {np.shape(params[key])}, expected {value.shape}"
-                            + (" (the weights (in, out))" if key[0] == "W" else ""))
-            params[key] = value.copy()
-
-
-def _reference(x: np.ndarray, y: np.ndarray, weights: list, reg: float, factor: float):
-    """torch's scores, loss and gradients for ``_scored``: affine and ReLU layers, an affine last, the mean softmax
-    loss plus ``factor * reg`` times every weight's sum of squares (biases are not penalised)."""
-    params = {}
-    for i, (w, b) in enumerate(weights, start=1):
-        params[f"W{i}"], params[f"b{i}"] = (torch.tensor(a, requires_grad=True) for a in (w, b))
-    z = torch.from_numpy(x.reshape(len(x), -1))
-    for i in range(1, len(weights) + 1):
-        z = z @ params[f"W{i}"] + params[f"b{i}"]
-        if i < len(weights):
-            z = torch.relu(z)
-    loss = torch.nn.functional.cross_entropy(z, torch.from_numpy(y))
-    loss = loss + factor * reg * sum((params[f"W{i}"] ** 2).sum() for i in range(1, len(weights) + 1))
-    loss.backward()
-    return z.detach().numpy(), loss.item(), {k: t.grad.numpy() for k, t in params.items()}
-
-
 def _snapshot(ctx: Context, layer) -> dict[str, np.ndarray]:
     """A copy of a linear layer's weight and bias (the rest of a params dict may be the layer's own cache; none
     where they cannot be read: the check proper says why)."""
@@ -414,5 +293,5 @@ def _misplaced_activations(ctx: Context, out, x: np.ndarray, linears: list, make
 KINDS = (
     Kind("mlp", "whole MLP, a few SGD steps", ("class",), ("class", "linear"), _mlp_configs, _mlp,
          shaped=lambda cfg, entry: cfg if "linear" in entry else {k: v for k, v in cfg.items() if k != "steps"},
-         functional_title="whole network, loss and gradients"),
+         functional_title="whole fully connected net, loss and gradients"),
 )

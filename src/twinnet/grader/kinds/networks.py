@@ -1,0 +1,182 @@
+"""CS231n's whole networks, in the functional style: a class whose ``params`` dict holds every parameter by name
+(W1, b1, ...) and whose ``loss(X)`` gives the scores and ``loss(X, y)`` the loss and a dict of every parameter's
+gradient, built from the student's layers: classifiers/fc_net.py's ``FullyConnectedNet`` (or assignment 1's
+``TwoLayerNet``), graded as the ``mlp`` kind, and classifiers/cnn.py's ``ThreeLayerConvNet``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+import torch
+
+from twinnet.grader.compare import Wrong, unchanged
+from twinnet.grader.kinds.base import Context, Kind, NotApplicable, Quantities, _close
+
+# the names CS231n's networks have given their constructor's arguments: FullyConnectedNet(hidden_dims, input_dim,
+# num_classes, ...) and assignment 1's TwoLayerNet(input_dim, hidden_dim, num_classes, ...), before 2020
+# TwoLayerNet(input_size, hidden_size, output_size) with loss(X, y, reg)
+_HIDDEN, _INPUTS, _CLASSES = ("hidden_dim", "hidden_size"), ("input_dim", "input_size"), ("num_classes", "output_size")
+_PENALTIES = (0.5, 1.0)  # the L2 penalty's factors the course has used: 0.5 reg sum(W^2) and reg sum(W^2)
+
+Forward = Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
+
+
+def fully_connected(cfg, ctx: Context) -> Quantities:
+    """The ``mlp`` kind in the functional style: affine and ReLU layers, an affine last, sizes ``cfg``'s; X is
+    (N, 2, D / 2) where D is even, which the network flattens."""
+    hidden = list(cfg["hidden"])
+    if not hidden:
+        raise NotApplicable("no hidden layer")  # the course's networks have one at least
+    cls = ctx.find("class")
+    accepted = _accepted(cls)
+    made = {"hidden_dims": hidden}
+    if "hidden_dims" not in accepted and (one := next((k for k in _HIDDEN if k in accepted), None)):
+        if len(hidden) != 1:
+            raise NotApplicable(f"{len(hidden)} hidden layers")  # a two-layer net
+        made = {one: hidden[0]}
+    made[next((k for k in _INPUTS if k in accepted), _INPUTS[0])] = cfg["inputs"]
+    made[next((k for k in _CLASSES if k in accepted), _CLASSES[0])] = cfg["classes"]
+    sizes = [cfg["inputs"], *hidden, cfg["classes"]]
+    rng = ctx.rng
+    params = {}
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        params[f"W{i}"], params[f"b{i}"] = rng.standard_normal((a, b)) / np.sqrt(a), 0.1 * rng.standard_normal(b)
+    n, d = cfg["n"], cfg["inputs"]
+    x = rng.standard_normal((n, 2, d // 2) if d % 2 == 0 else (n, d))
+
+    def forward(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        z = x.reshape(len(x), -1)
+        for i in range(1, len(sizes)):
+            z = z @ p[f"W{i}"] + p[f"b{i}"]
+            z = torch.relu(z) if i < len(sizes) - 1 else z
+        return z
+
+    return graded(ctx, cls, made, params, forward, x, rng.integers(0, cfg["classes"], n))
+
+
+def _convnet_configs(rng, k):
+    """Small images (even sides, for the 2x2 pooling), odd filter sizes (padded to keep the size), one image alone."""
+    return [dict(n=2, image=(3, 6, 6), filters=4, size=3, hidden=5, classes=3),
+            dict(n=1, image=(1, 8, 6), filters=2, size=5, hidden=4, classes=4),
+            dict(n=3, image=(2, 4, 4), filters=3, size=1, hidden=3, classes=2)][: max(1, k)]
+
+
+def _convnet(cfg, ctx: Context) -> Quantities:
+    """classifiers/cnn.py's ``ThreeLayerConvNet(input_dim, num_filters, filter_size, hidden_dim, num_classes, ...)``:
+    a convolution of stride 1 padded by (filter_size - 1) // 2, ReLU, 2x2 max pooling of stride 2, affine, ReLU,
+    affine; W1 (F, C, HH, WW), W2 (F H W / 4, hidden), W3 (hidden, classes)."""
+    cls = ctx.find("class")
+    (c, h, w), f, size = cfg["image"], cfg["filters"], cfg["size"]
+    made = {"input_dim": tuple(cfg["image"]), "num_filters": f, "filter_size": size, "hidden_dim": cfg["hidden"],
+            "num_classes": cfg["classes"]}
+    rng = ctx.rng
+    flat = f * (h // 2) * (w // 2)
+    params = {"W1": rng.standard_normal((f, c, size, size)) / np.sqrt(c * size * size),
+              "b1": 0.1 * rng.standard_normal(f),
+              "W2": rng.standard_normal((flat, cfg["hidden"])) / np.sqrt(flat),
+              "b2": 0.1 * rng.standard_normal(cfg["hidden"]),
+              "W3": rng.standard_normal((cfg["hidden"], cfg["classes"])) / np.sqrt(cfg["hidden"]),
+              "b3": 0.1 * rng.standard_normal(cfg["classes"])}
+
+    def forward(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        z = torch.nn.functional.conv2d(x, p["W1"], p["b1"], stride=1, padding=(size - 1) // 2)
+        z = torch.nn.functional.max_pool2d(torch.relu(z), 2, 2).reshape(len(x), -1)
+        return torch.relu(z @ p["W2"] + p["b2"]) @ p["W3"] + p["b3"]
+
+    x = rng.standard_normal((cfg["n"], c, h, w))
+    return graded(ctx, cls, made, params, forward, x, rng.integers(0, cfg["classes"], cfg["n"]))
+
+
+def _accepted(cls) -> dict:
+    """The names ``cls``'s constructor takes (none known where it cannot be read)."""
+    try:
+        return dict(inspect.signature(cls).parameters)
+    except (TypeError, ValueError):
+        return {}
+
+
+def graded(ctx: Context, cls, made: dict, params: dict[str, np.ndarray], forward: Forward, x: np.ndarray,
+           y: np.ndarray) -> Quantities:
+    """The student's network ``cls`` made in float64 with ``made``, its ``params`` set to the grader's, against
+    torch's autograd through ``forward``: ``loss(X)``, the scores, and ``loss(X, y)``, the mean softmax loss and
+    the gradient of every parameter, without and with an L2 penalty on the weights (the parameters named W...,
+    biases and the rest not penalised; ``reg`` given to the constructor, or to ``loss`` where that takes it). The
+    penalty's factor is the student's of the two the course has used (0.5 reg sum(W^2) since 2017, reg sum(W^2) in
+    assignment 1's TwoLayerNet before), the gradients graded with it."""
+    name = ctx.entry["class"]
+    accepted = _accepted(cls)
+    if "dtype" in accepted:
+        made = made | {"dtype": np.float64}
+    result: Quantities = {}
+    for reg in (0.0, round(float(ctx.rng.uniform(0.1, 2.0)), 2)):
+        at = f" (reg = {reg:g})" if reg else ""
+        arguments = made | ({"reg": reg} if "reg" in accepted else {})
+        shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items()).replace("<class 'numpy.float64'>", "np.float64")
+        model = ctx.call(partial(cls, **arguments), what=f"{name}({shown})")
+        _set_params(model, name, params)
+        loss_fn = model.loss
+        if "reg" not in accepted and "reg" in _accepted(loss_fn):
+            loss_fn = partial(loss_fn, reg=reg)
+        elif reg and "reg" not in accepted:
+            continue  # a network with no penalty to set
+        given = x.copy()
+        if not reg:
+            scores = ctx.call(loss_fn, given, what=f"{name}.loss(X)")
+            if isinstance(scores, (tuple, list, dict)):
+                raise Wrong(f"{name}.loss(X) returned a {type(scores).__name__}: given no y, it returns the scores, "
+                            "(N, C)")
+            result["scores, loss(X)"] = (scores, [_reference(forward, x, y, params, 0.0, 0.0)[0]])
+        got = ctx.call(loss_fn, given, y.copy(), what=f"{name}.loss(X, y)")
+        unchanged("X", x, given)
+        if not (isinstance(got, (tuple, list)) and len(got) == 2 and isinstance(got[1], dict)):
+            raise Wrong(f"{name}.loss(X, y) returned {type(got).__name__}, not (loss, grads): the loss and a dict of "
+                        "each parameter's gradient, by the names of params")
+        loss, grads = got
+        factor = _PENALTIES[0]
+        if reg:  # the student's factor, where its loss is one of the course's
+            fits = [f for f in _PENALTIES if _close(loss, _reference(forward, x, y, params, reg, f)[1])]
+            factor = fits[0] if fits else factor
+        _, expected, gradients = _reference(forward, x, y, params, reg, factor)
+        result[f"loss{at}"] = (loss, [expected])
+        if missing := [k for k in gradients if k not in grads]:
+            raise Wrong(f"{name}.loss(X, y)'s grads has no {', '.join(missing)}: it holds the gradient of each "
+                        "parameter in params, by its name")
+        result.update({f"grads['{k}']{at}": (grads[k], [g]) for k, g in gradients.items()})
+    return result
+
+
+def _set_params(model, name: str, params: dict[str, np.ndarray]) -> None:
+    """The grader's ``params`` in the student's ``params`` dict, each where and of the shape the network keeps it."""
+    kept = getattr(model, "params", None)
+    if not isinstance(kept, dict):
+        raise Wrong(f"{name} keeps no params dict: the course's networks keep every parameter in self.params, "
+                    "by name (W1, b1, W2, ...)")
+    for key, value in params.items():
+        if key not in kept:
+            raise Wrong(f"{name}.params has no {key}: this network keeps {', '.join(params)}")
+        if np.shape(kept[key]) != value.shape:
+            raise Wrong(f"{name}.params['{key}'] has shape {np.shape(kept[key])}, expected {value.shape}"
+                        + (" (the weights (in, out))" if key[0] == "W" and value.ndim == 2 else ""))
+        kept[key] = value.copy()
+
+
+def _reference(forward: Forward, x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], reg: float,
+               factor: float):
+    """torch's scores, loss and gradients: ``forward``, the mean softmax loss, plus ``factor * reg`` times the
+    weights' (W...) sum of squares."""
+    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    scores = forward(tensors, torch.from_numpy(x))
+    loss = torch.nn.functional.cross_entropy(scores, torch.from_numpy(y))
+    loss = loss + factor * reg * sum((t ** 2).sum() for k, t in tensors.items() if k.startswith("W"))
+    loss.backward()
+    return scores.detach().numpy(), loss.item(), {k: t.grad.numpy() for k, t in tensors.items()}
+
+
+# this module's kinds (the MLP's functional check is the ``mlp`` kind's, in ``mlp``)
+KINDS = (
+    Kind("convnet", "whole ConvNet, loss and gradients", ("class",), (), _convnet_configs, _convnet),
+)
