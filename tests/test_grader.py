@@ -1158,24 +1158,64 @@ def test_a_file_in_a_package_of_a_package_imports_from_the_level_above(tmp_path,
     assert "twinnet_student" not in err
 
 
-def test_a_relative_import_above_the_topmost_package_is_left_out_and_told(tmp_path, capsys):
-    """A submission flattened into one folder (fc_net.py beside layers.py, no __init__.py): its ``from ..layers
-    import *`` reaches above any package; it is left out with a warning, not a file that cannot be loaded, the
-    layers of the other file are graded, and code that needs the import fails saying where to grade it."""
-    (tmp_path / "layers.py").write_text("import numpy as np\n" + AFFINE)
-    (tmp_path / "fc_net.py").write_text("import numpy as np\nfrom ..layer_utils import *\n\n"
-                                        "def relu_forward(x):\n    return helper(x), x\n"
-                                        "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n")
-    report = grade([tmp_path / "layers.py", tmp_path / "fc_net.py"], resolve_convention("cs231n", None),
+@pytest.mark.parametrize("dots, told", [
+    ("..", "..layer_utils is neither installed nor among the files given: pass its file too"),
+    ("....", "....layer_utils lies above the folders loaded as packages (the file's, the two above it and any further "
+             "with an __init__.py): grade the file where it lies in the course's tree")])
+def test_a_relative_import_of_a_module_not_there_is_left_out_and_told(tmp_path, capsys, dots, told):
+    """A submission flattened into one folder (fc_net.py beside layers.py, no __init__.py): its ``from ..layer_utils
+    import *`` finds no module in the folder above, and one with four dots reaches above the folders loaded as
+    packages; either is left out with a warning, not a file that cannot be loaded, the layers of the other file are
+    graded, and code that needs the import fails saying what to do."""
+    folder = tmp_path / "a" / "b" / "flat"
+    folder.mkdir(parents=True)
+    (folder / "layers.py").write_text("import numpy as np\n" + AFFINE)
+    (folder / "fc_net.py").write_text(f"import numpy as np\nfrom {dots}layer_utils import *\n\n"
+                                      "def relu_forward(x):\n    return helper(x), x\n"
+                                      "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n")
+    report = grade([folder / "layers.py", folder / "fc_net.py"], resolve_convention("cs231n", None),
                    only=["linear", "relu"])
     rows = _rows(report)
     assert rows["linear"].passed == rows["linear"].total > 0
     assert rows["relu"].passed == 0 < rows["relu"].total
-    told = rows["relu"].first_failure
-    assert "NameError: name 'helper' is not defined" in told and "..layer_utils lies above the folders that are " \
-        "packages (those with an __init__.py): grade the file where it lies in the course's tree" in told, told
-    assert "fc_net.py:2: ImportError: attempted relative import beyond top-level package; that import is left " \
-        "out" in capsys.readouterr().err
+    assert "NameError: name 'helper' is not defined" in rows["relu"].first_failure
+    assert told in rows["relu"].first_failure, rows["relu"].first_failure
+    err = capsys.readouterr().err
+    assert "fc_net.py:2: " in err and "that import is left out" in err and "twinnet_student" not in err
+
+
+@pytest.mark.parametrize("inits", [("cs231n",), (), ("cs231n/classifiers",)])
+def test_a_package_of_a_package_without_its_init_files_imports_from_the_level_above(tmp_path, inits):
+    """Python 3 imports folders without an __init__.py as namespace packages, so cs231n/classifiers/fc_net.py's
+    ``from ..layers import *`` works for a student whose tree lacks either __init__.py (or both): graded so too."""
+    top = tmp_path / "alice" / "cs231n"
+    (top / "classifiers").mkdir(parents=True)
+    for init in inits:
+        (tmp_path / "alice" / init / "__init__.py").write_text("")
+    shutil.copy(CS231N[0], top / "layers.py")
+    (top / "classifiers" / "fc_net.py").write_text(CS231N[3].read_text().replace("from .layers import", "from ..layers import"))
+    row = grade([top / "classifiers" / "fc_net.py"], resolve_convention("cs231n", None), only=["mlp"]).rows[0]
+    assert row.passed == row.total > 0, row.failures
+
+
+def test_relative_names_in_messages_are_spelt_as_the_student_wrote_them(tmp_path, capsys):
+    """``from . import helpers`` and ``from .. import layer_utilz`` (modules not there) are named ``.helpers`` and
+    ``..layer_utilz``, and a module reached by a relative import is named so in an error raised as the student's
+    code runs: never with the grader's private package name."""
+    top = tmp_path / "cs231n"
+    (top / "classifiers").mkdir(parents=True)
+    shutil.copy(CS231N[0], top / "layers.py")
+    (top / "classifiers" / "fc_net.py").write_text(
+        "from . import helpers\nfrom .. import layer_utilz\nfrom .. import layers\n\n"
+        "def relu_forward(x):\n    return layers.relu_forwardd(x)\n"
+        "def relu_backward(dout, cache):\n    return layer_utilz.relu_backward(dout, cache)\n")
+    row = grade([top / "classifiers" / "fc_net.py"], resolve_convention("cs231n", None), only=["relu"]).rows[0]
+    err = capsys.readouterr().err
+    assert "cannot import name 'helpers' from '.'" in err and "cannot import name 'layer_utilz' from '..'" in err, err
+    assert row.passed == 0 < row.total
+    assert "raised AttributeError: module '..layers' has no attribute 'relu_forwardd'" in row.first_failure, \
+        row.first_failure
+    assert "twinnet_student" not in err + "".join(row.failures)
 
 
 @pytest.mark.parametrize("levels, inits", [(("nndl",), False), (("mytorch", "nn"), True), (("mytorch", "nn"), False)])
@@ -3645,6 +3685,9 @@ FC_NET_BUGS = {
                                  'grads["W%d" % i], _ = affine_backward(dout, affine_cache)'),
     "weights (out, in)": ("np.random.randn(dims[i], dims[i + 1])", "np.random.randn(dims[i + 1], dims[i])"),
     "ReLU after the last layer": ("        if y is None:", "        scores = np.maximum(scores, 0)\n        if y is None:"),
+    "each class counted": ("        loss, dout = softmax_loss(scores, y)\n",
+                           "        loss, dout = softmax_loss(scores, y)\n"
+                           "        dout = dout + 0 * np.bincount(y).reshape(1, -1)\n"),
 }
 
 
@@ -3656,6 +3699,7 @@ FC_NET_BUGS = {
     ("a bias gradient not kept", "FullyConnectedNet.loss(X, y)'s grads has no b1: it holds the gradient of each "),
     ("weights (out, in)", "FullyConnectedNet.params['W1'] has shape (6, 5), expected (5, 6) (the weights (in, out))"),
     ("ReLU after the last layer", "scores, loss(X): relative error"),
+    ("each class counted", "FullyConnectedNet.loss(X, y) raised ValueError"),  # a batch that lacks a class
 ])
 def test_cs231n_fully_connected_net_is_graded_whole_and_its_bugs_are_told(tmp_path, bug, told):
     """CS231n's FullyConnectedNet (classifiers/fc_net.py) graded whole: its params set to the grader's weights,
@@ -3666,9 +3710,158 @@ def test_cs231n_fully_connected_net_is_graded_whole_and_its_bugs_are_told(tmp_pa
     row = grade([tmp_path / "layers.py", tmp_path / "fc_net.py"], resolve_convention("cs231n", None),
                 only=["mlp"]).rows[0]
     assert row.title == "whole fully connected net, loss and gradients"
-    assert row.passed == 0 < row.total == 3 and row.skipped == 1, row.failures  # no network without a hidden layer
+    assert row.passed < row.total == 4 and not row.skipped, row.failures
     assert told in row.first_failure, row.first_failure
     assert "steps=" not in row.first_failure  # a configuration's label carries what this check uses
+
+
+FC_NET_MISUSES = {
+    "params a property's copy": ([("self.params = {}", "self._p = {}"), ("self.params[", "self._p["),
+                                  ("self.params.items()", "self._p.items()"),
+                                  ("class FullyConnectedNet(object):\n", "class FullyConnectedNet(object):\n"
+                                   "    @property\n    def params(self):\n        return dict(self._p)\n\n")],
+                                 "what is written into FullyConnectedNet.params does not stay there"),
+    "weights read from attributes": ([("        X = X.astype(self.dtype)\n", "        X = X.astype(self.dtype)\n"
+                                       "        self.params = dict(self.first)\n"),
+                                      ("        for k, v in self.params.items():\n            self.params[k] = "
+                                       "v.astype(dtype)\n", "        for k, v in self.params.items():\n"
+                                       "            self.params[k] = v.astype(dtype)\n        self.first = dict("
+                                       "self.params)\n")],
+                                     "FullyConnectedNet.loss(X) gives the scores of the network's own first weights"),
+    "grads a list": ([("        return loss, grads\n", "        return loss, list(grads.values())\n")],
+                     "FullyConnectedNet.loss(X, y)'s grads is a list, not a dict"),
+    "three values": ([("        return loss, grads\n", "        return loss, grads, scores\n")],
+                     "FullyConnectedNet.loss(X, y) returned 3 values, not (loss, grads)"),
+    "no loss method": ([("    def loss(self, X, y=None):", "    def forward(self, X, y=None):")],
+                       "FullyConnectedNet has no loss method"),
+}
+
+
+@pytest.mark.parametrize("misuse", list(FC_NET_MISUSES))
+def test_a_network_that_misuses_the_courses_protocol_is_told_what(tmp_path, misuse):
+    """A network whose params give a copy, whose loss reads weights kept elsewhere, whose grads are no dict, or
+    that has no loss: each fails naming what the course's protocol expects, not a bare relative error."""
+    shutil.copy(CS231N[0], tmp_path / "layers.py")
+    text = CS231N[3].read_text()
+    changes, told = FC_NET_MISUSES[misuse]
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new)
+    (tmp_path / "fc_net.py").write_text(text)
+    row = grade([tmp_path / "layers.py", tmp_path / "fc_net.py"], resolve_convention("cs231n", None),
+                only=["mlp"]).rows[0]
+    assert row.passed == 0 < row.total and told in row.first_failure, row.first_failure
+
+
+def test_a_network_made_as_students_make_theirs_passes(tmp_path):
+    """A constructor that appends the sizes to the hidden_dims it is given (each network is made with its own
+    copy), and an assignment 1 TwoLayerNet whose std has no default (the grader's weights replace the network's):
+    both pass; a file with only TwoLayerNet, graded for FullyConnectedNet, is told to name it in a spec."""
+    shutil.copy(CS231N[0], tmp_path / "layers.py")
+    text = CS231N[3].read_text()
+    old = "        dims = [input_dim] + list(hidden_dims) + [num_classes]\n"
+    assert old in text
+    (tmp_path / "fc_net.py").write_text(text.replace(old, "        dims = hidden_dims\n        dims.insert(0, "
+                                                          "input_dim)\n        dims.append(num_classes)\n"))
+    files = [tmp_path / "layers.py", tmp_path / "fc_net.py"]
+    row = grade(files, resolve_convention("cs231n", None), only=["mlp"]).rows[0]
+    assert row.passed == row.total == 4, row.failures
+    (tmp_path / "fc_net.py").write_text(
+        "import numpy as np\nfrom .layers import *\n\nclass TwoLayerNet:\n"
+        "    def __init__(self, input_dim, hidden_dim, num_classes, weight_scale, reg=0.0):\n"
+        "        self.reg = reg\n        self.params = {'W1': weight_scale * np.random.randn(input_dim, hidden_dim),"
+        " 'b1': np.zeros(hidden_dim),\n                       'W2': weight_scale * np.random.randn(hidden_dim, "
+        "num_classes), 'b2': np.zeros(num_classes)}\n\n"
+        "    def loss(self, X, y=None):\n        h, c1 = affine_forward(X, self.params['W1'], self.params['b1'])\n"
+        "        a, c2 = relu_forward(h)\n        scores, c3 = affine_forward(a, self.params['W2'], self.params['b2'])\n"
+        "        if y is None:\n            return scores\n        loss, d = softmax_loss(scores, y)\n"
+        "        loss += 0.5 * self.reg * (np.sum(self.params['W1'] ** 2) + np.sum(self.params['W2'] ** 2))\n"
+        "        grads = {}\n        d, grads['W2'], grads['b2'] = affine_backward(d, c3)\n"
+        "        d, grads['W1'], grads['b1'] = affine_backward(relu_backward(d, c2), c1)\n"
+        "        grads['W1'] += self.reg * self.params['W1']\n        grads['W2'] += self.reg * self.params['W2']\n"
+        "        return loss, grads\n")
+    (tmp_path / "spec.toml").write_text('base = "cs231n"\n[layers.mlp]\nclass = "TwoLayerNet"\n')
+    row = grade(files, resolve_convention(None, tmp_path / "spec.toml"), only=["mlp"]).rows[0]
+    assert row.passed == row.total > 0, row.failures
+    row = grade(files, resolve_convention("cs231n", None), only=["mlp"]).rows[0]
+    assert "not found in the submission: FullyConnectedNet (TwoLayerNet is defined, not FullyConnectedNet: a spec " \
+        "with base = \"cs231n\" and that name in this layer's table)" in row.first_failure, row.first_failure
+
+
+def test_a_name_from_a_cython_module_of_the_courses_not_built_says_to_build_it(tmp_path):
+    """A course file that imports its Cython module inside a try (as CS231n's fast layers do, printing how to build
+    it): a layer that reaches a name of that module, not built here, fails saying where it is defined and how to
+    build it."""
+    top = tmp_path / "cs231n"
+    top.mkdir()
+    shutil.copy(CS231N[0], top / "layers.py")
+    (top / "pool_cython.pyx").write_text("cimport numpy as np\n\ndef pool_back_cython(np.ndarray cols, int N):\n"
+                                         "    pass\n")
+    (top / "fast_layers.py").write_text("try:\n    from .pool_cython import pool_back_cython\nexcept ImportError:\n"
+                                        "    print('run python setup.py build_ext --inplace')\n\n"
+                                        "def relu_backward_fast(dout, cache):\n    return pool_back_cython(dout, 1)\n")
+    (top / "net.py").write_text("from .layers import relu_forward\nfrom .fast_layers import *\n\n"
+                                "def relu_backward(dout, cache):\n    return relu_backward_fast(dout, cache)\n")
+    row = grade([top / "net.py"], resolve_convention("cs231n", None), only=["relu"]).rows[0]
+    assert row.passed == 0 < row.total
+    assert "NameError: name 'pool_back_cython' is not defined (pool_back_cython is defined in pool_cython.pyx, a " \
+        "Cython module of the course's that is not built here: build it where it lies, `python setup.py build_ext " \
+        "--inplace` in cs231n/ as the course says, then grade again)" in row.first_failure, row.first_failure
+
+
+def test_cs231n_im2col_cython_not_built_is_given_by_its_numpy_version(tmp_path, capsys):
+    """CS231n's fast layers need the course's compiled im2col_cython; where it was not built, twinnet's NumPy version
+    is imported in its place (said once on stderr), so that a ThreeLayerConvNet on the fast layers is graded on the
+    student's code; that version gives the course's arrays (checked against the loops of the course's .pyx)."""
+    from twinnet.grader.courses.im2col_cython import col2im_6d_cython, col2im_cython, im2col_cython
+
+    rng = np.random.default_rng(0)
+    n, c, h, w, f, pad, s = 2, 3, 7, 6, 3, 1, 2
+    x = rng.standard_normal((n, c, h, w))
+    oh, ow = (h + 2 * pad - f) // s + 1, (w + 2 * pad - f) // s + 1
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    cols, g6 = np.zeros((c * f * f, n * oh * ow)), rng.standard_normal((c, f, f, n, oh, ow))
+    back, back6 = np.zeros_like(xp), np.zeros_like(xp)
+    g = rng.standard_normal(cols.shape)
+    for ch, i, j, y, xx, k in np.ndindex(c, f, f, oh, ow, n):
+        row, col = ch * f * f + i * f + j, y * ow * n + xx * n + k
+        cols[row, col] = xp[k, ch, s * y + i, s * xx + j]
+        back[k, ch, s * y + i, s * xx + j] += g[row, col]
+        back6[k, ch, s * y + i, s * xx + j] += g6[ch, i, j, k, y, xx]
+    assert np.array_equal(im2col_cython(x, f, f, pad, s), cols)
+    assert np.allclose(col2im_cython(g, n, c, h, w, f, f, pad, s), back[:, :, pad:-pad, pad:-pad])
+    assert np.allclose(col2im_6d_cython(g6, n, c, h, w, f, f, pad, s), back6[:, :, pad:-pad, pad:-pad])
+
+    top = tmp_path / "cs231n"
+    (top / "classifiers").mkdir(parents=True)
+    shutil.copy(CS231N[0], top / "layers.py")
+    (top / "im2col_cython.pyx").write_text("# the course's Cython source, never built here\n")
+    (top / "fast_layers.py").write_text(
+        "import numpy as np\ntry:\n    from .im2col_cython import col2im_6d_cython\nexcept ImportError:\n"
+        "    print('run python setup.py build_ext --inplace')\n\n"
+        "def conv_forward_fast(x, w, b, conv_param):\n    from .layers import conv_forward_naive\n"
+        "    return conv_forward_naive(x, w, b, conv_param)\n\n"
+        "def conv_backward_fast(dout, cache):\n    x, w, b, conv_param = cache\n"
+        "    pad, stride = conv_param['pad'], conv_param['stride']\n    N, C, H, W = x.shape\n"
+        "    F, _, HH, WW = w.shape\n    _, _, out_h, out_w = dout.shape\n    db = dout.sum(axis=(0, 2, 3))\n"
+        "    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))\n"
+        "    cols = np.lib.stride_tricks.sliding_window_view(xp, (HH, WW), axis=(2, 3))[:, :, ::stride, ::stride]\n"
+        "    cols = cols.transpose(1, 4, 5, 0, 2, 3)  # (C, HH, WW, N, out_h, out_w)\n"
+        "    d = dout.transpose(1, 0, 2, 3).reshape(F, -1)\n"
+        "    dw = d.dot(cols.reshape(C * HH * WW, -1).T).reshape(w.shape)\n"
+        "    dx_cols = w.reshape(F, -1).T.dot(d).reshape(C, HH, WW, N, out_h, out_w)\n"
+        "    return col2im_6d_cython(dx_cols, N, C, H, W, HH, WW, pad, stride), dw, db\n")
+    text = CS231N[4].read_text().replace("from .layers import (", "from ..fast_layers import conv_forward_fast, "
+                                         "conv_backward_fast\nfrom ..layers import (")
+    text = text.replace("conv_forward_naive(X,", "conv_forward_fast(X,").replace("conv_backward_naive(dout,",
+                                                                                 "conv_backward_fast(dout,")
+    (top / "classifiers" / "cnn.py").write_text(text)
+    row = grade([top / "classifiers" / "cnn.py"], resolve_convention("cs231n", None), only=["convnet"]).rows[0]
+    assert row.passed == row.total == 3, row.failures
+    err = capsys.readouterr().err
+    assert err.count("im2col_cython, the course's Cython module, is not built here; twinnet's NumPy version of it is "
+                     "used in its place") == 1, err
+    assert "setup.py" not in err  # the course's own message: the import did not fail
 
 
 CONVNET_BUGS = {
@@ -3677,6 +3870,7 @@ CONVNET_BUGS = {
     "no ReLU after the convolution": ("        out, relu1_cache = relu_forward(out)\n",
                                       "        relu1_cache = np.ones_like(out)\n"),
     "its input standardised in place": ("        W1, b1 = ", "        X -= X.mean()\n        W1, b1 = "),
+    "W2 sized from the width alone": ("num_filters * (H // 2) * (W // 2)", "num_filters * (W // 2) ** 2"),
 }
 
 
@@ -3685,6 +3879,8 @@ CONVNET_BUGS = {
     ("the first weights not penalised", "loss (reg = "),
     ("no ReLU after the convolution", "scores, loss(X): relative error"),
     ("its input standardised in place", "modified its input X in place"),
+    ("W2 sized from the width alone", "wrong only where the height and width differ: the same network passes on a "
+                                      "square image (H = W = 8)"),
 ])
 def test_cs231n_three_layer_convnet_is_graded_whole_and_its_bugs_are_told(tmp_path, bug, told):
     """CS231n's ThreeLayerConvNet (classifiers/cnn.py): conv (padded to keep the size), ReLU, 2x2 max pool,
@@ -3711,7 +3907,7 @@ def test_a_network_whose_penalty_has_either_of_the_courses_factors_passes(tmp_pa
         "    def __init__(self, input_size, hidden_size, output_size, std=1e-4):\n"
         "        self.params = {'W1': std * np.random.randn(input_size, hidden_size), 'b1': np.zeros(hidden_size),\n"
         "                       'W2': std * np.random.randn(hidden_size, output_size), 'b2': np.zeros(output_size)}\n\n"
-        "    def loss(self, X, y=None, reg=0.0):\n"
+        "    def loss(self, X, y=None, reg=0.0):\n        N, D = X.shape  # the (N, D) its docstring gives\n"
         "        W1, b1, W2, b2 = (self.params[k] for k in ('W1', 'b1', 'W2', 'b2'))\n"
         "        h, c1 = affine_forward(X, W1, b1)\n        a, c2 = relu_forward(h)\n"
         "        scores, c3 = affine_forward(a, W2, b2)\n        if y is None:\n            return scores\n"
@@ -3724,7 +3920,7 @@ def test_a_network_whose_penalty_has_either_of_the_courses_factors_passes(tmp_pa
     (tmp_path / "spec.toml").write_text('base = "cs231n"\n[layers.mlp]\nclass = "TwoLayerNet"\n')
     files = [tmp_path / "layers.py", tmp_path / "neural_net.py"]
     [row] = grade(files, resolve_convention(None, tmp_path / "spec.toml"), only=["mlp"], configs=4).rows
-    assert row.passed == row.total == 1 and row.skipped == 3, row.failures
+    assert row.passed == row.total == 2 and row.skipped == 2, row.failures  # a two-layer net: one hidden layer
     text = (tmp_path / "neural_net.py").read_text()  # the penalty's gradient of the other factor: fails
     (tmp_path / "neural_net.py").write_text(text.replace("+= 2 * reg" if not factor else "+= reg", "+= 3 * reg"))
     [row] = grade(files, resolve_convention(None, tmp_path / "spec.toml"), only=["mlp"], configs=4).rows

@@ -165,6 +165,11 @@ def check(namespace: dict[str, Any], *kinds: str, convention: str = "cs231n", se
     return report
 
 
+# what a course names another year's (or another assignment's) version of a missing class: CS231n's assignment 1
+# network beside assignment 2's
+_KIN = {"FullyConnectedNet": ("TwoLayerNet",)}
+
+
 def _near_names(missing: list[str], submission, convention: dict) -> str:
     """What the files define that is close to a missing name (``ReLU`` or ``ReluLayer`` for ``Relu``), said, or "";
     of their classes only, where the convention names classes, and none that it names for another layer."""
@@ -178,7 +183,8 @@ def _near_names(missing: list[str], submission, convention: dict) -> str:
             continue
         low = name.lower()
         close = [d for d in defined if d.lower() in (low, *(low + end for end in ("layer", "_layer", "module")))] \
-            or difflib.get_close_matches(name, defined, n=2, cutoff=0.85)
+            or difflib.get_close_matches(name, defined, n=2, cutoff=0.85) or \
+            [d for d in _KIN.get(name, ()) if d in defined]
         if close:
             said.append(f"{' or '.join(close[:2])} is defined, not {name}" if len(close) == 1 else
                         f"{' and '.join(close[:2])} are defined, not {name}")

@@ -119,6 +119,7 @@ def load(paths: list[Path]) -> Submission:
             continue
         files.append(p.resolve())
     _WARNED.clear()
+    _WARNED_STAND_IN.clear()
     LEFT_OUT.clear()
     names: dict[str, Any] = {}
     origin: dict[str, str] = {}  # the file that defined each function or class, for a later file that replaces it
@@ -180,7 +181,7 @@ def _load_one(path: Path, files: list[Path]):
     levels = [path.parent]  # each package level up, and the folder above the topmost (a course's runner may put
     while (levels[-1] / "__init__.py").is_file() and levels[-1].parent != levels[-1]:  # any of them on the path)
         levels.append(levels[-1].parent)
-    package = _private_package(levels)
+    package = _private_package(_package_chain(levels))
     # its folder first on the path (``import layers``), and the folder above its package where the folder is one
     # (``from cs231n.layers import *`` from inside cs231n/, ``from mytorch.nn.activation import Softmax`` from
     # inside mytorch/nn/), then the other files' folders: a file given from another folder (a repository's
@@ -227,24 +228,36 @@ def _load_one(path: Path, files: list[Path]):
         for name in set(sys.modules) - before:  # the files beside it (or another's) it imported: private to this load
             mod = sys.modules.get(name)
             where = Path(str(getattr(mod, "__file__", "") or ""))
-            # ... not a package installed in an environment made inside the course's folder (CS231n's .env/)
-            if mod is not None and any(where.is_relative_to(g) for g in given) and not \
-                    {"site-packages", "dist-packages"} & set(where.parts):
+            # ... not a package installed in an environment made inside the course's folder (CS231n's .env/); and
+            # every module of its private package (``from ..layers import *``), wherever the file
+            if mod is not None and (any(where.is_relative_to(g) for g in given) and not
+                                    {"site-packages", "dist-packages"} & set(where.parts) or
+                                    name.startswith(_PRIVATE) and getattr(mod, "__file__", None) or
+                                    where in _STAND_INS.values()):
                 del sys.modules[name]
     return module
 
 
-def _private_package(levels: list[Path]) -> str:
-    """The private package a file of ``levels[0]`` is loaded in, made (as packages whose ``__init__.py`` is not
-    run) where not yet: one over its folder, so that the course's relative imports (``from .layers import *``) find
-    the files beside it, and where its folder lies in packages (folders with an ``__init__.py``), one level for each,
-    so that ``from ..layers import *`` in cs231n/classifiers/fc_net.py finds cs231n/layers.py. Its top is named from
-    its folder's path (any name the file system holds, UTF-8 or not), each level below by its folder's name where
-    that is one (else from its path too)."""
-    chain = levels[:-1] or levels  # the folders of the packages, innermost first
+_PRIVATE = "twinnet_student_"  # the start of the private packages' names
+
+
+def _package_chain(levels: list[Path]) -> list[Path]:
+    """The folders of the private package a file of ``levels[0]`` is loaded in, innermost first: its folder and
+    each above it with an ``__init__.py`` (``levels``, but the last), and at least the two above it, as Python 3
+    imports folders without one (namespace packages: a cs231n/classifiers/ that lacks its __init__.py)."""
+    packages, named = levels[:-1] or levels[:1], [levels[0], *levels[0].parents[:2]]
+    return packages if len(packages) >= len(named) else named
+
+
+def _private_package(chain: list[Path]) -> str:
+    """The private package a file of ``chain[0]`` is loaded in, made (as packages whose ``__init__.py`` is not run)
+    where not yet: one level for each folder of ``chain``, so that the course's relative imports find the files
+    beside it (``from .layers import *``) and above it (``from ..layers import *`` in cs231n/classifiers/fc_net.py
+    finds cs231n/layers.py). Its top is named from its folder's path (any name the file system holds, UTF-8 or not),
+    each level below by its folder's name where that is one (else from its path too)."""
 
     def private(folder: Path) -> str:
-        return f"twinnet_student_{hashlib.sha256(os.fsencode(folder)).hexdigest()[:12]}"
+        return f"{_PRIVATE}{hashlib.sha256(os.fsencode(folder)).hexdigest()[:12]}"
     name = private(chain[-1])
     for i, folder in enumerate(reversed(chain)):
         name = name if i == 0 else f"{name}.{folder.name if folder.name.isidentifier() else private(folder)}"
@@ -354,10 +367,14 @@ def _leave_out(path: Path, node: ast.stmt, where: str, e: BaseException, package
         return set()
     names = _bound(node)
     missing = getattr(e, "name", None)
+    if missing and not isinstance(e, ModuleNotFoundError) and (named := re.match(r"cannot import name '(\w+)'",
+                                                                                  str(e))):
+        missing += "." + named.group(1)  # ``from .. import layer_utilz``: the module missing from that package
     advice = _unresolved_advice(_public(missing, package), [path]) if missing else "pass what it imports too"
     if _above_the_top(node, e):
-        advice = (f"{'.' * node.level}{node.module or ''} lies above the folders that are packages (those with an "
-                  "__init__.py): grade the file where it lies in the course's tree, its __init__.py files kept")
+        advice = (f"{'.' * node.level}{node.module or ''} lies above the folders loaded as packages (the file's, the "
+                  "two above it and any further with an __init__.py): grade the file where it lies in the course's "
+                  "tree")
     LEFT_OUT.setdefault(path, {}).update({n: f"{told}; {advice}" for n in names})
     return set(names)
 
@@ -369,15 +386,17 @@ def _public(text: str, package: str) -> str:
     """``text`` with each module of the grader's private packages named as an import in ``package`` (the
     importing file's) spells it: ``twinnet_student_….classifiers.layers`` as ``.layers`` from classifiers/ and
     ``twinnet_student_….layers`` as ``..layers``."""
-    base = package.split(".") if package.startswith("twinnet_student_") else []
+    base = package.split(".") if package.startswith(_PRIVATE) else []
 
     def relative(match: re.Match) -> str:
         parts = match.group(0).split(".")
         same = 0  # the levels the module's name shares with the importing file's package
-        while same < min(len(parts) - 1, len(base)) and parts[same] == base[same]:
+        while same < min(len(parts), len(base)) and parts[same] == base[same]:
             same += 1
-        return "." * (len(base) - same + 1) + ".".join(parts[same:]) if same else "." + ".".join(parts[1:])
-    return re.sub(r"twinnet_student_[0-9a-f]{12}(?:\.\w+)*", relative, text)
+        if not same:  # a package other than the file's: named from its top
+            return "." + ".".join(parts[1:])
+        return "." * (len(base) - same + 1) + ".".join(parts[same:])  # ``..layers``; the package itself ``.``
+    return re.sub(_PRIVATE + r"[0-9a-f]{12}(?:\.\w+)*", relative, text)
 
 
 def left_out_note(names: list[str], files: list[Path]) -> str:
@@ -438,6 +457,11 @@ class _TolerantLoader(importlib.abc.Loader):
                 _leave_out(self.path, node, f"{self.path.name}:{node.lineno}", e, module.__package__)
 
 
+# the course modules that are compiled (never built where the grader runs, often), by name: twinnet's NumPy versions
+_STAND_INS = {"im2col_cython": Path(__file__).with_name("courses") / "im2col_cython.py"}
+_WARNED_STAND_IN: set[str] = set()
+
+
 class _TolerantFinder(importlib.abc.MetaPathFinder):
     """The files beside a student's (in ``folders``) imported with ``_TolerantLoader`` while a file is loaded."""
 
@@ -453,6 +477,13 @@ class _TolerantFinder(importlib.abc.MetaPathFinder):
 
     def find_spec(self, name, path=None, target=None):
         spec = importlib.machinery.PathFinder.find_spec(name, self.folders if path is None else path)
+        stand_in = _STAND_INS.get(name.rpartition(".")[2])
+        if spec is None and stand_in is not None:  # a course's compiled module, not built here: its NumPy version
+            if name not in _WARNED_STAND_IN:
+                _WARNED_STAND_IN.add(name)
+                print(f"twinnet: note: {name.rpartition('.')[2]}, the course's Cython module, is not built here; "
+                      "twinnet's NumPy version of it is used in its place", file=sys.stderr)
+            return importlib.util.spec_from_file_location(name, stand_in)
         if path is None and name in self.by_name and not (spec is not None and spec.origin and
                                                           Path(spec.origin).resolve() in self.given):
             origin = self.by_name[name]
@@ -470,7 +501,7 @@ class _TolerantFinder(importlib.abc.MetaPathFinder):
                 return spec
         origin = Path(spec.origin) if spec is not None and spec.origin else None
         if origin is None or origin.suffix != ".py" or {"site-packages", "dist-packages"} & set(origin.parts) or \
-                not any(origin.is_relative_to(f) for f in self.folders):
+                not (any(origin.is_relative_to(f) for f in self.folders) or name.startswith(_PRIVATE)):
             return None
         return importlib.util.spec_from_file_location(name, origin, loader=_TolerantLoader(origin, self.folders),
                                                       submodule_search_locations=spec.submodule_search_locations)
@@ -579,7 +610,7 @@ def _installed(name: str, folders: list[str]) -> bool:
     """Whether ``name``'s top-level package is installed here, not merely beside the student's files (numpy:
     yes; the course's own cs231n: no)."""
     top = name.split(".")[0]
-    if top.startswith("twinnet_student_"):
+    if top.startswith(_PRIVATE):
         return False
     try:
         return importlib.machinery.PathFinder.find_spec(top, [p for p in _PATH_BEFORE if p not in folders]) is not None
@@ -683,15 +714,38 @@ def call(files: list[Path], fn, *args, what: str = "", **kwargs):
         # too where `twinnet check` grades in a child process (a real Ctrl-C stops its parent, which ends it)
         if isinstance(e, KeyboardInterrupt) and not ISOLATED:
             raise
-        message = f"{what or 'a call'} raised {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+        text = _public(str(e).splitlines()[0][:160], _package_of(fn)) if str(e) else ""
+        message = f"{what or 'a call'} raised {type(e).__name__}: {text}"
         message = message.rstrip(": ")
         message += era_hint(e) + placeholder_hint(e)
         if isinstance(e, NameError) and getattr(e, "name", None):
-            message += left_out_note([e.name], files)
+            message += left_out_note([e.name], files) + _unbuilt(e.name, files)
         raise StudentError(message, student_line(e, files)) from None
     finally:
         if watchdog is not None:
             watchdog.cancel()
+
+
+def _unbuilt(name: str, files: list[Path]) -> str:
+    """Where ``name`` is defined in a Cython module of the course's (a .pyx file in a folder of the files or one of
+    the two above: CS231n's im2col_cython.pyx for its fast layers) that is not built here, what to do; else ""."""
+    folders = dict.fromkeys(level for f in files for level in _named_levels(Path(f).absolute().parent))
+    defined = re.compile(rf"^\s*c?p?def\b[^(=]*\b{re.escape(name)}\s*\(", re.MULTILINE)
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            for pyx in sorted(folder.glob("*.pyx"))[:20]:
+                with contextlib.suppress(OSError):
+                    if defined.search(pyx.read_text(encoding="utf-8", errors="replace")):
+                        return (f" ({name} is defined in {pyx.name}, a Cython module of the course's that is not "
+                                "built here: build it where it lies, `python setup.py build_ext --inplace` in "
+                                f"{folder.name}/ as the course says, then grade again)")
+    return ""
+
+
+def _package_of(fn) -> str:
+    """The package of the module that defined ``fn`` (a function, a bound method or a class), else ""."""
+    module = getattr(getattr(fn, "__func__", fn), "__module__", None)
+    return module.rpartition(".")[0] if isinstance(module, str) else ""
 
 
 # what code written for an older Python or NumPy raises here, and what it means

@@ -17,7 +17,7 @@ from twinnet.grader.compare import Wrong
 from twinnet.grader.kinds import dense
 from twinnet.grader.kinds.base import Context, Kind, Quantities, _attempt, _close, _probe
 from twinnet.grader.kinds.cross_entropy import _loss_calls, grad_scale
-from twinnet.grader.kinds.networks import fully_connected
+from twinnet.grader.kinds.networks import fully_connected, functional_configs
 from twinnet.grader.kinds.modules import (
     _assign, _bias_as, _bias_layout, _build, _grads, _params, _row_from_flat, _set_params, _weight_in_out,
     accumulates)
@@ -292,6 +292,6 @@ def _misplaced_activations(ctx: Context, out, x: np.ndarray, linears: list, make
 # this module's kinds, in the order ``twinnet check`` lists them
 KINDS = (
     Kind("mlp", "whole MLP, a few SGD steps", ("class",), ("class", "linear"), _mlp_configs, _mlp,
-         shaped=lambda cfg, entry: cfg if "linear" in entry else {k: v for k, v in cfg.items() if k != "steps"},
+         shaped=functional_configs,
          functional_title="whole fully connected net, loss and gradients"),
 )

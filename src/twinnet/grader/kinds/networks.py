@@ -6,6 +6,7 @@ gradient, built from the student's layers: classifiers/fc_net.py's ``FullyConnec
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable
 from functools import partial
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 from twinnet.grader.compare import Wrong, unchanged
-from twinnet.grader.kinds.base import Context, Kind, NotApplicable, Quantities, _close
+from twinnet.grader.kinds.base import Context, Kind, NotApplicable, Quantities, _attempt, _close, _probe
 
 # the names CS231n's networks have given their constructor's arguments: FullyConnectedNet(hidden_dims, input_dim,
 # num_classes, ...) and assignment 1's TwoLayerNet(input_dim, hidden_dim, num_classes, ...), before 2020
@@ -27,7 +28,8 @@ Forward = Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
 
 def fully_connected(cfg, ctx: Context) -> Quantities:
     """The ``mlp`` kind in the functional style: affine and ReLU layers, an affine last, sizes ``cfg``'s; X is
-    (N, 2, D / 2) where D is even, which the network flattens."""
+    (N, 2, D / 2) where D is even, which the network flattens (but for assignment 1's TwoLayerNet before 2020, whose
+    X is (N, D))."""
     hidden = list(cfg["hidden"])
     if not hidden:
         raise NotApplicable("no hidden layer")  # the course's networks have one at least
@@ -46,7 +48,7 @@ def fully_connected(cfg, ctx: Context) -> Quantities:
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         params[f"W{i}"], params[f"b{i}"] = rng.standard_normal((a, b)) / np.sqrt(a), 0.1 * rng.standard_normal(b)
     n, d = cfg["n"], cfg["inputs"]
-    x = rng.standard_normal((n, 2, d // 2) if d % 2 == 0 else (n, d))
+    x = rng.standard_normal((n, 2, d // 2) if d % 2 == 0 and "input_size" not in accepted else (n, d))
 
     def forward(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         z = x.reshape(len(x), -1)
@@ -66,6 +68,23 @@ def _convnet_configs(rng, k):
 
 
 def _convnet(cfg, ctx: Context) -> Quantities:
+    """``_convnet_on``; where it fails on an image whose height and width differ and passes on a square one, ``Wrong``
+    says so (the course's images are square; its docstring's input_dim (C, H, W) need not be)."""
+    quantities, failure, ok = _attempt(lambda: _convnet_on(cfg, ctx))
+    if ok:
+        return quantities
+    c, h, w = cfg["image"]
+    if h != w and _probe(lambda: _convnet_on({**cfg, "image": (c, h, h)}, ctx)) is not None:
+        here = f" (at H = {h}, W = {w}: {failure})" if failure is not None else ""
+        raise Wrong(f"wrong only where the height and width differ: the same network passes on a square image (H = W "
+                    f"= {h}); a height and a width swapped or taken for each other somewhere, such as W2's rows sized "
+                    f"from one side squared{here}")
+    if failure is not None:
+        raise failure
+    return quantities
+
+
+def _convnet_on(cfg, ctx: Context) -> Quantities:
     """classifiers/cnn.py's ``ThreeLayerConvNet(input_dim, num_filters, filter_size, hidden_dim, num_classes, ...)``:
     a convolution of stride 1 padded by (filter_size - 1) // 2, ReLU, 2x2 max pooling of stride 2, affine, ReLU,
     affine; W1 (F, C, HH, WW), W2 (F H W / 4, hidden), W3 (hidden, classes)."""
@@ -103,22 +122,33 @@ def graded(ctx: Context, cls, made: dict, params: dict[str, np.ndarray], forward
            y: np.ndarray) -> Quantities:
     """The student's network ``cls`` made in float64 with ``made``, its ``params`` set to the grader's, against
     torch's autograd through ``forward``: ``loss(X)``, the scores, and ``loss(X, y)``, the mean softmax loss and
-    the gradient of every parameter, without and with an L2 penalty on the weights (the parameters named W...,
-    biases and the rest not penalised; ``reg`` given to the constructor, or to ``loss`` where that takes it). The
-    penalty's factor is the student's of the two the course has used (0.5 reg sum(W^2) since 2017, reg sum(W^2) in
-    assignment 1's TwoLayerNet before), the gradients graded with it."""
+    the gradient of every parameter, without and with an L2 penalty on the weights (the latter on labels that lack
+    the last class; the parameters named W..., biases and the rest not penalised; ``reg`` given to the constructor,
+    or to ``loss`` where that takes it). The penalty's factor is the student's of the two the course has used (0.5
+    reg sum(W^2) since 2017, reg sum(W^2) in assignment 1's TwoLayerNet before), the gradients graded with it."""
     name = ctx.entry["class"]
     accepted = _accepted(cls)
     if "dtype" in accepted:
         made = made | {"dtype": np.float64}
+    for scale in ("weight_scale", "std"):  # the initial weights' scale where it has no default: they are replaced
+        if scale in accepted and accepted[scale].default is inspect.Parameter.empty:
+            made = made | {scale: 1e-2}
     result: Quantities = {}
-    for reg in (0.0, round(float(ctx.rng.uniform(0.1, 2.0)), 2)):
+    # the penalised loss on labels that lack the last class, as a small batch's may (a count of each class by
+    # np.bincount(y) is then short)
+    classes = params[[k for k in params if k.startswith("W")][-1]].shape[-1]
+    lacking = ctx.rng.integers(0, max(1, classes - 1), len(y))
+    for reg, y in ((0.0, y), (round(float(ctx.rng.uniform(0.1, 2.0)), 2), lacking)):
         at = f" (reg = {reg:g})" if reg else ""
         arguments = made | ({"reg": reg} if "reg" in accepted else {})
         shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items()).replace("<class 'numpy.float64'>", "np.float64")
-        model = ctx.call(partial(cls, **arguments), what=f"{name}({shown})")
-        _set_params(model, name, params)
-        loss_fn = model.loss
+        # each network made with its own copies (a constructor may append the sizes to its hidden_dims)
+        model = ctx.call(partial(cls, **copy.deepcopy(arguments)), what=f"{name}({shown})")
+        own = _set_params(model, name, params)
+        loss_fn = getattr(model, "loss", None)
+        if not callable(loss_fn):
+            raise Wrong(f"{name} has no loss method: the course's networks give the scores from loss(X) and the "
+                        "loss and gradients from loss(X, y)")
         if "reg" not in accepted and "reg" in _accepted(loss_fn):
             loss_fn = partial(loss_fn, reg=reg)
         elif reg and "reg" not in accepted:
@@ -129,12 +159,21 @@ def graded(ctx: Context, cls, made: dict, params: dict[str, np.ndarray], forward
             if isinstance(scores, (tuple, list, dict)):
                 raise Wrong(f"{name}.loss(X) returned a {type(scores).__name__}: given no y, it returns the scores, "
                             "(N, C)")
-            result["scores, loss(X)"] = (scores, [_reference(forward, x, y, params, 0.0, 0.0)[0]])
+            expected = _reference(forward, x, y, params, 0.0, 0.0)[0]
+            if not _close(scores, expected) and _close(scores, _reference(forward, x, y, own, 0.0, 0.0)[0]):
+                raise Wrong(f"{name}.loss(X) gives the scores of the network's own first weights, not of those "
+                            "written into its params afterwards: loss reads its weights from self.params, where the "
+                            "course's Solver updates them")
+            result["scores, loss(X)"] = (scores, [expected])
         got = ctx.call(loss_fn, given, y.copy(), what=f"{name}.loss(X, y)")
         unchanged("X", x, given)
-        if not (isinstance(got, (tuple, list)) and len(got) == 2 and isinstance(got[1], dict)):
-            raise Wrong(f"{name}.loss(X, y) returned {type(got).__name__}, not (loss, grads): the loss and a dict of "
-                        "each parameter's gradient, by the names of params")
+        if not (isinstance(got, (tuple, list)) and len(got) == 2):
+            what = f"{len(got)} values" if isinstance(got, (tuple, list)) else f"a {type(got).__name__}"
+            raise Wrong(f"{name}.loss(X, y) returned {what}, not (loss, grads): the loss and a dict of each "
+                        "parameter's gradient, by the names of params")
+        if not isinstance(got[1], dict):
+            raise Wrong(f"{name}.loss(X, y)'s grads is a {type(got[1]).__name__}, not a dict of each parameter's "
+                        "gradient by the names of params (grads['W1'], ...)")
         loss, grads = got
         factor = _PENALTIES[0]
         if reg:  # the student's factor, where its loss is one of the course's
@@ -149,19 +188,26 @@ def graded(ctx: Context, cls, made: dict, params: dict[str, np.ndarray], forward
     return result
 
 
-def _set_params(model, name: str, params: dict[str, np.ndarray]) -> None:
-    """The grader's ``params`` in the student's ``params`` dict, each where and of the shape the network keeps it."""
+def _set_params(model, name: str, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The grader's ``params`` in the student's ``params`` dict, each where and of the shape the network keeps it;
+    the values the network had made itself."""
     kept = getattr(model, "params", None)
     if not isinstance(kept, dict):
         raise Wrong(f"{name} keeps no params dict: the course's networks keep every parameter in self.params, "
                     "by name (W1, b1, W2, ...)")
+    own = {}
     for key, value in params.items():
         if key not in kept:
             raise Wrong(f"{name}.params has no {key}: this network keeps {', '.join(params)}")
         if np.shape(kept[key]) != value.shape:
             raise Wrong(f"{name}.params['{key}'] has shape {np.shape(kept[key])}, expected {value.shape}"
                         + (" (the weights (in, out))" if key[0] == "W" and value.ndim == 2 else ""))
+        own[key] = np.array(kept[key], dtype=np.float64)
         kept[key] = value.copy()
+    if not all(np.array_equal(getattr(model, "params", {}).get(key), value) for key, value in params.items()):
+        raise Wrong(f"what is written into {name}.params does not stay there (a property that gives a copy?): the "
+                    "course's Solver updates the weights in self.params, so loss must read them there")
+    return own
 
 
 def _reference(forward: Forward, x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], reg: float,
@@ -174,6 +220,14 @@ def _reference(forward: Forward, x: np.ndarray, y: np.ndarray, params: dict[str,
     loss = loss + factor * reg * sum((t ** 2).sum() for k, t in tensors.items() if k.startswith("W"))
     loss.backward()
     return scores.detach().numpy(), loss.item(), {k: t.grad.numpy() for k, t in tensors.items()}
+
+
+def functional_configs(cfg: dict, entry: dict) -> dict:
+    """An ``mlp`` configuration as the functional style grades it: with no SGD steps, and a hidden layer of 7 where
+    the module style's has none (the course's networks have one at least, and a two-layer net exactly one)."""
+    if "linear" in entry:  # the module style's table (it names the linear layer's class)
+        return cfg
+    return {k: v for k, v in cfg.items() if k != "steps"} | ({"hidden": [7]} if not cfg["hidden"] else {})
 
 
 # this module's kinds (the MLP's functional check is the ``mlp`` kind's, in ``mlp``)
