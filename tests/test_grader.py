@@ -3272,6 +3272,8 @@ def test_a_course_of_torch_tensors_is_graded_and_its_bugs_are_found(tmp_path, ca
                              ("linear", "relu", "dropout", "conv", "maxpool", "batchnorm", "adam", "sgd_momentum"))
     assert not rows["spatial_batchnorm"].submitted  # no SpatialBatchNorm in the files: an optional layer
     assert rows["batchnorm_alt"].submitted and rows["batchnorm_alt"].passed == rows["batchnorm_alt"].total > 0
+    # the whole network, its params torch tensors (made in torch.float64) and its loss's results too
+    assert rows["mlp"].passed == rows["mlp"].total == 3 and not rows["convnet"].submitted
     # a wrong weight gradient in torch code is found, and the factor named
     for f in EECS498:
         (tmp_path / f.name).write_text(f.read_text())
@@ -3281,6 +3283,8 @@ def test_a_course_of_torch_tensors_is_graded_and_its_bugs_are_found(tmp_path, ca
     files = [tmp_path / f.name for f in EECS498]
     linear = _rows(grade(files, resolve_convention("eecs498", None), only=["linear"], configs=2))["linear"]
     assert linear.passed == 0 and "dw" in linear.first_failure and "exactly 2 times" in linear.first_failure
+    mlp = _rows(grade(files, resolve_convention("eecs498", None), only=["mlp"], configs=3))["mlp"]  # it reaches the
+    assert mlp.passed == 0 < mlp.total and "grads['W" in mlp.first_failure, mlp.first_failure  # network's gradients
     # BatchNorm.backward_alt, CS231n's batchnorm_backward_alt as a method: its own bug fails its row alone
     conv = tmp_path / "convolutional_networks.py"
     alt = "        dx = gamma * (n * dout - dbeta - x_hat * dgamma) / (n * std)\n"
@@ -3677,7 +3681,8 @@ def test_only_the_mlp_is_graded_with_its_linear_layers_convention(tmp_path, caps
 
 FC_NET_BUGS = {
     "penalty left out of the gradients": ('            grads["W%d" % i] += self.reg * W\n', ""),
-    "penalty's gradient of the other factor": ('grads["W%d" % i] += self.reg * W', 'grads["W%d" % i] += 2 * self.reg * W'),
+    "penalty's gradient of the other factor": ('grads["W%d" % i] += self.reg * W',
+                                               'grads["W%d" % i] += 2 * self.reg * W'),
     "biases penalised": ("            loss += 0.5 * self.reg * np.sum(W * W)\n",
                          "            loss += 0.5 * self.reg * (np.sum(W * W) + np.sum(self.params['b%d' % i] ** 2))\n"),
     "scores without y": ("        if y is None:\n            return scores\n", ""),

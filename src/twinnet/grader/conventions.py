@@ -177,7 +177,9 @@ EECS498: dict[str, Any] = {
                   for kind in (*_EECS498_CLASSES, "sgd_momentum", "rmsprop", "adam")},
                # BatchNorm's second backward, as CS231n's batchnorm_backward_alt
                "batchnorm_alt": {**CS231N["layers"]["batchnorm_alt"], "forward": "BatchNorm.forward",
-                                 "backward": "BatchNorm.backward_alt"}},
+                                 "backward": "BatchNorm.backward_alt"},
+               # fully_connected_networks.py's network (A3), and convolutional_networks.py's (A4)
+               "mlp": CS231N["layers"]["mlp"], "convnet": CS231N["layers"]["convnet"]},
 }
 
 # Koki Saito's "Deep Learning from Scratch" (O'Reilly Japan, 2016), common/layers.py, which its readers write

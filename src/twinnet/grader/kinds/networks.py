@@ -85,12 +85,13 @@ def _convnet(cfg, ctx: Context) -> Quantities:
 
 
 def _convnet_on(cfg, ctx: Context) -> Quantities:
-    """classifiers/cnn.py's ``ThreeLayerConvNet(input_dim, num_filters, filter_size, hidden_dim, num_classes, ...)``:
-    a convolution of stride 1 padded by (filter_size - 1) // 2, ReLU, 2x2 max pooling of stride 2, affine, ReLU,
-    affine; W1 (F, C, HH, WW), W2 (F H W / 4, hidden), W3 (hidden, classes)."""
+    """classifiers/cnn.py's ``ThreeLayerConvNet(input_dim, num_filters, filter_size, hidden_dim, num_classes, ...)``
+    (EECS 498's: ``input_dims``): a convolution of stride 1 padded by (filter_size - 1) // 2, ReLU, 2x2 max pooling
+    of stride 2, affine, ReLU, affine; W1 (F, C, HH, WW), W2 (F H W / 4, hidden), W3 (hidden, classes)."""
     cls = ctx.find("class")
     (c, h, w), f, size = cfg["image"], cfg["filters"], cfg["size"]
-    made = {"input_dim": tuple(cfg["image"]), "num_filters": f, "filter_size": size, "hidden_dim": cfg["hidden"],
+    image = "input_dims" if "input_dims" in _accepted(cls) else "input_dim"
+    made = {image: tuple(cfg["image"]), "num_filters": f, "filter_size": size, "hidden_dim": cfg["hidden"],
             "num_classes": cfg["classes"]}
     rng = ctx.rng
     flat = f * (h // 2) * (w // 2)
@@ -128,8 +129,9 @@ def graded(ctx: Context, cls, made: dict, params: dict[str, np.ndarray], forward
     reg sum(W^2) since 2017, reg sum(W^2) in assignment 1's TwoLayerNet before), the gradients graded with it."""
     name = ctx.entry["class"]
     accepted = _accepted(cls)
+    tensors = ctx.convention.get("arrays") == "torch"  # EECS 498's networks: params and arrays torch tensors
     if "dtype" in accepted:
-        made = made | {"dtype": np.float64}
+        made = made | {"dtype": torch.float64 if tensors else np.float64}
     for scale in ("weight_scale", "std"):  # the initial weights' scale where it has no default: they are replaced
         if scale in accepted and accepted[scale].default is inspect.Parameter.empty:
             made = made | {scale: 1e-2}
@@ -144,7 +146,7 @@ def graded(ctx: Context, cls, made: dict, params: dict[str, np.ndarray], forward
         shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items()).replace("<class 'numpy.float64'>", "np.float64")
         # each network made with its own copies (a constructor may append the sizes to its hidden_dims)
         model = ctx.call(partial(cls, **copy.deepcopy(arguments)), what=f"{name}({shown})")
-        own = _set_params(model, name, params)
+        own = _set_params(model, name, params, tensors)
         loss_fn = getattr(model, "loss", None)
         if not callable(loss_fn):
             raise Wrong(f"{name} has no loss method: the course's networks give the scores from loss(X) and the "
@@ -188,9 +190,9 @@ def graded(ctx: Context, cls, made: dict, params: dict[str, np.ndarray], forward
     return result
 
 
-def _set_params(model, name: str, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The grader's ``params`` in the student's ``params`` dict, each where and of the shape the network keeps it;
-    the values the network had made itself."""
+def _set_params(model, name: str, params: dict[str, np.ndarray], tensors: bool) -> dict[str, np.ndarray]:
+    """The grader's ``params`` in the student's ``params`` dict (as torch tensors where ``tensors``), each where and
+    of the shape the network keeps it; the values the network had made itself."""
     kept = getattr(model, "params", None)
     if not isinstance(kept, dict):
         raise Wrong(f"{name} keeps no params dict: the course's networks keep every parameter in self.params, "
@@ -202,12 +204,19 @@ def _set_params(model, name: str, params: dict[str, np.ndarray]) -> dict[str, np
         if np.shape(kept[key]) != value.shape:
             raise Wrong(f"{name}.params['{key}'] has shape {np.shape(kept[key])}, expected {value.shape}"
                         + (" (the weights (in, out))" if key[0] == "W" and value.ndim == 2 else ""))
-        own[key] = np.array(kept[key], dtype=np.float64)
-        kept[key] = value.copy()
-    if not all(np.array_equal(getattr(model, "params", {}).get(key), value) for key, value in params.items()):
+        own[key] = _plain(kept[key])
+        kept[key] = torch.from_numpy(value.copy()) if tensors else value.copy()
+    if not all(np.array_equal(_plain(getattr(model, "params", {}).get(key)), value) for key, value in params.items()):
         raise Wrong(f"what is written into {name}.params does not stay there (a property that gives a copy?): the "
                     "course's Solver updates the weights in self.params, so loss must read them there")
     return own
+
+
+def _plain(value) -> np.ndarray:
+    """A parameter as a float64 array (a torch tensor's values, wherever it lies)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().double().numpy()
+    return np.array(value, dtype=np.float64)
 
 
 def _reference(forward: Forward, x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], reg: float,
