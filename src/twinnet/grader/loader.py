@@ -714,7 +714,7 @@ def call(files: list[Path], fn, *args, what: str = "", **kwargs):
         # too where `twinnet check` grades in a child process (a real Ctrl-C stops its parent, which ends it)
         if isinstance(e, KeyboardInterrupt) and not ISOLATED:
             raise
-        text = _public(str(e).splitlines()[0][:160], _package_of(fn)) if str(e) else ""
+        text = _public(str(e).splitlines()[0], _package_of(fn))[:160] if str(e) else ""
         message = f"{what or 'a call'} raised {type(e).__name__}: {text}"
         message = message.rstrip(": ")
         message += era_hint(e) + placeholder_hint(e)

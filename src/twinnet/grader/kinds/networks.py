@@ -1,7 +1,8 @@
 """CS231n's whole networks, in the functional style: a class whose ``params`` dict holds every parameter by name
 (W1, b1, ...) and whose ``loss(X)`` gives the scores and ``loss(X, y)`` the loss and a dict of every parameter's
 gradient, built from the student's layers: classifiers/fc_net.py's ``FullyConnectedNet`` (or assignment 1's
-``TwoLayerNet``), graded as the ``mlp`` kind, and classifiers/cnn.py's ``ThreeLayerConvNet``.
+``TwoLayerNet``), graded as the ``mlp`` kind, and classifiers/cnn.py's ``ThreeLayerConvNet``; and EECS 498's, which
+are CS231n's on torch tensors.
 """
 
 from __future__ import annotations
