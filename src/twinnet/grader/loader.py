@@ -282,8 +282,8 @@ def _unresolved(e: BaseException, folders: list[str]) -> bool:
 
 
 def _above_the_top(node: ast.stmt, e: BaseException) -> bool:
-    """Whether ``e`` is a relative import's reaching above the topmost package of its file (``from ..layers import *``
-    in a classifiers/ that lies in no folder with an __init__.py, as where a submission was flattened)."""
+    """Whether ``e`` is a relative import's reaching above the topmost level of its file's private package (``from
+    ....layers import *``: above its folder, the two above it and any further with an __init__.py)."""
     return isinstance(node, ast.ImportFrom) and node.level > 1 and getattr(e, "name", None) is None and \
         "beyond top-level package" in str(e)
 
