@@ -1184,6 +1184,24 @@ def test_a_relative_import_of_a_module_not_there_is_left_out_and_told(tmp_path, 
     assert "fc_net.py:2: " in err and "that import is left out" in err and "twinnet_student" not in err
 
 
+def test_a_name_imported_from_a_file_that_left_its_import_out_is_left_out_too(tmp_path, capsys):
+    """EECS 498's convolutional_networks.py imports ``Linear, ReLU, Solver`` from fully_connected_networks.py, which
+    took Solver from the course's eecs598, not installed here: the other names are bound and the layers graded;
+    Solver is left out here too, and code that needs it fails naming the first import left out."""
+    (tmp_path / "helpers.py").write_text("import numpy as np\nfrom course_solver import Solver\n\n"
+                                         "def relu_forward(x):\n    return np.maximum(x, 0), x\n")
+    (tmp_path / "layers.py").write_text("from helpers import relu_forward, Solver\n\n"
+                                        "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n\n"
+                                        "def sgd_momentum(w, dw, config=None):\n    return Solver(w), config\n")
+    rows = _rows(grade([tmp_path / "layers.py"], resolve_convention("cs231n", None), only=["relu", "sgd_momentum"]))
+    assert rows["relu"].passed == rows["relu"].total > 0, rows["relu"].failures
+    assert rows["sgd_momentum"].passed == 0 < rows["sgd_momentum"].total
+    assert "NameError: name 'Solver' is not defined" in rows["sgd_momentum"].first_failure
+    assert "No module named 'course_solver'" in rows["sgd_momentum"].first_failure
+    err = capsys.readouterr().err
+    assert "layers.py:1: Solver from helpers.py, whose import of it was left out; it is left out here too" in err
+
+
 @pytest.mark.parametrize("inits", [("cs231n",), (), ("cs231n/classifiers",)])
 def test_a_package_of_a_package_without_its_init_files_imports_from_the_level_above(tmp_path, inits):
     """Python 3 imports folders without an __init__.py as namespace packages, so cs231n/classifiers/fc_net.py's
@@ -3697,8 +3715,10 @@ FC_NET_BUGS = {
 
 
 @pytest.mark.parametrize("bug, told", [
-    ("penalty left out of the gradients", "grads['W1'] (reg = "),
-    ("penalty's gradient of the other factor", "grads['W1'] (reg = "),
+    ("penalty left out of the gradients", "FullyConnectedNet.loss(X, y)'s loss has the penalty 0.5 reg sum(W^2), but "
+                                          "its weights' gradients lack the penalty's term: add reg W to each"),
+    ("penalty's gradient of the other factor", "but its weights' gradients are those of reg sum(W^2) (2 reg W): the "
+                                               "loss's own penalty gives reg W"),
     ("biases penalised", "loss (reg = "),
     ("scores without y", "FullyConnectedNet.loss(X) returned a tuple: given no y, it returns the scores, (N, C)"),
     ("a bias gradient not kept", "FullyConnectedNet.loss(X, y)'s grads has no b1: it holds the gradient of each "),

@@ -178,7 +178,7 @@ EECS498: dict[str, Any] = {
                # BatchNorm's second backward, as CS231n's batchnorm_backward_alt
                "batchnorm_alt": {**CS231N["layers"]["batchnorm_alt"], "forward": "BatchNorm.forward",
                                  "backward": "BatchNorm.backward_alt"},
-               # fully_connected_networks.py's network (A3), and convolutional_networks.py's (A4)
+               # fully_connected_networks.py's network, and convolutional_networks.py's
                "mlp": CS231N["layers"]["mlp"], "convnet": CS231N["layers"]["convnet"]},
 }
 

@@ -188,7 +188,24 @@ def graded(ctx: Context, cls, made: dict, params: dict[str, np.ndarray], forward
             raise Wrong(f"{name}.loss(X, y)'s grads has no {', '.join(missing)}: it holds the gradient of each "
                         "parameter in params, by its name")
         result.update({f"grads['{k}']{at}": (grads[k], [g]) for k, g in gradients.items()})
+        if reg and _close(loss, expected) and not all(_close(grads[k], g) for k, g in gradients.items()):
+            _penalty_told(name, forward, x, y, params, reg, factor, grads)
     return result
+
+
+def _penalty_told(name: str, forward: Forward, x, y, params, reg: float, factor: float, grads: dict) -> None:
+    """Where a network's penalised loss is right and its gradients are those of no penalty, or of the penalty with
+    the course's other factor, ``Wrong`` saying which."""
+    for other in (0.0, *_PENALTIES):
+        if other != factor and all(_close(grads[k], g) for k, g in _reference(forward, x, y, params, reg,
+                                                                              other)[2].items()):
+            def term(c: float, what: str) -> str:
+                return f"{'' if c == 1 else f'{c:g} '}reg {what}"
+            told = f"{name}.loss(X, y)'s loss has the penalty {term(factor, 'sum(W^2)')}, but its weights' gradients"
+            if not other:
+                raise Wrong(f"{told} lack the penalty's term: add {term(2 * factor, 'W')} to each")
+            raise Wrong(f"{told} are those of {term(other, 'sum(W^2)')} ({term(2 * other, 'W')}): the loss's own "
+                        f"penalty gives {term(2 * factor, 'W')}")
 
 
 def _set_params(model, name: str, params: dict[str, np.ndarray], tensors: bool) -> dict[str, np.ndarray]:
