@@ -3708,6 +3708,8 @@ FC_NET_BUGS = {
                                  'grads["W%d" % i], _ = affine_backward(dout, affine_cache)'),
     "weights (out, in)": ("np.random.randn(dims[i], dims[i + 1])", "np.random.randn(dims[i + 1], dims[i])"),
     "ReLU after the last layer": ("        if y is None:", "        scores = np.maximum(scores, 0)\n        if y is None:"),
+    "the last weights not penalised": ("        for i in range(1, last + 1):\n            W = self.params",
+                                       "        for i in range(1, last):\n            W = self.params"),
     "each class counted": ("        loss, dout = softmax_loss(scores, y)\n",
                            "        loss, dout = softmax_loss(scores, y)\n"
                            "        dout = dout + 0 * np.bincount(y).reshape(1, -1)\n"),
@@ -3725,6 +3727,8 @@ FC_NET_BUGS = {
     ("weights (out, in)", "FullyConnectedNet.params['W1'] has shape (6, 5), expected (5, 6) (the weights (in, out))"),
     ("ReLU after the last layer", "scores, loss(X): relative error"),
     ("each class counted", "FullyConnectedNet.loss(X, y) raised ValueError"),  # a batch that lacks a class
+    ("the last weights not penalised", "FullyConnectedNet.loss(X, y)'s penalty leaves out W2: the L2 penalty takes "
+                                       "every weight, W1 to W2, in the loss and in their gradients"),
 ])
 def test_cs231n_fully_connected_net_is_graded_whole_and_its_bugs_are_told(tmp_path, bug, told):
     """CS231n's FullyConnectedNet (classifiers/fc_net.py) graded whole: its params set to the grader's weights,
@@ -3901,7 +3905,7 @@ CONVNET_BUGS = {
 
 @pytest.mark.parametrize("bug, told", [
     ("no padding", "ThreeLayerConvNet.loss(X) raised"),
-    ("the first weights not penalised", "loss (reg = "),
+    ("the first weights not penalised", "ThreeLayerConvNet.loss(X, y)'s penalty leaves out W1"),
     ("no ReLU after the convolution", "scores, loss(X): relative error"),
     ("its input standardised in place", "modified its input X in place"),
     ("W2 sized from the width alone", "wrong only where the height and width differ: the same network passes on a "

@@ -182,6 +182,8 @@ def graded(ctx: Context, cls, made: dict, params: dict[str, np.ndarray], forward
         if reg:  # the student's factor, where its loss is one of the course's
             fits = [f for f in _PENALTIES if _close(loss, _reference(forward, x, y, params, reg, f)[1])]
             factor = fits[0] if fits else factor
+            if not fits:
+                _unpenalised_told(name, forward, x, y, params, reg, loss)
         _, expected, gradients = _reference(forward, x, y, params, reg, factor)
         result[f"loss{at}"] = (loss, [expected])
         if missing := [k for k in gradients if k not in grads]:
@@ -191,6 +193,17 @@ def graded(ctx: Context, cls, made: dict, params: dict[str, np.ndarray], forward
         if reg and _close(loss, expected) and not all(_close(grads[k], g) for k, g in gradients.items()):
             _penalty_told(name, forward, x, y, params, reg, factor, grads)
     return result
+
+
+def _unpenalised_told(name: str, forward: Forward, x, y, params, reg: float, loss) -> None:
+    """Where a network's penalised loss is the course's but for one weight it leaves out of the penalty (a loop over
+    the layers that stops one short), ``Wrong`` naming that weight."""
+    for factor in _PENALTIES:
+        for key in (k for k in params if k.startswith("W")):
+            if _close(loss, _reference(forward, x, y, params, reg, factor, unpenalised=key)[1]):
+                raise Wrong(f"{name}.loss(X, y)'s penalty leaves out {key}: the L2 penalty takes every weight, "
+                            f"W1 to {[k for k in params if k.startswith('W')][-1]}, in the loss and in their "
+                            "gradients")
 
 
 def _penalty_told(name: str, forward: Forward, x, y, params, reg: float, factor: float, grads: dict) -> None:
@@ -238,13 +251,14 @@ def _plain(value) -> np.ndarray:
 
 
 def _reference(forward: Forward, x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], reg: float,
-               factor: float):
+               factor: float, unpenalised: str = ""):
     """torch's scores, loss and gradients: ``forward``, the mean softmax loss, plus ``factor * reg`` times the
-    weights' (W...) sum of squares."""
+    weights' (W...) sum of squares (but ``unpenalised``'s)."""
     tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     scores = forward(tensors, torch.from_numpy(x))
     loss = torch.nn.functional.cross_entropy(scores, torch.from_numpy(y))
-    loss = loss + factor * reg * sum((t ** 2).sum() for k, t in tensors.items() if k.startswith("W"))
+    loss = loss + factor * reg * sum((t ** 2).sum() for k, t in tensors.items() if k.startswith("W") and
+                                     k != unpenalised)
     loss.backward()
     return scores.detach().numpy(), loss.item(), {k: t.grad.numpy() for k, t in tensors.items()}
 
