@@ -3924,6 +3924,22 @@ def test_cs231n_three_layer_convnet_is_graded_whole_and_its_bugs_are_told(tmp_pa
     assert row.passed < row.total == 3 and told in row.first_failure, row.first_failure
 
 
+@pytest.mark.parametrize("penalty", ["0.5 * self.reg * np.sum(W * W)", "self.reg * np.sum(W * W)"])
+def test_a_loss_given_as_a_one_element_array_is_read_with_either_penalty(tmp_path, penalty):
+    """A network whose loss is a 1-element array (np.sum(..., keepdims=True)) passes with either of the course's
+    penalty factors: its factor is read from that value as from a float."""
+    shutil.copy(CS231N[0], tmp_path / "layers.py")
+    text = CS231N[3].read_text()
+    text = text.replace("            loss += 0.5 * self.reg * np.sum(W * W)\n", f"            loss += {penalty}\n")
+    gradient = "self.reg * W" if penalty.startswith("0.5") else "2 * self.reg * W"
+    text = text.replace('grads["W%d" % i] += self.reg * W', f'grads["W%d" % i] += {gradient}')
+    text = text.replace("        return loss, grads\n", "        return np.array([loss]), grads\n")
+    (tmp_path / "fc_net.py").write_text(text)
+    row = grade([tmp_path / "layers.py", tmp_path / "fc_net.py"], resolve_convention("cs231n", None),
+                only=["mlp"]).rows[0]
+    assert row.passed == row.total == 4, row.failures
+
+
 @pytest.mark.parametrize("factor", ["0.5 * ", ""])
 def test_a_network_whose_penalty_has_either_of_the_courses_factors_passes(tmp_path, factor):
     """The course's L2 penalty has been 0.5 reg sum(W^2) and reg sum(W^2) (assignment 1's TwoLayerNet before 2020):

@@ -27,6 +27,7 @@ from twinnet.grader.conventions import BUILT_IN, load_spec
 from twinnet.grader.kinds import KINDS, Context, Halted, NotApplicable
 from twinnet.grader.kinds.modules import theirs
 from twinnet.grader.loader import StudentError, Submission, left_out_note, load, named_once, shown_names
+from twinnet.grader.loader import public
 
 NOT_SUBMITTED = "not in the files (optional in this convention)"  # the table's word for such a row
 MAX_CONFIGS = 1000  # random configurations per layer kind: more only makes a grading take hours
@@ -259,7 +260,7 @@ def _grade_kind(kind: str, entry: dict, convention: dict, submission, seed: int,
             if getattr(e, "timed_out", False):
                 timed_out = f"#{index}"
         except Exception as e:  # noqa: BLE001 - what the student returned broke the comparison: graded as failed
-            text = str(e).splitlines()[0][:160] if str(e) else ""
+            text = public(str(e).splitlines()[0], "")[:160] if str(e) else ""
             problem, worst = f"what the submission returned cannot be graded ({type(e).__name__}: {text})", float("inf")
         finally:
             if watchdog is not None:

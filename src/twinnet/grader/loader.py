@@ -309,12 +309,12 @@ def _load_error(e: BaseException, path: Path, files: list[Path], unresolved: boo
     else:
         what = (f"took more than {LOAD_LIMIT_S:g} s to load" if isinstance(e, TimeLimit) else type(e).__name__ + (
             f": {e}" if str(e) else " (raised as it was imported)"))
-    what = _public(what, package)  # a relative import's module, as the student wrote it
+    what = public(what, package)  # a relative import's module, as the student wrote it
     if isinstance(e, NameError) and getattr(e, "name", None):
         what += left_out_note([e.name], files)
     advice = ""
     if unresolved:
-        advice = "; " + _unresolved_advice(_public(e.name, package), files)
+        advice = "; " + _unresolved_advice(public(e.name, package), files)
     elif isinstance(e, TimeLimit):
         advice = ("; a file graded is imported, so work at its top level runs then: an endless loop, or training "
                   "or a test run there, belongs under `if __name__ == \"__main__\":`")
@@ -358,7 +358,7 @@ def _leave_out(path: Path, node: ast.stmt, where: str, e: BaseException, package
     """Record and warn of an import (or a statement) of ``path``, a module of ``package``, left out; the names it
     would have bound."""
     what = "import" if isinstance(node, (ast.Import, ast.ImportFrom)) else "statement"
-    told = f"{where}: {type(e).__name__}: {_public(str(e), package)}"
+    told = f"{where}: {type(e).__name__}: {public(str(e), package)}"
     if (path, told) not in _WARNED:  # a file beside several of those given is loaded with each: told once
         _WARNED.add((path, told))
         print(f"twinnet: warning: {told}; that {what} is left out, and code that needs it fails when called",
@@ -370,7 +370,13 @@ def _leave_out(path: Path, node: ast.stmt, where: str, e: BaseException, package
     if missing and not isinstance(e, ModuleNotFoundError) and (named := re.match(r"cannot import name '(\w+)'",
                                                                                   str(e))):
         missing += "." + named.group(1)  # ``from .. import layer_utilz``: the module missing from that package
-    advice = _unresolved_advice(_public(missing, package), [path]) if missing else "pass what it imports too"
+    advice = _unresolved_advice(public(missing, package), [path]) if missing else "pass what it imports too"
+    first = (node.module or node.names[0].name).split(".")[0] if isinstance(node, ast.ImportFrom) else ""
+    if missing and isinstance(node, ast.ImportFrom) and node.level > 1 and (path.parent / f"{first}.py").is_file():
+        above = "one folder" if node.level == 2 else f"{node.level - 1} folders"
+        advice = (f"{'.' * node.level}{node.module or ''} is looked for {above} above {path.name}, but {first}.py "
+                  "lies beside it (a submission flattened into one folder?): grade the files where they lie in the "
+                  "course's tree")
     if _above_the_top(node, e):
         advice = (f"{'.' * node.level}{node.module or ''} lies above the folders loaded as packages (the file's, the "
                   "two above it and any further with an __init__.py): grade the file where it lies in the course's "
@@ -382,7 +388,7 @@ def _leave_out(path: Path, node: ast.stmt, where: str, e: BaseException, package
 _WARNED: set[tuple[Path, str]] = set()  # the warnings of the files loaded by one ``load``
 
 
-def _public(text: str, package: str) -> str:
+def public(text: str, package: str) -> str:
     """``text`` with each module of the grader's private packages named as an import in ``package`` (the
     importing file's) spells it: ``twinnet_student_….classifiers.layers`` as ``.layers`` from classifiers/ and
     ``twinnet_student_….layers`` as ``..layers``."""
@@ -472,13 +478,15 @@ def _but_left_out(node: ast.stmt, e: ImportError, module, path: Path) -> set[str
     theirs = next((why for p, why in LEFT_OUT.items() if p.resolve() == Path(source.__file__).resolve()), {})
     absent = [a for a in node.names if a.name != "*" and not hasattr(source, a.name)]
     if not absent or any(a.name not in theirs and "*" not in theirs for a in absent):
-        return None
+        return None  # (a name its ``import *`` left out may have bound: told as such below)
     for alias in node.names:
         if alias.name != "*" and hasattr(source, alias.name):
             module.__dict__[alias.asname or alias.name] = getattr(source, alias.name)
     where = f"{path.name}:{node.lineno}"
     for alias in absent:
-        told = f"{where}: {alias.name} from {Path(source.__file__).name}, whose import of it was left out"
+        told = f"{where}: {alias.name} from {Path(source.__file__).name}, " + (
+            "whose import of it was left out" if alias.name in theirs else
+            "which lacks it; its `import *` that was left out may have bound it")
         if (path, told) not in _WARNED:
             _WARNED.add((path, told))
             print(f"twinnet: warning: {told}; it is left out here too", file=sys.stderr)
@@ -508,8 +516,8 @@ class _TolerantFinder(importlib.abc.MetaPathFinder):
         spec = importlib.machinery.PathFinder.find_spec(name, self.folders if path is None else path)
         stand_in = _STAND_INS.get(name.rpartition(".")[2])
         if spec is None and stand_in is not None:  # a course's compiled module, not built here: its NumPy version
-            if name not in _WARNED_STAND_IN:
-                _WARNED_STAND_IN.add(name)
+            if name.rpartition(".")[2] not in _WARNED_STAND_IN:
+                _WARNED_STAND_IN.add(name.rpartition(".")[2])
                 print(f"twinnet: note: {name.rpartition('.')[2]}, the course's Cython module, is not built here; "
                       "twinnet's NumPy version of it is used in its place", file=sys.stderr)
             return importlib.util.spec_from_file_location(name, stand_in)
@@ -743,7 +751,7 @@ def call(files: list[Path], fn, *args, what: str = "", **kwargs):
         # too where `twinnet check` grades in a child process (a real Ctrl-C stops its parent, which ends it)
         if isinstance(e, KeyboardInterrupt) and not ISOLATED:
             raise
-        text = _public(str(e).splitlines()[0], _package_of(fn))[:160] if str(e) else ""
+        text = public(str(e).splitlines()[0], _package_of(fn))[:160] if str(e) else ""
         message = f"{what or 'a call'} raised {type(e).__name__}: {text}"
         message = message.rstrip(": ")
         message += era_hint(e) + placeholder_hint(e)
@@ -759,7 +767,7 @@ def _unbuilt(name: str, files: list[Path]) -> str:
     """Where ``name`` is defined in a Cython module of the course's (a .pyx file in a folder of the files or one of
     the two above: CS231n's im2col_cython.pyx for its fast layers) that is not built here, what to do; else ""."""
     folders = dict.fromkeys(level for f in files for level in _named_levels(Path(f).absolute().parent))
-    defined = re.compile(rf"^\s*c?p?def\b[^(=]*\b{re.escape(name)}\s*\(", re.MULTILINE)
+    defined = re.compile(rf"^[ \t]*c?p?def\b[^(=\n]*\b{re.escape(name)}[ \t]*\(", re.MULTILINE)
     for folder in folders:
         with contextlib.suppress(OSError):
             for pyx in sorted(folder.glob("*.pyx"))[:20]:
@@ -773,6 +781,8 @@ def _unbuilt(name: str, files: list[Path]) -> str:
 
 def _package_of(fn) -> str:
     """The package of the module that defined ``fn`` (a function, a bound method or a class), else ""."""
+    while isinstance(fn, functools.partial):  # a constructor or a loss given its keywords
+        fn = fn.func
     module = getattr(getattr(fn, "__func__", fn), "__module__", None)
     return module.rpartition(".")[0] if isinstance(module, str) else ""
 
