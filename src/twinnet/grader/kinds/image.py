@@ -68,13 +68,13 @@ def _conv(cfg, ctx: Context) -> Quantities:
     return quantities
 
 
-def _off_square_told(cfg, failure, grade: Callable[[dict], Quantities], example: str) -> None:
-    """Where an image layer failed on an image whose height and width differ and ``grade`` passes on a square one
-    (W set to H), ``Wrong`` saying so, with ``example`` of such a swap."""
+def _off_square_told(cfg, failure, grade: Callable[[dict], Quantities], example: str, what: str = "layer") -> None:
+    """Where an image layer (or a network: ``what``) failed on an image whose height and width differ and ``grade``
+    passes on a square one (W set to H), ``Wrong`` saying so, with ``example`` of such a swap."""
     if _probe(lambda: grade({**cfg, "w": cfg["h"]})) is not None:
         here = f" (at H = {cfg['h']}, W = {cfg['w']}: {failure})" if failure is not None else ""
-        raise Wrong(f"wrong only where the height and width differ: the same layer passes on a square image (H = W = "
-                    f"{cfg['h']}); a height and a width swapped somewhere, such as {example}{here}")
+        raise Wrong(f"wrong only where the height and width differ: the same {what} passes on a square image (H = W "
+                    f"= {cfg['h']}); a height and a width swapped somewhere, such as {example}{here}")
 
 
 def _conv_on(cfg, ctx: Context) -> Quantities:

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from twinnet.grader.compare import Wrong, unchanged
-from twinnet.grader.kinds.base import Context, Kind, NotApplicable, Quantities, _attempt, _close, _probe
+from twinnet.grader.kinds.base import Context, Kind, NotApplicable, Quantities, _attempt, _close
+from twinnet.grader.kinds.image import _off_square_told
 
 # the names CS231n's networks have given their constructor's arguments: FullyConnectedNet(hidden_dims, input_dim,
 # num_classes, ...) and assignment 1's TwoLayerNet(input_dim, hidden_dim, num_classes, ...), before 2020
@@ -75,11 +76,10 @@ def _convnet(cfg, ctx: Context) -> Quantities:
     if ok:
         return quantities
     c, h, w = cfg["image"]
-    if h != w and _probe(lambda: _convnet_on({**cfg, "image": (c, h, h)}, ctx)) is not None:
-        here = f" (at H = {h}, W = {w}: {failure})" if failure is not None else ""
-        raise Wrong(f"wrong only where the height and width differ: the same network passes on a square image (H = W "
-                    f"= {h}); a height and a width swapped or taken for each other somewhere, such as W2's rows sized "
-                    f"from one side squared{here}")
+    if h != w:
+        _off_square_told({"h": h, "w": w}, failure, lambda square: _convnet_on({**cfg, "image": (c, h, square["w"])},
+                                                                               ctx),
+                         "W2's rows sized from one side squared", what="network")
     if failure is not None:
         raise failure
     return quantities
