@@ -1216,6 +1216,20 @@ def test_a_package_of_a_package_without_its_init_files_imports_from_the_level_ab
     assert row.passed == row.total > 0, row.failures
 
 
+def test_a_students_file_linked_into_the_courses_tree_imports_from_that_tree(tmp_path):
+    """A teacher links each student's fc_net.py into a copy of the course's tree (cs231n/classifiers/fc_net.py ->
+    submissions/alice/fc_net.py): its ``from ..layers import *`` finds the tree's layers.py, as Python finds it."""
+    top = tmp_path / "course" / "cs231n"
+    (top / "classifiers").mkdir(parents=True)
+    shutil.copy(CS231N[0], top / "layers.py")
+    student = tmp_path / "submissions" / "alice"
+    student.mkdir(parents=True)
+    (student / "fc_net.py").write_text(CS231N[3].read_text().replace("from .layers import", "from ..layers import"))
+    (top / "classifiers" / "fc_net.py").symlink_to(student / "fc_net.py")
+    row = grade([top / "classifiers" / "fc_net.py"], resolve_convention("cs231n", None), only=["mlp"]).rows[0]
+    assert row.passed == row.total == 4, row.failures
+
+
 def test_relative_names_in_messages_are_spelt_as_the_student_wrote_them(tmp_path, capsys):
     """``from . import helpers`` and ``from .. import layer_utilz`` (modules not there) are named ``.helpers`` and
     ``..layer_utilz``, and a module reached by a relative import is named so in an error raised as the student's

@@ -98,6 +98,7 @@ def load(paths: list[Path]) -> Submission:
     """Execute each file as an isolated module; files that fail to load are a ``LoadError`` naming each file
     and line (the grader cannot go on without the student's definitions)."""
     files = []
+    placed: dict[Path, Path] = {}  # each file where it was given: a link into a course's tree lies in that tree
     for p in paths:
         p = Path(p)
         if p.is_dir():
@@ -118,6 +119,7 @@ def load(paths: list[Path]) -> Submission:
             print(f"twinnet: warning: {p} is given more than once; it is graded once", file=sys.stderr)
             continue
         files.append(p.resolve())
+        placed.setdefault(p.resolve(), Path(os.path.normpath(p.absolute())))
     _WARNED.clear()
     _WARNED_STAND_IN.clear()
     LEFT_OUT.clear()
@@ -127,7 +129,7 @@ def load(paths: list[Path]) -> Submission:
     shown = dict(zip(files, shown_names(files)))
     for path in files:
         try:
-            module = _load_one(path, files)
+            module = _load_one(path, files, placed[path])
         except TwinnetError as e:
             text = str(e)  # a file named as its student would tell it from another of its name (b/layers.py)
             problems.append(shown[path] + text.removeprefix(path.name) if text.startswith(f"{path.name} ") else text)
@@ -174,11 +176,12 @@ def named_once(paths) -> list[str]:
     return list(given.values())
 
 
-def _load_one(path: Path, files: list[Path]):
+def _load_one(path: Path, files: list[Path], placed: Path | None = None):
     """``path`` executed as a module, and the files beside it that it imports: an import of a module neither
     installed nor among the files given is left out with a warning (``_TolerantLoader``), so that only code that
-    needs it fails when called."""
-    levels = [path.parent]  # each package level up, and the folder above the topmost (a course's runner may put
+    needs it fails when called. Its packages are those of the folder it was given in (``placed``: a symbolic link
+    in a course's tree imports from that tree, as Python would)."""
+    levels = [(placed or path).parent]  # each package level up, and the folder above the topmost (a runner may put
     while (levels[-1] / "__init__.py").is_file() and levels[-1].parent != levels[-1]:  # any of them on the path)
         levels.append(levels[-1].parent)
     package = _private_package(_package_chain(levels))
