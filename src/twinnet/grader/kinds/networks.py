@@ -157,12 +157,14 @@ def graded(ctx: Context, cls, made: dict, params: dict[str, np.ndarray], forward
         elif reg and "reg" not in accepted:
             continue  # a network with no penalty to set
         given = x.copy()
+        # torch's scores, loss and gradients under each of the course's penalty factors (one where there is none)
+        references = {f: _reference(forward, x, y, params, reg, f) for f in (_PENALTIES if reg else _PENALTIES[:1])}
         if not reg:
             scores = ctx.call(loss_fn, given, what=f"{name}.loss(X)")
             if isinstance(scores, (tuple, list, dict)):
                 raise Wrong(f"{name}.loss(X) returned a {type(scores).__name__}: given no y, it returns the scores, "
                             "(N, C)")
-            expected = _reference(forward, x, y, params, 0.0, 0.0)[0]
+            expected = references[_PENALTIES[0]][0]
             if not _close(scores, expected) and _close(scores, _reference(forward, x, y, own, 0.0, 0.0)[0]):
                 raise Wrong(f"{name}.loss(X) gives the scores of the network's own first weights, not of those "
                             "written into its params afterwards: loss reads its weights from self.params, where the "
@@ -180,11 +182,11 @@ def graded(ctx: Context, cls, made: dict, params: dict[str, np.ndarray], forward
         loss, grads = got
         factor = _PENALTIES[0]
         if reg:  # the student's factor, where its loss is one of the course's
-            fits = [f for f in _PENALTIES if _close(loss, _reference(forward, x, y, params, reg, f)[1])]
+            fits = [f for f in _PENALTIES if _close(loss, references[f][1])]
             factor = fits[0] if fits else factor
             if not fits:
                 _unpenalised_told(name, forward, x, y, params, reg, loss)
-        _, expected, gradients = _reference(forward, x, y, params, reg, factor)
+        _, expected, gradients = references[factor]
         result[f"loss{at}"] = (loss, [expected])
         if missing := [k for k in gradients if k not in grads]:
             raise Wrong(f"{name}.loss(X, y)'s grads has no {', '.join(missing)}: it holds the gradient of each "
